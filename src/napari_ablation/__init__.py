@@ -1,0 +1,3 @@
+"""napari-ablation: ablation margin assessment for interventional radiology."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,155 @@
+"""The ``napari-ablation`` console script (DESIGN.md section 5).
+
+A thin layer over ``core/``: the same functions the widgets call. Every problem with the
+input ends as one line on stderr and a non-zero exit status (2 for bad input, 1 for an
+unexpected internal error), never a traceback; outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .core.errors import AblationError, one_line
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+def _label_value(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"label must be an integer, got '{text}'") from None
+
+
+def _mm(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance in mm, got '{text}'") from None
+    if v != v or abs(v) == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite distance in mm, got '{text}'")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line (exit 2)."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(EXIT_BAD_INPUT, f"napari-ablation: error: {message} (see 'napari-ablation {self.prog.split()[-1]} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="napari-ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("margin", help="minimal treatment margin of a tumor and an ablation zone")
+    p.add_argument("--tumor", required=True, help="tumor labels on the pre grid (file or DICOM folder)")
+    p.add_argument("--ablation", required=True, help="ablation-zone labels on the post grid")
+    p.add_argument("--transform", help="registration pre -> post, ITK convention (.tfm)")
+    p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    p.add_argument("--tumor-label", type=_label_value, help="use only this label value of --tumor")
+    p.add_argument("--ablation-label", type=_label_value, help="use only this label value of --ablation")
+    p.add_argument("--json", dest="json_out", help="write the figures as JSON")
+    p.add_argument("--csv", dest="csv_out", help="write the figures as CSV")
+    p.add_argument("--html", dest="html_out", help="write a one-page HTML report")
+    p.add_argument("--margin-labels", dest="margin_labels_out", help="write the coverage-class labels (1 green, 2 yellow, 3 red) on the pre grid")
+    p.set_defaults(func=_cmd_margin)
+
+    p = sub.add_parser("register", help="rigid registration of post (moving) to pre (fixed)")
+    p.add_argument("--fixed", help="pre-ablation image")
+    p.add_argument("--moving", help="post-ablation image")
+    p.add_argument("--fixed-mask", help="restrict the metric to this mask on the pre grid (e.g. tumor + margin)")
+    p.add_argument("--moving-mask", help="restrict the metric to this mask on the post grid")
+    p.add_argument("--exclude-moving", help="leave these post voxels out of the metric (e.g. the ablation zone)")
+    p.add_argument("--fixed-points", help="landmarks on pre: CSV with header label,x,y,z (LPS mm)")
+    p.add_argument("--moving-points", help="landmarks on post: CSV with header label,x,y,z (LPS mm)")
+    p.add_argument("--out", required=True, help="output transform (.tfm), ITK convention pre -> post")
+    p.set_defaults(func=_cmd_register)
+
+    p = sub.add_parser("interpolate", help="fill unannotated slices between annotated ones")
+    p.add_argument("--labels", required=True, help="sparse labels (annotated slices)")
+    p.add_argument("--out", required=True, help="dense labels output")
+    p.add_argument("--axis", choices=("z", "y", "x"), default="z", help="slice axis (default z: axial)")
+    p.set_defaults(func=_cmd_interpolate)
+
+    p = sub.add_parser("demo", help="open napari with the renal MRI sample case and the plugin's widgets")
+    p.add_argument("--case", choices=("renal_mri", "liver_ct"), default="renal_mri", help="sample case")
+    p.add_argument("--screenshot", help="save a screenshot of the window to this PNG and quit")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("samples", help="(re)generate the bundled synthetic sample cases")
+    p.add_argument("--out", help="folder (default: the package's sample_data)")
+    p.set_defaults(func=_cmd_samples)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _cmd_margin(args: argparse.Namespace) -> int:
+    from .core import margin
+
+    return margin.run_cli(args)
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from .core import registration
+
+    return registration.run_cli(args)
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> int:
+    from .core import segmentation
+
+    return segmentation.run_cli(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.case, screenshot=args.screenshot)
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from .core import samples
+
+    for path in samples.write_all(args.out):
+        print(path)
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AblationError as exc:
+        print(f"napari-ablation {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"napari-ablation {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"napari-ablation {args.command}: error: out of memory", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        print(f"napari-ablation {args.command}: internal error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Glue between napari layers and core SimpleITK images (shared by every widget).
+
+Roles: every layer the plugin creates carries ``layer.metadata["napari_ablation"]["role"]``,
+one of :data:`ROLES`. Widgets find layers by role (the user may rename them), falling
+back to the default layer name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core import display, geometry
+from ..core.errors import AblationError, one_line
+
+META = "napari_ablation"
+
+#: role -> default layer name
+ROLES = {
+    "pre": "pre",
+    "post": "post",
+    "tumor": "tumor",
+    "ablation": "ablation",
+    "post_registered": "post (registered)",
+    "ablation_registered": "ablation outline (pre space)",
+    "margin": "margin",
+    "mtm_point": "minimal margin point",
+    "landmarks_pre": "landmarks pre",
+    "landmarks_post": "landmarks post",
+}
+
+#: fixed label colours (RGBA hex)
+TUMOR_COLOR = "#ff8c00"  # orange
+ABLATION_COLOR = "#00c8ff"  # cyan
+MARGIN_COLORS = {1: "#2ca02c", 2: "#ffd700", 3: "#d62728"}  # green, yellow, red
+MARGIN_NAMES = {1: "covered with margin", 2: "insufficient margin", 3: "not covered"}
+
+
+def role_of(layer) -> str | None:
+    meta = getattr(layer, "metadata", None) or {}
+    return (meta.get(META) or {}).get("role")
+
+
+def find_layer(viewer, role: str):
+    """The layer with this role (the last one added), else the one with the default name."""
+    found = [ly for ly in viewer.layers if role_of(ly) == role]
+    if found:
+        return found[-1]
+    name = ROLES.get(role, role)
+    return viewer.layers[name] if name in viewer.layers else None
+
+
+def layer_meta(layer) -> dict[str, Any]:
+    return dict((getattr(layer, "metadata", None) or {}).get(META) or {})
+
+
+def image_from_layer(layer, *, dtype=None) -> sitk.Image:
+    """Identity-direction SimpleITK image of a (3D, axis-aligned) napari layer."""
+    data = np.asarray(layer.data)
+    if data.ndim != 3:
+        raise AblationError(f"layer '{layer.name}' is {data.ndim}D; a 3D volume is needed")
+    if not np.allclose(np.asarray(layer.rotate), np.eye(3)) or not np.allclose(np.asarray(layer.shear), 0):
+        raise AblationError(f"layer '{layer.name}' is rotated or sheared; reload it with the plugin's reader")
+    if np.any(np.asarray(layer.scale) <= 0):
+        raise AblationError(f"layer '{layer.name}' has a non-positive scale")
+    return geometry.image_from_array(data, layer.scale, layer.translate, dtype=dtype)
+
+
+def mask_from_layer(layer, label: int | None = None) -> sitk.Image:
+    """Binary uint8 image (1 where ``label``, or any non-zero label) of a Labels layer."""
+    data = np.asarray(layer.data)
+    mask = (data == label) if label is not None else (data != 0)
+    return geometry.image_from_array(mask.astype(np.uint8), layer.scale, layer.translate)
+
+
+def image_layer_kwargs(img: sitk.Image, name: str, role: str, *, metadata: dict | None = None,
+                       modality: str = "", **extra) -> dict[str, Any]:
+    """Keyword arguments for ``viewer.add_image`` of an identity-direction image."""
+    meta = dict(metadata or {})
+    meta.setdefault(META, {})
+    meta[META] = {**meta[META], "role": role}
+    kw = {"name": name, "metadata": meta, **geometry.layer_geometry(img)}
+    arr = sitk.GetArrayViewFromImage(img)
+    kw["contrast_limits"] = display.default_contrast(arr, modality or meta[META].get("modality", ""))
+    kw.update(extra)
+    return kw
+
+
+def labels_layer_kwargs(img: sitk.Image, name: str, role: str, color: str | None = None,
+                        *, metadata: dict | None = None, **extra) -> dict[str, Any]:
+    meta = dict(metadata or {})
+    meta[META] = {**(meta.get(META) or {}), "role": role, "geometry": geometry.geometry_dict(img)}
+    kw = {"name": name, "metadata": meta, **geometry.layer_geometry(img)}
+    if color is not None:
+        kw["colormap"] = single_color_map(color)
+    kw.update(extra)
+    return kw
+
+
+def single_color_map(color: str):
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: color})
+
+
+def margin_colormap():
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS})
+
+
+def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None, **kw):
+    """Replace the data of the layer with this role, or add a new image layer."""
+    layer = find_layer(viewer, role)
+    kwargs = image_layer_kwargs(img, name or ROLES.get(role, role), role, **kw)
+    if layer is not None and layer.data.shape == tuple(img.GetSize()[::-1]):
+        layer.data = sitk.GetArrayFromImage(img)
+        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        return layer
+    if layer is not None:
+        viewer.layers.remove(layer)
+    return viewer.add_image(sitk.GetArrayFromImage(img), **kwargs)
+
+
+def add_or_update_labels(viewer, img: sitk.Image, role: str, *, name: str | None = None,
+                         color: str | None = None, colormap=None, **kw):
+    layer = find_layer(viewer, role)
+    kwargs = labels_layer_kwargs(img, name or ROLES.get(role, role), role, color, **kw)
+    if colormap is not None:
+        kwargs["colormap"] = colormap
+    arr = sitk.GetArrayFromImage(img)
+    if layer is not None and layer.data.shape == arr.shape:
+        layer.data = arr
+        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        return layer
+    if layer is not None:
+        viewer.layers.remove(layer)
+    return viewer.add_labels(arr, **kwargs)
+
+
+def notify_error(exc: BaseException | str) -> None:
+    """One-line error notification (never a traceback)."""
+    from napari.utils.notifications import show_error
+
+    show_error(exc if isinstance(exc, str) else one_line(exc))
+
+
+def notify_info(text: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(text)
+
+
+def notify_warning(text: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(text)
+
+
+def center_view_on(viewer, point_world_zyx, zoom: float | None = None) -> None:
+    """Put every view's slice and the camera centre on a world point (z, y, x)."""
+    pt = [float(v) for v in point_world_zyx]
+    ndim = viewer.dims.ndim
+    if ndim >= 3:
+        viewer.dims.point = tuple(pt[-ndim:]) if ndim == 3 else tuple(list(viewer.dims.point[: ndim - 3]) + pt)
+    viewer.camera.center = tuple(pt[-3:]) if viewer.dims.ndisplay == 3 else tuple(pt[-2:])
+    if zoom is not None:
+        viewer.camera.zoom = zoom
