@@ -210,3 +210,43 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def case_from_images(pre, post, *, name: str | None = None) -> Case:
+    """A new case from two :class:`~napari_ablation.core.io.LoadedImage` (pre, post).
+
+    Raises when the two fields of view do not overlap at all (they cannot show the same
+    anatomy); notes from reading (series choice, oblique resampling) go to ``case.info``.
+    """
+    for role, loaded in (("pre", pre), ("post", post)):
+        if loaded is None:
+            raise AblationError(f"no {role}-ablation image given")
+    overlap = geometry.overlap_fraction(pre.image, post.image)
+    if overlap <= 0.0:
+        raise AblationError(
+            "pre and post fields of view do not overlap (check that both series are from the same patient and frame of reference)"
+        )
+    notes = list(pre.notes) + list(post.notes)
+    if overlap < 0.2:
+        notes.append(f"pre and post fields of view overlap by only {overlap:.0%}")
+    stem = name or Path(str(pre.source).rstrip("/\\")).name.split(".")[0] or "case"
+    info = {
+        "name": stem,
+        "modality": pre.modality or post.modality,
+        "notes": notes,
+        "created_at": _now(),
+    }
+    for role, loaded in (("pre", pre), ("post", post)):
+        info[f"{role}_source"] = loaded.source
+        info[f"{role}_modality"] = loaded.modality
+        info[f"{role}_description"] = loaded.description
+        info[f"{role}_original_geometry"] = loaded.original_geometry
+    return Case(pre=pre.image, post=post.image, info=info)
+
+
+def load_case_files(pre_path, post_path, *, pre_series: str | None = None,
+                    post_series: str | None = None, name: str | None = None) -> Case:
+    """Read pre and post (files or DICOM folders) into a new case."""
+    pre = read_image(pre_path, series_uid=pre_series)
+    post = read_image(post_path, series_uid=post_series)
+    return case_from_images(pre, post, name=name)

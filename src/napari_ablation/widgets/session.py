@@ -146,7 +146,9 @@ class CaseSession:
             if lab is None:
                 continue
             color = _layers.TUMOR_COLOR if role == "tumor" else _layers.ABLATION_COLOR
-            layer = _layers.add_or_update_labels(viewer, lab, role, color=color, opacity=0.5)
+            meta = {_layers.META: {"original_geometry": case.info.get(f"{GRID_OF[role]}_original_geometry"),
+                                   "drawn_on": GRID_OF[role]}}
+            layer = _layers.add_or_update_labels(viewer, lab, role, color=color, opacity=0.5, metadata=meta)
             self._watch(layer)
         self.center_on_tumor()
 

@@ -1,0 +1,309 @@
+"""Load-case widget: pre and post series (file or DICOM folder), a sample case, or a
+saved case folder. Reading runs off the GUI thread with a progress indicator; nothing
+is shown until both images are read and checked, so bad input leaves the viewer as it
+was and says why in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import io
+from ..core.case import Case, is_case_folder, load_case_files
+from ..core.errors import AblationError
+from . import _layers
+from .session import CaseSession, default_cases_root, new_case_folder
+
+
+class _SeriesPicker(QWidget):
+    """A path (file or DICOM folder) with a series choice when the folder holds several."""
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        self.title = title
+        self.path = QLineEdit()
+        self.path.setPlaceholderText(f"{title}: image file or DICOM folder")
+        self.file_btn = QPushButton("File…")
+        self.folder_btn = QPushButton("Folder…")
+        self.series = QComboBox()
+        self.series.setVisible(False)
+        self.series.setToolTip("This folder holds several DICOM series: choose one")
+        self._series: list[io.SeriesInfo] = []
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.path, 1)
+        row.addWidget(self.file_btn)
+        row.addWidget(self.folder_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.series)
+        self.file_btn.clicked.connect(self._pick_file)
+        self.folder_btn.clicked.connect(self._pick_folder)
+        self.path.editingFinished.connect(self.refresh_series)
+
+    def _pick_file(self):
+        name, _ = QFileDialog.getOpenFileName(
+            self, f"{self.title} image", "", "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
+        )
+        if name:
+            self.path.setText(name)
+            self.refresh_series()
+
+    def _pick_folder(self):
+        name = QFileDialog.getExistingDirectory(self, f"{self.title} DICOM folder")
+        if name:
+            self.path.setText(name)
+            self.refresh_series()
+
+    def refresh_series(self):
+        """List the series of a DICOM folder (cheap: headers only)."""
+        self._series = []
+        self.series.clear()
+        self.series.setVisible(False)
+        p = Path(self.path.text().strip())
+        if not p.is_dir() or is_case_folder(p):
+            return
+        try:
+            self._series = io.list_dicom_series(p)
+        except AblationError as exc:
+            _layers.notify_error(exc)
+            return
+        if len(self._series) > 1:
+            for s in self._series:
+                self.series.addItem(s.summary(), s.uid)
+            usable = [i for i, s in enumerate(self._series) if s.size[2] > 1 and not s.problem]
+            self.series.setCurrentIndex(usable[0] if usable else 0)
+            self.series.setVisible(True)
+
+    @property
+    def series_uid(self) -> str | None:
+        return self.series.currentData() if self.series.isVisible() and self.series.count() else None
+
+
+class LoadCaseWidget(QWidget):
+    """1. Load case: pre/post series, a sample case, or a saved case folder."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = CaseSession.of(napari_viewer)
+        self.session.attach_widget(self)
+        self._worker = None
+
+        files = QGroupBox("Pre / post series")
+        form = QFormLayout(files)
+        self.pre = _SeriesPicker("Pre-ablation")
+        self.post = _SeriesPicker("Post-ablation")
+        self.case_name = QLineEdit()
+        self.case_name.setPlaceholderText("case name (default: from the pre file)")
+        self.load_btn = QPushButton("Load pre + post")
+        form.addRow("Pre", self.pre)
+        form.addRow("Post", self.post)
+        form.addRow("Name", self.case_name)
+        form.addRow(self.load_btn)
+
+        sample = QGroupBox("Sample case")
+        srow = QHBoxLayout(sample)
+        self.sample = QComboBox()
+        self._sample_names = _sample_names()
+        for key, title in self._sample_names:
+            self.sample.addItem(title, key)
+        self.fresh = QCheckBox("fresh copy")
+        self.fresh.setToolTip("Start from the bundled sample again (your previous annotations of it are kept in a numbered folder)")
+        self.sample_btn = QPushButton("Open sample")
+        srow.addWidget(self.sample, 1)
+        srow.addWidget(self.fresh)
+        srow.addWidget(self.sample_btn)
+
+        folder = QGroupBox("Case folder")
+        frow = QVBoxLayout(folder)
+        buttons = QHBoxLayout()
+        self.open_btn = QPushButton("Open case folder…")
+        self.save_btn = QPushButton("Save case")
+        self.save_as_btn = QPushButton("Save as…")
+        buttons.addWidget(self.open_btn)
+        buttons.addWidget(self.save_btn)
+        buttons.addWidget(self.save_as_btn)
+        self.status = QLabel("No case loaded.")
+        self.status.setWordWrap(True)
+        frow.addLayout(buttons)
+        frow.addWidget(self.status)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(False)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(files)
+        lay.addWidget(sample)
+        lay.addWidget(folder)
+        lay.addWidget(self.progress)
+        lay.addStretch(1)
+
+        self.load_btn.clicked.connect(lambda: self.load_files())
+        self.sample_btn.clicked.connect(lambda: self.open_sample())
+        self.open_btn.clicked.connect(self._pick_case_folder)
+        self.save_btn.clicked.connect(lambda: self.save_case())
+        self.save_as_btn.clicked.connect(self._save_as)
+        self.session.changed.connect(self._on_session_changed)
+        self._on_session_changed("case")
+
+    # ------------------------------------------------------------------ actions
+    def load_files(self, pre: str | None = None, post: str | None = None, *, pre_series: str | None = None,
+                   post_series: str | None = None, name: str | None = None):
+        """Read pre and post off the GUI thread, then show them. Returns the worker."""
+        pre = pre if pre is not None else self.pre.path.text().strip()
+        post = post if post is not None else self.post.path.text().strip()
+        if not pre or not post:
+            _layers.notify_error("choose both a pre-ablation and a post-ablation image")
+            return None
+        pre_series = pre_series if pre_series is not None else self.pre.series_uid
+        post_series = post_series if post_series is not None else self.post.series_uid
+        name = name or self.case_name.text().strip() or None
+
+        def job():
+            case = load_case_files(pre, post, pre_series=pre_series, post_series=post_series, name=name)
+            folder = new_case_folder(case.info["name"])
+            case.save(folder)  # off the GUI thread: the case folder exists before any edit
+            return case, folder
+
+        return self._run(job, f"Reading {Path(pre).name} and {Path(post).name}")
+
+    def open_sample(self, key: str | None = None, *, fresh: bool | None = None):
+        """Open a bundled sample case in a working copy under the cases folder."""
+        key = key or self.sample.currentData()
+        fresh = self.fresh.isChecked() if fresh is None else fresh
+
+        def job():
+            return sample_working_copy(key, fresh=fresh)
+
+        return self._run(job, f"Opening sample case {key}")
+
+    def open_case_folder(self, folder: str):
+        def job():
+            return Case.load(folder), Path(folder)
+
+        return self._run(job, f"Opening case {Path(folder).name}", show_notes=False)
+
+    def save_case(self, folder: str | None = None):
+        if self.session.case.pre is None:
+            _layers.notify_error("no case to save: load pre and post first")
+            return None
+        try:
+            out = self.session.save(folder)
+        except AblationError as exc:
+            _layers.notify_error(exc)
+            return None
+        _layers.notify_info(f"case saved to {out}")
+        return out
+
+    # ------------------------------------------------------------------ plumbing
+    def _run(self, job, message: str, *, show_notes: bool = True):
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            _layers.notify_warning("still loading the previous case")
+            return None
+        worker = create_worker(job, _progress={"desc": message})
+        self.progress.setVisible(True)
+        self.progress.setFormat(message)
+        self._set_busy(True)
+
+        def done(result):
+            case, folder = result
+            try:
+                self.session.set_case(case, folder, save_images=False)
+            except AblationError as exc:
+                _layers.notify_error(exc)
+                return
+            for note in case.info.get("notes", []) if show_notes else []:
+                _layers.notify_info(note)
+
+        def failed(exc):
+            _layers.notify_error(exc)
+
+        def finished():
+            self._worker = None
+            self.progress.setVisible(False)
+            self._set_busy(False)
+
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(finished)
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _set_busy(self, busy: bool):
+        for b in (self.load_btn, self.sample_btn, self.open_btn, self.save_btn, self.save_as_btn):
+            b.setEnabled(not busy)
+
+    def _pick_case_folder(self):
+        name = QFileDialog.getExistingDirectory(self, "Case folder", str(default_cases_root()))
+        if name:
+            if not is_case_folder(name):
+                _layers.notify_error(f"{name}: not a case folder (no case.json)")
+                return
+            self.open_case_folder(name)
+
+    def _save_as(self):
+        name = QFileDialog.getExistingDirectory(self, "Save case into folder", str(default_cases_root()))
+        if name:
+            self.save_case(name)
+
+    def _on_session_changed(self, what: str):
+        s = self.session
+        if s.case.pre is None:
+            self.status.setText("No case loaded.")
+            return
+        name = s.case.info.get("name", "case")
+        where = str(s.folder) if s.folder else "not saved yet"
+        state = "autosave pending…" if s.has_unsaved_changes else "all changes saved"
+        if s.last_error:
+            state = s.last_error
+        self.status.setText(f"<b>{name}</b><br>folder: {where}<br>{state}")
+
+
+def _sample_names() -> list[tuple[str, str]]:
+    try:
+        from ..core import samples
+
+        return [(k, samples.SAMPLE_TITLES.get(k, k) if hasattr(samples, "SAMPLE_TITLES") else k)
+                for k in samples.SAMPLE_NAMES]
+    except Exception:  # noqa: BLE001
+        return [("renal_mri", "renal_mri"), ("liver_ct", "liver_ct")]
+
+
+def sample_working_copy(key: str, *, fresh: bool = False) -> tuple[Case, Path]:
+    """The user's working copy of a sample case (created from the bundled data if needed).
+
+    The bundled files are never modified: annotations go to
+    ``<cases root>/sample_<key>`` (a new numbered folder when ``fresh``).
+    """
+    from ..core import samples
+
+    folder = default_cases_root() / f"sample_{key}"
+    if not fresh and is_case_folder(folder):
+        return Case.load(folder), folder
+    if fresh and is_case_folder(folder):
+        folder = new_case_folder(f"sample_{key}")
+    case = samples.load_sample(key)
+    case.info.setdefault("name", f"sample_{key}")
+    case.save(folder)
+    return case, folder
