@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-moving", help="leave these post voxels out of the metric (e.g. the ablation zone)")
     p.add_argument("--fixed-points", help="landmarks on pre: CSV with header label,x,y,z (LPS mm)")
     p.add_argument("--moving-points", help="landmarks on post: CSV with header label,x,y,z (LPS mm)")
+    p.add_argument("--tumor", help="tumor labels on pre: restrict the metric to a ball around the tumor (see --roi-radius)")
+    p.add_argument("--roi-radius", type=_mm, default=40.0, help="radius in mm of the region around the tumor (default 40)")
     p.add_argument("--out", required=True, help="output transform (.tfm), ITK convention pre -> post")
     p.set_defaults(func=_cmd_register)
 

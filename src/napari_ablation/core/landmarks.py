@@ -1,0 +1,310 @@
+"""Paired-landmark rigid registration (DESIGN.md section 3).
+
+Landmarks are anatomical points clicked on pre (fixed) and on post (moving), paired by a
+label. The least-squares rigid motion ``T`` with ``T(p_i) ~= q_i`` (ITK convention: pre
+points ``p`` map to post points ``q``) is the closed-form SVD solution (Arun/Kabsch/Horn).
+
+The fit residual (fiducial registration error, FRE) of each pair shows a bad click, but
+the residual alone misleads: it grows with more points while the true error falls. We
+therefore also report Fitzpatrick's predicted target registration error at a target
+(the tumor centre)::
+
+    TRE^2(r) ~= FLE^2 / N * (1 + 1/3 * sum_k d_k^2 / f_k^2)
+
+with ``d_k`` the distance of ``r`` from principal axis ``k`` of the landmark
+configuration, ``f_k`` the RMS distance of the landmarks from that axis, and the
+fiducial localisation error estimated from the residual, ``FLE^2 ~= FRE_rms^2 N/(N-2)``
+(Fitzpatrick, West & Maurer, IEEE TMI 1998).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import transform as tfm
+from .errors import AblationError
+from .io import write_text_atomic
+
+#: below this RMS distance (mm) of the landmarks from their best line, the fit is refused
+MIN_SPREAD_FROM_LINE_MM = 1.0
+
+Points = dict[str, np.ndarray]
+
+
+# ----------------------------------------------------------------------------- points I/O
+
+
+def _label(value) -> str:
+    text = str(value).strip()
+    # "3.0" and "3" are the same pair label
+    try:
+        f = float(text)
+        if f.is_integer():
+            return str(int(f))
+    except ValueError:
+        pass
+    return text
+
+
+def as_points(points) -> Points:
+    """Normalise ``{label: xyz}`` / case-style ``[{"label","x","y","z"}]`` into ``{str: array(3)}``."""
+    if points is None:
+        return {}
+    out: Points = {}
+    if isinstance(points, Mapping):
+        items = points.items()
+    else:
+        items = []
+        for row in points:
+            try:
+                items.append((row["label"], (row["x"], row["y"], row["z"])))
+            except (KeyError, TypeError):
+                raise AblationError("landmark entries need 'label', 'x', 'y' and 'z'") from None
+    for lab, xyz in items:
+        key = _label(lab)
+        if key == "":
+            raise AblationError("a landmark has an empty label")
+        if key in out:
+            raise AblationError(f"landmark label '{key}' appears twice")
+        v = np.asarray(xyz, dtype=float).reshape(-1)
+        if v.shape != (3,) or not np.all(np.isfinite(v)):
+            raise AblationError(f"landmark '{key}' needs three finite coordinates")
+        out[key] = v
+    return out
+
+
+def points_to_rows(points) -> list[dict]:
+    """``{label: xyz}`` -> case-style rows ``[{"label", "x", "y", "z"}]`` (sorted by label)."""
+    pts = as_points(points)
+    return [
+        {"label": k, "x": float(v[0]), "y": float(v[1]), "z": float(v[2])}
+        for k, v in sorted(pts.items(), key=lambda kv: _sort_key(kv[0]))
+    ]
+
+
+def _sort_key(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def read_points_csv(path: str | os.PathLike) -> Points:
+    """Read landmarks from a CSV with header ``label,x,y,z`` (LPS mm)."""
+    p = Path(path)
+    if not p.exists():
+        raise AblationError(f"{p}: no such points file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        raise AblationError(f"{p.name}: not a readable text (CSV) file") from None
+    rows = list(csv.reader(_io.StringIO(text)))
+    rows = [r for r in rows if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    if not rows:
+        raise AblationError(f"{p.name}: empty points file (expected header label,x,y,z)")
+    header = [c.strip().lower() for c in rows[0]]
+    try:
+        cols = [header.index(k) for k in ("label", "x", "y", "z")]
+    except ValueError:
+        raise AblationError(f"{p.name}: header must contain label,x,y,z (got {','.join(header)})") from None
+    out: Points = {}
+    for n, row in enumerate(rows[1:], start=2):
+        try:
+            lab = _label(row[cols[0]])
+            xyz = np.array([float(row[c]) for c in cols[1:]])
+        except (IndexError, ValueError):
+            raise AblationError(f"{p.name} line {n}: expected a label and three numbers") from None
+        if not lab:
+            raise AblationError(f"{p.name} line {n}: empty label")
+        if not np.all(np.isfinite(xyz)):
+            raise AblationError(f"{p.name} line {n}: coordinates must be finite")
+        if lab in out:
+            raise AblationError(f"{p.name}: label '{lab}' appears twice")
+        out[lab] = xyz
+    if not out:
+        raise AblationError(f"{p.name}: no points in file")
+    return out
+
+
+def write_points_csv(points, path: str | os.PathLike) -> Path:
+    """Write ``{label: xyz}`` as CSV ``label,x,y,z`` (LPS mm), atomically."""
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "x", "y", "z"])
+    for row in points_to_rows(points):
+        w.writerow([row["label"], repr(row["x"]), repr(row["y"]), repr(row["z"])])
+    return write_text_atomic(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- pairing / checks
+
+
+@dataclass
+class Pairs:
+    labels: list[str]
+    fixed: np.ndarray  # (n, 3) pre points
+    moving: np.ndarray  # (n, 3) post points
+    only_fixed: list[str]
+    only_moving: list[str]
+
+    @property
+    def unpaired_message(self) -> str | None:
+        parts = []
+        if self.only_fixed:
+            parts.append(f"label(s) {', '.join(self.only_fixed)} on pre have no partner on post")
+        if self.only_moving:
+            parts.append(f"label(s) {', '.join(self.only_moving)} on post have no partner on pre")
+        return "; ".join(parts) or None
+
+
+def pair_points(fixed_pts, moving_pts) -> Pairs:
+    f, m = as_points(fixed_pts), as_points(moving_pts)
+    labels = sorted(set(f) & set(m), key=_sort_key)
+    return Pairs(
+        labels,
+        np.array([f[k] for k in labels], dtype=float).reshape(-1, 3),
+        np.array([m[k] for k in labels], dtype=float).reshape(-1, 3),
+        sorted(set(f) - set(m), key=_sort_key),
+        sorted(set(m) - set(f), key=_sort_key),
+    )
+
+
+def check_configuration(pts: np.ndarray, where: str = "landmarks") -> None:
+    """Raise unless there are >= 3 points that are not (nearly) collinear."""
+    n = len(pts)
+    if n < 3:
+        raise AblationError(f"{n} landmark pair{'s' if n != 1 else ''}: at least 3 non-collinear pairs are needed")
+    c = pts - pts.mean(axis=0)
+    s = np.linalg.svd(c, compute_uv=False)
+    # RMS distance of the points from their best-fitting line
+    spread = math.sqrt(float(np.sum(s[1:] ** 2)) / n)
+    if spread < MIN_SPREAD_FROM_LINE_MM:
+        raise AblationError(
+            f"{where} are collinear (within {spread:.2f} mm of one line): the rotation about that line is undetermined; add a pair off the line"
+        )
+
+
+def check_inside(points, image: sitk.Image, name: str) -> None:
+    """Raise if a landmark lies outside the voxel region of ``image``."""
+    if image is None:
+        return
+    size = np.asarray(image.GetSize(), dtype=float)
+    for lab, xyz in as_points(points).items():
+        idx = np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in xyz]))
+        if np.any(idx < -0.5) or np.any(idx > size - 0.5):
+            raise AblationError(f"landmark '{lab}' at ({xyz[0]:.1f}, {xyz[1]:.1f}, {xyz[2]:.1f}) mm is outside the {name} image")
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares rotation ``R`` and translation ``t`` with ``R p_i + t ~= q_i`` (SVD, no reflection)."""
+    p = np.asarray(p, dtype=float)
+    q = np.asarray(q, dtype=float)
+    pc, qc = p.mean(axis=0), q.mean(axis=0)
+    h = (p - pc).T @ (q - qc)
+    u, _s, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return r, qc - r @ pc
+
+
+@dataclass
+class LandmarkFit:
+    """Result of :func:`fit_landmarks` (all distances in mm)."""
+
+    transform: sitk.Euler3DTransform  # pre -> post (ITK convention)
+    labels: list[str]
+    residuals: dict[str, float]  # FRE of each pair: |T(p_i) - q_i|
+    rms_fre: float
+    fle_estimate: float  # estimated fiducial localisation error
+    fixed: np.ndarray
+    moving: np.ndarray
+    unpaired: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def predicted_tre_at(self, point_lps) -> float:
+        """Fitzpatrick's predicted target registration error (mm) at a pre-space point."""
+        r = np.asarray(point_lps, dtype=float).reshape(3)
+        c = self.fixed.mean(axis=0)
+        x = self.fixed - c
+        _u, _s, vt = np.linalg.svd(x, full_matrices=False)
+        axes = vt  # rows: principal axes
+        total = 0.0
+        d = r - c
+        for k in range(3):
+            a = axes[k]
+            # squared distances from principal axis k (through the centroid)
+            f2 = float(np.mean(np.sum(x**2, axis=1) - (x @ a) ** 2))
+            d2 = float(d @ d - (d @ a) ** 2)
+            total += d2 / max(f2, 1e-12)
+        return float(math.sqrt(self.fle_estimate**2 / self.n * (1.0 + total / 3.0)))
+
+    def table(self) -> list[tuple[str, float]]:
+        return [(k, self.residuals[k]) for k in self.labels]
+
+    def worst(self) -> tuple[str, float]:
+        k = max(self.labels, key=lambda lab: self.residuals[lab])
+        return k, self.residuals[k]
+
+
+def fit_landmarks(fixed_pts, moving_pts, *, center_lps=None, strict: bool = False) -> LandmarkFit:
+    """Least-squares rigid fit ``T(pre point) ~= post point`` from landmark pairs matched by label.
+
+    Labels without a partner are ignored (listed in ``unpaired``/``warnings``), or with
+    ``strict`` refused. ``center_lps`` sets the rotation centre of the returned Euler
+    transform (e.g. the tumor centre; default: centroid of the pre landmarks) - it does
+    not change the transform itself.
+    """
+    pairs = pair_points(fixed_pts, moving_pts)
+    msg = pairs.unpaired_message
+    if msg and strict:
+        raise AblationError(msg)
+    check_configuration(pairs.fixed, "pre landmarks")
+    check_configuration(pairs.moving, "post landmarks")
+    r, t = kabsch(pairs.fixed, pairs.moving)
+    center = pairs.fixed.mean(axis=0) if center_lps is None else np.asarray(center_lps, dtype=float)
+    tx = tfm.euler_from_matrix(r, t, center)
+    pred = pairs.fixed @ r.T + t
+    res = np.linalg.norm(pred - pairs.moving, axis=1)
+    n = len(pairs.labels)
+    rms = float(math.sqrt(np.mean(res**2)))
+    fle = rms * math.sqrt(n / (n - 2)) if n > 2 else float("nan")
+    warnings = [msg] if msg else []
+    return LandmarkFit(
+        tx,
+        pairs.labels,
+        {k: float(v) for k, v in zip(pairs.labels, res)},
+        rms,
+        fle,
+        pairs.fixed,
+        pairs.moving,
+        pairs.only_fixed + pairs.only_moving,
+        warnings,
+    )
+
+
+def format_fit(fit: LandmarkFit, target_lps=None, target_name: str = "tumor centre") -> str:
+    """Human summary: residual table, RMS and predicted TRE."""
+    lines = ["pair  residual (mm)"]
+    for lab, res in fit.table():
+        lines.append(f"{lab:>4}  {res:8.2f}")
+    lines.append(f"RMS fiducial residual {fit.rms_fre:.2f} mm over {fit.n} pairs")
+    if target_lps is not None:
+        lines.append(f"predicted target error at the {target_name}: {fit.predicted_tre_at(target_lps):.2f} mm")
+    lines.extend(f"warning: {w}" for w in fit.warnings)
+    return "\n".join(lines)

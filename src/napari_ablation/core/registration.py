@@ -1,0 +1,583 @@
+"""Rigid registration of post (moving) to pre (fixed), local to the tumor (DESIGN.md section 3).
+
+* :func:`register_rigid` - automatic intensity registration: Mattes mutual information,
+  Euler3D, regular-step gradient descent with physical-shift scales, 3-level pyramid.
+  The metric is restricted to a region of interest around the tumor (a ball around the
+  tumor, or a user box) and can leave the ablation zone out (it is a signal void only
+  present in post). The fixed image is cropped to the region and the moving image to
+  the region as seen through the initial transform, so the cost scales with the region.
+* Manual adjustment (:func:`adjust`), composition, and the QA images (checkerboard,
+  difference, edges) computed on the pre grid.
+* :func:`run_cli` - ``napari-ablation register``.
+
+All transforms follow the ITK convention of ``core.transform``: ``T`` maps pre points to
+post points, so ``resample_onto(post, pre, T)`` shows post on the pre grid.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import geometry, landmarks, transform as tfm
+from .errors import AblationError
+
+DEFAULT_ROI_RADIUS_MM = 40.0
+#: the ablation zone is dilated by this much before it is left out of the metric
+EXCLUDE_DILATION_MM = 3.0
+#: relative metric tolerance when deciding that a registration "ended worse"
+WORSE_TOLERANCE = 1e-3
+
+
+class RegistrationCancelled(Exception):
+    """Raised by :func:`register_rigid` when ``cancel()`` became true."""
+
+
+@dataclass
+class RegistrationResult:
+    transform: sitk.Euler3DTransform  # pre -> post (ITK convention); the initial one if not improved
+    metric_before: float  # Mattes MI (negative; lower is better) at the initial transform
+    metric_after: float  # at the optimised transform
+    iterations: int
+    stop_reason: str
+    elapsed_s: float
+    improved: bool = True
+    roi_center_lps: tuple[float, float, float] | None = None
+    roi_radius_mm: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        rot = tfm.rotation_angle_deg(self.transform)
+        t = np.asarray(tfm.as_euler(self.transform).GetTranslation())
+        text = (
+            f"metric {self.metric_before:.4f} -> {self.metric_after:.4f} "
+            f"in {self.iterations} iterations, {self.elapsed_s:.2f} s; "
+            f"rotation {rot:.2f} deg, translation ({t[0]:.2f}, {t[1]:.2f}, {t[2]:.2f}) mm"
+        )
+        return text
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def mask_centroid_lps(mask: sitk.Image) -> np.ndarray:
+    arr = sitk.GetArrayViewFromImage(mask)
+    nz = np.argwhere(arr != 0)
+    if len(nz) == 0:
+        raise AblationError("the tumor mask is empty")
+    return geometry.index_to_lps(mask, nz.mean(axis=0))
+
+
+def mask_radius_mm(mask: sitk.Image, center_lps) -> float:
+    """Largest distance (mm) from ``center_lps`` to a voxel of ``mask``."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    nz = np.argwhere(arr != 0)
+    if len(nz) == 0:
+        return 0.0
+    sp = np.asarray(mask.GetSpacing())[::-1]
+    org = np.asarray(mask.GetOrigin())[::-1]
+    pts = nz * sp + org  # (z, y, x) mm, identity direction
+    return float(np.sqrt(((pts - np.asarray(center_lps)[::-1]) ** 2).sum(axis=1)).max())
+
+
+def _region_of(image: sitk.Image, lo_lps, hi_lps) -> sitk.Image | None:
+    """Crop of ``image`` covering the LPS box [lo, hi] (None if they do not intersect)."""
+    size = np.asarray(image.GetSize())
+    corners = []
+    for c in np.ndindex(2, 2, 2):
+        pt = np.where(np.asarray(c) == 1, hi_lps, lo_lps)
+        corners.append(image.TransformPhysicalPointToContinuousIndex([float(v) for v in pt]))
+    corners = np.asarray(corners)
+    i0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    i1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, size)
+    if np.any(i1 - i0 < 2):
+        return None
+    return sitk.RegionOfInterest(image, (i1 - i0).tolist(), i0.tolist())
+
+
+def _ball_mask(reference: sitk.Image, center_lps, radius_mm: float) -> sitk.Image:
+    nz, ny, nx = reference.GetSize()[::-1]
+    sp = np.asarray(reference.GetSpacing())
+    org = np.asarray(reference.GetOrigin())
+    c = np.asarray(center_lps, dtype=float)
+    z = (org[2] + sp[2] * np.arange(nz) - c[2]) ** 2
+    y = (org[1] + sp[1] * np.arange(ny) - c[1]) ** 2
+    x = (org[0] + sp[0] * np.arange(nx) - c[0]) ** 2
+    inside = (z[:, None, None] + y[None, :, None] + x[None, None, :]) <= radius_mm**2
+    return geometry.like(inside.astype(np.uint8), reference)
+
+
+def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """Binary uint8 mask on the grid of ``reference`` (nearest neighbour if the grids differ)."""
+    m = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    if geometry.same_grid(m, reference):
+        return m
+    return sitk.Resample(m, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def exclusion_mask(moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = EXCLUDE_DILATION_MM) -> sitk.Image:
+    """``NOT(dilated exclude)`` on the moving grid: the moving-metric mask that leaves e.g. the ablation zone out."""
+    ex = _on_grid(exclude, moving)
+    if dilate_mm > 0:
+        sp = np.asarray(ex.GetSpacing())
+        radius = [max(0, int(math.ceil(dilate_mm / s))) for s in sp]
+        ex = sitk.BinaryDilate(ex, radius, sitk.sitkBall)
+    return sitk.Cast(ex == 0, sitk.sitkUInt8)
+
+
+def _moving_box(fixed_lo, fixed_hi, initial: sitk.Transform, pad_mm: float):
+    corners = np.array([np.where(np.asarray(c) == 1, fixed_hi, fixed_lo) for c in np.ndindex(2, 2, 2)], dtype=float)
+    moved = tfm.transform_points(initial, corners)
+    return moved.min(axis=0) - pad_mm, moved.max(axis=0) + pad_mm
+
+
+def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    reg.SetMetricSamplingStrategy(reg.NONE)
+    reg.SetInterpolator(sitk.sitkLinear)
+    if fixed_mask is not None:
+        reg.SetMetricFixedMask(fixed_mask)
+    if moving_mask is not None:
+        reg.SetMetricMovingMask(moving_mask)
+    reg.SetInitialTransform(sitk.Euler3DTransform(tx), inPlace=False)
+    try:
+        return float(reg.MetricEvaluate(fixed, moving))
+    except RuntimeError:
+        return float("inf")  # e.g. too few samples inside the moving image
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+def register_rigid(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    *,
+    fixed_mask: sitk.Image | None = None,
+    tumor_mask: sitk.Image | None = None,
+    moving_mask: sitk.Image | None = None,
+    moving_exclude: sitk.Image | None = None,
+    roi_center_lps=None,
+    roi_radius_mm: float | None = DEFAULT_ROI_RADIUS_MM,
+    roi_box_lps: tuple | None = None,
+    initial: sitk.Transform | None = None,
+    bins: int = 50,
+    shrink_factors=(4, 2, 1),
+    smoothing_sigmas=(2.0, 1.0, 0.0),
+    iterations: int = 200,
+    sampling_fraction: float = 0.5,
+    seed: int = 1,
+    progress: Callable[[float, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> RegistrationResult:
+    """Automatic rigid registration ``T`` (pre -> post) by Mattes mutual information.
+
+    Region of interest (where the metric is computed), first match wins:
+
+    * ``fixed_mask``: used as given (a mask on, or resampled onto, the pre grid);
+    * ``roi_box_lps = (lo_xyz, hi_xyz)``: a user box in LPS mm;
+    * a ball of ``roi_radius_mm`` around ``roi_center_lps`` or around the centroid of
+      ``tumor_mask`` (enlarged to hold the whole tumor plus 10 mm);
+    * ``roi_radius_mm=None`` and nothing else: the whole image.
+
+    ``moving_exclude`` (e.g. the ablation zone on the post grid) is dilated by 3 mm and
+    left out of the metric; ``moving_mask`` restricts the moving side explicitly.
+    ``initial`` (e.g. a landmark fit or the current transform) starts the optimisation;
+    if the final metric is not better than the initial one, the initial transform is
+    returned with ``improved=False`` and a warning. ``progress(fraction, text)`` is
+    called every iteration; ``cancel()`` returning true stops with
+    :class:`RegistrationCancelled`.
+    """
+    t0 = time.perf_counter()
+    if fixed is None or moving is None:
+        raise AblationError("registration needs both the pre and the post image")
+    for img, name in ((fixed, "pre"), (moving, "post")):
+        if img.GetDimension() != 3:
+            raise AblationError(f"the {name} image is {img.GetDimension()}D; a 3D volume is needed")
+        if min(img.GetSize()) < 4:
+            raise AblationError(f"the {name} image is too small to register ({'x'.join(map(str, img.GetSize()))} voxels)")
+    warnings: list[str] = []
+
+    # --- region of interest in pre space
+    center = None
+    radius = None
+    fmask_full = None
+    if fixed_mask is not None:
+        fmask_full = _on_grid(fixed_mask, fixed)
+        if not sitk.GetArrayViewFromImage(fmask_full).any():
+            raise AblationError("the fixed (pre) mask is empty on the pre grid")
+        center = mask_centroid_lps(fmask_full)
+        nz = np.argwhere(sitk.GetArrayViewFromImage(fmask_full))
+        lo = geometry.index_to_lps(fmask_full, nz.min(axis=0) - 1)
+        hi = geometry.index_to_lps(fmask_full, nz.max(axis=0) + 1)
+    elif roi_box_lps is not None:
+        lo, hi = (np.asarray(v, dtype=float) for v in roi_box_lps)
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        center = (lo + hi) / 2
+    elif roi_radius_mm is not None and (roi_center_lps is not None or tumor_mask is not None):
+        if roi_center_lps is not None:
+            center = np.asarray(roi_center_lps, dtype=float)
+            radius = float(roi_radius_mm)
+        else:
+            tm = _on_grid(tumor_mask, fixed)
+            if not sitk.GetArrayViewFromImage(tm).any():
+                raise AblationError("the tumor mask is empty: draw the tumor or give a region of interest")
+            center = mask_centroid_lps(tm)
+            radius = max(float(roi_radius_mm), mask_radius_mm(tm, center) + 10.0)
+        lo, hi = center - radius, center + radius
+    else:
+        lo, hi = geometry.physical_bounds(fixed)
+    flo, fhi = geometry.physical_bounds(fixed)
+    lo, hi = np.maximum(lo, flo), np.minimum(hi, fhi)
+    fixed_c = _region_of(fixed, lo, hi) if np.all(hi > lo) else None
+    if fixed_c is None:
+        raise AblationError("the region of interest lies outside the pre image")
+    if center is None:
+        center = (lo + hi) / 2
+    if fmask_full is not None:
+        fmask = sitk.RegionOfInterest(fmask_full, fixed_c.GetSize(), fmask_full.TransformPhysicalPointToIndex(fixed_c.GetOrigin()))
+    elif radius is not None:
+        fmask = _ball_mask(fixed_c, center, radius)
+    else:
+        fmask = None
+
+    # --- initial transform, rotation centre at the ROI centre
+    init = tfm.as_euler(initial, center=center)
+
+    # --- moving crop: the region through the initial transform, padded for the motion
+    crop_lo, crop_hi = geometry.physical_bounds(fixed_c)
+    mlo, mhi = _moving_box(crop_lo, crop_hi, init, pad_mm=30.0)
+    moving_c = _region_of(moving, mlo, mhi)
+    if moving_c is None:
+        raise AblationError("the pre and post images do not overlap in the region of interest (check the initial transform)")
+    mmask = None
+    if moving_exclude is not None:
+        mmask = exclusion_mask(moving, moving_exclude)
+    if moving_mask is not None:
+        mm = _on_grid(moving_mask, moving)
+        mmask = mm if mmask is None else sitk.And(mmask, mm)
+    if mmask is not None:
+        mmask = sitk.RegionOfInterest(mmask, moving_c.GetSize(), moving.TransformPhysicalPointToIndex(moving_c.GetOrigin()))
+        if not sitk.GetArrayViewFromImage(mmask).any():
+            raise AblationError("the moving mask leaves nothing of the post image in the region of interest")
+
+    f32 = sitk.Cast(fixed_c, sitk.sitkFloat32)
+    m32 = sitk.Cast(moving_c, sitk.sitkFloat32)
+
+    before = _metric_value(f32, m32, init, fmask, mmask, bins)
+
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    if sampling_fraction < 1.0:
+        reg.SetMetricSamplingStrategy(reg.REGULAR)
+        reg.SetMetricSamplingPercentage(float(sampling_fraction), seed)
+    else:
+        reg.SetMetricSamplingStrategy(reg.NONE)
+    if fmask is not None:
+        reg.SetMetricFixedMask(fmask)
+    if mmask is not None:
+        reg.SetMetricMovingMask(mmask)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0,
+        minStep=1e-3,
+        numberOfIterations=int(iterations),
+        relaxationFactor=0.5,
+        gradientMagnitudeTolerance=1e-8,
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel(list(shrink_factors))
+    reg.SetSmoothingSigmasPerLevel(list(smoothing_sigmas))
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(sitk.Euler3DTransform(init), inPlace=False)
+
+    nlev = len(shrink_factors)
+    state = {"iters": 0, "cancelled": False}
+
+    def on_iteration():
+        state["iters"] += 1
+        if cancel is not None and cancel():
+            state["cancelled"] = True
+            reg.StopRegistration()
+            return
+        if progress is not None:
+            level = reg.GetCurrentLevel()
+            it = reg.GetOptimizerIteration()
+            frac = min(0.99, (level + min(it, 60) / 60.0) / nlev)
+            progress(frac, f"level {level + 1}/{nlev}, iteration {it}, metric {reg.GetMetricValue():.4f}")
+
+    reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    if progress is not None:
+        progress(0.0, "starting")
+    try:
+        out = reg.Execute(f32, m32)
+    except RuntimeError as exc:
+        if state["cancelled"]:
+            raise RegistrationCancelled("registration cancelled") from None
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[-1].strip() if lines else "unknown error"
+        if "Too many samples" in str(exc) or "samples" in detail:
+            raise AblationError("registration failed: too few overlapping samples (images or region do not overlap enough)") from None
+        raise AblationError(f"registration failed: {detail}") from None
+    if state["cancelled"]:
+        raise RegistrationCancelled("registration cancelled")
+    if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
+        comp = sitk.CompositeTransform(out)
+        comp.FlattenTransform()
+        out = comp.GetNthTransform(0)
+    final = tfm.as_euler(out, center=center)
+    after = _metric_value(f32, m32, final, fmask, mmask, bins)
+    stop = reg.GetOptimizerStopConditionDescription()
+    improved = not (after > before + WORSE_TOLERANCE * abs(before)) and math.isfinite(after)
+    if not improved:
+        warnings.append(
+            f"registration ended no better than it started (metric {before:.4f} -> {after:.4f}); kept the previous transform"
+        )
+        final = init
+    if progress is not None:
+        progress(1.0, "done")
+    return RegistrationResult(
+        final,
+        before,
+        after,
+        state["iters"],
+        stop,
+        time.perf_counter() - t0,
+        improved,
+        tuple(float(v) for v in center),
+        radius,
+        warnings,
+    )
+
+
+# ----------------------------------------------------------------------------- manual adjustment
+
+
+def adjustment(translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)) -> sitk.Euler3DTransform:
+    """The motion ``M`` of the displayed (registered) post image in pre space.
+
+    ``M(p) = R (p - c) + c + t``, rotations about the LPS x, y, z axes through ``c``
+    (Euler3D, ZXY order as in ITK).
+    """
+    m = sitk.Euler3DTransform()
+    m.SetCenter([float(v) for v in center_lps])
+    m.SetRotation(*[math.radians(float(a)) for a in rotation_deg])
+    m.SetTranslation([float(v) for v in translation_mm])
+    return m
+
+
+def adjust(base: sitk.Transform | None, translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)) -> sitk.Euler3DTransform:
+    """``base`` changed so that the registered post image moves by :func:`adjustment` in pre space.
+
+    Registered post shows ``post(T(p))``; moving that picture by ``M`` shows
+    ``post(T(M^-1(p)))``, so the new transform is ``T o M^-1``.
+    """
+    m = adjustment(translation_mm, rotation_deg, center_lps)
+    out = tfm.compose(tfm.inverse(m), base)
+    return tfm.as_euler(out, center=tfm.as_euler(base).GetCenter() if base is not None else center_lps)
+
+
+# ----------------------------------------------------------------------------- resampling for display
+
+
+def registered(moving: sitk.Image, fixed: sitk.Image, tx: sitk.Transform | None, *, default: float | None = None) -> sitk.Image:
+    """Post resampled onto the pre grid (linear); outside post: its minimum."""
+    if default is None:
+        default = float(sitk.GetArrayViewFromImage(moving).min())
+    return tfm.resample_onto(moving, fixed, tx, default=default)
+
+
+def region_box(fixed: sitk.Image, center_lps, half_size_mm: float) -> tuple[slice, slice, slice] | None:
+    """Index box (z, y, x slices) of the pre grid within ``half_size_mm`` of a point."""
+    c = geometry.lps_to_index(fixed, center_lps)
+    sp = np.asarray(fixed.GetSpacing())[::-1]
+    shape = fixed.GetSize()[::-1]
+    box = []
+    for a in range(3):
+        half = half_size_mm / sp[a]
+        lo = max(0, int(math.floor(c[a] - half)))
+        hi = min(shape[a], int(math.ceil(c[a] + half)) + 1)
+        if hi <= lo:
+            return None
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+def resample_region(
+    moving: sitk.Image, fixed: sitk.Image, tx: sitk.Transform | None, box: tuple[slice, slice, slice], *, default: float = 0.0
+) -> np.ndarray:
+    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a (z, y, x) array."""
+    sz = [box[2].stop - box[2].start, box[1].stop - box[1].start, box[0].stop - box[0].start]
+    origin = fixed.TransformIndexToPhysicalPoint([box[2].start, box[1].start, box[0].start])
+    out = sitk.Resample(
+        moving,
+        sz,
+        tx if tx is not None else sitk.Transform(),
+        sitk.sitkLinear,
+        origin,
+        fixed.GetSpacing(),
+        fixed.GetDirection(),
+        float(default),
+        moving.GetPixelID(),
+    )
+    return sitk.GetArrayFromImage(out)
+
+
+# ----------------------------------------------------------------------------- QA images
+
+
+def normalise(arr: np.ndarray, mask: np.ndarray | None = None, lo_pct: float = 1, hi_pct: float = 99) -> np.ndarray:
+    """Intensities mapped to [0, 1] by robust percentiles (so pre and post MRI compare)."""
+    a = np.asarray(arr, dtype=np.float32)
+    sample = a[mask] if mask is not None and mask.any() else a[:: max(1, a.shape[0] // 16)]
+    lo, hi = np.percentile(sample, [lo_pct, hi_pct])
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def checkerboard(a: np.ndarray, b: np.ndarray, spacing_zyx, tile_mm: float = 10.0, origin_zyx=(0, 0, 0)) -> np.ndarray:
+    """3D checkerboard of two same-grid arrays (normalised to [0, 1]) with tiles of ``tile_mm``."""
+    if a.shape != b.shape:
+        raise AblationError("checkerboard needs two images on the same grid")
+    if not tile_mm > 0:
+        raise AblationError("the checkerboard tile size must be positive")
+    na, nb = normalise(a), normalise(b)
+    parity = np.zeros(a.shape, dtype=np.int64)
+    for ax in range(3):
+        coords = origin_zyx[ax] + spacing_zyx[ax] * np.arange(a.shape[ax])
+        idx = np.floor(coords / tile_mm).astype(np.int64)
+        shape = [1, 1, 1]
+        shape[ax] = -1
+        parity = parity + idx.reshape(shape)
+    return np.where(parity % 2 == 0, na, nb)
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Signed difference of the normalised images (b - a), in [-1, 1]."""
+    if a.shape != b.shape:
+        raise AblationError("difference needs two images on the same grid")
+    return normalise(b) - normalise(a)
+
+
+def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.15) -> np.ndarray:
+    """Binary edge map (uint8, z y x): strong gradients of the Gaussian-smoothed image."""
+    f = sitk.Cast(img, sitk.sitkFloat32)
+    g = sitk.GradientMagnitudeRecursiveGaussian(f, sigma=float(sigma_mm))
+    arr = sitk.GetArrayFromImage(g)
+    hi = float(np.percentile(arr, 99.5))
+    if hi <= 0:
+        return np.zeros(arr.shape, np.uint8)
+    strong = arr > fraction * hi
+    # thin: keep voxels that are a local maximum of the gradient along some axis
+    from scipy import ndimage as ndi
+
+    peak = np.zeros_like(strong)
+    for ax in range(3):
+        if arr.shape[ax] < 3:
+            continue
+        mx = ndi.maximum_filter1d(arr, 3, axis=ax)
+        peak |= arr >= mx
+    return (strong & peak).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarray:
+    """Grid points (LPS) of a ball, for measuring target registration error in a region."""
+    r = np.arange(-radius_mm, radius_mm + 1e-9, step_mm)
+    g = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    g = g[np.linalg.norm(g, axis=1) <= radius_mm]
+    return g + np.asarray(center_lps, dtype=float)
+
+
+def target_error(estimate: sitk.Transform | None, truth: sitk.Transform | None, points_lps) -> tuple[float, float]:
+    """Mean and maximum ``|T_est(p) - T_true(p)|`` (mm) over pre-space points."""
+    d = np.linalg.norm(tfm.transform_points(estimate, points_lps) - tfm.transform_points(truth, points_lps), axis=1)
+    return float(d.mean()), float(d.max())
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def run_cli(args) -> int:
+    """``napari-ablation register``: landmark fit and/or intensity registration -> ``--out`` (.tfm)."""
+    from .io import read_image, read_labels
+
+    out = str(args.out)
+    if not out.lower().endswith((".tfm", ".txt", ".h5", ".hdf5", ".mat")):
+        raise AblationError(f"cannot write a transform to '{out}': use a .tfm file")
+    have_images = bool(args.fixed or args.moving)
+    have_points = bool(args.fixed_points or args.moving_points)
+    if not have_images and not have_points:
+        raise AblationError("give --fixed and --moving (images), or --fixed-points and --moving-points (landmarks), or both")
+    if have_images and not (args.fixed and args.moving):
+        raise AblationError("give both --fixed (pre) and --moving (post)")
+    if have_points and not (args.fixed_points and args.moving_points):
+        raise AblationError("give both --fixed-points (pre) and --moving-points (post)")
+    if not have_images and (args.fixed_mask or args.moving_mask or args.exclude_moving or getattr(args, "tumor", None)):
+        raise AblationError("masks need the images: give --fixed and --moving")
+
+    fixed = moving = None
+    if have_images:
+        fixed = read_image(args.fixed).image
+        moving = read_image(args.moving).image
+
+    initial = None
+    target = None
+    fit = None
+    tumor = None
+    if getattr(args, "tumor", None):
+        tumor = read_labels(args.tumor, name="tumor")
+        target = mask_centroid_lps(_on_grid(tumor, fixed))
+    if have_points:
+        fpts = landmarks.read_points_csv(args.fixed_points)
+        mpts = landmarks.read_points_csv(args.moving_points)
+        if fixed is not None:
+            landmarks.check_inside(fpts, fixed, "pre (fixed)")
+            landmarks.check_inside(mpts, moving, "post (moving)")
+        fit = landmarks.fit_landmarks(fpts, mpts, center_lps=target, strict=True)
+        initial = fit.transform
+        if target is None:
+            target = fit.fixed.mean(axis=0)
+        print(landmarks.format_fit(fit, target, "tumor centre" if tumor is not None else "landmark centroid"))
+
+    result_tx = initial
+    if have_images:
+        if geometry.overlap_fraction(fixed, moving) == 0.0 and initial is None:
+            raise AblationError("the pre and post images do not overlap in space")
+        fixed_mask = read_labels(args.fixed_mask, name="fixed") if args.fixed_mask else None
+        moving_mask = read_labels(args.moving_mask, name="moving") if args.moving_mask else None
+        exclude = read_labels(args.exclude_moving, name="excluded") if args.exclude_moving else None
+        radius = getattr(args, "roi_radius", None) or DEFAULT_ROI_RADIUS_MM
+        res = register_rigid(
+            fixed,
+            moving,
+            fixed_mask=fixed_mask,
+            tumor_mask=tumor,
+            moving_mask=moving_mask,
+            moving_exclude=exclude,
+            roi_radius_mm=radius if tumor is not None else None,
+            initial=initial,
+        )
+        for w in res.warnings:
+            _err(f"napari-ablation register: warning: {w}")
+        print("intensity registration: " + res.summary())
+        result_tx = res.transform
+    if result_tx is None:  # pragma: no cover - guarded above
+        raise AblationError("nothing to register")
+    tfm.write_transform_atomic(tfm.as_euler(result_tx), out)
+    print(f"wrote {out} (ITK convention: pre -> post)")
+    return 0
