@@ -1,0 +1,51 @@
+"""``napari-ablation demo``: napari with a sample case loaded and the plugin's widgets docked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins")
+
+
+def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
+    """A viewer with the four widgets docked (tabbed) and the sample case opening.
+
+    Returns ``(viewer, load_widget, worker)``; the sample is read off the GUI thread.
+    """
+    import napari
+
+    from .widgets import _layers
+
+    viewer = napari.Viewer(title="napari-ablation demo", show=show)
+    load_widget = None
+    for i, name in enumerate(WIDGETS):
+        try:
+            _dock, widget = viewer.window.add_plugin_dock_widget("napari-ablation", name, tabify=i > 0)
+        except Exception as exc:  # noqa: BLE001 - a broken widget must not stop the demo
+            _layers.notify_error(f"could not open the '{name}' widget: {exc}")
+            continue
+        if i == 0:
+            load_widget = widget
+    worker = load_widget.open_sample(case) if load_widget is not None else None
+    return viewer, load_widget, worker
+
+
+def run_demo(case: str = "renal_mri", *, screenshot: str | None = None) -> int:
+    import napari
+    from qtpy.QtCore import QTimer
+
+    viewer, _load, worker = open_demo_viewer(case)
+    if screenshot:
+        out = Path(screenshot)
+
+        def snap(*_):
+            viewer.window.screenshot(str(out), canvas_only=False)
+            print(out)
+            viewer.close()
+
+        if worker is not None:
+            worker.finished.connect(lambda: QTimer.singleShot(500, snap))
+        else:
+            QTimer.singleShot(500, snap)
+    napari.run()
+    return 0
