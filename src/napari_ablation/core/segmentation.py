@@ -1,0 +1,438 @@
+"""Segmentation of the tumor (pre) and the ablation zone (post): measures, correction,
+reader comparison, edge-aware assistance, and the ``interpolate`` command.
+
+Every function takes ``(z, y, x)`` numpy arrays and the voxel spacing in mm
+``spacing_zyx``; every distance, volume and diameter is in mm / ml, never in voxels
+(DESIGN.md section 2). Functions return new arrays and never modify their input.
+Slice interpolation lives in :mod:`.interpolation` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from . import geometry
+from .errors import AblationError
+from .interpolation import (  # noqa: F401 - re-exported
+    AXIS_NAMES,
+    annotated_slices,
+    axis_index,
+    check_annotations,
+    dice,
+    edt3d,
+    interpolate_slices,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _spacing(spacing_zyx) -> np.ndarray:
+    sp = np.asarray([float(s) for s in spacing_zyx], dtype=float)
+    if sp.shape != (3,) or np.any(~(sp > 0)):
+        raise AblationError(f"spacing must be three positive numbers (mm), got {list(spacing_zyx)}")
+    return sp
+
+
+def _mask(mask) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 3:
+        raise AblationError(f"a 3D mask is needed, got {m.ndim}D")
+    return m.astype(bool, copy=False)
+
+
+def _box(mask: np.ndarray, spacing: np.ndarray, pad_mm: float):
+    return geometry.crop_box(mask, spacing, pad_mm)
+
+
+def _pad_vox(spacing: np.ndarray, pad_mm: float) -> np.ndarray:
+    return np.ceil(pad_mm / spacing).astype(int)
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def mask_volume_ml(mask, spacing_zyx) -> float:
+    """Volume of a mask in ml (voxel count x voxel volume)."""
+    sp = _spacing(spacing_zyx)
+    return float(np.count_nonzero(mask)) * float(np.prod(sp)) / 1000.0
+
+
+def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
+    """Centres (z, y, x mm, relative to voxel 0) of the voxels of ``mask`` on its surface."""
+    m = _mask(mask)
+    sp = _spacing(spacing_zyx)
+    box = _box(m, sp, 0.0)
+    if box is None:
+        return np.zeros((0, 3))
+    sub = np.pad(m[box], 1)
+    surf = sub & ~ndimage.binary_erosion(sub)
+    pts = np.argwhere(surf) - 1 + np.array([b.start for b in box])
+    return pts * sp
+
+
+def max_diameter_mm(mask, spacing_zyx) -> float:
+    """Largest distance (mm) between two voxel centres of the mask.
+
+    Computed on the convex hull of the surface voxel centres (exact for that point set).
+    0.0 for an empty or one-voxel mask.
+    """
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
+    pts = boundary_points_mm(mask, spacing_zyx)
+    if len(pts) < 2:
+        return 0.0
+    cand = pts
+    if len(pts) > 4:
+        try:
+            cand = pts[ConvexHull(pts).vertices]
+        except Exception:  # noqa: BLE001 - flat (single-slice) or collinear: 2D hull or all points
+            cand = pts
+            for drop in range(3):
+                keep = [a for a in range(3) if a != drop]
+                if np.ptp(pts[:, drop]) == 0:
+                    try:
+                        cand = pts[ConvexHull(pts[:, keep]).vertices]
+                    except Exception:  # noqa: BLE001
+                        cand = pts
+                    break
+    if len(cand) > 6000:  # never expected on a hull; keep memory bounded
+        cand = cand[np.random.default_rng(0).choice(len(cand), 6000, replace=False)]
+    return float(pdist(cand).max())
+
+
+def structure_stats(mask, spacing_zyx) -> dict:
+    """Volume (ml), maximum diameter (mm) and voxel count of a mask."""
+    return {
+        "volume_ml": mask_volume_ml(mask, spacing_zyx),
+        "max_diameter_mm": max_diameter_mm(mask, spacing_zyx),
+        "voxels": int(np.count_nonzero(mask)),
+    }
+
+
+# ----------------------------------------------------------------------------- correction
+
+
+def fill_holes(mask, axis: int | None = None) -> np.ndarray:
+    """Fill enclosed holes: in 3D, then in every slice along ``axis`` (or along all three axes if None)."""
+    m = _mask(mask)
+    box = _box(m, np.ones(3), 0)
+    out = m.copy()
+    if box is None:
+        return out
+    sub = ndimage.binary_fill_holes(m[box])
+    axes = range(3) if axis is None else [axis_index(axis)]
+    for a in axes:
+        moved = np.moveaxis(sub, a, 0)
+        for k in range(moved.shape[0]):
+            if moved[k].any():
+                moved[k] = ndimage.binary_fill_holes(moved[k])
+    out[box] = sub
+    return out
+
+
+def smooth(mask, spacing_zyx, sigma_mm: float = 1.0) -> np.ndarray:
+    """Gaussian smoothing (sigma in mm, per-axis in voxels) of the mask, thresholded at 0.5."""
+    m = _mask(mask)
+    sp = _spacing(spacing_zyx)
+    if not sigma_mm > 0:
+        raise AblationError(f"smoothing needs a positive sigma in mm, got {sigma_mm}")
+    box = _box(m, sp, 3 * sigma_mm + max(sp))
+    out = np.zeros_like(m)
+    if box is None:
+        return out
+    sub = ndimage.gaussian_filter(m[box].astype(np.float32), sigma=sigma_mm / sp, mode="constant")
+    out[box] = sub >= 0.5
+    return out
+
+
+def grow_shrink(mask, spacing_zyx, distance_mm: float) -> np.ndarray:
+    """Grow (positive) or shrink (negative) the mask by an exact Euclidean distance in mm."""
+    m = _mask(mask)
+    sp = _spacing(spacing_zyx)
+    d = float(distance_mm)
+    if not math.isfinite(d):
+        raise AblationError(f"grow/shrink needs a finite distance in mm, got {distance_mm}")
+    if d == 0 or not m.any():
+        return m.copy()
+    box = _box(m, sp, abs(d) + max(sp) if d > 0 else max(sp))
+    out = np.zeros_like(m) if d > 0 else m.copy()
+    sub = m[box]
+    if d > 0:
+        dist = edt3d(~sub, sp)  # distance of outside voxels to the mask
+        out[box] = sub | (dist <= d + 1e-6)
+    else:
+        # pad with background so that the image border does not count as inside
+        padded = np.pad(sub, 1)
+        dist = edt3d(padded, sp)[1:-1, 1:-1, 1:-1]
+        out[box] = sub & (dist > -d + 1e-6)
+    return out
+
+
+def remove_small_islands(mask, spacing_zyx, min_volume_ml: float | None = None,
+                         keep_largest: bool = False) -> np.ndarray:
+    """Remove connected components (26-connected) smaller than ``min_volume_ml``, or keep only the largest."""
+    m = _mask(mask)
+    sp = _spacing(spacing_zyx)
+    lab, n = ndimage.label(m, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return m.copy()
+    sizes = np.bincount(lab.ravel())[1:]
+    if keep_largest:
+        keep = np.zeros(n + 1, bool)
+        keep[1 + int(np.argmax(sizes))] = True
+    else:
+        if min_volume_ml is None or not min_volume_ml >= 0:
+            raise AblationError("remove small islands needs a minimum volume in ml (>= 0) or keep-largest")
+        vox_ml = float(np.prod(sp)) / 1000.0
+        keep = np.concatenate([[False], sizes * vox_ml >= float(min_volume_ml)])
+    return keep[lab]
+
+
+def erase_slice(labels, axis: int | str, index: int, label: int | None = None) -> np.ndarray:
+    """Copy of ``labels`` with slice ``index`` along ``axis`` cleared (only ``label`` if given)."""
+    arr = np.asarray(labels)
+    a = axis_index(axis)
+    if not 0 <= int(index) < arr.shape[a]:
+        raise AblationError(f"slice {index} is outside 0..{arr.shape[a] - 1} along {AXIS_NAMES[a]}")
+    out = arr.copy()
+    sl = np.moveaxis(out, a, 0)[int(index)]
+    if label is None:
+        sl[...] = 0
+    else:
+        sl[sl == label] = 0
+    return out
+
+
+def apply_mask(labels, value: int, new_mask) -> np.ndarray:
+    """Labels with ``value`` replaced by ``new_mask``: never overwrites other labels."""
+    arr = np.asarray(labels)
+    m = _mask(new_mask)
+    out = arr.copy()
+    out[(arr == value) & ~m] = 0
+    out[m & (arr == 0)] = value
+    return out
+
+
+def changed_voxels(old, new):
+    """``(indices, new_values, old_values)`` of the voxels that differ (for undoable writes)."""
+    idx = np.nonzero(np.asarray(old) != np.asarray(new))
+    return idx, np.asarray(new)[idx], np.asarray(old)[idx]
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def surface_distances_mm(a, b, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) from the surface voxels of ``a`` to the surface of ``b`` and back."""
+    A, B = _mask(a), _mask(b)
+    sp = _spacing(spacing_zyx)
+    box = _box(A | B, sp, max(sp))
+    A, B = A[box], B[box]
+    sa = A & ~ndimage.binary_erosion(A, border_value=0)
+    sb = B & ~ndimage.binary_erosion(B, border_value=0)
+    da = edt3d(~sb, sp)  # distance to the surface of b
+    db = edt3d(~sa, sp)
+    return da[sa].astype(float), db[sb].astype(float)
+
+
+def compare_masks(a, b, spacing_zyx) -> dict:
+    """Agreement of two segmentations of one structure (two readers, before/after).
+
+    Dice; 95 % Hausdorff distance (95th percentile of the pooled surface-to-surface
+    distances of both directions, as MedPy's ``hd95``), Hausdorff and mean surface
+    distance in mm; volumes and their difference (b - a) in ml.
+    """
+    A, B = _mask(a), _mask(b)
+    if A.shape != B.shape:
+        raise AblationError(f"the two segmentations have different grids {A.shape} and {B.shape}")
+    sp = _spacing(spacing_zyx)
+    va, vb = mask_volume_ml(A, sp), mask_volume_ml(B, sp)
+    res = {
+        "dice": dice(A, B),
+        "volume_a_ml": va,
+        "volume_b_ml": vb,
+        "volume_diff_ml": vb - va,
+        "volume_diff_percent": (100.0 * (vb - va) / va) if va > 0 else float("nan"),
+        "only_a_ml": mask_volume_ml(A & ~B, sp),
+        "only_b_ml": mask_volume_ml(B & ~A, sp),
+    }
+    if not A.any() or not B.any():
+        res.update(hd95_mm=float("nan"), hausdorff_mm=float("nan"), mean_surface_distance_mm=float("nan"))
+        return res
+    dab, dba = surface_distances_mm(A, B, sp)
+    both = np.concatenate([dab, dba])
+    res.update(
+        hd95_mm=float(np.percentile(both, 95)),
+        hausdorff_mm=float(both.max()),
+        mean_surface_distance_mm=float(both.mean()),
+    )
+    return res
+
+
+def disagreement(a, b) -> np.ndarray:
+    """uint8 map: 1 where only ``a``, 2 where only ``b``, 0 where they agree."""
+    A, B = _mask(a), _mask(b)
+    out = np.zeros(A.shape, np.uint8)
+    out[A & ~B] = 1
+    out[B & ~A] = 2
+    return out
+
+
+# ----------------------------------------------------------------------------- edge-aware assistance
+
+
+def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float = 130.0,
+                    sigma_mm: float = 0.5) -> np.ndarray:
+    """Move the border of a rough outline onto the image edges, within ``band_mm`` of it.
+
+    Random walker (scikit-image) on a crop: voxels deeper than ``band_mm`` inside the
+    mask are seeds of the structure, voxels farther than ``band_mm`` outside are seeds of
+    the background; only the band in between can change.
+    """
+    from skimage.segmentation import random_walker
+
+    img = np.asarray(image, dtype=np.float32)
+    m = _mask(mask)
+    sp = _spacing(spacing_zyx)
+    if img.shape != m.shape:
+        raise AblationError(f"image {img.shape} and labels {m.shape} are not on the same grid")
+    if not m.any():
+        raise AblationError("draw a rough outline first: the labels are empty")
+    if not band_mm > 0:
+        raise AblationError(f"the refinement band must be positive (mm), got {band_mm}")
+    box = _box(m, sp, 2 * band_mm + 2 * max(sp))
+    sub_m = m[box]
+    sub_i = img[box]
+    if sigma_mm > 0:
+        sub_i = ndimage.gaussian_filter(sub_i, sigma=sigma_mm / sp)
+    d_in = edt3d(np.pad(sub_m, 1), sp)[1:-1, 1:-1, 1:-1]
+    d_out = edt3d(~sub_m, sp)
+    seeds = np.zeros(sub_m.shape, np.int32)
+    seeds[(~sub_m) & (d_out > band_mm)] = 1  # background
+    inner = sub_m & (d_in > band_mm)
+    if not inner.any():  # thin structure: its core is the seed
+        inner = sub_m & (d_in >= 0.7 * d_in.max())
+    seeds[inner] = 2
+    if not (seeds == 1).any():
+        raise AblationError("the outline touches the image border: no background around it to refine against")
+    # normalise the intensities in the band so that beta means the same for CT and MRI
+    band = seeds == 0
+    lo, hi = np.percentile(sub_i, [1, 99])
+    data = (sub_i - lo) / max(hi - lo, 1e-6)
+    rw = random_walker(data, seeds, beta=beta, mode="cg_j", tol=1e-3, spacing=sp / sp.min())
+    out = m.copy()
+    sub_out = out[box]
+    sub_out[band] = rw[band] == 2
+    out[box] = sub_out
+    return fill_holes(remove_small_islands(out, sp, keep_largest=True) | (m & ~_dilated_band(m, sp, band_mm)))
+
+
+def _dilated_band(m, sp, band_mm):
+    """Voxels within band_mm of the boundary of m (inside or outside)."""
+    box = _box(m, sp, band_mm + max(sp))
+    out = np.zeros_like(m)
+    sub = m[box]
+    d_in = edt3d(np.pad(sub, 1), sp)[1:-1, 1:-1, 1:-1]
+    d_out = edt3d(~sub, sp)
+    out[box] = (sub & (d_in <= band_mm)) | (~sub & (d_out <= band_mm))
+    return out
+
+
+def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
+                  multiplier: float = 2.5, smooth_mm: float = 1.0) -> np.ndarray:
+    """3D region around a seed voxel, limited by intensity and by distance.
+
+    Intended for the ablation zone (signal void on MRI, hypodense on CT): click inside,
+    get the connected region whose intensity stays within ``multiplier`` standard
+    deviations of the intensity around the seed (SimpleITK ConfidenceConnected), no
+    farther than ``max_radius_mm`` from the seed; holes filled, lightly smoothed, the
+    component holding the seed kept. ``seed_zyx`` is an array index (may be fractional).
+    """
+    img = np.asarray(image, dtype=np.float32)
+    sp = _spacing(spacing_zyx)
+    if img.ndim != 3:
+        raise AblationError(f"a 3D image is needed, got {img.ndim}D")
+    seed = np.asarray([float(s) for s in seed_zyx])
+    if seed.shape != (3,) or np.any(~np.isfinite(seed)):
+        raise AblationError("the seed must be a 3D point")
+    vox = np.round(seed).astype(int)
+    if np.any(vox < 0) or np.any(vox >= np.array(img.shape)):
+        raise AblationError("the seed is outside the image: click inside the structure")
+    if not max_radius_mm > 0:
+        raise AblationError(f"the maximum radius must be positive (mm), got {max_radius_mm}")
+    r = np.ceil(max_radius_mm / sp).astype(int) + 1
+    lo = np.maximum(vox - r, 0)
+    hi = np.minimum(vox + r + 1, img.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub = img[box]
+    local = tuple(int(v) for v in (vox - lo))
+    if smooth_mm > 0:
+        sub = ndimage.gaussian_filter(sub, sigma=smooth_mm / sp)
+    simg = sitk.GetImageFromArray(sub)
+    simg.SetSpacing([float(s) for s in sp[::-1]])
+    radius_vox = max(1, int(round(2.0 / float(sp.min()))))
+    cc = sitk.ConfidenceConnected(
+        simg, seedList=[local[::-1]], numberOfIterations=3, multiplier=float(multiplier),
+        initialNeighborhoodRadius=radius_vox, replaceValue=1,
+    )
+    region = sitk.GetArrayFromImage(cc).astype(bool)
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
+    ball = ((zz - local[0]) * sp[0]) ** 2 + ((yy - local[1]) * sp[1]) ** 2 + ((xx - local[2]) * sp[2]) ** 2
+    region &= ball <= max_radius_mm ** 2
+    # open lightly to cut thin leaks, fill holes, keep the seed's component
+    region = ndimage.binary_opening(region, structure=ndimage.generate_binary_structure(3, 1))
+    lab, _n = ndimage.label(region)
+    if lab[local] == 0:
+        # the seed itself fell into an opened-away sliver: take the nearest component
+        if _n == 0:
+            raise AblationError("no region found around the seed: click inside the structure")
+        dist, inds = ndimage.distance_transform_edt(lab == 0, sampling=sp, return_indices=True)
+        comp = lab[tuple(i[local] for i in inds)]
+    else:
+        comp = lab[local]
+    region = lab == comp
+    region = fill_holes(region)
+    out = np.zeros(img.shape, bool)
+    out[box] = region
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run_cli(args) -> int:
+    """``napari-ablation interpolate --labels SPARSE --out DENSE [--axis z|y|x]``.
+
+    ``--axis`` names a patient axis (z axial, y coronal, x sagittal) whatever the voxel
+    order of the file; the output has the input's grid and label values.
+    """
+    from .io import original_geometry_image, read_image, write_image_atomic
+
+    loaded = read_image(args.labels, is_label=True)
+    img = loaded.image
+    arr = sitk.GetArrayFromImage(img)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.allclose(arr, np.round(arr)):
+            raise AblationError(f"{args.labels}: not a label image (non-integer values)")
+        arr = np.round(arr).astype(np.int32)
+    spacing = img.GetSpacing()[::-1]
+    axis = axis_index(getattr(args, "axis", "z") or "z")
+    out = interpolate_slices(arr, axis, spacing)
+    added = int(np.count_nonzero(out != arr))
+    res = sitk.GetImageFromArray(out.astype(arr.dtype, copy=False))
+    res.CopyInformation(img)
+    # back onto the input's own grid (voxel order and direction), exactly for axis-aligned input
+    res = original_geometry_image(res, loaded.original_geometry, is_label=True)
+    write_image_atomic(res, args.out)
+    values = [int(v) for v in np.unique(out) if v != 0]
+    print(
+        f"interpolated along {AXIS_NAMES[axis]}: {added} voxels added for label(s) "
+        f"{', '.join(map(str, values))}; wrote {args.out}"
+    )
+    return 0
