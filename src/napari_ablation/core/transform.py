@@ -66,6 +66,8 @@ def as_euler(tx: sitk.Transform | None, center=None) -> sitk.Euler3DTransform:
         return out
     if not is_rigid(tx):
         raise AblationError("transform is not rigid (it scales, shears or is not linear)")
+    if tx.GetName() == "Euler3DTransform" and center is None:
+        return sitk.Euler3DTransform(tx)  # exact copy: no round trip through the matrix
     A, b = matrix_offset(tx)
     if center is None:
         try:
