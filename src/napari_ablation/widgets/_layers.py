@@ -168,3 +168,44 @@ def center_view_on(viewer, point_world_zyx, zoom: float | None = None) -> None:
     viewer.camera.center = tuple(pt[-3:]) if viewer.dims.ndisplay == 3 else tuple(pt[-2:])
     if zoom is not None:
         viewer.camera.zoom = zoom
+
+
+class _Failed:
+    """What a background job returns instead of raising (no traceback reaches the user)."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+        self.message = one_line(exc)
+
+
+def start_worker(job, *, on_returned=None, on_error=None, on_finished=None, desc: str = "",
+                 progress_total: int = 0):
+    """Run ``job()`` off the GUI thread with napari's progress indicator.
+
+    Exceptions raised by ``job`` are caught *inside* the thread and delivered to
+    ``on_error(message)`` (default: a one-line error notification), so neither napari's
+    traceback notification nor superqt's re-raise can show a traceback. ``on_returned``
+    gets the job's result. Returns the started worker.
+    """
+    from napari.qt.threading import create_worker
+
+    def safe_job():
+        try:
+            return job()
+        except Exception as exc:  # noqa: BLE001 - turned into a one-line message
+            return _Failed(exc)
+
+    def returned(result):
+        if isinstance(result, _Failed):
+            (on_error or notify_error)(result.message)
+            return
+        if on_returned is not None:
+            on_returned(result)
+
+    kwargs = {"_progress": {"desc": desc, "total": progress_total}} if desc else {}
+    worker = create_worker(safe_job, _ignore_errors=True, **kwargs)
+    worker.returned.connect(returned)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker

@@ -105,6 +105,7 @@ class LoadCaseWidget(QWidget):
         self.session = CaseSession.of(napari_viewer)
         self.session.attach_widget(self)
         self._worker = None
+        self.last_error: str | None = None  # the last one-line error shown to the user
 
         files = QGroupBox("Pre / post series")
         form = QFormLayout(files)
@@ -215,40 +216,35 @@ class LoadCaseWidget(QWidget):
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, job, message: str, *, show_notes: bool = True):
-        from napari.qt.threading import create_worker
-
         if self._worker is not None:
             _layers.notify_warning("still loading the previous case")
             return None
-        worker = create_worker(job, _progress={"desc": message})
         self.progress.setVisible(True)
         self.progress.setFormat(message)
         self._set_busy(True)
+        self.last_error = None
 
         def done(result):
             case, folder = result
             try:
                 self.session.set_case(case, folder, save_images=False)
             except AblationError as exc:
-                _layers.notify_error(exc)
+                failed(str(exc))
                 return
             for note in case.info.get("notes", []) if show_notes else []:
                 _layers.notify_info(note)
 
-        def failed(exc):
-            _layers.notify_error(exc)
+        def failed(message: str):
+            self.last_error = message
+            _layers.notify_error(message)
 
         def finished():
             self._worker = None
             self.progress.setVisible(False)
             self._set_busy(False)
 
-        worker.returned.connect(done)
-        worker.errored.connect(failed)
-        worker.finished.connect(finished)
-        self._worker = worker
-        worker.start()
-        return worker
+        self._worker = _layers.start_worker(job, on_returned=done, on_error=failed, on_finished=finished, desc=message)
+        return self._worker
 
     def _set_busy(self, busy: bool):
         for b in (self.load_btn, self.sample_btn, self.open_btn, self.save_btn, self.save_as_btn):

@@ -74,6 +74,9 @@ class CaseSession:
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
         self._watched: dict[int, str] = {}
+        #: the label layers being edited, by role (kept so that a flush while the viewer
+        #: closes, after napari has emptied its layer list, still sees the data)
+        self._label_layers: dict[str, Any] = {}
         self._timer = None
         self._guards: list = []
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -181,6 +184,7 @@ class CaseSession:
         if role not in LABEL_ROLES or id(layer) in self._watched:
             return
         self._watched[id(layer)] = role
+        self._label_layers[role] = layer
         ref = weakref.ref(self)
 
         def _changed(_event=None, _role=role, _ref=ref):
@@ -217,10 +221,10 @@ class CaseSession:
     def sync_labels_from_layers(self, roles=LABEL_ROLES) -> None:
         """Copy the label layers' data into the case (on the grid of their image)."""
         viewer = self.viewer
-        if viewer is None:
-            return
         for role in roles:
-            layer = _layers.find_layer(viewer, role)
+            layer = _layers.find_layer(viewer, role) if viewer is not None else None
+            if layer is None:
+                layer = self._label_layers.get(role)
             if layer is None:
                 continue
             ref = getattr(self.case, GRID_OF[role])
