@@ -23,6 +23,8 @@ from scipy import ndimage
 
 from .errors import AblationError
 
+__all__ = ["interpolate_slices", "interpolate_box", "check_annotations", "annotated_slices", "bbox", "dice"]
+
 try:  # `edt` is 5-10x faster than scipy's EDT (FIELD-NOTES)
     import edt as _edt
 except ImportError:  # pragma: no cover - edt is a dependency, scipy is the fallback
@@ -76,6 +78,26 @@ def signed_distance_2d(mask: np.ndarray, sampling: Sequence[float], far: float) 
     return (out - inside).astype(np.float32)
 
 
+def bbox(mask, pad_vox=(0, 0, 0)) -> tuple[slice, slice, slice] | None:
+    """Index box of the non-zero voxels of a 3D array (None if empty), padded and clipped.
+
+    Two reductions (one over the whole array, one over the in-plane box) instead of
+    ``np.nonzero``: ~15 ms on 512 x 512 x 300 instead of ~600 ms.
+    """
+    a = np.asarray(mask)
+    proj = a.any(axis=0)
+    rows = np.flatnonzero(proj.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(proj.any(axis=0))
+    zs = np.flatnonzero(a[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].any(axis=(1, 2)))
+    lo = np.array([zs[0], rows[0], cols[0]]) - np.asarray(pad_vox, int)
+    hi = np.array([zs[-1], rows[-1], cols[-1]]) + 1 + np.asarray(pad_vox, int)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, a.shape)
+    return tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))
+
+
 def annotated_slices(labels: np.ndarray, axis: int, label: int | None = None) -> np.ndarray:
     """Indices of the slices along ``axis`` holding ``label`` (any non-zero label if None)."""
     m = (labels == label) if label is not None else (labels != 0)
@@ -91,7 +113,7 @@ def _fill_fraction(present: np.ndarray) -> float:
 
 
 def check_annotations(labels: np.ndarray, axis: int, label: int | None = None,
-                      annotated: Sequence[int] | None = None) -> np.ndarray:
+                      annotated: Sequence[int] | None = None, offset: int = 0) -> np.ndarray:
     """Annotated slice indices along ``axis`` for ``label``; AblationError when unusable.
 
     Detects annotations drawn on a different orientation (e.g. coronal slices while
@@ -122,11 +144,11 @@ def check_annotations(labels: np.ndarray, axis: int, label: int | None = None,
         )
     if idx.size < 2:
         raise AblationError(
-            f"interpolation needs at least two annotated slices along {AXIS_NAMES[axis]}; {what} is on slice {idx[0]} only"
+            f"interpolation needs at least two annotated slices along {AXIS_NAMES[axis]}; {what} is on slice {idx[0] + offset} only"
         )
     if fill[axis] >= 1.0:
         raise AblationError(
-            f"nothing to interpolate: every {AXIS_NAMES[axis]} slice from {idx[0]} to {idx[-1]} is already annotated"
+            f"nothing to interpolate: every {AXIS_NAMES[axis]} slice from {idx[0] + offset} to {idx[-1] + offset} is already annotated"
         )
     return idx
 
@@ -177,6 +199,61 @@ def _interpolate_one(labels: np.ndarray, out: np.ndarray, axis: int, spacing_zyx
     return int(fill.sum())
 
 
+def interpolate_box(
+    labels: np.ndarray,
+    axis: int | str,
+    spacing_zyx: Sequence[float],
+    label: int | None = None,
+    annotated: Sequence[int] | None = None,
+    *,
+    method: str = "pchip",
+) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """Like :func:`interpolate_slices`, but returns ``(box, new_labels[box])``.
+
+    Only the bounding box of the labels can change; for a 512 x 512 x 300 volume this
+    avoids copying and comparing the whole array (the widgets write the changed voxels
+    of the box through napari's undoable ``data_setitem``).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise AblationError(f"labels must be 3D, got {labels.ndim}D")
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise AblationError(f"labels must be integers, got {labels.dtype}")
+    if len(spacing_zyx) != 3 or any(not (float(s) > 0) for s in spacing_zyx):
+        raise AblationError(f"spacing must be three positive numbers (mm), got {list(spacing_zyx)}")
+    if method not in METHODS:
+        raise AblationError(f"unknown interpolation method '{method}': use one of {', '.join(METHODS)}")
+    axis = axis_index(axis)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    # all the work happens on the bounding box of the labels (plus explicit annotated slices)
+    box = bbox(labels)
+    if box is None:
+        raise AblationError("nothing to interpolate: the labels are empty")
+    if annotated is not None:
+        ann = np.asarray(list(annotated), dtype=int)
+        if ann.size and (ann.min() < 0 or ann.max() >= labels.shape[axis]):
+            raise AblationError(f"annotated slice index out of range 0..{labels.shape[axis] - 1} along {AXIS_NAMES[axis]}")
+        if ann.size:
+            box = list(box)
+            box[axis] = slice(min(box[axis].start, int(ann.min())), max(box[axis].stop, int(ann.max()) + 1))
+            box = tuple(box)
+            annotated = ann - box[axis].start
+    sub = labels[box]
+    if label is not None:
+        values = [int(label)]
+    else:
+        values = [int(v) for v in np.unique(sub) if v != 0]
+    # check every value first, so that a bad one changes nothing
+    plans = [(v, check_annotations(sub, axis, v if (label is not None or len(values) > 1) else None, annotated,
+                                       offset=box[axis].start))
+             for v in values]
+    res = sub.copy()
+    for value, idx in plans:
+        _interpolate_one(sub, res, axis, spacing_zyx, value, idx, method)
+    return box, res
+
+
 def interpolate_slices(
     labels: np.ndarray,
     axis: int | str,
@@ -197,30 +274,11 @@ def interpolate_slices(
     line, nothing changed) with fewer than two annotated slices or annotations that look
     drawn on another orientation.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise AblationError(f"labels must be 3D, got {labels.ndim}D")
-    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
-        raise AblationError(f"labels must be integers, got {labels.dtype}")
-    if len(spacing_zyx) != 3 or any(not (float(s) > 0) for s in spacing_zyx):
-        raise AblationError(f"spacing must be three positive numbers (mm), got {list(spacing_zyx)}")
-    if method not in METHODS:
-        raise AblationError(f"unknown interpolation method '{method}': use one of {', '.join(METHODS)}")
-    axis = axis_index(axis)
-    if labels.dtype == bool:
-        labels = labels.astype(np.uint8)
-    if label is not None:
-        values = [int(label)]
-    else:
-        values = [int(v) for v in np.unique(labels) if v != 0]
-        if not values:
-            raise AblationError("nothing to interpolate: the labels are empty")
-    # check every value first, so that a bad one changes nothing
-    plans = [(v, check_annotations(labels, axis, v if (label is not None or len(values) > 1) else None, annotated))
-             for v in values]
-    out = labels.copy()
-    for value, idx in plans:
-        _interpolate_one(labels, out, axis, spacing_zyx, value, idx, method)
+    box, res = interpolate_box(labels, axis, spacing_zyx, label, annotated, method=method)
+    out = np.array(labels, copy=True)
+    if out.dtype == bool:
+        out = out.astype(np.uint8)
+    out[box] = res
     return out
 
 

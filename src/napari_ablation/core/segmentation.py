@@ -22,6 +22,7 @@ from .interpolation import (  # noqa: F401 - re-exported
     AXIS_NAMES,
     annotated_slices,
     axis_index,
+    bbox,
     check_annotations,
     dice,
     edt3d,
@@ -46,7 +47,7 @@ def _mask(mask) -> np.ndarray:
 
 
 def _box(mask: np.ndarray, spacing: np.ndarray, pad_mm: float):
-    return geometry.crop_box(mask, spacing, pad_mm)
+    return bbox(mask, np.ceil(float(pad_mm) / np.asarray(spacing, float)).astype(int))
 
 
 def _pad_vox(spacing: np.ndarray, pad_mm: float) -> np.ndarray:
@@ -64,12 +65,14 @@ def mask_volume_ml(mask, spacing_zyx) -> float:
 
 def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
     """Centres (z, y, x mm, relative to voxel 0) of the voxels of ``mask`` on its surface."""
-    m = _mask(mask)
+    m = np.asarray(mask)
+    if m.ndim != 3:
+        raise AblationError(f"a 3D mask is needed, got {m.ndim}D")
     sp = _spacing(spacing_zyx)
-    box = _box(m, sp, 0.0)
+    box = bbox(m)
     if box is None:
         return np.zeros((0, 3))
-    sub = np.pad(m[box], 1)
+    sub = np.pad(m[box] != 0, 1)
     surf = sub & ~ndimage.binary_erosion(sub)
     pts = np.argwhere(surf) - 1 + np.array([b.start for b in box])
     return pts * sp
