@@ -186,3 +186,33 @@ def test_writer_saves_labels_on_the_grid_of_the_original_file(make_napari_viewer
     # the labelled voxel is at the same physical point as the painted one
     painted = np.asarray(tumor.data_to_world((2, 3, 4)))[::-1]
     assert np.allclose(saved.TransformIndexToPhysicalPoint((int(i), int(j), int(k))), painted, atol=1e-4)
+
+
+def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(make_napari_viewer, qtbot, tmp_path):
+    from test_io import make_volume, write_dicom_series
+
+    viewer = make_napari_viewer()
+    widget = LoadCaseWidget(viewer)
+    big = make_volume(size=(32, 28, 10), spacing=(0.8, 0.8, 2.5))
+    small = make_volume(size=(16, 16, 6), spacing=(1.5, 1.5, 3.0), seed=3)
+    write_dicom_series(big, tmp_path / "pre" / "a", description="portal venous")
+    uid_small = write_dicom_series(small, tmp_path / "pre" / "b", description="scout")
+    write_dicom_series(make_volume(seed=5, spacing=(0.8, 0.8, 2.5)), tmp_path / "post", description="post")
+    widget.pre.path.setText(str(tmp_path / "pre"))
+    widget.pre.refresh_series()
+    assert widget.pre.series.isVisibleTo(widget) and widget.pre.series.count() == 2
+    assert "portal venous" in widget.pre.series.itemText(0)  # the largest first, chosen by default
+    widget.post.path.setText(str(tmp_path / "post"))
+    widget.post.refresh_series()
+    assert not widget.post.series.isVisibleTo(widget)  # a single series: no choice to make
+    widget.load_files()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=20000)
+    pre = _layers.find_layer(viewer, "pre")
+    assert pre.data.shape == (10, 28, 32)
+    assert _layers.layer_meta(pre)["modality"] == "CT"
+    assert tuple(pre.contrast_limits) == pytest.approx((-160.0, 240.0))  # CT abdomen window
+    widget.window.setCurrentIndex(widget.window.findData("liver"))
+    assert tuple(pre.contrast_limits) == pytest.approx((-5.0, 145.0))
+    # the user may pick the other series
+    widget.pre.series.setCurrentIndex(1)
+    assert widget.pre.series_uid == uid_small

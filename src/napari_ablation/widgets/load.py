@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import io
+from ..core import display, io
 from ..core.case import Case, is_case_folder, load_case_files
 from ..core.errors import AblationError
 from . import _layers
@@ -93,7 +93,7 @@ class _SeriesPicker(QWidget):
 
     @property
     def series_uid(self) -> str | None:
-        return self.series.currentData() if self.series.isVisible() and self.series.count() else None
+        return self.series.currentData() if self.series.count() > 1 else None
 
 
 class LoadCaseWidget(QWidget):
@@ -146,6 +146,17 @@ class LoadCaseWidget(QWidget):
         frow.addLayout(buttons)
         frow.addWidget(self.status)
 
+        contrast = QGroupBox("Display")
+        crow = QHBoxLayout(contrast)
+        self.window = QComboBox()
+        self.window.addItem("auto (CT: abdomen, MR: 0.5-99.5 %)", "auto")
+        for key, (w, l) in display.CT_WINDOWS.items():
+            self.window.addItem(f"CT {key} (W {w:.0f} / L {l:.0f})", key)
+        self.window.addItem("robust percentiles", "robust")
+        crow.addWidget(QLabel("Window"))
+        crow.addWidget(self.window, 1)
+        self.window.currentIndexChanged.connect(lambda _i: self.apply_window(self.window.currentData()))
+
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
@@ -154,6 +165,7 @@ class LoadCaseWidget(QWidget):
         lay.addWidget(files)
         lay.addWidget(sample)
         lay.addWidget(folder)
+        lay.addWidget(contrast)
         lay.addWidget(self.progress)
         lay.addStretch(1)
 
@@ -213,6 +225,23 @@ class LoadCaseWidget(QWidget):
             return None
         _layers.notify_info(f"case saved to {out}")
         return out
+
+    def apply_window(self, preset: str = "auto") -> None:
+        """Set the contrast of the pre and post layers: a CT window or robust MR limits."""
+        for role in ("pre", "post", "post_registered"):
+            layer = _layers.find_layer(self.viewer, role)
+            if layer is None:
+                continue
+            modality = _layers.layer_meta(layer).get("modality", "") or self.session.case.info.get("modality", "")
+            if preset in display.CT_WINDOWS:
+                limits = display.window_limits(*display.CT_WINDOWS[preset])
+            elif preset == "robust":
+                limits = display.robust_limits(layer.data)
+            else:
+                limits = display.default_contrast(layer.data, modality)
+            layer.contrast_limits_range = (min(limits[0], float(layer.contrast_limits_range[0])),
+                                           max(limits[1], float(layer.contrast_limits_range[1])))
+            layer.contrast_limits = limits
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, job, message: str, *, show_notes: bool = True):
