@@ -216,3 +216,22 @@ def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(make_na
     # the user may pick the other series
     widget.pre.series.setCurrentIndex(1)
     assert widget.pre.series_uid == uid_small
+
+
+def test_layers_opened_without_a_case_are_adopted_and_autosaved(make_napari_viewer, qtbot, cases_root):
+    """Images and labels added by File > Open Sample (no widget involved) still autosave."""
+    from napari_ablation.core import geometry as g
+
+    viewer = make_napari_viewer()
+    session = CaseSession.of(viewer)
+    pre = g.image_from_array(np.zeros((6, 10, 12), np.float32), (3.0, 1.2, 1.2), (5.0, 6.0, 7.0))
+    viewer.add_image(sitk.GetArrayFromImage(pre), **_layers.image_layer_kwargs(
+        pre, "pre", "pre", metadata={"napari_ablation": {"case_folder": "/somewhere/renal_mri"}}))
+    lab = viewer.add_labels(np.zeros((6, 10, 12), np.uint8), **_layers.labels_layer_kwargs(pre, "tumor", "tumor"))
+    assert session.case.pre is not None and session.case.info["name"] == "renal_mri"
+    lab.data_setitem((np.array([2]), np.array([3]), np.array([4])), 1)
+    qtbot.waitUntil(lambda: not session.has_unsaved_changes, timeout=5000)
+    assert session.folder is not None and session.folder.parent == cases_root
+    saved = Case.load(session.folder)
+    assert saved.pre is not None and sitk.GetArrayFromImage(saved.tumor)[2, 3, 4] == 1
+    assert g.same_grid(saved.tumor, saved.pre)

@@ -81,6 +81,7 @@ class CaseSession:
         self._guards: list = []
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         for layer in viewer.layers:
+            self._adopt(layer)
             self._watch(layer)
         _ALL.add(self)
         _install_quit_hooks()
@@ -177,7 +178,26 @@ class CaseSession:
 
     # ------------------------------------------------------------------ labels
     def _on_layer_inserted(self, event) -> None:
+        self._adopt(event.value)
         self._watch(event.value)
+
+    def _adopt(self, layer) -> None:
+        """Take pre/post images that arrive without a case (File > Open Sample, drag and
+        drop of files with roles) into the case, so that their labels autosave too."""
+        role = _layers.role_of(layer)
+        if role not in ("pre", "post") or getattr(self.case, role) is not None:
+            return
+        try:
+            img = _layers.image_from_layer(layer)
+        except AblationError:
+            return
+        setattr(self.case, role, img)
+        meta = _layers.layer_meta(layer)
+        if "name" not in self.case.info:
+            source = meta.get("case_folder") or meta.get("source") or layer.name
+            self.case.info["name"] = Path(str(source).rstrip("/\\")).name.split(".")[0] or "case"
+        if meta.get("modality"):
+            self.case.info.setdefault("modality", meta["modality"])
 
     def _watch(self, layer) -> None:
         role = _layers.role_of(layer)
