@@ -26,6 +26,7 @@ from .interpolation import (  # noqa: F401 - re-exported
     check_annotations,
     dice,
     edt3d,
+    interpolate_box,
     interpolate_slices,
 )
 

@@ -1,0 +1,301 @@
+"""Segment widget in a real napari viewer (run under xvfb-run): interpolation preview /
+accept with one undo step, brush in mm, live readout, correction, seeded region, reader
+comparison, autosave into the case, and a screenshot of an interpolated tumor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_ablation.core import geometry
+from napari_ablation.core import segmentation as seg
+from napari_ablation.core.case import Case
+from napari_ablation.widgets import _layers
+from napari_ablation.widgets.segment import PREVIEW_ROLE, SegmentWidget
+from napari_ablation.widgets.session import CaseSession
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SPACING_ZYX = (2.5, 0.8, 0.8)
+SHAPE = (28, 90, 90)
+
+
+@pytest.fixture(autouse=True)
+def cases_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+
+
+def _grid(center=None):
+    c = [(n - 1) / 2 for n in SHAPE] if center is None else center
+    axes = [(np.arange(n) - ci) * s for n, s, ci in zip(SHAPE, SPACING_ZYX, c)]
+    return np.meshgrid(*axes, indexing="ij")
+
+
+def _tumor_truth():
+    z, y, x = _grid()
+    u, v = (y + x) / np.sqrt(2), (y - x) / np.sqrt(2)
+    zz = z - 0.3 * u  # tilted
+    return (zz / 16) ** 2 + (u / 18) ** 2 + (v / 12) ** 2 <= 1
+
+
+def _ablation_truth():
+    z, y, x = _grid()
+    return (z / 20) ** 2 + ((y - 2) / 22) ** 2 + ((x + 3) / 19) ** 2 <= 1
+
+
+def _case():
+    rng = np.random.default_rng(3)
+    pre = (np.where(_tumor_truth(), 160.0, 60.0) + rng.normal(0, 12, SHAPE)).astype(np.float32)
+    post = (np.where(_ablation_truth(), 20.0, 70.0) + rng.normal(0, 8, SHAPE)).astype(np.float32)
+    origin = (-40.0, 12.0, 30.0)
+    case = Case(pre=geometry.image_from_array(pre, SPACING_ZYX, origin),
+                post=geometry.image_from_array(post, SPACING_ZYX, (-38.0, 10.0, 31.0)))
+    case.info["name"] = "seg-test"
+    return case
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    session = CaseSession.of(viewer)
+    session.set_case(_case(), tmp_path / "case")
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment")
+    return viewer, widget, session, qtbot
+
+
+def _wait(qtbot, widget):
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=30000)
+
+
+def _draw_every(layer, truth, axis, step):
+    """Simulate outlining every ``step``-th slice (one undoable stroke per slice)."""
+    idx = np.flatnonzero(truth.any(axis=tuple(a for a in range(3) if a != axis)))
+    keep = np.arange(idx[0] + 1, idx[-1], step)
+    for k in keep:
+        sl = [slice(None)] * 3
+        sl[axis] = k
+        vox = np.nonzero(truth[tuple(sl)])
+        full = list(vox)
+        full.insert(axis, np.full(len(vox[0]), k))
+        with layer.block_history():
+            layer.data_setitem(tuple(full), 1)
+    return keep
+
+
+def test_create_layers_colours_and_brush_in_mm(setup):
+    viewer, widget, _session, qtbot = setup
+    widget.structure.setCurrentIndex(0)
+    tumor = widget.ensure_labels_layer()
+    assert tumor is _layers.find_layer(viewer, "tumor")
+    assert tumor.data.shape == SHAPE and np.allclose(tumor.scale, SPACING_ZYX)
+    pre = _layers.find_layer(viewer, "pre")
+    assert np.allclose(tumor.translate, pre.translate)
+    assert tumor.mode == "paint" and viewer.layers.selection.active is tumor
+    widget.brush_mm.setValue(4.0)
+    assert tumor.brush_size == 5  # 4 mm at 0.8 mm in-plane
+    widget.structure.setCurrentIndex(1)
+    abl = widget.ensure_labels_layer()
+    post = _layers.find_layer(viewer, "post")
+    assert np.allclose(abl.translate, post.translate)
+    # fixed, distinct colours
+    assert np.allclose(tumor.colormap.map(1), abl.colormap.map(1)) is False
+    np.testing.assert_allclose(tumor.colormap.map(1)[:3], [1.0, 140 / 255, 0.0], atol=0.01)
+    np.testing.assert_allclose(abl.colormap.map(1)[:3], [0.0, 200 / 255, 1.0], atol=0.01)
+
+
+def test_interpolate_preview_accept_undo_and_screenshot(setup):
+    viewer, widget, session, qtbot = setup
+    widget.structure.setCurrentIndex(0)
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    keep = _draw_every(tumor, truth, 0, 3)
+    drawn = np.array(tumor.data, copy=True)
+    viewer.dims.order = (0, 1, 2)  # axial view
+    assert widget.view_axis() == 0
+
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    preview = _layers.find_layer(viewer, PREVIEW_ROLE)
+    assert preview is not None and preview.data.any()
+    assert np.array_equal(tumor.data, drawn)  # the preview changes nothing yet
+
+    # live readout of the drawn slices
+    qtbot.waitUntil(lambda: widget.last_stats is not None
+                    and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+
+    n = widget.accept_interpolation()
+    assert n > 0 and _layers.find_layer(viewer, PREVIEW_ROLE) is None
+    expected = seg.interpolate_slices(drawn, 0, SPACING_ZYX)
+    assert np.array_equal(np.asarray(tumor.data), expected)
+    lo, hi = keep[0], keep[-1] + 1
+    assert seg.dice(truth[lo:hi], tumor.data[lo:hi] != 0) > 0.95
+    assert np.array_equal(tumor.data[keep], drawn[keep])
+
+    qtbot.waitUntil(lambda: widget.last_stats is not None
+                    and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    assert widget.last_stats["volume_ml"] == pytest.approx(seg.mask_volume_ml(tumor.data, SPACING_ZYX))
+    assert "ml" in widget.readout.text() and "mm" in widget.readout.text()
+
+    # screenshot of the interpolated tumor on a slice between two drawn ones
+    for name in ("post", "ablation"):
+        _layers.find_layer(viewer, name).visible = False
+    _layers.center_view_on(viewer, tumor.data_to_world((keep[2] + 1, 45, 45)))
+    viewer.camera.zoom = 4.0
+    DOCS.mkdir(exist_ok=True)
+    viewer.screenshot(str(DOCS / "segment_interpolated.png"), canvas_only=False)
+    assert (DOCS / "segment_interpolated.png").stat().st_size > 1000
+
+    # autosave: the interpolated tumor reaches the case folder
+    session.flush()
+    on_disk = sitk.GetArrayFromImage(Case.load(session.folder).tumor)
+    assert np.array_equal(on_disk, expected.astype(np.uint8))
+
+    # one undo restores exactly the drawn slices
+    tumor.undo()
+    assert np.array_equal(np.asarray(tumor.data), drawn)
+
+
+def test_shortcut_previews_then_accepts_and_cancel_changes_nothing(setup):
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    _draw_every(tumor, _tumor_truth(), 0, 4)
+    drawn = np.array(tumor.data, copy=True)
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    widget.cancel_interpolation()
+    assert _layers.find_layer(viewer, PREVIEW_ROLE) is None
+    assert np.array_equal(tumor.data, drawn)
+    widget._interpolate_key(viewer)  # Shift-I: preview
+    _wait(qtbot, widget)
+    assert widget._preview is not None
+    widget._interpolate_key(viewer)  # Shift-I again: accept
+    assert widget._preview is None and np.count_nonzero(tumor.data) > np.count_nonzero(drawn)
+    from napari.utils.key_bindings import KeyBinding
+
+    assert viewer.keymap.get(KeyBinding.from_str("Shift-I")) == widget._interpolate_key
+
+
+def test_bad_input_one_line_and_labels_unchanged(setup):
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    with tumor.block_history():
+        tumor.data_setitem(tuple(np.array(v) for v in np.nonzero(truth * (np.arange(SHAPE[0]) == 14)[:, None, None])), 1)
+    before = np.array(tumor.data, copy=True)
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    assert "at least two annotated slices" in widget.last_error and "\n" not in widget.last_error
+    assert np.array_equal(tumor.data, before) and _layers.find_layer(viewer, PREVIEW_ROLE) is None
+    # drawn on coronal slices, but viewing axially
+    tumor.data = np.zeros(SHAPE, np.uint8)
+    _draw_every(tumor, truth, 1, 6)
+    before = np.array(tumor.data, copy=True)
+    viewer.dims.order = (0, 1, 2)
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    assert "coronal" in widget.last_error
+    assert np.array_equal(tumor.data, before)
+    # viewing coronally, the same drawing interpolates
+    viewer.dims.order = (1, 0, 2)
+    assert widget.view_axis() == 1
+    widget.last_error = None
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    assert widget.last_error is None and widget._preview is not None and widget._preview["axis"] == 1
+
+
+@pytest.mark.parametrize("op", ["grow_shrink", "smooth", "fill_holes", "keep_largest", "erase_slice"])
+def test_each_correction_is_one_undo_step(setup, op):
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    data = truth.astype(np.uint8)
+    data[14, 40:44, 40:44] = 0  # a hole
+    data[2, 5:7, 5:7] = 1  # an island
+    with tumor.block_history():
+        tumor.data_setitem(np.nonzero(data), 1)
+    before = np.array(tumor.data, copy=True)
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.set_point(0, float(tumor.data_to_world((14, 0, 0))[0]))
+    widget.grow_mm.setValue(2.0)
+    widget.correct(op)
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    after = np.array(tumor.data, copy=True)
+    assert not np.array_equal(after, before)
+    if op == "erase_slice":
+        assert not after[14].any() and np.array_equal(np.delete(after, 14, 0), np.delete(before, 14, 0))
+    if op == "grow_shrink":
+        assert np.array_equal(after != 0, seg.grow_shrink(before != 0, SPACING_ZYX, 2.0))
+    if op == "fill_holes":
+        assert after[14, 41, 41] == 1
+    if op == "keep_largest":
+        assert not after[2].any()
+    widget.undo()
+    assert np.array_equal(np.asarray(tumor.data), before)
+
+
+def test_seeded_region_for_the_ablation_zone(setup):
+    viewer, widget, _session, qtbot = setup
+    widget.structure.setCurrentIndex(1)
+    abl = widget.ensure_labels_layer()
+    truth = _ablation_truth()
+    post = _layers.find_layer(viewer, "post")
+    centre = post.data_to_world((14, 47, 41))
+    widget.seed_btn.setChecked(True)
+    assert abl.mode == "pan_zoom"
+    widget.seed_at(centre)
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    assert seg.dice(abl.data != 0, truth) > 0.9
+    assert not widget.seed_btn.isChecked() and abl.mode == "paint"
+    before = np.array(abl.data, copy=True)
+    widget.seed_at(post.data_to_world((14, 200, 41)))  # outside the image
+    _wait(qtbot, widget)
+    assert "outside the image" in widget.last_error
+    assert np.array_equal(abl.data, before)
+    abl.undo()
+    assert not abl.data.any()
+
+
+def test_refine_rough_outline(setup):
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    rough = seg.grow_shrink(truth, SPACING_ZYX, 2.0)
+    with tumor.block_history():
+        tumor.data_setitem(np.nonzero(rough), 1)
+    widget.band_mm.setValue(3.5)
+    widget.refine()
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    assert seg.dice(tumor.data != 0, truth) > max(0.93, seg.dice(rough, truth) + 0.05)
+    tumor.undo()
+    assert np.array_equal(tumor.data != 0, rough)
+
+
+def test_compare_two_readers(setup):
+    viewer, widget, _session, qtbot = setup
+    truth = _tumor_truth()
+    pre = _layers.find_layer(viewer, "pre")
+    kw = dict(scale=pre.scale, translate=pre.translate, units=geometry.UNITS, axis_labels=geometry.AXIS_LABELS)
+    viewer.add_labels(truth.astype(np.uint8), name="reader 1", **kw)
+    viewer.add_labels(seg.grow_shrink(truth, SPACING_ZYX, 1.6).astype(np.uint8), name="reader 2", **kw)
+    widget.cmp_a.setCurrentText("reader 1")
+    widget.cmp_b.setCurrentText("reader 2")
+    widget.compare()
+    _wait(qtbot, widget)
+    res = widget.last_comparison
+    expected = seg.compare_masks(truth, seg.grow_shrink(truth, SPACING_ZYX, 1.6), SPACING_ZYX)
+    assert res["dice"] == pytest.approx(expected["dice"]) and 0.7 < res["dice"] < 0.95
+    assert res["volume_diff_ml"] > 0 and res["hd95_mm"] >= 1.6 - 0.01
+    dis = [ly for ly in viewer.layers if _layers.role_of(ly) == "disagreement"]
+    assert len(dis) == 1 and set(np.unique(dis[0].data)) == {0, 2}
+    assert "Dice" in widget.cmp_result.text()
+    widget.cmp_b.setCurrentText("reader 1")
+    widget.compare()
+    assert "different" in widget.last_error
