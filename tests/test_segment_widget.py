@@ -299,3 +299,21 @@ def test_compare_two_readers(setup):
     widget.cmp_b.setCurrentText("reader 1")
     widget.compare()
     assert "different" in widget.last_error
+
+
+def test_pick_an_existing_labels_layer(setup, tmp_path):
+    viewer, widget, session, qtbot = setup
+    pre = _layers.find_layer(viewer, "pre")
+    truth = _tumor_truth().astype(np.uint8)
+    loaded = viewer.add_labels(truth, name="tumor from file", scale=pre.scale, translate=pre.translate,
+                               units=geometry.UNITS, axis_labels=geometry.AXIS_LABELS)
+    wrong = viewer.add_labels(np.zeros((5, 5, 5), np.uint8), name="wrong grid")
+    widget.structure.setCurrentIndex(0)
+    assert widget.use_layer(wrong) is None and "grid" in widget.last_error
+    assert widget.use_layer(loaded) is loaded
+    assert _layers.find_layer(viewer, "tumor") is loaded
+    np.testing.assert_allclose(loaded.colormap.map(1)[:3], [1.0, 140 / 255, 0.0], atol=0.01)
+    qtbot.waitUntil(lambda: widget.last_stats is not None and widget.last_stats["voxels"] == int(truth.sum()),
+                    timeout=10000)
+    session.flush()
+    assert np.array_equal(sitk.GetArrayFromImage(Case.load(session.folder).tumor), truth)

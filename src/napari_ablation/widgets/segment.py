@@ -111,6 +111,8 @@ class SegmentWidget(QWidget):
             self.structure.addItem(text, role)
         self.edit_btn = QPushButton("Create / edit labels")
         self.edit_btn.setToolTip("Select (or create) the labels layer of this structure, in paint mode")
+        self.pick_btn = QPushButton("Use selected layer")
+        self.pick_btn.setToolTip("Make the selected labels layer (e.g. loaded from a file) this structure's labels")
         self.brush_mm = _spin(5.0, 0.5, 100.0, 0.5, " mm", tip="Brush diameter in mm (in the viewed plane)")
         self.brush_info = QLabel("")
         self.readout = QLabel("volume – ml · max diameter – mm")
@@ -119,6 +121,7 @@ class SegmentWidget(QWidget):
         row.addWidget(self.structure, 1)
         row.addWidget(self.edit_btn)
         form.addRow(row)
+        form.addRow(self.pick_btn)
         brow = QHBoxLayout()
         brow.addWidget(self.brush_mm)
         brow.addWidget(self.brush_info, 1)
@@ -222,6 +225,7 @@ class SegmentWidget(QWidget):
 
         self.structure.currentIndexChanged.connect(self._structure_changed)
         self.edit_btn.clicked.connect(lambda: self.ensure_labels_layer(select=True))
+        self.pick_btn.clicked.connect(lambda: self.use_layer(self.viewer.layers.selection.active))
         self.brush_mm.valueChanged.connect(lambda _v: self.apply_brush_size())
         self.preview_btn.clicked.connect(self.preview_interpolation)
         self.accept_btn.clicked.connect(self.accept_interpolation)
@@ -297,6 +301,43 @@ class SegmentWidget(QWidget):
             self.apply_brush_size(layer)
         self.schedule_readout()
         return layer
+
+    def use_layer(self, layer, role: str | None = None):
+        """Make an existing Labels layer the labels of the structure (it must be on its image's grid)."""
+        role = role or self.role
+        try:
+            if layer is None or layer.__class__.__name__ != "Labels":
+                raise AblationError("select a labels layer in the layer list first")
+            img_layer = self.image_layer(role)
+            grid_role = STRUCTURES[role][0]
+            if img_layer is not None and (
+                layer.data.shape != img_layer.data.shape
+                or not np.allclose(layer.scale, img_layer.scale)
+                or not np.allclose(layer.translate, img_layer.translate)
+            ):
+                raise AblationError(f"'{layer.name}' is not on the {grid_role} image grid: the {role} is drawn on {grid_role}")
+            other = self.labels_layer(role)
+            if other is not None and other is not layer:
+                meta = dict(other.metadata)
+                meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": f"{role}_previous"}
+                other.metadata = meta
+                other.name = f"{other.name} (previous)"
+            meta = dict(layer.metadata)
+            meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": role, "drawn_on": grid_role}
+            layer.metadata = meta
+        except AblationError as exc:
+            self._error(exc)
+            return None
+        watch = getattr(self.session, "watch", None) or getattr(self.session, "_watch", None)
+        if watch is not None:  # the session autosaves layers it watches (by role)
+            try:
+                watch(layer)
+            except Exception:  # noqa: BLE001 - autosave hook is best effort
+                pass
+        self.structure.setCurrentIndex(list(STRUCTURES).index(role))
+        out = self.ensure_labels_layer(select=True, role=role)
+        self._notify_session(role)
+        return out
 
     def _watch(self, layer) -> None:
         if id(layer) in self._watched:
