@@ -50,6 +50,7 @@ CLASS_KEYS = ("covered_with_margin", "insufficient_margin", "uncovered")
 CLASS_LABELS = {"covered_with_margin": 1, "insufficient_margin": 2, "uncovered": 3}
 #: anti-aliasing Gaussian, in voxels of each axis (0 = plain binary marching cubes)
 DEFAULT_SMOOTH_VOX = 1.2
+DIAMETER_SMOOTH_VOX = 0.7
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -109,6 +110,9 @@ class _Field:
     step: np.ndarray  # grid-index step between samples (z, y, x), 1 or 1/k along a thick axis
     grid: _Grid
     level: float
+    #: the object as samples of this grid before anti-aliasing (the binary mask, or the
+    #: shape-based refined mask across thick slices): volumes and class fractions use it
+    solid: np.ndarray | None = None
 
     def to_lps(self, sample_idx: np.ndarray) -> np.ndarray:
         return self.grid.to_lps(self.offset + np.asarray(sample_idx) * self.step)
@@ -163,7 +167,7 @@ def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float) -> _Field:
     arr = crop.astype(np.float32)
     if sig > 0:
         arr = ndimage.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
-    return _Field(arr, lo, np.ones(3), grid, 0.5)
+    return _Field(arr, lo, np.ones(3), grid, 0.5, crop.astype(bool))
 
 
 def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> _Field:
@@ -212,9 +216,10 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     step[axis] = 1.0 / f
     if SHAPE_THEN_GAUSSIAN and sig > 0:
         # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic mask
-        soft = ndimage.gaussian_filter((fine >= 0).astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
-        return _Field(soft, lo, step, grid, 0.5)
-    return _Field(np.ascontiguousarray(fine, dtype=np.float32), lo, step, grid, 0.0)
+        solid = fine >= 0
+        soft = ndimage.gaussian_filter(solid.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
+        return _Field(soft, lo, step, grid, 0.5, solid)
+    return _Field(np.ascontiguousarray(fine, dtype=np.float32), lo, step, grid, 0.0, fine >= 0)
 
 
 def _slice_sdf(sl: np.ndarray, aniso, sig: float) -> np.ndarray:
@@ -778,9 +783,9 @@ def analyze_margin(
         "uncovered": float(np.count_nonzero(m_fine < 0)) / n_f,
     }
     volume_ml = {k: v * tumor_ml for k, v in volume_fraction.items()}
-    ablation_ml = float(np.count_nonzero(amask[abox])) * agrid.voxel_ml
-    tumor_voxels_ml = n_t * tgrid.voxel_ml
     ablation_voxels_ml = float(np.count_nonzero(amask[abox])) * agrid.voxel_ml
+    ablation_ml = ablation_voxels_ml
+    tumor_voxels_ml = n_t * tgrid.voxel_ml
 
     # --- octants ---------------------------------------------------------------------------
     rel = tsurf.verts - centroid
@@ -792,7 +797,8 @@ def analyze_margin(
     mtm_octant = octant_name(p_min - centroid)
 
     # --- diameter ------------------------------------------------------------------------
-    diameter = _max_diameter(tsurf.verts)
+    # (lighter anti-aliasing than for margins, which would round corners off)
+    diameter = _max_diameter(_surface(_gaussian_field(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX)).verts)
 
     # --- surface fractions, histogram ------------------------------------------------------
     w = tsurf.vertex_areas()
