@@ -433,38 +433,51 @@ def resample_region(
 # ----------------------------------------------------------------------------- QA images
 
 
-def normalise(arr: np.ndarray, mask: np.ndarray | None = None, lo_pct: float = 1, hi_pct: float = 99) -> np.ndarray:
-    """Intensities mapped to [0, 1] by robust percentiles (so pre and post MRI compare)."""
-    a = np.asarray(arr, dtype=np.float32)
-    sample = a[mask] if mask is not None and mask.any() else a[:: max(1, a.shape[0] // 16)]
-    lo, hi = np.percentile(sample, [lo_pct, hi_pct])
+def intensity_range(arr: np.ndarray, lo_pct: float = 1, hi_pct: float = 99) -> tuple[float, float]:
+    """Robust display range of an image (percentiles of a subsample)."""
+    a = np.asarray(arr)
+    sample = a[:: max(1, a.shape[0] // 16)] if a.ndim == 3 else a
+    lo, hi = (float(v) for v in np.percentile(sample, [lo_pct, hi_pct]))
     if hi <= lo:
         hi = lo + 1.0
+    return lo, hi
+
+
+def normalise(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Intensities mapped to [0, 1] by a robust range (so pre and post MRI compare)."""
+    a = np.asarray(arr, dtype=np.float32)
+    lo, hi = value_range if value_range is not None else intensity_range(a)
     return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
-def checkerboard(a: np.ndarray, b: np.ndarray, spacing_zyx, tile_mm: float = 10.0, origin_zyx=(0, 0, 0)) -> np.ndarray:
-    """3D checkerboard of two same-grid arrays (normalised to [0, 1]) with tiles of ``tile_mm``."""
-    if a.shape != b.shape:
-        raise AblationError("checkerboard needs two images on the same grid")
+def checkerboard_parity(shape, spacing_zyx, tile_mm: float, origin_zyx=(0, 0, 0)) -> np.ndarray:
+    """Boolean array, True on the tiles that show the first image (tiles of ``tile_mm`` in world mm)."""
     if not tile_mm > 0:
         raise AblationError("the checkerboard tile size must be positive")
-    na, nb = normalise(a), normalise(b)
-    parity = np.zeros(a.shape, dtype=np.int64)
+    parity = np.zeros(shape, dtype=np.int64)
     for ax in range(3):
-        coords = origin_zyx[ax] + spacing_zyx[ax] * np.arange(a.shape[ax])
-        idx = np.floor(coords / tile_mm).astype(np.int64)
-        shape = [1, 1, 1]
-        shape[ax] = -1
-        parity = parity + idx.reshape(shape)
-    return np.where(parity % 2 == 0, na, nb)
+        coords = origin_zyx[ax] + spacing_zyx[ax] * np.arange(shape[ax])
+        idx = np.floor(coords / tile_mm + 1e-9).astype(np.int64)
+        sh = [1, 1, 1]
+        sh[ax] = -1
+        parity = parity + idx.reshape(sh)
+    return parity % 2 == 0
 
 
-def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def checkerboard(a: np.ndarray, b: np.ndarray, spacing_zyx, tile_mm: float = 10.0, origin_zyx=(0, 0, 0),
+                 range_a=None, range_b=None) -> np.ndarray:
+    """3D checkerboard of two same-grid arrays (each normalised to [0, 1]) with tiles of ``tile_mm``."""
+    if a.shape != b.shape:
+        raise AblationError("checkerboard needs two images on the same grid")
+    first = checkerboard_parity(a.shape, spacing_zyx, tile_mm, origin_zyx)
+    return np.where(first, normalise(a, range_a), normalise(b, range_b))
+
+
+def difference(a: np.ndarray, b: np.ndarray, range_a=None, range_b=None) -> np.ndarray:
     """Signed difference of the normalised images (b - a), in [-1, 1]."""
     if a.shape != b.shape:
         raise AblationError("difference needs two images on the same grid")
-    return normalise(b) - normalise(a)
+    return normalise(b, range_b) - normalise(a, range_a)
 
 
 def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.15) -> np.ndarray:

@@ -1,0 +1,326 @@
+"""Visual QA of a registration (the "QA" tab of the Register widget).
+
+Every view is computed on the pre grid from pre and post resampled onto it (the layer
+``post_registered``): blend opacity, checkerboard (tile size in mm), difference image,
+flicker between pre and registered post, contours (edges of one image, or the ablation
+zone outline, over the other), a linked crosshair, and the QA verdict stored in the case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import geometry, registration as reg, transform as tfm
+from ..core.case import QA_VERDICTS
+from ..core.errors import AblationError, one_line
+from . import _layers
+
+CHECKER = "qa checkerboard"
+DIFF = "qa difference"
+EDGES = "qa edges"
+CROSS = "crosshair"
+CONTOURS = ("none", "edges of registered post over pre", "edges of pre over registered post",
+            "ablation zone outline on pre")
+
+
+class QAPanel(QWidget):
+    def __init__(self, owner, parent=None):
+        super().__init__(parent)
+        self.owner = owner
+        self.viewer = owner.viewer
+        self._ranges: dict = {}
+        self._flick = QTimer(self)
+        self._flick.timeout.connect(self._flip)
+        self._flick_state = False
+        self._mouse_cb = None
+        v = QVBoxLayout(self)
+
+        views = QGroupBox("Views")
+        form = QFormLayout(views)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        form.addRow("Blend (post opacity)", self.opacity)
+        self.checker = QCheckBox("checkerboard")
+        self.tile = QDoubleSpinBox()
+        self.tile.setRange(2, 100)
+        self.tile.setValue(10)
+        self.tile.setSuffix(" mm")
+        form.addRow(self.checker, self.tile)
+        self.diff = QCheckBox("difference (post - pre)")
+        form.addRow(self.diff)
+        self.flicker = QCheckBox("flicker pre / post")
+        self.rate = QDoubleSpinBox()
+        self.rate.setRange(0.5, 10)
+        self.rate.setValue(2.0)
+        self.rate.setSuffix(" Hz")
+        form.addRow(self.flicker, self.rate)
+        self.contours = QComboBox()
+        self.contours.addItems(CONTOURS)
+        form.addRow("Contours", self.contours)
+        self.cross = QCheckBox("linked crosshair (follows the mouse; magenta: the same point in raw post)")
+        form.addRow(self.cross)
+        v.addWidget(views)
+
+        verdict = QGroupBox("QA verdict (recorded in the case and the report)")
+        form = QFormLayout(verdict)
+        self.verdict = QComboBox()
+        self.verdict.addItems(QA_VERDICTS)
+        form.addRow("Registration", self.verdict)
+        self.comment = QLineEdit()
+        self.comment.setPlaceholderText("comment (e.g. what was corrected, what does not match)")
+        form.addRow("Comment", self.comment)
+        self.record = QPushButton("Record verdict")
+        form.addRow(self.record)
+        self.verdict_label = QLabel("")
+        self.verdict_label.setWordWrap(True)
+        form.addRow(self.verdict_label)
+        v.addWidget(verdict)
+        v.addStretch(1)
+
+        self.opacity.valueChanged.connect(self._on_opacity)
+        self.checker.toggled.connect(lambda _on: self.refresh())
+        self.tile.valueChanged.connect(lambda _v: self.refresh() if self.checker.isChecked() else None)
+        self.diff.toggled.connect(lambda _on: self.refresh())
+        self.flicker.toggled.connect(self._on_flicker)
+        self.rate.valueChanged.connect(self._on_rate)
+        self.contours.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.cross.toggled.connect(self._on_cross)
+        self.record.clicked.connect(self.record_verdict)
+        self._load_verdict()
+
+    # ------------------------------------------------------------------ helpers
+    def _arrays(self):
+        pre_l = _layers.find_layer(self.viewer, "pre")
+        reg_l = self.owner.registered_layer()
+        if pre_l is None or reg_l is None:
+            return None
+        return pre_l, reg_l
+
+    def _range(self, layer):
+        key = (id(layer), id(layer.data))
+        hit = self._ranges.get(layer.name)
+        if hit is None or hit[0] != key:
+            hit = (key, reg.intensity_range(np.asarray(layer.data)))
+            self._ranges[layer.name] = hit
+        return hit[1]
+
+    def _layer_kwargs(self, pre_l):
+        return {"scale": tuple(pre_l.scale), "translate": tuple(pre_l.translate),
+                "units": ("mm", "mm", "mm"), "axis_labels": geometry.AXIS_LABELS}
+
+    def _set_image(self, name, data, pre_l, **kw):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if layer.data.shape == data.shape:
+                layer.data = data
+                return layer
+            self.viewer.layers.remove(layer)
+        return self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
+                                     **self._layer_kwargs(pre_l), **kw)
+
+    def _remove(self, name):
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(self.viewer.layers[name])
+
+    # ------------------------------------------------------------------ views
+    def refresh(self) -> None:
+        """Recompute the enabled views from pre and the registered post."""
+        got = self._arrays()
+        if got is None:
+            if self.checker.isChecked() or self.diff.isChecked() or self.contours.currentIndex():
+                _layers.notify_info("register first (or press 'Show registered post'): QA views compare pre with registered post")
+            for name in (CHECKER, DIFF, EDGES):
+                self._remove(name)
+            return
+        pre_l, reg_l = got
+        a, b = np.asarray(pre_l.data), np.asarray(reg_l.data)
+        try:
+            if self.checker.isChecked():
+                cb = reg.checkerboard(a, b, tuple(pre_l.scale), float(self.tile.value()), tuple(pre_l.translate),
+                                      self._range(pre_l), self._range(reg_l))
+                self._set_image(CHECKER, cb, pre_l, colormap="gray", contrast_limits=(0, 1), blending="opaque")
+            else:
+                self._remove(CHECKER)
+            if self.diff.isChecked():
+                d = reg.difference(a, b, self._range(pre_l), self._range(reg_l))
+                self._set_image(DIFF, d, pre_l, colormap="PiYG", contrast_limits=(-0.6, 0.6), blending="translucent")
+            else:
+                self._remove(DIFF)
+            self._contours(pre_l, reg_l)
+        except AblationError as exc:
+            _layers.notify_error(exc)
+
+    def update_region(self, box, arr) -> None:
+        """Live path: update checkerboard / difference inside ``box`` only."""
+        got = self._arrays()
+        if got is None:
+            return
+        pre_l, reg_l = got
+        a = np.asarray(pre_l.data)[box]
+        if self.checker.isChecked() and CHECKER in self.viewer.layers:
+            origin = [pre_l.translate[i] + pre_l.scale[i] * box[i].start for i in range(3)]
+            cb = reg.checkerboard(a, arr, tuple(pre_l.scale), float(self.tile.value()), origin,
+                                  self._range(pre_l), self._range(reg_l))
+            layer = self.viewer.layers[CHECKER]
+            layer.data[box] = cb
+            layer.refresh()
+        if self.diff.isChecked() and DIFF in self.viewer.layers:
+            layer = self.viewer.layers[DIFF]
+            layer.data[box] = reg.difference(a, arr, self._range(pre_l), self._range(reg_l))
+            layer.refresh()
+
+    def _contours(self, pre_l, reg_l) -> None:
+        mode = self.contours.currentText()
+        if mode == "none":
+            self._remove(EDGES)
+            abl = _layers.find_layer(self.viewer, "ablation_registered")
+            if abl is not None:
+                abl.visible = False
+            return
+        if mode.startswith("edges"):
+            src = reg_l if "registered post over" in mode else pre_l
+            img = geometry.image_from_array(np.asarray(src.data, dtype=np.float32), src.scale, src.translate)
+            e = reg.edges(img)
+            if EDGES in self.viewer.layers and self.viewer.layers[EDGES].data.shape == e.shape:
+                self.viewer.layers[EDGES].data = e
+            else:
+                self._remove(EDGES)
+                self.viewer.add_labels(e, name=EDGES, colormap=_layers.single_color_map("#ffff00"),
+                                       metadata={_layers.META: {"role": EDGES}}, **self._layer_kwargs(pre_l))
+            # show the edges over the other image
+            reg_l.visible = "registered post over" not in mode
+            pre_l.visible = True
+            return
+        self._remove(EDGES)
+        abl = self.owner._image("ablation")
+        pre = self.owner._image("pre")
+        if abl is None or pre is None:
+            _layers.notify_info("draw the ablation zone on post to see its outline on pre")
+            return
+        out = tfm.resample_onto(abl, pre, self.owner.transform, interpolator="nearest")
+        layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
+        layer.contour = 1
+        layer.visible = True
+
+    def _on_opacity(self, value: int) -> None:
+        layer = self.owner.registered_layer()
+        if layer is not None:
+            layer.opacity = value / 100.0
+
+    # ------------------------------------------------------------------ flicker
+    def _on_flicker(self, on: bool) -> None:
+        if on:
+            if self._arrays() is None:
+                _layers.notify_info("register first: flicker alternates pre and registered post")
+                self.flicker.setChecked(False)
+                return
+            self._on_rate(self.rate.value())
+            self._flick.start()
+        else:
+            self._flick.stop()
+            got = self._arrays()
+            if got is not None:
+                got[0].visible = True
+                got[1].visible = True
+
+    def _on_rate(self, hz: float) -> None:
+        self._flick.setInterval(int(round(1000.0 / (2.0 * float(hz)))))
+
+    def _flip(self) -> None:
+        got = self._arrays()
+        if got is None:
+            self.flicker.setChecked(False)
+            return
+        pre_l, reg_l = got
+        self._flick_state = not self._flick_state
+        # registered post shown opaque on its own, then pre on its own
+        reg_l.visible = self._flick_state
+        pre_l.visible = not self._flick_state
+
+    # ------------------------------------------------------------------ crosshair
+    def _on_cross(self, on: bool) -> None:
+        if on:
+            if CROSS not in self.viewer.layers:
+                self.viewer.add_points(
+                    np.zeros((2, 3)), name=CROSS, symbol="cross", size=8, face_color=["#ffff00", "#ff00ff"],
+                    border_width=0, metadata={_layers.META: {"role": CROSS}}, out_of_slice_display=True,
+                )
+            if self._mouse_cb is None:
+                def cb(viewer, event):
+                    self.move_crosshair(np.asarray(event.position)[-3:])
+
+                self._mouse_cb = cb
+                self.viewer.mouse_move_callbacks.append(cb)
+            self.move_crosshair(np.asarray(self.viewer.dims.point)[-3:])
+        else:
+            self._disconnect_mouse()
+            self._remove(CROSS)
+
+    def move_crosshair(self, world_zyx) -> None:
+        """Put the crosshair at a world point and its partner at ``T(point)`` (the same anatomy in raw post)."""
+        if CROSS not in self.viewer.layers:
+            return
+        p = geometry.world_to_lps(world_zyx)
+        q = tfm.transform_points(self.owner.transform, p)[0]
+        self.viewer.layers[CROSS].data = np.array([geometry.lps_to_world(p), geometry.lps_to_world(q)])
+
+    def _disconnect_mouse(self) -> None:
+        if self._mouse_cb is not None:
+            try:
+                self.viewer.mouse_move_callbacks.remove(self._mouse_cb)
+            except ValueError:
+                pass
+            self._mouse_cb = None
+
+    def stop(self) -> None:
+        """Stop the flicker and the crosshair (the widget is closing)."""
+        self._flick.stop()
+        self._disconnect_mouse()
+
+    # ------------------------------------------------------------------ verdict
+    def _load_verdict(self) -> None:
+        s = self.owner.session
+        if s is None:
+            return
+        qa = s.case.qa or {}
+        if qa.get("verdict") in QA_VERDICTS:
+            self.verdict.setCurrentText(qa["verdict"])
+        self.comment.setText(qa.get("comment", ""))
+        self._show_verdict(qa)
+
+    def _show_verdict(self, qa: dict) -> None:
+        when = f" ({qa['reviewed_at']})" if qa.get("reviewed_at") else ""
+        text = f"Recorded: {qa.get('verdict', 'not reviewed')}{when}"
+        if qa.get("comment"):
+            text += f" - {qa['comment']}"
+        self.verdict_label.setText(text)
+
+    def record_verdict(self) -> None:
+        verdict, comment = self.verdict.currentText(), self.comment.text().strip()
+        s = self.owner.session
+        if s is None:
+            _layers.notify_warning("no case session: the verdict cannot be stored")
+            return
+        try:
+            s.set_qa(verdict, comment)
+        except Exception as exc:  # noqa: BLE001
+            _layers.notify_error(exc)
+            return
+        self._show_verdict(s.case.qa)
+        _layers.notify_info(f"registration QA: {verdict}")

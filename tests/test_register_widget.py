@@ -1,0 +1,196 @@
+"""Register widget in a real viewer (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_ablation.core import registration as reg, transform as tfm
+from napari_ablation.core.case import Case
+from napari_ablation.widgets import _layers
+
+from test_registration import TRUE, TUMOR_C, euler, make_phantom
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(TRUE)
+
+
+@pytest.fixture
+def widget(make_napari_viewer, phantom, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    from napari_ablation.widgets.register import RegisterWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    viewer = make_napari_viewer()
+    pre, post, tumor, ice = phantom
+    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
+    CaseSession.of(viewer).set_case(case, tmp_path / "case")
+    w = RegisterWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Register")
+    return w
+
+
+def _wait(qtbot, w, timeout=60000):
+    qtbot.waitUntil(lambda: not w.busy, timeout=timeout)
+
+
+def test_automatic_registration_in_the_viewer(widget, qtbot, tmp_path):
+    w = widget
+    worker = w.run_automatic()
+    assert worker is not None and w.cancel_btn.isEnabled()
+    _wait(qtbot, w)
+    pts = reg.ball_points(TUMOR_C, 30)
+    assert reg.target_error(w.transform, TRUE, pts)[0] < 0.5
+    assert w.last_result is not None and w.last_result.improved
+    # post resampled onto the pre grid, as an ordinary (unrotated) layer
+    layer = w.registered_layer()
+    pre_l = _layers.find_layer(w.viewer, "pre")
+    assert layer.data.shape == pre_l.data.shape
+    assert np.allclose(layer.scale, pre_l.scale) and np.allclose(layer.affine.affine_matrix, np.eye(4))
+    # stored in the case, on disk
+    assert w.session.case.transform is not None
+    saved = tfm.read_rigid_transform(w.session.folder / "transform.tfm")
+    assert reg.target_error(saved, w.transform, pts)[1] < 1e-6
+    # undo goes back to identity, reset too
+    w.undo()
+    assert reg.target_error(w.transform, None, pts)[1] < 1e-9
+    w.undo()  # nothing left: no crash
+
+
+def test_cancel_keeps_the_previous_transform(widget, qtbot):
+    w = widget
+    start = euler((1, 0, 0), (1, 0, 0))
+    w.set_transform(start)
+    worker = w.run_automatic()
+    assert worker is not None
+    w.cancel()  # the Cancel button
+    _wait(qtbot, w)
+    assert "cancel" in w.status.text()
+    assert w.last_result is None
+    assert reg.target_error(w.transform, start, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
+    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+
+
+def test_manual_adjustment_live_and_undo(widget, qtbot):
+    w = widget
+    w.set_transform(TRUE)
+    qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
+    _wait(qtbot, w)
+    before = np.array(w.registered_layer().data)
+    w.manual["tx"].spin.setValue(3.0)  # drag: live update of the tumor box only
+    assert w.live_timings_ms
+    live = np.array(w.registered_layer().data)
+    box = reg.region_box(w._image("pre"), w.tumor_center(), 30.0)
+    expected = reg.resample_region(w._image("post"), w._image("pre"), w.transform, box, default=w._post_min(w._image("post")))
+    assert np.allclose(live[box], expected, atol=1e-3)
+    outside = np.ones(before.shape, bool)
+    outside[box] = False
+    assert np.array_equal(live[outside], before[outside])
+    # the value settles: recorded, whole volume resampled
+    qtbot.waitUntil(lambda: len(w._undo) >= 2, timeout=5000)
+    _wait(qtbot, w)
+    pts = reg.ball_points(TUMOR_C, 30)
+    want = reg.adjust(TRUE, (3.0, 0, 0), (0, 0, 0), w.tumor_center())
+    assert reg.target_error(w.session.case.transform, want, pts)[1] < 1e-6
+    w.undo()
+    assert w.manual["tx"].value() == 0.0
+    assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6
+    # keyboard: Alt+Right moves along the screen's horizontal axis (x in the axial view)
+    w.nudge("rz", 2.0)
+    assert w.manual["rz"].value() == 2.0
+
+
+def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
+    w = widget
+    rng = np.random.default_rng(1)
+    pre_pts = [TUMOR_C + rng.uniform(-25, 25, 3) for _ in range(5)]
+    for i, p in enumerate(pre_pts):
+        assert w.add_landmark("landmarks_pre", p) == str(i + 1)
+    assert "pair 1 on post" in w.next_label.text()
+    post_pts = [tfm.transform_points(TRUE, p)[0] for p in pre_pts]
+    # a misclick on post, undone
+    w.add_landmark("landmarks_post", post_pts[0] + 40)
+    w.remove_last_point()
+    for p in post_pts:
+        w.add_landmark("landmarks_post", p)
+    pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
+    post_l = _layers.find_layer(w.viewer, "landmarks_post")
+    assert list(pre_l.features["pair"]) == list(post_l.features["pair"]) == ["1", "2", "3", "4", "5"]
+    assert np.allclose(pre_l.face_color, post_l.face_color)  # pairs coloured alike
+    fit = w.fit_landmarks()
+    assert fit is not None and fit.rms_fre < 1e-6
+    assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-6
+    assert w.table.rowCount() == 5 and w.table.item(0, 1).text() == "0.00"
+    # saved in the case
+    assert [r["label"] for r in w.session.case.landmarks["post"]] == ["1", "2", "3", "4", "5"]
+    # too few pairs: one-line error, transform unchanged
+    for _ in range(5):
+        w.remove_last_point()
+    for _ in range(3):
+        w.remove_last_point()
+    before = w.transform
+    assert w.fit_landmarks() is None
+    assert reg.target_error(w.transform, before, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
+
+
+def test_bad_transform_file_changes_nothing(widget, tmp_path):
+    w = widget
+    w.set_transform(TRUE)
+    aff = sitk.AffineTransform(3)
+    aff.SetMatrix([1.1, 0, 0, 0, 1, 0, 0, 0, 1])
+    sitk.WriteTransform(aff, str(tmp_path / "affine.tfm"))
+    assert not w.load_transform(tmp_path / "affine.tfm")
+    assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
+    w.save_transform(tmp_path / "ok.tfm")
+    w.reset()
+    assert w.load_transform(tmp_path / "ok.tfm")
+    assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
+
+
+def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path):
+    w = widget
+    w.set_transform(TRUE)
+    qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
+    qa = w.qa
+    qa.tile.setValue(15.0)
+    qa.checker.setChecked(True)
+    cb = w.viewer.layers["qa checkerboard"]
+    pre_l = _layers.find_layer(w.viewer, "pre")
+    assert cb.data.shape == pre_l.data.shape and np.allclose(cb.scale, pre_l.scale)
+    qa.diff.setChecked(True)
+    d = w.viewer.layers["qa difference"].data
+    # registered with the true transform: small difference near the tumor (outside the ice ball)
+    assert np.abs(d).mean() < 0.2
+    qa.contours.setCurrentText("edges of registered post over pre")
+    assert "qa edges" in w.viewer.layers
+    qa.contours.setCurrentText("ablation zone outline on pre")
+    assert _layers.find_layer(w.viewer, "ablation_registered").contour == 1
+    qa.flicker.setChecked(True)
+    reg_l = w.registered_layer()
+    states = set()
+    for _ in range(6):
+        qtbot.wait(300)
+        states.add(reg_l.visible)
+    assert states == {True, False}
+    qa.flicker.setChecked(False)
+    assert reg_l.visible and pre_l.visible
+    qa.cross.setChecked(True)
+    qa.move_crosshair(TUMOR_C[::-1])
+    cross = w.viewer.layers["crosshair"].data
+    assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][::-1], tfm.transform_points(TRUE, TUMOR_C)[0])
+    qa.verdict.setCurrentText("needs correction")
+    qa.comment.setText("upper pole off by 2 mm")
+    qa.record_verdict()
+    assert w.session.case.qa["verdict"] == "needs correction"
+    assert "upper pole" in (w.session.folder / "case.json").read_text()
+    # screenshot of the checkerboard
+    qa.contours.setCurrentText("none")
+    qa.diff.setChecked(False)
+    qa.cross.setChecked(False)
+    w.viewer.dims.set_point(0, float(TUMOR_C[2]))
+    out = tmp_path / "checker.png"
+    w.viewer.screenshot(str(out), canvas_only=False)
+    assert out.stat().st_size > 10000
