@@ -296,6 +296,12 @@ def test_compare_two_readers(setup):
     dis = [ly for ly in viewer.layers if _layers.role_of(ly) == "disagreement"]
     assert len(dis) == 1 and set(np.unique(dis[0].data)) == {0, 2}
     assert "Dice" in widget.cmp_result.text()
+    for ly in viewer.layers:
+        ly.visible = ly.name == "pre" or _layers.role_of(ly) == "disagreement"
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.set_point(0, float(pre.data_to_world((17, 0, 0))[0]))
+    viewer.reset_view()
+    viewer.screenshot(str(DOCS / "segment_compare.png"), canvas_only=False)
     widget.cmp_b.setCurrentText("reader 1")
     widget.compare()
     assert "different" in widget.last_error
