@@ -497,6 +497,42 @@ class MarginResult:
     pre_reference: sitk.Image = field(repr=False)  # an (empty-ish) image with the pre geometry
     warnings: list[str] = field(default_factory=list)
     method: str = ""
+    _ablation_field: Any = field(default=None, repr=False)
+    _pre_to_post: Any = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- ablation in pre space
+    def display_box(self, pad_mm: float = 15.0) -> tuple[slice, slice, slice]:
+        """Index box on the pre grid around the tumor, padded by ``pad_mm`` (clipped to the grid)."""
+        g = _Grid(self.pre_reference)
+        out = []
+        for ax in range(3):
+            pad = int(math.ceil(pad_mm / g.spacing_zyx[ax]))
+            lo = max(0, self.class_offset[ax] - pad)
+            hi = min(g.shape[ax], self.class_offset[ax] + self.class_crop.shape[ax] + pad)
+            out.append(slice(lo, hi))
+        return tuple(out)
+
+    def ablation_on_pre(self, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+        """The registered ablation zone (bool) on the pre grid voxels of ``box`` (default: display box)."""
+        box = box or self.display_box()
+        g = _Grid(self.pre_reference)
+        shape = tuple(s.stop - s.start for s in box)
+        if self._ablation_field is None:
+            return np.zeros(shape, dtype=bool)
+        idx = np.indices(shape).reshape(3, -1).T + np.array([s.start for s in box])
+        A, b = self._pre_to_post
+        return self._ablation_field.inside(g.to_lps(idx) @ A.T + b).reshape(shape)
+
+    def ablation_on_pre_image(self, box: tuple[slice, slice, slice] | None = None) -> sitk.Image:
+        """:meth:`ablation_on_pre` as a uint8 image with the pre grid geometry (origin of the box)."""
+        box = box or self.display_box()
+        arr = self.ablation_on_pre(box).astype(np.uint8)
+        img = sitk.GetImageFromArray(arr)
+        ref = self.pre_reference
+        img.SetSpacing(ref.GetSpacing())
+        img.SetDirection(ref.GetDirection())
+        img.SetOrigin(ref.TransformIndexToPhysicalPoint([int(s.start) for s in box[::-1]]))
+        return img
 
     # ---------------------------------------------------------------- derived figures
     @property
@@ -844,6 +880,8 @@ def analyze_margin(
         pre_reference=ref,
         warnings=warns,
         method=method,
+        _ablation_field=afield,
+        _pre_to_post=(A, b),
     )
 
 
@@ -985,11 +1023,19 @@ def run_cli(args) -> int:
     if getattr(args, "html_out", None):
         from . import report
 
-        payloads.append((args.html_out, report.html_report(res, info={"tumor": str(args.tumor),
-                                                                        "ablation": str(args.ablation),
-                                                                        "transform": args.transform or "identity"})))
-    for path, text in payloads:
-        write_text_atomic(path, text)
+        kw = dict(info={"tumor": str(args.tumor), "ablation": str(args.ablation),
+                        "transform": args.transform or "identity (no registration given)"})
+        if Path(args.html_out).suffix.lower() == ".pdf":  # --html report.pdf writes the PDF page
+            payloads.append((args.html_out, report.pdf_report(res, **kw)))
+        else:
+            payloads.append((args.html_out, report.html_report(res, **kw)))
+    from .io import write_bytes_atomic
+
+    for path, data in payloads:
+        if isinstance(data, bytes):
+            write_bytes_atomic(path, data)
+        else:
+            write_text_atomic(path, data)
     if getattr(args, "margin_labels_out", None):
         write_image_atomic(res.margin_labels_image(), args.margin_labels_out)
     print(res.summary_text())

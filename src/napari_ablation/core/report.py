@@ -1,0 +1,276 @@
+"""One-page margin report (HTML, PDF) and figure rendering, headless (matplotlib Agg).
+
+The same :class:`~napari_ablation.core.margin.MarginResult` feeds the CLI, the widget and
+this report, so every number agrees. Slice pictures are rendered from arrays with
+matplotlib (no display needed): axial, coronal and sagittal planes through the minimal
+margin point, pre image in grey (when given), coverage classes in green/yellow/red, the
+registered ablation zone as a cyan outline, the MTM point as a cross.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import AblationError
+from .io import write_bytes_atomic, write_text_atomic
+
+CLASS_RGB = {1: (0.17, 0.63, 0.17), 2: (1.0, 0.84, 0.0), 3: (0.84, 0.15, 0.16)}
+ABLATION_RGB = (0.0, 0.78, 1.0)
+TUMOR_RGB = (1.0, 0.55, 0.0)
+
+
+def _figure(*args, **kw):
+    from matplotlib.figure import Figure
+
+    return Figure(*args, **kw)
+
+
+def _png(fig, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def plot_histogram(res, ax=None, fig=None):
+    """Histogram (area-weighted) and cumulative curve of the tumor-surface margins."""
+    if ax is None:
+        fig = fig or _figure(figsize=(5.2, 3.0))
+        ax = fig.add_subplot(1, 1, 1)
+    edges = res.histogram_edges_mm
+    w = np.diff(edges)
+    centers = edges[:-1] + w / 2
+    t = res.threshold_mm
+    colors = [CLASS_RGB[3] if c < 0 else CLASS_RGB[2] if c < t else CLASS_RGB[1] for c in centers]
+    ax.bar(centers, 100 * res.histogram_fraction, width=w * 0.95, color=colors, edgecolor="none")
+    ax.set_xlabel("margin on the tumor surface (mm)")
+    ax.set_ylabel("% of tumor surface")
+    ax2 = ax.twinx()
+    x, cum = res.cumulative_curve()
+    ax2.plot(x, 100 * cum, color="k", lw=1.5)
+    ax2.set_ylabel("% of surface with margin \u2265 x", fontsize=8)
+    ax2.set_ylim(0, 102)
+    for xv, style in ((0.0, "-"), (t, "--")):
+        ax.axvline(xv, color="0.3", ls=style, lw=0.8)
+    ax.axvline(res.min_margin_mm, color=CLASS_RGB[3] if res.min_margin_mm < 0 else "k", ls=":", lw=1.2)
+    ax.set_title(f"{res.margin_text()}; threshold {t:g} mm", fontsize=9)
+    return fig
+
+
+def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> list[dict[str, Any]]:
+    """Axial, coronal and sagittal planes through the MTM point (arrays + extents, LPS mm)."""
+    box = res.display_box(pad_mm)
+    ref = res.pre_reference
+    sp = np.asarray(ref.GetSpacing())[::-1]  # z, y, x
+    classes = sitk.GetArrayFromImage(res.margin_labels_image())[box]
+    ablation = res.ablation_on_pre(box)
+    img = None
+    if pre is not None:
+        from .geometry import same_grid
+
+        if same_grid(pre, ref):
+            img = sitk.GetArrayFromImage(pre)[box].astype(np.float32)
+    p_idx = np.asarray(ref.TransformPhysicalPointToContinuousIndex([float(v) for v in res.min_margin_point_lps]))[::-1]
+    local = np.clip(np.round(p_idx - [s.start for s in box]).astype(int), 0, np.asarray(classes.shape) - 1)
+    origin = np.asarray(ref.TransformIndexToPhysicalPoint([int(s.start) for s in box[::-1]]))[::-1]
+    p_zyx = np.asarray(res.min_margin_point_lps, dtype=float)[::-1]
+    planes = []
+    # (name, axis fixed, displayed (row axis, col axis), flip for radiological display)
+    for name, ax in (("axial", 0), ("coronal", 1), ("sagittal", 2)):
+        sl = [slice(None)] * 3
+        sl[ax] = local[ax]
+        sl = tuple(sl)
+        rows_ax, cols_ax = [a for a in range(3) if a != ax]
+        ext_r = (origin[rows_ax] - sp[rows_ax] / 2, origin[rows_ax] + sp[rows_ax] * (classes.shape[rows_ax] - 0.5))
+        ext_c = (origin[cols_ax] - sp[cols_ax] / 2, origin[cols_ax] + sp[cols_ax] * (classes.shape[cols_ax] - 0.5))
+        planes.append(
+            dict(
+                name=name,
+                classes=np.asarray(classes[sl]),
+                ablation=np.asarray(ablation[sl]),
+                image=None if img is None else np.asarray(img[sl]),
+                extent=(ext_c[0], ext_c[1], ext_r[0], ext_r[1]),  # for origin="lower"
+                point=(float(p_zyx[cols_ax]), float(p_zyx[rows_ax])),
+                axes=("LPS"[::-1][cols_ax], "LPS"[::-1][rows_ax]),
+            )
+        )
+    return planes
+
+
+def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
+    planes = slice_planes(res, pre)
+    if axes is None:
+        fig = fig or _figure(figsize=(9.0, 3.2))
+        axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    for ax, pl in zip(axes, planes):
+        if pl["image"] is not None:
+            im = pl["image"]
+            lo, hi = np.percentile(im, [1, 99]) if im.size else (0, 1)
+            ax.imshow(im, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, extent=pl["extent"],
+                      interpolation="nearest", origin="lower", aspect="equal")
+        else:
+            ax.imshow(np.zeros_like(pl["classes"], dtype=float), cmap="gray", vmin=0, vmax=1, extent=pl["extent"],
+                      origin="lower", aspect="equal")
+        rgba = np.zeros(pl["classes"].shape + (4,))
+        for k, c in CLASS_RGB.items():
+            rgba[pl["classes"] == k] = (*c, 0.75)
+        ax.imshow(rgba, extent=pl["extent"], interpolation="nearest", origin="lower", aspect="equal")
+        if pl["ablation"].any() and not pl["ablation"].all():
+            ax.contour(pl["ablation"].astype(float), levels=[0.5], colors=[ABLATION_RGB], linewidths=1.2,
+                       extent=pl["extent"], origin="lower")
+        ax.plot(*pl["point"], marker="+", color="w", ms=14, mew=2)
+        ax.plot(*pl["point"], marker="+", color="k", ms=10, mew=1)
+        ax.set_title(f"{pl['name']} through MTM point", fontsize=9)
+        ax.set_xlabel(f"{pl['axes'][0]} (mm)", fontsize=8)
+        ax.set_ylabel(f"{pl['axes'][1]} (mm)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        # radiological display: patient left (+x) on screen right; axial: anterior up
+        # (P = +y downwards); coronal/sagittal: superior (+z) up
+        if pl["name"] == "axial":
+            ax.invert_yaxis()
+    return fig
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+def _b64(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def html_report(
+    res,
+    *,
+    info: dict[str, Any] | None = None,
+    qa: dict[str, Any] | None = None,
+    pre: sitk.Image | None = None,
+    screenshot_png: bytes | None = None,
+    transform_note: str | None = None,
+) -> str:
+    """The one-page report as a self-contained HTML string (figures embedded)."""
+    info = dict(info or {})
+    qa = dict(qa or {})
+    hist = _png(plot_histogram(res))
+    slices = _png(plot_slices(res, pre))
+    mm = res.min_margin_mm
+    verdict_color = "#d62728" if mm < 0 else "#b8860b" if mm < res.threshold_mm else "#2ca02c"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "".join(f"<tr><td>{_esc(a)}</td><td class=v>{_esc(b)}</td><td>{_esc(c)}</td></tr>" for a, b, c in res.rows())
+    info_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in info.items() if v not in (None, ""))
+    qa_text = _esc(qa.get("verdict", "not reviewed"))
+    if qa.get("comment"):
+        qa_text += " \u2014 " + _esc(qa["comment"])
+    warn = "".join(f"<li>{_esc(w)}</li>" for w in res.warnings)
+    shot = f'<img class=fig src="{_b64(screenshot_png)}" alt="3D view">' if screenshot_png else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Ablation margin report</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 18px; color: #222; font-size: 12px; max-width: 1000px; }}
+h1 {{ font-size: 18px; margin: 0 0 4px 0; }} h2 {{ font-size: 13px; margin: 10px 0 4px 0; }}
+.big {{ font-size: 22px; font-weight: bold; color: {verdict_color}; }}
+table {{ border-collapse: collapse; }} td {{ padding: 1px 8px 1px 0; vertical-align: top; }} td.v {{ text-align: right; font-family: monospace; }}
+.cols {{ display: flex; gap: 18px; }} .fig {{ max-width: 100%; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 10px; vertical-align: middle; }}
+.small {{ color: #666; font-size: 10px; }}
+</style></head><body>
+<h1>Ablation margin report</h1>
+<div class=small>generated {now} by napari-ablation</div>
+<p class=big>{_esc(res.margin_text())} &nbsp; (rounded {res.min_margin_mm_rounded:d} mm) &mdash;
+complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
+<p>Minimal margin at the <b>{_esc(res.min_margin_octant)}</b> side of the tumor
+(LPS {", ".join(f"{v:.1f}" for v in res.min_margin_point_lps)} mm); threshold {res.threshold_mm:g} mm.
+<span class=legend><span style="background:#2ca02c"></span>margin &ge; {res.threshold_mm:g} mm
+<span style="background:#ffd700"></span>0&ndash;{res.threshold_mm:g} mm<span style="background:#d62728"></span>not covered
+<span style="background:#00c8ff"></span>ablation zone (registered)</span></p>
+{"<ul style='color:#b00'>" + warn + "</ul>" if warn else ""}
+<div class=cols><div>
+<h2>Case</h2><table>{info_rows}
+<tr><td>registration QA</td><td>{qa_text}</td></tr>
+{f"<tr><td>registration</td><td>{_esc(transform_note)}</td></tr>" if transform_note else ""}</table>
+<h2>Figures</h2><table>{rows}</table>
+</div><div>
+<img class=fig src="{_b64(slices)}" alt="slices through the minimal margin point">
+<img class=fig src="{_b64(hist)}" alt="histogram of surface margins">
+{shot}
+</div></div>
+<p class=small>Method: {_esc(res.method)}. The &plusmn; figure is the resolution limit: half a voxel of
+each grid along the direction of the minimal margin, combined in quadrature.</p>
+</body></html>
+"""
+
+
+def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
+               transform_note: str | None = None) -> bytes:
+    """The one-page report as PDF bytes (matplotlib, A4 portrait)."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    info = dict(info or {})
+    qa = dict(qa or {})
+    fig = _figure(figsize=(8.27, 11.69))
+    fig.text(0.05, 0.965, "Ablation margin report", fontsize=16, weight="bold")
+    color = CLASS_RGB[3] if res.min_margin_mm < 0 else (0.72, 0.53, 0.04) if res.min_margin_mm < res.threshold_mm else CLASS_RGB[1]
+    fig.text(0.05, 0.935, f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
+             f"{'yes' if res.complete_coverage else 'NO'}", fontsize=12, weight="bold", color=color)
+    lines = [f"minimal margin at the {res.min_margin_octant} side; threshold {res.threshold_mm:g} mm"]
+    lines += [f"{k}: {v}" for k, v in info.items() if v not in (None, "")]
+    lines.append(f"registration QA: {qa.get('verdict', 'not reviewed')}" + (f" \u2014 {qa['comment']}" if qa.get("comment") else ""))
+    if transform_note:
+        lines.append(f"registration: {transform_note}")
+    lines += [f"warning: {w}" for w in res.warnings]
+    fig.text(0.05, 0.925, "\n".join(lines), fontsize=7.5, va="top")
+    axes = [fig.add_axes([0.05 + i * 0.315, 0.60, 0.28, 0.22]) for i in range(3)]
+    plot_slices(res, pre, axes=axes, fig=fig)
+    axh = fig.add_axes([0.08, 0.36, 0.38, 0.18])
+    plot_histogram(res, ax=axh, fig=fig)
+    if screenshot_png:
+        import matplotlib.image as mpimg
+
+        axs = fig.add_axes([0.56, 0.33, 0.40, 0.24])
+        axs.imshow(mpimg.imread(io.BytesIO(screenshot_png), format="png"))
+        axs.set_axis_off()
+    rows = res.rows()
+    text = "\n".join(f"{a:<52s}{b:>14s} {c}" for a, b, c in rows)
+    fig.text(0.05, 0.30, text, fontsize=6.3, family="monospace", va="top")
+    buf = io.BytesIO()
+    with PdfPages(buf) as pdf:
+        pdf.savefig(fig)
+    return buf.getvalue()
+
+
+def write_report(path: str | os.PathLike, res, **kw) -> Path:
+    """Write the report; the format follows the suffix (.html / .htm / .pdf); atomic."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".html", ".htm"):
+        return write_text_atomic(p, html_report(res, **kw))
+    if suffix == ".pdf":
+        return write_bytes_atomic(p, pdf_report(res, **kw))
+    raise AblationError(f"cannot write a report to '{p.name}': use .html or .pdf")
+
+
+def write_json(path, res, extra: dict | None = None) -> Path:
+    import json
+
+    doc = res.to_json_dict()
+    if extra:
+        doc.update(extra)
+    return write_text_atomic(path, json.dumps(doc, indent=2))
+
+
+def write_csv(path, res) -> Path:
+    return write_text_atomic(path, res.to_csv())

@@ -1,0 +1,49 @@
+"""Margin report: HTML and PDF pages, slice pictures through the MTM point, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_ablation.core import margin as M, report as R
+from napari_ablation.core.errors import AblationError
+
+
+@pytest.fixture(scope="module")
+def res():
+    c = np.zeros(3)
+    tumor = M.sphere_image([41, 41, 41], [1, 1, 1], [-20.3] * 3, c, 10.0)
+    ablation = M.sphere_image([61, 61, 61], [1, 1, 1], [-30.3] * 3, c + [4, 3, 8], 15.0)
+    return M.analyze_margin(tumor, ablation)
+
+
+def test_slice_planes_pass_through_the_mtm_point(res):
+    planes = R.slice_planes(res)
+    assert [p["name"] for p in planes] == ["axial", "coronal", "sagittal"]
+    p = res.min_margin_point_lps  # x, y, z
+    ax, co, sa = planes
+    assert ax["point"] == pytest.approx((p[0], p[1]))  # (L, P)
+    assert co["point"] == pytest.approx((p[0], p[2]))  # (L, S)
+    assert sa["point"] == pytest.approx((p[1], p[2]))  # (P, S)
+    # all three colours appear in the coronal plane (partial coverage from below)
+    assert set(np.unique(co["classes"])) == {0, 1, 2, 3}
+    assert co["ablation"].any() and not co["ablation"].all()
+
+
+def test_html_and_pdf_reports(tmp_path, res):
+    pre = sitk.Cast(M.sphere_image([41, 41, 41], [1, 1, 1], [-20.3] * 3, [0, 0, 0], 12.0), sitk.sitkFloat32) * 100
+    info = {"case": "phantom", "modality": "MR"}
+    qa = {"verdict": "acceptable", "comment": "cortex aligned"}
+    html_path = R.write_report(tmp_path / "r.html", res, info=info, qa=qa, pre=pre)
+    html = html_path.read_text()
+    assert "acceptable" in html and "cortex aligned" in html and "phantom" in html
+    assert res.margin_text().replace("\u00b1", "&plusmn;") in html or res.margin_text() in html
+    assert html.count("data:image/png;base64,") == 2
+    pdf = R.write_report(tmp_path / "r.pdf", res, info=info, qa=qa, pre=pre).read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>") >= 1
+    with pytest.raises(AblationError):
+        R.write_report(tmp_path / "r.docx", res)
+    assert not (tmp_path / "r.docx").exists()
+    # only the two reports, no temporary files left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.pdf"]
