@@ -189,7 +189,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     half = 0.5 * h_in
     for k in range(nsl):
         if filled[k]:
-            d2[k] = _slice_sdf(crop[k], aniso, SLICE_SMOOTH_VOX if sig > 0 else 0.0)
+            d2[k] = _slice_sdf(crop[k], aniso, SLICE_SMOOTH_VOX if sig > 0 else 0.0, band_mm=float(sp[axis]) + 3.0)
     hz = float(sp[axis])
     fk = np.flatnonzero(filled)
     # empty slices: a cap between the last filled slice and the empty one, then falling off
@@ -222,7 +222,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     return _Field(np.ascontiguousarray(fine, dtype=np.float32), lo, step, grid, 0.0, fine >= 0)
 
 
-def _slice_sdf(sl: np.ndarray, aniso, sig: float) -> np.ndarray:
+def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.ndarray:
     """Sub-pixel in-plane signed distance (mm, positive inside) of one binary slice.
 
     The slice is anti-aliased by a Gaussian of ``sig`` pixels; its 0.5 contour (marching
@@ -237,16 +237,29 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float) -> np.ndarray:
         return np.where(sl != 0, 1.0, -1.0).astype(np.float32) * float(min(sy, sx))
     a = np.concatenate([c[:-1] for c in contours]) * (sy, sx)
     b = np.concatenate([c[1:] for c in contours]) * (sy, sx)
+    # exact distances in a band around the contour; farther out, the pixel-centre EDT (its
+    # error there, a fraction of a pixel, no longer moves where slices are interpolated)
+    import edt
+
+    inside = soft >= 0.5
+    d_in = edt.edt(inside, anisotropy=(sy, sx), black_border=False, parallel=1)
+    d_out = edt.edt(~inside, anisotropy=(sy, sx), black_border=False, parallel=1)
+    half = 0.25 * (sy + sx)
+    approx = np.where(inside, d_in - half, -(d_out - half))
+    out = approx.astype(np.float32)
+    band = np.abs(approx) <= band_mm
+    if not band.any():
+        return out
     tree = cKDTree(0.5 * (a + b))
-    yy, xx = np.meshgrid(np.arange(sl.shape[0]) * sy, np.arange(sl.shape[1]) * sx, indexing="ij")
-    p = np.stack([yy.ravel(), xx.ravel()], axis=1)
+    p = np.argwhere(band) * (sy, sx)
     k = int(min(6, len(a)))
     _d, idx = tree.query(p, k=k)
     idx = idx.reshape(len(p), k)
     pa, ab = p[:, None, :] - a[idx], b[idx] - a[idx]
     t = np.clip((pa * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0, 1)
-    d = np.sqrt(((pa - ab * t[..., None]) ** 2).sum(-1)).min(axis=1).reshape(sl.shape)
-    return np.where(soft >= 0.5, d, -d).astype(np.float32)
+    d = np.sqrt(((pa - ab * t[..., None]) ** 2).sum(-1)).min(axis=1)
+    out[band] = np.where(inside[band], d, -d)
+    return out
 
 
 def _cap_values(d_last: np.ndarray, d_inner: np.ndarray | None, sl_last: np.ndarray, aniso, hz: float) -> np.ndarray:
@@ -825,10 +838,10 @@ def analyze_margin(
 
     # --- octants ---------------------------------------------------------------------------
     rel = tsurf.verts - centroid
-    oct_names = np.array([octant_name(v) for v in np.sign(rel) + (rel == 0)])
+    code = (rel[:, 0] < 0) * 4 + (rel[:, 1] >= 0) * 2 + (rel[:, 2] < 0)  # index into OCTANTS
     octant_min: dict[str, float | None] = {}
-    for k in OCTANTS:
-        sel = oct_names == k
+    for i, k in enumerate(OCTANTS):
+        sel = code == i
         octant_min[k] = float(m_surf[sel].min()) if sel.any() else None
     mtm_octant = octant_name(p_min - centroid)
 

@@ -1,0 +1,146 @@
+"""Margin engine speed, memory and accuracy against a naive baseline, measured in the same run.
+
+    python benchmarks/bench_margin.py            # both cases, both methods
+    python benchmarks/bench_margin.py --quick    # MRI only, fewer repeats
+
+Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
+0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
+transform between pre and post (so resampling into pre space is part of the work).
+
+Methods:
+* ``napari-ablation``: ``core.margin.analyze_margin`` (full analysis: surfaces, exact
+  distances, classes, octants, shells, diameter, histogram).
+* ``naive``: the ablation mask resampled onto the whole pre grid (nearest neighbour), a
+  signed scipy ``distance_transform_edt`` of the whole volume (positive inside), MTM = min
+  over tumor voxel centres, classes from the same field.
+
+Each (method, case) runs in a fresh child process so that peak RSS is its own; time is the
+median of N runs (the first, warm-up, run excluded for the fast method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+CASES = {
+    "MRI": dict(size=(256, 256, 128), spacing=(1.2, 1.2, 3.0)),
+    "CT": dict(size=(512, 512, 200), spacing=(0.7, 0.7, 1.0)),
+}
+R_T, MARGIN, OFFSET = 15.0, 5.0, 3.0  # 3 cm tumor, true MTM 5 mm, ablation centre offset 3 mm
+
+
+def make_case(name: str):
+    import SimpleITK as sitk
+
+    from napari_ablation.core.margin import sphere_image
+
+    cfg = CASES[name]
+    size, sp = np.asarray(cfg["size"]), np.asarray(cfg["spacing"])
+    origin = -size * sp / 2 + np.array([0.37, -0.21, 0.43]) * sp
+    c_t = np.array([12.3, -8.7, 5.1])
+    u = np.array([0.6, -0.5, 0.62])
+    u /= np.linalg.norm(u)
+    c_a_pre = c_t + OFFSET * u
+    r_a = R_T + MARGIN + OFFSET
+    tumor = sphere_image(size, sp, origin, c_t, R_T)
+    T = sitk.Euler3DTransform()
+    T.SetCenter(c_t.tolist())
+    T.SetRotation(0.05, -0.08, 0.12)
+    T.SetTranslation((6.0, -4.0, 9.0))
+    c_a_post = np.asarray(T.TransformPoint(c_a_pre.tolist()))
+    ablation = sphere_image(size, sp, origin + [3.1, -2.2, 1.7], c_a_post, r_a)
+    return tumor, ablation, T, MARGIN
+
+
+def run_ours(tumor, ablation, T):
+    from napari_ablation.core.margin import analyze_margin
+
+    res = analyze_margin(tumor, ablation, T, 5.0)
+    res.margin_labels_image()  # the margin layer on the pre grid is part of the product
+    return res.min_margin_mm
+
+
+def run_naive(tumor, ablation, T):
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    ab_pre = sitk.Resample(ablation, tumor, T, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    a = sitk.GetArrayViewFromImage(ab_pre) > 0
+    sp = tumor.GetSpacing()[::-1]
+    d_in = ndimage.distance_transform_edt(a, sampling=sp)
+    d_out = ndimage.distance_transform_edt(~a, sampling=sp)
+    sdf = np.where(a, d_in, -d_out)
+    t = sitk.GetArrayViewFromImage(tumor) > 0
+    m = sdf[t]
+    classes = np.zeros(t.shape, np.uint8)
+    classes[t] = np.where(m < 0, 3, np.where(m < 5.0, 2, 1))
+    return float(m.min())
+
+
+def child(method: str, case: str, repeats: int) -> dict:
+    tumor, ablation, T, truth = make_case(case)
+    fn = {"napari-ablation": run_ours, "naive": run_naive}[method]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = []
+    if method == "napari-ablation":
+        fn(tumor, ablation, T)  # warm-up (imports, caches)
+    tracemalloc.start()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mtm = fn(tumor, ablation, T)
+        times.append(time.perf_counter() - t0)
+    _cur, peak_tm = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(method=method, case=case, time_s=float(np.median(times)), n=repeats, peak_rss_mb=rss,
+                rss_inputs_mb=rss0, peak_numpy_mb=peak_tm / 2**20, mtm=mtm, error=mtm - truth)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--child", nargs=3, metavar=("METHOD", "CASE", "N"))
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]))))
+        return 0
+    cases = ["MRI"] if args.quick else ["MRI", "CT"]
+    plan = []
+    for case in cases:
+        plan.append(("napari-ablation", case, 3 if args.quick else 5))
+        plan.append(("naive", case, 1))
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="2")
+    rows = []
+    for method, case, n in plan:
+        out = subprocess.run([sys.executable, __file__, "--child", method, case, str(n)], capture_output=True,
+                             text=True, env=env)
+        if out.returncode != 0:
+            print(f"{method} {case}: failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"true MTM {MARGIN} mm, 3 cm tumor, rigid pre->post transform, 2 threads")
+    hdr = f"{'method':<16}{'case':<5}{'time (s)':>10}{'N':>3}{'peak RSS MB':>13}{'inputs MB':>11}{'numpy peak MB':>15}{'MTM mm':>9}{'error mm':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        print(f"{r['method']:<16}{r['case']:<5}{r['time_s']:>10.3f}{r['n']:>3}{r['peak_rss_mb']:>13.0f}"
+              f"{r['rss_inputs_mb']:>11.0f}{r['peak_numpy_mb']:>15.0f}{r['mtm']:>9.2f}{r['error']:>+10.2f}")
+    by = {(r["method"], r["case"]): r for r in rows}
+    for case in cases:
+        a, b = by.get(("napari-ablation", case)), by.get(("naive", case))
+        if a and b:
+            print(f"{case}: napari-ablation {b['time_s'] / a['time_s']:.0f}x faster than the naive full-volume EDT")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
