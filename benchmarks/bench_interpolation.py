@@ -153,7 +153,6 @@ def gui_table():
     from qtpy.QtWidgets import QApplication
 
     from napari_ablation.core.case import Case
-    from napari_ablation.widgets import _layers
     from napari_ablation.widgets.segment import SegmentWidget
     from napari_ablation.widgets.session import CaseSession
 

@@ -96,6 +96,10 @@ def test_create_layers_colours_and_brush_in_mm(setup):
     assert tumor.mode == "paint" and viewer.layers.selection.active is tumor
     widget.brush_mm.setValue(4.0)
     assert tumor.brush_size == 5  # 4 mm at 0.8 mm in-plane
+    tumor.brush_size = 10  # napari's own slider: the mm box follows
+    assert widget.brush_mm.value() == pytest.approx(8.0)
+    viewer.dims.order = (1, 0, 2)  # coronal view: 0.8 mm (x) is still the finest displayed axis
+    assert tumor.brush_size == 10
     widget.structure.setCurrentIndex(1)
     abl = widget.ensure_labels_layer()
     post = _layers.find_layer(viewer, "post")
@@ -144,7 +148,7 @@ def test_interpolate_preview_accept_undo_and_screenshot(setup):
     for name in ("post", "ablation"):
         _layers.find_layer(viewer, name).visible = False
     _layers.center_view_on(viewer, tumor.data_to_world((keep[2] + 1, 45, 45)))
-    viewer.camera.zoom = 4.0
+    viewer.scene.camera.zoom = 4.0
     DOCS.mkdir(exist_ok=True)
     viewer.screenshot(str(DOCS / "segment_interpolated.png"), canvas_only=False)
     assert (DOCS / "segment_interpolated.png").stat().st_size > 1000
@@ -248,8 +252,13 @@ def test_seeded_region_for_the_ablation_zone(setup):
     centre = post.data_to_world((14, 47, 41))
     widget.seed_btn.setChecked(True)
     assert abl.mode == "pan_zoom"
-    widget.seed_at(centre)
+    assert widget._seed_cb in viewer.mouse_drag_callbacks
+    # a click on the canvas reaches the callback with the world position
+    click = type("Click", (), {"type": "mouse_press", "position": tuple(centre)})()
+    widget._seed_cb(viewer, click)
+    qtbot.waitUntil(lambda: abl.data.any() or widget.last_error is not None, timeout=30000)
     _wait(qtbot, widget)
+    assert widget._seed_cb not in viewer.mouse_drag_callbacks
     assert widget.last_error is None
     assert seg.dice(abl.data != 0, truth) > 0.9
     assert not widget.seed_btn.isChecked() and abl.mode == "paint"

@@ -194,3 +194,20 @@ def test_seed_outside_the_image(seed):
     img, _truth, sp = _dark_ellipsoid()
     with pytest.raises(AblationError):
         S.seeded_region(img, seed, sp)
+
+
+def test_refine_keeps_several_objects():
+    rng = np.random.default_rng(4)
+    sp = np.array([2.0, 1.0, 1.0])
+    shape = (24, 60, 90)
+    z, y, x = _grid(shape, sp)
+    truth = ((z / 14) ** 2 + (y / 12) ** 2 + ((x + 22) / 11) ** 2 <= 1) | (
+        (z / 12) ** 2 + (y / 10) ** 2 + ((x - 22) / 12) ** 2 <= 1
+    )
+    img = (np.where(truth, 220.0, 80.0) + rng.normal(0, 20, shape)).astype(np.float32)
+    rough = S.grow_shrink(truth, sp, 2.0)
+    refined = S.refine_to_edges(img, rough, sp, band_mm=3.0)
+    from scipy import ndimage
+
+    assert ndimage.label(refined)[1] == 2
+    assert S.dice(refined, truth) > 0.95

@@ -10,13 +10,11 @@ Slice interpolation lives in :mod:`.interpolation` and is re-exported here.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import geometry
 from .errors import AblationError
 from .interpolation import (  # noqa: F401 - re-exported
     AXIS_NAMES,
@@ -122,15 +120,16 @@ def structure_stats(mask, spacing_zyx) -> dict:
 # ----------------------------------------------------------------------------- correction
 
 
-def fill_holes(mask, axis: int | None = None) -> np.ndarray:
-    """Fill enclosed holes: in 3D, then in every slice along ``axis`` (or along all three axes if None)."""
+def fill_holes(mask, axis: int | None = None, per_slice: bool = True) -> np.ndarray:
+    """Fill enclosed holes: in 3D, then (``per_slice``) in every slice along ``axis``
+    (along all three axes if None), which also closes holes open to a neighbouring slice."""
     m = _mask(mask)
     box = _box(m, np.ones(3), 0)
     out = m.copy()
     if box is None:
         return out
     sub = ndimage.binary_fill_holes(m[box])
-    axes = range(3) if axis is None else [axis_index(axis)]
+    axes = [] if not per_slice else (range(3) if axis is None else [axis_index(axis)])
     for a in axes:
         moved = np.moveaxis(sub, a, 0)
         for k in range(moved.shape[0]):
@@ -338,18 +337,15 @@ def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float 
     sub_out = out[box]
     sub_out[band] = rw[band] == 2
     out[box] = sub_out
-    return fill_holes(remove_small_islands(out, sp, keep_largest=True) | (m & ~_dilated_band(m, sp, band_mm)))
-
-
-def _dilated_band(m, sp, band_mm):
-    """Voxels within band_mm of the boundary of m (inside or outside)."""
-    box = _box(m, sp, band_mm + max(sp))
-    out = np.zeros_like(m)
-    sub = m[box]
-    d_in = edt3d(np.pad(sub, 1), sp)[1:-1, 1:-1, 1:-1]
-    d_out = edt3d(~sub, sp)
-    out[box] = (sub & (d_in <= band_mm)) | (~sub & (d_out <= band_mm))
-    return out
+    # keep the parts connected to the outline's objects (several objects stay several),
+    # drop specks the walker created in the band, fill enclosed holes (3D)
+    lab, n = ndimage.label(out, structure=np.ones((3, 3, 3)))
+    if n > 1:
+        keep = np.zeros(n + 1, bool)
+        keep[np.unique(lab[out & m])] = True
+        keep[0] = False
+        out = keep[lab]
+    return fill_holes(out, per_slice=False)
 
 
 def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -92,6 +91,7 @@ class SegmentWidget(QWidget):
         self._preview: dict[str, Any] | None = None  # {"layer", "box", "old", "new", "target"}
         self._watched: set[int] = set()
         self._seed_cb = None
+        self._setting_brush = False
         self._state = {"alive": True}
         state = self._state
         self.destroyed.connect(lambda *_a, _s=state: _s.update(alive=False))
@@ -347,6 +347,21 @@ class SegmentWidget(QWidget):
             ev = getattr(layer.events, name, None)
             if ev is not None:
                 ev.connect(self._labels_edited)
+        layer.events.brush_size.connect(self._brush_changed_in_napari)
+
+    def _brush_changed_in_napari(self, event=None) -> None:
+        """Keep the mm box in step when the brush is resized with napari's own slider."""
+        if not self.alive():
+            return
+        layer = getattr(event, "source", None)
+        if layer is None or layer is not self.labels_layer() or self._setting_brush:
+            return
+        mm = float(layer.brush_size) * self._min_displayed_scale(layer)
+        if abs(mm - self.brush_mm.value()) > 0.5 * self._min_displayed_scale(layer):
+            self.brush_mm.blockSignals(True)
+            self.brush_mm.setValue(mm)
+            self.brush_mm.blockSignals(False)
+            self.brush_info.setText(f"= {layer.brush_size} px at {self._min_displayed_scale(layer):.2f} mm")
 
     def _labels_edited(self, event=None) -> None:
         if not self.alive():
@@ -400,14 +415,16 @@ class SegmentWidget(QWidget):
         self.axis_info.setText(f"Slices along {seg.AXIS_NAMES.get(axis, axis)} (the orientation you view)")
         self.apply_brush_size()
 
+    def _min_displayed_scale(self, layer) -> float:
+        displayed = [d for d in self.viewer.dims.displayed if d < len(layer.scale)] or [1, 2]
+        return float(min(abs(layer.scale[d]) for d in displayed))
+
     def brush_pixels(self, layer=None) -> int:
         """Brush size in napari's units (pixels of the finest displayed axis) for the mm value."""
         layer = layer or self.labels_layer()
         if layer is None:
             return 1
-        displayed = [d for d in self.viewer.dims.displayed if d < len(layer.scale)] or [1, 2]
-        min_scale = float(min(abs(layer.scale[d]) for d in displayed))
-        return max(1, int(round(self.brush_mm.value() / min_scale)))
+        return max(1, int(round(self.brush_mm.value() / self._min_displayed_scale(layer))))
 
     def apply_brush_size(self, layer=None) -> None:
         layer = layer or self.labels_layer()
@@ -415,9 +432,12 @@ class SegmentWidget(QWidget):
             self.brush_info.setText("")
             return
         px = self.brush_pixels(layer)
-        layer.brush_size = px
-        displayed = [d for d in self.viewer.dims.displayed if d < len(layer.scale)] or [1, 2]
-        self.brush_info.setText(f"= {px} px at {min(layer.scale[d] for d in displayed):.2f} mm")
+        self._setting_brush = True
+        try:
+            layer.brush_size = px
+        finally:
+            self._setting_brush = False
+        self.brush_info.setText(f"= {px} px at {self._min_displayed_scale(layer):.2f} mm")
 
     # ================================================================ live readout
     def schedule_readout(self) -> None:
@@ -718,7 +738,9 @@ class SegmentWidget(QWidget):
                     if not self.alive():
                         return
                     if event.type == "mouse_press" and self.seed_btn.isChecked():
-                        self.seed_at(event.position)
+                        pos = tuple(event.position)
+                        # leave napari's callback loop before the callback list changes
+                        QTimer.singleShot(0, lambda: self.seed_at(pos))
                 self._seed_cb = _cb
             if self._seed_cb not in cbs:
                 cbs.append(self._seed_cb)
