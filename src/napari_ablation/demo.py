@@ -13,11 +13,14 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
     Returns ``(viewer, load_widget, worker)``; the sample is read off the GUI thread.
     """
     import napari
+    from qtpy.QtCore import QTimer
 
     from .widgets import _layers
 
     viewer = napari.Viewer(title="napari-ablation demo", show=show)
+    viewer.window.resize(1500, 950)
     load_widget = None
+    first_dock = None
     for i, name in enumerate(WIDGETS):
         try:
             _dock, widget = viewer.window.add_plugin_dock_widget("napari-ablation", name, tabify=i > 0)
@@ -25,7 +28,9 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
             _layers.notify_error(f"could not open the '{name}' widget: {exc}")
             continue
         if i == 0:
-            load_widget = widget
+            load_widget, first_dock = widget, _dock
+    if first_dock is not None:
+        QTimer.singleShot(0, first_dock.raise_)  # the Load tab in front, once the tabs exist
     worker = load_widget.open_sample(case) if load_widget is not None else None
     return viewer, load_widget, worker
 

@@ -124,36 +124,46 @@ class CaseSession:
             self.show_case()
         self.changed.emit("case")
 
-    def show_case(self) -> None:
-        """Add (or refresh) the pre, post, tumor and ablation layers of the case."""
+    def show_case(self, *, side_by_side: bool = True) -> None:
+        """Add (or refresh) the case's layers: pre with its tumor labels and post with its
+        ablation labels, side by side in a 1 x 2 grid (napari's grid button switches to an
+        overlay), centred on the tumor."""
         viewer = self.viewer
         case = self.case
         modality = case.info.get("modality", "")
-        for role in ("pre", "post"):
-            img = getattr(case, role)
-            if img is None:
-                continue
-            meta = {_layers.META: {"modality": case.info.get(f"{role}_modality", modality),
-                                   "case_folder": str(self.folder) if self.folder else "",
-                                   "original_geometry": case.info.get(f"{role}_original_geometry"),
-                                   "source": case.info.get(f"{role}_source", "")}}
-            extra = {"blending": "translucent" if role == "pre" else "additive",
-                     "opacity": 1.0 if role == "pre" else 0.6,
-                     "colormap": "gray" if role == "pre" else "magenta",
-                     "visible": True}
-            _layers.add_or_update_image(viewer, img, role, metadata=meta,
-                                        modality=meta[_layers.META]["modality"], **extra)
-        for role in LABEL_ROLES:
-            lab = getattr(case, role)
-            if lab is None and getattr(case, GRID_OF[role]) is not None:
-                lab = case.empty_labels(role)
-            if lab is None:
-                continue
-            color = _layers.TUMOR_COLOR if role == "tumor" else _layers.ABLATION_COLOR
-            meta = {_layers.META: {"original_geometry": case.info.get(f"{GRID_OF[role]}_original_geometry"),
-                                   "drawn_on": GRID_OF[role]}}
-            layer = _layers.add_or_update_labels(viewer, lab, role, color=color, opacity=0.5, metadata=meta)
-            self._watch(layer)
+        added = []
+        for role in ("pre", "tumor", "post", "ablation"):
+            if role in ("pre", "post"):
+                img = getattr(case, role)
+                if img is None:
+                    continue
+                meta = {_layers.META: {"modality": case.info.get(f"{role}_modality") or modality,
+                                       "case_folder": str(self.folder) if self.folder else "",
+                                       "original_geometry": case.info.get(f"{role}_original_geometry"),
+                                       "source": case.info.get(f"{role}_source", "")}}
+                layer = _layers.add_or_update_image(viewer, img, role, metadata=meta,
+                                                    modality=meta[_layers.META]["modality"], colormap="gray")
+            else:
+                lab = getattr(case, role)
+                if lab is None and getattr(case, GRID_OF[role]) is not None:
+                    lab = case.empty_labels(role)
+                if lab is None:
+                    continue
+                color = _layers.TUMOR_COLOR if role == "tumor" else _layers.ABLATION_COLOR
+                meta = {_layers.META: {"original_geometry": case.info.get(f"{GRID_OF[role]}_original_geometry"),
+                                       "drawn_on": GRID_OF[role]}}
+                layer = _layers.add_or_update_labels(viewer, lab, role, color=color, opacity=0.5, metadata=meta)
+                self._watch(layer)
+            added.append(layer)
+        # keep the pairs together from the bottom: pre, tumor | post, ablation
+        for i, layer in enumerate(added):
+            viewer.layers.move(viewer.layers.index(layer), i)
+        if side_by_side and len(added) == 4 and len(viewer.layers) == 4:
+            viewer.grid.stride = 2
+            viewer.grid.shape = (1, 2)
+            viewer.grid.enabled = True
+        if added:
+            viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
         self.center_on_tumor()
 
     def center_on_tumor(self) -> bool:
@@ -169,6 +179,10 @@ class CaseSession:
             world = np.asarray(layer.data_to_world(centre))
             extent = (idx.max(axis=0) - idx.min(axis=0) + 1) * np.asarray(layer.scale)
             self.viewer.reset_view()
+            if self.viewer.grid.enabled:
+                # side by side: show both cells whole, on the tumor's slice
+                self.viewer.dims.point = tuple(float(v) for v in world)
+                return True
             lo, hi = self.viewer.layers.extent.world[0], self.viewer.layers.extent.world[1]
             scene = float(np.max(np.asarray(hi)[-2:] - np.asarray(lo)[-2:]))
             _layers.center_view_on(self.viewer, world)
