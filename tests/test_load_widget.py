@@ -235,3 +235,35 @@ def test_layers_opened_without_a_case_are_adopted_and_autosaved(make_napari_view
     saved = Case.load(session.folder)
     assert saved.pre is not None and sitk.GetArrayFromImage(saved.tumor)[2, 3, 4] == 1
     assert g.same_grid(saved.tumor, saved.pre)
+
+
+def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napari_viewer, qtbot, tmp_path, cases_root):
+    from skimage.io import imread
+
+    viewer = make_napari_viewer(show=True)
+    widget = LoadCaseWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_sample("renal_mri")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert widget.last_error is None
+    names = [_layers.role_of(layer) for layer in viewer.layers]
+    assert names == ["pre", "tumor", "post", "ablation"]
+    assert viewer.grid.enabled and tuple(viewer.grid.shape) == (1, 2)
+    pre, post = _layers.find_layer(viewer, "pre"), _layers.find_layer(viewer, "post")
+    assert np.allclose(pre.scale, (3.0, 1.2, 1.2))
+    # the displayed slice goes through the tumor
+    tumor = _layers.find_layer(viewer, "tumor")
+    z = int(round(tumor.world_to_data(viewer.dims.point)[0]))
+    assert tumor.data[z].any()
+    # bundled data untouched: the working copy lives in the user's cases folder
+    assert CaseSession.of(viewer).folder == cases_root / "sample_renal_mri"
+    shot = viewer.screenshot(str(tmp_path / "sample.png"), canvas_only=True)
+    h, w = shot.shape[:2]
+    left, right = shot[:, : w // 2, :3].astype(float), shot[:, w // 2:, :3].astype(float)
+    assert left.std() > 20 and right.std() > 20  # both cells show an image
+    # the tumor's orange is in the left cell (pre), the ablation's cyan in the right (post)
+    orange = (shot[..., 0] > 150) & (shot[..., 1] > 60) & (shot[..., 1] < 170) & (shot[..., 2] < 90)
+    cyan = (shot[..., 2] > 120) & (shot[..., 0] < 90)
+    assert orange[:, : w // 2].sum() > 20 and orange[:, w // 2:].sum() < orange[:, : w // 2].sum()
+    assert cyan[:, w // 2:].sum() > 20
+    assert imread(tmp_path / "sample.png").shape[:2] == (h, w)
