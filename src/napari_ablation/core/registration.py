@@ -270,12 +270,11 @@ def register_rigid(
         raise AblationError("the pre and post images do not overlap in the region of interest (check the initial transform)")
     mmask = None
     if moving_exclude is not None:
-        mmask = exclusion_mask(moving, moving_exclude, exclude_dilation_mm)
+        mmask = exclusion_mask(moving_c, moving_exclude, exclude_dilation_mm)  # on the crop: cheap
     if moving_mask is not None:
-        mm = _on_grid(moving_mask, moving)
+        mm = _on_grid(moving_mask, moving_c)
         mmask = mm if mmask is None else sitk.And(mmask, mm)
     if mmask is not None:
-        mmask = sitk.RegionOfInterest(mmask, moving_c.GetSize(), moving.TransformPhysicalPointToIndex(moving_c.GetOrigin()))
         if not sitk.GetArrayViewFromImage(mmask).any():
             raise AblationError("the moving mask leaves nothing of the post image in the region of interest")
 

@@ -589,6 +589,8 @@ class RegisterWidget(QWidget):
         post_layer = _layers.find_layer(self.viewer, "post")
         extra = {}
         if self.registered_layer() is None:
+            # registered post lives on the pre grid: overlay it (leave side-by-side mode)
+            self.viewer.grid.enabled = False
             extra = {"colormap": "magenta", "blending": "additive", "opacity": 0.6}
             if post_layer is not None:
                 extra["contrast_limits"] = tuple(post_layer.contrast_limits)
