@@ -18,6 +18,39 @@ from napari_ablation.widgets.segment import PREVIEW_ROLE, SegmentWidget
 from napari_ablation.widgets.session import CaseSession
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _screenshot(viewer, name, tmp_path):
+    """Window screenshot into tmp_path (and into docs/ with NAPARI_ABLATION_UPDATE_DOCS=1);
+    returns the canvas pixels."""
+    import os
+
+    from qtpy.QtWidgets import QApplication
+
+    grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid
+    grid.enabled = False  # one large view of the structure (the case opens side by side)
+
+    def shot(path=None, canvas_only=False):
+        import time
+
+        end = time.perf_counter() + 0.4
+        while time.perf_counter() < end:  # let the dock and canvas settle, then frame the data
+            QApplication.processEvents()
+            time.sleep(0.01)
+        viewer.reset_view()
+        return viewer.screenshot(path, canvas_only=canvas_only)
+
+    target = tmp_path / name
+    shot(str(target))
+    assert target.stat().st_size > 1000
+    if os.environ.get("NAPARI_ABLATION_UPDATE_DOCS"):
+        DOCS.mkdir(exist_ok=True)
+        shot(str(DOCS / name))
+    return np.asarray(shot(canvas_only=True))
+
+
+def _count_colour(rgba, rgb, tol=40):
+    return int((np.abs(rgba[..., :3].astype(int) - np.asarray(rgb)).max(axis=-1) <= tol).sum())
 SPACING_ZYX = (2.5, 0.8, 0.8)
 SHAPE = (28, 90, 90)
 
@@ -110,7 +143,7 @@ def test_create_layers_colours_and_brush_in_mm(setup):
     np.testing.assert_allclose(abl.colormap.map(1)[:3], [0.0, 200 / 255, 1.0], atol=0.01)
 
 
-def test_interpolate_preview_accept_undo_and_screenshot(setup):
+def test_interpolate_preview_accept_undo_and_screenshot(setup, tmp_path):
     viewer, widget, session, qtbot = setup
     widget.structure.setCurrentIndex(0)
     tumor = widget.ensure_labels_layer()
@@ -147,11 +180,14 @@ def test_interpolate_preview_accept_undo_and_screenshot(setup):
     # screenshot of the interpolated tumor on a slice between two drawn ones
     for name in ("post", "ablation"):
         _layers.find_layer(viewer, name).visible = False
-    _layers.center_view_on(viewer, tumor.data_to_world((keep[2] + 1, 45, 45)))
-    viewer.scene.camera.zoom = 4.0
-    DOCS.mkdir(exist_ok=True)
-    viewer.screenshot(str(DOCS / "segment_interpolated.png"), canvas_only=False)
-    assert (DOCS / "segment_interpolated.png").stat().st_size > 1000
+    viewer.dims.set_point(0, float(tumor.data_to_world((keep[2] + 1, 0, 0))[0]))
+    tumor.opacity = 0.8
+    shown = _screenshot(viewer, "segment_interpolated.png", tmp_path)
+    # the interpolated slice really shows the orange tumor (80 % orange over the grey image)
+    assert _count_colour(shown, (235, 140, 35), tol=45) > 500
+    tumor.opacity = 0.0
+    assert _count_colour(np.asarray(viewer.screenshot(canvas_only=True)), (235, 140, 35), tol=45) < 50
+    tumor.opacity = 0.8
 
     # autosave: the interpolated tumor reaches the case folder
     session.flush()
@@ -287,7 +323,7 @@ def test_refine_rough_outline(setup):
     assert np.array_equal(tumor.data != 0, rough)
 
 
-def test_compare_two_readers(setup):
+def test_compare_two_readers(setup, tmp_path):
     viewer, widget, _session, qtbot = setup
     truth = _tumor_truth()
     pre = _layers.find_layer(viewer, "pre")
@@ -309,8 +345,8 @@ def test_compare_two_readers(setup):
         ly.visible = ly.name == "pre" or _layers.role_of(ly) == "disagreement"
     viewer.dims.order = (0, 1, 2)
     viewer.dims.set_point(0, float(pre.data_to_world((17, 0, 0))[0]))
-    viewer.reset_view()
-    viewer.screenshot(str(DOCS / "segment_compare.png"), canvas_only=False)
+    shown = _screenshot(viewer, "segment_compare.png", tmp_path)
+    assert _count_colour(shown, (48, 128, 255), tol=60) > 100  # the blue "only B" shell
     widget.cmp_b.setCurrentText("reader 1")
     widget.compare()
     assert "different" in widget.last_error
