@@ -42,6 +42,10 @@ from . import transform as tfm
 from .case import Case
 
 SAMPLE_NAMES = ("renal_mri", "liver_ct")
+SAMPLE_TITLES = {
+    "renal_mri": "Renal cryoablation, MRI (synthetic)",
+    "liver_ct": "Liver microwave ablation, CT (synthetic)",
+}
 TRUE_TRANSFORM_FILE = "true_transform.tfm"
 
 # =====================================================================================
@@ -186,11 +190,21 @@ class Tube:
         return np.minimum(self.p0, self.p1) - r, np.maximum(self.p0, self.p1) + r
 
 
-def _ellcyl(x, y, cx, cy, ax, ay):
-    """Approximate signed distance (mm) to an elliptic cylinder along z."""
+def _ellcyl(x, y, cx, cy, ax, ay, wob=None, z=None):
+    """Approximate signed distance (mm) to an elliptic cylinder along z.
+
+    ``wob``: optional seed for a smooth, organic modulation of the outline (varying with z)."""
     nx, ny = (x - cx) / ax, (y - cy) / ay
     rho = np.sqrt(nx * nx + ny * ny) + 1e-9
     grad = np.sqrt((nx / ax) ** 2 + (ny / ay) ** 2) / rho
+    if wob is not None:
+        r = np.random.default_rng(wob)
+        ang = np.arctan2(ny, nx)
+        zz = 0.0 if z is None else z
+        mod = 1.0
+        for k in (2, 3, 4):
+            mod = mod + r.uniform(0.02, 0.06) / k**0.5 * np.sin(k * ang + r.uniform(0, 6.3) + r.uniform(-0.03, 0.03) * zz)
+        rho = rho / mod
     return (rho - 1.0) / np.maximum(grad, 1e-9)
 
 
@@ -222,7 +236,8 @@ class _Textures:
     def __init__(self, rng, lo, hi):
         self.lo = np.asarray(lo, dtype=float)
         self.fields = {}
-        for name, step, sigma in (("fine", 1.5, 0.8), ("medium", 3.0, 1.6), ("coarse", 6.0, 1.7)):
+        for name, step, sigma in (("fine", 1.5, 0.8), ("medium", 3.0, 1.6), ("coarse", 6.0, 1.7),
+                                  ("bowel1", 4.0, 2.2), ("bowel2", 4.0, 2.2)):
             n = np.ceil((np.asarray(hi) - self.lo) / step).astype(int) + 2
             f = rng.standard_normal(size=tuple(n[::-1])).astype(np.float32)  # (z, y, x)
             f = ndimage.gaussian_filter(f, sigma, mode="wrap")
@@ -231,9 +246,12 @@ class _Textures:
 
     def sample(self, name, x, y, z):
         step, f = self.fields[name]
-        coords = np.stack([(z - self.lo[2]) / step, (y - self.lo[1]) / step, (x - self.lo[0]) / step])
-        out = ndimage.map_coordinates(f, coords.reshape(3, -1), order=1, mode="nearest", prefilter=False)
-        return out.reshape(x.shape).astype(np.float32)
+        coords = np.empty((3, x.size), dtype=np.float32)
+        for k, (v, lo) in enumerate(((z, self.lo[2]), (y, self.lo[1]), (x, self.lo[0]))):
+            np.subtract(v.reshape(-1), np.float32(lo), out=coords[k])
+            coords[k] *= np.float32(1.0 / step)
+        out = ndimage.map_coordinates(f, coords, order=1, mode="nearest", prefilter=False, output=np.float32)
+        return out.reshape(x.shape)
 
 
 class _Canvas:
@@ -304,7 +322,7 @@ class _Canvas:
         region = self.img[sl]
         region += w * (value - region)
 
-    def paint_shape(self, shape, value, *, offset=0.0, tex=None, pad=2.0):
+    def paint_shape(self, shape, value, *, offset=0.0, tex=None, pad=2.0, clip=False):
         """Paint a Blob/Tube: ``value`` (number) plus optional texture ``{(field): amplitude}``."""
         lo, hi = shape.bbox(pad + max(offset, 0.0))
         sl = self.block(lo, hi)
@@ -313,6 +331,8 @@ class _Canvas:
         x, y, z = self.xyz(sl)
         d = shape.sdf(x, y, z, offset)
         w = self.weight(d)
+        if clip and getattr(self, "cavity", None) is not None:
+            w = w * self.cavity[sl]
         if not np.any(w):
             return None
         self.paint(sl, w, self._value(value, tex, sl))
@@ -445,19 +465,11 @@ class _Anatomy:
         return canvas
 
 
-def _soft(canvas, sl, w, value):
-    canvas.paint(sl, w, value)
-
-
 def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, liver, spleen_c,
                    gallbladder, extra_blobs=(), lung=None, ribs=(), colon=(), vessels_tree=()):
     """Shared abdominal anatomy; returns an _Anatomy whose steps paint it in order."""
     an = _Anatomy(t, body, rng)
-    sx = t.tex  # texture scale
     is_ct = t.air < -500
-
-    def tx(value, amp_rel, name="fine"):
-        return {name: (abs(value) * amp_rel if not is_ct else amp_rel)}
 
     # ---- body wall: skin, subcutaneous fat, muscle, visceral fat with bowel
     def body_wall(c: _Canvas):
@@ -469,22 +481,33 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         c.paint(sl, c.weight(d), t.skin)
         c.paint(sl, c.weight(d + 2.0), c._value(t.fat, {"fine": (t.fat * 0.03 if not is_ct else 6.0), "coarse": (t.fat * 0.02 if not is_ct else 4.0)}, sl))
         tf = body.fat_thickness(th)
+        c.polar = (r, th, R, tf)
         c.paint(sl, c.weight(d + tf), c._value(t.muscle, {"fine": (t.muscle * 0.08 if not is_ct else 6.0)}, sl))
         tm = body.muscle_thickness(th)
         wv = c.weight(d + tf + tm)
+        c.cavity = wv  # organs stay inside the abdominal wall
         c.paint(sl, wv, c._value(t.visceral_fat, {"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)}, sl))
-        # bowel loops: anterior peritoneal cavity, from smooth random fields
-        med = c.texture("medium", sl)
-        crs = c.texture("coarse", sl)
-        anterior = np.clip((spine_y - 25.0 - y) / 25.0, 0, 1)  # fades out towards the retroperitoneum
-        loops = np.clip(0.5 + (crs + 0.5 * med - 0.1) * 2.5, 0, 1) * anterior * wv
-        wall = np.clip(1 - np.abs(crs + 0.5 * med - 0.1) * 3.0, 0, 1) * anterior * wv
+        # bowel loops: tubes where two smooth random fields are both near zero (anterior cavity)
+        sl = c.block((-400.0, -400.0, -400.0), (400.0, spine_y - 16.0, 400.0))
+        if sl is None:
+            return
+        x, y, z = c.xyz(sl)
+        wv = wv[sl]
+        f1 = c.texture("bowel1", sl)
+        f2 = c.texture("bowel2", sl)
+        rad = np.sqrt(f1 * f1 + f2 * f2)
         fine = c.texture("fine", sl)
-        gas_mix = np.clip(0.5 + (med * 1.3 + 0.5 * fine - 0.9) * 2.0, 0, 1)
-        content = t.bowel_fluid + gas_mix * (t.gas - t.bowel_fluid)
-        content = content + (fine * (t.bowel_fluid * 0.08 if not is_ct else 15.0))
-        c.paint(sl, loops, content)
-        c.paint(sl, wall * 0.8, t.bowel_wall)
+        med = c.texture("medium", sl)
+        anterior = np.clip((spine_y - 18.0 - y) / 20.0, 0, 1) * wv
+        lumen_r, wall_w = 0.95, 0.2
+        w_out = np.clip((lumen_r + wall_w - rad) / 0.05 + 0.5, 0, 1) * anterior
+        w_in = np.clip((lumen_r - rad) / 0.05 + 0.5, 0, 1) * anterior
+        c.paint(sl, w_out, t.bowel_wall + fine * (t.bowel_wall * 0.06 if not is_ct else 8.0))
+        gas_mix = np.clip(0.5 + (med * 1.2 + 0.4 * fine - 1.5) * 3.0, 0, 1)
+        collapsed = np.clip(0.5 + (c.texture("coarse", sl) - 0.3) * 2.0, 0, 1)
+        content = t.bowel_fluid + collapsed * (t.bowel_wall - t.bowel_fluid) * 0.7
+        content = content + gas_mix * (t.gas - content) + fine * (t.bowel_fluid * 0.05 if not is_ct else 10.0)
+        c.paint(sl, w_in, content)
 
     an.steps.append(body_wall)
 
@@ -495,20 +518,17 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         mus = c._value(t.muscle, {"fine": (t.muscle * 0.08 if not is_ct else 6.0)}, sl)
         for side in (-1, 1):
             # erector spinae
-            d = _ellcyl(x, y, side * 30.0, spine_y + 38.0, 22.0, 14.0)
+            s0 = 11 if side > 0 else 17
+            d = _ellcyl(x, y, side * 33.0, spine_y + 44.0, 27.0, 19.0, wob=s0, z=z)
             c.paint(sl, c.weight(d), mus)
             # quadratus lumborum
-            d = _ellcyl(x, y, side * 62.0, spine_y + 28.0, 19.0, 9.0)
+            d = _ellcyl(x, y, side * 64.0, spine_y + 26.0, 19.0, 9.0, wob=s0 + 2, z=z)
             c.paint(sl, c.weight(d), mus)
             # psoas (bigger caudally)
-            g = np.clip(1.0 - 0.005 * (z - z_range[0]) , 0.45, 1.2)
-            d = _ellcyl(x, y, side * (34.0 + 6.0 * g), spine_y - 2.0, 13.0 * g, 15.0 * g)
+            g = np.clip(1.0 - 0.005 * (z - z_range[0]), 0.45, 1.2)
+            d = _ellcyl(x, y, side * (33.0 + 6.0 * g), spine_y - 4.0, 13.0 * g, 15.0 * g, wob=s0 + 3, z=z)
             c.paint(sl, c.weight(d), mus)
-            # fat plane between erector and QL
-            d = _ellcyl(x, y, side * 50.0, spine_y + 33.0, 3.0, 8.0)
-            c.paint(sl, c.weight(d) * 0.7, t.visceral_fat)
 
-    an.steps.append(muscles)
 
     # ---- spine: vertebral bodies and discs, canal, posterior elements
     def spine(c: _Canvas):
@@ -543,33 +563,33 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         cord = _ellcyl(x, y, 0.0, spine_y + 23.0, 4.5, 3.5)
         c.paint(sl, c.weight(cord), t.cord)
 
-    an.steps.append(spine)
 
     # ---- ribs: flat tubes following the body wall, descending anteriorly
     def paint_ribs(c: _Canvas):
         if not ribs:
             return
-        sl = c.full
-        x, y, z = c.xyz(sl)
-        r, th = body.polar(x, y)
-        R = body.radius(th, z)
-        depth = body.fat_thickness(th) + 6.0
         for side, z0, th_end in ribs:
+            zlo = z0 - 0.30 * th_end * 175.0 - 10.0
+            sl = c.block((-400.0, -400.0, zlo), (400.0, 400.0, z0 + 10.0))
+            if sl is None:
+                continue
+            x, y, z = c.xyz(sl)
+            r, th, R, depth = (a[sl] for a in c.polar)
+            depth = depth + 6.0
             # angle from the posterior midline, positive towards ``side`` (LPS: +x is left)
             phi = (np.pi / 2 - th) if side > 0 else (th - np.pi / 2)
             phi = np.mod(phi + np.pi, 2 * np.pi) - np.pi
             arc = np.clip(phi, 0, None) * R
             zc = z0 - 0.30 * arc
             on = (phi > 0.35) & (phi < th_end)
-            dr = (r - (R - depth)) / 4.5
-            dz = (z - zc) / 6.5
+            dr = (r - (R - depth)) / 3.8
+            dz = (z - zc) / 5.5
             rho = np.sqrt(dr * dr + dz * dz)
-            w_c = np.clip(0.5 - (rho - 1.0) * 4.5 / c.pv, 0, 1) * on
-            w_m = np.clip(0.5 - (rho - 0.62) * 4.5 / c.pv, 0, 1) * on
+            w_c = np.clip(0.5 - (rho - 1.0) * 3.8 / c.pv, 0, 1) * on
+            w_m = np.clip(0.5 - (rho - 0.6) * 3.8 / c.pv, 0, 1) * on
             c.paint(sl, w_c.astype(np.float32), t.bone_cortex)
             c.paint(sl, w_m.astype(np.float32), t.marrow)
 
-    an.steps.append(paint_ribs)
 
     # ---- colon segments (tubes with mottled content)
     def paint_colon(c: _Canvas):
@@ -590,50 +610,51 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             stool = (t.bowel_fluid * 0.55 if not is_ct else 30.0) + (fine * (80.0 if not is_ct else 40.0))
             c.paint(sl, w, stool + mix * (t.gas - stool))
 
-    an.steps.append(paint_colon)
 
     # ---- lung base (above the diaphragm) behind the liver
     def paint_lung(c: _Canvas):
         if lung is None:
             return
-        c.paint_shape(lung, t.muscle, offset=3.0)  # diaphragm
-        c.paint_shape(lung, t.lung, tex={"fine": (5.0 if not is_ct else 30.0)})
+        c.paint_shape(lung, t.muscle, offset=3.0, clip=True)  # diaphragm
+        c.paint_shape(lung, t.lung, clip=True, tex={"fine": (5.0 if not is_ct else 30.0)})
 
     # ---- liver (with vessels), gallbladder, spleen, pancreas
     def paint_liver(c: _Canvas):
+        inner = np.zeros(c.img.shape, np.float32)  # liver shrunk by 3 mm: where vessels may run
         for blob in liver:
-            res = c.paint_shape(blob, t.liver, tex={"fine": (t.liver * 0.05 if not is_ct else 7.0),
-                                                      "coarse": (t.liver * 0.03 if not is_ct else 4.0)})
+            sl = c.block(*blob.bbox(2.0))
+            if sl is None:
+                continue
+            x, y, z = c.xyz(sl)
+            d = blob.sdf(x, y, z)
+            w = c.weight(d) * c.cavity[sl]
+            c.paint(sl, w, c._value(t.liver, {"fine": (t.liver * 0.05 if not is_ct else 7.0),
+                                                 "coarse": (t.liver * 0.03 if not is_ct else 4.0)}, sl))
+            np.maximum(inner[sl], c.weight(d + 3.0) * c.cavity[sl], out=inner[sl])
         for tube in vessels_tree:
-            # keep vessels inside the liver: weight by liver occupancy
             lo, hi = tube.bbox(2.0)
             sl = c.block(lo, hi)
             if sl is None:
                 continue
             x, y, z = c.xyz(sl)
             w = c.weight(tube.sdf(x, y, z))
-            inliv = np.zeros_like(w)
-            for blob in liver:
-                inliv = np.maximum(inliv, c.weight(blob.sdf(x, y, z, offset=-3.0)))
             value = t.liver_vessel if tube.r0 < 9 else t.vein
-            c.paint(sl, w * inliv, value)
+            c.paint(sl, w * inner[sl], value)
         if gallbladder is not None:
-            c.paint_shape(gallbladder, t.gallbladder, tex={"fine": (20.0 if not is_ct else 4.0)})
+            c.paint_shape(gallbladder, t.gallbladder, clip=True, tex={"fine": (20.0 if not is_ct else 4.0)})
         if spleen_c is not None:
-            c.paint_shape(spleen_c, t.spleen, tex={"fine": (t.spleen * 0.05 if not is_ct else 7.0)})
+            c.paint_shape(spleen_c, t.spleen, clip=True, tex={"fine": (t.spleen * 0.05 if not is_ct else 7.0)})
         for blob, kind in extra_blobs:
             c.paint_shape(blob, getattr(t, kind), tex={"fine": (getattr(t, kind) * 0.08 if not is_ct else 8.0)})
 
-    an.steps.append(paint_liver)
-    an.steps.append(paint_lung)
 
     # ---- kidneys: perirenal fat, cortex, medulla (pyramids), sinus fat, hilum vessels; cysts
     def paint_kidneys(c: _Canvas):
         for kid in kidneys:
             blob = kid["blob"]
-            c.paint_shape(blob, t.visceral_fat * 1.0 + (0 if not is_ct else 0), offset=7.0,
+            c.paint_shape(blob, t.visceral_fat, offset=7.0, clip=True,
                           tex={"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)})
-            res = c.paint_shape(blob, t.cortex, tex={"fine": (t.cortex * 0.04 if not is_ct else 6.0)})
+            res = c.paint_shape(blob, t.cortex, clip=True, tex={"fine": (t.cortex * 0.04 if not is_ct else 6.0)})
             if res is None:
                 continue
             sl, _w = res
@@ -645,7 +666,7 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             ang = np.arctan2(qv / a[1], qu / a[0])
             lobes = np.cos(3.0 * ang + 0.5) * np.cos(np.pi * 2.2 * qw / a[2])
             pyr = np.clip((0.80 - rho) / 0.06 + 0.5, 0, 1) * np.clip((rho - 0.42) / 0.06 + 0.5, 0, 1)
-            pyr = pyr * np.clip(0.5 + (lobes + 0.25) * 2.5, 0, 1)
+            pyr = pyr * np.clip(0.5 + (lobes - 0.15) * 4.0, 0, 1)
             c.paint(sl, (pyr * c.weight(blob.sdf(x, y, z, offset=-4.0))).astype(np.float32),
                     c._value(t.medulla, {"fine": (t.medulla * 0.04 if not is_ct else 6.0)}, sl))
             # renal sinus: inner core opening towards the hilum (+u direction)
@@ -661,7 +682,7 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             for cyst in kid.get("cysts", ()):
                 c.paint_shape(cyst, t.cyst, tex={"fine": (8.0 if not is_ct else 3.0)})
 
-    an.steps.append(paint_kidneys)
+    an.steps += [paint_colon, paint_liver, paint_lung, paint_kidneys, muscles, spine, paint_ribs]
     return an
 
 
@@ -829,20 +850,20 @@ def make_renal_mri(seed: int = 0) -> Case:
     """
     rng = np.random.default_rng(1000 + seed)
     t = MR_T2
-    body = _Body(a=150.0, b_ant=104.0, b_post=98.0, n=2.35, cy=0.0, fat_base=15.0,
+    body = _Body(a=141.0, b_ant=100.0, b_post=110.0, n=2.4, cy=0.0, fat_base=15.0,
                  waves=((0.018, 3, 0.4, 0.004), (0.012, 5, 1.9, -0.006)))
-    spine_y = 40.0
-    z_range = (-72.0, 72.0)
-    kid_r = _kidney(rng, -1, (-78.0, 30.0, -6.0), (0.22, 0.25, 1.0), (0.85, -0.5, 0.0))
-    kid_l = _kidney(rng, +1, (79.0, 28.0, 8.0), (-0.22, 0.25, 1.0), (-0.85, -0.5, 0.0))
+    spine_y = 36.0
+    z_range = (-60.0, 60.0)
+    kid_r = _kidney(rng, -1, (-74.0, 26.0, -6.0), (0.22, 0.25, 1.0), (0.85, -0.5, 0.0))
+    kid_l = _kidney(rng, +1, (76.0, 24.0, 8.0), (-0.22, 0.25, 1.0), (-0.85, -0.5, 0.0))
     cysts_r = [Blob.random(rng, kid_r.center + np.array([-8.0, 12.0, 38.0]), (9.5, 9.0, 9.5), amp=0.02, n=2)]
     cysts_l = [Blob.random(rng, kid_l.center + np.array([-14.0, -14.0, 22.0]), (6.0, 6.0, 6.5), amp=0.02, n=2)]
     # tumor: exophytic from the lateral, posterior, lower left kidney
-    d = _unit((0.86, 0.34, -0.38))
+    d = _unit((0.62, 0.6, -0.5))
     surf = kid_l.center + d * kid_l.radius_along(d)
     tumor = Blob.random(rng, surf + 3.0 * d, (14.5, 13.0, 14.0), _frame(d, (0, 0, 1)), amp=0.05, n=5, freq=(1.0, 3.0))
     # ice ball: centred too laterally along d (thin/negative deep margin), elongated along the probes
-    probe_dir = _unit((0.25, 1.0, 0.12))  # from the tip back towards the skin (posterior approach)
+    probe_dir = _unit((0.12, 1.0, 0.1))  # from the tip back towards the skin (posterior approach)
     ice_c = tumor.center + 7.6 * d + np.array([0.0, 1.5, 0.0])
     zone = Blob.random(rng, ice_c, (22.5, 22.0, 25.0), _frame(probe_dir, (1, 0, 0)), amp=0.02, n=3, freq=(0.8, 1.6))
     liver = [
@@ -872,7 +893,9 @@ def make_renal_mri(seed: int = 0) -> Case:
         c.paint_shape(Tube((14.0, spine_y - 30.0, -90.0), (12.0, spine_y - 29.0, 90.0), 10.5, 11.5), t.artery)
         c.paint_shape(Tube((-24.0, spine_y - 32.0, -90.0), (-25.0, spine_y - 34.0, 90.0), 11.5, 12.5), t.vein, pad=4)
         # renal veins and arteries
-        c.paint_shape(Tube(kid_l.center + np.array([-20.0, -8.0, 0.0]), (-24.0, spine_y - 33.0, 6.0), 5.0, 5.5), t.vein)
+        lrv_mid = np.array([14.0, spine_y - 47.0, 6.0])  # the left renal vein passes in front of the aorta
+        c.paint_shape(Tube(kid_l.center + np.array([-20.0, -8.0, 0.0]), lrv_mid, 4.0, 4.0), t.vein)
+        c.paint_shape(Tube(lrv_mid, (-24.0, spine_y - 33.0, 6.0), 4.0, 4.5), t.vein)
         c.paint_shape(Tube(kid_r.center + np.array([20.0, -8.0, 0.0]), (-24.0, spine_y - 33.0, -2.0), 5.0, 5.5), t.vein)
         c.paint_shape(Tube(kid_l.center + np.array([-20.0, -2.0, 4.0]), (13.0, spine_y - 30.0, 10.0), 3.0, 3.2), t.artery)
 
@@ -915,8 +938,8 @@ def make_renal_mri(seed: int = 0) -> Case:
         "laterally: the deep (medial) margin is thin and slightly negative. Ground truth: tumor and "
         "ablation labels, the pre->post rigid transform and the true minimal margin.",
         "MR",
-        Grid((256, 200, 48), (1.2, 1.2, 3.0), (-153.1, -120.4, -70.5)),
-        Grid((256, 200, 46), (1.2, 1.2, 3.0), (-149.3, -123.7, -64.1)),
+        Grid((240, 192, 40), (1.2, 1.2, 3.0), (-143.4, -105.8, -58.5)),
+        Grid((240, 192, 38), (1.2, 1.2, 3.0), (-140.1, -108.5, -56.1)),
         an,
         [ice],
         _rigid((0.35, -0.45, 0.82), 4.0, (2.5, -3.0, 4.5), (0.0, 20.0, 0.0)),
@@ -950,7 +973,7 @@ def make_liver_ct(seed: int = 0) -> Case:
     body = _Body(a=165.0, b_ant=118.0, b_post=108.0, n=2.3, cy=0.0, fat_base=20.0,
                  waves=((0.015, 3, 1.1, 0.003), (0.01, 4, 0.3, -0.005)))
     spine_y = 48.0
-    z_range = (-50.0, 50.0)
+    z_range = (-40.0, 55.0)
     liver = [
         Blob.random(rng, (-75.0, 5.0, 25.0), (82.0, 92.0, 100.0), _frame((0.25, 0.1, 1.0), (1, 0, 0)), amp=0.04, n=5),
         Blob.random(rng, (-10.0, -55.0, 45.0), (60.0, 35.0, 45.0), _frame((0.0, 0.2, 1.0), (1, 0.3, 0)), amp=0.05, n=4),
@@ -966,9 +989,13 @@ def make_liver_ct(seed: int = 0) -> Case:
                                    ((-0.9, -0.1, -0.5), 45.0))):
         p1 = hilum + L * _unit(dirv)
         vessels.append(Tube(hilum, p1, 6.5 if k == 0 else 5.0, 3.5))
-        for j in range(2):
+        for j in range(3):
             d2 = _unit(np.asarray(dirv) + rng.normal(size=3) * 0.6)
-            vessels.append(Tube(p1, p1 + rng.uniform(25, 40) * d2, 3.0, 1.4))
+            p2 = p1 + rng.uniform(25, 40) * d2
+            vessels.append(Tube(p1, p2, 3.0, 1.6))
+            for _k in range(2):
+                d3 = _unit(d2 + rng.normal(size=3) * 0.7)
+                vessels.append(Tube(p2, p2 + rng.uniform(15, 30) * d3, 1.6, 0.9))
     for dirv in ((-1.0, -0.2, -0.6), (-0.5, -0.9, -0.5), (-0.9, 0.5, -0.6)):
         p1 = ivc_top + 70.0 * _unit(dirv)
         vessels.append(Tube(ivc_top, p1, 6.0, 2.5))
@@ -978,7 +1005,9 @@ def make_liver_ct(seed: int = 0) -> Case:
     ribs = [(-1, 95.0, 2.2), (-1, 62.0, 2.3), (-1, 30.0, 2.2), (-1, -2.0, 1.8), (+1, 95.0, 2.0), (+1, 62.0, 1.9)]
     # tumor: 2.3 cm, posterior right lobe (segment 7/6)
     tumor = Blob.random(rng, (-98.0, 28.0, 8.0), (12.0, 11.0, 11.5), _frame((0.2, 0.3, 1.0), (1, 0, 0)), amp=0.05, n=5, freq=(1.0, 3.0))
-    ant_dir = _unit((-1.0, -0.28, 0.12))  # from the tumor back towards the lateral skin
+    T = _rigid((-0.6, 0.3, 0.74), 3.0, (-3.0, 2.5, -4.5), (-60.0, 0.0, 0.0))
+    # the antenna lies in an axial plane of the post scan (from the tumor back towards the skin)
+    ant_dir = _unit(tfm.matrix_offset(T)[0].T @ _unit((-1.0, -0.25, 0.0)))
     perp = _unit(np.cross(ant_dir, (0, 0, 1.0)))  # roughly anterior-posterior
     if perp[1] < 0:
         perp = -perp  # point posteriorly
@@ -986,7 +1015,7 @@ def make_liver_ct(seed: int = 0) -> Case:
     zone = Blob.random(rng, zone_c, (17.0, 16.5, 21.5), _frame(ant_dir, (0, 0, 1.0)), amp=0.02, n=3, freq=(0.8, 1.6))
     tip = zone_c - 17.0 * ant_dir
     entry = body.entry_point(tip, ant_dir)
-    track = Tube(tip, entry + 2.0 * ant_dir, 1.1, 1.1)
+    track = Tube(tip, entry + 2.0 * ant_dir, 0.9, 0.9)
     bubbles = [Blob(zone_c + off, (r, r, r)) for off, r in (
         (np.array([1.5, -1.0, 2.0]), 1.6), (-6.0 * ant_dir + np.array([0.0, 1.5, -1.0]), 1.3),
         (5.0 * ant_dir + np.array([0.5, 0.0, 1.0]), 1.1), (-2.0 * ant_dir + np.array([0.0, -2.0, -3.0]), 0.9))]
@@ -1018,7 +1047,7 @@ def make_liver_ct(seed: int = 0) -> Case:
         c.img[sl] = c.img[sl] + rim * 28.0
         w = c.weight(dd + 1.0)
         c.paint(sl, w, c._value(24.0, {"fine": 6.0, "medium": 3.0}, sl))
-        c.paint_shape(track, -380.0)
+        c.paint_shape(track, -110.0)  # gas and blood along the withdrawn antenna
         for bub in bubbles:
             c.paint_shape(bub, -700.0)
 
@@ -1028,14 +1057,14 @@ def make_liver_ct(seed: int = 0) -> Case:
         "Synthetic portal-venous CT at 0.7 x 0.7 x 2.5 mm, cropped to the liver: a 2.3 cm "
         "hypodense tumor of the posterior right lobe (pre) and the coagulation zone along the "
         "microwave antenna with its track and gas bubbles (post). The tumor is covered, but the "
-        "posterior-medial... margin is below 5 mm on one side. Ground truth: tumor and ablation "
+        "anterior margin is below 5 mm. Ground truth: tumor and ablation "
         "labels, the pre->post rigid transform and the true minimal margin.",
         "CT",
-        Grid((256, 272, 40), (0.7, 0.7, 2.5), (-172.4, -118.3, -48.75)),
-        Grid((256, 272, 40), (0.7, 0.7, 2.5), (-169.1, -122.9, -45.0)),
+        Grid((224, 240, 36), (0.7, 0.7, 2.5), (-170.2, -85.3, -37.5)),
+        Grid((224, 240, 36), (0.7, 0.7, 2.5), (-166.9, -89.9, -33.75)),
         an,
         [ablation],
-        _rigid((-0.6, 0.3, 0.74), 3.0, (-3.0, 2.5, -4.5), (-60.0, 0.0, 0.0)),
+        T,
         tumor,
         zone,
         lambda img, g, r: _finish_ct(img, r, sigma_noise=12.0),
