@@ -1,0 +1,167 @@
+"""Margin widget in a real viewer: a phantom case with green, yellow and red regions.
+
+Run with ``xvfb-run -a python -m pytest tests/test_margin_widget.py``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_ablation.core import margin as M
+from napari_ablation.core.case import Case
+from napari_ablation.widgets import _layers
+
+SHIFT = (0.0, 5.0, 0.0)  # registration pre -> post (ITK): post = pre + SHIFT
+
+
+def phantom_case() -> Case:
+    """Tumor r=8 mm; ablation r=12 mm centred 6 mm to its left (pre space): MTM = 12 - 8 - 6 = -2 mm."""
+    c = np.array([0.3, -0.4, 0.2])
+    sp = (1.0, 1.0, 2.0)
+    size = (48, 48, 24)
+    origin = (c - [24, 24, 24]).tolist()
+    tumor = M.sphere_image(size, sp, origin, c, 8.0)
+    pre = sitk.Cast(M.sphere_image(size, sp, origin, c, 20.0), sitk.sitkFloat32) * 80.0 + 20.0
+    pre = pre + sitk.Cast(tumor, sitk.sitkFloat32) * 60.0
+    post_origin = (np.asarray(origin) + SHIFT).tolist()
+    c_post = c + [6.0, 0, 0] + SHIFT
+    ablation = M.sphere_image(size, sp, post_origin, c_post, 12.0)
+    post = sitk.Cast(M.sphere_image(size, sp, post_origin, c + SHIFT, 20.0), sitk.sitkFloat32) * 80.0
+    post = post - sitk.Cast(ablation, sitk.sitkFloat32) * 60.0 + 20.0
+    case = Case(pre=pre, post=post, tumor=tumor, ablation=ablation,
+                transform=sitk.Euler3DTransform((0, 0, 0), 0, 0, 0, SHIFT))
+    case.settings["threshold_mm"] = 5.0
+    case.info.update(name="phantom", modality="MR")
+    case.qa = {"verdict": "acceptable", "comment": "phantom"}
+    return case
+
+
+def _setup(make_napari_viewer, tmp_path, monkeypatch, show=False):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    viewer = make_napari_viewer(show=show)
+    session = CaseSession.of(viewer)
+    session.set_case(phantom_case(), tmp_path / "case")
+    w = MarginWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Margin")
+    return viewer, w
+
+
+@pytest.fixture()
+def widget(make_napari_viewer, tmp_path, monkeypatch):
+    return _setup(make_napari_viewer, tmp_path, monkeypatch)
+
+
+def _compute(w, qtbot, previous=None):
+    w.run()
+    qtbot.waitUntil(lambda: w.result is not None and w.result is not previous and w._worker is None, timeout=30000)
+    return w.result
+
+
+def test_margin_widget_layers_table_and_exports(widget, qtbot, tmp_path):
+    viewer, w = widget
+    assert w.tumor_combo.currentText() == "tumor" and w.ablation_combo.currentText() == "ablation"
+    assert w.threshold.value() == 5.0
+    res = _compute(w, qtbot)
+    assert res.min_margin_mm == pytest.approx(-2.0, abs=0.5)
+    assert res.min_margin_octant.startswith("right")
+    assert w.big.text().startswith("MTM = -2.")
+    # margin layer on the pre grid, three classes, fixed colours
+    lab = _layers.find_layer(viewer, "margin")
+    assert set(np.unique(lab.data)) == {0, 1, 2, 3}
+    pre = _layers.find_layer(viewer, "pre")
+    assert lab.data.shape == pre.data.shape
+    assert np.allclose(lab.scale, pre.scale) and np.allclose(lab.translate, pre.translate)
+    for k, hexcol in _layers.MARGIN_COLORS.items():
+        rgba = np.asarray(lab.colormap.map(np.array([k])))[0]
+        assert np.allclose(rgba[:3], [int(hexcol[i:i + 2], 16) / 255 for i in (1, 3, 5)], atol=0.01)
+    # the ablation outline sits in pre space: shifted back by the registration
+    outline = _layers.find_layer(viewer, "ablation_registered")
+    assert outline.contour == 1
+    idx = np.argwhere(outline.data > 0).mean(axis=0)
+    centre_world = np.asarray(outline.data_to_world(idx))
+    assert centre_world == pytest.approx([0.2, -0.4, 0.3 + 6.0], abs=0.6)  # (z, y, x): pre-space centre
+    # the MTM point and the centring button
+    pts = _layers.find_layer(viewer, "mtm_point")
+    assert np.allclose(pts.data[0], res.min_margin_point_lps[::-1])
+    viewer.dims.point = (0, 0, 0)
+    w.center_btn.click()
+    assert np.allclose(viewer.dims.point, res.min_margin_point_lps[::-1], atol=2.0)
+    # table + clipboard
+    assert w.table.rowCount() == len(res.rows())
+    w.copy_btn.click()
+    from qtpy.QtWidgets import QApplication
+
+    clip = QApplication.clipboard().text()
+    assert clip.startswith("figure\tvalue\tunit") and "Minimal treatment margin" in clip
+    # exports agree with the result
+    w.export(tmp_path / "m.json")
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["min_margin_mm"] == pytest.approx(res.min_margin_mm, abs=1e-3)
+    assert doc["registration_qa"]["verdict"] == "acceptable"
+    w.export(tmp_path / "m.csv")
+    assert "Minimal treatment margin" in (tmp_path / "m.csv").read_text()
+    w.export(tmp_path / "m.html")
+    html = (tmp_path / "m.html").read_text()
+    assert "acceptable" in html and html.count("data:image/png;base64,") >= 2
+    w.export(tmp_path / "m.pdf", screenshot=False)
+    assert (tmp_path / "m.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_margin_widget_reruns_after_an_edit_and_threshold(widget, qtbot):
+    viewer, w = widget
+    first = _compute(w, qtbot)
+    # grow the ablation zone to the right (a bulk edit): the margin must rise, off the GUI thread
+    abl = _layers.find_layer(viewer, "ablation")
+    data = np.asarray(abl.data)
+    z, y, x = np.argwhere(data > 0).T
+    region = (slice(z.min(), z.max() + 1), slice(y.min(), y.max() + 1), slice(max(x.min() - 8, 0), x.max() + 1))
+    new = data.copy()
+    new[region] = 1
+    abl.data = new
+    qtbot.waitUntil(lambda: w.result is not first and w._worker is None, timeout=30000)
+    assert w.result.min_margin_mm > first.min_margin_mm + 1.0
+    # the threshold preset reruns the classes (no red now, more yellow at 10 mm)
+    second = w.result
+    w.set_threshold(10.0)
+    qtbot.waitUntil(lambda: w.result is not second and w._worker is None, timeout=30000)
+    assert w.result.threshold_mm == 10.0
+    assert w.result.volume_fraction["covered_with_margin"] < second.volume_fraction["covered_with_margin"] + 1e-9
+
+
+def test_margin_widget_bad_input_is_one_notification(widget, qtbot, monkeypatch):
+    viewer, w = widget
+    messages = []
+    monkeypatch.setattr(_layers, "notify_error", lambda exc: messages.append(str(exc)))
+    abl = _layers.find_layer(viewer, "ablation")
+    abl.data = np.zeros_like(abl.data)
+    w.run()
+    qtbot.waitUntil(lambda: bool(messages) and w._worker is None, timeout=30000)
+    assert "ablation mask is empty" in messages[0]
+    assert w.result is None and _layers.find_layer(viewer, "margin") is None
+
+
+def test_margin_widget_screenshot_shows_three_colours(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    viewer, w = _setup(make_napari_viewer, tmp_path, monkeypatch, show=True)  # a shown window, as a user has
+    res = _compute(w, qtbot)
+    # the axial slice through the tumor centre cuts across the ablation boundary: all three classes
+    for role in ("tumor", "ablation", "post"):
+        _layers.find_layer(viewer, role).visible = False
+    lab = _layers.find_layer(viewer, "margin")
+    centre = np.argwhere(np.asarray(lab.data) > 0).mean(axis=0)
+    viewer.dims.set_point(0, float(lab.data_to_world(centre)[0]))
+    viewer.reset_view()
+    shot = viewer.screenshot(str(tmp_path / "margin.png"), canvas_only=True, flash=False)
+    px = np.asarray(shot)[..., :3].reshape(-1, 3).astype(int)
+
+    greenish = np.sum((px[:, 1] > px[:, 0] + 30) & (px[:, 1] > px[:, 2] + 30))
+    yellowish = np.sum((px[:, 0] > 120) & (px[:, 1] > 110) & (px[:, 2] < px[:, 1] - 60))
+    reddish = np.sum((px[:, 0] > px[:, 1] + 60) & (px[:, 0] > px[:, 2] + 60))
+    assert greenish > 20 and yellowish > 20 and reddish > 20, (greenish, yellowish, reddish)
+    assert res.volume_fraction["uncovered"] > 0
