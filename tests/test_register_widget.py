@@ -111,13 +111,19 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
         assert w.add_landmark("landmarks_pre", p) == str(i + 1)
     assert "pair 1 on post" in w.next_label.text()
     post_pts = [tfm.transform_points(TRUE, p)[0] for p in pre_pts]
-    # a misclick on post, undone
-    w.add_landmark("landmarks_post", post_pts[0] + 40)
-    w.remove_last_point()
-    for p in post_pts:
-        w.add_landmark("landmarks_post", p)
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
+    # a misclick on post (as napari's add mode does it), undone
+    post_l.add(post_pts[0][::-1] + 40)
+    assert list(post_l.features["pair"]) == ["1"]
+    w.remove_last_point()
+    assert len(post_l.data) == 0
+    # clicks on post take the waiting pair labels in order
+    for p in post_pts[:2]:
+        post_l.add(p[::-1])
+    assert list(post_l.features["pair"]) == ["1", "2"]
+    for p in post_pts[2:]:
+        w.add_landmark("landmarks_post", p)
     assert list(pre_l.features["pair"]) == list(post_l.features["pair"]) == ["1", "2", "3", "4", "5"]
     assert np.allclose(pre_l.face_color, post_l.face_color)  # pairs coloured alike
     fit = w.fit_landmarks()
@@ -126,6 +132,15 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     assert w.table.rowCount() == 5 and w.table.item(0, 1).text() == "0.00"
     # saved in the case
     assert [r["label"] for r in w.session.case.landmarks["post"]] == ["1", "2", "3", "4", "5"]
+    # a new widget on the same viewer/case gets the landmarks back from the case
+    from napari_ablation.widgets.register import RegisterWidget
+
+    w.viewer.layers.remove(pre_l)
+    w.viewer.layers.remove(post_l)
+    w2 = RegisterWidget(w.viewer)
+    assert w2.landmark_points()[1].keys() == {"1", "2", "3", "4", "5"}
+    assert np.allclose(w2.landmark_points()[0]["3"], pre_pts[2])
+    w2.close()
     # too few pairs: one-line error, transform unchanged
     for _ in range(5):
         w.remove_last_point()

@@ -147,6 +147,7 @@ class RegisterWidget(QWidget):
         self._resample_worker = None
         self._generation = 0
         self._landmark_order: list[tuple[str, str]] = []  # (layer role, pair) in click order
+        self._point_counts: dict[str, int] = {}
         self._lm_sync = False
         self.last_fit: lm.LandmarkFit | None = None
         self.last_result: reg.RegistrationResult | None = None
@@ -168,6 +169,8 @@ class RegisterWidget(QWidget):
             self.session.changed.connect(self._on_session_changed)
             if self.session.case.transform is not None:
                 self.base = tfm.as_euler(self.session.case.transform)
+            if _layers.find_layer(self.viewer, "landmarks_pre") is None:
+                self._load_landmarks_from_case()  # landmarks saved in the case come back
         self._show_transform()
 
     # ------------------------------------------------------------------ UI
@@ -722,24 +725,29 @@ class RegisterWidget(QWidget):
         action = getattr(event, "action", None)
         action = getattr(action, "value", action)
         if action not in (None, "added", "removed", "changed"):
-            return
+            return  # the "adding"/"removing" pre-events
         n = len(layer.data)
         pairs = [str(v) for v in layer.features["pair"]] if n else []
-        if action == "added" or (n and any(p in ("", "nan", "None") for p in pairs)):
-            # newly clicked points take the expected label (napari gives them the default)
-            fixed = []
-            seen = set()
-            for p in pairs:
+        before = self._point_counts.get(role, 0)
+        if n > before or any(p in ("", "nan", "None") for p in pairs):
+            # clicked points: napari gives them feature_defaults (the expected pair); make
+            # labels unique per layer and remember the click order for "Remove last point"
+            fixed, seen = [], set()
+            for i, p in enumerate(pairs):
+                new_point = i >= before
                 if p in ("", "nan", "None") or p in seen:
                     p = self._next_excluding(role, seen)
-                    self._landmark_order.append((role, p))
                 seen.add(p)
                 fixed.append(p)
-            self._lm_sync = True
-            try:
-                layer.features = {"pair": np.array(fixed, dtype=object)}
-            finally:
-                self._lm_sync = False
+                if new_point:
+                    self._landmark_order.append((role, p))
+            if fixed != pairs:
+                self._lm_sync = True
+                try:
+                    layer.features = {"pair": np.array(fixed, dtype=object)}
+                finally:
+                    self._lm_sync = False
+        self._point_counts[role] = n
         self._refresh_landmark_ui()
         self._save_landmarks()
 
@@ -809,6 +817,7 @@ class RegisterWidget(QWidget):
             layer = _layers.find_layer(self.viewer, role)
             if layer is None:
                 continue
+            self._point_counts[role] = len(layer.data)
             pairs = self._pairs_of(role)
             if pairs:
                 self._lm_sync = True
@@ -817,8 +826,7 @@ class RegisterWidget(QWidget):
                 finally:
                     self._lm_sync = False
             nxt = self.next_pair(role)
-            layer.feature_defaults = {"pair": nxt}
-            layer.current_face_color = pair_color(nxt)
+            layer.feature_defaults = {"pair": nxt}  # the label a click gets (coloured on arrival)
         pre_pts, post_pts = self.landmark_points()
         self.next_label.setText(
             f"Next: pair {self.next_pair('landmarks_pre')} on pre, pair {self.next_pair('landmarks_post')} on post "
