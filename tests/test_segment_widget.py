@@ -368,3 +368,33 @@ def test_pick_an_existing_labels_layer(setup, tmp_path):
                     timeout=10000)
     session.flush()
     assert np.array_equal(sitk.GetArrayFromImage(Case.load(session.folder).tumor), truth)
+
+
+def test_preview_follows_the_drawing(setup):
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    keep = _draw_every(tumor, truth, 0, 6)
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    preview = _layers.find_layer(viewer, PREVIEW_ROLE)
+    first = np.array(preview.data, copy=True)
+    z0 = widget._preview["box"][0].start
+    k = keep[0] + 3
+    assert first[k - z0].any()  # slice k is previewed
+    # the user draws slice k: the preview updates by itself, in the same layer
+    vox = np.nonzero(truth[k])
+    with tumor.block_history():
+        tumor.data_setitem((np.full(len(vox[0]), k), *vox), 1)
+    qtbot.waitUntil(lambda: widget._worker is None and widget._preview is not None
+                    and not np.array_equal(widget._preview["layer"].data, first), timeout=10000)
+    assert _layers.find_layer(viewer, PREVIEW_ROLE) is preview
+    assert not preview.data[k - widget._preview["box"][0].start].any()  # now drawn, not previewed
+    assert preview.data[k + 1 - widget._preview["box"][0].start].any()
+    # erasing back to a single slice: the preview goes away with a one-line message
+    keep_only = np.asarray(tumor.data) * (np.arange(SHAPE[0]) != keep[0])[:, None, None]
+    with tumor.block_history():
+        tumor.data_setitem(np.nonzero(keep_only), 0)
+    qtbot.waitUntil(lambda: widget._preview is None and widget._worker is None, timeout=10000)
+    assert "two annotated slices" in widget.last_error
+    assert _layers.find_layer(viewer, PREVIEW_ROLE) is None

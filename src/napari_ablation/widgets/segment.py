@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -45,6 +46,7 @@ PREVIEW_COLOR = "#ffff00"
 DISAGREEMENT_COLORS = {1: "#ff3030", 2: "#3080ff"}  # only A, only B
 INTERPOLATE_KEY = "Shift-I"
 READOUT_DELAY_MS = 150
+LIVE_PREVIEW_DELAY_MS = 300
 
 
 def _spin(value, lo, hi, step, suffix, decimals=1, tip=""):
@@ -141,10 +143,13 @@ class SegmentWidget(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.accept_btn.setEnabled(False)
         self.cancel_btn.setEnabled(False)
+        self.live_preview = QCheckBox("update the preview while drawing")
+        self.live_preview.setChecked(True)
         grid.addWidget(self.axis_info, 0, 0, 1, 3)
         grid.addWidget(self.preview_btn, 1, 0)
         grid.addWidget(self.accept_btn, 1, 1)
         grid.addWidget(self.cancel_btn, 1, 2)
+        grid.addWidget(self.live_preview, 2, 0, 1, 3)
 
         # ---------------------------------------------------------------- assistance
         assist = QGroupBox("Edge-aware assistance")
@@ -222,6 +227,10 @@ class SegmentWidget(QWidget):
         self._readout_timer.timeout.connect(self.update_readout)
         self._readout_busy = False
         self._readout_again = False
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_PREVIEW_DELAY_MS)
+        self._live_timer.timeout.connect(self._live_refresh)
 
         self.structure.currentIndexChanged.connect(self._structure_changed)
         self.edit_btn.clicked.connect(lambda: self.ensure_labels_layer(select=True))
@@ -369,6 +378,17 @@ class SegmentWidget(QWidget):
         layer = getattr(event, "source", None)
         if layer is None or _layers.role_of(layer) == self.role:
             self.schedule_readout()
+        p = self._preview
+        if p is not None and layer is p["target"] and self.live_preview.isChecked():
+            self._live_timer.start()  # the user is still drawing: refresh the preview soon
+
+    def _live_refresh(self) -> None:
+        if not self.alive() or self._preview is None:
+            return
+        if self._worker is not None:
+            self._live_timer.start()
+            return
+        self.preview_interpolation(live=True)
 
     def _layers_changed(self, event=None) -> None:
         if not self.alive():
@@ -489,7 +509,7 @@ class SegmentWidget(QWidget):
         self.last_error = exc if isinstance(exc, str) else one_line(exc)
         _layers.notify_error(self.last_error)
 
-    def _run(self, job, on_done, desc: str) -> None:
+    def _run(self, job, on_done, desc: str, on_error=None) -> None:
         """Run ``job()`` off the GUI thread, then ``on_done(result)`` on it; errors in one line."""
         if self._worker is not None:
             self._error("busy: wait for the current operation to finish")
@@ -511,7 +531,11 @@ class SegmentWidget(QWidget):
             except AblationError as exc:
                 self._error(exc)
 
-        self._worker = _layers.start_worker(job, on_returned=returned, on_error=self._error,
+        def error(msg):
+            if self.alive():
+                (on_error or self._error)(msg)
+
+        self._worker = _layers.start_worker(job, on_returned=returned, on_error=error,
                                             on_finished=finished, desc=desc)
 
     def _notify_session(self, role: str) -> None:
@@ -537,14 +561,18 @@ class SegmentWidget(QWidget):
         else:
             self.accept_interpolation()
 
-    def preview_interpolation(self) -> None:
-        """Compute the interpolation along the viewed axis and show it as a preview layer."""
+    def preview_interpolation(self, live: bool = False) -> None:
+        """Compute the interpolation along the viewed axis and show it as a preview layer.
+
+        ``live``: refresh the preview being shown (the user drew more slices) in place.
+        """
         try:
             layer, role = self._target()
         except AblationError as exc:
             self._error(exc)
             return
-        self.cancel_interpolation()
+        if not live:
+            self.cancel_interpolation()
         data = np.asarray(layer.data)
         axis = self.view_axis()
         spacing = tuple(float(s) for s in layer.scale)
@@ -559,6 +587,7 @@ class SegmentWidget(QWidget):
             box, old, new = res
             added = (new != old)
             if not added.any():
+                self.cancel_interpolation()
                 raise AblationError("interpolation adds nothing: the drawn slices already cover the structure")
             preview = np.where(added, new, 0).astype(np.uint8)
             offset = np.array([b.start for b in box], float) * np.asarray(layer.scale)
@@ -573,20 +602,32 @@ class SegmentWidget(QWidget):
                 axis_labels=geometry.AXIS_LABELS,
             )
             old_prev = _layers.find_layer(self.viewer, PREVIEW_ROLE)
-            if old_prev is not None:
-                self.viewer.layers.remove(old_prev)
-            pl = self.viewer.add_labels(preview, **kw)
-            self.viewer.layers.selection.active = layer
+            if live and old_prev is not None:
+                old_prev.data = preview
+                old_prev.translate = kw["translate"]
+                pl = old_prev
+            else:
+                if old_prev is not None:
+                    self.viewer.layers.remove(old_prev)
+                pl = self.viewer.add_labels(preview, **kw)
+                self.viewer.layers.selection.active = layer
             self._preview = {"layer": pl, "box": box, "old": old, "new": new, "target": layer, "role": role,
                              "axis": axis}
             self._set_preview_buttons(True)
             n = int(added.sum())
+            if live:
+                return
             _layers.notify_info(
                 f"interpolation preview: {n} voxels ({seg.mask_volume_ml(added, spacing):.2f} ml) along "
                 f"{seg.AXIS_NAMES[axis]}; Accept ({INTERPOLATE_KEY}) or Cancel"
             )
 
-        self._run(job, done, "interpolating")
+        def failed(msg):
+            if live:  # e.g. the user erased a slice and fewer than two are left
+                self.cancel_interpolation()
+            self._error(msg)
+
+        self._run(job, done, "interpolating", on_error=failed)
 
     def _set_preview_buttons(self, on: bool) -> None:
         self.accept_btn.setEnabled(on)
@@ -598,12 +639,13 @@ class SegmentWidget(QWidget):
         if p is None:
             self._error("nothing to accept: preview an interpolation first")
             return 0
+        self._live_timer.stop()
+        self.cancel_interpolation()
         layer, box = p["target"], p["box"]
         current = np.asarray(layer.data[box])
         # only fill voxels that are still background: edits made since the preview win
         new = np.where((p["new"] != p["old"]) & (current == 0), p["new"], current)
         n = write_changes(layer, box, current, new)
-        self.cancel_interpolation()
         self._notify_session(p["role"])
         self.schedule_readout()
         return n
