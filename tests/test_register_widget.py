@@ -114,13 +114,14 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
     # a misclick on post (as napari's add mode does it), undone
-    post_l.add(post_pts[0][::-1] + 40)
+    to_data = lambda p: (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)  # noqa: E731
+    post_l.add(to_data(post_pts[0] + 40))
     assert list(post_l.features["pair"]) == ["1"]
     w.remove_last_point()
     assert len(post_l.data) == 0
     # clicks on post take the waiting pair labels in order
     for p in post_pts[:2]:
-        post_l.add(p[::-1])
+        post_l.add(to_data(p))
     assert list(post_l.features["pair"]) == ["1", "2"]
     for p in post_pts[2:]:
         w.add_landmark("landmarks_post", p)

@@ -258,6 +258,7 @@ class RegisterWidget(QWidget):
             row.addWidget(b)
         v.addLayout(row)
         self.next_label = QLabel("")
+        self.next_label.setWordWrap(True)
         v.addWidget(self.next_label)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["pair", "residual (mm)", "status"])
@@ -691,14 +692,51 @@ class RegisterWidget(QWidget):
                     metadata={_layers.META: {"role": role}},
                     units=("mm", "mm", "mm"),
                     axis_labels=geometry.AXIS_LABELS,
+                    **self._grid_of(role),
                     out_of_slice_display=False,
                 )
                 layer.events.data.connect(lambda e, r=role: self._on_points_changed(r, e))
             layers.append(layer)
+        if not getattr(self, "_follow_active", False):
+            self.viewer.layers.selection.events.active.connect(self._on_active_layer)
+            self._follow_active = True
         self._refresh_landmark_ui()
         self.viewer.layers.selection.active = layers[0]
         layers[0].mode = "add"
         return layers
+
+    def _on_active_layer(self, event=None) -> None:
+        """Clicking post landmarks needs the raw post image; pre landmarks the pre image."""
+        role = _layers.role_of(self.viewer.layers.selection.active)
+        if role not in ("landmarks_pre", "landmarks_post"):
+            return
+        post_l = _layers.find_layer(self.viewer, "post")
+        pre_l = _layers.find_layer(self.viewer, "pre")
+        reg_l = self.registered_layer()
+        on_post = role == "landmarks_post"
+        if post_l is not None:
+            post_l.visible = on_post
+        if reg_l is not None:
+            reg_l.visible = not on_post
+        if pre_l is not None:
+            pre_l.visible = not on_post
+
+    def _grid_of(self, role: str) -> dict:
+        """Scale/translate of the image the landmarks are clicked on (keeps the slider steps)."""
+        img = _layers.find_layer(self.viewer, "pre" if role == "landmarks_pre" else "post")
+        if img is None:
+            return {}
+        return {"scale": tuple(img.scale), "translate": tuple(img.translate)}
+
+    @staticmethod
+    def _to_data(layer, points_lps) -> np.ndarray:
+        world = geometry.lps_to_world(np.asarray(points_lps, dtype=float).reshape(-1, 3))
+        return ((world - np.asarray(layer.translate)) / np.asarray(layer.scale)).reshape(-1, 3)
+
+    @staticmethod
+    def _to_lps(layer) -> np.ndarray:
+        data = np.asarray(layer.data, dtype=float).reshape(-1, 3)
+        return geometry.world_to_lps(data * np.asarray(layer.scale) + np.asarray(layer.translate))
 
     def _pairs_of(self, role: str) -> list[str]:
         layer = _layers.find_layer(self.viewer, role)
@@ -764,7 +802,7 @@ class RegisterWidget(QWidget):
         pre_l, post_l = self.landmark_layers()
         layer = pre_l if role == "landmarks_pre" else post_l
         label = pair if pair is not None else self.next_pair(role)
-        data = np.vstack([np.asarray(layer.data).reshape(-1, 3), geometry.lps_to_world(point_lps)[None, :]])
+        data = np.vstack([np.asarray(layer.data).reshape(-1, 3), self._to_data(layer, [point_lps])])
         pairs = self._pairs_of(role) + [label]
         self._lm_sync = True
         try:
@@ -807,7 +845,7 @@ class RegisterWidget(QWidget):
             layer = _layers.find_layer(self.viewer, role)
             pts = {}
             if layer is not None and len(layer.data):
-                for p, xyz in zip(self._pairs_of(role), geometry.world_to_lps(np.asarray(layer.data)[:, -3:])):
+                for p, xyz in zip(self._pairs_of(role), self._to_lps(layer)):
                     pts[p] = xyz
             out.append(pts)
         return out[0], out[1]
@@ -830,7 +868,8 @@ class RegisterWidget(QWidget):
         pre_pts, post_pts = self.landmark_points()
         self.next_label.setText(
             f"Next: pair {self.next_pair('landmarks_pre')} on pre, pair {self.next_pair('landmarks_post')} on post "
-            f"({len(set(pre_pts) & set(post_pts))} complete pairs)"
+            f"({len(set(pre_pts) & set(post_pts))} complete pairs). Select 'landmarks pre' and click on pre, "
+            "'landmarks post' and click on the raw post image."
         )
         self._fill_table()
 
@@ -876,7 +915,7 @@ class RegisterWidget(QWidget):
             labels = sorted(pts, key=lm._sort_key)
             self._lm_sync = True
             try:
-                layer.data = np.array([geometry.lps_to_world(pts[k]) for k in labels]).reshape(-1, 3)
+                layer.data = self._to_data(layer, [pts[k] for k in labels])
                 layer.features = {"pair": np.array(labels, dtype=object)}
             finally:
                 self._lm_sync = False
