@@ -98,9 +98,14 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
     w.undo()
     assert w.manual["tx"].value() == 0.0
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6
-    # keyboard: Alt+Right moves along the screen's horizontal axis (x in the axial view)
-    w.nudge("rz", 2.0)
-    assert w.manual["rz"].value() == 2.0
+    # keyboard: Alt+Right moves along the screen's horizontal axis (x, L, in the axial view),
+    # Alt+. rotates about the axis normal to the slice (z)
+    keys = {str(k).replace(" ", ""): f for k, f in w.viewer.keymap.items()}
+    keys["Alt+Right"](w.viewer)
+    assert w.manual["tx"].value() == 0.5
+    keys["Alt+."](w.viewer)
+    assert w.manual["rz"].value() == 0.5
+    assert reg.target_error(w.session.case.transform, reg.adjust(TRUE, (0.5, 0, 0), (0, 0, 0.5), w.tumor_center()), pts)[1] < 1e-6
 
 
 def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
