@@ -133,6 +133,9 @@ _INTERP_Z = PchipInterpolator
 #: in-plane anti-aliasing of thick-slice masks (pixels)
 SLICE_SMOOTH_VOX = 0.8
 SHAPE_THEN_GAUSSIAN = True
+#: anti-aliasing of the refined thick-slice reconstruction (refined voxels)
+FINE_SMOOTH_VOX = 1.2
+FINE_SMOOTH_AXIAL_VOX = 1.2
 
 
 def _smoothed_field(mask: np.ndarray, box, grid: _Grid, smooth_vox: float) -> _Field:
@@ -217,7 +220,9 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     if SHAPE_THEN_GAUSSIAN and sig > 0:
         # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic mask
         solid = fine >= 0
-        soft = ndimage.gaussian_filter(solid.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
+        sig3 = [FINE_SMOOTH_VOX] * 3
+        sig3[axis] = FINE_SMOOTH_AXIAL_VOX
+        soft = ndimage.gaussian_filter(solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0)
         return _Field(soft, lo, step, grid, 0.5, solid)
     return _Field(np.ascontiguousarray(fine, dtype=np.float32), lo, step, grid, 0.0, fine >= 0)
 

@@ -518,14 +518,22 @@ class MarginWidget(QWidget):
             from napari.utils.colormaps import Colormap
 
             cyan = Colormap(colors=[[0, 0.78, 1, 1], [0, 0.78, 1, 1]], name="ablation_cyan")
-            al = self.viewer.add_surface(adata, name="ablation surface (pre space)", colormap=cyan, opacity=0.25,
+            al = self.viewer.add_surface(adata, name="ablation surface (pre space)", colormap=cyan, opacity=0.15,
                                          blending="translucent_no_depth",
                                          metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}}, units="mm",
                                          axis_labels=geometry.AXIS_LABELS)
         else:
             al.data = adata
+        first_3d = self.viewer.dims.ndisplay != 3
         self.viewer.dims.ndisplay = 3
-        self.center_on_mtm()
+        if first_3d:
+            # look at the tumor, the whole ablation zone in view
+            self.viewer.reset_view()
+            lo, hi = (np.asarray(e) for e in self.viewer.layers.extent.world)
+            scene = float(np.max(hi - lo))
+            ext = float(np.ptp(a.verts, axis=0).max()) if len(a.verts) else 50.0
+            self.viewer.camera.zoom *= max(1.0, 0.6 * scene / max(ext, 10.0))
+            self.viewer.camera.center = tuple(geometry.lps_to_world(res.tumor_centroid_lps))
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:
