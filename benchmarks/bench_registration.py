@@ -1,6 +1,7 @@
 """Registration benchmark: accuracy and speed on the bundled renal MRI sample case.
 
-    python benchmarks/bench_registration.py [--case FOLDER] [--repeat N]
+    python benchmarks/bench_registration.py [--case FOLDER] [--repeat N] [--gui]
+    xvfb-run -a python benchmarks/bench_registration.py --gui   # + the widget's live update
 
 Prints three tables:
 
@@ -137,12 +138,60 @@ def bench_live(repeat: int) -> None:
     print(f"| full volume (baseline; done once the value settles) | {int(np.prod(shape))} | {statistics.median(full):.1f} | {max(full):.1f} |")
 
 
+def bench_widget_live() -> None:
+    """The same 512 x 512 x 200 case in a real viewer: slider move -> overlay updated and drawn."""
+    import os
+    import tempfile
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_ablation.core.case import Case
+    from napari_ablation.widgets.register import RegisterWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    os.environ.setdefault("NAPARI_ABLATION_CASES", tempfile.mkdtemp())
+    shape, spacing = (200, 512, 512), (1.5, 0.75, 0.75)
+    rng = np.random.default_rng(0)
+    small = geometry.image_from_array(rng.normal(0, 1, (50, 128, 128)).astype(np.float32), (6, 3, 3), (0, 0, 0))
+    ref = geometry.image_from_array(np.zeros(shape, np.int16), spacing, (0, 0, 0))
+    img = sitk.Cast(sitk.Resample(sitk.SmoothingRecursiveGaussian(small, 4.0), ref, sitk.Transform(), sitk.sitkLinear) * 1000,
+                    sitk.sitkInt16)
+    tumor = np.zeros(shape, np.uint8)
+    tumor[95:105, 250:262, 250:262] = 1
+    viewer = napari.Viewer()
+    CaseSession.of(viewer).set_case(Case(pre=img, post=img, tumor=geometry.like(tumor, img), info={"name": "bench"}),
+                                    None, save_images=False)
+    w = RegisterWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    app = QApplication.instance()
+    w.update_overlay(full=True, wait=True)
+    for _ in range(10):
+        app.processEvents()
+    events = []
+    for i in range(30):
+        t0 = time.perf_counter()
+        w.manual["tx"].slider.setValue(i * 3)
+        app.processEvents()  # includes drawing the canvas
+        events.append(1000 * (time.perf_counter() - t0))
+    while w.busy:
+        app.processEvents()
+        time.sleep(0.01)
+    print("\n## Manual adjustment in a real viewer (512 x 512 x 200, under xvfb)")
+    print("| step | median (ms) | max (ms) |")
+    print("|---|---|---|")
+    print(f"| overlay update (resample 60 mm box + paste + refresh) | {statistics.median(w.live_timings_ms):.1f} | {max(w.live_timings_ms):.1f} |")
+    print(f"| whole slider event incl. canvas redraw | {statistics.median(events):.1f} | {max(events):.1f} |")
+    viewer.close()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", help="a case folder (default: the bundled renal_mri sample)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-sample", action="store_true")
+    ap.add_argument("--gui", action="store_true", help="also time the widget in a real viewer (run under xvfb-run)")
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     print(f"SimpleITK {sitk.Version.VersionString()}, {args.threads} threads")
@@ -150,6 +199,8 @@ def main(argv=None) -> int:
         bench_sample(_case(args.case), args.repeat)
     bench_landmarks()
     bench_live(args.repeat)
+    if args.gui:
+        bench_widget_live()
     return 0
 
 

@@ -179,11 +179,11 @@ class QAPanel(QWidget):
                                   self._range(pre_l), self._range(reg_l))
             layer = self.viewer.layers[CHECKER]
             layer.data[box] = cb
-            layer.refresh()
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
         if self.diff.isChecked() and DIFF in self.viewer.layers:
             layer = self.viewer.layers[DIFF]
             layer.data[box] = reg.difference(a, arr, self._range(pre_l), self._range(reg_l))
-            layer.refresh()
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
 
     def _contours(self, pre_l, reg_l) -> None:
         mode = self.contours.currentText()

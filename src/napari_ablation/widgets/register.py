@@ -305,7 +305,7 @@ class RegisterWidget(QWidget):
     @staticmethod
     def _labels_version(layer) -> int:
         data = np.asarray(layer.data)
-        return int(np.count_nonzero(data[:: max(1, data.shape[0] // 32)])) if data.size else 0
+        return int(np.count_nonzero(data[:: max(1, data.shape[0] // 8)])) if data.size else 0
 
     def _pre_post(self) -> tuple[sitk.Image, sitk.Image]:
         pre, post = self._image("pre"), self._image("post")
@@ -317,7 +317,11 @@ class RegisterWidget(QWidget):
         """Tumor centroid (LPS), else the centre of the pre image."""
         tumor = self._image("tumor")
         if tumor is not None:
-            return reg.mask_centroid_lps(tumor)
+            hit = self._cache.get("tumor_center")
+            if hit is None or hit[0] is not tumor:
+                hit = (tumor, reg.mask_centroid_lps(tumor))
+                self._cache["tumor_center"] = hit
+            return hit[1]
         pre = self._image("pre")
         if pre is not None:
             lo, hi = geometry.physical_bounds(pre)
@@ -392,6 +396,12 @@ class RegisterWidget(QWidget):
     def _on_session_changed(self, what: str) -> None:
         if what == "case" and self.session is not None:
             self._cache.clear()
+            for name in ("qa checkerboard", "qa difference", "qa edges", "crosshair"):
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(self.viewer.layers[name])
+            old = self.registered_layer()
+            if old is not None:  # belongs to the previous case
+                self.viewer.layers.remove(old)
             self._undo.clear()
             tx = self.session.case.transform
             self.base = tfm.as_euler(tx) if tx is not None else sitk.Euler3DTransform()
@@ -552,7 +562,7 @@ class RegisterWidget(QWidget):
             if box is not None:
                 arr = reg.resample_region(post, pre, tx, box, default=self._post_min(post))
                 layer.data[box] = arr.astype(layer.data.dtype, copy=False)
-                layer.refresh()
+                layer.refresh(thumbnail=False, extent=False, highlight=False)
                 self.qa.update_region(box, arr)
             self.live_timings_ms.append(1000 * (time.perf_counter() - t0))
             return
