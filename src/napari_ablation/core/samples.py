@@ -385,7 +385,7 @@ class _Tissue:
 
 
 MR_T2 = _Tissue(
-    air=0.0, skin=320.0, fat=640.0, visceral_fat=590.0, muscle=150.0, liver=215.0, liver_vessel=45.0,
+    air=0.0, skin=320.0, fat=640.0, visceral_fat=600.0, muscle=190.0, liver=250.0, liver_vessel=60.0,
     spleen=440.0, pancreas=330.0, cortex=440.0, medulla=600.0, sinus_fat=600.0, cyst=960.0, artery=35.0,
     vein=55.0, bone_cortex=30.0, marrow=330.0, disc=520.0, csf=900.0, cord=380.0, bowel_wall=300.0,
     bowel_fluid=780.0, gas=15.0, gallbladder=950.0, lung=25.0, tumor=300.0, tex=0.06,
@@ -487,6 +487,9 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         wv = c.weight(d + tf + tm)
         c.cavity = wv  # organs stay inside the abdominal wall
         c.paint(sl, wv, c._value(t.visceral_fat, {"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)}, sl))
+        # small mesenteric / retroperitoneal vessels: thin sheets of a smooth random field
+        med = c.texture("medium", sl)
+        c.paint(sl, wv * np.clip(1.0 - np.abs(med - 0.4) / 0.07, 0, 1) * 0.55, t.vein if is_ct else t.vein * 2.0)
         # bowel loops: tubes where two smooth random fields are both near zero (anterior cavity)
         sl = c.block((-400.0, -400.0, -400.0), (400.0, spine_y - 16.0, 400.0))
         if sl is None:
@@ -713,7 +716,7 @@ def _bias_field(grid: Grid, rng, strength: float) -> np.ndarray:
 
 
 def _finish_mr(img, grid, rng, *, sigma_noise, bias_strength):
-    img = _gauss_blur(img, (0.45, 0.4, 0.4))
+    img = _gauss_blur(img, (0.5, 0.55, 0.55))
     img = img * _bias_field(grid, rng, bias_strength)
     n1 = rng.standard_normal(size=img.shape, dtype=np.float32) * sigma_noise
     n2 = rng.standard_normal(size=img.shape, dtype=np.float32) * sigma_noise
@@ -854,8 +857,8 @@ def make_renal_mri(seed: int = 0) -> Case:
                  waves=((0.018, 3, 0.4, 0.004), (0.012, 5, 1.9, -0.006)))
     spine_y = 36.0
     z_range = (-60.0, 60.0)
-    kid_r = _kidney(rng, -1, (-74.0, 26.0, -6.0), (0.22, 0.25, 1.0), (0.85, -0.5, 0.0))
-    kid_l = _kidney(rng, +1, (76.0, 24.0, 8.0), (-0.22, 0.25, 1.0), (-0.85, -0.5, 0.0))
+    kid_r = _kidney(rng, -1, (-74.0, 17.0, -6.0), (0.22, 0.25, 1.0), (0.85, -0.5, 0.0))
+    kid_l = _kidney(rng, +1, (76.0, 15.0, 8.0), (-0.22, 0.25, 1.0), (-0.85, -0.5, 0.0))
     cysts_r = [Blob.random(rng, kid_r.center + np.array([-8.0, 12.0, 38.0]), (9.5, 9.0, 9.5), amp=0.02, n=2)]
     cysts_l = [Blob.random(rng, kid_l.center + np.array([-14.0, -14.0, 22.0]), (6.0, 6.0, 6.5), amp=0.02, n=2)]
     # tumor: exophytic from the lateral, posterior, lower left kidney
@@ -863,8 +866,11 @@ def make_renal_mri(seed: int = 0) -> Case:
     surf = kid_l.center + d * kid_l.radius_along(d)
     tumor = Blob.random(rng, surf + 3.0 * d, (14.5, 13.0, 14.0), _frame(d, (0, 0, 1)), amp=0.05, n=5, freq=(1.0, 3.0))
     # ice ball: centred too laterally along d (thin/negative deep margin), elongated along the probes
-    probe_dir = _unit((0.12, 1.0, 0.1))  # from the tip back towards the skin (posterior approach)
-    ice_c = tumor.center + 7.6 * d + np.array([0.0, 1.5, 0.0])
+    T = _rigid((0.35, -0.45, 0.82), 4.0, (2.5, -3.0, 4.5), (0.0, 20.0, 0.0))
+    A_T = tfm.matrix_offset(T)[0]
+    # cryoprobes from a posterior approach, in an axial plane of the post scan (tip -> skin)
+    probe_dir = _unit(A_T.T @ _unit((-0.05, 1.0, 0.0)))
+    ice_c = tumor.center + 9.3 * d + np.array([0.0, 1.5, 0.0])
     zone = Blob.random(rng, ice_c, (22.5, 22.0, 25.0), _frame(probe_dir, (1, 0, 0)), amp=0.02, n=3, freq=(0.8, 1.6))
     liver = [
         Blob.random(rng, (-72.0, -5.0, 62.0), (68.0, 78.0, 85.0), _frame((0.3, 0.1, 1.0), (1, 0, 0)), amp=0.04, n=5),
@@ -906,7 +912,7 @@ def make_renal_mri(seed: int = 0) -> Case:
     an.steps.append(lesion)
 
     # probes: three cryoprobes from the skin, converging into the ice ball
-    e1 = np.cross(probe_dir, (0, 0, 1.0))
+    e1 = np.cross(probe_dir, A_T.T @ np.array([0.0, 0.0, 1.0]))
     e1 = _unit(e1)
     e2 = _unit(np.cross(probe_dir, e1))
     tips = [ice_c - 9.0 * probe_dir + 7.0 * e1, ice_c - 9.0 * probe_dir - 6.0 * e1 + 4.0 * e2,
@@ -942,7 +948,7 @@ def make_renal_mri(seed: int = 0) -> Case:
         Grid((240, 192, 38), (1.2, 1.2, 3.0), (-140.1, -108.5, -56.1)),
         an,
         [ice],
-        _rigid((0.35, -0.45, 0.82), 4.0, (2.5, -3.0, 4.5), (0.0, 20.0, 0.0)),
+        T,
         tumor,
         zone,
         lambda img, g, r: _finish_mr(img, g, r, sigma_noise=14.0, bias_strength=0.16),
@@ -1011,7 +1017,7 @@ def make_liver_ct(seed: int = 0) -> Case:
     perp = _unit(np.cross(ant_dir, (0, 0, 1.0)))  # roughly anterior-posterior
     if perp[1] < 0:
         perp = -perp  # point posteriorly
-    zone_c = tumor.center + 3.0 * ant_dir + 3.3 * perp
+    zone_c = tumor.center + 3.0 * ant_dir + 2.6 * perp
     zone = Blob.random(rng, zone_c, (17.0, 16.5, 21.5), _frame(ant_dir, (0, 0, 1.0)), amp=0.02, n=3, freq=(0.8, 1.6))
     tip = zone_c - 17.0 * ant_dir
     entry = body.entry_point(tip, ant_dir)
