@@ -133,6 +133,7 @@ _INTERP_Z = PchipInterpolator
 #: in-plane anti-aliasing of thick-slice masks (pixels)
 SLICE_SMOOTH_VOX = 0.8
 SHAPE_THEN_GAUSSIAN = True
+SDF_SMOOTH = False
 #: anti-aliasing of the refined thick-slice reconstruction (refined voxels)
 FINE_SMOOTH_VOX = 1.2
 FINE_SMOOTH_AXIAL_VOX = 1.2
@@ -200,8 +201,10 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
         j = int(fk[np.argmin(np.abs(fk - k))])
         n = abs(j - k)
         if n == 1:
-            inner = j - (k - j)  # the filled slice before j, towards the object
-            d2[k] = _cap_values(d2[j], d2[inner] if 0 <= inner < nsl and filled[inner] else None, crop[j], aniso, hz)
+            inner, inner2 = j - (k - j), j - 2 * (k - j)  # the filled slices before j, towards the object
+            ok1 = 0 <= inner < nsl and filled[inner]
+            ok2 = ok1 and 0 <= inner2 < nsl and filled[inner2]
+            d2[k] = _cap_values(d2[j], d2[inner] if ok1 else None, crop[j], aniso, hz, d2[inner2] if ok2 else None)
         else:
             d2[k] = -np.abs(d2[j]) - (n - 1) * hz
     # refine across slices: monotone cubic (PCHIP) profile of each pixel's in-plane distance
@@ -217,6 +220,11 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     fine = np.moveaxis(fine, 0, axis)
     step = np.ones(3)
     step[axis] = 1.0 / f
+    if SDF_SMOOTH and sig > 0:
+        sig3 = [FINE_SMOOTH_VOX] * 3
+        sig3[axis] = FINE_SMOOTH_AXIAL_VOX
+        sm = ndimage.gaussian_filter(fine.astype(np.float32), sigma=sig3, mode="nearest", truncate=3.0)
+        return _Field(sm, lo, step, grid, 0.0, fine >= 0)
     if SHAPE_THEN_GAUSSIAN and sig > 0:
         # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic mask
         solid = fine >= 0
@@ -267,15 +275,18 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     return out
 
 
-def _cap_values(d_last: np.ndarray, d_inner: np.ndarray | None, sl_last: np.ndarray, aniso, hz: float) -> np.ndarray:
+def _cap_values(d_last: np.ndarray, d_inner: np.ndarray | None, sl_last: np.ndarray, aniso, hz: float,
+                d_inner2: np.ndarray | None = None) -> np.ndarray:
     """In-plane distances to put on the empty slice next to the last filled one (an object's cap).
 
-    The end of the object lies between the last filled slice and the empty one. Without
-    more information the cap is put half-way. With the slice before, the two contours are
-    fitted by a sphere (equivalent-area radii rho_1, rho_0 at heights 0 and -hz) and the cap
-    follows it: over a pixel at radius r the surface is at height c + sqrt(R^2 - r^2), clamped
-    to the feasible interval (0, hz). The value is chosen so that interpolation from the last
-    slice crosses zero at that height.
+    The end of the object lies between the last filled slice and the empty one. The squared
+    equivalent-area radius q(s) = area / pi of the cross-sections is modelled as a quadratic
+    in the height s above the last slice, fitted to the last three filled slices (exact for
+    an ellipsoid in any orientation; with two slices, a sphere: q = R^2 - (s - c)^2; with one,
+    or when the sections do not shrink towards the end, the cap is put half-way). Over a
+    pixel at radius r the surface is at the height where q(s) = r^2, clamped to the feasible
+    interval (0, hz); the value is chosen so that interpolation from the last slice crosses
+    zero at that height.
     """
     out = -np.abs(d_last)
     inside = d_last > 0
@@ -284,15 +295,22 @@ def _cap_values(d_last: np.ndarray, d_inner: np.ndarray | None, sl_last: np.ndar
     delta = np.full(d_last.shape, 0.5 * hz, dtype=np.float64)
     if d_inner is not None:
         px = float(np.prod(aniso))
-        rho1 = math.sqrt(np.count_nonzero(sl_last) * px / math.pi)
-        rho0 = math.sqrt(np.count_nonzero(d_inner > 0) * px / math.pi)
-        if rho0 > rho1 + 1e-6:
-            # rho1^2 + c^2 = R^2 = rho0^2 + (hz + c)^2  ->  c (height of the centre above the last slice)
-            c = (rho1**2 - rho0**2 - hz**2) / (2 * hz)
-            R2 = rho1**2 + c**2
-            r = np.clip(rho1 - d_last[inside], 0, None)
-            h = c + np.sqrt(np.clip(R2 - r**2, 0, None))
-            delta[inside] = h
+        q1 = np.count_nonzero(sl_last) * px / math.pi
+        q0 = np.count_nonzero(d_inner > 0) * px / math.pi
+        g = None
+        if d_inner2 is not None:
+            qm = np.count_nonzero(d_inner2 > 0) * px / math.pi
+            g3 = (qm - 2 * q0 + q1) / (2 * hz * hz)
+            if g3 < 0:
+                g = g3
+        if g is None and q0 > q1:
+            g = -1.0  # sphere
+        if g is not None:
+            b = (q1 - q0 + g * hz * hz) / hz  # dq/ds at the last slice
+            if b < 0 or g < 0:
+                r = np.clip(math.sqrt(q1) - d_last[inside], 0, None)
+                disc = np.clip(b * b - 4 * g * (q1 - r * r), 0, None)
+                delta[inside] = (b + np.sqrt(disc)) / (2 * abs(g))
     delta = np.clip(delta, 0.05 * hz, 0.95 * hz)
     dl = d_last[inside]
     out[inside] = -dl * (hz - delta[inside]) / delta[inside]
