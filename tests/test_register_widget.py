@@ -24,7 +24,7 @@ def widget(make_napari_viewer, phantom, tmp_path, monkeypatch):
     from napari_ablation.widgets.register import RegisterWidget
     from napari_ablation.widgets.session import CaseSession
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # shown: the screenshots need a drawn canvas
     pre, post, tumor, ice = phantom
     case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
     CaseSession.of(viewer).set_case(case, tmp_path / "case")
@@ -211,7 +211,14 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path):
     qa.contours.setCurrentText("none")
     qa.diff.setChecked(False)
     qa.cross.setChecked(False)
+    w.viewer.reset_view()
     w.viewer.dims.set_point(0, float(TUMOR_C[2]))
     out = tmp_path / "checker.png"
     w.viewer.screenshot(str(out), canvas_only=False)
     assert out.stat().st_size > 10000
+    # the checkerboard is what the canvas shows: turning it off changes the picture
+    with_cb = np.asarray(w.viewer.screenshot(canvas_only=True), dtype=float)
+    qa.checker.setChecked(False)
+    assert "qa checkerboard" not in w.viewer.layers
+    without = np.asarray(w.viewer.screenshot(canvas_only=True), dtype=float)
+    assert with_cb.shape == without.shape and np.abs(with_cb - without).mean() > 1.0

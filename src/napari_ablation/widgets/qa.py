@@ -260,6 +260,7 @@ class QAPanel(QWidget):
                 self.viewer.add_points(
                     np.zeros((2, 3)), name=CROSS, symbol="cross", size=8, face_color=["#ffff00", "#ff00ff"],
                     border_width=0, metadata={_layers.META: {"role": CROSS}}, out_of_slice_display=True,
+                    units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
                 )
             if self._mouse_cb is None:
                 def cb(viewer, event):
