@@ -60,6 +60,23 @@ def test_automatic_registration_in_the_viewer(widget, qtbot, tmp_path):
     w.undo()  # nothing left: no crash
 
 
+def test_registration_in_a_user_box(widget, qtbot):
+    w = widget
+    layer = w.draw_box()
+    assert layer.mode == "add_rectangle"
+    c = TUMOR_C[::-1]  # world (z, y, x)
+    corners = np.array([[c[0], c[1] - 35, c[2] - 35], [c[0], c[1] - 35, c[2] + 35],
+                        [c[0], c[1] + 35, c[2] + 35], [c[0], c[1] + 35, c[2] - 35]])
+    layer.add_rectangles((corners - np.asarray(layer.translate)) / np.asarray(layer.scale))
+    lo, hi = w.user_box()
+    assert np.allclose(lo, TUMOR_C - [35, 35, w.roi_radius.value()], atol=1e-6)
+    assert np.allclose(hi, TUMOR_C + [35, 35, w.roi_radius.value()], atol=1e-6)
+    w.run_automatic()
+    _wait(qtbot, w)
+    assert w.last_result is not None and w.last_result.roi_radius_mm is None  # the box, not the tumor ball
+    assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[0] < 0.5
+
+
 def test_cancel_keeps_the_previous_transform(widget, qtbot):
     w = widget
     start = euler((1, 0, 0), (1, 0, 0))

@@ -54,6 +54,8 @@ except Exception:  # noqa: BLE001  # pragma: no cover
 
 #: half size (mm) of the box around the tumor resampled live while adjusting
 LIVE_HALF_SIZE_MM = 30.0
+#: layer name/role of the user's region-of-interest box
+BOX_ROLE = "registration box"
 #: delay (ms) after the last change before the whole volume is resampled
 SETTLE_MS = 250
 PAIR_COLORS = [
@@ -193,6 +195,12 @@ class RegisterWidget(QWidget):
         form.addRow("Region around tumor", self.roi_radius)
         self.whole_image = QCheckBox("whole image (no region)")
         form.addRow("", self.whole_image)
+        self.box_btn = QPushButton("Draw a region box…")
+        self.box_btn.setToolTip(
+            "Draw a rectangle on an axial slice (layer 'registration box'): the region is that rectangle, "
+            "+- the region radius across slices. Delete the layer to go back to the tumor region."
+        )
+        form.addRow("", self.box_btn)
         self.exclude_ablation = QCheckBox("leave the ablation zone out of the metric")
         self.exclude_ablation.setChecked(True)
         form.addRow("", self.exclude_ablation)
@@ -271,6 +279,7 @@ class RegisterWidget(QWidget):
         self.tabs.addTab(lmw, "Landmarks")
 
         self.run_btn.clicked.connect(self.run_automatic)
+        self.box_btn.clicked.connect(self.draw_box)
         self.cancel_btn.clicked.connect(self.cancel)
         self.show_btn.clicked.connect(lambda: self.update_overlay(full=True))
         self.undo_btn.clicked.connect(self.undo)
@@ -456,7 +465,11 @@ class RegisterWidget(QWidget):
                 "roi_radius_mm": None if self.whole_image.isChecked() else float(self.roi_radius.value()),
                 "initial": self.transform,
             }
-            if kw["tumor_mask"] is None and not self.whole_image.isChecked():
+            box = None if self.whole_image.isChecked() else self.user_box()
+            if box is not None:
+                kw["roi_box_lps"] = box
+                kw["tumor_mask"] = None
+            elif kw["tumor_mask"] is None and not self.whole_image.isChecked():
                 # no tumor drawn yet: a ball around the view centre
                 kw["roi_center_lps"] = geometry.world_to_lps(np.asarray(self.viewer.dims.point)[-3:])
         except AblationError as exc:
@@ -489,6 +502,36 @@ class RegisterWidget(QWidget):
         self._status("registering…")
         worker.start()
         return worker
+
+    def draw_box(self):
+        """A Shapes layer in rectangle mode for the user's region of interest."""
+        layer = _layers.find_layer(self.viewer, BOX_ROLE)
+        if layer is None:
+            pre_l = _layers.find_layer(self.viewer, "pre")
+            kw = {"scale": tuple(pre_l.scale), "translate": tuple(pre_l.translate)} if pre_l is not None else {}
+            layer = self.viewer.add_shapes(
+                name=BOX_ROLE, ndim=3, edge_color="#ffff00", face_color="transparent", edge_width=1,
+                metadata={_layers.META: {"role": BOX_ROLE}}, units=("mm", "mm", "mm"),
+                axis_labels=geometry.AXIS_LABELS, **kw,
+            )
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        return layer
+
+    def user_box(self):
+        """``(lo_lps, hi_lps)`` of the last rectangle drawn in the box layer, or None."""
+        layer = _layers.find_layer(self.viewer, BOX_ROLE)
+        if layer is None or len(layer.data) == 0:
+            return None
+        verts = np.asarray(layer.data[-1], dtype=float)[:, -3:]
+        world = verts * np.asarray(layer.scale)[-3:] + np.asarray(layer.translate)[-3:]
+        lo, hi = world.min(axis=0), world.max(axis=0)
+        half = float(self.roi_radius.value())
+        for ax in range(3):  # the axis the rectangle was drawn across gets +- the radius
+            if hi[ax] - lo[ax] < 1e-6:
+                lo[ax] -= half
+                hi[ax] += half
+        return geometry.world_to_lps(lo), geometry.world_to_lps(hi)
 
     def cancel(self) -> None:
         self._cancel = True
