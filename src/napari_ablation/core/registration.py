@@ -54,13 +54,13 @@ class RegistrationResult:
 
     def summary(self) -> str:
         rot = tfm.rotation_angle_deg(self.transform)
-        t = np.asarray(tfm.as_euler(self.transform).GetTranslation())
-        text = (
+        c = np.asarray(self.roi_center_lps if self.roi_center_lps is not None else tfm.as_euler(self.transform).GetCenter())
+        t = tfm.transform_points(self.transform, c)[0] - c
+        return (
             f"metric {self.metric_before:.4f} -> {self.metric_after:.4f} "
             f"in {self.iterations} iterations, {self.elapsed_s:.2f} s; "
-            f"rotation {rot:.2f} deg, translation ({t[0]:.2f}, {t[1]:.2f}, {t[2]:.2f}) mm"
+            f"rotation {rot:.2f} deg, region centre moves by ({t[0]:.2f}, {t[1]:.2f}, {t[2]:.2f}) mm"
         )
-        return text
 
 
 # ----------------------------------------------------------------------------- helpers
