@@ -211,3 +211,25 @@ def test_refine_keeps_several_objects():
 
     assert ndimage.label(refined)[1] == 2
     assert S.dice(refined, truth) > 0.95
+
+
+def test_seeded_region_hypodense_zone_with_gas_and_a_vessel():
+    """CT-like: a hypodense coagulation zone with gas bubbles near a bright vessel."""
+    rng = np.random.default_rng(5)
+    sp = np.array([2.5, 0.7, 0.7])
+    shape = (24, 100, 100)
+    z, y, x = _grid(shape, sp)
+    truth = (z / 16) ** 2 + (y / 15) ** 2 + (x / 12) ** 2 <= 1
+    img = np.where(truth, 35.0, 100.0)
+    img[(y - 20) ** 2 + (x + 10) ** 2 <= 9] = 180.0  # vessel
+    gas = (z**2 + (y - 1) ** 2 + (x - 1) ** 2 <= 4) | ((z - 2.5) ** 2 + (y + 4) ** 2 + (x - 3) ** 2 <= 2)
+    img[gas] = -800.0
+    img = (img + rng.normal(0, 25, shape)).astype(np.float32)
+    for seed in [(12, 50, 60), (12, 40, 50), (10, 56, 45)]:
+        region = S.seeded_region(img, seed, sp, max_radius_mm=40)
+        assert S.dice(region, truth) > 0.95
+        assert region[gas].all()  # the bubbles are inside the zone
+    fixed = S.seeded_region(img, (12, 50, 60), sp, max_radius_mm=40, tolerance=3.0)
+    assert S.dice(fixed, truth) > 0.9
+    with pytest.raises(AblationError, match="tolerance"):
+        S.seeded_region(img, (12, 50, 60), sp, tolerance=0)

@@ -349,18 +349,22 @@ def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float 
 
 
 def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
-                  multiplier: float = 2.5, smooth_mm: float = 1.0, denoise_mm: float = 0.0) -> np.ndarray:
+                  tolerance: float | None = None, smooth_mm: float = 1.0,
+                  denoise_mm: float = 1.0) -> np.ndarray:
     """3D region around a seed voxel, limited by intensity and by distance.
 
-    Intended for the ablation zone (signal void on MRI, hypodense on CT): click inside,
-    get the connected region whose intensity stays within ``multiplier`` standard
-    deviations of the intensity around the seed (SimpleITK ConfidenceConnected), no
-    farther than ``max_radius_mm`` from the seed; holes filled, lightly smoothed, the
-    component holding the seed kept. ``seed_zyx`` is an array index (may be fractional).
-    ``smooth_mm`` smooths the resulting mask; ``denoise_mm`` (default off) blurs the image
-    first, which narrows the intensity statistics and shrinks the region.
+    For the ablation zone (signal void on MRI, hypodense on CT) or a tumor: click
+    inside, get the connected region whose (median-filtered, ``denoise_mm``) intensity
+    stays within ``tolerance`` robust standard deviations of the intensity around the
+    seed (median and MAD within 3 mm, floored by the image noise), no farther than
+    ``max_radius_mm`` from the seed; thin bridges opened, holes filled, smoothed by
+    ``smooth_mm``. With ``tolerance=None`` the tolerance is chosen automatically: the
+    region is grown for tolerances 1 to 8 and the one where the region is most stable
+    (smallest relative growth to the next tolerance, before it fills half the ball) is
+    kept -- a leak into the neighbouring tissue shows as a jump in volume.
+    ``seed_zyx`` is an array index (may be fractional).
     """
-    img = np.asarray(image, dtype=np.float32)
+    img = np.asarray(image)
     sp = _spacing(spacing_zyx)
     if img.ndim != 3:
         raise AblationError(f"a 3D image is needed, got {img.ndim}D")
@@ -372,37 +376,54 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
         raise AblationError("the seed is outside the image: click inside the structure")
     if not max_radius_mm > 0:
         raise AblationError(f"the maximum radius must be positive (mm), got {max_radius_mm}")
+    if tolerance is not None and not tolerance > 0:
+        raise AblationError(f"the intensity tolerance must be positive, got {tolerance}")
     r = np.ceil(max_radius_mm / sp).astype(int) + 1
     lo = np.maximum(vox - r, 0)
     hi = np.minimum(vox + r + 1, img.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    sub = img[box]
+    sub = img[box].astype(np.float32)
     local = tuple(int(v) for v in (vox - lo))
-    if denoise_mm > 0:
-        sub = ndimage.gaussian_filter(sub, sigma=denoise_mm / sp)
-    simg = sitk.GetImageFromArray(sub)
-    simg.SetSpacing([float(s) for s in sp[::-1]])
-    radius_vox = max(1, int(round(2.0 / float(sp.min()))))
-    cc = sitk.ConfidenceConnected(
-        simg, seedList=[local[::-1]], numberOfIterations=3, multiplier=float(multiplier),
-        initialNeighborhoodRadius=radius_vox, replaceValue=1,
-    )
-    region = sitk.GetArrayFromImage(cc).astype(bool)
+    if denoise_mm > 0:  # median: removes noise and gas bubbles, keeps edges
+        radius = [max(1, int(round(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0 for s in sp[::-1]]
+        if any(radius):
+            sub = sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(sub), radius))
     zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
-    ball = ((zz - local[0]) * sp[0]) ** 2 + ((yy - local[1]) * sp[1]) ** 2 + ((xx - local[2]) * sp[2]) ** 2
-    region &= ball <= max_radius_mm ** 2
-    # open lightly to cut thin leaks, fill holes, keep the seed's component
-    region = ndimage.binary_opening(region, structure=ndimage.generate_binary_structure(3, 1))
-    lab, _n = ndimage.label(region)
-    if lab[local] == 0:
-        # the seed itself fell into an opened-away sliver: take the nearest component
-        if _n == 0:
-            raise AblationError("no region found around the seed: click inside the structure")
-        dist, inds = ndimage.distance_transform_edt(lab == 0, sampling=sp, return_indices=True)
-        comp = lab[tuple(i[local] for i in inds)]
+    d2 = ((zz - local[0]) * sp[0]) ** 2 + ((yy - local[1]) * sp[1]) ** 2 + ((xx - local[2]) * sp[2]) ** 2
+    ball = d2 <= max_radius_mm**2
+    near = sub[d2 <= max(3.0, float(sp.max())) ** 2]
+    centre = float(np.median(near))
+    noise = 1.4826 * float(np.median(np.abs(np.diff(sub, axis=-1)))) / math.sqrt(2.0)
+    sigma = max(1.4826 * float(np.median(np.abs(near - centre))), noise, 1e-6 * max(1.0, abs(centre)))
+    dev = np.abs(sub - centre) / sigma
+    st = ndimage.generate_binary_structure(3, 1)
+
+    def grow(k):
+        cand = ndimage.binary_opening((dev <= k) & ball, st)
+        lab, _n = ndimage.label(cand)
+        c = lab[local]
+        return (lab == c) if c else None
+
+    if tolerance is not None:
+        region = grow(float(tolerance))
     else:
-        comp = lab[local]
-    region = fill_holes(lab == comp)
+        ks = np.arange(1.0, 8.01, 0.5)
+        regions = [grow(k) for k in ks]
+        vols = np.array([0 if reg is None else int(reg.sum()) for reg in regions], float)
+        ball_vol = float(ball.sum())
+        growth = np.full(len(ks), np.inf)
+        logv = np.log(np.maximum(vols, 1.0))
+        growth[:-1] = logv[1:] - logv[:-1]
+        usable = (vols >= 27) & (vols < 0.5 * ball_vol)
+        score = np.where(usable, growth, np.inf)
+        if np.isfinite(score).any():
+            region = regions[int(np.argmin(score))]
+        else:
+            nonzero = [reg for reg in regions if reg is not None]
+            region = nonzero[0] if nonzero else None
+    if region is None or not region.any():
+        raise AblationError("no region found around the seed: click inside the structure or raise the tolerance")
+    region = fill_holes(region)
     if smooth_mm > 0:
         smoothed = smooth(region, sp, smooth_mm)
         if smoothed[local]:

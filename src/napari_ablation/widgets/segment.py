@@ -168,7 +168,9 @@ class SegmentWidget(QWidget):
             "grows a 3D region limited by intensity and distance"
         )
         self.seed_radius = _spin(40.0, 5.0, 150.0, 5.0, " mm", 0, "Maximum distance from the seed")
-        self.seed_tol = _spin(2.5, 0.5, 6.0, 0.25, " SD", 2, "Intensity tolerance (standard deviations)")
+        self.seed_tol = _spin(0.0, 0.0, 8.0, 0.25, " SD", 2,
+                              "Intensity tolerance in robust standard deviations; 'auto' picks the most stable region")
+        self.seed_tol.setSpecialValueText("auto")
         r2 = QHBoxLayout()
         r2.addWidget(self.seed_btn, 1)
         r2.addWidget(self.seed_radius)
@@ -810,7 +812,7 @@ class SegmentWidget(QWidget):
         radius, tol = self.seed_radius.value(), self.seed_tol.value()
 
         def job():
-            region = seg.seeded_region(image, seed, sp, max_radius_mm=radius, multiplier=tol)
+            region = seg.seeded_region(image, seed, sp, max_radius_mm=radius, tolerance=tol or None)
             box = seg.bbox(region)
             sub = data[box]
             new = np.where(region[box] & (sub == 0), value, sub).astype(sub.dtype)
