@@ -232,3 +232,29 @@ def test_tumor_touching_the_border_warns():
     res = M.analyze_margin(tumor, ablation)
     assert any("border of the pre image" in w for w in res.warnings)
     assert "warning" in res.summary_text()
+
+
+@pytest.mark.parametrize("spacing", list(TARGETS))
+def test_tilted_ellipsoid_tumor_tip(spacing):
+    """Tumor ellipsoid (semi-axes 12, 8, 7 mm, random orientation) centred in an ablation ball of
+    18 mm: the margin is minimal at the tip of the long axis, exactly 18 - 12 = 6 mm. A convex
+    tip is where anti-aliasing would shrink the tumor and overstate the margin (the unsafe way)."""
+    sp = np.asarray(spacing, float)
+    for seed in range(2):
+        rng = np.random.default_rng(100 + seed)
+        R = Rotation.from_rotvec(rng.normal(size=3)).as_matrix()
+        semi = np.array([12.0, 8.0, 7.0])
+        c = rng.uniform(-1, 1, 3) * sp
+        size = np.ceil(44 / sp).astype(int) + 1
+        ref = M.sphere_image(size, sp, c - 22 + rng.uniform(0, 1, 3) * sp, c, 0.0)
+        g = M._Grid(ref)
+        q = (g.to_lps(np.indices(g.shape).reshape(3, -1).T) - c) @ R
+        tumor = sitk.GetImageFromArray((((q / semi) ** 2).sum(1) <= 1).reshape(g.shape).astype(np.uint8))
+        tumor.CopyInformation(ref)
+        ablation = M.sphere_image(np.ceil(60 / sp).astype(int) + 1, sp, c - 30, c, 18.0)
+        res = M.analyze_margin(tumor, ablation)
+        assert abs(res.min_margin_mm - 6.0) <= TARGETS[spacing], (seed, res.min_margin_mm)
+        # the point is at one of the two tips
+        tip = R[:, 0] * 12.0
+        p = res.min_margin_point_lps - c
+        assert min(np.linalg.norm(p - tip), np.linalg.norm(p + tip)) < 2.5 + max(spacing)

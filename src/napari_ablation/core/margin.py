@@ -113,6 +113,11 @@ class _Field:
     #: the object as samples of this grid before anti-aliasing (the binary mask, or the
     #: shape-based refined mask across thick slices): volumes and class fractions use it
     solid: np.ndarray | None = None
+    #: Gaussian blur (in samples, per axis) applied to a binary solid to make ``values``
+    blur: tuple[float, float, float] | None = None
+
+    def sample_spacing_mm(self) -> np.ndarray:
+        return np.linalg.norm(self.grid.M * self.step[None, :], axis=0)
 
     def to_lps(self, sample_idx: np.ndarray) -> np.ndarray:
         return self.grid.to_lps(self.offset + np.asarray(sample_idx) * self.step)
@@ -171,7 +176,7 @@ def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float) -> _Field:
     arr = crop.astype(np.float32)
     if sig > 0:
         arr = ndimage.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
-    return _Field(arr, lo, np.ones(3), grid, 0.5, crop.astype(bool))
+    return _Field(arr, lo, np.ones(3), grid, 0.5, crop.astype(bool), (sig, sig, sig) if sig > 0 else None)
 
 
 def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> _Field:
@@ -231,7 +236,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
         sig3 = [FINE_SMOOTH_VOX] * 3
         sig3[axis] = FINE_SMOOTH_AXIAL_VOX
         soft = ndimage.gaussian_filter(solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0)
-        return _Field(soft, lo, step, grid, 0.5, solid)
+        return _Field(soft, lo, step, grid, 0.5, solid, tuple(sig3))
     return _Field(np.ascontiguousarray(fine, dtype=np.float32), lo, step, grid, 0.0, fine >= 0)
 
 
@@ -359,6 +364,8 @@ def _surface(fld: _Field) -> Mesh:
     if fld.values.max() <= fld.level:
         raise AblationError("mask too thin to have a surface")
     verts, faces, _n, _v = marching_cubes(fld.values, level=fld.level, allow_degenerate=False)
+    if fld.blur is not None and CURVATURE_CORRECTION:
+        verts = verts + _blur_shift(fld, verts)
     verts = fld.to_lps(verts)
     # marching cubes orients faces by the gradient; make normals point outwards
     mesh = Mesh(verts, faces.astype(np.int64))
@@ -366,6 +373,36 @@ def _surface(fld: _Field) -> Mesh:
     if np.sum((mesh.vertex_normals() * (verts - centre)).sum(axis=1)) < 0:
         mesh.faces = mesh.faces[:, ::-1].copy()
     return mesh
+
+
+#: undo the curvature shrinkage of the anti-aliasing blur (see :func:`_blur_shift`)
+CURVATURE_CORRECTION = True
+#: extra blur (samples) of the field the curvature is measured on (a smooth, low-noise estimate)
+CURVATURE_EXTRA_BLUR = 3.0
+
+
+def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
+    """Sample-index displacement of surface vertices that undoes the Gaussian's shrinkage.
+
+    The 0.5 level of a blurred solid moves inwards by about ``sigma^2 (k1 + k2) / 2`` (mean
+    curvature times sigma squared: a ball of radius R shrinks by sigma^2 / R; concave parts
+    grow). The curvature sum is the divergence of the unit normal of the blurred field,
+    evaluated at the vertices; each vertex moves back along the normal, by at most half a
+    sigma.
+    """
+    f = ndimage.gaussian_filter(fld.values, CURVATURE_EXTRA_BLUR) if CURVATURE_EXTRA_BLUR > 0 else fld.values
+    sp = fld.sample_spacing_mm()
+    sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
+    grads = np.gradient(f, *sp)
+    norm = np.sqrt(sum(g * g for g in grads)) + 1e-6
+    div = sum(np.gradient(g / norm, sp[i], axis=i) for i, g in enumerate(grads))  # div of the inward normal
+    coords = verts_idx.T
+    kappa = -ndimage.map_coordinates(div, coords, order=1, mode="nearest", prefilter=False)  # k1 + k2
+    n_in = np.stack([ndimage.map_coordinates(g / norm, coords, order=1, mode="nearest", prefilter=False) for g in grads], 1)
+    n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
+    shift_mm = np.clip(0.5 * sig_mm2 * kappa, -0.5 * math.sqrt(sig_mm2), 0.5 * math.sqrt(sig_mm2))
+    # outwards (against the inward normal) by shift_mm, expressed in sample indices
+    return -(n_in * shift_mm[:, None]) / sp[None, :]
 
 
 def _closest_on_triangles(p, a, b, c):
@@ -815,6 +852,10 @@ def analyze_margin(
 
     # --- margins on the tumor surface ----------------------------------------------------
     m_surf, closest = signed_margin(tsurf.verts)
+    # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
+    # of both surfaces, and a minimum over thousands of noisy values is biased low: average
+    # each vertex with its neighbours (about one voxel around) before taking the minimum
+    m_surf = _smooth_on_mesh(m_surf, tsurf.faces, SURFACE_SMOOTH_ITERS)
     i_min = int(np.argmin(m_surf))
     mtm = float(m_surf[i_min])
     p_min = tsurf.verts[i_min]
@@ -919,6 +960,29 @@ def analyze_margin(
         _ablation_field=afield,
         _pre_to_post=(A, b),
     )
+
+
+#: neighbour-averaging passes of the per-vertex margins (see analyze_margin)
+SURFACE_SMOOTH_ITERS = 1
+
+
+def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:
+    """Average each vertex value with its mesh neighbours, ``iters`` times."""
+    if iters <= 0 or len(faces) == 0:
+        return values
+    from scipy import sparse
+
+    n = len(values)
+    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
+    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    adj = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj.data[:] = 1.0  # duplicates (shared edges) count once
+    adj = adj + sparse.identity(n, format="csr")
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    out = np.asarray(values, dtype=float)
+    for _ in range(iters):
+        out = (adj @ out) / deg
+    return out
 
 
 def _max_diameter(verts: np.ndarray) -> float:
