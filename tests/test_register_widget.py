@@ -174,6 +174,19 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     assert reg.target_error(w.transform, before, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
 
 
+def test_tumor_edits_move_the_rotation_centre(widget):
+    w = widget
+    c0 = w.tumor_center()
+    assert np.allclose(c0, TUMOR_C, atol=1.0)
+    tl = _layers.find_layer(w.viewer, "tumor")
+    # paint a block far from the tumor on one slice (the cache must notice)
+    idx = np.nonzero(np.ones((1, 6, 6), bool))
+    tl.data_setitem((idx[0] + 3, idx[1] + 5, idx[2] + 5), 1)
+    c1 = w.tumor_center()
+    assert not np.allclose(c0, c1, atol=1e-3)
+    assert np.allclose(c1, reg.mask_centroid_lps(_layers.mask_from_layer(tl)))
+
+
 def test_bad_transform_file_changes_nothing(widget, tmp_path):
     w = widget
     w.set_transform(TRUE)

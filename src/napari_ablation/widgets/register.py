@@ -298,6 +298,7 @@ class RegisterWidget(QWidget):
             return None
         key = (role, id(layer), id(layer.data), tuple(layer.scale), tuple(layer.translate))
         if role in ("tumor", "ablation"):
+            self._watch_labels(layer, role)
             key = key + (self._labels_version(layer),)
         hit = self._cache.get(role)
         if hit is not None and hit[0] == key:
@@ -310,6 +311,23 @@ class RegisterWidget(QWidget):
             img = _layers.image_from_layer(layer)
         self._cache[role] = (key, img)
         return img
+
+    def _watch_labels(self, layer, role: str) -> None:
+        """Forget the cached mask (and tumor centre) whenever the labels are edited."""
+        watched = self._cache.setdefault("watched", set())
+        if id(layer) in watched:
+            return
+        watched.add(id(layer))
+
+        def forget(_event=None, _role=role):
+            self._cache.pop(_role, None)
+            if _role == "tumor":
+                self._cache.pop("tumor_center", None)
+
+        for name in ("paint", "labels_update", "data"):
+            ev = getattr(layer.events, name, None)
+            if ev is not None:
+                ev.connect(forget)
 
     @staticmethod
     def _labels_version(layer) -> int:
@@ -404,7 +422,9 @@ class RegisterWidget(QWidget):
 
     def _on_session_changed(self, what: str) -> None:
         if what == "case" and self.session is not None:
+            watched = self._cache.get("watched", set())
             self._cache.clear()
+            self._cache["watched"] = watched
             for name in ("qa checkerboard", "qa difference", "qa edges", "crosshair"):
                 if name in self.viewer.layers:
                     self.viewer.layers.remove(self.viewer.layers[name])
