@@ -398,3 +398,23 @@ def test_preview_follows_the_drawing(setup):
     qtbot.waitUntil(lambda: widget._preview is None and widget._worker is None, timeout=10000)
     assert "two annotated slices" in widget.last_error
     assert _layers.find_layer(viewer, PREVIEW_ROLE) is None
+
+
+def test_scrolling_does_not_recompute_but_undo_does(setup):
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    _draw_every(tumor, _tumor_truth(), 0, 4)
+    qtbot.waitUntil(lambda: widget.last_stats is not None
+                    and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    calls = []
+    widget._readout_timer.timeout.connect(lambda: calls.append(1))
+    tumor.undo()  # an undo before any scrolling counts too
+    qtbot.waitUntil(lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    calls.clear()
+    for z in (20.0, 25.0, 30.0):
+        viewer.dims.set_point(0, z)
+    qtbot.wait(400)
+    assert calls == []  # scrolling through slices is not an edit
+    tumor.undo()  # napari's Ctrl-Z: only set_data is emitted
+    qtbot.waitUntil(lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    assert calls

@@ -94,6 +94,7 @@ class SegmentWidget(QWidget):
         self._watched: set[int] = set()
         self._seed_cb = None
         self._setting_brush = False
+        self._last_point = None
         self._state = {"alive": True}
         state = self._state
         self.destroyed.connect(lambda *_a, _s=state: _s.update(alive=False))
@@ -256,6 +257,8 @@ class SegmentWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
         self.viewer.bind_key(INTERPOLATE_KEY, self._interpolate_key, overwrite=True)
+        d = self.viewer.dims
+        self._last_point = (tuple(d.point), tuple(d.order), d.ndisplay)
         self._layers_changed()
         self._dims_changed()
 
@@ -377,6 +380,14 @@ class SegmentWidget(QWidget):
     def _labels_edited(self, event=None) -> None:
         if not self.alive():
             return
+        if getattr(event, "type", "") == "set_data":
+            # napari also emits set_data when the user scrolls through slices: only a
+            # set_data at an unchanged slice position is an edit (undo / redo)
+            point = (tuple(self.viewer.dims.point), tuple(self.viewer.dims.order), self.viewer.dims.ndisplay)
+            moved = point != self._last_point
+            self._last_point = point
+            if moved:
+                return
         layer = getattr(event, "source", None)
         if layer is None or _layers.role_of(layer) == self.role:
             self.schedule_readout()
