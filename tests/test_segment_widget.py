@@ -248,8 +248,7 @@ def test_bad_input_one_line_and_labels_unchanged(setup):
     assert widget.last_error is None and widget._preview is not None and widget._preview["axis"] == 1
 
 
-@pytest.mark.parametrize("op", ["grow_shrink", "smooth", "fill_holes", "keep_largest", "erase_slice"])
-def test_each_correction_is_one_undo_step(setup, op):
+def test_each_correction_is_one_undo_step(setup):
     viewer, widget, _session, qtbot = setup
     tumor = widget.ensure_labels_layer()
     truth = _tumor_truth()
@@ -262,21 +261,22 @@ def test_each_correction_is_one_undo_step(setup, op):
     viewer.dims.order = (0, 1, 2)
     viewer.dims.set_point(0, float(tumor.data_to_world((14, 0, 0))[0]))
     widget.grow_mm.setValue(2.0)
-    widget.correct(op)
-    _wait(qtbot, widget)
-    assert widget.last_error is None
-    after = np.array(tumor.data, copy=True)
-    assert not np.array_equal(after, before)
-    if op == "erase_slice":
-        assert not after[14].any() and np.array_equal(np.delete(after, 14, 0), np.delete(before, 14, 0))
-    if op == "grow_shrink":
-        assert np.array_equal(after != 0, seg.grow_shrink(before != 0, SPACING_ZYX, 2.0))
-    if op == "fill_holes":
-        assert after[14, 41, 41] == 1
-    if op == "keep_largest":
-        assert not after[2].any()
-    widget.undo()
-    assert np.array_equal(np.asarray(tumor.data), before)
+    for op in ["grow_shrink", "smooth", "fill_holes", "keep_largest", "remove_islands", "erase_slice"]:
+        widget.correct(op)
+        _wait(qtbot, widget)
+        assert widget.last_error is None, op
+        after = np.array(tumor.data, copy=True)
+        assert not np.array_equal(after, before), op
+        if op == "erase_slice":
+            assert not after[14].any() and np.array_equal(np.delete(after, 14, 0), np.delete(before, 14, 0))
+        if op == "grow_shrink":
+            assert np.array_equal(after != 0, seg.grow_shrink(before != 0, SPACING_ZYX, 2.0))
+        if op == "fill_holes":
+            assert after[14, 41, 41] == 1
+        if op in ("keep_largest", "remove_islands"):
+            assert not after[2].any()
+        widget.undo()
+        assert np.array_equal(np.asarray(tumor.data), before), op
 
 
 def test_seeded_region_for_the_ablation_zone(setup):
