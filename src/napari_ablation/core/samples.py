@@ -322,6 +322,14 @@ class _Canvas:
         region = self.img[sl]
         region += w * (value - region)
 
+    def paint_ellcyl(self, cx, cy, ax, ay, value, *, wob=None, zlim=(-1e3, 1e3)):
+        """Paint an elliptic cylinder along z (e.g. the flattened IVC)."""
+        sl = self.block((cx - ax - 8, cy - ay - 8, zlim[0]), (cx + ax + 8, cy + ay + 8, zlim[1]))
+        if sl is None:
+            return
+        x, y, z = self.xyz(sl)
+        self.paint(sl, self.weight(_ellcyl(x, y, cx, cy, ax, ay, wob=wob, z=z)), value)
+
     def paint_shape(self, shape, value, *, offset=0.0, tex=None, pad=2.0, clip=False):
         """Paint a Blob/Tube: ``value`` (number) plus optional texture ``{(field): amplitude}``."""
         lo, hi = shape.bbox(pad + max(offset, 0.0))
@@ -471,6 +479,12 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
     an = _Anatomy(t, body, rng)
     is_ct = t.air < -500
 
+    def muscle_value(c: _Canvas, sl):
+        """Muscle with fine texture and a little fatty marbling."""
+        v = c._value(t.muscle, {"fine": (t.muscle * 0.08 if not is_ct else 6.0)}, sl)
+        marbling = np.clip((c.texture("medium", sl) - 1.5) / 0.4, 0, 1) * 0.6
+        return v + marbling * (t.fat - t.muscle)
+
     # ---- body wall: skin, subcutaneous fat, muscle, visceral fat with bowel
     def body_wall(c: _Canvas):
         sl = c.full
@@ -482,13 +496,16 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         c.paint(sl, c.weight(d + 2.0), c._value(t.fat, {"fine": (t.fat * 0.03 if not is_ct else 6.0), "coarse": (t.fat * 0.02 if not is_ct else 4.0)}, sl))
         tf = body.fat_thickness(th)
         c.polar = (r, th, R, tf)
-        c.paint(sl, c.weight(d + tf), c._value(t.muscle, {"fine": (t.muscle * 0.08 if not is_ct else 6.0)}, sl))
+        med = c.texture("medium", sl)
+        # fibrous septa in the subcutaneous fat: thin sheets of a smooth random field
+        septa = np.clip(1.0 - np.abs(med + 0.7) / 0.06, 0, 1) * c.weight(d + 3.0) * 0.45
+        c.paint(sl, septa, t.muscle)
+        c.paint(sl, c.weight(d + tf), muscle_value(c, sl))
         tm = body.muscle_thickness(th)
         wv = c.weight(d + tf + tm)
         c.cavity = wv  # organs stay inside the abdominal wall
         c.paint(sl, wv, c._value(t.visceral_fat, {"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)}, sl))
         # small mesenteric / retroperitoneal vessels: thin sheets of a smooth random field
-        med = c.texture("medium", sl)
         c.paint(sl, wv * np.clip(1.0 - np.abs(med - 0.4) / 0.07, 0, 1) * 0.55, t.vein if is_ct else t.vein * 2.0)
         # bowel loops: tubes where two smooth random fields are both near zero (anterior cavity)
         sl = c.block((-400.0, -400.0, -400.0), (400.0, spine_y - 16.0, 400.0))
@@ -518,7 +535,7 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
     def muscles(c: _Canvas):
         sl = c.full
         x, y, z = c.xyz(sl)
-        mus = c._value(t.muscle, {"fine": (t.muscle * 0.08 if not is_ct else 6.0)}, sl)
+        mus = muscle_value(c, sl)
         for side in (-1, 1):
             # erector spinae
             s0 = 11 if side > 0 else 17
@@ -781,6 +798,16 @@ def true_min_margin(tumor: Blob, zone: Blob, n_tumor: int = 80000):
     return float(best), best_p
 
 
+def _on_post_slice(p, T, grid: "Grid") -> np.ndarray:
+    """``p`` (pre space) moved along the post z axis so that ``T(p)`` lies on a post slice centre
+    (so that a needle drawn in a post axial plane through it shows in one slice)."""
+    A, b = tfm.matrix_offset(T)
+    q = A @ np.asarray(p, float) + b
+    k = np.round((q[2] - grid.origin[2]) / grid.spacing[2])
+    dz = grid.origin[2] + k * grid.spacing[2] - q[2]
+    return np.asarray(p, float) + A.T @ np.array([0.0, 0.0, dz])
+
+
 def _rigid(axis, angle_deg, translation, center):
     R = _rodrigues(axis, angle_deg)
     c = np.asarray(center, float)
@@ -853,6 +880,8 @@ def make_renal_mri(seed: int = 0) -> Case:
     """
     rng = np.random.default_rng(1000 + seed)
     t = MR_T2
+    pre_grid = Grid((240, 192, 40), (1.2, 1.2, 3.0), (-143.4, -105.8, -58.5))
+    post_grid = Grid((240, 192, 38), (1.2, 1.2, 3.0), (-140.1, -108.5, -56.1))
     body = _Body(a=141.0, b_ant=100.0, b_post=110.0, n=2.4, cy=0.0, fat_base=15.0,
                  waves=((0.018, 3, 0.4, 0.004), (0.012, 5, 1.9, -0.006)))
     spine_y = 36.0
@@ -897,12 +926,13 @@ def make_renal_mri(seed: int = 0) -> Case:
 
     def great_vessels(c: _Canvas):
         c.paint_shape(Tube((14.0, spine_y - 30.0, -90.0), (12.0, spine_y - 29.0, 90.0), 10.5, 11.5), t.artery)
-        c.paint_shape(Tube((-24.0, spine_y - 32.0, -90.0), (-25.0, spine_y - 34.0, 90.0), 11.5, 12.5), t.vein, pad=4)
+        c.paint_ellcyl(-25.0, spine_y - 32.0, 14.5, 9.5, t.vein, wob=41)  # IVC: flattened
         # renal veins and arteries
         lrv_mid = np.array([14.0, spine_y - 47.0, 6.0])  # the left renal vein passes in front of the aorta
-        c.paint_shape(Tube(kid_l.center + np.array([-20.0, -8.0, 0.0]), lrv_mid, 4.0, 4.0), t.vein)
-        c.paint_shape(Tube(lrv_mid, (-24.0, spine_y - 33.0, 6.0), 4.0, 4.5), t.vein)
-        c.paint_shape(Tube(kid_r.center + np.array([20.0, -8.0, 0.0]), (-24.0, spine_y - 33.0, -2.0), 5.0, 5.5), t.vein)
+        slow = t.vein * 3.0  # slow venous flow: grey rather than black
+        c.paint_shape(Tube(kid_l.center + np.array([-20.0, -8.0, 0.0]), lrv_mid, 3.5, 3.5), slow)
+        c.paint_shape(Tube(lrv_mid, (-24.0, spine_y - 33.0, 6.0), 3.5, 4.0), slow)
+        c.paint_shape(Tube(kid_r.center + np.array([20.0, -8.0, 0.0]), (-24.0, spine_y - 33.0, -2.0), 4.0, 4.5), slow)
         c.paint_shape(Tube(kid_l.center + np.array([-20.0, -2.0, 4.0]), (13.0, spine_y - 30.0, 10.0), 3.0, 3.2), t.artery)
 
     def lesion(c: _Canvas):
@@ -915,11 +945,12 @@ def make_renal_mri(seed: int = 0) -> Case:
     e1 = np.cross(probe_dir, A_T.T @ np.array([0.0, 0.0, 1.0]))
     e1 = _unit(e1)
     e2 = _unit(np.cross(probe_dir, e1))
-    tips = [ice_c - 9.0 * probe_dir + 7.0 * e1, ice_c - 9.0 * probe_dir - 6.0 * e1 + 4.0 * e2,
-            ice_c - 10.0 * probe_dir - 1.0 * e1 - 7.0 * e2]
+    base = _on_post_slice(ice_c, T, post_grid)
+    tips = [base - 9.0 * probe_dir + 7.0 * e1, base - 9.0 * probe_dir - 6.0 * e1 + 4.0 * e2,
+            base - 10.0 * probe_dir - 1.0 * e1 - 7.0 * e2]
     probes = []
     for k, tip in enumerate(tips):
-        direc = _unit(probe_dir + 0.06 * (tip - ice_c) / 8.0)
+        direc = _unit(probe_dir + 0.06 * (tip - base) / 8.0)
         entry = body.entry_point(tip, direc) + 15.0 * direc  # the handles stick out of the body
         probes.append(Tube(tip, entry, 1.6, 1.6))
 
@@ -944,8 +975,8 @@ def make_renal_mri(seed: int = 0) -> Case:
         "laterally: the deep (medial) margin is thin and slightly negative. Ground truth: tumor and "
         "ablation labels, the pre->post rigid transform and the true minimal margin.",
         "MR",
-        Grid((240, 192, 40), (1.2, 1.2, 3.0), (-143.4, -105.8, -58.5)),
-        Grid((240, 192, 38), (1.2, 1.2, 3.0), (-140.1, -108.5, -56.1)),
+        pre_grid,
+        post_grid,
         an,
         [ice],
         T,
@@ -976,6 +1007,8 @@ def make_liver_ct(seed: int = 0) -> Case:
     """
     rng = np.random.default_rng(2000 + seed)
     t = CT_PV
+    pre_grid = Grid((224, 240, 36), (0.7, 0.7, 2.5), (-170.2, -85.3, -37.5))
+    post_grid = Grid((224, 240, 36), (0.7, 0.7, 2.5), (-166.9, -89.9, -33.75))
     body = _Body(a=165.0, b_ant=118.0, b_post=108.0, n=2.3, cy=0.0, fat_base=20.0,
                  waves=((0.015, 3, 1.1, 0.003), (0.01, 4, 0.3, -0.005)))
     spine_y = 48.0
@@ -1019,7 +1052,7 @@ def make_liver_ct(seed: int = 0) -> Case:
         perp = -perp  # point posteriorly
     zone_c = tumor.center + 3.0 * ant_dir + 2.6 * perp
     zone = Blob.random(rng, zone_c, (17.0, 16.5, 21.5), _frame(ant_dir, (0, 0, 1.0)), amp=0.02, n=3, freq=(0.8, 1.6))
-    tip = zone_c - 17.0 * ant_dir
+    tip = _on_post_slice(zone_c, T, post_grid) - 17.0 * ant_dir
     entry = body.entry_point(tip, ant_dir)
     track = Tube(tip, entry + 2.0 * ant_dir, 0.9, 0.9)
     bubbles = [Blob(zone_c + off, (r, r, r)) for off, r in (
@@ -1066,8 +1099,8 @@ def make_liver_ct(seed: int = 0) -> Case:
         "anterior margin is below 5 mm. Ground truth: tumor and ablation "
         "labels, the pre->post rigid transform and the true minimal margin.",
         "CT",
-        Grid((224, 240, 36), (0.7, 0.7, 2.5), (-170.2, -85.3, -37.5)),
-        Grid((224, 240, 36), (0.7, 0.7, 2.5), (-166.9, -89.9, -33.75)),
+        pre_grid,
+        post_grid,
         an,
         [ablation],
         T,
