@@ -23,17 +23,19 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from napari_ablation.core import geometry, landmarks as lm, registration as reg, transform as tfm
+from napari_ablation.core import geometry
+from napari_ablation.core import landmarks as lm
+from napari_ablation.core import registration as reg
+from napari_ablation.core import transform as tfm
 
 
 def _case(folder: str | None):
-    from napari_ablation.core.case import Case
     from napari_ablation.core import samples
+    from napari_ablation.core.case import Case
 
     if folder:
         return Case.load(folder)
@@ -48,10 +50,10 @@ def bench_sample(case, repeat: int) -> None:
     m0, x0 = reg.target_error(None, true, pts)
     rows.append(("identity (no registration)", m0, x0, 0.0, "-"))
     methods = [
-        ("whole image, unmasked", dict(roi_radius_mm=None)),
-        ("whole image, ablation zone excluded", dict(roi_radius_mm=None, moving_exclude=case.ablation)),
-        ("local: 40 mm around tumor, no exclusion", dict(tumor_mask=case.tumor)),
-        ("local: 40 mm around tumor + ablation excluded", dict(tumor_mask=case.tumor, moving_exclude=case.ablation)),
+        ("whole image, unmasked", {"roi_radius_mm": None}),
+        ("whole image, ablation zone excluded", {"roi_radius_mm": None, "moving_exclude": case.ablation}),
+        ("local: 40 mm around tumor, no exclusion", {"tumor_mask": case.tumor}),
+        ("local: 40 mm around tumor + ablation excluded", {"tumor_mask": case.tumor, "moving_exclude": case.ablation}),
     ]
     for name, kw in methods:
         times, res = [], None
@@ -92,7 +94,7 @@ def bench_landmarks() -> None:
         pp = fit.fixed
         qq = fit.moving
 
-        def resid(x):
+        def resid(x, pp=pp, qq=qq):
             return (pp @ Rotation.from_rotvec(x[:3]).as_matrix().T + x[3:] - qq).ravel()
 
         sol = least_squares(resid, np.zeros(6), xtol=1e-15, ftol=1e-15, gtol=1e-15)

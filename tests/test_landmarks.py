@@ -10,7 +10,8 @@ import SimpleITK as sitk
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from napari_ablation.core import landmarks as lm, transform as tfm
+from napari_ablation.core import landmarks as lm
+from napari_ablation.core import transform as tfm
 from napari_ablation.core.errors import AblationError
 
 
@@ -161,8 +162,8 @@ def test_csv_round_trip_and_errors(tmp_path):
     lm.write_points_csv(PRE, path)
     back = lm.read_points_csv(path)
     assert set(back) == set(PRE)
-    for k in PRE:
-        assert np.array_equal(back[k], PRE[k])  # repr() keeps every bit
+    for k, v in PRE.items():
+        assert np.array_equal(back[k], v)  # repr() keeps every bit
     # other column order, extra column, float labels, comment lines
     (tmp_path / "b.csv").write_text("# comment\nz,x,label,y,name\n3,1,2.0,2,cyst\n")
     assert np.allclose(lm.read_points_csv(tmp_path / "b.csv")["2"], [1, 2, 3])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from test_registration import TRUE, TUMOR_C, euler, make_phantom
 
-from napari_ablation.core import registration as reg, transform as tfm
+from napari_ablation.core import registration as reg
+from napari_ablation.core import transform as tfm
 from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
-
-from test_registration import TRUE, TUMOR_C, euler, make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
     # a misclick on post (as napari's add mode does it), undone
-    to_data = lambda p: (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)  # noqa: E731
+    to_data = lambda p: (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)
     post_l.add(to_data(post_pts[0] + 40))
     assert list(post_l.features["pair"]) == ["1"]
     w.remove_last_point()

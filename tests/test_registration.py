@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from napari_ablation.core import geometry, registration as reg, transform as tfm
+from napari_ablation.core import geometry
+from napari_ablation.core import registration as reg
+from napari_ablation.core import transform as tfm
 from napari_ablation.core.errors import AblationError
-
 
 # ----------------------------------------------------------------------------- phantom
 
@@ -62,7 +63,7 @@ def make_phantom(true_tx=None, size=(72, 64, 36), spacing=(1.5, 1.5, 3.0), ice_b
         post = np.where(ice, 5.0 + rng.normal(0, noise, ice.shape), post)
     else:
         ice = np.zeros(pts.shape[:3], bool)
-    mk = lambda a: geometry.image_from_array(a.astype(np.float32), sp[::-1], origin[::-1])  # noqa: E731
+    mk = lambda a: geometry.image_from_array(a.astype(np.float32), sp[::-1], origin[::-1])
     pre_img, post_img = mk(pre), mk(post)
     tumor_img = geometry.like(tumor.astype(np.uint8), pre_img)
     ice_img = geometry.like(ice.astype(np.uint8), post_img)

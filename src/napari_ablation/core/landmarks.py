@@ -23,9 +23,9 @@ import csv
 import io as _io
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import SimpleITK as sitk

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import geometry, landmarks, transform as tfm
+from . import geometry, landmarks
+from . import transform as tfm
 from .errors import AblationError
 
 DEFAULT_ROI_RADIUS_MM = 40.0
@@ -126,7 +127,7 @@ def exclusion_mask(moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = E
     ex = _on_grid(exclude, moving)
     if dilate_mm > 0:
         sp = np.asarray(ex.GetSpacing())
-        radius = [max(0, int(math.ceil(dilate_mm / s))) for s in sp]
+        radius = [max(0, math.ceil(dilate_mm / s)) for s in sp]
         ex = sitk.BinaryDilate(ex, radius, sitk.sitkBall)
     return sitk.Cast(ex == 0, sitk.sitkUInt8)
 
@@ -274,9 +275,8 @@ def register_rigid(
     if moving_mask is not None:
         mm = _on_grid(moving_mask, moving_c)
         mmask = mm if mmask is None else sitk.And(mmask, mm)
-    if mmask is not None:
-        if not sitk.GetArrayViewFromImage(mmask).any():
-            raise AblationError("the moving mask leaves nothing of the post image in the region of interest")
+    if mmask is not None and not sitk.GetArrayViewFromImage(mmask).any():
+        raise AblationError("the moving mask leaves nothing of the post image in the region of interest")
 
     f32 = sitk.Cast(fixed_c, sitk.sitkFloat32)
     m32 = sitk.Cast(moving_c, sitk.sitkFloat32)
@@ -425,8 +425,8 @@ def region_box(fixed: sitk.Image, center_lps, half_size_mm: float) -> tuple[slic
     box = []
     for a in range(3):
         half = half_size_mm / sp[a]
-        lo = max(0, int(math.floor(c[a] - half)))
-        hi = min(shape[a], int(math.ceil(c[a] + half)) + 1)
+        lo = max(0, math.floor(c[a] - half))
+        hi = min(shape[a], math.ceil(c[a] + half) + 1)
         if hi <= lo:
             return None
         box.append(slice(lo, hi))

@@ -9,7 +9,6 @@ zone outline, over the other), a linked crosshair, and the QA verdict stored in 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -25,9 +24,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import geometry, registration as reg, transform as tfm
+from ..core import geometry
+from ..core import registration as reg
+from ..core import transform as tfm
 from ..core.case import QA_VERDICTS
-from ..core.errors import AblationError, one_line
+from ..core.errors import AblationError
 from . import _layers
 
 CHECKER = "qa checkerboard"
@@ -240,7 +241,7 @@ class QAPanel(QWidget):
                 got[1].visible = True
 
     def _on_rate(self, hz: float) -> None:
-        self._flick.setInterval(int(round(1000.0 / (2.0 * float(hz)))))
+        self._flick.setInterval(round(1000.0 / (2.0 * float(hz))))
 
     def _flip(self) -> None:
         got = self._arrays()

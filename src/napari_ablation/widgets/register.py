@@ -17,6 +17,7 @@ Every accepted transform goes onto an undo stack and into the case (``CaseSessio
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -43,7 +43,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import geometry, landmarks as lm, registration as reg, transform as tfm
+from ..core import geometry
+from ..core import landmarks as lm
+from ..core import registration as reg
+from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from . import _layers
 
@@ -92,7 +95,7 @@ class _ManualRow:
         self.spin.setDecimals(1)
         self.spin.setKeyboardTracking(False)
         self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(int(round(-limit / step)), int(round(limit / step)))
+        self.slider.setRange(round(-limit / step), round(limit / step))
         self.step = step
         self._busy = False
 
@@ -108,7 +111,7 @@ class _ManualRow:
             if self._busy:
                 return
             self._busy = True
-            self.slider.setValue(int(round(v / step)))
+            self.slider.setValue(round(v / step))
             self._busy = False
             on_change()
 
@@ -122,7 +125,7 @@ class _ManualRow:
     def set_value(self, v: float) -> None:
         self._busy = True
         self.spin.setValue(v)
-        self.slider.setValue(int(round(v / self.step)))
+        self.slider.setValue(round(v / self.step))
         self._busy = False
 
 
@@ -561,9 +564,9 @@ class RegisterWidget(QWidget):
         pbar = self._pbar
         if self._worker is None or pbar is None:
             return  # a late, queued report
-        self.progress.setValue(int(round(100 * fraction)))
+        self.progress.setValue(round(100 * fraction))
         self.progress.setFormat(f"%p%  {text}")
-        n = int(round(100 * fraction))
+        n = round(100 * fraction)
         if n > pbar.n:
             pbar.update(n - pbar.n)
         pbar.set_description(f"registration: {text}")
@@ -732,19 +735,15 @@ class RegisterWidget(QWidget):
             "Alt-PageUp": ("n", 1), "Alt-PageDown": ("n", -1), "Alt-.": ("r", 1), "Alt-,": ("r", -1),
         }
         for key, (kind, sign) in bindings.items():
-            try:
+            with contextlib.suppress(Exception):  # keys are a convenience
                 self.viewer.bind_key(key, make(kind, sign), overwrite=True)
                 self._bound.append(key)
-            except Exception:  # noqa: BLE001 - keys are a convenience
-                pass
 
-    def closeEvent(self, event):  # noqa: N802
+    def closeEvent(self, event):
         self.qa.stop()
         for key in getattr(self, "_bound", []):
-            try:
+            with contextlib.suppress(Exception):
                 self.viewer.bind_key(key, None, overwrite=True)
-            except Exception:  # noqa: BLE001
-                pass
         super().closeEvent(event)
 
     # ------------------------------------------------------------------ landmarks
@@ -963,8 +962,8 @@ class RegisterWidget(QWidget):
                 status = "missing on pre"
             elif lab not in post_pts:
                 status = "missing on post"
-            elif fit is not None and res is not None and fit.n > 3 and res == max(fit.residuals.values()) and res > 2 * fit.rms_fre / 1.5:
-                status = "largest residual"
+            elif fit is not None and res is not None and fit.n > 3 and res == max(fit.residuals.values()) and res > 1.5 * fit.rms_fre:
+                status = "largest residual: check this pair"
             else:
                 status = "paired"
             self.table.setItem(i, 2, QTableWidgetItem(status))
