@@ -201,7 +201,7 @@ def test_bad_transform_file_changes_nothing(widget, tmp_path):
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
 
 
-def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path):
+def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, monkeypatch):
     w = widget
     w.set_transform(TRUE)
     qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
@@ -216,7 +216,20 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path):
     # registered with the true transform: small difference near the tumor (outside the ice ball)
     assert np.abs(d).mean() < 0.2
     qa.contours.setCurrentText("edges of registered post over pre")
-    assert "qa edges" in w.viewer.layers
+    full_edges = np.array(w.viewer.layers["qa edges"].data)
+    assert full_edges.any()
+    # large volumes: edges only in a box around the tumor (same edges there)
+    from napari_ablation.widgets import qa as qa_module
+
+    monkeypatch.setattr(qa_module, "EDGES_FULL_MAX_VOXELS", 1000)
+    monkeypatch.setattr(qa_module, "EDGES_HALF_SIZE_MM", 20.0)
+    qa.contours.setCurrentText("edges of pre over registered post")
+    qa.contours.setCurrentText("edges of registered post over pre")
+    local = np.array(w.viewer.layers["qa edges"].data)
+    box = reg.region_box(w._image("pre"), w.tumor_center(), 20.0)
+    outside = np.ones(local.shape, bool)
+    outside[box] = False
+    assert local.any() and not local[outside].any()
     qa.contours.setCurrentText("ablation zone outline on pre")
     assert _layers.find_layer(w.viewer, "ablation_registered").contour == 1
     qa.flicker.setChecked(True)

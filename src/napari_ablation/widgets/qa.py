@@ -35,6 +35,9 @@ CHECKER = "qa checkerboard"
 DIFF = "qa difference"
 EDGES = "qa edges"
 CROSS = "crosshair"
+#: above this many voxels, edges are computed in a box around the tumor only
+EDGES_FULL_MAX_VOXELS = 12_000_000
+EDGES_HALF_SIZE_MM = 60.0
 CONTOURS = ("none", "edges of registered post over pre", "edges of pre over registered post",
             "ablation zone outline on pre")
 
@@ -49,6 +52,7 @@ class QAPanel(QWidget):
         self._flick.timeout.connect(self._flip)
         self._flick_state = False
         self._mouse_cb = None
+        self._edges_cache = None
         v = QVBoxLayout(self)
 
         views = QGroupBox("Views")
@@ -196,8 +200,24 @@ class QAPanel(QWidget):
             return
         if mode.startswith("edges"):
             src = reg_l if "registered post over" in mode else pre_l
-            img = geometry.image_from_array(np.asarray(src.data, dtype=np.float32), src.scale, src.translate)
-            e = reg.edges(img)
+            data = np.asarray(src.data)
+            key = (mode, id(src.data)) if src is pre_l else None
+            hit = self._edges_cache
+            if key is not None and hit is not None and hit[0] == key:
+                e = hit[1]
+            else:
+                e = np.zeros(data.shape, np.uint8)
+                box = tuple(slice(0, n) for n in data.shape)
+                if data.size > EDGES_FULL_MAX_VOXELS:  # large volume: edges around the tumor only
+                    ref = geometry.image_from_array(np.zeros((1, 1, 1), np.uint8), src.scale, src.translate)
+                    c = geometry.lps_to_index(ref, self.owner.tumor_center())
+                    half = EDGES_HALF_SIZE_MM / np.asarray(src.scale, dtype=float)
+                    box = tuple(slice(max(0, int(c[a] - half[a])), min(data.shape[a], int(c[a] + half[a]) + 1))
+                                for a in range(3))
+                origin = [src.translate[a] + src.scale[a] * box[a].start for a in range(3)]
+                img = geometry.image_from_array(data[box].astype(np.float32), src.scale, origin)
+                e[box] = reg.edges(img)
+                self._edges_cache = (key, e) if key is not None else None
             if EDGES in self.viewer.layers and self.viewer.layers[EDGES].data.shape == e.shape:
                 self.viewer.layers[EDGES].data = e
             else:
