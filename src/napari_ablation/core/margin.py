@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.interpolate import CubicSpline, PchipInterpolator
+from scipy.interpolate import PchipInterpolator
 from scipy.spatial import ConvexHull, cKDTree
 from scipy.spatial.distance import pdist
 
@@ -137,6 +137,8 @@ THICK_RATIO = 1.5
 _INTERP_Z = PchipInterpolator
 #: in-plane anti-aliasing of thick-slice masks (pixels)
 SLICE_SMOOTH_VOX = 0.8
+#: exact in-plane distances within (slice thickness + this) of a contour; pixel-centre EDT beyond
+SLICE_BAND_EXTRA_MM = 1.0
 SHAPE_THEN_GAUSSIAN = True
 SDF_SMOOTH = False
 #: anti-aliasing of the refined thick-slice reconstruction (refined voxels)
@@ -198,7 +200,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     half = 0.5 * h_in
     for k in range(nsl):
         if filled[k]:
-            d2[k] = _slice_sdf(crop[k], aniso, SLICE_SMOOTH_VOX if sig > 0 else 0.0, band_mm=float(sp[axis]) + 3.0)
+            d2[k] = _slice_sdf(crop[k], aniso, SLICE_SMOOTH_VOX if sig > 0 else 0.0, band_mm=float(sp[axis]) + SLICE_BAND_EXTRA_MM)
     hz = float(sp[axis])
     fk = np.flatnonzero(filled)
     # empty slices: a cap between the last filled slice and the empty one, then falling off
