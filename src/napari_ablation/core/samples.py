@@ -389,21 +389,20 @@ class _Tissue:
     gallbladder: float
     lung: float
     tumor: float
-    tex: float  # relative texture amplitude of soft tissue
 
 
 MR_T2 = _Tissue(
     air=0.0, skin=320.0, fat=640.0, visceral_fat=600.0, muscle=190.0, liver=250.0, liver_vessel=60.0,
     spleen=440.0, pancreas=330.0, cortex=440.0, medulla=600.0, sinus_fat=600.0, cyst=960.0, artery=35.0,
     vein=55.0, bone_cortex=30.0, marrow=330.0, disc=520.0, csf=900.0, cord=380.0, bowel_wall=300.0,
-    bowel_fluid=780.0, gas=15.0, gallbladder=950.0, lung=25.0, tumor=300.0, tex=0.06,
+    bowel_fluid=780.0, gas=15.0, gallbladder=950.0, lung=25.0, tumor=300.0,
 )
 
 CT_PV = _Tissue(
     air=-1000.0, skin=40.0, fat=-100.0, visceral_fat=-95.0, muscle=50.0, liver=75.0, liver_vessel=165.0,
     spleen=110.0, pancreas=95.0, cortex=175.0, medulla=145.0, sinus_fat=-90.0, cyst=8.0, artery=175.0,
     vein=155.0, bone_cortex=950.0, marrow=230.0, disc=85.0, csf=10.0, cord=35.0, bowel_wall=90.0,
-    bowel_fluid=20.0, gas=-950.0, gallbladder=10.0, lung=-860.0, tumor=35.0, tex=1.0,
+    bowel_fluid=20.0, gas=-950.0, gallbladder=10.0, lung=-860.0, tumor=35.0,
 )
 
 
