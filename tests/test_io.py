@@ -215,3 +215,14 @@ def test_atomic_write_leaves_target_untouched_on_failure(tmp_path, monkeypatch):
         io.write_image_atomic(good, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["labels.nii.gz"]  # no temporary left behind
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    target = io.write_text_atomic(tmp_path / "case.json", "{}")
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
