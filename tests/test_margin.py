@@ -258,3 +258,20 @@ def test_tilted_ellipsoid_tumor_tip(spacing):
         tip = R[:, 0] * 12.0
         p = res.min_margin_point_lps - c
         assert min(np.linalg.norm(p - tip), np.linalg.norm(p + tip)) < 2.5 + max(spacing)
+
+
+@pytest.mark.parametrize("name", ["renal_mri", "liver_ct"])
+def test_sample_cases_against_their_ground_truth(name):
+    """The bundled synthetic cases carry the exact margin of their continuous shapes."""
+    from napari_ablation.core import samples
+
+    case = samples.load_sample(name)
+    truth = case.info["true_min_margin_mm"]
+    res = M.analyze_margin(case.tumor, case.ablation, samples.true_transform(case), 5.0)
+    slice_mm = max(case.tumor.GetSpacing())
+    assert abs(res.min_margin_mm - truth) <= (0.5 if slice_mm <= 3.0 else 1.0), (res.min_margin_mm, truth)
+    assert res.complete_coverage == (truth >= 0) or abs(truth) < 0.5
+    # the location: the reported point lies near the true one, or has a margin as small
+    p_true = np.asarray(case.info["true_min_margin_point_lps"])
+    d = np.linalg.norm(res.tumor_surface.verts - p_true, axis=1)
+    assert res.surface_margin_mm[d < 3.0].min() <= res.min_margin_mm + 1.0

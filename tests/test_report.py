@@ -39,7 +39,7 @@ def test_html_and_pdf_reports(tmp_path, res):
     html = html_path.read_text()
     assert "acceptable" in html and "cortex aligned" in html and "phantom" in html
     assert res.margin_text().replace("\u00b1", "&plusmn;") in html or res.margin_text() in html
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3  # slices, histogram, 3D view
     pdf = R.write_report(tmp_path / "r.pdf", res, info=info, qa=qa, pre=pre).read_bytes()
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>") >= 1
     with pytest.raises(AblationError):

@@ -142,6 +142,46 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
     return fig
 
 
+def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
+    """Static 3D view: the tumor surface coloured by margin (red < 0, yellow < threshold, green),
+    the ablation zone as a faint shell, looking at the minimal margin point."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    if ax is None:
+        fig = fig or _figure(figsize=(4.0, 4.0))
+        ax = fig.add_subplot(1, 1, 1, projection="3d")
+    ts = res.tumor_surface
+    faces = ts.faces
+    if len(faces) > max_faces:
+        faces = faces[np.linspace(0, len(faces) - 1, max_faces).astype(int)]
+    m = res.surface_margin_mm[faces].mean(axis=1)
+    t = res.threshold_mm
+    cmap = ListedColormap([CLASS_RGB[3], CLASS_RGB[2], CLASS_RGB[1]])
+    norm = BoundaryNorm([-1e9, 0.0, t, 1e9], 3)
+    poly = Poly3DCollection(ts.verts[faces], facecolors=cmap(norm(m)), edgecolors="none", alpha=1.0)
+    ax.add_collection3d(poly)
+    a = res.ablation_surface
+    af = a.faces[np.linspace(0, len(a.faces) - 1, min(len(a.faces), max_faces // 2)).astype(int)]
+    ax.add_collection3d(Poly3DCollection(a.verts[af], facecolors=(*ABLATION_RGB, 0.06), edgecolors="none"))
+    lo, hi = a.verts.min(axis=0), a.verts.max(axis=0)
+    lo, hi = np.minimum(lo, ts.verts.min(axis=0)), np.maximum(hi, ts.verts.max(axis=0))
+    c, r = (lo + hi) / 2, float((hi - lo).max()) / 2
+    ax.set_xlim(c[0] - r, c[0] + r)
+    ax.set_ylim(c[1] - r, c[1] + r)
+    ax.set_zlim(c[2] - r, c[2] + r)
+    ax.set_box_aspect((1, 1, 1))
+    ax.scatter(*res.min_margin_point_lps, color="k", s=30, marker="x")
+    d = np.asarray(res.min_margin_point_lps) - res.tumor_centroid_lps
+    ax.view_init(elev=float(np.degrees(np.arctan2(d[2], np.hypot(d[0], d[1])))), azim=float(np.degrees(np.arctan2(d[1], d[0]))))
+    ax.set_xlabel("L (mm)", fontsize=7)
+    ax.set_ylabel("P (mm)", fontsize=7)
+    ax.set_zlabel("S (mm)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title("tumor surface by margin, seen from the MTM side", fontsize=9)
+    return fig
+
+
 # ----------------------------------------------------------------------------- HTML
 
 
@@ -176,7 +216,9 @@ def html_report(
     if qa.get("comment"):
         qa_text += " \u2014 " + _esc(qa["comment"])
     warn = "".join(f"<li>{_esc(w)}</li>" for w in res.warnings)
-    shot = f'<img class=fig src="{_b64(screenshot_png)}" alt="3D view">' if screenshot_png else ""
+    if screenshot_png is None:
+        screenshot_png = _png(plot_surface_3d(res), dpi=90)
+    shot = f'<img class=fig src="{_b64(screenshot_png)}" alt="3D view" style="max-width:360px">'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Ablation margin report</title>
 <style>
@@ -243,6 +285,8 @@ def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | Non
         axs = fig.add_axes([0.56, 0.33, 0.40, 0.24])
         axs.imshow(mpimg.imread(io.BytesIO(screenshot_png), format="png"))
         axs.set_axis_off()
+    else:
+        plot_surface_3d(res, ax=fig.add_axes([0.56, 0.33, 0.40, 0.24], projection="3d"), fig=fig)
     rows = res.rows()
     text = "\n".join(f"{a:<52s}{b:>14s} {c}" for a, b, c in rows)
     fig.text(0.05, 0.30, text, fontsize=6.3, family="monospace", va="top")
