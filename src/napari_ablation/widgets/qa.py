@@ -280,7 +280,7 @@ class QAPanel(QWidget):
             if CROSS not in self.viewer.layers:
                 self.viewer.add_points(
                     np.zeros((2, 3)), name=CROSS, symbol="cross", size=8, face_color=["#ffff00", "#ff00ff"],
-                    border_width=0, metadata={_layers.META: {"role": CROSS}}, out_of_slice_display=True,
+                    border_width=0, metadata={_layers.META: {"role": CROSS}}, projection_mode="all",
                     units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
                 )
             if self._mouse_cb is None:

@@ -767,7 +767,6 @@ class RegisterWidget(QWidget):
                     units=("mm", "mm", "mm"),
                     axis_labels=geometry.AXIS_LABELS,
                     **self._grid_of(role),
-                    out_of_slice_display=False,
                 )
                 layer.events.data.connect(lambda e, r=role: self._on_points_changed(r, e))
             layers.append(layer)
