@@ -165,3 +165,33 @@ def test_margin_widget_screenshot_shows_three_colours(make_napari_viewer, qtbot,
     reddish = np.sum((px[:, 0] > px[:, 1] + 60) & (px[:, 0] > px[:, 2] + 60))
     assert greenish > 20 and yellowish > 20 and reddish > 20, (greenish, yellowish, reddish)
     assert res.volume_fraction["uncovered"] > 0
+
+
+def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """The bundled renal MRI sample (thin negative margin medially): numbers and the three colours."""
+    from napari_ablation.core import samples
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    case = samples.load_sample("renal_mri")
+    case.transform = samples.true_transform(case)
+    viewer = make_napari_viewer(show=True)
+    CaseSession.of(viewer).set_case(case, tmp_path / "renal")
+    w = MarginWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Margin")
+    res = _compute(w, qtbot)
+    assert abs(res.min_margin_mm - case.info["true_min_margin_mm"]) <= 0.5
+    lab = _layers.find_layer(viewer, "margin")
+    assert set(np.unique(lab.data)) == {0, 1, 2, 3}
+    assert not viewer.grid.enabled  # one overlay in pre space
+    # a coronal view through the minimal margin point, zoomed on the tumor
+    viewer.dims.order = (1, 0, 2)
+    w.center_on_mtm()
+    viewer.camera.zoom *= 3
+    shot = viewer.screenshot(str(tmp_path / "renal_margin.png"), canvas_only=True, flash=False)
+    px = np.asarray(shot)[..., :3].reshape(-1, 3).astype(int)
+    greenish = np.sum((px[:, 1] > px[:, 0] + 30) & (px[:, 1] > px[:, 2] + 30))
+    yellowish = np.sum((px[:, 0] > 120) & (px[:, 1] > 110) & (px[:, 2] < px[:, 1] - 60))
+    reddish = np.sum((px[:, 0] > px[:, 1] + 60) & (px[:, 0] > px[:, 2] + 60))
+    assert greenish > 20 and yellowish > 20 and reddish > 5, (greenish, yellowish, reddish)

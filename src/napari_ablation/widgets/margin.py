@@ -490,9 +490,17 @@ class MarginWidget(QWidget):
             tl.opacity = min(tl.opacity, 0.3)
 
     def center_on_mtm(self) -> None:
+        """Put every view's slice through the minimal margin point and the camera on it
+        (whatever axes the canvas shows: axial, coronal, sagittal, or 3D)."""
         if self.result is None:
             return
-        _layers.center_view_on(self.viewer, geometry.lps_to_world(self.result.min_margin_point_lps))
+        pt = [float(v) for v in geometry.lps_to_world(self.result.min_margin_point_lps)]
+        v = self.viewer
+        if v.dims.ndim != 3:
+            _layers.center_view_on(v, pt)
+            return
+        v.dims.point = tuple(pt)
+        v.camera.center = tuple(pt[d] for d in v.dims.displayed)
 
     def show_3d(self) -> None:
         """Tumor surface coloured by margin (threshold marked) beside the ablation surface, in 3D."""
