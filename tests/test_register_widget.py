@@ -112,6 +112,10 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
     pts = reg.ball_points(TUMOR_C, 30)
     want = reg.adjust(TRUE, (3.0, 0, 0), (0, 0, 0), w.tumor_center())
     assert reg.target_error(w.session.case.transform, want, pts)[1] < 1e-6
+    # editing the tumor later does not change an accepted manual adjustment
+    tl = _layers.find_layer(w.viewer, "tumor")
+    tl.data_setitem((np.array([3]), np.array([5]), np.array([5])), 1)
+    assert reg.target_error(w.transform, want, pts)[1] < 1e-6
     w.undo()
     assert w.manual["tx"].value() == 0.0
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6

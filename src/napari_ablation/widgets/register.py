@@ -145,7 +145,9 @@ class RegisterWidget(QWidget):
         # state: transform = adjust(base, manual values); undo entries are (base, values)
         self.base: sitk.Euler3DTransform = sitk.Euler3DTransform()
         self._committed_vals: tuple = (0.0,) * 6
-        self._undo: list[tuple[sitk.Euler3DTransform, tuple]] = []
+        # undo entries: (base transform, manual values, rotation centre of the manual values)
+        self._undo: list[tuple[sitk.Euler3DTransform, tuple, object]] = []
+        self._manual_center = None  # fixed while the manual values apply to one base
         self._cache: dict = {}
         self._cancel = False
         self._worker = None
@@ -371,15 +373,19 @@ class RegisterWidget(QWidget):
         """The current transform pre -> post (base changed by the manual adjustment)."""
         vals = self.manual_values()
         if not any(vals):
+            self._manual_center = None  # the next adjustment rotates about the tumor as it is then
             return self.base
-        return reg.adjust(self.base, vals[:3], vals[3:], self.tumor_center())
+        if self._manual_center is None:
+            self._manual_center = self.tumor_center()
+        return reg.adjust(self.base, vals[:3], vals[3:], self._manual_center)
 
     def set_transform(self, tx, *, record: bool = True, show: bool = True) -> None:
         """Make ``tx`` the current transform (undoable), store it in the case, update the overlay."""
         new = tfm.as_euler(tx) if tx is not None else sitk.Euler3DTransform()
         if record:
-            self._undo.append((self.base, self.manual_values()))
+            self._undo.append((self.base, self.manual_values(), self._manual_center))
         self.base = new
+        self._manual_center = None
         self._set_manual_values((0.0,) * 6)
         self._committed_vals = (0.0,) * 6
         self._store()
@@ -398,7 +404,7 @@ class RegisterWidget(QWidget):
         if not self._undo:
             self._status("nothing to undo")
             return
-        self.base, vals = self._undo.pop()
+        self.base, vals, self._manual_center = self._undo.pop()
         self._set_manual_values(vals)
         self._committed_vals = tuple(vals)
         self._store()
@@ -437,6 +443,7 @@ class RegisterWidget(QWidget):
             self._undo.clear()
             tx = self.session.case.transform
             self.base = tfm.as_euler(tx) if tx is not None else sitk.Euler3DTransform()
+            self._manual_center = None
             self._set_manual_values((0.0,) * 6)
             self._committed_vals = (0.0,) * 6
             self._show_transform()
@@ -694,7 +701,7 @@ class RegisterWidget(QWidget):
         vals = self.manual_values()
         if vals == self._committed_vals:
             return
-        self._undo.append((self.base, self._committed_vals))
+        self._undo.append((self.base, self._committed_vals, self._manual_center))
         self._committed_vals = vals
         self._store()
         self._show_transform()
