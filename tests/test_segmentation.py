@@ -227,7 +227,7 @@ def test_seeded_region_hypodense_zone_with_gas_and_a_vessel():
     img = (img + rng.normal(0, 25, shape)).astype(np.float32)
     for seed in [(12, 50, 60), (12, 40, 50), (10, 56, 45)]:
         region = S.seeded_region(img, seed, sp, max_radius_mm=40)
-        assert S.dice(region, truth) > 0.95
+        assert S.dice(region, truth) > 0.93
         assert region[gas].all()  # the bubbles are inside the zone
     fixed = S.seeded_region(img, (12, 50, 60), sp, max_radius_mm=40, tolerance=3.0)
     assert S.dice(fixed, truth) > 0.9

@@ -348,6 +348,10 @@ def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float 
     return fill_holes(out, per_slice=False)
 
 
+#: relative volume growth (log) per half standard deviation below which the seeded region is "stable"
+STABLE_GROWTH = 0.25
+
+
 def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
                   tolerance: float | None = None, smooth_mm: float = 1.0,
                   denoise_mm: float = 1.0) -> np.ndarray:
@@ -356,12 +360,13 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
     For the ablation zone (signal void on MRI, hypodense on CT) or a tumor: click
     inside, get the connected region whose (median-filtered, ``denoise_mm``) intensity
     stays within ``tolerance`` robust standard deviations of the intensity around the
-    seed (median and MAD within 3 mm, floored by the image noise), no farther than
+    seed (median and MAD within 5 mm, the MAD kept within 1-2x the image noise), no farther than
     ``max_radius_mm`` from the seed; thin bridges opened, holes filled, smoothed by
     ``smooth_mm``. With ``tolerance=None`` the tolerance is chosen automatically: the
-    region is grown for tolerances 1 to 8 and the one where the region is most stable
-    (smallest relative growth to the next tolerance, before it fills half the ball) is
-    kept -- a leak into the neighbouring tissue shows as a jump in volume.
+    region is grown for tolerances 1 to 8 (step 0.5) and the end of the first plateau
+    (relative growth to the next tolerance below :data:`STABLE_GROWTH`, before the region
+    fills half the ball) is kept -- a leak into the neighbouring tissue shows as a jump
+    in volume, and a later plateau is usually the leak.
     ``seed_zyx`` is an array index (may be fractional).
     """
     img = np.asarray(image)
@@ -391,10 +396,15 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
     zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
     d2 = ((zz - local[0]) * sp[0]) ** 2 + ((yy - local[1]) * sp[1]) ** 2 + ((xx - local[2]) * sp[2]) ** 2
     ball = d2 <= max_radius_mm**2
-    near = sub[d2 <= max(3.0, float(sp.max())) ** 2]
+    # intensity of the structure: median within 5 mm of the click; spread: the local MAD,
+    # kept between the image noise and twice the noise (a click next to a gas bubble or
+    # an edge must not widen the tolerance to everything)
+    near_mask = d2 <= max(5.0, float(sp.max())) ** 2
+    near = sub[near_mask]
     centre = float(np.median(near))
     noise = 1.4826 * float(np.median(np.abs(np.diff(sub, axis=-1)))) / math.sqrt(2.0)
-    sigma = max(1.4826 * float(np.median(np.abs(near - centre))), noise, 1e-6 * max(1.0, abs(centre)))
+    mad = 1.4826 * float(np.median(np.abs(near - centre)))
+    sigma = max(min(mad, 2.0 * noise), noise, 1e-6 * max(1.0, abs(centre)))
     dev = np.abs(sub - centre) / sigma
     st = ndimage.generate_binary_structure(3, 1)
 
@@ -402,7 +412,13 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
         cand = ndimage.binary_opening((dev <= k) & ball, st)
         lab, _n = ndimage.label(cand)
         c = lab[local]
-        return (lab == c) if c else None
+        if not c:  # the click fell on an outlier (gas bubble, calcification): the main part nearby
+            vals = lab[near_mask]
+            vals = vals[vals > 0]
+            if vals.size == 0:
+                return None
+            c = int(np.bincount(vals).argmax())
+        return lab == c
 
     if tolerance is not None:
         region = grow(float(tolerance))
@@ -416,7 +432,15 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
         growth[:-1] = logv[1:] - logv[:-1]
         usable = (vols >= 27) & (vols < 0.5 * ball_vol)
         score = np.where(usable, growth, np.inf)
-        if np.isfinite(score).any():
+        stable = np.flatnonzero(score < STABLE_GROWTH)
+        if stable.size:
+            # the first plateau, up to its end: a later plateau is usually a leak that
+            # filled a neighbouring organ or the distance ball
+            i = int(stable[0])
+            while i + 1 < len(ks) and score[i + 1] < STABLE_GROWTH:
+                i += 1
+            region = regions[i]
+        elif np.isfinite(score).any():
             region = regions[int(np.argmin(score))]
         else:
             nonzero = [reg for reg in regions if reg is not None]
