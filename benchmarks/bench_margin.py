@@ -2,6 +2,7 @@
 
     python benchmarks/bench_margin.py            # both cases, both methods
     python benchmarks/bench_margin.py --quick    # MRI only, fewer repeats
+    python benchmarks/bench_margin.py --accuracy # MTM error on random analytic spheres, both methods
 
 Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
 0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
@@ -86,6 +87,65 @@ def run_naive(tumor, ablation, T):
     return float(m.min())
 
 
+def naive_mtm(tumor, ablation, T) -> float:
+    """The baseline's MTM (signed voxel-centre EDT of the resampled ablation, min over tumor voxels)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    ab_pre = sitk.Resample(ablation, tumor, T if T is not None else sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                           sitk.sitkUInt8)
+    a = sitk.GetArrayViewFromImage(ab_pre) > 0
+    sp = tumor.GetSpacing()[::-1]
+    sdf = np.where(a, ndimage.distance_transform_edt(a, sampling=sp), -ndimage.distance_transform_edt(~a, sampling=sp))
+    return float(sdf[sitk.GetArrayViewFromImage(tumor) > 0].min())
+
+
+def accuracy(n: int = 10) -> None:
+    """MTM error on random analytic spheres (binary masks, sub-voxel placement, random offset
+    direction, rigid T, oblique post grid), napari-ablation against the naive baseline."""
+    import SimpleITK as sitk
+    from scipy.spatial.transform import Rotation
+
+    from napari_ablation.core.margin import analyze_margin, sphere_image
+
+    print(f"MTM error (mm) on {n} random sphere pairs per grid: r_t 10 mm, true margin 4 mm, offset 0-4 mm,")
+    print("random rigid pre->post transform, oblique post grid (5 mm: offsets kept away from the caps)")
+    hdr = f"{'grid (mm)':<16}{'method':<17}{'bias':>8}{'worst':>8}{'target':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    targets = {(1.0, 1.0, 1.0): 0.25, (0.7, 0.7, 1.0): 0.25, (1.2, 1.2, 3.0): 0.5, (0.8, 0.8, 5.0): 1.0}
+    for spacing, target in targets.items():
+        rng = np.random.default_rng(7)
+        sp = np.asarray(spacing)
+        errs = {"napari-ablation": [], "naive": []}
+        for _ in range(n):
+            d = rng.uniform(0, 4)
+            while True:
+                u = rng.normal(size=3)
+                u /= np.linalg.norm(u)
+                if spacing[2] < 5 or abs(u[2]) < 0.7:
+                    break
+            r_t, r_a = 10.0, 14.0 + d
+            c_t = rng.uniform(-1, 1, 3) * sp
+            ext = r_a + 6
+            size = np.ceil(2 * ext / sp).astype(int) + 1
+            tumor = sphere_image(size, sp, c_t - ext + rng.uniform(0, 1, 3) * sp, c_t, r_t)
+            T = sitk.Euler3DTransform()
+            T.SetCenter(rng.uniform(-5, 5, 3).tolist())
+            T.SetRotation(*rng.uniform(-0.3, 0.3, 3))
+            T.SetTranslation(rng.uniform(-10, 10, 3).tolist())
+            c_post = np.asarray(T.TransformPoint((c_t + d * u).tolist()))
+            D = Rotation.from_rotvec(rng.uniform(-0.4, 0.4, 3)).as_matrix()
+            ablation = sphere_image(size, sp, c_post - D @ (ext * np.ones(3)) + rng.uniform(0, 1, 3) * sp, c_post, r_a,
+                                    direction=D)
+            errs["napari-ablation"].append(analyze_margin(tumor, ablation, T).min_margin_mm - 4.0)
+            errs["naive"].append(naive_mtm(tumor, ablation, T) - 4.0)
+        for method, e in errs.items():
+            e = np.asarray(e)
+            print(f"{' x '.join(f'{v:g}' for v in spacing):<16}{method:<17}{e.mean():>+8.2f}{np.abs(e).max():>8.2f}"
+                  f"{target:>8.2f}")
+
+
 def child(method: str, case: str, repeats: int) -> dict:
     tumor, ablation, T, truth = make_case(case)
     fn = {"napari-ablation": run_ours, "naive": run_naive}[method]
@@ -108,8 +168,12 @@ def child(method: str, case: str, repeats: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--accuracy", action="store_true", help="MTM error on random analytic spheres")
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "CASE", "N"))
     args = ap.parse_args()
+    if args.accuracy:
+        accuracy()
+        return 0
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]))))
         return 0
