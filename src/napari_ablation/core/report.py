@@ -261,6 +261,16 @@ def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | Non
     """The one-page report as PDF bytes (matplotlib, A4 portrait)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
+    fig = report_page(res, info=info, qa=qa, pre=pre, screenshot_png=screenshot_png, transform_note=transform_note)
+    buf = io.BytesIO()
+    with PdfPages(buf) as pdf:
+        pdf.savefig(fig)
+    return buf.getvalue()
+
+
+def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
+                transform_note: str | None = None):
+    """The report page as a matplotlib Figure (A4 portrait)."""
     info = dict(info or {})
     qa = dict(qa or {})
     fig = _figure(figsize=(8.27, 11.69))
@@ -290,10 +300,7 @@ def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | Non
     rows = res.rows()
     text = "\n".join(f"{a:<52s}{b:>14s} {c}" for a, b, c in rows)
     fig.text(0.05, 0.30, text, fontsize=6.3, family="monospace", va="top")
-    buf = io.BytesIO()
-    with PdfPages(buf) as pdf:
-        pdf.savefig(fig)
-    return buf.getvalue()
+    return fig
 
 
 def write_report(path: str | os.PathLike, res, **kw) -> Path:
