@@ -305,3 +305,18 @@ def test_cli_register_bad_input(tmp_path, capsys):
     main(cases[3])
     assert "label(s) 4 on pre have no partner on post" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("*.tfm")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_bundled_sample_case_is_registered_within_1mm():
+    """The issue's bar on the bundled renal MRI case (accuracy only; speed is in benchmarks/)."""
+    from napari_ablation.core import samples
+
+    if not (samples.sample_dir() / "renal_mri" / "case.json").exists():
+        pytest.skip("bundled sample case not generated")
+    case = samples.load_sample("renal_mri")
+    true = samples.true_transform(case)
+    pts = reg.ball_points(reg.mask_centroid_lps(case.tumor), 30.0)
+    assert reg.target_error(None, true, pts)[0] > 5.0
+    res = reg.register_rigid(case.pre, case.post, tumor_mask=case.tumor, moving_exclude=case.ablation)
+    assert res.improved
+    assert reg.target_error(res.transform, true, pts)[0] <= 1.0
