@@ -33,13 +33,13 @@ from napari_ablation.core import registration as reg
 from napari_ablation.core import transform as tfm
 
 
-def _case(folder: str | None):
+def _case(folder: str | None, sample: str = "renal_mri"):
     from napari_ablation.core import samples
     from napari_ablation.core.case import Case
 
     if folder:
         return Case.load(folder)
-    return samples.load_sample("renal_mri")
+    return samples.load_sample(sample)
 
 
 def bench_sample(case, repeat: int) -> None:
@@ -63,7 +63,7 @@ def bench_sample(case, repeat: int) -> None:
             times.append(time.perf_counter() - t0)
         mean, worst = reg.target_error(res.transform, true, pts)
         rows.append((name, mean, worst, statistics.median(times), f"{res.iterations}"))
-    print(f"\n## Automatic registration, renal MRI sample ({len(pts)} points within 30 mm of the tumor centre)")
+    print(f"\n## Automatic registration, {case.info.get('name', 'sample')} case ({len(pts)} points within 30 mm of the tumor centre)")
     print(f"pre {case.pre.GetSize()} @ {tuple(round(s, 2) for s in case.pre.GetSpacing())} mm; "
           f"true misalignment {tfm.rotation_angle_deg(true):.1f} deg, mean TRE {m0:.2f} mm before registration")
     print("| method | mean TRE (mm) | max TRE (mm) | time (s, median) | iterations |")
@@ -189,7 +189,8 @@ def bench_widget_live() -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", help="a case folder (default: the bundled renal_mri sample)")
+    ap.add_argument("--case", help="a case folder (default: the bundled sample, see --sample)")
+    ap.add_argument("--sample", default="renal_mri", choices=("renal_mri", "liver_ct"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-sample", action="store_true")
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     print(f"SimpleITK {sitk.Version.VersionString()}, {args.threads} threads")
     if not args.skip_sample:
-        bench_sample(_case(args.case), args.repeat)
+        bench_sample(_case(args.case, args.sample), args.repeat)
     bench_landmarks()
     bench_live(args.repeat)
     if args.gui:
