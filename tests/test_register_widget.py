@@ -77,6 +77,24 @@ def test_registration_in_a_user_box(widget, qtbot):
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[0] < 0.5
 
 
+def test_a_registration_that_ends_worse_keeps_the_transform(widget, qtbot, monkeypatch):
+    w = widget
+    start = euler((1, 0, 0), (1, 0, 0))
+    w.set_transform(start)
+    real = reg.register_rigid
+
+    def coarse_only(*args, **kw):  # a real run that cannot improve: coarse level only, from the truth
+        kw.update(initial=TRUE, shrink_factors=(8,), smoothing_sigmas=(6.0,))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(reg, "register_rigid", coarse_only)
+    w.run_automatic()
+    _wait(qtbot, w)
+    assert w.last_result is not None and not w.last_result.improved
+    assert "did not improve" in w.status.text()
+    assert reg.target_error(w.transform, start, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
+
+
 def test_cancel_keeps_the_previous_transform(widget, qtbot):
     w = widget
     start = euler((1, 0, 0), (1, 0, 0))
