@@ -275,3 +275,18 @@ def test_sample_cases_against_their_ground_truth(name):
     p_true = np.asarray(case.info["true_min_margin_point_lps"])
     d = np.linalg.norm(res.tumor_surface.verts - p_true, axis=1)
     assert res.surface_margin_mm[d < 3.0].min() <= res.min_margin_mm + 1.0
+
+
+def test_a_lesion_a_few_voxels_across_is_measured_with_a_warning():
+    arr = np.zeros((20, 20, 20), np.uint8)
+    arr[8:11, 8:11, 8:11] = 1  # a 3 mm cube on a 1 mm grid
+    tumor = sitk.GetImageFromArray(arr)
+    ablation = M.sphere_image([20, 20, 20], [1, 1, 1], [0, 0, 0], [9, 9, 9], 7.0)
+    res = M.analyze_margin(tumor, ablation)
+    # between the corner (7 - 1.5 sqrt 3) and face (7 - 1.5) distances of the voxel cube
+    assert 7 - 1.5 * math.sqrt(3) - 0.3 <= res.min_margin_mm <= 7 - 1.5
+    assert any("voxels across" in w for w in res.warnings)
+    one = np.zeros((20, 20, 20), np.uint8)
+    one[9, 9, 9] = 1
+    res1 = M.analyze_margin(sitk.GetImageFromArray(one), ablation)
+    assert 7 - 0.5 * math.sqrt(3) - 0.3 <= res1.min_margin_mm <= 7 - 0.5 + 0.3

@@ -798,16 +798,8 @@ def analyze_margin(
         warns.append("the ablation zone touches the border of the post image: it may be cut off")
 
     # --- surfaces -------------------------------------------------------------------
-    tfield = _smoothed_field(tmask, tbox, tgrid, smooth_vox)
-    afield = _smoothed_field(amask, abox, agrid, smooth_vox)
-    try:
-        tsurf = _surface(tfield)
-    except AblationError:
-        raise AblationError("the tumor mask is too small to measure (no surface)") from None
-    try:
-        asurf_post = _surface(afield)
-    except AblationError:
-        raise AblationError("the ablation mask is too small to measure (no surface)") from None
+    tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
+    afield, asurf_post = _field_and_surface(amask, abox, agrid, smooth_vox, "ablation", warns)
     asurf = asurf_post.transformed(Ainv, binv)  # ablation surface in pre space
 
     # --- does the post grid reach the tumor? -------------------------------------------
@@ -913,7 +905,7 @@ def analyze_margin(
 
     # --- diameter ------------------------------------------------------------------------
     # (lighter anti-aliasing than for margins, which would round corners off)
-    diameter = _max_diameter(_surface(_gaussian_field(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX)).verts)
+    diameter = _max_diameter(_field_and_surface(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [])[1].verts)
 
     # --- surface fractions, histogram ------------------------------------------------------
     w = tsurf.vertex_areas()
@@ -985,6 +977,31 @@ def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.nda
     for _ in range(iters):
         out = (adj @ out) / deg
     return out
+
+
+def _field_and_surface(mask, box, grid: _Grid, smooth_vox: float, name: str, warns: list[str]):
+    """Anti-aliased field and surface. The blur is limited to a fraction of the object's
+    smallest extent (a lesion a few voxels across would shrink under the full blur), and an
+    object that still has no 0.5 level is retried with less blur, finally none."""
+    sp = grid.spacing_zyx
+    thick = [ax for ax in range(3) if sp[ax] > THICK_RATIO * sp.min()]
+    ext = min(s.stop - s.start for ax, s in enumerate(box) if ax not in thick[:1] or len(thick) != 1)
+    requested = smooth_vox
+    smooth_vox = min(smooth_vox, 0.15 * ext)
+    if smooth_vox < requested:
+        warns.append(f"the {name} is only {ext} voxels across: measured with less anti-aliasing, "
+                     "the margin is less precise")
+    for sv in dict.fromkeys((smooth_vox, min(smooth_vox, 0.6), 0.0)):
+        fld = _smoothed_field(mask, box, grid, sv)
+        try:
+            surf = _surface(fld)
+        except AblationError:
+            continue
+        if sv != smooth_vox and sv < requested and smooth_vox == requested:
+            warns.append(f"the {name} is only a few voxels across: measured with less anti-aliasing, "
+                         "the margin is less precise")
+        return fld, surf
+    raise AblationError(f"the {name} mask is too small to measure (no surface)")
 
 
 def _max_diameter(verts: np.ndarray) -> float:
