@@ -418,3 +418,73 @@ def test_scrolling_does_not_recompute_but_undo_does(setup):
     tumor.undo()  # napari's Ctrl-Z: only set_data is emitted
     qtbot.waitUntil(lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
     assert calls
+
+
+def test_renal_mri_sample_workflow(make_napari_viewer, qtbot, tmp_path):
+    """The bundled renal cryoablation case: outline the tumor on every 3rd slice and
+    interpolate; click inside the ice ball; compare with the ground truth."""
+    from napari_ablation.core import samples
+
+    case = samples.load_sample("renal_mri")
+    truth_tumor = sitk.GetArrayFromImage(case.tumor) != 0
+    truth_abl = sitk.GetArrayFromImage(case.ablation) != 0
+    case.tumor = case.ablation = None  # the user starts from scratch
+    viewer = make_napari_viewer(show=True)
+    session = CaseSession.of(viewer)
+    session.set_case(case, tmp_path / "case")
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment")
+    widget.structure.setCurrentIndex(0)
+    tumor = widget.ensure_labels_layer()
+    keep = _draw_every_mask(tumor, truth_tumor, 3)
+    viewer.dims.order = (0, 1, 2)
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    widget.accept_interpolation()
+    sp = tuple(tumor.scale)
+    lo, hi = keep[0], keep[-1] + 1
+    assert seg.dice(tumor.data[lo:hi] != 0, truth_tumor[lo:hi]) > 0.93
+    widget.structure.setCurrentIndex(1)
+    abl = widget.ensure_labels_layer()
+    post = _layers.find_layer(viewer, "post")
+    centre = np.argwhere(seg.grow_shrink(truth_abl, sp, -5.0)).mean(axis=0)
+    widget.seed_at(post.data_to_world(centre))
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    assert seg.dice(abl.data != 0, truth_abl) > 0.85
+    qtbot.waitUntil(lambda: widget.last_stats is not None
+                    and widget.last_stats["voxels"] == int(np.count_nonzero(abl.data)), timeout=10000)
+    assert widget.last_stats["volume_ml"] == pytest.approx(seg.mask_volume_ml(truth_abl, sp), rel=0.15)
+    # the side-by-side view the case opens with: pre + tumor | post + ablation
+    z_world = float(tumor.data_to_world((keep[len(keep) // 2] + 1, 0, 0))[0])
+    viewer.dims.set_point(0, z_world)
+    import os
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    end = time.perf_counter() + 0.4
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    session.center_on_tumor()
+    viewer.dims.set_point(0, z_world)
+    target = tmp_path / "segment_renal_mri.png"
+    viewer.screenshot(str(target), canvas_only=False)
+    if os.environ.get("NAPARI_ABLATION_UPDATE_DOCS"):
+        viewer.screenshot(str(DOCS / "segment_renal_mri.png"), canvas_only=False)
+    shown = np.asarray(viewer.screenshot(canvas_only=True))
+    rgb = shown[..., :3].astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert int(((r - b > 60) & (r > g + 20)).sum()) > 30  # tumor (orange over grey) visible
+    assert int(((b - r > 60) & (g - r > 40)).sum()) > 30  # ablation zone (cyan over grey) visible
+
+
+def _draw_every_mask(layer, truth, step):
+    idx = np.flatnonzero(truth.any(axis=(1, 2)))
+    keep = np.arange(idx[0] + 1, idx[-1], step)
+    for k in keep:
+        vox = np.nonzero(truth[k])
+        with layer.block_history():
+            layer.data_setitem((np.full(len(vox[0]), k), *vox), 1)
+    return keep
