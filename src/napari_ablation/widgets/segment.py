@@ -701,7 +701,7 @@ class SegmentWidget(QWidget):
             sub = data[box]
             mask = sub == value
             if op == "fill_holes":
-                new_mask = seg.fill_holes(mask, axis=None)
+                new_mask = seg.fill_holes(mask, axis=axis)  # 3D, then the slices being viewed
             elif op == "smooth":
                 new_mask = seg.smooth(mask, sp, params["smooth"])
             elif op == "grow_shrink":
