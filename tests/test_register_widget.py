@@ -261,8 +261,10 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
         qtbot.wait(300)
         states.add(reg_l.visible)
     assert states == {True, False}
+    assert reg_l.colormap.name == "gray" and reg_l.opacity == 1.0
     qa.flicker.setChecked(False)
     assert reg_l.visible and pre_l.visible
+    assert reg_l.colormap.name == "magenta" and reg_l.opacity == pytest.approx(0.6)
     qa.cross.setChecked(True)
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"].data

@@ -251,6 +251,12 @@ class QAPanel(QWidget):
                 _layers.notify_info("register first: flicker alternates pre and registered post")
                 self.flicker.setChecked(False)
                 return
+            reg_l = self._arrays()[1]
+            # flicker compares like with like: registered post in grey, opaque, while it runs
+            self._flick_style = (reg_l, reg_l.colormap.name, reg_l.opacity, reg_l.blending)
+            reg_l.colormap = "gray"
+            reg_l.opacity = 1.0
+            reg_l.blending = "translucent"
             self._on_rate(self.rate.value())
             self._flick.start()
         else:
@@ -259,6 +265,11 @@ class QAPanel(QWidget):
             if got is not None:
                 got[0].visible = True
                 got[1].visible = True
+            style = getattr(self, "_flick_style", None)
+            if style is not None and style[0] in self.viewer.layers:
+                layer, cmap, opacity, blending = style
+                layer.colormap, layer.opacity, layer.blending = cmap, opacity, blending
+            self._flick_style = None
 
     def _on_rate(self, hz: float) -> None:
         self._flick.setInterval(round(1000.0 / (2.0 * float(hz))))
@@ -312,6 +323,8 @@ class QAPanel(QWidget):
 
     def stop(self) -> None:
         """Stop the flicker and the crosshair (the widget is closing)."""
+        if self.flicker.isChecked():
+            self.flicker.setChecked(False)  # restores the layers' look
         self._flick.stop()
         self._disconnect_mouse()
 
