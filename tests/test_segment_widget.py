@@ -430,6 +430,7 @@ def test_renal_mri_sample_workflow(make_napari_viewer, qtbot, tmp_path):
     truth_abl = sitk.GetArrayFromImage(case.ablation) != 0
     case.tumor = case.ablation = None  # the user starts from scratch
     viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1400, 820)
     session = CaseSession.of(viewer)
     session.set_case(case, tmp_path / "case")
     widget = SegmentWidget(viewer)

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -162,20 +162,27 @@ class SegmentWidget(QWidget):
         r1.addWidget(QLabel("band"))
         r1.addWidget(self.band_mm)
         aform.addRow(r1)
-        self.seed_btn = QPushButton("Seed region: click inside")
+        self.seed_btn = QPushButton("Seed region: click inside the structure")
         self.seed_btn.setCheckable(True)
         self.seed_btn.setToolTip(
             "Click inside the ablation zone (signal void on MRI, hypodense on CT) or the tumor: "
             "grows a 3D region limited by intensity and distance"
         )
         self.seed_radius = _spin(40.0, 5.0, 150.0, 5.0, " mm", 0, "Maximum distance from the seed")
+        self.seed_radius.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
         self.seed_tol = _spin(0.0, 0.0, 8.0, 0.25, " SD", 2,
                               "Intensity tolerance in robust standard deviations; 'auto' picks the most stable region")
         self.seed_tol.setSpecialValueText("auto")
+        self.seed_tol.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+        for box in (self.seed_radius, self.seed_tol):
+            box.setMinimumWidth(80)
+            box.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        aform.addRow(self.seed_btn)
         r2 = QHBoxLayout()
-        r2.addWidget(self.seed_btn, 1)
-        r2.addWidget(self.seed_radius)
-        r2.addWidget(self.seed_tol)
+        r2.addWidget(QLabel("within"))
+        r2.addWidget(self.seed_radius, 1)
+        r2.addWidget(QLabel("tolerance"))
+        r2.addWidget(self.seed_tol, 1)
         aform.addRow(r2)
 
         # ---------------------------------------------------------------- correction
