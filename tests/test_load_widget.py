@@ -241,14 +241,14 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napa
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)
-    widget = LoadCaseWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    viewer.window.resize(1200, 800)
+    widget = LoadCaseWidget(viewer)  # not docked: the canvas keeps the whole window
     widget.open_sample("renal_mri")
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
     assert widget.last_error is None
     names = [_layers.role_of(layer) for layer in viewer.layers]
     assert names == ["pre", "tumor", "post", "ablation"]
-    assert viewer.grid.enabled and tuple(viewer.grid.shape) == (1, 2)
+    assert _layers.grid(viewer).enabled and tuple(_layers.grid(viewer).shape) == (1, 2)
     pre, post = _layers.find_layer(viewer, "pre"), _layers.find_layer(viewer, "post")
     assert np.allclose(pre.scale, (3.0, 1.2, 1.2))
     # the displayed slice goes through the tumor

@@ -184,11 +184,11 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     assert abs(res.min_margin_mm - case.info["true_min_margin_mm"]) <= 0.5
     lab = _layers.find_layer(viewer, "margin")
     assert set(np.unique(lab.data)) == {0, 1, 2, 3}
-    assert not viewer.grid.enabled  # one overlay in pre space
+    assert not _layers.grid(viewer).enabled  # one overlay in pre space
     # a coronal view through the minimal margin point, zoomed on the tumor
     viewer.dims.order = (1, 0, 2)
     w.center_on_mtm()
-    viewer.camera.zoom *= 3
+    _layers.camera(viewer).zoom *= 3
     shot = viewer.screenshot(str(tmp_path / "renal_margin.png"), canvas_only=True, flash=False)
     px = np.asarray(shot)[..., :3].reshape(-1, 3).astype(int)
     greenish = np.sum((px[:, 1] > px[:, 0] + 30) & (px[:, 1] > px[:, 2] + 30))

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
     p.add_argument("--csv", dest="csv_out", help="write the figures as CSV")
     p.add_argument("--html", dest="html_out", help="write a one-page HTML report")
+    p.add_argument("--pdf", dest="pdf_out", help="write the one-page report as PDF")
     p.add_argument("--margin-labels", dest="margin_labels_out", help="write the coverage-class labels (1 green, 2 yellow, 3 red) on the pre grid")
     p.set_defaults(func=_cmd_margin)
 

@@ -1121,7 +1121,7 @@ def run_cli(args) -> int:
     tumor = read_labels(args.tumor, label=args.tumor_label, name="tumor")
     ablation = read_labels(args.ablation, label=args.ablation_label, name="ablation")
     tx = tfm.read_rigid_transform(args.transform) if args.transform else None
-    outs = [getattr(args, k, None) for k in ("json_out", "csv_out", "html_out", "margin_labels_out")]
+    outs = [getattr(args, k, None) for k in ("json_out", "csv_out", "html_out", "pdf_out", "margin_labels_out")]
     for o in outs:
         if o and Path(o).is_dir():
             raise AblationError(f"{o}: is a folder, expected a file name")
@@ -1139,15 +1139,18 @@ def run_cli(args) -> int:
         payloads.append((args.json_out, json.dumps(doc, indent=2)))
     if getattr(args, "csv_out", None):
         payloads.append((args.csv_out, res.to_csv()))
-    if getattr(args, "html_out", None):
+    html_out, pdf_out = getattr(args, "html_out", None), getattr(args, "pdf_out", None)
+    if html_out and Path(html_out).suffix.lower() == ".pdf":  # --html report.pdf writes the PDF page
+        html_out, pdf_out = None, pdf_out or html_out
+    if html_out or pdf_out:
         from . import report
 
         kw = dict(info={"tumor": str(args.tumor), "ablation": str(args.ablation),
                         "transform": args.transform or "identity (no registration given)"})
-        if Path(args.html_out).suffix.lower() == ".pdf":  # --html report.pdf writes the PDF page
-            payloads.append((args.html_out, report.pdf_report(res, **kw)))
-        else:
-            payloads.append((args.html_out, report.html_report(res, **kw)))
+        if html_out:
+            payloads.append((html_out, report.html_report(res, **kw)))
+        if pdf_out:
+            payloads.append((pdf_out, report.pdf_report(res, **kw)))
     from .io import write_bytes_atomic
 
     for path, data in payloads:

@@ -159,15 +159,30 @@ def notify_warning(text: str) -> None:
     show_warning(text)
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` in napari >= 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def grid(viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` in napari >= 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def center_view_on(viewer, point_world_zyx, zoom: float | None = None) -> None:
     """Put every view's slice and the camera centre on a world point (z, y, x)."""
     pt = [float(v) for v in point_world_zyx]
     ndim = viewer.dims.ndim
     if ndim >= 3:
         viewer.dims.point = tuple(pt[-ndim:]) if ndim == 3 else tuple(list(viewer.dims.point[: ndim - 3]) + pt)
-    viewer.camera.center = tuple(pt[-3:]) if viewer.dims.ndisplay == 3 else tuple(pt[-2:])
+    # the camera centre is given along the displayed axes, in display order (this follows a
+    # coronal or sagittal view, where dims.order is not (0, 1, 2))
+    cam = camera(viewer)
+    cam.center = tuple(pt[-ndim:][i] for i in viewer.dims.displayed) if ndim >= 3 else tuple(pt[-2:])
     if zoom is not None:
-        viewer.camera.zoom = zoom
+        cam.zoom = zoom
 
 
 class _Failed:

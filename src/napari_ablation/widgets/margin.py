@@ -454,7 +454,7 @@ class MarginWidget(QWidget):
         if first:
             # the margin is read in pre space: one overlay (no side-by-side grid), the unregistered
             # post-grid layers hidden (the registered ablation outline stands in for them)
-            v.grid.enabled = False
+            _layers.grid(v).enabled = False
             al = self._layer(self.ablation_combo)
             for layer in (al, _layers.find_layer(v, "post")):
                 if layer is not None:
@@ -500,7 +500,7 @@ class MarginWidget(QWidget):
             _layers.center_view_on(v, pt)
             return
         v.dims.point = tuple(pt)
-        v.camera.center = tuple(pt[d] for d in v.dims.displayed)
+        _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
 
     def show_3d(self) -> None:
         """Tumor surface coloured by margin (threshold marked) beside the ablation surface, in 3D."""
@@ -540,8 +540,8 @@ class MarginWidget(QWidget):
             lo, hi = (np.asarray(e) for e in self.viewer.layers.extent.world)
             scene = float(np.max(hi - lo))
             ext = float(np.ptp(a.verts, axis=0).max()) if len(a.verts) else 50.0
-            self.viewer.camera.zoom *= max(1.0, 0.6 * scene / max(ext, 10.0))
-            self.viewer.camera.center = tuple(geometry.lps_to_world(res.tumor_centroid_lps))
+            _layers.camera(self.viewer).zoom *= max(1.0, 0.6 * scene / max(ext, 10.0))
+            _layers.camera(self.viewer).center = tuple(geometry.lps_to_world(res.tumor_centroid_lps))
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:

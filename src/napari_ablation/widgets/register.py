@@ -677,9 +677,7 @@ class RegisterWidget(QWidget):
         extra = {}
         if self.registered_layer() is None:
             # registered post lives on the pre grid: overlay it (leave side-by-side mode)
-            canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9: viewer.canvas.grid
-            grid = getattr(canvas, "grid", None) if canvas is not None else None
-            (grid if grid is not None else self.viewer.grid).enabled = False
+            _layers.grid(self.viewer).enabled = False
             extra = {"colormap": "magenta", "blending": "additive", "opacity": 0.6}
             if post_layer is not None:
                 extra["contrast_limits"] = tuple(post_layer.contrast_limits)

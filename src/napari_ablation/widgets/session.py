@@ -159,9 +159,10 @@ class CaseSession:
         for i, layer in enumerate(added):
             viewer.layers.move(viewer.layers.index(layer), i)
         if side_by_side and len(added) == 4 and len(viewer.layers) == 4:
-            viewer.grid.stride = 2
-            viewer.grid.shape = (1, 2)
-            viewer.grid.enabled = True
+            g = _layers.grid(viewer)
+            g.stride = 2
+            g.shape = (1, 2)
+            g.enabled = True
         if added:
             viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
         self.center_on_tumor()
@@ -179,14 +180,14 @@ class CaseSession:
             world = np.asarray(layer.data_to_world(centre))
             extent = (idx.max(axis=0) - idx.min(axis=0) + 1) * np.asarray(layer.scale)
             self.viewer.reset_view()
-            if self.viewer.grid.enabled:
+            if _layers.grid(self.viewer).enabled:
                 # side by side: show both cells whole, on the tumor's slice
                 self.viewer.dims.point = tuple(float(v) for v in world)
                 return True
             lo, hi = self.viewer.layers.extent.world[0], self.viewer.layers.extent.world[1]
             scene = float(np.max(np.asarray(hi)[-2:] - np.asarray(lo)[-2:]))
             _layers.center_view_on(self.viewer, world)
-            self.viewer.camera.zoom *= max(1.0, scene / (4.0 * max(float(extent.max()), 10.0)))
+            _layers.camera(self.viewer).zoom *= max(1.0, scene / (4.0 * max(float(extent.max()), 10.0)))
             return True
         return False
 
