@@ -516,7 +516,7 @@ class RegisterWidget(QWidget):
             # expected outcomes are returned, not raised, so nothing reaches the event loop
             try:
                 return reg.register_rigid(pre, post, progress=relay.progress.emit, cancel=lambda: self._cancel, **kw)
-            except (reg.RegistrationCancelled, AblationError) as exc:
+            except Exception as exc:  # noqa: BLE001 - cancel, bad input or an ITK failure: one line
                 return ("failed", exc)  # superqt re-raises a returned exception: wrap it
 
         self._pbar = napari_progress(total=100, desc="rigid registration")
@@ -644,23 +644,19 @@ class RegisterWidget(QWidget):
         if wait or post.GetNumberOfPixels() < 2_000_000:
             self._show_registered(gen, reg.registered(post, pre, tx, default=self._post_min(post)))
             return
-        from napari.qt.threading import thread_worker
+        holder = {}
 
-        @thread_worker
-        def work():
-            return gen, reg.registered(post, pre, tx, default=self._post_min(post))
-
-        w = work()
-        w.returned.connect(lambda r: self._show_registered(*r))
-        w.errored.connect(_layers.notify_error)
-
-        def done(_w=w):
-            if self._resample_worker is _w:
+        def done(_holder=holder):
+            if self._resample_worker is _holder.get("w"):
                 self._resample_worker = None
 
-        w.finished.connect(done)
+        w = _layers.start_worker(
+            lambda: (gen, reg.registered(post, pre, tx, default=self._post_min(post))),
+            on_returned=lambda r: self._show_registered(*r),
+            on_finished=done,
+        )
+        holder["w"] = w
         self._resample_worker = w
-        w.start()
 
     def _post_min(self, post: sitk.Image) -> float:
         hit = self._cache.get("post_min")
