@@ -27,8 +27,7 @@ def _screenshot(viewer, name, tmp_path):
 
     from qtpy.QtWidgets import QApplication
 
-    grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid
-    grid.enabled = False  # one large view of the structure (the case opens side by side)
+    _layers.grid(viewer).enabled = False  # one large view of the structure (the case opens side by side)
 
     def shot(path=None, canvas_only=False):
         import time
