@@ -48,7 +48,7 @@ def test_margin_cli_writes_design_keys_csv_html_and_labels(files, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "MTM =" in printed
-    doc = json.loads((out / "m.json").read_text())
+    doc = json.loads((out / "m.json").read_text(encoding="utf-8"))
     assert DESIGN_KEYS <= set(doc)
     assert set(doc["volume_ml"]) == CLASS_KEYS and set(doc["volume_fraction"]) == CLASS_KEYS
     assert set(doc["octant_min_margin_mm"]) == set(M.OCTANTS)
@@ -64,12 +64,12 @@ def test_margin_cli_writes_design_keys_csv_html_and_labels(files, capsys):
     assert doc["tumor_volume_ml"] == pytest.approx(4 / 3 * np.pi * 8**3 / 1000, rel=0.05)
     assert doc["ablation_volume_ml"] == pytest.approx(4 / 3 * np.pi * 14**3 / 1000, rel=0.03)
     # CSV has the same figures
-    rows = list(csv.reader((out / "m.csv").open()))
+    rows = list(csv.reader((out / "m.csv").open(encoding="utf-8", newline="")))
     assert rows[0] == ["figure", "value", "unit"]
     table = {r[0]: r[1] for r in rows[1:]}
     assert float(table["Minimal treatment margin (MTM)"]) == pytest.approx(doc["min_margin_mm"], abs=0.006)
     # HTML report: self-contained with embedded figures
-    html = (out / "m.html").read_text()
+    html = (out / "m.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 2 and "MTM =" in html
     # labels on the pre grid
     lab = sitk.ReadImage(str(out / "classes.nii.gz"))

@@ -102,13 +102,13 @@ def test_margin_widget_layers_table_and_exports(widget, qtbot, tmp_path):
     assert clip.startswith("figure\tvalue\tunit") and "Minimal treatment margin" in clip
     # exports agree with the result
     w.export(tmp_path / "m.json")
-    doc = json.loads((tmp_path / "m.json").read_text())
+    doc = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert doc["min_margin_mm"] == pytest.approx(res.min_margin_mm, abs=1e-3)
     assert doc["registration_qa"]["verdict"] == "acceptable"
     w.export(tmp_path / "m.csv")
-    assert "Minimal treatment margin" in (tmp_path / "m.csv").read_text()
+    assert "Minimal treatment margin" in (tmp_path / "m.csv").read_text(encoding="utf-8")
     w.export(tmp_path / "m.html")
-    html = (tmp_path / "m.html").read_text()
+    html = (tmp_path / "m.html").read_text(encoding="utf-8")
     assert "acceptable" in html and html.count("data:image/png;base64,") >= 2
     w.export(tmp_path / "m.pdf", screenshot=False)
     assert (tmp_path / "m.pdf").read_bytes().startswith(b"%PDF")

@@ -273,7 +273,7 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     qa.comment.setText("upper pole off by 2 mm")
     qa.record_verdict()
     assert w.session.case.qa["verdict"] == "needs correction"
-    assert "upper pole" in (w.session.folder / "case.json").read_text()
+    assert "upper pole" in (w.session.folder / "case.json").read_text(encoding="utf-8")
     # screenshot of the checkerboard
     qa.contours.setCurrentText("none")
     qa.diff.setChecked(False)

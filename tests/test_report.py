@@ -36,7 +36,7 @@ def test_html_and_pdf_reports(tmp_path, res):
     info = {"case": "phantom", "modality": "MR"}
     qa = {"verdict": "acceptable", "comment": "cortex aligned"}
     html_path = R.write_report(tmp_path / "r.html", res, info=info, qa=qa, pre=pre)
-    html = html_path.read_text()
+    html = html_path.read_text(encoding="utf-8")
     assert "acceptable" in html and "cortex aligned" in html and "phantom" in html
     assert res.margin_text().replace("\u00b1", "&plusmn;") in html or res.margin_text() in html
     assert html.count("data:image/png;base64,") == 3  # slices, histogram, 3D view

@@ -241,7 +241,7 @@ def test_cli_regenerates_the_bundled_files_exactly(regenerated):
             else:  # bit-exact in practice; allow a stray rounding difference across platforms
                 assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (role, diff.max(), (diff > 0).mean())
         assert (regenerated / name / samples.TRUE_TRANSFORM_FILE).is_file()
-        doc = json.loads((regenerated / name / "case.json").read_text())
+        doc = json.loads((regenerated / name / "case.json").read_text(encoding="utf-8"))
         assert doc["info"]["true_transform"] == old.info["true_transform"]
         assert doc["info"]["true_min_margin_mm"] == old.info["true_min_margin_mm"]
 
