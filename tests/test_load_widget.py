@@ -1,6 +1,5 @@
 """Load-case widget, autosave, reader and writer in a real napari viewer (run under xvfb-run)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,7 +248,7 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napa
     names = [_layers.role_of(layer) for layer in viewer.layers]
     assert names == ["pre", "tumor", "post", "ablation"]
     assert _layers.grid(viewer).enabled and tuple(_layers.grid(viewer).shape) == (1, 2)
-    pre, post = _layers.find_layer(viewer, "pre"), _layers.find_layer(viewer, "post")
+    pre, _post = _layers.find_layer(viewer, "pre"), _layers.find_layer(viewer, "post")
     assert np.allclose(pre.scale, (3.0, 1.2, 1.2))
     # the displayed slice goes through the tumor
     tumor = _layers.find_layer(viewer, "tumor")

@@ -242,3 +242,35 @@ def crop_box(mask_zyx: np.ndarray, spacing_zyx, pad_mm: float) -> tuple[slice, s
         hi = min(mask_zyx.shape[axis], int(coords.max()) + pad + 1)
         box.append(slice(lo, hi))
     return tuple(box)
+
+
+def max_pairwise_distance(points) -> float:
+    """Largest distance between two of the ``(n, 3)`` points (same units as the points).
+
+    Exact: the two farthest points are vertices of the convex hull, so only those are
+    compared. Flat (single-slice) or collinear point sets fall back to a 2D hull or to
+    all points. Used for the maximum 3D diameter of a tumor.
+    """
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
+    pts = np.asarray(points, dtype=float)
+    if len(pts) < 2:
+        return 0.0
+    cand = pts
+    if len(pts) > 4:
+        try:
+            cand = pts[ConvexHull(pts).vertices]
+        except Exception:  # noqa: BLE001 - flat or collinear: a 2D hull, else all points
+            cand = pts
+            for drop in range(3):
+                if np.ptp(pts[:, drop]) == 0:
+                    keep = [a for a in range(3) if a != drop]
+                    try:
+                        cand = pts[ConvexHull(pts[:, keep]).vertices]
+                    except Exception:  # noqa: BLE001
+                        cand = pts
+                    break
+    if len(cand) > 6000:  # never expected on a hull; keeps memory bounded
+        cand = cand[np.random.default_rng(0).choice(len(cand), 6000, replace=False)]
+    return float(pdist(cand).max())

@@ -34,10 +34,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
-from scipy.spatial import ConvexHull, cKDTree
-from scipy.spatial.distance import pdist
+from scipy.spatial import cKDTree
 
-from . import transform as tfm
+from . import geometry, transform as tfm
 from .errors import AblationError
 
 #: threshold presets offered in the GUI (mm)
@@ -182,8 +181,6 @@ def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float) -> _Field:
 
 
 def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> _Field:
-    import edt
-
     sp = grid.spacing_zyx
     inplane = [ax for ax in range(3) if ax != axis]
     h_in = float(min(sp[inplane]))
@@ -197,7 +194,6 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     nsl = crop.shape[0]
     d2 = np.empty(crop.shape, dtype=np.float32)
     filled = np.array([bool(crop[k].any()) for k in range(nsl)])
-    half = 0.5 * h_in
     for k in range(nsl):
         if filled[k]:
             d2[k] = _slice_sdf(crop[k], aniso, SLICE_SMOOTH_VOX if sig > 0 else 0.0, band_mm=float(sp[axis]) + SLICE_BAND_EXTRA_MM)
@@ -1005,16 +1001,7 @@ def _field_and_surface(mask, box, grid: _Grid, smooth_vox: float, name: str, war
 
 
 def _max_diameter(verts: np.ndarray) -> float:
-    if len(verts) < 2:
-        return 0.0
-    try:
-        hull = ConvexHull(verts)
-        pts = verts[hull.vertices]
-    except Exception:  # noqa: BLE001 - flat / degenerate: use all points
-        pts = verts
-    if len(pts) > 4000:
-        pts = pts[np.linspace(0, len(pts) - 1, 4000).astype(int)]
-    return float(pdist(pts).max())
+    return geometry.max_pairwise_distance(verts)
 
 
 def _histogram_edges(m: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from . import geometry
 from .errors import AblationError
 from .interpolation import (  # noqa: F401 - re-exported
     AXIS_NAMES,
@@ -78,34 +79,12 @@ def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
 
 
 def max_diameter_mm(mask, spacing_zyx) -> float:
-    """Largest distance (mm) between two voxel centres of the mask.
+    """Largest distance (mm) between two boundary voxel centres of the mask (live readout).
 
-    Computed on the convex hull of the surface voxel centres (exact for that point set).
-    0.0 for an empty or one-voxel mask.
+    The margin report measures the same diameter on the sub-voxel tumor surface, which
+    reads a few tenths of a millimetre larger. 0.0 for an empty or one-voxel mask.
     """
-    from scipy.spatial import ConvexHull
-    from scipy.spatial.distance import pdist
-
-    pts = boundary_points_mm(mask, spacing_zyx)
-    if len(pts) < 2:
-        return 0.0
-    cand = pts
-    if len(pts) > 4:
-        try:
-            cand = pts[ConvexHull(pts).vertices]
-        except Exception:  # noqa: BLE001 - flat (single-slice) or collinear: 2D hull or all points
-            cand = pts
-            for drop in range(3):
-                keep = [a for a in range(3) if a != drop]
-                if np.ptp(pts[:, drop]) == 0:
-                    try:
-                        cand = pts[ConvexHull(pts[:, keep]).vertices]
-                    except Exception:  # noqa: BLE001
-                        cand = pts
-                    break
-    if len(cand) > 6000:  # never expected on a hull; keep memory bounded
-        cand = cand[np.random.default_rng(0).choice(len(cand), 6000, replace=False)]
-    return float(pdist(cand).max())
+    return geometry.max_pairwise_distance(boundary_points_mm(mask, spacing_zyx))
 
 
 def structure_stats(mask, spacing_zyx) -> dict:

@@ -43,10 +43,7 @@ from ..core import geometry, margin as core_margin, report, transform as tfm
 from ..core.errors import AblationError, one_line
 from . import _layers
 
-try:  # the shared case state (guarded: the widget also works on bare layers)
-    from .session import CaseSession
-except Exception:  # noqa: BLE001  # pragma: no cover
-    CaseSession = None
+from .session import CaseSession
 
 DEBOUNCE_MS = 500
 TX_CASE, TX_IDENTITY, TX_FILE = "registration of the case", "identity (no registration)", "transform file…"
@@ -84,14 +81,9 @@ class MarginWidget(QWidget):
         self._worker = None
         self._pending = False
         self._watched: dict[int, object] = {}
-        self.session = None
-        if CaseSession is not None:
-            try:
-                self.session = CaseSession.of(napari_viewer)
-                self.session.attach_widget(self)
-                self.session.changed.connect(self._on_session_changed)
-            except Exception:  # noqa: BLE001 - the widget works without a session
-                self.session = None
+        self.session = CaseSession.of(napari_viewer)
+        self.session.attach_widget(self)
+        self.session.changed.connect(self._on_session_changed)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)

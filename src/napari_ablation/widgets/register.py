@@ -50,10 +50,7 @@ from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from . import _layers
 
-try:  # the shared case state (guarded: the widget also works on bare layers)
-    from .session import CaseSession
-except Exception:  # noqa: BLE001  # pragma: no cover
-    CaseSession = None
+from .session import CaseSession
 
 #: half size (mm) of the box around the tumor resampled live while adjusting
 LIVE_HALF_SIZE_MM = 30.0
@@ -135,13 +132,8 @@ class RegisterWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.session = None
-        if CaseSession is not None:
-            try:
-                self.session = CaseSession.of(napari_viewer)
-                self.session.attach_widget(self)
-            except Exception:  # noqa: BLE001
-                self.session = None
+        self.session = CaseSession.of(napari_viewer)
+        self.session.attach_widget(self)
         # state: transform = adjust(base, manual values); undo entries are (base, values)
         self.base: sitk.Euler3DTransform = sitk.Euler3DTransform()
         self._committed_vals: tuple = (0.0,) * 6

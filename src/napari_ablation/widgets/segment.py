@@ -34,6 +34,7 @@ from ..core import geometry
 from ..core import segmentation as seg
 from ..core.errors import AblationError, one_line
 from . import _layers
+from .session import CaseSession
 
 #: structure role -> (image role it is drawn on, colour, label shown to the user)
 STRUCTURES = {
@@ -98,13 +99,8 @@ class SegmentWidget(QWidget):
         self._state = {"alive": True}
         state = self._state
         self.destroyed.connect(lambda *_a, _s=state: _s.update(alive=False))
-        try:
-            from .session import CaseSession
-
-            self.session = CaseSession.of(napari_viewer)
-            self.session.attach_widget(self)
-        except Exception:  # noqa: BLE001 - the session is optional
-            self.session = None
+        self.session = CaseSession.of(napari_viewer)
+        self.session.attach_widget(self)
 
         # ---------------------------------------------------------------- structure
         struct = QGroupBox("Structure")
@@ -349,12 +345,7 @@ class SegmentWidget(QWidget):
         except AblationError as exc:
             self._error(exc)
             return None
-        watch = getattr(self.session, "watch", None) or getattr(self.session, "_watch", None)
-        if watch is not None:  # the session autosaves layers it watches (by role)
-            try:
-                watch(layer)
-            except Exception:  # noqa: BLE001 - autosave hook is best effort
-                pass
+        self.session.watch(layer)  # the session autosaves the layers it watches (by role)
         self.structure.setCurrentIndex(list(STRUCTURES).index(role))
         out = self.ensure_labels_layer(select=True, role=role)
         self._notify_session(role)

@@ -82,7 +82,7 @@ class CaseSession:
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         for layer in viewer.layers:
             self._adopt(layer)
-            self._watch(layer)
+            self.watch(layer)
         _ALL.add(self)
         _install_quit_hooks()
 
@@ -153,7 +153,7 @@ class CaseSession:
                 meta = {_layers.META: {"original_geometry": case.info.get(f"{GRID_OF[role]}_original_geometry"),
                                        "drawn_on": GRID_OF[role]}}
                 layer = _layers.add_or_update_labels(viewer, lab, role, color=color, opacity=0.5, metadata=meta)
-                self._watch(layer)
+                self.watch(layer)
             added.append(layer)
         # keep the pairs together from the bottom: pre, tumor | post, ablation
         for i, layer in enumerate(added):
@@ -194,7 +194,7 @@ class CaseSession:
     # ------------------------------------------------------------------ labels
     def _on_layer_inserted(self, event) -> None:
         self._adopt(event.value)
-        self._watch(event.value)
+        self.watch(event.value)
 
     def _adopt(self, layer) -> None:
         """Take pre/post images that arrive without a case (File > Open Sample, drag and
@@ -214,7 +214,8 @@ class CaseSession:
         if meta.get("modality"):
             self.case.info.setdefault("modality", meta["modality"])
 
-    def _watch(self, layer) -> None:
+    def watch(self, layer) -> None:
+        """Autosave the edits of ``layer`` when it has the tumor or ablation role."""
         role = _layers.role_of(layer)
         if role not in LABEL_ROLES or id(layer) in self._watched:
             return
