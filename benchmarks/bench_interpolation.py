@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from napari_ablation.core import phantoms
 from napari_ablation.core import geometry
 from napari_ablation.core import segmentation as seg
 from napari_ablation.core.interpolation import annotated_slices, dice, interpolate_slices
@@ -25,33 +26,8 @@ from napari_ablation.core.interpolation import annotated_slices, dice, interpola
 METHODS = {"pchip SDF (ours)": "pchip", "linear SDF": "linear", "nearest slice": "nearest"}
 
 
-def _rot(axis, deg):
-    t = np.deg2rad(deg)
-    c, s = np.cos(t), np.sin(t)
-    i, j = [(1, 2), (0, 2), (0, 1)][axis]
-    r = np.eye(3)
-    r[i, i] = r[j, j] = c
-    r[i, j], r[j, i] = -s, s
-    return r
-
-
-def _grid(shape, spacing):
-    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
-    return np.meshgrid(*axes, indexing="ij")
-
-
-def tilted_ellipsoid(shape=(70, 110, 100), spacing=(1.0, 1.0, 1.0), semi=(24, 36, 18), angles=(30, 20, 15)):
-    z, y, x = _grid(shape, spacing)
-    p = np.stack([z, y, x], -1) @ (_rot(0, angles[0]) @ _rot(1, angles[1]) @ _rot(2, angles[2]))
-    return ((p / np.asarray(semi, float)) ** 2).sum(-1) <= 1
-
-
-def kidney(shape=(64, 90, 80), spacing=(2.0, 1.0, 1.0)):
-    z, y, x = _grid(shape, spacing)
-    xb = x - 0.004 * z**2
-    body = (z / 55) ** 2 + (y / 22) ** 2 + (xb / 30) ** 2 <= 1
-    hilum = (z / 22) ** 2 + (y / 14) ** 2 + ((xb - 30) / 18) ** 2 <= 1
-    return body & ~hilum
+tilted_ellipsoid = phantoms.tilted_ellipsoid
+kidney = phantoms.kidney
 
 
 def sparse(mask, axis, step):
@@ -172,7 +148,7 @@ def assist_table():
     cases = []
     rng = np.random.default_rng(1)
     sp = np.array([2.5, 1.0, 1.0])
-    z, y, x = _grid((30, 70, 70), sp)
+    z, y, x = phantoms.centred_grid((30, 70, 70), sp)
     truth = (z / 18) ** 2 + (y / 20) ** 2 + (x / 14) ** 2 <= 1
     img = (np.where(truth, 100.0, 300.0) + rng.normal(0, 25, truth.shape)).astype(np.float32)
     cases.append(("dark ellipsoid in noise", img, truth, sp))

@@ -7,6 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from napari_ablation.cli import main
+from napari_ablation.core import phantoms
 from napari_ablation.core.errors import AblationError
 from napari_ablation.core.interpolation import annotated_slices, dice, interpolate_slices
 from napari_ablation.core.segmentation import run_cli  # noqa: F401 - the CLI entry exists
@@ -15,34 +16,13 @@ from napari_ablation.core.segmentation import run_cli  # noqa: F401 - the CLI en
 # ----------------------------------------------------------------------------- phantoms
 
 
-def _rot(axis, deg):
-    t = np.deg2rad(deg)
-    c, s = np.cos(t), np.sin(t)
-    i, j = [(1, 2), (0, 2), (0, 1)][axis]
-    r = np.eye(3)
-    r[i, i] = r[j, j] = c
-    r[i, j], r[j, i] = -s, s
-    return r
-
-
-def _grid(shape, spacing):
-    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
-    return np.meshgrid(*axes, indexing="ij")
-
-
 def tilted_ellipsoid(shape=(60, 84, 76), spacing=(1.0, 1.0, 1.0), semi=(20, 30, 15), angles=(30, 20, 15)):
-    z, y, x = _grid(shape, spacing)
-    p = np.stack([z, y, x], -1) @ (_rot(0, angles[0]) @ _rot(1, angles[1]) @ _rot(2, angles[2]))
-    return ((p / np.asarray(semi, float)) ** 2).sum(-1) <= 1
+    return phantoms.tilted_ellipsoid(shape, spacing, semi, angles)
 
 
 def kidney(shape=(64, 70, 76), spacing=(2.0, 1.0, 1.0)):
     """Bean: a bent ellipsoid with a hilum notch (non-convex), long axis along z."""
-    z, y, x = _grid(shape, spacing)
-    xb = x - 0.004 * z**2
-    body = (z / 55) ** 2 + (y / 22) ** 2 + (xb / 28) ** 2 <= 1
-    hilum = (z / 22) ** 2 + (y / 14) ** 2 + ((xb - 28) / 17) ** 2 <= 1
-    return body & ~hilum
+    return phantoms.kidney(shape, spacing, width=28.0)
 
 
 def sparse(mask, axis, step, value=1, dtype=np.uint8):
@@ -119,7 +99,7 @@ def test_label_value_and_dtype_kept():
 
 
 def test_several_separate_objects():
-    z, y, x = _grid((40, 60, 80), (1, 1, 1))
+    z, y, x = phantoms.centred_grid((40, 60, 80), (1, 1, 1))
     a = (z / 15) ** 2 + (y / 12) ** 2 + ((x + 20) / 12) ** 2 <= 1
     b = (z / 12) ** 2 + ((y - 5) / 10) ** 2 + ((x - 22) / 14) ** 2 <= 1
     truth = a | b
@@ -135,7 +115,7 @@ def test_several_separate_objects():
 
 def test_two_objects_merging_into_one_are_not_glued():
     """Trousers: two legs below z=20 join into one trunk above; slices every 6th."""
-    z, y, x = _grid((50, 40, 60), (1, 1, 1))
+    z, y, x = phantoms.centred_grid((50, 40, 60), (1, 1, 1))
     zi = np.arange(50)[:, None, None] * np.ones((1, 40, 60))
     legs = (((x + 12) ** 2 + y**2 <= 64) | ((x - 12) ** 2 + y**2 <= 64)) & (zi < 24)
     trunk = ((x / 22) ** 2 + (y / 9) ** 2 <= 1) & (zi >= 24)
@@ -149,7 +129,7 @@ def test_two_objects_merging_into_one_are_not_glued():
 
 def test_holes_are_kept():
     """A thick-walled tube: the lumen stays empty on the interpolated slices."""
-    z, y, x = _grid((40, 50, 50), (1, 1, 1))
+    z, y, x = phantoms.centred_grid((40, 50, 50), (1, 1, 1))
     r = np.sqrt(y**2 + x**2)
     zi = np.arange(40)[:, None, None]
     truth = (r <= 15 + 0.15 * (zi - 20)) & (r >= 6) & (zi >= 4) & (zi <= 35)
@@ -172,7 +152,7 @@ def test_other_labels_never_overwritten():
 
 
 def test_each_label_value_interpolated_on_its_own():
-    z, y, x = _grid((40, 50, 70), (1, 1, 1))
+    z, y, x = phantoms.centred_grid((40, 50, 70), (1, 1, 1))
     a = (z / 15) ** 2 + (y / 12) ** 2 + ((x + 18) / 12) ** 2 <= 1
     b = (z / 15) ** 2 + (y / 12) ** 2 + ((x - 18) / 12) ** 2 <= 1
     la, keep = sparse(a, 0, 4, value=1)
