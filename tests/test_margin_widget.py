@@ -195,3 +195,16 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     yellowish = np.sum((px[:, 0] > 120) & (px[:, 1] > 110) & (px[:, 2] < px[:, 1] - 60))
     reddish = np.sum((px[:, 0] > px[:, 1] + 60) & (px[:, 0] > px[:, 2] + 60))
     assert greenish > 20 and yellowish > 20 and reddish > 5, (greenish, yellowish, reddish)
+
+
+def test_layer_choices_follow_roles_when_layers_arrive_one_by_one(make_napari_viewer):
+    from napari_ablation.core import geometry as g
+    from napari_ablation.widgets.margin import MarginWidget
+
+    viewer = make_napari_viewer()
+    w = MarginWidget(viewer)  # opened before any case is loaded (as in the demo)
+    ref = g.image_from_array(np.zeros((4, 5, 6), np.float32), (3.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), **_layers.labels_layer_kwargs(ref, "tumor", "tumor"))
+    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), **_layers.labels_layer_kwargs(ref, "ablation", "ablation"))
+    assert w.tumor_combo.currentText() == "tumor"
+    assert w.ablation_combo.currentText() == "ablation"

@@ -224,7 +224,11 @@ class MarginWidget(QWidget):
             names = [ly.name for ly in self._label_layers()]
             combo.addItems(names)
             default = _layers.find_layer(self.viewer, role)
-            if current in names:
+            # keep the user's choice, unless it is the other structure (layers arrive one
+            # by one: the tumor layer is the only choice until the ablation layer exists)
+            cur_role = _layers.role_of(self.viewer.layers[current]) if current in names else None
+            wrong = cur_role in ("tumor", "ablation") and cur_role != role
+            if current in names and not (wrong and default is not None):
                 combo.setCurrentText(current)
             elif default is not None and default.name in names:
                 combo.setCurrentText(default.name)
