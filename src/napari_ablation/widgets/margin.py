@@ -465,16 +465,20 @@ class MarginWidget(QWidget):
         ol.contour = 1
         ol.opacity = 0.9
         # the minimal margin point
+        # on the margin layer's (pre) grid, so that napari keeps stepping slice by slice
         world = geometry.lps_to_world(res.min_margin_point_lps)
+        scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
+        data = (np.asarray(world) - translate) / scale
         pts = _layers.find_layer(v, "mtm_point")
         if pts is None:
             pts = v.add_points(
-                [world], name=_layers.ROLES["mtm_point"], size=4, face_color="white", border_color="black",
+                [data], name=_layers.ROLES["mtm_point"], size=4, face_color="white", border_color="black",
                 symbol="cross", metadata={_layers.META: {"role": "mtm_point"}}, units="mm",
-                axis_labels=geometry.AXIS_LABELS,
+                axis_labels=geometry.AXIS_LABELS, scale=scale, translate=translate,
             )
         else:
-            pts.data = np.asarray([world])
+            pts.scale, pts.translate = scale, translate
+            pts.data = np.asarray([data])
         pts.features = {"margin_mm": [round(res.min_margin_mm, 2)]}
         pts.text = {"string": "MTM {margin_mm} mm", "color": "white", "anchor": "upper_left", "size": 10}
         # keep the picture readable: margin over tumor, outline and point on top
