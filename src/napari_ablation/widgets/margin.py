@@ -448,11 +448,12 @@ class MarginWidget(QWidget):
         tl = self._layer(self.tumor_combo)
         first = _layers.find_layer(v, "margin") is None
         if first:
-            # the margin is read in pre space: one overlay (no side-by-side grid), the unregistered
-            # post-grid layers hidden (the registered ablation outline stands in for them)
+            # the margin is read in pre space: one overlay (no side-by-side grid), the post
+            # layers hidden (the registered ablation outline stands in for them; the
+            # registration QA overlay would wash out the colours)
             _layers.grid(v).enabled = False
             al = self._layer(self.ablation_combo)
-            for layer in (al, _layers.find_layer(v, "post")):
+            for layer in (al, _layers.find_layer(v, "post"), _layers.find_layer(v, "post_registered")):
                 if layer is not None:
                     layer.visible = False
         meta = {"threshold_mm": res.threshold_mm}
@@ -488,6 +489,13 @@ class MarginWidget(QWidget):
                 v.layers.move(i, len(v.layers))
         if tl is not None and tl.visible:
             tl.opacity = min(tl.opacity, 0.3)
+        if first and v.dims.ndisplay == 2:
+            # frame the tumor (about 3 diameters across) on the slice of the minimal margin
+            v.reset_view()
+            lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
+            scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
+            _layers.camera(v).zoom *= max(1.0, scene / (3.0 * max(res.tumor_max_diameter_mm, 10.0)))
+            self.center_on_mtm()
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it
