@@ -266,3 +266,28 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napa
     assert orange[:, : w // 2].sum() > 20 and orange[:, w // 2:].sum() < orange[:, : w // 2].sum()
     assert cyan[:, w // 2:].sum() > 20
     assert imread(tmp_path / "sample.png").shape[:2] == (h, w)
+
+
+def test_background_autosave_keeps_the_newest_labels_and_the_current_transform(make_napari_viewer, qtbot, tmp_path):
+    """Label writes run off the GUI thread: an older write never lands after a newer one,
+    and a transform set meanwhile is not rolled back by a label write."""
+    from napari_ablation.core import transform as tfm
+
+    viewer = make_napari_viewer()
+    widget = LoadCaseWidget(viewer)
+    _write(tmp_path / "pre.nii.gz")
+    _write(tmp_path / "post.nii.gz", seed=2)
+    _load(qtbot, viewer, widget, tmp_path / "pre.nii.gz", tmp_path / "post.nii.gz")
+    session = CaseSession.of(viewer)
+    tumor = _layers.find_layer(viewer, "tumor")
+    for k in range(5):  # five quick saves in a row, each in the background
+        tumor.data_setitem((np.array([k]), np.array([3]), np.array([4])), 1)
+        assert session.autosave() is True
+    tx = tfm.euler_from_matrix(np.eye(3), [1.0, -2.0, 3.0])
+    session.set_transform(tx)
+    qtbot.waitUntil(lambda: not session.has_unsaved_changes, timeout=10000)
+    saved = Case.load(session.folder)
+    arr = sitk.GetArrayFromImage(saved.tumor)
+    assert [int(arr[k, 3, 4]) for k in range(5)] == [1] * 5 and int(arr.sum()) == 5
+    assert saved.transform is not None
+    assert np.allclose(saved.transform.GetTranslation(), [1.0, -2.0, 3.0])

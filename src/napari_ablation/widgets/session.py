@@ -72,7 +72,10 @@ class CaseSession:
         self.folder: Path | None = None
         self.last_error: str | None = None
         self._dirty: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer at a time
+        self._save_seq = 0
+        self._written_seq: dict[str, int] = {}
+        self._pending_writes = 0
         self._watched: dict[int, str] = {}
         #: the label layers being edited, by role (kept so that a flush while the viewer
         #: closes, after napari has emptied its layer list, still sees the data)
@@ -254,64 +257,132 @@ class CaseSession:
             self._timer.timeout.connect(lambda _ref=ref: _ref() is not None and _ref().autosave())
         self._timer.start()
 
-    def sync_labels_from_layers(self, roles=LABEL_ROLES) -> None:
-        """Copy the label layers' data into the case (on the grid of their image)."""
+    def label_arrays(self, roles=LABEL_ROLES) -> dict[str, tuple]:
+        """One copy of each label layer's data with its grid (cheap: GUI thread)."""
         viewer = self.viewer
+        out = {}
         for role in roles:
             layer = _layers.find_layer(viewer, role) if viewer is not None else None
             if layer is None:
                 layer = self._label_layers.get(role)
             if layer is None:
                 continue
-            ref = getattr(self.case, GRID_OF[role])
             data = np.asarray(layer.data)
-            if ref is not None and data.shape == tuple(ref.GetSize()[::-1]):
-                img = geometry.like(np.clip(data, 0, 255).astype(np.uint8), ref)
+            if data.ndim != 3:
+                raise AblationError(f"layer '{layer.name}' is {data.ndim}D; a 3D volume is needed")
+            arr = data.copy() if data.dtype == np.uint8 else np.clip(data, 0, 255).astype(np.uint8)
+            out[role] = (arr, tuple(layer.scale), tuple(layer.translate))
+        return out
+
+    def _label_images(self, arrays: dict[str, tuple]) -> dict[str, sitk.Image]:
+        """SimpleITK images of :meth:`label_arrays` on the grid of their image (any thread)."""
+        images = {}
+        for role, (arr, scale, translate) in arrays.items():
+            ref = getattr(self.case, GRID_OF[role])
+            if ref is not None and arr.shape == tuple(ref.GetSize()[::-1]):
+                images[role] = geometry.like(arr, ref)
             else:
-                img = _layers.image_from_layer(layer, dtype=np.uint8)
+                images[role] = geometry.image_from_array(arr, scale, translate)
+        return images
+
+    def sync_labels_from_layers(self, roles=LABEL_ROLES) -> None:
+        """Copy the label layers' data into the case (on the grid of their image)."""
+        for role, img in self._label_images(self.label_arrays(roles)).items():
             setattr(self.case, role, img)
 
-    def autosave(self) -> bool:
-        """Write the edited labels into the case folder now. Returns True when saved."""
+    def autosave(self, *, background: bool = True) -> bool:
+        """Save the edited labels into the case folder. Returns True when a save started.
+
+        The labels are copied on the GUI thread (tens of ms even for 512 x 512 x 300) and
+        written in a background thread, so painting never waits for the disk. Each
+        structure's writes are numbered: a slower, older write never replaces a newer one.
+        ``background=False`` writes before returning (closing, quitting).
+        """
         if self._timer is not None:
             self._timer.stop()
-        with self._lock:
-            roles = tuple(sorted(self._dirty))
-            if not roles:
-                return False
-            try:
-                self.sync_labels_from_layers(roles)
-                if self.folder is None:
-                    self.folder = new_case_folder(self.case.info.get("name", "case"))
-                    self.case.save(self.folder)
-                else:
-                    self.case.save(self.folder, only=roles)
-            except Exception as exc:  # noqa: BLE001 - never lose the GUI over a failed save
-                self.last_error = f"autosave failed: {one_line(exc)}"
-                try:
-                    _layers.notify_warning(self.last_error)
-                except Exception:  # noqa: BLE001
-                    pass
-                return False
-            self._dirty.difference_update(roles)
-            self.last_error = None
+        roles = tuple(sorted(self._dirty))
+        if not roles:
+            return False
+        try:
+            arrays = self.label_arrays(roles)  # one copy of the data, taken now
+        except Exception as exc:  # noqa: BLE001 - never lose the GUI over a failed save
+            self._save_failed(roles, one_line(exc))
+            return False
+        self._dirty.difference_update(roles)
+        if self.folder is None:  # the first save creates the folder with the images: at once
+            self.folder = new_case_folder(self.case.info.get("name", "case"))
+            background = False
+            only = None
+        else:
+            only = roles
+        folder = self.folder
+        self._save_seq += 1
+        seq = self._save_seq
+
+        def write():
+            self._write(self._label_images(arrays), folder, only, roles, seq)
+
+        if background and _qt_app() is not None:
+            self._pending_writes += 1
+            _layers.start_worker(write, on_returned=lambda _r: self._write_done(roles, None),
+                                 on_error=lambda msg: self._write_done(roles, msg))
+            return True
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001
+            self._save_failed(roles, one_line(exc))
+            return False
+        self.last_error = None
         self.changed.emit("saved")
         return True
 
+    def _write(self, images: dict[str, sitk.Image], folder: Path, only, roles, seq: int) -> None:
+        """Write snapshot labels (any thread) with the case's *current* transform,
+        landmarks, QA and settings; skip structures a newer snapshot already wrote."""
+        with self._lock:
+            fresh = tuple(r for r in roles if r in images and seq > self._written_seq.get(r, 0))
+            if only is not None and not fresh:
+                return
+            for r in fresh:
+                setattr(self.case, r, images[r])
+            merged = self.case.copy()  # what changed meanwhile (transform, QA, ...) is kept
+            merged.save(folder, only=None if only is None else fresh)
+            for r in fresh:
+                self._written_seq[r] = seq
+
+    def _write_done(self, roles, error: str | None) -> None:
+        self._pending_writes = max(0, self._pending_writes - 1)
+        if error:
+            self._save_failed(roles, error)
+            return
+        self.last_error = None
+        self.changed.emit("saved")
+
+    def _save_failed(self, roles, message: str) -> None:
+        self._dirty.update(roles)  # tried again at the next edit or flush
+        self.last_error = f"autosave failed: {message}"
+        try:
+            _layers.notify_warning(self.last_error)
+        except Exception:  # noqa: BLE001
+            pass
+        self.changed.emit("saved")
+
     def flush(self) -> None:
-        """Save pending label edits synchronously (viewer closing, app quitting)."""
+        """Save pending label edits before returning (viewer closing, app quitting)."""
         if self._dirty:
-            self.autosave()
+            self.autosave(background=False)
 
     @property
     def has_unsaved_changes(self) -> bool:
-        return bool(self._dirty)
+        """Edits not yet on disk (waiting for the debounce, or being written)."""
+        return bool(self._dirty) or self._pending_writes > 0
 
     # ------------------------------------------------------------------ other state
     def _save_manifest(self, what: str) -> None:
         if self.folder is not None:
             try:
-                self.case.save(self.folder, only=())
+                with self._lock:
+                    self.case.save(self.folder, only=())
             except Exception as exc:  # noqa: BLE001
                 self.last_error = f"could not save the case: {one_line(exc)}"
                 _layers.notify_warning(self.last_error)
@@ -339,7 +410,7 @@ class CaseSession:
         self._save_manifest("qa")
 
     def update_settings(self, **kw) -> None:
-        self.case.settings.update(kw)
+        self.case.settings = {**self.case.settings, **kw}  # replaced, not mutated: writers may be copying it
         self._save_manifest("settings")
 
     def save(self, folder: str | os.PathLike | None = None) -> Path:
@@ -349,13 +420,25 @@ class CaseSession:
         if self.folder is None:
             self.folder = new_case_folder(self.case.info.get("name", "case"))
         self.sync_labels_from_layers()
-        self.case.save(self.folder)
+        self._save_seq += 1
+        with self._lock:
+            self.case.save(self.folder)
+            for role in LABEL_ROLES:
+                self._written_seq[role] = self._save_seq
         self._dirty.clear()
         self.changed.emit("saved")
         return self.folder
 
 
 _HOOKS_INSTALLED = False
+
+
+def _qt_app():
+    try:
+        from qtpy.QtWidgets import QApplication
+    except Exception:  # noqa: BLE001
+        return None
+    return QApplication.instance()
 
 
 def _flush_all() -> None:
