@@ -44,6 +44,7 @@ class _SeriesPicker(QWidget):
         self.series.setVisible(False)
         self.series.setToolTip("This folder holds several DICOM series: choose one")
         self._series: list[io.SeriesInfo] = []
+        self._listing: str | None = None  # the folder being listed in the background
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.path, 1)
@@ -72,24 +73,41 @@ class _SeriesPicker(QWidget):
             self.refresh_series()
 
     def refresh_series(self):
-        """List the series of a DICOM folder (cheap: headers only)."""
+        """List the series of a DICOM folder off the GUI thread (headers only). Returns the
+        worker, or None when the path is not a DICOM folder."""
         self._series = []
         self.series.clear()
         self.series.setVisible(False)
         p = Path(self.path.text().strip())
         if not p.is_dir() or is_case_folder(p):
-            return
-        try:
-            self._series = io.list_dicom_series(p)
-        except AblationError as exc:
-            _layers.notify_error(exc)
-            return
-        if len(self._series) > 1:
-            for s in self._series:
-                self.series.addItem(s.summary(), s.uid)
-            usable = [i for i, s in enumerate(self._series) if s.size[2] > 1 and not s.problem]
-            self.series.setCurrentIndex(usable[0] if usable else 0)
-            self.series.setVisible(True)
+            return None
+        self.series.addItem("reading the folder…")
+        self._listing = str(p)
+
+        def shown(series, _path=str(p)):
+            if self._listing != _path:
+                return  # the user picked another path meanwhile
+            self._listing = None
+            self.series.clear()
+            self._series = series
+            if len(series) > 1:
+                for s in series:
+                    self.series.addItem(s.summary(), s.uid)
+                usable = [i for i, s in enumerate(series) if s.size[2] > 1 and not s.problem]
+                self.series.setCurrentIndex(usable[0] if usable else 0)
+                self.series.setVisible(True)
+
+        def failed(message, _path=str(p)):
+            if self._listing == _path:
+                self._listing = None
+                self.series.clear()
+            _layers.notify_error(message)
+
+        return _layers.start_worker(lambda: io.list_dicom_series(p), on_returned=shown, on_error=failed)
+
+    @property
+    def busy(self) -> bool:
+        return self._listing is not None
 
     @property
     def series_uid(self) -> str | None:
