@@ -39,6 +39,16 @@ def _load(qtbot, viewer, widget, pre, post, **kw):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=20000)
 
 
+def _loaded_case(make_napari_viewer, qtbot, tmp_path, **viewer_kw):
+    """A viewer with a Load widget that has loaded a small pre/post case."""
+    viewer = make_napari_viewer(**viewer_kw)
+    widget = LoadCaseWidget(viewer)
+    _write(tmp_path / "pre.nii.gz")
+    _write(tmp_path / "post.nii.gz", seed=2)
+    _load(qtbot, viewer, widget, tmp_path / "pre.nii.gz", tmp_path / "post.nii.gz")
+    return viewer, widget, CaseSession.of(viewer)
+
+
 def test_load_files_shows_both_images_in_lps_mm(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = LoadCaseWidget(viewer)
@@ -122,12 +132,7 @@ def test_painting_is_autosaved_and_survives_closing_the_viewer(make_napari_viewe
 
 
 def test_reopening_a_case_folder_restores_the_layers(make_napari_viewer, qtbot, tmp_path):
-    viewer = make_napari_viewer()
-    widget = LoadCaseWidget(viewer)
-    _write(tmp_path / "pre.nii.gz")
-    _write(tmp_path / "post.nii.gz", seed=2)
-    _load(qtbot, viewer, widget, tmp_path / "pre.nii.gz", tmp_path / "post.nii.gz")
-    session = CaseSession.of(viewer)
+    viewer, widget, session = _loaded_case(make_napari_viewer, qtbot, tmp_path)
     tumor = _layers.find_layer(viewer, "tumor")
     tumor.data_setitem((np.array([6]), np.array([10]), np.array([11])), 1)
     session.flush()
@@ -198,11 +203,13 @@ def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(make_na
     uid_small = write_dicom_series(small, tmp_path / "pre" / "b", description="scout")
     write_dicom_series(make_volume(seed=5, spacing=(0.8, 0.8, 2.5)), tmp_path / "post", description="post")
     widget.pre.path.setText(str(tmp_path / "pre"))
-    widget.pre.refresh_series()
+    widget.pre.refresh_series()  # lists the headers in the background
+    qtbot.waitUntil(lambda: not widget.pre.busy, timeout=20000)
     assert widget.pre.series.isVisibleTo(widget) and widget.pre.series.count() == 2
     assert "portal venous" in widget.pre.series.itemText(0)  # the largest first, chosen by default
     widget.post.path.setText(str(tmp_path / "post"))
     widget.post.refresh_series()
+    qtbot.waitUntil(lambda: not widget.post.busy, timeout=20000)
     assert not widget.post.series.isVisibleTo(widget)  # a single series: no choice to make
     widget.load_files()
     qtbot.waitUntil(lambda: widget._worker is None, timeout=20000)
@@ -273,12 +280,7 @@ def test_background_autosave_keeps_the_newest_labels_and_the_current_transform(m
     and a transform set meanwhile is not rolled back by a label write."""
     from napari_ablation.core import transform as tfm
 
-    viewer = make_napari_viewer()
-    widget = LoadCaseWidget(viewer)
-    _write(tmp_path / "pre.nii.gz")
-    _write(tmp_path / "post.nii.gz", seed=2)
-    _load(qtbot, viewer, widget, tmp_path / "pre.nii.gz", tmp_path / "post.nii.gz")
-    session = CaseSession.of(viewer)
+    viewer, widget, session = _loaded_case(make_napari_viewer, qtbot, tmp_path)
     tumor = _layers.find_layer(viewer, "tumor")
     for k in range(5):  # five quick saves in a row, each in the background
         tumor.data_setitem((np.array([k]), np.array([3]), np.array([4])), 1)
