@@ -43,6 +43,17 @@ TMP_PREFIX = ".napari-ablation-tmp-"
 _STDERR_LOCK = threading.RLock()
 
 
+def _silence_itk_warnings() -> None:
+    try:
+        import SimpleITK as sitk
+    except ImportError:  # pragma: no cover - a runtime dependency
+        return
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+_silence_itk_warnings()
+
+
 # ----------------------------------------------------------------------------- messages
 
 
