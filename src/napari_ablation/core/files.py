@@ -193,6 +193,8 @@ def read_text(path: str | os.PathLike, what: str = "file", max_bytes: int = 64 <
 _NIFTI_TYPES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
                 1536: 16, 1792: 16, 2048: 32, 2304: 4}
 _NIFTI_FLOAT_TYPES = (16, 64, 1536)
+#: floating-point datatypes (complex ones as pairs) whose voxels are checked for NaN/Inf
+_NIFTI_FLOAT_CODES = {16: "f4", 32: "f4", 64: "f8", 1792: "f8"}
 
 
 @dataclass
@@ -203,6 +205,13 @@ class NiftiHeader:
     datatype: int
     is_float: bool
     data_bytes: int
+    scl_slope: float = 0.0
+    scl_inter: float = 0.0
+
+    @property
+    def scaled(self) -> bool:
+        """True when the header rescales the stored values (scl_slope/scl_inter)."""
+        return self.scl_slope not in (0.0, 1.0) or self.scl_inter != 0.0
 
 
 def _open_maybe_gzip(path: Path):
@@ -211,13 +220,97 @@ def _open_maybe_gzip(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+@dataclass
+class _NiftiFields:
+    size: int
+    endian: str
+    dim: tuple
+    datatype: int
+    bitpix: int
+    pixdim: tuple
+    vox_offset: float
+    scl: tuple
+    qform_code: int
+    sform_code: int
+    orient: tuple
+
+
+def _nifti_fields(name: str, head: bytes) -> _NiftiFields:
+    for e in ("<", ">"):
+        size = struct.unpack(e + "i", head[:4])[0] if len(head) >= 4 else 0
+        if size in (348, 540):
+            break
+    else:
+        raise AblationError(f"{name}: not a readable image (no NIfTI header)")
+    if len(head) < size:
+        raise AblationError(f"{name}: truncated NIfTI header ({len(head)} bytes)")
+    if size == 348:
+        if head[344:348] != b"n+1\x00":
+            raise AblationError(f"{name}: not a single-file NIfTI-1 image (magic {head[344:348]!r})")
+        return _NiftiFields(
+            size, e,
+            struct.unpack(e + "8h", head[40:56]),
+            *struct.unpack(e + "2h", head[70:74]),
+            struct.unpack(e + "8f", head[76:108]),
+            struct.unpack(e + "f", head[108:112])[0],
+            struct.unpack(e + "2f", head[112:120]),
+            *struct.unpack(e + "2h", head[252:256]),
+            struct.unpack(e + "6f", head[256:280]) + struct.unpack(e + "12f", head[280:328]),
+        )
+    if head[4:8] != b"n+2\x00":
+        raise AblationError(f"{name}: not a single-file NIfTI-2 image")
+    return _NiftiFields(
+        size, e,
+        struct.unpack(e + "8q", head[16:80]),
+        *struct.unpack(e + "2h", head[12:16]),
+        struct.unpack(e + "8d", head[104:168]),
+        float(struct.unpack(e + "q", head[168:176])[0]),
+        struct.unpack(e + "2d", head[176:192]),
+        *struct.unpack(e + "2i", head[344:352]),
+        struct.unpack(e + "6d", head[352:400]) + struct.unpack(e + "12d", head[400:496]),
+    )
+
+
+class _FiniteCheck:
+    """Counts the NaN/Inf voxels of a floating-point NIfTI while its data streams by
+    (ITK's NIfTI reader turns them into 0 without a word)."""
+
+    def __init__(self, f: _NiftiFields):
+        import numpy as np
+
+        code = _NIFTI_FLOAT_CODES.get(f.datatype)
+        self.dtype = np.dtype(f.endian + code) if code else None
+        self.start = int(f.vox_offset) if math.isfinite(f.vox_offset) and f.vox_offset >= 0 else 0
+        n = 1
+        for v in f.dim[1 : max(1, min(int(f.dim[0]), 7)) + 1]:
+            n *= max(int(v), 0)
+        self.stop = self.start + n * _NIFTI_TYPES.get(f.datatype, 1)
+        self.bad = 0
+        self.rest = b""
+
+    def feed(self, chunk: bytes, pos: int) -> None:
+        import numpy as np
+
+        if self.dtype is None:
+            return
+        lo, hi = max(self.start, pos), min(self.stop, pos + len(chunk))
+        if hi <= lo:
+            return
+        buf = self.rest + chunk[lo - pos : hi - pos]
+        k = len(buf) // self.dtype.itemsize * self.dtype.itemsize
+        arr = np.frombuffer(buf[:k], dtype=self.dtype)
+        self.bad += int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        self.rest = buf[k:]
+
+
 def check_nifti(path: str | os.PathLike) -> NiftiHeader:
     """Read a NIfTI-1/NIfTI-2 file completely and check its header against its data.
 
     A gzip stream is decompressed to its end (its CRC and length are checked), the header
     fields are checked for consistency (dimensions, datatype and bits per voxel, voxel
-    offset, finite and positive voxel spacing, finite orientation) and the data must
-    hold every voxel the header announces.
+    offset, finite and non-zero voxel spacing, one position in space: a valid qform
+    and/or sform, equal when both are set), the data must hold every voxel the header
+    announces, and a floating-point image must have no NaN or infinite voxel.
 
     Parameters
     ----------
@@ -238,11 +331,15 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
     try:
         with _open_maybe_gzip(p) as fh:
             head = fh.read(544)
+            f = _nifti_fields(name, head)
+            finite = _FiniteCheck(f)
+            finite.feed(head, 0)
             total = len(head)
             while True:
                 chunk = fh.read(1 << 22)
                 if not chunk:
                     break
+                finite.feed(chunk, total)
                 total += len(chunk)
     except (EOFError, zlib.error, gzip.BadGzipFile):
         raise AblationError(f"{name}: corrupt or truncated (the compressed data does not decompress to its end)") from None
@@ -250,66 +347,79 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
         if exc.errno is None:
             raise AblationError(f"{name}: corrupt or truncated compressed data") from None
         raise AblationError(os_error_message(exc, p)) from None
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", head[:4])[0] if len(head) >= 4 else 0
-        if size in (348, 540):
-            break
-    else:
-        raise AblationError(f"{name}: not a readable image (no NIfTI header)")
-    if len(head) < size:
-        raise AblationError(f"{name}: truncated NIfTI header ({len(head)} bytes)")
-    e = endian
-    if size == 348:
-        if head[344:348] not in (b"n+1\x00",):
-            raise AblationError(f"{name}: not a single-file NIfTI-1 image (magic {head[344:348]!r})")
-        dim = struct.unpack(e + "8h", head[40:56])
-        datatype, bitpix = struct.unpack(e + "2h", head[70:74])
-        pixdim = struct.unpack(e + "8f", head[76:108])
-        vox_offset = struct.unpack(e + "f", head[108:112])[0]
-        scl = struct.unpack(e + "2f", head[112:120])
-        qform_code, sform_code = struct.unpack(e + "2h", head[252:256])
-        orient = struct.unpack(e + "6f", head[256:280]) + struct.unpack(e + "12f", head[280:328])
-    else:
-        if head[4:8] != b"n+2\x00":
-            raise AblationError(f"{name}: not a single-file NIfTI-2 image")
-        datatype, bitpix = struct.unpack(e + "2h", head[12:16])
-        dim = struct.unpack(e + "8q", head[16:80])
-        pixdim = struct.unpack(e + "8d", head[104:168])
-        vox_offset = struct.unpack(e + "q", head[168:176])[0]
-        scl = struct.unpack(e + "2d", head[176:192])
-        qform_code, sform_code = struct.unpack(e + "2i", head[344:352])
-        orient = struct.unpack(e + "6d", head[352:400]) + struct.unpack(e + "12d", head[400:496])
-    ndim = dim[0]
+    ndim = f.dim[0]
     if not 1 <= ndim <= 7:
         raise AblationError(f"{name}: corrupt NIfTI header (number of dimensions {ndim})")
-    shape = tuple(int(v) for v in dim[1 : ndim + 1])
+    shape = tuple(int(v) for v in f.dim[1 : ndim + 1])
     if any(v < 1 for v in shape):
         raise AblationError(f"{name}: corrupt NIfTI header (image size {'x'.join(map(str, shape))})")
-    if datatype not in _NIFTI_TYPES:
-        raise AblationError(f"{name}: corrupt NIfTI header (unknown datatype code {datatype})")
-    nbytes = _NIFTI_TYPES[datatype]
-    if bitpix != 8 * nbytes:
-        raise AblationError(f"{name}: corrupt NIfTI header (datatype {datatype} with {bitpix} bits per voxel)")
-    min_offset = 352 if size == 348 else 544
-    if not (math.isfinite(vox_offset) and vox_offset >= min_offset and vox_offset == int(vox_offset)):
-        raise AblationError(f"{name}: corrupt NIfTI header (voxel data offset {vox_offset})")
-    spacing = pixdim[1 : min(ndim, 3) + 1]
+    if f.datatype not in _NIFTI_TYPES:
+        raise AblationError(f"{name}: corrupt NIfTI header (unknown datatype code {f.datatype})")
+    nbytes = _NIFTI_TYPES[f.datatype]
+    if f.bitpix != 8 * nbytes:
+        raise AblationError(f"{name}: corrupt NIfTI header (datatype {f.datatype} with {f.bitpix} bits per voxel)")
+    min_offset = 352 if f.size == 348 else 544
+    if not (math.isfinite(f.vox_offset) and f.vox_offset >= min_offset and f.vox_offset == int(f.vox_offset)):
+        raise AblationError(f"{name}: corrupt NIfTI header (voxel data offset {f.vox_offset})")
+    spacing = f.pixdim[1 : min(ndim, 3) + 1]
     if not all(math.isfinite(v) and v != 0 for v in spacing):
         bad = ", ".join(f"{v:g}" for v in spacing)
         raise AblationError(f"{name}: voxel spacing must be finite and non-zero, the header says {bad}")
-    if not math.isfinite(pixdim[0]):
-        raise AblationError(f"{name}: corrupt NIfTI header (qfac {pixdim[0]})")
-    if (qform_code > 0 or sform_code > 0) and not all(math.isfinite(v) for v in orient):
-        raise AblationError(f"{name}: corrupt NIfTI header (non-finite orientation or origin)")
-    if not all(math.isfinite(v) for v in scl):
+    if not math.isfinite(f.pixdim[0]):
+        raise AblationError(f"{name}: corrupt NIfTI header (qfac {f.pixdim[0]})")
+    _check_nifti_orientation(name, f.qform_code, f.sform_code, f.orient, f.pixdim)
+    if not all(math.isfinite(v) for v in f.scl):
         raise AblationError(f"{name}: corrupt NIfTI header (non-finite intensity scaling)")
     n = 1
     for v in shape:
         n *= v
-    need = int(vox_offset) + n * nbytes
+    need = int(f.vox_offset) + n * nbytes
     if total < need:
         raise AblationError(f"{name}: truncated: {total} bytes of data where the header needs {need}")
-    return NiftiHeader(shape, datatype, datatype in _NIFTI_FLOAT_TYPES, n * nbytes)
+    if finite.bad:
+        raise AblationError(f"{name}: {finite.bad} voxel(s) are NaN or infinite")
+    return NiftiHeader(shape, f.datatype, f.datatype in _NIFTI_FLOAT_TYPES, n * nbytes, float(f.scl[0]), float(f.scl[1]))
+
+
+def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient, pixdim) -> None:
+    """The header must place the image in space once: a valid qform and/or sform, equal when both are set."""
+    if qform_code <= 0 and sform_code <= 0:
+        raise AblationError(f"{name}: the NIfTI header gives no position in space (qform_code and sform_code are 0)")
+    if not all(math.isfinite(v) for v in orient):
+        raise AblationError(f"{name}: corrupt NIfTI header (non-finite orientation or origin)")
+    b, c, d, qx, qy, qz = orient[:6]
+    srow = [orient[6:10], orient[10:14], orient[14:18]]
+    q_affine = None
+    if qform_code > 0:
+        n2 = b * b + c * c + d * d
+        if n2 > 1.0 + 1e-5:
+            raise AblationError(f"{name}: corrupt NIfTI header (qform quaternion longer than 1)")
+        a = math.sqrt(max(0.0, 1.0 - n2))
+        rot = [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        ]
+        qfac = -1.0 if pixdim[0] < 0 else 1.0
+        scale = [abs(pixdim[1]), abs(pixdim[2]), abs(pixdim[3]) * qfac]
+        q_affine = [[rot[i][j] * scale[j] for j in range(3)] + [(qx, qy, qz)[i]] for i in range(3)]
+    if sform_code > 0:
+        cols = [[srow[i][j] for i in range(3)] for j in range(3)]
+        norms = [math.sqrt(sum(v * v for v in col)) for col in cols]
+        if min(norms) <= 0:
+            raise AblationError(f"{name}: corrupt NIfTI header (sform has a zero axis)")
+        for j in range(3):
+            for k in range(j + 1, 3):
+                cos = sum(cols[j][i] * cols[k][i] for i in range(3)) / (norms[j] * norms[k])
+                if abs(cos) > 1e-3:
+                    raise AblationError(f"{name}: the NIfTI sform is sheared (axes not perpendicular); not supported")
+        if q_affine is not None:
+            size = max(norms) + 1.0
+            for i in range(3):
+                for j in range(4):
+                    tol = 1e-3 * (size if j < 3 else max(1.0, abs(srow[i][3])))
+                    if abs(q_affine[i][j] - srow[i][j]) > tol:
+                        raise AblationError(f"{name}: the NIfTI header's qform and sform place the image differently")
 
 
 # ----------------------------------------------------------------------------- exit

@@ -428,7 +428,12 @@ def read_image(
         modality, description = pick.modality, pick.description
     else:
         if path_suffix(p) in (".nii", ".nii.gz"):
-            check_nifti(p)
+            header = check_nifti(p)
+            if is_label and header.scaled:
+                raise AblationError(
+                    f"{p.name}: a label image must not rescale its values "
+                    f"(scl_slope {header.scl_slope:g}, scl_inter {header.scl_inter:g})"
+                )
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(p))
         with quiet_native_stderr():

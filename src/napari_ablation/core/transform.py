@@ -147,8 +147,8 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
         Naming the file, the line and the problem.
     """
     lines = text.splitlines()
-    if not lines or not lines[0].strip().startswith("#Insight Transform File"):
-        raise AblationError(f"{name}: not an ITK transform file (no '#Insight Transform File' header)")
+    if not lines or lines[0].strip() != "#Insight Transform File V1.0":
+        raise AblationError(f"{name}: not an ITK transform file (the first line must be '#Insight Transform File V1.0')")
     out: list[ParsedTransform] = []
     cur: dict | None = None
 
