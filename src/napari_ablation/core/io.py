@@ -263,12 +263,13 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
             d = xyz - xyz[0]
             zz = d @ normal
             uv = np.stack([d @ row, d @ col], axis=1)
-            slope = np.array([np.dot(zz, uv[:, k]) / np.dot(zz, zz) for k in range(2)])
+            # the tilt's slope from the median over slices: one shifted slice does not move it
+            slope = np.median(uv[1:] / zz[1:, None], axis=0)
             resid = np.linalg.norm(uv - np.outer(zz, slope), axis=1)
             tol = 0.1 * min(spacing_xy)
             if resid.max() > tol:
                 k = int(np.argmax(resid))
-                problem = (f"slice {os.path.basename(files[k])} is shifted in-plane by {resid[k]:.2f} mm "
+                problem = (f"slice {os.path.basename(files[k])} shifted in-plane by {resid[k]:.2f} mm "
                            "from the others (inconsistent ImagePositionPatient)")
             elif np.hypot(*slope) * abs(spacing_z) * len(z) > tol:
                 step = slope[0] * row + slope[1] * col + normal
