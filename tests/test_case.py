@@ -113,3 +113,90 @@ def test_case_from_files_and_non_overlapping_fields_of_view(tmp_path):
         load_case_files(tmp_path / "pre.nii.gz", tmp_path / "far.nii.gz")
     with pytest.raises(AblationError):
         case_from_images(io.read_image(tmp_path / "pre.nii.gz"), None)
+
+
+# ----------------------------------------------------------------------------- broken case folders
+
+
+def _edit_manifest(folder, edit):
+    doc = json.loads((folder / "case.json").read_text())
+    edit(doc)
+    (folder / "case.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["transform"]["parameters"].__setitem__(2, float("nan")), "transform.parameters"),
+        (lambda d: d["transform"].__setitem__("center", [0, 0]), "transform.center"),
+        (lambda d: d["geometry"]["pre"].__setitem__("spacing", [1.2, 0.0, 3.0]), "geometry.pre.spacing"),
+        (lambda d: d["geometry"]["tumor"].pop("origin"), "geometry.tumor.origin"),
+        (lambda d: d["files"].__setitem__("tumor", "../../etc/passwd"), "files.tumor"),
+        (lambda d: d["settings"].__setitem__("threshold_mm", "five"), "settings.threshold_mm"),
+        (lambda d: d["landmarks"]["pre"][0].__setitem__("x", float("inf")), "landmarks.pre[0]"),
+        (lambda d: d["qa"].__setitem__("verdict", "great"), "qa.verdict"),
+        (lambda d: d.__setitem__("landmarks", [1, 2]), "landmarks"),
+        (lambda d: d.__setitem__("format_version", 99), "format_version"),
+    ],
+    ids=["nan transform", "short centre", "zero spacing", "no origin", "path escape", "text threshold",
+         "inf landmark", "unknown verdict", "landmarks not an object", "newer format"],
+)
+def test_broken_case_json_is_one_line_naming_the_file_and_field(tmp_path, edit, field):
+    folder = _full_case().save(tmp_path / "case")
+    _edit_manifest(folder, edit)
+    with pytest.raises(AblationError) as info:
+        Case.load(folder)
+    msg = str(info.value)
+    assert "case.json" in msg and f"field '{field}'" in msg, msg
+    assert "\n" not in msg and "KeyError" not in msg and "AttributeError" not in msg
+
+
+def test_half_truncated_label_file_in_a_case_is_refused(tmp_path):
+    folder = _full_case().save(tmp_path / "case")
+    data = (folder / "tumor.nii.gz").read_bytes()
+    (folder / "tumor.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AblationError, match="tumor.nii.gz: corrupt or truncated"):
+        Case.load(folder)
+
+
+def test_case_save_is_all_or_none(tmp_path, monkeypatch):
+    case = _full_case()
+    folder = case.save(tmp_path / "case")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = sitk.WriteImage
+    calls = []
+
+    def fail_second(img, name, *a, **k):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RuntimeError("disk trouble")
+        real(img, name, *a, **k)
+
+    monkeypatch.setattr(sitk, "WriteImage", fail_second)
+    case.tumor = geometry.like(np.zeros(sitk.GetArrayFromImage(case.tumor).shape, np.uint8), case.tumor)
+    with pytest.raises(AblationError, match="disk trouble"):
+        case.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_open_sample_never_overwrites_annotations_without_case_json(tmp_path):
+    from napari_ablation.core.case import open_sample_copy
+
+    case, folder = open_sample_copy("renal_mri", tmp_path / "sample_renal_mri")
+    assert folder == tmp_path / "sample_renal_mri"
+    # the user annotates, then the working copy loses its case.json
+    tumor = sitk.GetArrayFromImage(case.tumor)
+    tumor[:] = 0
+    tumor[5:8, 40:50, 40:50] = 1
+    case.tumor = geometry.like(tumor, case.tumor)
+    case.save(folder)
+    (folder / "case.json").unlink()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    case2, folder2 = open_sample_copy("renal_mri", folder)
+    assert folder2 != folder and folder2.parent == folder.parent
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing of the user's touched
+    assert any("left untouched" in n for n in case2.info.get("notes", []))
+    # with its case.json back, the working copy is reopened as it is
+    case.save(folder)
+    case3, folder3 = open_sample_copy("renal_mri", folder)
+    assert folder3 == folder and int(sitk.GetArrayFromImage(case3.tumor).sum()) == 300

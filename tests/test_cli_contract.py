@@ -18,7 +18,7 @@ EXE = shutil.which("napari-ablation")
 
 def run(*args, cwd=None):
     cmd = [EXE, *args] if EXE else [sys.executable, "-m", "napari_ablation.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
 
 
 def _labels(path, shape=(12, 20, 20), spacing=(1.2, 1.2, 3.0), box=None, origin=(0, 0, 0)):
@@ -115,3 +115,121 @@ def test_help_and_version():
 
 def test_every_case_is_listed(files):
     assert sorted(_bad_input_cases(files)) == sorted(CASES)
+
+
+# ----------------------------------------------------------------------------- plausibility (issue 8, point 14)
+
+
+def test_no_command_prints_usage_once(capfd):
+    from napari_ablation import cli
+
+    assert cli.main([]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("usage: napari-ablation") and "napari-ablation napari-ablation" not in err
+    assert cli.main(["margin", "--tumor"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "(see 'napari-ablation margin --help')" in err and "napari-ablation napari-ablation" not in err
+
+
+def test_help_cites_no_file_the_repository_lacks():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    for cmd in ([], ["margin"], ["register"], ["interpolate"], ["demo"], ["samples"]):
+        text = run(*cmd, "--help").stdout
+        for name in re.findall(r"[\w./-]+\.md\b", text):
+            assert (root / name).exists(), (cmd, name)
+        assert "DESIGN" not in text
+
+
+def test_intensity_image_as_tumor_is_refused(files, tmp_path, capfd):
+    from napari_ablation import cli
+
+    rng = np.random.default_rng(0)
+    img = sitk.GetImageFromArray(rng.normal(100, 30, (12, 20, 20)).astype(np.int16))
+    sitk.WriteImage(img, str(tmp_path / "mri.nii.gz"))
+    rc = cli.main(["margin", "--tumor", str(tmp_path / "mri.nii.gz"), "--ablation", str(files["ablation"])])
+    err = capfd.readouterr().err.strip()
+    assert rc == 2 and "not a label image" in err and "distinct values" in err
+
+
+def test_margin_without_transform_says_nothing_was_registered(files, tmp_path, capfd):
+    import json
+
+    from napari_ablation import cli
+
+    rc = cli.main(["margin", "--tumor", str(files["tumor"]), "--ablation", str(files["ablation"]),
+                   "--json", str(tmp_path / "m.json")])
+    out = capfd.readouterr().out
+    assert rc == 0 and "nothing was registered" in out and "identity" in out
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["registered"] is False and "identity" in doc["registration_note"]
+
+
+@pytest.mark.parametrize("flag", ["--pdf", "--html", "--json", "--csv"])
+def test_report_extension_must_match(files, tmp_path, flag, capfd):
+    from napari_ablation import cli
+
+    rc = cli.main(["margin", "--tumor", str(files["tumor"]), "--ablation", str(files["ablation"]),
+                   flag, str(tmp_path / "report.docx")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "must end in" in err[0]
+    assert not (tmp_path / "report.docx").exists()
+
+
+def test_register_refuses_constant_image_and_bad_radius_in_one_line(files, tmp_path, capfd):
+    from napari_ablation import cli
+
+    sitk.WriteImage(sitk.Image([20, 20, 12], sitk.sitkFloat32) + 7.0, str(tmp_path / "flat.nii.gz"))
+    nan = sitk.GetImageFromArray(np.full((12, 20, 20), np.nan, np.float32))
+    sitk.WriteImage(nan, str(tmp_path / "nan.nii.gz"))
+    for fixed, words in (("flat.nii.gz", "constant"), ("nan.nii.gz", "NaN or infinite")):
+        rc = cli.main(["register", "--fixed", str(tmp_path / fixed), "--moving", str(files["ablation"]),
+                       "--out", str(tmp_path / "T.tfm")])
+        out, err = capfd.readouterr()
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+        assert out.strip() == ""  # no optimiser chatter
+    rc = cli.main(["register", "--fixed", str(files["ablation"]), "--moving", str(files["ablation"]),
+                   "--tumor", str(files["tumor"]), "--roi-radius", "-5", "--out", str(tmp_path / "T.tfm")])
+    assert rc == 2 and "positive" in capfd.readouterr().err
+    assert not (tmp_path / "T.tfm").exists()
+
+
+def test_images_of_different_patients_are_refused_or_flagged(tmp_path, capfd):
+    from napari_ablation import cli
+    from napari_ablation.core import registration
+
+    samples = Path(__file__).resolve().parents[1] / "sample_data"
+    rc = cli.main(["register", "--fixed", str(samples / "renal_mri" / "pre.nii.gz"),
+                   "--moving", str(samples / "liver_ct" / "post.nii.gz"),
+                   "--tumor", str(samples / "renal_mri" / "tumor.nii.gz"), "--out", str(tmp_path / "T.tfm")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "do not overlap" in err[0]
+    weak = registration.RegistrationResult(sitk.Euler3DTransform(), -0.1, -0.25, 10, "", 0.1)
+    good = registration.RegistrationResult(sitk.Euler3DTransform(), -0.3, -0.6, 10, "", 0.1)
+    assert registration.plausibility_warnings(weak) and not registration.plausibility_warnings(good)
+
+
+def test_a_margin_request_beyond_memory_is_refused_before_it_starts(tmp_path, capfd):
+    from napari_ablation import cli
+    from napari_ablation.core import margin as M
+
+    # the same spheres with the voxel spacing shrunk 1000x: the shells alone need terabytes
+    c = [0.0, 0.0, 0.0]
+    t = M.sphere_image([24, 24, 24], [0.001] * 3, [-0.012] * 3, c, 0.006)
+    a = M.sphere_image([30, 30, 30], [0.001] * 3, [-0.015] * 3, c, 0.010)
+    sitk.WriteImage(t, str(tmp_path / "t.nii.gz"))
+    sitk.WriteImage(a, str(tmp_path / "a.nii.gz"))
+    rc = cli.main(["margin", "--tumor", str(tmp_path / "t.nii.gz"), "--ablation", str(tmp_path / "a.nii.gz")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "GB of memory" in err[0], err
+
+
+def test_whole_image_registration_is_bounded():
+    from napari_ablation.core import resources
+
+    small = sitk.Image([64, 64, 40], sitk.sitkUInt8)
+    assert resources.registration_levels(small, max_voxels=1_000_000)[0] == (4, 2, 1)
+    shrink, sigmas, extra = resources.registration_levels(small, max_voxels=20_000)
+    assert extra == 3 and shrink == (12, 6, 3) and sigmas == (6.0, 3.0, 0.0)
+    assert np.prod(np.asarray(small.GetSize()) / shrink[-1]) <= 20_000

@@ -234,6 +234,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
     fixed = moving = None
     fixed_info = moving_info = None
+    warnings: list[str] = []
     if have_images:
         fixed_info = io.read_image(args.fixed)
         moving_info = io.read_image(args.moving)
@@ -260,7 +261,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
         if geometry.overlap_fraction(fixed, moving) == 0.0 and initial is None:
             raise AblationError("the pre and post images do not overlap in space (different patients or frames of reference?)")
         if fixed_info.modality and moving_info.modality and fixed_info.modality != moving_info.modality:
-            _warn("register", f"pre is {fixed_info.modality} and post is {moving_info.modality}: check they are the same patient")
+            warnings.append(f"pre is {fixed_info.modality} and post is {moving_info.modality}: check they are the same patient")
         fixed_mask = io.read_labels(args.fixed_mask, name="fixed") if args.fixed_mask else None
         moving_mask = io.read_labels(args.moving_mask, name="moving") if args.moving_mask else None
         exclude = io.read_labels(args.exclude_moving, name="excluded") if args.exclude_moving else None
@@ -284,14 +285,13 @@ def _cmd_register(args: argparse.Namespace) -> int:
             _DEFER.clear()
         if _INTERRUPT.is_set():
             raise KeyboardInterrupt
-        for w in res.warnings:
-            _warn("register", w)
-        for w in registration.plausibility_warnings(res):
-            _warn("register", w)
+        warnings += res.warnings + registration.plausibility_warnings(res)
         print("intensity registration: " + res.summary())
         result_tx = res.transform
     outs.add_text(out, tfm.tfm_text(result_tx))
     outs.commit()
+    for w in warnings:  # after success only: a refusal stays one line
+        _warn("register", w)
     print(f"wrote {out} (ITK convention: pre -> post)")
     return 0
 
