@@ -661,11 +661,12 @@ class OutputSet:
     @staticmethod
     def _rename_all(staged: list[tuple[Path, Path, str]], tmpdirs: dict[Path, Path]) -> None:
         # keep the old files (hard links) so that a failed rename can be undone
-        backups: list[tuple[Path, Path | None]] = []
+        backups: list[tuple[Path, Path | None, bool]] = []
         try:
             for tmp, final, shown in staged:
                 backup = None
-                if final.exists():
+                existed = final.exists()
+                if existed:
                     backup = tmpdirs[final.parent] / f".old-{final.name}"
                     with contextlib.suppress(OSError):
                         os.link(final, backup)
@@ -676,13 +677,13 @@ class OutputSet:
                     os.replace(tmp, final)
                 except OSError as exc:
                     raise AblationError(os_error_message(exc, shown, "write")) from None
-                backups.append((final, backup))
+                backups.append((final, backup, existed))
         except BaseException:
-            for final, backup in reversed(backups):
+            for final, backup, existed in reversed(backups):
                 with contextlib.suppress(OSError):
                     if backup is not None:
                         os.replace(backup, final)
-                    else:
+                    elif not existed:
                         final.unlink()
             raise
         for folder in tmpdirs:

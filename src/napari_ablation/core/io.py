@@ -440,10 +440,12 @@ def read_image(
         with quiet_native_stderr():
             try:
                 img = reader.Execute()
-            except RuntimeError:
-                img = None
+            except RuntimeError as exc:
+                img, reason = None, _itk_reason(exc)
         if img is None:
-            raise AblationError(f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM)")
+            # ITK's reason, unless it blames a missing file (the file exists: it is damaged)
+            detail = "" if "no such file" in reason.lower() else f": {reason[:160]}"
+            raise AblationError(f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM){detail}")
         if reader.HasMetaDataKey(_MODALITY):
             modality = reader.GetMetaData(_MODALITY).strip()
         if reader.HasMetaDataKey(_SERIES_DESC):
