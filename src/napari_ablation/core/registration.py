@@ -580,8 +580,9 @@ def plausibility_warnings(result: RegistrationResult) -> list[str]:
         Empty when the final metric shows the usual similarity.
     """
     if not math.isfinite(result.metric_after) or result.metric_after > PLAUSIBLE_METRIC:
-        return [
+        text = (
             f"weak image similarity after registration (Mattes metric {result.metric_after:.2f}, usually below "
             f"{PLAUSIBLE_METRIC:.1f}): check that pre and post are of the same patient and inspect the registration"
-        ]
+        )
+        return [text]
     return []
