@@ -597,6 +597,15 @@ class OutputSet:
         if suffix not in IMAGE_SUFFIXES:
             raise AblationError(f"cannot write an image to '{Path(path).name}': use .nii.gz, .nii, .nrrd or .mha")
 
+        low = Path(path).name.lower()
+        stem = Path(path).name[: -len(suffix)]
+        data_names = {".mhd": (".raw", ".zraw"), ".nhdr": (".raw", ".raw.gz")}.get(low[-5:] if low.endswith(".nhdr") else low[-4:], ())
+        for ext in data_names:  # the detached data file must not land on an input either
+            data_path = Path(path).with_name(stem + ext)
+            for inp in self.inputs:
+                if _same_file(data_path, inp):
+                    raise AblationError(f"refusing to write {path}: its data file {data_path.name} is an input of this command")
+
         def write(tmp: Path) -> list[Path]:
             import SimpleITK as sitk
 
