@@ -332,6 +332,13 @@ def _run(argv, capfd, subprocess_run: bool):
     if subprocess_run:
         res = subprocess.run([sys.executable, "-m", "napari_ablation.cli", *argv], capture_output=True, text=True, timeout=300, check=False)
         return res.returncode, res.stdout, res.stderr
+    if capfd is None:  # outside pytest (a larger run for the README)
+        import contextlib
+
+        out, err = _io.StringIO(), _io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(argv)
+        return rc, out.getvalue(), err.getvalue()
     capfd.readouterr()
     rc = cli.main(argv)
     out, err = capfd.readouterr()

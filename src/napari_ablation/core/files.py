@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import math
 import os
 import shutil
@@ -214,10 +213,43 @@ class NiftiHeader:
         return self.scl_slope not in (0.0, 1.0) or self.scl_inter != 0.0
 
 
-def _open_maybe_gzip(path: Path):
+def _stream(path: Path, chunk: int = 1 << 22) -> Iterator[bytes]:
+    """The decompressed bytes of a file (gzip or plain), chunk by chunk.
+
+    A gzip stream is checked to its end by zlib (CRC and length of every member);
+    truncation, corruption and trailing bytes that are not another gzip member raise
+    ``EOFError`` or ``zlib.error``.
+    """
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+        first = fh.read(chunk)
+        if first[:2] != b"\x1f\x8b":
+            data = first
+            while data:
+                yield data
+                data = fh.read(chunk)
+            return
+        pending = first
+        d = zlib.decompressobj(wbits=31)
+        while True:
+            if not pending:
+                pending = fh.read(chunk)
+                if not pending:
+                    break
+            out = d.decompress(pending, chunk)
+            pending = d.unconsumed_tail
+            if out:
+                yield out
+            if d.eof:
+                rest = d.unused_data + pending + fh.read()
+                if rest.strip(b"\0"):  # another gzip member may follow (zero padding is tolerated)
+                    if rest[:2] != b"\x1f\x8b":
+                        raise zlib.error("trailing bytes after the gzip stream")
+                    d = zlib.decompressobj(wbits=31)
+                    pending = rest
+                    continue
+                return
+        if not d.eof:
+            raise EOFError("compressed data ended before the end of its stream")
 
 
 @dataclass
@@ -329,19 +361,25 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
     p = input_file(path, "image file")
     name = p.name
     try:
-        with _open_maybe_gzip(p) as fh:
-            head = fh.read(544)
+        f = finite = None
+        head = b""
+        total = 0
+        for chunk in _stream(p):
+            if f is None:
+                head += chunk
+                if len(head) < 544:
+                    continue
+                f = _nifti_fields(name, head)
+                finite = _FiniteCheck(f)
+                chunk = head
+            finite.feed(chunk, total)
+            total += len(chunk)
+        if f is None:  # shorter than 544 bytes
             f = _nifti_fields(name, head)
             finite = _FiniteCheck(f)
             finite.feed(head, 0)
             total = len(head)
-            while True:
-                chunk = fh.read(1 << 22)
-                if not chunk:
-                    break
-                finite.feed(chunk, total)
-                total += len(chunk)
-    except (EOFError, zlib.error, gzip.BadGzipFile):
+    except (EOFError, zlib.error):
         raise AblationError(f"{name}: corrupt or truncated (the compressed data does not decompress to its end)") from None
     except OSError as exc:
         if exc.errno is None:
@@ -740,14 +778,20 @@ def _verify_image(tmp: Path, img) -> None:
     import numpy as np
     import SimpleITK as sitk
 
-    if tmp.name.lower().endswith((".nii", ".nii.gz")):
+    nifti = tmp.name.lower().endswith((".nii", ".nii.gz"))
+    if nifti:  # read to the end of its data (and its gzip stream): the header is then enough from ITK
         try:
             check_nifti(tmp)
         except AblationError as exc:
             raise OSError(errno.EIO, f"the written file does not read back ({exc})") from None
     with quiet_native_stderr():
         try:
-            back = sitk.ReadImage(str(tmp))
+            if nifti:
+                back = sitk.ImageFileReader()
+                back.SetFileName(str(tmp))
+                back.ReadImageInformation()
+            else:
+                back = sitk.ReadImage(str(tmp))
         except RuntimeError as exc:
             raise OSError(errno.EIO, f"the written file does not read back ({_native_reason(exc)})") from None
     if back.GetSize() != img.GetSize() or not np.allclose(back.GetSpacing(), img.GetSpacing(), rtol=1e-5):
