@@ -241,6 +241,8 @@ def _nib_mask_image(path: Path):
         aff = img.affine
     except Exception:  # noqa: BLE001 - any failure: the independent reader cannot read it
         return None
+    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):  # one volume of a 4D file is a 3D image
+        data = data.reshape(data.shape[:3])
     if data.ndim != 3 or not np.all(np.isfinite(data)) or not np.all(np.isfinite(aff)):
         return None
     lps = np.diag([-1.0, -1.0, 1.0]) @ aff[:3, :4]  # RAS -> LPS
@@ -268,8 +270,8 @@ def _plain_tfm(data: bytes):
         return None
     if body[2].startswith("Parameters:"):  # the two lines in either order
         body = [body[0], body[2], body[1]]
-    m1 = re.fullmatch(r"Parameters:((?:\s+\S+){6})", body[1])
-    m2 = re.fullmatch(r"FixedParameters:((?:\s+\S+){3,4})", body[2])
+    m1 = re.fullmatch(r"Parameters:\s*(\S+(?:\s+\S+){5})", body[1])
+    m2 = re.fullmatch(r"FixedParameters:\s*(\S+(?:\s+\S+){2,3})", body[2])
     if not (m1 and m2):
         return None
     try:
