@@ -651,7 +651,7 @@ class OutputSet:
                 try:
                     sitk.WriteImage(img, str(tmp), compress and suffix not in (".nii",))
                 except RuntimeError as exc:
-                    raise OSError(errno.EIO, _native_reason(exc)) from None
+                    raise OSError(errno.EIO, native_reason(exc)) from None
             written = [tmp] + [d for d in _detached_data_files(tmp) if d.exists()]
             for f in written:
                 _fsync_path(f)
@@ -744,7 +744,17 @@ def _umask() -> int:
     return mask
 
 
-def _native_reason(exc: BaseException) -> str:
+def native_reason(exc: BaseException) -> str:
+    """The one informative line of an ITK exception (its ``Description:``, else its last line).
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+    """
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     for ln in reversed(lines):
         if ln.lower().startswith("description:"):
@@ -793,28 +803,6 @@ def _verify_image(tmp: Path, img) -> None:
             else:
                 back = sitk.ReadImage(str(tmp))
         except RuntimeError as exc:
-            raise OSError(errno.EIO, f"the written file does not read back ({_native_reason(exc)})") from None
+            raise OSError(errno.EIO, f"the written file does not read back ({native_reason(exc)})") from None
     if back.GetSize() != img.GetSize() or not np.allclose(back.GetSpacing(), img.GetSpacing(), rtol=1e-5):
         raise OSError(errno.EIO, "the written file does not read back with the same size")
-
-
-def write_outputs(items: Iterable[tuple[str | os.PathLike, object]], inputs: Iterable = ()) -> list[Path]:
-    """Write ``(path, str | bytes)`` pairs all or none (see :class:`OutputSet`).
-
-    Parameters
-    ----------
-    items : iterable of (path, str or bytes)
-    inputs : iterable of path
-        Files the outputs must not overwrite.
-
-    Returns
-    -------
-    list of Path
-    """
-    outs = OutputSet(inputs)
-    for path, data in items:
-        if isinstance(data, bytes):
-            outs.add_bytes(path, data)
-        else:
-            outs.add_text(path, str(data))
-    return outs.commit()

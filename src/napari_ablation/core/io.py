@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from . import geometry
 from .errors import AblationError
-from .files import OutputSet, check_nifti, input_path, quiet_native_stderr
+from .files import OutputSet, check_nifti, input_path, native_reason, quiet_native_stderr
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABEL_WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -308,7 +308,7 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
         try:
             img = reader.Execute()
         except RuntimeError as exc:
-            img, reason = None, _itk_reason(exc)
+            img, reason = None, native_reason(exc)
     if img is None:
         for f in series.files if len(series.files) > 1 else []:
             one = sitk.ImageFileReader()
@@ -330,14 +330,6 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
         img.SetSpacing(sp)
         img.SetDirection(d.ravel().tolist())
     return img
-
-
-def _itk_reason(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if ln.lower().startswith("description:"):
-            return ln.split(":", 1)[1].strip()
-    return lines[-1] if lines else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------
@@ -441,7 +433,7 @@ def read_image(
             try:
                 img = reader.Execute()
             except RuntimeError as exc:
-                img, reason = None, _itk_reason(exc)
+                img, reason = None, native_reason(exc)
         if img is None:
             # ITK's reason, unless it blames a missing file (the file exists: it is damaged)
             detail = "" if "no such file" in reason.lower() else f": {reason[:160]}"
