@@ -290,3 +290,36 @@ def test_ctrl_c_and_sigterm_say_interrupted_exit_130_and_leave_no_temporary(tmp_
     assert stderr.strip() == "napari-ablation register: interrupted"
     assert "Traceback" not in stdout
     assert list(out.iterdir()) == []
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
+
+
+def test_a_set_killed_while_renaming_is_finished_by_the_next_write(tmp_path):
+    # what a kill -9 between the renames of {a.json, b.json} leaves: a renamed, b still staged
+    stale = tmp_path / f"{files.TMP_PREFIX}{_dead_pid()}-x1"
+    stale.mkdir()
+    (tmp_path / "a.json").write_text("new a")
+    (tmp_path / "b.json").write_text("old b")
+    (tmp_path / "c.json").write_text("c edited by the user after the kill")
+    (stale / "b.json").write_text("new b")
+    (stale / "c.json").write_text("new c")
+    (stale / files.COMMIT_MARKER).write_text("renaming\n")
+    t = time.time() - 100
+    os.utime(stale / files.COMMIT_MARKER, (t, t))
+    os.utime(tmp_path / "b.json", (t - 10, t - 10))
+    outs = files.OutputSet()
+    outs.add_text(tmp_path / "d.json", "d")
+    outs.commit()
+    assert (tmp_path / "b.json").read_text() == "new b"  # finished
+    assert (tmp_path / "c.json").read_text() == "c edited by the user after the kill"  # left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.json", "d.json"]

@@ -38,6 +38,8 @@ from .errors import AblationError
 
 #: prefix of the hidden temporary folders an :class:`OutputSet` writes into
 TMP_PREFIX = ".napari-ablation-tmp-"
+#: written into the temporary folders once all files are verified, before the renames
+COMMIT_MARKER = ".renaming"
 
 _STDERR_LOCK = threading.RLock()
 
@@ -487,6 +489,10 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Remove temporary folders left in ``folder`` by writers that no longer run.
 
+    A writer killed between the first and the last rename of its set left a marker:
+    its remaining (verified) files are then renamed onto their targets first, so the set
+    ends complete, unless a target was changed after the kill.
+
     Parameters
     ----------
     folder : str or PathLike
@@ -510,9 +516,24 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             continue
         if not _pid_alive(pid):
             path = Path(folder) / name
+            marker = path / COMMIT_MARKER
+            if marker.exists():
+                _roll_forward(path, Path(folder), marker.stat().st_mtime)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def _roll_forward(tmpdir: Path, folder: Path, since: float) -> None:
+    """Finish the renames of a set whose writer was killed while renaming (its files were
+    verified before the first rename); a target changed since then is left alone."""
+    for entry in tmpdir.iterdir():
+        if entry.name == COMMIT_MARKER or entry.name.startswith(".old-"):
+            continue
+        target = folder / entry.name
+        with contextlib.suppress(OSError):
+            if not target.exists() or target.stat().st_mtime <= since:
+                os.replace(entry, target)
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -709,6 +730,8 @@ class OutputSet:
     def _rename_all(staged: list[tuple[Path, Path, str]], tmpdirs: dict[Path, Path]) -> None:
         # keep the old files (hard links) so that a failed rename can be undone
         backups: list[tuple[Path, Path | None, bool]] = []
+        for d in tmpdirs.values():  # every file is verified: a killed rename may be finished later
+            _write_all(d / COMMIT_MARKER, b"renaming\n")
         try:
             for tmp, final, shown in staged:
                 backup = None

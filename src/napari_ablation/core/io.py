@@ -450,7 +450,7 @@ def read_image(
         img = sitk.JoinSeries(img)
     original = geometry.geometry_dict(img)
     if is_label:
-        img = _as_label_pixel_type(img)
+        img = _as_label_pixel_type(img, p.name)
     oriented, note = geometry.orient_lps(img, is_label=is_label)
     if note:
         notes.append(f"{p.name}: {note}")
@@ -494,11 +494,11 @@ def guess_modality(img: sitk.Image) -> str:
     return "CT" if lo < -500 else "MR"
 
 
-def _as_label_pixel_type(img: sitk.Image) -> sitk.Image:
+def _as_label_pixel_type(img: sitk.Image, name: str) -> sitk.Image:
     arr = sitk.GetArrayViewFromImage(img)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.allclose(arr, np.round(arr)):
-            raise AblationError("label image has non-integer values; expected a segmentation")
+            raise AblationError(f"{name}: not a label image (non-integer values)")
         out = sitk.Cast(img, sitk.sitkInt32)
         return out
     return img
