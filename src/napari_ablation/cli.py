@@ -177,8 +177,9 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     tumor = io.read_labels(args.tumor, label=args.tumor_label, name="tumor")
     ablation = io.read_labels(args.ablation, label=args.ablation_label, name="ablation")
     tx = tfm.read_rigid_transform(args.transform) if args.transform else None
-    pad = max(margin.SHELL_WIDTHS) + max(abs(args.threshold), 0.0)
-    resources.check_memory(resources.margin_memory_bytes(tumor, ablation, pad), "the margin analysis")
+    # the analysis crops each mask padded by its widest peri-tumoral shell (mm)
+    need = resources.margin_memory_bytes(tumor, ablation, max(margin.SHELL_WIDTHS))
+    resources.check_memory(need, "the margin analysis")
     res = margin.analyze_margin(tumor, ablation, tx, args.threshold)
 
     inputs = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
