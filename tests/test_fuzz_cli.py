@@ -445,7 +445,10 @@ def _check_result(what, mut, data, out, base, ablation):
         if tumor is None:
             return False, "an independent reader (nibabel) cannot read it"
         tx = _euler()
-    want = M.analyze_margin(tumor, ablation, tx, 5.0)
+    try:
+        want = M.analyze_margin(tumor, ablation, tx, 5.0)
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory on an absurd spacing
+        return False, f"the file cannot be analysed as an independent reader sees it ({type(exc).__name__})"
     # the JSON rounds (3 decimals for mm, 2 for ml at most): compare within that rounding
     if not math.isclose(doc["min_margin_mm"], want.min_margin_mm, abs_tol=1e-3):
         return False, f"MTM {doc['min_margin_mm']} where the file means {want.min_margin_mm:.3f}"
