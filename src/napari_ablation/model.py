@@ -419,6 +419,15 @@ class CaseModel:
         self.labels_changed.emit(role, source)
         self.changed.emit(role)
 
+    def share_labels(self, role: str, array: np.ndarray) -> bool:
+        """Hold ``array`` (a view's own array) as the ``role`` labels without a new version,
+        when it equals the labels held now. Returns False (and changes nothing) otherwise."""
+        cur = self._labels.get(role)
+        if cur is None or array is None or cur.shape != array.shape or not np.array_equal(cur, array):
+            return False
+        self._labels[role] = array
+        return True
+
     def labels_edited(self, role: str, source: str = "brush") -> None:
         """Note an in-place edit of the ``role`` labels (brush, undo, redo, bulk edit)."""
         if role not in LABEL_ROLES:
@@ -640,7 +649,8 @@ class CaseModel:
         """Copy what must be written (the unsaved items, or ``items``) now.
 
         The manifest (transform, landmarks, settings, QA) is always rewritten; images and
-        labels only when unsaved (or listed). ``folder`` becomes the case folder.
+        labels only when unsaved (or listed in ``items``; ``()`` writes the manifest only).
+        ``folder`` becomes the case folder.
 
         Raises
         ------
@@ -652,7 +662,7 @@ class CaseModel:
         if self._folder is None:
             raise AblationError("the case has no folder yet: save it into a folder first")
         items = tuple(items) if items is not None else self.unsaved_items()
-        roles = tuple(r for r in (*IMAGE_ROLES, *LABEL_ROLES) if r in items or self._saved[r] == 0)
+        roles = tuple(r for r in (*IMAGE_ROLES, *LABEL_ROLES) if r in items)
         return SaveRequest(
             case=self.to_case(), folder=self._folder, versions=dict(self._versions), only=roles
         )
