@@ -52,7 +52,7 @@ from psygnal import Signal
 from .core import geometry
 from .core import margin as core_margin
 from .core import transform as tfm
-from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, Case
+from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, TRANSFORM_FILE, Case
 from .core.errors import AblationError
 
 #: image roles
@@ -711,6 +711,9 @@ class CaseModel:
             if only is not None and not only and not manifest_fresh:
                 return {k: self._written[k] for k in ITEMS}
             request.case.save(request.folder, only=only)
+            stale_tfm = request.folder / TRANSFORM_FILE
+            if request.case.transform is None and stale_tfm.exists():
+                stale_tfm.unlink()  # identity now: an older transform file must not come back on reload
             written = set(only) if only is not None else set(IMAGE_ROLES + LABEL_ROLES)
             written |= {"transform", "landmarks", "settings", "qa"}
             for k in written:
