@@ -224,3 +224,20 @@ def start_worker(job, *, on_returned=None, on_error=None, on_finished=None, desc
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def connect_while_alive(signal, widget, slot) -> None:
+    """Connect a (psygnal or napari) ``signal`` to ``slot`` until the Qt ``widget`` is destroyed.
+
+    A dock widget's C++ object can be deleted while the case session (and its model) live
+    on; a slot called after that would raise in a Qt callback.
+    """
+    signal.connect(slot)
+
+    def _off(*_args, _signal=signal, _slot=slot):
+        try:
+            _signal.disconnect(_slot)
+        except Exception:  # noqa: BLE001, S110 - already disconnected
+            pass
+
+    widget.destroyed.connect(_off)
