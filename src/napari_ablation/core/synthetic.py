@@ -40,6 +40,7 @@ from scipy import optimize
 from . import geometry
 from . import transform as tfm
 from .case import Case
+from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS, class_of_margin
 from .errors import AblationError
 from .io import write_text_atomic
 from .margin import OCTANTS, octant_name
@@ -70,7 +71,7 @@ SCENARIOS = ("complete", "insufficient", "incomplete")
 #: coverage class of each scenario (DESIGN section 5: green all covered with margin,
 #: yellow covered with some margin below the threshold, red some tumor uncovered)
 SCENARIO_CLASS = {"complete": "green", "insufficient": "yellow", "incomplete": "red"}
-COVERAGE_CLASSES = ("green", "yellow", "red")
+COVERAGE_CLASSES = tuple(CLASS_COLOR_NAMES[k] for k in CLASS_KEYS)
 TRUTH_FILE = "truth.json"
 
 #: the true MTM stays this far (mm) from 0 and from the threshold, so that the scenario
@@ -97,9 +98,7 @@ def coverage_class(min_margin_mm: float, threshold_mm: float) -> str:
     str
         ``"green"`` (MTM >= t), ``"yellow"`` (0 <= MTM < t) or ``"red"`` (MTM < 0).
     """
-    if min_margin_mm < 0:
-        return "red"
-    return "green" if min_margin_mm >= threshold_mm else "yellow"
+    return CLASS_COLOR_NAMES[class_of_margin(min_margin_mm, threshold_mm)]
 
 
 # =====================================================================================
