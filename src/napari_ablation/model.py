@@ -52,7 +52,7 @@ from psygnal import Signal
 from .core import geometry
 from .core import margin as core_margin
 from .core import transform as tfm
-from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, Case
+from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, TRANSFORM_FILE, Case
 from .core.errors import AblationError
 
 #: image roles
@@ -524,6 +524,31 @@ class CaseModel:
         self.transform_changed.emit(source)
         self.changed.emit("transform")
 
+    def tumor_centre_lps(self) -> np.ndarray | None:
+        """Centroid (LPS mm) of the tumor labels (cached per tumor version); None without tumor."""
+        key = self._versions["tumor"]
+        hit = getattr(self, "_centre_cache", None)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        arr, grid = self._labels["tumor"], self._label_grid["tumor"]
+        centre = None
+        if arr is not None and grid is not None:
+            idx = np.argwhere(arr != 0)
+            if len(idx):
+                centre = geometry.index_to_lps(grid, idx.mean(axis=0))
+        self._centre_cache = (key, centre)
+        return centre
+
+    def tumor_shift_mm(self, tx: sitk.Transform | None = None) -> float | None:
+        """How far the registration moves the tumor centre (mm): ``|T(c) - c|``, the one
+        displacement figure the plugin reports. ``tx`` defaults to the current transform."""
+        c = self.tumor_centre_lps()
+        if c is None:
+            return None
+        tx = self.transform if tx is None else tx
+        A, b = tfm.matrix_offset(tx)
+        return float(np.linalg.norm(A @ c + b - c))
+
     # ================================================================ landmarks, settings, QA
     @property
     def landmarks(self) -> dict[str, list[dict[str, Any]]]:
@@ -686,6 +711,9 @@ class CaseModel:
             if only is not None and not only and not manifest_fresh:
                 return {k: self._written[k] for k in ITEMS}
             request.case.save(request.folder, only=only)
+            stale_tfm = request.folder / TRANSFORM_FILE
+            if request.case.transform is None and stale_tfm.exists():
+                stale_tfm.unlink()  # identity now: an older transform file must not come back on reload
             written = set(only) if only is not None else set(IMAGE_ROLES + LABEL_ROLES)
             written |= {"transform", "landmarks", "settings", "qa"}
             for k in written:

@@ -393,17 +393,52 @@ class CaseSession:
             abl.visible = post.visible
 
     def watch(self, layer) -> None:
-        """Bind ``layer`` to the model when it has the tumor or ablation role."""
-        self.bind_labels(layer)
+        """Bind ``layer`` to the model when it has the tumor or ablation role (a user's
+        choice: the model's labels change when the layer holds other data)."""
+        self.bind_labels(layer, source="bulk")
 
-    def bind_labels(self, layer) -> None:
+    def labels_layer(self, role: str):
+        """The Labels layer bound to the model's ``role`` labels (None when there is none)."""
+        layer = self._bound.get(role)
+        viewer = self.viewer
+        return layer if layer is not None and viewer is not None and layer in viewer.layers else None
+
+    def use_labels_layer(self, layer, role: str) -> None:
+        """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
+        held them keeps its data under the role ``<role>_previous``).
+
+        Raises
+        ------
+        AblationError
+            When the layer is not on the grid of the role's image.
+        """
+        if role not in LABEL_ROLES:
+            raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
+        if self._bound.get(role) is layer:
+            return
+        grid = self.model.image(GRID_OF[role])
+        shape = tuple(np.asarray(layer.data).shape)
+        if grid is not None and shape != tuple(grid.GetSize()[::-1]):
+            raise AblationError(f"'{layer.name}' is not on the {GRID_OF[role]} image grid: "
+                                f"the {role} is drawn on {GRID_OF[role]}")
+        other = self._bound.get(role)
+        if other is not None:
+            meta = dict(other.metadata)
+            meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": f"{role}_previous"}
+            other.metadata = meta
+        meta = dict(layer.metadata)
+        meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": role, "drawn_on": GRID_OF[role]}
+        layer.metadata = meta
+        self.bind_labels(layer, source="bulk")
+
+    def bind_labels(self, layer, source: str = "layer") -> None:
         """Make ``layer`` (role tumor or ablation) the model's labels of its role: it shares
         its array with the model, and every edit, undo and redo of it reaches the model."""
         role = _layers.role_of(layer)
         if role not in LABEL_ROLES:
             return
         self._bound[role] = layer
-        self._share(role, layer)
+        self._share(role, layer, source)
         if id(layer) in self._wrapped:
             return
         self._wrapped.add(id(layer))
