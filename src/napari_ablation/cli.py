@@ -174,6 +174,11 @@ def _add_quiz_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for scores.csv, summary.json and scores.html")
     p.set_defaults(func=_cmd_quiz_export)
 
+    p = qs.add_parser("open", help="open napari with the Teach widget on a quiz (default: the bundled quiz)")
+    p.add_argument("--quiz", help="the quiz folder (default: a copy of the bundled quiz)")
+    p.add_argument("--trainee", default="demo", help="your name: your score file in the quiz folder (default demo)")
+    p.set_defaults(func=_cmd_quiz_open)
+
 
 def _cmd_quiz_make(args: argparse.Namespace) -> int:
     from .core import quiz
@@ -228,6 +233,16 @@ def _cmd_quiz_score(args: argparse.Namespace) -> int:
     )
     if args.json_out:
         write_text_atomic(args.json_out, json.dumps(scores, indent=2))
+    return 0
+
+
+def _cmd_quiz_open(args: argparse.Namespace) -> int:
+    import napari
+
+    from .widgets.teach import open_quiz_viewer
+
+    open_quiz_viewer(args.quiz, trainee=args.trainee)
+    napari.run()
     return 0
 
 

@@ -85,6 +85,10 @@ CLASS_ANSWERS = tuple(CLASS_COLOR_NAMES[k] for k in CLASS_KEYS)
 #: answers CSV: the first five columns are the contract; the last three name files
 ANSWER_COLUMNS = ("case", "complete", "mtm_mm", "octant", "class", "tumor", "ablation", "transform")
 OCTANT_RESULTS = ("right", "adjacent", "wrong")
+#: ``case.info`` key set while a quiz question is open on a case: the Margins widget shows
+#: no readout and computes nothing until the answer is submitted
+QUIZ_LOCK = "quiz_question_open"
+WORK_DIR = "work"
 _AXIS_NAMES = ("left-right", "anterior-posterior", "superior-inferior")
 
 
@@ -715,6 +719,61 @@ def make_quiz(
 
 
 # =====================================================================================
+# the bundled quiz
+
+#: the bundled self-study quiz: 8 small synthetic cases (renal MRI and liver CT alternating)
+BUNDLED_QUIZ_NAME = "quiz"
+BUNDLED_QUIZ_CASES = 8
+BUNDLED_QUIZ_SEED = 100
+
+
+def bundled_quiz_dir() -> Path:
+    """The bundled quiz folder (inside the wheel, else the repository's ``sample_data/quiz``)."""
+    from .samples import sample_dir
+
+    return sample_dir() / BUNDLED_QUIZ_NAME
+
+
+def write_bundled_quiz(out: str | os.PathLike | None = None, progress=None) -> Quiz:
+    """(Re)generate the bundled self-study quiz into ``out`` (default :func:`bundled_quiz_dir`).
+
+    Parameters
+    ----------
+    out : path, optional
+        The quiz folder; an existing quiz there is replaced once the new one is complete.
+    progress : callable, optional
+        ``progress(i, n)`` after each case.
+
+    Returns
+    -------
+    Quiz
+    """
+    out = Path(out) if out else bundled_quiz_dir()
+    work = Path(tempfile.mkdtemp(prefix=".bundled-quiz.", dir=out.parent if out.parent.exists() else None))
+    try:
+        made = make_quiz(
+            work / "quiz",
+            work / "key.json",
+            n_synthetic=BUNDLED_QUIZ_CASES,
+            seed=BUNDLED_QUIZ_SEED,
+            modality="mixed",
+            include_key=True,
+            small=True,
+            title="Margin quiz: 8 synthetic ablations (self-study)",
+            progress=progress,
+        )
+        if out.exists():
+            if not (out / QUIZ_FILE).exists():
+                raise AblationError(f"{out}: exists and is not a quiz folder; not replacing it")
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(made.folder, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Quiz.load(out)
+
+
+# =====================================================================================
 # answers
 
 
@@ -1233,6 +1292,103 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# =====================================================================================
+# one trainee taking a quiz (the Teach widget is a view over this)
+
+
+def is_quiz_locked(info: dict[str, Any] | None) -> bool:
+    """True while a quiz question is open on the case whose ``info`` this is."""
+    return bool((info or {}).get(QUIZ_LOCK))
+
+
+class QuizRun:
+    """One trainee taking one quiz: progress, answers, scores (headless).
+
+    Parameters
+    ----------
+    quiz : Quiz
+        The quiz.
+    trainee : str
+        The trainee's name (their score file is ``scores/<name>.jsonl``).
+    key_path : path, optional
+        The teacher's key; without it a self-study quiz uses its own key, and any other
+        quiz records answers without scores (the teacher scores them with ``quiz score``).
+
+    Raises
+    ------
+    AblationError
+        No trainee name, or a key that does not match the quiz.
+    """
+
+    def __init__(self, quiz: Quiz, trainee: str, key_path: str | os.PathLike | None = None):
+        self.quiz = quiz
+        self.trainee = str(trainee).strip()
+        self.score_file = trainee_file(quiz.folder, self.trainee)
+        self.key: dict[str, Any] | None = None
+        if key_path is not None or quiz.self_study:
+            self.key = quiz.load_key(key_path)
+        self.records: dict[str, dict[str, Any]] = {
+            r["case"]: r for r in read_scores(quiz.folder, self.trainee).get(self.trainee, [])
+        }
+
+    @property
+    def can_score(self) -> bool:
+        return self.key is not None
+
+    def answered(self, case_id: str) -> bool:
+        return case_id in self.records
+
+    def first_open_index(self) -> int:
+        """Index of the first case not answered yet (0 when all are answered)."""
+        for i, cid in enumerate(self.quiz.case_ids):
+            if cid not in self.records:
+                return i
+        return 0
+
+    def work_folder(self, case_id: str) -> Path:
+        """Where the trainee's copy of a case (their segmentation, registration) is kept."""
+        return self.quiz.folder / WORK_DIR / self.score_file.stem / case_id
+
+    def key_case(self, case_id: str) -> dict[str, Any] | None:
+        return None if self.key is None else self.key["cases"][case_id]
+
+    def submit(self, case_id: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate, score (when the key is at hand) and record one answer.
+
+        Parameters
+        ----------
+        case_id : str
+            The case answered.
+        raw : dict
+            Answer values (``complete``, ``mtm_mm``, ``octant``, ``class``, and file paths
+            ``tumor``, ``ablation``, ``transform`` for work questions).
+
+        Returns
+        -------
+        dict
+            The record appended to the score file (``case``, ``answer``, ``score`` or None).
+
+        Raises
+        ------
+        AblationError
+            A bad value (nothing is recorded then).
+        """
+        answer = parse_answer({**raw, "case": case_id}, self.quiz)
+        score = None
+        if self.key is not None:
+            qc = self.quiz.load_case(case_id) if any(answer.get(r) for r in ("tumor", "ablation", "transform")) else None
+            score = score_case(answer, self.key["cases"][case_id], float(self.key["threshold_mm"]), quiz_case=qc)
+        record = {"case": case_id, "quiz_id": self.quiz.quiz_id, "answer": answer, "score": score}
+        append_score(self.quiz.folder, self.trainee, record)
+        self.records[case_id] = record
+        return record
+
+    def summary(self) -> dict[str, Any] | None:
+        """The summary of this trainee's scored answers so far (None before any)."""
+        scored = [r["score"] for r in self.records.values() if r.get("score")]
+        return summarize(scored) if scored else None
 
 
 # =====================================================================================

@@ -81,6 +81,9 @@ CLASS_CLEARANCE_MM = 1.0
 #: and every other octant's minimum is at least this much (mm) larger than the MTM
 OCTANT_CLEARANCE_MM = 2.5
 OCTANT_GAP_MM = 0.6
+#: for small tumors the limits scale with the mean tumor radius r: min(limit, fraction * r)
+OCTANT_CLEARANCE_FRACTION = 0.45
+OCTANT_GAP_FRACTION = 0.08
 
 
 def coverage_class(min_margin_mm: float, threshold_mm: float) -> str:
@@ -660,7 +663,7 @@ class _LiverCT(_Host):
 _HOSTS = {"mri": _RenalMRI, "ct": _LiverCT}
 
 
-def _unambiguous(truth, centroid, octant) -> bool:
+def _unambiguous(truth, centroid, octant, radius_mm: float) -> bool:
     """The minimum lies in ``octant``, clear of the octant planes, and clearly below every other octant's."""
     rel = np.asarray(truth["min_margin_point_lps"]) - centroid
     others = [
@@ -670,8 +673,8 @@ def _unambiguous(truth, centroid, octant) -> bool:
     ]
     return bool(
         truth["min_margin_octant"] == octant
-        and np.min(np.abs(rel)) >= OCTANT_CLEARANCE_MM
-        and min(others) - truth["min_margin_mm"] >= OCTANT_GAP_MM
+        and np.min(np.abs(rel)) >= min(OCTANT_CLEARANCE_MM, OCTANT_CLEARANCE_FRACTION * radius_mm)
+        and min(others) - truth["min_margin_mm"] >= min(OCTANT_GAP_MM, OCTANT_GAP_FRACTION * radius_mm)
     )
 
 
@@ -769,7 +772,7 @@ def synthetic_case(
     host = _HOSTS[modality](arng, small)
 
     # lesion + zone, redrawn until the octant of the minimum is unambiguous
-    for _attempt in range(40):
+    for _attempt in range(80):
         probe_dir = host.probe_dir(rng)
         tumor = host.tumor(rng, diameter, probe_dir)
         vol, centroid = blob_volume_centroid(tumor)
@@ -777,10 +780,10 @@ def synthetic_case(
         target = _target_margin(rng, scenario, threshold_mm)
         zone = _place_zone(rng, tumor, centroid, oct_goal, target)
         truth = exact_margin(tumor, zone, centroid=centroid, n=8000)
-        if not _unambiguous(truth, centroid, oct_goal):
+        if not _unambiguous(truth, centroid, oct_goal, float(np.mean(tumor.semi))):
             continue
         truth = exact_margin(tumor, zone, centroid=centroid)
-        if _unambiguous(truth, centroid, oct_goal):
+        if _unambiguous(truth, centroid, oct_goal, float(np.mean(tumor.semi))):
             break
     else:  # pragma: no cover - the loop practically always succeeds within a few draws
         raise AblationError(f"could not place an unambiguous minimum for seed {seed}")
