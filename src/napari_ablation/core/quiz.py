@@ -354,7 +354,9 @@ def axial_vs_3d(
     # the largest slice; among slices within half a pixel of it (pixelation), the most central
     top = max(diam.values())
     zc = float(np.argwhere(arr)[:, 0].mean())
-    best = min((z for z, d in diam.items() if d >= top - 0.5 * min(sx, sy)), key=lambda z: abs(z - zc))
+    best = min(
+        (z for z, d in diam.items() if d >= top - 0.5 * min(sx, sy)), key=lambda z: abs(z - zc)
+    )
     best_d = float(diam[best])
     z_mm = float(geometry.index_to_lps(tumor, (best, 0, 0))[2])
     # a fine in-plane grid over the tumor's box on that slice, padded
@@ -749,7 +751,9 @@ def write_bundled_quiz(out: str | os.PathLike | None = None, progress=None) -> Q
     Quiz
     """
     out = Path(out) if out else bundled_quiz_dir()
-    work = Path(tempfile.mkdtemp(prefix=".bundled-quiz.", dir=out.parent if out.parent.exists() else None))
+    work = Path(
+        tempfile.mkdtemp(prefix=".bundled-quiz.", dir=out.parent if out.parent.exists() else None)
+    )
     try:
         made = make_quiz(
             work / "quiz",
@@ -1378,8 +1382,14 @@ class QuizRun:
         answer = parse_answer({**raw, "case": case_id}, self.quiz)
         score = None
         if self.key is not None:
-            qc = self.quiz.load_case(case_id) if any(answer.get(r) for r in ("tumor", "ablation", "transform")) else None
-            score = score_case(answer, self.key["cases"][case_id], float(self.key["threshold_mm"]), quiz_case=qc)
+            qc = (
+                self.quiz.load_case(case_id)
+                if any(answer.get(r) for r in ("tumor", "ablation", "transform"))
+                else None
+            )
+            score = score_case(
+                answer, self.key["cases"][case_id], float(self.key["threshold_mm"]), quiz_case=qc
+            )
         record = {"case": case_id, "quiz_id": self.quiz.quiz_id, "answer": answer, "score": score}
         append_score(self.quiz.folder, self.trainee, record)
         self.records[case_id] = record
@@ -1448,6 +1458,10 @@ def export_rows(quiz_folder: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+#: cases averaged in the learning curve of the MTM error
+LEARNING_WINDOW = 3
+
+
 def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
     """PNG: per trainee, absolute MTM error by case in the order taken, and the share of
     right coverage calls so far."""
@@ -1467,9 +1481,14 @@ def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
         (line,) = ax1.plot(x, err, "o", alpha=0.5)
         e = np.array(err, float)
         ok = ~np.isnan(e)
-        run = np.cumsum(np.where(ok, e, 0)) / np.maximum(np.cumsum(ok), 1)
+        # mean of the last LEARNING_WINDOW cases: shows the error shrinking as it does
+        s_ok, n_ok = np.cumsum(np.where(ok, e, 0.0)), np.cumsum(ok)
+        w = LEARNING_WINDOW
+        s_prev = np.concatenate([np.zeros(w), s_ok])[: len(s_ok)]
+        n_prev = np.concatenate([np.zeros(w), n_ok])[: len(n_ok)]
+        run = (s_ok - s_prev) / np.maximum(n_ok - n_prev, 1)
         ax1.plot(
-            x, np.where(np.cumsum(ok) > 0, run, np.nan), "-", color=line.get_color(), label=name
+            x, np.where(n_ok - n_prev > 0, run, np.nan), "-", color=line.get_color(), label=name
         )
         calls = [r["complete_correct"] for r in rs]
         c = np.array([np.nan if v is None else float(v) for v in calls])
@@ -1484,7 +1503,7 @@ def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
         )
     ax1.set_xlabel("case (order taken)")
     ax1.set_ylabel("|MTM error| (mm)")
-    ax1.set_title("MTM error (dots) and running mean")
+    ax1.set_title(f"|MTM error| (dots), mean of the last {LEARNING_WINDOW} cases")
     ax2.set_xlabel("case (order taken)")
     ax2.set_ylabel("coverage calls right so far (%)")
     ax2.set_ylim(-5, 105)
