@@ -112,7 +112,9 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot):
     teach.klass.setCurrentText("yellow")
     record = teach.submit()
     assert record["score"]["complete_correct"] is False
-    assert record["score"]["mtm_abs_error_mm"] == pytest.approx(abs(3.0 - k["min_margin_mm"]), abs=1e-3)
+    assert record["score"]["mtm_abs_error_mm"] == pytest.approx(
+        abs(3.0 - k["min_margin_mm"]), abs=1e-3
+    )
     _wait_reveal(qtbot, viewer)
     # the reveal: scores, explanation, the 2D-vs-3D aid, the layers and the unlocked Margins widget
     html = teach.reveal.text()
@@ -166,3 +168,41 @@ def test_score_file_survives_a_viewer_closed_mid_quiz(make_napari_viewer, bundle
     assert margins2.status.text() == QUIZ_LOCK_TEXT
     teach2.open_case(0)
     assert teach2.revealed and teach2.mtm.text() == "4" and not teach2.submit_btn.isEnabled()
+
+
+def test_segmentation_and_registration_questions(make_napari_viewer, tmp_path, qtbot, monkeypatch):
+    """The trainee draws the tumor and registers: the reference is hidden until the reveal,
+    then scored (Dice, HD95, TRE) and shown beside the trainee's outline."""
+    import SimpleITK as sitk
+
+    from napari_ablation.core import transform as tfm
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    made = quiz.make_quiz(
+        tmp_path / "q",
+        tmp_path / "key.json",
+        n_synthetic=1,
+        seed=21,
+        small=True,
+        questions=["mtm", "tumor", "registration"],
+    )
+    key = quiz.read_key(tmp_path / "key.json")["cases"]["case_01"]
+    viewer, teach, _margins = _open(make_napari_viewer, made.folder)
+    teach.key_edit.setText(str(tmp_path / "key.json"))
+    teach.open_quiz(made.folder)
+    tumor_layer = teach.session.labels_layer("tumor")
+    assert tumor_layer is not None and not np.any(tumor_layer.data)  # the reference is not shown
+    assert teach.session.model.transform is None
+    ref = sitk.GetArrayFromImage(quiz.unpack_mask(key["reference"]["tumor"]))
+    tumor_layer.data = np.roll(ref, 1, axis=2)  # the trainee's outline: one voxel off
+    true_tx = tfm.euler_from_params(key["reference"]["transform"])
+    A, b = tfm.matrix_offset(true_tx)
+    teach.session.set_transform(tfm.euler_from_matrix(A, b + np.array([1.5, 0.0, 0.0])), "manual")
+    teach.mtm.setText("2")
+    record = teach.submit()
+    s = record["score"]
+    assert 0.6 < s["tumor_dice"] < 0.97 and s["tumor_hd95_mm"] > 0
+    assert s["registration_tre_mm"] == pytest.approx(1.5, abs=0.01)
+    _wait_reveal(qtbot, viewer)
+    assert _layers.find_layer(viewer, "quiz_reference_tumor") is not None
+    assert "Tumor outline: Dice" in teach.reveal.text() and "TRE" in teach.reveal.text()
