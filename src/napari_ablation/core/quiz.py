@@ -51,7 +51,7 @@ import SimpleITK as sitk
 
 from . import geometry, synthetic
 from . import transform as tfm
-from .case import Case, is_case_folder
+from .case import Case, _json_default, is_case_folder
 from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS
 from .errors import AblationError
 from .io import read_image, write_text_atomic
@@ -1284,18 +1284,6 @@ def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         last[r["case"]] = r
     order = list(dict.fromkeys(r["case"] for r in records))
     return [last[c] for c in order]
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # =====================================================================================
