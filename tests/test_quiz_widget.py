@@ -7,6 +7,7 @@ Run under Xvfb: ``xvfb-run -a python -m pytest tests/test_quiz_widget.py``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def test_nothing_of_the_answer_before_submission(make_napari_viewer, bundled_cop
         assert teach.octant.currentText() == "" and teach.reveal.text() == ""
 
 
-def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot):
+def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, tmp_path):
     viewer, teach, margins = _open(make_napari_viewer, bundled_copy, show=True)
     viewer.window.resize(1500, 950)
     key = json.loads((bundled_copy / quiz.KEY_IN_QUIZ).read_text(encoding="utf-8"))
@@ -128,10 +129,17 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot):
     assert margins.big.text() == "MTM = —"
     assert not teach.submit_btn.isEnabled() and teach.next_btn.isEnabled()
     qtbot.wait(300)
-    DOCS.mkdir(exist_ok=True)
-    out = DOCS / "teach_reveal.png"
+    # the picture: the window into tmp_path (and docs/ with NAPARI_ABLATION_UPDATE_DOCS=1);
+    # the canvas shows the red (uncovered) and yellow (thin margin) classes of the margin layer
+    out = tmp_path / "teach_reveal.png"
     viewer.window.screenshot(str(out), canvas_only=False)
     assert out.stat().st_size > 50_000
+    if os.environ.get("NAPARI_ABLATION_UPDATE_DOCS") == "1":
+        shutil.copy(out, DOCS / "teach_reveal.png")
+    rgb = np.asarray(viewer.screenshot(canvas_only=True))[..., :3].astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert np.count_nonzero((r > 150) & (g < 90) & (b < 90)) > 200  # red
+    assert np.count_nonzero((r > 150) & (g > 120) & (b < 60)) > 200  # yellow
     # next case: locked again, the reveal layers gone
     teach.next_case()
     qtbot.wait(100)
