@@ -570,3 +570,26 @@ def test_quiz_run_without_key_records_answers_for_the_teacher(hand_quiz):
         quiz.QuizRun(q, "eve", bad)
     with pytest.raises(AblationError, match="name"):
         quiz.QuizRun(q, "  ")
+
+
+def test_export_scores_answers_recorded_without_the_key(hand_quiz, tmp_path, capsys):
+    """A trainee quiz (no key inside): answers are recorded unscored; the teacher's export
+    scores them with the key."""
+    folder, key_path = hand_quiz
+    run = quiz.QuizRun(quiz.Quiz.load(folder), "fay")
+    run.submit("case_03", {"complete": "no", "mtm_mm": "-2"})
+    run.submit("case_01", {"complete": "yes", "mtm_mm": "6"})
+    out = tmp_path / "export"
+    assert cli.main(["quiz", "export", "--quiz", str(folder), "--out", str(out)]) == 2
+    assert "give --key" in capsys.readouterr().err and not out.exists()
+    assert (
+        cli.main(
+            ["quiz", "export", "--quiz", str(folder), "--out", str(out), "--key", str(key_path)]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))["fay"]
+    assert summary["n_cases"] == 2 and summary["mean_abs_mtm_error_mm"] == pytest.approx(1.0)
+    assert summary["incomplete_sensitivity"] == 1.0 and summary["coverage_call_accuracy"] == 1.0
+    rows = (out / "scores.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].startswith("fay,1,case_03,") and rows[2].startswith("fay,2,case_01,")

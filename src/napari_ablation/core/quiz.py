@@ -1419,12 +1419,58 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_rows(quiz_folder: str | os.PathLike) -> list[dict[str, Any]]:
+def scored_records(
+    quiz: Quiz, key: dict[str, Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every trainee's last record per case, scored: answers recorded without the key (a
+    trainee quiz) are scored with ``key`` now; records that stay unscored are left out.
+
+    Parameters
+    ----------
+    quiz : Quiz
+        The quiz (its ``scores/``).
+    key : dict, optional
+        Its key (checked against the quiz).
+
+    Returns
+    -------
+    dict
+        ``{trainee: [record, ...]}`` in submission order.
+    """
+    if key is not None:
+        check_key_matches(quiz, key)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, recs in read_scores(quiz.folder).items():
+        done = []
+        for r in latest_per_case(recs):
+            if r.get("case") not in quiz.case_ids:
+                continue
+            if not r.get("score") and key is not None:
+                a = r.get("answer") or {}
+                qc = (
+                    quiz.load_case(r["case"])
+                    if any(a.get(k) for k in ("tumor", "ablation", "transform"))
+                    else None
+                )
+                r = {
+                    **r,
+                    "score": score_case(
+                        a, key["cases"][r["case"]], float(key["threshold_mm"]), quiz_case=qc
+                    ),
+                }
+            if r.get("score"):
+                done.append(r)
+        if done:
+            out[name] = done
+    return out
+
+
+def export_rows(quiz: Quiz, key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per trainee and case (the last submission of each case), in submission order."""
     rows = []
-    for name, recs in read_scores(quiz_folder).items():
-        for i, r in enumerate(latest_per_case(recs), start=1):
-            a, s = r.get("answer", {}), r.get("score", {})
+    for name, recs in scored_records(quiz, key).items():
+        for i, r in enumerate(recs, start=1):
+            a, s = r.get("answer", {}), r["score"]
             t = s.get("true", {})
             rows.append(
                 {
@@ -1504,7 +1550,11 @@ def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
+def export_scores(
+    quiz_folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    key_path: str | os.PathLike | None = None,
+) -> dict[str, Path]:
     """Write the teacher's export: ``scores.csv`` (one row per trainee and case),
     ``summary.json`` (per trainee) and ``scores.html`` (summaries and learning curves).
 
@@ -1514,6 +1564,9 @@ def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) ->
         The quiz folder (its ``scores/``).
     out_dir : path
         Folder to write into (created).
+    key_path : path, optional
+        The key, to score answers recorded without it (default: the key inside a
+        self-study quiz, if any).
 
     Returns
     -------
@@ -1523,14 +1576,16 @@ def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) ->
     Raises
     ------
     AblationError
-        No score files in the quiz folder.
+        No scored answers in the quiz folder, or a key that does not match it.
     """
     import html as _html
 
     quiz = Quiz.load(quiz_folder)
-    rows = export_rows(quiz_folder)
+    key = quiz.load_key(key_path) if (key_path is not None or quiz.self_study) else None
+    rows = export_rows(quiz, key)
     if not rows:
-        raise AblationError(f"{quiz_folder}: no scores yet")
+        hint = "" if key is not None else " (answers recorded without the key: give --key)"
+        raise AblationError(f"{quiz_folder}: no scored answers yet{hint}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
@@ -1540,8 +1595,8 @@ def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) ->
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in EXPORT_COLUMNS})
     csv_path = write_text_atomic(out / "scores.csv", buf.getvalue())
     summaries = {}
-    for name, recs in read_scores(quiz_folder).items():
-        summaries[name] = summarize(r["score"] for r in latest_per_case(recs))
+    for name, recs in scored_records(quiz, key).items():
+        summaries[name] = summarize(r["score"] for r in recs)
     json_path = write_text_atomic(out / "summary.json", json.dumps(summaries, indent=2))
     png = base64.b64encode(learning_curve_png(rows)).decode("ascii")
     heads = [
