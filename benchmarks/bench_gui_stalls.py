@@ -23,14 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
 def run_once(results: dict[str, list[float]]) -> None:
+    import _gui
     import napari
     from qtpy.QtWidgets import QApplication
-
-    import _gui
-    from napari_ablation.core import samples
-    from napari_ablation.widgets.load import LoadCaseWidget
-    from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
 
     class Bot:  # the two pytest-qt calls _gui.measure uses
         @staticmethod
@@ -42,7 +37,7 @@ def run_once(results: dict[str, list[float]]) -> None:
             loop.exec()
 
         @staticmethod
-        def waitUntil(cond, timeout=60000):  # noqa: N802 - pytest-qt's name
+        def waitUntil(cond, timeout=60000):
             import time
 
             t0 = time.time()
@@ -62,53 +57,96 @@ def run_once(results: dict[str, list[float]]) -> None:
     v = napari.Viewer(show=True)
     v.window.resize(1600, 900)
     bot.wait(300)
-    record("File > Open Sample (renal MRI)",
-           _gui.measure(bot, lambda: v.open_sample("napari-ablation", "renal_mri"),
-                        lambda: len(v.layers) >= 4 and all(ly.data is not None for ly in v.layers)))
+    record(
+        "File > Open Sample (renal MRI)",
+        _gui.measure(
+            bot,
+            lambda: v.open_sample("napari-ablation", "renal_mri"),
+            lambda: len(v.layers) >= 4 and all(ly.data is not None for ly in v.layers),
+        ),
+    )
     v.close()
     QApplication.processEvents()
 
     for key in ("renal_mri", "liver_ct"):
-        v = napari.Viewer(show=True)
-        v.window.resize(1600, 900)
-        load, marg = LoadCaseWidget(v), MarginWidget(v)
-        v.window.add_dock_widget(load, name="Load")
-        v.window.add_dock_widget(marg, name="Margins")
-        bot.wait(300)
-        session = CaseSession.of(v)
-        load.sample.setCurrentIndex(load.sample.findData(key))
-        load.fresh.setChecked(True)
-        record(f"Load > Open sample ({key})",
-               _gui.measure(bot, load.sample_btn.click, lambda: load._worker is None and len(v.layers) >= 4))
-        marg.load_transform_file(str(samples.sample_dir() / key / "true_transform.tfm"))
-        bot.wait(200)
-        record(f"first Compute margins ({key})",
-               _gui.measure(bot, marg.run_btn.click,
-                            lambda: marg.result is not None and marg._worker is None
-                            and any((ly.metadata.get("napari_ablation") or {}).get("role") == "margin"
-                                    for ly in v.layers)))
-        out = Path(tempfile.mkdtemp())
-        for fmt in ("html", "pdf"):
-            path = out / f"report.{fmt}"
-            if hasattr(marg, "export_async"):
-                action = lambda p=path: marg.export_async(p)  # noqa: E731
-                done = lambda p=path: p.exists() and not marg.exporting  # noqa: E731
-            else:  # the widget before the case model: a synchronous export
-                action = lambda p=path: marg.export(p)  # noqa: E731
-                done = lambda p=path: p.exists()  # noqa: E731
-            record(f"export {fmt.upper()} ({key})", _gui.measure(bot, action, done))
-        # pre + post files of the sample
-        if key == "renal_mri":
-            folder = samples.sample_dir() / key
-            load.pre.path.setText(str(folder / "pre.nii.gz"))
-            load.post.path.setText(str(folder / "post.nii.gz"))
-            before = session.model.pre if hasattr(session, "model") else session.case.pre
-            record("Load > Load pre + post files (renal)",
-                   _gui.measure(bot, load.load_btn.click,
-                                lambda b=before: load._worker is None and
-                                (session.model.pre if hasattr(session, "model") else session.case.pre) is not b))
-        v.close()
-        QApplication.processEvents()
+        one_sample(key, bot, record)
+
+
+def one_sample(key, bot, record) -> None:
+    """Open a sample in the Load widget, compute the margins, export, load files."""
+    import tempfile
+
+    import _gui
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_ablation.core import samples
+    from napari_ablation.widgets.load import LoadCaseWidget
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    v = napari.Viewer(show=True)
+    v.window.resize(1600, 900)
+    load, marg = LoadCaseWidget(v), MarginWidget(v)
+    v.window.add_dock_widget(load, name="Load")
+    v.window.add_dock_widget(marg, name="Margins")
+    bot.wait(300)
+    session = CaseSession.of(v)
+    load.sample.setCurrentIndex(load.sample.findData(key))
+    load.fresh.setChecked(True)
+    record(
+        f"Load > Open sample ({key})",
+        _gui.measure(
+            bot, load.sample_btn.click, lambda: load._worker is None and len(v.layers) >= 4
+        ),
+    )
+    marg.load_transform_file(str(samples.sample_dir() / key / "true_transform.tfm"))
+    bot.wait(200)
+    record(
+        f"first Compute margins ({key})",
+        _gui.measure(
+            bot,
+            marg.run_btn.click,
+            lambda: (
+                marg.result is not None
+                and marg._worker is None
+                and any(
+                    (ly.metadata.get("napari_ablation") or {}).get("role") == "margin"
+                    for ly in v.layers
+                )
+            ),
+        ),
+    )
+    out = Path(tempfile.mkdtemp())
+    for fmt in ("html", "pdf"):
+        path = out / f"report.{fmt}"
+        if hasattr(marg, "export_async"):
+            action = lambda p=path: marg.export_async(p)
+            done = lambda p=path: p.exists() and not marg.exporting
+        else:  # the widget before the case model: a synchronous export
+            action = lambda p=path: marg.export(p)
+            done = lambda p=path: p.exists()
+        record(f"export {fmt.upper()} ({key})", _gui.measure(bot, action, done))
+    # pre + post files of the sample
+    if key == "renal_mri":
+        folder = samples.sample_dir() / key
+        load.pre.path.setText(str(folder / "pre.nii.gz"))
+        load.post.path.setText(str(folder / "post.nii.gz"))
+        before = session.model.pre if hasattr(session, "model") else session.case.pre
+        record(
+            "Load > Load pre + post files (renal)",
+            _gui.measure(
+                bot,
+                load.load_btn.click,
+                lambda b=before: (
+                    load._worker is None
+                    and (session.model.pre if hasattr(session, "model") else session.case.pre)
+                    is not b
+                ),
+            ),
+        )
+    v.close()
+    QApplication.processEvents()
 
 
 def main() -> None:

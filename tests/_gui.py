@@ -33,7 +33,7 @@ def world_to_canvas(viewer, world) -> QPoint:
     tr = view.transform * view.scene.transform
     disp = [float(world[d]) for d in viewer.dims.displayed][::-1]
     p = tr.map(disp)
-    return QPoint(int(round(p[0])), int(round(p[1])))
+    return QPoint(round(p[0]), round(p[1]))
 
 
 def stroke(viewer, qtbot, world_points, button=Qt.LeftButton) -> None:
@@ -182,7 +182,7 @@ def check_invariants(
     ]
     assert lab
     full = sitk.GetArrayFromImage(fresh.margin_labels_image())
-    pre = [ly for ly in viewer.layers if (ly.metadata.get("napari_ablation") or {}).get("role") == "pre"][0]
+    pre = next(ly for ly in viewer.layers if (ly.metadata.get("napari_ablation") or {}).get("role") == "pre")
     assert np.array_equal(margin_on_grid(lab[0], pre), full)
     if exports:
         w.export(tmp_path / "inv.json")

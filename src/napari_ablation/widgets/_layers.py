@@ -265,3 +265,34 @@ def keep_selection(viewer):
             sel.update(alive)
             if active is not None and active in viewer.layers:
                 sel.active = active
+
+
+def scroll_body(widget):
+    """Put ``widget``'s content in a scroll area and return the content's layout: a docked
+    panel then never forces the dock wider or taller than the user makes it (the images
+    keep the room)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+    body = QWidget()
+    area.setWidget(body)
+    outer.addWidget(area)
+    lay = QVBoxLayout(body)
+    lay.setContentsMargins(4, 4, 4, 4)
+    lay.setSpacing(4)
+    return lay
+
+
+def compact_combo(combo, chars: int = 10):
+    """A combo box that does not size itself to its longest entry."""
+    from qtpy.QtWidgets import QComboBox
+
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    return combo

@@ -179,7 +179,9 @@ class LoadCaseWidget(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
 
-        lay = QVBoxLayout(self)
+        lay = _layers.scroll_body(self)
+        for combo in (self.sample, self.window):
+            _layers.compact_combo(combo)
         lay.addWidget(files)
         lay.addWidget(sample)
         lay.addWidget(folder)

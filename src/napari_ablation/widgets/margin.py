@@ -39,7 +39,6 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -150,25 +149,14 @@ class MarginWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        outer.addWidget(scroll)
-        body = QWidget()
-        scroll.setWidget(body)
-        lay = QVBoxLayout(body)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.setSpacing(4)
+        lay = _layers.scroll_body(self)
 
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         self.tumor_combo = QComboBox()
         self.ablation_combo = QComboBox()
         for combo in (self.tumor_combo, self.ablation_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(8)
+            _layers.compact_combo(combo, 8)
         self.tx_label = QLabel("")
         self.tx_label.setWordWrap(True)
         self.tx_file_btn = QPushButton("File…")
@@ -186,16 +174,18 @@ class MarginWidget(QWidget):
         self.threshold.setDecimals(1)
         self.threshold.setSingleStep(0.5)
         self.threshold.setSuffix(" mm")
+        self.threshold.setMinimumWidth(60)
         self.threshold.setValue(5.0)
         self.threshold.valueChanged.connect(self._on_threshold)
         trow = QHBoxLayout()
-        trow.addWidget(self.threshold)
+        trow.addWidget(self.threshold, 2)
         for v in core_margin.THRESHOLD_PRESETS:
             b = QPushButton(f"{v:g}")
-            b.setMaximumWidth(30)
+            b.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+            b.setMinimumWidth(18)
             b.setToolTip(f"threshold {v:g} mm")
             b.clicked.connect(lambda _=False, v=v: self.threshold.setValue(v))
-            trow.addWidget(b)
+            trow.addWidget(b, 1)
         form.addRow("tumor", self.tumor_combo)
         form.addRow("ablation", self.ablation_combo)
         form.addRow("registration", txrow)
@@ -291,7 +281,8 @@ class MarginWidget(QWidget):
             row.addWidget(b)
             self.export_btns[fmt] = b
         for i in range(row.count()):
-            row.itemAt(i).widget().setMinimumWidth(20)
+            row.itemAt(i).widget().setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+            row.itemAt(i).widget().setMinimumWidth(24)
         lay.addLayout(row)
         self._set_output_buttons(False)
 
