@@ -674,7 +674,8 @@ def _unambiguous(truth, centroid, octant, radius_mm: float) -> bool:
     return bool(
         truth["min_margin_octant"] == octant
         and np.min(np.abs(rel)) >= min(OCTANT_CLEARANCE_MM, OCTANT_CLEARANCE_FRACTION * radius_mm)
-        and min(others) - truth["min_margin_mm"] >= min(OCTANT_GAP_MM, OCTANT_GAP_FRACTION * radius_mm)
+        and min(others) - truth["min_margin_mm"]
+        >= min(OCTANT_GAP_MM, OCTANT_GAP_FRACTION * radius_mm)
     )
 
 
@@ -761,7 +762,9 @@ def synthetic_case(
         raise AblationError(f"unknown octant '{octant}': choose one of {', '.join(OCTANTS)}")
     if tumor_diameter_mm is not None and not 10.0 <= float(tumor_diameter_mm) <= 50.0:
         raise AblationError("the tumor diameter must be between 10 and 50 mm")
-    if slice_mm is not None and not (math.isfinite(float(slice_mm)) and 0.3 <= float(slice_mm) <= 10.0):
+    if slice_mm is not None and not (
+        math.isfinite(float(slice_mm)) and 0.3 <= float(slice_mm) <= 10.0
+    ):
         raise AblationError("the slice thickness must be between 0.3 and 10 mm")
     if not math.isfinite(threshold_mm) or threshold_mm < 2.0 * CLASS_CLEARANCE_MM + 0.1:
         raise AblationError(
