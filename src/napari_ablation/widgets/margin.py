@@ -51,6 +51,7 @@ from ..core import coverage, geometry, report
 from ..core import margin as core_margin
 from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
+from ..core.quiz import is_quiz_locked
 from . import _layers
 from .session import CaseSession
 
@@ -113,6 +114,9 @@ def _prepare_outputs(res: core_margin.MarginResult) -> dict:
     return {"margin": np.ascontiguousarray(res.class_crop, dtype=np.uint8), "margin_scale": tuple(spacing_zyx),
             "margin_translate": tuple(translate), "outline": res.ablation_on_pre_image(),
             "histogram_png": buf.getvalue()}
+
+
+QUIZ_LOCK_TEXT = "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
 
 
 class MarginWidget(QWidget):
@@ -395,17 +399,41 @@ class MarginWidget(QWidget):
 
     def _on_case_loaded(self) -> None:
         self._shown = None
+        self._quiz_lock()
         self._refresh_layer_choices()
         self._show_tx_label()
         self._on_model_threshold(self.model.threshold)
 
     def _on_session_changed(self, what: str) -> None:
-        if what == "analysis":
+        if what in ("analysis", "quiz"):
             self._show_status()
+        if what == "quiz" and not is_quiz_locked(self.model.info) and self.big.text() == "MTM hidden":
+            self.big.setText("MTM = —")  # answered: the trainee may compute the margins now
+
+    def _quiz_lock(self) -> bool:
+        """True while a quiz question is open on the case (Teach widget): then the readout is
+        cleared and nothing is computed or shown until the answer is submitted."""
+        if not is_quiz_locked(self.model.info):
+            return False
+        self.status.setText(QUIZ_LOCK_TEXT)
+        self.big.setText("MTM hidden")
+        self.big.setStyleSheet("")
+        self.where.setText("")
+        self.registration_warning.setVisible(False)
+        for key in coverage.CLASS_KEYS:
+            self.legend_labels[coverage.CLASS_LABELS[key]].setText(coverage.CLASS_NAMES[key])
+        self.table.setRowCount(0)
+        self._histogram_pixmap = None
+        self.histogram.clear()
+        self.run_btn.setEnabled(False)
+        self._set_output_buttons(False)
+        return True
 
     # ------------------------------------------------------------------ analysis
     def run(self):
         """Compute now (and keep the margins current from then on). Returns the worker."""
+        if self._quiz_lock():
+            return None
         pre = _layers.find_layer(self.viewer, "pre")
         if pre is not None and not pre.visible:
             pre.visible = True  # margins are read over the pre anatomy (the user asked for them)
@@ -414,6 +442,8 @@ class MarginWidget(QWidget):
         return self._worker
 
     def _show_status(self) -> None:
+        if self._quiz_lock():
+            return
         runner = self.session.analysis
         a = self.model.analysis
         current = self.model.analysis_current
@@ -440,6 +470,8 @@ class MarginWidget(QWidget):
             self.big.setStyleSheet(f"color: {color};")
 
     def _on_analysis(self) -> None:
+        if self._quiz_lock():
+            return
         a = self.model.analysis
         if a is not None and a is not self._shown and self._prep_worker is None:
             self._prepare(a)
