@@ -46,6 +46,12 @@ SURFACE_FRACTION_LEVELS = (0.0, 3.0, 5.0, 6.0, 10.0)
 #: peri-tumoral shells whose ablation coverage is reported (mm)
 SHELL_WIDTHS = (3.0, 6.0)
 CLASS_KEYS = ("covered_with_margin", "insufficient_margin", "uncovered")
+#: what ``tumor_volume_ml``, ``ablation_volume_ml`` and the class volumes are measured on
+VOLUME_BASIS = (
+    "tumor_volume_ml and ablation_volume_ml: voxel count x voxel volume of the segmentations; "
+    "class volumes: the class fractions (sub-voxel samples of the tumor) x tumor_volume_ml; "
+    "*_surface_volume_ml: volume enclosed by the reconstructed surface"
+)
 CLASS_LABELS = {"covered_with_margin": 1, "insufficient_margin": 2, "uncovered": 3}
 #: anti-aliasing Gaussian, in voxels of each axis (0 = plain binary marching cubes)
 DEFAULT_SMOOTH_VOX = 1.2
@@ -457,7 +463,7 @@ class MeshDistance:
         self.tree = cKDTree((self.a + self.b + self.c) / 3.0)
         self.k = int(min(k, len(f)))
 
-    def _closest_among(self, p: np.ndarray, guess: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _closest_among(self, p: np.ndarray, guess: np.ndarray, k: int | None = None):
         k = int(min(k or self.k, self.k))
         _d, idx = self.tree.query(guess, k=k)
         idx = idx.reshape(len(p), k)
@@ -467,19 +473,45 @@ class MeshDistance:
         d2 = ((q - pp) ** 2).sum(axis=1).reshape(len(p), k)
         j = np.argmin(d2, axis=1)
         rows = np.arange(len(p))
-        return np.sqrt(d2[rows, j]), q.reshape(len(p), k, 3)[rows, j]
+        return np.sqrt(d2[rows, j]), q.reshape(len(p), k, 3)[rows, j], idx[rows, j]
 
     def query(self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, closest surface point) of each point."""
+        d, q, _f = self.query_faces(pts, guess, chunk)
+        return d, q
+
+    def query_faces(self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000):
+        """(distance, closest surface point, index of the closest triangle) of each point."""
         pts = np.asarray(pts, dtype=float).reshape(-1, 3)
         dist = np.empty(len(pts))
         closest = np.empty_like(pts)
+        face = np.empty(len(pts), dtype=np.int64)
         for s in range(0, len(pts), chunk):
             p = pts[s : s + chunk]
             g = p if guess is None else guess[s : s + chunk]
-            d, q = self._closest_among(p, g)
-            d, q = self._closest_among(p, q, 8)  # refine around the closest point found
-            dist[s : s + chunk], closest[s : s + chunk] = d, q
-        return dist, closest
+            d, q, _f = self._closest_among(p, g)
+            d, q, f = self._closest_among(p, q, 8)  # refine around the closest point found
+            dist[s : s + chunk], closest[s : s + chunk], face[s : s + chunk] = d, q, f
+        return dist, closest, face
+
+    def outside(self, pts: np.ndarray, closest: np.ndarray, face: np.ndarray) -> np.ndarray:
+        """Whether each point lies outside the surface, judged by the surface itself.
+
+        The offset from the closest point is compared with the outward normal there (the
+        vertex normals of the closest triangle, interpolated barycentrically): the same
+        surface the distance was measured to, so sign and distance agree to the last digit.
+        """
+        if not hasattr(self, "_vn"):
+            self._vn = self.mesh.vertex_normals()
+        f = self.mesh.faces[face]
+        a, b, c = self.a[face], self.b[face], self.c[face]
+        n = np.cross(b - a, c - a)
+        area2 = np.einsum("ij,ij->i", n, n) + 1e-30
+        wa = np.einsum("ij,ij->i", np.cross(c - b, closest - b), n) / area2
+        wb = np.einsum("ij,ij->i", np.cross(a - c, closest - c), n) / area2
+        wc = 1.0 - wa - wb
+        nrm = wa[:, None] * self._vn[f[:, 0]] + wb[:, None] * self._vn[f[:, 1]] + wc[:, None] * self._vn[f[:, 2]]
+        return np.einsum("ij,ij->i", pts - closest, nrm) > 0
 
 
 class _Guide:
@@ -549,10 +581,12 @@ class MarginResult:
     min_margin_octant: str
     octant_min_margin_mm: dict[str, float | None]
     tumor_centroid_lps: np.ndarray
+    #: volumes of the segmentations, voxel count x voxel volume (what every tool reports)
     tumor_volume_ml: float
     ablation_volume_ml: float
-    tumor_voxels_ml: float
-    ablation_voxels_ml: float
+    #: volumes enclosed by the reconstructed (sub-voxel) surfaces, beside the voxel volumes
+    tumor_surface_volume_ml: float
+    ablation_surface_volume_ml: float
     tumor_max_diameter_mm: float
     volume_ml: dict[str, float]
     volume_fraction: dict[str, float]
@@ -652,8 +686,9 @@ class MarginResult:
             "tumor_volume_ml": r(self.tumor_volume_ml, 4),
             "ablation_volume_ml": r(self.ablation_volume_ml, 4),
             "tumor_max_diameter_mm": r(self.tumor_max_diameter_mm, 2),
-            "tumor_volume_voxel_count_ml": r(self.tumor_voxels_ml, 4),
-            "ablation_volume_voxel_count_ml": r(self.ablation_voxels_ml, 4),
+            "tumor_surface_volume_ml": r(self.tumor_surface_volume_ml, 4),
+            "ablation_surface_volume_ml": r(self.ablation_surface_volume_ml, 4),
+            "volume_basis": VOLUME_BASIS,
             "tumor_centroid_lps": [r(v) for v in self.tumor_centroid_lps],
             "volume_ml": {k: r(v, 4) for k, v in self.volume_ml.items()},
             "volume_fraction": {k: r(v, 4) for k, v in self.volume_fraction.items()},
@@ -689,6 +724,7 @@ class MarginResult:
             rows.append((names[k] + " fraction", f"{100 * self.volume_fraction[k]:.1f}", "%"))
         rows += [
             ("Tumor volume", f"{self.tumor_volume_ml:.3f}", "ml"),
+            ("Tumor volume inside the reconstructed surface", f"{self.tumor_surface_volume_ml:.3f}", "ml"),
             ("Tumor max 3D diameter", f"{self.tumor_max_diameter_mm:.1f}", "mm"),
             ("Ablation zone volume", f"{self.ablation_volume_ml:.3f}", "ml"),
         ]
@@ -835,8 +871,12 @@ def analyze_margin(
             for lev in levels:
                 need |= np.abs(m - lev) <= guide.tol
         if need.any():
-            d, c = dist_ab.query(q[need], guess=guess[need])
-            m[need] = np.where(inside[need], d, -d)
+            # exact distance, and its sign from the same (curvature-corrected) surface: the
+            # blurred field's 0.5 level lies about sigma^2 / R inside it, which would count
+            # a shell of covered tumor as uncovered
+            d, c, f = dist_ab.query_faces(q[need], guess=guess[need])
+            out = dist_ab.outside(q[need], c, f)
+            m[need] = np.where(out, -d, d)
             closest[need] = c
         return m, closest @ Ainv.T + binv
 
@@ -872,7 +912,8 @@ def analyze_margin(
     class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
     class_crop[tuple((idx - np.array([s.start for s in tbox])).T)] = cls
     # class fractions at sub-voxel resolution: the samples of the tumor's own field (refined
-    # across thick slices) that lie inside its surface; volumes from the enclosed surface volume
+    # across thick slices) that lie inside its surface; class volumes are these fractions of
+    # the segmentation's voxel volume (VOLUME_BASIS)
     if np.all(tfield.step == 1.0):
         m_fine = m_vox
     else:
@@ -886,9 +927,7 @@ def analyze_margin(
         "uncovered": float(np.count_nonzero(m_fine < 0)) / n_f,
     }
     volume_ml = {k: v * tumor_ml for k, v in volume_fraction.items()}
-    ablation_voxels_ml = float(np.count_nonzero(amask[abox])) * agrid.voxel_ml
-    ablation_ml = ablation_voxels_ml
-    tumor_voxels_ml = n_t * tgrid.voxel_ml
+    ablation_ml = float(np.count_nonzero(amask[abox])) * agrid.voxel_ml
 
     # --- octants ---------------------------------------------------------------------------
     rel = tsurf.verts - centroid
@@ -930,8 +969,8 @@ def analyze_margin(
         tumor_centroid_lps=centroid,
         tumor_volume_ml=tumor_ml,
         ablation_volume_ml=ablation_ml,
-        tumor_voxels_ml=tumor_voxels_ml,
-        ablation_voxels_ml=ablation_voxels_ml,
+        tumor_surface_volume_ml=tsurf.volume_mm3() / 1000.0,
+        ablation_surface_volume_ml=asurf_post.volume_mm3() / 1000.0,
         tumor_max_diameter_mm=diameter,
         volume_ml=volume_ml,
         volume_fraction=volume_fraction,
