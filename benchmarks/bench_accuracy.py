@@ -25,6 +25,7 @@ of the tumor volume (sphere pairs, threshold 5 mm).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -146,9 +147,11 @@ def class_error_pct(vol, truth) -> float:
     return max(abs(vol[k] - exact[k]) for k in CLASSES) / truth["tumor_ml"] * 100
 
 
-def run(n: int, seed: int) -> list[dict]:
+def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
     rows = []
-    for spacing, targets in GRIDS.items():
+    for i_grid, (spacing, targets) in enumerate(GRIDS.items()):
+        if grids and i_grid not in grids:
+            continue
         rng = np.random.default_rng(seed)
         rec = {"ours": [], "naive": []}
         t_ours = []
@@ -161,6 +164,9 @@ def run(n: int, seed: int) -> list[dict]:
             cv = class_error_pct(res.volume_ml, truth) if truth["sphere"] else None
             rec["ours"].append(
                 {
+                    "dir_true": truth["direction"].tolist(),
+                    "dir": res.min_margin_direction_lps.tolist(),
+                    "sphere": truth["sphere"],
                     "err": res.min_margin_mm - truth["mtm"],
                     "steep": steep,
                     "cv": cv,
@@ -208,6 +214,8 @@ def run(n: int, seed: int) -> list[dict]:
                     time_s=float(np.median(t_ours)),
                 )
             rows.append(row)
+        if dump is not None:
+            dump[" x ".join(f"{v:g}" for v in spacing)] = rec["ours"]
     return rows
 
 
@@ -245,10 +253,16 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="8 cases per grid")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--seed", type=int, default=9)
+    ap.add_argument("--grid", type=int, action="append", help="only these grids (0, 1, 2)")
+    ap.add_argument("--dump", metavar="JSON", help="write every case's error, directions and limit")
     args = ap.parse_args()
     n = 8 if args.quick else args.n
     t0 = time.perf_counter()
-    print_table(run(n, args.seed))
+    dump = {} if args.dump else None
+    print_table(run(n, args.seed, dump, args.grid))
+    if args.dump:
+        with open(args.dump, "w") as f:
+            json.dump(dump, f, default=lambda o: o.item())
     print(f"\n{n} cases per grid, seed {args.seed}, {time.perf_counter() - t0:.0f} s")
     return 0
 
