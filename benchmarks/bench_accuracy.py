@@ -143,8 +143,16 @@ def naive(tumor, ablation, T):
 
 
 def class_error_pct(vol, truth) -> float:
+    """Worst class-volume error in % of the true tumor volume."""
     exact = sphere_class_volumes_ml(truth["r_t"], truth["r_a"], truth["d"], THRESHOLD)
     return max(abs(vol[k] - exact[k]) for k in CLASSES) / truth["tumor_ml"] * 100
+
+
+def class_fraction_error_pct(vol, truth) -> float:
+    """Worst class-fraction error in percentage points (the tumor's own volume error removed)."""
+    exact = sphere_class_volumes_ml(truth["r_t"], truth["r_a"], truth["d"], THRESHOLD)
+    total = sum(vol.values())
+    return max(abs(vol[k] / total - exact[k] / truth["tumor_ml"]) for k in CLASSES) * 100
 
 
 def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
@@ -162,6 +170,7 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
             t_ours.append(time.perf_counter() - t0)
             steep = abs(truth["direction"][2]) > math.sin(math.radians(45))
             cv = class_error_pct(res.volume_ml, truth) if truth["sphere"] else None
+            cf = class_fraction_error_pct(res.volume_ml, truth) if truth["sphere"] else None
             rec["ours"].append(
                 {
                     "dir_true": truth["direction"].tolist(),
@@ -170,6 +179,7 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
                     "err": res.min_margin_mm - truth["mtm"],
                     "steep": steep,
                     "cv": cv,
+                    "cf": cf,
                     "limit": res.min_margin_uncertainty_mm,
                 }
             )
@@ -179,6 +189,7 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
                     "err": m_nv - truth["mtm"],
                     "steep": steep,
                     "cv": class_error_pct(vol_nv, truth) if truth["sphere"] else None,
+                    "cf": class_fraction_error_pct(vol_nv, truth) if truth["sphere"] else None,
                     "limit": None,
                 }
             )
@@ -186,6 +197,7 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
             e = np.array([r["err"] for r in rs])
             st = np.array([r["steep"] for r in rs])
             cv = [r["cv"] for r in rs if r["cv"] is not None]
+            cf = [r["cf"] for r in rs if r["cf"] is not None]
             row = {
                 "grid": spacing,
                 "method": method,
@@ -196,6 +208,7 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
                 "worst_steep": float(np.abs(e[st]).max()) if st.any() else float("nan"),
                 "n_steep": int(st.sum()),
                 "worst_cv": max(cv) if cv else float("nan"),
+                "worst_cf": max(cf) if cf else float("nan"),
                 "targets": targets,
             }
             if method == "ours":
@@ -222,7 +235,7 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
 def print_table(rows) -> None:
     hdr = (
         f"{'grid (mm)':<14}{'method':<8}{'n':>4}{'bias':>8}{'p90':>7}{'worst<=45':>10}{'worst>45':>9}"
-        f"{'(n>45)':>7}{'classvol%':>10}   targets: |bias|, worst<=45, classvol%"
+        f"{'(n>45)':>7}{'classvol%':>10}{'classfrac%':>11}   targets: |bias|, worst<=45, classvol%"
     )
     print(hdr)
     print("-" * len(hdr))
@@ -231,7 +244,7 @@ def print_table(rows) -> None:
         tg = r["targets"] if r["method"] == "ours" else ""
         print(
             f"{g:<14}{r['method']:<8}{r['n']:>4}{r['bias']:>+8.2f}{r['p90']:>7.2f}{r['worst_in']:>10.2f}"
-            f"{r['worst_steep']:>9.2f}{r['n_steep']:>7}{r['worst_cv']:>10.2f}   {tg}"
+            f"{r['worst_steep']:>9.2f}{r['n_steep']:>7}{r['worst_cv']:>10.2f}{r['worst_cf']:>11.2f}   {tg}"
         )
     print()
     print("stated resolution limit (median) vs actual |error| (p95), napari-ablation")

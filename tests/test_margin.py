@@ -86,8 +86,10 @@ def test_mtm_octant_and_class_volumes_on_spheres(spacing):
             assert abs(res.volume_ml[k] - v) <= tol * vt, (k, res.volume_ml[k], v)
         assert res.tumor_volume_ml == pytest.approx(vt, rel=tol)
         assert res.complete_coverage
-        # the resolution limit is reported and grows with the slice thickness
-        assert 0 < res.min_margin_uncertainty_mm <= 0.75 * math.hypot(*spacing) * 1.01
+        # the resolution limit is reported, holds the truth, and is no wider than the data force
+        # (it was half a voxel of each grid in quadrature: 1.06 mm on 1 mm grids)
+        assert abs(err) <= res.min_margin_uncertainty_mm
+        assert res.min_margin_uncertainty_mm <= 0.3 * math.hypot(*spacing)
     print(spacing, "errors", np.round(errors, 3))
 
 

@@ -82,10 +82,6 @@ class _Grid:
     def to_index(self, lps: np.ndarray) -> np.ndarray:
         return (np.asarray(lps, dtype=float) - self.origin) @ self.Minv.T
 
-    def half_extent_along(self, n_lps: np.ndarray) -> float:
-        """Half the width of one voxel along the unit direction ``n`` (LPS)."""
-        # voxel = M @ [-0.5, 0.5]^3 ; support function along n
-        return 0.5 * float(np.abs(self.M.T @ np.asarray(n_lps, dtype=float)).sum())
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -960,10 +956,9 @@ def analyze_margin(
         direction = direction / nd * (1.0 if mtm >= 0 else -1.0)  # outward from the tumor
     else:
         direction = normals[i_min]
-    # resolution limit: half a voxel of each grid along the MTM direction, in quadrature
-    h_pre = tgrid.half_extent_along(direction)
-    h_post = agrid.half_extent_along(A @ direction)
-    uncertainty = float(math.hypot(h_pre, h_post))
+    # resolution limit: each mask's surface localisation limit along the MTM direction, the
+    # two in quadrature (see _surface_error_sd)
+    uncertainty = float(math.hypot(_surface_error_sd(tgrid, direction), _surface_error_sd(agrid, A @ direction)))
 
     # --- tumor voxels: volumes, centroid, classes -----------------------------------------
     tcrop = tmask[tbox]
@@ -1059,6 +1054,33 @@ def analyze_margin(
 
 #: neighbour-averaging passes of the per-vertex margins (see analyze_margin)
 SURFACE_SMOOTH_ITERS = 1
+
+
+#: each mask's contribution to the stated resolution limit, as a fraction of the spacing along
+#: each grid axis: in-plane and across thick slices on a grid with one thick axis; on a
+#: near-isotropic grid. Calibrated on benchmarks/bench_accuracy.py (random spheres and
+#: ellipsoids, seed 9), checked on another seed (see benchmarks/README.md)
+LIMIT_INPLANE_THICK_GRID = 0.40
+LIMIT_ACROSS_SLICES = 0.06
+LIMIT_ISOTROPIC = 0.20
+
+
+def _surface_error_sd(grid: _Grid, n_lps: np.ndarray) -> float:
+    """Localisation limit (mm) of a mask's reconstructed surface along the unit direction ``n``.
+
+    Per grid axis a fraction of the spacing (LIMIT_*), combined over the components of ``n``
+    along the grid's axes. Across thick slices the fraction is small: the slice contours are
+    interpolated with the sections' curvature and the caps modelled (see _shape_based_field),
+    so the error there is set by the in-plane pixels more than by the slice thickness.
+    """
+    sp = grid.spacing_xyz
+    comp = grid.direction.T @ np.asarray(n_lps, dtype=float)  # along the grid's x, y, z axes
+    thick = sp > THICK_RATIO * sp.min()
+    if int(thick.sum()) == 1:
+        frac = np.where(thick, LIMIT_ACROSS_SLICES, LIMIT_INPLANE_THICK_GRID)
+    else:
+        frac = np.full(3, LIMIT_ISOTROPIC)
+    return float(np.sqrt(np.sum((frac * sp * comp) ** 2)))
 
 
 def _reconstructed_ml(fld: _Field, n_voxels: int) -> float:
