@@ -139,8 +139,6 @@ THICK_RATIO = 1.5
 SLICE_SMOOTH_VOX = 0.8
 #: exact in-plane distances within (slice thickness + this) of a contour; pixel-centre EDT beyond
 SLICE_BAND_EXTRA_MM = 1.0
-SHAPE_THEN_GAUSSIAN = True
-SDF_SMOOTH = False
 #: anti-aliasing of the refined thick-slice reconstruction (refined voxels)
 FINE_SMOOTH_VOX = 1.2
 FINE_SMOOTH_AXIAL_VOX = 1.2
@@ -223,12 +221,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     fine = np.moveaxis(fine, 0, axis)
     step = np.ones(3)
     step[axis] = 1.0 / f
-    if SDF_SMOOTH and sig > 0:
-        sig3 = [FINE_SMOOTH_VOX] * 3
-        sig3[axis] = FINE_SMOOTH_AXIAL_VOX
-        sm = ndimage.gaussian_filter(fine.astype(np.float32), sigma=sig3, mode="nearest", truncate=3.0)
-        return _Field(sm, lo, step, grid, 0.0, fine >= 0)
-    if SHAPE_THEN_GAUSSIAN and sig > 0:
+    if sig > 0:
         # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic mask
         solid = fine >= 0
         sig3 = [FINE_SMOOTH_VOX] * 3
