@@ -35,6 +35,7 @@ import numpy as np
 CASES = {
     "MRI": dict(size=(256, 256, 128), spacing=(1.2, 1.2, 3.0)),
     "CT": dict(size=(512, 512, 200), spacing=(0.7, 0.7, 1.0)),
+    "CT60": dict(size=(512, 512, 300), spacing=(0.7, 0.7, 1.0), r_t=30.0),
 }
 R_T, MARGIN, OFFSET = 15.0, 5.0, 3.0  # 3 cm tumor, true MTM 5 mm, ablation centre offset 3 mm
 
@@ -51,8 +52,9 @@ def make_case(name: str):
     u = np.array([0.6, -0.5, 0.62])
     u /= np.linalg.norm(u)
     c_a_pre = c_t + OFFSET * u
-    r_a = R_T + MARGIN + OFFSET
-    tumor = sphere_image(size, sp, origin, c_t, R_T)
+    r_a = cfg.get("r_t", R_T) + MARGIN + OFFSET
+    r_t = cfg.get("r_t", R_T)
+    tumor = sphere_image(size, sp, origin, c_t, r_t)
     T = sitk.Euler3DTransform()
     T.SetCenter(c_t.tolist())
     T.SetRotation(0.05, -0.08, 0.12)
@@ -146,6 +148,44 @@ def accuracy(n: int = 10) -> None:
                   f"{target:>8.2f}")
 
 
+def scaling(repeats: int = 3) -> None:
+    """Time of napari-ablation (median of ``repeats``) against tumor radius and image size."""
+    import SimpleITK as sitk
+
+    from napari_ablation.core.margin import analyze_margin, sphere_image
+
+    def case(size, sp, r_t):
+        size, sp = np.asarray(size), np.asarray(sp)
+        origin = -size * sp / 2 + np.array([0.37, -0.21, 0.43]) * sp
+        c_t = np.array([12.3, -8.7, 5.1])
+        u = np.array([0.6, -0.5, 0.62]) / np.linalg.norm([0.6, -0.5, 0.62])
+        tumor = sphere_image(size, sp, origin, c_t, r_t)
+        T = sitk.Euler3DTransform()
+        T.SetCenter(c_t.tolist())
+        T.SetRotation(0.05, -0.08, 0.12)
+        T.SetTranslation((6.0, -4.0, 9.0))
+        c_post = np.asarray(T.TransformPoint((c_t + OFFSET * u).tolist()))
+        ablation = sphere_image(size, sp, origin + [3.1, -2.2, 1.7], c_post, r_t + MARGIN + OFFSET)
+        return tumor, ablation, T
+
+    def timed(tumor, ablation, T):
+        analyze_margin(tumor, ablation, T, 5.0)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            analyze_margin(tumor, ablation, T, 5.0)
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+    ct = (0.7, 0.7, 1.0)
+    print(f"scaling, median of {repeats} (s): tumor radius on CT 512 x 512 x 200 @ 0.7 x 0.7 x 1")
+    for r in (10.0, 15.0, 20.0, 30.0):
+        print(f"  tumor radius {r:4.0f} mm: {timed(*case((512, 512, 200), ct, r)):.3f}")
+    print("image size, 15 mm tumor radius, 0.7 x 0.7 x 1 mm")
+    for size in ((256, 256, 100), (512, 512, 200), (512, 512, 300)):
+        print(f"  {' x '.join(map(str, size))}: {timed(*case(size, ct, 15.0)):.3f}")
+
+
 def child(method: str, case: str, repeats: int) -> dict:
     tumor, ablation, T, truth = make_case(case)
     fn = {"napari-ablation": run_ours, "naive": run_naive}[method]
@@ -170,19 +210,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--accuracy", action="store_true", help="MTM error on random analytic spheres")
+    ap.add_argument("--scaling", action="store_true", help="time against tumor size and image size")
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "CASE", "N"))
     args = ap.parse_args()
+    if args.scaling:
+        scaling()
+        return 0
     if args.accuracy:
         accuracy()
         return 0
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]))))
         return 0
-    cases = ["MRI"] if args.quick else ["MRI", "CT"]
+    cases = ["MRI"] if args.quick else ["MRI", "CT", "CT60"]
     plan = []
     for case in cases:
         plan.append(("napari-ablation", case, 3 if args.quick else 5))
-        plan.append(("naive", case, 1))
+        if case != "CT60":  # the naive full-volume EDT of 512 x 512 x 300 takes minutes
+            plan.append(("naive", case, 1 if case == "CT" or args.quick else 3))
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="2")
     rows = []
     for method, case, n in plan:

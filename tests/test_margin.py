@@ -86,8 +86,10 @@ def test_mtm_octant_and_class_volumes_on_spheres(spacing):
             assert abs(res.volume_ml[k] - v) <= tol * vt, (k, res.volume_ml[k], v)
         assert res.tumor_volume_ml == pytest.approx(vt, rel=tol)
         assert res.complete_coverage
-        # the resolution limit is reported and grows with the slice thickness
-        assert 0 < res.min_margin_uncertainty_mm <= 0.75 * math.hypot(*spacing) * 1.01
+        # the resolution limit is reported, holds the truth, and is no wider than the data force
+        # (it was half a voxel of each grid in quadrature: 1.06 mm on 1 mm grids)
+        assert abs(err) <= res.min_margin_uncertainty_mm
+        assert res.min_margin_uncertainty_mm <= 0.3 * math.hypot(*spacing)
     print(spacing, "errors", np.round(errors, 3))
 
 
@@ -290,3 +292,121 @@ def test_a_lesion_a_few_voxels_across_is_measured_with_a_warning():
     one[9, 9, 9] = 1
     res1 = M.analyze_margin(sitk.GetImageFromArray(one), ablation)
     assert 7 - 0.5 * math.sqrt(3) - 0.3 <= res1.min_margin_mm <= 7 - 0.5 + 0.3
+
+
+# ----------------------------------------------------------------------------- issue 9: causes of bias
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_class_volumes_of_a_small_ablation_zone_are_not_biased_by_the_blur(seed):
+    """Tumor ball 8 mm, ablation ball 7 mm, 1 mm grid: the anti-aliasing blur moves the ablation
+    field's 0.5 level inwards by about sigma^2 / R; an inside test on that level (while the
+    distances come from the curvature-corrected surface) counted a shell of covered tumor as
+    uncovered: +6 to +7 % of the tumor volume. Against the exact lens volumes."""
+    rng = np.random.default_rng(seed)
+    r_t, r_a, d = 8.0, 7.0, rng.uniform(0, 1.5)
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    c_t = rng.uniform(-0.5, 0.5, 3)
+    tumor = M.sphere_image([33] * 3, [1, 1, 1], c_t - 16 + rng.uniform(0, 1, 3), c_t, r_t)
+    ablation = M.sphere_image([33] * 3, [1, 1, 1], c_t - 16 + rng.uniform(0, 1, 3), c_t + d * u, r_a)
+    res = M.analyze_margin(tumor, ablation, None, 5.0)
+    exact = M.sphere_class_volumes_ml(r_t, r_a, d, 5.0)
+    vt = M.sphere_volume(r_t) / 1000
+    for k, v in exact.items():
+        assert abs(res.volume_ml[k] - v) <= 0.015 * vt, (k, res.volume_ml[k], v)
+
+
+def test_volumes_say_what_they_measure():
+    """tumor_volume_ml is the segmentation's voxel volume (what every tool reports); beside it,
+    the volume of the sub-voxel reconstruction, close to the true volume of the shape; the
+    class volumes add up to the latter; no key repeats another."""
+    sp = (0.8, 0.8, 3.0)
+    c = np.array([0.31, -0.22, 0.4])
+    tumor = M.sphere_image([50, 50, 16], sp, [-20, -20, -22], c, 12.0)
+    ablation = M.sphere_image([60, 60, 20], sp, [-24, -24, -27], c, 18.0, direction=Rotation.from_rotvec(
+        [0.05, -0.03, 0.04]).as_matrix())
+    res = M.analyze_margin(tumor, ablation)
+    doc = res.to_json_dict()
+    n_vox = int((sitk.GetArrayViewFromImage(tumor) != 0).sum())
+    assert doc["tumor_volume_ml"] == pytest.approx(n_vox * np.prod(sp) / 1000, abs=1e-4)
+    n_abl = int((sitk.GetArrayViewFromImage(ablation) != 0).sum())
+    assert doc["ablation_volume_ml"] == pytest.approx(n_abl * np.prod(sp) / 1000, abs=1e-4)
+    # across 3 mm slices the reconstruction has no voxelisation noise: within 1 % of the ball
+    assert doc["tumor_reconstructed_volume_ml"] == pytest.approx(M.sphere_volume(12.0) / 1000, rel=0.01)
+    assert doc["ablation_reconstructed_volume_ml"] == pytest.approx(M.sphere_volume(18.0) / 1000, rel=0.01)
+    assert "tumor_volume_voxel_count_ml" not in doc and "ablation_volume_voxel_count_ml" not in doc
+    assert "voxel" in doc["volume_basis"]
+    # the class volumes are fractions of the reconstructed volume (volume_basis says so)
+    assert sum(doc["volume_ml"].values()) == pytest.approx(doc["tumor_reconstructed_volume_ml"], abs=1e-3)
+
+
+def _ellipsoid_image(spacing, direction, centre_grid, half, ell, phase) -> sitk.Image:
+    from napari_ablation.core import phantoms
+
+    sp = np.asarray(spacing, float)
+    size = np.ceil(2 * half / sp).astype(int) + 1
+    D = np.asarray(direction, float)
+    origin = centre_grid - D @ (sp * (size - 1) / 2) + D @ (np.asarray(phase) * sp)
+    arr = phantoms.ellipsoid_mask(tuple(size[::-1]), (D * sp[None, :])[:, ::-1], origin, *ell)
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.SetSpacing(sp.tolist())
+    img.SetOrigin(origin.tolist())
+    img.SetDirection(D.ravel().tolist())
+    return img
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.25, 0.5, 0.75])
+def test_thick_slices_do_not_shrink_a_sphere_between_slices(phase):
+    """Interpolating in-plane distances linearly (or monotone-cubically) between 5 mm slices puts
+    the surface on the chord between slice contours: a 20 mm ball came out up to 1.2 mm too
+    small on its shoulders (30-50 deg from the slice axis), a false minimum of the margin."""
+    sp = (0.8, 0.8, 5.0)
+    img = _ellipsoid_image(sp, np.eye(3), np.zeros(3), 32, (np.zeros(3), np.full(3, 20.0), np.eye(3)),
+                           (0.3, 0.6, phase))
+    c_a = np.array([1.5, 1.5, 1.5]) * np.sqrt(4 / 3)  # 3 mm off-centre: the minimum in one place
+    big = M.sphere_image([80, 80, 20], sp, [-32, -32, -45], c_a, 30.0)
+    res = M.analyze_margin(img, big)
+    v = res.tumor_surface.verts
+    r = np.linalg.norm(v, axis=1)
+    polar = np.degrees(np.arccos(np.abs(v[:, 2]) / r))
+    shoulder = (polar > 20) & (polar < 60)
+    assert abs(np.mean(r[shoulder] - 20.0)) < 0.1
+    assert np.min(r[shoulder] - 20.0) > -0.6
+    assert res.min_margin_mm == pytest.approx(7.0, abs=0.3)
+
+
+def test_a_slice_of_a_few_pixels_gets_real_distances():
+    """A slice holding a few pixels has no contour once anti-aliased; it used to get a constant
+    -1 pixel 'distance' everywhere outside, so interpolation from the previous (large) slice
+    crossed zero next to this one: a cap bulging out by up to a slice thickness (2.1 mm on a
+    tilted ellipsoid on 3 mm slices)."""
+    sl = np.zeros((40, 40), np.uint8)
+    sl[20, 20:22] = 1  # two pixels
+    d = M._slice_sdf(sl, (1.2, 1.2), 0.8, band_mm=4.0)
+    assert d[20, 20] > 0
+    # 10 pixels (12 mm) away: about -11.5 mm (the contour runs half a pixel outside the centres)
+    assert d[20, 31] == pytest.approx(-(10 * 1.2 - 0.6), abs=0.3)
+    assert d[5, 5] < -15
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_tumor_on_two_thick_slices_has_round_caps(seed):
+    """A small tumor seen on two 5 mm slices whose areas hardly differ: the cap used to be a
+    prism (the last section extruded half a slice), which bulges out at its rim by about a
+    millimetre and makes a false minimum of the margin on an oblique thick post grid."""
+    from napari_ablation.core import phantoms
+
+    rng = np.random.default_rng(seed)
+    R_t = Rotation.random(random_state=seed).as_matrix()
+    e_t = np.array([6.5, 5.5, 5.3])
+    c_t = np.array([0.0, 0.0, 2.5 + rng.uniform(-0.5, 0.5)])  # centred between two slices
+    ell_t = (c_t, e_t, R_t)
+    ell_a = (c_t + rng.normal(size=3), np.array([10.3, 10.9, 11.8]), Rotation.random(random_state=10 + seed).as_matrix())
+    truth, _p, _d = phantoms.ellipsoid_min_margin(ell_t, ell_a)
+    sp = (0.8, 0.8, 5.0)
+    tumor = _ellipsoid_image(sp, np.eye(3), c_t, 20, ell_t, (0.3, 0.1, 0.0))
+    D = Rotation.from_rotvec([0.05, -0.04, 0.02]).as_matrix()
+    ablation = _ellipsoid_image(sp, D, c_t, 20, ell_a, rng.uniform(-0.5, 0.5, 3))
+    res = M.analyze_margin(tumor, ablation)
+    assert abs(res.min_margin_mm - truth) <= 0.5, (res.min_margin_mm, truth)
