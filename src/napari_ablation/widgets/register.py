@@ -49,7 +49,6 @@ from ..core import registration as reg
 from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from . import _layers
-
 from .session import CaseSession
 
 #: half size (mm) of the box around the tumor resampled live while adjusting
@@ -58,6 +57,8 @@ LIVE_HALF_SIZE_MM = 30.0
 BOX_ROLE = "registration box"
 #: delay (ms) after the last change before the whole volume is resampled
 SETTLE_MS = 250
+#: shortest time (s) between two progress reports of the automatic registration
+PROGRESS_INTERVAL_S = 0.1
 PAIR_COLORS = [
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
     "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
@@ -66,10 +67,32 @@ MANUAL = (("tx", "x (L) mm", 20.0, 0.1), ("ty", "y (P) mm", 20.0, 0.1), ("tz", "
           ("rx", "about x (deg)", 15.0, 0.1), ("ry", "about y (deg)", 15.0, 0.1), ("rz", "about z (deg)", 15.0, 0.1))
 
 
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued connection)."""
+class ProgressRelay(QObject):
+    """Carries progress from a worker thread to the GUI thread.
+
+    ``report`` is called in the worker thread; it emits a queued signal at most every
+    ``interval_s`` seconds (and always for the first and the final report). The slot on the
+    GUI thread only sets a progress bar: nothing on the way calls
+    ``QApplication.processEvents``, which napari's progress bar does on every update and
+    which re-entered the slot until the stack overflowed (issue 8, point 1).
+    """
 
     progress = Signal(float, str)
+
+    def __init__(self, interval_s: float = PROGRESS_INTERVAL_S, parent=None):
+        super().__init__(parent)
+        self.interval_s = interval_s
+        self._last = -1.0
+
+    def reset(self) -> None:
+        self._last = -1.0
+
+    def report(self, fraction: float, text: str) -> None:
+        now = time.monotonic()
+        if 0.0 < fraction < 1.0 and now - self._last < self.interval_s:
+            return
+        self._last = now
+        self.progress.emit(float(fraction), str(text))
 
 
 def pair_color(label: str) -> str:
@@ -151,9 +174,9 @@ class RegisterWidget(QWidget):
         self.last_fit: lm.LandmarkFit | None = None
         self.last_result: reg.RegistrationResult | None = None
         self.live_timings_ms: list[float] = []
-        self._relay = _Relay()
-        self._relay.progress.connect(self._on_progress)
-        self._pbar = None
+        self._relay = ProgressRelay(parent=self)
+        self._relay.progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+        self._run_case = None  # the case the running registration belongs to
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
         self._settle.setInterval(SETTLE_MS)
@@ -423,6 +446,8 @@ class RegisterWidget(QWidget):
 
     def _on_session_changed(self, what: str) -> None:
         if what == "case" and self.session is not None:
+            if self._worker is not None:
+                self.cancel()  # its result belongs to the previous case
             watched = self._cache.get("watched", set())
             self._cache.clear()
             self._cache["watched"] = watched
@@ -498,20 +523,20 @@ class RegisterWidget(QWidget):
             _layers.notify_error(exc)
             return None
         from napari.qt.threading import thread_worker
-        from napari.utils import progress as napari_progress
 
         self._cancel = False
         relay = self._relay
+        relay.reset()
 
         @thread_worker
         def work():
             # expected outcomes are returned, not raised, so nothing reaches the event loop
             try:
-                return reg.register_rigid(pre, post, progress=relay.progress.emit, cancel=lambda: self._cancel, **kw)
+                return reg.register_rigid(pre, post, progress=relay.report, cancel=lambda: self._cancel, **kw)
             except Exception as exc:  # noqa: BLE001 - cancel, bad input or an ITK failure: one line
                 return ("failed", exc)  # superqt re-raises a returned exception: wrap it
 
-        self._pbar = napari_progress(total=100, desc="rigid registration")
+        self._run_case = self.session.case if self.session is not None else None
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.run_btn.setEnabled(False)
@@ -560,17 +585,14 @@ class RegisterWidget(QWidget):
         self._status("cancelling…")
 
     def _on_progress(self, fraction: float, text: str) -> None:
-        pbar = self._pbar
-        if self._worker is None or pbar is None:
+        if self._worker is None:
             return  # a late, queued report
         self.progress.setValue(round(100 * fraction))
         self.progress.setFormat(f"%p%  {text}")
-        n = round(100 * fraction)
-        if n > pbar.n:
-            pbar.update(n - pbar.n)
-        pbar.set_description(f"registration: {text}")
 
     def _on_registered(self, result) -> None:
+        if self.session is not None and self._run_case is not self.session.case:
+            return  # started on a case that is no longer open
         if isinstance(result, tuple):
             self._on_failed(result[1])
             return
@@ -596,9 +618,7 @@ class RegisterWidget(QWidget):
         self.run_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         self.progress.setVisible(False)
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        self._run_case = None
 
     # ------------------------------------------------------------------ overlay
     @property
