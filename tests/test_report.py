@@ -47,3 +47,22 @@ def test_html_and_pdf_reports(tmp_path, res):
     assert not (tmp_path / "r.docx").exists()
     # only the two reports, no temporary files left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.pdf"]
+
+
+def test_slice_panels_are_radiological_with_letters(res):
+    """A point right, anterior and superior of the MTM point is drawn top-left in every panel,
+    and the edge letters are those of the viewer (one rule: core.orientation)."""
+    fig = R.plot_slices(res)
+    fig.canvas.draw()
+    planes = {p["name"]: p for p in R.slice_planes(res)}
+    x, y, z = res.min_margin_point_lps
+    right_ant_sup = {"axial": (x - 5, y - 5), "coronal": (x - 5, z + 5), "sagittal": (y - 5, z + 5)}
+    letters = {"axial": "ARLP", "coronal": "SRLI", "sagittal": "SAPI"}  # top, left, right, bottom
+    for ax, name in zip(fig.axes, ("axial", "coronal", "sagittal")):
+        mx, my = ax.transData.transform(right_ant_sup[name])
+        cx, cy = ax.transData.transform(planes[name]["point"])  # the MTM point
+        assert mx < cx and my > cy, name  # display y grows upwards
+        shown = {t.get_text(): t.get_position() for t in ax.texts}
+        top, left, right, bottom = letters[name]
+        assert shown[top][1] > 0.9 and shown[bottom][1] < 0.1, name
+        assert shown[left][0] < 0.1 and shown[right][0] > 0.9, name

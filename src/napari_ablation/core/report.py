@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import coverage
+from . import coverage, orientation
 from .errors import AblationError
 from .io import write_bytes_atomic, write_text_atomic
 
@@ -100,17 +100,27 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
         ext_r = (origin[rows_ax] - sp[rows_ax] / 2, origin[rows_ax] + sp[rows_ax] * (classes.shape[rows_ax] - 0.5))
         ext_c = (origin[cols_ax] - sp[cols_ax] / 2, origin[cols_ax] + sp[cols_ax] * (classes.shape[cols_ax] - 0.5))
         planes.append(
-            dict(
-                name=name,
-                classes=np.asarray(classes[sl]),
-                ablation=np.asarray(ablation[sl]),
-                image=None if img is None else np.asarray(img[sl]),
-                extent=(ext_c[0], ext_c[1], ext_r[0], ext_r[1]),  # for origin="lower"
-                point=(float(p_zyx[cols_ax]), float(p_zyx[rows_ax])),
-                axes=("LPS"[::-1][cols_ax], "LPS"[::-1][rows_ax]),
-            )
+            {
+                "name": name,
+                "classes": np.asarray(classes[sl]),
+                "ablation": np.asarray(ablation[sl]),
+                "image": None if img is None else np.asarray(img[sl]),
+                "extent": (ext_c[0], ext_c[1], ext_r[0], ext_r[1]),  # for origin="lower"
+                "point": (float(p_zyx[cols_ax]), float(p_zyx[rows_ax])),
+                "axes": ("LPS"[::-1][cols_ax], "LPS"[::-1][rows_ax]),
+                "displayed": (rows_ax, cols_ax),
+            }
         )
     return planes
+
+
+#: where the orientation letters go in a slice panel (axes coordinates, alignment)
+_LETTER_POS = {
+    "top": (0.5, 0.98, "center", "top"),
+    "bottom": (0.5, 0.02, "center", "bottom"),
+    "left": (0.02, 0.5, "left", "center"),
+    "right": (0.98, 0.5, "right", "center"),
+}
 
 
 def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
@@ -140,10 +150,16 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
         ax.set_xlabel(f"{pl['axes'][0]} (mm)", fontsize=8)
         ax.set_ylabel(f"{pl['axes'][1]} (mm)", fontsize=8)
         ax.tick_params(labelsize=7)
-        # radiological display: patient left (+x) on screen right; axial: anterior up
-        # (P = +y downwards); coronal/sagittal: superior (+z) up
-        if pl["name"] == "axial":
+        # radiological display, the same rule as the viewer's (core.orientation)
+        vdir, hdir = orientation.screen_directions(pl["displayed"])
+        if vdir == "down":
             ax.invert_yaxis()
+        if hdir == "left":
+            ax.invert_xaxis()
+        letters = orientation.edge_letters(pl["displayed"], (vdir, hdir))
+        for edge, (x, y, ha, va) in _LETTER_POS.items():
+            ax.text(x, y, letters[edge], transform=ax.transAxes, ha=ha, va=va, fontsize=8, weight="bold",
+                    color="#ffff66", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"})
     return fig
 
 

@@ -176,7 +176,8 @@ class RegisterWidget(QWidget):
         self.live_timings_ms: list[float] = []
         self._relay = ProgressRelay(parent=self)
         self._relay.progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
-        self._run_case = None  # the case the running registration belongs to
+        self._case_gen = 0  # counts the cases opened while this widget lives
+        self._run_case = None  # the case generation the running registration belongs to
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
         self._settle.setInterval(SETTLE_MS)
@@ -446,6 +447,7 @@ class RegisterWidget(QWidget):
 
     def _on_session_changed(self, what: str) -> None:
         if what == "case" and self.session is not None:
+            self._case_gen += 1
             if self._worker is not None:
                 self.cancel()  # its result belongs to the previous case
             watched = self._cache.get("watched", set())
@@ -536,7 +538,7 @@ class RegisterWidget(QWidget):
             except Exception as exc:  # noqa: BLE001 - cancel, bad input or an ITK failure: one line
                 return ("failed", exc)  # superqt re-raises a returned exception: wrap it
 
-        self._run_case = self.session.case if self.session is not None else None
+        self._run_case = self._case_gen
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.run_btn.setEnabled(False)
@@ -591,7 +593,7 @@ class RegisterWidget(QWidget):
         self.progress.setFormat(f"%p%  {text}")
 
     def _on_registered(self, result) -> None:
-        if self.session is not None and self._run_case is not self.session.case:
+        if self._run_case != self._case_gen:
             return  # started on a case that is no longer open
         if isinstance(result, tuple):
             self._on_failed(result[1])
