@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from napari_ablation.core import margin as M, report as R
+from napari_ablation.core import margin as M
+from napari_ablation.core import report as R
 from napari_ablation.core.errors import AblationError
 
 
