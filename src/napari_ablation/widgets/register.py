@@ -432,13 +432,9 @@ class RegisterWidget(QWidget):
 
     def _show_transform(self) -> None:
         tx = self.transform
-        e = tfm.as_euler(tx, center=self.tumor_center())
-        rot = tfm.rotation_angle_deg(tx)
-        c = e.GetCenter()
-        shift = np.asarray(tfm.transform_points(tx, c)[0]) - np.asarray(c)
+        c = self.tumor_center()
         self.tx_label.setText(
-            f"Current transform (pre -> post): rotation {rot:.2f} deg; the tumor centre moves by "
-            f"({shift[0]:.1f}, {shift[1]:.1f}, {shift[2]:.1f}) mm. Undo steps: {len(self._undo)}"
+            f"Current transform (pre -> post): {tfm.motion_text(tx, c)}. Undo steps: {len(self._undo)}"
         )
         self.center_label.setText(f"Rotation centre (tumor): ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm LPS")
 
