@@ -33,21 +33,21 @@ def test_liver_margins_then_renal_registration_ten_times(docked, qtbot):
         qtbot.waitUntil(
             lambda: load._worker is None and "liver" in str(load.session.folder), timeout=60000
         )
-        margin.result = None
-        assert margin.run() is not None
-        qtbot.waitUntil(lambda: margin._worker is None and margin.result is not None, timeout=60000)
+        margin.run()
+        qtbot.waitUntil(lambda: margin._worker is None and margin.model.analysis_current, timeout=60000)
         load.open_sample("renal_mri", fresh=True)
         qtbot.waitUntil(
             lambda: load._worker is None and "renal" in str(load.session.folder), timeout=60000
         )
-        register.last_result = None
-        assert register.run_automatic() is not None
+        auto = register.auto
+        auto.last_result = None
+        assert auto.run_automatic() is not None
         if 0 < i < 9:  # the progress reports are what crashed: cancel once they have run a while
-            qtbot.waitUntil(lambda: register.progress.value() >= 10, timeout=120000)
-            register.cancel()
+            qtbot.waitUntil(lambda a=auto: a.progress.value() >= 10, timeout=120000)
+            auto.cancel()
         qtbot.waitUntil(lambda: not register.busy, timeout=120000)
         if i in (0, 9):
-            assert register.last_result is not None and register.last_result.improved
+            assert auto.last_result is not None and auto.last_result.improved
         # once every worker is done, no napari progress bar is left alive (from the
         # registration, the margins or the earlier case)
         qtbot.waitUntil(lambda: margin._worker is None and load._worker is None, timeout=60000)

@@ -289,3 +289,77 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     assert "qa checkerboard" not in w.viewer.layers
     without = np.asarray(w.viewer.screenshot(canvas_only=True), dtype=float)
     assert with_cb.shape == without.shape and np.abs(with_cb - without).mean() > 1.0
+
+
+def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, qtbot):
+    w = widget
+    m = w.model
+    pts = reg.ball_points(TUMOR_C, 30)
+    w.set_transform(TRUE, "file")
+    w.manual["tz"].spin.setValue(2.0)
+    w.manual.commit()
+    assert [s.source for s in m.transform_history][-2:] == ["file", "manual"]
+    w.auto.undo_btn.click()
+    assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6 and w.manual["tz"].value() == 0.0
+    assert w.auto.redo_btn.isEnabled()
+    w.auto.redo_btn.click()
+    assert reg.target_error(m.transform, reg.adjust(TRUE, (0, 0, 2.0), (0, 0, 0), w.tumor_center()), pts)[1] < 1e-6
+    # a second Register widget on the same viewer shows the same history (it is the model's)
+    from napari_ablation.widgets.register import RegisterWidget
+
+    w2 = RegisterWidget(w.viewer)
+    assert "manual" in w2.auto.tx_label.text() and w2.auto.undo_btn.isEnabled()
+    w2.close()
+    # closing unbinds the manual keys
+    w.close()
+    keys = {str(k).replace(" ", "") for k in w.viewer.keymap}
+    assert not keys & {"Alt+Right", "Alt+.", "Alt+PageUp"}
+
+
+def test_one_shift_figure_in_register_margins_and_report(widget, qtbot, tmp_path):
+    """Register, the Margins widget's registration line and the report carry the same
+    displacement of the tumor centre, |T(c) - c| (issue 8, point 8)."""
+    from napari_ablation.core import report
+    from napari_ablation.widgets.margin import registration_text
+
+    w = widget
+    w.set_transform(TRUE, "automatic")
+    c = w.model.tumor_centre_lps()
+    true_shift = float(np.linalg.norm(tfm.transform_points(TRUE, c)[0] - c))
+    figure = f"tumor centre moved {true_shift:.1f} mm"
+    assert figure in w.auto.tx_label.text()
+    analysis = w.model.compute_analysis()
+    line = registration_text(w.model, analysis.result)
+    assert figure in line
+    html = report.html_report(analysis.result, transform_note=line)
+    assert figure in html
+    assert w.model.tumor_shift_mm() == pytest.approx(true_shift)
+
+
+def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot, tmp_path):
+    w = widget
+    grid_before = _layers.grid(w.viewer).enabled
+    # move post far along z: part of the pre grid has no post data under it
+    shifted = euler((0, 0, 0), (0, 0, 60.0))
+    w.set_transform(shifted, "file")
+    qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
+    _wait(qtbot, w)
+    assert _layers.grid(w.viewer).enabled == grid_before  # QA does not rearrange the user's view
+    qa = w.qa
+    qa.diff.setChecked(True)
+    assert not qa.diff_legend.isHidden()
+    assert "green" in qa.diff_legend.text() and "outside" in qa.diff_legend.text()
+    d = np.asarray(w.viewer.layers["qa difference"].data)
+    fov = qa._post_field_of_view()
+    assert (~fov).any() and fov.any()
+    assert np.all(d[~fov] == 0)  # outside post's field of view: neutral (transparent), no band
+    layer = w.viewer.layers["qa difference"]
+    assert layer.colormap.map(np.array([0.5]))[0][3] == 0  # zero difference is transparent
+    # the crosshair stays above the QA layers, its partner drawn with an outline
+    qa.cross.setChecked(True)
+    qa.checker.setChecked(True)
+    names = [ly.name for ly in w.viewer.layers]
+    assert names[-1] == "crosshair"
+    qa.move_crosshair(TUMOR_C[::-1])
+    cross = w.viewer.layers["crosshair"]
+    assert len(cross.data) == 2 and cross.size.min() >= 10

@@ -275,7 +275,7 @@ class QAPanel(QWidget):
         tx = self.owner.transform
         if box is None:
             ones = sitk.Cast(post * 0 + 1, sitk.sitkUInt8)
-            return sitk.GetArrayViewFromImage(tfm.resample_onto(ones, pre, tx, interpolator="nearest")) != 0
+            return sitk.GetArrayFromImage(tfm.resample_onto(ones, pre, tx, interpolator="nearest")) != 0
         idx = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), axis=-1).reshape(-1, 3)
         lps = idx[:, ::-1] * np.asarray(pre.GetSpacing()) + np.asarray(pre.GetOrigin())  # identity direction
         q = tfm.transform_points(tx, lps)
