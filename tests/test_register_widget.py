@@ -254,13 +254,12 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     assert local.any() and not local[outside].any()
     qa.contours.setCurrentText("ablation zone outline on pre")
     assert _layers.find_layer(w.viewer, "ablation_registered").contour == 1
-    qa.flicker.setChecked(True)
     reg_l = w.registered_layer()
-    states = set()
-    for _ in range(6):
-        qtbot.wait(300)
-        states.add(reg_l.visible)
-    assert states == {True, False}
+    states = []
+    reg_l.events.visible.connect(lambda e: states.append(reg_l.visible))  # every flip, not samples
+    qa.flicker.setChecked(True)
+    qtbot.waitUntil(lambda: len(states) >= 4, timeout=10000)
+    assert set(states) == {True, False}
     assert reg_l.colormap.name == "gray" and reg_l.opacity == 1.0
     qa.flicker.setChecked(False)
     assert reg_l.visible and pre_l.visible
@@ -268,7 +267,12 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     qa.cross.setChecked(True)
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"].data
-    assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][::-1], tfm.transform_points(TRUE, TUMOR_C)[0])
+    q = tfm.transform_points(TRUE, TUMOR_C)[0][::-1]  # world (z, y, x)
+    # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it), its depth written
+    assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][1:], q[1:])
+    assert cross[1][0] == pytest.approx(TUMOR_C[2])
+    depth = abs(q[0] - TUMOR_C[2])
+    assert f"{depth:.1f} mm" in w.viewer.layers["crosshair"].features["note"][1]
     qa.verdict.setCurrentText("needs correction")
     qa.comment.setText("upper pole off by 2 mm")
     qa.record_verdict()

@@ -46,7 +46,7 @@ CROSS_COLORS = ("#ffff00", "#ff00ff")
 DIFF_LIMIT = 0.6
 DIFF_LEGEND = (
     "Difference legend: <span style='color:#2ca02c'><b>green</b></span> registered post brighter than pre, "
-    "<span style='color:#e377c2'><b>pink</b></span> pre brighter; transparent where they agree or where post "
+    "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they agree or where post "
     "has no data (outside its field of view)."
 )
 CONTOURS = ("none", "edges of registered post over pre", "edges of pre over registered post",
@@ -54,11 +54,11 @@ CONTOURS = ("none", "edges of registered post over pre", "edges of pre over regi
 
 
 def difference_colormap():
-    """Pink (pre brighter) - transparent (equal) - green (post brighter)."""
+    """Blue (pre brighter) - transparent (equal) - green (post brighter)."""
     from napari.utils.colormaps import Colormap
 
-    return Colormap(colors=[[0.89, 0.47, 0.76, 1.0], [0.89, 0.47, 0.76, 0.0], [0.17, 0.63, 0.17, 0.0],
-                            [0.17, 0.63, 0.17, 1.0]],
+    return Colormap(colors=[[0.12, 0.47, 0.91, 1.0], [0.12, 0.47, 0.91, 0.0], [0.17, 0.80, 0.17, 0.0],
+                            [0.17, 0.80, 0.17, 1.0]],
                     controls=[0.0, 0.5, 0.5, 1.0], name="qa_difference")
 
 
@@ -346,6 +346,8 @@ class QAPanel(QWidget):
                     self.viewer.add_points(
                         np.zeros((2, 3)), name=CROSS, symbol="cross", size=CROSS_SIZE_MM,
                         face_color=list(CROSS_COLORS), border_color="black", border_width=0.08,
+                        features={"note": np.array(["", "T(p)"], dtype=object)},
+                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9, "anchor": "upper_left"},
                         metadata={_layers.META: {"role": CROSS}}, projection_mode="all",
                         units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
                     )
@@ -365,8 +367,20 @@ class QAPanel(QWidget):
         if CROSS not in self.viewer.layers:
             return
         p = geometry.world_to_lps(world_zyx)
-        q = tfm.transform_points(self.owner.transform, p)[0]
-        self.viewer.layers[CROSS].data = np.array([geometry.lps_to_world(p), geometry.lps_to_world(q)])
+        q = geometry.lps_to_world(tfm.transform_points(self.owner.transform, p)[0])
+        # the partner is drawn on the slice shown (its own slice may be another one): its depth
+        # off this slice is written beside it
+        shown = np.asarray(world_zyx, dtype=float).copy()
+        depth = ""
+        if self.viewer.dims.ndisplay == 2:
+            normal = [a for a in range(3) if a not in list(self.viewer.dims.displayed)[-2:]]
+            for a in normal:
+                d = q[a] - shown[a]
+                depth = f"T(p): {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]} of this slice" if abs(d) >= 0.05 else "T(p)"
+                q[a] = shown[a]
+        layer = self.viewer.layers[CROSS]
+        layer.data = np.array([shown, q])
+        layer.features = {"note": np.array(["", depth or "T(p)"], dtype=object)}
 
     def _disconnect_mouse(self) -> None:
         if self._mouse_cb is not None:

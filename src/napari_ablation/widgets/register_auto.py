@@ -286,8 +286,11 @@ class AutoPanel(QWidget):
         for w in result.warnings:
             _layers.notify_warning(w)
         if result.improved:
-            self.owner.set_transform(result.transform, "automatic", result.summary())
-            self.owner.set_status("automatic registration: " + result.summary())
+            note = (f"metric {result.metric_before:.4f} -> {result.metric_after:.4f}, {result.iterations} iterations, "
+                    f"{result.elapsed_s:.1f} s")
+            self.owner.set_transform(result.transform, "automatic", note)
+            centre = self.owner.tumor_center()
+            self.owner.set_status(f"automatic registration: {note}; {tfm.motion_text(result.transform, centre)}")
         else:
             self.owner.set_status("automatic registration did not improve; the previous transform is kept")
 
