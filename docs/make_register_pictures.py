@@ -81,8 +81,8 @@ def main() -> int:
 
     w.tabs.setCurrentWidget(w.landmarks)
     rng = np.random.default_rng(3)
-    for _ in range(4):
-        p = c + rng.uniform(-30, 30, 3)
+    for k in range(4):
+        p = c + np.r_[rng.uniform(-30, 30, 2), 0.0 if k < 2 else rng.uniform(-20, 20)]
         w.landmarks.add_landmark("landmarks_pre", p)
         w.landmarks.add_landmark(
             "landmarks_post", tfm.transform_points(w.transform, p)[0] + rng.normal(0, 0.8, 3)
@@ -90,6 +90,8 @@ def main() -> int:
     w.landmarks.fit()
     wait(lambda: not w.busy)
     viewer.layers.selection.active = _layers.find_layer(viewer, "landmarks_pre")
+    first = w.landmarks.points()[0]["1"]
+    viewer.dims.point = tuple(first[::-1])  # the slice of pair 1
     wait(lambda: True)
     viewer.screenshot(str(OUT / "register_landmarks.png"), canvas_only=False)
 

@@ -228,8 +228,11 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     w.set_transform(TRUE, "file")
     qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
     qa = w.qa
+    pre_layer = _layers.find_layer(w.viewer, "pre")
+    w.viewer.layers.selection.active = pre_layer  # the user's choice
     qa.tile.setValue(15.0)
     qa.checker.setChecked(True)
+    assert w.viewer.layers.selection.active is pre_layer  # a QA view does not take it
     cb = w.viewer.layers["qa checkerboard"]
     pre_l = _layers.find_layer(w.viewer, "pre")
     assert cb.data.shape == pre_l.data.shape and np.allclose(cb.scale, pre_l.scale)
@@ -254,6 +257,7 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     assert local.any() and not local[outside].any()
     qa.contours.setCurrentText("ablation zone outline on pre")
     assert _layers.find_layer(w.viewer, "ablation_registered").contour == 1
+    assert w.viewer.layers.selection.active is pre_layer
     reg_l = w.registered_layer()
     states = []
     reg_l.events.visible.connect(lambda e: states.append(reg_l.visible))  # every flip, not samples

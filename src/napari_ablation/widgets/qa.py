@@ -160,8 +160,9 @@ class QAPanel(QWidget):
                 layer.data = data
                 return layer
             self.viewer.layers.remove(layer)
-        return self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
-                                     **self._layer_kwargs(pre_l), **kw)
+        with _layers.keep_selection(self.viewer):  # a QA view never takes the user's active layer
+            return self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
+                                         **self._layer_kwargs(pre_l), **kw)
 
     def _remove(self, name):
         if name in self.viewer.layers:
@@ -252,8 +253,9 @@ class QAPanel(QWidget):
                 self.viewer.layers[EDGES].data = e
             else:
                 self._remove(EDGES)
-                self.viewer.add_labels(e, name=EDGES, colormap=_layers.single_color_map("#ffff00"),
-                                       metadata={_layers.META: {"role": EDGES}}, **self._layer_kwargs(pre_l))
+                with _layers.keep_selection(self.viewer):
+                    self.viewer.add_labels(e, name=EDGES, colormap=_layers.single_color_map("#ffff00"),
+                                           metadata={_layers.META: {"role": EDGES}}, **self._layer_kwargs(pre_l))
             # show the edges over the other image
             reg_l.visible = "registered post over" not in mode
             pre_l.visible = True
@@ -265,7 +267,8 @@ class QAPanel(QWidget):
             _layers.notify_info("draw the ablation zone on post to see its outline on pre")
             return
         out = tfm.resample_onto(abl, pre, self.owner.transform, interpolator="nearest")
-        layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
+        with _layers.keep_selection(self.viewer):
+            layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
         layer.contour = 1
         layer.visible = True
 
@@ -347,7 +350,8 @@ class QAPanel(QWidget):
                         np.zeros((2, 3)), name=CROSS, symbol="cross", size=CROSS_SIZE_MM,
                         face_color=list(CROSS_COLORS), border_color="black", border_width=0.08,
                         features={"note": np.array(["", "T(p)"], dtype=object)},
-                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9, "anchor": "upper_left"},
+                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9, "anchor": "upper_left",
+                              "translation": [0.0, -CROSS_SIZE_MM / 2, CROSS_SIZE_MM / 2]},
                         metadata={_layers.META: {"role": CROSS}}, projection_mode="all",
                         units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
                     )
