@@ -368,6 +368,10 @@ def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot,
     qa.checker.setChecked(True)
     names = [ly.name for ly in w.viewer.layers]
     assert names[-1] == "crosshair"
+    # the registered post and the QA images lie below the user's labels: they never hide the drawing
+    tumor_i = names.index(_layers.find_layer(w.viewer, "tumor").name)
+    for name in ("qa checkerboard", "qa difference", w.registered_layer().name):
+        assert names.index(name) < tumor_i, name
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"]
     assert len(cross.data) == 2 and cross.size.min() >= 10

@@ -160,9 +160,13 @@ class QAPanel(QWidget):
                 layer.data = data
                 return layer
             self.viewer.layers.remove(layer)
+        from .register import below_user_labels
+
         with _layers.keep_selection(self.viewer):  # a QA view never takes the user's active layer
-            return self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
-                                         **self._layer_kwargs(pre_l), **kw)
+            layer = self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
+                                          **self._layer_kwargs(pre_l), **kw)
+            below_user_labels(self.viewer, layer)  # nor covers the user's drawing
+        return layer
 
     def _remove(self, name):
         if name in self.viewer.layers:
