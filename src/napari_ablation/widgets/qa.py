@@ -274,6 +274,7 @@ class QAPanel(QWidget):
         with _layers.keep_selection(self.viewer):
             layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
         layer.contour = 1
+        layer.rendering = "translucent"  # in 3D a see-through volume, not a block hiding the tumor
         layer.visible = True
 
     def _post_field_of_view(self, box=None) -> np.ndarray:
