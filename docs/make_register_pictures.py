@@ -95,9 +95,14 @@ def main() -> int:
     wait(lambda: True)
     viewer.screenshot(str(OUT / "register_landmarks.png"), canvas_only=False)
 
+    w.undo()  # back to the automatic registration for the report
+    wait(lambda: not w.busy)
+    w.registered_layer().visible = False
+    viewer.dims.point = tuple(np.asarray(c[::-1]))
     for plane, order in (("axial", (0, 1, 2)), ("coronal", (1, 0, 2)), ("sagittal", (2, 0, 1))):
         viewer.dims.order = order
         viewer.reset_view()
+        _layers.camera(viewer).zoom *= 1.4
         _layers.camera(viewer).center = tuple(np.asarray(c[::-1])[list(order[1:])])
         wait(lambda: True)
         viewer.screenshot(str(OUT / f"orientation_{plane}.png"), canvas_only=True)

@@ -355,10 +355,17 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
     else:
         plot_surface_3d(res, ax=fig.add_axes(box3d, projection="3d"), fig=fig)
     y -= h_hist + 0.06
-    rows = [f"{a:<44s}{b:>13s} {c}" for a, b, c in res.rows()]
+    table = res.rows()
+    la, lb = max(len(a) for a, _b, _c in table), max(len(b) for _a, b, _c in table)
+    rows = [f"{a:<{la}s} {b:>{lb}s} {c}" for a, b, c in table]
     half = (len(rows) + 1) // 2
-    for col, chunk in enumerate((rows[:half], rows[half:])):
-        fig.text(0.05 + col * 0.46, y, "\n".join(chunk), fontsize=6.3, family="monospace", va="top")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    x = 0.05
+    for chunk in (rows[:half], rows[half:]):  # the second column starts where the first ends
+        t = fig.text(x, y, "\n".join(chunk), fontsize=6.0, family="monospace", va="top")
+        x = t.get_window_extent(renderer).x1 / fig.bbox.width + 0.02
     fig.text(0.05, 0.012, footer_line(), fontsize=7, color="0.35")
     return fig
 
