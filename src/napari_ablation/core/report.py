@@ -356,16 +356,19 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
         plot_surface_3d(res, ax=fig.add_axes(box3d, projection="3d"), fig=fig)
     y -= h_hist + 0.06
     table = res.rows()
-    la, lb = max(len(a) for a, _b, _c in table), max(len(b) for _a, b, _c in table)
-    rows = [f"{a:<{la}s} {b:>{lb}s} {c}" for a, b, c in table]
-    half = (len(rows) + 1) // 2
+    half = (len(table) + 1) // 2
+    # two halves, each three columns (label, value aligned right, unit) placed by their
+    # measured widths: no reliance on a monospace font's width, which differs between the
+    # PDF and a low-resolution PNG
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(fig).get_renderer()
+    kw = {"fontsize": 6.3, "va": "top", "linespacing": 1.35, "ha": "left"}
     x = 0.05
-    for chunk in (rows[:half], rows[half:]):  # the second column starts where the first ends
-        t = fig.text(x, y, "\n".join(chunk), fontsize=6.0, family="monospace", va="top")
-        x = t.get_window_extent(renderer).x1 / fig.bbox.width + 0.02
+    for rows in (table[:half], table[half:]):
+        for k, column in enumerate(zip(*rows)):
+            t = fig.text(x, y, "\n".join(str(v) or " " for v in column), multialignment="right" if k == 1 else "left", **kw)
+            x = t.get_window_extent(renderer).x1 / fig.bbox.width + (0.006 if k < 2 else 0.04)
     fig.text(0.05, 0.012, footer_line(), fontsize=7, color="0.35")
     return fig
 
