@@ -34,7 +34,9 @@ def test_liver_margins_then_renal_registration_ten_times(docked, qtbot):
             lambda: load._worker is None and "liver" in str(load.session.folder), timeout=60000
         )
         margin.run()
-        qtbot.waitUntil(lambda: margin._worker is None and margin.model.analysis_current, timeout=60000)
+        qtbot.waitUntil(
+            lambda: margin._worker is None and margin.model.analysis_current, timeout=60000
+        )
         load.open_sample("renal_mri", fresh=True)
         qtbot.waitUntil(
             lambda: load._worker is None and "renal" in str(load.session.folder), timeout=60000

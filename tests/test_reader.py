@@ -38,7 +38,9 @@ def test_known_label_files_open_as_labels_with_their_role(make_napari_viewer, tm
     assert held is not None and int((held != 0).sum()) == int((tumor_layer.data != 0).sum())
 
 
-def test_integer_volume_with_few_values_opens_as_labels_intensities_as_image(make_napari_viewer, tmp_path):
+def test_integer_volume_with_few_values_opens_as_labels_intensities_as_image(
+    make_napari_viewer, tmp_path
+):
     rng = np.random.default_rng(0)
     mask = np.zeros((6, 20, 22), np.uint8)
     mask[2:4, 5:12, 6:15] = 1

@@ -84,7 +84,9 @@ class AutoPanel(QWidget):
         self.roi_radius.setRange(10, 300)
         self.roi_radius.setValue(reg.DEFAULT_ROI_RADIUS_MM)
         self.roi_radius.setSuffix(" mm")
-        self.roi_radius.setToolTip("The metric uses a ball of this radius around the tumor (enlarged to hold the tumor)")
+        self.roi_radius.setToolTip(
+            "The metric uses a ball of this radius around the tumor (enlarged to hold the tumor)"
+        )
         form.addRow("Region around tumor", self.roi_radius)
         self.whole_image = QCheckBox("whole image (no region)")
         form.addRow("", self.whole_image)
@@ -172,7 +174,9 @@ class AutoPanel(QWidget):
         return True
 
     def _save_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save transform", "transform.tfm", "ITK transform (*.tfm)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save transform", "transform.tfm", "ITK transform (*.tfm)"
+        )
         if path:
             try:
                 self.save_transform(path)
@@ -180,7 +184,9 @@ class AutoPanel(QWidget):
                 pass
 
     def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load transform", "", "ITK transform (*.tfm *.txt *.h5)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load transform", "", "ITK transform (*.tfm *.txt *.h5)"
+        )
         if path:
             self.load_transform(path)
 
@@ -195,7 +201,9 @@ class AutoPanel(QWidget):
             whole = self.whole_image.isChecked()
             kw = {
                 "tumor_mask": None if whole else owner.image("tumor"),
-                "moving_exclude": owner.image("ablation") if self.exclude_ablation.isChecked() else None,
+                "moving_exclude": owner.image("ablation")
+                if self.exclude_ablation.isChecked()
+                else None,
                 "roi_radius_mm": None if whole else float(self.roi_radius.value()),
                 "initial": owner.transform,
             }
@@ -205,7 +213,9 @@ class AutoPanel(QWidget):
                 kw["tumor_mask"] = None
             elif kw["tumor_mask"] is None and not whole:
                 # no tumor drawn yet: a ball around the view centre
-                kw["roi_center_lps"] = geometry.world_to_lps(np.asarray(self.viewer.dims.point)[-3:])
+                kw["roi_center_lps"] = geometry.world_to_lps(
+                    np.asarray(self.viewer.dims.point)[-3:]
+                )
         except AblationError as exc:
             _layers.notify_error(exc)
             return None
@@ -219,7 +229,9 @@ class AutoPanel(QWidget):
         def work():
             # expected outcomes are returned, not raised, so nothing reaches the event loop
             try:
-                return reg.register_rigid(pre, post, progress=relay.report, cancel=lambda: self._cancel, **kw)
+                return reg.register_rigid(
+                    pre, post, progress=relay.report, cancel=lambda: self._cancel, **kw
+                )
             except Exception as exc:  # noqa: BLE001 - cancel, bad input or an ITK failure: one line
                 return ("failed", exc)  # superqt re-raises a returned exception: wrap it
 
@@ -241,11 +253,21 @@ class AutoPanel(QWidget):
         layer = _layers.find_layer(self.viewer, BOX_ROLE)
         if layer is None:
             pre_l = _layers.find_layer(self.viewer, "pre")
-            kw = {"scale": tuple(pre_l.scale), "translate": tuple(pre_l.translate)} if pre_l is not None else {}
+            kw = (
+                {"scale": tuple(pre_l.scale), "translate": tuple(pre_l.translate)}
+                if pre_l is not None
+                else {}
+            )
             layer = self.viewer.add_shapes(
-                name=BOX_ROLE, ndim=3, edge_color="#ffff00", face_color="transparent", edge_width=1,
-                metadata={_layers.META: {"role": BOX_ROLE}}, units=("mm", "mm", "mm"),
-                axis_labels=geometry.AXIS_LABELS, **kw,
+                name=BOX_ROLE,
+                ndim=3,
+                edge_color="#ffff00",
+                face_color="transparent",
+                edge_width=1,
+                metadata={_layers.META: {"role": BOX_ROLE}},
+                units=("mm", "mm", "mm"),
+                axis_labels=geometry.AXIS_LABELS,
+                **kw,
             )
         self.viewer.layers.selection.active = layer
         layer.mode = "add_rectangle"
@@ -286,13 +308,19 @@ class AutoPanel(QWidget):
         for w in result.warnings:
             _layers.notify_warning(w)
         if result.improved:
-            note = (f"metric {result.metric_before:.4f} -> {result.metric_after:.4f}, {result.iterations} iterations, "
-                    f"{result.elapsed_s:.1f} s")
+            note = (
+                f"metric {result.metric_before:.4f} -> {result.metric_after:.4f}, {result.iterations} iterations, "
+                f"{result.elapsed_s:.1f} s"
+            )
             self.owner.set_transform(result.transform, "automatic", note)
             centre = self.owner.tumor_center()
-            self.owner.set_status(f"automatic registration: {note}; {tfm.motion_text(result.transform, centre)}")
+            self.owner.set_status(
+                f"automatic registration: {note}; {tfm.motion_text(result.transform, centre)}"
+            )
         else:
-            self.owner.set_status("automatic registration did not improve; the previous transform is kept")
+            self.owner.set_status(
+                "automatic registration did not improve; the previous transform is kept"
+            )
 
     def _on_failed(self, exc: BaseException) -> None:
         if isinstance(exc, reg.RegistrationCancelled):

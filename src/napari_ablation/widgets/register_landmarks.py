@@ -27,8 +27,22 @@ from . import _layers
 
 ROLES = ("landmarks_pre", "landmarks_post")
 PAIR_COLORS = [
-    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#fabebe",
+    "#008080",
+    "#e6beff",
+    "#9a6324",
+    "#fffac8",
+    "#800000",
+    "#aaffc3",
 ]
 
 
@@ -53,7 +67,8 @@ class LandmarksPanel(QWidget):
         self._counts: dict[str, int] = {}
         self._sync = False
         self._follow_active = False
-        self._shown_before: dict[str, bool] = {}  # image visibility before a landmark layer was chosen
+        # image visibility before a landmark layer was chosen
+        self._shown_before: dict[str, bool] = {}
         self.last_fit: lm.LandmarkFit | None = None
 
         v = QVBoxLayout(self)
@@ -87,7 +102,9 @@ class LandmarksPanel(QWidget):
         """The pre and post landmark Points layers (created if missing); pre becomes active (the user asked)."""
         layers = [self._layer(role, create=True) for role in ROLES]
         if not self._follow_active:
-            _layers.connect_while_alive(self.viewer.layers.selection.events.active, self, self._on_active_layer)
+            _layers.connect_while_alive(
+                self.viewer.layers.selection.events.active, self, self._on_active_layer
+            )
             self._follow_active = True
         self._refresh()
         self.viewer.layers.selection.active = layers[0]
@@ -98,14 +115,25 @@ class LandmarksPanel(QWidget):
         layer = _layers.find_layer(self.viewer, role)
         if layer is None and create:
             img = _layers.find_layer(self.viewer, "pre" if role == "landmarks_pre" else "post")
-            grid = {"scale": tuple(img.scale), "translate": tuple(img.translate)} if img is not None else {}
+            grid = (
+                {"scale": tuple(img.scale), "translate": tuple(img.translate)}
+                if img is not None
+                else {}
+            )
             layer = self.viewer.add_points(
-                np.empty((0, 3)), name=_layers.ROLES[role], ndim=3, size=6,
+                np.empty((0, 3)),
+                name=_layers.ROLES[role],
+                ndim=3,
+                size=6,
                 symbol="disc" if role == "landmarks_pre" else "ring",
                 features={"pair": np.array([], dtype=object)},
                 text={"string": "{pair}", "color": "white", "size": 10, "anchor": "upper_left"},
-                border_color="white", border_width=0.1, metadata={_layers.META: {"role": role}},
-                units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS, **grid,
+                border_color="white",
+                border_width=0.1,
+                metadata={_layers.META: {"role": role}},
+                units=("mm", "mm", "mm"),
+                axis_labels=geometry.AXIS_LABELS,
+                **grid,
             )
             layer.events.data.connect(lambda e, r=role: self._on_points_changed(r, e))
         return layer
@@ -202,7 +230,9 @@ class LandmarksPanel(QWidget):
                 continue
             i = len(pairs) - 1 - pairs[::-1].index(label)
             keep = [j for j in range(len(pairs)) if j != i]
-            self._set_points(layer, np.asarray(layer.data)[keep].reshape(-1, 3), [pairs[j] for j in keep])
+            self._set_points(
+                layer, np.asarray(layer.data)[keep].reshape(-1, 3), [pairs[j] for j in keep]
+            )
             self._refresh()
             self._store()
             self.owner.set_status(f"removed point {label} from {layer.name}")
@@ -260,8 +290,13 @@ class LandmarksPanel(QWidget):
                 status = "missing on pre"
             elif lab not in post_pts:
                 status = "missing on post"
-            elif (fit is not None and res is not None and fit.n > 3 and res == max(fit.residuals.values())
-                  and res > 1.5 * fit.rms_fre):
+            elif (
+                fit is not None
+                and res is not None
+                and fit.n > 3
+                and res == max(fit.residuals.values())
+                and res > 1.5 * fit.rms_fre
+            ):
                 status = "largest residual: check this pair"
             else:
                 status = "paired"
@@ -271,7 +306,9 @@ class LandmarksPanel(QWidget):
     def _store(self) -> None:
         pre_pts, post_pts = self.points()
         try:
-            self.owner.model.set_landmarks({"pre": lm.points_to_rows(pre_pts), "post": lm.points_to_rows(post_pts)})
+            self.owner.model.set_landmarks(
+                {"pre": lm.points_to_rows(pre_pts), "post": lm.points_to_rows(post_pts)}
+            )
         except Exception as exc:  # noqa: BLE001
             _layers.notify_warning(f"could not store the landmarks: {one_line(exc)}")
 
@@ -283,7 +320,9 @@ class LandmarksPanel(QWidget):
         for layer, key in ((pre_l, "pre"), (post_l, "post")):
             pts = lm.as_points(marks.get(key, []))
             labels = sorted(pts, key=lm._sort_key)
-            self._set_points(layer, self._to_data(layer, [pts[k] for k in labels]).reshape(-1, 3), labels)
+            self._set_points(
+                layer, self._to_data(layer, [pts[k] for k in labels]).reshape(-1, 3), labels
+            )
         self._refresh()
 
     def case_changed(self) -> None:

@@ -22,15 +22,27 @@ from . import _layers
 #: delay (ms) after the last change before the adjustment is recorded
 SETTLE_MS = 250
 #: key, title, limit, slider step
-MANUAL = (("tx", "x (L) mm", 20.0, 0.1), ("ty", "y (P) mm", 20.0, 0.1), ("tz", "z (S) mm", 20.0, 0.1),
-          ("rx", "about x (deg)", 15.0, 0.1), ("ry", "about y (deg)", 15.0, 0.1), ("rz", "about z (deg)", 15.0, 0.1))
+MANUAL = (
+    ("tx", "x (L) mm", 20.0, 0.1),
+    ("ty", "y (P) mm", 20.0, 0.1),
+    ("tz", "z (S) mm", 20.0, 0.1),
+    ("rx", "about x (deg)", 15.0, 0.1),
+    ("ry", "about y (deg)", 15.0, 0.1),
+    ("rz", "about z (deg)", 15.0, 0.1),
+)
 #: step of one key press (mm or degrees)
 KEY_STEP = 0.5
 #: key -> (kind, sign): h/v move along the screen's horizontal/vertical axis, n across the
 #: slice, r rotates about the slice normal
 KEYS = {
-    "Alt-Right": ("h", 1), "Alt-Left": ("h", -1), "Alt-Down": ("v", 1), "Alt-Up": ("v", -1),
-    "Alt-PageUp": ("n", 1), "Alt-PageDown": ("n", -1), "Alt-.": ("r", 1), "Alt-,": ("r", -1),
+    "Alt-Right": ("h", 1),
+    "Alt-Left": ("h", -1),
+    "Alt-Down": ("v", 1),
+    "Alt-Up": ("v", -1),
+    "Alt-PageUp": ("n", 1),
+    "Alt-PageDown": ("n", -1),
+    "Alt-.": ("r", 1),
+    "Alt-,": ("r", -1),
 }
 
 
@@ -152,7 +164,9 @@ class ManualPanel(QWidget):
         self.owner._show_transform()
         if self._centre is not None:
             c = self._centre
-            self.center_label.setText(f"Rotation centre (tumor): ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm LPS")
+            self.center_label.setText(
+                f"Rotation centre (tumor): ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm LPS"
+            )
         if self.owner.registered_layer() is not None:
             self.owner.update_overlay(full=False)
         self._settle.start()
@@ -182,11 +196,19 @@ class ManualPanel(QWidget):
 
         def make(kind, sign):
             def handler(viewer):
-                disp = list(viewer.dims.displayed)[-2:]  # world axes on screen: vertical, horizontal
+                # world axes on screen: vertical, horizontal
+                disp = list(viewer.dims.displayed)[-2:]
                 normal = ({0, 1, 2} - set(disp)).pop() if len(disp) == 2 else 0
-                key = {"h": lps_t[disp[1]], "v": lps_t[disp[0]], "n": lps_t[normal], "r": lps_r[normal]}[kind]
+                key = {
+                    "h": lps_t[disp[1]],
+                    "v": lps_t[disp[0]],
+                    "n": lps_t[normal],
+                    "r": lps_r[normal],
+                }[kind]
                 # the arrows follow the screen: Alt+Down moves down however the camera is oriented
-                vdir, hdir = (str(getattr(d, "value", d)) for d in _layers.camera(viewer).orientation2d)
+                vdir, hdir = (
+                    str(getattr(d, "value", d)) for d in _layers.camera(viewer).orientation2d
+                )
                 flip = (kind == "v" and vdir == "up") or (kind == "h" and hdir == "left")
                 self.nudge(key, KEY_STEP * (-sign if flip else sign))
                 self.commit()
