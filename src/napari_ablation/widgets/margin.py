@@ -168,7 +168,6 @@ class MarginWidget(QWidget):
         self.threshold.setValue(5.0)
         self.threshold.valueChanged.connect(self._on_threshold)
         trow = QHBoxLayout()
-        trow.addWidget(self.threshold, 2)
         for v in core_margin.THRESHOLD_PRESETS:
             b = QPushButton(f"{v:g}")
             b.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
@@ -180,7 +179,8 @@ class MarginWidget(QWidget):
         form.addRow("ablation", self.ablation_combo)
         form.addRow("registration", txrow)
         form.addRow(self.tx_label)
-        form.addRow("threshold", trow)
+        form.addRow("threshold", self.threshold)
+        form.addRow("presets", trow)
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(lambda *_: self._use_layer(self.ablation_combo, "ablation"))
@@ -256,6 +256,8 @@ class MarginWidget(QWidget):
         hl.addWidget(self.histogram, 1)
         self.tabs.addTab(hist, "Histogram")
         self.tabs.setMinimumHeight(180)
+        for wdg in (self.tabs, self.table):
+            wdg.setMinimumWidth(160)
         lay.addWidget(self.tabs, 1)
 
         row = QHBoxLayout()
