@@ -39,12 +39,12 @@ def _wait(qtbot, w, timeout=60000):
 
 def test_automatic_registration_in_the_viewer(widget, qtbot, tmp_path):
     w = widget
-    worker = w.run_automatic()
-    assert worker is not None and w.cancel_btn.isEnabled()
+    worker = w.auto.run_automatic()
+    assert worker is not None and w.auto.cancel_btn.isEnabled()
     _wait(qtbot, w)
     pts = reg.ball_points(TUMOR_C, 30)
     assert reg.target_error(w.transform, TRUE, pts)[0] < 0.5
-    assert w.last_result is not None and w.last_result.improved
+    assert w.auto.last_result is not None and w.auto.last_result.improved
     # post resampled onto the pre grid, as an ordinary (unrotated) layer
     layer = w.registered_layer()
     pre_l = _layers.find_layer(w.viewer, "pre")
@@ -62,25 +62,25 @@ def test_automatic_registration_in_the_viewer(widget, qtbot, tmp_path):
 
 def test_registration_in_a_user_box(widget, qtbot):
     w = widget
-    layer = w.draw_box()
+    layer = w.auto.draw_box()
     assert layer.mode == "add_rectangle"
     c = TUMOR_C[::-1]  # world (z, y, x)
     corners = np.array([[c[0], c[1] - 35, c[2] - 35], [c[0], c[1] - 35, c[2] + 35],
                         [c[0], c[1] + 35, c[2] + 35], [c[0], c[1] + 35, c[2] - 35]])
     layer.add_rectangles((corners - np.asarray(layer.translate)) / np.asarray(layer.scale))
-    lo, hi = w.user_box()
-    assert np.allclose(lo, TUMOR_C - [35, 35, w.roi_radius.value()], atol=1e-6)
-    assert np.allclose(hi, TUMOR_C + [35, 35, w.roi_radius.value()], atol=1e-6)
-    w.run_automatic()
+    lo, hi = w.auto.user_box()
+    assert np.allclose(lo, TUMOR_C - [35, 35, w.auto.roi_radius.value()], atol=1e-6)
+    assert np.allclose(hi, TUMOR_C + [35, 35, w.auto.roi_radius.value()], atol=1e-6)
+    w.auto.run_automatic()
     _wait(qtbot, w)
-    assert w.last_result is not None and w.last_result.roi_radius_mm is None  # the box, not the tumor ball
+    assert w.auto.last_result is not None and w.auto.last_result.roi_radius_mm is None  # the box, not the tumor ball
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[0] < 0.5
 
 
 def test_a_registration_that_ends_worse_keeps_the_transform(widget, qtbot, monkeypatch):
     w = widget
     start = euler((1, 0, 0), (1, 0, 0))
-    w.set_transform(start)
+    w.set_transform(start, "file")
     real = reg.register_rigid
 
     def coarse_only(*args, **kw):  # a real run that cannot improve: coarse level only, from the truth
@@ -88,9 +88,9 @@ def test_a_registration_that_ends_worse_keeps_the_transform(widget, qtbot, monke
         return real(*args, **kw)
 
     monkeypatch.setattr(reg, "register_rigid", coarse_only)
-    w.run_automatic()
+    w.auto.run_automatic()
     _wait(qtbot, w)
-    assert w.last_result is not None and not w.last_result.improved
+    assert w.auto.last_result is not None and not w.auto.last_result.improved
     assert "did not improve" in w.status.text()
     assert reg.target_error(w.transform, start, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
 
@@ -98,34 +98,34 @@ def test_a_registration_that_ends_worse_keeps_the_transform(widget, qtbot, monke
 def test_cancel_keeps_the_previous_transform(widget, qtbot):
     w = widget
     start = euler((1, 0, 0), (1, 0, 0))
-    w.set_transform(start)
-    worker = w.run_automatic()
+    w.set_transform(start, "file")
+    worker = w.auto.run_automatic()
     assert worker is not None
-    w.cancel()  # the Cancel button
+    w.auto.cancel()  # the Cancel button
     _wait(qtbot, w)
     assert "cancel" in w.status.text()
-    assert w.last_result is None
+    assert w.auto.last_result is None
     assert reg.target_error(w.transform, start, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
-    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+    assert w.auto.run_btn.isEnabled() and not w.auto.cancel_btn.isEnabled()
 
 
 def test_manual_adjustment_live_and_undo(widget, qtbot):
     w = widget
-    w.set_transform(TRUE)
+    w.set_transform(TRUE, "file")
     qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
     _wait(qtbot, w)
     before = np.array(w.registered_layer().data)
     w.manual["tx"].spin.setValue(3.0)  # drag: live update of the tumor box only
     assert w.live_timings_ms
     live = np.array(w.registered_layer().data)
-    box = reg.region_box(w._image("pre"), w.tumor_center(), 30.0)
-    expected = reg.resample_region(w._image("post"), w._image("pre"), w.transform, box, default=w._post_min(w._image("post")))
+    box = reg.region_box(w.image("pre"), w.tumor_center(), 30.0)
+    expected = reg.resample_region(w.image("post"), w.image("pre"), w.transform, box, default=w.post_min(w.image("post")))
     assert np.allclose(live[box], expected, atol=1e-3)
     outside = np.ones(before.shape, bool)
     outside[box] = False
     assert np.array_equal(live[outside], before[outside])
     # the value settles: recorded, whole volume resampled
-    qtbot.waitUntil(lambda: len(w._undo) >= 2, timeout=5000)
+    qtbot.waitUntil(lambda: w.model.transform_step.source == "manual", timeout=5000)
     _wait(qtbot, w)
     pts = reg.ball_points(TUMOR_C, 30)
     want = reg.adjust(TRUE, (3.0, 0, 0), (0, 0, 0), w.tumor_center())
@@ -152,8 +152,8 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     rng = np.random.default_rng(1)
     pre_pts = [TUMOR_C + rng.uniform(-25, 25, 3) for _ in range(5)]
     for i, p in enumerate(pre_pts):
-        assert w.add_landmark("landmarks_pre", p) == str(i + 1)
-    assert "pair 1 on post" in w.next_label.text()
+        assert w.landmarks.add_landmark("landmarks_pre", p) == str(i + 1)
+    assert "pair 1 on post" in w.landmarks.next_label.text()
     post_pts = [tfm.transform_points(TRUE, p)[0] for p in pre_pts]
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
@@ -161,20 +161,20 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     to_data = lambda p: (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)
     post_l.add(to_data(post_pts[0] + 40))
     assert list(post_l.features["pair"]) == ["1"]
-    w.remove_last_point()
+    w.landmarks.remove_last_point()
     assert len(post_l.data) == 0
     # clicks on post take the waiting pair labels in order
     for p in post_pts[:2]:
         post_l.add(to_data(p))
     assert list(post_l.features["pair"]) == ["1", "2"]
     for p in post_pts[2:]:
-        w.add_landmark("landmarks_post", p)
+        w.landmarks.add_landmark("landmarks_post", p)
     assert list(pre_l.features["pair"]) == list(post_l.features["pair"]) == ["1", "2", "3", "4", "5"]
     assert np.allclose(pre_l.face_color, post_l.face_color)  # pairs coloured alike
-    fit = w.fit_landmarks()
+    fit = w.landmarks.fit()
     assert fit is not None and fit.rms_fre < 1e-6
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-6
-    assert w.table.rowCount() == 5 and w.table.item(0, 1).text() == "0.00"
+    assert w.landmarks.table.rowCount() == 5 and w.landmarks.table.item(0, 1).text() == "0.00"
     # saved in the case
     assert [r["label"] for r in w.session.case.landmarks["post"]] == ["1", "2", "3", "4", "5"]
     # a new widget on the same viewer/case gets the landmarks back from the case
@@ -183,16 +183,16 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     w.viewer.layers.remove(pre_l)
     w.viewer.layers.remove(post_l)
     w2 = RegisterWidget(w.viewer)
-    assert w2.landmark_points()[1].keys() == {"1", "2", "3", "4", "5"}
-    assert np.allclose(w2.landmark_points()[0]["3"], pre_pts[2])
+    assert w2.landmarks.points()[1].keys() == {"1", "2", "3", "4", "5"}
+    assert np.allclose(w2.landmarks.points()[0]["3"], pre_pts[2])
     w2.close()
     # too few pairs: one-line error, transform unchanged
     for _ in range(5):
-        w.remove_last_point()
+        w.landmarks.remove_last_point()
     for _ in range(3):
-        w.remove_last_point()
+        w.landmarks.remove_last_point()
     before = w.transform
-    assert w.fit_landmarks() is None
+    assert w.landmarks.fit() is None
     assert reg.target_error(w.transform, before, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
 
 
@@ -211,25 +211,28 @@ def test_tumor_edits_move_the_rotation_centre(widget):
 
 def test_bad_transform_file_changes_nothing(widget, tmp_path):
     w = widget
-    w.set_transform(TRUE)
+    w.set_transform(TRUE, "file")
     aff = sitk.AffineTransform(3)
     aff.SetMatrix([1.1, 0, 0, 0, 1, 0, 0, 0, 1])
     sitk.WriteTransform(aff, str(tmp_path / "affine.tfm"))
-    assert not w.load_transform(tmp_path / "affine.tfm")
+    assert not w.auto.load_transform(tmp_path / "affine.tfm")
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
-    w.save_transform(tmp_path / "ok.tfm")
+    w.auto.save_transform(tmp_path / "ok.tfm")
     w.reset()
-    assert w.load_transform(tmp_path / "ok.tfm")
+    assert w.auto.load_transform(tmp_path / "ok.tfm")
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[1] < 1e-9
 
 
 def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, monkeypatch):
     w = widget
-    w.set_transform(TRUE)
+    w.set_transform(TRUE, "file")
     qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
     qa = w.qa
+    pre_layer = _layers.find_layer(w.viewer, "pre")
+    w.viewer.layers.selection.active = pre_layer  # the user's choice
     qa.tile.setValue(15.0)
     qa.checker.setChecked(True)
+    assert w.viewer.layers.selection.active is pre_layer  # a QA view does not take it
     cb = w.viewer.layers["qa checkerboard"]
     pre_l = _layers.find_layer(w.viewer, "pre")
     assert cb.data.shape == pre_l.data.shape and np.allclose(cb.scale, pre_l.scale)
@@ -248,19 +251,19 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     qa.contours.setCurrentText("edges of pre over registered post")
     qa.contours.setCurrentText("edges of registered post over pre")
     local = np.array(w.viewer.layers["qa edges"].data)
-    box = reg.region_box(w._image("pre"), w.tumor_center(), 20.0)
+    box = reg.region_box(w.image("pre"), w.tumor_center(), 20.0)
     outside = np.ones(local.shape, bool)
     outside[box] = False
     assert local.any() and not local[outside].any()
     qa.contours.setCurrentText("ablation zone outline on pre")
     assert _layers.find_layer(w.viewer, "ablation_registered").contour == 1
-    qa.flicker.setChecked(True)
+    assert w.viewer.layers.selection.active is pre_layer
     reg_l = w.registered_layer()
-    states = set()
-    for _ in range(6):
-        qtbot.wait(300)
-        states.add(reg_l.visible)
-    assert states == {True, False}
+    states = []
+    reg_l.events.visible.connect(lambda e: states.append(reg_l.visible))  # every flip, not samples
+    qa.flicker.setChecked(True)
+    qtbot.waitUntil(lambda: len(states) >= 4, timeout=10000)
+    assert set(states) == {True, False}
     assert reg_l.colormap.name == "gray" and reg_l.opacity == 1.0
     qa.flicker.setChecked(False)
     assert reg_l.visible and pre_l.visible
@@ -268,7 +271,12 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     qa.cross.setChecked(True)
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"].data
-    assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][::-1], tfm.transform_points(TRUE, TUMOR_C)[0])
+    q = tfm.transform_points(TRUE, TUMOR_C)[0][::-1]  # world (z, y, x)
+    # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it), its depth written
+    assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][1:], q[1:])
+    assert cross[1][0] == pytest.approx(TUMOR_C[2])
+    depth = abs(q[0] - TUMOR_C[2])
+    assert f"{depth:.1f} mm" in w.viewer.layers["crosshair"].features["note"][1]
     qa.verdict.setCurrentText("needs correction")
     qa.comment.setText("upper pole off by 2 mm")
     qa.record_verdict()
@@ -289,3 +297,81 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     assert "qa checkerboard" not in w.viewer.layers
     without = np.asarray(w.viewer.screenshot(canvas_only=True), dtype=float)
     assert with_cb.shape == without.shape and np.abs(with_cb - without).mean() > 1.0
+
+
+def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, qtbot):
+    w = widget
+    m = w.model
+    pts = reg.ball_points(TUMOR_C, 30)
+    w.set_transform(TRUE, "file")
+    w.manual["tz"].spin.setValue(2.0)
+    w.manual.commit()
+    assert [s.source for s in m.transform_history][-2:] == ["file", "manual"]
+    w.auto.undo_btn.click()
+    assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6 and w.manual["tz"].value() == 0.0
+    assert w.auto.redo_btn.isEnabled()
+    w.auto.redo_btn.click()
+    assert reg.target_error(m.transform, reg.adjust(TRUE, (0, 0, 2.0), (0, 0, 0), w.tumor_center()), pts)[1] < 1e-6
+    # a second Register widget on the same viewer shows the same history (it is the model's)
+    from napari_ablation.widgets.register import RegisterWidget
+
+    w2 = RegisterWidget(w.viewer)
+    assert "manual" in w2.auto.tx_label.text() and w2.auto.undo_btn.isEnabled()
+    w2.close()
+    # closing unbinds the manual keys
+    w.close()
+    keys = {str(k).replace(" ", "") for k in w.viewer.keymap}
+    assert not keys & {"Alt+Right", "Alt+.", "Alt+PageUp"}
+
+
+def test_one_shift_figure_in_register_margins_and_report(widget, qtbot, tmp_path):
+    """Register, the Margins widget's registration line and the report carry the same
+    displacement of the tumor centre, |T(c) - c| (issue 8, point 8)."""
+    from napari_ablation.core import report
+    from napari_ablation.widgets.margin import registration_text
+
+    w = widget
+    w.set_transform(TRUE, "automatic")
+    c = w.model.tumor_centre_lps()
+    true_shift = float(np.linalg.norm(tfm.transform_points(TRUE, c)[0] - c))
+    figure = f"tumor centre moved {true_shift:.1f} mm"
+    assert figure in w.auto.tx_label.text()
+    analysis = w.model.compute_analysis()
+    line = registration_text(w.model, analysis.result)
+    assert figure in line
+    html = report.html_report(analysis.result, transform_note=line)
+    assert figure in html
+    assert w.model.tumor_shift_mm() == pytest.approx(true_shift)
+
+
+def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot, tmp_path):
+    w = widget
+    grid_before = _layers.grid(w.viewer).enabled
+    # move post far along z: part of the pre grid has no post data under it
+    shifted = euler((0, 0, 0), (0, 0, 60.0))
+    w.set_transform(shifted, "file")
+    qtbot.waitUntil(lambda: w.registered_layer() is not None, timeout=20000)
+    _wait(qtbot, w)
+    assert _layers.grid(w.viewer).enabled == grid_before  # QA does not rearrange the user's view
+    qa = w.qa
+    qa.diff.setChecked(True)
+    assert not qa.diff_legend.isHidden()
+    assert "green" in qa.diff_legend.text() and "outside" in qa.diff_legend.text()
+    d = np.asarray(w.viewer.layers["qa difference"].data)
+    fov = qa._post_field_of_view()
+    assert (~fov).any() and fov.any()
+    assert np.all(d[~fov] == 0)  # outside post's field of view: neutral (transparent), no band
+    layer = w.viewer.layers["qa difference"]
+    assert layer.colormap.map(np.array([0.5]))[0][3] == 0  # zero difference is transparent
+    # the crosshair stays above the QA layers, its partner drawn with an outline
+    qa.cross.setChecked(True)
+    qa.checker.setChecked(True)
+    names = [ly.name for ly in w.viewer.layers]
+    assert names[-1] == "crosshair"
+    # the registered post and the QA images lie below the user's labels: they never hide the drawing
+    tumor_i = names.index(_layers.find_layer(w.viewer, "tumor").name)
+    for name in ("qa checkerboard", "qa difference", w.registered_layer().name):
+        assert names.index(name) < tumor_i, name
+    qa.move_crosshair(TUMOR_C[::-1])
+    cross = w.viewer.layers["crosshair"]
+    assert len(cross.data) == 2 and cross.size.min() >= 10

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from napari_ablation.core import margin as M, report as R
+from napari_ablation.core import margin as M
+from napari_ablation.core import report as R
 from napari_ablation.core.errors import AblationError
 
 
@@ -47,3 +48,59 @@ def test_html_and_pdf_reports(tmp_path, res):
     assert not (tmp_path / "r.docx").exists()
     # only the two reports, no temporary files left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.pdf"]
+
+
+def test_slice_panels_are_radiological_with_letters(res):
+    """A point right, anterior and superior of the MTM point is drawn top-left in every panel,
+    and the edge letters are those of the viewer (one rule: core.orientation)."""
+    fig = R.plot_slices(res)
+    fig.canvas.draw()
+    planes = {p["name"]: p for p in R.slice_planes(res)}
+    x, y, z = res.min_margin_point_lps
+    right_ant_sup = {"axial": (x - 5, y - 5), "coronal": (x - 5, z + 5), "sagittal": (y - 5, z + 5)}
+    letters = {"axial": "ARLP", "coronal": "SRLI", "sagittal": "SAPI"}  # top, left, right, bottom
+    for ax, name in zip(fig.axes, ("axial", "coronal", "sagittal")):
+        mx, my = ax.transData.transform(right_ant_sup[name])
+        cx, cy = ax.transData.transform(planes[name]["point"])  # the MTM point
+        assert mx < cx and my > cy, name  # display y grows upwards
+        shown = {t.get_text(): t.get_position() for t in ax.texts}
+        top, left, right, bottom = letters[name]
+        assert shown[top][1] > 0.9 and shown[bottom][1] < 0.1, name
+        assert shown[left][0] < 0.1 and shown[right][0] > 0.9, name
+
+
+def test_pdf_page_layout_wraps_and_nothing_overlaps(res):
+    """A long description wraps inside the page, the text block ends above the panels, every
+    axis (labels included) lies inside the page, and the page carries date, version and
+    the research-tool notice (issue 8, point 11)."""
+    info = {"name": "liver_ct", "description": "A long description of the case. " * 20}
+    qa = {"verdict": "acceptable", "comment": "vessels aligned"}
+    fig = R.report_page(res, info=info, qa=qa, transform_note="registration (automatic): tumor centre moved 6.3 mm")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    page = fig.bbox
+    texts = [t for t in fig.texts if t.get_text()]
+    for t in texts:
+        bb = t.get_window_extent(renderer)
+        assert bb.x0 >= page.x0 and bb.x1 <= page.x1 and bb.y0 >= page.y0, t.get_text()[:40]
+    block = next(t for t in texts if "description" in t.get_text())
+    assert block.get_text().count("\n") > 4  # wrapped
+    block_bb = block.get_window_extent(renderer)
+    for ax in fig.axes:
+        tight = ax.get_tightbbox(renderer)
+        assert tight.x0 >= page.x0 - 1 and tight.x1 <= page.x1 + 1, "an axis label is clipped"
+        assert tight.y1 < block_bb.y0, "a panel (or its title) overlaps the text block"
+    # the figures table: label, value and unit columns of each half do not overlap
+    cols = [t.get_window_extent(renderer) for t in texts if t.get_position()[1] < 0.4 and t.get_position()[1] > 0.05]
+    assert len(cols) == 6
+    for i, bb in enumerate(cols):
+        for other in cols[i + 1 :]:
+            assert not bb.overlaps(other), "the figures table's columns overlap"
+    footer = " ".join(t.get_text() for t in texts)
+    assert "Research tool, not a medical device" in footer and "napari-ablation" in footer
+    assert "Generated 20" in footer
+    html = R.html_report(res, info=info, qa=qa)
+    assert "Research tool, not a medical device" in html and "Generated 20" in html

@@ -7,7 +7,10 @@ line and no layer (never a traceback, nothing half loaded).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+
+import numpy as np
 
 from .core import case as case_mod
 from .core import display, geometry, io
@@ -50,9 +53,36 @@ def get_reader(path):
     return None
 
 
+#: an integer volume with at most this many distinct values opens as a Labels layer
+MAX_LABEL_VALUES = 16
+
+
+def label_role(path: Path) -> str:
+    """The role of a case's known label file (``tumor.nii.gz`` -> ``"tumor"``), else ``""``."""
+    stem = path.name.split(".")[0].lower()
+    return stem if stem in case_mod.LABEL_ROLES else ""
+
+
+def is_mask(arr: np.ndarray) -> bool:
+    """Integer data with a few values (a segmentation), not an intensity image."""
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        return False
+    sample = arr.ravel()[:: max(1, arr.size // 200_000)]
+    if len(np.unique(sample)) > MAX_LABEL_VALUES:
+        return False
+    return len(np.unique(arr)) <= MAX_LABEL_VALUES
+
+
 def layer_data_for(loaded: io.LoadedImage, name: str, role: str = ""):
     img = loaded.image
     arr = io.sitk.GetArrayFromImage(img)
+    if role in case_mod.LABEL_ROLES or is_mask(arr):
+        from .widgets._layers import ABLATION_COLOR, TUMOR_COLOR, labels_layer_kwargs
+
+        color = {"tumor": TUMOR_COLOR, "ablation": ABLATION_COLOR}.get(role)
+        kwargs = labels_layer_kwargs(img, name, role, color, metadata=loaded.metadata(role), opacity=0.5)
+        return (arr.astype(np.uint8) if arr.max(initial=0) <= 255 and arr.min(initial=0) >= 0 else arr,
+                kwargs, "labels")
     kwargs = {
         "name": name,
         "metadata": loaded.metadata(role),
@@ -77,7 +107,7 @@ def read_path(path):
     for note in loaded.notes:
         _notify_info(note)
     name = p.name.split(".")[0] if p.is_file() else (loaded.description or p.name)
-    return [layer_data_for(loaded, name)]
+    return [layer_data_for(loaded, name, label_role(p) if p.is_file() else "")]
 
 
 def read_case_folder(path):
@@ -124,18 +154,14 @@ def _case_layer_data(case):
 
 
 def _notify_error(text: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # no napari: nothing to show
         from napari.utils.notifications import show_error
 
         show_error(text)
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _notify_info(text: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # no napari: nothing to show
         from napari.utils.notifications import show_info
 
         show_info(text)
-    except Exception:  # noqa: BLE001
-        pass

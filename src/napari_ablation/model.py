@@ -566,9 +566,7 @@ class CaseModel:
         c = self.tumor_centre_lps()
         if c is None:
             return None
-        tx = self.transform if tx is None else tx
-        A, b = tfm.matrix_offset(tx)
-        return float(np.linalg.norm(A @ c + b - c))
+        return tfm.tumor_motion(self.transform if tx is None else tx, c)[0]
 
     # ================================================================ landmarks, settings, QA
     @property

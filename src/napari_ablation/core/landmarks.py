@@ -309,3 +309,57 @@ def format_fit(fit: LandmarkFit, target_lps=None, target_name: str = "tumor cent
         lines.append(f"predicted target error at the {target_name}: {fit.predicted_tre_at(target_lps):.2f} mm")
     lines.extend(f"warning: {w}" for w in fit.warnings)
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- pairing rules
+_EMPTY_LABELS = ("", "nan", "None")
+
+
+def next_pair_label(mine, other) -> str:
+    """The label the next point clicked on one image gets.
+
+    The oldest label of the other image still waiting for a partner here, else a new
+    number one above the largest numeric label of either image.
+
+    Parameters
+    ----------
+    mine, other : sequence of str
+        Pair labels already on this image and on the other image, in click order.
+
+    Returns
+    -------
+    str
+        The label.
+    """
+    mine = [str(p) for p in mine]
+    for p in other:
+        if str(p) not in mine:
+            return str(p)
+    used = [int(p) for p in [*mine, *map(str, other)] if p.isdigit()]
+    return str(max(used, default=0) + 1)
+
+
+def settle_labels(labels, other) -> list[str]:
+    """Pair labels of one image after points were clicked: every label unique and set.
+
+    A point without a label, or with a label already used on this image, gets the next
+    label by :func:`next_pair_label` (the labels before it count as used).
+
+    Parameters
+    ----------
+    labels : sequence
+        The labels of all points of the image, in order (new points last).
+    other : sequence of str
+        The labels on the other image.
+
+    Returns
+    -------
+    list of str
+        The settled labels, in the same order.
+    """
+    out: list[str] = []
+    for p in (str(v) for v in labels):
+        if p in _EMPTY_LABELS or p in out:
+            p = next_pair_label(out, other)
+        out.append(p)
+    return out

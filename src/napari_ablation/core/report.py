@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import coverage
+from . import coverage, orientation
 from .errors import AblationError
 from .io import write_bytes_atomic, write_text_atomic
 
@@ -100,17 +100,27 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
         ext_r = (origin[rows_ax] - sp[rows_ax] / 2, origin[rows_ax] + sp[rows_ax] * (classes.shape[rows_ax] - 0.5))
         ext_c = (origin[cols_ax] - sp[cols_ax] / 2, origin[cols_ax] + sp[cols_ax] * (classes.shape[cols_ax] - 0.5))
         planes.append(
-            dict(
-                name=name,
-                classes=np.asarray(classes[sl]),
-                ablation=np.asarray(ablation[sl]),
-                image=None if img is None else np.asarray(img[sl]),
-                extent=(ext_c[0], ext_c[1], ext_r[0], ext_r[1]),  # for origin="lower"
-                point=(float(p_zyx[cols_ax]), float(p_zyx[rows_ax])),
-                axes=("LPS"[::-1][cols_ax], "LPS"[::-1][rows_ax]),
-            )
+            {
+                "name": name,
+                "classes": np.asarray(classes[sl]),
+                "ablation": np.asarray(ablation[sl]),
+                "image": None if img is None else np.asarray(img[sl]),
+                "extent": (ext_c[0], ext_c[1], ext_r[0], ext_r[1]),  # for origin="lower"
+                "point": (float(p_zyx[cols_ax]), float(p_zyx[rows_ax])),
+                "axes": ("LPS"[::-1][cols_ax], "LPS"[::-1][rows_ax]),
+                "displayed": (rows_ax, cols_ax),
+            }
         )
     return planes
+
+
+#: where the orientation letters go in a slice panel (axes coordinates, alignment)
+_LETTER_POS = {
+    "top": (0.5, 0.98, "center", "top"),
+    "bottom": (0.5, 0.02, "center", "bottom"),
+    "left": (0.02, 0.5, "left", "center"),
+    "right": (0.98, 0.5, "right", "center"),
+}
 
 
 def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
@@ -140,10 +150,16 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
         ax.set_xlabel(f"{pl['axes'][0]} (mm)", fontsize=8)
         ax.set_ylabel(f"{pl['axes'][1]} (mm)", fontsize=8)
         ax.tick_params(labelsize=7)
-        # radiological display: patient left (+x) on screen right; axial: anterior up
-        # (P = +y downwards); coronal/sagittal: superior (+z) up
-        if pl["name"] == "axial":
+        # radiological display, the same rule as the viewer's (core.orientation)
+        vdir, hdir = orientation.screen_directions(pl["displayed"])
+        if vdir == "down":
             ax.invert_yaxis()
+        if hdir == "left":
+            ax.invert_xaxis()
+        letters = orientation.edge_letters(pl["displayed"], (vdir, hdir))
+        for edge, (x, y, ha, va) in _LETTER_POS.items():
+            ax.text(x, y, letters[edge], transform=ax.transAxes, ha=ha, va=va, fontsize=8, weight="bold",
+                    color="#ffff66", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"})
     return fig
 
 
@@ -151,6 +167,7 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
     """Static 3D view: the tumor surface coloured by margin (red < 0, yellow < threshold, green),
     the ablation zone as a faint shell, looking at the minimal margin point."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.ticker import MaxNLocator
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     if ax is None:
@@ -183,7 +200,9 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
     ax.set_ylabel("P (mm)", fontsize=7)
     ax.set_zlabel("S (mm)", fontsize=7)
     ax.tick_params(labelsize=6)
-    ax.set_title("tumor surface by margin, seen from the MTM side", fontsize=9)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(4))
+    ax.set_title("tumor surface by margin, seen from the MTM side", fontsize=9, pad=22)
     return fig
 
 
@@ -236,7 +255,7 @@ table {{ border-collapse: collapse; }} td {{ padding: 1px 8px 1px 0; vertical-al
 .small {{ color: #666; font-size: 10px; }}
 </style></head><body>
 <h1>Ablation margin report</h1>
-<div class=small>generated {now} by napari-ablation</div>
+<div class=small>{_esc(footer_line(now))}</div>
 <p class=big>{_esc(res.margin_text())} &nbsp; (rounded {res.min_margin_mm_rounded:d} mm) &mdash;
 complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 <p>Minimal margin at the <b>{_esc(res.min_margin_octant)}</b> side of the tumor
@@ -257,6 +276,7 @@ complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 </div></div>
 <p class=small>Method: {_esc(res.method)}. The &plusmn; figure is the resolution limit: half a voxel of
 each grid along the direction of the minimal margin, combined in quadrature.</p>
+<p class=small>{_esc(footer_line(now))}</p>
 </body></html>
 """
 
@@ -273,12 +293,37 @@ def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | Non
     return buf.getvalue()
 
 
+#: page geometry of the PDF report (figure fractions of an A4 portrait page)
+_PAGE_W_IN, _PAGE_H_IN = 8.27, 11.69
+_LEFT = 0.08
+_TEXT_PT = 7.5
+_WRAP_CHARS = 120  # characters per line of the 7.5 pt text block (inside the page margins)
+
+
+def _line_h(pt: float) -> float:
+    """Height of one text line of ``pt`` points, in figure fractions of the page."""
+    return 1.3 * pt / (72.0 * _PAGE_H_IN)
+
+
+def _wrapped(lines: list[str], width: int = _WRAP_CHARS) -> list[str]:
+    import textwrap
+
+    out = []
+    for line in lines:
+        out += textwrap.wrap(line, width=width, subsequent_indent="    ") or [""]
+    return out
+
+
 def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
                 transform_note: str | None = None):
-    """The report page as a matplotlib Figure (A4 portrait)."""
+    """The report page as a matplotlib Figure (A4 portrait).
+
+    The blocks flow down the page: the text block is wrapped inside the margins and the
+    panels start below its last line, so nothing overlaps however long the description.
+    """
     info = dict(info or {})
     qa = dict(qa or {})
-    fig = _figure(figsize=(8.27, 11.69))
+    fig = _figure(figsize=(_PAGE_W_IN, _PAGE_H_IN))
     fig.text(0.05, 0.965, "Ablation margin report", fontsize=16, weight="bold")
     color = coverage.hex_to_rgb(coverage.verdict_color(res.min_margin_mm, res.threshold_mm))
     fig.text(0.05, 0.935, f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
@@ -289,23 +334,56 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
     if transform_note:
         lines.append(f"registration: {transform_note}")
     lines += [f"warning: {w}" for w in res.warnings]
-    fig.text(0.05, 0.925, "\n".join(lines), fontsize=7.5, va="top")
-    axes = [fig.add_axes([0.05 + i * 0.315, 0.60, 0.28, 0.22]) for i in range(3)]
+    lines = _wrapped(lines)
+    y = 0.922
+    fig.text(0.05, y, "\n".join(lines), fontsize=_TEXT_PT, va="top", linespacing=1.3)
+    y -= len(lines) * _line_h(_TEXT_PT) + 0.035  # room for the panel titles
+    h_slices = 0.20
+    axes = [fig.add_axes([_LEFT + i * 0.32, y - h_slices, 0.24, h_slices]) for i in range(3)]
     plot_slices(res, pre, axes=axes, fig=fig)
-    axh = fig.add_axes([0.08, 0.36, 0.38, 0.18])
+    y -= h_slices + 0.06  # the panels' axis labels
+    h_hist = 0.17
+    axh = fig.add_axes([_LEFT, y - h_hist, 0.36, h_hist])
     plot_histogram(res, ax=axh, fig=fig)
+    box3d = [0.56, y - h_hist - 0.02, 0.40, h_hist]
     if screenshot_png:
         import matplotlib.image as mpimg
 
-        axs = fig.add_axes([0.56, 0.33, 0.40, 0.24])
+        axs = fig.add_axes(box3d)
         axs.imshow(mpimg.imread(io.BytesIO(screenshot_png), format="png"))
         axs.set_axis_off()
     else:
-        plot_surface_3d(res, ax=fig.add_axes([0.56, 0.33, 0.40, 0.24], projection="3d"), fig=fig)
-    rows = res.rows()
-    text = "\n".join(f"{a:<52s}{b:>14s} {c}" for a, b, c in rows)
-    fig.text(0.05, 0.30, text, fontsize=6.3, family="monospace", va="top")
+        plot_surface_3d(res, ax=fig.add_axes(box3d, projection="3d"), fig=fig)
+    y -= h_hist + 0.06
+    table = res.rows()
+    half = (len(table) + 1) // 2
+    # two halves, each three columns (label, value aligned right, unit) placed by their
+    # measured widths: no reliance on a monospace font's width, which differs between the
+    # PDF and a low-resolution PNG
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    kw = {"fontsize": 6.3, "va": "top", "linespacing": 1.35, "ha": "left"}
+    x = 0.05
+    for rows in (table[:half], table[half:]):
+        for k, column in enumerate(zip(*rows)):
+            t = fig.text(x, y, "\n".join(str(v) or " " for v in column), multialignment="right" if k == 1 else "left", **kw)
+            x = t.get_window_extent(renderer).x1 / fig.bbox.width + (0.006 if k < 2 else 0.04)
+    fig.text(0.05, 0.012, footer_line(), fontsize=7, color="0.35")
     return fig
+
+
+def footer_line(when: str | None = None) -> str:
+    """Date, plugin version and the research-tool notice, for every report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("napari-ablation")
+    except PackageNotFoundError:
+        ver = "unknown version"
+    when = when or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"Generated {when} by napari-ablation {ver}. "
+            "Research tool, not a medical device; not for diagnosis or treatment decisions.")
 
 
 def write_report(path: str | os.PathLike, res, **kw) -> Path:

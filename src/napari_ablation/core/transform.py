@@ -409,3 +409,41 @@ def transform_points(tx: sitk.Transform | None, points_lps) -> np.ndarray:
     pts = np.atleast_2d(np.asarray(points_lps, dtype=float))
     A, b = matrix_offset(tx)
     return pts @ A.T + b
+
+
+def tumor_motion(tx: sitk.Transform | None, centre_lps) -> tuple[float, float]:
+    """The one "shift" figure of the plugin: how far ``tx`` moves the tumor centre, and its rotation.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        Rigid, pre -> post (ITK convention); None is the identity.
+    centre_lps : array_like
+        The tumor centre (x, y, z), LPS mm, in pre space.
+
+    Returns
+    -------
+    tuple of float
+        ``|T(c) - c|`` in mm, and the rotation angle in degrees.
+    """
+    c = np.asarray(centre_lps, dtype=float).reshape(3)
+    return float(np.linalg.norm(transform_points(tx, c)[0] - c)), rotation_angle_deg(tx)
+
+
+def motion_text(tx: sitk.Transform | None, centre_lps) -> str:
+    """:func:`tumor_motion` in words, as the Register and Margins widgets and the report show it.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        Rigid, pre -> post (ITK convention).
+    centre_lps : array_like
+        The tumor centre (x, y, z), LPS mm.
+
+    Returns
+    -------
+    str
+        E.g. ``"tumor centre moved 8.5 mm, rotation 4.3°"``.
+    """
+    shift, rot = tumor_motion(tx, centre_lps)
+    return f"tumor centre moved {shift:.1f} mm, rotation {rot:.1f}\u00b0"

@@ -85,17 +85,11 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
     if tx is None:
         return NO_REGISTRATION
     step = model.transform_step
-    shift = None
-    if result is not None:
-        A, b = tfm.matrix_offset(tx)
-        c = np.asarray(result.tumor_centroid_lps, float)
-        shift = float(np.linalg.norm(A @ c + b - c))
-    else:
-        shift = model.tumor_shift_mm()
-    moved = f"tumor centre moved {shift:.1f} mm, " if shift is not None else ""
+    c = result.tumor_centroid_lps if result is not None else model.tumor_centre_lps()
+    motion = tfm.motion_text(tx, c) if c is not None else f"rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
     source = step.source if step.source != "case" else "saved with the case"
     note = f" ({step.note})" if step.note else ""
-    return f"registration ({source}{note}): {moved}rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
+    return f"registration ({source}{note}): {motion}"
 
 
 def _prepare_outputs(res: core_margin.MarginResult) -> dict:

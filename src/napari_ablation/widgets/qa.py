@@ -9,6 +9,7 @@ zone outline, over the other), a linked crosshair, and the QA verdict stored in 
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -38,8 +39,27 @@ CROSS = "crosshair"
 #: above this many voxels, edges are computed in a box around the tumor only
 EDGES_FULL_MAX_VOXELS = 12_000_000
 EDGES_HALF_SIZE_MM = 60.0
+#: crosshair: size (mm) and colours (the point under the mouse, its partner T(p) in raw post)
+CROSS_SIZE_MM = 12
+CROSS_COLORS = ("#ffff00", "#ff00ff")
+#: the difference view's colour range (normalised intensities)
+DIFF_LIMIT = 0.6
+DIFF_LEGEND = (
+    "Difference legend: <span style='color:#2ca02c'><b>green</b></span> registered post brighter than pre, "
+    "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they agree or where post "
+    "has no data (outside its field of view)."
+)
 CONTOURS = ("none", "edges of registered post over pre", "edges of pre over registered post",
             "ablation zone outline on pre")
+
+
+def difference_colormap():
+    """Blue (pre brighter) - transparent (equal) - green (post brighter)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=[[0.12, 0.47, 0.91, 1.0], [0.12, 0.47, 0.91, 0.0], [0.17, 0.80, 0.17, 0.0],
+                            [0.17, 0.80, 0.17, 1.0]],
+                    controls=[0.0, 0.5, 0.5, 1.0], name="qa_difference")
 
 
 class QAPanel(QWidget):
@@ -69,6 +89,10 @@ class QAPanel(QWidget):
         form.addRow(self.checker, self.tile)
         self.diff = QCheckBox("difference (post - pre)")
         form.addRow(self.diff)
+        self.diff_legend = QLabel(DIFF_LEGEND)
+        self.diff_legend.setWordWrap(True)
+        self.diff_legend.setVisible(False)
+        form.addRow(self.diff_legend)
         self.flicker = QCheckBox("flicker pre / post")
         self.rate = QDoubleSpinBox()
         self.rate.setRange(0.5, 10)
@@ -136,8 +160,13 @@ class QAPanel(QWidget):
                 layer.data = data
                 return layer
             self.viewer.layers.remove(layer)
-        return self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
-                                     **self._layer_kwargs(pre_l), **kw)
+        from .register import below_user_labels
+
+        with _layers.keep_selection(self.viewer):  # a QA view never takes the user's active layer
+            layer = self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
+                                          **self._layer_kwargs(pre_l), **kw)
+            below_user_labels(self.viewer, layer)  # nor covers the user's drawing
+        return layer
 
     def _remove(self, name):
         if name in self.viewer.layers:
@@ -164,9 +193,13 @@ class QAPanel(QWidget):
                 self._remove(CHECKER)
             if self.diff.isChecked():
                 d = reg.difference(a, b, self._range(pre_l), self._range(reg_l))
-                self._set_image(DIFF, d, pre_l, colormap="PiYG", contrast_limits=(-0.6, 0.6), blending="translucent")
+                d[~self._post_field_of_view()] = 0.0  # no post there: nothing to compare (transparent)
+                self._set_image(DIFF, d, pre_l, colormap=difference_colormap(), contrast_limits=(-DIFF_LIMIT, DIFF_LIMIT),
+                                blending="translucent")
             else:
                 self._remove(DIFF)
+            self.diff_legend.setVisible(self.diff.isChecked())
+            self._crosshair_on_top()
             self._contours(pre_l, reg_l)
         except AblationError as exc:
             _layers.notify_error(exc)
@@ -187,7 +220,9 @@ class QAPanel(QWidget):
             layer.refresh(thumbnail=False, extent=False, highlight=False)
         if self.diff.isChecked() and DIFF in self.viewer.layers:
             layer = self.viewer.layers[DIFF]
-            layer.data[box] = reg.difference(a, arr, self._range(pre_l), self._range(reg_l))
+            d = reg.difference(a, arr, self._range(pre_l), self._range(reg_l))
+            d[~self._post_field_of_view(box)] = 0.0
+            layer.data[box] = d
             layer.refresh(thumbnail=False, extent=False, highlight=False)
 
     def _contours(self, pre_l, reg_l) -> None:
@@ -222,22 +257,48 @@ class QAPanel(QWidget):
                 self.viewer.layers[EDGES].data = e
             else:
                 self._remove(EDGES)
-                self.viewer.add_labels(e, name=EDGES, colormap=_layers.single_color_map("#ffff00"),
-                                       metadata={_layers.META: {"role": EDGES}}, **self._layer_kwargs(pre_l))
+                with _layers.keep_selection(self.viewer):
+                    self.viewer.add_labels(e, name=EDGES, colormap=_layers.single_color_map("#ffff00"),
+                                           metadata={_layers.META: {"role": EDGES}}, **self._layer_kwargs(pre_l))
             # show the edges over the other image
             reg_l.visible = "registered post over" not in mode
             pre_l.visible = True
             return
         self._remove(EDGES)
-        abl = self.owner._image("ablation")
-        pre = self.owner._image("pre")
+        abl = self.owner.image("ablation")
+        pre = self.owner.image("pre")
         if abl is None or pre is None:
             _layers.notify_info("draw the ablation zone on post to see its outline on pre")
             return
         out = tfm.resample_onto(abl, pre, self.owner.transform, interpolator="nearest")
-        layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
+        with _layers.keep_selection(self.viewer):
+            layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
         layer.contour = 1
+        layer.rendering = "translucent"  # in 3D a see-through volume, not a block hiding the tumor
         layer.visible = True
+
+    def _post_field_of_view(self, box=None) -> np.ndarray:
+        """Voxels of the pre grid (or of ``box``) whose point ``T(p)`` lies inside the post image."""
+        pre, post = self.owner.pre_post()
+        tx = self.owner.transform
+        if box is None:
+            ones = sitk.Cast(post * 0 + 1, sitk.sitkUInt8)
+            return sitk.GetArrayFromImage(tfm.resample_onto(ones, pre, tx, interpolator="nearest")) != 0
+        idx = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), axis=-1).reshape(-1, 3)
+        lps = idx[:, ::-1] * np.asarray(pre.GetSpacing()) + np.asarray(pre.GetOrigin())  # identity direction
+        q = tfm.transform_points(tx, lps)
+        # identity direction (DESIGN.md): continuous index (x, y, z) of the post grid
+        ci = (q - np.asarray(post.GetOrigin())) / np.asarray(post.GetSpacing())
+        inside = np.all((ci >= -0.5) & (ci <= np.asarray(post.GetSize()) - 0.5), axis=1)
+        return inside.reshape(tuple(b.stop - b.start for b in box))
+
+    def _crosshair_on_top(self) -> None:
+        """QA images are added above the crosshair: keep the crosshair (both points) visible."""
+        if CROSS in self.viewer.layers:
+            i = self.viewer.layers.index(self.viewer.layers[CROSS])
+            if i != len(self.viewer.layers) - 1:
+                with _layers.keep_selection(self.viewer):
+                    self.viewer.layers.move(i, len(self.viewer.layers))
 
     def _on_opacity(self, value: int) -> None:
         layer = self.owner.registered_layer()
@@ -289,11 +350,16 @@ class QAPanel(QWidget):
     def _on_cross(self, on: bool) -> None:
         if on:
             if CROSS not in self.viewer.layers:
-                self.viewer.add_points(
-                    np.zeros((2, 3)), name=CROSS, symbol="cross", size=8, face_color=["#ffff00", "#ff00ff"],
-                    border_width=0, metadata={_layers.META: {"role": CROSS}}, projection_mode="all",
-                    units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
-                )
+                with _layers.keep_selection(self.viewer):
+                    self.viewer.add_points(
+                        np.zeros((2, 3)), name=CROSS, symbol="cross", size=CROSS_SIZE_MM,
+                        face_color=list(CROSS_COLORS), border_color="black", border_width=0.08,
+                        features={"note": np.array(["", "T(p)"], dtype=object)},
+                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9, "anchor": "upper_left",
+                              "translation": [0.0, -CROSS_SIZE_MM / 2, CROSS_SIZE_MM / 2]},
+                        metadata={_layers.META: {"role": CROSS}}, projection_mode="all",
+                        units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
+                    )
             if self._mouse_cb is None:
                 def cb(viewer, event):
                     self.move_crosshair(np.asarray(event.position)[-3:])
@@ -310,8 +376,20 @@ class QAPanel(QWidget):
         if CROSS not in self.viewer.layers:
             return
         p = geometry.world_to_lps(world_zyx)
-        q = tfm.transform_points(self.owner.transform, p)[0]
-        self.viewer.layers[CROSS].data = np.array([geometry.lps_to_world(p), geometry.lps_to_world(q)])
+        q = geometry.lps_to_world(tfm.transform_points(self.owner.transform, p)[0])
+        # the partner is drawn on the slice shown (its own slice may be another one): its depth
+        # off this slice is written beside it
+        shown = np.asarray(world_zyx, dtype=float).copy()
+        depth = ""
+        if self.viewer.dims.ndisplay == 2:
+            normal = [a for a in range(3) if a not in list(self.viewer.dims.displayed)[-2:]]
+            for a in normal:
+                d = q[a] - shown[a]
+                depth = f"T(p): {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]} of this slice" if abs(d) >= 0.05 else "T(p)"
+                q[a] = shown[a]
+        layer = self.viewer.layers[CROSS]
+        layer.data = np.array([shown, q])
+        layer.features = {"note": np.array(["", depth or "T(p)"], dtype=object)}
 
     def _disconnect_mouse(self) -> None:
         if self._mouse_cb is not None:
@@ -320,6 +398,14 @@ class QAPanel(QWidget):
             except ValueError:
                 pass
             self._mouse_cb = None
+
+    def case_changed(self) -> None:
+        """A new case: the QA layers of the previous one go, its verdict is shown."""
+        for name in (CHECKER, DIFF, EDGES, CROSS):
+            self._remove(name)
+        self._edges_cache = None
+        self._ranges.clear()
+        self._load_verdict()
 
     def stop(self) -> None:
         """Stop the flicker and the crosshair (the widget is closing)."""
@@ -330,10 +416,7 @@ class QAPanel(QWidget):
 
     # ------------------------------------------------------------------ verdict
     def _load_verdict(self) -> None:
-        s = self.owner.session
-        if s is None:
-            return
-        qa = s.case.qa or {}
+        qa = self.owner.model.qa or {}
         if qa.get("verdict") in QA_VERDICTS:
             self.verdict.setCurrentText(qa["verdict"])
         self.comment.setText(qa.get("comment", ""))
@@ -348,14 +431,11 @@ class QAPanel(QWidget):
 
     def record_verdict(self) -> None:
         verdict, comment = self.verdict.currentText(), self.comment.text().strip()
-        s = self.owner.session
-        if s is None:
-            _layers.notify_warning("no case session: the verdict cannot be stored")
-            return
+        model = self.owner.model
         try:
-            s.set_qa(verdict, comment)
+            model.set_qa(verdict, comment)
         except Exception as exc:  # noqa: BLE001
             _layers.notify_error(exc)
             return
-        self._show_verdict(s.case.qa)
+        self._show_verdict(model.qa)
         _layers.notify_info(f"registration QA: {verdict}")

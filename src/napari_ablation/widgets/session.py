@@ -212,6 +212,9 @@ class CaseSession:
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for layer in viewer.layers:
             self._adopt(layer)
+        from . import orientation
+
+        orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
         _ALL.add(self)
         _install_quit_hooks()
 

@@ -1,0 +1,111 @@
+"""Radiological 2D views with orientation letters on the canvas edges.
+
+:func:`install` (once per viewer) keeps napari's camera in the radiological convention of
+``core.orientation`` for whichever two axes are displayed (axial, coronal, sagittal, or a
+transposed view) and shows R/L, A/P, S/I at the four edges of the canvas as napari text
+overlays. It follows ``viewer.dims.events.order`` / ``ndisplay`` / ``ndim`` (the camera is
+set when the displayed plane changes) and the camera's ``orientation2d`` (the letters
+follow a flip the user makes). In 3D the letters are hidden.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from ..core import orientation as core_orientation
+from . import _layers
+
+#: canvas overlay key -> (edge, napari canvas position)
+EDGES = {
+    "napari_ablation_orient_top": ("top", "top_center"),
+    "napari_ablation_orient_bottom": ("bottom", "bottom_center"),
+    "napari_ablation_orient_left": ("left", "middle_left"),
+    "napari_ablation_orient_right": ("right", "middle_right"),
+}
+LETTER_COLOR = "#ffff66"
+LETTER_SIZE = 14
+
+_GUIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class OrientationGuide:
+    """Keeps one viewer's 2D camera radiological and its edge letters current."""
+
+    def __init__(self, viewer):
+        from napari.components.overlays import TextOverlay
+
+        self._viewer_ref = weakref.ref(viewer)
+        overlays = viewer.canvas.overlays
+        for key, (_edge, position) in EDGES.items():
+            if key not in overlays:
+                overlays[key] = TextOverlay(
+                    text="",
+                    position=position,
+                    box=False,
+                    color=LETTER_COLOR,
+                    font_size=LETTER_SIZE,
+                    visible=False,
+                )
+        dims = viewer.dims
+        for ev in (dims.events.order, dims.events.ndisplay, dims.events.ndim):
+            ev.connect(self._on_plane)
+        _layers.camera(viewer).events.orientation2d.connect(self._on_camera)
+        self._plane = None
+        self._on_plane()
+
+    @property
+    def viewer(self):
+        return self._viewer_ref()
+
+    def displayed(self) -> tuple[int, int] | None:
+        """The world axes (0 z/S, 1 y/P, 2 x/L) drawn (vertically, horizontally), None in 3D."""
+        v = self.viewer
+        if v is None or v.dims.ndisplay != 2 or v.dims.ndim < 3:
+            return None
+        off = v.dims.ndim - 3
+        axes = [a - off for a in list(v.dims.displayed)[-2:]]
+        return (axes[0], axes[1]) if min(axes) >= 0 else None
+
+    def _on_plane(self, event=None) -> None:
+        shown = self.displayed()
+        if shown is not None and shown != self._plane:
+            cam = _layers.camera(self.viewer)
+            want = core_orientation.screen_directions(shown)
+            if tuple(str(getattr(d, "value", d)) for d in cam.orientation2d) != want:
+                cam.orientation2d = want  # emits orientation2d: the letters follow
+        self._plane = shown
+        self.update_letters()
+
+    def _on_camera(self, event=None) -> None:
+        self.update_letters()
+
+    def letters(self) -> dict[str, str] | None:
+        """The letters shown at the edges now (None in 3D)."""
+        shown = self.displayed()
+        if shown is None:
+            return None
+        return core_orientation.edge_letters(shown, _layers.camera(self.viewer).orientation2d)
+
+    def update_letters(self) -> None:
+        v = self.viewer
+        if v is None:
+            return
+        letters = self.letters()
+        for key, (edge, _pos) in EDGES.items():
+            overlay = v.canvas.overlays.get(key)
+            if overlay is None:
+                continue
+            if letters is None:
+                overlay.visible = False
+            else:
+                overlay.text = letters[edge]
+                overlay.visible = True
+
+
+def install(viewer) -> OrientationGuide:
+    """The viewer's orientation guide (created on the first call)."""
+    guide = _GUIDES.get(viewer)
+    if guide is None:
+        guide = OrientationGuide(viewer)
+        _GUIDES[viewer] = guide
+    return guide

@@ -1,0 +1,359 @@
+"""The "Landmarks" tab of Register: paired points on pre and post, residuals, the fit.
+
+One Points layer on pre and one on post; a click gets the pair label of
+``core.landmarks.next_pair_label`` (the oldest pair waiting for a partner, else a new
+one) and pairs are coloured alike. The landmarks are stored in the case model; Fit makes
+the least-squares rigid fit a "landmarks" step of the model's registration history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import geometry
+from ..core import landmarks as lm
+from ..core.errors import AblationError, one_line
+from . import _layers
+
+ROLES = ("landmarks_pre", "landmarks_post")
+PAIR_COLORS = [
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#fabebe",
+    "#008080",
+    "#e6beff",
+    "#9a6324",
+    "#fffac8",
+    "#800000",
+    "#aaffc3",
+]
+
+
+def pair_color(label: str) -> str:
+    try:
+        k = int(float(label)) - 1
+    except ValueError:
+        k = sum(map(ord, label))
+    return PAIR_COLORS[k % len(PAIR_COLORS)]
+
+
+def _other(role: str) -> str:
+    return "landmarks_post" if role == "landmarks_pre" else "landmarks_pre"
+
+
+class LandmarksPanel(QWidget):
+    def __init__(self, owner, parent=None):
+        super().__init__(parent)
+        self.owner = owner
+        self.viewer = owner.viewer
+        self._order: list[tuple[str, str]] = []  # (layer role, pair) in click order
+        self._counts: dict[str, int] = {}
+        self._sync = False
+        self._follow_active = False
+        # image visibility before a landmark layer was chosen
+        self._shown_before: dict[str, bool] = {}
+        self.last_fit: lm.LandmarkFit | None = None
+
+        v = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.add_btn = QPushButton("Landmark layers")
+        self.add_btn.setToolTip("Add (or select) the Points layers on pre and on post")
+        self.undo_btn = QPushButton("Remove last point")
+        self.fit_btn = QPushButton("Fit")
+        for b in (self.add_btn, self.undo_btn, self.fit_btn):
+            row.addWidget(b)
+        v.addLayout(row)
+        self.next_label = QLabel("")
+        self.next_label.setWordWrap(True)
+        v.addWidget(self.next_label)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["pair", "residual (mm)", "status"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        v.addWidget(self.table)
+        self.fit_label = QLabel("")
+        self.fit_label.setWordWrap(True)
+        v.addWidget(self.fit_label)
+        self.add_btn.clicked.connect(self.landmark_layers)
+        self.undo_btn.clicked.connect(self.remove_last_point)
+        self.fit_btn.clicked.connect(self.fit)
+        if _layers.find_layer(self.viewer, "landmarks_pre") is None:
+            self._load_from_model()  # landmarks saved in the case come back
+
+    # ------------------------------------------------------------------ layers
+    def landmark_layers(self):
+        """The pre and post landmark Points layers (created if missing); pre becomes active (the user asked)."""
+        layers = [self._layer(role, create=True) for role in ROLES]
+        if not self._follow_active:
+            _layers.connect_while_alive(
+                self.viewer.layers.selection.events.active, self, self._on_active_layer
+            )
+            self._follow_active = True
+        self._refresh()
+        self.viewer.layers.selection.active = layers[0]
+        layers[0].mode = "add"
+        return layers
+
+    def _layer(self, role: str, create: bool = False):
+        layer = _layers.find_layer(self.viewer, role)
+        if layer is None and create:
+            img = _layers.find_layer(self.viewer, "pre" if role == "landmarks_pre" else "post")
+            grid = (
+                {"scale": tuple(img.scale), "translate": tuple(img.translate)}
+                if img is not None
+                else {}
+            )
+            layer = self.viewer.add_points(
+                np.empty((0, 3)),
+                name=_layers.ROLES[role],
+                ndim=3,
+                size=6,
+                symbol="disc" if role == "landmarks_pre" else "ring",
+                features={"pair": np.array([], dtype=object)},
+                text={"string": "{pair}", "color": "white", "size": 10, "anchor": "upper_left"},
+                border_color="white",
+                border_width=0.1,
+                metadata={_layers.META: {"role": role}},
+                units=("mm", "mm", "mm"),
+                axis_labels=geometry.AXIS_LABELS,
+                **grid,
+            )
+            layer.events.data.connect(lambda e, r=role: self._on_points_changed(r, e))
+        return layer
+
+    def _on_active_layer(self, event=None) -> None:
+        """Clicking post landmarks needs the raw post image; pre landmarks the pre image
+        (the user chose the landmark layer: the images it needs are shown)."""
+        role = _layers.role_of(self.viewer.layers.selection.active)
+        images = [(r, _layers.find_layer(self.viewer, r)) for r in ("pre", "post")]
+        if role not in ROLES:
+            # leaving the landmark layers: the images are shown as they were before
+            for r, layer in images:
+                if layer is not None and r in self._shown_before:
+                    layer.visible = self._shown_before[r]
+            self._shown_before = {}
+            return
+        if not self._shown_before:
+            self._shown_before = {r: layer.visible for r, layer in images if layer is not None}
+        want = {"pre": role == "landmarks_pre", "post": role == "landmarks_post"}
+        for r, layer in images:
+            if layer is not None:
+                layer.visible = want[r]
+
+    @staticmethod
+    def _to_data(layer, points_lps) -> np.ndarray:
+        world = geometry.lps_to_world(np.asarray(points_lps, dtype=float).reshape(-1, 3))
+        return ((world - np.asarray(layer.translate)) / np.asarray(layer.scale)).reshape(-1, 3)
+
+    @staticmethod
+    def _to_lps(layer) -> np.ndarray:
+        data = np.asarray(layer.data, dtype=float).reshape(-1, 3)
+        return geometry.world_to_lps(data * np.asarray(layer.scale) + np.asarray(layer.translate))
+
+    def pairs_of(self, role: str) -> list[str]:
+        layer = self._layer(role)
+        if layer is None or len(layer.data) == 0:
+            return []
+        return [str(v) for v in layer.features["pair"]]
+
+    def next_pair(self, role: str) -> str:
+        return lm.next_pair_label(self.pairs_of(role), self.pairs_of(_other(role)))
+
+    def _set_points(self, layer, data, pairs) -> None:
+        self._sync = True
+        try:
+            if data is not None:
+                layer.data = data
+            layer.features = {"pair": np.array(pairs, dtype=object)}
+        finally:
+            self._sync = False
+
+    def _on_points_changed(self, role: str, event=None) -> None:
+        if self._sync:
+            return
+        layer = self._layer(role)
+        if layer is None:
+            return
+        action = getattr(event, "action", None)
+        action = getattr(action, "value", action)
+        if action not in (None, "added", "removed", "changed"):
+            return  # the "adding"/"removing" pre-events
+        n = len(layer.data)
+        pairs = [str(v) for v in layer.features["pair"]] if n else []
+        before = self._counts.get(role, 0)
+        if n > before or any(p in lm._EMPTY_LABELS for p in pairs):
+            # clicked points arrive with feature_defaults (the expected pair): settle them
+            fixed = lm.settle_labels(pairs, self.pairs_of(_other(role)))
+            self._order += [(role, p) for p in fixed[before:]]
+            if fixed != pairs:
+                self._set_points(layer, None, fixed)
+        self._counts[role] = n
+        self._refresh()
+        self._store()
+
+    def add_landmark(self, role: str, point_lps, pair: str | None = None) -> str:
+        """Add a landmark (LPS mm) to the pre or post layer, as a click would; returns its pair label."""
+        pre_l, post_l = self.landmark_layers()
+        layer = pre_l if role == "landmarks_pre" else post_l
+        label = pair if pair is not None else self.next_pair(role)
+        data = np.vstack([np.asarray(layer.data).reshape(-1, 3), self._to_data(layer, [point_lps])])
+        self._set_points(layer, data, [*self.pairs_of(role), label])
+        self._order.append((role, label))
+        self._refresh()
+        self._store()
+        return label
+
+    def remove_last_point(self) -> None:
+        """Undo the last landmark click (misclick)."""
+        while self._order:
+            role, label = self._order.pop()
+            layer = self._layer(role)
+            pairs = self.pairs_of(role)
+            if layer is None or label not in pairs:
+                continue
+            i = len(pairs) - 1 - pairs[::-1].index(label)
+            keep = [j for j in range(len(pairs)) if j != i]
+            self._set_points(
+                layer, np.asarray(layer.data)[keep].reshape(-1, 3), [pairs[j] for j in keep]
+            )
+            self._refresh()
+            self._store()
+            self.owner.set_status(f"removed point {label} from {layer.name}")
+            return
+        self.owner.set_status("no landmark click to undo")
+
+    def points(self) -> tuple[dict, dict]:
+        """``(pre, post)``: pair label -> LPS point."""
+        out = []
+        for role in ROLES:
+            layer = self._layer(role)
+            pts = {}
+            if layer is not None and len(layer.data):
+                pts = dict(zip(self.pairs_of(role), self._to_lps(layer)))
+            out.append(pts)
+        return out[0], out[1]
+
+    # ------------------------------------------------------------------ shown state
+    def _refresh(self) -> None:
+        for role in ROLES:
+            layer = self._layer(role)
+            if layer is None:
+                continue
+            self._counts[role] = len(layer.data)
+            pairs = self.pairs_of(role)
+            if pairs:
+                self._sync = True
+                try:
+                    layer.face_color = [pair_color(p) for p in pairs]
+                finally:
+                    self._sync = False
+            layer.feature_defaults = {"pair": self.next_pair(role)}  # the label a click gets
+        pre_pts, post_pts = self.points()
+        self.next_label.setText(
+            f"Next: pair {self.next_pair('landmarks_pre')} on pre, pair {self.next_pair('landmarks_post')} on post "
+            f"({len(set(pre_pts) & set(post_pts))} complete pairs). Select 'landmarks pre' and click on pre, "
+            "'landmarks post' and click on the raw post image."
+        )
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        from qtpy.QtGui import QColor
+
+        pre_pts, post_pts = self.points()
+        labels = sorted(set(pre_pts) | set(post_pts), key=lm._sort_key)
+        self.table.setRowCount(len(labels))
+        fit = self.last_fit
+        for i, lab in enumerate(labels):
+            item = QTableWidgetItem(lab)
+            item.setForeground(QColor(pair_color(lab)))
+            self.table.setItem(i, 0, item)
+            res = fit.residuals.get(lab) if fit is not None else None
+            self.table.setItem(i, 1, QTableWidgetItem("" if res is None else f"{res:.2f}"))
+            if lab not in pre_pts:
+                status = "missing on pre"
+            elif lab not in post_pts:
+                status = "missing on post"
+            elif (
+                fit is not None
+                and res is not None
+                and fit.n > 3
+                and res == max(fit.residuals.values())
+                and res > 1.5 * fit.rms_fre
+            ):
+                status = "largest residual: check this pair"
+            else:
+                status = "paired"
+            self.table.setItem(i, 2, QTableWidgetItem(status))
+
+    # ------------------------------------------------------------------ model
+    def _store(self) -> None:
+        pre_pts, post_pts = self.points()
+        try:
+            self.owner.model.set_landmarks(
+                {"pre": lm.points_to_rows(pre_pts), "post": lm.points_to_rows(post_pts)}
+            )
+        except Exception as exc:  # noqa: BLE001
+            _layers.notify_warning(f"could not store the landmarks: {one_line(exc)}")
+
+    def _load_from_model(self) -> None:
+        marks = self.owner.model.landmarks or {}
+        if not (marks.get("pre") or marks.get("post")):
+            return
+        pre_l, post_l = self.landmark_layers()
+        for layer, key in ((pre_l, "pre"), (post_l, "post")):
+            pts = lm.as_points(marks.get(key, []))
+            labels = sorted(pts, key=lm._sort_key)
+            self._set_points(
+                layer, self._to_data(layer, [pts[k] for k in labels]).reshape(-1, 3), labels
+            )
+        self._refresh()
+
+    def case_changed(self) -> None:
+        self._order.clear()
+        self.last_fit = None
+        self._load_from_model()
+
+    def stop(self) -> None:
+        pass
+
+    def fit(self) -> lm.LandmarkFit | None:
+        """Least-squares rigid fit of the landmark pairs; becomes the case's registration."""
+        pre_pts, post_pts = self.points()
+        owner = self.owner
+        try:
+            lm.check_inside(pre_pts, owner.image("pre"), "pre")
+            lm.check_inside(post_pts, owner.image("post"), "post")
+            fit = lm.fit_landmarks(pre_pts, post_pts, center_lps=owner.tumor_center())
+        except AblationError as exc:
+            _layers.notify_error(exc)
+            owner.set_status(one_line(exc))
+            return None
+        self.last_fit = fit
+        for w in fit.warnings:
+            _layers.notify_warning(w + " (fitted the complete pairs)")
+        worst, worst_res = fit.worst()
+        self.fit_label.setText(
+            f"RMS residual {fit.rms_fre:.2f} mm over {fit.n} pairs (largest: pair {worst}, {worst_res:.2f} mm). "
+            f"Predicted error at the tumor centre: {fit.predicted_tre_at(owner.tumor_center()):.2f} mm "
+            "(Fitzpatrick; the residual alone is not the error at the tumor)."
+        )
+        self._fill_table()
+        owner.set_transform(fit.transform, "landmarks", f"{fit.n} pairs, RMS {fit.rms_fre:.2f} mm")
+        return fit

@@ -1,0 +1,229 @@
+"""The "Manual" tab of Register: translate / rotate post about the tumor centre, live.
+
+The six values adjust the case model's registration as it was when the adjustment began
+(``base``). While a value changes only a box around the tumor is resampled (the live
+path); when it settles the adjusted transform becomes a "manual" step of the model's
+history (undoable) and the whole volume follows. Any other change of the registration
+(automatic, landmarks, undo, a file) starts a new adjustment from zero. Alt+keys in the
+viewer nudge the values; they are unbound when the widget closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import SimpleITK as sitk
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDoubleSpinBox, QGridLayout, QLabel, QSlider, QWidget
+
+from ..core import registration as reg
+from . import _layers
+
+#: delay (ms) after the last change before the adjustment is recorded
+SETTLE_MS = 250
+#: key, title, limit, slider step
+MANUAL = (
+    ("tx", "x (L) mm", 20.0, 0.1),
+    ("ty", "y (P) mm", 20.0, 0.1),
+    ("tz", "z (S) mm", 20.0, 0.1),
+    ("rx", "about x (deg)", 15.0, 0.1),
+    ("ry", "about y (deg)", 15.0, 0.1),
+    ("rz", "about z (deg)", 15.0, 0.1),
+)
+#: step of one key press (mm or degrees)
+KEY_STEP = 0.5
+#: key -> (kind, sign): h/v move along the screen's horizontal/vertical axis, n across the
+#: slice, r rotates about the slice normal
+KEYS = {
+    "Alt-Right": ("h", 1),
+    "Alt-Left": ("h", -1),
+    "Alt-Down": ("v", 1),
+    "Alt-Up": ("v", -1),
+    "Alt-PageUp": ("n", 1),
+    "Alt-PageDown": ("n", -1),
+    "Alt-.": ("r", 1),
+    "Alt-,": ("r", -1),
+}
+
+
+class _ManualRow:
+    """A slider and a spin box for one manual parameter."""
+
+    def __init__(self, key, title, limit, step, on_change, on_release):
+        self.key = key
+        self.label = QLabel(title)
+        self.spin = QDoubleSpinBox()
+        self.spin.setRange(-limit, limit)
+        self.spin.setSingleStep(step * 5)
+        self.spin.setDecimals(1)
+        self.spin.setKeyboardTracking(False)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(round(-limit / step), round(limit / step))
+        self.step = step
+        self._busy = False
+
+        def from_slider(v):
+            if self._busy:
+                return
+            self._busy = True
+            self.spin.setValue(v * step)
+            self._busy = False
+            on_change()
+
+        def from_spin(v):
+            if self._busy:
+                return
+            self._busy = True
+            self.slider.setValue(round(v / step))
+            self._busy = False
+            on_change()
+
+        self.slider.valueChanged.connect(from_slider)
+        self.spin.valueChanged.connect(from_spin)
+        self.slider.sliderReleased.connect(on_release)
+
+    def value(self) -> float:
+        return float(self.spin.value())
+
+    def set_value(self, v: float) -> None:
+        self._busy = True
+        self.spin.setValue(v)
+        self.slider.setValue(round(v / self.step))
+        self._busy = False
+
+
+class ManualPanel(QWidget):
+    def __init__(self, owner, parent=None):
+        super().__init__(parent)
+        self.owner = owner
+        self.viewer = owner.viewer
+        self._base: sitk.Euler3DTransform | None = None  # the registration the values adjust
+        self._centre = None  # rotation centre, fixed while one adjustment is made
+        self._committed = (0.0,) * 6
+        self._committing = False
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS)
+        self._settle.timeout.connect(self.commit)
+
+        grid = QGridLayout(self)
+        self.rows: dict[str, _ManualRow] = {}
+        for i, (key, title, limit, step) in enumerate(MANUAL):
+            r = _ManualRow(key, title, limit, step, self._on_change, self.commit)
+            self.rows[key] = r
+            grid.addWidget(r.label, i, 0)
+            grid.addWidget(r.slider, i, 1)
+            grid.addWidget(r.spin, i, 2)
+        self.center_label = QLabel("")
+        grid.addWidget(self.center_label, len(MANUAL), 0, 1, 3)
+        keys = QLabel(
+            "Keys (viewer): Alt+arrows move in the slice plane, Alt+PageUp/PageDown across it, "
+            f"Alt+, / Alt+. rotate in the slice plane; step {KEY_STEP} mm / {KEY_STEP} deg."
+        )
+        keys.setWordWrap(True)
+        grid.addWidget(keys, len(MANUAL) + 1, 0, 1, 3)
+        self._bound: list[str] = []
+        self._bind_keys()
+
+    def __getitem__(self, key: str) -> _ManualRow:
+        return self.rows[key]
+
+    # ------------------------------------------------------------------ state
+    def values(self) -> tuple[float, ...]:
+        return tuple(self.rows[k].value() for k, *_ in MANUAL)
+
+    def _set_values(self, values) -> None:
+        for (k, *_), v in zip(MANUAL, values):
+            self.rows[k].set_value(float(v))
+
+    def adjusted(self) -> sitk.Euler3DTransform | None:
+        """The model's registration changed by the values, None when they are all zero."""
+        vals = self.values()
+        if not any(vals):
+            return None
+        if self._base is None:
+            self._base = self.owner.model.transform or sitk.Euler3DTransform()
+        if self._centre is None:
+            self._centre = self.owner.tumor_center()
+        return reg.adjust(self._base, vals[:3], vals[3:], self._centre)
+
+    def on_model_transform(self, source: str) -> None:
+        """The model's registration changed: a change not made here starts from zero."""
+        if self._committing:
+            return
+        self._settle.stop()
+        self._base, self._centre = None, None
+        self._committed = (0.0,) * 6
+        self._set_values(self._committed)
+        self.center_label.setText("")
+
+    def case_changed(self) -> None:
+        self.on_model_transform("case")
+
+    def _on_change(self) -> None:
+        self.owner._show_transform()
+        if self._centre is not None:
+            c = self._centre
+            self.center_label.setText(
+                f"Rotation centre (tumor): ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm LPS"
+            )
+        if self.owner.registered_layer() is not None:
+            self.owner.update_overlay(full=False)
+        self._settle.start()
+
+    def commit(self) -> None:
+        """The value settled: the adjusted transform becomes a step of the model's history."""
+        self._settle.stop()
+        vals = self.values()
+        if vals == self._committed:
+            return
+        self._committed = vals
+        tx = self.adjusted()
+        self._committing = True
+        try:
+            self.owner.set_transform(tx if tx is not None else self._base, "manual")
+        finally:
+            self._committing = False
+
+    def nudge(self, key: str, delta: float) -> None:
+        row = self.rows[key]
+        row.spin.setValue(row.value() + delta)
+
+    # ------------------------------------------------------------------ keys
+    def _bind_keys(self) -> None:
+        lps_t = {0: "tz", 1: "ty", 2: "tx"}
+        lps_r = {0: "rz", 1: "ry", 2: "rx"}
+
+        def make(kind, sign):
+            def handler(viewer):
+                # world axes on screen: vertical, horizontal
+                disp = list(viewer.dims.displayed)[-2:]
+                normal = ({0, 1, 2} - set(disp)).pop() if len(disp) == 2 else 0
+                key = {
+                    "h": lps_t[disp[1]],
+                    "v": lps_t[disp[0]],
+                    "n": lps_t[normal],
+                    "r": lps_r[normal],
+                }[kind]
+                # the arrows follow the screen: Alt+Down moves down however the camera is oriented
+                vdir, hdir = (
+                    str(getattr(d, "value", d)) for d in _layers.camera(viewer).orientation2d
+                )
+                flip = (kind == "v" and vdir == "up") or (kind == "h" and hdir == "left")
+                self.nudge(key, KEY_STEP * (-sign if flip else sign))
+                self.commit()
+
+            return handler
+
+        for key, (kind, sign) in KEYS.items():
+            with contextlib.suppress(Exception):  # keys are a convenience
+                self.viewer.bind_key(key, make(kind, sign), overwrite=True)
+                self._bound.append(key)
+
+    def stop(self) -> None:
+        """Unbind the keys (the widget is closing)."""
+        self._settle.stop()
+        for key in self._bound:
+            with contextlib.suppress(Exception):
+                self.viewer.bind_key(key, None, overwrite=True)
+        self._bound = []
