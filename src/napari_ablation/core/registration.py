@@ -53,13 +53,19 @@ class RegistrationResult:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        rot = tfm.rotation_angle_deg(self.transform)
-        c = np.asarray(self.roi_center_lps if self.roi_center_lps is not None else tfm.as_euler(self.transform).GetCenter())
-        t = tfm.transform_points(self.transform, c)[0] - c
+        """One line: the metric, iterations, time, and the plugin's one shift figure.
+
+        The shift is :func:`~napari_ablation.core.transform.motion_text` at the region
+        centre (the tumor centre when the registration was local), the same figure the
+        widgets and the report show.
+        """
+        c = self.roi_center_lps
+        if c is None:
+            c = tfm.as_euler(self.transform).GetCenter()
         return (
             f"metric {self.metric_before:.4f} -> {self.metric_after:.4f} "
             f"in {self.iterations} iterations, {self.elapsed_s:.2f} s; "
-            f"rotation {rot:.2f} deg, region centre moves by ({t[0]:.2f}, {t[1]:.2f}, {t[2]:.2f}) mm"
+            + tfm.motion_text(self.transform, c)
         )
 
 
