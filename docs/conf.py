@@ -17,11 +17,11 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "_ext"))
 
-import napari_ablation  # noqa: E402
+import napari_ablation
 
 project = "napari-ablation"
 author = "napari-ablation developers"
-copyright = "napari-ablation developers, BSD-3-Clause"  # noqa: A001 - Sphinx's name
+copyright = "napari-ablation developers, BSD-3-Clause"
 release = napari_ablation.__version__
 version = release
 

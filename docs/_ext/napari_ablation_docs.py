@@ -112,7 +112,11 @@ def _write_if_changed(path: Path, text: str) -> None:
 def _screenshot_command() -> list[str]:
     script = str(DOCS / "scripts" / "make_screenshots.py")
     cmd = [sys.executable, script, str(SCREENSHOTS)]
-    has_display = sys.platform in ("win32", "darwin") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    has_display = (
+        sys.platform in ("win32", "darwin")
+        or os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+    )
     if has_display:
         return cmd
     xvfb = shutil.which("xvfb-run")
@@ -141,14 +145,18 @@ def make_screenshots() -> None:
     cmd = _screenshot_command()
     logger.info("[napari-ablation] taking screenshots: " + " ".join(cmd))
     start = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-15:])
-        raise ExtensionError(f"docs/scripts/make_screenshots.py failed (exit {res.returncode}):\n{tail}")
+        raise ExtensionError(
+            f"docs/scripts/make_screenshots.py failed (exit {res.returncode}):\n{tail}"
+        )
     missing = [n for n in EXPECTED if not (SCREENSHOTS / n).is_file()]
     if missing:
         raise ExtensionError(f"docs/scripts/make_screenshots.py did not write {', '.join(missing)}")
-    logger.info(f"[napari-ablation] {len(EXPECTED)} screenshots in {time.monotonic() - start:.0f} s")
+    logger.info(
+        f"[napari-ablation] {len(EXPECTED)} screenshots in {time.monotonic() - start:.0f} s"
+    )
 
 
 # ----------------------------------------------------------------------------- Sphinx hooks

@@ -33,7 +33,9 @@ def wait_until(app, condition, what: str, timeout: float = 180.0) -> None:
         app.processEvents()
         time.sleep(0.02)
         if time.monotonic() - start > timeout:
-            raise SystemExit(f"make_screenshots: timed out after {timeout:.0f} s waiting for {what}")
+            raise SystemExit(
+                f"make_screenshots: timed out after {timeout:.0f} s waiting for {what}"
+            )
 
 
 def settle(app, seconds: float = 0.4) -> None:
@@ -85,7 +87,11 @@ def main(out_dir: str) -> int:
     show_tab("1. Load case")
     widgets["1. Load case"].open_sample(CASE, fresh=True)
     roles = ("pre", "post", "tumor", "ablation")
-    wait_until(app, lambda: all(_layers.find_layer(viewer, r) is not None for r in roles), "the sample case to load")
+    wait_until(
+        app,
+        lambda: all(_layers.find_layer(viewer, r) is not None for r in roles),
+        "the sample case to load",
+    )
     settle(app)
     viewer.camera.zoom *= 1.4
     shot("load.png", "load")
@@ -105,7 +111,11 @@ def main(out_dir: str) -> int:
     reg = widgets["3. Register"]
     if reg.run_automatic() is None:
         raise SystemExit("make_screenshots: the automatic registration did not start")
-    wait_until(app, lambda: not reg.busy and reg.registered_layer() is not None, "the automatic registration")
+    wait_until(
+        app,
+        lambda: not reg.busy and reg.registered_layer() is not None,
+        "the automatic registration",
+    )
     shot("register.png", "register")
     reg.tabs.setCurrentWidget(reg.qa)
     reg.qa.checker.setChecked(True)
@@ -119,8 +129,11 @@ def main(out_dir: str) -> int:
     mw = widgets["4. Margins"]
     if mw.run() is None:
         raise SystemExit("make_screenshots: the margin analysis did not start")
-    wait_until(app, lambda: mw.result is not None and _layers.find_layer(viewer, "margin") is not None,
-               "the margin analysis")
+    wait_until(
+        app,
+        lambda: mw.result is not None and _layers.find_layer(viewer, "margin") is not None,
+        "the margin analysis",
+    )
     settle(app, 1.0)
     mw.center_on_mtm()
     shot("margins.png", "margins")
@@ -132,8 +145,13 @@ def main(out_dir: str) -> int:
     # 5. report: the one-page report (the page the PDF export writes), as PNG
     case = session.case
     info = {k: case.info[k] for k in ("name", "title", "modality") if case.info.get(k)}
-    fig = report.report_page(mw.result, info=info, qa=dict(case.qa or {}), pre=case.pre,
-                             transform_note="automatic rigid registration")
+    fig = report.report_page(
+        mw.result,
+        info=info,
+        qa=dict(case.qa or {}),
+        pre=case.pre,
+        transform_note="automatic rigid registration",
+    )
     fig.savefig(out / "report.png", dpi=80)
     print(f"report: {out / 'report.png'}")
     viewer.close()
