@@ -39,7 +39,9 @@ def main(source_tree: str) -> int:
         for layer in viewer.layers:
             data = np.asarray(layer.data)
             if data.ndim != 3 or min(data.shape) < 8:
-                sys.exit(f"sample {key}: layer {layer.name} has shape {data.shape}, expected a 3D volume")
+                sys.exit(
+                    f"sample {key}: layer {layer.name} has shape {data.shape}, expected a 3D volume"
+                )
             if layer.name in ("tumor", "ablation") and not data.any():
                 sys.exit(f"sample {key}: layer {layer.name} is empty")
             if not np.all(np.asarray(layer.scale) > 0):

@@ -14,10 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS / "_ext"))
-
 import napari_ablation
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS / "_ext"))  # napari_ablation_docs
 
 project = "napari-ablation"
 author = "napari-ablation developers"

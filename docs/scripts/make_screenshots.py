@@ -14,7 +14,9 @@ a non-zero exit status and one line naming the step.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,11 +48,32 @@ def settle(app, seconds: float = 0.4) -> None:
         time.sleep(0.02)
 
 
+@contextlib.contextmanager
+def step(name: str):
+    """Turn any failure inside a step into one line naming the step."""
+    try:
+        yield
+    except SystemExit:
+        raise
+    except Exception as exc:  # the docs build shows this line
+        raise SystemExit(
+            f"make_screenshots: step '{name}' failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def main(out_dir: str) -> int:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    os.environ["NAPARI_ABLATION_CASES"] = tempfile.mkdtemp(prefix="napari-ablation-docs-")
+    cases = tempfile.mkdtemp(prefix="napari-ablation-docs-")
+    os.environ["NAPARI_ABLATION_CASES"] = cases  # the sample's working copy goes here
     os.environ.setdefault("NAPARI_ABLATION_NO_AUTOSAVE_DIALOGS", "1")
+    try:
+        return take_screenshots(Path(out_dir))
+    finally:
+        shutil.rmtree(cases, ignore_errors=True)
+
+
+def take_screenshots(out: Path) -> int:
+    """Open napari with the four widgets and save one PNG per workflow step into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
 
     import matplotlib
 
@@ -84,76 +107,82 @@ def main(out_dir: str) -> int:
         settle(app, 0.2)
 
     # 1. load: the sample case through the Load widget (read off the GUI thread)
-    show_tab("1. Load case")
-    widgets["1. Load case"].open_sample(CASE, fresh=True)
-    roles = ("pre", "post", "tumor", "ablation")
-    wait_until(
-        app,
-        lambda: all(_layers.find_layer(viewer, r) is not None for r in roles),
-        "the sample case to load",
-    )
-    settle(app)
-    viewer.camera.zoom *= 1.4
-    shot("load.png", "load")
+    with step("load"):
+        show_tab("1. Load case")
+        widgets["1. Load case"].open_sample(CASE, fresh=True)
+        roles = ("pre", "post", "tumor", "ablation")
+        wait_until(
+            app,
+            lambda: all(_layers.find_layer(viewer, r) is not None for r in roles),
+            "the sample case to load",
+        )
+        settle(app)
+        viewer.camera.zoom *= 1.4
+        shot("load.png", "load")
 
     # 2. segment: the tumor labels on pre, selected in the Segment widget
-    show_tab("2. Segment")
-    viewer.grid.enabled = False
-    for role in ("post", "ablation"):
-        _layers.find_layer(viewer, role).visible = False
-    viewer.layers.selection.active = _layers.find_layer(viewer, "tumor")
-    session.center_on_tumor()
-    settle(app, 1.0)  # the volume / diameter readout runs in the background
-    shot("segment.png", "segment")
+    with step("segment"):
+        show_tab("2. Segment")
+        viewer.grid.enabled = False
+        for role in ("post", "ablation"):
+            _layers.find_layer(viewer, role).visible = False
+        viewer.layers.selection.active = _layers.find_layer(viewer, "tumor")
+        session.center_on_tumor()
+        settle(app, 1.0)  # the volume / diameter readout runs in the background
+        shot("segment.png", "segment")
 
     # 3. register: automatic rigid registration, then the checkerboard QA view
-    show_tab("3. Register")
-    reg = widgets["3. Register"]
-    if reg.run_automatic() is None:
-        raise SystemExit("make_screenshots: the automatic registration did not start")
-    wait_until(
-        app,
-        lambda: not reg.busy and reg.registered_layer() is not None,
-        "the automatic registration",
-    )
-    shot("register.png", "register")
-    reg.tabs.setCurrentWidget(reg.qa)
-    reg.qa.checker.setChecked(True)
-    session.center_on_tumor()
-    wait_until(app, lambda: "qa checkerboard" in viewer.layers, "the checkerboard view")
-    shot("register_checkerboard.png", "register (checkerboard)")
-    reg.qa.checker.setChecked(False)
+    with step("register"):
+        show_tab("3. Register")
+        reg = widgets["3. Register"]
+        if reg.run_automatic() is None:
+            raise SystemExit("make_screenshots: the automatic registration did not start")
+        wait_until(
+            app,
+            lambda: not reg.busy and reg.registered_layer() is not None,
+            "the automatic registration",
+        )
+        shot("register.png", "register")
+        reg.tabs.setCurrentWidget(reg.qa)
+        reg.qa.checker.setChecked(True)
+        session.center_on_tumor()
+        wait_until(app, lambda: "qa checkerboard" in viewer.layers, "the checkerboard view")
+        shot("register_checkerboard.png", "register (checkerboard)")
+        reg.qa.checker.setChecked(False)
 
     # 4. margins: compute, then the slice through the minimal margin
-    show_tab("4. Margins")
-    mw = widgets["4. Margins"]
-    if mw.run() is None:
-        raise SystemExit("make_screenshots: the margin analysis did not start")
-    wait_until(
-        app,
-        lambda: mw.result is not None and _layers.find_layer(viewer, "margin") is not None,
-        "the margin analysis",
-    )
-    settle(app, 1.0)
-    mw.center_on_mtm()
-    shot("margins.png", "margins")
-    mw.show_3d()
-    for layer in viewer.layers:  # only the surfaces (and the MTM point) in the 3D picture
-        layer.visible = isinstance(layer, (napari.layers.Surface, napari.layers.Points))
-    shot("margins_3d.png", "margins (3D)")
+    with step("margins"):
+        show_tab("4. Margins")
+        mw = widgets["4. Margins"]
+        if mw.run() is None:
+            raise SystemExit("make_screenshots: the margin analysis did not start")
+        wait_until(
+            app,
+            lambda: mw.result is not None and _layers.find_layer(viewer, "margin") is not None,
+            "the margin analysis",
+        )
+        settle(app, 1.0)
+        mw.center_on_mtm()
+        shot("margins.png", "margins")
+        mw.show_3d()
+        for layer in viewer.layers:  # only the surfaces (and the MTM point) in the 3D picture
+            layer.visible = isinstance(layer, (napari.layers.Surface, napari.layers.Points))
+        shot("margins_3d.png", "margins (3D)")
 
     # 5. report: the one-page report (the page the PDF export writes), as PNG
-    case = session.case
-    info = {k: case.info[k] for k in ("name", "title", "modality") if case.info.get(k)}
-    fig = report.report_page(
-        mw.result,
-        info=info,
-        qa=dict(case.qa or {}),
-        pre=case.pre,
-        transform_note="automatic rigid registration",
-    )
-    fig.savefig(out / "report.png", dpi=80)
-    print(f"report: {out / 'report.png'}")
+    with step("report"):
+        case = session.case
+        info = {k: case.info[k] for k in ("name", "title", "modality") if case.info.get(k)}
+        fig = report.report_page(
+            mw.result,
+            info=info,
+            qa=dict(case.qa or {}),
+            pre=case.pre,
+            transform_note="automatic rigid registration",
+        )
+        fig.savefig(out / "report.png", dpi=80)
+        print(f"report: {out / 'report.png'}")
+
     viewer.close()
     return 0
 
