@@ -13,13 +13,50 @@ CT_WINDOWS = {
 
 
 def window_limits(width: float, level: float) -> tuple[float, float]:
+    """Display limits of a CT window.
+
+    Parameters
+    ----------
+    width : float
+        Window width, in the image's units (Hounsfield units for CT).
+    level : float
+        Window level (centre), in the same units.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` contrast limits, ``level -/+ width / 2``.
+
+    Examples
+    --------
+    >>> window_limits(*CT_WINDOWS["abdomen"])
+    (-160.0, 240.0)
+    """
     return (level - width / 2.0, level + width / 2.0)
 
 
 def robust_limits(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
-    """Percentile limits of the non-background voxels (subsampled for speed)."""
+    """Percentile contrast limits of the non-background voxels.
+
+    Voxels equal to the image minimum (the background of most scans) are left out
+    when more than 100 others remain; large volumes are subsampled on a regular
+    grid (about two million voxels) for speed. Non-finite values are ignored.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Image intensities, any shape (3D arrays are subsampled).
+    low, high : float, optional
+        Lower and upper percentiles (default 0.5 and 99.5).
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` contrast limits with ``high > low``; ``(0.0, 1.0)`` when the
+        array holds no finite value.
+    """
     arr = np.asarray(array)
-    step = max(1, int(round((arr.size / 2_000_000) ** (1 / 3))))
+    step = max(1, round((arr.size / 2_000_000) ** (1 / 3)))
     sample = arr[::step, ::step, ::step] if arr.ndim == 3 else arr
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
@@ -34,7 +71,21 @@ def robust_limits(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tu
 
 
 def default_contrast(array: np.ndarray, modality: str = "") -> tuple[float, float]:
-    """Abdomen window for CT, robust percentiles for MR and anything else."""
+    """Default contrast limits for an image of the given modality.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Image intensities.
+    modality : str, optional
+        DICOM modality code; ``"CT"`` (any case) selects the abdomen window.
+
+    Returns
+    -------
+    tuple of float
+        The abdomen window (W 400 / L 40 HU) for CT, :func:`robust_limits` for MR
+        and anything else.
+    """
     if str(modality).upper() == "CT":
         return window_limits(*CT_WINDOWS["abdomen"])
     return robust_limits(array)

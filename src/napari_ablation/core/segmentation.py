@@ -1,9 +1,8 @@
-"""Segmentation of the tumor (pre) and the ablation zone (post): measures, correction,
-reader comparison, edge-aware assistance, and the ``interpolate`` command.
+"""Segmentation of the tumor (pre) and the ablation zone (post).
 
-Every function takes ``(z, y, x)`` numpy arrays and the voxel spacing in mm
+Measures, correction, reader comparison and edge-aware assistance. Every function takes ``(z, y, x)`` numpy arrays and the voxel spacing in mm
 ``spacing_zyx``; every distance, volume and diameter is in mm / ml, never in voxels
-(DESIGN.md section 2). Functions return new arrays and never modify their input.
+(docs/design.md, section 2). Functions return new arrays and never modify their input.
 Slice interpolation lives in :mod:`.interpolation` and is re-exported here.
 """
 
@@ -58,13 +57,59 @@ def _pad_vox(spacing: np.ndarray, pad_mm: float) -> np.ndarray:
 
 
 def mask_volume_ml(mask, spacing_zyx) -> float:
-    """Volume of a mask in ml (voxel count x voxel volume)."""
+    """Volume of a mask in millilitres.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    float
+        Number of foreground voxels times the voxel volume, in ml.
+
+    Raises
+    ------
+    AblationError
+        If the spacing is not three positive numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask_volume_ml(np.ones((10, 10, 10)), (2.0, 1.0, 1.0))
+    2.0
+    """
     sp = _spacing(spacing_zyx)
     return float(np.count_nonzero(mask)) * float(np.prod(sp)) / 1000.0
 
 
 def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
-    """Centres (z, y, x mm, relative to voxel 0) of the voxels of ``mask`` on its surface."""
+    """Positions of the surface voxels of a mask, in mm.
+
+    A surface voxel is a foreground voxel with a background neighbour (6-connected;
+    the array border counts as background).
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 3)`` voxel centres ``(z, y, x)`` in mm, relative to voxel ``(0, 0, 0)``;
+        ``(0, 3)`` for an empty mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D or the spacing is not three positive numbers.
+    """
     m = np.asarray(mask)
     if m.ndim != 3:
         raise AblationError(f"a 3D mask is needed, got {m.ndim}D")
@@ -79,16 +124,51 @@ def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
 
 
 def max_diameter_mm(mask, spacing_zyx) -> float:
-    """Largest distance (mm) between two boundary voxel centres of the mask (live readout).
+    """Largest distance between two boundary voxel centres of a mask (live readout).
 
-    The margin report measures the same diameter on the sub-voxel tumor surface, which
-    reads a few tenths of a millimetre larger. 0.0 for an empty or one-voxel mask.
+    The margin report measures the same diameter on the sub-voxel tumor surface,
+    which reads a few tenths of a millimetre larger.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    float
+        The diameter in mm; 0.0 for an empty or one-voxel mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D or the spacing is not three positive numbers.
     """
     return geometry.max_pairwise_distance(boundary_points_mm(mask, spacing_zyx))
 
 
 def structure_stats(mask, spacing_zyx) -> dict:
-    """Volume (ml), maximum diameter (mm) and voxel count of a mask."""
+    """Volume, maximum diameter and voxel count of a mask.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    dict
+        ``volume_ml`` (float), ``max_diameter_mm`` (float) and ``voxels`` (int).
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D or the spacing is not three positive numbers.
+    """
     return {
         "volume_ml": mask_volume_ml(mask, spacing_zyx),
         "max_diameter_mm": max_diameter_mm(mask, spacing_zyx),
@@ -100,8 +180,31 @@ def structure_stats(mask, spacing_zyx) -> dict:
 
 
 def fill_holes(mask, axis: int | None = None, per_slice: bool = True) -> np.ndarray:
-    """Fill enclosed holes: in 3D, then (``per_slice``) in every slice along ``axis``
-    (along all three axes if None), which also closes holes open to a neighbouring slice."""
+    """Fill the enclosed holes of a mask.
+
+    Holes are filled in 3D, then (``per_slice``) in every slice along ``axis``,
+    which also closes holes that are open to a neighbouring slice.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    axis : int or str, optional
+        The slice axis for the per-slice pass (see :func:`axis_index`); all three
+        axes when None.
+    per_slice : bool, optional
+        Also fill holes slice by slice.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new boolean mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D or the axis is unknown.
+    """
     m = _mask(mask)
     box = _box(m, np.ones(3), 0)
     out = m.copy()
@@ -119,7 +222,27 @@ def fill_holes(mask, axis: int | None = None, per_slice: bool = True) -> np.ndar
 
 
 def smooth(mask, spacing_zyx, sigma_mm: float = 1.0) -> np.ndarray:
-    """Gaussian smoothing (sigma in mm, per-axis in voxels) of the mask, thresholded at 0.5."""
+    """Smooth a mask with a Gaussian of a given width in mm.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    sigma_mm : float, optional
+        Standard deviation of the Gaussian in mm (converted to voxels per axis).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new boolean mask: the smoothed mask thresholded at 0.5.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D, the spacing is bad or ``sigma_mm`` is not positive.
+    """
     m = _mask(mask)
     sp = _spacing(spacing_zyx)
     if not sigma_mm > 0:
@@ -134,10 +257,38 @@ def smooth(mask, spacing_zyx, sigma_mm: float = 1.0) -> np.ndarray:
 
 
 def grow_shrink(mask, spacing_zyx, distance_mm: float) -> np.ndarray:
-    """Grow (positive) or shrink (negative) the mask by a Euclidean distance in mm.
+    """Grow or shrink a mask by a Euclidean distance in mm.
 
-    Exact Euclidean distances between voxel centres with the voxel spacing (so a 5 mm
-    grow adds ~1-2 slices on 3 mm slices and ~6 voxels at 0.8 mm in-plane).
+    Exact Euclidean distances between voxel centres with the voxel spacing, so a
+    5 mm grow adds one or two slices on 3 mm slices and about six voxels at 0.8 mm
+    in-plane. The image border is not inside the mask when shrinking.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    distance_mm : float
+        Positive to grow, negative to shrink.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new boolean mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D, the spacing is bad or the distance is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.zeros((1, 1, 9), bool)
+    >>> m[0, 0, 4] = True
+    >>> grow_shrink(m, (1.0, 1.0, 0.5), 1.0).sum()
+    np.int64(5)
     """
     m = _mask(mask)
     sp = _spacing(spacing_zyx)
@@ -162,7 +313,33 @@ def grow_shrink(mask, spacing_zyx, distance_mm: float) -> np.ndarray:
 
 def remove_small_islands(mask, spacing_zyx, min_volume_ml: float | None = None,
                          keep_largest: bool = False) -> np.ndarray:
-    """Remove connected components (26-connected) smaller than ``min_volume_ml``, or keep only the largest."""
+    """Remove small connected components of a mask, or keep only the largest.
+
+    Components are 26-connected.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    min_volume_ml : float, optional
+        Components smaller than this volume (ml) are removed; required unless
+        ``keep_largest``.
+    keep_largest : bool, optional
+        Keep only the largest component.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new boolean mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D, the spacing is bad, or neither a minimum volume
+        (>= 0) nor ``keep_largest`` is given.
+    """
     m = _mask(mask)
     sp = _spacing(spacing_zyx)
     lab, n = ndimage.label(m, structure=np.ones((3, 3, 3)))
@@ -181,7 +358,29 @@ def remove_small_islands(mask, spacing_zyx, min_volume_ml: float | None = None,
 
 
 def erase_slice(labels, axis: int | str, index: int, label: int | None = None) -> np.ndarray:
-    """Copy of ``labels`` with slice ``index`` along ``axis`` cleared (only ``label`` if given)."""
+    """Clear one slice of a label array.
+
+    Parameters
+    ----------
+    labels : array_like
+        3D ``(z, y, x)`` label array.
+    axis : int or str
+        The slice axis (see :func:`axis_index`).
+    index : int
+        The slice to clear.
+    label : int, optional
+        Clear only this label value (default: every label).
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy of ``labels`` with the slice cleared.
+
+    Raises
+    ------
+    AblationError
+        If the axis is unknown or the index is outside the array.
+    """
     arr = np.asarray(labels)
     a = axis_index(axis)
     if not 0 <= int(index) < arr.shape[a]:
@@ -196,7 +395,30 @@ def erase_slice(labels, axis: int | str, index: int, label: int | None = None) -
 
 
 def apply_mask(labels, value: int, new_mask) -> np.ndarray:
-    """Labels with ``value`` replaced by ``new_mask``: never overwrites other labels."""
+    """Replace the voxels of one label value by a new mask.
+
+    Voxels of other labels are never overwritten: the new mask only claims
+    background voxels.
+
+    Parameters
+    ----------
+    labels : array_like
+        Label array.
+    value : int
+        The label value to replace.
+    new_mask : array_like
+        3D mask of the same shape: where ``value`` should be from now on.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new label array.
+
+    Raises
+    ------
+    AblationError
+        If ``new_mask`` is not 3D.
+    """
     arr = np.asarray(labels)
     m = _mask(new_mask)
     out = arr.copy()
@@ -206,7 +428,20 @@ def apply_mask(labels, value: int, new_mask) -> np.ndarray:
 
 
 def changed_voxels(old, new):
-    """``(indices, new_values, old_values)`` of the voxels that differ (for undoable writes)."""
+    """Voxels that differ between two arrays, for undoable writes.
+
+    Parameters
+    ----------
+    old, new : array_like
+        Arrays of the same shape.
+
+    Returns
+    -------
+    indices : tuple of numpy.ndarray
+        The indices of the changed voxels (as ``np.nonzero`` gives them).
+    new_values, old_values : numpy.ndarray
+        Their values in ``new`` and in ``old``.
+    """
     idx = np.nonzero(np.asarray(old) != np.asarray(new))
     return idx, np.asarray(new)[idx], np.asarray(old)[idx]
 
@@ -215,7 +450,28 @@ def changed_voxels(old, new):
 
 
 def surface_distances_mm(a, b, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) from the surface voxels of ``a`` to the surface of ``b`` and back."""
+    """Distances between the surfaces of two masks, in both directions.
+
+    Parameters
+    ----------
+    a, b : array_like
+        3D masks of the same shape.
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    a_to_b : numpy.ndarray
+        For every surface voxel of ``a``, the distance (mm) to the nearest surface
+        voxel of ``b``.
+    b_to_a : numpy.ndarray
+        The same from ``b`` to ``a``.
+
+    Raises
+    ------
+    AblationError
+        If a mask is not 3D or the spacing is bad.
+    """
     A, B = _mask(a), _mask(b)
     sp = _spacing(spacing_zyx)
     box = _box(A | B, sp, max(sp))
@@ -230,9 +486,26 @@ def surface_distances_mm(a, b, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
 def compare_masks(a, b, spacing_zyx) -> dict:
     """Agreement of two segmentations of one structure (two readers, before/after).
 
-    Dice; 95 % Hausdorff distance (95th percentile of the pooled surface-to-surface
-    distances of both directions, as MedPy's ``hd95``), Hausdorff and mean surface
-    distance in mm; volumes and their difference (b - a) in ml.
+    Parameters
+    ----------
+    a, b : array_like
+        3D masks on the same grid.
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    dict
+        ``dice``; ``hd95_mm`` (95th percentile of the pooled surface-to-surface
+        distances of both directions, as MedPy's ``hd95``), ``hausdorff_mm`` and
+        ``mean_surface_distance_mm`` (NaN when a mask is empty); ``volume_a_ml``,
+        ``volume_b_ml``, ``volume_diff_ml`` (b - a), ``volume_diff_percent``
+        (relative to a), ``only_a_ml`` and ``only_b_ml``.
+
+    Raises
+    ------
+    AblationError
+        If the masks are not 3D, have different shapes, or the spacing is bad.
     """
     A, B = _mask(a), _mask(b)
     if A.shape != B.shape:
@@ -262,7 +535,24 @@ def compare_masks(a, b, spacing_zyx) -> dict:
 
 
 def disagreement(a, b) -> np.ndarray:
-    """uint8 map: 1 where only ``a``, 2 where only ``b``, 0 where they agree."""
+    """Map of where two masks disagree.
+
+    Parameters
+    ----------
+    a, b : array_like
+        3D masks of the same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array: 1 where only ``a`` is set, 2 where only ``b`` is, 0 where
+        they agree.
+
+    Raises
+    ------
+    AblationError
+        If a mask is not 3D.
+    """
     A, B = _mask(a), _mask(b)
     out = np.zeros(A.shape, np.uint8)
     out[A & ~B] = 1
@@ -275,11 +565,39 @@ def disagreement(a, b) -> np.ndarray:
 
 def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float = 130.0,
                     sigma_mm: float = 0.5) -> np.ndarray:
-    """Move the border of a rough outline onto the image edges, within ``band_mm`` of it.
+    """Move the border of a rough outline onto the image edges.
 
-    Random walker (scikit-image) on a crop: voxels deeper than ``band_mm`` inside the
-    mask are seeds of the structure, voxels farther than ``band_mm`` outside are seeds of
-    the background; only the band in between can change.
+    Random walker (scikit-image) on a crop around the outline: voxels deeper than
+    ``band_mm`` inside the mask seed the structure, voxels farther than ``band_mm``
+    outside seed the background, and only the band in between can change. Parts
+    not connected to the outline's objects are dropped and enclosed holes filled.
+
+    Parameters
+    ----------
+    image : array_like
+        3D ``(z, y, x)`` intensities.
+    mask : array_like
+        The rough outline, on the image's grid.
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    band_mm : float, optional
+        Half-width of the band around the outline that may change, in mm.
+    beta : float, optional
+        Edge sensitivity of the random walker (intensities are normalised to the
+        1-99 percentiles of the crop first, so it means the same for CT and MRI).
+    sigma_mm : float, optional
+        Gaussian pre-smoothing of the image in mm (0 for none).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new boolean mask.
+
+    Raises
+    ------
+    AblationError
+        If image and mask differ in shape, the mask is empty, the band is not
+        positive, or the outline leaves no background to refine against.
     """
     from skimage.segmentation import random_walker
 
@@ -334,19 +652,49 @@ STABLE_GROWTH = 0.25
 def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
                   tolerance: float | None = None, smooth_mm: float = 1.0,
                   denoise_mm: float = 1.0) -> np.ndarray:
-    """3D region around a seed voxel, limited by intensity and by distance.
+    """Grow a 3D region from a seed voxel, limited by intensity and by distance.
 
     For the ablation zone (signal void on MRI, hypodense on CT) or a tumor: click
-    inside, get the connected region whose (median-filtered, ``denoise_mm``) intensity
-    stays within ``tolerance`` robust standard deviations of the intensity around the
-    seed (median and MAD within 5 mm, the MAD kept within 1-2x the image noise), no farther than
-    ``max_radius_mm`` from the seed; thin bridges opened, holes filled, smoothed by
-    ``smooth_mm``. With ``tolerance=None`` the tolerance is chosen automatically: the
-    region is grown for tolerances 1 to 8 (step 0.5) and the end of the first plateau
-    (relative growth to the next tolerance below :data:`STABLE_GROWTH`, before the region
-    fills half the ball) is kept -- a leak into the neighbouring tissue shows as a jump
-    in volume, and a later plateau is usually the leak.
-    ``seed_zyx`` is an array index (may be fractional).
+    inside, get the connected region whose (median-filtered, ``denoise_mm``)
+    intensity stays within ``tolerance`` robust standard deviations of the
+    intensity around the seed (median and MAD within 5 mm, the MAD kept within 1-2x
+    the image noise), no farther than ``max_radius_mm`` from the seed; thin bridges
+    opened, holes filled, smoothed by ``smooth_mm``.
+
+    With ``tolerance=None`` the tolerance is chosen automatically: the region is
+    grown for tolerances 1 to 8 (step 0.5) and the end of the first plateau
+    (relative growth to the next tolerance below :data:`STABLE_GROWTH`, before the
+    region fills half the ball) is kept: a leak into the neighbouring tissue shows
+    as a jump in volume, and a later plateau is usually the leak.
+
+    Parameters
+    ----------
+    image : array_like
+        3D ``(z, y, x)`` intensities.
+    seed_zyx : sequence of float
+        Array index of the click ``(z, y, x)`` (may be fractional).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    max_radius_mm : float, optional
+        The region stays within this distance of the seed.
+    tolerance : float, optional
+        Intensity tolerance in robust standard deviations; automatic when None.
+    smooth_mm : float, optional
+        Gaussian smoothing of the result in mm (0 for none).
+    denoise_mm : float, optional
+        Radius of the median filter applied to the intensities first, in mm (0 for
+        none).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the image's shape.
+
+    Raises
+    ------
+    AblationError
+        If the image is not 3D, the seed is not a 3D point inside the image, the
+        radius or tolerance is not positive, or no region is found around the seed.
     """
     img = np.asarray(image)
     sp = _spacing(spacing_zyx)
