@@ -10,7 +10,6 @@ from napari_ablation.cli import main
 from napari_ablation.core import phantoms
 from napari_ablation.core.errors import AblationError
 from napari_ablation.core.interpolation import annotated_slices, dice, interpolate_slices
-from napari_ablation.core.segmentation import run_cli  # noqa: F401 - the CLI entry exists
 
 
 # ----------------------------------------------------------------------------- phantoms

@@ -1,20 +1,33 @@
-"""The ``napari-ablation`` console script (DESIGN.md section 5).
+"""The ``napari-ablation`` console script: the plugin's computations without a GUI.
 
-A thin layer over ``core/``: the same functions the widgets call. Every problem with the
-input ends as one line on stderr and a non-zero exit status (2 for bad input, 1 for an
-unexpected internal error), never a traceback; outputs are written atomically.
+The only module that parses arguments and prints: each subcommand is one
+``_add_<cmd>_parser`` (its options) and one ``_cmd_<cmd>`` (read the inputs through
+``core``, compute, write every output through one all-or-none
+:class:`~napari_ablation.core.files.OutputSet`, print a summary). Every problem with
+the input ends as one line on stderr and a non-zero exit status (2 for bad input, 1 for
+an internal error), never a traceback; Ctrl-C or SIGTERM end any command with
+"interrupted" and exit status 130, leaving no temporary file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import signal
 import sys
-from typing import Sequence
+import threading
+from collections.abc import Sequence
+from pathlib import Path
 
 from .core.errors import AblationError, one_line
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+_INTERRUPT = threading.Event()
+_DEFER = threading.Event()
 
 
 def _label_value(text: str) -> int:
@@ -29,38 +42,47 @@ def _mm(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a distance in mm, got '{text}'") from None
-    if v != v or abs(v) == float("inf"):
+    if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite distance in mm, got '{text}'")
+    return v
+
+
+def _positive_mm(text: str) -> float:
+    v = _mm(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive distance in mm, got '{text}'")
     return v
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line (exit 2)."""
 
-    def error(self, message: str):  # noqa: D401
-        self.exit(EXIT_BAD_INPUT, f"napari-ablation: error: {message} (see 'napari-ablation {self.prog.split()[-1]} --help')\n")
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="napari-ablation", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+# ----------------------------------------------------------------------------- parsers
 
+
+def _add_margin_parser(sub) -> None:
     p = sub.add_parser("margin", help="minimal treatment margin of a tumor and an ablation zone")
     p.add_argument("--tumor", required=True, help="tumor labels on the pre grid (file or DICOM folder)")
     p.add_argument("--ablation", required=True, help="ablation-zone labels on the post grid")
-    p.add_argument("--transform", help="registration pre -> post, ITK convention (.tfm)")
+    p.add_argument("--transform", help="registration pre -> post, ITK convention (.tfm); without it the "
+                                       "identity is assumed (pre and post already aligned)")
     p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
     p.add_argument("--tumor-label", type=_label_value, help="use only this label value of --tumor")
     p.add_argument("--ablation-label", type=_label_value, help="use only this label value of --ablation")
-    p.add_argument("--json", dest="json_out", help="write the figures as JSON")
-    p.add_argument("--csv", dest="csv_out", help="write the figures as CSV")
-    p.add_argument("--html", dest="html_out", help="write a one-page HTML report")
-    p.add_argument("--pdf", dest="pdf_out", help="write the one-page report as PDF")
-    p.add_argument("--margin-labels", dest="margin_labels_out", help="write the coverage-class labels (1 green, 2 yellow, 3 red) on the pre grid")
+    p.add_argument("--json", dest="json_out", help="write the figures as JSON (.json)")
+    p.add_argument("--csv", dest="csv_out", help="write the figures as CSV (.csv)")
+    p.add_argument("--html", dest="html_out", help="write a one-page HTML report (.html)")
+    p.add_argument("--pdf", dest="pdf_out", help="write the one-page report as PDF (.pdf)")
+    p.add_argument("--margin-labels", dest="margin_labels_out",
+                   help="write the coverage-class labels (1 green, 2 yellow, 3 red) on the pre grid")
     p.set_defaults(func=_cmd_margin)
 
+
+def _add_register_parser(sub) -> None:
     p = sub.add_parser("register", help="rigid registration of post (moving) to pre (fixed)")
     p.add_argument("--fixed", help="pre-ablation image")
     p.add_argument("--moving", help="post-ablation image")
@@ -70,24 +92,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-points", help="landmarks on pre: CSV with header label,x,y,z (LPS mm)")
     p.add_argument("--moving-points", help="landmarks on post: CSV with header label,x,y,z (LPS mm)")
     p.add_argument("--tumor", help="tumor labels on pre: restrict the metric to a ball around the tumor (see --roi-radius)")
-    p.add_argument("--roi-radius", type=_mm, default=40.0, help="radius in mm of the region around the tumor (default 40)")
+    p.add_argument("--roi-radius", type=_positive_mm, default=40.0,
+                   help="radius in mm of the region around the tumor (default 40)")
     p.add_argument("--out", required=True, help="output transform (.tfm), ITK convention pre -> post")
     p.set_defaults(func=_cmd_register)
 
+
+def _add_interpolate_parser(sub) -> None:
     p = sub.add_parser("interpolate", help="fill unannotated slices between annotated ones")
     p.add_argument("--labels", required=True, help="sparse labels (annotated slices)")
     p.add_argument("--out", required=True, help="dense labels output")
     p.add_argument("--axis", choices=("z", "y", "x"), default="z", help="slice axis (default z: axial)")
     p.set_defaults(func=_cmd_interpolate)
 
+
+def _add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="open napari with the renal MRI sample case and the plugin's widgets")
     p.add_argument("--case", choices=("renal_mri", "liver_ct"), default="renal_mri", help="sample case")
     p.add_argument("--screenshot", help="save a screenshot of the window to this PNG and quit")
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_samples_parser(sub) -> None:
     p = sub.add_parser("samples", help="(re)generate the bundled synthetic sample cases")
     p.add_argument("--out", help="folder (default: the package's sample_data)")
     p.set_defaults(func=_cmd_samples)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="napari-ablation",
+        description="Ablation margins from the command line: the same computations as the napari widgets.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_margin_parser(sub)
+    _add_register_parser(sub)
+    _add_interpolate_parser(sub)
+    _add_demo_parser(sub)
+    _add_samples_parser(sub)
     return parser
 
 
@@ -97,25 +141,199 @@ def _version() -> str:
     return __version__
 
 
-# ----------------------------------------------------------------------------- commands
+def _warn(command: str, text: str) -> None:
+    print(f"napari-ablation {command}: warning: {text}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- margin
+
+#: output option -> the suffixes it accepts
+_MARGIN_OUTPUT_SUFFIXES = {
+    "json_out": (".json",),
+    "csv_out": (".csv",),
+    "html_out": (".html", ".htm"),
+    "pdf_out": (".pdf",),
+}
+NO_TRANSFORM_NOTE = "no --transform given: nothing was registered, the identity transform is assumed"
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
-    from .core import margin
+    from .core import files, io, margin, resources
+    from .core import transform as tfm
 
-    return margin.run_cli(args)
+    outs = files.OutputSet(inputs=[args.tumor, args.ablation, args.transform])
+    for key, suffixes in _MARGIN_OUTPUT_SUFFIXES.items():
+        path = getattr(args, key)
+        if path:
+            if not path.lower().endswith(suffixes):
+                option = "--" + key[: -len("_out")]
+                raise AblationError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+            outs.check(path)
+    if args.margin_labels_out:
+        if io.path_suffix(args.margin_labels_out) not in io.LABEL_WRITE_SUFFIXES:
+            raise AblationError(f"cannot write labels to '{Path(args.margin_labels_out).name}': use .nii.gz, .nrrd or .mha")
+        outs.check(args.margin_labels_out)
+
+    tumor = io.read_labels(args.tumor, label=args.tumor_label, name="tumor")
+    ablation = io.read_labels(args.ablation, label=args.ablation_label, name="ablation")
+    tx = tfm.read_rigid_transform(args.transform) if args.transform else None
+    pad = max(margin.SHELL_WIDTHS) + max(abs(args.threshold), 0.0)
+    resources.check_memory(resources.margin_memory_bytes(tumor, ablation, pad), "the margin analysis")
+    res = margin.analyze_margin(tumor, ablation, tx, args.threshold)
+
+    inputs = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
+    if args.json_out:
+        doc = res.to_json_dict()
+        doc["inputs"] = inputs
+        doc["registered"] = tx is not None
+        if tx is None:
+            doc["registration_note"] = NO_TRANSFORM_NOTE
+        outs.add_text(args.json_out, json.dumps(doc, indent=2))
+    if args.csv_out:
+        outs.add_text(args.csv_out, res.to_csv())
+    if args.html_out or args.pdf_out:
+        from .core import report
+
+        info = {**inputs, "transform": args.transform or "identity (nothing registered)"}
+        if args.html_out:
+            outs.add_text(args.html_out, report.html_report(res, info=info))
+        if args.pdf_out:
+            outs.add_bytes(args.pdf_out, report.pdf_report(res, info=info))
+    if args.margin_labels_out:
+        outs.add_image(args.margin_labels_out, res.margin_labels_image())
+    outs.commit()
+    if tx is None:
+        print(f"note: {NO_TRANSFORM_NOTE}")
+    print(res.summary_text())
+    return 0
+
+
+# ----------------------------------------------------------------------------- register
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
-    from .core import registration
+    from .core import files, geometry, io, landmarks, registration, resources
+    from .core import transform as tfm
 
-    return registration.run_cli(args)
+    out = str(args.out)
+    if not out.lower().endswith(tfm.TEXT_TRANSFORM_SUFFIXES):
+        raise AblationError(f"cannot write a transform to '{out}': use a .tfm file")
+    have_images = bool(args.fixed or args.moving)
+    have_points = bool(args.fixed_points or args.moving_points)
+    if not have_images and not have_points:
+        raise AblationError("give --fixed and --moving (images), or --fixed-points and --moving-points (landmarks), or both")
+    if have_images and not (args.fixed and args.moving):
+        raise AblationError("give both --fixed (pre) and --moving (post)")
+    if have_points and not (args.fixed_points and args.moving_points):
+        raise AblationError("give both --fixed-points (pre) and --moving-points (post)")
+    if not have_images and (args.fixed_mask or args.moving_mask or args.exclude_moving or args.tumor):
+        raise AblationError("masks need the images: give --fixed and --moving")
+    outs = files.OutputSet(inputs=[args.fixed, args.moving, args.fixed_mask, args.moving_mask, args.exclude_moving,
+                                   args.fixed_points, args.moving_points, args.tumor])
+    outs.check(out)
+
+    fixed = moving = None
+    fixed_info = moving_info = None
+    if have_images:
+        fixed_info = io.read_image(args.fixed)
+        moving_info = io.read_image(args.moving)
+        fixed, moving = fixed_info.image, moving_info.image
+
+    initial = target = tumor = None
+    if args.tumor:
+        tumor = io.read_labels(args.tumor, name="tumor")
+        target = registration.mask_centroid_lps(tumor)
+    if have_points:
+        fpts = landmarks.read_points_csv(args.fixed_points)
+        mpts = landmarks.read_points_csv(args.moving_points)
+        if fixed is not None:
+            landmarks.check_inside(fpts, fixed, "pre (fixed)")
+            landmarks.check_inside(mpts, moving, "post (moving)")
+        fit = landmarks.fit_landmarks(fpts, mpts, center_lps=target, strict=True)
+        initial = fit.transform
+        if target is None:
+            target = fit.fixed.mean(axis=0)
+        print(landmarks.format_fit(fit, target, "tumor centre" if tumor is not None else "landmark centroid"))
+
+    result_tx = initial
+    if have_images:
+        if geometry.overlap_fraction(fixed, moving) == 0.0 and initial is None:
+            raise AblationError("the pre and post images do not overlap in space (different patients or frames of reference?)")
+        if fixed_info.modality and moving_info.modality and fixed_info.modality != moving_info.modality:
+            _warn("register", f"pre is {fixed_info.modality} and post is {moving_info.modality}: check they are the same patient")
+        fixed_mask = io.read_labels(args.fixed_mask, name="fixed") if args.fixed_mask else None
+        moving_mask = io.read_labels(args.moving_mask, name="moving") if args.moving_mask else None
+        exclude = io.read_labels(args.exclude_moving, name="excluded") if args.exclude_moving else None
+        kwargs = {}
+        if tumor is None and fixed_mask is None:  # whole image: bound the work
+            shrink, sigmas, extra = resources.registration_levels(fixed)
+            kwargs = {"shrink_factors": shrink, "smoothing_sigmas": sigmas}
+            if extra > 1:
+                print(f"whole-image registration of {'x'.join(map(str, fixed.GetSize()))} voxels: "
+                      f"finest level subsampled {extra}x along each axis")
+        _DEFER.set()  # a signal now only asks the optimiser to stop (it runs in ITK)
+        try:
+            res = registration.register_rigid(
+                fixed, moving, fixed_mask=fixed_mask, tumor_mask=tumor, moving_mask=moving_mask,
+                moving_exclude=exclude, roi_radius_mm=args.roi_radius if tumor is not None else None,
+                initial=initial, cancel=_INTERRUPT.is_set, **kwargs,
+            )
+        except registration.RegistrationCancelled:
+            raise KeyboardInterrupt from None
+        finally:
+            _DEFER.clear()
+        if _INTERRUPT.is_set():
+            raise KeyboardInterrupt
+        for w in res.warnings:
+            _warn("register", w)
+        for w in registration.plausibility_warnings(res):
+            _warn("register", w)
+        print("intensity registration: " + res.summary())
+        result_tx = res.transform
+    outs.add_text(out, tfm.tfm_text(result_tx))
+    outs.commit()
+    print(f"wrote {out} (ITK convention: pre -> post)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- interpolate
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
-    from .core import segmentation
+    """``--axis`` names a patient axis (z axial, y coronal, x sagittal) whatever the voxel
+    order of the file; the output has the input's grid and label values."""
+    import numpy as np
+    import SimpleITK as sitk
 
-    return segmentation.run_cli(args)
+    from .core import files, io
+    from .core.interpolation import AXIS_NAMES, axis_index, interpolate_slices
+
+    outs = files.OutputSet(inputs=[args.labels])
+    outs.check(args.out)
+    loaded = io.read_image(args.labels, is_label=True)
+    img = loaded.image
+    arr = sitk.GetArrayFromImage(img)
+    io.check_label_values(arr, Path(args.labels).name)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.allclose(arr, np.round(arr)):
+            raise AblationError(f"{args.labels}: not a label image (non-integer values)")
+        arr = np.round(arr).astype(np.int32)
+    axis = axis_index(args.axis or "z")
+    dense = interpolate_slices(arr, axis, img.GetSpacing()[::-1])
+    added = int(np.count_nonzero(dense != arr))
+    res = sitk.GetImageFromArray(dense.astype(arr.dtype, copy=False))
+    res.CopyInformation(img)
+    # back onto the input's own grid (voxel order and direction), exactly for axis-aligned input
+    res = io.original_geometry_image(res, loaded.original_geometry, is_label=True)
+    outs.add_image(args.out, res)
+    outs.commit()
+    values = [int(v) for v in np.unique(dense) if v != 0]
+    print(f"interpolated along {AXIS_NAMES[axis]}: {added} voxels added for label(s) "
+          f"{', '.join(map(str, values))}; wrote {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo, samples
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -135,23 +353,73 @@ def _cmd_samples(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- entry
 
 
+def _on_signal(signum, _frame):
+    _INTERRUPT.set()
+    if not _DEFER.is_set():
+        raise KeyboardInterrupt
+
+
+def _install_signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # pragma: no cover - not allowed here
+            pass
+    return previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the console script; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for bad input, 1 for an internal error, 130 when interrupted.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        parser.print_usage(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    from .core import files  # silences ITK's own warning printing on import (see core.files)
+
+    _INTERRUPT.clear()
+    _DEFER.clear()
+    previous = _install_signal_handlers()
+    name = f"napari-ablation {args.command}"
     try:
         return int(args.func(args) or 0)
     except AblationError as exc:
-        print(f"napari-ablation {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"napari-ablation {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except MemoryError:
-        print(f"napari-ablation {args.command}: error: out of memory", file=sys.stderr)
+        print(f"{name}: error: out of memory", file=sys.stderr)
         return EXIT_INTERNAL
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"{name}: error: {files.os_error_message(exc, where, 'access')}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
-        print(f"napari-ablation {args.command}: internal error: {one_line(exc)}", file=sys.stderr)
+        print(f"{name}: internal error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

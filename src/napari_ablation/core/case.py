@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,9 +28,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import geometry, transform as tfm
+from . import geometry
+from . import transform as tfm
 from .errors import AblationError
-from .io import read_image, write_image_atomic, write_text_atomic
+from .files import OutputSet, input_path, os_error_message, read_text
+from .io import read_image
 
 CASE_FILE = "case.json"
 FORMAT_VERSION = 1
@@ -81,7 +84,7 @@ class Case:
         lab.CopyInformation(ref)
         return lab
 
-    def copy(self) -> "Case":
+    def copy(self) -> Case:
         """Shallow copy: images are shared (SimpleITK images are copied on write)."""
         return Case(
             pre=self.pre,
@@ -103,30 +106,31 @@ class Case:
         labels); ``case.json`` is always rewritten last.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         self.check_labels()
         manifest = self._load_manifest(folder)
-        geoms = manifest.get("geometry", {})
+        geoms = manifest.get("geometry", {}) if isinstance(manifest.get("geometry"), dict) else {}
+        outs = OutputSet()
+        remove: list[Path] = []
         for role, name in IMAGE_FILES.items():
             img = getattr(self, role)
             target = folder / name
             if img is None:
                 if only is None or role in only:
-                    if target.exists() and (only is None or role in only):
-                        target.unlink()
+                    if target.exists():
+                        remove.append(target)
                     geoms.pop(role, None)
                 continue
             if only is not None and role not in only and target.exists():
                 continue
             if role in LABEL_ROLES:
                 img = sitk.Cast(img, sitk.sitkUInt8) if img.GetPixelID() != sitk.sitkUInt8 else img
-            write_image_atomic(img, target)
+            outs.add_image(target, img)
             geoms[role] = geometry.geometry_dict(img)
         tx_path = folder / TRANSFORM_FILE
         if self.transform is not None:
-            tfm.write_transform_atomic(tfm.as_euler(self.transform), tx_path)
+            outs.add_text(tx_path, tfm.tfm_text(self.transform))
         elif tx_path.exists() and only is None:
-            tx_path.unlink()
+            remove.append(tx_path)
         doc = {
             "format": "napari-ablation case",
             "format_version": FORMAT_VERSION,
@@ -139,7 +143,19 @@ class Case:
             "qa": self.qa,
             "info": self.info,
         }
-        write_text_atomic(folder / CASE_FILE, json.dumps(doc, indent=2, default=_json_default))
+        try:
+            text = json.dumps(doc, indent=2, default=_json_default, allow_nan=False)
+        except ValueError:
+            raise AblationError("the case holds a non-finite number (NaN or infinity); nothing saved") from None
+        outs.add_text(folder / CASE_FILE, text)
+        outs.commit()  # all files or none
+        for path in remove:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise AblationError(os_error_message(exc, path, "remove")) from None
         return folder
 
     @staticmethod
@@ -153,16 +169,18 @@ class Case:
             return {}
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "Case":
-        folder = Path(folder)
+    def load(cls, folder: str | os.PathLike) -> Case:
+        """Read a case folder, checking ``case.json`` field by field and every file completely.
+
+        Raises
+        ------
+        AblationError
+            One line naming the file (and the ``case.json`` field) that is wrong.
+        """
+        folder = input_path(folder, "case folder")
         if not (folder / CASE_FILE).exists():
             raise AblationError(f"{folder}: not a case folder (no {CASE_FILE})")
-        try:
-            doc = json.loads((folder / CASE_FILE).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise AblationError(f"{folder / CASE_FILE}: not valid JSON ({exc})") from None
-        if doc.get("format") != "napari-ablation case":
-            raise AblationError(f"{folder / CASE_FILE}: not a napari-ablation case file")
+        doc = read_case_document(folder / CASE_FILE)
         case = cls()
         geoms = doc.get("geometry", {})
         for role, name in doc.get("files", {}).items():
@@ -181,10 +199,16 @@ class Case:
                     img.GetSpacing(), g["spacing"], atol=1e-4
                 ):
                     raise AblationError(f"{path.name}: geometry differs from the one recorded in {CASE_FILE}")
-                geometry.apply_geometry(img, g)
+                try:
+                    geometry.apply_geometry(img, g)
+                except RuntimeError:
+                    raise AblationError(f"{folder / CASE_FILE}: field 'geometry.{role}' is not a valid geometry") from None
             setattr(case, role, img)
         if doc.get("transform"):
-            case.transform = tfm.euler_from_params(doc["transform"])
+            try:
+                case.transform = tfm.euler_from_params(doc["transform"])
+            except RuntimeError:
+                raise AblationError(f"{folder / CASE_FILE}: field 'transform' is not a valid rigid transform") from None
         elif (folder / TRANSFORM_FILE).exists():
             case.transform = tfm.read_rigid_transform(folder / TRANSFORM_FILE)
         case.landmarks = doc.get("landmarks") or {"pre": [], "post": []}
@@ -193,6 +217,115 @@ class Case:
         case.info = doc.get("info") or {}
         case.check_labels()
         return case
+
+
+def _field_error(path: Path, name: str, problem: str) -> AblationError:
+    return AblationError(f"{path}: field '{name}' {problem}")
+
+
+def _finite_list(path: Path, name: str, value, n: int, *, positive: bool = False) -> None:
+    if not isinstance(value, list) or len(value) != n:
+        raise _field_error(path, name, f"must be a list of {n} numbers")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _field_error(path, name, f"must hold {n} finite numbers")
+        if positive and v <= 0:
+            raise _field_error(path, name, "must hold positive numbers")
+
+
+def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
+    """Read ``case.json`` and check every field it is read for.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ``case.json`` file.
+
+    Returns
+    -------
+    dict
+        The document, with ``None`` for absent optional sections.
+
+    Raises
+    ------
+    AblationError
+        ``<path>: field '<name>' <problem>`` (or invalid JSON, or not a case file).
+    """
+    path = Path(path)
+    text = read_text(path, "case file")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise AblationError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != "napari-ablation case":
+        raise AblationError(f"{path}: not a napari-ablation case file")
+    version = doc.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _field_error(path, "format_version", "must be an integer")
+    if version > FORMAT_VERSION:
+        raise _field_error(path, "format_version", f"is {version}: written by a newer napari-ablation")
+    files = doc.get("files") or {}
+    if not isinstance(files, dict):
+        raise _field_error(path, "files", "must be an object")
+    for role, name in files.items():
+        if role not in IMAGE_FILES:
+            continue
+        if not isinstance(name, str) or not name or name != Path(name).name or name in (".", ".."):
+            raise _field_error(path, f"files.{role}", "must be a file name inside the case folder")
+    geoms = doc.get("geometry") or {}
+    if not isinstance(geoms, dict):
+        raise _field_error(path, "geometry", "must be an object")
+    for role, g in geoms.items():
+        if role not in IMAGE_FILES:
+            continue
+        if not isinstance(g, dict):
+            raise _field_error(path, f"geometry.{role}", "must be an object")
+        _finite_list(path, f"geometry.{role}.origin", g.get("origin"), 3)
+        _finite_list(path, f"geometry.{role}.spacing", g.get("spacing"), 3, positive=True)
+        _finite_list(path, f"geometry.{role}.direction", g.get("direction"), 9)
+        size = g.get("size")
+        if (not isinstance(size, list) or len(size) != 3
+                                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise _field_error(path, f"geometry.{role}.size", "must be 3 positive integers")
+    tx = doc.get("transform")
+    if tx is not None:
+        if not isinstance(tx, dict):
+            raise _field_error(path, "transform", "must be an object or null")
+        _finite_list(path, "transform.center", tx.get("center"), 3)
+        _finite_list(path, "transform.parameters", tx.get("parameters"), 6)
+    lms = doc.get("landmarks")
+    if lms is not None:
+        if not isinstance(lms, dict):
+            raise _field_error(path, "landmarks", "must be an object with 'pre' and 'post' lists")
+        for side in ("pre", "post"):
+            rows = lms.get(side, [])
+            if not isinstance(rows, list):
+                raise _field_error(path, f"landmarks.{side}", "must be a list")
+            for k, row in enumerate(rows):
+                if not isinstance(row, dict) or "label" not in row:
+                    raise _field_error(path, f"landmarks.{side}[{k}]", "needs label, x, y and z")
+                _finite_list(path, f"landmarks.{side}[{k}]", [row.get("x"), row.get("y"), row.get("z")], 3)
+    settings = doc.get("settings")
+    if settings is not None:
+        if not isinstance(settings, dict):
+            raise _field_error(path, "settings", "must be an object")
+        t = settings.get("threshold_mm", DEFAULT_SETTINGS["threshold_mm"])
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise _field_error(path, "settings.threshold_mm", "must be a finite number")
+        for key in ("tumor_label", "ablation_label"):
+            v = settings.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise _field_error(path, f"settings.{key}", "must be an integer or null")
+    qa = doc.get("qa")
+    if qa is not None:
+        if not isinstance(qa, dict):
+            raise _field_error(path, "qa", "must be an object")
+        if qa.get("verdict", QA_VERDICTS[0]) not in QA_VERDICTS:
+            raise _field_error(path, "qa.verdict", f"must be one of: {', '.join(QA_VERDICTS)}")
+    info = doc.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise _field_error(path, "info", "must be an object")
+    return doc
 
 
 def is_case_folder(path: str | os.PathLike) -> bool:
@@ -250,3 +383,50 @@ def load_case_files(pre_path, post_path, *, pre_series: str | None = None,
     pre = read_image(pre_path, series_uid=pre_series)
     post = read_image(post_path, series_uid=post_series)
     return case_from_images(pre, post, name=name)
+
+
+def _free_folder(folder: Path) -> Path:
+    """``folder`` when it is absent or empty, else the first absent or empty ``folder_N``."""
+    candidate, n = folder, 2
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        candidate = folder.with_name(f"{folder.name}_{n}")
+        n += 1
+    return candidate
+
+
+def open_sample_copy(key: str, folder: str | os.PathLike, *, fresh: bool = False) -> tuple[Case, Path]:
+    """The user's working copy of a bundled sample case, created from the bundled data if needed.
+
+    The bundled files are never modified, and neither is anything already in ``folder``
+    unless it is the working copy itself: when ``folder`` holds files but no
+    ``case.json`` (the working copy lost it), its files are left alone and a new copy is
+    made beside it, with a note.
+
+    Parameters
+    ----------
+    key : str
+        The sample's name (``renal_mri``, ``liver_ct``).
+    folder : str or PathLike
+        The working copy's folder.
+    fresh : bool
+        Start a new numbered copy even when a working copy exists.
+
+    Returns
+    -------
+    (Case, Path)
+        The case and the folder it lives in.
+    """
+    from . import samples
+
+    folder = Path(folder)
+    if not fresh and is_case_folder(folder):
+        return Case.load(folder), folder
+    target = _free_folder(folder)
+    case = samples.load_sample(key)
+    case.info.setdefault("name", f"sample_{key}")
+    if target != folder and not is_case_folder(folder):
+        case.info.setdefault("notes", []).append(
+            f"{folder} holds files but no {CASE_FILE}; they were left untouched and a new copy was made in {target}"
+        )
+    case.save(target)
+    return case, target

@@ -2,25 +2,29 @@
 
 Everything that reads returns images in identity-direction LPS (see ``geometry``) and
 raises :class:`~napari_ablation.core.errors.AblationError` with a one-line message on
-bad input. Everything that writes goes through :func:`atomic_write` (temporary file in
-the same folder, then ``os.replace``), so a crash never leaves a half-written file.
+bad input. Every file is checked completely before it is used (see ``files``: a gzip
+stream is read to its end, header against data, finite positive spacing, finite voxel
+values, consistent geometry across a DICOM series). Everything that writes goes through
+:class:`~napari_ablation.core.files.OutputSet` (temporary file in the same folder,
+flushed and verified, then renamed; never onto an input), so a crash never leaves a
+half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
 from . import geometry
 from .errors import AblationError
+from .files import OutputSet, check_nifti, input_path, quiet_native_stderr
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABEL_WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -49,61 +53,30 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# atomic writing
+# writing (every output goes through files.OutputSet: all or none, never onto an input)
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
-
-    The temporary name keeps the suffix of ``path`` so that writers choosing the format
-    from the extension (SimpleITK) still work. On any exception the temporary file is
-    removed and ``path`` is left untouched.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path_suffix(target) or target.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_text_atomic(path: str | os.PathLike, text: str, *, inputs=()) -> Path:
+    """Write a text file atomically (see :class:`~napari_ablation.core.files.OutputSet`)."""
+    outs = OutputSet(inputs)
+    outs.add_text(path, text)
+    outs.commit()
     return Path(path)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data)
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, inputs=()) -> Path:
+    """Write a binary file atomically (see :class:`~napari_ablation.core.files.OutputSet`)."""
+    outs = OutputSet(inputs)
+    outs.add_bytes(path, data)
+    outs.commit()
     return Path(path)
 
 
-def write_image_atomic(img: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
-    """Write a SimpleITK image (format from the extension) atomically."""
-    suffix = path_suffix(path)
-    if suffix not in IMAGE_SUFFIXES:
-        raise AblationError(f"cannot write '{Path(path).name}': use one of {', '.join(LABEL_WRITE_SUFFIXES)}")
-    try:
-        with atomic_write(path) as tmp:
-            sitk.WriteImage(img, str(tmp), compress and suffix != ".nii")
-    except RuntimeError as exc:
-        raise AblationError(f"could not write {path}: {str(exc).strip().splitlines()[-1]}") from None
+def write_image_atomic(img: sitk.Image, path: str | os.PathLike, *, compress: bool = True, inputs=()) -> Path:
+    """Write a SimpleITK image (format from the extension) atomically, verified by a re-read."""
+    outs = OutputSet(inputs)
+    outs.add_image(path, img, compress=compress)
+    outs.commit()
     return Path(path)
 
 
@@ -121,7 +94,11 @@ class SeriesInfo:
     size: tuple[int, int, int]  # (x, y, z)
     spacing: tuple[float, float, float]  # (x, y, z); z from slice positions
     files: list[str] = field(repr=False, default_factory=list)
-    problem: str | None = None  # missing slices, uneven spacing, mixed orientation
+    problem: str | None = None  # missing slices, uneven spacing, mixed orientation, a corrupt file
+    #: gantry tilt: the unit vector from one slice origin to the next when it is not the
+    #: slice normal (the series is sheared and is resampled on reading)
+    slice_step_dir: tuple[float, float, float] | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_voxels(self) -> int:
@@ -141,11 +118,21 @@ def _read_header(path: str) -> sitk.ImageFileReader | None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     reader.SetImageIO("GDCMImageIO")
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return None
+    with quiet_native_stderr():
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
     return reader
+
+
+def _looks_like_dicom(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
 
 
 def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
@@ -174,21 +161,39 @@ def _dicom_candidates(folder: Path) -> list[str]:
 
 
 def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
-    """All DICOM image series below ``folder`` (largest first)."""
+    """All DICOM image series below ``folder`` (largest first).
+
+    A file that starts like DICOM but cannot be read is named in the ``problem`` of every
+    series of the folder (it may be one of its slices).
+    """
     folder = Path(folder)
     if not folder.exists():
         raise AblationError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise AblationError(f"{folder}: not a folder")
     groups: dict[str, list[tuple[sitk.ImageFileReader, str]]] = defaultdict(list)
+    corrupt: list[str] = []
     for path in _dicom_candidates(folder):
         reader = _read_header(path)
-        if reader is None or not reader.HasMetaDataKey(_SERIES_UID):
+        if reader is None:
+            if _looks_like_dicom(path):
+                corrupt.append(path)
+            continue
+        if not reader.HasMetaDataKey(_SERIES_UID):
             continue
         groups[_tag(reader, _SERIES_UID)].append((reader, path))
     series = [_series_info(uid, members) for uid, members in groups.items()]
+    if corrupt:
+        names = ", ".join(os.path.relpath(c, folder) for c in corrupt[:3]) + (" ..." if len(corrupt) > 3 else "")
+        for s in series:
+            s.problem = f"a corrupt DICOM file in its folder ({names}, not readable)"
     series.sort(key=lambda s: s.n_voxels, reverse=True)
     return series
+
+
+def _pixel_spacing(reader: sitk.ImageFileReader) -> list[float]:
+    px = _floats(_tag(reader, _PIXEL_SPACING))
+    return px if len(px) >= 2 else list(reader.GetSpacing()[:2])[::-1]
 
 
 def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> SeriesInfo:
@@ -197,27 +202,48 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
     modality = _tag(first, _MODALITY, "OT")
     iop = _floats(_tag(first, _IOP))
     sx, sy = first.GetSize()[0], first.GetSize()[1]
-    nframes = first.GetSize()[2] if first.GetDimension() == 3 else 1
-    px = _floats(_tag(first, _PIXEL_SPACING)) or list(first.GetSpacing()[:2])
-    spacing_xy = (float(px[1]), float(px[0])) if len(px) >= 2 else (1.0, 1.0)
-    problem = None
+    nframes = first.GetSize()[2] if first.GetDimension() >= 3 else 1
+    px = _pixel_spacing(first)
+    spacing_xy = (float(px[1]), float(px[0]))
     files = [p for _r, p in members]
+    name0 = os.path.basename(members[0][1])
+    if not all(math.isfinite(v) and v > 0 for v in px[:2]):
+        return SeriesInfo(uid, desc, modality, (sx, sy, max(1, nframes)), (*spacing_xy, 1.0), files,
+                          f"PixelSpacing {px[0]:g}\\{px[1]:g} in {name0} (must be positive)")
     if len(members) == 1:
-        z = float(first.GetSpacing()[2]) if first.GetDimension() == 3 else 1.0
+        z = float(first.GetSpacing()[2]) if first.GetDimension() >= 3 else 1.0
         return SeriesInfo(uid, desc, modality, (sx, sy, max(1, nframes)), (*spacing_xy, z), files)
-    if len(iop) != 6:
+    problem = None
+    for reader, path in members[1:]:
+        name = os.path.basename(path)
+        other = _pixel_spacing(reader)
+        if not all(math.isfinite(v) and v > 0 for v in other[:2]):
+            problem = f"PixelSpacing {other[0]:g}\\{other[1]:g} in {name} (must be positive)"
+        elif not np.allclose(other[:2], px[:2], rtol=1e-4, atol=1e-6):
+            problem = f"PixelSpacing {other[0]:g}\\{other[1]:g} in {name} where {name0} has {px[0]:g}\\{px[1]:g}"
+        elif tuple(reader.GetSize()[:2]) != (sx, sy):
+            problem = f"{name} is {reader.GetSize()[0]}x{reader.GetSize()[1]} where {name0} is {sx}x{sy}"
+        if problem:
+            break
+    if problem:
+        return SeriesInfo(uid, desc, modality, (sx, sy, len(members)), (*spacing_xy, 1.0), files, problem)
+    if len(iop) != 6 or not all(math.isfinite(v) for v in iop):
         iop = [1, 0, 0, 0, 1, 0]
-    normal = np.cross(iop[:3], iop[3:])
+    row, col = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
+    normal = np.cross(row, col)
     positions = []
     orientations = set()
     for reader, path in members:
         ipp = _floats(_tag(reader, _IPP))
         orientations.add(tuple(np.round(_floats(_tag(reader, _IOP)) or [0] * 6, 4)))
-        positions.append((float(np.dot(ipp, normal)) if len(ipp) == 3 else float("nan"), path))
-    positions.sort()
-    files = [p for _z, p in positions]
-    z = np.array([p for p, _f in positions])
+        ok = len(ipp) == 3 and all(math.isfinite(v) for v in ipp)
+        positions.append((float(np.dot(ipp, normal)) if ok else float("nan"), path, np.asarray(ipp if ok else [np.nan] * 3)))
+    positions.sort(key=lambda t: t[0])
+    files = [p for _z, p, _x in positions]
+    z = np.array([p for p, _f, _x in positions])
     spacing_z = 1.0
+    step_dir = None
+    notes: list[str] = []
     if np.all(np.isfinite(z)):
         gaps = np.diff(z)
         if np.any(np.abs(gaps) < 1e-3):
@@ -230,23 +256,78 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
                 problem = f"{n_missing} missing slice(s) (gap of {gaps.max():.2f} mm where slices are {med:.2f} mm apart)"
             elif np.max(np.abs(gaps - med)) > max(0.01 * med, 0.01):
                 problem = f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm)"
+        if problem is None and len(z) > 1:
+            # in-plane offsets of every slice origin: 0 for a normal stack, proportional
+            # to the slice position under gantry tilt, anything else is a shifted slice
+            xyz = np.stack([x for _z, _p, x in positions])
+            d = xyz - xyz[0]
+            zz = d @ normal
+            uv = np.stack([d @ row, d @ col], axis=1)
+            slope = np.array([np.dot(zz, uv[:, k]) / np.dot(zz, zz) for k in range(2)])
+            resid = np.linalg.norm(uv - np.outer(zz, slope), axis=1)
+            tol = 0.1 * min(spacing_xy)
+            if resid.max() > tol:
+                k = int(np.argmax(resid))
+                problem = (f"slice {os.path.basename(files[k])} is shifted in-plane by {resid[k]:.2f} mm "
+                           "from the others (inconsistent ImagePositionPatient)")
+            elif np.hypot(*slope) * abs(spacing_z) * len(z) > tol:
+                step = slope[0] * row + slope[1] * col + normal
+                angle = math.degrees(math.atan(float(np.hypot(*slope))))
+                step_dir = tuple(float(v) for v in step / np.linalg.norm(step))
+                spacing_z = float(np.linalg.norm(step) * spacing_z)
+                notes.append(f"gantry tilt of {angle:.1f} deg: the sheared slices were resampled exactly onto an "
+                             "axis-aligned grid (as 3D Slicer does)")
     else:
         problem = "slices without a position (ImagePositionPatient)"
     if len(orientations) > 1:
         problem = "slices with different orientations"
-    return SeriesInfo(uid, desc, modality, (sx, sy, len(members)), (*spacing_xy, abs(spacing_z)), files, problem)
+    return SeriesInfo(uid, desc, modality, (sx, sy, len(members)), (*spacing_xy, abs(spacing_z)), files, problem,
+                      step_dir, notes)
 
 
 def read_dicom_series(series: SeriesInfo) -> sitk.Image:
+    """Read one series found by :func:`list_dicom_series` (refused when it has a problem).
+
+    Raises
+    ------
+    AblationError
+        The series has a geometry problem, or a file cannot be read (the file is named).
+    """
+    name = series.description or series.uid
     if series.problem:
-        raise AblationError(f"DICOM series '{series.description or series.uid}' has {series.problem}")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(series.files)
+        raise AblationError(f"DICOM series '{name}' has {series.problem}")
+    if len(series.files) == 1:  # one file, possibly multi-frame: read as a volume
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(series.files[0])
+    else:
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(series.files)
     reader.SetImageIO("GDCMImageIO")
-    try:
-        img = reader.Execute()
-    except RuntimeError as exc:
-        raise AblationError(f"could not read DICOM series '{series.description}': {_itk_reason(exc)}") from None
+    with quiet_native_stderr():
+        try:
+            img = reader.Execute()
+        except RuntimeError as exc:
+            img, reason = None, _itk_reason(exc)
+    if img is None:
+        for f in series.files if len(series.files) > 1 else []:
+            one = sitk.ImageFileReader()
+            one.SetFileName(f)
+            one.SetImageIO("GDCMImageIO")
+            with quiet_native_stderr():
+                try:
+                    one.Execute()
+                except RuntimeError:
+                    raise AblationError(f"DICOM series '{name}': file {os.path.basename(f)} is corrupt (not readable)") from None
+        raise AblationError(f"could not read DICOM series '{name}': {reason}")
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if series.slice_step_dir is not None and img.GetDimension() == 3:
+        d = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+        d[:, 2] = series.slice_step_dir
+        sp = list(img.GetSpacing())
+        sp[2] = series.spacing[2]
+        img.SetSpacing(sp)
+        img.SetDirection(d.ravel().tolist())
     return img
 
 
@@ -320,9 +401,7 @@ def read_image(
     DICOM files. For a folder holding several series, ``series_uid`` selects one; by
     default the largest 3D series is read and a note names the others.
     """
-    p = Path(path)
-    if not p.exists():
-        raise AblationError(f"{p}: no such file or folder")
+    p = input_path(path)
     notes: list[str] = []
     modality = description = ""
     series: list[SeriesInfo] = []
@@ -345,19 +424,28 @@ def read_image(
                     f"others: " + "; ".join(s.summary() for s in others)
                 )
         img = read_dicom_series(pick)
+        notes.extend(pick.notes)
         modality, description = pick.modality, pick.description
     else:
-        try:
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(p))
-            img = reader.Execute()
-        except RuntimeError:
-            raise AblationError(f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM)") from None
+        if path_suffix(p) in (".nii", ".nii.gz"):
+            check_nifti(p)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(p))
+        with quiet_native_stderr():
+            try:
+                img = reader.Execute()
+            except RuntimeError:
+                img = None
+        if img is None:
+            raise AblationError(f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM)")
         if reader.HasMetaDataKey(_MODALITY):
             modality = reader.GetMetaData(_MODALITY).strip()
         if reader.HasMetaDataKey(_SERIES_DESC):
             description = reader.GetMetaData(_SERIES_DESC).strip()
+        if img.GetDimension() == 4 and img.GetSize()[3] == 1 and path_suffix(p) not in IMAGE_SUFFIXES:
+            img = img[:, :, :, 0]  # a multi-frame DICOM file read as x*y*frames*1
     _check_volume(img, p.name, require_volume)
+    check_geometry_and_values(img, p.name)
     if img.GetDimension() == 2:  # only reachable with require_volume=False
         img = sitk.JoinSeries(img)
     original = geometry.geometry_dict(img)
@@ -367,6 +455,35 @@ def read_image(
     if note:
         notes.append(f"{p.name}: {note}")
     return LoadedImage(oriented, str(p), original, modality or guess_modality(oriented), description, notes, series)
+
+
+def check_geometry_and_values(img: sitk.Image, name: str) -> None:
+    """Refuse an image with non-finite or non-positive spacing, a non-finite origin or
+    direction, or NaN/Inf voxels.
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+    name : str
+        The file name for the message.
+
+    Raises
+    ------
+    AblationError
+    """
+    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise AblationError(f"{name}: voxel spacing must be finite and positive, got {' x '.join(f'{v:g}' for v in spacing)} mm")
+    if not np.all(np.isfinite(img.GetOrigin())):
+        raise AblationError(f"{name}: the image origin is not finite")
+    d = np.asarray(img.GetDirection(), dtype=float)
+    if not np.all(np.isfinite(d)) or abs(np.linalg.det(d.reshape(img.GetDimension(), -1))) < 1e-6:
+        raise AblationError(f"{name}: the image orientation (direction cosines) is degenerate")
+    arr = sitk.GetArrayViewFromImage(img)
+    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise AblationError(f"{name}: {bad} voxel(s) are NaN or infinite")
 
 
 def guess_modality(img: sitk.Image) -> str:
@@ -387,6 +504,36 @@ def _as_label_pixel_type(img: sitk.Image) -> sitk.Image:
     return img
 
 
+#: more distinct values than this (counted on a subsample) is an intensity image, not labels
+MAX_LABEL_VALUES = 32
+#: the same when one label value is selected (a multi-structure label map)
+MAX_LABEL_VALUES_SELECTED = 1024
+
+
+def check_label_values(arr: np.ndarray, name: str, *, selected: bool = False) -> None:
+    """Refuse an intensity image given as labels.
+
+    Parameters
+    ----------
+    arr : ndarray
+        The voxels.
+    name : str
+        The file name for the message.
+    selected : bool
+        One label value is selected (a label map may then hold many structures).
+
+    Raises
+    ------
+    AblationError
+        ``not a label image: N distinct values`` (N counted on every 2nd/4th voxel).
+    """
+    limit = MAX_LABEL_VALUES_SELECTED if selected else MAX_LABEL_VALUES
+    sub = arr[::2, ::4, ::4] if arr.ndim == 3 else arr
+    n = len(np.unique(sub))
+    if n > limit:
+        raise AblationError(f"{name}: not a label image: {n} distinct values (a segmentation has a few)")
+
+
 def read_labels(
     path: str | os.PathLike,
     *,
@@ -399,6 +546,7 @@ def read_labels(
     """
     loaded = read_image(path, is_label=True)
     arr = sitk.GetArrayViewFromImage(loaded.image)
+    check_label_values(arr, Path(path).name, selected=label is not None)
     mask = (arr == label) if label is not None else (arr != 0)
     if not mask.any():
         which = f"label {label}" if label is not None else "any non-zero label"

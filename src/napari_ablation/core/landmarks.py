@@ -32,6 +32,7 @@ import SimpleITK as sitk
 
 from . import transform as tfm
 from .errors import AblationError
+from .files import read_text
 from .io import write_text_atomic
 
 #: below this RMS distance (mm) of the landmarks from their best line, the fit is refused
@@ -101,13 +102,13 @@ def _sort_key(label: str):
 def read_points_csv(path: str | os.PathLike) -> Points:
     """Read landmarks from a CSV with header ``label,x,y,z`` (LPS mm)."""
     p = Path(path)
-    if not p.exists():
-        raise AblationError(f"{p}: no such points file")
+    text = read_text(p, "points file")
+    if "\x00" in text:
+        raise AblationError(f"{p.name}: not a text (CSV) file")
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        raise AblationError(f"{p.name}: not a readable text (CSV) file") from None
-    rows = list(csv.reader(_io.StringIO(text)))
+        rows = list(csv.reader(_io.StringIO(text)))
+    except csv.Error as exc:
+        raise AblationError(f"{p.name}: not a readable CSV file ({exc})") from None
     rows = [r for r in rows if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
     if not rows:
         raise AblationError(f"{p.name}: empty points file (expected header label,x,y,z)")

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1098,59 +1096,6 @@ def sphere_class_volumes_ml(r_t: float, r_a: float, d: float, t: float) -> dict[
             "uncovered": (vt - covered) / 1000}
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def run_cli(args) -> int:
-    """``napari-ablation margin`` (DESIGN.md section 5)."""
-    from .io import read_labels, write_image_atomic, write_text_atomic
-
-    tumor = read_labels(args.tumor, label=args.tumor_label, name="tumor")
-    ablation = read_labels(args.ablation, label=args.ablation_label, name="ablation")
-    tx = tfm.read_rigid_transform(args.transform) if args.transform else None
-    outs = [getattr(args, k, None) for k in ("json_out", "csv_out", "html_out", "pdf_out", "margin_labels_out")]
-    for o in outs:
-        if o and Path(o).is_dir():
-            raise AblationError(f"{o}: is a folder, expected a file name")
-    if getattr(args, "margin_labels_out", None):
-        from .io import path_suffix, IMAGE_SUFFIXES
-
-        if path_suffix(args.margin_labels_out) not in IMAGE_SUFFIXES:
-            raise AblationError(f"cannot write labels to '{Path(args.margin_labels_out).name}': use .nii.gz, .nrrd or .mha")
-    res = analyze_margin(tumor, ablation, tx, args.threshold)
-    # render everything first, then write (nothing half-written on failure)
-    payloads: list[tuple[str, Any]] = []
-    if args.json_out:
-        doc = res.to_json_dict()
-        doc["inputs"] = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
-        payloads.append((args.json_out, json.dumps(doc, indent=2)))
-    if getattr(args, "csv_out", None):
-        payloads.append((args.csv_out, res.to_csv()))
-    html_out, pdf_out = getattr(args, "html_out", None), getattr(args, "pdf_out", None)
-    if html_out and Path(html_out).suffix.lower() == ".pdf":  # --html report.pdf writes the PDF page
-        html_out, pdf_out = None, pdf_out or html_out
-    if html_out or pdf_out:
-        from . import report
-
-        kw = dict(info={"tumor": str(args.tumor), "ablation": str(args.ablation),
-                        "transform": args.transform or "identity (no registration given)"})
-        if html_out:
-            payloads.append((html_out, report.html_report(res, **kw)))
-        if pdf_out:
-            payloads.append((pdf_out, report.pdf_report(res, **kw)))
-    from .io import write_bytes_atomic
-
-    for path, data in payloads:
-        if isinstance(data, bytes):
-            write_bytes_atomic(path, data)
-        else:
-            write_text_atomic(path, data)
-    if getattr(args, "margin_labels_out", None):
-        write_image_atomic(res.margin_labels_image(), args.margin_labels_out)
-    print(res.summary_text())
-    return 0
-
-
 __all__ = [
     "MarginResult",
     "Mesh",
@@ -1160,7 +1105,6 @@ __all__ = [
     "octant_name",
     "OCTANTS",
     "THRESHOLD_PRESETS",
-    "run_cli",
     "sphere_image",
     "lens_volume",
     "sphere_class_volumes_ml",

@@ -434,38 +434,3 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
     out = np.zeros(img.shape, bool)
     out[box] = region
     return out
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def run_cli(args) -> int:
-    """``napari-ablation interpolate --labels SPARSE --out DENSE [--axis z|y|x]``.
-
-    ``--axis`` names a patient axis (z axial, y coronal, x sagittal) whatever the voxel
-    order of the file; the output has the input's grid and label values.
-    """
-    from .io import original_geometry_image, read_image, write_image_atomic
-
-    loaded = read_image(args.labels, is_label=True)
-    img = loaded.image
-    arr = sitk.GetArrayFromImage(img)
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.allclose(arr, np.round(arr)):
-            raise AblationError(f"{args.labels}: not a label image (non-integer values)")
-        arr = np.round(arr).astype(np.int32)
-    spacing = img.GetSpacing()[::-1]
-    axis = axis_index(getattr(args, "axis", "z") or "z")
-    out = interpolate_slices(arr, axis, spacing)
-    added = int(np.count_nonzero(out != arr))
-    res = sitk.GetImageFromArray(out.astype(arr.dtype, copy=False))
-    res.CopyInformation(img)
-    # back onto the input's own grid (voxel order and direction), exactly for axis-aligned input
-    res = original_geometry_image(res, loaded.original_geometry, is_label=True)
-    write_image_atomic(res, args.out)
-    values = [int(v) for v in np.unique(out) if v != 0]
-    print(
-        f"interpolated along {AXIS_NAMES[axis]}: {added} voxels added for label(s) "
-        f"{', '.join(map(str, values))}; wrote {args.out}"
-    )
-    return 0

@@ -8,14 +8,17 @@ saved as ``.tfm`` (readable by 3D Slicer, ITK-SNAP, elastix, ANTs).
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .errors import AblationError
-from .io import atomic_write
+from .files import OutputSet, input_file, quiet_native_stderr, read_text
 
 
 def matrix_offset(tx: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
@@ -90,18 +93,198 @@ def inverse(tx: sitk.Transform) -> sitk.Euler3DTransform:
     return euler_from_matrix(A.T, -A.T @ b, as_euler(tx).GetCenter())
 
 
+#: parameter / fixed-parameter counts of the 3D transform types read from a text file
+_TFM_TYPES = {
+    "Euler3DTransform": (6, (3, 4)),
+    "VersorRigid3DTransform": (6, (3,)),
+    "TranslationTransform": (3, (0,)),
+    "AffineTransform": (12, (3,)),
+    "MatrixOffsetTransformBase": (12, (3,)),
+    "Rigid3DTransform": (12, (3,)),
+    "Similarity3DTransform": (7, (3,)),
+    "IdentityTransform": (0, (0,)),
+    "CompositeTransform": (0, (0,)),
+}
+_DEFORMABLE = ("BSplineTransform", "DisplacementFieldTransform", "BSplineDeformableTransform")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_TYPE = re.compile(r"^([A-Za-z0-9]+)_(double|float)_(\d+)_(\d+)$")
+TEXT_TRANSFORM_SUFFIXES = (".tfm", ".txt")
+TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
+
+
+@dataclass
+class ParsedTransform:
+    """One transform of an ITK text transform file, its numbers checked."""
+
+    kind: str
+    parameters: list[float]
+    fixed: list[float]
+
+
+def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransform]:
+    """Parse and check an ITK text transform file (``.tfm`` / ``.txt``) without ITK.
+
+    Every line must be a comment, a ``Transform:``, ``Parameters:`` or
+    ``FixedParameters:`` line; every transform must be a known 3D type with the right
+    number of finite parameters. SimpleITK is never given an unchecked file (a NaN
+    parameter crashes it).
+
+    Parameters
+    ----------
+    text : str
+        The file's content.
+    name : str
+        The file name for messages.
+
+    Returns
+    -------
+    list of ParsedTransform
+        In file order (a ``CompositeTransform`` header first, when present).
+
+    Raises
+    ------
+    AblationError
+        Naming the file, the line and the problem.
+    """
+    lines = text.splitlines()
+    if not lines or not lines[0].strip().startswith("#Insight Transform File"):
+        raise AblationError(f"{name}: not an ITK transform file (no '#Insight Transform File' header)")
+    out: list[ParsedTransform] = []
+    cur: dict | None = None
+
+    def finish(at: int) -> None:
+        if cur is None:
+            return
+        kind = cur["kind"]
+        n_par, n_fixed = _TFM_TYPES[kind]
+        if kind != "CompositeTransform" and (cur.get("parameters") is None or cur.get("fixed") is None):
+            raise AblationError(f"{name}: the {kind} before line {at} lacks its Parameters or FixedParameters")
+        par, fix = cur.get("parameters") or [], cur.get("fixed") or []
+        if len(par) != n_par:
+            raise AblationError(f"{name}: a {kind} needs {n_par} parameters, the file gives {len(par)}")
+        if len(fix) not in n_fixed:
+            raise AblationError(f"{name}: a {kind} needs {n_fixed[0]} fixed parameters, the file gives {len(fix)}")
+        out.append(ParsedTransform(kind, par, fix))
+
+    for n, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep or key not in ("Transform", "Parameters", "FixedParameters"):
+            raise AblationError(f"{name} line {n}: unexpected text '{line[:40]}'")
+        if key == "Transform":
+            finish(n)
+            m = _TYPE.match(value.strip())
+            if not m:
+                raise AblationError(f"{name} line {n}: unknown transform type '{value.strip()[:40]}'")
+            kind, dims = m.group(1), (m.group(3), m.group(4))
+            if dims != ("3", "3"):
+                raise AblationError(f"{name}: a {dims[0]}D transform, expected 3D")
+            if kind in _DEFORMABLE:
+                raise AblationError(f"{name}: a {kind} is deformable, not rigid")
+            if kind not in _TFM_TYPES:
+                raise AblationError(f"{name}: unsupported transform type {kind} (expected a rigid transform)")
+            if kind == "CompositeTransform" and out:
+                raise AblationError(f"{name} line {n}: a nested CompositeTransform")
+            cur = {"kind": kind}
+            continue
+        if cur is None:
+            raise AblationError(f"{name} line {n}: {key} before any Transform line")
+        field_ = "parameters" if key == "Parameters" else "fixed"
+        if cur.get(field_) is not None:
+            raise AblationError(f"{name} line {n}: {key} given twice")
+        tokens = value.split()
+        for tok in tokens:
+            if not _NUMBER.match(tok):
+                what = "not finite" if tok.lower().lstrip("+-") in ("nan", "inf", "infinity") else "not a number"
+                raise AblationError(f"{name} line {n}: {key} value '{tok[:20]}' is {what}")
+        vals = [float(t) for t in tokens]
+        if not all(math.isfinite(v) for v in vals):
+            raise AblationError(f"{name} line {n}: {key} value out of range (not finite)")
+        cur[field_] = vals
+    finish(len(lines) + 1)
+    if not out:
+        raise AblationError(f"{name}: no transform in the file")
+    return out
+
+
+def _build(pt: ParsedTransform, name: str) -> sitk.Transform:
+    p, f = pt.parameters, pt.fixed
+    if pt.kind == "Euler3DTransform":
+        tx = sitk.Euler3DTransform()
+        tx.SetCenter(f[:3])
+        if len(f) == 4 and f[3] != 0:
+            tx.SetComputeZYX(True)
+        tx.SetParameters(p)
+        return tx
+    if pt.kind == "VersorRigid3DTransform":
+        if sum(v * v for v in p[:3]) > 1.0 + 1e-9:
+            raise AblationError(f"{name}: the versor of the VersorRigid3DTransform is longer than 1")
+        tx = sitk.VersorRigid3DTransform()
+        tx.SetCenter(f[:3])
+        tx.SetParameters(p)
+        return tx
+    if pt.kind == "Similarity3DTransform":
+        if sum(v * v for v in p[:3]) > 1.0 + 1e-9:
+            raise AblationError(f"{name}: the versor of the Similarity3DTransform is longer than 1")
+        tx = sitk.Similarity3DTransform()
+        tx.SetCenter(f[:3])
+        tx.SetParameters(p)
+        return tx
+    if pt.kind == "TranslationTransform":
+        return sitk.TranslationTransform(3, p)
+    if pt.kind == "IdentityTransform":
+        return sitk.Euler3DTransform()
+    # AffineTransform, MatrixOffsetTransformBase, Rigid3DTransform: matrix + translation about a centre
+    tx = sitk.AffineTransform(3)
+    tx.SetCenter(f[:3])
+    tx.SetMatrix(p[:9])
+    tx.SetTranslation(p[9:12])
+    return tx
+
+
 def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
-    """Read a ``.tfm`` / ``.txt`` / ``.h5`` transform and check it is rigid."""
-    p = Path(path)
-    if not p.exists():
-        raise AblationError(f"{p}: no such transform file")
-    try:
-        tx = sitk.ReadTransform(str(p))
-    except RuntimeError:
-        raise AblationError(f"{p.name}: not a readable ITK transform file") from None
-    if tx.GetDimension() != 3:
-        raise AblationError(f"{p.name}: a {tx.GetDimension()}D transform, expected 3D")
-    # A composite holding one transform (what SimpleITK/Slicer often write)
+    """Read a rigid transform file (``.tfm`` / ``.txt`` parsed and checked here; ``.h5``, ``.mat``).
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        The transform (pre -> post, ITK convention).
+
+    Raises
+    ------
+    AblationError
+        Missing or unreadable file, malformed text, wrong parameter counts, non-finite
+        values, a non-rigid or deformable transform.
+    """
+    p = input_file(path, "transform file")
+    if p.name.lower().endswith(TEXT_TRANSFORM_SUFFIXES) or not p.name.lower().endswith(TRANSFORM_SUFFIXES):
+        parsed = parse_tfm_text(read_text(p, "transform file"), p.name)
+        parts = [pt for pt in parsed if pt.kind != "CompositeTransform"]
+        if parsed[0].kind == "CompositeTransform":
+            if not parts:
+                return sitk.Euler3DTransform()
+            tx = sitk.CompositeTransform([_build(pt, p.name) for pt in parts])
+        elif len(parts) == 1:
+            tx = _build(parts[0], p.name)
+        else:
+            raise AblationError(f"{p.name}: {len(parts)} transforms without a CompositeTransform header")
+    else:
+        with quiet_native_stderr():
+            try:
+                tx = sitk.ReadTransform(str(p))
+            except RuntimeError:
+                tx = None
+        if tx is None:
+            raise AblationError(f"{p.name}: not a readable ITK transform file")
+        if tx.GetDimension() != 3:
+            raise AblationError(f"{p.name}: a {tx.GetDimension()}D transform, expected 3D")
     if tx.GetName() == "CompositeTransform":
         comp = sitk.CompositeTransform(tx)
         if comp.GetNumberOfTransforms() == 0:
@@ -109,20 +292,57 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
         comp.FlattenTransform()
         if comp.GetNumberOfTransforms() == 1:
             tx = comp.GetNthTransform(0)
-    if tx.GetName() in ("BSplineTransform", "DisplacementFieldTransform"):
+        else:
+            for k in range(comp.GetNumberOfTransforms()):
+                if comp.GetNthTransform(k).GetName() in _DEFORMABLE:
+                    raise AblationError(f"{p.name}: a {comp.GetNthTransform(k).GetName()} is deformable, not rigid")
+    if tx.GetName() in _DEFORMABLE:
         raise AblationError(f"{p.name}: a {tx.GetName()} is deformable, not rigid")
+    if tx.GetName() != "CompositeTransform" and not all(math.isfinite(v) for v in (*tx.GetParameters(), *tx.GetFixedParameters())):
+        raise AblationError(f"{p.name}: transform parameters are not finite")
     if not is_rigid(tx):
         raise AblationError(f"{p.name}: transform is not rigid (it scales or shears)")
     return as_euler(tx)
 
 
-def write_transform_atomic(tx: sitk.Transform, path: str | os.PathLike) -> Path:
+def tfm_text(tx: sitk.Transform) -> str:
+    """The ITK text (``.tfm``) form of a rigid transform, as an Euler3DTransform, exact to the last bit.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform
+        A rigid transform.
+
+    Returns
+    -------
+    str
+    """
+    e = as_euler(tx)
+    par = [float(v) for v in e.GetParameters()]
+    fix = [float(v) for v in e.GetCenter()] + [1.0 if e.GetComputeZYX() else 0.0]
+    if not all(math.isfinite(v) for v in par + fix):
+        raise AblationError("the transform has non-finite parameters; nothing written")
+    return (
+        "#Insight Transform File V1.0\n#Transform 0\nTransform: Euler3DTransform_double_3_3\n"
+        f"Parameters: {' '.join(repr(v) for v in par)}\n"
+        f"FixedParameters: {' '.join(repr(v) for v in fix)}\n"
+    )
+
+
+def write_transform_atomic(tx: sitk.Transform, path: str | os.PathLike, *, inputs=()) -> Path:
+    """Write a rigid transform as ``.tfm`` (or ``.txt``) atomically, never onto an input.
+
+    Raises
+    ------
+    AblationError
+        Another suffix, a non-finite transform, or the file cannot be written.
+    """
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in (".tfm", ".txt", ".h5", ".hdf5", ".mat"):
+    if not p.name.lower().endswith(TEXT_TRANSFORM_SUFFIXES):
         raise AblationError(f"cannot write a transform to '{p.name}': use .tfm")
-    with atomic_write(p) as tmp:
-        sitk.WriteTransform(tx, str(tmp))
+    outs = OutputSet(inputs)
+    outs.add_text(p, tfm_text(tx))
+    outs.commit()
     return p
 
 

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import display, io
-from ..core.case import Case, is_case_folder, load_case_files
+from ..core.case import Case, is_case_folder, load_case_files, open_sample_copy
 from ..core.errors import AblationError
 from . import _layers
 from .session import CaseSession, default_cases_root, new_case_folder
@@ -334,19 +334,5 @@ def _sample_names() -> list[tuple[str, str]]:
 
 
 def sample_working_copy(key: str, *, fresh: bool = False) -> tuple[Case, Path]:
-    """The user's working copy of a sample case (created from the bundled data if needed).
-
-    The bundled files are never modified: annotations go to
-    ``<cases root>/sample_<key>`` (a new numbered folder when ``fresh``).
-    """
-    from ..core import samples
-
-    folder = default_cases_root() / f"sample_{key}"
-    if not fresh and is_case_folder(folder):
-        return Case.load(folder), folder
-    if fresh and is_case_folder(folder):
-        folder = new_case_folder(f"sample_{key}")
-    case = samples.load_sample(key)
-    case.info.setdefault("name", f"sample_{key}")
-    case.save(folder)
-    return case, folder
+    """The user's working copy of a sample case (see :func:`core.case.open_sample_copy`)."""
+    return open_sample_copy(key, default_cases_root() / f"sample_{key}", fresh=fresh)

@@ -1,0 +1,656 @@
+"""Where every file enters and leaves: input checks and all-or-none atomic outputs.
+
+Entry: :func:`input_file` / :func:`input_path` check that a path exists and is a readable
+regular file (or folder); :func:`check_nifti` reads a NIfTI file completely (a gzip
+stream is decompressed to its end, so truncation and corruption show) and checks its
+header against the data; :func:`quiet_native_stderr` keeps the messages that ITK and the
+NIfTI library print on the process's stderr away from the user, so that a failure ends
+as one line.
+
+Exit: an :class:`OutputSet` collects the files of one action (a margin run's JSON, CSV,
+report and labels; a case folder's images and manifest) and writes them all or none:
+every file is written under its final name into a hidden temporary folder beside its
+target, flushed to disk, verified (size, or a full re-read), and only then renamed onto
+the targets. An output that resolves to an input (same real path or same inode), to a
+device, a FIFO or a folder, or to a read-only file is refused before anything is
+written. Temporary folders are removed on failure and on interruption; folders left by
+a killed process are removed by the next write into the same folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import math
+import os
+import shutil
+import stat
+import struct
+import sys
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AblationError
+
+#: prefix of the hidden temporary folders an :class:`OutputSet` writes into
+TMP_PREFIX = ".napari-ablation-tmp-"
+
+_STDERR_LOCK = threading.RLock()
+
+
+def _silence_itk_warnings() -> None:
+    try:
+        import SimpleITK as sitk
+    except ImportError:  # pragma: no cover - a runtime dependency
+        return
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+_silence_itk_warnings()
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def os_error_message(exc: OSError, path: str | os.PathLike, verb: str = "read") -> str:
+    """One line saying what is wrong with which path, e.g. ``cannot write /x: permission denied``.
+
+    Parameters
+    ----------
+    exc : OSError
+        The error raised by the operating system.
+    path : str or PathLike
+        The path the user gave (named in the message).
+    verb : str
+        What was attempted (``read``, ``write``, ``create``).
+
+    Returns
+    -------
+    str
+        The message.
+    """
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    return f"cannot {verb} {path}: {reason}"
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[list[str]]:
+    """Redirect the process's file descriptor 2 while native code (ITK, niftilib) runs.
+
+    Yields a list that receives the captured lines when the block ends, so a caller can
+    turn them into its own one-line message.
+    """
+    captured: list[str] = []
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 (embedded): nothing to silence
+            yield captured
+            return
+        with tempfile.TemporaryFile() as sink:
+            try:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield captured
+                finally:
+                    os.dup2(saved, 2)
+            finally:
+                os.close(saved)
+                sink.seek(0)
+                text = sink.read(65536).decode("utf-8", "replace")
+                captured.extend(ln.strip() for ln in text.splitlines() if ln.strip())
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def input_path(path: str | os.PathLike, what: str = "file or folder") -> Path:
+    """``path`` as a :class:`~pathlib.Path` after checking it exists and can be read.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file or a folder given by the user.
+    what : str
+        How to call it in the message when it is missing.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    AblationError
+        When it is missing, unreadable, or neither a regular file nor a folder (a device,
+        a FIFO: reading one would hang or never end).
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise AblationError(f"{p}: no such {what}") from None
+    except OSError as exc:
+        raise AblationError(os_error_message(exc, p)) from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise AblationError(f"{p}: not a regular file")
+    if not os.access(p, os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)):
+        raise AblationError(f"cannot read {p}: permission denied")
+    return p
+
+
+def input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Like :func:`input_path` but a folder is refused."""
+    p = input_path(path, what)
+    if p.is_dir():
+        raise AblationError(f"{p}: is a folder, expected a {what}")
+    return p
+
+
+def read_text(path: str | os.PathLike, what: str = "file", max_bytes: int = 64 << 20) -> str:
+    """Read a small UTF-8 text file (CSV, JSON, .tfm) with one-line errors.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    what : str
+        How to call the file in messages.
+    max_bytes : int
+        Larger files are refused (a text input of this kind is never that large).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    AblationError
+        Missing, unreadable, too large or not UTF-8 text.
+    """
+    p = input_file(path, what)
+    try:
+        if p.stat().st_size > max_bytes:
+            raise AblationError(f"{p}: too large for a {what} ({p.stat().st_size} bytes)")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise AblationError(os_error_message(exc, p)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AblationError(f"{p.name}: not a text {what} (not UTF-8)") from None
+
+
+# NIfTI datatype code -> bytes per voxel
+_NIFTI_TYPES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
+                1536: 16, 1792: 16, 2048: 32, 2304: 4}
+_NIFTI_FLOAT_TYPES = (16, 64, 1536)
+
+
+@dataclass
+class NiftiHeader:
+    """What :func:`check_nifti` learnt about a NIfTI file."""
+
+    shape: tuple[int, ...]
+    datatype: int
+    is_float: bool
+    data_bytes: int
+
+
+def _open_maybe_gzip(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def check_nifti(path: str | os.PathLike) -> NiftiHeader:
+    """Read a NIfTI-1/NIfTI-2 file completely and check its header against its data.
+
+    A gzip stream is decompressed to its end (its CRC and length are checked), the header
+    fields are checked for consistency (dimensions, datatype and bits per voxel, voxel
+    offset, finite and positive voxel spacing, finite orientation) and the data must
+    hold every voxel the header announces.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.nii`` or ``.nii.gz`` file.
+
+    Returns
+    -------
+    NiftiHeader
+
+    Raises
+    ------
+    AblationError
+        Naming the file and the first problem found.
+    """
+    p = input_file(path, "image file")
+    name = p.name
+    try:
+        with _open_maybe_gzip(p) as fh:
+            head = fh.read(544)
+            total = len(head)
+            while True:
+                chunk = fh.read(1 << 22)
+                if not chunk:
+                    break
+                total += len(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise AblationError(f"{name}: corrupt or truncated (the compressed data does not decompress to its end)") from None
+    except OSError as exc:
+        if exc.errno is None:
+            raise AblationError(f"{name}: corrupt or truncated compressed data") from None
+        raise AblationError(os_error_message(exc, p)) from None
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", head[:4])[0] if len(head) >= 4 else 0
+        if size in (348, 540):
+            break
+    else:
+        raise AblationError(f"{name}: not a readable image (no NIfTI header)")
+    if len(head) < size:
+        raise AblationError(f"{name}: truncated NIfTI header ({len(head)} bytes)")
+    e = endian
+    if size == 348:
+        if head[344:348] not in (b"n+1\x00",):
+            raise AblationError(f"{name}: not a single-file NIfTI-1 image (magic {head[344:348]!r})")
+        dim = struct.unpack(e + "8h", head[40:56])
+        datatype, bitpix = struct.unpack(e + "2h", head[70:74])
+        pixdim = struct.unpack(e + "8f", head[76:108])
+        vox_offset = struct.unpack(e + "f", head[108:112])[0]
+        scl = struct.unpack(e + "2f", head[112:120])
+        qform_code, sform_code = struct.unpack(e + "2h", head[252:256])
+        orient = struct.unpack(e + "6f", head[256:280]) + struct.unpack(e + "12f", head[280:328])
+    else:
+        if head[4:8] != b"n+2\x00":
+            raise AblationError(f"{name}: not a single-file NIfTI-2 image")
+        datatype, bitpix = struct.unpack(e + "2h", head[12:16])
+        dim = struct.unpack(e + "8q", head[16:80])
+        pixdim = struct.unpack(e + "8d", head[104:168])
+        vox_offset = struct.unpack(e + "q", head[168:176])[0]
+        scl = struct.unpack(e + "2d", head[176:192])
+        qform_code, sform_code = struct.unpack(e + "2i", head[344:352])
+        orient = struct.unpack(e + "6d", head[352:400]) + struct.unpack(e + "12d", head[400:496])
+    ndim = dim[0]
+    if not 1 <= ndim <= 7:
+        raise AblationError(f"{name}: corrupt NIfTI header (number of dimensions {ndim})")
+    shape = tuple(int(v) for v in dim[1 : ndim + 1])
+    if any(v < 1 for v in shape):
+        raise AblationError(f"{name}: corrupt NIfTI header (image size {'x'.join(map(str, shape))})")
+    if datatype not in _NIFTI_TYPES:
+        raise AblationError(f"{name}: corrupt NIfTI header (unknown datatype code {datatype})")
+    nbytes = _NIFTI_TYPES[datatype]
+    if bitpix != 8 * nbytes:
+        raise AblationError(f"{name}: corrupt NIfTI header (datatype {datatype} with {bitpix} bits per voxel)")
+    min_offset = 352 if size == 348 else 544
+    if not (math.isfinite(vox_offset) and vox_offset >= min_offset and vox_offset == int(vox_offset)):
+        raise AblationError(f"{name}: corrupt NIfTI header (voxel data offset {vox_offset})")
+    spacing = pixdim[1 : min(ndim, 3) + 1]
+    if not all(math.isfinite(v) and v != 0 for v in spacing):
+        bad = ", ".join(f"{v:g}" for v in spacing)
+        raise AblationError(f"{name}: voxel spacing must be finite and non-zero, the header says {bad}")
+    if not math.isfinite(pixdim[0]):
+        raise AblationError(f"{name}: corrupt NIfTI header (qfac {pixdim[0]})")
+    if (qform_code > 0 or sform_code > 0) and not all(math.isfinite(v) for v in orient):
+        raise AblationError(f"{name}: corrupt NIfTI header (non-finite orientation or origin)")
+    if not all(math.isfinite(v) for v in scl):
+        raise AblationError(f"{name}: corrupt NIfTI header (non-finite intensity scaling)")
+    n = 1
+    for v in shape:
+        n *= v
+    need = int(vox_offset) + n * nbytes
+    if total < need:
+        raise AblationError(f"{name}: truncated: {total} bytes of data where the header needs {need}")
+    return NiftiHeader(shape, datatype, datatype in _NIFTI_FLOAT_TYPES, n * nbytes)
+
+
+# ----------------------------------------------------------------------------- exit
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary folders left in ``folder`` by writers that no longer run.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            continue
+        try:
+            pid = int(name[len(TMP_PREFIX) :].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            path = Path(folder) / name
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Pending:
+    target: Path  # resolved final path
+    shown: str  # the path as the user gave it, for messages
+    write: Callable[[Path], list[Path]]  # writes the file(s) under the final name into a folder
+
+
+class OutputSet:
+    """Files written together, all or none, never onto an input.
+
+    Parameters
+    ----------
+    inputs : iterable of path
+        Files (and folders) the action read; an output resolving to any of them is
+        refused.
+
+    Examples
+    --------
+    >>> outs = OutputSet(inputs=[tumor_path])                      # doctest: +SKIP
+    >>> outs.add_text("m.json", text); outs.add_image("c.nii.gz", img)  # doctest: +SKIP
+    >>> outs.commit()                                               # doctest: +SKIP
+    """
+
+    def __init__(self, inputs: Iterable[str | os.PathLike | None] = ()):
+        self.inputs: list[Path] = []
+        for p in inputs:
+            if p:
+                self.add_input(p)
+        self._pending: list[_Pending] = []
+
+    def add_input(self, path: str | os.PathLike) -> None:
+        """Protect one more input (and, for ``.mhd``/``.nhdr``, its data file)."""
+        p = Path(path)
+        self.inputs.append(p)
+        for data in _detached_data_files(p):
+            self.inputs.append(data)
+
+    # --------------------------------------------------------------- checks
+    def check(self, path: str | os.PathLike) -> Path:
+        """Refuse an output path that must not be written; return its resolved path.
+
+        Raises
+        ------
+        AblationError
+            The output is an input, a folder, not a regular file (a device, a FIFO), a
+            read-only file, or named twice in this set.
+        """
+        shown = str(path)
+        p = Path(path)
+        if shown.strip() == "":
+            raise AblationError("an output file name is empty")
+        for inp in self.inputs:
+            if _same_file(p, inp):
+                raise AblationError(f"refusing to write {shown}: it is an input of this command ({inp})")
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise AblationError(os_error_message(exc, shown, "write")) from None
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                raise AblationError(f"cannot write {shown}: it is a folder, expected a file name")
+            if not stat.S_ISREG(st.st_mode):
+                raise AblationError(f"refusing to write {shown}: not a regular file (a device, FIFO or socket)")
+            if not st.st_mode & 0o222:
+                raise AblationError(f"refusing to write {shown}: the file is read-only")
+        target = Path(os.path.realpath(p))
+        for other in self._pending:
+            if other.target == target:
+                raise AblationError(f"{shown} is named twice as an output")
+        return target
+
+    # --------------------------------------------------------------- adding
+    def add(self, path: str | os.PathLike, write: Callable[[Path], list[Path]]) -> Path:
+        """Add an output written by ``write(tmp_path) -> [written files]`` (checked first)."""
+        target = self.check(path)
+        self._pending.append(_Pending(target, str(path), write))
+        return target
+
+    def add_bytes(self, path: str | os.PathLike, data: bytes) -> Path:
+        def write(tmp: Path) -> list[Path]:
+            _write_all(tmp, data)
+            if tmp.stat().st_size != len(data):
+                raise OSError(errno.EIO, "written size differs")
+            return [tmp]
+
+        return self.add(path, write)
+
+    def add_text(self, path: str | os.PathLike, text: str) -> Path:
+        return self.add_bytes(path, text.encode("utf-8"))
+
+    def add_image(self, path: str | os.PathLike, img, *, compress: bool = True) -> Path:
+        """An image written by SimpleITK (format from the suffix) and verified by a full re-read."""
+        from .io import IMAGE_SUFFIXES, path_suffix
+
+        suffix = path_suffix(path)
+        if suffix not in IMAGE_SUFFIXES:
+            raise AblationError(f"cannot write an image to '{Path(path).name}': use .nii.gz, .nii, .nrrd or .mha")
+
+        def write(tmp: Path) -> list[Path]:
+            import SimpleITK as sitk
+
+            with quiet_native_stderr():
+                try:
+                    sitk.WriteImage(img, str(tmp), compress and suffix not in (".nii",))
+                except RuntimeError as exc:
+                    raise OSError(errno.EIO, _native_reason(exc)) from None
+            written = [tmp] + [d for d in _detached_data_files(tmp) if d.exists()]
+            for f in written:
+                _fsync_path(f)
+            _verify_image(tmp, img)
+            return written
+
+        return self.add(path, write)
+
+    # --------------------------------------------------------------- writing
+    def commit(self) -> list[Path]:
+        """Write every output into temporary folders, verify all, then rename all.
+
+        Returns
+        -------
+        list of Path
+            The files written (resolved paths).
+
+        Raises
+        ------
+        AblationError
+            On any failure (no space, permission, verification); no target is changed.
+        """
+        if not self._pending:
+            return []
+        tmpdirs: dict[Path, Path] = {}
+        staged: list[tuple[Path, Path, str]] = []  # (temporary file, final file, shown)
+        try:
+            for item in self._pending:
+                folder = item.target.parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise AblationError(os_error_message(exc, folder, "create folder")) from None
+                if folder not in tmpdirs:
+                    remove_stale_temporaries(folder)
+                    try:
+                        tmpdirs[folder] = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=folder))
+                    except OSError as exc:
+                        raise AblationError(os_error_message(exc, item.shown, "write")) from None
+                tmp = tmpdirs[folder] / item.target.name
+                try:
+                    written = item.write(tmp)
+                except OSError as exc:
+                    raise AblationError(os_error_message(exc, item.shown, "write")) from None
+                for w in written:
+                    staged.append((w, folder / w.name, item.shown))
+            self._rename_all(staged, tmpdirs)
+        finally:
+            for d in tmpdirs.values():
+                shutil.rmtree(d, ignore_errors=True)
+            self._pending = []
+        return [final for _t, final, _s in staged]
+
+    @staticmethod
+    def _rename_all(staged: list[tuple[Path, Path, str]], tmpdirs: dict[Path, Path]) -> None:
+        # keep the old files (hard links) so that a failed rename can be undone
+        backups: list[tuple[Path, Path | None]] = []
+        try:
+            for tmp, final, shown in staged:
+                backup = None
+                if final.exists():
+                    backup = tmpdirs[final.parent] / f".old-{final.name}"
+                    with contextlib.suppress(OSError):
+                        os.link(final, backup)
+                    if not backup.exists():
+                        backup = None
+                try:
+                    os.chmod(tmp, 0o666 & ~_umask())
+                    os.replace(tmp, final)
+                except OSError as exc:
+                    raise AblationError(os_error_message(exc, shown, "write")) from None
+                backups.append((final, backup))
+        except BaseException:
+            for final, backup in reversed(backups):
+                with contextlib.suppress(OSError):
+                    if backup is not None:
+                        os.replace(backup, final)
+                    else:
+                        final.unlink()
+            raise
+        for folder in tmpdirs:
+            with contextlib.suppress(OSError):
+                _fsync_path(folder, directory=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _native_reason(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.lower().startswith("description:"):
+            return ln.split(":", 1)[1].strip()
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _detached_data_files(path: Path) -> list[Path]:
+    """The data file named by a ``.mhd`` / ``.nhdr`` header (empty for other formats)."""
+    low = path.name.lower()
+    if not low.endswith((".mhd", ".nhdr")):
+        return []
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536).decode("latin-1")
+    except OSError:
+        return []
+    out = []
+    for line in head.splitlines():
+        key, _, value = line.partition(":" if low.endswith(".nhdr") else "=")
+        key = key.strip().lower()
+        if key in ("elementdatafile", "data file", "datafile"):
+            value = value.strip()
+            if value and value.upper() not in ("LOCAL", "LIST") and "%" not in value:
+                out.append(path.parent / value)
+    return out
+
+
+def _verify_image(tmp: Path, img) -> None:
+    """Re-read a written image completely and compare its size and geometry."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    if tmp.name.lower().endswith((".nii", ".nii.gz")):
+        try:
+            check_nifti(tmp)
+        except AblationError as exc:
+            raise OSError(errno.EIO, f"the written file does not read back ({exc})") from None
+    with quiet_native_stderr():
+        try:
+            back = sitk.ReadImage(str(tmp))
+        except RuntimeError as exc:
+            raise OSError(errno.EIO, f"the written file does not read back ({_native_reason(exc)})") from None
+    if back.GetSize() != img.GetSize() or not np.allclose(back.GetSpacing(), img.GetSpacing(), rtol=1e-5):
+        raise OSError(errno.EIO, "the written file does not read back with the same size")
+
+
+def write_outputs(items: Iterable[tuple[str | os.PathLike, object]], inputs: Iterable = ()) -> list[Path]:
+    """Write ``(path, str | bytes)`` pairs all or none (see :class:`OutputSet`).
+
+    Parameters
+    ----------
+    items : iterable of (path, str or bytes)
+    inputs : iterable of path
+        Files the outputs must not overwrite.
+
+    Returns
+    -------
+    list of Path
+    """
+    outs = OutputSet(inputs)
+    for path, data in items:
+        if isinstance(data, bytes):
+            outs.add_bytes(path, data)
+        else:
+            outs.add_text(path, str(data))
+    return outs.commit()
