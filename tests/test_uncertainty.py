@@ -30,7 +30,7 @@ def _bench():
 @pytest.fixture(scope="module")
 def phantom():
     """Tumor ball r 10 mm, ablation ball r 13.5 mm offset 2 mm, oblique T (true MTM 1.5 mm)."""
-    tumor, ablation, T, analytic = _bench().phantom(2.0)
+    tumor, ablation, T, _analytic = _bench().phantom(2.0)
     return tumor, ablation, T, M.analyze_margin(tumor, ablation, T, 5.0, with_shells=False)
 
 
@@ -117,7 +117,7 @@ def test_coverage_on_a_fixed_seed():
 
 
 def test_boundary_tolerance_alone_moves_the_mtm_by_at_most_both_tolerances(phantom):
-    tumor, ablation, T, res = phantom
+    tumor, _ablation, _T, res = phantom
     unc = U.margin_uncertainty(res, None, boundary_mm=0.5, samples=200, seed=4)
     change = unc.sampled_min_margin_mm - res.min_margin_mm
     # tumor and ablation boundaries each move by up to 0.5 mm: the MTM by up to 1 mm (+ the fast path's error)
@@ -130,7 +130,7 @@ def test_boundary_tolerance_alone_moves_the_mtm_by_at_most_both_tolerances(phant
 
 
 def test_uncertain_voxels_and_fourth_label(phantom):
-    tumor, ablation, T, res = phantom
+    _tumor, _ablation, _T, res = phantom
     reg = U.translation_samples(1.0, 100, np.random.default_rng(3), res.tumor_centroid_lps)
     unc = U.margin_uncertainty(res, reg, boundary_mm=0.0)
     assert unc.uncertain_crop.shape == res.class_crop.shape
