@@ -108,7 +108,10 @@ def single_color_map(color: str):
 def margin_colormap():
     from napari.utils.colormaps import DirectLabelColormap
 
-    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS})
+    from ..core.coverage import UNCERTAIN_COLOR, UNCERTAIN_LABEL
+
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS,
+                                           UNCERTAIN_LABEL: UNCERTAIN_COLOR})
 
 
 def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None, **kw):

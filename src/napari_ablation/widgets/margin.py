@@ -39,10 +39,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import geometry, margin as core_margin, report, transform as tfm
+from ..core import coverage, geometry, report, uncertainty
+from ..core import margin as core_margin
+from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from . import _layers
-
 from .session import CaseSession
 
 DEBOUNCE_MS = 500
@@ -76,6 +77,7 @@ class MarginWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.result: core_margin.MarginResult | None = None
+        self.uncertainty: uncertainty.MarginUncertainty | None = None
         self._file_transform: sitk.Transform | None = None
         self._file_transform_path: str | None = None
         self._worker = None
@@ -126,6 +128,17 @@ class MarginWidget(QWidget):
         form.addRow("", self.tx_label)
         form.addRow("threshold", self.threshold)
         form.addRow("presets (mm)", presets)
+        self.registration_sd = QDoubleSpinBox()
+        self.registration_sd.setRange(0.0, 10.0)
+        self.registration_sd.setDecimals(1)
+        self.registration_sd.setSingleStep(0.5)
+        self.registration_sd.setSuffix(" mm")
+        self.registration_sd.setSpecialValueText("off")
+        self.registration_sd.setToolTip(
+            "how far you trust the registration at the tumor (SD per axis): with a value, the MTM gets a 95 % "
+            "interval (registration and half-a-voxel boundary error) and the margin layer an 'uncertain' class")
+        self.registration_sd.valueChanged.connect(lambda *_: self._inputs_changed())
+        form.addRow("registration SD", self.registration_sd)
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._inputs_changed())
         self.ablation_combo.activated.connect(lambda *_: self._inputs_changed())
@@ -150,16 +163,22 @@ class MarginWidget(QWidget):
         self.big.setFont(f)
         self.big.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.big)
+        self.interval = QLabel("")
+        self.interval.setWordWrap(True)
+        self.interval.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.interval)
         self.where = QLabel("")
         self.where.setWordWrap(True)
         lay.addWidget(self.where)
 
         legend = QGridLayout()
         self.legend_labels = {}
-        for i, (k, name) in enumerate(_layers.MARGIN_NAMES.items()):
+        names = {**_layers.MARGIN_NAMES, coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_KEY}
+        colors = {**_layers.MARGIN_COLORS, coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_COLOR}
+        for i, (k, name) in enumerate(names.items()):
             sw = QLabel()
             sw.setFixedSize(14, 14)
-            sw.setStyleSheet(f"background-color: {_layers.MARGIN_COLORS[k]}; border: 1px solid #444;")
+            sw.setStyleSheet(f"background-color: {colors[k]}; border: 1px solid #444;")
             txt = QLabel(name)
             legend.addWidget(sw, i, 0)
             legend.addWidget(txt, i, 1)
@@ -383,8 +402,15 @@ class MarginWidget(QWidget):
         self.status.setText("computing margins…")
         self.run_btn.setEnabled(False)
 
+        sd = float(self.registration_sd.value())
+
         def job():
-            return core_margin.analyze_margin(tumor, ablation, tx, t)
+            res = core_margin.analyze_margin(tumor, ablation, tx, t)
+            if sd <= 0:
+                return res, None
+            reg = uncertainty.translation_samples(sd, uncertainty.DEFAULT_SAMPLES, np.random.default_rng(0),
+                                                  res.tumor_centroid_lps)
+            return res, uncertainty.margin_uncertainty(res, reg, tumor=tumor, ablation=ablation, transform=tx)
 
         self._worker = _layers.start_worker(job, on_returned=self._on_result, on_error=self._on_error,
                                             on_finished=self._on_finished, desc="margin analysis")
@@ -401,7 +427,8 @@ class MarginWidget(QWidget):
             self._pending = False
             self._timer.start()
 
-    def _on_result(self, res: core_margin.MarginResult) -> None:
+    def _on_result(self, out) -> None:
+        res, self.uncertainty = out
         self.result = res
         try:
             self._show(res)
@@ -422,6 +449,12 @@ class MarginWidget(QWidget):
                  3: "not covered"}
         for k, key in ((1, "covered_with_margin"), (2, "insufficient_margin"), (3, "uncovered")):
             self.legend_labels[k].setText(f"{names[k]}: {100 * f[key]:.1f} % ({res.volume_ml[key]:.2f} ml)")
+        unc = self.uncertainty
+        self.interval.setText("" if unc is None else unc.interval_text())
+        self.interval.setToolTip("" if unc is None else unc.summary_text())
+        self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
+            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples"
+            + ("" if unc is None else f" ({unc.uncertain_volume_ml:.2f} ml)"))
         self.status.setText("; ".join(f"warning: {w}" for w in res.warnings) or "up to date")
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
@@ -457,7 +490,8 @@ class MarginWidget(QWidget):
                 if layer is not None:
                     layer.visible = False
         meta = {"threshold_mm": res.threshold_mm}
-        lab = _layers.add_or_update_labels(v, res.margin_labels_image(), "margin", colormap=_layers.margin_colormap(),
+        classes = res.margin_labels_image() if self.uncertainty is None else self.uncertainty.margin_labels_image(res)
+        lab = _layers.add_or_update_labels(v, classes, "margin", colormap=_layers.margin_colormap(),
                                            opacity=0.6, metadata={_layers.META: meta})
         lab.colormap = _layers.margin_colormap()
         # the ablation zone brought into pre space, as an outline on a box around the tumor
@@ -595,6 +629,8 @@ class MarginWidget(QWidget):
         if suf == ".json":
             kw = self._report_kwargs()
             extra = {"case": kw["info"], "registration_qa": kw["qa"], "registration": kw["transform_note"]}
+            if self.uncertainty is not None:
+                extra.update(self.uncertainty.to_json_dict())
             return report.write_json(p, res, extra)
         if suf == ".csv":
             return report.write_csv(p, res)
@@ -602,7 +638,7 @@ class MarginWidget(QWidget):
             kw = self._report_kwargs()
             if screenshot:
                 kw["screenshot_png"] = self._screenshot_3d()
-            return report.write_report(p, res, **kw)
+            return report.write_report(p, res, uncertainty=self.uncertainty, **kw)
         raise AblationError(f"cannot export to '{p.name}': use .json, .csv, .html or .pdf")
 
     def _screenshot_3d(self) -> bytes | None:
