@@ -150,3 +150,26 @@ def test_bad_uncertainty_options_are_one_line_and_write_nothing(files, capsys, e
     assert rc == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (files / "never.json").exists()
+
+
+def test_landmarks_that_do_not_match_the_registration_are_named(files, capsys):
+    """Without --transform (identity) the landmark fit (a 7 mm shift) is another registration."""
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(files / "tumor.nii.gz"),
+            "--ablation",
+            str(files / "ablation.nii.gz"),
+            "--uncertainty",
+            "--fixed-points",
+            str(files / "pre.csv"),
+            "--moving-points",
+            str(files / "post.csv"),
+            "--samples",
+            "20",
+        ]
+    )
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "the landmark fit and the registration differ by 7." in err

@@ -247,13 +247,20 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
     import numpy as np
 
     from .core import landmarks, uncertainty
+    from .core import transform as tfm
 
     rng = np.random.default_rng(args.seed)
     n, c = args.samples, res.tumor_centroid_lps
     reg = None
     if args.fixed_points:
-        reg = uncertainty.landmark_samples(landmarks.read_points_csv(args.fixed_points),
-                                           landmarks.read_points_csv(args.moving_points), n, rng, c)
+        fixed, moving = landmarks.read_points_csv(args.fixed_points), landmarks.read_points_csv(args.moving_points)
+        reg = uncertainty.landmark_samples(fixed, moving, n, rng, c)
+        # the landmarks describe the error of their own fit: say so when --transform is another one
+        fit = landmarks.fit_landmarks(fixed, moving)
+        gap = float(np.linalg.norm(tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c)))
+        if gap > 1.0 + 3.0 * fit.predicted_tre_at(c):
+            _warn("margin", f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
+                            "interval describes the error of the landmark fit")
     if args.registration_sd_mm is not None:
         sd = uncertainty.translation_samples(args.registration_sd_mm, n, rng, c)
         reg = sd if reg is None else reg.then(sd)

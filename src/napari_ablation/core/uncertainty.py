@@ -902,7 +902,7 @@ def margin_uncertainty(
 
     # --- points: tumor surface (MTM), voxel centres (classes), volume points (fractions)
     verts, vnorm = ts.verts, ts.vertex_normals()
-    voff = (_along(tol_t, vnorm) * 1.0)[:, None] * vnorm  # outward offset at u_t = 1
+    voff = _along(tol_t, vnorm)[:, None] * vnorm  # outward offset at u_t = 1
     vox = _tumor_voxel_centres(res)
     vol, vol_d, vol_n = _volume_points(res, b_t)
     vol_tol = _along(tol_t, vol_n)
