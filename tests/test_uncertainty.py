@@ -199,3 +199,19 @@ def test_restart_covariance_of_the_automatic_registration_on_the_renal_sample():
     samples = U.covariance_samples(cov, 500, np.random.default_rng(0), c, "automatic registration")
     rms = float(np.sqrt(np.mean(samples.displacement_at(c) ** 2)))
     assert rms == pytest.approx(tre, rel=0.15)
+
+
+def test_combined_sources_compose_as_rigid_motions():
+    """``a.then(b)`` applies ``a`` and then ``b``, whatever the two centres."""
+    rng = np.random.default_rng(8)
+    cov = np.diag([0.02, 0.03, 0.01, 1.0, 2.0, 0.5])
+    a = U.covariance_samples(cov, 5, rng, [10.0, -3.0, 7.0], "a")
+    b = U.covariance_samples(cov, 5, rng, [-4.0, 2.0, 1.0], "b")
+    pts = rng.normal(0, 20, (7, 3))
+    both = a.then(b)
+    expect = np.stack([b.apply(a.apply(pts)[k])[k] for k in range(5)])
+    assert np.allclose(both.apply(pts), expect)
+    assert both.sources == ("a", "b")
+    # the displacement bound holds
+    r = float(np.linalg.norm(pts - both.center, axis=1).max())
+    assert np.all(np.linalg.norm(both.apply(pts) - pts, axis=2) <= both.max_displacement(r) + 1e-9)
