@@ -195,7 +195,8 @@ def test_restart_covariance_of_the_automatic_registration_on_the_renal_sample():
     assert cov.shape == (6, 6) and np.allclose(cov, cov.T)
     assert np.linalg.eigvalsh(cov).min() >= -1e-12
     tre = U.predicted_tre(cov, c, c)
-    assert 0.0 < tre < 1.5  # the local registration lands within about a millimetre of the sample's truth
+    # the local registration lands within about a millimetre of the sample's truth
+    assert 0.0 < tre < 1.5
     samples = U.covariance_samples(cov, 500, np.random.default_rng(0), c, "automatic registration")
     rms = float(np.sqrt(np.mean(samples.displacement_at(c) ** 2)))
     assert rms == pytest.approx(tre, rel=0.15)
