@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -84,6 +86,8 @@ def test_margin_uncertainty_writes_design_keys_summary_and_labels(files, capsys)
         str(out / "classes.nii.gz"),
         "--html",
         str(out / "m.html"),
+        "--csv",
+        str(out / "m.csv"),
     )
     assert rc == 0
     printed = capsys.readouterr().out
@@ -105,6 +109,10 @@ def test_margin_uncertainty_writes_design_keys_summary_and_labels(files, capsys)
     assert doc["uncertain_volume_ml"] == pytest.approx(
         np.count_nonzero(labels == coverage.UNCERTAIN_LABEL) * 0.8 * 0.8 * 2.0 / 1000, abs=1e-4
     )
+    table = (out / "m.csv").read_text(encoding="utf-8")
+    rows = {r[0]: r[1] for r in csv.reader(io.StringIO(table))}
+    assert float(rows["MTM 95 % interval, lower"]) == pytest.approx(lo, abs=0.006)
+    assert float(rows["P(MTM < 0)"]) == pytest.approx(100 * doc["p_min_margin_below_zero"], abs=0.05)
     html = (out / "m.html").read_text(encoding="utf-8")
     assert "How sure is the MTM" in html and "histogram of sampled MTMs" in html
 

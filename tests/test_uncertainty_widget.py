@@ -53,6 +53,9 @@ def test_raised_registration_uncertainty_shows_interval_and_uncertain_class(
     rgba = lab.colormap.map(np.array([coverage.UNCERTAIN_LABEL]))[0]
     assert np.allclose(rgba[:3], [0x00 / 255, 0x72 / 255, 0xB2 / 255], atol=0.01)
     assert "ml" in w.legend_labels[coverage.UNCERTAIN_LABEL].text()
+    assert "P(MTM < 0)\t" in w.table_tsv() and w.table.rowCount() == len(w.result.rows()) + len(
+        unc.rows()
+    )
     # the uncertain voxels are on screen on the slice of the minimal margin (the cyan ablation
     # outline hidden: the only blue left is the uncertain class)
     w.center_on_mtm()

@@ -204,7 +204,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             doc.update(unc.to_json_dict())
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
-        outs.add_text(args.csv_out, res.to_csv())
+        outs.add_text(args.csv_out, res.to_csv() if unc is None else _csv_with_uncertainty(res, unc))
     if args.html_out or args.pdf_out:
         from .core import report
 
@@ -222,6 +222,15 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     if unc is not None:
         print(unc.summary_text())
     return 0
+
+
+def _csv_with_uncertainty(res, unc) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(unc.rows())
+    return res.to_csv() + buf.getvalue()
 
 
 def _check_uncertainty_args(args: argparse.Namespace) -> None:

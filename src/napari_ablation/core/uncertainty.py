@@ -679,6 +679,25 @@ class MarginUncertainty:
         lines += [f"  source: {s}" for s in self.sources]
         return "\n".join(lines)
 
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(figure, value, unit) rows for the results table and the CSV, after ``MarginResult.rows()``."""
+        lo, hi = self.interval_mm
+        pct = f"{100 * self.level:.0f} %"
+        rows = [
+            (f"MTM {pct} interval, lower", f"{lo:.2f}", "mm"),
+            (f"MTM {pct} interval, upper", f"{hi:.2f}", "mm"),
+            ("P(MTM < 0)", f"{100 * self.p_below_zero:.1f}", "%"),
+            (f"P(MTM < {self.threshold_mm:g} mm)", f"{100 * self.p_below_threshold:.1f}", "%"),
+        ]
+        for k, (flo, fhi) in self.volume_fraction_interval().items():
+            rows.append((f"{k} fraction {pct} range", f"{100 * flo:.1f} to {100 * fhi:.1f}", "%"))
+        rows += [
+            ("Uncertain class volume", f"{self.uncertain_volume_ml:.3f}", "ml"),
+            ("Uncertainty samples", f"{self.samples:d}", ""),
+        ]
+        rows += [("Uncertainty source", s, "") for s in self.sources]
+        return rows
+
     def to_json_dict(self) -> dict[str, Any]:
         """The keys of DESIGN.md section 5 plus the class-fraction intervals and the uncertain volume."""
 

@@ -458,7 +458,7 @@ class MarginWidget(QWidget):
         self.status.setText("; ".join(f"warning: {w}" for w in res.warnings) or "up to date")
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
-        rows = res.rows()
+        rows = res.rows() + (unc.rows() if unc is not None else [])
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             for j, v in enumerate(r):
@@ -587,7 +587,10 @@ class MarginWidget(QWidget):
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:
-        return self.result.to_tsv() if self.result is not None else ""
+        if self.result is None:
+            return ""
+        extra = self.uncertainty.rows() if self.uncertainty is not None else []
+        return self.result.to_tsv() + "".join("\t".join(r) + "\n" for r in extra)
 
     def copy_table(self) -> None:
         if self.result is not None:
