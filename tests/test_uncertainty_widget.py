@@ -32,19 +32,21 @@ def test_raised_registration_uncertainty_shows_interval_and_uncertain_class(
     w = MarginWidget(viewer)
     viewer.window.add_dock_widget(w, name="Margin")
     w.run()
-    qtbot.waitUntil(lambda: w.result is not None and w._worker is None, timeout=60000)
+    qtbot.waitUntil(
+        lambda: _layers.find_layer(viewer, "margin") is not None and w._worker is None,
+        timeout=60000,
+    )
     assert w.uncertainty is None and w.interval.text() == ""
     lab = _layers.find_layer(viewer, "margin")
     assert coverage.UNCERTAIN_LABEL not in np.unique(lab.data)
 
-    first = w.result
     w.registration_sd.setValue(2.0)  # "I trust this registration to about 2 mm per axis"
-    w.run()
-    qtbot.waitUntil(lambda: w.result is not first and w._worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: w.uncertainty is not None and w._worker is None, timeout=60000)
     unc = w.uncertainty
     assert unc is not None and LINE.match(w.interval.text())
     lo, hi = unc.interval_mm
     assert lo < w.result.min_margin_mm < hi
+    lab = _layers.find_layer(viewer, "margin")
     values = np.unique(lab.data)
     assert coverage.UNCERTAIN_LABEL in values
     n4 = np.count_nonzero(lab.data == coverage.UNCERTAIN_LABEL)

@@ -52,7 +52,7 @@ from psygnal import Signal
 from .core import geometry
 from .core import margin as core_margin
 from .core import transform as tfm
-from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, Case
+from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, TRANSFORM_FILE, Case
 from .core.errors import AblationError
 
 #: image roles
@@ -142,6 +142,16 @@ def run_analysis(request: AnalysisRequest) -> Analysis:
         ablation_label=request.ablation_label,
     )
     return Analysis(result=res, inputs=dict(request.inputs), identity=request.transform is None)
+
+
+def label_arrays_of(case: Case) -> dict[str, np.ndarray]:
+    """The labels of ``case`` as uint8 (z, y, x) arrays (copies; any thread)."""
+    out = {}
+    for role in LABEL_ROLES:
+        lab = getattr(case, role)
+        if lab is not None:
+            out[role] = np.array(sitk.GetArrayViewFromImage(lab), dtype=np.uint8)
+    return out
 
 
 class CaseModel:
@@ -253,7 +263,12 @@ class CaseModel:
         self.changed.emit("folder")
 
     def load_case(
-        self, case: Case, folder: str | os.PathLike | None = None, *, saved: bool = False
+        self,
+        case: Case,
+        folder: str | os.PathLike | None = None,
+        *,
+        saved: bool = False,
+        label_arrays: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Replace the whole state by ``case``.
 
@@ -265,6 +280,9 @@ class CaseModel:
             Its case folder.
         saved : bool
             True when ``folder`` holds exactly ``case`` (it was just read from there).
+        label_arrays : dict, optional
+            The labels of ``case`` already as uint8 (z, y, x) arrays (made off the GUI
+            thread, see :func:`label_arrays_of`); they are held, not copied.
         """
         case.check_labels()
         self._images = {r: getattr(case, r) for r in IMAGE_ROLES}
@@ -274,7 +292,8 @@ class CaseModel:
             if lab is None:
                 self._labels[role], self._label_grid[role] = None, grid
             else:
-                self._labels[role] = np.array(sitk.GetArrayViewFromImage(lab), dtype=np.uint8)
+                given = (label_arrays or {}).get(role)
+                self._labels[role] = given if given is not None else label_arrays_of(case)[role]
                 self._label_grid[role] = grid if grid is not None else lab
         self._history = [
             TransformStep(None if case.transform is None else tfm.as_euler(case.transform), "case")
@@ -419,6 +438,17 @@ class CaseModel:
         self.labels_changed.emit(role, source)
         self.changed.emit(role)
 
+    def share_labels(self, role: str, array: np.ndarray) -> bool:
+        """Hold ``array`` (a view's own array) as the ``role`` labels without a new version,
+        when it equals the labels held now. Returns False (and changes nothing) otherwise."""
+        cur = self._labels.get(role)
+        if cur is array and cur is not None:
+            return True
+        if cur is None or array is None or cur.shape != array.shape or not np.array_equal(cur, array):
+            return False
+        self._labels[role] = array
+        return True
+
     def labels_edited(self, role: str, source: str = "brush") -> None:
         """Note an in-place edit of the ``role`` labels (brush, undo, redo, bulk edit)."""
         if role not in LABEL_ROLES:
@@ -514,6 +544,31 @@ class CaseModel:
         self._bump("transform")
         self.transform_changed.emit(source)
         self.changed.emit("transform")
+
+    def tumor_centre_lps(self) -> np.ndarray | None:
+        """Centroid (LPS mm) of the tumor labels (cached per tumor version); None without tumor."""
+        key = self._versions["tumor"]
+        hit = getattr(self, "_centre_cache", None)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        arr, grid = self._labels["tumor"], self._label_grid["tumor"]
+        centre = None
+        if arr is not None and grid is not None:
+            idx = np.argwhere(arr != 0)
+            if len(idx):
+                centre = geometry.index_to_lps(grid, idx.mean(axis=0))
+        self._centre_cache = (key, centre)
+        return centre
+
+    def tumor_shift_mm(self, tx: sitk.Transform | None = None) -> float | None:
+        """How far the registration moves the tumor centre (mm): ``|T(c) - c|``, the one
+        displacement figure the plugin reports. ``tx`` defaults to the current transform."""
+        c = self.tumor_centre_lps()
+        if c is None:
+            return None
+        tx = self.transform if tx is None else tx
+        A, b = tfm.matrix_offset(tx)
+        return float(np.linalg.norm(A @ c + b - c))
 
     # ================================================================ landmarks, settings, QA
     @property
@@ -640,7 +695,8 @@ class CaseModel:
         """Copy what must be written (the unsaved items, or ``items``) now.
 
         The manifest (transform, landmarks, settings, QA) is always rewritten; images and
-        labels only when unsaved (or listed). ``folder`` becomes the case folder.
+        labels only when unsaved (or listed in ``items``; ``()`` writes the manifest only).
+        ``folder`` becomes the case folder.
 
         Raises
         ------
@@ -652,7 +708,7 @@ class CaseModel:
         if self._folder is None:
             raise AblationError("the case has no folder yet: save it into a folder first")
         items = tuple(items) if items is not None else self.unsaved_items()
-        roles = tuple(r for r in (*IMAGE_ROLES, *LABEL_ROLES) if r in items or self._saved[r] == 0)
+        roles = tuple(r for r in (*IMAGE_ROLES, *LABEL_ROLES) if r in items)
         return SaveRequest(
             case=self.to_case(), folder=self._folder, versions=dict(self._versions), only=roles
         )
@@ -676,6 +732,9 @@ class CaseModel:
             if only is not None and not only and not manifest_fresh:
                 return {k: self._written[k] for k in ITEMS}
             request.case.save(request.folder, only=only)
+            stale_tfm = request.folder / TRANSFORM_FILE
+            if request.case.transform is None and stale_tfm.exists():
+                stale_tfm.unlink()  # identity now: an older transform file must not come back on reload
             written = set(only) if only is not None else set(IMAGE_ROLES + LABEL_ROLES)
             written |= {"transform", "landmarks", "settings", "qa"}
             for k in written:
@@ -717,5 +776,6 @@ __all__ = [
     "CaseModel",
     "SaveRequest",
     "TransformStep",
+    "label_arrays_of",
     "run_analysis",
 ]

@@ -46,6 +46,9 @@ UNCERTAIN_LABEL = 4
 UNCERTAIN_COLOR = "#0072b2"
 UNCERTAIN_NAME = "uncertain (class changes under registration / segmentation error)"
 
+#: colours of the two structures (tumor drawn on pre, ablation zone drawn on post)
+STRUCTURE_COLORS = {"tumor": "#ff8c00", "ablation": "#00c8ff"}  # orange, cyan
+
 #: label value -> colour / name (for a Labels colormap and its legend)
 LABEL_COLORS = {CLASS_LABELS[k]: CLASS_COLORS[k] for k in CLASS_KEYS}
 LABEL_NAMES = {CLASS_LABELS[k]: CLASS_NAMES[k] for k in CLASS_KEYS}
@@ -74,7 +77,7 @@ def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
 
 
 def class_title(key: str, threshold_mm: float) -> str:
-    """The name of a class for a threshold, e.g. ``"margin >= 5 mm"``.
+    """The name of a class for a threshold, e.g. ``"with margin >= 5 mm"``.
 
     Parameters
     ----------
@@ -89,10 +92,16 @@ def class_title(key: str, threshold_mm: float) -> str:
         A short title (ASCII ``>=``).
     """
     if key == "covered_with_margin":
-        return f"margin >= {threshold_mm:g} mm"
+        return f"with margin >= {threshold_mm:g} mm"
     if key == "insufficient_margin":
         return f"covered, margin < {threshold_mm:g} mm"
     return "not covered"
+
+
+def hex_to_rgb(color: str) -> tuple[float, float, float]:
+    """``"#rrggbb"`` -> (r, g, b) in 0..1 (for matplotlib)."""
+    c = color.lstrip("#")
+    return tuple(int(c[i : i + 2], 16) / 255.0 for i in (0, 2, 4))
 
 
 def verdict_color(margin_mm: float, threshold_mm: float) -> str:

@@ -7,12 +7,13 @@ back to the default layer name.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..core import display, geometry
+from ..core import coverage, display, geometry
 from ..core.errors import AblationError, one_line
 
 META = "napari_ablation"
@@ -31,11 +32,11 @@ ROLES = {
     "landmarks_post": "landmarks post",
 }
 
-#: fixed label colours (RGBA hex)
-TUMOR_COLOR = "#ff8c00"  # orange
-ABLATION_COLOR = "#00c8ff"  # cyan
-MARGIN_COLORS = {1: "#2ca02c", 2: "#ffd700", 3: "#d62728"}  # green, yellow, red
-MARGIN_NAMES = {1: "covered with margin", 2: "insufficient margin", 3: "not covered"}
+#: fixed label colours (hex), defined once in core.coverage
+TUMOR_COLOR = coverage.STRUCTURE_COLORS["tumor"]
+ABLATION_COLOR = coverage.STRUCTURE_COLORS["ablation"]
+MARGIN_COLORS = coverage.LABEL_COLORS  # 1 green, 2 yellow, 3 red
+MARGIN_NAMES = coverage.LABEL_NAMES
 
 
 def role_of(layer) -> str | None:
@@ -108,32 +109,35 @@ def single_color_map(color: str):
 def margin_colormap():
     from napari.utils.colormaps import DirectLabelColormap
 
-    from ..core.coverage import UNCERTAIN_COLOR, UNCERTAIN_LABEL
-
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS,
-                                           UNCERTAIN_LABEL: UNCERTAIN_COLOR})
+                                           coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_COLOR})
 
 
-def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None, **kw):
-    """Replace the data of the layer with this role, or add a new image layer."""
+def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None,
+                        array: np.ndarray | None = None, **kw):
+    """Replace the data of the layer with this role, or add a new image layer (``array``:
+    the image's data, already copied off the GUI thread)."""
     layer = find_layer(viewer, role)
     kwargs = image_layer_kwargs(img, name or ROLES.get(role, role), role, **kw)
-    if layer is not None and layer.data.shape == tuple(img.GetSize()[::-1]):
-        layer.data = sitk.GetArrayFromImage(img)
+    arr = array if array is not None else sitk.GetArrayFromImage(img)
+    if layer is not None and layer.data.shape == arr.shape:
+        layer.data = arr
         layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
-    return viewer.add_image(sitk.GetArrayFromImage(img), **kwargs)
+    return viewer.add_image(arr, **kwargs)
 
 
 def add_or_update_labels(viewer, img: sitk.Image, role: str, *, name: str | None = None,
-                         color: str | None = None, colormap=None, **kw):
+                         color: str | None = None, colormap=None, array: np.ndarray | None = None, **kw):
+    """Replace the data of the labels layer with this role, or add one (``array``: the data
+    on the grid of ``img``, held by the layer without a copy)."""
     layer = find_layer(viewer, role)
     kwargs = labels_layer_kwargs(img, name or ROLES.get(role, role), role, color, **kw)
     if colormap is not None:
         kwargs["colormap"] = colormap
-    arr = sitk.GetArrayFromImage(img)
+    arr = array if array is not None else sitk.GetArrayFromImage(img)
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
         layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
@@ -227,3 +231,38 @@ def start_worker(job, *, on_returned=None, on_error=None, on_finished=None, desc
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def connect_while_alive(signal, widget, slot) -> None:
+    """Connect a (psygnal or napari) ``signal`` to ``slot`` until the Qt ``widget`` is destroyed.
+
+    A dock widget's C++ object can be deleted while the case session (and its model) live
+    on; a slot called after that would raise in a Qt callback.
+    """
+    signal.connect(slot)
+
+    def _off(*_args, _signal=signal, _slot=slot):
+        try:
+            _signal.disconnect(_slot)
+        except Exception:  # noqa: BLE001, S110 - already disconnected
+            pass
+
+    widget.destroyed.connect(_off)
+
+
+@contextmanager
+def keep_selection(viewer):
+    """Leave the viewer's layer selection and active layer as the user had them (adding a
+    layer makes napari select it; the next brush stroke or Ctrl-Z must still go to the
+    layer the user chose)."""
+    sel = viewer.layers.selection
+    before, active = list(sel), sel.active
+    try:
+        yield
+    finally:
+        alive = [ly for ly in before if ly in viewer.layers]
+        if set(sel) != set(alive) or sel.active is not active:
+            sel.clear()
+            sel.update(alive)
+            if active is not None and active in viewer.layers:
+                sel.active = active

@@ -27,7 +27,7 @@ from ..core import display, io
 from ..core.case import Case, is_case_folder, load_case_files, open_sample_copy
 from ..core.errors import AblationError
 from . import _layers
-from .session import CaseSession, default_cases_root, new_case_folder
+from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
 
 
 class _SeriesPicker(QWidget):
@@ -192,7 +192,7 @@ class LoadCaseWidget(QWidget):
         self.open_btn.clicked.connect(self._pick_case_folder)
         self.save_btn.clicked.connect(lambda: self.save_case())
         self.save_as_btn.clicked.connect(self._save_as)
-        self.session.changed.connect(self._on_session_changed)
+        _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
         self._on_session_changed("case")
 
     # ------------------------------------------------------------------ actions
@@ -212,7 +212,7 @@ class LoadCaseWidget(QWidget):
             case = load_case_files(pre, post, pre_series=pre_series, post_series=post_series, name=name)
             folder = new_case_folder(case.info["name"])
             case.save(folder)  # off the GUI thread: the case folder exists before any edit
-            return case, folder
+            return case, folder, prepare_display(case)
 
         return self._run(job, f"Reading {Path(pre).name} and {Path(post).name}")
 
@@ -222,18 +222,20 @@ class LoadCaseWidget(QWidget):
         fresh = self.fresh.isChecked() if fresh is None else fresh
 
         def job():
-            return sample_working_copy(key, fresh=fresh)
+            case, folder = sample_working_copy(key, fresh=fresh)
+            return case, folder, prepare_display(case)
 
         return self._run(job, f"Opening sample case {key}")
 
     def open_case_folder(self, folder: str):
         def job():
-            return Case.load(folder), Path(folder)
+            case = Case.load(folder)
+            return case, Path(folder), prepare_display(case)
 
         return self._run(job, f"Opening case {Path(folder).name}", show_notes=False)
 
     def save_case(self, folder: str | None = None):
-        if self.session.case.pre is None:
+        if self.session.model.pre is None:
             _layers.notify_error("no case to save: load pre and post first")
             return None
         try:
@@ -272,9 +274,9 @@ class LoadCaseWidget(QWidget):
         self.last_error = None
 
         def done(result):
-            case, folder = result
+            case, folder, prepared = result
             try:
-                self.session.set_case(case, folder, save_images=False)
+                self.session.set_case(case, folder, save_images=False, prepared=prepared)
             except AblationError as exc:
                 failed(str(exc))
                 return
@@ -312,14 +314,20 @@ class LoadCaseWidget(QWidget):
 
     def _on_session_changed(self, what: str):
         s = self.session
-        if s.case.pre is None:
+        m = s.model
+        if m.pre is None and m.post is None:
             self.status.setText("No case loaded.")
             return
-        name = s.case.info.get("name", "case")
-        where = str(s.folder) if s.folder else "not saved yet"
-        state = "autosave pending…" if s.has_unsaved_changes else "all changes saved"
+        name = m.info.get("name", "case")
+        where = str(m.folder) if m.folder else "not saved yet"
         if s.last_error:
             state = s.last_error
+        elif s.all_saved:
+            state = "all changes saved"  # the files on disk hold every item as shown
+        elif m.folder is None:
+            state = "not saved yet (saved at the first edit)"
+        else:
+            state = "autosave pending: " + ", ".join(m.unsaved_items())
         self.status.setText(f"<b>{name}</b><br>folder: {where}<br>{state}")
 
 
