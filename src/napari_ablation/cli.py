@@ -78,7 +78,17 @@ def _add_margin_parser(sub) -> None:
     p.add_argument("--html", dest="html_out", help="write a one-page HTML report (.html)")
     p.add_argument("--pdf", dest="pdf_out", help="write the one-page report as PDF (.pdf)")
     p.add_argument("--margin-labels", dest="margin_labels_out",
-                   help="write the coverage-class labels (1 green, 2 yellow, 3 red) on the pre grid")
+                   help="write the coverage-class labels (1 green, 2 yellow, 3 red; with --uncertainty "
+                        "4 uncertain) on the pre grid")
+    u = p.add_argument_group("uncertainty", "an interval on the MTM from registration and segmentation error")
+    u.add_argument("--uncertainty", action="store_true", help="sample the errors below and report the MTM's 95 %% interval")
+    u.add_argument("--fixed-points", help="landmarks on pre the registration was fitted to (CSV label,x,y,z, LPS mm)")
+    u.add_argument("--moving-points", help="the matching landmarks on post")
+    u.add_argument("--registration-sd-mm", type=_mm, help="stated registration error at the tumor: SD in mm per axis")
+    u.add_argument("--boundary-mm", type=_mm, help="boundary tolerance of both segmentations in mm "
+                                                   "(default: half a voxel along each axis; 0: none)")
+    u.add_argument("--samples", type=int, default=200, help="number of samples (default 200)")
+    u.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_margin)
 
 
@@ -162,7 +172,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     from .core import files, io, margin, resources
     from .core import transform as tfm
 
-    outs = files.OutputSet(inputs=[args.tumor, args.ablation, args.transform])
+    outs = files.OutputSet(inputs=[args.tumor, args.ablation, args.transform, args.fixed_points, args.moving_points])
     for key, suffixes in _MARGIN_OUTPUT_SUFFIXES.items():
         path = getattr(args, key)
         if path:
@@ -175,6 +185,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             raise AblationError(f"cannot write labels to '{Path(args.margin_labels_out).name}': use .nii.gz, .nrrd or .mha")
         outs.check(args.margin_labels_out)
 
+    _check_uncertainty_args(args)
     tumor = io.read_labels(args.tumor, label=args.tumor_label, name="tumor")
     ablation = io.read_labels(args.ablation, label=args.ablation_label, name="ablation")
     tx = tfm.read_rigid_transform(args.transform) if args.transform else None
@@ -182,6 +193,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     need = resources.margin_memory_bytes(tumor, ablation, max(margin.SHELL_WIDTHS))
     resources.check_memory(need, "the margin analysis")
     res = margin.analyze_margin(tumor, ablation, tx, args.threshold)
+    unc = _margin_uncertainty(args, res, tumor, ablation, tx) if args.uncertainty else None
 
     inputs = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
     if args.json_out:
@@ -190,24 +202,81 @@ def _cmd_margin(args: argparse.Namespace) -> int:
         doc["registered"] = tx is not None
         if tx is None:
             doc["registration_note"] = NO_TRANSFORM_NOTE
+        if unc is not None:
+            doc.update(unc.to_json_dict())
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
-        outs.add_text(args.csv_out, res.to_csv())
+        outs.add_text(args.csv_out, res.to_csv() if unc is None else _csv_with_uncertainty(res, unc))
     if args.html_out or args.pdf_out:
         from .core import report
 
         info = {**inputs, "transform": args.transform or "identity (nothing registered)"}
         if args.html_out:
-            outs.add_text(args.html_out, report.html_report(res, info=info))
+            outs.add_text(args.html_out, report.html_report(res, info=info, uncertainty=unc))
         if args.pdf_out:
-            outs.add_bytes(args.pdf_out, report.pdf_report(res, info=info))
+            outs.add_bytes(args.pdf_out, report.pdf_report(res, info=info, uncertainty=unc))
     if args.margin_labels_out:
-        outs.add_image(args.margin_labels_out, res.margin_labels_image())
+        outs.add_image(args.margin_labels_out, res.margin_labels_image() if unc is None else unc.margin_labels_image(res))
     outs.commit()
     if tx is None:
         print(f"note: {NO_TRANSFORM_NOTE}")
     print(res.summary_text())
+    if unc is not None:
+        print(unc.summary_text())
     return 0
+
+
+def _csv_with_uncertainty(res, unc) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(unc.rows())
+    return res.to_csv() + buf.getvalue()
+
+
+def _check_uncertainty_args(args: argparse.Namespace) -> None:
+    given = [o for o, v in (("--fixed-points", args.fixed_points), ("--moving-points", args.moving_points),
+                            ("--registration-sd-mm", args.registration_sd_mm), ("--boundary-mm", args.boundary_mm))
+             if v is not None]
+    if not args.uncertainty:
+        if given:
+            raise AblationError(f"{given[0]} needs --uncertainty")
+        return
+    if bool(args.fixed_points) != bool(args.moving_points):
+        raise AblationError("give both --fixed-points (pre) and --moving-points (post)")
+    if args.registration_sd_mm is not None and args.registration_sd_mm < 0:
+        raise AblationError("--registration-sd-mm must not be negative")
+    if args.boundary_mm is not None and args.boundary_mm < 0:
+        raise AblationError("--boundary-mm must not be negative")
+    if not 1 <= args.samples <= 100000:
+        raise AblationError(f"--samples must lie between 1 and 100000, got {args.samples}")
+
+
+def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
+    """``margin --uncertainty``: the registration sources the options name, then the sampling."""
+    import numpy as np
+
+    from .core import landmarks, uncertainty
+    from .core import transform as tfm
+
+    rng = np.random.default_rng(args.seed)
+    n, c = args.samples, res.tumor_centroid_lps
+    reg = None
+    if args.fixed_points:
+        fixed, moving = landmarks.read_points_csv(args.fixed_points), landmarks.read_points_csv(args.moving_points)
+        reg = uncertainty.landmark_samples(fixed, moving, n, rng, c)
+        # the landmarks describe the error of their own fit: say so when --transform is another one
+        fit = landmarks.fit_landmarks(fixed, moving)
+        gap = float(np.linalg.norm(tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c)))
+        if gap > 1.0 + 3.0 * fit.predicted_tre_at(c):
+            _warn("margin", f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
+                            "interval describes the error of the landmark fit")
+    if args.registration_sd_mm is not None:
+        sd = uncertainty.translation_samples(args.registration_sd_mm, n, rng, c)
+        reg = sd if reg is None else reg.then(sd)
+    return uncertainty.margin_uncertainty(res, reg, tumor=tumor, ablation=ablation, transform=tx,
+                                          boundary_mm=args.boundary_mm, samples=n, seed=args.seed + 1)
 
 
 # ----------------------------------------------------------------------------- register

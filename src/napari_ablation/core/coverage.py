@@ -36,6 +36,16 @@ CLASS_NAMES = {
     "uncovered": "not covered",
 }
 
+#: the fourth class of the margin layer (issue 11): tumor voxels whose class changes in
+#: more than 5 % of the uncertainty samples (registration and segmentation error)
+UNCERTAIN_KEY = "uncertain"
+UNCERTAIN_LABEL = 4
+#: Okabe-Ito blue: it stays blue under deuteranopia and protanopia (carried by the S
+#: cones), where green and red both turn olive-brown, and it is far darker than the
+#: yellow class; see README "Uncertainty" for the simulated colour distances
+UNCERTAIN_COLOR = "#0072b2"
+UNCERTAIN_NAME = "uncertain (class changes under registration / segmentation error)"
+
 #: colours of the two structures (tumor drawn on pre, ablation zone drawn on post)
 STRUCTURE_COLORS = {"tumor": "#ff8c00", "ablation": "#00c8ff"}  # orange, cyan
 

@@ -225,8 +225,12 @@ def html_report(
     pre: sitk.Image | None = None,
     screenshot_png: bytes | None = None,
     transform_note: str | None = None,
+    uncertainty=None,
 ) -> str:
-    """The one-page report as a self-contained HTML string (figures embedded)."""
+    """The one-page report as a self-contained HTML string (figures embedded).
+
+    ``uncertainty`` (a :class:`~napari_ablation.core.uncertainty.MarginUncertainty`) adds
+    the MTM's interval, its sources and a histogram of the sampled MTMs."""
     info = dict(info or {})
     qa = dict(qa or {})
     hist = _png(plot_histogram(res))
@@ -272,6 +276,7 @@ complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 </div><div>
 <img class=fig src="{_b64(slices)}" alt="slices through the minimal margin point">
 <img class=fig src="{_b64(hist)}" alt="histogram of surface margins">
+{_uncertainty_html(uncertainty)}
 {shot}
 </div></div>
 <p class=small>Method: {_esc(res.method)}. The &plusmn; figure is the resolution limit: half a voxel of
@@ -281,12 +286,23 @@ each grid along the direction of the minimal margin, combined in quadrature.</p>
 """
 
 
+def _uncertainty_html(unc) -> str:
+    if unc is None:
+        return ""
+    from .uncertainty import plot_min_margin_samples
+
+    src = "".join(f"<li>{_esc(s)}</li>" for s in unc.sources)
+    return (f'<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul class=small>{src}</ul>'
+            f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of sampled MTMs">')
+
+
 def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
-               transform_note: str | None = None) -> bytes:
+               transform_note: str | None = None, uncertainty=None) -> bytes:
     """The one-page report as PDF bytes (matplotlib, A4 portrait)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
-    fig = report_page(res, info=info, qa=qa, pre=pre, screenshot_png=screenshot_png, transform_note=transform_note)
+    fig = report_page(res, info=info, qa=qa, pre=pre, screenshot_png=screenshot_png, transform_note=transform_note,
+                      uncertainty=uncertainty)
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
         pdf.savefig(fig)
@@ -315,7 +331,7 @@ def _wrapped(lines: list[str], width: int = _WRAP_CHARS) -> list[str]:
 
 
 def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
-                transform_note: str | None = None):
+                transform_note: str | None = None, uncertainty=None):
     """The report page as a matplotlib Figure (A4 portrait).
 
     The blocks flow down the page: the text block is wrapped inside the margins and the
@@ -333,6 +349,8 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
     lines.append(f"registration QA: {qa.get('verdict', 'not reviewed')}" + (f" \u2014 {qa['comment']}" if qa.get("comment") else ""))
     if transform_note:
         lines.append(f"registration: {transform_note}")
+    if uncertainty is not None:
+        lines.append(uncertainty.interval_text())
     lines += [f"warning: {w}" for w in res.warnings]
     lines = _wrapped(lines)
     y = 0.922
@@ -370,6 +388,10 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
             t = fig.text(x, y, "\n".join(str(v) or " " for v in column), multialignment="right" if k == 1 else "left", **kw)
             x = t.get_window_extent(renderer).x1 / fig.bbox.width + (0.006 if k < 2 else 0.04)
     fig.text(0.05, 0.012, footer_line(), fontsize=7, color="0.35")
+    if uncertainty is not None:
+        from .uncertainty import plot_min_margin_samples
+
+        plot_min_margin_samples(uncertainty, ax=fig.add_axes([0.62, 0.035, 0.33, 0.10]), fig=fig)
     return fig
 
 

@@ -109,7 +109,8 @@ def single_color_map(color: str):
 def margin_colormap():
     from napari.utils.colormaps import DirectLabelColormap
 
-    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS})
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS,
+                                           coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_COLOR})
 
 
 def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None,

@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import coverage, geometry, report
+from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
@@ -92,9 +92,17 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
     return f"registration ({source}{note}): {motion}"
 
 
-def _prepare_outputs(res: core_margin.MarginResult) -> dict:
-    """Arrays and pictures for the views, computed off the GUI thread."""
+def _prepare_outputs(res: core_margin.MarginResult, registration_sd_mm: float = 0.0, ablation=None,
+                     transform=None) -> dict:
+    """Arrays and pictures for the views, computed off the GUI thread; with a registration SD,
+    the MTM's interval (:mod:`~napari_ablation.core.uncertainty`) and the uncertain class."""
     from matplotlib.figure import Figure
+
+    unc = None
+    if registration_sd_mm > 0:
+        reg = uncertainty.translation_samples(registration_sd_mm, uncertainty.DEFAULT_SAMPLES,
+                                              np.random.default_rng(0), res.tumor_centroid_lps)
+        unc = uncertainty.margin_uncertainty(res, reg, ablation=ablation, transform=transform)
 
     fig = Figure(figsize=(4.0, 2.5), dpi=90, tight_layout=True)
     report.plot_histogram(res, ax=fig.add_subplot(1, 1, 1), fig=fig)
@@ -105,9 +113,10 @@ def _prepare_outputs(res: core_margin.MarginResult) -> dict:
     ref = res.pre_reference
     spacing_zyx = np.asarray(ref.GetSpacing()[::-1], float)
     translate = np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
-    return {"margin": np.ascontiguousarray(res.class_crop, dtype=np.uint8), "margin_scale": tuple(spacing_zyx),
+    classes = res.class_crop if unc is None else unc.class_crop_with_uncertain(res.class_crop)
+    return {"margin": np.ascontiguousarray(classes, dtype=np.uint8), "margin_scale": tuple(spacing_zyx),
             "margin_translate": tuple(translate), "outline": res.ablation_on_pre_image(),
-            "histogram_png": buf.getvalue()}
+            "histogram_png": buf.getvalue(), "uncertainty": unc}
 
 
 QUIZ_LOCK_TEXT = "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
@@ -123,6 +132,7 @@ class MarginWidget(QWidget):
         self.session.attach_widget(self)
         self.model = self.session.model
         self._shown = None  # the Analysis whose figures are on screen
+        self._uncertainty = None  # its interval, with a registration SD
         self._prep_worker = None
         self._export_workers: list = []
         self._pending_exports: list[Path] = []
@@ -185,6 +195,17 @@ class MarginWidget(QWidget):
         form.addRow(self.tx_label)
         form.addRow("threshold", self.threshold)
         form.addRow("presets", trow)
+        self.registration_sd = QDoubleSpinBox()
+        self.registration_sd.setRange(0.0, 10.0)
+        self.registration_sd.setDecimals(1)
+        self.registration_sd.setSingleStep(0.5)
+        self.registration_sd.setSuffix(" mm")
+        self.registration_sd.setSpecialValueText("off")
+        self.registration_sd.setToolTip(
+            "how far you trust the registration at the tumor (SD per axis): with a value, the MTM gets a 95 % "
+            "interval (registration and half-a-voxel boundary error) and the margin layer an 'uncertain' class")
+        self.registration_sd.valueChanged.connect(self._on_registration_sd)
+        form.addRow("registration SD", self.registration_sd)
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(lambda *_: self._use_layer(self.ablation_combo, "ablation"))
@@ -205,6 +226,10 @@ class MarginWidget(QWidget):
         self.big.setFont(f)
         self.big.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.big)
+        self.interval = QLabel("")
+        self.interval.setWordWrap(True)
+        self.interval.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.interval)
         self.registration_warning = QLabel("")
         self.registration_warning.setWordWrap(True)
         self.registration_warning.setStyleSheet("color: #ff4040; font-weight: bold;")
@@ -227,6 +252,13 @@ class MarginWidget(QWidget):
             legend.addWidget(sw, i, 0)
             legend.addWidget(txt, i, 1)
             self.legend_labels[k] = txt
+        sw = QLabel()
+        sw.setFixedSize(12, 12)
+        sw.setStyleSheet(f"background-color: {coverage.UNCERTAIN_COLOR}; border: 1px solid #444;")
+        txt = QLabel(f"{coverage.UNCERTAIN_KEY} (set a registration SD)")
+        legend.addWidget(sw, len(coverage.CLASS_KEYS) + 1, 0)
+        legend.addWidget(txt, len(coverage.CLASS_KEYS) + 1, 1)
+        self.legend_labels[coverage.UNCERTAIN_LABEL] = txt
         legend.setColumnStretch(1, 1)
         lay.addLayout(legend)
 
@@ -471,11 +503,24 @@ class MarginWidget(QWidget):
             self._prepare(a)
         self._show_status()
 
+    def _on_registration_sd(self, *_) -> None:
+        """A new stated accuracy: the shown analysis is prepared again with it."""
+        self._shown = None
+        self._on_analysis()
+
+    @property
+    def uncertainty(self) -> uncertainty.MarginUncertainty | None:
+        """The interval of the shown analysis (None without a registration SD)."""
+        return self._uncertainty
+
     def _prepare(self, a) -> None:
         res = a.result
+        sd = float(self.registration_sd.value())
+        ablation, tx = self.model.label_grid("ablation"), self.model.transform
 
         def done(prep, _a=a):
-            if self.model.analysis is _a:
+            # (a registration SD changed meanwhile: prepared again when this one finishes)
+            if self.model.analysis is _a and sd == float(self.registration_sd.value()):
                 self._show(_a, prep)
 
         def finished():
@@ -484,14 +529,17 @@ class MarginWidget(QWidget):
                 self._prepare(self.model.analysis)
             self._show_status()
 
-        self._prep_worker = _layers.start_worker(lambda: _prepare_outputs(res), on_returned=done,
+        self._prep_worker = _layers.start_worker(lambda: _prepare_outputs(res, sd, ablation, tx), on_returned=done,
                                                  on_finished=finished)
 
     # ------------------------------------------------------------------ outputs
     def _show(self, a, prep: dict) -> None:
         res = a.result
         self._shown = a
+        unc = self._uncertainty = prep["uncertainty"]
         self.big.setText(res.margin_text())
+        self.interval.setText("" if unc is None else unc.interval_text())
+        self.interval.setToolTip("" if unc is None else unc.summary_text())
         self.registration_warning.setText(NO_REGISTRATION if a.identity else "")
         self.registration_warning.setVisible(a.identity)
         self.where.setText(
@@ -503,9 +551,12 @@ class MarginWidget(QWidget):
             k = coverage.CLASS_LABELS[key]
             self.legend_labels[k].setText(f"{coverage.class_title(key, res.threshold_mm)}: {100 * f[key]:.1f} % "
                                           f"({res.volume_ml[key]:.2f} ml)")
+        self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
+            f"{coverage.UNCERTAIN_KEY} (set a registration SD)" if unc is None else
+            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples ({unc.uncertain_volume_ml:.2f} ml)")
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
-        rows = res.rows()
+        rows = res.rows() + (unc.rows() if unc is not None else [])
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             for j, v in enumerate(r):
@@ -658,7 +709,10 @@ class MarginWidget(QWidget):
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:
-        return self.result.to_tsv() if self.result is not None else ""
+        if self.result is None:
+            return ""
+        extra = self._uncertainty.rows() if self._uncertainty is not None and self._shown is self.model.analysis else []
+        return self.result.to_tsv() + "".join("\t".join(r) + "\n" for r in extra)
 
     def copy_table(self) -> None:
         if self.result is not None:
@@ -692,14 +746,17 @@ class MarginWidget(QWidget):
         if not self.model.qa_reviewed and suf != ".csv":
             _layers.notify_warning("registration QA is 'not reviewed': the export says so; review it in 3. Register")
         res, kw = a.result, self._report_kwargs()
+        unc = self._uncertainty if self._shown is a else None
 
         def job():
             if suf == ".json":
                 extra = {"case": kw["info"], "registration_qa": kw["qa"], "registration": kw["transform_note"]}
+                if unc is not None:
+                    extra.update(unc.to_json_dict())
                 return report.write_json(p, res, extra)
             if suf == ".csv":
                 return report.write_csv(p, res)
-            return report.write_report(p, res, **kw)  # the report draws its own 3D surface
+            return report.write_report(p, res, uncertainty=unc, **kw)  # the report draws its own 3D surface
 
         return job
 
