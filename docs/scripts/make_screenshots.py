@@ -135,7 +135,7 @@ def take_screenshots(out: Path) -> int:
     with step("register"):
         show_tab("3. Register")
         reg = widgets["3. Register"]
-        if reg.run_automatic() is None:
+        if reg.auto.run_automatic() is None:
             raise SystemExit("make_screenshots: the automatic registration did not start")
         wait_until(
             app,
