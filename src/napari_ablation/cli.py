@@ -425,7 +425,7 @@ def _cmd_samples(args: argparse.Namespace) -> int:
 
 
 def _add_quiz_parser(sub) -> None:
-    """``napari-ablation quiz make|score|export`` (DESIGN.md section 5, teaching mode)."""
+    """``napari-ablation quiz make|score|export`` (docs/design.md, section 5, teaching mode)."""
     from .core.quiz import DEFAULT_QUESTIONS, QUESTIONS
 
     q = sub.add_parser("quiz", help="teaching mode: make a quiz, score answers, export scores")

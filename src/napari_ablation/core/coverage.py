@@ -2,7 +2,7 @@
 
 Every place that shows or writes a coverage class (the margin Labels layer, the margin
 widget's legend, the report's legend and verdict colour, the CSV/JSON keys) imports them
-from here (DESIGN.md section 4: ``green`` m >= t, ``yellow`` 0 <= m < t, ``red`` m < 0).
+from here (docs/design.md, section 4: ``green`` m >= t, ``yellow`` 0 <= m < t, ``red`` m < 0).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Paired-landmark rigid registration (DESIGN.md section 3).
+"""Paired-landmark rigid registration (docs/design.md, section 3).
 
 Landmarks are anatomical points clicked on pre (fixed) and on post (moving), paired by a
 label. The least-squares rigid motion ``T`` with ``T(p_i) ~= q_i`` (ITK convention: pre

@@ -1,4 +1,4 @@
-"""Margin engine: the sub-voxel minimal treatment margin (DESIGN.md section 4).
+"""Margin engine: the sub-voxel minimal treatment margin (docs/design.md, section 4).
 
 Method (no voxel-to-voxel distances, so thick slices do not quantise the answer):
 

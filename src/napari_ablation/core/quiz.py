@@ -1,4 +1,4 @@
-"""Teaching mode: quiz sets, answer keys, trainee answers, scores (DESIGN.md section 5).
+"""Teaching mode: quiz sets, answer keys, trainee answers, scores (docs/design.md, section 5).
 
 A **quiz** is a folder holding ``quiz.json`` and one case folder per case ID
 (``case_01``, ``case_02``, ...). Its **answer key** is a separate JSON file
@@ -80,7 +80,7 @@ QUESTION_TITLES = {
     "ablation": "Segment the ablation zone (post)",
     "registration": "Register post to pre",
 }
-#: the coverage class answers (DESIGN section 5)
+#: the coverage class answers (docs/design.md, section 5)
 CLASS_ANSWERS = tuple(CLASS_COLOR_NAMES[k] for k in CLASS_KEYS)
 #: answers CSV: the first five columns are the contract; the last three name files
 ANSWER_COLUMNS = ("case", "complete", "mtm_mm", "octant", "class", "tumor", "ablation", "transform")
@@ -1170,7 +1170,7 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def score_answers(
     quiz: Quiz, key: dict[str, Any], answers: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Score a set of answers: ``{"cases": {ID: score}, "overall": summary}`` (DESIGN section 5).
+    """Score a set of answers: ``{"cases": {ID: score}, "overall": summary}`` (docs/design.md, section 5).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Rigid registration of post (moving) to pre (fixed), local to the tumor (DESIGN.md section 3).
+"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md, section 3).
 
 * :func:`register_rigid` - automatic intensity registration: Mattes mutual information,
   Euler3D, regular-step gradient descent with physical-shift scales, 3-level pyramid.

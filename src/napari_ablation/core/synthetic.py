@@ -68,7 +68,7 @@ from .samples import (
 
 MODALITIES = ("mri", "ct")
 SCENARIOS = ("complete", "insufficient", "incomplete")
-#: coverage class of each scenario (DESIGN section 5: green all covered with margin,
+#: coverage class of each scenario (docs/design.md, section 5: green all covered with margin,
 #: yellow covered with some margin below the threshold, red some tumor uncovered)
 SCENARIO_CLASS = {"complete": "green", "insufficient": "yellow", "incomplete": "red"}
 COVERAGE_CLASSES = tuple(CLASS_COLOR_NAMES[k] for k in CLASS_KEYS)

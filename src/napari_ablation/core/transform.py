@@ -1,4 +1,4 @@
-"""Rigid transforms in ITK convention and resampling between grids (DESIGN.md section 3).
+"""Rigid transforms in ITK convention and resampling between grids (docs/design.md, section 3).
 
 A registration ``T`` maps points of the pre (fixed) physical space to the post (moving)
 physical space: ``post_point = T(pre_point)``. ``Resample(post, pre, T)`` brings post

@@ -699,7 +699,7 @@ class MarginUncertainty:
         return rows
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The keys of DESIGN.md section 5 plus the class-fraction intervals and the uncertain volume."""
+        """The keys of docs/design.md, section 5 plus the class-fraction intervals and the uncertain volume."""
 
         def r(v, nd=3):
             return round(float(v), nd)

@@ -287,7 +287,7 @@ class QAPanel(QWidget):
         idx = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), axis=-1).reshape(-1, 3)
         lps = idx[:, ::-1] * np.asarray(pre.GetSpacing()) + np.asarray(pre.GetOrigin())  # identity direction
         q = tfm.transform_points(tx, lps)
-        # identity direction (DESIGN.md): continuous index (x, y, z) of the post grid
+        # identity direction (docs/design.md): continuous index (x, y, z) of the post grid
         ci = (q - np.asarray(post.GetOrigin())) / np.asarray(post.GetSpacing())
         inside = np.all((ci >= -0.5) & (ci <= np.asarray(post.GetSize()) - 0.5), axis=1)
         return inside.reshape(tuple(b.stop - b.start for b in box))
