@@ -18,8 +18,7 @@ import time
 
 import numpy as np
 
-from napari_ablation.core import phantoms
-from napari_ablation.core import geometry
+from napari_ablation.core import geometry, phantoms
 from napari_ablation.core import segmentation as seg
 from napari_ablation.core.interpolation import annotated_slices, dice, interpolate_slices
 
@@ -49,11 +48,38 @@ def timed(fn, repeat=5):
 
 def accuracy_table():
     cases = [
-        ("tilted ellipsoid, 1 mm iso, every 5th, axis z", tilted_ellipsoid(), (1.0, 1.0, 1.0), 0, 5, 0.97),
-        ("tilted ellipsoid, 1 mm iso, every 5th, axis y", tilted_ellipsoid(), (1.0, 1.0, 1.0), 1, 5, 0.97),
-        ("tilted ellipsoid, 1 mm iso, every 5th, axis x", tilted_ellipsoid(), (1.0, 1.0, 1.0), 2, 5, 0.97),
-        ("tilted ellipsoid, 0.8x0.8x3 mm, every 2nd, z",
-         tilted_ellipsoid((27, 100, 100), (3.0, 0.8, 0.8), (22, 28, 16)), (3.0, 0.8, 0.8), 0, 2, None),
+        (
+            "tilted ellipsoid, 1 mm iso, every 5th, axis z",
+            tilted_ellipsoid(),
+            (1.0, 1.0, 1.0),
+            0,
+            5,
+            0.97,
+        ),
+        (
+            "tilted ellipsoid, 1 mm iso, every 5th, axis y",
+            tilted_ellipsoid(),
+            (1.0, 1.0, 1.0),
+            1,
+            5,
+            0.97,
+        ),
+        (
+            "tilted ellipsoid, 1 mm iso, every 5th, axis x",
+            tilted_ellipsoid(),
+            (1.0, 1.0, 1.0),
+            2,
+            5,
+            0.97,
+        ),
+        (
+            "tilted ellipsoid, 0.8x0.8x3 mm, every 2nd, z",
+            tilted_ellipsoid((27, 100, 100), (3.0, 0.8, 0.8), (22, 28, 16)),
+            (3.0, 0.8, 0.8),
+            0,
+            2,
+            None,
+        ),
         ("kidney-like, 1x1x2 mm, every 3rd, axis z", kidney(), (2.0, 1.0, 1.0), 0, 3, 0.95),
         ("kidney-like, 1x1x2 mm, every 3rd, axis x", kidney(), (2.0, 1.0, 1.0), 2, 3, None),
     ]
@@ -67,7 +93,9 @@ def accuracy_table():
             out = interpolate_slices(labels, axis, sp, method=method)
             t = np.moveaxis(truth, axis, 0)[keep[0] : keep[-1] + 1]
             r = np.moveaxis(out, axis, 0)[keep[0] : keep[-1] + 1]
-            assert np.array_equal(np.moveaxis(out, axis, 0)[keep], np.moveaxis(labels, axis, 0)[keep])
+            assert np.array_equal(
+                np.moveaxis(out, axis, 0)[keep], np.moveaxis(labels, axis, 0)[keep]
+            )
             row.append(f"{dice(t, r):.4f}")
         print(f"| {name} | " + " | ".join(row) + f" | {'>= %.2f' % bar if bar else '-'} |")
 
@@ -89,7 +117,9 @@ def timing_table():
     from napari_ablation.core.interpolation import interpolate_box
 
     _out, t = timed(lambda: interpolate_box(big, 0, (1, 1, 1)), repeat=3)
-    print(f"| pchip SDF (ours), 512 x 512 x 300, changed box only (what the widget does) | {t:.4f} | - |")
+    print(
+        f"| pchip SDF (ours), 512 x 512 x 300, changed box only (what the widget does) | {t:.4f} | - |"
+    )
 
 
 def readout_table():
@@ -110,9 +140,9 @@ def readout_table():
     _d, t_ours = timed(lambda: seg.max_diameter_mm(big, sp))
 
     def hull_full():
+        from scipy import ndimage
         from scipy.spatial import ConvexHull
         from scipy.spatial.distance import pdist
-        from scipy import ndimage
 
         m = big.astype(bool)
         surf = m & ~ndimage.binary_erosion(m)
@@ -131,11 +161,21 @@ def _confidence_connected(image, seed, sp, max_radius_mm=45.0):
     seg_img = sitk.GetImageFromArray(image.astype(np.float32))
     seg_img.SetSpacing([float(v) for v in sp[::-1]])
     idx = [int(v) for v in np.round(seed)[::-1]]
-    cc = sitk.ConfidenceConnected(seg_img, seedList=[idx], numberOfIterations=3, multiplier=2.5,
-                                  initialNeighborhoodRadius=2, replaceValue=1)
+    cc = sitk.ConfidenceConnected(
+        seg_img,
+        seedList=[idx],
+        numberOfIterations=3,
+        multiplier=2.5,
+        initialNeighborhoodRadius=2,
+        replaceValue=1,
+    )
     reg = sitk.GetArrayFromImage(cc).astype(bool)
     zz, yy, xx = np.indices(image.shape, sparse=True)
-    d2 = ((zz - seed[0]) * sp[0]) ** 2 + ((yy - seed[1]) * sp[1]) ** 2 + ((xx - seed[2]) * sp[2]) ** 2
+    d2 = (
+        ((zz - seed[0]) * sp[0]) ** 2
+        + ((yy - seed[1]) * sp[1]) ** 2
+        + ((xx - seed[2]) * sp[2]) ** 2
+    )
     return seg.fill_holes(reg & (d2 <= max_radius_mm**2))
 
 
@@ -155,9 +195,14 @@ def assist_table():
     for name in ("renal_mri", "liver_ct"):
         case = getattr(samples, f"make_{name}")()
         for role, grid in (("ablation", "post"), ("tumor", "pre")):
-            cases.append((f"{name} {role}", sitk.GetArrayFromImage(getattr(case, grid)).astype(np.float32),
-                          sitk.GetArrayFromImage(getattr(case, role)) != 0,
-                          np.asarray(getattr(case, grid).GetSpacing()[::-1])))
+            cases.append(
+                (
+                    f"{name} {role}",
+                    sitk.GetArrayFromImage(getattr(case, grid)).astype(np.float32),
+                    sitk.GetArrayFromImage(getattr(case, role)) != 0,
+                    np.asarray(getattr(case, grid).GetSpacing()[::-1]),
+                )
+            )
     print("\n## Seeded region: Dice, median [min] over 8 clicks >= 3 mm inside the structure\n")
     print("| structure | ours (auto tolerance) | ConfidenceConnected 2.5 SD | ours time (s) |")
     print("|---|---|---|---|")
@@ -170,8 +215,10 @@ def assist_table():
             ours.append(dice(seg.seeded_region(img, p, sp, max_radius_mm=45), truth))
             times.append(time.perf_counter() - t)
             base.append(dice(_confidence_connected(img, p, sp), truth))
-        print(f"| {name} | {np.median(ours):.3f} [{min(ours):.3f}] | {np.median(base):.3f} [{min(base):.3f}] "
-              f"| {np.median(times):.2f} |")
+        print(
+            f"| {name} | {np.median(ours):.3f} [{min(ours):.3f}] | {np.median(base):.3f} [{min(base):.3f}] "
+            f"| {np.median(times):.2f} |"
+        )
     print("\n## Refine a rough outline (grown by 2 mm) to the edges, band 3 mm: Dice\n")
     print("| structure | rough outline | refined | time (s) |")
     print("|---|---|---|---|")
@@ -265,9 +312,15 @@ def gui_table():
     print("| quantity | with the plugin | bare napari |")
     print("|---|---|---|")
     print(f"| one brush dab (Labels.paint) | {t_paint:.4f} | {t_bare:.4f} |")
-    print(f"| stroke end -> volume/diameter shown (debounce {150} ms + thread) | {statistics.median(lat):.3f} | - |")
-    print(f"| session autosave of the labels (GUI thread, 1 s after the last edit) | {statistics.median(session_autosave):.3f} | - |")
-    print(f"| baseline: the same save written on the GUI thread | {statistics.median(session_sync):.3f} | - |")
+    print(
+        f"| stroke end -> volume/diameter shown (debounce {150} ms + thread) | {statistics.median(lat):.3f} | - |"
+    )
+    print(
+        f"| session autosave of the labels (GUI thread, 1 s after the last edit) | {statistics.median(session_autosave):.3f} | - |"
+    )
+    print(
+        f"| baseline: the same save written on the GUI thread | {statistics.median(session_sync):.3f} | - |"
+    )
     viewer.close()
     bare.close()
 

@@ -94,11 +94,21 @@ def naive_mtm(tumor, ablation, T) -> float:
     import SimpleITK as sitk
     from scipy import ndimage
 
-    ab_pre = sitk.Resample(ablation, tumor, T if T is not None else sitk.Transform(), sitk.sitkNearestNeighbor, 0,
-                           sitk.sitkUInt8)
+    ab_pre = sitk.Resample(
+        ablation,
+        tumor,
+        T if T is not None else sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        0,
+        sitk.sitkUInt8,
+    )
     a = sitk.GetArrayViewFromImage(ab_pre) > 0
     sp = tumor.GetSpacing()[::-1]
-    sdf = np.where(a, ndimage.distance_transform_edt(a, sampling=sp), -ndimage.distance_transform_edt(~a, sampling=sp))
+    sdf = np.where(
+        a,
+        ndimage.distance_transform_edt(a, sampling=sp),
+        -ndimage.distance_transform_edt(~a, sampling=sp),
+    )
     return float(sdf[sitk.GetArrayViewFromImage(tumor) > 0].min())
 
 
@@ -110,12 +120,21 @@ def accuracy(n: int = 10) -> None:
 
     from napari_ablation.core.margin import analyze_margin, sphere_image
 
-    print(f"MTM error (mm) on {n} random sphere pairs per grid: r_t 10 mm, true margin 4 mm, offset 0-4 mm,")
-    print("random rigid pre->post transform, oblique post grid (5 mm: offsets kept away from the caps)")
+    print(
+        f"MTM error (mm) on {n} random sphere pairs per grid: r_t 10 mm, true margin 4 mm, offset 0-4 mm,"
+    )
+    print(
+        "random rigid pre->post transform, oblique post grid (5 mm: offsets kept away from the caps)"
+    )
     hdr = f"{'grid (mm)':<16}{'method':<17}{'bias':>8}{'worst':>8}{'target':>8}"
     print(hdr)
     print("-" * len(hdr))
-    targets = {(1.0, 1.0, 1.0): 0.25, (0.7, 0.7, 1.0): 0.25, (1.2, 1.2, 3.0): 0.5, (0.8, 0.8, 5.0): 1.0}
+    targets = {
+        (1.0, 1.0, 1.0): 0.25,
+        (0.7, 0.7, 1.0): 0.25,
+        (1.2, 1.2, 3.0): 0.5,
+        (0.8, 0.8, 5.0): 1.0,
+    }
     for spacing, target in targets.items():
         rng = np.random.default_rng(7)
         sp = np.asarray(spacing)
@@ -138,14 +157,22 @@ def accuracy(n: int = 10) -> None:
             T.SetTranslation(rng.uniform(-10, 10, 3).tolist())
             c_post = np.asarray(T.TransformPoint((c_t + d * u).tolist()))
             D = Rotation.from_rotvec(rng.uniform(-0.4, 0.4, 3)).as_matrix()
-            ablation = sphere_image(size, sp, c_post - D @ (ext * np.ones(3)) + rng.uniform(0, 1, 3) * sp, c_post, r_a,
-                                    direction=D)
+            ablation = sphere_image(
+                size,
+                sp,
+                c_post - D @ (ext * np.ones(3)) + rng.uniform(0, 1, 3) * sp,
+                c_post,
+                r_a,
+                direction=D,
+            )
             errs["napari-ablation"].append(analyze_margin(tumor, ablation, T).min_margin_mm - 4.0)
             errs["naive"].append(naive_mtm(tumor, ablation, T) - 4.0)
         for method, e in errs.items():
             e = np.asarray(e)
-            print(f"{' x '.join(f'{v:g}' for v in spacing):<16}{method:<17}{e.mean():>+8.2f}{np.abs(e).max():>8.2f}"
-                  f"{target:>8.2f}")
+            print(
+                f"{' x '.join(f'{v:g}' for v in spacing):<16}{method:<17}{e.mean():>+8.2f}{np.abs(e).max():>8.2f}"
+                f"{target:>8.2f}"
+            )
 
 
 def scaling(repeats: int = 3) -> None:
@@ -202,8 +229,17 @@ def child(method: str, case: str, repeats: int) -> dict:
     _cur, peak_tm = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(method=method, case=case, time_s=float(np.median(times)), n=repeats, peak_rss_mb=rss,
-                rss_inputs_mb=rss0, peak_numpy_mb=peak_tm / 2**20, mtm=mtm, error=mtm - truth)
+    return dict(
+        method=method,
+        case=case,
+        time_s=float(np.median(times)),
+        n=repeats,
+        peak_rss_mb=rss,
+        rss_inputs_mb=rss0,
+        peak_numpy_mb=peak_tm / 2**20,
+        mtm=mtm,
+        error=mtm - truth,
+    )
 
 
 def main() -> int:
@@ -228,11 +264,20 @@ def main() -> int:
         plan.append(("napari-ablation", case, 3 if args.quick else 5))
         if case != "CT60":  # the naive full-volume EDT of 512 x 512 x 300 takes minutes
             plan.append(("naive", case, 1 if case == "CT" or args.quick else 3))
-    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="2")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="2",
+        OPENBLAS_NUM_THREADS="2",
+        ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="2",
+    )
     rows = []
     for method, case, n in plan:
-        out = subprocess.run([sys.executable, __file__, "--child", method, case, str(n)], capture_output=True,
-                             text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", method, case, str(n)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if out.returncode != 0:
             print(f"{method} {case}: failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
@@ -242,13 +287,17 @@ def main() -> int:
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        print(f"{r['method']:<16}{r['case']:<5}{r['time_s']:>10.3f}{r['n']:>3}{r['peak_rss_mb']:>13.0f}"
-              f"{r['rss_inputs_mb']:>11.0f}{r['peak_numpy_mb']:>15.0f}{r['mtm']:>9.2f}{r['error']:>+10.2f}")
+        print(
+            f"{r['method']:<16}{r['case']:<5}{r['time_s']:>10.3f}{r['n']:>3}{r['peak_rss_mb']:>13.0f}"
+            f"{r['rss_inputs_mb']:>11.0f}{r['peak_numpy_mb']:>15.0f}{r['mtm']:>9.2f}{r['error']:>+10.2f}"
+        )
     by = {(r["method"], r["case"]): r for r in rows}
     for case in cases:
         a, b = by.get(("napari-ablation", case)), by.get(("naive", case))
         if a and b:
-            print(f"{case}: napari-ablation {b['time_s'] / a['time_s']:.0f}x faster than the naive full-volume EDT")
+            print(
+                f"{case}: napari-ablation {b['time_s'] / a['time_s']:.0f}x faster than the naive full-volume EDT"
+            )
     return 0
 
 

@@ -51,9 +51,15 @@ def bench_sample(case, repeat: int) -> None:
     rows.append(("identity (no registration)", m0, x0, 0.0, "-"))
     methods = [
         ("whole image, unmasked", {"roi_radius_mm": None}),
-        ("whole image, ablation zone excluded", {"roi_radius_mm": None, "moving_exclude": case.ablation}),
+        (
+            "whole image, ablation zone excluded",
+            {"roi_radius_mm": None, "moving_exclude": case.ablation},
+        ),
         ("local: 40 mm around tumor, no exclusion", {"tumor_mask": case.tumor}),
-        ("local: 40 mm around tumor + ablation excluded", {"tumor_mask": case.tumor, "moving_exclude": case.ablation}),
+        (
+            "local: 40 mm around tumor + ablation excluded",
+            {"tumor_mask": case.tumor, "moving_exclude": case.ablation},
+        ),
     ]
     for name, kw in methods:
         times, res = [], None
@@ -63,9 +69,13 @@ def bench_sample(case, repeat: int) -> None:
             times.append(time.perf_counter() - t0)
         mean, worst = reg.target_error(res.transform, true, pts)
         rows.append((name, mean, worst, statistics.median(times), f"{res.iterations}"))
-    print(f"\n## Automatic registration, {case.info.get('name', 'sample')} case ({len(pts)} points within 30 mm of the tumor centre)")
-    print(f"pre {case.pre.GetSize()} @ {tuple(round(s, 2) for s in case.pre.GetSpacing())} mm; "
-          f"true misalignment {tfm.rotation_angle_deg(true):.1f} deg, mean TRE {m0:.2f} mm before registration")
+    print(
+        f"\n## Automatic registration, {case.info.get('name', 'sample')} case ({len(pts)} points within 30 mm of the tumor centre)"
+    )
+    print(
+        f"pre {case.pre.GetSize()} @ {tuple(round(s, 2) for s in case.pre.GetSpacing())} mm; "
+        f"true misalignment {tfm.rotation_angle_deg(true):.1f} deg, mean TRE {m0:.2f} mm before registration"
+    )
     print("| method | mean TRE (mm) | max TRE (mm) | time (s, median) | iterations |")
     print("|---|---|---|---|---|")
     for name, mean, worst, t, it in rows:
@@ -78,7 +88,9 @@ def bench_landmarks() -> None:
 
     rng = np.random.default_rng(0)
     print("\n## Landmark fit (SVD) against brute-force least squares (scipy.optimize)")
-    print("| pairs | noise (mm) | max |T_svd(p) - T_brute(p)| (mm) | SSE svd | SSE brute | svd time (ms) |")
+    print(
+        "| pairs | noise (mm) | max |T_svd(p) - T_brute(p)| (mm) | SSE svd | SSE brute | svd time (ms) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, noise in ((3, 0.0), (4, 1.0), (8, 2.0), (20, 1.5)):
         true = sitk.Euler3DTransform()
@@ -102,7 +114,9 @@ def bench_landmarks() -> None:
         brute = grid @ Rotation.from_rotvec(sol.x[:3]).as_matrix().T + sol.x[3:]
         diff = np.abs(tfm.transform_points(fit.transform, grid) - brute).max()
         sse = float(np.sum((tfm.transform_points(fit.transform, pp) - qq) ** 2))
-        print(f"| {n} | {noise:.1f} | {diff:.2e} | {sse:.4f} | {float(np.sum(sol.fun ** 2)):.4f} | {dt:.2f} |")
+        print(
+            f"| {n} | {noise:.1f} | {diff:.2e} | {sse:.4f} | {float(np.sum(sol.fun**2)):.4f} | {dt:.2f} |"
+        )
 
 
 def bench_live(repeat: int) -> None:
@@ -113,7 +127,10 @@ def bench_live(repeat: int) -> None:
     small = geometry.image_from_array(arr, (6.0, 3.0, 3.0), (0, 0, 0))
     pre = geometry.image_from_array(np.zeros(shape, np.int16), spacing, (0, 0, 0))
     post = sitk.Cast(
-        sitk.Resample(sitk.SmoothingRecursiveGaussian(small, 4.0), pre, sitk.Transform(), sitk.sitkLinear) * 1000,
+        sitk.Resample(
+            sitk.SmoothingRecursiveGaussian(small, 4.0), pre, sitk.Transform(), sitk.sitkLinear
+        )
+        * 1000,
         sitk.sitkInt16,
     )
     centre = geometry.index_to_lps(pre, (100, 256, 256))
@@ -133,11 +150,17 @@ def bench_live(repeat: int) -> None:
         reg.registered(post, pre, tx, default=0.0)
         full.append(1000 * (time.perf_counter() - t0))
     n_box = int(np.prod([s.stop - s.start for s in box]))
-    print(f"\n## Manual adjustment, synthetic {shape[2]} x {shape[1]} x {shape[0]} case ({spacing[2]} x {spacing[1]} x {spacing[0]} mm)")
+    print(
+        f"\n## Manual adjustment, synthetic {shape[2]} x {shape[1]} x {shape[0]} case ({spacing[2]} x {spacing[1]} x {spacing[0]} mm)"
+    )
     print("| update | voxels | median (ms) | max (ms) |")
     print("|---|---|---|---|")
-    print(f"| live: {2 * reg_half:.0f} mm box around the tumor | {n_box} | {statistics.median(live):.1f} | {max(live):.1f} |")
-    print(f"| full volume (baseline; done once the value settles) | {int(np.prod(shape))} | {statistics.median(full):.1f} | {max(full):.1f} |")
+    print(
+        f"| live: {2 * reg_half:.0f} mm box around the tumor | {n_box} | {statistics.median(live):.1f} | {max(live):.1f} |"
+    )
+    print(
+        f"| full volume (baseline; done once the value settles) | {int(np.prod(shape))} | {statistics.median(full):.1f} | {max(full):.1f} |"
+    )
 
 
 def bench_widget_live() -> None:
@@ -155,15 +178,25 @@ def bench_widget_live() -> None:
     os.environ.setdefault("NAPARI_ABLATION_CASES", tempfile.mkdtemp())
     shape, spacing = (200, 512, 512), (1.5, 0.75, 0.75)
     rng = np.random.default_rng(0)
-    small = geometry.image_from_array(rng.normal(0, 1, (50, 128, 128)).astype(np.float32), (6, 3, 3), (0, 0, 0))
+    small = geometry.image_from_array(
+        rng.normal(0, 1, (50, 128, 128)).astype(np.float32), (6, 3, 3), (0, 0, 0)
+    )
     ref = geometry.image_from_array(np.zeros(shape, np.int16), spacing, (0, 0, 0))
-    img = sitk.Cast(sitk.Resample(sitk.SmoothingRecursiveGaussian(small, 4.0), ref, sitk.Transform(), sitk.sitkLinear) * 1000,
-                    sitk.sitkInt16)
+    img = sitk.Cast(
+        sitk.Resample(
+            sitk.SmoothingRecursiveGaussian(small, 4.0), ref, sitk.Transform(), sitk.sitkLinear
+        )
+        * 1000,
+        sitk.sitkInt16,
+    )
     tumor = np.zeros(shape, np.uint8)
     tumor[95:105, 250:262, 250:262] = 1
     viewer = napari.Viewer()
-    CaseSession.of(viewer).set_case(Case(pre=img, post=img, tumor=geometry.like(tumor, img), info={"name": "bench"}),
-                                    None, save_images=False)
+    CaseSession.of(viewer).set_case(
+        Case(pre=img, post=img, tumor=geometry.like(tumor, img), info={"name": "bench"}),
+        None,
+        save_images=False,
+    )
     w = RegisterWidget(viewer)
     viewer.window.add_dock_widget(w)
     app = QApplication.instance()
@@ -182,8 +215,12 @@ def bench_widget_live() -> None:
     print("\n## Manual adjustment in a real viewer (512 x 512 x 200, under xvfb)")
     print("| step | median (ms) | max (ms) |")
     print("|---|---|---|")
-    print(f"| overlay update (resample 60 mm box + paste + refresh) | {statistics.median(w.live_timings_ms):.1f} | {max(w.live_timings_ms):.1f} |")
-    print(f"| whole slider event incl. canvas redraw | {statistics.median(events):.1f} | {max(events):.1f} |")
+    print(
+        f"| overlay update (resample 60 mm box + paste + refresh) | {statistics.median(w.live_timings_ms):.1f} | {max(w.live_timings_ms):.1f} |"
+    )
+    print(
+        f"| whole slider event incl. canvas redraw | {statistics.median(events):.1f} | {max(events):.1f} |"
+    )
     viewer.close()
 
 
@@ -194,7 +231,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-sample", action="store_true")
-    ap.add_argument("--gui", action="store_true", help="also time the widget in a real viewer (run under xvfb-run)")
+    ap.add_argument(
+        "--gui",
+        action="store_true",
+        help="also time the widget in a real viewer (run under xvfb-run)",
+    )
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     print(f"SimpleITK {sitk.Version.VersionString()}, {args.threads} threads")

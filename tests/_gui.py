@@ -149,12 +149,16 @@ def margin_on_grid(layer, pre_layer) -> np.ndarray:
     """The margin layer (a box of the pre grid) pasted into a full pre-grid array."""
     shape = np.asarray(pre_layer.data).shape
     assert np.allclose(layer.scale, pre_layer.scale)
-    off_f = (np.asarray(layer.translate, float) - np.asarray(pre_layer.translate, float)) / np.asarray(layer.scale)
+    off_f = (
+        np.asarray(layer.translate, float) - np.asarray(pre_layer.translate, float)
+    ) / np.asarray(layer.scale)
     off = np.rint(off_f).astype(int)
     assert np.allclose(off_f, off, atol=1e-6), "the margin layer is not aligned with the pre voxels"
     out = np.zeros(shape, np.uint8)
     d = np.asarray(layer.data)
-    out[off[0] : off[0] + d.shape[0], off[1] : off[1] + d.shape[1], off[2] : off[2] + d.shape[2]] = d
+    out[
+        off[0] : off[0] + d.shape[0], off[1] : off[1] + d.shape[1], off[2] : off[2] + d.shape[2]
+    ] = d
     return out
 
 
@@ -182,7 +186,11 @@ def check_invariants(
     ]
     assert lab
     full = sitk.GetArrayFromImage(fresh.margin_labels_image())
-    pre = next(ly for ly in viewer.layers if (ly.metadata.get("napari_ablation") or {}).get("role") == "pre")
+    pre = next(
+        ly
+        for ly in viewer.layers
+        if (ly.metadata.get("napari_ablation") or {}).get("role") == "pre"
+    )
     assert np.array_equal(margin_on_grid(lab[0], pre), full)
     if exports:
         w.export(tmp_path / "inv.json")

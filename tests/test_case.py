@@ -26,9 +26,15 @@ def _full_case():
     tx.SetRotation(0.05, -0.02, 0.031)
     tx.SetCenter((1.5, -2.5, 3.25))
     return Case(
-        pre=pre, post=post, tumor=tumor, ablation=ablation, transform=tx,
-        landmarks={"pre": [{"label": "cyst", "x": 1.0, "y": 2.0, "z": 3.0}],
-                   "post": [{"label": "cyst", "x": 1.5, "y": 2.5, "z": 3.5}]},
+        pre=pre,
+        post=post,
+        tumor=tumor,
+        ablation=ablation,
+        transform=tx,
+        landmarks={
+            "pre": [{"label": "cyst", "x": 1.0, "y": 2.0, "z": 3.0}],
+            "post": [{"label": "cyst", "x": 1.5, "y": 2.5, "z": 3.5}],
+        },
         settings={"threshold_mm": 3.0, "tumor_label": None, "ablation_label": 1},
         qa={"verdict": "acceptable", "comment": "cortex aligned"},
         info={"name": "phantom", "modality": "MR"},
@@ -127,9 +133,15 @@ def _edit_manifest(folder, edit):
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
-        (lambda d: d["transform"]["parameters"].__setitem__(2, float("nan")), "transform.parameters"),
+        (
+            lambda d: d["transform"]["parameters"].__setitem__(2, float("nan")),
+            "transform.parameters",
+        ),
         (lambda d: d["transform"].__setitem__("center", [0, 0]), "transform.center"),
-        (lambda d: d["geometry"]["pre"].__setitem__("spacing", [1.2, 0.0, 3.0]), "geometry.pre.spacing"),
+        (
+            lambda d: d["geometry"]["pre"].__setitem__("spacing", [1.2, 0.0, 3.0]),
+            "geometry.pre.spacing",
+        ),
         (lambda d: d["geometry"]["tumor"].pop("origin"), "geometry.tumor.origin"),
         (lambda d: d["files"].__setitem__("tumor", "../../etc/passwd"), "files.tumor"),
         (lambda d: d["settings"].__setitem__("threshold_mm", "five"), "settings.threshold_mm"),
@@ -138,8 +150,18 @@ def _edit_manifest(folder, edit):
         (lambda d: d.__setitem__("landmarks", [1, 2]), "landmarks"),
         (lambda d: d.__setitem__("format_version", 99), "format_version"),
     ],
-    ids=["nan transform", "short centre", "zero spacing", "no origin", "path escape", "text threshold",
-         "inf landmark", "unknown verdict", "landmarks not an object", "newer format"],
+    ids=[
+        "nan transform",
+        "short centre",
+        "zero spacing",
+        "no origin",
+        "path escape",
+        "text threshold",
+        "inf landmark",
+        "unknown verdict",
+        "landmarks not an object",
+        "newer format",
+    ],
 )
 def test_broken_case_json_is_one_line_naming_the_file_and_field(tmp_path, edit, field):
     folder = _full_case().save(tmp_path / "case")
@@ -173,7 +195,9 @@ def test_case_save_is_all_or_none(tmp_path, monkeypatch):
         real(img, name, *a, **k)
 
     monkeypatch.setattr(sitk, "WriteImage", fail_second)
-    case.tumor = geometry.like(np.zeros(sitk.GetArrayFromImage(case.tumor).shape, np.uint8), case.tumor)
+    case.tumor = geometry.like(
+        np.zeros(sitk.GetArrayFromImage(case.tumor).shape, np.uint8), case.tumor
+    )
     with pytest.raises(AblationError, match="disk trouble"):
         case.save(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -194,7 +218,9 @@ def test_open_sample_never_overwrites_annotations_without_case_json(tmp_path):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     case2, folder2 = open_sample_copy("renal_mri", folder)
     assert folder2 != folder and folder2.parent == folder.parent
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing of the user's touched
+    assert {
+        p.name: p.read_bytes() for p in folder.iterdir()
+    } == before  # nothing of the user's touched
     assert any("left untouched" in n for n in case2.info.get("notes", []))
     # with its case.json back, the working copy is reopened as it is
     case.save(folder)

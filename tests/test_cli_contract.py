@@ -57,17 +57,121 @@ def files(tmp_path):
 def _bad_input_cases(f):
     out = f["dir"] / "out"
     return {
-        "margin missing tumor": (["margin", "--tumor", str(f["dir"] / "nope.nii.gz"), "--ablation", str(f["ablation"]), "--json", f"{out}.json"], f"{out}.json"),
-        "margin not an image": (["margin", "--tumor", str(f["text"]), "--ablation", str(f["ablation"]), "--json", f"{out}.json"], f"{out}.json"),
-        "margin 2D": (["margin", "--tumor", str(f["flat"]), "--ablation", str(f["ablation"]), "--json", f"{out}.json"], f"{out}.json"),
-        "margin empty tumor": (["margin", "--tumor", str(f["empty"]), "--ablation", str(f["ablation"]), "--json", f"{out}.json"], f"{out}.json"),
-        "margin empty ablation": (["margin", "--tumor", str(f["tumor"]), "--ablation", str(f["empty"]), "--json", f"{out}.json"], f"{out}.json"),
-        "margin non-rigid transform": (["margin", "--tumor", str(f["tumor"]), "--ablation", str(f["ablation"]), "--transform", str(f["scaling"]), "--json", f"{out}.json"], f"{out}.json"),
-        "margin grids do not overlap": (["margin", "--tumor", str(f["tumor"]), "--ablation", str(f["far"]), "--json", f"{out}.json"], f"{out}.json"),
-        "register missing image": (["register", "--fixed", str(f["dir"] / "nope.nii.gz"), "--moving", str(f["ablation"]), "--out", f"{out}.tfm"], f"{out}.tfm"),
-        "register too few points": (["register", "--fixed-points", str(f["two_points"]), "--moving-points", str(f["two_points"]), "--out", f"{out}.tfm"], f"{out}.tfm"),
+        "margin missing tumor": (
+            [
+                "margin",
+                "--tumor",
+                str(f["dir"] / "nope.nii.gz"),
+                "--ablation",
+                str(f["ablation"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "margin not an image": (
+            [
+                "margin",
+                "--tumor",
+                str(f["text"]),
+                "--ablation",
+                str(f["ablation"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "margin 2D": (
+            [
+                "margin",
+                "--tumor",
+                str(f["flat"]),
+                "--ablation",
+                str(f["ablation"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "margin empty tumor": (
+            [
+                "margin",
+                "--tumor",
+                str(f["empty"]),
+                "--ablation",
+                str(f["ablation"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "margin empty ablation": (
+            [
+                "margin",
+                "--tumor",
+                str(f["tumor"]),
+                "--ablation",
+                str(f["empty"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "margin non-rigid transform": (
+            [
+                "margin",
+                "--tumor",
+                str(f["tumor"]),
+                "--ablation",
+                str(f["ablation"]),
+                "--transform",
+                str(f["scaling"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "margin grids do not overlap": (
+            [
+                "margin",
+                "--tumor",
+                str(f["tumor"]),
+                "--ablation",
+                str(f["far"]),
+                "--json",
+                f"{out}.json",
+            ],
+            f"{out}.json",
+        ),
+        "register missing image": (
+            [
+                "register",
+                "--fixed",
+                str(f["dir"] / "nope.nii.gz"),
+                "--moving",
+                str(f["ablation"]),
+                "--out",
+                f"{out}.tfm",
+            ],
+            f"{out}.tfm",
+        ),
+        "register too few points": (
+            [
+                "register",
+                "--fixed-points",
+                str(f["two_points"]),
+                "--moving-points",
+                str(f["two_points"]),
+                "--out",
+                f"{out}.tfm",
+            ],
+            f"{out}.tfm",
+        ),
         "register nothing to do": (["register", "--out", f"{out}.tfm"], f"{out}.tfm"),
-        "interpolate missing": (["interpolate", "--labels", str(f["dir"] / "nope.nii.gz"), "--out", f"{out}.nii.gz"], f"{out}.nii.gz"),
+        "interpolate missing": (
+            ["interpolate", "--labels", str(f["dir"] / "nope.nii.gz"), "--out", f"{out}.nii.gz"],
+            f"{out}.nii.gz",
+        ),
         "interpolate one slice": (None, None),  # built in the test
         "usage error": (["margin", "--tumor"], None),
         "unknown command": (["frobnicate"], None),
@@ -75,10 +179,20 @@ def _bad_input_cases(f):
 
 
 CASES = [
-    "margin missing tumor", "margin not an image", "margin 2D", "margin empty tumor",
-    "margin empty ablation", "margin non-rigid transform", "margin grids do not overlap",
-    "register missing image", "register too few points", "register nothing to do",
-    "interpolate missing", "interpolate one slice", "usage error", "unknown command",
+    "margin missing tumor",
+    "margin not an image",
+    "margin 2D",
+    "margin empty tumor",
+    "margin empty ablation",
+    "margin non-rigid transform",
+    "margin grids do not overlap",
+    "register missing image",
+    "register too few points",
+    "register nothing to do",
+    "interpolate missing",
+    "interpolate one slice",
+    "usage error",
+    "unknown command",
 ]
 
 
@@ -92,7 +206,15 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(files, case):
         img = sitk.GetImageFromArray(arr)
         sitk.WriteImage(img, str(files["dir"] / "one.nii.gz"))
         out = str(files["dir"] / "dense.nii.gz")
-        args = ["interpolate", "--labels", str(files["dir"] / "one.nii.gz"), "--out", out, "--axis", "x"]
+        args = [
+            "interpolate",
+            "--labels",
+            str(files["dir"] / "one.nii.gz"),
+            "--out",
+            out,
+            "--axis",
+            "x",
+        ]
     res = run(*args)
     assert res.returncode != 0, (case, res.stdout, res.stderr)
     err = res.stderr.strip()
@@ -128,7 +250,10 @@ def test_no_command_prints_usage_once(capfd):
     assert err.startswith("usage: napari-ablation") and "napari-ablation napari-ablation" not in err
     assert cli.main(["margin", "--tumor"]) == 2
     err = capfd.readouterr().err.strip()
-    assert "(see 'napari-ablation margin --help')" in err and "napari-ablation napari-ablation" not in err
+    assert (
+        "(see 'napari-ablation margin --help')" in err
+        and "napari-ablation napari-ablation" not in err
+    )
 
 
 def test_help_cites_no_file_the_repository_lacks():
@@ -148,7 +273,9 @@ def test_intensity_image_as_tumor_is_refused(files, tmp_path, capfd):
     rng = np.random.default_rng(0)
     img = sitk.GetImageFromArray(rng.normal(100, 30, (12, 20, 20)).astype(np.int16))
     sitk.WriteImage(img, str(tmp_path / "mri.nii.gz"))
-    rc = cli.main(["margin", "--tumor", str(tmp_path / "mri.nii.gz"), "--ablation", str(files["ablation"])])
+    rc = cli.main(
+        ["margin", "--tumor", str(tmp_path / "mri.nii.gz"), "--ablation", str(files["ablation"])]
+    )
     err = capfd.readouterr().err.strip()
     assert rc == 2 and "not a label image" in err and "distinct values" in err
 
@@ -158,8 +285,17 @@ def test_margin_without_transform_says_nothing_was_registered(files, tmp_path, c
 
     from napari_ablation import cli
 
-    rc = cli.main(["margin", "--tumor", str(files["tumor"]), "--ablation", str(files["ablation"]),
-                   "--json", str(tmp_path / "m.json")])
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(files["tumor"]),
+            "--ablation",
+            str(files["ablation"]),
+            "--json",
+            str(tmp_path / "m.json"),
+        ]
+    )
     out = capfd.readouterr().out
     assert rc == 0 and "nothing was registered" in out and "identity" in out
     doc = json.loads((tmp_path / "m.json").read_text())
@@ -170,8 +306,17 @@ def test_margin_without_transform_says_nothing_was_registered(files, tmp_path, c
 def test_report_extension_must_match(files, tmp_path, flag, capfd):
     from napari_ablation import cli
 
-    rc = cli.main(["margin", "--tumor", str(files["tumor"]), "--ablation", str(files["ablation"]),
-                   flag, str(tmp_path / "report.docx")])
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(files["tumor"]),
+            "--ablation",
+            str(files["ablation"]),
+            flag,
+            str(tmp_path / "report.docx"),
+        ]
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "must end in" in err[0]
     assert not (tmp_path / "report.docx").exists()
@@ -184,13 +329,35 @@ def test_register_refuses_constant_image_and_bad_radius_in_one_line(files, tmp_p
     nan = sitk.GetImageFromArray(np.full((12, 20, 20), np.nan, np.float32))
     sitk.WriteImage(nan, str(tmp_path / "nan.nii.gz"))
     for fixed, words in (("flat.nii.gz", "constant"), ("nan.nii.gz", "NaN or infinite")):
-        rc = cli.main(["register", "--fixed", str(tmp_path / fixed), "--moving", str(files["ablation"]),
-                       "--out", str(tmp_path / "T.tfm")])
+        rc = cli.main(
+            [
+                "register",
+                "--fixed",
+                str(tmp_path / fixed),
+                "--moving",
+                str(files["ablation"]),
+                "--out",
+                str(tmp_path / "T.tfm"),
+            ]
+        )
         out, err = capfd.readouterr()
         assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err, err
         assert out.strip() == ""  # no optimiser chatter
-    rc = cli.main(["register", "--fixed", str(files["ablation"]), "--moving", str(files["ablation"]),
-                   "--tumor", str(files["tumor"]), "--roi-radius", "-5", "--out", str(tmp_path / "T.tfm")])
+    rc = cli.main(
+        [
+            "register",
+            "--fixed",
+            str(files["ablation"]),
+            "--moving",
+            str(files["ablation"]),
+            "--tumor",
+            str(files["tumor"]),
+            "--roi-radius",
+            "-5",
+            "--out",
+            str(tmp_path / "T.tfm"),
+        ]
+    )
     assert rc == 2 and "positive" in capfd.readouterr().err
     assert not (tmp_path / "T.tfm").exists()
 
@@ -200,9 +367,19 @@ def test_images_of_different_patients_are_refused_or_flagged(tmp_path, capfd):
     from napari_ablation.core import registration
 
     samples = Path(__file__).resolve().parents[1] / "sample_data"
-    rc = cli.main(["register", "--fixed", str(samples / "renal_mri" / "pre.nii.gz"),
-                   "--moving", str(samples / "liver_ct" / "post.nii.gz"),
-                   "--tumor", str(samples / "renal_mri" / "tumor.nii.gz"), "--out", str(tmp_path / "T.tfm")])
+    rc = cli.main(
+        [
+            "register",
+            "--fixed",
+            str(samples / "renal_mri" / "pre.nii.gz"),
+            "--moving",
+            str(samples / "liver_ct" / "post.nii.gz"),
+            "--tumor",
+            str(samples / "renal_mri" / "tumor.nii.gz"),
+            "--out",
+            str(tmp_path / "T.tfm"),
+        ]
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "do not overlap" in err[0]
     weak = registration.RegistrationResult(sitk.Euler3DTransform(), -0.1, -0.25, 10, "", 0.1)
@@ -220,7 +397,9 @@ def test_a_margin_request_beyond_memory_is_refused_before_it_starts(tmp_path, ca
     a = M.sphere_image([30, 30, 30], [0.001] * 3, [-0.015] * 3, c, 0.010)
     sitk.WriteImage(t, str(tmp_path / "t.nii.gz"))
     sitk.WriteImage(a, str(tmp_path / "a.nii.gz"))
-    rc = cli.main(["margin", "--tumor", str(tmp_path / "t.nii.gz"), "--ablation", str(tmp_path / "a.nii.gz")])
+    rc = cli.main(
+        ["margin", "--tumor", str(tmp_path / "t.nii.gz"), "--ablation", str(tmp_path / "a.nii.gz")]
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "GB of memory" in err[0], err
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 
-@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="the demo opens a window: run under xvfb-run")
+@pytest.mark.skipif(
+    not os.environ.get("DISPLAY"), reason="the demo opens a window: run under xvfb-run"
+)
 def test_demo_opens_sample_case_with_widgets_and_takes_a_screenshot(tmp_path):
     from skimage.io import imread
 
@@ -17,8 +19,13 @@ def test_demo_opens_sample_case_with_widgets_and_takes_a_screenshot(tmp_path):
     exe = shutil.which("napari-ablation")
     cmd = [exe] if exe else [sys.executable, "-m", "napari_ablation.cli"]
     env = {**os.environ, "NAPARI_ABLATION_CASES": str(tmp_path / "cases")}
-    res = subprocess.run([*cmd, "demo", "--screenshot", str(out)], capture_output=True, text=True,
-                         timeout=240, env=env)
+    res = subprocess.run(
+        [*cmd, "demo", "--screenshot", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "could not open" not in res.stderr, res.stderr[-2000:]

@@ -62,7 +62,9 @@ def _slice(k: int, series_uid: str, ipp, pixel_spacing=(PX, PX), frames: int = 1
     return ds
 
 
-def write_series(folder: Path, *, tilt_deg=0.0, shift=None, spacing_of=None, spacing=(PX, PX)) -> list[Path]:
+def write_series(
+    folder: Path, *, tilt_deg=0.0, shift=None, spacing_of=None, spacing=(PX, PX)
+) -> list[Path]:
     """``shift = (slice, mm)`` moves one slice sideways; ``spacing_of = (slice, (r, c))`` gives it another PixelSpacing."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = generate_uid()

@@ -37,7 +37,12 @@ from napari_ablation.core import margin as M
 
 SEED = 14
 N_NIFTI, N_TFM, N_CSV = 170, 80, 60
-PRE_POINTS = {"1": (10.0, 0.0, 0.0), "2": (0.0, 12.0, 0.0), "3": (0.0, 0.0, 9.0), "4": (6.0, 7.0, 8.0)}
+PRE_POINTS = {
+    "1": (10.0, 0.0, 0.0),
+    "2": (0.0, 12.0, 0.0),
+    "3": (0.0, 0.0, 9.0),
+    "4": (6.0, 7.0, 8.0),
+}
 
 
 # ----------------------------------------------------------------------------- base files
@@ -71,7 +76,10 @@ def make_base(folder: Path) -> dict[str, Path]:
     sitk.WriteImage(sitk.Cast(tumor, sitk.sitkFloat32), str(paths["tumor_float"]))
     sitk.WriteImage(abl, str(paths["ablation"]), True)
     sitk.WriteTransform(e, str(paths["tfm"]))
-    for key, pts in (("pre_csv", PRE_POINTS), ("post_csv", {k: e.TransformPoint(v) for k, v in PRE_POINTS.items()})):
+    for key, pts in (
+        ("pre_csv", PRE_POINTS),
+        ("post_csv", {k: e.TransformPoint(v) for k, v in PRE_POINTS.items()}),
+    ):
         lines = ["label,x,y,z"] + [f"{k},{v[0]!r},{v[1]!r},{v[2]!r}" for k, v in pts.items()]
         paths[key].write_text("\n".join(lines) + "\n")
     return paths
@@ -96,10 +104,26 @@ def _put(data: bytes, offset: int, fmt: str, *values) -> bytes:
 
 def mutate_nifti(raw: bytes, raw_float: bytes, rng) -> tuple[str, bytes, bool]:
     """(kind, bytes, gzip it?) -- ``raw`` is an uncompressed NIfTI-1 file."""
-    kind = str(rng.choice([
-        "header byte flip", "data byte flip", "truncate", "truncate gz", "gz byte flip", "spacing",
-        "dim", "datatype", "vox_offset", "append garbage", "nan voxel", "qform", "sform", "scaling",
-    ]))
+    kind = str(
+        rng.choice(
+            [
+                "header byte flip",
+                "data byte flip",
+                "truncate",
+                "truncate gz",
+                "gz byte flip",
+                "spacing",
+                "dim",
+                "datatype",
+                "vox_offset",
+                "append garbage",
+                "nan voxel",
+                "qform",
+                "sform",
+                "scaling",
+            ]
+        )
+    )
     gz = bool(rng.integers(0, 2))
     if kind == "header byte flip":
         return kind, _flip(raw, rng, 0, 348), gz
@@ -121,16 +145,31 @@ def mutate_nifti(raw: bytes, raw_float: bytes, rng) -> tuple[str, bytes, bool]:
         v = int(rng.choice([0, -1, 1, 2, 4, 8, 100, 32767]))
         return kind, _put(raw, 40 + 2 * i, "h", v), gz
     if kind == "datatype":
-        dt, bp = [(2, 8), (4, 16), (16, 32), (64, 64), (4, 8), (99, 8), (512, 16), (2, 16)][int(rng.integers(0, 8))]
+        dt, bp = [(2, 8), (4, 16), (16, 32), (64, 64), (4, 8), (99, 8), (512, 16), (2, 16)][
+            int(rng.integers(0, 8))
+        ]
         return kind, _put(raw, 70, "2h", dt, bp), gz
     if kind == "vox_offset":
-        return kind, _put(raw, 108, "f", float(rng.choice([0.0, 100.0, 348.0, 356.0, 1e9, math.nan]))), gz
+        return (
+            kind,
+            _put(raw, 108, "f", float(rng.choice([0.0, 100.0, 348.0, 356.0, 1e9, math.nan]))),
+            gz,
+        )
     if kind == "append garbage":
-        return kind, raw + bytes(rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8)), gz
+        return (
+            kind,
+            raw + bytes(rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8)),
+            gz,
+        )
     if kind == "nan voxel":
         b = bytearray(raw_float)
         n = (len(b) - 352) // 4
-        struct.pack_into("<f", b, 352 + 4 * int(rng.integers(0, n)), float(rng.choice([math.nan, math.inf, -math.inf])))
+        struct.pack_into(
+            "<f",
+            b,
+            352 + 4 * int(rng.integers(0, n)),
+            float(rng.choice([math.nan, math.inf, -math.inf])),
+        )
         return kind, bytes(b), gz
     if kind == "qform":
         off = 256 + 4 * int(rng.integers(0, 6))
@@ -139,26 +178,58 @@ def mutate_nifti(raw: bytes, raw_float: bytes, rng) -> tuple[str, bytes, bool]:
         off = 280 + 4 * int(rng.integers(0, 12))
         return kind, _put(raw, off, "f", float(rng.choice([0.0, 3.0, math.nan, -1.0, 1e6]))), gz
     # scaling
-    return kind, _put(raw, 112, "2f", float(rng.choice([0.0, 2.0, math.nan, -1.0])), float(rng.choice([0.0, 1.0, math.inf]))), gz
+    return (
+        kind,
+        _put(
+            raw,
+            112,
+            "2f",
+            float(rng.choice([0.0, 2.0, math.nan, -1.0])),
+            float(rng.choice([0.0, 1.0, math.inf])),
+        ),
+        gz,
+    )
 
 
 def mutate_tfm(text: str, rng) -> tuple[str, bytes]:
     lines = text.splitlines()
     par = next(i for i, ln in enumerate(lines) if ln.startswith("Parameters:"))
     fix = next(i for i, ln in enumerate(lines) if ln.startswith("FixedParameters:"))
-    kind = str(rng.choice([
-        "byte flip", "truncate", "nan parameter", "inf parameter", "text parameter", "5 parameters",
-        "8 parameters", "no fixed parameters", "trailing garbage", "type name", "no header", "empty",
-        "huge parameter", "scaling affine", "reordered lines", "extra fixed parameter", "whitespace",
-    ]))
+    kind = str(
+        rng.choice(
+            [
+                "byte flip",
+                "truncate",
+                "nan parameter",
+                "inf parameter",
+                "text parameter",
+                "5 parameters",
+                "8 parameters",
+                "no fixed parameters",
+                "trailing garbage",
+                "type name",
+                "no header",
+                "empty",
+                "huge parameter",
+                "scaling affine",
+                "reordered lines",
+                "extra fixed parameter",
+                "whitespace",
+            ]
+        )
+    )
     if kind == "byte flip":
         return kind, _flip(text.encode(), rng)
     if kind == "truncate":
         return kind, text.encode()[: int(rng.integers(0, len(text)))]
     if kind in ("nan parameter", "inf parameter", "text parameter", "huge parameter"):
         vals = lines[par].split()[1:]
-        vals[int(rng.integers(0, len(vals)))] = {"nan parameter": "nan", "inf parameter": "-inf",
-                                                  "text parameter": "abc", "huge parameter": "1e999"}[kind]
+        vals[int(rng.integers(0, len(vals)))] = {
+            "nan parameter": "nan",
+            "inf parameter": "-inf",
+            "text parameter": "abc",
+            "huge parameter": "1e999",
+        }[kind]
         lines[par] = "Parameters: " + " ".join(vals)
     elif kind == "5 parameters":
         lines[par] = " ".join(lines[par].split()[:-1])
@@ -170,16 +241,29 @@ def mutate_tfm(text: str, rng) -> tuple[str, bytes]:
         lines.append(str(rng.choice(["garbage", "1 2 3", "Transform: Foo", "\x00\x01"])))
     elif kind == "type name":
         i = next(i for i, ln in enumerate(lines) if ln.startswith("Transform:"))
-        lines[i] = "Transform: " + str(rng.choice(["AffineTransform_double_3_3", "Euler2DTransform_double_2_2",
-                                                  "BSplineTransform_double_3_3", "Euler3DTransform_double_3_2",
-                                                  "FooTransform_double_3_3"]))
+        lines[i] = "Transform: " + str(
+            rng.choice(
+                [
+                    "AffineTransform_double_3_3",
+                    "Euler2DTransform_double_2_2",
+                    "BSplineTransform_double_3_3",
+                    "Euler3DTransform_double_3_2",
+                    "FooTransform_double_3_3",
+                ]
+            )
+        )
     elif kind == "no header":
         lines = lines[1:]
     elif kind == "empty":
         lines = []
     elif kind == "scaling affine":
-        lines = ["#Insight Transform File V1.0", "#Transform 0", "Transform: AffineTransform_double_3_3",
-                 "Parameters: 1.2 0 0 0 1 0 0 0 1 0 0 0", "FixedParameters: 0 0 0"]
+        lines = [
+            "#Insight Transform File V1.0",
+            "#Transform 0",
+            "Transform: AffineTransform_double_3_3",
+            "Parameters: 1.2 0 0 0 1 0 0 0 1 0 0 0",
+            "FixedParameters: 0 0 0",
+        ]
     elif kind == "reordered lines":
         lines[par], lines[fix] = lines[fix], lines[par]
     elif kind == "extra fixed parameter":
@@ -191,10 +275,26 @@ def mutate_tfm(text: str, rng) -> tuple[str, bytes]:
 
 def mutate_csv(text: str, rng) -> tuple[str, bytes]:
     lines = text.splitlines()
-    kind = str(rng.choice([
-        "byte flip", "truncate", "nan coordinate", "inf coordinate", "missing column", "duplicate label",
-        "extra column", "empty", "binary", "bom", "collinear", "two points", "no header", "quoted",
-    ]))
+    kind = str(
+        rng.choice(
+            [
+                "byte flip",
+                "truncate",
+                "nan coordinate",
+                "inf coordinate",
+                "missing column",
+                "duplicate label",
+                "extra column",
+                "empty",
+                "binary",
+                "bom",
+                "collinear",
+                "two points",
+                "no header",
+                "quoted",
+            ]
+        )
+    )
     if kind == "byte flip":
         return kind, _flip(text.encode(), rng)
     if kind == "truncate":
@@ -241,7 +341,9 @@ def _nib_mask_image(path: Path):
         aff = img.affine
     except Exception:  # noqa: BLE001 - any failure: the independent reader cannot read it
         return None
-    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):  # one volume of a 4D file is a 3D image
+    if data.ndim > 3 and all(
+        n == 1 for n in data.shape[3:]
+    ):  # one volume of a 4D file is a 3D image
         data = data.reshape(data.shape[:3])
     if data.ndim != 3 or not np.all(np.isfinite(data)) or not np.all(np.isfinite(aff)):
         return None
@@ -332,7 +434,13 @@ def _hashes(paths) -> dict[str, str]:
 
 def _run(argv, capfd, subprocess_run: bool):
     if subprocess_run:
-        res = subprocess.run([sys.executable, "-m", "napari_ablation.cli", *argv], capture_output=True, text=True, timeout=300, check=False)
+        res = subprocess.run(
+            [sys.executable, "-m", "napari_ablation.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         return res.returncode, res.stdout, res.stderr
     if capfd is None:  # outside pytest (a larger run for the README)
         import contextlib
@@ -347,7 +455,14 @@ def _run(argv, capfd, subprocess_run: bool):
     return rc, out, err
 
 
-def run_fuzz(tmp: Path, capfd=None, *, seed: int = SEED, counts=(N_NIFTI, N_TFM, N_CSV), via_subprocess: int = 6):
+def run_fuzz(
+    tmp: Path,
+    capfd=None,
+    *,
+    seed: int = SEED,
+    counts=(N_NIFTI, N_TFM, N_CSV),
+    via_subprocess: int = 6,
+):
     """Run every mutation; returns (Counter of outcomes, list of bad cases)."""
     rng = np.random.default_rng(seed)
     base = make_base(tmp / "base")
@@ -358,7 +473,11 @@ def run_fuzz(tmp: Path, capfd=None, *, seed: int = SEED, counts=(N_NIFTI, N_TFM,
     ablation = sitk.ReadImage(str(base["ablation"]))
     stats: Counter = Counter()
     bad: list[str] = []
-    jobs = [("nifti", i) for i in range(counts[0])] + [("tfm", i) for i in range(counts[1])] + [("csv", i) for i in range(counts[2])]
+    jobs = (
+        [("nifti", i) for i in range(counts[0])]
+        + [("tfm", i) for i in range(counts[1])]
+        + [("csv", i) for i in range(counts[2])]
+    )
     sub_every = max(1, len(jobs) // max(1, via_subprocess)) if via_subprocess else 0
     for n, (what, i) in enumerate(jobs):
         case = tmp / f"{what}{i:03d}"
@@ -372,19 +491,45 @@ def run_fuzz(tmp: Path, capfd=None, *, seed: int = SEED, counts=(N_NIFTI, N_TFM,
                 data = gzip.compress(data)
             mut = case / name
             mut.write_bytes(data)
-            argv = ["margin", "--tumor", str(mut), "--ablation", str(base["ablation"]), "--transform", str(base["tfm"]),
-                    "--json", str(out / "m.json")]
+            argv = [
+                "margin",
+                "--tumor",
+                str(mut),
+                "--ablation",
+                str(base["ablation"]),
+                "--transform",
+                str(base["tfm"]),
+                "--json",
+                str(out / "m.json"),
+            ]
         elif what == "tfm":
             kind, data = mutate_tfm(tfm_text, rng)
             mut = case / "T.tfm"
             mut.write_bytes(data)
-            argv = ["margin", "--tumor", str(base["tumor_gz"]), "--ablation", str(base["ablation"]), "--transform", str(mut),
-                    "--json", str(out / "m.json")]
+            argv = [
+                "margin",
+                "--tumor",
+                str(base["tumor_gz"]),
+                "--ablation",
+                str(base["ablation"]),
+                "--transform",
+                str(mut),
+                "--json",
+                str(out / "m.json"),
+            ]
         else:
             kind, data = mutate_csv(csv_text, rng)
             mut = case / "pre.csv"
             mut.write_bytes(data)
-            argv = ["register", "--fixed-points", str(mut), "--moving-points", str(base["post_csv"]), "--out", str(out / "T.tfm")]
+            argv = [
+                "register",
+                "--fixed-points",
+                str(mut),
+                "--moving-points",
+                str(base["post_csv"]),
+                "--out",
+                str(out / "T.tfm"),
+            ]
         watched = [tmp / "base", mut]
         before = _hashes([*watched, out])
         sub = bool(sub_every) and n % sub_every == 0
@@ -400,12 +545,16 @@ def run_fuzz(tmp: Path, capfd=None, *, seed: int = SEED, counts=(N_NIFTI, N_TFM,
             bad.append(f"{label}: an input changed")
             continue
         if rc != 0:
-            outputs_same = {k: v for k, v in before.items() if k.startswith(str(out))} == _hashes([out])
+            outputs_same = {k: v for k, v in before.items() if k.startswith(str(out))} == _hashes(
+                [out]
+            )
             if rc == cli.EXIT_BAD_INPUT and len(err_lines) == 1 and outputs_same:
                 stats["refused cleanly"] += 1
                 stats[f"refused: {what}"] += 1
             else:
-                bad.append(f"{label}: exit {rc}, stderr {err_lines[:3]}, outputs unchanged: {outputs_same}")
+                bad.append(
+                    f"{label}: exit {rc}, stderr {err_lines[:3]}, outputs unchanged: {outputs_same}"
+                )
             continue
         # exit 0: the result must be right for the file as an independent reader sees it
         ok, why = _check_result(what, mut, data, out, base, ablation)
@@ -448,12 +597,18 @@ def _check_result(what, mut, data, out, base, ablation):
     try:
         want = M.analyze_margin(tumor, ablation, tx, 5.0)
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory on an absurd spacing
-        return False, f"the file cannot be analysed as an independent reader sees it ({type(exc).__name__})"
+        return (
+            False,
+            f"the file cannot be analysed as an independent reader sees it ({type(exc).__name__})",
+        )
     # the JSON rounds (3 decimals for mm, 2 for ml at most): compare within that rounding
     if not math.isclose(doc["min_margin_mm"], want.min_margin_mm, abs_tol=1e-3):
         return False, f"MTM {doc['min_margin_mm']} where the file means {want.min_margin_mm:.3f}"
     if not math.isclose(doc["tumor_volume_ml"], want.tumor_volume_ml, rel_tol=1e-3, abs_tol=0.006):
-        return False, f"tumor {doc['tumor_volume_ml']} ml where the file means {want.tumor_volume_ml:.3f}"
+        return (
+            False,
+            f"tumor {doc['tumor_volume_ml']} ml where the file means {want.tumor_volume_ml:.3f}",
+        )
     return True, ""
 
 

@@ -12,7 +12,13 @@ from napari_ablation.core.errors import AblationError
 SPACING = (0.8, 0.8, 5.0)  # anisotropic: an axis swap shows
 
 
-def _volume(size=(24, 20, 9), spacing=SPACING, origin=(-12.5, 30.25, 101.0), direction=geometry.IDENTITY, seed=0):
+def _volume(
+    size=(24, 20, 9),
+    spacing=SPACING,
+    origin=(-12.5, 30.25, 101.0),
+    direction=geometry.IDENTITY,
+    seed=0,
+):
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 30000, size=size[::-1]).astype(np.int16)
     img = sitk.GetImageFromArray(arr)
@@ -111,7 +117,9 @@ def test_oblique_volume_is_resampled_onto_axis_aligned_grid_with_a_note():
 
 
 def test_oblique_labels_use_nearest_neighbour():
-    img = _volume(direction=(math.cos(0.3), -math.sin(0.3), 0, math.sin(0.3), math.cos(0.3), 0, 0, 0, 1))
+    img = _volume(
+        direction=(math.cos(0.3), -math.sin(0.3), 0, math.sin(0.3), math.cos(0.3), 0, 0, 0, 1)
+    )
     arr = (sitk.GetArrayFromImage(img) > 15000).astype(np.uint8) * 3
     lab = sitk.GetImageFromArray(arr)
     lab.CopyInformation(img)

@@ -272,7 +272,9 @@ def test_undo_redo_reach_the_model_and_the_folder(
     assert sitk.GetArrayFromImage(Case.load(tmp_path / "case").tumor)[12, 24, 40] == 1
 
 
-def test_long_actions_return_at_once_and_finish_in_the_background(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+def test_long_actions_return_at_once_and_finish_in_the_background(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
     """Open sample, first Compute margins and exports hand their work to a thread: the
     click returns while the work is still running (the stall times themselves are measured
     by benchmarks/bench_gui_stalls.py, not asserted here)."""
@@ -283,7 +285,9 @@ def test_long_actions_return_at_once_and_finish_in_the_background(make_napari_vi
         load.sample.setCurrentIndex(load.sample.findData("renal_mri"))
         load.sample_btn.click()
         assert load._worker is not None and session.model.pre is None  # reading in the background
-        qtbot.waitUntil(lambda: load._worker is None and session.model.pre is not None, timeout=60000)
+        qtbot.waitUntil(
+            lambda: load._worker is None and session.model.pre is not None, timeout=60000
+        )
         w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
         w.run_btn.click()
         assert session.analysis.running and w.result is None  # computing in the background
@@ -305,6 +309,8 @@ def test_long_actions_return_at_once_and_finish_in_the_background(make_napari_vi
         qtbot.waitUntil(lambda: not w.exporting and late.exists(), timeout=60000)
         import json
 
-        assert json.loads(late.read_text())["min_margin_mm"] == round(session.model.result.min_margin_mm, 3)
+        assert json.loads(late.read_text())["min_margin_mm"] == round(
+            session.model.result.min_margin_mm, 3
+        )
         assert session.model.analysis_current
     assert not errors, [str(e[1]) for e in errors]

@@ -11,11 +11,12 @@ from napari_ablation.core import phantoms
 from napari_ablation.core.errors import AblationError
 from napari_ablation.core.interpolation import annotated_slices, dice, interpolate_slices
 
-
 # ----------------------------------------------------------------------------- phantoms
 
 
-def tilted_ellipsoid(shape=(60, 84, 76), spacing=(1.0, 1.0, 1.0), semi=(20, 30, 15), angles=(30, 20, 15)):
+def tilted_ellipsoid(
+    shape=(60, 84, 76), spacing=(1.0, 1.0, 1.0), semi=(20, 30, 15), angles=(30, 20, 15)
+):
     return phantoms.tilted_ellipsoid(shape, spacing, semi, angles)
 
 
@@ -61,7 +62,9 @@ def test_interpolation_beats_nearest_slice_copy():
     truth = tilted_ellipsoid()
     labels, keep = sparse(truth, 0, 5)
     ours = dice_between(truth, interpolate_slices(labels, 0, (1, 1, 1)), 0, keep)
-    nearest = dice_between(truth, interpolate_slices(labels, 0, (1, 1, 1), method="nearest"), 0, keep)
+    nearest = dice_between(
+        truth, interpolate_slices(labels, 0, (1, 1, 1), method="nearest"), 0, keep
+    )
     assert ours > nearest + 0.01
 
 
@@ -229,7 +232,20 @@ def test_cli_round_trip_keeps_geometry_and_values(tmp_path):
     ras = (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0)
     src = _write(labels, tmp_path / "sparse.nii.gz", direction=ras)
     out_path = tmp_path / "dense.nii.gz"
-    assert main(["interpolate", "--labels", str(src_path := tmp_path / "sparse.nii.gz"), "--out", str(out_path), "--axis", "z"]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                "--labels",
+                str(src_path := tmp_path / "sparse.nii.gz"),
+                "--out",
+                str(out_path),
+                "--axis",
+                "z",
+            ]
+        )
+        == 0
+    )
     assert src_path.exists()
     res = sitk.ReadImage(str(out_path))
     assert res.GetSize() == src.GetSize()
@@ -251,6 +267,8 @@ def test_cli_bad_input_one_line_no_output(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "two annotated slices" in err
     assert not out.exists()
-    assert main(["interpolate", "--labels", str(tmp_path / "missing.nii.gz"), "--out", str(out)]) == 2
+    assert (
+        main(["interpolate", "--labels", str(tmp_path / "missing.nii.gz"), "--out", str(out)]) == 2
+    )
     assert not out.exists()
     assert not list(tmp_path.glob(".*tmp*"))

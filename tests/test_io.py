@@ -11,8 +11,13 @@ from napari_ablation.core import geometry, io
 from napari_ablation.core.errors import AblationError
 
 
-def make_volume(size=(32, 28, 10), spacing=(0.8, 0.8, 5.0), origin=(-10.0, 20.0, -40.0),
-                direction=geometry.IDENTITY, seed=0):
+def make_volume(
+    size=(32, 28, 10),
+    spacing=(0.8, 0.8, 5.0),
+    origin=(-10.0, 20.0, -40.0),
+    direction=geometry.IDENTITY,
+    seed=0,
+):
     rng = np.random.default_rng(seed)
     arr = rng.integers(-1000, 1500, size=size[::-1]).astype(np.int16)
     img = sitk.GetImageFromArray(arr)
@@ -22,12 +27,23 @@ def make_volume(size=(32, 28, 10), spacing=(0.8, 0.8, 5.0), origin=(-10.0, 20.0,
     return img
 
 
-def write_dicom_series(img, folder, *, series_uid=None, description="test series", modality="CT",
-                       skip=(), z_jitter=None):
+def write_dicom_series(
+    img,
+    folder,
+    *,
+    series_uid=None,
+    description="test series",
+    modality="CT",
+    skip=(),
+    z_jitter=None,
+):
     """Write a 3D image as a DICOM series (one file per slice) with SimpleITK."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    uid = series_uid or f"1.2.826.0.1.3680043.2.1125.{int(time.time() * 1e6) % 10**12}.{np.random.randint(1e6)}"
+    uid = (
+        series_uid
+        or f"1.2.826.0.1.3680043.2.1125.{int(time.time() * 1e6) % 10**12}.{np.random.randint(1e6)}"
+    )
     d = img.GetDirection()
     iop = "\\".join(f"{v:.10f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
     writer = sitk.ImageFileWriter()
@@ -61,7 +77,9 @@ def write_dicom_series(img, folder, *, series_uid=None, description="test series
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
-@pytest.mark.parametrize("direction", [geometry.IDENTITY, (-1, 0, 0, 0, -1, 0, 0, 0, 1), (1, 0, 0, 0, 0, 1, 0, -1, 0)])
+@pytest.mark.parametrize(
+    "direction", [geometry.IDENTITY, (-1, 0, 0, 0, -1, 0, 0, 0, 1), (1, 0, 0, 0, 0, 1, 0, -1, 0)]
+)
 def test_file_round_trip_keeps_physical_content(tmp_path, suffix, direction):
     img = make_volume(direction=direction)
     path = tmp_path / f"vol{suffix}"
@@ -73,7 +91,7 @@ def test_file_round_trip_keeps_physical_content(tmp_path, suffix, direction):
     # every voxel sits at the same physical point with the same value
     src = sitk.GetArrayFromImage(img)
     dst = sitk.GetArrayFromImage(out)
-    for (k, j, i) in [(0, 0, 0), (9, 27, 31), (4, 13, 7), (2, 20, 30)]:
+    for k, j, i in [(0, 0, 0), (9, 27, 31), (4, 13, 7), (2, 20, 30)]:
         p = img.TransformIndexToPhysicalPoint((i, j, k))
         idx = out.TransformPhysicalPointToIndex(p)
         assert dst[idx[::-1]] == src[k, j, i]
@@ -101,8 +119,12 @@ def test_dicom_series_written_and_read_back_with_same_geometry(tmp_path, directi
 def test_folder_with_several_series_lists_them_and_defaults_to_the_largest(tmp_path):
     big = make_volume(size=(32, 28, 10))
     small = make_volume(size=(16, 16, 6), spacing=(1.5, 1.5, 3.0), seed=3)
-    uid_big = write_dicom_series(big, tmp_path / "study" / "a", description="T1 VIBE", modality="MR")
-    uid_small = write_dicom_series(small, tmp_path / "study" / "b", description="localizer", modality="MR")
+    uid_big = write_dicom_series(
+        big, tmp_path / "study" / "a", description="T1 VIBE", modality="MR"
+    )
+    uid_small = write_dicom_series(
+        small, tmp_path / "study" / "b", description="localizer", modality="MR"
+    )
     series = io.list_dicom_series(tmp_path / "study")
     assert [s.uid for s in series] == [uid_big, uid_small]
     assert "T1 VIBE" in series[0].summary() and "32x28x10" in series[0].summary()
@@ -126,7 +148,10 @@ def test_dicom_series_with_uneven_spacing_is_refused(tmp_path):
         io.read_image(tmp_path / "dcm")
 
 
-@pytest.mark.parametrize("name,modality,size", [("CT_small.dcm", "CT", (128, 128, 1)), ("MR_small.dcm", "MR", (64, 64, 1))])
+@pytest.mark.parametrize(
+    "name,modality,size",
+    [("CT_small.dcm", "CT", (128, 128, 1)), ("MR_small.dcm", "MR", (64, 64, 1))],
+)
 def test_pydicom_real_files_read(name, modality, size):
     from pydicom import dcmread
     from pydicom.data import get_testdata_file
@@ -176,8 +201,14 @@ def test_bad_inputs_give_one_line_messages(tmp_path):
     rgb = sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True)
     sitk.WriteImage(rgb, str(tmp_path / "rgb.mha"))
     cases["rgb"] = tmp_path / "rgb.mha"
-    expected = {"missing": "no such file", "not an image": "not a readable image", "no dicom": "no DICOM",
-                "2D": "2D", "4D": "4D", "rgb": "components"}
+    expected = {
+        "missing": "no such file",
+        "not an image": "not a readable image",
+        "no dicom": "no DICOM",
+        "2D": "2D",
+        "4D": "4D",
+        "rgb": "components",
+    }
     for key, path in cases.items():
         with pytest.raises(AblationError) as info:
             io.read_image(path)

@@ -62,10 +62,23 @@ def test_noisy_fit_equals_the_brute_force_least_squares_solution():
     ours = tfm.transform_points(fit.transform, grid)
     assert np.abs(ours - brute).max() < 0.01
     # SVD solution is at least as good as the optimiser's
-    assert np.sum(resid(np.r_[Rotation.from_matrix(tfm.matrix_offset(fit.transform)[0]).as_rotvec(), tfm.matrix_offset(fit.transform)[1]]) ** 2) <= np.sum(sol.fun**2) + 1e-9
+    assert (
+        np.sum(
+            resid(
+                np.r_[
+                    Rotation.from_matrix(tfm.matrix_offset(fit.transform)[0]).as_rotvec(),
+                    tfm.matrix_offset(fit.transform)[1],
+                ]
+            )
+            ** 2
+        )
+        <= np.sum(sol.fun**2) + 1e-9
+    )
     # residual table: |T(p_i) - q_i| per label
     for k in fit.labels:
-        assert fit.residuals[k] == pytest.approx(np.linalg.norm(tfm.transform_points(fit.transform, PRE[k])[0] - post[k]), abs=1e-9)
+        assert fit.residuals[k] == pytest.approx(
+            np.linalg.norm(tfm.transform_points(fit.transform, PRE[k])[0] - post[k]), abs=1e-9
+        )
 
 
 def test_pairs_are_matched_by_label_not_order():
@@ -87,7 +100,14 @@ def test_a_bad_click_shows_in_its_residual():
 
 def test_predicted_tre_matches_monte_carlo():
     """Fitzpatrick's formula with the true FLE against simulated fits (isotropic noise)."""
-    pts = {str(i): p for i, p in enumerate(np.array([[40, 0, 0], [-30, 25, 5], [0, -35, 20], [10, 10, -40], [-20, -20, -10]], float))}
+    pts = {
+        str(i): p
+        for i, p in enumerate(
+            np.array(
+                [[40, 0, 0], [-30, 25, 5], [0, -35, 20], [10, 10, -40], [-20, -20, -10]], float
+            )
+        )
+    }
     sigma = 1.0  # per axis -> FLE (RMS 3D) = sqrt(3)
     targets = [np.array([0.0, 0.0, 0.0]), np.array([60.0, 40.0, 10.0])]
     rng = np.random.default_rng(11)
@@ -122,15 +142,25 @@ def test_estimated_fle_and_tre_from_a_single_fit():
     assert fit.fle_estimate == pytest.approx(fit.rms_fre * math.sqrt(n / (n - 2)))
     centroid = np.mean(list(PRE.values()), axis=0)
     # at the centroid the formula reduces to FLE / sqrt(N)
-    assert fit.predicted_tre_at(centroid) == pytest.approx(fit.fle_estimate / math.sqrt(n), rel=1e-9)
+    assert fit.predicted_tre_at(centroid) == pytest.approx(
+        fit.fle_estimate / math.sqrt(n), rel=1e-9
+    )
 
 
 @pytest.mark.parametrize(
     "pre,post,msg",
     [
         ({"1": (0, 0, 0), "2": (10, 0, 0)}, {"1": (0, 0, 0), "2": (10, 0, 0)}, "at least 3"),
-        ({"1": (0, 0, 0), "2": (10, 0, 0), "3": (20, 0.1, 0)}, {"1": (0, 0, 0), "2": (10, 0, 0), "3": (20, 0, 0)}, "collinear"),
-        ({"1": (0, 0, 0), "2": (10, 0, 0), "3": (0, 10, 0)}, {"1": (0, 0, 0), "2": (10, 0, 0), "4": (0, 10, 0)}, "at least 3"),
+        (
+            {"1": (0, 0, 0), "2": (10, 0, 0), "3": (20, 0.1, 0)},
+            {"1": (0, 0, 0), "2": (10, 0, 0), "3": (20, 0, 0)},
+            "collinear",
+        ),
+        (
+            {"1": (0, 0, 0), "2": (10, 0, 0), "3": (0, 10, 0)},
+            {"1": (0, 0, 0), "2": (10, 0, 0), "4": (0, 10, 0)},
+            "at least 3",
+        ),
     ],
 )
 def test_bad_configurations_are_one_line_errors(pre, post, msg):

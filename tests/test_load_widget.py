@@ -1,6 +1,5 @@
 """Load-case widget, autosave, reader and writer in a real napari viewer (run under xvfb-run)."""
 
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -21,7 +20,14 @@ def cases_root(tmp_path, monkeypatch):
     return root
 
 
-def _write(path, size=(40, 36, 12), spacing=(1.2, 1.2, 3.0), origin=(10.0, -20.0, 30.0), direction=FLIPPED, seed=0):
+def _write(
+    path,
+    size=(40, 36, 12),
+    spacing=(1.2, 1.2, 3.0),
+    origin=(10.0, -20.0, 30.0),
+    direction=FLIPPED,
+    seed=0,
+):
     rng = np.random.default_rng(seed)
     arr = rng.normal(300, 50, size[::-1]).astype(np.float32)
     arr[4:8, 10:20, 12:25] += 400  # something to look at
@@ -66,7 +72,7 @@ def test_load_files_shows_both_images_in_lps_mm(make_napari_viewer, qtbot, tmp_p
     assert tumor.data.shape == pre.data.shape and ablation.data.shape == post.data.shape
     # voxel (i, j, k) of the file on disk is at the same LPS point in napari's world
     src = sitk.GetArrayFromImage(pre_img)
-    for (i, j, k) in [(0, 0, 0), (39, 35, 11), (17, 12, 5)]:
+    for i, j, k in [(0, 0, 0), (39, 35, 11), (17, 12, 5)]:
         lps = np.asarray(pre_img.TransformIndexToPhysicalPoint((i, j, k)))
         data_idx = np.round(pre.world_to_data(lps[::-1])).astype(int)
         assert pre.data[tuple(data_idx)] == pytest.approx(src[k, j, i])
@@ -92,10 +98,16 @@ def test_bad_input_loads_nothing_and_keeps_the_viewer(make_napari_viewer, qtbot,
         qtbot.waitUntil(lambda: widget._worker is None, timeout=20000)
         msgs.append(widget.last_error)
     assert len(viewer.layers) == 0  # nothing half loaded
-    assert "no such file" in msgs[0] and "not a readable image" in msgs[1] and "do not overlap" in msgs[2]
+    assert (
+        "no such file" in msgs[0]
+        and "not a readable image" in msgs[1]
+        and "do not overlap" in msgs[2]
+    )
     assert all("\n" not in m for m in msgs)
     shown = [n for n in errors if "do not overlap" in str(n.message)]
-    assert shown and all(getattr(n, "exception", None) is None for n in shown)  # no traceback attached
+    assert shown and all(
+        getattr(n, "exception", None) is None for n in shown
+    )  # no traceback attached
 
 
 def test_painting_is_autosaved_and_survives_closing_the_viewer(make_napari_viewer, qtbot, tmp_path):
@@ -161,7 +173,8 @@ def test_reader_opens_files_in_mm_and_refuses_junk_quietly(make_napari_viewer, t
     layer = layers[0]
     lps = np.asarray(img.TransformIndexToPhysicalPoint((3, 4, 5)))
     assert layer.data[tuple(np.round(layer.world_to_data(lps[::-1])).astype(int))] == pytest.approx(
-        sitk.GetArrayFromImage(img)[5, 4, 3])
+        sitk.GetArrayFromImage(img)[5, 4, 3]
+    )
     (tmp_path / "junk.nrrd").write_text("nope")
     assert viewer.open(str(tmp_path / "junk.nrrd"), plugin="napari-ablation") == []
     assert len(viewer.layers) == 1
@@ -189,10 +202,14 @@ def test_writer_saves_labels_on_the_grid_of_the_original_file(make_napari_viewer
     k, j, i = np.argwhere(arr)[0]
     # the labelled voxel is at the same physical point as the painted one
     painted = np.asarray(tumor.data_to_world((2, 3, 4)))[::-1]
-    assert np.allclose(saved.TransformIndexToPhysicalPoint((int(i), int(j), int(k))), painted, atol=1e-4)
+    assert np.allclose(
+        saved.TransformIndexToPhysicalPoint((int(i), int(j), int(k))), painted, atol=1e-4
+    )
 
 
-def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(make_napari_viewer, qtbot, tmp_path):
+def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(
+    make_napari_viewer, qtbot, tmp_path
+):
     from test_io import make_volume, write_dicom_series
 
     viewer = make_napari_viewer()
@@ -201,7 +218,9 @@ def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(make_na
     small = make_volume(size=(16, 16, 6), spacing=(1.5, 1.5, 3.0), seed=3)
     write_dicom_series(big, tmp_path / "pre" / "a", description="portal venous")
     uid_small = write_dicom_series(small, tmp_path / "pre" / "b", description="scout")
-    write_dicom_series(make_volume(seed=5, spacing=(0.8, 0.8, 2.5)), tmp_path / "post", description="post")
+    write_dicom_series(
+        make_volume(seed=5, spacing=(0.8, 0.8, 2.5)), tmp_path / "post", description="post"
+    )
     widget.pre.path.setText(str(tmp_path / "pre"))
     widget.pre.refresh_series()  # lists the headers in the background
     qtbot.waitUntil(lambda: not widget.pre.busy, timeout=20000)
@@ -224,16 +243,24 @@ def test_dicom_folder_with_two_series_offers_a_choice_and_window_presets(make_na
     assert widget.pre.series_uid == uid_small
 
 
-def test_layers_opened_without_a_case_are_adopted_and_autosaved(make_napari_viewer, qtbot, cases_root):
+def test_layers_opened_without_a_case_are_adopted_and_autosaved(
+    make_napari_viewer, qtbot, cases_root
+):
     """Images and labels added by File > Open Sample (no widget involved) still autosave."""
     from napari_ablation.core import geometry as g
 
     viewer = make_napari_viewer()
     session = CaseSession.of(viewer)
     pre = g.image_from_array(np.zeros((6, 10, 12), np.float32), (3.0, 1.2, 1.2), (5.0, 6.0, 7.0))
-    viewer.add_image(sitk.GetArrayFromImage(pre), **_layers.image_layer_kwargs(
-        pre, "pre", "pre", metadata={"napari_ablation": {"case_folder": "/somewhere/renal_mri"}}))
-    lab = viewer.add_labels(np.zeros((6, 10, 12), np.uint8), **_layers.labels_layer_kwargs(pre, "tumor", "tumor"))
+    viewer.add_image(
+        sitk.GetArrayFromImage(pre),
+        **_layers.image_layer_kwargs(
+            pre, "pre", "pre", metadata={"napari_ablation": {"case_folder": "/somewhere/renal_mri"}}
+        ),
+    )
+    lab = viewer.add_labels(
+        np.zeros((6, 10, 12), np.uint8), **_layers.labels_layer_kwargs(pre, "tumor", "tumor")
+    )
     assert session.case.pre is not None and session.case.info["name"] == "renal_mri"
     lab.data_setitem((np.array([2]), np.array([3]), np.array([4])), 1)
     qtbot.waitUntil(lambda: not session.has_unsaved_changes, timeout=5000)
@@ -243,7 +270,9 @@ def test_layers_opened_without_a_case_are_adopted_and_autosaved(make_napari_view
     assert g.same_grid(saved.tumor, saved.pre)
 
 
-def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napari_viewer, qtbot, tmp_path, cases_root):
+def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(
+    make_napari_viewer, qtbot, tmp_path, cases_root
+):
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)
@@ -263,20 +292,24 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napa
     assert tumor.data[z].any()
     # bundled data untouched: the working copy lives in the user's cases folder
     assert CaseSession.of(viewer).folder == cases_root / "sample_renal_mri"
-    qtbot.wait(300)  # the canvas draws the new camera on the next event-loop turn (as a user sees it)
+    qtbot.wait(
+        300
+    )  # the canvas draws the new camera on the next event-loop turn (as a user sees it)
     shot = viewer.screenshot(str(tmp_path / "sample.png"), canvas_only=True)
     h, w = shot.shape[:2]
-    left, right = shot[:, : w // 2, :3].astype(float), shot[:, w // 2:, :3].astype(float)
+    left, right = shot[:, : w // 2, :3].astype(float), shot[:, w // 2 :, :3].astype(float)
     assert left.std() > 20 and right.std() > 20  # both cells show an image
     # the tumor's orange is in the left cell (pre), the ablation's cyan in the right (post)
     orange = (shot[..., 0] > 150) & (shot[..., 1] > 60) & (shot[..., 1] < 170) & (shot[..., 2] < 90)
     cyan = (shot[..., 2] > 120) & (shot[..., 0] < 90)
-    assert orange[:, : w // 2].sum() > 20 and orange[:, w // 2:].sum() < orange[:, : w // 2].sum()
-    assert cyan[:, w // 2:].sum() > 20
+    assert orange[:, : w // 2].sum() > 20 and orange[:, w // 2 :].sum() < orange[:, : w // 2].sum()
+    assert cyan[:, w // 2 :].sum() > 20
     assert imread(tmp_path / "sample.png").shape[:2] == (h, w)
 
 
-def test_background_autosave_keeps_the_newest_labels_and_the_current_transform(make_napari_viewer, qtbot, tmp_path):
+def test_background_autosave_keeps_the_newest_labels_and_the_current_transform(
+    make_napari_viewer, qtbot, tmp_path
+):
     """Label writes run off the GUI thread: an older write never lands after a newer one,
     and a transform set meanwhile is not rolled back by a label write."""
     from napari_ablation.core import transform as tfm

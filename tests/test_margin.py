@@ -61,7 +61,9 @@ def test_mtm_octant_and_class_volumes_on_spheres(spacing):
     thick = spacing[2] >= 5
     errors = []
     for i in range(3):
-        tumor, ablation, T, truth = make_case(rng, spacing, oblique=i != 0, rigid=i != 1, in_plane=thick)
+        tumor, ablation, T, truth = make_case(
+            rng, spacing, oblique=i != 0, rigid=i != 1, in_plane=thick
+        )
         res = M.analyze_margin(tumor, ablation, T, threshold_mm=5.0)
         err = res.min_margin_mm - truth["margin"]
         errors.append(err)
@@ -73,7 +75,9 @@ def test_mtm_octant_and_class_volumes_on_spheres(spacing):
         p = res.min_margin_point_lps
         assert abs(np.linalg.norm(p - truth["c_t"]) - truth["r_t"]) < 0.6 * max(spacing)
         p_on = truth["c_t"] + truth["r_t"] * (p - truth["c_t"]) / np.linalg.norm(p - truth["c_t"])
-        assert truth["r_a"] - np.linalg.norm(p_on - truth["c_a"]) - truth["margin"] <= TARGETS[spacing]
+        assert (
+            truth["r_a"] - np.linalg.norm(p_on - truth["c_a"]) - truth["margin"] <= TARGETS[spacing]
+        )
         # octant minima: the octant of the MTM holds the global minimum
         assert res.octant_min_margin_mm[res.min_margin_octant] == pytest.approx(res.min_margin_mm)
         assert set(res.octant_min_margin_mm) == set(M.OCTANTS)
@@ -192,7 +196,15 @@ def test_partial_coverage_three_classes_and_labels_image():
 
 
 def test_round_half_away_from_zero():
-    assert [M.round_half_away(v) for v in (2.5, -2.5, 0.49, -0.49, 4.8, -0.5, 1.5)] == [3, -3, 0, 0, 5, -1, 2]
+    assert [M.round_half_away(v) for v in (2.5, -2.5, 0.49, -0.49, 4.8, -0.5, 1.5)] == [
+        3,
+        -3,
+        0,
+        0,
+        5,
+        -1,
+        2,
+    ]
 
 
 def test_octant_names():
@@ -251,7 +263,9 @@ def test_tilted_ellipsoid_tumor_tip(spacing):
         ref = M.sphere_image(size, sp, c - 22 + rng.uniform(0, 1, 3) * sp, c, 0.0)
         g = M._Grid(ref)
         q = (g.to_lps(np.indices(g.shape).reshape(3, -1).T) - c) @ R
-        tumor = sitk.GetImageFromArray((((q / semi) ** 2).sum(1) <= 1).reshape(g.shape).astype(np.uint8))
+        tumor = sitk.GetImageFromArray(
+            (((q / semi) ** 2).sum(1) <= 1).reshape(g.shape).astype(np.uint8)
+        )
         tumor.CopyInformation(ref)
         ablation = M.sphere_image(np.ceil(60 / sp).astype(int) + 1, sp, c - 30, c, 18.0)
         res = M.analyze_margin(tumor, ablation)
@@ -271,7 +285,10 @@ def test_sample_cases_against_their_ground_truth(name):
     truth = case.info["true_min_margin_mm"]
     res = M.analyze_margin(case.tumor, case.ablation, samples.true_transform(case), 5.0)
     slice_mm = max(case.tumor.GetSpacing())
-    assert abs(res.min_margin_mm - truth) <= (0.5 if slice_mm <= 3.0 else 1.0), (res.min_margin_mm, truth)
+    assert abs(res.min_margin_mm - truth) <= (0.5 if slice_mm <= 3.0 else 1.0), (
+        res.min_margin_mm,
+        truth,
+    )
     assert res.complete_coverage == (truth >= 0) or abs(truth) < 0.5
     # the location: the reported point lies near the true one, or has a margin as small
     p_true = np.asarray(case.info["true_min_margin_point_lps"])
@@ -309,7 +326,9 @@ def test_class_volumes_of_a_small_ablation_zone_are_not_biased_by_the_blur(seed)
     u /= np.linalg.norm(u)
     c_t = rng.uniform(-0.5, 0.5, 3)
     tumor = M.sphere_image([33] * 3, [1, 1, 1], c_t - 16 + rng.uniform(0, 1, 3), c_t, r_t)
-    ablation = M.sphere_image([33] * 3, [1, 1, 1], c_t - 16 + rng.uniform(0, 1, 3), c_t + d * u, r_a)
+    ablation = M.sphere_image(
+        [33] * 3, [1, 1, 1], c_t - 16 + rng.uniform(0, 1, 3), c_t + d * u, r_a
+    )
     res = M.analyze_margin(tumor, ablation, None, 5.0)
     exact = M.sphere_class_volumes_ml(r_t, r_a, d, 5.0)
     vt = M.sphere_volume(r_t) / 1000
@@ -324,8 +343,14 @@ def test_volumes_say_what_they_measure():
     sp = (0.8, 0.8, 3.0)
     c = np.array([0.31, -0.22, 0.4])
     tumor = M.sphere_image([50, 50, 16], sp, [-20, -20, -22], c, 12.0)
-    ablation = M.sphere_image([60, 60, 20], sp, [-24, -24, -27], c, 18.0, direction=Rotation.from_rotvec(
-        [0.05, -0.03, 0.04]).as_matrix())
+    ablation = M.sphere_image(
+        [60, 60, 20],
+        sp,
+        [-24, -24, -27],
+        c,
+        18.0,
+        direction=Rotation.from_rotvec([0.05, -0.03, 0.04]).as_matrix(),
+    )
     res = M.analyze_margin(tumor, ablation)
     doc = res.to_json_dict()
     n_vox = int((sitk.GetArrayViewFromImage(tumor) != 0).sum())
@@ -333,12 +358,18 @@ def test_volumes_say_what_they_measure():
     n_abl = int((sitk.GetArrayViewFromImage(ablation) != 0).sum())
     assert doc["ablation_volume_ml"] == pytest.approx(n_abl * np.prod(sp) / 1000, abs=1e-4)
     # across 3 mm slices the reconstruction has no voxelisation noise: within 1 % of the ball
-    assert doc["tumor_reconstructed_volume_ml"] == pytest.approx(M.sphere_volume(12.0) / 1000, rel=0.01)
-    assert doc["ablation_reconstructed_volume_ml"] == pytest.approx(M.sphere_volume(18.0) / 1000, rel=0.01)
+    assert doc["tumor_reconstructed_volume_ml"] == pytest.approx(
+        M.sphere_volume(12.0) / 1000, rel=0.01
+    )
+    assert doc["ablation_reconstructed_volume_ml"] == pytest.approx(
+        M.sphere_volume(18.0) / 1000, rel=0.01
+    )
     assert "tumor_volume_voxel_count_ml" not in doc and "ablation_volume_voxel_count_ml" not in doc
     assert "voxel" in doc["volume_basis"]
     # the class volumes are fractions of the reconstructed volume (volume_basis says so)
-    assert sum(doc["volume_ml"].values()) == pytest.approx(doc["tumor_reconstructed_volume_ml"], abs=1e-3)
+    assert sum(doc["volume_ml"].values()) == pytest.approx(
+        doc["tumor_reconstructed_volume_ml"], abs=1e-3
+    )
 
 
 def _ellipsoid_image(spacing, direction, centre_grid, half, ell, phase) -> sitk.Image:
@@ -362,8 +393,14 @@ def test_thick_slices_do_not_shrink_a_sphere_between_slices(phase):
     the surface on the chord between slice contours: a 20 mm ball came out up to 1.2 mm too
     small on its shoulders (30-50 deg from the slice axis), a false minimum of the margin."""
     sp = (0.8, 0.8, 5.0)
-    img = _ellipsoid_image(sp, np.eye(3), np.zeros(3), 32, (np.zeros(3), np.full(3, 20.0), np.eye(3)),
-                           (0.3, 0.6, phase))
+    img = _ellipsoid_image(
+        sp,
+        np.eye(3),
+        np.zeros(3),
+        32,
+        (np.zeros(3), np.full(3, 20.0), np.eye(3)),
+        (0.3, 0.6, phase),
+    )
     c_a = np.array([1.5, 1.5, 1.5]) * np.sqrt(4 / 3)  # 3 mm off-centre: the minimum in one place
     big = M.sphere_image([80, 80, 20], sp, [-32, -32, -45], c_a, 30.0)
     res = M.analyze_margin(img, big)
@@ -402,7 +439,11 @@ def test_a_tumor_on_two_thick_slices_has_round_caps(seed):
     e_t = np.array([6.5, 5.5, 5.3])
     c_t = np.array([0.0, 0.0, 2.5 + rng.uniform(-0.5, 0.5)])  # centred between two slices
     ell_t = (c_t, e_t, R_t)
-    ell_a = (c_t + rng.normal(size=3), np.array([10.3, 10.9, 11.8]), Rotation.random(random_state=10 + seed).as_matrix())
+    ell_a = (
+        c_t + rng.normal(size=3),
+        np.array([10.3, 10.9, 11.8]),
+        Rotation.random(random_state=10 + seed).as_matrix(),
+    )
     truth, _p, _d = phantoms.ellipsoid_min_margin(ell_t, ell_a)
     sp = (0.8, 0.8, 5.0)
     tumor = _ellipsoid_image(sp, np.eye(3), c_t, 20, ell_t, (0.3, 0.1, 0.0))

@@ -13,9 +13,18 @@ from napari_ablation import cli
 from napari_ablation.core import margin as M
 
 DESIGN_KEYS = {
-    "min_margin_mm", "min_margin_mm_rounded", "threshold_mm", "min_margin_point_lps", "min_margin_octant",
-    "octant_min_margin_mm", "tumor_volume_ml", "ablation_volume_ml", "tumor_max_diameter_mm", "volume_ml",
-    "volume_fraction", "complete_coverage",
+    "min_margin_mm",
+    "min_margin_mm_rounded",
+    "threshold_mm",
+    "min_margin_point_lps",
+    "min_margin_octant",
+    "octant_min_margin_mm",
+    "tumor_volume_ml",
+    "ablation_volume_ml",
+    "tumor_max_diameter_mm",
+    "volume_ml",
+    "volume_fraction",
+    "complete_coverage",
 }
 CLASS_KEYS = {"covered_with_margin", "insufficient_margin", "uncovered"}
 
@@ -39,17 +48,34 @@ def files(tmp_path):
 
 def test_margin_cli_writes_design_keys_csv_html_and_labels(files, capsys):
     out = files / "out"
-    rc = cli.main([
-        "margin", "--tumor", str(files / "tumor.nii.gz"), "--ablation", str(files / "ablation.nrrd"),
-        "--ablation-label", "2", "--transform", str(files / "T.tfm"), "--threshold", "3",
-        "--json", str(out / "m.json"), "--csv", str(out / "m.csv"), "--html", str(out / "m.html"),
-        "--margin-labels", str(out / "classes.nii.gz"),
-    ])
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(files / "tumor.nii.gz"),
+            "--ablation",
+            str(files / "ablation.nrrd"),
+            "--ablation-label",
+            "2",
+            "--transform",
+            str(files / "T.tfm"),
+            "--threshold",
+            "3",
+            "--json",
+            str(out / "m.json"),
+            "--csv",
+            str(out / "m.csv"),
+            "--html",
+            str(out / "m.html"),
+            "--margin-labels",
+            str(out / "classes.nii.gz"),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "MTM =" in printed
     doc = json.loads((out / "m.json").read_text(encoding="utf-8"))
-    assert DESIGN_KEYS <= set(doc)
+    assert set(doc) >= DESIGN_KEYS
     assert set(doc["volume_ml"]) == CLASS_KEYS and set(doc["volume_fraction"]) == CLASS_KEYS
     assert set(doc["octant_min_margin_mm"]) == set(M.OCTANTS)
     assert len(doc["min_margin_point_lps"]) == 3
@@ -67,7 +93,9 @@ def test_margin_cli_writes_design_keys_csv_html_and_labels(files, capsys):
     rows = list(csv.reader((out / "m.csv").open(encoding="utf-8", newline="")))
     assert rows[0] == ["figure", "value", "unit"]
     table = {r[0]: r[1] for r in rows[1:]}
-    assert float(table["Minimal treatment margin (MTM)"]) == pytest.approx(doc["min_margin_mm"], abs=0.006)
+    assert float(table["Minimal treatment margin (MTM)"]) == pytest.approx(
+        doc["min_margin_mm"], abs=0.006
+    )
     # HTML report: self-contained with embedded figures
     html = (out / "m.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 2 and "MTM =" in html
@@ -89,8 +117,15 @@ def test_margin_cli_writes_design_keys_csv_html_and_labels(files, capsys):
 )
 def test_margin_cli_bad_input_one_line_no_output(files, capsys, extra, message):
     out = files / "bad.json"
-    args = ["margin", "--tumor", str(files / "tumor.nii.gz"), "--ablation", str(files / "ablation.nrrd"),
-            "--json", str(out)]
+    args = [
+        "margin",
+        "--tumor",
+        str(files / "tumor.nii.gz"),
+        "--ablation",
+        str(files / "ablation.nrrd"),
+        "--json",
+        str(out),
+    ]
     extra = [str(files / e) if e.endswith(".tfm") else e for e in extra]
     rc = cli.main(args + extra)
     err = capsys.readouterr().err
@@ -103,7 +138,18 @@ def test_margin_cli_rejects_a_scaling_transform(files, capsys):
     aff = sitk.AffineTransform(3)
     aff.SetMatrix([1.1, 0, 0, 0, 1, 0, 0, 0, 1])
     sitk.WriteTransform(aff, str(files / "aff.tfm"))
-    rc = cli.main(["margin", "--tumor", str(files / "tumor.nii.gz"), "--ablation", str(files / "ablation.nrrd"),
-                   "--transform", str(files / "aff.tfm"), "--json", str(files / "x.json")])
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(files / "tumor.nii.gz"),
+            "--ablation",
+            str(files / "ablation.nrrd"),
+            "--transform",
+            str(files / "aff.tfm"),
+            "--json",
+            str(files / "x.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "not rigid" in err and not (files / "x.json").exists()

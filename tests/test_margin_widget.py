@@ -30,10 +30,17 @@ def phantom_case() -> Case:
     post_origin = (np.asarray(origin) + SHIFT).tolist()
     c_post = c + [6.0, 0, 0] + SHIFT
     ablation = M.sphere_image(size, sp, post_origin, c_post, 12.0)
-    post = sitk.Cast(M.sphere_image(size, sp, post_origin, c + SHIFT, 20.0), sitk.sitkFloat32) * 80.0
+    post = (
+        sitk.Cast(M.sphere_image(size, sp, post_origin, c + SHIFT, 20.0), sitk.sitkFloat32) * 80.0
+    )
     post = post - sitk.Cast(ablation, sitk.sitkFloat32) * 60.0 + 20.0
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ablation,
-                transform=sitk.Euler3DTransform((0, 0, 0), 0, 0, 0, SHIFT))
+    case = Case(
+        pre=pre,
+        post=post,
+        tumor=tumor,
+        ablation=ablation,
+        transform=sitk.Euler3DTransform((0, 0, 0), 0, 0, 0, SHIFT),
+    )
     case.settings["threshold_mm"] = 5.0
     case.info.update(name="phantom", modality="MR")
     case.qa = {"verdict": "acceptable", "comment": "phantom"}
@@ -60,7 +67,10 @@ def widget(make_napari_viewer, tmp_path, monkeypatch):
 
 def _compute(w, qtbot, previous=None):
     w.run()
-    qtbot.waitUntil(lambda: w.result is not None and w.result is not previous and w._worker is None, timeout=30000)
+    qtbot.waitUntil(
+        lambda: w.result is not None and w.result is not previous and w._worker is None,
+        timeout=30000,
+    )
     return w.result
 
 
@@ -79,16 +89,22 @@ def test_margin_widget_layers_table_and_exports(widget, qtbot, tmp_path):
     # a box of the pre grid, aligned with its voxels, holding the classes of the whole grid
     import _gui
 
-    assert np.array_equal(_gui.margin_on_grid(lab, pre), sitk.GetArrayFromImage(res.margin_labels_image()))
+    assert np.array_equal(
+        _gui.margin_on_grid(lab, pre), sitk.GetArrayFromImage(res.margin_labels_image())
+    )
     for k, hexcol in _layers.MARGIN_COLORS.items():
         rgba = np.asarray(lab.colormap.map(np.array([k])))[0]
-        assert np.allclose(rgba[:3], [int(hexcol[i:i + 2], 16) / 255 for i in (1, 3, 5)], atol=0.01)
+        assert np.allclose(
+            rgba[:3], [int(hexcol[i : i + 2], 16) / 255 for i in (1, 3, 5)], atol=0.01
+        )
     # the ablation outline sits in pre space: shifted back by the registration
     outline = _layers.find_layer(viewer, "ablation_registered")
     assert outline.contour == 1
     idx = np.argwhere(outline.data > 0).mean(axis=0)
     centre_world = np.asarray(outline.data_to_world(idx))
-    assert centre_world == pytest.approx([0.2, -0.4, 0.3 + 6.0], abs=0.6)  # (z, y, x): pre-space centre
+    assert centre_world == pytest.approx(
+        [0.2, -0.4, 0.3 + 6.0], abs=0.6
+    )  # (z, y, x): pre-space centre
     # the MTM point and the centring button
     pts = _layers.find_layer(viewer, "mtm_point")
     assert np.allclose(pts.data_to_world(pts.data[0]), res.min_margin_point_lps[::-1])
@@ -125,7 +141,11 @@ def test_margin_widget_reruns_after_an_edit_and_threshold(widget, qtbot):
     abl = _layers.find_layer(viewer, "ablation")
     data = np.asarray(abl.data)
     z, y, x = np.argwhere(data > 0).T
-    region = (slice(z.min(), z.max() + 1), slice(y.min(), y.max() + 1), slice(max(x.min() - 8, 0), x.max() + 1))
+    region = (
+        slice(z.min(), z.max() + 1),
+        slice(y.min(), y.max() + 1),
+        slice(max(x.min() - 8, 0), x.max() + 1),
+    )
     new = data.copy()
     new[region] = 1
     abl.data = new
@@ -136,7 +156,10 @@ def test_margin_widget_reruns_after_an_edit_and_threshold(widget, qtbot):
     w.set_threshold(10.0)
     qtbot.waitUntil(lambda: w.result is not second and w._worker is None, timeout=30000)
     assert w.result.threshold_mm == 10.0
-    assert w.result.volume_fraction["covered_with_margin"] < second.volume_fraction["covered_with_margin"] + 1e-9
+    assert (
+        w.result.volume_fraction["covered_with_margin"]
+        < second.volume_fraction["covered_with_margin"] + 1e-9
+    )
 
 
 def test_margin_widget_bad_input_is_one_notification(widget, qtbot, monkeypatch):
@@ -151,8 +174,12 @@ def test_margin_widget_bad_input_is_one_notification(widget, qtbot, monkeypatch)
     assert w.result is None and _layers.find_layer(viewer, "margin") is None
 
 
-def test_margin_widget_screenshot_shows_three_colours(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    viewer, w = _setup(make_napari_viewer, tmp_path, monkeypatch, show=True)  # a shown window, as a user has
+def test_margin_widget_screenshot_shows_three_colours(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    viewer, w = _setup(
+        make_napari_viewer, tmp_path, monkeypatch, show=True
+    )  # a shown window, as a user has
     res = _compute(w, qtbot)
     # the axial slice through the tumor centre cuts across the ablation boundary: all three classes
     for role in ("tumor", "ablation", "post"):
@@ -208,7 +235,11 @@ def test_layer_choices_follow_roles_when_layers_arrive_one_by_one(make_napari_vi
     viewer = make_napari_viewer()
     w = MarginWidget(viewer)  # opened before any case is loaded (as in the demo)
     ref = g.image_from_array(np.zeros((4, 5, 6), np.float32), (3.0, 1.0, 1.0), (0.0, 0.0, 0.0))
-    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), **_layers.labels_layer_kwargs(ref, "tumor", "tumor"))
-    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), **_layers.labels_layer_kwargs(ref, "ablation", "ablation"))
+    viewer.add_labels(
+        np.zeros((4, 5, 6), np.uint8), **_layers.labels_layer_kwargs(ref, "tumor", "tumor")
+    )
+    viewer.add_labels(
+        np.zeros((4, 5, 6), np.uint8), **_layers.labels_layer_kwargs(ref, "ablation", "ablation")
+    )
     assert w.tumor_combo.currentText() == "tumor"
     assert w.ablation_combo.currentText() == "ablation"

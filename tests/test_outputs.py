@@ -26,8 +26,12 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "renal_mri"
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.fixture()
@@ -48,18 +52,34 @@ def case(tmp_path):
     e.SetParameters((0, 0, 0, 0.5, 0, 0))
     sitk.WriteTransform(e, str(d / "T.tfm"))
     shutil.copy(d / "T.tfm", d / "T.json")  # a transform under a name --json accepts
-    (d / "pts.tfm").write_text("label,x,y,z\n1,0,0,0\n2,10,0,0\n3,0,10,0\n4,0,0,10\n")  # points named like a transform
+    (d / "pts.tfm").write_text(
+        "label,x,y,z\n1,0,0,0\n2,10,0,0\n3,0,10,0\n4,0,0,10\n"
+    )  # points named like a transform
     return d
 
 
 def _margin(d, *extra):
-    return ["margin", "--tumor", str(d / "tumor.nii.gz"), "--ablation", str(d / "ablation.nii.gz"), *extra]
+    return [
+        "margin",
+        "--tumor",
+        str(d / "tumor.nii.gz"),
+        "--ablation",
+        str(d / "ablation.nii.gz"),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
     "which",
-    ["margin-labels onto tumor", "json onto transform", "interpolate onto itself", "register out onto points",
-     "dotted path", "hard link", "symlink"],
+    [
+        "margin-labels onto tumor",
+        "json onto transform",
+        "interpolate onto itself",
+        "register out onto points",
+        "dotted path",
+        "hard link",
+        "symlink",
+    ],
 )
 def test_an_output_that_is_an_input_is_refused(case, which, capfd):
     d = case
@@ -68,13 +88,28 @@ def test_an_output_that_is_an_input_is_refused(case, which, capfd):
     elif which == "json onto transform":
         argv = _margin(d, "--transform", str(d / "T.json"), "--json", str(d / "T.json"))
     elif which == "interpolate onto itself":
-        argv = ["interpolate", "--labels", str(d / "tumor.nii.gz"), "--out", str(d / "tumor.nii.gz")]
+        argv = [
+            "interpolate",
+            "--labels",
+            str(d / "tumor.nii.gz"),
+            "--out",
+            str(d / "tumor.nii.gz"),
+        ]
     elif which == "register out onto points":
-        argv = ["register", "--fixed-points", str(d / "pts.tfm"), "--moving-points", str(d / "pts.tfm"),
-                "--out", str(d / "pts.tfm")]
+        argv = [
+            "register",
+            "--fixed-points",
+            str(d / "pts.tfm"),
+            "--moving-points",
+            str(d / "pts.tfm"),
+            "--out",
+            str(d / "pts.tfm"),
+        ]
     elif which == "dotted path":
         (d.parent / "other").mkdir()
-        argv = _margin(d, "--margin-labels", str(d.parent / "other" / ".." / "in" / "." / "tumor.nii.gz"))
+        argv = _margin(
+            d, "--margin-labels", str(d.parent / "other" / ".." / "in" / "." / "tumor.nii.gz")
+        )
     elif which == "hard link":
         os.link(d / "tumor.nii.gz", d.parent / "link.nii.gz")
         argv = _margin(d, "--margin-labels", str(d.parent / "link.nii.gz"))
@@ -96,8 +131,12 @@ def test_devices_fifos_folders_and_read_only_files_are_refused(tmp_path, case, c
     ro = tmp_path / "ro.json"
     ro.write_text("{}")
     ro.chmod(0o444)
-    for name, words in [("full.json", "not a regular file"), ("fifo.json", "not a regular file"),
-                        ("folder.json", "is a folder"), ("ro.json", "read-only")]:
+    for name, words in [
+        ("full.json", "not a regular file"),
+        ("fifo.json", "not a regular file"),
+        ("folder.json", "is a folder"),
+        ("ro.json", "read-only"),
+    ]:
         rc = cli.main(_margin(case, "--json", str(tmp_path / name)))
         err = capfd.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and words in err[0], (name, err)
@@ -118,7 +157,15 @@ def test_os_errors_name_the_path_and_the_reason(tmp_path, case, capfd):
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "file name too long" in err[0] and "internal error" not in err[0], err
-    rc = cli.main(["margin", "--tumor", str(tmp_path / "missing.nii.gz"), "--ablation", str(case / "ablation.nii.gz")])
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(tmp_path / "missing.nii.gz"),
+            "--ablation",
+            str(case / "ablation.nii.gz"),
+        ]
+    )
     err = capfd.readouterr().err.strip()
     assert rc == 2 and "missing.nii.gz: no such file" in err
 
@@ -134,11 +181,22 @@ def test_outputs_are_all_or_none(tmp_path, case, monkeypatch, capfd):
         raise RuntimeError("simulated failure")
 
     monkeypatch.setattr(sitk, "WriteImage", fail_on_labels)
-    rc = cli.main(_margin(case, "--json", str(out / "m.json"), "--csv", str(out / "m.csv"),
-                          "--margin-labels", str(out / "classes.nii.gz")))
+    rc = cli.main(
+        _margin(
+            case,
+            "--json",
+            str(out / "m.json"),
+            "--csv",
+            str(out / "m.csv"),
+            "--margin-labels",
+            str(out / "classes.nii.gz"),
+        )
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "simulated failure" in err[0], err
-    assert sorted(p.name for p in out.iterdir()) == ["m.json"]  # no CSV, no labels, no temporary folder
+    assert sorted(p.name for p in out.iterdir()) == [
+        "m.json"
+    ]  # no CSV, no labels, no temporary folder
     assert json.loads((out / "m.json").read_text()) == {"old": True}
 
 
@@ -148,9 +206,14 @@ def test_mhd_output_points_at_its_final_data_file(tmp_path):
     outs.add_image(tmp_path / "labels.mhd", img)
     outs.commit()
     header = (tmp_path / "labels.mhd").read_text()
-    data_file = next(ln.split("=")[1].strip() for ln in header.splitlines() if ln.startswith("ElementDataFile"))
+    data_file = next(
+        ln.split("=")[1].strip() for ln in header.splitlines() if ln.startswith("ElementDataFile")
+    )
     assert data_file.startswith("labels.") and (tmp_path / data_file).exists()
-    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.mhd"))), sitk.GetArrayFromImage(img))
+    assert np.array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.mhd"))),
+        sitk.GetArrayFromImage(img),
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["labels.mhd", data_file])
 
 
@@ -162,7 +225,11 @@ def tiny_disk(tmp_path):
     """A 1 MB tmpfs (we run as root in CI); skipped where mounting is not allowed."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
     if res.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (the injected-failure test covers the same path)")
     try:
@@ -189,9 +256,22 @@ def _fill(folder: Path) -> None:
 
 
 def test_full_disk_keeps_the_previous_transform_and_labels(tiny_disk, case, capfd):
-    register = ["register", "--fixed-points", str(case / "pts.tfm"), "--moving-points", str(case / "pts.tfm"),
-                "--out", str(tiny_disk / "T.tfm")]
-    interpolate = ["interpolate", "--labels", str(case / "sparse.nii.gz"), "--out", str(tiny_disk / "dense.nii")]
+    register = [
+        "register",
+        "--fixed-points",
+        str(case / "pts.tfm"),
+        "--moving-points",
+        str(case / "pts.tfm"),
+        "--out",
+        str(tiny_disk / "T.tfm"),
+    ]
+    interpolate = [
+        "interpolate",
+        "--labels",
+        str(case / "sparse.nii.gz"),
+        "--out",
+        str(tiny_disk / "dense.nii"),
+    ]
     assert cli.main(register) == 0 and cli.main(interpolate) == 0  # the previous outputs
     capfd.readouterr()
     before = _digest(tiny_disk)
@@ -203,12 +283,22 @@ def test_full_disk_keeps_the_previous_transform_and_labels(tiny_disk, case, capf
         assert "no space left on device" in err[0] or "does not read back" in err[0], err
     for f in ("filler", "filler2"):
         (tiny_disk / f).unlink(missing_ok=True)
-    assert _digest(tiny_disk) == before  # the old transform and labels intact, no temporary folder left
+    assert (
+        _digest(tiny_disk) == before
+    )  # the old transform and labels intact, no temporary folder left
 
 
 def test_injected_write_failures_keep_the_previous_output(tmp_path, case, monkeypatch, capfd):
     out = tmp_path / "T.tfm"
-    argv = ["register", "--fixed-points", str(case / "pts.tfm"), "--moving-points", str(case / "pts.tfm"), "--out", str(out)]
+    argv = [
+        "register",
+        "--fixed-points",
+        str(case / "pts.tfm"),
+        "--moving-points",
+        str(case / "pts.tfm"),
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     old = out.read_bytes()
     capfd.readouterr()
@@ -231,11 +321,17 @@ def test_injected_write_failures_keep_the_previous_output(tmp_path, case, monkey
         Path(name).write_bytes(data[: len(data) * 9 // 10])
 
     target = tmp_path / "dense.nii"
-    assert cli.main(["interpolate", "--labels", str(case / "sparse.nii.gz"), "--out", str(target)]) == 0
+    assert (
+        cli.main(["interpolate", "--labels", str(case / "sparse.nii.gz"), "--out", str(target)])
+        == 0
+    )
     old = target.read_bytes()
     capfd.readouterr()
     monkeypatch.setattr(sitk, "WriteImage", truncating)
-    assert cli.main(["interpolate", "--labels", str(case / "sparse.nii.gz"), "--out", str(target)]) == 2
+    assert (
+        cli.main(["interpolate", "--labels", str(case / "sparse.nii.gz"), "--out", str(target)])
+        == 2
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not read back" in err[0], err
     assert target.read_bytes() == old
@@ -252,9 +348,19 @@ def _cli(*args):
 def test_kill_9_leaves_old_or_new_output_and_the_next_run_cleans_up(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    argv = _cli("margin", "--tumor", str(SAMPLE / "tumor.nii.gz"), "--ablation", str(SAMPLE / "ablation.nii.gz"),
-                "--transform", str(SAMPLE / "true_transform.tfm"), "--json", str(out / "m.json"),
-                "--margin-labels", str(out / "classes.nii"))
+    argv = _cli(
+        "margin",
+        "--tumor",
+        str(SAMPLE / "tumor.nii.gz"),
+        "--ablation",
+        str(SAMPLE / "ablation.nii.gz"),
+        "--transform",
+        str(SAMPLE / "true_transform.tfm"),
+        "--json",
+        str(out / "m.json"),
+        "--margin-labels",
+        str(out / "classes.nii"),
+    )
     assert subprocess.run(argv, capture_output=True, check=False, timeout=300).returncode == 0
     new_json = (out / "m.json").read_bytes()
     new_labels = (out / "classes.nii").read_bytes()
@@ -285,18 +391,36 @@ def large_pair(tmp_path_factory):
         img = sitk.ReadImage(str(SAMPLE / f"{role}.nii.gz"))
         size = [2 * n for n in img.GetSize()]
         spacing = [s / 2 for s in img.GetSpacing()]
-        fine = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), spacing,
-                             img.GetDirection(), 0.0, img.GetPixelID())
+        fine = sitk.Resample(
+            img,
+            size,
+            sitk.Transform(),
+            sitk.sitkLinear,
+            img.GetOrigin(),
+            spacing,
+            img.GetDirection(),
+            0.0,
+            img.GetPixelID(),
+        )
         sitk.WriteImage(fine, str(d / f"{role}.nii.gz"), True)
     return d
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_say_interrupted_exit_130_and_leave_no_temporary(tmp_path, large_pair, sig):
+def test_ctrl_c_and_sigterm_say_interrupted_exit_130_and_leave_no_temporary(
+    tmp_path, large_pair, sig
+):
     out = tmp_path / "out"
     out.mkdir()
-    argv = _cli("register", "--fixed", str(large_pair / "pre.nii.gz"), "--moving", str(large_pair / "post.nii.gz"),
-                "--out", str(out / "T.tfm"))
+    argv = _cli(
+        "register",
+        "--fixed",
+        str(large_pair / "pre.nii.gz"),
+        "--moving",
+        str(large_pair / "post.nii.gz"),
+        "--out",
+        str(out / "T.tfm"),
+    )
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)  # reading or registering: either way the command must end cleanly
     proc.send_signal(sig)

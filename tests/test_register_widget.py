@@ -49,7 +49,9 @@ def test_automatic_registration_in_the_viewer(widget, qtbot, tmp_path):
     layer = w.registered_layer()
     pre_l = _layers.find_layer(w.viewer, "pre")
     assert layer.data.shape == pre_l.data.shape
-    assert np.allclose(layer.scale, pre_l.scale) and np.allclose(layer.affine.affine_matrix, np.eye(4))
+    assert np.allclose(layer.scale, pre_l.scale) and np.allclose(
+        layer.affine.affine_matrix, np.eye(4)
+    )
     # stored in the case, on disk
     assert w.session.case.transform is not None
     saved = tfm.read_rigid_transform(w.session.folder / "transform.tfm")
@@ -65,15 +67,23 @@ def test_registration_in_a_user_box(widget, qtbot):
     layer = w.auto.draw_box()
     assert layer.mode == "add_rectangle"
     c = TUMOR_C[::-1]  # world (z, y, x)
-    corners = np.array([[c[0], c[1] - 35, c[2] - 35], [c[0], c[1] - 35, c[2] + 35],
-                        [c[0], c[1] + 35, c[2] + 35], [c[0], c[1] + 35, c[2] - 35]])
+    corners = np.array(
+        [
+            [c[0], c[1] - 35, c[2] - 35],
+            [c[0], c[1] - 35, c[2] + 35],
+            [c[0], c[1] + 35, c[2] + 35],
+            [c[0], c[1] + 35, c[2] - 35],
+        ]
+    )
     layer.add_rectangles((corners - np.asarray(layer.translate)) / np.asarray(layer.scale))
     lo, hi = w.auto.user_box()
     assert np.allclose(lo, TUMOR_C - [35, 35, w.auto.roi_radius.value()], atol=1e-6)
     assert np.allclose(hi, TUMOR_C + [35, 35, w.auto.roi_radius.value()], atol=1e-6)
     w.auto.run_automatic()
     _wait(qtbot, w)
-    assert w.auto.last_result is not None and w.auto.last_result.roi_radius_mm is None  # the box, not the tumor ball
+    assert (
+        w.auto.last_result is not None and w.auto.last_result.roi_radius_mm is None
+    )  # the box, not the tumor ball
     assert reg.target_error(w.transform, TRUE, reg.ball_points(TUMOR_C, 30))[0] < 0.5
 
 
@@ -83,7 +93,9 @@ def test_a_registration_that_ends_worse_keeps_the_transform(widget, qtbot, monke
     w.set_transform(start, "file")
     real = reg.register_rigid
 
-    def coarse_only(*args, **kw):  # a real run that cannot improve: coarse level only, from the truth
+    def coarse_only(
+        *args, **kw
+    ):  # a real run that cannot improve: coarse level only, from the truth
         kw.update(initial=TRUE, shrink_factors=(8,), smoothing_sigmas=(6.0,))
         return real(*args, **kw)
 
@@ -119,7 +131,9 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
     assert w.live_timings_ms
     live = np.array(w.registered_layer().data)
     box = reg.region_box(w.image("pre"), w.tumor_center(), 30.0)
-    expected = reg.resample_region(w.image("post"), w.image("pre"), w.transform, box, default=w.post_min(w.image("post")))
+    expected = reg.resample_region(
+        w.image("post"), w.image("pre"), w.transform, box, default=w.post_min(w.image("post"))
+    )
     assert np.allclose(live[box], expected, atol=1e-3)
     outside = np.ones(before.shape, bool)
     outside[box] = False
@@ -144,7 +158,14 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
     assert w.manual["tx"].value() == 0.5
     keys["Alt+."](w.viewer)
     assert w.manual["rz"].value() == 0.5
-    assert reg.target_error(w.session.case.transform, reg.adjust(TRUE, (0.5, 0, 0), (0, 0, 0.5), w.tumor_center()), pts)[1] < 1e-6
+    assert (
+        reg.target_error(
+            w.session.case.transform,
+            reg.adjust(TRUE, (0.5, 0, 0), (0, 0, 0.5), w.tumor_center()),
+            pts,
+        )[1]
+        < 1e-6
+    )
 
 
 def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
@@ -169,7 +190,9 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     assert list(post_l.features["pair"]) == ["1", "2"]
     for p in post_pts[2:]:
         w.landmarks.add_landmark("landmarks_post", p)
-    assert list(pre_l.features["pair"]) == list(post_l.features["pair"]) == ["1", "2", "3", "4", "5"]
+    assert (
+        list(pre_l.features["pair"]) == list(post_l.features["pair"]) == ["1", "2", "3", "4", "5"]
+    )
     assert np.allclose(pre_l.face_color, post_l.face_color)  # pairs coloured alike
     fit = w.landmarks.fit()
     assert fit is not None and fit.rms_fre < 1e-6
@@ -311,7 +334,12 @@ def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, 
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6 and w.manual["tz"].value() == 0.0
     assert w.auto.redo_btn.isEnabled()
     w.auto.redo_btn.click()
-    assert reg.target_error(m.transform, reg.adjust(TRUE, (0, 0, 2.0), (0, 0, 0), w.tumor_center()), pts)[1] < 1e-6
+    assert (
+        reg.target_error(
+            m.transform, reg.adjust(TRUE, (0, 0, 2.0), (0, 0, 0), w.tumor_center()), pts
+        )[1]
+        < 1e-6
+    )
     # a second Register widget on the same viewer shows the same history (it is the model's)
     from napari_ablation.widgets.register import RegisterWidget
 

@@ -26,7 +26,9 @@ def _field(pts_lps: np.ndarray, seed: int = 3) -> np.ndarray:
         c = rng.uniform([-55, -45, -50], [55, 45, 50])
         s = rng.uniform(4, 12, size=3)
         a = rng.uniform(-80, 120)
-        out += a * np.exp(-0.5 * (((x - c[0]) / s[0]) ** 2 + ((y - c[1]) / s[1]) ** 2 + ((z - c[2]) / s[2]) ** 2))
+        out += a * np.exp(
+            -0.5 * (((x - c[0]) / s[0]) ** 2 + ((y - c[1]) / s[1]) ** 2 + ((z - c[2]) / s[2]) ** 2)
+        )
     return out
 
 
@@ -39,7 +41,9 @@ def _grid_points(size_xyz, spacing_xyz, origin_xyz) -> np.ndarray:
 TUMOR_C = np.array([10.0, -5.0, 4.0])
 
 
-def make_phantom(true_tx=None, size=(72, 64, 36), spacing=(1.5, 1.5, 3.0), ice_ball_mm=14.0, noise=2.0, seed=3):
+def make_phantom(
+    true_tx=None, size=(72, 64, 36), spacing=(1.5, 1.5, 3.0), ice_ball_mm=14.0, noise=2.0, seed=3
+):
     """pre, post (= field moved by ``true_tx``, with a dark ice ball), tumor mask on pre.
 
     ``true_tx`` maps pre points to post points: post(q) = field(true_tx^-1(q)).
@@ -92,7 +96,9 @@ def test_automatic_registration_recovers_a_known_transform(phantom):
     before, _ = reg.target_error(None, TRUE, pts)
     assert before > 4.0
     seen = []
-    res = reg.register_rigid(pre, post, tumor_mask=tumor, moving_exclude=ice, progress=lambda f, t: seen.append(f))
+    res = reg.register_rigid(
+        pre, post, tumor_mask=tumor, moving_exclude=ice, progress=lambda f, t: seen.append(f)
+    )
     mean, worst = reg.target_error(res.transform, TRUE, pts)
     assert mean < 0.5 and worst < 1.0, (mean, worst)
     assert res.improved and res.metric_after < res.metric_before and not res.warnings
@@ -114,7 +120,13 @@ def test_a_registration_that_ends_worse_keeps_the_previous_transform(phantom):
     # start at the truth and optimise on a coarse, heavily smoothed copy only: the optimum
     # there is not the full-resolution optimum, so the full-resolution metric gets worse
     res = reg.register_rigid(
-        pre, post, tumor_mask=tumor, moving_exclude=ice, initial=TRUE, shrink_factors=(8,), smoothing_sigmas=(6.0,)
+        pre,
+        post,
+        tumor_mask=tumor,
+        moving_exclude=ice,
+        initial=TRUE,
+        shrink_factors=(8,),
+        smoothing_sigmas=(6.0,),
     )
     assert res.metric_after > res.metric_before
     assert not res.improved and "kept the previous transform" in res.warnings[0]
@@ -175,7 +187,11 @@ def test_manual_adjustment_moves_the_registered_image(phantom):
     new = reg.adjust(base, (1.0, -2.0, 0.5), (2.0, 0.0, -3.0), c)
     pts = reg.ball_points(c, 30)
     # a feature shown at p now shows at M(p): new(M(p)) == base(p)
-    assert np.allclose(tfm.transform_points(new, tfm.transform_points(m, pts)), tfm.transform_points(base, pts), atol=1e-9)
+    assert np.allclose(
+        tfm.transform_points(new, tfm.transform_points(m, pts)),
+        tfm.transform_points(base, pts),
+        atol=1e-9,
+    )
     # the rotation is about the given centre: the centre moves by the translation only
     assert np.allclose(tfm.transform_points(m, c)[0], c + [1.0, -2.0, 0.5])
     # image level: a translation of one voxel (1.5 mm in x) shifts the overlay by one column
@@ -237,11 +253,21 @@ def test_cli_register_images_with_tumor_roi_and_excluded_ablation(phantom, tmp_p
 
     pre, post, tumor, ice = phantom
     out = tmp_path / "T.tfm"
-    code = main([
-        "register", "--fixed", _write(pre, tmp_path / "pre.nii.gz"), "--moving", _write(post, tmp_path / "post.nii.gz"),
-        "--tumor", _write(tumor, tmp_path / "tumor.nii.gz"), "--exclude-moving", _write(ice, tmp_path / "abl.nii.gz"),
-        "--out", str(out),
-    ])
+    code = main(
+        [
+            "register",
+            "--fixed",
+            _write(pre, tmp_path / "pre.nii.gz"),
+            "--moving",
+            _write(post, tmp_path / "post.nii.gz"),
+            "--tumor",
+            _write(tumor, tmp_path / "tumor.nii.gz"),
+            "--exclude-moving",
+            _write(ice, tmp_path / "abl.nii.gz"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     got = tfm.read_rigid_transform(out)
     assert reg.target_error(got, TRUE, reg.ball_points(TUMOR_C, 30))[0] < 0.5
@@ -261,26 +287,56 @@ def test_cli_register_landmarks_only_and_with_images(phantom, tmp_path, capsys):
     lm.write_points_csv(fixed, fp)
     lm.write_points_csv(moving, mp)
     out = tmp_path / "lm.tfm"
-    assert main(["register", "--fixed-points", str(fp), "--moving-points", str(mp), "--out", str(out)]) == 0
+    assert (
+        main(["register", "--fixed-points", str(fp), "--moving-points", str(mp), "--out", str(out)])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "RMS fiducial residual" in text and "predicted target error" in text
     exact = lm.fit_landmarks(fixed, moving).transform
-    assert reg.target_error(tfm.read_rigid_transform(out), exact, reg.ball_points(TUMOR_C, 30))[1] < 1e-6
+    assert (
+        reg.target_error(tfm.read_rigid_transform(out), exact, reg.ball_points(TUMOR_C, 30))[1]
+        < 1e-6
+    )
     # images initialised by the points, restricted to a fixed mask
     mask = geometry.like(
-        (np.linalg.norm(
-            np.stack(np.meshgrid(*[np.arange(n) for n in pre.GetSize()[::-1]], indexing="ij"), -1)
-            - geometry.lps_to_index(pre, TUMOR_C), axis=-1) < 14).astype(np.uint8),
+        (
+            np.linalg.norm(
+                np.stack(
+                    np.meshgrid(*[np.arange(n) for n in pre.GetSize()[::-1]], indexing="ij"), -1
+                )
+                - geometry.lps_to_index(pre, TUMOR_C),
+                axis=-1,
+            )
+            < 14
+        ).astype(np.uint8),
         pre,
     )
     out2 = tmp_path / "both.tfm"
-    code = main([
-        "register", "--fixed", _write(pre, tmp_path / "pre.nii.gz"), "--moving", _write(post, tmp_path / "post.nii.gz"),
-        "--fixed-mask", _write(mask, tmp_path / "mask.nii.gz"), "--exclude-moving", _write(ice, tmp_path / "abl.nii.gz"),
-        "--fixed-points", str(fp), "--moving-points", str(mp), "--out", str(out2),
-    ])
+    code = main(
+        [
+            "register",
+            "--fixed",
+            _write(pre, tmp_path / "pre.nii.gz"),
+            "--moving",
+            _write(post, tmp_path / "post.nii.gz"),
+            "--fixed-mask",
+            _write(mask, tmp_path / "mask.nii.gz"),
+            "--exclude-moving",
+            _write(ice, tmp_path / "abl.nii.gz"),
+            "--fixed-points",
+            str(fp),
+            "--moving-points",
+            str(mp),
+            "--out",
+            str(out2),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
-    assert reg.target_error(tfm.read_rigid_transform(out2), TRUE, reg.ball_points(TUMOR_C, 30))[0] < 0.6
+    assert (
+        reg.target_error(tfm.read_rigid_transform(out2), TRUE, reg.ball_points(TUMOR_C, 30))[0]
+        < 0.6
+    )
 
 
 def test_cli_register_bad_input(tmp_path, capsys):
@@ -292,11 +348,43 @@ def test_cli_register_bad_input(tmp_path, capsys):
     (tmp_path / "line.csv").write_text("label,x,y,z\n1,0,0,0\n2,10,0,0\n3,20,0,0\n")
     cases = [
         ["register", "--out", str(out)],
-        ["register", "--fixed", str(tmp_path / "nope.nii.gz"), "--moving", str(tmp_path / "nope.nii.gz"), "--out", str(out)],
+        [
+            "register",
+            "--fixed",
+            str(tmp_path / "nope.nii.gz"),
+            "--moving",
+            str(tmp_path / "nope.nii.gz"),
+            "--out",
+            str(out),
+        ],
         ["register", "--fixed-points", str(tmp_path / "f.csv"), "--out", str(out)],
-        ["register", "--fixed-points", str(tmp_path / "f.csv"), "--moving-points", str(tmp_path / "m.csv"), "--out", str(out)],
-        ["register", "--fixed-points", str(tmp_path / "line.csv"), "--moving-points", str(tmp_path / "line.csv"), "--out", str(out)],
-        ["register", "--fixed-points", str(tmp_path / "m.csv"), "--moving-points", str(tmp_path / "m.csv"), "--out", str(tmp_path / "T.nii")],
+        [
+            "register",
+            "--fixed-points",
+            str(tmp_path / "f.csv"),
+            "--moving-points",
+            str(tmp_path / "m.csv"),
+            "--out",
+            str(out),
+        ],
+        [
+            "register",
+            "--fixed-points",
+            str(tmp_path / "line.csv"),
+            "--moving-points",
+            str(tmp_path / "line.csv"),
+            "--out",
+            str(out),
+        ],
+        [
+            "register",
+            "--fixed-points",
+            str(tmp_path / "m.csv"),
+            "--moving-points",
+            str(tmp_path / "m.csv"),
+            "--out",
+            str(tmp_path / "T.nii"),
+        ],
     ]
     for argv in cases:
         assert main(argv) == 2, argv
@@ -304,18 +392,24 @@ def test_cli_register_bad_input(tmp_path, capsys):
         assert err.count("\n") == 0 and "error" in err and "Traceback" not in err
     main(cases[3])
     assert "label(s) 4 on pre have no partner on post" in capsys.readouterr().err
-    assert not out.exists() and not list(tmp_path.glob("*.tfm")) and not list(tmp_path.glob(".*tmp*"))
+    assert (
+        not out.exists() and not list(tmp_path.glob("*.tfm")) and not list(tmp_path.glob(".*tmp*"))
+    )
 
 
 def test_bundled_sample_case_is_registered_within_1mm():
     """The issue's bar on the bundled renal MRI case (accuracy only; speed is in benchmarks/)."""
     from napari_ablation.core import samples
 
-    assert (samples.sample_dir() / "renal_mri" / "case.json").exists(), "the sample case ships in sample_data/"
+    assert (samples.sample_dir() / "renal_mri" / "case.json").exists(), (
+        "the sample case ships in sample_data/"
+    )
     case = samples.load_sample("renal_mri")
     true = samples.true_transform(case)
     pts = reg.ball_points(reg.mask_centroid_lps(case.tumor), 30.0)
     assert reg.target_error(None, true, pts)[0] > 5.0
-    res = reg.register_rigid(case.pre, case.post, tumor_mask=case.tumor, moving_exclude=case.ablation)
+    res = reg.register_rigid(
+        case.pre, case.post, tumor_mask=case.tumor, moving_exclude=case.ablation
+    )
     assert res.improved
     assert reg.target_error(res.transform, true, pts)[0] <= 1.0

@@ -33,7 +33,12 @@ def test_slice_planes_pass_through_the_mtm_point(res):
 
 
 def test_html_and_pdf_reports(tmp_path, res):
-    pre = sitk.Cast(M.sphere_image([41, 41, 41], [1, 1, 1], [-20.3] * 3, [0, 0, 0], 12.0), sitk.sitkFloat32) * 100
+    pre = (
+        sitk.Cast(
+            M.sphere_image([41, 41, 41], [1, 1, 1], [-20.3] * 3, [0, 0, 0], 12.0), sitk.sitkFloat32
+        )
+        * 100
+    )
     info = {"case": "phantom", "modality": "MR"}
     qa = {"verdict": "acceptable", "comment": "cortex aligned"}
     html_path = R.write_report(tmp_path / "r.html", res, info=info, qa=qa, pre=pre)
@@ -42,7 +47,11 @@ def test_html_and_pdf_reports(tmp_path, res):
     assert res.margin_text().replace("\u00b1", "&plusmn;") in html or res.margin_text() in html
     assert html.count("data:image/png;base64,") == 3  # slices, histogram, 3D view
     pdf = R.write_report(tmp_path / "r.pdf", res, info=info, qa=qa, pre=pre).read_bytes()
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>") >= 1
+    assert (
+        pdf.startswith(b"%PDF")
+        and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>")
+        >= 1
+    )
     with pytest.raises(AblationError):
         R.write_report(tmp_path / "r.docx", res)
     assert not (tmp_path / "r.docx").exists()
@@ -75,7 +84,9 @@ def test_pdf_page_layout_wraps_and_nothing_overlaps(res):
     the research-tool notice (issue 8, point 11)."""
     info = {"name": "liver_ct", "description": "A long description of the case. " * 20}
     qa = {"verdict": "acceptable", "comment": "vessels aligned"}
-    fig = R.report_page(res, info=info, qa=qa, transform_note="registration (automatic): tumor centre moved 6.3 mm")
+    fig = R.report_page(
+        res, info=info, qa=qa, transform_note="registration (automatic): tumor centre moved 6.3 mm"
+    )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)
@@ -94,7 +105,11 @@ def test_pdf_page_layout_wraps_and_nothing_overlaps(res):
         assert tight.x0 >= page.x0 - 1 and tight.x1 <= page.x1 + 1, "an axis label is clipped"
         assert tight.y1 < block_bb.y0, "a panel (or its title) overlaps the text block"
     # the figures table: label, value and unit columns of each half do not overlap
-    cols = [t.get_window_extent(renderer) for t in texts if t.get_position()[1] < 0.4 and t.get_position()[1] > 0.05]
+    cols = [
+        t.get_window_extent(renderer)
+        for t in texts
+        if t.get_position()[1] < 0.4 and t.get_position()[1] > 0.05
+    ]
     assert len(cols) == 6
     for i, bb in enumerate(cols):
         for other in cols[i + 1 :]:

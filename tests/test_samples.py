@@ -42,7 +42,14 @@ def test_bundled_folders_exist_and_are_small():
     total = 0
     for name in samples.SAMPLE_NAMES:
         folder = root / name
-        for f in ("case.json", "pre.nii.gz", "post.nii.gz", "tumor.nii.gz", "ablation.nii.gz", "true_transform.tfm"):
+        for f in (
+            "case.json",
+            "pre.nii.gz",
+            "post.nii.gz",
+            "tumor.nii.gz",
+            "ablation.nii.gz",
+            "true_transform.tfm",
+        ):
             assert (folder / f).is_file(), f"{name}/{f} missing"
         total += sum(p.stat().st_size for p in folder.iterdir())
     assert total < 12e6  # stays light enough for git and the wheel
@@ -125,14 +132,24 @@ def test_true_transform_registers_the_anatomy(bundled, name):
     # region: 25..60 mm from the ablation centre (the zone and its needles/track excluded)
     zz, yy, xx = np.indices(pre.shape, dtype=np.float32)
     c_idx = geometry.lps_to_index(case.pre, case.info["ablation_center_lps"])
-    dist = np.sqrt(((zz - c_idx[0]) * sp[0]) ** 2 + ((yy - c_idx[1]) * sp[1]) ** 2 + ((xx - c_idx[2]) * sp[2]) ** 2)
+    dist = np.sqrt(
+        ((zz - c_idx[0]) * sp[0]) ** 2
+        + ((yy - c_idx[1]) * sp[1]) ** 2
+        + ((xx - c_idx[2]) * sp[2]) ** 2
+    )
     region = (dist > 30.0) & (dist < 60.0)
     abl_pre = _arr(tfm.resample_onto(case.ablation, case.pre, T, interpolator="nearest"))
     region &= ndimage.binary_dilation(abl_pre, iterations=3) == 0
     scores = {}
     for label, tx in (("true", T), ("identity", None)):
-        reg = tfm.resample_onto(case.post, case.pre, tx, interpolator="linear", default=-99999.0,
-                                pixel_type=sitk.sitkFloat32)
+        reg = tfm.resample_onto(
+            case.post,
+            case.pre,
+            tx,
+            interpolator="linear",
+            default=-99999.0,
+            pixel_type=sitk.sitkFloat32,
+        )
         r = _arr(reg)
         m = region & (r > -99999.0)
         scores[label] = _ncc(pre, r, m)
@@ -187,7 +204,9 @@ def test_true_min_margin_on_spheres():
         assert abs(m - expected) < 0.02
         assert np.allclose(p, (-10.0, 0.0, 0.0), atol=0.3)
     # an ellipsoidal zone: the thinnest side is along its shortest axis
-    m, p = samples.true_min_margin(samples.Blob((0, 0, 0), (5.0, 10.0, 5.0)), samples.Blob((0, 0, 0), (20.0, 15.0, 25.0)))
+    m, p = samples.true_min_margin(
+        samples.Blob((0, 0, 0), (5.0, 10.0, 5.0)), samples.Blob((0, 0, 0), (20.0, 15.0, 25.0))
+    )
     assert abs(m - 5.0) < 0.02 and abs(abs(p[1]) - 10.0) < 0.1
 
 
@@ -239,7 +258,11 @@ def test_cli_regenerates_the_bundled_files_exactly(regenerated):
             if role in ("tumor", "ablation"):
                 assert diff.max() == 0, role
             else:  # bit-exact in practice; allow a stray rounding difference across platforms
-                assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (role, diff.max(), (diff > 0).mean())
+                assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (
+                    role,
+                    diff.max(),
+                    (diff > 0).mean(),
+                )
         assert (regenerated / name / samples.TRUE_TRANSFORM_FILE).is_file()
         doc = json.loads((regenerated / name / "case.json").read_text(encoding="utf-8"))
         assert doc["info"]["true_transform"] == old.info["true_transform"]
@@ -252,7 +275,9 @@ def test_load_sample_falls_back_to_generation(monkeypatch, tmp_path, regenerated
     assert case.info["name"] == "liver_ct"
     made = []
     monkeypatch.setattr(samples, "sample_dir", lambda: tmp_path)  # empty: nothing bundled
-    monkeypatch.setitem(samples._MAKERS, "renal_mri", lambda seed=0: made.append(seed) or Case(info={"name": "x"}))
+    monkeypatch.setitem(
+        samples._MAKERS, "renal_mri", lambda seed=0: made.append(seed) or Case(info={"name": "x"})
+    )
     assert samples.load_sample("renal_mri").info["name"] == "x" and made == [0]
     with pytest.raises(Exception, match="unknown sample"):
         samples.load_sample("brain")

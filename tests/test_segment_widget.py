@@ -27,7 +27,9 @@ def _screenshot(viewer, name, tmp_path):
 
     from qtpy.QtWidgets import QApplication
 
-    _layers.grid(viewer).enabled = False  # one large view of the structure (the case opens side by side)
+    _layers.grid(
+        viewer
+    ).enabled = False  # one large view of the structure (the case opens side by side)
 
     def shot(path=None, canvas_only=False):
         import time
@@ -50,6 +52,8 @@ def _screenshot(viewer, name, tmp_path):
 
 def _count_colour(rgba, rgb, tol=40):
     return int((np.abs(rgba[..., :3].astype(int) - np.asarray(rgb)).max(axis=-1) <= tol).sum())
+
+
 SPACING_ZYX = (2.5, 0.8, 0.8)
 SHAPE = (28, 90, 90)
 
@@ -82,8 +86,10 @@ def _case():
     pre = (np.where(_tumor_truth(), 160.0, 60.0) + rng.normal(0, 12, SHAPE)).astype(np.float32)
     post = (np.where(_ablation_truth(), 20.0, 70.0) + rng.normal(0, 8, SHAPE)).astype(np.float32)
     origin = (-40.0, 12.0, 30.0)
-    case = Case(pre=geometry.image_from_array(pre, SPACING_ZYX, origin),
-                post=geometry.image_from_array(post, SPACING_ZYX, (-38.0, 10.0, 31.0)))
+    case = Case(
+        pre=geometry.image_from_array(pre, SPACING_ZYX, origin),
+        post=geometry.image_from_array(post, SPACING_ZYX, (-38.0, 10.0, 31.0)),
+    )
     case.info["name"] = "seg-test"
     return case
 
@@ -160,8 +166,13 @@ def test_interpolate_preview_accept_undo_and_screenshot(setup, tmp_path):
     assert np.array_equal(tumor.data, drawn)  # the preview changes nothing yet
 
     # live readout of the drawn slices
-    qtbot.waitUntil(lambda: widget.last_stats is not None
-                    and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            widget.last_stats is not None
+            and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data))
+        ),
+        timeout=10000,
+    )
 
     n = widget.accept_interpolation()
     assert n > 0 and _layers.find_layer(viewer, PREVIEW_ROLE) is None
@@ -171,9 +182,16 @@ def test_interpolate_preview_accept_undo_and_screenshot(setup, tmp_path):
     assert seg.dice(truth[lo:hi], tumor.data[lo:hi] != 0) > 0.95
     assert np.array_equal(tumor.data[keep], drawn[keep])
 
-    qtbot.waitUntil(lambda: widget.last_stats is not None
-                    and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
-    assert widget.last_stats["volume_ml"] == pytest.approx(seg.mask_volume_ml(tumor.data, SPACING_ZYX))
+    qtbot.waitUntil(
+        lambda: (
+            widget.last_stats is not None
+            and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data))
+        ),
+        timeout=10000,
+    )
+    assert widget.last_stats["volume_ml"] == pytest.approx(
+        seg.mask_volume_ml(tumor.data, SPACING_ZYX)
+    )
     assert "ml" in widget.readout.text() and "mm" in widget.readout.text()
 
     # screenshot of the interpolated tumor on a slice between two drawn ones
@@ -185,7 +203,9 @@ def test_interpolate_preview_accept_undo_and_screenshot(setup, tmp_path):
     # the interpolated slice really shows the orange tumor (80 % orange over the grey image)
     assert _count_colour(shown, (235, 140, 35), tol=45) > 500
     tumor.opacity = 0.0
-    assert _count_colour(np.asarray(viewer.screenshot(canvas_only=True)), (235, 140, 35), tol=45) < 50
+    assert (
+        _count_colour(np.asarray(viewer.screenshot(canvas_only=True)), (235, 140, 35), tol=45) < 50
+    )
     tumor.opacity = 0.8
 
     # autosave: the interpolated tumor reaches the case folder
@@ -223,7 +243,12 @@ def test_bad_input_one_line_and_labels_unchanged(setup):
     tumor = widget.ensure_labels_layer()
     truth = _tumor_truth()
     with tumor.block_history():
-        tumor.data_setitem(tuple(np.array(v) for v in np.nonzero(truth * (np.arange(SHAPE[0]) == 14)[:, None, None])), 1)
+        tumor.data_setitem(
+            tuple(
+                np.array(v) for v in np.nonzero(truth * (np.arange(SHAPE[0]) == 14)[:, None, None])
+            ),
+            1,
+        )
     before = np.array(tumor.data, copy=True)
     widget.preview_interpolation()
     _wait(qtbot, widget)
@@ -244,7 +269,9 @@ def test_bad_input_one_line_and_labels_unchanged(setup):
     widget.last_error = None
     widget.preview_interpolation()
     _wait(qtbot, widget)
-    assert widget.last_error is None and widget._preview is not None and widget._preview["axis"] == 1
+    assert (
+        widget.last_error is None and widget._preview is not None and widget._preview["axis"] == 1
+    )
 
 
 def test_each_correction_is_one_undo_step(setup):
@@ -260,14 +287,23 @@ def test_each_correction_is_one_undo_step(setup):
     viewer.dims.order = (0, 1, 2)
     viewer.dims.set_point(0, float(tumor.data_to_world((14, 0, 0))[0]))
     widget.grow_mm.setValue(2.0)
-    for op in ["grow_shrink", "smooth", "fill_holes", "keep_largest", "remove_islands", "erase_slice"]:
+    for op in [
+        "grow_shrink",
+        "smooth",
+        "fill_holes",
+        "keep_largest",
+        "remove_islands",
+        "erase_slice",
+    ]:
         widget.correct(op)
         _wait(qtbot, widget)
         assert widget.last_error is None, op
         after = np.array(tumor.data, copy=True)
         assert not np.array_equal(after, before), op
         if op == "erase_slice":
-            assert not after[14].any() and np.array_equal(np.delete(after, 14, 0), np.delete(before, 14, 0))
+            assert not after[14].any() and np.array_equal(
+                np.delete(after, 14, 0), np.delete(before, 14, 0)
+            )
         if op == "grow_shrink":
             assert np.array_equal(after != 0, seg.grow_shrink(before != 0, SPACING_ZYX, 2.0))
         if op == "fill_holes":
@@ -326,9 +362,16 @@ def test_compare_two_readers(setup, tmp_path):
     viewer, widget, _session, qtbot = setup
     truth = _tumor_truth()
     pre = _layers.find_layer(viewer, "pre")
-    kw = dict(scale=pre.scale, translate=pre.translate, units=geometry.UNITS, axis_labels=geometry.AXIS_LABELS)
+    kw = dict(
+        scale=pre.scale,
+        translate=pre.translate,
+        units=geometry.UNITS,
+        axis_labels=geometry.AXIS_LABELS,
+    )
     viewer.add_labels(truth.astype(np.uint8), name="reader 1", **kw)
-    viewer.add_labels(seg.grow_shrink(truth, SPACING_ZYX, 1.6).astype(np.uint8), name="reader 2", **kw)
+    viewer.add_labels(
+        seg.grow_shrink(truth, SPACING_ZYX, 1.6).astype(np.uint8), name="reader 2", **kw
+    )
     widget.cmp_a.setCurrentText("reader 1")
     widget.cmp_b.setCurrentText("reader 2")
     widget.compare()
@@ -355,16 +398,24 @@ def test_pick_an_existing_labels_layer(setup, tmp_path):
     viewer, widget, session, qtbot = setup
     pre = _layers.find_layer(viewer, "pre")
     truth = _tumor_truth().astype(np.uint8)
-    loaded = viewer.add_labels(truth, name="tumor from file", scale=pre.scale, translate=pre.translate,
-                               units=geometry.UNITS, axis_labels=geometry.AXIS_LABELS)
+    loaded = viewer.add_labels(
+        truth,
+        name="tumor from file",
+        scale=pre.scale,
+        translate=pre.translate,
+        units=geometry.UNITS,
+        axis_labels=geometry.AXIS_LABELS,
+    )
     wrong = viewer.add_labels(np.zeros((5, 5, 5), np.uint8), name="wrong grid")
     widget.structure.setCurrentIndex(0)
     assert widget.use_layer(wrong) is None and "grid" in widget.last_error
     assert widget.use_layer(loaded) is loaded
     assert _layers.find_layer(viewer, "tumor") is loaded
     np.testing.assert_allclose(loaded.colormap.map(1)[:3], [1.0, 140 / 255, 0.0], atol=0.01)
-    qtbot.waitUntil(lambda: widget.last_stats is not None and widget.last_stats["voxels"] == int(truth.sum()),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: widget.last_stats is not None and widget.last_stats["voxels"] == int(truth.sum()),
+        timeout=10000,
+    )
     session.flush()
     assert np.array_equal(sitk.GetArrayFromImage(Case.load(session.folder).tumor), truth)
 
@@ -385,8 +436,14 @@ def test_preview_follows_the_drawing(setup):
     vox = np.nonzero(truth[k])
     with tumor.block_history():
         tumor.data_setitem((np.full(len(vox[0]), k), *vox), 1)
-    qtbot.waitUntil(lambda: widget._worker is None and widget._preview is not None
-                    and not np.array_equal(widget._preview["layer"].data, first), timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            widget._worker is None
+            and widget._preview is not None
+            and not np.array_equal(widget._preview["layer"].data, first)
+        ),
+        timeout=10000,
+    )
     assert _layers.find_layer(viewer, PREVIEW_ROLE) is preview
     assert not preview.data[k - widget._preview["box"][0].start].any()  # now drawn, not previewed
     assert preview.data[k + 1 - widget._preview["box"][0].start].any()
@@ -403,19 +460,28 @@ def test_scrolling_does_not_recompute_but_undo_does(setup):
     viewer, widget, _session, qtbot = setup
     tumor = widget.ensure_labels_layer()
     _draw_every(tumor, _tumor_truth(), 0, 4)
-    qtbot.waitUntil(lambda: widget.last_stats is not None
-                    and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            widget.last_stats is not None
+            and widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data))
+        ),
+        timeout=10000,
+    )
     calls = []
     widget._readout_timer.timeout.connect(lambda: calls.append(1))
     tumor.undo()  # an undo before any scrolling counts too
-    qtbot.waitUntil(lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    qtbot.waitUntil(
+        lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000
+    )
     calls.clear()
     for z in (20.0, 25.0, 30.0):
         viewer.dims.set_point(0, z)
     qtbot.wait(400)
     assert calls == []  # scrolling through slices is not an edit
     tumor.undo()  # napari's Ctrl-Z: only set_data is emitted
-    qtbot.waitUntil(lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000)
+    qtbot.waitUntil(
+        lambda: widget.last_stats["voxels"] == int(np.count_nonzero(tumor.data)), timeout=10000
+    )
     assert calls
 
 
@@ -452,9 +518,16 @@ def test_renal_mri_sample_workflow(make_napari_viewer, qtbot, tmp_path):
     _wait(qtbot, widget)
     assert widget.last_error is None
     assert seg.dice(abl.data != 0, truth_abl) > 0.85
-    qtbot.waitUntil(lambda: widget.last_stats is not None
-                    and widget.last_stats["voxels"] == int(np.count_nonzero(abl.data)), timeout=10000)
-    assert widget.last_stats["volume_ml"] == pytest.approx(seg.mask_volume_ml(truth_abl, sp), rel=0.15)
+    qtbot.waitUntil(
+        lambda: (
+            widget.last_stats is not None
+            and widget.last_stats["voxels"] == int(np.count_nonzero(abl.data))
+        ),
+        timeout=10000,
+    )
+    assert widget.last_stats["volume_ml"] == pytest.approx(
+        seg.mask_volume_ml(truth_abl, sp), rel=0.15
+    )
     # the side-by-side view the case opens with: pre + tumor | post + ablation
     z_world = float(tumor.data_to_world((keep[len(keep) // 2] + 1, 0, 0))[0])
     viewer.dims.set_point(0, z_world)

@@ -134,7 +134,9 @@ def test_compare_concentric_spheres():
     exact = 2 * 10**3 / (10**3 + 13**3)
     assert res["dice"] == pytest.approx(exact, abs=0.03)
     assert res["hd95_mm"] == pytest.approx(3.0, abs=1.2)
-    assert res["volume_diff_ml"] == pytest.approx(4 / 3 * math.pi * (13**3 - 10**3) / 1000, rel=0.05)
+    assert res["volume_diff_ml"] == pytest.approx(
+        4 / 3 * math.pi * (13**3 - 10**3) / 1000, rel=0.05
+    )
     assert res["only_a_ml"] == 0.0
     same = S.compare_masks(a, a, SP)
     assert same["dice"] == 1.0 and same["hd95_mm"] == 0.0 and same["volume_diff_ml"] == 0.0
@@ -222,7 +224,9 @@ def test_seeded_region_hypodense_zone_with_gas_and_a_vessel():
     truth = (z / 16) ** 2 + (y / 15) ** 2 + (x / 12) ** 2 <= 1
     img = np.where(truth, 35.0, 100.0)
     img[(y - 20) ** 2 + (x + 10) ** 2 <= 9] = 180.0  # vessel
-    gas = (z**2 + (y - 1) ** 2 + (x - 1) ** 2 <= 4) | ((z - 2.5) ** 2 + (y + 4) ** 2 + (x - 3) ** 2 <= 2)
+    gas = (z**2 + (y - 1) ** 2 + (x - 1) ** 2 <= 4) | (
+        (z - 2.5) ** 2 + (y + 4) ** 2 + (x - 3) ** 2 <= 2
+    )
     img[gas] = -800.0
     img = (img + rng.normal(0, 25, shape)).astype(np.float32)
     for seed in [(12, 50, 60), (12, 40, 50), (10, 56, 45)]:

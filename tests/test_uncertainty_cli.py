@@ -93,7 +93,7 @@ def test_margin_uncertainty_writes_design_keys_summary_and_labels(files, capsys)
     printed = capsys.readouterr().out
     assert LINE.search(printed), printed
     doc = json.loads((out / "m.json").read_text(encoding="utf-8"))
-    assert UNCERTAINTY_KEYS <= set(doc)
+    assert set(doc) >= UNCERTAINTY_KEYS
     lo, hi = doc["min_margin_interval_mm"]
     assert lo < hi
     assert lo <= 1.0 <= hi
@@ -112,7 +112,9 @@ def test_margin_uncertainty_writes_design_keys_summary_and_labels(files, capsys)
     table = (out / "m.csv").read_text(encoding="utf-8")
     rows = {r[0]: r[1] for r in csv.reader(io.StringIO(table))}
     assert float(rows["MTM 95 % interval, lower"]) == pytest.approx(lo, abs=0.006)
-    assert float(rows["P(MTM < 0)"]) == pytest.approx(100 * doc["p_min_margin_below_zero"], abs=0.05)
+    assert float(rows["P(MTM < 0)"]) == pytest.approx(
+        100 * doc["p_min_margin_below_zero"], abs=0.05
+    )
     html = (out / "m.html").read_text(encoding="utf-8")
     assert "How sure is the MTM" in html and "histogram of sampled MTMs" in html
 

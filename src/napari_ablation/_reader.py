@@ -80,9 +80,14 @@ def layer_data_for(loaded: io.LoadedImage, name: str, role: str = ""):
         from .widgets._layers import ABLATION_COLOR, TUMOR_COLOR, labels_layer_kwargs
 
         color = {"tumor": TUMOR_COLOR, "ablation": ABLATION_COLOR}.get(role)
-        kwargs = labels_layer_kwargs(img, name, role, color, metadata=loaded.metadata(role), opacity=0.5)
-        return (arr.astype(np.uint8) if arr.max(initial=0) <= 255 and arr.min(initial=0) >= 0 else arr,
-                kwargs, "labels")
+        kwargs = labels_layer_kwargs(
+            img, name, role, color, metadata=loaded.metadata(role), opacity=0.5
+        )
+        return (
+            arr.astype(np.uint8) if arr.max(initial=0) <= 255 and arr.min(initial=0) >= 0 else arr,
+            kwargs,
+            "labels",
+        )
     kwargs = {
         "name": name,
         "metadata": loaded.metadata(role),

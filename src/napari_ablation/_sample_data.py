@@ -28,7 +28,9 @@ def _layer_data(name: str) -> list[tuple[Any, dict, str]]:
     modality = str(case.info.get("modality", ""))
 
     def meta(role: str) -> dict:
-        return {META: {"role": role, "case_folder": str(folder), "modality": modality, "sample": name}}
+        return {
+            META: {"role": role, "case_folder": str(folder), "modality": modality, "sample": name}
+        }
 
     out: list[tuple[Any, dict, str]] = []
     for role, img in (("pre", case.pre), ("post", case.post)):
@@ -37,9 +39,14 @@ def _layer_data(name: str) -> list[tuple[Any, dict, str]]:
         kw["contrast_limits"] = display.default_contrast(arr, modality)
         kw["colormap"] = "gray"
         if role == "post":
-            kw["visible"] = False  # post lives on its own grid: show it when checking the registration
+            kw["visible"] = (
+                False  # post lives on its own grid: show it when checking the registration
+            )
         out.append((arr, kw, "image"))
-    for role, img, color in (("tumor", case.tumor, TUMOR_COLOR), ("ablation", case.ablation, ABLATION_COLOR)):
+    for role, img, color in (
+        ("tumor", case.tumor, TUMOR_COLOR),
+        ("ablation", case.ablation, ABLATION_COLOR),
+    ):
         arr = sitk.GetArrayFromImage(img)
         kw = labels_layer_kwargs(img, role, role, color, metadata=meta(role), opacity=0.5)
         if role == "ablation":

@@ -20,7 +20,9 @@ from .core.errors import AblationError, one_line
 def labels_image(data, meta: dict):
     arr = np.asarray(data)
     if arr.ndim != 3:
-        raise AblationError(f"labels are {arr.ndim}D; only 3D labels can be saved with image geometry")
+        raise AblationError(
+            f"labels are {arr.ndim}D; only 3D labels can be saved with image geometry"
+        )
     scale = meta.get("scale") or (1.0, 1.0, 1.0)
     translate = meta.get("translate") or (0.0, 0.0, 0.0)
     if arr.max(initial=0) <= 255 and arr.min(initial=0) >= 0:

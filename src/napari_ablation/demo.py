@@ -23,7 +23,9 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
     first_dock = None
     for i, name in enumerate(WIDGETS):
         try:
-            _dock, widget = viewer.window.add_plugin_dock_widget("napari-ablation", name, tabify=i > 0)
+            _dock, widget = viewer.window.add_plugin_dock_widget(
+                "napari-ablation", name, tabify=i > 0
+            )
         except Exception as exc:  # noqa: BLE001 - a broken widget must not stop the demo
             _layers.notify_error(f"could not open the '{name}' widget: {exc}")
             continue

@@ -182,9 +182,9 @@ class CaseModel:
 
     def __init__(self) -> None:
         self._clock = itertools.count(1)
-        self._images: dict[str, sitk.Image | None] = {r: None for r in IMAGE_ROLES}
-        self._labels: dict[str, np.ndarray | None] = {r: None for r in LABEL_ROLES}
-        self._label_grid: dict[str, sitk.Image | None] = {r: None for r in LABEL_ROLES}
+        self._images: dict[str, sitk.Image | None] = dict.fromkeys(IMAGE_ROLES)
+        self._labels: dict[str, np.ndarray | None] = dict.fromkeys(LABEL_ROLES)
+        self._label_grid: dict[str, sitk.Image | None] = dict.fromkeys(LABEL_ROLES)
         self._history: list[TransformStep] = [TransformStep(None, "case")]
         self._index = 0
         self._landmarks: dict[str, list[dict[str, Any]]] = {"pre": [], "post": []}
@@ -193,12 +193,12 @@ class CaseModel:
         self.info: dict[str, Any] = {}
         self._folder: Path | None = None
         self._versions: dict[str, int] = {k: next(self._clock) for k in ITEMS}
-        self._saved: dict[str, int] = {k: 0 for k in ITEMS}
+        self._saved: dict[str, int] = dict.fromkeys(ITEMS, 0)
         self._analysis: Analysis | None = None
         self._was_current = False
         self.save_error: str | None = None
         self._write_lock = threading.Lock()
-        self._written: dict[str, int] = {k: 0 for k in ITEMS}
+        self._written: dict[str, int] = dict.fromkeys(ITEMS, 0)
 
     # ================================================================ versions, save state
     def version(self, item: str) -> int:
@@ -256,8 +256,8 @@ class CaseModel:
         if new == self._folder:
             return
         self._folder = new
-        self._saved = {k: 0 for k in ITEMS}  # nothing is in the new folder yet
-        self._written = {k: 0 for k in ITEMS}
+        self._saved = dict.fromkeys(ITEMS, 0)  # nothing is in the new folder yet
+        self._written = dict.fromkeys(ITEMS, 0)
         self.folder_changed.emit()
         self.save_state_changed.emit()
         self.changed.emit("folder")
@@ -306,7 +306,7 @@ class CaseModel:
         self._folder = Path(folder) if folder is not None else None
         self._versions = {k: next(self._clock) for k in ITEMS}
         self._saved = (
-            dict(self._versions) if (saved and self._folder is not None) else {k: 0 for k in ITEMS}
+            dict(self._versions) if (saved and self._folder is not None) else dict.fromkeys(ITEMS, 0)
         )
         self._written = dict(self._saved)
         self._analysis = None
@@ -444,7 +444,12 @@ class CaseModel:
         cur = self._labels.get(role)
         if cur is array and cur is not None:
             return True
-        if cur is None or array is None or cur.shape != array.shape or not np.array_equal(cur, array):
+        if (
+            cur is None
+            or array is None
+            or cur.shape != array.shape
+            or not np.array_equal(cur, array)
+        ):
             return False
         self._labels[role] = array
         return True

@@ -36,13 +36,22 @@ from .io import read_image
 
 CASE_FILE = "case.json"
 FORMAT_VERSION = 1
-IMAGE_FILES = {"pre": "pre.nii.gz", "post": "post.nii.gz", "tumor": "tumor.nii.gz", "ablation": "ablation.nii.gz"}
+IMAGE_FILES = {
+    "pre": "pre.nii.gz",
+    "post": "post.nii.gz",
+    "tumor": "tumor.nii.gz",
+    "ablation": "ablation.nii.gz",
+}
 TRANSFORM_FILE = "transform.tfm"
 LABEL_ROLES = ("tumor", "ablation")
 GRID_OF = {"tumor": "pre", "ablation": "post"}
 QA_VERDICTS = ("not reviewed", "acceptable", "needs correction", "insufficient for analysis")
 
-DEFAULT_SETTINGS: dict[str, Any] = {"threshold_mm": 5.0, "tumor_label": None, "ablation_label": None}
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "threshold_mm": 5.0,
+    "tumor_label": None,
+    "ablation_label": None,
+}
 
 
 def _now() -> str:
@@ -59,7 +68,9 @@ class Case:
     ablation: sitk.Image | None = None  # uint8 on the post grid
     transform: sitk.Transform | None = None  # pre -> post (ITK convention)
     #: landmarks per image: {"pre": [{"label": "1", "x":..,"y":..,"z":..}, ...], "post": [...]}
-    landmarks: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"pre": [], "post": []})
+    landmarks: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"pre": [], "post": []}
+    )
     settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     #: registration QA: {"verdict": one of QA_VERDICTS, "comment": str, "reviewed_at": iso}
     qa: dict[str, Any] = field(default_factory=lambda: {"verdict": "not reviewed", "comment": ""})
@@ -146,7 +157,9 @@ class Case:
         try:
             text = json.dumps(doc, indent=2, default=_json_default, allow_nan=False)
         except ValueError:
-            raise AblationError("the case holds a non-finite number (NaN or infinity); nothing saved") from None
+            raise AblationError(
+                "the case holds a non-finite number (NaN or infinity); nothing saved"
+            ) from None
         outs.add_text(folder / CASE_FILE, text)
         outs.commit()  # all files or none
         for path in remove:
@@ -198,17 +211,23 @@ class Case:
                 if not np.allclose(img.GetOrigin(), g["origin"], atol=1e-3) or not np.allclose(
                     img.GetSpacing(), g["spacing"], atol=1e-4
                 ):
-                    raise AblationError(f"{path.name}: geometry differs from the one recorded in {CASE_FILE}")
+                    raise AblationError(
+                        f"{path.name}: geometry differs from the one recorded in {CASE_FILE}"
+                    )
                 try:
                     geometry.apply_geometry(img, g)
                 except RuntimeError:
-                    raise AblationError(f"{folder / CASE_FILE}: field 'geometry.{role}' is not a valid geometry") from None
+                    raise AblationError(
+                        f"{folder / CASE_FILE}: field 'geometry.{role}' is not a valid geometry"
+                    ) from None
             setattr(case, role, img)
         if doc.get("transform"):
             try:
                 case.transform = tfm.euler_from_params(doc["transform"])
             except RuntimeError:
-                raise AblationError(f"{folder / CASE_FILE}: field 'transform' is not a valid rigid transform") from None
+                raise AblationError(
+                    f"{folder / CASE_FILE}: field 'transform' is not a valid rigid transform"
+                ) from None
         elif (folder / TRANSFORM_FILE).exists():
             case.transform = tfm.read_rigid_transform(folder / TRANSFORM_FILE)
         case.landmarks = doc.get("landmarks") or {"pre": [], "post": []}
@@ -263,7 +282,9 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
     if isinstance(version, bool) or not isinstance(version, int):
         raise _field_error(path, "format_version", "must be an integer")
     if version > FORMAT_VERSION:
-        raise _field_error(path, "format_version", f"is {version}: written by a newer napari-ablation")
+        raise _field_error(
+            path, "format_version", f"is {version}: written by a newer napari-ablation"
+        )
     files = doc.get("files") or {}
     if not isinstance(files, dict):
         raise _field_error(path, "files", "must be an object")
@@ -284,8 +305,11 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
         _finite_list(path, f"geometry.{role}.spacing", g.get("spacing"), 3, positive=True)
         _finite_list(path, f"geometry.{role}.direction", g.get("direction"), 9)
         size = g.get("size")
-        if (not isinstance(size, list) or len(size) != 3
-                                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        if (
+            not isinstance(size, list)
+            or len(size) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+        ):
             raise _field_error(path, f"geometry.{role}.size", "must be 3 positive integers")
     tx = doc.get("transform")
     if tx is not None:
@@ -304,7 +328,9 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
             for k, row in enumerate(rows):
                 if not isinstance(row, dict) or "label" not in row:
                     raise _field_error(path, f"landmarks.{side}[{k}]", "needs label, x, y and z")
-                _finite_list(path, f"landmarks.{side}[{k}]", [row.get("x"), row.get("y"), row.get("z")], 3)
+                _finite_list(
+                    path, f"landmarks.{side}[{k}]", [row.get("x"), row.get("y"), row.get("z")], 3
+                )
     settings = doc.get("settings")
     if settings is not None:
         if not isinstance(settings, dict):
@@ -377,8 +403,14 @@ def case_from_images(pre, post, *, name: str | None = None) -> Case:
     return Case(pre=pre.image, post=post.image, info=info)
 
 
-def load_case_files(pre_path, post_path, *, pre_series: str | None = None,
-                    post_series: str | None = None, name: str | None = None) -> Case:
+def load_case_files(
+    pre_path,
+    post_path,
+    *,
+    pre_series: str | None = None,
+    post_series: str | None = None,
+    name: str | None = None,
+) -> Case:
     """Read pre and post (files or DICOM folders) into a new case."""
     pre = read_image(pre_path, series_uid=pre_series)
     post = read_image(post_path, series_uid=post_series)
@@ -394,7 +426,9 @@ def _free_folder(folder: Path) -> Path:
     return candidate
 
 
-def open_sample_copy(key: str, folder: str | os.PathLike, *, fresh: bool = False) -> tuple[Case, Path]:
+def open_sample_copy(
+    key: str, folder: str | os.PathLike, *, fresh: bool = False
+) -> tuple[Case, Path]:
     """The user's working copy of a bundled sample case, created from the bundled data if needed.
 
     The bundled files are never modified, and neither is anything already in ``folder``

@@ -75,7 +75,12 @@ def os_error_message(exc: OSError, path: str | os.PathLike, verb: str = "read") 
     str
         The message.
     """
-    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc) or type(exc).__name__
+    reason = (
+        exc.strerror
+        or (os.strerror(exc.errno) if exc.errno else "")
+        or str(exc)
+        or type(exc).__name__
+    )
     reason = reason[:1].lower() + reason[1:]
     return f"cannot {verb} {path}: {reason}"
 
@@ -191,8 +196,24 @@ def read_text(path: str | os.PathLike, what: str = "file", max_bytes: int = 64 <
 
 
 # NIfTI datatype code -> bytes per voxel
-_NIFTI_TYPES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
-                1536: 16, 1792: 16, 2048: 32, 2304: 4}
+_NIFTI_TYPES = {
+    2: 1,
+    4: 2,
+    8: 4,
+    16: 4,
+    32: 8,
+    64: 8,
+    128: 3,
+    256: 1,
+    512: 2,
+    768: 4,
+    1024: 8,
+    1280: 8,
+    1536: 16,
+    1792: 16,
+    2048: 32,
+    2304: 4,
+}
 _NIFTI_FLOAT_TYPES = (16, 64, 1536)
 #: floating-point datatypes (complex ones as pairs) whose voxels are checked for NaN/Inf
 _NIFTI_FLOAT_CODES = {16: "f4", 32: "f4", 64: "f8", 1792: "f8"}
@@ -280,9 +301,12 @@ def _nifti_fields(name: str, head: bytes) -> _NiftiFields:
         raise AblationError(f"{name}: truncated NIfTI header ({len(head)} bytes)")
     if size == 348:
         if head[344:348] != b"n+1\x00":
-            raise AblationError(f"{name}: not a single-file NIfTI-1 image (magic {head[344:348]!r})")
+            raise AblationError(
+                f"{name}: not a single-file NIfTI-1 image (magic {head[344:348]!r})"
+            )
         return _NiftiFields(
-            size, e,
+            size,
+            e,
             struct.unpack(e + "8h", head[40:56]),
             *struct.unpack(e + "2h", head[70:74]),
             struct.unpack(e + "8f", head[76:108]),
@@ -294,7 +318,8 @@ def _nifti_fields(name: str, head: bytes) -> _NiftiFields:
     if head[4:8] != b"n+2\x00":
         raise AblationError(f"{name}: not a single-file NIfTI-2 image")
     return _NiftiFields(
-        size, e,
+        size,
+        e,
         struct.unpack(e + "8q", head[16:80]),
         *struct.unpack(e + "2h", head[12:16]),
         struct.unpack(e + "8d", head[104:168]),
@@ -382,7 +407,9 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
             finite.feed(head, 0)
             total = len(head)
     except (EOFError, zlib.error):
-        raise AblationError(f"{name}: corrupt or truncated (the compressed data does not decompress to its end)") from None
+        raise AblationError(
+            f"{name}: corrupt or truncated (the compressed data does not decompress to its end)"
+        ) from None
     except OSError as exc:
         if exc.errno is None:
             raise AblationError(f"{name}: corrupt or truncated compressed data") from None
@@ -392,19 +419,29 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
         raise AblationError(f"{name}: corrupt NIfTI header (number of dimensions {ndim})")
     shape = tuple(int(v) for v in f.dim[1 : ndim + 1])
     if any(v < 1 for v in shape):
-        raise AblationError(f"{name}: corrupt NIfTI header (image size {'x'.join(map(str, shape))})")
+        raise AblationError(
+            f"{name}: corrupt NIfTI header (image size {'x'.join(map(str, shape))})"
+        )
     if f.datatype not in _NIFTI_TYPES:
         raise AblationError(f"{name}: corrupt NIfTI header (unknown datatype code {f.datatype})")
     nbytes = _NIFTI_TYPES[f.datatype]
     if f.bitpix != 8 * nbytes:
-        raise AblationError(f"{name}: corrupt NIfTI header (datatype {f.datatype} with {f.bitpix} bits per voxel)")
+        raise AblationError(
+            f"{name}: corrupt NIfTI header (datatype {f.datatype} with {f.bitpix} bits per voxel)"
+        )
     min_offset = 352 if f.size == 348 else 544
-    if not (math.isfinite(f.vox_offset) and f.vox_offset >= min_offset and f.vox_offset == int(f.vox_offset)):
+    if not (
+        math.isfinite(f.vox_offset)
+        and f.vox_offset >= min_offset
+        and f.vox_offset == int(f.vox_offset)
+    ):
         raise AblationError(f"{name}: corrupt NIfTI header (voxel data offset {f.vox_offset})")
     spacing = f.pixdim[1 : min(ndim, 3) + 1]
     if not all(math.isfinite(v) and v != 0 for v in spacing):
         bad = ", ".join(f"{v:g}" for v in spacing)
-        raise AblationError(f"{name}: voxel spacing must be finite and non-zero, the header says {bad}")
+        raise AblationError(
+            f"{name}: voxel spacing must be finite and non-zero, the header says {bad}"
+        )
     if not math.isfinite(f.pixdim[0]):
         raise AblationError(f"{name}: corrupt NIfTI header (qfac {f.pixdim[0]})")
     _check_nifti_orientation(name, f.qform_code, f.sform_code, f.orient, f.pixdim)
@@ -415,16 +452,27 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
         n *= v
     need = int(f.vox_offset) + n * nbytes
     if total < need:
-        raise AblationError(f"{name}: truncated: {total} bytes of data where the header needs {need}")
+        raise AblationError(
+            f"{name}: truncated: {total} bytes of data where the header needs {need}"
+        )
     if finite.bad:
         raise AblationError(f"{name}: {finite.bad} voxel(s) are NaN or infinite")
-    return NiftiHeader(shape, f.datatype, f.datatype in _NIFTI_FLOAT_TYPES, n * nbytes, float(f.scl[0]), float(f.scl[1]))
+    return NiftiHeader(
+        shape,
+        f.datatype,
+        f.datatype in _NIFTI_FLOAT_TYPES,
+        n * nbytes,
+        float(f.scl[0]),
+        float(f.scl[1]),
+    )
 
 
 def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient, pixdim) -> None:
     """The header must place the image in space once: a valid qform and/or sform, equal when both are set."""
     if qform_code <= 0 and sform_code <= 0:
-        raise AblationError(f"{name}: the NIfTI header gives no position in space (qform_code and sform_code are 0)")
+        raise AblationError(
+            f"{name}: the NIfTI header gives no position in space (qform_code and sform_code are 0)"
+        )
     if not all(math.isfinite(v) for v in orient):
         raise AblationError(f"{name}: corrupt NIfTI header (non-finite orientation or origin)")
     b, c, d, qx, qy, qz = orient[:6]
@@ -452,14 +500,18 @@ def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient
             for k in range(j + 1, 3):
                 cos = sum(cols[j][i] * cols[k][i] for i in range(3)) / (norms[j] * norms[k])
                 if abs(cos) > 1e-3:
-                    raise AblationError(f"{name}: the NIfTI sform is sheared (axes not perpendicular); not supported")
+                    raise AblationError(
+                        f"{name}: the NIfTI sform is sheared (axes not perpendicular); not supported"
+                    )
         if q_affine is not None:
             size = max(norms) + 1.0
             for i in range(3):
                 for j in range(4):
                     tol = 1e-3 * (size if j < 3 else max(1.0, abs(srow[i][3])))
                     if abs(q_affine[i][j] - srow[i][j]) > tol:
-                        raise AblationError(f"{name}: the NIfTI header's qform and sform place the image differently")
+                        raise AblationError(
+                            f"{name}: the NIfTI header's qform and sform place the image differently"
+                        )
 
 
 # ----------------------------------------------------------------------------- exit
@@ -609,7 +661,9 @@ class OutputSet:
             raise AblationError("an output file name is empty")
         for inp in self.inputs:
             if _same_file(p, inp):
-                raise AblationError(f"refusing to write {shown}: it is an input of this command ({inp})")
+                raise AblationError(
+                    f"refusing to write {shown}: it is an input of this command ({inp})"
+                )
         try:
             st = os.stat(p)
         except FileNotFoundError:
@@ -620,7 +674,9 @@ class OutputSet:
             if stat.S_ISDIR(st.st_mode):
                 raise AblationError(f"cannot write {shown}: it is a folder, expected a file name")
             if not stat.S_ISREG(st.st_mode):
-                raise AblationError(f"refusing to write {shown}: not a regular file (a device, FIFO or socket)")
+                raise AblationError(
+                    f"refusing to write {shown}: not a regular file (a device, FIFO or socket)"
+                )
             if not st.st_mode & 0o222:
                 raise AblationError(f"refusing to write {shown}: the file is read-only")
         target = Path(os.path.realpath(p))
@@ -654,16 +710,22 @@ class OutputSet:
 
         suffix = path_suffix(path)
         if suffix not in IMAGE_SUFFIXES:
-            raise AblationError(f"cannot write an image to '{Path(path).name}': use .nii.gz, .nii, .nrrd or .mha")
+            raise AblationError(
+                f"cannot write an image to '{Path(path).name}': use .nii.gz, .nii, .nrrd or .mha"
+            )
 
         low = Path(path).name.lower()
         stem = Path(path).name[: -len(suffix)]
-        data_names = {".mhd": (".raw", ".zraw"), ".nhdr": (".raw", ".raw.gz")}.get(low[-5:] if low.endswith(".nhdr") else low[-4:], ())
+        data_names = {".mhd": (".raw", ".zraw"), ".nhdr": (".raw", ".raw.gz")}.get(
+            low[-5:] if low.endswith(".nhdr") else low[-4:], ()
+        )
         for ext in data_names:  # the detached data file must not land on an input either
             data_path = Path(path).with_name(stem + ext)
             for inp in self.inputs:
                 if _same_file(data_path, inp):
-                    raise AblationError(f"refusing to write {path}: its data file {data_path.name} is an input of this command")
+                    raise AblationError(
+                        f"refusing to write {path}: its data file {data_path.name} is an input of this command"
+                    )
 
         def write(tmp: Path) -> list[Path]:
             import SimpleITK as sitk
@@ -709,7 +771,9 @@ class OutputSet:
                 if folder not in tmpdirs:
                     remove_stale_temporaries(folder)
                     try:
-                        tmpdirs[folder] = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=folder))
+                        tmpdirs[folder] = Path(
+                            tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=folder)
+                        )
                     except OSError as exc:
                         raise AblationError(os_error_message(exc, item.shown, "write")) from None
                 tmp = tmpdirs[folder] / item.target.name
@@ -812,7 +876,9 @@ def _verify_image(tmp: Path, img) -> None:
     import SimpleITK as sitk
 
     nifti = tmp.name.lower().endswith((".nii", ".nii.gz"))
-    if nifti:  # read to the end of its data (and its gzip stream): the header is then enough from ITK
+    if (
+        nifti
+    ):  # read to the end of its data (and its gzip stream): the header is then enough from ITK
         try:
             check_nifti(tmp)
         except AblationError as exc:
@@ -826,6 +892,10 @@ def _verify_image(tmp: Path, img) -> None:
             else:
                 back = sitk.ReadImage(str(tmp))
         except RuntimeError as exc:
-            raise OSError(errno.EIO, f"the written file does not read back ({native_reason(exc)})") from None
-    if back.GetSize() != img.GetSize() or not np.allclose(back.GetSpacing(), img.GetSpacing(), rtol=1e-5):
+            raise OSError(
+                errno.EIO, f"the written file does not read back ({native_reason(exc)})"
+            ) from None
+    if back.GetSize() != img.GetSize() or not np.allclose(
+        back.GetSpacing(), img.GetSpacing(), rtol=1e-5
+    ):
         raise OSError(errno.EIO, "the written file does not read back with the same size")

@@ -72,7 +72,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, inputs=()) -> Pa
     return Path(path)
 
 
-def write_image_atomic(img: sitk.Image, path: str | os.PathLike, *, compress: bool = True, inputs=()) -> Path:
+def write_image_atomic(
+    img: sitk.Image, path: str | os.PathLike, *, compress: bool = True, inputs=()
+) -> Path:
     """Write a SimpleITK image (format from the extension) atomically, verified by a re-read."""
     outs = OutputSet(inputs)
     outs.add_image(path, img, compress=compress)
@@ -154,7 +156,9 @@ def _dicom_candidates(folder: Path) -> list[str]:
                 continue
             p = os.path.join(root, name)
             low = name.lower()
-            if low.endswith(IMAGE_SUFFIXES) or low.endswith((".txt", ".json", ".csv", ".tfm", ".png", ".jpg")):
+            if low.endswith(IMAGE_SUFFIXES) or low.endswith(
+                (".txt", ".json", ".csv", ".tfm", ".png", ".jpg")
+            ):
                 continue
             files.append(p)
     return sorted(files)
@@ -184,7 +188,9 @@ def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
         groups[_tag(reader, _SERIES_UID)].append((reader, path))
     series = [_series_info(uid, members) for uid, members in groups.items()]
     if corrupt:
-        names = ", ".join(os.path.relpath(c, folder) for c in corrupt[:3]) + (" ..." if len(corrupt) > 3 else "")
+        names = ", ".join(os.path.relpath(c, folder) for c in corrupt[:3]) + (
+            " ..." if len(corrupt) > 3 else ""
+        )
         for s in series:
             s.problem = f"a corrupt DICOM file in its folder ({names}, not readable)"
     series.sort(key=lambda s: s.n_voxels, reverse=True)
@@ -208,8 +214,15 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
     files = [p for _r, p in members]
     name0 = os.path.basename(members[0][1])
     if not all(math.isfinite(v) and v > 0 for v in px[:2]):
-        return SeriesInfo(uid, desc, modality, (sx, sy, max(1, nframes)), (*spacing_xy, 1.0), files,
-                          f"PixelSpacing {px[0]:g}\\{px[1]:g} in {name0} (must be positive)")
+        return SeriesInfo(
+            uid,
+            desc,
+            modality,
+            (sx, sy, max(1, nframes)),
+            (*spacing_xy, 1.0),
+            files,
+            f"PixelSpacing {px[0]:g}\\{px[1]:g} in {name0} (must be positive)",
+        )
     if len(members) == 1:
         z = float(first.GetSpacing()[2]) if first.GetDimension() >= 3 else 1.0
         return SeriesInfo(uid, desc, modality, (sx, sy, max(1, nframes)), (*spacing_xy, z), files)
@@ -222,11 +235,15 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
         elif not np.allclose(other[:2], px[:2], rtol=1e-4, atol=1e-6):
             problem = f"PixelSpacing {other[0]:g}\\{other[1]:g} in {name} where {name0} has {px[0]:g}\\{px[1]:g}"
         elif tuple(reader.GetSize()[:2]) != (sx, sy):
-            problem = f"{name} is {reader.GetSize()[0]}x{reader.GetSize()[1]} where {name0} is {sx}x{sy}"
+            problem = (
+                f"{name} is {reader.GetSize()[0]}x{reader.GetSize()[1]} where {name0} is {sx}x{sy}"
+            )
         if problem:
             break
     if problem:
-        return SeriesInfo(uid, desc, modality, (sx, sy, len(members)), (*spacing_xy, 1.0), files, problem)
+        return SeriesInfo(
+            uid, desc, modality, (sx, sy, len(members)), (*spacing_xy, 1.0), files, problem
+        )
     if len(iop) != 6 or not all(math.isfinite(v) for v in iop):
         iop = [1, 0, 0, 0, 1, 0]
     row, col = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
@@ -237,7 +254,13 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
         ipp = _floats(_tag(reader, _IPP))
         orientations.add(tuple(np.round(_floats(_tag(reader, _IOP)) or [0] * 6, 4)))
         ok = len(ipp) == 3 and all(math.isfinite(v) for v in ipp)
-        positions.append((float(np.dot(ipp, normal)) if ok else float("nan"), path, np.asarray(ipp if ok else [np.nan] * 3)))
+        positions.append(
+            (
+                float(np.dot(ipp, normal)) if ok else float("nan"),
+                path,
+                np.asarray(ipp if ok else [np.nan] * 3),
+            )
+        )
     positions.sort(key=lambda t: t[0])
     files = [p for _z, p, _x in positions]
     z = np.array([p for p, _f, _x in positions])
@@ -269,21 +292,34 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
             tol = 0.1 * min(spacing_xy)
             if resid.max() > tol:
                 k = int(np.argmax(resid))
-                problem = (f"slice {os.path.basename(files[k])} shifted in-plane by {resid[k]:.2f} mm "
-                           "from the others (inconsistent ImagePositionPatient)")
+                problem = (
+                    f"slice {os.path.basename(files[k])} shifted in-plane by {resid[k]:.2f} mm "
+                    "from the others (inconsistent ImagePositionPatient)"
+                )
             elif np.hypot(*slope) * abs(spacing_z) * len(z) > tol:
                 step = slope[0] * row + slope[1] * col + normal
                 angle = math.degrees(math.atan(float(np.hypot(*slope))))
                 step_dir = tuple(float(v) for v in step / np.linalg.norm(step))
                 spacing_z = float(np.linalg.norm(step) * spacing_z)
-                notes.append(f"gantry tilt of {angle:.1f} deg: the sheared slices were resampled exactly onto an "
-                             "axis-aligned grid (as 3D Slicer does)")
+                notes.append(
+                    f"gantry tilt of {angle:.1f} deg: the sheared slices were resampled exactly onto an "
+                    "axis-aligned grid (as 3D Slicer does)"
+                )
     else:
         problem = "slices without a position (ImagePositionPatient)"
     if len(orientations) > 1:
         problem = "slices with different orientations"
-    return SeriesInfo(uid, desc, modality, (sx, sy, len(members)), (*spacing_xy, abs(spacing_z)), files, problem,
-                      step_dir, notes)
+    return SeriesInfo(
+        uid,
+        desc,
+        modality,
+        (sx, sy, len(members)),
+        (*spacing_xy, abs(spacing_z)),
+        files,
+        problem,
+        step_dir,
+        notes,
+    )
 
 
 def read_dicom_series(series: SeriesInfo) -> sitk.Image:
@@ -318,7 +354,9 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
                 try:
                     one.Execute()
                 except RuntimeError:
-                    raise AblationError(f"DICOM series '{name}': file {os.path.basename(f)} is corrupt (not readable)") from None
+                    raise AblationError(
+                        f"DICOM series '{name}': file {os.path.basename(f)} is corrupt (not readable)"
+                    ) from None
         raise AblationError(f"could not read DICOM series '{name}': {reason}")
     if img.GetDimension() == 4 and img.GetSize()[3] == 1:
         img = img[:, :, :, 0]
@@ -374,9 +412,13 @@ def _check_volume(img: sitk.Image, name: str, require_volume: bool) -> None:
         )
     dim = img.GetDimension()
     if dim == 4:
-        raise AblationError(f"{name} is 4D ({'x'.join(map(str, img.GetSize()))}); load one 3D volume")
+        raise AblationError(
+            f"{name} is 4D ({'x'.join(map(str, img.GetSize()))}); load one 3D volume"
+        )
     if dim == 2 or (require_volume and dim == 3 and min(img.GetSize()) < 2):
-        raise AblationError(f"{name} is 2D ({'x'.join(map(str, img.GetSize()))}); a 3D volume is needed")
+        raise AblationError(
+            f"{name} is 2D ({'x'.join(map(str, img.GetSize()))}); a 3D volume is needed"
+        )
     if dim != 3:
         raise AblationError(f"{name} is {dim}D; a 3D volume is needed")
 
@@ -408,7 +450,11 @@ def read_image(
                 raise AblationError(f"{p}: no DICOM series with UID {series_uid}")
             pick = chosen[0]
         else:
-            usable = [s for s in series if s.size[2] > 1 and not s.problem] or [s for s in series if s.size[2] > 1] or series
+            usable = (
+                [s for s in series if s.size[2] > 1 and not s.problem]
+                or [s for s in series if s.size[2] > 1]
+                or series
+            )
             pick = usable[0]
             others = [s for s in series if s is not pick]
             if others:
@@ -437,12 +483,18 @@ def read_image(
         if img is None:
             # ITK's reason, unless it blames a missing file (the file exists: it is damaged)
             detail = "" if "no such file" in reason.lower() else f": {reason[:160]}"
-            raise AblationError(f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM){detail}")
+            raise AblationError(
+                f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM){detail}"
+            )
         if reader.HasMetaDataKey(_MODALITY):
             modality = reader.GetMetaData(_MODALITY).strip()
         if reader.HasMetaDataKey(_SERIES_DESC):
             description = reader.GetMetaData(_SERIES_DESC).strip()
-        if img.GetDimension() == 4 and img.GetSize()[3] == 1 and path_suffix(p) not in IMAGE_SUFFIXES:
+        if (
+            img.GetDimension() == 4
+            and img.GetSize()[3] == 1
+            and path_suffix(p) not in IMAGE_SUFFIXES
+        ):
             img = img[:, :, :, 0]  # a multi-frame DICOM file read as x*y*frames*1
     _check_volume(img, p.name, require_volume)
     check_geometry_and_values(img, p.name)
@@ -454,7 +506,9 @@ def read_image(
     oriented, note = geometry.orient_lps(img, is_label=is_label)
     if note:
         notes.append(f"{p.name}: {note}")
-    return LoadedImage(oriented, str(p), original, modality or guess_modality(oriented), description, notes, series)
+    return LoadedImage(
+        oriented, str(p), original, modality or guess_modality(oriented), description, notes, series
+    )
 
 
 def check_geometry_and_values(img: sitk.Image, name: str) -> None:
@@ -473,7 +527,9 @@ def check_geometry_and_values(img: sitk.Image, name: str) -> None:
     """
     spacing = np.asarray(img.GetSpacing(), dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise AblationError(f"{name}: voxel spacing must be finite and positive, got {' x '.join(f'{v:g}' for v in spacing)} mm")
+        raise AblationError(
+            f"{name}: voxel spacing must be finite and positive, got {' x '.join(f'{v:g}' for v in spacing)} mm"
+        )
     if not np.all(np.isfinite(img.GetOrigin())):
         raise AblationError(f"{name}: the image origin is not finite")
     d = np.asarray(img.GetDirection(), dtype=float)
@@ -531,7 +587,9 @@ def check_label_values(arr: np.ndarray, name: str, *, selected: bool = False) ->
     sub = arr[::2, ::4, ::4] if arr.ndim == 3 else arr
     n = len(np.unique(sub))
     if n > limit:
-        raise AblationError(f"{name}: not a label image: {n} distinct values (a segmentation has a few)")
+        raise AblationError(
+            f"{name}: not a label image: {n} distinct values (a segmentation has a few)"
+        )
 
 
 def read_labels(
@@ -556,7 +614,9 @@ def read_labels(
     return out
 
 
-def original_geometry_image(img: sitk.Image, original: dict[str, Any], *, is_label: bool) -> sitk.Image:
+def original_geometry_image(
+    img: sitk.Image, original: dict[str, Any], *, is_label: bool
+) -> sitk.Image:
     """Bring an LPS identity-direction image back onto its original geometry for export."""
     ref = sitk.Image([int(s) for s in original["size"]], img.GetPixelID())
     geometry.apply_geometry(ref, original)

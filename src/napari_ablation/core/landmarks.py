@@ -116,7 +116,9 @@ def read_points_csv(path: str | os.PathLike) -> Points:
     try:
         cols = [header.index(k) for k in ("label", "x", "y", "z")]
     except ValueError:
-        raise AblationError(f"{p.name}: header must contain label,x,y,z (got {','.join(header)})") from None
+        raise AblationError(
+            f"{p.name}: header must contain label,x,y,z (got {','.join(header)})"
+        ) from None
     out: Points = {}
     for n, row in enumerate(rows[1:], start=2):
         try:
@@ -183,7 +185,9 @@ def check_configuration(pts: np.ndarray, where: str = "landmarks") -> None:
     """Raise unless there are >= 3 points that are not (nearly) collinear."""
     n = len(pts)
     if n < 3:
-        raise AblationError(f"{n} landmark pair{'s' if n != 1 else ''}: at least 3 non-collinear pairs are needed")
+        raise AblationError(
+            f"{n} landmark pair{'s' if n != 1 else ''}: at least 3 non-collinear pairs are needed"
+        )
     c = pts - pts.mean(axis=0)
     s = np.linalg.svd(c, compute_uv=False)
     # RMS distance of the points from their best-fitting line
@@ -202,7 +206,9 @@ def check_inside(points, image: sitk.Image, name: str) -> None:
     for lab, xyz in as_points(points).items():
         idx = np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in xyz]))
         if np.any(idx < -0.5) or np.any(idx > size - 0.5):
-            raise AblationError(f"landmark '{lab}' at ({xyz[0]:.1f}, {xyz[1]:.1f}, {xyz[2]:.1f}) mm is outside the {name} image")
+            raise AblationError(
+                f"landmark '{lab}' at ({xyz[0]:.1f}, {xyz[1]:.1f}, {xyz[2]:.1f}) mm is outside the {name} image"
+            )
 
 
 # ----------------------------------------------------------------------------- fit
@@ -306,7 +312,9 @@ def format_fit(fit: LandmarkFit, target_lps=None, target_name: str = "tumor cent
         lines.append(f"{lab:>4}  {res:8.2f}")
     lines.append(f"RMS fiducial residual {fit.rms_fre:.2f} mm over {fit.n} pairs")
     if target_lps is not None:
-        lines.append(f"predicted target error at the {target_name}: {fit.predicted_tre_at(target_lps):.2f} mm")
+        lines.append(
+            f"predicted target error at the {target_name}: {fit.predicted_tre_at(target_lps):.2f} mm"
+        )
     lines.extend(f"warning: {w}" for w in fit.warnings)
     return "\n".join(lines)
 

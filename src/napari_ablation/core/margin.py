@@ -33,7 +33,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from . import coverage, geometry, transform as tfm
+from . import coverage, geometry
+from . import transform as tfm
 from .errors import AblationError
 
 #: threshold presets offered in the GUI (mm)
@@ -81,7 +82,6 @@ class _Grid:
         return (np.asarray(lps, dtype=float) - self.origin) @ self.Minv.T
 
 
-
 def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     """Index box of the non-zero voxels (fast: three projections)."""
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
@@ -90,7 +90,11 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     sub = mask[zs[0] : zs[-1] + 1]
     ys = np.flatnonzero(sub.any(axis=(0, 2)))
     xs = np.flatnonzero(sub.any(axis=(0, 1)))
-    return (slice(int(zs[0]), int(zs[-1]) + 1), slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
+    return (
+        slice(int(zs[0]), int(zs[-1]) + 1),
+        slice(int(ys[0]), int(ys[-1]) + 1),
+        slice(int(xs[0]), int(xs[-1]) + 1),
+    )
 
 
 def _touches_border(box, shape) -> bool:
@@ -125,7 +129,9 @@ class _Field:
         """Trilinear value at LPS points (the outside value beyond the crop)."""
         idx = (self.grid.to_index(lps) - self.offset) / self.step
         outside = float(self.values.min())
-        return ndimage.map_coordinates(self.values, idx.T, order=1, mode="constant", cval=outside, prefilter=False)
+        return ndimage.map_coordinates(
+            self.values, idx.T, order=1, mode="constant", cval=outside, prefilter=False
+        )
 
     def inside(self, lps: np.ndarray) -> np.ndarray:
         return self.sample(lps) >= self.level
@@ -174,7 +180,9 @@ def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float) -> _Field:
     arr = crop.astype(np.float32)
     if sig > 0:
         arr = ndimage.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
-    return _Field(arr, lo, np.ones(3), grid, 0.5, crop.astype(bool), (sig, sig, sig) if sig > 0 else None)
+    return _Field(
+        arr, lo, np.ones(3), grid, 0.5, crop.astype(bool), (sig, sig, sig) if sig > 0 else None
+    )
 
 
 def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> _Field:
@@ -193,7 +201,12 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     filled = np.array([bool(crop[k].any()) for k in range(nsl)])
     for k in range(nsl):
         if filled[k]:
-            d2[k] = _slice_sdf(crop[k], aniso, SLICE_SMOOTH_VOX if sig > 0 else 0.0, band_mm=float(sp[axis]) + SLICE_BAND_EXTRA_MM)
+            d2[k] = _slice_sdf(
+                crop[k],
+                aniso,
+                SLICE_SMOOTH_VOX if sig > 0 else 0.0,
+                band_mm=float(sp[axis]) + SLICE_BAND_EXTRA_MM,
+            )
     hz = float(sp[axis])
     fk = np.flatnonzero(filled)
     # empty slices: a cap between the last filled slice and the empty one, then falling off
@@ -201,10 +214,15 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
         j = int(fk[np.argmin(np.abs(fk - k))])
         n = abs(j - k)
         if n == 1:
-            inner, inner2 = j - (k - j), j - 2 * (k - j)  # the filled slices before j, towards the object
+            inner, inner2 = (
+                j - (k - j),
+                j - 2 * (k - j),
+            )  # the filled slices before j, towards the object
             ok1 = 0 <= inner < nsl and filled[inner]
             ok2 = ok1 and 0 <= inner2 < nsl and filled[inner2]
-            d2[k] = _cap_values(d2[j], d2[inner] if ok1 else None, crop[j], aniso, hz, d2[inner2] if ok2 else None)
+            d2[k] = _cap_values(
+                d2[j], d2[inner] if ok1 else None, crop[j], aniso, hz, d2[inner2] if ok2 else None
+            )
         else:
             d2[k] = -np.abs(d2[j]) - (n - 1) * hz
     # refine across slices: each pixel's in-plane distance interpolated linearly, plus the
@@ -224,7 +242,9 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
         solid = fine >= 0
         sig3 = [FINE_SMOOTH_VOX] * 3
         sig3[axis] = FINE_SMOOTH_AXIAL_VOX
-        soft = ndimage.gaussian_filter(solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0)
+        soft = ndimage.gaussian_filter(
+            solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0
+        )
         return _Field(soft, lo, step, grid, 0.5, solid, tuple(sig3))
     return _Field(np.ascontiguousarray(fine, dtype=np.float32), lo, step, grid, 0.0, fine >= 0)
 
@@ -276,7 +296,11 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     """
     from skimage.measure import find_contours
 
-    soft = ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0) if sig > 0 else sl.astype(np.float32)
+    soft = (
+        ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
+        if sig > 0
+        else sl.astype(np.float32)
+    )
     contours = [c for c in find_contours(soft, 0.5) if len(c) >= 2]
     sy, sx = (float(a) for a in aniso)
     if not contours and sig > 0:  # a few pixels vanish under the blur: their own contour
@@ -294,7 +318,13 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     area = abs(0.5 * float(np.sum(a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1])))
     offset = 0.0
     if perimeter > 0:
-        offset = float(np.clip((np.count_nonzero(sl) * sy * sx - area) / perimeter, -0.5 * min(sy, sx), 0.5 * min(sy, sx)))
+        offset = float(
+            np.clip(
+                (np.count_nonzero(sl) * sy * sx - area) / perimeter,
+                -0.5 * min(sy, sx),
+                0.5 * min(sy, sx),
+            )
+        )
     # exact distances in a band around the contour; farther out, the pixel-centre EDT (its
     # error there, a fraction of a pixel, no longer moves where slices are interpolated)
     import edt
@@ -320,8 +350,14 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     return out + np.float32(offset)
 
 
-def _cap_values(d_last: np.ndarray, d_inner: np.ndarray | None, sl_last: np.ndarray, aniso, hz: float,
-                d_inner2: np.ndarray | None = None) -> np.ndarray:
+def _cap_values(
+    d_last: np.ndarray,
+    d_inner: np.ndarray | None,
+    sl_last: np.ndarray,
+    aniso,
+    hz: float,
+    d_inner2: np.ndarray | None = None,
+) -> np.ndarray:
     """In-plane distances to put on the empty slice next to the last filled one (an object's cap).
 
     The end of the object lies between the last filled slice and the empty one. The squared
@@ -370,7 +406,9 @@ def _cap_values(d_last: np.ndarray, d_inner: np.ndarray | None, sl_last: np.ndar
                 prev_s = np.where(first > 0, s_[first - 1], 0.0)
                 cur_d = ds[np.arange(len(dl)), first]
                 frac = np.clip(prev_d / np.maximum(prev_d - cur_d, 1e-9), 0, 1)
-                delta[inside] = np.where(below.any(axis=1), prev_s + frac * (s_[first] - prev_s), hz)
+                delta[inside] = np.where(
+                    below.any(axis=1), prev_s + frac * (s_[first] - prev_s), hz
+                )
     delta = np.clip(delta, 0.05 * hz, 0.95 * hz)
     dl = d_last[inside]
     out[inside] = -dl * (hz - delta[inside]) / delta[inside]
@@ -409,7 +447,7 @@ class Mesh:
         n = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(n > 0, n, 1.0)
 
-    def transformed(self, A: np.ndarray, b: np.ndarray) -> "Mesh":
+    def transformed(self, A: np.ndarray, b: np.ndarray) -> Mesh:
         return Mesh(self.verts @ A.T + b, self.faces)
 
 
@@ -445,15 +483,29 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     evaluated at the vertices; each vertex moves back along the normal, by at most half a
     sigma.
     """
-    f = ndimage.gaussian_filter(fld.values, CURVATURE_EXTRA_BLUR) if CURVATURE_EXTRA_BLUR > 0 else fld.values
+    f = (
+        ndimage.gaussian_filter(fld.values, CURVATURE_EXTRA_BLUR)
+        if CURVATURE_EXTRA_BLUR > 0
+        else fld.values
+    )
     sp = fld.sample_spacing_mm()
     sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
     grads = np.gradient(f, *sp)
     norm = np.sqrt(sum(g * g for g in grads)) + 1e-6
-    div = sum(np.gradient(g / norm, sp[i], axis=i) for i, g in enumerate(grads))  # div of the inward normal
+    div = sum(
+        np.gradient(g / norm, sp[i], axis=i) for i, g in enumerate(grads)
+    )  # div of the inward normal
     coords = verts_idx.T
-    kappa = -ndimage.map_coordinates(div, coords, order=1, mode="nearest", prefilter=False)  # k1 + k2
-    n_in = np.stack([ndimage.map_coordinates(g / norm, coords, order=1, mode="nearest", prefilter=False) for g in grads], 1)
+    kappa = -ndimage.map_coordinates(
+        div, coords, order=1, mode="nearest", prefilter=False
+    )  # k1 + k2
+    n_in = np.stack(
+        [
+            ndimage.map_coordinates(g / norm, coords, order=1, mode="nearest", prefilter=False)
+            for g in grads
+        ],
+        1,
+    )
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
     shift_mm = np.clip(0.5 * sig_mm2 * kappa, -0.5 * math.sqrt(sig_mm2), 0.5 * math.sqrt(sig_mm2))
     # outwards (against the inward normal) by shift_mm, expressed in sample indices
@@ -526,7 +578,9 @@ class MeshDistance:
         rows = np.arange(len(p))
         return np.sqrt(d2[rows, j]), q.reshape(len(p), k, 3)[rows, j], idx[rows, j]
 
-    def query(self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(distance, closest surface point) of each point."""
         d, q, _f = self.query_faces(pts, guess, chunk)
         return d, q
@@ -561,14 +615,18 @@ class MeshDistance:
         wa = np.einsum("ij,ij->i", np.cross(c - b, closest - b), n) / area2
         wb = np.einsum("ij,ij->i", np.cross(a - c, closest - c), n) / area2
         wc = 1.0 - wa - wb
-        nrm = wa[:, None] * self._vn[f[:, 0]] + wb[:, None] * self._vn[f[:, 1]] + wc[:, None] * self._vn[f[:, 2]]
+        nrm = (
+            wa[:, None] * self._vn[f[:, 0]]
+            + wb[:, None] * self._vn[f[:, 1]]
+            + wc[:, None] * self._vn[f[:, 2]]
+        )
         return np.einsum("ij,ij->i", pts - closest, nrm) > 0
 
 
 class _Guide:
     """Approximate signed distance (EDT of a field's inside samples) used to project points onto the surface."""
 
-    def __init__(self, fld: "_Field"):
+    def __init__(self, fld: _Field):
         import edt
 
         inside = fld.values >= fld.level
@@ -577,7 +635,9 @@ class _Guide:
         #: bound on |approximate - exact| distance (voxel-centre EDT, half-voxel offsets)
         self.tol = float(np.linalg.norm(spacing)) + 0.5
         an = tuple(float(v) for v in spacing)
-        half = 0.5 * float(np.mean(spacing))  # the surface lies about half a sample beyond the last centre
+        half = 0.5 * float(
+            np.mean(spacing)
+        )  # the surface lies about half a sample beyond the last centre
         d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
         d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
         self.sd = np.where(inside, d_in - half, half - d_out).astype(np.float32)
@@ -594,7 +654,13 @@ class _Guide:
         f = self.fld
         idx = ((f.grid.to_index(lps) - f.offset) / f.step).T
         d = ndimage.map_coordinates(self.sd, idx, order=1, mode="nearest", prefilter=False)
-        g_idx = np.stack([ndimage.map_coordinates(g, idx, order=1, mode="nearest", prefilter=False) for g in self.grads], 1)
+        g_idx = np.stack(
+            [
+                ndimage.map_coordinates(g, idx, order=1, mode="nearest", prefilter=False)
+                for g in self.grads
+            ],
+            1,
+        )
         g = g_idx @ self.Jinv_T.T
         n = np.linalg.norm(g, axis=1, keepdims=True)
         g = g / np.where(n > 1e-6, n, 1.0)
@@ -616,7 +682,10 @@ def octant_name(v_lps) -> str:
 
 
 OCTANTS = tuple(
-    f"{lr}-{ap}-{si}" for lr in ("left", "right") for ap in ("anterior", "posterior") for si in ("superior", "inferior")
+    f"{lr}-{ap}-{si}"
+    for lr in ("left", "right")
+    for ap in ("anterior", "posterior")
+    for si in ("superior", "inferior")
 )
 
 
@@ -744,13 +813,20 @@ class MarginResult:
             "volume_ml": {k: r(v, 4) for k, v in self.volume_ml.items()},
             "volume_fraction": {k: r(v, 4) for k, v in self.volume_fraction.items()},
             "complete_coverage": self.complete_coverage,
-            "surface_fraction_margin_ge_mm": {_fmt_mm(k): r(v, 4) for k, v in self.surface_fraction_ge.items()},
-            "shell_coverage_fraction": {_fmt_mm(k): r(v, 4) for k, v in self.shell_coverage.items()},
+            "surface_fraction_margin_ge_mm": {
+                _fmt_mm(k): r(v, 4) for k, v in self.surface_fraction_ge.items()
+            },
+            "shell_coverage_fraction": {
+                _fmt_mm(k): r(v, 4) for k, v in self.shell_coverage.items()
+            },
             "surface_margin_histogram": {
                 "bin_edges_mm": [r(v) for v in self.histogram_edges_mm],
                 "surface_fraction": [r(v, 5) for v in self.histogram_fraction],
             },
-            "surface_margin_cumulative": {"margin_mm": [r(v) for v in x], "surface_fraction_ge": [r(v, 5) for v in cum]},
+            "surface_margin_cumulative": {
+                "margin_mm": [r(v) for v in x],
+                "surface_fraction_ge": [r(v, 5) for v in cum],
+            },
             "warnings": list(self.warnings),
             "method": self.method,
         }
@@ -773,7 +849,11 @@ class MarginResult:
             rows.append((name + " fraction", f"{100 * self.volume_fraction[k]:.1f}", "%"))
         rows += [
             ("Tumor volume", f"{self.tumor_volume_ml:.3f}", "ml"),
-            ("Tumor volume, sub-voxel reconstruction", f"{self.tumor_reconstructed_volume_ml:.3f}", "ml"),
+            (
+                "Tumor volume, sub-voxel reconstruction",
+                f"{self.tumor_reconstructed_volume_ml:.3f}",
+                "ml",
+            ),
             ("Tumor max 3D diameter", f"{self.tumor_max_diameter_mm:.1f}", "mm"),
             ("Ablation zone volume", f"{self.ablation_volume_ml:.3f}", "ml"),
         ]
@@ -811,7 +891,8 @@ class MarginResult:
             f"ablation zone {self.ablation_volume_ml:.2f} ml",
             "tumor surface with margin >= "
             + ", ".join(f"{k:g} mm: {100 * v:.0f} %" for k, v in self.surface_fraction_ge.items()),
-            "peri-tumoral shell covered: " + ", ".join(f"{k:g} mm: {100 * v:.0f} %" for k, v in self.shell_coverage.items()),
+            "peri-tumoral shell covered: "
+            + ", ".join(f"{k:g} mm: {100 * v:.0f} %" for k, v in self.shell_coverage.items()),
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -874,7 +955,9 @@ def analyze_margin(
     if abox is None:
         raise AblationError("the ablation mask is empty")
     if _touches_border(tbox, tmask.shape):
-        warns.append("the tumor touches the border of the pre image: the margin may be truncated there")
+        warns.append(
+            "the tumor touches the border of the pre image: the margin may be truncated there"
+        )
     if _touches_border(abox, amask.shape):
         warns.append("the ablation zone touches the border of the post image: it may be cut off")
 
@@ -885,7 +968,9 @@ def analyze_margin(
 
     # --- does the post grid reach the tumor? -------------------------------------------
     tv_post_idx = agrid.to_index(tsurf.verts @ A.T + b)
-    inside_grid = np.all((tv_post_idx >= -0.5) & (tv_post_idx <= np.asarray(agrid.shape) - 0.5), axis=1)
+    inside_grid = np.all(
+        (tv_post_idx >= -0.5) & (tv_post_idx <= np.asarray(agrid.shape) - 0.5), axis=1
+    )
     frac_in = float(inside_grid.mean())
     if frac_in == 0.0:
         raise AblationError(
@@ -947,7 +1032,9 @@ def analyze_margin(
         direction = normals[i_min]
     # resolution limit: each mask's surface localisation limit along the MTM direction, the
     # two in quadrature (see _surface_error_sd)
-    uncertainty = float(math.hypot(_surface_error_sd(tgrid, direction), _surface_error_sd(agrid, A @ direction)))
+    uncertainty = float(
+        math.hypot(_surface_error_sd(tgrid, direction), _surface_error_sd(agrid, A @ direction))
+    )
 
     # --- tumor voxels: volumes, centroid, classes -----------------------------------------
     tcrop = tmask[tbox]
@@ -973,7 +1060,8 @@ def analyze_margin(
     tumor_rec_ml = _reconstructed_ml(tfield, n_t)
     volume_fraction = {
         "covered_with_margin": float(np.count_nonzero(m_fine >= threshold_mm)) / n_f,
-        "insufficient_margin": float(np.count_nonzero((m_fine >= 0) & (m_fine < threshold_mm))) / n_f,
+        "insufficient_margin": float(np.count_nonzero((m_fine >= 0) & (m_fine < threshold_mm)))
+        / n_f,
         "uncovered": float(np.count_nonzero(m_fine < 0)) / n_f,
     }
     volume_ml = {k: v * tumor_rec_ml for k, v in volume_fraction.items()}
@@ -990,7 +1078,9 @@ def analyze_margin(
 
     # --- diameter ------------------------------------------------------------------------
     # (lighter anti-aliasing than for margins, which would round corners off)
-    diameter = _max_diameter(_field_and_surface(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [])[1].verts)
+    diameter = _max_diameter(
+        _field_and_surface(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [])[1].verts
+    )
 
     # --- surface fractions, histogram ------------------------------------------------------
     w = tsurf.vertex_areas()
@@ -1020,7 +1110,9 @@ def analyze_margin(
         tumor_volume_ml=tumor_ml,
         ablation_volume_ml=ablation_ml,
         tumor_reconstructed_volume_ml=tumor_rec_ml,
-        ablation_reconstructed_volume_ml=_reconstructed_ml(afield, int(np.count_nonzero(amask[abox]))),
+        ablation_reconstructed_volume_ml=_reconstructed_ml(
+            afield, int(np.count_nonzero(amask[abox]))
+        ),
         tumor_max_diameter_mm=diameter,
         volume_ml=volume_ml,
         volume_fraction=volume_fraction,
@@ -1087,8 +1179,12 @@ def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.nda
     from scipy import sparse
 
     n = len(values)
-    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
-    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    i = np.concatenate(
+        [faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]]
+    )
+    j = np.concatenate(
+        [faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]]
+    )
     adj = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
     adj.data[:] = 1.0  # duplicates (shared edges) count once
     adj = adj + sparse.identity(n, format="csr")
@@ -1105,12 +1201,16 @@ def _field_and_surface(mask, box, grid: _Grid, smooth_vox: float, name: str, war
     object that still has no 0.5 level is retried with less blur, finally none."""
     sp = grid.spacing_zyx
     thick = [ax for ax in range(3) if sp[ax] > THICK_RATIO * sp.min()]
-    ext = min(s.stop - s.start for ax, s in enumerate(box) if ax not in thick[:1] or len(thick) != 1)
+    ext = min(
+        s.stop - s.start for ax, s in enumerate(box) if ax not in thick[:1] or len(thick) != 1
+    )
     requested = smooth_vox
     smooth_vox = min(smooth_vox, 0.15 * ext)
     if smooth_vox < requested:
-        warns.append(f"the {name} is only {ext} voxels across: measured with less anti-aliasing, "
-                     "the margin is less precise")
+        warns.append(
+            f"the {name} is only {ext} voxels across: measured with less anti-aliasing, "
+            "the margin is less precise"
+        )
     for sv in dict.fromkeys((smooth_vox, min(smooth_vox, 0.6), 0.0)):
         fld = _smoothed_field(mask, box, grid, sv)
         try:
@@ -1118,8 +1218,10 @@ def _field_and_surface(mask, box, grid: _Grid, smooth_vox: float, name: str, war
         except AblationError:
             continue
         if sv != smooth_vox and sv < requested and smooth_vox == requested:
-            warns.append(f"the {name} is only a few voxels across: measured with less anti-aliasing, "
-                         "the margin is less precise")
+            warns.append(
+                f"the {name} is only a few voxels across: measured with less anti-aliasing, "
+                "the margin is less precise"
+            )
         return fld, surf
     raise AblationError(f"the {name} mask is too small to measure (no surface)")
 
@@ -1138,7 +1240,9 @@ def _histogram_edges(m: np.ndarray) -> np.ndarray:
     return np.arange(lo, hi + step / 2, step)
 
 
-def _shell_coverage(tmask, tgrid: _Grid, tsurf: Mesh, tfield: _Field, afield: _Field, A, b) -> dict[float, float]:
+def _shell_coverage(
+    tmask, tgrid: _Grid, tsurf: Mesh, tfield: _Field, afield: _Field, A, b
+) -> dict[float, float]:
     """Fraction of the peri-tumoral shell (outside the tumor, within w mm of it) inside the ablation."""
     import edt
 
@@ -1173,7 +1277,9 @@ def _shell_coverage(tmask, tgrid: _Grid, tsurf: Mesh, tfield: _Field, afield: _F
 # ----------------------------------------------------------------------------- analytic phantoms
 
 
-def sphere_image(size_xyz, spacing_xyz, origin_xyz, centre_lps, radius_mm, direction=None) -> sitk.Image:
+def sphere_image(
+    size_xyz, spacing_xyz, origin_xyz, centre_lps, radius_mm, direction=None
+) -> sitk.Image:
     """Binary sphere (voxel centre inside the sphere = 1) on a grid; for verification and benchmarks."""
     img = sitk.Image([int(s) for s in size_xyz], sitk.sitkUInt8)
     img.SetSpacing([float(s) for s in spacing_xyz])
@@ -1208,7 +1314,12 @@ def lens_volume(r1: float, r2: float, d: float) -> float:
         return 0.0
     if d <= abs(r1 - r2):
         return sphere_volume(min(r1, r2))
-    return math.pi * (r1 + r2 - d) ** 2 * (d * d + 2 * d * r2 - 3 * r2 * r2 + 2 * d * r1 + 6 * r2 * r1 - 3 * r1 * r1) / (12 * d)
+    return (
+        math.pi
+        * (r1 + r2 - d) ** 2
+        * (d * d + 2 * d * r2 - 3 * r2 * r2 + 2 * d * r1 + 6 * r2 * r1 - 3 * r1 * r1)
+        / (12 * d)
+    )
 
 
 def sphere_class_volumes_ml(r_t: float, r_a: float, d: float, t: float) -> dict[str, float]:
@@ -1218,20 +1329,23 @@ def sphere_class_volumes_ml(r_t: float, r_a: float, d: float, t: float) -> dict[
     green = lens_volume(r_t, r_a - t, d) if r_a - t > 0 else 0.0
     if t < 0:  # not used by the plugin, kept well-defined
         green = covered
-    return {"covered_with_margin": green / 1000, "insufficient_margin": (covered - green) / 1000,
-            "uncovered": (vt - covered) / 1000}
+    return {
+        "covered_with_margin": green / 1000,
+        "insufficient_margin": (covered - green) / 1000,
+        "uncovered": (vt - covered) / 1000,
+    }
 
 
 __all__ = [
+    "OCTANTS",
+    "THRESHOLD_PRESETS",
     "MarginResult",
     "Mesh",
     "MeshDistance",
     "analyze_margin",
-    "round_half_away",
-    "octant_name",
-    "OCTANTS",
-    "THRESHOLD_PRESETS",
-    "sphere_image",
     "lens_volume",
+    "octant_name",
+    "round_half_away",
     "sphere_class_volumes_ml",
+    "sphere_image",
 ]

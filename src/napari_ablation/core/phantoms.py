@@ -27,10 +27,14 @@ def centred_grid(shape, spacing):
     return np.meshgrid(*axes, indexing="ij")
 
 
-def tilted_ellipsoid(shape=(70, 110, 100), spacing=(1.0, 1.0, 1.0), semi=(24, 36, 18), angles=(30, 20, 15)):
+def tilted_ellipsoid(
+    shape=(70, 110, 100), spacing=(1.0, 1.0, 1.0), semi=(24, 36, 18), angles=(30, 20, 15)
+):
     """Ellipsoid with semi-axes ``semi`` (mm, z y x) rotated by ``angles`` degrees about z, y, x."""
     z, y, x = centred_grid(shape, spacing)
-    p = np.stack([z, y, x], -1) @ (rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2]))
+    p = np.stack([z, y, x], -1) @ (
+        rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2])
+    )
     return ((p / np.asarray(semi, float)) ** 2).sum(-1) <= 1
 
 
@@ -118,7 +122,9 @@ def ellipsoid_surface_points(centre, semi_axes, rot, n: int = 40000) -> np.ndarr
     r = np.sqrt(1 - z * z)
     phi = i * math.pi * (3 - math.sqrt(5))
     u = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
-    return (u * np.asarray(semi_axes, dtype=float)) @ np.asarray(rot, dtype=float).T + np.asarray(centre, dtype=float)
+    return (u * np.asarray(semi_axes, dtype=float)) @ np.asarray(rot, dtype=float).T + np.asarray(
+        centre, dtype=float
+    )
 
 
 def ellipsoid_min_margin(tumor, ablation, n: int = 40000) -> tuple[float, np.ndarray, np.ndarray]:
@@ -157,8 +163,12 @@ def ellipsoid_min_margin(tumor, ablation, n: int = 40000) -> tuple[float, np.nda
     for j in np.argsort(m)[:3]:
         u = ((pts[j] - c) @ R) / e
         a0 = np.array([math.acos(np.clip(u[2], -1, 1)), math.atan2(u[1], u[0])])
-        r = minimize(lambda a: float(ellipsoid_signed_distance(surf(a)[None], *ablation)[0][0]), a0,
-                     method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-9})
+        r = minimize(
+            lambda a: float(ellipsoid_signed_distance(surf(a)[None], *ablation)[0][0]),
+            a0,
+            method="Nelder-Mead",
+            options={"xatol": 1e-7, "fatol": 1e-9},
+        )
         if best is None or r.fun < best.fun:
             best = r
     p = surf(best.x)
@@ -204,5 +214,7 @@ def ellipsoid_mask(shape_zyx, index_to_lps, origin, centre, semi_axes, rot) -> n
         grids = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
         idx = np.stack(grids, axis=-1).reshape(-1, 3)
         y = (idx @ M.T + origin - centre) @ np.asarray(rot, dtype=float)
-        out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = (((y / e) ** 2).sum(axis=1) <= 1).reshape(grids[0].shape)
+        out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = (
+            ((y / e) ** 2).sum(axis=1) <= 1
+        ).reshape(grids[0].shape)
     return out

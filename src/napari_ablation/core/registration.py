@@ -41,7 +41,9 @@ class RegistrationCancelled(Exception):
 
 @dataclass
 class RegistrationResult:
-    transform: sitk.Euler3DTransform  # pre -> post (ITK convention); the initial one if not improved
+    transform: (
+        sitk.Euler3DTransform
+    )  # pre -> post (ITK convention); the initial one if not improved
     metric_before: float  # Mattes MI (negative; lower is better) at the initial transform
     metric_after: float  # at the optimised transform
     iterations: int
@@ -124,10 +126,14 @@ def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
     m = sitk.Cast(mask != 0, sitk.sitkUInt8)
     if geometry.same_grid(m, reference):
         return m
-    return sitk.Resample(m, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.Resample(
+        m, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+    )
 
 
-def exclusion_mask(moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = EXCLUDE_DILATION_MM) -> sitk.Image:
+def exclusion_mask(
+    moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = EXCLUDE_DILATION_MM
+) -> sitk.Image:
     """``NOT(dilated exclude)`` on the moving grid: the moving-metric mask that leaves e.g. the ablation zone out."""
     ex = _on_grid(exclude, moving)
     if dilate_mm > 0:
@@ -138,7 +144,9 @@ def exclusion_mask(moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = E
 
 
 def _moving_box(fixed_lo, fixed_hi, initial: sitk.Transform, pad_mm: float):
-    corners = np.array([np.where(np.asarray(c) == 1, fixed_hi, fixed_lo) for c in np.ndindex(2, 2, 2)], dtype=float)
+    corners = np.array(
+        [np.where(np.asarray(c) == 1, fixed_hi, fixed_lo) for c in np.ndindex(2, 2, 2)], dtype=float
+    )
     moved = tfm.transform_points(initial, corners)
     return moved.min(axis=0) - pad_mm, moved.max(axis=0) + pad_mm
 
@@ -219,14 +227,18 @@ def register_rigid(
         if img.GetDimension() != 3:
             raise AblationError(f"the {name} image is {img.GetDimension()}D; a 3D volume is needed")
         if min(img.GetSize()) < 4:
-            raise AblationError(f"the {name} image is too small to register ({'x'.join(map(str, img.GetSize()))} voxels)")
+            raise AblationError(
+                f"the {name} image is too small to register ({'x'.join(map(str, img.GetSize()))} voxels)"
+            )
         stats = sitk.StatisticsImageFilter()
         stats.Execute(img)
         lo, hi = stats.GetMinimum(), stats.GetMaximum()
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise AblationError(f"the {name} image has NaN or infinite voxels: nothing to register")
         if hi == lo:
-            raise AblationError(f"the {name} image is constant (every voxel {lo:g}): nothing to register")
+            raise AblationError(
+                f"the {name} image is constant (every voxel {lo:g}): nothing to register"
+            )
     warnings: list[str] = []
 
     # --- region of interest in pre space
@@ -252,7 +264,9 @@ def register_rigid(
         else:
             tm = _on_grid(tumor_mask, fixed)
             if not sitk.GetArrayViewFromImage(tm).any():
-                raise AblationError("the tumor mask is empty: draw the tumor or give a region of interest")
+                raise AblationError(
+                    "the tumor mask is empty: draw the tumor or give a region of interest"
+                )
             center = mask_centroid_lps(tm)
             radius = max(float(roi_radius_mm), mask_radius_mm(tm, center) + 10.0)
         lo, hi = center - radius, center + radius
@@ -266,7 +280,11 @@ def register_rigid(
     if center is None:
         center = (lo + hi) / 2
     if fmask_full is not None:
-        fmask = sitk.RegionOfInterest(fmask_full, fixed_c.GetSize(), fmask_full.TransformPhysicalPointToIndex(fixed_c.GetOrigin()))
+        fmask = sitk.RegionOfInterest(
+            fmask_full,
+            fixed_c.GetSize(),
+            fmask_full.TransformPhysicalPointToIndex(fixed_c.GetOrigin()),
+        )
     elif radius is not None:
         fmask = _ball_mask(fixed_c, center, radius)
     else:
@@ -280,7 +298,9 @@ def register_rigid(
     mlo, mhi = _moving_box(crop_lo, crop_hi, init, pad_mm=30.0)
     moving_c = _region_of(moving, mlo, mhi)
     if moving_c is None:
-        raise AblationError("the pre and post images do not overlap in the region of interest (check the initial transform)")
+        raise AblationError(
+            "the pre and post images do not overlap in the region of interest (check the initial transform)"
+        )
     mmask = None
     if moving_exclude is not None:
         mmask = exclusion_mask(moving_c, moving_exclude, exclude_dilation_mm)  # on the crop: cheap
@@ -288,7 +308,9 @@ def register_rigid(
         mm = _on_grid(moving_mask, moving_c)
         mmask = mm if mmask is None else sitk.And(mmask, mm)
     if mmask is not None and not sitk.GetArrayViewFromImage(mmask).any():
-        raise AblationError("the moving mask leaves nothing of the post image in the region of interest")
+        raise AblationError(
+            "the moving mask leaves nothing of the post image in the region of interest"
+        )
 
     f32 = sitk.Cast(fixed_c, sitk.sitkFloat32)
     m32 = sitk.Cast(moving_c, sitk.sitkFloat32)
@@ -297,7 +319,10 @@ def register_rigid(
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    fractions = [float(v) for v in np.broadcast_to(np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),))]
+    fractions = [
+        float(v)
+        for v in np.broadcast_to(np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),))
+    ]
     if min(fractions) < 1.0:
         reg.SetMetricSamplingStrategy(reg.REGULAR)
         reg.SetMetricSamplingPercentagePerLevel(fractions, seed)
@@ -346,7 +371,9 @@ def register_rigid(
             level = reg.GetCurrentLevel()
             it = reg.GetOptimizerIteration()
             frac = min(0.99, (level + min(it, 60) / 60.0) / nlev)
-            progress(frac, f"level {level + 1}/{nlev}, iteration {it}, metric {reg.GetMetricValue():.4f}")
+            progress(
+                frac, f"level {level + 1}/{nlev}, iteration {it}, metric {reg.GetMetricValue():.4f}"
+            )
 
     reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
     if progress is not None:
@@ -359,7 +386,9 @@ def register_rigid(
         lines = [ln for ln in str(exc).splitlines() if ln.strip()]
         detail = lines[-1].strip() if lines else "unknown error"
         if "Too many samples" in str(exc) or "samples" in detail:
-            raise AblationError("registration failed: too few overlapping samples (images or region do not overlap enough)") from None
+            raise AblationError(
+                "registration failed: too few overlapping samples (images or region do not overlap enough)"
+            ) from None
         raise AblationError(f"registration failed: {detail}") from None
     if state["cancelled"]:
         raise RegistrationCancelled("registration cancelled")
@@ -395,7 +424,9 @@ def register_rigid(
 # ----------------------------------------------------------------------------- manual adjustment
 
 
-def adjustment(translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)) -> sitk.Euler3DTransform:
+def adjustment(
+    translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)
+) -> sitk.Euler3DTransform:
     """The motion ``M`` of the displayed (registered) post image in pre space.
 
     ``M(p) = R (p - c) + c + t``, rotations about the LPS x, y, z axes through ``c``
@@ -408,7 +439,12 @@ def adjustment(translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 
     return m
 
 
-def adjust(base: sitk.Transform | None, translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)) -> sitk.Euler3DTransform:
+def adjust(
+    base: sitk.Transform | None,
+    translation_mm=(0, 0, 0),
+    rotation_deg=(0, 0, 0),
+    center_lps=(0, 0, 0),
+) -> sitk.Euler3DTransform:
     """``base`` changed so that the registered post image moves by :func:`adjustment` in pre space.
 
     Registered post shows ``post(T(p))``; moving that picture by ``M`` shows
@@ -416,20 +452,30 @@ def adjust(base: sitk.Transform | None, translation_mm=(0, 0, 0), rotation_deg=(
     """
     m = adjustment(translation_mm, rotation_deg, center_lps)
     out = tfm.compose(tfm.inverse(m), base)
-    return tfm.as_euler(out, center=tfm.as_euler(base).GetCenter() if base is not None else center_lps)
+    return tfm.as_euler(
+        out, center=tfm.as_euler(base).GetCenter() if base is not None else center_lps
+    )
 
 
 # ----------------------------------------------------------------------------- resampling for display
 
 
-def registered(moving: sitk.Image, fixed: sitk.Image, tx: sitk.Transform | None, *, default: float | None = None) -> sitk.Image:
+def registered(
+    moving: sitk.Image,
+    fixed: sitk.Image,
+    tx: sitk.Transform | None,
+    *,
+    default: float | None = None,
+) -> sitk.Image:
     """Post resampled onto the pre grid (linear); outside post: its minimum."""
     if default is None:
         default = float(sitk.GetArrayViewFromImage(moving).min())
     return tfm.resample_onto(moving, fixed, tx, default=default)
 
 
-def region_box(fixed: sitk.Image, center_lps, half_size_mm: float) -> tuple[slice, slice, slice] | None:
+def region_box(
+    fixed: sitk.Image, center_lps, half_size_mm: float
+) -> tuple[slice, slice, slice] | None:
     """Index box (z, y, x slices) of the pre grid within ``half_size_mm`` of a point."""
     c = geometry.lps_to_index(fixed, center_lps)
     sp = np.asarray(fixed.GetSpacing())[::-1]
@@ -446,7 +492,12 @@ def region_box(fixed: sitk.Image, center_lps, half_size_mm: float) -> tuple[slic
 
 
 def resample_region(
-    moving: sitk.Image, fixed: sitk.Image, tx: sitk.Transform | None, box: tuple[slice, slice, slice], *, default: float = 0.0
+    moving: sitk.Image,
+    fixed: sitk.Image,
+    tx: sitk.Transform | None,
+    box: tuple[slice, slice, slice],
+    *,
+    default: float = 0.0,
 ) -> np.ndarray:
     """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a (z, y, x) array."""
     sz = [box[2].stop - box[2].start, box[1].stop - box[1].start, box[0].stop - box[0].start]
@@ -499,8 +550,15 @@ def checkerboard_parity(shape, spacing_zyx, tile_mm: float, origin_zyx=(0, 0, 0)
     return parity % 2 == 0
 
 
-def checkerboard(a: np.ndarray, b: np.ndarray, spacing_zyx, tile_mm: float = 10.0, origin_zyx=(0, 0, 0),
-                 range_a=None, range_b=None) -> np.ndarray:
+def checkerboard(
+    a: np.ndarray,
+    b: np.ndarray,
+    spacing_zyx,
+    tile_mm: float = 10.0,
+    origin_zyx=(0, 0, 0),
+    range_a=None,
+    range_b=None,
+) -> np.ndarray:
     """3D checkerboard of two same-grid arrays (each normalised to [0, 1]) with tiles of ``tile_mm``."""
     if a.shape != b.shape:
         raise AblationError("checkerboard needs two images on the same grid")
@@ -559,9 +617,13 @@ def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarra
     return g + np.asarray(center_lps, dtype=float)
 
 
-def target_error(estimate: sitk.Transform | None, truth: sitk.Transform | None, points_lps) -> tuple[float, float]:
+def target_error(
+    estimate: sitk.Transform | None, truth: sitk.Transform | None, points_lps
+) -> tuple[float, float]:
     """Mean and maximum ``|T_est(p) - T_true(p)|`` (mm) over pre-space points."""
-    d = np.linalg.norm(tfm.transform_points(estimate, points_lps) - tfm.transform_points(truth, points_lps), axis=1)
+    d = np.linalg.norm(
+        tfm.transform_points(estimate, points_lps) - tfm.transform_points(truth, points_lps), axis=1
+    )
     return float(d.mean()), float(d.max())
 
 

@@ -68,7 +68,9 @@ def plot_histogram(res, ax=None, fig=None):
     ax2.set_ylim(0, 102)
     for xv, style in ((0.0, "-"), (t, "--")):
         ax.axvline(xv, color="0.3", ls=style, lw=0.8)
-    ax.axvline(res.min_margin_mm, color=CLASS_RGB[3] if res.min_margin_mm < 0 else "k", ls=":", lw=1.2)
+    ax.axvline(
+        res.min_margin_mm, color=CLASS_RGB[3] if res.min_margin_mm < 0 else "k", ls=":", lw=1.2
+    )
     ax.set_title(f"{res.margin_text()}; threshold {t:g} mm", fontsize=9)
     return fig
 
@@ -86,8 +88,12 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
 
         if same_grid(pre, ref):
             img = sitk.GetArrayFromImage(pre)[box].astype(np.float32)
-    p_idx = np.asarray(ref.TransformPhysicalPointToContinuousIndex([float(v) for v in res.min_margin_point_lps]))[::-1]
-    local = np.clip(np.round(p_idx - [s.start for s in box]).astype(int), 0, np.asarray(classes.shape) - 1)
+    p_idx = np.asarray(
+        ref.TransformPhysicalPointToContinuousIndex([float(v) for v in res.min_margin_point_lps])
+    )[::-1]
+    local = np.clip(
+        np.round(p_idx - [s.start for s in box]).astype(int), 0, np.asarray(classes.shape) - 1
+    )
     origin = np.asarray(ref.TransformIndexToPhysicalPoint([int(s.start) for s in box[::-1]]))[::-1]
     p_zyx = np.asarray(res.min_margin_point_lps, dtype=float)[::-1]
     planes = []
@@ -97,8 +103,14 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
         sl[ax] = local[ax]
         sl = tuple(sl)
         rows_ax, cols_ax = [a for a in range(3) if a != ax]
-        ext_r = (origin[rows_ax] - sp[rows_ax] / 2, origin[rows_ax] + sp[rows_ax] * (classes.shape[rows_ax] - 0.5))
-        ext_c = (origin[cols_ax] - sp[cols_ax] / 2, origin[cols_ax] + sp[cols_ax] * (classes.shape[cols_ax] - 0.5))
+        ext_r = (
+            origin[rows_ax] - sp[rows_ax] / 2,
+            origin[rows_ax] + sp[rows_ax] * (classes.shape[rows_ax] - 0.5),
+        )
+        ext_c = (
+            origin[cols_ax] - sp[cols_ax] / 2,
+            origin[cols_ax] + sp[cols_ax] * (classes.shape[cols_ax] - 0.5),
+        )
         planes.append(
             {
                 "name": name,
@@ -132,18 +144,41 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
         if pl["image"] is not None:
             im = pl["image"]
             lo, hi = np.percentile(im, [1, 99]) if im.size else (0, 1)
-            ax.imshow(im, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, extent=pl["extent"],
-                      interpolation="nearest", origin="lower", aspect="equal")
+            ax.imshow(
+                im,
+                cmap="gray",
+                vmin=lo,
+                vmax=hi if hi > lo else lo + 1,
+                extent=pl["extent"],
+                interpolation="nearest",
+                origin="lower",
+                aspect="equal",
+            )
         else:
-            ax.imshow(np.zeros_like(pl["classes"], dtype=float), cmap="gray", vmin=0, vmax=1, extent=pl["extent"],
-                      origin="lower", aspect="equal")
+            ax.imshow(
+                np.zeros_like(pl["classes"], dtype=float),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                extent=pl["extent"],
+                origin="lower",
+                aspect="equal",
+            )
         rgba = np.zeros(pl["classes"].shape + (4,))
         for k, c in CLASS_RGB.items():
             rgba[pl["classes"] == k] = (*c, 0.75)
-        ax.imshow(rgba, extent=pl["extent"], interpolation="nearest", origin="lower", aspect="equal")
+        ax.imshow(
+            rgba, extent=pl["extent"], interpolation="nearest", origin="lower", aspect="equal"
+        )
         if pl["ablation"].any() and not pl["ablation"].all():
-            ax.contour(pl["ablation"].astype(float), levels=[0.5], colors=[ABLATION_RGB], linewidths=1.2,
-                       extent=pl["extent"], origin="lower")
+            ax.contour(
+                pl["ablation"].astype(float),
+                levels=[0.5],
+                colors=[ABLATION_RGB],
+                linewidths=1.2,
+                extent=pl["extent"],
+                origin="lower",
+            )
         ax.plot(*pl["point"], marker="+", color="w", ms=14, mew=2)
         ax.plot(*pl["point"], marker="+", color="k", ms=10, mew=1)
         ax.set_title(f"{pl['name']} through MTM point", fontsize=9)
@@ -158,8 +193,18 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
             ax.invert_xaxis()
         letters = orientation.edge_letters(pl["displayed"], (vdir, hdir))
         for edge, (x, y, ha, va) in _LETTER_POS.items():
-            ax.text(x, y, letters[edge], transform=ax.transAxes, ha=ha, va=va, fontsize=8, weight="bold",
-                    color="#ffff66", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"})
+            ax.text(
+                x,
+                y,
+                letters[edge],
+                transform=ax.transAxes,
+                ha=ha,
+                va=va,
+                fontsize=8,
+                weight="bold",
+                color="#ffff66",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
+            )
     return fig
 
 
@@ -185,7 +230,9 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
     ax.add_collection3d(poly)
     a = res.ablation_surface
     af = a.faces[np.linspace(0, len(a.faces) - 1, min(len(a.faces), max_faces // 2)).astype(int)]
-    ax.add_collection3d(Poly3DCollection(a.verts[af], facecolors=(*ABLATION_RGB, 0.06), edgecolors="none"))
+    ax.add_collection3d(
+        Poly3DCollection(a.verts[af], facecolors=(*ABLATION_RGB, 0.06), edgecolors="none")
+    )
     lo, hi = a.verts.min(axis=0), a.verts.max(axis=0)
     lo, hi = np.minimum(lo, ts.verts.min(axis=0)), np.maximum(hi, ts.verts.max(axis=0))
     c, r = (lo + hi) / 2, float((hi - lo).max()) / 2
@@ -195,7 +242,10 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
     ax.set_box_aspect((1, 1, 1))
     ax.scatter(*res.min_margin_point_lps, color="k", s=30, marker="x")
     d = np.asarray(res.min_margin_point_lps) - res.tumor_centroid_lps
-    ax.view_init(elev=float(np.degrees(np.arctan2(d[2], np.hypot(d[0], d[1])))), azim=float(np.degrees(np.arctan2(d[1], d[0]))))
+    ax.view_init(
+        elev=float(np.degrees(np.arctan2(d[2], np.hypot(d[0], d[1])))),
+        azim=float(np.degrees(np.arctan2(d[1], d[0]))),
+    )
     ax.set_xlabel("L (mm)", fontsize=7)
     ax.set_ylabel("P (mm)", fontsize=7)
     ax.set_zlabel("S (mm)", fontsize=7)
@@ -238,8 +288,15 @@ def html_report(
     mm = res.min_margin_mm
     verdict_color = coverage.verdict_color(mm, res.threshold_mm)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rows = "".join(f"<tr><td>{_esc(a)}</td><td class=v>{_esc(b)}</td><td>{_esc(c)}</td></tr>" for a, b, c in res.rows())
-    info_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in info.items() if v not in (None, ""))
+    rows = "".join(
+        f"<tr><td>{_esc(a)}</td><td class=v>{_esc(b)}</td><td>{_esc(c)}</td></tr>"
+        for a, b, c in res.rows()
+    )
+    info_rows = "".join(
+        f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>"
+        for k, v in info.items()
+        if v not in (None, "")
+    )
     qa_text = _esc(qa.get("verdict", "not reviewed"))
     if qa.get("comment"):
         qa_text += " \u2014 " + _esc(qa["comment"])
@@ -292,17 +349,34 @@ def _uncertainty_html(unc) -> str:
     from .uncertainty import plot_min_margin_samples
 
     src = "".join(f"<li>{_esc(s)}</li>" for s in unc.sources)
-    return (f'<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul class=small>{src}</ul>'
-            f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of sampled MTMs">')
+    return (
+        f"<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul class=small>{src}</ul>"
+        f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of sampled MTMs">'
+    )
 
 
-def pdf_report(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
-               transform_note: str | None = None, uncertainty=None) -> bytes:
+def pdf_report(
+    res,
+    *,
+    info=None,
+    qa=None,
+    pre=None,
+    screenshot_png: bytes | None = None,
+    transform_note: str | None = None,
+    uncertainty=None,
+) -> bytes:
     """The one-page report as PDF bytes (matplotlib, A4 portrait)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
-    fig = report_page(res, info=info, qa=qa, pre=pre, screenshot_png=screenshot_png, transform_note=transform_note,
-                      uncertainty=uncertainty)
+    fig = report_page(
+        res,
+        info=info,
+        qa=qa,
+        pre=pre,
+        screenshot_png=screenshot_png,
+        transform_note=transform_note,
+        uncertainty=uncertainty,
+    )
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
         pdf.savefig(fig)
@@ -330,8 +404,16 @@ def _wrapped(lines: list[str], width: int = _WRAP_CHARS) -> list[str]:
     return out
 
 
-def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | None = None,
-                transform_note: str | None = None, uncertainty=None):
+def report_page(
+    res,
+    *,
+    info=None,
+    qa=None,
+    pre=None,
+    screenshot_png: bytes | None = None,
+    transform_note: str | None = None,
+    uncertainty=None,
+):
     """The report page as a matplotlib Figure (A4 portrait).
 
     The blocks flow down the page: the text block is wrapped inside the margins and the
@@ -342,11 +424,23 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
     fig = _figure(figsize=(_PAGE_W_IN, _PAGE_H_IN))
     fig.text(0.05, 0.965, "Ablation margin report", fontsize=16, weight="bold")
     color = coverage.hex_to_rgb(coverage.verdict_color(res.min_margin_mm, res.threshold_mm))
-    fig.text(0.05, 0.935, f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
-             f"{'yes' if res.complete_coverage else 'NO'}", fontsize=12, weight="bold", color=color)
-    lines = [f"minimal margin at the {res.min_margin_octant} side; threshold {res.threshold_mm:g} mm"]
+    fig.text(
+        0.05,
+        0.935,
+        f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
+        f"{'yes' if res.complete_coverage else 'NO'}",
+        fontsize=12,
+        weight="bold",
+        color=color,
+    )
+    lines = [
+        f"minimal margin at the {res.min_margin_octant} side; threshold {res.threshold_mm:g} mm"
+    ]
     lines += [f"{k}: {v}" for k, v in info.items() if v not in (None, "")]
-    lines.append(f"registration QA: {qa.get('verdict', 'not reviewed')}" + (f" \u2014 {qa['comment']}" if qa.get("comment") else ""))
+    lines.append(
+        f"registration QA: {qa.get('verdict', 'not reviewed')}"
+        + (f" \u2014 {qa['comment']}" if qa.get("comment") else "")
+    )
     if transform_note:
         lines.append(f"registration: {transform_note}")
     if uncertainty is not None:
@@ -385,7 +479,13 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
     x = 0.05
     for rows in (table[:half], table[half:]):
         for k, column in enumerate(zip(*rows)):
-            t = fig.text(x, y, "\n".join(str(v) or " " for v in column), multialignment="right" if k == 1 else "left", **kw)
+            t = fig.text(
+                x,
+                y,
+                "\n".join(str(v) or " " for v in column),
+                multialignment="right" if k == 1 else "left",
+                **kw,
+            )
             x = t.get_window_extent(renderer).x1 / fig.bbox.width + (0.006 if k < 2 else 0.04)
     fig.text(0.05, 0.012, footer_line(), fontsize=7, color="0.35")
     if uncertainty is not None:
@@ -404,8 +504,10 @@ def footer_line(when: str | None = None) -> str:
     except PackageNotFoundError:
         ver = "unknown version"
     when = when or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"Generated {when} by napari-ablation {ver}. "
-            "Research tool, not a medical device; not for diagnosis or treatment decisions.")
+    return (
+        f"Generated {when} by napari-ablation {ver}. "
+        "Research tool, not a medical device; not for diagnosis or treatment decisions."
+    )
 
 
 def write_report(path: str | os.PathLike, res, **kw) -> Path:

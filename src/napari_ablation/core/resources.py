@@ -78,7 +78,9 @@ def margin_memory_bytes(tumor: sitk.Image, ablation: sitk.Image, pad_mm: float) 
         crop = box + 2 * (np.ceil(pad_mm / sp) + 4)
         # thick slices are reconstructed on a grid refined to the in-plane spacing
         refine = max(1.0, float(sp.max() / sp.min()))
-        total += float(np.prod(crop)) * MARGIN_BYTES_PER_VOXEL * (refine if img is ablation else 1.0)
+        total += (
+            float(np.prod(crop)) * MARGIN_BYTES_PER_VOXEL * (refine if img is ablation else 1.0)
+        )
     return int(min(total, 2**62))
 
 
@@ -104,8 +106,12 @@ def check_memory(n_bytes: int, what: str) -> None:
         )
 
 
-def registration_levels(fixed: sitk.Image, max_voxels: int = MAX_REGISTRATION_VOXELS,
-                        shrink=(4, 2, 1), sigmas=(2.0, 1.0, 0.0)) -> tuple[tuple[int, ...], tuple[float, ...], int]:
+def registration_levels(
+    fixed: sitk.Image,
+    max_voxels: int = MAX_REGISTRATION_VOXELS,
+    shrink=(4, 2, 1),
+    sigmas=(2.0, 1.0, 0.0),
+) -> tuple[tuple[int, ...], tuple[float, ...], int]:
     """Pyramid shrink factors and smoothing (voxels) bounding the finest level's size.
 
     Parameters

@@ -93,7 +93,9 @@ class Blob:
         waves = []
         for _ in range(n):
             v = _unit(rng.normal(size=3))
-            waves.append((amp * rng.uniform(0.4, 1.0), v, rng.uniform(*freq), rng.uniform(0, 2 * np.pi)))
+            waves.append(
+                (amp * rng.uniform(0.4, 1.0), v, rng.uniform(*freq), rng.uniform(0, 2 * np.pi))
+            )
         return cls(center, semi, np.eye(3) if frame is None else frame, tuple(waves))
 
     def _eps(self, ux, uy, uz):
@@ -203,7 +205,9 @@ def _ellcyl(x, y, cx, cy, ax, ay, wob=None, z=None):
         zz = 0.0 if z is None else z
         mod = 1.0
         for k in (2, 3, 4):
-            mod = mod + r.uniform(0.02, 0.06) / k**0.5 * np.sin(k * ang + r.uniform(0, 6.3) + r.uniform(-0.03, 0.03) * zz)
+            mod = mod + r.uniform(0.02, 0.06) / k**0.5 * np.sin(
+                k * ang + r.uniform(0, 6.3) + r.uniform(-0.03, 0.03) * zz
+            )
         rho = rho / mod
     return (rho - 1.0) / np.maximum(grad, 1e-9)
 
@@ -236,8 +240,13 @@ class _Textures:
     def __init__(self, rng, lo, hi):
         self.lo = np.asarray(lo, dtype=float)
         self.fields = {}
-        for name, step, sigma in (("fine", 1.5, 0.8), ("medium", 3.0, 1.6), ("coarse", 6.0, 1.7),
-                                  ("bowel1", 4.0, 2.2), ("bowel2", 4.0, 2.2)):
+        for name, step, sigma in (
+            ("fine", 1.5, 0.8),
+            ("medium", 3.0, 1.6),
+            ("coarse", 6.0, 1.7),
+            ("bowel1", 4.0, 2.2),
+            ("bowel2", 4.0, 2.2),
+        ):
             n = np.ceil((np.asarray(hi) - self.lo) / step).astype(int) + 2
             f = rng.standard_normal(size=tuple(n[::-1])).astype(np.float32)  # (z, y, x)
             f = ndimage.gaussian_filter(f, sigma, mode="wrap")
@@ -250,7 +259,9 @@ class _Textures:
         for k, (v, lo) in enumerate(((z, self.lo[2]), (y, self.lo[1]), (x, self.lo[0]))):
             np.subtract(v.reshape(-1), np.float32(lo), out=coords[k])
             coords[k] *= np.float32(1.0 / step)
-        out = ndimage.map_coordinates(f, coords, order=1, mode="nearest", prefilter=False, output=np.float32)
+        out = ndimage.map_coordinates(
+            f, coords, order=1, mode="nearest", prefilter=False, output=np.float32
+        )
         return out.reshape(x.shape)
 
 
@@ -262,7 +273,14 @@ class _Canvas:
     ``to_grid^-1(q)``.
     """
 
-    def __init__(self, grid: Grid, to_grid: tuple[np.ndarray, np.ndarray], tex: _Textures, pv_mm: float, background: float):
+    def __init__(
+        self,
+        grid: Grid,
+        to_grid: tuple[np.ndarray, np.ndarray],
+        tex: _Textures,
+        pv_mm: float,
+        background: float,
+    ):
         self.grid = grid
         A, b = to_grid
         self.A, self.b = np.asarray(A, float), np.asarray(b, float)
@@ -286,8 +304,14 @@ class _Canvas:
     def block(self, lo, hi):
         """Array slices (z, y, x) of this grid that can see the patient box [lo, hi]; None if none."""
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-        corners = np.array([[lo[0] if i == 0 else hi[0], lo[1] if j == 0 else hi[1], lo[2] if k == 0 else hi[2]]
-                            for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+        corners = np.array(
+            [
+                [lo[0] if i == 0 else hi[0], lo[1] if j == 0 else hi[1], lo[2] if k == 0 else hi[2]]
+                for i in (0, 1)
+                for j in (0, 1)
+                for k in (0, 1)
+            ]
+        )
         q = corners @ self.A.T + self.b
         idx = (q - np.asarray(self.grid.origin)) / np.asarray(self.grid.spacing)
         ilo = np.floor(idx.min(axis=0)).astype(int) - 1
@@ -392,17 +416,61 @@ class _Tissue:
 
 
 MR_T2 = _Tissue(
-    air=0.0, skin=320.0, fat=640.0, visceral_fat=600.0, muscle=190.0, liver=250.0, liver_vessel=60.0,
-    spleen=440.0, pancreas=330.0, cortex=440.0, medulla=600.0, sinus_fat=600.0, cyst=960.0, artery=35.0,
-    vein=55.0, bone_cortex=30.0, marrow=330.0, disc=520.0, csf=900.0, cord=380.0, bowel_wall=300.0,
-    bowel_fluid=780.0, gas=15.0, gallbladder=950.0, lung=25.0, tumor=300.0,
+    air=0.0,
+    skin=320.0,
+    fat=640.0,
+    visceral_fat=600.0,
+    muscle=190.0,
+    liver=250.0,
+    liver_vessel=60.0,
+    spleen=440.0,
+    pancreas=330.0,
+    cortex=440.0,
+    medulla=600.0,
+    sinus_fat=600.0,
+    cyst=960.0,
+    artery=35.0,
+    vein=55.0,
+    bone_cortex=30.0,
+    marrow=330.0,
+    disc=520.0,
+    csf=900.0,
+    cord=380.0,
+    bowel_wall=300.0,
+    bowel_fluid=780.0,
+    gas=15.0,
+    gallbladder=950.0,
+    lung=25.0,
+    tumor=300.0,
 )
 
 CT_PV = _Tissue(
-    air=-1000.0, skin=40.0, fat=-100.0, visceral_fat=-95.0, muscle=50.0, liver=75.0, liver_vessel=165.0,
-    spleen=110.0, pancreas=95.0, cortex=175.0, medulla=145.0, sinus_fat=-90.0, cyst=8.0, artery=175.0,
-    vein=155.0, bone_cortex=950.0, marrow=230.0, disc=85.0, csf=10.0, cord=35.0, bowel_wall=90.0,
-    bowel_fluid=20.0, gas=-950.0, gallbladder=10.0, lung=-860.0, tumor=35.0,
+    air=-1000.0,
+    skin=40.0,
+    fat=-100.0,
+    visceral_fat=-95.0,
+    muscle=50.0,
+    liver=75.0,
+    liver_vessel=165.0,
+    spleen=110.0,
+    pancreas=95.0,
+    cortex=175.0,
+    medulla=145.0,
+    sinus_fat=-90.0,
+    cyst=8.0,
+    artery=175.0,
+    vein=155.0,
+    bone_cortex=950.0,
+    marrow=230.0,
+    disc=85.0,
+    csf=10.0,
+    cord=35.0,
+    bowel_wall=90.0,
+    bowel_fluid=20.0,
+    gas=-950.0,
+    gallbladder=10.0,
+    lung=-860.0,
+    tumor=35.0,
 )
 
 
@@ -472,8 +540,23 @@ class _Anatomy:
         return canvas
 
 
-def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, liver, spleen_c,
-                   gallbladder, extra_blobs=(), lung=None, ribs=(), colon=(), vessels_tree=()):
+def _build_abdomen(
+    t: _Tissue,
+    body: _Body,
+    rng,
+    *,
+    z_range,
+    spine_y,
+    kidneys,
+    liver,
+    spleen_c,
+    gallbladder,
+    extra_blobs=(),
+    lung=None,
+    ribs=(),
+    colon=(),
+    vessels_tree=(),
+):
     """Shared abdominal anatomy; returns an _Anatomy whose steps paint it in order."""
     an = _Anatomy(t, body, rng)
     is_ct = t.air < -500
@@ -492,7 +575,18 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         R = body.radius(th, z)
         d = r - R
         c.paint(sl, c.weight(d), t.skin)
-        c.paint(sl, c.weight(d + 2.0), c._value(t.fat, {"fine": (t.fat * 0.03 if not is_ct else 6.0), "coarse": (t.fat * 0.02 if not is_ct else 4.0)}, sl))
+        c.paint(
+            sl,
+            c.weight(d + 2.0),
+            c._value(
+                t.fat,
+                {
+                    "fine": (t.fat * 0.03 if not is_ct else 6.0),
+                    "coarse": (t.fat * 0.02 if not is_ct else 4.0),
+                },
+                sl,
+            ),
+        )
         tf = body.fat_thickness(th)
         c.polar = (r, th, R, tf)
         med = c.texture("medium", sl)
@@ -503,9 +597,17 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         tm = body.muscle_thickness(th)
         wv = c.weight(d + tf + tm)
         c.cavity = wv  # organs stay inside the abdominal wall
-        c.paint(sl, wv, c._value(t.visceral_fat, {"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)}, sl))
+        c.paint(
+            sl,
+            wv,
+            c._value(t.visceral_fat, {"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)}, sl),
+        )
         # small mesenteric / retroperitoneal vessels: thin sheets of a smooth random field
-        c.paint(sl, wv * np.clip(1.0 - np.abs(med - 0.4) / 0.07, 0, 1) * 0.55, t.vein if is_ct else t.vein * 2.0)
+        c.paint(
+            sl,
+            wv * np.clip(1.0 - np.abs(med - 0.4) / 0.07, 0, 1) * 0.55,
+            t.vein if is_ct else t.vein * 2.0,
+        )
         # bowel loops: tubes where two smooth random fields are both near zero (anterior cavity)
         sl = c.block((-400.0, -400.0, -400.0), (400.0, spine_y - 16.0, 400.0))
         if sl is None:
@@ -525,7 +627,11 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         gas_mix = np.clip(0.5 + (med * 1.2 + 0.4 * fine - 1.5) * 3.0, 0, 1)
         collapsed = np.clip(0.5 + (c.texture("coarse", sl) - 0.3) * 2.0, 0, 1)
         content = t.bowel_fluid + collapsed * (t.bowel_wall - t.bowel_fluid) * 0.7
-        content = content + gas_mix * (t.gas - content) + fine * (t.bowel_fluid * 0.05 if not is_ct else 10.0)
+        content = (
+            content
+            + gas_mix * (t.gas - content)
+            + fine * (t.bowel_fluid * 0.05 if not is_ct else 10.0)
+        )
         c.paint(sl, w_in, content)
 
     an.steps.append(body_wall)
@@ -545,9 +651,10 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             c.paint(sl, c.weight(d), mus)
             # psoas (bigger caudally)
             g = np.clip(1.0 - 0.005 * (z - z_range[0]), 0.45, 1.2)
-            d = _ellcyl(x, y, side * (33.0 + 6.0 * g), spine_y - 4.0, 13.0 * g, 15.0 * g, wob=s0 + 3, z=z)
+            d = _ellcyl(
+                x, y, side * (33.0 + 6.0 * g), spine_y - 4.0, 13.0 * g, 15.0 * g, wob=s0 + 3, z=z
+            )
             c.paint(sl, c.weight(d), mus)
-
 
     # ---- spine: vertebral bodies and discs, canal, posterior elements
     def spine(c: _Canvas):
@@ -582,7 +689,6 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
         cord = _ellcyl(x, y, 0.0, spine_y + 23.0, 4.5, 3.5)
         c.paint(sl, c.weight(cord), t.cord)
 
-
     # ---- ribs: flat tubes following the body wall, descending anteriorly
     def paint_ribs(c: _Canvas):
         if not ribs:
@@ -609,7 +715,6 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             c.paint(sl, w_c.astype(np.float32), t.bone_cortex)
             c.paint(sl, w_m.astype(np.float32), t.marrow)
 
-
     # ---- colon segments (tubes with mottled content)
     def paint_colon(c: _Canvas):
         for tube in colon:
@@ -626,9 +731,10 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             med = c.texture("medium", sl)
             fine = c.texture("fine", sl)
             mix = np.clip(0.5 + (med + 0.6 * fine) * 1.5, 0, 1)
-            stool = (t.bowel_fluid * 0.55 if not is_ct else 30.0) + (fine * (80.0 if not is_ct else 40.0))
+            stool = (t.bowel_fluid * 0.55 if not is_ct else 30.0) + (
+                fine * (80.0 if not is_ct else 40.0)
+            )
             c.paint(sl, w, stool + mix * (t.gas - stool))
-
 
     # ---- lung base (above the diaphragm) behind the liver
     def paint_lung(c: _Canvas):
@@ -647,8 +753,18 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             x, y, z = c.xyz(sl)
             d = blob.sdf(x, y, z)
             w = c.weight(d) * c.cavity[sl]
-            c.paint(sl, w, c._value(t.liver, {"fine": (t.liver * 0.05 if not is_ct else 7.0),
-                                                 "coarse": (t.liver * 0.03 if not is_ct else 4.0)}, sl))
+            c.paint(
+                sl,
+                w,
+                c._value(
+                    t.liver,
+                    {
+                        "fine": (t.liver * 0.05 if not is_ct else 7.0),
+                        "coarse": (t.liver * 0.03 if not is_ct else 4.0),
+                    },
+                    sl,
+                ),
+            )
             np.maximum(inner[sl], c.weight(d + 3.0) * c.cavity[sl], out=inner[sl])
         for tube in vessels_tree:
             lo, hi = tube.bbox(2.0)
@@ -660,20 +776,34 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             value = t.liver_vessel if tube.r0 < 9 else t.vein
             c.paint(sl, w * inner[sl], value)
         if gallbladder is not None:
-            c.paint_shape(gallbladder, t.gallbladder, clip=True, tex={"fine": (20.0 if not is_ct else 4.0)})
+            c.paint_shape(
+                gallbladder, t.gallbladder, clip=True, tex={"fine": (20.0 if not is_ct else 4.0)}
+            )
         if spleen_c is not None:
-            c.paint_shape(spleen_c, t.spleen, clip=True, tex={"fine": (t.spleen * 0.05 if not is_ct else 7.0)})
+            c.paint_shape(
+                spleen_c, t.spleen, clip=True, tex={"fine": (t.spleen * 0.05 if not is_ct else 7.0)}
+            )
         for blob, kind in extra_blobs:
-            c.paint_shape(blob, getattr(t, kind), tex={"fine": (getattr(t, kind) * 0.08 if not is_ct else 8.0)})
-
+            c.paint_shape(
+                blob,
+                getattr(t, kind),
+                tex={"fine": (getattr(t, kind) * 0.08 if not is_ct else 8.0)},
+            )
 
     # ---- kidneys: perirenal fat, cortex, medulla (pyramids), sinus fat, hilum vessels; cysts
     def paint_kidneys(c: _Canvas):
         for kid in kidneys:
             blob = kid["blob"]
-            c.paint_shape(blob, t.visceral_fat, offset=7.0, clip=True,
-                          tex={"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)})
-            res = c.paint_shape(blob, t.cortex, clip=True, tex={"fine": (t.cortex * 0.04 if not is_ct else 6.0)})
+            c.paint_shape(
+                blob,
+                t.visceral_fat,
+                offset=7.0,
+                clip=True,
+                tex={"fine": (t.visceral_fat * 0.03 if not is_ct else 6.0)},
+            )
+            res = c.paint_shape(
+                blob, t.cortex, clip=True, tex={"fine": (t.cortex * 0.04 if not is_ct else 6.0)}
+            )
             if res is None:
                 continue
             sl, _w = res
@@ -684,16 +814,27 @@ def _build_abdomen(t: _Tissue, body: _Body, rng, *, z_range, spine_y, kidneys, l
             # pyramids: lobes around the sinus, separated by columns of cortex
             ang = np.arctan2(qv / a[1], qu / a[0])
             lobes = np.cos(3.0 * ang + 0.5) * np.cos(np.pi * 2.2 * qw / a[2])
-            pyr = np.clip((0.80 - rho) / 0.06 + 0.5, 0, 1) * np.clip((rho - 0.42) / 0.06 + 0.5, 0, 1)
+            pyr = np.clip((0.80 - rho) / 0.06 + 0.5, 0, 1) * np.clip(
+                (rho - 0.42) / 0.06 + 0.5, 0, 1
+            )
             pyr = pyr * np.clip(0.5 + (lobes - 0.15) * 4.0, 0, 1)
-            c.paint(sl, (pyr * c.weight(blob.sdf(x, y, z, offset=-4.0))).astype(np.float32),
-                    c._value(t.medulla, {"fine": (t.medulla * 0.04 if not is_ct else 6.0)}, sl))
+            c.paint(
+                sl,
+                (pyr * c.weight(blob.sdf(x, y, z, offset=-4.0))).astype(np.float32),
+                c._value(t.medulla, {"fine": (t.medulla * 0.04 if not is_ct else 6.0)}, sl),
+            )
             # renal sinus: inner core opening towards the hilum (+u direction)
-            sin_d = np.sqrt((qu / (a[0] * 0.55)) ** 2 + (qv / (a[1] * 0.42)) ** 2 + (qw / (a[2] * 0.55)) ** 2)
+            sin_d = np.sqrt(
+                (qu / (a[0] * 0.55)) ** 2 + (qv / (a[1] * 0.42)) ** 2 + (qw / (a[2] * 0.55)) ** 2
+            )
             hil = np.sqrt((qv / (a[1] * 0.32)) ** 2 + (qw / (a[2] * 0.38)) ** 2)
             hil_open = (qu > 0) * np.clip((1.0 - hil) * 6.0 + 0.5, 0, 1)
             w_sinus = np.maximum(np.clip((1.0 - sin_d) * 6.0 + 0.5, 0, 1), hil_open)
-            c.paint(sl, w_sinus.astype(np.float32), c._value(t.sinus_fat, {"fine": (t.sinus_fat * 0.04 if not is_ct else 8.0)}, sl))
+            c.paint(
+                sl,
+                w_sinus.astype(np.float32),
+                c._value(t.sinus_fat, {"fine": (t.sinus_fat * 0.04 if not is_ct else 8.0)}, sl),
+            )
             # pelvis / sinus vessels
             vess = np.sqrt((qv / 5.0) ** 2 + (qw / 6.0) ** 2)
             w_v = (qu > -a[0] * 0.2) * np.clip((1.0 - vess) * 3.0 + 0.5, 0, 1) * w_sinus
@@ -723,10 +864,19 @@ def _bias_field(grid: Grid, rng, strength: float) -> np.ndarray:
     qx = ((o[0] + s[0] * np.arange(n[0])) - c[0]) / half[0]
     Z, Y, X = qz[:, None, None], qy[None, :, None], qx[None, None, :]
     k = rng.normal(size=6) * strength
-    log_b = k[0] * X + k[1] * Y + 0.5 * k[2] * Z + k[3] * X * Y + 0.6 * k[4] * X * X + 0.4 * k[5] * Z * Z
+    log_b = (
+        k[0] * X
+        + k[1] * Y
+        + 0.5 * k[2] * Z
+        + k[3] * X * Y
+        + 0.6 * k[4] * X * X
+        + 0.4 * k[5] * Z * Z
+    )
     # anterior and posterior coil elements: brighter near both body surfaces
     for y0, amp in ((-1.0, 0.30), (1.0, 0.35)):
-        log_b = log_b + strength * 1.6 * amp * np.exp(-((Y - y0) ** 2) / 0.35 - (X - rng.uniform(-0.3, 0.3)) ** 2 / 1.2)
+        log_b = log_b + strength * 1.6 * amp * np.exp(
+            -((Y - y0) ** 2) / 0.35 - (X - rng.uniform(-0.3, 0.3)) ** 2 / 1.2
+        )
     b = np.exp(log_b - np.mean(log_b))
     return b.astype(np.float32)
 
@@ -760,9 +910,15 @@ def _cap_directions(axis, alpha, n):
     cos_t = 1 - (1 - np.cos(alpha)) * i / n
     phi = np.pi * (1 + 5**0.5) * i
     sin_t = np.sqrt(np.clip(1 - cos_t**2, 0, None))
-    e1 = _unit(np.cross(axis, (1.0, 0.0, 0.0)) if abs(axis[0]) < 0.9 else np.cross(axis, (0.0, 1.0, 0.0)))
+    e1 = _unit(
+        np.cross(axis, (1.0, 0.0, 0.0)) if abs(axis[0]) < 0.9 else np.cross(axis, (0.0, 1.0, 0.0))
+    )
     e2 = np.cross(axis, e1)
-    return cos_t[:, None] * axis + (sin_t * np.cos(phi))[:, None] * e1 + (sin_t * np.sin(phi))[:, None] * e2
+    return (
+        cos_t[:, None] * axis
+        + (sin_t * np.cos(phi))[:, None] * e1
+        + (sin_t * np.sin(phi))[:, None] * e2
+    )
 
 
 def _surface_at(blob: Blob, dirs_local: np.ndarray) -> np.ndarray:
@@ -797,7 +953,7 @@ def true_min_margin(tumor: Blob, zone: Blob, n_tumor: int = 80000):
     return float(best), best_p
 
 
-def _on_post_slice(p, T, grid: "Grid") -> np.ndarray:
+def _on_post_slice(p, T, grid: Grid) -> np.ndarray:
     """``p`` (pre space) moved along the post z axis so that ``T(p)`` lies on a post slice centre
     (so that a needle drawn in a post axial plane through it shows in one slice)."""
     A, b = tfm.matrix_offset(T)
@@ -814,8 +970,26 @@ def _rigid(axis, angle_deg, translation, center):
     return tfm.euler_from_matrix(R, b, center)
 
 
-def _case(name, title, description, modality, pre_grid, post_grid, anatomy, post_extras, T, tumor, zone,
-          finish_pre, finish_post, pv, background, tex, rng, extra_info=None):
+def _case(
+    name,
+    title,
+    description,
+    modality,
+    pre_grid,
+    post_grid,
+    anatomy,
+    post_extras,
+    T,
+    tumor,
+    zone,
+    finish_pre,
+    finish_post,
+    pv,
+    background,
+    tex,
+    rng,
+    extra_info=None,
+):
     A, b = tfm.matrix_offset(T)
     pre_c = _Canvas(pre_grid, (np.eye(3), np.zeros(3)), tex, pv, background)
     anatomy.render(pre_c)
@@ -838,7 +1012,9 @@ def _case(name, title, description, modality, pre_grid, post_grid, anatomy, post
         "synthetic": True,
         "true_transform": tfm.euler_params(T),
         "true_rotation_deg": tfm.rotation_angle_deg(T),
-        "true_displacement_at_tumor_mm": float(np.linalg.norm(tfm.transform_points(T, tumor.center)[0] - tumor.center)),
+        "true_displacement_at_tumor_mm": float(
+            np.linalg.norm(tfm.transform_points(T, tumor.center)[0] - tumor.center)
+        ),
         "true_min_margin_mm": round(float(margin), 3),
         "true_min_margin_point_lps": [round(float(v), 3) for v in mpt],
         "tumor_center_lps": [float(v) for v in tumor.center],
@@ -881,58 +1057,144 @@ def make_renal_mri(seed: int = 0) -> Case:
     t = MR_T2
     pre_grid = Grid((240, 192, 40), (1.2, 1.2, 3.0), (-143.4, -105.8, -58.5))
     post_grid = Grid((240, 192, 38), (1.2, 1.2, 3.0), (-140.1, -108.5, -56.1))
-    body = _Body(a=141.0, b_ant=100.0, b_post=110.0, n=2.4, cy=0.0, fat_base=15.0,
-                 waves=((0.018, 3, 0.4, 0.004), (0.012, 5, 1.9, -0.006)))
+    body = _Body(
+        a=141.0,
+        b_ant=100.0,
+        b_post=110.0,
+        n=2.4,
+        cy=0.0,
+        fat_base=15.0,
+        waves=((0.018, 3, 0.4, 0.004), (0.012, 5, 1.9, -0.006)),
+    )
     spine_y = 36.0
     z_range = (-60.0, 60.0)
     kid_r = _kidney(rng, -1, (-74.0, 17.0, -6.0), (0.22, 0.25, 1.0), (0.85, -0.5, 0.0))
     kid_l = _kidney(rng, +1, (76.0, 15.0, 8.0), (-0.22, 0.25, 1.0), (-0.85, -0.5, 0.0))
-    cysts_r = [Blob.random(rng, kid_r.center + np.array([-8.0, 12.0, 38.0]), (9.5, 9.0, 9.5), amp=0.02, n=2)]
-    cysts_l = [Blob.random(rng, kid_l.center + np.array([-14.0, -14.0, 22.0]), (6.0, 6.0, 6.5), amp=0.02, n=2)]
+    cysts_r = [
+        Blob.random(
+            rng, kid_r.center + np.array([-8.0, 12.0, 38.0]), (9.5, 9.0, 9.5), amp=0.02, n=2
+        )
+    ]
+    cysts_l = [
+        Blob.random(
+            rng, kid_l.center + np.array([-14.0, -14.0, 22.0]), (6.0, 6.0, 6.5), amp=0.02, n=2
+        )
+    ]
     # tumor: exophytic from the lateral, posterior, lower left kidney
     d = _unit((0.62, 0.6, -0.5))
     surf = kid_l.center + d * kid_l.radius_along(d)
-    tumor = Blob.random(rng, surf + 3.0 * d, (14.5, 13.0, 14.0), _frame(d, (0, 0, 1)), amp=0.05, n=5, freq=(1.0, 3.0))
+    tumor = Blob.random(
+        rng,
+        surf + 3.0 * d,
+        (14.5, 13.0, 14.0),
+        _frame(d, (0, 0, 1)),
+        amp=0.05,
+        n=5,
+        freq=(1.0, 3.0),
+    )
     # ice ball: centred too laterally along d (thin/negative deep margin), elongated along the probes
     T = _rigid((0.35, -0.45, 0.82), 4.0, (2.5, -3.0, 4.5), (0.0, 20.0, 0.0))
     A_T = tfm.matrix_offset(T)[0]
     # cryoprobes from a posterior approach, in an axial plane of the post scan (tip -> skin)
     probe_dir = _unit(A_T.T @ _unit((-0.05, 1.0, 0.0)))
     ice_c = tumor.center + 9.3 * d + np.array([0.0, 1.5, 0.0])
-    zone = Blob.random(rng, ice_c, (22.5, 22.0, 25.0), _frame(probe_dir, (1, 0, 0)), amp=0.02, n=3, freq=(0.8, 1.6))
+    zone = Blob.random(
+        rng, ice_c, (22.5, 22.0, 25.0), _frame(probe_dir, (1, 0, 0)), amp=0.02, n=3, freq=(0.8, 1.6)
+    )
     liver = [
-        Blob.random(rng, (-72.0, -5.0, 62.0), (68.0, 78.0, 85.0), _frame((0.3, 0.1, 1.0), (1, 0, 0)), amp=0.04, n=5),
-        Blob.random(rng, (-20.0, -55.0, 85.0), (55.0, 30.0, 40.0), _frame((0.0, 0.2, 1.0), (1, 0.3, 0)), amp=0.05, n=4),
+        Blob.random(
+            rng,
+            (-72.0, -5.0, 62.0),
+            (68.0, 78.0, 85.0),
+            _frame((0.3, 0.1, 1.0), (1, 0, 0)),
+            amp=0.04,
+            n=5,
+        ),
+        Blob.random(
+            rng,
+            (-20.0, -55.0, 85.0),
+            (55.0, 30.0, 40.0),
+            _frame((0.0, 0.2, 1.0), (1, 0.3, 0)),
+            amp=0.05,
+            n=4,
+        ),
     ]
-    gb = Blob.random(rng, (-48.0, -48.0, 28.0), (14.0, 13.0, 30.0), _frame((0.1, -0.5, 1.0), (1, 0, 0)), amp=0.03, n=2)
-    spleen = Blob.random(rng, (90.0, 32.0, 68.0), (22.0, 46.0, 48.0), _frame((0.35, -0.6, 0.7), (1, 0.2, 0)), amp=0.05, n=4)
-    pancreas = Blob.random(rng, (10.0, -22.0, 42.0), (60.0, 11.0, 12.0), _frame((1.0, 0.25, 0.15), (0, 1, 0)), amp=0.08, n=6, freq=(2.0, 5.0))
+    gb = Blob.random(
+        rng,
+        (-48.0, -48.0, 28.0),
+        (14.0, 13.0, 30.0),
+        _frame((0.1, -0.5, 1.0), (1, 0, 0)),
+        amp=0.03,
+        n=2,
+    )
+    spleen = Blob.random(
+        rng,
+        (90.0, 32.0, 68.0),
+        (22.0, 46.0, 48.0),
+        _frame((0.35, -0.6, 0.7), (1, 0.2, 0)),
+        amp=0.05,
+        n=4,
+    )
+    pancreas = Blob.random(
+        rng,
+        (10.0, -22.0, 42.0),
+        (60.0, 11.0, 12.0),
+        _frame((1.0, 0.25, 0.15), (0, 1, 0)),
+        amp=0.08,
+        n=6,
+        freq=(2.0, 5.0),
+    )
     liver_vessels = [
         Tube((-40.0, -10.0, 30.0), (-80.0, -5.0, 50.0), 6.0, 3.5),
         Tube((-80.0, -5.0, 50.0), (-112.0, 10.0, 40.0), 3.5, 2.0),
         Tube((-80.0, -5.0, 50.0), (-95.0, -35.0, 62.0), 3.5, 2.0),
         Tube((-30.0, 20.0, 75.0), (-85.0, 20.0, 40.0), 5.0, 2.0),
     ]
-    colon = [Tube((-100.0, -22.0, -80.0), (-98.0, -18.0, 80.0), 19.0, 18.0),
-             Tube((96.0, -28.0, -80.0), (100.0, -20.0, 80.0), 16.0, 17.0)]
+    colon = [
+        Tube((-100.0, -22.0, -80.0), (-98.0, -18.0, 80.0), 19.0, 18.0),
+        Tube((96.0, -28.0, -80.0), (100.0, -20.0, 80.0), 16.0, 17.0),
+    ]
     ribs = [(+1, 60.0, 1.7), (-1, 55.0, 1.6), (+1, 25.0, 1.2), (-1, 20.0, 1.1)]
     an = _build_abdomen(
-        t, body, rng, z_range=z_range, spine_y=spine_y,
+        t,
+        body,
+        rng,
+        z_range=z_range,
+        spine_y=spine_y,
         kidneys=[{"blob": kid_r, "cysts": cysts_r}, {"blob": kid_l, "cysts": cysts_l}],
-        liver=liver, spleen_c=spleen, gallbladder=gb, extra_blobs=[(pancreas, "pancreas")],
-        ribs=ribs, colon=colon, vessels_tree=liver_vessels,
+        liver=liver,
+        spleen_c=spleen,
+        gallbladder=gb,
+        extra_blobs=[(pancreas, "pancreas")],
+        ribs=ribs,
+        colon=colon,
+        vessels_tree=liver_vessels,
     )
 
     def great_vessels(c: _Canvas):
-        c.paint_shape(Tube((14.0, spine_y - 30.0, -90.0), (12.0, spine_y - 29.0, 90.0), 10.5, 11.5), t.artery)
+        c.paint_shape(
+            Tube((14.0, spine_y - 30.0, -90.0), (12.0, spine_y - 29.0, 90.0), 10.5, 11.5), t.artery
+        )
         c.paint_ellcyl(-25.0, spine_y - 32.0, 14.5, 9.5, t.vein, wob=41)  # IVC: flattened
         # renal veins and arteries
-        lrv_mid = np.array([14.0, spine_y - 47.0, 6.0])  # the left renal vein passes in front of the aorta
+        lrv_mid = np.array(
+            [14.0, spine_y - 47.0, 6.0]
+        )  # the left renal vein passes in front of the aorta
         slow = t.vein * 3.0  # slow venous flow: grey rather than black
         c.paint_shape(Tube(kid_l.center + np.array([-20.0, -8.0, 0.0]), lrv_mid, 3.5, 3.5), slow)
         c.paint_shape(Tube(lrv_mid, (-24.0, spine_y - 33.0, 6.0), 3.5, 4.0), slow)
-        c.paint_shape(Tube(kid_r.center + np.array([20.0, -8.0, 0.0]), (-24.0, spine_y - 33.0, -2.0), 4.0, 4.5), slow)
-        c.paint_shape(Tube(kid_l.center + np.array([-20.0, -2.0, 4.0]), (13.0, spine_y - 30.0, 10.0), 3.0, 3.2), t.artery)
+        c.paint_shape(
+            Tube(
+                kid_r.center + np.array([20.0, -8.0, 0.0]), (-24.0, spine_y - 33.0, -2.0), 4.0, 4.5
+            ),
+            slow,
+        )
+        c.paint_shape(
+            Tube(
+                kid_l.center + np.array([-20.0, -2.0, 4.0]), (13.0, spine_y - 30.0, 10.0), 3.0, 3.2
+            ),
+            t.artery,
+        )
 
     def lesion(c: _Canvas):
         c.paint_shape(tumor, t.tumor, tex={"fine": t.tumor * 0.12, "medium": t.tumor * 0.08})
@@ -945,8 +1207,11 @@ def make_renal_mri(seed: int = 0) -> Case:
     e1 = _unit(e1)
     e2 = _unit(np.cross(probe_dir, e1))
     base = _on_post_slice(ice_c, T, post_grid)
-    tips = [base - 9.0 * probe_dir + 7.0 * e1, base - 9.0 * probe_dir - 6.0 * e1 + 4.0 * e2,
-            base - 10.0 * probe_dir - 1.0 * e1 - 7.0 * e2]
+    tips = [
+        base - 9.0 * probe_dir + 7.0 * e1,
+        base - 9.0 * probe_dir - 6.0 * e1 + 4.0 * e2,
+        base - 10.0 * probe_dir - 1.0 * e1 - 7.0 * e2,
+    ]
     probes = []
     for k, tip in enumerate(tips):
         direc = _unit(probe_dir + 0.06 * (tip - base) / 8.0)
@@ -987,7 +1252,11 @@ def make_renal_mri(seed: int = 0) -> Case:
         t.air,
         _Textures(rng, (-200.0, -160.0, -110.0), (200.0, 160.0, 110.0)),
         rng,
-        {"procedure": "percutaneous cryoablation", "organ": "kidney (left)", "sequence": "T2 HASTE-like"},
+        {
+            "procedure": "percutaneous cryoablation",
+            "organ": "kidney (left)",
+            "sequence": "T2 HASTE-like",
+        },
     )
     return case
 
@@ -1008,23 +1277,59 @@ def make_liver_ct(seed: int = 0) -> Case:
     t = CT_PV
     pre_grid = Grid((224, 240, 36), (0.7, 0.7, 2.5), (-170.2, -85.3, -37.5))
     post_grid = Grid((224, 240, 36), (0.7, 0.7, 2.5), (-166.9, -89.9, -33.75))
-    body = _Body(a=165.0, b_ant=118.0, b_post=108.0, n=2.3, cy=0.0, fat_base=20.0,
-                 waves=((0.015, 3, 1.1, 0.003), (0.01, 4, 0.3, -0.005)))
+    body = _Body(
+        a=165.0,
+        b_ant=118.0,
+        b_post=108.0,
+        n=2.3,
+        cy=0.0,
+        fat_base=20.0,
+        waves=((0.015, 3, 1.1, 0.003), (0.01, 4, 0.3, -0.005)),
+    )
     spine_y = 48.0
     z_range = (-40.0, 55.0)
     liver = [
-        Blob.random(rng, (-75.0, 5.0, 25.0), (82.0, 92.0, 100.0), _frame((0.25, 0.1, 1.0), (1, 0, 0)), amp=0.04, n=5),
-        Blob.random(rng, (-10.0, -55.0, 45.0), (60.0, 35.0, 45.0), _frame((0.0, 0.2, 1.0), (1, 0.3, 0)), amp=0.05, n=4),
+        Blob.random(
+            rng,
+            (-75.0, 5.0, 25.0),
+            (82.0, 92.0, 100.0),
+            _frame((0.25, 0.1, 1.0), (1, 0, 0)),
+            amp=0.04,
+            n=5,
+        ),
+        Blob.random(
+            rng,
+            (-10.0, -55.0, 45.0),
+            (60.0, 35.0, 45.0),
+            _frame((0.0, 0.2, 1.0), (1, 0.3, 0)),
+            amp=0.05,
+            n=4,
+        ),
     ]
     kid_r = _kidney(rng, -1, (-72.0, 45.0, -62.0), (0.22, 0.25, 1.0), (0.85, -0.5, 0.0))
-    gb = Blob.random(rng, (-40.0, -60.0, -25.0), (15.0, 14.0, 32.0), _frame((0.1, -0.5, 1.0), (1, 0, 0)), amp=0.03, n=2)
-    lung = Blob.random(rng, (-80.0, 72.0, 100.0), (75.0, 48.0, 62.0), _frame((0, 0, 1.0), (1, 0, 0)), amp=0.03, n=3)
+    gb = Blob.random(
+        rng,
+        (-40.0, -60.0, -25.0),
+        (15.0, 14.0, 32.0),
+        _frame((0.1, -0.5, 1.0), (1, 0, 0)),
+        amp=0.03,
+        n=2,
+    )
+    lung = Blob.random(
+        rng, (-80.0, 72.0, 100.0), (75.0, 48.0, 62.0), _frame((0, 0, 1.0), (1, 0, 0)), amp=0.03, n=3
+    )
     # vessel tree: portal branches from the hilum, hepatic veins towards the IVC (superior)
     hilum = np.array([-35.0, -5.0, -5.0])
     ivc_top = np.array([-24.0, 22.0, 60.0])
     vessels = []
-    for k, (dirv, L) in enumerate((((-1.0, 0.1, 0.35), 55.0), ((-0.8, 0.6, 0.5), 50.0), ((-0.6, -0.5, 0.6), 50.0),
-                                   ((-0.9, -0.1, -0.5), 45.0))):
+    for k, (dirv, L) in enumerate(
+        (
+            ((-1.0, 0.1, 0.35), 55.0),
+            ((-0.8, 0.6, 0.5), 50.0),
+            ((-0.6, -0.5, 0.6), 50.0),
+            ((-0.9, -0.1, -0.5), 45.0),
+        )
+    ):
         p1 = hilum + L * _unit(dirv)
         vessels.append(Tube(hilum, p1, 6.5 if k == 0 else 5.0, 3.5))
         for j in range(3):
@@ -1038,11 +1343,28 @@ def make_liver_ct(seed: int = 0) -> Case:
         p1 = ivc_top + 70.0 * _unit(dirv)
         vessels.append(Tube(ivc_top, p1, 6.0, 2.5))
         d2 = _unit(np.asarray(dirv) + rng.normal(size=3) * 0.5)
-        vessels.append(Tube(ivc_top + 35.0 * _unit(dirv), ivc_top + 35.0 * _unit(dirv) + 30 * d2, 3.0, 1.3))
+        vessels.append(
+            Tube(ivc_top + 35.0 * _unit(dirv), ivc_top + 35.0 * _unit(dirv) + 30 * d2, 3.0, 1.3)
+        )
     colon = [Tube((-95.0, -45.0, -70.0), (-70.0, -60.0, -35.0), 20.0, 19.0)]
-    ribs = [(-1, 95.0, 2.2), (-1, 62.0, 2.3), (-1, 30.0, 2.2), (-1, -2.0, 1.8), (+1, 95.0, 2.0), (+1, 62.0, 1.9)]
+    ribs = [
+        (-1, 95.0, 2.2),
+        (-1, 62.0, 2.3),
+        (-1, 30.0, 2.2),
+        (-1, -2.0, 1.8),
+        (+1, 95.0, 2.0),
+        (+1, 62.0, 1.9),
+    ]
     # tumor: 2.3 cm, posterior right lobe (segment 7/6)
-    tumor = Blob.random(rng, (-98.0, 28.0, 8.0), (12.0, 11.0, 11.5), _frame((0.2, 0.3, 1.0), (1, 0, 0)), amp=0.05, n=5, freq=(1.0, 3.0))
+    tumor = Blob.random(
+        rng,
+        (-98.0, 28.0, 8.0),
+        (12.0, 11.0, 11.5),
+        _frame((0.2, 0.3, 1.0), (1, 0, 0)),
+        amp=0.05,
+        n=5,
+        freq=(1.0, 3.0),
+    )
     T = _rigid((-0.6, 0.3, 0.74), 3.0, (-3.0, 2.5, -4.5), (-60.0, 0.0, 0.0))
     # the antenna lies in an axial plane of the post scan (from the tumor back towards the skin)
     ant_dir = _unit(tfm.matrix_offset(T)[0].T @ _unit((-1.0, -0.25, 0.0)))
@@ -1050,22 +1372,48 @@ def make_liver_ct(seed: int = 0) -> Case:
     if perp[1] < 0:
         perp = -perp  # point posteriorly
     zone_c = tumor.center + 3.0 * ant_dir + 2.6 * perp
-    zone = Blob.random(rng, zone_c, (17.0, 16.5, 21.5), _frame(ant_dir, (0, 0, 1.0)), amp=0.02, n=3, freq=(0.8, 1.6))
+    zone = Blob.random(
+        rng,
+        zone_c,
+        (17.0, 16.5, 21.5),
+        _frame(ant_dir, (0, 0, 1.0)),
+        amp=0.02,
+        n=3,
+        freq=(0.8, 1.6),
+    )
     tip = _on_post_slice(zone_c, T, post_grid) - 17.0 * ant_dir
     entry = body.entry_point(tip, ant_dir)
     track = Tube(tip, entry + 2.0 * ant_dir, 0.9, 0.9)
-    bubbles = [Blob(zone_c + off, (r, r, r)) for off, r in (
-        (np.array([1.5, -1.0, 2.0]), 1.6), (-6.0 * ant_dir + np.array([0.0, 1.5, -1.0]), 1.3),
-        (5.0 * ant_dir + np.array([0.5, 0.0, 1.0]), 1.1), (-2.0 * ant_dir + np.array([0.0, -2.0, -3.0]), 0.9))]
+    bubbles = [
+        Blob(zone_c + off, (r, r, r))
+        for off, r in (
+            (np.array([1.5, -1.0, 2.0]), 1.6),
+            (-6.0 * ant_dir + np.array([0.0, 1.5, -1.0]), 1.3),
+            (5.0 * ant_dir + np.array([0.5, 0.0, 1.0]), 1.1),
+            (-2.0 * ant_dir + np.array([0.0, -2.0, -3.0]), 0.9),
+        )
+    ]
 
     an = _build_abdomen(
-        t, body, rng, z_range=z_range, spine_y=spine_y,
-        kidneys=[{"blob": kid_r, "cysts": []}], liver=liver, spleen_c=None, gallbladder=gb,
-        lung=lung, ribs=ribs, colon=colon, vessels_tree=vessels,
+        t,
+        body,
+        rng,
+        z_range=z_range,
+        spine_y=spine_y,
+        kidneys=[{"blob": kid_r, "cysts": []}],
+        liver=liver,
+        spleen_c=None,
+        gallbladder=gb,
+        lung=lung,
+        ribs=ribs,
+        colon=colon,
+        vessels_tree=vessels,
     )
 
     def great_vessels(c: _Canvas):
-        c.paint_shape(Tube((16.0, spine_y - 30.0, -90.0), (14.0, spine_y - 28.0, 90.0), 11.0, 12.0), t.artery)
+        c.paint_shape(
+            Tube((16.0, spine_y - 30.0, -90.0), (14.0, spine_y - 28.0, 90.0), 11.0, 12.0), t.artery
+        )
         c.paint_shape(Tube((-24.0, spine_y - 30.0, -90.0), ivc_top, 12.0, 13.0), t.vein, pad=4)
 
     def lesion(c: _Canvas):
@@ -1111,7 +1459,11 @@ def make_liver_ct(seed: int = 0) -> Case:
         t.air,
         _Textures(rng, (-200.0, -150.0, -80.0), (60.0, 130.0, 80.0)),
         rng,
-        {"procedure": "percutaneous microwave ablation", "organ": "liver (right lobe)", "phase": "portal venous"},
+        {
+            "procedure": "percutaneous microwave ablation",
+            "organ": "liver (right lobe)",
+            "phase": "portal venous",
+        },
     )
     return case
 
@@ -1148,7 +1500,9 @@ def write_all(out=None) -> list[Path]:
         case = make_sample(name)
         folder = root / name
         case.save(folder)
-        tfm.write_transform_atomic(tfm.euler_from_params(case.info["true_transform"]), folder / TRUE_TRANSFORM_FILE)
+        tfm.write_transform_atomic(
+            tfm.euler_from_params(case.info["true_transform"]), folder / TRUE_TRANSFORM_FILE
+        )
         written.append(folder)
     return written
 

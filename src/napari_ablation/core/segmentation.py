@@ -311,8 +311,9 @@ def grow_shrink(mask, spacing_zyx, distance_mm: float) -> np.ndarray:
     return out
 
 
-def remove_small_islands(mask, spacing_zyx, min_volume_ml: float | None = None,
-                         keep_largest: bool = False) -> np.ndarray:
+def remove_small_islands(
+    mask, spacing_zyx, min_volume_ml: float | None = None, keep_largest: bool = False
+) -> np.ndarray:
     """Remove small connected components of a mask, or keep only the largest.
 
     Components are 26-connected.
@@ -351,7 +352,9 @@ def remove_small_islands(mask, spacing_zyx, min_volume_ml: float | None = None,
         keep[1 + int(np.argmax(sizes))] = True
     else:
         if min_volume_ml is None or not min_volume_ml >= 0:
-            raise AblationError("remove small islands needs a minimum volume in ml (>= 0) or keep-largest")
+            raise AblationError(
+                "remove small islands needs a minimum volume in ml (>= 0) or keep-largest"
+            )
         vox_ml = float(np.prod(sp)) / 1000.0
         keep = np.concatenate([[False], sizes * vox_ml >= float(min_volume_ml)])
     return keep[lab]
@@ -522,7 +525,9 @@ def compare_masks(a, b, spacing_zyx) -> dict:
         "only_b_ml": mask_volume_ml(B & ~A, sp),
     }
     if not A.any() or not B.any():
-        res.update(hd95_mm=float("nan"), hausdorff_mm=float("nan"), mean_surface_distance_mm=float("nan"))
+        res.update(
+            hd95_mm=float("nan"), hausdorff_mm=float("nan"), mean_surface_distance_mm=float("nan")
+        )
         return res
     dab, dba = surface_distances_mm(A, B, sp)
     both = np.concatenate([dab, dba])
@@ -563,8 +568,9 @@ def disagreement(a, b) -> np.ndarray:
 # ----------------------------------------------------------------------------- edge-aware assistance
 
 
-def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float = 130.0,
-                    sigma_mm: float = 0.5) -> np.ndarray:
+def refine_to_edges(
+    image, mask, spacing_zyx, band_mm: float = 3.0, beta: float = 130.0, sigma_mm: float = 0.5
+) -> np.ndarray:
     """Move the border of a rough outline onto the image edges.
 
     Random walker (scikit-image) on a crop around the outline: voxels deeper than
@@ -624,7 +630,9 @@ def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float 
         inner = sub_m & (d_in >= 0.7 * d_in.max())
     seeds[inner] = 2
     if not (seeds == 1).any():
-        raise AblationError("the outline touches the image border: no background around it to refine against")
+        raise AblationError(
+            "the outline touches the image border: no background around it to refine against"
+        )
     # normalise the intensities in the band so that beta means the same for CT and MRI
     band = seeds == 0
     lo, hi = np.percentile(sub_i, [1, 99])
@@ -649,9 +657,15 @@ def refine_to_edges(image, mask, spacing_zyx, band_mm: float = 3.0, beta: float 
 STABLE_GROWTH = 0.25
 
 
-def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
-                  tolerance: float | None = None, smooth_mm: float = 1.0,
-                  denoise_mm: float = 1.0) -> np.ndarray:
+def seeded_region(
+    image,
+    seed_zyx,
+    spacing_zyx,
+    max_radius_mm: float = 40.0,
+    tolerance: float | None = None,
+    smooth_mm: float = 1.0,
+    denoise_mm: float = 1.0,
+) -> np.ndarray:
     """Grow a 3D region from a seed voxel, limited by intensity and by distance.
 
     For the ablation zone (signal void on MRI, hypodense on CT) or a tumor: click
@@ -717,11 +731,18 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
     sub = img[box].astype(np.float32)
     local = tuple(int(v) for v in (vox - lo))
     if denoise_mm > 0:  # median: removes noise and gas bubbles, keeps edges
-        radius = [max(1, int(round(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0 for s in sp[::-1]]
+        radius = [
+            max(1, int(round(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0
+            for s in sp[::-1]
+        ]
         if any(radius):
             sub = sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(sub), radius))
     zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
-    d2 = ((zz - local[0]) * sp[0]) ** 2 + ((yy - local[1]) * sp[1]) ** 2 + ((xx - local[2]) * sp[2]) ** 2
+    d2 = (
+        ((zz - local[0]) * sp[0]) ** 2
+        + ((yy - local[1]) * sp[1]) ** 2
+        + ((xx - local[2]) * sp[2]) ** 2
+    )
     ball = d2 <= max_radius_mm**2
     # intensity of the structure: median within 5 mm of the click; spread: the local MAD,
     # kept between the image noise and twice the noise (a click next to a gas bubble or
@@ -773,7 +794,9 @@ def seeded_region(image, seed_zyx, spacing_zyx, max_radius_mm: float = 40.0,
             nonzero = [reg for reg in regions if reg is not None]
             region = nonzero[0] if nonzero else None
     if region is None or not region.any():
-        raise AblationError("no region found around the seed: click inside the structure or raise the tolerance")
+        raise AblationError(
+            "no region found around the seed: click inside the structure or raise the tolerance"
+        )
     region = fill_holes(region)
     if smooth_mm > 0:
         smoothed = smooth(region, sp, smooth_mm)

@@ -35,14 +35,18 @@ def is_rigid(tx: sitk.Transform, tol: float = 1e-4) -> bool:
         A, _b = matrix_offset(tx)
         # an affine test on 4 points is only valid if the transform is linear: check a 5th
         q = np.array([13.7, -42.1, 77.3])
-        if not np.allclose(A @ q + _b, tx.TransformPoint(tuple(q)), atol=1e-6 * (1 + np.abs(q).max())):
+        if not np.allclose(
+            A @ q + _b, tx.TransformPoint(tuple(q)), atol=1e-6 * (1 + np.abs(q).max())
+        ):
             return False
     except Exception:  # noqa: BLE001 - any failure means it is not a usable rigid transform
         return False
     return bool(np.allclose(A.T @ A, np.eye(3), atol=tol) and np.linalg.det(A) > 0)
 
 
-def euler_from_matrix(A: np.ndarray, b: np.ndarray, center=(0.0, 0.0, 0.0)) -> sitk.Euler3DTransform:
+def euler_from_matrix(
+    A: np.ndarray, b: np.ndarray, center=(0.0, 0.0, 0.0)
+) -> sitk.Euler3DTransform:
     """Euler3DTransform equal to ``p -> A p + b`` (``A`` a rotation), with the given centre."""
     A = np.asarray(A, dtype=float)
     # project onto SO(3) to remove round-off
@@ -74,7 +78,9 @@ def as_euler(tx: sitk.Transform | None, center=None) -> sitk.Euler3DTransform:
     A, b = matrix_offset(tx)
     if center is None:
         try:
-            center = sitk.Euler3DTransform(tx).GetCenter()  # keep the centre of Euler/versor transforms
+            center = sitk.Euler3DTransform(
+                tx
+            ).GetCenter()  # keep the centre of Euler/versor transforms
         except Exception:  # noqa: BLE001
             center = (0.0, 0.0, 0.0)
     return euler_from_matrix(A, b, center)
@@ -148,7 +154,9 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
     """
     lines = text.splitlines()
     if not lines or lines[0].strip() != "#Insight Transform File V1.0":
-        raise AblationError(f"{name}: not an ITK transform file (the first line must be '#Insight Transform File V1.0')")
+        raise AblationError(
+            f"{name}: not an ITK transform file (the first line must be '#Insight Transform File V1.0')"
+        )
     out: list[ParsedTransform] = []
     cur: dict | None = None
 
@@ -157,13 +165,21 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
             return
         kind = cur["kind"]
         n_par, n_fixed = _TFM_TYPES[kind]
-        if kind != "CompositeTransform" and (cur.get("parameters") is None or cur.get("fixed") is None):
-            raise AblationError(f"{name}: the {kind} before line {at} lacks its Parameters or FixedParameters")
+        if kind != "CompositeTransform" and (
+            cur.get("parameters") is None or cur.get("fixed") is None
+        ):
+            raise AblationError(
+                f"{name}: the {kind} before line {at} lacks its Parameters or FixedParameters"
+            )
         par, fix = cur.get("parameters") or [], cur.get("fixed") or []
         if len(par) != n_par:
-            raise AblationError(f"{name}: a {kind} needs {n_par} parameters, the file gives {len(par)}")
+            raise AblationError(
+                f"{name}: a {kind} needs {n_par} parameters, the file gives {len(par)}"
+            )
         if len(fix) not in n_fixed:
-            raise AblationError(f"{name}: a {kind} needs {n_fixed[0]} fixed parameters, the file gives {len(fix)}")
+            raise AblationError(
+                f"{name}: a {kind} needs {n_fixed[0]} fixed parameters, the file gives {len(fix)}"
+            )
         out.append(ParsedTransform(kind, par, fix))
 
     for n, raw in enumerate(lines, start=1):
@@ -178,14 +194,18 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
             finish(n)
             m = _TYPE.match(value.strip())
             if not m:
-                raise AblationError(f"{name} line {n}: unknown transform type '{value.strip()[:40]}'")
+                raise AblationError(
+                    f"{name} line {n}: unknown transform type '{value.strip()[:40]}'"
+                )
             kind, dims = m.group(1), (m.group(3), m.group(4))
             if dims != ("3", "3"):
                 raise AblationError(f"{name}: a {dims[0]}D transform, expected 3D")
             if kind in _DEFORMABLE:
                 raise AblationError(f"{name}: a {kind} is deformable, not rigid")
             if kind not in _TFM_TYPES:
-                raise AblationError(f"{name}: unsupported transform type {kind} (expected a rigid transform)")
+                raise AblationError(
+                    f"{name}: unsupported transform type {kind} (expected a rigid transform)"
+                )
             if kind == "CompositeTransform" and out:
                 raise AblationError(f"{name} line {n}: a nested CompositeTransform")
             cur = {"kind": kind}
@@ -198,7 +218,11 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
         tokens = value.split()
         for tok in tokens:
             if not _NUMBER.match(tok):
-                what = "not finite" if tok.lower().lstrip("+-") in ("nan", "inf", "infinity") else "not a number"
+                what = (
+                    "not finite"
+                    if tok.lower().lstrip("+-") in ("nan", "inf", "infinity")
+                    else "not a number"
+                )
                 raise AblationError(f"{name} line {n}: {key} value '{tok[:20]}' is {what}")
         vals = [float(t) for t in tokens]
         if not all(math.isfinite(v) for v in vals):
@@ -221,7 +245,9 @@ def _build(pt: ParsedTransform, name: str) -> sitk.Transform:
         return tx
     if pt.kind == "VersorRigid3DTransform":
         if sum(v * v for v in p[:3]) > 1.0 + 1e-9:
-            raise AblationError(f"{name}: the versor of the VersorRigid3DTransform is longer than 1")
+            raise AblationError(
+                f"{name}: the versor of the VersorRigid3DTransform is longer than 1"
+            )
         tx = sitk.VersorRigid3DTransform()
         tx.SetCenter(f[:3])
         tx.SetParameters(p)
@@ -264,7 +290,9 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
         values, a non-rigid or deformable transform.
     """
     p = input_file(path, "transform file")
-    if p.name.lower().endswith(TEXT_TRANSFORM_SUFFIXES) or not p.name.lower().endswith(TRANSFORM_SUFFIXES):
+    if p.name.lower().endswith(TEXT_TRANSFORM_SUFFIXES) or not p.name.lower().endswith(
+        TRANSFORM_SUFFIXES
+    ):
         parsed = parse_tfm_text(read_text(p, "transform file"), p.name)
         parts = [pt for pt in parsed if pt.kind != "CompositeTransform"]
         if parsed[0].kind == "CompositeTransform":
@@ -274,7 +302,9 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
         elif len(parts) == 1:
             tx = _build(parts[0], p.name)
         else:
-            raise AblationError(f"{p.name}: {len(parts)} transforms without a CompositeTransform header")
+            raise AblationError(
+                f"{p.name}: {len(parts)} transforms without a CompositeTransform header"
+            )
     else:
         with quiet_native_stderr():
             try:
@@ -295,10 +325,14 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
         else:
             for k in range(comp.GetNumberOfTransforms()):
                 if comp.GetNthTransform(k).GetName() in _DEFORMABLE:
-                    raise AblationError(f"{p.name}: a {comp.GetNthTransform(k).GetName()} is deformable, not rigid")
+                    raise AblationError(
+                        f"{p.name}: a {comp.GetNthTransform(k).GetName()} is deformable, not rigid"
+                    )
     if tx.GetName() in _DEFORMABLE:
         raise AblationError(f"{p.name}: a {tx.GetName()} is deformable, not rigid")
-    if tx.GetName() != "CompositeTransform" and not all(math.isfinite(v) for v in (*tx.GetParameters(), *tx.GetFixedParameters())):
+    if tx.GetName() != "CompositeTransform" and not all(
+        math.isfinite(v) for v in (*tx.GetParameters(), *tx.GetFixedParameters())
+    ):
         raise AblationError(f"{p.name}: transform parameters are not finite")
     if not is_rigid(tx):
         raise AblationError(f"{p.name}: transform is not rigid (it scales or shears)")
@@ -353,7 +387,9 @@ def euler_params(tx: sitk.Transform | None) -> dict:
         "type": "Euler3DTransform",
         "convention": "ITK: maps pre (fixed) LPS points to post (moving) LPS points",
         "center": [float(v) for v in e.GetCenter()],
-        "parameters": [float(v) for v in e.GetParameters()],  # angleX, angleY, angleZ (rad), tx, ty, tz
+        "parameters": [
+            float(v) for v in e.GetParameters()
+        ],  # angleX, angleY, angleZ (rad), tx, ty, tz
         "matrix": [float(v) for v in e.GetMatrix()],
         "translation": [float(v) for v in e.GetTranslation()],
     }

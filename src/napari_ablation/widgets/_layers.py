@@ -62,8 +62,12 @@ def image_from_layer(layer, *, dtype=None) -> sitk.Image:
     data = np.asarray(layer.data)
     if data.ndim != 3:
         raise AblationError(f"layer '{layer.name}' is {data.ndim}D; a 3D volume is needed")
-    if not np.allclose(np.asarray(layer.rotate), np.eye(3)) or not np.allclose(np.asarray(layer.shear), 0):
-        raise AblationError(f"layer '{layer.name}' is rotated or sheared; reload it with the plugin's reader")
+    if not np.allclose(np.asarray(layer.rotate), np.eye(3)) or not np.allclose(
+        np.asarray(layer.shear), 0
+    ):
+        raise AblationError(
+            f"layer '{layer.name}' is rotated or sheared; reload it with the plugin's reader"
+        )
     if np.any(np.asarray(layer.scale) <= 0):
         raise AblationError(f"layer '{layer.name}' has a non-positive scale")
     return geometry.image_from_array(data, layer.scale, layer.translate, dtype=dtype)
@@ -76,21 +80,37 @@ def mask_from_layer(layer, label: int | None = None) -> sitk.Image:
     return geometry.image_from_array(mask.astype(np.uint8), layer.scale, layer.translate)
 
 
-def image_layer_kwargs(img: sitk.Image, name: str, role: str, *, metadata: dict | None = None,
-                       modality: str = "", **extra) -> dict[str, Any]:
+def image_layer_kwargs(
+    img: sitk.Image,
+    name: str,
+    role: str,
+    *,
+    metadata: dict | None = None,
+    modality: str = "",
+    **extra,
+) -> dict[str, Any]:
     """Keyword arguments for ``viewer.add_image`` of an identity-direction image."""
     meta = dict(metadata or {})
     meta.setdefault(META, {})
     meta[META] = {**meta[META], "role": role}
     kw = {"name": name, "metadata": meta, **geometry.layer_geometry(img)}
     arr = sitk.GetArrayViewFromImage(img)
-    kw["contrast_limits"] = display.default_contrast(arr, modality or meta[META].get("modality", ""))
+    kw["contrast_limits"] = display.default_contrast(
+        arr, modality or meta[META].get("modality", "")
+    )
     kw.update(extra)
     return kw
 
 
-def labels_layer_kwargs(img: sitk.Image, name: str, role: str, color: str | None = None,
-                        *, metadata: dict | None = None, **extra) -> dict[str, Any]:
+def labels_layer_kwargs(
+    img: sitk.Image,
+    name: str,
+    role: str,
+    color: str | None = None,
+    *,
+    metadata: dict | None = None,
+    **extra,
+) -> dict[str, Any]:
     meta = dict(metadata or {})
     meta[META] = {**(meta.get(META) or {}), "role": role, "geometry": geometry.geometry_dict(img)}
     kw = {"name": name, "metadata": meta, **geometry.layer_geometry(img)}
@@ -109,12 +129,25 @@ def single_color_map(color: str):
 def margin_colormap():
     from napari.utils.colormaps import DirectLabelColormap
 
-    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS,
-                                           coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_COLOR})
+    return DirectLabelColormap(
+        color_dict={
+            None: "transparent",
+            0: "transparent",
+            **MARGIN_COLORS,
+            coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_COLOR,
+        }
+    )
 
 
-def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None,
-                        array: np.ndarray | None = None, **kw):
+def add_or_update_image(
+    viewer,
+    img: sitk.Image,
+    role: str,
+    *,
+    name: str | None = None,
+    array: np.ndarray | None = None,
+    **kw,
+):
     """Replace the data of the layer with this role, or add a new image layer (``array``:
     the image's data, already copied off the GUI thread)."""
     layer = find_layer(viewer, role)
@@ -129,8 +162,17 @@ def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None 
     return viewer.add_image(arr, **kwargs)
 
 
-def add_or_update_labels(viewer, img: sitk.Image, role: str, *, name: str | None = None,
-                         color: str | None = None, colormap=None, array: np.ndarray | None = None, **kw):
+def add_or_update_labels(
+    viewer,
+    img: sitk.Image,
+    role: str,
+    *,
+    name: str | None = None,
+    color: str | None = None,
+    colormap=None,
+    array: np.ndarray | None = None,
+    **kw,
+):
     """Replace the data of the labels layer with this role, or add one (``array``: the data
     on the grid of ``img``, held by the layer without a copy)."""
     layer = find_layer(viewer, role)
@@ -183,11 +225,15 @@ def center_view_on(viewer, point_world_zyx, zoom: float | None = None) -> None:
     pt = [float(v) for v in point_world_zyx]
     ndim = viewer.dims.ndim
     if ndim >= 3:
-        viewer.dims.point = tuple(pt[-ndim:]) if ndim == 3 else tuple(list(viewer.dims.point[: ndim - 3]) + pt)
+        viewer.dims.point = (
+            tuple(pt[-ndim:]) if ndim == 3 else tuple(list(viewer.dims.point[: ndim - 3]) + pt)
+        )
     # the camera centre is given along the displayed axes, in display order (this follows a
     # coronal or sagittal view, where dims.order is not (0, 1, 2))
     cam = camera(viewer)
-    cam.center = tuple(pt[-ndim:][i] for i in viewer.dims.displayed) if ndim >= 3 else tuple(pt[-2:])
+    cam.center = (
+        tuple(pt[-ndim:][i] for i in viewer.dims.displayed) if ndim >= 3 else tuple(pt[-2:])
+    )
     if zoom is not None:
         cam.zoom = zoom
 
@@ -200,8 +246,15 @@ class _Failed:
         self.message = one_line(exc)
 
 
-def start_worker(job, *, on_returned=None, on_error=None, on_finished=None, desc: str = "",
-                 progress_total: int = 0):
+def start_worker(
+    job,
+    *,
+    on_returned=None,
+    on_error=None,
+    on_finished=None,
+    desc: str = "",
+    progress_total: int = 0,
+):
     """Run ``job()`` off the GUI thread with napari's progress indicator.
 
     Exceptions raised by ``job`` are caught *inside* the thread and delivered to
@@ -244,7 +297,7 @@ def connect_while_alive(signal, widget, slot) -> None:
     def _off(*_args, _signal=signal, _slot=slot):
         try:
             _signal.disconnect(_slot)
-        except Exception:  # noqa: BLE001, S110 - already disconnected
+        except Exception:  # noqa: BLE001 - already disconnected
             pass
 
     widget.destroyed.connect(_off)

@@ -60,7 +60,10 @@ class _SeriesPicker(QWidget):
 
     def _pick_file(self):
         name, _ = QFileDialog.getOpenFileName(
-            self, f"{self.title} image", "", "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
+            self,
+            f"{self.title} image",
+            "",
+            "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)",
         )
         if name:
             self.path.setText(name)
@@ -103,7 +106,9 @@ class _SeriesPicker(QWidget):
                 self.series.clear()
             _layers.notify_error(message)
 
-        return _layers.start_worker(lambda: io.list_dicom_series(p), on_returned=shown, on_error=failed)
+        return _layers.start_worker(
+            lambda: io.list_dicom_series(p), on_returned=shown, on_error=failed
+        )
 
     @property
     def busy(self) -> bool:
@@ -144,7 +149,9 @@ class LoadCaseWidget(QWidget):
         for key, title in self._sample_names:
             self.sample.addItem(title, key)
         self.fresh = QCheckBox("fresh copy")
-        self.fresh.setToolTip("Start from the bundled sample again (your previous annotations of it are kept in a numbered folder)")
+        self.fresh.setToolTip(
+            "Start from the bundled sample again (your previous annotations of it are kept in a numbered folder)"
+        )
         self.sample_btn = QPushButton("Open sample")
         srow.addWidget(self.sample, 1)
         srow.addWidget(self.fresh)
@@ -173,7 +180,9 @@ class LoadCaseWidget(QWidget):
         self.window.addItem("robust percentiles", "robust")
         crow.addWidget(QLabel("Window"))
         crow.addWidget(self.window, 1)
-        self.window.currentIndexChanged.connect(lambda _i: self.apply_window(self.window.currentData()))
+        self.window.currentIndexChanged.connect(
+            lambda _i: self.apply_window(self.window.currentData())
+        )
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
@@ -198,8 +207,15 @@ class LoadCaseWidget(QWidget):
         self._on_session_changed("case")
 
     # ------------------------------------------------------------------ actions
-    def load_files(self, pre: str | None = None, post: str | None = None, *, pre_series: str | None = None,
-                   post_series: str | None = None, name: str | None = None):
+    def load_files(
+        self,
+        pre: str | None = None,
+        post: str | None = None,
+        *,
+        pre_series: str | None = None,
+        post_series: str | None = None,
+        name: str | None = None,
+    ):
         """Read pre and post off the GUI thread, then show them. Returns the worker."""
         pre = pre if pre is not None else self.pre.path.text().strip()
         post = post if post is not None else self.post.path.text().strip()
@@ -211,7 +227,9 @@ class LoadCaseWidget(QWidget):
         name = name or self.case_name.text().strip() or None
 
         def job():
-            case = load_case_files(pre, post, pre_series=pre_series, post_series=post_series, name=name)
+            case = load_case_files(
+                pre, post, pre_series=pre_series, post_series=post_series, name=name
+            )
             folder = new_case_folder(case.info["name"])
             case.save(folder)  # off the GUI thread: the case folder exists before any edit
             return case, folder, prepare_display(case)
@@ -254,15 +272,19 @@ class LoadCaseWidget(QWidget):
             layer = _layers.find_layer(self.viewer, role)
             if layer is None:
                 continue
-            modality = _layers.layer_meta(layer).get("modality", "") or self.session.case.info.get("modality", "")
+            modality = _layers.layer_meta(layer).get("modality", "") or self.session.case.info.get(
+                "modality", ""
+            )
             if preset in display.CT_WINDOWS:
                 limits = display.window_limits(*display.CT_WINDOWS[preset])
             elif preset == "robust":
                 limits = display.robust_limits(layer.data)
             else:
                 limits = display.default_contrast(layer.data, modality)
-            layer.contrast_limits_range = (min(limits[0], float(layer.contrast_limits_range[0])),
-                                           max(limits[1], float(layer.contrast_limits_range[1])))
+            layer.contrast_limits_range = (
+                min(limits[0], float(layer.contrast_limits_range[0])),
+                max(limits[1], float(layer.contrast_limits_range[1])),
+            )
             layer.contrast_limits = limits
 
     # ------------------------------------------------------------------ plumbing
@@ -294,7 +316,9 @@ class LoadCaseWidget(QWidget):
             self.progress.setVisible(False)
             self._set_busy(False)
 
-        self._worker = _layers.start_worker(job, on_returned=done, on_error=failed, on_finished=finished, desc=message)
+        self._worker = _layers.start_worker(
+            job, on_returned=done, on_error=failed, on_finished=finished, desc=message
+        )
         return self._worker
 
     def _set_busy(self, busy: bool):
@@ -310,7 +334,9 @@ class LoadCaseWidget(QWidget):
             self.open_case_folder(name)
 
     def _save_as(self):
-        name = QFileDialog.getExistingDirectory(self, "Save case into folder", str(default_cases_root()))
+        name = QFileDialog.getExistingDirectory(
+            self, "Save case into folder", str(default_cases_root())
+        )
         if name:
             self.save_case(name)
 
@@ -337,8 +363,10 @@ def _sample_names() -> list[tuple[str, str]]:
     try:
         from ..core import samples
 
-        return [(k, samples.SAMPLE_TITLES.get(k, k) if hasattr(samples, "SAMPLE_TITLES") else k)
-                for k in samples.SAMPLE_NAMES]
+        return [
+            (k, samples.SAMPLE_TITLES.get(k, k) if hasattr(samples, "SAMPLE_TITLES") else k)
+            for k in samples.SAMPLE_NAMES
+        ]
     except Exception:  # noqa: BLE001
         return [("renal_mri", "renal_mri"), ("liver_ct", "liver_ct")]
 

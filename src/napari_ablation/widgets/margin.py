@@ -71,9 +71,12 @@ def margin_surface_colormap(threshold: float):
     p0, pt = (0 - lo) / (hi - lo), (t - lo) / (hi - lo)
     e = 1e-4
     colors = [
-        [0.45, 0.0, 0.0, 1], [0.84, 0.15, 0.16, 1],  # < 0
-        [1.0, 0.70, 0.0, 1], [1.0, 0.90, 0.2, 1],  # 0 .. t
-        [0.45, 0.80, 0.35, 1], [0.05, 0.40, 0.10, 1],  # >= t
+        [0.45, 0.0, 0.0, 1],
+        [0.84, 0.15, 0.16, 1],  # < 0
+        [1.0, 0.70, 0.0, 1],
+        [1.0, 0.90, 0.2, 1],  # 0 .. t
+        [0.45, 0.80, 0.35, 1],
+        [0.05, 0.40, 0.10, 1],  # >= t
     ]
     controls = [0.0, p0 - e, p0, pt - e, pt, 1.0]
     return Colormap(colors=colors, controls=controls, name=f"margin_t{t:g}"), (lo, hi)
@@ -86,22 +89,31 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
         return NO_REGISTRATION
     step = model.transform_step
     c = result.tumor_centroid_lps if result is not None else model.tumor_centre_lps()
-    motion = tfm.motion_text(tx, c) if c is not None else f"rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
+    motion = (
+        tfm.motion_text(tx, c)
+        if c is not None
+        else f"rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
+    )
     source = step.source if step.source != "case" else "saved with the case"
     note = f" ({step.note})" if step.note else ""
     return f"registration ({source}{note}): {motion}"
 
 
-def _prepare_outputs(res: core_margin.MarginResult, registration_sd_mm: float = 0.0, ablation=None,
-                     transform=None) -> dict:
+def _prepare_outputs(
+    res: core_margin.MarginResult, registration_sd_mm: float = 0.0, ablation=None, transform=None
+) -> dict:
     """Arrays and pictures for the views, computed off the GUI thread; with a registration SD,
     the MTM's interval (:mod:`~napari_ablation.core.uncertainty`) and the uncertain class."""
     from matplotlib.figure import Figure
 
     unc = None
     if registration_sd_mm > 0:
-        reg = uncertainty.translation_samples(registration_sd_mm, uncertainty.DEFAULT_SAMPLES,
-                                              np.random.default_rng(0), res.tumor_centroid_lps)
+        reg = uncertainty.translation_samples(
+            registration_sd_mm,
+            uncertainty.DEFAULT_SAMPLES,
+            np.random.default_rng(0),
+            res.tumor_centroid_lps,
+        )
         unc = uncertainty.margin_uncertainty(res, reg, ablation=ablation, transform=transform)
 
     fig = Figure(figsize=(4.0, 2.5), dpi=90, tight_layout=True)
@@ -112,14 +124,23 @@ def _prepare_outputs(res: core_margin.MarginResult, registration_sd_mm: float = 
     # (aligned with the pre voxels) instead of the whole grid keeps adding it cheap
     ref = res.pre_reference
     spacing_zyx = np.asarray(ref.GetSpacing()[::-1], float)
-    translate = np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
+    translate = (
+        np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
+    )
     classes = res.class_crop if unc is None else unc.class_crop_with_uncertain(res.class_crop)
-    return {"margin": np.ascontiguousarray(classes, dtype=np.uint8), "margin_scale": tuple(spacing_zyx),
-            "margin_translate": tuple(translate), "outline": res.ablation_on_pre_image(),
-            "histogram_png": buf.getvalue(), "uncertainty": unc}
+    return {
+        "margin": np.ascontiguousarray(classes, dtype=np.uint8),
+        "margin_scale": tuple(spacing_zyx),
+        "margin_translate": tuple(translate),
+        "outline": res.ablation_on_pre_image(),
+        "histogram_png": buf.getvalue(),
+        "uncertainty": unc,
+    }
 
 
-QUIZ_LOCK_TEXT = "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
+QUIZ_LOCK_TEXT = (
+    "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
+)
 
 
 class MarginWidget(QWidget):
@@ -144,8 +165,12 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
-        _layers.connect_while_alive(self.viewer.layers.events.inserted, self, self._on_layers_changed)
-        _layers.connect_while_alive(self.viewer.layers.events.removed, self, self._on_layers_changed)
+        _layers.connect_while_alive(
+            self.viewer.layers.events.inserted, self, self._on_layers_changed
+        )
+        _layers.connect_while_alive(
+            self.viewer.layers.events.removed, self, self._on_layers_changed
+        )
         self._refresh_layer_choices()
         self._on_model_threshold(m.threshold)
         self._show_tx_label()
@@ -164,9 +189,13 @@ class MarginWidget(QWidget):
         self.tx_label = QLabel("")
         self.tx_label.setWordWrap(True)
         self.tx_file_btn = QPushButton("File…")
-        self.tx_file_btn.setToolTip("use a registration file (ITK, pre -> post); undo it in 3. Register")
+        self.tx_file_btn.setToolTip(
+            "use a registration file (ITK, pre -> post); undo it in 3. Register"
+        )
         self.tx_identity_btn = QPushButton("Identity")
-        self.tx_identity_btn.setToolTip("compute without registration (a step of the registration history)")
+        self.tx_identity_btn.setToolTip(
+            "compute without registration (a step of the registration history)"
+        )
         self.tx_file_btn.clicked.connect(self._pick_transform_file)
         self.tx_identity_btn.clicked.connect(self.model.reset_transform)
         txrow = QHBoxLayout()
@@ -203,16 +232,21 @@ class MarginWidget(QWidget):
         self.registration_sd.setSpecialValueText("off")
         self.registration_sd.setToolTip(
             "how far you trust the registration at the tumor (SD per axis): with a value, the MTM gets a 95 % "
-            "interval (registration and half-a-voxel boundary error) and the margin layer an 'uncertain' class")
+            "interval (registration and half-a-voxel boundary error) and the margin layer an 'uncertain' class"
+        )
         self.registration_sd.valueChanged.connect(self._on_registration_sd)
         form.addRow("registration SD", self.registration_sd)
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
-        self.ablation_combo.activated.connect(lambda *_: self._use_layer(self.ablation_combo, "ablation"))
+        self.ablation_combo.activated.connect(
+            lambda *_: self._use_layer(self.ablation_combo, "ablation")
+        )
 
         self.run_btn = QPushButton("Compute margins")
-        self.run_btn.setToolTip("compute now; from then on the margins follow every edit, undo, "
-                                "registration and threshold change (in the background)")
+        self.run_btn.setToolTip(
+            "compute now; from then on the margins follow every edit, undo, "
+            "registration and threshold change (in the background)"
+        )
         self.run_btn.clicked.connect(self.run)
         lay.addWidget(self.run_btn)
         self.status = QLabel("")
@@ -247,7 +281,9 @@ class MarginWidget(QWidget):
             k = coverage.CLASS_LABELS[key]
             sw = QLabel()
             sw.setFixedSize(12, 12)
-            sw.setStyleSheet(f"background-color: {coverage.CLASS_COLORS[key]}; border: 1px solid #444;")
+            sw.setStyleSheet(
+                f"background-color: {coverage.CLASS_COLORS[key]}; border: 1px solid #444;"
+            )
             txt = QLabel(coverage.CLASS_NAMES[key])
             legend.addWidget(sw, i, 0)
             legend.addWidget(txt, i, 1)
@@ -267,7 +303,9 @@ class MarginWidget(QWidget):
         self.center_btn.setToolTip("centre every view on the minimal margin point")
         self.center_btn.clicked.connect(self.center_on_mtm)
         self.surface_btn = QPushButton("3D surfaces")
-        self.surface_btn.setToolTip("tumor surface coloured by margin beside the ablation surface (switches to 3D)")
+        self.surface_btn.setToolTip(
+            "tumor surface coloured by margin beside the ablation surface (switches to 3D)"
+        )
         self.surface_btn.clicked.connect(self.show_3d)
         row.addWidget(self.center_btn)
         row.addWidget(self.surface_btn)
@@ -325,8 +363,14 @@ class MarginWidget(QWidget):
 
     def _fit_histogram(self) -> None:
         if self._histogram_pixmap is not None and self.histogram.width() > 10:
-            self.histogram.setPixmap(self._histogram_pixmap.scaled(
-                self.histogram.width(), self.histogram.height(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+            self.histogram.setPixmap(
+                self._histogram_pixmap.scaled(
+                    self.histogram.width(),
+                    self.histogram.height(),
+                    Qt.KeepAspectRatio,
+                    Qt.SmoothTransformation,
+                )
+            )
 
     def _set_output_buttons(self, enabled: bool) -> None:
         for b in (self.center_btn, self.surface_btn, self.copy_btn, *self.export_btns.values()):
@@ -347,7 +391,11 @@ class MarginWidget(QWidget):
     def _label_layers(self):
         from napari.layers import Labels
 
-        return [ly for ly in self.viewer.layers if isinstance(ly, Labels) and _layers.role_of(ly) not in OUTPUT_ROLES]
+        return [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, Labels) and _layers.role_of(ly) not in OUTPUT_ROLES
+        ]
 
     def _refresh_layer_choices(self) -> None:
         names = [ly.name for ly in self._label_layers()]
@@ -380,7 +428,10 @@ class MarginWidget(QWidget):
 
     def set_layers(self, tumor=None, ablation=None) -> None:
         """Use these layers (layer objects or names) as the tumor / ablation labels."""
-        for combo, role, layer in ((self.tumor_combo, "tumor", tumor), (self.ablation_combo, "ablation", ablation)):
+        for combo, role, layer in (
+            (self.tumor_combo, "tumor", tumor),
+            (self.ablation_combo, "ablation", ablation),
+        ):
             if layer is not None:
                 combo.setCurrentText(getattr(layer, "name", layer))
                 self._use_layer(combo, role)
@@ -398,8 +449,9 @@ class MarginWidget(QWidget):
         self.threshold.setValue(float(value))
 
     def _pick_transform_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Registration pre -> post (ITK)", "",
-                                              "ITK transform (*.tfm *.txt *.h5)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Registration pre -> post (ITK)", "", "ITK transform (*.tfm *.txt *.h5)"
+        )
         if path:
             self.load_transform_file(path)
 
@@ -433,7 +485,11 @@ class MarginWidget(QWidget):
     def _on_session_changed(self, what: str) -> None:
         if what in ("analysis", "quiz"):
             self._show_status()
-        if what == "quiz" and not is_quiz_locked(self.model.info) and self.big.text() == "MTM hidden":
+        if (
+            what == "quiz"
+            and not is_quiz_locked(self.model.info)
+            and self.big.text() == "MTM hidden"
+        ):
             self.big.setText("MTM = —")  # answered: the trainee may compute the margins now
 
     def _quiz_lock(self) -> bool:
@@ -484,7 +540,9 @@ class MarginWidget(QWidget):
             if a.result.warnings:
                 text += "; " + "; ".join(f"warning: {w}" for w in a.result.warnings)
         else:
-            text = "OUT OF DATE: the labels, registration or threshold changed; press Compute margins"
+            text = (
+                "OUT OF DATE: the labels, registration or threshold changed; press Compute margins"
+            )
         self.status.setText(text)
         self.run_btn.setEnabled(not runner.running)
         shown_current = a is not None and current and self._shown is a
@@ -492,7 +550,11 @@ class MarginWidget(QWidget):
         for b in self.export_btns.values():
             b.setEnabled(shown_current)
         if a is not None and self._shown is a:
-            color = coverage.verdict_color(a.result.min_margin_mm, a.result.threshold_mm) if current else "#888888"
+            color = (
+                coverage.verdict_color(a.result.min_margin_mm, a.result.threshold_mm)
+                if current
+                else "#888888"
+            )
             self.big.setStyleSheet(f"color: {color};")
 
     def _on_analysis(self) -> None:
@@ -529,8 +591,9 @@ class MarginWidget(QWidget):
                 self._prepare(self.model.analysis)
             self._show_status()
 
-        self._prep_worker = _layers.start_worker(lambda: _prepare_outputs(res, sd, ablation, tx), on_returned=done,
-                                                 on_finished=finished)
+        self._prep_worker = _layers.start_worker(
+            lambda: _prepare_outputs(res, sd, ablation, tx), on_returned=done, on_finished=finished
+        )
 
     # ------------------------------------------------------------------ outputs
     def _show(self, a, prep: dict) -> None:
@@ -549,11 +612,15 @@ class MarginWidget(QWidget):
         f = res.volume_fraction
         for key in coverage.CLASS_KEYS:
             k = coverage.CLASS_LABELS[key]
-            self.legend_labels[k].setText(f"{coverage.class_title(key, res.threshold_mm)}: {100 * f[key]:.1f} % "
-                                          f"({res.volume_ml[key]:.2f} ml)")
+            self.legend_labels[k].setText(
+                f"{coverage.class_title(key, res.threshold_mm)}: {100 * f[key]:.1f} % "
+                f"({res.volume_ml[key]:.2f} ml)"
+            )
         self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
-            f"{coverage.UNCERTAIN_KEY} (set a registration SD)" if unc is None else
-            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples ({unc.uncertain_volume_ml:.2f} ml)")
+            f"{coverage.UNCERTAIN_KEY} (set a registration SD)"
+            if unc is None
+            else f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples ({unc.uncertain_volume_ml:.2f} ml)"
+        )
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
         rows = res.rows() + (unc.rows() if unc is not None else [])
@@ -597,13 +664,25 @@ class MarginWidget(QWidget):
             else:
                 if lab is not None:
                     v.layers.remove(lab)
-                lab = v.add_labels(prep["margin"], name=_layers.ROLES["margin"], scale=prep["margin_scale"],
-                                   translate=prep["margin_translate"], opacity=0.6, colormap=_layers.margin_colormap(),
-                                   units="mm", axis_labels=geometry.AXIS_LABELS,
-                                   metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}})
-            lab.metadata = {**lab.metadata, _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm}}
+                lab = v.add_labels(
+                    prep["margin"],
+                    name=_layers.ROLES["margin"],
+                    scale=prep["margin_scale"],
+                    translate=prep["margin_translate"],
+                    opacity=0.6,
+                    colormap=_layers.margin_colormap(),
+                    units="mm",
+                    axis_labels=geometry.AXIS_LABELS,
+                    metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}},
+                )
+            lab.metadata = {
+                **lab.metadata,
+                _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
+            }
             # the ablation zone brought into pre space, as an outline on a box around the tumor
-            ol = _layers.add_or_update_labels(v, prep["outline"], "ablation_registered", color=_layers.ABLATION_COLOR)
+            ol = _layers.add_or_update_labels(
+                v, prep["outline"], "ablation_registered", color=_layers.ABLATION_COLOR
+            )
             if first:
                 ol.contour = 1
                 ol.opacity = 0.9
@@ -614,15 +693,28 @@ class MarginWidget(QWidget):
             pts = _layers.find_layer(v, "mtm_point")
             if pts is None:
                 pts = v.add_points(
-                    [data], name=_layers.ROLES["mtm_point"], size=4, face_color="white", border_color="black",
-                    symbol="cross", metadata={_layers.META: {"role": "mtm_point"}}, units="mm",
-                    axis_labels=geometry.AXIS_LABELS, scale=scale, translate=translate,
+                    [data],
+                    name=_layers.ROLES["mtm_point"],
+                    size=4,
+                    face_color="white",
+                    border_color="black",
+                    symbol="cross",
+                    metadata={_layers.META: {"role": "mtm_point"}},
+                    units="mm",
+                    axis_labels=geometry.AXIS_LABELS,
+                    scale=scale,
+                    translate=translate,
                 )
             else:
                 pts.scale, pts.translate = scale, translate
                 pts.data = np.asarray([data])
             pts.features = {"margin_mm": [round(res.min_margin_mm, 2)]}
-            pts.text = {"string": "MTM {margin_mm} mm", "color": "white", "anchor": "upper_left", "size": 10}
+            pts.text = {
+                "string": "MTM {margin_mm} mm",
+                "color": "white",
+                "anchor": "upper_left",
+                "size": 10,
+            }
             if first:
                 # our own new layers on top: margin over tumor, outline and point above
                 for layer in (lab, ol, pts):
@@ -658,12 +750,22 @@ class MarginWidget(QWidget):
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         cmap, limits = margin_surface_colormap(res.threshold_mm)
         ts = res.tumor_surface
-        data = (geometry.lps_to_world(ts.verts), ts.faces, np.asarray(res.surface_margin_mm, dtype=np.float32))
+        data = (
+            geometry.lps_to_world(ts.verts),
+            ts.faces,
+            np.asarray(res.surface_margin_mm, dtype=np.float32),
+        )
         layer = _layers.find_layer(self.viewer, ROLE_SURFACE)
         if layer is None:
-            layer = self.viewer.add_surface(data, name="tumor surface (margin)", colormap=cmap, contrast_limits=limits,
-                                            metadata={_layers.META: {"role": ROLE_SURFACE}}, units="mm",
-                                            axis_labels=geometry.AXIS_LABELS)
+            layer = self.viewer.add_surface(
+                data,
+                name="tumor surface (margin)",
+                colormap=cmap,
+                contrast_limits=limits,
+                metadata={_layers.META: {"role": ROLE_SURFACE}},
+                units="mm",
+                axis_labels=geometry.AXIS_LABELS,
+            )
         else:
             layer.data = data
             layer.colormap = cmap
@@ -676,10 +778,16 @@ class MarginWidget(QWidget):
 
             rgb = list(coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["ablation"]))
             cyan = Colormap(colors=[[*rgb, 1], [*rgb, 1]], name="ablation_cyan")
-            self.viewer.add_surface(adata, name="ablation surface (pre space)", colormap=cyan, opacity=0.15,
-                                    blending="translucent_no_depth",
-                                    metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}}, units="mm",
-                                    axis_labels=geometry.AXIS_LABELS)
+            self.viewer.add_surface(
+                adata,
+                name="ablation surface (pre space)",
+                colormap=cyan,
+                opacity=0.15,
+                blending="translucent_no_depth",
+                metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}},
+                units="mm",
+                axis_labels=geometry.AXIS_LABELS,
+            )
         else:
             al.data = adata
 
@@ -705,13 +813,19 @@ class MarginWidget(QWidget):
             scene = float(np.max(hi - lo))
             ext = float(np.ptp(a.verts, axis=0).max()) if len(a.verts) else 50.0
             _layers.camera(self.viewer).zoom *= max(1.0, 0.6 * scene / max(ext, 10.0))
-            _layers.camera(self.viewer).center = tuple(geometry.lps_to_world(res.tumor_centroid_lps))
+            _layers.camera(self.viewer).center = tuple(
+                geometry.lps_to_world(res.tumor_centroid_lps)
+            )
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:
         if self.result is None:
             return ""
-        extra = self._uncertainty.rows() if self._uncertainty is not None and self._shown is self.model.analysis else []
+        extra = (
+            self._uncertainty.rows()
+            if self._uncertainty is not None and self._shown is self.model.analysis
+            else []
+        )
         return self.result.to_tsv() + "".join("\t".join(r) + "\n" for r in extra)
 
     def copy_table(self) -> None:
@@ -729,7 +843,9 @@ class MarginWidget(QWidget):
         info["ablation layer"] = al.name if al is not None else ""
         qa = m.qa
         if not m.qa_reviewed:
-            info["warning"] = "registration QA not reviewed: check the registration before relying on the margins"
+            info["warning"] = (
+                "registration QA not reviewed: check the registration before relying on the margins"
+            )
         return dict(info=info, qa=qa, pre=m.pre, transform_note=registration_text(m, m.result))
 
     def _export_job(self, path: str | Path):
@@ -738,25 +854,35 @@ class MarginWidget(QWidget):
         if a is None:
             raise AblationError("compute the margins first")
         if not self.model.analysis_current:
-            raise AblationError("the margins are being updated after a change: export when they are current")
+            raise AblationError(
+                "the margins are being updated after a change: export when they are current"
+            )
         p = Path(path)
         suf = p.suffix.lower()
         if suf not in (".json", ".csv", ".html", ".htm", ".pdf"):
             raise AblationError(f"cannot export to '{p.name}': use .json, .csv, .html or .pdf")
         if not self.model.qa_reviewed and suf != ".csv":
-            _layers.notify_warning("registration QA is 'not reviewed': the export says so; review it in 3. Register")
+            _layers.notify_warning(
+                "registration QA is 'not reviewed': the export says so; review it in 3. Register"
+            )
         res, kw = a.result, self._report_kwargs()
         unc = self._uncertainty if self._shown is a else None
 
         def job():
             if suf == ".json":
-                extra = {"case": kw["info"], "registration_qa": kw["qa"], "registration": kw["transform_note"]}
+                extra = {
+                    "case": kw["info"],
+                    "registration_qa": kw["qa"],
+                    "registration": kw["transform_note"],
+                }
                 if unc is not None:
                     extra.update(unc.to_json_dict())
                 return report.write_json(p, res, extra)
             if suf == ".csv":
                 return report.write_csv(p, res)
-            return report.write_report(p, res, uncertainty=unc, **kw)  # the report draws its own 3D surface
+            return report.write_report(
+                p, res, uncertainty=unc, **kw
+            )  # the report draws its own 3D surface
 
         return job
 
@@ -791,7 +917,9 @@ class MarginWidget(QWidget):
             self._export_workers = [w for w in self._export_workers if w is not _w[0]]
 
         holder: list = [None]
-        worker = _layers.start_worker(job, on_returned=done, on_finished=lambda: finished(holder), desc="export")
+        worker = _layers.start_worker(
+            job, on_returned=done, on_finished=lambda: finished(holder), desc="export"
+        )
         holder[0] = worker
         self._export_workers.append(worker)
         return worker
@@ -812,7 +940,9 @@ class MarginWidget(QWidget):
         name = "margin" + suffix
         if self.model.folder:
             name = str(Path(self.model.folder) / name)
-        path, _ = QFileDialog.getSaveFileName(self, f"Export margins as {fmt}", name, f"{fmt} (*{suffix})")
+        path, _ = QFileDialog.getSaveFileName(
+            self, f"Export margins as {fmt}", name, f"{fmt} (*{suffix})"
+        )
         if not path:
             return
         if not path.lower().endswith(suffix):

@@ -49,17 +49,28 @@ DIFF_LEGEND = (
     "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they agree or where post "
     "has no data (outside its field of view)."
 )
-CONTOURS = ("none", "edges of registered post over pre", "edges of pre over registered post",
-            "ablation zone outline on pre")
+CONTOURS = (
+    "none",
+    "edges of registered post over pre",
+    "edges of pre over registered post",
+    "ablation zone outline on pre",
+)
 
 
 def difference_colormap():
     """Blue (pre brighter) - transparent (equal) - green (post brighter)."""
     from napari.utils.colormaps import Colormap
 
-    return Colormap(colors=[[0.12, 0.47, 0.91, 1.0], [0.12, 0.47, 0.91, 0.0], [0.17, 0.80, 0.17, 0.0],
-                            [0.17, 0.80, 0.17, 1.0]],
-                    controls=[0.0, 0.5, 0.5, 1.0], name="qa_difference")
+    return Colormap(
+        colors=[
+            [0.12, 0.47, 0.91, 1.0],
+            [0.12, 0.47, 0.91, 0.0],
+            [0.17, 0.80, 0.17, 0.0],
+            [0.17, 0.80, 0.17, 1.0],
+        ],
+        controls=[0.0, 0.5, 0.5, 1.0],
+        name="qa_difference",
+    )
 
 
 class QAPanel(QWidget):
@@ -102,7 +113,9 @@ class QAPanel(QWidget):
         self.contours = QComboBox()
         self.contours.addItems(CONTOURS)
         form.addRow("Contours", self.contours)
-        self.cross = QCheckBox("linked crosshair (follows the mouse; magenta: the same point in raw post)")
+        self.cross = QCheckBox(
+            "linked crosshair (follows the mouse; magenta: the same point in raw post)"
+        )
         form.addRow(self.cross)
         v.addWidget(views)
 
@@ -124,7 +137,9 @@ class QAPanel(QWidget):
 
         self.opacity.valueChanged.connect(self._on_opacity)
         self.checker.toggled.connect(lambda _on: self.refresh())
-        self.tile.valueChanged.connect(lambda _v: self.refresh() if self.checker.isChecked() else None)
+        self.tile.valueChanged.connect(
+            lambda _v: self.refresh() if self.checker.isChecked() else None
+        )
         self.diff.toggled.connect(lambda _on: self.refresh())
         self.flicker.toggled.connect(self._on_flicker)
         self.rate.valueChanged.connect(self._on_rate)
@@ -150,8 +165,12 @@ class QAPanel(QWidget):
         return hit[1]
 
     def _layer_kwargs(self, pre_l):
-        return {"scale": tuple(pre_l.scale), "translate": tuple(pre_l.translate),
-                "units": ("mm", "mm", "mm"), "axis_labels": geometry.AXIS_LABELS}
+        return {
+            "scale": tuple(pre_l.scale),
+            "translate": tuple(pre_l.translate),
+            "units": ("mm", "mm", "mm"),
+            "axis_labels": geometry.AXIS_LABELS,
+        }
 
     def _set_image(self, name, data, pre_l, **kw):
         if name in self.viewer.layers:
@@ -163,8 +182,13 @@ class QAPanel(QWidget):
         from .register import below_user_labels
 
         with _layers.keep_selection(self.viewer):  # a QA view never takes the user's active layer
-            layer = self.viewer.add_image(data, name=name, metadata={_layers.META: {"role": name}},
-                                          **self._layer_kwargs(pre_l), **kw)
+            layer = self.viewer.add_image(
+                data,
+                name=name,
+                metadata={_layers.META: {"role": name}},
+                **self._layer_kwargs(pre_l),
+                **kw,
+            )
             below_user_labels(self.viewer, layer)  # nor covers the user's drawing
         return layer
 
@@ -178,7 +202,9 @@ class QAPanel(QWidget):
         got = self._arrays()
         if got is None:
             if self.checker.isChecked() or self.diff.isChecked() or self.contours.currentIndex():
-                _layers.notify_info("register first (or press 'Show registered post'): QA views compare pre with registered post")
+                _layers.notify_info(
+                    "register first (or press 'Show registered post'): QA views compare pre with registered post"
+                )
             for name in (CHECKER, DIFF, EDGES):
                 self._remove(name)
             return
@@ -186,16 +212,33 @@ class QAPanel(QWidget):
         a, b = np.asarray(pre_l.data), np.asarray(reg_l.data)
         try:
             if self.checker.isChecked():
-                cb = reg.checkerboard(a, b, tuple(pre_l.scale), float(self.tile.value()), tuple(pre_l.translate),
-                                      self._range(pre_l), self._range(reg_l))
-                self._set_image(CHECKER, cb, pre_l, colormap="gray", contrast_limits=(0, 1), blending="opaque")
+                cb = reg.checkerboard(
+                    a,
+                    b,
+                    tuple(pre_l.scale),
+                    float(self.tile.value()),
+                    tuple(pre_l.translate),
+                    self._range(pre_l),
+                    self._range(reg_l),
+                )
+                self._set_image(
+                    CHECKER, cb, pre_l, colormap="gray", contrast_limits=(0, 1), blending="opaque"
+                )
             else:
                 self._remove(CHECKER)
             if self.diff.isChecked():
                 d = reg.difference(a, b, self._range(pre_l), self._range(reg_l))
-                d[~self._post_field_of_view()] = 0.0  # no post there: nothing to compare (transparent)
-                self._set_image(DIFF, d, pre_l, colormap=difference_colormap(), contrast_limits=(-DIFF_LIMIT, DIFF_LIMIT),
-                                blending="translucent")
+                d[~self._post_field_of_view()] = (
+                    0.0  # no post there: nothing to compare (transparent)
+                )
+                self._set_image(
+                    DIFF,
+                    d,
+                    pre_l,
+                    colormap=difference_colormap(),
+                    contrast_limits=(-DIFF_LIMIT, DIFF_LIMIT),
+                    blending="translucent",
+                )
             else:
                 self._remove(DIFF)
             self.diff_legend.setVisible(self.diff.isChecked())
@@ -213,8 +256,15 @@ class QAPanel(QWidget):
         a = np.asarray(pre_l.data)[box]
         if self.checker.isChecked() and CHECKER in self.viewer.layers:
             origin = [pre_l.translate[i] + pre_l.scale[i] * box[i].start for i in range(3)]
-            cb = reg.checkerboard(a, arr, tuple(pre_l.scale), float(self.tile.value()), origin,
-                                  self._range(pre_l), self._range(reg_l))
+            cb = reg.checkerboard(
+                a,
+                arr,
+                tuple(pre_l.scale),
+                float(self.tile.value()),
+                origin,
+                self._range(pre_l),
+                self._range(reg_l),
+            )
             layer = self.viewer.layers[CHECKER]
             layer.data[box] = cb
             layer.refresh(thumbnail=False, extent=False, highlight=False)
@@ -244,11 +294,17 @@ class QAPanel(QWidget):
                 e = np.zeros(data.shape, np.uint8)
                 box = tuple(slice(0, n) for n in data.shape)
                 if data.size > EDGES_FULL_MAX_VOXELS:  # large volume: edges around the tumor only
-                    ref = geometry.image_from_array(np.zeros((1, 1, 1), np.uint8), src.scale, src.translate)
+                    ref = geometry.image_from_array(
+                        np.zeros((1, 1, 1), np.uint8), src.scale, src.translate
+                    )
                     c = geometry.lps_to_index(ref, self.owner.tumor_center())
                     half = EDGES_HALF_SIZE_MM / np.asarray(src.scale, dtype=float)
-                    box = tuple(slice(max(0, int(c[a] - half[a])), min(data.shape[a], int(c[a] + half[a]) + 1))
-                                for a in range(3))
+                    box = tuple(
+                        slice(
+                            max(0, int(c[a] - half[a])), min(data.shape[a], int(c[a] + half[a]) + 1)
+                        )
+                        for a in range(3)
+                    )
                 origin = [src.translate[a] + src.scale[a] * box[a].start for a in range(3)]
                 img = geometry.image_from_array(data[box].astype(np.float32), src.scale, origin)
                 e[box] = reg.edges(img)
@@ -258,8 +314,13 @@ class QAPanel(QWidget):
             else:
                 self._remove(EDGES)
                 with _layers.keep_selection(self.viewer):
-                    self.viewer.add_labels(e, name=EDGES, colormap=_layers.single_color_map("#ffff00"),
-                                           metadata={_layers.META: {"role": EDGES}}, **self._layer_kwargs(pre_l))
+                    self.viewer.add_labels(
+                        e,
+                        name=EDGES,
+                        colormap=_layers.single_color_map("#ffff00"),
+                        metadata={_layers.META: {"role": EDGES}},
+                        **self._layer_kwargs(pre_l),
+                    )
             # show the edges over the other image
             reg_l.visible = "registered post over" not in mode
             pre_l.visible = True
@@ -272,7 +333,9 @@ class QAPanel(QWidget):
             return
         out = tfm.resample_onto(abl, pre, self.owner.transform, interpolator="nearest")
         with _layers.keep_selection(self.viewer):
-            layer = _layers.add_or_update_labels(self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR)
+            layer = _layers.add_or_update_labels(
+                self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR
+            )
         layer.contour = 1
         layer.rendering = "translucent"  # in 3D a see-through volume, not a block hiding the tumor
         layer.visible = True
@@ -283,9 +346,16 @@ class QAPanel(QWidget):
         tx = self.owner.transform
         if box is None:
             ones = sitk.Cast(post * 0 + 1, sitk.sitkUInt8)
-            return sitk.GetArrayFromImage(tfm.resample_onto(ones, pre, tx, interpolator="nearest")) != 0
-        idx = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), axis=-1).reshape(-1, 3)
-        lps = idx[:, ::-1] * np.asarray(pre.GetSpacing()) + np.asarray(pre.GetOrigin())  # identity direction
+            return (
+                sitk.GetArrayFromImage(tfm.resample_onto(ones, pre, tx, interpolator="nearest"))
+                != 0
+            )
+        idx = np.stack(
+            np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), axis=-1
+        ).reshape(-1, 3)
+        lps = idx[:, ::-1] * np.asarray(pre.GetSpacing()) + np.asarray(
+            pre.GetOrigin()
+        )  # identity direction
         q = tfm.transform_points(tx, lps)
         # identity direction (docs/design.md): continuous index (x, y, z) of the post grid
         ci = (q - np.asarray(post.GetOrigin())) / np.asarray(post.GetSpacing())
@@ -352,15 +422,28 @@ class QAPanel(QWidget):
             if CROSS not in self.viewer.layers:
                 with _layers.keep_selection(self.viewer):
                     self.viewer.add_points(
-                        np.zeros((2, 3)), name=CROSS, symbol="cross", size=CROSS_SIZE_MM,
-                        face_color=list(CROSS_COLORS), border_color="black", border_width=0.08,
+                        np.zeros((2, 3)),
+                        name=CROSS,
+                        symbol="cross",
+                        size=CROSS_SIZE_MM,
+                        face_color=list(CROSS_COLORS),
+                        border_color="black",
+                        border_width=0.08,
                         features={"note": np.array(["", "T(p)"], dtype=object)},
-                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9, "anchor": "upper_left",
-                              "translation": [0.0, -CROSS_SIZE_MM / 2, CROSS_SIZE_MM / 2]},
-                        metadata={_layers.META: {"role": CROSS}}, projection_mode="all",
-                        units=("mm", "mm", "mm"), axis_labels=geometry.AXIS_LABELS,
+                        text={
+                            "string": "{note}",
+                            "color": CROSS_COLORS[1],
+                            "size": 9,
+                            "anchor": "upper_left",
+                            "translation": [0.0, -CROSS_SIZE_MM / 2, CROSS_SIZE_MM / 2],
+                        },
+                        metadata={_layers.META: {"role": CROSS}},
+                        projection_mode="all",
+                        units=("mm", "mm", "mm"),
+                        axis_labels=geometry.AXIS_LABELS,
                     )
             if self._mouse_cb is None:
+
                 def cb(viewer, event):
                     self.move_crosshair(np.asarray(event.position)[-3:])
 
@@ -385,7 +468,11 @@ class QAPanel(QWidget):
             normal = [a for a in range(3) if a not in list(self.viewer.dims.displayed)[-2:]]
             for a in normal:
                 d = q[a] - shown[a]
-                depth = f"T(p): {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]} of this slice" if abs(d) >= 0.05 else "T(p)"
+                depth = (
+                    f"T(p): {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]} of this slice"
+                    if abs(d) >= 0.05
+                    else "T(p)"
+                )
                 q[a] = shown[a]
         layer = self.viewer.layers[CROSS]
         layer.data = np.array([shown, q])

@@ -79,8 +79,12 @@ class RegisterWidget(QWidget):
         self.manual = ManualPanel(self)
         self.landmarks = LandmarksPanel(self)
         self.qa = QAPanel(self)
-        for panel, title in ((self.auto, "Automatic"), (self.manual, "Manual"), (self.landmarks, "Landmarks"),
-                             (self.qa, "QA")):
+        for panel, title in (
+            (self.auto, "Automatic"),
+            (self.manual, "Manual"),
+            (self.landmarks, "Landmarks"),
+            (self.qa, "QA"),
+        ):
             self.tabs.addTab(panel, title)
         self._panels = (self.auto, self.manual, self.landmarks, self.qa)
         _layers.connect_while_alive(self.model.transform_changed, self, self._on_transform_changed)
@@ -242,7 +246,9 @@ class RegisterWidget(QWidget):
                 extra["contrast_limits"] = tuple(post_layer.contrast_limits)
         meta = {_layers.META: {"transform": tfm.euler_params(self.transform)}}
         with _layers.keep_selection(self.viewer):
-            layer = _layers.add_or_update_image(self.viewer, img, "post_registered", metadata=meta, **extra)
+            layer = _layers.add_or_update_image(
+                self.viewer, img, "post_registered", metadata=meta, **extra
+            )
             below_user_labels(self.viewer, layer)
         self.qa.refresh()
 

@@ -112,10 +112,16 @@ class SegmentWidget(QWidget):
         for role, (_grid, _c, text) in STRUCTURES.items():
             self.structure.addItem(text, role)
         self.edit_btn = QPushButton("Create / edit labels")
-        self.edit_btn.setToolTip("Select (or create) the labels layer of this structure, in paint mode")
+        self.edit_btn.setToolTip(
+            "Select (or create) the labels layer of this structure, in paint mode"
+        )
         self.pick_btn = QPushButton("Use selected layer")
-        self.pick_btn.setToolTip("Make the selected labels layer (e.g. loaded from a file) this structure's labels")
-        self.brush_mm = _spin(5.0, 0.5, 100.0, 0.5, " mm", tip="Brush diameter in mm (in the viewed plane)")
+        self.pick_btn.setToolTip(
+            "Make the selected labels layer (e.g. loaded from a file) this structure's labels"
+        )
+        self.brush_mm = _spin(
+            5.0, 0.5, 100.0, 0.5, " mm", tip="Brush diameter in mm (in the viewed plane)"
+        )
         self.brush_info = QLabel("")
         self.readout = QLabel("volume – ml · max diameter – mm")
         self.readout.setWordWrap(True)
@@ -169,8 +175,15 @@ class SegmentWidget(QWidget):
         )
         self.seed_radius = _spin(40.0, 5.0, 150.0, 5.0, " mm", 0, "Maximum distance from the seed")
         self.seed_radius.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
-        self.seed_tol = _spin(0.0, 0.0, 8.0, 0.25, " SD", 2,
-                              "Intensity tolerance in robust standard deviations; 'auto' picks the most stable region")
+        self.seed_tol = _spin(
+            0.0,
+            0.0,
+            8.0,
+            0.25,
+            " SD",
+            2,
+            "Intensity tolerance in robust standard deviations; 'auto' picks the most stable region",
+        )
         self.seed_tol.setSpecialValueText("auto")
         self.seed_tol.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
         for box in (self.seed_radius, self.seed_tol):
@@ -299,14 +312,18 @@ class SegmentWidget(QWidget):
                 grid_role, color, _text = STRUCTURES[role]
                 img_layer = self.image_layer(role)
                 if img_layer is None:
-                    raise AblationError(f"load the {grid_role} image first: the {role} is drawn on the {grid_role} grid")
+                    raise AblationError(
+                        f"load the {grid_role} image first: the {role} is drawn on the {grid_role} grid"
+                    )
                 ref = _layers.image_from_layer(img_layer)
                 import SimpleITK as sitk
 
                 lab = sitk.Image(ref.GetSize(), sitk.sitkUInt8)
                 lab.CopyInformation(ref)
                 meta = {_layers.META: {"drawn_on": grid_role}}
-                layer = _layers.add_or_update_labels(self.viewer, lab, role, color=color, opacity=0.5, metadata=meta)
+                layer = _layers.add_or_update_labels(
+                    self.viewer, lab, role, color=color, opacity=0.5, metadata=meta
+                )
             else:
                 # fixed, distinct colours whatever the layer's history
                 layer.colormap = _layers.single_color_map(STRUCTURES[role][1])
@@ -336,7 +353,9 @@ class SegmentWidget(QWidget):
                 or not np.allclose(layer.scale, img_layer.scale)
                 or not np.allclose(layer.translate, img_layer.translate)
             ):
-                raise AblationError(f"'{layer.name}' is not on the {grid_role} image grid: the {role} is drawn on {grid_role}")
+                raise AblationError(
+                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is drawn on {grid_role}"
+                )
             other = self.labels_layer(role)
             if other is not None and other is not layer:
                 meta = dict(other.metadata)
@@ -344,7 +363,11 @@ class SegmentWidget(QWidget):
                 other.metadata = meta
                 other.name = f"{other.name} (previous)"
             meta = dict(layer.metadata)
-            meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": role, "drawn_on": grid_role}
+            meta[_layers.META] = {
+                **(meta.get(_layers.META) or {}),
+                "role": role,
+                "drawn_on": grid_role,
+            }
             layer.metadata = meta
         except AblationError as exc:
             self._error(exc)
@@ -374,7 +397,9 @@ class SegmentWidget(QWidget):
             self.brush_mm.blockSignals(True)
             self.brush_mm.setValue(mm)
             self.brush_mm.blockSignals(False)
-            self.brush_info.setText(f"= {layer.brush_size} px at {self._min_displayed_scale(layer):.2f} mm")
+            self.brush_info.setText(
+                f"= {layer.brush_size} px at {self._min_displayed_scale(layer):.2f} mm"
+            )
 
     def _labels_edited(self, role: str, _source: str = "") -> None:
         """The case model's labels changed (brush, undo, redo, bulk edit, load)."""
@@ -401,8 +426,12 @@ class SegmentWidget(QWidget):
             layer = self.labels_layer(role)
             if layer is not None:
                 self._watch(layer)
-        names = [ly.name for ly in self.viewer.layers if ly.__class__.__name__ == "Labels"
-                 and _layers.role_of(ly) not in (PREVIEW_ROLE, DISAGREEMENT_ROLE)]
+        names = [
+            ly.name
+            for ly in self.viewer.layers
+            if ly.__class__.__name__ == "Labels"
+            and _layers.role_of(ly) not in (PREVIEW_ROLE, DISAGREEMENT_ROLE)
+        ]
         tumor = self.labels_layer("tumor")
         for combo in (self.cmp_a, self.cmp_b):
             cur = combo.currentText()
@@ -419,7 +448,9 @@ class SegmentWidget(QWidget):
         a = self.cmp_a.currentText()
         if self.cmp_b.currentText() == a:
             # B: another segmentation, one on the same grid as A first (a second reader)
-            shape = np.asarray(self.viewer.layers[a].data).shape if a in self.viewer.layers else None
+            shape = (
+                np.asarray(self.viewer.layers[a].data).shape if a in self.viewer.layers else None
+            )
             others = [n for n in names if n != a]
             same = [n for n in others if np.asarray(self.viewer.layers[n].data).shape == shape]
             if same or others:
@@ -449,7 +480,9 @@ class SegmentWidget(QWidget):
         if not self.alive():
             return
         axis = self.view_axis()
-        self.axis_info.setText(f"Slices along {seg.AXIS_NAMES.get(axis, axis)} (the orientation you view)")
+        self.axis_info.setText(
+            f"Slices along {seg.AXIS_NAMES.get(axis, axis)} (the orientation you view)"
+        )
         self.apply_brush_size()
 
     def _min_displayed_scale(self, layer) -> float:
@@ -552,8 +585,9 @@ class SegmentWidget(QWidget):
             if self.alive():
                 (on_error or self._error)(msg)
 
-        self._worker = _layers.start_worker(job, on_returned=returned, on_error=error,
-                                            on_finished=finished, desc=desc)
+        self._worker = _layers.start_worker(
+            job, on_returned=returned, on_error=error, on_finished=finished, desc=desc
+        )
 
     def _notify_session(self, role: str) -> None:
         if self.session is not None:
@@ -566,7 +600,9 @@ class SegmentWidget(QWidget):
         """(layer, role) of the current structure, or raise when there is none."""
         layer = self.labels_layer()
         if layer is None:
-            raise AblationError("no labels for this structure yet: press 'Create / edit labels' and draw")
+            raise AblationError(
+                "no labels for this structure yet: press 'Create / edit labels' and draw"
+            )
         return layer, self.role
 
     # ================================================================ interpolation
@@ -602,10 +638,12 @@ class SegmentWidget(QWidget):
 
         def done(res):
             box, old, new = res
-            added = (new != old)
+            added = new != old
             if not added.any():
                 self.cancel_interpolation()
-                raise AblationError("interpolation adds nothing: the drawn slices already cover the structure")
+                raise AblationError(
+                    "interpolation adds nothing: the drawn slices already cover the structure"
+                )
             preview = np.where(added, new, 0).astype(np.uint8)
             offset = np.array([b.start for b in box], float) * np.asarray(layer.scale)
             kw = dict(
@@ -628,8 +666,15 @@ class SegmentWidget(QWidget):
                     self.viewer.layers.remove(old_prev)
                 pl = self.viewer.add_labels(preview, **kw)
                 self.viewer.layers.selection.active = layer
-            self._preview = {"layer": pl, "box": box, "old": old, "new": new, "target": layer, "role": role,
-                             "axis": axis}
+            self._preview = {
+                "layer": pl,
+                "box": box,
+                "old": old,
+                "new": new,
+                "target": layer,
+                "role": role,
+                "axis": axis,
+            }
             self._set_preview_buttons(True)
             n = int(added.sum())
             if live:
@@ -682,7 +727,9 @@ class SegmentWidget(QWidget):
             value = int(layer.selected_label) or 1
             sp = np.asarray(layer.scale, float)
             if not np.any(data == value):
-                raise AblationError(f"the {role} labels are empty (label {value}): nothing to correct")
+                raise AblationError(
+                    f"the {role} labels are empty (label {value}): nothing to correct"
+                )
             axis = self.view_axis()
             params = {
                 "smooth": self.smooth_mm.value(),
@@ -711,7 +758,9 @@ class SegmentWidget(QWidget):
             elif op == "grow_shrink":
                 new_mask = seg.grow_shrink(mask, sp, params["grow_shrink"])
             elif op == "remove_islands":
-                new_mask = seg.remove_small_islands(mask, sp, min_volume_ml=params["remove_islands"])
+                new_mask = seg.remove_small_islands(
+                    mask, sp, min_volume_ml=params["remove_islands"]
+                )
             elif op == "keep_largest":
                 new_mask = seg.remove_small_islands(mask, sp, keep_largest=True)
             elif op == "erase_slice":
@@ -747,8 +796,12 @@ class SegmentWidget(QWidget):
         img_layer = self.image_layer(role)
         if img_layer is None:
             raise AblationError(f"no {STRUCTURES[role][0]} image layer: load the case first")
-        if img_layer.data.shape != layer.data.shape or not np.allclose(img_layer.scale, layer.scale):
-            raise AblationError(f"the {role} labels are not on the {STRUCTURES[role][0]} image grid")
+        if img_layer.data.shape != layer.data.shape or not np.allclose(
+            img_layer.scale, layer.scale
+        ):
+            raise AblationError(
+                f"the {role} labels are not on the {STRUCTURES[role][0]} image grid"
+            )
         return img_layer
 
     def refine(self) -> None:
@@ -769,7 +822,9 @@ class SegmentWidget(QWidget):
             mask = data == value
             box = seg.bbox(mask, np.ceil((2 * band + 3 * sp.max()) / sp).astype(int))
             if box is None:
-                raise AblationError(f"draw a rough outline of the {role} first: the labels are empty")
+                raise AblationError(
+                    f"draw a rough outline of the {role} first: the labels are empty"
+                )
             refined = seg.refine_to_edges(image[box], mask[box], sp, band_mm=band)
             sub = data[box]
             return box, sub.copy(), seg.apply_mask(sub, value, refined)
@@ -777,7 +832,9 @@ class SegmentWidget(QWidget):
         def done(res):
             box, old, new = res
             current = np.asarray(layer.data[box])
-            n = write_changes(layer, box, current, np.where((new != old) & (current == old), new, current))
+            n = write_changes(
+                layer, box, current, np.where((new != old) & (current == old), new, current)
+            )
             _layers.notify_info(f"refined to edges: {n} voxels changed")
             self._notify_session(role)
             self.schedule_readout()
@@ -793,6 +850,7 @@ class SegmentWidget(QWidget):
                 return
             layer.mode = "pan_zoom"
             if self._seed_cb is None:
+
                 def _cb(viewer, event):
                     if not self.alive():
                         return
@@ -800,6 +858,7 @@ class SegmentWidget(QWidget):
                         pos = tuple(event.position)
                         # leave napari's callback loop before the callback list changes
                         QTimer.singleShot(0, lambda: self.seed_at(pos))
+
                 self._seed_cb = _cb
             if self._seed_cb not in cbs:
                 cbs.append(self._seed_cb)
@@ -815,7 +874,9 @@ class SegmentWidget(QWidget):
             img_layer = self._image_for(layer, role)
             world = np.asarray(world_point, float)[-3:]
             seed = np.asarray(img_layer.world_to_data(world), float)
-            if np.any(np.round(seed) < 0) or np.any(np.round(seed) >= np.asarray(img_layer.data.shape)):
+            if np.any(np.round(seed) < 0) or np.any(
+                np.round(seed) >= np.asarray(img_layer.data.shape)
+            ):
                 raise AblationError("the seed is outside the image: click inside the structure")
         except AblationError as exc:
             self._error(exc)
@@ -836,9 +897,13 @@ class SegmentWidget(QWidget):
         def done(res):
             box, old, new, ml = res
             current = np.asarray(layer.data[box])
-            write_changes(layer, box, current, np.where((new != old) & (current == 0), new, current))
+            write_changes(
+                layer, box, current, np.where((new != old) & (current == 0), new, current)
+            )
             layer.mode = "paint"
-            _layers.notify_info(f"seeded region: {ml:.2f} ml added; correct with the brush or the tools below")
+            _layers.notify_info(
+                f"seeded region: {ml:.2f} ml added; correct with the brush or the tools below"
+            )
             self._notify_session(role)
             self.schedule_readout()
 
@@ -854,8 +919,10 @@ class SegmentWidget(QWidget):
             if a_name == b_name:
                 raise AblationError("choose two different labels layers")
             la, lb = self.viewer.layers[a_name], self.viewer.layers[b_name]
-            if la.data.shape != lb.data.shape or not np.allclose(la.scale, lb.scale) or not np.allclose(
-                la.translate, lb.translate
+            if (
+                la.data.shape != lb.data.shape
+                or not np.allclose(la.scale, lb.scale)
+                or not np.allclose(la.translate, lb.translate)
             ):
                 raise AblationError(f"'{a_name}' and '{b_name}' are not on the same grid")
         except (AblationError, KeyError) as exc:
@@ -880,7 +947,9 @@ class SegmentWidget(QWidget):
             )
             from napari.utils.colormaps import DirectLabelColormap
 
-            cmap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **DISAGREEMENT_COLORS})
+            cmap = DirectLabelColormap(
+                color_dict={None: "transparent", 0: "transparent", **DISAGREEMENT_COLORS}
+            )
             old = _layers.find_layer(self.viewer, DISAGREEMENT_ROLE)
             if old is not None and old.data.shape == dis.shape:
                 old.data = dis
@@ -889,9 +958,15 @@ class SegmentWidget(QWidget):
                 if old is not None:
                     self.viewer.layers.remove(old)
                 self.viewer.add_labels(
-                    dis, name=f"disagreement ({a_name} / {b_name})", scale=la.scale, translate=la.translate,
-                    colormap=cmap, opacity=0.8, metadata={_layers.META: {"role": DISAGREEMENT_ROLE}},
-                    units=geometry.UNITS, axis_labels=geometry.AXIS_LABELS,
+                    dis,
+                    name=f"disagreement ({a_name} / {b_name})",
+                    scale=la.scale,
+                    translate=la.translate,
+                    colormap=cmap,
+                    opacity=0.8,
+                    metadata={_layers.META: {"role": DISAGREEMENT_ROLE}},
+                    units=geometry.UNITS,
+                    axis_labels=geometry.AXIS_LABELS,
                 )
 
         self._run(job, done, "comparing")

@@ -72,7 +72,11 @@ def prepare_display(case: Case) -> dict:
     and labels as (z, y, x) arrays. Pass the result to :meth:`CaseSession.set_case`."""
     from ..model import label_arrays_of
 
-    images = {r: sitk.GetArrayFromImage(getattr(case, r)) for r in ("pre", "post") if getattr(case, r) is not None}
+    images = {
+        r: sitk.GetArrayFromImage(getattr(case, r))
+        for r in ("pre", "post")
+        if getattr(case, r) is not None
+    }
     return {"images": images, "labels": label_arrays_of(case)}
 
 
@@ -100,7 +104,9 @@ class AnalysisRunner:
         self.error: str | None = None
         self._again = False
         ref = weakref.ref(self)
-        self._timer = _qtimer(ANALYSIS_DEBOUNCE_MS, lambda _r=ref: _r() is not None and _r()._start())
+        self._timer = _qtimer(
+            ANALYSIS_DEBOUNCE_MS, lambda _r=ref: _r() is not None and _r()._start()
+        )
         session.model.changed.connect(self._on_model_changed)
 
     @property
@@ -175,8 +181,13 @@ class AnalysisRunner:
             if session is not None:
                 session.changed.emit("analysis")
 
-        self.worker = _layers.start_worker(lambda: run_analysis(req), on_returned=returned, on_error=failed,
-                                           on_finished=finished, desc="margin analysis")
+        self.worker = _layers.start_worker(
+            lambda: run_analysis(req),
+            on_returned=returned,
+            on_error=failed,
+            on_finished=finished,
+            desc="margin analysis",
+        )
         session.changed.emit("analysis")
 
     def _failed(self, message: str) -> None:
@@ -204,7 +215,9 @@ class CaseSession:
         self._loading = False
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
         ref = weakref.ref(self)
-        self._autosave_timer = _qtimer(AUTOSAVE_DELAY_MS, lambda _r=ref: _r() is not None and _r().autosave())
+        self._autosave_timer = _qtimer(
+            AUTOSAVE_DELAY_MS, lambda _r=ref: _r() is not None and _r().autosave()
+        )
         self.model.changed.connect(self._on_model_changed)
         self.model.labels_changed.connect(self._on_labels_changed)
         self.analysis = AnalysisRunner(self)
@@ -235,8 +248,15 @@ class CaseSession:
     def case(self) -> Case:
         """A read-only view of the model as a :class:`Case` without labels (cheap)."""
         m = self.model
-        return Case(pre=m.pre, post=m.post, transform=m.transform, landmarks=m.landmarks,
-                    settings=m.settings, qa=m.qa, info=m.info)
+        return Case(
+            pre=m.pre,
+            post=m.post,
+            transform=m.transform,
+            landmarks=m.landmarks,
+            settings=m.settings,
+            qa=m.qa,
+            info=m.info,
+        )
 
     @property
     def folder(self) -> Path | None:
@@ -263,8 +283,15 @@ class CaseSession:
         self._guards.append(_flush)
 
     # ------------------------------------------------------------------ case
-    def set_case(self, case: Case, folder: str | os.PathLike | None, *, show: bool = True,
-                 save_images: bool = True, prepared: dict | None = None) -> None:
+    def set_case(
+        self,
+        case: Case,
+        folder: str | os.PathLike | None,
+        *,
+        show: bool = True,
+        save_images: bool = True,
+        prepared: dict | None = None,
+    ) -> None:
         """Make ``case`` current (flushing the previous one) and show its layers.
 
         ``save_images=False`` says that ``folder`` already holds ``case`` exactly;
@@ -276,8 +303,12 @@ class CaseSession:
         self._user_edited = False
         prepared = prepared or {}
         try:
-            self.model.load_case(case, folder, saved=not save_images and folder is not None,
-                                 label_arrays=prepared.get("labels"))
+            self.model.load_case(
+                case,
+                folder,
+                saved=not save_images and folder is not None,
+                label_arrays=prepared.get("labels"),
+            )
             if folder is not None and save_images:
                 self.model.save()
             if show and self.viewer is not None:
@@ -301,12 +332,23 @@ class CaseSession:
                 img = m.image(role)
                 if img is None:
                     continue
-                meta = {_layers.META: {"modality": m.info.get(f"{role}_modality") or modality,
-                                       "case_folder": str(m.folder) if m.folder else "",
-                                       "original_geometry": m.info.get(f"{role}_original_geometry"),
-                                       "source": m.info.get(f"{role}_source", "")}}
-                layer = _layers.add_or_update_image(viewer, img, role, metadata=meta, array=(images or {}).get(role),
-                                                    modality=meta[_layers.META]["modality"], colormap="gray")
+                meta = {
+                    _layers.META: {
+                        "modality": m.info.get(f"{role}_modality") or modality,
+                        "case_folder": str(m.folder) if m.folder else "",
+                        "original_geometry": m.info.get(f"{role}_original_geometry"),
+                        "source": m.info.get(f"{role}_source", ""),
+                    }
+                }
+                layer = _layers.add_or_update_image(
+                    viewer,
+                    img,
+                    role,
+                    metadata=meta,
+                    array=(images or {}).get(role),
+                    modality=meta[_layers.META]["modality"],
+                    colormap="gray",
+                )
             else:
                 grid = m.image(GRID_OF[role])
                 if grid is None:
@@ -314,11 +356,22 @@ class CaseSession:
                 if m.labels(role) is None:
                     m.set_labels(role, np.zeros(grid.GetSize()[::-1], np.uint8), "load")
                 color = _layers.TUMOR_COLOR if role == "tumor" else _layers.ABLATION_COLOR
-                meta = {_layers.META: {"original_geometry": m.info.get(f"{GRID_OF[role]}_original_geometry"),
-                                       "drawn_on": GRID_OF[role]}}
+                meta = {
+                    _layers.META: {
+                        "original_geometry": m.info.get(f"{GRID_OF[role]}_original_geometry"),
+                        "drawn_on": GRID_OF[role],
+                    }
+                }
                 # the layer holds the model's own array: no copy, one truth
-                layer = _layers.add_or_update_labels(viewer, grid, role, color=color, opacity=0.5, metadata=meta,
-                                                     array=m.labels(role))
+                layer = _layers.add_or_update_labels(
+                    viewer,
+                    grid,
+                    role,
+                    color=color,
+                    opacity=0.5,
+                    metadata=meta,
+                    array=m.labels(role),
+                )
                 self.bind_labels(layer)
             added.append(layer)
         # keep the pairs together from the bottom: pre, tumor | post, ablation
@@ -356,7 +409,9 @@ class CaseSession:
             lo, hi = self.viewer.layers.extent.world[0], self.viewer.layers.extent.world[1]
             scene = float(np.max(np.asarray(hi)[-2:] - np.asarray(lo)[-2:]))
             _layers.center_view_on(self.viewer, world)
-            _layers.camera(self.viewer).zoom *= max(1.0, scene / (4.0 * max(float(extent.max()), 10.0)))
+            _layers.camera(self.viewer).zoom *= max(
+                1.0, scene / (4.0 * max(float(extent.max()), 10.0))
+            )
             return True
         return False
 
@@ -391,7 +446,9 @@ class CaseSession:
         meta = _layers.layer_meta(layer)
         info = self.model.info
         if "name" not in info:
-            source = meta.get("sample") or meta.get("case_folder") or meta.get("source") or layer.name
+            source = (
+                meta.get("sample") or meta.get("case_folder") or meta.get("source") or layer.name
+            )
             info["name"] = Path(str(source).rstrip("/\\")).name.split(".")[0] or "case"
             if meta.get("sample"):
                 info["name"] = f"sample_{meta['sample']}"
@@ -417,7 +474,9 @@ class CaseSession:
         """The Labels layer bound to the model's ``role`` labels (None when there is none)."""
         layer = self._bound.get(role)
         viewer = self.viewer
-        return layer if layer is not None and viewer is not None and layer in viewer.layers else None
+        return (
+            layer if layer is not None and viewer is not None and layer in viewer.layers else None
+        )
 
     def use_labels_layer(self, layer, role: str) -> None:
         """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
@@ -435,15 +494,21 @@ class CaseSession:
         grid = self.model.image(GRID_OF[role])
         shape = tuple(np.asarray(layer.data).shape)
         if grid is not None and shape != tuple(grid.GetSize()[::-1]):
-            raise AblationError(f"'{layer.name}' is not on the {GRID_OF[role]} image grid: "
-                                f"the {role} is drawn on {GRID_OF[role]}")
+            raise AblationError(
+                f"'{layer.name}' is not on the {GRID_OF[role]} image grid: "
+                f"the {role} is drawn on {GRID_OF[role]}"
+            )
         other = self._bound.get(role)
         if other is not None:
             meta = dict(other.metadata)
             meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": f"{role}_previous"}
             other.metadata = meta
         meta = dict(layer.metadata)
-        meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": role, "drawn_on": GRID_OF[role]}
+        meta[_layers.META] = {
+            **(meta.get(_layers.META) or {}),
+            "role": role,
+            "drawn_on": GRID_OF[role],
+        }
         layer.metadata = meta
         self.bind_labels(layer, source="bulk")
 
@@ -627,7 +692,9 @@ class CaseSession:
         return req.folder
 
     # ------------------------------------------------------------------ other state
-    def set_transform(self, tx: sitk.Transform | None, source: str = "manual", note: str = "") -> None:
+    def set_transform(
+        self, tx: sitk.Transform | None, source: str = "manual", note: str = ""
+    ) -> None:
         self.model.set_transform(tx, source, note)
 
     def set_landmarks(self, landmarks: dict[str, list[dict[str, Any]]]) -> None:
