@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .core.errors import AblationError, one_line
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="(re)generate the bundled synthetic sample cases")
     p.add_argument("--out", help="folder (default: the package's sample_data)")
     p.set_defaults(func=_cmd_samples)
+
+    _add_cohort_parser(sub)
     return parser
 
 
@@ -129,6 +132,102 @@ def _cmd_samples(args: argparse.Namespace) -> int:
 
     for path in samples.write_all(args.out):
         print(path)
+    return 0
+
+
+# ----------------------------------------------------------------------------- cohort
+
+
+def _add_cohort_parser(sub) -> None:
+    """``napari-ablation cohort synth|run|stats`` (DESIGN.md section 5, issue 12)."""
+    p = sub.add_parser("cohort", help="margins of many cases on Dask, joined with outcomes")
+    csub = p.add_subparsers(dest="cohort_command", metavar="STEP", parser_class=_Parser)
+    csub.required = True
+
+    s = csub.add_parser("synth", help="write a synthetic cohort: N small case folders and outcomes.csv")
+    s.add_argument("--n", type=_positive_int, required=True, help="number of cases")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(func=_cmd_cohort_synth)
+
+    r = csub.add_parser("run", help="margin analysis of every case, as tasks on dask.distributed")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cases", nargs="+", metavar="DIR", help="folders holding case folders (searched recursively)")
+    src.add_argument("--manifest", help="CSV case,tumor,ablation[,transform][,pre,post] (paths relative to it)")
+    r.add_argument("--out", required=True, help="results folder (margins.csv, cases/*.json)")
+    r.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    r.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    r.add_argument("--workers", type=_positive_int, help="worker processes of the local cluster (default: CPUs, at most 4)")
+    r.set_defaults(func=_cmd_cohort_run)
+
+    t = csub.add_parser("stats", help="statistics and plots of margins against outcomes")
+    t.add_argument("--results", required=True, help="margins.csv written by 'cohort run'")
+    t.add_argument("--outcomes", required=True, help="CSV case,ltp,months[,recurrence_octant]")
+    t.add_argument("--out", required=True, help="report folder (stats.json, plots, report.html)")
+    t.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold of the second Fisher test (default 5)")
+    t.set_defaults(func=_cmd_cohort_stats)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got '{text}'")
+    return v
+
+
+def _cmd_cohort_synth(args: argparse.Namespace) -> int:
+    from .core import cohort
+
+    res = cohort.write_synthetic_cohort(args.out, n=args.n, seed=args.seed)
+    print(f"{len(res.cases)} cases in {args.out}, outcomes in {res.outcomes}")
+    print(res.model)
+    return 0
+
+
+def _cmd_cohort_run(args: argparse.Namespace) -> int:
+    from .core import cohort
+
+    cases = cohort.read_manifest(args.manifest) if args.manifest else cohort.find_cases(args.cases)
+    tty = sys.stderr.isatty()
+    shown = {"n": -1}
+
+    def progress(p: cohort.CohortProgress) -> None:
+        finished = p.done + p.failed
+        if tty:
+            print("\r\033[K" + p.text(), end="", file=sys.stderr, flush=True)
+        elif finished != shown["n"]:
+            print(p.text() + (f" [{p.last_case}: {p.last_error}]" if p.last_error else ""), file=sys.stderr)
+        shown["n"] = finished
+
+    try:
+        run = cohort.run_cohort(cases, args.out, threshold_mm=args.threshold, scheduler=args.scheduler,
+                                workers=args.workers, progress=progress)
+    finally:
+        if tty:
+            print(file=sys.stderr)
+    for rec in run.records:
+        if rec.get("error"):
+            print(f"{rec['case']}: error: {rec['error']}", file=sys.stderr)
+    print(f"{len(run.records)} cases ({len(run.computed)} computed, {len(run.reused)} unchanged, "
+          f"{len(run.failed)} failed): {', '.join(str(f) for f in run.files)}")
+    return 0
+
+
+def _cmd_cohort_stats(args: argparse.Namespace) -> int:
+    from .core import cohort_stats
+
+    cs, files = cohort_stats.write_stats(args.results, args.outcomes, args.out, threshold_mm=args.threshold)
+    for note in cs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    s = cs.stats
+    mtm = s["cox"]["min_margin_mm"]
+    hr = (f"HR {mtm['hazard_ratio']:.2f} per mm (95 % CI {mtm['ci95'][0]:.2f}-{mtm['ci95'][1]:.2f}, p {mtm['p']:.3g})"
+          if mtm["hazard_ratio"] is not None else f"Cox not estimable ({mtm['not_estimable']})")
+    print(f"{s['n_cases']} cases, {s['n_events']} LTP events; MTM: {hr}")
+    print(f"report: {Path(args.out) / 'report.html'} ({len(files)} files)")
     return 0
 
 

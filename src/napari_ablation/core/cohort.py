@@ -1,0 +1,738 @@
+"""Cohort studies: the margin analysis of many cases as tasks on ``dask.distributed``.
+
+A cohort is a list of cases, found either as case folders (``case.json``, see
+:mod:`.case`) under one or more folders, or listed in a manifest CSV
+``case,tumor,ablation[,transform][,pre,post]`` whose paths are relative to the
+manifest's folder. Each case is analysed by exactly the code of ``napari-ablation
+margin`` (:func:`analyze_case`: :func:`.io.read_labels`,
+:func:`.transform.read_rigid_transform`, :func:`.margin.analyze_margin`,
+:meth:`.margin.MarginResult.to_json_dict`), so a cohort row equals the CLI's JSON.
+
+Results folder::
+
+    RESULTS/cases/<case>.json   one per case, written atomically as the case finishes,
+                                with the hash of its inputs and settings (resume key)
+    RESULTS/margins.csv         one row per case (``case``, ``error``, the margin figures)
+    RESULTS/margins.parquet     the same table, when pyarrow is installed
+
+A rerun reuses every ``cases/<case>.json`` whose hash still matches and computes the
+rest. A broken case becomes a row with its one-line ``error``; a worker process that
+dies during a task is replaced and the task rerun by Dask (up to
+``distributed.scheduler.allowed-failures`` times).
+
+No Qt, no napari, no printing: progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .errors import AblationError, one_line
+
+CASES_DIR = "cases"
+MARGINS_CSV = "margins.csv"
+MARGINS_PARQUET = "margins.parquet"
+MANIFEST_COLUMNS = ("case", "tumor", "ablation")
+MANIFEST_OPTIONAL = ("transform", "pre", "post")
+#: columns every margins.csv row has, before the margin figures
+META_COLUMNS = (
+    "case",
+    "error",
+    "modality",
+    "spacing_x_mm",
+    "spacing_y_mm",
+    "spacing_z_mm",
+    "qa_verdict",
+)
+#: per-worker memory limit of the local cluster: the CT sample peaks far below
+#: (benchmarks/README.md, "Cohort"); a worker above 95 % of it is restarted by its nanny
+DEFAULT_MEMORY_LIMIT = "2GiB"
+RESULT_FORMAT = "napari-ablation cohort case result"
+#: bump when the meaning of a stored case result changes (forces recomputation)
+RESULT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    """The files of one case and what is known about it before its analysis."""
+
+    case: str
+    tumor: str
+    ablation: str
+    transform: str | None = None
+    folder: str | None = None  # the case folder, when the case was found as one
+    pre: str | None = None
+    post: str | None = None
+    tumor_label: int | None = None
+    ablation_label: int | None = None
+    modality: str = ""
+    qa_verdict: str = ""
+    problem: str = ""  # a problem found while listing the case (reported as its error)
+
+    def files(self) -> list[str]:
+        """The files whose contents decide the result (hashed for resuming)."""
+        out = [self.tumor, self.ablation]
+        if self.transform:
+            out.append(self.transform)
+        if self.folder:
+            out.append(str(Path(self.folder) / "case.json"))
+        return out
+
+
+def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
+    """All case folders under ``folders`` (each folder may itself be a case).
+
+    Parameters
+    ----------
+    folders
+        Folders to search recursively; a case folder is not searched further.
+
+    Returns
+    -------
+    list of CaseInputs
+        Sorted by case id. The id is the folder's path relative to the folder given
+        (its name when a given folder is itself a case).
+
+    Raises
+    ------
+    AblationError
+        When a folder does not exist, holds no case, or two cases get the same id.
+    """
+    from .case import is_case_folder
+
+    found: dict[str, CaseInputs] = {}
+    for root in folders:
+        root = Path(root)
+        if not root.is_dir():
+            raise AblationError(f"{root}: no such folder")
+        hits: list[tuple[str, Path]] = []
+        if is_case_folder(root):
+            hits.append((root.resolve().name, root))
+        else:
+            for dirpath, dirnames, _files in os.walk(root):
+                dirnames.sort()
+                here = Path(dirpath)
+                if here != root and is_case_folder(here):
+                    hits.append((here.relative_to(root).as_posix(), here))
+                    dirnames[:] = []
+        if not hits:
+            raise AblationError(f"{root}: no case folder (a folder with case.json) found")
+        for cid, path in hits:
+            if cid in found:
+                raise AblationError(
+                    f"two cases have the id '{cid}' ({found[cid].folder} and {path}); give them different folder names"
+                )
+            found[cid] = case_folder_inputs(path, cid)
+    return [found[k] for k in sorted(found)]
+
+
+def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) -> CaseInputs:
+    """The inputs of one case folder, read from its ``case.json`` (images are not read).
+
+    A folder whose ``case.json`` is unreadable or lists no tumor/ablation labels gives
+    inputs with ``problem`` set, so that the case becomes an error row.
+    """
+    from .case import CASE_FILE, IMAGE_FILES, TRANSFORM_FILE
+
+    folder = Path(folder)
+    cid = case_id or folder.name
+    base = {
+        "case": cid,
+        "tumor": str(folder / IMAGE_FILES["tumor"]),
+        "ablation": str(folder / IMAGE_FILES["ablation"]),
+        "folder": str(folder),
+    }
+    try:
+        doc = json.loads((folder / CASE_FILE).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != "napari-ablation case":
+            raise ValueError("not a napari-ablation case file")
+    except (OSError, ValueError) as exc:
+        return CaseInputs(**base, problem=f"{CASE_FILE}: unreadable ({one_line(exc)})")
+    files = doc.get("files") or {}
+    settings = doc.get("settings") or {}
+    info = doc.get("info") or {}
+    qa = doc.get("qa") or {}
+    missing = [r for r in ("tumor", "ablation") if r not in files]
+    problem = f"the case has no {' and no '.join(missing)} labels" if missing else ""
+    tx = folder / TRANSFORM_FILE
+    if not problem and doc.get("transform") and not tx.exists():
+        problem = f"the case has a registration but {TRANSFORM_FILE} is missing"
+    pre = folder / files["pre"] if "pre" in files else None
+    post = folder / files["post"] if "post" in files else None
+    return CaseInputs(
+        **{**base, **{r: str(folder / files[r]) for r in ("tumor", "ablation") if r in files}},
+        transform=str(tx) if tx.exists() else None,
+        pre=str(pre) if pre else None,
+        post=str(post) if post else None,
+        tumor_label=settings.get("tumor_label"),
+        ablation_label=settings.get("ablation_label"),
+        modality=str(info.get("modality") or ""),
+        qa_verdict=str(qa.get("verdict") or ""),
+        problem=problem,
+    )
+
+
+def read_manifest(path: str | os.PathLike) -> list[CaseInputs]:
+    """Cases listed in a manifest CSV ``case,tumor,ablation[,transform][,pre,post]``.
+
+    Paths are relative to the manifest's folder (absolute paths are kept). Optional
+    extra columns ``modality`` and ``qa_verdict`` are carried into the results.
+
+    Raises
+    ------
+    AblationError
+        When the file is missing or not CSV, lacks a required column, has an empty case
+        id or the same id twice.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise AblationError(f"{path}: cannot read the manifest ({one_line(exc)})") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [(h or "").strip() for h in (reader.fieldnames or [])]
+    rows = list(reader)
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if missing:
+        raise AblationError(
+            f"{path.name}: the manifest lacks the column(s) {', '.join(missing)} (header: case,tumor,ablation[,transform][,pre,post])"
+        )
+    base = path.parent
+    out: list[CaseInputs] = []
+    seen: set[str] = set()
+    for n, row in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        cid = row.get("case", "")
+        if not cid:
+            raise AblationError(f"{path.name} line {n}: empty case id")
+        if cid in seen:
+            raise AblationError(f"{path.name} line {n}: case '{cid}' is listed twice")
+        seen.add(cid)
+
+        def p(key, row=row):
+            v = row.get(key, "")
+            return str(base / v) if v else None
+
+        problem = (
+            ""
+            if row.get("tumor") and row.get("ablation")
+            else "the manifest gives no tumor or no ablation file"
+        )
+        out.append(
+            CaseInputs(
+                case=cid,
+                tumor=p("tumor") or "",
+                ablation=p("ablation") or "",
+                transform=p("transform"),
+                pre=p("pre"),
+                post=p("post"),
+                modality=row.get("modality", ""),
+                qa_verdict=row.get("qa_verdict", ""),
+                problem=problem,
+            )
+        )
+    if not out:
+        raise AblationError(f"{path.name}: the manifest lists no case")
+    return out
+
+
+def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
+    """SHA-256 of the input files' contents and the settings (``None`` if a file is unreadable)."""
+    from .. import __version__
+
+    h = hashlib.sha256()
+    settings = {
+        "threshold_mm": float(threshold_mm),
+        "version": __version__,
+        "result_version": RESULT_VERSION,
+        "inputs": {k: v for k, v in asdict(inputs).items() if k not in ("folder",)},
+    }
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for f in inputs.files():
+        try:
+            with open(f, "rb") as fh:
+                h.update(f"\0{Path(f).name}\0".encode())
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            return None
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- one case
+
+
+def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any]:
+    """The margin analysis of one case, as ``napari-ablation margin --json`` computes it.
+
+    Never raises for a problem of the case: the returned record then has ``error`` set.
+
+    Parameters
+    ----------
+    inputs
+        The case's files (:func:`find_cases`, :func:`read_manifest`).
+    threshold_mm
+        Margin threshold (mm).
+
+    Returns
+    -------
+    dict
+        ``{"case", "error", "meta": {modality, spacing_*_mm, qa_verdict}, "margin": the
+        margin JSON dict or None}``.
+    """
+    meta = {
+        "modality": inputs.modality,
+        "spacing_x_mm": None,
+        "spacing_y_mm": None,
+        "spacing_z_mm": None,
+        "qa_verdict": inputs.qa_verdict,
+    }
+    rec: dict[str, Any] = {"case": inputs.case, "error": "", "meta": meta, "margin": None}
+    if inputs.problem:
+        rec["error"] = inputs.problem
+        return rec
+    try:
+        from .io import read_labels
+        from .margin import analyze_margin
+        from .transform import read_rigid_transform
+
+        tumor = read_labels(inputs.tumor, label=inputs.tumor_label, name="tumor")
+        meta.update(
+            zip(
+                ("spacing_x_mm", "spacing_y_mm", "spacing_z_mm"),
+                (round(float(s), 6) for s in tumor.GetSpacing()),
+            )
+        )
+        ablation = read_labels(inputs.ablation, label=inputs.ablation_label, name="ablation")
+        tx = read_rigid_transform(inputs.transform) if inputs.transform else None
+        res = analyze_margin(tumor, ablation, tx, threshold_mm)
+        rec["margin"] = res.to_json_dict()
+    except MemoryError:
+        rec["error"] = "out of memory"
+    except Exception as exc:  # noqa: BLE001 - fault isolation: one case never stops the batch
+        rec["error"] = one_line(exc)
+    return rec
+
+
+def flatten_margin(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """The scalar figures of a margin JSON dict, one column each.
+
+    Top-level scalars keep their name; a dict of scalars gives ``key.sub`` columns; a
+    3-vector ``*_lps`` gives ``key.x``, ``key.y``, ``key.z``; ``warnings`` is joined with
+    "; ". Histograms and curves are left out.
+    """
+    out: dict[str, Any] = {}
+    if not doc:
+        return out
+    for k, v in doc.items():
+        if v is None or isinstance(v, (bool, int, float, str)):
+            out[k] = v
+        elif k == "warnings" and isinstance(v, list):
+            out[k] = "; ".join(str(w) for w in v)
+        elif isinstance(v, dict) and all(
+            x is None or isinstance(x, (bool, int, float, str)) for x in v.values()
+        ):
+            for sk, sv in v.items():
+                out[f"{k}.{sk}"] = sv
+        elif (
+            isinstance(v, list)
+            and len(v) == 3
+            and k.endswith("_lps")
+            and all(isinstance(x, (int, float)) for x in v)
+        ):
+            for ax, x in zip("xyz", v):
+                out[f"{k}.{ax}"] = x
+    return out
+
+
+def record_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One margins.csv row from a case record."""
+    return {
+        "case": rec["case"],
+        "error": rec.get("error") or "",
+        **rec.get("meta", {}),
+        **flatten_margin(rec.get("margin")),
+    }
+
+
+# ----------------------------------------------------------------------------- results folder
+
+
+def case_result_path(results: str | os.PathLike, case_id: str) -> Path:
+    """``RESULTS/cases/<quoted id>.json`` (``/`` in an id is quoted)."""
+    return Path(results) / CASES_DIR / f"{quote(case_id, safe='')}.json"
+
+
+def load_case_result(results: str | os.PathLike, case_id: str) -> dict[str, Any] | None:
+    """A stored case result, or ``None`` when there is none or it is unreadable."""
+    p = case_result_path(results, case_id)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == RESULT_FORMAT else None
+
+
+def _store(results: Path, rec: dict[str, Any], digest: str | None) -> None:
+    from .io import write_text_atomic
+
+    doc = {"format": RESULT_FORMAT, "input_hash": digest, **rec}
+    write_text_atomic(case_result_path(results, rec["case"]), json.dumps(doc, indent=1))
+
+
+def write_table(results: str | os.PathLike, records: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write ``margins.csv`` (and ``margins.parquet`` when pyarrow is installed) atomically.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import pandas as pd
+
+    from .io import atomic_write, write_text_atomic
+
+    rows = [record_row(r) for r in records]
+    cols = list(META_COLUMNS)
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    df = pd.DataFrame(rows, columns=cols)
+    results = Path(results)
+    written = [write_text_atomic(results / MARGINS_CSV, df.to_csv(index=False))]
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return written
+    with atomic_write(results / MARGINS_PARQUET) as tmp:
+        df.to_parquet(tmp, index=False)
+    written.append(results / MARGINS_PARQUET)
+    return written
+
+
+# ----------------------------------------------------------------------------- the batch
+
+
+@dataclass
+class CohortProgress:
+    """Where a batch stands. ``done`` counts cases that worked, ``failed`` error rows."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # reused from an earlier run (included in done/failed)
+    elapsed_s: float = 0.0
+    last_case: str = ""
+    last_error: str = ""
+    computed: int = 0  # finished in this run
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done - self.failed
+
+    @property
+    def rate_per_min(self) -> float:
+        return (
+            60.0 * self.computed / self.elapsed_s if self.elapsed_s > 0 and self.computed else 0.0
+        )
+
+    @property
+    def eta_s(self) -> float | None:
+        r = self.rate_per_min
+        return 60.0 * self.left / r if r > 0 else None
+
+    def text(self) -> str:
+        """One line: ``12/40 done, 1 failed, 27 left, 8.3 cases/min, 3 min 15 s left``."""
+        eta = self.eta_s
+        if self.left == 0:
+            tail = f"{_duration(self.elapsed_s)} in all"
+        else:
+            tail = f"{_duration(eta)} left" if eta is not None else "time left unknown"
+        skipped = f" ({self.skipped} unchanged)" if self.skipped else ""
+        return (
+            f"{self.done}/{self.total} done{skipped}, {self.failed} failed, {self.left} left, "
+            f"{self.rate_per_min:.1f} cases/min, {tail}"
+        )
+
+
+def _duration(s: float) -> str:
+    s = max(0.0, float(s))
+    if s < 60:
+        return f"{s:.0f} s"
+    m, sec = divmod(round(s), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+@dataclass
+class CohortRun:
+    """The outcome of :func:`run_cohort`."""
+
+    records: list[dict[str, Any]]
+    computed: list[str] = field(default_factory=list)  # case ids analysed in this run
+    reused: list[str] = field(default_factory=list)  # case ids taken from an earlier run
+    files: list[Path] = field(default_factory=list)
+    progress: CohortProgress | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        return [r["case"] for r in self.records if r.get("error")]
+
+
+def connect(
+    scheduler: str | None = None,
+    *,
+    workers: int | None = None,
+    memory_limit: str | int | None = DEFAULT_MEMORY_LIMIT,
+    timeout_s: float = 5.0,
+):
+    """A ``distributed.Client``: to ``scheduler`` when given, else on a new LocalCluster.
+
+    Parameters
+    ----------
+    scheduler
+        Address of a running scheduler (``tcp://host:8786``); ``None`` starts a local
+        cluster of ``workers`` processes with one thread each.
+    workers
+        Worker processes of the local cluster (default: the number of CPUs, at most 4).
+    memory_limit
+        Memory limit of each local worker (Dask restarts a worker that exceeds it).
+    timeout_s
+        How long to wait for a scheduler to answer.
+
+    Returns
+    -------
+    (client, cluster)
+        ``cluster`` is ``None`` for an existing scheduler; close both when done.
+
+    Raises
+    ------
+    AblationError
+        When the scheduler does not answer or the worker count is not positive.
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=f"{timeout_s}s", set_as_default=False), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise AblationError(
+                f"no Dask scheduler answers at {scheduler} ({one_line(exc)})"
+            ) from None
+    n = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if n < 1:
+        raise AblationError(f"the number of workers must be at least 1, got {n}")
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        return Client(cluster, set_as_default=False), cluster
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def run_cohort(
+    cases: Sequence[CaseInputs],
+    out: str | os.PathLike,
+    *,
+    threshold_mm: float = 5.0,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    memory_limit: str | int | None = DEFAULT_MEMORY_LIMIT,
+    progress: Callable[[CohortProgress], None] | None = None,
+    stop: threading.Event | None = None,
+    client=None,
+) -> CohortRun:
+    """Analyse every case on Dask, store each result as it finishes, write the table.
+
+    Parameters
+    ----------
+    cases
+        From :func:`find_cases` or :func:`read_manifest`.
+    out
+        Results folder (created). Case results whose input hash matches are reused.
+    threshold_mm
+        Margin threshold (mm), as ``napari-ablation margin --threshold``.
+    scheduler, workers, memory_limit
+        Where to compute (see :func:`connect`); ignored when ``client`` is given.
+    progress
+        Called with a :class:`CohortProgress` after every finished case and about twice
+        a second while waiting.
+    stop
+        When set, the batch stops (running tasks are cancelled, stored results kept)
+        and :class:`KeyboardInterrupt` is raised.
+    client
+        An existing ``distributed.Client`` to use (not closed here).
+
+    Returns
+    -------
+    CohortRun
+        All records (in the order of ``cases``), which were computed or reused, and the
+        table files written.
+
+    Raises
+    ------
+    AblationError
+        Bad settings, an unreachable scheduler, or a results folder that cannot be written.
+    KeyboardInterrupt
+        On Ctrl-C or ``stop``; every case finished so far is stored, no table is written.
+    """
+    threshold_mm = float(threshold_mm)
+    if not math.isfinite(threshold_mm):
+        raise AblationError("the margin threshold must be a finite number of mm")
+    if not cases:
+        raise AblationError("no case to analyse")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AblationError(f"{out}: exists and is not a folder")
+    try:
+        (out / CASES_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AblationError(f"{out}: cannot create the results folder ({one_line(exc)})") from None
+
+    t0 = time.monotonic()
+    prog = CohortProgress(total=len(cases))
+    records: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[CaseInputs, str | None]] = []
+    run = CohortRun(records=[], progress=prog)
+    for c in cases:
+        digest = inputs_hash(c, threshold_mm)
+        old = load_case_result(out, c.case) if digest else None
+        if old is not None and old.get("input_hash") == digest:
+            rec = {k: old[k] for k in ("case", "error", "meta", "margin") if k in old}
+            records[c.case] = rec
+            run.reused.append(c.case)
+            prog.skipped += 1
+            if rec.get("error"):
+                prog.failed += 1
+            else:
+                prog.done += 1
+        else:
+            todo.append((c, digest))
+
+    def report(last: dict[str, Any] | None = None):
+        prog.elapsed_s = time.monotonic() - t0
+        if last is not None:
+            prog.last_case, prog.last_error = last["case"], last.get("error") or ""
+        if progress is not None:
+            progress(prog)
+
+    def finish(rec: dict[str, Any], digest: str | None, *, store: bool = True):
+        records[rec["case"]] = rec
+        if store:
+            _store(out, rec, digest)
+        run.computed.append(rec["case"])
+        prog.computed += 1
+        if rec.get("error"):
+            prog.failed += 1
+        else:
+            prog.done += 1
+        report(rec)
+
+    report()
+    if todo:
+        own_client = client is None
+        cluster = None
+        if own_client:
+            client, cluster = connect(scheduler, workers=workers, memory_limit=memory_limit)
+        try:
+            _compute(client, todo, threshold_mm, finish, report, stop)
+        finally:
+            if own_client:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    run.records = [records[c.case] for c in cases]
+    run.files = write_table(out, run.records)
+    report()
+    return run
+
+
+def _compute(client, todo, threshold_mm, finish, report, stop) -> None:
+    from distributed.client import FutureCancelledError
+
+    futures = {}
+    for c, digest in todo:
+        key = f"cohort-margin-{quote(c.case, safe='')}-{(digest or 'nohash')[:16]}-{time.time_ns()}"
+        futures[client.submit(analyze_case, c, threshold_mm, key=key, pure=False)] = (c, digest)
+    pending = set(futures)
+    last_report = time.monotonic()
+    try:
+        while pending:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
+            batch = [f for f in pending if f.done()]
+            if not batch:
+                time.sleep(0.05)
+                if time.monotonic() - last_report > 0.5:
+                    report()
+                    last_report = time.monotonic()
+                continue
+            for fut in batch:
+                pending.discard(fut)
+                c, digest = futures[fut]
+                store = True
+                try:
+                    rec = fut.result()
+                except FutureCancelledError:
+                    raise KeyboardInterrupt from None
+                except Exception as exc:  # noqa: BLE001 - a task lost to the cluster is an error row
+                    rec = {
+                        "case": c.case,
+                        "error": _task_error(exc),
+                        "margin": None,
+                        "meta": {"modality": c.modality, "qa_verdict": c.qa_verdict},
+                    }
+                    store = False  # an infrastructure failure: try again on the next run
+                finish(rec, digest, store=store)
+                last_report = time.monotonic()
+    except BaseException:
+        client.cancel(list(pending))
+        raise
+
+
+def _task_error(exc: BaseException) -> str:
+    if type(exc).__name__ == "KilledWorker":
+        return "the Dask worker computing this case died each time it was tried (out of memory?)"
+    return one_line(exc)
+
+
+__all__ = [
+    "CaseInputs",
+    "CohortProgress",
+    "CohortRun",
+    "analyze_case",
+    "case_folder_inputs",
+    "connect",
+    "find_cases",
+    "flatten_margin",
+    "inputs_hash",
+    "load_case_result",
+    "read_manifest",
+    "record_row",
+    "run_cohort",
+    "write_table",
+]
