@@ -64,12 +64,16 @@ def make_sphere_case(
 def cohort_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
     specs = [
-        dict(r_tumor=6.0, r_abl=14.0, offset=(1.0, -2.0, 0.5)),
-        dict(r_tumor=8.0, r_abl=11.0, offset=(-3.0, 1.0, 2.0), shift=(2.0, -1.5, 3.0)),
-        dict(
-            r_tumor=5.0, r_abl=12.0, offset=(0.0, 0.0, 0.0), modality="MR", spacing=(1.2, 1.2, 3.0)
-        ),
-        dict(r_tumor=7.0, r_abl=10.0, offset=(4.0, 0.0, -1.0)),
+        {"r_tumor": 6.0, "r_abl": 14.0, "offset": (1.0, -2.0, 0.5)},
+        {"r_tumor": 8.0, "r_abl": 11.0, "offset": (-3.0, 1.0, 2.0), "shift": (2.0, -1.5, 3.0)},
+        {
+            "r_tumor": 5.0,
+            "r_abl": 12.0,
+            "offset": (0.0, 0.0, 0.0),
+            "modality": "MR",
+            "spacing": (1.2, 1.2, 3.0),
+        },
+        {"r_tumor": 7.0, "r_abl": 10.0, "offset": (4.0, 0.0, -1.0)},
     ]
     for i, kw in enumerate(specs):
         make_sphere_case(root / "centre_a" / f"case{i:02d}", **kw)

@@ -521,7 +521,7 @@ def plot_mtm_by_outcome(cs: CohortStats):
     ax.set_ylabel("Minimal treatment margin (mm)")
     p = cs.stats["mann_whitney_min_margin_p"]
     ax.set_title(
-        "MTM by outcome" + (f" (Mann-Whitney p = {_p(p)})" if p is not None else ""), fontsize=9
+        "MTM by outcome" + (f" (Mann-Whitney {_pv(p)})" if p is not None else ""), fontsize=9
     )
     return fig
 
@@ -549,7 +549,7 @@ def plot_mtm_vs_diameter(cs: CohortStats):
     sp = cs.stats["spearman_margin_diameter"]
     ttl = "MTM vs tumor size"
     if sp["rho"] is not None:
-        ttl += f" (Spearman rho = {sp['rho']:.2f}, p = {_p(sp['p'])})"
+        ttl += f" (Spearman rho = {sp['rho']:.2f}, {_pv(sp['p'])})"
     ax.set_title(ttl, fontsize=9)
     ax.legend(fontsize=8)
     return fig
@@ -570,7 +570,7 @@ def plot_kaplan_meier(cs: CohortStats):
     ax.set_ylabel("LTP-free survival")
     p = cs.stats.get("logrank_p")
     ax.set_title(
-        "Kaplan-Meier by MTM group" + (f" (log-rank p = {_p(p)})" if p is not None else ""),
+        "Kaplan-Meier by MTM group" + (f" (log-rank {_pv(p)})" if p is not None else ""),
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="lower left")
@@ -611,6 +611,12 @@ def _p(p: float | None) -> str:
     if p is None:
         return "n/a"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _pv(p: float | None) -> str:
+    """``p = 0.036``, ``p < 0.001`` or ``p n/a``."""
+    t = _p(p)
+    return f"p {t}" if t.startswith("<") or t == "n/a" else f"p = {t}"
 
 
 def render_plots(cs: CohortStats) -> dict[str, bytes]:
@@ -656,16 +662,16 @@ def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
     c = s["recurrence_site_concordance"]
     roc = s["roc"]
     tests = [
-        ("Mann-Whitney U, MTM by outcome", f"p = {_p(s['mann_whitney_min_margin_p'])}"),
-        ("Mann-Whitney U, diameter by outcome", f"p = {_p(s['mann_whitney_diameter_p'])}"),
+        ("Mann-Whitney U, MTM by outcome", f"{_pv(s['mann_whitney_min_margin_p'])}"),
+        ("Mann-Whitney U, diameter by outcome", f"{_pv(s['mann_whitney_diameter_p'])}"),
         (
             "Spearman, MTM vs diameter",
-            f"rho = {f(s['spearman_margin_diameter']['rho'])}, p = {_p(s['spearman_margin_diameter']['p'])}",
+            f"rho = {f(s['spearman_margin_diameter']['rho'])}, {_pv(s['spearman_margin_diameter']['p'])}",
         ),
-        ("Fisher exact, LTP vs MTM >= 1 mm", f"p = {_p(s['fisher_margin_ge_1mm_p'])}"),
+        ("Fisher exact, LTP vs MTM >= 1 mm", f"{_pv(s['fisher_margin_ge_1mm_p'])}"),
         (
             f"Fisher exact, LTP vs MTM >= {s['threshold_mm']:g} mm",
-            f"p = {_p(s['fisher_margin_ge_threshold_p'])}",
+            f"{_pv(s['fisher_margin_ge_threshold_p'])}",
         ),
         (
             "ROC of MTM for LTP",
@@ -674,7 +680,7 @@ def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
                 f"(sensitivity {f(roc['sensitivity'])}, specificity {f(roc['specificity'])})"
             ),
         ),
-        ("Log-rank, MTM groups", f"p = {_p(s['logrank_p'])}"),
+        ("Log-rank, MTM groups", f"{_pv(s['logrank_p'])}"),
         (
             "Recurrence site vs MTM octant",
             (
