@@ -250,6 +250,9 @@ def read_manifest(path: str | os.PathLike) -> list[CaseInputs]:
     return out
 
 
+_PATH_FIELDS = ("tumor", "ablation", "transform", "folder", "pre", "post")
+
+
 def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
     """SHA-256 of the input files' contents and the settings (``None`` if a file is unreadable)."""
     from .. import __version__
@@ -259,7 +262,9 @@ def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
         "threshold_mm": float(threshold_mm),
         "version": __version__,
         "result_version": RESULT_VERSION,
-        "inputs": {k: v for k, v in asdict(inputs).items() if k not in ("folder",)},
+        # paths are left out (a moved cohort is not recomputed); the files' contents count
+        "inputs": {k: v for k, v in asdict(inputs).items() if k not in _PATH_FIELDS},
+        "has_transform": bool(inputs.transform),
     }
     h.update(json.dumps(settings, sort_keys=True).encode())
     for f in inputs.files():
@@ -274,6 +279,38 @@ def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
 
 
 # ----------------------------------------------------------------------------- one case
+
+
+def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0):
+    """The :class:`~.margin.MarginResult` of one case, read as ``napari-ablation margin`` reads it.
+
+    Parameters
+    ----------
+    inputs
+        The case's files.
+    threshold_mm
+        Margin threshold (mm).
+
+    Returns
+    -------
+    (MarginResult, spacing)
+        The result and the tumor (pre) grid spacing ``(x, y, z)`` in mm.
+
+    Raises
+    ------
+    AblationError
+        A problem of the case (unreadable or empty mask, bad transform, ...).
+    """
+    from .io import read_labels
+    from .margin import analyze_margin
+    from .transform import read_rigid_transform
+
+    if inputs.problem:
+        raise AblationError(inputs.problem)
+    tumor = read_labels(inputs.tumor, label=inputs.tumor_label, name="tumor")
+    ablation = read_labels(inputs.ablation, label=inputs.ablation_label, name="ablation")
+    tx = read_rigid_transform(inputs.transform) if inputs.transform else None
+    return analyze_margin(tumor, ablation, tx, threshold_mm), tuple(tumor.GetSpacing())
 
 
 def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any]:
@@ -291,8 +328,8 @@ def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any
     Returns
     -------
     dict
-        ``{"case", "error", "meta": {modality, spacing_*_mm, qa_verdict}, "margin": the
-        margin JSON dict or None}``.
+        ``{"case", "error", "meta": {modality, spacing_*_mm, qa_verdict, folder}, "margin":
+        the margin JSON dict or None, "inputs": the CaseInputs as a dict}``.
     """
     meta = {
         "modality": inputs.modality,
@@ -300,26 +337,23 @@ def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any
         "spacing_y_mm": None,
         "spacing_z_mm": None,
         "qa_verdict": inputs.qa_verdict,
+        "folder": inputs.folder or "",
     }
-    rec: dict[str, Any] = {"case": inputs.case, "error": "", "meta": meta, "margin": None}
-    if inputs.problem:
-        rec["error"] = inputs.problem
-        return rec
+    rec: dict[str, Any] = {
+        "case": inputs.case,
+        "error": "",
+        "meta": meta,
+        "margin": None,
+        "inputs": asdict(inputs),
+    }
     try:
-        from .io import read_labels
-        from .margin import analyze_margin
-        from .transform import read_rigid_transform
-
-        tumor = read_labels(inputs.tumor, label=inputs.tumor_label, name="tumor")
+        res, spacing = margin_result(inputs, threshold_mm)
         meta.update(
             zip(
                 ("spacing_x_mm", "spacing_y_mm", "spacing_z_mm"),
-                (round(float(s), 6) for s in tumor.GetSpacing()),
+                (round(float(s), 6) for s in spacing),
             )
         )
-        ablation = read_labels(inputs.ablation, label=inputs.ablation_label, name="ablation")
-        tx = read_rigid_transform(inputs.transform) if inputs.transform else None
-        res = analyze_margin(tumor, ablation, tx, threshold_mm)
         rec["margin"] = res.to_json_dict()
     except MemoryError:
         rec["error"] = "out of memory"
@@ -623,6 +657,8 @@ def run_cohort(
         old = load_case_result(out, c.case) if digest else None
         if old is not None and old.get("input_hash") == digest:
             rec = {k: old[k] for k in ("case", "error", "meta", "margin") if k in old}
+            rec["inputs"] = asdict(c)  # the files where they are now (the cohort may have moved)
+            rec.setdefault("meta", {})["folder"] = c.folder or ""
             records[c.case] = rec
             run.reused.append(c.case)
             prog.skipped += 1
@@ -704,7 +740,12 @@ def _compute(client, todo, threshold_mm, finish, report, stop) -> None:
                         "case": c.case,
                         "error": _task_error(exc),
                         "margin": None,
-                        "meta": {"modality": c.modality, "qa_verdict": c.qa_verdict},
+                        "meta": {
+                            "modality": c.modality,
+                            "qa_verdict": c.qa_verdict,
+                            "folder": c.folder or "",
+                        },
+                        "inputs": asdict(c),
                     }
                     store = False  # an infrastructure failure: try again on the next run
                 finish(rec, digest, store=store)
