@@ -24,39 +24,32 @@ from napari_ablation.core.margin import sphere_image
 distributed = pytest.importorskip("distributed")
 
 
-def _blank(size, spacing, origin):
-    img = sitk.Image([int(s) for s in size], sitk.sitkInt16)
-    img.SetSpacing([float(s) for s in spacing])
-    img.SetOrigin([float(o) for o in origin])
-    return img
+def _image(size, spacing, origin, centre, masks_and_values, body_value=80.0):
+    """An int16 image: a 24 mm 'organ' ball plus the given masks added with their values."""
+    body = sphere_image(size, spacing, origin, centre, 24.0)
+    img = sitk.Cast(body, sitk.sitkFloat32) * body_value + 20.0
+    for mask, value in masks_and_values:
+        img = img + sitk.Cast(mask, sitk.sitkFloat32) * value
+    return sitk.Cast(img, sitk.sitkInt16)
 
 
-def make_sphere_case(
-    folder: Path,
-    *,
-    r_tumor: float,
-    r_abl: float,
-    offset,
-    shift=(0.0, 0.0, 0.0),
-    spacing=(1.5, 1.5, 2.5),
-    modality="CT",
-) -> Path:
+def make_sphere_case(folder: Path, *, r_tumor: float, r_abl: float, offset, shift=(0.0, 0.0, 0.0),
+                     spacing=(1.5, 1.5, 2.5), modality="CT") -> Path:
     """A case folder: a tumor sphere on pre, an ablation sphere on post, post = pre moved by
     ``shift`` (transform.tfm when non-zero). True MTM = r_abl - |offset| - r_tumor."""
     size = (36, 36, 20)
     origin = (-27.0, -27.0, -25.0)
-    pre = _blank(size, spacing, origin)
-    post = _blank(size, spacing, np.add(origin, shift))
+    post_origin = np.add(origin, shift)
     c_abl = np.asarray(offset, float)
     tumor = sphere_image(size, spacing, origin, (0.0, 0.0, 0.0), r_tumor)
-    abl = sphere_image(size, spacing, np.add(origin, shift), c_abl + np.asarray(shift), r_abl)
+    abl = sphere_image(size, spacing, post_origin, c_abl + np.asarray(shift), r_abl)
+    pre = _image(size, spacing, origin, (0.0, 0.0, 0.0), [(tumor, 60.0)])
+    post = _image(size, spacing, post_origin, np.asarray(shift), [(abl, -70.0)])
     tx = None
     if any(shift):
         tx = sitk.Euler3DTransform()
         tx.SetTranslation([float(s) for s in shift])
-    Case(
-        pre=pre, post=post, tumor=tumor, ablation=abl, transform=tx, info={"modality": modality}
-    ).save(folder)
+    Case(pre=pre, post=post, tumor=tumor, ablation=abl, transform=tx, info={"modality": modality}).save(folder)
     return folder
 
 
