@@ -33,8 +33,16 @@ def _image(size, spacing, origin, centre, masks_and_values, body_value=80.0):
     return sitk.Cast(img, sitk.sitkInt16)
 
 
-def make_sphere_case(folder: Path, *, r_tumor: float, r_abl: float, offset, shift=(0.0, 0.0, 0.0),
-                     spacing=(1.5, 1.5, 2.5), modality="CT") -> Path:
+def make_sphere_case(
+    folder: Path,
+    *,
+    r_tumor: float,
+    r_abl: float,
+    offset,
+    shift=(0.0, 0.0, 0.0),
+    spacing=(1.5, 1.5, 2.5),
+    modality="CT",
+) -> Path:
     """A case folder: a tumor sphere on pre, an ablation sphere on post, post = pre moved by
     ``shift`` (transform.tfm when non-zero). True MTM = r_abl - |offset| - r_tumor."""
     size = (36, 36, 20)
@@ -49,7 +57,9 @@ def make_sphere_case(folder: Path, *, r_tumor: float, r_abl: float, offset, shif
     if any(shift):
         tx = sitk.Euler3DTransform()
         tx.SetTranslation([float(s) for s in shift])
-    Case(pre=pre, post=post, tumor=tumor, ablation=abl, transform=tx, info={"modality": modality}).save(folder)
+    Case(
+        pre=pre, post=post, tumor=tumor, ablation=abl, transform=tx, info={"modality": modality}
+    ).save(folder)
     return folder
 
 
@@ -327,7 +337,9 @@ def test_unreachable_scheduler_is_one_line(cohort_dir, tmp_path, capsys):
 
 
 def test_progress_text():
-    p = cohort.CohortProgress(total=10, done=3, failed=1, elapsed_s=30.0, computed=4)
+    p = cohort.CohortProgress(
+        total=10, done=3, failed=1, elapsed_s=35.0, compute_s=30.0, computed=4
+    )
     assert p.left == 6 and p.rate_per_min == pytest.approx(8.0)
     assert p.text() == "3/10 done, 1 failed, 6 left, 8.0 cases/min, 45 s left"
 
@@ -360,3 +372,81 @@ def test_transform_of_case_is_used(cohort_dir):
     assert rec["margin"]["min_margin_mm"] == pytest.approx(
         11.0 - np.linalg.norm((-3, 1, 2)) - 8.0, abs=0.8
     )
+
+
+def test_synthetic_cohort_end_to_end(tmp_path, capsys):
+    """synth -> run -> stats through the CLI; every case equals `napari-ablation margin`,
+    and the measured MTM is near the synthetic truth."""
+    import pandas as pd
+
+    syn, res, rep = tmp_path / "syn", tmp_path / "res", tmp_path / "rep"
+    assert cli.main(["cohort", "synth", "--n", "8", "--seed", "5", "--out", str(syn)]) == 0
+    assert "hazard ratio 0.77 per mm" in capsys.readouterr().out
+    outcomes = pd.read_csv(syn / "outcomes.csv", keep_default_na=False)
+    assert (
+        list(outcomes.columns) == ["case", "ltp", "months", "recurrence_octant"]
+        and len(outcomes) == 8
+    )
+    assert (
+        cli.main(["cohort", "run", "--cases", str(syn), "--out", str(res), "--workers", "2"]) == 0
+    )
+    table = pd.read_csv(res / "margins.csv", keep_default_na=False).set_index("case")
+    truth = pd.read_csv(syn / "truth.csv").set_index("case")
+    for cid in outcomes["case"]:
+        ref = _cli_json(syn / cid, tmp_path)
+        assert cohort.load_case_result(res, cid)["margin"] == ref
+        assert table.loc[cid, "min_margin_mm"] == ref["min_margin_mm"]
+        assert abs(ref["min_margin_mm"] - truth.loc[cid, "true_min_margin_mm"]) < 1.0
+    assert (table["qa_verdict"] == "acceptable").all()
+    assert (
+        cli.main(
+            [
+                "cohort",
+                "stats",
+                "--results",
+                str(res / "margins.csv"),
+                "--outcomes",
+                str(syn / "outcomes.csv"),
+                "--out",
+                str(rep),
+            ]
+        )
+        == 0
+    )
+    s = json.loads((rep / "stats.json").read_text(encoding="utf-8"))
+    for key in (
+        "n_cases",
+        "n_events",
+        "cox",
+        "mann_whitney_min_margin_p",
+        "spearman_margin_diameter",
+        "roc",
+        "fisher_margin_ge_1mm_p",
+    ):
+        assert key in s
+    assert s["n_cases"] == 8 and s["n_events"] == int(outcomes["ltp"].sum())
+
+
+def test_draw_outcomes_follows_the_hazard_model():
+    """Event fraction of the exponential model against its closed form, per MTM."""
+    rng = np.random.default_rng(0)
+    for mtm in (-4.0, 2.0, 8.0):
+        rows = cohort.draw_outcomes(
+            [
+                {
+                    "case": str(i),
+                    "true_min_margin_mm": mtm,
+                    "true_min_margin_octant": "left-anterior-superior",
+                }
+                for i in range(4000)
+            ],
+            rng,
+        )
+        lam = cohort.BASELINE_HAZARD_PER_MONTH * cohort.HAZARD_RATIO_PER_MM**mtm
+        lo, hi = cohort.FOLLOW_UP_MONTHS  # P(T <= C), C ~ U(lo, hi)
+        expected = 1 - (np.exp(-lam * lo) - np.exp(-lam * hi)) / (lam * (hi - lo))
+        assert np.mean([r["ltp"] for r in rows]) == pytest.approx(expected, abs=0.025)
+        sites = [r["recurrence_octant"] for r in rows if r["ltp"]]
+        assert np.mean([s == "left-anterior-superior" for s in sites]) == pytest.approx(
+            cohort.SITE_SAME_OCTANT, abs=0.05
+        )

@@ -472,6 +472,7 @@ class CohortProgress:
     last_case: str = ""
     last_error: str = ""
     computed: int = 0  # finished in this run
+    compute_s: float = 0.0  # time since the tasks were submitted (the cluster is up)
 
     @property
     def left(self) -> int:
@@ -480,7 +481,7 @@ class CohortProgress:
     @property
     def rate_per_min(self) -> float:
         return (
-            60.0 * self.computed / self.elapsed_s if self.elapsed_s > 0 and self.computed else 0.0
+            60.0 * self.computed / self.compute_s if self.compute_s > 0 and self.computed else 0.0
         )
 
     @property
@@ -669,8 +670,12 @@ def run_cohort(
         else:
             todo.append((c, digest))
 
+    submitted: list[float] = []
+
     def report(last: dict[str, Any] | None = None):
-        prog.elapsed_s = time.monotonic() - t0
+        now = time.monotonic()
+        prog.elapsed_s = now - t0
+        prog.compute_s = now - submitted[0] if submitted else 0.0
         if last is not None:
             prog.last_case, prog.last_error = last["case"], last.get("error") or ""
         if progress is not None:
@@ -695,6 +700,7 @@ def run_cohort(
         if own_client:
             client, cluster = connect(scheduler, workers=workers, memory_limit=memory_limit)
         try:
+            submitted.append(time.monotonic())
             _compute(client, todo, threshold_mm, finish, report, stop)
         finally:
             if own_client:
@@ -777,3 +783,200 @@ __all__ = [
     "run_cohort",
     "write_table",
 ]
+
+
+# ----------------------------------------------------------------------------- synthetic cohort
+
+#: the hazard model of ``cohort synth``: exponential time to LTP with hazard
+#: ``BASELINE_HAZARD_PER_MONTH * HAZARD_RATIO_PER_MM ** true_mtm_mm`` (proportional hazards,
+#: log-HR ln 0.77 per mm of the true MTM), follow-up censored uniformly in
+#: ``FOLLOW_UP_MONTHS``; a recurrence appears in the octant of the true MTM point with
+#: probability ``SITE_SAME_OCTANT``, otherwise in an adjacent octant (one axis flipped).
+HAZARD_RATIO_PER_MM = 0.77
+BASELINE_HAZARD_PER_MONTH = 0.02
+FOLLOW_UP_MONTHS = (12.0, 48.0)
+SITE_SAME_OCTANT = 0.85
+
+
+@dataclass
+class SyntheticCohort:
+    """What :func:`write_synthetic_cohort` wrote."""
+
+    cases: list[Path]
+    outcomes: Path
+    truth: list[dict[str, Any]]
+    model: str
+
+
+def hazard_model_text() -> str:
+    """One sentence describing the outcome model of ``cohort synth``."""
+    lo, hi = FOLLOW_UP_MONTHS
+    return (
+        f"outcome model: time to LTP ~ Exponential(hazard {BASELINE_HAZARD_PER_MONTH:g}/month x "
+        f"{HAZARD_RATIO_PER_MM:g}^MTM), i.e. hazard ratio {HAZARD_RATIO_PER_MM:g} per mm of the true MTM; "
+        f"follow-up censored uniformly between {lo:g} and {hi:g} months; recurrence in the MTM octant "
+        f"with probability {SITE_SAME_OCTANT:g}, else in an adjacent octant"
+    )
+
+
+def draw_outcomes(truth: Sequence[dict[str, Any]], rng) -> list[dict[str, Any]]:
+    """Outcome rows ``case, ltp, months, recurrence_octant`` for cases with a known true MTM.
+
+    Parameters
+    ----------
+    truth
+        One dict per case with ``case``, ``true_min_margin_mm`` and ``true_min_margin_octant``.
+    rng
+        A ``numpy.random.Generator``.
+
+    Returns
+    -------
+    list of dict
+        Drawn from the hazard model of :func:`hazard_model_text`.
+    """
+
+    rows = []
+    for t in truth:
+        rate = BASELINE_HAZARD_PER_MONTH * HAZARD_RATIO_PER_MM ** float(t["true_min_margin_mm"])
+        event_time = rng.exponential(1.0 / rate)
+        censor = rng.uniform(*FOLLOW_UP_MONTHS)
+        ltp = bool(event_time <= censor)
+        site = ""
+        if ltp:
+            parts = t["true_min_margin_octant"].split("-")
+            if rng.uniform() >= SITE_SAME_OCTANT:
+                axis = int(rng.integers(3))
+                flip = (
+                    {"left": "right", "right": "left"},
+                    {"anterior": "posterior", "posterior": "anterior"},
+                    {"superior": "inferior", "inferior": "superior"},
+                )[axis]
+                parts[axis] = flip[parts[axis]]
+            site = "-".join(parts)
+        rows.append(
+            {
+                "case": t["case"],
+                "ltp": int(ltp),
+                "months": round(float(min(event_time, censor)), 1),
+                "recurrence_octant": site,
+            }
+        )
+    return rows
+
+
+def synthetic_sphere_case(rng):
+    """A small analytic case: spherical tumor and ablation zone with a known MTM.
+
+    The tumor (radius 5-15 mm) sits in a 30 mm 'organ' on a small CT-like (0.8 x 0.8 x
+    2.5 mm) or MRI-like (1.2 x 1.2 x 3 mm) grid; the ablation sphere is offset so that the
+    true MTM, ``r_ablation - |offset| - r_tumor``, is spread around 3 mm (SD 4 mm); post is
+    moved by a small random rigid transform, saved as the case's registration.
+
+    Returns
+    -------
+    (Case, dict)
+        The case and its truth: ``true_min_margin_mm``, ``true_min_margin_octant``.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    from . import transform as tfm
+    from .case import Case
+    from .margin import octant_name, sphere_image
+
+    ct = bool(rng.uniform() < 0.5)
+    spacing = (0.8, 0.8, 2.5) if ct else (1.2, 1.2, 3.0)
+    r_t = float(rng.uniform(5.0, 15.0))
+    m = float(np.clip(rng.normal(3.0, 4.0), -8.0, 12.0))
+    d = float(rng.uniform(max(0.0, -m), max(0.0, -m) + 5.0))
+    r_a = m + d + r_t
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    c_t = np.zeros(3)
+    c_a = c_t + d * u
+    half = r_a + d + 6.0  # the grid holds the ablation sphere wherever it is
+    size = [int(np.ceil(2 * half / s)) + 1 for s in spacing]
+    origin = [-half] * 3
+    angles = np.deg2rad(rng.uniform(-3, 3, 3))
+    shift = rng.uniform(-5, 5, 3)
+    T = sitk.Euler3DTransform((0.0, 0.0, 0.0), *angles, tuple(shift))
+    A, b = tfm.matrix_offset(T)
+    post_origin = list(np.asarray(origin) + shift)
+    tumor = sphere_image(size, spacing, origin, c_t, r_t)
+    abl = sphere_image(size, spacing, post_origin, A @ c_a + b, r_a)
+
+    def image(origin_, centre, mask, value):
+        organ = sphere_image(size, spacing, origin_, centre, max(30.0, r_a + 4))
+        img = sitk.Cast(organ, sitk.sitkFloat32) * (60.0 if ct else 300.0)
+        img = img + sitk.Cast(mask, sitk.sitkFloat32) * value
+        arr = sitk.GetArrayFromImage(img) + rng.normal(
+            0.0, 8.0 if ct else 25.0, img.GetSize()[::-1]
+        )
+        out = sitk.GetImageFromArray(arr.astype(np.int16))
+        out.CopyInformation(img)
+        return out
+
+    pre = image(origin, c_t, tumor, 40.0 if ct else 250.0)
+    post = image(post_origin, b, abl, -50.0 if ct else -280.0)
+    truth = {
+        "true_min_margin_mm": round(m, 4),
+        "true_min_margin_octant": octant_name(-u),
+        "true_tumor_max_diameter_mm": round(2 * r_t, 3),
+    }
+    case = Case(
+        pre=pre,
+        post=post,
+        tumor=tumor,
+        ablation=abl,
+        transform=T,
+        info={"modality": "CT" if ct else "MR", "name": "synthetic", **truth},
+    )
+    case.qa = {"verdict": "acceptable", "comment": "synthetic case: the true registration"}
+    return case, truth
+
+
+def write_synthetic_cohort(out: str | os.PathLike, *, n: int, seed: int = 0) -> SyntheticCohort:
+    """Write ``n`` small synthetic case folders and ``out/outcomes.csv`` (``cohort synth``).
+
+    Parameters
+    ----------
+    out
+        Output folder: ``case001`` ... and ``outcomes.csv``.
+    n
+        Number of cases (>= 1).
+    seed
+        Random seed: the same seed writes the same cohort.
+
+    Returns
+    -------
+    SyntheticCohort
+
+    Raises
+    ------
+    AblationError
+        ``n`` < 1, or ``out`` is a file.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .io import write_text_atomic
+
+    if n < 1:
+        raise AblationError(f"the number of cases must be at least 1, got {n}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AblationError(f"{out}: exists and is not a folder")
+    rng = np.random.default_rng(seed)
+    width = max(3, len(str(n)))
+    folders, truth = [], []
+    for i in range(1, n + 1):
+        cid = f"case{i:0{width}d}"
+        case, t = synthetic_sphere_case(rng)
+        case.info["name"] = cid
+        folders.append(case.save(out / cid))
+        truth.append({"case": cid, **t})
+    rows = draw_outcomes(truth, rng)
+    df = pd.DataFrame(rows, columns=["case", "ltp", "months", "recurrence_octant"])
+    outcomes = write_text_atomic(out / "outcomes.csv", df.to_csv(index=False))
+    write_text_atomic(out / "truth.csv", pd.DataFrame(truth).to_csv(index=False))
+    return SyntheticCohort(cases=folders, outcomes=outcomes, truth=truth, model=hazard_model_text())
