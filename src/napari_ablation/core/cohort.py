@@ -25,11 +25,13 @@ No Qt, no napari, no printing: progress goes to a callback.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -529,6 +531,21 @@ class CohortRun:
         return [r["case"] for r in self.records if r.get("error")]
 
 
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Worker processes started in this block ignore SIGINT (an ignored signal stays ignored
+    across exec): Ctrl-C in a terminal reaches the whole process group, and the batch, not
+    each worker, decides what to do (cancel, close the cluster, keep what is stored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def connect(
     scheduler: str | None = None,
     *,
@@ -574,14 +591,15 @@ def connect(
     n = workers if workers is not None else min(4, os.cpu_count() or 1)
     if n < 1:
         raise AblationError(f"the number of workers must be at least 1, got {n}")
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=memory_limit,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    )
+    with _children_ignore_sigint():
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
     try:
         return Client(cluster, set_as_default=False), cluster
     except BaseException:
