@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_samples)
 
     _add_cohort_parser(sub)
+    _add_quiz_parser(sub)
     return parser
 
 
@@ -228,6 +229,125 @@ def _cmd_cohort_stats(args: argparse.Namespace) -> int:
           if mtm["hazard_ratio"] is not None else f"Cox not estimable ({mtm['not_estimable']})")
     print(f"{s['n_cases']} cases, {s['n_events']} LTP events; MTM: {hr}")
     print(f"report: {Path(args.out) / 'report.html'} ({len(files)} files)")
+
+
+# ----------------------------------------------------------------------------- quiz (teaching mode)
+
+
+def _add_quiz_parser(sub) -> None:
+    """``napari-ablation quiz make|score|export`` (DESIGN.md section 5, teaching mode)."""
+    from .core.quiz import DEFAULT_QUESTIONS, QUESTIONS
+
+    q = sub.add_parser("quiz", help="teaching mode: make a quiz, score answers, export scores")
+    qs = q.add_subparsers(dest="quiz_command", metavar="ACTION", parser_class=_Parser)
+    qs.required = True
+
+    p = qs.add_parser("make", help="make a quiz folder and its answer key")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cases", nargs="+", metavar="DIR", help="saved case folders (the expert's labels and registration are the reference)")
+    src.add_argument("--synthetic", type=int, metavar="N", help="N generated cases with exact truths")
+    p.add_argument("--seed", type=int, default=0, help="first seed of the synthetic cases (default 0)")
+    p.add_argument("--modality", choices=("mri", "ct", "mixed"), default="mixed", help="synthetic cases: renal MRI, liver CT or both (default mixed)")
+    p.add_argument("--small", action="store_true", help="synthetic cases with a small field of view (fast, small files)")
+    p.add_argument("--questions", default=",".join(DEFAULT_QUESTIONS),
+                   help=f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})")
+    p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    p.add_argument("--hide-reference", action="store_true", help="do not show the reference outlines while margin questions are open")
+    p.add_argument("--title", help="quiz title shown to the trainee")
+    p.add_argument("--out", required=True, help="quiz folder to create")
+    p.add_argument("--key", required=True, help="answer key to write (JSON; keep it apart from the quiz)")
+    p.add_argument("--include-key", action="store_true", help="also put the key into the quiz folder (self-study)")
+    p.set_defaults(func=_cmd_quiz_make)
+
+    p = qs.add_parser("score", help="score a trainee's answers CSV against the key")
+    p.add_argument("--quiz", required=True, help="the quiz folder")
+    p.add_argument("--key", required=True, help="the answer key (JSON)")
+    p.add_argument("--answers", required=True, help="CSV: case,complete,mtm_mm,octant,class[,tumor,ablation,transform]")
+    p.add_argument("--json", dest="json_out", help="write the scores as JSON")
+    p.set_defaults(func=_cmd_quiz_score)
+
+    p = qs.add_parser("export", help="the teacher's export of the trainees' score files: CSV + HTML with learning curves")
+    p.add_argument("--quiz", required=True, help="the quiz folder")
+    p.add_argument("--out", required=True, help="folder for scores.csv, summary.json and scores.html")
+    p.set_defaults(func=_cmd_quiz_export)
+
+    p = qs.add_parser("open", help="open napari with the Teach widget on a quiz (default: the bundled quiz)")
+    p.add_argument("--quiz", help="the quiz folder (default: a copy of the bundled quiz)")
+    p.add_argument("--trainee", default="demo", help="your name: your score file in the quiz folder (default demo)")
+    p.set_defaults(func=_cmd_quiz_open)
+
+
+def _cmd_quiz_make(args: argparse.Namespace) -> int:
+    from .core import quiz
+
+    questions = [q.strip() for q in args.questions.split(",") if q.strip()]
+    made = quiz.make_quiz(
+        args.out,
+        args.key,
+        cases=args.cases,
+        n_synthetic=args.synthetic,
+        seed=args.seed,
+        modality=args.modality,
+        questions=questions,
+        threshold_mm=args.threshold,
+        include_key=args.include_key,
+        show_reference=not args.hide_reference,
+        small=args.small,
+        title=args.title,
+        progress=lambda i, n: print(f"case {i}/{n}", file=sys.stderr, flush=True),
+    )
+    kind = "self-study quiz (key inside)" if args.include_key else "quiz"
+    print(f"{kind}: {made.folder} ({len(made.case_ids)} cases; questions {', '.join(made.questions)})")
+    print(f"answer key: {args.key}")
+    return 0
+
+
+def _cmd_quiz_score(args: argparse.Namespace) -> int:
+    import json
+
+    from .core import quiz
+    from .core.io import write_text_atomic
+
+    qz = quiz.Quiz.load(args.quiz)
+    key = quiz.read_key(args.key)
+    quiz.check_key_matches(qz, key)
+    answers = quiz.read_answers(args.answers, qz)
+    scores = quiz.score_answers(qz, key, answers)
+    for cid, s in scores["cases"].items():
+        err = "" if s["mtm_abs_error_mm"] is None else f"|MTM error| {s['mtm_abs_error_mm']:.1f} mm, "
+        octant = "" if s["octant_result"] is None else f"octant {s['octant_result']}, "
+        print(f"{cid}: {err}{octant}{s['explanation']}")
+    o = scores["overall"]
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.0f} %"
+
+    mean = "-" if o["mean_abs_mtm_error_mm"] is None else f"{o['mean_abs_mtm_error_mm']:.2f} mm"
+    print(
+        f"{o['n_cases']} cases: mean |MTM error| {mean}, octant right {pct(o['octant_accuracy'])}, "
+        f"coverage calls right {pct(o['coverage_call_accuracy'])}, "
+        f"incomplete coverage found {pct(o['incomplete_sensitivity'])}"
+    )
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(scores, indent=2))
+    return 0
+
+
+def _cmd_quiz_open(args: argparse.Namespace) -> int:
+    import napari
+
+    from .widgets.teach import open_quiz_viewer
+
+    open_quiz_viewer(args.quiz, trainee=args.trainee)
+    napari.run()
+    return 0
+
+
+def _cmd_quiz_export(args: argparse.Namespace) -> int:
+    from .core import quiz
+
+    for path in quiz.export_scores(args.quiz, args.out).values():
+        print(path)
     return 0
 
 

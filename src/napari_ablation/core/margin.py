@@ -36,7 +36,7 @@ from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
 from scipy.spatial import cKDTree
 
-from . import geometry, transform as tfm
+from . import coverage, geometry, transform as tfm
 from .errors import AblationError
 
 #: threshold presets offered in the GUI (mm)
@@ -45,8 +45,8 @@ THRESHOLD_PRESETS = (0.0, 1.0, 3.0, 5.0, 10.0)
 SURFACE_FRACTION_LEVELS = (0.0, 3.0, 5.0, 6.0, 10.0)
 #: peri-tumoral shells whose ablation coverage is reported (mm)
 SHELL_WIDTHS = (3.0, 6.0)
-CLASS_KEYS = ("covered_with_margin", "insufficient_margin", "uncovered")
-CLASS_LABELS = {"covered_with_margin": 1, "insufficient_margin": 2, "uncovered": 3}
+# coverage classes: defined once in core.coverage (re-exported here for existing callers)
+CLASS_KEYS, CLASS_LABELS = coverage.CLASS_KEYS, coverage.CLASS_LABELS
 #: anti-aliasing Gaussian, in voxels of each axis (0 = plain binary marching cubes)
 DEFAULT_SMOOTH_VOX = 1.2
 DIAMETER_SMOOTH_VOX = 0.7
@@ -681,12 +681,10 @@ class MarginResult:
             ("Complete coverage", "yes" if self.complete_coverage else "no", ""),
             ("Threshold", f"{self.threshold_mm:g}", "mm"),
         ]
-        names = {"covered_with_margin": f"Tumor with margin >= {self.threshold_mm:g} mm (green)",
-                 "insufficient_margin": f"Tumor covered, margin < {self.threshold_mm:g} mm (yellow)",
-                 "uncovered": "Tumor not covered (red)"}
         for k in CLASS_KEYS:
-            rows.append((names[k] + " volume", f"{self.volume_ml[k]:.3f}", "ml"))
-            rows.append((names[k] + " fraction", f"{100 * self.volume_fraction[k]:.1f}", "%"))
+            name = f"Tumor {coverage.class_title(k, self.threshold_mm)} ({coverage.CLASS_COLOR_NAMES[k]})"
+            rows.append((name + " volume", f"{self.volume_ml[k]:.3f}", "ml"))
+            rows.append((name + " fraction", f"{100 * self.volume_fraction[k]:.1f}", "%"))
         rows += [
             ("Tumor volume", f"{self.tumor_volume_ml:.3f}", "ml"),
             ("Tumor max 3D diameter", f"{self.tumor_max_diameter_mm:.1f}", "mm"),

@@ -20,12 +20,17 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from . import coverage
 from .errors import AblationError
 from .io import write_bytes_atomic, write_text_atomic
 
-CLASS_RGB = {1: (0.17, 0.63, 0.17), 2: (1.0, 0.84, 0.0), 3: (0.84, 0.15, 0.16)}
-ABLATION_RGB = (0.0, 0.78, 1.0)
-TUMOR_RGB = (1.0, 0.55, 0.0)
+#: class label -> RGB and the structures' colours, from the one definition in core.coverage
+CLASS_RGB = {k: coverage.hex_to_rgb(c) for k, c in coverage.LABEL_COLORS.items()}
+ABLATION_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["ablation"])
+TUMOR_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["tumor"])
+
+
+_C = coverage.CLASS_COLORS
 
 
 def _figure(*args, **kw):
@@ -208,7 +213,7 @@ def html_report(
     hist = _png(plot_histogram(res))
     slices = _png(plot_slices(res, pre))
     mm = res.min_margin_mm
-    verdict_color = "#d62728" if mm < 0 else "#b8860b" if mm < res.threshold_mm else "#2ca02c"
+    verdict_color = coverage.verdict_color(mm, res.threshold_mm)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(f"<tr><td>{_esc(a)}</td><td class=v>{_esc(b)}</td><td>{_esc(c)}</td></tr>" for a, b, c in res.rows())
     info_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in info.items() if v not in (None, ""))
@@ -236,8 +241,8 @@ table {{ border-collapse: collapse; }} td {{ padding: 1px 8px 1px 0; vertical-al
 complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 <p>Minimal margin at the <b>{_esc(res.min_margin_octant)}</b> side of the tumor
 (LPS {", ".join(f"{v:.1f}" for v in res.min_margin_point_lps)} mm); threshold {res.threshold_mm:g} mm.
-<span class=legend><span style="background:#2ca02c"></span>margin &ge; {res.threshold_mm:g} mm
-<span style="background:#ffd700"></span>0&ndash;{res.threshold_mm:g} mm<span style="background:#d62728"></span>not covered
+<span class=legend><span style="background:{_C["covered_with_margin"]}"></span>margin &ge; {res.threshold_mm:g} mm
+<span style="background:{_C["insufficient_margin"]}"></span>0&ndash;{res.threshold_mm:g} mm<span style="background:{_C["uncovered"]}"></span>not covered
 <span style="background:#00c8ff"></span>ablation zone (registered)</span></p>
 {"<ul style='color:#b00'>" + warn + "</ul>" if warn else ""}
 <div class=cols><div>
@@ -275,7 +280,7 @@ def report_page(res, *, info=None, qa=None, pre=None, screenshot_png: bytes | No
     qa = dict(qa or {})
     fig = _figure(figsize=(8.27, 11.69))
     fig.text(0.05, 0.965, "Ablation margin report", fontsize=16, weight="bold")
-    color = CLASS_RGB[3] if res.min_margin_mm < 0 else (0.72, 0.53, 0.04) if res.min_margin_mm < res.threshold_mm else CLASS_RGB[1]
+    color = coverage.hex_to_rgb(coverage.verdict_color(res.min_margin_mm, res.threshold_mm))
     fig.text(0.05, 0.935, f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
              f"{'yes' if res.complete_coverage else 'NO'}", fontsize=12, weight="bold", color=color)
     lines = [f"minimal margin at the {res.min_margin_octant} side; threshold {res.threshold_mm:g} mm"]

@@ -7,12 +7,13 @@ back to the default layer name.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..core import display, geometry
+from ..core import coverage, display, geometry
 from ..core.errors import AblationError, one_line
 
 META = "napari_ablation"
@@ -31,11 +32,11 @@ ROLES = {
     "landmarks_post": "landmarks post",
 }
 
-#: fixed label colours (RGBA hex)
-TUMOR_COLOR = "#ff8c00"  # orange
-ABLATION_COLOR = "#00c8ff"  # cyan
-MARGIN_COLORS = {1: "#2ca02c", 2: "#ffd700", 3: "#d62728"}  # green, yellow, red
-MARGIN_NAMES = {1: "covered with margin", 2: "insufficient margin", 3: "not covered"}
+#: fixed label colours (hex), defined once in core.coverage
+TUMOR_COLOR = coverage.STRUCTURE_COLORS["tumor"]
+ABLATION_COLOR = coverage.STRUCTURE_COLORS["ablation"]
+MARGIN_COLORS = coverage.LABEL_COLORS  # 1 green, 2 yellow, 3 red
+MARGIN_NAMES = coverage.LABEL_NAMES
 
 
 def role_of(layer) -> str | None:
@@ -224,3 +225,38 @@ def start_worker(job, *, on_returned=None, on_error=None, on_finished=None, desc
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def connect_while_alive(signal, widget, slot) -> None:
+    """Connect a (psygnal or napari) ``signal`` to ``slot`` until the Qt ``widget`` is destroyed.
+
+    A dock widget's C++ object can be deleted while the case session (and its model) live
+    on; a slot called after that would raise in a Qt callback.
+    """
+    signal.connect(slot)
+
+    def _off(*_args, _signal=signal, _slot=slot):
+        try:
+            _signal.disconnect(_slot)
+        except Exception:  # noqa: BLE001, S110 - already disconnected
+            pass
+
+    widget.destroyed.connect(_off)
+
+
+@contextmanager
+def keep_selection(viewer):
+    """Leave the viewer's layer selection and active layer as the user had them (adding a
+    layer makes napari select it; the next brush stroke or Ctrl-Z must still go to the
+    layer the user chose)."""
+    sel = viewer.layers.selection
+    before, active = list(sel), sel.active
+    try:
+        yield
+    finally:
+        alive = [ly for ly in before if ly in viewer.layers]
+        if set(sel) != set(alive) or sel.active is not active:
+            sel.clear()
+            sel.update(alive)
+            if active is not None and active in viewer.layers:
+                sel.active = active

@@ -192,7 +192,7 @@ class LoadCaseWidget(QWidget):
         self.open_btn.clicked.connect(self._pick_case_folder)
         self.save_btn.clicked.connect(lambda: self.save_case())
         self.save_as_btn.clicked.connect(self._save_as)
-        self.session.changed.connect(self._on_session_changed)
+        _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
         self._on_session_changed("case")
 
     # ------------------------------------------------------------------ actions
@@ -233,7 +233,7 @@ class LoadCaseWidget(QWidget):
         return self._run(job, f"Opening case {Path(folder).name}", show_notes=False)
 
     def save_case(self, folder: str | None = None):
-        if self.session.case.pre is None:
+        if self.session.model.pre is None:
             _layers.notify_error("no case to save: load pre and post first")
             return None
         try:
@@ -312,14 +312,20 @@ class LoadCaseWidget(QWidget):
 
     def _on_session_changed(self, what: str):
         s = self.session
-        if s.case.pre is None:
+        m = s.model
+        if m.pre is None and m.post is None:
             self.status.setText("No case loaded.")
             return
-        name = s.case.info.get("name", "case")
-        where = str(s.folder) if s.folder else "not saved yet"
-        state = "autosave pending…" if s.has_unsaved_changes else "all changes saved"
+        name = m.info.get("name", "case")
+        where = str(m.folder) if m.folder else "not saved yet"
         if s.last_error:
             state = s.last_error
+        elif s.all_saved:
+            state = "all changes saved"  # the files on disk hold every item as shown
+        elif m.folder is None:
+            state = "not saved yet (saved at the first edit)"
+        else:
+            state = "autosave pending: " + ", ".join(m.unsaved_items())
         self.status.setText(f"<b>{name}</b><br>folder: {where}<br>{state}")
 
 

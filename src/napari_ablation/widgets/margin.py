@@ -1,29 +1,35 @@
-"""Margin widget: the minimal treatment margin, the green/yellow/red margin layer and the report.
+"""Margin widget: a view of the case model's margin analysis.
 
-A thin layer over :func:`napari_ablation.core.margin.analyze_margin` (the same function the
-CLI calls, so the numbers agree):
+The analysis itself lives in the model (:class:`~napari_ablation.model.CaseModel`) and is
+kept current by the session (:class:`~napari_ablation.widgets.session.AnalysisRunner`):
+after the first "Compute margins" every edit of the labels (brush, undo, redo, bulk
+edit), of the registration or of the threshold reruns it in the background. This widget
+only shows the model's analysis and sends the user's actions to the model:
 
-* inputs: tumor labels (pre grid), ablation labels (post grid), the registration (from the
-  case, identity, or a ``.tfm`` file) and the threshold (defaults from the case);
-* the analysis runs off the GUI thread and reruns, debounced, whenever a label layer is
-  edited or the case's registration/threshold changes;
-* outputs: the margin Labels layer on the pre grid (1 green, 2 yellow, 3 red) with a
-  legend, a point at the minimal margin with a button that centres every view on it, the
-  ablation outline in pre space, 3D surfaces (tumor coloured by margin, ablation zone), a
-  results table that copies as TSV, the histogram / cumulative curve, and exports
-  (JSON, CSV, HTML, PDF).
+* inputs: which layers hold the tumor / ablation labels (the session's binding), the
+  registration (the model's; a transform file or the identity become steps of its
+  history), the threshold (the model's setting);
+* outputs: the MTM (greyed, "updating", while the inputs have changed since), the volume
+  fractions of the three coverage classes, the results table, the surface histogram, the
+  margin Labels layer on the pre grid, the ablation outline in pre space, the minimal
+  margin point, 3D surfaces on request, and exports (JSON, CSV, HTML, PDF) written off the
+  GUI thread, only from a current analysis.
+
+It never selects, moves or hides a layer on a recompute, and never switches 2D/3D unless
+the user presses "3D surfaces".
 """
 
 from __future__ import annotations
 
+import io as _io
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QApplication,
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -33,22 +39,27 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core import geometry, margin as core_margin, report, transform as tfm
+from ..core import coverage, geometry, report
+from ..core import margin as core_margin
+from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
+from ..core.quiz import is_quiz_locked
 from . import _layers
-
 from .session import CaseSession
 
-DEBOUNCE_MS = 500
-TX_CASE, TX_IDENTITY, TX_FILE = "registration of the case", "identity (no registration)", "transform file…"
 ROLE_SURFACE = "margin_surface"
 ROLE_ABLATION_SURFACE = "ablation_surface"
+OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
+NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
 
 
 def margin_surface_colormap(threshold: float):
@@ -69,43 +80,101 @@ def margin_surface_colormap(threshold: float):
     return Colormap(colors=colors, controls=controls, name=f"margin_t{t:g}"), (lo, hi)
 
 
+def registration_text(model, result: core_margin.MarginResult | None = None) -> str:
+    """The registration in one line: its source and how far it moves the tumor centre."""
+    tx = model.transform
+    if tx is None:
+        return NO_REGISTRATION
+    step = model.transform_step
+    shift = None
+    if result is not None:
+        A, b = tfm.matrix_offset(tx)
+        c = np.asarray(result.tumor_centroid_lps, float)
+        shift = float(np.linalg.norm(A @ c + b - c))
+    else:
+        shift = model.tumor_shift_mm()
+    moved = f"tumor centre moved {shift:.1f} mm, " if shift is not None else ""
+    source = step.source if step.source != "case" else "saved with the case"
+    note = f" ({step.note})" if step.note else ""
+    return f"registration ({source}{note}): {moved}rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
+
+
+def _prepare_outputs(res: core_margin.MarginResult) -> dict:
+    """Arrays and pictures for the views, computed off the GUI thread."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.0, 2.5), dpi=90, tight_layout=True)
+    report.plot_histogram(res, ax=fig.add_subplot(1, 1, 1), fig=fig)
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png")
+    return {"margin": sitk.GetArrayFromImage(res.margin_labels_image()),
+            "outline": res.ablation_on_pre_image(), "histogram_png": buf.getvalue()}
+
+
+QUIZ_LOCK_TEXT = "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
+
+
 class MarginWidget(QWidget):
-    """Dock widget: margin analysis of the current case."""
+    """Dock widget: margin analysis of the current case (a view of the case model)."""
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.result: core_margin.MarginResult | None = None
-        self._file_transform: sitk.Transform | None = None
-        self._file_transform_path: str | None = None
-        self._worker = None
-        self._pending = False
-        self._watched: dict[int, object] = {}
         self.session = CaseSession.of(napari_viewer)
         self.session.attach_widget(self)
-        self.session.changed.connect(self._on_session_changed)
-
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.run)
+        self.model = self.session.model
+        self._shown = None  # the Analysis whose figures are on screen
+        self._prep_worker = None
+        self._export_workers: list = []
+        self._pending_exports: list[Path] = []
+        self.last_export: Path | None = None
         self._build_ui()
+        m = self.model
+        _layers.connect_while_alive(m.analysis_changed, self, self._on_analysis)
+        _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
+        _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
+        _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
+        _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
+        _layers.connect_while_alive(self.viewer.layers.events.inserted, self, self._on_layers_changed)
+        _layers.connect_while_alive(self.viewer.layers.events.removed, self, self._on_layers_changed)
         self._refresh_layer_choices()
-        self._threshold_from_case()
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._on_model_threshold(m.threshold)
+        self._show_tx_label()
+        self._on_analysis()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        lay = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        outer.addWidget(scroll)
+        body = QWidget()
+        scroll.setWidget(body)
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
+
         form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
         self.tumor_combo = QComboBox()
         self.ablation_combo = QComboBox()
-        self.tx_combo = QComboBox()
-        self.tx_combo.addItems([TX_CASE, TX_IDENTITY, TX_FILE])
-        self.tx_combo.activated.connect(self._on_tx_choice)
+        for combo in (self.tumor_combo, self.ablation_combo):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         self.tx_label = QLabel("")
         self.tx_label.setWordWrap(True)
+        self.tx_file_btn = QPushButton("File…")
+        self.tx_file_btn.setToolTip("use a registration file (ITK, pre -> post); undo it in 3. Register")
+        self.tx_identity_btn = QPushButton("Identity")
+        self.tx_identity_btn.setToolTip("compute without registration (a step of the registration history)")
+        self.tx_file_btn.clicked.connect(self._pick_transform_file)
+        self.tx_identity_btn.clicked.connect(self.model.reset_transform)
+        txrow = QHBoxLayout()
+        txrow.addWidget(self.tx_file_btn)
+        txrow.addWidget(self.tx_identity_btn)
+        txrow.addStretch(1)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(-20.0, 30.0)
         self.threshold.setDecimals(1)
@@ -113,32 +182,28 @@ class MarginWidget(QWidget):
         self.threshold.setSuffix(" mm")
         self.threshold.setValue(5.0)
         self.threshold.valueChanged.connect(self._on_threshold)
-        presets = QHBoxLayout()
+        trow = QHBoxLayout()
+        trow.addWidget(self.threshold)
         for v in core_margin.THRESHOLD_PRESETS:
             b = QPushButton(f"{v:g}")
-            b.setMaximumWidth(36)
+            b.setMaximumWidth(30)
             b.setToolTip(f"threshold {v:g} mm")
             b.clicked.connect(lambda _=False, v=v: self.threshold.setValue(v))
-            presets.addWidget(b)
-        form.addRow("tumor (pre)", self.tumor_combo)
-        form.addRow("ablation (post)", self.ablation_combo)
-        form.addRow("registration", self.tx_combo)
-        form.addRow("", self.tx_label)
-        form.addRow("threshold", self.threshold)
-        form.addRow("presets (mm)", presets)
+            trow.addWidget(b)
+        form.addRow("tumor", self.tumor_combo)
+        form.addRow("ablation", self.ablation_combo)
+        form.addRow("registration", txrow)
+        form.addRow(self.tx_label)
+        form.addRow("threshold", trow)
         lay.addLayout(form)
-        self.tumor_combo.activated.connect(lambda *_: self._inputs_changed())
-        self.ablation_combo.activated.connect(lambda *_: self._inputs_changed())
+        self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
+        self.ablation_combo.activated.connect(lambda *_: self._use_layer(self.ablation_combo, "ablation"))
 
-        row = QHBoxLayout()
         self.run_btn = QPushButton("Compute margins")
+        self.run_btn.setToolTip("compute now; from then on the margins follow every edit, undo, "
+                                "registration and threshold change (in the background)")
         self.run_btn.clicked.connect(self.run)
-        self.live = QCheckBox("update on edit")
-        self.live.setChecked(True)
-        self.live.setToolTip("recompute (debounced, in the background) when a label layer is edited")
-        row.addWidget(self.run_btn)
-        row.addWidget(self.live)
-        lay.addLayout(row)
+        lay.addWidget(self.run_btn)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
@@ -150,51 +215,66 @@ class MarginWidget(QWidget):
         self.big.setFont(f)
         self.big.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.big)
+        self.registration_warning = QLabel("")
+        self.registration_warning.setWordWrap(True)
+        self.registration_warning.setStyleSheet("color: #ff4040; font-weight: bold;")
+        self.registration_warning.setVisible(False)
+        lay.addWidget(self.registration_warning)
         self.where = QLabel("")
         self.where.setWordWrap(True)
         lay.addWidget(self.where)
 
         legend = QGridLayout()
+        legend.setContentsMargins(0, 0, 0, 0)
+        legend.addWidget(QLabel("<i>tumor volume</i> (voxel classes):"), 0, 0, 1, 2)
         self.legend_labels = {}
-        for i, (k, name) in enumerate(_layers.MARGIN_NAMES.items()):
+        for i, key in enumerate(coverage.CLASS_KEYS, start=1):
+            k = coverage.CLASS_LABELS[key]
             sw = QLabel()
-            sw.setFixedSize(14, 14)
-            sw.setStyleSheet(f"background-color: {_layers.MARGIN_COLORS[k]}; border: 1px solid #444;")
-            txt = QLabel(name)
+            sw.setFixedSize(12, 12)
+            sw.setStyleSheet(f"background-color: {coverage.CLASS_COLORS[key]}; border: 1px solid #444;")
+            txt = QLabel(coverage.CLASS_NAMES[key])
             legend.addWidget(sw, i, 0)
             legend.addWidget(txt, i, 1)
             self.legend_labels[k] = txt
+        legend.setColumnStretch(1, 1)
         lay.addLayout(legend)
 
         row = QHBoxLayout()
-        self.center_btn = QPushButton("Centre on minimal margin")
+        self.center_btn = QPushButton("Go to MTM")
+        self.center_btn.setToolTip("centre every view on the minimal margin point")
         self.center_btn.clicked.connect(self.center_on_mtm)
-        self.center_btn.setEnabled(False)
         self.surface_btn = QPushButton("3D surfaces")
-        self.surface_btn.setToolTip("tumor surface coloured by margin beside the ablation surface")
+        self.surface_btn.setToolTip("tumor surface coloured by margin beside the ablation surface (switches to 3D)")
         self.surface_btn.clicked.connect(self.show_3d)
-        self.surface_btn.setEnabled(False)
         row.addWidget(self.center_btn)
         row.addWidget(self.surface_btn)
         lay.addLayout(row)
 
+        self.tabs = QTabWidget()
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["figure", "value", "unit"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(180)
-        lay.addWidget(self.table)
-
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(4.2, 2.4), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
-        lay.addWidget(self.canvas)
+        self.table.setMinimumHeight(140)
+        self.tabs.addTab(self.table, "Figures")
+        hist = QWidget()
+        hl = QVBoxLayout(hist)
+        hl.setContentsMargins(0, 0, 0, 0)
+        hl.addWidget(QLabel("<i>tumor surface</i>: % of the surface area per margin"))
+        self.histogram = QLabel()
+        self.histogram.setAlignment(Qt.AlignCenter)
+        self.histogram.setMinimumSize(120, 90)
+        self.histogram.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
+        self._histogram_pixmap: QPixmap | None = None
+        hl.addWidget(self.histogram, 1)
+        self.tabs.addTab(hist, "Histogram")
+        self.tabs.setMinimumHeight(180)
+        lay.addWidget(self.tabs, 1)
 
         row = QHBoxLayout()
-        self.copy_btn = QPushButton("Copy table")
+        self.copy_btn = QPushButton("Copy")
+        self.copy_btn.setToolTip("copy the figures (tab-separated)")
         self.copy_btn.clicked.connect(self.copy_table)
         row.addWidget(self.copy_btn)
         self.export_btns = {}
@@ -204,225 +284,232 @@ class MarginWidget(QWidget):
             b.clicked.connect(lambda _=False, fmt=fmt: self._export_dialog(fmt))
             row.addWidget(b)
             self.export_btns[fmt] = b
+        for i in range(row.count()):
+            row.itemAt(i).widget().setMinimumWidth(20)
         lay.addLayout(row)
-        for b in (self.copy_btn, *self.export_btns.values()):
-            b.setEnabled(False)
-        lay.addStretch(1)
+        self._set_output_buttons(False)
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        hint.setWidth(min(hint.width(), 260))
+        return hint
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_histogram()
+
+    def _fit_histogram(self) -> None:
+        if self._histogram_pixmap is not None and self.histogram.width() > 10:
+            self.histogram.setPixmap(self._histogram_pixmap.scaled(
+                self.histogram.width(), self.histogram.height(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def _set_output_buttons(self, enabled: bool) -> None:
+        for b in (self.center_btn, self.surface_btn, self.copy_btn, *self.export_btns.values()):
+            b.setEnabled(enabled)
+
+    # ------------------------------------------------------------------ compat
+    @property
+    def result(self) -> core_margin.MarginResult | None:
+        """The model's last margin result (see ``model.analysis_current``)."""
+        return self.model.result
+
+    @property
+    def _worker(self):
+        """The running analysis or view preparation (None when idle)."""
+        return self.session.analysis.worker or self._prep_worker
 
     # ------------------------------------------------------------------ inputs
     def _label_layers(self):
         from napari.layers import Labels
 
-        return [ly for ly in self.viewer.layers if isinstance(ly, Labels) and _layers.role_of(ly) not in
-                ("margin", "ablation_registered")]
+        return [ly for ly in self.viewer.layers if isinstance(ly, Labels) and _layers.role_of(ly) not in OUTPUT_ROLES]
 
     def _refresh_layer_choices(self) -> None:
+        names = [ly.name for ly in self._label_layers()]
         for combo, role in ((self.tumor_combo, "tumor"), (self.ablation_combo, "ablation")):
-            current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            names = [ly.name for ly in self._label_layers()]
             combo.addItems(names)
-            default = _layers.find_layer(self.viewer, role)
-            # keep the user's choice, unless it is the other structure (layers arrive one
-            # by one: the tumor layer is the only choice until the ablation layer exists)
-            cur_role = _layers.role_of(self.viewer.layers[current]) if current in names else None
-            wrong = cur_role in ("tumor", "ablation") and cur_role != role
-            if current in names and not (wrong and default is not None):
-                combo.setCurrentText(current)
-            elif default is not None and default.name in names:
-                combo.setCurrentText(default.name)
+            bound = self.session.labels_layer(role) or _layers.find_layer(self.viewer, role)
+            if bound is not None and bound.name in names:
+                combo.setCurrentText(bound.name)
+            else:
+                combo.setCurrentIndex(-1)
             combo.blockSignals(False)
-        self._watch_inputs()
 
     def _on_layers_changed(self, event=None) -> None:
         layer = getattr(event, "value", None)
-        if layer is not None and _layers.role_of(layer) in ("margin", "ablation_registered", "mtm_point",
-                                                             ROLE_SURFACE, ROLE_ABLATION_SURFACE):
+        if layer is not None and _layers.role_of(layer) in OUTPUT_ROLES:
             return
         self._refresh_layer_choices()
 
-    def _layer(self, combo):
+    def _use_layer(self, combo, role: str) -> None:
         name = combo.currentText()
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
-
-    def _watch_inputs(self) -> None:
-        for combo in (self.tumor_combo, self.ablation_combo):
-            layer = self._layer(combo)
-            if layer is None or id(layer) in self._watched:
-                continue
-            self._watched[id(layer)] = layer
-            for name in ("labels_update", "paint", "data"):
-                ev = getattr(layer.events, name, None)
-                if ev is not None:
-                    ev.connect(self._on_label_edit)
-
-    def _on_label_edit(self, event=None) -> None:
-        src = getattr(event, "source", None)
-        if src is not None and src not in (self._layer(self.tumor_combo), self._layer(self.ablation_combo)):
+        if not name or name not in self.viewer.layers:
             return
-        if self.live.isChecked() and self.result is not None:
-            self._timer.start()
-
-    def _inputs_changed(self) -> None:
-        self._watch_inputs()
-        if self.live.isChecked() and self.result is not None:
-            self._timer.start()
-
-    def _on_session_changed(self, what: str) -> None:
-        if what in ("transform", "case") and self.tx_combo.currentText() == TX_CASE:
-            self._show_tx_label()
-            if self.result is not None and self.live.isChecked():
-                self._timer.start()
-        if what in ("settings", "case"):
-            self._threshold_from_case()
-        if what == "case":
-            self._refresh_layer_choices()
-
-    def _threshold_from_case(self) -> None:
-        case = self.session.case if self.session is not None else None
-        if case is not None:
-            t = case.settings.get("threshold_mm")
-            if t is not None and abs(float(t) - self.threshold.value()) > 1e-9:
-                self.threshold.blockSignals(True)
-                self.threshold.setValue(float(t))
-                self.threshold.blockSignals(False)
-        self._show_tx_label()
-
-    def _on_threshold(self, value: float) -> None:
-        if self.session is not None:
-            try:
-                self.session.update_settings(threshold_mm=float(value))
-            except Exception:  # noqa: BLE001 - the setting is a convenience
-                pass
-        if self.result is not None:
-            self._timer.start()
-
-    def _on_tx_choice(self, *_):
-        if self.tx_combo.currentText() == TX_FILE:
-            path, _ = QFileDialog.getOpenFileName(self, "Registration pre -> post (ITK)", "",
-                                                  "ITK transform (*.tfm *.txt *.h5)")
-            if not path or not self.load_transform_file(path):
-                self.tx_combo.setCurrentText(TX_CASE)
-        self._show_tx_label()
-        if self.result is not None:
-            self._timer.start()
-
-    def load_transform_file(self, path: str) -> bool:
-        """Use a transform file (ITK convention, pre -> post). Returns False (and notifies) if unusable."""
         try:
-            self._file_transform = tfm.read_rigid_transform(path)
+            self.session.use_labels_layer(self.viewer.layers[name], role)
         except AblationError as exc:
             _layers.notify_error(exc)
-            return False
-        self._file_transform_path = str(path)
-        self.tx_combo.setCurrentText(TX_FILE)
-        self._show_tx_label()
-        return True
+        self._refresh_layer_choices()
 
-    def transform(self) -> sitk.Transform | None:
-        choice = self.tx_combo.currentText()
-        if choice == TX_IDENTITY:
-            return None
-        if choice == TX_FILE:
-            return self._file_transform
-        case = self.session.case if self.session is not None else None
-        return case.transform if case is not None else None
+    def set_layers(self, tumor=None, ablation=None) -> None:
+        """Use these layers (layer objects or names) as the tumor / ablation labels."""
+        for combo, role, layer in ((self.tumor_combo, "tumor", tumor), (self.ablation_combo, "ablation", ablation)):
+            if layer is not None:
+                combo.setCurrentText(getattr(layer, "name", layer))
+                self._use_layer(combo, role)
 
-    def _show_tx_label(self) -> None:
-        tx = self.transform()
-        if tx is None:
-            text = "identity: post and pre share one patient space"
-            if self.tx_combo.currentText() == TX_CASE:
-                text = "the case has no registration yet: identity"
-        else:
-            A, b = tfm.matrix_offset(tx)
-            text = f"rotation {tfm.rotation_angle_deg(tx):.1f}°, shift {np.linalg.norm(b):.1f} mm"
-            if self.tx_combo.currentText() == TX_FILE and self._file_transform_path:
-                text = f"{Path(self._file_transform_path).name}: {text}"
-        self.tx_label.setText(text)
+    def _on_threshold(self, value: float) -> None:
+        self.model.set_threshold(float(value))
+
+    def _on_model_threshold(self, value: float) -> None:
+        if abs(float(value) - self.threshold.value()) > 1e-9:
+            self.threshold.blockSignals(True)
+            self.threshold.setValue(float(value))
+            self.threshold.blockSignals(False)
 
     def set_threshold(self, value: float) -> None:
         self.threshold.setValue(float(value))
 
-    def set_layers(self, tumor=None, ablation=None) -> None:
-        """Select the input layers (layer objects or names)."""
-        if tumor is not None:
-            self.tumor_combo.setCurrentText(getattr(tumor, "name", tumor))
-        if ablation is not None:
-            self.ablation_combo.setCurrentText(getattr(ablation, "name", ablation))
-        self._watch_inputs()
+    def _pick_transform_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Registration pre -> post (ITK)", "",
+                                              "ITK transform (*.tfm *.txt *.h5)")
+        if path:
+            self.load_transform_file(path)
 
-    # ------------------------------------------------------------------ analysis
-    def _gather(self):
-        tl, al = self._layer(self.tumor_combo), self._layer(self.ablation_combo)
-        if tl is None:
-            raise AblationError("choose the tumor labels layer (drawn on the pre image)")
-        if al is None:
-            raise AblationError("choose the ablation-zone labels layer (drawn on the post image)")
-        if tl is al:
-            raise AblationError("the tumor and the ablation zone must be two different label layers")
-        case = self.session.case if self.session is not None else None
-        settings = case.settings if case is not None else {}
-        return (_layers.mask_from_layer(tl, settings.get("tumor_label")),
-                _layers.mask_from_layer(al, settings.get("ablation_label")),
-                self.transform(), float(self.threshold.value()))
-
-    def run(self):
-        """Start the analysis in the background (returns the worker, or None on bad input)."""
-        self._timer.stop()
-        if self._worker is not None:
-            self._pending = True  # rerun when the current one ends
-            return self._worker
+    def load_transform_file(self, path: str) -> bool:
+        """Make a transform file (ITK convention, pre -> post) the case's registration (a step
+        of its history, source "file"). Returns False (and notifies) if unusable."""
         try:
-            tumor, ablation, tx, t = self._gather()
+            tx = tfm.read_rigid_transform(path)
+            self.model.set_transform(tx, "file", Path(path).name)
         except AblationError as exc:
             _layers.notify_error(exc)
-            self.status.setText(one_line(exc))
-            return None
-        self.status.setText("computing margins…")
+            return False
+        return True
+
+    def transform(self) -> sitk.Transform | None:
+        return self.model.transform
+
+    def _show_tx_label(self) -> None:
+        text = registration_text(self.model)
+        self.tx_label.setText(text)
+        loud = self.model.transform is None
+        self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
+
+    def _on_case_loaded(self) -> None:
+        self._shown = None
+        self._quiz_lock()
+        self._refresh_layer_choices()
+        self._show_tx_label()
+        self._on_model_threshold(self.model.threshold)
+
+    def _on_session_changed(self, what: str) -> None:
+        if what in ("analysis", "quiz"):
+            self._show_status()
+        if what == "quiz" and not is_quiz_locked(self.model.info) and self.big.text() == "MTM hidden":
+            self.big.setText("MTM = —")  # answered: the trainee may compute the margins now
+
+    def _quiz_lock(self) -> bool:
+        """True while a quiz question is open on the case (Teach widget): then the readout is
+        cleared and nothing is computed or shown until the answer is submitted."""
+        if not is_quiz_locked(self.model.info):
+            return False
+        self.status.setText(QUIZ_LOCK_TEXT)
+        self.big.setText("MTM hidden")
+        self.big.setStyleSheet("")
+        self.where.setText("")
+        self.registration_warning.setVisible(False)
+        for key in coverage.CLASS_KEYS:
+            self.legend_labels[coverage.CLASS_LABELS[key]].setText(coverage.CLASS_NAMES[key])
+        self.table.setRowCount(0)
+        self._histogram_pixmap = None
+        self.histogram.clear()
         self.run_btn.setEnabled(False)
+        self._set_output_buttons(False)
+        return True
 
-        def job():
-            return core_margin.analyze_margin(tumor, ablation, tx, t)
-
-        self._worker = _layers.start_worker(job, on_returned=self._on_result, on_error=self._on_error,
-                                            on_finished=self._on_finished, desc="margin analysis")
+    # ------------------------------------------------------------------ analysis
+    def run(self):
+        """Compute now (and keep the margins current from then on). Returns the worker."""
+        if self._quiz_lock():
+            return None
+        pre = _layers.find_layer(self.viewer, "pre")
+        if pre is not None and not pre.visible:
+            pre.visible = True  # margins are read over the pre anatomy (the user asked for them)
+        self.session.analysis.request(now=True)
+        self._show_status()
         return self._worker
 
-    def _on_error(self, message: str) -> None:
-        _layers.notify_error(message)
-        self.status.setText(message)
+    def _show_status(self) -> None:
+        if self._quiz_lock():
+            return
+        runner = self.session.analysis
+        a = self.model.analysis
+        current = self.model.analysis_current
+        if runner.error and not current:
+            text = runner.error
+        elif runner.running or (runner.live and not current):
+            text = "computing margins…" if a is None else "inputs changed: updating the margins…"
+        elif a is None:
+            text = ""
+        elif current:
+            text = "up to date (current labels, registration and threshold)"
+            if a.result.warnings:
+                text += "; " + "; ".join(f"warning: {w}" for w in a.result.warnings)
+        else:
+            text = "OUT OF DATE: the labels, registration or threshold changed; press Compute margins"
+        self.status.setText(text)
+        self.run_btn.setEnabled(not runner.running)
+        shown_current = a is not None and current and self._shown is a
+        self._set_output_buttons(self._shown is not None)
+        for b in self.export_btns.values():
+            b.setEnabled(shown_current)
+        if a is not None and self._shown is a:
+            color = coverage.verdict_color(a.result.min_margin_mm, a.result.threshold_mm) if current else "#888888"
+            self.big.setStyleSheet(f"color: {color};")
 
-    def _on_finished(self) -> None:
-        self._worker = None
-        self.run_btn.setEnabled(True)
-        if self._pending:
-            self._pending = False
-            self._timer.start()
+    def _on_analysis(self) -> None:
+        if self._quiz_lock():
+            return
+        a = self.model.analysis
+        if a is not None and a is not self._shown and self._prep_worker is None:
+            self._prepare(a)
+        self._show_status()
 
-    def _on_result(self, res: core_margin.MarginResult) -> None:
-        self.result = res
-        try:
-            self._show(res)
-        except Exception as exc:  # noqa: BLE001 - never a traceback in the GUI
-            _layers.notify_error(exc)
+    def _prepare(self, a) -> None:
+        res = a.result
+
+        def done(prep, _a=a):
+            if self.model.analysis is _a:
+                self._show(_a, prep)
+
+        def finished():
+            self._prep_worker = None
+            if self.model.analysis is not None and self.model.analysis is not self._shown:
+                self._prepare(self.model.analysis)
+            self._show_status()
+
+        self._prep_worker = _layers.start_worker(lambda: _prepare_outputs(res), on_returned=done,
+                                                 on_finished=finished)
 
     # ------------------------------------------------------------------ outputs
-    def _show(self, res: core_margin.MarginResult) -> None:
-        color = "#d62728" if res.min_margin_mm < 0 else "#b8860b" if res.min_margin_mm < res.threshold_mm else "#2ca02c"
+    def _show(self, a, prep: dict) -> None:
+        res = a.result
+        self._shown = a
         self.big.setText(res.margin_text())
-        self.big.setStyleSheet(f"color: {color};")
+        self.registration_warning.setText(NO_REGISTRATION if a.identity else "")
+        self.registration_warning.setVisible(a.identity)
         self.where.setText(
             f"rounded {res.min_margin_mm_rounded:d} mm, at the {res.min_margin_octant} side; complete coverage: "
             f"{'yes' if res.complete_coverage else 'NO'}"
         )
         f = res.volume_fraction
-        names = {1: f"margin \u2265 {res.threshold_mm:g} mm", 2: f"covered, margin < {res.threshold_mm:g} mm",
-                 3: "not covered"}
-        for k, key in ((1, "covered_with_margin"), (2, "insufficient_margin"), (3, "uncovered")):
-            self.legend_labels[k].setText(f"{names[k]}: {100 * f[key]:.1f} % ({res.volume_ml[key]:.2f} ml)")
-        self.status.setText("; ".join(f"warning: {w}" for w in res.warnings) or "up to date")
+        for key in coverage.CLASS_KEYS:
+            k = coverage.CLASS_LABELS[key]
+            self.legend_labels[k].setText(f"{coverage.class_title(key, res.threshold_mm)}: {100 * f[key]:.1f} % "
+                                          f"({res.volume_ml[key]:.2f} ml)")
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
         rows = res.rows()
@@ -434,61 +521,76 @@ class MarginWidget(QWidget):
                 if j == 1:
                     item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
                 self.table.setItem(i, j, item)
-        self.figure.clear()
-        report.plot_histogram(res, ax=self.figure.add_subplot(1, 1, 1), fig=self.figure)
-        self.canvas.draw_idle()
-        self._update_layers(res)
-        for b in (self.center_btn, self.surface_btn, self.copy_btn, *self.export_btns.values()):
-            b.setEnabled(True)
-        if any(_layers.role_of(ly) == ROLE_SURFACE for ly in self.viewer.layers):
-            self.show_3d()
+        pm = QPixmap()
+        pm.loadFromData(prep["histogram_png"], "PNG")
+        self._histogram_pixmap = pm
+        self._fit_histogram()
+        self._update_layers(res, prep)
+        self._show_tx_label()
+        self._show_status()
+        self._flush_pending_exports()
 
-    def _update_layers(self, res: core_margin.MarginResult) -> None:
+    def _update_layers(self, res: core_margin.MarginResult, prep: dict) -> None:
         v = self.viewer
-        tl = self._layer(self.tumor_combo)
-        first = _layers.find_layer(v, "margin") is None
-        if first:
-            # the margin is read in pre space: one overlay (no side-by-side grid), the post
-            # layers hidden (the registered ablation outline stands in for them; the
-            # registration QA overlay would wash out the colours)
-            _layers.grid(v).enabled = False
-            al = self._layer(self.ablation_combo)
-            for layer in (al, _layers.find_layer(v, "post"), _layers.find_layer(v, "post_registered")):
-                if layer is not None:
-                    layer.visible = False
-        meta = {"threshold_mm": res.threshold_mm}
-        lab = _layers.add_or_update_labels(v, res.margin_labels_image(), "margin", colormap=_layers.margin_colormap(),
-                                           opacity=0.6, metadata={_layers.META: meta})
-        lab.colormap = _layers.margin_colormap()
-        # the ablation zone brought into pre space, as an outline on a box around the tumor
-        outline = res.ablation_on_pre_image()
-        ol = _layers.add_or_update_labels(v, outline, "ablation_registered", color=_layers.ABLATION_COLOR)
-        ol.contour = 1
-        ol.opacity = 0.9
-        # the minimal margin point
-        # on the margin layer's (pre) grid, so that napari keeps stepping slice by slice
-        world = geometry.lps_to_world(res.min_margin_point_lps)
-        scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
-        data = (np.asarray(world) - translate) / scale
-        pts = _layers.find_layer(v, "mtm_point")
-        if pts is None:
-            pts = v.add_points(
-                [data], name=_layers.ROLES["mtm_point"], size=4, face_color="white", border_color="black",
-                symbol="cross", metadata={_layers.META: {"role": "mtm_point"}}, units="mm",
-                axis_labels=geometry.AXIS_LABELS, scale=scale, translate=translate,
-            )
-        else:
-            pts.scale, pts.translate = scale, translate
-            pts.data = np.asarray([data])
-        pts.features = {"margin_mm": [round(res.min_margin_mm, 2)]}
-        pts.text = {"string": "MTM {margin_mm} mm", "color": "white", "anchor": "upper_left", "size": 10}
-        # keep the picture readable: margin over tumor, outline and point on top
-        for layer in (lab, ol, pts):
-            i = v.layers.index(layer)
-            if i != len(v.layers) - 1:
-                v.layers.move(i, len(v.layers))
-        if tl is not None and tl.visible:
-            tl.opacity = min(tl.opacity, 0.3)
+        with _layers.keep_selection(v):
+            first = _layers.find_layer(v, "margin") is None
+            if first:
+                # the margin is read in pre space: one overlay (no side-by-side grid), over the
+                # pre anatomy; post and its registered copy hidden (the outline stands in for
+                # the ablation zone; the raw ablation labels follow post)
+                _layers.grid(v).enabled = False
+                for role in ("post", "post_registered"):
+                    layer = _layers.find_layer(v, role)
+                    if layer is not None:
+                        layer.visible = False
+                pre = _layers.find_layer(v, "pre")
+                if pre is not None:
+                    pre.visible = True
+            ref = res.pre_reference
+            lab = _layers.find_layer(v, "margin")
+            if lab is not None and lab.data.shape == prep["margin"].shape:
+                lab.data = prep["margin"]
+                lab.scale, lab.translate = geometry.layer_geometry(ref)["scale"], geometry.layer_geometry(ref)["translate"]
+            else:
+                if lab is not None:
+                    v.layers.remove(lab)
+                kw = _layers.labels_layer_kwargs(ref, _layers.ROLES["margin"], "margin", opacity=0.6,
+                                                 metadata={_layers.META: {}})
+                kw["colormap"] = _layers.margin_colormap()
+                lab = v.add_labels(prep["margin"], **kw)
+            lab.metadata = {**lab.metadata, _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm}}
+            # the ablation zone brought into pre space, as an outline on a box around the tumor
+            ol = _layers.add_or_update_labels(v, prep["outline"], "ablation_registered", color=_layers.ABLATION_COLOR)
+            if first:
+                ol.contour = 1
+                ol.opacity = 0.9
+            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice by slice)
+            world = geometry.lps_to_world(res.min_margin_point_lps)
+            scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
+            data = (np.asarray(world) - translate) / scale
+            pts = _layers.find_layer(v, "mtm_point")
+            if pts is None:
+                pts = v.add_points(
+                    [data], name=_layers.ROLES["mtm_point"], size=4, face_color="white", border_color="black",
+                    symbol="cross", metadata={_layers.META: {"role": "mtm_point"}}, units="mm",
+                    axis_labels=geometry.AXIS_LABELS, scale=scale, translate=translate,
+                )
+            else:
+                pts.scale, pts.translate = scale, translate
+                pts.data = np.asarray([data])
+            pts.features = {"margin_mm": [round(res.min_margin_mm, 2)]}
+            pts.text = {"string": "MTM {margin_mm} mm", "color": "white", "anchor": "upper_left", "size": 10}
+            if first:
+                # our own new layers on top: margin over tumor, outline and point above
+                for layer in (lab, ol, pts):
+                    i = v.layers.index(layer)
+                    if i != len(v.layers) - 1:
+                        v.layers.move(i, len(v.layers))
+                tl = self.session.labels_layer("tumor")
+                if tl is not None and tl.visible:
+                    tl.opacity = min(tl.opacity, 0.3)
+            if any(_layers.role_of(ly) == ROLE_SURFACE for ly in v.layers):
+                self._update_surfaces(res)  # the surfaces follow; the 2D/3D choice stays the user's
         if first and v.dims.ndisplay == 2:
             # frame the tumor (about 3 diameters across) on the slice of the minimal margin
             v.reset_view()
@@ -510,11 +612,7 @@ class MarginWidget(QWidget):
         v.dims.point = tuple(pt)
         _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
 
-    def show_3d(self) -> None:
-        """Tumor surface coloured by margin (threshold marked) beside the ablation surface, in 3D."""
-        res = self.result
-        if res is None:
-            return
+    def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         cmap, limits = margin_surface_colormap(res.threshold_mm)
         ts = res.tumor_surface
         data = (geometry.lps_to_world(ts.verts), ts.faces, np.asarray(res.surface_margin_mm, dtype=np.float32))
@@ -533,17 +631,32 @@ class MarginWidget(QWidget):
         if al is None:
             from napari.utils.colormaps import Colormap
 
-            cyan = Colormap(colors=[[0, 0.78, 1, 1], [0, 0.78, 1, 1]], name="ablation_cyan")
-            al = self.viewer.add_surface(adata, name="ablation surface (pre space)", colormap=cyan, opacity=0.15,
-                                         blending="translucent_no_depth",
-                                         metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}}, units="mm",
-                                         axis_labels=geometry.AXIS_LABELS)
+            rgb = list(coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["ablation"]))
+            cyan = Colormap(colors=[[*rgb, 1], [*rgb, 1]], name="ablation_cyan")
+            self.viewer.add_surface(adata, name="ablation surface (pre space)", colormap=cyan, opacity=0.15,
+                                    blending="translucent_no_depth",
+                                    metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}}, units="mm",
+                                    axis_labels=geometry.AXIS_LABELS)
         else:
             al.data = adata
+
+    def show_3d(self) -> None:
+        """The user's request: tumor surface coloured by margin (threshold marked) beside the
+        ablation surface, in 3D. The voxel outline of the ablation zone is hidden in 3D (it
+        would cover the surfaces as a solid block)."""
+        res = self.result
+        if res is None:
+            return
+        with _layers.keep_selection(self.viewer):
+            self._update_surfaces(res)
+        ol = _layers.find_layer(self.viewer, "ablation_registered")
+        if ol is not None:
+            ol.visible = False
         first_3d = self.viewer.dims.ndisplay != 3
         self.viewer.dims.ndisplay = 3
         if first_3d:
             # look at the tumor, the whole ablation zone in view
+            a = res.ablation_surface
             self.viewer.reset_view()
             lo, hi = (np.asarray(e) for e in self.viewer.layers.extent.world)
             scene = float(np.max(hi - lo))
@@ -561,85 +674,101 @@ class MarginWidget(QWidget):
             _layers.notify_info("margin figures copied (tab-separated)")
 
     def _report_kwargs(self) -> dict:
-        case = self.session.case if self.session is not None else None
-        info, qa, pre = {}, {}, None
-        if case is not None:
-            for k in ("name", "title", "modality", "description"):
-                if case.info.get(k):
-                    info[k] = case.info[k]
-            if self.session.folder:
-                info["case folder"] = str(self.session.folder)
-            qa = dict(case.qa or {})
-            pre = case.pre
-        else:
-            pl = _layers.find_layer(self.viewer, "pre")
-            if pl is not None:
-                try:
-                    pre = _layers.image_from_layer(pl)
-                except AblationError:
-                    pre = None
-        tl, al = self._layer(self.tumor_combo), self._layer(self.ablation_combo)
+        m = self.model
+        info = {k: m.info[k] for k in ("name", "title", "modality", "description") if m.info.get(k)}
+        if m.folder:
+            info["case folder"] = str(m.folder)
+        tl, al = self.session.labels_layer("tumor"), self.session.labels_layer("ablation")
         info["tumor layer"] = tl.name if tl is not None else ""
         info["ablation layer"] = al.name if al is not None else ""
-        tx = self.transform()
-        note = self.tx_label.text() if tx is not None else "identity (no registration)"
-        return dict(info=info, qa=qa, pre=pre, transform_note=note)
+        qa = m.qa
+        if not m.qa_reviewed:
+            info["warning"] = "registration QA not reviewed: check the registration before relying on the margins"
+        return dict(info=info, qa=qa, pre=m.pre, transform_note=registration_text(m, m.result))
 
-    def export(self, path: str | Path, screenshot: bool = True) -> Path:
-        """Write the figures/report; the format follows the suffix (.json .csv .html .pdf)."""
-        if self.result is None:
+    def _export_job(self, path: str | Path):
+        """A function writing the current figures to ``path`` (any thread); raises on bad input."""
+        a = self.model.analysis
+        if a is None:
             raise AblationError("compute the margins first")
+        if not self.model.analysis_current:
+            raise AblationError("the margins are being updated after a change: export when they are current")
         p = Path(path)
         suf = p.suffix.lower()
-        res = self.result
-        if suf == ".json":
-            kw = self._report_kwargs()
-            extra = {"case": kw["info"], "registration_qa": kw["qa"], "registration": kw["transform_note"]}
-            return report.write_json(p, res, extra)
-        if suf == ".csv":
-            return report.write_csv(p, res)
-        if suf in (".html", ".htm", ".pdf"):
-            kw = self._report_kwargs()
-            if screenshot:
-                kw["screenshot_png"] = self._screenshot_3d()
-            return report.write_report(p, res, **kw)
-        raise AblationError(f"cannot export to '{p.name}': use .json, .csv, .html or .pdf")
+        if suf not in (".json", ".csv", ".html", ".htm", ".pdf"):
+            raise AblationError(f"cannot export to '{p.name}': use .json, .csv, .html or .pdf")
+        if not self.model.qa_reviewed and suf != ".csv":
+            _layers.notify_warning("registration QA is 'not reviewed': the export says so; review it in 3. Register")
+        res, kw = a.result, self._report_kwargs()
 
-    def _screenshot_3d(self) -> bytes | None:
-        """A 3D picture of the surfaces (the viewer's canvas), restored to the previous view."""
-        try:
-            import io as _io
+        def job():
+            if suf == ".json":
+                extra = {"case": kw["info"], "registration_qa": kw["qa"], "registration": kw["transform_note"]}
+                return report.write_json(p, res, extra)
+            if suf == ".csv":
+                return report.write_csv(p, res)
+            return report.write_report(p, res, **kw)  # the report draws its own 3D surface
 
-            from matplotlib import image as mpimg
+        return job
 
-            prev = self.viewer.dims.ndisplay
-            had = _layers.find_layer(self.viewer, ROLE_SURFACE) is not None
-            self.show_3d()
-            arr = self.viewer.screenshot(canvas_only=True, flash=False)
-            if not had:
-                for role in (ROLE_SURFACE, ROLE_ABLATION_SURFACE):
-                    ly = _layers.find_layer(self.viewer, role)
-                    if ly is not None:
-                        self.viewer.layers.remove(ly)
-            self.viewer.dims.ndisplay = prev
-            buf = _io.BytesIO()
-            mpimg.imsave(buf, np.asarray(arr), format="png")
-            return buf.getvalue()
-        except Exception:  # noqa: BLE001 - the report is complete without the 3D picture
+    def export(self, path: str | Path, screenshot: bool = False) -> Path:
+        """Write the current figures now; the format follows the suffix (.json .csv .html .pdf).
+
+        ``screenshot`` is accepted for compatibility; the report always draws the 3D surface
+        itself (headless), so nothing is rendered on the GUI thread.
+        """
+        return self._export_job(path)()
+
+    def export_async(self, path: str | Path):
+        """Write the figures off the GUI thread once they are current. Returns the worker, or
+        None when the export waits for the analysis to catch up."""
+        a = self.model.analysis
+        if a is not None and (not self.model.analysis_current or self._shown is not a):
+            self._pending_exports.append(Path(path))
+            if not self.session.analysis.running:
+                self.session.analysis.request(now=True)
             return None
+        try:
+            job = self._export_job(path)
+        except AblationError as exc:
+            _layers.notify_error(exc)
+            return None
+
+        def done(out):
+            self.last_export = Path(out)
+            _layers.notify_info(f"written {out}")
+
+        def finished(_w=None):
+            self._export_workers = [w for w in self._export_workers if w is not _w[0]]
+
+        holder: list = [None]
+        worker = _layers.start_worker(job, on_returned=done, on_finished=lambda: finished(holder), desc="export")
+        holder[0] = worker
+        self._export_workers.append(worker)
+        return worker
+
+    @property
+    def exporting(self) -> bool:
+        return bool(self._export_workers) or bool(self._pending_exports)
+
+    def _flush_pending_exports(self) -> None:
+        if not self._pending_exports or not self.model.analysis_current:
+            return
+        pending, self._pending_exports = self._pending_exports, []
+        for p in pending:
+            self.export_async(p)
 
     def _export_dialog(self, fmt: str) -> None:
         suffix = {"JSON": ".json", "CSV": ".csv", "HTML": ".html", "PDF": ".pdf"}[fmt]
         name = "margin" + suffix
-        if self.session is not None and self.session.folder:
-            name = str(Path(self.session.folder) / name)
+        if self.model.folder:
+            name = str(Path(self.model.folder) / name)
         path, _ = QFileDialog.getSaveFileName(self, f"Export margins as {fmt}", name, f"{fmt} (*{suffix})")
         if not path:
             return
         if not path.lower().endswith(suffix):
             path += suffix
         try:
-            self.export(path)
-            _layers.notify_info(f"written {path}")
+            self.export_async(path)
         except (AblationError, OSError) as exc:
-            _layers.notify_error(exc)
+            _layers.notify_error(one_line(exc))

@@ -165,7 +165,7 @@ class RegisterWidget(QWidget):
         self.qa = QAPanel(self)
         self.tabs.addTab(self.qa, "QA")
         if self.session is not None:
-            self.session.changed.connect(self._on_session_changed)
+            _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
             if self.session.case.transform is not None:
                 self.base = tfm.as_euler(self.session.case.transform)
             if _layers.find_layer(self.viewer, "landmarks_pre") is None:

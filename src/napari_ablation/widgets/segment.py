@@ -95,7 +95,6 @@ class SegmentWidget(QWidget):
         self._watched: set[int] = set()
         self._seed_cb = None
         self._setting_brush = False
-        self._last_point = None
         self._state = {"alive": True}
         state = self._state
         self.destroyed.connect(lambda *_a, _s=state: _s.update(alive=False))
@@ -259,9 +258,8 @@ class SegmentWidget(QWidget):
         self.viewer.dims.events.ndisplay.connect(self._dims_changed)
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
+        _layers.connect_while_alive(self.session.model.labels_changed, self, self._labels_edited)
         self.viewer.bind_key(INTERPOLATE_KEY, self._interpolate_key, overwrite=True)
-        d = self.viewer.dims
-        self._last_point = (tuple(d.point), tuple(d.order), d.ndisplay)
         self._layers_changed()
         self._dims_changed()
 
@@ -352,13 +350,10 @@ class SegmentWidget(QWidget):
         return out
 
     def _watch(self, layer) -> None:
+        """Follow napari's own brush slider (label edits arrive through the case model)."""
         if id(layer) in self._watched:
             return
         self._watched.add(id(layer))
-        for name in ("paint", "set_data", "data"):
-            ev = getattr(layer.events, name, None)
-            if ev is not None:
-                ev.connect(self._labels_edited)
         layer.events.brush_size.connect(self._brush_changed_in_napari)
 
     def _brush_changed_in_napari(self, event=None) -> None:
@@ -375,22 +370,14 @@ class SegmentWidget(QWidget):
             self.brush_mm.blockSignals(False)
             self.brush_info.setText(f"= {layer.brush_size} px at {self._min_displayed_scale(layer):.2f} mm")
 
-    def _labels_edited(self, event=None) -> None:
+    def _labels_edited(self, role: str, _source: str = "") -> None:
+        """The case model's labels changed (brush, undo, redo, bulk edit, load)."""
         if not self.alive():
             return
-        if getattr(event, "type", "") == "set_data":
-            # napari also emits set_data when the user scrolls through slices: only a
-            # set_data at an unchanged slice position is an edit (undo / redo)
-            point = (tuple(self.viewer.dims.point), tuple(self.viewer.dims.order), self.viewer.dims.ndisplay)
-            moved = point != self._last_point
-            self._last_point = point
-            if moved:
-                return
-        layer = getattr(event, "source", None)
-        if layer is None or _layers.role_of(layer) == self.role:
+        if role == self.role:
             self.schedule_readout()
         p = self._preview
-        if p is not None and layer is p["target"] and self.live_preview.isChecked():
+        if p is not None and _layers.role_of(p["target"]) == role and self.live_preview.isChecked():
             self._live_timer.start()  # the user is still drawing: refresh the preview soon
 
     def _live_refresh(self) -> None:
@@ -410,16 +397,29 @@ class SegmentWidget(QWidget):
                 self._watch(layer)
         names = [ly.name for ly in self.viewer.layers if ly.__class__.__name__ == "Labels"
                  and _layers.role_of(ly) not in (PREVIEW_ROLE, DISAGREEMENT_ROLE)]
-        for combo, default in ((self.cmp_a, 0), (self.cmp_b, 1)):
+        tumor = self.labels_layer("tumor")
+        for combo in (self.cmp_a, self.cmp_b):
             cur = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             if cur in names:
                 combo.setCurrentText(cur)
+            elif combo is self.cmp_a and tumor is not None and tumor.name in names:
+                combo.setCurrentText(tumor.name)  # A: the tumor
             elif names:
-                combo.setCurrentIndex(min(default, len(names) - 1))
+                combo.setCurrentIndex(0)
             combo.blockSignals(False)
+        a = self.cmp_a.currentText()
+        if self.cmp_b.currentText() == a:
+            # B: another segmentation, one on the same grid as A first (a second reader)
+            shape = np.asarray(self.viewer.layers[a].data).shape if a in self.viewer.layers else None
+            others = [n for n in names if n != a]
+            same = [n for n in others if np.asarray(self.viewer.layers[n].data).shape == shape]
+            if same or others:
+                self.cmp_b.blockSignals(True)
+                self.cmp_b.setCurrentText((same or others)[0])
+                self.cmp_b.blockSignals(False)
         if self._preview is not None and self._preview["layer"] not in self.viewer.layers:
             self._preview = None
             self._set_preview_buttons(False)

@@ -1,0 +1,99 @@
+"""Coverage classes of the margin analysis: keys, label values, colours and names, once.
+
+Every place that shows or writes a coverage class (the margin Labels layer, the margin
+widget's legend, the report's legend and verdict colour, the CSV/JSON keys) imports them
+from here (DESIGN.md section 4: ``green`` m >= t, ``yellow`` 0 <= m < t, ``red`` m < 0).
+"""
+
+from __future__ import annotations
+
+#: JSON / CSV keys of the three classes, in display order
+CLASS_KEYS = ("covered_with_margin", "insufficient_margin", "uncovered")
+#: label value of each class in the margin Labels layer (0 = not tumor)
+CLASS_LABELS = {"covered_with_margin": 1, "insufficient_margin": 2, "uncovered": 3}
+#: short colour name of each class (the quiz key's ``coverage_class`` values)
+CLASS_COLOR_NAMES = {
+    "covered_with_margin": "green",
+    "insufficient_margin": "yellow",
+    "uncovered": "red",
+}
+#: RGB hex of each class (fills: Labels layer, legends, report)
+CLASS_COLORS = {
+    "covered_with_margin": "#2ca02c",
+    "insufficient_margin": "#ffd700",
+    "uncovered": "#d62728",
+}
+#: text colour of a verdict in this class (yellow fill is unreadable as text on white)
+CLASS_TEXT_COLORS = {
+    "covered_with_margin": "#2ca02c",
+    "insufficient_margin": "#b8860b",
+    "uncovered": "#d62728",
+}
+#: plain names, without a threshold
+CLASS_NAMES = {
+    "covered_with_margin": "covered with margin",
+    "insufficient_margin": "insufficient margin",
+    "uncovered": "not covered",
+}
+
+#: colours of the two structures (tumor drawn on pre, ablation zone drawn on post)
+STRUCTURE_COLORS = {"tumor": "#ff8c00", "ablation": "#00c8ff"}  # orange, cyan
+
+#: label value -> colour / name (for a Labels colormap and its legend)
+LABEL_COLORS = {CLASS_LABELS[k]: CLASS_COLORS[k] for k in CLASS_KEYS}
+LABEL_NAMES = {CLASS_LABELS[k]: CLASS_NAMES[k] for k in CLASS_KEYS}
+
+
+def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
+    """The coverage class key of one margin value.
+
+    Parameters
+    ----------
+    margin_mm : float
+        Signed margin (mm), positive inside the ablation zone.
+    threshold_mm : float
+        The margin required (mm).
+
+    Returns
+    -------
+    str
+        One of :data:`CLASS_KEYS`.
+    """
+    if margin_mm < 0.0:
+        return "uncovered"
+    if margin_mm < threshold_mm:
+        return "insufficient_margin"
+    return "covered_with_margin"
+
+
+def class_title(key: str, threshold_mm: float) -> str:
+    """The name of a class for a threshold, e.g. ``"with margin >= 5 mm"``.
+
+    Parameters
+    ----------
+    key : str
+        One of :data:`CLASS_KEYS`.
+    threshold_mm : float
+        The threshold (mm) the class is defined with.
+
+    Returns
+    -------
+    str
+        A short title (ASCII ``>=``).
+    """
+    if key == "covered_with_margin":
+        return f"with margin >= {threshold_mm:g} mm"
+    if key == "insufficient_margin":
+        return f"covered, margin < {threshold_mm:g} mm"
+    return "not covered"
+
+
+def hex_to_rgb(color: str) -> tuple[float, float, float]:
+    """``"#rrggbb"`` -> (r, g, b) in 0..1 (for matplotlib)."""
+    c = color.lstrip("#")
+    return tuple(int(c[i : i + 2], 16) / 255.0 for i in (0, 2, 4))
+
+
+def verdict_color(margin_mm: float, threshold_mm: float) -> str:
+    """Text colour (hex) that shows an MTM's class: red, dark yellow or green."""
+    return CLASS_TEXT_COLORS[class_of_margin(margin_mm, threshold_mm)]

@@ -1,0 +1,759 @@
+"""The case model: one headless, evented source of truth behind every widget.
+
+Where it lives and why: ``napari_ablation/model.py``, beside ``core/`` (not in it),
+because it needs an event library (:mod:`psygnal`) while ``core/`` keeps to numpy /
+SimpleITK / scipy. It imports neither Qt nor napari, so it runs, and is tested, headless.
+
+Shape (as napari keeps layers as models and Qt as views, and napari-animation keeps an
+``Animation`` model under its widgets):
+
+* :class:`CaseModel` holds the state of one case: the images (``pre``, ``post``), the
+  ``tumor`` / ``ablation`` labels (numpy ``(z, y, x)`` uint8 arrays on the grid of their
+  image), the registration with its history (undo / redo / reset, and the source of each
+  step), the landmarks, the threshold and other settings, the QA verdict, the margin
+  analysis with the input versions it was computed from, and the save state of every item.
+* Every item has a **version** that changes on every change (a brush stroke, an undo or
+  redo, a bulk edit, a load, a new transform, ...): ``model.version("tumor")``. Versions
+  come from one counter, so a version is never reused, not even across loads.
+* Every change emits an event (psygnal signals, listed on the class) and the generic
+  ``changed(item)``. Views subscribe to events and forward user actions to the methods.
+* The analysis is *current* when the versions it was computed from equal the versions
+  of its inputs now (:attr:`CaseModel.analysis_current`); the save state of an item is
+  *saved* when the version written to the case folder equals its version now
+  (:meth:`CaseModel.is_saved`), so "all changes saved" is only said when the files on
+  disk hold what the model holds.
+* Long work is split into a snapshot taken on the caller's thread
+  (:meth:`CaseModel.analysis_request`, :meth:`CaseModel.save_request`), a pure function
+  that may run on any thread (:func:`run_analysis`, :meth:`CaseModel.write`) and a
+  commit back on the caller's thread (:meth:`CaseModel.set_analysis`,
+  :meth:`CaseModel.mark_saved`). Synchronous shortcuts: :meth:`CaseModel.compute_analysis`,
+  :meth:`CaseModel.save`.
+
+Label arrays may be shared with a view (the napari binding hands the layer's own array
+to :meth:`CaseModel.set_labels` with ``copy=False``); an edit made in place on such an
+array must be reported with :meth:`CaseModel.labels_edited`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from psygnal import Signal
+
+from .core import geometry
+from .core import margin as core_margin
+from .core import transform as tfm
+from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, TRANSFORM_FILE, Case
+from .core.errors import AblationError
+
+#: image roles
+IMAGE_ROLES = ("pre", "post")
+#: every item that has a version and a save state
+ITEMS = ("pre", "post", "tumor", "ablation", "transform", "landmarks", "settings", "qa")
+#: where a transform step came from
+TRANSFORM_SOURCES = ("automatic", "manual", "landmarks", "file", "reset", "case")
+#: sources of a label change (free text is allowed; these are the ones the plugin uses)
+LABEL_SOURCES = ("load", "brush", "undo", "redo", "bulk", "layer")
+#: the items the margin analysis depends on
+ANALYSIS_INPUTS = ("tumor", "ablation", "transform", "settings")
+
+
+@dataclass(frozen=True)
+class TransformStep:
+    """One step of the registration history."""
+
+    #: pre -> post, ITK convention; None is the identity (no registration)
+    transform: sitk.Euler3DTransform | None
+    #: one of :data:`TRANSFORM_SOURCES`
+    source: str
+    #: free text (e.g. the file name, the metric value)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What the margin analysis needs, copied from the model at one moment."""
+
+    tumor: sitk.Image
+    ablation: sitk.Image
+    transform: sitk.Transform | None
+    threshold_mm: float
+    tumor_label: int | None
+    ablation_label: int | None
+    #: the versions of :data:`ANALYSIS_INPUTS` the copy was taken at
+    inputs: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A margin result with the input versions it was computed from."""
+
+    result: core_margin.MarginResult
+    inputs: dict[str, int]
+    #: True when the registration was the identity (nothing registered)
+    identity: bool = False
+
+
+@dataclass
+class SaveRequest:
+    """A copy of the model to write into ``folder`` (see :meth:`CaseModel.write`)."""
+
+    case: Case
+    folder: Path
+    #: item -> version of the copy
+    versions: dict[str, int]
+    #: image/label roles to rewrite (None: all)
+    only: tuple[str, ...] | None = None
+
+
+def run_analysis(request: AnalysisRequest) -> Analysis:
+    """Run the margin analysis of a request (any thread).
+
+    Parameters
+    ----------
+    request : AnalysisRequest
+        From :meth:`CaseModel.analysis_request`.
+
+    Returns
+    -------
+    Analysis
+        The result with the input versions of the request.
+
+    Raises
+    ------
+    AblationError
+        When the masks are empty, the transform is not rigid, ...
+    """
+    res = core_margin.analyze_margin(
+        request.tumor,
+        request.ablation,
+        request.transform,
+        request.threshold_mm,
+        tumor_label=request.tumor_label,
+        ablation_label=request.ablation_label,
+    )
+    return Analysis(result=res, inputs=dict(request.inputs), identity=request.transform is None)
+
+
+class CaseModel:
+    """The state of one case, with events (see the module docstring)."""
+
+    #: the whole case was replaced (a load, a sample, a new case)
+    case_loaded = Signal()
+    #: an image changed: role
+    image_changed = Signal(str)
+    #: labels changed: role, source (see :data:`LABEL_SOURCES`)
+    labels_changed = Signal(str, str)
+    #: the registration changed: the new step's source
+    transform_changed = Signal(str)
+    landmarks_changed = Signal()
+    #: the threshold changed: new value (mm)
+    threshold_changed = Signal(float)
+    #: a setting changed (the threshold too): the setting's name
+    settings_changed = Signal(str)
+    qa_changed = Signal()
+    #: a new analysis was stored, or the stored one stopped (or started) being current
+    analysis_changed = Signal()
+    #: the save state of some item changed (written, edited, failed)
+    save_state_changed = Signal()
+    #: the case folder changed
+    folder_changed = Signal()
+    #: any of the above: the item ("case", one of :data:`ITEMS`, "analysis", "saved", "folder")
+    changed = Signal(str)
+
+    def __init__(self) -> None:
+        self._clock = itertools.count(1)
+        self._images: dict[str, sitk.Image | None] = {r: None for r in IMAGE_ROLES}
+        self._labels: dict[str, np.ndarray | None] = {r: None for r in LABEL_ROLES}
+        self._label_grid: dict[str, sitk.Image | None] = {r: None for r in LABEL_ROLES}
+        self._history: list[TransformStep] = [TransformStep(None, "case")]
+        self._index = 0
+        self._landmarks: dict[str, list[dict[str, Any]]] = {"pre": [], "post": []}
+        self._settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
+        self._qa: dict[str, Any] = {"verdict": "not reviewed", "comment": ""}
+        self.info: dict[str, Any] = {}
+        self._folder: Path | None = None
+        self._versions: dict[str, int] = {k: next(self._clock) for k in ITEMS}
+        self._saved: dict[str, int] = {k: 0 for k in ITEMS}
+        self._analysis: Analysis | None = None
+        self._was_current = False
+        self.save_error: str | None = None
+        self._write_lock = threading.Lock()
+        self._written: dict[str, int] = {k: 0 for k in ITEMS}
+
+    # ================================================================ versions, save state
+    def version(self, item: str) -> int:
+        """The version of ``item`` (one of :data:`ITEMS`); changes on every change."""
+        return self._versions[item]
+
+    def versions(self) -> dict[str, int]:
+        return dict(self._versions)
+
+    def saved_version(self, item: str) -> int:
+        """The version of ``item`` last written to the case folder (0: never)."""
+        return self._saved[item]
+
+    def is_saved(self, item: str) -> bool:
+        return self._saved[item] == self._versions[item]
+
+    def unsaved_items(self) -> tuple[str, ...]:
+        """Items whose current version is not in the case folder."""
+        return tuple(k for k in ITEMS if not self.is_saved(k) and self._has(k))
+
+    @property
+    def all_saved(self) -> bool:
+        """True when the case folder holds every item as the model holds it now."""
+        return self._folder is not None and not self.unsaved_items()
+
+    def _has(self, item: str) -> bool:
+        if item in IMAGE_ROLES:
+            return self._images[item] is not None
+        if item in LABEL_ROLES:
+            return self._labels[item] is not None
+        return True
+
+    def _bump(self, *items: str) -> None:
+        for it in items:
+            self._versions[it] = next(self._clock)
+        self.save_state_changed.emit()
+        self._check_analysis()
+
+    def _check_analysis(self) -> None:
+        cur = self.analysis_current
+        if cur != self._was_current:
+            self._was_current = cur
+            self.analysis_changed.emit()
+            self.changed.emit("analysis")
+
+    # ================================================================ folder and whole case
+    @property
+    def folder(self) -> Path | None:
+        """The case folder (None until the case is saved or opened from a folder)."""
+        return self._folder
+
+    @folder.setter
+    def folder(self, value: str | os.PathLike | None) -> None:
+        new = Path(value) if value is not None else None
+        if new == self._folder:
+            return
+        self._folder = new
+        self._saved = {k: 0 for k in ITEMS}  # nothing is in the new folder yet
+        self._written = {k: 0 for k in ITEMS}
+        self.folder_changed.emit()
+        self.save_state_changed.emit()
+        self.changed.emit("folder")
+
+    def load_case(
+        self, case: Case, folder: str | os.PathLike | None = None, *, saved: bool = False
+    ) -> None:
+        """Replace the whole state by ``case``.
+
+        Parameters
+        ----------
+        case : Case
+            The case (its images are shared, its labels copied into arrays).
+        folder : path-like, optional
+            Its case folder.
+        saved : bool
+            True when ``folder`` holds exactly ``case`` (it was just read from there).
+        """
+        case.check_labels()
+        self._images = {r: getattr(case, r) for r in IMAGE_ROLES}
+        for role in LABEL_ROLES:
+            lab = getattr(case, role)
+            grid = self._images[GRID_OF[role]]
+            if lab is None:
+                self._labels[role], self._label_grid[role] = None, grid
+            else:
+                self._labels[role] = np.array(sitk.GetArrayViewFromImage(lab), dtype=np.uint8)
+                self._label_grid[role] = grid if grid is not None else lab
+        self._history = [
+            TransformStep(None if case.transform is None else tfm.as_euler(case.transform), "case")
+        ]
+        self._index = 0
+        self._landmarks = copy.deepcopy(case.landmarks) or {"pre": [], "post": []}
+        self._settings = {**DEFAULT_SETTINGS, **(case.settings or {})}
+        self._qa = dict(case.qa or {"verdict": "not reviewed", "comment": ""})
+        self.info = copy.deepcopy(case.info)
+        self._folder = Path(folder) if folder is not None else None
+        self._versions = {k: next(self._clock) for k in ITEMS}
+        self._saved = (
+            dict(self._versions) if (saved and self._folder is not None) else {k: 0 for k in ITEMS}
+        )
+        self._written = dict(self._saved)
+        self._analysis = None
+        self._was_current = False
+        self.save_error = None
+        self.case_loaded.emit()
+        self.analysis_changed.emit()
+        self.save_state_changed.emit()
+        self.changed.emit("case")
+
+    def to_case(self) -> Case:
+        """A :class:`Case` holding copies of the current state (labels as images)."""
+        case = Case(
+            pre=self._images["pre"],
+            post=self._images["post"],
+            transform=self.transform,
+            landmarks=copy.deepcopy(self._landmarks),
+            settings=dict(self._settings),
+            qa=dict(self._qa),
+            info=copy.deepcopy(self.info),
+        )
+        for role in LABEL_ROLES:
+            if self._labels[role] is not None:
+                setattr(case, role, self.labels_image(role))
+        return case
+
+    # ================================================================ images
+    @property
+    def pre(self) -> sitk.Image | None:
+        return self._images["pre"]
+
+    @property
+    def post(self) -> sitk.Image | None:
+        return self._images["post"]
+
+    def image(self, role: str) -> sitk.Image | None:
+        return self._images[role]
+
+    def set_image(self, role: str, img: sitk.Image | None) -> None:
+        """Set the ``pre`` or ``post`` image (labels already on another grid are dropped)."""
+        if role not in IMAGE_ROLES:
+            raise AblationError(f"unknown image role '{role}' (use pre or post)")
+        self._images[role] = img
+        for lrole in LABEL_ROLES:
+            if GRID_OF[lrole] != role:
+                continue
+            lab = self._labels[lrole]
+            if img is not None and lab is not None and lab.shape != tuple(img.GetSize()[::-1]):
+                self._labels[lrole] = None
+                self._bump(lrole)
+                self.labels_changed.emit(lrole, "load")
+            self._label_grid[lrole] = img if img is not None else self._label_grid[lrole]
+        self._bump(role)
+        self.image_changed.emit(role)
+        self.changed.emit(role)
+
+    # ================================================================ labels
+    def labels(self, role: str) -> np.ndarray | None:
+        """The ``role`` labels, a (z, y, x) array (shared, not a copy), or None."""
+        return self._labels[role]
+
+    def label_grid(self, role: str) -> sitk.Image | None:
+        """An image whose grid the ``role`` labels are on."""
+        return self._label_grid[role]
+
+    def labels_image(self, role: str) -> sitk.Image | None:
+        """A copy of the ``role`` labels as a uint8 image on its grid (None when absent)."""
+        arr, grid = self._labels[role], self._label_grid[role]
+        if arr is None:
+            return None
+        arr = arr if arr.dtype == np.uint8 else np.clip(arr, 0, 255).astype(np.uint8)
+        if grid is None:
+            raise AblationError(f"the {role} labels have no image grid")
+        return geometry.like(np.array(arr, copy=True), grid)
+
+    def set_labels(
+        self,
+        role: str,
+        data: np.ndarray | sitk.Image | None,
+        source: str = "load",
+        *,
+        grid: sitk.Image | None = None,
+        copy: bool = True,
+    ) -> None:
+        """Replace the ``role`` labels.
+
+        Parameters
+        ----------
+        role : str
+            ``"tumor"`` or ``"ablation"``.
+        data : ndarray or SimpleITK.Image or None
+            The labels, (z, y, x). An array must fit the grid of its image (or ``grid``).
+        source : str
+            What changed them (see :data:`LABEL_SOURCES`).
+        grid : SimpleITK.Image, optional
+            The grid of an array when the model has no image for it yet.
+        copy : bool
+            False to share ``data`` (an array) with a view; later in-place edits must be
+            reported with :meth:`labels_edited`.
+
+        Raises
+        ------
+        AblationError
+            When the labels do not fit their image's grid, or the role is unknown.
+        """
+        if role not in LABEL_ROLES:
+            raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
+        ref = self._images[GRID_OF[role]] or grid or self._label_grid[role]
+        if isinstance(data, sitk.Image):
+            if ref is not None and not geometry.same_grid(data, ref):
+                raise AblationError(f"{role} labels are not on the {GRID_OF[role]} image grid")
+            ref = ref or data
+            arr = np.array(sitk.GetArrayViewFromImage(data), dtype=np.uint8)
+        elif data is None:
+            arr = None
+        else:
+            arr = np.asarray(data)
+            if arr.ndim != 3:
+                raise AblationError(f"{role} labels are {arr.ndim}D; a 3D volume is needed")
+            if ref is not None and arr.shape != tuple(ref.GetSize()[::-1]):
+                raise AblationError(
+                    f"{role} labels of shape {arr.shape} do not fit the {GRID_OF[role]} grid"
+                )
+            if copy:
+                arr = np.array(arr, copy=True)
+        self._labels[role] = arr
+        self._label_grid[role] = ref
+        self._bump(role)
+        self.labels_changed.emit(role, source)
+        self.changed.emit(role)
+
+    def share_labels(self, role: str, array: np.ndarray) -> bool:
+        """Hold ``array`` (a view's own array) as the ``role`` labels without a new version,
+        when it equals the labels held now. Returns False (and changes nothing) otherwise."""
+        cur = self._labels.get(role)
+        if cur is None or array is None or cur.shape != array.shape or not np.array_equal(cur, array):
+            return False
+        self._labels[role] = array
+        return True
+
+    def labels_edited(self, role: str, source: str = "brush") -> None:
+        """Note an in-place edit of the ``role`` labels (brush, undo, redo, bulk edit)."""
+        if role not in LABEL_ROLES:
+            raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
+        self._bump(role)
+        self.labels_changed.emit(role, source)
+        self.changed.emit(role)
+
+    # ================================================================ transform
+    @property
+    def transform(self) -> sitk.Euler3DTransform | None:
+        """The current registration (pre -> post, ITK convention), None for identity."""
+        t = self._history[self._index].transform
+        return None if t is None else sitk.Euler3DTransform(t)
+
+    @property
+    def transform_step(self) -> TransformStep:
+        return self._history[self._index]
+
+    @property
+    def transform_history(self) -> tuple[TransformStep, ...]:
+        return tuple(self._history)
+
+    @property
+    def transform_index(self) -> int:
+        """Index of the current step in :attr:`transform_history`."""
+        return self._index
+
+    @property
+    def can_undo_transform(self) -> bool:
+        return self._index > 0
+
+    @property
+    def can_redo_transform(self) -> bool:
+        return self._index < len(self._history) - 1
+
+    def set_transform(
+        self, tx: sitk.Transform | None, source: str, note: str = "", *, merge: bool = False
+    ) -> None:
+        """Make ``tx`` the registration: a new history step (the redo steps are dropped).
+
+        Parameters
+        ----------
+        tx : SimpleITK.Transform or None
+            Rigid, pre -> post (ITK convention); None for the identity.
+        source : str
+            One of :data:`TRANSFORM_SOURCES`.
+        note : str
+            Shown with the step.
+        merge : bool
+            Replace the current step instead of adding one when it has the same source
+            (a manual adjustment being dragged is one step).
+
+        Raises
+        ------
+        AblationError
+            When ``tx`` is not rigid or ``source`` is unknown.
+        """
+        if source not in TRANSFORM_SOURCES:
+            raise AblationError(
+                f"unknown transform source '{source}' (one of {', '.join(TRANSFORM_SOURCES)})"
+            )
+        step = TransformStep(None if tx is None else tfm.as_euler(tx), source, note)
+        del self._history[self._index + 1 :]
+        if merge and self._index > 0 and self._history[self._index].source == source:
+            self._history[self._index] = step
+        else:
+            self._history.append(step)
+            self._index = len(self._history) - 1
+        self._transform_changed(source)
+
+    def reset_transform(self) -> None:
+        """Back to the identity (a step of its own, so it can be undone)."""
+        self.set_transform(None, "reset")
+
+    def undo_transform(self) -> bool:
+        """Go back one step; False when there is none."""
+        if not self.can_undo_transform:
+            return False
+        self._index -= 1
+        self._transform_changed(self._history[self._index].source)
+        return True
+
+    def redo_transform(self) -> bool:
+        """Go forward one step; False when there is none."""
+        if not self.can_redo_transform:
+            return False
+        self._index += 1
+        self._transform_changed(self._history[self._index].source)
+        return True
+
+    def _transform_changed(self, source: str) -> None:
+        self._bump("transform")
+        self.transform_changed.emit(source)
+        self.changed.emit("transform")
+
+    def tumor_centre_lps(self) -> np.ndarray | None:
+        """Centroid (LPS mm) of the tumor labels (cached per tumor version); None without tumor."""
+        key = self._versions["tumor"]
+        hit = getattr(self, "_centre_cache", None)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        arr, grid = self._labels["tumor"], self._label_grid["tumor"]
+        centre = None
+        if arr is not None and grid is not None:
+            idx = np.argwhere(arr != 0)
+            if len(idx):
+                centre = geometry.index_to_lps(grid, idx.mean(axis=0))
+        self._centre_cache = (key, centre)
+        return centre
+
+    def tumor_shift_mm(self, tx: sitk.Transform | None = None) -> float | None:
+        """How far the registration moves the tumor centre (mm): ``|T(c) - c|``, the one
+        displacement figure the plugin reports. ``tx`` defaults to the current transform."""
+        c = self.tumor_centre_lps()
+        if c is None:
+            return None
+        tx = self.transform if tx is None else tx
+        A, b = tfm.matrix_offset(tx)
+        return float(np.linalg.norm(A @ c + b - c))
+
+    # ================================================================ landmarks, settings, QA
+    @property
+    def landmarks(self) -> dict[str, list[dict[str, Any]]]:
+        """``{"pre": [{"label", "x", "y", "z"}, ...], "post": [...]}`` (a copy), LPS mm."""
+        return copy.deepcopy(self._landmarks)
+
+    def set_landmarks(self, landmarks: dict[str, list[dict[str, Any]]]) -> None:
+        new = {"pre": list(landmarks.get("pre", [])), "post": list(landmarks.get("post", []))}
+        if new == self._landmarks:
+            return
+        self._landmarks = copy.deepcopy(new)
+        self._bump("landmarks")
+        self.landmarks_changed.emit()
+        self.changed.emit("landmarks")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self._settings)
+
+    @property
+    def threshold(self) -> float:
+        """The margin threshold (mm)."""
+        return float(self._settings.get("threshold_mm", DEFAULT_SETTINGS["threshold_mm"]))
+
+    def set_threshold(self, value: float) -> None:
+        self.update_settings(threshold_mm=float(value))
+
+    def update_settings(self, **kw: Any) -> None:
+        """Change settings (``threshold_mm``, ``tumor_label``, ``ablation_label``, ...)."""
+        changed = [k for k, v in kw.items() if self._settings.get(k, object()) != v]
+        if not changed:
+            return
+        self._settings = {**self._settings, **kw}
+        self._bump("settings")
+        for k in changed:
+            self.settings_changed.emit(k)
+        if "threshold_mm" in changed:
+            self.threshold_changed.emit(self.threshold)
+        self.changed.emit("settings")
+
+    @property
+    def qa(self) -> dict[str, Any]:
+        """``{"verdict": one of QA_VERDICTS, "comment", "reviewed_at"}`` (a copy)."""
+        return dict(self._qa)
+
+    @property
+    def qa_reviewed(self) -> bool:
+        return self._qa.get("verdict", "not reviewed") != "not reviewed"
+
+    def set_qa(self, verdict: str, comment: str = "") -> None:
+        if verdict not in QA_VERDICTS:
+            raise AblationError(f"QA verdict must be one of: {', '.join(QA_VERDICTS)}")
+        self._qa = {
+            "verdict": verdict,
+            "comment": comment,
+            "reviewed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self._bump("qa")
+        self.qa_changed.emit()
+        self.changed.emit("qa")
+
+    # ================================================================ analysis
+    def analysis_inputs(self) -> dict[str, int]:
+        """The versions of the analysis inputs now."""
+        return {k: self._versions[k] for k in ANALYSIS_INPUTS}
+
+    @property
+    def analysis(self) -> Analysis | None:
+        """The last stored analysis (current or not)."""
+        return self._analysis
+
+    @property
+    def result(self) -> core_margin.MarginResult | None:
+        return None if self._analysis is None else self._analysis.result
+
+    @property
+    def analysis_current(self) -> bool:
+        """True when the stored analysis was computed from the inputs as they are now."""
+        return self._analysis is not None and self._analysis.inputs == self.analysis_inputs()
+
+    def analysis_request(self) -> AnalysisRequest:
+        """Copy the analysis inputs now (cheap; then :func:`run_analysis` on any thread).
+
+        Raises
+        ------
+        AblationError
+            When the tumor or the ablation labels are missing.
+        """
+        for role, where in (("tumor", "pre"), ("ablation", "post")):
+            if self._labels[role] is None:
+                raise AblationError(f"no {role} labels: draw them on the {where} image first")
+        return AnalysisRequest(
+            tumor=self.labels_image("tumor"),
+            ablation=self.labels_image("ablation"),
+            transform=self.transform,
+            threshold_mm=self.threshold,
+            tumor_label=self._settings.get("tumor_label"),
+            ablation_label=self._settings.get("ablation_label"),
+            inputs=self.analysis_inputs(),
+        )
+
+    def set_analysis(self, analysis: Analysis) -> bool:
+        """Store an analysis unless a newer one is stored. Returns True when it is current."""
+        old = self._analysis
+        if old is not None and max(old.inputs.values()) > max(analysis.inputs.values()):
+            return self.analysis_current  # an older job finished late
+        self._analysis = analysis
+        self._was_current = self.analysis_current
+        self.analysis_changed.emit()
+        self.changed.emit("analysis")
+        return self._was_current
+
+    def compute_analysis(self) -> Analysis:
+        """Run the analysis now on the calling thread and store it."""
+        a = run_analysis(self.analysis_request())
+        self.set_analysis(a)
+        return a
+
+    # ================================================================ saving
+    def save_request(
+        self, items: tuple[str, ...] | None = None, folder: str | os.PathLike | None = None
+    ) -> SaveRequest:
+        """Copy what must be written (the unsaved items, or ``items``) now.
+
+        The manifest (transform, landmarks, settings, QA) is always rewritten; images and
+        labels only when unsaved (or listed in ``items``; ``()`` writes the manifest only).
+        ``folder`` becomes the case folder.
+
+        Raises
+        ------
+        AblationError
+            When the model has no case folder and none is given.
+        """
+        if folder is not None:
+            self.folder = folder
+        if self._folder is None:
+            raise AblationError("the case has no folder yet: save it into a folder first")
+        items = tuple(items) if items is not None else self.unsaved_items()
+        roles = tuple(r for r in (*IMAGE_ROLES, *LABEL_ROLES) if r in items)
+        return SaveRequest(
+            case=self.to_case(), folder=self._folder, versions=dict(self._versions), only=roles
+        )
+
+    def write(self, request: SaveRequest) -> dict[str, int]:
+        """Write a save request into its folder (any thread; one writer at a time).
+
+        Roles a newer request already wrote are skipped, so a slow old write never
+        replaces a newer one. Returns the item versions now on disk (for :meth:`mark_saved`).
+        """
+        with self._write_lock:
+            v = request.versions
+            only = (
+                tuple(r for r in request.only if v[r] > self._written.get(r, 0))
+                if request.only is not None
+                else None
+            )
+            manifest_fresh = any(
+                v[k] > self._written.get(k, 0) for k in ("transform", "landmarks", "settings", "qa")
+            )
+            if only is not None and not only and not manifest_fresh:
+                return {k: self._written[k] for k in ITEMS}
+            request.case.save(request.folder, only=only)
+            stale_tfm = request.folder / TRANSFORM_FILE
+            if request.case.transform is None and stale_tfm.exists():
+                stale_tfm.unlink()  # identity now: an older transform file must not come back on reload
+            written = set(only) if only is not None else set(IMAGE_ROLES + LABEL_ROLES)
+            written |= {"transform", "landmarks", "settings", "qa"}
+            for k in written:
+                self._written[k] = max(self._written.get(k, 0), v[k])
+            return {k: self._written[k] for k in ITEMS}
+
+    def mark_saved(self, written: dict[str, int], folder: Path | None = None) -> None:
+        """Record what :meth:`write` put on disk (ignored if the case folder changed since)."""
+        if folder is not None and folder != self._folder:
+            return
+        for k, v in written.items():
+            self._saved[k] = max(self._saved.get(k, 0), v)
+        self.save_error = None
+        self.save_state_changed.emit()
+        self.changed.emit("saved")
+
+    def save_failed(self, message: str) -> None:
+        self.save_error = message
+        self.save_state_changed.emit()
+        self.changed.emit("saved")
+
+    def save(
+        self, folder: str | os.PathLike | None = None, items: tuple[str, ...] | None = None
+    ) -> Path:
+        """Write the unsaved items (all when ``folder`` is new) now. Returns the folder."""
+        req = self.save_request(items, folder)
+        self.mark_saved(self.write(req), req.folder)
+        return req.folder
+
+
+__all__ = [
+    "ANALYSIS_INPUTS",
+    "IMAGE_ROLES",
+    "ITEMS",
+    "LABEL_SOURCES",
+    "TRANSFORM_SOURCES",
+    "Analysis",
+    "AnalysisRequest",
+    "CaseModel",
+    "SaveRequest",
+    "TransformStep",
+    "run_analysis",
+]

@@ -1,0 +1,539 @@
+"""Teach widget: a trainee takes a quiz case by case, answers before seeing, then the reveal.
+
+A thin view over :class:`~napari_ablation.core.quiz.QuizRun` (progress, validation,
+scoring, the score file) and the viewer's case model (:class:`~.session.CaseSession`).
+
+While a question is open the case carries the quiz lock (``core.quiz.QUIZ_LOCK`` in its
+info): the Margins widget shows no readout and computes nothing, no margin layer exists,
+and this widget shows nothing of the key. The reference tumor / ablation outlines are
+shown only when the teacher chose so and no question asks the trainee to draw them. On
+submit the answer is validated, scored (when the key is at hand: self-study, or the
+teacher's key file) and appended to the trainee's score file; then the reveal: the
+margin layer of the reference, the true minimal-margin point with its octant, the 2D
+minimum on the axial slice of the largest diameter, the reference outlines beside the
+trainee's, the per-question score and the one-sentence explanation.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import geometry
+from ..core import quiz as core_quiz
+from ..core import transform as tfm
+from ..core.case import Case
+from ..core.errors import AblationError, one_line
+from ..core.margin import OCTANTS, analyze_margin
+from . import _layers
+from .session import CaseSession, default_cases_root
+
+#: layers the reveal adds (removed when the next case opens)
+REVEAL_ROLES = ("margin", "mtm_point", "ablation_registered", "quiz_reference_tumor", "quiz_axial_point")
+REVEAL_NAMES = {
+    "quiz_reference_tumor": "reference tumor (outline)",
+    "quiz_axial_point": "2D minimum on the largest axial slice",
+}
+_NOT_ANSWERED = ""
+
+
+class TeachWidget(QWidget):
+    """Dock widget: take a quiz (open, answer, submit, reveal, next)."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = CaseSession.of(napari_viewer)
+        self.session.attach_widget(self)
+        self.run: core_quiz.QuizRun | None = None
+        self.index = 0
+        self.revealed = False
+        self.last_record: dict | None = None
+        self._worker = None
+        self._build_ui()
+        self._update_ui()
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        inner = QWidget()
+        scroll.setWidget(inner)
+        outer.addWidget(scroll)
+        lay = QVBoxLayout(inner)
+        box = QGroupBox("Quiz")
+        form = QFormLayout(box)
+        self.trainee = QLineEdit()
+        self.trainee.setPlaceholderText("your name (your score file)")
+        form.addRow("Trainee", self.trainee)
+        row = QHBoxLayout()
+        self.open_btn = QPushButton("Open quiz…")
+        self.open_btn.clicked.connect(self._open_dialog)
+        self.bundled_btn = QPushButton("Bundled quiz")
+        self.bundled_btn.setToolTip("8 synthetic cases with the key inside (self-study)")
+        self.bundled_btn.clicked.connect(lambda: self._guard(self.open_bundled))
+        row.addWidget(self.open_btn)
+        row.addWidget(self.bundled_btn)
+        form.addRow(row)
+        row = QHBoxLayout()
+        self.key_edit = QLineEdit()
+        self.key_edit.setPlaceholderText("answer key (optional; self-study quizzes carry theirs)")
+        self.key_btn = QPushButton("Key…")
+        self.key_btn.clicked.connect(self._key_dialog)
+        row.addWidget(self.key_edit, 1)
+        row.addWidget(self.key_btn)
+        form.addRow(row)
+        lay.addWidget(box)
+
+        self.title = QLabel("No quiz open.")
+        self.title.setWordWrap(True)
+        lay.addWidget(self.title)
+        self.cases = QListWidget()
+        self.cases.setMaximumHeight(110)
+        self.cases.currentRowChanged.connect(self._on_row)
+        lay.addWidget(self.cases)
+
+        self.qbox = QGroupBox("Your answer")
+        qform = QFormLayout(self.qbox)
+        self.complete = QComboBox()
+        self.complete.addItems([_NOT_ANSWERED, "yes", "no"])
+        self.mtm = QLineEdit()
+        self.mtm.setPlaceholderText("mm, negative if uncovered")
+        self.octant = QComboBox()
+        self.octant.addItems([_NOT_ANSWERED, *OCTANTS])
+        self.klass = QComboBox()
+        self.klass.addItems([_NOT_ANSWERED, *core_quiz.CLASS_ANSWERS])
+        self.fields = {"complete": self.complete, "mtm": self.mtm, "octant": self.octant, "class": self.klass}
+        self.field_rows = {}
+        for q, w in self.fields.items():
+            label = QLabel(core_quiz.QUESTION_TITLES[q])
+            label.setWordWrap(True)
+            qform.addRow(label, w)
+            self.field_rows[q] = (label, w)
+        self.work_note = QLabel("")
+        self.work_note.setWordWrap(True)
+        qform.addRow(self.work_note)
+        row = QHBoxLayout()
+        self.submit_btn = QPushButton("Submit answer")
+        self.submit_btn.clicked.connect(lambda: self._guard(self.submit))
+        self.next_btn = QPushButton("Next case")
+        self.next_btn.clicked.connect(lambda: self._guard(self.next_case))
+        row.addWidget(self.submit_btn)
+        row.addWidget(self.next_btn)
+        qform.addRow(row)
+        lay.addWidget(self.qbox)
+
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.reveal = QLabel("")
+        self.reveal.setWordWrap(True)
+        self.reveal.setTextFormat(Qt.RichText)
+        self.reveal.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.reveal)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        lay.addWidget(self.summary)
+        lay.addStretch(1)
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except AblationError as exc:
+            self.status.setText(one_line(exc))
+            _layers.notify_error(exc)
+
+    def _open_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a quiz folder")
+        if folder:
+            self._guard(lambda: self.open_quiz(folder))
+
+    def _key_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Answer key", "", "JSON (*.json)")
+        if path:
+            self.key_edit.setText(path)
+
+    # ------------------------------------------------------------------ quiz and cases
+    @property
+    def case_id(self) -> str | None:
+        return None if self.run is None else self.run.quiz.case_ids[self.index]
+
+    def open_bundled(self) -> None:
+        """Copy the bundled quiz to the cases folder (once) and open the copy."""
+        src = core_quiz.bundled_quiz_dir()
+        if not (src / core_quiz.QUIZ_FILE).is_file():
+            raise AblationError("the bundled quiz is missing from this installation")
+        dest = default_cases_root() / "bundled-quiz"
+        if not (dest / core_quiz.QUIZ_FILE).is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        self.open_quiz(dest)
+
+    def open_quiz(self, folder, trainee: str | None = None, key: str | None = None) -> None:
+        """Open a quiz for a trainee and go to their first unanswered case."""
+        if trainee is not None:
+            self.trainee.setText(trainee)
+        if key is not None:
+            self.key_edit.setText(str(key))
+        name = self.trainee.text().strip()
+        if not name:
+            raise AblationError("type your name first (your answers go to your own score file)")
+        quiz = core_quiz.Quiz.load(folder)
+        run = core_quiz.QuizRun(quiz, name, self.key_edit.text().strip() or None)
+        self.run = run
+        self.cases.blockSignals(True)
+        self.cases.clear()
+        for cid in quiz.case_ids:
+            self.cases.addItem(cid)
+        self.cases.blockSignals(False)
+        scoring = "scored at once (key at hand)" if run.can_score else "recorded for your teacher to score"
+        self.title.setText(f"<b>{quiz.title}</b><br>{len(quiz.case_ids)} cases, threshold "
+                           f"{quiz.threshold_mm:g} mm; answers are {scoring}.")
+        self.open_case(run.first_open_index())
+
+    def _on_row(self, row: int) -> None:
+        if self.run is not None and 0 <= row < len(self.run.quiz.case_ids) and row != self.index:
+            self._guard(lambda: self.open_case(row))
+
+    def next_case(self) -> None:
+        if self.run is None:
+            return
+        n = len(self.run.quiz.case_ids)
+        for step in range(1, n + 1):
+            i = (self.index + step) % n
+            if not self.run.answered(self.run.quiz.case_ids[i]):
+                self.open_case(i)
+                return
+        self.open_case((self.index + 1) % n)
+
+    def open_case(self, index: int) -> None:
+        """Show case ``index``: locked (no margins) until answered; revealed when it was."""
+        run = self.run
+        cid = run.quiz.case_ids[index]
+        self.index = index
+        self._clear_reveal_layers()
+        work = run.work_folder(cid)
+        if (work / "case.json").exists():
+            case = Case.load(work)
+        else:
+            case = run.quiz.load_case(cid)
+            if not self._reference_visible():  # the teacher hides the reference outlines
+                case.tumor = case.ablation = None
+        answered = run.answered(cid)
+        case.info[core_quiz.QUIZ_LOCK] = not answered
+        self.session.set_case(case, work)
+        self.session.changed.emit("quiz")
+        self.cases.blockSignals(True)
+        self.cases.setCurrentRow(index)
+        self.cases.blockSignals(False)
+        self.revealed = False
+        self.last_record = run.records.get(cid)
+        self.reveal.setText("")
+        self.status.setText("")
+        self._clear_fields()
+        if answered:
+            self._fill_fields(self.last_record.get("answer", {}))
+            self.show_reveal()
+        self._update_ui()
+
+    def _reference_visible(self) -> bool:
+        return bool(self.run is not None and self.run.quiz.show_reference)
+
+    def _clear_fields(self) -> None:
+        self.complete.setCurrentIndex(0)
+        self.mtm.clear()
+        self.octant.setCurrentIndex(0)
+        self.klass.setCurrentIndex(0)
+
+    def _fill_fields(self, a: dict) -> None:
+        self.complete.setCurrentText({True: "yes", False: "no"}.get(a.get("complete"), _NOT_ANSWERED))
+        self.mtm.setText("" if a.get("mtm_mm") is None else f"{a['mtm_mm']:g}")
+        self.octant.setCurrentText(a.get("octant") or _NOT_ANSWERED)
+        self.klass.setCurrentText(a.get("class") or _NOT_ANSWERED)
+
+    def _update_ui(self) -> None:
+        run = self.run
+        open_q = run is not None and not self.revealed
+        self.qbox.setEnabled(run is not None)
+        qs = run.quiz.questions if run is not None else core_quiz.DEFAULT_QUESTIONS
+        for q, (label, w) in self.field_rows.items():
+            label.setVisible(q in qs)
+            w.setVisible(q in qs)
+            w.setEnabled(open_q)
+        work = [q for q in core_quiz.WORK_QUESTIONS if q in qs]
+        notes = {
+            "tumor": "draw the tumor in the 'tumor' layer (Segment widget)",
+            "ablation": "draw the ablation zone in the 'ablation' layer",
+            "registration": "register post to pre (Register widget)",
+        }
+        self.work_note.setText("Also: " + "; ".join(notes[q] for q in work) + "." if work else "")
+        self.work_note.setVisible(bool(work))
+        self.submit_btn.setEnabled(open_q)
+        self.next_btn.setEnabled(run is not None and self.revealed)
+        if run is not None:
+            for i, cid in enumerate(run.quiz.case_ids):
+                self.cases.item(i).setText(f"{cid}  {'✓ answered' if run.answered(cid) else ''}".rstrip())
+            done = sum(run.answered(c) for c in run.quiz.case_ids)
+            s = run.summary()
+            text = f"Case {self.index + 1} of {len(run.quiz.case_ids)}; {done} answered."
+            if s and s["n_cases"]:
+                parts = [f"{done} answered"]
+                if s["mean_abs_mtm_error_mm"] is not None:
+                    parts.append(f"mean |MTM error| {s['mean_abs_mtm_error_mm']:.1f} mm")
+                if s["octant_accuracy"] is not None:
+                    parts.append(f"octant right {100 * s['octant_accuracy']:.0f} %")
+                if s["coverage_call_accuracy"] is not None:
+                    parts.append(f"coverage calls right {100 * s['coverage_call_accuracy']:.0f} %")
+                text = f"Case {self.index + 1} of {len(run.quiz.case_ids)}. So far: " + ", ".join(parts) + "."
+            self.summary.setText(text)
+
+    # ------------------------------------------------------------------ submit and reveal
+    def answer(self) -> dict:
+        """The answer as typed (strings; validated by :meth:`QuizRun.submit`)."""
+        qs = self.run.quiz.questions
+        raw = {
+            "complete": self.complete.currentText() if "complete" in qs else "",
+            "mtm_mm": self.mtm.text() if "mtm" in qs else "",
+            "octant": self.octant.currentText() if "octant" in qs else "",
+            "class": self.klass.currentText() if "class" in qs else "",
+        }
+        return raw
+
+    def _save_work(self, raw: dict) -> None:
+        """The trainee's segmentation / registration, saved in their work folder, named in the answer."""
+        run, cid = self.run, self.case_id
+        qs = run.quiz.questions
+        if not any(q in qs for q in core_quiz.WORK_QUESTIONS):
+            return
+        folder = self.session.save()
+        m = self.session.model
+        if "tumor" in qs:
+            if m.labels("tumor") is None or not np.any(m.labels("tumor")):
+                raise AblationError("draw the tumor in the 'tumor' layer before submitting")
+            raw["tumor"] = str(folder / "tumor.nii.gz")
+        if "ablation" in qs:
+            if m.labels("ablation") is None or not np.any(m.labels("ablation")):
+                raise AblationError("draw the ablation zone in the 'ablation' layer before submitting")
+            raw["ablation"] = str(folder / "ablation.nii.gz")
+        if "registration" in qs:
+            path = folder / f"{cid}_registration.tfm"
+            tfm.write_transform_atomic(tfm.as_euler(m.transform), path)
+            raw["transform"] = str(path)
+
+    def submit(self) -> dict | None:
+        """Validate, score and record the answer, then reveal. Returns the record."""
+        if self.run is None or self.revealed:
+            return None
+        raw = self.answer()
+        if not any(v for v in raw.values()) and not any(q in self.run.quiz.questions for q in core_quiz.WORK_QUESTIONS):
+            raise AblationError("answer at least one question before submitting")
+        self._save_work(raw)
+        record = self.run.submit(self.case_id, raw)
+        self.last_record = record
+        self.session.model.info[core_quiz.QUIZ_LOCK] = False
+        self.session.changed.emit("quiz")
+        self.session.autosave()
+        self.show_reveal()
+        self._update_ui()
+        return record
+
+    def show_reveal(self) -> None:
+        """Scores and explanation now; the reference margin layers when computed (background)."""
+        self.revealed = True
+        run, cid = self.run, self.case_id
+        rec = self.last_record or {}
+        score = rec.get("score")
+        key_case = run.key_case(cid)
+        if score is None or key_case is None:
+            self.reveal.setText("<b>Answer recorded.</b> Your teacher holds the key and will score it.")
+        else:
+            self.reveal.setText(_reveal_html(rec.get("answer", {}), score, key_case, run.quiz.threshold_mm))
+        self._update_ui()
+        if key_case is None and not run.quiz.self_study:
+            return
+        self._start_reference_analysis(key_case)
+
+    def _reference_inputs(self, key_case):
+        quiz_case = self.run.quiz.load_case(self.case_id)
+        ref = (key_case or {}).get("reference") or {}
+        tumor = core_quiz.unpack_mask(ref["tumor"]) if "tumor" in ref else quiz_case.tumor
+        ablation = core_quiz.unpack_mask(ref["ablation"]) if "ablation" in ref else quiz_case.ablation
+        tx = tfm.euler_from_params(ref["transform"]) if "transform" in ref else quiz_case.transform
+        if tumor is None or ablation is None:
+            raise AblationError("the quiz holds no reference labels for this case")
+        return tumor, ablation, tx
+
+    def _start_reference_analysis(self, key_case) -> None:
+        try:
+            tumor, ablation, tx = self._reference_inputs(key_case)
+        except AblationError as exc:
+            self.status.setText(one_line(exc))
+            return
+        t = self.run.quiz.threshold_mm
+        cid = self.case_id
+
+        def job():
+            return analyze_margin(tumor, ablation, tx, t, with_shells=False), tumor
+
+        def done(out, _cid=cid, _key=key_case):
+            if self.run is None or self.case_id != _cid or not self.revealed:
+                return
+            self._show_reveal_layers(*out, _key)
+
+        def finished():
+            self._worker = None
+
+        self.status.setText("computing the reference margins…")
+        self._worker = _layers.start_worker(job, on_returned=done, on_error=self._on_error, on_finished=finished,
+                                            desc="quiz reveal")
+
+    def _on_error(self, message: str) -> None:
+        self.status.setText(message)
+        _layers.notify_error(message)
+
+    def _clear_reveal_layers(self) -> None:
+        for layer in list(self.viewer.layers):
+            if _layers.role_of(layer) in REVEAL_ROLES or layer.name in REVEAL_NAMES.values():
+                self.viewer.layers.remove(layer)
+
+    def _show_reveal_layers(self, res, ref_tumor, key_case) -> None:
+        v = self.viewer
+        _layers.grid(v).enabled = False
+        for role in ("post", "ablation", "post_registered"):
+            layer = _layers.find_layer(v, role)
+            if layer is not None:
+                layer.visible = False
+        lab = _layers.add_or_update_labels(v, res.margin_labels_image(), "margin", colormap=_layers.margin_colormap(),
+                                           opacity=0.55, metadata={_layers.META: {"role": "margin"}})
+        ol = _layers.add_or_update_labels(v, res.ablation_on_pre_image(), "ablation_registered",
+                                          color=_layers.ABLATION_COLOR,
+                                          metadata={_layers.META: {"role": "ablation_registered"}})
+        ol.contour = 1
+        ol.opacity = 0.9
+        added = [lab, ol]
+        if "tumor" in self.run.quiz.questions:  # the reference beside the trainee's own
+            rt = _layers.add_or_update_labels(v, ref_tumor, "quiz_reference_tumor",
+                                              name=REVEAL_NAMES["quiz_reference_tumor"], color="#ffffff",
+                                              metadata={_layers.META: {"role": "quiz_reference_tumor"}})
+            rt.contour = 1
+            added.append(rt)
+        k = key_case or {}
+        p3 = k.get("min_margin_point_lps", [float(x) for x in res.min_margin_point_lps])
+        m3 = float(k.get("min_margin_mm", res.min_margin_mm))
+        octant = k.get("min_margin_octant", res.min_margin_octant)
+        scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
+
+        def to_data(lps):
+            return (np.asarray(geometry.lps_to_world(lps)) - translate) / scale
+
+        pts = v.add_points([to_data(p3)], name=_layers.ROLES["mtm_point"], size=3, face_color="white",
+                           border_color="black", symbol="cross", scale=scale, translate=translate, units="mm",
+                           axis_labels=geometry.AXIS_LABELS, metadata={_layers.META: {"role": "mtm_point"}},
+                           features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
+                           text={"string": "{label}", "color": "white", "anchor": "upper_left", "size": 10})
+        added.append(pts)
+        aid = k.get("axial_2d") or {}
+        if "margin_2d_point_lps" in aid:
+            ap = v.add_points([to_data(aid["margin_2d_point_lps"])], name=REVEAL_NAMES["quiz_axial_point"], size=3,
+                              face_color="#ff66ff", border_color="black", symbol="disc", scale=scale,
+                              translate=translate, units="mm", axis_labels=geometry.AXIS_LABELS,
+                              metadata={_layers.META: {"role": "quiz_axial_point"}},
+                              features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
+                              text={"string": "{label}", "color": "#ff66ff", "anchor": "lower_left", "size": 10})
+            added.append(ap)
+        for layer in added:
+            i = v.layers.index(layer)
+            if i != len(v.layers) - 1:
+                v.layers.move(i, len(v.layers))
+        tl = _layers.find_layer(v, "tumor")
+        if tl is not None:
+            tl.opacity = min(tl.opacity, 0.35)
+        if v.dims.ndim == 3 and v.dims.ndisplay == 2:
+            # frame the tumor (about four diameters across) on the slice of the minimal margin
+            v.reset_view()
+            lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
+            scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
+            zoom = _layers.camera(v).zoom * max(1.0, scene / (4.0 * max(res.tumor_max_diameter_mm, 15.0)))
+            _layers.center_view_on(v, geometry.lps_to_world(p3), zoom=zoom)
+        self.status.setText("Reveal: margin layer of the reference, the 3D minimal margin (cross) and the "
+                            "2D minimum on the largest axial slice (disc).")
+
+
+def _yn(v) -> str:
+    return {True: "yes", False: "no"}.get(v, "—")
+
+
+def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
+    """The per-question scores of one case as rich text."""
+    rows = []
+    t = s["true"]
+
+    def mark(ok):
+        return "<span style='color:#2ca02c'>right</span>" if ok else "<span style='color:#d62728'>wrong</span>"
+
+    if s.get("complete_correct") is not None:
+        rows.append(f"Complete coverage: you {_yn(answer.get('complete'))}, true {_yn(t['complete'])} — "
+                    f"{mark(s['complete_correct'])}")
+    if s.get("mtm_abs_error_mm") is not None:
+        rows.append(f"MTM: you {answer['mtm_mm']:.1f} mm, true {t['mtm_mm']:.1f} mm — error "
+                    f"{s['mtm_abs_error_mm']:.1f} mm")
+    if s.get("octant_result") is not None:
+        rows.append(f"Octant: you {answer['octant']}, true {t['octant']} — {s['octant_result']}")
+    if s.get("class_correct") is not None:
+        rows.append(f"Class at {threshold:g} mm: you {answer['class']}, true {t['class']} — {mark(s['class_correct'])}")
+    for role in ("tumor", "ablation"):
+        if s.get(f"{role}_dice") is not None:
+            hd = s.get(f"{role}_hd95_mm")
+            rows.append(f"{role.capitalize()} outline: Dice {s[f'{role}_dice']:.2f}"
+                        + (f", HD95 {hd:.1f} mm" if hd is not None else ""))
+    if s.get("registration_tre_mm") is not None:
+        rows.append(f"Registration: {s['registration_tre_mm']:.1f} mm off at the tumor (TRE)")
+    html = "<br>".join(rows) + f"<br><b>{s['explanation']}</b>"
+    aid = k.get("axial_2d") or {}
+    if aid.get("sentence") and aid["sentence"] not in s["explanation"]:
+        html += f"<br><i>2D vs 3D:</i> {aid['sentence']}"
+    return html
+
+
+def open_quiz_viewer(folder=None, *, trainee: str = "demo", show: bool = True):
+    """A viewer with the Teach and Margins widgets docked and a quiz open (default: the bundled one).
+
+    Returns ``(viewer, teach_widget)``.
+    """
+    import napari
+
+    from .margin import MarginWidget
+
+    viewer = napari.Viewer(title="napari-ablation teaching mode", show=show)
+    viewer.window.resize(1500, 950)
+    margins = MarginWidget(viewer)
+    teach = TeachWidget(viewer)
+    viewer.window.add_dock_widget(margins, name="4. Margins")
+    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    teach.trainee.setText(trainee)
+    if folder is None:
+        teach.open_bundled()
+    else:
+        teach.open_quiz(folder)
+    return viewer, teach

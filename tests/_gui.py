@@ -1,0 +1,188 @@
+"""Real user input for GUI tests: mouse strokes and key presses on napari's canvas, the
+longest stall of the Qt event loop, and the "no stale number" invariants.
+
+Used by ``tests/test_gui_session.py`` and ``benchmarks/bench_gui_stalls.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from qtpy.QtCore import QPoint, Qt, QTimer
+from qtpy.QtTest import QTest
+
+from napari_ablation.core import geometry
+from napari_ablation.core import margin as core_margin
+from napari_ablation.core.case import Case
+
+#: vispy drops mouse moves that arrive less than ~10 ms apart
+MOVE_INTERVAL_MS = 16
+
+
+def canvas(viewer):
+    return viewer.window._qt_viewer.canvas.native
+
+
+def world_to_canvas(viewer, world) -> QPoint:
+    """Canvas pixel of a world point (z, y, x) in the current 2D view (grid off)."""
+    view = viewer.window._qt_viewer.canvas.view
+    tr = view.transform * view.scene.transform
+    disp = [float(world[d]) for d in viewer.dims.displayed][::-1]
+    p = tr.map(disp)
+    return QPoint(int(round(p[0])), int(round(p[1])))
+
+
+def stroke(viewer, qtbot, world_points, button=Qt.LeftButton) -> None:
+    """Press, drag through ``world_points`` (paced for vispy) and release on the canvas."""
+    native = canvas(viewer)
+    pts = [world_to_canvas(viewer, w) for w in world_points]
+    QTest.mouseMove(native, pts[0])
+    qtbot.wait(MOVE_INTERVAL_MS)
+    QTest.mousePress(native, button, Qt.NoModifier, pts[0])
+    for p in pts[1:]:
+        qtbot.wait(MOVE_INTERVAL_MS)
+        QTest.mouseMove(native, p)
+    qtbot.wait(MOVE_INTERVAL_MS)
+    QTest.mouseRelease(native, button, Qt.NoModifier, pts[-1])
+    qtbot.wait(MOVE_INTERVAL_MS)
+
+
+def key(viewer, qtbot, k, modifiers=Qt.NoModifier) -> None:
+    """A key press + release on the canvas (napari's key bindings of the active layer)."""
+    QTest.keyClick(canvas(viewer), k, modifiers)
+    qtbot.wait(MOVE_INTERVAL_MS)
+
+
+def undo(viewer, qtbot) -> None:
+    key(viewer, qtbot, Qt.Key_Z, Qt.ControlModifier)
+
+
+def redo(viewer, qtbot) -> None:
+    key(viewer, qtbot, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+
+
+def click(qtbot, button) -> None:
+    QTest.mouseClick(button, Qt.LeftButton)
+    qtbot.wait(MOVE_INTERVAL_MS)
+
+
+def toggle_ndisplay(viewer, qtbot) -> None:
+    """The viewer's 2D/3D button."""
+    click(qtbot, viewer.window._qt_viewer.viewerButtons.ndisplayButton)
+
+
+class StallMeter:
+    """Longest gap between ticks of a 5 ms QTimer on the GUI thread while it runs."""
+
+    def __init__(self, interval_ms: int = 5):
+        self.interval_ms = interval_ms
+        self._timer = QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self.longest_ms = 0.0
+        self._last = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.longest_ms = max(self.longest_ms, 1000.0 * (now - self._last))
+        self._last = now
+
+    def __enter__(self):
+        self.longest_ms = 0.0
+        self._last = time.perf_counter()
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._tick()
+        self._timer.stop()
+        return False
+
+
+def measure(qtbot, action, until, timeout_ms: int = 60000) -> float:
+    """Run ``action()`` (a user action) and wait until ``until()``; returns the longest
+    event-loop stall (ms) in between, the action's own call included."""
+    with StallMeter() as meter:
+        action()
+        qtbot.waitUntil(until, timeout=timeout_ms)
+        qtbot.wait(30)
+    return meter.longest_ms
+
+
+# ----------------------------------------------------------------------------- invariants
+
+
+def idle(session, margin_widget=None) -> bool:
+    """Nothing pending: analysis current (once requested) and shown, files written."""
+    if session.analysis.running or session._pending_writes:
+        return False
+    if session._autosave_timer.isActive() or session.analysis._timer.isActive():
+        return False
+    m = session.model
+    if session.analysis.live and not m.analysis_current and session.analysis.error is None:
+        return False
+    if margin_widget is not None:
+        if margin_widget._prep_worker is not None or margin_widget._export_workers:
+            return False
+        if m.analysis is not None and margin_widget._shown is not m.analysis:
+            return False
+    return not m.unsaved_items() or m.folder is None
+
+
+def fast_timers(session) -> None:
+    """Shorter debounces, same code (keeps long scripted sessions quick)."""
+    session._autosave_timer.setInterval(30)
+    session.analysis._timer.setInterval(30)
+
+
+def layer_mask(layer) -> sitk.Image:
+    data = np.asarray(layer.data)
+    return geometry.image_from_array((data != 0).astype(np.uint8), layer.scale, layer.translate)
+
+
+def check_invariants(
+    viewer, session, w, tmp_path: Path, *, exports: bool = True
+) -> core_margin.MarginResult:
+    """The shown MTM, the JSON/CSV exports and the case folder all equal a fresh
+    :func:`analyze_margin` of the current layers (call when :func:`idle`)."""
+    m = session.model
+    tl, al = session.labels_layer("tumor"), session.labels_layer("ablation")
+    assert tl is not None and al is not None
+    assert m.labels("tumor") is tl.data and m.labels("ablation") is al.data
+    fresh = core_margin.analyze_margin(layer_mask(tl), layer_mask(al), m.transform, m.threshold)
+    assert m.analysis_current
+    res = m.result
+    assert res.min_margin_mm == fresh.min_margin_mm
+    assert res.threshold_mm == fresh.threshold_mm
+    assert res.volume_fraction == fresh.volume_fraction
+    assert w.big.text() == fresh.margin_text()
+    assert "updating" not in w.status.text() and "OUT OF DATE" not in w.status.text()
+    lab = [
+        ly
+        for ly in viewer.layers
+        if (ly.metadata.get("napari_ablation") or {}).get("role") == "margin"
+    ]
+    assert lab and np.array_equal(lab[0].data, sitk.GetArrayFromImage(fresh.margin_labels_image()))
+    if exports:
+        w.export(tmp_path / "inv.json")
+        w.export(tmp_path / "inv.csv")
+        doc = json.loads((tmp_path / "inv.json").read_text(encoding="utf-8"))
+        assert doc["min_margin_mm"] == round(fresh.min_margin_mm, 3)
+        assert doc["threshold_mm"] == fresh.threshold_mm
+        assert f"{fresh.min_margin_mm:.2f}" in (tmp_path / "inv.csv").read_text(encoding="utf-8")
+    # the case folder holds the layers as they are
+    assert session.all_saved
+    disk = Case.load(m.folder)
+    assert np.array_equal(sitk.GetArrayFromImage(disk.tumor), np.asarray(tl.data))
+    assert np.array_equal(sitk.GetArrayFromImage(disk.ablation), np.asarray(al.data))
+    assert disk.settings["threshold_mm"] == m.threshold
+    if m.transform is None:
+        assert disk.transform is None
+    else:
+        assert np.allclose(disk.transform.GetParameters(), m.transform.GetParameters())
+    return fresh
