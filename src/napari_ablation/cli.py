@@ -229,6 +229,7 @@ def _cmd_cohort_stats(args: argparse.Namespace) -> int:
           if mtm["hazard_ratio"] is not None else f"Cox not estimable ({mtm['not_estimable']})")
     print(f"{s['n_cases']} cases, {s['n_events']} LTP events; MTM: {hr}")
     print(f"report: {Path(args.out) / 'report.html'} ({len(files)} files)")
+    return 0
 
 
 # ----------------------------------------------------------------------------- quiz (teaching mode)
