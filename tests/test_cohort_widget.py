@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_cohort import make_sphere_case
 
-from napari_ablation.core import cohort_stats
+from napari_ablation.core import cohort, cohort_stats
 from napari_ablation.widgets import _layers
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -63,15 +63,19 @@ def test_cohort_widget_batch_table_open_plots(make_napari_viewer, qtbot, tmp_pat
     assert first in ("p1", "p3")
 
     # a click on the first row opens that case with its layers and margin layer
+    before = {c.case: cohort.inputs_hash(c, 5.0) for c in cohort.find_cases([cases])}
     rect = w.table.visualItemRect(w.table.item(0, 1))
     qtbot.mouseClick(w.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     _wait(qtbot, w)
+    qtbot.waitUntil(lambda: _layers.find_layer(viewer, "margin") is not None, timeout=60_000)
     session = CaseSession.of(viewer)
     assert session.folder == cases / first
     for role in ("pre", "post", "tumor", "ablation", "margin"):
         assert _layers.find_layer(viewer, role) is not None, role
     margin = _layers.find_layer(viewer, "margin").data
     assert {1, 3} <= set(np.unique(margin))  # green and red voxels: this case is not covered
+    # viewing a case does not change it (a rerun of the batch would reuse every result)
+    assert {c.case: cohort.inputs_hash(c, 5.0) for c in cohort.find_cases([cases])} == before
 
     # statistics with an outcomes table: plots shown in the Plots tab
     (tmp_path / "outcomes.csv").write_text(

@@ -80,6 +80,8 @@ class CohortWidget(QWidget):
         self.last_error: str | None = None
         self.last_progress: str = ""
         self.stats: dict[str, Any] | None = None
+        self._margin_for = None  # the model whose first analysis shows the margin layer
+        _layers.connect_while_alive(self.session.model.analysis_changed, self, self._on_analysis)
 
         form = QFormLayout()
         self.cases_edit = QLineEdit()
@@ -292,29 +294,31 @@ class CohortWidget(QWidget):
                 f"case {cid} comes from a manifest, not a case folder: open its files with the Load widget"
             )
             return None
-        threshold = float((stored.get("margin") or {}).get("threshold_mm", self.threshold.value()))
-
         def job():
             from ..core.case import Case
 
-            case = Case.load(inputs.folder)
-            res = cohort.margin_result(inputs, threshold)[0] if not stored.get("error") else None
-            return case, res
+            return Case.load(inputs.folder)
 
-        def done(result):
-            case, res = result
+        def done(case):
             self.session.set_case(case, inputs.folder, save_images=False)
-            if res is not None:
-                _layers.add_or_update_labels(
-                    self.viewer,
-                    res.margin_labels_image(),
-                    "margin",
-                    colormap=_layers.margin_colormap(),
-                    opacity=0.6,
-                )
             self.status.setText(f"opened case {cid}")
+            if stored.get("error"):
+                return
+            # the margin layer comes from the case model's analysis, as in the Margin widget
+            # (with the case's own threshold: opening a case never rewrites its folder)
+            self._margin_for = self.session.model
+            self.session.analysis.request()
 
         return self._start(job, done, f"Opening case {cid}")
+
+    def _on_analysis(self) -> None:
+        model = self.session.model
+        if self._margin_for is not model or model.analysis is None:
+            return
+        self._margin_for = None
+        res = model.analysis.result
+        _layers.add_or_update_labels(self.viewer, res.margin_labels_image(), "margin",
+                                     colormap=_layers.margin_colormap(), opacity=0.6)
 
     # ------------------------------------------------------------------ views
     def _fill_table(self) -> None:
