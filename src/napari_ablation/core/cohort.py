@@ -860,7 +860,7 @@ def draw_outcomes(truth: Sequence[dict[str, Any]], rng) -> list[dict[str, Any]]:
     Parameters
     ----------
     truth
-        One dict per case with ``case``, ``true_min_margin_mm`` and ``true_min_margin_octant``.
+        One dict per case with ``case``, ``min_margin_mm`` and ``min_margin_octant`` (the truth).
     rng
         A ``numpy.random.Generator``.
 
@@ -872,13 +872,13 @@ def draw_outcomes(truth: Sequence[dict[str, Any]], rng) -> list[dict[str, Any]]:
 
     rows = []
     for t in truth:
-        rate = BASELINE_HAZARD_PER_MONTH * HAZARD_RATIO_PER_MM ** float(t["true_min_margin_mm"])
+        rate = BASELINE_HAZARD_PER_MONTH * HAZARD_RATIO_PER_MM ** float(t["min_margin_mm"])
         event_time = rng.exponential(1.0 / rate)
         censor = rng.uniform(*FOLLOW_UP_MONTHS)
         ltp = bool(event_time <= censor)
         site = ""
         if ltp:
-            parts = t["true_min_margin_octant"].split("-")
+            parts = t["min_margin_octant"].split("-")
             if rng.uniform() >= SITE_SAME_OCTANT:
                 axis = int(rng.integers(3))
                 flip = (
@@ -899,84 +899,18 @@ def draw_outcomes(truth: Sequence[dict[str, Any]], rng) -> list[dict[str, Any]]:
     return rows
 
 
-def synthetic_sphere_case(rng):
-    """A small analytic case: spherical tumor and ablation zone with a known MTM.
-
-    The tumor (radius 5-15 mm) sits in a 30 mm 'organ' on a small CT-like (0.8 x 0.8 x
-    2.5 mm) or MRI-like (1.2 x 1.2 x 3 mm) grid; the ablation sphere is offset so that the
-    true MTM, ``r_ablation - |offset| - r_tumor``, is spread around 3 mm (SD 4 mm); post is
-    moved by a small random rigid transform, saved as the case's registration.
-
-    Returns
-    -------
-    (Case, dict)
-        The case and its truth: ``true_min_margin_mm``, ``true_min_margin_octant``.
-    """
-    import numpy as np
-    import SimpleITK as sitk
-
-    from . import transform as tfm
-    from .case import Case
-    from .margin import octant_name, sphere_image
-
-    ct = bool(rng.uniform() < 0.5)
-    spacing = (0.8, 0.8, 2.5) if ct else (1.2, 1.2, 3.0)
-    r_t = float(rng.uniform(5.0, 15.0))
-    m = float(np.clip(rng.normal(3.0, 4.0), -8.0, 12.0))
-    d = float(rng.uniform(max(0.0, -m), max(0.0, -m) + 5.0))
-    r_a = m + d + r_t
-    u = rng.normal(size=3)
-    u /= np.linalg.norm(u)
-    c_t = np.zeros(3)
-    c_a = c_t + d * u
-    half = r_a + d + 6.0  # the grid holds the ablation sphere wherever it is
-    size = [int(np.ceil(2 * half / s)) + 1 for s in spacing]
-    origin = [-half] * 3
-    angles = np.deg2rad(rng.uniform(-3, 3, 3))
-    shift = rng.uniform(-5, 5, 3)
-    T = sitk.Euler3DTransform((0.0, 0.0, 0.0), *angles, tuple(shift))
-    A, b = tfm.matrix_offset(T)
-    post_origin = list(np.asarray(origin) + shift)
-    tumor = sphere_image(size, spacing, origin, c_t, r_t)
-    abl = sphere_image(size, spacing, post_origin, A @ c_a + b, r_a)
-
-    def image(origin_, centre, mask, value):
-        organ = sphere_image(size, spacing, origin_, centre, max(30.0, r_a + 4))
-        img = sitk.Cast(organ, sitk.sitkFloat32) * (60.0 if ct else 300.0)
-        img = img + sitk.Cast(mask, sitk.sitkFloat32) * value
-        arr = sitk.GetArrayFromImage(img) + rng.normal(
-            0.0, 8.0 if ct else 25.0, img.GetSize()[::-1]
-        )
-        out = sitk.GetImageFromArray(arr.astype(np.int16))
-        out.CopyInformation(img)
-        return out
-
-    pre = image(origin, c_t, tumor, 40.0 if ct else 250.0)
-    post = image(post_origin, b, abl, -50.0 if ct else -280.0)
-    truth = {
-        "true_min_margin_mm": round(m, 4),
-        "true_min_margin_octant": octant_name(-u),
-        "true_tumor_max_diameter_mm": round(2 * r_t, 3),
-    }
-    case = Case(
-        pre=pre,
-        post=post,
-        tumor=tumor,
-        ablation=abl,
-        transform=T,
-        info={"modality": "CT" if ct else "MR", "name": "synthetic", **truth},
-    )
-    case.qa = {"verdict": "acceptable", "comment": "synthetic case: the true registration"}
-    return case, truth
-
-
 def write_synthetic_cohort(out: str | os.PathLike, *, n: int, seed: int = 0) -> SyntheticCohort:
     """Write ``n`` small synthetic case folders and ``out/outcomes.csv`` (``cohort synth``).
+
+    The cases are :func:`.synthetic.write_synthetic_cases` (renal MRI and liver CT
+    alternating, small fields of view, coverage scenarios cycled, exact truths); the
+    outcomes are drawn from the hazard model of :func:`hazard_model_text` on each case's
+    true MTM. ``out/truth.csv`` lists the truths next to the outcomes.
 
     Parameters
     ----------
     out
-        Output folder: ``case001`` ... and ``outcomes.csv``.
+        Output folder: ``case_001`` ... and ``outcomes.csv``, ``truth.csv``.
     n
         Number of cases (>= 1).
     seed
@@ -995,23 +929,32 @@ def write_synthetic_cohort(out: str | os.PathLike, *, n: int, seed: int = 0) -> 
     import pandas as pd
 
     from .io import write_text_atomic
+    from .synthetic import write_synthetic_cases
 
     if n < 1:
         raise AblationError(f"the number of cases must be at least 1, got {n}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AblationError(f"{out}: exists and is not a folder")
-    rng = np.random.default_rng(seed)
-    width = max(3, len(str(n)))
-    folders, truth = [], []
-    for i in range(1, n + 1):
-        cid = f"case{i:0{width}d}"
-        case, t = synthetic_sphere_case(rng)
-        case.info["name"] = cid
-        folders.append(case.save(out / cid))
-        truth.append({"case": cid, **t})
-    rows = draw_outcomes(truth, rng)
+    made = write_synthetic_cases(out, n, seed=seed, modality="mixed", small=True)
+    truth = [{"case": folder.name, **t} for folder, t in made]
+    rows = draw_outcomes(truth, np.random.default_rng([seed, 12]))
     df = pd.DataFrame(rows, columns=["case", "ltp", "months", "recurrence_octant"])
     outcomes = write_text_atomic(out / "outcomes.csv", df.to_csv(index=False))
-    write_text_atomic(out / "truth.csv", pd.DataFrame(truth).to_csv(index=False))
-    return SyntheticCohort(cases=folders, outcomes=outcomes, truth=truth, model=hazard_model_text())
+    table = pd.DataFrame(
+        [
+            {
+                "case": t["case"],
+                "true_min_margin_mm": t["min_margin_mm"],
+                "true_min_margin_octant": t["min_margin_octant"],
+                "true_tumor_max_diameter_mm": t["tumor_max_diameter_mm"],
+                "scenario": t["scenario"],
+                "modality": t["modality"],
+            }
+            for t in truth
+        ]
+    )
+    write_text_atomic(out / "truth.csv", table.to_csv(index=False))
+    return SyntheticCohort(
+        cases=[f for f, _t in made], outcomes=outcomes, truth=truth, model=hazard_model_text()
+    )
