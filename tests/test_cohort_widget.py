@@ -11,21 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cohort import make_sphere_case
 
 from napari_ablation.core import cohort, cohort_stats
 from napari_ablation.widgets import _layers
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 pytestmark = pytest.mark.gui
-
-SPECS = [  # r_tumor, r_abl, offset -> MTM about 14-2.3-6 = 5.7, 11-3.7-8 = -0.7, 12-0-5 = 7, 10-4.1-7 = -1.1
-    {"r_tumor": 6.0, "r_abl": 14.0, "offset": (1.0, -2.0, 0.5)},
-    {"r_tumor": 8.0, "r_abl": 11.0, "offset": (-3.0, 1.0, 2.0), "shift": (2.0, -1.5, 3.0)},
-    {"r_tumor": 5.0, "r_abl": 12.0, "offset": (0.0, 0.0, 0.0), "modality": "MR"},
-    {"r_tumor": 7.0, "r_abl": 10.0, "offset": (4.0, 0.0, -1.0)},
-]
-
 
 def _wait(qtbot, w, timeout=120_000):
     qtbot.waitUntil(lambda: w._worker is None, timeout=timeout)
@@ -39,8 +30,8 @@ def test_cohort_widget_batch_table_open_plots(make_napari_viewer, qtbot, tmp_pat
 
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
     cases = tmp_path / "cases"
-    for i, kw in enumerate(SPECS):
-        make_sphere_case(cases / f"p{i}", **kw)
+    truth = {t["case"]: t for t in cohort.write_synthetic_cohort(cases, n=4, seed=3).truth}
+    by_margin = sorted(truth, key=lambda c: truth[c]["min_margin_mm"])
     viewer = make_napari_viewer(show=True)
     w = CohortWidget(viewer)
     viewer.window.add_dock_widget(w, name="Cohort", area="right")
@@ -60,7 +51,7 @@ def test_cohort_widget_batch_table_open_plots(make_napari_viewer, qtbot, tmp_pat
     mtm = [w.table.item(r, 1).data(Qt.ItemDataRole.DisplayRole) for r in range(4)]
     assert mtm == sorted(mtm) and mtm[0] < 0 < mtm[-1]
     first = w.table.item(0, 0).data(Qt.ItemDataRole.UserRole)
-    assert first in ("p1", "p3")
+    assert first == by_margin[0] and truth[first]["min_margin_mm"] < 0
 
     # a click on the first row opens that case with its layers and margin layer
     before = {c.case: cohort.inputs_hash(c, 5.0) for c in cohort.find_cases([cases])}
@@ -78,8 +69,9 @@ def test_cohort_widget_batch_table_open_plots(make_napari_viewer, qtbot, tmp_pat
     assert {c.case: cohort.inputs_hash(c, 5.0) for c in cohort.find_cases([cases])} == before
 
     # statistics with an outcomes table: plots shown in the Plots tab
+    rows = [f"{c},{int(c in by_margin[:2])},{12 + 6 * i}," for i, c in enumerate(sorted(truth))]
     (tmp_path / "outcomes.csv").write_text(
-        "case,ltp,months,recurrence_octant\np0,0,30\np1,1,8,\np2,0,24\np3,1,12,\n", encoding="utf-8"
+        "case,ltp,months,recurrence_octant\n" + "\n".join(rows) + "\n", encoding="utf-8"
     )
     w.compute_stats(str(tmp_path / "outcomes.csv"))
     _wait(qtbot, w)
@@ -92,6 +84,9 @@ def test_cohort_widget_batch_table_open_plots(make_napari_viewer, qtbot, tmp_pat
 
     # screenshot of the window with the table (and of the plots tab), checked
     _layers.grid(viewer).enabled = False
+    viewer.window.resize(1400, 860)
+    for role in ("post", "ablation"):  # the picture: the margin layer over pre
+        _layers.find_layer(viewer, role).visible = False
     w.tabs.setCurrentIndex(0)
     for name, tab in (("cohort_widget.png", 0), ("cohort_plots.png", 1)):
         w.tabs.setCurrentIndex(tab)
