@@ -450,3 +450,25 @@ def test_draw_outcomes_follows_the_hazard_model():
         assert np.mean([s == "left-anterior-superior" for s in sites]) == pytest.approx(
             cohort.SITE_SAME_OCTANT, abs=0.05
         )
+
+
+def test_stop_keeps_finished_cases_and_writes_no_table(cohort_dir, tmp_path, client):
+    """Ctrl-C / the widget's Stop: KeyboardInterrupt, finished cases stored, no margins.csv;
+    the rerun reuses them."""
+    import threading
+
+    stop = threading.Event()
+    res = tmp_path / "res"
+    cases = cohort.find_cases([cohort_dir])
+
+    def progress(p):
+        if p.computed >= 1:
+            stop.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        cohort.run_cohort(cases, res, client=client, progress=progress, stop=stop)
+    stored = sorted(c.case for c in cases if cohort.load_case_result(res, c.case) is not None)
+    assert len(stored) == 1  # Stop is checked before each finished case is taken
+    assert not (res / "margins.csv").exists()
+    again = cohort.run_cohort(cases, res, client=client)
+    assert sorted(again.reused) == stored and len(again.computed) == len(cases) - len(stored)

@@ -753,6 +753,8 @@ def _compute(client, todo, threshold_mm, finish, report, stop) -> None:
                     last_report = time.monotonic()
                 continue
             for fut in batch:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
                 pending.discard(fut)
                 c, digest = futures[fut]
                 store = True
@@ -781,9 +783,13 @@ def _compute(client, todo, threshold_mm, finish, report, stop) -> None:
 
 
 def _import_analysis() -> str:
-    """Runs on every worker before the tasks: import the analysis (not counted in the rate)."""
-    from . import io, margin, transform  # noqa: F401
+    """Runs on every worker before the tasks (not counted in the rate): import the analysis
+    and run it once on a tiny phantom, so that lazily loaded modules are loaded."""
+    from .margin import analyze_margin, sphere_image
 
+    tumor = sphere_image((16, 16, 16), (1.0, 1.0, 1.0), (-8.0, -8.0, -8.0), (0.0, 0.0, 0.0), 3.0)
+    ablation = sphere_image((16, 16, 16), (1.0, 1.0, 1.0), (-8.0, -8.0, -8.0), (0.0, 0.0, 0.0), 6.0)
+    analyze_margin(tumor, ablation)
     return "ok"
 
 
