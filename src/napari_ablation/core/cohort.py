@@ -46,7 +46,6 @@ CASES_DIR = "cases"
 MARGINS_CSV = "margins.csv"
 MARGINS_PARQUET = "margins.parquet"
 MANIFEST_COLUMNS = ("case", "tumor", "ablation")
-MANIFEST_OPTIONAL = ("transform", "pre", "post")
 #: columns every margins.csv row has, before the margin figures
 META_COLUMNS = (
     "case",
@@ -56,9 +55,11 @@ META_COLUMNS = (
     "spacing_y_mm",
     "spacing_z_mm",
     "qa_verdict",
+    "folder",
 )
-#: per-worker memory limit of the local cluster: the CT sample peaks far below
-#: (benchmarks/README.md, "Cohort"); a worker above 95 % of it is restarted by its nanny
+#: per-worker memory limit of the local cluster: a CT-sized case (512 x 512 x 300) peaks at
+#: about 0.55 GB (benchmarks/README.md, "Cohort"); a worker above 95 % of it is restarted
+#: by its nanny and its task rerun
 DEFAULT_MEMORY_LIMIT = "2GiB"
 RESULT_FORMAT = "napari-ablation cohort case result"
 #: bump when the meaning of a stored case result changes (forces recomputation)
@@ -217,7 +218,7 @@ def read_manifest(path: str | os.PathLike) -> list[CaseInputs]:
     out: list[CaseInputs] = []
     seen: set[str] = set()
     for n, row in enumerate(rows, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        row = {(k or "").strip(): v.strip() for k, v in row.items() if isinstance(v, str)}
         cid = row.get("case", "")
         if not cid:
             raise AblationError(f"{path.name} line {n}: empty case id")
