@@ -33,7 +33,7 @@ def world_to_canvas(viewer, world) -> QPoint:
     tr = view.transform * view.scene.transform
     disp = [float(world[d]) for d in viewer.dims.displayed][::-1]
     p = tr.map(disp)
-    return QPoint(int(round(p[0])), int(round(p[1])))
+    return QPoint(round(p[0]), round(p[1]))
 
 
 def stroke(viewer, qtbot, world_points, button=Qt.LeftButton) -> None:
@@ -145,6 +145,19 @@ def layer_mask(layer) -> sitk.Image:
     return geometry.image_from_array((data != 0).astype(np.uint8), layer.scale, layer.translate)
 
 
+def margin_on_grid(layer, pre_layer) -> np.ndarray:
+    """The margin layer (a box of the pre grid) pasted into a full pre-grid array."""
+    shape = np.asarray(pre_layer.data).shape
+    assert np.allclose(layer.scale, pre_layer.scale)
+    off_f = (np.asarray(layer.translate, float) - np.asarray(pre_layer.translate, float)) / np.asarray(layer.scale)
+    off = np.rint(off_f).astype(int)
+    assert np.allclose(off_f, off, atol=1e-6), "the margin layer is not aligned with the pre voxels"
+    out = np.zeros(shape, np.uint8)
+    d = np.asarray(layer.data)
+    out[off[0] : off[0] + d.shape[0], off[1] : off[1] + d.shape[1], off[2] : off[2] + d.shape[2]] = d
+    return out
+
+
 def check_invariants(
     viewer, session, w, tmp_path: Path, *, exports: bool = True
 ) -> core_margin.MarginResult:
@@ -167,7 +180,10 @@ def check_invariants(
         for ly in viewer.layers
         if (ly.metadata.get("napari_ablation") or {}).get("role") == "margin"
     ]
-    assert lab and np.array_equal(lab[0].data, sitk.GetArrayFromImage(fresh.margin_labels_image()))
+    assert lab
+    full = sitk.GetArrayFromImage(fresh.margin_labels_image())
+    pre = next(ly for ly in viewer.layers if (ly.metadata.get("napari_ablation") or {}).get("role") == "pre")
+    assert np.array_equal(margin_on_grid(lab[0], pre), full)
     if exports:
         w.export(tmp_path / "inv.json")
         w.export(tmp_path / "inv.csv")

@@ -263,6 +263,7 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(make_napa
     assert tumor.data[z].any()
     # bundled data untouched: the working copy lives in the user's cases folder
     assert CaseSession.of(viewer).folder == cases_root / "sample_renal_mri"
+    qtbot.wait(300)  # the canvas draws the new camera on the next event-loop turn (as a user sees it)
     shot = viewer.screenshot(str(tmp_path / "sample.png"), canvas_only=True)
     h, w = shot.shape[:2]
     left, right = shot[:, : w // 2, :3].astype(float), shot[:, w // 2:, :3].astype(float)

@@ -525,3 +525,71 @@ def test_cli_score_wrong_key_and_empty_quiz(hand_quiz, tmp_path, capsys):
         == 2
     )
     assert "no cases" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bundled quiz, QuizRun
+
+
+def test_bundled_quiz_ships_small_and_complete():
+    folder = quiz.bundled_quiz_dir()
+    q = quiz.Quiz.load(folder)
+    assert q.self_study and len(q.case_ids) == quiz.BUNDLED_QUIZ_CASES
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 6e6
+    key = q.load_key()
+    assert {k["coverage_class"] for k in key["cases"].values()} == {"green", "yellow", "red"}
+    assert len({k["min_margin_octant"] for k in key["cases"].values()}) == 8
+    assert not (folder / quiz.SCORES_DIR).exists()  # nobody's answers are shipped
+    case = q.load_case("case_01")
+    assert case.tumor is not None and case.ablation is not None and case.transform is not None
+    assert quiz.QUIZ_LOCK not in case.info
+
+
+def test_quiz_run_without_key_records_answers_for_the_teacher(hand_quiz):
+    folder, key_path = hand_quiz
+    q = quiz.Quiz.load(folder)
+    run = quiz.QuizRun(q, "eve")
+    assert not run.can_score and run.first_open_index() == 0
+    rec = run.submit("case_02", {"mtm_mm": "1.5", "octant": ""})
+    assert rec["score"] is None and rec["answer"]["mtm_mm"] == 1.5
+    with pytest.raises(AblationError, match="not a number"):
+        run.submit("case_03", {"mtm_mm": "x"})
+    assert [r["case"] for r in quiz.read_scores(folder, "eve")["eve"]] == ["case_02"]
+    # the teacher's key at hand: answers are scored at once; the run resumes after case_02
+    run2 = quiz.QuizRun(q, "eve", key_path)
+    assert run2.can_score and run2.answered("case_02") and run2.first_open_index() == 0
+    rec = run2.submit("case_01", {"complete": "no", "mtm_mm": "-1"})
+    assert rec["score"]["complete_correct"] is False and rec["score"][
+        "mtm_abs_error_mm"
+    ] == pytest.approx(8.0)
+    assert run2.first_open_index() == 2
+    other = dict(json.loads(key_path.read_text(encoding="utf-8")), quiz_id="nope")
+    bad = key_path.parent / "bad.json"
+    bad.write_text(json.dumps(other), encoding="utf-8")
+    with pytest.raises(AblationError, match="does not belong"):
+        quiz.QuizRun(q, "eve", bad)
+    with pytest.raises(AblationError, match="name"):
+        quiz.QuizRun(q, "  ")
+
+
+def test_export_scores_answers_recorded_without_the_key(hand_quiz, tmp_path, capsys):
+    """A trainee quiz (no key inside): answers are recorded unscored; the teacher's export
+    scores them with the key."""
+    folder, key_path = hand_quiz
+    run = quiz.QuizRun(quiz.Quiz.load(folder), "fay")
+    run.submit("case_03", {"complete": "no", "mtm_mm": "-2"})
+    run.submit("case_01", {"complete": "yes", "mtm_mm": "6"})
+    out = tmp_path / "export"
+    assert cli.main(["quiz", "export", "--quiz", str(folder), "--out", str(out)]) == 2
+    assert "give --key" in capsys.readouterr().err and not out.exists()
+    assert (
+        cli.main(
+            ["quiz", "export", "--quiz", str(folder), "--out", str(out), "--key", str(key_path)]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))["fay"]
+    assert summary["n_cases"] == 2 and summary["mean_abs_mtm_error_mm"] == pytest.approx(1.0)
+    assert summary["incomplete_sensitivity"] == 1.0 and summary["coverage_call_accuracy"] == 1.0
+    rows = (out / "scores.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].startswith("fay,1,case_03,") and rows[2].startswith("fay,2,case_01,")

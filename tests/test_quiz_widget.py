@@ -7,6 +7,7 @@ Run under Xvfb: ``xvfb-run -a python -m pytest tests/test_quiz_widget.py``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def test_nothing_of_the_answer_before_submission(make_napari_viewer, bundled_cop
         assert teach.octant.currentText() == "" and teach.reveal.text() == ""
 
 
-def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot):
+def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, tmp_path):
     viewer, teach, margins = _open(make_napari_viewer, bundled_copy, show=True)
     viewer.window.resize(1500, 950)
     key = json.loads((bundled_copy / quiz.KEY_IN_QUIZ).read_text(encoding="utf-8"))
@@ -112,7 +113,9 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot):
     teach.klass.setCurrentText("yellow")
     record = teach.submit()
     assert record["score"]["complete_correct"] is False
-    assert record["score"]["mtm_abs_error_mm"] == pytest.approx(abs(3.0 - k["min_margin_mm"]), abs=1e-3)
+    assert record["score"]["mtm_abs_error_mm"] == pytest.approx(
+        abs(3.0 - k["min_margin_mm"]), abs=1e-3
+    )
     _wait_reveal(qtbot, viewer)
     # the reveal: scores, explanation, the 2D-vs-3D aid, the layers and the unlocked Margins widget
     html = teach.reveal.text()
@@ -126,10 +129,17 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot):
     assert margins.big.text() == "MTM = —"
     assert not teach.submit_btn.isEnabled() and teach.next_btn.isEnabled()
     qtbot.wait(300)
-    DOCS.mkdir(exist_ok=True)
-    out = DOCS / "teach_reveal.png"
+    # the picture: the window into tmp_path (and docs/ with NAPARI_ABLATION_UPDATE_DOCS=1);
+    # the canvas shows the red (uncovered) and yellow (thin margin) classes of the margin layer
+    out = tmp_path / "teach_reveal.png"
     viewer.window.screenshot(str(out), canvas_only=False)
     assert out.stat().st_size > 50_000
+    if os.environ.get("NAPARI_ABLATION_UPDATE_DOCS") == "1":
+        shutil.copy(out, DOCS / "teach_reveal.png")
+    rgb = np.asarray(viewer.screenshot(canvas_only=True))[..., :3].astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert np.count_nonzero((r > 150) & (g < 90) & (b < 90)) > 200  # red
+    assert np.count_nonzero((r > 150) & (g > 120) & (b < 60)) > 200  # yellow
     # next case: locked again, the reveal layers gone
     teach.next_case()
     qtbot.wait(100)
@@ -166,3 +176,41 @@ def test_score_file_survives_a_viewer_closed_mid_quiz(make_napari_viewer, bundle
     assert margins2.status.text() == QUIZ_LOCK_TEXT
     teach2.open_case(0)
     assert teach2.revealed and teach2.mtm.text() == "4" and not teach2.submit_btn.isEnabled()
+
+
+def test_segmentation_and_registration_questions(make_napari_viewer, tmp_path, qtbot, monkeypatch):
+    """The trainee draws the tumor and registers: the reference is hidden until the reveal,
+    then scored (Dice, HD95, TRE) and shown beside the trainee's outline."""
+    import SimpleITK as sitk
+
+    from napari_ablation.core import transform as tfm
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    made = quiz.make_quiz(
+        tmp_path / "q",
+        tmp_path / "key.json",
+        n_synthetic=1,
+        seed=21,
+        small=True,
+        questions=["mtm", "tumor", "registration"],
+    )
+    key = quiz.read_key(tmp_path / "key.json")["cases"]["case_01"]
+    viewer, teach, _margins = _open(make_napari_viewer, made.folder)
+    teach.key_edit.setText(str(tmp_path / "key.json"))
+    teach.open_quiz(made.folder)
+    tumor_layer = teach.session.labels_layer("tumor")
+    assert tumor_layer is not None and not np.any(tumor_layer.data)  # the reference is not shown
+    assert teach.session.model.transform is None
+    ref = sitk.GetArrayFromImage(quiz.unpack_mask(key["reference"]["tumor"]))
+    tumor_layer.data = np.roll(ref, 1, axis=2)  # the trainee's outline: one voxel off
+    true_tx = tfm.euler_from_params(key["reference"]["transform"])
+    A, b = tfm.matrix_offset(true_tx)
+    teach.session.set_transform(tfm.euler_from_matrix(A, b + np.array([1.5, 0.0, 0.0])), "manual")
+    teach.mtm.setText("2")
+    record = teach.submit()
+    s = record["score"]
+    assert 0.6 < s["tumor_dice"] < 0.97 and s["tumor_hd95_mm"] > 0
+    assert s["registration_tre_mm"] == pytest.approx(1.5, abs=0.01)
+    _wait_reveal(qtbot, viewer)
+    assert _layers.find_layer(viewer, "quiz_reference_tumor") is not None
+    assert "Tumor outline: Dice" in teach.reveal.text() and "TRE" in teach.reveal.text()

@@ -119,6 +119,19 @@ def test_full_field_of_view_case_matches_engine_and_small_twin(modality):
     )
 
 
+def test_thick_ct_slices_stay_within_the_engines_resolution_limit():
+    """5 mm CT slices: a binary mask cannot place a cap better than half a slice, so the
+    bound is the engine's own resolution limit (at most 1.5 mm); octant and class agree."""
+    errors = []
+    for i in range(6):
+        case, truth = synthetic.synthetic_case(i, modality="ct", small=True, slice_mm=5.0)
+        assert case.pre.GetSpacing()[2] == 5.0
+        res = _engine(case, truth)
+        tol = min(1.5, res.min_margin_uncertainty_mm)
+        errors.append(_check_agreement(res, truth, tol))
+    assert np.mean(np.abs(errors)) <= 0.5, errors
+
+
 # ----------------------------------------------------------------------------- what is drawn
 
 
@@ -177,6 +190,7 @@ def test_write_cases_round_trip(tmp_path):
         {"octant": "up"},
         {"tumor_diameter_mm": 80.0},
         {"threshold_mm": float("nan")},
+        {"slice_mm": 0.0},
     ],
 )
 def test_bad_arguments(kwargs):

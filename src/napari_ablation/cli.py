@@ -270,6 +270,7 @@ def _add_quiz_parser(sub) -> None:
     p = qs.add_parser("export", help="the teacher's export of the trainees' score files: CSV + HTML with learning curves")
     p.add_argument("--quiz", required=True, help="the quiz folder")
     p.add_argument("--out", required=True, help="folder for scores.csv, summary.json and scores.html")
+    p.add_argument("--key", help="the answer key: scores answers recorded without it (trainee quizzes)")
     p.set_defaults(func=_cmd_quiz_export)
 
     p = qs.add_parser("open", help="open napari with the Teach widget on a quiz (default: the bundled quiz)")
@@ -347,7 +348,7 @@ def _cmd_quiz_open(args: argparse.Namespace) -> int:
 def _cmd_quiz_export(args: argparse.Namespace) -> int:
     from .core import quiz
 
-    for path in quiz.export_scores(args.quiz, args.out).values():
+    for path in quiz.export_scores(args.quiz, args.out, args.key).values():
         print(path)
     return 0
 

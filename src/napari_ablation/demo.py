@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins")
+WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins", "Teach (quiz)")
 
 
 def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):

@@ -144,6 +144,16 @@ def run_analysis(request: AnalysisRequest) -> Analysis:
     return Analysis(result=res, inputs=dict(request.inputs), identity=request.transform is None)
 
 
+def label_arrays_of(case: Case) -> dict[str, np.ndarray]:
+    """The labels of ``case`` as uint8 (z, y, x) arrays (copies; any thread)."""
+    out = {}
+    for role in LABEL_ROLES:
+        lab = getattr(case, role)
+        if lab is not None:
+            out[role] = np.array(sitk.GetArrayViewFromImage(lab), dtype=np.uint8)
+    return out
+
+
 class CaseModel:
     """The state of one case, with events (see the module docstring)."""
 
@@ -253,7 +263,12 @@ class CaseModel:
         self.changed.emit("folder")
 
     def load_case(
-        self, case: Case, folder: str | os.PathLike | None = None, *, saved: bool = False
+        self,
+        case: Case,
+        folder: str | os.PathLike | None = None,
+        *,
+        saved: bool = False,
+        label_arrays: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Replace the whole state by ``case``.
 
@@ -265,6 +280,9 @@ class CaseModel:
             Its case folder.
         saved : bool
             True when ``folder`` holds exactly ``case`` (it was just read from there).
+        label_arrays : dict, optional
+            The labels of ``case`` already as uint8 (z, y, x) arrays (made off the GUI
+            thread, see :func:`label_arrays_of`); they are held, not copied.
         """
         case.check_labels()
         self._images = {r: getattr(case, r) for r in IMAGE_ROLES}
@@ -274,7 +292,8 @@ class CaseModel:
             if lab is None:
                 self._labels[role], self._label_grid[role] = None, grid
             else:
-                self._labels[role] = np.array(sitk.GetArrayViewFromImage(lab), dtype=np.uint8)
+                given = (label_arrays or {}).get(role)
+                self._labels[role] = given if given is not None else label_arrays_of(case)[role]
                 self._label_grid[role] = grid if grid is not None else lab
         self._history = [
             TransformStep(None if case.transform is None else tfm.as_euler(case.transform), "case")
@@ -423,6 +442,8 @@ class CaseModel:
         """Hold ``array`` (a view's own array) as the ``role`` labels without a new version,
         when it equals the labels held now. Returns False (and changes nothing) otherwise."""
         cur = self._labels.get(role)
+        if cur is array and cur is not None:
+            return True
         if cur is None or array is None or cur.shape != array.shape or not np.array_equal(cur, array):
             return False
         self._labels[role] = array
@@ -755,5 +776,6 @@ __all__ = [
     "CaseModel",
     "SaveRequest",
     "TransformStep",
+    "label_arrays_of",
     "run_analysis",
 ]

@@ -10,5 +10,7 @@ thin layers over it. One module owns each concept:
 * ``display``   -- contrast presets
 * ``case``      -- the case model and its folder on disk
 * ``samples``   -- the bundled synthetic sample cases
+* ``synthetic`` -- varied synthetic cases with exact truths (quizzes, cohorts, tests)
+* ``quiz``      -- teaching mode: quiz folders, answer keys, scoring, score files
 * ``segmentation``, ``registration``, ``margin``, ``report`` -- the workflow steps
 """

@@ -51,7 +51,7 @@ import SimpleITK as sitk
 
 from . import geometry, synthetic
 from . import transform as tfm
-from .case import Case, is_case_folder
+from .case import Case, _json_default, is_case_folder
 from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS
 from .errors import AblationError
 from .io import read_image, write_text_atomic
@@ -354,7 +354,9 @@ def axial_vs_3d(
     # the largest slice; among slices within half a pixel of it (pixelation), the most central
     top = max(diam.values())
     zc = float(np.argwhere(arr)[:, 0].mean())
-    best = min((z for z, d in diam.items() if d >= top - 0.5 * min(sx, sy)), key=lambda z: abs(z - zc))
+    best = min(
+        (z for z, d in diam.items() if d >= top - 0.5 * min(sx, sy)), key=lambda z: abs(z - zc)
+    )
     best_d = float(diam[best])
     z_mm = float(geometry.index_to_lps(tumor, (best, 0, 0))[2])
     # a fine in-plane grid over the tumor's box on that slice, padded
@@ -749,7 +751,9 @@ def write_bundled_quiz(out: str | os.PathLike | None = None, progress=None) -> Q
     Quiz
     """
     out = Path(out) if out else bundled_quiz_dir()
-    work = Path(tempfile.mkdtemp(prefix=".bundled-quiz.", dir=out.parent if out.parent.exists() else None))
+    work = Path(
+        tempfile.mkdtemp(prefix=".bundled-quiz.", dir=out.parent if out.parent.exists() else None)
+    )
     try:
         made = make_quiz(
             work / "quiz",
@@ -1282,18 +1286,6 @@ def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [last[c] for c in order]
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 # =====================================================================================
 # one trainee taking a quiz (the Teach widget is a view over this)
 
@@ -1378,8 +1370,14 @@ class QuizRun:
         answer = parse_answer({**raw, "case": case_id}, self.quiz)
         score = None
         if self.key is not None:
-            qc = self.quiz.load_case(case_id) if any(answer.get(r) for r in ("tumor", "ablation", "transform")) else None
-            score = score_case(answer, self.key["cases"][case_id], float(self.key["threshold_mm"]), quiz_case=qc)
+            qc = (
+                self.quiz.load_case(case_id)
+                if any(answer.get(r) for r in ("tumor", "ablation", "transform"))
+                else None
+            )
+            score = score_case(
+                answer, self.key["cases"][case_id], float(self.key["threshold_mm"]), quiz_case=qc
+            )
         record = {"case": case_id, "quiz_id": self.quiz.quiz_id, "answer": answer, "score": score}
         append_score(self.quiz.folder, self.trainee, record)
         self.records[case_id] = record
@@ -1421,12 +1419,58 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_rows(quiz_folder: str | os.PathLike) -> list[dict[str, Any]]:
+def scored_records(
+    quiz: Quiz, key: dict[str, Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every trainee's last record per case, scored: answers recorded without the key (a
+    trainee quiz) are scored with ``key`` now; records that stay unscored are left out.
+
+    Parameters
+    ----------
+    quiz : Quiz
+        The quiz (its ``scores/``).
+    key : dict, optional
+        Its key (checked against the quiz).
+
+    Returns
+    -------
+    dict
+        ``{trainee: [record, ...]}`` in submission order.
+    """
+    if key is not None:
+        check_key_matches(quiz, key)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, recs in read_scores(quiz.folder).items():
+        done = []
+        for r in latest_per_case(recs):
+            if r.get("case") not in quiz.case_ids:
+                continue
+            if not r.get("score") and key is not None:
+                a = r.get("answer") or {}
+                qc = (
+                    quiz.load_case(r["case"])
+                    if any(a.get(k) for k in ("tumor", "ablation", "transform"))
+                    else None
+                )
+                r = {
+                    **r,
+                    "score": score_case(
+                        a, key["cases"][r["case"]], float(key["threshold_mm"]), quiz_case=qc
+                    ),
+                }
+            if r.get("score"):
+                done.append(r)
+        if done:
+            out[name] = done
+    return out
+
+
+def export_rows(quiz: Quiz, key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per trainee and case (the last submission of each case), in submission order."""
     rows = []
-    for name, recs in read_scores(quiz_folder).items():
-        for i, r in enumerate(latest_per_case(recs), start=1):
-            a, s = r.get("answer", {}), r.get("score", {})
+    for name, recs in scored_records(quiz, key).items():
+        for i, r in enumerate(recs, start=1):
+            a, s = r.get("answer", {}), r["score"]
             t = s.get("true", {})
             rows.append(
                 {
@@ -1448,6 +1492,10 @@ def export_rows(quiz_folder: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+#: cases averaged in the learning curve of the MTM error
+LEARNING_WINDOW = 3
+
+
 def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
     """PNG: per trainee, absolute MTM error by case in the order taken, and the share of
     right coverage calls so far."""
@@ -1467,9 +1515,14 @@ def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
         (line,) = ax1.plot(x, err, "o", alpha=0.5)
         e = np.array(err, float)
         ok = ~np.isnan(e)
-        run = np.cumsum(np.where(ok, e, 0)) / np.maximum(np.cumsum(ok), 1)
+        # mean of the last LEARNING_WINDOW cases: shows the error shrinking as it does
+        s_ok, n_ok = np.cumsum(np.where(ok, e, 0.0)), np.cumsum(ok)
+        w = LEARNING_WINDOW
+        s_prev = np.concatenate([np.zeros(w), s_ok])[: len(s_ok)]
+        n_prev = np.concatenate([np.zeros(w), n_ok])[: len(n_ok)]
+        run = (s_ok - s_prev) / np.maximum(n_ok - n_prev, 1)
         ax1.plot(
-            x, np.where(np.cumsum(ok) > 0, run, np.nan), "-", color=line.get_color(), label=name
+            x, np.where(n_ok - n_prev > 0, run, np.nan), "-", color=line.get_color(), label=name
         )
         calls = [r["complete_correct"] for r in rs]
         c = np.array([np.nan if v is None else float(v) for v in calls])
@@ -1484,7 +1537,7 @@ def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
         )
     ax1.set_xlabel("case (order taken)")
     ax1.set_ylabel("|MTM error| (mm)")
-    ax1.set_title("MTM error (dots) and running mean")
+    ax1.set_title(f"|MTM error| (dots), mean of the last {LEARNING_WINDOW} cases")
     ax2.set_xlabel("case (order taken)")
     ax2.set_ylabel("coverage calls right so far (%)")
     ax2.set_ylim(-5, 105)
@@ -1497,7 +1550,11 @@ def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
+def export_scores(
+    quiz_folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    key_path: str | os.PathLike | None = None,
+) -> dict[str, Path]:
     """Write the teacher's export: ``scores.csv`` (one row per trainee and case),
     ``summary.json`` (per trainee) and ``scores.html`` (summaries and learning curves).
 
@@ -1507,6 +1564,9 @@ def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) ->
         The quiz folder (its ``scores/``).
     out_dir : path
         Folder to write into (created).
+    key_path : path, optional
+        The key, to score answers recorded without it (default: the key inside a
+        self-study quiz, if any).
 
     Returns
     -------
@@ -1516,14 +1576,16 @@ def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) ->
     Raises
     ------
     AblationError
-        No score files in the quiz folder.
+        No scored answers in the quiz folder, or a key that does not match it.
     """
     import html as _html
 
     quiz = Quiz.load(quiz_folder)
-    rows = export_rows(quiz_folder)
+    key = quiz.load_key(key_path) if (key_path is not None or quiz.self_study) else None
+    rows = export_rows(quiz, key)
     if not rows:
-        raise AblationError(f"{quiz_folder}: no scores yet")
+        hint = "" if key is not None else " (answers recorded without the key: give --key)"
+        raise AblationError(f"{quiz_folder}: no scored answers yet{hint}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
@@ -1533,8 +1595,8 @@ def export_scores(quiz_folder: str | os.PathLike, out_dir: str | os.PathLike) ->
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in EXPORT_COLUMNS})
     csv_path = write_text_atomic(out / "scores.csv", buf.getvalue())
     summaries = {}
-    for name, recs in read_scores(quiz_folder).items():
-        summaries[name] = summarize(r["score"] for r in latest_per_case(recs))
+    for name, recs in scored_records(quiz, key).items():
+        summaries[name] = summarize(r["score"] for r in recs)
     json_path = write_text_atomic(out / "summary.json", json.dumps(summaries, indent=2))
     png = base64.b64encode(learning_curve_png(rows)).decode("ascii")
     heads = [

@@ -674,7 +674,8 @@ def _unambiguous(truth, centroid, octant, radius_mm: float) -> bool:
     return bool(
         truth["min_margin_octant"] == octant
         and np.min(np.abs(rel)) >= min(OCTANT_CLEARANCE_MM, OCTANT_CLEARANCE_FRACTION * radius_mm)
-        and min(others) - truth["min_margin_mm"] >= min(OCTANT_GAP_MM, OCTANT_GAP_FRACTION * radius_mm)
+        and min(others) - truth["min_margin_mm"]
+        >= min(OCTANT_GAP_MM, OCTANT_GAP_FRACTION * radius_mm)
     )
 
 
@@ -703,6 +704,7 @@ def synthetic_case(
     threshold_mm: float = 5.0,
     misregistration: bool = True,
     small: bool = False,
+    slice_mm: float | None = None,
 ) -> tuple[Case, dict[str, Any]]:
     """One synthetic ablation case with its exact ground truth.
 
@@ -730,6 +732,9 @@ def synthetic_case(
     small : bool
         A field of view cropped tightly around the lesion (and 0.9 x 0.9 x 2.5 mm for CT),
         so that tens of cases generate in seconds.
+    slice_mm : float, optional
+        Slice thickness (mm) instead of the modality's (e.g. 5 mm CT); the lesion and the
+        truths stay those of the seed.
 
     Returns
     -------
@@ -757,6 +762,10 @@ def synthetic_case(
         raise AblationError(f"unknown octant '{octant}': choose one of {', '.join(OCTANTS)}")
     if tumor_diameter_mm is not None and not 10.0 <= float(tumor_diameter_mm) <= 50.0:
         raise AblationError("the tumor diameter must be between 10 and 50 mm")
+    if slice_mm is not None and not (
+        math.isfinite(float(slice_mm)) and 0.3 <= float(slice_mm) <= 10.0
+    ):
+        raise AblationError("the slice thickness must be between 0.3 and 10 mm")
     if not math.isfinite(threshold_mm) or threshold_mm < 2.0 * CLASS_CLEARANCE_MM + 0.1:
         raise AblationError(
             f"the threshold must be a number of mm >= {2 * CLASS_CLEARANCE_MM + 0.1:g}"
@@ -770,6 +779,7 @@ def synthetic_case(
         else float(rng.uniform(10.0, 50.0))
     )
     host = _HOSTS[modality](arng, small)
+    spacing = host.spacing if slice_mm is None else (*host.spacing[:2], float(slice_mm))
 
     # lesion + zone, redrawn until the octant of the minimum is unambiguous
     for _attempt in range(80):
@@ -801,8 +811,8 @@ def synthetic_case(
     ext = float(np.max(zone.semi)) + (15.0 if small else 45.0)
     half = np.array([ext, ext, ext * (0.8 if small else 0.7)])
     look = 0.5 * (tumor.center + zone.center)
-    pre_grid = _grid_around(look, half, host.spacing, rng)
-    post_grid = _grid_around(A @ look + b + rng.normal(size=3) * 3.0, half, host.spacing, rng)
+    pre_grid = _grid_around(look, half, spacing, rng)
+    post_grid = _grid_around(A @ look + b + rng.normal(size=3) * 3.0, half, spacing, rng)
     probes = _probes(rng, host, probe_dir, zone, T, post_grid)
 
     # painting: the surroundings and the acquisition noise come from their own stream

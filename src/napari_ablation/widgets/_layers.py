@@ -112,26 +112,31 @@ def margin_colormap():
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **MARGIN_COLORS})
 
 
-def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None, **kw):
-    """Replace the data of the layer with this role, or add a new image layer."""
+def add_or_update_image(viewer, img: sitk.Image, role: str, *, name: str | None = None,
+                        array: np.ndarray | None = None, **kw):
+    """Replace the data of the layer with this role, or add a new image layer (``array``:
+    the image's data, already copied off the GUI thread)."""
     layer = find_layer(viewer, role)
     kwargs = image_layer_kwargs(img, name or ROLES.get(role, role), role, **kw)
-    if layer is not None and layer.data.shape == tuple(img.GetSize()[::-1]):
-        layer.data = sitk.GetArrayFromImage(img)
+    arr = array if array is not None else sitk.GetArrayFromImage(img)
+    if layer is not None and layer.data.shape == arr.shape:
+        layer.data = arr
         layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
-    return viewer.add_image(sitk.GetArrayFromImage(img), **kwargs)
+    return viewer.add_image(arr, **kwargs)
 
 
 def add_or_update_labels(viewer, img: sitk.Image, role: str, *, name: str | None = None,
-                         color: str | None = None, colormap=None, **kw):
+                         color: str | None = None, colormap=None, array: np.ndarray | None = None, **kw):
+    """Replace the data of the labels layer with this role, or add one (``array``: the data
+    on the grid of ``img``, held by the layer without a copy)."""
     layer = find_layer(viewer, role)
     kwargs = labels_layer_kwargs(img, name or ROLES.get(role, role), role, color, **kw)
     if colormap is not None:
         kwargs["colormap"] = colormap
-    arr = sitk.GetArrayFromImage(img)
+    arr = array if array is not None else sitk.GetArrayFromImage(img)
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
         layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
@@ -260,3 +265,34 @@ def keep_selection(viewer):
             sel.update(alive)
             if active is not None and active in viewer.layers:
                 sel.active = active
+
+
+def scroll_body(widget):
+    """Put ``widget``'s content in a scroll area and return the content's layout: a docked
+    panel then never forces the dock wider or taller than the user makes it (the images
+    keep the room)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+    body = QWidget()
+    area.setWidget(body)
+    outer.addWidget(area)
+    lay = QVBoxLayout(body)
+    lay.setContentsMargins(4, 4, 4, 4)
+    lay.setSpacing(4)
+    return lay
+
+
+def compact_combo(combo, chars: int = 10):
+    """A combo box that does not size itself to its longest entry."""
+    from qtpy.QtWidgets import QComboBox
+
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    return combo

@@ -27,7 +27,7 @@ from ..core import display, io
 from ..core.case import Case, is_case_folder, load_case_files
 from ..core.errors import AblationError
 from . import _layers
-from .session import CaseSession, default_cases_root, new_case_folder
+from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
 
 
 class _SeriesPicker(QWidget):
@@ -179,7 +179,9 @@ class LoadCaseWidget(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
 
-        lay = QVBoxLayout(self)
+        lay = _layers.scroll_body(self)
+        for combo in (self.sample, self.window):
+            _layers.compact_combo(combo)
         lay.addWidget(files)
         lay.addWidget(sample)
         lay.addWidget(folder)
@@ -212,7 +214,7 @@ class LoadCaseWidget(QWidget):
             case = load_case_files(pre, post, pre_series=pre_series, post_series=post_series, name=name)
             folder = new_case_folder(case.info["name"])
             case.save(folder)  # off the GUI thread: the case folder exists before any edit
-            return case, folder
+            return case, folder, prepare_display(case)
 
         return self._run(job, f"Reading {Path(pre).name} and {Path(post).name}")
 
@@ -222,13 +224,15 @@ class LoadCaseWidget(QWidget):
         fresh = self.fresh.isChecked() if fresh is None else fresh
 
         def job():
-            return sample_working_copy(key, fresh=fresh)
+            case, folder = sample_working_copy(key, fresh=fresh)
+            return case, folder, prepare_display(case)
 
         return self._run(job, f"Opening sample case {key}")
 
     def open_case_folder(self, folder: str):
         def job():
-            return Case.load(folder), Path(folder)
+            case = Case.load(folder)
+            return case, Path(folder), prepare_display(case)
 
         return self._run(job, f"Opening case {Path(folder).name}", show_notes=False)
 
@@ -272,9 +276,9 @@ class LoadCaseWidget(QWidget):
         self.last_error = None
 
         def done(result):
-            case, folder = result
+            case, folder, prepared = result
             try:
-                self.session.set_case(case, folder, save_images=False)
+                self.session.set_case(case, folder, save_images=False, prepared=prepared)
             except AblationError as exc:
                 failed(str(exc))
                 return

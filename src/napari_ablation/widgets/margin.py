@@ -39,7 +39,6 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -107,8 +106,14 @@ def _prepare_outputs(res: core_margin.MarginResult) -> dict:
     report.plot_histogram(res, ax=fig.add_subplot(1, 1, 1), fig=fig)
     buf = _io.BytesIO()
     fig.savefig(buf, format="png")
-    return {"margin": sitk.GetArrayFromImage(res.margin_labels_image()),
-            "outline": res.ablation_on_pre_image(), "histogram_png": buf.getvalue()}
+    # the classes only exist inside the tumor: a layer on the tumor's box of the pre grid
+    # (aligned with the pre voxels) instead of the whole grid keeps adding it cheap
+    ref = res.pre_reference
+    spacing_zyx = np.asarray(ref.GetSpacing()[::-1], float)
+    translate = np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
+    return {"margin": np.ascontiguousarray(res.class_crop, dtype=np.uint8), "margin_scale": tuple(spacing_zyx),
+            "margin_translate": tuple(translate), "outline": res.ablation_on_pre_image(),
+            "histogram_png": buf.getvalue()}
 
 
 QUIZ_LOCK_TEXT = "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
@@ -144,25 +149,14 @@ class MarginWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        outer.addWidget(scroll)
-        body = QWidget()
-        scroll.setWidget(body)
-        lay = QVBoxLayout(body)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.setSpacing(4)
+        lay = _layers.scroll_body(self)
 
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         self.tumor_combo = QComboBox()
         self.ablation_combo = QComboBox()
         for combo in (self.tumor_combo, self.ablation_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(8)
+            _layers.compact_combo(combo, 8)
         self.tx_label = QLabel("")
         self.tx_label.setWordWrap(True)
         self.tx_file_btn = QPushButton("File…")
@@ -180,16 +174,18 @@ class MarginWidget(QWidget):
         self.threshold.setDecimals(1)
         self.threshold.setSingleStep(0.5)
         self.threshold.setSuffix(" mm")
+        self.threshold.setMinimumWidth(60)
         self.threshold.setValue(5.0)
         self.threshold.valueChanged.connect(self._on_threshold)
         trow = QHBoxLayout()
-        trow.addWidget(self.threshold)
+        trow.addWidget(self.threshold, 2)
         for v in core_margin.THRESHOLD_PRESETS:
             b = QPushButton(f"{v:g}")
-            b.setMaximumWidth(30)
+            b.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+            b.setMinimumWidth(18)
             b.setToolTip(f"threshold {v:g} mm")
             b.clicked.connect(lambda _=False, v=v: self.threshold.setValue(v))
-            trow.addWidget(b)
+            trow.addWidget(b, 1)
         form.addRow("tumor", self.tumor_combo)
         form.addRow("ablation", self.ablation_combo)
         form.addRow("registration", txrow)
@@ -285,7 +281,8 @@ class MarginWidget(QWidget):
             row.addWidget(b)
             self.export_btns[fmt] = b
         for i in range(row.count()):
-            row.itemAt(i).widget().setMinimumWidth(20)
+            row.itemAt(i).widget().setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+            row.itemAt(i).widget().setMinimumWidth(24)
         lay.addLayout(row)
         self._set_output_buttons(False)
 
@@ -546,18 +543,17 @@ class MarginWidget(QWidget):
                 pre = _layers.find_layer(v, "pre")
                 if pre is not None:
                     pre.visible = True
-            ref = res.pre_reference
             lab = _layers.find_layer(v, "margin")
             if lab is not None and lab.data.shape == prep["margin"].shape:
                 lab.data = prep["margin"]
-                lab.scale, lab.translate = geometry.layer_geometry(ref)["scale"], geometry.layer_geometry(ref)["translate"]
+                lab.scale, lab.translate = prep["margin_scale"], prep["margin_translate"]
             else:
                 if lab is not None:
                     v.layers.remove(lab)
-                kw = _layers.labels_layer_kwargs(ref, _layers.ROLES["margin"], "margin", opacity=0.6,
-                                                 metadata={_layers.META: {}})
-                kw["colormap"] = _layers.margin_colormap()
-                lab = v.add_labels(prep["margin"], **kw)
+                lab = v.add_labels(prep["margin"], name=_layers.ROLES["margin"], scale=prep["margin_scale"],
+                                   translate=prep["margin_translate"], opacity=0.6, colormap=_layers.margin_colormap(),
+                                   units="mm", axis_labels=geometry.AXIS_LABELS,
+                                   metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}})
             lab.metadata = {**lab.metadata, _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm}}
             # the ablation zone brought into pre space, as an outline on a box around the tumor
             ol = _layers.add_or_update_labels(v, prep["outline"], "ablation_registered", color=_layers.ABLATION_COLOR)

@@ -26,7 +26,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -75,7 +74,12 @@ def write_changes(layer, box, old_sub: np.ndarray, new_sub: np.ndarray) -> int:
     with layer.block_history():
         for v in np.unique(values):
             sel = values == v
-            layer.data_setitem(tuple(f[sel] for f in full), int(v), refresh=False)
+            try:
+                layer.data_setitem(tuple(f[sel] for f in full), int(v), refresh=False)
+            except IndexError:
+                # napari 0.9 does not slice a hidden layer: updating its stale slice view
+                # fails AFTER the data and the undo history were written; refresh() redraws
+                pass
     layer.refresh()
     return n
 
@@ -220,7 +224,9 @@ class SegmentWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
-        lay = QVBoxLayout(self)
+        lay = _layers.scroll_body(self)
+        for combo in (self.structure, self.cmp_a, self.cmp_b):
+            _layers.compact_combo(combo)
         for w in (struct, interp, assist, corr, comp, self.progress):
             lay.addWidget(w)
         lay.addStretch(1)

@@ -37,7 +37,6 @@ import numpy as np
 import SimpleITK as sitk
 from psygnal import Signal
 
-from ..core import geometry
 from ..core.case import GRID_OF, LABEL_ROLES, Case
 from ..core.errors import AblationError, one_line
 from ..model import ANALYSIS_INPUTS, CaseModel, run_analysis
@@ -66,6 +65,15 @@ def new_case_folder(name: str) -> Path:
         folder = root / f"{safe}_{n}"
         n += 1
     return folder
+
+
+def prepare_display(case: Case) -> dict:
+    """The arrays the layers of ``case`` need (copies made here, on any thread): images
+    and labels as (z, y, x) arrays. Pass the result to :meth:`CaseSession.set_case`."""
+    from ..model import label_arrays_of
+
+    images = {r: sitk.GetArrayFromImage(getattr(case, r)) for r in ("pre", "post") if getattr(case, r) is not None}
+    return {"images": images, "labels": label_arrays_of(case)}
 
 
 def _qtimer(interval_ms: int, callback):
@@ -253,26 +261,30 @@ class CaseSession:
 
     # ------------------------------------------------------------------ case
     def set_case(self, case: Case, folder: str | os.PathLike | None, *, show: bool = True,
-                 save_images: bool = True) -> None:
+                 save_images: bool = True, prepared: dict | None = None) -> None:
         """Make ``case`` current (flushing the previous one) and show its layers.
 
-        ``save_images=False`` says that ``folder`` already holds ``case`` exactly.
+        ``save_images=False`` says that ``folder`` already holds ``case`` exactly;
+        ``prepared`` (from :func:`prepare_display`, made off the GUI thread) saves copying
+        the volumes here.
         """
         self.flush()
         self._loading = True
         self._user_edited = False
+        prepared = prepared or {}
         try:
-            self.model.load_case(case, folder, saved=not save_images and folder is not None)
+            self.model.load_case(case, folder, saved=not save_images and folder is not None,
+                                 label_arrays=prepared.get("labels"))
             if folder is not None and save_images:
                 self.model.save()
             if show and self.viewer is not None:
-                self.show_case()
+                self.show_case(images=prepared.get("images"))
         finally:
             self._loading = False
         if self.model.folder is not None and self.model.unsaved_items():
             self.autosave()  # e.g. the new, empty label layers of a case without labels
 
-    def show_case(self, *, side_by_side: bool = True) -> None:
+    def show_case(self, *, side_by_side: bool = True, images: dict | None = None) -> None:
         """Add (or refresh) the case's layers: pre with its tumor labels and post with its
         ablation labels, side by side in a 1 x 2 grid (napari's grid button switches to an
         overlay), centred on the tumor. The only place that selects a layer: the tumor
@@ -290,7 +302,7 @@ class CaseSession:
                                        "case_folder": str(m.folder) if m.folder else "",
                                        "original_geometry": m.info.get(f"{role}_original_geometry"),
                                        "source": m.info.get(f"{role}_source", "")}}
-                layer = _layers.add_or_update_image(viewer, img, role, metadata=meta,
+                layer = _layers.add_or_update_image(viewer, img, role, metadata=meta, array=(images or {}).get(role),
                                                     modality=meta[_layers.META]["modality"], colormap="gray")
             else:
                 grid = m.image(GRID_OF[role])
@@ -298,11 +310,12 @@ class CaseSession:
                     continue
                 if m.labels(role) is None:
                     m.set_labels(role, np.zeros(grid.GetSize()[::-1], np.uint8), "load")
-                lab = geometry.like(m.labels(role), grid)
                 color = _layers.TUMOR_COLOR if role == "tumor" else _layers.ABLATION_COLOR
                 meta = {_layers.META: {"original_geometry": m.info.get(f"{GRID_OF[role]}_original_geometry"),
                                        "drawn_on": GRID_OF[role]}}
-                layer = _layers.add_or_update_labels(viewer, lab, role, color=color, opacity=0.5, metadata=meta)
+                # the layer holds the model's own array: no copy, one truth
+                layer = _layers.add_or_update_labels(viewer, grid, role, color=color, opacity=0.5, metadata=meta,
+                                                     array=m.labels(role))
                 self.bind_labels(layer)
             added.append(layer)
         # keep the pairs together from the bottom: pre, tumor | post, ablation
@@ -489,6 +502,8 @@ class CaseSession:
         if role not in LABEL_ROLES or self._bound.get(role) is not layer:
             return
         if source == "data":
+            if self._loading and self.model.labels(role) is layer.data:
+                return  # show_case handing the model's own array to the layer
             if self.model.labels(role) is layer.data:
                 self.model.labels_edited(role, "bulk")
             else:

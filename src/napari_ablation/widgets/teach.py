@@ -46,7 +46,13 @@ from . import _layers
 from .session import CaseSession, default_cases_root
 
 #: layers the reveal adds (removed when the next case opens)
-REVEAL_ROLES = ("margin", "mtm_point", "ablation_registered", "quiz_reference_tumor", "quiz_axial_point")
+REVEAL_ROLES = (
+    "margin",
+    "mtm_point",
+    "ablation_registered",
+    "quiz_reference_tumor",
+    "quiz_axial_point",
+)
 REVEAL_NAMES = {
     "quiz_reference_tumor": "reference tumor (outline)",
     "quiz_axial_point": "2D minimum on the largest axial slice",
@@ -124,7 +130,12 @@ class TeachWidget(QWidget):
         self.octant.addItems([_NOT_ANSWERED, *OCTANTS])
         self.klass = QComboBox()
         self.klass.addItems([_NOT_ANSWERED, *core_quiz.CLASS_ANSWERS])
-        self.fields = {"complete": self.complete, "mtm": self.mtm, "octant": self.octant, "class": self.klass}
+        self.fields = {
+            "complete": self.complete,
+            "mtm": self.mtm,
+            "octant": self.octant,
+            "class": self.klass,
+        }
         self.field_rows = {}
         for q, w in self.fields.items():
             label = QLabel(core_quiz.QUESTION_TITLES[q])
@@ -207,9 +218,15 @@ class TeachWidget(QWidget):
         for cid in quiz.case_ids:
             self.cases.addItem(cid)
         self.cases.blockSignals(False)
-        scoring = "scored at once (key at hand)" if run.can_score else "recorded for your teacher to score"
-        self.title.setText(f"<b>{quiz.title}</b><br>{len(quiz.case_ids)} cases, threshold "
-                           f"{quiz.threshold_mm:g} mm; answers are {scoring}.")
+        scoring = (
+            "scored at once (key at hand)"
+            if run.can_score
+            else "recorded for your teacher to score"
+        )
+        self.title.setText(
+            f"<b>{quiz.title}</b><br>{len(quiz.case_ids)} cases, threshold "
+            f"{quiz.threshold_mm:g} mm; answers are {scoring}."
+        )
         self.open_case(run.first_open_index())
 
     def _on_row(self, row: int) -> None:
@@ -267,7 +284,9 @@ class TeachWidget(QWidget):
         self.klass.setCurrentIndex(0)
 
     def _fill_fields(self, a: dict) -> None:
-        self.complete.setCurrentText({True: "yes", False: "no"}.get(a.get("complete"), _NOT_ANSWERED))
+        self.complete.setCurrentText(
+            {True: "yes", False: "no"}.get(a.get("complete"), _NOT_ANSWERED)
+        )
         self.mtm.setText("" if a.get("mtm_mm") is None else f"{a['mtm_mm']:g}")
         self.octant.setCurrentText(a.get("octant") or _NOT_ANSWERED)
         self.klass.setCurrentText(a.get("class") or _NOT_ANSWERED)
@@ -293,7 +312,9 @@ class TeachWidget(QWidget):
         self.next_btn.setEnabled(run is not None and self.revealed)
         if run is not None:
             for i, cid in enumerate(run.quiz.case_ids):
-                self.cases.item(i).setText(f"{cid}  {'✓ answered' if run.answered(cid) else ''}".rstrip())
+                self.cases.item(i).setText(
+                    f"{cid}  {'✓ answered' if run.answered(cid) else ''}".rstrip()
+                )
             done = sum(run.answered(c) for c in run.quiz.case_ids)
             s = run.summary()
             text = f"Case {self.index + 1} of {len(run.quiz.case_ids)}; {done} answered."
@@ -305,7 +326,11 @@ class TeachWidget(QWidget):
                     parts.append(f"octant right {100 * s['octant_accuracy']:.0f} %")
                 if s["coverage_call_accuracy"] is not None:
                     parts.append(f"coverage calls right {100 * s['coverage_call_accuracy']:.0f} %")
-                text = f"Case {self.index + 1} of {len(run.quiz.case_ids)}. So far: " + ", ".join(parts) + "."
+                text = (
+                    f"Case {self.index + 1} of {len(run.quiz.case_ids)}. So far: "
+                    + ", ".join(parts)
+                    + "."
+                )
             self.summary.setText(text)
 
     # ------------------------------------------------------------------ submit and reveal
@@ -334,7 +359,9 @@ class TeachWidget(QWidget):
             raw["tumor"] = str(folder / "tumor.nii.gz")
         if "ablation" in qs:
             if m.labels("ablation") is None or not np.any(m.labels("ablation")):
-                raise AblationError("draw the ablation zone in the 'ablation' layer before submitting")
+                raise AblationError(
+                    "draw the ablation zone in the 'ablation' layer before submitting"
+                )
             raw["ablation"] = str(folder / "ablation.nii.gz")
         if "registration" in qs:
             path = folder / f"{cid}_registration.tfm"
@@ -346,7 +373,9 @@ class TeachWidget(QWidget):
         if self.run is None or self.revealed:
             return None
         raw = self.answer()
-        if not any(v for v in raw.values()) and not any(q in self.run.quiz.questions for q in core_quiz.WORK_QUESTIONS):
+        if not any(v for v in raw.values()) and not any(
+            q in self.run.quiz.questions for q in core_quiz.WORK_QUESTIONS
+        ):
             raise AblationError("answer at least one question before submitting")
         self._save_work(raw)
         record = self.run.submit(self.case_id, raw)
@@ -366,9 +395,13 @@ class TeachWidget(QWidget):
         score = rec.get("score")
         key_case = run.key_case(cid)
         if score is None or key_case is None:
-            self.reveal.setText("<b>Answer recorded.</b> Your teacher holds the key and will score it.")
+            self.reveal.setText(
+                "<b>Answer recorded.</b> Your teacher holds the key and will score it."
+            )
         else:
-            self.reveal.setText(_reveal_html(rec.get("answer", {}), score, key_case, run.quiz.threshold_mm))
+            self.reveal.setText(
+                _reveal_html(rec.get("answer", {}), score, key_case, run.quiz.threshold_mm)
+            )
         self._update_ui()
         if key_case is None and not run.quiz.self_study:
             return
@@ -378,7 +411,9 @@ class TeachWidget(QWidget):
         quiz_case = self.run.quiz.load_case(self.case_id)
         ref = (key_case or {}).get("reference") or {}
         tumor = core_quiz.unpack_mask(ref["tumor"]) if "tumor" in ref else quiz_case.tumor
-        ablation = core_quiz.unpack_mask(ref["ablation"]) if "ablation" in ref else quiz_case.ablation
+        ablation = (
+            core_quiz.unpack_mask(ref["ablation"]) if "ablation" in ref else quiz_case.ablation
+        )
         tx = tfm.euler_from_params(ref["transform"]) if "transform" in ref else quiz_case.transform
         if tumor is None or ablation is None:
             raise AblationError("the quiz holds no reference labels for this case")
@@ -405,8 +440,9 @@ class TeachWidget(QWidget):
             self._worker = None
 
         self.status.setText("computing the reference margins…")
-        self._worker = _layers.start_worker(job, on_returned=done, on_error=self._on_error, on_finished=finished,
-                                            desc="quiz reveal")
+        self._worker = _layers.start_worker(
+            job, on_returned=done, on_error=self._on_error, on_finished=finished, desc="quiz reveal"
+        )
 
     def _on_error(self, message: str) -> None:
         self.status.setText(message)
@@ -424,18 +460,33 @@ class TeachWidget(QWidget):
             layer = _layers.find_layer(v, role)
             if layer is not None:
                 layer.visible = False
-        lab = _layers.add_or_update_labels(v, res.margin_labels_image(), "margin", colormap=_layers.margin_colormap(),
-                                           opacity=0.55, metadata={_layers.META: {"role": "margin"}})
-        ol = _layers.add_or_update_labels(v, res.ablation_on_pre_image(), "ablation_registered",
-                                          color=_layers.ABLATION_COLOR,
-                                          metadata={_layers.META: {"role": "ablation_registered"}})
+        lab = _layers.add_or_update_labels(
+            v,
+            res.margin_labels_image(),
+            "margin",
+            colormap=_layers.margin_colormap(),
+            opacity=0.55,
+            metadata={_layers.META: {"role": "margin"}},
+        )
+        ol = _layers.add_or_update_labels(
+            v,
+            res.ablation_on_pre_image(),
+            "ablation_registered",
+            color=_layers.ABLATION_COLOR,
+            metadata={_layers.META: {"role": "ablation_registered"}},
+        )
         ol.contour = 1
         ol.opacity = 0.9
         added = [lab, ol]
         if "tumor" in self.run.quiz.questions:  # the reference beside the trainee's own
-            rt = _layers.add_or_update_labels(v, ref_tumor, "quiz_reference_tumor",
-                                              name=REVEAL_NAMES["quiz_reference_tumor"], color="#ffffff",
-                                              metadata={_layers.META: {"role": "quiz_reference_tumor"}})
+            rt = _layers.add_or_update_labels(
+                v,
+                ref_tumor,
+                "quiz_reference_tumor",
+                name=REVEAL_NAMES["quiz_reference_tumor"],
+                color="#ffffff",
+                metadata={_layers.META: {"role": "quiz_reference_tumor"}},
+            )
             rt.contour = 1
             added.append(rt)
         k = key_case or {}
@@ -447,20 +498,39 @@ class TeachWidget(QWidget):
         def to_data(lps):
             return (np.asarray(geometry.lps_to_world(lps)) - translate) / scale
 
-        pts = v.add_points([to_data(p3)], name=_layers.ROLES["mtm_point"], size=3, face_color="white",
-                           border_color="black", symbol="cross", scale=scale, translate=translate, units="mm",
-                           axis_labels=geometry.AXIS_LABELS, metadata={_layers.META: {"role": "mtm_point"}},
-                           features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
-                           text={"string": "{label}", "color": "white", "anchor": "upper_left", "size": 10})
+        pts = v.add_points(
+            [to_data(p3)],
+            name=_layers.ROLES["mtm_point"],
+            size=3,
+            face_color="white",
+            border_color="black",
+            symbol="cross",
+            scale=scale,
+            translate=translate,
+            units="mm",
+            axis_labels=geometry.AXIS_LABELS,
+            metadata={_layers.META: {"role": "mtm_point"}},
+            features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
+            text={"string": "{label}", "color": "white", "anchor": "upper_left", "size": 10},
+        )
         added.append(pts)
         aid = k.get("axial_2d") or {}
         if "margin_2d_point_lps" in aid:
-            ap = v.add_points([to_data(aid["margin_2d_point_lps"])], name=REVEAL_NAMES["quiz_axial_point"], size=3,
-                              face_color="#ff66ff", border_color="black", symbol="disc", scale=scale,
-                              translate=translate, units="mm", axis_labels=geometry.AXIS_LABELS,
-                              metadata={_layers.META: {"role": "quiz_axial_point"}},
-                              features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
-                              text={"string": "{label}", "color": "#ff66ff", "anchor": "lower_left", "size": 10})
+            ap = v.add_points(
+                [to_data(aid["margin_2d_point_lps"])],
+                name=REVEAL_NAMES["quiz_axial_point"],
+                size=3,
+                face_color="#ff66ff",
+                border_color="black",
+                symbol="disc",
+                scale=scale,
+                translate=translate,
+                units="mm",
+                axis_labels=geometry.AXIS_LABELS,
+                metadata={_layers.META: {"role": "quiz_axial_point"}},
+                features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
+                text={"string": "{label}", "color": "#ff66ff", "anchor": "lower_left", "size": 10},
+            )
             added.append(ap)
         for layer in added:
             i = v.layers.index(layer)
@@ -474,10 +544,14 @@ class TeachWidget(QWidget):
             v.reset_view()
             lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
             scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
-            zoom = _layers.camera(v).zoom * max(1.0, scene / (4.0 * max(res.tumor_max_diameter_mm, 15.0)))
+            zoom = _layers.camera(v).zoom * max(
+                1.0, scene / (4.0 * max(res.tumor_max_diameter_mm, 15.0))
+            )
             _layers.center_view_on(v, geometry.lps_to_world(p3), zoom=zoom)
-        self.status.setText("Reveal: margin layer of the reference, the 3D minimal margin (cross) and the "
-                            "2D minimum on the largest axial slice (disc).")
+        self.status.setText(
+            "Reveal: margin layer of the reference, the 3D minimal margin (cross) and the "
+            "2D minimum on the largest axial slice (disc)."
+        )
 
 
 def _yn(v) -> str:
@@ -490,23 +564,35 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
     t = s["true"]
 
     def mark(ok):
-        return "<span style='color:#2ca02c'>right</span>" if ok else "<span style='color:#d62728'>wrong</span>"
+        return (
+            "<span style='color:#2ca02c'>right</span>"
+            if ok
+            else "<span style='color:#d62728'>wrong</span>"
+        )
 
     if s.get("complete_correct") is not None:
-        rows.append(f"Complete coverage: you {_yn(answer.get('complete'))}, true {_yn(t['complete'])} — "
-                    f"{mark(s['complete_correct'])}")
+        rows.append(
+            f"Complete coverage: you {_yn(answer.get('complete'))}, true {_yn(t['complete'])} — "
+            f"{mark(s['complete_correct'])}"
+        )
     if s.get("mtm_abs_error_mm") is not None:
-        rows.append(f"MTM: you {answer['mtm_mm']:.1f} mm, true {t['mtm_mm']:.1f} mm — error "
-                    f"{s['mtm_abs_error_mm']:.1f} mm")
+        rows.append(
+            f"MTM: you {answer['mtm_mm']:.1f} mm, true {t['mtm_mm']:.1f} mm — error "
+            f"{s['mtm_abs_error_mm']:.1f} mm"
+        )
     if s.get("octant_result") is not None:
         rows.append(f"Octant: you {answer['octant']}, true {t['octant']} — {s['octant_result']}")
     if s.get("class_correct") is not None:
-        rows.append(f"Class at {threshold:g} mm: you {answer['class']}, true {t['class']} — {mark(s['class_correct'])}")
+        rows.append(
+            f"Class at {threshold:g} mm: you {answer['class']}, true {t['class']} — {mark(s['class_correct'])}"
+        )
     for role in ("tumor", "ablation"):
         if s.get(f"{role}_dice") is not None:
             hd = s.get(f"{role}_hd95_mm")
-            rows.append(f"{role.capitalize()} outline: Dice {s[f'{role}_dice']:.2f}"
-                        + (f", HD95 {hd:.1f} mm" if hd is not None else ""))
+            rows.append(
+                f"{role.capitalize()} outline: Dice {s[f'{role}_dice']:.2f}"
+                + (f", HD95 {hd:.1f} mm" if hd is not None else "")
+            )
     if s.get("registration_tre_mm") is not None:
         rows.append(f"Registration: {s['registration_tre_mm']:.1f} mm off at the tumor (TRE)")
     html = "<br>".join(rows) + f"<br><b>{s['explanation']}</b>"
