@@ -66,27 +66,54 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_margin_parser(sub) -> None:
     p = sub.add_parser("margin", help="minimal treatment margin of a tumor and an ablation zone")
-    p.add_argument("--tumor", required=True, help="tumor labels on the pre grid (file or DICOM folder)")
+    p.add_argument(
+        "--tumor", required=True, help="tumor labels on the pre grid (file or DICOM folder)"
+    )
     p.add_argument("--ablation", required=True, help="ablation-zone labels on the post grid")
-    p.add_argument("--transform", help="registration pre -> post, ITK convention (.tfm); without it the "
-                                       "identity is assumed (pre and post already aligned)")
+    p.add_argument(
+        "--transform",
+        help="registration pre -> post, ITK convention (.tfm); without it the "
+        "identity is assumed (pre and post already aligned)",
+    )
     p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
     p.add_argument("--tumor-label", type=_label_value, help="use only this label value of --tumor")
-    p.add_argument("--ablation-label", type=_label_value, help="use only this label value of --ablation")
+    p.add_argument(
+        "--ablation-label", type=_label_value, help="use only this label value of --ablation"
+    )
     p.add_argument("--json", dest="json_out", help="write the figures as JSON (.json)")
     p.add_argument("--csv", dest="csv_out", help="write the figures as CSV (.csv)")
     p.add_argument("--html", dest="html_out", help="write a one-page HTML report (.html)")
     p.add_argument("--pdf", dest="pdf_out", help="write the one-page report as PDF (.pdf)")
-    p.add_argument("--margin-labels", dest="margin_labels_out",
-                   help="write the coverage-class labels (1 green, 2 yellow, 3 red; with --uncertainty "
-                        "4 uncertain) on the pre grid")
-    u = p.add_argument_group("uncertainty", "an interval on the MTM from registration and segmentation error")
-    u.add_argument("--uncertainty", action="store_true", help="sample the errors below and report the MTM's 95 %% interval")
-    u.add_argument("--fixed-points", help="landmarks on pre the registration was fitted to (CSV label,x,y,z, LPS mm)")
+    p.add_argument(
+        "--margin-labels",
+        dest="margin_labels_out",
+        help="write the coverage-class labels (1 green, 2 yellow, 3 red; with --uncertainty "
+        "4 uncertain) on the pre grid",
+    )
+    u = p.add_argument_group(
+        "uncertainty", "an interval on the MTM from registration and segmentation error"
+    )
+    u.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="sample the errors below and report the MTM's 95 %% interval",
+    )
+    u.add_argument(
+        "--fixed-points",
+        help="landmarks on pre the registration was fitted to (CSV label,x,y,z, LPS mm)",
+    )
     u.add_argument("--moving-points", help="the matching landmarks on post")
-    u.add_argument("--registration-sd-mm", type=_mm, help="stated registration error at the tumor: SD in mm per axis")
-    u.add_argument("--boundary-mm", type=_mm, help="boundary tolerance of both segmentations in mm "
-                                                   "(default: half a voxel along each axis; 0: none)")
+    u.add_argument(
+        "--registration-sd-mm",
+        type=_mm,
+        help="stated registration error at the tumor: SD in mm per axis",
+    )
+    u.add_argument(
+        "--boundary-mm",
+        type=_mm,
+        help="boundary tolerance of both segmentations in mm "
+        "(default: half a voxel along each axis; 0: none)",
+    )
     u.add_argument("--samples", type=int, default=200, help="number of samples (default 200)")
     u.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_margin)
@@ -96,15 +123,32 @@ def _add_register_parser(sub) -> None:
     p = sub.add_parser("register", help="rigid registration of post (moving) to pre (fixed)")
     p.add_argument("--fixed", help="pre-ablation image")
     p.add_argument("--moving", help="post-ablation image")
-    p.add_argument("--fixed-mask", help="restrict the metric to this mask on the pre grid (e.g. tumor + margin)")
+    p.add_argument(
+        "--fixed-mask",
+        help="restrict the metric to this mask on the pre grid (e.g. tumor + margin)",
+    )
     p.add_argument("--moving-mask", help="restrict the metric to this mask on the post grid")
-    p.add_argument("--exclude-moving", help="leave these post voxels out of the metric (e.g. the ablation zone)")
+    p.add_argument(
+        "--exclude-moving",
+        help="leave these post voxels out of the metric (e.g. the ablation zone)",
+    )
     p.add_argument("--fixed-points", help="landmarks on pre: CSV with header label,x,y,z (LPS mm)")
-    p.add_argument("--moving-points", help="landmarks on post: CSV with header label,x,y,z (LPS mm)")
-    p.add_argument("--tumor", help="tumor labels on pre: restrict the metric to a ball around the tumor (see --roi-radius)")
-    p.add_argument("--roi-radius", type=_positive_mm, default=40.0,
-                   help="radius in mm of the region around the tumor (default 40)")
-    p.add_argument("--out", required=True, help="output transform (.tfm), ITK convention pre -> post")
+    p.add_argument(
+        "--moving-points", help="landmarks on post: CSV with header label,x,y,z (LPS mm)"
+    )
+    p.add_argument(
+        "--tumor",
+        help="tumor labels on pre: restrict the metric to a ball around the tumor (see --roi-radius)",
+    )
+    p.add_argument(
+        "--roi-radius",
+        type=_positive_mm,
+        default=40.0,
+        help="radius in mm of the region around the tumor (default 40)",
+    )
+    p.add_argument(
+        "--out", required=True, help="output transform (.tfm), ITK convention pre -> post"
+    )
     p.set_defaults(func=_cmd_register)
 
 
@@ -112,13 +156,19 @@ def _add_interpolate_parser(sub) -> None:
     p = sub.add_parser("interpolate", help="fill unannotated slices between annotated ones")
     p.add_argument("--labels", required=True, help="sparse labels (annotated slices)")
     p.add_argument("--out", required=True, help="dense labels output")
-    p.add_argument("--axis", choices=("z", "y", "x"), default="z", help="slice axis (default z: axial)")
+    p.add_argument(
+        "--axis", choices=("z", "y", "x"), default="z", help="slice axis (default z: axial)"
+    )
     p.set_defaults(func=_cmd_interpolate)
 
 
 def _add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="open napari with the renal MRI sample case and the plugin's widgets")
-    p.add_argument("--case", choices=("renal_mri", "liver_ct"), default="renal_mri", help="sample case")
+    p = sub.add_parser(
+        "demo", help="open napari with the renal MRI sample case and the plugin's widgets"
+    )
+    p.add_argument(
+        "--case", choices=("renal_mri", "liver_ct"), default="renal_mri", help="sample case"
+    )
     p.add_argument("--screenshot", help="save a screenshot of the window to this PNG and quit")
     p.set_defaults(func=_cmd_demo)
 
@@ -142,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interpolate_parser(sub)
     _add_demo_parser(sub)
     _add_samples_parser(sub)
+    _add_cohort_parser(sub)
     _add_quiz_parser(sub)
     return parser
 
@@ -165,24 +216,32 @@ _MARGIN_OUTPUT_SUFFIXES = {
     "html_out": (".html", ".htm"),
     "pdf_out": (".pdf",),
 }
-NO_TRANSFORM_NOTE = "no --transform given: nothing was registered, the identity transform is assumed"
+NO_TRANSFORM_NOTE = (
+    "no --transform given: nothing was registered, the identity transform is assumed"
+)
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
     from .core import files, io, margin, resources
     from .core import transform as tfm
 
-    outs = files.OutputSet(inputs=[args.tumor, args.ablation, args.transform, args.fixed_points, args.moving_points])
+    outs = files.OutputSet(
+        inputs=[args.tumor, args.ablation, args.transform, args.fixed_points, args.moving_points]
+    )
     for key, suffixes in _MARGIN_OUTPUT_SUFFIXES.items():
         path = getattr(args, key)
         if path:
             if not path.lower().endswith(suffixes):
                 option = "--" + key[: -len("_out")]
-                raise AblationError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+                raise AblationError(
+                    f"{option} {path}: the file name must end in {' or '.join(suffixes)}"
+                )
             outs.check(path)
     if args.margin_labels_out:
         if io.path_suffix(args.margin_labels_out) not in io.LABEL_WRITE_SUFFIXES:
-            raise AblationError(f"cannot write labels to '{Path(args.margin_labels_out).name}': use .nii.gz, .nrrd or .mha")
+            raise AblationError(
+                f"cannot write labels to '{Path(args.margin_labels_out).name}': use .nii.gz, .nrrd or .mha"
+            )
         outs.check(args.margin_labels_out)
 
     _check_uncertainty_args(args)
@@ -206,7 +265,9 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             doc.update(unc.to_json_dict())
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
-        outs.add_text(args.csv_out, res.to_csv() if unc is None else _csv_with_uncertainty(res, unc))
+        outs.add_text(
+            args.csv_out, res.to_csv() if unc is None else _csv_with_uncertainty(res, unc)
+        )
     if args.html_out or args.pdf_out:
         from .core import report
 
@@ -216,7 +277,10 @@ def _cmd_margin(args: argparse.Namespace) -> int:
         if args.pdf_out:
             outs.add_bytes(args.pdf_out, report.pdf_report(res, info=info, uncertainty=unc))
     if args.margin_labels_out:
-        outs.add_image(args.margin_labels_out, res.margin_labels_image() if unc is None else unc.margin_labels_image(res))
+        outs.add_image(
+            args.margin_labels_out,
+            res.margin_labels_image() if unc is None else unc.margin_labels_image(res),
+        )
     outs.commit()
     if tx is None:
         print(f"note: {NO_TRANSFORM_NOTE}")
@@ -236,9 +300,16 @@ def _csv_with_uncertainty(res, unc) -> str:
 
 
 def _check_uncertainty_args(args: argparse.Namespace) -> None:
-    given = [o for o, v in (("--fixed-points", args.fixed_points), ("--moving-points", args.moving_points),
-                            ("--registration-sd-mm", args.registration_sd_mm), ("--boundary-mm", args.boundary_mm))
-             if v is not None]
+    given = [
+        o
+        for o, v in (
+            ("--fixed-points", args.fixed_points),
+            ("--moving-points", args.moving_points),
+            ("--registration-sd-mm", args.registration_sd_mm),
+            ("--boundary-mm", args.boundary_mm),
+        )
+        if v is not None
+    ]
     if not args.uncertainty:
         if given:
             raise AblationError(f"{given[0]} needs --uncertainty")
@@ -264,19 +335,35 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
     n, c = args.samples, res.tumor_centroid_lps
     reg = None
     if args.fixed_points:
-        fixed, moving = landmarks.read_points_csv(args.fixed_points), landmarks.read_points_csv(args.moving_points)
+        fixed, moving = (
+            landmarks.read_points_csv(args.fixed_points),
+            landmarks.read_points_csv(args.moving_points),
+        )
         reg = uncertainty.landmark_samples(fixed, moving, n, rng, c)
         # the landmarks describe the error of their own fit: say so when --transform is another one
         fit = landmarks.fit_landmarks(fixed, moving)
-        gap = float(np.linalg.norm(tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c)))
+        gap = float(
+            np.linalg.norm(tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c))
+        )
         if gap > 1.0 + 3.0 * fit.predicted_tre_at(c):
-            _warn("margin", f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
-                            "interval describes the error of the landmark fit")
+            _warn(
+                "margin",
+                f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
+                "interval describes the error of the landmark fit",
+            )
     if args.registration_sd_mm is not None:
         sd = uncertainty.translation_samples(args.registration_sd_mm, n, rng, c)
         reg = sd if reg is None else reg.then(sd)
-    return uncertainty.margin_uncertainty(res, reg, tumor=tumor, ablation=ablation, transform=tx,
-                                          boundary_mm=args.boundary_mm, samples=n, seed=args.seed + 1)
+    return uncertainty.margin_uncertainty(
+        res,
+        reg,
+        tumor=tumor,
+        ablation=ablation,
+        transform=tx,
+        boundary_mm=args.boundary_mm,
+        samples=n,
+        seed=args.seed + 1,
+    )
 
 
 # ----------------------------------------------------------------------------- register
@@ -292,15 +379,29 @@ def _cmd_register(args: argparse.Namespace) -> int:
     have_images = bool(args.fixed or args.moving)
     have_points = bool(args.fixed_points or args.moving_points)
     if not have_images and not have_points:
-        raise AblationError("give --fixed and --moving (images), or --fixed-points and --moving-points (landmarks), or both")
+        raise AblationError(
+            "give --fixed and --moving (images), or --fixed-points and --moving-points (landmarks), or both"
+        )
     if have_images and not (args.fixed and args.moving):
         raise AblationError("give both --fixed (pre) and --moving (post)")
     if have_points and not (args.fixed_points and args.moving_points):
         raise AblationError("give both --fixed-points (pre) and --moving-points (post)")
-    if not have_images and (args.fixed_mask or args.moving_mask or args.exclude_moving or args.tumor):
+    if not have_images and (
+        args.fixed_mask or args.moving_mask or args.exclude_moving or args.tumor
+    ):
         raise AblationError("masks need the images: give --fixed and --moving")
-    outs = files.OutputSet(inputs=[args.fixed, args.moving, args.fixed_mask, args.moving_mask, args.exclude_moving,
-                                   args.fixed_points, args.moving_points, args.tumor])
+    outs = files.OutputSet(
+        inputs=[
+            args.fixed,
+            args.moving,
+            args.fixed_mask,
+            args.moving_mask,
+            args.exclude_moving,
+            args.fixed_points,
+            args.moving_points,
+            args.tumor,
+        ]
+    )
     outs.check(out)
 
     fixed = moving = None
@@ -325,30 +426,53 @@ def _cmd_register(args: argparse.Namespace) -> int:
         initial = fit.transform
         if target is None:
             target = fit.fixed.mean(axis=0)
-        print(landmarks.format_fit(fit, target, "tumor centre" if tumor is not None else "landmark centroid"))
+        print(
+            landmarks.format_fit(
+                fit, target, "tumor centre" if tumor is not None else "landmark centroid"
+            )
+        )
 
     result_tx = initial
     if have_images:
         if geometry.overlap_fraction(fixed, moving) == 0.0 and initial is None:
-            raise AblationError("the pre and post images do not overlap in space (different patients or frames of reference?)")
-        if fixed_info.modality and moving_info.modality and fixed_info.modality != moving_info.modality:
-            warnings.append(f"pre is {fixed_info.modality} and post is {moving_info.modality}: check they are the same patient")
+            raise AblationError(
+                "the pre and post images do not overlap in space (different patients or frames of reference?)"
+            )
+        if (
+            fixed_info.modality
+            and moving_info.modality
+            and fixed_info.modality != moving_info.modality
+        ):
+            warnings.append(
+                f"pre is {fixed_info.modality} and post is {moving_info.modality}: check they are the same patient"
+            )
         fixed_mask = io.read_labels(args.fixed_mask, name="fixed") if args.fixed_mask else None
         moving_mask = io.read_labels(args.moving_mask, name="moving") if args.moving_mask else None
-        exclude = io.read_labels(args.exclude_moving, name="excluded") if args.exclude_moving else None
+        exclude = (
+            io.read_labels(args.exclude_moving, name="excluded") if args.exclude_moving else None
+        )
         kwargs = {}
         if tumor is None and fixed_mask is None:  # whole image: bound the work
             shrink, sigmas, extra = resources.registration_levels(fixed)
             kwargs = {"shrink_factors": shrink, "smoothing_sigmas": sigmas}
             if extra > 1:
-                print(f"whole-image registration of {'x'.join(map(str, fixed.GetSize()))} voxels: "
-                      f"finest level subsampled {extra}x along each axis")
+                print(
+                    f"whole-image registration of {'x'.join(map(str, fixed.GetSize()))} voxels: "
+                    f"finest level subsampled {extra}x along each axis"
+                )
         _DEFER.set()  # a signal now only asks the optimiser to stop (it runs in ITK)
         try:
             res = registration.register_rigid(
-                fixed, moving, fixed_mask=fixed_mask, tumor_mask=tumor, moving_mask=moving_mask,
-                moving_exclude=exclude, roi_radius_mm=args.roi_radius if tumor is not None else None,
-                initial=initial, cancel=_INTERRUPT.is_set, **kwargs,
+                fixed,
+                moving,
+                fixed_mask=fixed_mask,
+                tumor_mask=tumor,
+                moving_mask=moving_mask,
+                moving_exclude=exclude,
+                roi_radius_mm=args.roi_radius if tumor is not None else None,
+                initial=initial,
+                cancel=_INTERRUPT.is_set,
+                **kwargs,
             )
         except registration.RegistrationCancelled:
             raise KeyboardInterrupt from None
@@ -399,8 +523,10 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     outs.add_image(args.out, res)
     outs.commit()
     values = [int(v) for v in np.unique(dense) if v != 0]
-    print(f"interpolated along {AXIS_NAMES[axis]}: {added} voxels added for label(s) "
-          f"{', '.join(map(str, values))}; wrote {args.out}")
+    print(
+        f"interpolated along {AXIS_NAMES[axis]}: {added} voxels added for label(s) "
+        f"{', '.join(map(str, values))}; wrote {args.out}"
+    )
     return 0
 
 
@@ -421,6 +547,138 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- cohort
+
+
+def _add_cohort_parser(sub) -> None:
+    """``napari-ablation cohort synth|run|stats`` (DESIGN.md section 5, issue 12)."""
+    p = sub.add_parser("cohort", help="margins of many cases on Dask, joined with outcomes")
+    csub = p.add_subparsers(dest="cohort_command", metavar="STEP", parser_class=_Parser)
+    csub.required = True
+
+    s = csub.add_parser(
+        "synth", help="write a synthetic cohort: N small case folders and outcomes.csv"
+    )
+    s.add_argument("--n", type=_positive_int, required=True, help="number of cases")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(func=_cmd_cohort_synth)
+
+    r = csub.add_parser("run", help="margin analysis of every case, as tasks on dask.distributed")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="DIR",
+        help="folders holding case folders (searched recursively)",
+    )
+    src.add_argument(
+        "--manifest", help="CSV case,tumor,ablation[,transform][,pre,post] (paths relative to it)"
+    )
+    r.add_argument("--out", required=True, help="results folder (margins.csv, cases/*.json)")
+    r.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    r.add_argument(
+        "--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
+    )
+    r.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="worker processes of the local cluster (default: CPUs, at most 4)",
+    )
+    r.set_defaults(func=_cmd_cohort_run)
+
+    t = csub.add_parser("stats", help="statistics and plots of margins against outcomes")
+    t.add_argument("--results", required=True, help="margins.csv written by 'cohort run'")
+    t.add_argument("--outcomes", required=True, help="CSV case,ltp,months[,recurrence_octant]")
+    t.add_argument("--out", required=True, help="report folder (stats.json, plots, report.html)")
+    t.add_argument(
+        "--threshold",
+        type=_mm,
+        default=5.0,
+        help="margin threshold of the second Fisher test (default 5)",
+    )
+    t.set_defaults(func=_cmd_cohort_stats)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got '{text}'")
+    return v
+
+
+def _cmd_cohort_synth(args: argparse.Namespace) -> int:
+    from .core import cohort
+
+    res = cohort.write_synthetic_cohort(args.out, n=args.n, seed=args.seed)
+    print(f"{len(res.cases)} cases in {args.out}, outcomes in {res.outcomes}")
+    print(res.model)
+    return 0
+
+
+def _cmd_cohort_run(args: argparse.Namespace) -> int:
+    from .core import cohort
+
+    cases = cohort.read_manifest(args.manifest) if args.manifest else cohort.find_cases(args.cases)
+    tty = sys.stderr.isatty()
+    shown = {"n": -1}
+
+    def progress(p: cohort.CohortProgress) -> None:
+        finished = p.done + p.failed
+        if tty:
+            print("\r\033[K" + p.text(), end="", file=sys.stderr, flush=True)
+        elif finished != shown["n"]:
+            print(
+                p.text() + (f" [{p.last_case}: {p.last_error}]" if p.last_error else ""),
+                file=sys.stderr,
+            )
+        shown["n"] = finished
+
+    try:
+        run = cohort.run_cohort(
+            cases,
+            args.out,
+            threshold_mm=args.threshold,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=progress,
+        )
+    finally:
+        if tty:
+            print(file=sys.stderr)
+    for rec in run.records:
+        if rec.get("error"):
+            print(f"{rec['case']}: error: {rec['error']}", file=sys.stderr)
+    print(
+        f"{len(run.records)} cases ({len(run.computed)} computed, {len(run.reused)} unchanged, "
+        f"{len(run.failed)} failed): {', '.join(str(f) for f in run.files)}"
+    )
+    return 0
+
+
+def _cmd_cohort_stats(args: argparse.Namespace) -> int:
+    from .core import cohort_stats
+
+    cs, files = cohort_stats.write_stats(
+        args.results, args.outcomes, args.out, threshold_mm=args.threshold
+    )
+    for note in cs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    s = cs.stats
+    mtm = s["cox"]["min_margin_mm"]
+    hr = (
+        f"HR {mtm['hazard_ratio']:.2f} per mm (95 % CI {mtm['ci95'][0]:.2f}-{mtm['ci95'][1]:.2f}, p {mtm['p']:.3g})"
+        if mtm["hazard_ratio"] is not None
+        else f"Cox not estimable ({mtm['not_estimable']})"
+    )
+    print(f"{s['n_cases']} cases, {s['n_events']} LTP events; MTM: {hr}")
+    print(f"report: {Path(args.out) / 'report.html'} ({len(files)} files)")
+    return 0
+
+
 # ----------------------------------------------------------------------------- quiz (teaching mode)
 
 
@@ -434,37 +692,85 @@ def _add_quiz_parser(sub) -> None:
 
     p = qs.add_parser("make", help="make a quiz folder and its answer key")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--cases", nargs="+", metavar="DIR", help="saved case folders (the expert's labels and registration are the reference)")
-    src.add_argument("--synthetic", type=int, metavar="N", help="N generated cases with exact truths")
-    p.add_argument("--seed", type=int, default=0, help="first seed of the synthetic cases (default 0)")
-    p.add_argument("--modality", choices=("mri", "ct", "mixed"), default="mixed", help="synthetic cases: renal MRI, liver CT or both (default mixed)")
-    p.add_argument("--small", action="store_true", help="synthetic cases with a small field of view (fast, small files)")
-    p.add_argument("--questions", default=",".join(DEFAULT_QUESTIONS),
-                   help=f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})")
+    src.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="DIR",
+        help="saved case folders (the expert's labels and registration are the reference)",
+    )
+    src.add_argument(
+        "--synthetic", type=int, metavar="N", help="N generated cases with exact truths"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="first seed of the synthetic cases (default 0)"
+    )
+    p.add_argument(
+        "--modality",
+        choices=("mri", "ct", "mixed"),
+        default="mixed",
+        help="synthetic cases: renal MRI, liver CT or both (default mixed)",
+    )
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="synthetic cases with a small field of view (fast, small files)",
+    )
+    p.add_argument(
+        "--questions",
+        default=",".join(DEFAULT_QUESTIONS),
+        help=f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})",
+    )
     p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
-    p.add_argument("--hide-reference", action="store_true", help="do not show the reference outlines while margin questions are open")
+    p.add_argument(
+        "--hide-reference",
+        action="store_true",
+        help="do not show the reference outlines while margin questions are open",
+    )
     p.add_argument("--title", help="quiz title shown to the trainee")
     p.add_argument("--out", required=True, help="quiz folder to create")
-    p.add_argument("--key", required=True, help="answer key to write (JSON; keep it apart from the quiz)")
-    p.add_argument("--include-key", action="store_true", help="also put the key into the quiz folder (self-study)")
+    p.add_argument(
+        "--key", required=True, help="answer key to write (JSON; keep it apart from the quiz)"
+    )
+    p.add_argument(
+        "--include-key",
+        action="store_true",
+        help="also put the key into the quiz folder (self-study)",
+    )
     p.set_defaults(func=_cmd_quiz_make)
 
     p = qs.add_parser("score", help="score a trainee's answers CSV against the key")
     p.add_argument("--quiz", required=True, help="the quiz folder")
     p.add_argument("--key", required=True, help="the answer key (JSON)")
-    p.add_argument("--answers", required=True, help="CSV: case,complete,mtm_mm,octant,class[,tumor,ablation,transform]")
+    p.add_argument(
+        "--answers",
+        required=True,
+        help="CSV: case,complete,mtm_mm,octant,class[,tumor,ablation,transform]",
+    )
     p.add_argument("--json", dest="json_out", help="write the scores as JSON")
     p.set_defaults(func=_cmd_quiz_score)
 
-    p = qs.add_parser("export", help="the teacher's export of the trainees' score files: CSV + HTML with learning curves")
+    p = qs.add_parser(
+        "export",
+        help="the teacher's export of the trainees' score files: CSV + HTML with learning curves",
+    )
     p.add_argument("--quiz", required=True, help="the quiz folder")
-    p.add_argument("--out", required=True, help="folder for scores.csv, summary.json and scores.html")
-    p.add_argument("--key", help="the answer key: scores answers recorded without it (trainee quizzes)")
+    p.add_argument(
+        "--out", required=True, help="folder for scores.csv, summary.json and scores.html"
+    )
+    p.add_argument(
+        "--key", help="the answer key: scores answers recorded without it (trainee quizzes)"
+    )
     p.set_defaults(func=_cmd_quiz_export)
 
-    p = qs.add_parser("open", help="open napari with the Teach widget on a quiz (default: the bundled quiz)")
+    p = qs.add_parser(
+        "open", help="open napari with the Teach widget on a quiz (default: the bundled quiz)"
+    )
     p.add_argument("--quiz", help="the quiz folder (default: a copy of the bundled quiz)")
-    p.add_argument("--trainee", default="demo", help="your name: your score file in the quiz folder (default demo)")
+    p.add_argument(
+        "--trainee",
+        default="demo",
+        help="your name: your score file in the quiz folder (default demo)",
+    )
     p.set_defaults(func=_cmd_quiz_open)
 
 
@@ -488,7 +794,9 @@ def _cmd_quiz_make(args: argparse.Namespace) -> int:
         progress=lambda i, n: print(f"case {i}/{n}", file=sys.stderr, flush=True),
     )
     kind = "self-study quiz (key inside)" if args.include_key else "quiz"
-    print(f"{kind}: {made.folder} ({len(made.case_ids)} cases; questions {', '.join(made.questions)})")
+    print(
+        f"{kind}: {made.folder} ({len(made.case_ids)} cases; questions {', '.join(made.questions)})"
+    )
     print(f"answer key: {args.key}")
     return 0
 
@@ -505,7 +813,9 @@ def _cmd_quiz_score(args: argparse.Namespace) -> int:
     answers = quiz.read_answers(args.answers, qz)
     scores = quiz.score_answers(qz, key, answers)
     for cid, s in scores["cases"].items():
-        err = "" if s["mtm_abs_error_mm"] is None else f"|MTM error| {s['mtm_abs_error_mm']:.1f} mm, "
+        err = (
+            "" if s["mtm_abs_error_mm"] is None else f"|MTM error| {s['mtm_abs_error_mm']:.1f} mm, "
+        )
         octant = "" if s["octant_result"] is None else f"octant {s['octant_result']}, "
         print(f"{cid}: {err}{octant}{s['explanation']}")
     o = scores["overall"]
