@@ -148,7 +148,8 @@ def main() -> int:
         base, peak, _mtm = ct_memory(tmp)
 
     print(
-        "| cohort | method | cases | cases/min (with start-up) | cases/min (tasks only) | speed-up vs loop (tasks only) |"
+        "| cohort | method | cases | cases/min (with start-up) | cases/min (tasks only) "
+        "| speed-up vs loop (tasks only) |"
     )
     print("|---|---|---|---|---|---|")
     for name, method, n, tot, tasks, speed in rows:

@@ -12,6 +12,7 @@ an internal error), never a traceback; Ctrl-C or SIGTERM end any command with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -138,7 +139,9 @@ def _add_register_parser(sub) -> None:
     )
     p.add_argument(
         "--tumor",
-        help="tumor labels on pre: restrict the metric to a ball around the tumor (see --roi-radius)",
+        help=(
+            "tumor labels on pre: restrict the metric to a ball around the tumor (see --roi-radius)"
+        ),
     )
     p.add_argument(
         "--roi-radius",
@@ -182,7 +185,9 @@ def _add_samples_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="napari-ablation",
-        description="Ablation margins from the command line: the same computations as the napari widgets.",
+        description=(
+            "Ablation margins from the command line: the same computations as the napari widgets."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -240,7 +245,8 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     if args.margin_labels_out:
         if io.path_suffix(args.margin_labels_out) not in io.LABEL_WRITE_SUFFIXES:
             raise AblationError(
-                f"cannot write labels to '{Path(args.margin_labels_out).name}': use .nii.gz, .nrrd or .mha"
+                f"cannot write labels to '{Path(args.margin_labels_out).name}': "
+                "use .nii.gz, .nrrd or .mha"
             )
         outs.check(args.margin_labels_out)
 
@@ -380,7 +386,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     have_points = bool(args.fixed_points or args.moving_points)
     if not have_images and not have_points:
         raise AblationError(
-            "give --fixed and --moving (images), or --fixed-points and --moving-points (landmarks), or both"
+            "give --fixed and --moving (images), "
+            "or --fixed-points and --moving-points (landmarks), or both"
         )
     if have_images and not (args.fixed and args.moving):
         raise AblationError("give both --fixed (pre) and --moving (post)")
@@ -436,7 +443,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     if have_images:
         if geometry.overlap_fraction(fixed, moving) == 0.0 and initial is None:
             raise AblationError(
-                "the pre and post images do not overlap in space (different patients or frames of reference?)"
+                "the pre and post images do not overlap in space "
+                "(different patients or frames of reference?)"
             )
         if (
             fixed_info.modality
@@ -444,7 +452,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
             and fixed_info.modality != moving_info.modality
         ):
             warnings.append(
-                f"pre is {fixed_info.modality} and post is {moving_info.modality}: check they are the same patient"
+                f"pre is {fixed_info.modality} and post is {moving_info.modality}: "
+                "check they are the same patient"
             )
         fixed_mask = io.read_labels(args.fixed_mask, name="fixed") if args.fixed_mask else None
         moving_mask = io.read_labels(args.moving_mask, name="moving") if args.moving_mask else None
@@ -670,7 +679,8 @@ def _cmd_cohort_stats(args: argparse.Namespace) -> int:
     s = cs.stats
     mtm = s["cox"]["min_margin_mm"]
     hr = (
-        f"HR {mtm['hazard_ratio']:.2f} per mm (95 % CI {mtm['ci95'][0]:.2f}-{mtm['ci95'][1]:.2f}, p {mtm['p']:.3g})"
+        f"HR {mtm['hazard_ratio']:.2f} per mm "
+        f"(95 % CI {mtm['ci95'][0]:.2f}-{mtm['ci95'][1]:.2f}, p {mtm['p']:.3g})"
         if mtm["hazard_ratio"] is not None
         else f"Cox not estimable ({mtm['not_estimable']})"
     )
@@ -718,7 +728,9 @@ def _add_quiz_parser(sub) -> None:
     p.add_argument(
         "--questions",
         default=",".join(DEFAULT_QUESTIONS),
-        help=f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})",
+        help=(
+            f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})"
+        ),
     )
     p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
     p.add_argument(
@@ -866,10 +878,8 @@ def _install_signal_handlers() -> dict:
         return {}
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here
             previous[sig] = signal.signal(sig, _on_signal)
-        except (ValueError, OSError):  # pragma: no cover - not allowed here
-            pass
     return previous
 
 

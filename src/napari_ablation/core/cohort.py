@@ -137,7 +137,8 @@ def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
         for cid, path in hits:
             if cid in found:
                 raise AblationError(
-                    f"two cases have the id '{cid}' ({found[cid].folder} and {path}); give them different folder names"
+                    f"two cases have the id '{cid}' ({found[cid].folder} and {path}); "
+                    "give them different folder names"
                 )
             found[cid] = case_folder_inputs(path, cid)
     return [found[k] for k in sorted(found)]
@@ -212,7 +213,8 @@ def read_manifest(path: str | os.PathLike) -> list[CaseInputs]:
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if missing:
         raise AblationError(
-            f"{path.name}: the manifest lacks the column(s) {', '.join(missing)} (header: case,tumor,ablation[,transform][,pre,post])"
+            f"{path.name}: the manifest lacks the column(s) {', '.join(missing)} "
+            "(header: case,tumor,ablation[,transform][,pre,post])"
         )
     base = path.parent
     out: list[CaseInputs] = []
@@ -799,7 +801,8 @@ def _warm_up(client) -> None:
         client.run(_import_analysis)
     except ImportError as exc:
         raise AblationError(
-            f"the Dask workers cannot import napari-ablation; install it on every worker ({one_line(exc)})"
+            "the Dask workers cannot import napari-ablation; "
+            f"install it on every worker ({one_line(exc)})"
         ) from None
 
 
@@ -854,9 +857,12 @@ def hazard_model_text() -> str:
     """One sentence describing the outcome model of ``cohort synth``."""
     lo, hi = FOLLOW_UP_MONTHS
     return (
-        f"outcome model: time to LTP ~ Exponential(hazard {BASELINE_HAZARD_PER_MONTH:g}/month x "
-        f"{HAZARD_RATIO_PER_MM:g}^MTM), i.e. hazard ratio {HAZARD_RATIO_PER_MM:g} per mm of the true MTM; "
-        f"follow-up censored uniformly between {lo:g} and {hi:g} months; recurrence in the MTM octant "
+        "outcome model: time to LTP ~ "
+        f"Exponential(hazard {BASELINE_HAZARD_PER_MONTH:g}/month x "
+        f"{HAZARD_RATIO_PER_MM:g}^MTM), "
+        f"i.e. hazard ratio {HAZARD_RATIO_PER_MM:g} per mm of the true MTM; "
+        f"follow-up censored uniformly between {lo:g} and {hi:g} months; "
+        "recurrence in the MTM octant "
         f"with probability {SITE_SAME_OCTANT:g}, else in an adjacent octant"
     )
 

@@ -647,7 +647,8 @@ def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
     cox_rows = "".join(
         f"<tr><td>{_esc(COX_COVARIATES[k][1])} ({_esc(COX_COVARIATES[k][2])})</td>"
         + (
-            f"<td>{f(v['hazard_ratio'])}</td><td>{f(v['ci95'][0])} - {f(v['ci95'][1])}</td><td>{_p(v['p'])}</td>"
+            f"<td>{f(v['hazard_ratio'])}</td>"
+            f"<td>{f(v['ci95'][0])} - {f(v['ci95'][1])}</td><td>{_p(v['p'])}</td>"
             if v["hazard_ratio"] is not None
             else f"<td colspan=3>not estimable: {_esc(v['not_estimable'])}</td>"
         )
@@ -656,7 +657,8 @@ def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
     )
     desc_rows = "".join(
         f"<tr><td>{_esc(r['variable'])}</td><td>{_esc(r['group'])}</td><td>{r['n']}</td>"
-        f"<td>{f(r['median'], 1)} ({f(r['q1'], 1)} - {f(r['q3'], 1)})</td><td>{f(r['mean'], 1)} &plusmn; {f(r['sd'], 1)}</td></tr>"
+        f"<td>{f(r['median'], 1)} ({f(r['q1'], 1)} - {f(r['q3'], 1)})</td>"
+        f"<td>{f(r['mean'], 1)} &plusmn; {f(r['sd'], 1)}</td></tr>"
         for r in s["descriptive"]
     )
     c = s["recurrence_site_concordance"]
@@ -666,7 +668,8 @@ def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
         ("Mann-Whitney U, diameter by outcome", f"{_pv(s['mann_whitney_diameter_p'])}"),
         (
             "Spearman, MTM vs diameter",
-            f"rho = {f(s['spearman_margin_diameter']['rho'])}, {_pv(s['spearman_margin_diameter']['p'])}",
+            f"rho = {f(s['spearman_margin_diameter']['rho'])}, "
+            f"{_pv(s['spearman_margin_diameter']['p'])}",
         ),
         ("Fisher exact, LTP vs MTM >= 1 mm", f"{_pv(s['fisher_margin_ge_1mm_p'])}"),
         (
@@ -694,8 +697,10 @@ def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
     imgs = "".join(f'<img src="{_b64(pngs[k])}" alt="{k}">' for k in PLOTS if k in pngs)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Cohort margin-outcome report</title>
-<style>body{{font-family:sans-serif;margin:1.5em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0 1em}}
-td,th{{border:1px solid #bbb;padding:2px 8px;font-size:13px}}th{{background:#eee}}img{{width:48%;margin:.5%}}</style></head>
+<style>body{{font-family:sans-serif;margin:1.5em;max-width:1100px}}\
+table{{border-collapse:collapse;margin:.5em 0 1em}}
+td,th{{border:1px solid #bbb;padding:2px 8px;font-size:13px}}th{{background:#eee}}\
+img{{width:48%;margin:.5%}}</style></head>
 <body><h1>Margins and local tumor progression</h1>
 <p>{s["n_cases"]} cases, {s["n_events"]} with LTP. Research tool, not a medical device.</p>
 {f"<ul>{notes}</ul>" if notes else ""}
@@ -704,7 +709,8 @@ td,th{{border:1px solid #bbb;padding:2px 8px;font-size:13px}}th{{background:#eee
 <h2>Tests</h2><table>{test_rows}</table>
 <div>{imgs}</div>
 <h2>Descriptive statistics by outcome</h2>
-<table><tr><th>Variable</th><th>Group</th><th>n</th><th>Median (IQR)</th><th>Mean &plusmn; SD</th></tr>{desc_rows}</table>
+<table><tr><th>Variable</th><th>Group</th><th>n</th><th>Median (IQR)</th>\
+<th>Mean &plusmn; SD</th></tr>{desc_rows}</table>
 </body></html>
 """
 

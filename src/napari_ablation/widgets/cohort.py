@@ -291,7 +291,8 @@ class CohortWidget(QWidget):
         inputs = cohort.CaseInputs(**stored["inputs"])
         if not inputs.folder:
             self._fail(
-                f"case {cid} comes from a manifest, not a case folder: open its files with the Load widget"
+                f"case {cid} comes from a manifest, not a case folder: "
+                "open its files with the Load widget"
             )
             return None
 
@@ -358,7 +359,8 @@ class CohortWidget(QWidget):
             s = self.stats
             mtm = s["cox"]["min_margin_mm"]
             hr = (
-                f"Cox HR {mtm['hazard_ratio']:.2f} per mm of MTM (95 % CI {mtm['ci95'][0]:.2f}-{mtm['ci95'][1]:.2f})"
+                f"Cox HR {mtm['hazard_ratio']:.2f} per mm of MTM "
+                f"(95 % CI {mtm['ci95'][0]:.2f}-{mtm['ci95'][1]:.2f})"
                 if mtm["hazard_ratio"] is not None
                 else f"Cox not estimable ({mtm.get('not_estimable')})"
             )
