@@ -221,9 +221,6 @@ _MARGIN_OUTPUT_SUFFIXES = {
     "html_out": (".html", ".htm"),
     "pdf_out": (".pdf",),
 }
-NO_TRANSFORM_NOTE = (
-    "no --transform given: nothing was registered, the identity transform is assumed"
-)
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
@@ -264,9 +261,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     if args.json_out:
         doc = res.to_json_dict()
         doc["inputs"] = inputs
-        doc["registered"] = tx is not None
-        if tx is None:
-            doc["registration_note"] = NO_TRANSFORM_NOTE
+        doc.update(margin.registration_fields(tx))
         if unc is not None:
             doc.update(unc.to_json_dict())
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
@@ -289,7 +284,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
         )
     outs.commit()
     if tx is None:
-        print(f"note: {NO_TRANSFORM_NOTE}")
+        print(f"note: {margin.NO_TRANSFORM_NOTE}")
     print(res.summary_text())
     if unc is not None:
         print(unc.summary_text())

@@ -360,6 +360,10 @@ def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any
             )
         )
         rec["margin"] = res.to_json_dict()
+        from .margin import registration_fields
+
+        # a transform file was read, or nothing was registered: as the margin CLI says it
+        rec["margin"].update(registration_fields(inputs.transform or None))
     except MemoryError:
         rec["error"] = "out of memory"
     except Exception as exc:  # noqa: BLE001 - fault isolation: one case never stops the batch
@@ -443,7 +447,7 @@ def write_table(results: str | os.PathLike, records: Sequence[dict[str, Any]]) -
     """
     import pandas as pd
 
-    from .io import atomic_write, write_text_atomic
+    from .io import write_bytes_atomic, write_text_atomic
 
     rows = [record_row(r) for r in records]
     cols = list(META_COLUMNS)
@@ -456,9 +460,11 @@ def write_table(results: str | os.PathLike, records: Sequence[dict[str, Any]]) -
         import pyarrow  # noqa: F401
     except ImportError:
         return written
-    with atomic_write(results / MARGINS_PARQUET) as tmp:
-        df.to_parquet(tmp, index=False)
-    written.append(results / MARGINS_PARQUET)
+    import io as _io
+
+    buf = _io.BytesIO()
+    df.to_parquet(buf, index=False)
+    written.append(write_bytes_atomic(results / MARGINS_PARQUET, buf.getvalue()))
     return written
 
 

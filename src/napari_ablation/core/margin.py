@@ -52,6 +52,28 @@ VOLUME_BASIS = (
     "slice contours interpolated on a fine grid; on near-isotropic grids, the voxel volume); "
     "class volumes: the class fractions of the reconstruction x tumor_reconstructed_volume_ml"
 )
+#: what a margin computed without a registration says (CLI JSON, cohort rows)
+NO_TRANSFORM_NOTE = "no transform given: nothing was registered, the identity transform is assumed"
+
+
+def registration_fields(transform) -> dict[str, Any]:
+    """The JSON fields saying whether a margin used a registration.
+
+    Parameters
+    ----------
+    transform : SimpleITK.Transform or None
+        The pre -> post transform the margin was computed with (None: identity).
+
+    Returns
+    -------
+    dict
+        ``{"registered": bool}``, plus ``"registration_note"`` when nothing was registered.
+    """
+    if transform is not None:
+        return {"registered": True}
+    return {"registered": False, "registration_note": NO_TRANSFORM_NOTE}
+
+
 #: anti-aliasing Gaussian, in voxels of each axis (0 = plain binary marching cubes)
 DEFAULT_SMOOTH_VOX = 1.2
 DIAMETER_SMOOTH_VOX = 0.7
@@ -1140,9 +1162,12 @@ SURFACE_SMOOTH_ITERS = 1
 #: each mask's contribution to the stated resolution limit, as a fraction of the spacing along
 #: each grid axis: in-plane and across thick slices on a grid with one thick axis; on a
 #: near-isotropic grid. Calibrated on benchmarks/bench_accuracy.py (random spheres and
-#: ellipsoids, seed 9), checked on another seed (see benchmarks/README.md)
+#: ellipsoids, seed 9), checked on another seed (see benchmarks/README.md). Across slices
+#: 0.06 sufficed for spheres and ellipsoids, but irregular synthetic lesions on 5 mm CT
+#: slices (tests/test_synthetic.py) read up to 0.59 mm high against a 0.48 mm limit: 0.12
+#: keeps their truth inside the stated limit (an honest limit before a tight one)
 LIMIT_INPLANE_THICK_GRID = 0.40
-LIMIT_ACROSS_SLICES = 0.06
+LIMIT_ACROSS_SLICES = 0.12
 LIMIT_ISOTROPIC = 0.20
 
 
