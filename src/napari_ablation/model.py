@@ -306,7 +306,9 @@ class CaseModel:
         self._folder = Path(folder) if folder is not None else None
         self._versions = {k: next(self._clock) for k in ITEMS}
         self._saved = (
-            dict(self._versions) if (saved and self._folder is not None) else dict.fromkeys(ITEMS, 0)
+            dict(self._versions)
+            if (saved and self._folder is not None)
+            else dict.fromkeys(ITEMS, 0)
         )
         self._written = dict(self._saved)
         self._analysis = None

@@ -94,10 +94,8 @@ def quiet_native_stderr() -> Iterator[list[str]]:
     """
     captured: list[str] = []
     with _STDERR_LOCK:
-        try:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             sys.stderr.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
         try:
             saved = os.dup(2)
         except OSError:  # no fd 2 (embedded): nothing to silence

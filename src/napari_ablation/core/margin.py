@@ -166,16 +166,16 @@ def _smoothed_field(mask: np.ndarray, box, grid: _Grid, smooth_vox: float) -> _F
 def _padded_crop(mask: np.ndarray, box, pads) -> tuple[np.ndarray, np.ndarray]:
     lo = [s.start - p for s, p in zip(box, pads)]
     hi = [s.stop + p for s, p in zip(box, pads)]
-    crop = np.zeros([h - l for l, h in zip(lo, hi)], dtype=np.uint8)
-    src = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(lo, hi, mask.shape))
-    dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, lo))
+    crop = np.zeros([h - a for a, h in zip(lo, hi)], dtype=np.uint8)
+    src = tuple(slice(max(a, 0), min(h, n)) for a, h, n in zip(lo, hi, mask.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
     crop[dst] = mask[src] != 0
     return crop, np.asarray(lo, dtype=float)
 
 
 def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float) -> _Field:
     sig = float(smooth_vox)
-    pad = 2 + (int(math.ceil(3 * sig)) if sig > 0 else 0)
+    pad = 2 + (math.ceil(3 * sig) if sig > 0 else 0)
     crop, lo = _padded_crop(mask, box, [pad] * 3)
     arr = crop.astype(np.float32)
     if sig > 0:
@@ -190,7 +190,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     inplane = [ax for ax in range(3) if ax != axis]
     h_in = float(min(sp[inplane]))
     sig = float(smooth_vox)
-    pad_in = 3 + (int(math.ceil(3 * sig)) if sig > 0 else 0)
+    pad_in = 3 + (math.ceil(3 * sig) if sig > 0 else 0)
     pads = [pad_in] * 3
     pads[axis] = 2
     crop, lo = _padded_crop(mask, box, pads)
@@ -731,7 +731,7 @@ class MarginResult:
         g = _Grid(self.pre_reference)
         out = []
         for ax in range(3):
-            pad = int(math.ceil(pad_mm / g.spacing_zyx[ax]))
+            pad = math.ceil(pad_mm / g.spacing_zyx[ax])
             lo = max(0, self.class_offset[ax] - pad)
             hi = min(g.shape[ax], self.class_offset[ax] + self.class_crop.shape[ax] + pad)
             out.append(slice(lo, hi))
@@ -1026,10 +1026,9 @@ def analyze_margin(
     normals = tsurf.vertex_normals()
     direction = closest[i_min] - p_min
     nd = float(np.linalg.norm(direction))
-    if nd > 1e-3:
-        direction = direction / nd * (1.0 if mtm >= 0 else -1.0)  # outward from the tumor
-    else:
-        direction = normals[i_min]
+    # outward from the tumor
+    sign = 1.0 if mtm >= 0 else -1.0
+    direction = direction / nd * sign if nd > 1e-3 else normals[i_min]
     # resolution limit: each mask's surface localisation limit along the MTM direction, the
     # two in quadrature (see _surface_error_sd)
     uncertainty = float(
@@ -1249,13 +1248,13 @@ def _shell_coverage(
     wmax = max(SHELL_WIDTHS)
     box = _bbox(tmask)
     sp = tgrid.spacing_zyx
-    pads = [int(math.ceil(wmax / s)) + 1 for s in sp]
+    pads = [math.ceil(wmax / s) + 1 for s in sp]
     lo = [s.start - p for s, p in zip(box, pads)]
     hi = [s.stop + p for s, p in zip(box, pads)]
     # padded crop (zeros beyond the image)
-    crop = np.zeros([h - l for l, h in zip(lo, hi)], dtype=np.uint8)
-    src = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(lo, hi, tmask.shape))
-    dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, lo))
+    crop = np.zeros([h - a for a, h in zip(lo, hi)], dtype=np.uint8)
+    src = tuple(slice(max(a, 0), min(h, n)) for a, h, n in zip(lo, hi, tmask.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
     crop[dst] = tmask[src]
     d_out = edt.edt(crop == 0, anisotropy=tuple(float(s) for s in sp), parallel=1)
     cand = (crop == 0) & (d_out <= wmax + float(sp.max()))
@@ -1294,7 +1293,7 @@ def sphere_image(
     lo = np.maximum(np.floor(c_idx - ext).astype(int), 0)
     hi = np.minimum(np.ceil(c_idx + ext).astype(int) + 1, np.asarray(g.shape))
     if np.all(hi > lo):
-        zz, yy, xx = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo, hi)], indexing="ij")
+        zz, yy, xx = np.meshgrid(*[np.arange(a, h) for a, h in zip(lo, hi)], indexing="ij")
         idx = np.stack([zz, yy, xx], axis=-1).reshape(-1, 3)
         inside = ((g.to_lps(idx) - np.asarray(centre_lps)) ** 2).sum(axis=1) <= radius_mm**2
         arr[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = inside.reshape(zz.shape)

@@ -698,7 +698,7 @@ def _build_abdomen(
             sl = c.block((-400.0, -400.0, zlo), (400.0, 400.0, z0 + 10.0))
             if sl is None:
                 continue
-            x, y, z = c.xyz(sl)
+            _x, _y, z = c.xyz(sl)
             r, th, R, depth = (a[sl] for a in c.polar)
             depth = depth + 6.0
             # angle from the posterior midline, positive towards ``side`` (LPS: +x is left)
@@ -1213,7 +1213,7 @@ def make_renal_mri(seed: int = 0) -> Case:
         base - 10.0 * probe_dir - 1.0 * e1 - 7.0 * e2,
     ]
     probes = []
-    for k, tip in enumerate(tips):
+    for tip in tips:
         direc = _unit(probe_dir + 0.06 * (tip - base) / 8.0)
         entry = body.entry_point(tip, direc) + 15.0 * direc  # the handles stick out of the body
         probes.append(Tube(tip, entry, 1.6, 1.6))
@@ -1332,7 +1332,7 @@ def make_liver_ct(seed: int = 0) -> Case:
     ):
         p1 = hilum + L * _unit(dirv)
         vessels.append(Tube(hilum, p1, 6.5 if k == 0 else 5.0, 3.5))
-        for j in range(3):
+        for _ in range(3):
             d2 = _unit(np.asarray(dirv) + rng.normal(size=3) * 0.6)
             p2 = p1 + rng.uniform(25, 40) * d2
             vessels.append(Tube(p1, p2, 3.0, 1.6))

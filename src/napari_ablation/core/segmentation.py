@@ -732,7 +732,7 @@ def seeded_region(
     local = tuple(int(v) for v in (vox - lo))
     if denoise_mm > 0:  # median: removes noise and gas bubbles, keeps edges
         radius = [
-            max(1, int(round(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0
+            max(1, round(float(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0
             for s in sp[::-1]
         ]
         if any(radius):

@@ -846,7 +846,12 @@ class MarginWidget(QWidget):
             info["warning"] = (
                 "registration QA not reviewed: check the registration before relying on the margins"
             )
-        return dict(info=info, qa=qa, pre=m.pre, transform_note=registration_text(m, m.result))
+        return {
+            "info": info,
+            "qa": qa,
+            "pre": m.pre,
+            "transform_note": registration_text(m, m.result),
+        }
 
     def _export_job(self, path: str | Path):
         """A function writing the current figures to ``path`` (any thread); raises on bad input."""

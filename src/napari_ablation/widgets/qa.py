@@ -8,6 +8,8 @@ zone outline, over the other), a linked crosshair, and the QA verdict stored in 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import SimpleITK as sitk
 from qtpy.QtCore import Qt, QTimer
@@ -480,10 +482,8 @@ class QAPanel(QWidget):
 
     def _disconnect_mouse(self) -> None:
         if self._mouse_cb is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 self.viewer.mouse_move_callbacks.remove(self._mouse_cb)
-            except ValueError:
-                pass
             self._mouse_cb = None
 
     def case_changed(self) -> None:

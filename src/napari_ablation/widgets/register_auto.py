@@ -9,6 +9,7 @@ registration history; Undo / Redo / Reset walk that history.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -178,10 +179,8 @@ class AutoPanel(QWidget):
             self, "Save transform", "transform.tfm", "ITK transform (*.tfm)"
         )
         if path:
-            try:
+            with contextlib.suppress(AblationError):
                 self.save_transform(path)
-            except AblationError:
-                pass
 
     def _load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

@@ -10,6 +10,7 @@ the case session, which autosaves the labels into the case folder.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -74,12 +75,11 @@ def write_changes(layer, box, old_sub: np.ndarray, new_sub: np.ndarray) -> int:
     with layer.block_history():
         for v in np.unique(values):
             sel = values == v
-            try:
+            # napari 0.9 does not slice a hidden layer: updating its stale slice view
+            # fails (IndexError) AFTER the data and the undo history were written;
+            # refresh() redraws
+            with contextlib.suppress(IndexError):
                 layer.data_setitem(tuple(f[sel] for f in full), int(v), refresh=False)
-            except IndexError:
-                # napari 0.9 does not slice a hidden layer: updating its stale slice view
-                # fails AFTER the data and the undo history were written; refresh() redraws
-                pass
     layer.refresh()
     return n
 
@@ -494,7 +494,7 @@ class SegmentWidget(QWidget):
         layer = layer or self.labels_layer()
         if layer is None:
             return 1
-        return max(1, int(round(self.brush_mm.value() / self._min_displayed_scale(layer))))
+        return max(1, round(float(self.brush_mm.value() / self._min_displayed_scale(layer))))
 
     def apply_brush_size(self, layer=None) -> None:
         layer = layer or self.labels_layer()
@@ -591,10 +591,8 @@ class SegmentWidget(QWidget):
 
     def _notify_session(self, role: str) -> None:
         if self.session is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.session.labels_changed(role)
-            except Exception:  # noqa: BLE001
-                pass
 
     def _target(self):
         """(layer, role) of the current structure, or raise when there is none."""
@@ -646,16 +644,16 @@ class SegmentWidget(QWidget):
                 )
             preview = np.where(added, new, 0).astype(np.uint8)
             offset = np.array([b.start for b in box], float) * np.asarray(layer.scale)
-            kw = dict(
-                name="interpolation preview",
-                scale=tuple(layer.scale),
-                translate=tuple(np.asarray(layer.translate) + offset),
-                opacity=0.7,
-                metadata={_layers.META: {"role": PREVIEW_ROLE}},
-                colormap=_layers.single_color_map(PREVIEW_COLOR),
-                units=geometry.UNITS,
-                axis_labels=geometry.AXIS_LABELS,
-            )
+            kw = {
+                "name": "interpolation preview",
+                "scale": tuple(layer.scale),
+                "translate": tuple(np.asarray(layer.translate) + offset),
+                "opacity": 0.7,
+                "metadata": {_layers.META: {"role": PREVIEW_ROLE}},
+                "colormap": _layers.single_color_map(PREVIEW_COLOR),
+                "units": geometry.UNITS,
+                "axis_labels": geometry.AXIS_LABELS,
+            }
             old_prev = _layers.find_layer(self.viewer, PREVIEW_ROLE)
             if live and old_prev is not None:
                 old_prev.data = preview
