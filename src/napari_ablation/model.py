@@ -739,7 +739,8 @@ class CaseModel:
             request.case.save(request.folder, only=only)
             stale_tfm = request.folder / TRANSFORM_FILE
             if request.case.transform is None and stale_tfm.exists():
-                stale_tfm.unlink()  # identity now: an older transform file must not come back on reload
+                # identity now: an older transform file must not come back on reload
+                stale_tfm.unlink()
             written = set(only) if only is not None else set(IMAGE_ROLES + LABEL_ROLES)
             written |= {"transform", "landmarks", "settings", "qa"}
             for k in written:

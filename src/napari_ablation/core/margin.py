@@ -624,7 +624,8 @@ class MeshDistance:
 
 
 class _Guide:
-    """Approximate signed distance (EDT of a field's inside samples) used to project points onto the surface."""
+    """Approximate signed distance (EDT of a field's inside samples) used to project points onto the
+    surface."""
 
     def __init__(self, fld: _Field):
         import edt
@@ -727,7 +728,8 @@ class MarginResult:
 
     # ---------------------------------------------------------------- ablation in pre space
     def display_box(self, pad_mm: float = 15.0) -> tuple[slice, slice, slice]:
-        """Index box on the pre grid around the tumor, padded by ``pad_mm`` (clipped to the grid)."""
+        """Index box on the pre grid around the tumor, padded by ``pad_mm`` (clipped to the
+        grid)."""
         g = _Grid(self.pre_reference)
         out = []
         for ax in range(3):
@@ -738,7 +740,8 @@ class MarginResult:
         return tuple(out)
 
     def ablation_on_pre(self, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
-        """The registered ablation zone (bool) on the pre grid voxels of ``box`` (default: display box)."""
+        """The registered ablation zone (bool) on the pre grid voxels of ``box`` (default: display
+        box)."""
         box = box or self.display_box()
         g = _Grid(self.pre_reference)
         shape = tuple(s.stop - s.start for s in box)
@@ -749,7 +752,8 @@ class MarginResult:
         return self._ablation_field.inside(g.to_lps(idx) @ A.T + b).reshape(shape)
 
     def ablation_on_pre_image(self, box: tuple[slice, slice, slice] | None = None) -> sitk.Image:
-        """:meth:`ablation_on_pre` as a uint8 image with the pre grid geometry (origin of the box)."""
+        """:meth:`ablation_on_pre` as a uint8 image with the pre grid geometry (origin of the
+        box)."""
         box = box or self.display_box()
         arr = self.ablation_on_pre(box).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
@@ -844,7 +848,10 @@ class MarginResult:
             ("Threshold", f"{self.threshold_mm:g}", "mm"),
         ]
         for k in CLASS_KEYS:
-            name = f"Tumor {coverage.class_title(k, self.threshold_mm)} ({coverage.CLASS_COLOR_NAMES[k]})"
+            name = (
+                f"Tumor {coverage.class_title(k, self.threshold_mm)} "
+                f"({coverage.CLASS_COLOR_NAMES[k]})"
+            )
             rows.append((name + " volume", f"{self.volume_ml[k]:.3f}", "ml"))
             rows.append((name + " fraction", f"{100 * self.volume_fraction[k]:.1f}", "%"))
         rows += [
@@ -882,12 +889,16 @@ class MarginResult:
     def summary_text(self) -> str:
         f = self.volume_fraction
         lines = [
-            f"{self.margin_text()}, rounded {self.min_margin_mm_rounded:d} mm, at {self.min_margin_octant} "
+            f"{self.margin_text()}, rounded {self.min_margin_mm_rounded:d} mm, at "
+            f"{self.min_margin_octant} "
             f"(LPS {', '.join(f'{v:.1f}' for v in self.min_margin_point_lps)} mm)",
-            f"complete coverage: {'yes' if self.complete_coverage else 'NO'}; threshold {self.threshold_mm:g} mm: "
-            f"green {100 * f['covered_with_margin']:.1f} %, yellow {100 * f['insufficient_margin']:.1f} %, "
+            f"complete coverage: {'yes' if self.complete_coverage else 'NO'}; threshold "
+            f"{self.threshold_mm:g} mm: "
+            f"green {100 * f['covered_with_margin']:.1f} %, yellow "
+            f"{100 * f['insufficient_margin']:.1f} %, "
             f"red {100 * f['uncovered']:.1f} %",
-            f"tumor {self.tumor_volume_ml:.2f} ml, max diameter {self.tumor_max_diameter_mm:.1f} mm; "
+            f"tumor {self.tumor_volume_ml:.2f} ml, max diameter "
+            f"{self.tumor_max_diameter_mm:.1f} mm; "
             f"ablation zone {self.ablation_volume_ml:.2f} ml",
             "tumor surface with margin >= "
             + ", ".join(f"{k:g} mm: {100 * v:.0f} %" for k, v in self.surface_fraction_ge.items()),
@@ -979,7 +990,8 @@ def analyze_margin(
         )
     if frac_in < 1.0:
         warns.append(
-            f"{100 * (1 - frac_in):.0f} % of the tumor surface lies outside the post image after the transform: "
+            f"{100 * (1 - frac_in):.0f} % of the tumor surface lies outside the post image "
+            "after the transform: "
             "the ablation zone is unknown there and counted as absent"
         )
 
@@ -1094,8 +1106,10 @@ def analyze_margin(
 
     ref = tumor  # carries the pre grid geometry (SimpleITK images are copy-on-write)
     method = (
-        f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor and ablation masks; "
-        "exact point-to-surface distance, sign from the ablation field; ablation brought to pre space with T^-1"
+        f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor "
+        "and ablation masks; "
+        "exact point-to-surface distance, sign from the ablation field; ablation brought to "
+        "pre space with T^-1"
     )
     return MarginResult(
         threshold_mm=threshold_mm,
@@ -1242,7 +1256,8 @@ def _histogram_edges(m: np.ndarray) -> np.ndarray:
 def _shell_coverage(
     tmask, tgrid: _Grid, tsurf: Mesh, tfield: _Field, afield: _Field, A, b
 ) -> dict[float, float]:
-    """Fraction of the peri-tumoral shell (outside the tumor, within w mm of it) inside the ablation."""
+    """Fraction of the peri-tumoral shell (outside the tumor, within w mm of it) inside the
+    ablation."""
     import edt
 
     wmax = max(SHELL_WIDTHS)
@@ -1279,7 +1294,8 @@ def _shell_coverage(
 def sphere_image(
     size_xyz, spacing_xyz, origin_xyz, centre_lps, radius_mm, direction=None
 ) -> sitk.Image:
-    """Binary sphere (voxel centre inside the sphere = 1) on a grid; for verification and benchmarks."""
+    """Binary sphere (voxel centre inside the sphere = 1) on a grid; for verification and
+    benchmarks."""
     img = sitk.Image([int(s) for s in size_xyz], sitk.sitkUInt8)
     img.SetSpacing([float(s) for s in spacing_xyz])
     img.SetOrigin([float(o) for o in origin_xyz])

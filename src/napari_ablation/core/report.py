@@ -350,8 +350,10 @@ def _uncertainty_html(unc) -> str:
 
     src = "".join(f"<li>{_esc(s)}</li>" for s in unc.sources)
     return (
-        f"<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul class=small>{src}</ul>"
-        f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of sampled MTMs">'
+        f"<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul "
+        f"class=small>{src}</ul>"
+        f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of '
+        'sampled MTMs">'
     )
 
 
@@ -427,7 +429,8 @@ def report_page(
     fig.text(
         0.05,
         0.935,
-        f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
+        f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete "
+        "coverage: "
         f"{'yes' if res.complete_coverage else 'NO'}",
         fontsize=12,
         weight="bold",

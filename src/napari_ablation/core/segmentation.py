@@ -1,6 +1,7 @@
 """Segmentation of the tumor (pre) and the ablation zone (post).
 
-Measures, correction, reader comparison and edge-aware assistance. Every function takes ``(z, y, x)`` numpy arrays and the voxel spacing in mm
+Measures, correction, reader comparison and edge-aware assistance. Every function takes ``(z, y,
+x)`` numpy arrays and the voxel spacing in mm
 ``spacing_zyx``; every distance, volume and diameter is in mm / ml, never in voxels
 (docs/design.md, section 2). Functions return new arrays and never modify their input.
 Slice interpolation lives in :mod:`.interpolation` and is re-exported here.
@@ -653,7 +654,8 @@ def refine_to_edges(
     return fill_holes(out, per_slice=False)
 
 
-#: relative volume growth (log) per half standard deviation below which the seeded region is "stable"
+#: relative volume growth (log) per half standard deviation below which the seeded region is
+#: "stable"
 STABLE_GROWTH = 0.25
 
 

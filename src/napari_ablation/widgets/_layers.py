@@ -218,7 +218,8 @@ def camera(viewer):
 
 
 def grid(viewer):
-    """The viewer's grid settings (``viewer.canvas.grid`` in napari >= 0.9, ``viewer.grid`` before)."""
+    """The viewer's grid settings (``viewer.canvas.grid`` in napari >= 0.9, ``viewer.grid``
+    before)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 

@@ -150,7 +150,8 @@ class LoadCaseWidget(QWidget):
             self.sample.addItem(title, key)
         self.fresh = QCheckBox("fresh copy")
         self.fresh.setToolTip(
-            "Start from the bundled sample again (your previous annotations of it are kept in a numbered folder)"
+            "Start from the bundled sample again (your previous annotations of it are kept "
+            "in a numbered folder)"
         )
         self.sample_btn = QPushButton("Open sample")
         srow.addWidget(self.sample, 1)

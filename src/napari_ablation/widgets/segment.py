@@ -142,7 +142,8 @@ class SegmentWidget(QWidget):
         self.axis_info = QLabel("")
         self.preview_btn = QPushButton(f"Preview ({INTERPOLATE_KEY})")
         self.preview_btn.setToolTip(
-            "Outline the structure on a few slices of the orientation you are viewing, then preview; "
+            "Outline the structure on a few slices of the orientation you are viewing, then "
+            "preview; "
             f"{INTERPOLATE_KEY} again accepts"
         )
         self.accept_btn = QPushButton("Accept")
@@ -182,7 +183,8 @@ class SegmentWidget(QWidget):
             0.25,
             " SD",
             2,
-            "Intensity tolerance in robust standard deviations; 'auto' picks the most stable region",
+            "Intensity tolerance in robust standard deviations; 'auto' picks the most stable "
+            "region",
         )
         self.seed_tol.setSpecialValueText("auto")
         self.seed_tol.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
@@ -313,7 +315,8 @@ class SegmentWidget(QWidget):
                 img_layer = self.image_layer(role)
                 if img_layer is None:
                     raise AblationError(
-                        f"load the {grid_role} image first: the {role} is drawn on the {grid_role} grid"
+                        f"load the {grid_role} image first: the {role} is drawn on the "
+                        f"{grid_role} grid"
                     )
                 ref = _layers.image_from_layer(img_layer)
                 import SimpleITK as sitk
@@ -341,7 +344,8 @@ class SegmentWidget(QWidget):
         return layer
 
     def use_layer(self, layer, role: str | None = None):
-        """Make an existing Labels layer the labels of the structure (it must be on its image's grid)."""
+        """Make an existing Labels layer the labels of the structure (it must be on its image's
+        grid)."""
         role = role or self.role
         try:
             if layer is None or layer.__class__.__name__ != "Labels":
@@ -354,7 +358,8 @@ class SegmentWidget(QWidget):
                 or not np.allclose(layer.translate, img_layer.translate)
             ):
                 raise AblationError(
-                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is drawn on {grid_role}"
+                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is "
+                    f"drawn on {grid_role}"
                 )
             other = self.labels_layer(role)
             if other is not None and other is not layer:
@@ -537,7 +542,8 @@ class SegmentWidget(QWidget):
                 return
             self.last_stats = stats
             self.readout.setText(
-                f"{name}: volume {stats['volume_ml']:.2f} ml · max diameter {stats['max_diameter_mm']:.1f} mm"
+                f"{name}: volume {stats['volume_ml']:.2f} ml · max diameter "
+                f"{stats['max_diameter_mm']:.1f} mm"
             )
             if self._readout_again:
                 self._readout_again = False
@@ -678,7 +684,8 @@ class SegmentWidget(QWidget):
             if live:
                 return
             _layers.notify_info(
-                f"interpolation preview: {n} voxels ({seg.mask_volume_ml(added, spacing):.2f} ml) along "
+                f"interpolation preview: {n} voxels "
+                f"({seg.mask_volume_ml(added, spacing):.2f} ml) along "
                 f"{seg.AXIS_NAMES[axis]}; Accept ({INTERPOLATE_KEY}) or Cancel"
             )
 
