@@ -679,7 +679,10 @@ def round_half_away(x: float) -> int:
 
 def octant_name(v_lps) -> str:
     x, y, z = (float(t) for t in v_lps)
-    return f"{'left' if x >= 0 else 'right'}-{'posterior' if y >= 0 else 'anterior'}-{'superior' if z >= 0 else 'inferior'}"
+    lr = "left" if x >= 0 else "right"
+    pa = "posterior" if y >= 0 else "anterior"
+    si = "superior" if z >= 0 else "inferior"
+    return f"{lr}-{pa}-{si}"
 
 
 OCTANTS = tuple(

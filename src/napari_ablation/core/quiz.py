@@ -1654,7 +1654,8 @@ def export_scores(
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #bbb;padding:.2em .5em;font-size:90%}}th{{background:#eee}}</style></head>
 <body><h1>{_html.escape(quiz.title)}</h1>
-<p>{len(quiz.case_ids)} cases; threshold {quiz.threshold_mm:g} mm; questions: {", ".join(quiz.questions)}.</p>
+<p>{len(quiz.case_ids)} cases; threshold {quiz.threshold_mm:g} mm; \
+questions: {", ".join(quiz.questions)}.</p>
 <h2>Summary per trainee</h2>
 <table><tr><th>trainee</th>{"".join(f"<th>{h}</th>" for h in heads)}</tr>{trs}</table>
 <h2>Learning curves</h2>

@@ -1024,7 +1024,8 @@ def _case(
         "tumor_center_lps": [float(v) for v in tumor.center],
         "ablation_center_lps": [float(v) for v in zone.center],
         "ablation_center_post_lps": [float(v) for v in tfm.transform_points(T, zone.center)[0]],
-        "ground_truth": "tumor and ablation labels are the analytic shapes sampled at voxel centres; "
+        "ground_truth": "tumor and ablation labels are the analytic shapes sampled at voxel "
+        "centres; "
         "true_min_margin_mm is the margin of the continuous shapes",
     }
     if extra_info:

@@ -566,7 +566,7 @@ def disagreement(a, b) -> np.ndarray:
     return out
 
 
-# ----------------------------------------------------------------------------- edge-aware assistance
+# ---------------------------------------------------------------------------- edge-aware assistance
 
 
 def refine_to_edges(

@@ -860,7 +860,8 @@ def synthetic_case(
             "pre_spacing_mm": list(pre_grid.spacing),
         }
     )
-    title = f"Synthetic {'renal cryoablation, MRI' if modality == 'mri' else 'liver microwave ablation, CT'} #{seed}"
+    kind = "renal cryoablation, MRI" if modality == "mri" else "liver microwave ablation, CT"
+    title = f"Synthetic {kind} #{seed}"
     info = {
         "name": f"synthetic_{modality}_{seed}",
         "title": title,
