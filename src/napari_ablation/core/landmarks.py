@@ -57,8 +57,8 @@ def _label(value) -> str:
 
 
 def as_points(points) -> Points:
-    """Normalise ``{label: xyz}`` / case-style ``[{"label","x","y","z"}]`` into ``{str:
-    array(3)}``."""
+    """Normalise ``{label: xyz}`` / case-style ``[{"label","x","y","z"}]`` into
+    ``{str: array(3)}``."""
     if points is None:
         return {}
     out: Points = {}

@@ -1,5 +1,5 @@
-"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md, section
-3).
+"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md,
+section 3).
 
 * :func:`register_rigid` - automatic intensity registration: Mattes mutual information,
   Euler3D, regular-step gradient descent with physical-shift scales, 3-level pyramid.
@@ -505,8 +505,8 @@ def resample_region(
     *,
     default: float = 0.0,
 ) -> np.ndarray:
-    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a (z, y,
-    x) array."""
+    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a
+    (z, y, x) array."""
     sz = [box[2].stop - box[2].start, box[1].stop - box[1].start, box[0].stop - box[0].start]
     origin = fixed.TransformIndexToPhysicalPoint([box[2].start, box[1].start, box[0].start])
     out = sitk.Resample(

@@ -1,8 +1,8 @@
 """Segmentation of the tumor (pre) and the ablation zone (post).
 
-Measures, correction, reader comparison and edge-aware assistance. Every function takes ``(z, y,
-x)`` numpy arrays and the voxel spacing in mm
-``spacing_zyx``; every distance, volume and diameter is in mm / ml, never in voxels
+Measures, correction, reader comparison and edge-aware assistance. Every function takes
+``(z, y, x)`` numpy arrays and the voxel spacing in mm ``spacing_zyx``; every distance,
+volume and diameter is in mm / ml, never in voxels
 (docs/design.md, section 2). Functions return new arrays and never modify their input.
 Slice interpolation lives in :mod:`.interpolation` and is re-exported here.
 """

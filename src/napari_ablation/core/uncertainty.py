@@ -204,8 +204,8 @@ def _cross_matrix(v: np.ndarray) -> np.ndarray:
 
 
 def _jacobian(point, center) -> np.ndarray:
-    """3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity (``D(p) ~ p + omega x (p - c)
-    + t``)."""
+    """3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity
+    (``D(p) ~ p + omega x (p - c) + t``)."""
     return np.hstack([-_cross_matrix(np.asarray(point, dtype=float) - center), np.eye(3)])
 
 
