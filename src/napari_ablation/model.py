@@ -306,7 +306,9 @@ class CaseModel:
         self._folder = Path(folder) if folder is not None else None
         self._versions = {k: next(self._clock) for k in ITEMS}
         self._saved = (
-            dict(self._versions) if (saved and self._folder is not None) else dict.fromkeys(ITEMS, 0)
+            dict(self._versions)
+            if (saved and self._folder is not None)
+            else dict.fromkeys(ITEMS, 0)
         )
         self._written = dict(self._saved)
         self._analysis = None
@@ -737,7 +739,8 @@ class CaseModel:
             request.case.save(request.folder, only=only)
             stale_tfm = request.folder / TRANSFORM_FILE
             if request.case.transform is None and stale_tfm.exists():
-                stale_tfm.unlink()  # identity now: an older transform file must not come back on reload
+                # identity now: an older transform file must not come back on reload
+                stale_tfm.unlink()
             written = set(only) if only is not None else set(IMAGE_ROLES + LABEL_ROLES)
             written |= {"transform", "landmarks", "settings", "qa"}
             for k in written:

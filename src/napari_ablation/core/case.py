@@ -383,7 +383,8 @@ def case_from_images(pre, post, *, name: str | None = None) -> Case:
     overlap = geometry.overlap_fraction(pre.image, post.image)
     if overlap <= 0.0:
         raise AblationError(
-            "pre and post fields of view do not overlap (check that both series are from the same patient and frame of reference)"
+            "pre and post fields of view do not overlap (check that both series are from the "
+            "same patient and frame of reference)"
         )
     notes = list(pre.notes) + list(post.notes)
     if overlap < 0.2:
@@ -460,7 +461,8 @@ def open_sample_copy(
     case.info.setdefault("name", f"sample_{key}")
     if target != folder and not is_case_folder(folder):
         case.info.setdefault("notes", []).append(
-            f"{folder} holds files but no {CASE_FILE}; they were left untouched and a new copy was made in {target}"
+            f"{folder} holds files but no {CASE_FILE}; they were left untouched and a new "
+            f"copy was made in {target}"
         )
     case.save(target)
     return case, target

@@ -94,10 +94,8 @@ def quiet_native_stderr() -> Iterator[list[str]]:
     """
     captured: list[str] = []
     with _STDERR_LOCK:
-        try:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             sys.stderr.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
         try:
             saved = os.dup(2)
         except OSError:  # no fd 2 (embedded): nothing to silence
@@ -468,7 +466,8 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
 
 
 def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient, pixdim) -> None:
-    """The header must place the image in space once: a valid qform and/or sform, equal when both are set."""
+    """The header must place the image in space once: a valid qform and/or sform, equal when both
+    are set."""
     if qform_code <= 0 and sform_code <= 0:
         raise AblationError(
             f"{name}: the NIfTI header gives no position in space (qform_code and sform_code are 0)"
@@ -501,7 +500,8 @@ def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient
                 cos = sum(cols[j][i] * cols[k][i] for i in range(3)) / (norms[j] * norms[k])
                 if abs(cos) > 1e-3:
                     raise AblationError(
-                        f"{name}: the NIfTI sform is sheared (axes not perpendicular); not supported"
+                        f"{name}: the NIfTI sform is sheared (axes not perpendicular); not "
+                        "supported"
                     )
         if q_affine is not None:
             size = max(norms) + 1.0
@@ -510,7 +510,8 @@ def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient
                     tol = 1e-3 * (size if j < 3 else max(1.0, abs(srow[i][3])))
                     if abs(q_affine[i][j] - srow[i][j]) > tol:
                         raise AblationError(
-                            f"{name}: the NIfTI header's qform and sform place the image differently"
+                            f"{name}: the NIfTI header's qform and sform place the image "
+                            "differently"
                         )
 
 
@@ -724,7 +725,8 @@ class OutputSet:
             for inp in self.inputs:
                 if _same_file(data_path, inp):
                     raise AblationError(
-                        f"refusing to write {path}: its data file {data_path.name} is an input of this command"
+                        f"refusing to write {path}: its data file {data_path.name} is an "
+                        "input of this command"
                     )
 
         def write(tmp: Path) -> list[Path]:

@@ -233,7 +233,10 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
         if not all(math.isfinite(v) and v > 0 for v in other[:2]):
             problem = f"PixelSpacing {other[0]:g}\\{other[1]:g} in {name} (must be positive)"
         elif not np.allclose(other[:2], px[:2], rtol=1e-4, atol=1e-6):
-            problem = f"PixelSpacing {other[0]:g}\\{other[1]:g} in {name} where {name0} has {px[0]:g}\\{px[1]:g}"
+            problem = (
+                f"PixelSpacing {other[0]:g}\\{other[1]:g} in {name} where {name0} has "
+                f"{px[0]:g}\\{px[1]:g}"
+            )
         elif tuple(reader.GetSize()[:2]) != (sx, sy):
             problem = (
                 f"{name} is {reader.GetSize()[0]}x{reader.GetSize()[1]} where {name0} is {sx}x{sy}"
@@ -276,7 +279,10 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
             spacing_z = med
             if np.any(gaps > 1.5 * med):
                 n_missing = int(np.round(np.sum(gaps[gaps > 1.5 * med] / med - 1)))
-                problem = f"{n_missing} missing slice(s) (gap of {gaps.max():.2f} mm where slices are {med:.2f} mm apart)"
+                problem = (
+                    f"{n_missing} missing slice(s) (gap of {gaps.max():.2f} mm where slices "
+                    f"are {med:.2f} mm apart)"
+                )
             elif np.max(np.abs(gaps - med)) > max(0.01 * med, 0.01):
                 problem = f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm)"
         if problem is None and len(z) > 1:
@@ -302,7 +308,8 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
                 step_dir = tuple(float(v) for v in step / np.linalg.norm(step))
                 spacing_z = float(np.linalg.norm(step) * spacing_z)
                 notes.append(
-                    f"gantry tilt of {angle:.1f} deg: the sheared slices were resampled exactly onto an "
+                    f"gantry tilt of {angle:.1f} deg: the sheared slices were resampled "
+                    "exactly onto an "
                     "axis-aligned grid (as 3D Slicer does)"
                 )
     else:
@@ -355,7 +362,8 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
                     one.Execute()
                 except RuntimeError:
                     raise AblationError(
-                        f"DICOM series '{name}': file {os.path.basename(f)} is corrupt (not readable)"
+                        f"DICOM series '{name}': file {os.path.basename(f)} is corrupt (not "
+                        "readable)"
                     ) from None
         raise AblationError(f"could not read DICOM series '{name}': {reason}")
     if img.GetDimension() == 4 and img.GetSize()[3] == 1:
@@ -408,7 +416,8 @@ class LoadedImage:
 def _check_volume(img: sitk.Image, name: str, require_volume: bool) -> None:
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise AblationError(
-            f"{name} has {img.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector data), expected a scalar image"
+            f"{name} has {img.GetNumberOfComponentsPerPixel()} components per voxel (colour "
+            "or vector data), expected a scalar image"
         )
     dim = img.GetDimension()
     if dim == 4:
@@ -528,7 +537,8 @@ def check_geometry_and_values(img: sitk.Image, name: str) -> None:
     spacing = np.asarray(img.GetSpacing(), dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise AblationError(
-            f"{name}: voxel spacing must be finite and positive, got {' x '.join(f'{v:g}' for v in spacing)} mm"
+            f"{name}: voxel spacing must be finite and positive, got "
+            f"{' x '.join(f'{v:g}' for v in spacing)} mm"
         )
     if not np.all(np.isfinite(img.GetOrigin())):
         raise AblationError(f"{name}: the image origin is not finite")

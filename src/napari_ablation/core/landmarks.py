@@ -57,7 +57,8 @@ def _label(value) -> str:
 
 
 def as_points(points) -> Points:
-    """Normalise ``{label: xyz}`` / case-style ``[{"label","x","y","z"}]`` into ``{str: array(3)}``."""
+    """Normalise ``{label: xyz}`` / case-style ``[{"label","x","y","z"}]`` into
+    ``{str: array(3)}``."""
     if points is None:
         return {}
     out: Points = {}
@@ -194,7 +195,8 @@ def check_configuration(pts: np.ndarray, where: str = "landmarks") -> None:
     spread = math.sqrt(float(np.sum(s[1:] ** 2)) / n)
     if spread < MIN_SPREAD_FROM_LINE_MM:
         raise AblationError(
-            f"{where} are collinear (within {spread:.2f} mm of one line): the rotation about that line is undetermined; add a pair off the line"
+            f"{where} are collinear (within {spread:.2f} mm of one line): the rotation about "
+            "that line is undetermined; add a pair off the line"
         )
 
 
@@ -207,7 +209,8 @@ def check_inside(points, image: sitk.Image, name: str) -> None:
         idx = np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in xyz]))
         if np.any(idx < -0.5) or np.any(idx > size - 0.5):
             raise AblationError(
-                f"landmark '{lab}' at ({xyz[0]:.1f}, {xyz[1]:.1f}, {xyz[2]:.1f}) mm is outside the {name} image"
+                f"landmark '{lab}' at ({xyz[0]:.1f}, {xyz[1]:.1f}, {xyz[2]:.1f}) mm is "
+                f"outside the {name} image"
             )
 
 
@@ -215,7 +218,8 @@ def check_inside(points, image: sitk.Image, name: str) -> None:
 
 
 def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares rotation ``R`` and translation ``t`` with ``R p_i + t ~= q_i`` (SVD, no reflection)."""
+    """Least-squares rotation ``R`` and translation ``t`` with ``R p_i + t ~= q_i`` (SVD, no
+    reflection)."""
     p = np.asarray(p, dtype=float)
     q = np.asarray(q, dtype=float)
     pc, qc = p.mean(axis=0), q.mean(axis=0)
@@ -313,7 +317,8 @@ def format_fit(fit: LandmarkFit, target_lps=None, target_name: str = "tumor cent
     lines.append(f"RMS fiducial residual {fit.rms_fre:.2f} mm over {fit.n} pairs")
     if target_lps is not None:
         lines.append(
-            f"predicted target error at the {target_name}: {fit.predicted_tre_at(target_lps):.2f} mm"
+            f"predicted target error at the {target_name}: "
+            f"{fit.predicted_tre_at(target_lps):.2f} mm"
         )
     lines.extend(f"warning: {w}" for w in fit.warnings)
     return "\n".join(lines)

@@ -188,16 +188,16 @@ def _smoothed_field(mask: np.ndarray, box, grid: _Grid, smooth_vox: float) -> _F
 def _padded_crop(mask: np.ndarray, box, pads) -> tuple[np.ndarray, np.ndarray]:
     lo = [s.start - p for s, p in zip(box, pads)]
     hi = [s.stop + p for s, p in zip(box, pads)]
-    crop = np.zeros([h - l for l, h in zip(lo, hi)], dtype=np.uint8)
-    src = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(lo, hi, mask.shape))
-    dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, lo))
+    crop = np.zeros([h - a for a, h in zip(lo, hi)], dtype=np.uint8)
+    src = tuple(slice(max(a, 0), min(h, n)) for a, h, n in zip(lo, hi, mask.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
     crop[dst] = mask[src] != 0
     return crop, np.asarray(lo, dtype=float)
 
 
 def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float) -> _Field:
     sig = float(smooth_vox)
-    pad = 2 + (int(math.ceil(3 * sig)) if sig > 0 else 0)
+    pad = 2 + (math.ceil(3 * sig) if sig > 0 else 0)
     crop, lo = _padded_crop(mask, box, [pad] * 3)
     arr = crop.astype(np.float32)
     if sig > 0:
@@ -212,7 +212,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     inplane = [ax for ax in range(3) if ax != axis]
     h_in = float(min(sp[inplane]))
     sig = float(smooth_vox)
-    pad_in = 3 + (int(math.ceil(3 * sig)) if sig > 0 else 0)
+    pad_in = 3 + (math.ceil(3 * sig) if sig > 0 else 0)
     pads = [pad_in] * 3
     pads[axis] = 2
     crop, lo = _padded_crop(mask, box, pads)
@@ -646,7 +646,8 @@ class MeshDistance:
 
 
 class _Guide:
-    """Approximate signed distance (EDT of a field's inside samples) used to project points onto the surface."""
+    """Approximate signed distance (EDT of a field's inside samples) used to project points onto the
+    surface."""
 
     def __init__(self, fld: _Field):
         import edt
@@ -700,7 +701,10 @@ def round_half_away(x: float) -> int:
 
 def octant_name(v_lps) -> str:
     x, y, z = (float(t) for t in v_lps)
-    return f"{'left' if x >= 0 else 'right'}-{'posterior' if y >= 0 else 'anterior'}-{'superior' if z >= 0 else 'inferior'}"
+    lr = "left" if x >= 0 else "right"
+    pa = "posterior" if y >= 0 else "anterior"
+    si = "superior" if z >= 0 else "inferior"
+    return f"{lr}-{pa}-{si}"
 
 
 OCTANTS = tuple(
@@ -749,18 +753,20 @@ class MarginResult:
 
     # ---------------------------------------------------------------- ablation in pre space
     def display_box(self, pad_mm: float = 15.0) -> tuple[slice, slice, slice]:
-        """Index box on the pre grid around the tumor, padded by ``pad_mm`` (clipped to the grid)."""
+        """Index box on the pre grid around the tumor, padded by ``pad_mm`` (clipped to the
+        grid)."""
         g = _Grid(self.pre_reference)
         out = []
         for ax in range(3):
-            pad = int(math.ceil(pad_mm / g.spacing_zyx[ax]))
+            pad = math.ceil(pad_mm / g.spacing_zyx[ax])
             lo = max(0, self.class_offset[ax] - pad)
             hi = min(g.shape[ax], self.class_offset[ax] + self.class_crop.shape[ax] + pad)
             out.append(slice(lo, hi))
         return tuple(out)
 
     def ablation_on_pre(self, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
-        """The registered ablation zone (bool) on the pre grid voxels of ``box`` (default: display box)."""
+        """The registered ablation zone (bool) on the pre grid voxels of ``box`` (default: display
+        box)."""
         box = box or self.display_box()
         g = _Grid(self.pre_reference)
         shape = tuple(s.stop - s.start for s in box)
@@ -771,7 +777,8 @@ class MarginResult:
         return self._ablation_field.inside(g.to_lps(idx) @ A.T + b).reshape(shape)
 
     def ablation_on_pre_image(self, box: tuple[slice, slice, slice] | None = None) -> sitk.Image:
-        """:meth:`ablation_on_pre` as a uint8 image with the pre grid geometry (origin of the box)."""
+        """:meth:`ablation_on_pre` as a uint8 image with the pre grid geometry (origin of the
+        box)."""
         box = box or self.display_box()
         arr = self.ablation_on_pre(box).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
@@ -866,7 +873,10 @@ class MarginResult:
             ("Threshold", f"{self.threshold_mm:g}", "mm"),
         ]
         for k in CLASS_KEYS:
-            name = f"Tumor {coverage.class_title(k, self.threshold_mm)} ({coverage.CLASS_COLOR_NAMES[k]})"
+            name = (
+                f"Tumor {coverage.class_title(k, self.threshold_mm)} "
+                f"({coverage.CLASS_COLOR_NAMES[k]})"
+            )
             rows.append((name + " volume", f"{self.volume_ml[k]:.3f}", "ml"))
             rows.append((name + " fraction", f"{100 * self.volume_fraction[k]:.1f}", "%"))
         rows += [
@@ -904,12 +914,16 @@ class MarginResult:
     def summary_text(self) -> str:
         f = self.volume_fraction
         lines = [
-            f"{self.margin_text()}, rounded {self.min_margin_mm_rounded:d} mm, at {self.min_margin_octant} "
+            f"{self.margin_text()}, rounded {self.min_margin_mm_rounded:d} mm, at "
+            f"{self.min_margin_octant} "
             f"(LPS {', '.join(f'{v:.1f}' for v in self.min_margin_point_lps)} mm)",
-            f"complete coverage: {'yes' if self.complete_coverage else 'NO'}; threshold {self.threshold_mm:g} mm: "
-            f"green {100 * f['covered_with_margin']:.1f} %, yellow {100 * f['insufficient_margin']:.1f} %, "
+            f"complete coverage: {'yes' if self.complete_coverage else 'NO'}; threshold "
+            f"{self.threshold_mm:g} mm: "
+            f"green {100 * f['covered_with_margin']:.1f} %, yellow "
+            f"{100 * f['insufficient_margin']:.1f} %, "
             f"red {100 * f['uncovered']:.1f} %",
-            f"tumor {self.tumor_volume_ml:.2f} ml, max diameter {self.tumor_max_diameter_mm:.1f} mm; "
+            f"tumor {self.tumor_volume_ml:.2f} ml, max diameter "
+            f"{self.tumor_max_diameter_mm:.1f} mm; "
             f"ablation zone {self.ablation_volume_ml:.2f} ml",
             "tumor surface with margin >= "
             + ", ".join(f"{k:g} mm: {100 * v:.0f} %" for k, v in self.surface_fraction_ge.items()),
@@ -1001,7 +1015,8 @@ def analyze_margin(
         )
     if frac_in < 1.0:
         warns.append(
-            f"{100 * (1 - frac_in):.0f} % of the tumor surface lies outside the post image after the transform: "
+            f"{100 * (1 - frac_in):.0f} % of the tumor surface lies outside the post image "
+            "after the transform: "
             "the ablation zone is unknown there and counted as absent"
         )
 
@@ -1048,10 +1063,9 @@ def analyze_margin(
     normals = tsurf.vertex_normals()
     direction = closest[i_min] - p_min
     nd = float(np.linalg.norm(direction))
-    if nd > 1e-3:
-        direction = direction / nd * (1.0 if mtm >= 0 else -1.0)  # outward from the tumor
-    else:
-        direction = normals[i_min]
+    # outward from the tumor
+    sign = 1.0 if mtm >= 0 else -1.0
+    direction = direction / nd * sign if nd > 1e-3 else normals[i_min]
     # resolution limit: each mask's surface localisation limit along the MTM direction, the
     # two in quadrature (see _surface_error_sd)
     uncertainty = float(
@@ -1117,8 +1131,10 @@ def analyze_margin(
 
     ref = tumor  # carries the pre grid geometry (SimpleITK images are copy-on-write)
     method = (
-        f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor and ablation masks; "
-        "exact point-to-surface distance, sign from the ablation field; ablation brought to pre space with T^-1"
+        f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor "
+        "and ablation masks; "
+        "exact point-to-surface distance, sign from the ablation field; ablation brought to "
+        "pre space with T^-1"
     )
     return MarginResult(
         threshold_mm=threshold_mm,
@@ -1268,19 +1284,20 @@ def _histogram_edges(m: np.ndarray) -> np.ndarray:
 def _shell_coverage(
     tmask, tgrid: _Grid, tsurf: Mesh, tfield: _Field, afield: _Field, A, b
 ) -> dict[float, float]:
-    """Fraction of the peri-tumoral shell (outside the tumor, within w mm of it) inside the ablation."""
+    """Fraction of the peri-tumoral shell (outside the tumor, within w mm of it) inside the
+    ablation."""
     import edt
 
     wmax = max(SHELL_WIDTHS)
     box = _bbox(tmask)
     sp = tgrid.spacing_zyx
-    pads = [int(math.ceil(wmax / s)) + 1 for s in sp]
+    pads = [math.ceil(wmax / s) + 1 for s in sp]
     lo = [s.start - p for s, p in zip(box, pads)]
     hi = [s.stop + p for s, p in zip(box, pads)]
     # padded crop (zeros beyond the image)
-    crop = np.zeros([h - l for l, h in zip(lo, hi)], dtype=np.uint8)
-    src = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(lo, hi, tmask.shape))
-    dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, lo))
+    crop = np.zeros([h - a for a, h in zip(lo, hi)], dtype=np.uint8)
+    src = tuple(slice(max(a, 0), min(h, n)) for a, h, n in zip(lo, hi, tmask.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
     crop[dst] = tmask[src]
     d_out = edt.edt(crop == 0, anisotropy=tuple(float(s) for s in sp), parallel=1)
     cand = (crop == 0) & (d_out <= wmax + float(sp.max()))
@@ -1305,7 +1322,8 @@ def _shell_coverage(
 def sphere_image(
     size_xyz, spacing_xyz, origin_xyz, centre_lps, radius_mm, direction=None
 ) -> sitk.Image:
-    """Binary sphere (voxel centre inside the sphere = 1) on a grid; for verification and benchmarks."""
+    """Binary sphere (voxel centre inside the sphere = 1) on a grid; for verification and
+    benchmarks."""
     img = sitk.Image([int(s) for s in size_xyz], sitk.sitkUInt8)
     img.SetSpacing([float(s) for s in spacing_xyz])
     img.SetOrigin([float(o) for o in origin_xyz])
@@ -1319,7 +1337,7 @@ def sphere_image(
     lo = np.maximum(np.floor(c_idx - ext).astype(int), 0)
     hi = np.minimum(np.ceil(c_idx + ext).astype(int) + 1, np.asarray(g.shape))
     if np.all(hi > lo):
-        zz, yy, xx = np.meshgrid(*[np.arange(l, h) for l, h in zip(lo, hi)], indexing="ij")
+        zz, yy, xx = np.meshgrid(*[np.arange(a, h) for a, h in zip(lo, hi)], indexing="ij")
         idx = np.stack([zz, yy, xx], axis=-1).reshape(-1, 3)
         inside = ((g.to_lps(idx) - np.asarray(centre_lps)) ** 2).sum(axis=1) <= radius_mm**2
         arr[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = inside.reshape(zz.shape)

@@ -47,7 +47,7 @@ def kidney(shape=(64, 90, 80), spacing=(2.0, 1.0, 1.0), width=30.0):
     return body & ~hilum
 
 
-# ----------------------------------------------------------------------------- exact ellipsoids (LPS)
+# --------------------------------------------------------------------------- exact ellipsoids (LPS)
 
 
 def ellipsoid_signed_distance(points, centre, semi_axes, rot) -> tuple[np.ndarray, np.ndarray]:

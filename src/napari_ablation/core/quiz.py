@@ -176,7 +176,8 @@ class Quiz:
         return (self.folder / KEY_IN_QUIZ).is_file()
 
     def load_key(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
-        """The answer key (``path``, or the one inside a self-study quiz), checked against this quiz."""
+        """The answer key (``path``, or the one inside a self-study quiz), checked against this
+        quiz."""
         if path is None:
             if not self.self_study:
                 raise AblationError(
@@ -442,14 +443,19 @@ def _densify(contour: np.ndarray, step: float = 0.25) -> np.ndarray:
 def _where_z(offset_mm: float) -> str:
     if abs(offset_mm) < 0.5:
         return "on the axial slice of the largest tumor diameter"
-    return f"{abs(offset_mm):.0f} mm {'above' if offset_mm > 0 else 'below'} the axial slice of the largest tumor diameter"
+    return (
+        f"{abs(offset_mm):.0f} mm {'above' if offset_mm > 0 else 'below'} the axial slice of "
+        "the largest tumor diameter"
+    )
 
 
 def axial_sentence(aid: dict[str, Any]) -> str:
     """One sentence comparing the 2D slice margin with the 3D minimal margin."""
     return (
-        f"On the axial slice of the largest diameter a reader measures {aid['margin_2d_mm']:.1f} mm; "
-        f"the 3D minimal margin is {aid['margin_3d_mm']:.1f} mm, {_where_z(aid['offset_from_slice_mm'])} "
+        "On the axial slice of the largest diameter a reader measures "
+        f"{aid['margin_2d_mm']:.1f} mm; "
+        f"the 3D minimal margin is {aid['margin_3d_mm']:.1f} mm, "
+        f"{_where_z(aid['offset_from_slice_mm'])} "
         f"({aid['margin_3d_octant']})."
     )
 
@@ -496,7 +502,8 @@ def _tre_points(tumor: sitk.Image, n: int = 400) -> list[list[float]]:
 
 
 def _quiz_case(case: Case, questions: tuple[str, ...], threshold_mm: float, number: int) -> Case:
-    """The trainee's copy of a case: images, and the reference only where no question asks for it."""
+    """The trainee's copy of a case: images, and the reference only where no question asks for
+    it."""
     info = {
         "name": f"case_{number:02d}",
         "title": f"Quiz case {number}",
@@ -862,7 +869,8 @@ def parse_answer(row: dict[str, Any], quiz: Quiz, *, base: Path | None = None) -
 
 
 def read_answers(path: str | os.PathLike, quiz: Quiz) -> list[dict[str, Any]]:
-    """Read and validate an answers CSV (``case,complete,mtm_mm,octant,class[,tumor,ablation,transform]``).
+    """Read and validate an answers CSV
+    (``case,complete,mtm_mm,octant,class[,tumor,ablation,transform]``).
 
     Parameters
     ----------
@@ -1043,12 +1051,14 @@ def explain(
     if score.get("complete_correct") is False:
         if k["complete_coverage"]:
             text = (
-                f"The tumor is completely covered: the smallest margin is {mtm:+.1f} mm ({octant}), "
+                f"The tumor is completely covered: the smallest margin is {mtm:+.1f} mm "
+                f"({octant}), "
                 "so no part of it lies outside the ablation zone."
             )
         else:
             text = (
-                f"The tumor is not completely covered: it reaches {abs(mtm):.1f} mm outside the ablation zone "
+                f"The tumor is not completely covered: it reaches {abs(mtm):.1f} mm outside "
+                "the ablation zone "
                 f"in the {octant} octant" + (f", {where}" if where else "") + "."
             )
         errors.append((10.0, text))
@@ -1057,13 +1067,17 @@ def explain(
             (
                 5.0,
                 (
-                    f"The class is {k['coverage_class']}, not {answer['class']}: the minimal margin is {mtm:.1f} mm "
+                    f"The class is {k['coverage_class']}, not {answer['class']}: the minimal "
+                    f"margin is {mtm:.1f} mm "
                     f"against a threshold of {threshold_mm:g} mm."
                 ),
             )
         )
     if score.get("mtm_abs_error_mm") is not None and score["mtm_abs_error_mm"] >= 1.0:
-        text = f"You read {answer['mtm_mm']:.1f} mm; the minimal margin is {mtm:.1f} mm in the {octant} octant"
+        text = (
+            f"You read {answer['mtm_mm']:.1f} mm; the minimal margin is {mtm:.1f} mm in the "
+            f"{octant} octant"
+        )
         if where:
             text += f", {where}"
             if "margin_2d_mm" in aid and abs(aid["offset_from_slice_mm"]) >= 0.5:
@@ -1074,7 +1088,8 @@ def explain(
         errors.append(
             (
                 3.0 if score["octant_result"] == "wrong" else 1.5,
-                f"The minimal margin lies {octant}, not {answer['octant']}: the side differs along the "
+                f"The minimal margin lies {octant}, not {answer['octant']}: the side differs "
+                "along the "
                 f"{' and '.join(axes)} {'axes' if len(axes) > 1 else 'axis'}"
                 + (f" ({where})" if where else "")
                 + ".",
@@ -1102,7 +1117,8 @@ def explain(
             (
                 tre,
                 (
-                    f"Your registration is {tre:.1f} mm off at the tumor: every margin measured on it is shifted "
+                    f"Your registration is {tre:.1f} mm off at the tumor: every margin "
+                    "measured on it is shifted "
                     "by up to that much."
                 ),
             )
@@ -1170,7 +1186,8 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def score_answers(
     quiz: Quiz, key: dict[str, Any], answers: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Score a set of answers: ``{"cases": {ID: score}, "overall": summary}`` (docs/design.md, section 5).
+    """Score a set of answers: ``{"cases": {ID: score}, "overall": summary}`` (docs/design.md,
+    section 5).
 
     Parameters
     ----------
@@ -1278,7 +1295,8 @@ def read_scores(
 
 
 def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last record of each case (a re-submitted case counts once), in order of first submission."""
+    """The last record of each case (a re-submitted case counts once), in order of first
+    submission."""
     last: dict[str, dict[str, Any]] = {}
     for r in records:
         last[r["case"]] = r
@@ -1636,7 +1654,8 @@ def export_scores(
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #bbb;padding:.2em .5em;font-size:90%}}th{{background:#eee}}</style></head>
 <body><h1>{_html.escape(quiz.title)}</h1>
-<p>{len(quiz.case_ids)} cases; threshold {quiz.threshold_mm:g} mm; questions: {", ".join(quiz.questions)}.</p>
+<p>{len(quiz.case_ids)} cases; threshold {quiz.threshold_mm:g} mm; \
+questions: {", ".join(quiz.questions)}.</p>
 <h2>Summary per trainee</h2>
 <table><tr><th>trainee</th>{"".join(f"<th>{h}</th>" for h in heads)}</tr>{trs}</table>
 <h2>Learning curves</h2>

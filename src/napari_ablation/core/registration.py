@@ -1,4 +1,5 @@
-"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md, section 3).
+"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md,
+section 3).
 
 * :func:`register_rigid` - automatic intensity registration: Mattes mutual information,
   Euler3D, regular-step gradient descent with physical-shift scales, 3-level pyramid.
@@ -134,7 +135,8 @@ def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
 def exclusion_mask(
     moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = EXCLUDE_DILATION_MM
 ) -> sitk.Image:
-    """``NOT(dilated exclude)`` on the moving grid: the moving-metric mask that leaves e.g. the ablation zone out."""
+    """``NOT(dilated exclude)`` on the moving grid: the moving-metric mask that leaves e.g. the
+    ablation zone out."""
     ex = _on_grid(exclude, moving)
     if dilate_mm > 0:
         sp = np.asarray(ex.GetSpacing())
@@ -228,7 +230,8 @@ def register_rigid(
             raise AblationError(f"the {name} image is {img.GetDimension()}D; a 3D volume is needed")
         if min(img.GetSize()) < 4:
             raise AblationError(
-                f"the {name} image is too small to register ({'x'.join(map(str, img.GetSize()))} voxels)"
+                f"the {name} image is too small to register "
+                f"({'x'.join(map(str, img.GetSize()))} voxels)"
             )
         stats = sitk.StatisticsImageFilter()
         stats.Execute(img)
@@ -299,7 +302,8 @@ def register_rigid(
     moving_c = _region_of(moving, mlo, mhi)
     if moving_c is None:
         raise AblationError(
-            "the pre and post images do not overlap in the region of interest (check the initial transform)"
+            "the pre and post images do not overlap in the region of interest (check the "
+            "initial transform)"
         )
     mmask = None
     if moving_exclude is not None:
@@ -387,7 +391,8 @@ def register_rigid(
         detail = lines[-1].strip() if lines else "unknown error"
         if "Too many samples" in str(exc) or "samples" in detail:
             raise AblationError(
-                "registration failed: too few overlapping samples (images or region do not overlap enough)"
+                "registration failed: too few overlapping samples (images or region do not "
+                "overlap enough)"
             ) from None
         raise AblationError(f"registration failed: {detail}") from None
     if state["cancelled"]:
@@ -402,7 +407,8 @@ def register_rigid(
     improved = not (after > before + WORSE_TOLERANCE * abs(before)) and math.isfinite(after)
     if not improved:
         warnings.append(
-            f"registration ended no better than it started (metric {before:.4f} -> {after:.4f}); kept the previous transform"
+            f"registration ended no better than it started (metric {before:.4f} -> "
+            f"{after:.4f}); kept the previous transform"
         )
         final = init
     if progress is not None:
@@ -457,7 +463,7 @@ def adjust(
     )
 
 
-# ----------------------------------------------------------------------------- resampling for display
+# --------------------------------------------------------------------------- resampling for display
 
 
 def registered(
@@ -499,7 +505,8 @@ def resample_region(
     *,
     default: float = 0.0,
 ) -> np.ndarray:
-    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a (z, y, x) array."""
+    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a
+    (z, y, x) array."""
     sz = [box[2].stop - box[2].start, box[1].stop - box[1].start, box[0].stop - box[0].start]
     origin = fixed.TransformIndexToPhysicalPoint([box[2].start, box[1].start, box[0].start])
     out = sitk.Resample(
@@ -537,7 +544,8 @@ def normalise(arr: np.ndarray, value_range: tuple[float, float] | None = None) -
 
 
 def checkerboard_parity(shape, spacing_zyx, tile_mm: float, origin_zyx=(0, 0, 0)) -> np.ndarray:
-    """Boolean array, True on the tiles that show the first image (tiles of ``tile_mm`` in world mm)."""
+    """Boolean array, True on the tiles that show the first image (tiles of ``tile_mm`` in world
+    mm)."""
     if not tile_mm > 0:
         raise AblationError("the checkerboard tile size must be positive")
     parity = np.zeros(shape, dtype=np.int64)
@@ -559,7 +567,8 @@ def checkerboard(
     range_a=None,
     range_b=None,
 ) -> np.ndarray:
-    """3D checkerboard of two same-grid arrays (each normalised to [0, 1]) with tiles of ``tile_mm``."""
+    """3D checkerboard of two same-grid arrays (each normalised to [0, 1]) with tiles of
+    ``tile_mm``."""
     if a.shape != b.shape:
         raise AblationError("checkerboard needs two images on the same grid")
     first = checkerboard_parity(a.shape, spacing_zyx, tile_mm, origin_zyx)
@@ -649,8 +658,10 @@ def plausibility_warnings(result: RegistrationResult) -> list[str]:
     """
     if not math.isfinite(result.metric_after) or result.metric_after > PLAUSIBLE_METRIC:
         text = (
-            f"weak image similarity after registration (Mattes metric {result.metric_after:.2f}, usually below "
-            f"{PLAUSIBLE_METRIC:.1f}): check that pre and post are of the same patient and inspect the registration"
+            "weak image similarity after registration (Mattes metric "
+            f"{result.metric_after:.2f}, usually below "
+            f"{PLAUSIBLE_METRIC:.1f}): check that pre and post are of the same patient and "
+            "inspect the registration"
         )
         return [text]
     return []

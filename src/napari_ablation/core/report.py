@@ -307,12 +307,15 @@ def html_report(
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Ablation margin report</title>
 <style>
-body {{ font-family: Helvetica, Arial, sans-serif; margin: 18px; color: #222; font-size: 12px; max-width: 1000px; }}
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 18px; color: #222; \
+font-size: 12px; max-width: 1000px; }}
 h1 {{ font-size: 18px; margin: 0 0 4px 0; }} h2 {{ font-size: 13px; margin: 10px 0 4px 0; }}
 .big {{ font-size: 22px; font-weight: bold; color: {verdict_color}; }}
-table {{ border-collapse: collapse; }} td {{ padding: 1px 8px 1px 0; vertical-align: top; }} td.v {{ text-align: right; font-family: monospace; }}
+table {{ border-collapse: collapse; }} td {{ padding: 1px 8px 1px 0; vertical-align: top; }}\
+ td.v {{ text-align: right; font-family: monospace; }}
 .cols {{ display: flex; gap: 18px; }} .fig {{ max-width: 100%; }}
-.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 10px; vertical-align: middle; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; \
+margin: 0 4px 0 10px; vertical-align: middle; }}
 .small {{ color: #666; font-size: 10px; }}
 </style></head><body>
 <h1>Ablation margin report</h1>
@@ -320,9 +323,13 @@ table {{ border-collapse: collapse; }} td {{ padding: 1px 8px 1px 0; vertical-al
 <p class=big>{_esc(res.margin_text())} &nbsp; (rounded {res.min_margin_mm_rounded:d} mm) &mdash;
 complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 <p>Minimal margin at the <b>{_esc(res.min_margin_octant)}</b> side of the tumor
-(LPS {", ".join(f"{v:.1f}" for v in res.min_margin_point_lps)} mm); threshold {res.threshold_mm:g} mm.
-<span class=legend><span style="background:{_C["covered_with_margin"]}"></span>margin &ge; {res.threshold_mm:g} mm
-<span style="background:{_C["insufficient_margin"]}"></span>0&ndash;{res.threshold_mm:g} mm<span style="background:{_C["uncovered"]}"></span>not covered
+(LPS {", ".join(f"{v:.1f}" for v in res.min_margin_point_lps)} mm); \
+threshold {res.threshold_mm:g} mm.
+<span class=legend><span style="background:{_C["covered_with_margin"]}"></span>\
+margin &ge; {res.threshold_mm:g} mm
+<span style="background:{_C["insufficient_margin"]}"></span>\
+0&ndash;{res.threshold_mm:g} mm\
+<span style="background:{_C["uncovered"]}"></span>not covered
 <span style="background:#00c8ff"></span>ablation zone (registered)</span></p>
 {"<ul style='color:#b00'>" + warn + "</ul>" if warn else ""}
 <div class=cols><div>
@@ -336,7 +343,8 @@ complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 {_uncertainty_html(uncertainty)}
 {shot}
 </div></div>
-<p class=small>Method: {_esc(res.method)}. The &plusmn; figure is the resolution limit: half a voxel of
+<p class=small>Method: {_esc(res.method)}. The &plusmn; figure is the resolution limit: \
+half a voxel of
 each grid along the direction of the minimal margin, combined in quadrature.</p>
 <p class=small>{_esc(footer_line(now))}</p>
 </body></html>
@@ -350,8 +358,10 @@ def _uncertainty_html(unc) -> str:
 
     src = "".join(f"<li>{_esc(s)}</li>" for s in unc.sources)
     return (
-        f"<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul class=small>{src}</ul>"
-        f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of sampled MTMs">'
+        f"<h2>How sure is the MTM</h2><p><b>{_esc(unc.interval_text())}</b></p><ul "
+        f"class=small>{src}</ul>"
+        f'<img class=fig src="{_b64(_png(plot_min_margin_samples(unc)))}" alt="histogram of '
+        'sampled MTMs">'
     )
 
 
@@ -427,7 +437,8 @@ def report_page(
     fig.text(
         0.05,
         0.935,
-        f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete coverage: "
+        f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete "
+        "coverage: "
         f"{'yes' if res.complete_coverage else 'NO'}",
         fontsize=12,
         weight="bold",

@@ -101,7 +101,8 @@ def check_memory(n_bytes: int, what: str) -> None:
     avail = available_memory_bytes()
     if avail is not None and n_bytes > MEMORY_FRACTION * avail:
         raise AblationError(
-            f"{what} would need about {n_bytes / 1e9:.1f} GB of memory and {avail / 1e9:.1f} GB are available "
+            f"{what} would need about {n_bytes / 1e9:.1f} GB of memory and {avail / 1e9:.1f} "
+            "GB are available "
             "(check the voxel spacing of the inputs)"
         )
 

@@ -58,7 +58,8 @@ def _unit(v) -> np.ndarray:
 
 
 def _frame(long_axis, toward) -> np.ndarray:
-    """Rotation matrix whose columns are (u, v, w): w = long axis, u = ``toward`` made orthogonal."""
+    """Rotation matrix whose columns are (u, v, w): w = long axis, u = ``toward`` made
+    orthogonal."""
     w = _unit(long_axis)
     u = np.asarray(toward, dtype=float)
     u = _unit(u - (u @ w) * w)
@@ -123,7 +124,8 @@ class Blob:
         return rho
 
     def sdf(self, x, y, z, offset: float = 0.0):
-        """Approximate signed distance (mm, negative inside) to the surface grown by ``offset`` mm."""
+        """Approximate signed distance (mm, negative inside) to the surface grown by ``offset``
+        mm."""
         qu, qv, qw = self.local(x, y, z)
         a = self.semi
         r = np.sqrt(qu * qu + qv * qv + qw * qw) + 1e-6
@@ -302,7 +304,8 @@ class _Canvas:
 
     # -- geometry helpers
     def block(self, lo, hi):
-        """Array slices (z, y, x) of this grid that can see the patient box [lo, hi]; None if none."""
+        """Array slices (z, y, x) of this grid that can see the patient box [lo, hi]; None if
+        none."""
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         corners = np.array(
             [
@@ -698,7 +701,7 @@ def _build_abdomen(
             sl = c.block((-400.0, -400.0, zlo), (400.0, 400.0, z0 + 10.0))
             if sl is None:
                 continue
-            x, y, z = c.xyz(sl)
+            _x, _y, z = c.xyz(sl)
             r, th, R, depth = (a[sl] for a in c.polar)
             depth = depth + 6.0
             # angle from the posterior midline, positive towards ``side`` (LPS: +x is left)
@@ -904,7 +907,8 @@ def _finish_ct(img, rng, *, sigma_noise):
 
 
 def _cap_directions(axis, alpha, n):
-    """``n`` unit vectors spread evenly over the spherical cap of half-angle ``alpha`` around ``axis``."""
+    """``n`` unit vectors spread evenly over the spherical cap of half-angle ``alpha`` around
+    ``axis``."""
     axis = _unit(axis)
     i = np.arange(n) + 0.5
     cos_t = 1 - (1 - np.cos(alpha)) * i / n
@@ -1020,7 +1024,8 @@ def _case(
         "tumor_center_lps": [float(v) for v in tumor.center],
         "ablation_center_lps": [float(v) for v in zone.center],
         "ablation_center_post_lps": [float(v) for v in tfm.transform_points(T, zone.center)[0]],
-        "ground_truth": "tumor and ablation labels are the analytic shapes sampled at voxel centres; "
+        "ground_truth": "tumor and ablation labels are the analytic shapes sampled at voxel "
+        "centres; "
         "true_min_margin_mm is the margin of the continuous shapes",
     }
     if extra_info:
@@ -1092,7 +1097,8 @@ def make_renal_mri(seed: int = 0) -> Case:
         n=5,
         freq=(1.0, 3.0),
     )
-    # ice ball: centred too laterally along d (thin/negative deep margin), elongated along the probes
+    # ice ball: centred too laterally along d (thin/negative deep margin), elongated along the
+    # probes
     T = _rigid((0.35, -0.45, 0.82), 4.0, (2.5, -3.0, 4.5), (0.0, 20.0, 0.0))
     A_T = tfm.matrix_offset(T)[0]
     # cryoprobes from a posterior approach, in an axial plane of the post scan (tip -> skin)
@@ -1213,7 +1219,7 @@ def make_renal_mri(seed: int = 0) -> Case:
         base - 10.0 * probe_dir - 1.0 * e1 - 7.0 * e2,
     ]
     probes = []
-    for k, tip in enumerate(tips):
+    for tip in tips:
         direc = _unit(probe_dir + 0.06 * (tip - base) / 8.0)
         entry = body.entry_point(tip, direc) + 15.0 * direc  # the handles stick out of the body
         probes.append(Tube(tip, entry, 1.6, 1.6))
@@ -1236,7 +1242,8 @@ def make_renal_mri(seed: int = 0) -> Case:
         "Renal cryoablation, MRI (synthetic)",
         "Synthetic T2-weighted (HASTE-like) MRI at 1.2 x 1.2 x 3 mm: exophytic tumor of the left "
         "kidney (pre) and the ice ball with three cryoprobes (post). The ice ball is centred too "
-        "laterally: the deep (medial) margin is thin and slightly negative. Ground truth: tumor and "
+        "laterally: the deep (medial) margin is thin and slightly negative. Ground truth: "
+        "tumor and "
         "ablation labels, the pre->post rigid transform and the true minimal margin.",
         "MR",
         pre_grid,
@@ -1332,7 +1339,7 @@ def make_liver_ct(seed: int = 0) -> Case:
     ):
         p1 = hilum + L * _unit(dirv)
         vessels.append(Tube(hilum, p1, 6.5 if k == 0 else 5.0, 3.5))
-        for j in range(3):
+        for _ in range(3):
             d2 = _unit(np.asarray(dirv) + rng.normal(size=3) * 0.6)
             p2 = p1 + rng.uniform(25, 40) * d2
             vessels.append(Tube(p1, p2, 3.0, 1.6))

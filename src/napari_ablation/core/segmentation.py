@@ -1,7 +1,8 @@
 """Segmentation of the tumor (pre) and the ablation zone (post).
 
-Measures, correction, reader comparison and edge-aware assistance. Every function takes ``(z, y, x)`` numpy arrays and the voxel spacing in mm
-``spacing_zyx``; every distance, volume and diameter is in mm / ml, never in voxels
+Measures, correction, reader comparison and edge-aware assistance. Every function takes
+``(z, y, x)`` numpy arrays and the voxel spacing in mm ``spacing_zyx``; every distance,
+volume and diameter is in mm / ml, never in voxels
 (docs/design.md, section 2). Functions return new arrays and never modify their input.
 Slice interpolation lives in :mod:`.interpolation` and is re-exported here.
 """
@@ -565,7 +566,7 @@ def disagreement(a, b) -> np.ndarray:
     return out
 
 
-# ----------------------------------------------------------------------------- edge-aware assistance
+# ---------------------------------------------------------------------------- edge-aware assistance
 
 
 def refine_to_edges(
@@ -653,7 +654,8 @@ def refine_to_edges(
     return fill_holes(out, per_slice=False)
 
 
-#: relative volume growth (log) per half standard deviation below which the seeded region is "stable"
+#: relative volume growth (log) per half standard deviation below which the seeded region is
+#: "stable"
 STABLE_GROWTH = 0.25
 
 
@@ -732,7 +734,7 @@ def seeded_region(
     local = tuple(int(v) for v in (vox - lo))
     if denoise_mm > 0:  # median: removes noise and gas bubbles, keeps edges
         radius = [
-            max(1, int(round(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0
+            max(1, round(float(denoise_mm / float(s)))) if denoise_mm >= float(s) / 2 else 0
             for s in sp[::-1]
         ]
         if any(radius):

@@ -175,7 +175,8 @@ def _blob_radii(blob: Blob, u_local: np.ndarray) -> np.ndarray:
 
 
 def blob_volume_centroid(blob: Blob, n: int = 40000) -> tuple[float, np.ndarray]:
-    """Volume (mm^3) and volume centroid (LPS) of a star-shaped blob, by quadrature over directions."""
+    """Volume (mm^3) and volume centroid (LPS) of a star-shaped blob, by quadrature over
+    directions."""
     u = _directions(n)
     r = _blob_radii(blob, u)
     w = 4.0 * np.pi / n
@@ -204,7 +205,8 @@ class Zone:
 
 
 def exact_margin(tumor: Blob, zone: Zone, *, n: int = 30000, centroid=None) -> dict[str, Any]:
-    """The minimal treatment margin of the continuous shapes, its point, octant and per-octant minima.
+    """The minimal treatment margin of the continuous shapes, its point, octant and per-octant
+    minima.
 
     Parameters
     ----------
@@ -664,7 +666,8 @@ _HOSTS = {"mri": _RenalMRI, "ct": _LiverCT}
 
 
 def _unambiguous(truth, centroid, octant, radius_mm: float) -> bool:
-    """The minimum lies in ``octant``, clear of the octant planes, and clearly below every other octant's."""
+    """The minimum lies in ``octant``, clear of the octant planes, and clearly below every other
+    octant's."""
     rel = np.asarray(truth["min_margin_point_lps"]) - centroid
     others = [
         v
@@ -857,7 +860,8 @@ def synthetic_case(
             "pre_spacing_mm": list(pre_grid.spacing),
         }
     )
-    title = f"Synthetic {'renal cryoablation, MRI' if modality == 'mri' else 'liver microwave ablation, CT'} #{seed}"
+    kind = "renal cryoablation, MRI" if modality == "mri" else "liver microwave ablation, CT"
+    title = f"Synthetic {kind} #{seed}"
     info = {
         "name": f"synthetic_{modality}_{seed}",
         "title": title,
@@ -916,7 +920,8 @@ def _paint_ice(c: _Canvas, zone: Blob, probes) -> None:
 
 
 def _paint_coagulation(c: _Canvas, zone: Blob, probes, rng) -> None:
-    """Coagulation zone on CT: hypodense with a thin hyperdense rim, gas bubbles, the antenna track."""
+    """Coagulation zone on CT: hypodense with a thin hyperdense rim, gas bubbles, the antenna
+    track."""
     sl = c.block(*zone.bbox(5.0))
     if sl is None:
         return

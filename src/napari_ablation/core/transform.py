@@ -155,7 +155,8 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
     lines = text.splitlines()
     if not lines or lines[0].strip() != "#Insight Transform File V1.0":
         raise AblationError(
-            f"{name}: not an ITK transform file (the first line must be '#Insight Transform File V1.0')"
+            f"{name}: not an ITK transform file (the first line must be '#Insight Transform "
+            "File V1.0')"
         )
     out: list[ParsedTransform] = []
     cur: dict | None = None
@@ -263,7 +264,8 @@ def _build(pt: ParsedTransform, name: str) -> sitk.Transform:
         return sitk.TranslationTransform(3, p)
     if pt.kind == "IdentityTransform":
         return sitk.Euler3DTransform()
-    # AffineTransform, MatrixOffsetTransformBase, Rigid3DTransform: matrix + translation about a centre
+    # AffineTransform, MatrixOffsetTransformBase, Rigid3DTransform: matrix + translation about a
+    # centre
     tx = sitk.AffineTransform(3)
     tx.SetCenter(f[:3])
     tx.SetMatrix(p[:9])
@@ -340,7 +342,8 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
 
 
 def tfm_text(tx: sitk.Transform) -> str:
-    """The ITK text (``.tfm``) form of a rigid transform, as an Euler3DTransform, exact to the last bit.
+    """The ITK text (``.tfm``) form of a rigid transform, as an Euler3DTransform, exact to the last
+    bit.
 
     Parameters
     ----------
@@ -424,7 +427,8 @@ def resample_onto(
     default: float = 0.0,
     pixel_type=None,
 ) -> sitk.Image:
-    """``moving`` (e.g. post) resampled onto the grid of ``reference`` (e.g. pre) through ``transform``.
+    """``moving`` (e.g. post) resampled onto the grid of ``reference`` (e.g. pre) through
+    ``transform``.
 
     ``transform`` maps reference points to moving points (ITK convention), so the pre->post
     registration brings post onto pre directly.
@@ -448,7 +452,8 @@ def transform_points(tx: sitk.Transform | None, points_lps) -> np.ndarray:
 
 
 def tumor_motion(tx: sitk.Transform | None, centre_lps) -> tuple[float, float]:
-    """The one "shift" figure of the plugin: how far ``tx`` moves the tumor centre, and its rotation.
+    """The one "shift" figure of the plugin: how far ``tx`` moves the tumor centre, and its
+    rotation.
 
     Parameters
     ----------

@@ -75,13 +75,16 @@ from .margin import MarginResult, Mesh
 
 #: default number of samples
 DEFAULT_SAMPLES = 200
-#: a tumor voxel is "uncertain" when its class differs from the accepted one in more than this fraction of samples
+#: a tumor voxel is "uncertain" when its class differs from the accepted one in more than this
+#: fraction of samples
 UNCERTAIN_FRACTION = 0.05
 #: spacing of the tabulated ablation signed distance (mm)
 GRID_MM = 1.0
-#: the closest-point transform looks for the ablation surface this far beyond the sampled region (mm)
+#: the closest-point transform looks for the ablation surface this far beyond the sampled region
+#: (mm)
 CPT_REACH_MM = 60.0
-#: lattice nodes within this distance of an ablation vertex take their closest point from its tangent plane
+#: lattice nodes within this distance of an ablation vertex take their closest point from its
+#: tangent plane
 CPT_BAND_MM = 3.0
 #: at most this many points sample the tumor volume for the class fractions
 MAX_VOLUME_POINTS = 6000
@@ -201,7 +204,8 @@ def _cross_matrix(v: np.ndarray) -> np.ndarray:
 
 
 def _jacobian(point, center) -> np.ndarray:
-    """3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity (``D(p) ~ p + omega x (p - c) + t``)."""
+    """3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity
+    (``D(p) ~ p + omega x (p - c) + t``)."""
     return np.hstack([-_cross_matrix(np.asarray(point, dtype=float) - center), np.eye(3)])
 
 
@@ -315,7 +319,8 @@ def landmark_samples(
         trans[k] = rd.T @ c - rd.T @ ud - c  # E^-1(p) = rd^T (p - c) + c + trans
     tre = predicted_tre(landmark_covariance(fit, c), c, c)
     src = (
-        f"landmarks: {fit.n} pairs, residual RMS {fit.rms_fre:.2f} mm, FLE {fit.fle_estimate:.2f} mm, "
+        f"landmarks: {fit.n} pairs, residual RMS {fit.rms_fre:.2f} mm, FLE "
+        f"{fit.fle_estimate:.2f} mm, "
         f"predicted error at the tumor {tre:.2f} mm (RMS)"
     )
     return RigidSamples(rot, trans, c, (src,))
@@ -472,7 +477,8 @@ def _along(axes: np.ndarray, normals: np.ndarray) -> np.ndarray:
 def _plane_distance(
     mesh: Mesh, normals: np.ndarray, tree: cKDTree, pts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Signed distance (positive inside) to the tangent plane of the nearest vertex, and that vertex."""
+    """Signed distance (positive inside) to the tangent plane of the nearest vertex, and that
+    vertex."""
     _d, iv = tree.query(pts)
     return -np.einsum("ij,ij->i", pts - mesh.verts[iv], normals[iv]), iv
 
@@ -523,7 +529,8 @@ class _SignedDistanceGrid:
         feat[tuple(cand.T)] = True
         fidx = np.ravel_multi_index(tuple(cand.T), big)
         # closest feature node of every lattice node (one Euclidean distance transform), then
-        # the best closest point among the 6 neighbours' and its own (repairs the transform's misses)
+        # the best closest point among the 6 neighbours' and its own (repairs the transform's
+        # misses)
         nearest = ndimage.distance_transform_edt(~feat, return_distances=False, return_indices=True)
         slot = np.full(feat.size, -1, dtype=np.int64)
         slot[fidx] = np.arange(len(fidx))
@@ -673,14 +680,17 @@ class MarginUncertainty:
             self.interval_text(),
             f"P(MTM < {self.threshold_mm:g} mm) = {100 * self.p_below_threshold:.0f} %; "
             + ", ".join(f"{names[k]} {100 * lo:.1f}-{100 * hi:.1f} %" for k, (lo, hi) in fi.items())
-            + f"; uncertain class: {self.uncertain_volume_ml:.2f} ml ({100 * self.uncertain_fraction:.1f} % of the tumor)",
-            f"{self.samples} samples; registration error at the tumor {self.registration_error_mm[0]:.2f} mm RMS",
+            + f"; uncertain class: {self.uncertain_volume_ml:.2f} ml "
+            f"({100 * self.uncertain_fraction:.1f} % of the tumor)",
+            f"{self.samples} samples; registration error at the tumor "
+            f"{self.registration_error_mm[0]:.2f} mm RMS",
         ]
         lines += [f"  source: {s}" for s in self.sources]
         return "\n".join(lines)
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """(figure, value, unit) rows for the results table and the CSV, after ``MarginResult.rows()``."""
+        """(figure, value, unit) rows for the results table and the CSV, after
+        ``MarginResult.rows()``."""
         lo, hi = self.interval_mm
         pct = f"{100 * self.level:.0f} %"
         rows = [
@@ -699,7 +709,8 @@ class MarginUncertainty:
         return rows
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The keys of docs/design.md, section 5 plus the class-fraction intervals and the uncertain volume."""
+        """The keys of docs/design.md, section 5 plus the class-fraction intervals and the uncertain
+        volume."""
 
         def r(v, nd=3):
             return round(float(v), nd)
@@ -723,7 +734,8 @@ class MarginUncertainty:
         }
 
     def class_crop_with_uncertain(self, class_crop: np.ndarray) -> np.ndarray:
-        """The margin layer's classes (1 green, 2 yellow, 3 red) with uncertain voxels set to ``UNCERTAIN_LABEL``.
+        """The margin layer's classes (1 green, 2 yellow, 3 red) with uncertain voxels set to
+        ``UNCERTAIN_LABEL``.
 
         Parameters
         ----------

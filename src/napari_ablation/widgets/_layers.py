@@ -7,6 +7,7 @@ back to the default layer name.
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,7 +51,9 @@ def find_layer(viewer, role: str):
     if found:
         return found[-1]
     name = ROLES.get(role, role)
-    return viewer.layers[name] if name in viewer.layers else None
+    if name in viewer.layers:  # LayerList has no .get()
+        return viewer.layers[name]
+    return None
 
 
 def layer_meta(layer) -> dict[str, Any]:
@@ -215,7 +218,8 @@ def camera(viewer):
 
 
 def grid(viewer):
-    """The viewer's grid settings (``viewer.canvas.grid`` in napari >= 0.9, ``viewer.grid`` before)."""
+    """The viewer's grid settings (``viewer.canvas.grid`` in napari >= 0.9, ``viewer.grid``
+    before)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
@@ -295,10 +299,8 @@ def connect_while_alive(signal, widget, slot) -> None:
     signal.connect(slot)
 
     def _off(*_args, _signal=signal, _slot=slot):
-        try:
+        with contextlib.suppress(Exception):  # already disconnected
             _signal.disconnect(_slot)
-        except Exception:  # noqa: BLE001 - already disconnected
-            pass
 
     widget.destroyed.connect(_off)
 

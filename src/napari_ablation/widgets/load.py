@@ -150,7 +150,8 @@ class LoadCaseWidget(QWidget):
             self.sample.addItem(title, key)
         self.fresh = QCheckBox("fresh copy")
         self.fresh.setToolTip(
-            "Start from the bundled sample again (your previous annotations of it are kept in a numbered folder)"
+            "Start from the bundled sample again (your previous annotations of it are kept "
+            "in a numbered folder)"
         )
         self.sample_btn = QPushButton("Open sample")
         srow.addWidget(self.sample, 1)
@@ -175,8 +176,8 @@ class LoadCaseWidget(QWidget):
         crow = QHBoxLayout(contrast)
         self.window = QComboBox()
         self.window.addItem("auto (CT: abdomen, MR: 0.5-99.5 %)", "auto")
-        for key, (w, l) in display.CT_WINDOWS.items():
-            self.window.addItem(f"CT {key} (W {w:.0f} / L {l:.0f})", key)
+        for key, (w, lev) in display.CT_WINDOWS.items():
+            self.window.addItem(f"CT {key} (W {w:.0f} / L {lev:.0f})", key)
         self.window.addItem("robust percentiles", "robust")
         crow.addWidget(QLabel("Window"))
         crow.addWidget(self.window, 1)

@@ -231,8 +231,10 @@ class MarginWidget(QWidget):
         self.registration_sd.setSuffix(" mm")
         self.registration_sd.setSpecialValueText("off")
         self.registration_sd.setToolTip(
-            "how far you trust the registration at the tumor (SD per axis): with a value, the MTM gets a 95 % "
-            "interval (registration and half-a-voxel boundary error) and the margin layer an 'uncertain' class"
+            "how far you trust the registration at the tumor (SD per axis): with a value, "
+            "the MTM gets a 95 % "
+            "interval (registration and half-a-voxel boundary error) and the margin layer an "
+            "'uncertain' class"
         )
         self.registration_sd.valueChanged.connect(self._on_registration_sd)
         form.addRow("registration SD", self.registration_sd)
@@ -606,7 +608,8 @@ class MarginWidget(QWidget):
         self.registration_warning.setText(NO_REGISTRATION if a.identity else "")
         self.registration_warning.setVisible(a.identity)
         self.where.setText(
-            f"rounded {res.min_margin_mm_rounded:d} mm, at the {res.min_margin_octant} side; complete coverage: "
+            f"rounded {res.min_margin_mm_rounded:d} mm, at the {res.min_margin_octant} side; "
+            "complete coverage: "
             f"{'yes' if res.complete_coverage else 'NO'}"
         )
         f = res.volume_fraction
@@ -619,7 +622,8 @@ class MarginWidget(QWidget):
         self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
             f"{coverage.UNCERTAIN_KEY} (set a registration SD)"
             if unc is None
-            else f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples ({unc.uncertain_volume_ml:.2f} ml)"
+            else f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples "
+            f"({unc.uncertain_volume_ml:.2f} ml)"
         )
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
@@ -686,7 +690,8 @@ class MarginWidget(QWidget):
             if first:
                 ol.contour = 1
                 ol.opacity = 0.9
-            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice by slice)
+            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice by
+            # slice)
             world = geometry.lps_to_world(res.min_margin_point_lps)
             scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
             data = (np.asarray(world) - translate) / scale
@@ -846,7 +851,12 @@ class MarginWidget(QWidget):
             info["warning"] = (
                 "registration QA not reviewed: check the registration before relying on the margins"
             )
-        return dict(info=info, qa=qa, pre=m.pre, transform_note=registration_text(m, m.result))
+        return {
+            "info": info,
+            "qa": qa,
+            "pre": m.pre,
+            "transform_note": registration_text(m, m.result),
+        }
 
     def _export_job(self, path: str | Path):
         """A function writing the current figures to ``path`` (any thread); raises on bad input."""

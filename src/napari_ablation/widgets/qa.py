@@ -8,6 +8,8 @@ zone outline, over the other), a linked crosshair, and the QA verdict stored in 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import SimpleITK as sitk
 from qtpy.QtCore import Qt, QTimer
@@ -45,8 +47,10 @@ CROSS_COLORS = ("#ffff00", "#ff00ff")
 #: the difference view's colour range (normalised intensities)
 DIFF_LIMIT = 0.6
 DIFF_LEGEND = (
-    "Difference legend: <span style='color:#2ca02c'><b>green</b></span> registered post brighter than pre, "
-    "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they agree or where post "
+    "Difference legend: <span style='color:#2ca02c'><b>green</b></span> registered post "
+    "brighter than pre, "
+    "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they "
+    "agree or where post "
     "has no data (outside its field of view)."
 )
 CONTOURS = (
@@ -203,7 +207,8 @@ class QAPanel(QWidget):
         if got is None:
             if self.checker.isChecked() or self.diff.isChecked() or self.contours.currentIndex():
                 _layers.notify_info(
-                    "register first (or press 'Show registered post'): QA views compare pre with registered post"
+                    "register first (or press 'Show registered post'): QA views compare pre "
+                    "with registered post"
                 )
             for name in (CHECKER, DIFF, EDGES):
                 self._remove(name)
@@ -341,7 +346,8 @@ class QAPanel(QWidget):
         layer.visible = True
 
     def _post_field_of_view(self, box=None) -> np.ndarray:
-        """Voxels of the pre grid (or of ``box``) whose point ``T(p)`` lies inside the post image."""
+        """Voxels of the pre grid (or of ``box``) whose point ``T(p)`` lies inside the post
+        image."""
         pre, post = self.owner.pre_post()
         tx = self.owner.transform
         if box is None:
@@ -455,7 +461,8 @@ class QAPanel(QWidget):
             self._remove(CROSS)
 
     def move_crosshair(self, world_zyx) -> None:
-        """Put the crosshair at a world point and its partner at ``T(point)`` (the same anatomy in raw post)."""
+        """Put the crosshair at a world point and its partner at ``T(point)`` (the same anatomy in
+        raw post)."""
         if CROSS not in self.viewer.layers:
             return
         p = geometry.world_to_lps(world_zyx)
@@ -480,10 +487,8 @@ class QAPanel(QWidget):
 
     def _disconnect_mouse(self) -> None:
         if self._mouse_cb is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 self.viewer.mouse_move_callbacks.remove(self._mouse_cb)
-            except ValueError:
-                pass
             self._mouse_cb = None
 
     def case_changed(self) -> None:

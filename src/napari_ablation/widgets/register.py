@@ -93,7 +93,8 @@ class RegisterWidget(QWidget):
 
     # ------------------------------------------------------------------ model views
     def image(self, role: str) -> sitk.Image | None:
-        """The model's ``pre`` / ``post`` image, or its ``tumor`` / ``ablation`` mask (None if empty)."""
+        """The model's ``pre`` / ``post`` image, or its ``tumor`` / ``ablation`` mask (None if
+        empty)."""
         if role in ("pre", "post"):
             return self.model.image(role)
         version = self.model.version(role)

@@ -9,6 +9,7 @@ registration history; Undo / Redo / Reset walk that history.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -92,7 +93,8 @@ class AutoPanel(QWidget):
         form.addRow("", self.whole_image)
         self.box_btn = QPushButton("Draw a region box…")
         self.box_btn.setToolTip(
-            "Draw a rectangle on an axial slice (layer 'registration box'): the region is that rectangle, "
+            "Draw a rectangle on an axial slice (layer 'registration box'): the region is "
+            "that rectangle, "
             "+- the region radius across slices. Delete the layer to go back to the tumor region."
         )
         form.addRow("", self.box_btn)
@@ -135,7 +137,8 @@ class AutoPanel(QWidget):
         m = self.owner.model
         self.tx_label.setText(
             f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}. "
-            f"Step {m.transform_index} of {len(m.transform_history) - 1} ({m.transform_step.source})."
+            f"Step {m.transform_index} of {len(m.transform_history) - 1} "
+            f"({m.transform_step.source})."
         )
         self.undo_btn.setEnabled(m.can_undo_transform)
         self.redo_btn.setEnabled(m.can_redo_transform)
@@ -178,10 +181,8 @@ class AutoPanel(QWidget):
             self, "Save transform", "transform.tfm", "ITK transform (*.tfm)"
         )
         if path:
-            try:
+            with contextlib.suppress(AblationError):
                 self.save_transform(path)
-            except AblationError:
-                pass
 
     def _load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -249,7 +250,8 @@ class AutoPanel(QWidget):
         return worker
 
     def draw_box(self):
-        """A Shapes layer in rectangle mode for the user's region of interest (the user's request)."""
+        """A Shapes layer in rectangle mode for the user's region of interest (the user's
+        request)."""
         layer = _layers.find_layer(self.viewer, BOX_ROLE)
         if layer is None:
             pre_l = _layers.find_layer(self.viewer, "pre")
@@ -309,7 +311,8 @@ class AutoPanel(QWidget):
             _layers.notify_warning(w)
         if result.improved:
             note = (
-                f"metric {result.metric_before:.4f} -> {result.metric_after:.4f}, {result.iterations} iterations, "
+                f"metric {result.metric_before:.4f} -> {result.metric_after:.4f}, "
+                f"{result.iterations} iterations, "
                 f"{result.elapsed_s:.1f} s"
             )
             self.owner.set_transform(result.transform, "automatic", note)

@@ -99,7 +99,8 @@ class LandmarksPanel(QWidget):
 
     # ------------------------------------------------------------------ layers
     def landmark_layers(self):
-        """The pre and post landmark Points layers (created if missing); pre becomes active (the user asked)."""
+        """The pre and post landmark Points layers (created if missing); pre becomes active (the
+        user asked)."""
         layers = [self._layer(role, create=True) for role in ROLES]
         if not self._follow_active:
             _layers.connect_while_alive(
@@ -209,7 +210,8 @@ class LandmarksPanel(QWidget):
         self._store()
 
     def add_landmark(self, role: str, point_lps, pair: str | None = None) -> str:
-        """Add a landmark (LPS mm) to the pre or post layer, as a click would; returns its pair label."""
+        """Add a landmark (LPS mm) to the pre or post layer, as a click would; returns its pair
+        label."""
         pre_l, post_l = self.landmark_layers()
         layer = pre_l if role == "landmarks_pre" else post_l
         label = pair if pair is not None else self.next_pair(role)
@@ -267,8 +269,10 @@ class LandmarksPanel(QWidget):
             layer.feature_defaults = {"pair": self.next_pair(role)}  # the label a click gets
         pre_pts, post_pts = self.points()
         self.next_label.setText(
-            f"Next: pair {self.next_pair('landmarks_pre')} on pre, pair {self.next_pair('landmarks_post')} on post "
-            f"({len(set(pre_pts) & set(post_pts))} complete pairs). Select 'landmarks pre' and click on pre, "
+            f"Next: pair {self.next_pair('landmarks_pre')} on pre, pair "
+            f"{self.next_pair('landmarks_post')} on post "
+            f"({len(set(pre_pts) & set(post_pts))} complete pairs). Select 'landmarks pre' "
+            "and click on pre, "
             "'landmarks post' and click on the raw post image."
         )
         self._fill_table()
@@ -350,8 +354,10 @@ class LandmarksPanel(QWidget):
             _layers.notify_warning(w + " (fitted the complete pairs)")
         worst, worst_res = fit.worst()
         self.fit_label.setText(
-            f"RMS residual {fit.rms_fre:.2f} mm over {fit.n} pairs (largest: pair {worst}, {worst_res:.2f} mm). "
-            f"Predicted error at the tumor centre: {fit.predicted_tre_at(owner.tumor_center()):.2f} mm "
+            f"RMS residual {fit.rms_fre:.2f} mm over {fit.n} pairs (largest: pair {worst}, "
+            f"{worst_res:.2f} mm). "
+            "Predicted error at the tumor centre: "
+            f"{fit.predicted_tre_at(owner.tumor_center()):.2f} mm "
             "(Fitzpatrick; the residual alone is not the error at the tumor)."
         )
         self._fill_table()

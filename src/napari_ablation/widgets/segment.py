@@ -10,6 +10,7 @@ the case session, which autosaves the labels into the case folder.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -74,12 +75,11 @@ def write_changes(layer, box, old_sub: np.ndarray, new_sub: np.ndarray) -> int:
     with layer.block_history():
         for v in np.unique(values):
             sel = values == v
-            try:
+            # napari 0.9 does not slice a hidden layer: updating its stale slice view
+            # fails (IndexError) AFTER the data and the undo history were written;
+            # refresh() redraws
+            with contextlib.suppress(IndexError):
                 layer.data_setitem(tuple(f[sel] for f in full), int(v), refresh=False)
-            except IndexError:
-                # napari 0.9 does not slice a hidden layer: updating its stale slice view
-                # fails AFTER the data and the undo history were written; refresh() redraws
-                pass
     layer.refresh()
     return n
 
@@ -142,7 +142,8 @@ class SegmentWidget(QWidget):
         self.axis_info = QLabel("")
         self.preview_btn = QPushButton(f"Preview ({INTERPOLATE_KEY})")
         self.preview_btn.setToolTip(
-            "Outline the structure on a few slices of the orientation you are viewing, then preview; "
+            "Outline the structure on a few slices of the orientation you are viewing, then "
+            "preview; "
             f"{INTERPOLATE_KEY} again accepts"
         )
         self.accept_btn = QPushButton("Accept")
@@ -182,7 +183,8 @@ class SegmentWidget(QWidget):
             0.25,
             " SD",
             2,
-            "Intensity tolerance in robust standard deviations; 'auto' picks the most stable region",
+            "Intensity tolerance in robust standard deviations; 'auto' picks the most stable "
+            "region",
         )
         self.seed_tol.setSpecialValueText("auto")
         self.seed_tol.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
@@ -313,7 +315,8 @@ class SegmentWidget(QWidget):
                 img_layer = self.image_layer(role)
                 if img_layer is None:
                     raise AblationError(
-                        f"load the {grid_role} image first: the {role} is drawn on the {grid_role} grid"
+                        f"load the {grid_role} image first: the {role} is drawn on the "
+                        f"{grid_role} grid"
                     )
                 ref = _layers.image_from_layer(img_layer)
                 import SimpleITK as sitk
@@ -341,7 +344,8 @@ class SegmentWidget(QWidget):
         return layer
 
     def use_layer(self, layer, role: str | None = None):
-        """Make an existing Labels layer the labels of the structure (it must be on its image's grid)."""
+        """Make an existing Labels layer the labels of the structure (it must be on its image's
+        grid)."""
         role = role or self.role
         try:
             if layer is None or layer.__class__.__name__ != "Labels":
@@ -354,7 +358,8 @@ class SegmentWidget(QWidget):
                 or not np.allclose(layer.translate, img_layer.translate)
             ):
                 raise AblationError(
-                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is drawn on {grid_role}"
+                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is "
+                    f"drawn on {grid_role}"
                 )
             other = self.labels_layer(role)
             if other is not None and other is not layer:
@@ -494,7 +499,7 @@ class SegmentWidget(QWidget):
         layer = layer or self.labels_layer()
         if layer is None:
             return 1
-        return max(1, int(round(self.brush_mm.value() / self._min_displayed_scale(layer))))
+        return max(1, round(float(self.brush_mm.value() / self._min_displayed_scale(layer))))
 
     def apply_brush_size(self, layer=None) -> None:
         layer = layer or self.labels_layer()
@@ -537,7 +542,8 @@ class SegmentWidget(QWidget):
                 return
             self.last_stats = stats
             self.readout.setText(
-                f"{name}: volume {stats['volume_ml']:.2f} ml · max diameter {stats['max_diameter_mm']:.1f} mm"
+                f"{name}: volume {stats['volume_ml']:.2f} ml · max diameter "
+                f"{stats['max_diameter_mm']:.1f} mm"
             )
             if self._readout_again:
                 self._readout_again = False
@@ -591,10 +597,8 @@ class SegmentWidget(QWidget):
 
     def _notify_session(self, role: str) -> None:
         if self.session is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.session.labels_changed(role)
-            except Exception:  # noqa: BLE001
-                pass
 
     def _target(self):
         """(layer, role) of the current structure, or raise when there is none."""
@@ -646,16 +650,16 @@ class SegmentWidget(QWidget):
                 )
             preview = np.where(added, new, 0).astype(np.uint8)
             offset = np.array([b.start for b in box], float) * np.asarray(layer.scale)
-            kw = dict(
-                name="interpolation preview",
-                scale=tuple(layer.scale),
-                translate=tuple(np.asarray(layer.translate) + offset),
-                opacity=0.7,
-                metadata={_layers.META: {"role": PREVIEW_ROLE}},
-                colormap=_layers.single_color_map(PREVIEW_COLOR),
-                units=geometry.UNITS,
-                axis_labels=geometry.AXIS_LABELS,
-            )
+            kw = {
+                "name": "interpolation preview",
+                "scale": tuple(layer.scale),
+                "translate": tuple(np.asarray(layer.translate) + offset),
+                "opacity": 0.7,
+                "metadata": {_layers.META: {"role": PREVIEW_ROLE}},
+                "colormap": _layers.single_color_map(PREVIEW_COLOR),
+                "units": geometry.UNITS,
+                "axis_labels": geometry.AXIS_LABELS,
+            }
             old_prev = _layers.find_layer(self.viewer, PREVIEW_ROLE)
             if live and old_prev is not None:
                 old_prev.data = preview
@@ -680,7 +684,8 @@ class SegmentWidget(QWidget):
             if live:
                 return
             _layers.notify_info(
-                f"interpolation preview: {n} voxels ({seg.mask_volume_ml(added, spacing):.2f} ml) along "
+                f"interpolation preview: {n} voxels "
+                f"({seg.mask_volume_ml(added, spacing):.2f} ml) along "
                 f"{seg.AXIS_NAMES[axis]}; Accept ({INTERPOLATE_KEY}) or Cancel"
             )
 

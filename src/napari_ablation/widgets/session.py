@@ -27,6 +27,7 @@ watches layers for the model:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import weakref
@@ -661,10 +662,8 @@ class CaseSession:
 
     def _save_failed(self, message: str) -> None:
         self.model.save_failed(f"autosave failed: {message}")
-        try:
+        with contextlib.suppress(Exception):
             _layers.notify_warning(self.model.save_error)
-        except Exception:  # noqa: BLE001
-            pass
 
     def flush(self) -> None:
         """Save pending edits before returning (viewer closing, app quitting)."""
@@ -720,10 +719,8 @@ def _qt_app():
 
 def _flush_all() -> None:
     for s in list(_ALL):
-        try:
+        with contextlib.suppress(Exception):
             s.flush()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _install_quit_hooks() -> None:

@@ -346,7 +346,8 @@ class TeachWidget(QWidget):
         return raw
 
     def _save_work(self, raw: dict) -> None:
-        """The trainee's segmentation / registration, saved in their work folder, named in the answer."""
+        """The trainee's segmentation / registration, saved in their work folder, named in the
+        answer."""
         run, cid = self.run, self.case_id
         qs = run.quiz.questions
         if not any(q in qs for q in core_quiz.WORK_QUESTIONS):
@@ -584,7 +585,8 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
         rows.append(f"Octant: you {answer['octant']}, true {t['octant']} — {s['octant_result']}")
     if s.get("class_correct") is not None:
         rows.append(
-            f"Class at {threshold:g} mm: you {answer['class']}, true {t['class']} — {mark(s['class_correct'])}"
+            f"Class at {threshold:g} mm: you {answer['class']}, true {t['class']} — "
+            f"{mark(s['class_correct'])}"
         )
     for role in ("tumor", "ablation"):
         if s.get(f"{role}_dice") is not None:
@@ -603,7 +605,8 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
 
 
 def open_quiz_viewer(folder=None, *, trainee: str = "demo", show: bool = True):
-    """A viewer with the Teach and Margins widgets docked and a quiz open (default: the bundled one).
+    """A viewer with the Teach and Margins widgets docked and a quiz open (default: the bundled
+    one).
 
     Returns ``(viewer, teach_widget)``.
     """
