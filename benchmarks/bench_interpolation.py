@@ -97,7 +97,8 @@ def accuracy_table():
                 np.moveaxis(out, axis, 0)[keep], np.moveaxis(labels, axis, 0)[keep]
             )
             row.append(f"{dice(t, r):.4f}")
-        print(f"| {name} | " + " | ".join(row) + f" | {'>= %.2f' % bar if bar else '-'} |")
+        bar_text = f">= {bar:.2f}" if bar else "-"
+        print(f"| {name} | " + " | ".join(row) + f" | {bar_text} |")
 
 
 def timing_table():
@@ -108,7 +109,9 @@ def timing_table():
     print("|---|---|---|")
     interpolate_slices(labels, 0, (1, 1, 1))  # warm the imports
     for name, method in METHODS.items():
-        _out, t = timed(lambda: interpolate_slices(labels, 0, (1, 1, 1), method=method))
+        _out, t = timed(
+            lambda method=method: interpolate_slices(labels, 0, (1, 1, 1), method=method)
+        )
         print(f"| {name} | {t:.4f} | <= 0.2 |")
     big = np.zeros((300, 512, 512), np.uint8)
     big[115:185, 201:311, 206:306] = labels
@@ -224,7 +227,10 @@ def assist_table():
     print("|---|---|---|---|")
     for name, img, truth, sp in cases:
         rough = seg.grow_shrink(truth, sp, 2.0)
-        refined, t = timed(lambda: seg.refine_to_edges(img, rough, sp, band_mm=3.0), repeat=1)
+        refined, t = timed(
+            lambda img=img, rough=rough, sp=sp: seg.refine_to_edges(img, rough, sp, band_mm=3.0),
+            repeat=1,
+        )
         print(f"| {name} | {dice(rough, truth):.3f} | {dice(refined, truth):.3f} | {t:.2f} |")
 
 

@@ -33,9 +33,9 @@ import tracemalloc
 import numpy as np
 
 CASES = {
-    "MRI": dict(size=(256, 256, 128), spacing=(1.2, 1.2, 3.0)),
-    "CT": dict(size=(512, 512, 200), spacing=(0.7, 0.7, 1.0)),
-    "CT60": dict(size=(512, 512, 300), spacing=(0.7, 0.7, 1.0), r_t=30.0),
+    "MRI": {"size": (256, 256, 128), "spacing": (1.2, 1.2, 3.0)},
+    "CT": {"size": (512, 512, 200), "spacing": (0.7, 0.7, 1.0)},
+    "CT60": {"size": (512, 512, 300), "spacing": (0.7, 0.7, 1.0), "r_t": 30.0},
 }
 R_T, MARGIN, OFFSET = 15.0, 5.0, 3.0  # 3 cm tumor, true MTM 5 mm, ablation centre offset 3 mm
 
@@ -229,17 +229,17 @@ def child(method: str, case: str, repeats: int) -> dict:
     _cur, peak_tm = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(
-        method=method,
-        case=case,
-        time_s=float(np.median(times)),
-        n=repeats,
-        peak_rss_mb=rss,
-        rss_inputs_mb=rss0,
-        peak_numpy_mb=peak_tm / 2**20,
-        mtm=mtm,
-        error=mtm - truth,
-    )
+    return {
+        "method": method,
+        "case": case,
+        "time_s": float(np.median(times)),
+        "n": repeats,
+        "peak_rss_mb": rss,
+        "rss_inputs_mb": rss0,
+        "peak_numpy_mb": peak_tm / 2**20,
+        "mtm": mtm,
+        "error": mtm - truth,
+    }
 
 
 def main() -> int:

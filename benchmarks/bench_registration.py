@@ -144,7 +144,7 @@ def bench_live(repeat: int) -> None:
         layer[box] = part
         live.append(1000 * (time.perf_counter() - t0))
     full = []
-    for i in range(max(1, repeat)):
+    for _ in range(max(1, repeat)):
         tx = reg.adjust(None, (0.5, 0, 0), (0, 0, 0.5), centre)
         t0 = time.perf_counter()
         reg.registered(post, pre, tx, default=0.0)

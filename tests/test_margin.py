@@ -51,7 +51,15 @@ def make_case(rng, spacing, *, rigid=True, oblique=True, r_t=10.0, true_margin=4
     D = Rotation.from_rotvec(rng.uniform(-0.4, 0.4, 3)).as_matrix() if oblique else np.eye(3)
     origin = c_a_post - D @ (ext * np.ones(3)) + rng.uniform(0, 1, 3) * sp
     ablation = M.sphere_image(size, sp, origin, c_a_post, r_a, direction=D)
-    truth = dict(margin=r_a - r_t - d, r_t=r_t, r_a=r_a, d=d, u=u, c_t=c_t, c_a=c_a_pre)
+    truth = {
+        "margin": r_a - r_t - d,
+        "r_t": r_t,
+        "r_a": r_a,
+        "d": d,
+        "u": u,
+        "c_t": c_t,
+        "c_a": c_a_pre,
+    }
     return tumor, ablation, T, truth
 
 
@@ -190,7 +198,7 @@ def test_partial_coverage_three_classes_and_labels_image():
     assert res10.volume_ml["uncovered"] == pytest.approx(res.volume_ml["uncovered"])
     assert res10.volume_ml["covered_with_margin"] < res.volume_ml["covered_with_margin"]
     # the cumulative curve starts at 1 and decreases
-    x, cum = res.cumulative_curve()
+    _x, cum = res.cumulative_curve()
     assert cum[0] == pytest.approx(1.0) and np.all(np.diff(cum) <= 1e-12)
     assert res.histogram_fraction.sum() == pytest.approx(1.0)
 

@@ -355,7 +355,7 @@ def test_score_file_appends_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     # the file layer turns the OS error into one line naming the path
-    with pytest.raises(AblationError, match="cannot write .*disk gone"):
+    with pytest.raises(AblationError, match=r"cannot write .*disk gone"):
         quiz.append_score(
             tmp_path, "Dr. A. Resident", {"case": "case_03", "answer": {}, "score": {}}
         )

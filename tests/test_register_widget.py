@@ -178,8 +178,11 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     post_pts = [tfm.transform_points(TRUE, p)[0] for p in pre_pts]
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
+
     # a misclick on post (as napari's add mode does it), undone
-    to_data = lambda p: (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)
+    def to_data(p):
+        return (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)
+
     post_l.add(to_data(post_pts[0] + 40))
     assert list(post_l.features["pair"]) == ["1"]
     w.landmarks.remove_last_point()
