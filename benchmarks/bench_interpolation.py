@@ -1,9 +1,9 @@
 """Benchmark: slice interpolation accuracy and speed, and the cost of the live readout.
 
 Run: ``python benchmarks/bench_interpolation.py`` (add ``--gui`` under ``xvfb-run -a`` for
-brushing and the live readout in a real viewer on a 512 x 512 x 300 volume). Prints tables comparing the plugin's
-method (per-slice signed distance in mm, PCHIP profile along the axis) with two
-baselines measured in the same run: linear blending of the same signed distances
+brushing and the live readout in a real viewer on a 512 x 512 x 300 volume). Prints tables
+comparing the plugin's method (per-slice signed distance in mm, PCHIP profile along the axis)
+with two baselines measured in the same run: linear blending of the same signed distances
 (napari-label-interpolator's approach) and nearest-annotated-slice copy.
 
 Dice is measured between the first and last annotated slice against the full analytic
@@ -121,7 +121,8 @@ def timing_table():
 
     _out, t = timed(lambda: interpolate_box(big, 0, (1, 1, 1)), repeat=3)
     print(
-        f"| pchip SDF (ours), 512 x 512 x 300, changed box only (what the widget does) | {t:.4f} | - |"
+        "| pchip SDF (ours), 512 x 512 x 300, changed box only (what the widget does) | "
+        f"{t:.4f} | - |"
     )
 
 
@@ -219,7 +220,8 @@ def assist_table():
             times.append(time.perf_counter() - t)
             base.append(dice(_confidence_connected(img, p, sp), truth))
         print(
-            f"| {name} | {np.median(ours):.3f} [{min(ours):.3f}] | {np.median(base):.3f} [{min(base):.3f}] "
+            f"| {name} | {np.median(ours):.3f} [{min(ours):.3f}] "
+            f"| {np.median(base):.3f} [{min(base):.3f}] "
             f"| {np.median(times):.2f} |"
         )
     print("\n## Refine a rough outline (grown by 2 mm) to the edges, band 3 mm: Dice\n")
@@ -319,13 +321,16 @@ def gui_table():
     print("|---|---|---|")
     print(f"| one brush dab (Labels.paint) | {t_paint:.4f} | {t_bare:.4f} |")
     print(
-        f"| stroke end -> volume/diameter shown (debounce {150} ms + thread) | {statistics.median(lat):.3f} | - |"
+        f"| stroke end -> volume/diameter shown (debounce {150} ms + thread) "
+        f"| {statistics.median(lat):.3f} | - |"
     )
     print(
-        f"| session autosave of the labels (GUI thread, 1 s after the last edit) | {statistics.median(session_autosave):.3f} | - |"
+        "| session autosave of the labels (GUI thread, 1 s after the last edit) "
+        f"| {statistics.median(session_autosave):.3f} | - |"
     )
     print(
-        f"| baseline: the same save written on the GUI thread | {statistics.median(session_sync):.3f} | - |"
+        "| baseline: the same save written on the GUI thread "
+        f"| {statistics.median(session_sync):.3f} | - |"
     )
     viewer.close()
     bare.close()

@@ -1,4 +1,5 @@
-"""Paired-landmark rigid fit: exact least squares, residuals, Fitzpatrick's predicted TRE, CSV I/O."""
+"""Paired-landmark rigid fit: exact least squares, residuals, Fitzpatrick's predicted TRE,
+CSV I/O."""
 
 from __future__ import annotations
 

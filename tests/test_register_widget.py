@@ -298,7 +298,8 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"].data
     q = tfm.transform_points(TRUE, TUMOR_C)[0][::-1]  # world (z, y, x)
-    # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it), its depth written
+    # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it),
+    # its depth written
     assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][1:], q[1:])
     assert cross[1][0] == pytest.approx(TUMOR_C[2])
     depth = abs(q[0] - TUMOR_C[2])
