@@ -62,7 +62,8 @@ def grid_image(shape_zyx, spacing_xyz, origin, direction, arr) -> sitk.Image:
 
 
 def render(ell, spacing_xyz, direction, centre_grid, half_extent, rng) -> sitk.Image:
-    """Binary mask of ellipsoid ``ell`` on a grid of ``direction`` around ``centre_grid`` (random phase)."""
+    """Binary mask of ellipsoid ``ell`` on a grid of ``direction`` around ``centre_grid``
+    (random phase)."""
     sp = np.asarray(spacing_xyz, float)
     size_xyz = np.ceil(2 * half_extent / sp).astype(int) + 1
     D = np.asarray(direction, float)
@@ -234,7 +235,8 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
 
 def print_table(rows) -> None:
     hdr = (
-        f"{'grid (mm)':<14}{'method':<8}{'n':>4}{'bias':>8}{'p90':>7}{'worst<=45':>10}{'worst>45':>9}"
+        f"{'grid (mm)':<14}{'method':<8}{'n':>4}{'bias':>8}{'p90':>7}"
+        f"{'worst<=45':>10}{'worst>45':>9}"
         f"{'(n>45)':>7}{'classvol%':>10}{'classfrac%':>11}   targets: |bias|, worst<=45, classvol%"
     )
     print(hdr)
@@ -243,12 +245,16 @@ def print_table(rows) -> None:
         g = " x ".join(f"{v:g}" for v in r["grid"])
         tg = r["targets"] if r["method"] == "ours" else ""
         print(
-            f"{g:<14}{r['method']:<8}{r['n']:>4}{r['bias']:>+8.2f}{r['p90']:>7.2f}{r['worst_in']:>10.2f}"
-            f"{r['worst_steep']:>9.2f}{r['n_steep']:>7}{r['worst_cv']:>10.2f}{r['worst_cf']:>11.2f}   {tg}"
+            f"{g:<14}{r['method']:<8}{r['n']:>4}{r['bias']:>+8.2f}{r['p90']:>7.2f}"
+            f"{r['worst_in']:>10.2f}{r['worst_steep']:>9.2f}{r['n_steep']:>7}"
+            f"{r['worst_cv']:>10.2f}{r['worst_cf']:>11.2f}   {tg}"
         )
     print()
     print("stated resolution limit (median) vs actual |error| (p95), napari-ablation")
-    hdr = f"{'grid (mm)':<14}{'limit<=45':>10}{'p95<=45':>9}{'limit>45':>10}{'p95>45':>8}{'truth in limit (>45 / all)':>28}{'time s':>8}"
+    hdr = (
+        f"{'grid (mm)':<14}{'limit<=45':>10}{'p95<=45':>9}{'limit>45':>10}{'p95>45':>8}"
+        f"{'truth in limit (>45 / all)':>28}{'time s':>8}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -256,8 +262,10 @@ def print_table(rows) -> None:
             continue
         g = " x ".join(f"{v:g}" for v in r["grid"])
         print(
-            f"{g:<14}{r['limit_in']:>10.2f}{r['p95_in']:>9.2f}{r['limit_steep']:>10.2f}{r['p95_steep']:>8.2f}"
-            f"{100 * r['steep_inside']:>19.0f} % / {100 * r['inside_limit']:>3.0f} %{r['time_s']:>8.3f}"
+            f"{g:<14}{r['limit_in']:>10.2f}{r['p95_in']:>9.2f}"
+            f"{r['limit_steep']:>10.2f}{r['p95_steep']:>8.2f}"
+            f"{100 * r['steep_inside']:>19.0f} % / {100 * r['inside_limit']:>3.0f} %"
+            f"{r['time_s']:>8.3f}"
         )
 
 

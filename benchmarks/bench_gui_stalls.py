@@ -121,11 +121,20 @@ def one_sample(key, bot, record) -> None:
     for fmt in ("html", "pdf"):
         path = out / f"report.{fmt}"
         if hasattr(marg, "export_async"):
-            action = lambda p=path: marg.export_async(p)
-            done = lambda p=path: p.exists() and not marg.exporting
+
+            def action(p=path):
+                return marg.export_async(p)
+
+            def done(p=path):
+                return p.exists() and not marg.exporting
         else:  # the widget before the case model: a synchronous export
-            action = lambda p=path: marg.export(p)
-            done = lambda p=path: p.exists()
+
+            def action(p=path):
+                return marg.export(p)
+
+            def done(p=path):
+                return p.exists()
+
         record(f"export {fmt.upper()} ({key})", _gui.measure(bot, action, done))
     # pre + post files of the sample
     if key == "renal_mri":

@@ -1,9 +1,9 @@
 """Benchmark: slice interpolation accuracy and speed, and the cost of the live readout.
 
 Run: ``python benchmarks/bench_interpolation.py`` (add ``--gui`` under ``xvfb-run -a`` for
-brushing and the live readout in a real viewer on a 512 x 512 x 300 volume). Prints tables comparing the plugin's
-method (per-slice signed distance in mm, PCHIP profile along the axis) with two
-baselines measured in the same run: linear blending of the same signed distances
+brushing and the live readout in a real viewer on a 512 x 512 x 300 volume). Prints tables
+comparing the plugin's method (per-slice signed distance in mm, PCHIP profile along the axis)
+with two baselines measured in the same run: linear blending of the same signed distances
 (napari-label-interpolator's approach) and nearest-annotated-slice copy.
 
 Dice is measured between the first and last annotated slice against the full analytic
@@ -97,7 +97,8 @@ def accuracy_table():
                 np.moveaxis(out, axis, 0)[keep], np.moveaxis(labels, axis, 0)[keep]
             )
             row.append(f"{dice(t, r):.4f}")
-        print(f"| {name} | " + " | ".join(row) + f" | {'>= %.2f' % bar if bar else '-'} |")
+        bar_text = f">= {bar:.2f}" if bar else "-"
+        print(f"| {name} | " + " | ".join(row) + f" | {bar_text} |")
 
 
 def timing_table():
@@ -108,7 +109,9 @@ def timing_table():
     print("|---|---|---|")
     interpolate_slices(labels, 0, (1, 1, 1))  # warm the imports
     for name, method in METHODS.items():
-        _out, t = timed(lambda: interpolate_slices(labels, 0, (1, 1, 1), method=method))
+        _out, t = timed(
+            lambda method=method: interpolate_slices(labels, 0, (1, 1, 1), method=method)
+        )
         print(f"| {name} | {t:.4f} | <= 0.2 |")
     big = np.zeros((300, 512, 512), np.uint8)
     big[115:185, 201:311, 206:306] = labels
@@ -118,7 +121,8 @@ def timing_table():
 
     _out, t = timed(lambda: interpolate_box(big, 0, (1, 1, 1)), repeat=3)
     print(
-        f"| pchip SDF (ours), 512 x 512 x 300, changed box only (what the widget does) | {t:.4f} | - |"
+        "| pchip SDF (ours), 512 x 512 x 300, changed box only (what the widget does) | "
+        f"{t:.4f} | - |"
     )
 
 
@@ -216,7 +220,8 @@ def assist_table():
             times.append(time.perf_counter() - t)
             base.append(dice(_confidence_connected(img, p, sp), truth))
         print(
-            f"| {name} | {np.median(ours):.3f} [{min(ours):.3f}] | {np.median(base):.3f} [{min(base):.3f}] "
+            f"| {name} | {np.median(ours):.3f} [{min(ours):.3f}] "
+            f"| {np.median(base):.3f} [{min(base):.3f}] "
             f"| {np.median(times):.2f} |"
         )
     print("\n## Refine a rough outline (grown by 2 mm) to the edges, band 3 mm: Dice\n")
@@ -224,7 +229,10 @@ def assist_table():
     print("|---|---|---|---|")
     for name, img, truth, sp in cases:
         rough = seg.grow_shrink(truth, sp, 2.0)
-        refined, t = timed(lambda: seg.refine_to_edges(img, rough, sp, band_mm=3.0), repeat=1)
+        refined, t = timed(
+            lambda img=img, rough=rough, sp=sp: seg.refine_to_edges(img, rough, sp, band_mm=3.0),
+            repeat=1,
+        )
         print(f"| {name} | {dice(rough, truth):.3f} | {dice(refined, truth):.3f} | {t:.2f} |")
 
 
@@ -313,13 +321,16 @@ def gui_table():
     print("|---|---|---|")
     print(f"| one brush dab (Labels.paint) | {t_paint:.4f} | {t_bare:.4f} |")
     print(
-        f"| stroke end -> volume/diameter shown (debounce {150} ms + thread) | {statistics.median(lat):.3f} | - |"
+        f"| stroke end -> volume/diameter shown (debounce {150} ms + thread) "
+        f"| {statistics.median(lat):.3f} | - |"
     )
     print(
-        f"| session autosave of the labels (GUI thread, 1 s after the last edit) | {statistics.median(session_autosave):.3f} | - |"
+        "| session autosave of the labels (GUI thread, 1 s after the last edit) "
+        f"| {statistics.median(session_autosave):.3f} | - |"
     )
     print(
-        f"| baseline: the same save written on the GUI thread | {statistics.median(session_sync):.3f} | - |"
+        "| baseline: the same save written on the GUI thread "
+        f"| {statistics.median(session_sync):.3f} | - |"
     )
     viewer.close()
     bare.close()

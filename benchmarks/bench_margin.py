@@ -2,7 +2,7 @@
 
     python benchmarks/bench_margin.py            # both cases, both methods
     python benchmarks/bench_margin.py --quick    # MRI only, fewer repeats
-    python benchmarks/bench_margin.py --accuracy # MTM error on random analytic spheres, both methods
+    python benchmarks/bench_margin.py --accuracy # MTM error, random analytic spheres, both methods
 
 Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
 0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
@@ -33,9 +33,9 @@ import tracemalloc
 import numpy as np
 
 CASES = {
-    "MRI": dict(size=(256, 256, 128), spacing=(1.2, 1.2, 3.0)),
-    "CT": dict(size=(512, 512, 200), spacing=(0.7, 0.7, 1.0)),
-    "CT60": dict(size=(512, 512, 300), spacing=(0.7, 0.7, 1.0), r_t=30.0),
+    "MRI": {"size": (256, 256, 128), "spacing": (1.2, 1.2, 3.0)},
+    "CT": {"size": (512, 512, 200), "spacing": (0.7, 0.7, 1.0)},
+    "CT60": {"size": (512, 512, 300), "spacing": (0.7, 0.7, 1.0), "r_t": 30.0},
 }
 R_T, MARGIN, OFFSET = 15.0, 5.0, 3.0  # 3 cm tumor, true MTM 5 mm, ablation centre offset 3 mm
 
@@ -90,7 +90,8 @@ def run_naive(tumor, ablation, T):
 
 
 def naive_mtm(tumor, ablation, T) -> float:
-    """The baseline's MTM (signed voxel-centre EDT of the resampled ablation, min over tumor voxels)."""
+    """The baseline's MTM (signed voxel-centre EDT of the resampled ablation,
+    min over tumor voxels)."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -121,10 +122,12 @@ def accuracy(n: int = 10) -> None:
     from napari_ablation.core.margin import analyze_margin, sphere_image
 
     print(
-        f"MTM error (mm) on {n} random sphere pairs per grid: r_t 10 mm, true margin 4 mm, offset 0-4 mm,"
+        f"MTM error (mm) on {n} random sphere pairs per grid: r_t 10 mm, true margin 4 mm, "
+        "offset 0-4 mm,"
     )
     print(
-        "random rigid pre->post transform, oblique post grid (5 mm: offsets kept away from the caps)"
+        "random rigid pre->post transform, oblique post grid "
+        "(5 mm: offsets kept away from the caps)"
     )
     hdr = f"{'grid (mm)':<16}{'method':<17}{'bias':>8}{'worst':>8}{'target':>8}"
     print(hdr)
@@ -170,8 +173,8 @@ def accuracy(n: int = 10) -> None:
         for method, e in errs.items():
             e = np.asarray(e)
             print(
-                f"{' x '.join(f'{v:g}' for v in spacing):<16}{method:<17}{e.mean():>+8.2f}{np.abs(e).max():>8.2f}"
-                f"{target:>8.2f}"
+                f"{' x '.join(f'{v:g}' for v in spacing):<16}{method:<17}"
+                f"{e.mean():>+8.2f}{np.abs(e).max():>8.2f}{target:>8.2f}"
             )
 
 
@@ -229,17 +232,17 @@ def child(method: str, case: str, repeats: int) -> dict:
     _cur, peak_tm = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(
-        method=method,
-        case=case,
-        time_s=float(np.median(times)),
-        n=repeats,
-        peak_rss_mb=rss,
-        rss_inputs_mb=rss0,
-        peak_numpy_mb=peak_tm / 2**20,
-        mtm=mtm,
-        error=mtm - truth,
-    )
+    return {
+        "method": method,
+        "case": case,
+        "time_s": float(np.median(times)),
+        "n": repeats,
+        "peak_rss_mb": rss,
+        "rss_inputs_mb": rss0,
+        "peak_numpy_mb": peak_tm / 2**20,
+        "mtm": mtm,
+        "error": mtm - truth,
+    }
 
 
 def main() -> int:
@@ -283,7 +286,10 @@ def main() -> int:
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"true MTM {MARGIN} mm, 3 cm tumor, rigid pre->post transform, 2 threads")
-    hdr = f"{'method':<16}{'case':<5}{'time (s)':>10}{'N':>3}{'peak RSS MB':>13}{'inputs MB':>11}{'numpy peak MB':>15}{'MTM mm':>9}{'error mm':>10}"
+    hdr = (
+        f"{'method':<16}{'case':<5}{'time (s)':>10}{'N':>3}{'peak RSS MB':>13}"
+        f"{'inputs MB':>11}{'numpy peak MB':>15}{'MTM mm':>9}{'error mm':>10}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -296,7 +302,8 @@ def main() -> int:
         a, b = by.get(("napari-ablation", case)), by.get(("naive", case))
         if a and b:
             print(
-                f"{case}: napari-ablation {b['time_s'] / a['time_s']:.0f}x faster than the naive full-volume EDT"
+                f"{case}: napari-ablation {b['time_s'] / a['time_s']:.0f}x faster "
+                "than the naive full-volume EDT"
             )
     return 0
 

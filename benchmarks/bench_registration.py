@@ -70,11 +70,13 @@ def bench_sample(case, repeat: int) -> None:
         mean, worst = reg.target_error(res.transform, true, pts)
         rows.append((name, mean, worst, statistics.median(times), f"{res.iterations}"))
     print(
-        f"\n## Automatic registration, {case.info.get('name', 'sample')} case ({len(pts)} points within 30 mm of the tumor centre)"
+        f"\n## Automatic registration, {case.info.get('name', 'sample')} case "
+        f"({len(pts)} points within 30 mm of the tumor centre)"
     )
     print(
         f"pre {case.pre.GetSize()} @ {tuple(round(s, 2) for s in case.pre.GetSpacing())} mm; "
-        f"true misalignment {tfm.rotation_angle_deg(true):.1f} deg, mean TRE {m0:.2f} mm before registration"
+        f"true misalignment {tfm.rotation_angle_deg(true):.1f} deg, "
+        f"mean TRE {m0:.2f} mm before registration"
     )
     print("| method | mean TRE (mm) | max TRE (mm) | time (s, median) | iterations |")
     print("|---|---|---|---|---|")
@@ -89,7 +91,8 @@ def bench_landmarks() -> None:
     rng = np.random.default_rng(0)
     print("\n## Landmark fit (SVD) against brute-force least squares (scipy.optimize)")
     print(
-        "| pairs | noise (mm) | max |T_svd(p) - T_brute(p)| (mm) | SSE svd | SSE brute | svd time (ms) |"
+        "| pairs | noise (mm) | max |T_svd(p) - T_brute(p)| (mm) "
+        "| SSE svd | SSE brute | svd time (ms) |"
     )
     print("|---|---|---|---|---|---|---|")
     for n, noise in ((3, 0.0), (4, 1.0), (8, 2.0), (20, 1.5)):
@@ -115,7 +118,8 @@ def bench_landmarks() -> None:
         diff = np.abs(tfm.transform_points(fit.transform, grid) - brute).max()
         sse = float(np.sum((tfm.transform_points(fit.transform, pp) - qq) ** 2))
         print(
-            f"| {n} | {noise:.1f} | {diff:.2e} | {sse:.4f} | {float(np.sum(sol.fun**2)):.4f} | {dt:.2f} |"
+            f"| {n} | {noise:.1f} | {diff:.2e} | {sse:.4f} "
+            f"| {float(np.sum(sol.fun**2)):.4f} | {dt:.2f} |"
         )
 
 
@@ -144,22 +148,25 @@ def bench_live(repeat: int) -> None:
         layer[box] = part
         live.append(1000 * (time.perf_counter() - t0))
     full = []
-    for i in range(max(1, repeat)):
+    for _ in range(max(1, repeat)):
         tx = reg.adjust(None, (0.5, 0, 0), (0, 0, 0.5), centre)
         t0 = time.perf_counter()
         reg.registered(post, pre, tx, default=0.0)
         full.append(1000 * (time.perf_counter() - t0))
     n_box = int(np.prod([s.stop - s.start for s in box]))
     print(
-        f"\n## Manual adjustment, synthetic {shape[2]} x {shape[1]} x {shape[0]} case ({spacing[2]} x {spacing[1]} x {spacing[0]} mm)"
+        f"\n## Manual adjustment, synthetic {shape[2]} x {shape[1]} x {shape[0]} case "
+        f"({spacing[2]} x {spacing[1]} x {spacing[0]} mm)"
     )
     print("| update | voxels | median (ms) | max (ms) |")
     print("|---|---|---|---|")
     print(
-        f"| live: {2 * reg_half:.0f} mm box around the tumor | {n_box} | {statistics.median(live):.1f} | {max(live):.1f} |"
+        f"| live: {2 * reg_half:.0f} mm box around the tumor | {n_box} "
+        f"| {statistics.median(live):.1f} | {max(live):.1f} |"
     )
     print(
-        f"| full volume (baseline; done once the value settles) | {int(np.prod(shape))} | {statistics.median(full):.1f} | {max(full):.1f} |"
+        f"| full volume (baseline; done once the value settles) | {int(np.prod(shape))} "
+        f"| {statistics.median(full):.1f} | {max(full):.1f} |"
     )
 
 
@@ -216,10 +223,12 @@ def bench_widget_live() -> None:
     print("| step | median (ms) | max (ms) |")
     print("|---|---|---|")
     print(
-        f"| overlay update (resample 60 mm box + paste + refresh) | {statistics.median(w.live_timings_ms):.1f} | {max(w.live_timings_ms):.1f} |"
+        "| overlay update (resample 60 mm box + paste + refresh) "
+        f"| {statistics.median(w.live_timings_ms):.1f} | {max(w.live_timings_ms):.1f} |"
     )
     print(
-        f"| whole slider event incl. canvas redraw | {statistics.median(events):.1f} | {max(events):.1f} |"
+        "| whole slider event incl. canvas redraw "
+        f"| {statistics.median(events):.1f} | {max(events):.1f} |"
     )
     viewer.close()
 

@@ -64,7 +64,8 @@ def main(argv=None) -> None:
             )
         e = np.abs(errs)
         print(
-            f"| {label} | {len(errs)} | {np.mean(errs):+.2f} | {np.median(e):.2f} | {e.max():.2f} | {agree}/{len(errs)} |"
+            f"| {label} | {len(errs)} | {np.mean(errs):+.2f} | {np.median(e):.2f} "
+            f"| {e.max():.2f} | {agree}/{len(errs)} |"
         )
 
 

@@ -98,7 +98,8 @@ def calibration(kind: str, offset_mm: float, trials: int, seed: int, **kw) -> di
     -------
     dict with ``coverage`` (against the engine's MTM at the true transform),
     ``coverage_analytic``, ``unsafe_miss`` (truth below the interval), ``coverage_percentile``
-    and ``coverage_basic`` (each half of the union alone, baselines), ``mean_width_mm``, ``truth_mm``, ``analytic_mm``, ``trials``.
+    and ``coverage_basic`` (each half of the union alone, baselines), ``mean_width_mm``,
+    ``truth_mm``, ``analytic_mm``, ``trials``.
     """
     tumor, ablation, T, analytic = phantom(offset_mm)
     truth = M.analyze_margin(tumor, ablation, T, 5.0, with_shells=False).min_margin_mm
@@ -201,8 +202,9 @@ def main() -> None:
     args = ap.parse_args()
     if not args.timing:
         print(
-            "| error model | true MTM (engine / analytic, mm) | trials | coverage | truth below the interval | "
-            "coverage of the analytic MTM | mean width (mm) | percentile alone | reflected alone |"
+            "| error model | true MTM (engine / analytic, mm) | trials | coverage "
+            "| truth below the interval | coverage of the analytic MTM | mean width (mm) "
+            "| percentile alone | reflected alone |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         rows = [
@@ -215,8 +217,9 @@ def main() -> None:
             r = calibration(kind, off, args.trials, args.seed, **kw)
             print(
                 f"| {name} | {r['truth_mm']:.2f} / {r['analytic_mm']:.2f} | {r['trials']} | "
-                f"{100 * r['coverage']:.0f} % | {100 * r['unsafe_miss']:.0f} % | {100 * r['coverage_analytic']:.0f} % | "
-                f"{r['mean_width_mm']:.2f} | {100 * r['coverage_percentile']:.0f} % | {100 * r['coverage_basic']:.0f} % |",
+                f"{100 * r['coverage']:.0f} % | {100 * r['unsafe_miss']:.0f} % | "
+                f"{100 * r['coverage_analytic']:.0f} % | {r['mean_width_mm']:.2f} | "
+                f"{100 * r['coverage_percentile']:.0f} % | {100 * r['coverage_basic']:.0f} % |",
                 flush=True,
             )
     t = timing()
@@ -224,20 +227,24 @@ def main() -> None:
     print("| method (renal MRI sample, SD 1.5 mm) | 200 samples: wall time (s) | CPU time (s) |")
     print("|---|---|---|")
     print(
-        f"| fast: tabulated ablation distance, only the transform changes | {t['fast_s']:.2f} | {t['fast_cpu_s']:.2f} |"
+        "| fast: tabulated ablation distance, only the transform changes "
+        f"| {t['fast_s']:.2f} | {t['fast_cpu_s']:.2f} |"
     )
     print(
-        f"| naive: full analyze_margin per sample ({t['naive_samples']} timed, x 10) | {t['naive_s']:.1f} | "
-        f"{t['naive_cpu_s']:.1f} |"
+        f"| naive: full analyze_margin per sample ({t['naive_samples']} timed, x 10) "
+        f"| {t['naive_s']:.1f} | {t['naive_cpu_s']:.1f} |"
     )
     r = restarts()
     print(
-        f"\nautomatic registration, {r['restarts']} restarts ({r['seconds']:.1f} s): spread at the tumor "
-        f"{r['tre_mm']:.2f} mm RMS; with the default boundary tolerance: {r['line']}"
+        f"\nautomatic registration, {r['restarts']} restarts ({r['seconds']:.1f} s): "
+        f"spread at the tumor {r['tre_mm']:.2f} mm RMS; "
+        f"with the default boundary tolerance: {r['line']}"
     )
     print(
-        f"\nfast vs full analysis on {t['naive_samples']} samples: MTM difference max {t['max_abs_diff_mm']:.3f} mm, "
-        f"mean {t['mean_abs_diff_mm']:.3f} mm; fast path offset at the accepted transform {t['fast_offset_mm']:+.3f} mm"
+        f"\nfast vs full analysis on {t['naive_samples']} samples: "
+        f"MTM difference max {t['max_abs_diff_mm']:.3f} mm, "
+        f"mean {t['mean_abs_diff_mm']:.3f} mm; "
+        f"fast path offset at the accepted transform {t['fast_offset_mm']:+.3f} mm"
     )
 
 

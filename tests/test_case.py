@@ -177,7 +177,7 @@ def test_half_truncated_label_file_in_a_case_is_refused(tmp_path):
     folder = _full_case().save(tmp_path / "case")
     data = (folder / "tumor.nii.gz").read_bytes()
     (folder / "tumor.nii.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(AblationError, match="tumor.nii.gz: corrupt or truncated"):
+    with pytest.raises(AblationError, match=r"tumor\.nii\.gz: corrupt or truncated"):
         Case.load(folder)
 
 

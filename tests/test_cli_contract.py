@@ -239,7 +239,7 @@ def test_every_case_is_listed(files):
     assert sorted(_bad_input_cases(files)) == sorted(CASES)
 
 
-# ----------------------------------------------------------------------------- plausibility (issue 8, point 14)
+# ----------------------------------------------------------------- plausibility (issue 8, point 14)
 
 
 def test_no_command_prints_usage_once(capfd):

@@ -65,7 +65,8 @@ def _slice(k: int, series_uid: str, ipp, pixel_spacing=(PX, PX), frames: int = 1
 def write_series(
     folder: Path, *, tilt_deg=0.0, shift=None, spacing_of=None, spacing=(PX, PX)
 ) -> list[Path]:
-    """``shift = (slice, mm)`` moves one slice sideways; ``spacing_of = (slice, (r, c))`` gives it another PixelSpacing."""
+    """``shift = (slice, mm)`` moves one slice sideways;
+    ``spacing_of = (slice, (r, c))`` gives it another PixelSpacing."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = generate_uid()
     paths = []
@@ -96,7 +97,8 @@ def test_gantry_tilt_is_resampled_exactly_with_a_notice(tmp_path):
     assert any("gantry tilt of 15.0 deg" in n for n in loaded.notes), loaded.notes
     img = loaded.image
     assert np.allclose(img.GetDirection(), np.eye(3).ravel())
-    # the bright voxel must sit where the scanner put it: x = -10 + col*PX, y = -8 + row*PX + z*tan(tilt), z
+    # the bright voxel must sit where the scanner put it:
+    # x = -10 + col*PX, y = -8 + row*PX + z*tan(tilt), z
     k, r, c = MARK
     true = np.array([-10 + c * PX, -8 + r * PX + k * DZ * math.tan(math.radians(tilt)), k * DZ])
     arr = io.sitk.GetArrayFromImage(img)

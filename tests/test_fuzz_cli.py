@@ -332,7 +332,8 @@ def mutate_csv(text: str, rng) -> tuple[str, bytes]:
 
 
 def _nib_mask_image(path: Path):
-    """The mask an independent reader (nibabel) sees, as a SimpleITK image in LPS; None if unreadable."""
+    """The mask an independent reader (nibabel) sees, as a SimpleITK image in LPS;
+    None if unreadable."""
     import nibabel as nib
 
     try:

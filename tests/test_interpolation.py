@@ -81,7 +81,7 @@ def test_kidney_every_3rd_slice_on_2mm_slices():
     [((3.0, 0.8, 0.8), 0, 2), ((3.0, 0.8, 0.8), 2, 6), ((1.0, 2.0, 0.7), 1, 3)],
 )
 def test_anisotropic_grids(spacing, axis, step):
-    shape = tuple(int(round(80 / s)) for s in spacing)
+    shape = tuple(round(80 / s) for s in spacing)
     truth = tilted_ellipsoid(shape=shape, spacing=spacing, semi=(22, 28, 16))
     labels, keep = sparse(truth, axis, step)
     out = interpolate_slices(labels, axis, spacing)
@@ -91,7 +91,7 @@ def test_anisotropic_grids(spacing, axis, step):
 
 def test_label_value_and_dtype_kept():
     truth = tilted_ellipsoid()
-    labels, keep = sparse(truth, 0, 5, value=7, dtype=np.int32)
+    labels, _keep = sparse(truth, 0, 5, value=7, dtype=np.int32)
     out = interpolate_slices(labels, "z", (1, 1, 1))
     assert out.dtype == np.int32
     assert set(np.unique(out)) == {0, 7}
@@ -117,7 +117,7 @@ def test_several_separate_objects():
 
 def test_two_objects_merging_into_one_are_not_glued():
     """Trousers: two legs below z=20 join into one trunk above; slices every 6th."""
-    z, y, x = phantoms.centred_grid((50, 40, 60), (1, 1, 1))
+    _z, y, x = phantoms.centred_grid((50, 40, 60), (1, 1, 1))
     zi = np.arange(50)[:, None, None] * np.ones((1, 40, 60))
     legs = (((x + 12) ** 2 + y**2 <= 64) | ((x - 12) ** 2 + y**2 <= 64)) & (zi < 24)
     trunk = ((x / 22) ** 2 + (y / 9) ** 2 <= 1) & (zi >= 24)
@@ -131,7 +131,7 @@ def test_two_objects_merging_into_one_are_not_glued():
 
 def test_holes_are_kept():
     """A thick-walled tube: the lumen stays empty on the interpolated slices."""
-    z, y, x = phantoms.centred_grid((40, 50, 50), (1, 1, 1))
+    _z, y, x = phantoms.centred_grid((40, 50, 50), (1, 1, 1))
     r = np.sqrt(y**2 + x**2)
     zi = np.arange(40)[:, None, None]
     truth = (r <= 15 + 0.15 * (zi - 20)) & (r >= 6) & (zi >= 4) & (zi <= 35)

@@ -1,4 +1,5 @@
-"""Paired-landmark rigid fit: exact least squares, residuals, Fitzpatrick's predicted TRE, CSV I/O."""
+"""Paired-landmark rigid fit: exact least squares, residuals, Fitzpatrick's predicted TRE,
+CSV I/O."""
 
 from __future__ import annotations
 
@@ -183,7 +184,7 @@ def test_points_outside_the_image_are_refused():
     img = sitk.Image([10, 10, 10], sitk.sitkUInt8)
     img.SetSpacing([2.0, 2.0, 2.0])
     lm.check_inside({"a": (0, 0, 0), "b": (18.9, 18.9, 18.9)}, img, "pre")
-    with pytest.raises(AblationError, match="'b'.*outside the pre image"):
+    with pytest.raises(AblationError, match=r"'b'.*outside the pre image"):
         lm.check_inside({"a": (0, 0, 0), "b": (25, 0, 0)}, img, "pre")
 
 

@@ -144,7 +144,7 @@ def test_painting_is_autosaved_and_survives_closing_the_viewer(make_napari_viewe
 
 
 def test_reopening_a_case_folder_restores_the_layers(make_napari_viewer, qtbot, tmp_path):
-    viewer, widget, session = _loaded_case(make_napari_viewer, qtbot, tmp_path)
+    viewer, _widget, session = _loaded_case(make_napari_viewer, qtbot, tmp_path)
     tumor = _layers.find_layer(viewer, "tumor")
     tumor.data_setitem((np.array([6]), np.array([10]), np.array([11])), 1)
     session.flush()
@@ -288,7 +288,7 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(
     assert np.allclose(pre.scale, (3.0, 1.2, 1.2))
     # the displayed slice goes through the tumor
     tumor = _layers.find_layer(viewer, "tumor")
-    z = int(round(tumor.world_to_data(viewer.dims.point)[0]))
+    z = round(tumor.world_to_data(viewer.dims.point)[0])
     assert tumor.data[z].any()
     # bundled data untouched: the working copy lives in the user's cases folder
     assert CaseSession.of(viewer).folder == cases_root / "sample_renal_mri"
@@ -314,7 +314,7 @@ def test_background_autosave_keeps_the_newest_labels_and_the_current_transform(
     and a transform set meanwhile is not rolled back by a label write."""
     from napari_ablation.core import transform as tfm
 
-    viewer, widget, session = _loaded_case(make_napari_viewer, qtbot, tmp_path)
+    viewer, _widget, session = _loaded_case(make_napari_viewer, qtbot, tmp_path)
     tumor = _layers.find_layer(viewer, "tumor")
     for k in range(5):  # five quick saves in a row, each in the background
         tumor.data_setitem((np.array([k]), np.array([3]), np.array([4])), 1)

@@ -27,7 +27,8 @@ TARGETS = {
 
 
 def make_case(rng, spacing, *, rigid=True, oblique=True, r_t=10.0, true_margin=4.0, in_plane=False):
-    """Random sub-voxel placement, offset direction (well inside an octant), rigid T, oblique post grid."""
+    """Random sub-voxel placement, offset direction (well inside an octant), rigid T,
+    oblique post grid."""
     sp = np.asarray(spacing, float)
     d = rng.uniform(2.5, 4.0)
     while True:
@@ -51,7 +52,15 @@ def make_case(rng, spacing, *, rigid=True, oblique=True, r_t=10.0, true_margin=4
     D = Rotation.from_rotvec(rng.uniform(-0.4, 0.4, 3)).as_matrix() if oblique else np.eye(3)
     origin = c_a_post - D @ (ext * np.ones(3)) + rng.uniform(0, 1, 3) * sp
     ablation = M.sphere_image(size, sp, origin, c_a_post, r_a, direction=D)
-    truth = dict(margin=r_a - r_t - d, r_t=r_t, r_a=r_a, d=d, u=u, c_t=c_t, c_a=c_a_pre)
+    truth = {
+        "margin": r_a - r_t - d,
+        "r_t": r_t,
+        "r_a": r_a,
+        "d": d,
+        "u": u,
+        "c_t": c_t,
+        "c_a": c_a_pre,
+    }
     return tumor, ablation, T, truth
 
 
@@ -130,7 +139,8 @@ def test_max_diameter_of_a_sphere_and_a_box():
 
 
 def test_transform_direction_matters():
-    """T maps pre points to post points: the ablation at post x=+9 is at pre x=+3 when T shifts by +6."""
+    """T maps pre points to post points: the ablation at post x=+9 is at pre x=+3
+    when T shifts by +6."""
     c = np.zeros(3)
     tumor = M.sphere_image([41, 41, 41], [1, 1, 1], [-20.5] * 3, c, 8.0)
     T = sitk.TranslationTransform(3, (6.0, 0.0, 0.0))
@@ -190,7 +200,7 @@ def test_partial_coverage_three_classes_and_labels_image():
     assert res10.volume_ml["uncovered"] == pytest.approx(res.volume_ml["uncovered"])
     assert res10.volume_ml["covered_with_margin"] < res.volume_ml["covered_with_margin"]
     # the cumulative curve starts at 1 and decreases
-    x, cum = res.cumulative_curve()
+    _x, cum = res.cumulative_curve()
     assert cum[0] == pytest.approx(1.0) and np.all(np.diff(cum) <= 1e-12)
     assert res.histogram_fraction.sum() == pytest.approx(1.0)
 
@@ -311,7 +321,7 @@ def test_a_lesion_a_few_voxels_across_is_measured_with_a_warning():
     assert 7 - 0.5 * math.sqrt(3) - 0.3 <= res1.min_margin_mm <= 7 - 0.5 + 0.3
 
 
-# ----------------------------------------------------------------------------- issue 9: causes of bias
+# -------------------------------------------------------------------------- issue 9: causes of bias
 
 
 @pytest.mark.parametrize("seed", range(3))

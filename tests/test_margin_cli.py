@@ -31,7 +31,8 @@ CLASS_KEYS = {"covered_with_margin", "insufficient_margin", "uncovered"}
 
 @pytest.fixture()
 def files(tmp_path):
-    """Tumor on a 0.8 x 0.8 x 2 mm pre grid, ablation on a 1 mm post grid shifted by T = +7 mm in y."""
+    """Tumor on a 0.8 x 0.8 x 2 mm pre grid, ablation on a 1 mm post grid
+    shifted by T = +7 mm in y."""
     c = np.array([1.0, -2.0, 3.0])
     tumor = M.sphere_image([50, 50, 20], [0.8, 0.8, 2.0], (c - [20, 20, 19]).tolist(), c, 8.0)
     shift = np.array([0.0, 7.0, 0.0])

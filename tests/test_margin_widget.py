@@ -19,7 +19,8 @@ SHIFT = (0.0, 5.0, 0.0)  # registration pre -> post (ITK): post = pre + SHIFT
 
 
 def phantom_case() -> Case:
-    """Tumor r=8 mm; ablation r=12 mm centred 6 mm to its left (pre space): MTM = 12 - 8 - 6 = -2 mm."""
+    """Tumor r=8 mm; ablation r=12 mm centred 6 mm to its left (pre space):
+    MTM = 12 - 8 - 6 = -2 mm."""
     c = np.array([0.3, -0.4, 0.2])
     sp = (1.0, 1.0, 2.0)
     size = (48, 48, 24)
@@ -199,7 +200,8 @@ def test_margin_widget_screenshot_shows_three_colours(
 
 
 def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    """The bundled renal MRI sample (thin negative margin medially): numbers and the three colours."""
+    """The bundled renal MRI sample (thin negative margin medially):
+    numbers and the three colours."""
     from napari_ablation.core import samples
     from napari_ablation.widgets.margin import MarginWidget
     from napari_ablation.widgets.session import CaseSession

@@ -68,7 +68,8 @@ def test_camera_and_letters_on_a_viewer_model():
 
 @pytest.fixture(scope="module")
 def marked_pre():
-    """The renal sample's pre image with a bright cube 25 mm right, anterior and superior of its centre."""
+    """The renal sample's pre image with a bright cube 25 mm right, anterior and superior
+    of its centre."""
     pre = samples.load_sample("renal_mri").pre
     arr = sitk.GetArrayFromImage(pre).astype(np.float32)
     lo, hi = geometry.physical_bounds(pre)

@@ -355,7 +355,7 @@ def test_score_file_appends_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     # the file layer turns the OS error into one line naming the path
-    with pytest.raises(AblationError, match="cannot write .*disk gone"):
+    with pytest.raises(AblationError, match=r"cannot write .*disk gone"):
         quiz.append_score(
             tmp_path, "Dr. A. Resident", {"case": "case_03", "answer": {}, "score": {}}
         )
@@ -398,7 +398,8 @@ def test_cli_make_and_score(synthetic_quiz, tmp_path, capsys):
     for cid in made.case_ids:
         k = key["cases"][cid]
         lines.append(
-            f"{cid},{'yes' if k['complete_coverage'] else 'no'},{k['min_margin_mm'] + 1.0},{k['min_margin_octant']},{k['coverage_class']}"
+            f"{cid},{'yes' if k['complete_coverage'] else 'no'},{k['min_margin_mm'] + 1.0},"
+            f"{k['min_margin_octant']},{k['coverage_class']}"
         )
     ans = _answers(tmp_path, "\n".join(lines) + "\n")
     out = tmp_path / "scores.json"
@@ -528,7 +529,7 @@ def test_cli_score_wrong_key_and_empty_quiz(hand_quiz, tmp_path, capsys):
     assert "no cases" in capsys.readouterr().err
 
 
-# ----------------------------------------------------------------------------- bundled quiz, QuizRun
+# ---------------------------------------------------------------------------- bundled quiz, QuizRun
 
 
 def test_bundled_quiz_ships_small_and_complete():

@@ -178,8 +178,11 @@ def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     post_pts = [tfm.transform_points(TRUE, p)[0] for p in pre_pts]
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
+
     # a misclick on post (as napari's add mode does it), undone
-    to_data = lambda p: (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)
+    def to_data(p):
+        return (p[::-1] - np.asarray(post_l.translate)) / np.asarray(post_l.scale)
+
     post_l.add(to_data(post_pts[0] + 40))
     assert list(post_l.features["pair"]) == ["1"]
     w.landmarks.remove_last_point()
@@ -295,7 +298,8 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"].data
     q = tfm.transform_points(TRUE, TUMOR_C)[0][::-1]  # world (z, y, x)
-    # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it), its depth written
+    # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it),
+    # its depth written
     assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][1:], q[1:])
     assert cross[1][0] == pytest.approx(TUMOR_C[2])
     depth = abs(q[0] - TUMOR_C[2])

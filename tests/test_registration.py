@@ -67,7 +67,10 @@ def make_phantom(
         post = np.where(ice, 5.0 + rng.normal(0, noise, ice.shape), post)
     else:
         ice = np.zeros(pts.shape[:3], bool)
-    mk = lambda a: geometry.image_from_array(a.astype(np.float32), sp[::-1], origin[::-1])
+
+    def mk(a):
+        return geometry.image_from_array(a.astype(np.float32), sp[::-1], origin[::-1])
+
     pre_img, post_img = mk(pre), mk(post)
     tumor_img = geometry.like(tumor.astype(np.uint8), pre_img)
     ice_img = geometry.like(ice.astype(np.uint8), post_img)

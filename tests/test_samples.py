@@ -1,4 +1,5 @@
-"""The bundled synthetic sample cases: geometry, ground truth, determinism, napari sample command."""
+"""The bundled synthetic sample cases: geometry, ground truth, determinism,
+napari sample command."""
 
 from __future__ import annotations
 

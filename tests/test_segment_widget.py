@@ -124,7 +124,7 @@ def _draw_every(layer, truth, axis, step):
 
 
 def test_create_layers_colours_and_brush_in_mm(setup):
-    viewer, widget, _session, qtbot = setup
+    viewer, widget, _session, _qtbot = setup
     widget.structure.setCurrentIndex(0)
     tumor = widget.ensure_labels_layer()
     assert tumor is _layers.find_layer(viewer, "tumor")
@@ -343,7 +343,7 @@ def test_seeded_region_for_the_ablation_zone(setup):
 
 
 def test_refine_rough_outline(setup):
-    viewer, widget, _session, qtbot = setup
+    _viewer, widget, _session, qtbot = setup
     tumor = widget.ensure_labels_layer()
     truth = _tumor_truth()
     rough = seg.grow_shrink(truth, SPACING_ZYX, 2.0)
@@ -362,12 +362,12 @@ def test_compare_two_readers(setup, tmp_path):
     viewer, widget, _session, qtbot = setup
     truth = _tumor_truth()
     pre = _layers.find_layer(viewer, "pre")
-    kw = dict(
-        scale=pre.scale,
-        translate=pre.translate,
-        units=geometry.UNITS,
-        axis_labels=geometry.AXIS_LABELS,
-    )
+    kw = {
+        "scale": pre.scale,
+        "translate": pre.translate,
+        "units": geometry.UNITS,
+        "axis_labels": geometry.AXIS_LABELS,
+    }
     viewer.add_labels(truth.astype(np.uint8), name="reader 1", **kw)
     viewer.add_labels(
         seg.grow_shrink(truth, SPACING_ZYX, 1.6).astype(np.uint8), name="reader 2", **kw

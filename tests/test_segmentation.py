@@ -79,7 +79,7 @@ def test_fill_holes_3d_and_per_slice():
     shell = ball(SHAPE, SP, 14.0) & ~ball(SHAPE, SP, 8.0)
     assert np.array_equal(S.fill_holes(shell), ball(SHAPE, SP, 14.0))
     # a tube open at both ends: no 3D hole, but every axial slice has one
-    z, y, x = _grid((10, 40, 40), (1, 1, 1))
+    _z, y, x = _grid((10, 40, 40), (1, 1, 1))
     tube = (y**2 + x**2 <= 144) & (y**2 + x**2 >= 16)
     assert np.array_equal(S.fill_holes(tube, axis=0), y**2 + x**2 <= 144)
 
@@ -118,7 +118,7 @@ def test_erase_slice_and_apply_mask_keep_other_labels():
     new = S.apply_mask(lab, 1, grown)
     assert (new[lab == 2] == 2).all()
     assert ((new == 1) == (grown & (lab != 2))).all()
-    idx, newv, oldv = S.changed_voxels(lab, new)
+    idx, _newv, oldv = S.changed_voxels(lab, new)
     restored = new.copy()
     restored[idx] = oldv
     assert np.array_equal(restored, lab)

@@ -48,7 +48,8 @@ def test_ellipsoid_distance_against_dense_surface():
 
 
 def test_exact_margin_of_offset_spheres():
-    """Sphere radius 10 in a sphere radius 16 shifted by 3 mm: MTM = 16 - 10 - 3, on the shifted-away side."""
+    """Sphere radius 10 in a sphere radius 16 shifted by 3 mm: MTM = 16 - 10 - 3,
+    on the shifted-away side."""
     tumor = Blob((0.0, 0.0, 0.0), (10.0, 10.0, 10.0))
     d = synthetic.octant_direction("right-anterior-superior")
     zone = synthetic.Zone(3.0 * -d, np.array([16.0, 16.0, 16.0]), np.eye(3))

@@ -1,4 +1,5 @@
-"""The MTM interval (core/uncertainty.py): zero noise, landmark TRE, calibration, boundary tolerance."""
+"""The MTM interval (core/uncertainty.py): zero noise, landmark TRE, calibration,
+boundary tolerance."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def test_landmark_closed_form_tre_agrees_with_resampling_within_10_percent():
         assert closed == pytest.approx(fit.predicted_tre_at(x), rel=0.01)
         resampled = float(np.sqrt(np.mean(samples.displacement_at(x) ** 2)))
         assert resampled == pytest.approx(closed, rel=0.10)
-    # with the localisation error drawn from its posterior the spread grows by about sqrt(dof / (dof - 2))
+    # with the localisation error drawn from its posterior the spread grows by about
+    # sqrt(dof / (dof - 2))
     post = U.landmark_samples(fixed, moving, 4000, np.random.default_rng(2), tumor)
     ratio = np.sqrt(np.mean(post.displacement_at(tumor) ** 2)) / U.predicted_tre(cov, tumor, tumor)
     assert ratio == pytest.approx(np.sqrt(12 / 10), rel=0.10)
@@ -122,7 +124,8 @@ def test_boundary_tolerance_alone_moves_the_mtm_by_at_most_both_tolerances(phant
     tumor, _ablation, _T, res = phantom
     unc = U.margin_uncertainty(res, None, boundary_mm=0.5, samples=200, seed=4)
     change = unc.sampled_min_margin_mm - res.min_margin_mm
-    # tumor and ablation boundaries each move by up to 0.5 mm: the MTM by up to 1 mm (+ the fast path's error)
+    # tumor and ablation boundaries each move by up to 0.5 mm: the MTM by up to 1 mm
+    # (+ the fast path's error)
     assert np.abs(change).max() <= 1.0 + 0.05
     assert np.std(change) > 0.2  # two uniforms of half-width 0.5: SD about 0.41
     assert any("segmentation" in s for s in unc.sources)

@@ -1,4 +1,5 @@
-"""``napari-ablation margin --uncertainty``: JSON keys of DESIGN section 5, summary line, labels, bad input."""
+"""``napari-ablation margin --uncertainty``: JSON keys of DESIGN section 5, summary line,
+labels, bad input."""
 
 from __future__ import annotations
 
