@@ -321,7 +321,7 @@ def test_background_autosave_keeps_the_newest_labels_and_the_current_transform(
         assert session.autosave() is True
     tx = tfm.euler_from_matrix(np.eye(3), [1.0, -2.0, 3.0])
     session.set_transform(tx)
-    qtbot.waitUntil(lambda: not session.has_unsaved_changes, timeout=10000)
+    qtbot.waitUntil(lambda: not session.has_unsaved_changes, timeout=60000)
     saved = Case.load(session.folder)
     arr = sitk.GetArrayFromImage(saved.tumor)
     assert [int(arr[k, 3, 4]) for k in range(5)] == [1] * 5 and int(arr.sum()) == 5
