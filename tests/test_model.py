@@ -214,6 +214,25 @@ def test_save_state_follows_the_files_on_disk(tmp_path):
     doc = json.loads((folder / "case.json").read_text())
     assert doc["qa"]["verdict"] == "needs correction" and doc["settings"]["threshold_mm"] == 3.0
     assert Case.load(folder).transform.GetTranslation() == (1.0, 2.0, 3.0)
+    # labels queued before a transform change and written after it keep the newer transform
+    m.labels("tumor")[10, 24, 20] = 0
+    m.labels_edited("tumor", "brush")
+    queued = m.save_request()  # carries the (1, 2, 3) transform
+    m.set_transform(transform.euler_from_matrix(np.eye(3), [4.0, 5.0, 6.0]), "manual")
+    m.save(items=())  # the manifest alone written first (as the session does for a transform)
+    m.mark_saved(m.write(queued), queued.folder)  # the older request lands last
+    back = Case.load(folder)
+    assert back.transform.GetTranslation() == (4.0, 5.0, 6.0)
+    assert sitk.GetArrayFromImage(back.tumor)[10, 24, 20] == 0
+    assert m.all_saved
+    # an identity set after the queued request is not undone by it either
+    m.labels("tumor")[10, 25, 20] = 0
+    m.labels_edited("tumor", "brush")
+    queued = m.save_request()
+    m.reset_transform()
+    m.save(items=())
+    m.mark_saved(m.write(queued), queued.folder)
+    assert Case.load(folder).transform is None and not (folder / "transform.tfm").exists()
 
 
 def test_loaded_from_folder_is_saved_and_a_new_folder_is_not(tmp_path):

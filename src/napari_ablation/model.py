@@ -67,6 +67,10 @@ LABEL_SOURCES = ("load", "brush", "undo", "redo", "bulk", "layer")
 ANALYSIS_INPUTS = ("tumor", "ablation", "transform", "settings")
 
 
+#: the items written in case.json with every save (transform, landmarks, settings, QA)
+MANIFEST_ITEMS = ("transform", "landmarks", "settings", "qa")
+
+
 @dataclass(frozen=True)
 class TransformStep:
     """One step of the registration history."""
@@ -199,6 +203,7 @@ class CaseModel:
         self.save_error: str | None = None
         self._write_lock = threading.Lock()
         self._written: dict[str, int] = dict.fromkeys(ITEMS, 0)
+        self._written_manifest: dict[str, tuple[int, Any]] = {}
 
     # ================================================================ versions, save state
     def version(self, item: str) -> int:
@@ -258,6 +263,7 @@ class CaseModel:
         self._folder = new
         self._saved = dict.fromkeys(ITEMS, 0)  # nothing is in the new folder yet
         self._written = dict.fromkeys(ITEMS, 0)
+        self._written_manifest = {}
         self.folder_changed.emit()
         self.save_state_changed.emit()
         self.changed.emit("folder")
@@ -311,6 +317,7 @@ class CaseModel:
             else dict.fromkeys(ITEMS, 0)
         )
         self._written = dict(self._saved)
+        self._written_manifest = {}
         self._analysis = None
         self._was_current = False
         self.save_error = None
@@ -736,8 +743,15 @@ class CaseModel:
             )
             if only is not None and not only and not manifest_fresh:
                 return {k: self._written[k] for k in ITEMS}
+            # the manifest is rewritten with every request: an item a newer request already
+            # wrote (a transform set while older labels were queued) keeps that newer value
+            newest = self._written_manifest
+            for k in MANIFEST_ITEMS:
+                if k in newest and v[k] < self._written.get(k, 0):
+                    setattr(request.case, k, newest[k][1])
+                    v = {**v, k: newest[k][0]}
             request.case.save(request.folder, only=only)
-            stale_tfm = request.folder / TRANSFORM_FILE
+            stale_tfm = Path(request.folder) / TRANSFORM_FILE
             if request.case.transform is None and stale_tfm.exists():
                 # identity now: an older transform file must not come back on reload
                 stale_tfm.unlink()
@@ -745,6 +759,9 @@ class CaseModel:
             written |= {"transform", "landmarks", "settings", "qa"}
             for k in written:
                 self._written[k] = max(self._written.get(k, 0), v[k])
+            self._written_manifest = {
+                k: (v[k], copy.deepcopy(getattr(request.case, k))) for k in MANIFEST_ITEMS
+            }
             return {k: self._written[k] for k in ITEMS}
 
     def mark_saved(self, written: dict[str, int], folder: Path | None = None) -> None:
