@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import distributed  # a runtime dependency: the cohort tests must never be skipped
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -20,8 +21,6 @@ from napari_ablation.core import transform as tfm
 from napari_ablation.core.case import Case
 from napari_ablation.core.errors import AblationError
 from napari_ablation.core.margin import sphere_image
-
-distributed = pytest.importorskip("distributed")
 
 
 def _image(size, spacing, origin, centre, masks_and_values, body_value=80.0):
