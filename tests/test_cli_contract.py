@@ -56,120 +56,33 @@ def files(tmp_path):
 
 def _bad_input_cases(f):
     out = f["dir"] / "out"
+    json_out, tfm_out = f"{out}.json", f"{out}.tfm"
+
+    def margin(tumor, ablation, *extra):
+        args = ["margin", "--tumor", str(tumor), "--ablation", str(ablation), *extra]
+        return [*args, "--json", json_out], json_out
+
+    def register(*args):
+        return ["register", *map(str, args), "--out", tfm_out], tfm_out
+
+    nope = f["dir"] / "nope.nii.gz"
     return {
-        "margin missing tumor": (
-            [
-                "margin",
-                "--tumor",
-                str(f["dir"] / "nope.nii.gz"),
-                "--ablation",
-                str(f["ablation"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
+        "margin missing tumor": margin(nope, f["ablation"]),
+        "margin not an image": margin(f["text"], f["ablation"]),
+        "margin 2D": margin(f["flat"], f["ablation"]),
+        "margin empty tumor": margin(f["empty"], f["ablation"]),
+        "margin empty ablation": margin(f["tumor"], f["empty"]),
+        "margin non-rigid transform": margin(
+            f["tumor"], f["ablation"], "--transform", str(f["scaling"])
         ),
-        "margin not an image": (
-            [
-                "margin",
-                "--tumor",
-                str(f["text"]),
-                "--ablation",
-                str(f["ablation"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
+        "margin grids do not overlap": margin(f["tumor"], f["far"]),
+        "register missing image": register("--fixed", nope, "--moving", f["ablation"]),
+        "register too few points": register(
+            "--fixed-points", f["two_points"], "--moving-points", f["two_points"]
         ),
-        "margin 2D": (
-            [
-                "margin",
-                "--tumor",
-                str(f["flat"]),
-                "--ablation",
-                str(f["ablation"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
-        ),
-        "margin empty tumor": (
-            [
-                "margin",
-                "--tumor",
-                str(f["empty"]),
-                "--ablation",
-                str(f["ablation"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
-        ),
-        "margin empty ablation": (
-            [
-                "margin",
-                "--tumor",
-                str(f["tumor"]),
-                "--ablation",
-                str(f["empty"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
-        ),
-        "margin non-rigid transform": (
-            [
-                "margin",
-                "--tumor",
-                str(f["tumor"]),
-                "--ablation",
-                str(f["ablation"]),
-                "--transform",
-                str(f["scaling"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
-        ),
-        "margin grids do not overlap": (
-            [
-                "margin",
-                "--tumor",
-                str(f["tumor"]),
-                "--ablation",
-                str(f["far"]),
-                "--json",
-                f"{out}.json",
-            ],
-            f"{out}.json",
-        ),
-        "register missing image": (
-            [
-                "register",
-                "--fixed",
-                str(f["dir"] / "nope.nii.gz"),
-                "--moving",
-                str(f["ablation"]),
-                "--out",
-                f"{out}.tfm",
-            ],
-            f"{out}.tfm",
-        ),
-        "register too few points": (
-            [
-                "register",
-                "--fixed-points",
-                str(f["two_points"]),
-                "--moving-points",
-                str(f["two_points"]),
-                "--out",
-                f"{out}.tfm",
-            ],
-            f"{out}.tfm",
-        ),
-        "register nothing to do": (["register", "--out", f"{out}.tfm"], f"{out}.tfm"),
+        "register nothing to do": register(),
         "interpolate missing": (
-            ["interpolate", "--labels", str(f["dir"] / "nope.nii.gz"), "--out", f"{out}.nii.gz"],
+            ["interpolate", "--labels", str(nope), "--out", f"{out}.nii.gz"],
             f"{out}.nii.gz",
         ),
         "interpolate one slice": (None, None),  # built in the test
