@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import AblationError
-from .files import OutputSet, input_file, quiet_native_stderr, read_text
+from .files import OutputSet, input_file, read_text
 
 
 def matrix_offset(tx: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +273,50 @@ def _build(pt: ParsedTransform, name: str) -> sitk.Transform:
     return tx
 
 
+# Reads an ITK binary transform (HDF5 / MATLAB) in a child process and prints its text
+# form: a corrupt binary file can make ITK's HDF5 library loop, print at exit or crash,
+# which must not happen in the plugin's own process.
+_BINARY_TO_TEXT = """
+import os, sys, tempfile
+import SimpleITK as sitk
+tx = sitk.ReadTransform(sys.argv[1])
+fd, tmp = tempfile.mkstemp(suffix=".tfm")
+os.close(fd)
+try:
+    sitk.WriteTransform(tx, tmp)
+    sys.stdout.write(open(tmp, encoding="ascii").read())
+finally:
+    os.remove(tmp)
+"""
+
+
+def _binary_transform_as_text(p: Path) -> str:
+    """The ITK text form of a binary (``.h5`` / ``.mat``) transform file, read in isolation.
+
+    The text then goes through the same checks as a ``.tfm`` file (:func:`parse_tfm_text`).
+    """
+    import subprocess
+    import sys
+
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", _BINARY_TO_TEXT, str(p)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        res = None
+    if res is None or res.returncode != 0 or not res.stdout.strip():
+        raise AblationError(f"{p.name}: not a readable ITK transform file")
+    try:
+        return res.stdout.decode("ascii")
+    except UnicodeDecodeError:
+        raise AblationError(f"{p.name}: not a readable ITK transform file") from None
+
+
 def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
-    """Read a rigid transform file (``.tfm`` / ``.txt`` parsed and checked here; ``.h5``, ``.mat``).
+    """Read a rigid transform file (``.tfm``, ``.txt``; ``.h5``, ``.mat`` via a child process).
 
     Parameters
     ----------
@@ -290,33 +332,32 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
     AblationError
         Missing or unreadable file, malformed text, wrong parameter counts, non-finite
         values, a non-rigid or deformable transform.
+
+    Notes
+    -----
+    Binary files are converted to ITK text in a child process (a corrupt HDF5 file can
+    make ITK loop or crash) and then checked like a ``.tfm`` file. A MATLAB ``.mat``
+    file has no checksum: a changed byte inside one of its numbers cannot be detected.
     """
     p = input_file(path, "transform file")
-    if p.name.lower().endswith(TEXT_TRANSFORM_SUFFIXES) or not p.name.lower().endswith(
-        TRANSFORM_SUFFIXES
+    if p.name.lower().endswith(TRANSFORM_SUFFIXES) and not p.name.lower().endswith(
+        TEXT_TRANSFORM_SUFFIXES
     ):
-        parsed = parse_tfm_text(read_text(p, "transform file"), p.name)
-        parts = [pt for pt in parsed if pt.kind != "CompositeTransform"]
-        if parsed[0].kind == "CompositeTransform":
-            if not parts:
-                return sitk.Euler3DTransform()
-            tx = sitk.CompositeTransform([_build(pt, p.name) for pt in parts])
-        elif len(parts) == 1:
-            tx = _build(parts[0], p.name)
-        else:
-            raise AblationError(
-                f"{p.name}: {len(parts)} transforms without a CompositeTransform header"
-            )
+        text = _binary_transform_as_text(p)
     else:
-        with quiet_native_stderr():
-            try:
-                tx = sitk.ReadTransform(str(p))
-            except RuntimeError:
-                tx = None
-        if tx is None:
-            raise AblationError(f"{p.name}: not a readable ITK transform file")
-        if tx.GetDimension() != 3:
-            raise AblationError(f"{p.name}: a {tx.GetDimension()}D transform, expected 3D")
+        text = read_text(p, "transform file")
+    parsed = parse_tfm_text(text, p.name)
+    parts = [pt for pt in parsed if pt.kind != "CompositeTransform"]
+    if parsed[0].kind == "CompositeTransform":
+        if not parts:
+            return sitk.Euler3DTransform()
+        tx = sitk.CompositeTransform([_build(pt, p.name) for pt in parts])
+    elif len(parts) == 1:
+        tx = _build(parts[0], p.name)
+    else:
+        raise AblationError(
+            f"{p.name}: {len(parts)} transforms without a CompositeTransform header"
+        )
     if tx.GetName() == "CompositeTransform":
         comp = sitk.CompositeTransform(tx)
         if comp.GetNumberOfTransforms() == 0:
