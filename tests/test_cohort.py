@@ -179,6 +179,12 @@ def test_batch_equals_margin_cli_exactly(cohort_dir, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "4/4 done" in err and "0 failed" in err
+    # the Parquet copy (pyarrow is in the testing extra) holds the same table
+    pq = pd.read_parquet(res / cohort.MARGINS_PARQUET)
+    csv = pd.read_csv(res / "margins.csv")
+    assert list(pq.columns) == list(csv.columns) and len(pq) == len(csv) == 4
+    for col in ("case", "min_margin_mm", "tumor_volume_ml", "spacing_z_mm"):
+        assert pq[col].tolist() == csv[col].tolist(), col
 
 
 def test_rerun_recomputes_only_deleted_or_changed(cohort_dir, tmp_path, client):
