@@ -41,7 +41,15 @@ exclude_patterns = ["_build", "_generated", "scripts", "Thumbs.db", ".DS_Store",
 templates_path = ["_templates"]
 
 # Markdown pages
-myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "attrs_inline"]
+myst_enable_extensions = [
+    "colon_fence",
+    "deflist",
+    "dollarmath",
+    "attrs_inline",
+    "substitution",
+]
+# the resolution-limit figures: set from the engine by napari_ablation_docs
+myst_substitutions: dict[str, str] = {}
 myst_heading_anchors = 3
 
 # API reference of core/ from its docstrings

@@ -4,6 +4,8 @@ At ``builder-inited`` it writes, into ``docs/_generated/`` (ignored by git):
 
 * ``cli.md``: the ``--help`` of ``napari-ablation`` and of every subcommand, taken from
   :func:`napari_ablation.cli.build_parser`, so a new subcommand appears by itself;
+* ``sample_margin.txt``: what ``napari-ablation margin`` prints for the bundled renal case
+  with its true transform (the Getting-started page quotes it);
 * ``screenshots/*.png``: pictures of the real widgets on the bundled samples, taken by
   ``docs/scripts/make_screenshots.py`` (napari needs OpenGL: on a Linux machine without
   a display the script runs under ``xvfb-run -a``).
@@ -107,6 +109,64 @@ def _write_if_changed(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+# ----------------------------------------------------------------------------- figures
+
+
+def sample_margin_text() -> str:
+    """What ``napari-ablation margin`` prints for the renal sample with its true transform."""
+    import contextlib
+    import io
+    import tempfile
+
+    from napari_ablation import cli
+    from napari_ablation.core import samples
+
+    case = samples.sample_dir() / "renal_mri"
+    out = io.StringIO()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out):
+        code = cli.main(
+            [
+                "margin",
+                "--tumor",
+                str(case / "tumor.nii.gz"),
+                "--ablation",
+                str(case / "ablation.nii.gz"),
+                "--transform",
+                str(case / "true_transform.tfm"),
+                "--threshold",
+                "5",
+                "--json",
+                str(Path(tmp) / "margins.json"),
+            ]
+        )
+    if code != 0:
+        raise ExtensionError(f"napari-ablation margin on the renal sample exited {code}")
+    return out.getvalue()
+
+
+def limit_substitutions() -> dict[str, str]:
+    """The resolution-limit figures quoted by "Reading a margin", from the engine itself."""
+    import SimpleITK as sitk
+
+    from napari_ablation.core import margin
+
+    def limit(spacing, direction):
+        img = sitk.Image(4, 4, 4, sitk.sitkUInt8)
+        img.SetSpacing(spacing)
+        grid = margin._Grid(img)
+        one = margin._surface_error_sd(grid, direction)
+        return f"{(2 * one * one) ** 0.5:.2f}"  # tumor and ablation masks on the same grid
+
+    return {
+        "limit_inplane_fraction": f"{margin.LIMIT_INPLANE_THICK_GRID:.2f}",
+        "limit_across_fraction": f"{margin.LIMIT_ACROSS_SLICES:.2f}",
+        "limit_isotropic_fraction": f"{margin.LIMIT_ISOTROPIC:.2f}",
+        "limit_mri_inplane": limit((1.2, 1.2, 3.0), (1.0, 0.0, 0.0)),
+        "limit_mri_across": limit((1.2, 1.2, 3.0), (0.0, 0.0, 1.0)),
+        "limit_iso_1mm": limit((1.0, 1.0, 1.0), (1.0, 0.0, 0.0)),
+    }
+
+
 # ----------------------------------------------------------------------------- screenshots
 
 
@@ -164,8 +224,22 @@ def make_screenshots() -> None:
 # ----------------------------------------------------------------------------- Sphinx hooks
 
 
+_SAMPLE_TEXT: list[str] = []  # sample_margin_text(), computed once per build
+
+
+def _config_inited(app, config) -> None:
+    _SAMPLE_TEXT[:] = [sample_margin_text()]
+    first = _SAMPLE_TEXT[0].splitlines()[0]  # "MTM = -1.8 mm (± 0.7 mm), rounded ..."
+    config.myst_substitutions = {
+        **config.myst_substitutions,
+        **limit_substitutions(),
+        "sample_mtm": f"`{first.split('), ')[0]})`",
+    }
+
+
 def _builder_inited(app) -> None:
     _write_if_changed(GENERATED / "cli.md", cli_reference_markdown())
+    _write_if_changed(GENERATED / "sample_margin.txt", _SAMPLE_TEXT[0])
     make_screenshots()
 
 
@@ -178,6 +252,7 @@ def _skip_foreign(app, what, name, obj, skip, options):
 
 
 def setup(app):
+    app.connect("config-inited", _config_inited)
     app.connect("builder-inited", _builder_inited)
     app.connect("autodoc-skip-member", _skip_foreign)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
