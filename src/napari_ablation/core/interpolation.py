@@ -115,7 +115,8 @@ def edt3d(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32 distances in mm (0 on False voxels; all zeros for an empty mask).
+        The float32 distances in mm (0 on False voxels; all zeros for an empty
+        mask).
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
     if not mask.any():
@@ -142,7 +143,7 @@ def signed_distance_2d(mask: np.ndarray, sampling: Sequence[float], far: float) 
     Returns
     -------
     numpy.ndarray
-        float32 distances in mm, negative inside the mask, positive outside.
+        The float32 distances in mm, negative inside the mask, positive outside.
     """
     if not mask.any():
         return np.full(mask.shape, far, dtype=np.float32)
@@ -377,8 +378,20 @@ def interpolate_box(
 
     Parameters
     ----------
-    labels, axis, spacing_zyx, label, annotated, method
-        As for :func:`interpolate_slices`.
+    labels : array_like
+        3D ``(z, y, x)`` integer (or boolean) label array.
+    axis : int or str
+        The slice axis: 0/``'z'``/``'axial'``, 1/``'y'``/``'coronal'`` or
+        2/``'x'``/``'sagittal'``.
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    label : int, optional
+        Interpolate only this label value (default: every non-zero value).
+    annotated : sequence of int, optional
+        The annotated slice indices (default: the slices holding the label).
+    method : {'pchip', 'linear', 'nearest'}, optional
+        Blending of the distance maps along the axis, as for
+        :func:`interpolate_slices`.
 
     Returns
     -------

@@ -35,7 +35,7 @@ def _check(displayed) -> tuple[int, int]:
 
 
 def screen_directions(displayed) -> tuple[str, str]:
-    """How the two displayed axes grow on the screen, radiological convention.
+    """Give the screen directions in which the two displayed world axes grow.
 
     Parameters
     ----------
@@ -51,13 +51,20 @@ def screen_directions(displayed) -> tuple[str, str]:
     ------
     AblationError
         When ``displayed`` is not two different world axes.
+
+    Examples
+    --------
+    The axial view (y vertical, x horizontal): posterior down, patient left right.
+
+    >>> screen_directions((1, 2))
+    ('down', 'right')
     """
     v, h = _check(displayed)
     return VERTICAL[v], HORIZONTAL[h]
 
 
 def edge_letters(displayed, directions) -> dict[str, str]:
-    """Patient direction at each edge of a 2D view.
+    """Name the patient direction at each edge of a 2D view.
 
     Parameters
     ----------
@@ -68,13 +75,18 @@ def edge_letters(displayed, directions) -> dict[str, str]:
 
     Returns
     -------
-    dict
+    dict of str to str
         ``{"top", "bottom", "left", "right"}`` -> one of R, L, A, P, S, I.
 
     Raises
     ------
     AblationError
         When ``displayed`` is not two different world axes.
+
+    Examples
+    --------
+    >>> edge_letters((1, 2), ("down", "right"))
+    {'top': 'A', 'bottom': 'P', 'left': 'R', 'right': 'L'}
     """
     v, h = _check(displayed)
     vdir, hdir = (str(getattr(d, "value", d)) for d in directions)

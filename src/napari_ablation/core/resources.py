@@ -1,6 +1,7 @@
-"""What a request costs, checked before the work starts: memory of a margin analysis,
-the size of a whole-image registration.
+"""Check what a request costs before the work starts.
 
+The costs are the memory of a margin analysis and the size of a whole-image
+registration.
 A file whose spacing was shrunk 100 times asks the margin analysis for crops of a
 billion voxels (the peri-tumoral shells are padded in mm); a 512 x 512 x 600 pair asks
 a whole-image registration for hours at full resolution. Both are refused or bounded
@@ -28,11 +29,13 @@ MEMORY_FRACTION = 0.8
 
 
 def available_memory_bytes() -> int | None:
-    """Memory available to a new allocation (``MemAvailable`` on Linux), ``None`` if unknown.
+    """Return the memory available to a new allocation.
 
     Returns
     -------
     int or None
+        Bytes available (``MemAvailable`` of ``/proc/meminfo`` on Linux, else the
+        available physical pages), ``None`` when the system does not tell.
     """
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
@@ -56,18 +59,31 @@ def _bbox_size(mask: sitk.Image) -> np.ndarray | None:
 
 
 def margin_memory_bytes(tumor: sitk.Image, ablation: sitk.Image, pad_mm: float) -> int:
-    """Estimated peak memory (bytes) of a margin analysis of these masks.
+    """Estimate the peak memory of a margin analysis of two masks.
 
     Parameters
     ----------
-    tumor, ablation : SimpleITK.Image
-        Binary masks on their grids.
+    tumor : SimpleITK.Image
+        Binary tumor mask on its grid.
+    ablation : SimpleITK.Image
+        Binary ablation-zone mask on its grid.
     pad_mm : float
-        The largest distance around the tumor the analysis looks at (the widest shell).
+        The largest distance around the tumor the analysis looks at (the widest
+        shell), in mm.
 
     Returns
     -------
     int
+        Estimated peak memory in bytes (:data:`MARGIN_BYTES_PER_VOXEL` per voxel of
+        each padded crop; thick-slice ablation grids count their in-plane refinement).
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> mask = sitk.Image(20, 20, 20, sitk.sitkUInt8)
+    >>> mask[10, 10, 10] = 1
+    >>> margin_memory_bytes(mask, mask, pad_mm=0.0)  # two crops of 9 x 9 x 9 voxels
+    104976
     """
     total = 0.0
     for img in (tumor, ablation):
@@ -85,18 +101,24 @@ def margin_memory_bytes(tumor: sitk.Image, ablation: sitk.Image, pad_mm: float) 
 
 
 def check_memory(n_bytes: int, what: str) -> None:
-    """Refuse a request that needs more than :data:`MEMORY_FRACTION` of the available memory.
+    """Refuse a request that needs more than :data:`MEMORY_FRACTION` of free memory.
 
     Parameters
     ----------
     n_bytes : int
-        Estimated need.
+        Estimated need, in bytes.
     what : str
         The request, for the message (e.g. ``the margin analysis``).
 
     Raises
     ------
     AblationError
+        If ``n_bytes`` exceeds :data:`MEMORY_FRACTION` of the available memory
+        (nothing is checked when the available memory is unknown).
+
+    Examples
+    --------
+    >>> check_memory(1024, "a small request")
     """
     avail = available_memory_bytes()
     if avail is not None and n_bytes > MEMORY_FRACTION * avail:
@@ -113,21 +135,33 @@ def registration_levels(
     shrink=(4, 2, 1),
     sigmas=(2.0, 1.0, 0.0),
 ) -> tuple[tuple[int, ...], tuple[float, ...], int]:
-    """Pyramid shrink factors and smoothing (voxels) bounding the finest level's size.
+    """Choose a registration pyramid whose finest level stays below a size.
 
     Parameters
     ----------
     fixed : SimpleITK.Image
         The fixed image (or the part of it the metric uses).
-    max_voxels : int
+    max_voxels : int, optional
         Most voxels at the finest level.
-    shrink, sigmas : tuple
-        The pyramid for an image that is small enough.
+    shrink : tuple of int, optional
+        Shrink factors of the pyramid levels for an image that is small enough.
+    sigmas : tuple of float, optional
+        Smoothing sigmas (voxels) of those levels.
 
     Returns
     -------
-    (shrink factors, smoothing sigmas, extra factor)
-        The extra factor is 1 when nothing was subsampled.
+    shrink_factors : tuple of int
+        ``shrink`` multiplied by the extra factor.
+    smoothing_sigmas : tuple of float
+        ``sigmas`` multiplied by the extra factor, in voxels.
+    extra : int
+        The extra subsampling factor, 1 when nothing was subsampled.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> registration_levels(sitk.Image(400, 400, 200, sitk.sitkFloat32))
+    ((8, 4, 2), (4.0, 2.0, 0.0), 2)
     """
     n = float(np.prod(fixed.GetSize()))
     extra = max(1, math.ceil((n / max_voxels) ** (1 / 3))) if n > max_voxels else 1

@@ -88,7 +88,7 @@ def mask_volume_ml(mask, spacing_zyx) -> float:
 
 
 def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
-    """Positions of the surface voxels of a mask, in mm.
+    """Return the positions of the surface voxels of a mask, in mm.
 
     A surface voxel is a foreground voxel with a background neighbour (6-connected;
     the array border counts as background).
@@ -432,7 +432,7 @@ def apply_mask(labels, value: int, new_mask) -> np.ndarray:
 
 
 def changed_voxels(old, new):
-    """Voxels that differ between two arrays, for undoable writes.
+    """Find the voxels that differ between two arrays, for undoable writes.
 
     Parameters
     ----------
@@ -454,7 +454,7 @@ def changed_voxels(old, new):
 
 
 def surface_distances_mm(a, b, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
-    """Distances between the surfaces of two masks, in both directions.
+    """Measure the distances between the surfaces of two masks, both ways.
 
     Parameters
     ----------
@@ -551,7 +551,7 @@ def disagreement(a, b) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        uint8 array: 1 where only ``a`` is set, 2 where only ``b`` is, 0 where
+        A uint8 array: 1 where only ``a`` is set, 2 where only ``b`` is, 0 where
         they agree.
 
     Raises

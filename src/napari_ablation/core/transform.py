@@ -22,7 +22,27 @@ from .files import OutputSet, input_file, read_text
 
 
 def matrix_offset(tx: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` such that ``tx(p) = A @ p + b`` for a linear (affine-like) transform."""
+    """Return the matrix and offset of a linear (affine-like) transform.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        A linear transform of LPS points (``None`` is the identity).
+
+    Returns
+    -------
+    A : numpy.ndarray
+        The ``(3, 3)`` matrix, such that ``tx(p) = A @ p + b``.
+    b : numpy.ndarray
+        The ``(3,)`` offset in mm.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> A, b = matrix_offset(sitk.TranslationTransform(3, (1.0, 2.0, 3.0)))
+    >>> A.tolist(), b.tolist()
+    ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [1.0, 2.0, 3.0])
+    """
     if tx is None:
         return np.eye(3), np.zeros(3)
     p0 = np.asarray(tx.TransformPoint((0.0, 0.0, 0.0)))
@@ -31,6 +51,30 @@ def matrix_offset(tx: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
 
 
 def is_rigid(tx: sitk.Transform, tol: float = 1e-4) -> bool:
+    """Tell whether a transform is a rigid motion (a rotation and a translation).
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform
+        Any transform.
+    tol : float, optional
+        Tolerance on ``A.T @ A`` being the identity.
+
+    Returns
+    -------
+    bool
+        True for a linear transform with an orthonormal matrix of determinant +1;
+        False for a scaling, shear, reflection, a non-linear transform, or one that
+        cannot be evaluated.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> is_rigid(sitk.Euler3DTransform((0, 0, 0), 0.1, 0.2, 0.3, (5, 0, 0)))
+    True
+    >>> is_rigid(sitk.ScaleTransform(3, (2.0, 1.0, 1.0)))
+    False
+    """
     try:
         A, _b = matrix_offset(tx)
         # an affine test on 4 points is only valid if the transform is linear: check a 5th
@@ -47,7 +91,29 @@ def is_rigid(tx: sitk.Transform, tol: float = 1e-4) -> bool:
 def euler_from_matrix(
     A: np.ndarray, b: np.ndarray, center=(0.0, 0.0, 0.0)
 ) -> sitk.Euler3DTransform:
-    """Euler3DTransform equal to ``p -> A p + b`` (``A`` a rotation), with the given centre."""
+    """Build the Euler3DTransform equal to ``p -> A p + b``, with a given centre.
+
+    Parameters
+    ----------
+    A : numpy.ndarray
+        ``(3, 3)`` rotation matrix (projected onto the nearest rotation to remove
+        round-off).
+    b : numpy.ndarray
+        ``(3,)`` offset in mm.
+    center : sequence of float, optional
+        Centre of rotation of the result, LPS mm ``(x, y, z)``; it does not change
+        the mapping, only its parameters.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        The same mapping of LPS points.
+
+    Raises
+    ------
+    AblationError
+        If ``A`` is a reflection.
+    """
     A = np.asarray(A, dtype=float)
     # project onto SO(3) to remove round-off
     u, _s, vt = np.linalg.svd(A)
@@ -65,7 +131,26 @@ def euler_from_matrix(
 
 
 def as_euler(tx: sitk.Transform | None, center=None) -> sitk.Euler3DTransform:
-    """Rigid ``tx`` as an Euler3DTransform (identity for ``None``); raise if not rigid."""
+    """Convert a rigid transform to an Euler3DTransform.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        A rigid transform (``None`` is the identity).
+    center : sequence of float, optional
+        Centre of rotation of the result, LPS mm; by default the centre of ``tx``
+        (Euler and versor transforms) or the origin.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        The same mapping (an exact copy for an Euler3DTransform without ``center``).
+
+    Raises
+    ------
+    AblationError
+        If ``tx`` scales, shears or is not linear.
+    """
     if tx is None:
         out = sitk.Euler3DTransform()
         if center is not None:
@@ -87,7 +172,33 @@ def as_euler(tx: sitk.Transform | None, center=None) -> sitk.Euler3DTransform:
 
 
 def compose(first: sitk.Transform | None, then: sitk.Transform | None) -> sitk.Euler3DTransform:
-    """Rigid transform applying ``first`` and then ``then`` (``then(first(p))``)."""
+    """Compose two rigid transforms: ``first``, then ``then``.
+
+    Parameters
+    ----------
+    first : SimpleITK.Transform or None
+        Applied first (``None`` is the identity).
+    then : SimpleITK.Transform or None
+        Applied to the result of ``first``.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        ``p -> then(first(p))``, about the centre of ``first``.
+
+    Raises
+    ------
+    AblationError
+        If ``first`` is not rigid.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> a = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))
+    >>> b = sitk.Euler3DTransform((0, 0, 0), 0.0, 0.0, 0.0, (0.0, 2.0, 0.0))
+    >>> compose(a, b).TransformPoint((0.0, 0.0, 0.0))
+    (1.0, 2.0, 0.0)
+    """
     A1, b1 = matrix_offset(first)
     A2, b2 = matrix_offset(then)
     center = sitk.Euler3DTransform(as_euler(first)).GetCenter() if first is not None else (0, 0, 0)
@@ -95,6 +206,31 @@ def compose(first: sitk.Transform | None, then: sitk.Transform | None) -> sitk.E
 
 
 def inverse(tx: sitk.Transform) -> sitk.Euler3DTransform:
+    """Invert a rigid transform.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform
+        A rigid transform, e.g. pre -> post.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        The inverse (post -> pre), about the same centre.
+
+    Raises
+    ------
+    AblationError
+        If ``tx`` is not rigid.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> tx = sitk.Euler3DTransform((0, 0, 0), 0.0, 0.0, 0.5, (3.0, 0.0, 0.0))
+    >>> p = tx.TransformPoint((10.0, 20.0, 30.0))
+    >>> [round(v, 6) for v in inverse(tx).TransformPoint(p)]
+    [10.0, 20.0, 30.0]
+    """
     A, b = matrix_offset(tx)
     return euler_from_matrix(A.T, -A.T @ b, as_euler(tx).GetCenter())
 
@@ -120,7 +256,17 @@ TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
 
 @dataclass
 class ParsedTransform:
-    """One transform of an ITK text transform file, its numbers checked."""
+    """One transform of an ITK text transform file, its numbers checked.
+
+    Parameters
+    ----------
+    kind : str
+        The ITK type without its suffix, e.g. ``"Euler3DTransform"``.
+    parameters : list of float
+        The ``Parameters:`` line's finite numbers.
+    fixed : list of float
+        The ``FixedParameters:`` line's finite numbers.
+    """
 
     kind: str
     parameters: list[float]
@@ -128,7 +274,7 @@ class ParsedTransform:
 
 
 def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransform]:
-    """Parse and check an ITK text transform file (``.tfm`` / ``.txt``) without ITK.
+    r"""Parse and check an ITK text transform file (``.tfm`` / ``.txt``) without ITK.
 
     Every line must be a comment, a ``Transform:``, ``Parameters:`` or
     ``FixedParameters:`` line; every transform must be a known 3D type with the right
@@ -139,7 +285,7 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
     ----------
     text : str
         The file's content.
-    name : str
+    name : str, optional
         The file name for messages.
 
     Returns
@@ -151,6 +297,17 @@ def parse_tfm_text(text: str, name: str = "transform file") -> list[ParsedTransf
     ------
     AblationError
         Naming the file, the line and the problem.
+
+    Examples
+    --------
+    >>> text = (
+    ...     "#Insight Transform File V1.0\n"
+    ...     "Transform: TranslationTransform_double_3_3\n"
+    ...     "Parameters: 1 2 3\n"
+    ...     "FixedParameters:\n"
+    ... )
+    >>> parse_tfm_text(text)
+    [ParsedTransform(kind='TranslationTransform', parameters=[1.0, 2.0, 3.0], fixed=[])]
     """
     lines = text.splitlines()
     if not lines or lines[0].strip() != "#Insight Transform File V1.0":
@@ -291,7 +448,7 @@ finally:
 
 
 def _binary_transform_as_text(p: Path) -> str:
-    """The ITK text form of a binary (``.h5`` / ``.mat``) transform file, read in isolation.
+    """Convert a binary (``.h5`` / ``.mat``) transform file to ITK text, in isolation.
 
     The text then goes through the same checks as a ``.tfm`` file (:func:`parse_tfm_text`).
     """
@@ -316,11 +473,16 @@ def _binary_transform_as_text(p: Path) -> str:
 
 
 def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
-    """Read a rigid transform file (``.tfm``, ``.txt``; ``.h5``, ``.mat`` via a child process).
+    """Read a rigid transform file.
+
+    ``.tfm`` / ``.txt`` files are parsed and checked here (:func:`parse_tfm_text`)
+    before SimpleITK sees them; ``.h5`` and ``.mat`` files too, after conversion (see
+    Notes).
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str or os.PathLike
+        The transform file.
 
     Returns
     -------
@@ -383,8 +545,7 @@ def read_rigid_transform(path: str | os.PathLike) -> sitk.Euler3DTransform:
 
 
 def tfm_text(tx: sitk.Transform) -> str:
-    """The ITK text (``.tfm``) form of a rigid transform, as an Euler3DTransform, exact to the last
-    bit.
+    """Write a rigid transform as ITK text (``.tfm``), exact to the last bit.
 
     Parameters
     ----------
@@ -394,6 +555,24 @@ def tfm_text(tx: sitk.Transform) -> str:
     Returns
     -------
     str
+        The file content: one Euler3DTransform whose numbers are written with
+        ``repr`` (so reading it back gives the same floats).
+
+    Raises
+    ------
+    AblationError
+        If ``tx`` is not rigid or has non-finite parameters.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> tx = sitk.Euler3DTransform((0, 0, 0), 0.0, 0.0, 0.0, (1.0, 2.0, 3.0))
+    >>> print(tfm_text(tx), end="")
+    #Insight Transform File V1.0
+    #Transform 0
+    Transform: Euler3DTransform_double_3_3
+    Parameters: 0.0 0.0 0.0 1.0 2.0 3.0
+    FixedParameters: 0.0 0.0 0.0 0.0
     """
     e = as_euler(tx)
     par = [float(v) for v in e.GetParameters()]
@@ -410,10 +589,37 @@ def tfm_text(tx: sitk.Transform) -> str:
 def write_transform_atomic(tx: sitk.Transform, path: str | os.PathLike, *, inputs=()) -> Path:
     """Write a rigid transform as ``.tfm`` (or ``.txt``) atomically, never onto an input.
 
+    Parameters
+    ----------
+    tx : SimpleITK.Transform
+        A rigid transform (pre -> post, ITK convention).
+    path : str or os.PathLike
+        The file to write, ending in ``.tfm`` or ``.txt``.
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten (the inputs of the command).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, written in full (a temporary file renamed into place).
+
     Raises
     ------
     AblationError
-        Another suffix, a non-finite transform, or the file cannot be written.
+        Another suffix, a non-rigid or non-finite transform, ``path`` is one of
+        ``inputs``, or the file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import SimpleITK as sitk
+    >>> tx = sitk.Euler3DTransform((0, 0, 0), 0.1, 0.0, 0.0, (5.0, 0.0, 0.0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_transform_atomic(tx, Path(folder) / "t.tfm")
+    ...     back = read_rigid_transform(path)
+    >>> back.GetParameters() == tx.GetParameters()
+    True
     """
     p = Path(path)
     if not p.name.lower().endswith(TEXT_TRANSFORM_SUFFIXES):
@@ -425,7 +631,25 @@ def write_transform_atomic(tx: sitk.Transform, path: str | os.PathLike, *, input
 
 
 def euler_params(tx: sitk.Transform | None) -> dict:
-    """JSON-able, exact description of a rigid transform."""
+    """Describe a rigid transform exactly, as JSON-able numbers.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        A rigid transform (``None`` is the identity).
+
+    Returns
+    -------
+    dict
+        ``type``, ``convention`` (pre -> post, ITK), ``center`` (LPS mm),
+        ``parameters`` (angles about x, y, z in radians, then the translation in mm),
+        ``matrix`` (row-major, 9 numbers) and ``translation`` (mm).
+
+    Raises
+    ------
+    AblationError
+        If ``tx`` is not rigid.
+    """
     e = as_euler(tx)
     return {
         "type": "Euler3DTransform",
@@ -440,6 +664,25 @@ def euler_params(tx: sitk.Transform | None) -> dict:
 
 
 def euler_from_params(d: dict) -> sitk.Euler3DTransform:
+    """Rebuild the transform that :func:`euler_params` described.
+
+    Parameters
+    ----------
+    d : dict
+        A description with ``center`` and ``parameters``.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        The transform.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> tx = sitk.Euler3DTransform((1, 2, 3), 0.1, 0.2, 0.3, (4.0, 5.0, 6.0))
+    >>> euler_from_params(euler_params(tx)).GetParameters() == tx.GetParameters()
+    True
+    """
     e = sitk.Euler3DTransform()
     e.SetCenter([float(v) for v in d["center"]])
     e.SetParameters([float(v) for v in d["parameters"]])
@@ -447,6 +690,25 @@ def euler_from_params(d: dict) -> sitk.Euler3DTransform:
 
 
 def rotation_angle_deg(tx: sitk.Transform | None) -> float:
+    """Return the rotation angle of a rigid transform.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        A rigid transform (``None`` is the identity).
+
+    Returns
+    -------
+    float
+        The angle of its rotation about its axis, in degrees (0 to 180).
+
+    Examples
+    --------
+    >>> import math
+    >>> import SimpleITK as sitk
+    >>> round(rotation_angle_deg(sitk.Euler3DTransform((0, 0, 0), 0, 0, math.pi / 6)), 6)
+    30.0
+    """
     A, _b = matrix_offset(tx)
     return float(np.degrees(np.arccos(np.clip((np.trace(A) - 1) / 2, -1, 1))))
 
@@ -468,11 +730,40 @@ def resample_onto(
     default: float = 0.0,
     pixel_type=None,
 ) -> sitk.Image:
-    """``moving`` (e.g. post) resampled onto the grid of ``reference`` (e.g. pre) through
-    ``transform``.
+    """Resample ``moving`` (e.g. post) onto the grid of ``reference`` (e.g. pre).
 
-    ``transform`` maps reference points to moving points (ITK convention), so the pre->post
-    registration brings post onto pre directly.
+    ``transform`` maps reference points to moving points (ITK convention), so the
+    pre -> post registration brings post onto pre directly.
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        The image to resample.
+    reference : SimpleITK.Image
+        The image whose grid (size, spacing, origin, direction) the result takes.
+    transform : SimpleITK.Transform or None, optional
+        Reference -> moving points; ``None`` is the identity.
+    interpolator : {'linear', 'nearest', 'bspline', 'label'}, optional
+        Interpolation of ``moving`` (``'nearest'`` or ``'label'`` for label images).
+    default : float, optional
+        Value of the voxels that fall outside ``moving``.
+    pixel_type : int, optional
+        SimpleITK pixel type of the result (default: that of ``moving``).
+
+    Returns
+    -------
+    SimpleITK.Image
+        ``moving`` on the grid of ``reference``.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> post = sitk.Image(10, 10, 10, sitk.sitkUInt8)
+    >>> post[6, 5, 5] = 1
+    >>> shift = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))  # pre (x) -> post (x + 1)
+    >>> on_pre = resample_onto(post, post, shift, interpolator="nearest")
+    >>> on_pre[5, 5, 5], on_pre[6, 5, 5]
+    (1, 0)
     """
     tx = transform if transform is not None else sitk.Transform()
     return sitk.Resample(
@@ -486,15 +777,35 @@ def resample_onto(
 
 
 def transform_points(tx: sitk.Transform | None, points_lps) -> np.ndarray:
-    """Apply ``tx`` to an ``(n, 3)`` array of LPS points."""
+    """Apply a linear transform to LPS points.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        A linear transform (``None`` is the identity).
+    points_lps : array_like
+        ``(n, 3)`` points (or one point), LPS mm ``(x, y, z)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``(n, 3)`` transformed points.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> transform_points(sitk.TranslationTransform(3, (1.0, 0.0, 0.0)), [0.0, 0.0, 0.0])
+    array([[1., 0., 0.]])
+    """
     pts = np.atleast_2d(np.asarray(points_lps, dtype=float))
     A, b = matrix_offset(tx)
     return pts @ A.T + b
 
 
 def tumor_motion(tx: sitk.Transform | None, centre_lps) -> tuple[float, float]:
-    """The one "shift" figure of the plugin: how far ``tx`` moves the tumor centre, and its
-    rotation.
+    """Measure how far a registration moves the tumor centre, and its rotation.
+
+    This is the one "shift" figure of the plugin.
 
     Parameters
     ----------
@@ -505,15 +816,23 @@ def tumor_motion(tx: sitk.Transform | None, centre_lps) -> tuple[float, float]:
 
     Returns
     -------
-    tuple of float
-        ``|T(c) - c|`` in mm, and the rotation angle in degrees.
+    shift : float
+        ``|T(c) - c|`` in mm.
+    rotation : float
+        The rotation angle in degrees.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> tumor_motion(sitk.TranslationTransform(3, (3.0, 4.0, 0.0)), (10.0, 20.0, 30.0))
+    (5.0, 0.0)
     """
     c = np.asarray(centre_lps, dtype=float).reshape(3)
     return float(np.linalg.norm(transform_points(tx, c)[0] - c)), rotation_angle_deg(tx)
 
 
 def motion_text(tx: sitk.Transform | None, centre_lps) -> str:
-    """:func:`tumor_motion` in words, as the Register and Margins widgets and the report show it.
+    """Put :func:`tumor_motion` in words, as the widgets and the report show it.
 
     Parameters
     ----------
