@@ -41,6 +41,23 @@ _PIXEL_SPACING = "0028|0030"
 
 
 def path_suffix(path: str | os.PathLike) -> str:
+    """Return the suffix of a file name, double suffixes such as ``.nii.gz`` included.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file name or path.
+
+    Returns
+    -------
+    str
+        The image suffix it ends with (lower case), else its last suffix.
+
+    Examples
+    --------
+    >>> path_suffix("scans/Pre.NII.GZ"), path_suffix("notes.txt")
+    ('.nii.gz', '.txt')
+    """
     name = Path(path).name.lower()
     for suf in IMAGE_SUFFIXES:
         if name.endswith(suf):
@@ -49,6 +66,23 @@ def path_suffix(path: str | os.PathLike) -> str:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
+    """Tell whether a file name has one of the image suffixes read here.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file name or path.
+
+    Returns
+    -------
+    bool
+        True for NIfTI, NRRD and MetaImage names (:data:`IMAGE_SUFFIXES`).
+
+    Examples
+    --------
+    >>> is_image_file("tumor.nii.gz"), is_image_file("transform.tfm")
+    (True, False)
+    """
     return path_suffix(path) in IMAGE_SUFFIXES
 
 
@@ -57,7 +91,27 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, inputs=()) -> Path:
-    """Write a text file atomically (see :class:`~napari_ablation.core.files.OutputSet`)."""
+    """Write a text file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    text : str
+        Its content (written as UTF-8).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, written in full (see :class:`~napari_ablation.core.files.OutputSet`).
+
+    Raises
+    ------
+    AblationError
+        If ``path`` is one of ``inputs`` or cannot be written.
+    """
     outs = OutputSet(inputs)
     outs.add_text(path, text)
     outs.commit()
@@ -65,7 +119,27 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, inputs=()) -> Path:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, inputs=()) -> Path:
-    """Write a binary file atomically (see :class:`~napari_ablation.core.files.OutputSet`)."""
+    """Write a binary file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    data : bytes
+        Its content.
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, written in full (see :class:`~napari_ablation.core.files.OutputSet`).
+
+    Raises
+    ------
+    AblationError
+        If ``path`` is one of ``inputs`` or cannot be written.
+    """
     outs = OutputSet(inputs)
     outs.add_bytes(path, data)
     outs.commit()
@@ -75,7 +149,43 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, inputs=()) -> Pa
 def write_image_atomic(
     img: sitk.Image, path: str | os.PathLike, *, compress: bool = True, inputs=()
 ) -> Path:
-    """Write a SimpleITK image (format from the extension) atomically, verified by a re-read."""
+    """Write a SimpleITK image atomically, verified by a re-read.
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        The image.
+    path : str or os.PathLike
+        The file to write; the format follows its suffix (e.g. ``.nii.gz``).
+    compress : bool, optional
+        Compress the data where the format allows it.
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, written in full.
+
+    Raises
+    ------
+    AblationError
+        If ``path`` is one of ``inputs``, or the file cannot be written or does not
+        read back the same.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import SimpleITK as sitk
+    >>> img = sitk.Image(4, 5, 6, sitk.sitkUInt8)
+    >>> img.SetSpacing((0.75, 0.75, 5.0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_image_atomic(img, Path(folder) / "mask.nii.gz")
+    ...     loaded = read_image(path)
+    >>> loaded.array.shape, loaded.image.GetSpacing()
+    ((6, 5, 4), (0.75, 0.75, 5.0))
+    """
     outs = OutputSet(inputs)
     outs.add_image(path, img, compress=compress)
     outs.commit()
@@ -88,7 +198,31 @@ def write_image_atomic(
 
 @dataclass
 class SeriesInfo:
-    """One DICOM series found in a folder."""
+    """One DICOM series found in a folder.
+
+    Parameters
+    ----------
+    uid : str
+        SeriesInstanceUID.
+    description : str
+        SeriesDescription (may be empty).
+    modality : str
+        DICOM modality code, e.g. ``"CT"`` or ``"MR"``.
+    size : tuple of int
+        Voxels ``(x, y, z)``.
+    spacing : tuple of float
+        Voxel size in mm ``(x, y, z)``; z from the slice positions.
+    files : list of str
+        The slice files, sorted along the slice normal.
+    problem : str or None, optional
+        Why the series cannot be read as a volume (missing slices, uneven spacing,
+        mixed orientation, a corrupt file), ``None`` if it can.
+    slice_step_dir : tuple of float or None, optional
+        Under gantry tilt, the unit vector from one slice origin to the next (the
+        series is sheared and is resampled on reading); ``None`` otherwise.
+    notes : list of str, optional
+        What reading the series will change (e.g. the tilt correction).
+    """
 
     uid: str
     description: str
@@ -104,9 +238,22 @@ class SeriesInfo:
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels of the series."""
         return int(np.prod(self.size))
 
     def summary(self) -> str:
+        """Describe the series in one line, for choosing among several.
+
+        Returns
+        -------
+        str
+            Description, modality, size, spacing in mm, and the problem if any.
+
+        Examples
+        --------
+        >>> SeriesInfo("1.2.3", "T2 HASTE", "MR", (256, 256, 40), (1.2, 1.2, 3.0)).summary()
+        'T2 HASTE [MR] 256x256x40 @ 1.20x1.20x3.00 mm'
+        """
         sx, sy, sz = self.size
         px, py, pz = self.spacing
         desc = self.description or "(no description)"
@@ -165,10 +312,26 @@ def _dicom_candidates(folder: Path) -> list[str]:
 
 
 def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
-    """All DICOM image series below ``folder`` (largest first).
+    """List the DICOM image series below a folder, largest first.
 
     A file that starts like DICOM but cannot be read is named in the ``problem`` of every
     series of the folder (it may be one of its slices).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder, searched with its subfolders.
+
+    Returns
+    -------
+    list of SeriesInfo
+        Every series found, sorted by number of voxels (largest first); empty when
+        the folder holds no DICOM image.
+
+    Raises
+    ------
+    AblationError
+        If ``folder`` does not exist or is not a folder.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -330,7 +493,18 @@ def _series_info(uid: str, members: list[tuple[sitk.ImageFileReader, str]]) -> S
 
 
 def read_dicom_series(series: SeriesInfo) -> sitk.Image:
-    """Read one series found by :func:`list_dicom_series` (refused when it has a problem).
+    """Read one series found by :func:`list_dicom_series`.
+
+    Parameters
+    ----------
+    series : SeriesInfo
+        The series; refused when it has a ``problem``.
+
+    Returns
+    -------
+    SimpleITK.Image
+        The volume in its acquisition geometry (a gantry tilt corrected by a sheared
+        direction; :func:`read_image` then brings it to identity-direction LPS).
 
     Raises
     ------
@@ -384,7 +558,26 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
 
 @dataclass
 class LoadedImage:
-    """An image in identity-direction LPS, with where it came from."""
+    """An image in identity-direction LPS, with where it came from.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        The image, identity direction, LPS mm.
+    source : str
+        The file or folder it was read from.
+    original_geometry : dict
+        Its geometry before reorientation (see ``geometry.geometry_dict``), kept for
+        export.
+    modality : str, optional
+        ``"CT"``, ``"MR"``, ... when known.
+    description : str, optional
+        The DICOM SeriesDescription, when there is one.
+    notes : list of str, optional
+        What reading changed or chose (reorientation, resampling, the other series).
+    series : list of SeriesInfo, optional
+        For a DICOM folder, every series found.
+    """
 
     image: sitk.Image
     source: str
@@ -396,10 +589,23 @@ class LoadedImage:
 
     @property
     def array(self) -> np.ndarray:
+        """A copy of the voxels as a ``(z, y, x)`` numpy array."""
         return sitk.GetArrayFromImage(self.image)
 
     def metadata(self, role: str = "") -> dict[str, Any]:
-        """Layer metadata (JSON-able) keeping the original geometry for export."""
+        """Build the napari layer metadata, keeping the original geometry for export.
+
+        Parameters
+        ----------
+        role : str, optional
+            The layer's role in the case, e.g. ``"pre"`` or ``"post"``.
+
+        Returns
+        -------
+        dict
+            JSON-able ``{"napari_ablation": {...}}`` with the role, source, modality,
+            description, original and current geometry, and notes.
+        """
         return {
             "napari_ablation": {
                 "role": role,
@@ -444,6 +650,30 @@ def read_image(
     ``path`` may be a NIfTI / NRRD / MHA / MHD file, a single DICOM file, or a folder of
     DICOM files. For a folder holding several series, ``series_uid`` selects one; by
     default the largest 3D series is read and a note names the others.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file or DICOM folder.
+    series_uid : str, optional
+        The SeriesInstanceUID to read from a DICOM folder.
+    is_label : bool, optional
+        Read a label image: integer voxels required, nearest-neighbour resampling for
+        oblique images, no NIfTI value scaling allowed.
+    require_volume : bool, optional
+        Refuse a single 2D slice (when False it is read as a one-slice volume).
+
+    Returns
+    -------
+    LoadedImage
+        The image in identity-direction LPS, its original geometry and notes.
+
+    Raises
+    ------
+    AblationError
+        If the path is missing, not a readable image, not a scalar 3D volume, or has a
+        bad geometry or non-finite voxels; a DICOM series with a problem; a label image
+        with non-integer values.
     """
     p = input_path(path)
     notes: list[str] = []
@@ -521,18 +751,30 @@ def read_image(
 
 
 def check_geometry_and_values(img: sitk.Image, name: str) -> None:
-    """Refuse an image with non-finite or non-positive spacing, a non-finite origin or
-    direction, or NaN/Inf voxels.
+    """Refuse an image with a bad geometry or non-finite voxels.
 
     Parameters
     ----------
     img : SimpleITK.Image
+        The image to check.
     name : str
         The file name for the message.
 
     Raises
     ------
     AblationError
+        For non-finite or non-positive spacing, a non-finite origin, degenerate or
+        non-finite direction cosines, or NaN/Inf voxels.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> img = sitk.Image(3, 3, 3, sitk.sitkFloat32)
+    >>> img[1, 1, 1] = float("nan")
+    >>> check_geometry_and_values(img, "pre.nii.gz")
+    Traceback (most recent call last):
+    ...
+    napari_ablation.core.errors.AblationError: pre.nii.gz: 1 voxel(s) are NaN or infinite
     """
     spacing = np.asarray(img.GetSpacing(), dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
@@ -553,6 +795,19 @@ def check_geometry_and_values(img: sitk.Image, name: str) -> None:
 
 
 def guess_modality(img: sitk.Image) -> str:
+    """Guess CT or MR from the intensities of an image.
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        The image.
+
+    Returns
+    -------
+    str
+        ``"CT"`` when the 1st percentile is below -500 (air in Hounsfield units),
+        ``"MR"`` otherwise, ``""`` for an empty image.
+    """
     arr = sitk.GetArrayViewFromImage(img)
     if arr.size == 0:
         return ""
@@ -581,11 +836,11 @@ def check_label_values(arr: np.ndarray, name: str, *, selected: bool = False) ->
 
     Parameters
     ----------
-    arr : ndarray
+    arr : numpy.ndarray
         The voxels.
     name : str
         The file name for the message.
-    selected : bool
+    selected : bool, optional
         One label value is selected (a label map may then hold many structures).
 
     Raises
@@ -611,6 +866,26 @@ def read_labels(
     """Read a segmentation as a binary ``uint8`` mask in identity-direction LPS.
 
     Any non-zero voxel is foreground unless ``label`` selects one value.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The label image file or DICOM folder.
+    label : int, optional
+        The label value to select (default: every non-zero voxel).
+    name : str, optional
+        What the mask is (e.g. ``"tumor"``), for the messages.
+
+    Returns
+    -------
+    SimpleITK.Image
+        The ``uint8`` mask (1 foreground, 0 background) on the image's grid.
+
+    Raises
+    ------
+    AblationError
+        As :func:`read_image`; also for an intensity image given as labels, or an
+        empty mask.
     """
     loaded = read_image(path, is_label=True)
     arr = sitk.GetArrayViewFromImage(loaded.image)
@@ -627,7 +902,23 @@ def read_labels(
 def original_geometry_image(
     img: sitk.Image, original: dict[str, Any], *, is_label: bool
 ) -> sitk.Image:
-    """Bring an LPS identity-direction image back onto its original geometry for export."""
+    """Bring an identity-direction LPS image back onto its original geometry for export.
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        The image as loaded (identity direction).
+    original : dict
+        Its original geometry (:attr:`LoadedImage.original_geometry`).
+    is_label : bool
+        Resample with nearest neighbour (labels) instead of linear interpolation.
+
+    Returns
+    -------
+    SimpleITK.Image
+        ``img`` itself when the grids already match (a permutation or flip was undone
+        without resampling), else ``img`` resampled onto the original grid.
+    """
     ref = sitk.Image([int(s) for s in original["size"]], img.GetPixelID())
     geometry.apply_geometry(ref, original)
     if geometry.same_grid(ref, img):
