@@ -57,8 +57,30 @@ def _label(value) -> str:
 
 
 def as_points(points) -> Points:
-    """Normalise ``{label: xyz}`` / case-style ``[{"label","x","y","z"}]`` into
-    ``{str: array(3)}``."""
+    """Normalise landmarks to ``{label: xyz}`` with string labels.
+
+    Parameters
+    ----------
+    points : mapping, sequence of dict or None
+        ``{label: (x, y, z)}``, or case-style rows ``[{"label", "x", "y", "z"}]``;
+        coordinates in LPS mm. Numeric labels such as ``3.0`` become ``"3"``.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Each label's ``(3,)`` point (empty for ``None``).
+
+    Raises
+    ------
+    AblationError
+        For a row without label or coordinates, an empty or repeated label, or
+        coordinates that are not three finite numbers.
+
+    Examples
+    --------
+    >>> as_points([{"label": 1.0, "x": 10, "y": 20, "z": 30}])
+    {'1': array([10., 20., 30.])}
+    """
     if points is None:
         return {}
     out: Points = {}
@@ -85,7 +107,28 @@ def as_points(points) -> Points:
 
 
 def points_to_rows(points) -> list[dict]:
-    """``{label: xyz}`` -> case-style rows ``[{"label", "x", "y", "z"}]`` (sorted by label)."""
+    """Turn landmarks into case-style rows, sorted by label.
+
+    Parameters
+    ----------
+    points : mapping, sequence of dict or None
+        Landmarks in any form :func:`as_points` accepts.
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "x", "y", "z"}`` rows, numeric labels in numeric order.
+
+    Raises
+    ------
+    AblationError
+        As :func:`as_points`.
+
+    Examples
+    --------
+    >>> points_to_rows({"10": (1, 2, 3), "2": (4, 5, 6)})[0]
+    {'label': '2', 'x': 4.0, 'y': 5.0, 'z': 6.0}
+    """
     pts = as_points(points)
     return [
         {"label": k, "x": float(v[0]), "y": float(v[1]), "z": float(v[2])}
@@ -101,7 +144,26 @@ def _sort_key(label: str):
 
 
 def read_points_csv(path: str | os.PathLike) -> Points:
-    """Read landmarks from a CSV with header ``label,x,y,z`` (LPS mm)."""
+    """Read landmarks from a CSV file with the header ``label,x,y,z``.
+
+    Blank lines and lines starting with ``#`` are skipped; other columns are ignored.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file; coordinates in LPS mm.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Each label's ``(3,)`` point.
+
+    Raises
+    ------
+    AblationError
+        For a missing or binary file, a header without ``label,x,y,z``, a line
+        without a label and three finite numbers, a repeated label, or no points.
+    """
     p = Path(path)
     text = read_text(p, "points file")
     if "\x00" in text:
@@ -140,7 +202,35 @@ def read_points_csv(path: str | os.PathLike) -> Points:
 
 
 def write_points_csv(points, path: str | os.PathLike) -> Path:
-    """Write ``{label: xyz}`` as CSV ``label,x,y,z`` (LPS mm), atomically."""
+    """Write landmarks as a CSV file ``label,x,y,z`` (LPS mm), atomically.
+
+    Parameters
+    ----------
+    points : mapping, sequence of dict or None
+        Landmarks in any form :func:`as_points` accepts.
+    path : str or os.PathLike
+        The file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, written in full (coordinates exact, as ``repr`` of the floats).
+
+    Raises
+    ------
+    AblationError
+        As :func:`as_points`, or when the file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_points_csv({"1": (0.1, -2.0, 35.5)}, Path(folder) / "pre.csv")
+    ...     back = read_points_csv(path)
+    >>> back["1"].tolist()
+    [0.1, -2.0, 35.5]
+    """
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["label", "x", "y", "z"])
@@ -154,6 +244,22 @@ def write_points_csv(points, path: str | os.PathLike) -> Path:
 
 @dataclass
 class Pairs:
+    """Landmarks of pre and post matched by label (see :func:`pair_points`).
+
+    Parameters
+    ----------
+    labels : list of str
+        The labels present on both images, numeric labels in numeric order.
+    fixed : numpy.ndarray
+        ``(n, 3)`` pre points of those labels, LPS mm.
+    moving : numpy.ndarray
+        ``(n, 3)`` post points of those labels, LPS mm.
+    only_fixed : list of str
+        Labels on pre without a partner on post.
+    only_moving : list of str
+        Labels on post without a partner on pre.
+    """
+
     labels: list[str]
     fixed: np.ndarray  # (n, 3) pre points
     moving: np.ndarray  # (n, 3) post points
@@ -162,6 +268,7 @@ class Pairs:
 
     @property
     def unpaired_message(self) -> str | None:
+        """One sentence naming the labels without a partner, ``None`` if all are paired."""
         parts = []
         if self.only_fixed:
             parts.append(f"label(s) {', '.join(self.only_fixed)} on pre have no partner on post")
@@ -171,6 +278,31 @@ class Pairs:
 
 
 def pair_points(fixed_pts, moving_pts) -> Pairs:
+    """Match the landmarks of pre and post by label.
+
+    Parameters
+    ----------
+    fixed_pts : mapping, sequence of dict or None
+        Landmarks on pre (fixed), in any form :func:`as_points` accepts.
+    moving_pts : mapping, sequence of dict or None
+        Landmarks on post (moving).
+
+    Returns
+    -------
+    Pairs
+        The paired points and the labels without a partner.
+
+    Raises
+    ------
+    AblationError
+        As :func:`as_points`.
+
+    Examples
+    --------
+    >>> pairs = pair_points({"1": (0, 0, 0), "2": (1, 0, 0)}, {"2": (1, 1, 0), "3": (0, 0, 9)})
+    >>> pairs.labels, pairs.unpaired_message
+    (['2'], 'label(s) 1 on pre have no partner on post; label(s) 3 on post have no partner on pre')
+    """
     f, m = as_points(fixed_pts), as_points(moving_pts)
     labels = sorted(set(f) & set(m), key=_sort_key)
     return Pairs(
@@ -183,7 +315,31 @@ def pair_points(fixed_pts, moving_pts) -> Pairs:
 
 
 def check_configuration(pts: np.ndarray, where: str = "landmarks") -> None:
-    """Raise unless there are >= 3 points that are not (nearly) collinear."""
+    """Refuse landmarks that cannot determine a rigid motion.
+
+    Parameters
+    ----------
+    pts : numpy.ndarray
+        ``(n, 3)`` points, LPS mm.
+    where : str, optional
+        What the points are, for the message.
+
+    Raises
+    ------
+    AblationError
+        With fewer than 3 points, or when their RMS distance from their best-fitting
+        line is below :data:`MIN_SPREAD_FROM_LINE_MM` (nearly collinear).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_configuration(np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0]]))
+    >>> try:
+    ...     check_configuration(np.array([[0.0, 0, 0], [10, 0, 0]]))
+    ... except AblationError as exc:
+    ...     print(exc)
+    2 landmark pairs: at least 3 non-collinear pairs are needed
+    """
     n = len(pts)
     if n < 3:
         raise AblationError(
@@ -201,7 +357,23 @@ def check_configuration(pts: np.ndarray, where: str = "landmarks") -> None:
 
 
 def check_inside(points, image: sitk.Image, name: str) -> None:
-    """Raise if a landmark lies outside the voxel region of ``image``."""
+    """Refuse a landmark that lies outside an image.
+
+    Parameters
+    ----------
+    points : mapping, sequence of dict or None
+        Landmarks in any form :func:`as_points` accepts, LPS mm.
+    image : SimpleITK.Image or None
+        The image they were clicked on (``None``: nothing is checked).
+    name : str
+        The image's name for the message (e.g. ``"pre"``).
+
+    Raises
+    ------
+    AblationError
+        If a landmark lies outside the voxel region of ``image`` (more than half a
+        voxel beyond its border voxels), or as :func:`as_points`.
+    """
     if image is None:
         return
     size = np.asarray(image.GetSize(), dtype=float)
@@ -218,8 +390,32 @@ def check_inside(points, image: sitk.Image, name: str) -> None:
 
 
 def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares rotation ``R`` and translation ``t`` with ``R p_i + t ~= q_i`` (SVD, no
-    reflection)."""
+    """Fit the least-squares rotation and translation taking points ``p`` to ``q``.
+
+    The closed-form SVD solution (Arun/Kabsch/Horn), never a reflection.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        ``(n, 3)`` source points.
+    q : numpy.ndarray
+        ``(n, 3)`` target points, in the same order.
+
+    Returns
+    -------
+    R : numpy.ndarray
+        ``(3, 3)`` rotation matrix (determinant +1).
+    t : numpy.ndarray
+        ``(3,)`` translation, such that ``R @ p_i + t ~= q_i``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]])
+    >>> R, t = kabsch(p, p + [1.0, 2.0, 3.0])
+    >>> np.allclose(R, np.eye(3)), np.round(t, 6).tolist()
+    (True, [1.0, 2.0, 3.0])
+    """
     p = np.asarray(p, dtype=float)
     q = np.asarray(q, dtype=float)
     pc, qc = p.mean(axis=0), q.mean(axis=0)
@@ -232,7 +428,29 @@ def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class LandmarkFit:
-    """Result of :func:`fit_landmarks` (all distances in mm)."""
+    """Result of :func:`fit_landmarks` (all distances in mm).
+
+    Parameters
+    ----------
+    transform : SimpleITK.Euler3DTransform
+        The fitted rigid transform, pre -> post (ITK convention).
+    labels : list of str
+        The labels of the pairs used.
+    residuals : dict of str to float
+        Fiducial registration error of each pair, ``|T(p_i) - q_i|``.
+    rms_fre : float
+        Root mean square of the residuals.
+    fle_estimate : float
+        Estimated fiducial localisation error, ``rms_fre * sqrt(n / (n - 2))``.
+    fixed : numpy.ndarray
+        ``(n, 3)`` pre points of the pairs, LPS mm.
+    moving : numpy.ndarray
+        ``(n, 3)`` post points of the pairs, LPS mm.
+    unpaired : list of str, optional
+        Labels without a partner (ignored by the fit).
+    warnings : list of str, optional
+        Sentences for the user (e.g. about unpaired labels).
+    """
 
     transform: sitk.Euler3DTransform  # pre -> post (ITK convention)
     labels: list[str]
@@ -246,10 +464,23 @@ class LandmarkFit:
 
     @property
     def n(self) -> int:
+        """Number of pairs used."""
         return len(self.labels)
 
     def predicted_tre_at(self, point_lps) -> float:
-        """Fitzpatrick's predicted target registration error (mm) at a pre-space point."""
+        """Predict the target registration error at a point (Fitzpatrick 1998).
+
+        Parameters
+        ----------
+        point_lps : array_like
+            The target ``(x, y, z)`` in pre space, LPS mm (e.g. the tumor centre).
+
+        Returns
+        -------
+        float
+            Predicted TRE in mm; it grows with the distance of the target from the
+            landmarks' principal axes.
+        """
         r = np.asarray(point_lps, dtype=float).reshape(3)
         c = self.fixed.mean(axis=0)
         x = self.fixed - c
@@ -266,20 +497,70 @@ class LandmarkFit:
         return float(math.sqrt(self.fle_estimate**2 / self.n * (1.0 + total / 3.0)))
 
     def table(self) -> list[tuple[str, float]]:
+        """List the residual of every pair.
+
+        Returns
+        -------
+        list of tuple
+            ``(label, residual in mm)`` in label order.
+        """
         return [(k, self.residuals[k]) for k in self.labels]
 
     def worst(self) -> tuple[str, float]:
+        """Find the pair with the largest residual (the likeliest bad click).
+
+        Returns
+        -------
+        label : str
+            Its label.
+        residual : float
+            Its residual in mm.
+        """
         k = max(self.labels, key=lambda lab: self.residuals[lab])
         return k, self.residuals[k]
 
 
 def fit_landmarks(fixed_pts, moving_pts, *, center_lps=None, strict: bool = False) -> LandmarkFit:
-    """Least-squares rigid fit ``T(pre point) ~= post point`` from landmark pairs matched by label.
+    """Fit the least-squares rigid transform ``T(pre point) ~= post point``.
 
-    Labels without a partner are ignored (listed in ``unpaired``/``warnings``), or with
-    ``strict`` refused. ``center_lps`` sets the rotation centre of the returned Euler
-    transform (e.g. the tumor centre; default: centroid of the pre landmarks) - it does
-    not change the transform itself.
+    Landmark pairs are matched by label; labels without a partner are ignored (listed
+    in ``unpaired`` and ``warnings``), or with ``strict`` refused.
+
+    Parameters
+    ----------
+    fixed_pts : mapping, sequence of dict or None
+        Landmarks on pre (fixed), LPS mm, in any form :func:`as_points` accepts.
+    moving_pts : mapping, sequence of dict or None
+        Landmarks on post (moving), LPS mm.
+    center_lps : array_like, optional
+        Rotation centre of the returned Euler transform (e.g. the tumor centre;
+        default: centroid of the pre landmarks). It does not change the mapping.
+    strict : bool, optional
+        Refuse labels without a partner instead of ignoring them.
+
+    Returns
+    -------
+    LandmarkFit
+        The transform (pre -> post, ITK convention), the residual of every pair and
+        the estimated localisation error.
+
+    Raises
+    ------
+    AblationError
+        With ``strict`` and an unpaired label; fewer than 3 pairs or collinear
+        landmarks on either image; bad landmarks (see :func:`as_points`).
+
+    Examples
+    --------
+    Post is pre shifted 5 mm to the patient's left (+x):
+
+    >>> pre = {"1": (0, 0, 0), "2": (40, 0, 0), "3": (0, 30, 0), "4": (0, 0, 20)}
+    >>> post = {k: (x + 5.0, y, z) for k, (x, y, z) in pre.items()}
+    >>> fit = fit_landmarks(pre, post)
+    >>> [round(v, 6) for v in fit.transform.TransformPoint((10.0, 10.0, 10.0))]
+    [15.0, 10.0, 10.0]
+    >>> round(fit.rms_fre, 6)
+    0.0
     """
     pairs = pair_points(fixed_pts, moving_pts)
     msg = pairs.unpaired_message
@@ -310,7 +591,24 @@ def fit_landmarks(fixed_pts, moving_pts, *, center_lps=None, strict: bool = Fals
 
 
 def format_fit(fit: LandmarkFit, target_lps=None, target_name: str = "tumor centre") -> str:
-    """Human summary: residual table, RMS and predicted TRE."""
+    """Summarise a landmark fit for people: residuals, RMS and predicted TRE.
+
+    Parameters
+    ----------
+    fit : LandmarkFit
+        The fit.
+    target_lps : array_like, optional
+        A target ``(x, y, z)`` in pre space, LPS mm, at which to give the predicted
+        target registration error.
+    target_name : str, optional
+        What the target is, for the text.
+
+    Returns
+    -------
+    str
+        Lines: the residual of every pair, the RMS residual, the predicted target
+        error (with a target) and the warnings.
+    """
     lines = ["pair  residual (mm)"]
     for lab, res in fit.table():
         lines.append(f"{lab:>4}  {res:8.2f}")
@@ -329,7 +627,7 @@ _EMPTY_LABELS = ("", "nan", "None")
 
 
 def next_pair_label(mine, other) -> str:
-    """The label the next point clicked on one image gets.
+    """Choose the label of the next point clicked on one image.
 
     The oldest label of the other image still waiting for a partner here, else a new
     number one above the largest numeric label of either image.
