@@ -60,7 +60,49 @@ def _now() -> str:
 
 @dataclass
 class Case:
-    """One procedure: images, labels, registration, landmarks, settings and QA notes."""
+    """One procedure: images, labels, registration, landmarks, settings and QA notes.
+
+    Images are in identity-direction LPS (see :func:`~napari_ablation.core.io.read_image`);
+    labels are ``uint8`` masks on the grid of the image they were drawn on.
+
+    Parameters
+    ----------
+    pre : SimpleITK.Image, optional
+        The pre-ablation image.
+    post : SimpleITK.Image, optional
+        The post-ablation image.
+    tumor : SimpleITK.Image, optional
+        Tumor labels on the pre grid.
+    ablation : SimpleITK.Image, optional
+        Ablation-zone labels on the post grid.
+    transform : SimpleITK.Transform, optional
+        The registration, pre -> post (ITK convention).
+    landmarks : dict, optional
+        Landmarks per image: ``{"pre": [{"label", "x", "y", "z"}, ...], "post": [...]}``
+        in LPS mm.
+    settings : dict, optional
+        ``threshold_mm`` (the margin threshold, default 5 mm), ``tumor_label`` and
+        ``ablation_label`` (the label values used, ``None`` for any non-zero).
+    qa : dict, optional
+        Registration QA: ``verdict`` (one of :data:`QA_VERDICTS`), ``comment`` and
+        ``reviewed_at`` (ISO time).
+    info : dict, optional
+        Free information: name, sources, modality, notes, ground truth (for sample
+        cases).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import SimpleITK as sitk
+    >>> pre = sitk.Image(8, 8, 4, sitk.sitkInt16)
+    >>> pre.SetSpacing((0.75, 0.75, 5.0))
+    >>> case = Case(pre=pre, post=pre, settings={"threshold_mm": 3.0})
+    >>> case.tumor = case.empty_labels("tumor")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     back = Case.load(case.save(folder))
+    >>> back.tumor.GetSize(), back.pre.GetSpacing(), back.settings["threshold_mm"]
+    ((8, 8, 4), (0.75, 0.75, 5.0), 3.0)
+    """
 
     pre: sitk.Image | None = None
     post: sitk.Image | None = None
@@ -79,6 +121,14 @@ class Case:
 
     # ------------------------------------------------------------------ checks
     def check_labels(self) -> None:
+        """Refuse labels that are not on the grid of their image.
+
+        Raises
+        ------
+        AblationError
+            If the tumor labels are not on the pre grid or the ablation labels not on
+            the post grid.
+        """
         for role in LABEL_ROLES:
             lab, img = getattr(self, role), getattr(self, GRID_OF[role])
             if lab is None or img is None:
@@ -87,7 +137,23 @@ class Case:
                 raise AblationError(f"{role} labels are not on the {GRID_OF[role]} image grid")
 
     def empty_labels(self, role: str) -> sitk.Image:
-        """A new, empty label image on the grid where ``role`` is drawn."""
+        """Make a new, empty label image on the grid where ``role`` is drawn.
+
+        Parameters
+        ----------
+        role : {'tumor', 'ablation'}
+            The labels: the tumor is drawn on pre, the ablation zone on post.
+
+        Returns
+        -------
+        SimpleITK.Image
+            A ``uint8`` image of zeros on that grid.
+
+        Raises
+        ------
+        AblationError
+            If the image of that grid is not loaded.
+        """
         ref = getattr(self, GRID_OF[role])
         if ref is None:
             raise AblationError(f"load the {GRID_OF[role]} image before drawing {role} labels")
@@ -96,7 +162,14 @@ class Case:
         return lab
 
     def copy(self) -> Case:
-        """Shallow copy: images are shared (SimpleITK images are copied on write)."""
+        """Copy the case; images are shared (SimpleITK images are copied on write).
+
+        Returns
+        -------
+        Case
+            A new case with the same images and transform, and its own copies of the
+            landmarks, settings, QA and info.
+        """
         return Case(
             pre=self.pre,
             post=self.post,
@@ -111,10 +184,26 @@ class Case:
 
     # ------------------------------------------------------------------ disk
     def save(self, folder: str | os.PathLike, *, only: tuple[str, ...] | None = None) -> Path:
-        """Write the case into ``folder`` (created if needed), atomically file by file.
+        """Write the case into a folder, created if needed; all files or none.
 
-        ``only`` restricts which image/label roles are rewritten (autosave writes only the
-        labels); ``case.json`` is always rewritten last.
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            The case folder.
+        only : tuple of str, optional
+            The image/label roles to rewrite (autosave writes only the labels);
+            default all. ``case.json`` is always rewritten, last.
+
+        Returns
+        -------
+        pathlib.Path
+            ``folder``.
+
+        Raises
+        ------
+        AblationError
+            If labels are not on their image's grid, the case holds a non-finite
+            number, or a file cannot be written or removed.
         """
         folder = Path(folder)
         self.check_labels()
@@ -183,7 +272,17 @@ class Case:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Case:
-        """Read a case folder, checking ``case.json`` field by field and every file completely.
+        """Read a case folder, checking ``case.json`` field by field and every file.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            The case folder (holding ``case.json``).
+
+        Returns
+        -------
+        Case
+            The case, with the exact float64 geometry and transform of ``case.json``.
 
         Raises
         ------
@@ -257,7 +356,7 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str or os.PathLike
         The ``case.json`` file.
 
     Returns
@@ -355,6 +454,18 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def is_case_folder(path: str | os.PathLike) -> bool:
+    """Tell whether a path is a case folder (a folder holding ``case.json``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path.
+
+    Returns
+    -------
+    bool
+        True for a folder with a ``case.json`` file.
+    """
     p = Path(path)
     return p.is_dir() and (p / CASE_FILE).exists()
 
@@ -372,10 +483,30 @@ def _json_default(o):
 
 
 def case_from_images(pre, post, *, name: str | None = None) -> Case:
-    """A new case from two :class:`~napari_ablation.core.io.LoadedImage` (pre, post).
+    """Make a new case from the loaded pre and post images.
 
-    Raises when the two fields of view do not overlap at all (they cannot show the same
-    anatomy); notes from reading (series choice, oblique resampling) go to ``case.info``.
+    Notes from reading (series choice, oblique resampling) and a small overlap of the
+    fields of view go to ``case.info["notes"]``.
+
+    Parameters
+    ----------
+    pre : napari_ablation.core.io.LoadedImage
+        The pre-ablation image.
+    post : napari_ablation.core.io.LoadedImage
+        The post-ablation image.
+    name : str, optional
+        The case name (default: the pre file or folder name without suffix).
+
+    Returns
+    -------
+    Case
+        The case, with sources, modalities and original geometries in ``info``.
+
+    Raises
+    ------
+    AblationError
+        If an image is missing, or the two fields of view do not overlap at all (they
+        cannot show the same anatomy).
     """
     for role, loaded in (("pre", pre), ("post", post)):
         if loaded is None:
@@ -412,7 +543,32 @@ def load_case_files(
     post_series: str | None = None,
     name: str | None = None,
 ) -> Case:
-    """Read pre and post (files or DICOM folders) into a new case."""
+    """Read pre and post (files or DICOM folders) into a new case.
+
+    Parameters
+    ----------
+    pre_path : str or os.PathLike
+        The pre-ablation image file or DICOM folder.
+    post_path : str or os.PathLike
+        The post-ablation image file or DICOM folder.
+    pre_series : str, optional
+        SeriesInstanceUID to read from a pre DICOM folder (default: the largest 3D
+        series).
+    post_series : str, optional
+        The same for post.
+    name : str, optional
+        The case name.
+
+    Returns
+    -------
+    Case
+        The new case (see :func:`case_from_images`).
+
+    Raises
+    ------
+    AblationError
+        As :func:`~napari_ablation.core.io.read_image` and :func:`case_from_images`.
+    """
     pre = read_image(pre_path, series_uid=pre_series)
     post = read_image(post_path, series_uid=post_series)
     return case_from_images(pre, post, name=name)
@@ -430,7 +586,7 @@ def _free_folder(folder: Path) -> Path:
 def open_sample_copy(
     key: str, folder: str | os.PathLike, *, fresh: bool = False
 ) -> tuple[Case, Path]:
-    """The user's working copy of a bundled sample case, created from the bundled data if needed.
+    """Open the user's working copy of a bundled sample case, creating it if needed.
 
     The bundled files are never modified, and neither is anything already in ``folder``
     unless it is the working copy itself: when ``folder`` holds files but no
@@ -441,15 +597,23 @@ def open_sample_copy(
     ----------
     key : str
         The sample's name (``renal_mri``, ``liver_ct``).
-    folder : str or PathLike
+    folder : str or os.PathLike
         The working copy's folder.
-    fresh : bool
+    fresh : bool, optional
         Start a new numbered copy even when a working copy exists.
 
     Returns
     -------
-    (Case, Path)
-        The case and the folder it lives in.
+    case : Case
+        The case.
+    folder : pathlib.Path
+        The folder it lives in (``folder`` or a new ``folder_N`` beside it).
+
+    Raises
+    ------
+    AblationError
+        For an unknown sample, an unreadable working copy, or a folder that cannot
+        be written.
     """
     from . import samples
 
