@@ -59,21 +59,27 @@ _silence_itk_warnings()
 
 
 def os_error_message(exc: OSError, path: str | os.PathLike, verb: str = "read") -> str:
-    """One line saying what is wrong with which path, e.g. ``cannot write /x: permission denied``.
+    """Say in one line what is wrong with which path.
 
     Parameters
     ----------
     exc : OSError
         The error raised by the operating system.
-    path : str or PathLike
+    path : str or os.PathLike
         The path the user gave (named in the message).
-    verb : str
+    verb : str, optional
         What was attempted (``read``, ``write``, ``create``).
 
     Returns
     -------
     str
-        The message.
+        The message, e.g. ``cannot write /x: permission denied``.
+
+    Examples
+    --------
+    >>> import errno
+    >>> os_error_message(PermissionError(errno.EACCES, "Permission denied"), "/x", "write")
+    'cannot write /x: permission denied'
     """
     reason = (
         exc.strerror
@@ -89,8 +95,13 @@ def os_error_message(exc: OSError, path: str | os.PathLike, verb: str = "read") 
 def quiet_native_stderr() -> Iterator[list[str]]:
     """Redirect the process's file descriptor 2 while native code (ITK, niftilib) runs.
 
-    Yields a list that receives the captured lines when the block ends, so a caller can
-    turn them into its own one-line message.
+    A context manager; one thread at a time holds the redirection.
+
+    Yields
+    ------
+    list of str
+        A list that receives the captured (non-blank) lines when the block ends, so a
+        caller can turn them into its own one-line message.
     """
     captured: list[str] = []
     with _STDERR_LOCK:
@@ -119,18 +130,19 @@ def quiet_native_stderr() -> Iterator[list[str]]:
 
 
 def input_path(path: str | os.PathLike, what: str = "file or folder") -> Path:
-    """``path`` as a :class:`~pathlib.Path` after checking it exists and can be read.
+    """Check that a path given by the user exists and can be read.
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str or os.PathLike
         A file or a folder given by the user.
-    what : str
+    what : str, optional
         How to call it in the message when it is missing.
 
     Returns
     -------
-    Path
+    pathlib.Path
+        ``path`` as a path.
 
     Raises
     ------
@@ -153,7 +165,25 @@ def input_path(path: str | os.PathLike, what: str = "file or folder") -> Path:
 
 
 def input_file(path: str | os.PathLike, what: str = "file") -> Path:
-    """Like :func:`input_path` but a folder is refused."""
+    """Check that a path given by the user is a readable file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file given by the user.
+    what : str, optional
+        How to call it in the messages.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as a path.
+
+    Raises
+    ------
+    AblationError
+        As :func:`input_path`, and for a folder.
+    """
     p = input_path(path, what)
     if p.is_dir():
         raise AblationError(f"{p}: is a folder, expected a {what}")
@@ -165,15 +195,17 @@ def read_text(path: str | os.PathLike, what: str = "file", max_bytes: int = 64 <
 
     Parameters
     ----------
-    path : str or PathLike
-    what : str
+    path : str or os.PathLike
+        The text file.
+    what : str, optional
         How to call the file in messages.
-    max_bytes : int
+    max_bytes : int, optional
         Larger files are refused (a text input of this kind is never that large).
 
     Returns
     -------
     str
+        The text (a UTF-8 byte order mark removed).
 
     Raises
     ------
@@ -219,7 +251,23 @@ _NIFTI_FLOAT_CODES = {16: "f4", 32: "f4", 64: "f8", 1792: "f8"}
 
 @dataclass
 class NiftiHeader:
-    """What :func:`check_nifti` learnt about a NIfTI file."""
+    """What :func:`check_nifti` learnt about a NIfTI file.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The image dimensions of the header, ``(x, y, z, ...)``.
+    datatype : int
+        The NIfTI datatype code.
+    is_float : bool
+        Whether the voxels are floating-point (or complex) numbers.
+    data_bytes : int
+        Bytes of voxel data the header announces.
+    scl_slope : float, optional
+        The header's value scaling slope (0 or 1: no scaling).
+    scl_inter : float, optional
+        The header's value scaling intercept.
+    """
 
     shape: tuple[int, ...]
     datatype: int
@@ -235,7 +283,7 @@ class NiftiHeader:
 
 
 def _stream(path: Path, chunk: int = 1 << 22) -> Iterator[bytes]:
-    """The decompressed bytes of a file (gzip or plain), chunk by chunk.
+    """Yield the decompressed bytes of a file (gzip or plain), chunk by chunk.
 
     A gzip stream is checked to its end by zlib (CRC and length of every member);
     truncation, corruption and trailing bytes that are not another gzip member raise
@@ -329,8 +377,10 @@ def _nifti_fields(name: str, head: bytes) -> _NiftiFields:
 
 
 class _FiniteCheck:
-    """Counts the NaN/Inf voxels of a floating-point NIfTI while its data streams by
-    (ITK's NIfTI reader turns them into 0 without a word)."""
+    """Count the NaN/Inf voxels of a floating-point NIfTI while its data streams by.
+
+    ITK's NIfTI reader turns them into 0 without a word.
+    """
 
     def __init__(self, f: _NiftiFields):
         import numpy as np
@@ -371,12 +421,13 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str or os.PathLike
         A ``.nii`` or ``.nii.gz`` file.
 
     Returns
     -------
     NiftiHeader
+        What the header says (shape, datatype, data size, value scaling).
 
     Raises
     ------
@@ -466,8 +517,10 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
 
 
 def _check_nifti_orientation(name: str, qform_code: int, sform_code: int, orient, pixdim) -> None:
-    """The header must place the image in space once: a valid qform and/or sform, equal when both
-    are set."""
+    """Check that the header places the image in space once.
+
+    A valid qform and/or sform, equal when both are set.
+    """
     if qform_code <= 0 and sform_code <= 0:
         raise AblationError(
             f"{name}: the NIfTI header gives no position in space (qform_code and sform_code are 0)"
@@ -548,11 +601,12 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
     Parameters
     ----------
-    folder : str or PathLike
+    folder : str or os.PathLike
+        The folder to clean (only its ``.napari-ablation-tmp-<pid>-*`` folders).
 
     Returns
     -------
-    list of Path
+    list of pathlib.Path
         The folders removed.
     """
     removed = []
@@ -578,8 +632,11 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 def _roll_forward(tmpdir: Path, folder: Path, since: float) -> None:
-    """Finish the renames of a set whose writer was killed while renaming (its files were
-    verified before the first rename); a target changed since then is left alone."""
+    """Finish the renames of a set whose writer was killed while renaming.
+
+    Its files were verified before the first rename; a target changed since then is
+    left alone.
+    """
     for entry in tmpdir.iterdir():
         if entry.name == COMMIT_MARKER or entry.name.startswith(".old-"):
             continue
@@ -621,15 +678,30 @@ class OutputSet:
 
     Parameters
     ----------
-    inputs : iterable of path
+    inputs : iterable of path-like, optional
         Files (and folders) the action read; an output resolving to any of them is
-        refused.
+        refused (``None`` entries are skipped).
 
     Examples
     --------
-    >>> outs = OutputSet(inputs=[tumor_path])                      # doctest: +SKIP
-    >>> outs.add_text("m.json", text); outs.add_image("c.nii.gz", img)  # doctest: +SKIP
-    >>> outs.commit()                                               # doctest: +SKIP
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     source = Path(folder) / "in.txt"
+    ...     _ = source.write_text("input")
+    ...     outs = OutputSet(inputs=[source])
+    ...     _ = outs.add_text(Path(folder) / "a.json", "{}")
+    ...     _ = outs.add_text(Path(folder) / "b.csv", "label,x,y,z")
+    ...     [p.name for p in outs.commit()]
+    ['a.json', 'b.csv']
+
+    An input is never overwritten:
+
+    >>> try:
+    ...     OutputSet(inputs=["case/pre.nii.gz"]).add_text("case/pre.nii.gz", "")
+    ... except AblationError as exc:
+    ...     print(exc)
+    refusing to write case/pre.nii.gz: it is an input of this command (case/pre.nii.gz)
     """
 
     def __init__(self, inputs: Iterable[str | os.PathLike | None] = ()):
@@ -640,7 +712,13 @@ class OutputSet:
         self._pending: list[_Pending] = []
 
     def add_input(self, path: str | os.PathLike) -> None:
-        """Protect one more input (and, for ``.mhd``/``.nhdr``, its data file)."""
+        """Protect one more input (and, for ``.mhd``/``.nhdr``, its data file).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file or folder the action read.
+        """
         p = Path(path)
         self.inputs.append(p)
         for data in _detached_data_files(p):
@@ -648,7 +726,17 @@ class OutputSet:
 
     # --------------------------------------------------------------- checks
     def check(self, path: str | os.PathLike) -> Path:
-        """Refuse an output path that must not be written; return its resolved path.
+        """Refuse an output path that must not be written.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output file as the user gave it.
+
+        Returns
+        -------
+        pathlib.Path
+            Its resolved path (symbolic links followed).
 
         Raises
         ------
@@ -688,12 +776,51 @@ class OutputSet:
 
     # --------------------------------------------------------------- adding
     def add(self, path: str | os.PathLike, write: Callable[[Path], list[Path]]) -> Path:
-        """Add an output written by ``write(tmp_path) -> [written files]`` (checked first)."""
+        """Add an output written by a function (the path is checked first).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output file.
+        write : callable
+            ``write(tmp_path) -> [written files]``: writes the file under its final
+            name into a temporary folder, flushes and verifies it, and returns the
+            files written (more than one for a detached header and data).
+
+        Returns
+        -------
+        pathlib.Path
+            The resolved target.
+
+        Raises
+        ------
+        AblationError
+            As :meth:`check`.
+        """
         target = self.check(path)
         self._pending.append(_Pending(target, str(path), write))
         return target
 
     def add_bytes(self, path: str | os.PathLike, data: bytes) -> Path:
+        """Add a binary output, verified by its size.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output file.
+        data : bytes
+            Its content.
+
+        Returns
+        -------
+        pathlib.Path
+            The resolved target.
+
+        Raises
+        ------
+        AblationError
+            As :meth:`check`.
+        """
         def write(tmp: Path) -> list[Path]:
             _write_all(tmp, data)
             if tmp.stat().st_size != len(data):
@@ -703,10 +830,51 @@ class OutputSet:
         return self.add(path, write)
 
     def add_text(self, path: str | os.PathLike, text: str) -> Path:
+        """Add a UTF-8 text output.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output file.
+        text : str
+            Its content.
+
+        Returns
+        -------
+        pathlib.Path
+            The resolved target.
+
+        Raises
+        ------
+        AblationError
+            As :meth:`check`.
+        """
         return self.add_bytes(path, text.encode("utf-8"))
 
     def add_image(self, path: str | os.PathLike, img, *, compress: bool = True) -> Path:
-        """An image written by SimpleITK (format from the suffix) and verified by a full re-read."""
+        """Add an image written by SimpleITK and verified by a full re-read.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output file; the format follows its suffix (``.nii.gz``, ``.nii``,
+            ``.nrrd``, ``.mha``; ``.mhd``/``.nhdr`` with a detached data file).
+        img : SimpleITK.Image
+            The image.
+        compress : bool, optional
+            Compress the data where the format allows it (never for ``.nii``).
+
+        Returns
+        -------
+        pathlib.Path
+            The resolved target.
+
+        Raises
+        ------
+        AblationError
+            For another suffix, a data file that would land on an input, or as
+            :meth:`check`.
+        """
         from .io import IMAGE_SUFFIXES, path_suffix
 
         suffix = path_suffix(path)
@@ -834,15 +1002,22 @@ def _umask() -> int:
 
 
 def native_reason(exc: BaseException) -> str:
-    """The one informative line of an ITK exception (its ``Description:``, else its last line).
+    r"""Extract the one informative line of an ITK exception.
 
     Parameters
     ----------
     exc : BaseException
+        The exception SimpleITK raised.
 
     Returns
     -------
     str
+        Its ``Description:`` line, else its last line, else the exception's type name.
+
+    Examples
+    --------
+    >>> native_reason(RuntimeError("itk::ERROR\nfile.cxx:12\nDescription: Could not read"))
+    'Could not read'
     """
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     for ln in reversed(lines):
@@ -852,7 +1027,7 @@ def native_reason(exc: BaseException) -> str:
 
 
 def _detached_data_files(path: Path) -> list[Path]:
-    """The data file named by a ``.mhd`` / ``.nhdr`` header (empty for other formats)."""
+    """List the data file named by a ``.mhd`` / ``.nhdr`` header (none for other formats)."""
     low = path.name.lower()
     if not low.endswith((".mhd", ".nhdr")):
         return []
