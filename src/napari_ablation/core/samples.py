@@ -58,8 +58,10 @@ def _unit(v) -> np.ndarray:
 
 
 def _frame(long_axis, toward) -> np.ndarray:
-    """Rotation matrix whose columns are (u, v, w): w = long axis, u = ``toward`` made
-    orthogonal."""
+    """Build the rotation matrix whose columns are (u, v, w).
+
+    w is the long axis, u is ``toward`` made orthogonal to it.
+    """
     w = _unit(long_axis)
     u = np.asarray(toward, dtype=float)
     u = _unit(u - (u @ w) * w)
@@ -76,8 +78,30 @@ def _rodrigues(axis, angle_deg) -> np.ndarray:
 
 @dataclass
 class Blob:
-    """Smooth star-shaped body: an ellipsoid whose radius is modulated by a smooth function
-    of the direction.  Surface: ``|q / a| = 1 + eps(u)`` in the local frame, ``u = q / |q|``."""
+    """A smooth star-shaped body, defined in patient LPS mm.
+
+    An ellipsoid whose radius is modulated by a smooth function of the direction. Its
+    surface is ``|q / a| = 1 + eps(u)`` in the local frame, with ``u = q / |q|``.
+
+    Parameters
+    ----------
+    center : array_like
+        Centre ``(x, y, z)``, LPS mm.
+    semi : array_like
+        Semi-axes along the frame columns ``(u, v, w)``, mm.
+    frame : array_like, optional
+        ``(3, 3)`` rotation whose columns are the body's axes (default: the patient
+        axes).
+    waves : tuple, optional
+        Radius modulation ``((amplitude, unit vector (3,), frequency, phase), ...)``;
+        empty for an exact ellipsoid.
+
+    Examples
+    --------
+    >>> sphere = Blob((0.0, 0.0, 0.0), (10.0, 10.0, 10.0))
+    >>> round(float(sphere.sdf(15.0, 0.0, 0.0)), 6), sphere.radius_along((0, 0, 1))
+    (5.0, 10.0)
+    """
 
     center: np.ndarray
     semi: np.ndarray  # semi-axes along the frame columns (u, v, w), mm
@@ -85,12 +109,37 @@ class Blob:
     waves: tuple = ()  # ((amp, unit vector (3,), frequency, phase), ...)
 
     def __post_init__(self):
+        """Store the centre, semi-axes and frame as float arrays."""
         self.center = np.asarray(self.center, dtype=float)
         self.semi = np.asarray(self.semi, dtype=float)
         self.frame = np.asarray(self.frame, dtype=float)
 
     @classmethod
     def random(cls, rng, center, semi, frame=None, amp=0.05, n=5, freq=(1.5, 3.5)):
+        """Make a blob with a random smooth radius modulation.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The random generator.
+        center : array_like
+            Centre ``(x, y, z)``, LPS mm.
+        semi : array_like
+            Semi-axes, mm.
+        frame : array_like, optional
+            ``(3, 3)`` rotation of the axes (default: the patient axes).
+        amp : float, optional
+            Largest relative amplitude of each wave.
+        n : int, optional
+            Number of waves.
+        freq : tuple of float, optional
+            Range of the wave frequencies.
+
+        Returns
+        -------
+        Blob
+            The body.
+        """
         waves = []
         for _ in range(n):
             v = _unit(rng.normal(size=3))
@@ -106,6 +155,19 @@ class Blob:
         return e
 
     def local(self, x, y, z):
+        """Express patient points in the body's frame.
+
+        Parameters
+        ----------
+        x, y, z : array_like
+            LPS coordinates in mm (arrays of one shape).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            The coordinates ``(u, v, w)`` relative to the centre, along the frame's
+            axes, mm.
+        """
         dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
         F = self.frame
         qu = F[0, 0] * dx + F[1, 0] * dy + F[2, 0] * dz
@@ -114,7 +176,18 @@ class Blob:
         return qu, qv, qw
 
     def rho(self, x, y, z):
-        """Normalised radius (1 on the surface)."""
+        """Return the normalised radius of points: below 1 inside, 1 on the surface.
+
+        Parameters
+        ----------
+        x, y, z : array_like
+            LPS coordinates in mm.
+
+        Returns
+        -------
+        numpy.ndarray
+            The normalised radius of each point.
+        """
         qu, qv, qw = self.local(x, y, z)
         a = self.semi
         r = np.sqrt(qu * qu + qv * qv + qw * qw) + 1e-6
@@ -124,8 +197,22 @@ class Blob:
         return rho
 
     def sdf(self, x, y, z, offset: float = 0.0):
-        """Approximate signed distance (mm, negative inside) to the surface grown by ``offset``
-        mm."""
+        """Approximate the signed distance to the surface grown by ``offset``.
+
+        The first-order distance, exact on the surface (and everywhere for a sphere).
+
+        Parameters
+        ----------
+        x, y, z : array_like
+            LPS coordinates in mm.
+        offset : float, optional
+            Growth of the surface in mm (negative shrinks it).
+
+        Returns
+        -------
+        numpy.ndarray
+            Signed distance in mm, negative inside.
+        """
         qu, qv, qw = self.local(x, y, z)
         a = self.semi
         r = np.sqrt(qu * qu + qv * qv + qw * qw) + 1e-6
@@ -139,14 +226,36 @@ class Blob:
         return (rho - 1.0) * (rho0 / np.maximum(rho, 1e-6)) / np.maximum(grad, 1e-9) - offset
 
     def radius_along(self, u_world) -> float:
-        """Distance from the centre to the surface along a world direction."""
+        """Measure the distance from the centre to the surface along a direction.
+
+        Parameters
+        ----------
+        u_world : array_like
+            A direction in patient LPS (need not be unit length).
+
+        Returns
+        -------
+        float
+            The distance in mm.
+        """
         u = self.frame.T @ _unit(u_world)
         base = 1.0 / np.sqrt(((u / self.semi) ** 2).sum())
         eps = self._eps(u[0], u[1], u[2]) if self.waves else 0.0
         return float(base * (1.0 + eps))
 
     def surface_points(self, n: int) -> np.ndarray:
-        """``n`` points on the surface (Fibonacci directions), world LPS mm."""
+        """Sample points on the surface along evenly spread (Fibonacci) directions.
+
+        Parameters
+        ----------
+        n : int
+            Number of points.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, 3)`` surface points, LPS mm.
+        """
         i = np.arange(n) + 0.5
         phi = np.arccos(1 - 2 * i / n)
         theta = np.pi * (1 + 5**0.5) * i
@@ -157,10 +266,36 @@ class Blob:
         return q @ self.frame.T + self.center
 
     def inside(self, pts: np.ndarray) -> np.ndarray:
+        """Tell which points lie inside the body.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray
+            ``(n, 3)`` points, LPS mm.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` booleans.
+        """
         p = np.asarray(pts, dtype=float)
         return self.rho(p[:, 0], p[:, 1], p[:, 2]) < 1.0
 
     def bbox(self, pad: float = 0.0):
+        """Bound the body by an axis-aligned box.
+
+        Parameters
+        ----------
+        pad : float, optional
+            Margin added on every side, mm.
+
+        Returns
+        -------
+        lo : numpy.ndarray
+            The low corner ``(x, y, z)``, LPS mm.
+        hi : numpy.ndarray
+            The high corner, LPS mm.
+        """
         amp = sum(abs(w[0]) for w in self.waves)
         ext = float(self.semi.max()) * (1 + amp) + pad
         return self.center - ext, self.center + ext
@@ -168,7 +303,25 @@ class Blob:
 
 @dataclass
 class Tube:
-    """Tapered segment from p0 (radius r0) to p1 (radius r1)."""
+    """A tapered segment (a vessel, a needle, a rib), in patient LPS mm.
+
+    Parameters
+    ----------
+    p0 : array_like
+        First end ``(x, y, z)``, LPS mm.
+    p1 : array_like
+        Second end, LPS mm.
+    r0 : float
+        Radius at ``p0``, mm.
+    r1 : float
+        Radius at ``p1``, mm.
+
+    Examples
+    --------
+    >>> tube = Tube((0.0, 0.0, 0.0), (0.0, 0.0, 10.0), 2.0, 2.0)
+    >>> float(tube.sdf(5.0, 0.0, 5.0))
+    3.0
+    """
 
     p0: np.ndarray
     p1: np.ndarray
@@ -176,10 +329,25 @@ class Tube:
     r1: float
 
     def __post_init__(self):
+        """Store the ends as float arrays."""
         self.p0 = np.asarray(self.p0, dtype=float)
         self.p1 = np.asarray(self.p1, dtype=float)
 
     def sdf(self, x, y, z, offset: float = 0.0):
+        """Compute the signed distance to the tube's surface grown by ``offset``.
+
+        Parameters
+        ----------
+        x, y, z : array_like
+            LPS coordinates in mm.
+        offset : float, optional
+            Growth of the surface in mm.
+
+        Returns
+        -------
+        numpy.ndarray
+            Signed distance in mm, negative inside.
+        """
         d = self.p1 - self.p0
         L2 = float(d @ d)
         t = ((x - self.p0[0]) * d[0] + (y - self.p0[1]) * d[1] + (z - self.p0[2]) * d[2]) / L2
@@ -190,14 +358,30 @@ class Tube:
         return np.sqrt(ex * ex + ey * ey + ez * ez) - (self.r0 + (self.r1 - self.r0) * t) - offset
 
     def bbox(self, pad: float = 0.0):
+        """Bound the tube by an axis-aligned box.
+
+        Parameters
+        ----------
+        pad : float, optional
+            Margin added on every side, mm.
+
+        Returns
+        -------
+        lo : numpy.ndarray
+            The low corner ``(x, y, z)``, LPS mm.
+        hi : numpy.ndarray
+            The high corner, LPS mm.
+        """
         r = max(self.r0, self.r1) + pad
         return np.minimum(self.p0, self.p1) - r, np.maximum(self.p0, self.p1) + r
 
 
 def _ellcyl(x, y, cx, cy, ax, ay, wob=None, z=None):
-    """Approximate signed distance (mm) to an elliptic cylinder along z.
+    """Approximate the signed distance (mm) to an elliptic cylinder along z.
 
-    ``wob``: optional seed for a smooth, organic modulation of the outline (varying with z)."""
+    ``wob`` is an optional seed for a smooth, organic modulation of the outline (varying
+    with z).
+    """
     nx, ny = (x - cx) / ax, (y - cy) / ay
     rho = np.sqrt(nx * nx + ny * ny) + 1e-9
     grad = np.sqrt((nx / ax) ** 2 + (ny / ay) ** 2) / rho
@@ -220,11 +404,42 @@ def _ellcyl(x, y, cx, cy, ax, ay, wob=None, z=None):
 
 @dataclass
 class Grid:
+    """An image grid with identity direction, on which a phantom is sampled.
+
+    Parameters
+    ----------
+    size : tuple of int
+        Voxels ``(x, y, z)``.
+    spacing : tuple of float
+        Voxel size ``(x, y, z)``, mm.
+    origin : tuple of float
+        Centre of the first voxel ``(x, y, z)``, LPS mm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = Grid((4, 3, 2), (0.75, 0.75, 3.0), (0.0, 0.0, 0.0))
+    >>> grid.shape, grid.image(np.zeros(grid.shape, np.uint8)).GetSize()
+    ((2, 3, 4), (4, 3, 2))
+    """
+
     size: tuple  # (x, y, z)
     spacing: tuple  # (x, y, z) mm
     origin: tuple  # (x, y, z) mm, LPS, identity direction
 
     def image(self, arr_zyx: np.ndarray) -> sitk.Image:
+        """Wrap an array sampled on this grid as a SimpleITK image.
+
+        Parameters
+        ----------
+        arr_zyx : numpy.ndarray
+            The voxels, shape :attr:`shape` ``(z, y, x)``.
+
+        Returns
+        -------
+        SimpleITK.Image
+            The image with this grid's spacing and origin, identity direction.
+        """
         img = sitk.GetImageFromArray(np.ascontiguousarray(arr_zyx))
         img.SetSpacing([float(s) for s in self.spacing])
         img.SetOrigin([float(o) for o in self.origin])
@@ -233,6 +448,7 @@ class Grid:
 
     @property
     def shape(self):
+        """The array shape ``(z, y, x)`` of the grid."""
         return tuple(int(s) for s in self.size[::-1])
 
 
@@ -304,8 +520,10 @@ class _Canvas:
 
     # -- geometry helpers
     def block(self, lo, hi):
-        """Array slices (z, y, x) of this grid that can see the patient box [lo, hi]; None if
-        none."""
+        """Find the array slices (z, y, x) of this grid that see the patient box [lo, hi].
+
+        ``None`` if there are none.
+        """
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
         corners = np.array(
             [
@@ -907,8 +1125,10 @@ def _finish_ct(img, rng, *, sigma_noise):
 
 
 def _cap_directions(axis, alpha, n):
-    """``n`` unit vectors spread evenly over the spherical cap of half-angle ``alpha`` around
-    ``axis``."""
+    """Spread ``n`` unit vectors evenly over a spherical cap.
+
+    The cap has half-angle ``alpha`` around ``axis``.
+    """
     axis = _unit(axis)
     i = np.arange(n) + 0.5
     cos_t = 1 - (1 - np.cos(alpha)) * i / n
@@ -932,12 +1152,28 @@ def _surface_at(blob: Blob, dirs_local: np.ndarray) -> np.ndarray:
 
 
 def true_min_margin(tumor: Blob, zone: Blob, n_tumor: int = 80000):
-    """Minimal treatment margin of the continuous shapes (mm, negative = uncovered) and the
-    tumor-surface point where it occurs (LPS).
+    """Compute the minimal treatment margin of two continuous shapes.
 
     The tumor surface is sampled densely (~0.15 mm apart); the 300 points with the smallest
     first-order margin get a nearest-point search on the ablation surface (coarse, then a
-    dense local patch ~0.02 mm apart around the coarse answer).  Accurate to ~0.01 mm."""
+    dense local patch ~0.02 mm apart around the coarse answer).  Accurate to ~0.01 mm.
+
+    Parameters
+    ----------
+    tumor : Blob
+        The tumor.
+    zone : Blob
+        The ablation zone.
+    n_tumor : int, optional
+        Number of tumor surface samples.
+
+    Returns
+    -------
+    mtm : float
+        The minimal treatment margin in mm (negative where the tumor is uncovered).
+    point : numpy.ndarray
+        The tumor-surface point where it occurs, LPS mm.
+    """
     tp = tumor.surface_points(n_tumor)
     approx = -zone.sdf(tp[:, 0], tp[:, 1], tp[:, 2])
     cand = tp[np.argsort(approx)[:300]]
@@ -958,8 +1194,10 @@ def true_min_margin(tumor: Blob, zone: Blob, n_tumor: int = 80000):
 
 
 def _on_post_slice(p, T, grid: Grid) -> np.ndarray:
-    """``p`` (pre space) moved along the post z axis so that ``T(p)`` lies on a post slice centre
-    (so that a needle drawn in a post axial plane through it shows in one slice)."""
+    """Move ``p`` (pre space) along the post z axis so that ``T(p)`` is on a post slice.
+
+    So that a needle drawn in a post axial plane through it shows in one slice.
+    """
     A, b = tfm.matrix_offset(T)
     q = A @ np.asarray(p, float) + b
     k = np.round((q[2] - grid.origin[2]) / grid.spacing[2])
@@ -1052,11 +1290,22 @@ def _kidney(rng, side, center, long_axis, hilum_dir, semi=(27.0, 21.0, 54.0)):
 
 
 def make_renal_mri(seed: int = 0) -> Case:
-    """Renal cryoablation on T2-weighted (HASTE-like) MRI, 1.2 x 1.2 x 3 mm.
+    """Make the renal cryoablation sample: T2-weighted (HASTE-like) MRI, 1.2 x 1.2 x 3 mm.
 
     An exophytic tumor of the lateral lower left kidney, covered by an ice ball (signal
     void) placed too laterally: a generous margin on most sides, a thin and slightly
     negative one on the deep (medial) side.  Three cryoprobes converge into it.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the anatomy, texture and noise (0 is the bundled case).
+
+    Returns
+    -------
+    Case
+        Pre and post images, tumor and ablation labels; the true transform and the true
+        minimal margin in ``case.info``.
     """
     rng = np.random.default_rng(1000 + seed)
     t = MR_T2
@@ -1273,12 +1522,23 @@ def make_renal_mri(seed: int = 0) -> Case:
 
 
 def make_liver_ct(seed: int = 0) -> Case:
-    """Microwave ablation of a right-lobe liver tumor on portal-venous CT, 0.7 x 0.7 x 2.5 mm.
+    """Make the liver microwave ablation sample: portal-venous CT, 0.7 x 0.7 x 2.5 mm.
 
     The coagulation zone (hypodense ellipsoid along the antenna, thin hyperdense rim, a few
-    gas bubbles, the antenna track) covers the tumor completely, but the anterior margin is
-    thinner than 5 mm.  The field of view is cropped to the liver region, as a targeted
-    reconstruction would be.
+    gas bubbles, the antenna track) covers a right-lobe tumor completely, but the anterior
+    margin is thinner than 5 mm.  The field of view is cropped to the liver region, as a
+    targeted reconstruction would be.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the anatomy, texture and noise (0 is the bundled case).
+
+    Returns
+    -------
+    Case
+        Pre and post images, tumor and ablation labels; the true transform and the true
+        minimal margin in ``case.info``.
     """
     rng = np.random.default_rng(2000 + seed)
     t = CT_PV
@@ -1480,7 +1740,14 @@ def make_liver_ct(seed: int = 0) -> Case:
 
 
 def sample_dir() -> Path:
-    """The bundled sample folder (inside the wheel, else the repository's ``sample_data``)."""
+    """Locate the bundled sample folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``sample_data`` inside the installed package, else the repository's
+        ``sample_data``.
+    """
     here = Path(__file__).resolve()
     packaged = here.parent.parent / "sample_data"
     if packaged.is_dir():
@@ -1492,6 +1759,25 @@ _MAKERS = {"renal_mri": make_renal_mri, "liver_ct": make_liver_ct}
 
 
 def make_sample(name: str, seed: int = 0) -> Case:
+    """Generate a sample case in memory.
+
+    Parameters
+    ----------
+    name : {'renal_mri', 'liver_ct'}
+        The sample (see :data:`SAMPLE_NAMES`).
+    seed : int, optional
+        Seed of the anatomy, texture and noise (0 is the bundled case).
+
+    Returns
+    -------
+    Case
+        The case, with its ground truth in ``case.info``.
+
+    Raises
+    ------
+    AblationError
+        For an unknown name.
+    """
     if name not in _MAKERS:
         from .errors import AblationError
 
@@ -1500,7 +1786,18 @@ def make_sample(name: str, seed: int = 0) -> Case:
 
 
 def write_all(out=None) -> list[Path]:
-    """Generate both sample cases (fixed seeds) into ``out`` (default: :func:`sample_dir`)."""
+    """Generate both sample cases (fixed seeds) into case folders.
+
+    Parameters
+    ----------
+    out : str or os.PathLike, optional
+        The folder receiving one case folder per sample (default: :func:`sample_dir`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The case folders written, each with its ``true_transform.tfm``.
+    """
     root = Path(out) if out else sample_dir()
     written = []
     for name in SAMPLE_NAMES:
@@ -1515,7 +1812,23 @@ def write_all(out=None) -> list[Path]:
 
 
 def load_sample(name: str) -> Case:
-    """The bundled sample case ``name``; generated in memory if the files are not there."""
+    """Load a bundled sample case, generating it in memory if its files are not there.
+
+    Parameters
+    ----------
+    name : {'renal_mri', 'liver_ct'}
+        The sample (see :data:`SAMPLE_NAMES`).
+
+    Returns
+    -------
+    Case
+        The case, with its ground truth in ``case.info``.
+
+    Raises
+    ------
+    AblationError
+        For an unknown name, or a bundled folder that does not read.
+    """
     if name not in _MAKERS:
         from .errors import AblationError
 
@@ -1527,5 +1840,16 @@ def load_sample(name: str) -> Case:
 
 
 def true_transform(case: Case) -> sitk.Euler3DTransform:
-    """The ground-truth pre->post transform of a sample case."""
+    """Return the ground-truth pre -> post transform of a sample case.
+
+    Parameters
+    ----------
+    case : Case
+        A sample case (its ``info["true_transform"]``).
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        The true registration, ITK convention.
+    """
     return tfm.euler_from_params(case.info["true_transform"])
