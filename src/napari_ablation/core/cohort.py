@@ -71,7 +71,36 @@ RESULT_VERSION = 1
 
 @dataclass(frozen=True)
 class CaseInputs:
-    """The files of one case and what is known about it before its analysis."""
+    """The files of one case and what is known about it before its analysis.
+
+    Parameters
+    ----------
+    case : str
+        The case id (unique in the cohort).
+    tumor : str
+        The tumor label file (on the pre grid).
+    ablation : str
+        The ablation-zone label file (on the post grid).
+    transform : str, optional
+        The registration file, pre -> post (ITK convention); ``None``: the labels
+        share one space.
+    folder : str, optional
+        The case folder, when the case was found as one.
+    pre : str, optional
+        The pre image file, when known.
+    post : str, optional
+        The post image file, when known.
+    tumor_label : int, optional
+        The tumor label value (default: any non-zero voxel).
+    ablation_label : int, optional
+        The ablation label value (default: any non-zero voxel).
+    modality : str, optional
+        ``"CT"``, ``"MR"``, ... when known.
+    qa_verdict : str, optional
+        The registration QA verdict of the case, when known.
+    problem : str, optional
+        A problem found while listing the case (reported as its error).
+    """
 
     case: str
     tumor: str
@@ -87,7 +116,14 @@ class CaseInputs:
     problem: str = ""  # a problem found while listing the case (reported as its error)
 
     def files(self) -> list[str]:
-        """The files whose contents decide the result (hashed for resuming)."""
+        """List the files whose contents decide the result (hashed for resuming).
+
+        Returns
+        -------
+        list of str
+            The tumor and ablation files, the transform and the ``case.json`` when
+            present.
+        """
         out = [self.tumor, self.ablation]
         if self.transform:
             out.append(self.transform)
@@ -97,11 +133,11 @@ class CaseInputs:
 
 
 def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
-    """All case folders under ``folders`` (each folder may itself be a case).
+    """Find all case folders under some folders (each folder may itself be a case).
 
     Parameters
     ----------
-    folders
+    folders : sequence of str or os.PathLike
         Folders to search recursively; a case folder is not searched further.
 
     Returns
@@ -145,10 +181,22 @@ def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
 
 
 def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) -> CaseInputs:
-    """The inputs of one case folder, read from its ``case.json`` (images are not read).
+    """Read the inputs of one case folder from its ``case.json`` (images are not read).
 
     A folder whose ``case.json`` is unreadable or lists no tumor/ablation labels gives
     inputs with ``problem`` set, so that the case becomes an error row.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The case folder.
+    case_id : str, optional
+        The case id (default: the folder's name).
+
+    Returns
+    -------
+    CaseInputs
+        The case's files, label values, modality and QA verdict.
     """
     from .case import CASE_FILE, IMAGE_FILES, TRANSFORM_FILE
 
@@ -191,10 +239,21 @@ def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) ->
 
 
 def read_manifest(path: str | os.PathLike) -> list[CaseInputs]:
-    """Cases listed in a manifest CSV ``case,tumor,ablation[,transform][,pre,post]``.
+    """Read the cases listed in a manifest CSV ``case,tumor,ablation[,transform][,pre,post]``.
 
     Paths are relative to the manifest's folder (absolute paths are kept). Optional
     extra columns ``modality`` and ``qa_verdict`` are carried into the results.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The manifest CSV file.
+
+    Returns
+    -------
+    list of CaseInputs
+        One per row, in file order (a row without tumor or ablation file has its
+        ``problem`` set).
 
     Raises
     ------
@@ -259,7 +318,23 @@ _PATH_FIELDS = ("tumor", "ablation", "transform", "folder", "pre", "post")
 
 
 def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
-    """SHA-256 of the input files' contents and the settings (``None`` if a file is unreadable)."""
+    """Hash the input files' contents and the settings of a case (the resume key).
+
+    Paths are left out, so a moved cohort is not recomputed; the package version and
+    :data:`RESULT_VERSION` are in, so a new version recomputes.
+
+    Parameters
+    ----------
+    inputs : CaseInputs
+        The case.
+    threshold_mm : float
+        The margin threshold, mm.
+
+    Returns
+    -------
+    str or None
+        The SHA-256 hex digest, ``None`` if a file is unreadable.
+    """
     from .. import __version__
 
     h = hashlib.sha256()
@@ -287,19 +362,21 @@ def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
 
 
 def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0):
-    """The :class:`~.margin.MarginResult` of one case, read as ``napari-ablation margin`` reads it.
+    """Analyse the margins of one case, reading it as ``napari-ablation margin`` does.
 
     Parameters
     ----------
-    inputs
+    inputs : CaseInputs
         The case's files.
-    threshold_mm
+    threshold_mm : float, optional
         Margin threshold (mm).
 
     Returns
     -------
-    (MarginResult, spacing)
-        The result and the tumor (pre) grid spacing ``(x, y, z)`` in mm.
+    result : napari_ablation.core.margin.MarginResult
+        The margin analysis.
+    spacing : tuple of float
+        The tumor (pre) grid spacing ``(x, y, z)`` in mm.
 
     Raises
     ------
@@ -319,15 +396,15 @@ def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0):
 
 
 def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any]:
-    """The margin analysis of one case, as ``napari-ablation margin --json`` computes it.
+    """Analyse one case as ``napari-ablation margin --json`` does, never raising.
 
-    Never raises for a problem of the case: the returned record then has ``error`` set.
+    A problem of the case does not raise: the returned record then has ``error`` set.
 
     Parameters
     ----------
-    inputs
+    inputs : CaseInputs
         The case's files (:func:`find_cases`, :func:`read_manifest`).
-    threshold_mm
+    threshold_mm : float, optional
         Margin threshold (mm).
 
     Returns
@@ -372,11 +449,30 @@ def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any
 
 
 def flatten_margin(doc: dict[str, Any] | None) -> dict[str, Any]:
-    """The scalar figures of a margin JSON dict, one column each.
+    """Flatten the scalar figures of a margin JSON dict into one column each.
 
     Top-level scalars keep their name; a dict of scalars gives ``key.sub`` columns; a
     3-vector ``*_lps`` gives ``key.x``, ``key.y``, ``key.z``; ``warnings`` is joined with
     "; ". Histograms and curves are left out.
+
+    Parameters
+    ----------
+    doc : dict or None
+        The margin JSON dict (``MarginResult.to_json_dict``), ``None`` for a failed case.
+
+    Returns
+    -------
+    dict
+        Column name -> scalar (empty for ``None``).
+
+    Examples
+    --------
+    >>> flatten_margin({"min_margin_mm": 2.5, "min_margin_point_lps": [1.0, 2.0, 3.0],
+    ...                 "volumes_ml": {"tumor": 4.2}, "warnings": ["a", "b"],
+    ...                 "histogram": [1, 2, 3, 4]})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'min_margin_mm': 2.5, 'min_margin_point_lps.x': 1.0, 'min_margin_point_lps.y': 2.0,
+     'min_margin_point_lps.z': 3.0, 'volumes_ml.tumor': 4.2, 'warnings': 'a; b'}
     """
     out: dict[str, Any] = {}
     if not doc:
@@ -403,7 +499,19 @@ def flatten_margin(doc: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def record_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """One margins.csv row from a case record."""
+    """Build one ``margins.csv`` row from a case record.
+
+    Parameters
+    ----------
+    rec : dict
+        A record of :func:`analyze_case`.
+
+    Returns
+    -------
+    dict
+        ``case``, ``error``, the :data:`META_COLUMNS` figures and the flattened margin
+        figures (:func:`flatten_margin`).
+    """
     return {
         "case": rec["case"],
         "error": rec.get("error") or "",
@@ -416,12 +524,44 @@ def record_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def case_result_path(results: str | os.PathLike, case_id: str) -> Path:
-    """``RESULTS/cases/<quoted id>.json`` (``/`` in an id is quoted)."""
+    """Return the file of a stored case result.
+
+    Parameters
+    ----------
+    results : str or os.PathLike
+        The results folder.
+    case_id : str
+        The case id.
+
+    Returns
+    -------
+    pathlib.Path
+        ``RESULTS/cases/<quoted id>.json`` (``/`` in an id is quoted).
+
+    Examples
+    --------
+    >>> case_result_path("results", "site A/case 1").as_posix()
+    'results/cases/site%20A%2Fcase%201.json'
+    """
     return Path(results) / CASES_DIR / f"{quote(case_id, safe='')}.json"
 
 
 def load_case_result(results: str | os.PathLike, case_id: str) -> dict[str, Any] | None:
-    """A stored case result, or ``None`` when there is none or it is unreadable."""
+    """Load a stored case result.
+
+    Parameters
+    ----------
+    results : str or os.PathLike
+        The results folder.
+    case_id : str
+        The case id.
+
+    Returns
+    -------
+    dict or None
+        The stored record with its ``input_hash``, ``None`` when there is none or it
+        is unreadable.
+    """
     p = case_result_path(results, case_id)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
@@ -440,10 +580,22 @@ def _store(results: Path, rec: dict[str, Any], digest: str | None) -> None:
 def write_table(results: str | os.PathLike, records: Sequence[dict[str, Any]]) -> list[Path]:
     """Write ``margins.csv`` (and ``margins.parquet`` when pyarrow is installed) atomically.
 
+    Parameters
+    ----------
+    results : str or os.PathLike
+        The results folder.
+    records : sequence of dict
+        The case records (:func:`analyze_case`), one row each.
+
     Returns
     -------
-    list of Path
+    list of pathlib.Path
         The files written.
+
+    Raises
+    ------
+    AblationError
+        If a file cannot be written.
     """
     import pandas as pd
 
@@ -473,7 +625,29 @@ def write_table(results: str | os.PathLike, records: Sequence[dict[str, Any]]) -
 
 @dataclass
 class CohortProgress:
-    """Where a batch stands. ``done`` counts cases that worked, ``failed`` error rows."""
+    """Where a batch stands.
+
+    Parameters
+    ----------
+    total : int
+        Number of cases.
+    done : int, optional
+        Cases that worked (reused ones included).
+    failed : int, optional
+        Cases that ended as an error row (reused ones included).
+    skipped : int, optional
+        Cases reused from an earlier run.
+    elapsed_s : float, optional
+        Seconds since the batch started.
+    last_case : str, optional
+        The id of the case that finished last.
+    last_error : str, optional
+        Its error, if any.
+    computed : int, optional
+        Cases finished in this run.
+    compute_s : float, optional
+        Seconds since the tasks were submitted (the cluster is up).
+    """
 
     total: int
     done: int = 0
@@ -487,21 +661,35 @@ class CohortProgress:
 
     @property
     def left(self) -> int:
+        """Number of cases not finished yet."""
         return self.total - self.done - self.failed
 
     @property
     def rate_per_min(self) -> float:
+        """Cases computed per minute in this run (0 before the first)."""
         return (
             60.0 * self.computed / self.compute_s if self.compute_s > 0 and self.computed else 0.0
         )
 
     @property
     def eta_s(self) -> float | None:
+        """Estimated seconds left, ``None`` before a rate is known."""
         r = self.rate_per_min
         return 60.0 * self.left / r if r > 0 else None
 
     def text(self) -> str:
-        """One line: ``12/40 done, 1 failed, 27 left, 8.3 cases/min, 3 min 15 s left``."""
+        """Describe the progress in one line.
+
+        Returns
+        -------
+        str
+            E.g. ``12/40 done, 1 failed, 27 left, 8.3 cases/min, 3 min 15 s left``.
+
+        Examples
+        --------
+        >>> CohortProgress(40, done=12, failed=1, computed=13, compute_s=78.0).text()
+        '12/40 done, 1 failed, 27 left, 10.0 cases/min, 2 min 42 s left'
+        """
         eta = self.eta_s
         if self.left == 0:
             tail = f"{_duration(self.elapsed_s)} in all"
@@ -527,7 +715,21 @@ def _duration(s: float) -> str:
 
 @dataclass
 class CohortRun:
-    """The outcome of :func:`run_cohort`."""
+    """The outcome of :func:`run_cohort`.
+
+    Parameters
+    ----------
+    records : list of dict
+        Every case record (:func:`analyze_case`), in the order of the cases.
+    computed : list of str, optional
+        Ids of the cases analysed in this run.
+    reused : list of str, optional
+        Ids of the cases taken from an earlier run.
+    files : list of pathlib.Path, optional
+        The table files written.
+    progress : CohortProgress, optional
+        The final progress.
+    """
 
     records: list[dict[str, Any]]
     computed: list[str] = field(default_factory=list)  # case ids analysed in this run
@@ -537,14 +739,18 @@ class CohortRun:
 
     @property
     def failed(self) -> list[str]:
+        """Ids of the cases that ended as an error row."""
         return [r["case"] for r in self.records if r.get("error")]
 
 
 @contextlib.contextmanager
 def _children_ignore_sigint():
-    """Worker processes started in this block ignore SIGINT (an ignored signal stays ignored
-    across exec): Ctrl-C in a terminal reaches the whole process group, and the batch, not
-    each worker, decides what to do (cancel, close the cluster, keep what is stored)."""
+    """Make the worker processes started in this block ignore SIGINT.
+
+    An ignored signal stays ignored across exec: Ctrl-C in a terminal reaches the whole
+    process group, and the batch, not each worker, decides what to do (cancel, close the
+    cluster, keep what is stored).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -562,24 +768,27 @@ def connect(
     memory_limit: str | int | None = DEFAULT_MEMORY_LIMIT,
     timeout_s: float = 5.0,
 ):
-    """A ``distributed.Client``: to ``scheduler`` when given, else on a new LocalCluster.
+    """Connect a ``distributed.Client`` to a scheduler, or to a new local cluster.
 
     Parameters
     ----------
-    scheduler
+    scheduler : str, optional
         Address of a running scheduler (``tcp://host:8786``); ``None`` starts a local
         cluster of ``workers`` processes with one thread each.
-    workers
+    workers : int, optional
         Worker processes of the local cluster (default: the number of CPUs, at most 4).
-    memory_limit
+    memory_limit : str or int, optional
         Memory limit of each local worker (Dask restarts a worker that exceeds it).
-    timeout_s
-        How long to wait for a scheduler to answer.
+    timeout_s : float, optional
+        How long to wait for a scheduler to answer, in seconds.
 
     Returns
     -------
-    (client, cluster)
-        ``cluster`` is ``None`` for an existing scheduler; close both when done.
+    client : distributed.Client
+        The client; close it when done.
+    cluster : distributed.LocalCluster or None
+        The local cluster started here (close it after the client), ``None`` for an
+        existing scheduler.
 
     Raises
     ------
@@ -632,22 +841,27 @@ def run_cohort(
 
     Parameters
     ----------
-    cases
+    cases : sequence of CaseInputs
         From :func:`find_cases` or :func:`read_manifest`.
-    out
+    out : str or os.PathLike
         Results folder (created). Case results whose input hash matches are reused.
-    threshold_mm
+    threshold_mm : float, optional
         Margin threshold (mm), as ``napari-ablation margin --threshold``.
-    scheduler, workers, memory_limit
-        Where to compute (see :func:`connect`); ignored when ``client`` is given.
-    progress
+    scheduler : str, optional
+        Address of a running Dask scheduler (see :func:`connect`); ignored when
+        ``client`` is given.
+    workers : int, optional
+        Worker processes of a local cluster (see :func:`connect`).
+    memory_limit : str or int, optional
+        Memory limit of each local worker (see :func:`connect`).
+    progress : callable, optional
         Called with a :class:`CohortProgress` after every finished case and about twice
         a second while waiting.
-    stop
+    stop : threading.Event, optional
         When set, the batch stops (running tasks are cancelled, stored results kept)
         and :class:`KeyboardInterrupt` is raised.
-    client
-        An existing ``distributed.Client`` to use (not closed here).
+    client : distributed.Client, optional
+        An existing client to use (not closed here).
 
     Returns
     -------
@@ -792,8 +1006,11 @@ def _compute(client, todo, threshold_mm, finish, report, stop) -> None:
 
 
 def _import_analysis() -> str:
-    """Runs on every worker before the tasks (not counted in the rate): import the analysis
-    and run it once on a tiny phantom, so that lazily loaded modules are loaded."""
+    """Import the analysis and run it once on a tiny phantom, on every worker.
+
+    Runs before the tasks (not counted in the rate), so that lazily loaded modules are
+    loaded.
+    """
     from .margin import analyze_margin, sphere_image
 
     tumor = sphere_image((16, 16, 16), (1.0, 1.0, 1.0), (-8.0, -8.0, -8.0), (0.0, 0.0, 0.0), 3.0)
@@ -851,7 +1068,20 @@ SITE_SAME_OCTANT = 0.85
 
 @dataclass
 class SyntheticCohort:
-    """What :func:`write_synthetic_cohort` wrote."""
+    """What :func:`write_synthetic_cohort` wrote.
+
+    Parameters
+    ----------
+    cases : list of pathlib.Path
+        The case folders.
+    outcomes : pathlib.Path
+        The ``outcomes.csv`` file.
+    truth : list of dict
+        The truth of every case (``case``, ``min_margin_mm``, ``min_margin_octant``,
+        ...).
+    model : str
+        The outcome model in one sentence (:func:`hazard_model_text`).
+    """
 
     cases: list[Path]
     outcomes: Path
@@ -860,7 +1090,13 @@ class SyntheticCohort:
 
 
 def hazard_model_text() -> str:
-    """One sentence describing the outcome model of ``cohort synth``."""
+    """Describe the outcome model of ``cohort synth`` in one sentence.
+
+    Returns
+    -------
+    str
+        The hazard model, follow-up and recurrence-site rule with their numbers.
+    """
     lo, hi = FOLLOW_UP_MONTHS
     return (
         "outcome model: time to LTP ~ "
@@ -874,21 +1110,33 @@ def hazard_model_text() -> str:
 
 
 def draw_outcomes(truth: Sequence[dict[str, Any]], rng) -> list[dict[str, Any]]:
-    """Outcome rows ``case, ltp, months, recurrence_octant`` for cases with a known true MTM.
+    """Draw outcome rows for cases with a known true MTM.
 
     Parameters
     ----------
-    truth
-        One dict per case with ``case``, ``min_margin_mm`` and ``min_margin_octant`` (the truth).
-    rng
-        A ``numpy.random.Generator``.
+    truth : sequence of dict
+        One dict per case with ``case``, ``min_margin_mm`` and ``min_margin_octant``
+        (the truth).
+    rng : numpy.random.Generator
+        The random generator.
 
     Returns
     -------
     list of dict
-        Drawn from the hazard model of :func:`hazard_model_text`.
-    """
+        ``case``, ``ltp`` (0/1), ``months`` (follow-up or time to LTP) and
+        ``recurrence_octant`` rows, drawn from the hazard model of
+        :func:`hazard_model_text`.
 
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = [
+    ...     {"case": "c1", "min_margin_mm": -2.0, "min_margin_octant": "left-anterior-superior"}
+    ... ]
+    >>> rows = draw_outcomes(truth, np.random.default_rng(0))
+    >>> sorted(rows[0]), rows[0]["ltp"] in (0, 1)
+    (['case', 'ltp', 'months', 'recurrence_octant'], True)
+    """
     rows = []
     for t in truth:
         rate = BASELINE_HAZARD_PER_MONTH * HAZARD_RATIO_PER_MM ** float(t["min_margin_mm"])
@@ -928,16 +1176,17 @@ def write_synthetic_cohort(out: str | os.PathLike, *, n: int, seed: int = 0) -> 
 
     Parameters
     ----------
-    out
+    out : str or os.PathLike
         Output folder: ``case_001`` ... and ``outcomes.csv``, ``truth.csv``.
-    n
+    n : int
         Number of cases (>= 1).
-    seed
+    seed : int, optional
         Random seed: the same seed writes the same cohort.
 
     Returns
     -------
     SyntheticCohort
+        The case folders, the outcomes file, the truths and the model.
 
     Raises
     ------
