@@ -64,7 +64,7 @@ def read_outcomes(path: str | os.PathLike):
 
     Parameters
     ----------
-    path
+    path : str or os.PathLike
         The CSV file.
 
     Returns
@@ -131,6 +131,16 @@ def read_outcomes(path: str | os.PathLike):
 def read_margins(path: str | os.PathLike):
     """Read a cohort ``margins.csv`` (``case``, ``error``, margin columns).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The table written by :func:`napari_ablation.core.cohort.write_table`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per case; ``error`` is empty for the cases that worked.
+
     Raises
     ------
     AblationError
@@ -166,8 +176,23 @@ def _few(items, n: int = 8) -> str:
 
 @dataclass
 class CohortStats:
-    """Everything :func:`compute_stats` found: ``stats`` (the stats.json dict),
-    ``table`` (the analysed rows), ``descriptive`` (DataFrame), ``notes`` (one line each)."""
+    """Everything :func:`compute_stats` found.
+
+    Parameters
+    ----------
+    stats : dict
+        The ``stats.json`` document (JSON-able).
+    table : pandas.DataFrame
+        The analysed rows: cases with both a margin and an outcome.
+    descriptive : pandas.DataFrame
+        Descriptive statistics of :data:`DESCRIBED` by outcome group.
+    km : dict, optional
+        Kaplan-Meier curves: group label -> ``(times, survival)``.
+    roc_curve : tuple of numpy.ndarray, optional
+        ``(fpr, tpr)`` of the ROC of the MTM for LTP.
+    notes : list of str, optional
+        Remarks for the reader, one line each.
+    """
 
     stats: dict[str, Any]
     table: Any
@@ -180,12 +205,21 @@ class CohortStats:
 def join(margins, outcomes):
     """Join margins and outcomes on ``case``.
 
+    Parameters
+    ----------
+    margins : pandas.DataFrame
+        The :func:`read_margins` table.
+    outcomes : pandas.DataFrame
+        The :func:`read_outcomes` table.
+
     Returns
     -------
-    (table, info)
-        ``table``: cases with a margin and an outcome; ``info``: lists of case ids
-        ``outcomes_without_result``, ``results_without_outcome`` and ``excluded_errors``
-        (cases whose margin analysis failed).
+    table : pandas.DataFrame
+        The cases with a margin and an outcome, sorted by case, with
+        ``tumor_max_diameter_cm`` added.
+    info : dict
+        Lists of case ids: ``outcomes_without_result``, ``results_without_outcome``
+        and ``excluded_errors`` (cases whose margin analysis failed).
     """
     ok = margins[margins["error"] == ""]
     failed = margins[margins["error"] != ""]
@@ -202,7 +236,15 @@ def join(margins, outcomes):
 
 
 def cox_univariable(table, column: str) -> dict[str, Any]:
-    """Univariable Cox model of LTP on ``column`` (lifelines ``CoxPHFitter``).
+    """Fit a univariable Cox model of LTP on one column (lifelines ``CoxPHFitter``).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows with ``months``, ``ltp`` and ``column`` (rows with a missing value are
+        left out).
+    column : str
+        The covariate, e.g. ``min_margin_mm``.
 
     Returns
     -------
@@ -249,7 +291,16 @@ def cox_univariable(table, column: str) -> dict[str, Any]:
 
 
 def roc_mtm(mtm: np.ndarray, ltp: np.ndarray) -> dict[str, Any]:
-    """ROC of the MTM for LTP (a smaller margin predicts LTP: ``LTP if MTM < cut-off``).
+    """Compute the ROC of the MTM for LTP (``LTP if MTM < cut-off``).
+
+    A smaller margin predicts LTP.
+
+    Parameters
+    ----------
+    mtm : numpy.ndarray
+        Minimal treatment margin of each case, mm.
+    ltp : numpy.ndarray
+        Local tumor progression of each case, 0 or 1.
 
     Returns
     -------
@@ -258,6 +309,14 @@ def roc_mtm(mtm: np.ndarray, ltp: np.ndarray) -> dict[str, Any]:
         ``youden_cutoff_mm`` (midpoint between observed margins maximising
         sensitivity + specificity - 1), ``sensitivity``, ``specificity``, ``fpr`` and
         ``tpr`` (the curve); ``None`` values when one outcome group is empty.
+
+    Examples
+    --------
+    Margins separate the outcomes perfectly below 1 mm:
+
+    >>> roc = roc_mtm([-2.0, 0.5, 3.0, 6.0], [1, 1, 0, 0])
+    >>> roc["auc"], roc["youden_cutoff_mm"], roc["sensitivity"], roc["specificity"]
+    (1.0, 1.75, 1.0, 1.0)
     """
     mtm, ltp = np.asarray(mtm, float), np.asarray(ltp, int)
     pos, neg = mtm[ltp == 1], mtm[ltp == 0]
@@ -292,13 +351,48 @@ def roc_mtm(mtm: np.ndarray, ltp: np.ndarray) -> dict[str, Any]:
 
 
 def octant_relation(a: str, b: str) -> str:
-    """``same``, ``adjacent`` (differ along one axis), ``two_axes`` or ``opposite`` (all three)."""
+    """Relate two octant names (e.g. the MTM octant and the recurrence octant).
+
+    Parameters
+    ----------
+    a : str
+        An octant name such as ``left-anterior-superior``.
+    b : str
+        Another octant name.
+
+    Returns
+    -------
+    str
+        ``same``, ``adjacent`` (differ along one axis), ``two_axes`` or ``opposite``
+        (all three).
+
+    Examples
+    --------
+    >>> octant_relation("left-anterior-superior", "left-posterior-superior")
+    'adjacent'
+    """
     n = sum(x != y for x, y in zip(a.split("-"), b.split("-")))
     return ("same", "adjacent", "two_axes", "opposite")[n]
 
 
 def mtm_group(mtm: float) -> str:
-    """The Kaplan-Meier group label of a margin (``MTM_GROUPS``)."""
+    """Name the Kaplan-Meier group of a margin (:data:`MTM_GROUPS`).
+
+    Parameters
+    ----------
+    mtm : float
+        Minimal treatment margin, mm.
+
+    Returns
+    -------
+    str
+        The group label.
+
+    Examples
+    --------
+    >>> mtm_group(-0.4), mtm_group(3.0), mtm_group(5.0)
+    ('MTM < 0 mm', 'MTM 0-5 mm', 'MTM >= 5 mm')
+    """
     for label, lo, hi in MTM_GROUPS:
         if lo <= mtm < hi:
             return label
@@ -306,20 +400,22 @@ def mtm_group(mtm: float) -> str:
 
 
 def compute_stats(margins, outcomes, *, threshold_mm: float = 5.0) -> CohortStats:
-    """All statistics of a margin-outcome study.
+    """Compute all statistics of a margin-outcome study.
 
     Parameters
     ----------
-    margins
-        :func:`read_margins` table.
-    outcomes
-        :func:`read_outcomes` table.
-    threshold_mm
-        The user's margin threshold for the second Fisher test.
+    margins : pandas.DataFrame
+        The :func:`read_margins` table.
+    outcomes : pandas.DataFrame
+        The :func:`read_outcomes` table.
+    threshold_mm : float, optional
+        The user's margin threshold (mm) for the second Fisher test.
 
     Returns
     -------
     CohortStats
+        The ``stats.json`` document, the analysed table, descriptive statistics,
+        Kaplan-Meier and ROC curves, and notes.
 
     Raises
     ------
@@ -496,7 +592,18 @@ def _outcome_style():
 
 
 def plot_mtm_by_outcome(cs: CohortStats):
-    """Box plot of the MTM by outcome with every case as a point (matplotlib Figure)."""
+    """Plot the MTM by outcome as boxes, with every case as a point.
+
+    Parameters
+    ----------
+    cs : CohortStats
+        The statistics (:func:`compute_stats`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown; :func:`render_plots` saves it as PNG).
+    """
     from .report import _figure
 
     fig = _figure(figsize=(4.2, 3.6))
@@ -527,7 +634,18 @@ def plot_mtm_by_outcome(cs: CohortStats):
 
 
 def plot_mtm_vs_diameter(cs: CohortStats):
-    """MTM against tumor diameter, coloured by outcome."""
+    """Plot the MTM against the tumor diameter, coloured by outcome.
+
+    Parameters
+    ----------
+    cs : CohortStats
+        The statistics (:func:`compute_stats`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown; :func:`render_plots` saves it as PNG).
+    """
     from .report import _figure
 
     fig = _figure(figsize=(4.2, 3.6))
@@ -556,7 +674,18 @@ def plot_mtm_vs_diameter(cs: CohortStats):
 
 
 def plot_kaplan_meier(cs: CohortStats):
-    """Kaplan-Meier curves of LTP-free survival by MTM group."""
+    """Plot the Kaplan-Meier curves of LTP-free survival by MTM group.
+
+    Parameters
+    ----------
+    cs : CohortStats
+        The statistics (:func:`compute_stats`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown; :func:`render_plots` saves it as PNG).
+    """
     from .report import CLASS_RGB, _figure
 
     colours = dict(zip((g[0] for g in MTM_GROUPS), (CLASS_RGB[3], CLASS_RGB[2], CLASS_RGB[1])))
@@ -578,7 +707,18 @@ def plot_kaplan_meier(cs: CohortStats):
 
 
 def plot_roc(cs: CohortStats):
-    """ROC curve of the MTM for LTP with the Youden point."""
+    """Plot the ROC curve of the MTM for LTP with the Youden point.
+
+    Parameters
+    ----------
+    cs : CohortStats
+        The statistics (:func:`compute_stats`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown; :func:`render_plots` saves it as PNG).
+    """
     from .report import _figure
 
     fig = _figure(figsize=(3.8, 3.6))
@@ -620,7 +760,18 @@ def _pv(p: float | None) -> str:
 
 
 def render_plots(cs: CohortStats) -> dict[str, bytes]:
-    """The four plots as PNG bytes, keyed like :data:`PLOTS`."""
+    """Render the four plots as PNG images.
+
+    Parameters
+    ----------
+    cs : CohortStats
+        The statistics (:func:`compute_stats`).
+
+    Returns
+    -------
+    dict of str to bytes
+        PNG bytes, keyed like :data:`PLOTS`.
+    """
     from .report import _png
 
     figs = {
@@ -636,7 +787,20 @@ def render_plots(cs: CohortStats) -> dict[str, bytes]:
 
 
 def html_page(cs: CohortStats, pngs: dict[str, bytes]) -> str:
-    """A one-page HTML report with the tables and the plots embedded."""
+    """Build a one-page HTML report with the tables and the plots embedded.
+
+    Parameters
+    ----------
+    cs : CohortStats
+        The statistics (:func:`compute_stats`).
+    pngs : dict of str to bytes
+        The plots (:func:`render_plots`), embedded as data URLs.
+
+    Returns
+    -------
+    str
+        The HTML page (self-contained).
+    """
     from .report import _b64, _esc
 
     s = cs.stats
@@ -722,12 +886,28 @@ def write_stats(
     *,
     threshold_mm: float = 5.0,
 ) -> tuple[CohortStats, list[Path]]:
-    """Compute the statistics and write ``stats.json``, ``descriptive.csv``, the plots and
-    ``report.html`` into ``out`` (everything is rendered before the first file is written).
+    """Compute the statistics and write them into a folder.
+
+    ``stats.json``, ``descriptive.csv``, the plots and ``report.html`` are written into
+    ``out``, each atomically; everything is rendered before the first file is written.
+
+    Parameters
+    ----------
+    margins_csv : str or os.PathLike
+        The cohort's ``margins.csv``.
+    outcomes_csv : str or os.PathLike
+        The outcomes CSV ``case,ltp,months[,recurrence_octant]``.
+    out : str or os.PathLike
+        The output folder (created).
+    threshold_mm : float, optional
+        The user's margin threshold (mm) for the second Fisher test.
 
     Returns
     -------
-    (CohortStats, list of Path)
+    stats : CohortStats
+        The statistics.
+    files : list of pathlib.Path
+        The files written.
 
     Raises
     ------
