@@ -467,10 +467,9 @@ def flatten_margin(doc: dict[str, Any] | None) -> dict[str, Any]:
 
     Examples
     --------
-    >>> flatten_margin({"min_margin_mm": 2.5, "min_margin_point_lps": [1.0, 2.0, 3.0],
-    ...                 "volumes_ml": {"tumor": 4.2}, "warnings": ["a", "b"],
-    ...                 "histogram": [1, 2, 3, 4]})
-    ... # doctest: +NORMALIZE_WHITESPACE
+    >>> doc = {"min_margin_mm": 2.5, "min_margin_point_lps": [1.0, 2.0, 3.0],
+    ...        "volumes_ml": {"tumor": 4.2}, "warnings": ["a", "b"], "histogram": [1, 2, 3]}
+    >>> flatten_margin(doc)  # doctest: +NORMALIZE_WHITESPACE
     {'min_margin_mm': 2.5, 'min_margin_point_lps.x': 1.0, 'min_margin_point_lps.y': 2.0,
      'min_margin_point_lps.z': 3.0, 'volumes_ml.tumor': 4.2, 'warnings': 'a; b'}
     """
