@@ -821,6 +821,7 @@ class OutputSet:
         AblationError
             As :meth:`check`.
         """
+
         def write(tmp: Path) -> list[Path]:
             _write_all(tmp, data)
             if tmp.stat().st_size != len(data):
