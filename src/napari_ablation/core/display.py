@@ -13,7 +13,7 @@ CT_WINDOWS = {
 
 
 def window_limits(width: float, level: float) -> tuple[float, float]:
-    """Display limits of a CT window.
+    """Compute the display limits of a CT window.
 
     Parameters
     ----------
@@ -36,7 +36,7 @@ def window_limits(width: float, level: float) -> tuple[float, float]:
 
 
 def robust_limits(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
-    """Percentile contrast limits of the non-background voxels.
+    """Compute percentile contrast limits of the non-background voxels.
 
     Voxels equal to the image minimum (the background of most scans) are left out
     when more than 100 others remain; large volumes are subsampled on a regular
@@ -71,7 +71,7 @@ def robust_limits(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tu
 
 
 def default_contrast(array: np.ndarray, modality: str = "") -> tuple[float, float]:
-    """Default contrast limits for an image of the given modality.
+    """Choose the default contrast limits for an image of a given modality.
 
     Parameters
     ----------

@@ -31,7 +31,7 @@ class AblationError(Exception):
 
 
 def one_line(exc: BaseException) -> str:
-    """One-line description of any exception, for notifications and stderr.
+    """Describe any exception in one line, for notifications and stderr.
 
     Parameters
     ----------

@@ -43,7 +43,7 @@ METHODS = ("pchip", "linear", "nearest")
 
 
 def axis_index(axis: int | str) -> int:
-    """Array axis (0, 1, 2) of a slice orientation.
+    """Return the array axis (0, 1, 2) of a slice orientation.
 
     Parameters
     ----------
@@ -79,7 +79,7 @@ def axis_index(axis: int | str) -> int:
 
 
 def edt2d(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
-    """Euclidean distance of every True pixel to the nearest False pixel.
+    """Compute the Euclidean distance of every True pixel to the nearest False pixel.
 
     Parameters
     ----------
@@ -103,7 +103,7 @@ def edt2d(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
 
 
 def edt3d(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
-    """Euclidean distance of every True voxel to the nearest False voxel.
+    """Compute the Euclidean distance of every True voxel to the nearest False voxel.
 
     Parameters
     ----------
@@ -129,7 +129,7 @@ def edt3d(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
 
 
 def signed_distance_2d(mask: np.ndarray, sampling: Sequence[float], far: float) -> np.ndarray:
-    """Signed distance of every pixel to the outline of a 2D mask.
+    """Compute the signed distance of every pixel to the outline of a 2D mask.
 
     Parameters
     ----------
@@ -155,7 +155,7 @@ def signed_distance_2d(mask: np.ndarray, sampling: Sequence[float], far: float) 
 
 
 def bbox(mask, pad_vox=(0, 0, 0)) -> tuple[slice, slice, slice] | None:
-    """Index box of the non-zero voxels of a 3D array, padded and clipped.
+    """Find the index box of the non-zero voxels of a 3D array, padded and clipped.
 
     Two reductions (one over the whole array, one over the in-plane box) instead of
     ``np.nonzero``: about 15 ms on 512 x 512 x 300 voxels instead of about 600 ms.
@@ -230,7 +230,7 @@ def check_annotations(
     annotated: Sequence[int] | None = None,
     offset: int = 0,
 ) -> np.ndarray:
-    """Annotated slice indices along an axis, checked for interpolation.
+    """Check the annotated slice indices along an axis for interpolation.
 
     Detects annotations drawn on a different orientation (for example coronal
     slices while axial interpolation is asked): along the chosen axis they then
@@ -531,7 +531,7 @@ def interpolate_slices(
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two masks.
+    """Compute the Dice coefficient of two masks.
 
     Parameters
     ----------

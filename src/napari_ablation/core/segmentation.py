@@ -58,7 +58,7 @@ def _pad_vox(spacing: np.ndarray, pad_mm: float) -> np.ndarray:
 
 
 def mask_volume_ml(mask, spacing_zyx) -> float:
-    """Volume of a mask in millilitres.
+    """Measure the volume of a mask in millilitres.
 
     Parameters
     ----------
@@ -125,7 +125,7 @@ def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
 
 
 def max_diameter_mm(mask, spacing_zyx) -> float:
-    """Largest distance between two boundary voxel centres of a mask (live readout).
+    """Measure the largest distance between two boundary voxel centres of a mask.
 
     The margin report measures the same diameter on the sub-voxel tumor surface,
     which reads a few tenths of a millimetre larger.
@@ -151,7 +151,7 @@ def max_diameter_mm(mask, spacing_zyx) -> float:
 
 
 def structure_stats(mask, spacing_zyx) -> dict:
-    """Volume, maximum diameter and voxel count of a mask.
+    """Measure the volume, maximum diameter and voxel count of a mask.
 
     Parameters
     ----------
@@ -488,7 +488,7 @@ def surface_distances_mm(a, b, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compare_masks(a, b, spacing_zyx) -> dict:
-    """Agreement of two segmentations of one structure (two readers, before/after).
+    """Measure the agreement of two segmentations of one structure.
 
     Parameters
     ----------
@@ -541,7 +541,7 @@ def compare_masks(a, b, spacing_zyx) -> dict:
 
 
 def disagreement(a, b) -> np.ndarray:
-    """Map of where two masks disagree.
+    """Map where two masks disagree.
 
     Parameters
     ----------
