@@ -29,7 +29,17 @@ from . import geometry
 from . import transform as tfm
 from .errors import AblationError
 
-DEFAULT_ROI_RADIUS_MM = 40.0
+DEFAULT_ROI_RADIUS_MM = 50.0
+#: the region also reaches this far (mm) beyond the left-out ablation zone, so that what is
+#: left of it still holds anatomy when the zone fills a ball of the default radius
+ROI_BEYOND_EXCLUSION_MM = 12.0
+#: the moving image is cropped to the region seen through the initial transform, padded by
+#: this much (mm) for the motion still to be found
+MOVING_PAD_MM = 30.0
+#: metric samples at the finest pyramid level; a level shrunk by ``f`` uses ``1/f**2`` of
+#: them (or all its voxels when it has fewer), so the cost of an iteration does not grow
+#: with the image resolution or the region size
+DEFAULT_METRIC_SAMPLES = 40000
 #: the ablation zone is dilated by this much before it is left out of the metric
 EXCLUDE_DILATION_MM = 3.0
 #: relative metric tolerance when deciding that a registration "ended worse"
@@ -153,11 +163,21 @@ def _moving_box(fixed_lo, fixed_hi, initial: sitk.Transform, pad_mm: float):
     return moved.min(axis=0) - pad_mm, moved.max(axis=0) + pad_mm
 
 
+def _level_fractions(n_voxels: int, shrink_factors, n_samples: int) -> list[float]:
+    """Sampling fraction per pyramid level: ``n_samples / f**2`` samples at a level shrunk by
+    ``f`` out of the ``n_voxels / f**3`` voxels of the region there."""
+    return [min(1.0, n_samples * float(f) / max(n_voxels, 1)) for f in shrink_factors]
+
+
 def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
+    """Mattes metric at ``tx`` over every voxel of the region."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
+    # no gradient images: only the value is needed (computing them is most of the cost)
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     if moving_mask is not None:
@@ -189,7 +209,8 @@ def register_rigid(
     shrink_factors=(4, 2, 1),
     smoothing_sigmas=(2.0, 1.0, 0.0),
     iterations: int = 200,
-    sampling_fraction: float | tuple = 0.25,
+    sampling_fraction: float | tuple | None = None,
+    metric_samples: int = DEFAULT_METRIC_SAMPLES,
     learning_rate: float = 2.0,
     min_step: float = 1e-3,
     relaxation: float = 0.5,
@@ -206,21 +227,84 @@ def register_rigid(
     * ``fixed_mask``: used as given (a mask on, or resampled onto, the pre grid);
     * ``roi_box_lps = (lo_xyz, hi_xyz)``: a user box in LPS mm;
     * a ball of ``roi_radius_mm`` around ``roi_center_lps`` or around the centroid of
-      ``tumor_mask`` (enlarged to hold the whole tumor plus 10 mm);
+      ``tumor_mask``, enlarged to hold the whole tumor plus 10 mm and, when
+      ``moving_exclude`` is given, the dilated zone plus :data:`ROI_BEYOND_EXCLUSION_MM`
+      (so that what the metric keeps is anatomy, not a thin shell around the zone);
     * ``roi_radius_mm=None`` and nothing else: the whole image.
 
-    ``moving_exclude`` (e.g. the ablation zone on the post grid) is dilated by 3 mm and
-    left out of the metric; ``moving_mask`` restricts the moving side explicitly.
-    ``initial`` (e.g. a landmark fit or the current transform) starts the optimisation;
-    if the final metric is not better than the initial one, the initial transform is
-    returned with ``improved=False`` and a warning. ``progress(fraction, text)`` is
-    called every iteration; ``cancel()`` returning true stops with
-    :class:`RegistrationCancelled`.
+    Parameters
+    ----------
+    fixed, moving : SimpleITK.Image
+        Pre (fixed) and post (moving) 3D images.
+    fixed_mask : SimpleITK.Image, optional
+        Metric region on the pre grid (any non-zero voxel).
+    tumor_mask : SimpleITK.Image, optional
+        Tumor labels on the pre grid: the region is a ball around their centroid.
+    moving_mask : SimpleITK.Image, optional
+        Restricts the moving side of the metric.
+    moving_exclude : SimpleITK.Image, optional
+        E.g. the ablation zone on the post grid: dilated by ``exclude_dilation_mm`` and
+        left out of the metric (the ice ball is a signal void present in post only).
+    roi_center_lps : sequence of 3 floats, optional
+        Centre of the ball instead of the tumor centroid.
+    roi_radius_mm : float or None
+        Radius of the ball (default :data:`DEFAULT_ROI_RADIUS_MM`); None: no ball.
+    roi_box_lps : (lo_xyz, hi_xyz), optional
+        A user box in LPS mm.
+    exclude_dilation_mm : float
+        Dilation of ``moving_exclude``.
+    initial : SimpleITK.Transform, optional
+        Start (a landmark fit, the current transform); identity when None.
+    bins : int
+        Histogram bins of the Mattes metric.
+    shrink_factors, smoothing_sigmas : sequence
+        The pyramid (smoothing in voxels).
+    iterations : int
+        Most optimiser iterations per level.
+    sampling_fraction : float or sequence, optional
+        Fraction of the region's voxels sampled per level; None (default): about
+        ``metric_samples`` at the finest level and ``metric_samples / f**2`` at a level
+        shrunk by ``f``, whatever the resolution.
+    metric_samples : int
+        See ``sampling_fraction``.
+    learning_rate, min_step, relaxation : float
+        Regular-step gradient descent: first step, smallest step (stopping), and the
+        factor the step shrinks by when the direction turns.
+    optimizer : {"rsgd", "cg", "lbfgs"}
+        Regular-step gradient descent (default), conjugate gradient, or L-BFGS.
+    gradient_filter : bool
+        Smoothed image gradients (off: central differences, see Notes).
+    seed : int
+        Seed of the regular sampling.
+    progress : callable, optional
+        ``progress(fraction, text)``, called every iteration.
+    cancel : callable, optional
+        ``cancel()`` returning true stops the registration.
 
-    Settings measured on the renal MRI sample (``benchmarks/bench_registration.py``):
-    the moving/fixed image gradient *filters* are off (gradients by central differences)
-    because the smoothed gradients disagree with the sharp mutual-information optimum and
-    stopped the optimiser about 1 mm short; 25 % regular sampling at every level.
+    Returns
+    -------
+    RegistrationResult
+        The transform (the initial one, with ``improved=False`` and a warning, when the
+        final metric is not better than the initial one), the metric before and after,
+        iterations, stop reason, time, the region's centre and radius.
+
+    Raises
+    ------
+    AblationError
+        A missing, non-3D, tiny, constant or non-finite image, an empty mask, a region
+        outside the pre image, images that do not overlap, or an ITK failure.
+    RegistrationCancelled
+        When ``cancel()`` became true.
+
+    Notes
+    -----
+    Settings measured in ``benchmarks/bench_registration.py`` (renal MRI and liver CT
+    samples, breathing phantoms of :func:`~napari_ablation.core.synthetic.synthetic_case`):
+    the image gradient *filters* are off because smoothed gradients disagree with the
+    sharp mutual-information optimum and stopped the optimiser about 1 mm short; a 50 mm
+    ball (40 mm left 0.4-0.6 mm errors from the MR bias field, which a larger region
+    averages out); a fixed number of samples per level rather than a fraction (the CT
+    sample has 3 times the voxels of the MRI one in the same ball).
     """
     t0 = time.perf_counter()
     if fixed is None or moving is None:
@@ -272,6 +356,12 @@ def register_rigid(
                 )
             center = mask_centroid_lps(tm)
             radius = max(float(roi_radius_mm), mask_radius_mm(tm, center) + 10.0)
+        if moving_exclude is not None:
+            # the zone left out is seen around the tumor through the initial transform
+            c_post = tfm.transform_points(initial, center)[0] if initial is not None else center
+            reach = mask_radius_mm(moving_exclude, c_post)
+            if reach > 0:
+                radius = max(radius, reach + exclude_dilation_mm + ROI_BEYOND_EXCLUSION_MM)
         lo, hi = center - radius, center + radius
     else:
         lo, hi = geometry.physical_bounds(fixed)
@@ -298,7 +388,7 @@ def register_rigid(
 
     # --- moving crop: the region through the initial transform, padded for the motion
     crop_lo, crop_hi = geometry.physical_bounds(fixed_c)
-    mlo, mhi = _moving_box(crop_lo, crop_hi, init, pad_mm=30.0)
+    mlo, mhi = _moving_box(crop_lo, crop_hi, init, pad_mm=MOVING_PAD_MM)
     moving_c = _region_of(moving, mlo, mhi)
     if moving_c is None:
         raise AblationError(
@@ -319,14 +409,24 @@ def register_rigid(
     f32 = sitk.Cast(fixed_c, sitk.sitkFloat32)
     m32 = sitk.Cast(moving_c, sitk.sitkFloat32)
 
+    n_region = (
+        int(np.count_nonzero(sitk.GetArrayViewFromImage(fmask)))
+        if fmask is not None
+        else int(np.prod(fixed_c.GetSize()))
+    )
+    if sampling_fraction is None:
+        fractions = _level_fractions(n_region, shrink_factors, int(metric_samples))
+    else:
+        fractions = [
+            float(v)
+            for v in np.broadcast_to(
+                np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),)
+            )
+        ]
     before = _metric_value(f32, m32, init, fmask, mmask, bins)
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    fractions = [
-        float(v)
-        for v in np.broadcast_to(np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),))
-    ]
     if min(fractions) < 1.0:
         reg.SetMetricSamplingStrategy(reg.REGULAR)
         reg.SetMetricSamplingPercentagePerLevel(fractions, seed)

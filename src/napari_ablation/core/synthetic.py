@@ -694,6 +694,115 @@ def _grid_around(center, half_mm, spacing, rng) -> Grid:
 
 
 # =====================================================================================
+# breathing: non-rigid motion of the anatomy away from the tumor
+
+#: breathing moves the anatomy farther than this from the tumor centre (mm); within it the
+#: true pre -> post map is exactly the rigid transform (enlarged to hold the ablation zone)
+BREATHING_STILL_MM = 35.0
+#: the displacement ramps up smoothly (cubic smoothstep) over this distance beyond the still
+#: ball; with amplitudes up to 25 mm the map stays invertible (its gradient stays below 1)
+BREATHING_RAMP_MM = 45.0
+
+
+@dataclass
+class Breathing:
+    """Breathing-like motion of the anatomy around a still ball about the tumor.
+
+    The displacement (pre space, LPS mm) is
+    ``v(p) = a * s(r) * g(z) * d`` with ``r = |p - center|``,
+    ``s(r) = smoothstep((r - still) / ramp)`` (0 in the still ball, 1 beyond
+    ``still + ramp``), ``g(z) = 0.8 + 0.2 tanh((z - center_z) / 50)`` (the anatomy nearer
+    the diaphragm moves more) and ``d`` a unit direction, mostly craniocaudal with an
+    anterior-posterior part. The post image at post point ``q`` shows the anatomy at
+    ``x - v(x)`` with ``x = T^-1(q)``: within the still ball the true map is exactly
+    the rigid ``T``; far from it the anatomy is shifted by up to ``a`` mm.
+    """
+
+    center: np.ndarray
+    amplitude_mm: float
+    direction: np.ndarray
+    still_mm: float = BREATHING_STILL_MM
+    ramp_mm: float = BREATHING_RAMP_MM
+
+    def displacement(self, points_lps) -> np.ndarray:
+        """The displacement ``v`` at pre-space points.
+
+        Parameters
+        ----------
+        points_lps : array_like, shape (N, 3) or (3,)
+            Points in pre space (LPS mm).
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, 3)
+            ``v(p)`` in mm (zero inside the still ball).
+        """
+        p = np.atleast_2d(np.asarray(points_lps, dtype=float))
+        return np.stack(self._field(p[:, 0], p[:, 1], p[:, 2]), axis=-1)
+
+    def _field(self, x, y, z):
+        c = self.center
+        r = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+        t = np.clip((r - self.still_mm) / self.ramp_mm, 0.0, 1.0)
+        mag = self.amplitude_mm * t * t * (3.0 - 2.0 * t)
+        mag = mag * (0.8 + 0.2 * np.tanh((z - c[2]) / 50.0))
+        return tuple(mag * float(d) for d in self.direction)
+
+    def info(self) -> dict[str, Any]:
+        """The parameters, for ``truth["breathing"]`` (:meth:`from_info` reads them back).
+
+        Returns
+        -------
+        dict
+            ``center_lps``, ``amplitude_mm``, ``direction``, ``still_mm``, ``ramp_mm``.
+        """
+        return {
+            "center_lps": [float(v) for v in self.center],
+            "amplitude_mm": float(self.amplitude_mm),
+            "direction": [float(v) for v in self.direction],
+            "still_mm": float(self.still_mm),
+            "ramp_mm": float(self.ramp_mm),
+        }
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Breathing:
+        """The motion described by :meth:`info`.
+
+        Parameters
+        ----------
+        info : dict
+            As written by :meth:`info` (``truth["breathing"]`` of a breathing case).
+
+        Returns
+        -------
+        Breathing
+        """
+        return cls(
+            np.asarray(info["center_lps"], float),
+            float(info["amplitude_mm"]),
+            np.asarray(info["direction"], float),
+            float(info["still_mm"]),
+            float(info["ramp_mm"]),
+        )
+
+
+class _BreathingCanvas(_Canvas):
+    """A post canvas whose voxels see the anatomy displaced by a :class:`Breathing` motion."""
+
+    def __init__(self, grid, to_grid, tex, pv_mm, background, motion: Breathing):
+        super().__init__(grid, to_grid, tex, pv_mm, background)
+        vx, vy, vz = motion._field(self.X, self.Y, self.Z)
+        self.X = (self.X - vx).astype(np.float32)
+        self.Y = (self.Y - vy).astype(np.float32)
+        self.Z = (self.Z - vz).astype(np.float32)
+        self.reach = float(np.max(np.abs(motion.amplitude_mm)))
+
+    def block(self, lo, hi):
+        pad = self.reach + 1.0
+        return super().block(np.asarray(lo, float) - pad, np.asarray(hi, float) + pad)
+
+
+# =====================================================================================
 # the public generator
 
 
@@ -708,6 +817,7 @@ def synthetic_case(
     misregistration: bool = True,
     small: bool = False,
     slice_mm: float | None = None,
+    breathing_mm: float = 0.0,
 ) -> tuple[Case, dict[str, Any]]:
     """One synthetic ablation case with its exact ground truth.
 
@@ -738,6 +848,14 @@ def synthetic_case(
     slice_mm : float, optional
         Slice thickness (mm) instead of the modality's (e.g. 5 mm CT); the lesion and the
         truths stay those of the seed.
+    breathing_mm : float
+        Breathing between pre and post (0 to 25 mm): beyond a still ball around the tumor
+        (:data:`BREATHING_STILL_MM`, enlarged to hold the ablation zone) the anatomy is
+        also displaced, smoothly, by up to this much, mostly craniocaudally
+        (:class:`Breathing`). Near the tumor the true map stays the rigid transform, so a
+        registration local to the tumor can recover it and a whole-image rigid fit cannot.
+        The lesion, the truths and the images within the still ball are those of the seed
+        without breathing.
 
     Returns
     -------
@@ -750,12 +868,14 @@ def synthetic_case(
         ``complete_coverage``, ``coverage_class``, ``scenario``, ``threshold_mm``,
         ``tumor_centroid_lps``, ``tumor_volume_ml``, ``tumor_max_diameter_mm``,
         ``ablation_volume_ml``, ``true_transform`` (``transform.euler_params``),
-        ``rotation_deg``, ``displacement_at_tumor_mm``, ``modality``, ``seed``.
+        ``rotation_deg``, ``displacement_at_tumor_mm``, ``modality``, ``seed``; with
+        breathing also ``breathing`` (:meth:`Breathing.info`).
 
     Raises
     ------
     AblationError
-        An unknown modality, scenario or octant, or a diameter outside 10-50 mm.
+        An unknown modality, scenario or octant, a diameter outside 10-50 mm, or a
+        breathing amplitude outside 0-25 mm.
     """
     if modality not in MODALITIES:
         raise AblationError(f"unknown modality '{modality}': choose one of {', '.join(MODALITIES)}")
@@ -769,6 +889,8 @@ def synthetic_case(
         math.isfinite(float(slice_mm)) and 0.3 <= float(slice_mm) <= 10.0
     ):
         raise AblationError("the slice thickness must be between 0.3 and 10 mm")
+    if not (math.isfinite(float(breathing_mm)) and 0.0 <= float(breathing_mm) <= 25.0):
+        raise AblationError("the breathing amplitude must be between 0 and 25 mm")
     if not math.isfinite(threshold_mm) or threshold_mm < 2.0 * CLASS_CLEARANCE_MM + 0.1:
         raise AblationError(
             f"the threshold must be a number of mm >= {2 * CLASS_CLEARANCE_MM + 0.1:g}"
@@ -825,7 +947,20 @@ def synthetic_case(
     background = host.tissue.air
     pre_c = _Canvas(pre_grid, (np.eye(3), np.zeros(3)), tex, host.pv, background)
     anatomy.render(pre_c)
-    post_c = _Canvas(post_grid, (A, b), tex, host.pv, background)
+    motion = None
+    if breathing_mm > 0:
+        # its own stream: the lesion, the surroundings and the noise stay those of the seed
+        brng = np.random.default_rng([int(seed), MODALITIES.index(modality), 2])
+        reach = float(np.linalg.norm(zone.center - tumor.center) + np.max(zone.semi)) + 3.0
+        motion = Breathing(
+            np.asarray(tumor.center, float),
+            float(breathing_mm),
+            _unit((brng.uniform(-0.15, 0.15), brng.uniform(-0.5, -0.2), -1.0)),
+            max(BREATHING_STILL_MM, reach),
+        )
+        post_c = _BreathingCanvas(post_grid, (A, b), tex, host.pv, background, motion)
+    else:
+        post_c = _Canvas(post_grid, (A, b), tex, host.pv, background)
     anatomy.render(post_c)
     zb = zone.blob()
     if modality == "mri":
@@ -860,6 +995,8 @@ def synthetic_case(
             "pre_spacing_mm": list(pre_grid.spacing),
         }
     )
+    if motion is not None:
+        truth["breathing"] = motion.info()
     kind = "renal cryoablation, MRI" if modality == "mri" else "liver microwave ablation, CT"
     title = f"Synthetic {kind} #{seed}"
     info = {
