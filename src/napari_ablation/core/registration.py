@@ -1,5 +1,6 @@
-"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md,
-section 3).
+"""Rigid registration of post (moving) to pre (fixed), local to the tumor.
+
+Design notes: docs/design.md, section 3.
 
 * :func:`register_rigid` - automatic intensity registration: Mattes mutual information,
   Euler3D, regular-step gradient descent with physical-shift scales, 3-level pyramid.
@@ -52,6 +53,31 @@ class RegistrationCancelled(Exception):
 
 @dataclass
 class RegistrationResult:
+    """What :func:`register_rigid` found.
+
+    Attributes
+    ----------
+    transform : SimpleITK.Euler3DTransform
+        ``T`` pre -> post (ITK convention); the initial one when not improved.
+    metric_before, metric_after : float
+        Mattes mutual information (negative; lower is better) at the initial and at the
+        final transform, over every voxel of the region.
+    iterations : int
+        Optimiser iterations over all levels.
+    stop_reason : str
+        The optimiser's stop condition at the last level.
+    elapsed_s : float
+        Wall time (s).
+    improved : bool
+        False when the initial transform was kept.
+    roi_center_lps : tuple of 3 floats or None
+        Centre of the region (the tumor centroid for a local registration).
+    roi_radius_mm : float or None
+        Radius of the ball region (None for a box, a mask or the whole image).
+    warnings : list of str
+        One-line warnings for the user.
+    """
+
     transform: (
         sitk.Euler3DTransform
     )  # pre -> post (ITK convention); the initial one if not improved
@@ -86,6 +112,22 @@ class RegistrationResult:
 
 
 def mask_centroid_lps(mask: sitk.Image) -> np.ndarray:
+    """Centroid (LPS mm, x y z) of the non-zero voxels of a mask.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        A 3D mask with identity direction.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3,)
+
+    Raises
+    ------
+    AblationError
+        When the mask is empty.
+    """
     arr = sitk.GetArrayViewFromImage(mask)
     nz = np.argwhere(arr != 0)
     if len(nz) == 0:
@@ -94,7 +136,20 @@ def mask_centroid_lps(mask: sitk.Image) -> np.ndarray:
 
 
 def mask_radius_mm(mask: sitk.Image, center_lps) -> float:
-    """Largest distance (mm) from ``center_lps`` to a voxel of ``mask``."""
+    """Largest distance (mm) from ``center_lps`` to a voxel of ``mask``.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        A 3D mask with identity direction.
+    center_lps : sequence of 3 floats
+        A point (LPS mm).
+
+    Returns
+    -------
+    float
+        0 when the mask is empty.
+    """
     arr = sitk.GetArrayViewFromImage(mask)
     nz = np.argwhere(arr != 0)
     if len(nz) == 0:
@@ -145,8 +200,22 @@ def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
 def exclusion_mask(
     moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = EXCLUDE_DILATION_MM
 ) -> sitk.Image:
-    """``NOT(dilated exclude)`` on the moving grid: the moving-metric mask that leaves e.g. the
-    ablation zone out."""
+    """Moving-metric mask that leaves a zone (e.g. the ablation zone) out.
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        The grid of the result.
+    exclude : SimpleITK.Image
+        The zone (any non-zero voxel), resampled onto ``moving`` when on another grid.
+    dilate_mm : float
+        Dilation of the zone (mm) before it is left out.
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8, 1 outside the dilated zone.
+    """
     ex = _on_grid(exclude, moving)
     if dilate_mm > 0:
         sp = np.asarray(ex.GetSpacing())
@@ -164,8 +233,11 @@ def _moving_box(fixed_lo, fixed_hi, initial: sitk.Transform, pad_mm: float):
 
 
 def _level_fractions(n_voxels: int, shrink_factors, n_samples: int) -> list[float]:
-    """Sampling fraction per pyramid level: ``n_samples / f**2`` samples at a level shrunk by
-    ``f`` out of the ``n_voxels / f**3`` voxels of the region there."""
+    """Return the sampling fraction of each pyramid level.
+
+    A level shrunk by ``f`` gets ``n_samples / f**2`` samples out of the
+    ``n_voxels / f**3`` voxels of the region there (all of them when fewer).
+    """
     return [min(1.0, n_samples * float(f) / max(n_voxels, 1)) for f in shrink_factors]
 
 
@@ -533,10 +605,23 @@ def register_rigid(
 def adjustment(
     translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)
 ) -> sitk.Euler3DTransform:
-    """The motion ``M`` of the displayed (registered) post image in pre space.
+    """Return the motion ``M`` of the displayed (registered) post image in pre space.
 
     ``M(p) = R (p - c) + c + t``, rotations about the LPS x, y, z axes through ``c``
     (Euler3D, ZXY order as in ITK).
+
+    Parameters
+    ----------
+    translation_mm : sequence of 3 floats
+        ``t`` (LPS mm).
+    rotation_deg : sequence of 3 floats
+        Rotations about x, y, z (degrees).
+    center_lps : sequence of 3 floats
+        ``c`` (LPS mm).
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
     """
     m = sitk.Euler3DTransform()
     m.SetCenter([float(v) for v in center_lps])
@@ -551,10 +636,22 @@ def adjust(
     rotation_deg=(0, 0, 0),
     center_lps=(0, 0, 0),
 ) -> sitk.Euler3DTransform:
-    """``base`` changed so that the registered post image moves by :func:`adjustment` in pre space.
+    """Change ``base`` so that the registered post image moves by :func:`adjustment`.
 
-    Registered post shows ``post(T(p))``; moving that picture by ``M`` shows
-    ``post(T(M^-1(p)))``, so the new transform is ``T o M^-1``.
+    Registered post shows ``post(T(p))``; moving that picture by ``M`` (in pre space)
+    shows ``post(T(M^-1(p)))``, so the new transform is ``T o M^-1``.
+
+    Parameters
+    ----------
+    base : SimpleITK.Transform or None
+        The current ``T`` (identity when None).
+    translation_mm, rotation_deg, center_lps
+        The motion ``M``, as in :func:`adjustment`.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        ``T o M^-1``, centred where ``base`` was (or at ``center_lps``).
     """
     m = adjustment(translation_mm, rotation_deg, center_lps)
     out = tfm.compose(tfm.inverse(m), base)
@@ -573,7 +670,23 @@ def registered(
     *,
     default: float | None = None,
 ) -> sitk.Image:
-    """Post resampled onto the pre grid (linear); outside post: its minimum."""
+    """Resample post onto the pre grid (linear).
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        Post.
+    fixed : SimpleITK.Image
+        Pre (the grid of the result).
+    tx : SimpleITK.Transform or None
+        ``T`` pre -> post (identity when None).
+    default : float, optional
+        Value outside post (default: the minimum of post).
+
+    Returns
+    -------
+    SimpleITK.Image
+    """
     if default is None:
         default = float(sitk.GetArrayViewFromImage(moving).min())
     return tfm.resample_onto(moving, fixed, tx, default=default)
@@ -582,7 +695,22 @@ def registered(
 def region_box(
     fixed: sitk.Image, center_lps, half_size_mm: float
 ) -> tuple[slice, slice, slice] | None:
-    """Index box (z, y, x slices) of the pre grid within ``half_size_mm`` of a point."""
+    """Index box (z, y, x slices) of the pre grid within ``half_size_mm`` of a point.
+
+    Parameters
+    ----------
+    fixed : SimpleITK.Image
+        The pre image.
+    center_lps : sequence of 3 floats
+        The point (LPS mm).
+    half_size_mm : float
+        Half the side of the box (mm).
+
+    Returns
+    -------
+    tuple of 3 slices or None
+        None when the box misses the grid.
+    """
     c = geometry.lps_to_index(fixed, center_lps)
     sp = np.asarray(fixed.GetSpacing())[::-1]
     shape = fixed.GetSize()[::-1]
@@ -605,8 +733,26 @@ def resample_region(
     *,
     default: float = 0.0,
 ) -> np.ndarray:
-    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a
-    (z, y, x) array."""
+    """Resample post onto the sub-grid ``box`` of the pre grid (the live-update path).
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        Post.
+    fixed : SimpleITK.Image
+        Pre.
+    tx : SimpleITK.Transform or None
+        ``T`` pre -> post (identity when None).
+    box : tuple of 3 slices
+        (z, y, x) index box of the pre grid (:func:`region_box`).
+    default : float
+        Value outside post.
+
+    Returns
+    -------
+    numpy.ndarray
+        (z, y, x) array of the box's shape.
+    """
     sz = [box[2].stop - box[2].start, box[1].stop - box[1].start, box[0].stop - box[0].start]
     origin = fixed.TransformIndexToPhysicalPoint([box[2].start, box[1].start, box[0].start])
     out = sitk.Resample(
@@ -627,7 +773,20 @@ def resample_region(
 
 
 def intensity_range(arr: np.ndarray, lo_pct: float = 1, hi_pct: float = 99) -> tuple[float, float]:
-    """Robust display range of an image (percentiles of a subsample)."""
+    """Robust display range of an image (percentiles of a subsample).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The image.
+    lo_pct, hi_pct : float
+        Percentiles.
+
+    Returns
+    -------
+    (float, float)
+        ``lo < hi``.
+    """
     a = np.asarray(arr)
     sample = a[:: max(1, a.shape[0] // 16)] if a.ndim == 3 else a
     lo, hi = (float(v) for v in np.percentile(sample, [lo_pct, hi_pct]))
@@ -637,15 +796,48 @@ def intensity_range(arr: np.ndarray, lo_pct: float = 1, hi_pct: float = 99) -> t
 
 
 def normalise(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Intensities mapped to [0, 1] by a robust range (so pre and post MRI compare)."""
+    """Map intensities to [0, 1] by a robust range (so pre and post MRI compare).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The image.
+    value_range : (float, float), optional
+        ``(lo, hi)``; :func:`intensity_range` when None.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 in [0, 1].
+    """
     a = np.asarray(arr, dtype=np.float32)
     lo, hi = value_range if value_range is not None else intensity_range(a)
     return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
 def checkerboard_parity(shape, spacing_zyx, tile_mm: float, origin_zyx=(0, 0, 0)) -> np.ndarray:
-    """Boolean array, True on the tiles that show the first image (tiles of ``tile_mm`` in world
-    mm)."""
+    """Boolean array, True on the checkerboard tiles that show the first image.
+
+    Parameters
+    ----------
+    shape : tuple of 3 ints
+        (z, y, x) shape.
+    spacing_zyx : sequence of 3 floats
+        Voxel spacing (mm).
+    tile_mm : float
+        Tile side in world mm.
+    origin_zyx : sequence of 3 floats
+        World position of voxel 0 (mm), so that tiles stay put in the world.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+
+    Raises
+    ------
+    AblationError
+        When ``tile_mm`` is not positive.
+    """
     if not tile_mm > 0:
         raise AblationError("the checkerboard tile size must be positive")
     parity = np.zeros(shape, dtype=np.int64)
@@ -667,8 +859,27 @@ def checkerboard(
     range_a=None,
     range_b=None,
 ) -> np.ndarray:
-    """3D checkerboard of two same-grid arrays (each normalised to [0, 1]) with tiles of
-    ``tile_mm``."""
+    """3D checkerboard of two same-grid arrays, each normalised to [0, 1].
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two images on one grid.
+    spacing_zyx, tile_mm, origin_zyx
+        As in :func:`checkerboard_parity`.
+    range_a, range_b : (float, float), optional
+        Intensity ranges (:func:`normalise`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 in [0, 1].
+
+    Raises
+    ------
+    AblationError
+        When the shapes differ or ``tile_mm`` is not positive.
+    """
     if a.shape != b.shape:
         raise AblationError("checkerboard needs two images on the same grid")
     first = checkerboard_parity(a.shape, spacing_zyx, tile_mm, origin_zyx)
@@ -676,7 +887,24 @@ def checkerboard(
 
 
 def difference(a: np.ndarray, b: np.ndarray, range_a=None, range_b=None) -> np.ndarray:
-    """Signed difference of the normalised images (b - a), in [-1, 1]."""
+    """Signed difference of the normalised images (b - a), in [-1, 1].
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two images on one grid.
+    range_a, range_b : (float, float), optional
+        Intensity ranges (:func:`normalise`).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    AblationError
+        When the shapes differ.
+    """
     if a.shape != b.shape:
         raise AblationError("difference needs two images on the same grid")
     return normalise(b, range_b) - normalise(a, range_a)
@@ -687,6 +915,20 @@ def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.2) -> np.n
 
     Voxels whose gradient magnitude is strong (> ``fraction`` of its 99.5th percentile) and
     a local maximum along the dominant gradient axis (a cheap non-maximum suppression).
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        The image.
+    sigma_mm : float
+        Gaussian smoothing (mm).
+    fraction : float
+        Threshold as a fraction of the 99.5th percentile of the gradient magnitude.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (z, y, x), 1 on edges.
     """
     f = sitk.Cast(img, sitk.sitkFloat32)
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(f, float(sigma_mm)))
@@ -719,7 +961,21 @@ def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.2) -> np.n
 
 
 def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarray:
-    """Grid points (LPS) of a ball, for measuring target registration error in a region."""
+    """Grid points (LPS) of a ball, for measuring target registration error in a region.
+
+    Parameters
+    ----------
+    center_lps : sequence of 3 floats
+        Centre (LPS mm).
+    radius_mm : float
+        Radius (mm).
+    step_mm : float
+        Grid step (mm).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 3)
+    """
     r = np.arange(-radius_mm, radius_mm + 1e-9, step_mm)
     g = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
     g = g[np.linalg.norm(g, axis=1) <= radius_mm]
@@ -729,7 +985,20 @@ def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarra
 def target_error(
     estimate: sitk.Transform | None, truth: sitk.Transform | None, points_lps
 ) -> tuple[float, float]:
-    """Mean and maximum ``|T_est(p) - T_true(p)|`` (mm) over pre-space points."""
+    """Mean and maximum ``|T_est(p) - T_true(p)|`` (mm) over pre-space points.
+
+    Parameters
+    ----------
+    estimate, truth : SimpleITK.Transform or None
+        Pre -> post transforms (identity when None).
+    points_lps : array_like, shape (N, 3)
+        Pre-space points (LPS mm).
+
+    Returns
+    -------
+    (float, float)
+        Mean and maximum distance (mm).
+    """
     d = np.linalg.norm(
         tfm.transform_points(estimate, points_lps) - tfm.transform_points(truth, points_lps), axis=1
     )
