@@ -175,8 +175,23 @@ def _blob_radii(blob: Blob, u_local: np.ndarray) -> np.ndarray:
 
 
 def blob_volume_centroid(blob: Blob, n: int = 40000) -> tuple[float, np.ndarray]:
-    """Volume (mm^3) and volume centroid (LPS) of a star-shaped blob, by quadrature over
-    directions."""
+    """Volume (mm^3) and volume centroid (LPS) of a star-shaped blob.
+
+    Computed by quadrature over ``n`` directions
+    (``c = int r^4/4 u dO / int r^3/3 dO``).
+
+    Parameters
+    ----------
+    blob : Blob
+        Star-shaped around its centre.
+    n : int
+        Directions of the quadrature.
+
+    Returns
+    -------
+    (float, numpy.ndarray)
+        Volume (mm^3) and centroid (LPS mm).
+    """
     u = _directions(n)
     r = _blob_radii(blob, u)
     w = 4.0 * np.pi / n
@@ -194,19 +209,23 @@ class Zone:
     frame: np.ndarray
 
     def blob(self) -> Blob:
+        """Return the zone as a :class:`~napari_ablation.core.samples.Blob` (for painting)."""
         return Blob(self.center, self.semi, self.frame)
 
     def signed_distance(self, pts: np.ndarray) -> np.ndarray:
+        """Exact signed distance (mm, positive inside) of points (N, 3) to the surface."""
         return ellipsoid_signed_distance(pts, self.center, self.semi, self.frame)
 
     @property
     def volume_ml(self) -> float:
+        """Volume of the ellipsoid (ml)."""
         return float(4.0 / 3.0 * np.pi * np.prod(self.semi) / 1000.0)
 
 
 def exact_margin(tumor: Blob, zone: Zone, *, n: int = 30000, centroid=None) -> dict[str, Any]:
-    """The minimal treatment margin of the continuous shapes, its point, octant and per-octant
-    minima.
+    """Compute the exact minimal treatment margin of the continuous shapes.
+
+    Also its point, its octant and the minimum of every octant.
 
     Parameters
     ----------
@@ -254,7 +273,22 @@ def exact_margin(tumor: Blob, zone: Zone, *, n: int = 30000, centroid=None) -> d
 
 
 def octant_direction(octant: str) -> np.ndarray:
-    """Unit diagonal (LPS) pointing into ``octant`` (e.g. ``left-posterior-superior``)."""
+    """Return the unit diagonal (LPS) pointing into ``octant`` (e.g. ``left-posterior-superior``).
+
+    Parameters
+    ----------
+    octant : str
+        One of ``margin.OCTANTS``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3,)
+
+    Raises
+    ------
+    AblationError
+        An unknown octant.
+    """
     if octant not in OCTANTS:
         raise AblationError(f"unknown octant '{octant}': choose one of {', '.join(OCTANTS)}")
     lr, ap, si = octant.split("-")
@@ -281,8 +315,10 @@ def _target_margin(rng, scenario: str, threshold_mm: float) -> float:
 
 
 def _tumor_blob(rng, center, diameter_mm: float, axis) -> Blob:
-    """An irregular tumor whose maximum 3D diameter is ``diameter_mm``, its long axis along
-    ``axis`` (operators place probes along a tumor's long axis)."""
+    """Draw an irregular tumor whose maximum 3D diameter is ``diameter_mm``.
+
+    Its long axis is along ``axis`` (operators place probes along a tumor's long axis).
+    """
     shape = np.array([rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0), 1.0])
     blob = Blob.random(
         rng,
@@ -300,9 +336,12 @@ def _tumor_blob(rng, center, diameter_mm: float, axis) -> Blob:
 
 
 def _place_zone(rng, tumor: Blob, centroid, octant: str, target_mm: float) -> Zone:
-    """An ellipsoid coaxial with the tumor (long axis along the probe), shifted from the tumor
-    away from ``octant``, its semi-axes ``tumor semi-axes + k * (1, 1, elongation)`` with
-    ``k`` solved so that the exact MTM equals ``target_mm``."""
+    """Place the ablation ellipsoid so that the exact MTM equals ``target_mm``.
+
+    Coaxial with the tumor (long axis along the probe), shifted from the tumor away from
+    ``octant``, its semi-axes ``tumor semi-axes + k * (1, 1, elongation)`` with ``k``
+    solved for the target.
+    """
     d = _unit(octant_direction(octant) + rng.normal(size=3) * 0.1)
     r_t = float(np.mean(tumor.semi))
     shift = rng.uniform(0.3, 0.5) * r_t + rng.uniform(2.0, 3.5)
@@ -353,8 +392,10 @@ class _Host:
 
 
 def _local_anatomy(t, body, rng, background, organs, lesion) -> _Anatomy:
-    """The tissue around the lesion only (small fields of view): a textured background,
-    the host organ's layers, the lesion."""
+    """Paint only the tissue around the lesion (small fields of view).
+
+    A textured background, the host organ's layers, the lesion.
+    """
     an = _Anatomy(t, body, rng)
     is_ct = t.air < -500
 
@@ -381,8 +422,10 @@ def _local_anatomy(t, body, rng, background, organs, lesion) -> _Anatomy:
 
 
 class _RenalMRI(_Host):
-    """Exophytic renal tumor (left or right kidney), cryoprobes from a posterior approach,
-    T2-weighted MRI at 1.2 x 1.2 x 3 mm."""
+    """Exophytic renal tumor (left or right kidney) on T2-weighted MRI.
+
+    Cryoprobes from a posterior approach; 1.2 x 1.2 x 3 mm.
+    """
 
     tissue = MR_T2
     spacing = (1.2, 1.2, 3.0)
@@ -531,8 +574,11 @@ class _RenalMRI(_Host):
 
 
 class _LiverCT(_Host):
-    """Liver tumor deep in the right lobe, one microwave antenna from a lateral approach,
-    portal-venous CT (0.7-0.8 mm in-plane, 2.5-5 mm slices; 0.9 x 0.9 x 2.5 mm when small)."""
+    """Liver tumor deep in the right lobe on portal-venous CT.
+
+    One microwave antenna from a lateral approach; 0.7-0.8 mm in-plane, 2.5-5 mm slices
+    (0.9 x 0.9 x 2.5 mm when small).
+    """
 
     tissue = CT_PV
     pv = 0.7
@@ -666,8 +712,11 @@ _HOSTS = {"mri": _RenalMRI, "ct": _LiverCT}
 
 
 def _unambiguous(truth, centroid, octant, radius_mm: float) -> bool:
-    """The minimum lies in ``octant``, clear of the octant planes, and clearly below every other
-    octant's."""
+    """Tell whether the minimum is unambiguous.
+
+    It lies in ``octant``, clear of the octant planes, and clearly below every other
+    octant's minimum.
+    """
     rel = np.asarray(truth["min_margin_point_lps"]) - centroid
     others = [
         v
@@ -725,7 +774,7 @@ class Breathing:
     ramp_mm: float = BREATHING_RAMP_MM
 
     def displacement(self, points_lps) -> np.ndarray:
-        """The displacement ``v`` at pre-space points.
+        """Return the displacement ``v`` at pre-space points.
 
         Parameters
         ----------
@@ -749,7 +798,7 @@ class Breathing:
         return tuple(mag * float(d) for d in self.direction)
 
     def info(self) -> dict[str, Any]:
-        """The parameters, for ``truth["breathing"]`` (:meth:`from_info` reads them back).
+        """Return the parameters, for ``truth["breathing"]`` (:meth:`from_info` reads them).
 
         Returns
         -------
@@ -766,7 +815,7 @@ class Breathing:
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> Breathing:
-        """The motion described by :meth:`info`.
+        """Build the motion described by :meth:`info`.
 
         Parameters
         ----------
@@ -1057,8 +1106,10 @@ def _paint_ice(c: _Canvas, zone: Blob, probes) -> None:
 
 
 def _paint_coagulation(c: _Canvas, zone: Blob, probes, rng) -> None:
-    """Coagulation zone on CT: hypodense with a thin hyperdense rim, gas bubbles, the antenna
-    track."""
+    """Paint a coagulation zone on CT.
+
+    Hypodense with a thin hyperdense rim, gas bubbles, the antenna track.
+    """
     sl = c.block(*zone.bbox(5.0))
     if sl is None:
         return
