@@ -5,7 +5,10 @@
 2.5-5 mm slices), a tumor of 10-50 mm maximum diameter (an irregular smooth blob), an
 ablation zone (an ellipsoid elongated along the probe) sized so that the minimal
 treatment margin falls in the chosen coverage scenario, the minimum placed in a chosen
-octant, and a rigid misregistration of a few mm / degrees between pre and post.
+octant, and a rigid misregistration of a few mm / degrees between pre and post;
+optionally breathing (``breathing_mm``): the anatomy away from the tumor also moves,
+non-rigidly (:class:`Breathing`), while near the tumor the true map stays rigid, the
+test case for a registration local to the tumor.
 :func:`write_synthetic_cases` writes N of them into case folders.
 
 It reuses the anatomy painter, tissue tables and acquisition models of
@@ -904,7 +907,8 @@ def synthetic_case(
         (:class:`Breathing`). Near the tumor the true map stays the rigid transform, so a
         registration local to the tumor can recover it and a whole-image rigid fit cannot.
         The lesion, the truths and the images within the still ball are those of the seed
-        without breathing.
+        without breathing. Use the full field of view: with ``small`` it barely reaches
+        beyond the still ball.
 
     Returns
     -------
