@@ -23,6 +23,7 @@ def rotation(axis: int, deg: float) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (3, 3)
+        The rotation matrix.
     """
     t = np.deg2rad(deg)
     c, s = np.cos(t), np.sin(t)
@@ -164,8 +165,10 @@ def ellipsoid_surface_points(centre, semi_axes, rot, n: int = 40000) -> np.ndarr
 
     Parameters
     ----------
-    centre, semi_axes, rot
-        The ellipsoid, as in :func:`ellipsoid_signed_distance`.
+    centre, semi_axes : array_like, shape (3,)
+        The ellipsoid's centre and semi-axes, as in :func:`ellipsoid_signed_distance`.
+    rot : array_like, shape (3, 3)
+        Its rotation, as in :func:`ellipsoid_signed_distance`.
     n : int
         Number of points.
 
@@ -251,12 +254,15 @@ def ellipsoid_mask(shape_zyx, index_to_lps, origin, centre, semi_axes, rot) -> n
         Matrix whose columns map a (z, y, x) index step to an LPS step (direction times spacing).
     origin : (3,) array
         LPS of voxel (0, 0, 0).
-    centre, semi_axes, rot
-        The ellipsoid, as in :func:`ellipsoid_signed_distance`.
+    centre, semi_axes : array_like, shape (3,)
+        The ellipsoid's centre and semi-axes, as in :func:`ellipsoid_signed_distance`.
+    rot : array_like, shape (3, 3)
+        Its rotation, as in :func:`ellipsoid_signed_distance`.
 
     Returns
     -------
-    bool array of ``shape_zyx``
+    numpy.ndarray of bool
+        The mask, of shape ``shape_zyx``.
     """
     M = np.asarray(index_to_lps, dtype=float)
     Minv = np.linalg.inv(M)

@@ -55,7 +55,7 @@ class RegistrationCancelled(Exception):
 class RegistrationResult:
     """What :func:`register_rigid` found.
 
-    Attributes
+    Parameters
     ----------
     transform : SimpleITK.Euler3DTransform
         ``T`` pre -> post (ITK convention); the initial one when not improved.
@@ -97,6 +97,11 @@ class RegistrationResult:
         The shift is :func:`~napari_ablation.core.transform.motion_text` at the region
         centre (the tumor centre when the registration was local), the same figure the
         widgets and the report show.
+
+        Returns
+        -------
+        str
+            The line.
         """
         c = self.roi_center_lps
         if c is None:
@@ -122,6 +127,7 @@ def mask_centroid_lps(mask: sitk.Image) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (3,)
+        The centroid (x, y, z).
 
     Raises
     ------
@@ -214,7 +220,7 @@ def exclusion_mask(
     Returns
     -------
     SimpleITK.Image
-        uint8, 1 outside the dilated zone.
+        A uint8 mask on the moving grid, 1 outside the dilated zone.
     """
     ex = _on_grid(exclude, moving)
     if dilate_mm > 0:
@@ -622,6 +628,7 @@ def adjustment(
     Returns
     -------
     SimpleITK.Euler3DTransform
+        ``M``.
     """
     m = sitk.Euler3DTransform()
     m.SetCenter([float(v) for v in center_lps])
@@ -645,7 +652,7 @@ def adjust(
     ----------
     base : SimpleITK.Transform or None
         The current ``T`` (identity when None).
-    translation_mm, rotation_deg, center_lps
+    translation_mm, rotation_deg, center_lps : sequence of 3 floats
         The motion ``M``, as in :func:`adjustment`.
 
     Returns
@@ -686,6 +693,7 @@ def registered(
     Returns
     -------
     SimpleITK.Image
+        Post on the pre grid.
     """
     if default is None:
         default = float(sitk.GetArrayViewFromImage(moving).min())
@@ -808,7 +816,7 @@ def normalise(arr: np.ndarray, value_range: tuple[float, float] | None = None) -
     Returns
     -------
     numpy.ndarray
-        float32 in [0, 1].
+        Float32 values in [0, 1].
     """
     a = np.asarray(arr, dtype=np.float32)
     lo, hi = value_range if value_range is not None else intensity_range(a)
@@ -832,6 +840,7 @@ def checkerboard_parity(shape, spacing_zyx, tile_mm: float, origin_zyx=(0, 0, 0)
     Returns
     -------
     numpy.ndarray of bool
+        True on the tiles of the first image.
 
     Raises
     ------
@@ -865,15 +874,19 @@ def checkerboard(
     ----------
     a, b : numpy.ndarray
         The two images on one grid.
-    spacing_zyx, tile_mm, origin_zyx
-        As in :func:`checkerboard_parity`.
+    spacing_zyx : sequence of 3 floats
+        Voxel spacing (mm).
+    tile_mm : float
+        Tile side in world mm.
+    origin_zyx : sequence of 3 floats
+        World position of voxel 0 (mm).
     range_a, range_b : (float, float), optional
         Intensity ranges (:func:`normalise`).
 
     Returns
     -------
     numpy.ndarray
-        float32 in [0, 1].
+        Float32 values in [0, 1].
 
     Raises
     ------
@@ -899,6 +912,7 @@ def difference(a: np.ndarray, b: np.ndarray, range_a=None, range_b=None) -> np.n
     Returns
     -------
     numpy.ndarray
+        The difference, float32.
 
     Raises
     ------
@@ -928,7 +942,7 @@ def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.2) -> np.n
     Returns
     -------
     numpy.ndarray
-        uint8 (z, y, x), 1 on edges.
+        A uint8 (z, y, x) array, 1 on edges.
     """
     f = sitk.Cast(img, sitk.sitkFloat32)
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(f, float(sigma_mm)))
@@ -975,6 +989,7 @@ def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarra
     Returns
     -------
     numpy.ndarray, shape (N, 3)
+        The points (LPS mm).
     """
     r = np.arange(-radius_mm, radius_mm + 1e-9, step_mm)
     g = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -1014,11 +1029,12 @@ PLAUSIBLE_METRIC = -0.3
 
 
 def plausibility_warnings(result: RegistrationResult) -> list[str]:
-    """Warnings when a registration result does not look like two images of one patient.
+    """Return warnings when a registration result does not look like one patient's images.
 
     Parameters
     ----------
     result : RegistrationResult
+        A result of :func:`register_rigid`.
 
     Returns
     -------

@@ -205,18 +205,45 @@ def blob_volume_centroid(blob: Blob, n: int = 40000) -> tuple[float, np.ndarray]
 
 @dataclass
 class Zone:
-    """The ablation zone: an exact ellipsoid (the closest-point problem is solvable exactly)."""
+    """The ablation zone: an exact ellipsoid (the closest-point problem is solvable exactly).
+
+    Parameters
+    ----------
+    center : numpy.ndarray
+        Centre (LPS mm).
+    semi : numpy.ndarray
+        Semi-axes (mm), along the columns of ``frame``.
+    frame : numpy.ndarray
+        3 x 3 rotation whose columns are the axes (LPS).
+    """
 
     center: np.ndarray
     semi: np.ndarray
     frame: np.ndarray
 
     def blob(self) -> Blob:
-        """Return the zone as a :class:`~napari_ablation.core.samples.Blob` (for painting)."""
+        """Return the zone as a :class:`~napari_ablation.core.samples.Blob` (for painting).
+
+        Returns
+        -------
+        Blob
+            The same ellipsoid.
+        """
         return Blob(self.center, self.semi, self.frame)
 
     def signed_distance(self, pts: np.ndarray) -> np.ndarray:
-        """Exact signed distance (mm, positive inside) of points (N, 3) to the surface."""
+        """Exact signed distance (mm, positive inside) of points to the surface.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray, shape (N, 3)
+            Points (LPS mm).
+
+        Returns
+        -------
+        numpy.ndarray, shape (N,)
+            Signed distances (mm).
+        """
         return ellipsoid_signed_distance(pts, self.center, self.semi, self.frame)
 
     @property
@@ -286,6 +313,7 @@ def octant_direction(octant: str) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (3,)
+        The unit vector.
 
     Raises
     ------
@@ -768,6 +796,19 @@ class Breathing:
     anterior-posterior part. The post image at post point ``q`` shows the anatomy at
     ``x - v(x)`` with ``x = T^-1(q)``: within the still ball the true map is exactly
     the rigid ``T``; far from it the anatomy is shifted by up to ``a`` mm.
+
+    Parameters
+    ----------
+    center : numpy.ndarray
+        Centre of the still ball (the tumor centre, LPS mm).
+    amplitude_mm : float
+        ``a``, the largest displacement (mm).
+    direction : numpy.ndarray
+        ``d``, a unit vector (LPS).
+    still_mm : float
+        Radius of the still ball (mm).
+    ramp_mm : float
+        Distance (mm) over which the displacement ramps up beyond the still ball.
     """
 
     center: np.ndarray
