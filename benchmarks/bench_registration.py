@@ -280,10 +280,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--seeds",
-        default="1,2,3,5,7",
+        default="1,2,3,5,7,8,9,10,11",
         help="seeds of the breathing MRI phantoms (CT: --ct-seeds)",
     )
-    ap.add_argument("--ct-seeds", default="4,5")
+    ap.add_argument("--ct-seeds", default="4,5,8")
     ap.add_argument("--breathing-mm", type=float, default=15.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

@@ -148,7 +148,7 @@ def _add_register_parser(sub) -> None:
         type=_positive_mm,
         default=None,
         help=(
-            "radius in mm of the region around the tumor (default: the plugin's, 50; the "
+            "radius in mm of the region around the tumor (default: the plugin's, 40; the "
             "region always reaches 12 mm beyond the dilated ablation zone left out)"
         ),
     )
