@@ -146,8 +146,11 @@ def _add_register_parser(sub) -> None:
     p.add_argument(
         "--roi-radius",
         type=_positive_mm,
-        default=40.0,
-        help="radius in mm of the region around the tumor (default 40)",
+        default=None,
+        help=(
+            "radius in mm of the region around the tumor (default: the plugin's, 40; the "
+            "region always reaches 12 mm beyond the dilated ablation zone left out)"
+        ),
     )
     p.add_argument(
         "--out", required=True, help="output transform (.tfm), ITK convention pre -> post"
@@ -473,7 +476,11 @@ def _cmd_register(args: argparse.Namespace) -> int:
                 tumor_mask=tumor,
                 moving_mask=moving_mask,
                 moving_exclude=exclude,
-                roi_radius_mm=args.roi_radius if tumor is not None else None,
+                roi_radius_mm=(
+                    (args.roi_radius or registration.DEFAULT_ROI_RADIUS_MM)
+                    if tumor is not None
+                    else None
+                ),
                 initial=initial,
                 cancel=_INTERRUPT.is_set,
                 **kwargs,

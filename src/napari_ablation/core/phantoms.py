@@ -11,7 +11,20 @@ import numpy as np
 
 
 def rotation(axis: int, deg: float) -> np.ndarray:
-    """3 x 3 rotation by ``deg`` degrees about array axis ``axis`` (0 z, 1 y, 2 x)."""
+    """3 x 3 rotation by ``deg`` degrees about array axis ``axis`` (0 z, 1 y, 2 x).
+
+    Parameters
+    ----------
+    axis : {0, 1, 2}
+        Array axis (0 z, 1 y, 2 x).
+    deg : float
+        Angle (degrees).
+
+    Returns
+    -------
+    numpy.ndarray, shape (3, 3)
+        The rotation matrix.
+    """
     t = np.deg2rad(deg)
     c, s = np.cos(t), np.sin(t)
     i, j = [(1, 2), (0, 2), (0, 1)][axis]
@@ -22,7 +35,20 @@ def rotation(axis: int, deg: float) -> np.ndarray:
 
 
 def centred_grid(shape, spacing):
-    """(z, y, x) coordinates in mm of the voxel centres of a grid centred at 0."""
+    """(z, y, x) coordinates in mm of the voxel centres of a grid centred at 0.
+
+    Parameters
+    ----------
+    shape : tuple of 3 ints
+        (z, y, x) shape.
+    spacing : sequence of 3 floats
+        (z, y, x) spacing (mm).
+
+    Returns
+    -------
+    list of 3 numpy.ndarray
+        ``z, y, x`` coordinate arrays of ``shape``.
+    """
     axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
     return np.meshgrid(*axes, indexing="ij")
 
@@ -30,7 +56,24 @@ def centred_grid(shape, spacing):
 def tilted_ellipsoid(
     shape=(70, 110, 100), spacing=(1.0, 1.0, 1.0), semi=(24, 36, 18), angles=(30, 20, 15)
 ):
-    """Ellipsoid with semi-axes ``semi`` (mm, z y x) rotated by ``angles`` degrees about z, y, x."""
+    """Ellipsoid with semi-axes ``semi`` (mm, z y x) rotated by ``angles`` degrees about z, y, x.
+
+    Parameters
+    ----------
+    shape : tuple of 3 ints
+        (z, y, x) grid shape.
+    spacing : sequence of 3 floats
+        (z, y, x) spacing (mm).
+    semi : sequence of 3 floats
+        Semi-axes (mm, z y x) before the rotation.
+    angles : sequence of 3 floats
+        Rotations (degrees) about the z, y and x array axes.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The mask (voxel centres inside), on a grid centred at 0.
+    """
     z, y, x = centred_grid(shape, spacing)
     p = np.stack([z, y, x], -1) @ (
         rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2])
@@ -39,7 +82,22 @@ def tilted_ellipsoid(
 
 
 def kidney(shape=(64, 90, 80), spacing=(2.0, 1.0, 1.0), width=30.0):
-    """Bean: a bent ellipsoid (long axis z, 110 mm) with a hilum notch (non-convex)."""
+    """Bean: a bent ellipsoid (long axis z, 110 mm) with a hilum notch (non-convex).
+
+    Parameters
+    ----------
+    shape : tuple of 3 ints
+        (z, y, x) grid shape.
+    spacing : sequence of 3 floats
+        (z, y, x) spacing (mm).
+    width : float
+        Semi-axis along x (mm).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The mask, on a grid centred at 0.
+    """
     z, y, x = centred_grid(shape, spacing)
     xb = x - 0.004 * z**2
     body = (z / 55) ** 2 + (y / 22) ** 2 + (xb / width) ** 2 <= 1
@@ -107,8 +165,10 @@ def ellipsoid_surface_points(centre, semi_axes, rot, n: int = 40000) -> np.ndarr
 
     Parameters
     ----------
-    centre, semi_axes, rot
-        The ellipsoid, as in :func:`ellipsoid_signed_distance`.
+    centre, semi_axes : array_like, shape (3,)
+        The ellipsoid's centre and semi-axes, as in :func:`ellipsoid_signed_distance`.
+    rot : array_like, shape (3, 3)
+        Its rotation, as in :func:`ellipsoid_signed_distance`.
     n : int
         Number of points.
 
@@ -194,12 +254,15 @@ def ellipsoid_mask(shape_zyx, index_to_lps, origin, centre, semi_axes, rot) -> n
         Matrix whose columns map a (z, y, x) index step to an LPS step (direction times spacing).
     origin : (3,) array
         LPS of voxel (0, 0, 0).
-    centre, semi_axes, rot
-        The ellipsoid, as in :func:`ellipsoid_signed_distance`.
+    centre, semi_axes : array_like, shape (3,)
+        The ellipsoid's centre and semi-axes, as in :func:`ellipsoid_signed_distance`.
+    rot : array_like, shape (3, 3)
+        Its rotation, as in :func:`ellipsoid_signed_distance`.
 
     Returns
     -------
-    bool array of ``shape_zyx``
+    numpy.ndarray of bool
+        The mask, of shape ``shape_zyx``.
     """
     M = np.asarray(index_to_lps, dtype=float)
     Minv = np.linalg.inv(M)

@@ -1,5 +1,6 @@
-"""Rigid registration of post (moving) to pre (fixed), local to the tumor (docs/design.md,
-section 3).
+"""Rigid registration of post (moving) to pre (fixed), local to the tumor.
+
+Design notes: docs/design.md, section 3.
 
 * :func:`register_rigid` - automatic intensity registration: Mattes mutual information,
   Euler3D, regular-step gradient descent with physical-shift scales, 3-level pyramid.
@@ -30,6 +31,16 @@ from . import transform as tfm
 from .errors import AblationError
 
 DEFAULT_ROI_RADIUS_MM = 40.0
+#: the region also reaches this far (mm) beyond the left-out ablation zone, so that what is
+#: left of it still holds anatomy when the zone fills a ball of the default radius
+ROI_BEYOND_EXCLUSION_MM = 12.0
+#: the moving image is cropped to the region seen through the initial transform, padded by
+#: this much (mm) for the motion still to be found
+MOVING_PAD_MM = 30.0
+#: metric samples at the finest pyramid level; a level shrunk by ``f`` uses ``1/f**2`` of
+#: them (or all its voxels when it has fewer), so the cost of an iteration does not grow
+#: with the image resolution or the region size
+DEFAULT_METRIC_SAMPLES = 40000
 #: the ablation zone is dilated by this much before it is left out of the metric
 EXCLUDE_DILATION_MM = 3.0
 #: relative metric tolerance when deciding that a registration "ended worse"
@@ -42,6 +53,31 @@ class RegistrationCancelled(Exception):
 
 @dataclass
 class RegistrationResult:
+    """What :func:`register_rigid` found.
+
+    Parameters
+    ----------
+    transform : SimpleITK.Euler3DTransform
+        ``T`` pre -> post (ITK convention); the initial one when not improved.
+    metric_before, metric_after : float
+        Mattes mutual information (negative; lower is better) at the initial and at the
+        final transform, over every voxel of the region.
+    iterations : int
+        Optimiser iterations over all levels.
+    stop_reason : str
+        The optimiser's stop condition at the last level.
+    elapsed_s : float
+        Wall time (s).
+    improved : bool
+        False when the initial transform was kept.
+    roi_center_lps : tuple of 3 floats or None
+        Centre of the region (the tumor centroid for a local registration).
+    roi_radius_mm : float or None
+        Radius of the ball region (None for a box, a mask or the whole image).
+    warnings : list of str
+        One-line warnings for the user.
+    """
+
     transform: (
         sitk.Euler3DTransform
     )  # pre -> post (ITK convention); the initial one if not improved
@@ -61,6 +97,11 @@ class RegistrationResult:
         The shift is :func:`~napari_ablation.core.transform.motion_text` at the region
         centre (the tumor centre when the registration was local), the same figure the
         widgets and the report show.
+
+        Returns
+        -------
+        str
+            The line.
         """
         c = self.roi_center_lps
         if c is None:
@@ -76,6 +117,23 @@ class RegistrationResult:
 
 
 def mask_centroid_lps(mask: sitk.Image) -> np.ndarray:
+    """Centroid (LPS mm, x y z) of the non-zero voxels of a mask.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        A 3D mask with identity direction.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3,)
+        The centroid (x, y, z).
+
+    Raises
+    ------
+    AblationError
+        When the mask is empty.
+    """
     arr = sitk.GetArrayViewFromImage(mask)
     nz = np.argwhere(arr != 0)
     if len(nz) == 0:
@@ -84,7 +142,20 @@ def mask_centroid_lps(mask: sitk.Image) -> np.ndarray:
 
 
 def mask_radius_mm(mask: sitk.Image, center_lps) -> float:
-    """Largest distance (mm) from ``center_lps`` to a voxel of ``mask``."""
+    """Largest distance (mm) from ``center_lps`` to a voxel of ``mask``.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        A 3D mask with identity direction.
+    center_lps : sequence of 3 floats
+        A point (LPS mm).
+
+    Returns
+    -------
+    float
+        0 when the mask is empty.
+    """
     arr = sitk.GetArrayViewFromImage(mask)
     nz = np.argwhere(arr != 0)
     if len(nz) == 0:
@@ -135,8 +206,22 @@ def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
 def exclusion_mask(
     moving: sitk.Image, exclude: sitk.Image, dilate_mm: float = EXCLUDE_DILATION_MM
 ) -> sitk.Image:
-    """``NOT(dilated exclude)`` on the moving grid: the moving-metric mask that leaves e.g. the
-    ablation zone out."""
+    """Moving-metric mask that leaves a zone (e.g. the ablation zone) out.
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        The grid of the result.
+    exclude : SimpleITK.Image
+        The zone (any non-zero voxel), resampled onto ``moving`` when on another grid.
+    dilate_mm : float
+        Dilation of the zone (mm) before it is left out.
+
+    Returns
+    -------
+    SimpleITK.Image
+        A uint8 mask on the moving grid, 1 outside the dilated zone.
+    """
     ex = _on_grid(exclude, moving)
     if dilate_mm > 0:
         sp = np.asarray(ex.GetSpacing())
@@ -153,11 +238,24 @@ def _moving_box(fixed_lo, fixed_hi, initial: sitk.Transform, pad_mm: float):
     return moved.min(axis=0) - pad_mm, moved.max(axis=0) + pad_mm
 
 
+def _level_fractions(n_voxels: int, shrink_factors, n_samples: int) -> list[float]:
+    """Return the sampling fraction of each pyramid level.
+
+    A level shrunk by ``f`` gets ``n_samples / f**2`` samples out of the
+    ``n_voxels / f**3`` voxels of the region there (all of them when fewer).
+    """
+    return [min(1.0, n_samples * float(f) / max(n_voxels, 1)) for f in shrink_factors]
+
+
 def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
+    """Mattes metric at ``tx`` over every voxel of the region."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
+    # no gradient images: only the value is needed (computing them is most of the cost)
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     if moving_mask is not None:
@@ -189,7 +287,8 @@ def register_rigid(
     shrink_factors=(4, 2, 1),
     smoothing_sigmas=(2.0, 1.0, 0.0),
     iterations: int = 200,
-    sampling_fraction: float | tuple = 0.25,
+    sampling_fraction: float | tuple | None = None,
+    metric_samples: int = DEFAULT_METRIC_SAMPLES,
     learning_rate: float = 2.0,
     min_step: float = 1e-3,
     relaxation: float = 0.5,
@@ -206,21 +305,86 @@ def register_rigid(
     * ``fixed_mask``: used as given (a mask on, or resampled onto, the pre grid);
     * ``roi_box_lps = (lo_xyz, hi_xyz)``: a user box in LPS mm;
     * a ball of ``roi_radius_mm`` around ``roi_center_lps`` or around the centroid of
-      ``tumor_mask`` (enlarged to hold the whole tumor plus 10 mm);
+      ``tumor_mask``, enlarged to hold the whole tumor plus 10 mm and, when
+      ``moving_exclude`` is given, the dilated zone plus :data:`ROI_BEYOND_EXCLUSION_MM`
+      (so that what the metric keeps is anatomy, not a thin shell around the zone);
     * ``roi_radius_mm=None`` and nothing else: the whole image.
 
-    ``moving_exclude`` (e.g. the ablation zone on the post grid) is dilated by 3 mm and
-    left out of the metric; ``moving_mask`` restricts the moving side explicitly.
-    ``initial`` (e.g. a landmark fit or the current transform) starts the optimisation;
-    if the final metric is not better than the initial one, the initial transform is
-    returned with ``improved=False`` and a warning. ``progress(fraction, text)`` is
-    called every iteration; ``cancel()`` returning true stops with
-    :class:`RegistrationCancelled`.
+    Parameters
+    ----------
+    fixed, moving : SimpleITK.Image
+        Pre (fixed) and post (moving) 3D images.
+    fixed_mask : SimpleITK.Image, optional
+        Metric region on the pre grid (any non-zero voxel).
+    tumor_mask : SimpleITK.Image, optional
+        Tumor labels on the pre grid: the region is a ball around their centroid.
+    moving_mask : SimpleITK.Image, optional
+        Restricts the moving side of the metric.
+    moving_exclude : SimpleITK.Image, optional
+        E.g. the ablation zone on the post grid: dilated by ``exclude_dilation_mm`` and
+        left out of the metric (the ice ball is a signal void present in post only).
+    roi_center_lps : sequence of 3 floats, optional
+        Centre of the ball instead of the tumor centroid.
+    roi_radius_mm : float or None
+        Radius of the ball (default :data:`DEFAULT_ROI_RADIUS_MM`); None: no ball.
+    roi_box_lps : (lo_xyz, hi_xyz), optional
+        A user box in LPS mm.
+    exclude_dilation_mm : float
+        Dilation of ``moving_exclude``.
+    initial : SimpleITK.Transform, optional
+        Start (a landmark fit, the current transform); identity when None.
+    bins : int
+        Histogram bins of the Mattes metric.
+    shrink_factors, smoothing_sigmas : sequence
+        The pyramid (smoothing in voxels).
+    iterations : int
+        Most optimiser iterations per level.
+    sampling_fraction : float or sequence, optional
+        Fraction of the region's voxels sampled per level; None (default): about
+        ``metric_samples`` at the finest level and ``metric_samples / f**2`` at a level
+        shrunk by ``f``, whatever the resolution.
+    metric_samples : int
+        See ``sampling_fraction``.
+    learning_rate, min_step, relaxation : float
+        Regular-step gradient descent: first step, smallest step (stopping), and the
+        factor the step shrinks by when the direction turns.
+    optimizer : {"rsgd", "cg", "lbfgs"}
+        Regular-step gradient descent (default), conjugate gradient, or L-BFGS.
+    gradient_filter : bool
+        Smoothed image gradients (off: central differences, see Notes).
+    seed : int
+        Seed of the regular sampling.
+    progress : callable, optional
+        ``progress(fraction, text)``, called every iteration.
+    cancel : callable, optional
+        ``cancel()`` returning true stops the registration.
 
-    Settings measured on the renal MRI sample (``benchmarks/bench_registration.py``):
-    the moving/fixed image gradient *filters* are off (gradients by central differences)
-    because the smoothed gradients disagree with the sharp mutual-information optimum and
-    stopped the optimiser about 1 mm short; 25 % regular sampling at every level.
+    Returns
+    -------
+    RegistrationResult
+        The transform (the initial one, with ``improved=False`` and a warning, when the
+        final metric is not better than the initial one), the metric before and after,
+        iterations, stop reason, time, the region's centre and radius.
+
+    Raises
+    ------
+    AblationError
+        A missing, non-3D, tiny, constant or non-finite image, an empty mask, a region
+        outside the pre image, images that do not overlap, or an ITK failure.
+    RegistrationCancelled
+        When ``cancel()`` became true.
+
+    Notes
+    -----
+    Settings measured in ``benchmarks/bench_registration.py`` (renal MRI and liver CT
+    samples, breathing phantoms of :func:`~napari_ablation.core.synthetic.synthetic_case`):
+    the image gradient *filters* are off because smoothed gradients disagree with the
+    sharp mutual-information optimum and stopped the optimiser about 1 mm short; a 40 mm
+    ball that reaches 12 mm beyond the left-out zone (with a large ice ball the 40 mm
+    ball alone kept too little anatomy: 0.6 mm on the renal sample, 18 mm on a CT phantom;
+    a 50 mm ball let breathing pull the fit, 1.1 mm on a held-out phantom); a fixed number
+    of samples per level rather than a fraction (the CT sample has 3 times the voxels of
+    the MRI one in the same ball).
     """
     t0 = time.perf_counter()
     if fixed is None or moving is None:
@@ -272,6 +436,12 @@ def register_rigid(
                 )
             center = mask_centroid_lps(tm)
             radius = max(float(roi_radius_mm), mask_radius_mm(tm, center) + 10.0)
+        if moving_exclude is not None:
+            # the zone left out is seen around the tumor through the initial transform
+            c_post = tfm.transform_points(initial, center)[0] if initial is not None else center
+            reach = mask_radius_mm(moving_exclude, c_post)
+            if reach > 0:
+                radius = max(radius, reach + exclude_dilation_mm + ROI_BEYOND_EXCLUSION_MM)
         lo, hi = center - radius, center + radius
     else:
         lo, hi = geometry.physical_bounds(fixed)
@@ -298,7 +468,7 @@ def register_rigid(
 
     # --- moving crop: the region through the initial transform, padded for the motion
     crop_lo, crop_hi = geometry.physical_bounds(fixed_c)
-    mlo, mhi = _moving_box(crop_lo, crop_hi, init, pad_mm=30.0)
+    mlo, mhi = _moving_box(crop_lo, crop_hi, init, pad_mm=MOVING_PAD_MM)
     moving_c = _region_of(moving, mlo, mhi)
     if moving_c is None:
         raise AblationError(
@@ -319,14 +489,24 @@ def register_rigid(
     f32 = sitk.Cast(fixed_c, sitk.sitkFloat32)
     m32 = sitk.Cast(moving_c, sitk.sitkFloat32)
 
+    n_region = (
+        int(np.count_nonzero(sitk.GetArrayViewFromImage(fmask)))
+        if fmask is not None
+        else int(np.prod(fixed_c.GetSize()))
+    )
+    if sampling_fraction is None:
+        fractions = _level_fractions(n_region, shrink_factors, int(metric_samples))
+    else:
+        fractions = [
+            float(v)
+            for v in np.broadcast_to(
+                np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),)
+            )
+        ]
     before = _metric_value(f32, m32, init, fmask, mmask, bins)
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    fractions = [
-        float(v)
-        for v in np.broadcast_to(np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),))
-    ]
     if min(fractions) < 1.0:
         reg.SetMetricSamplingStrategy(reg.REGULAR)
         reg.SetMetricSamplingPercentagePerLevel(fractions, seed)
@@ -433,10 +613,24 @@ def register_rigid(
 def adjustment(
     translation_mm=(0, 0, 0), rotation_deg=(0, 0, 0), center_lps=(0, 0, 0)
 ) -> sitk.Euler3DTransform:
-    """The motion ``M`` of the displayed (registered) post image in pre space.
+    """Return the motion ``M`` of the displayed (registered) post image in pre space.
 
     ``M(p) = R (p - c) + c + t``, rotations about the LPS x, y, z axes through ``c``
     (Euler3D, ZXY order as in ITK).
+
+    Parameters
+    ----------
+    translation_mm : sequence of 3 floats
+        ``t`` (LPS mm).
+    rotation_deg : sequence of 3 floats
+        Rotations about x, y, z (degrees).
+    center_lps : sequence of 3 floats
+        ``c`` (LPS mm).
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        ``M``.
     """
     m = sitk.Euler3DTransform()
     m.SetCenter([float(v) for v in center_lps])
@@ -451,10 +645,22 @@ def adjust(
     rotation_deg=(0, 0, 0),
     center_lps=(0, 0, 0),
 ) -> sitk.Euler3DTransform:
-    """``base`` changed so that the registered post image moves by :func:`adjustment` in pre space.
+    """Change ``base`` so that the registered post image moves by :func:`adjustment`.
 
-    Registered post shows ``post(T(p))``; moving that picture by ``M`` shows
-    ``post(T(M^-1(p)))``, so the new transform is ``T o M^-1``.
+    Registered post shows ``post(T(p))``; moving that picture by ``M`` (in pre space)
+    shows ``post(T(M^-1(p)))``, so the new transform is ``T o M^-1``.
+
+    Parameters
+    ----------
+    base : SimpleITK.Transform or None
+        The current ``T`` (identity when None).
+    translation_mm, rotation_deg, center_lps : sequence of 3 floats
+        The motion ``M``, as in :func:`adjustment`.
+
+    Returns
+    -------
+    SimpleITK.Euler3DTransform
+        ``T o M^-1``, centred where ``base`` was (or at ``center_lps``).
     """
     m = adjustment(translation_mm, rotation_deg, center_lps)
     out = tfm.compose(tfm.inverse(m), base)
@@ -473,7 +679,24 @@ def registered(
     *,
     default: float | None = None,
 ) -> sitk.Image:
-    """Post resampled onto the pre grid (linear); outside post: its minimum."""
+    """Resample post onto the pre grid (linear).
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        Post.
+    fixed : SimpleITK.Image
+        Pre (the grid of the result).
+    tx : SimpleITK.Transform or None
+        ``T`` pre -> post (identity when None).
+    default : float, optional
+        Value outside post (default: the minimum of post).
+
+    Returns
+    -------
+    SimpleITK.Image
+        Post on the pre grid.
+    """
     if default is None:
         default = float(sitk.GetArrayViewFromImage(moving).min())
     return tfm.resample_onto(moving, fixed, tx, default=default)
@@ -482,7 +705,22 @@ def registered(
 def region_box(
     fixed: sitk.Image, center_lps, half_size_mm: float
 ) -> tuple[slice, slice, slice] | None:
-    """Index box (z, y, x slices) of the pre grid within ``half_size_mm`` of a point."""
+    """Index box (z, y, x slices) of the pre grid within ``half_size_mm`` of a point.
+
+    Parameters
+    ----------
+    fixed : SimpleITK.Image
+        The pre image.
+    center_lps : sequence of 3 floats
+        The point (LPS mm).
+    half_size_mm : float
+        Half the side of the box (mm).
+
+    Returns
+    -------
+    tuple of 3 slices or None
+        None when the box misses the grid.
+    """
     c = geometry.lps_to_index(fixed, center_lps)
     sp = np.asarray(fixed.GetSpacing())[::-1]
     shape = fixed.GetSize()[::-1]
@@ -505,8 +743,26 @@ def resample_region(
     *,
     default: float = 0.0,
 ) -> np.ndarray:
-    """Registered post on the sub-grid ``box`` of the pre grid (the live-update path), as a
-    (z, y, x) array."""
+    """Resample post onto the sub-grid ``box`` of the pre grid (the live-update path).
+
+    Parameters
+    ----------
+    moving : SimpleITK.Image
+        Post.
+    fixed : SimpleITK.Image
+        Pre.
+    tx : SimpleITK.Transform or None
+        ``T`` pre -> post (identity when None).
+    box : tuple of 3 slices
+        (z, y, x) index box of the pre grid (:func:`region_box`).
+    default : float
+        Value outside post.
+
+    Returns
+    -------
+    numpy.ndarray
+        (z, y, x) array of the box's shape.
+    """
     sz = [box[2].stop - box[2].start, box[1].stop - box[1].start, box[0].stop - box[0].start]
     origin = fixed.TransformIndexToPhysicalPoint([box[2].start, box[1].start, box[0].start])
     out = sitk.Resample(
@@ -527,7 +783,20 @@ def resample_region(
 
 
 def intensity_range(arr: np.ndarray, lo_pct: float = 1, hi_pct: float = 99) -> tuple[float, float]:
-    """Robust display range of an image (percentiles of a subsample)."""
+    """Robust display range of an image (percentiles of a subsample).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The image.
+    lo_pct, hi_pct : float
+        Percentiles.
+
+    Returns
+    -------
+    (float, float)
+        ``lo < hi``.
+    """
     a = np.asarray(arr)
     sample = a[:: max(1, a.shape[0] // 16)] if a.ndim == 3 else a
     lo, hi = (float(v) for v in np.percentile(sample, [lo_pct, hi_pct]))
@@ -537,15 +806,49 @@ def intensity_range(arr: np.ndarray, lo_pct: float = 1, hi_pct: float = 99) -> t
 
 
 def normalise(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Intensities mapped to [0, 1] by a robust range (so pre and post MRI compare)."""
+    """Map intensities to [0, 1] by a robust range (so pre and post MRI compare).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The image.
+    value_range : (float, float), optional
+        ``(lo, hi)``; :func:`intensity_range` when None.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 values in [0, 1].
+    """
     a = np.asarray(arr, dtype=np.float32)
     lo, hi = value_range if value_range is not None else intensity_range(a)
     return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
 def checkerboard_parity(shape, spacing_zyx, tile_mm: float, origin_zyx=(0, 0, 0)) -> np.ndarray:
-    """Boolean array, True on the tiles that show the first image (tiles of ``tile_mm`` in world
-    mm)."""
+    """Boolean array, True on the checkerboard tiles that show the first image.
+
+    Parameters
+    ----------
+    shape : tuple of 3 ints
+        (z, y, x) shape.
+    spacing_zyx : sequence of 3 floats
+        Voxel spacing (mm).
+    tile_mm : float
+        Tile side in world mm.
+    origin_zyx : sequence of 3 floats
+        World position of voxel 0 (mm), so that tiles stay put in the world.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True on the tiles of the first image.
+
+    Raises
+    ------
+    AblationError
+        When ``tile_mm`` is not positive.
+    """
     if not tile_mm > 0:
         raise AblationError("the checkerboard tile size must be positive")
     parity = np.zeros(shape, dtype=np.int64)
@@ -567,8 +870,31 @@ def checkerboard(
     range_a=None,
     range_b=None,
 ) -> np.ndarray:
-    """3D checkerboard of two same-grid arrays (each normalised to [0, 1]) with tiles of
-    ``tile_mm``."""
+    """3D checkerboard of two same-grid arrays, each normalised to [0, 1].
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two images on one grid.
+    spacing_zyx : sequence of 3 floats
+        Voxel spacing (mm).
+    tile_mm : float
+        Tile side in world mm.
+    origin_zyx : sequence of 3 floats
+        World position of voxel 0 (mm).
+    range_a, range_b : (float, float), optional
+        Intensity ranges (:func:`normalise`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 values in [0, 1].
+
+    Raises
+    ------
+    AblationError
+        When the shapes differ or ``tile_mm`` is not positive.
+    """
     if a.shape != b.shape:
         raise AblationError("checkerboard needs two images on the same grid")
     first = checkerboard_parity(a.shape, spacing_zyx, tile_mm, origin_zyx)
@@ -576,7 +902,25 @@ def checkerboard(
 
 
 def difference(a: np.ndarray, b: np.ndarray, range_a=None, range_b=None) -> np.ndarray:
-    """Signed difference of the normalised images (b - a), in [-1, 1]."""
+    """Signed difference of the normalised images (b - a), in [-1, 1].
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        The two images on one grid.
+    range_a, range_b : (float, float), optional
+        Intensity ranges (:func:`normalise`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The difference, float32.
+
+    Raises
+    ------
+    AblationError
+        When the shapes differ.
+    """
     if a.shape != b.shape:
         raise AblationError("difference needs two images on the same grid")
     return normalise(b, range_b) - normalise(a, range_a)
@@ -587,6 +931,20 @@ def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.2) -> np.n
 
     Voxels whose gradient magnitude is strong (> ``fraction`` of its 99.5th percentile) and
     a local maximum along the dominant gradient axis (a cheap non-maximum suppression).
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        The image.
+    sigma_mm : float
+        Gaussian smoothing (mm).
+    fraction : float
+        Threshold as a fraction of the 99.5th percentile of the gradient magnitude.
+
+    Returns
+    -------
+    numpy.ndarray
+        A uint8 (z, y, x) array, 1 on edges.
     """
     f = sitk.Cast(img, sitk.sitkFloat32)
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(f, float(sigma_mm)))
@@ -619,7 +977,22 @@ def edges(img: sitk.Image, sigma_mm: float = 1.5, fraction: float = 0.2) -> np.n
 
 
 def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarray:
-    """Grid points (LPS) of a ball, for measuring target registration error in a region."""
+    """Grid points (LPS) of a ball, for measuring target registration error in a region.
+
+    Parameters
+    ----------
+    center_lps : sequence of 3 floats
+        Centre (LPS mm).
+    radius_mm : float
+        Radius (mm).
+    step_mm : float
+        Grid step (mm).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 3)
+        The points (LPS mm).
+    """
     r = np.arange(-radius_mm, radius_mm + 1e-9, step_mm)
     g = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
     g = g[np.linalg.norm(g, axis=1) <= radius_mm]
@@ -629,7 +1002,20 @@ def ball_points(center_lps, radius_mm: float, step_mm: float = 2.0) -> np.ndarra
 def target_error(
     estimate: sitk.Transform | None, truth: sitk.Transform | None, points_lps
 ) -> tuple[float, float]:
-    """Mean and maximum ``|T_est(p) - T_true(p)|`` (mm) over pre-space points."""
+    """Mean and maximum ``|T_est(p) - T_true(p)|`` (mm) over pre-space points.
+
+    Parameters
+    ----------
+    estimate, truth : SimpleITK.Transform or None
+        Pre -> post transforms (identity when None).
+    points_lps : array_like, shape (N, 3)
+        Pre-space points (LPS mm).
+
+    Returns
+    -------
+    (float, float)
+        Mean and maximum distance (mm).
+    """
     d = np.linalg.norm(
         tfm.transform_points(estimate, points_lps) - tfm.transform_points(truth, points_lps), axis=1
     )
@@ -645,11 +1031,12 @@ PLAUSIBLE_METRIC = -0.3
 
 
 def plausibility_warnings(result: RegistrationResult) -> list[str]:
-    """Warnings when a registration result does not look like two images of one patient.
+    """Return warnings when a registration result does not look like one patient's images.
 
     Parameters
     ----------
     result : RegistrationResult
+        A result of :func:`register_rigid`.
 
     Returns
     -------

@@ -5,7 +5,10 @@
 2.5-5 mm slices), a tumor of 10-50 mm maximum diameter (an irregular smooth blob), an
 ablation zone (an ellipsoid elongated along the probe) sized so that the minimal
 treatment margin falls in the chosen coverage scenario, the minimum placed in a chosen
-octant, and a rigid misregistration of a few mm / degrees between pre and post.
+octant, and a rigid misregistration of a few mm / degrees between pre and post;
+optionally breathing (``breathing_mm``): the anatomy away from the tumor also moves,
+non-rigidly (:class:`Breathing`), while near the tumor the true map stays rigid, the
+test case for a registration local to the tumor.
 :func:`write_synthetic_cases` writes N of them into case folders.
 
 It reuses the anatomy painter, tissue tables and acquisition models of
@@ -175,8 +178,23 @@ def _blob_radii(blob: Blob, u_local: np.ndarray) -> np.ndarray:
 
 
 def blob_volume_centroid(blob: Blob, n: int = 40000) -> tuple[float, np.ndarray]:
-    """Volume (mm^3) and volume centroid (LPS) of a star-shaped blob, by quadrature over
-    directions."""
+    """Volume (mm^3) and volume centroid (LPS) of a star-shaped blob.
+
+    Computed by quadrature over ``n`` directions
+    (``c = int r^4/4 u dO / int r^3/3 dO``).
+
+    Parameters
+    ----------
+    blob : Blob
+        Star-shaped around its centre.
+    n : int
+        Directions of the quadrature.
+
+    Returns
+    -------
+    (float, numpy.ndarray)
+        Volume (mm^3) and centroid (LPS mm).
+    """
     u = _directions(n)
     r = _blob_radii(blob, u)
     w = 4.0 * np.pi / n
@@ -187,26 +205,57 @@ def blob_volume_centroid(blob: Blob, n: int = 40000) -> tuple[float, np.ndarray]
 
 @dataclass
 class Zone:
-    """The ablation zone: an exact ellipsoid (the closest-point problem is solvable exactly)."""
+    """The ablation zone: an exact ellipsoid (the closest-point problem is solvable exactly).
+
+    Parameters
+    ----------
+    center : numpy.ndarray
+        Centre (LPS mm).
+    semi : numpy.ndarray
+        Semi-axes (mm), along the columns of ``frame``.
+    frame : numpy.ndarray
+        3 x 3 rotation whose columns are the axes (LPS).
+    """
 
     center: np.ndarray
     semi: np.ndarray
     frame: np.ndarray
 
     def blob(self) -> Blob:
+        """Return the zone as a :class:`~napari_ablation.core.samples.Blob` (for painting).
+
+        Returns
+        -------
+        Blob
+            The same ellipsoid.
+        """
         return Blob(self.center, self.semi, self.frame)
 
     def signed_distance(self, pts: np.ndarray) -> np.ndarray:
+        """Exact signed distance (mm, positive inside) of points to the surface.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray, shape (N, 3)
+            Points (LPS mm).
+
+        Returns
+        -------
+        numpy.ndarray, shape (N,)
+            Signed distances (mm).
+        """
         return ellipsoid_signed_distance(pts, self.center, self.semi, self.frame)
 
     @property
     def volume_ml(self) -> float:
+        """Volume of the ellipsoid (ml)."""
         return float(4.0 / 3.0 * np.pi * np.prod(self.semi) / 1000.0)
 
 
 def exact_margin(tumor: Blob, zone: Zone, *, n: int = 30000, centroid=None) -> dict[str, Any]:
-    """The minimal treatment margin of the continuous shapes, its point, octant and per-octant
-    minima.
+    """Compute the exact minimal treatment margin of the continuous shapes.
+
+    Also its point, its octant and the minimum of every octant.
 
     Parameters
     ----------
@@ -254,7 +303,23 @@ def exact_margin(tumor: Blob, zone: Zone, *, n: int = 30000, centroid=None) -> d
 
 
 def octant_direction(octant: str) -> np.ndarray:
-    """Unit diagonal (LPS) pointing into ``octant`` (e.g. ``left-posterior-superior``)."""
+    """Return the unit diagonal (LPS) pointing into ``octant`` (e.g. ``left-posterior-superior``).
+
+    Parameters
+    ----------
+    octant : str
+        One of ``margin.OCTANTS``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3,)
+        The unit vector.
+
+    Raises
+    ------
+    AblationError
+        An unknown octant.
+    """
     if octant not in OCTANTS:
         raise AblationError(f"unknown octant '{octant}': choose one of {', '.join(OCTANTS)}")
     lr, ap, si = octant.split("-")
@@ -281,8 +346,10 @@ def _target_margin(rng, scenario: str, threshold_mm: float) -> float:
 
 
 def _tumor_blob(rng, center, diameter_mm: float, axis) -> Blob:
-    """An irregular tumor whose maximum 3D diameter is ``diameter_mm``, its long axis along
-    ``axis`` (operators place probes along a tumor's long axis)."""
+    """Draw an irregular tumor whose maximum 3D diameter is ``diameter_mm``.
+
+    Its long axis is along ``axis`` (operators place probes along a tumor's long axis).
+    """
     shape = np.array([rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0), 1.0])
     blob = Blob.random(
         rng,
@@ -300,9 +367,12 @@ def _tumor_blob(rng, center, diameter_mm: float, axis) -> Blob:
 
 
 def _place_zone(rng, tumor: Blob, centroid, octant: str, target_mm: float) -> Zone:
-    """An ellipsoid coaxial with the tumor (long axis along the probe), shifted from the tumor
-    away from ``octant``, its semi-axes ``tumor semi-axes + k * (1, 1, elongation)`` with
-    ``k`` solved so that the exact MTM equals ``target_mm``."""
+    """Place the ablation ellipsoid so that the exact MTM equals ``target_mm``.
+
+    Coaxial with the tumor (long axis along the probe), shifted from the tumor away from
+    ``octant``, its semi-axes ``tumor semi-axes + k * (1, 1, elongation)`` with ``k``
+    solved for the target.
+    """
     d = _unit(octant_direction(octant) + rng.normal(size=3) * 0.1)
     r_t = float(np.mean(tumor.semi))
     shift = rng.uniform(0.3, 0.5) * r_t + rng.uniform(2.0, 3.5)
@@ -353,8 +423,10 @@ class _Host:
 
 
 def _local_anatomy(t, body, rng, background, organs, lesion) -> _Anatomy:
-    """The tissue around the lesion only (small fields of view): a textured background,
-    the host organ's layers, the lesion."""
+    """Paint only the tissue around the lesion (small fields of view).
+
+    A textured background, the host organ's layers, the lesion.
+    """
     an = _Anatomy(t, body, rng)
     is_ct = t.air < -500
 
@@ -381,8 +453,10 @@ def _local_anatomy(t, body, rng, background, organs, lesion) -> _Anatomy:
 
 
 class _RenalMRI(_Host):
-    """Exophytic renal tumor (left or right kidney), cryoprobes from a posterior approach,
-    T2-weighted MRI at 1.2 x 1.2 x 3 mm."""
+    """Exophytic renal tumor (left or right kidney) on T2-weighted MRI.
+
+    Cryoprobes from a posterior approach; 1.2 x 1.2 x 3 mm.
+    """
 
     tissue = MR_T2
     spacing = (1.2, 1.2, 3.0)
@@ -531,8 +605,11 @@ class _RenalMRI(_Host):
 
 
 class _LiverCT(_Host):
-    """Liver tumor deep in the right lobe, one microwave antenna from a lateral approach,
-    portal-venous CT (0.7-0.8 mm in-plane, 2.5-5 mm slices; 0.9 x 0.9 x 2.5 mm when small)."""
+    """Liver tumor deep in the right lobe on portal-venous CT.
+
+    One microwave antenna from a lateral approach; 0.7-0.8 mm in-plane, 2.5-5 mm slices
+    (0.9 x 0.9 x 2.5 mm when small).
+    """
 
     tissue = CT_PV
     pv = 0.7
@@ -666,8 +743,11 @@ _HOSTS = {"mri": _RenalMRI, "ct": _LiverCT}
 
 
 def _unambiguous(truth, centroid, octant, radius_mm: float) -> bool:
-    """The minimum lies in ``octant``, clear of the octant planes, and clearly below every other
-    octant's."""
+    """Tell whether the minimum is unambiguous.
+
+    It lies in ``octant``, clear of the octant planes, and clearly below every other
+    octant's minimum.
+    """
     rel = np.asarray(truth["min_margin_point_lps"]) - centroid
     others = [
         v
@@ -694,6 +774,128 @@ def _grid_around(center, half_mm, spacing, rng) -> Grid:
 
 
 # =====================================================================================
+# breathing: non-rigid motion of the anatomy away from the tumor
+
+#: breathing moves the anatomy farther than this from the tumor centre (mm); within it the
+#: true pre -> post map is exactly the rigid transform (enlarged to hold the ablation zone)
+BREATHING_STILL_MM = 35.0
+#: the displacement ramps up smoothly (cubic smoothstep) over this distance beyond the still
+#: ball; with amplitudes up to 25 mm the map stays invertible (its gradient stays below 1)
+BREATHING_RAMP_MM = 45.0
+
+
+@dataclass
+class Breathing:
+    """Breathing-like motion of the anatomy around a still ball about the tumor.
+
+    The displacement (pre space, LPS mm) is
+    ``v(p) = a * s(r) * g(z) * d`` with ``r = |p - center|``,
+    ``s(r) = smoothstep((r - still) / ramp)`` (0 in the still ball, 1 beyond
+    ``still + ramp``), ``g(z) = 0.8 + 0.2 tanh((z - center_z) / 50)`` (the anatomy nearer
+    the diaphragm moves more) and ``d`` a unit direction, mostly craniocaudal with an
+    anterior-posterior part. The post image at post point ``q`` shows the anatomy at
+    ``x - v(x)`` with ``x = T^-1(q)``: within the still ball the true map is exactly
+    the rigid ``T``; far from it the anatomy is shifted by up to ``a`` mm.
+
+    Parameters
+    ----------
+    center : numpy.ndarray
+        Centre of the still ball (the tumor centre, LPS mm).
+    amplitude_mm : float
+        ``a``, the largest displacement (mm).
+    direction : numpy.ndarray
+        ``d``, a unit vector (LPS).
+    still_mm : float
+        Radius of the still ball (mm).
+    ramp_mm : float
+        Distance (mm) over which the displacement ramps up beyond the still ball.
+    """
+
+    center: np.ndarray
+    amplitude_mm: float
+    direction: np.ndarray
+    still_mm: float = BREATHING_STILL_MM
+    ramp_mm: float = BREATHING_RAMP_MM
+
+    def displacement(self, points_lps) -> np.ndarray:
+        """Return the displacement ``v`` at pre-space points.
+
+        Parameters
+        ----------
+        points_lps : array_like, shape (N, 3) or (3,)
+            Points in pre space (LPS mm).
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, 3)
+            ``v(p)`` in mm (zero inside the still ball).
+        """
+        p = np.atleast_2d(np.asarray(points_lps, dtype=float))
+        return np.stack(self._field(p[:, 0], p[:, 1], p[:, 2]), axis=-1)
+
+    def _field(self, x, y, z):
+        c = self.center
+        r = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+        t = np.clip((r - self.still_mm) / self.ramp_mm, 0.0, 1.0)
+        mag = self.amplitude_mm * t * t * (3.0 - 2.0 * t)
+        mag = mag * (0.8 + 0.2 * np.tanh((z - c[2]) / 50.0))
+        return tuple(mag * float(d) for d in self.direction)
+
+    def info(self) -> dict[str, Any]:
+        """Return the parameters, for ``truth["breathing"]`` (:meth:`from_info` reads them).
+
+        Returns
+        -------
+        dict
+            ``center_lps``, ``amplitude_mm``, ``direction``, ``still_mm``, ``ramp_mm``.
+        """
+        return {
+            "center_lps": [float(v) for v in self.center],
+            "amplitude_mm": float(self.amplitude_mm),
+            "direction": [float(v) for v in self.direction],
+            "still_mm": float(self.still_mm),
+            "ramp_mm": float(self.ramp_mm),
+        }
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Breathing:
+        """Build the motion described by :meth:`info`.
+
+        Parameters
+        ----------
+        info : dict
+            As written by :meth:`info` (``truth["breathing"]`` of a breathing case).
+
+        Returns
+        -------
+        Breathing
+        """
+        return cls(
+            np.asarray(info["center_lps"], float),
+            float(info["amplitude_mm"]),
+            np.asarray(info["direction"], float),
+            float(info["still_mm"]),
+            float(info["ramp_mm"]),
+        )
+
+
+class _BreathingCanvas(_Canvas):
+    """A post canvas whose voxels see the anatomy displaced by a :class:`Breathing` motion."""
+
+    def __init__(self, grid, to_grid, tex, pv_mm, background, motion: Breathing):
+        super().__init__(grid, to_grid, tex, pv_mm, background)
+        vx, vy, vz = motion._field(self.X, self.Y, self.Z)
+        self.X = (self.X - vx).astype(np.float32)
+        self.Y = (self.Y - vy).astype(np.float32)
+        self.Z = (self.Z - vz).astype(np.float32)
+        self.reach = float(np.max(np.abs(motion.amplitude_mm)))
+
+    def block(self, lo, hi):
+        pad = self.reach + 1.0
+        return super().block(np.asarray(lo, float) - pad, np.asarray(hi, float) + pad)
+
+
+# =====================================================================================
 # the public generator
 
 
@@ -708,6 +910,7 @@ def synthetic_case(
     misregistration: bool = True,
     small: bool = False,
     slice_mm: float | None = None,
+    breathing_mm: float = 0.0,
 ) -> tuple[Case, dict[str, Any]]:
     """One synthetic ablation case with its exact ground truth.
 
@@ -738,6 +941,15 @@ def synthetic_case(
     slice_mm : float, optional
         Slice thickness (mm) instead of the modality's (e.g. 5 mm CT); the lesion and the
         truths stay those of the seed.
+    breathing_mm : float
+        Breathing between pre and post (0 to 25 mm): beyond a still ball around the tumor
+        (:data:`BREATHING_STILL_MM`, enlarged to hold the ablation zone) the anatomy is
+        also displaced, smoothly, by up to this much, mostly craniocaudally
+        (:class:`Breathing`). Near the tumor the true map stays the rigid transform, so a
+        registration local to the tumor can recover it and a whole-image rigid fit cannot.
+        The lesion, the truths and the images within the still ball are those of the seed
+        without breathing. Use the full field of view: with ``small`` it barely reaches
+        beyond the still ball.
 
     Returns
     -------
@@ -750,12 +962,14 @@ def synthetic_case(
         ``complete_coverage``, ``coverage_class``, ``scenario``, ``threshold_mm``,
         ``tumor_centroid_lps``, ``tumor_volume_ml``, ``tumor_max_diameter_mm``,
         ``ablation_volume_ml``, ``true_transform`` (``transform.euler_params``),
-        ``rotation_deg``, ``displacement_at_tumor_mm``, ``modality``, ``seed``.
+        ``rotation_deg``, ``displacement_at_tumor_mm``, ``modality``, ``seed``; with
+        breathing also ``breathing`` (:meth:`Breathing.info`).
 
     Raises
     ------
     AblationError
-        An unknown modality, scenario or octant, or a diameter outside 10-50 mm.
+        An unknown modality, scenario or octant, a diameter outside 10-50 mm, or a
+        breathing amplitude outside 0-25 mm.
     """
     if modality not in MODALITIES:
         raise AblationError(f"unknown modality '{modality}': choose one of {', '.join(MODALITIES)}")
@@ -769,6 +983,8 @@ def synthetic_case(
         math.isfinite(float(slice_mm)) and 0.3 <= float(slice_mm) <= 10.0
     ):
         raise AblationError("the slice thickness must be between 0.3 and 10 mm")
+    if not (math.isfinite(float(breathing_mm)) and 0.0 <= float(breathing_mm) <= 25.0):
+        raise AblationError("the breathing amplitude must be between 0 and 25 mm")
     if not math.isfinite(threshold_mm) or threshold_mm < 2.0 * CLASS_CLEARANCE_MM + 0.1:
         raise AblationError(
             f"the threshold must be a number of mm >= {2 * CLASS_CLEARANCE_MM + 0.1:g}"
@@ -825,7 +1041,20 @@ def synthetic_case(
     background = host.tissue.air
     pre_c = _Canvas(pre_grid, (np.eye(3), np.zeros(3)), tex, host.pv, background)
     anatomy.render(pre_c)
-    post_c = _Canvas(post_grid, (A, b), tex, host.pv, background)
+    motion = None
+    if breathing_mm > 0:
+        # its own stream: the lesion, the surroundings and the noise stay those of the seed
+        brng = np.random.default_rng([int(seed), MODALITIES.index(modality), 2])
+        reach = float(np.linalg.norm(zone.center - tumor.center) + np.max(zone.semi)) + 3.0
+        motion = Breathing(
+            np.asarray(tumor.center, float),
+            float(breathing_mm),
+            _unit((brng.uniform(-0.15, 0.15), brng.uniform(-0.5, -0.2), -1.0)),
+            max(BREATHING_STILL_MM, reach),
+        )
+        post_c = _BreathingCanvas(post_grid, (A, b), tex, host.pv, background, motion)
+    else:
+        post_c = _Canvas(post_grid, (A, b), tex, host.pv, background)
     anatomy.render(post_c)
     zb = zone.blob()
     if modality == "mri":
@@ -860,6 +1089,8 @@ def synthetic_case(
             "pre_spacing_mm": list(pre_grid.spacing),
         }
     )
+    if motion is not None:
+        truth["breathing"] = motion.info()
     kind = "renal cryoablation, MRI" if modality == "mri" else "liver microwave ablation, CT"
     title = f"Synthetic {kind} #{seed}"
     info = {
@@ -920,8 +1151,10 @@ def _paint_ice(c: _Canvas, zone: Blob, probes) -> None:
 
 
 def _paint_coagulation(c: _Canvas, zone: Blob, probes, rng) -> None:
-    """Coagulation zone on CT: hypodense with a thin hyperdense rim, gas bubbles, the antenna
-    track."""
+    """Paint a coagulation zone on CT.
+
+    Hypodense with a thin hyperdense rim, gas bubbles, the antenna track.
+    """
     sl = c.block(*zone.bbox(5.0))
     if sl is None:
         return

@@ -1,0 +1,122 @@
+"""Breathing phantom: non-rigid motion away from the tumor, rigid truth near it.
+
+The local registration must recover the near-tumor transform where a whole-image rigid
+fit, pulled by the moving anatomy, cannot (issue 9, registration part).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_ablation.core import registration as reg
+from napari_ablation.core import synthetic
+from napari_ablation.core import transform as tfm
+from napari_ablation.core.errors import AblationError
+
+SEED = 2
+AMPLITUDE_MM = 15.0
+
+
+@pytest.fixture(scope="module")
+def breathing():
+    case, truth = synthetic.synthetic_case(SEED, modality="mri", breathing_mm=AMPLITUDE_MM)
+    return case, truth
+
+
+def _directions(n: int, rng) -> np.ndarray:
+    d = rng.normal(size=(n, 3))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def test_displacement_is_zero_near_the_tumor_and_large_far_away(breathing):
+    _case, truth = breathing
+    motion = synthetic.Breathing.from_info(truth["breathing"])
+    c = np.asarray(truth["tumor_center_lps"])
+    assert np.allclose(motion.center, c)
+    assert motion.still_mm >= synthetic.BREATHING_STILL_MM
+    rng = np.random.default_rng(0)
+    u = _directions(2000, rng)
+    near = c + u * rng.uniform(0.0, motion.still_mm, (2000, 1))
+    assert np.abs(motion.displacement(near)).max() == 0.0
+    far = c + u * (motion.still_mm + motion.ramp_mm + rng.uniform(0.0, 40.0, (2000, 1)))
+    size = np.linalg.norm(motion.displacement(far), axis=1)
+    # g(z) = 0.8 + 0.2 tanh(dz / 50) stays within [0.6, 1]
+    assert size.min() >= 0.6 * AMPLITUDE_MM - 1e-9
+    assert size.max() <= AMPLITUDE_MM + 1e-9
+    # mostly craniocaudal
+    d = motion.displacement(far) / size[:, None]
+    assert np.all(np.abs(d[:, 2]) > 0.85)
+
+
+def test_breathing_map_is_invertible():
+    """x -> x - v(x) never folds: the Jacobian of v has norm < 1 (25 mm, the largest allowed)."""
+    motion = synthetic.Breathing(
+        np.zeros(3), 25.0, np.array([0.0, -0.35, -1.0]) / np.hypot(0.35, 1)
+    )
+    rng = np.random.default_rng(1)
+    p = rng.uniform(-120, 120, (5000, 3))
+    h = 1e-4
+    jac = np.stack(
+        [
+            (motion.displacement(p + h * e) - motion.displacement(p - h * e)) / (2 * h)
+            for e in np.eye(3)
+        ],
+        axis=-1,
+    )
+    assert np.linalg.norm(jac, ord=2, axis=(1, 2)).max() < 1.0
+    assert np.linalg.det(np.eye(3) - jac).min() > 0.0
+
+
+def test_post_matches_the_rigid_case_inside_the_still_ball_only(breathing):
+    """Same seed without breathing: identical lesion, truths and pre image; post differs only
+    where the anatomy moved."""
+    case, truth = breathing
+    rigid, truth0 = synthetic.synthetic_case(SEED, modality="mri")
+    assert truth0["true_transform"] == truth["true_transform"]
+    assert truth0["min_margin_mm"] == truth["min_margin_mm"]
+    assert "breathing" not in truth0
+    a = sitk.GetArrayFromImage(case.pre)
+    assert np.array_equal(a, sitk.GetArrayFromImage(rigid.pre))
+    assert np.array_equal(
+        sitk.GetArrayFromImage(case.ablation), sitk.GetArrayFromImage(rigid.ablation)
+    )
+    post, post0 = (sitk.GetArrayFromImage(x).astype(float) for x in (case.post, rigid.post))
+    # pre-space position of every post voxel centre (without the breathing)
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in post.shape], indexing="ij"), -1)
+    sp = np.asarray(case.post.GetSpacing())[::-1]
+    org = np.asarray(case.post.GetOrigin())[::-1]
+    q = (idx * sp + org)[..., ::-1].reshape(-1, 3)
+    inv = tfm.inverse(tfm.euler_from_params(truth["true_transform"]))
+    r = np.linalg.norm(tfm.transform_points(inv, q) - truth["tumor_center_lps"], axis=1)
+    r = r.reshape(post.shape)
+    still = truth["breathing"]["still_mm"]
+    # the acquisition blur (sigma 1.5 mm across slices) spreads a change by a few mm
+    assert np.array_equal(post[r < still - 8.0], post0[r < still - 8.0])
+    far = r > still + truth["breathing"]["ramp_mm"]
+    assert far.sum() > 1000
+    assert np.mean(np.abs(post[far] - post0[far]) > 20) > 0.2
+
+
+def test_local_registration_recovers_the_near_tumor_transform_whole_image_does_not(breathing):
+    case, truth = breathing
+    true = tfm.euler_from_params(truth["true_transform"])
+    pts = reg.ball_points(reg.mask_centroid_lps(case.tumor), 30.0)
+    local = reg.register_rigid(
+        case.pre, case.post, tumor_mask=case.tumor, moving_exclude=case.ablation
+    )
+    whole = reg.register_rigid(
+        case.pre, case.post, roi_radius_mm=None, moving_exclude=case.ablation
+    )
+    _mean_l, max_l = reg.target_error(local.transform, true, pts)
+    mean_w, _max_w = reg.target_error(whole.transform, true, pts)
+    assert max_l < 0.6
+    assert mean_w > 1.5  # the moving anatomy pulls the whole-image fit away
+
+
+def test_breathing_amplitude_is_checked():
+    with pytest.raises(AblationError, match="breathing"):
+        synthetic.synthetic_case(0, small=True, breathing_mm=40.0)
+    with pytest.raises(AblationError, match="breathing"):
+        synthetic.synthetic_case(0, small=True, breathing_mm=float("nan"))
