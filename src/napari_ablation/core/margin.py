@@ -536,18 +536,20 @@ class Mesh:
         return float(abs(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
 
     def vertex_areas(self) -> np.ndarray:
-        out = np.zeros(len(self.verts))
         fa = self.face_areas() / 3.0
-        for i in range(3):
-            np.add.at(out, self.faces[:, i], fa)
-        return out
+        return np.bincount(self.faces.ravel(), np.repeat(fa, 3), minlength=len(self.verts))
 
     def vertex_normals(self) -> np.ndarray:
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         fn = np.cross(b - a, c - a)  # area-weighted
-        out = np.zeros_like(self.verts)
-        for i in range(3):
-            np.add.at(out, self.faces[:, i], fn)
+        idx = self.faces.ravel()
+        out = np.stack(
+            [
+                np.bincount(idx, np.repeat(fn[:, ax], 3), minlength=len(self.verts))
+                for ax in range(3)
+            ],
+            1,
+        )
         n = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(n > 0, n, 1.0)
 
@@ -594,63 +596,105 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     )
     sp = fld.sample_spacing_mm()
     sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
-    grads = np.gradient(f, *sp)
-    norm = np.sqrt(sum(g * g for g in grads)) + 1e-6
-    div = sum(
-        np.gradient(g / norm, sp[i], axis=i) for i, g in enumerate(grads)
-    )  # div of the inward normal
-    coords = verts_idx.T
-    kappa = -ndimage.map_coordinates(
-        div, coords, order=1, mode="nearest", prefilter=False
-    )  # k1 + k2
-    n_in = np.stack(
-        [
-            ndimage.map_coordinates(g / norm, coords, order=1, mode="nearest", prefilter=False)
-            for g in grads
-        ],
-        1,
-    )
+    # np.gradient of f, its unit normal and the normal's divergence, evaluated only at the
+    # corners of the vertices' cells (and the neighbours their differences need): the same
+    # numbers as on the whole crop, for a narrow band of it
+    shape = np.asarray(f.shape)
+    flat = f.ravel()
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    i0 = np.floor(verts_idx).astype(np.int64)
+    corner_lin = np.empty((8, len(i0)), dtype=np.int64)
+    for k in range(8):
+        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
+        corner_lin[k] = np.clip(i0 + bits, 0, shape - 1) @ strides
+    corners = np.unique(corner_lin)
+    cc = np.stack(np.unravel_index(corners, f.shape), 1)
+    nb = [corners]  # the corners' neighbours along each axis (clamped, as np.gradient's edges)
+    for ax in range(3):
+        nb.append(corners - (cc[:, ax] > 0) * strides[ax])
+        nb.append(corners + (cc[:, ax] < shape[ax] - 1) * strides[ax])
+    pts = np.unique(np.concatenate(nb))
+    pc = np.stack(np.unravel_index(pts, f.shape), 1)
+    grads = []
+    for ax in range(3):
+        lo = np.maximum(pc[:, ax] - 1, 0)
+        hi = np.minimum(pc[:, ax] + 1, shape[ax] - 1)
+        den = ((hi - lo) * sp[ax]).astype(np.float32)
+        up, down = pts + (hi - pc[:, ax]) * strides[ax], pts - (pc[:, ax] - lo) * strides[ax]
+        grads.append((flat[up] - flat[down]) / den)
+    norm = np.sqrt(sum(g * g for g in grads)) + np.float32(1e-6)
+    unit = [g / norm for g in grads]  # inward unit normal at pts
+    at_c = np.searchsorted(pts, corners)
+    div = np.zeros(len(corners), dtype=np.float32)
+    for ax in range(3):
+        lo = np.maximum(cc[:, ax] - 1, 0)
+        hi = np.minimum(cc[:, ax] + 1, shape[ax] - 1)
+        den = ((hi - lo) * sp[ax]).astype(np.float32)
+        j_hi = np.searchsorted(pts, corners + (hi - cc[:, ax]) * strides[ax])
+        j_lo = np.searchsorted(pts, corners - (cc[:, ax] - lo) * strides[ax])
+        div = div + (unit[ax][j_hi] - unit[ax][j_lo]) / den  # div of the inward normal
+    # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest")
+    w1 = verts_idx - i0
+    kappa = np.zeros(len(i0))
+    n_in = np.zeros((len(i0), 3))
+    for k in range(8):
+        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
+        w = np.prod(np.where(bits, w1, 1 - w1), axis=1)
+        j = np.searchsorted(corners, corner_lin[k])
+        kappa -= w * div[j]  # k1 + k2
+        jc = at_c[j]
+        for ax in range(3):
+            n_in[:, ax] += w * unit[ax][jc]
+    kappa = kappa.astype(np.float32)
+    n_in = n_in.astype(np.float32)
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
     shift_mm = np.clip(0.5 * sig_mm2 * kappa, -0.5 * math.sqrt(sig_mm2), 0.5 * math.sqrt(sig_mm2))
     # outwards (against the inward normal) by shift_mm, expressed in sample indices
     return -(n_in * shift_mm[:, None]) / sp[None, :]
 
 
-def _closest_on_triangles(p, a, b, c):
-    """Closest points to ``p`` on triangles ``abc`` (all (n, 3)); vectorised Voronoi-region test."""
-    ab, ac, ap = b - a, c - a, p - a
-    d1 = np.einsum("ij,ij->i", ab, ap)
-    d2 = np.einsum("ij,ij->i", ac, ap)
-    bp = p - b
-    d3 = np.einsum("ij,ij->i", ab, bp)
-    d4 = np.einsum("ij,ij->i", ac, bp)
-    cp = p - c
-    d5 = np.einsum("ij,ij->i", ab, cp)
-    d6 = np.einsum("ij,ij->i", ac, cp)
+def _closest_params(d1, d2, abab, acac, abac):
+    """Closest point ``a + v ab + w ac`` of triangles to points, from dot products only.
+
+    ``d1 = ab . (p - a)``, ``d2 = ac . (p - a)``; ``abab, acac, abac`` the edges' dot
+    products. The Voronoi-region test of Ericson (Real-Time Collision Detection, 5.1.5), with
+    ``d3 .. d6`` (the same products from ``b`` and ``c``) derived from ``d1, d2`` instead of
+    computed, all regions evaluated at once (vectorised): returns ``(v, w)``.
+    """
+    d3, d4 = d1 - abab, d2 - abac
+    d5, d6 = d1 - abac, d2 - acac
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
     vc = d1 * d4 - d3 * d2
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = va + vb + vc
-        v = np.where(denom != 0, vb / denom, 0.0)
+        v = np.where(denom != 0, vb / denom, 0.0)  # interior
         w = np.where(denom != 0, vc / denom, 0.0)
-        out = a + ab * v[:, None] + ac * w[:, None]  # interior
         # edge regions
-        m_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
-        t = np.where(m_ab, d1 / np.where(d1 - d3 != 0, d1 - d3, 1), 0)
-        out = np.where(m_ab[:, None], a + ab * t[:, None], out)
-        m_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
-        t = np.where(m_ac, d2 / np.where(d2 - d6 != 0, d2 - d6, 1), 0)
-        out = np.where(m_ac[:, None], a + ac * t[:, None], out)
-        m_bc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
+        m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
+        v = np.where(m, d1 / np.where(d1 - d3 != 0, d1 - d3, 1), v)
+        w = np.where(m, 0.0, w)
+        m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
+        v = np.where(m, 0.0, v)
+        w = np.where(m, d2 / np.where(d2 - d6 != 0, d2 - d6, 1), w)
+        m = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
         den = (d4 - d3) + (d5 - d6)
-        t = np.where(m_bc, (d4 - d3) / np.where(den != 0, den, 1), 0)
-        out = np.where(m_bc[:, None], b + (c - b) * t[:, None], out)
+        t = (d4 - d3) / np.where(den != 0, den, 1)
+        v = np.where(m, 1.0 - t, v)
+        w = np.where(m, t, w)
     # vertex regions
-    out = np.where(((d1 <= 0) & (d2 <= 0))[:, None], a, out)
-    out = np.where(((d3 >= 0) & (d4 <= d3))[:, None], b, out)
-    out = np.where(((d6 >= 0) & (d5 <= d6))[:, None], c, out)
-    return out
+    m = (d1 <= 0) & (d2 <= 0)
+    v, w = np.where(m, 0.0, v), np.where(m, 0.0, w)
+    m = (d3 >= 0) & (d4 <= d3)
+    v, w = np.where(m, 1.0, v), np.where(m, 0.0, w)
+    m = (d6 >= 0) & (d5 <= d6)
+    v, w = np.where(m, 0.0, v), np.where(m, 1.0, w)
+    return v, w
+
+
+#: triangles compared per step of the closest-point search, and the most refining steps
+REFINE_K = 8
+REFINE_MAX_STEPS = 6
 
 
 class MeshDistance:
@@ -658,8 +702,9 @@ class MeshDistance:
 
     Closest triangles are found around a first guess of the closest surface point (the
     point itself when no guide is given; else its projection along the gradient of an
-    approximate distance field), then refined once around the closest point found: the
-    k-d tree is only ever queried next to the surface, where queries are cheap (a query
+    approximate distance field), then refined around the closest point found until its
+    triangle stays the same (REFINE_K triangles per step): the k-d tree is only ever queried
+    next to the surface, where queries are cheap (a query
     from the middle of a sphere, equidistant to everything, would visit the whole tree).
     """
 
@@ -669,18 +714,37 @@ class MeshDistance:
         self.a, self.b, self.c = mesh.verts[f[:, 0]], mesh.verts[f[:, 1]], mesh.verts[f[:, 2]]
         self.tree = cKDTree((self.a + self.b + self.c) / 3.0)
         self.k = int(min(k, len(f)))
+        # per triangle: edges from a and their dot products (the Voronoi-region tests of a
+        # point need only its two dot products with the edges, see _closest_params)
+        self.ab, self.ac = self.b - self.a, self.c - self.a
+        self.abab = np.einsum("ij,ij->i", self.ab, self.ab)
+        self.acac = np.einsum("ij,ij->i", self.ac, self.ac)
+        self.abac = np.einsum("ij,ij->i", self.ab, self.ac)
 
     def _closest_among(self, p: np.ndarray, guess: np.ndarray, k: int | None = None):
         k = int(min(k or self.k, self.k))
         _d, idx = self.tree.query(guess, k=k)
         idx = idx.reshape(len(p), k)
-        pp = np.repeat(p, k, axis=0)
-        ii = idx.ravel()
-        q = _closest_on_triangles(pp, self.a[ii], self.b[ii], self.c[ii])
-        d2 = ((q - pp) ** 2).sum(axis=1).reshape(len(p), k)
-        j = np.argmin(d2, axis=1)
+        ap = p[:, None, :] - self.a[idx]  # (n, k, 3)
+        ab, ac = self.ab[idx], self.ac[idx]
+        d1 = np.einsum("ijk,ijk->ij", ab, ap)
+        d2 = np.einsum("ijk,ijk->ij", ac, ap)
+        abab, acac, abac = self.abab[idx], self.acac[idx], self.abac[idx]
+        v, w = _closest_params(d1, d2, abab, acac, abac)
+        # squared distance |ap - v ab - w ac|^2 from the dot products (no closest points yet)
+        dd = (
+            np.einsum("ijk,ijk->ij", ap, ap)
+            - 2 * (v * d1 + w * d2)
+            + v * v * abab
+            + 2 * v * w * abac
+            + w * w * acac
+        )
+        j = np.argmin(dd, axis=1)
         rows = np.arange(len(p))
-        return np.sqrt(d2[rows, j]), q.reshape(len(p), k, 3)[rows, j], idx[rows, j]
+        f = idx[rows, j]
+        vj, wj = v[rows, j][:, None], w[rows, j][:, None]
+        q = self.a[f] + self.ab[f] * vj + self.ac[f] * wj
+        return np.sqrt(((p - q) ** 2).sum(axis=1)), q, f
 
     def query(
         self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000
@@ -698,8 +762,20 @@ class MeshDistance:
         for s in range(0, len(pts), chunk):
             p = pts[s : s + chunk]
             g = p if guess is None else guess[s : s + chunk]
-            d, q, _f = self._closest_among(p, g)
-            d, q, f = self._closest_among(p, q, 8)  # refine around the closest point found
+            d, q, f = self._closest_among(p, g, REFINE_K)
+            # refine around the closest point found until its triangle no longer changes (a
+            # step moves about a triangle; most points stop after one or two)
+            todo = np.arange(len(p))
+            for _ in range(REFINE_MAX_STEPS):
+                d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
+                better = d2 < d[todo]
+                moved = todo[better]
+                d[moved], q[moved] = d2[better], q2[better]
+                changed = better & (f2 != f[todo])
+                f[moved] = f2[better]
+                todo = todo[changed]
+                if not len(todo):
+                    break
             dist[s : s + chunk], closest[s : s + chunk], face[s : s + chunk] = d, q, f
         return dist, closest, face
 
@@ -919,12 +995,12 @@ class MarginResult:
     def margin_labels_image(self) -> sitk.Image:
         """Coverage classes (1 green, 2 yellow, 3 red) on the full pre grid, uint8."""
         ref = self.pre_reference
-        arr = np.zeros(ref.GetSize()[::-1], dtype=np.uint8)
+        img = sitk.Image(ref.GetSize(), sitk.sitkUInt8)  # zero-filled, one pass
+        img.CopyInformation(ref)
+        crop = sitk.GetImageFromArray(np.ascontiguousarray(self.class_crop, dtype=np.uint8))
         z, y, x = self.class_offset
         dz, dy, dx = self.class_crop.shape
-        arr[z : z + dz, y : y + dy, x : x + dx] = self.class_crop
-        img = sitk.GetImageFromArray(arr)
-        img.CopyInformation(ref)
+        img[x : x + dx, y : y + dy, z : z + dz] = crop  # pasted in place
         return img
 
     # ---------------------------------------------------------------- outputs
@@ -1219,10 +1295,14 @@ def analyze_margin(
     mtm_octant = octant_name(p_min - centroid)
 
     # --- diameter ------------------------------------------------------------------------
-    # (lighter anti-aliasing than for margins, which would round corners off)
-    diameter = _max_diameter(
-        _field_and_surface(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [])[1].verts
-    )
+    # (lighter anti-aliasing than for margins, which would round corners off; across thick
+    # slices the reconstruction is the same whatever anti-aliasing is asked for, see
+    # _shape_based_field: the margin's surface is reused)
+    if tfield.blur is not None and not np.all(tfield.step == 1.0):
+        dverts = tsurf.verts
+    else:
+        dverts = _field_and_surface(tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [])[1].verts
+    diameter = _max_diameter(dverts)
 
     # --- surface fractions, histogram ------------------------------------------------------
     w = tsurf.vertex_areas()
