@@ -607,13 +607,16 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     for k in range(8):
         bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
         corner_lin[k] = np.clip(i0 + bits, 0, shape - 1) @ strides
-    corners = np.unique(corner_lin)
+    mark = np.zeros(f.size, dtype=bool)  # sorted unique indices by marking (no sort)
+    mark[corner_lin.ravel()] = True
+    corners = np.flatnonzero(mark)
     cc = np.stack(np.unravel_index(corners, f.shape), 1)
-    nb = [corners]  # the corners' neighbours along each axis (clamped, as np.gradient's edges)
-    for ax in range(3):
-        nb.append(corners - (cc[:, ax] > 0) * strides[ax])
-        nb.append(corners + (cc[:, ax] < shape[ax] - 1) * strides[ax])
-    pts = np.unique(np.concatenate(nb))
+    for ax in range(3):  # the corners' neighbours along each axis (clamped, as np.gradient's)
+        mark[corners - (cc[:, ax] > 0) * strides[ax]] = True
+        mark[corners + (cc[:, ax] < shape[ax] - 1) * strides[ax]] = True
+    pts = np.flatnonzero(mark)
+    lut = np.empty(f.size, dtype=np.int32)  # crop index -> position in pts
+    lut[pts] = np.arange(len(pts), dtype=np.int32)
     pc = np.stack(np.unravel_index(pts, f.shape), 1)
     grads = []
     for ax in range(3):
@@ -624,15 +627,16 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
         grads.append((flat[up] - flat[down]) / den)
     norm = np.sqrt(sum(g * g for g in grads)) + np.float32(1e-6)
     unit = [g / norm for g in grads]  # inward unit normal at pts
-    at_c = np.searchsorted(pts, corners)
-    div = np.zeros(len(corners), dtype=np.float32)
+    div_c = np.zeros(len(corners), dtype=np.float32)
     for ax in range(3):
         lo = np.maximum(cc[:, ax] - 1, 0)
         hi = np.minimum(cc[:, ax] + 1, shape[ax] - 1)
         den = ((hi - lo) * sp[ax]).astype(np.float32)
-        j_hi = np.searchsorted(pts, corners + (hi - cc[:, ax]) * strides[ax])
-        j_lo = np.searchsorted(pts, corners - (cc[:, ax] - lo) * strides[ax])
-        div = div + (unit[ax][j_hi] - unit[ax][j_lo]) / den  # div of the inward normal
+        j_hi = lut[corners + (hi - cc[:, ax]) * strides[ax]]
+        j_lo = lut[corners - (cc[:, ax] - lo) * strides[ax]]
+        div_c = div_c + (unit[ax][j_hi] - unit[ax][j_lo]) / den  # div of the inward normal
+    div = np.zeros(len(pts), dtype=np.float32)
+    div[lut[corners]] = div_c
     # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest")
     w1 = verts_idx - i0
     kappa = np.zeros(len(i0))
@@ -640,11 +644,10 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     for k in range(8):
         bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
         w = np.prod(np.where(bits, w1, 1 - w1), axis=1)
-        j = np.searchsorted(corners, corner_lin[k])
+        j = lut[corner_lin[k]]
         kappa -= w * div[j]  # k1 + k2
-        jc = at_c[j]
         for ax in range(3):
-            n_in[:, ax] += w * unit[ax][jc]
+            n_in[:, ax] += w * unit[ax][j]
     kappa = kappa.astype(np.float32)
     n_in = n_in.astype(np.float32)
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
