@@ -431,11 +431,10 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
         )
     # exact distances in a band around the contour; farther out, the pixel-centre EDT (its
     # error there, a fraction of a pixel, no longer moves where slices are interpolated)
-    import edt
-
+    # (scipy's EDT: a call on a small slice does not start a thread, as edt's does)
     inside = soft >= 0.5
-    d_in = edt.edt(inside, anisotropy=(sy, sx), black_border=False, parallel=1)
-    d_out = edt.edt(~inside, anisotropy=(sy, sx), black_border=False, parallel=1)
+    d_in = ndimage.distance_transform_edt(inside, sampling=(sy, sx))
+    d_out = ndimage.distance_transform_edt(~inside, sampling=(sy, sx))
     half = 0.25 * (sy + sx)
     approx = np.where(inside, d_in - half, -(d_out - half))
     out = approx.astype(np.float32)
