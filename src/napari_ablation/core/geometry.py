@@ -630,10 +630,11 @@ def _hull_diameter(h: np.ndarray) -> float:
     gamma = (rp * rp + rmax * rmax - L * L) / (2 * rp * rmax)
     rho = np.sqrt(np.clip(2 + 2 * gamma, 0.0, 4.0))  # chord to the partner's direction
     near = cKDTree(u).query_ball_point(-u[top], rho, return_sorted=False)
-    counts = np.fromiter((len(x) for x in near), dtype=np.int64, count=len(near))
+    lists = [np.asarray(x, dtype=np.int64) for x in near]
+    counts = np.array([len(x) for x in lists], dtype=np.int64)
     if counts.sum() == 0:
         return L
     ii = np.repeat(top, counts)
-    jj = np.fromiter((j for x in near for j in x), dtype=np.int64, count=int(counts.sum()))
+    jj = np.concatenate(lists)
     dd = h[ii] - h[jj]
     return max(L, float(np.sqrt(np.einsum("ij,ij->i", dd, dd).max())))
