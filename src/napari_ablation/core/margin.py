@@ -58,7 +58,7 @@ NO_TRANSFORM_NOTE = "no transform given: nothing was registered, the identity tr
 
 
 def registration_fields(transform) -> dict[str, Any]:
-    """The JSON fields saying whether a margin used a registration.
+    """Return the JSON fields saying whether a margin used a registration.
 
     Parameters
     ----------
@@ -139,9 +139,11 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
 
 
 def _nonzero_bytes(a: np.ndarray, axis_keep: int) -> np.ndarray:
-    """Which indices along ``axis_keep`` (0 or 1) of a C-contiguous 3D array hold a non-zero
-    byte: one pass over the memory in the widest words that tile the rows (a superset of the
-    non-zero values: -0.0 has a non-zero byte)."""
+    """Find the indices along ``axis_keep`` (0 or 1) of a 3D array with a non-zero byte.
+
+    One pass over the memory in the widest words that tile the rows; a superset of the
+    non-zero values (-0.0 has a non-zero byte).
+    """
     a = np.ascontiguousarray(a)
     raw = a.view(np.uint8).reshape(a.shape[0], a.shape[1], -1)
     row = raw.shape[2]
@@ -196,7 +198,7 @@ class _MaskSource:
         return out
 
     def count(self) -> int:
-        """Number of foreground voxels."""
+        """Count the foreground voxels."""
         box = self.box
         return int(np.count_nonzero(self._fg(self.arr[box])))
 
@@ -526,6 +528,7 @@ class Mesh:
     faces: np.ndarray  # (m, 3) int
 
     def face_areas(self) -> np.ndarray:
+        """Area (mm^2) of each triangle."""
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
@@ -535,10 +538,12 @@ class Mesh:
         return float(abs(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
 
     def vertex_areas(self) -> np.ndarray:
+        """Area (mm^2) owned by each vertex: a third of each triangle it belongs to."""
         fa = self.face_areas() / 3.0
         return np.bincount(self.faces.ravel(), np.repeat(fa, 3), minlength=len(self.verts))
 
     def vertex_normals(self) -> np.ndarray:
+        """Return each vertex's unit normal (area-weighted sum of its triangles' normals)."""
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         fn = np.cross(b - a, c - a)  # area-weighted
         idx = self.faces.ravel()
@@ -553,6 +558,7 @@ class Mesh:
         return out / np.where(n > 0, n, 1.0)
 
     def transformed(self, A: np.ndarray, b: np.ndarray) -> Mesh:
+        """Return the mesh with every vertex mapped to ``A @ v + b``."""
         return Mesh(_affine(self.verts, A, b), self.faces)
 
 
@@ -806,8 +812,10 @@ class MeshDistance:
 
 
 class _Guide:
-    """Approximate signed distance (EDT of a field's inside samples) used to project points onto the
-    surface."""
+    """Approximate signed distance of a field's surface, to project points onto it.
+
+    The EDT of the field's inside samples (positive inside), half a sample moved outwards.
+    """
 
     def __init__(self, fld: _Field):
         import edt
@@ -837,8 +845,11 @@ class _Guide:
         return ndimage.map_coordinates(self.sd, idx.T, order=1, mode="nearest", prefilter=False)
 
     def project(self, lps: np.ndarray, idx: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """First guess of the closest surface point of each LPS point (sample index ``idx``,
-        approximate distance ``d``): a step of ``d`` along the distance's gradient."""
+        """First guess of the closest surface point of each LPS point.
+
+        A step of ``d`` (the approximate distance at sample index ``idx``) along the
+        distance's gradient.
+        """
         g = _affine(_gradient_at(self.sd, idx), self.Jinv_T)
         n = np.linalg.norm(g, axis=1, keepdims=True)
         g = g / np.where(n > 1e-6, n, 1.0)
@@ -852,10 +863,12 @@ class _Guide:
 
 
 def _gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``np.gradient(arr)`` (per sample, central differences, one-sided at the edges),
-    interpolated trilinearly at continuous sample indices ``idx`` (n, 3), clamped to the array
-    like ``map_coordinates(mode="nearest")``: computed only at the 8 corners around each point
-    (a narrow band), not on the whole array."""
+    """Interpolate ``np.gradient(arr)`` trilinearly at continuous sample indices.
+
+    Central differences per sample (one-sided at the edges), interpolated at ``idx`` (n, 3)
+    and clamped to the array like ``map_coordinates(mode="nearest")``: computed only at the 8
+    corners around each point (a narrow band), not on the whole array.
+    """
     shape = np.asarray(arr.shape)
     flat = arr.ravel()
     strides = np.array([shape[1] * shape[2], shape[2], 1])
@@ -882,12 +895,35 @@ def _gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def round_half_away(x: float) -> int:
-    """Round to the nearest integer, halves away from zero (2.5 -> 3, -2.5 -> -3)."""
+    """Round to the nearest integer, halves away from zero.
+
+    Parameters
+    ----------
+    x : float
+        The value.
+
+    Returns
+    -------
+    int
+        E.g. 2.5 -> 3, -2.5 -> -3.
+    """
     r = math.floor(abs(x) + 0.5)
     return int(math.copysign(r, x)) if r else 0
 
 
 def octant_name(v_lps) -> str:
+    """Name the octant of a vector from the tumor centroid along the patient axes.
+
+    Parameters
+    ----------
+    v_lps : array_like
+        ``(x, y, z)`` in LPS (+x left, +y posterior, +z superior).
+
+    Returns
+    -------
+    str
+        ``{left|right}-{anterior|posterior}-{superior|inferior}``.
+    """
     x, y, z = (float(t) for t in v_lps)
     lr = "left" if x >= 0 else "right"
     pa = "posterior" if y >= 0 else "anterior"
@@ -941,8 +977,10 @@ class MarginResult:
 
     # ---------------------------------------------------------------- ablation in pre space
     def display_box(self, pad_mm: float = 15.0) -> tuple[slice, slice, slice]:
-        """Index box on the pre grid around the tumor, padded by ``pad_mm`` (clipped to the
-        grid)."""
+        """Index box on the pre grid around the tumor, padded by ``pad_mm``.
+
+        Clipped to the grid.
+        """
         g = _Grid(self.pre_reference)
         out = []
         for ax in range(3):
@@ -953,8 +991,10 @@ class MarginResult:
         return tuple(out)
 
     def ablation_on_pre(self, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
-        """The registered ablation zone (bool) on the pre grid voxels of ``box`` (default: display
-        box)."""
+        """Return the registered ablation zone (bool) on the pre grid voxels of ``box``.
+
+        ``box`` defaults to :meth:`display_box`.
+        """
         box = box or self.display_box()
         g = _Grid(self.pre_reference)
         shape = tuple(s.stop - s.start for s in box)
@@ -965,8 +1005,10 @@ class MarginResult:
         return self._ablation_field.inside(_affine(g.to_lps(idx), A, b)).reshape(shape)
 
     def ablation_on_pre_image(self, box: tuple[slice, slice, slice] | None = None) -> sitk.Image:
-        """:meth:`ablation_on_pre` as a uint8 image with the pre grid geometry (origin of the
-        box)."""
+        """:meth:`ablation_on_pre` as a uint8 image with the pre grid's geometry.
+
+        Its origin is the box's first voxel.
+        """
         box = box or self.display_box()
         arr = self.ablation_on_pre(box).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
@@ -979,10 +1021,12 @@ class MarginResult:
     # ---------------------------------------------------------------- derived figures
     @property
     def min_margin_mm_rounded(self) -> int:
+        """MTM rounded to whole mm, halves away from zero."""
         return round_half_away(self.min_margin_mm)
 
     @property
     def complete_coverage(self) -> bool:
+        """Whether the whole tumor lies inside the ablation zone (MTM >= 0)."""
         return bool(self.min_margin_mm >= 0.0)
 
     def cumulative_curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -1007,6 +1051,8 @@ class MarginResult:
 
     # ---------------------------------------------------------------- outputs
     def to_json_dict(self) -> dict[str, Any]:
+        """Return the JSON document of the analysis (the CLI contract's keys and more)."""
+
         def r(v, nd=3):
             return None if v is None else round(float(v), nd)
 
@@ -1087,6 +1133,7 @@ class MarginResult:
         return rows
 
     def to_csv(self) -> str:
+        """Return :meth:`rows` as CSV text with a header."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["figure", "value", "unit"])
@@ -1094,12 +1141,15 @@ class MarginResult:
         return buf.getvalue()
 
     def to_tsv(self) -> str:
+        """Return :meth:`rows` as tab-separated text with a header."""
         return "\n".join("\t".join(r) for r in [("figure", "value", "unit"), *self.rows()]) + "\n"
 
     def margin_text(self) -> str:
+        """Return the MTM and its resolution limit as one short line."""
         return f"MTM = {self.min_margin_mm:.1f} mm (\u00b1 {self.min_margin_uncertainty_mm:.1f} mm)"
 
     def summary_text(self) -> str:
+        """Return the human summary printed by the CLI (several lines)."""
         f = self.volume_fraction
         lines = [
             f"{self.margin_text()}, rounded {self.min_margin_mm_rounded:d} mm, at "
@@ -1149,9 +1199,40 @@ def analyze_margin(
 ) -> MarginResult:
     """Margin analysis of a tumor mask (pre grid) and an ablation mask (post grid).
 
-    ``transform`` is the pre -> post registration in ITK convention (``None``: identity).
-    Raises :class:`AblationError` on bad input (empty masks, non-rigid transform, an
-    ablation grid that does not reach the tumor).
+    Parameters
+    ----------
+    tumor : SimpleITK.Image
+        Tumor labels on the pre grid (any non-zero voxel, or ``tumor_label``).
+    ablation : SimpleITK.Image
+        Ablation-zone labels on the post grid (any non-zero voxel, or ``ablation_label``).
+    transform : SimpleITK.Transform, optional
+        The pre -> post registration in ITK convention (maps pre points to post points);
+        ``None``: identity.
+    threshold_mm : float, optional
+        The margin required (mm): the boundary between the green and yellow classes.
+    tumor_label, ablation_label : int, optional
+        Label value of each structure (default: every non-zero voxel).
+    smooth_vox : float, optional
+        Anti-aliasing Gaussian of the masks, in voxels.
+    with_shells : bool, optional
+        Also compute the peri-tumoral shell coverage.
+
+    Returns
+    -------
+    MarginResult
+        Every figure of the analysis (MTM, its point, direction and resolution limit,
+        classes, volumes, octants, diameter, surface margins, shells).
+
+    Raises
+    ------
+    AblationError
+        On bad input: an empty or non-3D mask, a non-rigid transform, an ablation grid that
+        does not reach the tumor after the transform, a non-finite threshold.
+
+    Notes
+    -----
+    Everything runs on crops around the two objects: the only pass over the whole images
+    is the search for each mask's bounding box (in machine words).
     """
     threshold_mm = float(threshold_mm)
     if not math.isfinite(threshold_mm):
@@ -1392,8 +1473,10 @@ def _surface_error_sd(grid: _Grid, n_lps: np.ndarray) -> float:
 
 
 def _reconstructed_ml(fld: _Field, n_voxels: int) -> float:
-    """Volume (ml) of a field's sub-voxel reconstruction: its refined solid across thick
-    slices, the voxel count on near-isotropic grids."""
+    """Volume (ml) of a field's sub-voxel reconstruction.
+
+    Its refined solid across thick slices, the voxel count on near-isotropic grids.
+    """
     if fld.solid is None or np.all(fld.step == 1.0):
         return n_voxels * fld.grid.voxel_ml
     return float(np.count_nonzero(fld.solid)) * fld.grid.voxel_ml * float(np.prod(fld.step))
@@ -1423,9 +1506,12 @@ def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.nda
 
 
 def _field_and_surface(mask, box, grid: _Grid, smooth_vox: float, name: str, warns: list[str]):
-    """Anti-aliased field and surface. The blur is limited to a fraction of the object's
-    smallest extent (a lesion a few voxels across would shrink under the full blur), and an
-    object that still has no 0.5 level is retried with less blur, finally none."""
+    """Anti-aliased field and surface of a mask.
+
+    The blur is limited to a fraction of the object's smallest extent (a lesion a few
+    voxels across would shrink under the full blur), and an object that still has no 0.5
+    level is retried with less blur, finally none.
+    """
     sp = grid.spacing_zyx
     thick = [ax for ax in range(3) if sp[ax] > THICK_RATIO * sp.min()]
     ext = min(
@@ -1468,8 +1554,9 @@ def _histogram_edges(m: np.ndarray) -> np.ndarray:
 
 
 def _shell_coverage(tmask: _MaskSource, tgrid: _Grid, tfield: _Field, afield: _Field, A, b):
-    """Fraction of the peri-tumoral shell (outside the tumor, within w mm of it) inside the
-    ablation.
+    """Fraction of each peri-tumoral shell inside the ablation.
+
+    A shell is the region outside the tumor within w mm of it.
 
     The distance to the tumor is that of its anti-aliased field's inside samples (an EDT on the
     field's sample grid, extended to the widest shell; about a third of a voxel: the shells are
@@ -1523,8 +1610,26 @@ def _shell_coverage(tmask: _MaskSource, tgrid: _Grid, tfield: _Field, afield: _F
 def sphere_image(
     size_xyz, spacing_xyz, origin_xyz, centre_lps, radius_mm, direction=None
 ) -> sitk.Image:
-    """Binary sphere (voxel centre inside the sphere = 1) on a grid; for verification and
-    benchmarks."""
+    """Binary sphere (voxel centre inside the sphere = 1) on a grid.
+
+    For verification and benchmarks.
+
+    Parameters
+    ----------
+    size_xyz, spacing_xyz, origin_xyz : sequence of float
+        Grid size (voxels), spacing (mm) and origin (LPS mm), SimpleITK ``(x, y, z)`` order.
+    centre_lps : sequence of float
+        Sphere centre, LPS mm.
+    radius_mm : float
+        Sphere radius.
+    direction : array_like, optional
+        3 x 3 direction cosines of the grid (default identity).
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 mask.
+    """
     img = sitk.Image([int(s) for s in size_xyz], sitk.sitkUInt8)
     img.SetSpacing([float(s) for s in spacing_xyz])
     img.SetOrigin([float(o) for o in origin_xyz])
@@ -1548,11 +1653,34 @@ def sphere_image(
 
 
 def sphere_volume(r: float) -> float:
+    """Volume (mm^3) of a ball of radius ``r`` mm (0 for a negative radius).
+
+    Parameters
+    ----------
+    r : float
+        Radius (mm).
+
+    Returns
+    -------
+    float
+    """
     return 4.0 / 3.0 * math.pi * max(r, 0.0) ** 3
 
 
 def lens_volume(r1: float, r2: float, d: float) -> float:
-    """Volume (mm^3) of the intersection of two balls of radii r1, r2 with centres d apart."""
+    """Volume (mm^3) of the intersection of two balls.
+
+    Parameters
+    ----------
+    r1, r2 : float
+        Radii (mm).
+    d : float
+        Distance between the centres (mm).
+
+    Returns
+    -------
+    float
+    """
     r1, r2, d = max(r1, 0.0), max(r2, 0.0), abs(d)
     if d >= r1 + r2:
         return 0.0
@@ -1567,7 +1695,22 @@ def lens_volume(r1: float, r2: float, d: float) -> float:
 
 
 def sphere_class_volumes_ml(r_t: float, r_a: float, d: float, t: float) -> dict[str, float]:
-    """Exact coverage-class volumes (ml) of a tumor ball inside/outside an ablation ball."""
+    """Exact coverage-class volumes (ml) of a tumor ball and an ablation ball.
+
+    Parameters
+    ----------
+    r_t, r_a : float
+        Radii of the tumor and ablation balls (mm).
+    d : float
+        Distance between their centres (mm).
+    t : float
+        Threshold (mm).
+
+    Returns
+    -------
+    dict
+        ``covered_with_margin``, ``insufficient_margin``, ``uncovered`` (ml).
+    """
     vt = sphere_volume(r_t)
     covered = lens_volume(r_t, r_a, d)
     green = lens_volume(r_t, r_a - t, d) if r_a - t > 0 else 0.0
