@@ -703,10 +703,10 @@ def _closest_params(d1, d2, abab, acac, abac):
 #: triangles compared per step of the closest-point search, and the most refining steps
 REFINE_K = 8
 REFINE_MAX_STEPS = 6
-#: tumor-surface points whose distance is within this of the smallest get a search over
+#: tumor-surface points whose margin is within this of the smallest get a search over
 #: WIDE_K triangles around their closest point (see analyze_margin)
-MIN_POLISH_BAND_MM = 1.0
-WIDE_K = 96
+MIN_POLISH_BAND_MM = 0.5
+WIDE_K = 64
 
 
 class MeshDistance:
@@ -1331,7 +1331,7 @@ def analyze_margin(
             out = dist_ab.outside(qn, c, f)
             if levels is None:
                 # near the minimum, a wider search: seen from a point far inside, the distance
-                # along a gently curved surface is so flat that the mesh's sub-voxel bumps
+                # along a gently curved surface is so flat that the mesh's sub-voxel bumps can
                 # hold the local search up to 2 mm from the closest point (0.1-0.3 mm too far)
                 ms = np.where(out, -d, d)
                 near = np.flatnonzero(ms <= ms.min() + MIN_POLISH_BAND_MM)
