@@ -3,6 +3,8 @@
     python benchmarks/bench_margin.py            # both cases, both methods
     python benchmarks/bench_margin.py --quick    # MRI only, fewer repeats
     python benchmarks/bench_margin.py --accuracy # MTM error, random analytic spheres, both methods
+    python benchmarks/bench_margin.py --before /path/to/other/src   # + that version of the engine
+    python benchmarks/bench_margin.py --scaling [--before SRC]        # time vs tumor and image size
 
 Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
 0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
@@ -16,7 +18,10 @@ Methods:
   over tumor voxel centres, classes from the same field.
 
 Each (method, case) runs in a fresh child process so that peak RSS is its own; time is the
-median of N runs (the first, warm-up, run excluded for the fast method).
+median of N runs (the first, warm-up, run excluded for the fast method), wall clock and the
+process's CPU time (on a shared machine the wall time also counts waiting for a core).
+With ``--before SRC`` the engine of another source tree (e.g. an export of ``main``) runs
+in the same session, alternating with this one, as ``before``.
 """
 
 from __future__ import annotations
@@ -178,55 +183,70 @@ def accuracy(n: int = 10) -> None:
             )
 
 
-def scaling(repeats: int = 3) -> None:
-    """Time of napari-ablation (median of ``repeats``) against tumor radius and image size."""
+def scaling(repeats: int = 3, before: str | None = None) -> None:
+    """Time of napari-ablation (median of ``repeats``, wall and CPU) against tumor radius and
+    image size; with ``before``, that source tree's engine in the same session (child
+    processes, alternating)."""
+    runs = [("this", None)] + ([("before", before)] if before else [])
+    sizes = [((512, 512, 200), r) for r in (10.0, 15.0, 20.0, 30.0)]
+    sizes += [(size, 15.0) for size in ((256, 256, 100), (512, 512, 300))]
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    print(f"scaling, median of {repeats}: wall s / CPU s, 0.7 x 0.7 x 1 mm grids")
+    print(f"{'image':<16}{'tumor r (mm)':>13}" + "".join(f"{name:>20}" for name, _ in runs))
+    for size, r in sizes:
+        cells = []
+        for _name, src in runs:
+            e = env if src is None else dict(env, PYTHONPATH=src)
+            cmd = [sys.executable, __file__, "--scaling-child", *map(str, size), str(r)]
+            out = subprocess.run(
+                [*cmd, str(repeats)],
+                capture_output=True,
+                text=True,
+                env=e,
+            )
+            w, c = json.loads(out.stdout.strip().splitlines()[-1])
+            cells.append(f"{w:.3f} / {c:.3f}")
+        print(f"{' x '.join(map(str, size)):<16}{r:>13.0f}" + "".join(f"{x:>20}" for x in cells))
+
+
+def scaling_child(size, r_t: float, repeats: int) -> tuple[float, float]:
     import SimpleITK as sitk
 
     from napari_ablation.core.margin import analyze_margin, sphere_image
 
-    def case(size, sp, r_t):
-        size, sp = np.asarray(size), np.asarray(sp)
-        origin = -size * sp / 2 + np.array([0.37, -0.21, 0.43]) * sp
-        c_t = np.array([12.3, -8.7, 5.1])
-        u = np.array([0.6, -0.5, 0.62]) / np.linalg.norm([0.6, -0.5, 0.62])
-        tumor = sphere_image(size, sp, origin, c_t, r_t)
-        T = sitk.Euler3DTransform()
-        T.SetCenter(c_t.tolist())
-        T.SetRotation(0.05, -0.08, 0.12)
-        T.SetTranslation((6.0, -4.0, 9.0))
-        c_post = np.asarray(T.TransformPoint((c_t + OFFSET * u).tolist()))
-        ablation = sphere_image(size, sp, origin + [3.1, -2.2, 1.7], c_post, r_t + MARGIN + OFFSET)
-        return tumor, ablation, T
-
-    def timed(tumor, ablation, T):
+    size, sp = np.asarray(size), np.asarray((0.7, 0.7, 1.0))
+    origin = -size * sp / 2 + np.array([0.37, -0.21, 0.43]) * sp
+    c_t = np.array([12.3, -8.7, 5.1])
+    u = np.array([0.6, -0.5, 0.62]) / np.linalg.norm([0.6, -0.5, 0.62])
+    tumor = sphere_image(size, sp, origin, c_t, r_t)
+    T = sitk.Euler3DTransform()
+    T.SetCenter(c_t.tolist())
+    T.SetRotation(0.05, -0.08, 0.12)
+    T.SetTranslation((6.0, -4.0, 9.0))
+    c_post = np.asarray(T.TransformPoint((c_t + OFFSET * u).tolist()))
+    ablation = sphere_image(size, sp, origin + [3.1, -2.2, 1.7], c_post, r_t + MARGIN + OFFSET)
+    analyze_margin(tumor, ablation, T, 5.0)
+    ws, cs = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
         analyze_margin(tumor, ablation, T, 5.0)
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            analyze_margin(tumor, ablation, T, 5.0)
-            ts.append(time.perf_counter() - t0)
-        return float(np.median(ts))
-
-    ct = (0.7, 0.7, 1.0)
-    print(f"scaling, median of {repeats} (s): tumor radius on CT 512 x 512 x 200 @ 0.7 x 0.7 x 1")
-    for r in (10.0, 15.0, 20.0, 30.0):
-        print(f"  tumor radius {r:4.0f} mm: {timed(*case((512, 512, 200), ct, r)):.3f}")
-    print("image size, 15 mm tumor radius, 0.7 x 0.7 x 1 mm")
-    for size in ((256, 256, 100), (512, 512, 200), (512, 512, 300)):
-        print(f"  {' x '.join(map(str, size))}: {timed(*case(size, ct, 15.0)):.3f}")
+        ws.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
+    return float(np.median(ws)), float(np.median(cs))
 
 
 def child(method: str, case: str, repeats: int) -> dict:
     tumor, ablation, T, truth = make_case(case)
-    fn = {"napari-ablation": run_ours, "naive": run_naive}[method]
+    fn = {"napari-ablation": run_ours, "before": run_ours, "naive": run_naive}[method]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times = []
-    if method == "napari-ablation":
+    times, cpus = [], []
+    if method != "naive":
         fn(tumor, ablation, T)  # warm-up (imports, caches)
     for _ in range(repeats):  # timed without tracemalloc, which slows every allocation
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         mtm = fn(tumor, ablation, T)
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     tracemalloc.start()  # one more run for the numpy peak
     fn(tumor, ablation, T)
     _cur, peak_tm = tracemalloc.get_traced_memory()
@@ -236,6 +256,7 @@ def child(method: str, case: str, repeats: int) -> dict:
         "method": method,
         "case": case,
         "time_s": float(np.median(times)),
+        "cpu_s": float(np.median(cpus)),
         "n": repeats,
         "peak_rss_mb": rss,
         "rss_inputs_mb": rss0,
@@ -251,9 +272,15 @@ def main() -> int:
     ap.add_argument("--accuracy", action="store_true", help="MTM error on random analytic spheres")
     ap.add_argument("--scaling", action="store_true", help="time against tumor size and image size")
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "CASE", "N"))
+    ap.add_argument("--before", metavar="SRC", help="also time the engine of this source tree")
+    ap.add_argument("--scaling-child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.scaling_child:
+        *size, r, n = args.scaling_child
+        print(json.dumps(scaling_child([int(v) for v in size], float(r), int(n))))
+        return 0
     if args.scaling:
-        scaling()
+        scaling(before=args.before)
         return 0
     if args.accuracy:
         accuracy()
@@ -264,6 +291,8 @@ def main() -> int:
     cases = ["MRI"] if args.quick else ["MRI", "CT", "CT60"]
     plan = []
     for case in cases:
+        if args.before:
+            plan.append(("before", case, 3 if args.quick else 5))
         plan.append(("napari-ablation", case, 3 if args.quick else 5))
         if case != "CT60":  # the naive full-volume EDT of 512 x 512 x 300 takes minutes
             plan.append(("naive", case, 1 if case == "CT" or args.quick else 3))
@@ -275,11 +304,14 @@ def main() -> int:
     )
     rows = []
     for method, case, n in plan:
+        child_env = env
+        if method == "before":
+            child_env = dict(env, PYTHONPATH=args.before)
         out = subprocess.run(
             [sys.executable, __file__, "--child", method, case, str(n)],
             capture_output=True,
             text=True,
-            env=env,
+            env=child_env,
         )
         if out.returncode != 0:
             print(f"{method} {case}: failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -287,24 +319,27 @@ def main() -> int:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"true MTM {MARGIN} mm, 3 cm tumor, rigid pre->post transform, 2 threads")
     hdr = (
-        f"{'method':<16}{'case':<5}{'time (s)':>10}{'N':>3}{'peak RSS MB':>13}"
+        f"{'method':<16}{'case':<5}{'time (s)':>10}{'CPU (s)':>9}{'N':>3}{'peak RSS MB':>13}"
         f"{'inputs MB':>11}{'numpy peak MB':>15}{'MTM mm':>9}{'error mm':>10}"
     )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         print(
-            f"{r['method']:<16}{r['case']:<5}{r['time_s']:>10.3f}{r['n']:>3}{r['peak_rss_mb']:>13.0f}"
-            f"{r['rss_inputs_mb']:>11.0f}{r['peak_numpy_mb']:>15.0f}{r['mtm']:>9.2f}{r['error']:>+10.2f}"
+            f"{r['method']:<16}{r['case']:<5}{r['time_s']:>10.3f}{r['cpu_s']:>9.3f}{r['n']:>3}"
+            f"{r['peak_rss_mb']:>13.0f}{r['rss_inputs_mb']:>11.0f}{r['peak_numpy_mb']:>15.0f}"
+            f"{r['mtm']:>9.2f}{r['error']:>+10.2f}"
         )
     by = {(r["method"], r["case"]): r for r in rows}
     for case in cases:
-        a, b = by.get(("napari-ablation", case)), by.get(("naive", case))
-        if a and b:
-            print(
-                f"{case}: napari-ablation {b['time_s'] / a['time_s']:.0f}x faster "
-                "than the naive full-volume EDT"
-            )
+        nv = by.get(("naive", case))
+        for m in ("before", "napari-ablation"):
+            a = by.get((m, case))
+            if a and nv:
+                print(
+                    f"{case}: {m} {nv['time_s'] / a['time_s']:.0f}x faster (wall), "
+                    f"{nv['cpu_s'] / a['cpu_s']:.0f}x less CPU than the naive full-volume EDT"
+                )
     return 0
 
 

@@ -152,3 +152,24 @@ def test_overlap_fraction_and_crop_box():
     box = geometry.crop_box(mask, (5.0, 0.8, 0.8), pad_mm=4.0)
     assert box == (slice(3, 6), slice(5, 16), slice(7, 18))
     assert geometry.crop_box(np.zeros_like(mask), (1, 1, 1), 1) is None
+
+
+def test_max_pairwise_distance_is_exact_on_large_point_sets():
+    """Above 5000 points (or 2000 hull vertices) the diameter comes from a pruned search,
+    not from all pairs (nor from a random subsample): it must equal the brute force."""
+    from napari_ablation.core.geometry import max_pairwise_distance
+
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(6000, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    sets = [
+        u * 25.0 + rng.normal(scale=0.05, size=u.shape),  # a noisy sphere: the worst case
+        u * [30.0, 20.0, 12.0],  # an ellipsoid
+        np.c_[u[:, :2] * 15.0, np.zeros(len(u))],  # flat (a 2D hull)
+    ]
+    for pts in sets:
+        best = 0.0
+        for s in range(0, len(pts), 2500):
+            d2 = ((pts[s : s + 2500, None, :] - pts[None, :, :]) ** 2).sum(-1)
+            best = max(best, float(d2.max()))
+        assert max_pairwise_distance(pts) == pytest.approx(np.sqrt(best), abs=1e-9)

@@ -550,9 +550,11 @@ def crop_box(mask_zyx: np.ndarray, spacing_zyx, pad_mm: float) -> tuple[slice, s
 def max_pairwise_distance(points) -> float:
     """Largest distance between two of a set of points.
 
-    Exact: the two farthest points are vertices of the convex hull, so only those
-    are compared. Flat (single-slice) or collinear point sets fall back to a 2D hull
-    or to all points. Used for the maximum 3D diameter of a tumor.
+    Exact. Up to a few thousand points: the two farthest points are vertices of the
+    convex hull, so only those are compared (flat or collinear sets fall back to a 2D
+    hull or to all points). Larger sets: a pruned search over the pairs that can beat a
+    long pair found first (see ``_far_pair_diameter``). Used for the maximum 3D diameter
+    of a tumor.
 
     Parameters
     ----------
@@ -576,6 +578,8 @@ def max_pairwise_distance(points) -> float:
     pts = np.asarray(points, dtype=float)
     if len(pts) < 2:
         return 0.0
+    if len(pts) > 5000:  # the pruned search is faster than the hull of so many points
+        return _far_pair_diameter(pts)
     cand = pts
     if len(pts) > 4:
         try:
@@ -590,6 +594,51 @@ def max_pairwise_distance(points) -> float:
                     except Exception:  # noqa: BLE001
                         cand = pts
                     break
-    if len(cand) > 6000:  # never expected on a hull; keeps memory bounded
-        cand = cand[np.random.default_rng(0).choice(len(cand), 6000, replace=False)]
-    return float(pdist(cand).max())
+    if len(cand) <= 2000:
+        return float(pdist(cand).max())
+    return _far_pair_diameter(cand)
+
+
+def _far_pair_diameter(h: np.ndarray) -> float:
+    """Largest distance between two of many points (exact, without all the pairs).
+
+    Long pairs are found by farthest-point steps from the extremes along each axis; the
+    longest, ``L``, bounds the rest. With ``r`` the distances from the points' mean ``c``,
+    a pair longer than ``L`` has ``r_p + r_q > L``, so one of its points, ``p``, lies
+    farther than ``L / 2`` from ``c``; and its partner's direction from ``c`` lies within
+    the angle of ``-(p - c)`` set by ``cos < (r_p^2 + r_max^2 - L^2) / (2 r_p r_max)`` (the
+    law of cosines, the partner at most ``r_max`` from ``c``). Only those pairs, found by a
+    k-d tree on the directions, are measured.
+    """
+    from scipy.spatial import cKDTree
+
+    best = -1.0
+    for start in (np.argmin(h, axis=0).tolist() + np.argmax(h, axis=0).tolist())[:3]:
+        i = int(start)
+        for _ in range(20):  # farthest-point steps: the length grows to a double normal
+            d = np.einsum("ij,ij->i", h - h[i], h - h[i])
+            j = int(np.argmax(d))
+            if d[j] <= best + 1e-12:
+                break
+            best, i = float(d[j]), j
+    L = math.sqrt(best)
+    c = h.mean(axis=0)
+    rel = h - c
+    r = np.sqrt(np.einsum("ij,ij->i", rel, rel))
+    rmax = float(r.max())
+    top = np.flatnonzero(r > 0.5 * L)
+    if len(top) == 0:
+        return L
+    u = rel / np.maximum(r, 1e-12)[:, None]
+    rp = r[top]
+    gamma = (rp * rp + rmax * rmax - L * L) / (2 * rp * rmax)
+    rho = np.sqrt(np.clip(2 + 2 * gamma, 0.0, 4.0))  # chord to the partner's direction
+    near = cKDTree(u).query_ball_point(-u[top], rho, return_sorted=False)
+    lists = [np.asarray(x, dtype=np.int64) for x in near]
+    counts = np.array([len(x) for x in lists], dtype=np.int64)
+    if counts.sum() == 0:
+        return L
+    ii = np.repeat(top, counts)
+    jj = np.concatenate(lists)
+    dd = h[ii] - h[jj]
+    return max(L, float(np.sqrt(np.einsum("ij,ij->i", dd, dd).max())))

@@ -1,0 +1,184 @@
+"""The margin engine's building blocks against plain, slow oracles.
+
+Each fast path of ``core.margin`` (reading masks without a full-volume array, the k-d tree
+search for the closest triangle, gradients and curvature evaluated on a narrow band only)
+must give the numbers of the obvious whole-array computation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from napari_ablation.core import margin as M
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "label"),
+    [
+        (np.uint8, (9, 13, 7), None),  # rows of 7 bytes: read byte by byte
+        (np.int16, (8, 12, 10), None),
+        (np.int16, (8, 12, 10), 2),
+        (np.float32, (6, 5, 9), None),
+    ],
+)
+def test_mask_source_box_crop_and_count_match_the_whole_array(dtype, shape, label):
+    rng = np.random.default_rng(3)
+    arr = np.zeros(shape, dtype=dtype)
+    sub = (slice(2, shape[0] - 2), slice(3, shape[1] - 1), slice(1, shape[2] - 3))
+    arr[sub] = rng.integers(0, 3, size=arr[sub].shape).astype(dtype)
+    if dtype == np.float32:
+        arr[0, 0, 0] = -0.0  # a non-zero byte pattern that is zero
+    img = sitk.GetImageFromArray(arr)
+    src = M._MaskSource(img, "tumor", label)
+    fg = (arr == label) if label is not None else (arr != 0)
+    assert src.box == M._bbox(fg)
+    assert src.count() == int(fg.sum())
+    lo, hi = [-2, 1, -3], [shape[0] + 1, shape[1] - 2, shape[2] + 2]
+    expect = np.zeros([h - a for a, h in zip(lo, hi)], dtype=bool)
+    expect[2 : 2 + shape[0], :, 3 : 3 + shape[2]] = fg[:, 1 : shape[1] - 2, :]
+    np.testing.assert_array_equal(src.crop(lo, hi), expect)
+
+
+def test_empty_mask_has_no_box():
+    img = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.uint8))
+    assert M._MaskSource(img, "tumor", None).box is None
+    img = sitk.GetImageFromArray(np.ones((4, 5, 6), np.uint8))
+    assert M._MaskSource(img, "tumor", 2).box is None
+
+
+def _sphere_mesh(r=8.0, h=1.0):
+    img = M.sphere_image([25, 25, 25], [h] * 3, [-12.3, -12.1, -11.8], [0.2, -0.1, 0.3], r)
+    src = M._MaskSource(img, "tumor", None)
+    fld, surf = M._field_and_surface(src, src.box, M._Grid(img), 1.2, "tumor", [])
+    return fld, surf
+
+
+def test_closest_triangle_search_matches_all_triangles():
+    _fld, mesh = _sphere_mesh()
+    md = M.MeshDistance(mesh)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(300, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    pts = u * rng.uniform(2.0, 14.0, (300, 1))  # inside and outside the surface
+    guess = u * 8.0 + rng.normal(scale=0.5, size=(300, 3))  # a rough projection
+    d, q, f = md.query_faces(pts, guess)
+    # oracle: the closest point over every triangle
+    n = len(mesh.faces)
+    best = np.full(len(pts), np.inf)
+    for s in range(0, n, 2000):
+        idx = np.tile(np.arange(s, min(n, s + 2000)), (len(pts), 1))
+        ap = pts[:, None, :] - md.a[idx]
+        d1 = np.einsum("ijk,ijk->ij", md.ab[idx], ap)
+        d2 = np.einsum("ijk,ijk->ij", md.ac[idx], ap)
+        v, w = M._closest_params(d1, d2, md.abab[idx], md.acac[idx], md.abac[idx])
+        c = md.a[idx] + md.ab[idx] * v[..., None] + md.ac[idx] * w[..., None]
+        best = np.minimum(best, np.linalg.norm(c - pts[:, None, :], axis=2).min(axis=1))
+    # a local search: never below the true distance, exact for nearly every point, and
+    # within a micrometre where it stops on a neighbouring triangle's edge
+    assert np.all(d >= best - 1e-9)
+    assert np.mean(d - best <= 1e-9) >= 0.99
+    assert np.max(d - best) <= 1e-3
+    np.testing.assert_allclose(np.linalg.norm(q - pts, axis=1), d, atol=1e-9)
+    # the closest point lies on the returned triangle
+    a, b, c = md.a[f], md.b[f], md.c[f]
+    nrm = np.cross(b - a, c - a)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", q - a, nrm), 0.0, atol=1e-9)
+
+
+def test_gradient_at_points_is_np_gradient_interpolated():
+    rng = np.random.default_rng(1)
+    arr = rng.normal(size=(7, 9, 6)).astype(np.float32)
+    idx = rng.uniform(-1.0, [8.0, 10.0, 7.0], size=(500, 3))  # beyond the edges too
+    ref = np.stack(
+        [
+            ndimage.map_coordinates(g, idx.T, order=1, mode="nearest", prefilter=False)
+            for g in np.gradient(arr)
+        ],
+        1,
+    )
+    np.testing.assert_allclose(M._gradient_at(arr, idx), ref, rtol=1e-5, atol=1e-5)
+
+
+def _blur_shift_whole_crop(fld, verts_idx):
+    """The curvature correction computed on the whole crop (the original formulation)."""
+    f = ndimage.gaussian_filter(fld.values, M.CURVATURE_EXTRA_BLUR)
+    sp = fld.sample_spacing_mm()
+    sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
+    grads = np.gradient(f, *sp)
+    norm = np.sqrt(sum(g * g for g in grads)) + 1e-6
+    div = sum(np.gradient(g / norm, sp[i], axis=i) for i, g in enumerate(grads))
+    coords = verts_idx.T
+    kappa = -ndimage.map_coordinates(div, coords, order=1, mode="nearest", prefilter=False)
+    n_in = np.stack(
+        [
+            ndimage.map_coordinates(g / norm, coords, order=1, mode="nearest", prefilter=False)
+            for g in grads
+        ],
+        1,
+    )
+    n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
+    lim = 0.5 * np.sqrt(sig_mm2)
+    shift_mm = np.clip(0.5 * sig_mm2 * kappa, -lim, lim)
+    return -(n_in * shift_mm[:, None]) / sp[None, :]
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 1.2, 3.0)])
+def test_curvature_correction_on_a_band_equals_the_whole_crop(spacing):
+    from skimage.measure import marching_cubes
+
+    img = M.sphere_image([30, 30, 14], spacing, [-17.9, -18.2, -20.6], [0.3, 0.1, -0.2], 9.0)
+    src = M._MaskSource(img, "tumor", None)
+    fld = M._smoothed_field(src, src.box, M._Grid(img), 1.2)
+    verts = marching_cubes(fld.values, level=fld.level)[0]
+    verts = np.vstack([verts, [[0.0, 0.0, 0.0]], np.asarray(fld.values.shape) - 1.0])  # edges
+    np.testing.assert_allclose(
+        M._blur_shift(fld, verts), _blur_shift_whole_crop(fld, verts), atol=1e-5
+    )
+
+
+def test_margin_labels_image_is_the_class_crop_on_the_pre_grid():
+    tumor = M.sphere_image([40, 36, 20], [1.1, 1.1, 2.5], [-21, -19, -24], [0.4, 0.2, 0.1], 7.0)
+    ablation = M.sphere_image([40, 36, 20], [1.1, 1.1, 2.5], [-21, -19, -24], [4.0, 0, 0], 8.0)
+    res = M.analyze_margin(tumor, ablation)
+    img = res.margin_labels_image()
+    expect = np.zeros(tumor.GetSize()[::-1], np.uint8)
+    z, y, x = res.class_offset
+    dz, dy, dx = res.class_crop.shape
+    expect[z : z + dz, y : y + dy, x : x + dx] = res.class_crop
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(img), expect)
+    assert img.GetSpacing() == tumor.GetSpacing() and img.GetOrigin() == tumor.GetOrigin()
+    assert set(np.unique(expect)) == {0, 1, 2, 3}
+
+
+def test_tumor_surface_margins_near_the_minimum_are_exact_for_a_deep_tumor():
+    """A tumor 7-8 mm inside its ablation zone: seen from so deep, the distance along the
+    ablation surface is flat, and a local search stops on the mesh's sub-voxel bumps (on
+    other vertices of such cases up to 0.3 mm too far). Near the minimum every vertex gets
+    the distance to the closest of all triangles."""
+    rng = np.random.default_rng(4)
+    c_t = rng.uniform(-1, 1, 3)
+    size, sp = [56, 56, 56], [1.0, 1.0, 1.0]
+    origin = [-27.6, -27.3, -27.9]
+    tumor = M.sphere_image(size, sp, origin, c_t, 10.0)
+    ablation = M.sphere_image(size, sp, origin, c_t + [0.6, -0.4, 0.3], 18.5)
+    res = M.analyze_margin(tumor, ablation, with_shells=False)
+    mesh, verts = res.ablation_surface, res.tumor_surface.verts
+    md = M.MeshDistance(mesh)
+    # the raw (unsmoothed) margins, recomputed the engine's way, against all triangles
+    guide = M._Guide(res._ablation_field)
+    idx = guide.sample_index(verts)
+    d, q, f = md.query_faces(verts, guide.project(verts, idx, guide.distance(idx)))
+    near = np.flatnonzero(d <= d.min() + M.MIN_POLISH_BAND_MM)
+    before = d[near].copy()
+    md.widen(verts[near], d, q, f, near)
+    brute = np.concatenate(
+        [
+            md._closest_among(verts[r], verts[r], len(mesh.faces))[0]
+            for r in np.array_split(near, max(1, len(near) // 40))
+        ]
+    )
+    assert np.max(before - brute) > 1e-3  # the local search alone stops short
+    np.testing.assert_allclose(d[near], brute, atol=1e-9)
