@@ -56,6 +56,7 @@ def is_identity_direction(img: sitk.Image, tol: float = 1e-6) -> bool:
     Returns
     -------
     bool
+        True when every cosine is within ``tol`` of the identity's.
     """
     return bool(np.allclose(direction_matrix(img), np.eye(3), atol=tol))
 
@@ -181,6 +182,7 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
     Returns
     -------
     bool
+        True when size, spacing, origin and direction all agree.
     """
     return (
         a.GetSize() == b.GetSize()
@@ -268,7 +270,7 @@ def orient_lps(img: sitk.Image, *, is_label: bool = False) -> tuple[sitk.Image, 
 
 
 def layer_geometry(img: sitk.Image) -> dict[str, Any]:
-    """Keywords for a napari layer that place an image in patient LPS millimetres.
+    """Return the napari layer keywords that place an image in patient LPS millimetres.
 
     Parameters
     ----------
@@ -356,6 +358,7 @@ def like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     Returns
     -------
     SimpleITK.Image
+        The array as an image with the reference's geometry.
 
     Raises
     ------
@@ -399,7 +402,7 @@ def index_to_lps(img: sitk.Image, index_zyx) -> np.ndarray:
 
 
 def lps_to_index(img: sitk.Image, point_lps) -> np.ndarray:
-    """Continuous array index of an LPS point.
+    """Return the continuous array index of an LPS point.
 
     Parameters
     ----------
@@ -464,9 +467,11 @@ def physical_bounds(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
 
     Returns
     -------
-    lo, hi : numpy.ndarray
-        Lowest and highest corner ``(x, y, z)`` in mm of the box enclosing the voxel
-        regions (voxel centres -/+ half a voxel).
+    lo : numpy.ndarray
+        Lowest corner ``(x, y, z)`` in mm of the box enclosing the voxel regions (voxel
+        centres -/+ half a voxel).
+    hi : numpy.ndarray
+        Highest corner ``(x, y, z)`` in mm of that box.
     """
     d = direction_matrix(img)
     size = np.asarray(img.GetSize(), dtype=float)
