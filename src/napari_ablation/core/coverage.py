@@ -55,7 +55,7 @@ LABEL_NAMES = {CLASS_LABELS[k]: CLASS_NAMES[k] for k in CLASS_KEYS}
 
 
 def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
-    """The coverage class key of one margin value.
+    """Return the coverage class key of one margin value.
 
     Parameters
     ----------
@@ -77,7 +77,7 @@ def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
 
 
 def class_title(key: str, threshold_mm: float) -> str:
-    """The name of a class for a threshold, e.g. ``"with margin >= 5 mm"``.
+    """Return the name of a class for a threshold, e.g. ``"with margin >= 5 mm"``.
 
     Parameters
     ----------
@@ -99,11 +99,40 @@ def class_title(key: str, threshold_mm: float) -> str:
 
 
 def hex_to_rgb(color: str) -> tuple[float, float, float]:
-    """``"#rrggbb"`` -> (r, g, b) in 0..1 (for matplotlib)."""
+    """Convert a ``"#rrggbb"`` colour to matplotlib's ``(r, g, b)`` in 0..1.
+
+    Parameters
+    ----------
+    color : str
+        The colour, ``"#rrggbb"``.
+
+    Returns
+    -------
+    tuple of float
+        Red, green and blue in 0..1.
+
+    Examples
+    --------
+    >>> hex_to_rgb("#ff8000")
+    (1.0, 0.5019607843137255, 0.0)
+    """
     c = color.lstrip("#")
     return tuple(int(c[i : i + 2], 16) / 255.0 for i in (0, 2, 4))
 
 
 def verdict_color(margin_mm: float, threshold_mm: float) -> str:
-    """Text colour (hex) that shows an MTM's class: red, dark yellow or green."""
+    """Return the text colour that shows an MTM's class: red, dark yellow or green.
+
+    Parameters
+    ----------
+    margin_mm : float
+        The MTM (mm).
+    threshold_mm : float
+        The margin threshold (mm).
+
+    Returns
+    -------
+    str
+        The colour, ``"#rrggbb"`` (from :data:`CLASS_TEXT_COLORS`).
+    """
     return CLASS_TEXT_COLORS[class_of_margin(margin_mm, threshold_mm)]

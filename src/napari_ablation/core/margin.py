@@ -522,28 +522,60 @@ def _cap_values(
 
 @dataclass
 class Mesh:
-    """A triangle surface in LPS mm."""
+    """A triangle surface in LPS mm.
+
+    Parameters
+    ----------
+    verts : numpy.ndarray
+        ``(n, 3)`` vertex positions, LPS ``(x, y, z)`` in mm.
+    faces : numpy.ndarray
+        ``(m, 3)`` integer vertex indices of the triangles, outward-oriented.
+    """
 
     verts: np.ndarray  # (n, 3) LPS
     faces: np.ndarray  # (m, 3) int
 
     def face_areas(self) -> np.ndarray:
-        """Area (mm^2) of each triangle."""
+        """Return the area of each triangle.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` areas in mm^2.
+        """
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
     def volume_mm3(self) -> float:
-        """Enclosed volume (divergence theorem; the surface is closed)."""
+        """Return the enclosed volume (divergence theorem; the surface is closed).
+
+        Returns
+        -------
+        float
+            The volume in mm^3.
+        """
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         return float(abs(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
 
     def vertex_areas(self) -> np.ndarray:
-        """Area (mm^2) owned by each vertex: a third of each triangle it belongs to."""
+        """Return the area owned by each vertex: a third of each triangle it belongs to.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` areas in mm^2.
+        """
         fa = self.face_areas() / 3.0
         return np.bincount(self.faces.ravel(), np.repeat(fa, 3), minlength=len(self.verts))
 
     def vertex_normals(self) -> np.ndarray:
-        """Return each vertex's unit normal (area-weighted sum of its triangles' normals)."""
+        """Return each vertex's unit normal (area-weighted sum of its triangles' normals).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, 3)`` outward unit normals (LPS).
+        """
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         fn = np.cross(b - a, c - a)  # area-weighted
         idx = self.faces.ravel()
@@ -558,7 +590,20 @@ class Mesh:
         return out / np.where(n > 0, n, 1.0)
 
     def transformed(self, A: np.ndarray, b: np.ndarray) -> Mesh:
-        """Return the mesh with every vertex mapped to ``A @ v + b``."""
+        """Return the mesh with every vertex mapped to ``A @ v + b``.
+
+        Parameters
+        ----------
+        A : numpy.ndarray
+            ``(3, 3)`` matrix.
+        b : numpy.ndarray
+            ``(3,)`` offset in mm.
+
+        Returns
+        -------
+        Mesh
+            A new mesh with the same faces.
+        """
         return Mesh(_affine(self.verts, A, b), self.faces)
 
 
@@ -718,6 +763,13 @@ class MeshDistance:
     triangle stays the same (REFINE_K triangles per step): the k-d tree is only ever queried
     next to the surface, where queries are cheap (a query
     from the middle of a sphere, equidistant to everything, would visit the whole tree).
+
+    Parameters
+    ----------
+    mesh : Mesh
+        The surface distances are measured to.
+    k : int, optional
+        Most triangles examined around a guess (capped at the number of triangles).
     """
 
     def __init__(self, mesh: Mesh, k: int = WIDE_K):
@@ -761,7 +813,15 @@ class MeshDistance:
     def widen(self, p: np.ndarray, d: np.ndarray, q: np.ndarray, f: np.ndarray, rows) -> None:
         """Search WIDE_K triangles around each closest point found; keep what is closer.
 
-        Updates rows ``rows`` of ``d, q, f`` (of the points ``p``) in place.
+        Parameters
+        ----------
+        p : numpy.ndarray
+            ``(len(rows), 3)`` points, one per row to update.
+        d, q, f : numpy.ndarray
+            Distances, closest points and closest triangles of all points; the rows
+            ``rows`` are updated in place where a closer triangle is found.
+        rows : numpy.ndarray
+            Indices into ``d, q, f`` of the points ``p``.
         """
         if not len(rows):
             return
@@ -775,12 +835,48 @@ class MeshDistance:
     def query(
         self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(distance, closest surface point) of each point."""
+        """Return the distance and the closest surface point of each point.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray
+            ``(n, 3)`` points, LPS mm.
+        guess : numpy.ndarray, optional
+            ``(n, 3)`` first guesses of the closest surface points (default: the points).
+        chunk : int, optional
+            Points handled per batch (bounds the memory).
+
+        Returns
+        -------
+        dist : numpy.ndarray
+            ``(n,)`` unsigned distances in mm.
+        closest : numpy.ndarray
+            ``(n, 3)`` closest surface points.
+        """
         d, q, _f = self.query_faces(pts, guess, chunk)
         return d, q
 
     def query_faces(self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000):
-        """(distance, closest surface point, index of the closest triangle) of each point."""
+        """Return the distance, closest surface point and closest triangle of each point.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray
+            ``(n, 3)`` points, LPS mm.
+        guess : numpy.ndarray, optional
+            ``(n, 3)`` first guesses of the closest surface points (default: the points).
+        chunk : int, optional
+            Points handled per batch (bounds the memory).
+
+        Returns
+        -------
+        dist : numpy.ndarray
+            ``(n,)`` unsigned distances in mm.
+        closest : numpy.ndarray
+            ``(n, 3)`` closest surface points.
+        face : numpy.ndarray
+            ``(n,)`` index of the closest triangle.
+        """
         pts = np.asarray(pts, dtype=float).reshape(-1, 3)
         dist = np.empty(len(pts))
         closest = np.empty_like(pts)
@@ -811,6 +907,20 @@ class MeshDistance:
         The offset from the closest point is compared with the outward normal there (the
         vertex normals of the closest triangle, interpolated barycentrically): the same
         surface the distance was measured to, so sign and distance agree to the last digit.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray
+            ``(n, 3)`` points, LPS mm.
+        closest : numpy.ndarray
+            ``(n, 3)`` their closest surface points (from :meth:`query_faces`).
+        face : numpy.ndarray
+            ``(n,)`` their closest triangles (from :meth:`query_faces`).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` booleans, True outside.
         """
         if not hasattr(self, "_vn"):
             self._vn = self.mesh.vertex_normals()
@@ -959,7 +1069,65 @@ OCTANTS = tuple(
 
 @dataclass
 class MarginResult:
-    """Every figure of the margin analysis (one object shared by CLI, widget and report)."""
+    """Every figure of the margin analysis (one object shared by CLI, widget and report).
+
+    Made by :func:`analyze_margin`; distances in mm, points LPS ``(x, y, z)`` in mm,
+    arrays ``(z, y, x)`` on the pre grid.
+
+    Parameters
+    ----------
+    threshold_mm : float
+        The margin threshold of the coverage classes.
+    min_margin_mm : float
+        The minimal treatment margin (MTM); negative where the tumor is not covered.
+    min_margin_uncertainty_mm : float
+        The MTM's resolution limit (+/-) from the two masks' grids.
+    min_margin_point_lps : numpy.ndarray
+        Where on the tumor surface the MTM is.
+    min_margin_direction_lps : numpy.ndarray
+        Unit direction of the MTM, outward from the tumor.
+    min_margin_octant : str
+        Octant of the MTM point around the tumor centroid (one of ``OCTANTS``).
+    octant_min_margin_mm : dict
+        Smallest margin per octant (None for an octant with no surface).
+    tumor_centroid_lps : numpy.ndarray
+        Centroid of the tumor voxels.
+    tumor_volume_ml, ablation_volume_ml : float
+        Voxel-count volumes of the two segmentations.
+    tumor_reconstructed_volume_ml, ablation_reconstructed_volume_ml : float
+        Volumes of the sub-voxel reconstructions (see ``VOLUME_BASIS``).
+    tumor_max_diameter_mm : float
+        Largest distance between two points of the tumor surface.
+    volume_ml, volume_fraction : dict
+        Volume and fraction of the tumor per coverage class (``CLASS_KEYS``).
+    surface_fraction_ge : dict
+        Fraction of the tumor surface with margin at least each level (mm).
+    shell_coverage : dict
+        Fraction of each peri-tumoral shell (width in mm) inside the ablation zone.
+    histogram_edges_mm, histogram_fraction : numpy.ndarray
+        Histogram of the surface margins (bin edges, surface fraction per bin).
+    tumor_surface : Mesh
+        The tumor's reconstructed surface (pre LPS).
+    surface_margin_mm : numpy.ndarray
+        Signed margin at each tumor-surface vertex.
+    ablation_surface : Mesh
+        The ablation zone's reconstructed surface, mapped into pre space.
+    class_crop : numpy.ndarray
+        The coverage classes (uint8) on the tumor's box (0 outside the tumor, 1 green,
+        2 yellow, 3 red).
+    class_offset : tuple of int
+        Index on the pre grid of ``class_crop[0, 0, 0]``.
+    pre_reference : SimpleITK.Image
+        An image with the pre grid's geometry.
+    warnings : list of str
+        One-line warnings of the analysis.
+    method : str
+        One line naming the method.
+    _ablation_field : object, optional
+        The ablation zone's field (its inside test), for :meth:`ablation_on_pre`.
+    _pre_to_post : tuple, optional
+        ``(A, b)`` of the pre -> post transform.
+    """
 
     threshold_mm: float
     min_margin_mm: float
@@ -995,9 +1163,17 @@ class MarginResult:
 
     # ---------------------------------------------------------------- ablation in pre space
     def display_box(self, pad_mm: float = 15.0) -> tuple[slice, slice, slice]:
-        """Index box on the pre grid around the tumor, padded by ``pad_mm``.
+        """Return the index box on the pre grid around the tumor, padded by ``pad_mm``.
 
-        Clipped to the grid.
+        Parameters
+        ----------
+        pad_mm : float, optional
+            Padding around the tumor's box in mm (clipped to the grid).
+
+        Returns
+        -------
+        tuple of slice
+            The box, ``(z, y, x)``.
         """
         g = _Grid(self.pre_reference)
         out = []
@@ -1009,9 +1185,17 @@ class MarginResult:
         return tuple(out)
 
     def ablation_on_pre(self, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
-        """Return the registered ablation zone (bool) on the pre grid voxels of ``box``.
+        """Return the registered ablation zone on the pre grid voxels of ``box``.
 
-        ``box`` defaults to :meth:`display_box`.
+        Parameters
+        ----------
+        box : tuple of slice, optional
+            Index box ``(z, y, x)`` on the pre grid (default: :meth:`display_box`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean array of the box's shape, True inside the ablation zone.
         """
         box = box or self.display_box()
         g = _Grid(self.pre_reference)
@@ -1023,9 +1207,17 @@ class MarginResult:
         return self._ablation_field.inside(_affine(g.to_lps(idx), A, b)).reshape(shape)
 
     def ablation_on_pre_image(self, box: tuple[slice, slice, slice] | None = None) -> sitk.Image:
-        """:meth:`ablation_on_pre` as a uint8 image with the pre grid's geometry.
+        """Return :meth:`ablation_on_pre` as a uint8 image with the pre grid's geometry.
 
-        Its origin is the box's first voxel.
+        Parameters
+        ----------
+        box : tuple of slice, optional
+            Index box ``(z, y, x)`` on the pre grid (default: :meth:`display_box`).
+
+        Returns
+        -------
+        SimpleITK.Image
+            The mask, its origin at the box's first voxel.
         """
         box = box or self.display_box()
         arr = self.ablation_on_pre(box).astype(np.uint8)
@@ -1048,7 +1240,15 @@ class MarginResult:
         return bool(self.min_margin_mm >= 0.0)
 
     def cumulative_curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x, fraction of the tumor surface with margin >= x)."""
+        """Return the cumulative surface curve: fraction of the surface with margin >= x.
+
+        Returns
+        -------
+        x : numpy.ndarray
+            Margins in mm (the histogram's bin edges).
+        fraction : numpy.ndarray
+            Fraction of the tumor surface (by area) with margin at least ``x``.
+        """
         x = self.histogram_edges_mm
         m, w = self.surface_margin_mm, self.tumor_surface.vertex_areas()
         order = np.argsort(m)
@@ -1057,7 +1257,13 @@ class MarginResult:
         return x, tail[np.searchsorted(ms, x, side="left")]
 
     def margin_labels_image(self) -> sitk.Image:
-        """Coverage classes (1 green, 2 yellow, 3 red) on the full pre grid, uint8."""
+        """Return the coverage classes on the full pre grid.
+
+        Returns
+        -------
+        SimpleITK.Image
+            The classes (uint8): 0 outside the tumor, 1 green, 2 yellow, 3 red.
+        """
         ref = self.pre_reference
         img = sitk.Image(ref.GetSize(), sitk.sitkUInt8)  # zero-filled, one pass
         img.CopyInformation(ref)
@@ -1069,7 +1275,13 @@ class MarginResult:
 
     # ---------------------------------------------------------------- outputs
     def to_json_dict(self) -> dict[str, Any]:
-        """Return the JSON document of the analysis (the CLI contract's keys and more)."""
+        """Return the JSON document of the analysis (the CLI contract's keys and more).
+
+        Returns
+        -------
+        dict
+            JSON-serialisable figures, rounded (DESIGN section 5).
+        """
 
         def r(v, nd=3):
             return None if v is None else round(float(v), nd)
@@ -1113,7 +1325,13 @@ class MarginResult:
         }
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """(figure, value, unit) rows: the results table and the CSV."""
+        """Return the results table: the widget's table and the CSV.
+
+        Returns
+        -------
+        list of tuple of str
+            ``(figure, value, unit)`` rows.
+        """
         mm = self.min_margin_mm
         rows = [
             ("Minimal treatment margin (MTM)", f"{mm:.2f}", "mm"),
@@ -1151,7 +1369,13 @@ class MarginResult:
         return rows
 
     def to_csv(self) -> str:
-        """Return :meth:`rows` as CSV text with a header."""
+        """Return :meth:`rows` as CSV text with a header.
+
+        Returns
+        -------
+        str
+            The CSV text.
+        """
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["figure", "value", "unit"])
@@ -1159,15 +1383,33 @@ class MarginResult:
         return buf.getvalue()
 
     def to_tsv(self) -> str:
-        """Return :meth:`rows` as tab-separated text with a header."""
+        """Return :meth:`rows` as tab-separated text with a header.
+
+        Returns
+        -------
+        str
+            The tab-separated text.
+        """
         return "\n".join("\t".join(r) for r in [("figure", "value", "unit"), *self.rows()]) + "\n"
 
     def margin_text(self) -> str:
-        """Return the MTM and its resolution limit as one short line."""
+        """Return the MTM and its resolution limit as one short line.
+
+        Returns
+        -------
+        str
+            For example ``MTM = -1.8 mm (± 0.7 mm)``.
+        """
         return f"MTM = {self.min_margin_mm:.1f} mm (\u00b1 {self.min_margin_uncertainty_mm:.1f} mm)"
 
     def summary_text(self) -> str:
-        """Return the human summary printed by the CLI (several lines)."""
+        """Return the human summary printed by the CLI.
+
+        Returns
+        -------
+        str
+            Several lines: MTM, classes, volumes, surface and shell coverage, warnings.
+        """
         f = self.volume_fraction
         lines = [
             f"{self.margin_text()}, rounded {self.min_margin_mm_rounded:d} mm, at "
@@ -1654,7 +1896,7 @@ def sphere_image(
     Returns
     -------
     SimpleITK.Image
-        uint8 mask.
+        The mask (uint8).
     """
     img = sitk.Image([int(s) for s in size_xyz], sitk.sitkUInt8)
     img.SetSpacing([float(s) for s in spacing_xyz])
@@ -1689,6 +1931,7 @@ def sphere_volume(r: float) -> float:
     Returns
     -------
     float
+        The volume in mm^3.
     """
     return 4.0 / 3.0 * math.pi * max(r, 0.0) ** 3
 
@@ -1706,6 +1949,7 @@ def lens_volume(r1: float, r2: float, d: float) -> float:
     Returns
     -------
     float
+        The volume of the intersection in mm^3.
     """
     r1, r2, d = max(r1, 0.0), max(r2, 0.0), abs(d)
     if d >= r1 + r2:
