@@ -478,8 +478,9 @@ class MarginWidget(QWidget):
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
     def _on_case_loaded(self) -> None:
-        self._shown = None
-        self._quiz_lock()
+        self._shown = self._uncertainty = None
+        if not self._quiz_lock():
+            self._clear_readout("MTM = —")
         self._refresh_layer_choices()
         self._show_tx_label()
         self._on_model_threshold(self.model.threshold)
@@ -500,8 +501,15 @@ class MarginWidget(QWidget):
         if not is_quiz_locked(self.model.info):
             return False
         self.status.setText(QUIZ_LOCK_TEXT)
-        self.big.setText("MTM hidden")
+        self._clear_readout("MTM hidden")
+        self.run_btn.setEnabled(False)
+        return True
+
+    def _clear_readout(self, big: str) -> None:
+        """No figures on screen (another case, or a quiz question open)."""
+        self.big.setText(big)
         self.big.setStyleSheet("")
+        self.interval.setText("")
         self.where.setText("")
         self.registration_warning.setVisible(False)
         for key in coverage.CLASS_KEYS:
@@ -509,9 +517,7 @@ class MarginWidget(QWidget):
         self.table.setRowCount(0)
         self._histogram_pixmap = None
         self.histogram.clear()
-        self.run_btn.setEnabled(False)
         self._set_output_buttons(False)
-        return True
 
     # ------------------------------------------------------------------ analysis
     def run(self):
@@ -533,7 +539,7 @@ class MarginWidget(QWidget):
         current = self.model.analysis_current
         if runner.error and not current:
             text = runner.error
-        elif runner.running or (runner.live and not current):
+        elif runner.live and (runner.running or not current):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
         elif a is None:
             text = ""
