@@ -725,6 +725,8 @@ class MarginWidget(QWidget):
                 "color": "white",
                 "anchor": "upper_left",
                 "size": 10,
+                # beside the cross marker (size 4, data units), not over it
+                "translation": np.full(3, 3.0),
             }
             if first:
                 # our own new layers on top: margin over tumor, outline and point above
@@ -737,13 +739,7 @@ class MarginWidget(QWidget):
                     tl.opacity = min(tl.opacity, 0.3)
             if any(_layers.role_of(ly) == ROLE_SURFACE for ly in v.layers):
                 self._update_surfaces(res)  # the surfaces follow; the 2D/3D choice stays the user's
-        if first and v.dims.ndisplay == 2:
-            # frame the tumor (about 3 diameters across) on the slice of the minimal margin
-            v.reset_view()
-            lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
-            scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
-            _layers.camera(v).zoom *= max(1.0, scene / (3.0 * max(res.tumor_max_diameter_mm, 10.0)))
-            self.center_on_mtm()
+        # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it

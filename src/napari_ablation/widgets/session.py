@@ -241,6 +241,7 @@ class CaseSession:
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
         _ALL.add(self)
         _install_quit_hooks()
+        self._close_filter = _on_close(viewer, lambda _r=ref: _r() is not None and _r().close())
 
     # ------------------------------------------------------------------ access
     @classmethod
@@ -764,6 +765,16 @@ class CaseSession:
         if m.unsaved_items() and (m.folder is not None or self._user_edited):
             self.autosave(background=False)
 
+    def close(self) -> None:
+        """The viewer is closing: no more reruns or autosave timers, pending edits written
+        now, and the background work of this viewer joined (so no worker signals into Qt
+        objects deleted with the window, nor past the end of the application)."""
+        self.analysis.reset()
+        self._autosave_timer.stop()
+        self._arrived = []
+        self.flush()
+        _join_workers()
+
     @property
     def has_unsaved_changes(self) -> bool:
         """Edits not yet on disk (waiting for the debounce, or being written)."""
@@ -814,6 +825,42 @@ def _flush_all() -> None:
     for s in list(_ALL):
         with contextlib.suppress(Exception):
             s.flush()
+    _join_workers()
+
+
+#: how long closing waits for running background work (an analysis, a resampling, a save)
+JOIN_TIMEOUT_MS = 60000
+
+
+def _join_workers() -> None:
+    """Wait for the background workers (napari's thread pool) to finish: a worker that
+    outlives its window or the application emits into deleted Qt objects and aborts."""
+    with contextlib.suppress(Exception):
+        from qtpy.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(JOIN_TIMEOUT_MS)
+
+
+def _on_close(viewer, callback):
+    """Call ``callback()`` when the viewer's window gets its close event (before napari
+    tears the window down). Returns the event filter (keep a reference)."""
+    try:
+        from qtpy.QtCore import QEvent, QObject
+
+        window = viewer.window._qt_window
+    except Exception:  # noqa: BLE001 - a headless viewer has no window
+        return None
+
+    class _CloseFilter(QObject):
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Close:
+                with contextlib.suppress(Exception):
+                    callback()
+            return False
+
+    f = _CloseFilter(window)
+    window.installEventFilter(f)
+    return f
 
 
 def _install_quit_hooks() -> None:
