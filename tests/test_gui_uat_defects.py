@@ -55,10 +55,23 @@ def viewer(make_napari_viewer, tmp_path, monkeypatch):
     return v
 
 
-def test_close_while_margins_update_joins_the_worker_and_saves(viewer, qtbot):
+def test_close_while_margins_update_joins_the_worker_and_saves(viewer, qtbot, monkeypatch, capfd):
     """Defect C: closing the viewer while the margins are being recomputed waits for the
     worker (nothing may emit into the deleted window) and writes the pending edit."""
+    import threading
+    import time
+
     from qtpy.QtCore import QThreadPool
+
+    from napari_ablation.widgets import session as session_module
+
+    real = session_module.run_analysis
+    started = threading.Event()
+
+    def slow(req):  # a slow machine: the rerun is still going when the window closes
+        started.set()
+        time.sleep(3.0)
+        return real(req)
 
     with qtbot.capture_exceptions() as errors:
         session, ws = _dock(viewer, "load", "margins")
@@ -67,16 +80,20 @@ def test_close_while_margins_update_joins_the_worker_and_saves(viewer, qtbot):
         _gui.click(qtbot, w.run_btn)
         qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
         session._autosave_timer.setInterval(60000)  # the edit is still pending on close
+        monkeypatch.setattr(session_module, "run_analysis", slow)
         tl = session.labels_layer("tumor")
         z, y, x = (int(v) for v in np.argwhere(tl.data != 0)[0])
         tl.paint((z, y, max(0, x - 12)), 1)
-        qtbot.waitUntil(lambda: session.analysis.running, timeout=10000)
+        qtbot.waitUntil(started.is_set, timeout=10000)
         assert session.has_unsaved_changes
         folder = m.folder
+        capfd.readouterr()
         viewer.close()
         assert QThreadPool.globalInstance().activeThreadCount() == 0
-        qtbot.wait(200)
+        qtbot.wait(4000)  # (without the join, the worker would emit after its window went)
     assert not errors, errors
+    err = capfd.readouterr().err
+    assert "has been deleted" not in err, err
     disk = Case.load(folder)
     assert sitk.GetArrayFromImage(disk.tumor)[z, y, max(0, x - 12)] == 1
 
