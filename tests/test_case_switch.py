@@ -157,4 +157,13 @@ def test_file_open_sample_twice_switches_case(viewer, qtbot, tmp_path):
         _gui.click(qtbot, w.run_btn)
         qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
         assert _gui.check_invariants(viewer, session, w, tmp_path).margin_text() != liver_text
+        # napari's Duplicate Layer copies a layer of the open case: not another case
+        from napari.layers._layer_actions import _duplicate_layer
+
+        folder = m.folder
+        viewer.layers.selection = {pre}
+        _duplicate_layer(viewer.layers)
+        qtbot.wait(200)
+        assert _roles(viewer).count("pre") == 2 and session._switch_worker is None
+        assert m.folder == folder and _gui.stale_readout(viewer, session, w) is None
     assert not errors, errors

@@ -491,18 +491,26 @@ class CaseSession:
 
     def _of_another_case(self, layer) -> bool:
         """True for a case layer (File > Open Sample, a case folder dropped on the viewer)
-        that arrives while another layer already holds its role: a second case, which
-        replaces the open one (two cases are never mixed)."""
+        that arrives while layers of another source hold its role: a second case, which
+        replaces the open one (two cases are never mixed). A copy of a layer of the open
+        case (napari's Duplicate Layer) is not another case."""
         if self._loading:
             return False
-        meta = _layers.layer_meta(layer)
-        if not (meta.get("sample") or meta.get("case_folder")):
+
+        def source(ly):
+            meta = _layers.layer_meta(ly)
+            return meta.get("sample"), meta.get("case_folder")
+
+        src = source(layer)
+        if not any(src):
             return False
         role = _layers.role_of(layer)
-        return any(
-            other is not layer and other not in self._arrived and _layers.role_of(other) == role
-            for other in self.viewer.layers
-        )
+        others = [
+            o
+            for o in self.viewer.layers
+            if o is not layer and o not in self._arrived and _layers.role_of(o) == role
+        ]
+        return bool(others) and all(source(o) != src for o in others)
 
     def _switch_to_arrived(self) -> None:
         """Open the case whose layers just arrived instead of the open one (saved first,
