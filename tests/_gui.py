@@ -117,8 +117,40 @@ def measure(qtbot, action, until, timeout_ms: int = 60000) -> float:
 # ----------------------------------------------------------------------------- invariants
 
 
+#: the layers the Margins widget makes from an analysis
+ANALYSIS_LAYER_ROLES = ("margin", "ablation_registered", "mtm_point")
+
+
+def stale_readout(viewer, session, w) -> str | None:
+    """Why the Margins widget or the viewer shows figures that are not the model's
+    analysis of the open case (None when they are): an MTM, a coverage line or a margin
+    layer left from another case, or "computing" while nothing is computed."""
+    m, a = session.model, session.model.analysis
+    if a is not None and not m.owns(a):
+        return "the model holds an analysis of another case"
+    shown = w._shown
+    if shown is not None and shown is not a:
+        return "the widget shows an analysis the model no longer holds"
+    text = w.big.text()
+    if shown is None:
+        if any(ch.isdigit() for ch in text):
+            return f"the widget shows {text!r} without an analysis of this case"
+        if any(
+            (ly.metadata.get("napari_ablation") or {}).get("role") in ANALYSIS_LAYER_ROLES
+            for ly in viewer.layers
+        ):
+            return "margin layers are shown without an analysis of this case"
+    elif text != shown.result.margin_text():
+        return f"the widget shows {text!r}, the analysis says {shown.result.margin_text()!r}"
+    runner = session.analysis
+    if "computing" in w.status.text() and not runner.live:
+        return f"status {w.status.text()!r} while no analysis is wanted"
+    return None
+
+
 def idle(session, margin_widget=None) -> bool:
-    """Nothing pending: analysis current (once requested) and shown, files written."""
+    """Nothing pending: analysis current (once requested) and shown, files written, and
+    nothing shown that belongs to another case (:func:`stale_readout`)."""
     if session.analysis.running or session._pending_writes:
         return False
     if session._autosave_timer.isActive() or session.analysis._timer.isActive():
@@ -130,6 +162,8 @@ def idle(session, margin_widget=None) -> bool:
         if margin_widget._prep_worker is not None or margin_widget._export_workers:
             return False
         if m.analysis is not None and margin_widget._shown is not m.analysis:
+            return False
+        if stale_readout(session.viewer, session, margin_widget) is not None:
             return False
     return not m.unsaved_items() or m.folder is None
 
@@ -168,6 +202,7 @@ def check_invariants(
     """The shown MTM, the JSON/CSV exports and the case folder all equal a fresh
     :func:`analyze_margin` of the current layers (call when :func:`idle`)."""
     m = session.model
+    assert stale_readout(viewer, session, w) is None, stale_readout(viewer, session, w)
     tl, al = session.labels_layer("tumor"), session.labels_layer("ablation")
     assert tl is not None and al is not None
     assert m.labels("tumor") is tl.data and m.labels("ablation") is al.data

@@ -196,6 +196,7 @@ class CaseModel:
         self._qa: dict[str, Any] = {"verdict": "not reviewed", "comment": ""}
         self.info: dict[str, Any] = {}
         self._folder: Path | None = None
+        self._case_id = next(self._clock)
         self._versions: dict[str, int] = {k: next(self._clock) for k in ITEMS}
         self._saved: dict[str, int] = dict.fromkeys(ITEMS, 0)
         self._analysis: Analysis | None = None
@@ -310,6 +311,7 @@ class CaseModel:
         self._qa = dict(case.qa or {"verdict": "not reviewed", "comment": ""})
         self.info = copy.deepcopy(case.info)
         self._folder = Path(folder) if folder is not None else None
+        self._case_id = next(self._clock)
         self._versions = {k: next(self._clock) for k in ITEMS}
         self._saved = (
             dict(self._versions)
@@ -644,6 +646,15 @@ class CaseModel:
         self.changed.emit("qa")
 
     # ================================================================ analysis
+    @property
+    def case_id(self) -> int:
+        """Changes with every :meth:`load_case`; every version of the case is above it."""
+        return self._case_id
+
+    def owns(self, analysis: Analysis | AnalysisRequest) -> bool:
+        """True when ``analysis`` was computed from this case (not from one opened before)."""
+        return min(analysis.inputs.values()) > self._case_id
+
     def analysis_inputs(self) -> dict[str, int]:
         """The versions of the analysis inputs now."""
         return {k: self._versions[k] for k in ANALYSIS_INPUTS}
@@ -684,7 +695,11 @@ class CaseModel:
         )
 
     def set_analysis(self, analysis: Analysis) -> bool:
-        """Store an analysis unless a newer one is stored. Returns True when it is current."""
+        """Store an analysis unless a newer one is stored or it was computed from another
+        case (a job that finished after the next case was opened). Returns True when it
+        is current."""
+        if not self.owns(analysis):
+            return False
         old = self._analysis
         if old is not None and max(old.inputs.values()) > max(analysis.inputs.values()):
             return self.analysis_current  # an older job finished late

@@ -478,8 +478,9 @@ class MarginWidget(QWidget):
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
     def _on_case_loaded(self) -> None:
-        self._shown = None
-        self._quiz_lock()
+        self._shown = self._uncertainty = None
+        if not self._quiz_lock():
+            self._clear_readout("MTM = —")
         self._refresh_layer_choices()
         self._show_tx_label()
         self._on_model_threshold(self.model.threshold)
@@ -500,8 +501,15 @@ class MarginWidget(QWidget):
         if not is_quiz_locked(self.model.info):
             return False
         self.status.setText(QUIZ_LOCK_TEXT)
-        self.big.setText("MTM hidden")
+        self._clear_readout("MTM hidden")
+        self.run_btn.setEnabled(False)
+        return True
+
+    def _clear_readout(self, big: str) -> None:
+        """No figures on screen (another case, or a quiz question open)."""
+        self.big.setText(big)
         self.big.setStyleSheet("")
+        self.interval.setText("")
         self.where.setText("")
         self.registration_warning.setVisible(False)
         for key in coverage.CLASS_KEYS:
@@ -509,9 +517,7 @@ class MarginWidget(QWidget):
         self.table.setRowCount(0)
         self._histogram_pixmap = None
         self.histogram.clear()
-        self.run_btn.setEnabled(False)
         self._set_output_buttons(False)
-        return True
 
     # ------------------------------------------------------------------ analysis
     def run(self):
@@ -533,7 +539,7 @@ class MarginWidget(QWidget):
         current = self.model.analysis_current
         if runner.error and not current:
             text = runner.error
-        elif runner.running or (runner.live and not current):
+        elif runner.live and (runner.running or not current):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
         elif a is None:
             text = ""
@@ -719,6 +725,8 @@ class MarginWidget(QWidget):
                 "color": "white",
                 "anchor": "upper_left",
                 "size": 10,
+                # beside the cross marker (size 4, data units), not over it
+                "translation": np.full(3, 3.0),
             }
             if first:
                 # our own new layers on top: margin over tumor, outline and point above
@@ -731,13 +739,7 @@ class MarginWidget(QWidget):
                     tl.opacity = min(tl.opacity, 0.3)
             if any(_layers.role_of(ly) == ROLE_SURFACE for ly in v.layers):
                 self._update_surfaces(res)  # the surfaces follow; the 2D/3D choice stays the user's
-        if first and v.dims.ndisplay == 2:
-            # frame the tumor (about 3 diameters across) on the slice of the minimal margin
-            v.reset_view()
-            lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
-            scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
-            _layers.camera(v).zoom *= max(1.0, scene / (3.0 * max(res.tumor_max_diameter_mm, 10.0)))
-            self.center_on_mtm()
+        # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it

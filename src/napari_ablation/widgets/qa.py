@@ -160,6 +160,18 @@ class QAPanel(QWidget):
             return None
         return pre_l, reg_l
 
+    def _arrays_or_resample(self):
+        """:meth:`_arrays`, after showing the registered post when the case has both images
+        (a reopened case's saved registration, or the identity): a QA view the user asks for
+        needs no extra click. None while the resampling runs (it refreshes the views)."""
+        got = self._arrays()
+        both = self.owner.image("pre") is not None and self.owner.image("post") is not None
+        if got is None and both:
+            if self.owner._resample_worker is None:
+                self.owner.update_overlay(full=True)
+            got = self._arrays()
+        return got
+
     def _range(self, layer):
         key = (id(layer), id(layer.data))
         hit = self._ranges.get(layer.name)
@@ -203,9 +215,12 @@ class QAPanel(QWidget):
     # ------------------------------------------------------------------ views
     def refresh(self) -> None:
         """Recompute the enabled views from pre and the registered post."""
-        got = self._arrays()
+        wanted = self.checker.isChecked() or self.diff.isChecked() or self.contours.currentIndex()
+        got = self._arrays_or_resample() if wanted else self._arrays()
         if got is None:
-            if self.checker.isChecked() or self.diff.isChecked() or self.contours.currentIndex():
+            if wanted and self.owner._resample_worker is not None:
+                return  # the registered post is on its way; it refreshes the views
+            if wanted:
                 _layers.notify_info(
                     "register first (or press 'Show registered post'): QA views compare pre "
                     "with registered post"
@@ -384,7 +399,7 @@ class QAPanel(QWidget):
     # ------------------------------------------------------------------ flicker
     def _on_flicker(self, on: bool) -> None:
         if on:
-            if self._arrays() is None:
+            if self._arrays_or_resample() is None:
                 _layers.notify_info("register first: flicker alternates pre and registered post")
                 self.flicker.setChecked(False)
                 return

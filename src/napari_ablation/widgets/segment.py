@@ -782,8 +782,9 @@ class SegmentWidget(QWidget):
             current = np.asarray(layer.data[box])
             changed = (new != old) & (current == old)  # do not undo edits made meanwhile
             n = write_changes(layer, box, current, np.where(changed, new, current))
-            if n == 0:
+            if n == 0:  # not an edit: the case (and its margin analysis) stays as it is
                 _layers.notify_info(f"{op.replace('_', ' ')}: nothing changed")
+                return
             self._notify_session(role)
             self.schedule_readout()
 

@@ -48,6 +48,8 @@ ANALYSIS_DEBOUNCE_MS = 400
 _SESSIONS: weakref.WeakKeyDictionary[Any, CaseSession] = weakref.WeakKeyDictionary()
 _ALL: weakref.WeakSet[CaseSession] = weakref.WeakSet()
 _MANIFEST_ITEMS = ("transform", "landmarks", "settings", "qa")
+#: the layers of a case itself (every other plugin layer is made from them)
+CASE_ROLES = ("pre", "tumor", "post", "ablation")
 
 
 def default_cases_root() -> Path:
@@ -108,6 +110,7 @@ class AnalysisRunner:
         self._timer = _qtimer(
             ANALYSIS_DEBOUNCE_MS, lambda _r=ref: _r() is not None and _r()._start()
         )
+        session.model.case_loaded.connect(self.reset)
         session.model.changed.connect(self._on_model_changed)
 
     @property
@@ -132,11 +135,16 @@ class AnalysisRunner:
         self.live = False
         self._timer.stop()
 
+    def reset(self) -> None:
+        """Another case: off until the next :meth:`request` (a run of the previous case
+        may still finish; the model does not store its result)."""
+        self.live = False
+        self.error = None
+        self._again = False
+        self._timer.stop()
+
     def _on_model_changed(self, what: str) -> None:
         if what == "case":
-            self.live = False
-            self.error = None
-            self._timer.stop()
             return
         if self.live and what in ANALYSIS_INPUTS and not self.model.analysis_current:
             self._timer.start()
@@ -215,6 +223,8 @@ class CaseSession:
         self._guards: list = []
         self._loading = False
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
+        self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
+        self._switch_worker = None
         ref = weakref.ref(self)
         self._autosave_timer = _qtimer(
             AUTOSAVE_DELAY_MS, lambda _r=ref: _r() is not None and _r().autosave()
@@ -231,6 +241,7 @@ class CaseSession:
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
         _ALL.add(self)
         _install_quit_hooks()
+        self._close_filter = _on_close(viewer, lambda _r=ref: _r() is not None and _r().close())
 
     # ------------------------------------------------------------------ access
     @classmethod
@@ -326,6 +337,7 @@ class CaseSession:
         labels, once, when a case is opened."""
         viewer = self.viewer
         m = self.model
+        self._remove_derived_layers()
         modality = m.info.get("modality", "")
         added = []
         for role in ("pre", "tumor", "post", "ablation"):
@@ -390,6 +402,16 @@ class CaseSession:
             viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
         self.center_on_tumor()
 
+    def _remove_derived_layers(self) -> None:
+        """Remove the layers the plugin made from the previous case (margin, outline, MTM
+        point, registered post, landmarks, QA views, ...): they do not belong to the case
+        being opened. The user's own layers (without a plugin role) stay."""
+        viewer = self.viewer
+        for layer in list(viewer.layers):
+            role = _layers.role_of(layer)
+            if role is not None and role not in CASE_ROLES:
+                viewer.layers.remove(layer)
+
     def center_on_tumor(self) -> bool:
         """Centre the view on the tumor labels (or the ablation zone) when there are any."""
         for role in ("tumor", "ablation"):
@@ -431,6 +453,13 @@ class CaseSession:
         case (File > Open Sample, drag and drop), tumor/ablation labels, and the post image's
         link to the ablation labels' visibility."""
         role = _layers.role_of(layer)
+        if role in CASE_ROLES and self._of_another_case(layer):
+            self._arrived.append(layer)
+            if len(self._arrived) == 1:  # once all its layers are in
+                from qtpy.QtCore import QTimer
+
+                QTimer.singleShot(0, self._switch_to_arrived)
+            return
         if role in LABEL_ROLES:
             self.bind_labels(layer)
             return
@@ -459,6 +488,78 @@ class CaseSession:
         for lrole, grid in GRID_OF.items():
             if grid == role and self._bound.get(lrole) is not None:
                 self._share(lrole, self._bound[lrole])
+
+    def _of_another_case(self, layer) -> bool:
+        """True for a case layer (File > Open Sample, a case folder dropped on the viewer)
+        that arrives while layers of another source hold its role: a second case, which
+        replaces the open one (two cases are never mixed). A copy of a layer of the open
+        case (napari's Duplicate Layer) is not another case."""
+        if self._loading:
+            return False
+
+        def source(ly):
+            meta = _layers.layer_meta(ly)
+            return meta.get("sample"), meta.get("case_folder")
+
+        src = source(layer)
+        if not any(src):
+            return False
+        role = _layers.role_of(layer)
+        others = [
+            o
+            for o in self.viewer.layers
+            if o is not layer and o not in self._arrived and _layers.role_of(o) == role
+        ]
+        return bool(others) and all(source(o) != src for o in others)
+
+    def _switch_to_arrived(self) -> None:
+        """Open the case whose layers just arrived instead of the open one (saved first,
+        in :meth:`set_case`): a sample opens its working copy, as Load > Open sample does;
+        a case folder opens from disk. The arrived layers are removed, so the viewer keeps
+        one case: the one the plugin works on."""
+        arrived, self._arrived = self._arrived, []
+        viewer = self.viewer
+        if viewer is None or not arrived:
+            return
+        meta = _layers.layer_meta(arrived[0])
+        for layer in arrived:
+            if layer in viewer.layers:
+                viewer.layers.remove(layer)
+        sample, folder = meta.get("sample"), meta.get("case_folder")
+        if self._switch_worker is not None:
+            _layers.notify_warning("still opening the previous case")
+            return
+
+        def job():
+            from ..core.case import is_case_folder
+            from .load import sample_working_copy
+
+            if sample:
+                case, where = sample_working_copy(sample)
+            elif is_case_folder(folder):
+                case, where = Case.load(folder), Path(folder)
+            else:
+                raise AblationError(f"{folder} is not a case folder: open it with Load case")
+            return case, where, prepare_display(case)
+
+        ref = weakref.ref(self)
+
+        def done(result, _ref=ref):
+            s = _ref()
+            if s is None or s.viewer is None:
+                return
+            case, where, prepared = result
+            s.set_case(case, where, save_images=False, prepared=prepared)
+            _layers.notify_info(f"opened case '{where.name}' (the previous case was saved)")
+
+        def finished(_ref=ref):
+            s = _ref()
+            if s is not None:
+                s._switch_worker = None
+
+        self._switch_worker = _layers.start_worker(
+            job, on_returned=done, on_finished=finished, desc="opening the case"
+        )
 
     def _post_visibility_changed(self, event=None) -> None:
         post = _layers.find_layer(self.viewer, "post")
@@ -592,6 +693,7 @@ class CaseSession:
     # ------------------------------------------------------------------ model -> disk
     def _on_model_changed(self, what: str) -> None:
         if what in _MANIFEST_ITEMS and not self._loading:
+            self._user_edited = True  # a registration, QA verdict, ... is never lost either
             self._save_manifest()
         self.changed.emit(what)
         if what == "folder":
@@ -671,6 +773,16 @@ class CaseSession:
         if m.unsaved_items() and (m.folder is not None or self._user_edited):
             self.autosave(background=False)
 
+    def close(self) -> None:
+        """The viewer is closing: no more reruns or autosave timers, pending edits written
+        now, and the background work of this viewer joined (so no worker signals into Qt
+        objects deleted with the window, nor past the end of the application)."""
+        self.analysis.reset()
+        self._autosave_timer.stop()
+        self._arrived = []
+        self.flush()
+        _join_workers()
+
     @property
     def has_unsaved_changes(self) -> bool:
         """Edits not yet on disk (waiting for the debounce, or being written)."""
@@ -721,6 +833,42 @@ def _flush_all() -> None:
     for s in list(_ALL):
         with contextlib.suppress(Exception):
             s.flush()
+    _join_workers()
+
+
+#: how long closing waits for running background work (an analysis, a resampling, a save)
+JOIN_TIMEOUT_MS = 60000
+
+
+def _join_workers() -> None:
+    """Wait for the background workers (napari's thread pool) to finish: a worker that
+    outlives its window or the application emits into deleted Qt objects and aborts."""
+    with contextlib.suppress(Exception):
+        from qtpy.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(JOIN_TIMEOUT_MS)
+
+
+def _on_close(viewer, callback):
+    """Call ``callback()`` when the viewer's window gets its close event (before napari
+    tears the window down). Returns the event filter (keep a reference)."""
+    try:
+        from qtpy.QtCore import QEvent, QObject
+
+        window = viewer.window._qt_window
+    except Exception:  # noqa: BLE001 - a headless viewer has no window
+        return None
+
+    class _CloseFilter(QObject):
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Close:
+                with contextlib.suppress(Exception):
+                    callback()
+            return False
+
+    f = _CloseFilter(window)
+    window.installEventFilter(f)
+    return f
 
 
 def _install_quit_hooks() -> None:

@@ -1,0 +1,169 @@
+"""Opening another case replaces the open one cleanly: nothing of the previous case is
+shown, mixed in or computed (real viewer, real clicks and menu actions).
+
+Run with ``xvfb-run -a python -m pytest tests/test_case_switch.py``.
+"""
+
+from __future__ import annotations
+
+import _gui
+import numpy as np
+import pytest
+
+from napari_ablation.core.case import Case
+from napari_ablation.widgets import _layers
+
+
+def _dock(viewer):
+    from napari_ablation.widgets.load import LoadCaseWidget
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    load, marg = LoadCaseWidget(viewer), MarginWidget(viewer)
+    for w, name in ((load, "Load"), (marg, "Margins")):
+        viewer.window.add_dock_widget(w, name=name, tabify=True)
+    session = CaseSession.of(viewer)
+    _gui.fast_timers(session)
+    return session, load, marg
+
+
+def _open_sample(qtbot, load, session, key):
+    load.sample.setCurrentIndex(load.sample.findData(key))
+    _gui.click(qtbot, load.sample_btn)
+    qtbot.waitUntil(
+        lambda: load._worker is None and f"sample_{key}" in str(session.model.folder),
+        timeout=120000,
+    )
+
+
+def _roles(viewer):
+    return [_layers.role_of(ly) for ly in viewer.layers]
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    v = make_napari_viewer(show=True)
+    v.window.resize(1400, 850)
+    return v
+
+
+def test_load_another_sample_after_margins(viewer, qtbot, tmp_path):
+    """Defect A: the Margins widget and the margin layers of the liver case must go when
+    the renal case is opened; nothing says "computing" when nothing is computed."""
+    with qtbot.capture_exceptions() as errors:
+        session, load, w = _dock(viewer)
+        _open_sample(qtbot, load, session, "liver_ct")
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        liver = w.big.text()
+        assert liver == session.model.result.margin_text()
+        _open_sample(qtbot, load, session, "renal_mri")
+        qtbot.wait(1500)
+        assert w.big.text() == "MTM = —", w.big.text()
+        assert "computing" not in w.status.text()
+        assert not any(r in _gui.ANALYSIS_LAYER_ROLES for r in _roles(viewer)), _roles(viewer)
+        assert _layers.grid(viewer).enabled  # the new case opens side by side, as the first
+        assert session.model.analysis is None and not session.analysis.live
+        assert _gui.stale_readout(viewer, session, w) is None
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+        # the renal case computes its own margins
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        fresh = _gui.check_invariants(viewer, session, w, tmp_path)
+        assert fresh.margin_text() != liver
+    assert not errors, errors
+
+
+def test_a_late_analysis_of_the_previous_case_is_not_stored(viewer, qtbot, tmp_path):
+    """Defect A: a run of the liver case that finishes after the renal case was opened is
+    dropped by the model (and the idle invariant would catch a shown figure of it)."""
+    with qtbot.capture_exceptions() as errors:
+        session, load, w = _dock(viewer)
+        _open_sample(qtbot, load, session, "liver_ct")
+        req = session.model.analysis_request()
+        from napari_ablation.model import run_analysis
+
+        late = run_analysis(req)  # computed from the liver case
+        _open_sample(qtbot, load, session, "renal_mri")
+        assert not session.model.owns(late)
+        assert session.model.set_analysis(late) is False
+        assert session.model.analysis is None
+        # a figure of the liver case on screen must fail the invariant
+        w.big.setText(late.result.margin_text())
+        assert _gui.stale_readout(viewer, session, w) is not None
+        assert not _gui.idle(session, w)
+        w.big.setText("MTM = —")
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+    assert not errors, errors
+
+
+def _file_open_sample(viewer, qtbot, title):
+    """File > Open Sample > <plugin> > ``title`` (the real menu action)."""
+    bar = viewer.window._qt_window.menuBar()
+
+    def walk(menu):
+        for a in menu.actions():
+            if a.menu() is not None:
+                found = walk(a.menu())
+                if found is not None:
+                    return found
+            elif title in a.text().replace("&", ""):
+                return a
+        return None
+
+    action = next(
+        (a for m in bar.actions() if m.menu() is not None for a in [walk(m.menu())] if a), None
+    )
+    assert action is not None, f"no File > Open Sample entry '{title}'"
+    action.trigger()
+    qtbot.wait(50)
+
+
+def test_file_open_sample_twice_switches_case(viewer, qtbot, tmp_path):
+    """Defect B: a second File > Open Sample opens that case instead of mixing its layers
+    into the open one; an annotation of the first case is saved before."""
+    with qtbot.capture_exceptions() as errors:
+        session, _load, w = _dock(viewer)
+        m = session.model
+        _file_open_sample(viewer, qtbot, "Liver microwave")
+        qtbot.waitUntil(lambda: m.pre is not None and m.labels("ablation") is not None)
+        tl = session.labels_layer("tumor")
+        z, y, x = (int(v) for v in np.argwhere(tl.data != 0)[0])
+        tl.paint((z, y, max(0, x - 12)), 1)  # an annotation of the liver case
+        assert session._user_edited
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        liver_text = w.big.text()
+        liver_folder = m.folder
+        _file_open_sample(viewer, qtbot, "Renal cryoablation")
+        qtbot.waitUntil(
+            lambda: session._switch_worker is None and "renal" in str(m.folder), timeout=120000
+        )
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+        names = [ly.name for ly in viewer.layers]
+        assert not any("[" in n for n in names), names
+        for role in ("pre", "post", "tumor", "ablation"):
+            assert _roles(viewer).count(role) == 1, (role, names)
+        pre = _layers.find_layer(viewer, "pre")
+        assert pre.data.shape == m.pre.GetSize()[::-1]
+        assert m.labels("tumor") is session.labels_layer("tumor").data
+        assert w.big.text() == "MTM = —" and _gui.stale_readout(viewer, session, w) is None
+        # the liver annotation was saved before the switch
+        disk = Case.load(liver_folder)
+        from SimpleITK import GetArrayFromImage
+
+        assert GetArrayFromImage(disk.tumor)[z, y, max(0, x - 12)] == 1
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        assert _gui.check_invariants(viewer, session, w, tmp_path).margin_text() != liver_text
+        # napari's Duplicate Layer copies a layer of the open case: not another case
+        from napari.layers._layer_actions import _duplicate_layer
+
+        folder = m.folder
+        viewer.layers.selection = {pre}
+        _duplicate_layer(viewer.layers)
+        qtbot.wait(200)
+        assert _roles(viewer).count("pre") == 2 and session._switch_worker is None
+        assert m.folder == folder and _gui.stale_readout(viewer, session, w) is None
+    assert not errors, errors
