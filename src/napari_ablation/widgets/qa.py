@@ -120,6 +120,10 @@ class QAPanel(QWidget):
         self.cross = QCheckBox(
             "linked crosshair (follows the mouse; magenta: the same point in raw post)"
         )
+        self.cross.setToolTip(
+            "Yellow: the point under the mouse. Magenta: T(p), the same anatomy in raw post, "
+            "drawn on this slice; 'T(p) 3.0 mm S' means it lies 3.0 mm superior of the slice."
+        )
         form.addRow(self.cross)
         v.addWidget(views)
 
@@ -183,8 +187,6 @@ class QAPanel(QWidget):
                 layer.data = data
                 return layer
             self.viewer.layers.remove(layer)
-        from .register import below_user_labels
-
         with _layers.keep_selection(self.viewer):  # a QA view never takes the user's active layer
             layer = self.viewer.add_image(
                 data,
@@ -193,7 +195,7 @@ class QAPanel(QWidget):
                 **self._layer_kwargs(pre_l),
                 **kw,
             )
-            below_user_labels(self.viewer, layer)  # nor covers the user's drawing
+        _layers.arrange(self.viewer)  # over what it compares, under the user's drawing
         return layer
 
     def _remove(self, name):
@@ -247,7 +249,6 @@ class QAPanel(QWidget):
             else:
                 self._remove(DIFF)
             self.diff_legend.setVisible(self.diff.isChecked())
-            self._crosshair_on_top()
             self._contours(pre_l, reg_l)
         except AblationError as exc:
             _layers.notify_error(exc)
@@ -326,6 +327,7 @@ class QAPanel(QWidget):
                         metadata={_layers.META: {"role": EDGES}},
                         **self._layer_kwargs(pre_l),
                     )
+                _layers.arrange(self.viewer)
             # show the edges over the other image
             reg_l.visible = "registered post over" not in mode
             pre_l.visible = True
@@ -344,6 +346,7 @@ class QAPanel(QWidget):
         layer.contour = 1
         layer.rendering = "translucent"  # in 3D a see-through volume, not a block hiding the tumor
         layer.visible = True
+        _layers.arrange(self.viewer)
 
     def _post_field_of_view(self, box=None) -> np.ndarray:
         """Voxels of the pre grid (or of ``box``) whose point ``T(p)`` lies inside the post
@@ -367,14 +370,6 @@ class QAPanel(QWidget):
         ci = (q - np.asarray(post.GetOrigin())) / np.asarray(post.GetSpacing())
         inside = np.all((ci >= -0.5) & (ci <= np.asarray(post.GetSize()) - 0.5), axis=1)
         return inside.reshape(tuple(b.stop - b.start for b in box))
-
-    def _crosshair_on_top(self) -> None:
-        """QA images are added above the crosshair: keep the crosshair (both points) visible."""
-        if CROSS in self.viewer.layers:
-            i = self.viewer.layers.index(self.viewer.layers[CROSS])
-            if i != len(self.viewer.layers) - 1:
-                with _layers.keep_selection(self.viewer):
-                    self.viewer.layers.move(i, len(self.viewer.layers))
 
     def _on_opacity(self, value: int) -> None:
         layer = self.owner.registered_layer()
@@ -425,29 +420,30 @@ class QAPanel(QWidget):
     # ------------------------------------------------------------------ crosshair
     def _on_cross(self, on: bool) -> None:
         if on:
-            if CROSS not in self.viewer.layers:
+            pre_l = _layers.find_layer(self.viewer, "pre")
+            if CROSS not in self.viewer.layers and pre_l is not None:
+                # on the pre grid (scale, translate): a layer with a 1 mm scale would make
+                # napari step the slider by 1 mm instead of by one pre slice
+                scale = np.asarray(pre_l.scale, float)
                 with _layers.keep_selection(self.viewer):
                     self.viewer.add_points(
                         np.zeros((2, 3)),
                         name=CROSS,
                         symbol="cross",
-                        size=CROSS_SIZE_MM,
+                        size=CROSS_SIZE_MM / float(np.mean(scale[-2:])),
+                        scale=tuple(scale),
+                        translate=tuple(pre_l.translate),
                         face_color=list(CROSS_COLORS),
                         border_color="black",
                         border_width=0.08,
                         features={"note": np.array(["", "T(p)"], dtype=object)},
-                        text={
-                            "string": "{note}",
-                            "color": CROSS_COLORS[1],
-                            "size": 9,
-                            "anchor": "upper_left",
-                            "translation": [0.0, -CROSS_SIZE_MM / 2, CROSS_SIZE_MM / 2],
-                        },
+                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9},
                         metadata={_layers.META: {"role": CROSS}},
                         projection_mode="all",
                         units=("mm", "mm", "mm"),
                         axis_labels=geometry.AXIS_LABELS,
                     )
+                _layers.arrange(self.viewer)
             if self._mouse_cb is None:
 
                 def cb(viewer, event):
@@ -476,14 +472,48 @@ class QAPanel(QWidget):
             for a in normal:
                 d = q[a] - shown[a]
                 depth = (
-                    f"T(p): {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]} of this slice"
+                    f"T(p) {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]}"
                     if abs(d) >= 0.05
                     else "T(p)"
                 )
                 q[a] = shown[a]
         layer = self.viewer.layers[CROSS]
-        layer.data = np.array([shown, q])
+        scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+        layer.data = (np.array([shown, q]) - translate) / scale
         layer.features = {"note": np.array(["", depth or "T(p)"], dtype=object)}
+        self._place_cross_text(layer, q)
+
+    def _place_cross_text(self, layer, q) -> None:
+        """The partner's note beside it, on the side towards the middle of the view (it ran
+        off the canvas on the right)."""
+        if self.viewer.dims.ndisplay != 2:
+            return
+        vert, horiz = list(self.viewer.dims.displayed)[-2:]
+        cam = _layers.camera(self.viewer)
+        screen_right = str(getattr(cam.orientation2d[1], "value", cam.orientation2d[1]))
+        screen_down = str(getattr(cam.orientation2d[0], "value", cam.orientation2d[0]))
+        sign_x = 1.0 if screen_right == "right" else -1.0  # world direction of screen-right
+        sign_y = 1.0 if screen_down == "down" else -1.0
+        middle = cam.center[-1]
+        pre_l = _layers.find_layer(self.viewer, "pre")
+        if pre_l is not None and _layers.grid(self.viewer).enabled:  # its own cell's middle
+            lo, hi = (np.asarray(e, float) for e in pre_l.extent.world)
+            middle = (lo[horiz] + hi[horiz]) / 2
+        on_right = sign_x * (q[horiz] - middle) > 0
+        half = CROSS_SIZE_MM / 2 / np.asarray(layer.scale, float)
+        shift = np.zeros(3)
+        shift[horiz] = (-1.0 if on_right else 1.0) * sign_x * half[horiz]
+        shift[vert] = -sign_y * half[vert]
+        anchor = "upper_right" if on_right else "upper_left"
+        now = str(getattr(layer.text.anchor, "value", layer.text.anchor))
+        if now != anchor or not np.allclose(layer.text.translation, shift):
+            layer.text = {
+                "string": "{note}",
+                "color": CROSS_COLORS[1],
+                "size": 9,
+                "anchor": anchor,
+                "translation": list(shift),
+            }
 
     def _disconnect_mouse(self) -> None:
         if self._mouse_cb is not None:
