@@ -76,8 +76,11 @@ def test_post_space_never_covers_pre_and_qa_views_sit_over_what_they_compare(
         for pre_role in ("pre", "tumor", "post_registered"):
             assert _idx(v, post_role) < _idx(v, pre_role), (post_role, pre_role)
     # the difference view: over pre, registered post and raw post, under the tumor drawing
+    reg_layer = w.registered_layer()
+    assert reg_layer.visible
     w.qa.diff.setChecked(True)
     qtbot.wait(300)
+    assert not reg_layer.visible  # the difference is read over pre, not under a magenta tint
     d = _idx(v, "qa difference")
     assert d > max(_idx(v, "pre"), _idx(v, "post_registered"), _idx(v, "post"))
     assert d < _idx(v, "tumor")
@@ -90,6 +93,8 @@ def test_post_space_never_covers_pre_and_qa_views_sit_over_what_they_compare(
     _click(qtbot, v.window._qt_viewer.viewerButtons.gridViewButton)
     assert _cell(v, "landmarks_post") == _cell(v, "post") != _cell(v, "landmarks_pre")
     assert _cell(v, "qa difference") == _cell(v, "pre")
+    w.qa.diff.setChecked(False)
+    assert reg_layer.visible and "qa difference" not in v.layers
 
 
 def test_crosshair_keeps_the_slice_stepping_and_its_text_inside(widget, qtbot, tmp_path):

@@ -44,14 +44,19 @@ EDGES_HALF_SIZE_MM = 60.0
 #: crosshair: size (mm) and colours (the point under the mouse, its partner T(p) in raw post)
 CROSS_SIZE_MM = 12
 CROSS_COLORS = ("#ffff00", "#ff00ff")
-#: the difference view's colour range (normalised intensities)
-DIFF_LIMIT = 0.6
+#: the difference view's colour range (normalised intensities, after removing the
+#: overall brightness offset between the two series)
+DIFF_LIMIT = 0.5
+#: diverging colours of the difference view (colour-blind safe): pre brighter, post brighter
+DIFF_COLORS = ("#2166ac", "#e66101")
 DIFF_LEGEND = (
-    "Difference legend: <span style='color:#2ca02c'><b>green</b></span> registered post "
-    "brighter than pre, "
-    "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they "
-    "agree or where post "
-    "has no data (outside its field of view)."
+    "<b>Difference</b> (registered post - pre), centred at zero:<br>"
+    f"<span style='color:{DIFF_COLORS[1]}'>&#9632;</span> <b>orange</b>: post brighter than "
+    "pre<br>"
+    f"<span style='color:{DIFF_COLORS[0]}'>&#9632;</span> <b>blue</b>: pre brighter than "
+    "post<br>"
+    "clear (anatomy shows): no difference, or outside post's field of view (no data). "
+    "Edges doubled in orange and blue mean misalignment."
 )
 CONTOURS = (
     "none",
@@ -62,19 +67,27 @@ CONTOURS = (
 
 
 def difference_colormap():
-    """Blue (pre brighter) - transparent (equal) - green (post brighter)."""
+    """Diverging, centred at zero: blue (pre brighter) - transparent (equal) - orange (post
+    brighter)."""
     from napari.utils.colormaps import Colormap
+    from napari.utils.colormaps.standardize_color import transform_color
 
+    blue, orange = (transform_color(c)[0][:3].tolist() for c in DIFF_COLORS)
     return Colormap(
-        colors=[
-            [0.12, 0.47, 0.91, 1.0],
-            [0.12, 0.47, 0.91, 0.0],
-            [0.17, 0.80, 0.17, 0.0],
-            [0.17, 0.80, 0.17, 1.0],
-        ],
+        colors=[[*blue, 1.0], [*blue, 0.0], [*orange, 0.0], [*orange, 1.0]],
         controls=[0.0, 0.5, 0.5, 1.0],
         name="qa_difference",
     )
+
+
+def difference_offset(d: np.ndarray, fov: np.ndarray, pre_norm: np.ndarray) -> float:
+    """The overall brightness offset between the two series (the median difference over the
+    body inside post's field of view): the difference view is centred on it, so that only
+    local differences are coloured."""
+    step = max(1, d.shape[0] // 16)
+    body = fov[::step] & (pre_norm[::step] > 0.1)
+    sample = d[::step][body]
+    return float(np.median(sample)) if sample.size else 0.0
 
 
 class QAPanel(QWidget):
@@ -88,10 +101,14 @@ class QAPanel(QWidget):
         self._flick_state = False
         self._mouse_cb = None
         self._edges_cache = None
+        self._diff_offset = 0.0
+        self._reg_visible_before = None
         v = QVBoxLayout(self)
 
         views = QGroupBox("Views")
-        form = QFormLayout(views)
+        views_lay = QVBoxLayout(views)
+        form = QFormLayout()
+        views_lay.addLayout(form)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
@@ -107,7 +124,6 @@ class QAPanel(QWidget):
         self.diff_legend = QLabel(DIFF_LEGEND)
         self.diff_legend.setWordWrap(True)
         self.diff_legend.setVisible(False)
-        form.addRow(self.diff_legend)
         self.flicker = QCheckBox("flicker pre / post")
         self.rate = QDoubleSpinBox()
         self.rate.setRange(0.5, 10)
@@ -117,14 +133,14 @@ class QAPanel(QWidget):
         self.contours = QComboBox()
         self.contours.addItems(CONTOURS)
         form.addRow("Contours", self.contours)
-        self.cross = QCheckBox(
-            "linked crosshair (follows the mouse; magenta: the same point in raw post)"
-        )
+        self.cross = QCheckBox("linked crosshair (magenta: the same point in raw post)")
         self.cross.setToolTip(
             "Yellow: the point under the mouse. Magenta: T(p), the same anatomy in raw post, "
             "drawn on this slice; 'T(p) 3.0 mm S' means it lies 3.0 mm superior of the slice."
         )
         form.addRow(self.cross)
+        # outside the form: a word-wrapped label spanning a form row is cut to one line
+        views_lay.addWidget(self.diff_legend)
         v.addWidget(views)
 
         verdict = QGroupBox("QA verdict (recorded in the case and the report)")
@@ -148,7 +164,7 @@ class QAPanel(QWidget):
         self.tile.valueChanged.connect(
             lambda _v: self.refresh() if self.checker.isChecked() else None
         )
-        self.diff.toggled.connect(lambda _on: self.refresh())
+        self.diff.toggled.connect(self._on_diff)
         self.flicker.toggled.connect(self._on_flicker)
         self.rate.valueChanged.connect(self._on_rate)
         self.contours.currentIndexChanged.connect(lambda _i: self.refresh())
@@ -235,9 +251,10 @@ class QAPanel(QWidget):
                 self._remove(CHECKER)
             if self.diff.isChecked():
                 d = reg.difference(a, b, self._range(pre_l), self._range(reg_l))
-                d[~self._post_field_of_view()] = (
-                    0.0  # no post there: nothing to compare (transparent)
-                )
+                fov = self._post_field_of_view()
+                self._diff_offset = difference_offset(d, fov, reg.normalise(a, self._range(pre_l)))
+                d -= np.float32(self._diff_offset)
+                d[~fov] = 0.0  # no post there: nothing to compare (transparent)
                 self._set_image(
                     DIFF,
                     d,
@@ -277,6 +294,7 @@ class QAPanel(QWidget):
         if self.diff.isChecked() and DIFF in self.viewer.layers:
             layer = self.viewer.layers[DIFF]
             d = reg.difference(a, arr, self._range(pre_l), self._range(reg_l))
+            d -= np.float32(self._diff_offset)
             d[~self._post_field_of_view(box)] = 0.0
             layer.data[box] = d
             layer.refresh(thumbnail=False, extent=False, highlight=False)
@@ -370,6 +388,19 @@ class QAPanel(QWidget):
         ci = (q - np.asarray(post.GetOrigin())) / np.asarray(post.GetSpacing())
         inside = np.all((ci >= -0.5) & (ci <= np.asarray(post.GetSize()) - 0.5), axis=1)
         return inside.reshape(tuple(b.stop - b.start for b in box))
+
+    def _on_diff(self, on: bool) -> None:
+        """The difference is read over pre alone: the magenta registered post (which tints
+        everything) is hidden while it is on, and shown again as it was after."""
+        reg_l = self.owner.registered_layer()
+        if on and reg_l is not None:
+            self._reg_visible_before = reg_l.visible
+            reg_l.visible = False
+        elif not on and reg_l is not None and self._reg_visible_before:
+            reg_l.visible = True
+        if not on:
+            self._reg_visible_before = None
+        self.refresh()
 
     def _on_opacity(self, value: int) -> None:
         layer = self.owner.registered_layer()
