@@ -635,6 +635,7 @@ class MarginWidget(QWidget):
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 if j == 1:
                     item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setToolTip(v)  # the full name where the narrow column elides it
                 self.table.setItem(i, j, item)
         pm = QPixmap()
         pm.loadFromData(prep["histogram_png"], "PNG")

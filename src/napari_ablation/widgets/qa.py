@@ -130,10 +130,10 @@ class QAPanel(QWidget):
         self.rate.setValue(2.0)
         self.rate.setSuffix(" Hz")
         form.addRow(self.flicker, self.rate)
-        self.contours = QComboBox()
+        self.contours = _layers.compact_combo(QComboBox())
         self.contours.addItems(CONTOURS)
         form.addRow("Contours", self.contours)
-        self.cross = QCheckBox("linked crosshair (magenta: the same point in raw post)")
+        self.cross = QCheckBox("linked crosshair (magenta: raw post)")
         self.cross.setToolTip(
             "Yellow: the point under the mouse. Magenta: T(p), the same anatomy in raw post, "
             "drawn on this slice; 'T(p) 3.0 mm S' means it lies 3.0 mm superior of the slice."
@@ -145,7 +145,7 @@ class QAPanel(QWidget):
 
         verdict = QGroupBox("QA verdict (recorded in the case and the report)")
         form = QFormLayout(verdict)
-        self.verdict = QComboBox()
+        self.verdict = _layers.compact_combo(QComboBox())
         self.verdict.addItems(QA_VERDICTS)
         form.addRow("Registration", self.verdict)
         self.comment = QLineEdit()
