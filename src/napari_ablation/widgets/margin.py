@@ -261,7 +261,8 @@ class MarginWidget(QWidget):
         f.setBold(True)
         self.big.setFont(f)
         self.big.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        lay.addWidget(self.big)
+        self.big.setContentsMargins(4, 2, 4, 2)
+        self.layout().insertWidget(0, self.big)  # above the scroll area: always in sight
         self.interval = QLabel("")
         self.interval.setWordWrap(True)
         self.interval.setTextInteractionFlags(Qt.TextSelectableByMouse)
