@@ -390,7 +390,7 @@ def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot,
     qa = w.qa
     qa.diff.setChecked(True)
     assert not qa.diff_legend.isHidden()
-    assert "orange" in qa.diff_legend.text() and "outside" in qa.diff_legend.text()
+    assert "green" in qa.diff_legend.text() and "outside" in qa.diff_legend.text()
     # the whole legend is shown (it was cut to one line inside the form)
     w.tabs.setCurrentWidget(qa)
     qtbot.wait(200)

@@ -47,16 +47,17 @@ CROSS_COLORS = ("#ffff00", "#ff00ff")
 #: the difference view's colour range (normalised intensities, after removing the
 #: overall brightness offset between the two series)
 DIFF_LIMIT = 0.5
-#: diverging colours of the difference view (colour-blind safe): pre brighter, post brighter
-DIFF_COLORS = ("#2166ac", "#e66101")
+#: diverging colours of the difference view (colour-blind safe, and neither the orange
+#: tumor nor the blue ablation labels): pre brighter, post brighter
+DIFF_COLORS = ("#9b59d0", "#1bb35a")
 DIFF_LEGEND = (
     "<b>Difference</b> (registered post - pre), centred at zero:<br>"
-    f"<span style='color:{DIFF_COLORS[1]}'>&#9632;</span> <b>orange</b>: post brighter than "
+    f"<span style='color:{DIFF_COLORS[1]}'>&#9632;</span> <b>green</b>: post brighter than "
     "pre<br>"
-    f"<span style='color:{DIFF_COLORS[0]}'>&#9632;</span> <b>blue</b>: pre brighter than "
+    f"<span style='color:{DIFF_COLORS[0]}'>&#9632;</span> <b>purple</b>: pre brighter than "
     "post<br>"
     "clear (anatomy shows): no difference, or outside post's field of view (no data). "
-    "Edges doubled in orange and blue mean misalignment."
+    "Edges doubled in green and purple mean misalignment."
 )
 CONTOURS = (
     "none",
@@ -67,14 +68,14 @@ CONTOURS = (
 
 
 def difference_colormap():
-    """Diverging, centred at zero: blue (pre brighter) - transparent (equal) - orange (post
+    """Diverging, centred at zero: purple (pre brighter) - transparent (equal) - green (post
     brighter)."""
     from napari.utils.colormaps import Colormap
     from napari.utils.colormaps.standardize_color import transform_color
 
-    blue, orange = (transform_color(c)[0][:3].tolist() for c in DIFF_COLORS)
+    lo, hi = (transform_color(c)[0][:3].tolist() for c in DIFF_COLORS)
     return Colormap(
-        colors=[[*blue, 1.0], [*blue, 0.0], [*orange, 0.0], [*orange, 1.0]],
+        colors=[[*lo, 1.0], [*lo, 0.0], [*hi, 0.0], [*hi, 1.0]],
         controls=[0.0, 0.5, 0.5, 1.0],
         name="qa_difference",
     )
