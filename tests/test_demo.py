@@ -35,3 +35,36 @@ def test_demo_opens_sample_case_with_widgets_and_takes_a_screenshot(tmp_path):
     assert np.asarray(img[..., :3], float).std() > 20
     # the sample case was copied into the user's cases folder (bundled data untouched)
     assert (tmp_path / "cases" / "sample_renal_mri" / "case.json").exists()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DISPLAY"), reason="the demo opens a window: run under xvfb-run"
+)
+def test_demo_docks_are_tabbed_narrow_and_titled_in_full(qtbot, tmp_path, monkeypatch):
+    """The widgets share one tabbed dock area that leaves the images most of the window, with
+    tab titles that are not cut."""
+    from qtpy.QtWidgets import QDockWidget, QTabBar
+
+    from napari_ablation import demo
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer, _load, worker = demo.open_demo_viewer()
+    try:
+        qtbot.waitUntil(lambda: worker is None or not worker.is_running, timeout=120000)
+        qtbot.wait(500)
+        win = viewer.window._qt_window
+        ours = [d for d in win.findChildren(QDockWidget) if d.windowTitle() in demo.TAB_TITLES]
+        assert sorted(d.windowTitle() for d in ours) == sorted(demo.TAB_TITLES)
+        assert len({win.dockWidgetArea(d) for d in ours}) == 1
+        assert all(win.tabifiedDockWidgets(d) for d in ours)  # one tabbed area
+        width = max(d.width() for d in ours if d.isVisible())
+        assert width < 0.32 * win.width()
+        assert viewer.window._qt_viewer.canvas.native.width() > 0.45 * win.width()
+        bars = [b for b in win.findChildren(QTabBar) if b.count() == len(demo.TAB_TITLES)]
+        assert bars
+        bar = bars[0]
+        for i in range(bar.count()):  # the whole title fits its tab
+            text = bar.tabText(i)
+            assert bar.tabRect(i).width() >= bar.fontMetrics().horizontalAdvance(text), text
+    finally:
+        viewer.close()

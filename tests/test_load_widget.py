@@ -282,7 +282,9 @@ def test_sample_case_opens_side_by_side_with_a_screenshot_showing_both(
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
     assert widget.last_error is None
     names = [_layers.role_of(layer) for layer in viewer.layers]
-    assert names == ["pre", "tumor", "post", "ablation"]
+    # one order rule (_layers.arrange): post space under pre space; the grid (negative
+    # stride, from the top) still puts pre | post in the left | right cells
+    assert names == ["post", "ablation", "pre", "tumor"]
     assert _layers.grid(viewer).enabled and tuple(_layers.grid(viewer).shape) == (1, 2)
     pre, _post = _layers.find_layer(viewer, "pre"), _layers.find_layer(viewer, "post")
     assert np.allclose(pre.scale, (3.0, 1.2, 1.2))

@@ -482,3 +482,25 @@ def test_peri_tumoral_shells_of_concentric_spheres(spacing):
         res = M.analyze_margin(tumor, ablation, None, 5.0)
         assert res.shell_coverage[3.0] == 1.0
         assert abs(res.shell_coverage[6.0] - exact6) <= 0.04, (seed, res.shell_coverage)
+
+
+def test_the_ablation_outline_on_pre_holds_the_whole_zone_not_the_tumor_box():
+    """The outline shown in pre space covers the whole registered ablation zone (a box
+    around the tumor cut it into an open arc) on the zone's own box, not the whole grid."""
+    c = np.zeros(3)
+    tumor = M.sphere_image([101, 101, 101], [1, 1, 1], [-50] * 3, c, 5.0)
+    T = sitk.TranslationTransform(3, (6.0, 0.0, 0.0))
+    ablation = M.sphere_image([81, 81, 81], [1, 1, 1], [-31, -40, -40], c + [9.0, 0, 0], 30.0)
+    res = M.analyze_margin(tumor, ablation, T)
+    assert res.min_margin_mm == pytest.approx(30 - 5 - 3, abs=0.3)
+    shown = res.display_box()
+    assert shown[2].stop - shown[2].start < 60  # the tumor's box would cut the 60 mm zone
+    img = res.ablation_on_pre_image()
+    arr = sitk.GetArrayFromImage(img).astype(bool)
+    assert arr.size < 0.5 * 101**3  # the zone's box, not the whole grid
+    for ax in range(3):  # closed: no voxel of the zone on a face of the box
+        assert not arr.take(0, axis=ax).any() and not arr.take(-1, axis=ax).any()
+    assert arr.sum() == pytest.approx(4 / 3 * math.pi * 30**3, rel=0.03)
+    # the box sits where the zone is in pre space: x from -27 to +33 mm (T^-1 shifts by -6)
+    xs = np.flatnonzero(arr.any(axis=(0, 1))) + img.GetOrigin()[0]
+    assert xs.min() == pytest.approx(-27, abs=1.5) and xs.max() == pytest.approx(33, abs=1.5)

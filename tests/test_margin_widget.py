@@ -245,3 +245,21 @@ def test_layer_choices_follow_roles_when_layers_arrive_one_by_one(make_napari_vi
     )
     assert w.tumor_combo.currentText() == "tumor"
     assert w.ablation_combo.currentText() == "ablation"
+
+
+def test_mtm_stays_in_sight_above_the_scrolled_panel(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """In a short dock (four docks stacked at 1920 x 1080) the MTM line is not scrolled away,
+    and the table's names carry their full text where the column elides them."""
+    from qtpy.QtWidgets import QScrollArea
+
+    _viewer, w = _setup(make_napari_viewer, tmp_path, monkeypatch, show=True)
+    res = _compute(w, qtbot)
+    w.resize(300, 120)
+    qtbot.wait(100)
+    area = w.findChild(QScrollArea)
+    assert not area.isAncestorOf(w.big) and w.big.isVisible()
+    assert w.big.geometry().bottom() <= w.height() and f"{res.min_margin_mm:.1f}" in w.big.text()
+    names = [w.table.item(i, 0) for i in range(w.table.rowCount())]
+    assert all(it.toolTip() == it.text() for it in names)

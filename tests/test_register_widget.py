@@ -296,7 +296,9 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     assert reg_l.colormap.name == "magenta" and reg_l.opacity == pytest.approx(0.6)
     qa.cross.setChecked(True)
     qa.move_crosshair(TUMOR_C[::-1])
-    cross = w.viewer.layers["crosshair"].data
+    cl = w.viewer.layers["crosshair"]
+    cross = cl.data * cl.scale + cl.translate  # world (on the pre grid: pre's slice steps)
+    assert np.allclose(cl.scale, pre_l.scale)
     q = tfm.transform_points(TRUE, TUMOR_C)[0][::-1]  # world (z, y, x)
     # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it),
     # its depth written
@@ -389,10 +391,20 @@ def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot,
     qa.diff.setChecked(True)
     assert not qa.diff_legend.isHidden()
     assert "green" in qa.diff_legend.text() and "outside" in qa.diff_legend.text()
+    # the whole legend is shown (it was cut to one line inside the form)
+    w.tabs.setCurrentWidget(qa)
+    qtbot.wait(200)
+    lab = qa.diff_legend
+    assert lab.height() >= lab.heightForWidth(lab.width()) - 1 > 3 * lab.fontMetrics().height()
+    w.grab().save(str(tmp_path / "register_qa_legend.png"))
     d = np.asarray(w.viewer.layers["qa difference"].data)
     fov = qa._post_field_of_view()
     assert (~fov).any() and fov.any()
     assert np.all(d[~fov] == 0)  # outside post's field of view: neutral (transparent), no band
+    # centred at zero: the overall brightness offset between the series is not coloured
+    pre = np.asarray(_layers.find_layer(w.viewer, "pre").data)
+    body = fov & (reg.normalise(pre, reg.intensity_range(pre)) > 0.1)
+    assert abs(float(np.median(d[body]))) < 0.02
     layer = w.viewer.layers["qa difference"]
     assert layer.colormap.map(np.array([0.5]))[0][3] == 0  # zero difference is transparent
     # the crosshair stays above the QA layers, its partner drawn with an outline
@@ -406,4 +418,4 @@ def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot,
         assert names.index(name) < tumor_i, name
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"]
-    assert len(cross.data) == 2 and cross.size.min() >= 10
+    assert len(cross.data) == 2 and cross.size.min() * np.mean(cross.scale[-2:]) >= 10  # mm

@@ -1206,20 +1206,46 @@ class MarginResult:
         A, b = self._pre_to_post
         return self._ablation_field.inside(_affine(g.to_lps(idx), A, b)).reshape(shape)
 
+    def ablation_box(self) -> tuple[slice, slice, slice]:
+        """Return the index box on the pre grid that holds the whole registered ablation zone.
+
+        Returns
+        -------
+        tuple of slice
+            (z, y, x) slices: the box of the ablation zone's own field (its crop on the post
+            grid) mapped into pre space, clipped to the pre grid; the display box when there
+            is no ablation zone.
+        """
+        f = self._ablation_field
+        if f is None:
+            return self.display_box()
+        g = _Grid(self.pre_reference)
+        last = np.asarray(f.values.shape, float) - 1.0
+        corners = np.array(np.meshgrid(*[[0.0, n] for n in last], indexing="ij")).reshape(3, -1).T
+        A, b = self._pre_to_post  # post = A @ pre + b
+        pre_lps = np.linalg.solve(A, (f.to_lps(corners) - b).T).T
+        idx = g.to_index(pre_lps)
+        lo = np.clip(np.floor(idx.min(axis=0)).astype(int), 0, g.shape)
+        hi = np.clip(np.ceil(idx.max(axis=0)).astype(int) + 1, 0, g.shape)
+        if np.any(hi <= lo):  # the ablation zone lies outside the pre grid
+            return self.display_box()
+        return tuple(slice(int(a), int(c)) for a, c in zip(lo, hi))
+
     def ablation_on_pre_image(self, box: tuple[slice, slice, slice] | None = None) -> sitk.Image:
         """Return :meth:`ablation_on_pre` as a uint8 image with the pre grid's geometry.
 
         Parameters
         ----------
         box : tuple of slice, optional
-            Index box ``(z, y, x)`` on the pre grid (default: :meth:`display_box`).
+            Index box ``(z, y, x)`` on the pre grid (default: :meth:`ablation_box`, the
+            whole ablation zone).
 
         Returns
         -------
         SimpleITK.Image
             The mask, its origin at the box's first voxel.
         """
-        box = box or self.display_box()
+        box = box or self.ablation_box()
         arr = self.ablation_on_pre(box).astype(np.uint8)
         img = sitk.GetImageFromArray(arr)
         ref = self.pre_reference

@@ -323,6 +323,65 @@ def keep_selection(viewer):
                 sel.active = active
 
 
+#: layers drawn on the post grid (raw post space): never over a pre-space layer
+POST_SPACE_ROLES = ("post", "ablation", "landmarks_post")
+#: bottom-to-top order of the pre-space layers: anatomy, the QA view over what it
+#: compares, then the user's drawing and the results over it (other layers keep their
+#: place above these)
+PRE_SPACE_ORDER = (
+    "pre",
+    "post_registered",
+    "qa checkerboard",
+    "qa difference",
+    "qa edges",
+    "tumor",
+    "margin",
+    "ablation_registered",
+    "landmarks_pre",
+    "mtm_point",
+)
+
+
+def arrange(viewer) -> None:
+    """The one layer-order rule (keeps the user's selection and active layer).
+
+    Bottom to top: the raw post-space layers (:data:`POST_SPACE_ROLES`), then the
+    pre-space layers in :data:`PRE_SPACE_ORDER`, then every other layer. With the grid off
+    the raw post (not aligned with pre) is therefore under pre and never covers it; with
+    the grid on, napari's grid groups layers from the top (negative stride), so pre space
+    fills the first cell and post space the second, whatever layers the views add.
+    """
+    layers = viewer.layers
+
+    def rank(ly):
+        role = role_of(ly) or ly.name
+        if role in POST_SPACE_ROLES:
+            return (0, POST_SPACE_ROLES.index(role))
+        if role in PRE_SPACE_ORDER:
+            return (1, PRE_SPACE_ORDER.index(role))
+        return (2, 0)
+
+    want = sorted(layers, key=rank)  # stable: equal ranks keep their order
+    if list(layers) != want:
+        with keep_selection(viewer):
+            for i, ly in enumerate(want):
+                j = layers.index(ly)
+                if j != i:
+                    layers.move(j, i)
+    update_grid_stride(viewer)
+
+
+def update_grid_stride(viewer, event=None) -> None:
+    """Grid stride: the pre-space layers (the top block, see :func:`arrange`) share one cell,
+    the post-space layers the next."""
+    n_post = sum(role_of(ly) in POST_SPACE_ROLES for ly in viewer.layers)
+    n_pre = len(viewer.layers) - n_post
+    if n_post and n_pre:
+        g = grid(viewer)
+        g.stride = -max(n_pre, n_post)
+        g.shape = (1, 2)
+
+
 def scroll_body(widget):
     """Put ``widget``'s content in a scroll area and return the content's layout: a docked
     panel then never forces the dock wider or taller than the user makes it (the images

@@ -261,7 +261,8 @@ class MarginWidget(QWidget):
         f.setBold(True)
         self.big.setFont(f)
         self.big.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        lay.addWidget(self.big)
+        self.big.setContentsMargins(4, 2, 4, 2)
+        self.layout().insertWidget(0, self.big)  # above the scroll area: always in sight
         self.interval = QLabel("")
         self.interval.setWordWrap(True)
         self.interval.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -641,6 +642,7 @@ class MarginWidget(QWidget):
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 if j == 1:
                     item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setToolTip(v)  # the full name where the narrow column elides it
                 self.table.setItem(i, j, item)
         pm = QPixmap()
         pm.loadFromData(prep["histogram_png"], "PNG")

@@ -44,14 +44,20 @@ EDGES_HALF_SIZE_MM = 60.0
 #: crosshair: size (mm) and colours (the point under the mouse, its partner T(p) in raw post)
 CROSS_SIZE_MM = 12
 CROSS_COLORS = ("#ffff00", "#ff00ff")
-#: the difference view's colour range (normalised intensities)
-DIFF_LIMIT = 0.6
+#: the difference view's colour range (normalised intensities, after removing the
+#: overall brightness offset between the two series)
+DIFF_LIMIT = 0.5
+#: diverging colours of the difference view (colour-blind safe, and neither the orange
+#: tumor nor the blue ablation labels): pre brighter, post brighter
+DIFF_COLORS = ("#9b59d0", "#1bb35a")
 DIFF_LEGEND = (
-    "Difference legend: <span style='color:#2ca02c'><b>green</b></span> registered post "
-    "brighter than pre, "
-    "<span style='color:#1f78e8'><b>blue</b></span> pre brighter; transparent where they "
-    "agree or where post "
-    "has no data (outside its field of view)."
+    "<b>Difference</b> (registered post - pre), centred at zero:<br>"
+    f"<span style='color:{DIFF_COLORS[1]}'>&#9632;</span> <b>green</b>: post brighter than "
+    "pre<br>"
+    f"<span style='color:{DIFF_COLORS[0]}'>&#9632;</span> <b>purple</b>: pre brighter than "
+    "post<br>"
+    "clear (anatomy shows): no difference, or outside post's field of view (no data). "
+    "Edges doubled in green and purple mean misalignment."
 )
 CONTOURS = (
     "none",
@@ -62,19 +68,27 @@ CONTOURS = (
 
 
 def difference_colormap():
-    """Blue (pre brighter) - transparent (equal) - green (post brighter)."""
+    """Diverging, centred at zero: purple (pre brighter) - transparent (equal) - green (post
+    brighter)."""
     from napari.utils.colormaps import Colormap
+    from napari.utils.colormaps.standardize_color import transform_color
 
+    lo, hi = (transform_color(c)[0][:3].tolist() for c in DIFF_COLORS)
     return Colormap(
-        colors=[
-            [0.12, 0.47, 0.91, 1.0],
-            [0.12, 0.47, 0.91, 0.0],
-            [0.17, 0.80, 0.17, 0.0],
-            [0.17, 0.80, 0.17, 1.0],
-        ],
+        colors=[[*lo, 1.0], [*lo, 0.0], [*hi, 0.0], [*hi, 1.0]],
         controls=[0.0, 0.5, 0.5, 1.0],
         name="qa_difference",
     )
+
+
+def difference_offset(d: np.ndarray, fov: np.ndarray, pre_norm: np.ndarray) -> float:
+    """The overall brightness offset between the two series (the median difference over the
+    body inside post's field of view): the difference view is centred on it, so that only
+    local differences are coloured."""
+    step = max(1, d.shape[0] // 16)
+    body = fov[::step] & (pre_norm[::step] > 0.1)
+    sample = d[::step][body]
+    return float(np.median(sample)) if sample.size else 0.0
 
 
 class QAPanel(QWidget):
@@ -88,10 +102,14 @@ class QAPanel(QWidget):
         self._flick_state = False
         self._mouse_cb = None
         self._edges_cache = None
+        self._diff_offset = 0.0
+        self._reg_visible_before = None
         v = QVBoxLayout(self)
 
         views = QGroupBox("Views")
-        form = QFormLayout(views)
+        views_lay = QVBoxLayout(views)
+        form = QFormLayout()
+        views_lay.addLayout(form)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
@@ -107,25 +125,28 @@ class QAPanel(QWidget):
         self.diff_legend = QLabel(DIFF_LEGEND)
         self.diff_legend.setWordWrap(True)
         self.diff_legend.setVisible(False)
-        form.addRow(self.diff_legend)
         self.flicker = QCheckBox("flicker pre / post")
         self.rate = QDoubleSpinBox()
         self.rate.setRange(0.5, 10)
         self.rate.setValue(2.0)
         self.rate.setSuffix(" Hz")
         form.addRow(self.flicker, self.rate)
-        self.contours = QComboBox()
+        self.contours = _layers.compact_combo(QComboBox())
         self.contours.addItems(CONTOURS)
         form.addRow("Contours", self.contours)
-        self.cross = QCheckBox(
-            "linked crosshair (follows the mouse; magenta: the same point in raw post)"
+        self.cross = QCheckBox("linked crosshair (magenta: raw post)")
+        self.cross.setToolTip(
+            "Yellow: the point under the mouse. Magenta: T(p), the same anatomy in raw post, "
+            "drawn on this slice; 'T(p) 3.0 mm S' means it lies 3.0 mm superior of the slice."
         )
         form.addRow(self.cross)
+        # outside the form: a word-wrapped label spanning a form row is cut to one line
+        views_lay.addWidget(self.diff_legend)
         v.addWidget(views)
 
         verdict = QGroupBox("QA verdict (recorded in the case and the report)")
         form = QFormLayout(verdict)
-        self.verdict = QComboBox()
+        self.verdict = _layers.compact_combo(QComboBox())
         self.verdict.addItems(QA_VERDICTS)
         form.addRow("Registration", self.verdict)
         self.comment = QLineEdit()
@@ -144,7 +165,7 @@ class QAPanel(QWidget):
         self.tile.valueChanged.connect(
             lambda _v: self.refresh() if self.checker.isChecked() else None
         )
-        self.diff.toggled.connect(lambda _on: self.refresh())
+        self.diff.toggled.connect(self._on_diff)
         self.flicker.toggled.connect(self._on_flicker)
         self.rate.valueChanged.connect(self._on_rate)
         self.contours.currentIndexChanged.connect(lambda _i: self.refresh())
@@ -195,8 +216,6 @@ class QAPanel(QWidget):
                 layer.data = data
                 return layer
             self.viewer.layers.remove(layer)
-        from .register import below_user_labels
-
         with _layers.keep_selection(self.viewer):  # a QA view never takes the user's active layer
             layer = self.viewer.add_image(
                 data,
@@ -205,7 +224,7 @@ class QAPanel(QWidget):
                 **self._layer_kwargs(pre_l),
                 **kw,
             )
-            below_user_labels(self.viewer, layer)  # nor covers the user's drawing
+        _layers.arrange(self.viewer)  # over what it compares, under the user's drawing
         return layer
 
     def _remove(self, name):
@@ -248,9 +267,10 @@ class QAPanel(QWidget):
                 self._remove(CHECKER)
             if self.diff.isChecked():
                 d = reg.difference(a, b, self._range(pre_l), self._range(reg_l))
-                d[~self._post_field_of_view()] = (
-                    0.0  # no post there: nothing to compare (transparent)
-                )
+                fov = self._post_field_of_view()
+                self._diff_offset = difference_offset(d, fov, reg.normalise(a, self._range(pre_l)))
+                d -= np.float32(self._diff_offset)
+                d[~fov] = 0.0  # no post there: nothing to compare (transparent)
                 self._set_image(
                     DIFF,
                     d,
@@ -262,7 +282,6 @@ class QAPanel(QWidget):
             else:
                 self._remove(DIFF)
             self.diff_legend.setVisible(self.diff.isChecked())
-            self._crosshair_on_top()
             self._contours(pre_l, reg_l)
         except AblationError as exc:
             _layers.notify_error(exc)
@@ -291,6 +310,7 @@ class QAPanel(QWidget):
         if self.diff.isChecked() and DIFF in self.viewer.layers:
             layer = self.viewer.layers[DIFF]
             d = reg.difference(a, arr, self._range(pre_l), self._range(reg_l))
+            d -= np.float32(self._diff_offset)
             d[~self._post_field_of_view(box)] = 0.0
             layer.data[box] = d
             layer.refresh(thumbnail=False, extent=False, highlight=False)
@@ -341,6 +361,7 @@ class QAPanel(QWidget):
                         metadata={_layers.META: {"role": EDGES}},
                         **self._layer_kwargs(pre_l),
                     )
+                _layers.arrange(self.viewer)
             # show the edges over the other image
             reg_l.visible = "registered post over" not in mode
             pre_l.visible = True
@@ -359,6 +380,7 @@ class QAPanel(QWidget):
         layer.contour = 1
         layer.rendering = "translucent"  # in 3D a see-through volume, not a block hiding the tumor
         layer.visible = True
+        _layers.arrange(self.viewer)
 
     def _post_field_of_view(self, box=None) -> np.ndarray:
         """Voxels of the pre grid (or of ``box``) whose point ``T(p)`` lies inside the post
@@ -383,13 +405,18 @@ class QAPanel(QWidget):
         inside = np.all((ci >= -0.5) & (ci <= np.asarray(post.GetSize()) - 0.5), axis=1)
         return inside.reshape(tuple(b.stop - b.start for b in box))
 
-    def _crosshair_on_top(self) -> None:
-        """QA images are added above the crosshair: keep the crosshair (both points) visible."""
-        if CROSS in self.viewer.layers:
-            i = self.viewer.layers.index(self.viewer.layers[CROSS])
-            if i != len(self.viewer.layers) - 1:
-                with _layers.keep_selection(self.viewer):
-                    self.viewer.layers.move(i, len(self.viewer.layers))
+    def _on_diff(self, on: bool) -> None:
+        """The difference is read over pre alone: the magenta registered post (which tints
+        everything) is hidden while it is on, and shown again as it was after."""
+        reg_l = self.owner.registered_layer()
+        if on and reg_l is not None:
+            self._reg_visible_before = reg_l.visible
+            reg_l.visible = False
+        elif not on and reg_l is not None and self._reg_visible_before:
+            reg_l.visible = True
+        if not on:
+            self._reg_visible_before = None
+        self.refresh()
 
     def _on_opacity(self, value: int) -> None:
         layer = self.owner.registered_layer()
@@ -440,29 +467,30 @@ class QAPanel(QWidget):
     # ------------------------------------------------------------------ crosshair
     def _on_cross(self, on: bool) -> None:
         if on:
-            if CROSS not in self.viewer.layers:
+            pre_l = _layers.find_layer(self.viewer, "pre")
+            if CROSS not in self.viewer.layers and pre_l is not None:
+                # on the pre grid (scale, translate): a layer with a 1 mm scale would make
+                # napari step the slider by 1 mm instead of by one pre slice
+                scale = np.asarray(pre_l.scale, float)
                 with _layers.keep_selection(self.viewer):
                     self.viewer.add_points(
                         np.zeros((2, 3)),
                         name=CROSS,
                         symbol="cross",
-                        size=CROSS_SIZE_MM,
+                        size=CROSS_SIZE_MM / float(np.mean(scale[-2:])),
+                        scale=tuple(scale),
+                        translate=tuple(pre_l.translate),
                         face_color=list(CROSS_COLORS),
                         border_color="black",
                         border_width=0.08,
                         features={"note": np.array(["", "T(p)"], dtype=object)},
-                        text={
-                            "string": "{note}",
-                            "color": CROSS_COLORS[1],
-                            "size": 9,
-                            "anchor": "upper_left",
-                            "translation": [0.0, -CROSS_SIZE_MM / 2, CROSS_SIZE_MM / 2],
-                        },
+                        text={"string": "{note}", "color": CROSS_COLORS[1], "size": 9},
                         metadata={_layers.META: {"role": CROSS}},
                         projection_mode="all",
                         units=("mm", "mm", "mm"),
                         axis_labels=geometry.AXIS_LABELS,
                     )
+                _layers.arrange(self.viewer)
             if self._mouse_cb is None:
 
                 def cb(viewer, event):
@@ -491,14 +519,48 @@ class QAPanel(QWidget):
             for a in normal:
                 d = q[a] - shown[a]
                 depth = (
-                    f"T(p): {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]} of this slice"
+                    f"T(p) {abs(d):.1f} mm {('SPL' if d >= 0 else 'IAR')[a]}"
                     if abs(d) >= 0.05
                     else "T(p)"
                 )
                 q[a] = shown[a]
         layer = self.viewer.layers[CROSS]
-        layer.data = np.array([shown, q])
+        scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+        layer.data = (np.array([shown, q]) - translate) / scale
         layer.features = {"note": np.array(["", depth or "T(p)"], dtype=object)}
+        self._place_cross_text(layer, q)
+
+    def _place_cross_text(self, layer, q) -> None:
+        """The partner's note beside it, on the side towards the middle of the view (it ran
+        off the canvas on the right)."""
+        if self.viewer.dims.ndisplay != 2:
+            return
+        vert, horiz = list(self.viewer.dims.displayed)[-2:]
+        cam = _layers.camera(self.viewer)
+        screen_right = str(getattr(cam.orientation2d[1], "value", cam.orientation2d[1]))
+        screen_down = str(getattr(cam.orientation2d[0], "value", cam.orientation2d[0]))
+        sign_x = 1.0 if screen_right == "right" else -1.0  # world direction of screen-right
+        sign_y = 1.0 if screen_down == "down" else -1.0
+        middle = cam.center[-1]
+        pre_l = _layers.find_layer(self.viewer, "pre")
+        if pre_l is not None and _layers.grid(self.viewer).enabled:  # its own cell's middle
+            lo, hi = (np.asarray(e, float) for e in pre_l.extent.world)
+            middle = (lo[horiz] + hi[horiz]) / 2
+        on_right = sign_x * (q[horiz] - middle) > 0
+        half = CROSS_SIZE_MM / 2 / np.asarray(layer.scale, float)
+        shift = np.zeros(3)
+        shift[horiz] = (-1.0 if on_right else 1.0) * sign_x * half[horiz]
+        shift[vert] = -sign_y * half[vert]
+        anchor = "upper_right" if on_right else "upper_left"
+        now = str(getattr(layer.text.anchor, "value", layer.text.anchor))
+        if now != anchor or not np.allclose(layer.text.translation, shift):
+            layer.text = {
+                "string": "{note}",
+                "color": CROSS_COLORS[1],
+                "size": 9,
+                "anchor": anchor,
+                "translation": list(shift),
+            }
 
     def _disconnect_mouse(self) -> None:
         if self._mouse_cb is not None:

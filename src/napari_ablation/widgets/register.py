@@ -36,20 +36,6 @@ LIVE_HALF_SIZE_MM = 30.0
 RESAMPLE_IN_WORKER_VOXELS = 2_000_000
 
 
-#: the user's own drawing: QA images never cover these layers
-USER_LABEL_ROLES = ("tumor", "ablation", "landmarks_pre", "landmarks_post")
-
-
-def below_user_labels(viewer, layer) -> None:
-    """Move an image the plugin shows for checking (registered post, a QA view) below the
-    user's label and landmark layers, so it never hides what the user draws."""
-    layers = viewer.layers
-    user = [i for i, ly in enumerate(layers) if _layers.role_of(ly) in USER_LABEL_ROLES]
-    i = layers.index(layer)
-    if user and i > min(user):
-        layers.move(i, min(user))
-
-
 class RegisterWidget(QWidget):
     """Tabs over the case model's registration (see module docstring)."""
 
@@ -247,10 +233,8 @@ class RegisterWidget(QWidget):
                 extra["contrast_limits"] = tuple(post_layer.contrast_limits)
         meta = {_layers.META: {"transform": tfm.euler_params(self.transform)}}
         with _layers.keep_selection(self.viewer):
-            layer = _layers.add_or_update_image(
-                self.viewer, img, "post_registered", metadata=meta, **extra
-            )
-            below_user_labels(self.viewer, layer)
+            _layers.add_or_update_image(self.viewer, img, "post_registered", metadata=meta, **extra)
+        _layers.arrange(self.viewer)  # over pre, under the user's drawing
         self.qa.refresh()
 
     # ------------------------------------------------------------------ closing

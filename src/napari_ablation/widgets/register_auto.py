@@ -90,17 +90,17 @@ class AutoPanel(QWidget):
         )
         form.addRow("Region around tumor", self.roi_radius)
         self.whole_image = QCheckBox("whole image (no region)")
-        form.addRow("", self.whole_image)
+        form.addRow(self.whole_image)  # full rows: the dock can stay narrow
         self.box_btn = QPushButton("Draw a region box…")
         self.box_btn.setToolTip(
             "Draw a rectangle on an axial slice (layer 'registration box'): the region is "
             "that rectangle, "
             "+- the region radius across slices. Delete the layer to go back to the tumor region."
         )
-        form.addRow("", self.box_btn)
+        form.addRow(self.box_btn)
         self.exclude_ablation = QCheckBox("leave the ablation zone out of the metric")
         self.exclude_ablation.setChecked(True)
-        form.addRow("", self.exclude_ablation)
+        form.addRow(self.exclude_ablation)
         self.run_btn = QPushButton("Register automatically")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)

@@ -137,6 +137,7 @@ class LandmarksPanel(QWidget):
                 **grid,
             )
             layer.events.data.connect(lambda e, r=role: self._on_points_changed(r, e))
+            _layers.arrange(self.viewer)  # post landmarks with post space, under pre
         return layer
 
     def _on_active_layer(self, event=None) -> None:

@@ -234,6 +234,8 @@ class CaseSession:
         self.analysis = AnalysisRunner(self)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            ev.connect(lambda _e, v=viewer: _layers.update_grid_stride(v))
         for layer in viewer.layers:
             self._adopt(layer)
         from . import orientation
@@ -387,14 +389,9 @@ class CaseSession:
                 )
                 self.bind_labels(layer)
             added.append(layer)
-        # keep the pairs together from the bottom: pre, tumor | post, ablation
-        for i, layer in enumerate(added):
-            viewer.layers.move(viewer.layers.index(layer), i)
+        _layers.arrange(viewer)  # pre space over post space; grid cells pre | post
         if side_by_side and len(added) == 4 and len(viewer.layers) == 4:
-            g = _layers.grid(viewer)
-            g.stride = 2
-            g.shape = (1, 2)
-            g.enabled = True
+            _layers.grid(viewer).enabled = True
         post, abl = _layers.find_layer(viewer, "post"), _layers.find_layer(viewer, "ablation")
         if post is not None and abl is not None:
             abl.visible = post.visible
