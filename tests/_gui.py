@@ -199,7 +199,8 @@ def idle(session, margin_widget=None) -> bool:
     if margin_widget is not None:
         if margin_widget._prep_worker is not None or margin_widget._export_workers:
             return False
-        if margin_widget.adding_layers:
+        # (getattr: the same helper measures the baseline, which adds layers at once)
+        if getattr(margin_widget, "adding_layers", False):
             return False
         if m.analysis is not None and margin_widget._shown is not m.analysis:
             return False

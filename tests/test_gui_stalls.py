@@ -33,8 +33,6 @@ NAPARI_LIMITS_MS = {
     # the viewer's first layer: napari builds its dims sliders and the layer-controls panel,
     # the canvas is resized and repainted at once, vispy compiles its first shaders
     "Load > Open sample": 1500.0,
-    # napari taking new data and placement for the four layers (one layer per piece)
-    "Load > Load pre + post files": 600.0,
     # napari adding the first margin Labels layer (its visual and controls)
     "first Compute margins": 700.0,
     # napari's Labels.undo(): the whole volume written back and the slice refreshed
@@ -43,8 +41,8 @@ NAPARI_LIMITS_MS = {
     # on the CPU) and back
     "2D -> 3D (napari button)": 1500.0,
     "3D -> 2D (napari button)": 600.0,
-    # napari adding the two landmark Points layers and selecting one
-    "Register > Landmark layers": 900.0,
+    # napari adding one landmark Points layer (its visual, text and controls)
+    "Register > Landmark layers": 600.0,
 }
 #: NAPARI_ABLATION_STALL_PROFILE=1 (with pytest -s): what each longest stall was made of
 PROFILE = os.environ.get("NAPARI_ABLATION_STALL_PROFILE") == "1"

@@ -160,7 +160,7 @@ def add_or_update_image(
     arr = array if array is not None else sitk.GetArrayFromImage(img)
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
-        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        set_placement(layer, kwargs["scale"], kwargs["translate"])
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
@@ -187,11 +187,20 @@ def add_or_update_labels(
     arr = array if array is not None else sitk.GetArrayFromImage(img)
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
-        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        set_placement(layer, kwargs["scale"], kwargs["translate"])
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
     return viewer.add_labels(arr, **kwargs)
+
+
+def set_placement(layer, scale, translate) -> None:
+    """Set a layer's scale and translate when they change (each set is an event that
+    napari's dims, layer list and canvas answer on the GUI thread)."""
+    if not np.allclose(layer.scale, scale):
+        layer.scale = scale
+    if not np.allclose(layer.translate, translate):
+        layer.translate = translate
 
 
 def notify_error(exc: BaseException | str) -> None:

@@ -145,8 +145,7 @@ def _set_box(layer, data: np.ndarray, scale, translate) -> None:
     """New data (any shape) and placement for an output Labels layer, setting only what
     changed (each change is an event napari's layer list and canvas answer on the GUI
     thread)."""
-    if not (np.allclose(layer.scale, scale) and np.allclose(layer.translate, translate)):
-        layer.scale, layer.translate = scale, translate
+    _layers.set_placement(layer, scale, translate)
     old = layer.data
     if old.shape != data.shape or not np.array_equal(old, data):
         layer.data = data
