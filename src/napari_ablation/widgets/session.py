@@ -21,7 +21,10 @@ watches layers for the model:
   reruns in the background (debounced) whenever an input changes, so a shown, exported or
   saved figure is never older than the layers without saying so;
 * the raw (post-space) ablation labels are shown with the post image only: hiding post
-  hides them (they are not drawn over pre or the registered post).
+  hides them (they are not drawn over pre or the registered post);
+* the 3D look follows ``viewer.dims.ndisplay``, whoever switches (napari's 2D/3D button, a
+  widget, a script): the layers of :data:`APPEARANCE_3D` take their 3D look, and get their
+  2D look back in 2D; the selection, the active layer and the view stay the user's.
 """
 
 from __future__ import annotations
