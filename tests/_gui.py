@@ -76,38 +76,108 @@ def toggle_ndisplay(viewer, qtbot) -> None:
 
 
 class StallMeter:
-    """Longest gap between ticks of a 5 ms QTimer on the GUI thread while it runs."""
+    """Longest gap between ticks of a 5 ms QTimer on the GUI thread while it runs.
 
-    def __init__(self, interval_ms: int = 5):
+    ``longest_ms`` is the gap's wall time; ``longest_cpu_ms`` the CPU time the GUI thread
+    itself spent in that gap (``time.thread_time``): other processes and worker threads
+    (the GIL) stretch the wall time on a loaded machine, not the GUI thread's own work.
+    ``sample=True`` also samples the GUI thread's Python stack from a side thread every
+    ``sample_ms``, so :meth:`profile` says what the longest stall was made of.
+    """
+
+    def __init__(self, interval_ms: int = 5, *, sample: bool = False, sample_ms: float = 2.0):
         self.interval_ms = interval_ms
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
         self.longest_ms = 0.0
+        self.longest_cpu_ms = 0.0
+        self.longest_window: tuple[float, float] = (0.0, 0.0)
+        self.max_cpu_ms = 0.0  # the largest GUI-thread CPU time of any gap
         self._last = None
+        self._last_cpu = None
+        self._sample = sample
+        self._sample_s = sample_ms / 1000.0
+        self._samples: list[tuple[float, tuple[str, ...]]] = []
+        self._sampler = None
+        self._stop = None
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if self._last is not None:
-            self.longest_ms = max(self.longest_ms, 1000.0 * (now - self._last))
-        self._last = now
+            gap, gap_cpu = 1000.0 * (now - self._last), 1000.0 * (cpu - self._last_cpu)
+            self.max_cpu_ms = max(self.max_cpu_ms, gap_cpu)
+            if gap > self.longest_ms:
+                self.longest_ms, self.longest_cpu_ms = gap, gap_cpu
+                self.longest_window = (self._last, now)
+        self._last, self._last_cpu = now, cpu
+
+    def _run_sampler(self, ident: int) -> None:
+        import sys
+
+        while not self._stop.is_set():
+            frame = sys._current_frames().get(ident)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{code.co_filename}:{code.co_firstlineno}:{code.co_name}")
+                frame = frame.f_back
+            self._samples.append((time.perf_counter(), tuple(stack)))
+            time.sleep(self._sample_s)
 
     def __enter__(self):
-        self.longest_ms = 0.0
-        self._last = time.perf_counter()
+        self.longest_ms = self.longest_cpu_ms = self.max_cpu_ms = 0.0
+        self._last, self._last_cpu = time.perf_counter(), time.thread_time()
         self._timer.start()
+        if self._sample:
+            import threading
+
+            self._samples = []
+            self._stop = threading.Event()
+            self._sampler = threading.Thread(
+                target=self._run_sampler, args=(threading.get_ident(),), daemon=True
+            )
+            self._sampler.start()
         return self
 
     def __exit__(self, *exc):
         self._tick()
         self._timer.stop()
+        if self._sampler is not None:
+            self._stop.set()
+            self._sampler.join()
+            self._sampler = None
         return False
 
+    def profile(self, top: int = 25) -> str:
+        """The functions the GUI thread was in during the longest stall: share of the
+        samples in which each function was on the stack (inclusive), most first."""
+        lo, hi = self.longest_window
+        stacks = [s for t, s in self._samples if lo <= t <= hi]
+        if not stacks:
+            return "(no samples)"
+        counts: dict[str, int] = {}
+        leaves: dict[str, int] = {}
+        for s in stacks:
+            for f in set(s):
+                counts[f] = counts.get(f, 0) + 1
+            if s:
+                leaves[s[0]] = leaves.get(s[0], 0) + 1
+        out = [f"{len(stacks)} samples; on the stack (inclusive):"]
+        for f, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+            out.append(f"{100 * n / len(stacks):5.1f} %  {f}")
+        out.append("innermost Python frame (self):")
+        for f, n in sorted(leaves.items(), key=lambda kv: -kv[1])[: top // 2]:
+            out.append(f"{100 * n / len(stacks):5.1f} %  {f}")
+        return "\n".join(out)
 
-def measure(qtbot, action, until, timeout_ms: int = 60000) -> float:
+
+def measure(qtbot, action, until, timeout_ms: int = 60000, *, meter: StallMeter | None = None):
     """Run ``action()`` (a user action) and wait until ``until()``; returns the longest
-    event-loop stall (ms) in between, the action's own call included."""
-    with StallMeter() as meter:
+    event-loop stall (ms) in between, the action's own call included (``meter``: a
+    :class:`StallMeter` to use, e.g. to read its CPU time or profile afterwards)."""
+    meter = meter if meter is not None else StallMeter()
+    with meter:
         action()
         qtbot.waitUntil(until, timeout=timeout_ms)
         qtbot.wait(30)
@@ -160,6 +230,9 @@ def idle(session, margin_widget=None) -> bool:
         return False
     if margin_widget is not None:
         if margin_widget._prep_worker is not None or margin_widget._export_workers:
+            return False
+        # (getattr: the same helper measures the baseline, which adds layers at once)
+        if getattr(margin_widget, "adding_layers", False):
             return False
         if m.analysis is not None and margin_widget._shown is not m.analysis:
             return False

@@ -8,8 +8,9 @@ back to the default layer name.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -97,10 +98,11 @@ def image_layer_kwargs(
     meta.setdefault(META, {})
     meta[META] = {**meta[META], "role": role}
     kw = {"name": name, "metadata": meta, **geometry.layer_geometry(img)}
-    arr = sitk.GetArrayViewFromImage(img)
-    kw["contrast_limits"] = display.default_contrast(
-        arr, modality or meta[META].get("modality", "")
-    )
+    if extra.get("contrast_limits") is None:  # given: computed off the GUI thread
+        arr = sitk.GetArrayViewFromImage(img)
+        kw["contrast_limits"] = display.default_contrast(
+            arr, modality or meta[META].get("modality", "")
+        )
     kw.update(extra)
     return kw
 
@@ -158,7 +160,7 @@ def add_or_update_image(
     arr = array if array is not None else sitk.GetArrayFromImage(img)
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
-        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        set_placement(layer, kwargs["scale"], kwargs["translate"])
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
@@ -185,11 +187,20 @@ def add_or_update_labels(
     arr = array if array is not None else sitk.GetArrayFromImage(img)
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
-        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        set_placement(layer, kwargs["scale"], kwargs["translate"])
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
     return viewer.add_labels(arr, **kwargs)
+
+
+def set_placement(layer, scale, translate) -> None:
+    """Set a layer's scale and translate when they change (each set is an event that
+    napari's dims, layer list and canvas answer on the GUI thread)."""
+    if not np.allclose(layer.scale, scale):
+        layer.scale = scale
+    if not np.allclose(layer.translate, translate):
+        layer.translate = translate
 
 
 def notify_error(exc: BaseException | str) -> None:
@@ -288,6 +299,109 @@ def start_worker(
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def run_in_steps(steps, on_done=None, *, owner=None) -> None:
+    """Run ``steps`` (an iterable of no-argument callables, or a generator) one per Qt
+    event-loop iteration, then ``on_done()``.
+
+    napari does its work for a new layer (visuals, controls, the first draw) on the GUI
+    thread; adding the layers of a case one per iteration lets the event loop draw and
+    answer the user in between, so no single slice of GUI work freezes the window. A
+    failing step ends the chain with a one-line error (then ``on_done()``); the chain
+    stops silently once the Qt widget ``owner`` is destroyed. Chains started meanwhile
+    take turns.
+    """
+    _StepQueue.add(iter(steps), on_done, owner)
+
+
+class _StepQueue:
+    """One repeating zero-interval QTimer, running while chains wait: each timeout runs one
+    step of the first chain and puts that chain at the back. (The timer is never restarted
+    inside its own timeout: with PyQt6 a single-shot timer restarted there, or
+    ``QTimer.singleShot(0, f)`` called from ``f``, was seen to stay pending for ever.)"""
+
+    _chains: ClassVar[deque] = deque()
+    _timer = None
+
+    @classmethod
+    def add(cls, it, on_done, owner) -> None:
+        from qtpy.QtCore import QTimer
+
+        if cls._timer is None:
+            cls._timer = QTimer()
+            cls._timer.setInterval(0)
+            cls._timer.timeout.connect(_step_tick)
+        cls._chains.append((it, on_done, owner))
+        if not cls._timer.isActive():
+            cls._timer.start()
+
+    @classmethod
+    def _tick(cls) -> None:
+        try:
+            if cls._chains:
+                it, on_done, owner = cls._chains.popleft()
+                cls._step(it, on_done, owner)
+        finally:
+            if not cls._chains:
+                cls._timer.stop()
+
+    @classmethod
+    def _step(cls, it, on_done, owner) -> None:
+        if owner is not None and not _alive(owner):
+            return
+        try:
+            item = next(it)
+            if callable(item):
+                item()
+        except StopIteration:
+            if on_done is not None:
+                on_done()
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed step ends the chain, in one line
+            notify_error(exc)
+            if on_done is not None:
+                on_done()
+            return
+        cls._chains.append((it, on_done, owner))
+
+
+def _step_tick() -> None:
+    _StepQueue._tick()
+
+
+def _alive(widget) -> bool:
+    try:
+        widget.objectName()
+    except RuntimeError:  # the C++ object is gone
+        return False
+    return True
+
+
+_WARM = False
+
+
+def prewarm() -> None:
+    """Do once, on any thread, the one-off work napari would otherwise do on the GUI thread
+    when the first layers of a case are added: its unit registry (pint, about a second on a
+    slow machine) and the pandas import of a Labels or Points layer's features."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    import pandas  # noqa: F401 - napari's layer features
+    import pint
+
+    pint.get_application_registry().pixel  # noqa: B018 - builds the registry (lazy)
+
+
+def prewarm_in_background() -> None:
+    """:func:`prewarm` in a daemon thread (returns at once)."""
+    if _WARM:
+        return
+    import threading
+
+    threading.Thread(target=prewarm, name="napari-ablation-prewarm", daemon=True).start()
 
 
 def connect_while_alive(signal, widget, slot) -> None:

@@ -298,21 +298,33 @@ class LoadCaseWidget(QWidget):
         self._set_busy(True)
         self.last_error = None
 
+        showing = [False]  # the layers are being added (one per event-loop iteration)
+
         def done(result):
             case, folder, prepared = result
+
+            def shown():
+                showing[0] = False
+                for note in case.info.get("notes", []) if show_notes else []:
+                    _layers.notify_info(note)
+                finished()
+
             try:
-                self.session.set_case(case, folder, save_images=False, prepared=prepared)
+                showing[0] = True
+                self.session.set_case(
+                    case, folder, save_images=False, prepared=prepared, on_shown=shown
+                )
             except AblationError as exc:
+                showing[0] = False
                 failed(str(exc))
-                return
-            for note in case.info.get("notes", []) if show_notes else []:
-                _layers.notify_info(note)
 
         def failed(message: str):
             self.last_error = message
             _layers.notify_error(message)
 
         def finished():
+            if showing[0]:
+                return  # done once the layers are on screen
             self._worker = None
             self.progress.setVisible(False)
             self._set_busy(False)

@@ -106,6 +106,7 @@ def _prepare_outputs(
     the MTM's interval (:mod:`~napari_ablation.core.uncertainty`) and the uncertain class."""
     from matplotlib.figure import Figure
 
+    _layers.prewarm()  # napari's one-off work for the first output layers, off the GUI thread
     unc = None
     if registration_sd_mm > 0:
         reg = uncertainty.translation_samples(
@@ -128,14 +129,26 @@ def _prepare_outputs(
         np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
     )
     classes = res.class_crop if unc is None else unc.class_crop_with_uncertain(res.class_crop)
+    outline = res.ablation_on_pre_image()
     return {
         "margin": np.ascontiguousarray(classes, dtype=np.uint8),
         "margin_scale": tuple(spacing_zyx),
         "margin_translate": tuple(translate),
-        "outline": res.ablation_on_pre_image(),
+        "outline": outline,
+        "outline_array": sitk.GetArrayFromImage(outline),
         "histogram_png": buf.getvalue(),
         "uncertainty": unc,
     }
+
+
+def _set_box(layer, data: np.ndarray, scale, translate) -> None:
+    """New data (any shape) and placement for an output Labels layer, setting only what
+    changed (each change is an event napari's layer list and canvas answer on the GUI
+    thread)."""
+    _layers.set_placement(layer, scale, translate)
+    old = layer.data
+    if old.shape != data.shape or not np.array_equal(old, data):
+        layer.data = data
 
 
 QUIZ_LOCK_TEXT = (
@@ -158,6 +171,8 @@ class MarginWidget(QWidget):
         self._export_workers: list = []
         self._pending_exports: list[Path] = []
         self.last_export: Path | None = None
+        self._adding = None  # the steps adding the first result's layers, while they run
+        self._latest_layers = None
         self._build_ui()
         m = self.model
         _layers.connect_while_alive(m.analysis_changed, self, self._on_analysis)
@@ -387,8 +402,9 @@ class MarginWidget(QWidget):
 
     @property
     def _worker(self):
-        """The running analysis or view preparation (None when idle)."""
-        return self.session.analysis.worker or self._prep_worker
+        """The running analysis, view preparation or addition of the output layers (None
+        when idle)."""
+        return self.session.analysis.worker or self._prep_worker or self._adding
 
     # ------------------------------------------------------------------ inputs
     def _label_layers(self):
@@ -653,14 +669,43 @@ class MarginWidget(QWidget):
         self._show_status()
         self._flush_pending_exports()
 
+    @property
+    def adding_layers(self) -> bool:
+        """The output layers are being added (one per event-loop iteration)."""
+        return self._adding is not None
+
     def _update_layers(self, res: core_margin.MarginResult, prep: dict) -> None:
+        """Show ``res`` in the output layers: the first time, one layer added per event-loop
+        iteration, so that no single slice of GUI work freezes the window; then their data
+        replaced in place, setting only what changed."""
+        self._latest_layers = (res, prep)
+        if self._adding is not None:
+            return  # shown when the steps under way are done
+        if _layers.find_layer(self.viewer, "margin") is not None:
+            # the layers are there: their data replaced in place (only what changed)
+            for _ in self._layer_steps(res, prep):
+                pass
+            return
+        applied = (res, prep)
+        self._adding = self._layer_steps(res, prep)
+
+        def added():
+            self._adding = None
+            if self._latest_layers is not applied:  # a newer result meanwhile
+                self._update_layers(*self._latest_layers)
+            self._show_status()
+
+        _layers.run_in_steps(self._adding, added, owner=self)
+
+    def _layer_steps(self, res: core_margin.MarginResult, prep: dict):
+        """:meth:`_update_layers` as a generator yielding between pieces of napari work."""
         v = self.viewer
-        with _layers.keep_selection(v):
-            first = _layers.find_layer(v, "margin") is None
-            if first:
-                # the margin is read in pre space: one overlay (no side-by-side grid), over the
-                # pre anatomy; post and its registered copy hidden (the outline stands in for
-                # the ablation zone; the raw ablation labels follow post)
+        first = _layers.find_layer(v, "margin") is None
+        if first:
+            with _layers.keep_selection(v):
+                # the margin is read in pre space: one overlay (no side-by-side grid), over
+                # the pre anatomy; post and its registered copy hidden (the outline stands in
+                # for the ablation zone; the raw ablation labels follow post)
                 _layers.grid(v).enabled = False
                 for role in ("post", "post_registered"):
                     layer = _layers.find_layer(v, role)
@@ -669,13 +714,13 @@ class MarginWidget(QWidget):
                 pre = _layers.find_layer(v, "pre")
                 if pre is not None:
                     pre.visible = True
+            yield
+        with _layers.keep_selection(v):
             lab = _layers.find_layer(v, "margin")
-            if lab is not None and lab.data.shape == prep["margin"].shape:
-                lab.data = prep["margin"]
-                lab.scale, lab.translate = prep["margin_scale"], prep["margin_translate"]
+            if lab is not None:
+                # the tumor's box changes with the tumor: new data in place, any shape
+                _set_box(lab, prep["margin"], prep["margin_scale"], prep["margin_translate"])
             else:
-                if lab is not None:
-                    v.layers.remove(lab)
                 lab = v.add_labels(
                     prep["margin"],
                     name=_layers.ROLES["margin"],
@@ -687,26 +732,41 @@ class MarginWidget(QWidget):
                     axis_labels=geometry.AXIS_LABELS,
                     metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}},
                 )
-            lab.metadata = {
-                **lab.metadata,
-                _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
-            }
+            if _layers.layer_meta(lab).get("threshold_mm") != res.threshold_mm:
+                lab.metadata = {
+                    **lab.metadata,
+                    _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
+                }
+        yield
+        with _layers.keep_selection(v):
             # the ablation zone brought into pre space, as an outline on a box around the tumor
-            ol = _layers.add_or_update_labels(
-                v, prep["outline"], "ablation_registered", color=_layers.ABLATION_COLOR
-            )
-            if first:
+            outline = prep["outline"]
+            ol = _layers.find_layer(v, "ablation_registered")
+            geo = geometry.layer_geometry(outline)
+            if ol is not None:
+                _set_box(ol, prep["outline_array"], geo["scale"], geo["translate"])
+            else:
+                ol = _layers.add_or_update_labels(
+                    v,
+                    outline,
+                    "ablation_registered",
+                    color=_layers.ABLATION_COLOR,
+                    array=prep["outline_array"],
+                )
                 ol.contour = 1
                 ol.opacity = 0.9
-            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice by
-            # slice)
+        yield
+        with _layers.keep_selection(v):
+            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice
+            # by slice)
             world = geometry.lps_to_world(res.min_margin_point_lps)
             scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
-            data = (np.asarray(world) - translate) / scale
+            data = np.asarray([(np.asarray(world) - translate) / scale])
+            features = {"margin_mm": [round(res.min_margin_mm, 2)]}
             pts = _layers.find_layer(v, "mtm_point")
             if pts is None:
                 pts = v.add_points(
-                    [data],
+                    data,
                     name=_layers.ROLES["mtm_point"],
                     size=4,
                     face_color="white",
@@ -717,22 +777,34 @@ class MarginWidget(QWidget):
                     axis_labels=geometry.AXIS_LABELS,
                     scale=scale,
                     translate=translate,
+                    features=features,
+                    text={
+                        "string": "MTM {margin_mm} mm",
+                        "color": "white",
+                        "anchor": "upper_left",
+                        "size": 10,
+                        # beside the cross marker (size 4, data units), not over it
+                        "translation": np.full(3, 3.0),
+                    },
                 )
             else:
-                pts.scale, pts.translate = scale, translate
-                pts.data = np.asarray([data])
-            pts.features = {"margin_mm": [round(res.min_margin_mm, 2)]}
-            pts.text = {
-                "string": "MTM {margin_mm} mm",
-                "color": "white",
-                "anchor": "upper_left",
-                "size": 10,
-                # beside the cross marker (size 4, data units), not over it
-                "translation": np.full(3, 3.0),
-            }
+                if not (
+                    np.allclose(pts.scale, scale)
+                    and np.allclose(pts.translate, translate)
+                    and np.array_equal(np.asarray(pts.data), data)
+                ):
+                    pts.scale, pts.translate = scale, translate
+                    pts.data = data
+                if list(pts.features["margin_mm"]) != features["margin_mm"]:
+                    pts.features = features
+        if first:
+            yield
+        with _layers.keep_selection(v):
             if first:
                 # our own new layers on top: margin over tumor, outline and point above
                 for layer in (lab, ol, pts):
+                    if layer not in v.layers:
+                        continue
                     i = v.layers.index(layer)
                     if i != len(v.layers) - 1:
                         v.layers.move(i, len(v.layers))
@@ -740,7 +812,8 @@ class MarginWidget(QWidget):
                 if tl is not None and tl.visible:
                     tl.opacity = min(tl.opacity, 0.3)
             if any(_layers.role_of(ly) == ROLE_SURFACE for ly in v.layers):
-                self._update_surfaces(res)  # the surfaces follow; the 2D/3D choice stays the user's
+                yield
+                self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
         # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
 
     def center_on_mtm(self) -> None:
@@ -802,16 +875,13 @@ class MarginWidget(QWidget):
 
     def show_3d(self) -> None:
         """The user's request: tumor surface coloured by margin (threshold marked) beside the
-        ablation surface, in 3D. The voxel outline of the ablation zone is hidden in 3D (it
-        would cover the surfaces as a solid block)."""
+        ablation surface, in 3D (the session draws the voxel outline of the ablation zone
+        translucent in 3D, whoever switches)."""
         res = self.result
         if res is None:
             return
         with _layers.keep_selection(self.viewer):
             self._update_surfaces(res)
-        ol = _layers.find_layer(self.viewer, "ablation_registered")
-        if ol is not None:
-            ol.visible = False
         first_3d = self.viewer.dims.ndisplay != 3
         self.viewer.dims.ndisplay = 3
         if first_3d:

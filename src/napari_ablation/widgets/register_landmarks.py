@@ -91,7 +91,7 @@ class LandmarksPanel(QWidget):
         self.fit_label = QLabel("")
         self.fit_label.setWordWrap(True)
         v.addWidget(self.fit_label)
-        self.add_btn.clicked.connect(self.landmark_layers)
+        self.add_btn.clicked.connect(self._landmark_layers_in_steps)
         self.undo_btn.clicked.connect(self.remove_last_point)
         self.fit_btn.clicked.connect(self.fit)
         if _layers.find_layer(self.viewer, "landmarks_pre") is None:
@@ -111,6 +111,11 @@ class LandmarksPanel(QWidget):
         self.viewer.layers.selection.active = layers[0]
         layers[0].mode = "add"
         return layers
+
+    def _landmark_layers_in_steps(self) -> None:
+        """The button: :meth:`landmark_layers`, one new layer per event-loop iteration."""
+        steps = [lambda r=role: self._layer(r, create=True) for role in ROLES]
+        _layers.run_in_steps([*steps, self.landmark_layers], owner=self)
 
     def _layer(self, role: str, create: bool = False):
         layer = _layers.find_layer(self.viewer, role)

@@ -21,7 +21,10 @@ watches layers for the model:
   reruns in the background (debounced) whenever an input changes, so a shown, exported or
   saved figure is never older than the layers without saying so;
 * the raw (post-space) ablation labels are shown with the post image only: hiding post
-  hides them (they are not drawn over pre or the registered post).
+  hides them (they are not drawn over pre or the registered post);
+* the 3D look follows ``viewer.dims.ndisplay``, whoever switches (napari's 2D/3D button, a
+  widget, a script): the layers of :data:`APPEARANCE_3D` take their 3D look, and get their
+  2D look back in 2D; the selection, the active layer and the view stay the user's.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ _ALL: weakref.WeakSet[CaseSession] = weakref.WeakSet()
 _MANIFEST_ITEMS = ("transform", "landmarks", "settings", "qa")
 #: the layers of a case itself (every other plugin layer is made from them)
 CASE_ROLES = ("pre", "tumor", "post", "ablation")
+#: role -> how the layer is drawn in 3D (its 2D look is put back in 2D): the ablation zone
+#: brought into pre space would otherwise cover the tumor and its margins as a solid block
+APPEARANCE_3D = {"ablation_registered": {"rendering": "translucent", "opacity": 0.25}}
 
 
 def default_cases_root() -> Path:
@@ -71,16 +77,39 @@ def new_case_folder(name: str) -> Path:
 
 
 def prepare_display(case: Case) -> dict:
-    """The arrays the layers of ``case`` need (copies made here, on any thread): images
-    and labels as (z, y, x) arrays. Pass the result to :meth:`CaseSession.set_case`."""
+    """What the layers of ``case`` need, computed here on any thread so that showing the
+    case is only napari's own work: images and labels as (z, y, x) arrays (copies), each
+    image's default contrast, and the voxel box of the tumor (else the ablation zone) to
+    centre the views on. Pass the result to :meth:`CaseSession.set_case`."""
+    from ..core import display
     from ..model import label_arrays_of
 
+    _layers.prewarm()  # napari's one-off work for the first layers, off the GUI thread
     images = {
         r: sitk.GetArrayFromImage(getattr(case, r))
         for r in ("pre", "post")
         if getattr(case, r) is not None
     }
-    return {"images": images, "labels": label_arrays_of(case)}
+    info = case.info or {}
+    contrast = {
+        r: display.default_contrast(a, info.get(f"{r}_modality") or info.get("modality", ""))
+        for r, a in images.items()
+    }
+    labels = label_arrays_of(case)
+    return {
+        "images": images,
+        "contrast": contrast,
+        "labels": labels,
+        "focus": {r: _voxel_box(a) for r, a in labels.items()},
+    }
+
+
+def _voxel_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centre and extent (voxels, (z, y, x)) of the non-zero voxels (None when empty)."""
+    idx = np.argwhere(mask != 0)
+    if len(idx) == 0:
+        return None
+    return idx.mean(axis=0), idx.max(axis=0) - idx.min(axis=0) + 1
 
 
 def _qtimer(interval_ms: int, callback):
@@ -232,15 +261,18 @@ class CaseSession:
         self.model.changed.connect(self._on_model_changed)
         self.model.labels_changed.connect(self._on_labels_changed)
         self.analysis = AnalysisRunner(self)
+        self._look_2d: dict[int, dict[str, Any]] = {}  # id(layer) -> its 2D look, while in 3D
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(lambda _e, v=viewer: _layers.update_grid_stride(v))
+        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         for layer in viewer.layers:
             self._adopt(layer)
         from . import orientation
 
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
+        _layers.prewarm_in_background()
         _ALL.add(self)
         _install_quit_hooks()
         self._close_filter = _on_close(viewer, lambda _r=ref: _r() is not None and _r().close())
@@ -305,12 +337,15 @@ class CaseSession:
         show: bool = True,
         save_images: bool = True,
         prepared: dict | None = None,
+        on_shown=None,
     ) -> None:
         """Make ``case`` current (flushing the previous one) and show its layers.
 
         ``save_images=False`` says that ``folder`` already holds ``case`` exactly;
         ``prepared`` (from :func:`prepare_display`, made off the GUI thread) saves copying
-        the volumes here.
+        the volumes here. With ``on_shown``, the layers are added one per event-loop
+        iteration (the window stays responsive) and ``on_shown()`` is called once they all
+        are; without it, they are all added before this returns.
         """
         self.flush()
         self._loading = True
@@ -325,10 +360,23 @@ class CaseSession:
             )
             if folder is not None and save_images:
                 self.model.save()
-            if show and self.viewer is not None:
-                self.show_case(images=prepared.get("images"))
+            stepwise = show and self.viewer is not None and on_shown is not None
+            if show and self.viewer is not None and not stepwise:
+                for _ in self._show_steps(prepared=prepared):
+                    pass
         finally:
             self._loading = False
+        if stepwise:
+
+            def done():
+                self._after_show()
+                on_shown()
+
+            _layers.run_in_steps(self._show_steps(prepared=prepared), done)
+            return
+        self._after_show()
+
+    def _after_show(self) -> None:
         if self.model.folder is not None and self.model.unsaved_items():
             self.autosave()  # e.g. the new, empty label layers of a case without labels
 
@@ -337,12 +385,23 @@ class CaseSession:
         ablation labels, side by side in a 1 x 2 grid (napari's grid button switches to an
         overlay), centred on the tumor. The only place that selects a layer: the tumor
         labels, once, when a case is opened."""
+        for _ in self._show_steps(side_by_side=side_by_side, prepared={"images": images}):
+            pass
+
+    def _show_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
+        """:meth:`show_case` as a generator that yields after each piece of napari work (a
+        layer added, the grid, the view), for :func:`_layers.run_in_steps`."""
         viewer = self.viewer
         m = self.model
         self._remove_derived_layers()
+        prepared = prepared or {}
+        images = prepared.get("images") or {}
+        contrast = prepared.get("contrast") or {}
         modality = m.info.get("modality", "")
         added = []
         for role in ("pre", "tumor", "post", "ablation"):
+            if viewer is None or self.viewer is not viewer:
+                return
             if role in ("pre", "post"):
                 img = m.image(role)
                 if img is None:
@@ -355,14 +414,16 @@ class CaseSession:
                         "source": m.info.get(f"{role}_source", ""),
                     }
                 }
+                extra = {"contrast_limits": contrast[role]} if role in contrast else {}
                 layer = _layers.add_or_update_image(
                     viewer,
                     img,
                     role,
                     metadata=meta,
-                    array=(images or {}).get(role),
+                    array=images.get(role),
                     modality=meta[_layers.META]["modality"],
                     colormap="gray",
+                    **extra,
                 )
             else:
                 grid = m.image(GRID_OF[role])
@@ -377,27 +438,35 @@ class CaseSession:
                         "drawn_on": GRID_OF[role],
                     }
                 }
-                # the layer holds the model's own array: no copy, one truth
-                layer = _layers.add_or_update_labels(
-                    viewer,
-                    grid,
-                    role,
-                    color=color,
-                    opacity=0.5,
-                    metadata=meta,
-                    array=m.labels(role),
-                )
-                self.bind_labels(layer)
+                loading, self._loading = self._loading, True
+                try:
+                    # the layer holds the model's own array: no copy, one truth
+                    layer = _layers.add_or_update_labels(
+                        viewer,
+                        grid,
+                        role,
+                        color=color,
+                        opacity=0.5,
+                        metadata=meta,
+                        array=m.labels(role),
+                    )
+                    self.bind_labels(layer)
+                finally:
+                    self._loading = loading
             added.append(layer)
+            yield
+        added = [ly for ly in added if ly in viewer.layers]
         _layers.arrange(viewer)  # pre space over post space; grid cells pre | post
-        if side_by_side and len(added) == 4 and len(viewer.layers) == 4:
-            _layers.grid(viewer).enabled = True
         post, abl = _layers.find_layer(viewer, "post"), _layers.find_layer(viewer, "ablation")
         if post is not None and abl is not None:
             abl.visible = post.visible
+        if side_by_side and len(added) == 4 and len(viewer.layers) == 4:
+            yield
+            _layers.grid(viewer).enabled = True
+        yield
         if added:
             viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
-        self.center_on_tumor()
+        self.center_on_tumor(prepared.get("focus"))
 
     def _remove_derived_layers(self) -> None:
         """Remove the layers the plugin made from the previous case (margin, outline, MTM
@@ -409,18 +478,23 @@ class CaseSession:
             if role is not None and role not in CASE_ROLES:
                 viewer.layers.remove(layer)
 
-    def center_on_tumor(self) -> bool:
-        """Centre the view on the tumor labels (or the ablation zone) when there are any."""
+    def center_on_tumor(self, focus: dict | None = None) -> bool:
+        """Centre the view on the tumor labels (or the ablation zone) when there are any
+        (``focus``: their voxel boxes from :func:`prepare_display`, saves scanning the
+        volumes here)."""
         for role in ("tumor", "ablation"):
             layer = _layers.find_layer(self.viewer, role)
             if layer is None:
                 continue
-            idx = np.argwhere(np.asarray(layer.data) != 0)
-            if len(idx) == 0:
+            if focus is not None and role in focus:
+                box = focus[role]
+            else:
+                box = _voxel_box(np.asarray(layer.data))
+            if box is None:
                 continue
-            centre = idx.mean(axis=0)
+            centre, extent_vox = box
             world = np.asarray(layer.data_to_world(centre))
-            extent = (idx.max(axis=0) - idx.min(axis=0) + 1) * np.asarray(layer.scale)
+            extent = np.asarray(extent_vox) * np.asarray(layer.scale)
             self.viewer.reset_view()
             if _layers.grid(self.viewer).enabled:
                 # side by side: show both cells whole, on the tumor's slice
@@ -438,9 +512,36 @@ class CaseSession:
     # ------------------------------------------------------------------ layers -> model
     def _on_layer_inserted(self, event) -> None:
         self._adopt(event.value)
+        if self.viewer is not None and self.viewer.dims.ndisplay == 3:
+            self._set_look(event.value, three_d=True)
+
+    def _on_ndisplay(self, event=None) -> None:
+        """2D/3D, whoever switches (napari's button, a widget, a script): the layers with a
+        3D look (:data:`APPEARANCE_3D`) take it, or get their 2D look back. Never changes the
+        selection, the active layer or the view."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        three_d = viewer.dims.ndisplay == 3
+        for layer in list(viewer.layers):
+            self._set_look(layer, three_d=three_d)
+
+    def _set_look(self, layer, *, three_d: bool) -> None:
+        look = APPEARANCE_3D.get(_layers.role_of(layer))
+        if look is None:
+            return
+        if three_d:
+            if id(layer) not in self._look_2d:
+                self._look_2d[id(layer)] = {k: getattr(layer, k) for k in look}
+            for k, value in look.items():
+                setattr(layer, k, value)
+        else:
+            for k, value in self._look_2d.pop(id(layer), {}).items():
+                setattr(layer, k, value)
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
+        self._look_2d.pop(id(layer), None)
         for role, bound in list(self._bound.items()):
             if bound is layer:
                 del self._bound[role]

@@ -1,0 +1,181 @@
+"""No user action blocks the GUI thread for long (issue 8, point 9).
+
+Run with ``xvfb-run -a python -m pytest tests/test_gui_stalls.py``.
+
+A real napari viewer with the plugin's widgets docked; each user action (a button, a
+brush stroke, a key) runs while a 5 ms heartbeat ``QTimer`` measures the longest gap of
+the Qt event loop (:class:`_gui.StallMeter`), until the action's result is on screen.
+What is asserted is the CPU time the GUI thread itself spent in that longest gap
+(``time.thread_time``): on a loaded machine other processes and our own worker threads
+stretch the wall time of a gap (the GUI thread waits for a core or for the GIL), not the
+GUI thread's own work, which is what freezes the window on any machine. The wall times,
+before and after, are in ``benchmarks/README.md`` (``benchmarks/bench_gui_stalls.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import _gui
+import numpy as np
+import pytest
+
+from napari_ablation.core import geometry, samples
+from napari_ablation.widgets import _layers
+
+#: the GUI thread's work in one piece, ms
+LIMIT_MS = 100.0
+#: actions whose longest piece is one call into napari / vispy, measured at up to half these
+#: figures on a loaded 2-core machine with software OpenGL (the limits keep a 2x margin for
+#: the load; benchmarks/README.md has the numbers and what each piece is). Everything the
+#: plugin computes runs in workers, and new layers are added one per event-loop iteration.
+NAPARI_LIMITS_MS = {
+    # the viewer's first layer: napari builds its dims sliders and the layer-controls panel,
+    # the canvas is resized and repainted at once, vispy compiles its first shaders
+    "Load > Open sample": 1500.0,
+    # napari adding the first margin Labels layer (its visual and controls)
+    "first Compute margins": 700.0,
+    # napari's Labels.undo(): the whole volume written back and the slice refreshed
+    "Ctrl-Z + recompute": 250.0,
+    # vispy building the 3D volume visuals and drawing them (software OpenGL: ray casting
+    # on the CPU) and back
+    "2D -> 3D (napari button)": 1500.0,
+    "3D -> 2D (napari button)": 600.0,
+    # napari adding one landmark Points layer (its visual, text and controls)
+    "Register > Landmark layers": 600.0,
+}
+#: NAPARI_ABLATION_STALL_PROFILE=1 (with pytest -s): what each longest stall was made of
+PROFILE = os.environ.get("NAPARI_ABLATION_STALL_PROFILE") == "1"
+
+
+def _dock(viewer):
+    from napari_ablation.widgets.load import LoadCaseWidget
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.register import RegisterWidget
+    from napari_ablation.widgets.segment import SegmentWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    load, seg = LoadCaseWidget(viewer), SegmentWidget(viewer)
+    reg, marg = RegisterWidget(viewer), MarginWidget(viewer)
+    for w, name in ((load, "Load"), (seg, "Segment"), (reg, "Register"), (marg, "Margins")):
+        viewer.window.add_dock_widget(w, name=name, tabify=True)
+    session = CaseSession.of(viewer)
+    _gui.fast_timers(session)
+    return session, load, reg, marg
+
+
+def _button(widget, text):
+    return next(b for b in widget.findChildren(type(widget.run_btn)) if b.text() == text)
+
+
+@pytest.mark.parametrize("key", ["renal_mri"])
+def test_no_user_action_blocks_the_gui_thread(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, key
+):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1600, 900)
+    results: dict[str, tuple[float, float]] = {}
+
+    def act(name, action, until, timeout=120000):
+        meter = _gui.StallMeter(sample=PROFILE)
+        _gui.measure(qtbot, action, until, timeout, meter=meter)
+        results[name] = (meter.longest_ms, meter.longest_cpu_ms)
+        if PROFILE:
+            print(f"{name}: {meter.longest_ms:.0f} ms, CPU {meter.longest_cpu_ms:.0f} ms")
+            print(meter.profile(40))
+
+    with qtbot.capture_exceptions() as errors:
+        session, load, reg, w = _dock(viewer)
+        qtbot.wait(300)
+
+        def idle():
+            return _gui.idle(session, w) and load._worker is None
+
+        load.sample.setCurrentIndex(load.sample.findData(key))
+        load.fresh.setChecked(True)
+        act(
+            "Load > Open sample",
+            lambda: _gui.click(qtbot, load.sample_btn),
+            lambda: idle() and session.model.pre is not None and len(viewer.layers) == 4,
+        )
+        folder = samples.sample_dir() / key
+        load.pre.path.setText(str(folder / "pre.nii.gz"))
+        load.post.path.setText(str(folder / "post.nii.gz"))
+        before = session.model.pre
+        act(
+            "Load > Load pre + post files",
+            lambda: _gui.click(qtbot, load.load_btn),
+            lambda: idle() and session.model.pre is not before,
+        )
+        load.sample.setCurrentIndex(load.sample.findData(key))
+        _gui.click(qtbot, load.sample_btn)  # back to the sample, with its labels
+        qtbot.waitUntil(lambda: idle() and session.model.labels("tumor").any(), timeout=120000)
+        assert w.load_transform_file(str(folder / "true_transform.tfm"))
+        act(
+            "first Compute margins",
+            lambda: _gui.click(qtbot, w.run_btn),
+            lambda: idle() and _layers.find_layer(viewer, "mtm_point") is not None,
+        )
+        tumor = session.labels_layer("tumor")
+        viewer.layers.selection.active = tumor
+        tumor.mode = "paint"
+        tumor.brush_size = 6
+        painted = np.array(tumor.data, copy=True)
+        res = session.model.result
+        centre = geometry.lps_to_world(res.min_margin_point_lps)
+        viewer.dims.point = tuple(float(v) for v in centre)
+        _d0, d1 = viewer.dims.displayed
+        stroke = []
+        for t in np.linspace(-8.0, 8.0, 9):
+            p = np.array(centre, float)
+            p[d1] += t
+            stroke.append(p)
+        act(
+            "brush stroke + recompute",
+            lambda: _gui.stroke(viewer, qtbot, stroke),
+            lambda: idle() and session.model.result is not res,
+        )
+        assert (tumor.data != painted).any(), "the stroke painted nothing"
+        act(
+            "Ctrl-Z + recompute",
+            lambda: _gui.undo(viewer, qtbot),
+            lambda: idle() and np.array_equal(tumor.data, painted),
+        )
+        act(
+            "threshold 3 mm",
+            lambda: _gui.click(qtbot, _button(w, "3")),
+            lambda: idle() and w._shown is not None and w._shown.result.threshold_mm == 3.0,
+        )
+        for fmt in ("html", "pdf"):
+            path = tmp_path / f"report.{fmt}"
+            act(
+                f"export {fmt.upper()}",
+                lambda p=path: w.export_async(p),
+                lambda p=path: p.exists() and not w.exporting,
+            )
+        act(
+            "2D -> 3D (napari button)",
+            lambda: _gui.toggle_ndisplay(viewer, qtbot),
+            lambda: viewer.dims.ndisplay == 3,
+        )
+        act(
+            "3D -> 2D (napari button)",
+            lambda: _gui.toggle_ndisplay(viewer, qtbot),
+            lambda: viewer.dims.ndisplay == 2,
+        )
+        reg.tabs.setCurrentWidget(reg.landmarks)
+        act(
+            "Register > Landmark layers",
+            lambda: _gui.click(qtbot, reg.landmarks.add_btn),
+            lambda: _layers.find_layer(viewer, "landmarks_post") is not None,
+        )
+    assert not errors, [str(e[1]) for e in errors]
+    table = "\n".join(
+        f"{name}: longest stall {wall:.0f} ms, GUI-thread CPU {cpu:.0f} ms "
+        f"(limit {NAPARI_LIMITS_MS.get(name, LIMIT_MS):.0f})"
+        for name, (wall, cpu) in results.items()
+    )
+    print(table)
+    over = [n for n, (_wall, cpu) in results.items() if cpu > NAPARI_LIMITS_MS.get(n, LIMIT_MS)]
+    assert not over, f"the GUI thread worked too long in one piece in {over}:\n{table}"
