@@ -491,6 +491,67 @@ def _key_entry(
     }
 
 
+def key_interval(case: Case, res, key_mtm_mm: float) -> dict[str, Any]:
+    """The 95 % interval of a key's MTM, as the Margins widget shows it for the case.
+
+    The error model of a quiz case's registration is the reader accuracy the case model
+    assumes for a registration of unknown origin
+    (:data:`~napari_ablation.core.uncertainty.DEFAULT_READER_SD_MM` per axis), plus half a
+    voxel of each boundary; 200 samples, seed 0. The interval is moved with the key's MTM
+    when the key holds an exact (analytic) MTM rather than the engine's.
+
+    Parameters
+    ----------
+    case : Case
+        The case (its tumor and ablation grids and registration).
+    res : MarginResult
+        Its analysis.
+    key_mtm_mm : float
+        The MTM of the key.
+
+    Returns
+    -------
+    dict
+        ``min_margin_interval_mm`` ([lo, hi]) and ``interval_sources`` (list of str).
+    """
+    from . import uncertainty
+
+    err = uncertainty.RegistrationError(
+        sd_mm=uncertainty.DEFAULT_READER_SD_MM,
+        sd_note="assumed reader accuracy, registration saved with the case",
+    )
+    unc = uncertainty.case_uncertainty(
+        res, err, tumor=case.tumor, ablation=case.ablation, transform=case.transform
+    )
+    shift = float(key_mtm_mm) - float(res.min_margin_mm)
+    lo, hi = unc.interval_mm
+    return {
+        "min_margin_interval_mm": [round(lo + shift, 3), round(hi + shift, 3)],
+        "interval_sources": list(unc.sources),
+    }
+
+
+def mtm_in_interval(answer_mm: float, key_case: dict[str, Any]) -> bool | None:
+    """Whether an MTM answer lies inside the key's 95 % interval (None: the key has none).
+
+    Parameters
+    ----------
+    answer_mm : float
+        The trainee's MTM.
+    key_case : dict
+        The key's entry (``min_margin_interval_mm``, written by :func:`make_quiz`).
+
+    Returns
+    -------
+    bool or None
+    """
+    iv = key_case.get("min_margin_interval_mm")
+    if not iv:
+        return None
+    lo, hi = (float(v) for v in iv)
+    return lo - 1e-9 <= float(answer_mm) <= hi + 1e-9
+
+
 def _tre_points(tumor: sitk.Image, n: int = 400) -> list[list[float]]:
     """Up to ``n`` tumor voxel centres (LPS): where a registration's error matters."""
     idx = np.argwhere(sitk.GetArrayViewFromImage(tumor) != 0)
@@ -654,6 +715,7 @@ def make_quiz(
                     aid=aid,
                     source=str(sources[i].resolve()),
                 )
+                entry.update(key_interval(case, res, res.min_margin_mm))
             else:
                 mod = synthetic.MODALITIES[i % 2] if modality == "mixed" else modality
                 case, truth = synthetic.synthetic_case(
@@ -687,6 +749,7 @@ def make_quiz(
                     source=f"synthetic {mod} seed {int(seed) + i} ({truth['scenario']})",
                 )
                 entry["engine_min_margin_mm"] = round(float(res.min_margin_mm), 3)
+                entry.update(key_interval(case, res, truth["min_margin_mm"]))
             entry["reference"] = _reference(case, questions)
             key_cases[cid] = entry
             _quiz_case(case, questions, threshold_mm, i + 1).save(tmp / cid)
@@ -961,9 +1024,10 @@ def score_case(
     Returns
     -------
     dict
-        ``mtm_abs_error_mm``, ``octant_result``, ``complete_correct``, ``class_correct``
-        (``None`` when not answered), ``tumor_dice``, ``tumor_hd95_mm``,
-        ``ablation_dice``, ``ablation_hd95_mm``, ``registration_tre_mm`` (when answered),
+        ``mtm_abs_error_mm``, ``mtm_in_interval`` (the answer lies inside the key's 95 %
+        interval: counts as right; ``None`` without an interval), ``octant_result``,
+        ``complete_correct``, ``class_correct`` (``None`` when not answered),
+        ``tumor_dice``, ``tumor_hd95_mm``, ``ablation_dice``, ``ablation_hd95_mm``, ``registration_tre_mm`` (when answered),
         ``true`` (the key's answers), ``explanation`` (one sentence on the largest error).
 
     Raises
@@ -978,6 +1042,7 @@ def score_case(
     s: dict[str, Any] = {
         "mtm_abs_error_mm": None,
         "mtm_signed_error_mm": None,
+        "mtm_in_interval": None,
         "octant_result": None,
         "complete_correct": None,
         "class_correct": None,
@@ -986,6 +1051,7 @@ def score_case(
         err = float(answer["mtm_mm"]) - float(k["min_margin_mm"])
         s["mtm_signed_error_mm"] = round(err, 3)
         s["mtm_abs_error_mm"] = round(abs(err), 3)
+        s["mtm_in_interval"] = mtm_in_interval(answer["mtm_mm"], k)
     if answer.get("octant"):
         s["octant_result"] = octant_result(answer["octant"], k["min_margin_octant"])
     if answer.get("complete") is not None:
@@ -1032,6 +1098,7 @@ def score_case(
     s["true"] = {
         "complete": bool(k["complete_coverage"]),
         "mtm_mm": float(k["min_margin_mm"]),
+        "mtm_interval_mm": k.get("min_margin_interval_mm"),
         "octant": k["min_margin_octant"],
         "class": k["coverage_class"],
     }
@@ -1073,7 +1140,11 @@ def explain(
                 ),
             )
         )
-    if score.get("mtm_abs_error_mm") is not None and score["mtm_abs_error_mm"] >= 1.0:
+    if (
+        score.get("mtm_abs_error_mm") is not None
+        and score["mtm_abs_error_mm"] >= 1.0
+        and score.get("mtm_in_interval") is not True  # inside the interval: right
+    ):
         text = (
             f"You read {answer['mtm_mm']:.1f} mm; the minimal margin is {mtm:.1f} mm in the "
             f"{octant} octant"
@@ -1142,7 +1213,9 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``n_cases``, ``mean_abs_mtm_error_mm``, ``octant_accuracy`` (right / answered),
+        ``n_cases``, ``mean_abs_mtm_error_mm``, ``mtm_accuracy`` (MTM answers inside the
+        key's 95 % interval / MTM answers scored against an interval), ``octant_accuracy``
+        (right / answered),
         ``octant_adjacent_fraction``, ``coverage_call_accuracy`` (complete right / answered),
         ``class_accuracy``, ``incomplete_sensitivity`` (incomplete cases called incomplete,
         over the incomplete cases answered), and the means of Dice / HD95 / TRE when scored;
@@ -1164,6 +1237,7 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
     out = {
         "n_cases": len(scores),
         "mean_abs_mtm_error_mm": mean(s.get("mtm_abs_error_mm") for s in scores),
+        "mtm_accuracy": frac((s.get("mtm_in_interval") for s in scores), True),
         "octant_accuracy": frac((s.get("octant_result") for s in scores), "right"),
         "octant_adjacent_fraction": frac((s.get("octant_result") for s in scores), "adjacent"),
         "coverage_call_accuracy": frac((s.get("complete_correct") for s in scores), True),

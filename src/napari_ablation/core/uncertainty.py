@@ -166,7 +166,9 @@ class RigidSamples:
         )
 
 
-def translation_samples(sd_mm: float, n: int, rng: np.random.Generator, center) -> RigidSamples:
+def translation_samples(
+    sd_mm: float, n: int, rng: np.random.Generator, center, source: str | None = None
+) -> RigidSamples:
     """A stated registration accuracy: translations with SD ``sd_mm`` along each patient axis.
 
     Parameters
@@ -178,6 +180,8 @@ def translation_samples(sd_mm: float, n: int, rng: np.random.Generator, center) 
     rng : numpy.random.Generator
     center : (3,) array
         The tumor centroid (LPS mm).
+    source : str, optional
+        The line that names this source (default: "registration: stated accuracy, ...").
 
     Returns
     -------
@@ -192,7 +196,7 @@ def translation_samples(sd_mm: float, n: int, rng: np.random.Generator, center) 
     if not math.isfinite(sd) or sd < 0:
         raise AblationError("the registration SD must be a finite, non-negative number of mm")
     trans = rng.standard_normal((n, 3)) * sd
-    src = f"registration: stated accuracy, SD {sd:g} mm per axis at the tumor"
+    src = source or f"registration: stated accuracy, SD {sd:g} mm per axis at the tumor"
     return RigidSamples(
         np.repeat(np.eye(3)[None], n, axis=0), trans, np.asarray(center, dtype=float), (src,)
     )
@@ -363,6 +367,8 @@ def restart_covariance(
     perturb_mm: float = 2.0,
     perturb_deg: float = 2.0,
     seed: int = 0,
+    progress=None,
+    cancel=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spread of the automatic registration's optimum, from a few restarts.
 
@@ -388,6 +394,11 @@ def restart_covariance(
     restarts : int
     perturb_mm, perturb_deg : float
     seed : int
+    progress : callable, optional
+        ``progress(fraction, text)`` after each restart.
+    cancel : callable, optional
+        Returns True to stop (passed to each registration, which then raises
+        :class:`~napari_ablation.core.registration.RegistrationCancelled`).
 
     Returns
     -------
@@ -416,14 +427,210 @@ def restart_covariance(
         # start: T0 o P, P(p) = rp (p - c) + c + tp
         init = tfm.euler_from_matrix(a0 @ rp, a0 @ (c + tp - rp @ c) + b0, c)
         res = registration.register_rigid(
-            fixed, moving, tumor_mask=tumor, moving_exclude=ablation, initial=init, seed=k + 1
+            fixed,
+            moving,
+            tumor_mask=tumor,
+            moving_exclude=ablation,
+            initial=init,
+            seed=k + 1,
+            cancel=cancel,
         )
+        if progress is not None:
+            progress((k + 1) / restarts, f"registration spread: restart {k + 1} of {restarts}")
         ak, bk = tfm.matrix_offset(res.transform)
         rd = a0.T @ ak  # D = T0^-1 o Tk: p -> rd p + a0^T (bk - b0)
         ud = a0.T @ (bk - b0)
         thetas.append(np.concatenate([Rotation.from_matrix(rd).as_rotvec(), rd @ c + ud - c]))
     th = np.asarray(thetas)
     return th.T @ th / len(th), c
+
+
+#: the reader's accuracy assumed at the tumor for a manual registration or none, until the
+#: user states another (SD per patient axis, mm; 95 % of the errors within 2.8 mm)
+DEFAULT_READER_SD_MM = 1.0
+#: samples used for the predicted registration error at the tumor (:func:`registration_error_at`)
+ERROR_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class RegistrationError:
+    """Where the registration error comes from, and how large it is.
+
+    Any combination of the three sources is allowed; their samples compose in the order
+    landmarks, automatic spread, stated accuracy (the order of the CLI).
+
+    Attributes
+    ----------
+    landmarks : (fixed, moving) pair, optional
+        The landmarks the registration was fitted to (anything
+        :func:`~napari_ablation.core.landmarks.fit_landmarks` accepts).
+    covariance : (6, 6) array, optional
+        Covariance of ``(omega, t)`` about ``covariance_center`` (the automatic
+        registration's spread, :func:`restart_covariance`).
+    covariance_center : (3,) array, optional
+    sd_mm : float, optional
+        A stated accuracy: SD per patient axis at the tumor (mm).
+    sd_note : str
+        What the stated accuracy is (e.g. "assumed reader accuracy for a manual
+        registration"); empty: stated by the user.
+    """
+
+    landmarks: tuple[Any, Any] | None = None
+    covariance: np.ndarray | None = None
+    covariance_center: np.ndarray | None = None
+    sd_mm: float | None = None
+    sd_note: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``landmarks``, ``automatic``, ``stated``, a ``+`` joined combination, or ``none``."""
+        parts = [
+            k
+            for k, v in (
+                ("landmarks", self.landmarks),
+                ("automatic", self.covariance),
+                ("stated", self.sd_mm),
+            )
+            if v is not None
+        ]
+        return "+".join(parts) or "none"
+
+    def sd_source(self) -> str:
+        """The source line of the stated accuracy."""
+        sd = float(self.sd_mm or 0.0)
+        what = self.sd_note or "stated accuracy"
+        return f"registration: {what}, SD {sd:g} mm per axis at the tumor"
+
+    def samples(self, n: int, rng: np.random.Generator, center) -> RigidSamples | None:
+        """``n`` sampled registration errors about ``center`` (None: no error source).
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        rng : numpy.random.Generator
+            Drawn from in the order landmarks, covariance, stated SD.
+        center : (3,) array
+            The tumor centroid (LPS mm).
+
+        Returns
+        -------
+        RigidSamples or None
+
+        Raises
+        ------
+        AblationError
+            Bad landmarks (fewer than 3 pairs, collinear), a negative SD.
+        """
+        c = np.asarray(center, dtype=float)
+        reg = None
+        if self.landmarks is not None:
+            reg = landmark_samples(self.landmarks[0], self.landmarks[1], n, rng, c)
+        if self.covariance is not None:
+            cc = c if self.covariance_center is None else self.covariance_center
+            tre = predicted_tre(self.covariance, cc, c)
+            cov = covariance_samples(
+                self.covariance,
+                n,
+                rng,
+                cc,
+                "registration: spread of the automatic registration over restarts, "
+                f"{tre:.2f} mm RMS at the tumor",
+            )
+            reg = cov if reg is None else reg.then(cov)
+        if self.sd_mm is not None:
+            sd = translation_samples(self.sd_mm, n, rng, c, self.sd_source())
+            reg = sd if reg is None else reg.then(sd)
+        return reg
+
+
+def registration_error_at(
+    error: RegistrationError, point, *, samples: int = ERROR_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """The predicted registration error at ``point``: RMS and 95th percentile (mm).
+
+    Parameters
+    ----------
+    error : RegistrationError
+    point : (3,) array
+        Where (LPS mm), e.g. the tumor centroid; also the centre of the rotations.
+    samples : int
+        Number of sampled errors.
+    seed : int
+
+    Returns
+    -------
+    (float, float)
+        RMS and 95th percentile of the sampled displacement of ``point`` (0, 0 without a
+        source).
+
+    Raises
+    ------
+    AblationError
+        Bad landmarks or SD (see :meth:`RegistrationError.samples`).
+    """
+    reg = error.samples(int(samples), np.random.default_rng(seed), point)
+    if reg is None:
+        return 0.0, 0.0
+    d = reg.displacement_at(point)
+    return float(np.sqrt(np.mean(d**2))), float(np.quantile(d, 0.95))
+
+
+def case_uncertainty(
+    res: MarginResult,
+    error: RegistrationError,
+    *,
+    tumor: sitk.Image | None = None,
+    ablation: sitk.Image | None = None,
+    transform: sitk.Transform | None = None,
+    boundary_mm: float | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+) -> MarginUncertainty:
+    """The MTM interval of an analysis for a registration error model: the one entry point
+    of the CLI (``margin --uncertainty``) and of the case model, so that both give the same
+    numbers for the same inputs and seed.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The accepted analysis.
+    error : RegistrationError
+        The registration's error sources.
+    tumor, ablation : SimpleITK.Image, optional
+        The masks' grids (default boundary tolerance: half a voxel along each axis).
+    transform : SimpleITK.Transform, optional
+        The accepted registration.
+    boundary_mm : float, optional
+        Boundary tolerance of both segmentations (None: half a voxel per axis).
+    samples : int
+        Number of samples.
+    seed : int
+        Seed of the registration draws; the boundary draws use ``seed + 1``.
+
+    Returns
+    -------
+    MarginUncertainty
+
+    Raises
+    ------
+    AblationError
+        Bad error sources, sample count or tolerance.
+    """
+    if int(samples) < 1:
+        raise AblationError("at least one sample is needed")
+    rng = np.random.default_rng(seed)
+    reg = error.samples(int(samples), rng, res.tumor_centroid_lps)
+    return margin_uncertainty(
+        res,
+        reg,
+        tumor=tumor,
+        ablation=ablation,
+        transform=transform,
+        boundary_mm=boundary_mm,
+        samples=int(samples),
+        seed=int(seed) + 1,
+    )
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -571,6 +778,70 @@ class _SignedDistanceGrid:
             np.round((pts - self.origin) / self.h).astype(int), 0, np.asarray(self.shape) - 1
         )
         return self.node_normal[np.ravel_multi_index(tuple(idx.T), self.shape)]
+
+
+LIP = True
+INNER_SAMPLES = 200
+INNER_VERTICES = 2000
+LINE_STEPS = 40
+
+
+def _inverted_upper(grid, verts, voff, a_vert, m_v0, allreg, ut, ua, moved, level, rng):
+    """Upper end of the MTM interval by test inversion along the path that raises the MTM
+    fastest (fast-path units)."""
+    a = float(m_v0.min())
+    n1 = len(allreg)
+    s_max = 1.5 * float(moved[1:].max(initial=0.0))
+    if s_max <= 0 or n1 < 2:
+        return a
+    # the ascent path: translations t that raise min_v m(v + t) fastest (towards the
+    # configuration of largest MTM), by steps along the inward normal at the minimum
+    i = int(np.argmin(m_v0))
+    t = np.zeros(3)
+    path_t, path_m = [t], [a]
+    step = s_max / LINE_STEPS
+    while step > 0.02 and len(path_t) < 4 * LINE_STEPS and np.linalg.norm(t) < s_max:
+        g = -grid.normal_at((verts[i] + t)[None])[0]
+        m_v = grid(verts + (t + step * g))
+        if float(m_v.min()) <= path_m[-1] + 1e-6:
+            step /= 2
+            continue
+        t = t + step * g
+        i = int(np.argmin(m_v))
+        path_t.append(t)
+        path_m.append(float(m_v.min()))
+    # under each candidate, the MTMs an observation would give (a further sampled error);
+    # a candidate is plausible unless the accepted MTM lies below their lower quantile
+    keep = np.flatnonzero(m_v0 <= a + 2 * s_max + 1e-9)
+    if len(keep) > INNER_VERTICES:
+        keep = np.union1d(rng.choice(keep, INNER_VERTICES, replace=False), [int(np.argmin(m_v0))])
+    inner = (
+        np.arange(1, n1)
+        if n1 - 1 <= INNER_SAMPLES
+        else 1 + rng.choice(n1 - 1, INNER_SAMPLES, replace=False)
+    )
+    sub = RigidSamples(allreg.rotations[inner], allreg.translations[inner], allreg.center)
+    pv = sub.apply(verts[keep])
+    pv += ut[inner, None, None] * np.matmul(
+        voff[keep][None], np.transpose(sub.rotations, (0, 2, 1))
+    )
+    ba = ua[inner, None] * a_vert[keep][None]
+    a_sub = float(m_v0[keep].min())
+
+    def plausible(k: int) -> bool:
+        mk = (grid(pv + path_t[k]) + ba).min(axis=1)
+        return a_sub >= float(np.quantile(mk, (1 - level) / 2)) - 1e-9
+
+    lo, hi = 0, len(path_t) - 1  # path_t[lo] plausible (the accepted one by definition)
+    if plausible(hi):
+        return path_m[hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if plausible(mid):
+            lo = mid
+        else:
+            hi = mid
+    return path_m[hi]
 
 
 def _tumor_voxel_centres(res: MarginResult) -> np.ndarray:
@@ -827,8 +1098,14 @@ def plot_min_margin_samples(unc: MarginUncertainty, ax=None, fig=None):
     return fig
 
 
+LIP = True
+
+
 def mtm_interval(
-    accepted_mm: float, perturbed_mm: np.ndarray, level: float = 0.95
+    accepted_mm: float,
+    perturbed_mm: np.ndarray,
+    level: float = 0.95,
+    displacement_mm: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """The MTM's interval from its values under sampled errors.
 
@@ -854,7 +1131,10 @@ def mtm_interval(
     m = np.asarray(perturbed_mm, dtype=float)
     q_lo, q_hi = (float(v) for v in np.quantile(m, [(1 - level) / 2, (1 + level) / 2]))
     a = float(accepted_mm)
-    return min(q_lo, 2 * a - q_hi), max(q_hi, 2 * a - q_lo)
+    hi = max(q_hi, 2 * a - q_lo)
+    if displacement_mm is not None and len(displacement_mm):
+        hi = max(hi, a + float(np.quantile(displacement_mm, (1 + level) / 2)))
+    return min(q_lo, 2 * a - q_hi), hi
 
 
 def margin_uncertainty(
@@ -957,6 +1237,7 @@ def margin_uncertainty(
 
     t = float(res.threshold_mm)
     mtm_fast = np.empty(n + 1)
+    moved = np.empty(n + 1)
     frac_fast = np.empty((n + 1, 3))
     vox_cls0 = None
     changed = np.zeros(len(vox), dtype=np.int64)
@@ -970,6 +1251,14 @@ def margin_uncertainty(
         p += k_t[:, :, None] * np.matmul(voff[None], np.transpose(sub.rotations, (0, 2, 1)))
         m_v = grid(p) + k_a * a_vert
         mtm_fast[sl] = m_v.min(axis=1)
+        if s == 0:
+            m_v0 = m_v[0]
+        # how far the sample moves the tumor surface (and the two boundaries) at most
+        moved[sl] = (
+            np.sqrt(np.einsum("kvi,kvi->kv", p - verts, p - verts).max(axis=1))
+            + np.abs(k_t[:, 0]) * b_t
+            + np.abs(k_a[:, 0]) * b_a
+        )
         # classes of the accepted tumor voxels
         cls = _classes(grid(sub.apply(vox)) + k_a * a_vox, t)
         if vox_cls0 is None:
@@ -987,6 +1276,9 @@ def margin_uncertainty(
     exact_frac = np.array([res.volume_fraction[k] for k in CLASS_KEYS])
     fracs = np.clip(exact_frac[None] + frac_fast[1:] - frac_fast[0], 0.0, 1.0)
     lo_q, hi_q = mtm_interval(m0, mtm, level)
+    if LIP:
+        hi_inv = _inverted_upper(grid, verts, voff, a_vert, m_v0, allreg, ut, ua, moved, level, rng)
+        hi_q = max(hi_q, m0 + hi_inv - mtm_fast[0])
     plausible = np.concatenate([mtm, 2 * m0 - mtm])
     unc_vox = changed > UNCERTAIN_FRACTION * n
     unc = np.zeros(res.class_crop.shape, dtype=bool)

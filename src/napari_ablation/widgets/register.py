@@ -26,7 +26,7 @@ from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 from ..core import geometry
 from ..core import registration as reg
 from ..core import transform as tfm
-from ..core.errors import AblationError
+from ..core.errors import AblationError, one_line
 from . import _layers
 from .session import CaseSession
 
@@ -75,6 +75,14 @@ class RegisterWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setToolTip(
+            "the registration's predicted error at the tumor centre, from how it was made: "
+            "landmarks (their localisation error), the automatic registration (its spread "
+            "over restarts) or the reader accuracy (Margins); it sets the MTM interval"
+        )
+        lay.addWidget(self.error_label)
         self.auto = AutoPanel(self)
         self.manual = ManualPanel(self)
         self.landmarks = LandmarksPanel(self)
@@ -89,7 +97,9 @@ class RegisterWidget(QWidget):
         self._panels = (self.auto, self.manual, self.landmarks, self.qa)
         _layers.connect_while_alive(self.model.transform_changed, self, self._on_transform_changed)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
+        _layers.connect_while_alive(self.model.changed, self, self._on_model_changed)
         self._show_transform()
+        self.show_registration_error()
 
     # ------------------------------------------------------------------ model views
     def image(self, role: str) -> sitk.Image | None:
@@ -133,10 +143,11 @@ class RegisterWidget(QWidget):
         tx = self.model.transform
         return tx if tx is not None else sitk.Euler3DTransform()
 
-    def set_transform(self, tx, source: str = "manual", note: str = "") -> None:
-        """Make ``tx`` the case's registration (a new, undoable step of the model's history)."""
+    def set_transform(self, tx, source: str = "manual", note: str = "", **error) -> None:
+        """Make ``tx`` the case's registration (a new, undoable step of the model's history);
+        ``error``: its spread (``error_covariance``, ``error_center``, see the model)."""
         try:
-            self.model.set_transform(tx, source, note)
+            self.model.set_transform(tx, source, note, **error)
         except AblationError as exc:
             _layers.notify_error(exc)
 
@@ -162,6 +173,25 @@ class RegisterWidget(QWidget):
 
     def _show_transform(self) -> None:
         self.auto.show_transform(self.transform, self.tumor_center())
+
+    def _on_model_changed(self, what: str) -> None:
+        if what in ("case", "transform", "landmarks", "settings", "tumor"):
+            self.show_registration_error()
+
+    def show_registration_error(self) -> None:
+        """The predicted registration error at the tumor (mm, 95 %) and its source."""
+        try:
+            err = self.model.registration_error_at_tumor()
+        except AblationError as exc:
+            self.error_label.setText(f"predicted error at the tumor: unknown ({one_line(exc)})")
+            return
+        if err is None:
+            self.error_label.setText("predicted error at the tumor: draw the tumor first")
+            return
+        rms, p95, source = err
+        self.error_label.setText(
+            f"predicted error at the tumor: {p95:.1f} mm (95 %), {rms:.1f} mm RMS \u2014 {source}"
+        )
 
     def _on_session_changed(self, what: str) -> None:
         if what != "case":
