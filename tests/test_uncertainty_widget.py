@@ -34,9 +34,11 @@ def _renal_case() -> Case:
 
 def _wait_interval(qtbot, w, timeout=90000):
     qtbot.waitUntil(
-        lambda: w.model.interval_current
-        and w.uncertainty is not None
-        and w.uncertainty is w.model.interval.uncertainty,
+        lambda: (
+            w.model.interval_current
+            and w.uncertainty is not None
+            and w.uncertainty is w.model.interval.uncertainty
+        ),
         timeout=timeout,
     )
 
@@ -110,7 +112,9 @@ def test_every_view_carries_the_same_interval_and_the_uncertain_class_shows(
     out = {suf: tmp_path / f"margins{suf}" for suf in (".json", ".csv", ".html", ".pdf")}
     for p in out.values():
         w.export_async(p)
-    qtbot.waitUntil(lambda: all(p.exists() for p in out.values()) and not w.exporting, timeout=90000)
+    qtbot.waitUntil(
+        lambda: all(p.exists() for p in out.values()) and not w.exporting, timeout=90000
+    )
     doc = json.loads(out[".json"].read_text(encoding="utf-8"))
     for k, v in unc3.to_json_dict().items():
         assert doc[k] == v, k
@@ -156,6 +160,8 @@ def test_every_view_carries_the_same_interval_and_the_uncertain_class_shows(
     assert rc == 0
     cdoc = json.loads(cli_json.read_text(encoding="utf-8"))
     assert cdoc["min_margin_interval_mm"] == pytest.approx(doc["min_margin_interval_mm"], abs=2e-3)
-    assert cdoc["p_min_margin_below_zero"] == pytest.approx(doc["p_min_margin_below_zero"], abs=0.01)
+    assert cdoc["p_min_margin_below_zero"] == pytest.approx(
+        doc["p_min_margin_below_zero"], abs=0.01
+    )
     assert cdoc["uncertainty_samples"] == doc["uncertainty_samples"] == 200
     capsys.readouterr()

@@ -780,27 +780,42 @@ class _SignedDistanceGrid:
         return self.node_normal[np.ravel_multi_index(tuple(idx.T), self.shape)]
 
 
-LIP = True
-INNER_SAMPLES = 200
-INNER_VERTICES = 2000
-LINE_STEPS = 40
+#: steps of the ascent path of the upper end's test inversion (over 1.5 x the largest
+#: sampled displacement of the tumor surface)
+PATH_STEPS = 40
+#: at most this many tumor surface vertices (evenly spread over the list, the accepted
+#: minimum among them) judge the plausibility of a candidate
+TEST_VERTICES = 1000
 
 
-def _inverted_upper(grid, verts, voff, a_vert, m_v0, allreg, ut, ua, moved, level, rng):
-    """Upper end of the MTM interval by test inversion along the path that raises the MTM
-    fastest (fast-path units)."""
+def _inverted_upper(grid, surface, allreg, boundary, moved_max, level) -> float:
+    """Upper end of the MTM interval by inverting a test (fast-path units).
+
+    Candidates for the true configuration lie on the path that raises the MTM fastest from
+    the accepted one: translations by steps along the ablation's inward normal at the
+    current minimal-margin vertex (for a tumor ball in an ablation ball, the line back to
+    the centred position). A candidate stays plausible unless the accepted MTM lies below
+    the ``(1 - level) / 2`` quantile of the MTMs an observation of it would give (the
+    candidate composed with each sampled error and its reflection, ``D_k^-1``, which
+    doubles the samples of a symmetric error). Plausibility falls along the path, so the
+    boundary is found by bisection; the MTM of the first implausible candidate is the
+    upper end. Where the MTM is linear in the error this gives the reflected interval's
+    upper end; near the MTM's largest value (a tumor near the centre of its ablation
+    zone) it reaches up to that value whenever an observation from it could have given
+    the accepted MTM, as a Neyman interval does.
+    """
+    verts, voff, a_vert, m_v0 = surface
+    ut, ua = boundary
     a = float(m_v0.min())
     n1 = len(allreg)
-    s_max = 1.5 * float(moved[1:].max(initial=0.0))
+    s_max = 1.5 * moved_max
     if s_max <= 0 or n1 < 2:
         return a
-    # the ascent path: translations t that raise min_v m(v + t) fastest (towards the
-    # configuration of largest MTM), by steps along the inward normal at the minimum
     i = int(np.argmin(m_v0))
     t = np.zeros(3)
     path_t, path_m = [t], [a]
-    step = s_max / LINE_STEPS
-    while step > 0.02 and len(path_t) < 4 * LINE_STEPS and np.linalg.norm(t) < s_max:
+    step = s_max / PATH_STEPS
+    while step > 0.02 and len(path_t) < 4 * PATH_STEPS and np.linalg.norm(t) < s_max:
         g = -grid.normal_at((verts[i] + t)[None])[0]
         m_v = grid(verts + (t + step * g))
         if float(m_v.min()) <= path_m[-1] + 1e-6:
@@ -810,29 +825,29 @@ def _inverted_upper(grid, verts, voff, a_vert, m_v0, allreg, ut, ua, moved, leve
         i = int(np.argmin(m_v))
         path_t.append(t)
         path_m.append(float(m_v.min()))
-    # under each candidate, the MTMs an observation would give (a further sampled error);
-    # a candidate is plausible unless the accepted MTM lies below their lower quantile
-    keep = np.flatnonzero(m_v0 <= a + 2 * s_max + 1e-9)
-    if len(keep) > INNER_VERTICES:
-        keep = np.union1d(rng.choice(keep, INNER_VERTICES, replace=False), [int(np.argmin(m_v0))])
-    inner = (
-        np.arange(1, n1)
-        if n1 - 1 <= INNER_SAMPLES
-        else 1 + rng.choice(n1 - 1, INNER_SAMPLES, replace=False)
+    # an observation of a candidate: each sampled error and its reflection applied first
+    sub = np.union1d(
+        np.linspace(0, len(verts) - 1, min(len(verts), TEST_VERTICES)).astype(int),
+        [int(np.argmin(m_v0))],
     )
-    sub = RigidSamples(allreg.rotations[inner], allreg.translations[inner], allreg.center)
-    pv = sub.apply(verts[keep])
-    pv += ut[inner, None, None] * np.matmul(
-        voff[keep][None], np.transpose(sub.rotations, (0, 2, 1))
+    verts, voff, a_vert = verts[sub], voff[sub], a_vert[sub]
+    a_sub = float(m_v0[sub].min())
+    rot = allreg.rotations[1:]
+    rot = np.concatenate([rot, np.transpose(rot, (0, 2, 1))])
+    tr = allreg.translations[1:]
+    tr = np.concatenate([tr, -np.einsum("kji,kj->ki", allreg.rotations[1:], tr)])
+    inner = RigidSamples(rot, tr, allreg.center)
+    pv = inner.apply(verts)
+    pv += np.concatenate([ut[1:], -ut[1:]])[:, None, None] * np.matmul(
+        voff[None], np.transpose(rot, (0, 2, 1))
     )
-    ba = ua[inner, None] * a_vert[keep][None]
-    a_sub = float(m_v0[keep].min())
+    ba = np.concatenate([ua[1:], -ua[1:]])[:, None] * a_vert[None]
 
     def plausible(k: int) -> bool:
         mk = (grid(pv + path_t[k]) + ba).min(axis=1)
         return a_sub >= float(np.quantile(mk, (1 - level) / 2)) - 1e-9
 
-    lo, hi = 0, len(path_t) - 1  # path_t[lo] plausible (the accepted one by definition)
+    lo, hi = 0, len(path_t) - 1  # the accepted configuration is plausible by definition
     if plausible(hi):
         return path_m[hi]
     while hi - lo > 1:
@@ -1098,14 +1113,8 @@ def plot_min_margin_samples(unc: MarginUncertainty, ax=None, fig=None):
     return fig
 
 
-LIP = True
-
-
 def mtm_interval(
-    accepted_mm: float,
-    perturbed_mm: np.ndarray,
-    level: float = 0.95,
-    displacement_mm: np.ndarray | None = None,
+    accepted_mm: float, perturbed_mm: np.ndarray, level: float = 0.95
 ) -> tuple[float, float]:
     """The MTM's interval from its values under sampled errors.
 
@@ -1131,10 +1140,7 @@ def mtm_interval(
     m = np.asarray(perturbed_mm, dtype=float)
     q_lo, q_hi = (float(v) for v in np.quantile(m, [(1 - level) / 2, (1 + level) / 2]))
     a = float(accepted_mm)
-    hi = max(q_hi, 2 * a - q_lo)
-    if displacement_mm is not None and len(displacement_mm):
-        hi = max(hi, a + float(np.quantile(displacement_mm, (1 + level) / 2)))
-    return min(q_lo, 2 * a - q_hi), hi
+    return min(q_lo, 2 * a - q_hi), max(q_hi, 2 * a - q_lo)
 
 
 def margin_uncertainty(
@@ -1276,9 +1282,12 @@ def margin_uncertainty(
     exact_frac = np.array([res.volume_fraction[k] for k in CLASS_KEYS])
     fracs = np.clip(exact_frac[None] + frac_fast[1:] - frac_fast[0], 0.0, 1.0)
     lo_q, hi_q = mtm_interval(m0, mtm, level)
-    if LIP:
-        hi_inv = _inverted_upper(grid, verts, voff, a_vert, m_v0, allreg, ut, ua, moved, level, rng)
-        hi_q = max(hi_q, m0 + hi_inv - mtm_fast[0])
+    # the upper end by test inversion (the reflection above is too short where the MTM is near
+    # its largest value over the errors, e.g. a tumor near the centre of its ablation zone)
+    hi_inv = _inverted_upper(
+        grid, (verts, voff, a_vert, m_v0), allreg, (ut, ua), float(moved[1:].max(initial=0)), level
+    )
+    hi_q = max(hi_q, m0 + hi_inv - mtm_fast[0])
     plausible = np.concatenate([mtm, 2 * m0 - mtm])
     unc_vox = changed > UNCERTAIN_FRACTION * n
     unc = np.zeros(res.class_crop.shape, dtype=bool)
