@@ -136,6 +136,7 @@ _LETTER_POS = {
 
 
 def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
+    """Draw the axial, coronal and sagittal slices through the minimal margin point."""
     planes = slice_planes(res, pre)
     if axes is None:
         fig = fig or _figure(figsize=(9.0, 3.2))
@@ -209,8 +210,11 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
 
 
 def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
-    """Static 3D view: the tumor surface coloured by margin (red < 0, yellow < threshold, green),
-    the ablation zone as a faint shell, looking at the minimal margin point."""
+    """Draw a static 3D view looking at the minimal margin point.
+
+    The tumor surface coloured by margin (red < 0, yellow < threshold, green), the ablation
+    zone as a faint shell.
+    """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.ticker import MaxNLocator
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
@@ -277,10 +281,11 @@ def html_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> str:
-    """The one-page report as a self-contained HTML string (figures embedded).
+    """Render the one-page report as a self-contained HTML string (figures embedded).
 
     ``uncertainty`` (a :class:`~napari_ablation.core.uncertainty.MarginUncertainty`) adds
-    the MTM's interval, its sources and a histogram of the sampled MTMs."""
+    the MTM's interval, its sources and a histogram of the sampled MTMs.
+    """
     info = dict(info or {})
     qa = dict(qa or {})
     hist = _png(plot_histogram(res))
@@ -375,7 +380,7 @@ def pdf_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> bytes:
-    """The one-page report as PDF bytes (matplotlib, A4 portrait)."""
+    """Render the one-page report as PDF bytes (matplotlib, A4 portrait)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     fig = report_page(
@@ -424,7 +429,7 @@ def report_page(
     transform_note: str | None = None,
     uncertainty=None,
 ):
-    """The report page as a matplotlib Figure (A4 portrait).
+    """Draw the report page as a matplotlib Figure (A4 portrait).
 
     The blocks flow down the page: the text block is wrapped inside the margins and the
     panels start below its last line, so nothing overlaps however long the description.
@@ -536,7 +541,7 @@ def write_report(path: str | os.PathLike, res, **kw) -> Path:
 
 
 def figure_rows(res, uncertainty=None) -> list[tuple[str, str, str]]:
-    """The (figure, value, unit) rows of an analysis, then those of its MTM interval.
+    """Return the (figure, value, unit) rows of an analysis, then those of its MTM interval.
 
     Parameters
     ----------
@@ -551,7 +556,7 @@ def figure_rows(res, uncertainty=None) -> list[tuple[str, str, str]]:
 
 
 def csv_text(res, uncertainty=None) -> str:
-    """The figures as CSV: ``res.to_csv()`` followed by the interval's rows.
+    """Return the figures as CSV: ``res.to_csv()`` followed by the interval's rows.
 
     Parameters
     ----------
@@ -572,8 +577,9 @@ def csv_text(res, uncertainty=None) -> str:
 
 
 def json_document(res, extra: dict | None = None, uncertainty=None) -> dict:
-    """The margin JSON: ``res.to_json_dict()``, the interval's keys (DESIGN section 5), then
-    ``extra``.
+    """Return the margin JSON document.
+
+    ``res.to_json_dict()``, the interval's keys (DESIGN section 5), then ``extra``.
 
     Parameters
     ----------

@@ -112,6 +112,7 @@ class RigidSamples:
     sources: tuple[str, ...] = ()
 
     def __len__(self) -> int:
+        """Return the number of perturbations."""
         return len(self.translations)
 
     @classmethod
@@ -133,7 +134,7 @@ class RigidSamples:
         )
 
     def then(self, other: RigidSamples) -> RigidSamples:
-        """The perturbations ``other_k o self_k`` (two independent sources combined)."""
+        """Combine two independent sources: the perturbations ``other_k o self_k``."""
         if len(other) != len(self):
             raise AblationError("cannot combine sample sets of different sizes")
         o = self._about(other.center) if not np.allclose(other.center, self.center) else self
@@ -169,7 +170,7 @@ class RigidSamples:
 def translation_samples(
     sd_mm: float, n: int, rng: np.random.Generator, center, source: str | None = None
 ) -> RigidSamples:
-    """A stated registration accuracy: translations with SD ``sd_mm`` along each patient axis.
+    """Sample a stated registration accuracy: translations with SD ``sd_mm`` per patient axis.
 
     Parameters
     ----------
@@ -208,8 +209,10 @@ def _cross_matrix(v: np.ndarray) -> np.ndarray:
 
 
 def _jacobian(point, center) -> np.ndarray:
-    """3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity
-    (``D(p) ~ p + omega x (p - c) + t``)."""
+    """Return the 3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity.
+
+    ``D(p) ~ p + omega x (p - c) + t``.
+    """
     return np.hstack([-_cross_matrix(np.asarray(point, dtype=float) - center), np.eye(3)])
 
 
@@ -496,7 +499,7 @@ class RegistrationError:
         return "+".join(parts) or "none"
 
     def sd_source(self) -> str:
-        """The source line of the stated accuracy."""
+        """Return the source line of the stated accuracy."""
         sd = float(self.sd_mm or 0.0)
         what = self.sd_note or "stated accuracy"
         return f"registration: {what}, SD {sd:g} mm per axis at the tumor"
@@ -547,7 +550,7 @@ class RegistrationError:
 def registration_error_at(
     error: RegistrationError, point, *, samples: int = ERROR_SAMPLES, seed: int = 0
 ) -> tuple[float, float]:
-    """The predicted registration error at ``point``: RMS and 95th percentile (mm).
+    """Predict the registration error at ``point``: RMS and 95th percentile (mm).
 
     Parameters
     ----------
@@ -587,9 +590,10 @@ def case_uncertainty(
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
 ) -> MarginUncertainty:
-    """The MTM interval of an analysis for a registration error model: the one entry point
-    of the CLI (``margin --uncertainty``) and of the case model, so that both give the same
-    numbers for the same inputs and seed.
+    """Compute the MTM interval of an analysis for a registration error model.
+
+    The one entry point of the CLI (``margin --uncertainty``) and of the case model, so
+    that both give the same numbers for the same inputs and seed.
 
     Parameters
     ----------
@@ -684,8 +688,10 @@ def _along(axes: np.ndarray, normals: np.ndarray) -> np.ndarray:
 def _plane_distance(
     mesh: Mesh, normals: np.ndarray, tree: cKDTree, pts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Signed distance (positive inside) to the tangent plane of the nearest vertex, and that
-    vertex."""
+    """Return the signed distance to the tangent plane of the nearest vertex, and that vertex.
+
+    Positive inside.
+    """
     _d, iv = tree.query(pts)
     return -np.einsum("ij,ij->i", pts - mesh.verts[iv], normals[iv]), iv
 
@@ -868,8 +874,11 @@ def _tumor_voxel_centres(res: MarginResult) -> np.ndarray:
 
 
 def _volume_points(res: MarginResult, pad_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points sampling the tumor (and a shell of ``pad_mm`` around it): positions, signed
-    distance to the tumor surface (positive inside), outward normal of the nearest vertex."""
+    """Sample the tumor and a shell of ``pad_mm`` around it with points.
+
+    Returns their positions, signed distance to the tumor surface (positive inside) and the
+    outward normal of the nearest vertex.
+    """
     ts = res.tumor_surface
     lo, hi = ts.verts.min(axis=0) - pad_mm, ts.verts.max(axis=0) + pad_mm
     sp = np.asarray(res.pre_reference.GetSpacing(), dtype=float)
@@ -937,9 +946,11 @@ class MarginUncertainty:
 
     @property
     def samples(self) -> int:
+        """Return the number of samples."""
         return len(self.sampled_min_margin_mm)
 
     def volume_fraction_interval(self) -> dict[str, tuple[float, float]]:
+        """Return the central ``level`` range of each coverage class's volume fraction."""
         q = [(1 - self.level) / 2, (1 + self.level) / 2]
         return {
             k: tuple(float(v) for v in np.quantile(s, q))
@@ -975,8 +986,10 @@ class MarginUncertainty:
         return "\n".join(lines)
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """(figure, value, unit) rows for the results table and the CSV, after
-        ``MarginResult.rows()``."""
+        """Return the (figure, value, unit) rows for the results table and the CSV.
+
+        They follow ``MarginResult.rows()``.
+        """
         lo, hi = self.interval_mm
         pct = f"{100 * self.level:.0f} %"
         rows = [
@@ -995,8 +1008,10 @@ class MarginUncertainty:
         return rows
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The keys of docs/design.md, section 5 plus the class-fraction intervals and the uncertain
-        volume."""
+        """Return the JSON keys of DESIGN section 5, the class-fraction intervals and more.
+
+        Also the uncertain volume and the registration error at the tumor.
+        """
 
         def r(v, nd=3):
             return round(float(v), nd)
@@ -1020,8 +1035,9 @@ class MarginUncertainty:
         }
 
     def class_crop_with_uncertain(self, class_crop: np.ndarray) -> np.ndarray:
-        """The margin layer's classes (1 green, 2 yellow, 3 red) with uncertain voxels set to
-        ``UNCERTAIN_LABEL``.
+        """Return the margin layer's classes with the uncertain voxels set to ``UNCERTAIN_LABEL``.
+
+        Classes: 1 green, 2 yellow, 3 red.
 
         Parameters
         ----------
@@ -1116,7 +1132,7 @@ def plot_min_margin_samples(unc: MarginUncertainty, ax=None, fig=None):
 def mtm_interval(
     accepted_mm: float, perturbed_mm: np.ndarray, level: float = 0.95
 ) -> tuple[float, float]:
-    """The MTM's interval from its values under sampled errors.
+    """Compute the MTM's interval from its values under sampled errors.
 
     The union of the percentile interval of the perturbed MTMs and of its reflection about
     the accepted MTM (the basic, pivotal bootstrap interval). Where the MTM depends

@@ -554,6 +554,9 @@ class MarginWidget(QWidget):
                 else "#888888"
             )
             self.big.setStyleSheet(f"color: {color};")
+            # the interval line greys with the MTM (and while the interval itself catches up)
+            stale = not (current and self._current_interval() is not None)
+            self.interval.setStyleSheet("color: #888888;" if stale else "")
 
     def _on_analysis(self) -> None:
         if self._quiz_lock():
