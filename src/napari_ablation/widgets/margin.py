@@ -945,8 +945,12 @@ class MarginWidget(QWidget):
         """Write the current figures now; the format follows the suffix (.json .csv .html .pdf).
 
         ``screenshot`` is accepted for compatibility; the report always draws the 3D surface
-        itself (headless), so nothing is rendered on the GUI thread.
+        itself (headless), so nothing is rendered on the GUI thread. An MTM interval still
+        being computed in the background is computed here first.
         """
+        m = self.model
+        if m.analysis_current and not m.interval_current:
+            m.compute_interval()
         return self._export_job(path)()
 
     def export_async(self, path: str | Path):

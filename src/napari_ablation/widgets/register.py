@@ -32,6 +32,8 @@ from .session import CaseSession
 
 #: half size (mm) of the box around the tumor resampled live while adjusting
 LIVE_HALF_SIZE_MM = 30.0
+#: the predicted registration error follows tumor edits once they settle (ms)
+ERROR_DEBOUNCE_MS = 300
 #: above this many post voxels the whole-volume resampling runs in a worker
 RESAMPLE_IN_WORKER_VOXELS = 2_000_000
 
@@ -83,6 +85,13 @@ class RegisterWidget(QWidget):
             "over restarts) or the reader accuracy (Margins); it sets the MTM interval"
         )
         lay.addWidget(self.error_label)
+        from qtpy.QtCore import QTimer
+
+        # tumor edits move the centre where the error is predicted: once they settle
+        self._error_timer = QTimer(self)
+        self._error_timer.setSingleShot(True)
+        self._error_timer.setInterval(ERROR_DEBOUNCE_MS)
+        self._error_timer.timeout.connect(self.show_registration_error)
         self.auto = AutoPanel(self)
         self.manual = ManualPanel(self)
         self.landmarks = LandmarksPanel(self)
@@ -175,8 +184,10 @@ class RegisterWidget(QWidget):
         self.auto.show_transform(self.transform, self.tumor_center())
 
     def _on_model_changed(self, what: str) -> None:
-        if what in ("case", "transform", "landmarks", "settings", "tumor"):
+        if what in ("case", "transform", "landmarks", "settings"):
             self.show_registration_error()
+        elif what == "tumor":
+            self._error_timer.start()
 
     def show_registration_error(self) -> None:
         """The predicted registration error at the tumor (mm, 95 %) and its source."""
