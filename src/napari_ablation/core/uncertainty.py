@@ -461,7 +461,7 @@ def restart_covariance(
 #: user states another (SD per patient axis, mm; 95 % of the errors within 2.8 mm)
 DEFAULT_READER_SD_MM = 1.0
 #: samples used for the predicted registration error at the tumor (:func:`registration_error_at`)
-ERROR_SAMPLES = 2000
+ERROR_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
