@@ -804,13 +804,29 @@ class CaseModel:
         post = {str(r.get("label")) for r in self._landmarks.get("post", [])}
         return len(pre & post)
 
+    def _is_landmark_fit(self) -> bool:
+        """True when the current transform is the fit of the landmarks (a reopened case)."""
+        from .core import landmarks as lm
+
+        tx, c = self.transform, self.tumor_centre_lps()
+        if tx is None or c is None:
+            return False
+        try:
+            fit = lm.fit_landmarks(self._landmarks["pre"], self._landmarks["post"])
+        except AblationError:
+            return False
+        gap = tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c)
+        return float(np.linalg.norm(gap)) < 1e-3
+
     def registration_error(self) -> core_uncertainty.RegistrationError:
         """The error model of the current registration, following how it was made:
         landmarks -> their localisation error (from the fit residuals); automatic -> its
         spread over restarts (when computed); manual, a file, or none -> the reader's
         stated accuracy (:attr:`reader_sd_mm`, an assumption until edited)."""
         step = self.transform_step
-        if step.source == "landmarks" and self._landmark_pairs() >= 3:
+        if self._landmark_pairs() >= 3 and (
+            step.source == "landmarks" or (step.source == "case" and self._is_landmark_fit())
+        ):
             return core_uncertainty.RegistrationError(
                 landmarks=(self._landmarks["pre"], self._landmarks["post"])
             )
@@ -849,7 +865,11 @@ class CaseModel:
     def interval_key(self) -> tuple:
         """What the MTM interval of the stored analysis depends on, now."""
         a = self._analysis
-        lm_version = self._versions["landmarks"] if self.transform_step.source == "landmarks" else 0
+        lm_version = (
+            self._versions["landmarks"]
+            if self.transform_step.source in ("landmarks", "case")
+            else 0
+        )
         inputs = tuple(sorted(a.inputs.items())) if a is not None else ()
         return (inputs, lm_version)
 
