@@ -228,6 +228,11 @@ def idle(session, margin_widget=None) -> bool:
     m = session.model
     if session.analysis.live and not m.analysis_current and session.analysis.error is None:
         return False
+    # the MTM interval follows every current analysis
+    if session.interval.running or (
+        m.analysis_current and not m.interval_current and session.interval.error is None
+    ):
+        return False
     if margin_widget is not None:
         if margin_widget._prep_worker is not None or margin_widget._export_workers:
             return False
@@ -237,6 +242,8 @@ def idle(session, margin_widget=None) -> bool:
         if m.analysis is not None and margin_widget._shown is not m.analysis:
             return False
         if stale_readout(session.viewer, session, margin_widget) is not None:
+            return False
+        if m.interval is not None and margin_widget._interval_shown is not m.interval:
             return False
     return not m.unsaved_items() or m.folder is None
 
@@ -293,7 +300,9 @@ def check_invariants(
         if (ly.metadata.get("napari_ablation") or {}).get("role") == "margin"
     ]
     assert lab
-    full = sitk.GetArrayFromImage(fresh.margin_labels_image())
+    # the classes, with the uncertain class of the current MTM interval
+    assert m.interval_current
+    full = sitk.GetArrayFromImage(m.interval.uncertainty.margin_labels_image(fresh))
     pre = next(
         ly
         for ly in viewer.layers

@@ -69,8 +69,14 @@ def widget(make_napari_viewer, tmp_path, monkeypatch):
 def _compute(w, qtbot, previous=None):
     w.run()
     qtbot.waitUntil(
-        lambda: w.result is not None and w.result is not previous and w._worker is None,
-        timeout=30000,
+        lambda: (
+            w.result is not None
+            and w.result is not previous
+            and w._worker is None
+            and w.uncertainty is not None  # its MTM interval shown too
+            and w.model.interval_current
+        ),
+        timeout=60000,
     )
     return w.result
 
@@ -83,15 +89,16 @@ def test_margin_widget_layers_table_and_exports(widget, qtbot, tmp_path):
     assert res.min_margin_mm == pytest.approx(-2.0, abs=0.5)
     assert res.min_margin_octant.startswith("right")
     assert w.big.text().startswith("MTM = -2.")
-    # margin layer on the pre grid, three classes, fixed colours
+    # margin layer on the pre grid, three classes and the uncertain one, fixed colours
     lab = _layers.find_layer(viewer, "margin")
-    assert set(np.unique(lab.data)) == {0, 1, 2, 3}
+    assert {0, 1, 3} <= set(np.unique(lab.data)) <= {0, 1, 2, 3, 4}
     pre = _layers.find_layer(viewer, "pre")
     # a box of the pre grid, aligned with its voxels, holding the classes of the whole grid
     import _gui
 
     assert np.array_equal(
-        _gui.margin_on_grid(lab, pre), sitk.GetArrayFromImage(res.margin_labels_image())
+        _gui.margin_on_grid(lab, pre),
+        sitk.GetArrayFromImage(w.uncertainty.margin_labels_image(res)),
     )
     for k, hexcol in _layers.MARGIN_COLORS.items():
         rgba = np.asarray(lab.colormap.map(np.array([k])))[0]
@@ -115,7 +122,7 @@ def test_margin_widget_layers_table_and_exports(widget, qtbot, tmp_path):
     w.center_btn.click()
     assert np.allclose(viewer.dims.point, res.min_margin_point_lps[::-1], atol=2.0)
     # table + clipboard
-    assert w.table.rowCount() == len(res.rows())
+    assert w.table.rowCount() == len(res.rows()) + len(w.uncertainty.rows())
     w.copy_btn.click()
     from qtpy.QtWidgets import QApplication
 
@@ -216,7 +223,7 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     res = _compute(w, qtbot)
     assert abs(res.min_margin_mm - case.info["true_min_margin_mm"]) <= 0.5
     lab = _layers.find_layer(viewer, "margin")
-    assert set(np.unique(lab.data)) == {0, 1, 2, 3}
+    assert {0, 1, 2, 3} <= set(np.unique(lab.data)) <= {0, 1, 2, 3, 4}
     assert not _layers.grid(viewer).enabled  # one overlay in pre space
     # a coronal view through the minimal margin point, zoomed on the tumor
     viewer.dims.order = (1, 0, 2)
@@ -227,7 +234,14 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     greenish = np.sum((px[:, 1] > px[:, 0] + 30) & (px[:, 1] > px[:, 2] + 30))
     yellowish = np.sum((px[:, 0] > 120) & (px[:, 1] > 110) & (px[:, 2] < px[:, 1] - 60))
     reddish = np.sum((px[:, 0] > px[:, 1] + 60) & (px[:, 0] > px[:, 2] + 60))
-    assert greenish > 20 and yellowish > 20 and reddish > 5, (greenish, yellowish, reddish)
+    # the thin uncovered rim is in doubt under the assumed registration error: uncertain (blue)
+    bluish = np.sum((px[:, 2] > px[:, 0] + 50) & (px[:, 2] > px[:, 1] + 20))
+    assert greenish > 20 and yellowish > 20 and reddish + bluish > 5, (
+        greenish,
+        yellowish,
+        reddish,
+        bluish,
+    )
 
 
 def test_layer_choices_follow_roles_when_layers_arrive_one_by_one(make_napari_viewer):

@@ -121,6 +121,10 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, t
     html = teach.reveal.text()
     assert "not completely covered" in html and "2D vs 3D" in html
     assert f"true {k['min_margin_mm']:.1f} mm" in html
+    # the key's interval is shown; 3 mm lies outside it: the MTM answer is wrong
+    lo, hi = k["min_margin_interval_mm"]
+    assert f"(95 %: {lo:+.1f} to {hi:+.1f} mm)" in html
+    assert record["score"]["mtm_in_interval"] is False
     names = [ly.name for ly in viewer.layers]
     assert "minimal margin point" in names and "2D minimum on the largest axial slice" in names
     margin = _layers.find_layer(viewer, "margin")
@@ -214,3 +218,25 @@ def test_segmentation_and_registration_questions(make_napari_viewer, tmp_path, q
     _wait_reveal(qtbot, viewer)
     assert _layers.find_layer(viewer, "quiz_reference_tumor") is not None
     assert "Tumor outline: Dice" in teach.reveal.text() and "TRE" in teach.reveal.text()
+
+
+def test_an_mtm_answer_inside_the_interval_is_right_in_the_reveal(
+    make_napari_viewer, bundled_copy, qtbot
+):
+    _viewer, teach, _margins = _open(make_napari_viewer, bundled_copy)
+    key = json.loads((bundled_copy / quiz.KEY_IN_QUIZ).read_text(encoding="utf-8"))
+    teach.open_case(0)
+    k = key["cases"][teach.case_id]
+    lo, hi = k["min_margin_interval_mm"]
+    answer = round(k["min_margin_mm"] + 0.6 * (hi - k["min_margin_mm"]), 1)  # off, but inside
+    assert abs(answer - k["min_margin_mm"]) >= 1.0 and lo <= answer <= hi
+    teach.complete.setCurrentText("yes" if k["complete_coverage"] else "no")
+    teach.mtm.setText(f"{answer:g}")
+    teach.octant.setCurrentText(k["min_margin_octant"])
+    teach.klass.setCurrentText(k["coverage_class"])
+    record = teach.submit()
+    assert record["score"]["mtm_in_interval"] is True
+    html = teach.reveal.text()
+    assert f"(95 %: {lo:+.1f} to {hi:+.1f} mm)" in html and "right" in html
+    assert "You read" not in html  # the explanation does not blame a reading inside the interval
+    assert "MTM inside the interval 100 %" in teach.summary.text()

@@ -1,69 +1,167 @@
-"""The MTM interval and the 'uncertain' class in the Margins widget, on the renal MRI sample.
+"""The MTM interval as part of the case model's analysis, in a real viewer on the renal MRI
+sample: the Margins widget, its exports, the autosaved case and the CLI carry the same
+interval; the 'uncertain' class appears when the registration uncertainty is raised.
 
 Run with ``xvfb-run -a python -m pytest tests/test_uncertainty_widget.py``.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import re
+from html import escape as html_escape
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
-from napari_ablation.core import coverage, samples
+from napari_ablation import cli
+from napari_ablation.core import coverage, samples, uncertainty
+from napari_ablation.core.case import Case
+from napari_ablation.model import CaseModel
 from napari_ablation.widgets import _layers
 
 LINE = re.compile(r"^MTM -?\d+\.\d mm \(95 %: [+-]\d+\.\d to [+-]\d+\.\d; P\(MTM < 0\) = \d+ %\)$")
+SAMPLE = samples.sample_dir() / "renal_mri"
 
 
-def test_raised_registration_uncertainty_shows_interval_and_uncertain_class(
-    make_napari_viewer, qtbot, tmp_path, monkeypatch
+def _renal_case() -> Case:
+    case = samples.load_sample("renal_mri")
+    case.transform = sitk.ReadTransform(str(SAMPLE / "true_transform.tfm"))
+    return case
+
+
+def _wait_interval(qtbot, w, timeout=90000):
+    qtbot.waitUntil(
+        lambda: (
+            w.model.interval_current
+            and w.uncertainty is not None
+            and w.uncertainty is w.model.interval.uncertainty
+        ),
+        timeout=timeout,
+    )
+
+
+def test_every_view_carries_the_same_interval_and_the_uncertain_class_shows(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
     from napari_ablation.widgets.margin import MarginWidget
     from napari_ablation.widgets.session import CaseSession
 
-    case = samples.load_sample("renal_mri")
-    case.transform = sitk.ReadTransform(
-        str(samples.sample_dir() / "renal_mri" / "true_transform.tfm")
-    )
     viewer = make_napari_viewer(show=True)
-    CaseSession.of(viewer).set_case(case, tmp_path / "case")
+    session = CaseSession.of(viewer)
+    session.set_case(_renal_case(), tmp_path / "case")
     w = MarginWidget(viewer)
     viewer.window.add_dock_widget(w, name="Margin")
+    model = w.model
+    assert model.reader_sd_assumed and w.registration_sd.value() == pytest.approx(1.0)
+    assert "assumed" in w.registration_sd_note.text()
     w.run()
-    qtbot.waitUntil(
-        lambda: _layers.find_layer(viewer, "margin") is not None and w._worker is None,
-        timeout=60000,
-    )
-    assert w.uncertainty is None and w.interval.text() == ""
-    lab = _layers.find_layer(viewer, "margin")
-    assert coverage.UNCERTAIN_LABEL not in np.unique(lab.data)
-
-    w.registration_sd.setValue(2.0)  # "I trust this registration to about 2 mm per axis"
-    qtbot.waitUntil(lambda: w.uncertainty is not None and w._worker is None, timeout=60000)
+    _wait_interval(qtbot, w)
+    # the default: the reader accuracy assumed for a registration saved with the case, half a
+    # voxel of boundary; the interval line and its sources under the MTM
     unc = w.uncertainty
-    assert unc is not None and LINE.match(w.interval.text())
+    first, *sources = w.interval.text().split("\n")
+    assert LINE.match(first) and first == unc.interval_text()
+    assert any("assumed reader accuracy" in s and "SD 1 mm" in s for s in sources)
+    assert any("half a voxel" in s for s in sources)
     lo, hi = unc.interval_mm
-    assert lo < w.result.min_margin_mm < hi
-    lab = _layers.find_layer(viewer, "margin")
-    values = np.unique(lab.data)
-    assert coverage.UNCERTAIN_LABEL in values
-    n4 = np.count_nonzero(lab.data == coverage.UNCERTAIN_LABEL)
-    assert abs(n4 * np.prod(lab.scale) / 1000 - unc.uncertain_volume_ml) < 1e-6
-    # the fourth colour is the one of core/coverage, distinct from the three classes
-    rgba = lab.colormap.map(np.array([coverage.UNCERTAIN_LABEL]))[0]
-    assert np.allclose(rgba[:3], [0x00 / 255, 0x72 / 255, 0xB2 / 255], atol=0.01)
-    assert "ml" in w.legend_labels[coverage.UNCERTAIN_LABEL].text()
-    assert "P(MTM < 0)\t" in w.table_tsv() and w.table.rowCount() == len(w.result.rows()) + len(
-        unc.rows()
+    assert lo <= w.result.min_margin_mm <= hi and hi - lo > 0.5
+    # the same numbers as the core entry point the CLI uses (same inputs, same seed)
+    ref = uncertainty.case_uncertainty(
+        w.result,
+        uncertainty.RegistrationError(sd_mm=1.0),
+        ablation=model.label_grid("ablation"),
+        transform=model.transform,
     )
-    # the uncertain voxels are on screen on the slice of the minimal margin (the cyan ablation
-    # outline hidden: the only blue left is the uncertain class)
+    assert ref.interval_mm == pytest.approx(unc.interval_mm, abs=1e-9)
+
+    # raise the registration uncertainty: stale-marked while it recomputes, then wider, with
+    # the fourth colour in the margin layer
+    w.registration_sd.setValue(3.0)
+    assert not model.interval_current
+    qtbot.waitUntil(lambda: "computing" in w.interval.text() or model.interval_current)
+    _wait_interval(qtbot, w)
+    unc3 = w.uncertainty
+    assert unc3 is not unc and not model.reader_sd_assumed
+    assert "stated reader accuracy" in w.interval.text() and "SD 3 mm" in w.interval.text()
+    assert unc3.interval_mm[1] - unc3.interval_mm[0] > hi - lo
+    lab = _layers.find_layer(viewer, "margin")
+    n4 = np.count_nonzero(lab.data == coverage.UNCERTAIN_LABEL)
+    assert n4 > 0
+    assert abs(n4 * np.prod(lab.scale) / 1000 - unc3.uncertain_volume_ml) < 1e-6
+    rgba = lab.colormap.map(np.array([coverage.UNCERTAIN_LABEL]))[0]
+    assert np.allclose(rgba[:3], coverage.hex_to_rgb(coverage.UNCERTAIN_COLOR), atol=0.01)
+    assert "ml" in w.legend_labels[coverage.UNCERTAIN_LABEL].text()
+    assert "P(MTM < 0)\t" in w.table_tsv()
+    assert w.table.rowCount() == len(w.result.rows()) + len(unc3.rows())
+    # on screen: the uncertain (blue) voxels on the slice of the minimal margin (the cyan
+    # ablation outline hidden: the only blue left is the uncertain class)
     w.center_on_mtm()
     _layers.find_layer(viewer, "ablation_registered").visible = False
-    shot = viewer.screenshot(str(tmp_path / "uncertain.png"), canvas_only=True, flash=False).astype(
-        int
-    )
+    qtbot.wait(200)
+    shot_path = tmp_path / "uncertain.png"
+    shot = viewer.screenshot(str(shot_path), canvas_only=True, flash=False).astype(int)
     r, g, b = shot[..., 0], shot[..., 1], shot[..., 2]
     assert np.count_nonzero((b > r + 50) & (b > g + 20)) > 50
+
+    # exports from the GUI carry the interval (JSON keys of DESIGN section 5, CSV rows,
+    # HTML / PDF report with the interval line and the sampled-MTM histogram)
+    out = {suf: tmp_path / f"margins{suf}" for suf in (".json", ".csv", ".html", ".pdf")}
+    for p in out.values():
+        w.export_async(p)
+    qtbot.waitUntil(
+        lambda: all(p.exists() for p in out.values()) and not w.exporting, timeout=90000
+    )
+    doc = json.loads(out[".json"].read_text(encoding="utf-8"))
+    for k, v in unc3.to_json_dict().items():
+        assert doc[k] == v, k
+    rows = {r[0]: r[1] for r in csv.reader(out[".csv"].read_text(encoding="utf-8").splitlines())}
+    assert float(rows["MTM 95 % interval, lower"]) == pytest.approx(unc3.interval_mm[0], abs=0.01)
+    html = out[".html"].read_text(encoding="utf-8")
+    assert html_escape(unc3.interval_text()) in html and "histogram of sampled MTMs" in html
+    assert "stated reader accuracy" in html
+    assert out[".pdf"].read_bytes().startswith(b"%PDF")
+
+    # the autosaved case holds the stated accuracy: reopened, it gives the same interval
+    session.flush()
+    saved = json.loads((tmp_path / "case" / "case.json").read_text(encoding="utf-8"))
+    assert saved["settings"]["registration_sd_mm"] == 3.0
+    again = CaseModel()
+    again.load_case(Case.load(tmp_path / "case"))
+    again.compute_analysis()
+    assert again.compute_interval().uncertainty.interval_mm == pytest.approx(
+        unc3.interval_mm, abs=1e-6
+    )
+
+    # the CLI on the same files, transform, stated accuracy and seed: the same numbers
+    sitk.WriteTransform(model.transform, str(tmp_path / "T.tfm"))
+    cli_json = tmp_path / "cli.json"
+    rc = cli.main(
+        [
+            "margin",
+            "--tumor",
+            str(SAMPLE / "tumor.nii.gz"),
+            "--ablation",
+            str(SAMPLE / "ablation.nii.gz"),
+            "--transform",
+            str(tmp_path / "T.tfm"),
+            "--uncertainty",
+            "--registration-sd-mm",
+            "3",
+            "--seed",
+            "0",
+            "--json",
+            str(cli_json),
+        ]
+    )
+    assert rc == 0
+    cdoc = json.loads(cli_json.read_text(encoding="utf-8"))
+    assert cdoc["min_margin_interval_mm"] == pytest.approx(doc["min_margin_interval_mm"], abs=2e-3)
+    assert cdoc["p_min_margin_below_zero"] == pytest.approx(
+        doc["p_min_margin_below_zero"], abs=0.01
+    )
+    assert cdoc["uncertainty_samples"] == doc["uncertainty_samples"] == 200
+    capsys.readouterr()

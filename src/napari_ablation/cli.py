@@ -269,9 +269,9 @@ def _cmd_margin(args: argparse.Namespace) -> int:
             doc.update(unc.to_json_dict())
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
-        outs.add_text(
-            args.csv_out, res.to_csv() if unc is None else _csv_with_uncertainty(res, unc)
-        )
+        from .core import report
+
+        outs.add_text(args.csv_out, report.csv_text(res, unc))
     if args.html_out or args.pdf_out:
         from .core import report
 
@@ -292,15 +292,6 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     if unc is not None:
         print(unc.summary_text())
     return 0
-
-
-def _csv_with_uncertainty(res, unc) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(unc.rows())
-    return res.to_csv() + buf.getvalue()
 
 
 def _check_uncertainty_args(args: argparse.Namespace) -> None:
@@ -335,15 +326,14 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
     from .core import landmarks, uncertainty
     from .core import transform as tfm
 
-    rng = np.random.default_rng(args.seed)
-    n, c = args.samples, res.tumor_centroid_lps
-    reg = None
+    c = res.tumor_centroid_lps
+    points = None
     if args.fixed_points:
         fixed, moving = (
             landmarks.read_points_csv(args.fixed_points),
             landmarks.read_points_csv(args.moving_points),
         )
-        reg = uncertainty.landmark_samples(fixed, moving, n, rng, c)
+        points = (fixed, moving)
         # the landmarks describe the error of their own fit: say so when --transform is another one
         fit = landmarks.fit_landmarks(fixed, moving)
         gap = float(
@@ -355,18 +345,16 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
                 f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
                 "interval describes the error of the landmark fit",
             )
-    if args.registration_sd_mm is not None:
-        sd = uncertainty.translation_samples(args.registration_sd_mm, n, rng, c)
-        reg = sd if reg is None else reg.then(sd)
-    return uncertainty.margin_uncertainty(
+    error = uncertainty.RegistrationError(landmarks=points, sd_mm=args.registration_sd_mm)
+    return uncertainty.case_uncertainty(
         res,
-        reg,
+        error,
         tumor=tumor,
         ablation=ablation,
         transform=tx,
         boundary_mm=args.boundary_mm,
-        samples=n,
-        seed=args.seed + 1,
+        samples=args.samples,
+        seed=args.seed,
     )
 
 

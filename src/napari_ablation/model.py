@@ -40,7 +40,7 @@ import copy
 import itertools
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from psygnal import Signal
 from .core import geometry
 from .core import margin as core_margin
 from .core import transform as tfm
+from .core import uncertainty as core_uncertainty
 from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, TRANSFORM_FILE, Case
 from .core.errors import AblationError
 
@@ -81,6 +82,10 @@ class TransformStep:
     source: str
     #: free text (e.g. the file name, the metric value)
     note: str = ""
+    #: the automatic registration's spread: covariance of the six rigid parameters
+    #: ``(omega, t)`` (rad, mm) about ``error_center`` (see ``core.uncertainty``)
+    error_covariance: np.ndarray | None = field(default=None, compare=False)
+    error_center: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,60 @@ class Analysis:
     inputs: dict[str, int]
     #: True when the registration was the identity (nothing registered)
     identity: bool = False
+
+
+@dataclass(frozen=True)
+class IntervalRequest:
+    """What the MTM interval needs, copied from the model at one moment."""
+
+    analysis: Analysis
+    error: core_uncertainty.RegistrationError
+    ablation_grid: sitk.Image | None
+    transform: sitk.Transform | None
+    boundary_mm: float | None
+    samples: int
+    seed: int
+    #: :meth:`CaseModel.interval_key` when the copy was taken
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The MTM interval of an analysis, with what it was computed from."""
+
+    uncertainty: core_uncertainty.MarginUncertainty
+    analysis: Analysis
+    key: tuple
+
+
+def run_interval(request: IntervalRequest) -> Interval:
+    """Compute the MTM interval of a request (any thread).
+
+    Parameters
+    ----------
+    request : IntervalRequest
+        From :meth:`CaseModel.interval_request`.
+
+    Returns
+    -------
+    Interval
+
+    Raises
+    ------
+    AblationError
+        Bad landmarks or settings.
+    """
+    a = request.analysis
+    unc = core_uncertainty.case_uncertainty(
+        a.result,
+        request.error,
+        ablation=request.ablation_grid,
+        transform=request.transform,
+        boundary_mm=request.boundary_mm,
+        samples=request.samples,
+        seed=request.seed,
+    )
+    return Interval(uncertainty=unc, analysis=a, key=request.key)
 
 
 @dataclass
@@ -177,6 +236,8 @@ class CaseModel:
     qa_changed = Signal()
     #: a new analysis was stored, or the stored one stopped (or started) being current
     analysis_changed = Signal()
+    #: a new MTM interval was stored (or the stored one stopped being current)
+    interval_changed = Signal()
     #: the save state of some item changed (written, edited, failed)
     save_state_changed = Signal()
     #: the case folder changed
@@ -201,6 +262,7 @@ class CaseModel:
         self._saved: dict[str, int] = dict.fromkeys(ITEMS, 0)
         self._analysis: Analysis | None = None
         self._was_current = False
+        self._interval: Interval | None = None
         self.save_error: str | None = None
         self._write_lock = threading.Lock()
         self._written: dict[str, int] = dict.fromkeys(ITEMS, 0)
@@ -322,6 +384,7 @@ class CaseModel:
         self._written_manifest = {}
         self._analysis = None
         self._was_current = False
+        self._interval = None
         self.save_error = None
         self.case_loaded.emit()
         self.analysis_changed.emit()
@@ -502,7 +565,14 @@ class CaseModel:
         return self._index < len(self._history) - 1
 
     def set_transform(
-        self, tx: sitk.Transform | None, source: str, note: str = "", *, merge: bool = False
+        self,
+        tx: sitk.Transform | None,
+        source: str,
+        note: str = "",
+        *,
+        merge: bool = False,
+        error_covariance: np.ndarray | None = None,
+        error_center: np.ndarray | None = None,
     ) -> None:
         """Make ``tx`` the registration: a new history step (the redo steps are dropped).
 
@@ -517,6 +587,9 @@ class CaseModel:
         merge : bool
             Replace the current step instead of adding one when it has the same source
             (a manual adjustment being dragged is one step).
+        error_covariance, error_center : array, optional
+            The registration's spread (6 x 6 covariance of ``(omega, t)`` about
+            ``error_center``), e.g. from restarts of the automatic registration.
 
         Raises
         ------
@@ -527,7 +600,13 @@ class CaseModel:
             raise AblationError(
                 f"unknown transform source '{source}' (one of {', '.join(TRANSFORM_SOURCES)})"
             )
-        step = TransformStep(None if tx is None else tfm.as_euler(tx), source, note)
+        step = TransformStep(
+            None if tx is None else tfm.as_euler(tx),
+            source,
+            note,
+            None if error_covariance is None else np.array(error_covariance, dtype=float),
+            None if error_center is None else np.array(error_center, dtype=float),
+        )
         del self._history[self._index + 1 :]
         if merge and self._index > 0 and self._history[self._index].source == source:
             self._history[self._index] = step
@@ -715,6 +794,161 @@ class CaseModel:
         self.set_analysis(a)
         return a
 
+    # ================================================================ MTM interval
+    @property
+    def reader_sd_mm(self) -> float:
+        """The reader's stated registration accuracy at the tumor (SD per axis, mm), used
+        for a manual registration or none (setting ``registration_sd_mm``; a default
+        assumption until the user edits it)."""
+        v = self._settings.get("registration_sd_mm")
+        return core_uncertainty.DEFAULT_READER_SD_MM if v is None else float(v)
+
+    @property
+    def reader_sd_assumed(self) -> bool:
+        """True while the reader accuracy is the default (nobody stated one)."""
+        return self._settings.get("registration_sd_mm") is None
+
+    def set_reader_sd(self, value: float | None) -> None:
+        """State the reader's registration accuracy (SD per axis, mm); None: the default."""
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise AblationError("the registration accuracy must be a non-negative number of mm")
+        self.update_settings(registration_sd_mm=None if value is None else float(value))
+
+    def _landmark_pairs(self) -> int:
+        pre = {str(r.get("label")) for r in self._landmarks.get("pre", [])}
+        post = {str(r.get("label")) for r in self._landmarks.get("post", [])}
+        return len(pre & post)
+
+    def _is_landmark_fit(self) -> bool:
+        """True when the current transform is the fit of the landmarks (a reopened case)."""
+        from .core import landmarks as lm
+
+        tx, c = self.transform, self.tumor_centre_lps()
+        if tx is None or c is None:
+            return False
+        try:
+            fit = lm.fit_landmarks(self._landmarks["pre"], self._landmarks["post"])
+        except AblationError:
+            return False
+        gap = tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c)
+        return float(np.linalg.norm(gap)) < 1e-3
+
+    def registration_error(self) -> core_uncertainty.RegistrationError:
+        """The error model of the current registration, following how it was made:
+        landmarks -> their localisation error (from the fit residuals); automatic -> its
+        spread over restarts (when computed); manual, a file, or none -> the reader's
+        stated accuracy (:attr:`reader_sd_mm`, an assumption until edited)."""
+        step = self.transform_step
+        if self._landmark_pairs() >= 3 and (
+            step.source == "landmarks" or (step.source == "case" and self._is_landmark_fit())
+        ):
+            return core_uncertainty.RegistrationError(
+                landmarks=(self._landmarks["pre"], self._landmarks["post"])
+            )
+        if step.error_covariance is not None:
+            return core_uncertainty.RegistrationError(
+                covariance=step.error_covariance, covariance_center=step.error_center
+            )
+        what = {
+            "manual": "manual registration",
+            "automatic": "automatic registration without its spread",
+            "landmarks": "landmark registration with fewer than 3 pairs",
+            "file": "registration from a file",
+        }.get(step.source, "registration saved with the case")
+        if step.transform is None:
+            what = "no registration (pre and post assumed aligned)"
+        note = f"{'assumed' if self.reader_sd_assumed else 'stated'} reader accuracy, {what}"
+        return core_uncertainty.RegistrationError(sd_mm=self.reader_sd_mm, sd_note=note)
+
+    def registration_error_at_tumor(self) -> tuple[float, float, str] | None:
+        """Predicted registration error at the tumor centre: (RMS mm, 95th percentile mm,
+        source line); None without tumor labels.
+
+        Raises
+        ------
+        AblationError
+            Bad landmarks.
+        """
+        c = self.tumor_centre_lps()
+        if c is None:
+            return None
+        err = self.registration_error()
+        rms, p95 = core_uncertainty.registration_error_at(err, c)
+        src = err.samples(1, np.random.default_rng(0), c)
+        return rms, p95, (src.sources[0] if src is not None and src.sources else err.kind)
+
+    def interval_key(self) -> tuple:
+        """What the MTM interval of the stored analysis depends on, now."""
+        a = self._analysis
+        lm_version = (
+            self._versions["landmarks"]
+            if self.transform_step.source in ("landmarks", "case")
+            else 0
+        )
+        inputs = tuple(sorted(a.inputs.items())) if a is not None else ()
+        return (inputs, lm_version)
+
+    @property
+    def interval(self) -> Interval | None:
+        """The last stored MTM interval (current or not)."""
+        return self._interval
+
+    @property
+    def interval_current(self) -> bool:
+        """True when the stored interval belongs to the current analysis and error model."""
+        iv = self._interval
+        return (
+            iv is not None
+            and self.analysis_current
+            and iv.analysis is self._analysis
+            and iv.key == self.interval_key()
+        )
+
+    def interval_request(self) -> IntervalRequest:
+        """Copy what the MTM interval of the stored analysis needs (then :func:`run_interval`
+        on any thread).
+
+        Raises
+        ------
+        AblationError
+            When there is no analysis.
+        """
+        if self._analysis is None:
+            raise AblationError("compute the margins first")
+        return IntervalRequest(
+            analysis=self._analysis,
+            error=self.registration_error(),
+            ablation_grid=self._label_grid["ablation"],
+            transform=self.transform,
+            boundary_mm=self._settings.get("boundary_mm"),
+            samples=int(
+                self._settings.get("uncertainty_samples") or core_uncertainty.DEFAULT_SAMPLES
+            ),
+            seed=int(self._settings.get("uncertainty_seed") or 0),
+            key=self.interval_key(),
+        )
+
+    def set_interval(self, interval: Interval) -> bool:
+        """Store an interval unless it belongs to an older analysis than the stored
+        interval's. Returns True when it is current."""
+        old = self._interval
+        if (
+            old is not None
+            and old.analysis is not interval.analysis
+            and max(old.analysis.inputs.values()) > max(interval.analysis.inputs.values())
+        ):
+            return self.interval_current
+        self._interval = interval
+        self.interval_changed.emit()
+        self.changed.emit("interval")
+        return self.interval_current
+
+    def compute_interval(self) -> Interval:
+        """Compute the MTM interval of the stored analysis now (calling thread) and store it."""
+        iv = run_interval(self.interval_request())
+        self.set_interval(iv)
+        return iv
+
     # ================================================================ saving
     def save_request(
         self, items: tuple[str, ...] | None = None, folder: str | os.PathLike | None = None
@@ -812,8 +1046,11 @@ __all__ = [
     "Analysis",
     "AnalysisRequest",
     "CaseModel",
+    "Interval",
+    "IntervalRequest",
     "SaveRequest",
     "TransformStep",
     "label_arrays_of",
     "run_analysis",
+    "run_interval",
 ]

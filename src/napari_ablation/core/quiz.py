@@ -163,11 +163,13 @@ class Quiz:
         )
 
     def case_folder(self, case_id: str) -> Path:
+        """Return the folder of case ``case_id`` (raises AblationError for an unknown one)."""
         if case_id not in self.case_ids:
             raise AblationError(f"the quiz has no case '{case_id}'")
         return self.folder / case_id
 
     def load_case(self, case_id: str) -> Case:
+        """Read case ``case_id`` of the quiz."""
         return Case.load(self.case_folder(case_id))
 
     @property
@@ -176,8 +178,10 @@ class Quiz:
         return (self.folder / KEY_IN_QUIZ).is_file()
 
     def load_key(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
-        """The answer key (``path``, or the one inside a self-study quiz), checked against this
-        quiz."""
+        """Read the answer key and check it against this quiz.
+
+        ``path``, or the key inside a self-study quiz.
+        """
         if path is None:
             if not self.self_study:
                 raise AblationError(
@@ -189,6 +193,7 @@ class Quiz:
         return key
 
     def to_json(self) -> dict[str, Any]:
+        """Return the ``quiz.json`` document."""
         return {
             "format": QUIZ_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -270,7 +275,7 @@ def check_key_matches(quiz: Quiz, key: dict[str, Any]) -> None:
 
 
 def pack_mask(img: sitk.Image) -> dict[str, Any]:
-    """A binary label image as JSON: geometry plus zlib-compressed packed bits (base64)."""
+    """Pack a binary label image as JSON: geometry plus zlib-compressed packed bits (base64)."""
     arr = sitk.GetArrayViewFromImage(img) != 0
     return {
         "shape_zyx": list(arr.shape),
@@ -304,7 +309,7 @@ def axial_vs_3d(
     threshold_mm: float = 5.0,
     step_mm: float = 0.2,
 ) -> dict[str, Any]:
-    """The margin a reader measures on one axial slice, beside the 3D minimal margin.
+    """Measure the margin a reader sees on one axial slice, beside the 3D minimal margin.
 
     A reader typically measures on the axial slice where the tumor is largest. On that
     slice the in-plane margin (the 2D distance from the tumor outline to the ablation
@@ -491,6 +496,67 @@ def _key_entry(
     }
 
 
+def key_interval(case: Case, res, key_mtm_mm: float) -> dict[str, Any]:
+    """Compute the 95 % interval of a key's MTM, as the Margins widget shows it for the case.
+
+    The error model of a quiz case's registration is the reader accuracy the case model
+    assumes for a registration of unknown origin
+    (:data:`~napari_ablation.core.uncertainty.DEFAULT_READER_SD_MM` per axis), plus half a
+    voxel of each boundary; 200 samples, seed 0. The interval is moved with the key's MTM
+    when the key holds an exact (analytic) MTM rather than the engine's.
+
+    Parameters
+    ----------
+    case : Case
+        The case (its tumor and ablation grids and registration).
+    res : MarginResult
+        Its analysis.
+    key_mtm_mm : float
+        The MTM of the key.
+
+    Returns
+    -------
+    dict
+        ``min_margin_interval_mm`` ([lo, hi]) and ``interval_sources`` (list of str).
+    """
+    from . import uncertainty
+
+    err = uncertainty.RegistrationError(
+        sd_mm=uncertainty.DEFAULT_READER_SD_MM,
+        sd_note="assumed reader accuracy, registration saved with the case",
+    )
+    unc = uncertainty.case_uncertainty(
+        res, err, tumor=case.tumor, ablation=case.ablation, transform=case.transform
+    )
+    shift = float(key_mtm_mm) - float(res.min_margin_mm)
+    lo, hi = unc.interval_mm
+    return {
+        "min_margin_interval_mm": [round(lo + shift, 3), round(hi + shift, 3)],
+        "interval_sources": list(unc.sources),
+    }
+
+
+def mtm_in_interval(answer_mm: float, key_case: dict[str, Any]) -> bool | None:
+    """Whether an MTM answer lies inside the key's 95 % interval (None: the key has none).
+
+    Parameters
+    ----------
+    answer_mm : float
+        The trainee's MTM.
+    key_case : dict
+        The key's entry (``min_margin_interval_mm``, written by :func:`make_quiz`).
+
+    Returns
+    -------
+    bool or None
+    """
+    iv = key_case.get("min_margin_interval_mm")
+    if not iv:
+        return None
+    lo, hi = (float(v) for v in iv)
+    return lo - 1e-9 <= float(answer_mm) <= hi + 1e-9
+
+
 def _tre_points(tumor: sitk.Image, n: int = 400) -> list[list[float]]:
     """Up to ``n`` tumor voxel centres (LPS): where a registration's error matters."""
     idx = np.argwhere(sitk.GetArrayViewFromImage(tumor) != 0)
@@ -502,8 +568,10 @@ def _tre_points(tumor: sitk.Image, n: int = 400) -> list[list[float]]:
 
 
 def _quiz_case(case: Case, questions: tuple[str, ...], threshold_mm: float, number: int) -> Case:
-    """The trainee's copy of a case: images, and the reference only where no question asks for
-    it."""
+    """Make the trainee's copy of a case.
+
+    The images, and the reference only where no question asks for it.
+    """
     info = {
         "name": f"case_{number:02d}",
         "title": f"Quiz case {number}",
@@ -654,6 +722,7 @@ def make_quiz(
                     aid=aid,
                     source=str(sources[i].resolve()),
                 )
+                entry.update(key_interval(case, res, res.min_margin_mm))
             else:
                 mod = synthetic.MODALITIES[i % 2] if modality == "mixed" else modality
                 case, truth = synthetic.synthetic_case(
@@ -687,6 +756,7 @@ def make_quiz(
                     source=f"synthetic {mod} seed {int(seed) + i} ({truth['scenario']})",
                 )
                 entry["engine_min_margin_mm"] = round(float(res.min_margin_mm), 3)
+                entry.update(key_interval(case, res, truth["min_margin_mm"]))
             entry["reference"] = _reference(case, questions)
             key_cases[cid] = entry
             _quiz_case(case, questions, threshold_mm, i + 1).save(tmp / cid)
@@ -737,7 +807,7 @@ BUNDLED_QUIZ_SEED = 100
 
 
 def bundled_quiz_dir() -> Path:
-    """The bundled quiz folder (inside the wheel, else the repository's ``sample_data/quiz``)."""
+    """Return the bundled quiz folder (in the wheel, else the repository's ``sample_data/quiz``)."""
     from .samples import sample_dir
 
     return sample_dir() / BUNDLED_QUIZ_NAME
@@ -789,8 +859,10 @@ def write_bundled_quiz(out: str | os.PathLike | None = None, progress=None) -> Q
 
 
 def parse_answer(row: dict[str, Any], quiz: Quiz, *, base: Path | None = None) -> dict[str, Any]:
-    """One trainee answer, validated: ``case``, ``complete`` (bool), ``mtm_mm`` (float),
-    ``octant``, ``class``, ``tumor`` / ``ablation`` / ``transform`` (paths); ``None`` when empty.
+    """Validate one trainee answer.
+
+    Returns ``case``, ``complete`` (bool), ``mtm_mm`` (float), ``octant``, ``class``,
+    ``tumor`` / ``ablation`` / ``transform`` (paths); ``None`` when empty.
 
     Parameters
     ----------
@@ -869,8 +941,9 @@ def parse_answer(row: dict[str, Any], quiz: Quiz, *, base: Path | None = None) -
 
 
 def read_answers(path: str | os.PathLike, quiz: Quiz) -> list[dict[str, Any]]:
-    """Read and validate an answers CSV
-    (``case,complete,mtm_mm,octant,class[,tumor,ablation,transform]``).
+    """Read and validate an answers CSV.
+
+    Columns ``case,complete,mtm_mm,octant,class[,tumor,ablation,transform]``.
 
     Parameters
     ----------
@@ -961,9 +1034,11 @@ def score_case(
     Returns
     -------
     dict
-        ``mtm_abs_error_mm``, ``octant_result``, ``complete_correct``, ``class_correct``
-        (``None`` when not answered), ``tumor_dice``, ``tumor_hd95_mm``,
-        ``ablation_dice``, ``ablation_hd95_mm``, ``registration_tre_mm`` (when answered),
+        ``mtm_abs_error_mm``, ``mtm_in_interval`` (the answer lies inside the key's 95 %
+        interval: counts as right; ``None`` without an interval), ``octant_result``,
+        ``complete_correct``, ``class_correct`` (``None`` when not answered),
+        ``tumor_dice``, ``tumor_hd95_mm``, ``ablation_dice``, ``ablation_hd95_mm``,
+        ``registration_tre_mm`` (when answered),
         ``true`` (the key's answers), ``explanation`` (one sentence on the largest error).
 
     Raises
@@ -978,6 +1053,7 @@ def score_case(
     s: dict[str, Any] = {
         "mtm_abs_error_mm": None,
         "mtm_signed_error_mm": None,
+        "mtm_in_interval": None,
         "octant_result": None,
         "complete_correct": None,
         "class_correct": None,
@@ -986,6 +1062,7 @@ def score_case(
         err = float(answer["mtm_mm"]) - float(k["min_margin_mm"])
         s["mtm_signed_error_mm"] = round(err, 3)
         s["mtm_abs_error_mm"] = round(abs(err), 3)
+        s["mtm_in_interval"] = mtm_in_interval(answer["mtm_mm"], k)
     if answer.get("octant"):
         s["octant_result"] = octant_result(answer["octant"], k["min_margin_octant"])
     if answer.get("complete") is not None:
@@ -1032,6 +1109,7 @@ def score_case(
     s["true"] = {
         "complete": bool(k["complete_coverage"]),
         "mtm_mm": float(k["min_margin_mm"]),
+        "mtm_interval_mm": k.get("min_margin_interval_mm"),
         "octant": k["min_margin_octant"],
         "class": k["coverage_class"],
     }
@@ -1073,7 +1151,11 @@ def explain(
                 ),
             )
         )
-    if score.get("mtm_abs_error_mm") is not None and score["mtm_abs_error_mm"] >= 1.0:
+    if (
+        score.get("mtm_abs_error_mm") is not None
+        and score["mtm_abs_error_mm"] >= 1.0
+        and score.get("mtm_in_interval") is not True  # inside the interval: right
+    ):
         text = (
             f"You read {answer['mtm_mm']:.1f} mm; the minimal margin is {mtm:.1f} mm in the "
             f"{octant} octant"
@@ -1131,7 +1213,7 @@ def explain(
 
 
 def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The quiz summary of scored cases.
+    """Summarize scored cases.
 
     Parameters
     ----------
@@ -1142,7 +1224,9 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``n_cases``, ``mean_abs_mtm_error_mm``, ``octant_accuracy`` (right / answered),
+        ``n_cases``, ``mean_abs_mtm_error_mm``, ``mtm_accuracy`` (MTM answers inside the
+        key's 95 % interval / MTM answers scored against an interval), ``octant_accuracy``
+        (right / answered),
         ``octant_adjacent_fraction``, ``coverage_call_accuracy`` (complete right / answered),
         ``class_accuracy``, ``incomplete_sensitivity`` (incomplete cases called incomplete,
         over the incomplete cases answered), and the means of Dice / HD95 / TRE when scored;
@@ -1164,6 +1248,7 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
     out = {
         "n_cases": len(scores),
         "mean_abs_mtm_error_mm": mean(s.get("mtm_abs_error_mm") for s in scores),
+        "mtm_accuracy": frac((s.get("mtm_in_interval") for s in scores), True),
         "octant_accuracy": frac((s.get("octant_result") for s in scores), "right"),
         "octant_adjacent_fraction": frac((s.get("octant_result") for s in scores), "adjacent"),
         "coverage_call_accuracy": frac((s.get("complete_correct") for s in scores), True),
@@ -1186,8 +1271,9 @@ def summarize(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def score_answers(
     quiz: Quiz, key: dict[str, Any], answers: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Score a set of answers: ``{"cases": {ID: score}, "overall": summary}`` (docs/design.md,
-    section 5).
+    """Score a set of answers.
+
+    Returns ``{"cases": {ID: score}, "overall": summary}`` (DESIGN section 5).
 
     Parameters
     ----------
@@ -1295,8 +1381,10 @@ def read_scores(
 
 
 def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last record of each case (a re-submitted case counts once), in order of first
-    submission."""
+    """Keep the last record of each case (a re-submitted case counts once).
+
+    In the order of first submission.
+    """
     last: dict[str, dict[str, Any]] = {}
     for r in records:
         last[r["case"]] = r
@@ -1309,7 +1397,7 @@ def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def is_quiz_locked(info: dict[str, Any] | None) -> bool:
-    """True while a quiz question is open on the case whose ``info`` this is."""
+    """Tell whether a quiz question is open on the case whose ``info`` this is."""
     return bool((info or {}).get(QUIZ_LOCK))
 
 
@@ -1345,9 +1433,11 @@ class QuizRun:
 
     @property
     def can_score(self) -> bool:
+        """Tell whether the key is at hand."""
         return self.key is not None
 
     def answered(self, case_id: str) -> bool:
+        """Tell whether case ``case_id`` has an answer."""
         return case_id in self.records
 
     def first_open_index(self) -> int:
@@ -1362,6 +1452,7 @@ class QuizRun:
         return self.quiz.folder / WORK_DIR / self.score_file.stem / case_id
 
     def key_case(self, case_id: str) -> dict[str, Any] | None:
+        """Return the key's entry of case ``case_id`` (None without the key)."""
         return None if self.key is None else self.key["cases"][case_id]
 
     def submit(self, case_id: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -1402,7 +1493,7 @@ class QuizRun:
         return record
 
     def summary(self) -> dict[str, Any] | None:
-        """The summary of this trainee's scored answers so far (None before any)."""
+        """Summarize this trainee's scored answers so far (None before any)."""
         scored = [r["score"] for r in self.records.values() if r.get("score")]
         return summarize(scored) if scored else None
 
@@ -1440,8 +1531,10 @@ EXPORT_COLUMNS = (
 def scored_records(
     quiz: Quiz, key: dict[str, Any] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every trainee's last record per case, scored: answers recorded without the key (a
-    trainee quiz) are scored with ``key`` now; records that stay unscored are left out.
+    """Return every trainee's last record per case, scored.
+
+    Answers recorded without the key (a trainee quiz) are scored with ``key`` now; records
+    that stay unscored are left out.
 
     Parameters
     ----------
@@ -1515,8 +1608,11 @@ LEARNING_WINDOW = 3
 
 
 def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
-    """PNG: per trainee, absolute MTM error by case in the order taken, and the share of
-    right coverage calls so far."""
+    """Draw the learning curves as PNG.
+
+    Per trainee, the absolute MTM error by case in the order taken, and the share of right
+    coverage calls so far.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -1573,8 +1669,10 @@ def export_scores(
     out_dir: str | os.PathLike,
     key_path: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
-    """Write the teacher's export: ``scores.csv`` (one row per trainee and case),
-    ``summary.json`` (per trainee) and ``scores.html`` (summaries and learning curves).
+    """Write the teacher's export.
+
+    ``scores.csv`` (one row per trainee and case), ``summary.json`` (per trainee) and
+    ``scores.html`` (summaries and learning curves).
 
     Parameters
     ----------

@@ -136,6 +136,7 @@ _LETTER_POS = {
 
 
 def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
+    """Draw the axial, coronal and sagittal slices through the minimal margin point."""
     planes = slice_planes(res, pre)
     if axes is None:
         fig = fig or _figure(figsize=(9.0, 3.2))
@@ -209,8 +210,11 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
 
 
 def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
-    """Static 3D view: the tumor surface coloured by margin (red < 0, yellow < threshold, green),
-    the ablation zone as a faint shell, looking at the minimal margin point."""
+    """Draw a static 3D view looking at the minimal margin point.
+
+    The tumor surface coloured by margin (red < 0, yellow < threshold, green), the ablation
+    zone as a faint shell.
+    """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.ticker import MaxNLocator
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
@@ -277,10 +281,11 @@ def html_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> str:
-    """The one-page report as a self-contained HTML string (figures embedded).
+    """Render the one-page report as a self-contained HTML string (figures embedded).
 
     ``uncertainty`` (a :class:`~napari_ablation.core.uncertainty.MarginUncertainty`) adds
-    the MTM's interval, its sources and a histogram of the sampled MTMs."""
+    the MTM's interval, its sources and a histogram of the sampled MTMs.
+    """
     info = dict(info or {})
     qa = dict(qa or {})
     hist = _png(plot_histogram(res))
@@ -290,7 +295,7 @@ def html_report(
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(
         f"<tr><td>{_esc(a)}</td><td class=v>{_esc(b)}</td><td>{_esc(c)}</td></tr>"
-        for a, b, c in res.rows()
+        for a, b, c in figure_rows(res, uncertainty)
     )
     info_rows = "".join(
         f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>"
@@ -375,7 +380,7 @@ def pdf_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> bytes:
-    """The one-page report as PDF bytes (matplotlib, A4 portrait)."""
+    """Render the one-page report as PDF bytes (matplotlib, A4 portrait)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     fig = report_page(
@@ -424,7 +429,7 @@ def report_page(
     transform_note: str | None = None,
     uncertainty=None,
 ):
-    """The report page as a matplotlib Figure (A4 portrait).
+    """Draw the report page as a matplotlib Figure (A4 portrait).
 
     The blocks flow down the page: the text block is wrapped inside the margins and the
     panels start below its last line, so nothing overlaps however long the description.
@@ -456,6 +461,7 @@ def report_page(
         lines.append(f"registration: {transform_note}")
     if uncertainty is not None:
         lines.append(uncertainty.interval_text())
+        lines += [f"  {src}" for src in uncertainty.sources]
     lines += [f"warning: {w}" for w in res.warnings]
     lines = _wrapped(lines)
     y = 0.922
@@ -478,7 +484,9 @@ def report_page(
     else:
         plot_surface_3d(res, ax=fig.add_axes(box3d, projection="3d"), fig=fig)
     y -= h_hist + 0.06
-    table = res.rows()
+    table = figure_rows(res, uncertainty)
+    if uncertainty is not None:  # the sources are in the text block
+        table = [r for r in table if r[0] != "Uncertainty source"]
     half = (len(table) + 1) // 2
     # two halves, each three columns (label, value aligned right, unit) placed by their
     # measured widths: no reliance on a monospace font's width, which differs between the
@@ -532,14 +540,95 @@ def write_report(path: str | os.PathLike, res, **kw) -> Path:
     raise AblationError(f"cannot write a report to '{p.name}': use .html or .pdf")
 
 
-def write_json(path, res, extra: dict | None = None) -> Path:
-    import json
+def figure_rows(res, uncertainty=None) -> list[tuple[str, str, str]]:
+    """Return the (figure, value, unit) rows of an analysis, then those of its MTM interval.
 
+    Parameters
+    ----------
+    res : MarginResult
+    uncertainty : MarginUncertainty, optional
+
+    Returns
+    -------
+    list of (str, str, str)
+    """
+    return res.rows() + (uncertainty.rows() if uncertainty is not None else [])
+
+
+def csv_text(res, uncertainty=None) -> str:
+    """Return the figures as CSV: ``res.to_csv()`` followed by the interval's rows.
+
+    Parameters
+    ----------
+    res : MarginResult
+    uncertainty : MarginUncertainty, optional
+
+    Returns
+    -------
+    str
+    """
+    if uncertainty is None:
+        return res.to_csv()
+    import csv
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(uncertainty.rows())
+    return res.to_csv() + buf.getvalue()
+
+
+def json_document(res, extra: dict | None = None, uncertainty=None) -> dict:
+    """Return the margin JSON document.
+
+    ``res.to_json_dict()``, the interval's keys (DESIGN section 5), then ``extra``.
+
+    Parameters
+    ----------
+    res : MarginResult
+    extra : dict, optional
+    uncertainty : MarginUncertainty, optional
+
+    Returns
+    -------
+    dict
+    """
     doc = res.to_json_dict()
+    if uncertainty is not None:
+        doc.update(uncertainty.to_json_dict())
     if extra:
         doc.update(extra)
-    return write_text_atomic(path, json.dumps(doc, indent=2))
+    return doc
 
 
-def write_csv(path, res) -> Path:
-    return write_text_atomic(path, res.to_csv())
+def write_json(path, res, extra: dict | None = None, uncertainty=None) -> Path:
+    """Write :func:`json_document` atomically.
+
+    Parameters
+    ----------
+    path : path-like
+    res : MarginResult
+    extra : dict, optional
+    uncertainty : MarginUncertainty, optional
+
+    Returns
+    -------
+    Path
+    """
+    import json
+
+    return write_text_atomic(path, json.dumps(json_document(res, extra, uncertainty), indent=2))
+
+
+def write_csv(path, res, uncertainty=None) -> Path:
+    """Write :func:`csv_text` atomically.
+
+    Parameters
+    ----------
+    path : path-like
+    res : MarginResult
+    uncertainty : MarginUncertainty, optional
+
+    Returns
+    -------
+    Path
+    """
+    return write_text_atomic(path, csv_text(res, uncertainty))

@@ -99,24 +99,11 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
     return f"registration ({source}{note}): {motion}"
 
 
-def _prepare_outputs(
-    res: core_margin.MarginResult, registration_sd_mm: float = 0.0, ablation=None, transform=None
-) -> dict:
-    """Arrays and pictures for the views, computed off the GUI thread; with a registration SD,
-    the MTM's interval (:mod:`~napari_ablation.core.uncertainty`) and the uncertain class."""
+def _prepare_outputs(res: core_margin.MarginResult) -> dict:
+    """Arrays and pictures for the views, computed off the GUI thread."""
     from matplotlib.figure import Figure
 
     _layers.prewarm()  # napari's one-off work for the first output layers, off the GUI thread
-    unc = None
-    if registration_sd_mm > 0:
-        reg = uncertainty.translation_samples(
-            registration_sd_mm,
-            uncertainty.DEFAULT_SAMPLES,
-            np.random.default_rng(0),
-            res.tumor_centroid_lps,
-        )
-        unc = uncertainty.margin_uncertainty(res, reg, ablation=ablation, transform=transform)
-
     fig = Figure(figsize=(4.0, 2.5), dpi=90, tight_layout=True)
     report.plot_histogram(res, ax=fig.add_subplot(1, 1, 1), fig=fig)
     buf = _io.BytesIO()
@@ -128,16 +115,14 @@ def _prepare_outputs(
     translate = (
         np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
     )
-    classes = res.class_crop if unc is None else unc.class_crop_with_uncertain(res.class_crop)
     outline = res.ablation_on_pre_image()
     return {
-        "margin": np.ascontiguousarray(classes, dtype=np.uint8),
+        "margin": np.ascontiguousarray(res.class_crop, dtype=np.uint8),
         "margin_scale": tuple(spacing_zyx),
         "margin_translate": tuple(translate),
         "outline": outline,
         "outline_array": sitk.GetArrayFromImage(outline),
         "histogram_png": buf.getvalue(),
-        "uncertainty": unc,
     }
 
 
@@ -166,7 +151,7 @@ class MarginWidget(QWidget):
         self.session.attach_widget(self)
         self.model = self.session.model
         self._shown = None  # the Analysis whose figures are on screen
-        self._uncertainty = None  # its interval, with a registration SD
+        self._interval_shown = None  # the model's Interval shown with it
         self._prep_worker = None
         self._export_workers: list = []
         self._pending_exports: list[Path] = []
@@ -176,6 +161,8 @@ class MarginWidget(QWidget):
         self._build_ui()
         m = self.model
         _layers.connect_while_alive(m.analysis_changed, self, self._on_analysis)
+        _layers.connect_while_alive(m.interval_changed, self, self._show_interval)
+        _layers.connect_while_alive(m.settings_changed, self, self._on_setting)
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
@@ -189,6 +176,7 @@ class MarginWidget(QWidget):
         self._refresh_layer_choices()
         self._on_model_threshold(m.threshold)
         self._show_tx_label()
+        self._sync_reader_sd()
         self._on_analysis()
 
     # ------------------------------------------------------------------ UI
@@ -244,15 +232,17 @@ class MarginWidget(QWidget):
         self.registration_sd.setDecimals(1)
         self.registration_sd.setSingleStep(0.5)
         self.registration_sd.setSuffix(" mm")
-        self.registration_sd.setSpecialValueText("off")
         self.registration_sd.setToolTip(
-            "how far you trust the registration at the tumor (SD per axis): with a value, "
-            "the MTM gets a 95 % "
-            "interval (registration and half-a-voxel boundary error) and the margin layer an "
-            "'uncertain' class"
+            "reader accuracy: how far you trust a manual registration (or none) at the tumor, "
+            "as an SD per patient axis. Landmark and automatic registrations bring their own "
+            "error; this value is used for the others (a default assumption until edited)"
         )
         self.registration_sd.valueChanged.connect(self._on_registration_sd)
-        form.addRow("registration SD", self.registration_sd)
+        self.registration_sd_note = QLabel("")
+        sdrow = QHBoxLayout()
+        sdrow.addWidget(self.registration_sd)
+        sdrow.addWidget(self.registration_sd_note, 1)
+        form.addRow("reader accuracy", sdrow)
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(
@@ -309,7 +299,7 @@ class MarginWidget(QWidget):
         sw = QLabel()
         sw.setFixedSize(12, 12)
         sw.setStyleSheet(f"background-color: {coverage.UNCERTAIN_COLOR}; border: 1px solid #444;")
-        txt = QLabel(f"{coverage.UNCERTAIN_KEY} (set a registration SD)")
+        txt = QLabel(f"{coverage.UNCERTAIN_KEY} (class changes in > 5 % of samples)")
         legend.addWidget(sw, len(coverage.CLASS_KEYS) + 1, 0)
         legend.addWidget(txt, len(coverage.CLASS_KEYS) + 1, 1)
         self.legend_labels[coverage.UNCERTAIN_LABEL] = txt
@@ -495,7 +485,10 @@ class MarginWidget(QWidget):
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
     def _on_case_loaded(self) -> None:
-        self._shown = self._uncertainty = None
+        self._shown = None
+        self._interval_shown = None
+        self.interval.setText("")
+        self._sync_reader_sd()
         if not self._quiz_lock():
             self._clear_readout("MTM = —")
         self._refresh_layer_choices()
@@ -505,6 +498,8 @@ class MarginWidget(QWidget):
     def _on_session_changed(self, what: str) -> None:
         if what in ("analysis", "quiz"):
             self._show_status()
+        if what == "interval":
+            self._show_interval()
         if (
             what == "quiz"
             and not is_quiz_locked(self.model.info)
@@ -581,6 +576,9 @@ class MarginWidget(QWidget):
                 else "#888888"
             )
             self.big.setStyleSheet(f"color: {color};")
+            # the interval line greys with the MTM (and while the interval itself catches up)
+            stale = not (current and self._current_interval() is not None)
+            self.interval.setStyleSheet("color: #888888;" if stale else "")
 
     def _on_analysis(self) -> None:
         if self._quiz_lock():
@@ -591,23 +589,89 @@ class MarginWidget(QWidget):
         self._show_status()
 
     def _on_registration_sd(self, *_) -> None:
-        """A new stated accuracy: the shown analysis is prepared again with it."""
-        self._shown = None
-        self._on_analysis()
+        """The user states the reader accuracy: a setting of the case (the margins and their
+        interval follow)."""
+        v = float(self.registration_sd.value())
+        if abs(v - self.model.reader_sd_mm) > 1e-9 or self.model.reader_sd_assumed:
+            self.model.set_reader_sd(v)
+
+    def _on_setting(self, name: str) -> None:
+        if name == "registration_sd_mm":
+            self._sync_reader_sd()
+
+    def _sync_reader_sd(self) -> None:
+        m = self.model
+        if abs(self.registration_sd.value() - m.reader_sd_mm) > 1e-9:
+            self.registration_sd.blockSignals(True)
+            self.registration_sd.setValue(m.reader_sd_mm)
+            self.registration_sd.blockSignals(False)
+        self.registration_sd_note.setText(
+            "(default, assumed)" if m.reader_sd_assumed else "(stated)"
+        )
 
     @property
     def uncertainty(self) -> uncertainty.MarginUncertainty | None:
-        """The interval of the shown analysis (None without a registration SD)."""
-        return self._uncertainty
+        """The MTM interval shown with the shown analysis (None while it is computed)."""
+        iv = self._interval_shown
+        return iv.uncertainty if iv is not None else None
+
+    def _current_interval(self):
+        """The model's interval when it is current and belongs to the shown analysis."""
+        iv = self.model.interval
+        if iv is None or not self.model.interval_current or iv.analysis is not self._shown:
+            return None
+        return iv
+
+    def _show_interval(self) -> None:
+        """The MTM interval line with its sources, the uncertain class in the legend, the table
+        and the margin layer; greyed "computing" while the model's interval is not current."""
+        if self._shown is None or is_quiz_locked(self.model.info):
+            return
+        iv = self._current_interval()
+        res = self._shown.result
+        if iv is None:
+            err = self.session.interval.error
+            self.interval.setText(
+                f"95 % interval: {err}" if err else "95 % interval: computing\u2026"
+            )
+            self.interval.setStyleSheet("color: #888888;")
+            if self._interval_shown is not None and self._interval_shown.analysis is self._shown:
+                return  # the previous interval of this analysis stays drawn, greyed
+        else:
+            unc = iv.uncertainty
+            self.interval.setText(unc.interval_text() + "".join(f"\n  {s}" for s in unc.sources))
+            self.interval.setStyleSheet("")
+            self.interval.setToolTip(unc.summary_text())
+        if iv is self._interval_shown and iv is not None:
+            return
+        self._interval_shown = iv
+        unc = iv.uncertainty if iv is not None else None
+        self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
+            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples"
+            + ("" if unc is None else f" ({unc.uncertain_volume_ml:.2f} ml)")
+        )
+        rows = report.figure_rows(res, unc)
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            for j, v in enumerate(r):
+                item = QTableWidgetItem(v)
+                item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                if j == 1:
+                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setToolTip(v)  # the full name where the narrow column elides it
+                self.table.setItem(i, j, item)
+        lab = _layers.find_layer(self.viewer, "margin")
+        classes = res.class_crop if unc is None else unc.class_crop_with_uncertain(res.class_crop)
+        if lab is not None and lab.data.shape == classes.shape:
+            lab.data = np.ascontiguousarray(classes, dtype=np.uint8)
+        self._flush_pending_exports()
+        self._show_status()
 
     def _prepare(self, a) -> None:
         res = a.result
-        sd = float(self.registration_sd.value())
-        ablation, tx = self.model.label_grid("ablation"), self.model.transform
 
         def done(prep, _a=a):
-            # (a registration SD changed meanwhile: prepared again when this one finishes)
-            if self.model.analysis is _a and sd == float(self.registration_sd.value()):
+            if self.model.analysis is _a:
                 self._show(_a, prep)
 
         def finished():
@@ -617,17 +681,14 @@ class MarginWidget(QWidget):
             self._show_status()
 
         self._prep_worker = _layers.start_worker(
-            lambda: _prepare_outputs(res, sd, ablation, tx), on_returned=done, on_finished=finished
+            lambda: _prepare_outputs(res), on_returned=done, on_finished=finished
         )
 
     # ------------------------------------------------------------------ outputs
     def _show(self, a, prep: dict) -> None:
         res = a.result
         self._shown = a
-        unc = self._uncertainty = prep["uncertainty"]
         self.big.setText(res.margin_text())
-        self.interval.setText("" if unc is None else unc.interval_text())
-        self.interval.setToolTip("" if unc is None else unc.summary_text())
         self.registration_warning.setText(NO_REGISTRATION if a.identity else "")
         self.registration_warning.setVisible(a.identity)
         self.where.setText(
@@ -642,29 +703,15 @@ class MarginWidget(QWidget):
                 f"{coverage.class_title(key, res.threshold_mm)}: {100 * f[key]:.1f} % "
                 f"({res.volume_ml[key]:.2f} ml)"
             )
-        self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
-            f"{coverage.UNCERTAIN_KEY} (set a registration SD)"
-            if unc is None
-            else f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples "
-            f"({unc.uncertain_volume_ml:.2f} ml)"
-        )
         if res.warnings:
             _layers.notify_warning(res.warnings[0])
-        rows = res.rows() + (unc.rows() if unc is not None else [])
-        self.table.setRowCount(len(rows))
-        for i, r in enumerate(rows):
-            for j, v in enumerate(r):
-                item = QTableWidgetItem(v)
-                item.setFlags(item.flags() & ~Qt.ItemIsEditable)
-                if j == 1:
-                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
-                item.setToolTip(v)  # the full name where the narrow column elides it
-                self.table.setItem(i, j, item)
         pm = QPixmap()
         pm.loadFromData(prep["histogram_png"], "PNG")
         self._histogram_pixmap = pm
         self._fit_histogram()
         self._update_layers(res, prep)
+        self._interval_shown = None
+        self._show_interval()
         self._show_tx_label()
         self._show_status()
         self._flush_pending_exports()
@@ -900,11 +947,8 @@ class MarginWidget(QWidget):
     def table_tsv(self) -> str:
         if self.result is None:
             return ""
-        extra = (
-            self._uncertainty.rows()
-            if self._uncertainty is not None and self._shown is self.model.analysis
-            else []
-        )
+        iv = self._current_interval()
+        extra = iv.uncertainty.rows() if iv is not None else []
         return self.result.to_tsv() + "".join("\t".join(r) + "\n" for r in extra)
 
     def copy_table(self) -> None:
@@ -949,8 +993,10 @@ class MarginWidget(QWidget):
             _layers.notify_warning(
                 "registration QA is 'not reviewed': the export says so; review it in 3. Register"
             )
-        res, kw = a.result, self._report_kwargs()
-        unc = self._uncertainty if self._shown is a else None
+        iv = self.model.interval
+        if iv is None or not self.model.interval_current or iv.analysis is not a:
+            raise AblationError("the MTM interval is being computed: export when it is current")
+        res, kw, unc = a.result, self._report_kwargs(), iv.uncertainty
 
         def job():
             if suf == ".json":
@@ -959,11 +1005,9 @@ class MarginWidget(QWidget):
                     "registration_qa": kw["qa"],
                     "registration": kw["transform_note"],
                 }
-                if unc is not None:
-                    extra.update(unc.to_json_dict())
-                return report.write_json(p, res, extra)
+                return report.write_json(p, res, extra, uncertainty=unc)
             if suf == ".csv":
-                return report.write_csv(p, res)
+                return report.write_csv(p, res, uncertainty=unc)
             return report.write_report(
                 p, res, uncertainty=unc, **kw
             )  # the report draws its own 3D surface
@@ -974,8 +1018,12 @@ class MarginWidget(QWidget):
         """Write the current figures now; the format follows the suffix (.json .csv .html .pdf).
 
         ``screenshot`` is accepted for compatibility; the report always draws the 3D surface
-        itself (headless), so nothing is rendered on the GUI thread.
+        itself (headless), so nothing is rendered on the GUI thread. An MTM interval still
+        being computed in the background is computed here first.
         """
+        m = self.model
+        if m.analysis_current and not m.interval_current:
+            m.compute_interval()
         return self._export_job(path)()
 
     def export_async(self, path: str | Path):
@@ -986,6 +1034,10 @@ class MarginWidget(QWidget):
             self._pending_exports.append(Path(path))
             if not self.session.analysis.running:
                 self.session.analysis.request(now=True)
+            return None
+        if a is not None and self._current_interval() is None and not self.session.interval.error:
+            self._pending_exports.append(Path(path))  # written once the interval is current
+            self.session.interval.request()
             return None
         try:
             job = self._export_job(path)
@@ -1013,7 +1065,11 @@ class MarginWidget(QWidget):
         return bool(self._export_workers) or bool(self._pending_exports)
 
     def _flush_pending_exports(self) -> None:
-        if not self._pending_exports or not self.model.analysis_current:
+        if (
+            not self._pending_exports
+            or not self.model.analysis_current
+            or self._current_interval() is None
+        ):
             return
         pending, self._pending_exports = self._pending_exports, []
         for p in pending:

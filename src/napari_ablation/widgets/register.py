@@ -26,12 +26,14 @@ from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 from ..core import geometry
 from ..core import registration as reg
 from ..core import transform as tfm
-from ..core.errors import AblationError
+from ..core.errors import AblationError, one_line
 from . import _layers
 from .session import CaseSession
 
 #: half size (mm) of the box around the tumor resampled live while adjusting
 LIVE_HALF_SIZE_MM = 30.0
+#: the predicted registration error follows tumor edits once they settle (ms)
+ERROR_DEBOUNCE_MS = 300
 #: above this many post voxels the whole-volume resampling runs in a worker
 RESAMPLE_IN_WORKER_VOXELS = 2_000_000
 
@@ -61,6 +63,21 @@ class RegisterWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setToolTip(
+            "the registration's predicted error at the tumor centre, from how it was made: "
+            "landmarks (their localisation error), the automatic registration (its spread "
+            "over restarts) or the reader accuracy (Margins); it sets the MTM interval"
+        )
+        lay.addWidget(self.error_label)
+        from qtpy.QtCore import QTimer
+
+        # tumor edits move the centre where the error is predicted: once they settle
+        self._error_timer = QTimer(self)
+        self._error_timer.setSingleShot(True)
+        self._error_timer.setInterval(ERROR_DEBOUNCE_MS)
+        self._error_timer.timeout.connect(self.show_registration_error)
         self.auto = AutoPanel(self)
         self.manual = ManualPanel(self)
         self.landmarks = LandmarksPanel(self)
@@ -75,7 +92,9 @@ class RegisterWidget(QWidget):
         self._panels = (self.auto, self.manual, self.landmarks, self.qa)
         _layers.connect_while_alive(self.model.transform_changed, self, self._on_transform_changed)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
+        _layers.connect_while_alive(self.model.changed, self, self._on_model_changed)
         self._show_transform()
+        self.show_registration_error()
 
     # ------------------------------------------------------------------ model views
     def image(self, role: str) -> sitk.Image | None:
@@ -119,10 +138,11 @@ class RegisterWidget(QWidget):
         tx = self.model.transform
         return tx if tx is not None else sitk.Euler3DTransform()
 
-    def set_transform(self, tx, source: str = "manual", note: str = "") -> None:
-        """Make ``tx`` the case's registration (a new, undoable step of the model's history)."""
+    def set_transform(self, tx, source: str = "manual", note: str = "", **error) -> None:
+        """Make ``tx`` the case's registration (a new, undoable step of the model's history);
+        ``error``: its spread (``error_covariance``, ``error_center``, see the model)."""
         try:
-            self.model.set_transform(tx, source, note)
+            self.model.set_transform(tx, source, note, **error)
         except AblationError as exc:
             _layers.notify_error(exc)
 
@@ -148,6 +168,27 @@ class RegisterWidget(QWidget):
 
     def _show_transform(self) -> None:
         self.auto.show_transform(self.transform, self.tumor_center())
+
+    def _on_model_changed(self, what: str) -> None:
+        if what in ("case", "transform", "landmarks", "settings"):
+            self.show_registration_error()
+        elif what == "tumor":
+            self._error_timer.start()
+
+    def show_registration_error(self) -> None:
+        """The predicted registration error at the tumor (mm, 95 %) and its source."""
+        try:
+            err = self.model.registration_error_at_tumor()
+        except AblationError as exc:
+            self.error_label.setText(f"predicted error at the tumor: unknown ({one_line(exc)})")
+            return
+        if err is None:
+            self.error_label.setText("predicted error at the tumor: draw the tumor first")
+            return
+        rms, p95, source = err
+        self.error_label.setText(
+            f"predicted error at the tumor: {p95:.1f} mm (95 %), {rms:.1f} mm RMS \u2014 {source}"
+        )
 
     def _on_session_changed(self, what: str) -> None:
         if what != "case":

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import geometry
+from ..core import geometry, uncertainty
 from ..core import registration as reg
 from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
@@ -37,6 +37,8 @@ from . import _layers
 BOX_ROLE = "registration box"
 #: shortest time (s) between two progress reports of the automatic registration
 PROGRESS_INTERVAL_S = 0.1
+#: restarts of the automatic registration that estimate its spread at the tumor
+SPREAD_RESTARTS = 4
 
 
 class ProgressRelay(QObject):
@@ -101,6 +103,13 @@ class AutoPanel(QWidget):
         self.exclude_ablation = QCheckBox("leave the ablation zone out of the metric")
         self.exclude_ablation.setChecked(True)
         form.addRow(self.exclude_ablation)
+        self.spread = QCheckBox(f"estimate its spread ({SPREAD_RESTARTS} restarts)")
+        self.spread.setChecked(True)
+        self.spread.setToolTip(
+            "after the registration, restart it from perturbed transforms: the spread of the "
+            "optima is the registration's error at the tumor, used by the MTM interval"
+        )
+        form.addRow(self.spread)
         self.run_btn = QPushButton("Register automatically")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -226,15 +235,34 @@ class AutoPanel(QWidget):
         relay = self._relay
         relay.reset()
 
+        spread = self.spread.isChecked() and kw.get("tumor_mask") is not None
+
         @thread_worker
         def work():
             # expected outcomes are returned, not raised, so nothing reaches the event loop
             try:
-                return reg.register_rigid(
+                result = reg.register_rigid(
                     pre, post, progress=relay.report, cancel=lambda: self._cancel, **kw
                 )
             except Exception as exc:  # noqa: BLE001 - cancel, bad input or an ITK failure: one line
                 return ("failed", exc)  # superqt re-raises a returned exception: wrap it
+            if not (spread and result.improved):
+                return result
+            # the registration's spread at the tumor (its error model for the MTM interval)
+            try:
+                cov, centre = uncertainty.restart_covariance(
+                    pre,
+                    post,
+                    result.transform,
+                    kw["tumor_mask"],
+                    ablation=kw["moving_exclude"],
+                    restarts=SPREAD_RESTARTS,
+                    progress=relay.report,
+                    cancel=lambda: self._cancel,
+                )
+            except Exception as exc:  # noqa: BLE001 - the registration stands without a spread
+                return ("no spread", result, exc)
+            return ("spread", result, cov, centre)
 
         self._run_case = self._case_gen
         self.progress.setValue(0)
@@ -303,9 +331,15 @@ class AutoPanel(QWidget):
     def _on_registered(self, result) -> None:
         if self._run_case != self._case_gen:
             return  # started on a case that is no longer open
-        if isinstance(result, tuple):
+        cov = centre = None
+        if isinstance(result, tuple) and result[0] == "failed":
             self._on_failed(result[1])
             return
+        if isinstance(result, tuple) and result[0] == "no spread":
+            _layers.notify_warning(f"registration spread not estimated: {one_line(result[2])}")
+            result = result[1]
+        elif isinstance(result, tuple):
+            _tag, result, cov, centre = result
         self.last_result = result
         for w in result.warnings:
             _layers.notify_warning(w)
@@ -315,7 +349,9 @@ class AutoPanel(QWidget):
                 f"{result.iterations} iterations, "
                 f"{result.elapsed_s:.1f} s"
             )
-            self.owner.set_transform(result.transform, "automatic", note)
+            self.owner.set_transform(
+                result.transform, "automatic", note, error_covariance=cov, error_center=centre
+            )
             centre = self.owner.tumor_center()
             self.owner.set_status(
                 f"automatic registration: {note}; {tfm.motion_text(result.transform, centre)}"

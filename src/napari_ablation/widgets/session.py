@@ -236,11 +236,98 @@ class AnalysisRunner:
             session.changed.emit("analysis")
 
 
+class IntervalRunner:
+    """Keeps the MTM interval of the model's analysis current: after every new analysis (and
+    after a change of the registration's error sources, e.g. the landmarks) it is computed
+    in the background, one run at a time; meanwhile the model says it is not current."""
+
+    def __init__(self, session: CaseSession):
+        self._session_ref = weakref.ref(session)
+        self.worker = None
+        self.error: str | None = None
+        self._again = False
+        session.model.changed.connect(self._on_model_changed)
+
+    @property
+    def model(self) -> CaseModel:
+        return self._session_ref().model
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _on_model_changed(self, what: str) -> None:
+        if what == "case":
+            self.error = None
+            return
+        if what in ("analysis", "landmarks", "transform") and self.model.analysis_current:
+            self.request()
+
+    def request(self) -> None:
+        """Compute the interval of the current analysis unless it is current already."""
+        session = self._session_ref()
+        if session is None:
+            return
+        if self.worker is not None:
+            self._again = True
+            return
+        model = self.model
+        if model.interval_current or not model.analysis_current:
+            return
+        try:
+            req = model.interval_request()
+        except AblationError as exc:
+            self._failed(one_line(exc))
+            return
+        self.error = None
+        ref = weakref.ref(self)
+
+        def returned(interval, _r=ref):
+            r = _r()
+            if r is not None:
+                r.model.set_interval(interval)
+
+        def failed(message, _r=ref):
+            r = _r()
+            if r is not None:
+                r._failed(message)
+
+        def finished(_r=ref):
+            r = _r()
+            if r is None:
+                return
+            r.worker = None
+            again, r._again = r._again, False
+            if (again or not r.model.interval_current) and r.error is None:
+                r.request()
+            session = r._session_ref()
+            if session is not None:
+                session.changed.emit("interval")
+
+        from ..model import run_interval
+
+        self.worker = _layers.start_worker(
+            lambda: run_interval(req),
+            on_returned=returned,
+            on_error=failed,
+            on_finished=finished,
+            desc="MTM interval",
+        )
+        session.changed.emit("interval")
+
+    def _failed(self, message: str) -> None:
+        self.error = message
+        _layers.notify_error(message)
+        session = self._session_ref()
+        if session is not None:
+            session.changed.emit("interval")
+
+
 class CaseSession:
     """Per-viewer binding of layers to the case model (see module docstring)."""
 
     #: what changed: "case", an item of the model ("pre", "tumor", "transform", "qa", ...),
-    #: "analysis", "saved", "folder"
+    #: "analysis", "interval", "saved", "folder"
     changed = Signal(str)
 
     def __init__(self, viewer):
@@ -262,6 +349,7 @@ class CaseSession:
         self.model.labels_changed.connect(self._on_labels_changed)
         self.analysis = AnalysisRunner(self)
         self._look_2d: dict[int, dict[str, Any]] = {}  # id(layer) -> its 2D look, while in 3D
+        self.interval = IntervalRunner(self)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):

@@ -322,6 +322,8 @@ class TeachWidget(QWidget):
                 parts = [f"{done} answered"]
                 if s["mean_abs_mtm_error_mm"] is not None:
                     parts.append(f"mean |MTM error| {s['mean_abs_mtm_error_mm']:.1f} mm")
+                if s.get("mtm_accuracy") is not None:
+                    parts.append(f"MTM inside the interval {100 * s['mtm_accuracy']:.0f} %")
                 if s["octant_accuracy"] is not None:
                     parts.append(f"octant right {100 * s['octant_accuracy']:.0f} %")
                 if s["coverage_call_accuracy"] is not None:
@@ -577,9 +579,18 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
             f"{mark(s['complete_correct'])}"
         )
     if s.get("mtm_abs_error_mm") is not None:
+        iv = t.get("mtm_interval_mm") or k.get("min_margin_interval_mm")
+        true = f"true {t['mtm_mm']:.1f} mm"
+        if iv:
+            true += f" (95 %: {iv[0]:+.1f} to {iv[1]:+.1f} mm)"
+        verdict = (
+            f" — {mark(s['mtm_in_interval'])} (inside the interval counts as right)"
+            if s.get("mtm_in_interval") is not None
+            else ""
+        )
         rows.append(
-            f"MTM: you {answer['mtm_mm']:.1f} mm, true {t['mtm_mm']:.1f} mm — error "
-            f"{s['mtm_abs_error_mm']:.1f} mm"
+            f"MTM: you {answer['mtm_mm']:.1f} mm, {true} — error "
+            f"{s['mtm_abs_error_mm']:.1f} mm{verdict}"
         )
     if s.get("octant_result") is not None:
         rows.append(f"Octant: you {answer['octant']}, true {t['octant']} — {s['octant_result']}")
