@@ -102,7 +102,27 @@ def _now() -> str:
 
 @dataclass
 class Quiz:
-    """A quiz folder: its cases, questions, threshold and whether the key is inside."""
+    """A quiz folder: its cases, questions, threshold and whether the key is inside.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The quiz folder (holding ``quiz.json`` and one case folder per case ID).
+    quiz_id : str
+        The quiz's unique ID, shared with its answer key (empty when unknown).
+    title : str
+        Shown in the Teach widget.
+    threshold_mm : float
+        The margin threshold of the coverage classes, in mm.
+    questions : tuple of str
+        The questions asked, among :data:`QUESTIONS`.
+    case_ids : list of str
+        The case IDs (``case_01``, ``case_02``, ...), in the order they are taken.
+    show_reference : bool, default True
+        Show the reference outlines while margin questions are open (Teach widget).
+    info : dict, optional
+        Free information (``created_at``, ``source``).
+    """
 
     folder: Path
     quiz_id: str
@@ -125,6 +145,7 @@ class Quiz:
         Returns
         -------
         Quiz
+            The quiz described by its ``quiz.json``.
 
         Raises
         ------
@@ -163,13 +184,45 @@ class Quiz:
         )
 
     def case_folder(self, case_id: str) -> Path:
-        """Return the folder of case ``case_id`` (raises AblationError for an unknown one)."""
+        """Return the folder of case ``case_id``.
+
+        Parameters
+        ----------
+        case_id : str
+            A case ID of the quiz.
+
+        Returns
+        -------
+        pathlib.Path
+            ``folder / case_id``.
+
+        Raises
+        ------
+        AblationError
+            If the quiz has no such case.
+        """
         if case_id not in self.case_ids:
             raise AblationError(f"the quiz has no case '{case_id}'")
         return self.folder / case_id
 
     def load_case(self, case_id: str) -> Case:
-        """Read case ``case_id`` of the quiz."""
+        """Read case ``case_id`` of the quiz.
+
+        Parameters
+        ----------
+        case_id : str
+            A case ID of the quiz.
+
+        Returns
+        -------
+        Case
+            The trainee's copy of the case.
+
+        Raises
+        ------
+        AblationError
+            If the quiz has no such case or its folder cannot be read.
+        """
         return Case.load(self.case_folder(case_id))
 
     @property
@@ -180,7 +233,21 @@ class Quiz:
     def load_key(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
         """Read the answer key and check it against this quiz.
 
-        ``path``, or the key inside a self-study quiz.
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            The key file; default the key inside a self-study quiz.
+
+        Returns
+        -------
+        dict
+            The key (``threshold_mm``, ``cases``, ``quiz_id``, ...; see :func:`read_key`).
+
+        Raises
+        ------
+        AblationError
+            If no path is given and the quiz holds no key, or the key cannot be read or
+            does not match the quiz.
         """
         if path is None:
             if not self.self_study:
@@ -193,7 +260,14 @@ class Quiz:
         return key
 
     def to_json(self) -> dict[str, Any]:
-        """Return the ``quiz.json`` document."""
+        """Return the ``quiz.json`` document.
+
+        Returns
+        -------
+        dict
+            The JSON-serialisable document (format, version, ID, title, threshold,
+            questions, ``show_reference``, cases and info).
+        """
         return {
             "format": QUIZ_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -255,7 +329,20 @@ def read_key(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_key_matches(quiz: Quiz, key: dict[str, Any]) -> None:
-    """Raise unless ``key`` is the key of ``quiz`` (same quiz id when both have one, same cases)."""
+    """Check that ``key`` is the key of ``quiz``: same quiz ID when both have one, same cases.
+
+    Parameters
+    ----------
+    quiz : Quiz
+        The quiz.
+    key : dict
+        An answer key (:func:`read_key`).
+
+    Raises
+    ------
+    AblationError
+        If the quiz IDs differ or the key's cases are not the quiz's.
+    """
     kid = key.get("quiz_id")
     if kid and quiz.quiz_id and kid != quiz.quiz_id:
         raise AblationError("the key does not belong to this quiz (different quiz id)")
@@ -275,7 +362,19 @@ def check_key_matches(quiz: Quiz, key: dict[str, Any]) -> None:
 
 
 def pack_mask(img: sitk.Image) -> dict[str, Any]:
-    """Pack a binary label image as JSON: geometry plus zlib-compressed packed bits (base64)."""
+    """Pack a binary label image as JSON: geometry plus zlib-compressed packed bits (base64).
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        A label image; any non-zero voxel is foreground.
+
+    Returns
+    -------
+    dict
+        ``shape_zyx`` (the array shape (z, y, x)), ``geometry`` (origin, spacing,
+        direction) and ``bits`` (base64 text).
+    """
     arr = sitk.GetArrayViewFromImage(img) != 0
     return {
         "shape_zyx": list(arr.shape),
@@ -287,7 +386,18 @@ def pack_mask(img: sitk.Image) -> dict[str, Any]:
 
 
 def unpack_mask(doc: dict[str, Any]) -> sitk.Image:
-    """Inverse of :func:`pack_mask` (uint8, 1 = foreground)."""
+    """Unpack a label image packed by :func:`pack_mask`.
+
+    Parameters
+    ----------
+    doc : dict
+        The packed mask (``shape_zyx``, ``geometry``, ``bits``).
+
+    Returns
+    -------
+    SimpleITK.Image
+        A ``uint8`` image, 1 = foreground, with the packed geometry.
+    """
     shape = tuple(int(s) for s in doc["shape_zyx"])
     bits = np.frombuffer(zlib.decompress(base64.b64decode(doc["bits"])), dtype=np.uint8)
     arr = np.unpackbits(bits)[: int(np.prod(shape))].reshape(shape).astype(np.uint8)
@@ -455,7 +565,19 @@ def _where_z(offset_mm: float) -> str:
 
 
 def axial_sentence(aid: dict[str, Any]) -> str:
-    """One sentence comparing the 2D slice margin with the 3D minimal margin."""
+    """Compose one sentence comparing the 2D slice margin with the 3D minimal margin.
+
+    Parameters
+    ----------
+    aid : dict
+        The 2D-versus-3D comparison of :func:`axial_vs_3d` (``margin_2d_mm``,
+        ``margin_3d_mm``, ``offset_from_slice_mm`` in mm, ``margin_3d_octant``).
+
+    Returns
+    -------
+    str
+        The sentence.
+    """
     return (
         "On the axial slice of the largest diameter a reader measures "
         f"{aid['margin_2d_mm']:.1f} mm; "
@@ -549,6 +671,8 @@ def mtm_in_interval(answer_mm: float, key_case: dict[str, Any]) -> bool | None:
     Returns
     -------
     bool or None
+        Whether ``answer_mm`` lies in [lo, hi] (with a 1e-9 mm tolerance); ``None`` when
+        the key has no interval.
     """
     iv = key_case.get("min_margin_interval_mm")
     if not iv:
@@ -807,7 +931,13 @@ BUNDLED_QUIZ_SEED = 100
 
 
 def bundled_quiz_dir() -> Path:
-    """Return the bundled quiz folder (in the wheel, else the repository's ``sample_data/quiz``)."""
+    """Return the bundled quiz folder (in the wheel, else the repository's ``sample_data/quiz``).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (it may not exist yet: see :func:`write_bundled_quiz`).
+    """
     from .samples import sample_dir
 
     return sample_dir() / BUNDLED_QUIZ_NAME
@@ -826,6 +956,12 @@ def write_bundled_quiz(out: str | os.PathLike | None = None, progress=None) -> Q
     Returns
     -------
     Quiz
+        The quiz written, read back from ``out``.
+
+    Raises
+    ------
+    AblationError
+        If ``out`` exists and is not a quiz folder, or the quiz cannot be written.
     """
     out = Path(out) if out else bundled_quiz_dir()
     work = Path(
@@ -876,6 +1012,7 @@ def parse_answer(row: dict[str, Any], quiz: Quiz, *, base: Path | None = None) -
     Returns
     -------
     dict
+        The validated answer (keys as above).
 
     Raises
     ------
@@ -998,7 +1135,21 @@ def read_answers(path: str | os.PathLike, quiz: Quiz) -> list[dict[str, Any]]:
 
 
 def octant_result(answer: str, truth: str) -> str:
-    """``right``, ``adjacent`` (the octants differ along exactly one axis) or ``wrong``."""
+    """Grade an octant answer: right, adjacent or wrong.
+
+    Parameters
+    ----------
+    answer : str
+        The trainee's octant, e.g. ``"right-anterior-superior"``.
+    truth : str
+        The octant of the minimal margin, in the same form.
+
+    Returns
+    -------
+    str
+        ``"right"`` (same octant), ``"adjacent"`` (the octants differ along exactly one
+        axis) or ``"wrong"``.
+    """
     diff = sum(a != b for a, b in zip(answer.split("-"), truth.split("-")))
     return "right" if diff == 0 else ("adjacent" if diff == 1 else "wrong")
 
@@ -1120,7 +1271,25 @@ def score_case(
 def explain(
     answer: dict[str, Any], score: dict[str, Any], key_case: dict[str, Any], threshold_mm: float
 ) -> str:
-    """One sentence on the largest error of a scored answer (or on the case when all is right)."""
+    """Explain the largest error of a scored answer in one sentence.
+
+    Parameters
+    ----------
+    answer : dict
+        The answer (:func:`parse_answer`).
+    score : dict
+        Its score (:func:`score_case`).
+    key_case : dict
+        The key's entry for the case.
+    threshold_mm : float
+        The quiz threshold, in mm.
+
+    Returns
+    -------
+    str
+        The sentence on the error weighted largest (a wrong coverage call first), or,
+        when all is right, a sentence on the case.
+    """
     k = key_case
     aid = k.get("axial_2d") or {}
     where = _where_z(aid["offset_from_slice_mm"]) if "offset_from_slice_mm" in aid else ""
@@ -1287,6 +1456,8 @@ def score_answers(
     Returns
     -------
     dict
+        ``cases`` (``{ID: score}``), ``overall`` (:func:`summarize`), ``threshold_mm`` and
+        ``quiz_id``.
 
     Raises
     ------
@@ -1319,7 +1490,25 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def trainee_file(quiz_folder: str | os.PathLike, trainee: str) -> Path:
-    """``<quiz>/scores/<trainee>.jsonl`` (the name reduced to letters, digits, ``._-``)."""
+    """Return the score file of a trainee: ``<quiz>/scores/<trainee>.jsonl``.
+
+    Parameters
+    ----------
+    quiz_folder : str or os.PathLike
+        The quiz folder.
+    trainee : str
+        The trainee's name; reduced to letters, digits and ``._-`` for the file name.
+
+    Returns
+    -------
+    pathlib.Path
+        The score file (it may not exist yet).
+
+    Raises
+    ------
+    AblationError
+        If nothing is left of the name.
+    """
     name = _SAFE.sub("_", str(trainee).strip()).strip("._")
     if not name:
         raise AblationError("give the trainee's name")
@@ -1359,9 +1548,27 @@ def append_score(quiz_folder: str | os.PathLike, trainee: str, record: dict[str,
 def read_scores(
     quiz_folder: str | os.PathLike, trainee: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """Score records per trainee (``{name: [record, ...]}`` in submission order).
+    """Read the score records per trainee.
 
     Lines that are not valid JSON (a file edited by hand) are skipped.
+
+    Parameters
+    ----------
+    quiz_folder : str or os.PathLike
+        The quiz folder (its ``scores/``).
+    trainee : str, optional
+        Read only this trainee's file; default every trainee's.
+
+    Returns
+    -------
+    dict
+        ``{name: [record, ...]}`` in submission order; trainees without records are left
+        out.
+
+    Raises
+    ------
+    AblationError
+        If ``trainee`` is given but nothing is left of the name (:func:`trainee_file`).
     """
     folder = Path(quiz_folder) / SCORES_DIR
     files = [trainee_file(quiz_folder, trainee)] if trainee else sorted(folder.glob("*.jsonl"))
@@ -1383,7 +1590,15 @@ def read_scores(
 def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep the last record of each case (a re-submitted case counts once).
 
-    In the order of first submission.
+    Parameters
+    ----------
+    records : sequence of dict
+        Score records (each with ``case``), in submission order.
+
+    Returns
+    -------
+    list of dict
+        The last record of each case, in the order of first submission.
     """
     last: dict[str, dict[str, Any]] = {}
     for r in records:
@@ -1397,7 +1612,18 @@ def latest_per_case(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def is_quiz_locked(info: dict[str, Any] | None) -> bool:
-    """Tell whether a quiz question is open on the case whose ``info`` this is."""
+    """Tell whether a quiz question is open on the case whose ``info`` this is.
+
+    Parameters
+    ----------
+    info : dict or None
+        A case's ``info``.
+
+    Returns
+    -------
+    bool
+        True when :data:`QUIZ_LOCK` is set (the Margins widget then computes nothing).
+    """
     return bool((info or {}).get(QUIZ_LOCK))
 
 
@@ -1437,22 +1663,62 @@ class QuizRun:
         return self.key is not None
 
     def answered(self, case_id: str) -> bool:
-        """Tell whether case ``case_id`` has an answer."""
+        """Tell whether case ``case_id`` has an answer.
+
+        Parameters
+        ----------
+        case_id : str
+            A case ID of the quiz.
+
+        Returns
+        -------
+        bool
+            True when a record of the case is in the trainee's score file.
+        """
         return case_id in self.records
 
     def first_open_index(self) -> int:
-        """Index of the first case not answered yet (0 when all are answered)."""
+        """Find the first case not answered yet.
+
+        Returns
+        -------
+        int
+            Its index in ``quiz.case_ids`` (0 when all are answered).
+        """
         for i, cid in enumerate(self.quiz.case_ids):
             if cid not in self.records:
                 return i
         return 0
 
     def work_folder(self, case_id: str) -> Path:
-        """Where the trainee's copy of a case (their segmentation, registration) is kept."""
+        """Return where the trainee's copy of a case (segmentation, registration) is kept.
+
+        Parameters
+        ----------
+        case_id : str
+            A case ID of the quiz.
+
+        Returns
+        -------
+        pathlib.Path
+            ``<quiz>/work/<trainee file name>/<case_id>`` (it may not exist yet).
+        """
         return self.quiz.folder / WORK_DIR / self.score_file.stem / case_id
 
     def key_case(self, case_id: str) -> dict[str, Any] | None:
-        """Return the key's entry of case ``case_id`` (None without the key)."""
+        """Return the key's entry of case ``case_id``.
+
+        Parameters
+        ----------
+        case_id : str
+            A case ID of the quiz.
+
+        Returns
+        -------
+        dict or None
+            The entry (``min_margin_mm``, ``min_margin_octant``, ...); ``None`` without the
+            key.
+        """
         return None if self.key is None else self.key["cases"][case_id]
 
     def submit(self, case_id: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -1493,7 +1759,13 @@ class QuizRun:
         return record
 
     def summary(self) -> dict[str, Any] | None:
-        """Summarize this trainee's scored answers so far (None before any)."""
+        """Summarize this trainee's scored answers so far.
+
+        Returns
+        -------
+        dict or None
+            The summary (:func:`summarize`); ``None`` before any scored answer.
+        """
         scored = [r["score"] for r in self.records.values() if r.get("score")]
         return summarize(scored) if scored else None
 
@@ -1577,7 +1849,26 @@ def scored_records(
 
 
 def export_rows(quiz: Quiz, key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per trainee and case (the last submission of each case), in submission order."""
+    """Tabulate the scored answers: one row per trainee and case.
+
+    Parameters
+    ----------
+    quiz : Quiz
+        The quiz (its ``scores/``).
+    key : dict, optional
+        Its key, to score answers recorded without it (see :func:`scored_records`).
+
+    Returns
+    -------
+    list of dict
+        Rows with the keys of :data:`EXPORT_COLUMNS`, for the last submission of each
+        case, per trainee in submission order.
+
+    Raises
+    ------
+    AblationError
+        If ``key`` does not match the quiz.
+    """
     rows = []
     for name, recs in scored_records(quiz, key).items():
         for i, r in enumerate(recs, start=1):
@@ -1610,8 +1901,19 @@ LEARNING_WINDOW = 3
 def learning_curve_png(rows: Sequence[dict[str, Any]]) -> bytes:
     """Draw the learning curves as PNG.
 
-    Per trainee, the absolute MTM error by case in the order taken, and the share of right
-    coverage calls so far.
+    Per trainee, the absolute MTM error by case in the order taken (with the mean of the
+    last :data:`LEARNING_WINDOW` cases), and the share of right coverage calls so far.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`export_rows` (``trainee``, ``order``, ``mtm_abs_error_mm``,
+        ``complete_correct``).
+
+    Returns
+    -------
+    bytes
+        The PNG (two panels side by side, 800 x 340 pixels).
     """
     import matplotlib
 

@@ -49,7 +49,26 @@ def _png(fig, dpi: int = 110) -> bytes:
 
 
 def plot_histogram(res, ax=None, fig=None):
-    """Histogram (area-weighted) and cumulative curve of the tumor-surface margins."""
+    """Plot the area-weighted histogram and cumulative curve of the tumor-surface margins.
+
+    Bars are coloured by coverage class (red < 0 mm, yellow < threshold, green); vertical
+    lines mark 0 mm, the threshold and the MTM.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    ax : matplotlib.axes.Axes, optional
+        The axes to draw into; default a new figure with one axes.
+    fig : matplotlib.figure.Figure, optional
+        The figure to add the axes to when ``ax`` is not given (default a new one); returned
+        as is when ``ax`` is given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig``: the figure drawn into (``None`` if ``ax`` was given without ``fig``).
+    """
     if ax is None:
         fig = fig or _figure(figsize=(5.2, 3.0))
         ax = fig.add_subplot(1, 1, 1)
@@ -76,7 +95,27 @@ def plot_histogram(res, ax=None, fig=None):
 
 
 def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> list[dict[str, Any]]:
-    """Axial, coronal and sagittal planes through the MTM point (arrays + extents, LPS mm)."""
+    """Cut the axial, coronal and sagittal planes through the MTM point.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    pre : SimpleITK.Image, optional
+        The pre-ablation image, shown under the classes when it is on the analysis grid
+        (otherwise left out).
+    pad_mm : float, default 15.0
+        Room around the tumor and ablation zone in the displayed box, in mm.
+
+    Returns
+    -------
+    list of dict
+        One dict per plane (axial, coronal, sagittal): ``name``; ``classes`` (coverage
+        class labels), ``ablation`` (registered ablation mask) and ``image`` (pre image or
+        ``None``) as 2D arrays; ``extent`` in LPS mm for ``origin="lower"``; ``point`` (the
+        MTM point in the plane, mm); ``axes`` (the LPS letters of the column and row axes)
+        and ``displayed`` (the array axes (z, y, x) shown as rows and columns).
+    """
     box = res.display_box(pad_mm)
     ref = res.pre_reference
     sp = np.asarray(ref.GetSpacing())[::-1]  # z, y, x
@@ -136,7 +175,27 @@ _LETTER_POS = {
 
 
 def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
-    """Draw the axial, coronal and sagittal slices through the minimal margin point."""
+    """Draw the axial, coronal and sagittal slices through the minimal margin point.
+
+    Coverage classes over the pre image (grey, when given), the registered ablation zone as
+    an outline, the MTM point as a cross, in radiological display with orientation letters.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    pre : SimpleITK.Image, optional
+        The pre-ablation image, shown in grey when it is on the analysis grid.
+    axes : sequence of matplotlib.axes.Axes, optional
+        Three axes to draw into; default three new axes in a row.
+    fig : matplotlib.figure.Figure, optional
+        The figure to add the axes to when ``axes`` is not given (default a new one).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig``: the figure drawn into (``None`` if ``axes`` was given without ``fig``).
+    """
     planes = slice_planes(res, pre)
     if axes is None:
         fig = fig or _figure(figsize=(9.0, 3.2))
@@ -214,6 +273,22 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
 
     The tumor surface coloured by margin (red < 0, yellow < threshold, green), the ablation
     zone as a faint shell.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    ax : mpl_toolkits.mplot3d.axes3d.Axes3D, optional
+        The 3D axes to draw into; default a new figure with one 3D axes.
+    fig : matplotlib.figure.Figure, optional
+        The figure to add the axes to when ``ax`` is not given (default a new one).
+    max_faces : int, default 6000
+        Most tumor-surface faces drawn (evenly subsampled); the ablation shell gets half.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig``: the figure drawn into (``None`` if ``ax`` was given without ``fig``).
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.ticker import MaxNLocator
@@ -283,8 +358,28 @@ def html_report(
 ) -> str:
     """Render the one-page report as a self-contained HTML string (figures embedded).
 
-    ``uncertainty`` (a :class:`~napari_ablation.core.uncertainty.MarginUncertainty`) adds
-    the MTM's interval, its sources and a histogram of the sampled MTMs.
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    info : dict, optional
+        Case information shown as rows (empty values left out).
+    qa : dict, optional
+        Registration QA: ``verdict`` and ``comment``.
+    pre : SimpleITK.Image, optional
+        The pre-ablation image, shown in grey under the slices when on the analysis grid.
+    screenshot_png : bytes, optional
+        A PNG of the 3D view; default a rendered static 3D view (:func:`plot_surface_3d`).
+    transform_note : str, optional
+        A line describing the registration.
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`):
+        adds the interval, its sources and a histogram of the sampled MTMs.
+
+    Returns
+    -------
+    str
+        The HTML document.
     """
     info = dict(info or {})
     qa = dict(qa or {})
@@ -380,7 +475,31 @@ def pdf_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> bytes:
-    """Render the one-page report as PDF bytes (matplotlib, A4 portrait)."""
+    """Render the one-page report as PDF bytes (matplotlib, A4 portrait).
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    info : dict, optional
+        Case information shown as lines (empty values left out).
+    qa : dict, optional
+        Registration QA: ``verdict`` and ``comment``.
+    pre : SimpleITK.Image, optional
+        The pre-ablation image, shown in grey under the slices when on the analysis grid.
+    screenshot_png : bytes, optional
+        A PNG of the 3D view; default a rendered static 3D view (:func:`plot_surface_3d`).
+    transform_note : str, optional
+        A line describing the registration.
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval: adds the interval, its sources and a histogram of the sampled
+        MTMs.
+
+    Returns
+    -------
+    bytes
+        The one-page PDF (see :func:`report_page`).
+    """
     from matplotlib.backends.backend_pdf import PdfPages
 
     fig = report_page(
@@ -433,6 +552,29 @@ def report_page(
 
     The blocks flow down the page: the text block is wrapped inside the margins and the
     panels start below its last line, so nothing overlaps however long the description.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    info : dict, optional
+        Case information shown as lines (empty values left out).
+    qa : dict, optional
+        Registration QA: ``verdict`` and ``comment``.
+    pre : SimpleITK.Image, optional
+        The pre-ablation image, shown in grey under the slices when on the analysis grid.
+    screenshot_png : bytes, optional
+        A PNG of the 3D view; default a rendered static 3D view (:func:`plot_surface_3d`).
+    transform_note : str, optional
+        A line describing the registration.
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval: adds the interval and its sources to the text block and a
+        histogram of the sampled MTMs at the bottom.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The page, 8.27 x 11.69 inches.
     """
     info = dict(info or {})
     qa = dict(qa or {})
@@ -515,7 +657,18 @@ def report_page(
 
 
 def footer_line(when: str | None = None) -> str:
-    """Date, plugin version and the research-tool notice, for every report."""
+    """Compose the footer of every report: date, plugin version and research-tool notice.
+
+    Parameters
+    ----------
+    when : str, optional
+        The date and time shown; default now, as ``YYYY-MM-DD HH:MM UTC``.
+
+    Returns
+    -------
+    str
+        The footer line.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -530,7 +683,29 @@ def footer_line(when: str | None = None) -> str:
 
 
 def write_report(path: str | os.PathLike, res, **kw) -> Path:
-    """Write the report; the format follows the suffix (.html / .htm / .pdf); atomic."""
+    """Write the report; the format follows the suffix (.html / .htm / .pdf); atomic.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The report file; its suffix chooses HTML (:func:`html_report`) or PDF
+        (:func:`pdf_report`).
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    **kw
+        Passed on to :func:`html_report` or :func:`pdf_report` (``info``, ``qa``, ``pre``,
+        ``screenshot_png``, ``transform_note``, ``uncertainty``).
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    AblationError
+        If the suffix is not .html, .htm or .pdf, or the file cannot be written.
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".html", ".htm"):
@@ -546,11 +721,15 @@ def figure_rows(res, uncertainty=None) -> list[tuple[str, str, str]]:
     Parameters
     ----------
     res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
     uncertainty : MarginUncertainty, optional
+        The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
+        default none.
 
     Returns
     -------
     list of (str, str, str)
+        ``res.rows()`` followed by ``uncertainty.rows()`` when given.
     """
     return res.rows() + (uncertainty.rows() if uncertainty is not None else [])
 
@@ -561,11 +740,15 @@ def csv_text(res, uncertainty=None) -> str:
     Parameters
     ----------
     res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
     uncertainty : MarginUncertainty, optional
+        The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
+        default none.
 
     Returns
     -------
     str
+        The CSV text (rows end with a newline).
     """
     if uncertainty is None:
         return res.to_csv()
@@ -584,12 +767,17 @@ def json_document(res, extra: dict | None = None, uncertainty=None) -> dict:
     Parameters
     ----------
     res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
     extra : dict, optional
+        Further keys, added last (they override same-named keys).
     uncertainty : MarginUncertainty, optional
+        The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
+        default none.
 
     Returns
     -------
     dict
+        The JSON-serialisable document.
     """
     doc = res.to_json_dict()
     if uncertainty is not None:
@@ -604,14 +792,25 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None) -> Path:
 
     Parameters
     ----------
-    path : path-like
+    path : str or os.PathLike
+        The JSON file to write.
     res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
     extra : dict, optional
+        Further keys, added last (they override same-named keys).
     uncertainty : MarginUncertainty, optional
+        The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
+        default none.
 
     Returns
     -------
-    Path
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    AblationError
+        If the file cannot be written.
     """
     import json
 
@@ -623,12 +822,22 @@ def write_csv(path, res, uncertainty=None) -> Path:
 
     Parameters
     ----------
-    path : path-like
+    path : str or os.PathLike
+        The CSV file to write.
     res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
     uncertainty : MarginUncertainty, optional
+        The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
+        default none.
 
     Returns
     -------
-    Path
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    AblationError
+        If the file cannot be written.
     """
     return write_text_atomic(path, csv_text(res, uncertainty))

@@ -106,12 +106,15 @@ MAX_VOLUME_POINTS = 6000
 class RigidSamples:
     """Rigid perturbations of pre space about ``center``: ``D_k(p) = R_k (p - c) + c + t_k``.
 
-    Attributes
+    Parameters
     ----------
     rotations : (n, 3, 3) array
-    translations : (n, 3) array, mm
-    center : (3,) array, LPS mm
-    sources : tuple of str
+        The rotation matrices ``R_k``.
+    translations : (n, 3) array
+        The translations ``t_k``, in mm (LPS).
+    center : (3,) array
+        The centre ``c`` of the rotations, a point LPS (x, y, z) in mm.
+    sources : tuple of str, default ()
         One human-readable line per source of error.
     """
 
@@ -126,7 +129,20 @@ class RigidSamples:
 
     @classmethod
     def identity(cls, n: int, center) -> RigidSamples:
-        """``n`` identity perturbations (no registration error)."""
+        """Make ``n`` identity perturbations (no registration error).
+
+        Parameters
+        ----------
+        n : int
+            Number of perturbations.
+        center : (3,) array_like
+            The centre of the rotations, LPS (x, y, z) in mm.
+
+        Returns
+        -------
+        RigidSamples
+            ``n`` identity rotations and zero translations, with no sources.
+        """
         return cls(
             np.repeat(np.eye(3)[None], n, axis=0),
             np.zeros((n, 3)),
@@ -135,7 +151,18 @@ class RigidSamples:
         )
 
     def apply(self, points: np.ndarray) -> np.ndarray:
-        """``D_k`` applied to ``(m, 3)`` points: an ``(n, m, 3)`` array."""
+        """Apply every perturbation ``D_k`` to some points.
+
+        Parameters
+        ----------
+        points : (m, 3) array_like
+            Points LPS (x, y, z) in mm.
+
+        Returns
+        -------
+        (n, m, 3) array
+            ``D_k(points)`` for each of the ``n`` perturbations, LPS mm.
+        """
         rel = np.asarray(points, dtype=float) - self.center
         return (
             np.matmul(rel[None], np.transpose(self.rotations, (0, 2, 1)))
@@ -143,7 +170,23 @@ class RigidSamples:
         )
 
     def then(self, other: RigidSamples) -> RigidSamples:
-        """Combine two independent sources: the perturbations ``other_k o self_k``."""
+        """Combine two independent sources: the perturbations ``other_k o self_k``.
+
+        Parameters
+        ----------
+        other : RigidSamples
+            The second source, as many perturbations as this one.
+
+        Returns
+        -------
+        RigidSamples
+            The composed perturbations about ``other.center``, with the sources of both.
+
+        Raises
+        ------
+        AblationError
+            If the two sets have different sizes.
+        """
         if len(other) != len(self):
             raise AblationError("cannot combine sample sets of different sizes")
         o = self._about(other.center) if not np.allclose(other.center, self.center) else self
@@ -163,12 +206,35 @@ class RigidSamples:
         return RigidSamples(self.rotations, trans, c, self.sources)
 
     def displacement_at(self, point) -> np.ndarray:
-        """Length (mm) of each perturbation's displacement of ``point``."""
+        """Measure each perturbation's displacement of a point.
+
+        Parameters
+        ----------
+        point : (3,) array_like
+            A point LPS (x, y, z) in mm.
+
+        Returns
+        -------
+        (n,) array
+            The length of ``D_k(point) - point`` for each perturbation, in mm.
+        """
         p = np.asarray(point, dtype=float).reshape(1, 3)
         return np.linalg.norm(self.apply(p)[:, 0, :] - p, axis=1)
 
     def max_displacement(self, radius_mm: float) -> float:
-        """Bound (mm) on the displacement of any point within ``radius_mm`` of the centre."""
+        """Bound the displacement of any point within ``radius_mm`` of the centre.
+
+        Parameters
+        ----------
+        radius_mm : float
+            Distance from ``center``, in mm.
+
+        Returns
+        -------
+        float
+            The largest, over the perturbations, of ``||R_k - I|| radius_mm + |t_k|``, in
+            mm (0 for an empty set).
+        """
         cos = np.clip((np.trace(self.rotations, axis1=1, axis2=2) - 1) / 2, -1, 1)
         chord = 2 * np.sin(np.arccos(cos) / 2)  # ||R - I||_2
         return float(
@@ -188,6 +254,7 @@ def translation_samples(
     n : int
         Number of samples.
     rng : numpy.random.Generator
+        The random generator the samples are drawn from.
     center : (3,) array
         The tumor centroid (LPS mm).
     source : str, optional
@@ -196,6 +263,7 @@ def translation_samples(
     Returns
     -------
     RigidSamples
+        ``n`` pure translations about ``center``, with the one source line.
 
     Raises
     ------
@@ -226,16 +294,18 @@ def _jacobian(point, center) -> np.ndarray:
 
 
 def landmark_sigma(fit: lm.LandmarkFit) -> tuple[float, int]:
-    """Per-axis localisation error estimated from the residuals, and its degrees of freedom.
+    """Estimate the per-axis localisation error from the residuals, with its degrees of freedom.
 
     Parameters
     ----------
     fit : LandmarkFit
+        A landmark fit (:func:`~napari_ablation.core.landmarks.fit_landmarks`).
 
     Returns
     -------
     sigma : float
-        ``sqrt(sum |r_i|^2 / (3N - 6))`` mm, so that ``FLE^2 = 3 sigma^2 = FRE^2 N / (N - 2)``.
+        ``sqrt(sum |r_i|^2 / (3N - 6))`` mm, so that ``FLE^2 = 3 sigma^2 = FRE^2 N / (N - 2)``;
+        NaN when ``3N - 6 <= 0``.
     dof : int
         ``3N - 6``.
     """
@@ -250,6 +320,7 @@ def landmark_covariance(fit: lm.LandmarkFit, center) -> np.ndarray:
     Parameters
     ----------
     fit : LandmarkFit
+        A landmark fit (:func:`~napari_ablation.core.landmarks.fit_landmarks`).
     center : (3,) array
         Centre of the rotation (LPS mm), e.g. the tumor centroid.
 
@@ -272,7 +343,10 @@ def predicted_tre(cov: np.ndarray, center, point) -> float:
     ----------
     cov : (6, 6) array
         Covariance of ``(omega, t)`` about ``center``.
-    center, point : (3,) arrays, LPS mm
+    center : (3,) array
+        The centre of the rotations, LPS (x, y, z) in mm.
+    point : (3,) array
+        Where the error is predicted, LPS (x, y, z) in mm.
 
     Returns
     -------
@@ -294,12 +368,13 @@ def landmark_samples(
 
     Parameters
     ----------
-    fixed_points, moving_points
+    fixed_points, moving_points : dict or sequence
         Landmarks on pre and post (``{label: xyz}``, rows, or anything
-        :func:`~napari_ablation.core.landmarks.fit_landmarks` accepts).
+        :func:`~napari_ablation.core.landmarks.fit_landmarks` accepts), LPS mm.
     n : int
         Number of samples.
     rng : numpy.random.Generator
+        The random generator the samples are drawn from.
     center : (3,) array
         The tumor centroid (LPS mm).
     posterior : bool
@@ -309,6 +384,8 @@ def landmark_samples(
     Returns
     -------
     RigidSamples
+        ``n`` perturbations about ``center``, with one source line (pairs, residual RMS,
+        FLE and the predicted error at ``center``).
 
     Raises
     ------
@@ -345,21 +422,26 @@ def landmark_samples(
 def covariance_samples(
     cov: np.ndarray, n: int, rng: np.random.Generator, center, source: str
 ) -> RigidSamples:
-    """Perturbations drawn from a normal distribution of the six parameters ``(omega, t)``.
+    """Draw perturbations from a normal distribution of the six parameters ``(omega, t)``.
 
     Parameters
     ----------
     cov : (6, 6) array
         Covariance of ``(omega, t)`` (rad, mm) about ``center``; positive semi-definite.
     n : int
+        Number of samples.
     rng : numpy.random.Generator
+        The random generator the samples are drawn from.
     center : (3,) array
+        The centre of the rotations, LPS (x, y, z) in mm.
     source : str
         The line that describes this source.
 
     Returns
     -------
     RigidSamples
+        ``n`` perturbations about ``center`` (rotation vectors ``omega``, translations
+        ``t``), with the one source line.
     """
     cov = np.asarray(cov, dtype=float)
     w, v = np.linalg.eigh(0.5 * (cov + cov.T))
@@ -403,9 +485,12 @@ def restart_covariance(
         Tumor mask on the pre grid (centre of the region and of the rotations).
     ablation : SimpleITK.Image, optional
         Ablation mask on the post grid, left out of the metric.
-    restarts : int
-    perturb_mm, perturb_deg : float
-    seed : int
+    restarts : int, default 6
+        Number of restarts (at least 2).
+    perturb_mm, perturb_deg : float, default 2.0
+        SD per axis of the random translation (mm) and rotation (degrees) of each start.
+    seed : int, default 0
+        Seed of the start perturbations.
     progress : callable, optional
         ``progress(fraction, text)`` after each restart.
     cancel : callable, optional
@@ -471,7 +556,7 @@ class RegistrationError:
     Any combination of the three sources is allowed; their samples compose in the order
     landmarks, automatic spread, stated accuracy (the order of the CLI).
 
-    Attributes
+    Parameters
     ----------
     landmarks : (fixed, moving) pair, optional
         The landmarks the registration was fitted to (anything
@@ -480,9 +565,11 @@ class RegistrationError:
         Covariance of ``(omega, t)`` about ``covariance_center`` (the automatic
         registration's spread, :func:`restart_covariance`).
     covariance_center : (3,) array, optional
+        The centre of the covariance's rotations, LPS (x, y, z) in mm; default the tumor
+        centroid the samples are drawn about.
     sd_mm : float, optional
         A stated accuracy: SD per patient axis at the tumor (mm).
-    sd_note : str
+    sd_note : str, default ""
         What the stated accuracy is (e.g. "assumed reader accuracy for a manual
         registration"); empty: stated by the user.
     """
@@ -508,13 +595,20 @@ class RegistrationError:
         return "+".join(parts) or "none"
 
     def sd_source(self) -> str:
-        """Return the source line of the stated accuracy."""
+        """Return the source line of the stated accuracy.
+
+        Returns
+        -------
+        str
+            ``registration: <sd_note or "stated accuracy">, SD <sd_mm> mm per axis at the
+            tumor``.
+        """
         sd = float(self.sd_mm or 0.0)
         what = self.sd_note or "stated accuracy"
         return f"registration: {what}, SD {sd:g} mm per axis at the tumor"
 
     def samples(self, n: int, rng: np.random.Generator, center) -> RigidSamples | None:
-        """``n`` sampled registration errors about ``center`` (None: no error source).
+        """Sample ``n`` registration errors about ``center`` (None: no error source).
 
         Parameters
         ----------
@@ -528,6 +622,8 @@ class RegistrationError:
         Returns
         -------
         RigidSamples or None
+            The composed perturbations of every source given, about ``center``, with their
+            source lines; ``None`` without a source.
 
         Raises
         ------
@@ -564,11 +660,13 @@ def registration_error_at(
     Parameters
     ----------
     error : RegistrationError
+        The registration's error sources.
     point : (3,) array
         Where (LPS mm), e.g. the tumor centroid; also the centre of the rotations.
     samples : int
         Number of sampled errors.
-    seed : int
+    seed : int, default 0
+        Seed of the random generator.
 
     Returns
     -------
@@ -624,6 +722,7 @@ def case_uncertainty(
     Returns
     -------
     MarginUncertainty
+        The MTM's interval and the class fractions' spread (:func:`margin_uncertainty`).
 
     Raises
     ------
@@ -652,16 +751,18 @@ def case_uncertainty(
 def voxel_tolerance_axes(
     image: sitk.Image, boundary_mm: float | None, rotation_to_pre=None
 ) -> np.ndarray:
-    """Boundary tolerance of an object drawn on ``image``, as a 3 x 3 matrix ``M`` (columns: axes).
+    """Compute the boundary tolerance of an object drawn on ``image`` as a 3 x 3 matrix ``M``.
 
     The tolerance along a unit normal ``n`` (pre LPS) is ``|M^T n|``: half a voxel along each
     axis of ``image`` when ``boundary_mm`` is None, else ``boundary_mm`` in every direction.
+    The columns of ``M`` are the tolerance axes.
 
     Parameters
     ----------
     image : SimpleITK.Image
         The grid the object was drawn on.
     boundary_mm : float or None
+        The tolerance in mm in every direction; ``None``: half a voxel along each axis.
     rotation_to_pre : (3, 3) array, optional
         Rotation from the image's physical space to pre space (for the ablation: ``A^T``
         of the registration ``q = A p + b``).
@@ -669,6 +770,8 @@ def voxel_tolerance_axes(
     Returns
     -------
     (3, 3) array
+        ``M``, in mm: ``boundary_mm`` times the identity, or the image's axes in pre space
+        scaled by half its spacing.
 
     Raises
     ------
@@ -910,30 +1013,36 @@ def _classes(m: np.ndarray, threshold: float) -> np.ndarray:
 class MarginUncertainty:
     """The MTM's interval and the class fractions' spread under registration and segmentation error.
 
-    Attributes
+    Parameters
     ----------
     min_margin_mm : float
-        The accepted (exact) MTM.
+        The accepted (exact) MTM, in mm.
     interval_mm : (float, float)
-        Central ``level`` interval of the sampled MTM.
+        The MTM's ``level`` interval, in mm: :func:`mtm_interval` of the sampled MTMs, its
+        upper end raised by test inversion where that is larger (see the module notes).
     level : float
+        Central probability of the interval, e.g. 0.95.
     p_below_zero, p_below_threshold : float
         Probability that the MTM is < 0 and < threshold: the fraction of the perturbed MTMs
         and of their reflections about the accepted MTM (the two views of
         :func:`mtm_interval`) below it.
     threshold_mm : float
+        The margin threshold of the analysis, in mm.
     sampled_min_margin_mm : (n,) array
-        The MTM under each sampled error.
+        The MTM under each sampled error, in mm.
     sampled_volume_fraction : dict of (n,) arrays
-        Per coverage class (keys of ``margin.CLASS_KEYS``).
+        The tumor volume fraction of each coverage class under each sampled error (keys of
+        ``coverage.CLASS_KEYS``).
     uncertain_crop : bool array
         Same shape and offset as ``MarginResult.class_crop``: tumor voxels whose class
         differs from the accepted one in more than ``UNCERTAIN_FRACTION`` of the samples.
     uncertain_volume_ml, uncertain_fraction : float
+        Volume (ml) and fraction of the tumor voxels of ``uncertain_crop``.
     registration_error_mm : (float, float)
         RMS and 95th percentile of the sampled registration displacement of the tumor centroid.
-    sources : list of str
-    fast_offset_mm : float
+    sources : list of str, optional
+        One human-readable line per source of error.
+    fast_offset_mm : float, default 0.0
         Exact MTM minus the fast re-evaluation's MTM at the accepted transform (the fast
         path's own error; the interval is shifted by it).
     """
@@ -959,7 +1068,13 @@ class MarginUncertainty:
         return len(self.sampled_min_margin_mm)
 
     def volume_fraction_interval(self) -> dict[str, tuple[float, float]]:
-        """Return the central ``level`` range of each coverage class's volume fraction."""
+        """Return the central ``level`` range of each coverage class's volume fraction.
+
+        Returns
+        -------
+        dict
+            ``{class key: (lo, hi)}``, the percentile range of the sampled fractions.
+        """
         q = [(1 - self.level) / 2, (1 + self.level) / 2]
         return {
             k: tuple(float(v) for v in np.quantile(s, q))
@@ -967,7 +1082,13 @@ class MarginUncertainty:
         }
 
     def interval_text(self) -> str:
-        """``MTM -0.4 mm (95 %: -1.6 to +0.9; P(MTM < 0) = 64 %)``."""
+        """Format the interval as one line.
+
+        Returns
+        -------
+        str
+            E.g. ``MTM -0.4 mm (95 %: -1.6 to +0.9; P(MTM < 0) = 64 %)``.
+        """
         lo, hi = self.interval_mm
         return (
             f"MTM {self.min_margin_mm:.1f} mm ({100 * self.level:.0f} %: {lo:+.1f} to {hi:+.1f}; "
@@ -975,7 +1096,15 @@ class MarginUncertainty:
         )
 
     def summary_text(self) -> str:
-        """Interval line plus probabilities, class-fraction ranges, uncertain volume and sources."""
+        """Summarize the interval, probabilities, class ranges, uncertain volume and sources.
+
+        Returns
+        -------
+        str
+            Several lines: :meth:`interval_text`, P(MTM < threshold) with the class-fraction
+            ranges and the uncertain volume, the sample count and registration error, then
+            one line per source.
+        """
         fi = self.volume_fraction_interval()
         names = {
             "covered_with_margin": "green",
@@ -998,6 +1127,12 @@ class MarginUncertainty:
         """Return the (figure, value, unit) rows for the results table and the CSV.
 
         They follow ``MarginResult.rows()``.
+
+        Returns
+        -------
+        list of (str, str, str)
+            The interval's ends, P(MTM < 0), P(MTM < threshold), the class-fraction ranges,
+            the uncertain volume, the sample count and one row per source.
         """
         lo, hi = self.interval_mm
         pct = f"{100 * self.level:.0f} %"
@@ -1020,6 +1155,12 @@ class MarginUncertainty:
         """Return the JSON keys of DESIGN section 5, the class-fraction intervals and more.
 
         Also the uncertain volume and the registration error at the tumor.
+
+        Returns
+        -------
+        dict
+            JSON-serialisable keys (``min_margin_interval_mm``,
+            ``p_min_margin_below_zero``, ..., ``registration_error_at_tumor_mm``), rounded.
         """
 
         def r(v, nd=3):
@@ -1056,6 +1197,8 @@ class MarginUncertainty:
         Returns
         -------
         uint8 array of the same shape
+            A copy of ``class_crop`` with the uncertain tumor voxels set to
+            ``UNCERTAIN_LABEL``.
         """
         out = np.array(class_crop, dtype=np.uint8, copy=True)
         out[self.uncertain_crop & (out > 0)] = UNCERTAIN_LABEL
@@ -1072,7 +1215,7 @@ class MarginUncertainty:
         Returns
         -------
         SimpleITK.Image
-            uint8 labels on the full pre grid.
+            The ``uint8`` labels on the full pre grid.
         """
         img = res.margin_labels_image()
         arr = sitk.GetArrayFromImage(img)
@@ -1085,18 +1228,21 @@ class MarginUncertainty:
 
 
 def plot_min_margin_samples(unc: MarginUncertainty, ax=None, fig=None):
-    """Small histogram of the sampled MTMs with the interval, 0 and the threshold marked.
+    """Plot a small histogram of the sampled MTMs with the interval, 0 and the threshold marked.
 
     Parameters
     ----------
     unc : MarginUncertainty
+        The interval and its sampled MTMs.
     ax : matplotlib Axes, optional
         Draw here; else a new figure is made.
     fig : matplotlib Figure, optional
+        The figure to add the axes to when ``ax`` is not given (default a new one).
 
     Returns
     -------
     matplotlib Figure
+        ``fig``: the figure drawn into (``None`` if ``ax`` was given without ``fig``).
     """
     from matplotlib.figure import Figure
 
@@ -1161,6 +1307,7 @@ def mtm_interval(
     Returns
     -------
     (float, float)
+        The lower and upper ends, in mm.
     """
     m = np.asarray(perturbed_mm, dtype=float)
     q_lo, q_hi = (float(v) for v in np.quantile(m, [(1 - level) / 2, (1 + level) / 2]))
@@ -1207,6 +1354,7 @@ def margin_uncertainty(
     Returns
     -------
     MarginUncertainty
+        The MTM's interval, the class fractions' spread and the uncertain tumor voxels.
 
     Raises
     ------
