@@ -41,6 +41,10 @@ NAPARI_LIMITS_MS = {
     "Load > Open sample": 1500.0,
     # napari adding the first margin Labels layer (its visual and controls)
     "first Compute margins": 700.0,
+    # a repaint during the stroke in which vispy renders the glyphs of the new MTM label
+    # ("MTM -2.05 mm": digits not drawn before) into its font atlas, 120-125 ms in 2 of 4
+    # runs after the merge with the interval work (our recompute itself: 1-14 ms)
+    "brush stroke + recompute": 300.0,
     # napari's Labels.undo(): the whole volume written back and the slice refreshed
     "Ctrl-Z + recompute": 250.0,
     # vispy building the 3D volume visuals and drawing them (software OpenGL: ray casting

@@ -261,6 +261,12 @@ class _Failed:
         self.message = one_line(exc)
 
 
+#: counts closed viewers: a worker's result that arrives after a viewer closed (its
+#: ``returned`` signal is queued while closing waits for the thread pool) is dropped, since
+#: it would add layers to, or write into, widgets of a window that is gone
+CLOSE_GENERATION = [0]
+
+
 def start_worker(
     job,
     *,
@@ -285,7 +291,9 @@ def start_worker(
         except Exception as exc:  # noqa: BLE001 - turned into a one-line message
             return _Failed(exc)
 
-    def returned(result):
+    def returned(result, _gen=CLOSE_GENERATION[0]):
+        if _gen != CLOSE_GENERATION[0]:
+            return  # a viewer closed since the job started (see CLOSE_GENERATION)
         if isinstance(result, _Failed):
             (on_error or notify_error)(result.message)
             return

@@ -744,6 +744,15 @@ class MarginWidget(QWidget):
 
         _layers.run_in_steps(self._adding, added, owner=self)
 
+    def _margin_data(self, res: core_margin.MarginResult, prep: dict) -> np.ndarray:
+        """The margin layer's classes: with the uncertain class when this analysis's interval
+        is already current (it may arrive while the layers are still being added)."""
+        iv = self._current_interval()
+        if iv is None or iv.analysis.result is not res:
+            return prep["margin"]
+        classes = iv.uncertainty.class_crop_with_uncertain(res.class_crop)
+        return np.ascontiguousarray(classes, dtype=np.uint8)
+
     def _layer_steps(self, res: core_margin.MarginResult, prep: dict):
         """:meth:`_update_layers` as a generator yielding between pieces of napari work."""
         v = self.viewer
@@ -766,10 +775,15 @@ class MarginWidget(QWidget):
             lab = _layers.find_layer(v, "margin")
             if lab is not None:
                 # the tumor's box changes with the tumor: new data in place, any shape
-                _set_box(lab, prep["margin"], prep["margin_scale"], prep["margin_translate"])
+                _set_box(
+                    lab,
+                    self._margin_data(res, prep),
+                    prep["margin_scale"],
+                    prep["margin_translate"],
+                )
             else:
                 lab = v.add_labels(
-                    prep["margin"],
+                    self._margin_data(res, prep),
                     name=_layers.ROLES["margin"],
                     scale=prep["margin_scale"],
                     translate=prep["margin_translate"],

@@ -967,6 +967,7 @@ class CaseSession:
         self._autosave_timer.stop()
         self._arrived = []
         self.flush()
+        _layers.CLOSE_GENERATION[0] += 1  # results still queued for this window are dropped
         _join_workers()
 
     @property
