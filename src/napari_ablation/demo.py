@@ -61,9 +61,27 @@ def run_demo(case: str = "renal_mri", *, screenshot: str | None = None) -> int:
             print(out)
             viewer.close()
 
+        import time
+
+        from .widgets import _layers
+        from .widgets.session import CaseSession
+
+        start = time.monotonic()
+
+        def when_shown():
+            # the case's layers are added one per event-loop iteration after the worker:
+            # wait until all four are there and the working copy is saved (at most 2 min)
+            session = CaseSession.of(viewer)
+            roles = ("pre", "tumor", "post", "ablation")
+            shown = all(_layers.find_layer(viewer, r) is not None for r in roles)
+            if (shown and session.all_saved) or time.monotonic() - start > 120:
+                QTimer.singleShot(500, snap)
+            else:
+                QTimer.singleShot(200, when_shown)
+
         if worker is not None:
-            worker.finished.connect(lambda: QTimer.singleShot(500, snap))
+            worker.finished.connect(when_shown)
         else:
-            QTimer.singleShot(500, snap)
+            when_shown()
     napari.run()
     return 0

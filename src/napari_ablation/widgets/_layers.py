@@ -304,7 +304,12 @@ def start_worker(
     worker = create_worker(safe_job, _ignore_errors=True, **kwargs)
     worker.returned.connect(returned)
     if on_finished is not None:
-        worker.finished.connect(on_finished)
+
+        def finished(_gen=CLOSE_GENERATION[0]):
+            if _gen == CLOSE_GENERATION[0]:  # not into the widgets of a closed window
+                on_finished()
+
+        worker.finished.connect(finished)
     worker.start()
     return worker
 
@@ -340,7 +345,7 @@ class _StepQueue:
             cls._timer = QTimer()
             cls._timer.setInterval(0)
             cls._timer.timeout.connect(_step_tick)
-        cls._chains.append((it, on_done, owner))
+        cls._chains.append((it, on_done, owner, CLOSE_GENERATION[0]))
         if not cls._timer.isActive():
             cls._timer.start()
 
@@ -348,14 +353,15 @@ class _StepQueue:
     def _tick(cls) -> None:
         try:
             if cls._chains:
-                it, on_done, owner = cls._chains.popleft()
-                cls._step(it, on_done, owner)
+                it, on_done, owner, gen = cls._chains.popleft()
+                if gen == CLOSE_GENERATION[0]:  # a chain of a closed window ends silently
+                    cls._step(it, on_done, owner, gen)
         finally:
             if not cls._chains:
                 cls._timer.stop()
 
     @classmethod
-    def _step(cls, it, on_done, owner) -> None:
+    def _step(cls, it, on_done, owner, gen) -> None:
         if owner is not None and not _alive(owner):
             return
         try:
@@ -371,7 +377,7 @@ class _StepQueue:
             if on_done is not None:
                 on_done()
             return
-        cls._chains.append((it, on_done, owner))
+        cls._chains.append((it, on_done, owner, gen))
 
 
 def _step_tick() -> None:

@@ -1042,7 +1042,11 @@ def _on_close(viewer, callback):
     try:
         from qtpy.QtCore import QEvent, QObject
 
+        # a widget opened from napari's plugin menu gets the viewer behind a public-only
+        # proxy, which wraps the window too: Qt needs the window itself
+        viewer = getattr(viewer, "__wrapped__", viewer)
         window = viewer.window._qt_window
+        window = getattr(window, "__wrapped__", window)
     except Exception:  # noqa: BLE001 - a headless viewer has no window
         return None
 
