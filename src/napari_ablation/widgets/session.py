@@ -122,25 +122,19 @@ def _qtimer(interval_ms: int, callback):
     return t
 
 
-class AnalysisRunner:
-    """Keeps the model's margin analysis current: background runs, one at a time, debounced.
+class _ModelRunner:
+    """One background computation for the case model at a time: a request while one runs
+    is remembered and honoured once it ends. Subclasses say what is computed (``EVENT``,
+    ``DESC``, :meth:`_job`, :meth:`_store`) and when to run again (:meth:`_rerun`)."""
 
-    Off until the first :meth:`request` (the user's first "Compute margins"); from then on
-    every change of an analysis input (labels, transform, settings) schedules a rerun.
-    """
+    EVENT = ""
+    DESC = ""
 
     def __init__(self, session: CaseSession):
         self._session_ref = weakref.ref(session)
-        self.live = False
         self.worker = None
         self.error: str | None = None
         self._again = False
-        ref = weakref.ref(self)
-        self._timer = _qtimer(
-            ANALYSIS_DEBOUNCE_MS, lambda _r=ref: _r() is not None and _r()._start()
-        )
-        session.model.case_loaded.connect(self.reset)
-        session.model.changed.connect(self._on_model_changed)
 
     @property
     def model(self) -> CaseModel:
@@ -149,6 +143,95 @@ class AnalysisRunner:
     @property
     def running(self) -> bool:
         return self.worker is not None
+
+    def _launch(self, make_request) -> None:
+        """Start the job for ``make_request()`` (one line on a failed request), or remember
+        to run again when a job is running."""
+        session = self._session_ref()
+        if session is None:
+            return
+        if self.worker is not None:
+            self._again = True
+            return
+        try:
+            req = make_request()
+        except AblationError as exc:
+            self._failed(one_line(exc))
+            return
+        if req is None:
+            return
+        self.error = None
+        ref = weakref.ref(self)
+
+        def returned(result, _r=ref):
+            r = _r()
+            if r is not None:
+                r.error = None
+                r._store(result)
+
+        def failed(message, _r=ref):
+            r = _r()
+            if r is not None:
+                r._failed(message)
+
+        def finished(_r=ref):
+            r = _r()
+            if r is None:
+                return
+            r.worker = None
+            again, r._again = r._again, False
+            if r.error is None:
+                r._rerun(again)
+            r._emit()
+
+        self.worker = _layers.start_worker(
+            lambda: self._job(req),
+            on_returned=returned,
+            on_error=failed,
+            on_finished=finished,
+            desc=self.DESC,
+        )
+        self._emit()
+
+    def _emit(self) -> None:
+        session = self._session_ref()
+        if session is not None:
+            session.changed.emit(self.EVENT)
+
+    def _failed(self, message: str) -> None:
+        self.error = message
+        _layers.notify_error(message)
+        self._emit()
+
+    def _job(self, req):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _store(self, result) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _rerun(self, again: bool) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+
+class AnalysisRunner(_ModelRunner):
+    """Keeps the model's margin analysis current: background runs, one at a time, debounced.
+
+    Off until the first :meth:`request` (the user's first "Compute margins"); from then on
+    every change of an analysis input (labels, transform, settings) schedules a rerun.
+    """
+
+    EVENT = "analysis"
+    DESC = "margin analysis"
+
+    def __init__(self, session: CaseSession):
+        super().__init__(session)
+        self.live = False
+        ref = weakref.ref(self)
+        self._timer = _qtimer(
+            ANALYSIS_DEBOUNCE_MS, lambda _r=ref: _r() is not None and _r()._start()
+        )
+        session.model.case_loaded.connect(self.reset)
+        session.model.changed.connect(self._on_model_changed)
 
     def request(self, *, now: bool = True) -> None:
         """Compute (now, or after the debounce) and keep the analysis current from then on."""
@@ -179,82 +262,30 @@ class AnalysisRunner:
             self._timer.start()
 
     def _start(self) -> None:
-        session = self._session_ref()
-        if session is None:
-            return
-        if self.worker is not None:
-            self._again = True
-            return
-        model = self.model
-        if model.analysis_current:
-            return
-        try:
-            req = model.analysis_request()
-        except AblationError as exc:
-            self._failed(one_line(exc))
-            return
-        self.error = None
-        ref = weakref.ref(self)
+        self._launch(lambda: None if self.model.analysis_current else self.model.analysis_request())
 
-        def returned(analysis, _r=ref):
-            r = _r()
-            if r is not None:
-                r.error = None
-                r.model.set_analysis(analysis)
+    def _job(self, req):
+        return run_analysis(req)
 
-        def failed(message, _r=ref):
-            r = _r()
-            if r is not None:
-                r._failed(message)
+    def _store(self, analysis) -> None:
+        self.model.set_analysis(analysis)
 
-        def finished(_r=ref):
-            r = _r()
-            if r is None:
-                return
-            r.worker = None
-            again, r._again = r._again, False
-            if r.live and (again or not r.model.analysis_current) and r.error is None:
-                r._timer.start()
-            session = r._session_ref()
-            if session is not None:
-                session.changed.emit("analysis")
-
-        self.worker = _layers.start_worker(
-            lambda: run_analysis(req),
-            on_returned=returned,
-            on_error=failed,
-            on_finished=finished,
-            desc="margin analysis",
-        )
-        session.changed.emit("analysis")
-
-    def _failed(self, message: str) -> None:
-        self.error = message
-        _layers.notify_error(message)
-        session = self._session_ref()
-        if session is not None:
-            session.changed.emit("analysis")
+    def _rerun(self, again: bool) -> None:
+        if self.live and (again or not self.model.analysis_current):
+            self._timer.start()
 
 
-class IntervalRunner:
+class IntervalRunner(_ModelRunner):
     """Keeps the MTM interval of the model's analysis current: after every new analysis (and
     after a change of the registration's error sources, e.g. the landmarks) it is computed
     in the background, one run at a time; meanwhile the model says it is not current."""
 
+    EVENT = "interval"
+    DESC = "MTM interval"
+
     def __init__(self, session: CaseSession):
-        self._session_ref = weakref.ref(session)
-        self.worker = None
-        self.error: str | None = None
-        self._again = False
+        super().__init__(session)
         session.model.changed.connect(self._on_model_changed)
-
-    @property
-    def model(self) -> CaseModel:
-        return self._session_ref().model
-
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
 
     def _on_model_changed(self, what: str) -> None:
         if what == "case":
@@ -265,62 +296,26 @@ class IntervalRunner:
 
     def request(self) -> None:
         """Compute the interval of the current analysis unless it is current already."""
-        session = self._session_ref()
-        if session is None:
-            return
-        if self.worker is not None:
-            self._again = True
-            return
-        model = self.model
-        if model.interval_current or not model.analysis_current:
-            return
-        try:
-            req = model.interval_request()
-        except AblationError as exc:
-            self._failed(one_line(exc))
-            return
-        self.error = None
-        ref = weakref.ref(self)
 
-        def returned(interval, _r=ref):
-            r = _r()
-            if r is not None:
-                r.model.set_interval(interval)
+        def make():
+            m = self.model
+            if m.interval_current or not m.analysis_current:
+                return None
+            return m.interval_request()
 
-        def failed(message, _r=ref):
-            r = _r()
-            if r is not None:
-                r._failed(message)
+        self._launch(make)
 
-        def finished(_r=ref):
-            r = _r()
-            if r is None:
-                return
-            r.worker = None
-            again, r._again = r._again, False
-            if (again or not r.model.interval_current) and r.error is None:
-                r.request()
-            session = r._session_ref()
-            if session is not None:
-                session.changed.emit("interval")
-
+    def _job(self, req):
         from ..model import run_interval
 
-        self.worker = _layers.start_worker(
-            lambda: run_interval(req),
-            on_returned=returned,
-            on_error=failed,
-            on_finished=finished,
-            desc="MTM interval",
-        )
-        session.changed.emit("interval")
+        return run_interval(req)
 
-    def _failed(self, message: str) -> None:
-        self.error = message
-        _layers.notify_error(message)
-        session = self._session_ref()
-        if session is not None:
-            session.changed.emit("interval")
+    def _store(self, interval) -> None:
+        self.model.set_interval(interval)
+
+    def _rerun(self, again: bool) -> None:
+        if again or not self.model.interval_current:
+            self.request()
 
 
 class CaseSession:
