@@ -87,3 +87,70 @@ def test_source_follows_the_registration_and_a_reopened_case_agrees(model, tmp_p
     # a manual adjustment: the reader's stated accuracy again
     again.set_transform(tfm.as_euler(again.transform), "manual")
     assert again.registration_error().kind == "stated"
+
+
+def test_a_reopened_automatic_registration_keeps_its_spread(model, tmp_path):
+    # an automatic registration with its spread (a covariance of (omega, t) about a centre)
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(6, 6)) * np.sqrt([1e-6] * 3 + [0.04] * 3)  # rad, mm
+    cov = a @ a.T / 6
+    centre = np.array([1.0, -2.0, 0.5])
+    tx = tfm.euler_from_params({"center": [0, 0, 0], "parameters": [0.02, 0, -0.01, 1.5, 0, -1]})
+    model.set_transform(tx, "automatic", error_covariance=cov, error_center=centre)
+    assert model.registration_error().kind == "automatic"
+    model.compute_analysis()
+    before = model.compute_interval().uncertainty
+    model.save(tmp_path / "case")
+
+    again = CaseModel()
+    again.load_case(Case.load(tmp_path / "case"), tmp_path / "case", saved=True)
+    step = again.transform_step
+    assert step.source == "automatic"
+    np.testing.assert_allclose(step.error_covariance, cov, rtol=1e-12)
+    np.testing.assert_allclose(step.error_center, centre, rtol=1e-12)
+    assert again.registration_error().kind == "automatic"
+    again.compute_analysis()
+    after = again.compute_interval().uncertainty
+    assert after.interval_mm == pytest.approx(before.interval_mm, abs=1e-9)
+    assert after.sources == before.sources
+
+    # a manual adjustment after reopening: the reader's accuracy, and the save says "manual"
+    again.set_transform(tfm.as_euler(again.transform), "manual")
+    again.save()
+    assert Case.load(tmp_path / "case").registration == {"source": "manual"}
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ({"source": "guessed"}, "registration.source"),
+        (
+            {"source": "automatic", "error_covariance": [[1.0] * 6] * 5, "error_center": [0, 0, 0]},
+            "registration.error_covariance",
+        ),
+        (
+            {
+                "source": "automatic",
+                "error_covariance": (-np.eye(6)).tolist(),
+                "error_center": [0, 0, 0],
+            },
+            "registration.error_covariance",
+        ),
+        (
+            {"source": "automatic", "error_covariance": np.eye(6).tolist()},
+            "registration.error_center",
+        ),
+    ],
+)
+def test_a_bad_registration_record_is_refused_in_one_line(model, tmp_path, field, message):
+    import json
+
+    model.save(tmp_path / "case")
+    doc_path = tmp_path / "case" / "case.json"
+    doc = json.loads(doc_path.read_text())
+    doc["registration"] = field
+    doc_path.write_text(json.dumps(doc))
+    with pytest.raises(Exception) as exc:
+        Case.load(tmp_path / "case")
+    assert type(exc.value).__name__ == "AblationError"
+    assert message in str(exc.value) and "\n" not in str(exc.value)

@@ -53,7 +53,15 @@ from .core import geometry
 from .core import margin as core_margin
 from .core import transform as tfm
 from .core import uncertainty as core_uncertainty
-from .core.case import DEFAULT_SETTINGS, GRID_OF, LABEL_ROLES, QA_VERDICTS, TRANSFORM_FILE, Case
+from .core.case import (
+    DEFAULT_SETTINGS,
+    GRID_OF,
+    LABEL_ROLES,
+    QA_VERDICTS,
+    REGISTRATION_SOURCES,
+    TRANSFORM_FILE,
+    Case,
+)
 from .core.errors import AblationError
 
 #: image roles
@@ -205,6 +213,37 @@ def run_analysis(request: AnalysisRequest) -> Analysis:
         ablation_label=request.ablation_label,
     )
     return Analysis(result=res, inputs=dict(request.inputs), identity=request.transform is None)
+
+
+def _step_of_case(case: Case) -> TransformStep:
+    """The first history step of a case read from disk: its transform, and how it was made
+    when ``case.json`` says so (so a reopened automatic registration keeps its spread). A
+    landmark registration stays "case": the landmarks are its error source only while
+    they still fit to it (:meth:`CaseModel.registration_error`)."""
+    if case.transform is None:
+        return TransformStep(None, "case")
+    reg = case.registration or {}
+    source = reg.get("source")
+    cov, centre = reg.get("error_covariance"), reg.get("error_center")
+    known = source in REGISTRATION_SOURCES and source != "landmarks"
+    return TransformStep(
+        tfm.as_euler(case.transform),
+        source if known else "case",
+        "saved with the case" if known else "",
+        None if cov is None else np.array(cov, dtype=float),
+        None if centre is None else np.array(centre, dtype=float),
+    )
+
+
+def _registration_of_step(step: TransformStep) -> dict[str, Any]:
+    """The ``registration`` record of a case (see :class:`Case`) for a history step."""
+    if step.transform is None or step.source not in REGISTRATION_SOURCES:
+        return {}
+    reg: dict[str, Any] = {"source": step.source}
+    if step.error_covariance is not None and step.error_center is not None:
+        reg["error_covariance"] = np.asarray(step.error_covariance, float).tolist()
+        reg["error_center"] = np.asarray(step.error_center, float).tolist()
+    return reg
 
 
 def label_arrays_of(case: Case) -> dict[str, np.ndarray]:
@@ -364,9 +403,7 @@ class CaseModel:
                 given = (label_arrays or {}).get(role)
                 self._labels[role] = given if given is not None else label_arrays_of(case)[role]
                 self._label_grid[role] = grid if grid is not None else lab
-        self._history = [
-            TransformStep(None if case.transform is None else tfm.as_euler(case.transform), "case")
-        ]
+        self._history = [_step_of_case(case)]
         self._index = 0
         self._landmarks = copy.deepcopy(case.landmarks) or {"pre": [], "post": []}
         self._settings = {**DEFAULT_SETTINGS, **(case.settings or {})}
@@ -401,6 +438,7 @@ class CaseModel:
             settings=dict(self._settings),
             qa=dict(self._qa),
             info=copy.deepcopy(self.info),
+            registration=_registration_of_step(self.transform_step),
         )
         for role in LABEL_ROLES:
             if self._labels[role] is not None:

@@ -3,6 +3,7 @@
 A case folder holds::
 
     case.json          manifest: info, settings, landmarks, QA, exact geometry + transform
+                       and how it was made (source, the automatic registration's spread)
     pre.nii.gz         pre-ablation image (identity-direction LPS)
     post.nii.gz        post-ablation image (identity-direction LPS)
     tumor.nii.gz       tumor labels on the pre grid      (optional)
@@ -36,6 +37,8 @@ from .io import read_image
 
 CASE_FILE = "case.json"
 FORMAT_VERSION = 1
+#: how a saved registration was made (``case.json`` field ``registration.source``)
+REGISTRATION_SOURCES = ("automatic", "manual", "landmarks", "file")
 IMAGE_FILES = {
     "pre": "pre.nii.gz",
     "post": "post.nii.gz",
@@ -89,6 +92,11 @@ class Case:
     info : dict, optional
         Free information: name, sources, modality, notes, ground truth (for sample
         cases).
+    registration : dict, optional
+        How ``transform`` was made: ``source`` (one of :data:`REGISTRATION_SOURCES`) and,
+        for an automatic registration whose spread was estimated, ``error_covariance``
+        (6 x 6 covariance of the rigid parameters ``(omega, t)``, rad and mm) about
+        ``error_center`` (LPS mm); see :mod:`napari_ablation.core.uncertainty`.
 
     Examples
     --------
@@ -118,6 +126,8 @@ class Case:
     qa: dict[str, Any] = field(default_factory=lambda: {"verdict": "not reviewed", "comment": ""})
     #: free information: name, sources, modality, notes, ground truth (for sample cases)
     info: dict[str, Any] = field(default_factory=dict)
+    #: how the transform was made: {"source", "error_covariance", "error_center"}
+    registration: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ checks
     def check_labels(self) -> None:
@@ -180,6 +190,7 @@ class Case:
             settings=dict(self.settings),
             qa=dict(self.qa),
             info=copy.deepcopy(self.info),
+            registration=copy.deepcopy(self.registration),
         )
 
     # ------------------------------------------------------------------ disk
@@ -242,6 +253,7 @@ class Case:
             "settings": self.settings,
             "qa": self.qa,
             "info": self.info,
+            "registration": self.registration or None,
         }
         try:
             text = json.dumps(doc, indent=2, default=_json_default, allow_nan=False)
@@ -333,6 +345,7 @@ class Case:
         case.settings = {**DEFAULT_SETTINGS, **(doc.get("settings") or {})}
         case.qa = doc.get("qa") or {"verdict": "not reviewed", "comment": ""}
         case.info = doc.get("info") or {}
+        case.registration = doc.get("registration") or {}
         case.check_labels()
         return case
 
@@ -450,7 +463,35 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
     info = doc.get("info")
     if info is not None and not isinstance(info, dict):
         raise _field_error(path, "info", "must be an object")
+    _check_registration(path, doc.get("registration"))
     return doc
+
+
+def _check_registration(path: Path, reg) -> None:
+    """Check the ``registration`` field of ``case.json`` (see :class:`Case`)."""
+    if reg is None:
+        return
+    if not isinstance(reg, dict):
+        raise _field_error(path, "registration", "must be an object or null")
+    if reg.get("source") not in REGISTRATION_SOURCES:
+        raise _field_error(
+            path, "registration.source", f"must be one of: {', '.join(REGISTRATION_SOURCES)}"
+        )
+    cov, centre = reg.get("error_covariance"), reg.get("error_center")
+    if cov is None and centre is None:
+        return
+    if not isinstance(cov, list) or len(cov) != 6:
+        raise _field_error(path, "registration.error_covariance", "must be 6 rows of 6 numbers")
+    for k, row in enumerate(cov):
+        _finite_list(path, f"registration.error_covariance[{k}]", row, 6)
+    m = np.asarray(cov, dtype=float)
+    if not np.allclose(m, m.T, rtol=1e-6, atol=1e-12) or np.linalg.eigvalsh(m).min() < -1e-9 * max(
+        1.0, float(np.abs(m).max())
+    ):
+        raise _field_error(
+            path, "registration.error_covariance", "must be symmetric positive semi-definite"
+        )
+    _finite_list(path, "registration.error_center", centre, 3)
 
 
 def is_case_folder(path: str | os.PathLike) -> bool:
