@@ -238,3 +238,19 @@ def test_lattice_margins_give_every_point_its_own_class(spacing):
     # the rest was settled block by block (less of it on thick slices, where the guide's
     # tolerance is wider)
     assert 0 < calls[0] < (0.5 if spacing[2] < 2 else 0.9) * len(idx)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 1.2, 3.0)])
+def test_guide_distance_in_one_pass_equals_two_transforms(spacing):
+    import edt
+
+    img = M.sphere_image([30, 30, 14], spacing, [-17.9, -18.2, -20.6], [0.3, 0.1, -0.2], 9.0)
+    src = M._MaskSource(img, "ablation", None)
+    fld = M._smoothed_field(src, src.box, M._Grid(img), 1.2)
+    guide = M._Guide(fld)
+    inside = fld.values >= fld.level
+    an = tuple(float(v) for v in fld.sample_spacing_mm())
+    half = 0.5 * float(np.mean(an))
+    d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
+    d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
+    np.testing.assert_array_equal(guide.sd, np.where(inside, d_in - half, half - d_out))

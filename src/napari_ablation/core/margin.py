@@ -795,7 +795,8 @@ class MeshDistance:
         self.mesh = mesh
         f = mesh.faces
         self.a, self.b, self.c = mesh.verts[f[:, 0]], mesh.verts[f[:, 1]], mesh.verts[f[:, 2]]
-        self.tree = cKDTree((self.a + self.b + self.c) / 3.0)
+        # (the same exact neighbours as a balanced tree, built in about half the time)
+        self.tree = cKDTree((self.a + self.b + self.c) / 3.0, balanced_tree=False)
         self.k = int(min(k, len(f)))
         # per triangle: edges from a and their dot products (the Voronoi-region tests of a
         # point need only its two dot products with the edges, see _closest_params)
@@ -976,9 +977,13 @@ class _Guide:
         half = 0.5 * float(
             np.mean(spacing)
         )  # the surface lies about half a sample beyond the last centre
-        d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
-        d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
-        self.sd = np.where(inside, d_in - half, half - d_out).astype(np.float32)
+        # one pass for both sides: with the two labels outside (1) and inside (2), each sample's
+        # distance to the nearest sample of the other label is the inside EDT's value inside
+        # and the outside EDT's outside (the same numbers, half the time of two transforms)
+        d = edt.edt(
+            inside.view(np.uint8) + np.uint8(1), anisotropy=an, black_border=False, parallel=1
+        )
+        self.sd = np.where(inside, d - half, half - d).astype(np.float32)
         self.fld = fld
         self.Jinv_T = np.linalg.inv(J).T
 
