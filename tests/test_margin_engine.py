@@ -238,6 +238,15 @@ def test_lattice_margins_give_every_point_its_own_class(spacing):
     # the rest was settled block by block (less of it on thick slices, where the guide's
     # tolerance is wider)
     assert 0 < calls[0] < (0.5 if spacing[2] < 2 else 0.9) * len(idx)
+    # the inside test alone (peri-tumoral shells), on a lattice reaching beyond the ablation
+    # crop, against each point's own interpolation
+    box = np.argwhere(np.ones((24, 26, 22 if spacing[2] < 2 else 10), bool))
+    o2 = o - [4.0, 3.0, 5.0]
+    pts = M._affine(box, tgrid.M * 2.0, o2)
+    np.testing.assert_array_equal(
+        M._lattice_inside(box, tgrid.M * 2.0, o2, afield, A, b),
+        afield.inside(M._affine(pts, A, b)),
+    )
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 1.2, 3.0)])

@@ -1108,6 +1108,61 @@ def _window_reduce(x: np.ndarray, w: int, ax: int, fn, fill: float) -> np.ndarra
     return out
 
 
+class _LatticeBlocks:
+    """Blocks of lattice points and the box of ablation-field samples each block maps into.
+
+    The points are ``M_idx @ i + o_idx`` (pre LPS) for the integer rows ``i`` of ``idx``,
+    grouped in blocks of about SETTLE_BLOCK_MM; ``s_lo, s_hi`` bound the field's (and its
+    guide's: the same samples) continuous sample index of every point of each used block.
+    """
+
+    def __init__(self, idx, M_idx, o_idx, afield: _Field, A, b):
+        sp = np.linalg.norm(M_idx, axis=0)
+        B = np.maximum(2, np.floor(SETTLE_BLOCK_MM / sp)).astype(np.int64)
+        bid = idx // B
+        nb = tuple(int(v) for v in bid.max(axis=0) + 1)
+        self.n_blocks = int(np.prod(nb))
+        self.lin = np.ravel_multi_index(tuple(bid.T), nb)  # block of each point
+        self.used = np.flatnonzero(np.bincount(self.lin, minlength=self.n_blocks))
+        lo = np.stack(np.unravel_index(self.used, nb), 1) * B
+        hi = lo + B - 1
+        # sample index of each point i: s = P @ i + s0
+        Minv = afield.grid.Minv
+        P = (Minv @ A @ M_idx) / afield.step[:, None]
+        s0 = (Minv @ (A @ o_idx + b - afield.grid.origin) - afield.offset) / afield.step
+        lo_p, hi_p = lo[:, None, :] * P, hi[:, None, :] * P
+        self.s_lo = s0 + np.minimum(lo_p, hi_p).sum(axis=2) - _SETTLE_EPS_INDEX
+        self.s_hi = s0 + np.maximum(lo_p, hi_p).sum(axis=2) + _SETTLE_EPS_INDEX
+        self.last = np.asarray(afield.values.shape) - 1
+
+    def sides(self, afield: _Field) -> tuple[np.ndarray, np.ndarray]:
+        """Per used block: all its points inside the ablation field's level; all outside."""
+        N = self.last
+        # map_coordinates, mode "constant": beyond the crop the outside value (its minimum)
+        c_lo = np.floor(self.s_lo).astype(np.int64)
+        c_hi = np.floor(self.s_hi).astype(np.int64) + 1
+        beyond = np.any((c_lo < 0) | (c_hi > N), axis=1)
+        v_lo, v_hi = afield.box_bounds.query(np.clip(c_lo, 0, N), np.clip(c_hi, 0, N))
+        v_lo = np.where(beyond, np.minimum(v_lo, afield.outside_value), v_lo)
+        return (
+            v_lo >= afield.level + _SETTLE_EPS_VALUE,
+            v_hi < afield.level - _SETTLE_EPS_VALUE,
+        )
+
+    def guide_bounds(self, guide: _Guide) -> tuple[np.ndarray, np.ndarray]:
+        """Per used block: bounds of the guide's distance (mode "nearest": indices clamped)."""
+        N = self.last
+        g_lo = np.floor(np.clip(self.s_lo, 0, N)).astype(np.int64)
+        g_hi = np.minimum(np.floor(np.clip(self.s_hi, 0, N)).astype(np.int64) + 1, N)
+        return guide.bounds.query(g_lo, g_hi)
+
+    def per_point(self, per_block: np.ndarray, fill=0) -> np.ndarray:
+        """Spread a value per used block to every point."""
+        full = np.full(self.n_blocks, fill, dtype=per_block.dtype)
+        full[self.used] = per_block
+        return full[self.lin]
+
+
 def _lattice_margins(idx, M_idx, o_idx, afield: _Field, guide: _Guide, A, b, levels, margin_at):
     """Signed margins at lattice points, or a stand-in in the same class where blocks are settled.
 
@@ -1123,58 +1178,43 @@ def _lattice_margins(idx, M_idx, o_idx, afield: _Field, guide: _Guide, A, b, lev
     ``margin_at``. Same classes as ``margin_at`` at every point, without interpolating each
     of the (hundreds of thousands of) voxels inside a large tumor.
     """
-    n = len(idx)
-    out = np.empty(n)
-    if n == 0:
+    out = np.empty(len(idx))
+    if len(idx) == 0:
         return out
-    sp = np.linalg.norm(M_idx, axis=0)
-    B = np.maximum(2, np.floor(SETTLE_BLOCK_MM / sp)).astype(np.int64)
-    bid = idx // B
-    nb = bid.max(axis=0) + 1
-    lin = np.ravel_multi_index(tuple(bid.T), tuple(int(v) for v in nb))
-    used = np.flatnonzero(np.bincount(lin, minlength=int(np.prod(nb))))
-    lo = np.stack(np.unravel_index(used, tuple(int(v) for v in nb)), 1) * B
-    hi = lo + B - 1
-    # sample index of the ablation field (and its guide: the same samples) of each point
-    # i: s = P @ i + s0
-    Minv = afield.grid.Minv
-    P = (Minv @ A @ M_idx) / afield.step[:, None]
-    s0 = (Minv @ (A @ o_idx + b - afield.grid.origin) - afield.offset) / afield.step
-    s_lo = s0 + np.minimum(lo[:, None, :] * P, hi[:, None, :] * P).sum(axis=2)
-    s_hi = s0 + np.maximum(lo[:, None, :] * P, hi[:, None, :] * P).sum(axis=2)
-    s_lo -= _SETTLE_EPS_INDEX
-    s_hi += _SETTLE_EPS_INDEX
-    N = np.asarray(afield.values.shape) - 1
-    # ablation field (mode "constant": beyond the crop its outside value, its minimum)
-    c_lo, c_hi = np.floor(s_lo).astype(np.int64), np.floor(s_hi).astype(np.int64) + 1
-    beyond = np.any((c_lo < 0) | (c_hi > N), axis=1)
-    c_lo, c_hi = np.clip(c_lo, 0, N), np.clip(c_hi, 0, N)
-    cval = afield.outside_value
-    v_lo, v_hi = afield.box_bounds.query(c_lo, c_hi)
-    v_lo = np.where(beyond, np.minimum(v_lo, cval), v_lo)
-    # guide distance (mode "nearest": indices clamped to the crop)
-    g_lo = np.floor(np.clip(s_lo, 0, N)).astype(np.int64)
-    g_hi = np.minimum(np.floor(np.clip(s_hi, 0, N)).astype(np.int64) + 1, N)
-    d_lo, d_hi = guide.bounds.query(g_lo, g_hi)
+    blocks = _LatticeBlocks(idx, M_idx, o_idx, afield, A, b)
+    inside, outside = blocks.sides(afield)
+    d_lo, d_hi = blocks.guide_bounds(guide)
     a_lo = np.where(d_lo >= 0, d_lo, np.where(d_hi <= 0, -d_hi, 0.0))  # bounds of |d|
     a_hi = np.maximum(np.abs(d_lo), np.abs(d_hi))
-    inside = v_lo >= afield.level + _SETTLE_EPS_VALUE
-    outside = v_hi < afield.level - _SETTLE_EPS_VALUE
     m_lo = np.where(inside, a_lo, -a_hi)
     m_hi = np.where(inside, a_hi, -a_lo)
     settled = inside | outside
     tol = guide.tol + _SETTLE_EPS_MM
     for lev in levels:
         settled &= (m_hi < lev - tol) | (m_lo > lev + tol)
-    settled_at = np.zeros(int(np.prod(nb)), dtype=bool)
-    settled_at[used] = settled
-    value_at = np.zeros(int(np.prod(nb)))
-    value_at[used] = m_lo
-    done = settled_at[lin]
-    out[done] = value_at[lin[done]]
+    done = blocks.per_point(settled, False)
+    out[done] = blocks.per_point(m_lo.astype(float))[done]
     rest = np.flatnonzero(~done)
     if len(rest):
         out[rest] = margin_at(_affine(idx[rest], M_idx, o_idx))
+    return out
+
+
+def _lattice_inside(idx, M_idx, o_idx, afield: _Field, A, b) -> np.ndarray:
+    """``afield.inside`` at lattice points (see :class:`_LatticeBlocks`), decided block by block.
+
+    Blocks whose field samples all lie on one side of the level are inside (or outside) at
+    every point; only the other blocks' points are interpolated.
+    """
+    out = np.zeros(len(idx), dtype=bool)
+    if len(idx) == 0:
+        return out
+    blocks = _LatticeBlocks(idx, M_idx, o_idx, afield, A, b)
+    inside, outside = blocks.sides(afield)
+    out[:] = blocks.per_point(inside, False)
+    rest = np.flatnonzero(~(out | blocks.per_point(outside, False)))
+    if len(rest):
+        out[rest] = afield.inside(_affine(_affine(idx[rest], M_idx, o_idx), A, b))
     return out
 
 
@@ -2063,7 +2103,7 @@ def _shell_coverage(tmask: _MaskSource, tgrid: _Grid, tfield: _Field, afield: _F
     idx = np.argwhere(shell)
     if len(idx) == 0:
         return {float(w): float("nan") for w in SHELL_WIDTHS}
-    covered = afield.inside(_affine(tgrid.to_lps(idx + lo), A, b))
+    covered = _lattice_inside(idx, tgrid.M, tgrid.to_lps(lo), afield, A, b)
     d_shell = d[shell]
     out = {}
     for w in SHELL_WIDTHS:
