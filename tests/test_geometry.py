@@ -154,13 +154,14 @@ def test_overlap_fraction_and_crop_box():
     assert geometry.crop_box(np.zeros_like(mask), (1, 1, 1), 1) is None
 
 
-def test_max_pairwise_distance_is_exact_on_large_point_sets():
-    """Above 5000 points (or 2000 hull vertices) the diameter comes from a pruned search,
+@pytest.mark.parametrize("n", [1500, 6000])
+def test_max_pairwise_distance_is_exact_on_large_point_sets(n):
+    """Above 1000 points (or 2000 hull vertices) the diameter comes from a pruned search,
     not from all pairs (nor from a random subsample): it must equal the brute force."""
     from napari_ablation.core.geometry import max_pairwise_distance
 
     rng = np.random.default_rng(5)
-    u = rng.normal(size=(6000, 3))
+    u = rng.normal(size=(n, 3))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     sets = [
         u * 25.0 + rng.normal(scale=0.05, size=u.shape),  # a noisy sphere: the worst case

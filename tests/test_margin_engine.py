@@ -182,3 +182,84 @@ def test_tumor_surface_margins_near_the_minimum_are_exact_for_a_deep_tumor():
     )
     assert np.max(before - brute) > 1e-3  # the local search alone stops short
     np.testing.assert_allclose(d[near], brute, atol=1e-9)
+
+
+def test_box_bounds_enclose_every_box():
+    rng = np.random.default_rng(2)
+    arr = rng.normal(size=(11, 14, 9)).astype(np.float32)
+    bb = M._BoxBounds(arr)
+    # the block extremes, axis by axis, equal a reduction over each block
+    padded = np.pad(arr, [(0, 1), (0, 0), (0, 1)], mode="edge")
+    blocks = padded.reshape(6, 2, 7, 2, 5, 2)
+    np.testing.assert_array_equal(bb.lo, blocks.min(axis=(1, 3, 5)))
+    np.testing.assert_array_equal(bb.hi, blocks.max(axis=(1, 3, 5)))
+    lo = rng.integers(0, [11, 14, 9], size=(200, 3))
+    hi = np.minimum(lo + rng.integers(0, 5, size=(200, 3)), [10, 13, 8])
+    b_lo, b_hi = bb.query(lo, hi)
+    for i in range(len(lo)):
+        box = arr[lo[i, 0] : hi[i, 0] + 1, lo[i, 1] : hi[i, 1] + 1, lo[i, 2] : hi[i, 2] + 1]
+        assert b_lo[i] <= box.min() and b_hi[i] >= box.max()
+
+
+@pytest.mark.parametrize("spacing", [(0.8, 0.8, 0.8), (1.2, 1.2, 3.0)])
+def test_lattice_margins_give_every_point_its_own_class(spacing):
+    """Blocks of tumor voxels settled as a whole get the class each voxel's own approximate
+    margin gives, at every level; most of a large tumor is settled."""
+    size = [60, 60, 30] if spacing[2] > 2 else [60, 60, 60]
+    origin = [-24.1, -23.7, -24.6]
+    tumor = M.sphere_image(size, spacing, origin, [0.4, -0.3, 0.2], 10.0)
+    T = sitk.Euler3DTransform()
+    T.SetRotation(0.1, -0.05, 0.2)
+    T.SetTranslation((1.5, -2.0, 0.7))
+    c_post = np.asarray(T.TransformPoint((1.9, 0.5, -0.8)))
+    ablation = M.sphere_image(size, spacing, np.add(origin, 0.31), c_post, 19.0)
+    A, b = M._check_rigid(T)
+    src = M._MaskSource(ablation, "ablation", None)
+    afield, _surf = M._field_and_surface(src, src.box, M._Grid(ablation), 1.2, "ablation", [])
+    guide = M._Guide(afield)
+    calls = []
+
+    def approx_margin(points):  # the per-point computation away from the levels
+        calls.append(len(points))
+        q = M._affine(points, A, b)
+        d = np.abs(guide.distance(guide.sample_index(q)))
+        return np.where(afield.inside(q), d, -d)
+
+    tsrc = M._MaskSource(tumor, "tumor", None)
+    tgrid = M._Grid(tumor)
+    lo = np.array([s.start for s in tsrc.box])
+    idx = np.argwhere(tsrc.crop(lo, [s.stop for s in tsrc.box]))
+    o = tgrid.to_lps(lo)
+    levels = (0.0, 5.0)
+    m = M._lattice_margins(idx, tgrid.M, o, afield, guide, A, b, levels, approx_margin)
+    ref = approx_margin(M._affine(idx, tgrid.M, o))
+    for lev in levels:
+        np.testing.assert_array_equal(m >= lev, ref >= lev)
+    # the rest was settled block by block (less of it on thick slices, where the guide's
+    # tolerance is wider)
+    assert 0 < calls[0] < (0.5 if spacing[2] < 2 else 0.9) * len(idx)
+    # the inside test alone (peri-tumoral shells), on a lattice reaching beyond the ablation
+    # crop, against each point's own interpolation
+    box = np.argwhere(np.ones((24, 26, 22 if spacing[2] < 2 else 10), bool))
+    o2 = o - [4.0, 3.0, 5.0]
+    pts = M._affine(box, tgrid.M * 2.0, o2)
+    np.testing.assert_array_equal(
+        M._lattice_inside(box, tgrid.M * 2.0, o2, afield, A, b),
+        afield.inside(M._affine(pts, A, b)),
+    )
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 1.2, 3.0)])
+def test_guide_distance_in_one_pass_equals_two_transforms(spacing):
+    import edt
+
+    img = M.sphere_image([30, 30, 14], spacing, [-17.9, -18.2, -20.6], [0.3, 0.1, -0.2], 9.0)
+    src = M._MaskSource(img, "ablation", None)
+    fld = M._smoothed_field(src, src.box, M._Grid(img), 1.2)
+    guide = M._Guide(fld)
+    inside = fld.values >= fld.level
+    an = tuple(float(v) for v in fld.sample_spacing_mm())
+    half = 0.5 * float(np.mean(an))
+    d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
+    d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
+    np.testing.assert_array_equal(guide.sd, np.where(inside, d_in - half, half - d_out))

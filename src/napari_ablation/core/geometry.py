@@ -555,11 +555,12 @@ def crop_box(mask_zyx: np.ndarray, spacing_zyx, pad_mm: float) -> tuple[slice, s
 def max_pairwise_distance(points) -> float:
     """Largest distance between two of a set of points.
 
-    Exact. Up to a few thousand points: the two farthest points are vertices of the
+    Exact. Up to a thousand points: the two farthest points are vertices of the
     convex hull, so only those are compared (flat or collinear sets fall back to a 2D
     hull or to all points). Larger sets: a pruned search over the pairs that can beat a
-    long pair found first (see ``_far_pair_diameter``). Used for the maximum 3D diameter
-    of a tumor.
+    long pair found first (see ``_far_pair_diameter``; on a reconstructed tumor surface of
+    3300 vertices 1.3 ms, against 12 ms for the hull and its vertices' pairs). Used for the
+    maximum 3D diameter of a tumor.
 
     Parameters
     ----------
@@ -583,7 +584,7 @@ def max_pairwise_distance(points) -> float:
     pts = np.asarray(points, dtype=float)
     if len(pts) < 2:
         return 0.0
-    if len(pts) > 5000:  # the pruned search is faster than the hull of so many points
+    if len(pts) > 1000:  # the pruned search is faster than the hull of so many points
         return _far_pair_diameter(pts)
     cand = pts
     if len(pts) > 4:

@@ -243,6 +243,11 @@ class _Field:
         """The field's value beyond its crop (its minimum)."""
         return float(self.values.min())
 
+    @cached_property
+    def box_bounds(self) -> _BoxBounds:
+        """Bounds of ``values`` over sample boxes (see :func:`_lattice_margins`)."""
+        return _BoxBounds(self.values)
+
     def inside(self, lps: np.ndarray) -> np.ndarray:
         return self.sample(lps) >= self.level
 
@@ -554,8 +559,7 @@ class Mesh:
         float
             The volume in mm^3.
         """
-        a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
-        return float(abs(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
+        return abs(_signed_volume_x6(self)) / 6.0
 
     def vertex_areas(self) -> np.ndarray:
         """Return the area owned by each vertex: a third of each triangle it belongs to.
@@ -616,12 +620,21 @@ def _surface(fld: _Field) -> Mesh:
     if fld.blur is not None and CURVATURE_CORRECTION:
         verts = verts + _blur_shift(fld, verts)
     verts = fld.to_lps(verts)
-    # marching cubes orients faces by the gradient; make normals point outwards
+    # marching cubes orients faces by the gradient, the same way everywhere; make them point
+    # outwards: a closed surface oriented outwards encloses a positive signed volume
     mesh = Mesh(verts, faces.astype(np.int64))
-    centre = verts.mean(axis=0)
-    if np.sum((mesh.vertex_normals() * (verts - centre)).sum(axis=1)) < 0:
+    if _signed_volume_x6(mesh) < 0:
         mesh.faces = mesh.faces[:, ::-1].copy()
     return mesh
+
+
+def _signed_volume_x6(mesh: Mesh) -> float:
+    """Six times the signed volume of a closed mesh (positive when its faces point outwards)."""
+    a, b, c = (mesh.verts[mesh.faces[:, i]] for i in range(3))
+    cx = b[:, 1] * c[:, 2] - b[:, 2] * c[:, 1]
+    cy = b[:, 2] * c[:, 0] - b[:, 0] * c[:, 2]
+    cz = b[:, 0] * c[:, 1] - b[:, 1] * c[:, 0]
+    return float(np.sum(a[:, 0] * cx + a[:, 1] * cy + a[:, 2] * cz))
 
 
 #: undo the curvature shrinkage of the anti-aliasing blur (see :func:`_blur_shift`)
@@ -647,18 +660,26 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     sp = fld.sample_spacing_mm()
     sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
     # np.gradient of f, its unit normal and the normal's divergence, evaluated only at the
-    # corners of the vertices' cells (and the neighbours their differences need): the same
-    # numbers as on the whole crop, for a narrow band of it
+    # corners of the vertices' cells that carry weight (and the neighbours their differences
+    # need): the same numbers as on the whole crop, for a narrow band of it. A marching-cubes
+    # vertex lies on a cell edge (one fractional coordinate), so only the edge's two ends
+    # have non-zero trilinear weights; the other six add exact zeros and are skipped.
     shape = np.asarray(f.shape)
     flat = f.ravel()
     strides = np.array([shape[1] * shape[2], shape[2], 1])
     i0 = np.floor(verts_idx).astype(np.int64)
-    corner_lin = np.empty((8, len(i0)), dtype=np.int64)
+    w1 = verts_idx - i0
+    corner_sel, corner_lin, corner_w = [], [], []
     for k in range(8):
         bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
-        corner_lin[k] = np.clip(i0 + bits, 0, shape - 1) @ strides
+        w = _corner_weight(w1, bits)
+        sel = np.flatnonzero(w != 0)
+        corner_sel.append(sel)
+        corner_w.append(w[sel])
+        corner_lin.append(np.clip(i0[sel] + bits, 0, shape - 1) @ strides)
     mark = np.zeros(f.size, dtype=bool)  # sorted unique indices by marking (no sort)
-    mark[corner_lin.ravel()] = True
+    for lin in corner_lin:
+        mark[lin] = True
     corners = np.flatnonzero(mark)
     cc = np.stack(np.unravel_index(corners, f.shape), 1)
     for ax in range(3):  # the corners' neighbours along each axis (clamped, as np.gradient's)
@@ -687,23 +708,31 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
         div_c = div_c + (unit[ax][j_hi] - unit[ax][j_lo]) / den  # div of the inward normal
     div = np.zeros(len(pts), dtype=np.float32)
     div[lut[corners]] = div_c
-    # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest")
-    w1 = verts_idx - i0
+    # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest"),
+    # the corners in the same order as a sum over all eight
     kappa = np.zeros(len(i0))
     n_in = np.zeros((len(i0), 3))
-    for k in range(8):
-        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
-        w = np.prod(np.where(bits, w1, 1 - w1), axis=1)
-        j = lut[corner_lin[k]]
-        kappa -= w * div[j]  # k1 + k2
+    for sel, lin, w in zip(corner_sel, corner_lin, corner_w):
+        j = lut[lin]
+        kappa[sel] -= w * div[j]  # k1 + k2
         for ax in range(3):
-            n_in[:, ax] += w * unit[ax][j]
+            n_in[sel, ax] += w * unit[ax][j]
     kappa = kappa.astype(np.float32)
     n_in = n_in.astype(np.float32)
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
     shift_mm = np.clip(0.5 * sig_mm2 * kappa, -0.5 * math.sqrt(sig_mm2), 0.5 * math.sqrt(sig_mm2))
     # outwards (against the inward normal) by shift_mm, expressed in sample indices
     return -(n_in * shift_mm[:, None]) / sp[None, :]
+
+
+def _corner_weight(w1: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Trilinear weight of one cell corner (``bits``: 0 or 1 per axis) for offsets ``w1`` (n, 3).
+
+    The product of the three factors left to right, as ``np.prod(..., axis=1)`` forms it
+    (a reduction along an axis of length 3 is several times slower than two products).
+    """
+    f = [w1[:, ax] if bits[ax] else 1 - w1[:, ax] for ax in range(3)]
+    return f[0] * f[1] * f[2]
 
 
 def _closest_params(d1, d2, abab, acac, abac):
@@ -776,7 +805,8 @@ class MeshDistance:
         self.mesh = mesh
         f = mesh.faces
         self.a, self.b, self.c = mesh.verts[f[:, 0]], mesh.verts[f[:, 1]], mesh.verts[f[:, 2]]
-        self.tree = cKDTree((self.a + self.b + self.c) / 3.0)
+        # (the same exact neighbours as a balanced tree, built in about half the time)
+        self.tree = cKDTree((self.a + self.b + self.c) / 3.0, balanced_tree=False)
         self.k = int(min(k, len(f)))
         # per triangle: edges from a and their dot products (the Voronoi-region tests of a
         # point need only its two dot products with the edges, see _closest_params)
@@ -957,11 +987,20 @@ class _Guide:
         half = 0.5 * float(
             np.mean(spacing)
         )  # the surface lies about half a sample beyond the last centre
-        d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
-        d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
-        self.sd = np.where(inside, d_in - half, half - d_out).astype(np.float32)
+        # one pass for both sides: with the two labels outside (1) and inside (2), each sample's
+        # distance to the nearest sample of the other label is the inside EDT's value inside
+        # and the outside EDT's outside (the same numbers, half the time of two transforms)
+        d = edt.edt(
+            inside.view(np.uint8) + np.uint8(1), anisotropy=an, black_border=False, parallel=1
+        )
+        self.sd = np.where(inside, d - half, half - d).astype(np.float32)
         self.fld = fld
         self.Jinv_T = np.linalg.inv(J).T
+
+    @cached_property
+    def bounds(self) -> _BoxBounds:
+        """Bounds of the approximate distance over sample boxes (see :func:`_lattice_margins`)."""
+        return _BoxBounds(self.sd)
 
     def sample_index(self, lps: np.ndarray) -> np.ndarray:
         """Continuous sample indices (n, 3) of LPS points."""
@@ -1002,20 +1041,204 @@ def _gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
     strides = np.array([shape[1] * shape[2], shape[2], 1])
     i0 = np.floor(idx).astype(np.int64)
     w1 = (idx - i0).astype(arr.dtype)
-    out = np.zeros((len(idx), 3), dtype=arr.dtype)
-    for corner in range(8):
-        bits = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
+    corner_bits = [np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1]) for k in range(8)]
+    corner_lin = []
+    for bits in corner_bits:
         c = np.clip(i0 + bits, 0, shape - 1)
-        w = np.prod(np.where(bits, w1, 1 - w1), axis=1)
-        base = c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2]
+        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
+    # the differences once per distinct corner (neighbouring points share most corners)
+    mark = np.zeros(arr.size, dtype=bool)
+    for lin in corner_lin:
+        mark[lin] = True
+    u = np.flatnonzero(mark)
+    lut = np.empty(arr.size, dtype=np.int32)
+    lut[u] = np.arange(len(u), dtype=np.int32)
+    uc = np.unravel_index(u, arr.shape)
+    grad_u = []
+    for ax in range(3):
+        lo = np.maximum(uc[ax] - 1, 0)
+        hi = np.minimum(uc[ax] + 1, shape[ax] - 1)
+        step = strides[ax]
+        grad_u.append(
+            (flat[u + (hi - uc[ax]) * step] - flat[u - (uc[ax] - lo) * step])
+            / (hi - lo).astype(arr.dtype)
+        )
+    out = np.zeros((len(idx), 3), dtype=arr.dtype)
+    for bits, lin in zip(corner_bits, corner_lin):
+        w = _corner_weight(w1, bits)
+        j = lut[lin]
         for ax in range(3):
-            lo = np.maximum(c[:, ax] - 1, 0)
-            hi = np.minimum(c[:, ax] + 1, shape[ax] - 1)
-            step = strides[ax]
-            g = (flat[base + (hi - c[:, ax]) * step] - flat[base - (c[:, ax] - lo) * step]) / (
-                hi - lo
-            ).astype(arr.dtype)
-            out[:, ax] += w * g
+            out[:, ax] += w * grad_u[ax][j]
+    return out
+
+
+#: edge of the blocks of lattice points (mm) whose class the guide may settle at once
+SETTLE_BLOCK_MM = 3.0
+#: safety margins of those bounds against rounding: field value, margin (mm), sample index
+_SETTLE_EPS_VALUE, _SETTLE_EPS_MM, _SETTLE_EPS_INDEX = 1e-4, 1e-3, 1e-6
+
+
+class _BoxBounds:
+    """Lower and upper bounds of a 3D array over index boxes, from the extremes of its c^3 blocks.
+
+    Conservative: a box is widened to whole blocks, and to the largest box asked in one query.
+    """
+
+    def __init__(self, arr: np.ndarray, c: int = 2):
+        self.c = c
+        n = -(-np.asarray(arr.shape) // c)
+        a = np.pad(arr, [(0, int(k * c - s)) for k, s in zip(n, arr.shape)], mode="edge")
+        self.lo, self.hi = _block_reduce(a, c, np.minimum), _block_reduce(a, c, np.maximum)
+
+    def query(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds over the boxes ``lo..hi`` ((n, 3) inclusive sample indices inside the array)."""
+        clo, chi = lo // self.c, hi // self.c
+        w = (chi - clo).max(axis=0) + 1 if len(lo) else np.ones(3, int)
+        mn, mx = self.lo, self.hi
+        for ax in range(3):  # running extremes over windows of w[ax] blocks
+            mn = _window_reduce(mn, int(w[ax]), ax, np.minimum, np.inf)
+            mx = _window_reduce(mx, int(w[ax]), ax, np.maximum, -np.inf)
+        at = tuple(clo.T)
+        return mn[at], mx[at]
+
+
+def _block_reduce(a: np.ndarray, c: int, fn) -> np.ndarray:
+    """Reduce each c^3 block of ``a`` (its shape a multiple of c) with ``fn``, axis by axis.
+
+    Strided slices combined pairwise: a multi-axis ``min`` over a reshaped view is 5-10x slower.
+    """
+    for ax in (2, 1, 0):
+        take = [slice(None)] * 3
+        take[ax] = slice(0, None, c)
+        out = a[tuple(take)].copy()
+        for k in range(1, c):
+            take[ax] = slice(k, None, c)
+            fn(out, a[tuple(take)], out=out)
+        a = out
+    return a
+
+
+def _window_reduce(x: np.ndarray, w: int, ax: int, fn, fill: float) -> np.ndarray:
+    """``out[i] = fn(x[i], ..., x[i + w - 1])`` along ``ax`` (``fill`` beyond the end)."""
+    if w <= 1:
+        return x
+    pad = [(0, 0)] * 3
+    pad[ax] = (0, w - 1)
+    xp = np.pad(x, pad, constant_values=fill)
+    n = x.shape[ax]
+    out = x.copy()
+    for k in range(1, w):
+        fn(out, np.take(xp, np.arange(k, k + n), axis=ax), out=out)
+    return out
+
+
+class _LatticeBlocks:
+    """Blocks of lattice points and the box of ablation-field samples each block maps into.
+
+    The points are ``M_idx @ i + o_idx`` (pre LPS) for the integer rows ``i`` of ``idx``,
+    grouped in blocks of about SETTLE_BLOCK_MM; ``s_lo, s_hi`` bound the field's (and its
+    guide's: the same samples) continuous sample index of every point of each used block.
+    """
+
+    def __init__(self, idx, M_idx, o_idx, afield: _Field, A, b):
+        sp = np.linalg.norm(M_idx, axis=0)
+        B = np.maximum(2, np.floor(SETTLE_BLOCK_MM / sp)).astype(np.int64)
+        bid = idx // B
+        nb = tuple(int(v) for v in bid.max(axis=0) + 1)
+        self.n_blocks = int(np.prod(nb))
+        self.lin = np.ravel_multi_index(tuple(bid.T), nb)  # block of each point
+        self.used = np.flatnonzero(np.bincount(self.lin, minlength=self.n_blocks))
+        lo = np.stack(np.unravel_index(self.used, nb), 1) * B
+        hi = lo + B - 1
+        # sample index of each point i: s = P @ i + s0
+        Minv = afield.grid.Minv
+        P = (Minv @ A @ M_idx) / afield.step[:, None]
+        s0 = (Minv @ (A @ o_idx + b - afield.grid.origin) - afield.offset) / afield.step
+        lo_p, hi_p = lo[:, None, :] * P, hi[:, None, :] * P
+        self.s_lo = s0 + np.minimum(lo_p, hi_p).sum(axis=2) - _SETTLE_EPS_INDEX
+        self.s_hi = s0 + np.maximum(lo_p, hi_p).sum(axis=2) + _SETTLE_EPS_INDEX
+        self.last = np.asarray(afield.values.shape) - 1
+
+    def sides(self, afield: _Field) -> tuple[np.ndarray, np.ndarray]:
+        """Per used block: all its points inside the ablation field's level; all outside."""
+        N = self.last
+        # map_coordinates, mode "constant": beyond the crop the outside value (its minimum)
+        c_lo = np.floor(self.s_lo).astype(np.int64)
+        c_hi = np.floor(self.s_hi).astype(np.int64) + 1
+        beyond = np.any((c_lo < 0) | (c_hi > N), axis=1)
+        v_lo, v_hi = afield.box_bounds.query(np.clip(c_lo, 0, N), np.clip(c_hi, 0, N))
+        v_lo = np.where(beyond, np.minimum(v_lo, afield.outside_value), v_lo)
+        return (
+            v_lo >= afield.level + _SETTLE_EPS_VALUE,
+            v_hi < afield.level - _SETTLE_EPS_VALUE,
+        )
+
+    def guide_bounds(self, guide: _Guide) -> tuple[np.ndarray, np.ndarray]:
+        """Per used block: bounds of the guide's distance (mode "nearest": indices clamped)."""
+        N = self.last
+        g_lo = np.floor(np.clip(self.s_lo, 0, N)).astype(np.int64)
+        g_hi = np.minimum(np.floor(np.clip(self.s_hi, 0, N)).astype(np.int64) + 1, N)
+        return guide.bounds.query(g_lo, g_hi)
+
+    def per_point(self, per_block: np.ndarray, fill=0) -> np.ndarray:
+        """Spread a value per used block to every point."""
+        full = np.full(self.n_blocks, fill, dtype=per_block.dtype)
+        full[self.used] = per_block
+        return full[self.lin]
+
+
+def _lattice_margins(idx, M_idx, o_idx, afield: _Field, guide: _Guide, A, b, levels, margin_at):
+    """Signed margins at lattice points, or a stand-in in the same class where blocks are settled.
+
+    The points are ``M_idx @ i + o_idx`` (pre LPS) for the integer rows ``i`` of ``idx``.
+    ``margin_at(points)`` is the per-point computation (approximate margin from the guide,
+    exact near a level). Blocks of points are first bounded as a whole: the trilinear
+    interpolation of the ablation field and of the guide's distance at any point lies within
+    the extremes of the samples around it, so where a block is inside (or outside) the
+    ablation zone for all its points and its approximate margins stay farther than the
+    guide's tolerance from every level, each of its points would get the approximate margin,
+    in the same class: the block's lower bound is returned for all of them (it compares with
+    every level as the point's own margin does). The other blocks' points get
+    ``margin_at``. Same classes as ``margin_at`` at every point, without interpolating each
+    of the (hundreds of thousands of) voxels inside a large tumor.
+    """
+    out = np.empty(len(idx))
+    if len(idx) == 0:
+        return out
+    blocks = _LatticeBlocks(idx, M_idx, o_idx, afield, A, b)
+    inside, outside = blocks.sides(afield)
+    d_lo, d_hi = blocks.guide_bounds(guide)
+    a_lo = np.where(d_lo >= 0, d_lo, np.where(d_hi <= 0, -d_hi, 0.0))  # bounds of |d|
+    a_hi = np.maximum(np.abs(d_lo), np.abs(d_hi))
+    m_lo = np.where(inside, a_lo, -a_hi)
+    m_hi = np.where(inside, a_hi, -a_lo)
+    settled = inside | outside
+    tol = guide.tol + _SETTLE_EPS_MM
+    for lev in levels:
+        settled &= (m_hi < lev - tol) | (m_lo > lev + tol)
+    done = blocks.per_point(settled, False)
+    out[done] = blocks.per_point(m_lo.astype(float))[done]
+    rest = np.flatnonzero(~done)
+    if len(rest):
+        out[rest] = margin_at(_affine(idx[rest], M_idx, o_idx))
+    return out
+
+
+def _lattice_inside(idx, M_idx, o_idx, afield: _Field, A, b) -> np.ndarray:
+    """``afield.inside`` at lattice points (see :class:`_LatticeBlocks`), decided block by block.
+
+    Blocks whose field samples all lie on one side of the level are inside (or outside) at
+    every point; only the other blocks' points are interpolated.
+    """
+    out = np.zeros(len(idx), dtype=bool)
+    if len(idx) == 0:
+        return out
+    blocks = _LatticeBlocks(idx, M_idx, o_idx, afield, A, b)
+    inside, outside = blocks.sides(afield)
+    out[:] = blocks.per_point(inside, False)
+    rest = np.flatnonzero(~(out | blocks.per_point(outside, False)))
+    if len(rest):
+        out[rest] = afield.inside(_affine(_affine(idx[rest], M_idx, o_idx), A, b))
     return out
 
 
@@ -1618,12 +1841,11 @@ def analyze_margin(
     i_min = int(np.argmin(m_surf))
     mtm = float(m_surf[i_min])
     p_min = tsurf.verts[i_min]
-    normals = tsurf.vertex_normals()
     direction = closest[i_min] - p_min
     nd = float(np.linalg.norm(direction))
     # outward from the tumor
     sign = 1.0 if mtm >= 0 else -1.0
-    direction = direction / nd * sign if nd > 1e-3 else normals[i_min]
+    direction = direction / nd * sign if nd > 1e-3 else tsurf.vertex_normals()[i_min]
     # resolution limit: each mask's surface localisation limit along the MTM direction, the
     # two in quadrature (see _surface_error_sd)
     uncertainty = float(
@@ -1631,15 +1853,22 @@ def analyze_margin(
     )
 
     # --- tumor voxels: volumes, centroid, classes -----------------------------------------
-    tcrop = tmask.crop([t.start for t in tbox], [t.stop for t in tbox])
-    idx = np.argwhere(tcrop) + np.array([s.start for s in tbox])
-    centres = tgrid.to_lps(idx)
-    centroid = centres.mean(axis=0)
+    tlo = np.array([t.start for t in tbox])
+    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
+    idx = np.argwhere(tcrop)
+    centroid = tgrid.to_lps(idx.mean(axis=0) + tlo)
     n_t = len(idx)
-    m_vox, _ = signed_margin(centres, levels=(0.0, threshold_mm))
+    levels = (0.0, threshold_mm)
+
+    def class_margin(points: np.ndarray) -> np.ndarray:
+        return signed_margin(points, levels=levels)[0]
+
+    m_vox = _lattice_margins(
+        idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
+    )
     cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
     class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
-    class_crop[tuple((idx - np.array([s.start for s in tbox])).T)] = cls
+    class_crop[tuple(idx.T)] = cls
     # class fractions at sub-voxel resolution: the samples of the tumor's own reconstruction
     # (refined across thick slices); class volumes are these fractions of its volume, which
     # has no voxelisation noise across thick slices (VOLUME_BASIS)
@@ -1647,8 +1876,17 @@ def analyze_margin(
         m_fine = m_vox
     else:
         # the refined solid before anti-aliasing (the blur's 0.5 level lies inside the surface)
-        fine_idx = np.argwhere(tfield.solid)
-        m_fine, _ = signed_margin(tfield.to_lps(fine_idx), levels=(0.0, threshold_mm))
+        m_fine = _lattice_margins(
+            np.argwhere(tfield.solid),
+            tgrid.M * tfield.step[None, :],
+            tgrid.to_lps(tfield.offset),
+            afield,
+            guide,
+            A,
+            b,
+            levels,
+            class_margin,
+        )
     n_f = max(len(m_fine), 1)
     tumor_ml = n_t * tgrid.voxel_ml
     tumor_rec_ml = _reconstructed_ml(tfield, n_t)
@@ -1889,7 +2127,7 @@ def _shell_coverage(tmask: _MaskSource, tgrid: _Grid, tfield: _Field, afield: _F
     idx = np.argwhere(shell)
     if len(idx) == 0:
         return {float(w): float("nan") for w in SHELL_WIDTHS}
-    covered = afield.inside(_affine(tgrid.to_lps(idx + lo), A, b))
+    covered = _lattice_inside(idx, tgrid.M, tgrid.to_lps(lo), afield, A, b)
     d_shell = d[shell]
     out = {}
     for w in SHELL_WIDTHS:
