@@ -329,11 +329,14 @@ def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask) -> np.ndarray | None
     design = np.stack(np.broadcast_arrays(*terms(q.T)), axis=1)
     w = np.ones(len(r))
     for _ in range(5):
-        coef = np.linalg.lstsq(design * w[:, None], r * w, rcond=None)[0]
+        # weighted normal equations (10 x 10): a least-squares solver on the tall matrix
+        # cost 0.13 s per call with threaded LAPACK
+        aw = design * w[:, None]
+        coef = np.linalg.lstsq(aw.T @ design, aw.T @ r, rcond=None)[0]
         res = r - design @ coef
         sigma = 1.4826 * np.median(np.abs(res - np.median(res))) + 1e-9
         u = res / (4.685 * sigma)
-        w = np.sqrt(np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0))
+        w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)  # Tukey biweight
     # the field on the full grid, term by term on broadcast axes (no (N, 10) matrix)
     fsp = np.asarray(fixed.GetSpacing())[::-1]
     forg = np.asarray(fixed.GetOrigin())[::-1]
@@ -460,11 +463,11 @@ def register_rigid(
         Smallest step of the regular-step descent at the coarser pyramid levels (the
         finest level goes down to ``min_step``).
     bias_correction : bool
-        Before the finest level, fit the smooth post/pre intensity ratio (a quadratic in
-        position of the log-ratio, robust fit over the region once the coarse levels have
-        aligned the images) and register post against pre multiplied by it, when that
-        raises the mutual information. Skipped for images with negative values in the
-        region (CT). See Notes.
+        Before every pyramid level but the coarsest, fit the smooth post/pre intensity
+        ratio (a quadratic in position of the log-ratio, robust fit over the region at
+        the transform found so far) and register post against pre multiplied by it,
+        when that raises the mutual information. Skipped for images with negative
+        values in the region (CT). See Notes.
 
     Returns
     -------
@@ -496,7 +499,7 @@ def register_rigid(
     The MRI receive-coil (bias) field differs between pre and post: mutual information
     tolerates any global intensity mapping but not one that drifts across the region,
     and the drift pulled the fit by up to 0.6 mm. Matching pre to post with the fitted
-    ratio field before the finest level brought the renal sample from 0.29 to 0.06 mm
+    ratio field before the finer levels brought the renal sample from 0.29 to 0.06 mm
     and the worst MRI phantom from 0.63 to 0.07 mm (maximum error within 30 mm). The
     fit is on the ratio of the two aligned images, in which the anatomy cancels, not on
     each image alone (a detrend of each image removed anatomy: 1-5 mm errors).
@@ -691,8 +694,8 @@ def register_rigid(
     try:
         for level in range(nlev):
             fimg = f32
-            if bias_correction and level == nlev - 1 and level > 0:
-                # the post/pre bias ratio, estimated once the coarse levels have aligned them
+            if bias_correction and level > 0:
+                # the post/pre bias ratio at the transform found by the coarser levels
                 fimg = _bias_matched(f32, m32, out, fmask, mmask, bins, fractions[level], seed)
                 state["bias_matched"] = fimg is not f32
             out = execute(fimg, level, out)
