@@ -43,6 +43,15 @@ MOVING_PAD_MM = 30.0
 DEFAULT_METRIC_SAMPLES = 40000
 #: the ablation zone is dilated by this much before it is left out of the metric
 EXCLUDE_DILATION_MM = 3.0
+#: smallest optimiser step (physical-shift units, about mm) at the coarser pyramid levels;
+#: the finest level still goes down to ``min_step``. At 1e-3 the coarse levels crept on
+#: for 160-200 iterations (renal sample, MRI phantoms #7, #8: 0.3-0.7 s) for no accuracy;
+#: with the step relaxation at 0.7 instead of 0.5 the finest level starts close enough
+DEFAULT_COARSE_MIN_STEP = 1e-2
+#: the post/pre bias ratio is fitted on the region shrunk by this factor ...
+BIAS_SHRINK = 2
+#: ... from at least this many voxels
+BIAS_MIN_VOXELS = 500
 #: relative metric tolerance when deciding that a registration "ended worse"
 WORSE_TOLERANCE = 1e-3
 
@@ -76,6 +85,9 @@ class RegistrationResult:
         Radius of the ball region (None for a box, a mask or the whole image).
     warnings : list of str
         One-line warnings for the user.
+    bias_matched : bool
+        True when the finest level registered post against pre multiplied by the fitted
+        post/pre intensity-bias ratio (MRI receive-coil fields), see ``register_rigid``.
     """
 
     transform: (
@@ -90,6 +102,7 @@ class RegistrationResult:
     roi_center_lps: tuple[float, float, float] | None = None
     roi_radius_mm: float | None = None
     warnings: list[str] = field(default_factory=list)
+    bias_matched: bool = False
 
     def summary(self) -> str:
         """One line: the metric, iterations, time, and the plugin's one shift figure.
@@ -247,11 +260,15 @@ def _level_fractions(n_voxels: int, shrink_factors, n_samples: int) -> list[floa
     return [min(1.0, n_samples * float(f) / max(n_voxels, 1)) for f in shrink_factors]
 
 
-def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
-    """Mattes metric at ``tx`` over every voxel of the region."""
+def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins, fraction=1.0, seed=1) -> float:
+    """Mattes metric at ``tx`` over every voxel of the region (or a regular sample)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    reg.SetMetricSamplingStrategy(reg.NONE)
+    if fraction < 1.0:
+        reg.SetMetricSamplingStrategy(reg.REGULAR)
+        reg.SetMetricSamplingPercentage(float(fraction), int(seed))
+    else:
+        reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
     # no gradient images: only the value is needed (computing them is most of the cost)
     reg.SetMetricUseFixedImageGradientFilter(False)
@@ -265,6 +282,88 @@ def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
         return float(reg.MetricEvaluate(fixed, moving))
     except RuntimeError:
         return float("inf")  # e.g. too few samples inside the moving image
+
+
+def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask) -> np.ndarray | None:
+    """Return the smooth field ``b`` with ``post(T(p)) ~ b(p) pre(p)`` on the grid of ``fixed``.
+
+    A robust (Tukey biweight) least-squares fit of a quadratic polynomial in position to
+    ``log post(T(p)) - log pre(p)`` over the region's voxels, on a grid shrunk by
+    :data:`BIAS_SHRINK`. Voxels darker than a quarter of the region's median (signal
+    voids, air, the noise floor) and those the masks leave out do not count; the
+    biweight discards what is not common to both images (probes, oedema).
+
+    Returns None when an image has negative values in the region (CT in Hounsfield
+    units: no multiplicative field) or too few voxels count.
+    """
+    fs = sitk.BinShrink(fixed, [BIAS_SHRINK] * 3)
+    f = sitk.GetArrayFromImage(fs)
+    m = sitk.GetArrayFromImage(
+        sitk.Resample(moving, fs, tx, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
+    )
+    ok = m >= 0  # -1: outside post
+    if fixed_mask is not None:
+        near = sitk.Resample(fixed_mask, fs, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        ok &= sitk.GetArrayViewFromImage(near) > 0
+    if moving_mask is not None:
+        near = sitk.Resample(moving_mask, fs, tx, sitk.sitkNearestNeighbor, 0)
+        ok &= sitk.GetArrayViewFromImage(near) > 0
+    if np.count_nonzero(ok) < BIAS_MIN_VOXELS or f[ok].min() < 0:
+        return None
+    ok &= (f > 0.25 * np.median(f[ok])) & (m > 0.25 * np.median(m[ok]))
+    if np.count_nonzero(ok) < BIAS_MIN_VOXELS:
+        return None
+    idx = np.argwhere(ok)
+    sp = np.asarray(fs.GetSpacing())[::-1]
+    org = np.asarray(fs.GetOrigin())[::-1]
+    pts = idx * sp + org  # (z, y, x) mm
+    mid = pts.mean(axis=0)
+    scale = float(np.abs(pts - mid).max()) or 1.0
+    r = np.log(m[ok]) - np.log(f[ok])
+
+    def terms(axes):  # 1, z, y, x, and the 6 products of two of them
+        lin = list(axes)
+        return [1.0, *lin, *(lin[i] * lin[j] for i in range(3) for j in range(i, 3))]
+
+    q = (pts - mid) / scale
+    design = np.stack(np.broadcast_arrays(*terms(q.T)), axis=1)
+    w = np.ones(len(r))
+    for _ in range(5):
+        # weighted normal equations (10 x 10): a least-squares solver on the tall matrix
+        # cost 0.13 s per call with threaded LAPACK
+        aw = design * w[:, None]
+        coef = np.linalg.lstsq(aw.T @ design, aw.T @ r, rcond=None)[0]
+        res = r - design @ coef
+        sigma = 1.4826 * np.median(np.abs(res - np.median(res))) + 1e-9
+        u = res / (4.685 * sigma)
+        w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)  # Tukey biweight
+    # the field on the full grid, term by term on broadcast axes (no (N, 10) matrix)
+    fsp = np.asarray(fixed.GetSpacing())[::-1]
+    forg = np.asarray(fixed.GetOrigin())[::-1]
+    axes = [
+        (((forg[a] + fsp[a] * np.arange(n)) - mid[a]) / scale)
+        .astype(np.float32)
+        .reshape([-1 if b == a else 1 for b in range(3)])
+        for a, n in enumerate(fixed.GetSize()[::-1])
+    ]
+    log_b = sum(np.float32(k) * t for k, t in zip(coef, terms(axes)))
+    return np.exp(log_b).astype(np.float32)
+
+
+def _bias_matched(fixed, moving, tx, fixed_mask, moving_mask, bins, fraction, seed):
+    """Pre times the post/pre bias ratio (:func:`_bias_ratio`), when that helps.
+
+    The matched image is kept only if it raises the mutual information at ``tx`` (the
+    same sample points for both); otherwise, or without a field, ``fixed`` is returned.
+    """
+    field = _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask)
+    if field is None:
+        return fixed
+    matched = geometry.like(sitk.GetArrayViewFromImage(fixed) * field, fixed)
+    args = (moving, tx, fixed_mask, moving_mask, bins, fraction, seed)
+    if _metric_value(matched, *args) < _metric_value(fixed, *args):
+        return matched
+    return fixed
 
 
 # ----------------------------------------------------------------------------- registration
@@ -291,12 +390,14 @@ def register_rigid(
     metric_samples: int = DEFAULT_METRIC_SAMPLES,
     learning_rate: float = 2.0,
     min_step: float = 1e-3,
-    relaxation: float = 0.5,
+    relaxation: float = 0.7,
     optimizer: str = "rsgd",
     gradient_filter: bool = False,
     seed: int = 1,
     progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    coarse_min_step: float = DEFAULT_COARSE_MIN_STEP,
+    bias_correction: bool = True,
 ) -> RegistrationResult:
     """Automatic rigid registration ``T`` (pre -> post) by Mattes mutual information.
 
@@ -358,6 +459,15 @@ def register_rigid(
         ``progress(fraction, text)``, called every iteration.
     cancel : callable, optional
         ``cancel()`` returning true stops the registration.
+    coarse_min_step : float
+        Smallest step of the regular-step descent at the coarser pyramid levels (the
+        finest level goes down to ``min_step``).
+    bias_correction : bool
+        Before every pyramid level but the coarsest, fit the smooth post/pre intensity
+        ratio (a quadratic in position of the log-ratio, robust fit over the region at
+        the transform found so far) and register post against pre multiplied by it,
+        when that raises the mutual information. Skipped for images with negative
+        values in the region (CT). See Notes.
 
     Returns
     -------
@@ -385,6 +495,14 @@ def register_rigid(
     a 50 mm ball let breathing pull the fit, 1.1 mm on a held-out phantom); a fixed number
     of samples per level rather than a fraction (the CT sample has 3 times the voxels of
     the MRI one in the same ball).
+
+    The MRI receive-coil (bias) field differs between pre and post: mutual information
+    tolerates any global intensity mapping but not one that drifts across the region,
+    and the drift pulled the fit by up to 0.6 mm. Matching pre to post with the fitted
+    ratio field before the finer levels brought the renal sample from 0.29 to 0.06 mm
+    and the worst MRI phantom from 0.63 to 0.07 mm (maximum error within 30 mm). The
+    fit is on the ratio of the two aligned images, in which the anatomy cancels, not on
+    each image alone (a detrend of each image removed anatomy: 1-5 mm errors).
     """
     t0 = time.perf_counter()
     if fixed is None or moving is None:
@@ -505,65 +623,84 @@ def register_rigid(
         ]
     before = _metric_value(f32, m32, init, fmask, mmask, bins)
 
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    if min(fractions) < 1.0:
-        reg.SetMetricSamplingStrategy(reg.REGULAR)
-        reg.SetMetricSamplingPercentagePerLevel(fractions, seed)
-    else:
-        reg.SetMetricSamplingStrategy(reg.NONE)
-    if fmask is not None:
-        reg.SetMetricFixedMask(fmask)
-    if mmask is not None:
-        reg.SetMetricMovingMask(mmask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetMetricUseMovingImageGradientFilter(bool(gradient_filter))
-    reg.SetMetricUseFixedImageGradientFilter(bool(gradient_filter))
-    if optimizer == "cg":
-        reg.SetOptimizerAsConjugateGradientLineSearch(
-            learningRate=float(learning_rate),
-            numberOfIterations=int(iterations),
-            convergenceMinimumValue=1e-6,
-            convergenceWindowSize=10,
-        )
-    elif optimizer == "lbfgs":
-        reg.SetOptimizerAsLBFGS2(numberOfIterations=int(iterations), solutionAccuracy=1e-6)
-    else:
-        reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=float(learning_rate),
-            minStep=float(min_step),
-            numberOfIterations=int(iterations),
-            relaxationFactor=float(relaxation),
-            gradientMagnitudeTolerance=1e-8,
-        )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(list(shrink_factors))
-    reg.SetSmoothingSigmasPerLevel(list(smoothing_sigmas))
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(sitk.Euler3DTransform(init), inPlace=False)
+    def execute(fimg: sitk.Image, level: int, tx: sitk.Euler3DTransform) -> sitk.Euler3DTransform:
+        """Run one pyramid level from ``tx`` on the fixed image ``fimg``."""
+        last = level == nlev - 1
+        reg = sitk.ImageRegistrationMethod()
+        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+        if fractions[level] < 1.0:
+            reg.SetMetricSamplingStrategy(reg.REGULAR)
+            reg.SetMetricSamplingPercentage(fractions[level], seed)
+        else:
+            reg.SetMetricSamplingStrategy(reg.NONE)
+        if fmask is not None:
+            reg.SetMetricFixedMask(fmask)
+        if mmask is not None:
+            reg.SetMetricMovingMask(mmask)
+        reg.SetInterpolator(sitk.sitkLinear)
+        reg.SetMetricUseMovingImageGradientFilter(bool(gradient_filter))
+        reg.SetMetricUseFixedImageGradientFilter(bool(gradient_filter))
+        if optimizer == "cg":
+            reg.SetOptimizerAsConjugateGradientLineSearch(
+                learningRate=float(learning_rate),
+                numberOfIterations=int(iterations),
+                convergenceMinimumValue=1e-6,
+                convergenceWindowSize=10,
+            )
+        elif optimizer == "lbfgs":
+            reg.SetOptimizerAsLBFGS2(numberOfIterations=int(iterations), solutionAccuracy=1e-6)
+        else:
+            reg.SetOptimizerAsRegularStepGradientDescent(
+                learningRate=float(learning_rate),
+                minStep=float(min_step if last else max(min_step, coarse_min_step)),
+                numberOfIterations=int(iterations),
+                relaxationFactor=float(relaxation),
+                gradientMagnitudeTolerance=1e-8,
+            )
+        reg.SetOptimizerScalesFromPhysicalShift()
+        reg.SetShrinkFactorsPerLevel([int(shrink_factors[level])])
+        reg.SetSmoothingSigmasPerLevel([float(smoothing_sigmas[level])])
+        reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+        reg.SetInitialTransform(sitk.Euler3DTransform(tx), inPlace=False)
+
+        def on_iteration():
+            state["iters"] += 1
+            if cancel is not None and cancel():
+                state["cancelled"] = True
+                reg.StopRegistration()
+                return
+            if progress is not None:
+                it = reg.GetOptimizerIteration()
+                frac = min(0.99, (level + min(it, 60) / 60.0) / nlev)
+                progress(
+                    frac,
+                    f"level {level + 1}/{nlev}, iteration {it}, metric {reg.GetMetricValue():.4f}",
+                )
+
+        reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
+        out = reg.Execute(fimg, m32)
+        state["stop"] = reg.GetOptimizerStopConditionDescription()
+        if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
+            comp = sitk.CompositeTransform(out)
+            comp.FlattenTransform()
+            out = comp.GetNthTransform(0)
+        return tfm.as_euler(out, center=center)
 
     nlev = len(shrink_factors)
-    state = {"iters": 0, "cancelled": False}
-
-    def on_iteration():
-        state["iters"] += 1
-        if cancel is not None and cancel():
-            state["cancelled"] = True
-            reg.StopRegistration()
-            return
-        if progress is not None:
-            level = reg.GetCurrentLevel()
-            it = reg.GetOptimizerIteration()
-            frac = min(0.99, (level + min(it, 60) / 60.0) / nlev)
-            progress(
-                frac, f"level {level + 1}/{nlev}, iteration {it}, metric {reg.GetMetricValue():.4f}"
-            )
-
-    reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    state = {"iters": 0, "cancelled": False, "stop": "", "bias_matched": False}
     if progress is not None:
         progress(0.0, "starting")
+    out = init
     try:
-        out = reg.Execute(f32, m32)
+        for level in range(nlev):
+            fimg = f32
+            if bias_correction and level > 0:
+                # the post/pre bias ratio at the transform found by the coarser levels
+                fimg = _bias_matched(f32, m32, out, fmask, mmask, bins, fractions[level], seed)
+                state["bias_matched"] = fimg is not f32
+            out = execute(fimg, level, out)
+            if state["cancelled"]:
+                break
     except RuntimeError as exc:
         if state["cancelled"]:
             raise RegistrationCancelled("registration cancelled") from None
@@ -577,13 +714,9 @@ def register_rigid(
         raise AblationError(f"registration failed: {detail}") from None
     if state["cancelled"]:
         raise RegistrationCancelled("registration cancelled")
-    if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
-        comp = sitk.CompositeTransform(out)
-        comp.FlattenTransform()
-        out = comp.GetNthTransform(0)
-    final = tfm.as_euler(out, center=center)
+    final = out
     after = _metric_value(f32, m32, final, fmask, mmask, bins)
-    stop = reg.GetOptimizerStopConditionDescription()
+    stop = state["stop"]
     improved = not (after > before + WORSE_TOLERANCE * abs(before)) and math.isfinite(after)
     if not improved:
         warnings.append(
@@ -604,6 +737,7 @@ def register_rigid(
         tuple(float(v) for v in center),
         radius,
         warnings,
+        bool(state["bias_matched"]) and improved,
     )
 
 
