@@ -545,3 +545,31 @@ def test_small_ball_volume_on_five_mm_slices(seed):
     img = _ball_on_slices(r, (0.8, 0.8, 5.0), rng.uniform(-2.5, 2.5), rng.uniform(-0.6, 0.6, 3))
     exact = 4 / 3 * math.pi * r**3 / 1000
     assert _reconstructed_volume_ml(img) == pytest.approx(exact, rel=0.02)
+
+
+def test_limit_across_thick_slices_is_tight_for_round_objects_and_wide_for_bumpy_ones():
+    """The resolution limit along the slice axis follows the data: spheres on 5 mm slices get
+    the tight limit (the fixed fraction was doubled for irregular lesions: 0.85 mm here), and a
+    tumor whose sections bulge and narrow from slice to slice gets a wider one, with its truth
+    inside."""
+    from napari_ablation.core import synthetic
+
+    sp = (0.8, 0.8, 5.0)
+    tumor = _ball_on_slices(10.0, sp, 1.3)
+    ablation = _ball_on_slices(15.0, sp, 3.3, (0.4, 0.0, 0.0))
+    res = M.analyze_margin(tumor, ablation)
+    truth = 15.0 - 10.0 - math.hypot(0.4, 2.0)
+    assert abs(res.min_margin_direction_lps[2]) > 0.9  # a steep minimum
+    assert res.min_margin_uncertainty_mm <= 0.5
+    assert abs(res.min_margin_mm - truth) <= res.min_margin_uncertainty_mm
+    # an irregular synthetic lesion on 5 mm CT slices (reads 0.59 mm high)
+    case, st = synthetic.synthetic_case(5, modality="ct", small=True, slice_mm=5.0)
+    res = M.analyze_margin(case.tumor, case.ablation, case.transform, st["threshold_mm"])
+    smooth = math.hypot(
+        M._surface_error_sd(M._Grid(case.tumor), res.min_margin_direction_lps),
+        M._surface_error_sd(
+            M._Grid(case.ablation), res._pre_to_post[0] @ res.min_margin_direction_lps
+        ),
+    )
+    assert res.min_margin_uncertainty_mm > smooth + 0.1
+    assert abs(res.min_margin_mm - st["min_margin_mm"]) <= res.min_margin_uncertainty_mm
