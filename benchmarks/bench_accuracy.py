@@ -119,6 +119,7 @@ def make_case(rng, spacing_xyz):
         "r_a": float(e_a[0]),
         "d": float(np.linalg.norm(off)),
         "tumor_ml": 4 / 3 * math.pi * float(np.prod(e_t)) / 1000,
+        "ellipsoids": ((c_t, e_t, R_t), (c_a, e_a, R_a)),  # tumor, ablation (pre space)
     }
     return tumor, ablation, T, truth
 
@@ -182,6 +183,14 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
                     "cv": cv,
                     "cf": cf,
                     "limit": res.min_margin_uncertainty_mm,
+                    "case": len(rec["ours"]),
+                    "mtm": truth["mtm"],
+                    "r_t": truth["r_t"],
+                    "r_a": truth["r_a"],
+                    "d": truth["d"],
+                    "tumor_ml": truth["tumor_ml"],
+                    "recon_ml": res.tumor_reconstructed_volume_ml,
+                    "voxel_ml": res.tumor_volume_ml,
                 }
             )
             m_nv, vol_nv = naive(tumor, ablation, T)

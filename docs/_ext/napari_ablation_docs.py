@@ -161,6 +161,7 @@ def limit_substitutions() -> dict[str, str]:
         "limit_inplane_fraction": f"{margin.LIMIT_INPLANE_THICK_GRID:.2f}",
         "limit_across_fraction": f"{margin.LIMIT_ACROSS_SLICES:.2f}",
         "limit_isotropic_fraction": f"{margin.LIMIT_ISOTROPIC:.2f}",
+        "limit_departure_gain": f"{margin.LIMIT_DEPARTURE_GAIN:g}",
         "limit_mri_inplane": limit((1.2, 1.2, 3.0), (1.0, 0.0, 0.0)),
         "limit_mri_across": limit((1.2, 1.2, 3.0), (0.0, 0.0, 1.0)),
         "limit_iso_1mm": limit((1.0, 1.0, 1.0), (1.0, 0.0, 0.0)),
