@@ -21,7 +21,9 @@ Each (method, case) runs in a fresh child process so that peak RSS is its own; t
 median of N runs (the first, warm-up, run excluded for the fast method), wall clock and the
 process's CPU time (on a shared machine the wall time also counts waiting for a core).
 With ``--before SRC`` the engine of another source tree (e.g. an export of ``main``) runs
-in the same session, alternating with this one, as ``before``.
+in the same session as ``before``, alternating with this one (``--rounds`` child processes
+each, default 3; the medians are over all their runs), so that a change of a shared
+machine's load weighs on both alike.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def accuracy(n: int = 10) -> None:
             )
 
 
-def scaling(repeats: int = 3, before: str | None = None) -> None:
+def scaling(repeats: int = 3, before: str | None = None, rounds: int = 1) -> None:
     """Time of napari-ablation (median of ``repeats``, wall and CPU) against tumor radius and
     image size; with ``before``, that source tree's engine in the same session (child
     processes, alternating)."""
@@ -191,25 +193,27 @@ def scaling(repeats: int = 3, before: str | None = None) -> None:
     sizes = [((512, 512, 200), r) for r in (10.0, 15.0, 20.0, 30.0)]
     sizes += [(size, 15.0) for size in ((256, 256, 100), (512, 512, 300))]
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
-    print(f"scaling, median of {repeats}: wall s / CPU s, 0.7 x 0.7 x 1 mm grids")
+    print(
+        f"scaling, median of {repeats} runs x {rounds} alternating rounds: wall s / CPU s, "
+        "0.7 x 0.7 x 1 mm grids"
+    )
     print(f"{'image':<16}{'tumor r (mm)':>13}" + "".join(f"{name:>20}" for name, _ in runs))
     for size, r in sizes:
-        cells = []
-        for _name, src in runs:
-            e = env if src is None else dict(env, PYTHONPATH=src)
-            cmd = [sys.executable, __file__, "--scaling-child", *map(str, size), str(r)]
-            out = subprocess.run(
-                [*cmd, str(repeats)],
-                capture_output=True,
-                text=True,
-                env=e,
-            )
-            w, c = json.loads(out.stdout.strip().splitlines()[-1])
-            cells.append(f"{w:.3f} / {c:.3f}")
+        ws: dict[str, list[float]] = {name: [] for name, _ in runs}
+        cs: dict[str, list[float]] = {name: [] for name, _ in runs}
+        for _ in range(rounds):
+            for name, src in runs:
+                e = env if src is None else dict(env, PYTHONPATH=src)
+                cmd = [sys.executable, __file__, "--scaling-child", *map(str, size), str(r)]
+                out = subprocess.run([*cmd, str(repeats)], capture_output=True, text=True, env=e)
+                w, c = json.loads(out.stdout.strip().splitlines()[-1])
+                ws[name] += w
+                cs[name] += c
+        cells = [f"{np.median(ws[n]):.3f} / {np.median(cs[n]):.3f}" for n, _ in runs]
         print(f"{' x '.join(map(str, size)):<16}{r:>13.0f}" + "".join(f"{x:>20}" for x in cells))
 
 
-def scaling_child(size, r_t: float, repeats: int) -> tuple[float, float]:
+def scaling_child(size, r_t: float, repeats: int) -> tuple[list[float], list[float]]:
     import SimpleITK as sitk
 
     from napari_ablation.core.margin import analyze_margin, sphere_image
@@ -232,7 +236,7 @@ def scaling_child(size, r_t: float, repeats: int) -> tuple[float, float]:
         analyze_margin(tumor, ablation, T, 5.0)
         ws.append(time.perf_counter() - t0)
         cs.append(time.process_time() - c0)
-    return float(np.median(ws)), float(np.median(cs))
+    return ws, cs
 
 
 def child(method: str, case: str, repeats: int) -> dict:
@@ -255,6 +259,8 @@ def child(method: str, case: str, repeats: int) -> dict:
     return {
         "method": method,
         "case": case,
+        "times": times,
+        "cpus": cpus,
         "time_s": float(np.median(times)),
         "cpu_s": float(np.median(cpus)),
         "n": repeats,
@@ -266,6 +272,20 @@ def child(method: str, case: str, repeats: int) -> dict:
     }
 
 
+def _merge_rounds(rows: list[dict]) -> list[dict]:
+    """One row per (method, case): the medians over every round's runs."""
+    merged: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        m = merged.setdefault((r["method"], r["case"]), dict(r, times=[], cpus=[]))
+        m["times"] += r["times"]
+        m["cpus"] += r["cpus"]
+        m["peak_rss_mb"] = max(m["peak_rss_mb"], r["peak_rss_mb"])
+    for m in merged.values():
+        m["time_s"], m["cpu_s"] = float(np.median(m["times"])), float(np.median(m["cpus"]))
+        m["n"] = len(m["times"])
+    return list(merged.values())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -273,6 +293,9 @@ def main() -> int:
     ap.add_argument("--scaling", action="store_true", help="time against tumor size and image size")
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "CASE", "N"))
     ap.add_argument("--before", metavar="SRC", help="also time the engine of this source tree")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="with --before: alternating child processes each"
+    )
     ap.add_argument("--scaling-child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scaling_child:
@@ -280,7 +303,7 @@ def main() -> int:
         print(json.dumps(scaling_child([int(v) for v in size], float(r), int(n))))
         return 0
     if args.scaling:
-        scaling(before=args.before)
+        scaling(before=args.before, rounds=args.rounds if args.before else 1)
         return 0
     if args.accuracy:
         accuracy()
@@ -291,9 +314,12 @@ def main() -> int:
     cases = ["MRI"] if args.quick else ["MRI", "CT", "CT60"]
     plan = []
     for case in cases:
-        if args.before:
-            plan.append(("before", case, 3 if args.quick else 5))
-        plan.append(("napari-ablation", case, 3 if args.quick else 5))
+        # with --before, the two engines alternate, ``rounds`` child processes each, so that a
+        # change of the machine's load during the run weighs on both alike
+        for _ in range(args.rounds if args.before else 1):
+            if args.before:
+                plan.append(("before", case, 3 if args.quick else 5))
+            plan.append(("napari-ablation", case, 3 if args.quick else 5))
         if case != "CT60":  # the naive full-volume EDT of 512 x 512 x 300 takes minutes
             plan.append(("naive", case, 1 if case == "CT" or args.quick else 3))
     env = dict(
@@ -317,6 +343,7 @@ def main() -> int:
             print(f"{method} {case}: failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = _merge_rounds(rows)
     print(f"true MTM {MARGIN} mm, 3 cm tumor, rigid pre->post transform, 2 threads")
     hdr = (
         f"{'method':<16}{'case':<5}{'time (s)':>10}{'CPU (s)':>9}{'N':>3}{'peak RSS MB':>13}"

@@ -260,15 +260,11 @@ def _level_fractions(n_voxels: int, shrink_factors, n_samples: int) -> list[floa
     return [min(1.0, n_samples * float(f) / max(n_voxels, 1)) for f in shrink_factors]
 
 
-def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins, fraction=1.0, seed=1) -> float:
-    """Mattes metric at ``tx`` over every voxel of the region (or a regular sample)."""
+def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
+    """Mattes metric at ``tx`` over every voxel of the region."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    if fraction < 1.0:
-        reg.SetMetricSamplingStrategy(reg.REGULAR)
-        reg.SetMetricSamplingPercentage(float(fraction), int(seed))
-    else:
-        reg.SetMetricSamplingStrategy(reg.NONE)
+    reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
     # no gradient images: only the value is needed (computing them is most of the cost)
     reg.SetMetricUseFixedImageGradientFilter(False)
@@ -284,7 +280,17 @@ def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins, fraction=1.0
         return float("inf")  # e.g. too few samples inside the moving image
 
 
-def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask) -> np.ndarray | None:
+def _mutual_information(a: np.ndarray, b: np.ndarray, bins: int) -> float:
+    """Mutual information (nats) of two samples, from their joint histogram."""
+    rng = [np.percentile(v, [0.5, 99.5]) for v in (a, b)]
+    h = np.histogram2d(a, b, bins=bins, range=[r if r[1] > r[0] else None for r in rng])[0]
+    p = h / max(h.sum(), 1.0)
+    outer = p.sum(axis=1)[:, None] * p.sum(axis=0)[None, :]
+    nz = p > 0
+    return float((p[nz] * np.log(p[nz] / outer[nz])).sum())
+
+
+def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask, bins=50) -> np.ndarray | None:
     """Return the smooth field ``b`` with ``post(T(p)) ~ b(p) pre(p)`` on the grid of ``fixed``.
 
     A robust (Tukey biweight) least-squares fit of a quadratic polynomial in position to
@@ -294,29 +300,30 @@ def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask) -> np.ndarray | None
     biweight discards what is not common to both images (probes, oedema).
 
     Returns None when an image has negative values in the region (CT in Hounsfield
-    units: no multiplicative field) or too few voxels count.
+    units: no multiplicative field), when too few voxels count, or when ``b`` does not
+    raise the mutual information of ``b pre`` and ``post(T)`` over the region's voxels
+    on the shrunk grid (a histogram estimate with ``bins`` bins).
     """
     fs = sitk.BinShrink(fixed, [BIAS_SHRINK] * 3)
     f = sitk.GetArrayFromImage(fs)
     m = sitk.GetArrayFromImage(
         sitk.Resample(moving, fs, tx, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
     )
-    ok = m >= 0  # -1: outside post
+    region = m >= 0  # -1: outside post
     if fixed_mask is not None:
         near = sitk.Resample(fixed_mask, fs, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        ok &= sitk.GetArrayViewFromImage(near) > 0
+        region &= sitk.GetArrayViewFromImage(near) > 0
     if moving_mask is not None:
         near = sitk.Resample(moving_mask, fs, tx, sitk.sitkNearestNeighbor, 0)
-        ok &= sitk.GetArrayViewFromImage(near) > 0
-    if np.count_nonzero(ok) < BIAS_MIN_VOXELS or f[ok].min() < 0:
+        region &= sitk.GetArrayViewFromImage(near) > 0
+    if np.count_nonzero(region) < BIAS_MIN_VOXELS or f[region].min() < 0:
         return None
-    ok &= (f > 0.25 * np.median(f[ok])) & (m > 0.25 * np.median(m[ok]))
+    ok = region & (f > 0.25 * np.median(f[region])) & (m > 0.25 * np.median(m[region]))
     if np.count_nonzero(ok) < BIAS_MIN_VOXELS:
         return None
-    idx = np.argwhere(ok)
     sp = np.asarray(fs.GetSpacing())[::-1]
     org = np.asarray(fs.GetOrigin())[::-1]
-    pts = idx * sp + org  # (z, y, x) mm
+    pts = np.argwhere(ok) * sp + org  # (z, y, x) mm
     mid = pts.mean(axis=0)
     scale = float(np.abs(pts - mid).max()) or 1.0
     r = np.log(m[ok]) - np.log(f[ok])
@@ -325,8 +332,18 @@ def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask) -> np.ndarray | None
         lin = list(axes)
         return [1.0, *lin, *(lin[i] * lin[j] for i in range(3) for j in range(i, 3))]
 
-    q = (pts - mid) / scale
-    design = np.stack(np.broadcast_arrays(*terms(q.T)), axis=1)
+    def field_on(img):  # the fitted field on the grid of ``img``, term by term
+        isp = np.asarray(img.GetSpacing())[::-1]
+        iorg = np.asarray(img.GetOrigin())[::-1]
+        axes = [
+            (((iorg[a] + isp[a] * np.arange(n)) - mid[a]) / scale)
+            .astype(np.float32)
+            .reshape([-1 if b == a else 1 for b in range(3)])
+            for a, n in enumerate(img.GetSize()[::-1])
+        ]
+        return np.exp(sum(np.float32(k) * t for k, t in zip(coef, terms(axes))))
+
+    design = np.stack(np.broadcast_arrays(*terms(((pts - mid) / scale).T)), axis=1)
     w = np.ones(len(r))
     for _ in range(5):
         # weighted normal equations (10 x 10): a least-squares solver on the tall matrix
@@ -337,33 +354,20 @@ def _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask) -> np.ndarray | None
         sigma = 1.4826 * np.median(np.abs(res - np.median(res))) + 1e-9
         u = res / (4.685 * sigma)
         w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)  # Tukey biweight
-    # the field on the full grid, term by term on broadcast axes (no (N, 10) matrix)
-    fsp = np.asarray(fixed.GetSpacing())[::-1]
-    forg = np.asarray(fixed.GetOrigin())[::-1]
-    axes = [
-        (((forg[a] + fsp[a] * np.arange(n)) - mid[a]) / scale)
-        .astype(np.float32)
-        .reshape([-1 if b == a else 1 for b in range(3)])
-        for a, n in enumerate(fixed.GetSize()[::-1])
-    ]
-    log_b = sum(np.float32(k) * t for k, t in zip(coef, terms(axes)))
-    return np.exp(log_b).astype(np.float32)
+    matched = (f * field_on(fs))[region]
+    if _mutual_information(matched, m[region], bins) <= _mutual_information(
+        f[region], m[region], bins
+    ):
+        return None
+    return field_on(fixed).astype(np.float32)
 
 
-def _bias_matched(fixed, moving, tx, fixed_mask, moving_mask, bins, fraction, seed):
-    """Pre times the post/pre bias ratio (:func:`_bias_ratio`), when that helps.
-
-    The matched image is kept only if it raises the mutual information at ``tx`` (the
-    same sample points for both); otherwise, or without a field, ``fixed`` is returned.
-    """
-    field = _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask)
+def _bias_matched(fixed, moving, tx, fixed_mask, moving_mask, bins):
+    """Pre times the post/pre bias ratio (:func:`_bias_ratio`), or pre when there is none."""
+    field = _bias_ratio(fixed, moving, tx, fixed_mask, moving_mask, bins)
     if field is None:
         return fixed
-    matched = geometry.like(sitk.GetArrayViewFromImage(fixed) * field, fixed)
-    args = (moving, tx, fixed_mask, moving_mask, bins, fraction, seed)
-    if _metric_value(matched, *args) < _metric_value(fixed, *args):
-        return matched
-    return fixed
+    return geometry.like(sitk.GetArrayViewFromImage(fixed) * field, fixed)
 
 
 # ----------------------------------------------------------------------------- registration
@@ -696,7 +700,7 @@ def register_rigid(
             fimg = f32
             if bias_correction and level > 0:
                 # the post/pre bias ratio at the transform found by the coarser levels
-                fimg = _bias_matched(f32, m32, out, fmask, mmask, bins, fractions[level], seed)
+                fimg = _bias_matched(f32, m32, out, fmask, mmask, bins)
                 state["bias_matched"] = fimg is not f32
             out = execute(fimg, level, out)
             if state["cancelled"]:
