@@ -78,7 +78,7 @@ from scipy.spatial.transform import Rotation
 
 from . import landmarks as lm
 from . import transform as tfm
-from .coverage import CLASS_KEYS, UNCERTAIN_LABEL
+from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS, UNCERTAIN_LABEL, class_title
 from .errors import AblationError
 from .margin import MarginResult, Mesh
 
@@ -1143,7 +1143,10 @@ class MarginUncertainty:
             (f"P(MTM < {self.threshold_mm:g} mm)", f"{100 * self.p_below_threshold:.1f}", "%"),
         ]
         for k, (flo, fhi) in self.volume_fraction_interval().items():
-            rows.append((f"{k} fraction {pct} range", f"{100 * flo:.1f} to {100 * fhi:.1f}", "%"))
+            name = f"Tumor {class_title(k, self.threshold_mm)} ({CLASS_COLOR_NAMES[k]})"
+            rows.append(
+                (f"{name} fraction, {pct} range", f"{100 * flo:.1f} to {100 * fhi:.1f}", "%")
+            )
         rows += [
             ("Uncertain class volume", f"{self.uncertain_volume_ml:.3f}", "ml"),
             ("Uncertainty samples", f"{self.samples:d}", ""),
