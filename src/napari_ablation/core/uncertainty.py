@@ -18,9 +18,13 @@ the accepted margin field at ``D(p)``. Sources (they combine by composition):
   coordinates, 6 fitted parameters; the same as Fitzpatrick's ``FLE^2 = FRE^2 N/(N-2)``
   with ``FLE^2 = 3 sigma^2``); the landmarks are resampled with that error (by default
   with ``sigma`` itself drawn from its posterior, ``(3N-6) s^2 / chi2(3N-6)``, so that a
-  handful of landmarks widens the interval as it should) and refitted. The closed-form
-  covariance of the six parameters (:func:`landmark_covariance`, first order) is the
-  check: its target error agrees with the resampling and with Fitzpatrick's formula;
+  handful of landmarks widens the interval as it should) and refitted. Given the spacings
+  of the images the landmarks were clicked on, the error along each axis is at least the
+  quantisation of a click to each grid (``h^2 / 12``, pre plus post): the residuals of a
+  few landmarks cannot see a slice-thickness error the clicks share
+  (:mod:`~napari_ablation.core.landmarks`). The closed-form covariance of the six
+  parameters (:func:`landmark_covariance`, first order) is the check: its target error
+  agrees with the resampling and with Fitzpatrick's formula;
 * a reader's stated accuracy (:func:`translation_samples`): a translation with standard
   deviation ``S`` mm along each patient axis;
 * the automatic registration (:func:`restart_covariance`): the spread of the optimum
