@@ -14,7 +14,9 @@ analytic margin is reported beside it). Rows:
 * ``landmarks``: 6 anatomical landmarks 35-60 mm from the tumor clicked on pre and on
   post with a localisation error of ``--click-sd`` mm per axis each; the registration
   is their least-squares fit; the interval is ``--fixed-points/--moving-points`` (FLE
-  estimated from the residuals).
+  estimated from the residuals). ``on 3 mm slices``: the clicks' z then moved to the
+  centre of the slice (pre: the tumor grid, post: the ablation grid), as a 2D click
+  does; the interval with or without the grids' quantisation floor.
 * ``stated SD``: the registration is ``T`` composed with a translation of SD ``S`` per
   axis; the interval is ``--registration-sd-mm S``.
 
@@ -71,17 +73,48 @@ def composed(T, samples: U.RigidSamples, k: int):
     return tfm.euler_from_matrix(a0 @ r, a0 @ (c + t - r @ c) + b0, c)
 
 
-def trial(kind: str, tumor, ablation, T, rng, *, click_sd=1.0, sd=1.5, samples=200):
-    """One calibration trial: (accepted MTM, sampled MTMs) for an erroneous registration."""
+def on_slices(points: np.ndarray, image) -> np.ndarray:
+    """Clicks in an axial 2D view: z moved to the centre of the image's slice it falls in."""
+    out = np.array(points, dtype=float)
+    oz, hz = image.GetOrigin()[2], image.GetSpacing()[2]
+    out[:, 2] = oz + np.round((out[:, 2] - oz) / hz) * hz
+    return out
+
+
+def trial(
+    kind: str,
+    tumor,
+    ablation,
+    T,
+    rng,
+    *,
+    click_sd=1.0,
+    sd=1.5,
+    samples=200,
+    slices=False,
+    grids=True,
+):
+    """One calibration trial: (accepted MTM, sampled MTMs) for an erroneous registration.
+
+    ``slices``: the clicks lie on the slices of the tumor (pre) and ablation (post) grids;
+    ``grids``: the interval knows those grids (their quantisation floors the error)."""
     c = np.zeros(3)  # tumor centre
     if kind == "landmarks":
         a0, b0 = tfm.matrix_offset(T)
         p = LANDMARKS + rng.normal(0, click_sd, LANDMARKS.shape)
         q = LANDMARKS @ a0.T + b0 + rng.normal(0, click_sd, LANDMARKS.shape)
+        spacings = {}
+        if slices:
+            p, q = on_slices(p, tumor), on_slices(q, ablation)
+            if grids:
+                spacings = {
+                    "fixed_spacing": tumor.GetSpacing(),
+                    "moving_spacing": ablation.GetSpacing(),
+                }
         fixed = {str(i): v for i, v in enumerate(p)}
         moving = {str(i): v for i, v in enumerate(q)}
         T_hat = lm.fit_landmarks(fixed, moving).transform
-        reg = U.landmark_samples(fixed, moving, samples, rng, c)
+        reg = U.landmark_samples(fixed, moving, samples, rng, c, **spacings)
     else:
         err = U.translation_samples(sd, 1, rng, c)
         T_hat = composed(T, err, 0)
@@ -217,6 +250,18 @@ def main() -> None:
         rows = [
             ("landmarks, click SD 1 mm per axis", "landmarks", 2.0, {"click_sd": 1.0}),
             ("landmarks, click SD 1 mm, tumor near-centred", "landmarks", 0.5, {"click_sd": 1.0}),
+            (
+                "landmarks, click SD 0.3 mm on 3 mm slices, residuals only (before)",
+                "landmarks",
+                2.0,
+                {"click_sd": 0.3, "slices": True, "grids": False},
+            ),
+            (
+                "landmarks, click SD 0.3 mm on 3 mm slices, grids given",
+                "landmarks",
+                2.0,
+                {"click_sd": 0.3, "slices": True},
+            ),
             ("stated SD 1.5 mm per axis", "stated", 2.0, {"sd": 1.5}),
             ("stated SD 1.5 mm, tumor near-centred", "stated", 0.5, {"sd": 1.5}),
         ]

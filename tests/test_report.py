@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -78,44 +82,118 @@ def test_slice_panels_are_radiological_with_letters(res):
         assert shown[left][0] < 0.1 and shown[right][0] > 0.9, name
 
 
-def test_pdf_page_layout_wraps_and_nothing_overlaps(res):
-    """A long description wraps inside the page, the text block ends above the panels, every
-    axis (labels included) lies inside the page, and the page carries date, version and
-    the research-tool notice (issue 8, point 11)."""
-    info = {"name": "liver_ct", "description": "A long description of the case. " * 20}
-    qa = {"verdict": "acceptable", "comment": "vessels aligned"}
-    fig = R.report_page(
-        res, info=info, qa=qa, transform_note="registration (automatic): tumor centre moved 6.3 mm"
+@pytest.fixture(scope="module")
+def unc(res):
+    from napari_ablation.core import uncertainty as U
+
+    reg = U.translation_samples(
+        1.0, 40, np.random.default_rng(1), res.tumor_centroid_lps, "registration (landmarks)"
     )
+    return U.margin_uncertainty(res, reg, boundary_mm=0.5, seed=2)
+
+
+#: the longest report the margin widget writes (its _report_kwargs) and the CLI's
+LONG_GUI = {
+    "info": {
+        "name": "renal_mri_follow_up_" * 4,
+        "title": "Renal cryoablation, left kidney, lower pole",
+        "modality": "MR",
+        "description": "A long description of the case and of the follow-up. " * 6,
+        "case folder": "/home/user/cases/" + "nested/" * 12 + "case",
+        "tumor layer": "tumor",
+        "ablation layer": "ablation",
+        "warning": "registration QA not reviewed: check the registration first",
+    },
+    "qa": {"verdict": "acceptable", "comment": "cortex and renal sinus aligned; " * 4},
+    "transform_note": "registration (landmarks, 8 pairs): RMS residual 0.40 mm; predicted "
+    "error at the tumor centre 0.9 mm; tumor centre moved 6.3 mm, rotation 2.1 deg",
+}
+CLI = {"info": {"tumor": "t.nii.gz", "ablation": "a.nii.gz", "transform": "identity"}}
+
+
+def _page_boxes(fig):
+    """Draw a page; return its texts' and axes' (with labels and titles) boxes in pixels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    renderer = canvas.get_renderer()
-    page = fig.bbox
-    texts = [t for t in fig.texts if t.get_text()]
-    for t in texts:
-        bb = t.get_window_extent(renderer)
-        assert bb.x0 >= page.x0 and bb.x1 <= page.x1 and bb.y0 >= page.y0, t.get_text()[:40]
-    block = next(t for t in texts if "description" in t.get_text())
-    assert block.get_text().count("\n") > 4  # wrapped
-    block_bb = block.get_window_extent(renderer)
-    for ax in fig.axes:
-        tight = ax.get_tightbbox(renderer)
-        assert tight.x0 >= page.x0 - 1 and tight.x1 <= page.x1 + 1, "an axis label is clipped"
-        assert tight.y1 < block_bb.y0, "a panel (or its title) overlaps the text block"
-    # the figures table: label, value and unit columns of each half do not overlap
-    cols = [
-        t.get_window_extent(renderer)
-        for t in texts
-        if t.get_position()[1] < 0.4 and t.get_position()[1] > 0.05
-    ]
-    assert len(cols) == 6
-    for i, bb in enumerate(cols):
-        for other in cols[i + 1 :]:
-            assert not bb.overlaps(other), "the figures table's columns overlap"
-    footer = " ".join(t.get_text() for t in texts)
-    assert "Research tool, not a medical device" in footer and "napari-ablation" in footer
-    assert "Generated 20" in footer
-    html = R.html_report(res, info=info, qa=qa)
+    r = canvas.get_renderer()
+    texts = [(t.get_text(), t.get_window_extent(r)) for t in fig.texts if t.get_text().strip()]
+    axes = [(a.get_position().bounds, a.get_tightbbox(r)) for a in fig.axes]
+    return texts, axes
+
+
+@pytest.mark.parametrize("kind", ["gui", "cli", "no interval"])
+def test_pdf_pages_flow_without_overlap_or_loss(res, unc, kind):
+    """Every block of the report (text, slices, histogram, 3D view, table, sampled MTMs,
+    footer) lies inside its page and overlaps no other; the table is complete; a long
+    report flows onto a second page (issue 8, point 11)."""
+    kw = {"gui": LONG_GUI, "cli": CLI, "no interval": {}}[kind]
+    pages = R.report_pages(res, uncertainty=None if kind == "no interval" else unc, **kw)
+    assert len(pages) == (1 if kind == "no interval" else 2)
+    cells = []
+    for fig in pages:
+        texts, axes = _page_boxes(fig)
+        page = fig.bbox
+        footer = [bb for s, bb in texts if "Research tool, not a medical device" in s]
+        assert len(footer) == 1
+        for s, bb in texts:
+            assert bb.x0 >= page.x0 and bb.x1 <= page.x1, s[:40]
+            assert bb.y0 >= page.y0 and bb.y1 <= page.y1, s[:40]
+            assert bb is footer[0] or bb.y0 > footer[0].y1, f"{s[:40]!r} reaches the footer"
+        for i, (s, bb) in enumerate(texts):
+            for s2, bb2 in texts[i + 1 :]:
+                assert not bb.overlaps(bb2), f"{s[:30]!r} overlaps {s2[:30]!r}"
+            for _pos, ab in axes:
+                assert not bb.overlaps(ab), f"{s[:40]!r} overlaps a panel"
+        for i, (pos, ab) in enumerate(axes):
+            assert ab.x0 >= page.x0 - 1 and ab.x1 <= page.x1 + 1 and ab.y0 > footer[0].y1
+            for pos2, ab2 in axes[i + 1 :]:
+                if pos2 != pos:  # a twin axes shares its host's box
+                    assert not ab.overlaps(ab2), "two panels overlap"
+        cells += [s for s, _bb in texts]
+    rows = R.figure_rows(res, None if kind == "no interval" else unc)
+    rows = [r for r in rows if r[0] != "Uncertainty source"]
+    for label, _value, _unit in rows:
+        assert cells.count(label) == 1, label
+    # the interval's rows are named like the analysis's (one definition: core.coverage)
+    assert not any("_" in r[0] for r in rows)
+    if kind == "gui":
+        block = next(s for s in cells if "A long description" in s)
+        assert block.count("\n") > 4  # wrapped
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler's pdftotext")
+@pytest.mark.parametrize("kind", ["gui", "cli"])
+def test_pdf_text_has_every_row_once_and_a_footer_per_page(tmp_path, res, unc, kind):
+    """What a reader of the PDF gets (pdftotext): every row of the table with its value
+    exactly once, the footer on every page, no raw class keys."""
+    kw = LONG_GUI if kind == "gui" else CLI
+    path = R.write_report(tmp_path / "r.pdf", res, uncertainty=unc, **kw)
+    pages = []
+    for k in (1, 2, 3):
+        out = subprocess.run(
+            ["pdftotext", "-layout", "-f", str(k), "-l", str(k), str(path), "-"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode:
+            break
+        pages.append(out.stdout)
+    assert len(pages) == 2
+    for text in pages:
+        assert text.count("Research tool, not a medical device") == 1
+    text = "\n".join(pages)
+    for label, value, unit in R.figure_rows(res, unc):
+        if label == "Uncertainty source":
+            assert value in text.replace("\n    ", " ")  # in the text block, maybe wrapped
+            continue
+        pattern = r" +".join(re.escape(v) for v in (label, value, unit) if v)
+        assert len(re.findall(pattern, text)) == 1, (label, value)
+    assert "covered_with_margin" not in text and "insufficient_margin" not in text
+
+
+def test_footer_and_html_notice(res):
+    assert "Generated 20" in R.footer_line() and "napari-ablation" in R.footer_line()
+    html = R.html_report(res, info={"name": "x"})
     assert "Research tool, not a medical device" in html and "Generated 20" in html

@@ -327,15 +327,19 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
     from .core import transform as tfm
 
     c = res.tumor_centroid_lps
-    points = None
+    points = spacings = None
     if args.fixed_points:
         fixed, moving = (
             landmarks.read_points_csv(args.fixed_points),
             landmarks.read_points_csv(args.moving_points),
         )
         points = (fixed, moving)
+        # clicks lie on the grids of the images the masks were drawn on (pre, post)
+        spacings = (tumor.GetSpacing(), ablation.GetSpacing())
         # the landmarks describe the error of their own fit: say so when --transform is another one
-        fit = landmarks.fit_landmarks(fixed, moving)
+        fit = landmarks.fit_landmarks(
+            fixed, moving, fixed_spacing=spacings[0], moving_spacing=spacings[1]
+        )
         gap = float(
             np.linalg.norm(tfm.transform_points(fit.transform, c) - tfm.transform_points(tx, c))
         )
@@ -345,7 +349,11 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
                 f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
                 "interval describes the error of the landmark fit",
             )
-    error = uncertainty.RegistrationError(landmarks=points, sd_mm=args.registration_sd_mm)
+    error = uncertainty.RegistrationError(
+        landmarks=points,
+        landmark_spacings=spacings if points else None,
+        sd_mm=args.registration_sd_mm,
+    )
     return uncertainty.case_uncertainty(
         res,
         error,
@@ -415,7 +423,14 @@ def _cmd_register(args: argparse.Namespace) -> int:
         if fixed is not None:
             landmarks.check_inside(fpts, fixed, "pre (fixed)")
             landmarks.check_inside(mpts, moving, "post (moving)")
-        fit = landmarks.fit_landmarks(fpts, mpts, center_lps=target, strict=True)
+        fit = landmarks.fit_landmarks(
+            fpts,
+            mpts,
+            center_lps=target,
+            strict=True,
+            fixed_spacing=None if fixed is None else fixed.GetSpacing(),
+            moving_spacing=None if moving is None else moving.GetSpacing(),
+        )
         initial = fit.transform
         if target is None:
             target = fit.fixed.mean(axis=0)

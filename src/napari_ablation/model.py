@@ -873,7 +873,8 @@ class CaseModel:
 
     def registration_error(self) -> core_uncertainty.RegistrationError:
         """The error model of the current registration, following how it was made:
-        landmarks -> their localisation error (from the fit residuals); automatic -> its
+        landmarks -> their localisation error (from the fit residuals, at least the
+        quantisation of a click to the pre and post grids); automatic -> its
         spread over restarts (when computed); manual, a file, or none -> the reader's
         stated accuracy (:attr:`reader_sd_mm`, an assumption until edited)."""
         step = self.transform_step
@@ -881,7 +882,10 @@ class CaseModel:
             step.source == "landmarks" or (step.source == "case" and self._is_landmark_fit())
         ):
             return core_uncertainty.RegistrationError(
-                landmarks=(self._landmarks["pre"], self._landmarks["post"])
+                landmarks=(self._landmarks["pre"], self._landmarks["post"]),
+                landmark_spacings=tuple(
+                    None if im is None else im.GetSpacing() for im in (self.pre, self.post)
+                ),
             )
         if step.error_covariance is not None:
             return core_uncertainty.RegistrationError(

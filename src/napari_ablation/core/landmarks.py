@@ -6,15 +6,27 @@ points ``p`` map to post points ``q``) is the closed-form SVD solution (Arun/Kab
 
 The fit residual (fiducial registration error, FRE) of each pair shows a bad click, but
 the residual alone misleads: it grows with more points while the true error falls. We
-therefore also report Fitzpatrick's predicted target registration error at a target
-(the tumor centre)::
+therefore also report the predicted target registration error at a target (the tumor
+centre), to first order in the localisation error (Fitzpatrick, West & Maurer, IEEE TMI
+1998, generalised to an anisotropic error)::
 
-    TRE^2(r) ~= FLE^2 / N * (1 + 1/3 * sum_k d_k^2 / f_k^2)
+    Cov(omega, t) = H^-1 (sum_i J_i^T S J_i) H^-1,  H = sum_i J_i^T J_i,
+    TRE^2(r) = trace(J_r Cov J_r^T),  J_p = [-[p - c]x, I]
 
-with ``d_k`` the distance of ``r`` from principal axis ``k`` of the landmark
-configuration, ``f_k`` the RMS distance of the landmarks from that axis, and the
-fiducial localisation error estimated from the residual, ``FLE^2 ~= FRE_rms^2 N/(N-2)``
-(Fitzpatrick, West & Maurer, IEEE TMI 1998).
+with ``S`` the covariance of a pair's localisation error (pre space). For an isotropic
+``S = sigma^2 I`` this is Fitzpatrick's ``TRE^2(r) ~= FLE^2 / N * (1 + 1/3 * sum_k d_k^2 /
+f_k^2)``. ``S`` per axis is the larger of
+
+* the residual estimate ``sigma^2 = sum |r_i|^2 / (3N - 6)`` (3N coordinates, 6 fitted
+  parameters: ``FLE^2 = 3 sigma^2 = FRE_rms^2 N / (N - 2)``), and
+* the quantisation of a click to the grid of each image (given its spacing): a click in
+  a 2D view lies on the displayed slice, up to half a slice from the anatomy, an error
+  uniform over a voxel, variance ``h^2 / 12`` along an axis of spacing ``h``; the pre
+  and post grids' variances add.
+
+The residuals of a few landmarks cannot see the quantisation (the slice axis holds a
+third of a 3D residual, and 8 residuals scatter widely): on 3 mm slices the residual
+estimate alone predicted a fifth of the error (benchmarks/bench_landmark_tre.py).
 """
 
 from __future__ import annotations
@@ -426,6 +438,62 @@ def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, qc - r @ pc
 
 
+def rigid_jacobian(point, center) -> np.ndarray:
+    """Derivative of a small rigid motion of a point by its six parameters.
+
+    Parameters
+    ----------
+    point, center : (3,) array
+        The point ``p`` and the centre ``c`` of the rotations (LPS mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3, 6)``: the derivative of ``D(p) = p + omega x (p - c) + t`` by ``(omega, t)``
+        at the identity.
+    """
+    x, y, z = np.asarray(point, dtype=float) - center
+    return np.hstack([-np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]]), np.eye(3)])
+
+
+def quantisation_covariance(fixed_spacing=None, moving_spacing=None, rotation=None) -> np.ndarray:
+    """Covariance (pre space, mm^2) of a pair's error from clicking on the images' grids.
+
+    A click in a 2D view lies on the displayed slice, and a point is only seen to within
+    a voxel: an error uniform over a voxel, variance ``h^2 / 12`` along each grid axis of
+    spacing ``h`` (the grids are axis-aligned, DESIGN section 2).
+
+    Parameters
+    ----------
+    fixed_spacing, moving_spacing : sequence of 3 float, optional
+        Spacing ``(x, y, z)`` in mm of the pre and of the post image (``None``: unknown,
+        no quantisation on that side).
+    rotation : (3, 3) array, optional
+        Rotation part of the pre -> post transform: turns the post grid's covariance into
+        pre space (default identity).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``diag(h_pre^2 / 12) + R^T diag(h_post^2 / 12) R``.
+
+    Raises
+    ------
+    AblationError
+        A spacing that is not three positive numbers.
+    """
+    cov = np.zeros((3, 3))
+    r = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+    for spacing, rot in ((fixed_spacing, np.eye(3)), (moving_spacing, r)):
+        if spacing is None:
+            continue
+        h = np.asarray(spacing, dtype=float).reshape(-1)
+        if h.shape != (3,) or not np.all(np.isfinite(h)) or np.any(h <= 0):
+            raise AblationError(f"a grid spacing must be three positive numbers, not {spacing}")
+        cov += rot.T @ np.diag(h**2 / 12.0) @ rot
+    return cov
+
+
 @dataclass
 class LandmarkFit:
     """Result of :func:`fit_landmarks` (all distances in mm).
@@ -440,8 +508,6 @@ class LandmarkFit:
         Fiducial registration error of each pair, ``|T(p_i) - q_i|``.
     rms_fre : float
         Root mean square of the residuals.
-    fle_estimate : float
-        Estimated fiducial localisation error, ``rms_fre * sqrt(n / (n - 2))``.
     fixed : numpy.ndarray
         ``(n, 3)`` pre points of the pairs, LPS mm.
     moving : numpy.ndarray
@@ -450,25 +516,91 @@ class LandmarkFit:
         Labels without a partner (ignored by the fit).
     warnings : list of str, optional
         Sentences for the user (e.g. about unpaired labels).
+    quantisation_cov : numpy.ndarray, optional
+        ``(3, 3)`` covariance (mm^2, pre space) of a pair's error from the images' grids
+        (:func:`quantisation_covariance`); zero when the grids are not known.
     """
 
     transform: sitk.Euler3DTransform  # pre -> post (ITK convention)
     labels: list[str]
     residuals: dict[str, float]  # FRE of each pair: |T(p_i) - q_i|
     rms_fre: float
-    fle_estimate: float  # estimated fiducial localisation error
     fixed: np.ndarray
     moving: np.ndarray
     unpaired: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    quantisation_cov: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
 
     @property
     def n(self) -> int:
         """Number of pairs used."""
         return len(self.labels)
 
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom of the residuals, ``3N - 6``."""
+        return 3 * self.n - 6
+
+    @property
+    def residual_sd(self) -> float:
+        """Localisation error per axis estimated from the residuals (mm), corrected for the
+        fit's degrees of freedom: ``sqrt(sum |r_i|^2 / (3N - 6))``; NaN for 3 pairs or fewer."""
+        ss = float(sum(v * v for v in self.residuals.values()))
+        return math.sqrt(ss / self.dof) if self.dof > 0 else float("nan")
+
+    def localisation_covariance(self, sigma: float | None = None) -> np.ndarray:
+        """Covariance of a pair's localisation error in pre space (mm^2).
+
+        The larger, along each principal axis of the grids' quantisation covariance, of
+        the residual estimate and the quantisation.
+
+        Parameters
+        ----------
+        sigma : float, optional
+            The isotropic error per axis (mm); default :attr:`residual_sd` (0 when NaN).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(3, 3)`` symmetric covariance.
+        """
+        s2 = self.residual_sd**2 if sigma is None else float(sigma) ** 2
+        s2 = 0.0 if not math.isfinite(s2) else s2
+        w, v = np.linalg.eigh(self.quantisation_cov)
+        return (v * np.maximum(w, s2)) @ v.T
+
+    @property
+    def fle_estimate(self) -> float:
+        """Estimated fiducial localisation error (3D RMS, mm): ``sqrt(trace S)``; without
+        the grids, ``rms_fre * sqrt(N / (N - 2))``."""
+        return float(math.sqrt(np.trace(self.localisation_covariance())))
+
+    def parameter_covariance(self, center, sigma: float | None = None) -> np.ndarray:
+        """First-order covariance of the fit's six rigid parameters.
+
+        Parameters
+        ----------
+        center : array_like
+            Centre ``c`` of the rotations (LPS mm), e.g. the tumor centroid.
+        sigma : float, optional
+            The residual part of the localisation error (see
+            :meth:`localisation_covariance`).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(6, 6)`` covariance of ``(omega, t)`` (rad, mm) of the perturbation
+            ``D(p) = p + omega x (p - c) + t`` of pre space:
+            ``H^-1 (sum_i J_i^T S J_i) H^-1``.
+        """
+        c = np.asarray(center, dtype=float).reshape(3)
+        jac = [rigid_jacobian(p, c) for p in self.fixed]
+        s = self.localisation_covariance(sigma)
+        h_inv = np.linalg.inv(sum(j.T @ j for j in jac))
+        return h_inv @ sum(j.T @ s @ j for j in jac) @ h_inv
+
     def predicted_tre_at(self, point_lps) -> float:
-        """Predict the target registration error at a point (Fitzpatrick 1998).
+        """Predict the target registration error at a point (RMS, mm).
 
         Parameters
         ----------
@@ -478,23 +610,12 @@ class LandmarkFit:
         Returns
         -------
         float
-            Predicted TRE in mm; it grows with the distance of the target from the
-            landmarks' principal axes.
+            ``sqrt(trace Cov(t))`` of :meth:`parameter_covariance` about the point; it
+            grows with the distance of the target from the landmarks' principal axes, and
+            never falls below what the grids' quantisation allows.
         """
-        r = np.asarray(point_lps, dtype=float).reshape(3)
-        c = self.fixed.mean(axis=0)
-        x = self.fixed - c
-        _u, _s, vt = np.linalg.svd(x, full_matrices=False)
-        axes = vt  # rows: principal axes
-        total = 0.0
-        d = r - c
-        for k in range(3):
-            a = axes[k]
-            # squared distances from principal axis k (through the centroid)
-            f2 = float(np.mean(np.sum(x**2, axis=1) - (x @ a) ** 2))
-            d2 = float(d @ d - (d @ a) ** 2)
-            total += d2 / max(f2, 1e-12)
-        return float(math.sqrt(self.fle_estimate**2 / self.n * (1.0 + total / 3.0)))
+        cov = self.parameter_covariance(point_lps)
+        return float(math.sqrt(max(np.trace(cov[3:, 3:]), 0.0)))
 
     def table(self) -> list[tuple[str, float]]:
         """List the residual of every pair.
@@ -520,7 +641,15 @@ class LandmarkFit:
         return k, self.residuals[k]
 
 
-def fit_landmarks(fixed_pts, moving_pts, *, center_lps=None, strict: bool = False) -> LandmarkFit:
+def fit_landmarks(
+    fixed_pts,
+    moving_pts,
+    *,
+    center_lps=None,
+    strict: bool = False,
+    fixed_spacing=None,
+    moving_spacing=None,
+) -> LandmarkFit:
     """Fit the least-squares rigid transform ``T(pre point) ~= post point``.
 
     Landmark pairs are matched by label; labels without a partner are ignored (listed
@@ -537,18 +666,22 @@ def fit_landmarks(fixed_pts, moving_pts, *, center_lps=None, strict: bool = Fals
         default: centroid of the pre landmarks). It does not change the mapping.
     strict : bool, optional
         Refuse labels without a partner instead of ignoring them.
+    fixed_spacing, moving_spacing : sequence of 3 float, optional
+        Spacing ``(x, y, z)`` in mm of the images the landmarks were clicked on: the
+        localisation error is at least their quantisation (:func:`quantisation_covariance`).
+        Without them the error is estimated from the residuals alone.
 
     Returns
     -------
     LandmarkFit
         The transform (pre -> post, ITK convention), the residual of every pair and
-        the estimated localisation error.
+        the localisation error model.
 
     Raises
     ------
     AblationError
         With ``strict`` and an unpaired label; fewer than 3 pairs or collinear
-        landmarks on either image; bad landmarks (see :func:`as_points`).
+        landmarks on either image; bad landmarks (see :func:`as_points`); a bad spacing.
 
     Examples
     --------
@@ -573,20 +706,18 @@ def fit_landmarks(fixed_pts, moving_pts, *, center_lps=None, strict: bool = Fals
     tx = tfm.euler_from_matrix(r, t, center)
     pred = pairs.fixed @ r.T + t
     res = np.linalg.norm(pred - pairs.moving, axis=1)
-    n = len(pairs.labels)
     rms = float(math.sqrt(np.mean(res**2)))
-    fle = rms * math.sqrt(n / (n - 2)) if n > 2 else float("nan")
     warnings = [msg] if msg else []
     return LandmarkFit(
         tx,
         pairs.labels,
         {k: float(v) for k, v in zip(pairs.labels, res)},
         rms,
-        fle,
         pairs.fixed,
         pairs.moving,
         pairs.only_fixed + pairs.only_moving,
         warnings,
+        quantisation_covariance(fixed_spacing, moving_spacing, r),
     )
 
 

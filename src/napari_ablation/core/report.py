@@ -475,7 +475,7 @@ def pdf_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> bytes:
-    """Render the one-page report as PDF bytes (matplotlib, A4 portrait).
+    """Render the report as PDF bytes (matplotlib, A4 portrait, one page or more).
 
     Parameters
     ----------
@@ -498,11 +498,11 @@ def pdf_report(
     Returns
     -------
     bytes
-        The one-page PDF (see :func:`report_page`).
+        The PDF, one page per figure of :func:`report_pages`.
     """
     from matplotlib.backends.backend_pdf import PdfPages
 
-    fig = report_page(
+    pages = report_pages(
         res,
         info=info,
         qa=qa,
@@ -513,32 +513,200 @@ def pdf_report(
     )
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
-        pdf.savefig(fig)
+        for fig in pages:
+            pdf.savefig(fig)
     return buf.getvalue()
 
 
 #: page geometry of the PDF report (figure fractions of an A4 portrait page)
 _PAGE_W_IN, _PAGE_H_IN = 8.27, 11.69
-_LEFT = 0.08
+_LEFT, _RIGHT = 0.05, 0.95  # the text margins
+_TOP = 0.955  # where a continued page's content starts (below its header line)
+_BOTTOM = 0.035  # nothing but the footer below this
+_GAP = 0.012  # between two blocks
 _TEXT_PT = 7.5
-_WRAP_CHARS = 120  # characters per line of the 7.5 pt text block (inside the page margins)
+_TABLE_PT = 6.5
+_TABLE_MIN_PT = 5.8  # the table's smallest font, to fit two halves side by side
+_WRAP_CHARS = 120  # first guess of characters per line of the text block
 
 
-def _line_h(pt: float) -> float:
+def _line_h(pt: float, spacing: float = 1.3) -> float:
     """Height of one text line of ``pt`` points, in figure fractions of the page."""
-    return 1.3 * pt / (72.0 * _PAGE_H_IN)
+    return spacing * pt / (72.0 * _PAGE_H_IN)
 
 
-def _wrapped(lines: list[str], width: int = _WRAP_CHARS) -> list[str]:
+class _Pages:
+    """The report's pages and a cursor: blocks are drawn, measured and moved to a new page
+    when they do not fit above the footer (nothing overlaps, nothing runs off a page)."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        self._canvas = FigureCanvasAgg
+        self.figs = []
+        self.new_page()
+
+    def new_page(self):
+        fig = _figure(figsize=(_PAGE_W_IN, _PAGE_H_IN))
+        self.renderer = self._canvas(fig).get_renderer()
+        self.figs.append(fig)
+        self.fig = fig
+        self.y = _TOP
+        self.fresh = True  # nothing drawn below the header yet
+
+    def width(self, artist) -> float:
+        """Width of a text artist, in figure fractions."""
+        return artist.get_window_extent(self.renderer).width / self.fig.bbox.width
+
+    def _extent(self, axes, texts):
+        boxes = [a.get_tightbbox(self.renderer) for a in axes]
+        boxes += [t.get_window_extent(self.renderer) for t in texts]
+        boxes = [b for b in boxes if b is not None and b.height > 0]
+        h = self.fig.bbox.height
+        return min(b.y0 for b in boxes) / h, max(b.y1 for b in boxes) / h
+
+    def place(self, draw) -> None:
+        """Draw a block whose top is at the cursor (``draw(fig, y_top)``), measure what it
+        added (axes with their labels and titles, texts), move it down so its top is at the
+        cursor, and onto a new page when its bottom falls below the footer line."""
+        for attempt in (0, 1):
+            fig = self.fig
+            axes0, texts0 = list(fig.axes), list(fig.texts)
+            draw(fig, self.y)
+            axes = [a for a in fig.axes if a not in axes0]
+            texts = [t for t in fig.texts if t not in texts0]
+            y0, y1 = self._extent(axes, texts)
+            shift = y1 - self.y
+            if shift > 0:  # titles above the given top: move the block down
+                # positions first: a twin axes (histogram) moves with its host
+                for a, p in [(a, a.get_position()) for a in axes]:
+                    a.set_position([p.x0, p.y0 - shift, p.width, p.height])
+                for t in texts:
+                    t.set_y(t.get_position()[1] - shift)
+                y0 -= shift
+            if y0 >= _BOTTOM or self.fresh or attempt:
+                self.y = y0 - _GAP
+                self.fresh = False
+                return
+            for a in axes:  # does not fit: take it off and draw it on a new page
+                a.remove()
+            for t in texts:
+                t.remove()
+            self.new_page()
+
+    def room(self) -> float:
+        return self.y - _BOTTOM
+
+    def finish(self, title: str, footer: str) -> list:
+        n = len(self.figs)
+        for i, fig in enumerate(self.figs):
+            if i:
+                fig.text(_LEFT, 0.972, f"{title} (continued)", fontsize=9, weight="bold")
+            if n > 1:
+                fig.text(_RIGHT, 0.972, f"page {i + 1} of {n}", fontsize=8, ha="right")
+            fig.text(_LEFT, 0.012, footer, fontsize=7, color="0.35")
+        return self.figs
+
+
+def _wrap_to_width(pages: _Pages, lines: list[str], pt: float) -> list[str]:
+    """Wrap ``lines`` so that each one, drawn at ``pt`` points, fits between the margins."""
     import textwrap
 
-    out = []
-    for line in lines:
-        out += textwrap.wrap(line, width=width, subsequent_indent="    ") or [""]
-    return out
+    width = _WRAP_CHARS
+    while True:
+        out = []
+        for line in lines:
+            out += textwrap.wrap(line, width=width, subsequent_indent="    ") or [""]
+        probe = pages.fig.text(0, 0, "\n".join(out), fontsize=pt, linespacing=1.3)
+        too_wide = pages.width(probe) > _RIGHT - _LEFT
+        probe.remove()
+        if not too_wide or width <= 40:
+            return out
+        width -= 8
 
 
-def report_page(
+def _text_lines(pages: _Pages, lines: list[str], pt: float = _TEXT_PT) -> None:
+    """Draw wrapped lines, as many per page as fit, continuing on the next page."""
+    lines = _wrap_to_width(pages, lines, pt)
+    while lines:
+        n = int(pages.room() / _line_h(pt)) - 1
+        if n < min(3, len(lines)) and not pages.fresh:
+            pages.new_page()
+            continue
+        chunk, lines = lines[: max(n, 1)], lines[max(n, 1) :]
+        text = "\n".join(chunk)
+        pages.place(
+            lambda fig, y, text=text: fig.text(
+                _LEFT, y, text, fontsize=pt, va="top", linespacing=1.3
+            )
+        )
+        if lines:
+            pages.new_page()
+
+
+def _table(pages: _Pages, rows: list[tuple[str, str, str]]) -> None:
+    """Draw the (label, value, unit) rows in two side-by-side halves (in a slightly smaller
+    font if that makes them fit the width, else in one column), one text per cell placed by
+    the measured column widths (no reliance on a monospace font), continuing on the next
+    page when the rows do not fit above the footer."""
+    gaps, between = (0.015, 0.006), 0.03  # label-value, value-unit, between halves
+
+    def widths(half, pt) -> list[float]:  # label, value and unit widths at pt points
+        probes = [[pages.fig.text(0, 0, v or " ", fontsize=pt) for v in c] for c in zip(*half)]
+        out = [max(pages.width(t) for t in c) for c in probes]
+        for t in (t for c in probes for t in c):
+            t.remove()
+        return out
+
+    def layout(chunk, n_cols):
+        """The font size and each half's column widths, or None if the halves do not fit."""
+        per = -(-len(chunk) // n_cols)
+        halves = [chunk[i : i + per] for i in range(0, len(chunk), per)]
+        room = _RIGHT - _LEFT - between * (len(halves) - 1)
+        pt = _TABLE_PT
+        while True:  # measured at each size: glyph widths are not exactly proportional
+            ws = [widths(h, pt) for h in halves]
+            need = sum(sum(w) + sum(gaps) for w in ws)
+            if need <= room or n_cols == 1:
+                return pt, halves, ws
+            pt = min(pt - 0.1, pt * room / need)
+            if pt < _TABLE_MIN_PT:
+                return None
+
+    def draw_rows(pt, halves, ws):
+        row_h = _line_h(pt, 1.45)
+
+        def draw(fig, y):
+            x0 = _LEFT
+            for half, (w_label, w_value, w_unit) in zip(halves, ws):
+                xv = x0 + w_label + gaps[0] + w_value  # the values' right edge
+                for i, (label, value, unit) in enumerate(half):
+                    yy = y - i * row_h
+                    fig.text(x0, yy, label, fontsize=pt, va="top")
+                    fig.text(xv, yy, value or " ", fontsize=pt, va="top", ha="right")
+                    fig.text(xv + gaps[1], yy, unit or " ", fontsize=pt, va="top")
+                x0 = max(xv + gaps[1] + w_unit + between, (_LEFT + _RIGHT) / 2)
+
+        return draw
+
+    row_h = _line_h(_TABLE_PT, 1.45)  # the largest row height: a smaller font only fits more
+    while rows:
+        fit = int(pages.room() / row_h) - 1
+        if fit < min(3, len(rows)) and not pages.fresh:
+            pages.new_page()
+            continue
+        fit = max(fit, 1)
+        spec = layout(rows[: 2 * fit], 2) if len(rows) > 1 else None
+        if spec is None:
+            spec = layout(rows[:fit], 1)
+        n = sum(len(h) for h in spec[1])
+        rows = rows[n:]
+        pages.place(draw_rows(*spec))
+        if rows:
+            pages.new_page()
+
+
+def report_pages(
     res,
     *,
     info=None,
@@ -547,11 +715,15 @@ def report_page(
     screenshot_png: bytes | None = None,
     transform_note: str | None = None,
     uncertainty=None,
-):
-    """Draw the report page as a matplotlib Figure (A4 portrait).
+) -> list:
+    """Draw the report as matplotlib Figures, A4 portrait pages.
 
-    The blocks flow down the page: the text block is wrapped inside the margins and the
-    panels start below its last line, so nothing overlaps however long the description.
+    The blocks flow down the page and onto a second one when needed: the text block
+    (wrapped to its measured width), the slices through the MTM point, the surface-margin
+    histogram beside the 3D view, the figures table, then the histogram of the sampled MTMs.
+    Each block is drawn, measured (axes with their labels and titles) and placed below the
+    previous one, so nothing overlaps, and nothing runs off a page or over the footer
+    (every page carries the footer; a report of several pages numbers them).
 
     Parameters
     ----------
@@ -568,21 +740,23 @@ def report_page(
     transform_note : str, optional
         A line describing the registration.
     uncertainty : MarginUncertainty, optional
-        The MTM's interval: adds the interval and its sources to the text block and a
-        histogram of the sampled MTMs at the bottom.
+        The MTM's interval: adds the interval and its sources to the text block, its rows
+        to the table and a histogram of the sampled MTMs after the table.
 
     Returns
     -------
-    matplotlib.figure.Figure
-        The page, 8.27 x 11.69 inches.
+    list of matplotlib.figure.Figure
+        The pages, 8.27 x 11.69 inches each.
     """
     info = dict(info or {})
     qa = dict(qa or {})
-    fig = _figure(figsize=(_PAGE_W_IN, _PAGE_H_IN))
-    fig.text(0.05, 0.965, "Ablation margin report", fontsize=16, weight="bold")
+    title = "Ablation margin report"
+    pages = _Pages()
+    fig = pages.fig
+    fig.text(_LEFT, 0.965, title, fontsize=16, weight="bold")
     color = coverage.hex_to_rgb(coverage.verdict_color(res.min_margin_mm, res.threshold_mm))
-    fig.text(
-        0.05,
+    verdict = fig.text(
+        _LEFT,
         0.935,
         f"{res.margin_text()}  (rounded {res.min_margin_mm_rounded:d} mm)  \u2014  complete "
         "coverage: "
@@ -591,6 +765,7 @@ def report_page(
         weight="bold",
         color=color,
     )
+    pages.y = verdict.get_window_extent(pages.renderer).y0 / fig.bbox.height - _GAP
     lines = [
         f"minimal margin at the {res.min_margin_octant} side; threshold {res.threshold_mm:g} mm"
     ]
@@ -605,55 +780,60 @@ def report_page(
         lines.append(uncertainty.interval_text())
         lines += [f"  {src}" for src in uncertainty.sources]
     lines += [f"warning: {w}" for w in res.warnings]
-    lines = _wrapped(lines)
-    y = 0.922
-    fig.text(0.05, y, "\n".join(lines), fontsize=_TEXT_PT, va="top", linespacing=1.3)
-    y -= len(lines) * _line_h(_TEXT_PT) + 0.035  # room for the panel titles
-    h_slices = 0.20
-    axes = [fig.add_axes([_LEFT + i * 0.32, y - h_slices, 0.24, h_slices]) for i in range(3)]
-    plot_slices(res, pre, axes=axes, fig=fig)
-    y -= h_slices + 0.06  # the panels' axis labels
-    h_hist = 0.17
-    axh = fig.add_axes([_LEFT, y - h_hist, 0.36, h_hist])
-    plot_histogram(res, ax=axh, fig=fig)
-    box3d = [0.56, y - h_hist - 0.02, 0.40, h_hist]
-    if screenshot_png:
-        import matplotlib.image as mpimg
+    _text_lines(pages, lines)
 
-        axs = fig.add_axes(box3d)
-        axs.imshow(mpimg.imread(io.BytesIO(screenshot_png), format="png"))
-        axs.set_axis_off()
-    else:
-        plot_surface_3d(res, ax=fig.add_axes(box3d, projection="3d"), fig=fig)
-    y -= h_hist + 0.06
+    def slices(fig, y):
+        h = 0.20
+        axes = [fig.add_axes([0.08 + i * 0.32, y - h, 0.24, h]) for i in range(3)]
+        plot_slices(res, pre, axes=axes, fig=fig)
+
+    pages.place(slices)
+
+    def hist_and_3d(fig, y):
+        h = 0.17
+        plot_histogram(res, ax=fig.add_axes([0.08, y - h, 0.36, h]), fig=fig)
+        box3d = [0.56, y - h, 0.40, h]
+        if screenshot_png:
+            import matplotlib.image as mpimg
+
+            axs = fig.add_axes(box3d)
+            axs.imshow(mpimg.imread(io.BytesIO(screenshot_png), format="png"))
+            axs.set_axis_off()
+        else:
+            plot_surface_3d(res, ax=fig.add_axes(box3d, projection="3d"), fig=fig)
+
+    pages.place(hist_and_3d)
     table = figure_rows(res, uncertainty)
     if uncertainty is not None:  # the sources are in the text block
         table = [r for r in table if r[0] != "Uncertainty source"]
-    half = (len(table) + 1) // 2
-    # two halves, each three columns (label, value aligned right, unit) placed by their
-    # measured widths: no reliance on a monospace font's width, which differs between the
-    # PDF and a low-resolution PNG
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    kw = {"fontsize": 6.3, "va": "top", "linespacing": 1.35, "ha": "left"}
-    x = 0.05
-    for rows in (table[:half], table[half:]):
-        for k, column in enumerate(zip(*rows)):
-            t = fig.text(
-                x,
-                y,
-                "\n".join(str(v) or " " for v in column),
-                multialignment="right" if k == 1 else "left",
-                **kw,
-            )
-            x = t.get_window_extent(renderer).x1 / fig.bbox.width + (0.006 if k < 2 else 0.04)
-    fig.text(0.05, 0.012, footer_line(), fontsize=7, color="0.35")
+    _table(pages, table)
     if uncertainty is not None:
         from .uncertainty import plot_min_margin_samples
 
-        plot_min_margin_samples(uncertainty, ax=fig.add_axes([0.62, 0.035, 0.33, 0.10]), fig=fig)
-    return fig
+        pages.place(
+            lambda fig, y: plot_min_margin_samples(
+                uncertainty, ax=fig.add_axes([0.30, y - 0.12, 0.40, 0.12]), fig=fig
+            )
+        )
+    return pages.finish(title, footer_line())
+
+
+def report_page(res, **kw):
+    """Draw the report's first page (see :func:`report_pages`, which draws them all).
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    **kw
+        Passed on to :func:`report_pages`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The first page, 8.27 x 11.69 inches.
+    """
+    return report_pages(res, **kw)[0]
 
 
 def footer_line(when: str | None = None) -> str:

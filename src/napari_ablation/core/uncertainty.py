@@ -18,9 +18,13 @@ the accepted margin field at ``D(p)``. Sources (they combine by composition):
   coordinates, 6 fitted parameters; the same as Fitzpatrick's ``FLE^2 = FRE^2 N/(N-2)``
   with ``FLE^2 = 3 sigma^2``); the landmarks are resampled with that error (by default
   with ``sigma`` itself drawn from its posterior, ``(3N-6) s^2 / chi2(3N-6)``, so that a
-  handful of landmarks widens the interval as it should) and refitted. The closed-form
-  covariance of the six parameters (:func:`landmark_covariance`, first order) is the
-  check: its target error agrees with the resampling and with Fitzpatrick's formula;
+  handful of landmarks widens the interval as it should) and refitted. Given the spacings
+  of the images the landmarks were clicked on, the error along each axis is at least the
+  quantisation of a click to each grid (``h^2 / 12``, pre plus post): the residuals of a
+  few landmarks cannot see a slice-thickness error the clicks share
+  (:mod:`~napari_ablation.core.landmarks`). The closed-form covariance of the six
+  parameters (:func:`landmark_covariance`, first order) is the check: its target error
+  agrees with the resampling and with Fitzpatrick's formula;
 * a reader's stated accuracy (:func:`translation_samples`): a translation with standard
   deviation ``S`` mm along each patient axis;
 * the automatic registration (:func:`restart_covariance`): the spread of the optimum
@@ -78,7 +82,7 @@ from scipy.spatial.transform import Rotation
 
 from . import landmarks as lm
 from . import transform as tfm
-from .coverage import CLASS_KEYS, UNCERTAIN_LABEL
+from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS, UNCERTAIN_LABEL, class_title
 from .errors import AblationError
 from .margin import MarginResult, Mesh
 
@@ -280,19 +284,6 @@ def translation_samples(
     )
 
 
-def _cross_matrix(v: np.ndarray) -> np.ndarray:
-    x, y, z = v
-    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-
-
-def _jacobian(point, center) -> np.ndarray:
-    """Return the 3 x 6 derivative of ``D(p)`` by ``(omega, t)`` at the identity.
-
-    ``D(p) ~ p + omega x (p - c) + t``.
-    """
-    return np.hstack([-_cross_matrix(np.asarray(point, dtype=float) - center), np.eye(3)])
-
-
 def landmark_sigma(fit: lm.LandmarkFit) -> tuple[float, int]:
     """Estimate the per-axis localisation error from the residuals, with its degrees of freedom.
 
@@ -309,9 +300,7 @@ def landmark_sigma(fit: lm.LandmarkFit) -> tuple[float, int]:
     dof : int
         ``3N - 6``.
     """
-    dof = 3 * fit.n - 6
-    ss = float(sum(v * v for v in fit.residuals.values()))
-    return (math.sqrt(ss / dof) if dof > 0 else float("nan")), dof
+    return fit.residual_sd, fit.dof
 
 
 def landmark_covariance(fit: lm.LandmarkFit, center) -> np.ndarray:
@@ -327,13 +316,12 @@ def landmark_covariance(fit: lm.LandmarkFit, center) -> np.ndarray:
     Returns
     -------
     (6, 6) array
-        Covariance of ``(omega, t)`` (rad, mm) of :class:`RigidSamples` about ``center``:
-        ``sigma^2 (sum_i J_i^T J_i)^-1``.
+        Covariance of ``(omega, t)`` (rad, mm) of :class:`RigidSamples` about ``center``
+        (:meth:`~napari_ablation.core.landmarks.LandmarkFit.parameter_covariance`: the
+        localisation error per axis is the larger of the residual estimate and the grids'
+        quantisation; isotropic ``sigma^2 (sum_i J_i^T J_i)^-1`` without the grids).
     """
-    c = np.asarray(center, dtype=float)
-    sigma, _dof = landmark_sigma(fit)
-    h = sum(_jacobian(p, c).T @ _jacobian(p, c) for p in fit.fixed)
-    return sigma**2 * np.linalg.inv(h)
+    return fit.parameter_covariance(center)
 
 
 def predicted_tre(cov: np.ndarray, center, point) -> float:
@@ -353,18 +341,27 @@ def predicted_tre(cov: np.ndarray, center, point) -> float:
     float
         ``sqrt(trace(J cov J^T))``.
     """
-    j = _jacobian(point, np.asarray(center, dtype=float))
+    j = lm.rigid_jacobian(point, np.asarray(center, dtype=float))
     return float(math.sqrt(max(np.trace(j @ cov @ j.T), 0.0)))
 
 
 def landmark_samples(
-    fixed_points, moving_points, n: int, rng: np.random.Generator, center, *, posterior: bool = True
+    fixed_points,
+    moving_points,
+    n: int,
+    rng: np.random.Generator,
+    center,
+    *,
+    posterior: bool = True,
+    fixed_spacing=None,
+    moving_spacing=None,
 ) -> RigidSamples:
     """Registration error of a landmark fit, by resampling the landmarks and refitting.
 
     The moving landmarks are redrawn around the fitted positions with the localisation
-    error estimated from the residuals (:func:`landmark_sigma`) and refitted; each
-    sample is the inverse of the refit's error, expressed about ``center``.
+    error estimated from the residuals (:func:`landmark_sigma`), at least the quantisation
+    of the images' grids along each axis when their spacings are given, and refitted;
+    each sample is the inverse of the refit's error, expressed about ``center``.
 
     Parameters
     ----------
@@ -380,6 +377,9 @@ def landmark_samples(
     posterior : bool
         Draw the localisation error of each sample from its posterior (scaled inverse
         chi-square with ``3N - 6`` degrees of freedom) rather than using the estimate.
+    fixed_spacing, moving_spacing : sequence of 3 float, optional
+        Spacing ``(x, y, z)`` mm of the pre and post images the landmarks were clicked on
+        (see :func:`~napari_ablation.core.landmarks.fit_landmarks`).
 
     Returns
     -------
@@ -392,28 +392,36 @@ def landmark_samples(
     AblationError
         Fewer than 3 pairs, collinear landmarks, bad labels.
     """
-    fit = lm.fit_landmarks(fixed_points, moving_points)
+    fit = lm.fit_landmarks(
+        fixed_points, moving_points, fixed_spacing=fixed_spacing, moving_spacing=moving_spacing
+    )
     c = np.asarray(center, dtype=float)
     sigma, dof = landmark_sigma(fit)
+    sigma = 0.0 if not math.isfinite(sigma) else sigma
     r0, t0 = tfm.matrix_offset(fit.transform)
     p = fit.fixed
     q_hat = p @ r0.T + t0
     sig = np.full(n, sigma)
     if posterior and dof > 0:
         sig = sigma * np.sqrt(dof / rng.chisquare(dof, size=n))
-    noise = rng.standard_normal((n, len(p), 3)) * sig[:, None, None]
+    # localisation error of each sample in pre space (per axis at least the quantisation),
+    # carried to post space by the fitted rotation
+    white = rng.standard_normal((n, len(p), 3))
     rot = np.empty((n, 3, 3))
     trans = np.empty((n, 3))
     for k in range(n):
-        r, t = lm.kabsch(p, q_hat + noise[k])
+        w, v = np.linalg.eigh(fit.localisation_covariance(sig[k]))
+        noise = (white[k] * np.sqrt(np.clip(w, 0, None))) @ v.T @ r0.T
+        r, t = lm.kabsch(p, q_hat + noise)
         # refit error in pre space E(p) = T0^-1(T*(p)) = rd p + ud; the sample is E^-1
         rd, ud = r0.T @ r, r0.T @ (t - t0)
         rot[k] = rd.T
         trans[k] = rd.T @ c - rd.T @ ud - c  # E^-1(p) = rd^T (p - c) + c + trans
     tre = predicted_tre(landmark_covariance(fit, c), c, c)
+    floor = " (at least the grids' quantisation)" if fit.quantisation_cov.any() else ""
     src = (
         f"landmarks: {fit.n} pairs, residual RMS {fit.rms_fre:.2f} mm, FLE "
-        f"{fit.fle_estimate:.2f} mm, "
+        f"{fit.fle_estimate:.2f} mm{floor}, "
         f"predicted error at the tumor {tre:.2f} mm (RMS)"
     )
     return RigidSamples(rot, trans, c, (src,))
@@ -561,6 +569,9 @@ class RegistrationError:
     landmarks : (fixed, moving) pair, optional
         The landmarks the registration was fitted to (anything
         :func:`~napari_ablation.core.landmarks.fit_landmarks` accepts).
+    landmark_spacings : (fixed, moving) pair, optional
+        Spacing ``(x, y, z)`` mm of the pre and post images the landmarks were clicked on:
+        their localisation error is at least the grids' quantisation (either may be None).
     covariance : (6, 6) array, optional
         Covariance of ``(omega, t)`` about ``covariance_center`` (the automatic
         registration's spread, :func:`restart_covariance`).
@@ -575,6 +586,7 @@ class RegistrationError:
     """
 
     landmarks: tuple[Any, Any] | None = None
+    landmark_spacings: tuple[Any, Any] | None = None
     covariance: np.ndarray | None = None
     covariance_center: np.ndarray | None = None
     sd_mm: float | None = None
@@ -633,7 +645,10 @@ class RegistrationError:
         c = np.asarray(center, dtype=float)
         reg = None
         if self.landmarks is not None:
-            reg = landmark_samples(self.landmarks[0], self.landmarks[1], n, rng, c)
+            fs, ms = self.landmark_spacings or (None, None)
+            reg = landmark_samples(
+                self.landmarks[0], self.landmarks[1], n, rng, c, fixed_spacing=fs, moving_spacing=ms
+            )
         if self.covariance is not None:
             cc = c if self.covariance_center is None else self.covariance_center
             tre = predicted_tre(self.covariance, cc, c)
@@ -1143,7 +1158,10 @@ class MarginUncertainty:
             (f"P(MTM < {self.threshold_mm:g} mm)", f"{100 * self.p_below_threshold:.1f}", "%"),
         ]
         for k, (flo, fhi) in self.volume_fraction_interval().items():
-            rows.append((f"{k} fraction {pct} range", f"{100 * flo:.1f} to {100 * fhi:.1f}", "%"))
+            name = f"Tumor {class_title(k, self.threshold_mm)} ({CLASS_COLOR_NAMES[k]})"
+            rows.append(
+                (f"{name} fraction, {pct} range", f"{100 * flo:.1f} to {100 * fhi:.1f}", "%")
+            )
         rows += [
             ("Uncertain class volume", f"{self.uncertain_volume_ml:.3f}", "ml"),
             ("Uncertainty samples", f"{self.samples:d}", ""),
