@@ -350,7 +350,13 @@ class LandmarksPanel(QWidget):
         try:
             lm.check_inside(pre_pts, owner.image("pre"), "pre")
             lm.check_inside(post_pts, owner.image("post"), "post")
-            fit = lm.fit_landmarks(pre_pts, post_pts, center_lps=owner.tumor_center())
+            fit = lm.fit_landmarks(
+                pre_pts,
+                post_pts,
+                center_lps=owner.tumor_center(),
+                fixed_spacing=owner.image("pre").GetSpacing(),
+                moving_spacing=owner.image("post").GetSpacing(),
+            )
         except AblationError as exc:
             _layers.notify_error(exc)
             owner.set_status(one_line(exc))
