@@ -8,6 +8,8 @@ Design notes: docs/design.md, section 3.
   tumor, or a user box) and can leave the ablation zone out (it is a signal void only
   present in post). The fixed image is cropped to the region and the moving image to
   the region as seen through the initial transform, so the cost scales with the region.
+  Before each finer level, pre is matched to post's smooth intensity-bias field (MRI
+  receive coils; fitted on the ratio of the aligned images, see ``_bias_ratio``).
 * Manual adjustment (:func:`adjust`), composition, and the QA images (checkerboard,
   difference, edges) computed on the pre grid.
 * :func:`plausibility_warnings` - does a result look like two images of one patient?
