@@ -413,7 +413,8 @@ _WARM_LOCK = threading.Lock()
 def prewarm() -> None:
     """Do once, on any thread, the one-off work napari would otherwise do on the GUI thread
     when the first layers of a case are added: its unit registry (pint, about a second on a
-    slow machine) and the pandas import of a Labels or Points layer's features. Also imports
+    slow machine), the pandas import of a Labels or Points layer's features and vispy's dash
+    patterns (the polygon tool of a Labels layer, 50-100 ms). Also imports
     matplotlib (the margin histogram and the reports), so that :func:`freeze_heap` covers
     its modules. A second caller waits until the first one is done (a worker calling it
     must not go on to show layers while the registry is half built)."""
@@ -422,14 +423,35 @@ def prewarm() -> None:
         if _WARM:
             return
         import pandas  # noqa: F401 - napari's layer features
-        import pint
 
-        pint.get_application_registry().pixel  # noqa: B018 - builds the registry (lazy)
+        _build_unit_registry()
+        from vispy.visuals.line.dash_atlas import DashAtlas
+
+        DashAtlas()  # its dash patterns are cached: the first Labels layer's outline tool
         import matplotlib.backends.backend_agg
         import matplotlib.backends.backend_pdf
         import matplotlib.figure  # noqa: F401
 
         _WARM = True
+
+
+def _build_unit_registry() -> None:
+    """Build pint's application registry here, whole, and hand it over in one assignment.
+
+    pint builds its default registry lazily on first use, in place: a layer added on the
+    GUI thread meanwhile met a half-built registry ("'pixel' is not defined in the unit
+    registry"). So a registry nobody has touched yet is replaced by a complete one made
+    here, with the default registry's settings.
+    """
+    import pint
+    from pint.registry import LazyRegistry
+
+    app = pint.get_application_registry()
+    if type(app.get()) is not LazyRegistry:
+        return  # built already (by napari or by us)
+    registry = pint.UnitRegistry(on_redefinition="raise")
+    if type(app.get()) is LazyRegistry:
+        app.set(registry)
 
 
 def prewarm_in_background(then=None) -> None:

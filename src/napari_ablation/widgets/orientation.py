@@ -102,6 +102,33 @@ class OrientationGuide:
                 overlay.visible = True
 
 
+def warm_up_steps(viewer):
+    """Steps for :func:`_layers.run_in_steps` that make the letters' visuals and draw their
+    glyphs while the viewer is still empty, in a transparent colour: napari makes a text
+    overlay's visual only once it is visible, so without this the first layer of a case
+    would also pay, on the GUI thread, for four text visuals, their shaders and glyphs."""
+    overlays = viewer.canvas.overlays
+    warmed = []
+    for key in EDGES:
+        overlay = overlays.get(key)
+        if overlay is None or overlay.visible or len(viewer.layers):
+            continue
+        overlay.color = "transparent"
+        overlay.text = "RLAPSI"
+        overlay.visible = True  # napari makes the visual; the next draw renders the glyphs
+        warmed.append(overlay)
+        yield
+    yield  # a draw of the canvas in between
+
+    for overlay in warmed:
+        overlay.visible = False
+        overlay.text = ""
+        overlay.color = LETTER_COLOR
+    guide = _GUIDES.get(viewer)
+    if guide is not None:
+        guide.update_letters()
+
+
 def install(viewer) -> OrientationGuide:
     """The viewer's orientation guide (created on the first call)."""
     guide = _GUIDES.get(viewer)

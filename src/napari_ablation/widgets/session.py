@@ -361,6 +361,8 @@ class CaseSession:
         from . import orientation
 
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
+        if len(viewer.layers) == 0:  # their visuals made now, not with the first layer
+            _layers.run_in_steps(orientation.warm_up_steps(viewer))
         _freeze_heap(viewer)  # napari's gc.collect per removed layer then walks far fewer
         _layers.prewarm_in_background(_freeze_heap)
         _ALL.add(self)
