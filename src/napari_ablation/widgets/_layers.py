@@ -335,16 +335,17 @@ class _StepQueue:
     inside its own timeout: with PyQt6 a single-shot timer restarted there, or
     ``QTimer.singleShot(0, f)`` called from ``f``, was seen to stay pending for ever.)
 
-    A step never follows the previous one within :attr:`BREATH_S`: Qt activates every timer
-    that is due in one pass, and a zero-interval timer re-armed before a long step comes
-    first again, so two steps could run back to back with no paint, input or other timer
-    in between (measured: two 80 ms steps made one 160 ms stall).
+    After each step the next timeout is skipped: Qt activates, in one pass, every timer
+    that was due when the pass began, in the order of their due times, and a zero-interval
+    timer re-armed before a long step (and a repaint after it) is due before the others,
+    so the next step came first again and two steps and the repaint between them made one
+    stall with no input or other timer in between (measured: two 80 ms steps made one
+    160 ms stall). Skipping one pass lets every other due timer and event run first.
     """
 
-    BREATH_S = 0.003
     _chains: ClassVar[deque] = deque()
     _timer = None
-    _last_end = 0.0
+    _rest = False  # the previous timeout ran a step: this one is skipped
 
     @classmethod
     def add(cls, it, on_done, owner) -> None:
@@ -360,17 +361,16 @@ class _StepQueue:
 
     @classmethod
     def _tick(cls) -> None:
-        import time
-
-        if time.perf_counter() - cls._last_end < cls.BREATH_S:
-            return  # let the event loop run in between (see the class docstring)
+        if cls._rest:
+            cls._rest = False  # let the event loop run in between (see the class docstring)
+            return
         try:
             if cls._chains:
                 it, on_done, owner, gen = cls._chains.popleft()
                 if gen == CLOSE_GENERATION[0]:  # a chain of a closed window ends silently
                     cls._step(it, on_done, owner, gen)
         finally:
-            cls._last_end = time.perf_counter()
+            cls._rest = True
             if not cls._chains:
                 cls._timer.stop()
 
@@ -511,12 +511,21 @@ def connect_while_alive(signal, widget, slot) -> None:
 def keep_selection(viewer):
     """Leave the viewer's layer selection and active layer as the user had them (adding a
     layer makes napari select it; the next brush stroke or Ctrl-Z must still go to the
-    layer the user chose)."""
-    sel = viewer.layers.selection
+    layer the user chose). Layers added inside are not selected at all (napari's
+    ``_activate_on_insert``, where it exists): selecting each new layer and then the user's
+    again costs napari a switch of the layer-controls panel and a restyle of its buttons,
+    twice, on the GUI thread."""
+    layers = viewer.layers
+    sel = layers.selection
     before, active = list(sel), sel.active
+    activate = getattr(layers, "_activate_on_insert", None)
+    if activate is not None:
+        layers._activate_on_insert = False
     try:
         yield
     finally:
+        if activate is not None:
+            layers._activate_on_insert = activate
         alive = [ly for ly in before if ly in viewer.layers]
         if set(sel) != set(alive) or sel.active is not active:
             sel.clear()

@@ -507,16 +507,17 @@ class CaseSession:
                     }
                 }
                 extra = {"contrast_limits": contrast[role]} if role in contrast else {}
-                layer = _layers.add_or_update_image(
-                    viewer,
-                    img,
-                    role,
-                    metadata=meta,
-                    array=images.get(role),
-                    modality=meta[_layers.META]["modality"],
-                    colormap="gray",
-                    **extra,
-                )
+                with _layers.keep_selection(viewer):  # the tumor is made active at the end
+                    layer = _layers.add_or_update_image(
+                        viewer,
+                        img,
+                        role,
+                        metadata=meta,
+                        array=images.get(role),
+                        modality=meta[_layers.META]["modality"],
+                        colormap="gray",
+                        **extra,
+                    )
             else:
                 grid = m.image(GRID_OF[role])
                 if grid is None:
@@ -533,15 +534,16 @@ class CaseSession:
                 loading, self._loading = self._loading, True
                 try:
                     # the layer holds the model's own array: no copy, one truth
-                    layer = _layers.add_or_update_labels(
-                        viewer,
-                        grid,
-                        role,
-                        color=color,
-                        opacity=0.5,
-                        metadata=meta,
-                        array=m.labels(role),
-                    )
+                    with _layers.keep_selection(viewer):
+                        layer = _layers.add_or_update_labels(
+                            viewer,
+                            grid,
+                            role,
+                            color=color,
+                            opacity=0.5,
+                            metadata=meta,
+                            array=m.labels(role),
+                        )
                     self.bind_labels(layer)
                 finally:
                     self._loading = loading
