@@ -5,7 +5,7 @@ Run with ``xvfb-run -a python -m pytest tests/test_gui_stalls.py``.
 A real napari viewer with the plugin's widgets docked; each user action (a button, a
 brush stroke, a key) runs while a 5 ms heartbeat ``QTimer`` measures the longest gap of
 the Qt event loop (:class:`_gui.StallMeter`), until the action's result is on screen.
-What is asserted is the CPU time the GUI thread itself spent in that longest gap
+What is asserted is the largest CPU time the GUI thread itself spent in one gap
 (``time.thread_time``): on a loaded machine other processes and our own worker threads
 stretch the wall time of a gap (the GUI thread waits for a core or for the GIL), not the
 GUI thread's own work, which is what freezes the window on any machine. The wall times,
@@ -91,10 +91,10 @@ def test_no_user_action_blocks_the_gui_thread(
         gc.collect()  # a collection owed by earlier work is not this action's stall
         meter = _gui.StallMeter(sample=PROFILE)
         _gui.measure(qtbot, action, until, timeout, meter=meter)
-        results[name] = (meter.longest_ms, meter.longest_cpu_ms)
+        results[name] = (meter.longest_ms, meter.max_cpu_ms)
         if PROFILE:
-            print(f"{name}: {meter.longest_ms:.0f} ms, CPU {meter.longest_cpu_ms:.0f} ms")
-            print(meter.profile(40))
+            print(f"{name}: {meter.longest_ms:.0f} ms; GUI-thread CPU {meter.max_cpu_ms:.0f} ms")
+            print(meter.profile(40, cpu=True))
 
     with qtbot.capture_exceptions() as errors:
         session, load, reg, w = _dock(viewer)
@@ -201,7 +201,7 @@ def test_no_user_action_blocks_the_gui_thread(
         if not n.startswith("napari: scroll")
     }
     table = "\n".join(
-        f"{name}: longest stall {wall:.0f} ms, GUI-thread CPU {cpu:.0f} ms "
+        f"{name}: longest stall {wall:.0f} ms, largest GUI-thread CPU of a gap {cpu:.0f} ms "
         f"(limit {limit.get(name, 0):.0f})"
         for name, (wall, cpu) in results.items()
     )
