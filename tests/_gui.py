@@ -94,6 +94,7 @@ class StallMeter:
         self.longest_cpu_ms = 0.0
         self.longest_window: tuple[float, float] = (0.0, 0.0)
         self.max_cpu_ms = 0.0  # the largest GUI-thread CPU time of any gap
+        self.max_cpu_window: tuple[float, float] = (0.0, 0.0)
         self._last = None
         self._last_cpu = None
         self._sample = sample
@@ -106,7 +107,8 @@ class StallMeter:
         now, cpu = time.perf_counter(), time.thread_time()
         if self._last is not None:
             gap, gap_cpu = 1000.0 * (now - self._last), 1000.0 * (cpu - self._last_cpu)
-            self.max_cpu_ms = max(self.max_cpu_ms, gap_cpu)
+            if gap_cpu > self.max_cpu_ms:
+                self.max_cpu_ms, self.max_cpu_window = gap_cpu, (self._last, now)
             if gap > self.longest_ms:
                 self.longest_ms, self.longest_cpu_ms = gap, gap_cpu
                 self.longest_window = (self._last, now)
@@ -149,10 +151,11 @@ class StallMeter:
             self._sampler = None
         return False
 
-    def profile(self, top: int = 25) -> str:
-        """The functions the GUI thread was in during the longest stall: share of the
-        samples in which each function was on the stack (inclusive), most first."""
-        lo, hi = self.longest_window
+    def profile(self, top: int = 25, *, cpu: bool = False) -> str:
+        """The functions the GUI thread was in during the longest stall (``cpu=True``: the
+        gap in which the GUI thread used the most CPU): share of the samples in which each
+        function was on the stack (inclusive), most first."""
+        lo, hi = self.max_cpu_window if cpu else self.longest_window
         stacks = [s for t, s in self._samples if lo <= t <= hi]
         if not stacks:
             return "(no samples)"

@@ -329,8 +329,10 @@ class LoadCaseWidget(QWidget):
             self.progress.setVisible(False)
             self._set_busy(False)
 
+        # the widget's own progress bar only: napari's activity indicator makes the status
+        # bar a pixel taller, and the canvas, resized, repaints every layer at once
         self._worker = _layers.start_worker(
-            job, on_returned=done, on_error=failed, on_finished=finished, desc=message
+            job, on_returned=done, on_error=failed, on_finished=finished
         )
         return self._worker
 

@@ -813,9 +813,9 @@ class MarginWidget(QWidget):
                     "ablation_registered",
                     color=_layers.ABLATION_COLOR,
                     array=prep["outline_array"],
+                    opacity=0.9,  # in the constructor: a set after it is one more event
                 )
                 ol.contour = 1
-                ol.opacity = 0.9
         yield
         with _layers.keep_selection(v):
             # the minimal margin point, on the margin layer's (pre) grid (napari steps slice
@@ -863,12 +863,9 @@ class MarginWidget(QWidget):
         with _layers.keep_selection(v):
             if first:
                 # our own new layers on top: margin over tumor, outline and point above
-                for layer in (lab, ol, pts):
-                    if layer not in v.layers:
-                        continue
-                    i = v.layers.index(layer)
-                    if i != len(v.layers) - 1:
-                        v.layers.move(i, len(v.layers))
+                ours = [v.layers.index(ly) for ly in (lab, ol, pts) if ly in v.layers]
+                if ours != list(range(len(v.layers) - len(ours), len(v.layers))):
+                    v.layers.move_multiple(ours, len(v.layers))  # one reorder, not three
                 tl = self.session.labels_layer("tumor")
                 if tl is not None and tl.visible:
                     tl.opacity = min(tl.opacity, 0.3)

@@ -23,6 +23,11 @@ EDGES = {
     "napari_ablation_orient_right": ("right", "middle_right"),
 }
 LETTER_COLOR = "#ffff66"
+#: drawn once, invisibly, when the viewer opens (:func:`warm_up_steps`): the letters, and
+#: the characters of the plugin's other canvas text ("MTM -2.05 mm", landmark pairs), whose
+#: glyphs the viewer's one font atlas then holds (else rendered during a later repaint,
+#: e.g. in a brush stroke: 120-140 ms)
+WARM_GLYPHS = "RLAPSI MTm 0123456789 -.+"
 LETTER_SIZE = 14
 
 _GUIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -100,6 +105,34 @@ class OrientationGuide:
             else:
                 overlay.text = letters[edge]
                 overlay.visible = True
+
+
+def warm_up_steps(viewer):
+    """Steps for :func:`_layers.run_in_steps` that make the letters' visuals and draw their
+    glyphs while the viewer is still empty, in a transparent colour: napari makes a text
+    overlay's visual only once it is visible, so without this the first layer of a case
+    would also pay, on the GUI thread, for four text visuals, their shaders and glyphs (see
+    :data:`WARM_GLYPHS`)."""
+    overlays = viewer.canvas.overlays
+    warmed = []
+    for key in EDGES:
+        overlay = overlays.get(key)
+        if overlay is None or overlay.visible or len(viewer.layers):
+            continue
+        overlay.color = "transparent"
+        overlay.text = WARM_GLYPHS
+        overlay.visible = True  # napari makes the visual; the next draw renders the glyphs
+        warmed.append(overlay)
+        yield
+    yield  # a draw of the canvas in between
+
+    for overlay in warmed:
+        overlay.visible = False
+        overlay.text = ""
+        overlay.color = LETTER_COLOR
+    guide = _GUIDES.get(viewer)
+    if guide is not None:
+        guide.update_letters()
 
 
 def install(viewer) -> OrientationGuide:

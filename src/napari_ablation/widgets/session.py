@@ -96,12 +96,18 @@ def prepare_display(case: Case) -> dict:
         for r, a in images.items()
     }
     labels = label_arrays_of(case)
+    _freeze_heap()  # with what prewarm imported (before any layer of the first case)
     return {
         "images": images,
         "contrast": contrast,
         "labels": labels,
         "focus": {r: _voxel_box(a) for r, a in labels.items()},
     }
+
+
+def _freeze_heap(*more_viewers) -> None:
+    """:func:`_layers.freeze_heap` while no viewer with a case session holds a layer."""
+    _layers.freeze_heap([s.viewer for s in list(_ALL)] + list(more_viewers))
 
 
 def _voxel_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -355,7 +361,10 @@ class CaseSession:
         from . import orientation
 
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
-        _layers.prewarm_in_background()
+        if len(viewer.layers) == 0:  # their visuals made now, not with the first layer
+            _layers.run_in_steps(orientation.warm_up_steps(viewer))
+        _freeze_heap(viewer)  # napari's gc.collect per removed layer then walks far fewer
+        _layers.prewarm_in_background(_freeze_heap)
         _ALL.add(self)
         _install_quit_hooks()
         self._close_filter = _on_close(viewer, lambda _r=ref: _r() is not None and _r().close())
@@ -498,16 +507,17 @@ class CaseSession:
                     }
                 }
                 extra = {"contrast_limits": contrast[role]} if role in contrast else {}
-                layer = _layers.add_or_update_image(
-                    viewer,
-                    img,
-                    role,
-                    metadata=meta,
-                    array=images.get(role),
-                    modality=meta[_layers.META]["modality"],
-                    colormap="gray",
-                    **extra,
-                )
+                with _layers.keep_selection(viewer):  # the tumor is made active at the end
+                    layer = _layers.add_or_update_image(
+                        viewer,
+                        img,
+                        role,
+                        metadata=meta,
+                        array=images.get(role),
+                        modality=meta[_layers.META]["modality"],
+                        colormap="gray",
+                        **extra,
+                    )
             else:
                 grid = m.image(GRID_OF[role])
                 if grid is None:
@@ -524,15 +534,16 @@ class CaseSession:
                 loading, self._loading = self._loading, True
                 try:
                     # the layer holds the model's own array: no copy, one truth
-                    layer = _layers.add_or_update_labels(
-                        viewer,
-                        grid,
-                        role,
-                        color=color,
-                        opacity=0.5,
-                        metadata=meta,
-                        array=m.labels(role),
-                    )
+                    with _layers.keep_selection(viewer):
+                        layer = _layers.add_or_update_labels(
+                            viewer,
+                            grid,
+                            role,
+                            color=color,
+                            opacity=0.5,
+                            metadata=meta,
+                            array=m.labels(role),
+                        )
                     self.bind_labels(layer)
                 finally:
                     self._loading = loading
@@ -556,9 +567,16 @@ class CaseSession:
         point, registered post, landmarks, QA views, ...): they do not belong to the case
         being opened. The user's own layers (without a plugin role) stay."""
         viewer = self.viewer
-        for layer in list(viewer.layers):
-            role = _layers.role_of(layer)
-            if role is not None and role not in CASE_ROLES:
+        derived = [
+            ly
+            for ly in viewer.layers
+            if _layers.role_of(ly) is not None and _layers.role_of(ly) not in CASE_ROLES
+        ]
+        if not derived:
+            return
+        # one batch: napari's canvas cleans up (a full gc.collect) once, not per layer
+        with viewer.layers.batched_update():
+            for layer in derived:
                 viewer.layers.remove(layer)
 
     def center_on_tumor(self, focus: dict | None = None) -> bool:
