@@ -12,11 +12,13 @@ only shows the model's analysis and sends the user's actions to the model:
 * outputs: the MTM (greyed, "updating", while the inputs have changed since), the volume
   fractions of the three coverage classes, the results table, the surface histogram, the
   margin Labels layer on the pre grid, the ablation outline in pre space, the minimal
-  margin point, 3D surfaces on request, and exports (JSON, CSV, HTML, PDF) written off the
-  GUI thread, only from a current analysis.
+  margin point, the 3D surfaces (made when the view is 3D, whoever switches; the session
+  gives every layer its 3D look), and exports (JSON, CSV, HTML, PDF) written off the GUI
+  thread, only from a current analysis.
 
-It never selects, moves or hides a layer on a recompute, and never switches 2D/3D unless
-the user presses "3D surfaces".
+It never selects, moves or hides a layer, never changes napari's grid (with the grid on the
+margin view joins the pre cell), and never switches 2D/3D unless the user presses "3D
+surfaces".
 """
 
 from __future__ import annotations
@@ -53,10 +55,8 @@ from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from ..core.quiz import is_quiz_locked
 from . import _layers
-from .session import CaseSession
+from .session import ROLE_ABLATION_SURFACE, ROLE_SURFACE, SURFACE_ROLES, CaseSession
 
-ROLE_SURFACE = "margin_surface"
-ROLE_ABLATION_SURFACE = "ablation_surface"
 OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
 NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
 
@@ -166,6 +166,7 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
+        _layers.connect_while_alive(self.viewer.dims.events.ndisplay, self, self._on_ndisplay)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
         _layers.connect_while_alive(
             self.viewer.layers.events.inserted, self, self._on_layers_changed
@@ -757,20 +758,8 @@ class MarginWidget(QWidget):
         """:meth:`_update_layers` as a generator yielding between pieces of napari work."""
         v = self.viewer
         first = _layers.find_layer(v, "margin") is None
-        if first:
-            with _layers.keep_selection(v):
-                # the margin is read in pre space: one overlay (no side-by-side grid), over
-                # the pre anatomy; post and its registered copy hidden (the outline stands in
-                # for the ablation zone; the raw ablation labels follow post)
-                _layers.grid(v).enabled = False
-                for role in ("post", "post_registered"):
-                    layer = _layers.find_layer(v, role)
-                    if layer is not None:
-                        layer.visible = False
-                pre = _layers.find_layer(v, "pre")
-                if pre is not None:
-                    pre.visible = True
-            yield
+        # the user's grid, views and visible layers stay as they are: with the grid on the
+        # margin view joins the pre cell (the layer-order rule), with it off it lies over pre
         with _layers.keep_selection(v):
             lab = _layers.find_layer(v, "margin")
             if lab is not None:
@@ -862,17 +851,13 @@ class MarginWidget(QWidget):
             yield
         with _layers.keep_selection(v):
             if first:
-                # our own new layers on top: margin over tumor, outline and point above
-                for layer in (lab, ol, pts):
-                    if layer not in v.layers:
-                        continue
-                    i = v.layers.index(layer)
-                    if i != len(v.layers) - 1:
-                        v.layers.move(i, len(v.layers))
+                # our own new layers in pre space (the one layer-order rule): margin over
+                # the tumor, outline and point above; in the pre cell when the grid is on
+                _layers.arrange(v)
                 tl = self.session.labels_layer("tumor")
                 if tl is not None and tl.visible:
                     tl.opacity = min(tl.opacity, 0.3)
-            if any(_layers.role_of(ly) == ROLE_SURFACE for ly in v.layers):
+            if self._surfaces_wanted(first):
                 yield
                 self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
         # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
@@ -890,6 +875,23 @@ class MarginWidget(QWidget):
         v.dims.point = tuple(pt)
         _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
 
+    def _surfaces_wanted(self, first: bool = False) -> bool:
+        """The 3D surfaces are kept current once they exist, and made for a result shown in
+        3D (the first result, or on switching to 3D): the user may delete them."""
+        if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
+            return True
+        return first and self.viewer.dims.ndisplay == 3
+
+    def _on_ndisplay(self, event=None) -> None:
+        """Switched to 3D (napari's button, a script or "3D surfaces"): the shown result gets
+        its surfaces (the session hides the voxel layers they stand in for, in 3D only)."""
+        if self.viewer.dims.ndisplay != 3 or self._shown is None or self.adding_layers:
+            return
+        if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
+            return
+        with _layers.keep_selection(self.viewer):
+            self._update_surfaces(self._shown.result)
+
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         cmap, limits = margin_surface_colormap(res.threshold_mm)
         ts = res.tumor_surface
@@ -906,6 +908,7 @@ class MarginWidget(QWidget):
                 colormap=cmap,
                 contrast_limits=limits,
                 metadata={_layers.META: {"role": ROLE_SURFACE}},
+                visible=False,  # drawn in 3D only (the session's 3D look shows it)
                 units="mm",
                 axis_labels=geometry.AXIS_LABELS,
             )
@@ -928,6 +931,7 @@ class MarginWidget(QWidget):
                 opacity=0.15,
                 blending="translucent_no_depth",
                 metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}},
+                visible=False,
                 units="mm",
                 axis_labels=geometry.AXIS_LABELS,
             )
@@ -935,9 +939,9 @@ class MarginWidget(QWidget):
             al.data = adata
 
     def show_3d(self) -> None:
-        """The user's request: tumor surface coloured by margin (threshold marked) beside the
-        ablation surface, in 3D (the session draws the voxel outline of the ablation zone
-        translucent in 3D, whoever switches)."""
+        """The user's request: tumor surface coloured by margin (threshold marked) inside the
+        translucent ablation surface, in 3D, the camera on the tumor (the session hides the
+        voxel layers the surfaces stand in for and draws pre as a plane, in 3D only)."""
         res = self.result
         if res is None:
             return
