@@ -141,6 +141,38 @@ QUIZ_LOCK_TEXT = (
 )
 
 
+class FittedPicture(QLabel):
+    """A picture shown whole: scaled to the label's size (keeping its aspect) whenever the
+    label resizes (a tab shown, the dock narrowed), never cropped."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._picture: QPixmap | None = None
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(120, 150)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
+
+    def picture(self) -> QPixmap | None:
+        """The picture at its own size (None when there is none)."""
+        return self._picture
+
+    def set_picture(self, picture: QPixmap | None) -> None:
+        self._picture = picture
+        if picture is None:
+            self.clear()
+        self._fit()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._picture is not None and self.width() > 10 and self.height() > 10:
+            self.setPixmap(
+                self._picture.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+            )
+
+
 class MarginWidget(QWidget):
     """Dock widget: margin analysis of the current case (a view of the case model)."""
 
@@ -240,10 +272,11 @@ class MarginWidget(QWidget):
         )
         self.registration_sd.valueChanged.connect(self._on_registration_sd)
         self.registration_sd_note = QLabel("")
+        self.registration_sd_note.setWordWrap(True)  # "(default, assumed)": the dock stays narrow
         sdrow = QHBoxLayout()
         sdrow.addWidget(self.registration_sd)
         sdrow.addWidget(self.registration_sd_note, 1)
-        form.addRow("reader accuracy", sdrow)
+        form.addRow("reader\naccuracy", sdrow)  # two lines: the dock can stay narrow
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(
@@ -294,6 +327,7 @@ class MarginWidget(QWidget):
                 f"background-color: {coverage.CLASS_COLORS[key]}; border: 1px solid #444;"
             )
             txt = QLabel(coverage.CLASS_NAMES[key])
+            txt.setWordWrap(True)  # the figures are added after a computation
             legend.addWidget(sw, i, 0)
             legend.addWidget(txt, i, 1)
             self.legend_labels[k] = txt
@@ -301,6 +335,7 @@ class MarginWidget(QWidget):
         sw.setFixedSize(12, 12)
         sw.setStyleSheet(f"background-color: {coverage.UNCERTAIN_COLOR}; border: 1px solid #444;")
         txt = QLabel(f"{coverage.UNCERTAIN_KEY} (class changes in > 5 % of samples)")
+        txt.setWordWrap(True)
         legend.addWidget(sw, len(coverage.CLASS_KEYS) + 1, 0)
         legend.addWidget(txt, len(coverage.CLASS_KEYS) + 1, 1)
         self.legend_labels[coverage.UNCERTAIN_LABEL] = txt
@@ -331,14 +366,10 @@ class MarginWidget(QWidget):
         hl = QVBoxLayout(hist)
         hl.setContentsMargins(0, 0, 0, 0)
         hl.addWidget(QLabel("<i>tumor surface</i>: % of the surface area per margin"))
-        self.histogram = QLabel()
-        self.histogram.setAlignment(Qt.AlignCenter)
-        self.histogram.setMinimumSize(120, 90)
-        self.histogram.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
-        self._histogram_pixmap: QPixmap | None = None
+        self.histogram = FittedPicture()
         hl.addWidget(self.histogram, 1)
         self.tabs.addTab(hist, "Histogram")
-        self.tabs.setMinimumHeight(180)
+        self.tabs.setMinimumHeight(240)  # the histogram legible (title and axis labels)
         for wdg in (self.tabs, self.table):
             wdg.setMinimumWidth(160)
         lay.addWidget(self.tabs, 1)
@@ -365,21 +396,6 @@ class MarginWidget(QWidget):
         hint = super().minimumSizeHint()
         hint.setWidth(min(hint.width(), 260))
         return hint
-
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        self._fit_histogram()
-
-    def _fit_histogram(self) -> None:
-        if self._histogram_pixmap is not None and self.histogram.width() > 10:
-            self.histogram.setPixmap(
-                self._histogram_pixmap.scaled(
-                    self.histogram.width(),
-                    self.histogram.height(),
-                    Qt.KeepAspectRatio,
-                    Qt.SmoothTransformation,
-                )
-            )
 
     def _set_output_buttons(self, enabled: bool) -> None:
         for b in (self.center_btn, self.surface_btn, self.copy_btn, *self.export_btns.values()):
@@ -528,8 +544,7 @@ class MarginWidget(QWidget):
         for key in coverage.CLASS_KEYS:
             self.legend_labels[coverage.CLASS_LABELS[key]].setText(coverage.CLASS_NAMES[key])
         self.table.setRowCount(0)
-        self._histogram_pixmap = None
-        self.histogram.clear()
+        self.histogram.set_picture(None)
         self._set_output_buttons(False)
 
     # ------------------------------------------------------------------ analysis
@@ -708,8 +723,7 @@ class MarginWidget(QWidget):
             _layers.notify_warning(res.warnings[0])
         pm = QPixmap()
         pm.loadFromData(prep["histogram_png"], "PNG")
-        self._histogram_pixmap = pm
-        self._fit_histogram()
+        self.histogram.set_picture(pm)
         self._update_layers(res, prep)
         self._interval_shown = None
         self._show_interval()

@@ -75,11 +75,13 @@ class LandmarksPanel(QWidget):
         row = QHBoxLayout()
         self.add_btn = QPushButton("Landmark layers")
         self.add_btn.setToolTip("Add (or select) the Points layers on pre and on post")
-        self.undo_btn = QPushButton("Remove last point")
+        self.undo_btn = QPushButton("Remove last")
+        self.undo_btn.setToolTip("Remove the last point placed")
         self.fit_btn = QPushButton("Fit")
-        for b in (self.add_btn, self.undo_btn, self.fit_btn):
+        for b in (self.add_btn, self.undo_btn):
             row.addWidget(b)
         v.addLayout(row)
+        v.addWidget(self.fit_btn)  # its own row: the dock can stay narrow
         self.next_label = QLabel("")
         self.next_label.setWordWrap(True)
         v.addWidget(self.next_label)

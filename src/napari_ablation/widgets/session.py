@@ -454,7 +454,12 @@ class CaseSession:
         return self.model.save_error
 
     def attach_widget(self, widget) -> None:
-        """Flush pending edits when ``widget`` (a plugin dock widget) is destroyed."""
+        """Flush pending edits when ``widget`` (a plugin dock widget) is destroyed; once
+        docked it fits a narrow dock, tabbed with the plugin's other docks
+        (:func:`~napari_ablation.widgets._dock.fit_when_docked`)."""
+        from . import _dock
+
+        _dock.fit_when_docked(widget)
         ref = weakref.ref(self)
 
         def _flush(*_args, _ref=ref):
