@@ -66,9 +66,7 @@ def viewer(make_napari_viewer, tmp_path, monkeypatch):
     return v
 
 
-def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(
-    viewer, qtbot, tmp_path
-):
+def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(viewer, qtbot, tmp_path):
     from napari_ablation.core import samples
     from napari_ablation.widgets.session import CaseSession
 

@@ -39,9 +39,7 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
         def settle(dock=first_dock):
             dock.raise_()  # the Load tab in front, once the tabs exist
             # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks)
-            dock.parentWidget().resizeDocks(
-                [dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal
-            )
+            dock.parentWidget().resizeDocks([dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal)
 
         QTimer.singleShot(0, settle)
     worker = load_widget.open_sample(case) if load_widget is not None else None
