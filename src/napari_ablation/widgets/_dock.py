@@ -91,13 +91,14 @@ def join_plugin_docks(widget) -> None:
     if win.tabifiedDockWidgets(dock) or dock.isFloating():
         return  # already tabbed (the demo asks napari to), or the user floats it
     area = win.dockWidgetArea(dock)
-    siblings = [
+    opened = [r() for r in _OURS]
+    before = opened[: opened.index(widget)] if widget in opened else []
+    siblings = [  # the plugin's docks opened before this one, in the same dock area
         d
-        for d in (dock_of(w) for w in (r() for r in _OURS) if w is not None and w is not widget)
+        for d in (dock_of(w) for w in before if w is not None)
         if d is not None
         and d is not dock
         and d.parentWidget() is win
-        and d.isVisible()
         and not d.isFloating()
         and win.dockWidgetArea(d) == area
     ]
