@@ -14,7 +14,7 @@ import _gui
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QDockWidget, QScrollArea, QTabBar, QTabWidget
+from qtpy.QtWidgets import QDockWidget, QLabel, QScrollArea, QTabBar, QTabWidget
 
 from napari_ablation.widgets import _dock
 
@@ -47,11 +47,16 @@ def _tab_bar(win, n):
 
 
 def _needs_more_width(widget) -> list[str]:
-    """What inside ``widget`` is cut or scrolls sideways at its current width."""
+    """What inside ``widget`` is cut, squeezed or scrolls sideways at its current width."""
     bad = []
     for area in widget.findChildren(QScrollArea):
         if area.isVisible() and area.horizontalScrollBar().maximum() > 0:
             bad.append(f"scrolls sideways by {area.horizontalScrollBar().maximum()} px")
+    for label in widget.findChildren(QLabel):  # a wrapped text shown whole, not squeezed
+        if label.isVisible() and label.wordWrap() and label.text():
+            need = label.heightForWidth(label.width())
+            if label.height() < need - 1:
+                bad.append(f"{label.text()[:30]!r} squeezed to {label.height()} of {need} px")
     body_min = widget.minimumSizeHint().width()
     if body_min > widget.width():
         bad.append(f"needs {body_min} px, has {widget.width()}")
@@ -79,7 +84,8 @@ def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(viewe
         want = [_dock.TAB_TITLES[n] for n in WIDGETS]
         assert sorted(d.windowTitle() for d in ours) == sorted(want)
         assert len({win.dockWidgetArea(d) for d in ours}) == 1
-        assert all(win.tabifiedDockWidgets(d) for d in ours)  # tabbed, not stacked
+        # tabbed, not stacked
+        qtbot.waitUntil(lambda: all(win.tabifiedDockWidgets(d) for d in ours), timeout=5000)
         bar = _tab_bar(win, len(WIDGETS))
         assert [bar.tabText(i) for i in range(bar.count())] == want  # the workflow's order
         # the one just opened in front

@@ -99,7 +99,7 @@ def take_screenshots(out: Path) -> int:
     def shot(name: str, step: str) -> None:
         settle(app)
         path = out / name
-        viewer.window.screenshot(str(path), canvas_only=False)
+        viewer.window.screenshot(str(path), canvas_only=False, flash=False)
         print(f"{step}: {path}")
 
     def show_tab(name: str) -> None:
@@ -153,6 +153,7 @@ def take_screenshots(out: Path) -> int:
     # 4. margins: compute, then the slice through the minimal margin
     with step("margins"):
         show_tab("4. Margins")
+        reg.registered_layer().visible = False  # the reader's choice: margins over pre alone
         mw = widgets["4. Margins"]
         if mw.run() is None:
             raise SystemExit("make_screenshots: the margin analysis did not start")

@@ -48,9 +48,10 @@ def tab_title(dock_title: str) -> str:
 
 
 def fit_narrow(widget) -> None:
-    """Let ``widget`` and its children shrink to :data:`DOCK_WIDTH`: long labels wrap, spin
-    boxes and combo boxes stop asking for the width of their longest text."""
-    from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QLabel
+    """Let ``widget`` and its children shrink to :data:`DOCK_WIDTH`: long labels wrap (and
+    scroll areas scroll rather than squeeze them), spin boxes and combo boxes stop asking
+    for the width of their longest text."""
+    from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QLabel, QScrollArea
 
     for label in widget.findChildren(QLabel):
         pm = label.pixmap()
@@ -58,6 +59,8 @@ def fit_narrow(widget) -> None:
             continue
         if label.sizeHint().width() > LABEL_WRAP_PX:
             label.setWordWrap(True)
+    for area in widget.findChildren(QScrollArea):
+        keep_whole_height(area)
     # (a minimum width a widget was given on purpose is kept)
     for spin in widget.findChildren(QAbstractSpinBox):
         if spin.minimumWidth() == 0 and spin.minimumSizeHint().width() > SPIN_MIN_PX:
@@ -65,6 +68,36 @@ def fit_narrow(widget) -> None:
     for combo in widget.findChildren(QComboBox):
         if combo.minimumWidth() == 0 and combo.minimumSizeHint().width() > COMBO_MIN_PX:
             combo.setMinimumWidth(COMBO_MIN_PX)
+
+
+def _whole_height_filter():
+    """An event filter keeping a scroll area's content as tall as its word-wrapped text
+    needs at its width: the scroll area sizes it by its layout's minimum, which ignores word
+    wrap, so a label that grows to three lines (a status, the MTM interval) was squeezed
+    over its neighbours instead of the area scrolling."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class WholeHeight(QObject):
+        def eventFilter(self, obj, event):
+            if event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Resize):
+                lay = obj.layout()
+                if lay is not None and lay.hasHeightForWidth() and obj.width() > 0:
+                    need = lay.totalHeightForWidth(obj.width())
+                    if need > 0 and obj.minimumHeight() != need:
+                        obj.setMinimumHeight(need)
+            return False
+
+    return WholeHeight
+
+
+def keep_whole_height(area) -> None:
+    """Make the content of the scroll area ``area`` scroll instead of being squeezed when
+    its wrapped text needs more height (see :func:`_whole_height_filter`)."""
+    body = area.widget()
+    if body is None or getattr(area, "_napari_ablation_whole", None) is not None:
+        return
+    area._napari_ablation_whole = _whole_height_filter()(area)  # parented: lives with it
+    body.installEventFilter(area._napari_ablation_whole)
 
 
 def dock_of(widget):

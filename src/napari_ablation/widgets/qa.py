@@ -104,7 +104,7 @@ class QAPanel(QWidget):
         self._edges_cache = None
         self._diff_offset = 0.0
         self._reg_visible_before = None
-        v = QVBoxLayout(self)
+        v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
 
         views = QGroupBox("Views")
         views_lay = QVBoxLayout(views)

@@ -82,7 +82,8 @@ class AutoPanel(QWidget):
         self._relay = ProgressRelay(parent=self)
         self._relay.progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
 
-        form = QFormLayout(self)
+        form = QFormLayout()
+        _layers.scroll_body(self).addLayout(form)  # scrolls, never squeezed, in a narrow dock
         self.roi_radius = QDoubleSpinBox()
         self.roi_radius.setRange(10, 300)
         self.roi_radius.setValue(reg.DEFAULT_ROI_RADIUS_MM)

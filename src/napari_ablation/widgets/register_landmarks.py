@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -71,7 +70,7 @@ class LandmarksPanel(QWidget):
         self._shown_before: dict[str, bool] = {}
         self.last_fit: lm.LandmarkFit | None = None
 
-        v = QVBoxLayout(self)
+        v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
         row = QHBoxLayout()
         self.add_btn = QPushButton("Landmark layers")
         self.add_btn.setToolTip("Add (or select) the Points layers on pre and on post")
