@@ -155,3 +155,53 @@ def test_the_3d_look_table_names_plugin_roles():
     """Every role with a 3D look is a plugin layer role (a typo would silently do nothing)."""
     known = set(_layers.ROLES) | set(SURFACE_ROLES)
     assert set(APPEARANCE_3D) <= known, set(APPEARANCE_3D) - known
+
+
+def _picture_3d(html: str) -> np.ndarray:
+    """The pixels of the report's 3D picture (a base64 PNG in the HTML)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    start = html.index('alt="3D view"')
+    tag = html[html.rindex("<img", 0, start) : start]
+    data = tag.split('src="', 1)[1].split('"', 1)[0].split(",", 1)[1]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), float)
+
+
+def test_gui_report_draws_the_same_3d_picture_as_the_cli(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, capsys
+):
+    """The GUI's HTML report and the CLI's report of the same case show the same 3D picture
+    (the clean surface drawn headless, not a screenshot of the viewer's 3D view), whatever
+    the viewer shows; the PDF is written too."""
+    from napari_ablation import cli
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=True)
+    with qtbot.capture_exceptions() as errors:
+        w = MarginWidget(viewer)
+        viewer.window.add_dock_widget(w, name="Margins")
+        session = CaseSession.of(viewer)
+        folder = tmp_path / "case"
+        session.set_case(samples.load_sample("renal_mri"), folder)
+        assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
+        w.run()
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        w.show_3d()  # the viewer in 3D: the report does not depend on it
+        w.export(tmp_path / "gui.html")
+        w.export(tmp_path / "gui.pdf")
+    assert not errors, [str(e[1]) for e in errors]
+    assert (tmp_path / "gui.pdf").read_bytes().startswith(b"%PDF")
+    args = ["margin", "--tumor", str(folder / "tumor.nii.gz")]
+    args += ["--ablation", str(folder / "ablation.nii.gz")]
+    args += ["--transform", str(folder / "transform.tfm"), "--html", str(tmp_path / "cli.html")]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    gui = _picture_3d((tmp_path / "gui.html").read_text(encoding="utf-8"))
+    ref = _picture_3d((tmp_path / "cli.html").read_text(encoding="utf-8"))
+    assert gui.shape == ref.shape and gui.std() > 10
+    assert np.abs(gui - ref).max() <= 2  # the same picture (up to rounding of the rendering)
