@@ -141,6 +141,29 @@ def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(viewe
     assert not errors, [str(e[1]) for e in errors]
 
 
+def test_a_closed_dock_does_not_keep_the_next_one_from_joining(viewer, qtbot):
+    """The user closes a plugin dock (its widget deleted), then opens another: it still
+    joins the plugin's open docks as a tab."""
+    win = viewer.window._qt_window
+    with qtbot.capture_exceptions() as errors:
+        for name in ("1. Load case", "4. Margins"):
+            _plugin_action(win, name).trigger()
+            qtbot.wait(100)
+        load = next(d for d in _our_docks(win) if d.windowTitle() == "Load")
+        viewer.window.remove_dock_widget(load)  # what its close button does
+        qtbot.wait(200)
+        _plugin_action(win, "2. Segment").trigger()
+        qtbot.waitUntil(
+            lambda: sorted(d.windowTitle() for d in _our_docks(win)) == ["Margins", "Segment"],
+            timeout=5000,
+        )
+        ours = _our_docks(win)
+        qtbot.waitUntil(lambda: all(win.tabifiedDockWidgets(d) for d in ours), timeout=5000)
+        bar = _tab_bar(win, 2)
+        assert [bar.tabText(i) for i in range(2)] == ["Margins", "Segment"]
+    assert not errors, [str(e[1]) for e in errors]
+
+
 def test_tab_titles_name_every_widget_of_the_manifest():
     """Every widget of the manifest has a short tab title."""
     from pathlib import Path

@@ -36,10 +36,17 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
             load_widget, first_dock = widget, dock
     if first_dock is not None:
 
+        tries = [30]  # the retries left
+
         def settle(dock=first_dock):
             dock.raise_()  # the Load tab in front, once the tabs exist
-            # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks)
-            dock.parentWidget().resizeDocks([dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal)
+            # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks);
+            # again until the window's first layout (late on a busy machine) keeps it
+            win = dock.parentWidget()
+            win.resizeDocks([dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal)
+            tries[0] -= 1
+            if tries[0] > 0 and (not win.isVisible() or dock.width() > _dock.DOCK_WIDTH + 10):
+                QTimer.singleShot(100, settle)
 
         QTimer.singleShot(0, settle)
     worker = load_widget.open_sample(case) if load_widget is not None else None

@@ -100,10 +100,21 @@ def keep_whole_height(area) -> None:
     body.installEventFilter(area._napari_ablation_whole)
 
 
+def _alive(widget) -> bool:
+    """False once the widget's C++ object is deleted (its dock closed)."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
 def dock_of(widget):
-    """The QDockWidget holding ``widget`` (None while it is not docked)."""
+    """The QDockWidget holding ``widget`` (None while it is not docked, or once deleted)."""
     from qtpy.QtWidgets import QDockWidget
 
+    if widget is None or not _alive(widget):
+        return None
     w = widget.parentWidget()
     while w is not None and not isinstance(w, QDockWidget):
         w = w.parentWidget()
@@ -124,11 +135,11 @@ def join_plugin_docks(widget) -> None:
     if win.tabifiedDockWidgets(dock) or dock.isFloating():
         return  # already tabbed (the demo asks napari to), or the user floats it
     area = win.dockWidgetArea(dock)
-    opened = [r() for r in _OURS]
+    opened = [w for w in (r() for r in _OURS) if w is not None and _alive(w)]
     before = opened[: opened.index(widget)] if widget in opened else []
     siblings = [  # the plugin's docks opened before this one, in the same dock area
         d
-        for d in (dock_of(w) for w in before if w is not None)
+        for d in (dock_of(w) for w in before)
         if d is not None
         and d is not dock
         and d.parentWidget() is win
@@ -139,7 +150,8 @@ def join_plugin_docks(widget) -> None:
         from qtpy.QtCore import QTimer
 
         win.tabifyDockWidget(siblings[-1], dock)  # after the last one opened
-        QTimer.singleShot(0, dock.raise_)  # the one just opened in front, once its tab exists
+        # the one just opened in front, once its tab exists
+        QTimer.singleShot(0, lambda: _alive(dock) and dock.raise_())
     elif area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
         win.resizeDocks([dock], [DOCK_WIDTH], Qt.Orientation.Horizontal)
 
@@ -149,7 +161,7 @@ def fit_when_docked(widget) -> None:
     :func:`fit_narrow`, then :func:`join_plugin_docks`."""
     from qtpy.QtCore import QTimer
 
-    _OURS[:] = [r for r in _OURS if r() is not None]
+    _OURS[:] = [r for r in _OURS if r() is not None and _alive(r())]
     ref = weakref.ref(widget)
     _OURS.append(ref)
 
