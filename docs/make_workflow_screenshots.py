@@ -57,6 +57,11 @@ def main() -> None:
     for _ in range(20):
         app.processEvents()
         time.sleep(0.02)
+    marg.center_on_mtm()  # the slice through the minimal margin, as the README says
+    v.camera.zoom *= 1.5
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
     v.screenshot(str(DOCS / "workflow_margins.png"), canvas_only=True, flash=False)
     v.window.screenshot(str(DOCS / "margin_widget.png"), canvas_only=False, flash=False)
     marg.show_3d()  # the 3D look: the tumor surface by margin inside the ablation surface
