@@ -35,7 +35,6 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
         if i == 0:  # (every plugin dock gets its short tab title: widgets._dock)
             load_widget, first_dock = widget, dock
     if first_dock is not None:
-
         tries = [30]  # the retries left
 
         def settle(dock=first_dock):
@@ -50,6 +49,13 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
 
         QTimer.singleShot(0, settle)
     worker = load_widget.open_sample(case) if load_widget is not None else None
+    if worker is not None and first_dock is not None:
+
+        def resettle(*_):  # the case's layers shown: the dock width once more
+            tries[0] = 30
+            QTimer.singleShot(0, settle)
+
+        worker.finished.connect(resettle)
     return viewer, load_widget, worker
 
 
