@@ -4,9 +4,9 @@ Run under Xvfb from the repository root::
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_workflow_screenshots.py
 
-Writes ``docs/workflow_margins.png`` (the canvas on the slice of the minimal margin) and
-``docs/margin_widget.png`` (the whole 1920 x 1080 window with the docked widgets), and
-prints the width the docks take.
+Writes ``docs/workflow_margins.png`` (the canvas on the slice of the minimal margin),
+``docs/margin_widget.png`` (the whole 1920 x 1080 window with the docked widgets) and
+``docs/margin_3d.png`` (the 3D view of "3D surfaces"), and prints the width the docks take.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     app = QApplication.instance()
     load, seg, marg = LoadCaseWidget(v), SegmentWidget(v), MarginWidget(v)
     for w, name in ((load, "1. Load case"), (seg, "2. Segment"), (marg, "4. Margins")):
-        v.window.add_dock_widget(w, name=name, tabify=True)
+        v.window.add_dock_widget(w, name=name)  # tabbed in this order (widgets._dock)
     session = CaseSession.of(v)
     load.sample.setCurrentIndex(load.sample.findData("renal_mri"))
     load.fresh.setChecked(True)
@@ -57,8 +57,19 @@ def main() -> None:
     for _ in range(20):
         app.processEvents()
         time.sleep(0.02)
+    marg.center_on_mtm()  # the slice through the minimal margin, as the README says
+    v.camera.zoom *= 1.5
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
     v.screenshot(str(DOCS / "workflow_margins.png"), canvas_only=True, flash=False)
     v.window.screenshot(str(DOCS / "margin_widget.png"), canvas_only=False, flash=False)
+    marg.show_3d()  # the 3D look: the tumor surface by margin inside the ablation surface
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    v.screenshot(str(DOCS / "margin_3d.png"), canvas_only=True, flash=False)
+    v.dims.ndisplay = 2
     canvas = v.window._qt_viewer.canvas.native
     print(
         f"window {v.window._qt_window.width()} px, canvas {canvas.width()} px, "

@@ -58,7 +58,10 @@ def test_demo_docks_are_tabbed_narrow_and_titled_in_full(qtbot, tmp_path, monkey
         assert len({win.dockWidgetArea(d) for d in ours}) == 1
         assert all(win.tabifiedDockWidgets(d) for d in ours)  # one tabbed area
         width = max(d.width() for d in ours if d.isVisible())
-        assert width < 0.32 * win.width()
+        assert width < 0.32 * win.width(), [
+            (d.windowTitle(), d.width(), d.isVisible(), d.isFloating(), win.dockWidgetArea(d))
+            for d in win.findChildren(QDockWidget)
+        ]
         assert viewer.window._qt_viewer.canvas.native.width() > 0.45 * win.width()
         bars = [b for b in win.findChildren(QTabBar) if b.count() == len(demo.TAB_TITLES)]
         assert bars

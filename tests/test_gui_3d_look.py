@@ -1,28 +1,52 @@
-"""The 3D look of the margin view follows napari's 2D/3D switch, whoever switches.
+"""The 3D margin view follows napari's 2D/3D switch, whoever switches.
 
 Run with ``xvfb-run -a python -m pytest tests/test_gui_3d_look.py``.
 
-In 3D the ablation zone brought into pre space ("ablation outline (pre space)") would cover
-the tumor and its margin classes as a solid voxel block; the session draws it translucent
-in 3D and gives it its 2D look back in 2D, whether the user switches with napari's 2D/3D
-button, a script sets ``viewer.dims.ndisplay``, or the Margins widget's "3D surfaces"
-button does, and never changes the active layer or the layers' visibility.
+In 3D a radiologist sees the tumor surface coloured by margin, the ablation surface
+translucent around it and the pre anatomy as the plane they were looking at; the voxel
+layers the surfaces stand in for (tumor labels, margin classes, ablation outline) would
+cover them as solid blocks and are hidden in 3D only; the raw post-space layers are hidden
+in 3D unless the grid gives them their own cell. In 2D every layer gets its 2D look back.
+The switch may come from napari's 2D/3D button, a script or the Margins widget's "3D
+surfaces" button; it never changes the active layer, and never hides a layer for good.
 """
 
 from __future__ import annotations
 
 import _gui
+import numpy as np
 
 from napari_ablation.core import samples
 from napari_ablation.widgets import _layers
-from napari_ablation.widgets.session import APPEARANCE_3D
+from napari_ablation.widgets.session import APPEARANCE_3D, SURFACE_ROLES
+
+#: what the 2D/3D switch may change
+LOOK = ("visible", "opacity", "rendering", "depiction", "contour")
 
 
-def _outline_look(layer):
-    return layer.rendering, float(layer.opacity)
+def _look(layer):
+    return {k: getattr(layer, k) for k in LOOK if hasattr(layer, k)}
 
 
-def test_outline_is_translucent_in_3d_whoever_switches(
+def _looks(viewer):
+    return {ly.name: _look(ly) for ly in viewer.layers}
+
+
+def _colour_counts(shot):
+    px = np.asarray(shot)[..., :3].reshape(-1, 3).astype(int)
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]
+    return {
+        "green": int(np.sum((g > r + 30) & (g > b + 30))),
+        "yellow": int(np.sum((r > 150) & (g > 120) & (b < g - 60))),
+        "red": int(np.sum((r > g + 60) & (r > b + 60))),
+    }
+
+
+def _settle(qtbot, ms=200):
+    qtbot.wait(ms)
+
+
+def test_3d_shows_the_surfaces_and_2d_gets_its_look_back(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     from napari_ablation.widgets.margin import MarginWidget
@@ -39,47 +63,145 @@ def test_outline_is_translucent_in_3d_whoever_switches(
         assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
         w.run()
         qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
-        outline = _layers.find_layer(viewer, "ablation_registered")
-        assert outline is not None
-        look_2d = _outline_look(outline)
-        want_3d = APPEARANCE_3D["ablation_registered"]
-        assert look_2d != (want_3d["rendering"], want_3d["opacity"])
         tumor = session.labels_layer("tumor")
         viewer.layers.selection.active = tumor  # the user's choice
-        visible = {ly.name: ly.visible for ly in viewer.layers}
+        _layers.grid(viewer).enabled = False  # one overlay
+        w.center_on_mtm()
+        _settle(qtbot)
+        looks_2d = _looks(viewer)
+        shot_2d = viewer.screenshot(str(tmp_path / "2d_before.png"), canvas_only=True, flash=False)
 
-        def check(ndisplay):
-            assert viewer.dims.ndisplay == ndisplay
-            if ndisplay == 3:
-                assert _outline_look(outline) == (want_3d["rendering"], want_3d["opacity"])
-            else:
-                assert _outline_look(outline) == look_2d
+        def in_3d():
+            assert viewer.dims.ndisplay == 3
+            roles = {_layers.role_of(ly): ly for ly in viewer.layers}
+            for role in SURFACE_ROLES:  # made on the switch, drawn in 3D
+                assert role in roles and roles[role].visible, role
+            for role in ("tumor", "margin", "ablation_registered", "post", "ablation"):
+                assert not roles[role].visible, role  # stood in for, or raw post space
+            assert roles["pre"].visible and roles["pre"].depiction == "plane"
+            assert roles["mtm_point"].visible
             assert viewer.layers.selection.active is tumor
-            shown = {ly.name: ly.visible for ly in viewer.layers if ly.name in visible}
-            assert shown == visible
 
-        # a script (or any widget) setting dims.ndisplay
-        viewer.dims.ndisplay = 3
-        check(3)
-        viewer.dims.ndisplay = 2
-        check(2)
+        def in_2d():
+            assert viewer.dims.ndisplay == 2
+            now = _looks(viewer)
+            assert {k: now[k] for k in looks_2d} == looks_2d
+            for ly in viewer.layers:
+                if _layers.role_of(ly) in SURFACE_ROLES:
+                    assert not ly.visible  # the surfaces are a 3D view
+            assert viewer.layers.selection.active is tumor
+
         # napari's own 2D/3D button, a real click
+        cam = _layers.camera(viewer)
+        cam_2d = (tuple(cam.center), cam.zoom)
         _gui.toggle_ndisplay(viewer, qtbot)
-        check(3)
+        _settle(qtbot)
+        in_3d()
+        w.center_on_mtm()
+        cam.zoom *= 4
+        _settle(qtbot)
+        shot_3d = viewer.screenshot(str(tmp_path / "3d.png"), canvas_only=True, flash=False)
+        counts = _colour_counts(shot_3d)
+        # the tumor surface coloured by margin (this case has all three classes), not hidden
+        assert counts["green"] > 200 and counts["yellow"] > 200 and counts["red"] > 50, counts
         _gui.toggle_ndisplay(viewer, qtbot)
-        check(2)
-        # a recompute in 3D keeps the 3D look (the layer's data is replaced in place)
-        _gui.toggle_ndisplay(viewer, qtbot)
+        _settle(qtbot)
+        in_2d()
+        cam.center, cam.zoom = cam_2d
+        _settle(qtbot)
+        # the same 2D picture as before the round trip
+        again = viewer.screenshot(str(tmp_path / "2d_after.png"), canvas_only=True, flash=False)
+        assert np.abs(np.asarray(again, float) - np.asarray(shot_2d, float)).mean() < 1.0
+
+        # a script setting dims.ndisplay, a recompute in 3D (threshold): still the 3D look
+        viewer.dims.ndisplay = 3
+        in_3d()
+        surface = next(ly for ly in viewer.layers if _layers.role_of(ly) == SURFACE_ROLES[0])
+        limits = tuple(surface.contrast_limits)
+        w.set_threshold(2.0)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        in_3d()
+        assert tuple(surface.contrast_limits) != limits  # the surface follows the threshold
+        # the user shows the tumor labels in 3D: a recompute leaves that alone
+        tumor.visible = True
         w.set_threshold(3.0)
         qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
-        check(3)
-        _gui.toggle_ndisplay(viewer, qtbot)
-        check(2)
-        # the Margins widget's "3D surfaces": the same look, and the outline stays shown
-        w.show_3d()
-        assert _outline_look(outline) == (want_3d["rendering"], want_3d["opacity"])
-        assert outline.visible
-        assert viewer.layers.selection.active is tumor
+        assert tumor.visible
+        tumor.visible = False
+        # the grid on: the raw post space has its own cell, drawn in 3D
+        _layers.grid(viewer).enabled = True
+        post = _layers.find_layer(viewer, "post")
+        assert post.visible and post.depiction == "plane"
+        _layers.grid(viewer).enabled = False
+        assert not post.visible
+        # the user deletes the tumor surface: the voxel layers it stood in for come back
+        viewer.layers.remove(surface)
+        for role in ("tumor", "margin"):
+            assert _layers.find_layer(viewer, role).visible, role
         viewer.dims.ndisplay = 2
-        assert _outline_look(outline) == look_2d
+        in_2d()
+
+        # the Margins widget's "3D surfaces": the same look (the surface made again)
+        _gui.click(qtbot, w.surface_btn)
+        _settle(qtbot)
+        in_3d()
+        viewer.screenshot(str(tmp_path / "3d_surfaces.png"), canvas_only=True, flash=False)
+        viewer.dims.ndisplay = 2
+        in_2d()
     assert not errors, [str(e[1]) for e in errors]
+
+
+def test_the_3d_look_table_names_plugin_roles():
+    """Every role with a 3D look is a plugin layer role (a typo would silently do nothing)."""
+    known = set(_layers.ROLES) | set(SURFACE_ROLES)
+    assert set(APPEARANCE_3D) <= known, set(APPEARANCE_3D) - known
+
+
+def _picture_3d(html: str) -> np.ndarray:
+    """The pixels of the report's 3D picture (a base64 PNG in the HTML)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    start = html.index('alt="3D view"')
+    tag = html[html.rindex("<img", 0, start) : start]
+    data = tag.split('src="', 1)[1].split('"', 1)[0].split(",", 1)[1]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), float)
+
+
+def test_gui_report_draws_the_same_3d_picture_as_the_cli(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, capsys
+):
+    """The GUI's HTML report and the CLI's report of the same case show the same 3D picture
+    (the clean surface drawn headless, not a screenshot of the viewer's 3D view), whatever
+    the viewer shows; the PDF is written too."""
+    from napari_ablation import cli
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=True)
+    with qtbot.capture_exceptions() as errors:
+        w = MarginWidget(viewer)
+        viewer.window.add_dock_widget(w, name="Margins")
+        session = CaseSession.of(viewer)
+        folder = tmp_path / "case"
+        session.set_case(samples.load_sample("renal_mri"), folder)
+        assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
+        w.run()
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        w.show_3d()  # the viewer in 3D: the report does not depend on it
+        w.export(tmp_path / "gui.html")
+        w.export(tmp_path / "gui.pdf")
+    assert not errors, [str(e[1]) for e in errors]
+    assert (tmp_path / "gui.pdf").read_bytes().startswith(b"%PDF")
+    args = ["margin", "--tumor", str(folder / "tumor.nii.gz")]
+    args += ["--ablation", str(folder / "ablation.nii.gz")]
+    args += ["--transform", str(folder / "transform.tfm"), "--html", str(tmp_path / "cli.html")]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    gui = _picture_3d((tmp_path / "gui.html").read_text(encoding="utf-8"))
+    ref = _picture_3d((tmp_path / "cli.html").read_text(encoding="utf-8"))
+    assert gui.shape == ref.shape and gui.std() > 10
+    assert np.abs(gui - ref).max() <= 2  # the same picture (up to rounding of the rendering)

@@ -128,9 +128,17 @@ def test_scripted_session_on_a_sample(make_napari_viewer, qtbot, tmp_path, monke
         assert viewer.dims.ndisplay == 2
         assert viewer.layers.selection.active is tumor
         _gui.check_invariants(viewer, session, w, tmp_path)
-        # the margins are drawn over the pre anatomy; the raw post-space ablation labels are not
-        assert _layers.find_layer(viewer, "pre").visible
-        assert not session.labels_layer("ablation").visible
+        # the margins are drawn over the pre anatomy; the raw post-space ablation labels are
+        # not (under pre with the grid off, in the post cell with it on)
+        pre, abl = _layers.find_layer(viewer, "pre"), session.labels_layer("ablation")
+        margin = _layers.find_layer(viewer, "margin")
+        assert pre.visible
+        layers = list(viewer.layers)
+        assert layers.index(abl) < layers.index(pre) < layers.index(margin)
+        g = _layers.grid(viewer)
+        if g.enabled:
+            cell = lambda ly: g.position(layers.index(ly), layers)  # noqa: E731
+            assert cell(margin) == cell(pre) != cell(abl)
         # the report exported while QA is "not reviewed" says so
         w.export(tmp_path / "report.html")
         assert "not reviewed" in (tmp_path / "report.html").read_text(encoding="utf-8")

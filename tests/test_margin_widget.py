@@ -224,7 +224,13 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     assert abs(res.min_margin_mm - case.info["true_min_margin_mm"]) <= 0.5
     lab = _layers.find_layer(viewer, "margin")
     assert {0, 1, 2, 3} <= set(np.unique(lab.data)) <= {0, 1, 2, 3, 4}
-    assert not _layers.grid(viewer).enabled  # one overlay in pre space
+    # the user's side-by-side grid stays (the case opened with it): the margin view in the
+    # pre cell
+    g = _layers.grid(viewer)
+    assert g.enabled
+    layers = list(viewer.layers)
+    pre = _layers.find_layer(viewer, "pre")
+    assert g.position(layers.index(lab), layers) == g.position(layers.index(pre), layers)
     # a coronal view through the minimal margin point, zoomed on the tumor
     viewer.dims.order = (1, 0, 2)
     w.center_on_mtm()
@@ -277,3 +283,43 @@ def test_mtm_stays_in_sight_above_the_scrolled_panel(
     assert w.big.geometry().bottom() <= w.height() and f"{res.min_margin_mm:.1f}" in w.big.text()
     names = [w.table.item(i, 0) for i in range(w.table.rowCount())]
     assert all(it.toolTip() == it.text() for it in names)
+
+
+@pytest.mark.parametrize("grid_on", [True, False])
+def test_compute_margins_keeps_the_users_grid_and_layers(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, grid_on
+):
+    """Compute margins (a real click) leaves napari's grid, every layer's visibility and the
+    active layer as the user set them: with the grid on the margin view joins the pre cell
+    (post keeps its own), with it off it lies over pre and the raw post space under pre."""
+    import _gui
+
+    from napari_ablation.widgets.session import CaseSession
+
+    viewer, w = _setup(make_napari_viewer, tmp_path, monkeypatch, show=True)
+    session = CaseSession.of(viewer)
+    with qtbot.capture_exceptions() as errors:
+        qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=30000)
+        g = _layers.grid(viewer)
+        g.enabled = grid_on
+        tumor = session.labels_layer("tumor")
+        viewer.layers.selection.active = tumor
+        visible = {ly.name: ly.visible for ly in viewer.layers}
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+        assert g.enabled == grid_on
+        assert {n: viewer.layers[n].visible for n in visible} == visible
+        assert viewer.layers.selection.active is tumor
+        layers = list(viewer.layers)
+        roles = {r: _layers.find_layer(viewer, r) for r in ("pre", "post", "ablation", "margin")}
+        idx = {r: layers.index(ly) for r, ly in roles.items()}
+        assert idx["post"] < idx["pre"] and idx["ablation"] < idx["pre"] < idx["margin"]
+        for role in ("ablation_registered", "mtm_point"):
+            assert layers.index(_layers.find_layer(viewer, role)) > idx["margin"]
+        if grid_on:
+            cell = lambda r: g.position(idx[r], layers)  # noqa: E731
+            assert cell("margin") == cell("pre") != cell("post") == cell("ablation")
+        shot = viewer.screenshot(str(tmp_path / "margins.png"), canvas_only=True, flash=False)
+        px = np.asarray(shot)[..., :3].reshape(-1, 3).astype(int)
+        assert np.sum((px[:, 1] > px[:, 0] + 30) & (px[:, 1] > px[:, 2] + 30)) > 20  # green
+    assert not errors, [str(e[1]) for e in errors]

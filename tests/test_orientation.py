@@ -59,10 +59,20 @@ def test_camera_and_letters_on_a_viewer_model():
             order[1:]
         )
         assert viewer.canvas.overlays["napari_ablation_orient_top"].text == LETTERS[plane]["top"]
+        assert guide.radiological()
+        assert not viewer.canvas.overlays[orientation.NOTE_KEY].visible
+    # a user flip: the letters follow it, and the note says the view is not radiological
+    cam = _layers.camera(viewer)
+    v, h = (str(d.value) for d in cam.orientation2d)
+    cam.orientation2d = ("down" if v == "up" else "up", h)
+    assert guide.letters()["top"] == LETTERS[plane]["bottom"]
+    assert guide.radiological() is False
+    assert viewer.canvas.overlays[orientation.NOTE_KEY].visible
     viewer.dims.ndisplay = 3
     assert (
         guide.letters() is None
         and not viewer.canvas.overlays["napari_ablation_orient_left"].visible
+        and not viewer.canvas.overlays[orientation.NOTE_KEY].visible
     )
 
 
@@ -119,3 +129,62 @@ def test_marker_quadrant_and_letters_in_screenshots(make_napari_viewer, marked_p
         yellow = (shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 160)
         assert yellow[: h // 8].any() and yellow[-h // 8 :].any(), plane
         assert yellow[:, : w // 8].any() and yellow[:, -w // 8 :].any(), plane
+
+
+#: the patient direction of the marker along each world axis (z, y, x): superior, anterior, right
+MARKER_LETTER = ("S", "A", "R")
+
+
+def test_letters_tell_the_truth_after_napari_roll_and_transpose(
+    make_napari_viewer, marked_pre, tmp_path, qtbot
+):
+    """napari's roll and transpose buttons (real clicks) show every arrangement of the
+    axes, transposed ones included (x drawn vertically: no radiological convention fits).
+    Whatever is drawn, the letter at each edge names where the marker really is."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_ablation.widgets.session import CaseSession
+
+    img, centre, marker, anatomy_max = marked_pre
+    viewer = make_napari_viewer(show=True)
+    CaseSession.of(viewer)
+    viewer.add_image(
+        sitk.GetArrayFromImage(img),
+        colormap="gray",
+        contrast_limits=(0, 1.05 * anatomy_max),
+        **geometry.layer_geometry(img),
+    )
+    guide = orientation.install(viewer)
+    buttons = viewer.window._qt_viewer.viewerButtons
+    seen = {}
+    # three rolls, a transpose, three rolls: every arrangement of the axes
+    for step in range(7):
+        button = buttons.transposeDimsButton if step == 3 else buttons.rollDimsButton
+        QTest.mouseClick(button, Qt.LeftButton)
+        qtbot.wait(20)
+        order = tuple(int(a) for a in viewer.dims.order)
+        if order in seen:
+            continue
+        viewer.dims.point = tuple(geometry.lps_to_world(marker))
+        viewer.reset_view()
+        _layers.camera(viewer).center = tuple(geometry.lps_to_world(centre)[list(order[1:])])
+        name = "".join("zyx"[a] for a in order)
+        shot = viewer.screenshot(str(tmp_path / f"order_{name}.png"), canvas_only=True)
+        letters = guide.letters()
+        assert viewer.canvas.overlays["napari_ablation_orient_top"].text == letters["top"]
+        white = np.all(shot[..., :3] >= 250, axis=-1)
+        rows, cols = np.nonzero(white)
+        assert len(rows) > 10, order
+        h, w = white.shape
+        vertical, horizontal = MARKER_LETTER[order[1]], MARKER_LETTER[order[2]]
+        assert letters["top" if rows.mean() < h / 2 else "bottom"] == vertical, (order, letters)
+        assert letters["left" if cols.mean() < w / 2 else "right"] == horizontal, (order, letters)
+        # a transposed arrangement (the vertical axis after the horizontal one in z, y, x)
+        # cannot be radiological: the note at the canvas corner says so
+        radiological = order[1] < order[2]
+        assert guide.radiological() is radiological
+        note = viewer.canvas.overlays[orientation.NOTE_KEY]
+        assert note.visible is not radiological
+        seen[order] = letters
+    assert len(seen) == 6, sorted(seen)  # every arrangement of the three axes was checked

@@ -89,8 +89,8 @@ def take_screenshots(out: Path) -> int:
     viewer.window.resize(*SIZE)
     app = QApplication.instance()
     docks, widgets = {}, {}
-    for i, name in enumerate(WIDGETS):
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-ablation", name, tabify=i > 0)
+    for name in WIDGETS:  # as the Plugins menu opens them: tabbed in this order, short titles
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-ablation", name)
         docks[name], widgets[name] = dock, widget
 
     session = CaseSession.of(viewer)
@@ -99,7 +99,7 @@ def take_screenshots(out: Path) -> int:
     def shot(name: str, step: str) -> None:
         settle(app)
         path = out / name
-        viewer.window.screenshot(str(path), canvas_only=False)
+        viewer.window.screenshot(str(path), canvas_only=False, flash=False)
         print(f"{step}: {path}")
 
     def show_tab(name: str) -> None:
@@ -153,6 +153,7 @@ def take_screenshots(out: Path) -> int:
     # 4. margins: compute, then the slice through the minimal margin
     with step("margins"):
         show_tab("4. Margins")
+        reg.registered_layer().visible = False  # the reader's choice: margins over pre alone
         mw = widgets["4. Margins"]
         if mw.run() is None:
             raise SystemExit("make_screenshots: the margin analysis did not start")
@@ -164,10 +165,9 @@ def take_screenshots(out: Path) -> int:
         settle(app, 1.0)
         mw.center_on_mtm()
         shot("margins.png", "margins")
-        mw.show_3d()
-        for layer in viewer.layers:  # only the surfaces (and the MTM point) in the 3D picture
-            layer.visible = isinstance(layer, (napari.layers.Surface, napari.layers.Points))
+        mw.show_3d()  # the 3D look a user gets: surfaces over the pre plane
         shot("margins_3d.png", "margins (3D)")
+        viewer.dims.ndisplay = 2
 
     # 5. report: the one-page report (the page the PDF export writes), as PNG
     with step("report"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .widgets import _dock
+
 WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins", "Teach (quiz)")
 #: the dock tabs' titles (napari's "<name> (napari-ablation)" is cut in a tab)
-TAB_TITLES = ("1. Load", "2. Segment", "3. Register", "4. Margins", "Teach")
-#: width of the tabbed dock area (px): the canvas keeps most of the window
-DOCK_WIDTH = 380
+TAB_TITLES = tuple(_dock.TAB_TITLES[name] for name in WIDGETS)
 
 
 def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
@@ -25,26 +25,37 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
     viewer.window.resize(1500, 950)
     load_widget = None
     first_dock = None
-    for i, (name, title) in enumerate(zip(WIDGETS, TAB_TITLES)):
+    for i, name in enumerate(WIDGETS):
         try:
-            _dock, widget = viewer.window.add_plugin_dock_widget(
-                "napari-ablation", name, tabify=i > 0
-            )
+            # (tabbed in this order with the plugin's docks already open: widgets._dock)
+            dock, widget = viewer.window.add_plugin_dock_widget("napari-ablation", name)
         except Exception as exc:  # noqa: BLE001 - a broken widget must not stop the demo
             _layers.notify_error(f"could not open the '{name}' widget: {exc}")
             continue
-        _dock.setWindowTitle(title)
-        if i == 0:
-            load_widget, first_dock = widget, _dock
+        if i == 0:  # (every plugin dock gets its short tab title: widgets._dock)
+            load_widget, first_dock = widget, dock
     if first_dock is not None:
+        tries = [30]  # the retries left
 
         def settle(dock=first_dock):
             dock.raise_()  # the Load tab in front, once the tabs exist
-            # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks)
-            dock.parentWidget().resizeDocks([dock], [DOCK_WIDTH], Qt.Orientation.Horizontal)
+            # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks);
+            # again until the window's first layout (late on a busy machine) keeps it
+            win = dock.parentWidget()
+            win.resizeDocks([dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal)
+            tries[0] -= 1
+            if tries[0] > 0 and (not win.isVisible() or dock.width() > _dock.DOCK_WIDTH + 10):
+                QTimer.singleShot(100, settle)
 
         QTimer.singleShot(0, settle)
     worker = load_widget.open_sample(case) if load_widget is not None else None
+    if worker is not None and first_dock is not None:
+
+        def resettle(*_):  # the case's layers shown: the dock width once more
+            tries[0] = 30
+            QTimer.singleShot(0, settle)
+
+        worker.finished.connect(resettle)
     return viewer, load_widget, worker
 
 

@@ -148,7 +148,7 @@ class LoadCaseWidget(QWidget):
         self._sample_names = _sample_names()
         for key, title in self._sample_names:
             self.sample.addItem(title, key)
-        self.fresh = QCheckBox("fresh copy")
+        self.fresh = QCheckBox("fresh")
         self.fresh.setToolTip(
             "Start from the bundled sample again (your previous annotations of it are kept "
             "in a numbered folder)"
@@ -161,8 +161,8 @@ class LoadCaseWidget(QWidget):
         folder = QGroupBox("Case folder")
         frow = QVBoxLayout(folder)
         buttons = QHBoxLayout()
-        self.open_btn = QPushButton("Open case folder…")
-        self.save_btn = QPushButton("Save case")
+        self.open_btn = QPushButton("Open folder…")
+        self.save_btn = QPushButton("Save")
         self.save_as_btn = QPushButton("Save as…")
         buttons.addWidget(self.open_btn)
         buttons.addWidget(self.save_btn)

@@ -12,11 +12,13 @@ only shows the model's analysis and sends the user's actions to the model:
 * outputs: the MTM (greyed, "updating", while the inputs have changed since), the volume
   fractions of the three coverage classes, the results table, the surface histogram, the
   margin Labels layer on the pre grid, the ablation outline in pre space, the minimal
-  margin point, 3D surfaces on request, and exports (JSON, CSV, HTML, PDF) written off the
-  GUI thread, only from a current analysis.
+  margin point, the 3D surfaces (made when the view is 3D, whoever switches; the session
+  gives every layer its 3D look), and exports (JSON, CSV, HTML, PDF) written off the GUI
+  thread, only from a current analysis.
 
-It never selects, moves or hides a layer on a recompute, and never switches 2D/3D unless
-the user presses "3D surfaces".
+It never selects, moves or hides a layer, never changes napari's grid (with the grid on the
+margin view joins the pre cell), and never switches 2D/3D unless the user presses "3D
+surfaces".
 """
 
 from __future__ import annotations
@@ -53,10 +55,8 @@ from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from ..core.quiz import is_quiz_locked
 from . import _layers
-from .session import CaseSession
+from .session import ROLE_ABLATION_SURFACE, ROLE_SURFACE, SURFACE_ROLES, CaseSession
 
-ROLE_SURFACE = "margin_surface"
-ROLE_ABLATION_SURFACE = "ablation_surface"
 OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
 NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
 
@@ -141,6 +141,38 @@ QUIZ_LOCK_TEXT = (
 )
 
 
+class FittedPicture(QLabel):
+    """A picture shown whole: scaled to the label's size (keeping its aspect) whenever the
+    label resizes (a tab shown, the dock narrowed), never cropped."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._picture: QPixmap | None = None
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(120, 150)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
+
+    def picture(self) -> QPixmap | None:
+        """The picture at its own size (None when there is none)."""
+        return self._picture
+
+    def set_picture(self, picture: QPixmap | None) -> None:
+        self._picture = picture
+        if picture is None:
+            self.clear()
+        self._fit()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._picture is not None and self.width() > 10 and self.height() > 10:
+            self.setPixmap(
+                self._picture.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+            )
+
+
 class MarginWidget(QWidget):
     """Dock widget: margin analysis of the current case (a view of the case model)."""
 
@@ -166,6 +198,7 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
+        _layers.connect_while_alive(self.viewer.dims.events.ndisplay, self, self._on_ndisplay)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
         _layers.connect_while_alive(
             self.viewer.layers.events.inserted, self, self._on_layers_changed
@@ -239,10 +272,11 @@ class MarginWidget(QWidget):
         )
         self.registration_sd.valueChanged.connect(self._on_registration_sd)
         self.registration_sd_note = QLabel("")
+        self.registration_sd_note.setWordWrap(True)  # "(default, assumed)": the dock stays narrow
         sdrow = QHBoxLayout()
         sdrow.addWidget(self.registration_sd)
         sdrow.addWidget(self.registration_sd_note, 1)
-        form.addRow("reader accuracy", sdrow)
+        form.addRow("reader\naccuracy", sdrow)  # two lines: the dock can stay narrow
         lay.addLayout(form)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(
@@ -293,6 +327,7 @@ class MarginWidget(QWidget):
                 f"background-color: {coverage.CLASS_COLORS[key]}; border: 1px solid #444;"
             )
             txt = QLabel(coverage.CLASS_NAMES[key])
+            txt.setWordWrap(True)  # the figures are added after a computation
             legend.addWidget(sw, i, 0)
             legend.addWidget(txt, i, 1)
             self.legend_labels[k] = txt
@@ -300,6 +335,7 @@ class MarginWidget(QWidget):
         sw.setFixedSize(12, 12)
         sw.setStyleSheet(f"background-color: {coverage.UNCERTAIN_COLOR}; border: 1px solid #444;")
         txt = QLabel(f"{coverage.UNCERTAIN_KEY} (class changes in > 5 % of samples)")
+        txt.setWordWrap(True)
         legend.addWidget(sw, len(coverage.CLASS_KEYS) + 1, 0)
         legend.addWidget(txt, len(coverage.CLASS_KEYS) + 1, 1)
         self.legend_labels[coverage.UNCERTAIN_LABEL] = txt
@@ -330,14 +366,10 @@ class MarginWidget(QWidget):
         hl = QVBoxLayout(hist)
         hl.setContentsMargins(0, 0, 0, 0)
         hl.addWidget(QLabel("<i>tumor surface</i>: % of the surface area per margin"))
-        self.histogram = QLabel()
-        self.histogram.setAlignment(Qt.AlignCenter)
-        self.histogram.setMinimumSize(120, 90)
-        self.histogram.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
-        self._histogram_pixmap: QPixmap | None = None
+        self.histogram = FittedPicture()
         hl.addWidget(self.histogram, 1)
         self.tabs.addTab(hist, "Histogram")
-        self.tabs.setMinimumHeight(180)
+        self.tabs.setMinimumHeight(240)  # the histogram legible (title and axis labels)
         for wdg in (self.tabs, self.table):
             wdg.setMinimumWidth(160)
         lay.addWidget(self.tabs, 1)
@@ -364,21 +396,6 @@ class MarginWidget(QWidget):
         hint = super().minimumSizeHint()
         hint.setWidth(min(hint.width(), 260))
         return hint
-
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        self._fit_histogram()
-
-    def _fit_histogram(self) -> None:
-        if self._histogram_pixmap is not None and self.histogram.width() > 10:
-            self.histogram.setPixmap(
-                self._histogram_pixmap.scaled(
-                    self.histogram.width(),
-                    self.histogram.height(),
-                    Qt.KeepAspectRatio,
-                    Qt.SmoothTransformation,
-                )
-            )
 
     def _set_output_buttons(self, enabled: bool) -> None:
         for b in (self.center_btn, self.surface_btn, self.copy_btn, *self.export_btns.values()):
@@ -527,8 +544,7 @@ class MarginWidget(QWidget):
         for key in coverage.CLASS_KEYS:
             self.legend_labels[coverage.CLASS_LABELS[key]].setText(coverage.CLASS_NAMES[key])
         self.table.setRowCount(0)
-        self._histogram_pixmap = None
-        self.histogram.clear()
+        self.histogram.set_picture(None)
         self._set_output_buttons(False)
 
     # ------------------------------------------------------------------ analysis
@@ -707,8 +723,7 @@ class MarginWidget(QWidget):
             _layers.notify_warning(res.warnings[0])
         pm = QPixmap()
         pm.loadFromData(prep["histogram_png"], "PNG")
-        self._histogram_pixmap = pm
-        self._fit_histogram()
+        self.histogram.set_picture(pm)
         self._update_layers(res, prep)
         self._interval_shown = None
         self._show_interval()
@@ -757,20 +772,8 @@ class MarginWidget(QWidget):
         """:meth:`_update_layers` as a generator yielding between pieces of napari work."""
         v = self.viewer
         first = _layers.find_layer(v, "margin") is None
-        if first:
-            with _layers.keep_selection(v):
-                # the margin is read in pre space: one overlay (no side-by-side grid), over
-                # the pre anatomy; post and its registered copy hidden (the outline stands in
-                # for the ablation zone; the raw ablation labels follow post)
-                _layers.grid(v).enabled = False
-                for role in ("post", "post_registered"):
-                    layer = _layers.find_layer(v, role)
-                    if layer is not None:
-                        layer.visible = False
-                pre = _layers.find_layer(v, "pre")
-                if pre is not None:
-                    pre.visible = True
-            yield
+        # the user's grid, views and visible layers stay as they are: with the grid on the
+        # margin view joins the pre cell (the layer-order rule), with it off it lies over pre
         with _layers.keep_selection(v):
             lab = _layers.find_layer(v, "margin")
             if lab is not None:
@@ -862,14 +865,13 @@ class MarginWidget(QWidget):
             yield
         with _layers.keep_selection(v):
             if first:
-                # our own new layers on top: margin over tumor, outline and point above
-                ours = [v.layers.index(ly) for ly in (lab, ol, pts) if ly in v.layers]
-                if ours != list(range(len(v.layers) - len(ours), len(v.layers))):
-                    v.layers.move_multiple(ours, len(v.layers))  # one reorder, not three
+                # our own new layers in pre space (the one layer-order rule): margin over
+                # the tumor, outline and point above; in the pre cell when the grid is on
+                _layers.arrange(v)
                 tl = self.session.labels_layer("tumor")
                 if tl is not None and tl.visible:
                     tl.opacity = min(tl.opacity, 0.3)
-            if any(_layers.role_of(ly) == ROLE_SURFACE for ly in v.layers):
+            if self._surfaces_wanted(first):
                 yield
                 self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
         # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
@@ -887,6 +889,23 @@ class MarginWidget(QWidget):
         v.dims.point = tuple(pt)
         _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
 
+    def _surfaces_wanted(self, first: bool = False) -> bool:
+        """The 3D surfaces are kept current once they exist, and made for a result shown in
+        3D (the first result, or on switching to 3D): the user may delete them."""
+        if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
+            return True
+        return first and self.viewer.dims.ndisplay == 3
+
+    def _on_ndisplay(self, event=None) -> None:
+        """Switched to 3D (napari's button, a script or "3D surfaces"): the shown result gets
+        its surfaces (the session hides the voxel layers they stand in for, in 3D only)."""
+        if self.viewer.dims.ndisplay != 3 or self._shown is None or self.adding_layers:
+            return
+        if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
+            return
+        with _layers.keep_selection(self.viewer):
+            self._update_surfaces(self._shown.result)
+
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         cmap, limits = margin_surface_colormap(res.threshold_mm)
         ts = res.tumor_surface
@@ -903,6 +922,7 @@ class MarginWidget(QWidget):
                 colormap=cmap,
                 contrast_limits=limits,
                 metadata={_layers.META: {"role": ROLE_SURFACE}},
+                visible=False,  # drawn in 3D only (the session's 3D look shows it)
                 units="mm",
                 axis_labels=geometry.AXIS_LABELS,
             )
@@ -925,6 +945,7 @@ class MarginWidget(QWidget):
                 opacity=0.15,
                 blending="translucent_no_depth",
                 metadata={_layers.META: {"role": ROLE_ABLATION_SURFACE}},
+                visible=False,
                 units="mm",
                 axis_labels=geometry.AXIS_LABELS,
             )
@@ -932,9 +953,9 @@ class MarginWidget(QWidget):
             al.data = adata
 
     def show_3d(self) -> None:
-        """The user's request: tumor surface coloured by margin (threshold marked) beside the
-        ablation surface, in 3D (the session draws the voxel outline of the ablation zone
-        translucent in 3D, whoever switches)."""
+        """The user's request: tumor surface coloured by margin (threshold marked) inside the
+        translucent ablation surface, in 3D, the camera on the tumor (the session hides the
+        voxel layers the surfaces stand in for and draws pre as a plane, in 3D only)."""
         res = self.result
         if res is None:
             return

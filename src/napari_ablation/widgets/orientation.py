@@ -6,6 +6,11 @@ transposed view) and shows R/L, A/P, S/I at the four edges of the canvas as napa
 overlays. It follows ``viewer.dims.events.order`` / ``ndisplay`` / ``ndim`` (the camera is
 set when the displayed plane changes) and the camera's ``orientation2d`` (the letters
 follow a flip the user makes). In 3D the letters are hidden.
+
+napari's transpose and roll buttons can draw an axis where the convention wants the other
+(e.g. patient right at the top of an axial view): no camera setting makes that view
+radiological, so the letters name what is drawn, and a note at the top-left corner says
+the view is not radiological (as it does after a user flip).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ LETTER_COLOR = "#ffff66"
 #: e.g. in a brush stroke: 120-140 ms)
 WARM_GLYPHS = "RLAPSI MTm 0123456789 -.+"
 LETTER_SIZE = 14
+NOTE_KEY = "napari_ablation_orient_note"
+NOT_RADIOLOGICAL = "not radiological"  # (axes transposed or flipped: see the letters)
 
 _GUIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -51,6 +58,15 @@ class OrientationGuide:
                     font_size=LETTER_SIZE,
                     visible=False,
                 )
+        if NOTE_KEY not in overlays:
+            overlays[NOTE_KEY] = TextOverlay(
+                text=NOT_RADIOLOGICAL,
+                position="top_left",
+                box=False,
+                color=LETTER_COLOR,
+                font_size=LETTER_SIZE - 4,
+                visible=False,
+            )
         dims = viewer.dims
         for ev in (dims.events.order, dims.events.ndisplay, dims.events.ndim):
             ev.connect(self._on_plane)
@@ -91,6 +107,17 @@ class OrientationGuide:
             return None
         return core_orientation.edge_letters(shown, _layers.camera(self.viewer).orientation2d)
 
+    def radiological(self) -> bool | None:
+        """Whether the 2D view follows the radiological convention (None in 3D): the axes in
+        the convention's arrangement (not transposed) and drawn the convention's way (not
+        flipped)."""
+        shown = self.displayed()
+        if shown is None:
+            return None
+        cam = _layers.camera(self.viewer)
+        directions = tuple(str(getattr(d, "value", d)) for d in cam.orientation2d)
+        return shown[0] < shown[1] and directions == core_orientation.screen_directions(shown)
+
     def update_letters(self) -> None:
         v = self.viewer
         if v is None:
@@ -105,6 +132,9 @@ class OrientationGuide:
             else:
                 overlay.text = letters[edge]
                 overlay.visible = True
+        note = v.canvas.overlays.get(NOTE_KEY)
+        if note is not None:
+            note.visible = self.radiological() is False
 
 
 def warm_up_steps(viewer):

@@ -104,7 +104,7 @@ class QAPanel(QWidget):
         self._edges_cache = None
         self._diff_offset = 0.0
         self._reg_visible_before = None
-        v = QVBoxLayout(self)
+        v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
 
         views = QGroupBox("Views")
         views_lay = QVBoxLayout(views)
@@ -134,7 +134,7 @@ class QAPanel(QWidget):
         self.contours = _layers.compact_combo(QComboBox())
         self.contours.addItems(CONTOURS)
         form.addRow("Contours", self.contours)
-        self.cross = QCheckBox("linked crosshair (magenta: raw post)")
+        self.cross = QCheckBox("crosshair (magenta: raw post)")
         self.cross.setToolTip(
             "Yellow: the point under the mouse. Magenta: T(p), the same anatomy in raw post, "
             "drawn on this slice; 'T(p) 3.0 mm S' means it lies 3.0 mm superior of the slice."
@@ -144,7 +144,8 @@ class QAPanel(QWidget):
         views_lay.addWidget(self.diff_legend)
         v.addWidget(views)
 
-        verdict = QGroupBox("QA verdict (recorded in the case and the report)")
+        verdict = QGroupBox("QA verdict")
+        verdict.setToolTip("recorded in the case and the report")
         form = QFormLayout(verdict)
         self.verdict = _layers.compact_combo(QComboBox())
         self.verdict.addItems(QA_VERDICTS)

@@ -82,7 +82,8 @@ class AutoPanel(QWidget):
         self._relay = ProgressRelay(parent=self)
         self._relay.progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
 
-        form = QFormLayout(self)
+        form = QFormLayout()
+        _layers.scroll_body(self).addLayout(form)  # scrolls, never squeezed, in a narrow dock
         self.roi_radius = QDoubleSpinBox()
         self.roi_radius.setRange(10, 300)
         self.roi_radius.setValue(reg.DEFAULT_ROI_RADIUS_MM)
@@ -100,7 +101,10 @@ class AutoPanel(QWidget):
             "+- the region radius across slices. Delete the layer to go back to the tumor region."
         )
         form.addRow(self.box_btn)
-        self.exclude_ablation = QCheckBox("leave the ablation zone out of the metric")
+        self.exclude_ablation = QCheckBox("leave the ablation zone out")
+        self.exclude_ablation.setToolTip(
+            "the metric ignores the ablation zone (it changed between pre and post)"
+        )
         self.exclude_ablation.setChecked(True)
         form.addRow(self.exclude_ablation)
         self.spread = QCheckBox(f"estimate its spread ({SPREAD_RESTARTS} restarts)")
@@ -123,7 +127,8 @@ class AutoPanel(QWidget):
         self.redo_btn = QPushButton("Redo")
         self.reset_btn = QPushButton("Reset")
         self.reset_btn.setToolTip("Back to the identity (scanner coordinates); undoable")
-        form.addRow(_row(self.show_btn, self.undo_btn, self.redo_btn, self.reset_btn))
+        form.addRow(self.show_btn)  # its own row: the dock can stay narrow
+        form.addRow(_row(self.undo_btn, self.redo_btn, self.reset_btn))
         self.save_btn = QPushButton("Save .tfm…")
         self.load_btn = QPushButton("Load .tfm…")
         form.addRow(_row(self.save_btn, self.load_btn))

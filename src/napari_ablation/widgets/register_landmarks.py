@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -71,15 +70,17 @@ class LandmarksPanel(QWidget):
         self._shown_before: dict[str, bool] = {}
         self.last_fit: lm.LandmarkFit | None = None
 
-        v = QVBoxLayout(self)
+        v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
         row = QHBoxLayout()
         self.add_btn = QPushButton("Landmark layers")
         self.add_btn.setToolTip("Add (or select) the Points layers on pre and on post")
-        self.undo_btn = QPushButton("Remove last point")
+        self.undo_btn = QPushButton("Remove last")
+        self.undo_btn.setToolTip("Remove the last point placed")
         self.fit_btn = QPushButton("Fit")
-        for b in (self.add_btn, self.undo_btn, self.fit_btn):
+        for b in (self.add_btn, self.undo_btn):
             row.addWidget(b)
         v.addLayout(row)
+        v.addWidget(self.fit_btn)  # its own row: the dock can stay narrow
         self.next_label = QLabel("")
         self.next_label.setWordWrap(True)
         v.addWidget(self.next_label)

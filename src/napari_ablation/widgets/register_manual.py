@@ -106,7 +106,8 @@ class ManualPanel(QWidget):
         self._settle.setInterval(SETTLE_MS)
         self._settle.timeout.connect(self.commit)
 
-        grid = QGridLayout(self)
+        grid = QGridLayout()
+        _layers.scroll_body(self).addLayout(grid)  # scrolls, never squeezed, in a narrow dock
         self.rows: dict[str, _ManualRow] = {}
         for i, (key, title, limit, step) in enumerate(MANUAL):
             r = _ManualRow(key, title, limit, step, self._on_change, self.commit)

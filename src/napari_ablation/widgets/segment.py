@@ -162,7 +162,7 @@ class SegmentWidget(QWidget):
         assist = QGroupBox("Edge-aware assistance")
         aform = QFormLayout(assist)
         self.band_mm = _spin(3.0, 0.5, 20.0, 0.5, " mm", tip="How far the border may move")
-        self.refine_btn = QPushButton("Refine outline to edges")
+        self.refine_btn = QPushButton("Refine to edges")
         r1 = QHBoxLayout()
         r1.addWidget(self.refine_btn, 1)
         r1.addWidget(QLabel("band"))
@@ -192,12 +192,8 @@ class SegmentWidget(QWidget):
             box.setMinimumWidth(80)
             box.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         aform.addRow(self.seed_btn)
-        r2 = QHBoxLayout()
-        r2.addWidget(QLabel("within"))
-        r2.addWidget(self.seed_radius, 1)
-        r2.addWidget(QLabel("tolerance"))
-        r2.addWidget(self.seed_tol, 1)
-        aform.addRow(r2)
+        aform.addRow("within", self.seed_radius)  # one per row: the dock can stay narrow
+        aform.addRow("tolerance", self.seed_tol)
 
         # ---------------------------------------------------------------- correction
         corr = QGroupBox("Correction (each is one undo step: Ctrl-Z)")

@@ -23,8 +23,12 @@ watches layers for the model:
 * the raw (post-space) ablation labels are shown with the post image only: hiding post
   hides them (they are not drawn over pre or the registered post);
 * the 3D look follows ``viewer.dims.ndisplay``, whoever switches (napari's 2D/3D button, a
-  widget, a script): the layers of :data:`APPEARANCE_3D` take their 3D look, and get their
-  2D look back in 2D; the selection, the active layer and the view stay the user's.
+  widget, a script): the images show the plane the user was looking at, the labels are
+  translucent, and the voxel layers a 3D surface stands in for (tumor and margin classes:
+  the tumor surface coloured by margin; the ablation outline: the ablation surface) are
+  hidden while that surface is there (:func:`look_3d`); in 2D every layer gets its 2D look
+  back and the surfaces are hidden; the selection, the active layer and the view stay the
+  user's.
 """
 
 from __future__ import annotations
@@ -53,9 +57,57 @@ _ALL: weakref.WeakSet[CaseSession] = weakref.WeakSet()
 _MANIFEST_ITEMS = ("transform", "landmarks", "settings", "qa")
 #: the layers of a case itself (every other plugin layer is made from them)
 CASE_ROLES = ("pre", "tumor", "post", "ablation")
-#: role -> how the layer is drawn in 3D (its 2D look is put back in 2D): the ablation zone
-#: brought into pre space would otherwise cover the tumor and its margins as a solid block
-APPEARANCE_3D = {"ablation_registered": {"rendering": "translucent", "opacity": 0.25}}
+#: the Margins widget's 3D surfaces: the tumor surface coloured by margin, the ablation zone's
+#: surface in pre space (drawn in 3D only)
+ROLE_SURFACE = "margin_surface"
+ROLE_ABLATION_SURFACE = "ablation_surface"
+SURFACE_ROLES = (ROLE_SURFACE, ROLE_ABLATION_SURFACE)
+#: role -> how the layer is drawn in 3D (its 2D look is put back in 2D). Images: the plane
+#: the user was looking at, not a maximum-intensity cloud over everything; labels as
+#: translucent volumes, not solid voxel blocks over the surfaces
+APPEARANCE_3D = {
+    "pre": {"depiction": "plane"},
+    "post": {"depiction": "plane"},
+    "post_registered": {"depiction": "plane"},
+    "ablation": {"rendering": "translucent", "opacity": 0.25},
+    # (its 2D outline is not drawn in 3D: napari warns)
+    "ablation_registered": {"rendering": "translucent", "opacity": 0.25, "contour": 0},
+    ROLE_SURFACE: {"visible": True},
+    ROLE_ABLATION_SURFACE: {"visible": True},
+}
+#: role -> the surface that stands in for it in 3D: while that surface is in the viewer the
+#: voxel layer is hidden in 3D (shown again in 2D, or when the surface is removed)
+REPLACED_IN_3D = {
+    "tumor": ROLE_SURFACE,
+    "margin": ROLE_SURFACE,
+    "ablation_registered": ROLE_ABLATION_SURFACE,
+}
+
+
+def look_3d(layer, roles, grid: bool) -> dict | None:
+    """How ``layer`` is drawn in 3D (None: as in 2D), given the plugin roles in the viewer
+    and whether napari's grid is on: hidden while the surface that stands in for it is there
+    (:data:`REPLACED_IN_3D`); the raw post-space layers hidden in one overlay (in 2D they lie
+    under pre; in 3D they would cover the pre-space surfaces 8 mm away from where they
+    belong), drawn in their own cell with the grid on; else its :data:`APPEARANCE_3D` look."""
+    role = _layers.role_of(layer)
+    if role in _layers.POST_SPACE_ROLES and not grid:
+        return {"visible": False}
+    stand_in = REPLACED_IN_3D.get(role)
+    if stand_in is not None and stand_in in roles:
+        return {"visible": False, **APPEARANCE_3D.get(role, {})}
+    return APPEARANCE_3D.get(role)
+
+
+def _plane_through_view(viewer, layer) -> None:
+    """Put the plane of an image drawn as a plane in 3D where the user was looking in 2D:
+    across the axis napari sliced, through the current point."""
+    if layer.ndim != 3 or viewer.dims.ndim != 3:
+        return
+    normal = [0.0, 0.0, 0.0]
+    normal[int(viewer.dims.order[0])] = 1.0
+    layer.plane.position = tuple(float(x) for x in layer.world_to_data(viewer.dims.point))
+    layer.plane.normal = tuple(normal)
 
 
 def default_cases_root() -> Path:
@@ -349,13 +401,15 @@ class CaseSession:
         self.model.changed.connect(self._on_model_changed)
         self.model.labels_changed.connect(self._on_labels_changed)
         self.analysis = AnalysisRunner(self)
-        self._look_2d: dict[int, dict[str, Any]] = {}  # id(layer) -> its 2D look, while in 3D
+        # id(layer) -> (its 3D look, the 2D look it replaces), while in 3D
+        self._look_2d: dict[int, tuple[dict, dict[str, Any]]] = {}
         self.interval = IntervalRunner(self)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(lambda _e, v=viewer: _layers.update_grid_stride(v))
         viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
         for layer in viewer.layers:
             self._adopt(layer)
         from . import orientation
@@ -409,7 +463,12 @@ class CaseSession:
         return self.model.save_error
 
     def attach_widget(self, widget) -> None:
-        """Flush pending edits when ``widget`` (a plugin dock widget) is destroyed."""
+        """Flush pending edits when ``widget`` (a plugin dock widget) is destroyed; once
+        docked it fits a narrow dock, tabbed with the plugin's other docks
+        (:func:`~napari_ablation.widgets._dock.fit_when_docked`)."""
+        from . import _dock
+
+        _dock.fit_when_docked(widget)
         ref = weakref.ref(self)
 
         def _flush(*_args, _ref=ref):
@@ -613,31 +672,36 @@ class CaseSession:
     # ------------------------------------------------------------------ layers -> model
     def _on_layer_inserted(self, event) -> None:
         self._adopt(event.value)
-        if self.viewer is not None and self.viewer.dims.ndisplay == 3:
-            self._set_look(event.value, three_d=True)
+        self._on_ndisplay()  # a new layer, or a surface that stands in for others in 3D
 
     def _on_ndisplay(self, event=None) -> None:
-        """2D/3D, whoever switches (napari's button, a widget, a script): the layers with a
-        3D look (:data:`APPEARANCE_3D`) take it, or get their 2D look back. Never changes the
-        selection, the active layer or the view."""
+        """2D/3D, whoever switches (napari's button, a widget, a script): every layer takes
+        its 3D look (:func:`look_3d`), or gets its 2D look back. Never changes the selection,
+        the active layer or the view. A 3D look already applied is left as it is (the user
+        may have changed it since)."""
         viewer = self.viewer
         if viewer is None:
             return
         three_d = viewer.dims.ndisplay == 3
+        roles = {_layers.role_of(ly) for ly in viewer.layers}
+        grid = bool(_layers.grid(viewer).enabled)
+        changes = []  # (layer, its new look): a look already applied is left alone
         for layer in list(viewer.layers):
-            self._set_look(layer, three_d=three_d)
-
-    def _set_look(self, layer, *, three_d: bool) -> None:
-        look = APPEARANCE_3D.get(_layers.role_of(layer))
-        if look is None:
-            return
-        if three_d:
-            if id(layer) not in self._look_2d:
-                self._look_2d[id(layer)] = {k: getattr(layer, k) for k in look}
-            for k, value in look.items():
+            look = look_3d(layer, roles, grid) if three_d else None
+            if look != self._look_2d.get(id(layer), (None, {}))[0]:
+                changes.append((layer, look))
+        # every 2D look is put back, then every new one noted, before any is applied: one
+        # layer's look may change another's (the raw ablation labels follow post)
+        for layer, _look in changes:
+            for k, value in self._look_2d.pop(id(layer), (None, {}))[1].items():
                 setattr(layer, k, value)
-        else:
-            for k, value in self._look_2d.pop(id(layer), {}).items():
+        for layer, look in changes:
+            if look:
+                self._look_2d[id(layer)] = (look, {k: getattr(layer, k) for k in look})
+        for layer, look in changes:
+            if look and look.get("depiction") == "plane":
+                _plane_through_view(viewer, layer)
+            for k, value in (look or {}).items():
                 setattr(layer, k, value)
 
     def _on_layer_removed(self, event) -> None:
@@ -646,6 +710,7 @@ class CaseSession:
         for role, bound in list(self._bound.items()):
             if bound is layer:
                 del self._bound[role]
+        self._on_ndisplay()  # a surface gone: the layers it stood in for are shown again
 
     def _adopt(self, layer) -> None:
         """Take a layer with a role into the model: pre/post images that arrive without a

@@ -1,0 +1,180 @@
+"""The plugin's docks leave the images the width: narrow, tabbed, titled in full.
+
+Run with ``xvfb-run -a python -m pytest tests/test_gui_layout.py``.
+
+Measured in a real napari window: every dock is usable at :data:`_dock.DOCK_WIDTH` (no
+widget needs more width: no horizontal scrolling, nothing cut), the Margins histogram is
+shown whole, and widgets opened one by one from napari's Plugins menu join one tabbed
+dock area in the order they were opened, with short titles that fit their tabs.
+"""
+
+from __future__ import annotations
+
+import _gui
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QDockWidget, QLabel, QScrollArea, QTabBar, QTabWidget
+
+from napari_ablation.widgets import _dock
+
+#: the manifest's widget names, in workflow order
+WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins", "Teach (quiz)")
+
+
+def _plugin_action(win, name: str):
+    """The Plugins menu's action opening the widget ``name`` of this plugin."""
+    plugins = next(a.menu() for a in win.menuBar().actions() if "Plugins" in a.text())
+    actions = list(plugins.actions())
+    while actions:
+        a = actions.pop(0)
+        if a.menu() is not None:
+            actions.extend(a.menu().actions())
+        elif a.text().replace("&", "").startswith(f"{name} ("):
+            return a
+    raise AssertionError(f"no Plugins menu entry {name!r}")
+
+
+def _our_docks(win):
+    titles = set(_dock.TAB_TITLES.values())
+    return [d for d in win.findChildren(QDockWidget) if d.windowTitle() in titles]
+
+
+def _tab_bar(win, n):
+    bars = [b for b in win.findChildren(QTabBar) if b.count() == n and b.isVisible()]
+    assert bars, "no tab bar of the plugin's docks"
+    return bars[0]
+
+
+def _needs_more_width(widget) -> list[str]:
+    """What inside ``widget`` is cut, squeezed or scrolls sideways at its current width."""
+    bad = []
+    for area in widget.findChildren(QScrollArea):
+        if area.isVisible() and area.horizontalScrollBar().maximum() > 0:
+            bad.append(f"scrolls sideways by {area.horizontalScrollBar().maximum()} px")
+    for label in widget.findChildren(QLabel):  # a wrapped text shown whole, not squeezed
+        if label.isVisible() and label.wordWrap() and label.text():
+            need = label.heightForWidth(label.width())
+            if label.height() < need - 1:
+                bad.append(f"{label.text()[:30]!r} squeezed to {label.height()} of {need} px")
+    body_min = widget.minimumSizeHint().width()
+    if body_min > widget.width():
+        bad.append(f"needs {body_min} px, has {widget.width()}")
+    return bad
+
+
+@pytest.fixture()
+def viewer(make_napari_viewer, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    v = make_napari_viewer(show=True)
+    v.window.resize(1500, 950)
+    return v
+
+
+def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(viewer, qtbot, tmp_path):
+    from napari_ablation.core import samples
+    from napari_ablation.widgets.session import CaseSession
+
+    win = viewer.window._qt_window
+    with qtbot.capture_exceptions() as errors:
+        for name in WIDGETS:  # one by one, as a new user does
+            _plugin_action(win, name).trigger()
+            qtbot.wait(100)
+        ours = _our_docks(win)
+        want = [_dock.TAB_TITLES[n] for n in WIDGETS]
+        assert sorted(d.windowTitle() for d in ours) == sorted(want)
+        assert len({win.dockWidgetArea(d) for d in ours}) == 1
+        # tabbed, not stacked
+        qtbot.waitUntil(lambda: all(win.tabifiedDockWidgets(d) for d in ours), timeout=5000)
+        bar = _tab_bar(win, len(WIDGETS))
+        assert [bar.tabText(i) for i in range(bar.count())] == want  # the workflow's order
+        # the one just opened in front
+        qtbot.waitUntil(lambda: bar.tabText(bar.currentIndex()) == want[-1], timeout=5000)
+        # a case with margins, so that every readout is filled
+        session = CaseSession.of(viewer)
+        case = samples.load_sample("renal_mri")
+        case.transform = samples.true_transform(case)
+        session.set_case(case, tmp_path / "case")
+        margins = next(d for d in ours if d.windowTitle() == "Margins").widget()
+        margins.run()
+        qtbot.waitUntil(lambda: _gui.idle(session, margins), timeout=120000)
+        # the dock area at the plugin's width: every tab usable, every title whole
+        for width in (_dock.DOCK_WIDTH, 320):
+            first = ours[0]
+            win.resizeDocks([first], [width], Qt.Orientation.Horizontal)
+            qtbot.wait(100)
+            for d in ours:
+                d.raise_()
+                qtbot.wait(50)
+                assert d.width() <= width + 2, (d.windowTitle(), d.width())
+                pages = [d.widget()]
+                for tabs in d.widget().findChildren(QTabWidget):
+                    for i in range(tabs.count()):
+                        tabs.setCurrentIndex(i)
+                        qtbot.wait(20)
+                        pages.append(tabs.widget(i))
+                for page in pages:
+                    bad = _needs_more_width(page)
+                    assert not bad, (width, d.windowTitle(), type(page).__name__, bad)
+            for i in range(bar.count()):
+                text = bar.tabText(i)
+                assert bar.tabRect(i).width() >= bar.fontMetrics().horizontalAdvance(text), text
+        # the canvas keeps most of the window
+        assert viewer.window._qt_viewer.canvas.native.width() > 0.45 * win.width()
+        # the Margins histogram shown whole (title and axis labels): the picture scaled
+        # into its label, not cropped by it
+        next(d for d in ours if d.windowTitle() == "Margins").raise_()
+        margins.tabs.setCurrentIndex(1)
+        qtbot.wait(100)
+        label = margins.histogram
+        shown = label.pixmap()
+        assert shown is not None and not shown.isNull()
+        assert shown.width() <= label.width() and shown.height() <= label.height()
+        full = label.picture()
+        ratio = (shown.width() / shown.height(), full.width() / full.height())
+        assert abs(ratio[0] - ratio[1]) < 0.03 * ratio[1], ratio
+        assert shown.width() >= 0.9 * label.width() or shown.height() >= 0.9 * label.height()
+        grab = margins.grab()
+        grab.save(str(tmp_path / "margins_dock.png"))
+        viewer.window.screenshot(str(tmp_path / "window.png"), canvas_only=False)
+        assert np.asarray(viewer.screenshot(canvas_only=True, flash=False)).std() > 10
+    assert not errors, [str(e[1]) for e in errors]
+
+
+def test_a_closed_dock_does_not_keep_the_next_one_from_joining(viewer, qtbot):
+    """The user closes a plugin dock (its widget deleted), then opens another: it still
+    joins the plugin's open docks as a tab."""
+    win = viewer.window._qt_window
+    with qtbot.capture_exceptions() as errors:
+        for name in ("1. Load case", "4. Margins"):
+            _plugin_action(win, name).trigger()
+            qtbot.wait(100)
+        load = next(d for d in _our_docks(win) if d.windowTitle() == "Load")
+        viewer.window.remove_dock_widget(load)  # what its close button does
+        qtbot.wait(200)
+        _plugin_action(win, "2. Segment").trigger()
+        qtbot.waitUntil(
+            lambda: sorted(d.windowTitle() for d in _our_docks(win)) == ["Margins", "Segment"],
+            timeout=5000,
+        )
+        ours = _our_docks(win)
+        qtbot.waitUntil(lambda: all(win.tabifiedDockWidgets(d) for d in ours), timeout=5000)
+        bar = _tab_bar(win, 2)
+        assert [bar.tabText(i) for i in range(2)] == ["Margins", "Segment"]
+    assert not errors, [str(e[1]) for e in errors]
+
+
+def test_tab_titles_name_every_widget_of_the_manifest():
+    """Every widget of the manifest has a short tab title."""
+    from pathlib import Path
+
+    import yaml
+
+    from napari_ablation import demo
+
+    manifest = yaml.safe_load((Path(demo.__file__).parent / "napari.yaml").read_text())
+    names = {w["display_name"] for w in manifest["contributions"]["widgets"]}
+    assert names == set(_dock.TAB_TITLES)
+    assert _dock.tab_title("4. Margins (napari-ablation)") == "Margins"
+    assert _dock.tab_title("Teach (quiz) (Ablation Margins)") == "Teach"
+    assert _dock.tab_title("layer list") == "layer list"
