@@ -333,6 +333,7 @@ class CaseSession:
         self._pending_writes = 0
         self._guards: list = []
         self._loading = False
+        self._closing = False  # the viewer is closing: its layers go, the case stays on disk
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
         self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
         self._switch_worker = None
@@ -628,6 +629,36 @@ class CaseSession:
         for role, bound in list(self._bound.items()):
             if bound is layer:
                 del self._bound[role]
+        viewer = self.viewer
+        if (
+            not self._closing
+            and not self._loading
+            and viewer is not None
+            and _layers.role_of(layer) in CASE_ROLES
+            and not any(_layers.role_of(ly) in CASE_ROLES for ly in viewer.layers)
+        ):
+            self.close_case()
+
+    def close_case(self) -> None:
+        """The user removed every layer of the case: it is saved (when it has a folder or
+        was edited) and the model is emptied, so no figure, status line or computation
+        follows images that are no longer on screen; the next images opened (File > Open
+        Sample, drag and drop) make a new case. The plugin's layers made from the case go
+        too."""
+        m = self.model
+        if (
+            m.pre is None
+            and m.post is None
+            and not any(m.labels(r) is not None for r in LABEL_ROLES)
+        ):
+            return
+        self.flush()
+        self._user_edited = False
+        self._autosave_timer.stop()
+        self._arrived = []
+        self.model.load_case(Case())
+        if self.viewer is not None:
+            self._remove_derived_layers()
 
     def _adopt(self, layer) -> None:
         """Take a layer with a role into the model: pre/post images that arrive without a
@@ -958,6 +989,8 @@ class CaseSession:
         """The viewer is closing: no more reruns or autosave timers, pending edits written
         now, and the background work of this viewer joined (so no worker signals into Qt
         objects deleted with the window, nor past the end of the application)."""
+        self._closing = True
+        self.changed.emit("closing")  # widgets cancel their background work (no late messages)
         self.analysis.reset()
         self._autosave_timer.stop()
         self._arrived = []
