@@ -224,3 +224,54 @@ def test_delete_all_layers_then_another_sample_is_a_new_case(viewer, qtbot, tmp_
         assert m.result.min_margin_mm == fresh.min_margin_mm
         assert w.big.text() == fresh.margin_text() != renal
     assert not errors, errors
+
+
+def test_while_a_case_opens_old_figures_go_and_actions_are_refused(viewer, qtbot, tmp_path):
+    """UAT s4 N2, N4: while another case opens, the open case's MTM and registration line
+    are not shown as current, "Register automatically" and "Compute margins" are refused
+    with one line (not run on the case being replaced), and after the switch the Register
+    status line says nothing about the previous case's registration."""
+    from napari.utils.notifications import notification_manager
+
+    from napari_ablation.widgets.register import RegisterWidget
+
+    with qtbot.capture_exceptions() as errors:
+        session, load, w = _dock(viewer)
+        reg = RegisterWidget(viewer)
+        viewer.window.add_dock_widget(reg, name="Register", tabify=True)
+        m = session.model
+        _open_sample(qtbot, load, session, "liver_ct")
+        reg.auto.spread.setChecked(False)  # (quicker; the spread is not what is tested)
+        _gui.click(qtbot, reg.auto.run_btn)
+        qtbot.waitUntil(lambda: not reg.busy, timeout=300000)
+        assert "tumor centre moved" in reg.status.text(), reg.status.text()
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        assert w.big.text() == m.result.margin_text()
+        seen = []
+        notification_manager.notification_ready.connect(seen.append)
+        try:
+            load.sample.setCurrentIndex(load.sample.findData("renal_mri"))
+            _gui.click(qtbot, load.sample_btn)
+            assert session.opening is not None and load._worker is not None
+            # at once: no figure of the case being replaced, no "up to date"
+            assert w.big.text() == "MTM = —" and "up to date" not in w.status.text()
+            assert "opening" in w.status.text() and not w.run_btn.isEnabled()
+            assert "tumor centre moved" not in reg.status.text()
+            # actions are refused with one line, nothing runs on the liver case
+            _gui.click(qtbot, reg.auto.run_btn)
+            assert not reg.auto.running
+            assert w.run() is None and not session.analysis.running
+            refused = [n.message for n in seen if "opening" in n.message]
+            assert len(refused) == 2, [n.message for n in seen]
+        finally:
+            notification_manager.notification_ready.disconnect(seen.append)
+        qtbot.waitUntil(
+            lambda: load._worker is None and "sample_renal_mri" in str(m.folder), timeout=120000
+        )
+        assert session.opening is None
+        qtbot.wait(300)
+        assert "moved" not in reg.status.text() and "cancel" not in reg.status.text()
+        assert w.big.text() == "MTM = —" and w.run_btn.isEnabled()
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+    assert not errors, errors

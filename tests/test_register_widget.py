@@ -419,3 +419,30 @@ def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot,
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"]
     assert len(cross.data) == 2 and cross.size.min() * np.mean(cross.scale[-2:]) >= 10  # mm
+
+
+def test_closing_the_window_stops_a_running_registration_silently(widget, qtbot):
+    """UAT s4 N7: closing the window while an automatic registration runs cancels it; its
+    result is not applied to the closed case and no notification arrives afterwards."""
+    from napari.utils.notifications import notification_manager
+
+    # the widget as the Plugins menu opens it (napari's dock, public-only viewer proxy)
+    _dock, w = widget.viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
+    model = w.session.model
+    assert model.transform is None
+    worker = w.auto.run_automatic()
+    assert worker is not None
+    outcome = []
+    worker.returned.connect(outcome.append)  # a plain function: delivered after the close
+    # closed while it estimates its spread (the UAT's case: the registration itself ended)
+    qtbot.waitUntil(lambda: "spread" in w.auto.progress.format(), timeout=60000)
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        widget.viewer.close()  # the window's close button
+        qtbot.wait(500)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert len(outcome) == 1  # it ended (cancelled) while the window closed
+    assert model.transform is None  # nothing of it reached the closed case
+    assert not seen, [n.message for n in seen]

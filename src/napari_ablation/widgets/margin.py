@@ -496,6 +496,9 @@ class MarginWidget(QWidget):
         self._on_model_threshold(self.model.threshold)
 
     def _on_session_changed(self, what: str) -> None:
+        if what == "opening":
+            self._on_opening()
+            return
         if what in ("analysis", "quiz"):
             self._show_status()
         if what == "interval":
@@ -506,6 +509,18 @@ class MarginWidget(QWidget):
             and self.big.text() == "MTM hidden"
         ):
             self.big.setText("MTM = —")  # answered: the trainee may compute the margins now
+
+    def _on_opening(self) -> None:
+        """Another case is opening: the open case's figures go at once (they may belong to
+        a case that is being replaced); if the opening fails, they come back."""
+        if self.session.opening is not None:
+            self._shown = None
+            self._interval_shown = None
+            self._clear_readout("MTM = —")
+            self.status.setText(f"{self.session.opening}…")
+            self.run_btn.setEnabled(False)
+        else:
+            self._on_analysis()
 
     def _quiz_lock(self) -> bool:
         """True while a quiz question is open on the case (Teach widget): then the readout is
@@ -534,7 +549,7 @@ class MarginWidget(QWidget):
     # ------------------------------------------------------------------ analysis
     def run(self):
         """Compute now (and keep the margins current from then on). Returns the worker."""
-        if self._quiz_lock():
+        if self._quiz_lock() or self.session.refuse_while_opening():
             return None
         pre = _layers.find_layer(self.viewer, "pre")
         if pre is not None and not pre.visible:
@@ -544,7 +559,7 @@ class MarginWidget(QWidget):
         return self._worker
 
     def _show_status(self) -> None:
-        if self._quiz_lock():
+        if self._quiz_lock() or self.session.opening is not None:
             return
         runner = self.session.analysis
         a = self.model.analysis
@@ -581,7 +596,7 @@ class MarginWidget(QWidget):
             self.interval.setStyleSheet("color: #888888;" if stale else "")
 
     def _on_analysis(self) -> None:
-        if self._quiz_lock():
+        if self._quiz_lock() or self.session.opening is not None:
             return
         a = self.model.analysis
         if a is not None and a is not self._shown and self._prep_worker is None:
@@ -671,13 +686,14 @@ class MarginWidget(QWidget):
         res = a.result
 
         def done(prep, _a=a):
-            if self.model.analysis is _a:
+            if self.model.analysis is _a and self.session.opening is None:
                 self._show(_a, prep)
 
         def finished():
             self._prep_worker = None
-            if self.model.analysis is not None and self.model.analysis is not self._shown:
-                self._prepare(self.model.analysis)
+            a = self.model.analysis
+            if a is not None and a is not self._shown and self.session.opening is None:
+                self._prepare(a)
             self._show_status()
 
         self._prep_worker = _layers.start_worker(

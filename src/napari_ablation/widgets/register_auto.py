@@ -157,9 +157,10 @@ class AutoPanel(QWidget):
         return self._worker is not None
 
     def case_changed(self) -> None:
+        """The case is being replaced or closed: a running registration is stopped, and its
+        result (or its cancellation) is not reported."""
         self._case_gen += 1
-        if self._worker is not None:
-            self.cancel()  # its result belongs to the previous case
+        self._cancel = True  # its result belongs to the previous case
 
     def stop(self) -> None:
         if self._worker is not None:
@@ -205,6 +206,8 @@ class AutoPanel(QWidget):
         """Start the automatic registration in a worker thread; returns the worker."""
         if self._worker is not None:
             return self._worker
+        if self.owner.session.refuse_while_opening():
+            return None
         owner = self.owner
         try:
             pre, post = owner.pre_post()

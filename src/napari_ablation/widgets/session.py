@@ -336,6 +336,7 @@ class CaseSession:
         self._closing = False  # the viewer is closing: its layers go, the case stays on disk
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
         self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
+        self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
         self._switch_worker = None
         ref = weakref.ref(self)
         self._autosave_timer = _qtimer(
@@ -413,6 +414,33 @@ class CaseSession:
         self._guards.append(_flush)
 
     # ------------------------------------------------------------------ case
+    @property
+    def opening(self) -> str | None:
+        """What is being opened (one line, e.g. "opening case 'x'"), or None: while a case
+        opens, the open case's figures are not shown and actions on it are refused."""
+        return self._opening[-1] if self._opening else None
+
+    def begin_opening(self, what: str) -> None:
+        """A case starts opening in the background (``what``: one line, e.g. "opening case
+        'x'"): widgets clear the open case's figures and refuse actions
+        (:meth:`refuse_while_opening`) until :meth:`end_opening`."""
+        self._opening.append(what)
+        self.changed.emit("opening")
+
+    def end_opening(self) -> None:
+        """The case opened (or failed to open: the open case stays)."""
+        if self._opening:
+            self._opening.pop()
+        self.changed.emit("opening")
+
+    def refuse_while_opening(self) -> bool:
+        """True (with a one-line notice) when a case is being opened: an action now would
+        run on the case that is being replaced."""
+        if self.opening is None:
+            return False
+        _layers.notify_info(f"{self.opening}…: wait until it is open")
+        return True
+
     def set_case(
         self,
         case: Case,
@@ -768,10 +796,12 @@ class CaseSession:
             s = _ref()
             if s is not None:
                 s._switch_worker = None
+                s.end_opening()
 
         self._switch_worker = _layers.start_worker(
             job, on_returned=done, on_finished=finished, desc="opening the case"
         )
+        self.begin_opening(f"opening case '{sample or Path(str(folder)).name}'")
 
     def _post_visibility_changed(self, event=None) -> None:
         post = _layers.find_layer(self.viewer, "post")
