@@ -275,3 +275,45 @@ def test_while_a_case_opens_old_figures_go_and_actions_are_refused(viewer, qtbot
         assert w.big.text() == "MTM = —" and w.run_btn.isEnabled()
         qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
     assert not errors, errors
+
+
+def test_a_tumor_file_opened_into_the_case_is_announced(viewer, qtbot, tmp_path):
+    """UAT s4 N9: a tumor .nii.gz opened through the reader into an open case becomes the
+    case's tumor with a notice (not silently), and the old tumor layer is kept, marked."""
+    import SimpleITK as sitk
+    from napari.utils.notifications import notification_manager
+
+    with qtbot.capture_exceptions() as errors:
+        session, load, w = _dock(viewer)
+        m = session.model
+        _open_sample(qtbot, load, session, "liver_ct")
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+        old = session.labels_layer("tumor")
+        other = np.zeros_like(np.asarray(old.data))
+        other[np.nonzero(np.asarray(old.data))] = 1
+        other[:, :, : other.shape[2] // 2] = 0  # another reader's outline: half of it
+        (tmp_path / "reader2").mkdir()
+        path = tmp_path / "reader2" / "tumor.nii.gz"  # a known label file name: role tumor
+        img = sitk.GetImageFromArray(other)
+        img.CopyInformation(m.labels_image("tumor"))
+        sitk.WriteImage(img, str(path))
+        seen = []
+        notification_manager.notification_ready.connect(seen.append)
+        try:
+            viewer.open(str(path), plugin="napari-ablation")
+            qtbot.wait(200)
+        finally:
+            notification_manager.notification_ready.disconnect(seen.append)
+        new = session.labels_layer("tumor")
+        assert new is not old and new.name != old.name
+        assert m.labels("tumor") is new.data and np.array_equal(new.data, other)
+        assert _layers.role_of(old) == "tumor_previous"
+        notes = [n.message for n in seen if "is now the case's tumor" in n.message]
+        assert len(notes) == 1 and old.name in notes[0], [n.message for n in seen]
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+        # the autosave follows the new tumor
+        disk = Case.load(m.folder)
+        from SimpleITK import GetArrayFromImage
+
+        assert np.array_equal(GetArrayFromImage(disk.tumor), other)
+    assert not errors, errors

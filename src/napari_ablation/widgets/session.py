@@ -701,7 +701,11 @@ class CaseSession:
                 QTimer.singleShot(0, self._switch_to_arrived)
             return
         if role in LABEL_ROLES:
-            self.bind_labels(layer)
+            old = self.labels_layer(role)
+            if old is not None and old is not layer and not self._loading:
+                self._rebind_arrived_labels(layer, old, role)
+            else:
+                self.bind_labels(layer)
             return
         if role not in ("pre", "post"):
             return
@@ -728,6 +732,24 @@ class CaseSession:
         for lrole, grid in GRID_OF.items():
             if grid == role and self._bound.get(lrole) is not None:
                 self._share(lrole, self._bound[lrole])
+
+    def _rebind_arrived_labels(self, layer, old, role: str) -> None:
+        """``layer`` (a label file opened through the reader, a duplicated layer) arrives
+        with the ``role`` of the open case's labels: it becomes the case's labels, as
+        :meth:`use_labels_layer` does, and the user is told (the margins and the autosave
+        follow it from now on); one that does not fit the case's grid stays a plain layer."""
+        try:
+            self.use_labels_layer(layer, role)
+        except AblationError as exc:
+            meta = dict(layer.metadata)
+            meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": None}
+            layer.metadata = meta
+            _layers.notify_warning(f"'{layer.name}' is not used as the {role}: {one_line(exc)}")
+            return
+        _layers.notify_warning(
+            f"'{layer.name}' is now the case's {role} (the margins and the autosave follow "
+            f"it); the previous '{old.name}' layer is kept as {role}_previous"
+        )
 
     def _of_another_case(self, layer) -> bool:
         """True for a case layer (File > Open Sample, a case folder dropped on the viewer)
