@@ -376,6 +376,11 @@ def test_one_shift_figure_in_register_margins_and_report(widget, qtbot, tmp_path
     html = report.html_report(analysis.result, transform_note=line)
     assert figure in html
     assert w.model.tumor_shift_mm() == pytest.approx(true_shift)
+    # one level of brackets (UAT s4: "registration (automatic (metric ...)): ...")
+    w.set_transform(TRUE, "automatic", "metric -0.2 -> -0.6, 12 iterations, 1.0 s")
+    line = registration_text(w.model)
+    assert line.startswith("registration: automatic, metric -0.2 -> -0.6") and figure in line
+    assert "((" not in line and ")):" not in line and line.count("(") <= 1
 
 
 def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot, tmp_path):

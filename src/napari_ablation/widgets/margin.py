@@ -95,8 +95,8 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
         else f"rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
     )
     source = step.source if step.source != "case" else "saved with the case"
-    note = f" ({step.note})" if step.note else ""
-    return f"registration ({source}{note}): {motion}"
+    note = f", {step.note}" if step.note else ""
+    return f"registration: {source}{note}; {motion}"
 
 
 def _prepare_outputs(res: core_margin.MarginResult) -> dict:
@@ -1027,6 +1027,7 @@ class MarginWidget(QWidget):
         if iv is None or not self.model.interval_current or iv.analysis is not a:
             raise AblationError("the MTM interval is being computed: export when it is current")
         res, kw, unc = a.result, self._report_kwargs(), iv.uncertainty
+        tx = self.model.transform  # the analysis's (it is current)
 
         def job():
             if suf == ".json":
@@ -1035,7 +1036,7 @@ class MarginWidget(QWidget):
                     "registration_qa": kw["qa"],
                     "registration": kw["transform_note"],
                 }
-                return report.write_json(p, res, extra, uncertainty=unc)
+                return report.write_json(p, res, extra, uncertainty=unc, transform=tx)
             if suf == ".csv":
                 return report.write_csv(p, res, uncertainty=unc)
             return report.write_report(
