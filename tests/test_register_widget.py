@@ -451,3 +451,46 @@ def test_closing_the_window_stops_a_running_registration_silently(widget, qtbot)
     assert len(outcome) == 1  # it ended (cancelled) while the window closed
     assert model.transform is None  # nothing of it reached the closed case
     assert not seen, [n.message for n in seen]
+
+
+def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp_path):
+    """UAT s4 N10 and point 7: while post landmarks are clicked, only raw post (and the
+    landmarks) are drawn: no raw ablation labels over the ice ball, no pre-space tumor over
+    raw post; Compute margins with "landmarks post" still active shows the margins over pre
+    with the layers as they were before the landmark view (not over raw post)."""
+    import _gui
+
+    from napari_ablation.widgets.margin import MarginWidget
+
+    w = widget
+    v = w.viewer
+    marg = MarginWidget(v)
+    v.window.add_dock_widget(marg, name="Margins", tabify=True)
+    _gui.fast_timers(w.session)
+    if _layers.grid(v).enabled:  # the overlay, where raw post sits under pre
+        _gui.click(qtbot, v.window._qt_viewer.viewerButtons.gridViewButton)
+    _gui.click(qtbot, w.landmarks.add_btn)
+    qtbot.waitUntil(lambda: _layers.find_layer(v, "landmarks_post") is not None, timeout=20000)
+    qtbot.wait(100)
+    lm_post = _layers.find_layer(v, "landmarks_post")
+    v.layers.selection.active = lm_post  # the user picks "landmarks post" in the layer list
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert shown == {"post", "landmarks_pre", "landmarks_post"}, shown
+    v.layers.selection.active = _layers.find_layer(v, "landmarks_pre")
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert shown == {"pre", "landmarks_pre", "landmarks_post"}, shown
+    v.layers.selection.active = lm_post
+    _gui.click(qtbot, marg.run_btn)
+    qtbot.waitUntil(lambda: _gui.idle(w.session, marg), timeout=120000)
+    assert v.layers.selection.active is lm_post  # the user's active layer stays
+    # the margins over pre (the Margins view: raw post and its ablation labels hidden)
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert {"pre", "tumor", "margin", "mtm_point", "ablation_registered"} <= shown, shown
+    assert not shown & {"post", "ablation"}, shown
+    after = {ly.name: ly.visible for ly in v.layers}
+    # choosing the tumor afterwards changes nothing; choosing a landmark layer again does
+    v.layers.selection.active = _layers.find_layer(v, "tumor")
+    assert {ly.name: ly.visible for ly in v.layers} == after
+    v.layers.selection.active = _layers.find_layer(v, "landmarks_pre")
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert shown == {"pre", "landmarks_pre", "landmarks_post"}, shown

@@ -551,9 +551,12 @@ class MarginWidget(QWidget):
         """Compute now (and keep the margins current from then on). Returns the worker."""
         if self._quiz_lock() or self.session.refuse_while_opening():
             return None
+        # margins are read over the pre anatomy (the user asked for them): a landmark view
+        # (raw post only) ends, and pre is shown
+        self.session.changed.emit("margins_view")
         pre = _layers.find_layer(self.viewer, "pre")
         if pre is not None and not pre.visible:
-            pre.visible = True  # margins are read over the pre anatomy (the user asked for them)
+            pre.visible = True
         self.session.analysis.request(now=True)
         self._show_status()
         return self._worker

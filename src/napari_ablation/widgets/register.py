@@ -191,6 +191,9 @@ class RegisterWidget(QWidget):
         )
 
     def _on_session_changed(self, what: str) -> None:
+        if what == "margins_view":
+            self.landmarks.leave_view()
+            return
         if what in ("opening", "closing"):
             # a registration running now belongs to the case being replaced or closed:
             # stopped at once, its result dropped, no message about it afterwards

@@ -322,7 +322,9 @@ class CaseSession:
     """Per-viewer binding of layers to the case model (see module docstring)."""
 
     #: what changed: "case", an item of the model ("pre", "tumor", "transform", "qa", ...),
-    #: "analysis", "interval", "saved", "folder"
+    #: "analysis", "interval", "saved", "folder"; "opening" (a case starts or ends opening,
+    #: see :attr:`opening`), "closing" (the viewer closes), "margins_view" (the user asked
+    #: for the margins: a landmark view ends)
     changed = Signal(str)
 
     def __init__(self, viewer):
