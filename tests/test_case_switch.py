@@ -317,3 +317,29 @@ def test_a_tumor_file_opened_into_the_case_is_announced(viewer, qtbot, tmp_path)
 
         assert np.array_equal(GetArrayFromImage(disk.tumor), other)
     assert not errors, errors
+
+
+def test_the_opened_case_is_drawn_once_in_its_final_view(viewer, qtbot, tmp_path):
+    """UAT s4 N6: while a case's layers are added (one per event-loop iteration), the canvas
+    drew the first image alone, zoomed to fill the canvas, before the side-by-side view:
+    every frame drawn with the case's layers is drawn with the final view."""
+    from napari_ablation.widgets._layers import camera
+
+    session, load, _w = _dock(viewer)
+    qtbot.wait(300)
+    frames = []
+    scene = viewer.window._qt_viewer.canvas._scene_canvas
+
+    def drawn(_event=None):
+        if len(viewer.layers):
+            frames.append((len(viewer.layers), round(float(camera(viewer).zoom), 4)))
+
+    scene.events.draw.connect(drawn)
+    try:
+        _open_sample(qtbot, load, session, "renal_mri")
+        qtbot.wait(500)
+    finally:
+        scene.events.draw.disconnect(drawn)
+    final = round(float(camera(viewer).zoom), 4)
+    assert frames and frames[-1] == (4, final), frames
+    assert all(f == (4, final) for f in frames), frames

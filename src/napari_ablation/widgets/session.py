@@ -502,9 +502,25 @@ class CaseSession:
         for _ in self._show_steps(side_by_side=side_by_side, prepared={"images": images}):
             pass
 
-    def _show_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
+    def _show_steps(self, **kw):
         """:meth:`show_case` as a generator that yields after each piece of napari work (a
-        layer added, the grid, the view), for :func:`_layers.run_in_steps`."""
+        layer added, the grid, the view), for :func:`_layers.run_in_steps`. The canvas is
+        not redrawn until the layers, the grid and the view are in place: a half-built view
+        (the first image alone, zoomed to fill the canvas) flashed before the side-by-side
+        view."""
+        native = None
+        with contextlib.suppress(Exception):  # a headless viewer has no canvas
+            native = self.viewer.window._qt_viewer.canvas.native
+            native.setUpdatesEnabled(False)
+        try:
+            yield from self._case_layer_steps(**kw)
+        finally:
+            if native is not None:
+                with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+                    native.setUpdatesEnabled(True)
+                    native.update()
+
+    def _case_layer_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
         viewer = self.viewer
         m = self.model
         self._remove_derived_layers()
