@@ -272,6 +272,8 @@ def test_while_a_case_opens_old_figures_go_and_actions_are_refused(viewer, qtbot
         assert session.opening is None
         qtbot.wait(300)
         assert "moved" not in reg.status.text() and "cancel" not in reg.status.text()
+        # the renal case has no registration: said so, not "moved 0.0 mm"
+        assert m.transform is None and "no registration" in reg.auto.tx_label.text()
         assert w.big.text() == "MTM = —" and w.run_btn.isEnabled()
         qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
     assert not errors, errors

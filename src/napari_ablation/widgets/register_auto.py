@@ -144,11 +144,15 @@ class AutoPanel(QWidget):
     # ------------------------------------------------------------------ shown state
     def show_transform(self, tx, centre_lps) -> None:
         m = self.owner.model
-        self.tx_label.setText(
-            f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}. "
-            f"Step {m.transform_index} of {len(m.transform_history) - 1} "
-            f"({m.transform_step.source})."
-        )
+        steps = len(m.transform_history) - 1
+        if m.transform is None and self.owner.manual.adjusted() is None and steps == 0:
+            # (a motion of 0.0 mm read as if something had been registered)
+            self.tx_label.setText("Current transform: none (no registration yet).")
+        else:
+            self.tx_label.setText(
+                f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}. "
+                f"Step {m.transform_index} of {steps} ({m.transform_step.source})."
+            )
         self.undo_btn.setEnabled(m.can_undo_transform)
         self.redo_btn.setEnabled(m.can_redo_transform)
 
