@@ -345,3 +345,28 @@ def test_the_opened_case_is_drawn_once_in_its_final_view(viewer, qtbot, tmp_path
     final = round(float(camera(viewer).zoom), 4)
     assert frames and frames[-1] == (4, final), frames
     assert all(f == (4, final) for f in frames), frames
+
+
+def test_deleting_the_case_layers_leaves_no_margin_of_them(viewer, qtbot, tmp_path):
+    """UAT s4 N1, the invariant: deleting the case's own layers (the margin layers left
+    selected or not) leaves no figure and no margin layer of images that are gone."""
+    with qtbot.capture_exceptions() as errors:
+        session, load, w = _dock(viewer)
+        m = session.model
+        _open_sample(qtbot, load, session, "liver_ct")
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        viewer.layers.selection = {
+            ly
+            for ly in viewer.layers
+            if _layers.role_of(ly) in ("pre", "post", "tumor", "ablation")
+        }
+        _gui.click(qtbot, viewer.window._qt_viewer.layerButtons.deleteButton)
+        qtbot.wait(300)
+        assert not any(r in _gui.ANALYSIS_LAYER_ROLES for r in _roles(viewer)), _roles(viewer)
+        assert m.pre is None and m.analysis is None and w.big.text() == "MTM = —"
+        assert _gui.stale_readout(viewer, session, w) is None
+        w.run()  # Compute margins with no case: refused in one line, nothing computed
+        qtbot.wait(300)
+        assert m.analysis is None and w.big.text() == "MTM = —"
+    assert not errors, errors

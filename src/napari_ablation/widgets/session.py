@@ -704,6 +704,14 @@ class CaseSession:
         self._arrived = []
         self.model.load_case(Case())
         if self.viewer is not None:
+            from qtpy.QtCore import QTimer
+
+            # after napari's own removal (this runs inside its layer-removed event)
+            ref = weakref.ref(self)
+            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._remove_derived())
+
+    def _remove_derived(self) -> None:
+        if self.viewer is not None and self.model.pre is None and self.model.post is None:
             self._remove_derived_layers()
 
     def _adopt(self, layer) -> None:
