@@ -376,6 +376,11 @@ def test_one_shift_figure_in_register_margins_and_report(widget, qtbot, tmp_path
     html = report.html_report(analysis.result, transform_note=line)
     assert figure in html
     assert w.model.tumor_shift_mm() == pytest.approx(true_shift)
+    # one level of brackets (UAT s4: "registration (automatic (metric ...)): ...")
+    w.set_transform(TRUE, "automatic", "metric -0.2 -> -0.6, 12 iterations, 1.0 s")
+    line = registration_text(w.model)
+    assert line.startswith("registration: automatic, metric -0.2 -> -0.6") and figure in line
+    assert "((" not in line and ")):" not in line and line.count("(") <= 1
 
 
 def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot, tmp_path):
@@ -419,3 +424,81 @@ def test_qa_difference_legend_field_of_view_and_visible_crosshair(widget, qtbot,
     qa.move_crosshair(TUMOR_C[::-1])
     cross = w.viewer.layers["crosshair"]
     assert len(cross.data) == 2 and cross.size.min() * np.mean(cross.scale[-2:]) >= 10  # mm
+
+
+def test_closing_the_window_stops_a_running_registration_silently(widget, qtbot, monkeypatch):
+    """UAT s4 N7: a registration running when the window closes reports nothing afterwards
+    and leaves the closed case as it was, even one in a phase that does not look at the
+    Cancel flag (the UAT's notification for the closed viewer came 13 s after the close)."""
+    from napari.utils.notifications import notification_manager
+
+    real = reg.register_rigid
+
+    def without_cancel(*args, **kw):  # a real run that never looks at the Cancel flag
+        kw.pop("cancel", None)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(reg, "register_rigid", without_cancel)
+    # the widget as the Plugins menu opens it (napari's dock, public-only viewer proxy)
+    _dock, w = widget.viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
+    model = w.session.model
+    assert model.transform is None
+    w.auto.spread.setChecked(False)
+    worker = w.auto.run_automatic()
+    assert worker is not None
+    outcome = []
+    worker.returned.connect(outcome.append)  # a plain function: delivered after the close
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        widget.viewer.close()  # the window's close button
+        qtbot.waitUntil(lambda: len(outcome) == 1, timeout=60000)
+        qtbot.wait(500)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert outcome[0].improved  # it ran to its end ...
+    assert model.transform is None  # ... and nothing of it reached the closed case
+    assert not seen, [n.message for n in seen]
+
+
+def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp_path):
+    """UAT s4 N10 and point 7: while post landmarks are clicked, only raw post (and the
+    landmarks) are drawn: no raw ablation labels over the ice ball, no pre-space tumor over
+    raw post; Compute margins with "landmarks post" still active shows the margins over pre
+    with the layers as they were before the landmark view (not over raw post)."""
+    import _gui
+
+    from napari_ablation.widgets.margin import MarginWidget
+
+    w = widget
+    v = w.viewer
+    marg = MarginWidget(v)
+    v.window.add_dock_widget(marg, name="Margins", tabify=True)
+    _gui.fast_timers(w.session)
+    if _layers.grid(v).enabled:  # the overlay, where raw post sits under pre
+        _gui.click(qtbot, v.window._qt_viewer.viewerButtons.gridViewButton)
+    _gui.click(qtbot, w.landmarks.add_btn)
+    qtbot.waitUntil(lambda: _layers.find_layer(v, "landmarks_post") is not None, timeout=20000)
+    qtbot.wait(100)
+    lm_post = _layers.find_layer(v, "landmarks_post")
+    v.layers.selection.active = lm_post  # the user picks "landmarks post" in the layer list
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert shown == {"post", "landmarks_pre", "landmarks_post"}, shown
+    v.layers.selection.active = _layers.find_layer(v, "landmarks_pre")
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert shown == {"pre", "landmarks_pre", "landmarks_post"}, shown
+    v.layers.selection.active = lm_post
+    _gui.click(qtbot, marg.run_btn)
+    qtbot.waitUntil(lambda: _gui.idle(w.session, marg), timeout=120000)
+    assert v.layers.selection.active is lm_post  # the user's active layer stays
+    # the margins over pre (the Margins view: raw post and its ablation labels hidden)
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert {"pre", "tumor", "margin", "mtm_point", "ablation_registered"} <= shown, shown
+    assert not shown & {"post", "ablation"}, shown
+    after = {ly.name: ly.visible for ly in v.layers}
+    # choosing the tumor afterwards changes nothing; choosing a landmark layer again does
+    v.layers.selection.active = _layers.find_layer(v, "tumor")
+    assert {ly.name: ly.visible for ly in v.layers} == after
+    v.layers.selection.active = _layers.find_layer(v, "landmarks_pre")
+    shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
+    assert shown == {"pre", "landmarks_pre", "landmarks_post"}, shown

@@ -561,3 +561,30 @@ def _draw_every_mask(layer, truth, step):
         with layer.block_history():
             layer.data_setitem((np.full(len(vox[0]), k), *vox), 1)
     return keep
+
+
+def test_correction_buttons_are_disabled_while_one_runs(setup):
+    """UAT s4 N8: Smooth then a quick click on Grow gave "busy: wait" as an error; while a
+    correction runs the job buttons are disabled (a click does nothing), and come back after."""
+    from napari.utils.notifications import notification_manager
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer, widget, _session, qtbot = setup
+    tumor = widget.ensure_labels_layer()
+    with tumor.block_history():
+        tumor.data_setitem(np.nonzero(_tumor_truth()), 1)
+    viewer.layers.selection.active = tumor
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        QTest.mouseClick(widget.smooth_btn, Qt.LeftButton)
+        assert widget._worker is not None
+        for b in (widget.grow_btn, widget.fill_btn, widget.islands_btn, widget.undo_btn):
+            assert not b.isEnabled()
+        QTest.mouseClick(widget.grow_btn, Qt.LeftButton)  # a click on a disabled button
+        _wait(qtbot, widget)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert widget.last_error is None and not seen, [n.message for n in seen]
+    assert all(b.isEnabled() for b in widget._job_buttons)

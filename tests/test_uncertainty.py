@@ -159,9 +159,21 @@ def test_text_json_and_bad_input(phantom):
     unc = U.margin_uncertainty(res, reg, boundary_mm=0.0)
     lo, hi = unc.interval_mm
     assert unc.interval_text() == (
-        f"MTM {res.min_margin_mm:.1f} mm (95 %: {lo:+.1f} to {hi:+.1f}; "
-        f"P(MTM < 0) = {100 * unc.p_below_zero:.0f} %)"
+        f"MTM {res.min_margin_mm:.1f} mm (95 %: {U.signed_mm_text(lo)} to "
+        f"{U.signed_mm_text(hi)}; P(MTM < 0) = {100 * unc.p_below_zero:.0f} %)"
     )
+    # an end that rounds to zero reads the same on both sides of zero (UAT s4: the GUI
+    # read "+0.0" where the CLI read "-0.0" for the same interval)
+    import dataclasses
+
+    near = [dataclasses.replace(unc, interval_mm=(-3.2, v)).interval_text() for v in (-4e-3, 4e-3)]
+    assert near[0] == near[1] and "-3.2 to 0.0;" in near[0]
+    assert [U.signed_mm_text(v) for v in (1.25, -0.44, -0.04, 0.0)] == [
+        "+1.2",
+        "-0.4",
+        "0.0",
+        "0.0",
+    ]
     doc = unc.to_json_dict()
     assert {
         "min_margin_interval_mm",

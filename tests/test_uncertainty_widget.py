@@ -22,7 +22,9 @@ from napari_ablation.core.case import Case
 from napari_ablation.model import CaseModel
 from napari_ablation.widgets import _layers
 
-LINE = re.compile(r"^MTM -?\d+\.\d mm \(95 %: [+-]\d+\.\d to [+-]\d+\.\d; P\(MTM < 0\) = \d+ %\)$")
+LINE = re.compile(
+    r"^MTM -?\d+\.\d mm \(95 %: [+-]?\d+\.\d to [+-]?\d+\.\d; P\(MTM < 0\) = \d+ %\)$"
+)
 SAMPLE = samples.sample_dir() / "renal_mri"
 
 
@@ -164,4 +166,7 @@ def test_every_view_carries_the_same_interval_and_the_uncertain_class_shows(
         doc["p_min_margin_below_zero"], abs=0.01
     )
     assert cdoc["uncertainty_samples"] == doc["uncertainty_samples"] == 200
+    # one JSON document for both (UAT s4: the GUI's lacked "registered")
+    assert doc["registered"] is True and cdoc["registered"] is True
+    assert not set(cdoc) - set(doc) - {"inputs"}, set(cdoc) - set(doc)
     capsys.readouterr()

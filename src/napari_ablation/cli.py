@@ -262,11 +262,9 @@ def _cmd_margin(args: argparse.Namespace) -> int:
 
     inputs = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
     if args.json_out:
-        doc = res.to_json_dict()
-        doc["inputs"] = inputs
-        doc.update(margin.registration_fields(tx))
-        if unc is not None:
-            doc.update(unc.to_json_dict())
+        from .core import report
+
+        doc = report.json_document(res, {"inputs": inputs}, unc, transform=tx)
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
         from .core import report

@@ -939,10 +939,12 @@ def csv_text(res, uncertainty=None) -> str:
     return res.to_csv() + buf.getvalue()
 
 
-def json_document(res, extra: dict | None = None, uncertainty=None) -> dict:
-    """Return the margin JSON document.
+def json_document(res, extra: dict | None = None, uncertainty=None, *, transform) -> dict:
+    """Return the margin JSON document (the one of the CLI and of the GUI's export).
 
-    ``res.to_json_dict()``, the interval's keys (DESIGN section 5), then ``extra``.
+    ``res.to_json_dict()``, whether it was registered
+    (:func:`~napari_ablation.core.margin.registration_fields`), the interval's keys (DESIGN
+    section 5), then ``extra``.
 
     Parameters
     ----------
@@ -953,13 +955,18 @@ def json_document(res, extra: dict | None = None, uncertainty=None) -> dict:
     uncertainty : MarginUncertainty, optional
         The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
         default none.
+    transform : SimpleITK.Transform or None
+        The pre -> post transform the margins were computed with (None: identity).
 
     Returns
     -------
     dict
         The JSON-serialisable document.
     """
+    from .margin import registration_fields
+
     doc = res.to_json_dict()
+    doc.update(registration_fields(transform))
     if uncertainty is not None:
         doc.update(uncertainty.to_json_dict())
     if extra:
@@ -967,7 +974,7 @@ def json_document(res, extra: dict | None = None, uncertainty=None) -> dict:
     return doc
 
 
-def write_json(path, res, extra: dict | None = None, uncertainty=None) -> Path:
+def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transform) -> Path:
     """Write :func:`json_document` atomically.
 
     Parameters
@@ -981,6 +988,8 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None) -> Path:
     uncertainty : MarginUncertainty, optional
         The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
         default none.
+    transform : SimpleITK.Transform or None
+        The pre -> post transform the margins were computed with (None: identity).
 
     Returns
     -------
@@ -994,7 +1003,8 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None) -> Path:
     """
     import json
 
-    return write_text_atomic(path, json.dumps(json_document(res, extra, uncertainty), indent=2))
+    doc = json_document(res, extra, uncertainty, transform=transform)
+    return write_text_atomic(path, json.dumps(doc, indent=2))
 
 
 def write_csv(path, res, uncertainty=None) -> Path:
@@ -1009,6 +1019,8 @@ def write_csv(path, res, uncertainty=None) -> Path:
     uncertainty : MarginUncertainty, optional
         The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
         default none.
+    transform : SimpleITK.Transform or None
+        The pre -> post transform the margins were computed with (None: identity).
 
     Returns
     -------

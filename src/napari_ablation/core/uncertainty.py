@@ -1024,6 +1024,26 @@ def _classes(m: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(m < 0, 3, np.where(m < threshold, 2, 1)).astype(np.uint8)
 
 
+def signed_mm_text(value: float, decimals: int = 1) -> str:
+    """Format a signed distance in mm with its sign, the same way everywhere.
+
+    Parameters
+    ----------
+    value : float
+        The distance (mm).
+    decimals : int
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        ``"+1.2"``, ``"-0.4"``; a value that rounds to zero reads ``"0.0"`` (never
+        ``"+0.0"`` in one output and ``"-0.0"`` in another).
+    """
+    text = f"{value:+.{decimals}f}"
+    return f"{0.0:.{decimals}f}" if float(text) == 0.0 else text
+
+
 @dataclass
 class MarginUncertainty:
     """The MTM's interval and the class fractions' spread under registration and segmentation error.
@@ -1106,8 +1126,8 @@ class MarginUncertainty:
         """
         lo, hi = self.interval_mm
         return (
-            f"MTM {self.min_margin_mm:.1f} mm ({100 * self.level:.0f} %: {lo:+.1f} to {hi:+.1f}; "
-            f"P(MTM < 0) = {100 * self.p_below_zero:.0f} %)"
+            f"MTM {self.min_margin_mm:.1f} mm ({100 * self.level:.0f} %: {signed_mm_text(lo)} to "
+            f"{signed_mm_text(hi)}; P(MTM < 0) = {100 * self.p_below_zero:.0f} %)"
         )
 
     def summary_text(self) -> str:

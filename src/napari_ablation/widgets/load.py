@@ -297,6 +297,7 @@ class LoadCaseWidget(QWidget):
         self.progress.setFormat(message)
         self._set_busy(True)
         self.last_error = None
+        self.session.begin_opening(message[:1].lower() + message[1:])
 
         showing = [False]  # the layers are being added (one per event-loop iteration)
 
@@ -328,6 +329,7 @@ class LoadCaseWidget(QWidget):
             self._worker = None
             self.progress.setVisible(False)
             self._set_busy(False)
+            self.session.end_opening()
 
         # the widget's own progress bar only: napari's activity indicator makes the status
         # bar a pixel taller, and the canvas, resized, repaints every layer at once

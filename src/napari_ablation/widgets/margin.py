@@ -95,8 +95,8 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
         else f"rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
     )
     source = step.source if step.source != "case" else "saved with the case"
-    note = f" ({step.note})" if step.note else ""
-    return f"registration ({source}{note}): {motion}"
+    note = f", {step.note}" if step.note else ""
+    return f"registration: {source}{note}; {motion}"
 
 
 def _prepare_outputs(res: core_margin.MarginResult) -> dict:
@@ -513,6 +513,9 @@ class MarginWidget(QWidget):
         self._on_model_threshold(self.model.threshold)
 
     def _on_session_changed(self, what: str) -> None:
+        if what == "opening":
+            self._on_opening()
+            return
         if what in ("analysis", "quiz"):
             self._show_status()
         if what == "interval":
@@ -523,6 +526,18 @@ class MarginWidget(QWidget):
             and self.big.text() == "MTM hidden"
         ):
             self.big.setText("MTM = —")  # answered: the trainee may compute the margins now
+
+    def _on_opening(self) -> None:
+        """Another case is opening: the open case's figures go at once (they may belong to
+        a case that is being replaced); if the opening fails, they come back."""
+        if self.session.opening is not None:
+            self._shown = None
+            self._interval_shown = None
+            self._clear_readout("MTM = —")
+            self.status.setText(f"{self.session.opening}…")
+            self.run_btn.setEnabled(False)
+        else:
+            self._on_analysis()
 
     def _quiz_lock(self) -> bool:
         """True while a quiz question is open on the case (Teach widget): then the readout is
@@ -550,17 +565,20 @@ class MarginWidget(QWidget):
     # ------------------------------------------------------------------ analysis
     def run(self):
         """Compute now (and keep the margins current from then on). Returns the worker."""
-        if self._quiz_lock():
+        if self._quiz_lock() or self.session.refuse_while_opening():
             return None
+        # margins are read over the pre anatomy (the user asked for them): a landmark view
+        # (raw post only) ends, and pre is shown
+        self.session.changed.emit("margins_view")
         pre = _layers.find_layer(self.viewer, "pre")
         if pre is not None and not pre.visible:
-            pre.visible = True  # margins are read over the pre anatomy (the user asked for them)
+            pre.visible = True
         self.session.analysis.request(now=True)
         self._show_status()
         return self._worker
 
     def _show_status(self) -> None:
-        if self._quiz_lock():
+        if self._quiz_lock() or self.session.opening is not None:
             return
         runner = self.session.analysis
         a = self.model.analysis
@@ -597,7 +615,7 @@ class MarginWidget(QWidget):
             self.interval.setStyleSheet("color: #888888;" if stale else "")
 
     def _on_analysis(self) -> None:
-        if self._quiz_lock():
+        if self._quiz_lock() or self.session.opening is not None:
             return
         a = self.model.analysis
         if a is not None and a is not self._shown and self._prep_worker is None:
@@ -687,13 +705,14 @@ class MarginWidget(QWidget):
         res = a.result
 
         def done(prep, _a=a):
-            if self.model.analysis is _a:
+            if self.model.analysis is _a and self.session.opening is None:
                 self._show(_a, prep)
 
         def finished():
             self._prep_worker = None
-            if self.model.analysis is not None and self.model.analysis is not self._shown:
-                self._prepare(self.model.analysis)
+            a = self.model.analysis
+            if a is not None and a is not self._shown and self.session.opening is None:
+                self._prepare(a)
             self._show_status()
 
         self._prep_worker = _layers.start_worker(
@@ -1029,6 +1048,7 @@ class MarginWidget(QWidget):
         if iv is None or not self.model.interval_current or iv.analysis is not a:
             raise AblationError("the MTM interval is being computed: export when it is current")
         res, kw, unc = a.result, self._report_kwargs(), iv.uncertainty
+        tx = self.model.transform  # the analysis's (it is current)
 
         def job():
             if suf == ".json":
@@ -1037,7 +1057,7 @@ class MarginWidget(QWidget):
                     "registration_qa": kw["qa"],
                     "registration": kw["transform_note"],
                 }
-                return report.write_json(p, res, extra, uncertainty=unc)
+                return report.write_json(p, res, extra, uncertainty=unc, transform=tx)
             if suf == ".csv":
                 return report.write_csv(p, res, uncertainty=unc)
             return report.write_report(

@@ -191,8 +191,19 @@ class RegisterWidget(QWidget):
         )
 
     def _on_session_changed(self, what: str) -> None:
+        if what == "margins_view":
+            self.landmarks.leave_view()
+            return
+        if what in ("opening", "closing"):
+            # a registration running now belongs to the case being replaced or closed:
+            # stopped at once, its result dropped, no message about it afterwards
+            self.auto.case_changed()
+            opening = self.session.opening
+            self.set_status(f"{opening}\u2026" if opening and what == "opening" else "")
+            return
         if what != "case":
             return
+        self.set_status("")  # a line about the previous case's registration
         self._images.clear()
         self._generation += 1  # a resampling of the previous case is not shown
         for panel in self._panels:

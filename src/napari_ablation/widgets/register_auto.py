@@ -149,11 +149,15 @@ class AutoPanel(QWidget):
     # ------------------------------------------------------------------ shown state
     def show_transform(self, tx, centre_lps) -> None:
         m = self.owner.model
-        self.tx_label.setText(
-            f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}. "
-            f"Step {m.transform_index} of {len(m.transform_history) - 1} "
-            f"({m.transform_step.source})."
-        )
+        steps = len(m.transform_history) - 1
+        if m.transform is None and self.owner.manual.adjusted() is None and steps == 0:
+            # (a motion of 0.0 mm read as if something had been registered)
+            self.tx_label.setText("Current transform: none (no registration yet).")
+        else:
+            self.tx_label.setText(
+                f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}. "
+                f"Step {m.transform_index} of {steps} ({m.transform_step.source})."
+            )
         self.undo_btn.setEnabled(m.can_undo_transform)
         self.redo_btn.setEnabled(m.can_redo_transform)
 
@@ -162,9 +166,10 @@ class AutoPanel(QWidget):
         return self._worker is not None
 
     def case_changed(self) -> None:
+        """The case is being replaced or closed: a running registration is stopped, and its
+        result (or its cancellation) is not reported."""
         self._case_gen += 1
-        if self._worker is not None:
-            self.cancel()  # its result belongs to the previous case
+        self._cancel = True  # its result belongs to the previous case
 
     def stop(self) -> None:
         if self._worker is not None:
@@ -210,6 +215,8 @@ class AutoPanel(QWidget):
         """Start the automatic registration in a worker thread; returns the worker."""
         if self._worker is not None:
             return self._worker
+        if self.owner.session.refuse_while_opening():
+            return None
         owner = self.owner
         try:
             pre, post = owner.pre_post()

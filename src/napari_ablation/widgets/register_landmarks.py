@@ -23,6 +23,7 @@ from ..core import geometry
 from ..core import landmarks as lm
 from ..core.errors import AblationError, one_line
 from . import _layers
+from .session import CASE_ROLES
 
 ROLES = ("landmarks_pre", "landmarks_post")
 PAIR_COLORS = [
@@ -67,7 +68,9 @@ class LandmarksPanel(QWidget):
         self._sync = False
         self._follow_active = False
         # image visibility before a landmark layer was chosen
-        self._shown_before: dict[str, bool] = {}
+        #: the layers hidden or shown for the landmark view, with their visibility before it
+        self._shown_before: list[tuple[object, bool]] = []
+        self._left_view = None  # the landmark layer whose view was left (Compute margins)
         self.last_fit: lm.LandmarkFit | None = None
 
         v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
@@ -147,23 +150,48 @@ class LandmarksPanel(QWidget):
         return layer
 
     def _on_active_layer(self, event=None) -> None:
-        """Clicking post landmarks needs the raw post image; pre landmarks the pre image
-        (the user chose the landmark layer: the images it needs are shown)."""
-        role = _layers.role_of(self.viewer.layers.selection.active)
-        images = [(r, _layers.find_layer(self.viewer, r)) for r in ("pre", "post")]
+        """Choosing a landmark layer shows the anatomy it is clicked on: the image of its
+        side (raw post for post landmarks, pre for pre landmarks) and the landmark layers;
+        every other layer (labels, margins, QA views, the other image) is hidden until the
+        user chooses another layer, then all are shown as they were."""
+        active = self.viewer.layers.selection.active
+        role = _layers.role_of(active)
+        if active is None or (role not in ROLES and role not in (None, *CASE_ROLES)):
+            # a selection being rebuilt, or a layer the plugin just made (napari activates
+            # it): not the user's choice
+            return
+        if role in ROLES and active is self._left_view:
+            return  # the user asked for another view (Compute margins) with this layer active
+        self._left_view = None
         if role not in ROLES:
-            # leaving the landmark layers: the images are shown as they were before
-            for r, layer in images:
-                if layer is not None and r in self._shown_before:
-                    layer.visible = self._shown_before[r]
-            self._shown_before = {}
+            self._restore_view()
             return
         if not self._shown_before:
-            self._shown_before = {r: layer.visible for r, layer in images if layer is not None}
-        want = {"pre": role == "landmarks_pre", "post": role == "landmarks_post"}
-        for r, layer in images:
-            if layer is not None:
-                layer.visible = want[r]
+            self._shown_before = [(ly, ly.visible) for ly in self.viewer.layers]
+        image = "pre" if role == "landmarks_pre" else "post"
+        layers = list(self.viewer.layers)
+        for ly in layers:  # the image first: post's visibility carries the raw ablation's
+            if _layers.role_of(ly) == image:
+                ly.visible = True
+        for ly in layers:
+            r = _layers.role_of(ly)
+            if r != image and r not in ROLES:
+                ly.visible = False
+
+    def _restore_view(self) -> None:
+        before, self._shown_before = self._shown_before, []
+        layers = self.viewer.layers
+        for ly, visible in sorted(before, key=lambda lv: _layers.role_of(lv[0]) != "post"):
+            if ly in layers:
+                ly.visible = visible
+
+    def leave_view(self) -> None:
+        """Another view was asked for (Compute margins) while a landmark layer is active:
+        the layers are shown as they were before the landmark view."""
+        active = self.viewer.layers.selection.active
+        if self._shown_before and _layers.role_of(active) in ROLES:
+            self._left_view = active
+            self._restore_view()
 
     @staticmethod
     def _to_data(layer, points_lps) -> np.ndarray:
@@ -337,6 +365,7 @@ class LandmarksPanel(QWidget):
         self._refresh()
 
     def case_changed(self) -> None:
+        self._shown_before, self._left_view = [], None  # the layers of the previous case
         self._order.clear()
         self.last_fit = None
         self._load_from_model()

@@ -271,6 +271,18 @@ class SegmentWidget(QWidget):
         self.erase_btn.clicked.connect(lambda: self.correct("erase_slice"))
         self.undo_btn.clicked.connect(self.undo)
         self.compare_btn.clicked.connect(self.compare)
+        #: the buttons that start a background job or edit the labels: disabled while one runs
+        self._job_buttons = (
+            self.fill_btn,
+            self.smooth_btn,
+            self.grow_btn,
+            self.islands_btn,
+            self.largest_btn,
+            self.erase_btn,
+            self.undo_btn,
+            self.refine_btn,
+            self.compare_btn,
+        )
         self.viewer.dims.events.order.connect(self._dims_changed)
         self.viewer.dims.events.ndisplay.connect(self._dims_changed)
         self.viewer.layers.events.inserted.connect(self._layers_changed)
@@ -569,11 +581,15 @@ class SegmentWidget(QWidget):
         self.last_error = None
         self.progress.setVisible(True)
         self.progress.setFormat(desc)
+        for b in self._job_buttons:
+            b.setEnabled(False)
 
         def finished():
             self._worker = None
             if self.alive():
                 self.progress.setVisible(False)
+                for b in self._job_buttons:
+                    b.setEnabled(True)
 
         def returned(result):
             if not self.alive():

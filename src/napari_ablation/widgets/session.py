@@ -380,7 +380,9 @@ class CaseSession:
     """Per-viewer binding of layers to the case model (see module docstring)."""
 
     #: what changed: "case", an item of the model ("pre", "tumor", "transform", "qa", ...),
-    #: "analysis", "interval", "saved", "folder"
+    #: "analysis", "interval", "saved", "folder"; "opening" (a case starts or ends opening,
+    #: see :attr:`opening`), "closing" (the viewer closes), "margins_view" (the user asked
+    #: for the margins: a landmark view ends)
     changed = Signal(str)
 
     def __init__(self, viewer):
@@ -391,8 +393,10 @@ class CaseSession:
         self._pending_writes = 0
         self._guards: list = []
         self._loading = False
+        self._closing = False  # the viewer is closing: its layers go, the case stays on disk
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
         self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
+        self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
         self._switch_worker = None
         ref = weakref.ref(self)
         self._autosave_timer = _qtimer(
@@ -480,6 +484,33 @@ class CaseSession:
         self._guards.append(_flush)
 
     # ------------------------------------------------------------------ case
+    @property
+    def opening(self) -> str | None:
+        """What is being opened (one line, e.g. "opening case 'x'"), or None: while a case
+        opens, the open case's figures are not shown and actions on it are refused."""
+        return self._opening[-1] if self._opening else None
+
+    def begin_opening(self, what: str) -> None:
+        """A case starts opening in the background (``what``: one line, e.g. "opening case
+        'x'"): widgets clear the open case's figures and refuse actions
+        (:meth:`refuse_while_opening`) until :meth:`end_opening`."""
+        self._opening.append(what)
+        self.changed.emit("opening")
+
+    def end_opening(self) -> None:
+        """The case opened (or failed to open: the open case stays)."""
+        if self._opening:
+            self._opening.pop()
+        self.changed.emit("opening")
+
+    def refuse_while_opening(self) -> bool:
+        """True (with a one-line notice) when a case is being opened: an action now would
+        run on the case that is being replaced."""
+        if self.opening is None:
+            return False
+        _layers.notify_info(f"{self.opening}…: wait until it is open")
+        return True
+
     def set_case(
         self,
         case: Case,
@@ -539,9 +570,25 @@ class CaseSession:
         for _ in self._show_steps(side_by_side=side_by_side, prepared={"images": images}):
             pass
 
-    def _show_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
+    def _show_steps(self, **kw):
         """:meth:`show_case` as a generator that yields after each piece of napari work (a
-        layer added, the grid, the view), for :func:`_layers.run_in_steps`."""
+        layer added, the grid, the view), for :func:`_layers.run_in_steps`. The canvas is
+        not redrawn until the layers, the grid and the view are in place: a half-built view
+        (the first image alone, zoomed to fill the canvas) flashed before the side-by-side
+        view."""
+        native = None
+        with contextlib.suppress(Exception):  # a headless viewer has no canvas
+            native = self.viewer.window._qt_viewer.canvas.native
+            native.setUpdatesEnabled(False)
+        try:
+            yield from self._case_layer_steps(**kw)
+        finally:
+            if native is not None:
+                with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+                    native.setUpdatesEnabled(True)
+                    native.update()
+
+    def _case_layer_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
         viewer = self.viewer
         m = self.model
         self._remove_derived_layers()
@@ -711,6 +758,44 @@ class CaseSession:
             if bound is layer:
                 del self._bound[role]
         self._on_ndisplay()  # a surface gone: the layers it stood in for are shown again
+        viewer = self.viewer
+        if (
+            not self._closing
+            and not self._loading
+            and viewer is not None
+            and _layers.role_of(layer) in CASE_ROLES
+            and not any(_layers.role_of(ly) in CASE_ROLES for ly in viewer.layers)
+        ):
+            self.close_case()
+
+    def close_case(self) -> None:
+        """The user removed every layer of the case: it is saved (when it has a folder or
+        was edited) and the model is emptied, so no figure, status line or computation
+        follows images that are no longer on screen; the next images opened (File > Open
+        Sample, drag and drop) make a new case. The plugin's layers made from the case go
+        too."""
+        m = self.model
+        if (
+            m.pre is None
+            and m.post is None
+            and not any(m.labels(r) is not None for r in LABEL_ROLES)
+        ):
+            return
+        self.flush()
+        self._user_edited = False
+        self._autosave_timer.stop()
+        self._arrived = []
+        self.model.load_case(Case())
+        if self.viewer is not None:
+            from qtpy.QtCore import QTimer
+
+            # after napari's own removal (this runs inside its layer-removed event)
+            ref = weakref.ref(self)
+            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._remove_derived())
+
+    def _remove_derived(self) -> None:
+        if self.viewer is not None and self.model.pre is None and self.model.post is None:
+            self._remove_derived_layers()
 
     def _adopt(self, layer) -> None:
         """Take a layer with a role into the model: pre/post images that arrive without a
@@ -725,7 +810,11 @@ class CaseSession:
                 QTimer.singleShot(0, self._switch_to_arrived)
             return
         if role in LABEL_ROLES:
-            self.bind_labels(layer)
+            old = self.labels_layer(role)
+            if old is not None and old is not layer and not self._loading:
+                self._rebind_arrived_labels(layer, old, role)
+            else:
+                self.bind_labels(layer)
             return
         if role not in ("pre", "post"):
             return
@@ -752,6 +841,24 @@ class CaseSession:
         for lrole, grid in GRID_OF.items():
             if grid == role and self._bound.get(lrole) is not None:
                 self._share(lrole, self._bound[lrole])
+
+    def _rebind_arrived_labels(self, layer, old, role: str) -> None:
+        """``layer`` (a label file opened through the reader, a duplicated layer) arrives
+        with the ``role`` of the open case's labels: it becomes the case's labels, as
+        :meth:`use_labels_layer` does, and the user is told (the margins and the autosave
+        follow it from now on); one that does not fit the case's grid stays a plain layer."""
+        try:
+            self.use_labels_layer(layer, role)
+        except AblationError as exc:
+            meta = dict(layer.metadata)
+            meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": None}
+            layer.metadata = meta
+            _layers.notify_warning(f"'{layer.name}' is not used as the {role}: {one_line(exc)}")
+            return
+        _layers.notify_warning(
+            f"'{layer.name}' is now the case's {role} (the margins and the autosave follow "
+            f"it); the previous '{old.name}' layer is kept as {role}_previous"
+        )
 
     def _of_another_case(self, layer) -> bool:
         """True for a case layer (File > Open Sample, a case folder dropped on the viewer)
@@ -820,10 +927,12 @@ class CaseSession:
             s = _ref()
             if s is not None:
                 s._switch_worker = None
+                s.end_opening()
 
         self._switch_worker = _layers.start_worker(
             job, on_returned=done, on_finished=finished, desc="opening the case"
         )
+        self.begin_opening(f"opening case '{sample or Path(str(folder)).name}'")
 
     def _post_visibility_changed(self, event=None) -> None:
         post = _layers.find_layer(self.viewer, "post")
@@ -1041,6 +1150,8 @@ class CaseSession:
         """The viewer is closing: no more reruns or autosave timers, pending edits written
         now, and the background work of this viewer joined (so no worker signals into Qt
         objects deleted with the window, nor past the end of the application)."""
+        self._closing = True
+        self.changed.emit("closing")  # widgets cancel their background work (no late messages)
         self.analysis.reset()
         self._autosave_timer.stop()
         self._arrived = []

@@ -42,6 +42,7 @@ from ..core import transform as tfm
 from ..core.case import Case
 from ..core.errors import AblationError, one_line
 from ..core.margin import OCTANTS, analyze_margin
+from ..core.uncertainty import signed_mm_text
 from . import _layers
 from .session import CaseSession, default_cases_root
 
@@ -582,7 +583,7 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
         iv = t.get("mtm_interval_mm") or k.get("min_margin_interval_mm")
         true = f"true {t['mtm_mm']:.1f} mm"
         if iv:
-            true += f" (95 %: {iv[0]:+.1f} to {iv[1]:+.1f} mm)"
+            true += f" (95 %: {signed_mm_text(iv[0])} to {signed_mm_text(iv[1])} mm)"
         verdict = (
             f" — {mark(s['mtm_in_interval'])} (inside the interval counts as right)"
             if s.get("mtm_in_interval") is not None
