@@ -38,11 +38,14 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
         tries = [30]  # the retries left
 
         def settle(dock=first_dock):
-            dock.raise_()  # the Load tab in front, once the tabs exist
-            # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks);
-            # again until the window's first layout (late on a busy machine) keeps it
-            win = dock.parentWidget()
-            win.resizeDocks([dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal)
+            try:
+                dock.raise_()  # the Load tab in front, once the tabs exist
+                # the tabbed docks narrow: the images get the room (QMainWindow.resizeDocks);
+                # again until the window's first layout (late on a busy machine) keeps it
+                win = dock.parentWidget()
+                win.resizeDocks([dock], [_dock.DOCK_WIDTH], Qt.Orientation.Horizontal)
+            except RuntimeError:  # the window was closed meanwhile (its docks deleted)
+                return
             tries[0] -= 1
             if tries[0] > 0 and (not win.isVisible() or dock.width() > _dock.DOCK_WIDTH + 10):
                 QTimer.singleShot(100, settle)
