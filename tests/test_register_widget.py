@@ -491,10 +491,14 @@ def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp
     _gui.click(qtbot, marg.run_btn)
     qtbot.waitUntil(lambda: _gui.idle(w.session, marg), timeout=120000)
     assert v.layers.selection.active is lm_post  # the user's active layer stays
-    # the margins over pre (the Margins view: raw post and its ablation labels hidden)
+    # the margins over pre; the raw post space keeps the user's visibility (Compute margins
+    # hides no layer) but lies under pre (the layer-order rule), so it never covers it
     shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
     assert {"pre", "tumor", "margin", "mtm_point", "ablation_registered"} <= shown, shown
-    assert not shown & {"post", "ablation"}, shown
+    order = [_layers.role_of(ly) for ly in v.layers]
+    assert _layers.find_layer(v, "pre").opacity == 1.0
+    for role in shown & {"post", "ablation"}:
+        assert order.index(role) < order.index("pre"), order
     after = {ly.name: ly.visible for ly in v.layers}
     # choosing the tumor afterwards changes nothing; choosing a landmark layer again does
     v.layers.selection.active = _layers.find_layer(v, "tumor")

@@ -176,6 +176,7 @@ def test_pdf_text_has_every_row_once_and_a_footer_per_page(tmp_path, res, unc, k
             ["pdftotext", "-layout", "-f", str(k), "-l", str(k), str(path), "-"],
             capture_output=True,
             text=True,
+            encoding="utf-8",  # whatever the locale (CI's may be ASCII)
         )
         if out.returncode:
             break

@@ -922,10 +922,24 @@ class MarginWidget(QWidget):
             return
         if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
             return
-        with _layers.keep_selection(self.viewer):
-            self._update_surfaces(self._shown.result)
+        # one surface layer per event-loop iteration, after napari's own switch has drawn:
+        # napari's work for each new layer is a separate piece of GUI-thread work
+        _layers.run_in_steps(self._surface_steps(self._shown.result), owner=self)
 
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
+        for _ in self._surface_steps(res):
+            pass
+
+    def _surface_steps(self, res: core_margin.MarginResult):
+        """:meth:`_update_surfaces` as a generator yielding between its two layers (each
+        piece keeps the user's selection)."""
+        with _layers.keep_selection(self.viewer):
+            self._update_tumor_surface(res)
+        yield
+        with _layers.keep_selection(self.viewer):
+            self._update_ablation_surface(res)
+
+    def _update_tumor_surface(self, res: core_margin.MarginResult) -> None:
         cmap, limits = margin_surface_colormap(res.threshold_mm)
         ts = res.tumor_surface
         data = (
@@ -949,6 +963,8 @@ class MarginWidget(QWidget):
             layer.data = data
             layer.colormap = cmap
             layer.contrast_limits = limits
+
+    def _update_ablation_surface(self, res: core_margin.MarginResult) -> None:
         a = res.ablation_surface
         adata = (geometry.lps_to_world(a.verts), a.faces, np.zeros(len(a.verts), np.float32))
         al = _layers.find_layer(self.viewer, ROLE_ABLATION_SURFACE)
