@@ -439,7 +439,7 @@ def kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rigid_jacobian(point, center) -> np.ndarray:
-    """Derivative of a small rigid motion of a point by its six parameters.
+    """Compute the derivative of a small rigid motion of a point by its six parameters.
 
     Parameters
     ----------
@@ -543,8 +543,11 @@ class LandmarkFit:
 
     @property
     def residual_sd(self) -> float:
-        """Localisation error per axis estimated from the residuals (mm), corrected for the
-        fit's degrees of freedom: ``sqrt(sum |r_i|^2 / (3N - 6))``; NaN for 3 pairs or fewer."""
+        """Localisation error per axis estimated from the residuals (mm).
+
+        Corrected for the fit's degrees of freedom: ``sqrt(sum |r_i|^2 / (3N - 6))``; NaN
+        for 3 pairs or fewer.
+        """
         ss = float(sum(v * v for v in self.residuals.values()))
         return math.sqrt(ss / self.dof) if self.dof > 0 else float("nan")
 
@@ -571,8 +574,10 @@ class LandmarkFit:
 
     @property
     def fle_estimate(self) -> float:
-        """Estimated fiducial localisation error (3D RMS, mm): ``sqrt(trace S)``; without
-        the grids, ``rms_fre * sqrt(N / (N - 2))``."""
+        """Estimated fiducial localisation error (3D RMS, mm).
+
+        ``sqrt(trace S)``; without the grids, ``rms_fre * sqrt(N / (N - 2))``.
+        """
         return float(math.sqrt(np.trace(self.localisation_covariance())))
 
     def parameter_covariance(self, center, sigma: float | None = None) -> np.ndarray:

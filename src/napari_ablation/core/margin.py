@@ -751,8 +751,10 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
 def _curvature_at(
     f: np.ndarray, sp: np.ndarray, verts_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Curvature sum ``k1 + k2`` (1/mm) of the level sets of ``f`` and their inward unit normal,
-    trilinearly interpolated at marching-cubes vertices ``verts_idx`` (sample indices)."""
+    """Curvature sum ``k1 + k2`` (1/mm) of the level sets of ``f`` and their inward normal.
+
+    Trilinearly interpolated at marching-cubes vertices ``verts_idx`` (sample indices).
+    """
     # np.gradient of f, its unit normal and the normal's divergence, evaluated only at the
     # corners of the vertices' cells that carry weight (and the neighbours their differences
     # need): the same numbers as on the whole crop, for a narrow band of it. A marching-cubes

@@ -536,8 +536,11 @@ def _line_h(pt: float, spacing: float = 1.3) -> float:
 
 
 class _Pages:
-    """The report's pages and a cursor: blocks are drawn, measured and moved to a new page
-    when they do not fit above the footer (nothing overlaps, nothing runs off a page)."""
+    """The report's pages and a cursor.
+
+    Blocks are drawn, measured and moved to a new page when they do not fit above the
+    footer (nothing overlaps, nothing runs off a page).
+    """
 
     def __init__(self):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -566,9 +569,12 @@ class _Pages:
         return min(b.y0 for b in boxes) / h, max(b.y1 for b in boxes) / h
 
     def place(self, draw) -> None:
-        """Draw a block whose top is at the cursor (``draw(fig, y_top)``), measure what it
-        added (axes with their labels and titles, texts), move it down so its top is at the
-        cursor, and onto a new page when its bottom falls below the footer line."""
+        """Draw a block whose top is at the cursor (``draw(fig, y_top)``).
+
+        Measure what it added (axes with their labels and titles, texts), move it down so
+        its top is at the cursor, and onto a new page when its bottom falls below the
+        footer line.
+        """
         for attempt in (0, 1):
             fig = self.fig
             axes0, texts0 = list(fig.axes), list(fig.texts)
@@ -645,10 +651,12 @@ def _text_lines(pages: _Pages, lines: list[str], pt: float = _TEXT_PT) -> None:
 
 
 def _table(pages: _Pages, rows: list[tuple[str, str, str]]) -> None:
-    """Draw the (label, value, unit) rows in two side-by-side halves (in a slightly smaller
-    font if that makes them fit the width, else in one column), one text per cell placed by
-    the measured column widths (no reliance on a monospace font), continuing on the next
-    page when the rows do not fit above the footer."""
+    """Draw the (label, value, unit) rows in two side-by-side halves.
+
+    In a slightly smaller font if that makes them fit the width, else in one column; one
+    text per cell placed by the measured column widths (no reliance on a monospace font),
+    continuing on the next page when the rows do not fit above the footer.
+    """
     gaps, between = (0.015, 0.006), 0.03  # label-value, value-unit, between halves
 
     def widths(half, pt) -> list[float]:  # label, value and unit widths at pt points
@@ -659,7 +667,7 @@ def _table(pages: _Pages, rows: list[tuple[str, str, str]]) -> None:
         return out
 
     def layout(chunk, n_cols):
-        """The font size and each half's column widths, or None if the halves do not fit."""
+        """Return the font size and each half's column widths (None if they do not fit)."""
         per = -(-len(chunk) // n_cols)
         halves = [chunk[i : i + per] for i in range(0, len(chunk), per)]
         room = _RIGHT - _LEFT - between * (len(halves) - 1)
@@ -1019,8 +1027,6 @@ def write_csv(path, res, uncertainty=None) -> Path:
     uncertainty : MarginUncertainty, optional
         The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
         default none.
-    transform : SimpleITK.Transform or None
-        The pre -> post transform the margins were computed with (None: identity).
 
     Returns
     -------
