@@ -43,6 +43,8 @@ def _colour_counts(shot):
 
 
 def _settle(qtbot, ms=200):
+    # the layers a switch adds come one per event-loop iteration (_layers.run_in_steps)
+    qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=30000)
     qtbot.wait(ms)
 
 

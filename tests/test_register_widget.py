@@ -479,6 +479,8 @@ def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp
         _gui.click(qtbot, v.window._qt_viewer.viewerButtons.gridViewButton)
     _gui.click(qtbot, w.landmarks.add_btn)
     qtbot.waitUntil(lambda: _layers.find_layer(v, "landmarks_post") is not None, timeout=20000)
+    # the landmark layers' chain (one layer per event-loop iteration) has ended
+    qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=20000)
     qtbot.wait(100)
     lm_post = _layers.find_layer(v, "landmarks_post")
     v.layers.selection.active = lm_post  # the user picks "landmarks post" in the layer list

@@ -394,6 +394,11 @@ class _StepQueue:
         cls._chains.append((it, on_done, owner, gen))
 
 
+def steps_pending() -> bool:
+    """True while a chain of :func:`run_in_steps` still has steps to run."""
+    return bool(_StepQueue._chains)
+
+
 def _step_tick() -> None:
     _StepQueue._tick()
 
