@@ -83,8 +83,8 @@ def _add_margin_parser(sub) -> None:
     )
     p.add_argument("--json", dest="json_out", help="write the figures as JSON (.json)")
     p.add_argument("--csv", dest="csv_out", help="write the figures as CSV (.csv)")
-    p.add_argument("--html", dest="html_out", help="write a one-page HTML report (.html)")
-    p.add_argument("--pdf", dest="pdf_out", help="write the one-page report as PDF (.pdf)")
+    p.add_argument("--html", dest="html_out", help="write the HTML report (.html)")
+    p.add_argument("--pdf", dest="pdf_out", help="write the report as PDF (.pdf; pages as needed)")
     p.add_argument(
         "--margin-labels",
         dest="margin_labels_out",

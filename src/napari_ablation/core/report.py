@@ -356,7 +356,7 @@ def html_report(
     transform_note: str | None = None,
     uncertainty=None,
 ) -> str:
-    """Render the one-page report as a self-contained HTML string (figures embedded).
+    """Render the report as a self-contained HTML string (figures embedded).
 
     Parameters
     ----------
