@@ -908,16 +908,21 @@ class MeshDistance:
         self.abab = np.einsum("ij,ij->i", self.ab, self.ab)
         self.acac = np.einsum("ij,ij->i", self.ac, self.ac)
         self.abac = np.einsum("ij,ij->i", self.ab, self.ac)
+        # the same numbers packed per triangle, so that a candidate list is one gather
+        self._tri = np.concatenate([self.a, self.ab, self.ac], axis=1)  # (m, 9)
+        self._dots = np.stack([self.abab, self.acac, self.abac], axis=1)  # (m, 3)
 
     def _closest_among(self, p: np.ndarray, guess: np.ndarray, k: int | None = None):
         k = int(min(k or self.k, self.k))
         _d, idx = self.tree.query(guess, k=k)
         idx = idx.reshape(len(p), k)
-        ap = p[:, None, :] - self.a[idx]  # (n, k, 3)
-        ab, ac = self.ab[idx], self.ac[idx]
+        tri = self._tri[idx]  # (n, k, 9): a, ab, ac of each candidate
+        ap = p[:, None, :] - tri[..., 0:3]  # (n, k, 3)
+        ab, ac = tri[..., 3:6], tri[..., 6:9]
         d1 = np.einsum("ijk,ijk->ij", ab, ap)
         d2 = np.einsum("ijk,ijk->ij", ac, ap)
-        abab, acac, abac = self.abab[idx], self.acac[idx], self.abac[idx]
+        dots = self._dots[idx]
+        abab, acac, abac = dots[..., 0], dots[..., 1], dots[..., 2]
         v, w = _closest_params(d1, d2, abab, acac, abac)
         # squared distance |ap - v ab - w ac|^2 from the dot products (no closest points yet)
         dd = (
