@@ -271,3 +271,52 @@ def test_guide_distance_in_one_pass_equals_two_transforms(spacing):
     d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
     d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
     np.testing.assert_array_equal(guide.sd, np.where(inside, d_in - half, half - d_out))
+
+
+def _slice_sdf_arrays(sl, aniso, sig, band_mm):
+    """_slice_sdf with its segment distances as (n, k, 2) arrays (the computation replaced)."""
+    from scipy.spatial import cKDTree
+    from skimage.measure import find_contours
+
+    soft = ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
+    contours = [c for c in find_contours(soft, 0.5) if len(c) >= 2]
+    sy, sx = aniso
+    a = np.concatenate([c[:-1] for c in contours]) * (sy, sx)
+    b = np.concatenate([c[1:] for c in contours]) * (sy, sx)
+    perimeter = float(np.linalg.norm(b - a, axis=1).sum())
+    area = abs(0.5 * float(np.sum(a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1])))
+    offset = float(
+        np.clip(
+            (np.count_nonzero(sl) * sy * sx - area) / perimeter,
+            -0.5 * min(sy, sx),
+            0.5 * min(sy, sx),
+        )
+    )
+    inside = soft >= 0.5
+    d_in = ndimage.distance_transform_edt(inside, sampling=(sy, sx))
+    d_out = ndimage.distance_transform_edt(~inside, sampling=(sy, sx))
+    half = 0.25 * (sy + sx)
+    approx = np.where(inside, d_in - half, -(d_out - half))
+    out = approx.astype(np.float32)
+    band = np.abs(approx) <= band_mm
+    p = np.argwhere(band) * (sy, sx)
+    _d, idx = cKDTree(0.5 * (a + b)).query(p, k=6)
+    pa, ab = p[:, None, :] - a[idx], b[idx] - a[idx]
+    t = np.clip((pa * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0, 1)
+    d = np.sqrt(((pa - ab * t[..., None]) ** 2).sum(-1)).min(axis=1)
+    out[band] = np.where(inside[band], d, -d)
+    return out + np.float32(offset)
+
+
+@pytest.mark.parametrize("aniso", [(1.2, 1.2), (0.7, 0.9)])
+def test_slice_distances_by_components_equal_the_array_form(aniso):
+    # two blobs of random outline, one with a hole: several contours per slice
+    yy, xx = np.mgrid[0:48, 0:56].astype(float)
+    rng = np.random.default_rng(5)
+    th = np.arctan2(yy - 20, xx - 22)
+    r = 11 + 2.5 * np.sin(3 * th + rng.uniform(0, 6)) + np.cos(5 * th)
+    sl = np.hypot(yy - 20, xx - 22) <= r
+    sl &= np.hypot(yy - 19, xx - 24) > 3.5
+    sl |= np.hypot((yy - 38) / 0.6, xx - 44) <= 6
+    got = M._slice_sdf(sl.astype(np.uint8), aniso, 0.8, band_mm=4.0)
+    np.testing.assert_array_equal(got, _slice_sdf_arrays(sl.astype(np.uint8), aniso, 0.8, 4.0))

@@ -541,9 +541,18 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     k = int(min(6, len(a)))
     _d, idx = tree.query(p, k=k)
     idx = idx.reshape(len(p), k)
-    pa, ab = p[:, None, :] - a[idx], b[idx] - a[idx]
-    t = np.clip((pa * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0, 1)
-    d = np.sqrt(((pa - ab * t[..., None]) ** 2).sum(-1)).min(axis=1)
+    # distance to each candidate segment, by components (per segment: its start, direction
+    # and squared length, gathered once): the same numbers as (n, k, 2) arrays summed over
+    # their last axis, without the temporaries
+    e = b - a
+    ee = np.maximum(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1], 1e-12)
+    pay = p[:, 0:1] - a[idx, 0]
+    pax = p[:, 1:2] - a[idx, 1]
+    ey, ex = e[idx, 0], e[idx, 1]
+    t = np.clip((pay * ey + pax * ex) / ee[idx], 0, 1)
+    ry = pay - ey * t
+    rx = pax - ex * t
+    d = np.sqrt(ry * ry + rx * rx).min(axis=1)
     out[band] = np.where(inside[band], d, -d)
     return out + np.float32(offset)
 
