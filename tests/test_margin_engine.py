@@ -320,3 +320,26 @@ def test_slice_distances_by_components_equal_the_array_form(aniso):
     sl |= np.hypot((yy - 38) / 0.6, xx - 44) <= 6
     got = M._slice_sdf(sl.astype(np.uint8), aniso, 0.8, band_mm=4.0)
     np.testing.assert_array_equal(got, _slice_sdf_arrays(sl.astype(np.uint8), aniso, 0.8, 4.0))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.7, 0.7, 1.0)])
+def test_diameter_surface_correction_from_the_margin_surface(spacing):
+    # the diameter's lighter-blurred surface takes its blur correction from the margin's
+    # surface (its curvature per unit variance, scaled): the same vertices, to a hundredth of
+    # a millimetre, as its own curvature fields give, and the same diameter
+    img = M.sphere_image([40, 40, 36], spacing, [-13.1, -12.7, -15.2], [0.3, -0.4, 0.2], 9.0)
+    src, grid = M._MaskSource(img, "tumor", None), M._Grid(img)
+    _f, msurf = M._field_and_surface(src, src.box, grid, M.DEFAULT_SMOOTH_VOX, "tumor", [])
+    assert msurf.shift_per_variance is not None
+    _f, own = M._field_and_surface(src, src.box, grid, M.DIAMETER_SMOOTH_VOX, "tumor", [])
+    _f, reused = M._field_and_surface(
+        src, src.box, grid, M.DIAMETER_SMOOTH_VOX, "tumor", [], shift_from=msurf
+    )
+    np.testing.assert_array_equal(reused.faces, own.faces)
+    assert np.abs(reused.verts - own.verts).max() <= 0.01
+    # the correction is there (the uncorrected surface lies about sigma^2 / R inside)
+    assert np.linalg.norm(reused.verts - [0.3, -0.4, 0.2], axis=1).mean() == pytest.approx(
+        np.linalg.norm(own.verts - [0.3, -0.4, 0.2], axis=1).mean(), abs=1e-3
+    )
+    d_own = M._max_diameter(own.verts)
+    assert M._max_diameter(reused.verts) == pytest.approx(d_own, abs=0.01)
