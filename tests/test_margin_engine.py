@@ -343,3 +343,31 @@ def test_diameter_surface_correction_from_the_margin_surface(spacing):
     )
     d_own = M._max_diameter(own.verts)
     assert M._max_diameter(reused.verts) == pytest.approx(d_own, abs=0.01)
+
+
+def test_outside_test_uses_the_mesh_normals():
+    # MeshDistance.outside forms its face and vertex normals from the stored edges: the same
+    # numbers as the mesh's own vertex normals and cross products
+    _fld, mesh = _sphere_mesh()
+    md = M.MeshDistance(mesh)
+    rng = np.random.default_rng(4)
+    pts = rng.normal(size=(400, 3)) * 6.0
+    _d, q, f = md.query_faces(pts)
+    got = md.outside(pts, q, f)
+    vn = mesh.vertex_normals()
+    np.testing.assert_array_equal(md._vn, vn)
+    a, b, c = (mesh.verts[mesh.faces[f, i]] for i in range(3))
+    n = np.cross(b - a, c - a)
+    area2 = np.einsum("ij,ij->i", n, n) + 1e-30
+    wa = np.einsum("ij,ij->i", np.cross(c - b, q - b), n) / area2
+    wb = np.einsum("ij,ij->i", np.cross(a - c, q - c), n) / area2
+    fv = mesh.faces[f]
+    nrm = (
+        wa[:, None] * vn[fv[:, 0]]
+        + wb[:, None] * vn[fv[:, 1]]
+        + (1 - wa - wb)[:, None] * vn[fv[:, 2]]
+    )
+    np.testing.assert_array_equal(got, np.einsum("ij,ij->i", pts - q, nrm) > 0)
+    # and it is right: outside the sphere of radius 8 (the mask's surface lies near 8.4)
+    r = np.linalg.norm(pts - [0.2, -0.1, 0.3], axis=1)
+    assert np.all(got[r > 9.0]) and not np.any(got[r < 7.5])

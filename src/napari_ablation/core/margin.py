@@ -666,17 +666,7 @@ class Mesh:
             ``(n, 3)`` outward unit normals (LPS).
         """
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
-        fn = np.cross(b - a, c - a)  # area-weighted
-        idx = self.faces.ravel()
-        out = np.stack(
-            [
-                np.bincount(idx, np.repeat(fn[:, ax], 3), minlength=len(self.verts))
-                for ax in range(3)
-            ],
-            1,
-        )
-        n = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.where(n > 0, n, 1.0)
+        return _vertex_normals(self.faces, np.cross(b - a, c - a), len(self.verts))
 
     def transformed(self, A: np.ndarray, b: np.ndarray) -> Mesh:
         """Return the mesh with every vertex mapped to ``A @ v + b``.
@@ -699,6 +689,16 @@ class Mesh:
 def _blur_variance_mm2(fld: _Field) -> float:
     """Mean variance (mm^2) of the field's anti-aliasing blur over the axes (as _blur_shift)."""
     return float(np.mean((np.asarray(fld.blur) * fld.sample_spacing_mm()) ** 2))
+
+
+def _vertex_normals(faces: np.ndarray, fn: np.ndarray, n_verts: int) -> np.ndarray:
+    """Unit vertex normals from the area-weighted face normals ``fn`` (m, 3)."""
+    idx = faces.ravel()
+    out = np.stack(
+        [np.bincount(idx, np.repeat(fn[:, ax], 3), minlength=n_verts) for ax in range(3)], 1
+    )
+    n = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(n > 0, n, 1.0)
 
 
 def _surface(fld: _Field, shift_from: Mesh | None = None) -> Mesh:
@@ -1094,10 +1094,12 @@ class MeshDistance:
             ``(n,)`` booleans, True outside.
         """
         if not hasattr(self, "_vn"):
-            self._vn = self.mesh.vertex_normals()
+            # face normals from the stored edges (the same numbers as Mesh.vertex_normals's)
+            self._fn = np.cross(self.ab, self.ac)
+            self._vn = _vertex_normals(self.mesh.faces, self._fn, len(self.mesh.verts))
         f = self.mesh.faces[face]
         a, b, c = self.a[face], self.b[face], self.c[face]
-        n = np.cross(b - a, c - a)
+        n = self._fn[face]
         area2 = np.einsum("ij,ij->i", n, n) + 1e-30
         wa = np.einsum("ij,ij->i", np.cross(c - b, closest - b), n) / area2
         wb = np.einsum("ij,ij->i", np.cross(a - c, closest - c), n) / area2
@@ -1134,7 +1136,10 @@ class _Guide:
         d = edt.edt(
             inside.view(np.uint8) + np.uint8(1), anisotropy=an, black_border=False, parallel=1
         )
-        self.sd = np.where(inside, d - half, half - d).astype(np.float32)
+        # d - half inside, half - d outside (= -(d - half) exactly), formed in place
+        sd = np.subtract(d, np.float32(half), dtype=np.float32)
+        np.negative(sd, out=sd, where=~inside)
+        self.sd = sd
         self.fld = fld
         self.Jinv_T = np.linalg.inv(J).T
 
