@@ -814,7 +814,8 @@ def _curvature_at(
         sel = np.flatnonzero(w != 0)
         corner_sel.append(sel)
         corner_w.append(w[sel])
-        corner_lin.append(np.clip(i0[sel] + bits, 0, shape - 1) @ strides)
+        c = np.clip(i0[sel] + bits, 0, shape - 1)
+        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
     mark = np.zeros(f.size, dtype=bool)  # sorted unique indices by marking (no sort)
     for lin in corner_lin:
         mark[lin] = True
@@ -849,14 +850,14 @@ def _curvature_at(
     # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest"),
     # the corners in the same order as a sum over all eight
     kappa = np.zeros(len(i0))
-    n_in = np.zeros((len(i0), 3))
+    n_axes = [np.zeros(len(i0)) for _ in range(3)]  # per axis: contiguous updates
     for sel, lin, w in zip(corner_sel, corner_lin, corner_w):
         j = lut[lin]
         kappa[sel] -= w * div[j]  # k1 + k2
         for ax in range(3):
-            n_in[sel, ax] += w * unit[ax][j]
+            n_axes[ax][sel] += w * unit[ax][j]
     kappa = kappa.astype(np.float32)
-    n_in = n_in.astype(np.float32)
+    n_in = np.stack(n_axes, 1).astype(np.float32)
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
     return kappa, n_in
 
