@@ -1947,13 +1947,15 @@ def analyze_margin(
         certain and the approximate value is returned), and no closest points are returned.
         """
         q = _affine(pts_pre, A, b)  # to post space, where the ablation surface and field live
-        inside = afield.inside(q)
         idx = guide.sample_index(q)
         d_apx = guide.distance(idx)
-        m = np.where(inside, np.abs(d_apx), -np.abs(d_apx))
         if levels is None:
+            # every point gets its exact margin below: no approximate one (nor inside test)
+            m = np.empty(len(q))
             need = slice(None)
         else:
+            inside = afield.inside(q)
+            m = np.where(inside, np.abs(d_apx), -np.abs(d_apx))
             near = np.zeros(len(q), dtype=bool)
             for lev in levels:
                 near |= np.abs(m - lev) <= guide.tol
