@@ -371,3 +371,23 @@ def test_outside_test_uses_the_mesh_normals():
     # and it is right: outside the sphere of radius 8 (the mask's surface lies near 8.4)
     r = np.linalg.norm(pts - [0.2, -0.1, 0.3], axis=1)
     assert np.all(got[r > 9.0]) and not np.any(got[r < 7.5])
+
+
+def test_closest_triangle_search_does_not_depend_on_the_batch_size():
+    # points are searched in cache-sized batches (QUERY_CHUNK, WIDE_CHUNK): the same numbers
+    # as one batch of all of them
+    _fld, mesh = _sphere_mesh()
+    md = M.MeshDistance(mesh)
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(3000, 3)) * 5.0
+    one = md.query_faces(pts, chunk=len(pts))
+    for got, ref in zip(md.query_faces(pts, chunk=700), one):
+        np.testing.assert_array_equal(got, ref)
+    d, q, f = (a.copy() for a in one)
+    rows = np.arange(0, 3000, 2)
+    md.widen(pts[rows], d, q, f, rows)
+    d1, q1, f1 = (a.copy() for a in one)
+    for s in range(0, len(rows), 100):  # widen in smaller batches by hand
+        md.widen(pts[rows[s : s + 100]], d1, q1, f1, rows[s : s + 100])
+    np.testing.assert_array_equal(d, d1)
+    np.testing.assert_array_equal(f, f1)

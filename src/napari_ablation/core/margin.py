@@ -918,6 +918,11 @@ REFINE_MAX_STEPS = 6
 #: WIDE_K triangles around their closest point (see analyze_margin)
 MIN_POLISH_BAND_MM = 0.5
 WIDE_K = 64
+#: points per batch of the closest-triangle search: the gathered candidate arrays of a batch
+#: (4096 x 8 x 9 doubles, 2.4 MB) stay in cache; 20 000 was 10 % slower, the same numbers
+QUERY_CHUNK = 4096
+#: the same for the WIDE_K search (512 x 64 x 9 doubles); 2000 was 30 % slower
+WIDE_CHUNK = 512
 
 
 class MeshDistance:
@@ -997,15 +1002,15 @@ class MeshDistance:
         """
         if not len(rows):
             return
-        for s in range(0, len(rows), 2000):
-            r = rows[s : s + 2000]
-            d2, q2, f2 = self._closest_among(p[s : s + 2000], q[r], WIDE_K)
+        for s in range(0, len(rows), WIDE_CHUNK):
+            r = rows[s : s + WIDE_CHUNK]
+            d2, q2, f2 = self._closest_among(p[s : s + WIDE_CHUNK], q[r], WIDE_K)
             better = d2 < d[r]
             rb = r[better]
             d[rb], q[rb], f[rb] = d2[better], q2[better], f2[better]
 
     def query(
-        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000
+        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = QUERY_CHUNK
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return the distance and the closest surface point of each point.
 
@@ -1028,7 +1033,9 @@ class MeshDistance:
         d, q, _f = self.query_faces(pts, guess, chunk)
         return d, q
 
-    def query_faces(self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = 20000):
+    def query_faces(
+        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = QUERY_CHUNK
+    ):
         """Return the distance, closest surface point and closest triangle of each point.
 
         Parameters
