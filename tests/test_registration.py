@@ -109,6 +109,38 @@ def test_automatic_registration_recovers_a_known_transform(phantom):
     assert seen[0] == 0.0 and seen[-1] == 1.0 and len(seen) > 10
 
 
+def test_ct_window_clips_hounsfield_images_only():
+    rng = np.random.default_rng(0)
+    ct = rng.normal(60.0, 40.0, (10, 12, 14)).astype(np.float32)  # soft tissue
+    ct[0] = -1000.0  # air
+    ct[1, :3] = 1500.0  # bone
+    lo, hi = reg.CT_WINDOW_HU
+
+    def windowed(a):
+        img = geometry.image_from_array(a, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+        return sitk.GetArrayFromImage(reg._windowed(img, reg.CT_WINDOW_HU))
+
+    out = windowed(ct)
+    assert out.min() == lo and out.max() == hi
+    inside = (ct >= lo) & (ct <= hi)
+    assert np.array_equal(out[inside], ct[inside])
+    mri = np.abs(ct)  # no negative values: not CT
+    assert np.array_equal(windowed(mri), mri)
+    shifted = mri - 2000.0  # negative, but not Hounsfield soft tissue
+    assert np.array_equal(windowed(shifted), shifted)
+
+
+def test_a_level_whose_metric_stops_improving_ends_at_its_best_position(phantom):
+    pre, post, tumor, ice = phantom
+    pts = reg.ball_points(TUMOR_C, 30.0)
+    res = reg.register_rigid(pre, post, tumor_mask=tumor, moving_exclude=ice, stall_iterations=2)
+    assert res.stop_reason == "no better metric in 2 iterations"
+    assert res.improved and res.metric_after < res.metric_before
+    assert reg.target_error(res.transform, TRUE, pts)[1] < 1.0
+    never = reg.register_rigid(pre, post, tumor_mask=tumor, moving_exclude=ice, stall_iterations=0)
+    assert "no better metric" not in never.stop_reason
+
+
 def test_registration_from_a_user_box_and_an_initial_transform(phantom):
     pre, post, _tumor, ice = phantom
     start = euler((2.0, -1.0, 3.0), (3.0, -2.0, 2.0))  # e.g. from landmarks

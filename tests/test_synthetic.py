@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from napari_ablation.core import margin, synthetic
 from napari_ablation.core import transform as tfm
@@ -131,6 +132,51 @@ def test_thick_ct_slices_stay_within_the_engines_resolution_limit():
         tol = min(1.5, res.min_margin_uncertainty_mm)
         errors.append(_check_agreement(res, truth, tol))
     assert np.mean(np.abs(errors)) <= 0.5, errors
+
+
+# ----------------------------------------------------------------------------- slice profile
+
+
+@pytest.mark.parametrize(("slice_mm", "k"), [(5.0, 5), (3.0, 3), (2.5, 3), (1.0, 1), (0.5, 1)])
+def test_slab_sub_slices_are_odd_at_most_a_mm_apart_and_centred(slice_mm, k):
+    assert synthetic._slab_subslices(slice_mm) == k
+    grid = synthetic.Grid((4, 3, 6), (0.8, 0.8, slice_mm), (1.0, -2.0, 10.3))
+    fine = synthetic._slab_grid(grid, k)
+    assert fine.spacing[2] == pytest.approx(slice_mm / k)
+    assert fine.spacing[2] <= synthetic.SLAB_SUBSLICE_MM + 1e-9
+    z = fine.origin[2] + fine.spacing[2] * np.arange(fine.size[2])
+    z0 = grid.origin[2] + slice_mm * np.arange(grid.size[2])
+    # the middle sub-slice of each slab is the slice centre; the slab spans the slice
+    assert np.allclose(z[k // 2 :: k], z0)
+    slabs = z.reshape(-1, k)
+    assert np.allclose(slabs.mean(axis=1), z0)
+    assert np.allclose(slabs.max(axis=1) - slabs.min(axis=1), slice_mm * (k - 1) / k)
+    # a linear ramp along z averages to its value at the slice centre
+    ramp = np.broadcast_to(z[:, None, None], fine.shape).astype(np.float32)
+    assert np.allclose(synthetic._slab_mean(ramp, k)[:, 0, 0], z0, atol=1e-4)
+
+
+def test_slice_profile_keeps_labels_and_truths_and_smooths_across_slices():
+    """Only the images change: the same labels and truths; a 5 mm slice is the mean over
+    its thickness, so neighbouring slices differ less than thin sections 5 mm apart."""
+    kw = {"modality": "ct", "small": True, "slice_mm": 5.0}
+    thin, truth = synthetic.synthetic_case(3, **kw)
+    slab, truth_s = synthetic.synthetic_case(3, slice_profile=True, **kw)
+    assert truth_s == truth
+    for name in ("tumor", "ablation"):
+        a, b = (sitk.GetArrayFromImage(getattr(c, name)) for c in (thin, slab))
+        assert np.array_equal(a, b)
+    for name in ("pre", "post"):
+        a, b = (sitk.GetArrayFromImage(getattr(c, name)).astype(float) for c in (thin, slab))
+        assert getattr(slab, name).GetSpacing() == getattr(thin, name).GetSpacing()
+        assert not np.array_equal(a, b)
+        # slice-to-slice change of the anatomy (in-plane means average the noise out)
+        step = [
+            np.mean(np.abs(np.diff(ndimage.uniform_filter(x, (1, 9, 9)), axis=0))) for x in (a, b)
+        ]
+        assert step[1] < 0.95 * step[0], step
+        # the same anatomy: slab and thin sections agree closely in-plane
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
 
 
 # ----------------------------------------------------------------------------- what is drawn
