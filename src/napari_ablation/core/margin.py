@@ -304,6 +304,8 @@ POLE_FIT_LAYERS = 6
 #: surface tilt from the axis (deg) up to which a column takes the cap model's height fully,
 #: and beyond which not at all (linear in between)
 POLE_TILT_DEG = (25.0, 40.0)
+#: caps rounder than this (radius of curvature at the pole, mm) are left binary
+POLE_MIN_RADIUS_MM = 6.0
 
 
 def _pole_coverage(solid: np.ndarray, sp_zyx) -> np.ndarray:
@@ -317,11 +319,15 @@ def _pole_coverage(solid: np.ndarray, sp_zyx) -> np.ndarray:
     sections is a quadratic in the height for any ellipsoid (its sections are similar
     ellipses with collinear centres), so a least-squares quadratic over the last
     ``POLE_FIT_LAYERS`` layers (their pixel-count noise averages out) gives the height of
-    the surface above every column of the last ``POLE_RINGS`` terraces. That column's top
-    voxel and the one above it then hold the fraction of each below that height, clipped
-    to what the mask says (the top voxel's centre inside, the next one's outside); the
-    blur's 0.5 level follows it. A cap that is not convex, not fitted well by the
-    quadratic, or whose modelled pole lies beyond the next layer, is left binary.
+    the surface above every column of those layers. A column's top voxel and the one above
+    it then hold the fraction of each below that height, clipped to what the mask says (the
+    top voxel's centre inside, the next one's outside): fully where the modelled surface is
+    tilted less than ``POLE_TILT_DEG[0]`` from the layers' plane, not at all beyond
+    ``POLE_TILT_DEG[1]`` (where another axis's columns take over); the blur's 0.5 level
+    follows it. Only the surface: volumes stay voxel counts (over random 6-9 mm balls the
+    coverage's sum scatters as much as the count, 0.40 against 0.39 %). A cap that is not
+    convex, not fitted well by the quadratic, or whose modelled pole lies beyond the next
+    layer, is left binary.
     """
     cov = solid.astype(np.float32)
     sp = np.asarray(sp_zyx, dtype=float)
@@ -339,17 +345,25 @@ def _cap_coverage(s: np.ndarray, c: np.ndarray, h: float, aniso) -> None:
     """Sub-voxel coverage (in place, into ``c``) of the cap of ``s`` at its last layer along axis 0.
 
     See :func:`_pole_coverage`; ``h`` the layer spacing, ``aniso`` the in-plane spacings (mm).
+    Reads only the last ``POLE_FIT_LAYERS`` filled layers.
     """
-    n = s.reshape(len(s), -1).sum(axis=1)
-    filled = np.flatnonzero(n)
-    if len(filled) < 3:
+    top = len(s) - 1
+    while top >= 0 and not s[top].any():
+        top -= 1
+    if top < 2 or top + 1 >= len(s):
         return
-    top = int(filled[-1])
-    lay = np.arange(max(top - POLE_FIT_LAYERS + 1, int(filled[0])), top + 1)
-    if len(lay) < 3 or not np.all(n[lay]) or top + 1 >= len(s):
+    lo = max(top - POLE_FIT_LAYERS + 1, 0)
+    slab = s[lo : top + 1]
+    n = np.count_nonzero(slab.reshape(len(slab), -1), axis=1)
+    gap = np.flatnonzero(n == 0)
+    if len(gap):  # a thin object: the layers above its last gap
+        lo += int(gap[-1]) + 1
+        slab, n = s[lo : top + 1], n[int(gap[-1]) + 1 :]
+    lay = np.arange(lo, top + 1)
+    if len(lay) < 3:
         return
     px = aniso[0] * aniso[1]
-    q = n[lay] * px / math.pi
+    q = n * px / math.pi
     z = (lay - top) * h
     g, b, a0 = np.polyfit(z, q, 2)
     if g >= 0:
@@ -358,6 +372,9 @@ def _cap_coverage(s: np.ndarray, c: np.ndarray, h: float, aniso) -> None:
     if disc_top <= 0:
         return
     pole = (-b - math.sqrt(disc_top)) / (2 * g)
+    # the sections' radius of curvature at the pole (q = 2 R s for a sphere)
+    if math.sqrt(disc_top) / 2 < POLE_MIN_RADIUS_MM:
+        return
     if not 0 < pole < 1.5 * h:  # the next layer is empty: the pole lies below it (pixel noise)
         return
     fit = np.polyval((g, b, a0), z)
@@ -366,8 +383,8 @@ def _cap_coverage(s: np.ndarray, c: np.ndarray, h: float, aniso) -> None:
     # the sections' centres (a line) and common shape (a unit-determinant covariance)
     cen = np.empty((len(lay), 2))
     shape = np.zeros((2, 2))
-    for i, k in enumerate(lay):
-        pts = np.argwhere(s[k]) * aniso
+    for i in range(len(lay)):
+        pts = np.argwhere(slab[i]) * aniso
         cen[i] = pts.mean(axis=0)
         if len(pts) > 2:
             cov = np.cov(pts.T) + np.eye(2) * (px / 12.0)
@@ -378,18 +395,18 @@ def _cap_coverage(s: np.ndarray, c: np.ndarray, h: float, aniso) -> None:
     s_inv = np.linalg.inv(shape / math.sqrt(det))
     drift = np.polyfit(z, cen, 1)  # (2, 2): slope and intercept of each coordinate
     # the columns within the fitted layers, each with its top voxel t
-    rev = s[::-1]
-    has = rev.any(axis=0)
-    t = len(s) - 1 - np.argmax(rev, axis=0)
-    ys, xs = np.nonzero(has & (t >= lay[0]))
-    tt = t[ys, xs]
-    zc = (tt - top + 0.5) * h
-    d = np.stack([ys * aniso[0], xs * aniso[1]], 1) - (drift[0] * zc[:, None] + drift[1])
-    r2 = np.einsum("ni,ij,nj->n", d, s_inv, d)
-    disc = b * b - 4 * g * (a0 - r2)
-    ok = disc > 0
-    root = np.sqrt(np.where(ok, disc, 1.0))
-    height = (-b - root) / (2 * g)  # mm above the last layer
+    rev = slab[::-1]
+    ys, xs = np.nonzero(rev.any(axis=0))
+    tt = top - np.argmax(rev[:, ys, xs], axis=0)
+    pix = np.stack([ys * aniso[0], xs * aniso[1]], 1)
+    height = (tt - top + 0.5) * h  # first guess (mm above the last layer), then the model's
+    for _ in range(3):  # the section's centre at the column's own height (a tilted cap drifts)
+        d = pix - (drift[0] * height[:, None] + drift[1])
+        r2 = np.einsum("ni,ij,nj->n", d, s_inv, d)
+        disc = b * b - 4 * g * (a0 - r2)
+        ok = disc > 0
+        root = np.sqrt(np.where(ok, disc, 1.0))
+        height = np.where(ok, (-b - root) / (2 * g), height)
     # the model's surface slope dH/dr = 2 r / q'(H) (q'(H) = root): full weight up to
     # POLE_TILT_DEG[0] from the axis, none beyond POLE_TILT_DEG[1], where the columns of
     # another axis take over (a sharp edge between sub-voxel and binary columns leaves the
@@ -532,7 +549,20 @@ def _partial_volume_mm3(fine: np.ndarray, aniso, dz: float) -> float:
     """
     w = math.sqrt(float(np.prod(aniso)))
     cover = np.clip(0.5 + fine * np.float32(1.0 / w), 0.0, 1.0)
-    return float(cover.sum(dtype=np.float64)) * float(np.prod(aniso)) * dz
+    area = cover.reshape(len(fine), -1).sum(axis=1, dtype=np.float64) * float(np.prod(aniso))
+    # the ramp overstates a section: over a disc of radius rho >= w / 2 it integrates to
+    # pi rho^2 + pi w^2 / 12 (in general (w^2 / 12) times the contour's total turning, 2 pi for
+    # one closed contour), to pi L^3 / (3 w) with L = rho + w / 2 below that: 0.38 mm^2 a
+    # section for 1.2 mm pixels, +0.45 % on a 6.4 mm ball (rho: the section's largest
+    # in-plane distance; one contour per section assumed)
+    rho = fine.reshape(len(fine), -1).max(axis=1).astype(np.float64)
+    small = np.clip(rho + w / 2, 0.0, None)
+    excess = np.where(
+        rho >= w / 2,
+        math.pi * w * w / 12,
+        math.pi * small**3 / (3 * w) - math.pi * np.clip(rho, 0.0, None) ** 2,
+    )
+    return float(np.sum(area - excess)) * dz
 
 
 #: slices on each side of an interval whose section areas fit its curvature (see _sagitta)
@@ -593,6 +623,10 @@ def _sagitta(
     return out
 
 
+#: sections of at most this many pixels are modelled as the disc of their area (see _slice_sdf)
+SMALL_SECTION_PX = 6
+
+
 def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.ndarray:
     """Sub-pixel in-plane signed distance (mm, positive inside) of one binary slice.
 
@@ -601,6 +635,18 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     """
     from skimage.measure import find_contours
 
+    n_px = int(np.count_nonzero(sl))
+    if 0 < n_px <= SMALL_SECTION_PX:
+        # its contour, a few pixel edges (anti-aliased or not), says no more than its area and
+        # centre, and its distances grow like a square's (a 2 x 2-pixel section: perimeter 13 %
+        # longer than its disc's): interpolated towards it, the next section overshot (a
+        # 6.4 mm ball on 3 mm slices 1 % too large). The disc of its area, at its centre.
+        sy_, sx_ = (float(a) for a in aniso)
+        pts = np.argwhere(sl) * (sy_, sx_)
+        cy, cx = pts.mean(axis=0)
+        yy, xx = np.indices(sl.shape, dtype=np.float64)
+        rho = math.sqrt(n_px * sy_ * sx_ / math.pi)
+        return (rho - np.hypot(yy * sy_ - cy, xx * sx_ - cx)).astype(np.float32)
     soft = (
         ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
         if sig > 0
