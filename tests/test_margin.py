@@ -646,18 +646,3 @@ def test_partial_volume_of_sections_is_not_inflated_by_its_ramp(rho):
         vols.append(M._partial_volume_mm3(np.stack([d] * 5), aniso, 1.0))
     exact = 5 * math.pi * rho**2
     assert np.mean(vols) == pytest.approx(exact, abs=0.004 * exact + 0.05)
-
-
-def test_a_section_of_a_few_pixels_grows_like_a_disc():
-    """A 2 x 2-pixel section (the end of a 6.4 mm ball on 1.2 x 1.2 x 3 mm slices): its own
-    contour's distances grew like a square's (perimeter 13 % longer than the disc of its area),
-    so the section interpolated between it and its neighbour came out too large (the ball
-    +1.4 % instead of +1 %): the disc of its area, at its centre."""
-    sl = np.zeros((30, 30), np.uint8)
-    sl[14:16, 14:16] = 1
-    d = M._slice_sdf(sl, (1.2, 1.2), M.SLICE_SMOOTH_VOX, band_mm=4.0)
-    rho = math.sqrt(4 * 1.44 / math.pi)
-    yy, xx = np.indices(sl.shape) * 1.2
-    r = np.hypot(yy - 14.5 * 1.2, xx - 14.5 * 1.2)
-    far = (r > 2.0) & (r < 6.0)
-    assert np.max(np.abs(d[far] - (rho - r[far]))) < 0.05

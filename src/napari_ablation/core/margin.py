@@ -625,10 +625,6 @@ def _sagitta(
     return out
 
 
-#: sections of at most this many pixels are modelled as the disc of their area (see _slice_sdf)
-SMALL_SECTION_PX = 6
-
-
 def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.ndarray:
     """Sub-pixel in-plane signed distance (mm, positive inside) of one binary slice.
 
@@ -637,18 +633,6 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     """
     from skimage.measure import find_contours
 
-    n_px = int(np.count_nonzero(sl))
-    if 0 < n_px <= SMALL_SECTION_PX:
-        # its contour, a few pixel edges (anti-aliased or not), says no more than its area and
-        # centre, and its distances grow like a square's (a 2 x 2-pixel section: perimeter 13 %
-        # longer than its disc's): interpolated towards it, the next section overshot (a
-        # 6.4 mm ball on 3 mm slices 1 % too large). The disc of its area, at its centre.
-        sy_, sx_ = (float(a) for a in aniso)
-        pts = np.argwhere(sl) * (sy_, sx_)
-        cy, cx = pts.mean(axis=0)
-        yy, xx = np.indices(sl.shape, dtype=np.float64)
-        rho = math.sqrt(n_px * sy_ * sx_ / math.pi)
-        return (rho - np.hypot(yy * sy_ - cy, xx * sx_ - cx)).astype(np.float32)
     soft = (
         ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
         if sig > 0
