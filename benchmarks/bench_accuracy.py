@@ -3,6 +3,7 @@
     python benchmarks/bench_accuracy.py            # 40 cases per grid (fixed seed), a few minutes
     python benchmarks/bench_accuracy.py --quick    # 8 cases per grid
     python benchmarks/bench_accuracy.py --n 100 --seed 3
+    python benchmarks/bench_accuracy.py --volume-limit --n 30   # what small balls' masks hold
 
 Cases (issue 9): tumor and ablation zone each a sphere or a randomly rotated ellipsoid (none
 axis-aligned), the ablation centre offset in a random direction; a random rigid pre -> post
@@ -18,8 +19,9 @@ Printed per grid, for napari-ablation and for the naive method (the ablation mas
 onto the pre grid, signed voxel-centre EDT, minimum over tumor voxel centres, classes from
 the same field): mean signed error (bias), p90 of |error|, the worst |error| split by the
 true MTM direction (within 45 deg of the slice plane, or steeper), the stated resolution
-limit against the 95th percentile of the actual error, and the worst class-volume error in %
-of the tumor volume (sphere pairs, threshold 5 mm).
+limit against the 95th percentile of the actual error, the worst class-volume error in %
+of the tumor volume (sphere pairs, threshold 5 mm), and the worst error of the tumor's voxel
+volume and of its reconstructed volume (the class volumes are fractions of the latter).
 """
 
 from __future__ import annotations
