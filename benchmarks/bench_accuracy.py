@@ -3,6 +3,7 @@
     python benchmarks/bench_accuracy.py            # 40 cases per grid (fixed seed), a few minutes
     python benchmarks/bench_accuracy.py --quick    # 8 cases per grid
     python benchmarks/bench_accuracy.py --n 100 --seed 3
+    python benchmarks/bench_accuracy.py --volume-limit --n 30   # what small balls' masks hold
 
 Cases (issue 9): tumor and ablation zone each a sphere or a randomly rotated ellipsoid (none
 axis-aligned), the ablation centre offset in a random direction; a random rigid pre -> post
@@ -18,8 +19,9 @@ Printed per grid, for napari-ablation and for the naive method (the ablation mas
 onto the pre grid, signed voxel-centre EDT, minimum over tumor voxel centres, classes from
 the same field): mean signed error (bias), p90 of |error|, the worst |error| split by the
 true MTM direction (within 45 deg of the slice plane, or steeper), the stated resolution
-limit against the 95th percentile of the actual error, and the worst class-volume error in %
-of the tumor volume (sphere pairs, threshold 5 mm).
+limit against the 95th percentile of the actual error, the worst class-volume error in %
+of the tumor volume (sphere pairs, threshold 5 mm), and the worst error of the tumor's voxel
+volume and of its reconstructed volume (the class volumes are fractions of the latter).
 """
 
 from __future__ import annotations
@@ -222,6 +224,13 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
                 "targets": targets,
             }
             if method == "ours":
+                vx = [100 * (r["voxel_ml"] / r["tumor_ml"] - 1) for r in rs]
+                rc = [100 * (r["recon_ml"] / r["tumor_ml"] - 1) for r in rs]
+                row.update(
+                    worst_voxel_vol=float(np.max(np.abs(vx))),
+                    worst_recon_vol=float(np.max(np.abs(rc))),
+                )
+            if method == "ours":
                 lim = np.array([r["limit"] for r in rs])
                 row.update(
                     p95_steep=float(np.percentile(np.abs(e[st]), 95)) if st.any() else float("nan"),
@@ -259,6 +268,17 @@ def print_table(rows) -> None:
             f"{r['worst_cv']:>10.2f}{r['worst_cf']:>11.2f}   {tg}"
         )
     print()
+    print("tumor volume, worst |error| (% of the true volume), napari-ablation: the segmentation's")
+    print("voxel volume (tumor_volume_ml) and the reconstruction (tumor_reconstructed_volume_ml,")
+    print("which the class volumes are fractions of)")
+    for r in rows:
+        if r["method"] == "ours":
+            g = " x ".join(f"{v:g}" for v in r["grid"])
+            print(
+                f"{g:<14}voxel {r['worst_voxel_vol']:5.2f}"
+                f"   reconstructed {r['worst_recon_vol']:5.2f}"
+            )
+    print()
     print("stated resolution limit (median) vs actual |error| (p95), napari-ablation")
     hdr = (
         f"{'grid (mm)':<14}{'limit<=45':>10}{'p95<=45':>9}{'limit>45':>10}{'p95>45':>8}"
@@ -278,6 +298,84 @@ def print_table(rows) -> None:
         )
 
 
+def consistent_ball_volumes(img, centre, r_true) -> tuple[float, float]:
+    """Smallest and largest volume (mm^3) of the balls that reproduce a binary mask exactly.
+
+    Every inside voxel centre within the ball, every outside one beyond it: with
+    u = R^2 - |c|^2 the constraints are linear in (c, u), a polytope; R^2 = u + |c|^2 is
+    minimised and maximised over it by sequential linear programs from random vertices.
+    Whatever estimator is used, even one that knows the object is a ball, the mask cannot
+    tell these volumes apart.
+    """
+    from scipy.optimize import linprog
+
+    arr = sitk.GetArrayFromImage(img).astype(bool)
+    sp, o = np.asarray(img.GetSpacing()), np.asarray(img.GetOrigin())
+    edge_in = arr & ~ndimage.binary_erosion(arr)
+    edge_out = ~arr & ndimage.binary_dilation(arr)
+    p_in = o + np.argwhere(edge_in)[:, ::-1] * sp - centre
+    p_out = o + np.argwhere(edge_out)[:, ::-1] * sp - centre
+    A = np.vstack([np.c_[-2 * p_in, -np.ones(len(p_in))], np.c_[2 * p_out, np.ones(len(p_out))]])
+    b = np.r_[-(p_in**2).sum(1), (p_out**2).sum(1) - 1e-9]
+    bounds = [(-3, 3)] * 3 + [(None, None)]
+    rng = np.random.default_rng(0)
+    vals = []
+    for _ in range(8):
+        lp = linprog(rng.normal(size=4), A_ub=A, b_ub=b, bounds=bounds, method="highs")
+        if lp.status != 0:
+            continue
+        for sgn in (1.0, -1.0):
+            x = lp.x
+            for _ in range(30):
+                nxt = linprog(
+                    -sgn * np.r_[2 * x[:3], 1.0], A_ub=A, b_ub=b, bounds=bounds, method="highs"
+                )
+                if nxt.status != 0 or np.allclose(nxt.x, x):
+                    break
+                x = nxt.x
+            vals.append(x[3] + x[:3] @ x[:3])
+    if not vals:
+        return float("nan"), float("nan")
+    return tuple(4 / 3 * math.pi * v**1.5 for v in (min(vals), max(vals)))
+
+
+def volume_limit(n: int, seed: int) -> None:
+    """What the masks of small balls hold about their volume, per grid.
+
+    Random balls of radius 6-9 mm at random phase (as the benchmark's small tumors): the
+    error of the voxel count and of the reconstructed volume, and the range of volumes of
+    all balls consistent with the mask (the best any estimator can do, knowing the shape).
+    """
+    from napari_ablation.core.margin import analyze_margin
+
+    print(
+        f"{'grid (mm)':<14}{'voxel: mean/sd/worst %':>26}{'reconstructed':>24}"
+        f"{'consistent balls: half-range median/max %':>44}"
+    )
+    for spacing in GRIDS:
+        rng = np.random.default_rng(seed)
+        vx, rc, half = [], [], []
+        for _ in range(n):
+            r = rng.uniform(6.0, 9.0)
+            c = rng.uniform(-20, 20, 3)
+            ell = (c, np.full(3, r), np.eye(3))
+            img = render(ell, spacing, np.eye(3), c, r + 8.0, rng)
+            big = render((c, np.full(3, r + 6.0), np.eye(3)), spacing, np.eye(3), c, r + 14, rng)
+            res = analyze_margin(img, big, None, THRESHOLD, with_shells=False)
+            v = 4 / 3 * math.pi * r**3
+            vx.append(100 * (res.tumor_volume_ml * 1000 / v - 1))
+            rc.append(100 * (res.tumor_reconstructed_volume_ml * 1000 / v - 1))
+            lo, hi = consistent_ball_volumes(img, c, r)
+            half.append(50 * (hi - lo) / v)
+        vx, rc, half = (np.asarray(a) for a in (vx, rc, half))
+        g = " x ".join(f"{v:g}" for v in spacing)
+        print(
+            f"{g:<14}{vx.mean():>+10.2f} / {vx.std():.2f} / {np.abs(vx).max():.2f}"
+            f"{rc.mean():>+10.2f} / {rc.std():.2f} / {np.abs(rc).max():.2f}"
+            f"{np.median(half):>28.2f} / {half.max():.2f}"
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="8 cases per grid")
@@ -285,8 +383,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--grid", type=int, action="append", help="only these grids (0, 1, 2)")
     ap.add_argument("--dump", metavar="JSON", help="write every case's error, directions and limit")
+    ap.add_argument(
+        "--volume-limit",
+        action="store_true",
+        help="what the masks of 6-9 mm balls hold about their volume (count, reconstruction, "
+        "and the range of all balls consistent with the mask)",
+    )
     args = ap.parse_args()
     n = 8 if args.quick else args.n
+    if args.volume_limit:
+        volume_limit(n, args.seed)
+        return 0
     t0 = time.perf_counter()
     dump = {} if args.dump else None
     print_table(run(n, args.seed, dump, args.grid))
