@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 PROFILE = False  # --profile: what the GUI thread did in each action's longest stall
+OPEN_SAMPLE_ONLY = False  # --open-sample-only
 
 
 def run_once(results: dict[str, list[float]]) -> None:
@@ -76,13 +77,66 @@ def run_once(results: dict[str, list[float]]) -> None:
     record(
         "File > Open Sample (renal MRI)",
         lambda: v.open_sample("napari-ablation", "renal_mri"),
-        lambda: len(v.layers) >= 4 and all(ly.data is not None for ly in v.layers),
+        lambda: (
+            len(v.layers) >= 4
+            and all(ly.data is not None for ly in v.layers)
+            and not _steps_pending()
+        ),
     )
     v.close()
     QApplication.processEvents()
-
+    bare_napari(bot, record)
+    if OPEN_SAMPLE_ONLY:
+        return
     for key in ("renal_mri", "liver_ct"):
         one_sample(key, bot, record)
+
+
+def _steps_pending() -> bool:
+    try:
+        from napari_ablation.widgets._layers import steps_pending
+    except ImportError:  # a version without stepwise layers
+        return False
+    return steps_pending()
+
+
+def bare_napari(bot, record) -> None:
+    """napari's own floor, same run: a fresh viewer (no plugin widget) given the renal
+    sample's four volumes with everything napari would otherwise compute (contrast limits,
+    colormaps), all in one call as a synchronous sample command does, then the first layer
+    alone in another fresh viewer."""
+    import napari
+    import SimpleITK as sitk
+    from qtpy.QtWidgets import QApplication
+
+    from napari_ablation.core import samples
+
+    folder = samples.sample_dir() / "renal_mri"
+    arrays = {
+        r: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{r}.nii.gz")))
+        for r in ("pre", "post", "tumor", "ablation")
+    }
+    scale = (3.0, 1.2, 1.2)  # about the renal grid; the figure does not depend on it
+
+    def four(v):
+        v.add_image(arrays["pre"], scale=scale, contrast_limits=(0, 1000), name="pre")
+        v.add_image(arrays["post"], scale=scale, contrast_limits=(0, 1000), visible=False)
+        v.add_labels(arrays["tumor"], scale=scale, opacity=0.5, name="tumor")
+        v.add_labels(arrays["ablation"], scale=scale, opacity=0.5, visible=False)
+
+    def first(v):
+        v.add_image(arrays["pre"], scale=scale, contrast_limits=(0, 1000), name="pre")
+
+    for name, action, n in (
+        ("bare napari: four volumes in one call (fresh viewer)", four, 4),
+        ("bare napari: the first image layer (fresh viewer)", first, 1),
+    ):
+        v = napari.Viewer(show=True)
+        v.window.resize(1600, 900)
+        bot.wait(300)
+        record(name, lambda v=v, a=action: a(v), lambda v=v, n=n: len(v.layers) >= n)
+        v.close()
+        QApplication.processEvents()
 
 
 def one_sample(key, bot, record) -> None:
@@ -166,13 +220,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
+        "--open-sample-only",
+        action="store_true",
+        help="measure File > Open Sample and napari's own floor only",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="print the functions on the GUI thread's stack during each longest stall",
     )
     args = ap.parse_args()
-    global PROFILE
-    PROFILE = args.profile
+    global PROFILE, OPEN_SAMPLE_ONLY
+    PROFILE, OPEN_SAMPLE_ONLY = args.profile, args.open_sample_only
     import napari_ablation
 
     print(f"napari_ablation from {napari_ablation.__file__}")
