@@ -83,6 +83,9 @@ def _open(name: str) -> list[LayerData]:
     from .widgets import _layers
 
     pre = _datum(Case.load(folder, roles=("pre",)), "pre", name, folder)
+    # napari paints the canvas right after it adds the pre layer, in the same piece of GUI
+    # work: the canvas is drawn once all four layers are in (as Load > Open sample does)
+    resume = _layers.pause_canvas(viewer)
 
     def job() -> list[LayerData]:
         _layers.prewarm()  # napari's one-off work for the first Labels layer (pandas, pint)
@@ -91,7 +94,8 @@ def _open(name: str) -> list[LayerData]:
 
     _layers.start_worker(
         job,
-        on_returned=lambda rest: _layers.run_in_steps(_add_steps(viewer, pre[0], rest)),
+        on_returned=lambda rest: _layers.run_in_steps(_add_steps(viewer, pre[0], rest), resume),
+        on_error=lambda message: (resume(), _layers.notify_error(message)),
     )
     return [pre]
 

@@ -394,6 +394,24 @@ class _StepQueue:
         cls._chains.append((it, on_done, owner, gen))
 
 
+def pause_canvas(viewer):
+    """Stop Qt from painting ``viewer``'s canvas (a layer added meanwhile is not drawn in the
+    same piece of GUI work); returns the function that lets it paint again, once (a
+    headless viewer, or a window closed meanwhile: nothing to do)."""
+    native = None
+    with contextlib.suppress(Exception):  # a headless viewer has no canvas
+        native = viewer.window._qt_viewer.canvas.native
+        native.setUpdatesEnabled(False)
+
+    def resume() -> None:
+        if native is not None:
+            with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+                native.setUpdatesEnabled(True)
+                native.update()
+
+    return resume
+
+
 def steps_pending() -> bool:
     """True while a chain of :func:`run_in_steps` still has steps to run."""
     return bool(_StepQueue._chains)
