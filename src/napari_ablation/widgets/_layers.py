@@ -204,6 +204,20 @@ def set_placement(layer, scale, translate) -> None:
         layer.translate = translate
 
 
+def set_changed(layer, **props) -> None:
+    """Set only the layer properties whose value changes: napari's setters (``visible``,
+    ``opacity``, ...) emit their event even for the value the layer already has, and a
+    ``visible`` event makes the canvas rebuild its scene graph and overlay positions
+    (15-30 ms per set on a shared machine, more with the grid on)."""
+    for key, value in props.items():
+        current = getattr(layer, key)
+        same = current == value
+        if isinstance(same, np.ndarray):
+            same = same.all()
+        if not same:
+            setattr(layer, key, value)
+
+
 def notify_error(exc: BaseException | str) -> None:
     """One-line error notification (never a traceback)."""
     from napari.utils.notifications import show_error
