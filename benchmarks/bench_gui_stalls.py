@@ -57,7 +57,7 @@ def run_once(results: dict[str, list[float]]) -> None:
 
     def record(name, action, until):
         meter = _gui.StallMeter(sample=PROFILE)
-        _gui.measure(bot, action, until, meter=meter)
+        _gui.measure(bot, action, until, 300000, meter=meter)
         results.setdefault(name, []).append(
             (meter.longest_ms, meter.longest_cpu_ms, meter.max_cpu_ms)
         )
