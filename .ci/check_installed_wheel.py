@@ -32,6 +32,10 @@ def main(source_tree: str) -> int:
     for key in ("renal_mri", "liver_ct"):
         viewer.layers.clear()
         viewer.open_sample("napari-ablation", key)
+        # in a napari window the sample command returns the pre image and adds the other
+        # three layers one per event-loop iteration (the window stays responsive): let the
+        # event loop run until they are in
+        _run_event_loop_until(lambda: len(viewer.layers) >= 4, seconds=60)
         kinds = {layer.name: type(layer).__name__ for layer in viewer.layers}
         expected = {"pre": "Image", "post": "Image", "tumor": "Labels", "ablation": "Labels"}
         if kinds != expected:
@@ -49,6 +53,17 @@ def main(source_tree: str) -> int:
         print(f"sample {key}: " + ", ".join(f"{n} {viewer.layers[n].data.shape}" for n in expected))
     viewer.close()
     return 0
+
+
+def _run_event_loop_until(done, seconds: float) -> None:
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while not done() and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 PROFILE = False  # --profile: what the GUI thread did in each action's longest stall
+OPEN_SAMPLE_ONLY = False  # --open-sample-only
 
 
 def run_once(results: dict[str, list[float]]) -> None:
@@ -56,7 +57,7 @@ def run_once(results: dict[str, list[float]]) -> None:
 
     def record(name, action, until):
         meter = _gui.StallMeter(sample=PROFILE)
-        _gui.measure(bot, action, until, meter=meter)
+        _gui.measure(bot, action, until, 300000, meter=meter)
         results.setdefault(name, []).append(
             (meter.longest_ms, meter.longest_cpu_ms, meter.max_cpu_ms)
         )
@@ -76,13 +77,113 @@ def run_once(results: dict[str, list[float]]) -> None:
     record(
         "File > Open Sample (renal MRI)",
         lambda: v.open_sample("napari-ablation", "renal_mri"),
-        lambda: len(v.layers) >= 4 and all(ly.data is not None for ly in v.layers),
+        lambda: (
+            len(v.layers) >= 4
+            and all(ly.data is not None for ly in v.layers)
+            and not _steps_pending()
+        ),
     )
     v.close()
     QApplication.processEvents()
-
+    bare_napari(bot, record)
+    if OPEN_SAMPLE_ONLY:
+        return
     for key in ("renal_mri", "liver_ct"):
         one_sample(key, bot, record)
+
+
+def _steps_pending() -> bool:
+    try:
+        from napari_ablation.widgets._layers import steps_pending
+    except ImportError:  # a version without stepwise layers
+        return False
+    return steps_pending()
+
+
+def bare_napari(bot, record) -> None:
+    """napari's own floor, same run, in viewers with no plugin widget: the renal sample's
+    four volumes given with everything napari would otherwise compute (contrast limits),
+    all in one call as a synchronous sample command does; the first layer of a fresh viewer
+    alone; then, with the four volumes side by side (grid on, as the plugin shows a case),
+    one Labels layer (a margin-sized box with the margin colours), one Points layer with
+    text (as a landmark layer), and napari's 2D/3D button both ways."""
+    import napari
+    import numpy as np
+    import SimpleITK as sitk
+    from qtpy.QtWidgets import QApplication
+
+    from napari_ablation.core import samples
+    from napari_ablation.widgets import _layers
+
+    folder = samples.sample_dir() / "renal_mri"
+    arrays = {
+        r: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{r}.nii.gz")))
+        for r in ("pre", "post", "tumor", "ablation")
+    }
+    scale = (3.0, 1.2, 1.2)  # about the renal grid; the figure does not depend on it
+
+    def first(v):
+        v.add_image(arrays["pre"], scale=scale, contrast_limits=(0, 1000), name="pre")
+
+    def rest(v):
+        v.add_image(arrays["post"], scale=scale, contrast_limits=(0, 1000), name="post")
+        v.add_labels(arrays["tumor"], scale=scale, opacity=0.5, name="tumor")
+        v.add_labels(arrays["ablation"], scale=scale, opacity=0.5, name="ablation")
+
+    def four(v):
+        first(v)
+        rest(v)
+
+    def new_viewer():
+        v = napari.Viewer(show=True)
+        v.window.resize(1600, 900)
+        bot.wait(300)
+        return v
+
+    def close(v):
+        v.close()
+        QApplication.processEvents()
+
+    import time
+
+    def settled():
+        t0 = [time.perf_counter()]
+        return lambda: time.perf_counter() - t0[0] > 0.5  # the draws that follow included
+
+    v = new_viewer()
+    record("bare napari: four volumes in one call (fresh viewer)", lambda: four(v), settled())
+    close(v)
+    v = new_viewer()
+    record("bare napari: the first image layer (fresh viewer)", lambda: first(v), settled())
+    rest(v)
+    grid = v.canvas.grid
+    grid.stride, grid.shape, grid.enabled = 2, (1, 2), True
+    bot.wait(1000)
+    box = np.zeros((14, 40, 40), np.uint8)
+    box[2:12, 5:35, 5:35] = 1
+    box[4:10, 10:30, 10:30] = 2
+    record(
+        "bare napari: add one Labels layer (margin box, margin colours)",
+        lambda: v.add_labels(box, scale=scale, opacity=0.6, colormap=_layers.margin_colormap()),
+        settled(),
+    )
+    record(
+        "bare napari: add one Points layer with text (as a landmark layer)",
+        lambda: v.add_points(
+            np.empty((0, 3)),
+            ndim=3,
+            size=6,
+            scale=scale,
+            features={"pair": np.array([], dtype=object)},
+            text={"string": "{pair}", "color": "white", "size": 10, "anchor": "upper_left"},
+        ),
+        settled(),
+    )
+    button = v.window._qt_viewer.viewerButtons.ndisplayButton
+    record("bare napari: 2D -> 3D (napari's button)", button.click, settled())
+    bot.wait(500)
+    record("bare napari: 3D -> 2D (napari's button)", button.click, settled())
+    close(v)
 
 
 def one_sample(key, bot, record) -> None:
@@ -144,6 +245,22 @@ def one_sample(key, bot, record) -> None:
                 return p.exists()
 
         record(f"export {fmt.upper()} ({key})", action, done)
+    if key == "renal_mri":  # napari's 2D/3D button, the margin layers shown
+        import time
+
+        button = v.window._qt_viewer.viewerButtons.ndisplayButton
+        for name, nd in (("2D -> 3D", 3), ("3D -> 2D", 2)):
+            t0 = time.perf_counter()
+            record(
+                f"{name} (renal, napari's button)",
+                button.click,
+                lambda nd=nd, t0=t0: (
+                    v.dims.ndisplay == nd
+                    and not _steps_pending()
+                    and time.perf_counter() - t0 > 0.5
+                ),
+            )
+            bot.wait(500)
     # pre + post files of the sample
     if key == "renal_mri":
         folder = samples.sample_dir() / key
@@ -166,13 +283,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
+        "--open-sample-only",
+        action="store_true",
+        help="measure File > Open Sample and napari's own floor only",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="print the functions on the GUI thread's stack during each longest stall",
     )
     args = ap.parse_args()
-    global PROFILE
-    PROFILE = args.profile
+    global PROFILE, OPEN_SAMPLE_ONLY
+    PROFILE, OPEN_SAMPLE_ONLY = args.profile, args.open_sample_only
     import napari_ablation
 
     print(f"napari_ablation from {napari_ablation.__file__}")

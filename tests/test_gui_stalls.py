@@ -37,6 +37,10 @@ REDRAW_FACTOR = 1.5
 #: 2x of that for the load (benchmarks/README.md, "GUI thread stalls"). Everything the
 #: plugin computes runs in workers, and new layers are added one per event-loop iteration.
 NAPARI_LIMITS_MS = {
+    # File > Open Sample in a fresh viewer: napari's sample call is synchronous and needs one
+    # layer back, so the pre image is read and added inside it (the first layer of a fresh
+    # viewer, as below), the other three layers follow one per event-loop iteration
+    "File > Open Sample": 400.0,
     # adding the viewer's first layer: napari's LayerList.insert builds the dims sliders and
     # the layer-controls panel, paints the resized canvas twice inside the add, vispy
     # compiles the image's shaders: 165-185 ms
@@ -52,7 +56,10 @@ NAPARI_LIMITS_MS = {
     # llvmpipe ray-casts the volumes on the CPU: 322-343 ms, and back: 267-275 ms
     "2D -> 3D (napari button)": 700.0,
     "3D -> 2D (napari button)": 550.0,
-    # napari adding one landmark Points layer (visual, text, controls): 115-131 ms
+    # napari adding one landmark Points layer (visual, text, controls: 120-135 ms at load 12,
+    # bare napari 250 in the same bench run) and its first draw (85-90 ms); the landmark
+    # view that follows sets only the visibilities that change (it set 17, 11 of them no-ops,
+    # 290 ms)
     "Register > Landmark layers": 300.0,
 }
 #: NAPARI_ABLATION_STALL_PROFILE=1 (with pytest -s): what each longest stall was made of
@@ -209,3 +216,41 @@ def test_no_user_action_blocks_the_gui_thread(
     print(table)
     over = [n for n, cpu in ((n, results[n][1]) for n in limit) if cpu > limit[n]]
     assert not over, f"the GUI thread worked too long in one piece in {over}:\n{table}"
+
+
+def test_file_open_sample_does_not_block_the_gui_thread(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """File > Open Sample (napari's menu) in a fresh viewer with the plugin's widgets docked:
+    the four layers of the sample arrive, and the GUI thread never works longer in one piece
+    than napari does to add the first layer of a fresh viewer."""
+    from test_case_switch import _file_open_sample
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1600, 900)
+    with qtbot.capture_exceptions() as errors:
+        session, _load, _reg, _w = _dock(viewer)
+        qtbot.wait(300)
+        meter = _gui.StallMeter(sample=PROFILE)
+        _gui.measure(
+            qtbot,
+            lambda: _file_open_sample(viewer, qtbot, "Renal cryoablation"),
+            lambda: (
+                len(viewer.layers) == 4
+                and not _layers.steps_pending()
+                and session.model.labels("ablation") is not None
+            ),
+            120000,
+            meter=meter,
+        )
+    assert not errors, [str(e[1]) for e in errors]
+    assert [ly.name for ly in viewer.layers] == ["pre", "post", "tumor", "ablation"]
+    assert session.model.labels("tumor") is session.labels_layer("tumor").data
+    if PROFILE:
+        print(meter.profile(40, cpu=True))
+    print(
+        f"File > Open Sample: longest stall {meter.longest_ms:.0f} ms, largest GUI-thread CPU "
+        f"of a gap {meter.max_cpu_ms:.0f} ms (limit {NAPARI_LIMITS_MS['File > Open Sample']:.0f})"
+    )
+    assert meter.max_cpu_ms <= NAPARI_LIMITS_MS["File > Open Sample"]

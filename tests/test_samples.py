@@ -289,13 +289,21 @@ def test_load_sample_falls_back_to_generation(monkeypatch, tmp_path, regenerated
 
 @pytest.mark.gui
 @pytest.mark.parametrize("name", samples.SAMPLE_NAMES)
-def test_open_sample_in_napari(make_napari_viewer, name):
+def test_open_sample_in_napari(make_napari_viewer, qtbot, name):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-ablation", name)
+    first = viewer.open_sample("napari-ablation", name)
+    # the pre image at once; post, tumor and ablation one per event-loop iteration, read
+    # off the GUI thread (napari's sample call would otherwise freeze the window)
+    assert [ly.name for ly in first] == ["pre"]
+    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60000)
+    assert viewer.layers.selection.active is viewer.layers["tumor"]
     names = [ly.name for ly in viewer.layers]
     assert names == ["pre", "post", "tumor", "ablation"]
     case = samples.load_sample(name)
     from napari_ablation.widgets import _layers
+
+    for role in names:
+        assert np.array_equal(viewer.layers[role].data, sitk.GetArrayFromImage(getattr(case, role)))
 
     for layer in viewer.layers:
         role = _layers.role_of(layer)
@@ -312,3 +320,16 @@ def test_open_sample_in_napari(make_napari_viewer, name):
     assert geometry.same_grid(back, case.pre)
     if name == "liver_ct":
         assert tuple(viewer.layers["pre"].contrast_limits) == (-160.0, 240.0)
+
+
+@pytest.mark.parametrize("name", samples.SAMPLE_NAMES)
+def test_open_sample_headless_gives_all_layers_at_once(name):
+    """Without a window (a script's ViewerModel) there is no event loop to add layers later:
+    the sample command returns all four."""
+    from napari.components import ViewerModel
+
+    model = ViewerModel()
+    added = model.open_sample("napari-ablation", name)
+    assert [ly.name for ly in added] == ["pre", "post", "tumor", "ablation"]
+    assert type(model.layers["ablation"]).__name__ == "Labels"
+    assert model.layers["tumor"].data.any()

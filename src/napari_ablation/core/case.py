@@ -283,13 +283,16 @@ class Case:
             return {}
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> Case:
+    def load(cls, folder: str | os.PathLike, roles: tuple[str, ...] | None = None) -> Case:
         """Read a case folder, checking ``case.json`` field by field and every file.
 
         Parameters
         ----------
         folder : str or os.PathLike
             The case folder (holding ``case.json``).
+        roles : tuple of str, optional
+            Read only these images and labels (e.g. ``("pre",)``); the others stay
+            ``None``. Default: every file the case lists.
 
         Returns
         -------
@@ -308,7 +311,7 @@ class Case:
         case = cls()
         geoms = doc.get("geometry", {})
         for role, name in doc.get("files", {}).items():
-            if role not in IMAGE_FILES:
+            if role not in IMAGE_FILES or (roles is not None and role not in roles):
                 continue
             path = folder / name
             if not path.exists():

@@ -204,6 +204,20 @@ def set_placement(layer, scale, translate) -> None:
         layer.translate = translate
 
 
+def set_changed(layer, **props) -> None:
+    """Set only the layer properties whose value changes: napari's setters (``visible``,
+    ``opacity``, ...) emit their event even for the value the layer already has, and a
+    ``visible`` event makes the canvas rebuild its scene graph and overlay positions
+    (15-30 ms per set on a shared machine, more with the grid on)."""
+    for key, value in props.items():
+        current = getattr(layer, key)
+        same = current == value
+        if isinstance(same, np.ndarray):
+            same = same.all()
+        if not same:
+            setattr(layer, key, value)
+
+
 def notify_error(exc: BaseException | str) -> None:
     """One-line error notification (never a traceback)."""
     from napari.utils.notifications import show_error
@@ -392,6 +406,24 @@ class _StepQueue:
                 on_done()
             return
         cls._chains.append((it, on_done, owner, gen))
+
+
+def pause_canvas(viewer):
+    """Stop Qt from painting ``viewer``'s canvas (a layer added meanwhile is not drawn in the
+    same piece of GUI work); returns the function that lets it paint again, once (a
+    headless viewer, or a window closed meanwhile: nothing to do)."""
+    native = None
+    with contextlib.suppress(Exception):  # a headless viewer has no canvas
+        native = viewer.window._qt_viewer.canvas.native
+        native.setUpdatesEnabled(False)
+
+    def resume() -> None:
+        if native is not None:
+            with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+                native.setUpdatesEnabled(True)
+                native.update()
+
+    return resume
 
 
 def steps_pending() -> bool:

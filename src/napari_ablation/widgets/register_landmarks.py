@@ -172,18 +172,18 @@ class LandmarksPanel(QWidget):
         layers = list(self.viewer.layers)
         for ly in layers:  # the image first: post's visibility carries the raw ablation's
             if _layers.role_of(ly) == image:
-                ly.visible = True
+                _layers.set_changed(ly, visible=True)
         for ly in layers:
             r = _layers.role_of(ly)
             if r != image and r not in ROLES:
-                ly.visible = False
+                _layers.set_changed(ly, visible=False)
 
     def _restore_view(self) -> None:
         before, self._shown_before = self._shown_before, []
         layers = self.viewer.layers
         for ly, visible in sorted(before, key=lambda lv: _layers.role_of(lv[0]) != "post"):
             if ly in layers:
-                ly.visible = visible
+                _layers.set_changed(ly, visible=visible)
 
     def leave_view(self) -> None:
         """Another view was asked for (Compute margins) while a landmark layer is active:

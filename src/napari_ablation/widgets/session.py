@@ -591,7 +591,7 @@ class CaseSession:
     def _case_layer_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
         viewer = self.viewer
         m = self.model
-        self._remove_derived_layers()
+        yield from self._remove_derived_steps()
         prepared = prepared or {}
         images = prepared.get("images") or {}
         contrast = prepared.get("contrast") or {}
@@ -668,16 +668,31 @@ class CaseSession:
             viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
         self.center_on_tumor(prepared.get("focus"))
 
-    def _remove_derived_layers(self) -> None:
-        """Remove the layers the plugin made from the previous case (margin, outline, MTM
-        point, registered post, landmarks, QA views, ...): they do not belong to the case
-        being opened. The user's own layers (without a plugin role) stay."""
-        viewer = self.viewer
-        derived = [
+    def _derived_layers(self) -> list:
+        """The layers the plugin made from the open case (margin, outline, MTM point,
+        registered post, landmarks, QA views, ...). The user's own layers (without a plugin
+        role) are not among them."""
+        return [
             ly
-            for ly in viewer.layers
+            for ly in self.viewer.layers
             if _layers.role_of(ly) is not None and _layers.role_of(ly) not in CASE_ROLES
         ]
+
+    def _remove_derived_steps(self):
+        """:meth:`_remove_derived_layers` one layer per step, for a case being opened in
+        steps: napari's removal of one layer (its event connections, a full
+        ``gc.collect``, the viewer buttons restyled) is 40-60 ms of GUI work, three or more
+        in one batch made one stall of 140-180 ms."""
+        for layer in self._derived_layers():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+                yield
+
+    def _remove_derived_layers(self) -> None:
+        """Remove the layers the plugin made from the previous case (:meth:`_derived_layers`):
+        they do not belong to the case being opened."""
+        viewer = self.viewer
+        derived = self._derived_layers()
         if not derived:
             return
         # one batch: napari's canvas cleans up (a full gc.collect) once, not per layer
