@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QDockWidget, QLabel, QScrollArea, QTabBar, QTabWidget
 from napari_ablation.widgets import _dock
 
 #: the manifest's widget names, in workflow order
-WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins", "Teach (quiz)")
+WIDGETS = ("1. Load case", "2. Segment", "3. Register", "4. Margins", "5. Cohort", "Teach (quiz)")
 
 
 def _plugin_action(win, name: str):
