@@ -51,6 +51,25 @@ def stroke(viewer, qtbot, world_points, button=Qt.LeftButton) -> None:
     qtbot.wait(MOVE_INTERVAL_MS)
 
 
+def stroke_through(viewer, qtbot, centre_world, half_mm: float = 8.0, steps: int = 9) -> None:
+    """A horizontal brush stroke through ``centre_world`` in the displayed plane."""
+    _d0, d1 = viewer.dims.displayed
+    pts = []
+    for t in np.linspace(-half_mm, half_mm, steps):
+        p = np.array(centre_world, float)
+        p[d1] += t
+        pts.append(p)
+    stroke(viewer, qtbot, pts)
+
+
+def choose(viewer, layer, mode: str | None = "paint"):
+    """The user clicks ``layer`` in the layer list and picks a tool (``mode``)."""
+    viewer.layers.selection.active = layer
+    if mode:
+        layer.mode = mode
+    return layer
+
+
 def key(viewer, qtbot, k, modifiers=Qt.NoModifier) -> None:
     """A key press + release on the canvas (napari's key bindings of the active layer)."""
     QTest.keyClick(canvas(viewer), k, modifiers)

@@ -370,3 +370,55 @@ def test_deleting_the_case_layers_leaves_no_margin_of_them(viewer, qtbot, tmp_pa
         qtbot.wait(300)
         assert m.analysis is None and w.big.text() == "MTM = —"
     assert not errors, errors
+
+
+def test_deleting_the_case_images_saves_and_closes_the_case(viewer, qtbot, tmp_path):
+    """The user deletes only the pre and post images of the renal case (its labels stay in
+    the layer list): the case is saved, with the stroke just painted, and closed with all its
+    layers, so no figure or label of it is ever shown over the next case's images; the liver
+    sample then opens as a new case."""
+    import SimpleITK as sitk
+
+    from napari_ablation.core import geometry
+
+    with qtbot.capture_exceptions() as errors:
+        session, load, w = _dock(viewer)
+        m = session.model
+        _open_sample(qtbot, load, session, "renal_mri")
+        folder = m.folder
+        _gui.click(qtbot, w.run_btn)
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        # an annotation: a brush stroke on the tumor through the minimal margin point
+        tumor = _gui.choose(viewer, session.labels_layer("tumor"))
+        tumor.brush_size = 6
+        before = np.array(tumor.data, copy=True)
+        mtm = geometry.lps_to_world(m.result.min_margin_point_lps)
+        viewer.dims.point = tuple(float(v) for v in mtm)
+        _gui.stroke_through(viewer, qtbot, mtm)
+        painted = np.array(tumor.data, copy=True)
+        assert (painted != before).sum() > 20, "the stroke painted nothing"
+        # select pre and post and press the layer list's delete button, at once (before
+        # the autosave's debounce)
+        viewer.layers.selection = {
+            _layers.find_layer(viewer, "pre"),
+            _layers.find_layer(viewer, "post"),
+        }
+        _gui.click(qtbot, viewer.window._qt_viewer.layerButtons.deleteButton)
+        qtbot.waitUntil(lambda: len(viewer.layers) == 0, timeout=10000)
+        assert m.pre is None and m.post is None and m.labels("tumor") is None
+        assert m.analysis is None and w.big.text() == "MTM = —"
+        assert _gui.stale_readout(viewer, session, w) is None
+        # nothing annotated lost: the folder holds the painted tumor
+        from napari_ablation.core.case import Case
+
+        saved = Case.load(folder)
+        assert np.array_equal(sitk.GetArrayFromImage(saved.tumor), painted)
+        # the next sample is a case of its own, with its own labels
+        _open_sample(qtbot, load, session, "liver_ct")
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+        assert m.folder != folder and m.folder.name == "sample_liver_ct"
+        roles = _roles(viewer)
+        assert sorted(roles) == sorted(["pre", "post", "tumor", "ablation"]), roles
+        tl = session.labels_layer("tumor")
+        assert m.labels("tumor") is tl.data and tl.data.shape == m.pre.GetSize()[::-1]
+    assert not errors, errors

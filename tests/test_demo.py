@@ -48,15 +48,30 @@ def test_demo_docks_are_tabbed_narrow_and_titled_in_full(qtbot, tmp_path, monkey
     from napari_ablation import demo
 
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    viewer, _load, worker = demo.open_demo_viewer()
+    from napari_ablation.widgets import _dock
+
+    viewer, load, _worker = demo.open_demo_viewer()
     try:
-        qtbot.waitUntil(lambda: worker is None or not worker.is_running, timeout=120000)
-        qtbot.wait(500)
+        # the real conditions, not a time: the case's layers are on screen (the Load
+        # widget's opening ends after the last one), the tabs exist, and the demo has
+        # narrowed its dock area once the window's layout took the case in
         win = viewer.window._qt_window
-        ours = [d for d in win.findChildren(QDockWidget) if d.windowTitle() in demo.TAB_TITLES]
+
+        def ours():
+            return [d for d in win.findChildren(QDockWidget) if d.windowTitle() in demo.TAB_TITLES]
+
+        qtbot.waitUntil(
+            lambda: load._worker is None and load.session.opening is None, timeout=180000
+        )
+        qtbot.waitUntil(lambda: len(ours()) == len(demo.TAB_TITLES), timeout=30000)
+        qtbot.waitUntil(lambda: all(win.tabifiedDockWidgets(d) for d in ours()), timeout=30000)
+        qtbot.waitUntil(
+            lambda: max(d.width() for d in ours() if d.isVisible()) <= _dock.DOCK_WIDTH + 10,
+            timeout=30000,
+        )
+        ours = ours()
         assert sorted(d.windowTitle() for d in ours) == sorted(demo.TAB_TITLES)
         assert len({win.dockWidgetArea(d) for d in ours}) == 1
-        assert all(win.tabifiedDockWidgets(d) for d in ours)  # one tabbed area
         width = max(d.width() for d in ours if d.isVisible())
         assert width < 0.32 * win.width(), [
             (d.windowTitle(), d.width(), d.isVisible(), d.isFloating(), win.dockWidgetArea(d))

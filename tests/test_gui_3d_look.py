@@ -207,3 +207,47 @@ def test_gui_report_draws_the_same_3d_picture_as_the_cli(
     ref = _picture_3d((tmp_path / "cli.html").read_text(encoding="utf-8"))
     assert gui.shape == ref.shape and gui.std() > 10
     assert np.abs(gui - ref).max() <= 2  # the same picture (up to rounding of the rendering)
+
+
+def test_the_mtm_point_and_its_label_show_over_the_surfaces_in_3d(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """In 3D the minimal margin point lies on the tumor surface, inside the translucent
+    ablation surface: the cross and its "MTM ... mm" label are drawn whole over both, as
+    they are drawn alone (issue 8)."""
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1200, 800)
+    with qtbot.capture_exceptions() as errors:
+        w = MarginWidget(viewer)
+        viewer.window.add_dock_widget(w, name="Margins")
+        session = CaseSession.of(viewer)
+        session.set_case(samples.load_sample("renal_mri"), tmp_path / "case")
+        assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
+        w.run()
+        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        _layers.grid(viewer).enabled = False
+        _gui.click(qtbot, w.surface_btn)  # "3D surfaces"
+        _settle(qtbot)
+        w.center_on_mtm()
+        _layers.camera(viewer).zoom *= 3
+        _settle(qtbot)
+        point = _layers.find_layer(viewer, "mtm_point")
+        assert point.visible and point.text.visible
+        full = np.asarray(viewer.screenshot(str(tmp_path / "3d_mtm.png"), canvas_only=True))
+        shown = {ly: ly.visible for ly in viewer.layers}
+        for ly in viewer.layers:
+            ly.visible = ly is point
+        _settle(qtbot, 100)
+        alone = np.asarray(viewer.screenshot(str(tmp_path / "3d_point.png"), canvas_only=True))
+        for ly, vis in shown.items():
+            ly.visible = vis
+    assert not errors, [str(e[1]) for e in errors]
+    # the white of the cross and of its label, drawn alone, is white in the full view too
+    mark = np.all(alone[..., :3] > 230, axis=-1)
+    assert mark.sum() > 300, mark.sum()  # a cross and a label
+    kept = np.all(full[..., :3] > 230, axis=-1)[mark].mean()
+    assert kept > 0.97, kept

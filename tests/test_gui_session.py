@@ -38,25 +38,6 @@ def _wait_idle(qtbot, session, w, timeout=60000):
     qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=timeout)
 
 
-def _choose(viewer, layer, mode="paint"):
-    """The user clicks a layer in the layer list and picks the brush."""
-    viewer.layers.selection.active = layer
-    if mode:
-        layer.mode = mode
-    return layer
-
-
-def _stroke_through(viewer, qtbot, centre_world, half_mm=8.0, steps=9):
-    """A horizontal brush stroke through ``centre_world`` in the displayed plane."""
-    _d0, d1 = viewer.dims.displayed
-    pts = []
-    for t in np.linspace(-half_mm, half_mm, steps):
-        p = np.array(centre_world, float)
-        p[d1] += t
-        pts.append(p)
-    _gui.stroke(viewer, qtbot, pts)
-
-
 @pytest.mark.parametrize("key", ["renal_mri", "liver_ct"])
 def test_scripted_session_on_a_sample(make_napari_viewer, qtbot, tmp_path, monkeypatch, key):
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
@@ -81,12 +62,12 @@ def test_scripted_session_on_a_sample(make_napari_viewer, qtbot, tmp_path, monke
             assert abs(first.min_margin_mm - truth) <= 0.5
         assert viewer.dims.ndisplay == 2
         # the user picks the tumor layer and the brush; paints across the minimal margin point
-        tumor = _choose(viewer, session.labels_layer("tumor"))
+        tumor = _gui.choose(viewer, session.labels_layer("tumor"))
         tumor.brush_size = 6
         before = np.array(tumor.data, copy=True)
         mtm_world = geometry.lps_to_world(first.min_margin_point_lps)
         viewer.dims.point = tuple(float(v) for v in mtm_world)
-        _stroke_through(viewer, qtbot, mtm_world)
+        _gui.stroke_through(viewer, qtbot, mtm_world)
         assert (tumor.data != before).sum() > 20, "the stroke painted nothing"
         _wait_idle(qtbot, session, w)
         painted = _gui.check_invariants(viewer, session, w, tmp_path)
@@ -167,7 +148,7 @@ def test_randomized_session_keeps_every_figure_current(
         _gui.click(qtbot, w.run_btn)
         _wait_idle(qtbot, session, w)
         _layers.grid(viewer).enabled = False
-        chosen = _choose(viewer, session.labels_layer("tumor"))
+        chosen = _gui.choose(viewer, session.labels_layer("tumor"))
         chosen.brush_size = 3
         presets = [
             b for b in w.findChildren(type(w.run_btn)) if b.text() in ("0", "1", "3", "5", "10")
@@ -203,7 +184,7 @@ def test_randomized_session_keeps_every_figure_current(
                 p = pick_point(layer)
                 viewer.dims.point = tuple(p)
                 layer.mode = "paint" if act == "stroke" else "erase"
-                _stroke_through(viewer, qtbot, p, half_mm=float(rng.uniform(2, 7)), steps=5)
+                _gui.stroke_through(viewer, qtbot, p, half_mm=float(rng.uniform(2, 7)), steps=5)
                 layer.mode = "paint"
             elif act == "undo":
                 _gui.undo(viewer, qtbot)
@@ -232,7 +213,7 @@ def test_randomized_session_keeps_every_figure_current(
                 qtbot.waitUntil(lambda: not w.exporting, timeout=30000)
             elif act == "choose":
                 role = ["tumor", "ablation"][rng.integers(2)]
-                chosen = _choose(viewer, session.labels_layer(role))
+                chosen = _gui.choose(viewer, session.labels_layer(role))
                 chosen.brush_size = 3
             done.append(act)
             _wait_idle(qtbot, session, w)

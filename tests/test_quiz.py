@@ -78,6 +78,9 @@ def hand_quiz(tmp_path):
                 "min_margin_octant": o,
                 "complete_coverage": c,
                 "coverage_class": k,
+                # a key of today holds the MTM's 95 % interval (an old one gets it computed
+                # at scoring: test_quiz_interval.py)
+                "min_margin_interval_mm": [m - 0.5, m + 0.5],
                 "axial_2d": {
                     "offset_from_slice_mm": 6.0,
                     "margin_2d_mm": m + 2.5,

@@ -75,3 +75,58 @@ def test_bundled_quiz_key_carries_intervals():
         lo, hi = k["min_margin_interval_mm"]
         assert lo < k["min_margin_mm"] < hi
         assert k["interval_sources"]
+
+
+OLD_KEY_DROPS = ("min_margin_interval_mm", "interval_sources")
+
+
+def _old_key(key: dict) -> dict:
+    """The same key as a key file written before MTM intervals existed."""
+    import copy
+
+    old = copy.deepcopy(key)
+    for k in old["cases"].values():
+        for name in OLD_KEY_DROPS:
+            k.pop(name, None)
+    return old
+
+
+def test_an_old_key_scores_an_answer_as_a_new_key_does(tmp_path):
+    """A key made before MTM intervals: the answer is scored against the interval a new key
+    would hold (computed from the quiz's reference, as make_quiz does), not on the exact
+    MTM only; the old key file still reads and is not rewritten (issue 8)."""
+    import json
+
+    made = quiz.make_quiz(tmp_path / "q", tmp_path / "key.json", n_synthetic=2, seed=5, small=True)
+    key = quiz.read_key(tmp_path / "key.json")
+    old_path = tmp_path / "old_key.json"
+    old_path.write_text(json.dumps(_old_key(key)), encoding="utf-8")
+    before = old_path.read_bytes()
+    old = quiz.read_key(old_path)  # readable
+    assert all("min_margin_interval_mm" not in k for k in old["cases"].values())
+    answers = []
+    for cid, k in key["cases"].items():
+        lo, hi = k["min_margin_interval_mm"]
+        inside = round(k["min_margin_mm"] + 0.6 * (hi - k["min_margin_mm"]), 2)
+        assert inside != k["min_margin_mm"] and lo <= inside <= hi
+        answers.append({"case": cid, "mtm_mm": inside})
+        answers.append({"case": cid, "mtm_mm": round(hi + 1.0, 2)})  # outside
+    for a in answers:
+        q = made
+        new_s = quiz.score_case(dict(a), key["cases"][a["case"]], 5.0)
+        needs = "min_margin_interval_mm" not in old["cases"][a["case"]]
+        qc = quiz._case_for_scoring(q, a["case"], a, old["cases"][a["case"]])
+        assert (qc is not None) is needs  # once per case: then the key holds the interval
+        old_s = quiz.score_case(dict(a), old["cases"][a["case"]], 5.0, quiz_case=qc)
+        assert old_s["mtm_in_interval"] is new_s["mtm_in_interval"] is not None
+        assert old_s["true"]["mtm_interval_mm"] == pytest.approx(
+            new_s["true"]["mtm_interval_mm"], abs=2e-3
+        )
+        assert old_s["explanation"] == new_s["explanation"]
+    assert quiz.INTERVAL_AT_SCORING in old["cases"]["case_01"]["interval_sources"]
+    # the whole path (quiz score): the same summary with either key
+    one_each = [answers[0], answers[3]]  # case_01 inside, case_02 outside
+    new_sum = quiz.score_answers(made, key, one_each)["overall"]
+    old_sum = quiz.score_answers(made, quiz.read_key(old_path), one_each)["overall"]
+    assert old_sum == new_sum and new_sum["mtm_accuracy"] == 0.5
+    assert old_path.read_bytes() == before  # the old key file is left as it was

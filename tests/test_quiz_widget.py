@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QTableWidget
 
 from napari_ablation.core import quiz
@@ -149,6 +150,44 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, t
     qtbot.wait(100)
     assert not {_layers.role_of(ly) for ly in viewer.layers} & set(REVEAL_ROLES)
     assert margins.status.text() == QUIZ_LOCK_TEXT
+
+
+def test_reveal_keeps_the_users_grid_visibility_and_selection(
+    make_napari_viewer, bundled_copy, qtbot, tmp_path
+):
+    """Revealing the answer is asked for; turning the grid off, hiding post or selecting
+    another layer is not: the reveal keeps them, as Compute margins does (issue 8)."""
+    viewer, teach, _margins = _open(make_napari_viewer, bundled_copy, show=True)
+    viewer.window.resize(1500, 950)
+    teach.open_case(2)
+    qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=30000)
+    assert _layers.grid(viewer).enabled  # a quiz case opens side by side
+    tumor = _layers.find_layer(viewer, "tumor")
+    viewer.layers.selection.active = tumor  # the trainee's choice
+    visible = {ly.name: ly.visible for ly in viewer.layers}
+    assert all(visible.values())
+    teach.mtm.setText("3")
+    teach.complete.setCurrentText("yes")
+    qtbot.mouseClick(teach.submit_btn, Qt.LeftButton)
+    _wait_reveal(qtbot, viewer)
+    qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=30000)
+    assert _layers.grid(viewer).enabled
+    assert {n: ly.visible for n, ly in ((ly.name, ly) for ly in viewer.layers) if n in visible} == (
+        visible
+    )
+    assert viewer.layers.selection.active is tumor and set(viewer.layers.selection) == {tumor}
+    # the reveal joins the pre cell: margin and point over pre and the tumor, post apart
+    names = [ly.name for ly in viewer.layers]
+    assert names.index("post") < names.index("pre") < names.index("tumor")
+    assert names.index("tumor") < names.index(_layers.ROLES["margin"])
+    out = tmp_path / "teach_reveal_grid.png"
+    viewer.window.screenshot(str(out), canvas_only=False)
+    rgb = np.asarray(viewer.screenshot(canvas_only=True))[..., :3].astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red = (r > 150) & (g < 90) & (b < 90)
+    assert np.count_nonzero(red) > 200  # the margin layer's uncovered class shows
+    # in the pre cell (left half), not over the post cell
+    assert np.count_nonzero(red[:, : rgb.shape[1] // 2]) > 0.9 * np.count_nonzero(red)
 
 
 def test_bad_answer_is_one_line_and_records_nothing(make_napari_viewer, bundled_copy, qtbot):

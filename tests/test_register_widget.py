@@ -461,6 +461,44 @@ def test_closing_the_window_stops_a_running_registration_silently(widget, qtbot,
     assert not seen, [n.message for n in seen]
 
 
+def test_closing_the_window_stops_a_running_registration(widget, qtbot, monkeypatch):
+    """UAT s4 N7, the stop itself: closing the window while an automatic registration runs
+    raises its Cancel flag, so the registration ends at once (cancelled) instead of running
+    to its end in the background. The registration is held at its start until the flag is
+    raised (or 20 s pass): the close always comes while it runs."""
+    import threading
+    import time
+
+    real = reg.register_rigid
+    started = threading.Event()
+    flag_at_start = []
+
+    def held(*args, **kw):
+        started.set()
+        cancel = kw["cancel"]
+        t0 = time.monotonic()
+        while not cancel() and time.monotonic() - t0 < 20.0:
+            time.sleep(0.01)
+        flag_at_start.append(cancel())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(reg, "register_rigid", held)
+    _dock, w = widget.viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
+    model = w.session.model
+    w.auto.spread.setChecked(False)
+    worker = w.auto.run_automatic()
+    assert worker is not None
+    outcome = []
+    worker.returned.connect(outcome.append)
+    assert started.wait(30)
+    widget.viewer.close()  # the window's close button
+    qtbot.waitUntil(lambda: len(outcome) == 1, timeout=90000)
+    assert flag_at_start == [True]  # the close raised the Cancel flag ...
+    kind, exc = outcome[0]  # ... and the registration stopped, cancelled
+    assert kind == "failed" and isinstance(exc, reg.RegistrationCancelled), outcome[0]
+    assert model.transform is None
+
+
 def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp_path):
     """UAT s4 N10 and point 7: while post landmarks are clicked, only raw post (and the
     landmarks) are drawn: no raw ablation labels over the ice ball, no pre-space tumor over

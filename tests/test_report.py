@@ -198,3 +198,27 @@ def test_footer_and_html_notice(res):
     assert "Generated 20" in R.footer_line() and "napari-ablation" in R.footer_line()
     html = R.html_report(res, info={"name": "x"})
     assert "Research tool, not a medical device" in html and "Generated 20" in html
+
+
+def test_3d_picture_shows_the_mtm_point_and_its_label(res, tmp_path):
+    """The report's 3D picture shows the minimal margin point (white marker, black edge) and
+    its MTM label over the tumor surface it lies on, not hidden behind it (issue 8)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from mpl_toolkits.mplot3d import proj3d
+
+    fig = R.plot_surface_3d(res)
+    fig.savefig(tmp_path / "3d.png")  # (a look at the picture)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    x2, y2, _ = proj3d.proj_transform(*res.min_margin_point_lps, ax.get_proj())
+    col, row = ax.transData.transform((x2, y2))
+    row = rgb.shape[0] - row
+    r0, c0 = int(np.rint(row)), int(np.rint(col))
+    near = rgb[r0 - 5 : r0 + 6, c0 - 5 : c0 + 6]
+    white = np.all(near > 235, axis=-1)
+    black = np.all(near < 60, axis=-1)
+    assert white.sum() >= 6 and black.sum() >= 6, (white.sum(), black.sum())
+    labels = [t.get_text() for t in ax.texts]
+    assert f"MTM {res.min_margin_mm:.1f} mm" in labels

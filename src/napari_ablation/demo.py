@@ -53,12 +53,17 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
         QTimer.singleShot(0, settle)
     worker = load_widget.open_sample(case) if load_widget is not None else None
     if worker is not None and first_dock is not None:
+        session = load_widget.session
 
-        def resettle(*_):  # the case's layers shown: the dock width once more
-            tries[0] = 30
-            QTimer.singleShot(0, settle)
+        def resettle(what):
+            # the case's layers on screen (the session's "opening" ends after the last one
+            # is added, well after the worker has finished): the dock width once more
+            if what == "opening" and session.opening is None:
+                session.changed.disconnect(resettle)
+                tries[0] = 30
+                QTimer.singleShot(0, settle)
 
-        worker.finished.connect(resettle)
+        session.changed.connect(resettle)
     return viewer, load_widget, worker
 
 

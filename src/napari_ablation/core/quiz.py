@@ -681,6 +681,63 @@ def mtm_in_interval(answer_mm: float, key_case: dict[str, Any]) -> bool | None:
     return lo - 1e-9 <= float(answer_mm) <= hi + 1e-9
 
 
+#: said with an interval computed at scoring for a key made before MTM intervals
+INTERVAL_AT_SCORING = "computed at scoring (the key was made before MTM intervals)"
+
+
+def ensure_key_interval(
+    key_case: dict[str, Any], quiz_case: Case | None, threshold_mm: float
+) -> dict[str, Any]:
+    """Give a key entry made before MTM intervals existed the interval a new key would hold.
+
+    An answer is then scored the same way whatever the key's age: inside the 95 % interval
+    counts as right. The interval is computed as :func:`make_quiz` computes it
+    (:func:`key_interval`), from the reference labels and registration (the key's
+    ``reference``, else the quiz's copy of the case), and stored in ``key_case`` (in memory:
+    the key file is never rewritten), with :data:`INTERVAL_AT_SCORING` among its sources.
+
+    Parameters
+    ----------
+    key_case : dict
+        The key's entry for the case (changed in place when it gets an interval).
+    quiz_case : Case or None
+        The quiz's copy of the case.
+    threshold_mm : float
+        The quiz threshold.
+
+    Returns
+    -------
+    dict
+        ``key_case``; without an interval only when the reference labels are nowhere
+        (the answer is then scored on the exact MTM, as before).
+    """
+    if key_case.get("min_margin_interval_mm") or "min_margin_mm" not in key_case:
+        return key_case
+    ref = key_case.get("reference") or {}
+    qc = quiz_case if quiz_case is not None else Case()
+    tumor = unpack_mask(ref["tumor"]) if "tumor" in ref else qc.tumor
+    ablation = unpack_mask(ref["ablation"]) if "ablation" in ref else qc.ablation
+    tx = tfm.euler_from_params(ref["transform"]) if "transform" in ref else qc.transform
+    if tumor is None or ablation is None:
+        return key_case
+    res = analyze_margin(tumor, ablation, tx, threshold_mm, with_shells=False)
+    case = Case(tumor=tumor, ablation=ablation, transform=tx)
+    entry = key_interval(case, res, float(key_case["min_margin_mm"]))
+    entry["interval_sources"] = [*entry["interval_sources"], INTERVAL_AT_SCORING]
+    key_case.update(entry)
+    return key_case
+
+
+def _case_for_scoring(
+    quiz: Quiz, case_id: str, answer: dict[str, Any], key_case: dict[str, Any]
+) -> Case | None:
+    """The quiz's copy of the case when scoring ``answer`` needs it: a segmentation or a
+    registration to score, or an MTM against a key made before intervals."""
+    work = any(answer.get(r) for r in ("tumor", "ablation", "transform"))
+    old_key = answer.get("mtm_mm") is not None and not key_case.get("min_margin_interval_mm")
+    return quiz.load_case(case_id) if work or old_key else None
+
+
 def _tre_points(tumor: sitk.Image, n: int = 400) -> list[list[float]]:
     """Up to ``n`` tumor voxel centres (LPS): where a registration's error matters."""
     idx = np.argwhere(sitk.GetArrayViewFromImage(tumor) != 0)
@@ -1180,7 +1237,8 @@ def score_case(
     threshold_mm : float
         The quiz threshold.
     quiz_case : Case, optional
-        The quiz's copy of the case (needed to score segmentations / registrations).
+        The quiz's copy of the case (needed to score segmentations / registrations, and an
+        MTM against a key made before intervals: :func:`ensure_key_interval`).
 
     Returns
     -------
@@ -1210,6 +1268,7 @@ def score_case(
         "class_correct": None,
     }
     if answer.get("mtm_mm") is not None:
+        k = ensure_key_interval(k, quiz_case, threshold_mm) if quiz_case is not None else k
         err = float(answer["mtm_mm"]) - float(k["min_margin_mm"])
         s["mtm_signed_error_mm"] = round(err, 3)
         s["mtm_abs_error_mm"] = round(abs(err), 3)
@@ -1468,12 +1527,9 @@ def score_answers(
     t = float(key["threshold_mm"])
     cases = {}
     for a in answers:
-        qc = (
-            quiz.load_case(a["case"])
-            if any(a.get(r) for r in ("tumor", "ablation", "transform"))
-            else None
-        )
-        cases[a["case"]] = score_case(a, key["cases"][a["case"]], t, quiz_case=qc)
+        k = key["cases"][a["case"]]
+        qc = _case_for_scoring(quiz, a["case"], a, k)
+        cases[a["case"]] = score_case(a, k, t, quiz_case=qc)
     return {
         "cases": cases,
         "overall": summarize(cases.values()),
@@ -1745,14 +1801,9 @@ class QuizRun:
         answer = parse_answer({**raw, "case": case_id}, self.quiz)
         score = None
         if self.key is not None:
-            qc = (
-                self.quiz.load_case(case_id)
-                if any(answer.get(r) for r in ("tumor", "ablation", "transform"))
-                else None
-            )
-            score = score_case(
-                answer, self.key["cases"][case_id], float(self.key["threshold_mm"]), quiz_case=qc
-            )
+            k = self.key["cases"][case_id]
+            qc = _case_for_scoring(self.quiz, case_id, answer, k)
+            score = score_case(answer, k, float(self.key["threshold_mm"]), quiz_case=qc)
         record = {"case": case_id, "quiz_id": self.quiz.quiz_id, "answer": answer, "score": score}
         append_score(self.quiz.folder, self.trainee, record)
         self.records[case_id] = record
@@ -1830,17 +1881,9 @@ def scored_records(
                 continue
             if not r.get("score") and key is not None:
                 a = r.get("answer") or {}
-                qc = (
-                    quiz.load_case(r["case"])
-                    if any(a.get(k) for k in ("tumor", "ablation", "transform"))
-                    else None
-                )
-                r = {
-                    **r,
-                    "score": score_case(
-                        a, key["cases"][r["case"]], float(key["threshold_mm"]), quiz_case=qc
-                    ),
-                }
+                k = key["cases"][r["case"]]
+                qc = _case_for_scoring(quiz, r["case"], a, k)
+                r = {**r, "score": score_case(a, k, float(key["threshold_mm"]), quiz_case=qc)}
             if r.get("score"):
                 done.append(r)
         if done:

@@ -272,7 +272,7 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
     """Draw a static 3D view looking at the minimal margin point.
 
     The tumor surface coloured by margin (red < 0, yellow < threshold, green), the ablation
-    zone as a faint shell.
+    zone as a faint shell, the minimal margin point and its MTM over both.
 
     Parameters
     ----------
@@ -319,11 +319,38 @@ def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
     ax.set_ylim(c[1] - r, c[1] + r)
     ax.set_zlim(c[2] - r, c[2] + r)
     ax.set_box_aspect((1, 1, 1))
-    ax.scatter(*res.min_margin_point_lps, color="k", s=30, marker="x")
+    # the minimal margin point and its label over the surfaces (drawn in this order, not
+    # sorted by depth: the view looks at the point from outside, so nothing is in front of it)
+    ax.computed_zorder = False
+    poly.set_zorder(1)
+    ax.collections[-1].set_zorder(2)
+    p = [float(v) for v in res.min_margin_point_lps]
+    ax.scatter(
+        *p,
+        facecolor="white",
+        edgecolor="k",
+        s=70,
+        marker="X",
+        linewidth=1.0,
+        zorder=3,
+        depthshade=False,
+    )
     d = np.asarray(res.min_margin_point_lps) - res.tumor_centroid_lps
     ax.view_init(
         elev=float(np.degrees(np.arctan2(d[2], np.hypot(d[0], d[1])))),
         azim=float(np.degrees(np.arctan2(d[1], d[0]))),
+    )
+    from mpl_toolkits.mplot3d import proj3d
+
+    x2, y2, _ = proj3d.proj_transform(*p, ax.get_proj())
+    ax.annotate(
+        f"MTM {res.min_margin_mm:.1f} mm",
+        xy=(x2, y2),
+        xytext=(7, 7),
+        textcoords="offset points",
+        fontsize=8,
+        zorder=4,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0},
     )
     ax.set_xlabel("L (mm)", fontsize=7)
     ax.set_ylabel("P (mm)", fontsize=7)

@@ -150,10 +150,25 @@ def join_plugin_docks(widget) -> None:
         from qtpy.QtCore import QTimer
 
         win.tabifyDockWidget(siblings[-1], dock)  # after the last one opened
-        # the one just opened in front, once its tab exists
-        QTimer.singleShot(0, lambda: _alive(dock) and dock.raise_())
+        # the one just opened in front, once its tab exists; titles whole
+        QTimer.singleShot(0, lambda: _alive(dock) and (dock.raise_(), _keep_titles_whole(dock)))
     elif area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
         win.resizeDocks([dock], [DOCK_WIDTH], Qt.Orientation.Horizontal)
+
+
+def _keep_titles_whole(dock) -> None:
+    """The tab bar holding ``dock`` shows every title whole: where the dock area is narrower
+    than all the plugin's tabs together, it scrolls (arrows) instead of cutting the titles
+    ("Lo…", "Segm…")."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    win = dock.parentWidget()
+    title = dock.windowTitle()
+    for bar in win.findChildren(QTabBar):
+        if bar.parentWidget() is win and title in (bar.tabText(i) for i in range(bar.count())):
+            bar.setElideMode(Qt.TextElideMode.ElideNone)
+            bar.setUsesScrollButtons(True)
 
 
 def fit_when_docked(widget) -> None:

@@ -585,6 +585,8 @@ PRE_SPACE_ORDER = (
     "tumor",
     "margin",
     "ablation_registered",
+    "margin_surface",  # the Margins widget's 3D surfaces (session.SURFACE_ROLES): under
+    "ablation_surface",  # the minimal margin point, which is drawn over them in 3D
     "landmarks_pre",
     "mtm_point",
 )

@@ -72,6 +72,7 @@ class CohortWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = CaseSession.of(napari_viewer)
+        self.session.attach_widget(self)  # docked narrow, tabbed with the plugin's docks
         self._worker = None
         self._stop = threading.Event()
         self._relay = _Relay(self)
@@ -99,11 +100,8 @@ class CohortWidget(QWidget):
         self.workers.setValue(2)
         self.scheduler = QLineEdit()
         self.scheduler.setPlaceholderText("local cluster (or tcp://host:8786)")
-        row = QHBoxLayout()
-        row.addWidget(self.threshold)
-        row.addWidget(QLabel("workers"))
-        row.addWidget(self.workers)
-        form.addRow("Threshold", row)
+        form.addRow("Threshold", self.threshold)  # (one per row: the dock stays narrow)
+        form.addRow("Workers", self.workers)
         form.addRow("Scheduler", self.scheduler)
 
         self.run_btn = QPushButton("Run batch")

@@ -855,6 +855,9 @@ class MarginWidget(QWidget):
                     face_color="white",
                     border_color="black",
                     symbol="cross",
+                    # in 3D over the surfaces it lies on (drawn before it, by the layer-order
+                    # rule), its label too: not cut by the tumor surface
+                    blending="translucent_no_depth",
                     metadata={_layers.META: {"role": "mtm_point"}},
                     units="mm",
                     axis_labels=geometry.AXIS_LABELS,
@@ -868,6 +871,7 @@ class MarginWidget(QWidget):
                         "size": 10,
                         # beside the cross marker (size 4, data units), not over it
                         "translation": np.full(3, 3.0),
+                        "blending": "translucent_no_depth",
                     },
                 )
             else:
@@ -959,6 +963,7 @@ class MarginWidget(QWidget):
                 units="mm",
                 axis_labels=geometry.AXIS_LABELS,
             )
+            _layers.arrange(self.viewer)  # under the minimal margin point
         else:
             layer.data = data
             layer.colormap = cmap
@@ -984,6 +989,7 @@ class MarginWidget(QWidget):
                 units="mm",
                 axis_labels=geometry.AXIS_LABELS,
             )
+            _layers.arrange(self.viewer)  # under the minimal margin point
         else:
             al.data = adata
 

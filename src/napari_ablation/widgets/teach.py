@@ -458,12 +458,15 @@ class TeachWidget(QWidget):
                 self.viewer.layers.remove(layer)
 
     def _show_reveal_layers(self, res, ref_tumor, key_case) -> None:
+        """Add the reveal's layers. Like Compute margins, the reveal keeps the user's grid,
+        layer visibility and selection: the layers join the pre space by the one layer-order
+        rule (the pre cell with the grid on), and only the slice moves to the minimal margin
+        (the camera frames it with the grid off)."""
+        with _layers.keep_selection(self.viewer):
+            self._add_reveal_layers(res, ref_tumor, key_case)
+
+    def _add_reveal_layers(self, res, ref_tumor, key_case) -> None:
         v = self.viewer
-        _layers.grid(v).enabled = False
-        for role in ("post", "ablation", "post_registered"):
-            layer = _layers.find_layer(v, role)
-            if layer is not None:
-                layer.visible = False
         lab = _layers.add_or_update_labels(
             v,
             res.margin_labels_image(),
@@ -481,7 +484,6 @@ class TeachWidget(QWidget):
         )
         ol.contour = 1
         ol.opacity = 0.9
-        added = [lab, ol]
         if "tumor" in self.run.quiz.questions:  # the reference beside the trainee's own
             rt = _layers.add_or_update_labels(
                 v,
@@ -492,7 +494,6 @@ class TeachWidget(QWidget):
                 metadata={_layers.META: {"role": "quiz_reference_tumor"}},
             )
             rt.contour = 1
-            added.append(rt)
         k = key_case or {}
         p3 = k.get("min_margin_point_lps", [float(x) for x in res.min_margin_point_lps])
         m3 = float(k.get("min_margin_mm", res.min_margin_mm))
@@ -502,25 +503,31 @@ class TeachWidget(QWidget):
         def to_data(lps):
             return (np.asarray(geometry.lps_to_world(lps)) - translate) / scale
 
-        pts = v.add_points(
+        v.add_points(
             [to_data(p3)],
             name=_layers.ROLES["mtm_point"],
             size=3,
             face_color="white",
             border_color="black",
             symbol="cross",
+            blending="translucent_no_depth",  # in 3D over the surfaces, as in Margins
             scale=scale,
             translate=translate,
             units="mm",
             axis_labels=geometry.AXIS_LABELS,
             metadata={_layers.META: {"role": "mtm_point"}},
             features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
-            text={"string": "{label}", "color": "white", "anchor": "upper_left", "size": 10},
+            text={
+                "string": "{label}",
+                "color": "white",
+                "anchor": "upper_left",
+                "size": 10,
+                "blending": "translucent_no_depth",
+            },
         )
-        added.append(pts)
         aid = k.get("axial_2d") or {}
         if "margin_2d_point_lps" in aid:
-            ap = v.add_points(
+            v.add_points(
                 [to_data(aid["margin_2d_point_lps"])],
                 name=REVEAL_NAMES["quiz_axial_point"],
                 size=3,
@@ -535,15 +542,13 @@ class TeachWidget(QWidget):
                 features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
                 text={"string": "{label}", "color": "#ff66ff", "anchor": "lower_left", "size": 10},
             )
-            added.append(ap)
-        for layer in added:
-            i = v.layers.index(layer)
-            if i != len(v.layers) - 1:
-                v.layers.move(i, len(v.layers))
+        _layers.arrange(v)  # in pre space, over the tumor; the pre cell with the grid on
         tl = _layers.find_layer(v, "tumor")
         if tl is not None:
             tl.opacity = min(tl.opacity, 0.35)
-        if v.dims.ndim == 3 and v.dims.ndisplay == 2:
+        if v.dims.ndim == 3 and _layers.grid(v).enabled:
+            v.dims.point = tuple(float(c) for c in geometry.lps_to_world(p3))
+        elif v.dims.ndim == 3 and v.dims.ndisplay == 2:
             # frame the tumor (about four diameters across) on the slice of the minimal margin
             v.reset_view()
             lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
