@@ -128,6 +128,7 @@ class LoadCaseWidget(QWidget):
         self.session = CaseSession.of(napari_viewer)
         self.session.attach_widget(self)
         self._worker = None
+        self._queued = None  # (job, message, show_notes): opens when the case opening now is open
         self.last_error: str | None = None  # the last one-line error shown to the user
 
         files = QGroupBox("Pre / post series")
@@ -291,7 +292,9 @@ class LoadCaseWidget(QWidget):
     # ------------------------------------------------------------------ plumbing
     def _run(self, job, message: str, *, show_notes: bool = True):
         if self._worker is not None:
-            _layers.notify_warning("still loading the previous case")
+            # the newest request opens once the case being opened is open (never dropped)
+            self._queued = (job, message, show_notes)
+            _layers.notify_info(f"{message}: once the case being opened is open")
             return None
         self.progress.setVisible(True)
         self.progress.setFormat(message)
@@ -330,6 +333,9 @@ class LoadCaseWidget(QWidget):
             self.progress.setVisible(False)
             self._set_busy(False)
             self.session.end_opening()
+            queued, self._queued = self._queued, None
+            if queued is not None:
+                self._run(queued[0], queued[1], show_notes=queued[2])
 
         # the widget's own progress bar only: napari's activity indicator makes the status
         # bar a pixel taller, and the canvas, resized, repaints every layer at once
@@ -367,6 +373,8 @@ class LoadCaseWidget(QWidget):
         where = str(m.folder) if m.folder else "not saved yet"
         if s.last_error:
             state = s.last_error
+        elif s.opening is not None or self._worker is not None:
+            state = f"{s.opening or 'opening'}\u2026"  # saved or not, it is not open yet
         elif s.all_saved:
             state = "all changes saved"  # the files on disk hold every item as shown
         elif m.folder is None:
