@@ -755,7 +755,7 @@ class CaseSession:
         layer = event.value
         self._look_2d.pop(id(layer), None)
         for role, bound in list(self._bound.items()):
-            if bound is layer:
+            if _layers.unwrapped(bound) is _layers.unwrapped(layer):  # (napari's proxies)
                 del self._bound[role]
         self._on_ndisplay()  # a surface gone: the layers it stood in for are shown again
         viewer = self.viewer
