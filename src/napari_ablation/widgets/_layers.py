@@ -162,6 +162,9 @@ def add_or_update_image(
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
         set_placement(layer, kwargs["scale"], kwargs["translate"])
+        if kw.get("contrast_limits") is not None:  # the new image's window, not the old one's
+            layer.reset_contrast_limits_range("data")
+            layer.contrast_limits = kw["contrast_limits"]
         return layer
     if layer is not None:
         viewer.layers.remove(layer)

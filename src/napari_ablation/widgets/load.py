@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import SimpleITK as sitk
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -232,6 +233,7 @@ class LoadCaseWidget(QWidget):
             case = load_case_files(
                 pre, post, pre_series=pre_series, post_series=post_series, name=name
             )
+            case.info["warnings"] = mask_warnings(case)
             folder = new_case_folder(case.info["name"])
             case.save(folder)  # off the GUI thread: the case folder exists before any edit
             return case, folder, prepare_display(case)
@@ -311,6 +313,8 @@ class LoadCaseWidget(QWidget):
                 showing[0] = False
                 for note in case.info.get("notes", []) if show_notes else []:
                     _layers.notify_info(note)
+                for warning in case.info.pop("warnings", []) if show_notes else []:
+                    _layers.notify_warning(warning)
                 finished()
 
             try:
@@ -382,6 +386,21 @@ class LoadCaseWidget(QWidget):
         else:
             state = "autosave pending: " + ", ".join(m.unsaved_items())
         self.status.setText(f"<b>{name}</b><br>folder: {where}<br>{state}")
+
+
+def mask_warnings(case: Case) -> list[str]:
+    """One line for each of pre and post that looks like a segmentation (a few integer
+    values), not a scan: a label file picked as an image by mistake."""
+    from .._reader import is_mask
+
+    return [
+        f"the {role} image looks like a mask, not a scan (at most a few distinct values): "
+        "check the file chosen as the "
+        f"{role}-ablation image"
+        for role in ("pre", "post")
+        if getattr(case, role) is not None
+        and is_mask(sitk.GetArrayViewFromImage(getattr(case, role)))
+    ]
 
 
 def _sample_names() -> list[tuple[str, str]]:
