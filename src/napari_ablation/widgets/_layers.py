@@ -162,6 +162,9 @@ def add_or_update_image(
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
         set_placement(layer, kwargs["scale"], kwargs["translate"])
+        if kw.get("contrast_limits") is not None:  # the new image's window, not the old one's
+            layer.reset_contrast_limits_range("data")
+            layer.contrast_limits = kw["contrast_limits"]
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
@@ -544,6 +547,13 @@ def connect_while_alive(signal, widget, slot) -> None:
     widget.destroyed.connect(_off)
 
 
+def unwrapped(obj):
+    """``obj`` itself, not napari's public-only proxy around it: a widget opened from the
+    Plugins menu reaches the viewer and its layers through proxies made anew on each access,
+    so ``is`` between two reads of one layer is False."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 @contextmanager
 def keep_selection(viewer):
     """Leave the viewer's layer selection and active layer as the user had them (adding a
@@ -564,7 +574,7 @@ def keep_selection(viewer):
         if activate is not None:
             layers._activate_on_insert = activate
         alive = [ly for ly in before if ly in viewer.layers]
-        if set(sel) != set(alive) or sel.active is not active:
+        if set(sel) != set(alive) or unwrapped(sel.active) is not unwrapped(active):
             sel.clear()
             sel.update(alive)
             if active is not None and active in viewer.layers:

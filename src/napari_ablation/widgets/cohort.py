@@ -57,6 +57,8 @@ COLUMNS = (
     ("error", "Error", None),
 )
 STATS_DIR = "stats"
+#: the Margins widget's name in the plugin manifest (napari.yaml)
+MARGINS_WIDGET = "4. Margins"
 
 
 class _Relay(QObject):
@@ -81,8 +83,6 @@ class CohortWidget(QWidget):
         self.last_error: str | None = None
         self.last_progress: str = ""
         self.stats: dict[str, Any] | None = None
-        self._margin_for = None  # the model whose first analysis shows the margin layer
-        _layers.connect_while_alive(self.session.model.analysis_changed, self, self._on_analysis)
 
         form = QFormLayout()
         self.cases_edit = QLineEdit()
@@ -304,26 +304,22 @@ class CohortWidget(QWidget):
             self.status.setText(f"opened case {cid}")
             if stored.get("error"):
                 return
-            # the margin layer comes from the case model's analysis, as in the Margin widget
-            # (with the case's own threshold: opening a case never rewrites its folder)
-            self._margin_for = self.session.model
+            # the margins are the case model's analysis (with the case's own threshold:
+            # opening a case never rewrites its folder), shown by its one view, the Margins
+            # widget: its figures, table and margin layer agree, and it adds its layers
+            # without making any of them active
+            self._margins_view()
             self.session.analysis.request()
 
         return self._start(job, done, f"Opening case {cid}")
 
-    def _on_analysis(self) -> None:
-        model = self.session.model
-        if self._margin_for is not model or model.analysis is None:
-            return
-        self._margin_for = None
-        res = model.analysis.result
-        _layers.add_or_update_labels(
-            self.viewer,
-            res.margin_labels_image(),
-            "margin",
-            colormap=_layers.margin_colormap(),
-            opacity=0.6,
-        )
+    def _margins_view(self) -> None:
+        """The Margins widget of this viewer, docked if it is not yet."""
+        from .margin import MarginWidget
+
+        window = self.viewer.window
+        if not any(isinstance(w, MarginWidget) for w in window.dock_widgets.values()):
+            window.add_plugin_dock_widget("napari-ablation", MARGINS_WIDGET)
 
     # ------------------------------------------------------------------ views
     def _fill_table(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import SimpleITK as sitk
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -128,6 +129,7 @@ class LoadCaseWidget(QWidget):
         self.session = CaseSession.of(napari_viewer)
         self.session.attach_widget(self)
         self._worker = None
+        self._queued = None  # (job, message, show_notes): opens when the case opening now is open
         self.last_error: str | None = None  # the last one-line error shown to the user
 
         files = QGroupBox("Pre / post series")
@@ -231,6 +233,7 @@ class LoadCaseWidget(QWidget):
             case = load_case_files(
                 pre, post, pre_series=pre_series, post_series=post_series, name=name
             )
+            case.info["warnings"] = mask_warnings(case)
             folder = new_case_folder(case.info["name"])
             case.save(folder)  # off the GUI thread: the case folder exists before any edit
             return case, folder, prepare_display(case)
@@ -291,7 +294,9 @@ class LoadCaseWidget(QWidget):
     # ------------------------------------------------------------------ plumbing
     def _run(self, job, message: str, *, show_notes: bool = True):
         if self._worker is not None:
-            _layers.notify_warning("still loading the previous case")
+            # the newest request opens once the case being opened is open (never dropped)
+            self._queued = (job, message, show_notes)
+            _layers.notify_info(f"{message}: once the case being opened is open")
             return None
         self.progress.setVisible(True)
         self.progress.setFormat(message)
@@ -308,6 +313,8 @@ class LoadCaseWidget(QWidget):
                 showing[0] = False
                 for note in case.info.get("notes", []) if show_notes else []:
                     _layers.notify_info(note)
+                for warning in case.info.pop("warnings", []) if show_notes else []:
+                    _layers.notify_warning(warning)
                 finished()
 
             try:
@@ -330,6 +337,9 @@ class LoadCaseWidget(QWidget):
             self.progress.setVisible(False)
             self._set_busy(False)
             self.session.end_opening()
+            queued, self._queued = self._queued, None
+            if queued is not None:
+                self._run(queued[0], queued[1], show_notes=queued[2])
 
         # the widget's own progress bar only: napari's activity indicator makes the status
         # bar a pixel taller, and the canvas, resized, repaints every layer at once
@@ -367,6 +377,8 @@ class LoadCaseWidget(QWidget):
         where = str(m.folder) if m.folder else "not saved yet"
         if s.last_error:
             state = s.last_error
+        elif s.opening is not None or self._worker is not None:
+            state = f"{s.opening or 'opening'}\u2026"  # saved or not, it is not open yet
         elif s.all_saved:
             state = "all changes saved"  # the files on disk hold every item as shown
         elif m.folder is None:
@@ -374,6 +386,21 @@ class LoadCaseWidget(QWidget):
         else:
             state = "autosave pending: " + ", ".join(m.unsaved_items())
         self.status.setText(f"<b>{name}</b><br>folder: {where}<br>{state}")
+
+
+def mask_warnings(case: Case) -> list[str]:
+    """One line for each of pre and post that looks like a segmentation (a few integer
+    values), not a scan: a label file picked as an image by mistake."""
+    from .._reader import is_mask
+
+    return [
+        f"the {role} image looks like a mask, not a scan (at most a few distinct values): "
+        "check the file chosen as the "
+        f"{role}-ablation image"
+        for role in ("pre", "post")
+        if getattr(case, role) is not None
+        and is_mask(sitk.GetArrayViewFromImage(getattr(case, role)))
+    ]
 
 
 def _sample_names() -> list[tuple[str, str]]:

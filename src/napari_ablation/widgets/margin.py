@@ -589,6 +589,8 @@ class MarginWidget(QWidget):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
         elif a is None:
             text = ""
+        elif self._shown is not a:
+            text = "drawing the margins\u2026"  # computed; its figures are being prepared
         elif current:
             text = "up to date (current labels, registration and threshold)"
             if a.result.warnings:

@@ -200,6 +200,14 @@ class RegisterWidget(QWidget):
             self.auto.case_changed()
             opening = self.session.opening
             self.set_status(f"{opening}\u2026" if opening and what == "opening" else "")
+            if (
+                opening is None
+                and self.model.transform is not None
+                and self.registered_layer() is None
+                and self.image("pre") is not None
+                and self.image("post") is not None
+            ):
+                self.update_overlay(full=True)  # the opening failed: the case's view is back
             return
         if what != "case":
             return

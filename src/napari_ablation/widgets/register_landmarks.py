@@ -160,7 +160,7 @@ class LandmarksPanel(QWidget):
             # a selection being rebuilt, or a layer the plugin just made (napari activates
             # it): not the user's choice
             return
-        if role in ROLES and active is self._left_view:
+        if role in ROLES and _layers.unwrapped(active) is self._left_view:
             return  # the user asked for another view (Compute margins) with this layer active
         self._left_view = None
         if role not in ROLES:
@@ -190,7 +190,7 @@ class LandmarksPanel(QWidget):
         the layers are shown as they were before the landmark view."""
         active = self.viewer.layers.selection.active
         if self._shown_before and _layers.role_of(active) in ROLES:
-            self._left_view = active
+            self._left_view = _layers.unwrapped(active)
             self._restore_view()
 
     @staticmethod

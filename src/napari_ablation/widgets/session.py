@@ -495,13 +495,28 @@ class CaseSession:
         'x'"): widgets clear the open case's figures and refuse actions
         (:meth:`refuse_while_opening`) until :meth:`end_opening`."""
         self._opening.append(what)
+        if self.viewer is not None:
+            # the figures made from the case being replaced go at once (the widgets make
+            # them again if the opening fails); its landmarks are its own data and stay
+            self._remove_derived_layers(keep=("landmarks_pre", "landmarks_post"))
+        self._show_opening()
         self.changed.emit("opening")
 
     def end_opening(self) -> None:
         """The case opened (or failed to open: the open case stays)."""
         if self._opening:
             self._opening.pop()
+        self._show_opening()
         self.changed.emit("opening")
+
+    def _show_opening(self) -> None:
+        """While a case opens, the canvas says so over the case it replaces."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        banner = viewer.text_overlay
+        banner.text = f"{self.opening}\u2026" if self.opening else ""
+        banner.visible = self.opening is not None
 
     def refuse_while_opening(self) -> bool:
         """True (with a one-line notice) when a case is being opened: an action now would
@@ -668,14 +683,12 @@ class CaseSession:
             viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
         self.center_on_tumor(prepared.get("focus"))
 
-    def _derived_layers(self) -> list:
+    def _derived_layers(self, keep: tuple[str, ...] = ()) -> list:
         """The layers the plugin made from the open case (margin, outline, MTM point,
-        registered post, landmarks, QA views, ...). The user's own layers (without a plugin
-        role) are not among them."""
+        registered post, landmarks, QA views, ...; not the roles in ``keep``). The user's
+        own layers (without a plugin role) are not among them."""
         return [
-            ly
-            for ly in self.viewer.layers
-            if _layers.role_of(ly) is not None and _layers.role_of(ly) not in CASE_ROLES
+            ly for ly in self.viewer.layers if _layers.role_of(ly) not in (None, *CASE_ROLES, *keep)
         ]
 
     def _remove_derived_steps(self):
@@ -688,11 +701,11 @@ class CaseSession:
                 self.viewer.layers.remove(layer)
                 yield
 
-    def _remove_derived_layers(self) -> None:
-        """Remove the layers the plugin made from the previous case (:meth:`_derived_layers`):
-        they do not belong to the case being opened."""
+    def _remove_derived_layers(self, keep: tuple[str, ...] = ()) -> None:
+        """Remove the layers the plugin made from the previous case (:meth:`_derived_layers`,
+        not the roles in ``keep``): they do not belong to the case being opened."""
         viewer = self.viewer
-        derived = self._derived_layers()
+        derived = self._derived_layers(keep)
         if not derived:
             return
         # one batch: napari's canvas cleans up (a full gc.collect) once, not per layer
@@ -770,7 +783,7 @@ class CaseSession:
         layer = event.value
         self._look_2d.pop(id(layer), None)
         for role, bound in list(self._bound.items()):
-            if bound is layer:
+            if _layers.unwrapped(bound) is _layers.unwrapped(layer):  # (napari's proxies)
                 del self._bound[role]
         self._on_ndisplay()  # a surface gone: the layers it stood in for are shown again
         viewer = self.viewer
