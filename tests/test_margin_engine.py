@@ -383,6 +383,14 @@ def test_closest_triangle_search_does_not_depend_on_the_batch_size():
     one = md.query_faces(pts, chunk=len(pts))
     for got, ref in zip(md.query_faces(pts, chunk=700), one):
         np.testing.assert_array_equal(got, ref)
+    # nor on the thread (the second half of the points on a worker)
+    for threads in (1, 2):
+        tasks = M._Tasks(threads)
+        try:
+            for got, ref in zip(md.query_faces(pts, chunk=700, tasks=tasks), one):
+                np.testing.assert_array_equal(got, ref)
+        finally:
+            tasks.close()
     d, q, f = (a.copy() for a in one)
     rows = np.arange(0, 3000, 2)
     md.widen(pts[rows], d, q, f, rows)
@@ -396,8 +404,9 @@ def test_closest_triangle_search_does_not_depend_on_the_batch_size():
 @pytest.mark.parametrize("spacing", [(1.1, 1.1, 2.5), (0.9, 0.9, 0.9)])
 def test_two_threads_give_the_same_analysis_as_one(spacing):
     """The stages that run side by side (the two reconstructions, the diameter, the guide,
-    the shells) give the same result, bit for bit, and the warnings in the same order (a
-    tumor and an ablation zone each only a few voxels across warn, tumor first)."""
+    the shells, the two halves of each closest-triangle search) give the same result, bit
+    for bit, and the warnings in the same order (a tumor and an ablation zone each only a
+    few voxels across warn, tumor first)."""
     size = [40, 36, 24]
     origin = [-0.5 * n * h + 0.3 for n, h in zip(size, spacing)]
     tumor = M.sphere_image(size, spacing, origin, [0.4, 0.2, 0.1], 2.2)

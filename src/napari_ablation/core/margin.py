@@ -1036,7 +1036,11 @@ class MeshDistance:
         return d, q
 
     def query_faces(
-        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = QUERY_CHUNK
+        self,
+        pts: np.ndarray,
+        guess: np.ndarray | None = None,
+        chunk: int = QUERY_CHUNK,
+        tasks: _Tasks | None = None,
     ):
         """Return the distance, closest surface point and closest triangle of each point.
 
@@ -1048,6 +1052,9 @@ class MeshDistance:
             ``(n, 3)`` first guesses of the closest surface points (default: the points).
         chunk : int, optional
             Points handled per batch (bounds the memory).
+        tasks : _Tasks, optional
+            With these, the second half of the points on a worker (each point's search is
+            its own: the same numbers).
 
         Returns
         -------
@@ -1062,24 +1069,33 @@ class MeshDistance:
         dist = np.empty(len(pts))
         closest = np.empty_like(pts)
         face = np.empty(len(pts), dtype=np.int64)
-        for s in range(0, len(pts), chunk):
-            p = pts[s : s + chunk]
-            g = p if guess is None else guess[s : s + chunk]
-            d, q, f = self._closest_among(p, g, REFINE_K)
-            # refine around the closest point found until its triangle no longer changes (a
-            # step moves about a triangle; most points stop after one or two)
-            todo = np.arange(len(p))
-            for _ in range(REFINE_MAX_STEPS):
-                d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
-                better = d2 < d[todo]
-                moved = todo[better]
-                d[moved], q[moved] = d2[better], q2[better]
-                changed = better & (f2 != f[todo])
-                f[moved] = f2[better]
-                todo = todo[changed]
-                if not len(todo):
-                    break
-            dist[s : s + chunk], closest[s : s + chunk], face[s : s + chunk] = d, q, f
+
+        def search(lo: int, hi: int) -> None:
+            for s in range(lo, hi, chunk):
+                e = min(s + chunk, hi)
+                p = pts[s:e]
+                g = p if guess is None else guess[s:e]
+                d, q, f = self._closest_among(p, g, REFINE_K)
+                # refine around the closest point found until its triangle no longer changes
+                # (a step moves about a triangle; most points stop after one or two)
+                todo = np.arange(len(p))
+                for _ in range(REFINE_MAX_STEPS):
+                    d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
+                    better = d2 < d[todo]
+                    moved = todo[better]
+                    d[moved], q[moved] = d2[better], q2[better]
+                    changed = better & (f2 != f[todo])
+                    f[moved] = f2[better]
+                    todo = todo[changed]
+                    if not len(todo):
+                        break
+                dist[s:e], closest[s:e], face[s:e] = d, q, f
+
+        half = len(pts) // 2 if tasks is not None else len(pts)
+        rest = tasks.submit(search, half, len(pts)) if half < len(pts) else None
+        search(0, half)
+        if rest is not None:
+            rest.result()
         return dist, closest, face
 
     def outside(self, pts: np.ndarray, closest: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -2069,7 +2085,7 @@ def _analyze_margin(
             # blurred field's 0.5 level lies about sigma^2 / R inside it, which would count
             # a shell of covered tumor as uncovered
             guess = guide.project(qn, idx[need], d_apx[need])
-            d, c, f = dist_ab.query_faces(qn, guess=guess)
+            d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks)
             out = dist_ab.outside(qn, c, f)
             if levels is None:
                 # near the minimum, a wider search: seen from a point far inside, the distance
