@@ -2007,8 +2007,9 @@ def _analyze_margin(
     A, b = _check_rigid(transform)  # pre -> post: q = A p + b
     Ainv, binv = A.T, -A.T @ b  # post -> pre
 
+    am = tasks.submit(_MaskSource, ablation, "ablation", ablation_label)  # (box scans)
     tmask = _MaskSource(tumor, "tumor", tumor_label)
-    amask = _MaskSource(ablation, "ablation", ablation_label)
+    amask = am.result()
     tgrid, agrid = _Grid(tumor), _Grid(ablation)
     tbox = tmask.box
     if tbox is None:
