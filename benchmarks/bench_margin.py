@@ -5,6 +5,7 @@
     python benchmarks/bench_margin.py --accuracy # MTM error, random analytic spheres, both methods
     python benchmarks/bench_margin.py --before /path/to/other/src   # + that version of the engine
     python benchmarks/bench_margin.py --scaling [--before SRC]        # time vs tumor and image size
+    python benchmarks/bench_margin.py --one-thread   # + the engine on one thread, alternating
 
 Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
 0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
@@ -23,7 +24,15 @@ process's CPU time (on a shared machine the wall time also counts waiting for a 
 With ``--before SRC`` the engine of another source tree (e.g. an export of ``main``) runs
 in the same session as ``before``, alternating with this one (``--rounds`` child processes
 each, default 3; the medians are over all their runs), so that a change of a shared
-machine's load weighs on both alike.
+machine's load weighs on both alike; ``--one-thread`` does the same with this engine on one
+thread (``analyze_margin(threads=1)``) as ``one-thread``.
+
+The engine's own threads: during the timed runs a sampler process reads every millisecond how
+many threads of the child are runnable (``/proc/<pid>/task/*/stat`` state R; a thread
+waiting for the GIL or a lock sleeps). Their mean while any is runnable is how many cores
+the engine would keep busy on an idle machine, whatever the load: ``CPU / runnable`` is
+the idle-machine estimate of the wall time (a loaded machine hands a process about one
+core's share, so there wall ~= CPU x load / cores with or without threads).
 """
 
 from __future__ import annotations
@@ -71,10 +80,11 @@ def make_case(name: str):
     return tumor, ablation, T, MARGIN
 
 
-def run_ours(tumor, ablation, T):
+def run_ours(tumor, ablation, T, threads=None):
     from napari_ablation.core.margin import analyze_margin
 
-    res = analyze_margin(tumor, ablation, T, 5.0)
+    kw = {} if threads is None else {"threads": threads}  # (``before`` may have no threads=)
+    res = analyze_margin(tumor, ablation, T, 5.0, **kw)
     res.margin_labels_image()  # the margin layer on the pre grid is part of the product
     return res.min_margin_mm
 
@@ -239,18 +249,52 @@ def scaling_child(size, r_t: float, repeats: int) -> tuple[list[float], list[flo
     return ws, cs
 
 
+def sample_threads(pid: int) -> None:
+    """Print, once stdin closes, how often 0, 1, 2, ... threads of ``pid`` were runnable
+    (sampled every millisecond, at a low priority)."""
+    import select
+
+    os.nice(10)
+    counts = [0] * 8
+    task = f"/proc/{pid}/task"
+    while not select.select([sys.stdin], [], [], 0.001)[0]:
+        n = 0
+        for t in os.listdir(task):
+            try:
+                with open(f"{task}/{t}/stat") as fh:
+                    st = fh.read()
+            except OSError:  # the thread ended
+                continue
+            n += st[st.rindex(")") + 2] == "R"
+        counts[min(n, 7)] += 1
+    print(json.dumps(counts))
+
+
 def child(method: str, case: str, repeats: int) -> dict:
     tumor, ablation, T, truth = make_case(case)
-    fn = {"napari-ablation": run_ours, "before": run_ours, "naive": run_naive}[method]
+    fn = {
+        "napari-ablation": run_ours,
+        "before": run_ours,
+        "one-thread": lambda *a: run_ours(*a, threads=1),
+        "naive": run_naive,
+    }[method]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times, cpus = [], []
     if method != "naive":
         fn(tumor, ablation, T)  # warm-up (imports, caches)
+    sampler = subprocess.Popen(
+        [sys.executable, __file__, "--sample-threads", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for _ in range(repeats):  # timed without tracemalloc, which slows every allocation
         t0, c0 = time.perf_counter(), time.process_time()
         mtm = fn(tumor, ablation, T)
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
+    counts = json.loads(sampler.communicate("")[0])
+    busy = max(sum(counts[1:]), 1)
     tracemalloc.start()  # one more run for the numpy peak
     fn(tumor, ablation, T)
     _cur, peak_tm = tracemalloc.get_traced_memory()
@@ -267,6 +311,7 @@ def child(method: str, case: str, repeats: int) -> dict:
         "peak_rss_mb": rss,
         "rss_inputs_mb": rss0,
         "peak_numpy_mb": peak_tm / 2**20,
+        "runnable": sum(k * c for k, c in enumerate(counts)) / busy,
         "mtm": mtm,
         "error": mtm - truth,
     }
@@ -280,9 +325,11 @@ def _merge_rounds(rows: list[dict]) -> list[dict]:
         m["times"] += r["times"]
         m["cpus"] += r["cpus"]
         m["peak_rss_mb"] = max(m["peak_rss_mb"], r["peak_rss_mb"])
+        m.setdefault("runnables", []).append(r["runnable"])
     for m in merged.values():
         m["time_s"], m["cpu_s"] = float(np.median(m["times"])), float(np.median(m["cpus"]))
         m["n"] = len(m["times"])
+        m["runnable"] = float(np.median(m["runnables"]))
     return list(merged.values())
 
 
@@ -296,8 +343,15 @@ def main() -> int:
     ap.add_argument(
         "--rounds", type=int, default=3, help="with --before: alternating child processes each"
     )
+    ap.add_argument(
+        "--one-thread", action="store_true", help="also this engine on one thread, alternating"
+    )
     ap.add_argument("--scaling-child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--sample-threads", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.sample_threads:
+        sample_threads(args.sample_threads)
+        return 0
     if args.scaling_child:
         *size, r, n = args.scaling_child
         print(json.dumps(scaling_child([int(v) for v in size], float(r), int(n))))
@@ -316,9 +370,11 @@ def main() -> int:
     for case in cases:
         # with --before, the two engines alternate, ``rounds`` child processes each, so that a
         # change of the machine's load during the run weighs on both alike
-        for _ in range(args.rounds if args.before else 1):
+        for _ in range(args.rounds if args.before or args.one_thread else 1):
             if args.before:
                 plan.append(("before", case, 3 if args.quick else 5))
+            if args.one_thread:
+                plan.append(("one-thread", case, 3 if args.quick else 5))
             plan.append(("napari-ablation", case, 3 if args.quick else 5))
         if case != "CT60":  # the naive full-volume EDT of 512 x 512 x 300 takes minutes
             plan.append(("naive", case, 1 if case == "CT" or args.quick else 3))
@@ -348,6 +404,7 @@ def main() -> int:
     hdr = (
         f"{'method':<16}{'case':<5}{'time (s)':>10}{'CPU (s)':>9}{'N':>3}{'peak RSS MB':>13}"
         f"{'inputs MB':>11}{'numpy peak MB':>15}{'MTM mm':>9}{'error mm':>10}"
+        f"{'runnable':>9}{'CPU/runnable':>13}"
     )
     print(hdr)
     print("-" * len(hdr))
@@ -356,11 +413,12 @@ def main() -> int:
             f"{r['method']:<16}{r['case']:<5}{r['time_s']:>10.3f}{r['cpu_s']:>9.3f}{r['n']:>3}"
             f"{r['peak_rss_mb']:>13.0f}{r['rss_inputs_mb']:>11.0f}{r['peak_numpy_mb']:>15.0f}"
             f"{r['mtm']:>9.2f}{r['error']:>+10.2f}"
+            f"{r['runnable']:>9.2f}{r['cpu_s'] / r['runnable']:>13.3f}"
         )
     by = {(r["method"], r["case"]): r for r in rows}
     for case in cases:
         nv = by.get(("naive", case))
-        for m in ("before", "napari-ablation"):
+        for m in ("before", "one-thread", "napari-ablation"):
             a = by.get((m, case))
             if a and nv:
                 print(

@@ -385,6 +385,14 @@ def test_closest_triangle_search_does_not_depend_on_the_batch_size():
     one = md.query_faces(pts, chunk=len(pts))
     for got, ref in zip(md.query_faces(pts, chunk=700), one):
         np.testing.assert_array_equal(got, ref)
+    # nor on the thread (the second half of the points on a worker)
+    for threads in (1, 2):
+        tasks = M._Tasks(threads)
+        try:
+            for got, ref in zip(md.query_faces(pts, chunk=700, tasks=tasks), one):
+                np.testing.assert_array_equal(got, ref)
+        finally:
+            tasks.close()
     d, q, f = (a.copy() for a in one)
     rows = np.arange(0, 3000, 2)
     md.widen(pts[rows], d, q, f, rows)
@@ -393,3 +401,32 @@ def test_closest_triangle_search_does_not_depend_on_the_batch_size():
         md.widen(pts[rows[s : s + 100]], d1, q1, f1, rows[s : s + 100])
     np.testing.assert_array_equal(d, d1)
     np.testing.assert_array_equal(f, f1)
+
+
+@pytest.mark.parametrize("spacing", [(1.1, 1.1, 2.5), (0.9, 0.9, 0.9)])
+def test_two_threads_give_the_same_analysis_as_one(spacing):
+    """The stages that run side by side (the two reconstructions, the diameter, the guide,
+    the shells, the two halves of each closest-triangle search) give the same result, bit
+    for bit, and the warnings in the same order (a tumor and an ablation zone each only a
+    few voxels across warn, tumor first)."""
+    size = [40, 36, 24]
+    origin = [-0.5 * n * h + 0.3 for n, h in zip(size, spacing)]
+    tumor = M.sphere_image(size, spacing, origin, [0.4, 0.2, 0.1], 2.2)
+    ablation = M.sphere_image(size, spacing, origin, [1.0, 0, 0], 3.3)
+    T = sitk.Euler3DTransform()
+    T.SetRotation(0.02, -0.03, 0.05)
+    T.SetTranslation((0.3, -0.2, 0.4))
+    one = M.analyze_margin(tumor, ablation, T, 1.0, threads=1)
+    two = M.analyze_margin(tumor, ablation, T, 1.0, threads=2)
+    assert len(one.warnings) >= 2 and "tumor" in one.warnings[0]
+    assert "ablation" in one.warnings[-1]
+    assert one.to_json_dict() == two.to_json_dict()
+    np.testing.assert_array_equal(one.class_crop, two.class_crop)
+    np.testing.assert_array_equal(one.surface_margin_mm, two.surface_margin_mm)
+    np.testing.assert_array_equal(one.ablation_surface.verts, two.ablation_surface.verts)
+
+
+def test_an_analysis_needs_a_thread():
+    tumor = M.sphere_image([20, 20, 20], [1.0] * 3, [-10] * 3, [0, 0, 0], 4.0)
+    with pytest.raises(M.AblationError, match="at least 1 thread"):
+        M.analyze_margin(tumor, tumor, threads=0)

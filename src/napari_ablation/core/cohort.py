@@ -361,7 +361,7 @@ def inputs_hash(inputs: CaseInputs, threshold_mm: float) -> str | None:
 # ----------------------------------------------------------------------------- one case
 
 
-def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0):
+def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0, threads: int | None = None):
     """Analyse the margins of one case, reading it as ``napari-ablation margin`` does.
 
     Parameters
@@ -370,6 +370,8 @@ def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0):
         The case's files.
     threshold_mm : float, optional
         Margin threshold (mm).
+    threads : int, optional
+        Threads of the analysis (:func:`.margin.analyze_margin`; default its own).
 
     Returns
     -------
@@ -392,10 +394,13 @@ def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0):
     tumor = read_labels(inputs.tumor, label=inputs.tumor_label, name="tumor")
     ablation = read_labels(inputs.ablation, label=inputs.ablation_label, name="ablation")
     tx = read_rigid_transform(inputs.transform) if inputs.transform else None
-    return analyze_margin(tumor, ablation, tx, threshold_mm), tuple(tumor.GetSpacing())
+    res = analyze_margin(tumor, ablation, tx, threshold_mm, threads=threads)
+    return res, tuple(tumor.GetSpacing())
 
 
-def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any]:
+def analyze_case(
+    inputs: CaseInputs, threshold_mm: float = 5.0, threads: int | None = None
+) -> dict[str, Any]:
     """Analyse one case as ``napari-ablation margin --json`` does, never raising.
 
     A problem of the case does not raise: the returned record then has ``error`` set.
@@ -406,6 +411,9 @@ def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any
         The case's files (:func:`find_cases`, :func:`read_manifest`).
     threshold_mm : float, optional
         Margin threshold (mm).
+    threads : int, optional
+        Threads of the analysis (default :data:`.margin.THREADS`; the cohort's workers,
+        which analyse cases side by side, use 1).
 
     Returns
     -------
@@ -429,7 +437,7 @@ def analyze_case(inputs: CaseInputs, threshold_mm: float = 5.0) -> dict[str, Any
         "inputs": asdict(inputs),
     }
     try:
-        res, spacing = margin_result(inputs, threshold_mm)
+        res, spacing = margin_result(inputs, threshold_mm, threads)
         meta.update(
             zip(
                 ("spacing_x_mm", "spacing_y_mm", "spacing_z_mm"),
@@ -958,9 +966,9 @@ def _compute(client, todo, threshold_mm, finish, report, stop) -> None:
     from distributed.client import FutureCancelledError
 
     futures = {}
-    for c, digest in todo:
+    for c, digest in todo:  # one thread per analysis: the workers already run side by side
         key = f"cohort-margin-{quote(c.case, safe='')}-{(digest or 'nohash')[:16]}-{time.time_ns()}"
-        futures[client.submit(analyze_case, c, threshold_mm, key=key, pure=False)] = (c, digest)
+        futures[client.submit(analyze_case, c, threshold_mm, 1, key=key, pure=False)] = (c, digest)
     pending = set(futures)
     last_report = time.monotonic()
     try:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -1172,7 +1174,11 @@ class MeshDistance:
         return d, q
 
     def query_faces(
-        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = QUERY_CHUNK
+        self,
+        pts: np.ndarray,
+        guess: np.ndarray | None = None,
+        chunk: int = QUERY_CHUNK,
+        tasks: _Tasks | None = None,
     ):
         """Return the distance, closest surface point and closest triangle of each point.
 
@@ -1184,6 +1190,9 @@ class MeshDistance:
             ``(n, 3)`` first guesses of the closest surface points (default: the points).
         chunk : int, optional
             Points handled per batch (bounds the memory).
+        tasks : _Tasks, optional
+            With these, the second half of the points on a worker (each point's search is
+            its own: the same numbers).
 
         Returns
         -------
@@ -1198,24 +1207,33 @@ class MeshDistance:
         dist = np.empty(len(pts))
         closest = np.empty_like(pts)
         face = np.empty(len(pts), dtype=np.int64)
-        for s in range(0, len(pts), chunk):
-            p = pts[s : s + chunk]
-            g = p if guess is None else guess[s : s + chunk]
-            d, q, f = self._closest_among(p, g, REFINE_K)
-            # refine around the closest point found until its triangle no longer changes (a
-            # step moves about a triangle; most points stop after one or two)
-            todo = np.arange(len(p))
-            for _ in range(REFINE_MAX_STEPS):
-                d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
-                better = d2 < d[todo]
-                moved = todo[better]
-                d[moved], q[moved] = d2[better], q2[better]
-                changed = better & (f2 != f[todo])
-                f[moved] = f2[better]
-                todo = todo[changed]
-                if not len(todo):
-                    break
-            dist[s : s + chunk], closest[s : s + chunk], face[s : s + chunk] = d, q, f
+
+        def search(lo: int, hi: int) -> None:
+            for s in range(lo, hi, chunk):
+                e = min(s + chunk, hi)
+                p = pts[s:e]
+                g = p if guess is None else guess[s:e]
+                d, q, f = self._closest_among(p, g, REFINE_K)
+                # refine around the closest point found until its triangle no longer changes
+                # (a step moves about a triangle; most points stop after one or two)
+                todo = np.arange(len(p))
+                for _ in range(REFINE_MAX_STEPS):
+                    d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
+                    better = d2 < d[todo]
+                    moved = todo[better]
+                    d[moved], q[moved] = d2[better], q2[better]
+                    changed = better & (f2 != f[todo])
+                    f[moved] = f2[better]
+                    todo = todo[changed]
+                    if not len(todo):
+                        break
+                dist[s:e], closest[s:e], face[s:e] = d, q, f
+
+        half = len(pts) // 2 if tasks is not None else len(pts)
+        rest = tasks.submit(search, half, len(pts)) if half < len(pts) else None
+        search(0, half)
+        if rest is not None:
+            rest.result()
         return dist, closest, face
 
     def outside(self, pts: np.ndarray, closest: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -1980,6 +1998,56 @@ def _fmt_mm(v: float) -> str:
 # ----------------------------------------------------------------------------- analysis
 
 
+#: threads of one analysis (the calling thread and workers): independent stages (the two
+#: reconstructions, the diameter, the guide, the shells) overlap; cohort workers pass 1
+THREADS = min(2, os.cpu_count() or 1)
+
+
+class _Lazy:
+    """A task run in the calling thread when its result is first asked for (one thread)."""
+
+    def __init__(self, fn, *args):
+        self._fn, self._args = fn, args
+
+    def result(self):
+        if self._fn is not None:
+            self._value = self._fn(*self._args)
+            self._fn = self._args = None
+        return self._value
+
+
+class _Tasks:
+    """The stages of one analysis, on ``threads - 1`` worker threads and the calling one.
+
+    With one thread every task runs when its result is asked for, in the order of the
+    serial engine (so are its errors raised); with more, ``submit`` runs a task on a worker
+    and ``here`` at once in the calling thread, its error kept for ``result()``. Each task
+    writes only its own outputs: the results do not depend on the thread count.
+    """
+
+    def __init__(self, threads: int):
+        self._pool = (
+            ThreadPoolExecutor(threads - 1, thread_name_prefix="margin") if threads > 1 else None
+        )
+
+    def submit(self, fn, *args):
+        return self._pool.submit(fn, *args) if self._pool is not None else _Lazy(fn, *args)
+
+    def here(self, fn, *args):
+        if self._pool is None:
+            return _Lazy(fn, *args)
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - re-raised by result(), where serial raises
+            fut.set_exception(exc)
+        return fut
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _check_rigid(transform) -> tuple[np.ndarray, np.ndarray]:
     if transform is None:
         return np.eye(3), np.zeros(3)
@@ -1997,6 +2065,7 @@ def analyze_margin(
     ablation_label: int | None = None,
     smooth_vox: float = DEFAULT_SMOOTH_VOX,
     with_shells: bool = True,
+    threads: int | None = None,
 ) -> MarginResult:
     """Margin analysis of a tumor mask (pre grid) and an ablation mask (post grid).
 
@@ -2017,6 +2086,9 @@ def analyze_margin(
         Anti-aliasing Gaussian of the masks, in voxels.
     with_shells : bool, optional
         Also compute the peri-tumoral shell coverage.
+    threads : int, optional
+        Threads the analysis may use (default :data:`THREADS`): independent stages run
+        side by side; 1 when analyses already run in parallel. The results are the same.
 
     Returns
     -------
@@ -2035,6 +2107,37 @@ def analyze_margin(
     Everything runs on crops around the two objects: the only pass over the whole images
     is the search for each mask's bounding box (in machine words).
     """
+    threads = THREADS if threads is None else int(threads)
+    if threads < 1:
+        raise AblationError(f"an analysis needs at least 1 thread, got {threads}")
+    tasks = _Tasks(threads)
+    try:
+        return _analyze_margin(
+            tasks,
+            tumor,
+            ablation,
+            transform,
+            threshold_mm,
+            tumor_label,
+            ablation_label,
+            smooth_vox,
+            with_shells,
+        )
+    finally:
+        tasks.close()
+
+
+def _analyze_margin(
+    tasks: _Tasks,
+    tumor: sitk.Image,
+    ablation: sitk.Image,
+    transform,
+    threshold_mm,
+    tumor_label,
+    ablation_label,
+    smooth_vox,
+    with_shells,
+) -> MarginResult:
     threshold_mm = float(threshold_mm)
     if not math.isfinite(threshold_mm):
         raise AblationError("the margin threshold must be a finite number of mm")
@@ -2042,8 +2145,9 @@ def analyze_margin(
     A, b = _check_rigid(transform)  # pre -> post: q = A p + b
     Ainv, binv = A.T, -A.T @ b  # post -> pre
 
+    am = tasks.submit(_MaskSource, ablation, "ablation", ablation_label)  # (box scans)
     tmask = _MaskSource(tumor, "tumor", tumor_label)
-    amask = _MaskSource(ablation, "ablation", ablation_label)
+    amask = am.result()
     tgrid, agrid = _Grid(tumor), _Grid(ablation)
     tbox = tmask.box
     if tbox is None:
@@ -2059,8 +2163,13 @@ def analyze_margin(
         warns.append("the ablation zone touches the border of the post image: it may be cut off")
 
     # --- surfaces -------------------------------------------------------------------
+    # (the ablation's on a worker while this thread does the tumor's and its diameter)
+    awarns: list[str] = []
+    arec = tasks.submit(_field_and_surface, amask, abox, agrid, smooth_vox, "ablation", awarns)
     tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
-    afield, asurf_post = _field_and_surface(amask, abox, agrid, smooth_vox, "ablation", warns)
+    dia = tasks.here(_tumor_diameter, tmask, tbox, tgrid, tfield, tsurf)
+    afield, asurf_post = arec.result()
+    warns += awarns
     asurf = asurf_post.transformed(Ainv, binv)  # ablation surface in pre space
 
     # --- does the post grid reach the tumor? -------------------------------------------
@@ -2081,8 +2190,11 @@ def analyze_margin(
             "the ablation zone is unknown there and counted as absent"
         )
 
+    gd = tasks.submit(_Guide, afield)
     dist_ab = MeshDistance(asurf_post)
-    guide = _Guide(afield)
+    guide = gd.result()
+    if with_shells:  # on a worker while this thread computes the margins
+        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
 
     def signed_margin(pts_pre: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
         """Signed margin (mm) and closest ablation-surface point (pre LPS) of pre-space points.
@@ -2112,7 +2224,7 @@ def analyze_margin(
             # blurred field's 0.5 level lies about sigma^2 / R inside it, which would count
             # a shell of covered tumor as uncovered
             guess = guide.project(qn, idx[need], d_apx[need])
-            d, c, f = dist_ab.query_faces(qn, guess=guess)
+            d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks)
             out = dist_ab.outside(qn, c, f)
             if levels is None:
                 # near the minimum, a wider search: seen from a point far inside, the distance
@@ -2207,17 +2319,7 @@ def analyze_margin(
     mtm_octant = octant_name(p_min - centroid)
 
     # --- diameter ------------------------------------------------------------------------
-    # (lighter anti-aliasing than for margins, which would round corners off; across thick
-    # slices the reconstruction is the same whatever anti-aliasing is asked for, see
-    # _shape_based_field: the margin's surface is reused)
-    if tfield.blur is not None and not np.all(tfield.step == 1.0):
-        dverts = tsurf.verts
-    else:
-        # the blur correction from the margin's surface of the same tumor (see _surface)
-        dverts = _field_and_surface(
-            tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [], shift_from=tsurf, poles=False
-        )[1].verts
-    diameter = _max_diameter(dverts)
+    diameter = dia.result()
 
     # --- surface fractions, histogram ------------------------------------------------------
     w = tsurf.vertex_areas()
@@ -2228,7 +2330,7 @@ def analyze_margin(
     hist, _ = np.histogram(m_surf, bins=edges, weights=w / wsum)
 
     # --- peri-tumoral shells ----------------------------------------------------------------
-    shells = _shell_coverage(tmask, tgrid, tfield, afield, A, b) if with_shells else {}
+    shells = sh.result() if with_shells else {}
 
     ref = tumor  # carries the pre grid geometry (SimpleITK images are copy-on-write)
     method = (
@@ -2397,6 +2499,23 @@ def _field_and_surface(
             )
         return fld, surf
     raise AblationError(f"the {name} mask is too small to measure (no surface)")
+
+
+def _tumor_diameter(tmask, tbox, tgrid: _Grid, tfield: _Field, tsurf: Mesh) -> float:
+    """Max diameter (mm) of the tumor.
+
+    Lighter anti-aliasing than for margins, which would round corners off; across thick
+    slices the reconstruction is the same whatever anti-aliasing is asked for (see
+    :func:`_shape_based_field`): the margin's surface is reused.
+    """
+    if tfield.blur is not None and not np.all(tfield.step == 1.0):
+        dverts = tsurf.verts
+    else:
+        # the blur correction from the margin's surface of the same tumor (see _surface)
+        dverts = _field_and_surface(
+            tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [], shift_from=tsurf, poles=False
+        )[1].verts
+    return _max_diameter(dverts)
 
 
 def _max_diameter(verts: np.ndarray) -> float:
