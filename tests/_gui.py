@@ -349,3 +349,68 @@ def check_invariants(
     else:
         assert np.allclose(disk.transform.GetParameters(), m.transform.GetParameters())
     return fresh
+
+
+# ----------------------------------------------------------------------------- set-ups
+
+
+def new_viewer(make_napari_viewer, tmp_path: Path, monkeypatch, *, show=True, size=None):
+    """A napari viewer whose new case folders go under ``tmp_path / "cases"``
+    (``NAPARI_ABLATION_CASES``), resized to ``size`` (width, height) when given."""
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=show)
+    if size is not None:
+        viewer.window.resize(*size)
+    return viewer
+
+
+def with_case(
+    make_napari_viewer,
+    tmp_path: Path,
+    monkeypatch,
+    case,
+    widget_cls,
+    *,
+    name: str,
+    show=True,
+    size=None,
+):
+    """A viewer (:func:`new_viewer`) with ``case`` open in its session (case folder
+    ``tmp_path / "case"``) and a ``widget_cls`` docked as ``name``; returns the widget."""
+    from napari_ablation.widgets.session import CaseSession
+
+    viewer = new_viewer(make_napari_viewer, tmp_path, monkeypatch, show=show, size=size)
+    CaseSession.of(viewer).set_case(case, tmp_path / "case")
+    widget = widget_cls(viewer)
+    viewer.window.add_dock_widget(widget, name=name)
+    return widget
+
+
+def register_on_phantom(make_napari_viewer, phantom, tmp_path: Path, monkeypatch, **kw):
+    """The Register widget on the registration phantom ``(pre, post, tumor, ice)`` of
+    ``tests/test_registration.py`` (:func:`with_case`)."""
+    from napari_ablation.widgets.register import RegisterWidget
+
+    pre, post, tumor, ice = phantom
+    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
+    return with_case(
+        make_napari_viewer, tmp_path, monkeypatch, case, RegisterWidget, name="Register", **kw
+    )
+
+
+def margins_on_sample(viewer, qtbot, tmp_path: Path, key: str = "renal_mri"):
+    """The Margins widget docked on the bundled sample ``key`` (case folder
+    ``tmp_path / "case"``) registered by its true transform, margins computed; returns
+    ``(session, margin_widget)`` once :func:`idle`."""
+    from napari_ablation.core import samples
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.session import CaseSession
+
+    w = MarginWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Margins")
+    session = CaseSession.of(viewer)
+    session.set_case(samples.load_sample(key), tmp_path / "case")
+    assert w.load_transform_file(str(samples.sample_dir() / key / "true_transform.tfm"))
+    w.run()
+    qtbot.waitUntil(lambda: idle(session, w), timeout=120000)
+    return session, w

@@ -49,10 +49,7 @@ def _roles(viewer):
 
 @pytest.fixture
 def viewer(make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    v = make_napari_viewer(show=True)
-    v.window.resize(1400, 850)
-    return v
+    return _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch, size=(1400, 850))
 
 
 def test_load_another_sample_after_margins(viewer, qtbot, tmp_path):

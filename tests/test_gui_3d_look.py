@@ -16,7 +16,6 @@ from __future__ import annotations
 import _gui
 import numpy as np
 
-from napari_ablation.core import samples
 from napari_ablation.widgets import _layers
 from napari_ablation.widgets.session import APPEARANCE_3D, SURFACE_ROLES
 
@@ -51,20 +50,9 @@ def _settle(qtbot, ms=200):
 def test_3d_shows_the_surfaces_and_2d_gets_its_look_back(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
-
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1200, 800)
+    viewer = _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch, size=(1200, 800))
     with qtbot.capture_exceptions() as errors:
-        w = MarginWidget(viewer)
-        viewer.window.add_dock_widget(w, name="Margins")
-        session = CaseSession.of(viewer)
-        session.set_case(samples.load_sample("renal_mri"), tmp_path / "case")
-        assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
-        w.run()
-        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        session, w = _gui.margins_on_sample(viewer, qtbot, tmp_path)
         tumor = session.labels_layer("tumor")
         viewer.layers.selection.active = tumor  # the user's choice
         _layers.grid(viewer).enabled = False  # one overlay
@@ -179,20 +167,11 @@ def test_gui_report_draws_the_same_3d_picture_as_the_cli(
     (the clean surface drawn headless, not a screenshot of the viewer's 3D view), whatever
     the viewer shows; the PDF is written too."""
     from napari_ablation import cli
-    from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
 
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    viewer = make_napari_viewer(show=True)
+    viewer = _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch)
+    folder = tmp_path / "case"
     with qtbot.capture_exceptions() as errors:
-        w = MarginWidget(viewer)
-        viewer.window.add_dock_widget(w, name="Margins")
-        session = CaseSession.of(viewer)
-        folder = tmp_path / "case"
-        session.set_case(samples.load_sample("renal_mri"), folder)
-        assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
-        w.run()
-        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        _session, w = _gui.margins_on_sample(viewer, qtbot, tmp_path)
         w.show_3d()  # the viewer in 3D: the report does not depend on it
         w.export(tmp_path / "gui.html")
         w.export(tmp_path / "gui.pdf")
@@ -215,20 +194,9 @@ def test_the_mtm_point_and_its_label_show_over_the_surfaces_in_3d(
     """In 3D the minimal margin point lies on the tumor surface, inside the translucent
     ablation surface: the cross and its "MTM ... mm" label are drawn whole over both, as
     they are drawn alone (issue 8)."""
-    from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
-
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1200, 800)
+    viewer = _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch, size=(1200, 800))
     with qtbot.capture_exceptions() as errors:
-        w = MarginWidget(viewer)
-        viewer.window.add_dock_widget(w, name="Margins")
-        session = CaseSession.of(viewer)
-        session.set_case(samples.load_sample("renal_mri"), tmp_path / "case")
-        assert w.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
-        w.run()
-        qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=120000)
+        _session, w = _gui.margins_on_sample(viewer, qtbot, tmp_path)
         _layers.grid(viewer).enabled = False
         _gui.click(qtbot, w.surface_btn)  # "3D surfaces"
         _settle(qtbot)

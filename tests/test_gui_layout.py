@@ -65,10 +65,7 @@ def _needs_more_width(widget) -> list[str]:
 
 @pytest.fixture()
 def viewer(make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    v = make_napari_viewer(show=True)
-    v.window.resize(1500, 950)
-    return v
+    return _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch, size=(1500, 950))
 
 
 def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(viewer, qtbot, tmp_path):

@@ -4,13 +4,13 @@ the grid on or off, and the linked crosshair keeps the slice stepping."""
 
 from __future__ import annotations
 
+import _gui
 import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 from qtpy.QtTest import QTest
 from test_registration import TRUE, TUMOR_C, make_phantom
 
-from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
 
 
@@ -21,17 +21,9 @@ def phantom():
 
 @pytest.fixture
 def widget(make_napari_viewer, phantom, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    from napari_ablation.widgets.register import RegisterWidget
-    from napari_ablation.widgets.session import CaseSession
-
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    pre, post, tumor, ice = phantom
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    CaseSession.of(viewer).set_case(case, tmp_path / "case")
-    w = RegisterWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Register")
+    w = _gui.register_on_phantom(
+        make_napari_viewer, phantom, tmp_path, monkeypatch, size=(1400, 900)
+    )
     w.set_transform(TRUE, "file")
     return w
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import _gui
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -48,17 +49,14 @@ def phantom_case() -> Case:
     return case
 
 
-def _setup(make_napari_viewer, tmp_path, monkeypatch, show=False):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+def _setup(make_napari_viewer, tmp_path, monkeypatch, show=False, case=None):
     from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
 
-    viewer = make_napari_viewer(show=show)
-    session = CaseSession.of(viewer)
-    session.set_case(phantom_case(), tmp_path / "case")
-    w = MarginWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Margin")
-    return viewer, w
+    case = phantom_case() if case is None else case
+    w = _gui.with_case(
+        make_napari_viewer, tmp_path, monkeypatch, case, MarginWidget, name="Margin", show=show
+    )
+    return w.viewer, w
 
 
 @pytest.fixture()
@@ -210,16 +208,10 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     """The bundled renal MRI sample (thin negative margin medially):
     numbers and the three colours."""
     from napari_ablation.core import samples
-    from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
 
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
     case = samples.load_sample("renal_mri")
     case.transform = samples.true_transform(case)
-    viewer = make_napari_viewer(show=True)
-    CaseSession.of(viewer).set_case(case, tmp_path / "renal")
-    w = MarginWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Margin")
+    viewer, w = _setup(make_napari_viewer, tmp_path, monkeypatch, show=True, case=case)
     res = _compute(w, qtbot)
     assert abs(res.min_margin_mm - case.info["true_min_margin_mm"]) <= 0.5
     lab = _layers.find_layer(viewer, "margin")

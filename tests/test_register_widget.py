@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _gui
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -9,7 +10,6 @@ from test_registration import TRUE, TUMOR_C, euler, make_phantom
 
 from napari_ablation.core import registration as reg
 from napari_ablation.core import transform as tfm
-from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
 
 
@@ -20,17 +20,8 @@ def phantom():
 
 @pytest.fixture
 def widget(make_napari_viewer, phantom, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    from napari_ablation.widgets.register import RegisterWidget
-    from napari_ablation.widgets.session import CaseSession
-
-    viewer = make_napari_viewer(show=True)  # shown: the screenshots need a drawn canvas
-    pre, post, tumor, ice = phantom
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    CaseSession.of(viewer).set_case(case, tmp_path / "case")
-    w = RegisterWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Register")
-    return w
+    # shown: the screenshots need a drawn canvas
+    return _gui.register_on_phantom(make_napari_viewer, phantom, tmp_path, monkeypatch)
 
 
 def _wait(qtbot, w, timeout=60000):
@@ -504,8 +495,6 @@ def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp
     landmarks) are drawn: no raw ablation labels over the ice ball, no pre-space tumor over
     raw post; Compute margins with "landmarks post" still active shows the margins over pre
     with the layers as they were before the landmark view (not over raw post)."""
-    import _gui
-
     from napari_ablation.widgets.margin import MarginWidget
 
     w = widget

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import _gui
 import numpy as np
 import pytest
 from test_registration import TRUE, TUMOR_C, make_phantom
@@ -12,7 +13,6 @@ from test_registration import TRUE, TUMOR_C, make_phantom
 from napari_ablation.core import landmarks as lm
 from napari_ablation.core import transform as tfm
 from napari_ablation.core import uncertainty
-from napari_ablation.core.case import Case
 
 FIGURE = re.compile(r"predicted error at the tumor: (\d+\.\d) mm \(95 %\), (\d+\.\d) mm RMS")
 
@@ -24,17 +24,7 @@ def phantom():
 
 @pytest.fixture
 def widget(make_napari_viewer, phantom, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    from napari_ablation.widgets.register import RegisterWidget
-    from napari_ablation.widgets.session import CaseSession
-
-    viewer = make_napari_viewer(show=False)
-    pre, post, tumor, ice = phantom
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    CaseSession.of(viewer).set_case(case, tmp_path / "case")
-    w = RegisterWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Register")
-    return w
+    return _gui.register_on_phantom(make_napari_viewer, phantom, tmp_path, monkeypatch, show=False)
 
 
 def _figure(w) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import json
 import re
 from html import escape as html_escape
 
+import _gui
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -48,16 +49,12 @@ def _wait_interval(qtbot, w, timeout=90000):
 def test_every_view_carries_the_same_interval_and_the_uncertain_class_shows(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
     from napari_ablation.widgets.margin import MarginWidget
-    from napari_ablation.widgets.session import CaseSession
 
-    viewer = make_napari_viewer(show=True)
-    session = CaseSession.of(viewer)
-    session.set_case(_renal_case(), tmp_path / "case")
-    w = MarginWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Margin")
-    model = w.model
+    w = _gui.with_case(
+        make_napari_viewer, tmp_path, monkeypatch, _renal_case(), MarginWidget, name="Margin"
+    )
+    viewer, session, model = w.viewer, w.session, w.model
     assert model.reader_sd_assumed and w.registration_sd.value() == pytest.approx(1.0)
     assert "assumed" in w.registration_sd_note.text()
     w.run()
