@@ -53,7 +53,7 @@ from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
-from ..core.quiz import is_quiz_locked
+from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
 from .session import ROLE_ABLATION_SURFACE, ROLE_SURFACE, SURFACE_ROLES, CaseSession
 
@@ -136,6 +136,10 @@ def _set_box(layer, data: np.ndarray, scale, translate) -> None:
         layer.data = data
 
 
+QUIZ_REFERENCE_TEXT = (
+    "The canvas shows the quiz reference's margins (Teach widget: 'reference …' layers); "
+    "Compute margins analyses your own labels."
+)
 QUIZ_LOCK_TEXT = (
     "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
 )
@@ -588,7 +592,7 @@ class MarginWidget(QWidget):
         elif runner.live and (runner.running or not current):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
         elif a is None:
-            text = ""
+            text = QUIZ_REFERENCE_TEXT if self.model.info.get(QUIZ_REFERENCE_SHOWN) else ""
         elif current:
             text = "up to date (current labels, registration and threshold)"
             if a.result.warnings:
