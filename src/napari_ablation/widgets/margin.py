@@ -84,6 +84,12 @@ def margin_surface_colormap(threshold: float):
 
 def registration_text(model, result: core_margin.MarginResult | None = None) -> str:
     """The registration in one line: its source and how far it moves the tumor centre."""
+    text = registration_summary(model, result)
+    return text if model.transform is None else f"registration: {text}"
+
+
+def registration_summary(model, result: core_margin.MarginResult | None = None) -> str:
+    """:func:`registration_text` without its "registration:" (the report names the line)."""
     tx = model.transform
     if tx is None:
         return NO_REGISTRATION
@@ -96,7 +102,7 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
     )
     source = step.source if step.source != "case" else "saved with the case"
     note = f", {step.note}" if step.note else ""
-    return f"registration: {source}{note}; {motion}"
+    return f"{source}{note}; {motion}"
 
 
 def _prepare_outputs(res: core_margin.MarginResult) -> dict:
@@ -1044,7 +1050,7 @@ class MarginWidget(QWidget):
             "info": info,
             "qa": qa,
             "pre": m.pre,
-            "transform_note": registration_text(m, m.result),
+            "transform_note": registration_summary(m, m.result),
         }
 
     def _export_job(self, path: str | Path):
