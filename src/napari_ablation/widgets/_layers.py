@@ -47,6 +47,7 @@ def napari_private(obj, name: str, value: Any = _UNSET) -> Any:
         setattr(obj, name, value)
         return value
 
+
 #: role -> default layer name
 ROLES = {
     "pre": "pre",
@@ -538,6 +539,11 @@ def connect_while_alive(signal, widget, slot) -> None:
     widget.destroyed.connect(_off)
 
 
+def _unwrapped(obj):
+    """``obj`` itself when napari hands it through its public-only proxy."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 @contextmanager
 def keep_selection(viewer):
     """Leave the viewer's layer selection and active layer as the user had them (adding a
@@ -561,7 +567,12 @@ def keep_selection(viewer):
         if activate is not None:
             napari_private(layers, "_activate_on_insert", activate)
         alive = [ly for ly in before if ly in viewer.layers]
-        if set(sel) != set(alive) or sel.active is not active:
+        # compared unwrapped: through the proxy napari hands to plugin widgets every access
+        # returns a new wrapper, so "is" never held and the selection was cleared and set
+        # again on every call (two switches of napari's layer-controls panel)
+        if {id(_unwrapped(ly)) for ly in sel} != {id(_unwrapped(ly)) for ly in alive} or (
+            _unwrapped(sel.active) is not _unwrapped(active)
+        ):
             sel.clear()
             sel.update(alive)
             if active is not None and active in viewer.layers:
