@@ -47,7 +47,7 @@ from psygnal import Signal
 
 from ..core.case import GRID_OF, LABEL_ROLES, Case
 from ..core.errors import AblationError, one_line
-from ..model import ANALYSIS_INPUTS, IMAGE_ROLES, CaseModel, run_analysis
+from ..model import ANALYSIS_INPUTS, CaseModel, run_analysis
 from . import _layers
 
 AUTOSAVE_DELAY_MS = 1000
@@ -759,27 +759,21 @@ class CaseSession:
                 del self._bound[role]
         self._on_ndisplay()  # a surface gone: the layers it stood in for are shown again
         viewer = self.viewer
-        role = _layers.role_of(layer)
-        if self._closing or self._loading or viewer is None or role not in CASE_ROLES:
-            return
-        left = {_layers.role_of(ly) for ly in viewer.layers}
-        if not left & set(CASE_ROLES):
+        if (
+            not self._closing
+            and not self._loading
+            and viewer is not None
+            and _layers.role_of(layer) in CASE_ROLES
+            and not any(_layers.role_of(ly) in CASE_ROLES for ly in viewer.layers)
+        ):
             self.close_case()
-        elif role in IMAGE_ROLES and not left & set(IMAGE_ROLES):
-            # the case's images are gone: its labels would lie over nothing, and then over
-            # the next case's images; the case is saved and closed with all its layers
-            self.close_case(images_removed=True)
 
-    def close_case(self, images_removed: bool = False) -> None:
-        """The user removed every layer of the case, or both its images
-        (``images_removed``): it is saved (when it has a folder or was edited) and the
-        model is emptied, so no figure, status line or computation follows images that are
-        no longer on screen; the next images opened (File > Open Sample, drag and drop)
-        make a new case. The plugin's layers made from the case go too, and with
-        ``images_removed`` its label layers (saved in the case folder first).
-
-        Nothing annotated is lost: when the labels cannot be saved, the case stays open
-        (its label layers too) and the user is told."""
+    def close_case(self) -> None:
+        """The user removed every layer of the case: it is saved (when it has a folder or
+        was edited) and the model is emptied, so no figure, status line or computation
+        follows images that are no longer on screen; the next images opened (File > Open
+        Sample, drag and drop) make a new case. The plugin's layers made from the case go
+        too."""
         m = self.model
         if (
             m.pre is None
@@ -788,43 +782,20 @@ class CaseSession:
         ):
             return
         self.flush()
-        # (labels never edited nor saved, e.g. a sample's as opened, are not at risk)
-        at_risk = m.folder is not None or self._user_edited
-        unsaved = [r for r in m.unsaved_items() if r in LABEL_ROLES] if at_risk else []
-        if unsaved:
-            _layers.notify_warning(
-                f"the case is kept open: its {' and '.join(unsaved)} labels could not be "
-                f"saved ({m.save_error or 'no case folder'})"
-            )
-            return
-        folder = m.folder
         self._user_edited = False
         self._autosave_timer.stop()
         self._arrived = []
         self.model.load_case(Case())
-        if images_removed and folder is not None:
-            _layers.notify_info(
-                f"case '{Path(folder).name}' closed with its images; its labels are saved in "
-                f"{folder}"
-            )
         if self.viewer is not None:
             from qtpy.QtCore import QTimer
 
             # after napari's own removal (this runs inside its layer-removed event)
             ref = weakref.ref(self)
-            QTimer.singleShot(
-                0,
-                lambda _r=ref: _r() is not None and _r()._remove_derived(images_removed),
-            )
+            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._remove_derived())
 
-    def _remove_derived(self, case_layers: bool = False) -> None:
-        if self.viewer is None or self.model.pre is not None or self.model.post is not None:
-            return
-        self._remove_derived_layers()
-        if case_layers:  # the closed case's labels (its images are already gone)
-            with self.viewer.layers.batched_update():
-                for layer in [ly for ly in self.viewer.layers if _layers.role_of(ly) in CASE_ROLES]:
-                    self.viewer.layers.remove(layer)
+    def _remove_derived(self) -> None:
+        if self.viewer is not None and self.model.pre is None and self.model.post is None:
+            self._remove_derived_layers()
 
     def _adopt(self, layer) -> None:
         """Take a layer with a role into the model: pre/post images that arrive without a
