@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QTableWidget
 
 from napari_ablation.core import quiz
 from napari_ablation.widgets import _layers
-from napari_ablation.widgets.margin import QUIZ_LOCK_TEXT, MarginWidget
+from napari_ablation.widgets.margin import QUIZ_LOCK_TEXT, QUIZ_REFERENCE_TEXT, MarginWidget
 from napari_ablation.widgets.teach import REVEAL_ROLES, TeachWidget
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -35,14 +35,22 @@ def bundled_copy(tmp_path, monkeypatch):
     return dest
 
 
-def _open(make_napari_viewer, folder, trainee="resident", show=False):
+def _open(make_napari_viewer, folder, trainee="resident", show=False, qtbot=None):
     viewer = make_napari_viewer(show=show)
     teach = TeachWidget(viewer)
     margins = MarginWidget(viewer)
     viewer.window.add_dock_widget(margins, name="Margins")
     viewer.window.add_dock_widget(teach, name="Teach", tabify=True)
     teach.open_quiz(folder, trainee=trainee)
+    if qtbot is not None:
+        _settle(qtbot, teach)
     return viewer, teach, margins
+
+
+def _settle(qtbot, teach):
+    """Wait until the case is read and shown (off the GUI thread, layers one per event-loop
+    iteration) and the reveal's layers are added."""
+    qtbot.waitUntil(lambda: not teach.busy and not _layers.steps_pending(), timeout=60000)
 
 
 def _all_text(widget) -> str:
@@ -71,16 +79,17 @@ def _leaks(text: str, k: dict) -> list[str]:
     return found
 
 
-def _wait_reveal(qtbot, viewer):
-    qtbot.waitUntil(lambda: _layers.find_layer(viewer, "margin") is not None, timeout=60000)
+def _wait_reveal(qtbot, viewer, role="margin"):
+    qtbot.waitUntil(lambda: _layers.find_layer(viewer, role) is not None, timeout=60000)
     qtbot.wait(50)
 
 
 def test_nothing_of_the_answer_before_submission(make_napari_viewer, bundled_copy, qtbot):
-    viewer, teach, margins = _open(make_napari_viewer, bundled_copy)
+    viewer, teach, margins = _open(make_napari_viewer, bundled_copy, qtbot=qtbot)
     key = json.loads((bundled_copy / quiz.KEY_IN_QUIZ).read_text(encoding="utf-8"))
     for index in (0, 1):
         teach.open_case(index)
+        _settle(qtbot, teach)
         k = key["cases"][teach.case_id]
         qtbot.wait(100)
         # layers: the images and the reference outlines only; no margin layer, no point
@@ -102,10 +111,11 @@ def test_nothing_of_the_answer_before_submission(make_napari_viewer, bundled_cop
 
 
 def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, tmp_path):
-    viewer, teach, margins = _open(make_napari_viewer, bundled_copy, show=True)
+    viewer, teach, margins = _open(make_napari_viewer, bundled_copy, show=True, qtbot=qtbot)
     viewer.window.resize(1500, 950)
     key = json.loads((bundled_copy / quiz.KEY_IN_QUIZ).read_text(encoding="utf-8"))
     teach.open_case(2)  # an incomplete ablation: the lesson of the mode
+    _settle(qtbot, teach)
     k = key["cases"][teach.case_id]
     assert k["coverage_class"] == "red"
     teach.complete.setCurrentText("yes")  # the classic mistake
@@ -118,6 +128,10 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, t
         abs(3.0 - k["min_margin_mm"]), abs=1e-3
     )
     _wait_reveal(qtbot, viewer)
+    qtbot.waitUntil(
+        lambda: margins._shown is not None and not margins.adding_layers and not teach.busy,
+        timeout=60000,
+    )
     # the reveal: scores, explanation, the 2D-vs-3D aid, the layers and the unlocked Margins widget
     html = teach.reveal.text()
     assert "not completely covered" in html and "2D vs 3D" in html
@@ -131,7 +145,13 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, t
     margin = _layers.find_layer(viewer, "margin")
     assert set(np.unique(margin.data)) >= {1, 3}  # green and red voxels
     assert margins.status.text() != QUIZ_LOCK_TEXT and margins.run_btn.isEnabled()
-    assert margins.big.text() == "MTM = —"
+    # one model: the Margins widget shows the case's margins, the ones on the canvas
+    qtbot.waitUntil(lambda: margins._shown is not None, timeout=60000)
+    assert margins._shown is teach.session.model.analysis
+    assert margins.big.text() == teach.session.model.result.margin_text()
+    # (the engine's measurement on the voxel masks; the key's "true" MTM is the exact one)
+    got = teach.session.model.result.min_margin_mm
+    assert got == pytest.approx(k["engine_min_margin_mm"], abs=0.1)
     assert not teach.submit_btn.isEnabled() and teach.next_btn.isEnabled()
     qtbot.wait(300)
     # the picture: the window into tmp_path (and docs/ with NAPARI_ABLATION_UPDATE_DOCS=1);
@@ -147,7 +167,7 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, t
     assert np.count_nonzero((r > 150) & (g > 120) & (b < 60)) > 200  # yellow
     # next case: locked again, the reveal layers gone
     teach.next_case()
-    qtbot.wait(100)
+    _settle(qtbot, teach)
     assert not {_layers.role_of(ly) for ly in viewer.layers} & set(REVEAL_ROLES)
     assert margins.status.text() == QUIZ_LOCK_TEXT
 
@@ -191,7 +211,7 @@ def test_reveal_keeps_the_users_grid_visibility_and_selection(
 
 
 def test_bad_answer_is_one_line_and_records_nothing(make_napari_viewer, bundled_copy, qtbot):
-    viewer, teach, _m = _open(make_napari_viewer, bundled_copy)
+    viewer, teach, _m = _open(make_napari_viewer, bundled_copy, qtbot=qtbot)
     teach.mtm.setText("about three")
     teach.submit_btn.click()
     assert "not a number" in teach.status.text()
@@ -200,12 +220,14 @@ def test_bad_answer_is_one_line_and_records_nothing(make_napari_viewer, bundled_
 
 
 def test_score_file_survives_a_viewer_closed_mid_quiz(make_napari_viewer, bundled_copy, qtbot):
-    viewer, teach, _m = _open(make_napari_viewer, bundled_copy, trainee="Dr B")
+    viewer, teach, _m = _open(make_napari_viewer, bundled_copy, trainee="Dr B", qtbot=qtbot)
     for mtm in ("4", "-1"):
         teach.mtm.setText(mtm)
         teach.complete.setCurrentText("yes")
         teach.submit()
+        _settle(qtbot, teach)
         teach.next_case()
+        _settle(qtbot, teach)
     teach.mtm.setText("2.5")  # typed, never submitted
     viewer.close()
     recs = quiz.read_scores(bundled_copy, "Dr B")["Dr B"]
@@ -214,10 +236,13 @@ def test_score_file_survives_a_viewer_closed_mid_quiz(make_napari_viewer, bundle
     lines = quiz.trainee_file(bundled_copy, "Dr B").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and all(json.loads(line)["score"] for line in lines)
     # reopened: the quiz resumes at the first unanswered case, the answered ones stay answered
-    _viewer2, teach2, margins2 = _open(make_napari_viewer, bundled_copy, trainee="Dr B")
+    _viewer2, teach2, margins2 = _open(
+        make_napari_viewer, bundled_copy, trainee="Dr B", qtbot=qtbot
+    )
     assert teach2.case_id == "case_03"
     assert margins2.status.text() == QUIZ_LOCK_TEXT
     teach2.open_case(0)
+    _settle(qtbot, teach2)
     assert teach2.revealed and teach2.mtm.text() == "4" and not teach2.submit_btn.isEnabled()
 
 
@@ -238,9 +263,10 @@ def test_segmentation_and_registration_questions(make_napari_viewer, tmp_path, q
         questions=["mtm", "tumor", "registration"],
     )
     key = quiz.read_key(tmp_path / "key.json")["cases"]["case_01"]
-    viewer, teach, _margins = _open(make_napari_viewer, made.folder)
+    viewer, teach, _margins = _open(make_napari_viewer, made.folder, qtbot=qtbot)
     teach.key_edit.setText(str(tmp_path / "key.json"))
     teach.open_quiz(made.folder)
+    _settle(qtbot, teach)
     tumor_layer = teach.session.labels_layer("tumor")
     assert tumor_layer is not None and not np.any(tumor_layer.data)  # the reference is not shown
     assert teach.session.model.transform is None
@@ -254,17 +280,22 @@ def test_segmentation_and_registration_questions(make_napari_viewer, tmp_path, q
     s = record["score"]
     assert 0.6 < s["tumor_dice"] < 0.97 and s["tumor_hd95_mm"] > 0
     assert s["registration_tre_mm"] == pytest.approx(1.5, abs=0.01)
-    _wait_reveal(qtbot, viewer)
+    _wait_reveal(qtbot, viewer, "quiz_reference_margin")
+    _settle(qtbot, teach)
     assert _layers.find_layer(viewer, "quiz_reference_tumor") is not None
+    # the reference's margins are not the case's: named so, and the Margins widget says so
+    assert _layers.find_layer(viewer, "margin") is None
+    assert _margins.big.text() == "MTM = —" and _margins.status.text() == QUIZ_REFERENCE_TEXT
     assert "Tumor outline: Dice" in teach.reveal.text() and "TRE" in teach.reveal.text()
 
 
 def test_an_mtm_answer_inside_the_interval_is_right_in_the_reveal(
     make_napari_viewer, bundled_copy, qtbot
 ):
-    _viewer, teach, _margins = _open(make_napari_viewer, bundled_copy)
+    _viewer, teach, _margins = _open(make_napari_viewer, bundled_copy, qtbot=qtbot)
     key = json.loads((bundled_copy / quiz.KEY_IN_QUIZ).read_text(encoding="utf-8"))
     teach.open_case(0)
+    _settle(qtbot, teach)
     k = key["cases"][teach.case_id]
     lo, hi = k["min_margin_interval_mm"]
     answer = round(k["min_margin_mm"] + 0.6 * (hi - k["min_margin_mm"]), 1)  # off, but inside

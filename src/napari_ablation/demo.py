@@ -89,10 +89,13 @@ def run_demo(case: str = "renal_mri", *, screenshot: str | None = None) -> int:
 
         def when_shown():
             # the case's layers are added one per event-loop iteration after the worker:
-            # wait until all four are there and the working copy is saved (at most 2 min)
+            # wait until all four are there, their chain has ended (the canvas is not
+            # redrawn before: a screenshot then is blank) and the working copy is saved
+            # (at most 2 min)
             session = CaseSession.of(viewer)
             roles = ("pre", "tumor", "post", "ablation")
             shown = all(_layers.find_layer(viewer, r) is not None for r in roles)
+            shown = shown and session.opening is None and not _layers.steps_pending()
             if (shown and session.all_saved) or time.monotonic() - start > 120:
                 QTimer.singleShot(500, snap)
             else:

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import shutil
 import stat
 import struct
@@ -1037,12 +1038,17 @@ def native_reason(exc: BaseException) -> str:
     --------
     >>> native_reason(RuntimeError("itk::ERROR\nfile.cxx:12\nDescription: Could not read"))
     'Could not read'
+    >>> native_reason(RuntimeError('sitk::ERROR: Unable to determine ImageIO reader for "x"'))
+    'Unable to determine ImageIO reader for "x"'
     """
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     for ln in reversed(lines):
         if ln.lower().startswith("description:"):
             return ln.split(":", 1)[1].strip()
-    return lines[-1] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    # SimpleITK's own prefix ("sitk::ERROR: ...") is no part of the reason
+    return re.sub(r"^(?:sitk|itk)::ERROR:\s*", "", lines[-1], flags=re.IGNORECASE)
 
 
 def _detached_data_files(path: Path) -> list[Path]:

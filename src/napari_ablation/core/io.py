@@ -721,7 +721,9 @@ def read_image(
                 img, reason = None, native_reason(exc)
         if img is None:
             # ITK's reason, unless it blames a missing file (the file exists: it is damaged)
-            detail = "" if "no such file" in reason.lower() else f": {reason[:160]}"
+            # (and not ITK's "no reader for it": the message says that already)
+            quiet = ("no such file", "unable to determine imageio")
+            detail = "" if any(q in reason.lower() for q in quiet) else f": {reason[:160]}"
             raise AblationError(
                 f"{p.name}: not a readable image (supported: NIfTI, NRRD, MHA/MHD, DICOM){detail}"
             )

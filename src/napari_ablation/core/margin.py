@@ -1572,6 +1572,45 @@ def round_half_away(x: float) -> int:
     return int(math.copysign(r, x)) if r else 0
 
 
+#: the gap (mm) between the tumor's and the ablation zone's boxes beyond which the pairing
+#: is called implausible (see pairing_warnings)
+PAIRING_GAP_MM = 20.0
+
+
+def pairing_warnings(tumor_lps: np.ndarray, ablation_lps: np.ndarray) -> list[str]:
+    """Warn when a tumor and an ablation zone cannot be one ablation of that tumor.
+
+    The rule: their bounding boxes in pre space lie more than :data:`PAIRING_GAP_MM` apart
+    (the ablation zone misses the whole tumor by far), which happens with labels of two
+    patients or two organs, or a registration far off, and not with one treated tumor (a
+    near miss stays a plain negative margin). The margin is still computed and reported:
+    this is a warning, not a refusal.
+
+    Parameters
+    ----------
+    tumor_lps, ablation_lps : numpy.ndarray
+        Points of the tumor and of the ablation zone in pre space (N x 3, LPS mm), e.g.
+        their surface vertices.
+
+    Returns
+    -------
+    list of str
+        One warning, or none.
+    """
+    t, a = np.asarray(tumor_lps, float), np.asarray(ablation_lps, float)
+    if len(t) == 0 or len(a) == 0:
+        return []
+    gap = np.maximum(0.0, np.maximum(t.min(0) - a.max(0), a.min(0) - t.max(0)))
+    if float(np.linalg.norm(gap)) <= PAIRING_GAP_MM:
+        return []
+    apart = float(np.linalg.norm(t.mean(0) - a.mean(0)))
+    return [
+        f"implausible pairing: the ablation zone does not overlap the tumor at all (centres "
+        f"{apart:.0f} mm apart): check that both are of the same patient and organ, and the "
+        "registration"
+    ]
+
+
 def octant_name(v_lps) -> str:
     """Name the octant of a vector from the tumor centroid along the patient axes.
 
@@ -2332,6 +2371,7 @@ def _analyze_margin(
     # --- peri-tumoral shells ----------------------------------------------------------------
     shells = sh.result() if with_shells else {}
 
+    warns += pairing_warnings(tsurf.verts, asurf.verts)
     ref = tumor  # carries the pre grid geometry (SimpleITK images are copy-on-write)
     method = (
         f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor "

@@ -88,6 +88,9 @@ OCTANT_RESULTS = ("right", "adjacent", "wrong")
 #: ``case.info`` key set while a quiz question is open on a case: the Margins widget shows
 #: no readout and computes nothing until the answer is submitted
 QUIZ_LOCK = "quiz_question_open"
+#: case info key: the reveal draws the reference's margins, which are not the case's own
+#: (the trainee drew or registered, or the reference outlines were hidden)
+QUIZ_REFERENCE_SHOWN = "quiz_reference_shown"
 WORK_DIR = "work"
 _AXIS_NAMES = ("left-right", "anterior-posterior", "superior-inferior")
 

@@ -8,7 +8,9 @@ back to the default layer name.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
+import warnings
 from collections import deque
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -20,6 +22,31 @@ from ..core import coverage, display, geometry
 from ..core.errors import AblationError, one_line
 
 META = "napari_ablation"
+
+_UNSET = object()
+
+
+def napari_private(obj, name: str, value: Any = _UNSET) -> Any:
+    """Get (or, with ``value``, set) napari's private attribute ``name`` of ``obj``: the
+    plugin's one door to napari internals that have no public API in napari 0.9
+    (``LayerList._activate_on_insert``: add a layer without selecting it;
+    ``Window._qt_viewer``: the canvas widget). Through the proxy napari hands to plugin
+    widgets each access warns (FutureWarning, "Private attribute access ... unavailable no
+    earlier than 0.10.0"); that exact warning is silenced here, so a user sees none, and
+    this is the one place to port when napari changes. Raises AttributeError when the
+    attribute does not exist."""
+    cls = type(getattr(obj, "__wrapped__", obj)).__name__
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=re.escape(f"Private attribute access ('{cls}.{name}')"),
+            category=FutureWarning,
+        )
+        if value is _UNSET:
+            return getattr(obj, name)
+        setattr(obj, name, value)
+        return value
+
 
 #: role -> default layer name
 ROLES = {
@@ -565,16 +592,24 @@ def keep_selection(viewer):
     layers = viewer.layers
     sel = layers.selection
     before, active = list(sel), sel.active
-    activate = getattr(layers, "_activate_on_insert", None)
+    try:
+        activate = napari_private(layers, "_activate_on_insert")
+    except AttributeError:
+        activate = None
     if activate is not None:
-        layers._activate_on_insert = False
+        napari_private(layers, "_activate_on_insert", False)
     try:
         yield
     finally:
         if activate is not None:
-            layers._activate_on_insert = activate
+            napari_private(layers, "_activate_on_insert", activate)
         alive = [ly for ly in before if ly in viewer.layers]
-        if set(sel) != set(alive) or unwrapped(sel.active) is not unwrapped(active):
+        # compared unwrapped: through the proxy napari hands to plugin widgets every access
+        # returns a new wrapper, so "is" never held and the selection was cleared and set
+        # again on every call (two switches of napari's layer-controls panel)
+        if {id(unwrapped(ly)) for ly in sel} != {id(unwrapped(ly)) for ly in alive} or (
+            unwrapped(sel.active) is not unwrapped(active)
+        ):
             sel.clear()
             sel.update(alive)
             if active is not None and active in viewer.layers:

@@ -53,7 +53,7 @@ from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
-from ..core.quiz import is_quiz_locked
+from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
 from .session import ROLE_ABLATION_SURFACE, ROLE_SURFACE, SURFACE_ROLES, CaseSession
 
@@ -84,6 +84,12 @@ def margin_surface_colormap(threshold: float):
 
 def registration_text(model, result: core_margin.MarginResult | None = None) -> str:
     """The registration in one line: its source and how far it moves the tumor centre."""
+    text = registration_summary(model, result)
+    return text if model.transform is None else f"registration: {text}"
+
+
+def registration_summary(model, result: core_margin.MarginResult | None = None) -> str:
+    """:func:`registration_text` without its "registration:" (the report names the line)."""
     tx = model.transform
     if tx is None:
         return NO_REGISTRATION
@@ -96,7 +102,7 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
     )
     source = step.source if step.source != "case" else "saved with the case"
     note = f", {step.note}" if step.note else ""
-    return f"registration: {source}{note}; {motion}"
+    return f"{source}{note}; {motion}"
 
 
 def _prepare_outputs(res: core_margin.MarginResult) -> dict:
@@ -136,6 +142,10 @@ def _set_box(layer, data: np.ndarray, scale, translate) -> None:
         layer.data = data
 
 
+QUIZ_REFERENCE_TEXT = (
+    "The canvas shows the quiz reference's margins (Teach widget: 'reference …' layers); "
+    "Compute margins analyses your own labels."
+)
 QUIZ_LOCK_TEXT = (
     "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
 )
@@ -588,7 +598,7 @@ class MarginWidget(QWidget):
         elif runner.live and (runner.running or not current):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
         elif a is None:
-            text = ""
+            text = QUIZ_REFERENCE_TEXT if self.model.info.get(QUIZ_REFERENCE_SHOWN) else ""
         elif self._shown is not a:
             text = "drawing the margins\u2026"  # computed; its figures are being prepared
         elif current:
@@ -923,14 +933,43 @@ class MarginWidget(QWidget):
 
     def _on_ndisplay(self, event=None) -> None:
         """Switched to 3D (napari's button, a script or "3D surfaces"): the shown result gets
-        its surfaces (the session hides the voxel layers they stand in for, in 3D only)."""
+        its surfaces (the session hides the voxel layers they stand in for, in 3D only) and
+        the camera frames the tumor and the ablation zone, on the switch only (the user's own
+        zoom and turns afterwards stay)."""
         if self.viewer.dims.ndisplay != 3 or self._shown is None or self.adding_layers:
             return
+        res = self._shown.result
         if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
+            self.frame_3d(res)
             return
+
         # one surface layer per event-loop iteration, after napari's own switch has drawn:
         # napari's work for each new layer is a separate piece of GUI-thread work
-        _layers.run_in_steps(self._surface_steps(self._shown.result), owner=self)
+        def steps():
+            yield from self._surface_steps(res)
+            yield
+            if self.viewer.dims.ndisplay == 3:
+                self.frame_3d(res)
+
+        _layers.run_in_steps(steps(), owner=self)
+
+    def frame_3d(self, res: core_margin.MarginResult) -> None:
+        """The 3D camera centred on the box of the tumor and the ablation zone, zoomed so
+        that the box fills about 3/4 of the canvas (the whole scene at napari's own reset
+        leaves the tumor a few dozen pixels wide)."""
+        v = self.viewer
+        pts = [s.verts for s in (res.tumor_surface, res.ablation_surface) if len(s.verts)]
+        if not pts:
+            return
+        pts = np.vstack(pts)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        box = max(float((hi - lo).max()), 10.0)
+        v.reset_view()
+        wlo, whi = (np.asarray(e, float) for e in v.layers.extent.world)
+        scene = float(np.max((whi - wlo)[list(v.dims.displayed)]))
+        cam = _layers.camera(v)
+        cam.zoom *= max(1.0, 0.75 * scene / box)
+        cam.center = tuple(float(c) for c in geometry.lps_to_world((lo + hi) / 2))
 
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         for _ in self._surface_steps(res):
@@ -1004,19 +1043,7 @@ class MarginWidget(QWidget):
             return
         with _layers.keep_selection(self.viewer):
             self._update_surfaces(res)
-        first_3d = self.viewer.dims.ndisplay != 3
-        self.viewer.dims.ndisplay = 3
-        if first_3d:
-            # look at the tumor, the whole ablation zone in view
-            a = res.ablation_surface
-            self.viewer.reset_view()
-            lo, hi = (np.asarray(e) for e in self.viewer.layers.extent.world)
-            scene = float(np.max(hi - lo))
-            ext = float(np.ptp(a.verts, axis=0).max()) if len(a.verts) else 50.0
-            _layers.camera(self.viewer).zoom *= max(1.0, 0.6 * scene / max(ext, 10.0))
-            _layers.camera(self.viewer).center = tuple(
-                geometry.lps_to_world(res.tumor_centroid_lps)
-            )
+        self.viewer.dims.ndisplay = 3  # the switch frames the tumor (see _on_ndisplay)
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:
@@ -1048,7 +1075,7 @@ class MarginWidget(QWidget):
             "info": info,
             "qa": qa,
             "pre": m.pre,
-            "transform_note": registration_text(m, m.result),
+            "transform_note": registration_summary(m, m.result),
         }
 
     def _export_job(self, path: str | Path):

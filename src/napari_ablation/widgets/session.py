@@ -593,7 +593,7 @@ class CaseSession:
         view."""
         native = None
         with contextlib.suppress(Exception):  # a headless viewer has no canvas
-            native = self.viewer.window._qt_viewer.canvas.native
+            native = _layers.napari_private(self.viewer.window, "_qt_viewer").canvas.native
             native.setUpdatesEnabled(False)
         try:
             yield from self._case_layer_steps(**kw)
@@ -1291,7 +1291,7 @@ def _on_close(viewer, callback):
         # a widget opened from napari's plugin menu gets the viewer behind a public-only
         # proxy, which wraps the window too: Qt needs the window itself
         viewer = getattr(viewer, "__wrapped__", viewer)
-        window = viewer.window._qt_window
+        window = _layers.napari_private(viewer.window, "_qt_window")
         window = getattr(window, "__wrapped__", window)
     except Exception:  # noqa: BLE001 - a headless viewer has no window
         return None

@@ -44,21 +44,29 @@ from ..core.errors import AblationError, one_line
 from ..core.margin import OCTANTS, analyze_margin
 from ..core.uncertainty import signed_mm_text
 from . import _layers
-from .session import CaseSession, default_cases_root
+from .session import CaseSession, default_cases_root, prepare_display
 
-#: layers the reveal adds (removed when the next case opens)
+#: layers shown by the reveal (the Margins widget's or the reference's; removed when the
+#: next case opens)
 REVEAL_ROLES = (
     "margin",
     "mtm_point",
     "ablation_registered",
+    "quiz_reference_margin",
+    "quiz_reference_ablation",
+    "quiz_mtm_point",
     "quiz_reference_tumor",
     "quiz_axial_point",
 )
 REVEAL_NAMES = {
+    "quiz_reference_margin": "reference margin (quiz key)",
+    "quiz_reference_ablation": "reference ablation outline (pre space)",
+    "quiz_mtm_point": "reference minimal margin point",
     "quiz_reference_tumor": "reference tumor (outline)",
     "quiz_axial_point": "2D minimum on the largest axial slice",
 }
 _NOT_ANSWERED = ""
+_NAME_FIRST = "type your name first (your answers go to your own score file)"
 
 
 class TeachWidget(QWidget):
@@ -74,6 +82,9 @@ class TeachWidget(QWidget):
         self.revealed = False
         self.last_record: dict | None = None
         self._worker = None
+        self._opening = False  # a case is being read or its layers added
+        self._showing = False
+        self._revealing = False  # the reveal's layers are being computed or added
         self._build_ui()
         self._update_ui()
 
@@ -191,16 +202,49 @@ class TeachWidget(QWidget):
     def case_id(self) -> str | None:
         return None if self.run is None else self.run.quiz.case_ids[self.index]
 
+    @property
+    def busy(self) -> bool:
+        """A case (or the bundled quiz) is being read, or the reveal is being computed or
+        added: the window stays responsive meanwhile."""
+        return self._opening or self._worker is not None or self._revealing
+
     def open_bundled(self) -> None:
-        """Copy the bundled quiz to the cases folder (once) and open the copy."""
+        """Copy the bundled quiz to the cases folder (once, off the GUI thread) and open the
+        copy."""
         src = core_quiz.bundled_quiz_dir()
         if not (src / core_quiz.QUIZ_FILE).is_file():
             raise AblationError("the bundled quiz is missing from this installation")
+        if not self.trainee.text().strip():
+            raise AblationError(_NAME_FIRST)
+        if self.busy:
+            return
         dest = default_cases_root() / "bundled-quiz"
-        if not (dest / core_quiz.QUIZ_FILE).is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(src, dest, dirs_exist_ok=True)
-        self.open_quiz(dest)
+
+        def job():
+            if not (dest / core_quiz.QUIZ_FILE).is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(src, dest, dirs_exist_ok=True)
+            return dest
+
+        self.status.setText("copying the bundled quiz…")
+        self._worker_start(job, lambda d: self._guard(lambda: self.open_quiz(d)))
+
+    def _worker_start(self, job, on_returned, on_finished=None) -> None:
+        """Run ``job`` off the GUI thread (one at a time); errors in one line."""
+
+        holder = []
+
+        def finished():
+            if holder and self._worker is holder[0]:
+                self._worker = None
+            if on_finished is not None:
+                on_finished()
+            self._update_ui()
+
+        self._worker = _layers.start_worker(
+            job, on_returned=on_returned, on_error=self._on_error, on_finished=finished
+        )
+        holder.append(self._worker)
 
     def open_quiz(self, folder, trainee: str | None = None, key: str | None = None) -> None:
         """Open a quiz for a trainee and go to their first unanswered case."""
@@ -210,7 +254,7 @@ class TeachWidget(QWidget):
             self.key_edit.setText(str(key))
         name = self.trainee.text().strip()
         if not name:
-            raise AblationError("type your name first (your answers go to your own score file)")
+            raise AblationError(_NAME_FIRST)
         quiz = core_quiz.Quiz.load(folder)
         run = core_quiz.QuizRun(quiz, name, self.key_edit.text().strip() or None)
         self.run = run
@@ -246,31 +290,80 @@ class TeachWidget(QWidget):
         self.open_case((self.index + 1) % n)
 
     def open_case(self, index: int) -> None:
-        """Show case ``index``: locked (no margins) until answered; revealed when it was."""
+        """Show case ``index``: locked (no margins) until answered; revealed when it was.
+
+        The case is read and written off the GUI thread and its layers added one per
+        event-loop iteration (:meth:`CaseSession.set_case`); :attr:`busy` until then."""
         run = self.run
+        if run is None:
+            return
+        if self._opening or self.session.refuse_while_opening():
+            return
         cid = run.quiz.case_ids[index]
         self.index = index
-        self._clear_reveal_layers()
-        work = run.work_folder(cid)
-        if (work / "case.json").exists():
-            case = Case.load(work)
-        else:
-            case = run.quiz.load_case(cid)
-            if not self._reference_visible():  # the teacher hides the reference outlines
-                case.tumor = case.ablation = None
-        answered = run.answered(cid)
-        case.info[core_quiz.QUIZ_LOCK] = not answered
-        self.session.set_case(case, work)
-        self.session.changed.emit("quiz")
-        self.cases.blockSignals(True)
-        self.cases.setCurrentRow(index)
-        self.cases.blockSignals(False)
         self.revealed = False
         self.last_record = run.records.get(cid)
         self.reveal.setText("")
-        self.status.setText("")
+        self.status.setText(f"opening {cid}…")
         self._clear_fields()
-        if answered:
+        self.cases.blockSignals(True)
+        self.cases.setCurrentRow(index)
+        self.cases.blockSignals(False)
+        work = run.work_folder(cid)
+        answered = run.answered(cid)
+        hide_reference = not self._reference_visible()
+
+        def job():
+            if (work / "case.json").exists():
+                case = Case.load(work)
+            else:
+                case = run.quiz.load_case(cid)
+                if hide_reference:  # the teacher hides the reference outlines
+                    case.tumor = case.ablation = None
+            case.info[core_quiz.QUIZ_LOCK] = not answered
+            case.info.pop(core_quiz.QUIZ_REFERENCE_SHOWN, None)
+            case.save(work)  # the trainee's copy, written here (not on the GUI thread)
+            return case, prepare_display(case)
+
+        def done(out, _run=run, _index=index):
+            if self.run is not _run or self.index != _index:
+                return  # another quiz or case was asked for meanwhile
+            case, prepared = out
+            self._showing = True
+            try:
+                self.session.set_case(
+                    case, work, save_images=False, prepared=prepared, on_shown=shown
+                )
+            except AblationError as exc:
+                self._showing = False
+                self._on_error(one_line(exc))
+
+        def shown(_run=run, _index=index):
+            self._showing = False
+            self._case_shown(_run, _index)
+            ended()
+
+        def ended():
+            if self._showing or not self._opening:
+                return
+            self._opening = False
+            self.session.end_opening()
+            self._update_ui()
+
+        self._opening = True
+        self._showing = False
+        self.session.begin_opening(f"opening quiz case {cid}")
+        self._update_ui()
+        self._worker_start(job, done, ended)
+
+    def _case_shown(self, run, index: int) -> None:
+        """The case's layers are on screen: the answer fields, and the reveal of an answered
+        case."""
+        if self.run is not run or self.index != index:
+            return
+        self.session.changed.emit("quiz")
+        self.status.setText("")
+        if self.last_record is not None:
             self._fill_fields(self.last_record.get("answer", {}))
             self.show_reveal()
         self._update_ui()
@@ -392,7 +485,13 @@ class TeachWidget(QWidget):
         return record
 
     def show_reveal(self) -> None:
-        """Scores and explanation now; the reference margin layers when computed (background)."""
+        """Scores and explanation now; the margins in the background.
+
+        One case model: when the case's own labels are the reference (a margin-only quiz
+        with the reference shown), the case model computes the margins and the Margins
+        widget shows them (figures and layers) as for any case; otherwise (the trainee drew
+        or registered, or the reference was hidden) the reference's margins are drawn as
+        layers named "reference …" and the Margins widget says so."""
         self.revealed = True
         run, cid = self.run, self.case_id
         rec = self.last_record or {}
@@ -409,7 +508,19 @@ class TeachWidget(QWidget):
         self._update_ui()
         if key_case is None and not run.quiz.self_study:
             return
-        self._start_reference_analysis(key_case)
+        if self._model_holds_reference():
+            self.session.analysis.request(now=True)  # the Margins widget shows it
+            self._add_reveal_layers(None, None, key_case)
+        else:
+            self._start_reference_analysis(key_case)
+
+    def _model_holds_reference(self) -> bool:
+        """True when the case model's labels are the quiz's reference (no question asked the
+        trainee to draw or register, and the reference outlines are shown)."""
+        if any(q in self.run.quiz.questions for q in core_quiz.WORK_QUESTIONS):
+            return False
+        m = self.session.model
+        return all(m.labels(r) is not None and np.any(m.labels(r)) for r in ("tumor", "ablation"))
 
     def _reference_inputs(self, key_case):
         quiz_case = self.run.quiz.load_case(self.case_id)
@@ -424,143 +535,200 @@ class TeachWidget(QWidget):
         return tumor, ablation, tx
 
     def _start_reference_analysis(self, key_case) -> None:
-        try:
-            tumor, ablation, tx = self._reference_inputs(key_case)
-        except AblationError as exc:
-            self.status.setText(one_line(exc))
-            return
         t = self.run.quiz.threshold_mm
         cid = self.case_id
 
-        def job():
+        def job():  # the reference read and analysed off the GUI thread
+            tumor, ablation, tx = self._reference_inputs(key_case)
             return analyze_margin(tumor, ablation, tx, t, with_shells=False), tumor
 
         def done(out, _cid=cid, _key=key_case):
             if self.run is None or self.case_id != _cid or not self.revealed:
                 return
-            self._show_reveal_layers(*out, _key)
-
-        def finished():
-            self._worker = None
+            self._add_reveal_layers(*out, _key)
 
         self.status.setText("computing the reference margins…")
-        self._worker = _layers.start_worker(
-            job, on_returned=done, on_error=self._on_error, on_finished=finished, desc="quiz reveal"
-        )
+        self._worker_start(job, done)
 
     def _on_error(self, message: str) -> None:
         self.status.setText(message)
         _layers.notify_error(message)
 
-    def _clear_reveal_layers(self) -> None:
-        for layer in list(self.viewer.layers):
-            if _layers.role_of(layer) in REVEAL_ROLES or layer.name in REVEAL_NAMES.values():
-                self.viewer.layers.remove(layer)
-
-    def _show_reveal_layers(self, res, ref_tumor, key_case) -> None:
-        """Add the reveal's layers. Like Compute margins, the reveal keeps the user's grid,
-        layer visibility and selection: the layers join the pre space by the one layer-order
-        rule (the pre cell with the grid on), and only the slice moves to the minimal margin
-        (the camera frames it with the grid off)."""
-        with _layers.keep_selection(self.viewer):
-            self._add_reveal_layers(res, ref_tumor, key_case)
-
     def _add_reveal_layers(self, res, ref_tumor, key_case) -> None:
-        v = self.viewer
-        lab = _layers.add_or_update_labels(
-            v,
-            res.margin_labels_image(),
-            "margin",
-            colormap=_layers.margin_colormap(),
-            opacity=0.55,
-            metadata={_layers.META: {"role": "margin"}},
-        )
-        ol = _layers.add_or_update_labels(
-            v,
-            res.ablation_on_pre_image(),
-            "ablation_registered",
-            color=_layers.ABLATION_COLOR,
-            metadata={_layers.META: {"role": "ablation_registered"}},
-        )
-        ol.contour = 1
-        ol.opacity = 0.9
-        if "tumor" in self.run.quiz.questions:  # the reference beside the trainee's own
-            rt = _layers.add_or_update_labels(
-                v,
-                ref_tumor,
-                "quiz_reference_tumor",
-                name=REVEAL_NAMES["quiz_reference_tumor"],
-                color="#ffffff",
-                metadata={_layers.META: {"role": "quiz_reference_tumor"}},
-            )
-            rt.contour = 1
+        """The reveal's layers, one per event-loop iteration (:attr:`busy` meanwhile)."""
+
+        def done():
+            self._revealing = False
+            self._update_ui()
+
+        self._revealing = True
+        _layers.run_in_steps(self._reveal_steps(res, ref_tumor, key_case), done, owner=self)
+
+    def _reveal_steps(self, res, ref_tumor, key_case):
+        """The reveal's layers (the user's active layer stays active): with ``res`` (the
+        reference's own analysis, see :meth:`show_reveal`) its margin, outline and point;
+        the reference tumor beside the trainee's; the 2D minimum on the largest axial
+        slice; the view on the minimal margin."""
+        v = self.viewer  # like Compute margins: the user's grid and visibility stay
+        cid = self.case_id
         k = key_case or {}
-        p3 = k.get("min_margin_point_lps", [float(x) for x in res.min_margin_point_lps])
-        m3 = float(k.get("min_margin_mm", res.min_margin_mm))
-        octant = k.get("min_margin_octant", res.min_margin_octant)
-        scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
+        if res is not None:
+            p3 = k.get("min_margin_point_lps", [float(x) for x in res.min_margin_point_lps])
+            m3 = float(k.get("min_margin_mm", res.min_margin_mm))
+            octant = k.get("min_margin_octant", res.min_margin_octant)
+            self.session.model.info[core_quiz.QUIZ_REFERENCE_SHOWN] = True
+            self.session.changed.emit("quiz")
+        else:
+            p3 = k.get("min_margin_point_lps")
+        pre = _layers.find_layer(v, "pre")
+        if pre is None:
+            return
+        scale, translate = np.asarray(pre.scale, float), np.asarray(pre.translate, float)
 
         def to_data(lps):
             return (np.asarray(geometry.lps_to_world(lps)) - translate) / scale
 
-        v.add_points(
-            [to_data(p3)],
-            name=_layers.ROLES["mtm_point"],
-            size=3,
-            face_color="white",
-            border_color="black",
-            symbol="cross",
-            blending="translucent_no_depth",  # in 3D over the surfaces, as in Margins
-            scale=scale,
-            translate=translate,
-            units="mm",
-            axis_labels=geometry.AXIS_LABELS,
-            metadata={_layers.META: {"role": "mtm_point"}},
-            features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
-            text={
-                "string": "{label}",
-                "color": "white",
-                "anchor": "upper_left",
-                "size": 10,
-                "blending": "translucent_no_depth",
-            },
-        )
+        def alive():  # the reveal is still wanted (not another case meanwhile)
+            return self.run is not None and self.case_id == cid and self.revealed
+
+        added = []
+        if res is not None:
+            with _layers.keep_selection(v):
+                lab = _layers.add_or_update_labels(
+                    v,
+                    res.margin_labels_image(),
+                    "quiz_reference_margin",
+                    name=REVEAL_NAMES["quiz_reference_margin"],
+                    colormap=_layers.margin_colormap(),
+                    opacity=0.55,
+                    metadata={_layers.META: {"role": "quiz_reference_margin"}},
+                )
+            added.append(lab)
+            yield
+            if not alive():
+                return
+            with _layers.keep_selection(v):
+                ol = _layers.add_or_update_labels(
+                    v,
+                    res.ablation_on_pre_image(),
+                    "quiz_reference_ablation",
+                    name=REVEAL_NAMES["quiz_reference_ablation"],
+                    color=_layers.ABLATION_COLOR,
+                    metadata={_layers.META: {"role": "quiz_reference_ablation"}},
+                )
+                ol.contour = 1
+                ol.opacity = 0.9
+            added.append(ol)
+            yield
+            if not alive():
+                return
+            with _layers.keep_selection(v):
+                pts = v.add_points(
+                    [to_data(p3)],
+                    name=REVEAL_NAMES["quiz_mtm_point"],
+                    size=3,
+                    face_color="white",
+                    border_color="black",
+                    symbol="cross",
+                    blending="translucent_no_depth",  # in 3D over the surfaces, as in Margins
+                    scale=scale,
+                    translate=translate,
+                    units="mm",
+                    axis_labels=geometry.AXIS_LABELS,
+                    metadata={_layers.META: {"role": "quiz_mtm_point"}},
+                    features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
+                    text={
+                        "string": "{label}",
+                        "color": "white",
+                        "anchor": "upper_left",
+                        "size": 10,
+                        "blending": "translucent_no_depth",
+                    },
+                )
+            added.append(pts)
+            yield
+            if not alive():
+                return
+        if ref_tumor is not None and "tumor" in self.run.quiz.questions:
+            # the reference beside the trainee's own
+            with _layers.keep_selection(v):
+                rt = _layers.add_or_update_labels(
+                    v,
+                    ref_tumor,
+                    "quiz_reference_tumor",
+                    name=REVEAL_NAMES["quiz_reference_tumor"],
+                    color="#ffffff",
+                    metadata={_layers.META: {"role": "quiz_reference_tumor"}},
+                )
+                rt.contour = 1
+            added.append(rt)
+            yield
+            if not alive():
+                return
         aid = k.get("axial_2d") or {}
         if "margin_2d_point_lps" in aid:
-            v.add_points(
-                [to_data(aid["margin_2d_point_lps"])],
-                name=REVEAL_NAMES["quiz_axial_point"],
-                size=3,
-                face_color="#ff66ff",
-                border_color="black",
-                symbol="disc",
-                scale=scale,
-                translate=translate,
-                units="mm",
-                axis_labels=geometry.AXIS_LABELS,
-                metadata={_layers.META: {"role": "quiz_axial_point"}},
-                features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
-                text={"string": "{label}", "color": "#ff66ff", "anchor": "lower_left", "size": 10},
-            )
+            with _layers.keep_selection(v):
+                ap = v.add_points(
+                    [to_data(aid["margin_2d_point_lps"])],
+                    name=REVEAL_NAMES["quiz_axial_point"],
+                    size=3,
+                    face_color="#ff66ff",
+                    border_color="black",
+                    symbol="disc",
+                    scale=scale,
+                    translate=translate,
+                    units="mm",
+                    axis_labels=geometry.AXIS_LABELS,
+                    metadata={_layers.META: {"role": "quiz_axial_point"}},
+                    features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
+                    text={
+                        "string": "{label}",
+                        "color": "#ff66ff",
+                        "anchor": "lower_left",
+                        "size": 10,
+                    },
+                )
+            added.append(ap)
+            yield
+            if not alive():
+                return
         _layers.arrange(v)  # in pre space, over the tumor; the pre cell with the grid on
         tl = _layers.find_layer(v, "tumor")
         if tl is not None:
             tl.opacity = min(tl.opacity, 0.35)
-        if v.dims.ndim == 3 and _layers.grid(v).enabled:
+        if p3 is not None and v.dims.ndim == 3 and _layers.grid(v).enabled:
             v.dims.point = tuple(float(c) for c in geometry.lps_to_world(p3))
-        elif v.dims.ndim == 3 and v.dims.ndisplay == 2:
+        elif p3 is not None and v.dims.ndim == 3 and v.dims.ndisplay == 2:
             # frame the tumor (about four diameters across) on the slice of the minimal margin
+            diameter = res.tumor_max_diameter_mm if res is not None else _extent_mm(tl)
             v.reset_view()
             lo, hi = (np.asarray(e, float) for e in v.layers.extent.world)
             scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
-            zoom = _layers.camera(v).zoom * max(
-                1.0, scene / (4.0 * max(res.tumor_max_diameter_mm, 15.0))
-            )
+            zoom = _layers.camera(v).zoom * max(1.0, scene / (4.0 * max(diameter, 15.0)))
             _layers.center_view_on(v, geometry.lps_to_world(p3), zoom=zoom)
-        self.status.setText(
-            "Reveal: margin layer of the reference, the 3D minimal margin (cross) and the "
-            "2D minimum on the largest axial slice (disc)."
-        )
+        if res is not None:
+            self.status.setText(
+                "Reveal: the reference's margin layer, its 3D minimal margin (cross) and the "
+                "2D minimum on the largest axial slice (disc)."
+            )
+        else:
+            self.status.setText(
+                "Reveal: the margins of this case (Margins widget), the 3D minimal margin "
+                "(cross) and the 2D minimum on the largest axial slice (disc)."
+            )
+
+
+def _extent_mm(layer) -> float:
+    """The largest extent (mm) of a labels layer's foreground (0 when empty or None)."""
+    if layer is None:
+        return 0.0
+    data = np.asarray(layer.data)
+    ext = []
+    for ax in range(data.ndim):
+        other = tuple(i for i in range(data.ndim) if i != ax)
+        idx = np.flatnonzero(np.any(data, axis=other))
+        ext.append(0.0 if idx.size == 0 else (idx[-1] - idx[0] + 1) * float(layer.scale[ax]))
+    return float(max(ext, default=0.0))
 
 
 def _yn(v) -> str:
@@ -572,12 +740,13 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
     rows = []
     t = s["true"]
 
+    colors = {"right": "#2ca02c", "adjacent": "#ff7f0e", "wrong": "#d62728"}
+
+    def word(result: str) -> str:
+        return f"<span style='color:{colors[result]}'>{result}</span>"
+
     def mark(ok):
-        return (
-            "<span style='color:#2ca02c'>right</span>"
-            if ok
-            else "<span style='color:#d62728'>wrong</span>"
-        )
+        return word("right" if ok else "wrong")
 
     if s.get("complete_correct") is not None:
         rows.append(
@@ -599,7 +768,9 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
             f"{s['mtm_abs_error_mm']:.1f} mm{verdict}"
         )
     if s.get("octant_result") is not None:
-        rows.append(f"Octant: you {answer['octant']}, true {t['octant']} — {s['octant_result']}")
+        rows.append(
+            f"Octant: you {answer['octant']}, true {t['octant']} — {word(s['octant_result'])}"
+        )
     if s.get("class_correct") is not None:
         rows.append(
             f"Class at {threshold:g} mm: you {answer['class']}, true {t['class']} — "
