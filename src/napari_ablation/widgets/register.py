@@ -55,6 +55,7 @@ class RegisterWidget(QWidget):
         self._images: dict = {}  # role -> (model version, image): derived views of the model
         self._resample_worker = None
         self._generation = 0
+        self._reshow_registered = False  # the registered post goes back if an opening fails
         self.live_timings_ms: list[float] = []
 
         self.tabs = QTabWidget()
@@ -200,17 +201,18 @@ class RegisterWidget(QWidget):
             self.auto.case_changed()
             opening = self.session.opening
             self.set_status(f"{opening}\u2026" if opening and what == "opening" else "")
-            if (
-                opening is None
-                and self.model.transform is not None
-                and self.registered_layer() is None
-                and self.image("pre") is not None
-                and self.image("post") is not None
-            ):
+            if what != "opening":
+                return
+            if opening is not None:
+                # shown now, removed with the case's other figures while another case opens
+                self._reshow_registered |= self.registered_layer() is not None
+            elif self._reshow_registered and self.registered_layer() is None:
+                self._reshow_registered = False
                 self.update_overlay(full=True)  # the opening failed: the case's view is back
             return
         if what != "case":
             return
+        self._reshow_registered = False  # another case is open
         self.set_status("")  # a line about the previous case's registration
         self._images.clear()
         self._generation += 1  # a resampling of the previous case is not shown

@@ -495,12 +495,12 @@ class CaseSession:
         'x'"): widgets clear the open case's figures and refuse actions
         (:meth:`refuse_while_opening`) until :meth:`end_opening`."""
         self._opening.append(what)
+        self._show_opening()
+        self.changed.emit("opening")
         if self.viewer is not None:
             # the figures made from the case being replaced go at once (the widgets make
             # them again if the opening fails); its landmarks are its own data and stay
             self._remove_derived_layers(keep=("landmarks_pre", "landmarks_post"))
-        self._show_opening()
-        self.changed.emit("opening")
 
     def end_opening(self) -> None:
         """The case opened (or failed to open: the open case stays)."""
