@@ -177,10 +177,11 @@ def test_reveal_keeps_the_users_grid_visibility_and_selection(
 ):
     """Revealing the answer is asked for; turning the grid off, hiding post or selecting
     another layer is not: the reveal keeps them, as Compute margins does (issue 8)."""
-    viewer, teach, _margins = _open(make_napari_viewer, bundled_copy, show=True)
+    viewer, teach, _margins = _open(make_napari_viewer, bundled_copy, show=True, qtbot=qtbot)
     viewer.window.resize(1500, 950)
     teach.open_case(2)
-    qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=30000)
+    _settle(qtbot, teach)
+    assert teach.case_id == "case_03"
     assert _layers.grid(viewer).enabled  # a quiz case opens side by side
     tumor = _layers.find_layer(viewer, "tumor")
     viewer.layers.selection.active = tumor  # the trainee's choice
@@ -190,7 +191,7 @@ def test_reveal_keeps_the_users_grid_visibility_and_selection(
     teach.complete.setCurrentText("yes")
     qtbot.mouseClick(teach.submit_btn, Qt.LeftButton)
     _wait_reveal(qtbot, viewer)
-    qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=30000)
+    _settle(qtbot, teach)
     assert _layers.grid(viewer).enabled
     assert {n: ly.visible for n, ly in ((ly.name, ly) for ly in viewer.layers) if n in visible} == (
         visible
