@@ -313,7 +313,7 @@ POLE_MIN_RADIUS_MM = 6.0
 
 
 def _pole_coverage(solid: np.ndarray, sp_zyx) -> np.ndarray:
-    """The binary mask as voxel coverages (float32), sub-voxel at its poles along the grid axes.
+    """Return the binary mask as voxel coverages (float32), sub-voxel at axis poles.
 
     Where the surface of a round object faces a grid axis, the mask's last layers are flat
     terraces several voxels wide: a blur puts the surface half a voxel beyond each terrace,
@@ -757,12 +757,13 @@ class Mesh:
         ``(n, 3)`` vertex positions, LPS ``(x, y, z)`` in mm.
     faces : numpy.ndarray
         ``(m, 3)`` integer vertex indices of the triangles, outward-oriented.
+    shift_per_variance : numpy.ndarray or None, optional
+        ``(n, 3)`` curvature correction per unit of blur variance at each vertex (LPS
+        vectors in 1/mm, see ``_surface``); None when the surface was not corrected.
     """
 
     verts: np.ndarray  # (n, 3) LPS
     faces: np.ndarray  # (m, 3) int
-    #: the curvature correction per unit of blur variance at each vertex (see _surface), LPS
-    #: vectors in 1/mm; None when the surface was not corrected
     shift_per_variance: np.ndarray | None = None
 
     def face_areas(self) -> np.ndarray:
@@ -832,7 +833,7 @@ def _blur_variance_mm2(fld: _Field) -> float:
 
 
 def _vertex_normals(faces: np.ndarray, fn: np.ndarray, n_verts: int) -> np.ndarray:
-    """Unit vertex normals from the area-weighted face normals ``fn`` (m, 3)."""
+    """Return unit vertex normals from the area-weighted face normals ``fn`` (m, 3)."""
     idx = faces.ravel()
     out = np.stack(
         [np.bincount(idx, np.repeat(fn[:, ax], 3), minlength=n_verts) for ax in range(3)], 1
@@ -842,7 +843,7 @@ def _vertex_normals(faces: np.ndarray, fn: np.ndarray, n_verts: int) -> np.ndarr
 
 
 def _surface(fld: _Field, shift_from: Mesh | None = None) -> Mesh:
-    """The field's level surface (marching cubes), corrected for the blur's shrinkage.
+    """Extract the field's level surface (marching cubes), corrected for the blur's shrinkage.
 
     The correction (_blur_shift) is ``sigma^2 / 2`` times the curvature along the normal. With
     ``shift_from``, a corrected surface of the same object under another blur, each vertex

@@ -734,8 +734,11 @@ def ensure_key_interval(
 def _case_for_scoring(
     quiz: Quiz, case_id: str, answer: dict[str, Any], key_case: dict[str, Any]
 ) -> Case | None:
-    """The quiz's copy of the case when scoring ``answer`` needs it: a segmentation or a
-    registration to score, or an MTM against a key made before intervals."""
+    """Load the quiz's copy of the case when scoring ``answer`` needs it.
+
+    It is needed for a segmentation or a registration to score, or for an MTM against a key
+    made before intervals.
+    """
     work = any(answer.get(r) for r in ("tumor", "ablation", "transform"))
     old_key = answer.get("mtm_mm") is not None and not key_case.get("min_margin_interval_mm")
     return quiz.load_case(case_id) if work or old_key else None
