@@ -45,7 +45,7 @@ def test_open_sample_over_a_case_with_margins_shows_none_of_its_figures(
                 for ly in viewer.layers
                 if ly.visible and _layers.role_of(ly) in FIGURES
             ]
-            banner = viewer.text_overlay
+            banner = _layers.text_overlay(viewer)
             states.append((figures, banner.visible, banner.text))
         return (
             session.model.pre is not None
@@ -59,5 +59,5 @@ def test_open_sample_over_a_case_with_margins_shows_none_of_its_figures(
     for figures, banner_visible, text in states:
         assert not figures, figures  # no margin of the phantom over the opening liver case
         assert banner_visible and "opening" in text, text
-    assert not viewer.text_overlay.visible  # open: the banner is gone
+    assert not _layers.text_overlay(viewer).visible  # open: the banner is gone
     assert _layers.find_layer(viewer, "margin") is None

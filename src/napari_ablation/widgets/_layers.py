@@ -574,6 +574,16 @@ def connect_while_alive(signal, widget, slot) -> None:
     widget.destroyed.connect(_off)
 
 
+def text_overlay(viewer):
+    """The canvas's text overlay (napari 0.9: ``viewer.canvas.overlays.text``; before:
+    ``viewer.text_overlay``, deprecated since 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and getattr(overlays, "text", None) is not None:
+        return overlays.text
+    return viewer.text_overlay
+
+
 def unwrapped(obj):
     """``obj`` itself, not napari's public-only proxy around it: a widget opened from the
     Plugins menu reaches the viewer and its layers through proxies made anew on each access,

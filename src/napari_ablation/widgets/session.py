@@ -514,7 +514,7 @@ class CaseSession:
         viewer = self.viewer
         if viewer is None:
             return
-        banner = viewer.text_overlay
+        banner = _layers.text_overlay(viewer)
         banner.text = f"{self.opening}\u2026" if self.opening else ""
         banner.visible = self.opening is not None
 
