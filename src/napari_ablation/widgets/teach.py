@@ -588,6 +588,28 @@ class TeachWidget(QWidget):
         def to_data(lps):
             return (np.asarray(geometry.lps_to_world(lps)) - translate) / scale
 
+        def point(lps, role, colour, symbol, label, anchor, blending="translucent"):
+            """One labelled point layer of the reveal, on the pre grid."""
+            text = {"string": "{label}", "color": colour, "anchor": anchor, "size": 10}
+            if blending != "translucent":
+                text["blending"] = blending
+            return v.add_points(
+                [to_data(lps)],
+                name=REVEAL_NAMES[role],
+                size=3,
+                face_color=colour,
+                border_color="black",
+                symbol=symbol,
+                blending=blending,
+                scale=scale,
+                translate=translate,
+                units="mm",
+                axis_labels=geometry.AXIS_LABELS,
+                metadata={_layers.META: {"role": role}},
+                features={"label": [label]},
+                text=text,
+            )
+
         def alive():  # the reveal is still wanted (not another case meanwhile)
             return self.run is not None and self.case_id == cid and self.revealed
 
@@ -623,27 +645,15 @@ class TeachWidget(QWidget):
             if not alive():
                 return
             with _layers.keep_selection(v):
-                pts = v.add_points(
-                    [to_data(p3)],
-                    name=REVEAL_NAMES["quiz_mtm_point"],
-                    size=3,
-                    face_color="white",
-                    border_color="black",
-                    symbol="cross",
-                    blending="translucent_no_depth",  # in 3D over the surfaces, as in Margins
-                    scale=scale,
-                    translate=translate,
-                    units="mm",
-                    axis_labels=geometry.AXIS_LABELS,
-                    metadata={_layers.META: {"role": "quiz_mtm_point"}},
-                    features={"label": [f"3D MTM {m3:.1f} mm ({octant})"]},
-                    text={
-                        "string": "{label}",
-                        "color": "white",
-                        "anchor": "upper_left",
-                        "size": 10,
-                        "blending": "translucent_no_depth",
-                    },
+                pts = point(
+                    p3,
+                    "quiz_mtm_point",
+                    "white",
+                    "cross",
+                    f"3D MTM {m3:.1f} mm ({octant})",
+                    "upper_left",
+                    # in 3D over the surfaces, as in Margins
+                    blending="translucent_no_depth",
                 )
             added.append(pts)
             yield
@@ -668,25 +678,13 @@ class TeachWidget(QWidget):
         aid = k.get("axial_2d") or {}
         if "margin_2d_point_lps" in aid:
             with _layers.keep_selection(v):
-                ap = v.add_points(
-                    [to_data(aid["margin_2d_point_lps"])],
-                    name=REVEAL_NAMES["quiz_axial_point"],
-                    size=3,
-                    face_color="#ff66ff",
-                    border_color="black",
-                    symbol="disc",
-                    scale=scale,
-                    translate=translate,
-                    units="mm",
-                    axis_labels=geometry.AXIS_LABELS,
-                    metadata={_layers.META: {"role": "quiz_axial_point"}},
-                    features={"label": [f"2D slice {aid['margin_2d_mm']:.1f} mm"]},
-                    text={
-                        "string": "{label}",
-                        "color": "#ff66ff",
-                        "anchor": "lower_left",
-                        "size": 10,
-                    },
+                ap = point(
+                    aid["margin_2d_point_lps"],
+                    "quiz_axial_point",
+                    "#ff66ff",
+                    "disc",
+                    f"2D slice {aid['margin_2d_mm']:.1f} mm",
+                    "lower_left",
                 )
             added.append(ap)
             yield
