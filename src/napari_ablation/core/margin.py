@@ -2505,19 +2505,21 @@ def _tumor_reconstructed_ml(fld: _Field, crop: np.ndarray, n_voxels: int) -> tup
 
 
 #: the smooth star-shaped tumor surface (see _star_volume_mm3): degrees tried in order on
-#: near-isotropic grids and across thick slices (there, between slices, any surface of
-#: higher degree that reproduces the mask can still be off: a degree-2 fit of an ellipsoid on
+#: near-isotropic grids and across thick slices. Degree 1-2: round shapes (a ball seen from
+#: off its centre needs 2). Degrees 3-4 reproduce most ellipsoids on 1 mm grids, but cost
+#: 0.1-0.25 s there for volumes no better than the count; across thick slices, between
+#: slices, a surface of degree 2 that reproduces the mask can still be off (an ellipsoid on
 #: 5 mm slices read 1.7 % low with a range of +/- 1.1 %)
-STAR_DEGREES = (1, 2, 3, 4)
+STAR_DEGREES = (1, 2)
 STAR_DEGREES_THICK = (1,)
 #: ... the largest half-range (fraction of the volume) of the volumes of all such surfaces
 #: that reproduce the mask, near-isotropic and across thick slices (calibrated on random
 #: balls, ellipsoids and irregular lesions of own seeds: benchmarks/README.md)
 STAR_MAX_HALF_RANGE = 0.01
 STAR_MAX_HALF_RANGE_THICK = 0.025
-#: ... a degree above 1 is not tried (its linear programs cost more) when its least-squares
-#: guess puts more than this fraction of the pairs on the wrong side (1 and 3 mm grids:
-#: consistent fits at most 6 %, irregular lesions 10-40 %)
+#: ... a degree above 1 is not tried when its least-squares guess puts more than this fraction
+#: of the pairs on the wrong side (1 and 3 mm grids: consistent fits at most 6 %, irregular
+#: lesions 10-40 %): their linear programs cost more
 STAR_SCREEN_WRONG_SIDE = 0.08
 #: ... neighbour pairs needed per coefficient
 STAR_PAIRS_PER_COEF = 10
