@@ -2524,7 +2524,7 @@ STAR_SCREEN_WRONG_SIDE = 0.08
 #: ... neighbour pairs needed per coefficient
 STAR_PAIRS_PER_COEF = 10
 #: ... Gauss-Legendre nodes in cos(polar angle) of the volume quadrature (exact for the cube
-#: of a degree-4 radius function with 7 or more; twice as many azimuths)
+#: of a radius function of degree L with 3 L / 2 + 1 or more; twice as many azimuths)
 STAR_QUADRATURE = 12
 
 
@@ -2588,9 +2588,10 @@ def _lp_cutting_planes(
 def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None:
     """Volume (mm^3) of the smooth star-shaped surface that reproduces a binary mask.
 
-    The surface is ``r(u)`` around the mask's centroid, ``r`` a real spherical-harmonic
-    series of degree L. The mask constrains it through every pair of neighbouring voxels
-    (along each axis) of which one is inside and the other outside: the surface passes
+    The surface is ``r(u)`` around a centre (the mask's centroid, moved to the centre of a
+    degree-1 least-squares fit), ``r`` a real spherical-harmonic series of degree L. The
+    mask constrains it through every pair of neighbouring voxels (along each axis) of which
+    one is inside and the other outside: the surface passes
     between their centres, ``r(u_in) >= |p_in|`` and ``r(u_out) <= |p_out|``, linear in the
     coefficients. For each L of STAR_DEGREES (STAR_DEGREES_THICK on a grid with a thick
     axis) the linear program that maximises the common margin t of all pairs (in units of
@@ -2643,12 +2644,16 @@ def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None
     ) / float(n_vox)
     pin = (np.vstack(pin) - centre) * sp
     pout = (np.vstack(pout) - centre) * sp
+    if len(pin) < STAR_PAIRS_PER_COEF * (degrees[0] + 1) ** 2:
+        return None
     # the centre: the mask's centroid, moved to the centre of the degree-1 least-squares fit
     # (on thick slices the centroid can be off by a good part of a slice, and a ball seen
     # from off its centre needs degree 2)
     for _ in range(2):
         mid = (pin + pout) / 2
         r_mid = np.linalg.norm(mid, axis=1)
+        if r_mid.min() <= 0.0:
+            return None
         b1 = np.column_stack([np.ones(len(mid)), mid / r_mid[:, None]])
         shift = np.linalg.lstsq(b1.T @ b1, b1.T @ r_mid, rcond=None)[0][1:]
         pin -= shift
