@@ -4,6 +4,7 @@
     python benchmarks/bench_registration.py --methods local   # the default method only
     python benchmarks/bench_registration.py --case FOLDER [--case FOLDER ...]
     python benchmarks/bench_registration.py --save-cases DIR   # then: an older tree, --case DIR/*
+    python benchmarks/bench_registration.py --heldout   # round 4's held-out phantoms only
     xvfb-run -a python benchmarks/bench_registration.py --gui   # + the widget's live update
 
 Prints three tables:
