@@ -9,7 +9,9 @@ Design notes: docs/design.md, section 3.
   present in post). The fixed image is cropped to the region and the moving image to
   the region as seen through the initial transform, so the cost scales with the region.
   Before each finer level, pre is matched to post's smooth intensity-bias field (MRI
-  receive coils; fitted on the ratio of the aligned images, see ``_bias_ratio``).
+  receive coils; fitted on the ratio of the aligned images, see ``_bias_ratio``). On
+  thick-slice CT the finest level runs on in-plane voxels binned by 2, every voxel of
+  the region sampled (:data:`THICK_SLICE_BIN_RATIO`).
 * Manual adjustment (:func:`adjust`), composition, and the QA images (checkerboard,
   difference, edges) computed on the pre grid.
 * :func:`plausibility_warnings` - does a result look like two images of one patient?
