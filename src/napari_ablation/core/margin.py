@@ -39,6 +39,7 @@ from scipy.spatial import cKDTree
 from . import coverage, geometry
 from . import transform as tfm
 from .errors import AblationError
+from .mesh_search import TriangleBVH
 
 #: threshold presets offered in the GUI (mm)
 THRESHOLD_PRESETS = (0.0, 1.0, 3.0, 5.0, 10.0)
@@ -1013,145 +1014,34 @@ def _corner_weight(w1: np.ndarray, bits: np.ndarray) -> np.ndarray:
     return f[0] * f[1] * f[2]
 
 
-def _closest_params(d1, d2, abab, acac, abac):
-    """Closest point ``a + v ab + w ac`` of triangles to points, from dot products only.
-
-    ``d1 = ab . (p - a)``, ``d2 = ac . (p - a)``; ``abab, acac, abac`` the edges' dot
-    products. The Voronoi-region test of Ericson (Real-Time Collision Detection, 5.1.5), with
-    ``d3 .. d6`` (the same products from ``b`` and ``c``) derived from ``d1, d2`` instead of
-    computed, all regions evaluated at once (vectorised): returns ``(v, w)``.
-    """
-    d3, d4 = d1 - abab, d2 - abac
-    d5, d6 = d1 - abac, d2 - acac
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = va + vb + vc
-        v = np.where(denom != 0, vb / denom, 0.0)  # interior
-        w = np.where(denom != 0, vc / denom, 0.0)
-        # edge regions
-        m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
-        v = np.where(m, d1 / np.where(d1 - d3 != 0, d1 - d3, 1), v)
-        w = np.where(m, 0.0, w)
-        m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
-        v = np.where(m, 0.0, v)
-        w = np.where(m, d2 / np.where(d2 - d6 != 0, d2 - d6, 1), w)
-        m = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
-        den = (d4 - d3) + (d5 - d6)
-        t = (d4 - d3) / np.where(den != 0, den, 1)
-        v = np.where(m, 1.0 - t, v)
-        w = np.where(m, t, w)
-    # vertex regions
-    m = (d1 <= 0) & (d2 <= 0)
-    v, w = np.where(m, 0.0, v), np.where(m, 0.0, w)
-    m = (d3 >= 0) & (d4 <= d3)
-    v, w = np.where(m, 1.0, v), np.where(m, 0.0, w)
-    m = (d6 >= 0) & (d5 <= d6)
-    v, w = np.where(m, 0.0, v), np.where(m, 1.0, w)
-    return v, w
-
-
-#: triangles compared per step of the closest-point search, and the most refining steps
-REFINE_K = 8
-REFINE_MAX_STEPS = 6
-#: tumor-surface points whose margin is within this of the smallest get a search over
-#: WIDE_K triangles around their closest point (see analyze_margin)
-MIN_POLISH_BAND_MM = 0.5
-WIDE_K = 64
-#: points per batch of the closest-triangle search: the gathered candidate arrays of a batch
-#: (4096 x 8 x 9 doubles, 2.4 MB) stay in cache; 20 000 was 10 % slower, the same numbers
-QUERY_CHUNK = 4096
-#: the same for the WIDE_K search (512 x 64 x 9 doubles); 2000 was 30 % slower
-WIDE_CHUNK = 512
-
-
 class MeshDistance:
     """Exact unsigned distance from points to a triangle mesh.
 
-    Closest triangles are found around a first guess of the closest surface point (the
-    point itself when no guide is given; else its projection along the gradient of an
-    approximate distance field), then refined around the closest point found until its
-    triangle stays the same (REFINE_K triangles per step): the k-d tree is only ever queried
-    next to the surface, where queries are cheap (a query
-    from the middle of a sphere, equidistant to everything, would visit the whole tree).
+    The closest point over all triangles, found by a bounding-volume hierarchy searched in
+    compiled code (:class:`~napari_ablation.core.mesh_search.TriangleBVH`): a guess of the
+    closest surface point (e.g. a projection along the gradient of an approximate distance
+    field) gives a first bound, then every triangle whose box lies closer is examined.
 
     Parameters
     ----------
     mesh : Mesh
         The surface distances are measured to.
-    k : int, optional
-        Most triangles examined around a guess (capped at the number of triangles).
     """
 
-    def __init__(self, mesh: Mesh, k: int = WIDE_K):
+    def __init__(self, mesh: Mesh):
         self.mesh = mesh
         f = mesh.faces
         self.a, self.b, self.c = mesh.verts[f[:, 0]], mesh.verts[f[:, 1]], mesh.verts[f[:, 2]]
-        # (the same exact neighbours as a balanced tree, built in about half the time)
-        self.tree = cKDTree((self.a + self.b + self.c) / 3.0, balanced_tree=False)
-        self.k = int(min(k, len(f)))
         # per triangle: edges from a and their dot products (the Voronoi-region tests of a
-        # point need only its two dot products with the edges, see _closest_params)
+        # point need only its two dot products with the edges)
         self.ab, self.ac = self.b - self.a, self.c - self.a
         self.abab = np.einsum("ij,ij->i", self.ab, self.ab)
         self.acac = np.einsum("ij,ij->i", self.ac, self.ac)
         self.abac = np.einsum("ij,ij->i", self.ab, self.ac)
-        # the same numbers packed per triangle, so that a candidate list is one gather
-        self._tri = np.concatenate([self.a, self.ab, self.ac], axis=1)  # (m, 9)
-        self._dots = np.stack([self.abab, self.acac, self.abac], axis=1)  # (m, 3)
-
-    def _closest_among(self, p: np.ndarray, guess: np.ndarray, k: int | None = None):
-        k = int(min(k or self.k, self.k))
-        _d, idx = self.tree.query(guess, k=k)
-        idx = idx.reshape(len(p), k)
-        tri = self._tri[idx]  # (n, k, 9): a, ab, ac of each candidate
-        ap = p[:, None, :] - tri[..., 0:3]  # (n, k, 3)
-        ab, ac = tri[..., 3:6], tri[..., 6:9]
-        d1 = np.einsum("ijk,ijk->ij", ab, ap)
-        d2 = np.einsum("ijk,ijk->ij", ac, ap)
-        dots = self._dots[idx]
-        abab, acac, abac = dots[..., 0], dots[..., 1], dots[..., 2]
-        v, w = _closest_params(d1, d2, abab, acac, abac)
-        # squared distance |ap - v ab - w ac|^2 from the dot products (no closest points yet)
-        dd = (
-            np.einsum("ijk,ijk->ij", ap, ap)
-            - 2 * (v * d1 + w * d2)
-            + v * v * abab
-            + 2 * v * w * abac
-            + w * w * acac
-        )
-        j = np.argmin(dd, axis=1)
-        rows = np.arange(len(p))
-        f = idx[rows, j]
-        vj, wj = v[rows, j][:, None], w[rows, j][:, None]
-        q = self.a[f] + self.ab[f] * vj + self.ac[f] * wj
-        return np.sqrt(((p - q) ** 2).sum(axis=1)), q, f
-
-    def widen(self, p: np.ndarray, d: np.ndarray, q: np.ndarray, f: np.ndarray, rows) -> None:
-        """Search WIDE_K triangles around each closest point found; keep what is closer.
-
-        Parameters
-        ----------
-        p : numpy.ndarray
-            ``(len(rows), 3)`` points, one per row to update.
-        d, q, f : numpy.ndarray
-            Distances, closest points and closest triangles of all points; the rows
-            ``rows`` are updated in place where a closer triangle is found.
-        rows : numpy.ndarray
-            Indices into ``d, q, f`` of the points ``p``.
-        """
-        if not len(rows):
-            return
-        for s in range(0, len(rows), WIDE_CHUNK):
-            r = rows[s : s + WIDE_CHUNK]
-            d2, q2, f2 = self._closest_among(p[s : s + WIDE_CHUNK], q[r], WIDE_K)
-            better = d2 < d[r]
-            rb = r[better]
-            d[rb], q[rb], f[rb] = d2[better], q2[better], f2[better]
+        self._bvh = TriangleBVH(self.a, self.ab, self.ac, self.abab, self.acac, self.abac)
 
     def query(
-        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = QUERY_CHUNK
+        self, pts: np.ndarray, guess: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return the distance and the closest surface point of each point.
 
@@ -1160,9 +1050,8 @@ class MeshDistance:
         pts : numpy.ndarray
             ``(n, 3)`` points, LPS mm.
         guess : numpy.ndarray, optional
-            ``(n, 3)`` first guesses of the closest surface points (default: the points).
-        chunk : int, optional
-            Points handled per batch (bounds the memory).
+            ``(n, 3)`` first guesses of the closest surface points (default: the points);
+            only the speed depends on them.
 
         Returns
         -------
@@ -1171,14 +1060,13 @@ class MeshDistance:
         closest : numpy.ndarray
             ``(n, 3)`` closest surface points.
         """
-        d, q, _f = self.query_faces(pts, guess, chunk)
+        d, q, _f = self.query_faces(pts, guess)
         return d, q
 
     def query_faces(
         self,
         pts: np.ndarray,
         guess: np.ndarray | None = None,
-        chunk: int = QUERY_CHUNK,
         tasks: _Tasks | None = None,
     ):
         """Return the distance, closest surface point and closest triangle of each point.
@@ -1188,12 +1076,11 @@ class MeshDistance:
         pts : numpy.ndarray
             ``(n, 3)`` points, LPS mm.
         guess : numpy.ndarray, optional
-            ``(n, 3)`` first guesses of the closest surface points (default: the points).
-        chunk : int, optional
-            Points handled per batch (bounds the memory).
+            ``(n, 3)`` first guesses of the closest surface points (default: the points);
+            only the speed depends on them.
         tasks : _Tasks, optional
             With these, the second half of the points on a worker (each point's search is
-            its own: the same numbers).
+            its own, and the compiled search releases the GIL: the same numbers).
 
         Returns
         -------
@@ -1202,40 +1089,17 @@ class MeshDistance:
         closest : numpy.ndarray
             ``(n, 3)`` closest surface points.
         face : numpy.ndarray
-            ``(n,)`` index of the closest triangle.
+            ``(n,)`` index of the closest triangle (the first found among tied ones).
         """
-        pts = np.asarray(pts, dtype=float).reshape(-1, 3)
-        dist = np.empty(len(pts))
-        closest = np.empty_like(pts)
-        face = np.empty(len(pts), dtype=np.int64)
-
-        def search(lo: int, hi: int) -> None:
-            for s in range(lo, hi, chunk):
-                e = min(s + chunk, hi)
-                p = pts[s:e]
-                g = p if guess is None else guess[s:e]
-                d, q, f = self._closest_among(p, g, REFINE_K)
-                # refine around the closest point found until its triangle no longer changes
-                # (a step moves about a triangle; most points stop after one or two)
-                todo = np.arange(len(p))
-                for _ in range(REFINE_MAX_STEPS):
-                    d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
-                    better = d2 < d[todo]
-                    moved = todo[better]
-                    d[moved], q[moved] = d2[better], q2[better]
-                    changed = better & (f2 != f[todo])
-                    f[moved] = f2[better]
-                    todo = todo[changed]
-                    if not len(todo):
-                        break
-                dist[s:e], closest[s:e], face[s:e] = d, q, f
-
+        pts = np.ascontiguousarray(pts, dtype=float).reshape(-1, 3)
+        guess = pts if guess is None else np.ascontiguousarray(guess, dtype=float)
         half = len(pts) // 2 if tasks is not None else len(pts)
-        rest = tasks.submit(search, half, len(pts)) if half < len(pts) else None
-        search(0, half)
-        if rest is not None:
-            rest.result()
-        return dist, closest, face
+        if half == len(pts) or half == 0:
+            return self._bvh.query(pts, guess)
+        rest = tasks.submit(self._bvh.query, pts[half:], guess[half:])
+        first = self._bvh.query(pts[:half], guess[:half])
+        second = rest.result()
+        return tuple(np.concatenate([x, y]) for x, y in zip(first, second))
 
     def outside(self, pts: np.ndarray, closest: np.ndarray, face: np.ndarray) -> np.ndarray:
         """Whether each point lies outside the surface, judged by the surface itself.
@@ -2266,14 +2130,6 @@ def _analyze_margin(
             guess = guide.project(qn, idx[need], d_apx[need])
             d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks)
             out = dist_ab.outside(qn, c, f)
-            if levels is None:
-                # near the minimum, a wider search: seen from a point far inside, the distance
-                # along a gently curved surface is so flat that the mesh's sub-voxel bumps can
-                # hold the local search up to 2 mm from the closest point (0.1-0.3 mm too far)
-                ms = np.where(out, -d, d)
-                near = np.flatnonzero(ms <= ms.min() + MIN_POLISH_BAND_MM)
-                dist_ab.widen(qn[near], d, c, f, near)
-                out[near] = dist_ab.outside(qn[near], c[near], f[near])
             m[need] = np.where(out, -d, d)
             closest = _affine(c, Ainv, binv)
         return m, closest
