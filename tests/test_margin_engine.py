@@ -448,3 +448,41 @@ def test_an_analysis_needs_a_thread():
     tumor = M.sphere_image([20, 20, 20], [1.0] * 3, [-10] * 3, [0, 0, 0], 4.0)
     with pytest.raises(M.AblationError, match="at least 1 thread"):
         M.analyze_margin(tumor, tumor, threads=0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma", "mode", "truncate"),
+    [
+        ((23, 31, 19), 3.0, "reflect", 4.0),  # the curvature correction's blurs
+        ((23, 31, 19), 7**0.5, "reflect", 4.0),
+        ((23, 31, 19), 1.2, "constant", 3.0),  # anti-aliasing
+        ((9, 40, 33), (1.2, 0.0, 0.8), "constant", 3.0),  # an axis not blurred
+        ((3, 5, 2), 3.0, "reflect", 4.0),  # lines shorter than the kernel's radius
+        ((4, 6, 3), 2.0, "constant", 4.0),
+    ],
+)
+def test_gaussian_filter_gives_scipys_numbers(shape, sigma, mode, truncate):
+    from napari_ablation.core.filters import gaussian_filter
+
+    rng = np.random.default_rng(5)
+    arr = (rng.random(shape) > 0.4).astype(np.float32) * rng.random(shape).astype(np.float32)
+    ref = ndimage.gaussian_filter(arr, sigma, mode=mode, truncate=truncate)
+    got = gaussian_filter(arr, sigma, mode=mode, truncate=truncate)
+    np.testing.assert_array_equal(got, ref)  # bit for bit
+    # a non-contiguous view in, the input left alone
+    view = np.moveaxis(arr, 0, 2)
+    before = view.copy()
+    np.testing.assert_array_equal(
+        gaussian_filter(view, sigma, mode=mode, truncate=truncate),
+        ndimage.gaussian_filter(view, sigma, mode=mode, truncate=truncate),
+    )
+    np.testing.assert_array_equal(view, before)
+
+
+def test_gaussian_filter_refuses_what_it_does_not_reproduce():
+    from napari_ablation.core.filters import gaussian_filter
+
+    with pytest.raises(ValueError, match="3D float32"):
+        gaussian_filter(np.zeros((4, 4, 4)), 1.0)
+    with pytest.raises(ValueError, match="modes"):
+        gaussian_filter(np.zeros((4, 4, 4), np.float32), 1.0, mode="nearest")

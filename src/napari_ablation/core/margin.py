@@ -36,7 +36,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from . import coverage, geometry
+from . import coverage, filters, geometry
 from . import transform as tfm
 from .errors import AblationError
 from .mesh_search import TriangleBVH
@@ -300,7 +300,7 @@ def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float, poles: bool = Tru
     crop, lo = _padded_crop(mask, box, [pad] * 3)
     arr = _pole_coverage(crop, grid.spacing_zyx) if sig > 0 and poles else crop.astype(np.float32)
     if sig > 0:
-        arr = ndimage.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
+        arr = filters.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
     return _Field(arr, lo, np.ones(3), grid, 0.5, crop, (sig, sig, sig) if sig > 0 else None)
 
 
@@ -500,7 +500,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
         solid = fine >= 0
         sig3 = [FINE_SMOOTH_VOX] * 3
         sig3[axis] = FINE_SMOOTH_AXIAL_VOX
-        soft = ndimage.gaussian_filter(
+        soft = filters.gaussian_filter(
             solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0
         )
         return _Field(soft, lo, step, grid, 0.5, solid, tuple(sig3), vol, dep)
@@ -921,10 +921,10 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     sp = fld.sample_spacing_mm()
     sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
     ea, eb = CURVATURE_EXTRA_BLURS
-    fa = ndimage.gaussian_filter(fld.values, ea) if ea > 0 else fld.values
+    fa = filters.gaussian_filter(fld.values, ea) if ea > 0 else fld.values
     kappa, n_in = _curvature_at(fa, sp, verts_idx)
     if eb > ea and np.all(fld.step == 1):  # near-isotropic grids only (see the docstring)
-        k_b, _ = _curvature_at(ndimage.gaussian_filter(fa, math.sqrt(eb**2 - ea**2)), sp, verts_idx)
+        k_b, _ = _curvature_at(filters.gaussian_filter(fa, math.sqrt(eb**2 - ea**2)), sp, verts_idx)
         # from total variances s0 + ea^2 and s0 + eb^2 (samples^2) back to s0
         kappa = kappa + (kappa - k_b) * (ea**2 / (eb**2 - ea**2))
     shift_mm = np.clip(0.5 * sig_mm2 * kappa, -0.5 * math.sqrt(sig_mm2), 0.5 * math.sqrt(sig_mm2))
