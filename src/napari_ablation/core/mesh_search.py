@@ -281,15 +281,16 @@ def _triangle(tri, dots, t, x, y, z, best, best_t, q):  # pragma: no cover - com
 
 
 @numba.njit(inline="always")
-def _search(nodes, n_inner, tri, dots, stack, x, y, z, best, best_t, q):  # pragma: no cover
-    """Every leaf whose box is closer than ``best`` (squared), nearer child first."""
+def _search(nodes, n_inner, tri, dots, stack, bound, x, y, z, best, best_t, q):  # pragma: no cover
+    """Every leaf whose bound is below ``best`` (squared), nearer child first."""
     m = tri.shape[0]
     sp = 1
     stack[0] = 1
+    bound[0] = 0.0
     while sp > 0:
         sp -= 1
         node = stack[sp]
-        if _bound_d2(nodes, node, x, y, z) >= best:
+        if bound[sp] >= best:  # (the best may have improved since the node was pushed)
             continue
         if node >= n_inner:
             start = (node - n_inner) * LEAF
@@ -298,20 +299,17 @@ def _search(nodes, n_inner, tri, dots, stack, x, y, z, best, best_t, q):  # prag
             continue
         l_d = _bound_d2(nodes, 2 * node, x, y, z)
         r_d = _bound_d2(nodes, 2 * node + 1, x, y, z)
-        if l_d <= r_d:
-            if r_d < best:
-                stack[sp] = 2 * node + 1
-                sp += 1
-            if l_d < best:
-                stack[sp] = 2 * node
-                sp += 1
-        else:
-            if l_d < best:
-                stack[sp] = 2 * node
-                sp += 1
-            if r_d < best:
-                stack[sp] = 2 * node + 1
-                sp += 1
+        near, far, d_near, d_far = 2 * node, 2 * node + 1, l_d, r_d
+        if r_d < l_d:
+            near, far, d_near, d_far = far, near, d_far, d_near
+        if d_far < best:
+            stack[sp] = far
+            bound[sp] = d_far
+            sp += 1
+        if d_near < best:
+            stack[sp] = near
+            bound[sp] = d_near
+            sp += 1
     return best, best_t
 
 
@@ -319,6 +317,7 @@ def _search(nodes, n_inner, tri, dots, stack, x, y, z, best, best_t, q):  # prag
 def _query(pts, guess, nodes, n_inner, tri, dots, order, dist, closest, face):  # pragma: no cover
     """Exact closest triangle of each point (see the module docstring); results in place."""
     stack = np.empty(4 * 64, dtype=np.int64)
+    bound = np.empty(4 * 64)
     q = np.empty(3)
     for i in range(pts.shape[0]):
         x, y, z = pts[i, 0], pts[i, 1], pts[i, 2]
@@ -334,7 +333,7 @@ def _query(pts, guess, nodes, n_inner, tri, dots, order, dist, closest, face):  
         start = (node - n_inner) * LEAF
         for t in range(start, min(start + LEAF, tri.shape[0])):
             best, best_t = _triangle(tri, dots, t, x, y, z, best, best_t, q)
-        best, best_t = _search(nodes, n_inner, tri, dots, stack, x, y, z, best, best_t, q)
+        best, best_t = _search(nodes, n_inner, tri, dots, stack, bound, x, y, z, best, best_t, q)
         dist[i] = np.sqrt(best)
         closest[i, 0] = q[0]
         closest[i, 1] = q[1]
