@@ -2072,6 +2072,13 @@ def _analyze_margin(
     arec = tasks.submit(_field_and_surface, amask, abox, agrid, smooth_vox, "ablation", awarns)
     tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
     dia = tasks.here(_tumor_diameter, tmask, tbox, tgrid, tfield, tsurf)
+    # what needs the tumor alone, while the ablation's reconstruction may still run
+    tlo = np.array([t.start for t in tbox])
+    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
+    idx = np.argwhere(tcrop)
+    smooth_op = _mesh_smoother(tsurf.faces, len(tsurf.verts))
+    # across thick slices the classes are also computed at the refined samples (below)
+    fine_idx = None if np.all(tfield.step == 1.0) else np.argwhere(tfield.solid)
     afield, asurf_post = arec.result()
     warns += awarns
     asurf = asurf_post.transformed(Ainv, binv)  # ablation surface in pre space
@@ -2100,12 +2107,15 @@ def _analyze_margin(
     if with_shells:  # on a worker while this thread computes the margins
         sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
 
-    def signed_margin(pts_pre: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
+    def signed_margin(
+        pts_pre: np.ndarray, levels=None, split: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Signed margin (mm) and closest ablation-surface point (pre LPS) of pre-space points.
 
         With ``levels``, exact distances are computed only where the approximate margin is
         within the guide's tolerance of one of the levels (elsewhere the class is already
         certain and the approximate value is returned), and no closest points are returned.
+        ``split``: the search's second half on the worker (not when both threads are busy).
         """
         q = _affine(pts_pre, A, b)  # to post space, where the ablation surface and field live
         idx = guide.sample_index(q)
@@ -2128,7 +2138,7 @@ def _analyze_margin(
             # blurred field's 0.5 level lies about sigma^2 / R inside it, which would count
             # a shell of covered tumor as uncovered
             guess = guide.project(qn, idx[need], d_apx[need])
-            d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks)
+            d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks if split else None)
             out = dist_ab.outside(qn, c, f)
             m[need] = np.where(out, -d, d)
             closest = _affine(c, Ainv, binv)
@@ -2139,7 +2149,7 @@ def _analyze_margin(
     # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
     # of both surfaces, and a minimum over thousands of noisy values is biased low: average
     # each vertex with its neighbours (about one voxel around) before taking the minimum
-    m_surf = _smooth_on_mesh(m_surf, tsurf.faces, SURFACE_SMOOTH_ITERS)
+    m_surf = _smooth_on_mesh(m_surf, smooth_op, SURFACE_SMOOTH_ITERS)
     i_min = int(np.argmin(m_surf))
     mtm = float(m_surf[i_min])
     p_min = tsurf.verts[i_min]
@@ -2158,31 +2168,22 @@ def _analyze_margin(
     )
 
     # --- tumor voxels: volumes, centroid, classes -----------------------------------------
-    tlo = np.array([t.start for t in tbox])
-    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
-    idx = np.argwhere(tcrop)
     centroid = tgrid.to_lps(idx.mean(axis=0) + tlo)
     n_t = len(idx)
     levels = (0.0, threshold_mm)
 
     def class_margin(points: np.ndarray) -> np.ndarray:
-        return signed_margin(points, levels=levels)[0]
+        return signed_margin(points, levels=levels, split=fine_idx is None)[0]
 
-    m_vox = _lattice_margins(
-        idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
-    )
-    cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
-    class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
-    class_crop[tuple(idx.T)] = cls
     # class fractions at sub-voxel resolution: the samples of the tumor's own reconstruction
-    # (refined across thick slices); class volumes are these fractions of its volume, which
-    # has no voxelisation noise across thick slices (VOLUME_BASIS)
-    if np.all(tfield.step == 1.0):
-        m_fine = m_vox
-    else:
-        # the refined solid before anti-aliasing (the blur's 0.5 level lies inside the surface)
-        m_fine = _lattice_margins(
-            np.argwhere(tfield.solid),
+    # (refined across thick slices; on a worker while this thread classifies the voxels, each
+    # search on its own thread); class volumes are these fractions of its volume, which has no
+    # voxelisation noise across thick slices (VOLUME_BASIS)
+    if fine_idx is not None:
+        guide.bounds, afield.box_bounds  # noqa: B018 - (cached) computed once, before sharing
+        fine = tasks.submit(
+            _lattice_margins,
+            fine_idx,
             tgrid.M * tfield.step[None, :],
             tgrid.to_lps(tfield.offset),
             afield,
@@ -2192,6 +2193,14 @@ def _analyze_margin(
             levels,
             class_margin,
         )
+    m_vox = _lattice_margins(
+        idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
+    )
+    cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
+    class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
+    class_crop[tuple(idx.T)] = cls
+    # (the refined solid before anti-aliasing: the blur's 0.5 level lies inside the surface)
+    m_fine = m_vox if fine_idx is None else fine.result()
     n_f = max(len(m_fine), 1)
     tumor_ml = n_t * tgrid.voxel_ml
     tumor_rec_ml = _reconstructed_ml(tfield, n_t)
@@ -2329,13 +2338,12 @@ def _reconstructed_ml(fld: _Field, n_voxels: int) -> float:
     return fld.volume_mm3 / 1000.0
 
 
-def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:
-    """Average each vertex value with its mesh neighbours, ``iters`` times."""
-    if iters <= 0 or len(faces) == 0:
-        return values
+def _mesh_smoother(faces: np.ndarray, n: int):
+    """The neighbour-averaging operator of a mesh's vertex values (sparse; None without faces)."""
+    if len(faces) == 0:
+        return None
     from scipy import sparse
 
-    n = len(values)
     i = np.concatenate(
         [faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]]
     )
@@ -2346,6 +2354,14 @@ def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.nda
     adj.data[:] = 1.0  # duplicates (shared edges) count once
     adj = adj + sparse.identity(n, format="csr")
     deg = np.asarray(adj.sum(axis=1)).ravel()
+    return adj, deg
+
+
+def _smooth_on_mesh(values: np.ndarray, smoother, iters: int) -> np.ndarray:
+    """Average each vertex value with its mesh neighbours (``_mesh_smoother``), ``iters`` times."""
+    if iters <= 0 or smoother is None:
+        return values
+    adj, deg = smoother
     out = np.asarray(values, dtype=float)
     for _ in range(iters):
         out = (adj @ out) / deg
