@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 from . import coverage, filters, geometry
 from . import transform as tfm
 from .errors import AblationError
-from .mesh_search import TriangleBVH
+from .mesh_search import TriangleBVH, candidate_segment_distance
 
 #: threshold presets offered in the GUI (mm)
 THRESHOLD_PRESETS = (0.0, 1.0, 3.0, 5.0, 10.0)
@@ -682,18 +682,8 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     k = int(min(6, len(a)))
     _d, idx = tree.query(p, k=k)
     idx = idx.reshape(len(p), k)
-    # distance to each candidate segment, by components (per segment: its start, direction
-    # and squared length, gathered once): the same numbers as (n, k, 2) arrays summed over
-    # their last axis, without the temporaries
-    e = b - a
-    ee = np.maximum(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1], 1e-12)
-    pay = p[:, 0:1] - a[idx, 0]
-    pax = p[:, 1:2] - a[idx, 1]
-    ey, ex = e[idx, 0], e[idx, 1]
-    t = np.clip((pay * ey + pax * ex) / ee[idx], 0, 1)
-    ry = pay - ey * t
-    rx = pax - ex * t
-    d = np.sqrt(ry * ry + rx * rx).min(axis=1)
+    # distance to the nearest candidate segment (compiled: the numbers of the vectorised form)
+    d = candidate_segment_distance(p, a, b, idx)
     out[band] = np.where(inside[band], d, -d)
     return out + np.float32(offset)
 
@@ -2104,8 +2094,6 @@ def _analyze_margin(
     gd = tasks.submit(_Guide, afield)
     dist_ab = MeshDistance(asurf_post)
     guide = gd.result()
-    if with_shells:  # on a worker while this thread computes the margins
-        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
 
     def signed_margin(
         pts_pre: np.ndarray, levels=None, split: bool = True
@@ -2145,7 +2133,10 @@ def _analyze_margin(
         return m, closest
 
     # --- margins on the tumor surface ----------------------------------------------------
-    m_surf, closest = signed_margin(tsurf.verts)
+    m_surf, closest = signed_margin(tsurf.verts)  # (half of the search on the worker)
+    afield.box_bounds  # noqa: B018 - (cached) computed once, before the threads share it
+    if with_shells:  # on the worker while this thread computes the classes
+        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
     # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
     # of both surfaces, and a minimum over thousands of noisy values is biased low: average
     # each vertex with its neighbours (about one voxel around) before taking the minimum
@@ -2180,7 +2171,7 @@ def _analyze_margin(
     # search on its own thread); class volumes are these fractions of its volume, which has no
     # voxelisation noise across thick slices (VOLUME_BASIS)
     if fine_idx is not None:
-        guide.bounds, afield.box_bounds  # noqa: B018 - (cached) computed once, before sharing
+        guide.bounds  # noqa: B018 - (cached) computed once, before the threads share it
         fine = tasks.submit(
             _lattice_margins,
             fine_idx,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["LEAF", "TriangleBVH"]
+__all__ = ["LEAF", "TriangleBVH", "candidate_segment_distance"]
 
 #: triangles per leaf of the hierarchy
 LEAF = 4
@@ -397,3 +397,51 @@ class TriangleBVH:
             dist, closest, face,
         )  # fmt: skip
         return dist, closest, face
+
+
+@numba.njit(nogil=True, cache=True)
+def _candidate_segments(p, a, e, ee, idx, out):  # pragma: no cover - compiled
+    for i in range(p.shape[0]):
+        best = np.inf
+        for c in range(idx.shape[1]):
+            s = idx[i, c]
+            pay = p[i, 0] - a[s, 0]
+            pax = p[i, 1] - a[s, 1]
+            ey, ex = e[s, 0], e[s, 1]
+            t = min(max((pay * ey + pax * ex) / ee[s], 0.0), 1.0)
+            ry = pay - ey * t
+            rx = pax - ex * t
+            best = min(best, np.sqrt(ry * ry + rx * rx))
+        out[i] = best
+
+
+def candidate_segment_distance(p, a, b, idx) -> np.ndarray:
+    """Distance from 2D points to the nearest of their candidate segments.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        ``(n, 2)`` points.
+    a, b : numpy.ndarray
+        ``(m, 2)`` the segments' ends.
+    idx : numpy.ndarray
+        ``(n, k)`` indices of each point's candidate segments.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` distances: the numbers of the vectorised computation (the projection onto
+        each segment clipped to its ends, ``e = b - a`` and ``|e|^2`` at least 1e-12).
+    """
+    e = b - a
+    ee = np.maximum(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1], 1e-12)
+    out = np.empty(len(p))
+    _candidate_segments(
+        np.ascontiguousarray(p, dtype=np.float64),
+        np.ascontiguousarray(a, dtype=np.float64),
+        np.ascontiguousarray(e),
+        ee,
+        np.ascontiguousarray(idx, dtype=np.int64),
+        out,
+    )
+    return out
