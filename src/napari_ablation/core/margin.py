@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 from . import coverage, filters, geometry
 from . import transform as tfm
 from .errors import AblationError
-from .mesh_search import TriangleBVH, candidate_segment_distance
+from .mesh_search import TriangleBVH, candidate_segment_distance, outside_by_normals
 
 #: threshold presets offered in the GUI (mm)
 THRESHOLD_PRESETS = (0.0, 1.0, 3.0, 5.0, 10.0)
@@ -1116,19 +1116,9 @@ class MeshDistance:
             # face normals from the stored edges (the same numbers as Mesh.vertex_normals's)
             self._fn = np.cross(self.ab, self.ac)
             self._vn = _vertex_normals(self.mesh.faces, self._fn, len(self.mesh.verts))
-        f = self.mesh.faces[face]
-        a, b, c = self.a[face], self.b[face], self.c[face]
-        n = self._fn[face]
-        area2 = np.einsum("ij,ij->i", n, n) + 1e-30
-        wa = np.einsum("ij,ij->i", np.cross(c - b, closest - b), n) / area2
-        wb = np.einsum("ij,ij->i", np.cross(a - c, closest - c), n) / area2
-        wc = 1.0 - wa - wb
-        nrm = (
-            wa[:, None] * self._vn[f[:, 0]]
-            + wb[:, None] * self._vn[f[:, 1]]
-            + wc[:, None] * self._vn[f[:, 2]]
+        return outside_by_normals(
+            pts, closest, face, self.mesh.faces, self.mesh.verts, self._fn, self._vn
         )
-        return np.einsum("ij,ij->i", pts - closest, nrm) > 0
 
 
 class _Guide:

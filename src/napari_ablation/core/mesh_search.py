@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["LEAF", "TriangleBVH", "candidate_segment_distance"]
+__all__ = ["LEAF", "TriangleBVH", "candidate_segment_distance", "outside_by_normals"]
 
 #: triangles per leaf of the hierarchy
 LEAF = 4
@@ -442,6 +442,80 @@ def candidate_segment_distance(p, a, b, idx) -> np.ndarray:
         np.ascontiguousarray(e),
         ee,
         np.ascontiguousarray(idx, dtype=np.int64),
+        out,
+    )
+    return out
+
+
+@numba.njit(inline="always")
+def _dot3(x0, x1, x2, y0, y1, y2):  # pragma: no cover - compiled
+    """A 3-vector dot product summed as numpy's einsum sums it (x and z, then y)."""
+    return (x0 * y0 + x2 * y2) + x1 * y1
+
+
+@numba.njit(nogil=True, cache=True)
+def _outside(pts, closest, face, faces, verts, fn, vn, out):  # pragma: no cover - compiled
+    for i in range(pts.shape[0]):
+        f = face[i]
+        ia, ib, ic = faces[f, 0], faces[f, 1], faces[f, 2]
+        n0, n1, n2 = fn[f, 0], fn[f, 1], fn[f, 2]
+        area2 = _dot3(n0, n1, n2, n0, n1, n2) + 1e-30
+        q0, q1, q2 = closest[i, 0], closest[i, 1], closest[i, 2]
+        w = np.empty(2)
+        for k in range(2):  # barycentric weights of a (from edge b -> c) and b (c -> a)
+            s, t = (ib, ic) if k == 0 else (ic, ia)
+            u0 = verts[t, 0] - verts[s, 0]
+            u1 = verts[t, 1] - verts[s, 1]
+            u2 = verts[t, 2] - verts[s, 2]
+            v0 = q0 - verts[s, 0]
+            v1 = q1 - verts[s, 1]
+            v2 = q2 - verts[s, 2]
+            c0 = u1 * v2 - u2 * v1
+            c1 = u2 * v0 - u0 * v2
+            c2 = u0 * v1 - u1 * v0
+            w[k] = _dot3(c0, c1, c2, n0, n1, n2) / area2
+        wa, wb = w[0], w[1]
+        wc = 1.0 - wa - wb
+        m0 = (wa * vn[ia, 0] + wb * vn[ib, 0]) + wc * vn[ic, 0]
+        m1 = (wa * vn[ia, 1] + wb * vn[ib, 1]) + wc * vn[ic, 1]
+        m2 = (wa * vn[ia, 2] + wb * vn[ib, 2]) + wc * vn[ic, 2]
+        d = _dot3(pts[i, 0] - q0, pts[i, 1] - q1, pts[i, 2] - q2, m0, m1, m2)
+        out[i] = d > 0
+
+
+def outside_by_normals(pts, closest, face, faces, verts, face_normals, vertex_normals):
+    """Whether each point lies outside a surface, judged at its closest point on it.
+
+    The offset from the closest point compared with the outward normal there: the vertex
+    normals of the closest triangle interpolated barycentrically.
+
+    Parameters
+    ----------
+    pts, closest : numpy.ndarray
+        ``(n, 3)`` points and their closest surface points.
+    face : numpy.ndarray
+        ``(n,)`` their closest triangles.
+    faces, verts : numpy.ndarray
+        The mesh: ``(m, 3)`` vertex indices, ``(v, 3)`` vertices.
+    face_normals, vertex_normals : numpy.ndarray
+        ``(m, 3)`` cross products of each triangle's edges from its first vertex, ``(v, 3)``
+        unit vertex normals.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` booleans, True outside: the numbers of the vectorised computation (numpy's
+        cross products and sums in their order).
+    """
+    out = np.empty(len(pts), dtype=np.bool_)
+    _outside(
+        np.ascontiguousarray(pts, dtype=np.float64),
+        np.ascontiguousarray(closest, dtype=np.float64),
+        np.ascontiguousarray(face, dtype=np.int64),
+        np.ascontiguousarray(faces, dtype=np.int64),
+        np.ascontiguousarray(verts, dtype=np.float64),
+        np.ascontiguousarray(face_normals, dtype=np.float64),
+        np.ascontiguousarray(vertex_normals, dtype=np.float64),
         out,
     )
     return out
