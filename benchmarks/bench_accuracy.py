@@ -442,7 +442,7 @@ def star_check(n: int, seed: int) -> None:
                 src = M._MaskSource(img, "tumor", None)
                 fld = M._smoothed_field(src, src.box, M._Grid(img), M.DEFAULT_SMOOTH_VOX, True)
                 n_vox = int(arr.sum())
-                vol, how = M._tumor_reconstructed_ml(fld, arr, n_vox)
+                vol, how = M._tumor_reconstructed_ml(fld, M._star_volume_mm3(arr, sp[::-1]), n_vox)
                 n_star += "star" in how
                 err["count"].append(100 * (n_vox * np.prod(sp) / exact - 1))
                 err["sections"].append(100 * (M._reconstructed_ml(fld, n_vox) * 1000 / exact - 1))
