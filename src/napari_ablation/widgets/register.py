@@ -63,6 +63,10 @@ class RegisterWidget(QWidget):
         lay.addWidget(self.tabs)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # the line of the last action, and the transform version it was about: a line about
+        # an older transform goes when the transform changes (issue 8 point 8: one figure)
+        self._status_text = ""
+        self._status_transform = 0
         lay.addWidget(self.status)
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
@@ -159,18 +163,39 @@ class RegisterWidget(QWidget):
         self.model.reset_transform()
 
     def set_status(self, text: str) -> None:
-        self.status.setText(text)
+        """The status line: ``text`` (about the transform now), then what the case model says
+        about the landmark fit."""
+        self._status_text = text
+        self._status_transform = self.model.version("transform")
+        self._show_status()
+
+    def _show_status(self) -> None:
+        from .register_landmarks import LANDMARKS_CHANGED_TEXT
+
+        parts = [self._status_text] if self._status_text else []
+        if self.model.landmarks_changed_since_fit:
+            parts.append(LANDMARKS_CHANGED_TEXT)
+        self.status.setText("\n".join(parts))
 
     def _on_transform_changed(self, source: str) -> None:
+        if self._status_transform != self.model.version("transform") and not self.auto.running:
+            self._status_text = ""  # it was about a transform that is no longer the current one
+        self._show_status()
         self.manual.on_model_transform(source)
+        self.landmarks.show_fit()
         self._show_transform()
         if self.image("pre") is not None and self.image("post") is not None:
             self.update_overlay(full=True)
 
     def _show_transform(self) -> None:
+        if self.manual.adjusted() is not None and self._status_text and not self.auto.running:
+            self.set_status("")  # a manual adjustment is moving the transform the line was about
         self.auto.show_transform(self.transform, self.tumor_center())
 
     def _on_model_changed(self, what: str) -> None:
+        if what == "landmarks":
+            self._show_status()
+            self.landmarks.show_fit()
         if what in ("case", "transform", "landmarks", "settings"):
             self.show_registration_error()
         elif what == "tumor":

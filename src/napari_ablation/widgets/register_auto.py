@@ -364,10 +364,8 @@ class AutoPanel(QWidget):
             self.owner.set_transform(
                 result.transform, "automatic", note, error_covariance=cov, error_center=centre
             )
-            centre = self.owner.tumor_center()
-            self.owner.set_status(
-                f"automatic registration: {note}; {tfm.motion_text(result.transform, centre)}"
-            )
+            # how far it moves the tumor: the transform line, the one figure of the widget
+            self.owner.set_status(f"automatic registration: {note}")
         else:
             self.owner.set_status(
                 "automatic registration did not improve; the previous transform is kept"
