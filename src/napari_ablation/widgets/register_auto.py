@@ -215,7 +215,7 @@ class AutoPanel(QWidget):
         """Start the automatic registration in a worker thread; returns the worker."""
         if self._worker is not None:
             return self._worker
-        if self.owner.session.refuse_while_opening():
+        if self.owner.session.refuse_while_opening() or self.owner.refuse_locked():
             return None
         owner = self.owner
         try:
