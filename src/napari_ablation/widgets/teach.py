@@ -43,7 +43,7 @@ from ..core.case import Case
 from ..core.errors import AblationError, one_line
 from ..core.margin import OCTANTS, analyze_margin
 from ..core.uncertainty import signed_mm_text
-from . import _layers
+from . import _dock, _layers
 from .session import CaseSession, default_cases_root, prepare_display
 
 #: layers shown by the reveal (the Margins widget's or the reference's; removed when the
@@ -806,7 +806,7 @@ def open_quiz_viewer(folder=None, *, trainee: str = "demo", show: bool = True):
     from .margin import MarginWidget
 
     viewer = napari.Viewer(title="napari-ablation teaching mode", show=show)
-    viewer.window.resize(1500, 950)
+    _dock.fit_window(viewer)
     margins = MarginWidget(viewer)
     teach = TeachWidget(viewer)
     viewer.window.add_dock_widget(margins, name="4. Margins")
