@@ -88,3 +88,30 @@ def test_demo_docks_are_tabbed_narrow_and_titled_in_full(qtbot, tmp_path, monkey
             assert bar.tabRect(i).width() >= bar.fontMetrics().horizontalAdvance(text), text
     finally:
         viewer.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DISPLAY"), reason="the demo opens a window: run under xvfb-run"
+)
+def test_demo_window_fits_the_screen(qtbot, tmp_path, monkeypatch):
+    """UAT s6 D4: the demo window is 1500 x 950 where the screen has room, else the screen's
+    available area (a 1280 x 800 laptop): no dock or tab runs off the screen."""
+    from qtpy.QtGui import QGuiApplication
+
+    from napari_ablation import demo
+    from napari_ablation.widgets import _dock
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer, load, _worker = demo.open_demo_viewer()
+    try:
+        win = viewer.window._qt_window
+        qtbot.waitUntil(
+            lambda: load._worker is None and load.session.opening is None, timeout=180000
+        )
+        avail = win.screen().availableGeometry()
+        assert avail == QGuiApplication.primaryScreen().availableGeometry()
+        want = (min(_dock.WINDOW_SIZE[0], avail.width()), min(_dock.WINDOW_SIZE[1], avail.height()))
+        assert (win.width(), win.height()) == want
+        assert win.width() <= avail.width() and win.height() <= avail.height()
+    finally:
+        viewer.close()

@@ -3,6 +3,8 @@ was registered, it is stale until recomputed, and a reopened case gives the same
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,30 +65,49 @@ def test_source_follows_the_registration_and_a_reopened_case_agrees(model, tmp_p
     model.compute_analysis()
     iv = model.compute_interval()
     assert any(s.startswith("landmarks: 6 pairs") for s in iv.uncertainty.sources)
-    # a moved landmark makes the interval stale (its source changed), not the analysis
+    assert not model.landmarks_changed_since_fit
+    # a landmark moved after the fit (issue 8, UAT s6 D5): the transform is still the fit
+    # of the landmarks as they were, so they stay its error source (the interval stays
+    # current) and the model says the landmarks changed since the fit
     rows = model.landmarks
     rows["post"][0]["x"] += 1.0
     model.set_landmarks(rows)
-    assert model.analysis_current and not model.interval_current
-    model.compute_interval()
+    assert model.analysis_current and model.interval_current
+    assert model.landmarks_changed_since_fit
+    assert model.fitted_landmarks["post"][0]["x"] == rows["post"][0]["x"] - 1.0
 
-    # saved and reopened: the transform is the landmarks' fit, so they stay its source
+    # saved and reopened (D8): the landmark fit comes back with the landmarks it was fitted
+    # to, the same interval, and "changed since the fit" (the case's landmarks moved)
     model.save(tmp_path / "case")
     again = CaseModel()
     again.load_case(Case.load(tmp_path / "case"), tmp_path / "case", saved=True)
-    assert again.transform_step.source == "case"
-    assert again.registration_error().kind == "stated"  # the moved landmark: not its fit
-    rows = again.landmarks
-    rows["post"][0]["x"] -= 1.0
-    again.set_landmarks(rows)
+    assert again.transform_step.source == "landmarks"
     assert again.registration_error().kind == "landmarks"
+    assert again.landmarks_changed_since_fit
     again.compute_analysis()
     assert again.compute_interval().uncertainty.interval_mm == pytest.approx(
         iv.uncertainty.interval_mm, abs=1e-6
     )
+    rows = again.landmarks
+    rows["post"][0]["x"] -= 1.0
+    again.set_landmarks(rows)
+    assert not again.landmarks_changed_since_fit
+
+    # a landmark fit saved without its landmarks (older case folders): the case's
+    # landmarks are its source while they still fit to it
+    doc = json.loads((tmp_path / "case" / "case.json").read_text())
+    del doc["registration"]["landmarks"]
+    (tmp_path / "case" / "case.json").write_text(json.dumps(doc))
+    old = CaseModel()
+    old.load_case(Case.load(tmp_path / "case"), tmp_path / "case", saved=True)
+    assert old.transform_step.source == "case"
+    assert old.registration_error().kind == "stated"  # the moved landmark: not its fit
+    old.set_landmarks(again.landmarks)
+    assert old.registration_error().kind == "landmarks"
+
     # a manual adjustment: the reader's stated accuracy again
     again.set_transform(tfm.as_euler(again.transform), "manual")
-    assert again.registration_error().kind == "stated"
+    assert again.registration_error().kind == "stated" and not again.landmarks_changed_since_fit
 
 
 def test_a_reopened_automatic_registration_keeps_its_spread(model, tmp_path):

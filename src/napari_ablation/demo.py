@@ -22,7 +22,7 @@ def open_demo_viewer(case: str = "renal_mri", *, show: bool = True):
     from .widgets import _layers
 
     viewer = napari.Viewer(title="napari-ablation demo", show=show)
-    viewer.window.resize(1500, 950)
+    _dock.fit_window(viewer)
     load_widget = None
     first_dock = None
     for i, name in enumerate(WIDGETS):

@@ -94,6 +94,9 @@ class TransformStep:
     #: ``(omega, t)`` (rad, mm) about ``error_center`` (see ``core.uncertainty``)
     error_covariance: np.ndarray | None = field(default=None, compare=False)
     error_center: np.ndarray | None = field(default=None, compare=False)
+    #: a landmark fit's landmarks (``{"pre": rows, "post": rows}``): its error model and
+    #: what "the landmarks changed since the fit" compares with
+    landmarks: dict[str, list[dict[str, Any]]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -217,22 +220,48 @@ def run_analysis(request: AnalysisRequest) -> Analysis:
 
 def _step_of_case(case: Case) -> TransformStep:
     """The first history step of a case read from disk: its transform, and how it was made
-    when ``case.json`` says so (so a reopened automatic registration keeps its spread). A
-    landmark registration stays "case": the landmarks are its error source only while
-    they still fit to it (:meth:`CaseModel.registration_error`)."""
+    when ``case.json`` says so (so a reopened automatic registration keeps its spread, and a
+    landmark fit the landmarks it was fitted to). A landmark registration saved without
+    them stays "case": the case's landmarks are its error source only while they still fit
+    to it (:meth:`CaseModel.registration_error`)."""
     if case.transform is None:
         return TransformStep(None, "case")
     reg = case.registration or {}
     source = reg.get("source")
     cov, centre = reg.get("error_covariance"), reg.get("error_center")
-    known = source in REGISTRATION_SOURCES and source != "landmarks"
+    fitted = _landmark_rows(reg.get("landmarks")) if source == "landmarks" else None
+    known = source in REGISTRATION_SOURCES and (source != "landmarks" or fitted is not None)
     return TransformStep(
         tfm.as_euler(case.transform),
         source if known else "case",
         "saved with the case" if known else "",
         None if cov is None else np.array(cov, dtype=float),
         None if centre is None else np.array(centre, dtype=float),
+        fitted,
     )
+
+
+def _landmark_rows(marks) -> dict[str, list[dict[str, Any]]] | None:
+    """``{"pre": rows, "post": rows}`` of a saved landmark fit, None when it is not one."""
+    from .core import landmarks as lm
+
+    if not isinstance(marks, dict):
+        return None
+    try:
+        return {k: lm.points_to_rows(marks.get(k) or []) for k in ("pre", "post")}
+    except AblationError:
+        return None
+
+
+def _pairs_of(marks) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """The complete pairs of landmarks (labels, pre, post), None when they are unreadable."""
+    from .core import landmarks as lm
+
+    try:
+        p = lm.pair_points((marks or {}).get("pre") or [], (marks or {}).get("post") or [])
+    except AblationError:
+        return None
+    return p.labels, p.fixed, p.moving
 
 
 def _registration_of_step(step: TransformStep) -> dict[str, Any]:
@@ -243,6 +272,8 @@ def _registration_of_step(step: TransformStep) -> dict[str, Any]:
     if step.error_covariance is not None and step.error_center is not None:
         reg["error_covariance"] = np.asarray(step.error_covariance, float).tolist()
         reg["error_center"] = np.asarray(step.error_center, float).tolist()
+    if step.landmarks is not None:
+        reg["landmarks"] = copy.deepcopy(step.landmarks)
     return reg
 
 
@@ -611,6 +642,7 @@ class CaseModel:
         merge: bool = False,
         error_covariance: np.ndarray | None = None,
         error_center: np.ndarray | None = None,
+        landmarks: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         """Make ``tx`` the registration: a new history step (the redo steps are dropped).
 
@@ -628,6 +660,10 @@ class CaseModel:
         error_covariance, error_center : array, optional
             The registration's spread (6 x 6 covariance of ``(omega, t)`` about
             ``error_center``), e.g. from restarts of the automatic registration.
+        landmarks : dict, optional
+            For a ``"landmarks"`` step: the landmarks ``tx`` was fitted to (default: the
+            model's landmarks now). They stay with the step: its error model, and
+            :attr:`landmarks_changed_since_fit` when the landmarks are edited afterwards.
 
         Raises
         ------
@@ -644,6 +680,9 @@ class CaseModel:
             note,
             None if error_covariance is None else np.array(error_covariance, dtype=float),
             None if error_center is None else np.array(error_center, dtype=float),
+            None
+            if source != "landmarks"
+            else copy.deepcopy(landmarks if landmarks is not None else self._landmarks),
         )
         del self._history[self._index + 1 :]
         if merge and self._index > 0 and self._history[self._index].source == source:
@@ -706,6 +745,26 @@ class CaseModel:
     def landmarks(self) -> dict[str, list[dict[str, Any]]]:
         """``{"pre": [{"label", "x", "y", "z"}, ...], "post": [...]}`` (a copy), LPS mm."""
         return copy.deepcopy(self._landmarks)
+
+    @property
+    def fitted_landmarks(self) -> dict[str, list[dict[str, Any]]] | None:
+        """The landmarks the current transform was fitted to (a copy); None when the current
+        transform is not a landmark fit."""
+        marks = self.transform_step.landmarks
+        return None if marks is None else copy.deepcopy(marks)
+
+    @property
+    def landmarks_changed_since_fit(self) -> bool:
+        """True when the current transform is a landmark fit and the complete landmark pairs
+        are no longer those it was fitted to (a point dragged, removed or added): the fit,
+        its residuals and its error model are those of the landmarks before the edit."""
+        fitted = self.transform_step.landmarks
+        if fitted is None:
+            return False
+        a, b = _pairs_of(fitted), _pairs_of(self._landmarks)
+        if a is None or b is None or a[0] != b[0]:
+            return True
+        return not (np.allclose(a[1], b[1], atol=1e-6) and np.allclose(a[2], b[2], atol=1e-6))
 
     def set_landmarks(self, landmarks: dict[str, list[dict[str, Any]]]) -> None:
         new = {"pre": list(landmarks.get("pre", [])), "post": list(landmarks.get("post", []))}
@@ -852,9 +911,10 @@ class CaseModel:
             raise AblationError("the registration accuracy must be a non-negative number of mm")
         self.update_settings(registration_sd_mm=None if value is None else float(value))
 
-    def _landmark_pairs(self) -> int:
-        pre = {str(r.get("label")) for r in self._landmarks.get("pre", [])}
-        post = {str(r.get("label")) for r in self._landmarks.get("post", [])}
+    def _landmark_pairs(self, marks: dict | None = None) -> int:
+        marks = self._landmarks if marks is None else marks
+        pre = {str(r.get("label")) for r in marks.get("pre", [])}
+        post = {str(r.get("label")) for r in marks.get("post", [])}
         return len(pre & post)
 
     def _is_landmark_fit(self) -> bool:
@@ -878,11 +938,12 @@ class CaseModel:
         spread over restarts (when computed); manual, a file, or none -> the reader's
         stated accuracy (:attr:`reader_sd_mm`, an assumption until edited)."""
         step = self.transform_step
-        if self._landmark_pairs() >= 3 and (
-            step.source == "landmarks" or (step.source == "case" and self._is_landmark_fit())
-        ):
+        marks = step.landmarks
+        if marks is None and step.source == "case" and self._is_landmark_fit():
+            marks = self._landmarks  # a landmark fit saved before its landmarks were kept
+        if marks is not None and self._landmark_pairs(marks) >= 3:
             return core_uncertainty.RegistrationError(
-                landmarks=(self._landmarks["pre"], self._landmarks["post"]),
+                landmarks=(marks["pre"], marks["post"]),
                 landmark_spacings=tuple(
                     None if im is None else im.GetSpacing() for im in (self.pre, self.post)
                 ),
@@ -922,11 +983,9 @@ class CaseModel:
     def interval_key(self) -> tuple:
         """What the MTM interval of the stored analysis depends on, now."""
         a = self._analysis
-        lm_version = (
-            self._versions["landmarks"]
-            if self.transform_step.source in ("landmarks", "case")
-            else 0
-        )
+        # a landmark fit keeps its landmarks (in the transform's version); a transform saved
+        # with the case may be the fit of the case's landmarks as they are now
+        lm_version = self._versions["landmarks"] if self.transform_step.source == "case" else 0
         inputs = tuple(sorted(a.inputs.items())) if a is not None else ()
         return (inputs, lm_version)
 

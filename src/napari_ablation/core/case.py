@@ -96,7 +96,9 @@ class Case:
         How ``transform`` was made: ``source`` (one of :data:`REGISTRATION_SOURCES`) and,
         for an automatic registration whose spread was estimated, ``error_covariance``
         (6 x 6 covariance of the rigid parameters ``(omega, t)``, rad and mm) about
-        ``error_center`` (LPS mm); see :mod:`napari_ablation.core.uncertainty`.
+        ``error_center`` (LPS mm); see :mod:`napari_ablation.core.uncertainty`; for a
+        landmark fit, ``landmarks`` (``{"pre": rows, "post": rows}`` as ``landmarks``): the
+        landmarks it was fitted to, which ``landmarks`` may no longer equal once edited.
 
     Examples
     --------
@@ -126,7 +128,7 @@ class Case:
     qa: dict[str, Any] = field(default_factory=lambda: {"verdict": "not reviewed", "comment": ""})
     #: free information: name, sources, modality, notes, ground truth (for sample cases)
     info: dict[str, Any] = field(default_factory=dict)
-    #: how the transform was made: {"source", "error_covariance", "error_center"}
+    #: how the transform was made: {"source", "error_covariance", "error_center", "landmarks"}
     registration: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ checks

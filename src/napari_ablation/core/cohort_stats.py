@@ -48,6 +48,9 @@ COX_COVARIATES = {
     "tumor_max_diameter_cm": ("tumor_max_diameter_cm", "Tumor max diameter", "per cm"),
     "tumor_volume_ml": ("tumor_volume_ml", "Tumor volume", "per ml"),
 }
+#: fewer LTP events than this: the Cox model is not estimated (one event gives a hazard
+#: ratio whose 95 % interval spans twenty orders of magnitude)
+MIN_COX_EVENTS = 2
 PLOTS = {
     "mtm_by_outcome": "mtm_by_outcome.png",
     "mtm_vs_diameter": "mtm_vs_diameter.png",
@@ -250,8 +253,8 @@ def cox_univariable(table, column: str) -> dict[str, Any]:
     -------
     dict
         ``{"hazard_ratio", "ci95": [lo, hi], "p", "n", "events"}``; when not estimable
-        (no event, no variation, no convergence) the numbers are ``None`` and
-        ``"not_estimable"`` says why.
+        (no event or fewer than :data:`MIN_COX_EVENTS`, no variation, no convergence)
+        the numbers are ``None`` and ``"not_estimable"`` says why.
     """
     from lifelines import CoxPHFitter
 
@@ -266,6 +269,8 @@ def cox_univariable(table, column: str) -> dict[str, Any]:
     reason = ""
     if out["events"] == 0:
         reason = "no LTP event"
+    elif out["events"] < MIN_COX_EVENTS:
+        reason = f"{out['events']} event"
     elif out["events"] == len(d):
         reason = "every case has an LTP event"
     elif d[column].nunique() < 2:

@@ -91,6 +91,9 @@ QUIZ_LOCK = "quiz_question_open"
 #: case info key: the reveal draws the reference's margins, which are not the case's own
 #: (the trainee drew or registered, or the reference outlines were hidden)
 QUIZ_REFERENCE_SHOWN = "quiz_reference_shown"
+#: case info key: the work questions of the open question (the trainee draws / registers
+#: those; every other label and the registration are read-only until the answer)
+QUIZ_WORK = "quiz_work"
 WORK_DIR = "work"
 _AXIS_NAMES = ("left-right", "anterior-posterior", "superior-inferior")
 
@@ -1687,6 +1690,31 @@ def is_quiz_locked(info: dict[str, Any] | None) -> bool:
         True when :data:`QUIZ_LOCK` is set (the Margins widget then computes nothing).
     """
     return bool((info or {}).get(QUIZ_LOCK))
+
+
+def quiz_edit_lock(info: dict[str, Any] | None, item: str) -> str | None:
+    """Tell why ``item`` of a quiz case cannot be edited now.
+
+    While a question is open (:data:`QUIZ_LOCK`), the case is the one the key was made
+    from: its labels and its registration are read-only, except those a work question
+    asks the trainee to draw or register (:data:`QUIZ_WORK`).
+
+    Parameters
+    ----------
+    info : dict or None
+        A case's ``info``.
+    item : str
+        ``"tumor"``, ``"ablation"`` or ``"registration"``.
+
+    Returns
+    -------
+    str or None
+        One sentence for the user, None when ``item`` may be edited.
+    """
+    if not is_quiz_locked(info) or item in ((info or {}).get(QUIZ_WORK) or ()):
+        return None
+    what = "registration is locked" if item == "registration" else f"{item} labels are read-only"
+    return f"This case is in a quiz: its {what} until the answer is submitted (Teach widget)."
 
 
 class QuizRun:

@@ -35,6 +35,9 @@ TAB_TITLES = {
     "Teach (quiz)": "Teach",
 }
 
+#: the size (px) of the windows the plugin opens (demo, teaching mode) when the screen has room
+WINDOW_SIZE = (1500, 950)
+
 _OURS: list[weakref.ref] = []  # the plugin's widgets, in the order they were opened
 
 
@@ -191,3 +194,17 @@ def fit_when_docked(widget) -> None:
             return
 
     QTimer.singleShot(0, later)
+
+
+def fit_window(viewer, size: tuple[int, int] = WINDOW_SIZE) -> tuple[int, int]:
+    """Resize the viewer's window to ``size``, or to the screen's available area where that
+    is smaller (a 1280 x 800 laptop), so no dock runs off the screen. Returns the size set."""
+    from qtpy.QtGui import QGuiApplication
+
+    w, h = size
+    screen = QGuiApplication.primaryScreen()
+    if screen is not None:
+        avail = screen.availableGeometry()
+        w, h = min(w, avail.width()), min(h, avail.height())
+    viewer.window.resize(w, h)
+    return w, h

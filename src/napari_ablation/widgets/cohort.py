@@ -214,10 +214,11 @@ class CohortWidget(QWidget):
 
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
+        worker = self._start(job, done, "Cohort batch")
         self.status.setText(
             "starting the Dask cluster…" if scheduler is None else f"connecting to {scheduler}…"
         )
-        return self._start(job, done, "Cohort batch")
+        return worker
 
     def stop(self) -> None:
         """Stop the running batch; cases finished so far stay stored."""
@@ -269,6 +270,7 @@ class CohortWidget(QWidget):
         def done(result):
             cs, pngs = result
             self.stats = cs.stats
+            self.status.setText(f"statistics written to {folder / STATS_DIR}")
             self._show_plots(pngs)
             for note in cs.notes:
                 _layers.notify_info(note)
@@ -372,6 +374,7 @@ class CohortWidget(QWidget):
 
     def _start(self, job, done, desc: str):
         self.last_error = None
+        self.status.setText(f"{desc}\u2026")  # a line about an earlier job (an error) goes
         self._set_busy(True)
 
         def finished():

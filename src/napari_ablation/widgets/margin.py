@@ -55,6 +55,7 @@ from ..core import transform as tfm
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
+from .register_landmarks import LANDMARKS_CHANGED_TEXT
 from .session import ROLE_ABLATION_SURFACE, ROLE_SURFACE, SURFACE_ROLES, CaseSession
 
 OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
@@ -207,6 +208,7 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.settings_changed, self, self._on_setting)
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
+        _layers.connect_while_alive(m.landmarks_changed, self, self._show_status)
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
         _layers.connect_while_alive(self.viewer.dims.events.ndisplay, self, self._on_ndisplay)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
@@ -601,6 +603,9 @@ class MarginWidget(QWidget):
             text = QUIZ_REFERENCE_TEXT if self.model.info.get(QUIZ_REFERENCE_SHOWN) else ""
         elif self._shown is not a:
             text = "drawing the margins\u2026"  # computed; its figures are being prepared
+        elif current and self.model.landmarks_changed_since_fit:
+            # the margins follow the registration in use, which is the previous fit
+            text = f"{LANDMARKS_CHANGED_TEXT}; the margins are those of the previous fit"
         elif current:
             text = "up to date (current labels, registration and threshold)"
             if a.result.warnings:

@@ -63,6 +63,10 @@ class RegisterWidget(QWidget):
         lay.addWidget(self.tabs)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # the line of the last action, and the transform version it was about: a line about
+        # an older transform goes when the transform changes (issue 8 point 8: one figure)
+        self._status_text = ""
+        self._status_transform = 0
         lay.addWidget(self.status)
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
@@ -96,6 +100,7 @@ class RegisterWidget(QWidget):
         _layers.connect_while_alive(self.model.changed, self, self._on_model_changed)
         self._show_transform()
         self.show_registration_error()
+        self._show_lock()
 
     # ------------------------------------------------------------------ model views
     def image(self, role: str) -> sitk.Image | None:
@@ -142,35 +147,79 @@ class RegisterWidget(QWidget):
     def set_transform(self, tx, source: str = "manual", note: str = "", **error) -> None:
         """Make ``tx`` the case's registration (a new, undoable step of the model's history);
         ``error``: its spread (``error_covariance``, ``error_center``, see the model)."""
+        if self.refuse_locked():
+            return
         try:
             self.model.set_transform(tx, source, note, **error)
         except AblationError as exc:
             _layers.notify_error(exc)
 
+    def refuse_locked(self) -> bool:
+        """True (and the reason on the status line) while the registration may not be
+        changed: a quiz question is open on the case (Teach widget)."""
+        reason = self.session.edit_lock("registration")
+        if reason:
+            self.set_status(reason)
+        return reason is not None
+
+    def _show_lock(self) -> None:
+        """The panels that change the registration are disabled while it is locked."""
+        reason = self.session.edit_lock("registration")
+        for panel in (self.auto, self.manual, self.landmarks):
+            panel.setEnabled(reason is None)
+        if reason:
+            self.set_status(reason)
+
     def undo(self) -> None:
+        if self.refuse_locked():
+            return
         if not self.model.undo_transform():
             self.set_status("nothing to undo")
 
     def redo(self) -> None:
+        if self.refuse_locked():
+            return
         if not self.model.redo_transform():
             self.set_status("nothing to redo")
 
     def reset(self) -> None:
-        self.model.reset_transform()
+        if not self.refuse_locked():
+            self.model.reset_transform()
 
     def set_status(self, text: str) -> None:
-        self.status.setText(text)
+        """The status line: ``text`` (about the transform now), then what the case model says
+        about the landmark fit."""
+        self._status_text = text
+        self._status_transform = self.model.version("transform")
+        self._show_status()
+
+    def _show_status(self) -> None:
+        from .register_landmarks import LANDMARKS_CHANGED_TEXT
+
+        parts = [self._status_text] if self._status_text else []
+        if self.model.landmarks_changed_since_fit:
+            parts.append(LANDMARKS_CHANGED_TEXT)
+        self.status.setText("\n".join(parts))
 
     def _on_transform_changed(self, source: str) -> None:
+        if self._status_transform != self.model.version("transform") and not self.auto.running:
+            self._status_text = ""  # it was about a transform that is no longer the current one
+        self._show_status()
         self.manual.on_model_transform(source)
+        self.landmarks.show_fit()
         self._show_transform()
         if self.image("pre") is not None and self.image("post") is not None:
             self.update_overlay(full=True)
 
     def _show_transform(self) -> None:
+        if self.manual.adjusted() is not None and self._status_text and not self.auto.running:
+            self.set_status("")  # a manual adjustment is moving the transform the line was about
         self.auto.show_transform(self.transform, self.tumor_center())
 
     def _on_model_changed(self, what: str) -> None:
+        if what == "landmarks":
+            self._show_status()
+            self.landmarks.show_fit()
         if what in ("case", "transform", "landmarks", "settings"):
             self.show_registration_error()
         elif what == "tumor":
@@ -195,12 +244,18 @@ class RegisterWidget(QWidget):
         if what == "margins_view":
             self.landmarks.leave_view()
             return
+        if what == "quiz":
+            self.set_status("")  # the lock's line, when the answer was just submitted
+            self._show_lock()
+            return
         if what in ("opening", "closing"):
             # a registration running now belongs to the case being replaced or closed:
             # stopped at once, its result dropped, no message about it afterwards
             self.auto.case_changed()
             opening = self.session.opening
             self.set_status(f"{opening}\u2026" if opening and what == "opening" else "")
+            if opening is None:
+                self._show_lock()  # the case is open: its lock's line is back
             if what != "opening":
                 return
             if opening is not None:
@@ -222,6 +277,7 @@ class RegisterWidget(QWidget):
         if old is not None:  # belongs to the previous case
             self.viewer.layers.remove(old)
         self._show_transform()
+        self._show_lock()
 
     # ------------------------------------------------------------------ registered post
     @property

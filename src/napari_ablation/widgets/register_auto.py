@@ -215,7 +215,7 @@ class AutoPanel(QWidget):
         """Start the automatic registration in a worker thread; returns the worker."""
         if self._worker is not None:
             return self._worker
-        if self.owner.session.refuse_while_opening():
+        if self.owner.session.refuse_while_opening() or self.owner.refuse_locked():
             return None
         owner = self.owner
         try:
@@ -364,10 +364,8 @@ class AutoPanel(QWidget):
             self.owner.set_transform(
                 result.transform, "automatic", note, error_covariance=cov, error_center=centre
             )
-            centre = self.owner.tumor_center()
-            self.owner.set_status(
-                f"automatic registration: {note}; {tfm.motion_text(result.transform, centre)}"
-            )
+            # how far it moves the tumor: the transform line, the one figure of the widget
+            self.owner.set_status(f"automatic registration: {note}")
         else:
             self.owner.set_status(
                 "automatic registration did not improve; the previous transform is kept"

@@ -26,6 +26,8 @@ from . import _layers
 from .session import CASE_ROLES
 
 ROLES = ("landmarks_pre", "landmarks_post")
+#: Register's and Margins' line while the landmarks differ from those of the fit in use
+LANDMARKS_CHANGED_TEXT = "landmarks changed since the fit: press Fit (Register > Landmarks)"
 PAIR_COLORS = [
     "#e6194b",
     "#3cb44b",
@@ -71,7 +73,7 @@ class LandmarksPanel(QWidget):
         #: the layers hidden or shown for the landmark view, with their visibility before it
         self._shown_before: list[tuple[object, bool]] = []
         self._left_view = None  # the landmark layer whose view was left (Compute margins)
-        self.last_fit: lm.LandmarkFit | None = None
+        self._fit_cache: tuple | None = None  # (transform version, tumor version, fit)
 
         v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
         row = QHBoxLayout()
@@ -100,6 +102,7 @@ class LandmarksPanel(QWidget):
         self.fit_btn.clicked.connect(self.fit)
         if _layers.find_layer(self.viewer, "landmarks_pre") is None:
             self._load_from_model()  # landmarks saved in the case come back
+        self.show_fit()
 
     # ------------------------------------------------------------------ layers
     def landmark_layers(self):
@@ -318,7 +321,7 @@ class LandmarksPanel(QWidget):
         pre_pts, post_pts = self.points()
         labels = sorted(set(pre_pts) | set(post_pts), key=lm._sort_key)
         self.table.setRowCount(len(labels))
-        fit = self.last_fit
+        fit = self.last_fit if not self.owner.model.landmarks_changed_since_fit else None
         for i, lab in enumerate(labels):
             item = QTableWidgetItem(lab)
             item.setForeground(QColor(pair_color(lab)))
@@ -367,8 +370,55 @@ class LandmarksPanel(QWidget):
     def case_changed(self) -> None:
         self._shown_before, self._left_view = [], None  # the layers of the previous case
         self._order.clear()
-        self.last_fit = None
         self._load_from_model()
+        self.show_fit()
+
+    @property
+    def last_fit(self) -> lm.LandmarkFit | None:
+        """The fit of the current transform when it is a landmark fit (of the landmarks it
+        was fitted to, kept with it in the case model), else None."""
+        m = self.owner.model
+        key = (m.version("transform"), m.version("tumor"))
+        if self._fit_cache is not None and self._fit_cache[:2] == key:
+            return self._fit_cache[2]
+        marks, fit = m.fitted_landmarks, None
+        if marks is not None:
+            pre, post = self.owner.image("pre"), self.owner.image("post")
+            try:
+                fit = lm.fit_landmarks(
+                    marks["pre"],
+                    marks["post"],
+                    center_lps=self.owner.tumor_center(),
+                    fixed_spacing=None if pre is None else pre.GetSpacing(),
+                    moving_spacing=None if post is None else post.GetSpacing(),
+                )
+            except AblationError:
+                fit = None
+        self._fit_cache = (*key, fit)
+        return fit
+
+    def show_fit(self) -> None:
+        """The fit line and the residual column: those of the current transform's landmark
+        fit; "changed since the fit" once the landmarks differ from those it used."""
+        fit = self.last_fit
+        if fit is None:
+            self.fit_label.setText("")
+        else:
+            worst, worst_res = fit.worst()
+            text = (
+                f"RMS residual {fit.rms_fre:.2f} mm over {fit.n} pairs (largest: pair {worst}, "
+                f"{worst_res:.2f} mm). "
+                "Predicted error at the tumor centre: "
+                f"{fit.predicted_tre_at(self.owner.tumor_center()):.2f} mm "
+                "(Fitzpatrick; the residual alone is not the error at the tumor)."
+            )
+            if self.owner.model.landmarks_changed_since_fit:
+                text = (
+                    f"{LANDMARKS_CHANGED_TEXT[0].upper()}{LANDMARKS_CHANGED_TEXT[1:]}. "
+                    f"The registration in use is the fit of the landmarks before the change: {text}"
+                )
+            self.fit_label.setText(text)
+        self._fill_table()
 
     def stop(self) -> None:
         pass
@@ -391,17 +441,12 @@ class LandmarksPanel(QWidget):
             _layers.notify_error(exc)
             owner.set_status(one_line(exc))
             return None
-        self.last_fit = fit
         for w in fit.warnings:
             _layers.notify_warning(w + " (fitted the complete pairs)")
-        worst, worst_res = fit.worst()
-        self.fit_label.setText(
-            f"RMS residual {fit.rms_fre:.2f} mm over {fit.n} pairs (largest: pair {worst}, "
-            f"{worst_res:.2f} mm). "
-            "Predicted error at the tumor centre: "
-            f"{fit.predicted_tre_at(owner.tumor_center()):.2f} mm "
-            "(Fitzpatrick; the residual alone is not the error at the tumor)."
+        # the landmarks go with the transform into the case model: the fit line, the
+        # residuals and the MTM interval stay those of this fit until the next Fit
+        marks = {"pre": lm.points_to_rows(pre_pts), "post": lm.points_to_rows(post_pts)}
+        owner.set_transform(
+            fit.transform, "landmarks", f"{fit.n} pairs, RMS {fit.rms_fre:.2f} mm", landmarks=marks
         )
-        self._fill_table()
-        owner.set_transform(fit.transform, "landmarks", f"{fit.n} pairs, RMS {fit.rms_fre:.2f} mm")
         return fit

@@ -187,6 +187,8 @@ class ManualPanel(QWidget):
             self._committing = False
 
     def nudge(self, key: str, delta: float) -> None:
+        if self.owner.refuse_locked():
+            return
         row = self.rows[key]
         row.spin.setValue(row.value() + delta)
 

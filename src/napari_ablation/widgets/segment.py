@@ -613,7 +613,11 @@ class SegmentWidget(QWidget):
                 self.session.labels_changed(role)
 
     def _target(self):
-        """(layer, role) of the current structure, or raise when there is none."""
+        """(layer, role) of the current structure, or raise when there is none (or it is
+        read-only: a quiz question is open on the case)."""
+        lock = self.session.edit_lock(self.role) if self.session is not None else None
+        if lock:
+            raise AblationError(lock)
         layer = self.labels_layer()
         if layer is None:
             raise AblationError(

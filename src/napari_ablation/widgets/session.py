@@ -47,6 +47,7 @@ from psygnal import Signal
 
 from ..core.case import GRID_OF, LABEL_ROLES, Case
 from ..core.errors import AblationError, one_line
+from ..core.quiz import quiz_edit_lock
 from ..model import ANALYSIS_INPUTS, IMAGE_ROLES, CaseModel, run_analysis
 from . import _layers
 
@@ -1010,6 +1011,18 @@ class CaseSession:
             layer if layer is not None and viewer is not None and layer in viewer.layers else None
         )
 
+    def edit_lock(self, item: str) -> str | None:
+        """Why ``item`` (``"tumor"``, ``"ablation"``, ``"registration"``) cannot be edited now
+        (an open quiz question, ``core.quiz.quiz_edit_lock``); None when it can."""
+        return quiz_edit_lock(self.model.info, item)
+
+    def apply_edit_lock(self) -> None:
+        """The labels layers read-only while their role is locked (:meth:`edit_lock`)."""
+        for role in LABEL_ROLES:
+            layer = self.labels_layer(role)
+            if layer is not None:
+                layer.editable = self.edit_lock(role) is None
+
     def use_labels_layer(self, layer, role: str) -> None:
         """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
         held them keeps its data under the role ``<role>_previous``).
@@ -1052,6 +1065,7 @@ class CaseSession:
             return
         self._bound[role] = layer
         self._share(role, layer, source)
+        layer.editable = self.edit_lock(role) is None
         if id(layer) in self._wrapped:
             return
         self._wrapped.add(id(layer))

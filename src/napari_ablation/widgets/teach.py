@@ -43,7 +43,7 @@ from ..core.case import Case
 from ..core.errors import AblationError, one_line
 from ..core.margin import OCTANTS, analyze_margin
 from ..core.uncertainty import signed_mm_text
-from . import _layers
+from . import _dock, _layers
 from .session import CaseSession, default_cases_root, prepare_display
 
 #: layers shown by the reveal (the Margins widget's or the reference's; removed when the
@@ -321,6 +321,9 @@ class TeachWidget(QWidget):
                 if hide_reference:  # the teacher hides the reference outlines
                     case.tumor = case.ablation = None
             case.info[core_quiz.QUIZ_LOCK] = not answered
+            case.info[core_quiz.QUIZ_WORK] = [
+                q for q in core_quiz.WORK_QUESTIONS if q in run.quiz.questions
+            ]
             case.info.pop(core_quiz.QUIZ_REFERENCE_SHOWN, None)
             case.save(work)  # the trainee's copy, written here (not on the GUI thread)
             return case, prepare_display(case)
@@ -361,6 +364,7 @@ class TeachWidget(QWidget):
         case."""
         if self.run is not run or self.index != index:
             return
+        self.session.apply_edit_lock()
         self.session.changed.emit("quiz")
         self.status.setText("")
         if self.last_record is not None:
@@ -478,6 +482,7 @@ class TeachWidget(QWidget):
         record = self.run.submit(self.case_id, raw)
         self.last_record = record
         self.session.model.info[core_quiz.QUIZ_LOCK] = False
+        self.session.apply_edit_lock()
         self.session.changed.emit("quiz")
         self.session.autosave()
         self.show_reveal()
@@ -801,7 +806,7 @@ def open_quiz_viewer(folder=None, *, trainee: str = "demo", show: bool = True):
     from .margin import MarginWidget
 
     viewer = napari.Viewer(title="napari-ablation teaching mode", show=show)
-    viewer.window.resize(1500, 950)
+    _dock.fit_window(viewer)
     margins = MarginWidget(viewer)
     teach = TeachWidget(viewer)
     viewer.window.add_dock_widget(margins, name="4. Margins")
