@@ -181,10 +181,13 @@ def test_the_sample_combo_shows_each_sample_name_whole(viewer, qtbot):
     from qtpy.QtWidgets import QStyle, QStyleOptionComboBox
 
     win = viewer.window._qt_window
+    from napari_ablation.widgets.load import LoadCaseWidget
+
     _plugin_action(win, "1. Load case").trigger()
-    dock = next(d for d in _our_docks(win) if d.windowTitle() == _dock.TAB_TITLES["1. Load case"])
-    combo = dock.widget().sample
-    for width in (_dock.DOCK_WIDTH, 320):
+    qtbot.waitUntil(lambda: bool(win.findChildren(LoadCaseWidget)), timeout=10000)
+    combo = win.findChildren(LoadCaseWidget)[0].sample
+    dock = next(d for d in win.findChildren(QDockWidget) if d.isAncestorOf(combo))
+    for width in (_dock.DOCK_WIDTH,):  # the plugin's dock width
         win.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         qtbot.waitUntil(lambda w=width: dock.width() <= w + 2, timeout=10000)
         qtbot.wait(50)

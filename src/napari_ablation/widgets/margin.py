@@ -405,12 +405,12 @@ class MarginWidget(QWidget):
         self.tabs = QTabWidget()
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["figure", "value", "unit"])
-        # the names wrap whole (they were cut to "Minimal treatment ..."); the numbers and
-        # units take the width they need, and each row the height of its name
+        # names and values wrap whole (names were cut to "Minimal treatment ..."); the unit
+        # takes the width it needs, and each row the height of its longest cell
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
-        for col in (1, 2):
-            header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
+        for col in (0, 1):
+            header.setSectionResizeMode(col, QHeaderView.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
         self.table.setWordWrap(True)
         self.table.setTextElideMode(Qt.ElideNone)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
