@@ -41,3 +41,36 @@ def test_delete_all_right_after_the_registration_overlay(
     qtbot.wait(300)
     assert len(viewer.layers) == 0
     assert session.model.pre is None and session.model.post is None
+
+
+def test_a_case_opened_over_a_user_label_file_keeps_its_layer_names(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """UAT s6 D10: the user opened a label file as the case's ablation ("ablation [1]", the
+    previous layer kept as ablation_previous); the next case opened into the same layers
+    showed its ablation as "ablation [1]"."""
+    import numpy as np
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
+    viewer = make_napari_viewer(show=True)
+    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
+    session = marg.session
+    pre, post, tumor, ice = make_phantom(TRUE)
+    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
+    session.set_case(case, tmp_path / "phantom")
+    old = session.labels_layer("ablation")
+    # a label file of the case's grid opened through the plugin's reader (role: ablation)
+    viewer.add_labels(
+        np.array(old.data, copy=True),
+        name="ablation",
+        scale=old.scale,
+        translate=old.translate,
+        metadata={_layers.META: {"role": "ablation"}},
+    )
+    qtbot.wait(100)
+    assert session.labels_layer("ablation").name == "ablation [1]"
+    session.set_case(
+        Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "b"}), tmp_path / "b"
+    )
+    names = sorted(ly.name for ly in viewer.layers if _layers.role_of(ly) is not None)
+    assert names == ["ablation", "post", "pre", "tumor"], names
