@@ -530,8 +530,8 @@ class CaseSession:
         return True
 
     def _sample_arriving(self) -> str | None:
-        """"opening sample 'x'" while File > Open Sample is still adding the layers of sample
-        x (some of its four in the viewer, the rest to come in steps), else None."""
+        """The line "opening sample 'x'" while File > Open Sample is still adding the layers
+        of sample x (some of its four in the viewer, the rest to come in steps), else None."""
         from .._sample_data import ORDER
 
         viewer = self.viewer
