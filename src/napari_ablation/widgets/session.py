@@ -872,7 +872,7 @@ class CaseSession:
         if self.viewer is not None:
             from qtpy.QtCore import QTimer
 
-            # after napari's own removal (this runs inside its layer-removed event)
+            # after the removal that closed the case has settled (one more event-loop turn)
             ref = weakref.ref(self)
             QTimer.singleShot(
                 0,
