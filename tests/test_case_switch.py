@@ -104,6 +104,12 @@ def test_a_late_analysis_of_the_previous_case_is_not_stored(viewer, qtbot, tmp_p
 
 def _file_open_sample(viewer, qtbot, title):
     """File > Open Sample > <plugin> > ``title`` (the real menu action)."""
+    sample_action(viewer, title).trigger()
+    qtbot.wait(50)
+
+
+def sample_action(viewer, title):
+    """The menu action File > Open Sample > <plugin> > ``title``."""
     bar = viewer.window._qt_window.menuBar()
 
     def walk(menu):
@@ -120,8 +126,7 @@ def _file_open_sample(viewer, qtbot, title):
         (a for m in bar.actions() if m.menu() is not None for a in [walk(m.menu())] if a), None
     )
     assert action is not None, f"no File > Open Sample entry '{title}'"
-    action.trigger()
-    qtbot.wait(50)
+    return action
 
 
 def test_file_open_sample_twice_switches_case(viewer, qtbot, tmp_path):

@@ -110,3 +110,21 @@ def test_cohort_widget_errors_are_one_line(make_napari_viewer, qtbot, tmp_path):
     w.run_batch(str(tmp_path / "missing"), str(tmp_path / "results"))
     _wait(qtbot, w)
     assert w.last_error.endswith("no such folder") and "\n" not in w.last_error
+
+
+def test_cohort_status_counts_a_failed_case_once(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """UAT s6 D10: "3 cases (3 computed, 0 unchanged, 1 failed)" counted the failed case as
+    computed too; the three counts add up to the cases."""
+    from napari_ablation.widgets.cohort import CohortWidget
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
+    cases = tmp_path / "cases"
+    cohort.write_synthetic_cohort(cases, n=3, seed=5)
+    broken = sorted(p for p in cases.iterdir() if p.is_dir())[-1] / "tumor.nii.gz"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # truncated file
+    viewer = make_napari_viewer()
+    w = CohortWidget(viewer)
+    w.workers.setValue(1)
+    assert w.run_batch(str(cases), str(tmp_path / "results")) is not None
+    _wait(qtbot, w)
+    assert w.status.text() == "3 cases (2 computed, 0 unchanged, 1 failed)", w.status.text()

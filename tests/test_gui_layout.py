@@ -174,3 +174,28 @@ def test_tab_titles_name_every_widget_of_the_manifest():
     assert _dock.tab_title("4. Margins (napari-ablation)") == "Margins"
     assert _dock.tab_title("Teach (quiz) (Ablation Margins)") == "Teach"
     assert _dock.tab_title("layer list") == "layer list"
+
+
+def test_the_sample_combo_shows_each_sample_name_whole(viewer, qtbot):
+    """UAT s6 D10: the Load dock's sample combo read "Renal cryoablat" at the dock's width."""
+    from qtpy.QtWidgets import QStyle, QStyleOptionComboBox
+
+    win = viewer.window._qt_window
+    from napari_ablation.widgets.load import LoadCaseWidget
+
+    _plugin_action(win, "1. Load case").trigger()
+    qtbot.waitUntil(lambda: bool(win.findChildren(LoadCaseWidget)), timeout=10000)
+    combo = win.findChildren(LoadCaseWidget)[0].sample
+    dock = next(d for d in win.findChildren(QDockWidget) if d.isAncestorOf(combo))
+    for width in (_dock.DOCK_WIDTH,):  # the plugin's dock width
+        win.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+        qtbot.waitUntil(lambda w=width: dock.width() <= w + 2, timeout=10000)
+        qtbot.wait(50)
+        opt = QStyleOptionComboBox()
+        combo.initStyleOption(opt)
+        field = combo.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox, opt, QStyle.SubControl.SC_ComboBoxEditField, combo
+        )
+        for i in range(combo.count()):
+            text = combo.itemText(i)
+            assert combo.fontMetrics().horizontalAdvance(text) <= field.width(), (width, text)

@@ -26,6 +26,23 @@ def _squeezed(widget) -> list[str]:
     return bad
 
 
+def _cut_names(table) -> list[str]:
+    """Figures-table cells whose text, wrapped to the cell's width, needs more height than
+    the row has (Qt then elides it: "Minimal treatment ...", UAT s6 D10)."""
+    fm = table.fontMetrics()
+    bad = []
+    for row in range(table.rowCount()):
+        for col in range(table.columnCount()):
+            item = table.item(row, col)
+            if item is None or not item.text():
+                continue
+            width = table.columnWidth(col) - 8  # the cell's margins
+            need = fm.boundingRect(0, 0, width, 10_000, int(Qt.TextFlag.TextWordWrap), item.text())
+            if need.height() > table.rowHeight(row) or need.width() > width:
+                bad.append(f"{item.text()!r} in {table.columnWidth(col)} x {table.rowHeight(row)}")
+    return bad
+
+
 def _overlaps(widget) -> list[str]:
     """Visible labels and buttons of ``widget`` whose rectangles (in ``widget``) overlap."""
     items = [
@@ -76,5 +93,7 @@ def test_margins_dock_scrolls_and_shows_every_line_whole(
         area = margins.findChildren(QScrollArea)[0]
         assert not _squeezed(margins), (width, _squeezed(margins))
         assert not _overlaps(area.widget()), (width, _overlaps(area.widget()))
+        assert margins.table.rowCount() > 10
+        assert not _cut_names(margins.table), (width, _cut_names(margins.table))
         # what does not fit scrolls (vertically), never sideways
         assert area.horizontalScrollBar().maximum() == 0

@@ -535,3 +535,24 @@ def test_landmark_views_show_the_anatomy_and_margins_end_them(widget, qtbot, tmp
     v.layers.selection.active = _layers.find_layer(v, "landmarks_pre")
     shown = {_layers.role_of(ly) for ly in v.layers if ly.visible}
     assert shown == {"pre", "landmarks_pre", "landmarks_post"}, shown
+
+
+def test_a_case_opened_with_its_registration_says_so(
+    make_napari_viewer, phantom, tmp_path, monkeypatch
+):
+    """UAT s6 D10: a case reopened with its saved transform read "Step 0 of 0 (case)"."""
+    from napari_ablation.core.case import Case
+    from napari_ablation.widgets.register import RegisterWidget
+
+    pre, post, tumor, ice = phantom
+    case = Case(
+        pre=pre, post=post, tumor=tumor, ablation=ice, transform=TRUE, info={"name": "phantom"}
+    )
+    w = _gui.with_case(
+        make_napari_viewer, tmp_path, monkeypatch, case, RegisterWidget, name="Register"
+    )
+    text = w.auto.tx_label.text()
+    assert "Registration loaded with the case." in text and "Step 0" not in text, text
+    assert "tumor centre moved" in text
+    w.set_transform(TRUE.GetInverse(), "manual")
+    assert "Step 1 of 1 (manual)." in w.auto.tx_label.text()

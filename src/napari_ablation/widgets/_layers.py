@@ -189,6 +189,7 @@ def add_or_update_image(
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
         set_placement(layer, kwargs["scale"], kwargs["translate"])
+        _keep_name(layer, kwargs["name"])
         if kw.get("contrast_limits") is not None:  # the new image's window, not the old one's
             layer.reset_contrast_limits_range("data")
             layer.contrast_limits = kw["contrast_limits"]
@@ -219,10 +220,18 @@ def add_or_update_labels(
     if layer is not None and layer.data.shape == arr.shape:
         layer.data = arr
         set_placement(layer, kwargs["scale"], kwargs["translate"])
+        _keep_name(layer, kwargs["name"])
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
     return viewer.add_labels(arr, **kwargs)
+
+
+def _keep_name(layer, name: str) -> None:
+    """A layer refilled with a case's data takes the case's name again (a label file the
+    user opened over the previous case, "ablation [1]", kept that name: UAT s6 D10)."""
+    if layer.name != name:
+        layer.name = name
 
 
 def set_placement(layer, scale, translate) -> None:

@@ -206,10 +206,11 @@ class CohortWidget(QWidget):
                 self.status.setText(f"stopped: {self.last_progress} (finished cases are kept)")
                 return
             self.load_results(out)
-            failed = f", {len(run.failed)} failed" if run.failed else ""
+            bad = set(run.failed)  # (a failed case is neither computed nor unchanged)
+            failed = f", {len(bad)} failed" if bad else ""
             self.status.setText(
-                f"{len(run.records)} cases ({len(run.computed)} computed, "
-                f"{len(run.reused)} unchanged{failed})"
+                f"{len(run.records)} cases ({len(set(run.computed) - bad)} computed, "
+                f"{len(set(run.reused) - bad)} unchanged{failed})"
             )
 
         self.progress.setRange(0, 0)

@@ -145,7 +145,8 @@ class LoadCaseWidget(QWidget):
         form.addRow(self.load_btn)
 
         sample = QGroupBox("Sample case")
-        srow = QHBoxLayout(sample)
+        scol = QVBoxLayout(sample)
+        srow = QHBoxLayout()  # the sample's name on a line of its own, shown whole
         self.sample = QComboBox()
         self._sample_names = _sample_names()
         for key, title in self._sample_names:
@@ -156,8 +157,10 @@ class LoadCaseWidget(QWidget):
             "in a numbered folder)"
         )
         self.sample_btn = QPushButton("Open sample")
-        srow.addWidget(self.sample, 1)
+        scol.addWidget(self.sample)
+        scol.addLayout(srow)
         srow.addWidget(self.fresh)
+        srow.addStretch(1)
         srow.addWidget(self.sample_btn)
 
         folder = QGroupBox("Case folder")

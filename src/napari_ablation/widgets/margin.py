@@ -23,12 +23,15 @@ surfaces".
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import SimpleITK as sitk
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QApplication,
@@ -57,6 +60,40 @@ from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
 from .register_landmarks import LANDMARKS_CHANGED_TEXT
 from .session import ROLE_ABLATION_SURFACE, ROLE_SURFACE, SURFACE_ROLES, CaseSession
+
+
+class _Export(QObject):
+    """One export written on a thread of its own, not in napari's thread pool: closing the
+    window joins that pool (no worker may emit into its deleted widgets) and so waited for
+    a PDF being written (14.6 s, UAT s6 D9). The file appears whole or not at all (written
+    to a temporary file, then renamed); the thread is not a daemon, so quitting the
+    application lets it finish. ``done`` carries the written path (or ``_layers._Failed``)
+    to the GUI thread; a relay is kept until then, never deleted under its thread."""
+
+    done = Signal(object)
+    _running: ClassVar[set] = set()
+
+    def __init__(self, job):
+        super().__init__()
+        self._job = job
+        self._thread = threading.Thread(target=self._run, name="napari-ablation export")
+
+    def start(self) -> None:
+        _Export._running.add(self)
+        self.done.connect(lambda _out: _Export._running.discard(self))
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            out = self._job()
+        except Exception as exc:  # noqa: BLE001 - a one-line message for the user
+            out = _layers._Failed(exc)
+        with contextlib.suppress(RuntimeError):  # the application is gone
+            self.done.emit(out)
+
 
 OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
 NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
@@ -370,7 +407,15 @@ class MarginWidget(QWidget):
         self.tabs = QTabWidget()
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["figure", "value", "unit"])
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        # names and values wrap whole (names were cut to "Minimal treatment ..."); the unit
+        # takes the width it needs, and each row the height of its longest cell
+        header = self.table.horizontalHeader()
+        for col in (0, 1):
+            header.setSectionResizeMode(col, QHeaderView.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.ElideNone)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(140)
         self.tabs.addTab(self.table, "Figures")
@@ -1153,19 +1198,21 @@ class MarginWidget(QWidget):
             _layers.notify_error(exc)
             return None
 
-        def done(out):
+        worker = _Export(job)
+
+        def done(out, _gen=_layers.CLOSE_GENERATION[0]):
+            if _gen != _layers.CLOSE_GENERATION[0]:
+                return  # written after its window closed: nothing to show it in
+            self._export_workers = [w for w in self._export_workers if w is not worker]
+            if isinstance(out, _layers._Failed):
+                _layers.notify_error(out.message)
+                return
             self.last_export = Path(out)
             _layers.notify_info(f"written {out}")
 
-        def finished(_w=None):
-            self._export_workers = [w for w in self._export_workers if w is not _w[0]]
-
-        holder: list = [None]
-        worker = _layers.start_worker(
-            job, on_returned=done, on_finished=lambda: finished(holder), desc="export"
-        )
-        holder[0] = worker
+        worker.done.connect(done)
         self._export_workers.append(worker)
+        worker.start()
         return worker
 
     @property

@@ -154,9 +154,15 @@ class AutoPanel(QWidget):
             # (a motion of 0.0 mm read as if something had been registered)
             self.tx_label.setText("Current transform: none (no registration yet).")
         else:
+            # no step yet: the case came with its registration ("Step 0 of 0" read oddly)
+            if steps:
+                step = f" Step {m.transform_index} of {steps} ({m.transform_step.source})."
+            elif m.transform is not None and self.owner.manual.adjusted() is None:
+                step = " Registration loaded with the case."
+            else:
+                step = ""
             self.tx_label.setText(
-                f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}. "
-                f"Step {m.transform_index} of {steps} ({m.transform_step.source})."
+                f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}.{step}"
             )
         self.undo_btn.setEnabled(m.can_undo_transform)
         self.redo_btn.setEnabled(m.can_redo_transform)

@@ -399,6 +399,7 @@ class CaseSession:
         self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
         self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
         self._switch_worker = None
+        self._removed_roles: set | None = None  # case layers the user removed, until decided
         ref = weakref.ref(self)
         self._autosave_timer = _qtimer(
             AUTOSAVE_DELAY_MS, lambda _r=ref: _r() is not None and _r().autosave()
@@ -521,11 +522,29 @@ class CaseSession:
 
     def refuse_while_opening(self) -> bool:
         """True (with a one-line notice) when a case is being opened: an action now would
-        run on the case that is being replaced."""
-        if self.opening is None:
+        run on the case that is being replaced, or on a sample whose layers File > Open
+        Sample is still adding (its labels not in yet)."""
+        opening = self.opening or self._sample_arriving()
+        if opening is None:
             return False
-        _layers.notify_info(f"{self.opening}…: wait until it is open")
+        _layers.notify_info(f"{opening}…: wait until it is open")
         return True
+
+    def _sample_arriving(self) -> str | None:
+        """The line "opening sample 'x'" while File > Open Sample is still adding the layers
+        of sample x (some of its four in the viewer, the rest to come in steps), else None."""
+        from .._sample_data import ORDER
+
+        viewer = self.viewer
+        if viewer is None or not _layers.steps_pending():
+            return None
+        roles: dict[str, set] = {}
+        for layer in viewer.layers:
+            sample = _layers.layer_meta(layer).get("sample")
+            if sample:
+                roles.setdefault(sample, set()).add(_layers.role_of(layer))
+        arriving = [name for name, got in roles.items() if not set(ORDER) <= got]
+        return f"opening sample '{arriving[0]}'" if arriving else None
 
     def set_case(
         self,
@@ -787,14 +806,29 @@ class CaseSession:
             if _layers.unwrapped(bound) is _layers.unwrapped(layer):  # (napari's proxies)
                 del self._bound[role]
         self._on_ndisplay()  # a surface gone: the layers it stood in for are shown again
-        viewer = self.viewer
         role = _layers.role_of(layer)
-        if self._closing or self._loading or viewer is None or role not in CASE_ROLES:
+        if self._closing or self._loading or self.viewer is None or role not in CASE_ROLES:
+            return
+        # decided after napari's removal: the user may be deleting a selection one layer
+        # at a time, and the widgets' own layers of the closed case removed inside napari's
+        # loop made it raise "... is not in list" (UAT s6 D3)
+        if self._removed_roles is None:
+            from qtpy.QtCore import QTimer
+
+            self._removed_roles = set()
+            ref = weakref.ref(self)
+            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._after_removal())
+        self._removed_roles.add(role)
+
+    def _after_removal(self) -> None:
+        removed, self._removed_roles = self._removed_roles or set(), None
+        viewer = self.viewer
+        if self._closing or self._loading or viewer is None:
             return
         left = {_layers.role_of(ly) for ly in viewer.layers}
         if not left & set(CASE_ROLES):
             self.close_case()
-        elif role in IMAGE_ROLES and not left & set(IMAGE_ROLES):
+        elif removed & set(IMAGE_ROLES) and not left & set(IMAGE_ROLES):
             # the case's images are gone: its labels would lie over nothing, and then over
             # the next case's images; the case is saved and closed with all its layers
             self.close_case(images_removed=True)
@@ -839,7 +873,7 @@ class CaseSession:
         if self.viewer is not None:
             from qtpy.QtCore import QTimer
 
-            # after napari's own removal (this runs inside its layer-removed event)
+            # after the removal that closed the case has settled (one more event-loop turn)
             ref = weakref.ref(self)
             QTimer.singleShot(
                 0,
@@ -972,16 +1006,31 @@ class CaseSession:
             return case, where, prepare_display(case)
 
         ref = weakref.ref(self)
+        # the case's layers are being added, one per event-loop iteration: all at once over
+        # the open case's they were one stall of 1.1-1.9 s of GUI-thread CPU (UAT s6)
+        showing = [False]
 
         def done(result, _ref=ref):
             s = _ref()
             if s is None or s.viewer is None:
                 return
             case, where, prepared = result
-            s.set_case(case, where, save_images=False, prepared=prepared)
-            _layers.notify_info(f"opened case '{where.name}' (the previous case was saved)")
+
+            def shown():
+                showing[0] = False
+                _layers.notify_info(f"opened case '{where.name}' (the previous case was saved)")
+                finished()
+
+            showing[0] = True
+            try:
+                s.set_case(case, where, save_images=False, prepared=prepared, on_shown=shown)
+            except BaseException:
+                showing[0] = False
+                raise
 
         def finished(_ref=ref):
+            if showing[0]:
+                return  # once the layers are on screen
             s = _ref()
             if s is not None:
                 s._switch_worker = None
