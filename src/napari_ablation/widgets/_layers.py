@@ -504,11 +504,31 @@ def prewarm() -> None:
         from vispy.visuals.line.dash_atlas import DashAtlas
 
         DashAtlas()  # its dash patterns are cached: the first Labels layer's outline tool
+        _warm_labels_texture()
         import matplotlib.backends.backend_agg
         import matplotlib.backends.backend_pdf
         import matplotlib.figure  # noqa: F401
 
         _WARM = True
+
+
+def _warm_labels_texture() -> None:
+    """Have napari's labels-to-texture kernels ready before the first Labels layer is drawn.
+
+    With numba installed (the margin engine's compiled search needs it) napari maps label
+    values to its texture through numba-compiled loops, made ready on the first Labels layer
+    drawn, on the GUI thread: compiled the first time after an install (seconds), loaded
+    from numba's cache later (about 0.35 s of the GUI thread per session and label type).
+    Its thumbnail's mapping builds a numba typed dictionary, compiled in every process
+    (about 0.9 s). Mapping a few values through each colormap this plugin gives its layers
+    (the case's masks are uint8) does both here instead. The texture's mapping has no
+    public API: a missing attribute means napari changed, and is left to napari.
+    """
+    values = np.array([[0, 1], [2, 3]], dtype=np.uint8)
+    for cmap in (single_color_map("red"), margin_colormap()):
+        cmap.map(values)  # the layer's thumbnail: a numba typed dict, compiled per process
+        with contextlib.suppress(AttributeError):
+            napari_private(cmap, "_data_to_texture")(values)  # the canvas' texture
 
 
 def _build_unit_registry() -> None:
