@@ -438,20 +438,40 @@ class _StepQueue:
         cls._chains.append((it, on_done, owner, gen))
 
 
+#: id of a paused canvas -> how many pauses hold it (it paints again when the last ends)
+_PAUSES: dict[int, int] = {}
+
+
 def pause_canvas(viewer):
     """Stop Qt from painting ``viewer``'s canvas (a layer added meanwhile is not drawn in the
     same piece of GUI work); returns the function that lets it paint again, once (a
-    headless viewer, or a window closed meanwhile: nothing to do)."""
+    headless viewer, or a window closed meanwhile: nothing to do). Pauses may overlap: the
+    canvas paints again when the last of them ends."""
     native = None
     with contextlib.suppress(Exception):  # a headless viewer has no canvas
         native = viewer.window._qt_viewer.canvas.native
         native.setUpdatesEnabled(False)
+        _PAUSES[id(native)] = _PAUSES.get(id(native), 0) + 1
+    done = []
 
     def resume() -> None:
-        if native is not None:
-            with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
-                native.setUpdatesEnabled(True)
-                native.update()
+        if native is None or done:
+            return
+        done.append(True)
+        left = _PAUSES.pop(id(native), 1) - 1
+        if left > 0:
+            _PAUSES[id(native)] = left
+            return
+        with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+            from qtpy.QtCore import QPoint, QRect
+
+            native.setUpdatesEnabled(True)
+            native.update()
+            # the window composes the canvas again too: resized while paused (napari's dims
+            # slider comes and goes with 2D/3D), it stayed blank on screen until the next
+            # repaint of the window
+            top = native.window()
+            top.update(QRect(native.mapTo(top, QPoint(0, 0)), native.size()))
 
     return resume
 
