@@ -189,16 +189,17 @@ def test_no_user_action_blocks_the_gui_thread(
                 lambda p=path: w.export_async(p),
                 lambda p=path: p.exists() and not w.exporting,
             )
-        act(
-            "2D -> 3D (napari button)",
-            lambda: _gui.toggle_ndisplay(viewer, qtbot),
-            lambda: viewer.dims.ndisplay == 3,
-        )
-        act(
-            "3D -> 2D (napari button)",
-            lambda: _gui.toggle_ndisplay(viewer, qtbot),
-            lambda: viewer.dims.ndisplay == 2,
-        )
+        for name, nd in (("2D -> 3D (napari button)", 3), ("3D -> 2D (napari button)", 2)):
+            t0 = time.perf_counter()
+            act(  # until the layers have their looks (one per step) and the frame is drawn
+                name,
+                lambda: _gui.toggle_ndisplay(viewer, qtbot),
+                lambda nd=nd, t=t0: (
+                    viewer.dims.ndisplay == nd
+                    and not _layers.steps_pending()
+                    and time.perf_counter() - t > 0.5
+                ),
+            )
         reg.tabs.setCurrentWidget(reg.landmarks)
         act(
             "Register > Landmark layers",

@@ -960,7 +960,8 @@ class MarginWidget(QWidget):
                     return
                 yield item
 
-        _layers.run_in_steps(while_alive(steps()), _layers.pause_canvas(self.viewer))
+        resume = _layers.pause_canvas(self.viewer, keep_frame=True)
+        _layers.run_in_steps(while_alive(steps()), resume)
 
     def frame_3d(self, res: core_margin.MarginResult) -> None:
         """The 3D camera centred on the box of the tumor and the ablation zone, zoomed so

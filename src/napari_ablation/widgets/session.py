@@ -28,8 +28,8 @@ watches layers for the model:
   the tumor surface coloured by margin; the ablation outline: the ablation surface) are
   hidden while that surface is there (:func:`look_3d`); in 2D every layer gets its 2D look
   back and the surfaces are hidden; the selection, the active layer and the view stay the
-  user's. The looks change one layer per event-loop iteration after napari's own switch,
-  with the canvas paused until the last is in (no frame of the 2D look in 3D or back).
+  user's. The looks change one layer per event-loop iteration after napari's own switch
+  (to 3D with the canvas keeping its 2D frame until the last is in).
 """
 
 from __future__ import annotations
@@ -415,9 +415,7 @@ class CaseSession:
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(lambda _e, v=viewer: _layers.update_grid_stride(v))
-        # (before napari's own handlers: no frame is painted until the new looks are in)
-        viewer.dims.events.ndisplay.connect(self._before_switch, position="first")
-        viewer.dims.events.ndisplay.connect(self._look_in_steps)
+        viewer.dims.events.ndisplay.connect(self._on_switch)
         _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -786,12 +784,17 @@ class CaseSession:
         for k, value in (look or {}).items():
             _layers.set_changed(layer, **{k: value})
 
-    def _before_switch(self, event=None) -> None:
-        """napari is switching 2D/3D (this runs before napari's own handlers): the canvas
-        paints again once every layer has its new look (:meth:`_look_steps`), so no frame
-        shows the 2D look in 3D (voxel blocks over the surfaces) or the 3D look in 2D."""
-        if self._resume_canvas is None and self.viewer is not None:
-            self._resume_canvas = _layers.pause_canvas(self.viewer)
+    def _on_switch(self, event=None) -> None:
+        """napari switched 2D/3D (its own handlers have run: napari calls them before any
+        plugin's). To 3D: the canvas keeps its last 2D frame until every layer has its 3D
+        look (no frame of voxel blocks over the surfaces). To 2D: napari has already painted
+        a frame with the 3D looks (showing its dims slider resizes the canvas, which paints
+        at once, inside napari's switch); the layers hidden in 3D come back first, one per
+        event-loop iteration, each drawn at once."""
+        viewer = self.viewer
+        if viewer is not None and viewer.dims.ndisplay == 3 and self._resume_canvas is None:
+            self._resume_canvas = _layers.pause_canvas(viewer, keep_frame=True)
+        self._look_in_steps()
 
     def _look_in_steps(self, event=None) -> None:
         """Give every layer its look for 2D or 3D (:meth:`_look_steps`), whoever switched
@@ -814,6 +817,7 @@ class CaseSession:
         viewer = self.viewer
         while viewer is not None and (plan := self._look_plan()):
             back = [ly for ly, _look in plan if id(ly) in self._look_2d]
+            back.sort(key=lambda ly: not self._look_2d[id(ly)][1].get("visible", False))
             if back:
                 self._put_2d_look_back(back[0])
                 yield
