@@ -261,6 +261,7 @@ def one_sample(key, bot, record) -> None:
                 ),
             )
             bot.wait(500)
+        bare_copy_switch(v, bot, record)
     # pre + post files of the sample
     if key == "renal_mri":
         folder = samples.sample_dir() / key
@@ -276,6 +277,37 @@ def one_sample(key, bot, record) -> None:
             ),
         )
     v.close()
+    QApplication.processEvents()
+
+
+def bare_copy_switch(v, bot, record) -> None:
+    """napari's floor for the plugin's own scene, same run: a viewer with no plugin widget
+    holding copies of ``v``'s layers (the same data, grid and 2D looks), napari's 2D/3D
+    button both ways (napari alone: no 3D look, so its voxel labels are sliced in 3D)."""
+    import time
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    b = napari.Viewer(show=True)
+    b.window.resize(1600, 900)
+    for ly in v.layers:
+        data, state, kind = ly.as_layer_data_tuple()
+        state.pop("metadata", None)
+        getattr(b, f"add_{kind}")(data, **state)
+    g, bg = v.canvas.grid, b.canvas.grid
+    bg.stride, bg.shape, bg.enabled = g.stride, g.shape, g.enabled
+    bot.wait(1000)
+    button = b.window._qt_viewer.viewerButtons.ndisplayButton
+    for name, nd in (("2D -> 3D", 3), ("3D -> 2D", 2)):
+        t0 = time.perf_counter()
+        record(
+            f"bare napari, copies of the plugin's layers: {name}",
+            button.click,
+            lambda nd=nd, t0=t0: b.dims.ndisplay == nd and time.perf_counter() - t0 > 0.5,
+        )
+        bot.wait(500)
+    b.close()
     QApplication.processEvents()
 
 

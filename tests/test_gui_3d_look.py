@@ -104,6 +104,7 @@ def test_3d_shows_the_surfaces_and_2d_gets_its_look_back(
 
         # a script setting dims.ndisplay, a recompute in 3D (threshold): still the 3D look
         viewer.dims.ndisplay = 3
+        _settle(qtbot)  # (each layer's look changes in its own event-loop iteration)
         in_3d()
         surface = next(ly for ly in viewer.layers if _layers.role_of(ly) == SURFACE_ROLES[0])
         limits = tuple(surface.contrast_limits)
@@ -128,6 +129,7 @@ def test_3d_shows_the_surfaces_and_2d_gets_its_look_back(
         for role in ("tumor", "margin"):
             assert _layers.find_layer(viewer, role).visible, role
         viewer.dims.ndisplay = 2
+        _settle(qtbot)
         in_2d()
 
         # the Margins widget's "3D surfaces": the same look (the surface made again)
@@ -136,6 +138,7 @@ def test_3d_shows_the_surfaces_and_2d_gets_its_look_back(
         in_3d()
         viewer.screenshot(str(tmp_path / "3d_surfaces.png"), canvas_only=True, flash=False)
         viewer.dims.ndisplay = 2
+        _settle(qtbot)
         in_2d()
     assert not errors, [str(e[1]) for e in errors]
 

@@ -447,20 +447,58 @@ class _StepQueue:
         cls._chains.append((it, on_done, owner, gen))
 
 
-def pause_canvas(viewer):
-    """Stop Qt from painting ``viewer``'s canvas (a layer added meanwhile is not drawn in the
+#: id of a paused canvas -> [how many pauses hold it, how it was paused]: it paints again
+#: when the last pause ends
+_PAUSES: dict[int, list] = {}
+
+
+def pause_canvas(viewer, *, keep_frame: bool = False):
+    """Stop ``viewer``'s canvas from painting (a layer added meanwhile is not drawn in the
     same piece of GUI work); returns the function that lets it paint again, once (a
-    headless viewer, or a window closed meanwhile: nothing to do)."""
+    headless viewer, or a window closed meanwhile: nothing to do). Pauses may overlap: the
+    canvas paints again when the last of them ends.
+
+    ``keep_frame``: the canvas shows its last frame while paused (a Qt-paused OpenGL canvas
+    shows blank whenever the window repaints around it): it keeps its size (napari's dims
+    slider comes and goes with 2D/3D; a resized canvas is blank, and napari paints it at
+    once) and vispy draws nothing into it."""
     native = None
     with contextlib.suppress(Exception):  # a headless viewer has no canvas
         native = viewer.window._qt_viewer.canvas.native
-        native.setUpdatesEnabled(False)
+        held = _PAUSES.setdefault(id(native), [0, None])
+        held[0] += 1
+        if held[0] == 1:
+            if keep_frame:
+                held[1] = (native.minimumSize(), native.maximumSize())
+                native.setFixedSize(native.size())
+                native._vispy_canvas.events.draw.block()
+            else:
+                native.setUpdatesEnabled(False)
+    done = []
 
     def resume() -> None:
-        if native is not None:
-            with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+        if native is None or done:
+            return
+        done.append(True)
+        held = _PAUSES.get(id(native), [1, None])
+        held[0] -= 1
+        if held[0] > 0:
+            return
+        _PAUSES.pop(id(native), None)
+        with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+            if held[1] is not None:
+                native._vispy_canvas.events.draw.unblock()
+                native.setMinimumSize(held[1][0])
+                native.setMaximumSize(held[1][1])
+            else:
+                from qtpy.QtCore import QPoint, QRect
+
                 native.setUpdatesEnabled(True)
-                native.update()
+                # the window composes the canvas again too (resized while paused, it
+                # stayed blank on screen until the window's next repaint)
+                top = native.window()
+                top.update(QRect(native.mapTo(top, QPoint(0, 0)), native.size()))
+            native.update()
 
     return resume
 

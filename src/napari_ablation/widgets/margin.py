@@ -989,19 +989,29 @@ class MarginWidget(QWidget):
         if self.viewer.dims.ndisplay != 3 or self._shown is None or self.adding_layers:
             return
         res = self._shown.result
-        if any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers):
-            self.frame_3d(res)
-            return
+        made = any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers)
 
-        # one surface layer per event-loop iteration, after napari's own switch has drawn:
-        # napari's work for each new layer is a separate piece of GUI-thread work
+        # after napari's own switch, with the canvas paused (no frame of the tumor's voxel
+        # labels before its surface is there): the surfaces when there are none yet, one
+        # layer per event-loop iteration (napari's work for each new layer is a separate
+        # piece of GUI-thread work), then the camera on the tumor
         def steps():
-            yield from self._surface_steps(res)
-            yield
+            if not made:
+                yield from self._surface_steps(res)
+                yield
             if self.viewer.dims.ndisplay == 3:
                 self.frame_3d(res)
 
-        _layers.run_in_steps(steps(), owner=self)
+        def while_alive(it):  # (not run_in_steps' owner: the canvas must paint again)
+            while _layers._alive(self):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                yield item
+
+        resume = _layers.pause_canvas(self.viewer, keep_frame=True)
+        _layers.run_in_steps(while_alive(steps()), resume)
 
     def frame_3d(self, res: core_margin.MarginResult) -> None:
         """The 3D camera centred on the box of the tumor and the ablation zone, zoomed so

@@ -28,7 +28,8 @@ watches layers for the model:
   the tumor surface coloured by margin; the ablation outline: the ablation surface) are
   hidden while that surface is there (:func:`look_3d`); in 2D every layer gets its 2D look
   back and the surfaces are hidden; the selection, the active layer and the view stay the
-  user's.
+  user's. The looks change one layer per event-loop iteration after napari's own switch
+  (to 3D with the canvas keeping its 2D frame until the last is in).
 """
 
 from __future__ import annotations
@@ -409,12 +410,14 @@ class CaseSession:
         self.analysis = AnalysisRunner(self)
         # id(layer) -> (its 3D look, the 2D look it replaces), while in 3D
         self._look_2d: dict[int, tuple[dict, dict[str, Any]]] = {}
+        self._look_chain = None  # CLOSE_GENERATION of the running look steps, while they run
+        self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(lambda _e, v=viewer: _layers.update_grid_stride(v))
-        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        viewer.dims.events.ndisplay.connect(self._on_switch)
         _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -767,37 +770,105 @@ class CaseSession:
     # ------------------------------------------------------------------ layers -> model
     def _on_layer_inserted(self, event) -> None:
         self._adopt(event.value)
-        self._on_ndisplay()  # a new layer, or a surface that stands in for others in 3D
+        self._look_in_steps()  # a new layer, or a surface that stands in for others in 3D
 
-    def _on_ndisplay(self, event=None) -> None:
-        """2D/3D, whoever switches (napari's button, a widget, a script): every layer takes
-        its 3D look (:func:`look_3d`), or gets its 2D look back. Never changes the selection,
-        the active layer or the view. A 3D look already applied is left as it is (the user
-        may have changed it since)."""
+    def _look_plan(self) -> list:
+        """(layer, its look now) for every layer whose look is not the one it should have
+        (:func:`look_3d` in 3D, its own 2D look in 2D), top layer first."""
         viewer = self.viewer
         if viewer is None:
-            return
+            return []
         three_d = viewer.dims.ndisplay == 3
         roles = {_layers.role_of(ly) for ly in viewer.layers}
         grid = bool(_layers.grid(viewer).enabled)
-        changes = []  # (layer, its new look): a look already applied is left alone
-        for layer in list(viewer.layers):
+        plan = []
+        for layer in reversed(list(viewer.layers)):
             look = look_3d(layer, roles, grid) if three_d else None
             if look != self._look_2d.get(id(layer), (None, {}))[0]:
-                changes.append((layer, look))
-        # every 2D look is put back, then every new one noted, before any is applied: one
-        # layer's look may change another's (the raw ablation labels follow post)
-        for layer, _look in changes:
-            for k, value in self._look_2d.pop(id(layer), (None, {}))[1].items():
-                setattr(layer, k, value)
-        for layer, look in changes:
-            if look:
-                self._look_2d[id(layer)] = (look, {k: getattr(layer, k) for k in look})
-        for layer, look in changes:
-            if look and look.get("depiction") == "plane":
-                _plane_through_view(viewer, layer)
-            for k, value in (look or {}).items():
-                setattr(layer, k, value)
+                plan.append((layer, look))
+        return plan
+
+    def _put_2d_look_back(self, layer) -> None:
+        for k, value in self._look_2d.pop(id(layer), (None, {}))[1].items():
+            _layers.set_changed(layer, **{k: value})
+
+    def _note_look(self, layer, look) -> None:
+        """Remember the 2D look that ``look`` replaces (before any new look is applied: one
+        layer's look may change another's, the raw ablation labels follow post)."""
+        if look:
+            self._look_2d[id(layer)] = (look, {k: getattr(layer, k) for k in look})
+
+    def _apply_look(self, layer, look) -> None:
+        if look and look.get("depiction") == "plane":
+            _plane_through_view(self.viewer, layer)
+        for k, value in (look or {}).items():
+            _layers.set_changed(layer, **{k: value})
+
+    def _on_switch(self, event=None) -> None:
+        """napari switched 2D/3D (its own handlers have run: napari calls them before any
+        plugin's). To 3D: the canvas keeps its last 2D frame until every layer has its 3D
+        look (no frame of voxel blocks over the surfaces). To 2D: napari has already painted
+        a frame with the 3D looks (showing its dims slider resizes the canvas, which paints
+        at once, inside napari's switch); the layers hidden in 3D come back first, one per
+        event-loop iteration, each drawn at once."""
+        viewer = self.viewer
+        if viewer is not None and viewer.dims.ndisplay == 3 and self._resume_canvas is None:
+            self._resume_canvas = _layers.pause_canvas(viewer, keep_frame=True)
+        self._look_in_steps()
+
+    def _look_in_steps(self, event=None) -> None:
+        """Give every layer its look for 2D or 3D (:meth:`_look_steps`), whoever switched
+        (napari's button, a widget, a script), one layer per event-loop iteration after
+        napari's own switch: each change of a layer's visibility is a rebuild of napari's
+        scene graph for every grid cell (30-100 ms), so applied together they doubled the
+        GUI thread's longest piece of work of a switch."""
+        if self._look_chain == _layers.CLOSE_GENERATION[0]:
+            return  # the running steps plan again after each change
+        if not self._look_plan():
+            self._looks_done()
+            return
+        self._look_chain = _layers.CLOSE_GENERATION[0]
+        _layers.run_in_steps(self._look_steps(), self._looks_done)
+
+    def _look_steps(self):
+        """One look change per step, planned again before each (the user may switch back,
+        add or remove a layer meanwhile): first every 2D look put back, then every new
+        look noted, then applied."""
+        viewer = self.viewer
+        while viewer is not None and (plan := self._look_plan()):
+            back = [ly for ly, _look in plan if id(ly) in self._look_2d]
+            back.sort(key=lambda ly: not self._look_2d[id(ly)][1].get("visible", False))
+            if back:
+                self._put_2d_look_back(back[0])
+                yield
+                continue
+            for layer, look in plan:
+                self._note_look(layer, look)
+            ndisplay = viewer.dims.ndisplay
+            for layer, look in plan:
+                if viewer.dims.ndisplay != ndisplay:
+                    break  # switched back: planned again
+                if layer in viewer.layers:
+                    self._apply_look(layer, look)
+                    yield
+
+    def _looks_done(self) -> None:
+        self._look_chain = None
+        resume, self._resume_canvas = self._resume_canvas, None
+        if resume is not None:
+            resume()
+
+    def _on_ndisplay(self, event=None) -> None:
+        """Every layer's look for 2D or 3D at once (a layer removed, the grid switched): see
+        :meth:`_look_in_steps`. Never changes the selection, the active layer or the view. A
+        3D look already applied is left as it is (the user may have changed it since)."""
+        plan = self._look_plan()
+        for layer, _look in plan:
+            self._put_2d_look_back(layer)
+        for layer, look in plan:
+            self._note_look(layer, look)
+        for layer, look in plan:
+            self._apply_look(layer, look)
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
