@@ -2536,8 +2536,8 @@ def _analyze_margin(
         threshold_mm,
         guide.tol,
         [
-            (m_vox, lambda rows: _affine(idx[rows], tgrid.M, tgrid.to_lps(tlo))),
-            (m_fine, lambda rows: tfield.to_lps(np.argwhere(tfield.solid)[rows])),
+            (m_vox, True, lambda rows: _affine(idx[rows], tgrid.M, tgrid.to_lps(tlo))),
+            (m_fine, False, lambda rows: tfield.to_lps(np.argwhere(tfield.solid)[rows])),
         ],
         signed_margin,
     )
@@ -2547,8 +2547,8 @@ def _analyze_margin(
             mtm, p_min, c_min, None, tgrid, tfield, agrid, afield, A, b
         )
         warns.append(
-            "part of the tumor is too thin for its reconstructed surface: the MTM is the "
-            "margin of its lowest voxel"
+            "the tumor's reconstructed surface leaves out some of its voxels (a thin part or "
+            "a sharp tip): the MTM is the margin of the lowest of them"
         )
     worst = min(float(m_vox.min()), float(m_fine.min()) if len(m_fine) else math.inf)
     if worst < 0 <= mtm or worst < threshold_mm <= mtm:  # (cannot happen: see _lowest_sample)
@@ -2661,20 +2661,24 @@ def _direction_and_limit(mtm, p, closest, normal, tgrid, tfield, agrid, afield, 
 def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
     """A tumor sample whose exact margin lies below the surface's MTM: ``(margin, point, closest)``.
 
-    The MTM is the minimum of the margin over the tumor, whose voxel centres (and, across
-    thick slices, the refined samples the class volumes count) lie inside it; the surface's
-    minimum can only exceed one of theirs where the surface missed a part of the tumor (too
-    thin for the reconstruction). ``sets``: per sample set, its class margins (exact within
-    the guide's tolerance ``tol`` of 0 and of the threshold, bounds of the same class
-    elsewhere) and a function giving the LPS points of some of its rows; ``exact(points)``
-    the exact margins and closest ablation-surface points. Candidates: red samples within
-    ``tol`` of the MTM or below it, and every red or yellow sample when the MTM is at or above
-    the threshold. ``None`` when no candidate's exact margin is below the MTM: red samples
-    imply a negative MTM, yellow ones an MTM below the threshold, whichever way.
+    The MTM is the minimum of the margin over the tumor, whose voxel centres lie inside it;
+    the surface's minimum can only exceed the margin of one of them where the surface missed
+    a part of the tumor (too thin for the reconstruction) or cut a tip short. ``sets``: per
+    sample set, its class margins (exact within the guide's tolerance ``tol`` of 0 and of the
+    threshold, bounds of the same class elsewhere), whether it is held to the MTM margin for
+    margin (voxel centres) or only class for class (the refined samples across thick slices
+    that the class volumes count: points of the interpolated reconstruction before its
+    anti-aliasing, not of the mask, up to 0.4 mm beyond a tumor's tip on 3 mm slices), and a
+    function giving the LPS points of some of its rows; ``exact(points)`` the exact margins
+    and closest ablation-surface points. Candidates: red voxel centres within ``tol`` of the
+    MTM or below it; red samples of any set when the MTM is not negative; red or yellow ones
+    when it is at or above the threshold. ``None`` when no candidate's exact margin is below
+    the MTM: red samples imply a negative MTM, yellow ones an MTM below the threshold, either
+    way.
     """
     pts = []
-    for m, points in sets:
-        sel = (m < 0) & (m < mtm + tol)
+    for m, strong, points in sets:
+        sel = (m < 0) & (m < mtm + tol) if strong else (m < 0) & (mtm >= 0)
         if mtm >= threshold_mm:
             sel |= m < threshold_mm
         if sel.any():
