@@ -292,25 +292,31 @@ def _smoothed_field(
     return _keep_lost_parts(_shape_based_field(mask, box, grid, smooth_vox, thick[0]))
 
 
+#: a part of a mask whose anti-aliased field peaks below this is too thin for the blur (a
+#: slab three samples thick peaks at 0.79, five samples at 0.96): its surface is the unblurred one
+THIN_PEAK = 0.85
+
+
 def _keep_lost_parts(fld: _Field) -> _Field:
-    """Give back a surface to the parts of a mask that the anti-aliasing erased (in place).
+    """Give back their own surface to the parts of a mask too thin for the anti-aliasing (in place).
 
     The blur of a part one or two voxels thin (a single voxel, a one-pixel island on a thick
     slice) stays below the 0.5 level everywhere: the part had no surface, and was missing
-    from the MTM and the diameter while its voxels were classified. Every connected part
-    (26-connected samples of ``fld.solid``) whose blurred values all stay below the level
+    from the MTM and the diameter while its voxels were classified. A part three samples
+    thin (the slab of one thick slice, refined three times) peaks at 0.79: its 0.5 level
+    retreats in-plane by half a sample and more, and the curvature of its rim pulls it in
+    further (1 mm off for a 3.5 mm disc on one 3 mm slice). Every connected part
+    (26-connected samples of ``fld.solid``) whose blurred values all stay below ``THIN_PEAK``
     gets its samples set to 1: its surface is then the unblurred one, about half a sample
     around its samples (marching cubes of the binary part), and :func:`_surface` leaves it
-    without the blur's curvature correction (``fld.kept``). When nothing reaches the level,
-    the field is left as it is (:func:`_field_and_surface` retries with less blur).
+    without the blur's curvature correction (``fld.kept``). When nothing reaches the 0.5
+    level, the field is left as it is (:func:`_field_and_surface` retries with less blur).
     """
     if fld.blur is None or fld.solid is None or fld.values.max() < fld.level:
         return fld
     lab, n = ndimage.label(fld.solid, structure=np.ones((3, 3, 3), dtype=bool))
-    if n <= 1:
-        return fld
     peak = ndimage.maximum(fld.values, lab, index=np.arange(1, n + 1))
-    lost = np.flatnonzero(np.asarray(peak) < fld.level) + 1
+    lost = np.flatnonzero(np.asarray(peak) < THIN_PEAK) + 1
     if len(lost):
         kept = np.isin(lab, lost)
         fld.values[kept] = 1.0
@@ -903,14 +909,21 @@ def _cap_profile(
     shrinking seen between the last two slices (a tilted object's sections move sideways):
     pixels just outside the last section are inside where the model still widens. The empty
     slice (s = hz) is outside: where the model says otherwise, the profile is bent down to
-    reach it. With one filled slice alone, the cap is put half-way, the profile linear.
+    reach it. With one filled slice alone, the slab of that slice: every pixel keeps its
+    in-plane distance up to hz / 2 (half of it less a quarter pixel at hz / 2 exactly, where
+    a refined section counts half), beyond which every pixel is outside by half a pixel at
+    least (a linear profile let the ring of pixels just outside the section, and the edge
+    pixels inside it, count beyond the slab: +16 % volume for a 4 mm disc on one 3 mm slice).
     Returns ``(len(heights),) + d_last.shape``, float32.
     """
     dl = d_last.astype(np.float64)
     h = np.asarray(heights, dtype=np.float64)[:, None, None]
     if d_inner is None:
-        end = np.where(dl > 0, -dl, -np.abs(dl))  # zero crossing of inside pixels at hz / 2
-        return (dl + (end - dl) * (h / hz)).astype(np.float32)
+        w = float(min(aniso))
+        beyond = -np.maximum(np.abs(dl), 0.5 * w)
+        half = np.isclose(h, 0.5 * hz)
+        prof = np.where(half, 0.5 * dl - 0.25 * w, np.where(h < 0.5 * hz, dl, beyond))
+        return prof.astype(np.float32)
     px = float(np.prod(aniso))
     q1 = np.count_nonzero(sl_last) * px / math.pi
     q0 = np.count_nonzero(d_inner > 0) * px / math.pi
@@ -946,11 +959,15 @@ class Mesh:
     shift_per_variance : numpy.ndarray or None, optional
         ``(n, 3)`` curvature correction per unit of blur variance at each vertex (LPS
         vectors in 1/mm, see ``_surface``); None when the surface was not corrected.
+    kept : numpy.ndarray or None, optional
+        ``(n,)`` bool: vertices of parts too thin for the anti-aliasing, whose surface is
+        the unblurred one (see ``_keep_lost_parts``); None when there are none.
     """
 
     verts: np.ndarray  # (n, 3) LPS
     faces: np.ndarray  # (m, 3) int
     shift_per_variance: np.ndarray | None = None
+    kept: np.ndarray | None = None
 
     def face_areas(self) -> np.ndarray:
         """Return the area of each triangle.
@@ -1071,7 +1088,7 @@ def _surface(fld: _Field, shift_from: Mesh | None = None) -> Mesh:
         verts = fld.to_lps(verts)
     # marching cubes orients faces by the gradient, the same way everywhere; make them point
     # outwards: a closed surface oriented outwards encloses a positive signed volume
-    mesh = Mesh(verts, faces.astype(np.int64), per_var)
+    mesh = Mesh(verts, faces.astype(np.int64), per_var, kept)
     if _signed_volume_x6(mesh) < 0:
         mesh.faces = mesh.faces[:, ::-1].copy()
     return mesh
@@ -2485,7 +2502,9 @@ def _analyze_margin(
     # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
     # of both surfaces, and a minimum over thousands of noisy values is biased low: average
     # each vertex with its neighbours (about one voxel around) before taking the minimum
-    m_surf = _smooth_on_mesh(m_surf, tsurf.faces, SURFACE_SMOOTH_ITERS)
+    m_raw, m_surf = m_surf, _smooth_on_mesh(m_surf, tsurf.faces, SURFACE_SMOOTH_ITERS)
+    if tsurf.kept is not None:  # a part of a few voxels: its vertices a voxel apart, its own
+        m_surf = np.where(tsurf.kept, m_raw, m_surf)
     i_min = int(np.argmin(m_surf))
     mtm = float(m_surf[i_min])
     p_min = tsurf.verts[i_min]
