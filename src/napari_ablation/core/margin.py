@@ -315,7 +315,12 @@ def _keep_lost_parts(fld: _Field) -> _Field:
     if fld.blur is None or fld.solid is None or fld.values.max() < fld.level:
         return fld
     lab, n = ndimage.label(fld.solid, structure=np.ones((3, 3, 3), dtype=bool))
-    peak = ndimage.maximum(fld.values, lab, index=np.arange(1, n + 1))
+    if n == 1:  # (ndimage.maximum over labels: 4-5 ms on a 60 000-sample crop)
+        peak = [np.max(fld.values, where=fld.solid.astype(bool, copy=False), initial=-np.inf)]
+    else:
+        peak = [
+            fld.values[b][lab[b] == i + 1].max() for i, b in enumerate(ndimage.find_objects(lab))
+        ]
     lost = np.flatnonzero(np.asarray(peak) < THIN_PEAK) + 1
     if len(lost):
         kept = np.isin(lab, lost)
@@ -2688,8 +2693,10 @@ def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
     margin (voxel centres) or only class for class (the refined samples across thick slices
     that the class volumes count: points of the interpolated reconstruction before its
     anti-aliasing, not of the mask, up to 0.4 mm beyond a tumor's tip on 3 mm slices), and a
-    function giving the LPS points of some of its rows; ``exact(points)`` the exact margins
-    and closest ablation-surface points. Candidates: red voxel centres within ``tol`` of the
+    function giving the LPS points of some of its rows; ``exact(points, levels=None)`` the
+    exact margins and closest ablation-surface points (with ``levels``, exact only near them
+    and on the same side of them elsewhere, without closest points: see analyze_margin's
+    ``signed_margin``). Candidates: red voxel centres within ``tol`` of the
     MTM or below it; red samples of any set when the MTM is not negative; red or yellow ones
     when it is at or above the threshold. ``None`` when no candidate's exact margin is below
     the MTM: red samples imply a negative MTM, yellow ones an MTM below the threshold, either
@@ -2705,11 +2712,14 @@ def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
     if not pts:
         return None
     p = np.concatenate(pts)
-    m, closest = exact(p)
+    below = np.flatnonzero(exact(p, (mtm,))[0] < mtm)  # (the side of the MTM, cheaply)
+    if not len(below):
+        return None
+    m, closest = exact(p[below])
     i = int(np.argmin(m))
     if m[i] >= mtm:
         return None
-    return float(m[i]), p[i].copy(), closest[i].copy()
+    return float(m[i]), p[below[i]].copy(), closest[i].copy()
 
 
 #: each mask's contribution to the stated resolution limit, as a fraction of the spacing along
