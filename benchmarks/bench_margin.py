@@ -6,6 +6,7 @@
     python benchmarks/bench_margin.py --before /path/to/other/src   # + that version of the engine
     python benchmarks/bench_margin.py --scaling [--before SRC]        # time vs tumor and image size
     python benchmarks/bench_margin.py --one-thread   # + the engine on one thread, alternating
+    python benchmarks/bench_margin.py --first-call   # a fresh process's import and first analysis
 
 Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
 0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
@@ -26,6 +27,13 @@ in the same session as ``before``, alternating with this one (``--rounds`` child
 each, default 3; the medians are over all their runs), so that a change of a shared
 machine's load weighs on both alike; ``--one-thread`` does the same with this engine on one
 thread (``analyze_margin(threads=1)``) as ``one-thread``.
+
+First call (``--first-call``): the compiled kernels (numba, ``core/mesh_search.py`` and
+``core/filters.py``) are compiled on their first use ever and cached on disk; every new process
+then loads them from the cache on its first analysis. Each row runs in a fresh child process:
+the import of the engine, its first analysis (MRI case) and a second one, wall and CPU, with
+an empty numba cache (``NUMBA_CACHE_DIR`` a new folder: the one-time compilation), then with
+that cache filled (what every later process pays: the CLI's call, each cohort worker).
 
 The engine's own threads: during the timed runs a sampler process reads every millisecond how
 many threads of the child are runnable (``/proc/<pid>/task/*/stat`` state R; a thread
@@ -249,6 +257,40 @@ def scaling_child(size, r_t: float, repeats: int) -> tuple[list[float], list[flo
     return ws, cs
 
 
+def first_call_child() -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    from napari_ablation.core.margin import analyze_margin
+
+    t1, c1 = time.perf_counter(), time.process_time()
+    tumor, ablation, T, _truth = make_case("MRI")
+    out = {"import": (t1 - t0, c1 - c0)}
+    for key in ("first", "second"):
+        t0, c0 = time.perf_counter(), time.process_time()
+        analyze_margin(tumor, ablation, T, 5.0)
+        out[key] = (time.perf_counter() - t0, time.process_time() - c0)
+    return out
+
+
+def first_call(rounds: int) -> None:
+    """Import and first analyses of fresh processes, cold (empty numba cache) and warm."""
+    import tempfile
+
+    print("fresh process, MRI case: wall s / CPU s")
+    print(f"{'numba cache':<14}{'import':>16}{'first analysis':>18}{'second analysis':>18}")
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ["empty (compile)"] + ["filled"] * rounds:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            out = subprocess.run(
+                [sys.executable, __file__, "--first-call-child"],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            cells = [f"{r[k][0]:.2f} / {r[k][1]:.2f}" for k in ("import", "first", "second")]
+            print(f"{label:<14}{cells[0]:>16}{cells[1]:>18}{cells[2]:>18}")
+
+
 def sample_threads(pid: int) -> None:
     """Print, once stdin closes, how often 0, 1, 2, ... threads of ``pid`` were runnable
     (sampled every millisecond, at a low priority)."""
@@ -346,11 +388,21 @@ def main() -> int:
     ap.add_argument(
         "--one-thread", action="store_true", help="also this engine on one thread, alternating"
     )
+    ap.add_argument(
+        "--first-call", action="store_true", help="a fresh process's import and first analysis"
+    )
+    ap.add_argument("--first-call-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scaling-child", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--sample-threads", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sample_threads:
         sample_threads(args.sample_threads)
+        return 0
+    if args.first_call_child:
+        print(json.dumps(first_call_child()))
+        return 0
+    if args.first_call:
+        first_call(args.rounds)
         return 0
     if args.scaling_child:
         *size, r, n = args.scaling_child

@@ -4,6 +4,7 @@
     python benchmarks/bench_registration.py --methods local   # the default method only
     python benchmarks/bench_registration.py --case FOLDER [--case FOLDER ...]
     python benchmarks/bench_registration.py --save-cases DIR   # then: an older tree, --case DIR/*
+    python benchmarks/bench_registration.py --heldout   # round 4's held-out phantoms only
     xvfb-run -a python benchmarks/bench_registration.py --gui   # + the widget's live update
 
 Prints three tables:
@@ -290,6 +291,13 @@ def bench_widget_live() -> None:
     viewer.close()
 
 
+#: round 4's held-out set, drawn before any tuning of that round and first run once its
+#: settings were frozen and committed (``--heldout``): breathing CT phantoms with a slice
+#: profile and breathing MRI phantoms whose seeds no earlier round used
+HELDOUT_CT_PROFILE_SEEDS = (18, 19, 20, 21, 22, 23, 24, 25)
+HELDOUT_MRI_SEEDS = (14, 15, 16)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -321,6 +329,12 @@ def main(argv=None) -> int:
         default="local,whole",
         help="local (the default registration) and/or whole (the whole-image baseline)",
     )
+    ap.add_argument(
+        "--heldout",
+        action="store_true",
+        help="run round 4's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
+        "HELDOUT_MRI_SEEDS), no sample",
+    )
     ap.add_argument("--breathing-mm", type=float, default=15.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -336,6 +350,12 @@ def main(argv=None) -> int:
     if not args.skip_sample:
         if args.case:
             cases = [_folder(f) for f in args.case]
+        elif args.heldout:
+            cases = [_breathing("mri", k, args.breathing_mm) for k in HELDOUT_MRI_SEEDS]
+            cases += [
+                _breathing("ct", k, args.breathing_mm, slice_profile=True)
+                for k in HELDOUT_CT_PROFILE_SEEDS
+            ]
         else:
             cases = [_sample("renal_mri"), _sample("liver_ct")]
             cases += [
@@ -352,7 +372,7 @@ def main(argv=None) -> int:
             if args.save_cases:
                 import pathlib
 
-                for name, case, _true in cases[2:]:  # the samples ship with the package
+                for name, case, _true in cases[0 if args.heldout else 2 :]:  # samples ship
                     slug = name.split(" (")[0].replace(" ", "_").replace("#", "")
                     slug += "_profile" if name.endswith("slice profile") else ""
                     case.save(pathlib.Path(args.save_cases) / slug)

@@ -36,9 +36,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from . import coverage, geometry
+from . import coverage, filters, geometry
 from . import transform as tfm
 from .errors import AblationError
+from .mesh_search import TriangleBVH, candidate_segment_distance, outside_by_normals
 
 #: threshold presets offered in the GUI (mm)
 THRESHOLD_PRESETS = (0.0, 1.0, 3.0, 5.0, 10.0)
@@ -341,7 +342,7 @@ def _gaussian_field(mask, box, grid: _Grid, smooth_vox: float, poles: bool = Tru
     crop, lo = _padded_crop(mask, box, [pad] * 3)
     arr = _pole_coverage(crop, grid.spacing_zyx) if sig > 0 and poles else crop.astype(np.float32)
     if sig > 0:
-        arr = ndimage.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
+        arr = filters.gaussian_filter(arr, sigma=sig, mode="constant", truncate=3.0)
     return _Field(arr, lo, np.ones(3), grid, 0.5, crop, (sig, sig, sig) if sig > 0 else None)
 
 
@@ -552,7 +553,7 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
         solid = fine >= 0
         sig3 = [FINE_SMOOTH_VOX] * 3
         sig3[axis] = FINE_SMOOTH_AXIAL_VOX
-        soft = ndimage.gaussian_filter(
+        soft = filters.gaussian_filter(
             solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0
         )
         return _Field(soft, lo, step, grid, 0.5, solid, tuple(sig3), vol, dep, ext)
@@ -878,18 +879,8 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
     k = int(min(6, len(a)))
     _d, idx = tree.query(p, k=k)
     idx = idx.reshape(len(p), k)
-    # distance to each candidate segment, by components (per segment: its start, direction
-    # and squared length, gathered once): the same numbers as (n, k, 2) arrays summed over
-    # their last axis, without the temporaries
-    e = b - a
-    ee = np.maximum(e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1], 1e-12)
-    pay = p[:, 0:1] - a[idx, 0]
-    pax = p[:, 1:2] - a[idx, 1]
-    ey, ex = e[idx, 0], e[idx, 1]
-    t = np.clip((pay * ey + pax * ex) / ee[idx], 0, 1)
-    ry = pay - ey * t
-    rx = pax - ex * t
-    d = np.sqrt(ry * ry + rx * rx).min(axis=1)
+    # distance to the nearest candidate segment (compiled: the numbers of the vectorised form)
+    d = candidate_segment_distance(p, a, b, idx)
     out[band] = np.where(inside[band], d, -d)
     return out + np.float32(offset)
 
@@ -1135,10 +1126,10 @@ def _blur_shift(fld: _Field, verts_idx: np.ndarray) -> np.ndarray:
     sp = fld.sample_spacing_mm()
     sig_mm2 = float(np.mean((np.asarray(fld.blur) * sp) ** 2))
     ea, eb = CURVATURE_EXTRA_BLURS
-    fa = ndimage.gaussian_filter(fld.values, ea) if ea > 0 else fld.values
+    fa = filters.gaussian_filter(fld.values, ea) if ea > 0 else fld.values
     kappa, n_in = _curvature_at(fa, sp, verts_idx)
     if eb > ea and np.all(fld.step == 1):  # near-isotropic grids only (see the docstring)
-        k_b, _ = _curvature_at(ndimage.gaussian_filter(fa, math.sqrt(eb**2 - ea**2)), sp, verts_idx)
+        k_b, _ = _curvature_at(filters.gaussian_filter(fa, math.sqrt(eb**2 - ea**2)), sp, verts_idx)
         # from total variances s0 + ea^2 and s0 + eb^2 (samples^2) back to s0
         kappa = kappa + (kappa - k_b) * (ea**2 / (eb**2 - ea**2))
     shift_mm = np.clip(0.5 * sig_mm2 * kappa, -0.5 * math.sqrt(sig_mm2), 0.5 * math.sqrt(sig_mm2))
@@ -1228,145 +1219,34 @@ def _corner_weight(w1: np.ndarray, bits: np.ndarray) -> np.ndarray:
     return f[0] * f[1] * f[2]
 
 
-def _closest_params(d1, d2, abab, acac, abac):
-    """Closest point ``a + v ab + w ac`` of triangles to points, from dot products only.
-
-    ``d1 = ab . (p - a)``, ``d2 = ac . (p - a)``; ``abab, acac, abac`` the edges' dot
-    products. The Voronoi-region test of Ericson (Real-Time Collision Detection, 5.1.5), with
-    ``d3 .. d6`` (the same products from ``b`` and ``c``) derived from ``d1, d2`` instead of
-    computed, all regions evaluated at once (vectorised): returns ``(v, w)``.
-    """
-    d3, d4 = d1 - abab, d2 - abac
-    d5, d6 = d1 - abac, d2 - acac
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = va + vb + vc
-        v = np.where(denom != 0, vb / denom, 0.0)  # interior
-        w = np.where(denom != 0, vc / denom, 0.0)
-        # edge regions
-        m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
-        v = np.where(m, d1 / np.where(d1 - d3 != 0, d1 - d3, 1), v)
-        w = np.where(m, 0.0, w)
-        m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
-        v = np.where(m, 0.0, v)
-        w = np.where(m, d2 / np.where(d2 - d6 != 0, d2 - d6, 1), w)
-        m = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
-        den = (d4 - d3) + (d5 - d6)
-        t = (d4 - d3) / np.where(den != 0, den, 1)
-        v = np.where(m, 1.0 - t, v)
-        w = np.where(m, t, w)
-    # vertex regions
-    m = (d1 <= 0) & (d2 <= 0)
-    v, w = np.where(m, 0.0, v), np.where(m, 0.0, w)
-    m = (d3 >= 0) & (d4 <= d3)
-    v, w = np.where(m, 1.0, v), np.where(m, 0.0, w)
-    m = (d6 >= 0) & (d5 <= d6)
-    v, w = np.where(m, 0.0, v), np.where(m, 1.0, w)
-    return v, w
-
-
-#: triangles compared per step of the closest-point search, and the most refining steps
-REFINE_K = 8
-REFINE_MAX_STEPS = 6
-#: tumor-surface points whose margin is within this of the smallest get a search over
-#: WIDE_K triangles around their closest point (see analyze_margin)
-MIN_POLISH_BAND_MM = 0.5
-WIDE_K = 64
-#: points per batch of the closest-triangle search: the gathered candidate arrays of a batch
-#: (4096 x 8 x 9 doubles, 2.4 MB) stay in cache; 20 000 was 10 % slower, the same numbers
-QUERY_CHUNK = 4096
-#: the same for the WIDE_K search (512 x 64 x 9 doubles); 2000 was 30 % slower
-WIDE_CHUNK = 512
-
-
 class MeshDistance:
     """Exact unsigned distance from points to a triangle mesh.
 
-    Closest triangles are found around a first guess of the closest surface point (the
-    point itself when no guide is given; else its projection along the gradient of an
-    approximate distance field), then refined around the closest point found until its
-    triangle stays the same (REFINE_K triangles per step): the k-d tree is only ever queried
-    next to the surface, where queries are cheap (a query
-    from the middle of a sphere, equidistant to everything, would visit the whole tree).
+    The closest point over all triangles, found by a bounding-volume hierarchy searched in
+    compiled code (:class:`~napari_ablation.core.mesh_search.TriangleBVH`): a guess of the
+    closest surface point (e.g. a projection along the gradient of an approximate distance
+    field) gives a first bound, then every triangle whose box lies closer is examined.
 
     Parameters
     ----------
     mesh : Mesh
         The surface distances are measured to.
-    k : int, optional
-        Most triangles examined around a guess (capped at the number of triangles).
     """
 
-    def __init__(self, mesh: Mesh, k: int = WIDE_K):
+    def __init__(self, mesh: Mesh):
         self.mesh = mesh
         f = mesh.faces
         self.a, self.b, self.c = mesh.verts[f[:, 0]], mesh.verts[f[:, 1]], mesh.verts[f[:, 2]]
-        # (the same exact neighbours as a balanced tree, built in about half the time)
-        self.tree = cKDTree((self.a + self.b + self.c) / 3.0, balanced_tree=False)
-        self.k = int(min(k, len(f)))
         # per triangle: edges from a and their dot products (the Voronoi-region tests of a
-        # point need only its two dot products with the edges, see _closest_params)
+        # point need only its two dot products with the edges)
         self.ab, self.ac = self.b - self.a, self.c - self.a
         self.abab = np.einsum("ij,ij->i", self.ab, self.ab)
         self.acac = np.einsum("ij,ij->i", self.ac, self.ac)
         self.abac = np.einsum("ij,ij->i", self.ab, self.ac)
-        # the same numbers packed per triangle, so that a candidate list is one gather
-        self._tri = np.concatenate([self.a, self.ab, self.ac], axis=1)  # (m, 9)
-        self._dots = np.stack([self.abab, self.acac, self.abac], axis=1)  # (m, 3)
-
-    def _closest_among(self, p: np.ndarray, guess: np.ndarray, k: int | None = None):
-        k = int(min(k or self.k, self.k))
-        _d, idx = self.tree.query(guess, k=k)
-        idx = idx.reshape(len(p), k)
-        tri = self._tri[idx]  # (n, k, 9): a, ab, ac of each candidate
-        ap = p[:, None, :] - tri[..., 0:3]  # (n, k, 3)
-        ab, ac = tri[..., 3:6], tri[..., 6:9]
-        d1 = np.einsum("ijk,ijk->ij", ab, ap)
-        d2 = np.einsum("ijk,ijk->ij", ac, ap)
-        dots = self._dots[idx]
-        abab, acac, abac = dots[..., 0], dots[..., 1], dots[..., 2]
-        v, w = _closest_params(d1, d2, abab, acac, abac)
-        # squared distance |ap - v ab - w ac|^2 from the dot products (no closest points yet)
-        dd = (
-            np.einsum("ijk,ijk->ij", ap, ap)
-            - 2 * (v * d1 + w * d2)
-            + v * v * abab
-            + 2 * v * w * abac
-            + w * w * acac
-        )
-        j = np.argmin(dd, axis=1)
-        rows = np.arange(len(p))
-        f = idx[rows, j]
-        vj, wj = v[rows, j][:, None], w[rows, j][:, None]
-        q = self.a[f] + self.ab[f] * vj + self.ac[f] * wj
-        return np.sqrt(((p - q) ** 2).sum(axis=1)), q, f
-
-    def widen(self, p: np.ndarray, d: np.ndarray, q: np.ndarray, f: np.ndarray, rows) -> None:
-        """Search WIDE_K triangles around each closest point found; keep what is closer.
-
-        Parameters
-        ----------
-        p : numpy.ndarray
-            ``(len(rows), 3)`` points, one per row to update.
-        d, q, f : numpy.ndarray
-            Distances, closest points and closest triangles of all points; the rows
-            ``rows`` are updated in place where a closer triangle is found.
-        rows : numpy.ndarray
-            Indices into ``d, q, f`` of the points ``p``.
-        """
-        if not len(rows):
-            return
-        for s in range(0, len(rows), WIDE_CHUNK):
-            r = rows[s : s + WIDE_CHUNK]
-            d2, q2, f2 = self._closest_among(p[s : s + WIDE_CHUNK], q[r], WIDE_K)
-            better = d2 < d[r]
-            rb = r[better]
-            d[rb], q[rb], f[rb] = d2[better], q2[better], f2[better]
+        self._bvh = TriangleBVH(self.a, self.ab, self.ac, self.abab, self.acac, self.abac)
 
     def query(
-        self, pts: np.ndarray, guess: np.ndarray | None = None, chunk: int = QUERY_CHUNK
+        self, pts: np.ndarray, guess: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return the distance and the closest surface point of each point.
 
@@ -1375,9 +1255,8 @@ class MeshDistance:
         pts : numpy.ndarray
             ``(n, 3)`` points, LPS mm.
         guess : numpy.ndarray, optional
-            ``(n, 3)`` first guesses of the closest surface points (default: the points).
-        chunk : int, optional
-            Points handled per batch (bounds the memory).
+            ``(n, 3)`` first guesses of the closest surface points (default: the points);
+            only the speed depends on them.
 
         Returns
         -------
@@ -1386,14 +1265,13 @@ class MeshDistance:
         closest : numpy.ndarray
             ``(n, 3)`` closest surface points.
         """
-        d, q, _f = self.query_faces(pts, guess, chunk)
+        d, q, _f = self.query_faces(pts, guess)
         return d, q
 
     def query_faces(
         self,
         pts: np.ndarray,
         guess: np.ndarray | None = None,
-        chunk: int = QUERY_CHUNK,
         tasks: _Tasks | None = None,
     ):
         """Return the distance, closest surface point and closest triangle of each point.
@@ -1403,12 +1281,11 @@ class MeshDistance:
         pts : numpy.ndarray
             ``(n, 3)`` points, LPS mm.
         guess : numpy.ndarray, optional
-            ``(n, 3)`` first guesses of the closest surface points (default: the points).
-        chunk : int, optional
-            Points handled per batch (bounds the memory).
+            ``(n, 3)`` first guesses of the closest surface points (default: the points);
+            only the speed depends on them.
         tasks : _Tasks, optional
             With these, the second half of the points on a worker (each point's search is
-            its own: the same numbers).
+            its own, and the compiled search releases the GIL: the same numbers).
 
         Returns
         -------
@@ -1417,40 +1294,17 @@ class MeshDistance:
         closest : numpy.ndarray
             ``(n, 3)`` closest surface points.
         face : numpy.ndarray
-            ``(n,)`` index of the closest triangle.
+            ``(n,)`` index of the closest triangle (the first found among tied ones).
         """
-        pts = np.asarray(pts, dtype=float).reshape(-1, 3)
-        dist = np.empty(len(pts))
-        closest = np.empty_like(pts)
-        face = np.empty(len(pts), dtype=np.int64)
-
-        def search(lo: int, hi: int) -> None:
-            for s in range(lo, hi, chunk):
-                e = min(s + chunk, hi)
-                p = pts[s:e]
-                g = p if guess is None else guess[s:e]
-                d, q, f = self._closest_among(p, g, REFINE_K)
-                # refine around the closest point found until its triangle no longer changes
-                # (a step moves about a triangle; most points stop after one or two)
-                todo = np.arange(len(p))
-                for _ in range(REFINE_MAX_STEPS):
-                    d2, q2, f2 = self._closest_among(p[todo], q[todo], REFINE_K)
-                    better = d2 < d[todo]
-                    moved = todo[better]
-                    d[moved], q[moved] = d2[better], q2[better]
-                    changed = better & (f2 != f[todo])
-                    f[moved] = f2[better]
-                    todo = todo[changed]
-                    if not len(todo):
-                        break
-                dist[s:e], closest[s:e], face[s:e] = d, q, f
-
+        pts = np.ascontiguousarray(pts, dtype=float).reshape(-1, 3)
+        guess = pts if guess is None else np.ascontiguousarray(guess, dtype=float)
         half = len(pts) // 2 if tasks is not None else len(pts)
-        rest = tasks.submit(search, half, len(pts)) if half < len(pts) else None
-        search(0, half)
-        if rest is not None:
-            rest.result()
-        return dist, closest, face
+        if half == len(pts) or half == 0:
+            return self._bvh.query(pts, guess)
+        rest = tasks.submit(self._bvh.query, pts[half:], guess[half:])
+        first = self._bvh.query(pts[:half], guess[:half])
+        second = rest.result()
+        return tuple(np.concatenate([x, y]) for x, y in zip(first, second))
 
     def outside(self, pts: np.ndarray, closest: np.ndarray, face: np.ndarray) -> np.ndarray:
         """Whether each point lies outside the surface, judged by the surface itself.
@@ -1477,19 +1331,9 @@ class MeshDistance:
             # face normals from the stored edges (the same numbers as Mesh.vertex_normals's)
             self._fn = np.cross(self.ab, self.ac)
             self._vn = _vertex_normals(self.mesh.faces, self._fn, len(self.mesh.verts))
-        f = self.mesh.faces[face]
-        a, b, c = self.a[face], self.b[face], self.c[face]
-        n = self._fn[face]
-        area2 = np.einsum("ij,ij->i", n, n) + 1e-30
-        wa = np.einsum("ij,ij->i", np.cross(c - b, closest - b), n) / area2
-        wb = np.einsum("ij,ij->i", np.cross(a - c, closest - c), n) / area2
-        wc = 1.0 - wa - wb
-        nrm = (
-            wa[:, None] * self._vn[f[:, 0]]
-            + wb[:, None] * self._vn[f[:, 1]]
-            + wc[:, None] * self._vn[f[:, 2]]
+        return outside_by_normals(
+            pts, closest, face, self.mesh.faces, self.mesh.verts, self._fn, self._vn
         )
-        return np.einsum("ij,ij->i", pts - closest, nrm) > 0
 
 
 class _Guide:
@@ -2432,6 +2276,13 @@ def _analyze_margin(
     arec = tasks.submit(_field_and_surface, amask, abox, agrid, smooth_vox, "ablation", awarns)
     tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
     dia = tasks.here(_tumor_diameter, tmask, tbox, tgrid, tfield, tsurf)
+    # what needs the tumor alone, while the ablation's reconstruction may still run
+    tlo = np.array([t.start for t in tbox])
+    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
+    idx = np.argwhere(tcrop)
+    smooth_op = _mesh_smoother(tsurf.faces, len(tsurf.verts))
+    # across thick slices the classes are also computed at the refined samples (below)
+    fine_idx = None if np.all(tfield.step == 1.0) else np.argwhere(tfield.solid)
     afield, asurf_post = arec.result()
     warns += awarns
     asurf = asurf_post.transformed(Ainv, binv)  # ablation surface in pre space
@@ -2457,15 +2308,16 @@ def _analyze_margin(
     gd = tasks.submit(_Guide, afield)
     dist_ab = MeshDistance(asurf_post)
     guide = gd.result()
-    if with_shells:  # on a worker while this thread computes the margins
-        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
 
-    def signed_margin(pts_pre: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
+    def signed_margin(
+        pts_pre: np.ndarray, levels=None, split: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Signed margin (mm) and closest ablation-surface point (pre LPS) of pre-space points.
 
         With ``levels``, exact distances are computed only where the approximate margin is
         within the guide's tolerance of one of the levels (elsewhere the class is already
         certain and the approximate value is returned), and no closest points are returned.
+        ``split``: the search's second half on the worker (not when both threads are busy).
         """
         q = _affine(pts_pre, A, b)  # to post space, where the ablation surface and field live
         idx = guide.sample_index(q)
@@ -2488,26 +2340,21 @@ def _analyze_margin(
             # blurred field's 0.5 level lies about sigma^2 / R inside it, which would count
             # a shell of covered tumor as uncovered
             guess = guide.project(qn, idx[need], d_apx[need])
-            d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks)
+            d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks if split else None)
             out = dist_ab.outside(qn, c, f)
-            if levels is None:
-                # near the minimum, a wider search: seen from a point far inside, the distance
-                # along a gently curved surface is so flat that the mesh's sub-voxel bumps can
-                # hold the local search up to 2 mm from the closest point (0.1-0.3 mm too far)
-                ms = np.where(out, -d, d)
-                near = np.flatnonzero(ms <= ms.min() + MIN_POLISH_BAND_MM)
-                dist_ab.widen(qn[near], d, c, f, near)
-                out[near] = dist_ab.outside(qn[near], c[near], f[near])
             m[need] = np.where(out, -d, d)
             closest = _affine(c, Ainv, binv)
         return m, closest
 
     # --- margins on the tumor surface ----------------------------------------------------
-    m_surf, closest = signed_margin(tsurf.verts)
+    m_surf, closest = signed_margin(tsurf.verts)  # (half of the search on the worker)
+    afield.box_bounds  # noqa: B018 - (cached) computed once, before the threads share it
+    if with_shells:  # on the worker while this thread computes the classes
+        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
     # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
     # of both surfaces, and a minimum over thousands of noisy values is biased low: average
     # each vertex with its neighbours (about one voxel around) before taking the minimum
-    m_raw, m_surf = m_surf, _smooth_on_mesh(m_surf, tsurf.faces, SURFACE_SMOOTH_ITERS)
+    m_raw, m_surf = m_surf, _smooth_on_mesh(m_surf, smooth_op, SURFACE_SMOOTH_ITERS)
     if tsurf.kept is not None:  # a part of a few voxels: its vertices a voxel apart, its own
         m_surf = np.where(tsurf.kept, m_raw, m_surf)
     i_min = int(np.argmin(m_surf))
@@ -2519,31 +2366,22 @@ def _analyze_margin(
     )
 
     # --- tumor voxels: volumes, centroid, classes -----------------------------------------
-    tlo = np.array([t.start for t in tbox])
-    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
-    idx = np.argwhere(tcrop)
     centroid = tgrid.to_lps(idx.mean(axis=0) + tlo)
     n_t = len(idx)
     levels = (0.0, threshold_mm)
 
     def class_margin(points: np.ndarray) -> np.ndarray:
-        return signed_margin(points, levels=levels)[0]
+        return signed_margin(points, levels=levels, split=fine_idx is None)[0]
 
-    m_vox = _lattice_margins(
-        idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
-    )
-    cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
-    class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
-    class_crop[tuple(idx.T)] = cls
     # class fractions at sub-voxel resolution: the samples of the tumor's own reconstruction
-    # (refined across thick slices); class volumes are these fractions of its volume, which
-    # has no voxelisation noise across thick slices (VOLUME_BASIS)
-    if np.all(tfield.step == 1.0):
-        m_fine = m_vox
-    else:
-        # the refined solid before anti-aliasing (the blur's 0.5 level lies inside the surface)
-        m_fine = _lattice_margins(
-            np.argwhere(tfield.solid),
+    # (refined across thick slices; on a worker while this thread classifies the voxels, each
+    # search on its own thread); class volumes are these fractions of its volume, which has no
+    # voxelisation noise across thick slices (VOLUME_BASIS)
+    if fine_idx is not None:
+        guide.bounds  # noqa: B018 - (cached) computed once, before the threads share it
+        fine = tasks.submit(
+            _lattice_margins,
+            fine_idx,
             tgrid.M * tfield.step[None, :],
             tgrid.to_lps(tfield.offset),
             afield,
@@ -2553,6 +2391,14 @@ def _analyze_margin(
             levels,
             class_margin,
         )
+    m_vox = _lattice_margins(
+        idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
+    )
+    cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
+    class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
+    class_crop[tuple(idx.T)] = cls
+    # (the refined solid before anti-aliasing: the blur's 0.5 level lies inside the surface)
+    m_fine = m_vox if fine_idx is None else fine.result()
     # the MTM is the minimum over the tumor, its voxel centres (and refined samples) included:
     # one that the classes put lower is a part the surface missed (see _lowest_sample)
     low = _lowest_sample(
@@ -2561,7 +2407,7 @@ def _analyze_margin(
         guide.tol,
         [
             (m_vox, True, lambda rows: _affine(idx[rows], tgrid.M, tgrid.to_lps(tlo))),
-            (m_fine, False, lambda rows: tfield.to_lps(np.argwhere(tfield.solid)[rows])),
+            (m_fine, False, lambda rows: tfield.to_lps(fine_idx[rows])),
         ],
         signed_margin,
     )
@@ -2786,13 +2632,12 @@ def _reconstructed_ml(fld: _Field, n_voxels: int) -> float:
     return fld.volume_mm3 / 1000.0
 
 
-def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:
-    """Average each vertex value with its mesh neighbours, ``iters`` times."""
-    if iters <= 0 or len(faces) == 0:
-        return values
+def _mesh_smoother(faces: np.ndarray, n: int):
+    """The neighbour-averaging operator of a mesh's vertex values (sparse; None without faces)."""
+    if len(faces) == 0:
+        return None
     from scipy import sparse
 
-    n = len(values)
     i = np.concatenate(
         [faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]]
     )
@@ -2803,6 +2648,14 @@ def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, iters: int) -> np.nda
     adj.data[:] = 1.0  # duplicates (shared edges) count once
     adj = adj + sparse.identity(n, format="csr")
     deg = np.asarray(adj.sum(axis=1)).ravel()
+    return adj, deg
+
+
+def _smooth_on_mesh(values: np.ndarray, smoother, iters: int) -> np.ndarray:
+    """Average each vertex value with its mesh neighbours (``_mesh_smoother``), ``iters`` times."""
+    if iters <= 0 or smoother is None:
+        return values
+    adj, deg = smoother
     out = np.asarray(values, dtype=float)
     for _ in range(iters):
         out = (adj @ out) / deg

@@ -9,7 +9,9 @@ Design notes: docs/design.md, section 3.
   present in post). The fixed image is cropped to the region and the moving image to
   the region as seen through the initial transform, so the cost scales with the region.
   Before each finer level, pre is matched to post's smooth intensity-bias field (MRI
-  receive coils; fitted on the ratio of the aligned images, see ``_bias_ratio``).
+  receive coils; fitted on the ratio of the aligned images, see ``_bias_ratio``). On
+  thick-slice CT the finest level runs on in-plane voxels binned by 2, every voxel of
+  the region sampled (:data:`THICK_SLICE_BIN_RATIO`).
 * Manual adjustment (:func:`adjust`), composition, and the QA images (checkerboard,
   difference, edges) computed on the pre grid.
 * :func:`plausibility_warnings` - does a result look like two images of one patient?
@@ -67,6 +69,15 @@ BIAS_SHRINK = 2
 BIAS_MIN_VOXELS = 500
 #: relative metric tolerance when deciding that a registration "ended worse"
 WORSE_TOLERANCE = 1e-3
+#: on thick-slice images the finest level bins the in-plane voxels by 2 (both pre and post)
+#: when two of them are at most this fraction of the slice thickness wide (CT 0.7-0.8 mm
+#: in-plane with 2.5-5 mm slices; not MRI at 1.2 x 1.2 x 3 mm) ...
+THICK_SLICE_BIN_RATIO = 0.6
+#: ... and samples every voxel of the region at the finest level when it has at most this
+#: many (else ``metric_samples``): on a 40 mm ball of homogeneous liver the 40 000 random
+#: samples of the full-resolution grid moved the optimum by up to 1.2 mm (CT phantom #13;
+#: started at the truth, they moved it away); every voxel of the binned grid costs no more
+FULL_SAMPLING_MAX_VOXELS = 100_000
 
 
 class RegistrationCancelled(Exception):
@@ -83,7 +94,7 @@ class RegistrationResult:
         ``T`` pre -> post (ITK convention); the initial one when not improved.
     metric_before, metric_after : float
         Mattes mutual information (negative; lower is better) at the initial and at the
-        final transform, over every voxel of the region.
+        final transform, over every voxel of the region (of the finest level's grid).
     iterations : int
         Optimiser iterations over all levels.
     stop_reason : str
@@ -286,7 +297,20 @@ def _level_fractions(n_voxels: int, shrink_factors, n_samples: int) -> list[floa
     return [min(1.0, n_samples * float(f) / max(n_voxels, 1)) for f in shrink_factors]
 
 
-def _metric_value(fixed, moving, tx, fixed_mask, moving_mask, bins) -> float:
+def _inplane_bin(img: sitk.Image, ratio: float | None) -> list[int]:
+    """Bin factors (x, y, z) of :data:`THICK_SLICE_BIN_RATIO`: 2 in-plane on thick slices."""
+    if not ratio:
+        return [1, 1, 1]
+    sp = img.GetSpacing()
+    return [2 if 2 * sp[a] <= ratio * sp[2] and img.GetSize()[a] >= 8 else 1 for a in (0, 1)] + [1]
+
+
+def _nearest_on(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """``mask`` on the grid of ``reference`` (nearest neighbour)."""
+    return sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+
+
+def _metric_value(fixed, moving, fixed_mask, moving_mask, *, bins, tx) -> float:
     """Mattes metric at ``tx`` over every voxel of the region."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
@@ -430,6 +454,8 @@ def register_rigid(
     bias_correction: bool = True,
     ct_window_hu: tuple[float, float] | None = CT_WINDOW_HU,
     stall_iterations: int = DEFAULT_STALL_ITERATIONS,
+    thick_slice_bin_ratio: float | None = THICK_SLICE_BIN_RATIO,
+    full_sampling_max_voxels: int = FULL_SAMPLING_MAX_VOXELS,
 ) -> RegistrationResult:
     """Automatic rigid registration ``T`` (pre -> post) by Mattes mutual information.
 
@@ -508,6 +534,15 @@ def register_rigid(
     stall_iterations : int
         A level stops when its metric has not improved for this many iterations, at the
         position where it was best (0: never). See Notes.
+    thick_slice_bin_ratio : float or None
+        When two in-plane voxels of pre are at most this fraction of its slice thickness
+        wide (default :data:`THICK_SLICE_BIN_RATIO`), the finest level runs on pre and
+        post with their in-plane voxels binned by 2 (averaged), the metric before and
+        after too; None: never. See Notes.
+    full_sampling_max_voxels : int
+        On that binned finest level every voxel of the region is sampled when there are
+        at most this many (default :data:`FULL_SAMPLING_MAX_VOXELS`), else
+        ``metric_samples`` (unless ``sampling_fraction`` is given).
 
     Returns
     -------
@@ -552,6 +587,15 @@ def register_rigid(
     0.18-0.43 mm (maximum error within 30 mm) and the slowest from 270 to about 130
     iterations; the liver CT sample went from 0.12 to 0.21 mm (air and bone edges help
     it a little).
+
+    Thick-slice CT (0.7-0.8 mm in-plane, 2.5-5 mm slices): a 40 mm ball of liver at full
+    resolution has about 200 000 voxels, of which the finest level sampled 40 000 at
+    random; on homogeneous liver the optimum of that sampled metric lay up to 1.2 mm from
+    the truth where that of the full metric lay 0.2 mm from it. Binning the in-plane voxels
+    by 2 (still finer than the slices) leaves 20 000-60 000 voxels with less noise each,
+    and all of them are sampled for the cost of the 40 000: the benchmark's worst CT
+    phantoms went from 1.23 / 0.56 mm to 0.14 / 0.21 mm, and large regions got faster
+    (2.6 -> 1.3 s CPU on a 53 mm region with 2.5 mm slices).
     """
     t0 = time.perf_counter()
     if fixed is None or moving is None:
@@ -672,22 +716,47 @@ def register_rigid(
                 np.asarray(sampling_fraction, dtype=float), (len(shrink_factors),)
             )
         ]
-    before = _metric_value(f32, m32, init, fmask, mmask, bins)
+    # the finest level on thick-slice images: in-plane voxels binned, every voxel sampled
+    fine = None
+    kf = _inplane_bin(f32, thick_slice_bin_ratio)
+    if kf != [1, 1, 1]:
+        km = _inplane_bin(m32, thick_slice_bin_ratio)
+        mb = sitk.BinShrink(m32, km) if km != [1, 1, 1] else m32
+        fb = sitk.BinShrink(f32, kf)
+        fmb = None if fmask is None else _nearest_on(fmask, fb)
+        mmb = None if mmask is None else _nearest_on(mmask, mb)
+        n_fine = (
+            int(np.count_nonzero(sitk.GetArrayViewFromImage(fmb)))
+            if fmb is not None
+            else int(np.prod(fb.GetSize()))
+        )
+        frac = fractions[-1]
+        if sampling_fraction is None:
+            frac = 1.0 if n_fine <= full_sampling_max_voxels else metric_samples / n_fine
+        fine = {"bin": kf, "moving": mb, "fmask": fmb, "mmask": mmb, "fraction": min(1.0, frac)}
+        before = _metric_value(fb, mb, fmb, mmb, bins=bins, tx=init)
+    else:
+        before = _metric_value(f32, m32, fmask, mmask, bins=bins, tx=init)
 
     def execute(fimg: sitk.Image, level: int, tx: sitk.Euler3DTransform) -> sitk.Euler3DTransform:
         """Run one pyramid level from ``tx`` on the fixed image ``fimg``."""
         last = level == nlev - 1
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-        if fractions[level] < 1.0:
+        frac = fractions[level]
+        fm, mm, mimg = fmask, mmask, m32
+        if last and fine is not None:
+            fimg = sitk.BinShrink(fimg, fine["bin"])
+            mimg, fm, mm, frac = fine["moving"], fine["fmask"], fine["mmask"], fine["fraction"]
+        if frac < 1.0:
             reg.SetMetricSamplingStrategy(reg.REGULAR)
-            reg.SetMetricSamplingPercentage(fractions[level], seed)
+            reg.SetMetricSamplingPercentage(frac, seed)
         else:
             reg.SetMetricSamplingStrategy(reg.NONE)
-        if fmask is not None:
-            reg.SetMetricFixedMask(fmask)
-        if mmask is not None:
-            reg.SetMetricMovingMask(mmask)
+        if fm is not None:
+            reg.SetMetricFixedMask(fm)
+        if mm is not None:
+            reg.SetMetricMovingMask(mm)
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetMetricUseMovingImageGradientFilter(bool(gradient_filter))
         reg.SetMetricUseFixedImageGradientFilter(bool(gradient_filter))
@@ -741,7 +810,7 @@ def register_rigid(
                 )
 
         reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
-        out = reg.Execute(fimg, m32)
+        out = reg.Execute(fimg, mimg)
         state["stop"] = reg.GetOptimizerStopConditionDescription()
         if track.get("stalled") and not state["cancelled"]:
             # the metric stopped improving: go back to where it was best
@@ -784,7 +853,11 @@ def register_rigid(
     if state["cancelled"]:
         raise RegistrationCancelled("registration cancelled")
     final = out
-    after = _metric_value(f32, m32, final, fmask, mmask, bins)
+    if fine is not None:
+        fb = sitk.BinShrink(f32, fine["bin"])
+        after = _metric_value(fb, fine["moving"], fine["fmask"], fine["mmask"], bins=bins, tx=final)
+    else:
+        after = _metric_value(f32, m32, fmask, mmask, bins=bins, tx=final)
     stop = state["stop"]
     improved = not (after > before + WORSE_TOLERANCE * abs(before)) and math.isfinite(after)
     if not improved:
