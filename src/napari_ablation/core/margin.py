@@ -651,39 +651,37 @@ def _branch_ends(crop, filled, aniso, hz: float, pos, sig: float, band_mm: float
     piece's in-plane distances there.
     """
     nsl = len(filled)
-    eight = np.ones((3, 3), dtype=bool)
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = True  # the pieces of every slice, labelled at once
+    lab, n = ndimage.label(crop, structure=in_plane)
     caps = []
-    for k in np.flatnonzero(filled):
-        lab = None
-        for s in (-1, 1):
+    for s in (-1, 1):
+        # pieces of slice k (k + s filled) that no foreground pixel of slice k + s overlaps
+        cur = slice(max(-s, 0), nsl - max(s, 0))
+        nxt = slice(max(s, 0), nsl - max(-s, 0))
+        ending = np.zeros(n + 1, dtype=bool)
+        has_next = np.zeros(nsl, dtype=bool)
+        has_next[cur] = filled[nxt]
+        ending[np.unique(lab[has_next])] = True
+        ending[lab[cur][crop[nxt] != 0]] = False
+        ending[0] = False
+        for c in np.flatnonzero(ending):
+            k = int(np.flatnonzero((lab == c).any(axis=(1, 2)))[0])
             nb, inner = k + s, k - s
-            if not (0 <= nb < nsl and filled[nb]):
-                continue  # an empty neighbour: the slice's own cap (see _interpolate_sections)
-            if lab is None:
-                lab, n = ndimage.label(crop[k], structure=eight)
-            ending = np.ones(n + 1, dtype=bool)
-            ending[lab[crop[nb] != 0]] = False
-            ending[0] = False
-            if not ending.any():
-                continue
+            piece = lab[k] == c
             rows = np.flatnonzero((pos > min(k, nb)) & (pos < max(k, nb)))
             heights = np.abs(pos[rows] - k) * hz
-            lab_in = None
+            d_in = None
             if 0 <= inner < nsl and filled[inner]:
-                lab_in, n_in = ndimage.label(crop[inner], structure=eight)
-            for c in np.flatnonzero(ending):
-                piece = lab == c
-                d_in = None
-                if lab_in is not None:
-                    over = np.zeros(n_in + 1, dtype=bool)
-                    over[lab_in[piece]] = True
-                    over[0] = False
-                    if over.any():
-                        d_in = _slice_sdf(over[lab_in].view(np.uint8), aniso, sig, band_mm)
-                if d_in is None:
-                    one_slice.append((k, piece))
-                d_piece = _slice_sdf(piece.view(np.uint8), aniso, sig, band_mm)
-                caps.append((rows, _cap_profile(d_piece, d_in, piece, aniso, hz, heights)))
+                over = np.zeros(n + 1, dtype=bool)
+                over[lab[inner][piece]] = True
+                over[0] = False
+                if over.any():
+                    d_in = _slice_sdf(over[lab[inner]].view(np.uint8), aniso, sig, band_mm)
+            if d_in is None:
+                one_slice.append((k, piece))
+            d_piece = _slice_sdf(piece.view(np.uint8), aniso, sig, band_mm)
+            caps.append((rows, _cap_profile(d_piece, d_in, piece, aniso, hz, heights)))
     return caps
 
 
