@@ -471,20 +471,34 @@ class _StepQueue:
         cls._chains.append((it, on_done, owner, gen))
 
 
+#: id of a canvas widget -> the pauses of its painting now held (:func:`pause_canvas`)
+_PAUSES: dict[int, int] = {}
+
+
 def pause_canvas(viewer):
     """Stop Qt from painting ``viewer``'s canvas (a layer added meanwhile is not drawn in the
-    same piece of GUI work); returns the function that lets it paint again, once (a
-    headless viewer, or a window closed meanwhile: nothing to do)."""
+    same piece of GUI work); returns the function that lets it paint again (once; the
+    canvas paints again when every pause is over: step chains overlap). A headless viewer,
+    or a window closed meanwhile: nothing to do."""
     native = None
     with contextlib.suppress(Exception):  # a headless viewer has no canvas
-        native = viewer.window._qt_viewer.canvas.native
-        native.setUpdatesEnabled(False)
+        native = napari_private(viewer.window, "_qt_viewer").canvas.native
+        if not _PAUSES.get(id(native)):
+            native.setUpdatesEnabled(False)
+        _PAUSES[id(native)] = _PAUSES.get(id(native), 0) + 1
+    held = [native is not None]
 
     def resume() -> None:
-        if native is not None:
-            with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
-                native.setUpdatesEnabled(True)
-                native.update()
+        if not held[0]:
+            return
+        held[0] = False
+        _PAUSES[id(native)] -= 1
+        if _PAUSES[id(native)]:
+            return
+        del _PAUSES[id(native)]
+        with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
+            native.setUpdatesEnabled(True)
+            native.update()
 
     return resume
 

@@ -555,15 +555,29 @@ class CaseSession:
             self._restore[_key(layer)] = (layer, _layers.hide_at_once(layer))
         _layers.run_in_steps(self._remove_steps(layers))
 
-    def _remove_steps(self, layers):
-        """Remove each of ``layers`` still hidden for removal, one per step."""
-        for layer in layers:
-            viewer = self.viewer
-            if viewer is None:
-                return
-            if _key(layer) in self._going and layer in viewer.layers:
+    def _remove_steps(self, layers, *, paused: bool = False):
+        """Remove each of ``layers`` still hidden for removal, one per step. Unless the
+        caller holds the canvas ``paused``, the first step lets the canvas draw the layers
+        hidden and the next ones hold it paused: removing hidden layers changes nothing on
+        screen, and each repaint (50-70 ms) made one piece with the removal before it."""
+        resume = None
+        try:
+            for layer in layers:
+                viewer = self.viewer
+                if viewer is None:
+                    return
+                if _key(layer) not in self._going or layer not in viewer.layers:
+                    continue
+                if resume is None and not paused:
+                    yield  # the canvas draws them hidden (and the banner) first
+                    resume = _layers.pause_canvas(viewer)
+                    if _key(layer) not in self._going or layer not in viewer.layers:
+                        continue
                 viewer.layers.remove(layer)
                 yield
+        finally:
+            if resume is not None:
+                resume()
 
     def _show_opening(self) -> None:
         """While a case opens, the canvas says so over the case it replaces."""
@@ -675,17 +689,11 @@ class CaseSession:
         not redrawn until the layers, the grid and the view are in place: a half-built view
         (the first image alone, zoomed to fill the canvas) flashed before the side-by-side
         view."""
-        native = None
-        with contextlib.suppress(Exception):  # a headless viewer has no canvas
-            native = _layers.napari_private(self.viewer.window, "_qt_viewer").canvas.native
-            native.setUpdatesEnabled(False)
+        resume = _layers.pause_canvas(self.viewer)
         try:
             yield from self._case_layer_steps(**kw)
         finally:
-            if native is not None:
-                with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
-                    native.setUpdatesEnabled(True)
-                    native.update()
+            resume()
 
     def _case_layer_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
         viewer = self.viewer
@@ -786,7 +794,7 @@ class CaseSession:
             if _key(layer) not in self._going:
                 self._going[_key(layer)] = layer
                 _layers.hide_at_once(layer)
-        yield from self._remove_steps(derived)
+        yield from self._remove_steps(derived, paused=True)
 
     def _remove_derived_layers(self, keep: tuple[str, ...] = ()) -> None:
         """Remove the layers the plugin made from the previous case (:meth:`_derived_layers`,
