@@ -73,9 +73,10 @@ NAPARI_LIMITS_MS = {
 #: one layer removed (napari: its visual and event connections undone, a full gc.collect, the
 #: grid), with the canvas paused (the layers are hidden: nothing to repaint). Its limit:
 #: napari removing one layer of the same viewer, measured just before (the gc.collect walks
-#: the same heap), with its repaint. Measured at load 13-17 against that floor (263-266 ms):
-#: 158 ms; 372 ms when the figures went in one batch and each case layer was removed and
-#: added in one step (main until i8o)
+#: the same heap), with its repaint. Measured against that floor: 158 ms (floor 263, load
+#: 13-17), 115 ms (floor 191, idle); 372 ms (floor 266) and 277 ms (floor 227) when the
+#: figures went in one batch and each case layer was removed and added in one step (main
+#: until i8o)
 OPEN_OVER = "Load > Open sample over an analysed case"
 REMOVAL_FACTOR = 1.0
 #: NAPARI_ABLATION_STALL_PROFILE=1 (with pytest -s): what each longest stall was made of

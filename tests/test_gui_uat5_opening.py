@@ -135,8 +135,8 @@ def test_undo_after_another_case_opened_leaves_its_labels(
         tumor = session.labels_layer("tumor")
         centre = np.argwhere(tumor.data > 0).mean(axis=0).round().astype(int)
         tumor.brush_size = 8
-        tumor.paint(tuple(centre + [0, 12, 12]), 1)  # a stroke beside the tumor (undoable)
-        assert session.model.labels("tumor")[tuple(centre + [0, 12, 12])] == 1
+        tumor.paint(tuple(centre), 0)  # an erasing stroke (undoable: it would write 1s back)
+        assert session.model.labels("tumor")[tuple(centre)] == 0
         load.open_sample("liver_ct", fresh=True)
         qtbot.waitUntil(
             lambda: settled() and session.model.pre.GetSize() == (224, 240, 36), timeout=120_000
