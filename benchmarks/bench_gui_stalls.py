@@ -183,6 +183,30 @@ def bare_napari(bot, record) -> None:
     record("bare napari: 2D -> 3D (napari's button)", button.click, settled())
     bot.wait(500)
     record("bare napari: 3D -> 2D (napari's button)", button.click, settled())
+    bot.wait(500)
+    # what opening another case over an analysed one costs napari: removing the layers made
+    # from the old case (one, or three in one batch), an image given data of another size
+    record(
+        "bare napari: remove one layer (of six)", lambda: v.layers.remove(v.layers[-1]), settled()
+    )
+    for k in range(3):
+        v.add_labels(box, scale=scale, opacity=0.6, name=f"box {k}")
+    bot.wait(1000)
+
+    def remove_three():
+        with v.layers.batched_update():
+            for k in range(3):
+                v.layers.remove(v.layers[f"box {k}"])
+
+    record("bare napari: remove three layers in one batch", remove_three, settled())
+    liver = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(samples.sample_dir() / "liver_ct" / "pre.nii.gz"))
+    )
+    record(
+        "bare napari: an image's data replaced by one of another size",
+        lambda: setattr(v.layers["pre"], "data", liver),
+        settled(),
+    )
     close(v)
 
 
@@ -262,6 +286,19 @@ def one_sample(key, bot, record) -> None:
             )
             bot.wait(500)
         bare_copy_switch(v, bot, record)
+    if key == "liver_ct":  # another case, of another size, over the analysed one
+        load.sample.setCurrentIndex(load.sample.findData("renal_mri"))
+        before = session.model.pre
+        record(
+            "Load > Open sample (renal MRI over the analysed liver CT)",
+            load.sample_btn.click,
+            lambda b=before: (
+                load._worker is None
+                and session.model.pre is not b
+                and not _steps_pending()
+                and getattr(session, "opening", None) is None
+            ),
+        )
     # pre + post files of the sample
     if key == "renal_mri":
         folder = samples.sample_dir() / key

@@ -57,6 +57,9 @@ ANALYSIS_DEBOUNCE_MS = 400
 _SESSIONS: weakref.WeakKeyDictionary[Any, CaseSession] = weakref.WeakKeyDictionary()
 _ALL: weakref.WeakSet[CaseSession] = weakref.WeakSet()
 _MANIFEST_ITEMS = ("transform", "landmarks", "settings", "qa")
+#: the glyphs of the "opening ..." banner that the orientation letters' warm-up does not
+#: draw (:meth:`CaseSession._banner_warm_up_steps`), a few per repaint
+BANNER_GLYPHS = ("abcdefgh", "ijklmnop", "qrstuvwx", "yz_.'\u2026")
 #: the layers of a case itself (every other plugin layer is made from them)
 CASE_ROLES = ("pre", "tumor", "post", "ablation")
 #: the Margins widget's 3D surfaces: the tumor surface coloured by margin, the ablation zone's
@@ -162,6 +165,11 @@ def prepare_display(case: Case) -> dict:
 def _freeze_heap(*more_viewers) -> None:
     """:func:`_layers.freeze_heap` while no viewer with a case session holds a layer."""
     _layers.freeze_heap([s.viewer for s in list(_ALL)] + list(more_viewers))
+
+
+def _key(layer) -> int:
+    """A layer's identity, also through napari's public-only proxies (a new one per access)."""
+    return id(_layers.unwrapped(layer))
 
 
 def _voxel_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -401,6 +409,12 @@ class CaseSession:
         self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
         self._switch_worker = None
         self._removed_roles: set | None = None  # case layers the user removed, until decided
+        self._queued_switch: tuple | None = None  # (sample, folder) asked for while opening
+        self._banner_color = None  # the banner's colour while its glyphs are drawn, transparent
+        # id(layer) -> layer: figures of a case being replaced, hidden until removed; and
+        # id(layer) -> (layer, what hiding changed), until another case is set
+        self._going: dict[int, Any] = {}
+        self._restore: dict[int, tuple[Any, dict[str, Any]]] = {}
         ref = weakref.ref(self)
         self._autosave_timer = _qtimer(
             AUTOSAVE_DELAY_MS, lambda _r=ref: _r() is not None and _r().autosave()
@@ -426,6 +440,7 @@ class CaseSession:
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
         if len(viewer.layers) == 0:  # their visuals made now, not with the first layer
             _layers.run_in_steps(orientation.warm_up_steps(viewer))
+            _layers.run_in_steps(self._banner_warm_up_steps())
         _freeze_heap(viewer)  # napari's gc.collect per removed layer then walks far fewer
         _layers.prewarm_in_background(_freeze_heap)
         _ALL.add(self)
@@ -503,16 +518,71 @@ class CaseSession:
         self._show_opening()
         self.changed.emit("opening")
         if self.viewer is not None:
-            # the figures made from the case being replaced go at once (the widgets make
-            # them again if the opening fails); its landmarks are its own data and stay
-            self._remove_derived_layers(keep=("landmarks_pre", "landmarks_post"))
+            # the figures made from the case being replaced; its landmarks are its own data
+            # and stay
+            self._hide_then_remove(self._derived_layers(keep=("landmarks_pre", "landmarks_post")))
 
     def end_opening(self) -> None:
-        """The case opened (or failed to open: the open case stays)."""
+        """The case opened (or failed to open: the open case stays, and the figures of it
+        not yet removed are shown again; the widgets make the others again)."""
         if self._opening:
             self._opening.pop()
+        if not self._opening:
+            for layer, before in self._restore.values():
+                self._going.pop(_key(layer), None)
+                for key, value in before.items():
+                    setattr(layer, key, value)
+            self._restore.clear()
         self._show_opening()
         self.changed.emit("opening")
+        if self._queued_switch is not None and not self._opening:
+            from qtpy.QtCore import QTimer
+
+            # (after the caller has finished with the opening that ended)
+            ref = weakref.ref(self)
+            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._open_queued_switch())
+
+    def _hide_then_remove(self, layers) -> None:
+        """Hide ``layers`` now and remove them one per event-loop iteration.
+
+        No figure of a case being replaced may be shown while another one opens (UAT s5), and
+        napari's removal of a layer is 100-180 ms of GUI-thread work (its visual and event
+        connections undone, a full ``gc.collect``, the grid redone): several in one piece
+        froze the window for 240-280 ms. Hiding costs an opacity change per layer (3-4 ms; a
+        ``visible`` change makes the canvas rebuild its scene graph, 15-30 ms a layer). A
+        hidden layer keeps no 3D look of its own (:meth:`_on_ndisplay`); if the opening
+        fails, the ones still there are shown again (:meth:`end_opening`)."""
+        layers = [ly for ly in layers if _key(ly) not in self._going]
+        if not layers:
+            return
+        for layer in layers:
+            self._going[_key(layer)] = layer
+            self._restore[_key(layer)] = (layer, _layers.hide_at_once(layer))
+        _layers.run_in_steps(self._remove_steps(layers))
+
+    def _remove_steps(self, layers, *, paused: bool = False):
+        """Remove each of ``layers`` still hidden for removal, one per step. Unless the
+        caller holds the canvas ``paused``, the first step lets the canvas draw the layers
+        hidden and the next ones hold it paused: removing hidden layers changes nothing on
+        screen, and each repaint (50-70 ms) made one piece with the removal before it."""
+        resume = None
+        try:
+            for layer in layers:
+                viewer = self.viewer
+                if viewer is None:
+                    return
+                if _key(layer) not in self._going or layer not in viewer.layers:
+                    continue
+                if resume is None and not paused:
+                    yield  # the canvas draws them hidden (and the banner) first
+                    resume = _layers.pause_canvas(viewer)
+                    if _key(layer) not in self._going or layer not in viewer.layers:
+                        continue
+                viewer.layers.remove(layer)
+                yield
+        finally:
+            if resume is not None:
+                resume()
 
     def _show_opening(self) -> None:
         """While a case opens, the canvas says so over the case it replaces."""
@@ -520,8 +590,35 @@ class CaseSession:
         if viewer is None:
             return
         banner = _layers.text_overlay(viewer)
+        if self._banner_color is not None:  # (an opening during the banner's warm-up)
+            banner.color, self._banner_color = self._banner_color, None
         banner.text = f"{self.opening}\u2026" if self.opening else ""
         banner.visible = self.opening is not None
+
+    def _banner_warm_up_steps(self):
+        """Steps that make the banner's visual and draw its glyphs (:data:`BANNER_GLYPHS`),
+        transparent, while the viewer is still empty: napari makes a canvas overlay's visual
+        only once it is shown, and renders a glyph when it first draws it, so the first
+        banner of a fresh viewer cost 80-120 ms of one repaint of the first case's opening."""
+        viewer = self.viewer
+        banner = _layers.text_overlay(viewer)
+        if banner.visible or len(viewer.layers):
+            return
+        self._banner_color, banner.color = banner.color, "transparent"
+        try:
+            for glyphs in BANNER_GLYPHS:
+                if self.opening is not None or len(viewer.layers):
+                    return  # (the banner is the opening's now)
+                banner.text = glyphs
+                banner.visible = True
+                yield  # the next repaint draws them
+            yield
+        finally:
+            if self.opening is None:
+                banner.visible = False
+                banner.text = ""
+            if self._banner_color is not None:
+                banner.color, self._banner_color = self._banner_color, None
 
     def refuse_while_opening(self) -> bool:
         """True (with a one-line notice) when a case is being opened: an action now would
@@ -568,6 +665,7 @@ class CaseSession:
         are; without it, they are all added before this returns.
         """
         self.flush()
+        self._restore.clear()  # the hidden figures of the previous case go for good
         self._loading = True
         self._user_edited = False
         prepared = prepared or {}
@@ -614,17 +712,11 @@ class CaseSession:
         not redrawn until the layers, the grid and the view are in place: a half-built view
         (the first image alone, zoomed to fill the canvas) flashed before the side-by-side
         view."""
-        native = None
-        with contextlib.suppress(Exception):  # a headless viewer has no canvas
-            native = _layers.napari_private(self.viewer.window, "_qt_viewer").canvas.native
-            native.setUpdatesEnabled(False)
+        resume = _layers.pause_canvas(self.viewer)
         try:
             yield from self._case_layer_steps(**kw)
         finally:
-            if native is not None:
-                with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
-                    native.setUpdatesEnabled(True)
-                    native.update()
+            resume()
 
     def _case_layer_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
         viewer = self.viewer
@@ -677,6 +769,7 @@ class CaseSession:
                 }
                 loading, self._loading = self._loading, True
                 try:
+                    shown = _layers.find_layer(viewer, role)
                     # the layer holds the model's own array: no copy, one truth
                     with _layers.keep_selection(viewer):
                         layer = _layers.add_or_update_labels(
@@ -688,6 +781,8 @@ class CaseSession:
                             metadata=meta,
                             array=m.labels(role),
                         )
+                    if layer is shown:  # the previous case's layer, with this case's labels
+                        _layers.forget_undo(layer)
                     self.bind_labels(layer)
                 finally:
                     self._loading = loading
@@ -716,13 +811,13 @@ class CaseSession:
 
     def _remove_derived_steps(self):
         """:meth:`_remove_derived_layers` one layer per step, for a case being opened in
-        steps: napari's removal of one layer (its event connections, a full
-        ``gc.collect``, the viewer buttons restyled) is 40-60 ms of GUI work, three or more
-        in one batch made one stall of 140-180 ms."""
-        for layer in self._derived_layers():
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-                yield
+        steps (hidden at once, see :meth:`_hide_then_remove`)."""
+        derived = self._derived_layers()
+        for layer in derived:
+            if _key(layer) not in self._going:
+                self._going[_key(layer)] = layer
+                _layers.hide_at_once(layer)
+        yield from self._remove_steps(derived, paused=True)
 
     def _remove_derived_layers(self, keep: tuple[str, ...] = ()) -> None:
         """Remove the layers the plugin made from the previous case (:meth:`_derived_layers`,
@@ -783,6 +878,8 @@ class CaseSession:
         grid = bool(_layers.grid(viewer).enabled)
         plan = []
         for layer in reversed(list(viewer.layers)):
+            if _key(layer) in self._going:
+                continue  # hidden until it is removed
             look = look_3d(layer, roles, grid) if three_d else None
             if look != self._look_2d.get(id(layer), (None, {}))[0]:
                 plan.append((layer, look))
@@ -873,6 +970,8 @@ class CaseSession:
     def _on_layer_removed(self, event) -> None:
         layer = event.value
         self._look_2d.pop(id(layer), None)
+        self._going.pop(_key(layer), None)
+        self._restore.pop(_key(layer), None)
         for role, bound in list(self._bound.items()):
             if _layers.unwrapped(bound) is _layers.unwrapped(layer):  # (napari's proxies)
                 del self._bound[role]
@@ -1050,7 +1149,8 @@ class CaseSession:
         """Open the case whose layers just arrived instead of the open one (saved first,
         in :meth:`set_case`): a sample opens its working copy, as Load > Open sample does;
         a case folder opens from disk. The arrived layers are removed, so the viewer keeps
-        one case: the one the plugin works on."""
+        one case: the one the plugin works on. Asked for while another case is opening, it
+        opens once that one is open (the newest request; never dropped)."""
         arrived, self._arrived = self._arrived, []
         viewer = self.viewer
         if viewer is None or not arrived:
@@ -1059,11 +1159,27 @@ class CaseSession:
         for layer in arrived:
             if layer in viewer.layers:
                 viewer.layers.remove(layer)
-        sample, folder = meta.get("sample"), meta.get("case_folder")
-        if self._switch_worker is not None:
-            _layers.notify_warning("still opening the previous case")
+        source = (meta.get("sample"), meta.get("case_folder"))
+        if self.opening is not None:
+            self._queued_switch = source
+            _layers.notify_info(f"{self._switch_line(*source)}: once the case being opened is open")
             return
+        self._open_arrived(*source)
 
+    @staticmethod
+    def _switch_line(sample, folder) -> str:
+        return f"opening case '{sample or Path(str(folder)).name}'"
+
+    def _open_queued_switch(self) -> None:
+        """The case asked for through File > Open Sample while another opened, now."""
+        if self._queued_switch is None or self.viewer is None or self._closing:
+            return
+        if self.opening is not None:
+            return  # another opening began meanwhile: this one waits for it
+        source, self._queued_switch = self._queued_switch, None
+        self._open_arrived(*source)
+
+    def _open_arrived(self, sample, folder) -> None:
         def job():
             from ..core.case import is_case_folder
             from .load import sample_working_copy
@@ -1095,6 +1211,9 @@ class CaseSession:
             showing[0] = True
             try:
                 s.set_case(case, where, save_images=False, prepared=prepared, on_shown=shown)
+            except AblationError as exc:
+                showing[0] = False
+                _layers.notify_error(exc)
             except BaseException:
                 showing[0] = False
                 raise
@@ -1103,14 +1222,14 @@ class CaseSession:
             if showing[0]:
                 return  # once the layers are on screen
             s = _ref()
-            if s is not None:
+            if s is not None and not showing[0]:  # (else: once the layers are on screen)
                 s._switch_worker = None
                 s.end_opening()
 
         self._switch_worker = _layers.start_worker(
             job, on_returned=done, on_finished=finished, desc="opening the case"
         )
-        self.begin_opening(f"opening case '{sample or Path(str(folder)).name}'")
+        self.begin_opening(self._switch_line(sample, folder))
 
     def _post_visibility_changed(self, event=None) -> None:
         post = _layers.find_layer(self.viewer, "post")
