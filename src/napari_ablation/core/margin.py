@@ -2522,7 +2522,7 @@ SURFACE_SMOOTH_ITERS = 1
 
 
 def _direction_and_limit(mtm, p, closest, normal, tgrid, tfield, agrid, afield, A, b):
-    """Unit direction of the MTM (outward from the tumor) and its resolution limit (mm).
+    """Return the MTM's unit direction (outward from the tumor) and its resolution limit (mm).
 
     The direction from the MTM point ``p`` to its closest ablation-surface point (pre LPS),
     turned outward when the margin is negative; ``normal`` (or, without one, +x) when the two
@@ -2544,7 +2544,9 @@ def _direction_and_limit(mtm, p, closest, normal, tgrid, tfield, agrid, afield, 
 
 
 def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
-    """A tumor sample whose exact margin lies below the surface's MTM: ``(margin, point, closest)``.
+    """Find a tumor sample whose exact margin lies below the surface's MTM.
+
+    Returns ``(margin, point, closest)``, or None.
 
     The MTM is the minimum of the margin over the tumor, whose voxel centres lie inside it;
     the surface's minimum can only exceed the margin of one of them where the surface missed
@@ -2709,8 +2711,10 @@ def _star_basis(u: np.ndarray, degree: int) -> np.ndarray:
 
 @cache
 def _sphere_quadrature(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors and weights of a product quadrature over the sphere (Gauss-Legendre x
-    uniform azimuth)."""
+    """Return unit vectors and weights of a quadrature over the sphere.
+
+    A product of Gauss-Legendre nodes in cos(polar angle) and uniform azimuths.
+    """
     x, w = np.polynomial.legendre.leggauss(n)
     phi = (np.arange(2 * n) + 0.5) * math.pi / n
     ct = np.repeat(x, 2 * n)
@@ -2870,7 +2874,7 @@ def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None
 
 
 def _mesh_smoother(faces: np.ndarray, n: int):
-    """The neighbour-averaging operator of a mesh's vertex values (sparse; None without faces)."""
+    """Build the neighbour-averaging operator of mesh vertex values (sparse; None: no faces)."""
     if len(faces) == 0:
         return None
     from scipy import sparse
