@@ -5,6 +5,8 @@ Run under xvfb-run."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from qtpy.QtCore import Qt, QTimer
 from test_case_switch import sample_action
@@ -78,7 +80,12 @@ def test_open_sample_over_an_open_case_adds_its_layers_in_steps(
         if session._switch_worker is not None and _layers.role_of(event.value) in CASE_ROLES:
             added.append((ticks[0], _layers.role_of(event.value)))
 
+    # a case layer is given the next case's data (of any size) rather than added anew
+    refilled = [ly for ly in viewer.layers if _layers.role_of(ly) in CASE_ROLES]
+    on_data = [(ly, lambda _e, _ly=ly: on_inserted(SimpleNamespace(value=_ly))) for ly in refilled]
     viewer.layers.events.inserted.connect(on_inserted)
+    for ly, slot in on_data:
+        ly.events.data.connect(slot)
     timer.start()
     try:
         sample_action(viewer, "Renal cryoablation").trigger()  # over the open liver case
@@ -86,7 +93,10 @@ def test_open_sample_over_an_open_case_adds_its_layers_in_steps(
     finally:
         timer.stop()
         viewer.layers.events.inserted.disconnect(on_inserted)
-    # the renal working copy's four layers (after the sample's own, which it replaces)
+        for ly, slot in on_data:
+            ly.events.data.disconnect(slot)
+    # the renal working copy's four layers (after the sample's own, which it replaces),
+    # added or refilled
     copy = added[-4:]
     assert sorted(r for _t, r in copy) == sorted(CASE_ROLES), added
-    assert len({t for t, _r in copy}) == 4, f"layers added in one event-loop iteration: {copy}"
+    assert len({t for t, _r in copy}) == 4, f"layers shown in one event-loop iteration: {copy}"
