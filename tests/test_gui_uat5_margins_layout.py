@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import _gui
 from qtpy.QtCore import QPoint, Qt
-from qtpy.QtWidgets import QLabel, QPushButton, QScrollArea
+from qtpy.QtWidgets import QLabel, QPushButton, QScrollArea, QStyle
 
 from napari_ablation.core import samples
 from napari_ablation.widgets import _dock
@@ -30,13 +30,17 @@ def _cut_names(table) -> list[str]:
     """Figures-table cells whose text, wrapped to the cell's width, needs more height than
     the row has (Qt then elides it: "Minimal treatment ...", UAT s6 D10)."""
     fm = table.fontMetrics()
+    # the text margins of Qt's item delegate: (focus-frame margin + 1) on each side
+    margin = 2 * (
+        table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
+    )
     bad = []
     for row in range(table.rowCount()):
         for col in range(table.columnCount()):
             item = table.item(row, col)
             if item is None or not item.text():
                 continue
-            width = table.columnWidth(col) - 8  # the cell's margins
+            width = table.columnWidth(col) - margin
             need = fm.boundingRect(0, 0, width, 10_000, int(Qt.TextFlag.TextWordWrap), item.text())
             if need.height() > table.rowHeight(row) or need.width() > width:
                 bad.append(f"{item.text()!r} in {table.columnWidth(col)} x {table.rowHeight(row)}")

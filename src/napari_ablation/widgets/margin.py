@@ -416,6 +416,8 @@ class MarginWidget(QWidget):
         self.table.setWordWrap(True)
         self.table.setTextElideMode(Qt.ElideNone)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        # (Qt does not measure wrapped rows again when a column narrows with the dock)
+        header.sectionResized.connect(lambda *_a: self.table.resizeRowsToContents())
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(140)
         self.tabs.addTab(self.table, "Figures")
@@ -756,6 +758,7 @@ class MarginWidget(QWidget):
                     item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
                 item.setToolTip(v)  # the full name where the narrow column elides it
                 self.table.setItem(i, j, item)
+        self.table.resizeRowsToContents()
         lab = _layers.find_layer(self.viewer, "margin")
         classes = res.class_crop if unc is None else unc.class_crop_with_uncertain(res.class_crop)
         if lab is not None and lab.data.shape == classes.shape:
