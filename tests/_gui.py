@@ -414,3 +414,16 @@ def margins_on_sample(viewer, qtbot, tmp_path: Path, key: str = "renal_mri"):
     w.run()
     qtbot.waitUntil(lambda: idle(session, w), timeout=120000)
     return session, w
+
+
+def margins_menu_on_phantom(make_napari_viewer, tmp_path: Path, monkeypatch, phantom):
+    """A shown viewer with "4. Margins" opened as the Plugins menu opens it (the session
+    sees the viewer through napari's proxy) and the phantom ``(pre, post, tumor, ice)``
+    set as the case (folder ``tmp_path / "phantom"``); returns (viewer, widget, session)."""
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
+    viewer = make_napari_viewer(show=True)
+    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
+    pre, post, tumor, ice = phantom
+    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
+    marg.session.set_case(case, tmp_path / "phantom")
+    return viewer, marg, marg.session

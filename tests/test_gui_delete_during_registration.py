@@ -5,6 +5,7 @@ raises ``ValueError: ... is not in list``). Run under xvfb-run."""
 
 from __future__ import annotations
 
+import _gui
 import pytest
 from qtpy.QtCore import Qt
 from test_registration import TRUE, make_phantom
@@ -51,13 +52,10 @@ def test_a_case_opened_over_a_user_label_file_keeps_its_layer_names(
     showed its ablation as "ablation [1]"."""
     import numpy as np
 
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    viewer = make_napari_viewer(show=True)
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    session = marg.session
     pre, post, tumor, ice = make_phantom(TRUE)
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    session.set_case(case, tmp_path / "phantom")
+    viewer, _marg, session = _gui.margins_menu_on_phantom(
+        make_napari_viewer, tmp_path, monkeypatch, (pre, post, tumor, ice)
+    )
     old = session.labels_layer("ablation")
     # a label file of the case's grid opened through the plugin's reader (role: ablation)
     viewer.add_labels(

@@ -9,7 +9,6 @@ import pytest
 from qtpy.QtCore import Qt
 from test_registration import TRUE, make_phantom
 
-from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
 
 pytestmark = pytest.mark.gui
@@ -18,13 +17,9 @@ pytestmark = pytest.mark.gui
 def test_closing_during_a_pdf_export_does_not_wait_for_it(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    viewer = make_napari_viewer(show=True)
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    session = marg.session
-    pre, post, tumor, ice = make_phantom(TRUE)
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    session.set_case(case, tmp_path / "phantom")
+    viewer, marg, session = _gui.margins_menu_on_phantom(
+        make_napari_viewer, tmp_path, monkeypatch, make_phantom(TRUE)
+    )
     qtbot.waitUntil(lambda: not _layers.steps_pending(), timeout=60_000)
     qtbot.mouseClick(marg.run_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(
