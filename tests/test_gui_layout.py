@@ -41,7 +41,12 @@ def _our_docks(win):
 
 
 def _tab_bar(win, n):
-    bars = [b for b in win.findChildren(QTabBar) if b.count() == n and b.isVisible()]
+    # the main window's own tab bars (the dock tabs), not a tab bar inside a widget
+    bars = [
+        b
+        for b in win.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+        if b.count() == n and b.isVisible()
+    ]
     assert bars, "no tab bar of the plugin's docks"
     return bars[0]
 
