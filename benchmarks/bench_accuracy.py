@@ -76,6 +76,13 @@ def render(ell, spacing_xyz, direction, centre_grid, half_extent, rng) -> sitk.I
     return grid_image(size_xyz[::-1], sp, origin, D, arr)
 
 
+def class_fractions(vol, truth) -> dict:
+    """Each class's measured and exact fraction of the tumor volume (for --dump)."""
+    exact = sphere_class_volumes_ml(truth["r_t"], truth["r_a"], truth["d"], THRESHOLD)
+    total = sum(vol.values())
+    return {k: (vol[k] / total, exact[k] / truth["tumor_ml"]) for k in CLASSES}
+
+
 def make_case(rng, spacing_xyz):
     """One random case: (tumor image, ablation image, T, truth dict)."""
     while True:
@@ -195,6 +202,10 @@ def run(n: int, seed: int, dump: dict | None = None, grids=None) -> list[dict]:
                     "recon_ml": res.tumor_reconstructed_volume_ml,
                     "reconstruction": res.tumor_reconstruction,
                     "voxel_ml": res.tumor_volume_ml,
+                    "cf_by_class": class_fractions(res.volume_ml, truth)
+                    if truth["sphere"]
+                    else None,
+                    "warnings": list(res.warnings),
                 }
             )
             m_nv, vol_nv = naive(tumor, ablation, T)

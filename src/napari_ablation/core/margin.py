@@ -2222,11 +2222,15 @@ def analyze_margin(
     Consistency of the MTM with the classes: the MTM is never larger than the exact margin
     of a tumor voxel centre (or, across thick slices, of a refined sample the class volumes
     count) that the classes find uncovered, so red voxels always come with a negative MTM
-    and no complete coverage, and yellow ones with an MTM below the threshold. Where the
-    reconstructed surface missed such a sample (a part too thin for it), the result is
-    corrected: the MTM, its point, direction, octant and limit become that sample's, with a
-    warning. An MTM that still disagreed with the classes would raise an internal
-    AblationError (it cannot, by construction).
+    and no complete coverage, and yellow ones with an MTM below the threshold. A voxel
+    centre of the mask lies inside the tumor, so its margin is a bound the true MTM cannot
+    exceed: where such a sample's margin lies below the surface's minimum, the MTM, its
+    point, direction, octant and limit become that sample's. Usually by a fraction of a
+    voxel (the surface's minimum is of neighbour-averaged vertex margins, and a smooth
+    surface cuts a tip slightly short), without a warning; by more than the surface's
+    resolution limit only where the surface missed part of the mask (a part too thin for
+    it), with a warning. An MTM that still disagreed with the classes would raise an
+    internal AblationError (it cannot, by construction).
     """
     threads = THREADS if threads is None else int(threads)
     if threads < 1:
@@ -2414,26 +2418,18 @@ def _analyze_margin(
     # (the refined solid before anti-aliasing: the blur's 0.5 level lies inside the surface)
     m_fine = m_vox if fine_idx is None else fine.result()
     # the MTM is the minimum over the tumor, its voxel centres (and refined samples) included:
-    # one that the classes put lower is a part the surface missed (see _lowest_sample)
-    low = _lowest_sample(
-        mtm,
-        threshold_mm,
-        guide.tol,
-        [
-            (m_vox, True, lambda rows: _affine(idx[rows], tgrid.M, tgrid.to_lps(tlo))),
-            (m_fine, False, lambda rows: tfield.to_lps(fine_idx[rows])),
-        ],
-        signed_margin,
-    )
+    # the lowest of them is a bound the surface's minimum must not exceed (see _lowest_sample)
+    sets = [(m_vox, True, lambda rows: _affine(idx[rows], tgrid.M, tgrid.to_lps(tlo)))]
+    if fine_idx is not None:
+        sets.append((m_fine, False, lambda rows: tfield.to_lps(fine_idx[rows])))
+    low = _lowest_sample(mtm, threshold_mm, guide.tol, sets, signed_margin)
     if low is not None:
+        surface_mtm, surface_limit = mtm, uncertainty
         mtm, p_min, c_min = low
         direction, uncertainty = _direction_and_limit(
             mtm, p_min, c_min, None, tgrid, tfield, agrid, afield, A, b
         )
-        warns.append(
-            "the tumor's reconstructed surface leaves out some of its voxels (a thin part or "
-            "a sharp tip): the MTM is the margin of the lowest of them"
-        )
+        warns += _below_surface_warnings(surface_mtm, surface_limit, mtm, p_min, tsurf)
     worst = min(float(m_vox.min()), float(m_fine.min()) if len(m_fine) else math.inf)
     if worst < 0 <= mtm or worst < threshold_mm <= mtm:  # (cannot happen: see _lowest_sample)
         raise AblationError("internal error: the MTM disagrees with the coverage classes")
@@ -2549,8 +2545,12 @@ def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
     Returns ``(margin, point, closest)``, or None.
 
     The MTM is the minimum of the margin over the tumor, whose voxel centres lie inside it;
-    the surface's minimum can only exceed the margin of one of them where the surface missed
-    a part of the tumor (too thin for the reconstruction) or cut a tip short. ``sets``: per
+    the surface's minimum can exceed the margin of one of them by a fraction of a voxel (it
+    is the minimum of neighbour-averaged vertex margins; a smooth surface cuts a tip slightly
+    short: on the renal sample without a transform a voxel centre 0.03 mm inside the surface
+    reads 0.10 mm below its averaged minimum and 0.04 mm above its lowest vertex), and by
+    more where the surface missed a part of the tumor (too thin for the reconstruction: see
+    _below_surface_warnings). ``sets``: per
     sample set, its class margins (exact within the guide's tolerance ``tol`` of 0 and of the
     threshold, bounds of the same class elsewhere), whether it is held to the MTM margin for
     margin (voxel centres) or only class for class (the refined samples across thick slices
@@ -2561,28 +2561,63 @@ def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
     and on the same side of them elsewhere, without closest points: see analyze_margin's
     ``signed_margin``). Candidates: red voxel centres within ``tol`` of the
     MTM or below it; red samples of any set when the MTM is not negative; red or yellow ones
-    when it is at or above the threshold. ``None`` when no candidate's exact margin is below
-    the MTM: red samples imply a negative MTM, yellow ones an MTM below the threshold, either
-    way.
+    when it is at or above the threshold. The sets are taken in order, each against the MTM
+    the ones before it left: a refined sample (which may lie beyond the mask) sets the MTM
+    only where no voxel centre already brought it in line with the classes. ``None`` when
+    no candidate's exact margin is below the MTM: red samples imply a negative MTM, yellow
+    ones an MTM below the threshold, either way.
     """
-    pts = []
-    for m, strong, points in sets:
+    best = None
+    for m, strong, points in sets:  # in order: a later set only where the MTM still disagrees
         sel = (m < 0) & (m < mtm + tol) if strong else (m < 0) & (mtm >= 0)
         if mtm >= threshold_mm:
             sel |= m < threshold_mm
-        if sel.any():
-            pts.append(points(np.flatnonzero(sel)))
-    if not pts:
-        return None
-    p = np.concatenate(pts)
-    below = np.flatnonzero(exact(p, (mtm,))[0] < mtm)  # (the side of the MTM, cheaply)
-    if not len(below):
-        return None
-    m, closest = exact(p[below])
-    i = int(np.argmin(m))
-    if m[i] >= mtm:
-        return None
-    return float(m[i]), p[below[i]].copy(), closest[i].copy()
+        if not sel.any():
+            continue
+        p = points(np.flatnonzero(sel))
+        below = np.flatnonzero(exact(p, (mtm,))[0] < mtm)  # (the side of the MTM, cheaply)
+        if not len(below):
+            continue
+        mb, closest = exact(p[below])
+        i = int(np.argmin(mb))
+        if mb[i] < mtm:
+            mtm = float(mb[i])
+            best = mtm, p[below[i]].copy(), closest[i].copy()
+    return best
+
+
+def _below_surface_warnings(
+    surface_mtm: float, surface_limit: float, mtm: float, point: np.ndarray, tsurf: Mesh
+) -> list[str]:
+    """Say why the MTM is a tumor sample's margin below the surface's minimum, if it matters.
+
+    Returns a list of one warning, or an empty list.
+
+    The surface's minimum is that of its vertex margins averaged over their neighbours (about
+    a voxel around: see analyze_margin), so it can lie a little above the exact margin of a
+    voxel centre next to it, and a smooth surface cuts a tip a fraction of a voxel short;
+    taking the sample's margin then only moves the MTM to a bound the truth cannot exceed.
+    Within the surface's stated resolution limit ``surface_limit`` (mm) this is the method
+    at work, not news: no warning. Beyond it the surface misses part of the mask (a part too
+    thin or too small for the reconstruction), and the warning says by how much and whether
+    the sample lies outside the reconstructed surface.
+    """
+    gap = surface_mtm - mtm
+    if gap <= surface_limit:
+        return []
+    dist = MeshDistance(tsurf)
+    d, c, f = dist.query_faces(point[None, :])
+    if dist.outside(point[None, :], c, f)[0]:
+        why = (
+            f"a point of the tumor lies {float(d[0]):.1f} mm outside its reconstructed surface "
+            "(a part too thin or too small for it)"
+        )
+    else:
+        why = "the tumor's reconstructed surface misses a low margin inside it"
+    return [
+        f"{why}: the MTM is that point's exact margin, {gap:.1f} mm below the surface's "
+        f"minimum (more than its {surface_limit:.1f} mm resolution limit)"
+    ]
 
 
 #: each mask's contribution to the stated resolution limit, as a fraction of the spacing along
