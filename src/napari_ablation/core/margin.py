@@ -2374,6 +2374,7 @@ def _analyze_margin(
 
     gd = tasks.submit(_Guide, afield)
     dist_ab = MeshDistance(asurf_post)
+    smooth_chords = _smooth_chords(afield)
     guide = gd.result()
 
     def signed_margin(
@@ -2409,9 +2410,9 @@ def _analyze_margin(
             guess = guide.project(qn, idx[need], d_apx[need])
             d, c, f = dist_ab.query_faces(qn, guess=guess, tasks=tasks if split else None)
             out = dist_ab.outside(qn, c, f)
-            # to the smooth surface through the triangles' vertices and normals, not to the
-            # chords: a flat triangle lies inside a convex zone, every margin read low
-            m[need] = np.where(out, -d, d) + dist_ab.bulge(c, f)
+            m[need] = np.where(out, -d, d)
+            if smooth_chords:  # to the smooth surface through the triangles, not the chords
+                m[need] += dist_ab.bulge(c, f)
             closest = _affine(c, Ainv, binv)
         return m, closest
 
@@ -2635,6 +2636,21 @@ def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
             mtm = float(mb[i])
             best = mtm, p[below[i]].copy(), closest[i].copy()
     return best
+
+
+def _smooth_chords(afield: _Field) -> bool:
+    """Whether margins go to the smooth surface through the ablation triangles (see
+    MeshDistance.bulge) rather than to the flat triangles: on near-isotropic grids.
+
+    There the triangles' vertices lie on the zone's surface without bias (balls of 5-15 mm on
+    a 1 mm grid: mean radial error within 0.01 mm), and the chords alone read every margin
+    low: 0.01-0.04 mm, on bench_accuracy seed 33 case 39 (a 5.3 mm zone inside a 6.7 mm
+    tumor) the covered fraction 1.0 % points low. Across thick slices the reconstruction's
+    vertices lie 0.02-0.03 mm outside small balls (its sections' model was tuned against
+    distances to the flat triangles), the chords offset that, and the smooth surface made
+    the same case's class volume worse (1.36 -> 1.95 % on 3 mm slices): not used there.
+    """
+    return bool(np.all(afield.step == 1.0))
 
 
 def _below_surface_warnings(
