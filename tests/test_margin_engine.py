@@ -513,3 +513,33 @@ def test_candidate_segment_distance_is_the_vectorised_form():
     t = np.clip((pay * ey + pax * ex) / ee[idx], 0, 1)
     ry, rx = pay - ey * t, pax - ex * t
     np.testing.assert_array_equal(got, np.sqrt(ry * ry + rx * rx).min(axis=1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_low_parts_are_the_labelled_parts_whose_peak_is_low(seed):
+    # the parts a blur erased (_keep_lost_parts): a flood fill from the high samples against
+    # the labelling of the whole crop, on random blobs, single voxels and chains of low
+    # samples that reach a high one only through each other
+    from napari_ablation.core.filters import low_parts
+
+    rng = np.random.default_rng(seed)
+    solid = ndimage.binary_opening(rng.random((14, 17, 12)) > 0.55)
+    solid[0, 0, 0] = solid[13, 16, 11] = True  # single voxels in the corners
+    solid[5:8, 2:10, 6] = True  # a slab
+    values = (rng.random(solid.shape) * solid).astype(np.float32)
+    values[5:8, 2:9, 6] = 0.5  # a chain of low samples ...
+    values[6, 9, 6] = 0.9  # ... whose end is high
+    values[0, 0, 0] = values[13, 16, 11] = 0.3
+    for s in (solid, solid.astype(np.uint8), np.moveaxis(solid, 0, 2)):
+        v = values if s.shape == values.shape else np.moveaxis(values, 0, 2)
+        lab, n = ndimage.label(s, structure=np.ones((3, 3, 3), dtype=bool))
+        low = [i + 1 for i in range(n) if v[lab == i + 1].max() < 0.85]
+        got = low_parts(s, v, 0.85)
+        if low:
+            np.testing.assert_array_equal(got, np.isin(lab, low))
+        else:
+            assert got is None
+        assert low  # (at least the corners)
+    assert low_parts(solid, np.ones(solid.shape, np.float32), 0.85) is None
+    with pytest.raises(ValueError, match="float32"):
+        low_parts(solid, values.astype(float), 0.85)
