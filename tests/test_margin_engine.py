@@ -543,3 +543,46 @@ def test_low_parts_are_the_labelled_parts_whose_peak_is_low(seed):
     assert low_parts(solid, np.ones(solid.shape, np.float32), 0.85) is None
     with pytest.raises(ValueError, match="float32"):
         low_parts(solid, values.astype(float), 0.85)
+
+
+def test_a_queued_task_runs_in_the_thread_that_needs_it_first():
+    # a task the worker has not started yet runs in the calling thread when its result is
+    # asked for (or it is taken); one the worker runs is waited for; errors are raised where
+    # the result is asked for
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def busy():
+        started.set()
+        release.wait(10)
+        return threading.current_thread().name
+
+    def where():
+        return threading.current_thread().name
+
+    def fails():
+        raise ValueError("from the task")
+
+    tasks = M._Tasks(2)
+    try:
+        first = tasks.submit(busy)
+        assert started.wait(10)  # the worker is busy with the first task
+        taken, asked, bad = tasks.submit(where), tasks.submit(where), tasks.submit(fails)
+        taken.take()
+        assert taken.result() == threading.current_thread().name
+        assert asked.result() == threading.current_thread().name
+        with pytest.raises(ValueError, match="from the task"):
+            bad.result()
+        release.set()
+        assert first.result().startswith("margin")  # (the worker's)
+    finally:
+        release.set()
+        tasks.close()
+
+
+def test_one_vertex_normal_is_that_of_all_vertices():
+    _fld, mesh = _sphere_mesh()
+    normals = mesh.vertex_normals()
+    for i in (0, 17, len(mesh.verts) // 2, len(mesh.verts) - 1):
+        np.testing.assert_array_equal(mesh.vertex_normal(i), normals[i])

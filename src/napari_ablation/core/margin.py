@@ -1010,6 +1010,23 @@ class Mesh:
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         return _vertex_normals(self.faces, np.cross(b - a, c - a), len(self.verts))
 
+    def vertex_normal(self, i: int) -> np.ndarray:
+        """Return one vertex's unit normal: ``vertex_normals()[i]``, from its own triangles.
+
+        Parameters
+        ----------
+        i : int
+            The vertex.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(3,)`` outward unit normal (LPS), the same numbers as ``vertex_normals()[i]``.
+        """
+        faces = self.faces[np.any(self.faces == i, axis=1)]  # (in their order: the same sums)
+        a, b, c = (self.verts[faces[:, k]] for k in range(3))
+        return _vertex_normals(faces, np.cross(b - a, c - a), len(self.verts))[i]
+
     def transformed(self, A: np.ndarray, b: np.ndarray) -> Mesh:
         """Return the mesh with every vertex mapped to ``A @ v + b``.
 
@@ -2123,14 +2140,47 @@ class _Lazy:
             self._fn = self._args = None
         return self._value
 
+    def take(self) -> None:
+        """(One thread: the task runs when its result is asked for, in the serial order.)"""
+
+
+def _run_here(fn, *args) -> Future:
+    """Run ``fn`` now in the calling thread: a finished future with its result or error."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - re-raised by result(), where serial raises
+        fut.set_exception(exc)
+    return fut
+
+
+class _Job:
+    """A task queued for the worker; a thread that needs it before the worker has started it
+    runs it itself (so no thread waits for a task that nobody runs yet)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, fn, *args):
+        self._fn, self._args = fn, args
+        self._fut = pool.submit(fn, *args)
+
+    def take(self) -> None:
+        """Run the task in the calling thread now if the worker has not started it."""
+        if self._fut.cancel():
+            self._fut = _run_here(self._fn, *self._args)
+
+    def result(self):
+        self.take()
+        return self._fut.result()
+
 
 class _Tasks:
     """The stages of one analysis, on ``threads - 1`` worker threads and the calling one.
 
     With one thread every task runs when its result is asked for, in the order of the
-    serial engine (so are its errors raised); with more, ``submit`` runs a task on a worker
-    and ``here`` at once in the calling thread, its error kept for ``result()``. Each task
-    writes only its own outputs: the results do not depend on the thread count.
+    serial engine (so are its errors raised); with more, ``submit`` queues a task for a
+    worker (the calling thread runs it itself if it asks for the result, or ``take``s it,
+    before a worker has started it) and ``here`` runs one at once in the calling thread,
+    its error kept for ``result()``. Each task writes only its own outputs: the results do
+    not depend on the thread count, nor on which thread ran what.
     """
 
     def __init__(self, threads: int):
@@ -2139,21 +2189,21 @@ class _Tasks:
         )
 
     def submit(self, fn, *args):
-        return self._pool.submit(fn, *args) if self._pool is not None else _Lazy(fn, *args)
+        return _Job(self._pool, fn, *args) if self._pool is not None else _Lazy(fn, *args)
 
     def here(self, fn, *args):
         if self._pool is None:
             return _Lazy(fn, *args)
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except Exception as exc:  # noqa: BLE001 - re-raised by result(), where serial raises
-            fut.set_exception(exc)
-        return fut
+        return _run_here(fn, *args)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ablation_guide(arec) -> _Guide:
+    """The guide of the ablation's field, once its reconstruction (a task) is done."""
+    return _Guide(arec.result()[0])
 
 
 def _check_rigid(transform) -> tuple[np.ndarray, np.ndarray]:
@@ -2280,19 +2330,23 @@ def _analyze_margin(
         warns.append("the ablation zone touches the border of the post image: it may be cut off")
 
     # --- surfaces -------------------------------------------------------------------
-    # (the ablation's on a worker while this thread does the tumor's and its diameter)
+    # the ablation's on the worker while this thread does the tumor's and its diameter; the
+    # tumor's star-shaped volume and the ablation's guide queued behind it: whichever thread
+    # is free first runs the star fit (see _Job)
     awarns: list[str] = []
     arec = tasks.submit(_field_and_surface, amask, abox, agrid, smooth_vox, "ablation", awarns)
+    tlo = np.array([t.start for t in tbox])
+    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
+    star = tasks.submit(_star_volume_mm3, tcrop, tgrid.spacing_zyx)  # (the tumor's volume)
+    gd = tasks.submit(_ablation_guide, arec)
     tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
     dia = tasks.here(_tumor_diameter, tmask, tbox, tgrid, tfield, tsurf)
     # what needs the tumor alone, while the ablation's reconstruction may still run
-    tlo = np.array([t.start for t in tbox])
-    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
     idx = np.argwhere(tcrop)
     smooth_op = _mesh_smoother(tsurf.faces, len(tsurf.verts))
     # across thick slices the classes are also computed at the refined samples (below)
     fine_idx = None if np.all(tfield.step == 1.0) else np.argwhere(tfield.solid)
-    star = tasks.here(_star_volume_mm3, tcrop, tgrid.spacing_zyx)  # (the tumor's volume)
+    star.take()
     afield, asurf_post = arec.result()
     warns += awarns
     asurf = asurf_post.transformed(Ainv, binv)  # ablation surface in pre space
@@ -2315,7 +2369,6 @@ def _analyze_margin(
             "the ablation zone is unknown there and counted as absent"
         )
 
-    gd = tasks.submit(_Guide, afield)
     dist_ab = MeshDistance(asurf_post)
     guide = gd.result()
 
@@ -2359,8 +2412,6 @@ def _analyze_margin(
     # --- margins on the tumor surface ----------------------------------------------------
     m_surf, closest = signed_margin(tsurf.verts)  # (half of the search on the worker)
     afield.box_bounds  # noqa: B018 - (cached) computed once, before the threads share it
-    if with_shells:  # on the worker while this thread computes the classes
-        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
     # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
     # of both surfaces, and a minimum over thousands of noisy values is biased low: average
     # each vertex with its neighbours (about one voxel around) before taking the minimum
@@ -2370,7 +2421,7 @@ def _analyze_margin(
     i_min = int(np.argmin(m_surf))
     mtm = float(m_surf[i_min])
     p_min = tsurf.verts[i_min]
-    normal = tsurf.vertex_normals()[i_min]
+    normal = tsurf.vertex_normal(i_min)
     direction, uncertainty = _direction_and_limit(
         mtm, p_min, closest[i_min], normal, tgrid, tfield, agrid, afield, A, b
     )
@@ -2386,7 +2437,9 @@ def _analyze_margin(
     # class fractions at sub-voxel resolution: the samples of the tumor's own reconstruction
     # (refined across thick slices; on a worker while this thread classifies the voxels, each
     # search on its own thread); class volumes are these fractions of its volume, which has no
-    # voxelisation noise across thick slices (VOLUME_BASIS)
+    # voxelisation noise across thick slices (VOLUME_BASIS). Queued for the worker behind
+    # them: the shells, the surface's vertex areas and the pairing check (this thread takes
+    # what the worker has not started when it is done with the voxels)
     if fine_idx is not None:
         guide.bounds  # noqa: B018 - (cached) computed once, before the threads share it
         fine = tasks.submit(
@@ -2401,9 +2454,15 @@ def _analyze_margin(
             levels,
             class_margin,
         )
+    if with_shells:
+        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
+    areas = tasks.submit(tsurf.vertex_areas)
+    pairing = tasks.submit(pairing_warnings, tsurf.verts, asurf.verts)
     m_vox = _lattice_margins(
         idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
     )
+    if with_shells:
+        sh.take()
     cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
     class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
     class_crop[tuple(idx.T)] = cls
@@ -2461,7 +2520,7 @@ def _analyze_margin(
     diameter = dia.result()
 
     # --- surface fractions, histogram ------------------------------------------------------
-    w = tsurf.vertex_areas()
+    w = areas.result()
     wsum = max(float(w.sum()), 1e-12)
     levels = sorted(set(SURFACE_FRACTION_LEVELS) | {threshold_mm})
     surf_frac = {float(x): float(w[m_surf >= x].sum() / wsum) for x in levels}
@@ -2471,7 +2530,7 @@ def _analyze_margin(
     # --- peri-tumoral shells ----------------------------------------------------------------
     shells = sh.result() if with_shells else {}
 
-    warns += pairing_warnings(tsurf.verts, asurf.verts)
+    warns += pairing.result()
     ref = tumor  # carries the pre grid geometry (SimpleITK images are copy-on-write)
     method = (
         f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor "
