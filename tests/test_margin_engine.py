@@ -303,6 +303,8 @@ def test_guide_distance_in_one_pass_equals_two_transforms(spacing):
     d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
     d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
     np.testing.assert_array_equal(guide.sd, np.where(inside, d_in - half, half - d_out))
+    # on two threads (the transform's lines split among them): the same numbers
+    np.testing.assert_array_equal(M._Guide(fld, threads=2).sd, guide.sd)
 
 
 def _slice_sdf_arrays(sl, aniso, sig, band_mm):

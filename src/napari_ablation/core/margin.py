@@ -1361,7 +1361,7 @@ class _Guide:
     The EDT of the field's inside samples (positive inside), half a sample moved outwards.
     """
 
-    def __init__(self, fld: _Field):
+    def __init__(self, fld: _Field, threads: int = 1):
         import edt
 
         inside = fld.values >= fld.level
@@ -1375,9 +1375,13 @@ class _Guide:
         )  # the surface lies about half a sample beyond the last centre
         # one pass for both sides: with the two labels outside (1) and inside (2), each sample's
         # distance to the nearest sample of the other label is the inside EDT's value inside
-        # and the outside EDT's outside (the same numbers, half the time of two transforms)
+        # and the outside EDT's outside (the same numbers, half the time of two transforms);
+        # on ``threads`` threads (its lines split among them: the same numbers)
         d = edt.edt(
-            inside.view(np.uint8) + np.uint8(1), anisotropy=an, black_border=False, parallel=1
+            inside.view(np.uint8) + np.uint8(1),
+            anisotropy=an,
+            black_border=False,
+            parallel=threads,
         )
         # d - half inside, half - d outside (= -(d - half) exactly), formed in place
         sd = np.subtract(d, np.float32(half), dtype=np.float32)
@@ -2184,6 +2188,7 @@ class _Tasks:
     """
 
     def __init__(self, threads: int):
+        self.threads = threads
         self._pool = (
             ThreadPoolExecutor(threads - 1, thread_name_prefix="margin") if threads > 1 else None
         )
@@ -2201,9 +2206,13 @@ class _Tasks:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ablation_guide(arec) -> _Guide:
-    """The guide of the ablation's field, once its reconstruction (a task) is done."""
-    return _Guide(arec.result()[0])
+def _ablation_guide(arec, threads: int) -> _Guide:
+    """The guide of the ablation's field, once its reconstruction (a task) is done.
+
+    Its distance transform on all the analysis's threads: the calling thread, done with the
+    tumor's surfaces, waits for it.
+    """
+    return _Guide(arec.result()[0], threads)
 
 
 def _check_rigid(transform) -> tuple[np.ndarray, np.ndarray]:
@@ -2338,7 +2347,7 @@ def _analyze_margin(
     tlo = np.array([t.start for t in tbox])
     tcrop = tmask.crop(tlo, [t.stop for t in tbox])
     star = tasks.submit(_star_volume_mm3, tcrop, tgrid.spacing_zyx)  # (the tumor's volume)
-    gd = tasks.submit(_ablation_guide, arec)
+    gd = tasks.submit(_ablation_guide, arec, tasks.threads)
     tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
     dia = tasks.here(_tumor_diameter, tmask, tbox, tgrid, tfield, tsurf)
     # what needs the tumor alone, while the ablation's reconstruction may still run
