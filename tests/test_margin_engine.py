@@ -517,6 +517,73 @@ def test_candidate_segment_distance_is_the_vectorised_form():
     np.testing.assert_array_equal(got, np.sqrt(ry * ry + rx * rx).min(axis=1))
 
 
+@pytest.mark.parametrize("spacing", [(1.2, 1.2), (0.7, 0.7), (0.7, 1.3), (1.9, 0.45)])
+def test_slice_edt_gives_scipys_distances_of_both_sides(spacing):
+    # the thick slices' pixel-centre distances (_slice_sdf): both of scipy's EDTs in one
+    # pass; in a tie between equally near pixels scipy's sum of squares may be one unit in
+    # the last place above the smallest: that is the only difference allowed
+    from napari_ablation.core.filters import slice_edt
+
+    rng = np.random.default_rng(3)
+    n_ulp = n_px = 0
+    for i in range(60):
+        shape = rng.integers(2, 60, 2)
+        blob = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.5, 4.0))
+        inside = blob > np.median(blob) + rng.uniform(-0.05, 0.05)
+        if i == 0:
+            inside = np.ones((7, 9), bool)
+            inside[2, 6] = False  # one outside pixel: its exact distances
+        if inside.all() or not inside.any():
+            continue
+        got = slice_edt(inside, spacing)
+        ref = np.where(
+            inside,
+            ndimage.distance_transform_edt(inside, sampling=spacing),
+            ndimage.distance_transform_edt(~inside, sampling=spacing),
+        )
+        np.testing.assert_array_max_ulp(got, ref, maxulp=1)
+        assert np.all(got <= ref)
+        n_ulp += np.count_nonzero(got != ref)
+        n_px += got.size
+        if i == 0:
+            yy, xx = np.indices(inside.shape)
+            exact = np.sqrt(((yy - 2) * spacing[0]) ** 2 + ((xx - 6) * spacing[1]) ** 2)
+            np.testing.assert_array_equal(got[inside], exact[inside])
+            assert got[2, 6] == min(spacing)  # to the nearest inside pixel
+    assert n_ulp <= 1e-3 * n_px
+    with pytest.raises(ValueError, match="both sides"):
+        slice_edt(np.ones((4, 4), bool), spacing)
+    with pytest.raises(ValueError, match="boolean"):
+        slice_edt(np.ones((4, 4)), spacing)
+
+
+def test_thick_slice_field_unchanged_by_the_compiled_edt_and_the_stacked_blur(monkeypatch):
+    # _slice_sdf's float32 field with slice_edt, and with the slices blurred together: the
+    # field of scipy's two EDTs and a blur per slice, bit for bit
+    from napari_ablation.core import margin as mg
+
+    def scipys(inside, sampling):
+        d_in = ndimage.distance_transform_edt(inside, sampling=sampling)
+        return np.where(inside, d_in, ndimage.distance_transform_edt(~inside, sampling=sampling))
+
+    rng = np.random.default_rng(8)
+    cases = []
+    for i in range(60):
+        shape = rng.integers(6, 50, 2)
+        blob = ndimage.gaussian_filter(rng.random(shape), rng.uniform(1.0, 4.0))
+        sl = (blob > np.median(blob)).astype(np.uint8)
+        cases.append((sl, [(1.2, 1.2), (0.8, 0.8), (0.7, 1.3)][i % 3], [0.8, 0.0, 1.2][i % 3]))
+    got = [mg._slice_sdf(sl, aniso, sig, band_mm=2.0) for sl, aniso, sig in cases]
+    for (sl, aniso, sig), g in zip(cases, got, strict=True):
+        stacked = mg.filters.gaussian_filter(
+            np.stack([sl, sl]).astype(np.float32), (0.0, sig, sig), mode="constant", truncate=3.0
+        )
+        np.testing.assert_array_equal(mg._slice_sdf(sl, aniso, sig, 2.0, stacked[1]), g)
+    monkeypatch.setattr(mg.filters, "slice_edt", scipys)
+    for (sl, aniso, sig), g in zip(cases, got, strict=True):
+        np.testing.assert_array_equal(mg._slice_sdf(sl, aniso, sig, band_mm=2.0), g)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_low_parts_are_the_labelled_parts_whose_peak_is_low(seed):
     # the parts a blur erased (_keep_lost_parts): a flood fill from the high samples against
