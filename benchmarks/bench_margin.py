@@ -7,6 +7,7 @@
     python benchmarks/bench_margin.py --scaling [--before SRC]        # time vs tumor and image size
     python benchmarks/bench_margin.py --one-thread   # + the engine on one thread, alternating
     python benchmarks/bench_margin.py --first-call   # a fresh process's import and first analysis
+    python benchmarks/bench_margin.py --before SRC --case CT60 --no-naive   # one case, no EDT
 
 Cases (issue 3): MRI 256 x 256 x 128 at 1.2 x 1.2 x 3 mm and CT 512 x 512 x 200 at
 0.7 x 0.7 x 1 mm, a 3 cm tumor, the ablation zone on its own post grid with a rigid
@@ -391,6 +392,10 @@ def main() -> int:
     ap.add_argument(
         "--first-call", action="store_true", help="a fresh process's import and first analysis"
     )
+    ap.add_argument(
+        "--case", action="append", choices=sorted(CASES), help="only these cases (repeatable)"
+    )
+    ap.add_argument("--no-naive", action="store_true", help="without the naive full-volume EDT")
     ap.add_argument("--first-call-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scaling-child", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--sample-threads", type=int, help=argparse.SUPPRESS)
@@ -418,6 +423,8 @@ def main() -> int:
         print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]))))
         return 0
     cases = ["MRI"] if args.quick else ["MRI", "CT", "CT60"]
+    if args.case:
+        cases = [c for c in ["MRI", "CT", "CT60"] if c in args.case]
     plan = []
     for case in cases:
         # with --before, the two engines alternate, ``rounds`` child processes each, so that a
@@ -428,7 +435,7 @@ def main() -> int:
             if args.one_thread:
                 plan.append(("one-thread", case, 3 if args.quick else 5))
             plan.append(("napari-ablation", case, 3 if args.quick else 5))
-        if case != "CT60":  # the naive full-volume EDT of 512 x 512 x 300 takes minutes
+        if case != "CT60" and not args.no_naive:  # (512 x 512 x 300: minutes)
             plan.append(("naive", case, 1 if case == "CT" or args.quick else 3))
     env = dict(
         os.environ,

@@ -303,6 +303,8 @@ def test_guide_distance_in_one_pass_equals_two_transforms(spacing):
     d_in = edt.edt(inside, anisotropy=an, black_border=False, parallel=1)
     d_out = edt.edt(~inside, anisotropy=an, black_border=False, parallel=1)
     np.testing.assert_array_equal(guide.sd, np.where(inside, d_in - half, half - d_out))
+    # on two threads (the transform's lines split among them): the same numbers
+    np.testing.assert_array_equal(M._Guide(fld, threads=2).sd, guide.sd)
 
 
 def _slice_sdf_arrays(sl, aniso, sig, band_mm):
@@ -513,3 +515,143 @@ def test_candidate_segment_distance_is_the_vectorised_form():
     t = np.clip((pay * ey + pax * ex) / ee[idx], 0, 1)
     ry, rx = pay - ey * t, pax - ex * t
     np.testing.assert_array_equal(got, np.sqrt(ry * ry + rx * rx).min(axis=1))
+
+
+@pytest.mark.parametrize("spacing", [(1.2, 1.2), (0.7, 0.7), (0.7, 1.3), (1.9, 0.45)])
+def test_slice_edt_gives_scipys_distances_of_both_sides(spacing):
+    # the thick slices' pixel-centre distances (_slice_sdf): both of scipy's EDTs in one
+    # pass; in a tie between equally near pixels scipy's sum of squares may be one unit in
+    # the last place above the smallest: that is the only difference allowed
+    from napari_ablation.core.filters import slice_edt
+
+    rng = np.random.default_rng(3)
+    n_ulp = n_px = 0
+    for i in range(60):
+        shape = rng.integers(2, 60, 2)
+        blob = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.5, 4.0))
+        inside = blob > np.median(blob) + rng.uniform(-0.05, 0.05)
+        if i == 0:
+            inside = np.ones((7, 9), bool)
+            inside[2, 6] = False  # one outside pixel: its exact distances
+        if inside.all() or not inside.any():
+            continue
+        got = slice_edt(inside, spacing)
+        ref = np.where(
+            inside,
+            ndimage.distance_transform_edt(inside, sampling=spacing),
+            ndimage.distance_transform_edt(~inside, sampling=spacing),
+        )
+        np.testing.assert_array_max_ulp(got, ref, maxulp=1)
+        assert np.all(got <= ref)
+        n_ulp += np.count_nonzero(got != ref)
+        n_px += got.size
+        if i == 0:
+            yy, xx = np.indices(inside.shape)
+            exact = np.sqrt(((yy - 2) * spacing[0]) ** 2 + ((xx - 6) * spacing[1]) ** 2)
+            np.testing.assert_array_equal(got[inside], exact[inside])
+            assert got[2, 6] == min(spacing)  # to the nearest inside pixel
+    assert n_ulp <= 1e-3 * n_px
+    with pytest.raises(ValueError, match="both sides"):
+        slice_edt(np.ones((4, 4), bool), spacing)
+    with pytest.raises(ValueError, match="boolean"):
+        slice_edt(np.ones((4, 4)), spacing)
+
+
+def test_thick_slice_field_unchanged_by_the_compiled_edt_and_the_stacked_blur(monkeypatch):
+    # _slice_sdf's float32 field with slice_edt, and with the slices blurred together: the
+    # field of scipy's two EDTs and a blur per slice, bit for bit
+    from napari_ablation.core import margin as mg
+
+    def scipys(inside, sampling):
+        d_in = ndimage.distance_transform_edt(inside, sampling=sampling)
+        return np.where(inside, d_in, ndimage.distance_transform_edt(~inside, sampling=sampling))
+
+    rng = np.random.default_rng(8)
+    cases = []
+    for i in range(60):
+        shape = rng.integers(6, 50, 2)
+        blob = ndimage.gaussian_filter(rng.random(shape), rng.uniform(1.0, 4.0))
+        sl = (blob > np.median(blob)).astype(np.uint8)
+        cases.append((sl, [(1.2, 1.2), (0.8, 0.8), (0.7, 1.3)][i % 3], [0.8, 0.0, 1.2][i % 3]))
+    got = [mg._slice_sdf(sl, aniso, sig, band_mm=2.0) for sl, aniso, sig in cases]
+    for (sl, aniso, sig), g in zip(cases, got, strict=True):
+        stacked = mg.filters.gaussian_filter(
+            np.stack([sl, sl]).astype(np.float32), (0.0, sig, sig), mode="constant", truncate=3.0
+        )
+        np.testing.assert_array_equal(mg._slice_sdf(sl, aniso, sig, 2.0, stacked[1]), g)
+    monkeypatch.setattr(mg.filters, "slice_edt", scipys)
+    for (sl, aniso, sig), g in zip(cases, got, strict=True):
+        np.testing.assert_array_equal(mg._slice_sdf(sl, aniso, sig, band_mm=2.0), g)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_low_parts_are_the_labelled_parts_whose_peak_is_low(seed):
+    # the parts a blur erased (_keep_lost_parts): a flood fill from the high samples against
+    # the labelling of the whole crop, on random blobs, single voxels and chains of low
+    # samples that reach a high one only through each other
+    from napari_ablation.core.filters import low_parts
+
+    rng = np.random.default_rng(seed)
+    solid = ndimage.binary_opening(rng.random((14, 17, 12)) > 0.55)
+    solid[0, 0, 0] = solid[13, 16, 11] = True  # single voxels in the corners
+    solid[5:8, 2:10, 6] = True  # a slab
+    values = (rng.random(solid.shape) * solid).astype(np.float32)
+    values[5:8, 2:9, 6] = 0.5  # a chain of low samples ...
+    values[6, 9, 6] = 0.9  # ... whose end is high
+    values[0, 0, 0] = values[13, 16, 11] = 0.3
+    for s in (solid, solid.astype(np.uint8), np.moveaxis(solid, 0, 2)):
+        v = values if s.shape == values.shape else np.moveaxis(values, 0, 2)
+        lab, n = ndimage.label(s, structure=np.ones((3, 3, 3), dtype=bool))
+        low = [i + 1 for i in range(n) if v[lab == i + 1].max() < 0.85]
+        got = low_parts(s, v, 0.85)
+        if low:
+            np.testing.assert_array_equal(got, np.isin(lab, low))
+        else:
+            assert got is None
+        assert low  # (at least the corners)
+    assert low_parts(solid, np.ones(solid.shape, np.float32), 0.85) is None
+    with pytest.raises(ValueError, match="float32"):
+        low_parts(solid, values.astype(float), 0.85)
+
+
+def test_a_queued_task_runs_in_the_thread_that_needs_it_first():
+    # a task the worker has not started yet runs in the calling thread when its result is
+    # asked for (or it is taken); one the worker runs is waited for; errors are raised where
+    # the result is asked for
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def busy():
+        started.set()
+        release.wait(10)
+        return threading.current_thread().name
+
+    def where():
+        return threading.current_thread().name
+
+    def fails():
+        raise ValueError("from the task")
+
+    tasks = M._Tasks(2)
+    try:
+        first = tasks.submit(busy)
+        assert started.wait(10)  # the worker is busy with the first task
+        taken, asked, bad = tasks.submit(where), tasks.submit(where), tasks.submit(fails)
+        taken.take()
+        assert taken.result() == threading.current_thread().name
+        assert asked.result() == threading.current_thread().name
+        with pytest.raises(ValueError, match="from the task"):
+            bad.result()
+        release.set()
+        assert first.result().startswith("margin")  # (the worker's)
+    finally:
+        release.set()
+        tasks.close()
+
+
+def test_one_vertex_normal_is_that_of_all_vertices():
+    _fld, mesh = _sphere_mesh()
+    normals = mesh.vertex_normals()
+    for i in (0, 17, len(mesh.verts) // 2, len(mesh.verts) - 1):
+        np.testing.assert_array_equal(mesh.vertex_normal(i), normals[i])

@@ -9,6 +9,12 @@ double precision, ``x[i] w[0]``, then ``(x[i - j] + x[i + j]) w[j]`` added for `
 kernel's radius down to 1, rounded to float32 after each axis) while neighbouring elements
 are computed side by side: the same bits, several times faster.
 
+Also here: the exact two-sided distance transform of a binary slice (:func:`slice_edt`,
+``scipy.ndimage.distance_transform_edt``'s numbers for both sides in one pass) and the parts
+of a mask whose blurred field stays low (:func:`low_parts`), found by
+a flood fill from the field's high samples over the mask's surface band instead of a
+labelling of the whole crop.
+
 The kernels are compiled by numba on first use and cached on disk; they release the GIL.
 """
 
@@ -17,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["gaussian_filter"]
+__all__ = ["gaussian_filter", "low_parts", "slice_edt"]
 
 _MODES = {"reflect": 0, "constant": 1}
 
@@ -144,3 +150,181 @@ def gaussian_filter(
             _pass(cur, dst, _kernel(sig[axis], truncate), axis, _MODES[mode])
             cur = dst
     return cur.copy() if cur is arr else cur
+
+
+@numba.njit(inline="always")
+def _near(a, z, y, x, value):  # pragma: no cover - compiled
+    """Whether a 26-neighbour of (z, y, x) in ``a`` equals ``value``."""
+    nz, ny, nx = a.shape
+    for c in range(max(z - 1, 0), min(z + 2, nz)):
+        for b in range(max(y - 1, 0), min(y + 2, ny)):
+            for i in range(max(x - 1, 0), min(x + 2, nx)):
+                if a[c, b, i] == value:
+                    return True
+    return False
+
+
+@numba.njit(nogil=True, cache=True)
+def _low_parts(solid, values, peak, out):  # pragma: no cover - compiled
+    """Mark the low samples (``values < peak``) of ``solid`` in ``out``: 2 when a chain of
+    26-neighbouring low samples links them to a high one, 3 when none does; return how
+    many are marked 3."""
+    nz, ny, nx = solid.shape
+    # high samples 4, then each low sample 2 when a high one is next to it, else 1
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if solid[z, y, x] != 0 and values[z, y, x] >= peak:
+                    out[z, y, x] = 4
+    n_far = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if solid[z, y, x] != 0 and out[z, y, x] == 0:
+                    if _near(out, z, y, x, 4):
+                        out[z, y, x] = 2
+                    else:
+                        out[z, y, x] = 1
+                        n_far += 1
+    if n_far == 0:
+        return 0
+    # each group of connected samples marked 1: reached (2) when it touches a sample marked
+    # 2, else a low part of its own (3)
+    stack = np.empty((n_far, 3), dtype=np.int64)
+    n_low = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if out[z, y, x] != 1:
+                    continue
+                out[z, y, x] = 5  # (in the group being collected)
+                stack[0, 0], stack[0, 1], stack[0, 2] = z, y, x
+                top, n, touch = 0, 1, False
+                while top < n:
+                    c0, b0, i0 = stack[top, 0], stack[top, 1], stack[top, 2]
+                    top += 1
+                    for c in range(max(c0 - 1, 0), min(c0 + 2, nz)):
+                        for b in range(max(b0 - 1, 0), min(b0 + 2, ny)):
+                            for i in range(max(i0 - 1, 0), min(i0 + 2, nx)):
+                                m = out[c, b, i]
+                                if m == 2:
+                                    touch = True
+                                elif m == 1:
+                                    out[c, b, i] = 5
+                                    stack[n, 0], stack[n, 1], stack[n, 2] = c, b, i
+                                    n += 1
+                mark = 2 if touch else 3
+                for k in range(n):
+                    out[stack[k, 0], stack[k, 1], stack[k, 2]] = mark
+                if not touch:
+                    n_low += n
+    return n_low
+
+
+def low_parts(solid: np.ndarray, values: np.ndarray, peak) -> np.ndarray | None:
+    """The samples of the connected parts of a mask on which a field stays below ``peak``.
+
+    Parameters
+    ----------
+    solid : numpy.ndarray
+        3D mask (bool or uint8, non-zero inside).
+    values : numpy.ndarray
+        3D float32 field on the same samples.
+    peak : float
+        A part (26-connected samples of ``solid``) is low when ``values`` stays below
+        ``peak`` (compared in float32) on every one of its samples.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean mask of the samples of the low parts (those of
+        ``scipy.ndimage.label(solid, np.ones((3, 3, 3)))`` whose maximum of ``values`` is
+        below ``peak``); None when there are none.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not 3D of the same shape or ``values`` is not float32.
+    """
+    if solid.ndim != 3 or solid.shape != values.shape or values.dtype != np.float32:
+        raise ValueError("low_parts takes a 3D mask and a float32 field of the same shape")
+    sol = np.ascontiguousarray(solid).view(np.uint8)
+    out = np.zeros(sol.shape, dtype=np.uint8)
+    if _low_parts(sol, np.ascontiguousarray(values), np.float32(peak), out) == 0:
+        return None
+    return out == 3
+
+
+@numba.njit(nogil=True, cache=True)
+def _slice_edt(inside, sy, sx, col, out):  # pragma: no cover - compiled
+    """Each pixel's distance to the nearest pixel of the other side, into ``out``."""
+    ny, nx = inside.shape
+    # rows from (y, x) to the nearest pixel of column x: col[0] an outside one, col[1] an
+    # inside one (-1: none in that column)
+    for x in range(nx):
+        for side in range(2):
+            want = side == 1
+            last = -1
+            for y in range(ny):
+                if inside[y, x] == want:
+                    last = y
+                col[side, y, x] = y - last if last >= 0 else -1
+            last = -1
+            for y in range(ny - 1, -1, -1):
+                if inside[y, x] == want:
+                    last = y
+                if last >= 0 and (col[side, y, x] < 0 or last - y < col[side, y, x]):
+                    col[side, y, x] = last - y
+    for y in range(ny):
+        for x in range(nx):
+            side = 0 if inside[y, x] else 1
+            best = np.inf
+            # columns outwards from x until the column offset alone exceeds the best
+            for dx in range(nx):
+                b = np.float64(dx) * sx
+                if b * b > best:
+                    break
+                for k in range(2 if dx > 0 else 1):
+                    xx = x - dx if k == 0 else x + dx
+                    if 0 <= xx < nx:
+                        dy = col[side, y, xx]
+                        if dy >= 0:
+                            a = np.float64(dy) * sy
+                            v = a * a + b * b
+                            if v < best:
+                                best = v
+            out[y, x] = np.sqrt(best)
+
+
+def slice_edt(inside: np.ndarray, sampling) -> np.ndarray:
+    """Exact Euclidean distance of each pixel of a 2D mask to the nearest pixel of the other side.
+
+    Parameters
+    ----------
+    inside : numpy.ndarray
+        2D boolean mask with pixels on both sides.
+    sampling : sequence of float
+        Pixel spacing (rows, columns).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 distances: on ``inside`` pixels the numbers of
+        ``scipy.ndimage.distance_transform_edt(inside, sampling=sampling)``, elsewhere those of
+        ``distance_transform_edt(~inside, sampling=sampling)`` (each distance
+        ``sqrt((dy sy)^2 + (dx sx)^2)`` of the nearest pixel, computed as scipy computes it).
+
+    Raises
+    ------
+    ValueError
+        If ``inside`` is not 2D boolean or has pixels on one side only.
+    """
+    if inside.ndim != 2 or inside.dtype != np.bool_:
+        raise ValueError("slice_edt takes a 2D boolean mask")
+    if inside.all() or not inside.any():
+        raise ValueError("slice_edt needs pixels on both sides of the mask")
+    sy, sx = (float(v) for v in sampling)
+    col = np.empty((2, *inside.shape), dtype=np.int64)
+    out = np.empty(inside.shape)
+    _slice_edt(np.ascontiguousarray(inside), sy, sx, col, out)
+    return out

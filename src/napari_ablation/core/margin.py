@@ -315,23 +315,19 @@ def _keep_lost_parts(fld: _Field, n_parts: int | None = None) -> _Field:
     around its samples (marching cubes of the binary part), and :func:`_surface` leaves it
     without the blur's curvature correction (``fld.kept``). When nothing reaches the 0.5
     level, the field is left as it is (:func:`_field_and_surface` retries with less blur).
-    ``n_parts``: the number of parts when the caller knows it (1: no labelling).
+    ``n_parts``: the number of parts when the caller knows it (1: the solid is one part).
+    The parts are found by a flood fill from the high samples over the low ones
+    (:func:`filters.low_parts`: no labelling of the whole crop).
     """
     if fld.blur is None or fld.solid is None or fld.values.max() < fld.level:
         return fld
+    solid = fld.solid.astype(bool, copy=False)
     if n_parts == 1:
-        lab, n = fld.solid, 1
+        high = np.any((fld.values >= np.float32(THIN_PEAK)) & solid)
+        kept = None if high else solid.copy()
     else:
-        lab, n = ndimage.label(fld.solid, structure=np.ones((3, 3, 3), dtype=bool))
-    if n == 1:  # (ndimage.maximum over labels: 4-5 ms on a 60 000-sample crop)
-        peak = [np.max(fld.values, where=fld.solid.astype(bool, copy=False), initial=-np.inf)]
-    else:
-        peak = [
-            fld.values[b][lab[b] == i + 1].max() for i, b in enumerate(ndimage.find_objects(lab))
-        ]
-    lost = np.flatnonzero(np.asarray(peak) < THIN_PEAK) + 1
-    if len(lost):
-        kept = np.isin(lab, lost)
+        kept = filters.low_parts(solid, fld.values, THIN_PEAK)
+    if kept is not None:
         fld.values[kept] = 1.0
         fld.kept = kept
     return fld
@@ -594,10 +590,15 @@ def _interpolate_sections(crop: np.ndarray, aniso, hz: float, f: int, sl_sig: fl
     nsl = crop.shape[0]
     d2 = np.empty(crop.shape, dtype=np.float32)
     filled = np.array([bool(crop[k].any()) for k in range(nsl)])
-    for k in range(nsl):
-        if filled[k]:
-            d2[k] = _slice_sdf(crop[k], aniso, sl_sig, band_mm=band)
+    # the filled slices anti-aliased together (compiled, without the GIL: scipy's numbers)
     fk = np.flatnonzero(filled)
+    softs = None
+    if sl_sig > 0 and len(fk):
+        softs = filters.gaussian_filter(
+            crop[fk].astype(np.float32), (0.0, sl_sig, sl_sig), mode="constant", truncate=3.0
+        )
+    for n, k in enumerate(fk):
+        d2[k] = _slice_sdf(crop[k], aniso, sl_sig, band, None if softs is None else softs[n])
     n_fine = (nsl - 1) * f + 1
     pos = np.arange(n_fine) / f
     # empty slices: a cap between the last filled slice and the empty one (its profile is
@@ -831,19 +832,23 @@ def _sagitta(
     return out
 
 
-def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.ndarray:
+def _slice_sdf(
+    sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0, soft: np.ndarray | None = None
+) -> np.ndarray:
     """Sub-pixel in-plane signed distance (mm, positive inside) of one binary slice.
 
-    The slice is anti-aliased by a Gaussian of ``sig`` pixels; its 0.5 contour (marching
-    squares) is the boundary, and every pixel gets its exact distance to those segments.
+    The slice is anti-aliased by a Gaussian of ``sig`` pixels (``soft``: already done); its
+    0.5 contour (marching squares) is the boundary, and every pixel gets its exact distance
+    to those segments.
     """
     from skimage.measure import find_contours
 
-    soft = (
-        ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
-        if sig > 0
-        else sl.astype(np.float32)
-    )
+    if soft is None:
+        soft = (
+            ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
+            if sig > 0
+            else sl.astype(np.float32)
+        )
     contours = [c for c in find_contours(soft, 0.5) if len(c) >= 2]
     sy, sx = (float(a) for a in aniso)
     if not contours and sig > 0:  # a few pixels vanish under the blur: their own contour
@@ -870,12 +875,16 @@ def _slice_sdf(sl: np.ndarray, aniso, sig: float, band_mm: float = 8.0) -> np.nd
         )
     # exact distances in a band around the contour; farther out, the pixel-centre EDT (its
     # error there, a fraction of a pixel, no longer moves where slices are interpolated)
-    # (scipy's EDT: a call on a small slice does not start a thread, as edt's does)
+    # (both sides in one compiled pass without the GIL: scipy's distances, see slice_edt)
     inside = soft >= 0.5
-    d_in = ndimage.distance_transform_edt(inside, sampling=(sy, sx))
-    d_out = ndimage.distance_transform_edt(~inside, sampling=(sy, sx))
     half = 0.25 * (sy + sx)
-    approx = np.where(inside, d_in - half, -(d_out - half))
+    if inside.any() and not inside.all():
+        d = filters.slice_edt(inside, (sy, sx))
+        approx = np.where(inside, d - half, -(d - half))
+    else:
+        d_in = ndimage.distance_transform_edt(inside, sampling=(sy, sx))
+        d_out = ndimage.distance_transform_edt(~inside, sampling=(sy, sx))
+        approx = np.where(inside, d_in - half, -(d_out - half))
     out = approx.astype(np.float32)
     band = np.abs(approx) <= band_mm
     if not band.any():
@@ -1013,6 +1022,23 @@ class Mesh:
         """
         a, b, c = (self.verts[self.faces[:, i]] for i in range(3))
         return _vertex_normals(self.faces, np.cross(b - a, c - a), len(self.verts))
+
+    def vertex_normal(self, i: int) -> np.ndarray:
+        """Return one vertex's unit normal: ``vertex_normals()[i]``, from its own triangles.
+
+        Parameters
+        ----------
+        i : int
+            The vertex.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(3,)`` outward unit normal (LPS), the same numbers as ``vertex_normals()[i]``.
+        """
+        faces = self.faces[np.any(self.faces == i, axis=1)]  # (in their order: the same sums)
+        a, b, c = (self.verts[faces[:, k]] for k in range(3))
+        return _vertex_normals(faces, np.cross(b - a, c - a), len(self.verts))[i]
 
     def transformed(self, A: np.ndarray, b: np.ndarray) -> Mesh:
         """Return the mesh with every vertex mapped to ``A @ v + b``.
@@ -1397,7 +1423,7 @@ class _Guide:
     The EDT of the field's inside samples (positive inside), half a sample moved outwards.
     """
 
-    def __init__(self, fld: _Field):
+    def __init__(self, fld: _Field, threads: int = 1):
         import edt
 
         inside = fld.values >= fld.level
@@ -1411,9 +1437,13 @@ class _Guide:
         )  # the surface lies about half a sample beyond the last centre
         # one pass for both sides: with the two labels outside (1) and inside (2), each sample's
         # distance to the nearest sample of the other label is the inside EDT's value inside
-        # and the outside EDT's outside (the same numbers, half the time of two transforms)
+        # and the outside EDT's outside (the same numbers, half the time of two transforms);
+        # on ``threads`` threads (its lines split among them: the same numbers)
         d = edt.edt(
-            inside.view(np.uint8) + np.uint8(1), anisotropy=an, black_border=False, parallel=1
+            inside.view(np.uint8) + np.uint8(1),
+            anisotropy=an,
+            black_border=False,
+            parallel=threads,
         )
         # d - half inside, half - d outside (= -(d - half) exactly), formed in place
         sd = np.subtract(d, np.float32(half), dtype=np.float32)
@@ -2176,37 +2206,75 @@ class _Lazy:
             self._fn = self._args = None
         return self._value
 
+    def take(self) -> None:
+        """(One thread: the task runs when its result is asked for, in the serial order.)"""
+
+
+def _run_here(fn, *args) -> Future:
+    """Run ``fn`` now in the calling thread: a finished future with its result or error."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - re-raised by result(), where serial raises
+        fut.set_exception(exc)
+    return fut
+
+
+class _Job:
+    """A task queued for the worker; a thread that needs it before the worker has started it
+    runs it itself (so no thread waits for a task that nobody runs yet)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, fn, *args):
+        self._fn, self._args = fn, args
+        self._fut = pool.submit(fn, *args)
+
+    def take(self) -> None:
+        """Run the task in the calling thread now if the worker has not started it."""
+        if self._fut.cancel():
+            self._fut = _run_here(self._fn, *self._args)
+
+    def result(self):
+        self.take()
+        return self._fut.result()
+
 
 class _Tasks:
     """The stages of one analysis, on ``threads - 1`` worker threads and the calling one.
 
     With one thread every task runs when its result is asked for, in the order of the
-    serial engine (so are its errors raised); with more, ``submit`` runs a task on a worker
-    and ``here`` at once in the calling thread, its error kept for ``result()``. Each task
-    writes only its own outputs: the results do not depend on the thread count.
+    serial engine (so are its errors raised); with more, ``submit`` queues a task for a
+    worker (the calling thread runs it itself if it asks for the result, or ``take``s it,
+    before a worker has started it) and ``here`` runs one at once in the calling thread,
+    its error kept for ``result()``. Each task writes only its own outputs: the results do
+    not depend on the thread count, nor on which thread ran what.
     """
 
     def __init__(self, threads: int):
+        self.threads = threads
         self._pool = (
             ThreadPoolExecutor(threads - 1, thread_name_prefix="margin") if threads > 1 else None
         )
 
     def submit(self, fn, *args):
-        return self._pool.submit(fn, *args) if self._pool is not None else _Lazy(fn, *args)
+        return _Job(self._pool, fn, *args) if self._pool is not None else _Lazy(fn, *args)
 
     def here(self, fn, *args):
         if self._pool is None:
             return _Lazy(fn, *args)
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except Exception as exc:  # noqa: BLE001 - re-raised by result(), where serial raises
-            fut.set_exception(exc)
-        return fut
+        return _run_here(fn, *args)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ablation_guide(arec, threads: int) -> _Guide:
+    """The guide of the ablation's field, once its reconstruction (a task) is done.
+
+    Its distance transform on all the analysis's threads: the calling thread, done with the
+    tumor's surfaces, waits for it.
+    """
+    return _Guide(arec.result()[0], threads)
 
 
 def _check_rigid(transform) -> tuple[np.ndarray, np.ndarray]:
@@ -2337,19 +2405,23 @@ def _analyze_margin(
         warns.append("the ablation zone touches the border of the post image: it may be cut off")
 
     # --- surfaces -------------------------------------------------------------------
-    # (the ablation's on a worker while this thread does the tumor's and its diameter)
+    # the ablation's on the worker while this thread does the tumor's and its diameter; the
+    # tumor's star-shaped volume and the ablation's guide queued behind it: whichever thread
+    # is free first runs the star fit (see _Job)
     awarns: list[str] = []
     arec = tasks.submit(_field_and_surface, amask, abox, agrid, smooth_vox, "ablation", awarns)
+    tlo = np.array([t.start for t in tbox])
+    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
+    star = tasks.submit(_star_volume_mm3, tcrop, tgrid.spacing_zyx)  # (the tumor's volume)
+    gd = tasks.submit(_ablation_guide, arec, tasks.threads)
     tfield, tsurf = _field_and_surface(tmask, tbox, tgrid, smooth_vox, "tumor", warns)
     dia = tasks.here(_tumor_diameter, tmask, tbox, tgrid, tfield, tsurf)
     # what needs the tumor alone, while the ablation's reconstruction may still run
-    tlo = np.array([t.start for t in tbox])
-    tcrop = tmask.crop(tlo, [t.stop for t in tbox])
     idx = np.argwhere(tcrop)
     smooth_op = _mesh_smoother(tsurf.faces, len(tsurf.verts))
     # across thick slices the classes are also computed at the refined samples (below)
     fine_idx = None if np.all(tfield.step == 1.0) else np.argwhere(tfield.solid)
-    star = tasks.here(_star_volume_mm3, tcrop, tgrid.spacing_zyx)  # (the tumor's volume)
+    star.take()
     afield, asurf_post = arec.result()
     warns += awarns
     asurf = asurf_post.transformed(Ainv, binv)  # ablation surface in pre space
@@ -2372,7 +2444,6 @@ def _analyze_margin(
             "the ablation zone is unknown there and counted as absent"
         )
 
-    gd = tasks.submit(_Guide, afield)
     dist_ab = MeshDistance(asurf_post)
     smooth_chords = _smooth_chords(afield)
     guide = gd.result()
@@ -2422,8 +2493,6 @@ def _analyze_margin(
     # --- margins on the tumor surface ----------------------------------------------------
     m_surf, closest = signed_margin(tsurf.verts)  # (half of the search on the worker)
     afield.box_bounds  # noqa: B018 - (cached) computed once, before the threads share it
-    if with_shells:  # on the worker while this thread computes the classes
-        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
     # the margin varies smoothly along the tumor surface; the vertices carry sub-voxel noise
     # of both surfaces, and a minimum over thousands of noisy values is biased low: average
     # each vertex with its neighbours (about one voxel around) before taking the minimum
@@ -2433,7 +2502,7 @@ def _analyze_margin(
     i_min = int(np.argmin(m_surf))
     mtm = float(m_surf[i_min])
     p_min = tsurf.verts[i_min]
-    normal = tsurf.vertex_normals()[i_min]
+    normal = tsurf.vertex_normal(i_min)
     direction, uncertainty = _direction_and_limit(
         mtm, p_min, closest[i_min], normal, tgrid, tfield, agrid, afield, A, b
     )
@@ -2449,7 +2518,9 @@ def _analyze_margin(
     # class fractions at sub-voxel resolution: the samples of the tumor's own reconstruction
     # (refined across thick slices; on a worker while this thread classifies the voxels, each
     # search on its own thread); class volumes are these fractions of its volume, which has no
-    # voxelisation noise across thick slices (VOLUME_BASIS)
+    # voxelisation noise across thick slices (VOLUME_BASIS). Queued for the worker behind
+    # them: the shells, the surface's vertex areas and the pairing check (this thread takes
+    # what the worker has not started when it is done with the voxels)
     if fine_idx is not None:
         guide.bounds  # noqa: B018 - (cached) computed once, before the threads share it
         fine = tasks.submit(
@@ -2464,9 +2535,15 @@ def _analyze_margin(
             levels,
             class_margin,
         )
+    if with_shells:
+        sh = tasks.submit(_shell_coverage, tmask, tgrid, tfield, afield, A, b)
+    areas = tasks.submit(tsurf.vertex_areas)
+    pairing = tasks.submit(pairing_warnings, tsurf.verts, asurf.verts)
     m_vox = _lattice_margins(
         idx, tgrid.M, tgrid.to_lps(tlo), afield, guide, A, b, levels, class_margin
     )
+    if with_shells:
+        sh.take()
     cls = np.where(m_vox < 0, 3, np.where(m_vox < threshold_mm, 2, 1)).astype(np.uint8)
     class_crop = np.zeros(tcrop.shape, dtype=np.uint8)
     class_crop[tuple(idx.T)] = cls
@@ -2518,7 +2595,7 @@ def _analyze_margin(
     diameter = dia.result()
 
     # --- surface fractions, histogram ------------------------------------------------------
-    w = tsurf.vertex_areas()
+    w = areas.result()
     wsum = max(float(w.sum()), 1e-12)
     levels = sorted(set(SURFACE_FRACTION_LEVELS) | {threshold_mm})
     surf_frac = {float(x): float(w[m_surf >= x].sum() / wsum) for x in levels}
@@ -2528,7 +2605,7 @@ def _analyze_margin(
     # --- peri-tumoral shells ----------------------------------------------------------------
     shells = sh.result() if with_shells else {}
 
-    warns += pairing_warnings(tsurf.verts, asurf.verts)
+    warns += pairing.result()
     ref = tumor  # carries the pre grid geometry (SimpleITK images are copy-on-write)
     method = (
         f"marching cubes (0.5 level, anti-aliasing Gaussian {smooth_vox:g} voxel) of tumor "
