@@ -4,7 +4,9 @@
     python benchmarks/bench_registration.py --methods local   # the default method only
     python benchmarks/bench_registration.py --case FOLDER [--case FOLDER ...]
     python benchmarks/bench_registration.py --save-cases DIR   # then: an older tree, --case DIR/*
-    python benchmarks/bench_registration.py --heldout   # round 4's held-out phantoms only
+    python benchmarks/bench_registration.py --heldout   # round 5's held-out phantoms only
+    python benchmarks/bench_registration.py --heldout-round4   # round 4's held-out phantoms
+    python benchmarks/bench_registration.py --save-cases DIR --generate-only   # images only
     xvfb-run -a python benchmarks/bench_registration.py --gui   # + the widget's live update
 
 Prints three tables:
@@ -291,11 +293,21 @@ def bench_widget_live() -> None:
     viewer.close()
 
 
-#: round 4's held-out set, drawn before any tuning of that round and first run once its
+#: round 5's held-out set, drawn before any tuning of that round and first run once its
 #: settings were frozen and committed (``--heldout``): breathing CT phantoms with a slice
 #: profile and breathing MRI phantoms whose seeds no earlier round used
-HELDOUT_CT_PROFILE_SEEDS = (18, 19, 20, 21, 22, 23, 24, 25)
-HELDOUT_MRI_SEEDS = (14, 15, 16)
+HELDOUT_CT_PROFILE_SEEDS = (26, 27, 28, 29, 30, 31, 32, 33)
+HELDOUT_MRI_SEEDS = (17, 18, 19)
+#: round 4's held-out set (``--heldout-round4``), run once after that round's settings were
+#: frozen; since then a check that nothing broke
+HELDOUT_R4_CT_PROFILE_SEEDS = (18, 19, 20, 21, 22, 23, 24, 25)
+HELDOUT_R4_MRI_SEEDS = (14, 15, 16)
+
+
+def _slug(name: str) -> str:
+    """Folder name of a generated case (``--save-cases``)."""
+    slug = name.split(" (")[0].replace(" ", "_").replace("#", "")
+    return slug + ("_profile" if name.endswith("slice profile") else "")
 
 
 def main(argv=None) -> int:
@@ -332,8 +344,18 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--heldout",
         action="store_true",
-        help="run round 4's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
+        help="run round 5's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
         "HELDOUT_MRI_SEEDS), no sample",
+    )
+    ap.add_argument(
+        "--heldout-round4",
+        action="store_true",
+        help="run round 4's held-out set only (HELDOUT_R4_CT_PROFILE_SEEDS, HELDOUT_R4_MRI_SEEDS)",
+    )
+    ap.add_argument(
+        "--generate-only",
+        action="store_true",
+        help="with --save-cases: write the case folders (samples included) and register nothing",
     )
     ap.add_argument("--breathing-mm", type=float, default=15.0)
     ap.add_argument("--repeat", type=int, default=3)
@@ -350,12 +372,14 @@ def main(argv=None) -> int:
     if not args.skip_sample:
         if args.case:
             cases = [_folder(f) for f in args.case]
-        elif args.heldout:
-            cases = [_breathing("mri", k, args.breathing_mm) for k in HELDOUT_MRI_SEEDS]
-            cases += [
-                _breathing("ct", k, args.breathing_mm, slice_profile=True)
-                for k in HELDOUT_CT_PROFILE_SEEDS
-            ]
+        elif args.heldout or args.heldout_round4:
+            mri, ct = (
+                (HELDOUT_MRI_SEEDS, HELDOUT_CT_PROFILE_SEEDS)
+                if args.heldout
+                else (HELDOUT_R4_MRI_SEEDS, HELDOUT_R4_CT_PROFILE_SEEDS)
+            )
+            cases = [_breathing("mri", k, args.breathing_mm) for k in mri]
+            cases += [_breathing("ct", k, args.breathing_mm, slice_profile=True) for k in ct]
         else:
             cases = [_sample("renal_mri"), _sample("liver_ct")]
             cases += [
@@ -369,13 +393,13 @@ def main(argv=None) -> int:
                 for k in args.profile_ct_seeds.split(",")
                 if k
             ]
-            if args.save_cases:
-                import pathlib
+        if args.save_cases and not args.case:
+            import pathlib
 
-                for name, case, _true in cases[0 if args.heldout else 2 :]:  # samples ship
-                    slug = name.split(" (")[0].replace(" ", "_").replace("#", "")
-                    slug += "_profile" if name.endswith("slice profile") else ""
-                    case.save(pathlib.Path(args.save_cases) / slug)
+            for name, case, _true in cases:
+                case.save(pathlib.Path(args.save_cases) / _slug(name))
+        if args.generate_only:
+            return 0
         wanted = {m.strip() for m in args.methods.split(",")}
         methods = [m for m in METHODS if m[0].split()[0] in wanted]
         bench_cases(cases, args.repeat, methods, args.whole_repeat)
