@@ -48,6 +48,15 @@ def _mm(text: str) -> float:
     return v
 
 
+def _threshold_mm(text: str) -> float:
+    from .core import coverage
+
+    try:
+        return coverage.check_threshold(_mm(text))
+    except AblationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_mm(text: str) -> float:
     v = _mm(text)
     if v <= 0:
@@ -76,7 +85,9 @@ def _add_margin_parser(sub) -> None:
         help="registration pre -> post, ITK convention (.tfm); without it the "
         "identity is assumed (pre and post already aligned)",
     )
-    p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    p.add_argument(
+        "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
+    )
     p.add_argument("--tumor-label", type=_label_value, help="use only this label value of --tumor")
     p.add_argument(
         "--ablation-label", type=_label_value, help="use only this label value of --ablation"
@@ -588,7 +599,9 @@ def _add_cohort_parser(sub) -> None:
         "--manifest", help="CSV case,tumor,ablation[,transform][,pre,post] (paths relative to it)"
     )
     r.add_argument("--out", required=True, help="results folder (margins.csv, cases/*.json)")
-    r.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    r.add_argument(
+        "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
+    )
     r.add_argument(
         "--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
     )
@@ -735,7 +748,9 @@ def _add_quiz_parser(sub) -> None:
             f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})"
         ),
     )
-    p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    p.add_argument(
+        "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
+    )
     p.add_argument(
         "--hide-reference",
         action="store_true",

@@ -49,7 +49,7 @@ import numpy as np
 import SimpleITK as sitk
 from psygnal import Signal
 
-from .core import geometry
+from .core import coverage, geometry
 from .core import margin as core_margin
 from .core import transform as tfm
 from .core import uncertainty as core_uncertainty
@@ -788,7 +788,15 @@ class CaseModel:
         self.update_settings(threshold_mm=float(value))
 
     def update_settings(self, **kw: Any) -> None:
-        """Change settings (``threshold_mm``, ``tumor_label``, ``ablation_label``, ...)."""
+        """Change settings (``threshold_mm``, ``tumor_label``, ``ablation_label``, ...).
+
+        Raises
+        ------
+        AblationError
+            When ``threshold_mm`` is not a finite number of mm, 0 or more.
+        """
+        if "threshold_mm" in kw:
+            kw["threshold_mm"] = coverage.check_threshold(kw["threshold_mm"])
         changed = [k for k, v in kw.items() if self._settings.get(k, object()) != v]
         if not changed:
             return

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import geometry
+from . import coverage, geometry
 from . import transform as tfm
 from .errors import AblationError
 from .files import OutputSet, input_path, os_error_message, read_text
@@ -453,8 +453,14 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(settings, dict):
             raise _field_error(path, "settings", "must be an object")
         t = settings.get("threshold_mm", DEFAULT_SETTINGS["threshold_mm"])
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise _field_error(path, "settings.threshold_mm", "must be a finite number")
+        if not isinstance(t, (int, float)):
+            t = math.nan
+        try:
+            coverage.check_threshold(t)
+        except AblationError:
+            raise _field_error(
+                path, "settings.threshold_mm", "must be a finite number of mm, 0 or more"
+            ) from None
         for key in ("tumor_label", "ablation_label"):
             v = settings.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):

@@ -29,7 +29,6 @@ import contextlib
 import csv
 import hashlib
 import json
-import math
 import os
 import signal
 import threading
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from . import coverage
 from .errors import AblationError, one_line
 
 CASES_DIR = "cases"
@@ -883,9 +883,7 @@ def run_cohort(
     KeyboardInterrupt
         On Ctrl-C or ``stop``; every case finished so far is stored, no table is written.
     """
-    threshold_mm = float(threshold_mm)
-    if not math.isfinite(threshold_mm):
-        raise AblationError("the margin threshold must be a finite number of mm")
+    threshold_mm = coverage.check_threshold(threshold_mm)
     if not cases:
         raise AblationError("no case to analyse")
     out = Path(out)
