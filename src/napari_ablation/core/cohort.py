@@ -180,6 +180,19 @@ def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
     return [found[k] for k in sorted(found)]
 
 
+def _qa_for_saved_registration(qa: dict, transform_params) -> dict:
+    """A case's QA verdict for the registration saved with it (one recorded for another
+    registration reads "not reviewed")."""
+    from . import transform as tfm
+    from .case import qa_for_transform
+
+    try:
+        tx = tfm.euler_from_params(transform_params) if transform_params else None
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        return {**qa, "verdict": ""}  # an unreadable registration: no verdict to show
+    return qa_for_transform(qa, tx)
+
+
 def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) -> CaseInputs:
     """Read the inputs of one case folder from its ``case.json`` (images are not read).
 
@@ -233,7 +246,7 @@ def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) ->
         tumor_label=settings.get("tumor_label"),
         ablation_label=settings.get("ablation_label"),
         modality=str(info.get("modality") or ""),
-        qa_verdict=str(qa.get("verdict") or ""),
+        qa_verdict=str(_qa_for_saved_registration(qa, doc.get("transform")).get("verdict") or ""),
         problem=problem,
     )
 

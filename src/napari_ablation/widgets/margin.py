@@ -55,6 +55,7 @@ from qtpy.QtWidgets import (
 from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
+from ..core.case import qa_text
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
@@ -246,6 +247,7 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.landmarks_changed, self, self._show_status)
+        _layers.connect_while_alive(m.qa_changed, self, self._show_qa)
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
         _layers.connect_while_alive(self.viewer.dims.events.ndisplay, self, self._on_ndisplay)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
@@ -258,6 +260,7 @@ class MarginWidget(QWidget):
         self._refresh_layer_choices()
         self._on_model_threshold(m.threshold)
         self._show_tx_label()
+        self._show_qa()
         self._sync_reader_sd()
         self._on_analysis()
 
@@ -327,6 +330,12 @@ class MarginWidget(QWidget):
         sdrow.addWidget(self.registration_sd_note, 1)
         form.addRow("reader\naccuracy", sdrow)  # two lines: the dock can stay narrow
         lay.addLayout(form)
+        # a QA verdict recorded for an earlier registration vouches for nothing shown here
+        self.qa_warning = QLabel("")
+        self.qa_warning.setWordWrap(True)
+        self.qa_warning.setStyleSheet("color: #ff4040; font-weight: bold;")
+        self.qa_warning.setVisible(False)
+        lay.addWidget(self.qa_warning)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(
             lambda *_: self._use_layer(self.ablation_combo, "ablation")
@@ -560,7 +569,13 @@ class MarginWidget(QWidget):
         loud = self.model.transform is None
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
+    def _show_qa(self) -> None:
+        qa = self.model.qa
+        self.qa_warning.setText(f"registration QA: {qa_text(qa)}" if qa.get("earlier") else "")
+        self.qa_warning.setVisible(bool(qa.get("earlier")))
+
     def _on_case_loaded(self) -> None:
+        self._show_qa()
         self._shown = None
         self._interval_shown = None
         self.interval.setText("")
@@ -1131,8 +1146,10 @@ class MarginWidget(QWidget):
         info["ablation layer"] = al.name if al is not None else ""
         qa = m.qa
         if not m.qa_reviewed:
+            earlier = " for this registration" if qa.get("earlier") else ""
             info["warning"] = (
-                "registration QA not reviewed: check the registration before relying on the margins"
+                f"registration QA not reviewed{earlier}: check the registration before relying "
+                "on the margins"
             )
         return {
             "info": info,
@@ -1155,8 +1172,10 @@ class MarginWidget(QWidget):
         if suf not in (".json", ".csv", ".html", ".htm", ".pdf"):
             raise AblationError(f"cannot export to '{p.name}': use .json, .csv, .html or .pdf")
         if not self.model.qa_reviewed and suf != ".csv":
+            earlier = " for this registration" if self.model.qa.get("earlier") else ""
             _layers.notify_warning(
-                "registration QA is 'not reviewed': the export says so; review it in 3. Register"
+                f"registration QA is 'not reviewed'{earlier}: the export says so; review it in "
+                "3. Register"
             )
         iv = self.model.interval
         if iv is None or not self.model.interval_current or iv.analysis is not a:
