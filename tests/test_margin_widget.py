@@ -168,6 +168,29 @@ def test_margin_widget_reruns_after_an_edit_and_threshold(widget, qtbot):
     )
 
 
+def test_threshold_spin_box_refuses_a_negative_threshold(widget, qtbot):
+    """UAT s7 N1: the spin box allowed -20 mm, where green (m >= t) and red (m < 0) overlap:
+    typed or stepped below 0, it stays at 0 and the classes still partition the tumor."""
+    from qtpy.QtCore import Qt
+
+    from napari_ablation.core import coverage
+
+    _viewer, w = widget
+    spin = w.threshold
+    assert spin.minimum() == coverage.THRESHOLD_MIN_MM == 0.0
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "-5")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    assert spin.value() >= 0.0 and w.model.threshold >= 0.0
+    w.set_threshold(0.0)
+    qtbot.keyClick(spin, Qt.Key.Key_Down)
+    assert spin.value() == 0.0 and w.model.threshold == 0.0
+    res = _compute(w, qtbot)
+    assert res.threshold_mm == 0.0
+    assert sum(res.volume_fraction.values()) == pytest.approx(1.0, abs=1e-9)
+
+
 def test_margin_widget_bad_input_is_one_notification(widget, qtbot, monkeypatch):
     viewer, w = widget
     messages = []
