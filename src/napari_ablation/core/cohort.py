@@ -762,6 +762,21 @@ class CohortRun:
         """Ids of the cases that ended as an error row."""
         return [r["case"] for r in self.records if r.get("error")]
 
+    def counts_text(self) -> str:
+        """The run in one line: ``"5 cases (3 computed, 0 unchanged, 2 failed)"``; a failed
+        case is neither computed nor unchanged, so the three counts add up to the cases.
+
+        Returns
+        -------
+        str
+            The line.
+        """
+        bad = set(self.failed)
+        return (
+            f"{len(self.records)} cases ({len(set(self.computed) - bad)} computed, "
+            f"{len(set(self.reused) - bad)} unchanged, {len(bad)} failed)"
+        )
+
 
 @contextlib.contextmanager
 def _children_ignore_sigint():
