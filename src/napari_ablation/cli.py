@@ -557,6 +557,13 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    # the arguments are checked before Qt starts (without a display it aborts the process)
+    if args.screenshot is not None:
+        shot = Path(args.screenshot)
+        if shot.suffix.lower() != ".png":
+            raise AblationError(f"--screenshot '{shot.name}' must be a .png file")
+        if not shot.parent.is_dir():
+            raise AblationError(f"--screenshot: no such folder '{shot.parent}'")
     from .demo import run_demo
 
     return run_demo(args.case, screenshot=args.screenshot)
@@ -862,6 +869,10 @@ def _cmd_quiz_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_quiz_open(args: argparse.Namespace) -> int:
+    if args.quiz is not None:  # checked before Qt starts (without a display it aborts)
+        from .core import quiz
+
+        quiz.Quiz.load(args.quiz)
     import napari
 
     from .widgets.teach import open_quiz_viewer
