@@ -214,6 +214,7 @@ def test_margins_dock_with_long_warnings_wraps_and_scrolls(
     Go to MTM button, at 1920 x 1080: every wrapped label is shown whole, nothing overlaps,
     and what does not fit scrolls."""
     import SimpleITK as sitk
+    from qtpy.QtCore import QCoreApplication, QEvent
     from test_gui_uat5_margins_layout import _overlaps
 
     from napari_ablation.core import coverage, geometry, samples
@@ -263,6 +264,19 @@ def test_margins_dock_with_long_warnings_wraps_and_scrolls(
 
     qtbot.wait(300)
     check("as_computed")  # the figures and the interval came in: nothing resized since
+    # In the UAT the body's relayout did not come after the interval's text grew from
+    # "computing" to its three lines (Qt left the layout invalidated with no layout request
+    # pending): the state is made here, then the panel must lay itself out again.
+    margins.set_threshold(3.0)
+    qtbot.waitUntil(lambda: "computing" in margins.interval.text(), timeout=120000)
+    qtbot.wait(300)
+    body.layout().invalidate()
+    QCoreApplication.removePostedEvents(body, QEvent.Type.LayoutRequest)
+    assert "computing" in margins.interval.text()
+    qtbot.waitUntil(
+        lambda: _gui.idle(session, margins) and session.model.interval_current, timeout=240000
+    )
+    check("interval_after_a_change")
     for width in (_dock.DOCK_WIDTH, 320):
         win.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         qtbot.waitUntil(lambda w=width: dock.width() <= w + 2, timeout=10000)

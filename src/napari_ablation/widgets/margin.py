@@ -271,6 +271,8 @@ class MarginWidget(QWidget):
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
         lay = _layers.scroll_body(self)
+        self._body_layout = lay
+        self._scroll = lay.parentWidget().parentWidget().parentWidget()  # body, viewport, area
 
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
@@ -699,6 +701,20 @@ class MarginWidget(QWidget):
             # the interval line greys with the MTM (and while the interval itself catches up)
             stale = not (current and self._current_interval() is not None)
             self.interval.setStyleSheet("color: #888888;" if stale else "")
+        self._fit_texts()
+
+    def _fit_texts(self) -> None:
+        """Lay the panel out again now that its texts changed: a wrapped label whose text
+        grew (the MTM interval and its sources, the legend's volumes) was left at its old
+        height (one line, cut under the buttons, UAT s7 N4) when Qt's pending relayout of
+        the scrolled body did not come; activating the body's layout applies the new heights
+        (nothing is done when the layout is up to date), and the scroll area fits the body
+        to the height its text now needs."""
+        self._body_layout.activate()
+        body = self._body_layout.parentWidget()
+        want = max(body.heightForWidth(body.width()), self._scroll.viewport().height())
+        if body.height() != want:
+            self._scroll.setWidgetResizable(True)  # Qt measures the body again
 
     def _withdraw_figures(self) -> None:
         """The inputs cannot be analysed now (the status says why): the figures, the legend's
@@ -779,6 +795,7 @@ class MarginWidget(QWidget):
             )
             self.interval.setStyleSheet("color: #888888;")
             if self._interval_shown is not None and self._interval_shown.analysis is self._shown:
+                self._fit_texts()
                 return  # the previous interval of this analysis stays drawn, greyed
         else:
             unc = iv.uncertainty
@@ -786,6 +803,7 @@ class MarginWidget(QWidget):
             self.interval.setStyleSheet("")
             self.interval.setToolTip(unc.summary_text())
         if iv is self._interval_shown and iv is not None:
+            self._fit_texts()
             return
         self._interval_shown = iv
         unc = iv.uncertainty if iv is not None else None
