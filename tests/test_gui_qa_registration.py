@@ -92,3 +92,14 @@ def test_a_nudge_takes_the_verdict_away_everywhere_and_undo_brings_it_back(
     assert marg.qa_warning.isHidden()
     _gui.click(qtbot, w.auto.redo_btn)
     assert EARLIER in qa.verdict_label.text() and not marg.qa_warning.isHidden()
+
+    # a verdict that finds the registration in use wanting is said in Margins too
+    w.tabs.setCurrentWidget(qa)
+    qa.verdict.setCurrentText("needs correction")
+    qa.comment.setText("rotation off")
+    _gui.click(qtbot, qa.record)
+    assert not marg.qa_warning.isHidden()
+    assert marg.qa_warning.text() == "registration QA: needs correction \u2014 rotation off"
+    qa.verdict.setCurrentText("acceptable")
+    _gui.click(qtbot, qa.record)
+    assert marg.qa_warning.isHidden()

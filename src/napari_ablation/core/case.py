@@ -49,6 +49,8 @@ TRANSFORM_FILE = "transform.tfm"
 LABEL_ROLES = ("tumor", "ablation")
 GRID_OF = {"tumor": "pre", "ablation": "post"}
 QA_VERDICTS = ("not reviewed", "acceptable", "needs correction", "insufficient for analysis")
+#: the verdicts that find the registration wanting (the margins are not to be relied on)
+QA_WANTING = QA_VERDICTS[2:]
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "threshold_mm": 5.0,

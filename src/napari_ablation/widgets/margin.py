@@ -55,7 +55,7 @@ from qtpy.QtWidgets import (
 from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
-from ..core.case import qa_text
+from ..core.case import QA_WANTING, qa_text
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
@@ -576,9 +576,12 @@ class MarginWidget(QWidget):
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
     def _show_qa(self) -> None:
+        """A red line when the registration QA speaks against the margins: a verdict
+        recorded for an earlier registration, or one that finds this registration wanting."""
         qa = self.model.qa
-        self.qa_warning.setText(f"registration QA: {qa_text(qa)}" if qa.get("earlier") else "")
-        self.qa_warning.setVisible(bool(qa.get("earlier")))
+        loud = bool(qa.get("earlier")) or qa["verdict"] in QA_WANTING
+        self.qa_warning.setText(f"registration QA: {qa_text(qa)}" if loud else "")
+        self.qa_warning.setVisible(loud)
 
     def _on_case_loaded(self) -> None:
         self._show_qa()
