@@ -325,3 +325,30 @@ def test_whole_image_registration_is_bounded():
     shrink, sigmas, extra = resources.registration_levels(small, max_voxels=20_000)
     assert extra == 3 and shrink == (12, 6, 3) and sigmas == (6.0, 3.0, 0.0)
     assert np.prod(np.asarray(small.GetSize()) / shrink[-1]) <= 20_000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("demo", "--screenshot", "x.txt"),
+        ("demo", "--screenshot", "nowhere/x.png"),
+        ("quiz", "open", "--quiz", "emptydir"),
+    ],
+)
+def test_gui_commands_check_their_arguments_before_qt_starts(args, tmp_path):
+    """UAT s7 N11: without a display, `demo --screenshot x.txt` and `quiz open --quiz
+    emptydir` aborted in Qt (exit 134, seven lines about xcb) before looking at their
+    arguments; `demo` also wrote its PNG under any name. One line, exit 2, no file."""
+    import os
+
+    (tmp_path / "emptydir").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["QT_QPA_PLATFORM"] = "xcb"  # what a desktop session without a display would try
+    cmd = [EXE, *args] if EXE else [sys.executable, "-m", "napari_ablation.cli", *args]
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False
+    )
+    err = res.stderr.strip()
+    assert res.returncode == 2, (res.returncode, err[-300:])
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emptydir"]

@@ -187,6 +187,23 @@ def test_batch_equals_margin_cli_exactly(cohort_dir, tmp_path, capsys):
         assert pq[col].tolist() == csv[col].tolist(), col
 
 
+def test_cli_summary_does_not_count_a_failed_case_as_computed(cohort_dir, tmp_path, capsys):
+    """UAT s7 N10: "5 cases (5 computed, 0 unchanged, 2 failed)": the three counts add up."""
+    import shutil
+
+    cases = tmp_path / "cases"
+    shutil.copytree(cohort_dir / "centre_a" / "case00", cases / "good")
+    shutil.copytree(cohort_dir / "centre_a" / "case01", cases / "broken")
+    (cases / "broken" / "case.json").write_text("{ not json", encoding="utf-8")
+    args = ["cohort", "run", "--cases", str(cases), "--out", str(tmp_path / "r")]
+    assert cli.main([*args, "--workers", "1"]) == 0
+    out = capsys.readouterr()
+    assert "broken: error:" in out.err
+    assert out.out.startswith("2 cases (1 computed, 0 unchanged, 1 failed): ")
+    assert cli.main([*args, "--workers", "1"]) == 0
+    assert capsys.readouterr().out.startswith("2 cases (0 computed, 1 unchanged, 1 failed): ")
+
+
 def test_rerun_recomputes_only_deleted_or_changed(cohort_dir, tmp_path, client):
     res = tmp_path / "results"
     cases = cohort.find_cases([cohort_dir])

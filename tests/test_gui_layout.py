@@ -204,3 +204,81 @@ def test_the_sample_combo_shows_each_sample_name_whole(viewer, qtbot):
         for i in range(combo.count()):
             text = combo.itemText(i)
             assert combo.fontMetrics().horizontalAdvance(text) <= field.width(), (width, text)
+
+
+def test_margins_dock_with_long_warnings_wraps_and_scrolls(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """UAT s7 N2: with warnings in the status line (here a stray tumor stroke reaching the
+    image border), the MTM interval line and the "uncertain" legend row were cut, under the
+    Go to MTM button, at 1920 x 1080: every wrapped label is shown whole, nothing overlaps,
+    and what does not fit scrolls."""
+    import SimpleITK as sitk
+    from qtpy.QtCore import QCoreApplication, QEvent
+    from test_gui_uat5_margins_layout import _overlaps
+
+    from napari_ablation.core import coverage, geometry, samples
+    from napari_ablation.widgets.session import CaseSession
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer = make_napari_viewer(show=True)
+    win = viewer.window._qt_window
+    win.resize(1920, 1080)
+    for name in ("1. Load case", "2. Segment", "3. Register", "4. Margins"):
+        dock, margins = viewer.window.add_plugin_dock_widget("napari-ablation", name)
+    qtbot.wait(300)
+    dock.raise_()
+    session = CaseSession.of(viewer)
+    _gui.fast_timers(session)
+    case = samples.load_sample("renal_mri")
+    case.transform = samples.true_transform(case)
+    t = sitk.GetArrayFromImage(case.tumor)
+    z, y, x = (int(np.median(v)) for v in np.nonzero(t))
+    t[z, y - 1 : y + 2, x:] = 1  # a stray stroke from the tumor to the image border
+    case.tumor = geometry.like(t, case.tumor)
+    session.set_case(case, tmp_path / "case")
+    _gui.click(qtbot, margins.run_btn)
+    qtbot.waitUntil(
+        lambda: _gui.idle(session, margins) and session.model.interval is not None, timeout=240000
+    )
+    assert len(session.model.result.warnings) >= 2
+    assert "warning:" in margins.status.text()
+    assert "\n" in margins.interval.text()  # the interval line and its sources
+    uncertain = margins.legend_labels[coverage.UNCERTAIN_LABEL]
+    assert "ml" in uncertain.text()
+    area = margins.findChildren(QScrollArea)[0]
+    body = area.widget()
+
+    def check(when):
+        margins.grab().save(str(tmp_path / f"margins_warnings_{when}.png"))
+        assert not _needs_more_width(margins), (when, _needs_more_width(margins))
+        assert not _overlaps(body), (when, _overlaps(body))
+        # the body is as tall as its wrapped text needs: the rest scrolls
+        assert body.height() >= body.heightForWidth(body.width()) - 1, when
+        assert area.verticalScrollBar().maximum() > 0, when
+        # the last lines of the interval and the uncertain row sit above the buttons
+        top = margins.center_btn.mapTo(body, margins.center_btn.rect().topLeft()).y()
+        for label in (margins.interval, uncertain):
+            bottom = label.mapTo(body, label.rect().bottomLeft()).y()
+            assert bottom < top, (when, label.text()[:30], bottom, top)
+
+    qtbot.wait(300)
+    check("as_computed")  # the figures and the interval came in: nothing resized since
+    # In the UAT the body's relayout did not come after the interval's text grew from
+    # "computing" to its three lines (Qt left the layout invalidated with no layout request
+    # pending): the state is made here, then the panel must lay itself out again.
+    margins.set_threshold(3.0)
+    qtbot.waitUntil(lambda: "computing" in margins.interval.text(), timeout=120000)
+    qtbot.wait(300)
+    body.layout().invalidate()
+    QCoreApplication.removePostedEvents(body, QEvent.Type.LayoutRequest)
+    assert "computing" in margins.interval.text()
+    qtbot.waitUntil(
+        lambda: _gui.idle(session, margins) and session.model.interval_current, timeout=240000
+    )
+    check("interval_after_a_change")
+    for width in (_dock.DOCK_WIDTH, 320):
+        win.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+        qtbot.waitUntil(lambda w=width: dock.width() <= w + 2, timeout=10000)
+        qtbot.wait(200)
+        check(width)

@@ -168,6 +168,61 @@ def test_margin_widget_reruns_after_an_edit_and_threshold(widget, qtbot):
     )
 
 
+def test_threshold_spin_box_refuses_a_negative_threshold(widget, qtbot):
+    """UAT s7 N1: the spin box allowed -20 mm, where green (m >= t) and red (m < 0) overlap:
+    typed or stepped below 0, it stays at 0 and the classes still partition the tumor."""
+    from qtpy.QtCore import Qt
+
+    from napari_ablation.core import coverage
+
+    _viewer, w = widget
+    spin = w.threshold
+    assert spin.minimum() == coverage.THRESHOLD_MIN_MM == 0.0
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "-5")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    assert spin.value() >= 0.0 and w.model.threshold >= 0.0
+    w.set_threshold(0.0)
+    qtbot.keyClick(spin, Qt.Key.Key_Down)
+    assert spin.value() == 0.0 and w.model.threshold == 0.0
+    res = _compute(w, qtbot)
+    assert res.threshold_mm == 0.0
+    assert sum(res.volume_fraction.values()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_an_emptied_tumor_withdraws_the_figures_and_layers_until_it_is_back(
+    widget, qtbot, monkeypatch
+):
+    """UAT s7 N5: a correction that empties the tumor left the old margin map, legend, table
+    and Copy live beside "the tumor mask is empty"; they go, and come back with the tumor."""
+    from napari_ablation.core import coverage
+
+    viewer, w = widget
+    monkeypatch.setattr(_layers, "notify_error", lambda exc: None)
+    first = _compute(w, qtbot)
+    outputs = [ly for ly in viewer.layers if _layers.role_of(ly) == "margin"]
+    assert outputs and outputs[0].visible and w.table.rowCount() > 0
+    green = w.legend_labels[coverage.CLASS_LABELS["covered_with_margin"]]
+    assert "%" in green.text()
+    tl = _layers.find_layer(viewer, "tumor")
+    kept = np.array(tl.data, copy=True)
+    tl.data = np.zeros_like(kept)  # a correction that removes every voxel
+    qtbot.waitUntil(lambda: "empty" in w.status.text() and w._worker is None, timeout=30000)
+    assert not outputs[0].visible
+    assert w.table.rowCount() == 0 and w.interval.text() == "" and w.where.text() == ""
+    assert green.text() == coverage.CLASS_NAMES["covered_with_margin"]
+    for b in (w.copy_btn, w.center_btn, w.surface_btn, *w.export_btns.values()):
+        assert not b.isEnabled(), b.text()
+    tl.data = kept  # the tumor is back: a new analysis, its figures and layers shown
+    qtbot.waitUntil(
+        lambda: w.result is not first and w._worker is None and w.table.rowCount() > 0,
+        timeout=60000,
+    )
+    assert outputs[0].visible and "%" in green.text() and w.copy_btn.isEnabled()
+    assert w.result.min_margin_mm == pytest.approx(first.min_margin_mm, abs=1e-9)
+
+
 def test_margin_widget_bad_input_is_one_notification(widget, qtbot, monkeypatch):
     viewer, w = widget
     messages = []

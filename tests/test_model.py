@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from napari_ablation.core import geometry, transform
 from napari_ablation.core import margin as core_margin
-from napari_ablation.core.case import Case
+from napari_ablation.core.case import QA_TRANSFORM_KEY, Case
 from napari_ablation.core.errors import AblationError
 from napari_ablation.model import ITEMS, CaseModel, run_analysis
 
@@ -275,5 +275,8 @@ def test_to_case_round_trip():
     back = m.to_case()
     assert np.array_equal(sitk.GetArrayFromImage(back.tumor), sitk.GetArrayFromImage(case.tumor))
     assert back.transform.GetTranslation() == (1.0, 0.0, 0.0)
-    assert back.qa == case.qa and back.info == case.info
+    assert back.info == case.info
+    # the verdict keeps the registration it was for (the one saved with the case)
+    assert {k: back.qa[k] for k in case.qa} == case.qa
+    assert back.qa[QA_TRANSFORM_KEY] == transform.euler_params(case.transform)
     assert m.transform_history[0].source == "case"

@@ -48,6 +48,15 @@ def _mm(text: str) -> float:
     return v
 
 
+def _threshold_mm(text: str) -> float:
+    from .core import coverage
+
+    try:
+        return coverage.check_threshold(_mm(text))
+    except AblationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_mm(text: str) -> float:
     v = _mm(text)
     if v <= 0:
@@ -76,7 +85,9 @@ def _add_margin_parser(sub) -> None:
         help="registration pre -> post, ITK convention (.tfm); without it the "
         "identity is assumed (pre and post already aligned)",
     )
-    p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    p.add_argument(
+        "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
+    )
     p.add_argument("--tumor-label", type=_label_value, help="use only this label value of --tumor")
     p.add_argument(
         "--ablation-label", type=_label_value, help="use only this label value of --ablation"
@@ -546,6 +557,13 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    # the arguments are checked before Qt starts (without a display it aborts the process)
+    if args.screenshot is not None:
+        shot = Path(args.screenshot)
+        if shot.suffix.lower() != ".png":
+            raise AblationError(f"--screenshot '{shot.name}' must be a .png file")
+        if not shot.parent.is_dir():
+            raise AblationError(f"--screenshot: no such folder '{shot.parent}'")
     from .demo import run_demo
 
     return run_demo(args.case, screenshot=args.screenshot)
@@ -588,7 +606,9 @@ def _add_cohort_parser(sub) -> None:
         "--manifest", help="CSV case,tumor,ablation[,transform][,pre,post] (paths relative to it)"
     )
     r.add_argument("--out", required=True, help="results folder (margins.csv, cases/*.json)")
-    r.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    r.add_argument(
+        "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
+    )
     r.add_argument(
         "--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
     )
@@ -664,10 +684,7 @@ def _cmd_cohort_run(args: argparse.Namespace) -> int:
     for rec in run.records:
         if rec.get("error"):
             print(f"{rec['case']}: error: {rec['error']}", file=sys.stderr)
-    print(
-        f"{len(run.records)} cases ({len(run.computed)} computed, {len(run.reused)} unchanged, "
-        f"{len(run.failed)} failed): {', '.join(str(f) for f in run.files)}"
-    )
+    print(f"{run.counts_text()}: {', '.join(str(f) for f in run.files)}")
     return 0
 
 
@@ -735,7 +752,9 @@ def _add_quiz_parser(sub) -> None:
             f"comma-separated, among {','.join(QUESTIONS)} (default {','.join(DEFAULT_QUESTIONS)})"
         ),
     )
-    p.add_argument("--threshold", type=_mm, default=5.0, help="margin threshold in mm (default 5)")
+    p.add_argument(
+        "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
+    )
     p.add_argument(
         "--hide-reference",
         action="store_true",
@@ -850,6 +869,10 @@ def _cmd_quiz_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_quiz_open(args: argparse.Namespace) -> int:
+    if args.quiz is not None:  # checked before Qt starts (without a display it aborts)
+        from .core import quiz
+
+        quiz.Quiz.load(args.quiz)
     import napari
 
     from .widgets.teach import open_quiz_viewer

@@ -41,7 +41,6 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ import numpy as np
 import SimpleITK as sitk
 from psygnal import Signal
 
-from .core import geometry
+from .core import coverage, geometry
 from .core import margin as core_margin
 from .core import transform as tfm
 from .core import uncertainty as core_uncertainty
@@ -57,10 +56,13 @@ from .core.case import (
     DEFAULT_SETTINGS,
     GRID_OF,
     LABEL_ROLES,
+    QA_TRANSFORM_KEY,
     QA_VERDICTS,
     REGISTRATION_SOURCES,
     TRANSFORM_FILE,
     Case,
+    qa_for_transform,
+    qa_record,
 )
 from .core.errors import AblationError
 
@@ -439,6 +441,9 @@ class CaseModel:
         self._landmarks = copy.deepcopy(case.landmarks) or {"pre": [], "post": []}
         self._settings = {**DEFAULT_SETTINGS, **(case.settings or {})}
         self._qa = dict(case.qa or {"verdict": "not reviewed", "comment": ""})
+        if QA_TRANSFORM_KEY not in self._qa and self._qa.get("verdict") != QA_VERDICTS[0]:
+            # written before verdicts were tied to a registration: it was for the one saved
+            self._qa[QA_TRANSFORM_KEY] = tfm.euler_params(case.transform)
         self.info = copy.deepcopy(case.info)
         self._folder = Path(folder) if folder is not None else None
         self._case_id = next(self._clock)
@@ -467,7 +472,7 @@ class CaseModel:
             transform=self.transform,
             landmarks=copy.deepcopy(self._landmarks),
             settings=dict(self._settings),
-            qa=dict(self._qa),
+            qa=copy.deepcopy(self._qa),
             info=copy.deepcopy(self.info),
             registration=_registration_of_step(self.transform_step),
         )
@@ -716,6 +721,8 @@ class CaseModel:
         self._bump("transform")
         self.transform_changed.emit(source)
         self.changed.emit("transform")
+        if self._qa.get("verdict", QA_VERDICTS[0]) != QA_VERDICTS[0]:
+            self.qa_changed.emit()  # the verdict may be for an earlier registration now
 
     def tumor_centre_lps(self) -> np.ndarray | None:
         """Centroid (LPS mm) of the tumor labels (cached per tumor version); None without tumor."""
@@ -788,7 +795,15 @@ class CaseModel:
         self.update_settings(threshold_mm=float(value))
 
     def update_settings(self, **kw: Any) -> None:
-        """Change settings (``threshold_mm``, ``tumor_label``, ``ablation_label``, ...)."""
+        """Change settings (``threshold_mm``, ``tumor_label``, ``ablation_label``, ...).
+
+        Raises
+        ------
+        AblationError
+            When ``threshold_mm`` is not a finite number of mm, 0 or more.
+        """
+        if "threshold_mm" in kw:
+            kw["threshold_mm"] = coverage.check_threshold(kw["threshold_mm"])
         changed = [k for k, v in kw.items() if self._settings.get(k, object()) != v]
         if not changed:
             return
@@ -802,21 +817,32 @@ class CaseModel:
 
     @property
     def qa(self) -> dict[str, Any]:
-        """``{"verdict": one of QA_VERDICTS, "comment", "reviewed_at"}`` (a copy)."""
-        return dict(self._qa)
+        """The registration QA verdict for the registration in use: ``{"verdict": one of
+        QA_VERDICTS, "comment", "reviewed_at"}``; a verdict recorded for another
+        registration (before a nudge, an undo, a new fit...) reads "not reviewed", with the
+        recorded one under ``earlier`` (see ``core.case.qa_for_transform``). Undoing back to
+        the registration reviewed brings the verdict back."""
+        return qa_for_transform(self._qa, self.transform)
+
+    @property
+    def qa_recorded(self) -> dict[str, Any]:
+        """The verdict as recorded, with the registration it was recorded for (a copy)."""
+        return copy.deepcopy(self._qa)
 
     @property
     def qa_reviewed(self) -> bool:
-        return self._qa.get("verdict", "not reviewed") != "not reviewed"
+        """True when a verdict was recorded for the registration in use."""
+        return self.qa["verdict"] != QA_VERDICTS[0]
 
     def set_qa(self, verdict: str, comment: str = "") -> None:
-        if verdict not in QA_VERDICTS:
-            raise AblationError(f"QA verdict must be one of: {', '.join(QA_VERDICTS)}")
-        self._qa = {
-            "verdict": verdict,
-            "comment": comment,
-            "reviewed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        """Record a verdict for the registration in use.
+
+        Raises
+        ------
+        AblationError
+            When the verdict is not one of :data:`QA_VERDICTS`.
+        """
+        self._qa = qa_record(verdict, comment, self.transform)
         self._bump("qa")
         self.qa_changed.emit()
         self.changed.emit("qa")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import geometry
+from . import coverage, geometry
 from . import transform as tfm
 from .errors import AblationError
 from .files import OutputSet, input_path, os_error_message, read_text
@@ -49,6 +49,8 @@ TRANSFORM_FILE = "transform.tfm"
 LABEL_ROLES = ("tumor", "ablation")
 GRID_OF = {"tumor": "pre", "ablation": "post"}
 QA_VERDICTS = ("not reviewed", "acceptable", "needs correction", "insufficient for analysis")
+#: the verdicts that find the registration wanting (the margins are not to be relied on)
+QA_WANTING = QA_VERDICTS[2:]
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "threshold_mm": 5.0,
@@ -59,6 +61,133 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+#: the ``qa`` field naming the registration a verdict was recorded for (as
+#: :func:`~napari_ablation.core.transform.euler_params` describes it)
+QA_TRANSFORM_KEY = "for_transform"
+#: how close two registrations must be to count as the one a verdict was recorded for
+_SAME_ROTATION = 1e-6  # matrix entries
+_SAME_OFFSET_MM = 1e-4
+
+
+def qa_record(verdict: str, comment: str, transform: sitk.Transform | None) -> dict[str, Any]:
+    """Record a registration QA verdict, now, for the registration ``transform``.
+
+    Parameters
+    ----------
+    verdict : str
+        One of :data:`QA_VERDICTS`.
+    comment : str
+        The reviewer's comment.
+    transform : SimpleITK.Transform or None
+        The registration reviewed (pre -> post, ITK convention; None: the identity).
+
+    Returns
+    -------
+    dict
+        ``verdict``, ``comment``, ``reviewed_at`` (ISO time) and :data:`QA_TRANSFORM_KEY`.
+
+    Raises
+    ------
+    AblationError
+        If the verdict is unknown or the transform is not rigid.
+    """
+    if verdict not in QA_VERDICTS:
+        raise AblationError(f"QA verdict must be one of: {', '.join(QA_VERDICTS)}")
+    return {
+        "verdict": verdict,
+        "comment": comment,
+        "reviewed_at": _now(),
+        QA_TRANSFORM_KEY: tfm.euler_params(transform),
+    }
+
+
+def same_registration(a: sitk.Transform | None, b: sitk.Transform | None) -> bool:
+    """Tell whether two rigid registrations are the same map (None is the identity).
+
+    Parameters
+    ----------
+    a, b : SimpleITK.Transform or None
+        Rigid transforms, pre -> post.
+
+    Returns
+    -------
+    bool
+        True when their matrices agree to 1e-6 and their offsets to 1e-4 mm.
+    """
+    A1, b1 = tfm.matrix_offset(a)
+    A2, b2 = tfm.matrix_offset(b)
+    return bool(
+        np.allclose(A1, A2, rtol=0, atol=_SAME_ROTATION)
+        and np.allclose(b1, b2, rtol=0, atol=_SAME_OFFSET_MM)
+    )
+
+
+def qa_for_transform(qa: dict[str, Any] | None, transform: sitk.Transform | None) -> dict:
+    """The registration QA verdict as it stands for the registration ``transform``.
+
+    A verdict belongs to the registration it was recorded for. When ``transform`` is
+    another one (moved, undone, fitted again, registered again), the registration in use
+    was not reviewed: the verdict is "not reviewed" and the recorded one is kept under
+    ``earlier``. A verdict without a record of its registration (a ``case.json`` written
+    before verdicts were tied to one) counts as recorded for ``transform``.
+
+    Parameters
+    ----------
+    qa : dict or None
+        A recorded verdict (:func:`qa_record`, or the ``qa`` field of ``case.json``).
+    transform : SimpleITK.Transform or None
+        The registration in use (None: the identity).
+
+    Returns
+    -------
+    dict
+        ``verdict`` and ``comment`` (and ``reviewed_at`` when known) for ``transform``;
+        for an earlier registration ``{"verdict": "not reviewed", "comment": "",
+        "earlier": {"verdict", "comment", "reviewed_at"}}``.
+    """
+    rec = dict(qa or {})
+    link = rec.pop(QA_TRANSFORM_KEY, None)
+    rec.setdefault("verdict", QA_VERDICTS[0])
+    rec.setdefault("comment", "")
+    if rec["verdict"] == QA_VERDICTS[0] or link is None:
+        return rec
+    try:
+        same = same_registration(tfm.euler_from_params(link), transform)
+    except (KeyError, TypeError, ValueError, RuntimeError, AblationError):
+        same = False  # an unreadable record vouches for nothing
+    if same:
+        return rec
+    return {"verdict": QA_VERDICTS[0], "comment": "", "earlier": rec}
+
+
+def qa_text(qa: dict[str, Any] | None) -> str:
+    """The registration QA verdict in one line, as the widgets and reports show it.
+
+    Parameters
+    ----------
+    qa : dict or None
+        A verdict as :func:`qa_for_transform` returns it.
+
+    Returns
+    -------
+    str
+        E.g. ``"acceptable \u2014 cortex aligned"``, or ``"not reviewed for this
+        registration (acceptable, 2026-11-30T18:59:22+00:00, was recorded for an earlier
+        registration)"``.
+    """
+    qa = qa or {}
+    earlier = qa.get("earlier")
+    if earlier:
+        when = f", {earlier['reviewed_at']}" if earlier.get("reviewed_at") else ""
+        said = f" \u2014 {earlier['comment']}" if earlier.get("comment") else ""
+        return (
+            f"not reviewed for this registration ({earlier.get('verdict')}{when}{said}, "
+            "was recorded for an earlier registration)"
+        )
+    text = str(qa.get("verdict") or QA_VERDICTS[0])
+    return text + (f" \u2014 {qa['comment']}" if qa.get("comment") else "")
 
 
 @dataclass
@@ -87,8 +216,9 @@ class Case:
         ``threshold_mm`` (the margin threshold, default 5 mm), ``tumor_label`` and
         ``ablation_label`` (the label values used, ``None`` for any non-zero).
     qa : dict, optional
-        Registration QA: ``verdict`` (one of :data:`QA_VERDICTS`), ``comment`` and
-        ``reviewed_at`` (ISO time).
+        Registration QA: ``verdict`` (one of :data:`QA_VERDICTS`), ``comment``,
+        ``reviewed_at`` (ISO time) and :data:`QA_TRANSFORM_KEY`, the registration the
+        verdict was recorded for (see :func:`qa_for_transform`).
     info : dict, optional
         Free information: name, sources, modality, notes, ground truth (for sample
         cases).
@@ -453,8 +583,14 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(settings, dict):
             raise _field_error(path, "settings", "must be an object")
         t = settings.get("threshold_mm", DEFAULT_SETTINGS["threshold_mm"])
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise _field_error(path, "settings.threshold_mm", "must be a finite number")
+        if not isinstance(t, (int, float)):
+            t = math.nan
+        try:
+            coverage.check_threshold(t)
+        except AblationError:
+            raise _field_error(
+                path, "settings.threshold_mm", "must be a finite number of mm, 0 or more"
+            ) from None
         for key in ("tumor_label", "ablation_label"):
             v = settings.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
@@ -465,6 +601,13 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
             raise _field_error(path, "qa", "must be an object")
         if qa.get("verdict", QA_VERDICTS[0]) not in QA_VERDICTS:
             raise _field_error(path, "qa.verdict", f"must be one of: {', '.join(QA_VERDICTS)}")
+        link = qa.get(QA_TRANSFORM_KEY)
+        if link is not None:
+            name = f"qa.{QA_TRANSFORM_KEY}"
+            if not isinstance(link, dict):
+                raise _field_error(path, name, "must be an object or null")
+            _finite_list(path, f"{name}.center", link.get("center"), 3)
+            _finite_list(path, f"{name}.parameters", link.get("parameters"), 6)
     info = doc.get("info")
     if info is not None and not isinstance(info, dict):
         raise _field_error(path, "info", "must be an object")

@@ -29,7 +29,6 @@ import contextlib
 import csv
 import hashlib
 import json
-import math
 import os
 import signal
 import threading
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from . import coverage
 from .errors import AblationError, one_line
 
 CASES_DIR = "cases"
@@ -180,6 +180,19 @@ def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
     return [found[k] for k in sorted(found)]
 
 
+def _qa_for_saved_registration(qa: dict, transform_params) -> dict:
+    """A case's QA verdict for the registration saved with it (one recorded for another
+    registration reads "not reviewed")."""
+    from . import transform as tfm
+    from .case import qa_for_transform
+
+    try:
+        tx = tfm.euler_from_params(transform_params) if transform_params else None
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        return {**qa, "verdict": ""}  # an unreadable registration: no verdict to show
+    return qa_for_transform(qa, tx)
+
+
 def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) -> CaseInputs:
     """Read the inputs of one case folder from its ``case.json`` (images are not read).
 
@@ -233,7 +246,7 @@ def case_folder_inputs(folder: str | os.PathLike, case_id: str | None = None) ->
         tumor_label=settings.get("tumor_label"),
         ablation_label=settings.get("ablation_label"),
         modality=str(info.get("modality") or ""),
-        qa_verdict=str(qa.get("verdict") or ""),
+        qa_verdict=str(_qa_for_saved_registration(qa, doc.get("transform")).get("verdict") or ""),
         problem=problem,
     )
 
@@ -749,6 +762,21 @@ class CohortRun:
         """Ids of the cases that ended as an error row."""
         return [r["case"] for r in self.records if r.get("error")]
 
+    def counts_text(self) -> str:
+        """The run in one line: ``"5 cases (3 computed, 0 unchanged, 2 failed)"``; a failed
+        case is neither computed nor unchanged, so the three counts add up to the cases.
+
+        Returns
+        -------
+        str
+            The line.
+        """
+        bad = set(self.failed)
+        return (
+            f"{len(self.records)} cases ({len(set(self.computed) - bad)} computed, "
+            f"{len(set(self.reused) - bad)} unchanged, {len(bad)} failed)"
+        )
+
 
 @contextlib.contextmanager
 def _children_ignore_sigint():
@@ -883,9 +911,7 @@ def run_cohort(
     KeyboardInterrupt
         On Ctrl-C or ``stop``; every case finished so far is stored, no table is written.
     """
-    threshold_mm = float(threshold_mm)
-    if not math.isfinite(threshold_mm):
-        raise AblationError("the margin threshold must be a finite number of mm")
+    threshold_mm = coverage.check_threshold(threshold_mm)
     if not cases:
         raise AblationError("no case to analyse")
     out = Path(out)

@@ -7,6 +7,10 @@ from here (docs/design.md, section 4: ``green`` m >= t, ``yellow`` 0 <= m < t, `
 
 from __future__ import annotations
 
+import math
+
+from .errors import AblationError
+
 #: JSON / CSV keys of the three classes, in display order
 CLASS_KEYS = ("covered_with_margin", "insufficient_margin", "uncovered")
 #: label value of each class in the margin Labels layer (0 = not tumor)
@@ -74,6 +78,50 @@ def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
     if margin_mm < threshold_mm:
         return "insufficient_margin"
     return "covered_with_margin"
+
+
+#: the smallest margin threshold (mm): below it the classes overlap (see check_threshold)
+THRESHOLD_MIN_MM = 0.0
+
+
+def check_threshold(threshold_mm) -> float:
+    """Return the margin threshold in mm, refusing one for which the classes overlap.
+
+    The three classes partition the tumor only when ``t >= 0``: ``green`` (m >= t) is
+    "covered with margin", so it must lie inside the ablation zone (m >= 0), where
+    ``red`` (m < 0) is not; with ``t < 0`` a voxel with ``t <= m < 0`` would be both.
+    Every entry point (the analysis, the case model, ``case.json``, the CLI, the quiz and
+    cohort runs) checks the threshold here.
+
+    Parameters
+    ----------
+    threshold_mm : float
+        The margin required (mm).
+
+    Returns
+    -------
+    float
+        The threshold, as a float.
+
+    Raises
+    ------
+    AblationError
+        If the threshold is not a finite number of mm, 0 or more.
+
+    Examples
+    --------
+    >>> check_threshold(5)
+    5.0
+    """
+    try:
+        t = float(threshold_mm)
+    except (TypeError, ValueError):
+        t = math.nan
+    if isinstance(threshold_mm, bool) or not math.isfinite(t) or t < THRESHOLD_MIN_MM:
+        raise AblationError(
+            f"the margin threshold must be a finite number of mm, 0 or more (got {threshold_mm!r})"
+        )
+    return t
 
 
 def class_title(key: str, threshold_mm: float) -> str:

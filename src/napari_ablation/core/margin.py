@@ -2329,7 +2329,8 @@ def analyze_margin(
     ------
     AblationError
         On bad input: an empty or non-3D mask, a non-rigid transform, an ablation grid that
-        does not reach the tumor after the transform, a non-finite threshold.
+        does not reach the tumor after the transform, a threshold that is not a finite
+        number of mm, 0 or more (:func:`~napari_ablation.core.coverage.check_threshold`).
 
     Notes
     -----
@@ -2380,9 +2381,7 @@ def _analyze_margin(
     smooth_vox,
     with_shells,
 ) -> MarginResult:
-    threshold_mm = float(threshold_mm)
-    if not math.isfinite(threshold_mm):
-        raise AblationError("the margin threshold must be a finite number of mm")
+    threshold_mm = coverage.check_threshold(threshold_mm)
     warns: list[str] = []
     A, b = _check_rigid(transform)  # pre -> post: q = A p + b
     Ainv, binv = A.T, -A.T @ b  # post -> pre

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import geometry, synthetic
+from . import coverage, geometry, synthetic
 from . import transform as tfm
 from .case import Case, _json_default, is_case_folder
 from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS
@@ -857,8 +857,7 @@ def make_quiz(
     questions = _check_questions(tuple(questions))
     if (cases is None) == (n_synthetic is None):
         raise AblationError("give either case folders or a number of synthetic cases")
-    if not math.isfinite(float(threshold_mm)):
-        raise AblationError("the threshold must be a finite number of mm")
+    threshold_mm = coverage.check_threshold(threshold_mm)
     out = Path(out)
     key_path = Path(key_path)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

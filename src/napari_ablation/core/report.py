@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import coverage, orientation
+from .case import qa_text as case_qa_text
 from .errors import AblationError
 from .io import write_bytes_atomic, write_text_atomic
 
@@ -392,7 +393,8 @@ def html_report(
     info : dict, optional
         Case information shown as rows (empty values left out).
     qa : dict, optional
-        Registration QA: ``verdict`` and ``comment``.
+        Registration QA: ``verdict`` and ``comment`` (and ``earlier``: a verdict recorded
+        for an earlier registration, see :func:`~napari_ablation.core.case.qa_for_transform`).
     pre : SimpleITK.Image, optional
         The pre-ablation image, shown in grey under the slices when on the analysis grid.
     screenshot_png : bytes, optional
@@ -424,9 +426,9 @@ def html_report(
         for k, v in info.items()
         if v not in (None, "")
     )
-    qa_text = _esc(qa.get("verdict", "not reviewed"))
-    if qa.get("comment"):
-        qa_text += " \u2014 " + _esc(qa["comment"])
+    qa_text = _esc(case_qa_text(qa))
+    if qa.get("earlier"):
+        qa_text = f'<b style="color:#b00">{qa_text}</b>'
     warn = "".join(f"<li>{_esc(w)}</li>" for w in res.warnings)
     if screenshot_png is None:
         screenshot_png = _png(plot_surface_3d(res), dpi=90)
@@ -511,7 +513,8 @@ def pdf_report(
     info : dict, optional
         Case information shown as lines (empty values left out).
     qa : dict, optional
-        Registration QA: ``verdict`` and ``comment``.
+        Registration QA: ``verdict`` and ``comment`` (and ``earlier``: a verdict recorded
+        for an earlier registration, see :func:`~napari_ablation.core.case.qa_for_transform`).
     pre : SimpleITK.Image, optional
         The pre-ablation image, shown in grey under the slices when on the analysis grid.
     screenshot_png : bytes, optional
@@ -767,7 +770,8 @@ def report_pages(
     info : dict, optional
         Case information shown as lines (empty values left out).
     qa : dict, optional
-        Registration QA: ``verdict`` and ``comment``.
+        Registration QA: ``verdict`` and ``comment`` (and ``earlier``: a verdict recorded
+        for an earlier registration, see :func:`~napari_ablation.core.case.qa_for_transform`).
     pre : SimpleITK.Image, optional
         The pre-ablation image, shown in grey under the slices when on the analysis grid.
     screenshot_png : bytes, optional
@@ -805,10 +809,7 @@ def report_pages(
         f"minimal margin at the {res.min_margin_octant} side; threshold {res.threshold_mm:g} mm"
     ]
     lines += [f"{k}: {v}" for k, v in info.items() if v not in (None, "")]
-    lines.append(
-        f"registration QA: {qa.get('verdict', 'not reviewed')}"
-        + (f" \u2014 {qa['comment']}" if qa.get("comment") else "")
-    )
+    lines.append(f"registration QA: {case_qa_text(qa)}")
     if transform_note:
         lines.append(f"registration: {transform_note}")
     if uncertainty is not None:

@@ -55,6 +55,7 @@ from qtpy.QtWidgets import (
 from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
+from ..core.case import QA_WANTING, qa_text
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
@@ -232,6 +233,10 @@ class MarginWidget(QWidget):
         self.model = self.session.model
         self._shown = None  # the Analysis whose figures are on screen
         self._interval_shown = None  # the model's Interval shown with it
+        # while the inputs cannot be analysed (e.g. the tumor emptied by a correction): the
+        # analysis whose figures were withdrawn, and the output layers hidden with them
+        self._withdrawn = None
+        self._hidden_outputs: list = []
         self._prep_worker = None
         self._export_workers: list = []
         self._pending_exports: list[Path] = []
@@ -246,6 +251,7 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.landmarks_changed, self, self._show_status)
+        _layers.connect_while_alive(m.qa_changed, self, self._show_qa)
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
         _layers.connect_while_alive(self.viewer.dims.events.ndisplay, self, self._on_ndisplay)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
@@ -258,12 +264,15 @@ class MarginWidget(QWidget):
         self._refresh_layer_choices()
         self._on_model_threshold(m.threshold)
         self._show_tx_label()
+        self._show_qa()
         self._sync_reader_sd()
         self._on_analysis()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
         lay = _layers.scroll_body(self)
+        self._body_layout = lay
+        self._scroll = lay.parentWidget().parentWidget().parentWidget()  # body, viewport, area
 
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
@@ -288,7 +297,7 @@ class MarginWidget(QWidget):
         txrow.addWidget(self.tx_identity_btn)
         txrow.addStretch(1)
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(-20.0, 30.0)
+        self.threshold.setRange(coverage.THRESHOLD_MIN_MM, 30.0)
         self.threshold.setDecimals(1)
         self.threshold.setSingleStep(0.5)
         self.threshold.setSuffix(" mm")
@@ -327,6 +336,12 @@ class MarginWidget(QWidget):
         sdrow.addWidget(self.registration_sd_note, 1)
         form.addRow("reader\naccuracy", sdrow)  # two lines: the dock can stay narrow
         lay.addLayout(form)
+        # a QA verdict recorded for an earlier registration vouches for nothing shown here
+        self.qa_warning = QLabel("")
+        self.qa_warning.setWordWrap(True)
+        self.qa_warning.setStyleSheet("color: #ff4040; font-weight: bold;")
+        self.qa_warning.setVisible(False)
+        lay.addWidget(self.qa_warning)
         self.tumor_combo.activated.connect(lambda *_: self._use_layer(self.tumor_combo, "tumor"))
         self.ablation_combo.activated.connect(
             lambda *_: self._use_layer(self.ablation_combo, "ablation")
@@ -560,7 +575,17 @@ class MarginWidget(QWidget):
         loud = self.model.transform is None
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
+    def _show_qa(self) -> None:
+        """A red line when the registration QA speaks against the margins: a verdict
+        recorded for an earlier registration, or one that finds this registration wanting."""
+        qa = self.model.qa
+        loud = bool(qa.get("earlier")) or qa["verdict"] in QA_WANTING
+        self.qa_warning.setText(f"registration QA: {qa_text(qa)}" if loud else "")
+        self.qa_warning.setVisible(loud)
+
     def _on_case_loaded(self) -> None:
+        self._show_qa()
+        self._withdrawn, self._hidden_outputs = None, []
         self._shown = None
         self._interval_shown = None
         self.interval.setText("")
@@ -663,8 +688,10 @@ class MarginWidget(QWidget):
             )
         self.status.setText(text)
         self.run_btn.setEnabled(not runner.running)
+        if runner.error and not current and self._shown is not None:
+            self._withdraw_figures()
         shown_current = a is not None and current and self._shown is a
-        self._set_output_buttons(self._shown is not None)
+        self._set_output_buttons(self._shown is not None and self._withdrawn is None)
         for b in self.export_btns.values():
             b.setEnabled(shown_current)
         if a is not None and self._shown is a:
@@ -677,6 +704,43 @@ class MarginWidget(QWidget):
             # the interval line greys with the MTM (and while the interval itself catches up)
             stale = not (current and self._current_interval() is not None)
             self.interval.setStyleSheet("color: #888888;" if stale else "")
+        self._fit_texts()
+
+    def _fit_texts(self) -> None:
+        """Lay the panel out again now that its texts changed: a wrapped label whose text
+        grew (the MTM interval and its sources, the legend's volumes) was left at its old
+        height (one line, cut under the buttons, UAT s7 N4) when Qt's pending relayout of
+        the scrolled body did not come; activating the body's layout applies the new heights
+        (nothing is done when the layout is up to date), and the scroll area fits the body
+        to the height its text now needs."""
+        self._body_layout.activate()
+        body = self._body_layout.parentWidget()
+        want = max(body.heightForWidth(body.width()), self._scroll.viewport().height())
+        if body.height() != want:
+            self._scroll.setWidgetResizable(True)  # Qt measures the body again
+
+    def _withdraw_figures(self) -> None:
+        """The inputs cannot be analysed now (the status says why): the figures, the legend's
+        volumes and the output layers of the last analysis go, so that nothing on screen
+        describes labels that are no longer there; the next analysis brings them back."""
+        if self._withdrawn is self._shown:
+            return
+        self._withdrawn = self._shown
+        big, style = self.big.text(), self.big.styleSheet()
+        self._clear_readout(big)
+        self.big.setStyleSheet(style)
+        for ly in self.viewer.layers:
+            if _layers.role_of(ly) in OUTPUT_ROLES and ly.visible:
+                ly.visible = False
+                self._hidden_outputs.append(ly)
+
+    def _restore_outputs(self) -> None:
+        """Show again the output layers hidden by :meth:`_withdraw_figures`."""
+        self._withdrawn = None
+        hidden, self._hidden_outputs = self._hidden_outputs, []
+        for ly in hidden:
+            if ly in self.viewer.layers:
+                ly.visible = True
 
     def _on_analysis(self) -> None:
         if self._quiz_lock() or self.session.opening is not None:
@@ -723,7 +787,7 @@ class MarginWidget(QWidget):
     def _show_interval(self) -> None:
         """The MTM interval line with its sources, the uncertain class in the legend, the table
         and the margin layer; greyed "computing" while the model's interval is not current."""
-        if self._shown is None or is_quiz_locked(self.model.info):
+        if self._shown is None or self._withdrawn is not None or is_quiz_locked(self.model.info):
             return
         iv = self._current_interval()
         res = self._shown.result
@@ -734,6 +798,7 @@ class MarginWidget(QWidget):
             )
             self.interval.setStyleSheet("color: #888888;")
             if self._interval_shown is not None and self._interval_shown.analysis is self._shown:
+                self._fit_texts()
                 return  # the previous interval of this analysis stays drawn, greyed
         else:
             unc = iv.uncertainty
@@ -741,6 +806,7 @@ class MarginWidget(QWidget):
             self.interval.setStyleSheet("")
             self.interval.setToolTip(unc.summary_text())
         if iv is self._interval_shown and iv is not None:
+            self._fit_texts()
             return
         self._interval_shown = iv
         unc = iv.uncertainty if iv is not None else None
@@ -788,6 +854,7 @@ class MarginWidget(QWidget):
     def _show(self, a, prep: dict) -> None:
         res = a.result
         self._shown = a
+        self._restore_outputs()
         self.big.setText(res.margin_text())
         self.registration_warning.setText(NO_REGISTRATION if a.identity else "")
         self.registration_warning.setVisible(a.identity)
@@ -1131,8 +1198,10 @@ class MarginWidget(QWidget):
         info["ablation layer"] = al.name if al is not None else ""
         qa = m.qa
         if not m.qa_reviewed:
+            earlier = " for this registration" if qa.get("earlier") else ""
             info["warning"] = (
-                "registration QA not reviewed: check the registration before relying on the margins"
+                f"registration QA not reviewed{earlier}: check the registration before relying "
+                "on the margins"
             )
         return {
             "info": info,
@@ -1155,8 +1224,10 @@ class MarginWidget(QWidget):
         if suf not in (".json", ".csv", ".html", ".htm", ".pdf"):
             raise AblationError(f"cannot export to '{p.name}': use .json, .csv, .html or .pdf")
         if not self.model.qa_reviewed and suf != ".csv":
+            earlier = " for this registration" if self.model.qa.get("earlier") else ""
             _layers.notify_warning(
-                "registration QA is 'not reviewed': the export says so; review it in 3. Register"
+                f"registration QA is 'not reviewed'{earlier}: the export says so; review it in "
+                "3. Register"
             )
         iv = self.model.interval
         if iv is None or not self.model.interval_current or iv.analysis is not a:

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from ..core import geometry
 from ..core import registration as reg
 from ..core import transform as tfm
-from ..core.case import QA_VERDICTS
+from ..core.case import QA_VERDICTS, qa_text
 from ..core.errors import AblationError
 from . import _layers
 
@@ -146,7 +146,9 @@ class QAPanel(QWidget):
 
         verdict = QGroupBox("QA verdict")
         verdict.setToolTip("recorded in the case and the report")
-        form = QFormLayout(verdict)
+        verdict_lay = QVBoxLayout(verdict)
+        form = QFormLayout()
+        verdict_lay.addLayout(form)
         self.verdict = _layers.compact_combo(QComboBox())
         self.verdict.addItems(QA_VERDICTS)
         form.addRow("Registration", self.verdict)
@@ -155,9 +157,10 @@ class QAPanel(QWidget):
         form.addRow("Comment", self.comment)
         self.record = QPushButton("Record verdict")
         form.addRow(self.record)
+        # outside the form: a word-wrapped label spanning a form row is cut to one line
         self.verdict_label = QLabel("")
         self.verdict_label.setWordWrap(True)
-        form.addRow(self.verdict_label)
+        verdict_lay.addWidget(self.verdict_label)
         v.addWidget(verdict)
         v.addStretch(1)
 
@@ -172,6 +175,10 @@ class QAPanel(QWidget):
         self.contours.currentIndexChanged.connect(lambda _i: self.refresh())
         self.cross.toggled.connect(self._on_cross)
         self.record.clicked.connect(self.record_verdict)
+        # the registration changes: the verdict may be for an earlier one (or back again)
+        _layers.connect_while_alive(
+            self.owner.model.qa_changed, self, lambda: self._show_verdict(self.owner.model.qa)
+        )
         self._load_verdict()
 
     # ------------------------------------------------------------------ helpers
@@ -593,11 +600,17 @@ class QAPanel(QWidget):
         self._show_verdict(qa)
 
     def _show_verdict(self, qa: dict) -> None:
+        if qa.get("earlier"):
+            # recorded for another registration: the one in use was not reviewed
+            self.verdict_label.setText(f"Registration in use: {qa_text(qa)}; record a verdict")
+            self.verdict_label.setStyleSheet("color: #ff4040; font-weight: bold;")
+            return
         when = f" ({qa['reviewed_at']})" if qa.get("reviewed_at") else ""
         text = f"Recorded: {qa.get('verdict', 'not reviewed')}{when}"
         if qa.get("comment"):
             text += f" - {qa['comment']}"
         self.verdict_label.setText(text)
+        self.verdict_label.setStyleSheet("")
 
     def record_verdict(self) -> None:
         verdict, comment = self.verdict.currentText(), self.comment.text().strip()

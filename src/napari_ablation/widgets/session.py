@@ -470,7 +470,7 @@ class CaseSession:
             transform=m.transform,
             landmarks=m.landmarks,
             settings=m.settings,
-            qa=m.qa,
+            qa=m.qa_recorded,
             info=m.info,
         )
 
