@@ -664,10 +664,7 @@ def _cmd_cohort_run(args: argparse.Namespace) -> int:
     for rec in run.records:
         if rec.get("error"):
             print(f"{rec['case']}: error: {rec['error']}", file=sys.stderr)
-    print(
-        f"{len(run.records)} cases ({len(run.computed)} computed, {len(run.reused)} unchanged, "
-        f"{len(run.failed)} failed): {', '.join(str(f) for f in run.files)}"
-    )
+    print(f"{run.summary()}: {', '.join(str(f) for f in run.files)}")
     return 0
 
 
