@@ -494,3 +494,35 @@ def test_stop_keeps_finished_cases_and_writes_no_table(cohort_dir, tmp_path, cli
     assert not (res / "margins.csv").exists()
     again = cohort.run_cohort(cases, res, client=client)
     assert sorted(again.reused) == stored and len(again.computed) == len(cases) - len(stored)
+
+
+def test_cli_counts_and_the_grid_rule_of_the_viewer(cohort_dir, tmp_path, capsys):
+    """UAT s7 N5: a failed case is counted once (not as computed too), and a tumor that is
+    not on its pre image's grid fails as it does when the case is opened in the viewer."""
+    import shutil
+
+    import pandas as pd
+
+    root = tmp_path / "cases"
+    shutil.copytree(cohort_dir, root)
+    tumor_file = root / "centre_a" / "case02" / "tumor.nii.gz"
+    cropped = sitk.ReadImage(str(tumor_file))[:, :, 1:]  # one slice less than pre.nii.gz
+    sitk.WriteImage(cropped, str(tumor_file))
+    (root / "centre_a" / "case03" / "ablation.nii.gz").write_bytes(b"not an image")
+    # the viewer's rule, on the same files
+    case02 = cohort.case_folder_inputs(root / "centre_a" / "case02")
+    with pytest.raises(AblationError) as viewer_error:
+        Case(pre=sitk.ReadImage(case02.pre), tumor=sitk.ReadImage(case02.tumor)).check_labels()
+    assert str(viewer_error.value) == "tumor labels are not on the pre image grid"
+
+    args = ["cohort", "run", "--cases", str(root), "--out", str(tmp_path / "res")]
+    assert cli.main([*args, "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("4 cases (2 computed, 0 unchanged, 2 failed): "), out
+    table = pd.read_csv(tmp_path / "res" / "margins.csv", keep_default_na=False).set_index("case")
+    assert table.loc["centre_a/case02", "error"] == str(viewer_error.value)
+    assert table.loc["centre_a/case02", "min_margin_mm"] == ""
+    assert table.loc["centre_a/case00", "error"] == ""
+    # the same cases again: the failed ones are neither computed nor unchanged
+    assert cli.main([*args, "--workers", "1"]) == 0
+    assert capsys.readouterr().out.startswith("4 cases (0 computed, 2 unchanged, 2 failed): ")

@@ -350,7 +350,7 @@ def test_score_file_appends_atomically(tmp_path, monkeypatch):
     quiz.append_score(
         tmp_path, "Dr. A. Resident", {"case": "case_02", "answer": {}, "score": {"x": 2}}
     )
-    assert path.name == "Dr._A._Resident.jsonl"
+    assert path.name.startswith("Dr._A._Resident-") and path.suffix == ".jsonl"
     before = path.read_bytes()
 
     def crash(*_a, **_k):
@@ -471,7 +471,7 @@ def test_cli_make_synthetic(tmp_path, capsys):
     ("answers", "message"),
     [
         ("case,mtm_mm\ncase_07,2\n", "case_07"),
-        ("case,mtm_mm\ncase_01,2 mm\n", "not a number"),
+        ("case,mtm_mm\ncase_01,2 cm\n", "not a number"),
         ("case,octant\ncase_01,north\n", "unknown octant"),
     ],
 )
@@ -598,3 +598,69 @@ def test_export_scores_answers_recorded_without_the_key(hand_quiz, tmp_path, cap
     assert summary["incomplete_sensitivity"] == 1.0 and summary["coverage_call_accuracy"] == 1.0
     rows = (out / "scores.csv").read_text(encoding="utf-8").splitlines()
     assert rows[1].startswith("fay,1,case_03,") and rows[2].startswith("fay,2,case_01,")
+
+
+# ----------------------------------------------------------------------------- UAT s7 N3
+
+
+@pytest.mark.parametrize("typed", ["-1.5 mm", "-1.5mm", "-1,5 MM", " -1.5  mm ", "-1.5"])
+def test_an_mtm_typed_with_its_unit_is_accepted(hand_quiz, typed):
+    q = quiz.Quiz.load(hand_quiz[0])
+    assert quiz.parse_answer({"case": "case_01", "mtm_mm": typed}, q)["mtm_mm"] == -1.5
+
+
+@pytest.mark.parametrize("typed", ["-1.5 cm", "mm", "-1.5 mm mm", "about 2"])
+def test_an_mtm_with_another_unit_or_no_number_is_refused(hand_quiz, typed):
+    q = quiz.Quiz.load(hand_quiz[0])
+    with pytest.raises(AblationError, match="is not a number"):
+        quiz.parse_answer({"case": "case_01", "mtm_mm": typed}, q)
+
+
+def test_score_file_names_keep_letters_and_never_share(tmp_path):
+    names = ["Dr. Zoë O'Neil", "Dr. Zo O'Neil", "Dr. Zoë O_Neil", "Dr._Zoë_O_Neil", "zoë", "Zoë"]
+    files = [quiz.trainee_file(tmp_path, n) for n in names]
+    assert len({f.name for f in files}) == len(names)  # two names never share a file
+    assert files[0].name.startswith("Dr._Zoë_O_Neil-") and files[4].name == "zoë.jsonl"
+    # one spelling of ë (composed or e + combining diaeresis): one file
+    assert quiz.trainee_file(tmp_path, "Zoe\u0308") == files[5]
+    for n in names:
+        quiz.append_score(tmp_path, n, {"case": "case_01", "answer": {}, "score": {"x": n}})
+    recs = quiz.read_scores(tmp_path)
+    assert sorted(recs) == sorted(names)
+    assert all([r["score"]["x"] for r in recs[n]] == [n] for n in names)
+
+
+def test_a_score_file_named_by_the_old_rule_still_counts(hand_quiz):
+    """Files written before names kept their letters ("Zo_O_Neil.jsonl") stay the
+    trainee's: records are grouped by the name they carry."""
+    folder, _key = hand_quiz
+    old = folder / quiz.SCORES_DIR / "Zo_O_Neil.jsonl"
+    old.parent.mkdir()
+    rec = {"trainee": "Zoë O'Neil", "submitted_at": "2026-01-01T00:00:00+00:00"}
+    old.write_text(json.dumps({**rec, "case": "case_01", "answer": {}, "score": None}) + "\n")
+    run = quiz.QuizRun(quiz.Quiz.load(folder), "Zoë O'Neil")
+    assert run.answered("case_01") and run.first_open_index() == 1
+    run.submit("case_02", {"mtm_mm": "1"})
+    recs = quiz.read_scores(folder, "Zoë O'Neil")["Zoë O'Neil"]
+    assert [r["case"] for r in recs] == ["case_01", "case_02"]
+
+
+def test_answers_recorded_without_the_key_are_scored_when_it_is_given(hand_quiz, tmp_path):
+    folder, key_path = hand_quiz
+    q = quiz.Quiz.load(folder)
+    run = quiz.QuizRun(q, "Zoë O'Neil")
+    run.submit(
+        "case_01", {"complete": "no", "mtm_mm": "-1.5 mm", "octant": KEY_CASES["case_01"][1]}
+    )
+    run.submit("case_02", {"complete": "yes", "mtm_mm": "2,5"})
+    assert run.summary() is None  # no key: nothing scored
+    with_key = quiz.QuizRun(q, "Zoë O'Neil", key_path)
+    expected = quiz.summarize(
+        r["score"] for r in quiz.scored_records(q, quiz.read_key(key_path))["Zoë O'Neil"]
+    )
+    assert with_key.summary() == expected and expected["n_cases"] == 2
+    assert with_key.summary()["mean_abs_mtm_error_mm"] == pytest.approx(
+        (abs(-1.5 - KEY_CASES["case_01"][0]) + abs(2.5 - KEY_CASES["case_02"][0])) / 2
+    )
+    out = quiz.export_scores(folder, tmp_path / "export", key_path)
+    assert json.loads(out["json"].read_text(encoding="utf-8"))["Zoë O'Neil"] == expected

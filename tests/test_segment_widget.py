@@ -588,3 +588,52 @@ def test_correction_buttons_are_disabled_while_one_runs(setup):
         notification_manager.notification_ready.disconnect(seen.append)
     assert widget.last_error is None and not seen, [n.message for n in seen]
     assert all(b.isEnabled() for b in widget._job_buttons)
+
+
+def test_readout_names_its_diameter_and_the_preview_says_adds(setup):
+    """UAT s7 N7a/b: the live readout's diameter (voxel centres) is named apart from the
+    margin report's "Tumor max 3D diameter" (sub-voxel surface), the tooltip says which is
+    which; the preview note counts the voxels it adds, and says so."""
+    from napari.utils.notifications import notification_manager
+
+    from napari_ablation.core.margin import analyze_margin
+
+    viewer, widget, _session, qtbot = setup
+    widget.structure.setCurrentIndex(0)
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    _draw_every(tumor, truth, 0, 3)
+    drawn = int(np.count_nonzero(tumor.data))
+    messages = []
+
+    def heard(n):
+        messages.append(n.message)
+
+    notification_manager.notification_ready.connect(heard)
+    viewer.dims.order = (0, 1, 2)
+    try:
+        widget.preview_interpolation()
+        _wait(qtbot, widget)
+    finally:
+        notification_manager.notification_ready.disconnect(heard)
+    added = int(np.count_nonzero(_layers.find_layer(viewer, PREVIEW_ROLE).data))
+    ml = seg.mask_volume_ml(_layers.find_layer(viewer, PREVIEW_ROLE).data, SPACING_ZYX)
+    assert any(
+        m.startswith(f"interpolation preview: adds {added} voxels ({ml:.2f} ml)") for m in messages
+    ), messages
+    widget.accept_interpolation()
+    assert int(np.count_nonzero(tumor.data)) == drawn + added
+
+    qtbot.waitUntil(
+        lambda: widget.last_stats is not None and widget.last_stats["voxels"] == drawn + added,
+        timeout=10000,
+    )
+    voxel_d = widget.last_stats["max_diameter_mm"]
+    text = widget.readout.text()
+    assert f"{seg.VOXEL_DIAMETER_NAME} {voxel_d:.1f} mm" in text
+    assert "Tumor max 3D diameter" in widget.readout.toolTip()
+    # the margin report's figure for the same labels is another one (sub-voxel surface)
+    mask = geometry.image_from_array(np.asarray(tumor.data, np.uint8), SPACING_ZYX, (0, 0, 0))
+    surface_d = analyze_margin(mask, mask, None, 5.0).tumor_max_diameter_mm
+    assert surface_d > voxel_d
+    assert "max 3D diameter" not in text and "max diameter between voxel centres" in text

@@ -684,7 +684,7 @@ def _cmd_cohort_run(args: argparse.Namespace) -> int:
     for rec in run.records:
         if rec.get("error"):
             print(f"{rec['case']}: error: {rec['error']}", file=sys.stderr)
-    print(f"{run.counts_text()}: {', '.join(str(f) for f in run.files)}")
+    print(f"{run.summary()}: {', '.join(str(f) for f in run.files)}")
     return 0
 
 

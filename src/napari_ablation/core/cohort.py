@@ -121,12 +121,11 @@ class CaseInputs:
         Returns
         -------
         list of str
-            The tumor and ablation files, the transform and the ``case.json`` when
-            present.
+            The tumor and ablation files, the transform, the pre and post images (their
+            grids decide whether the labels fit them) and the ``case.json`` when present.
         """
         out = [self.tumor, self.ablation]
-        if self.transform:
-            out.append(self.transform)
+        out += [f for f in (self.transform, self.pre, self.post) if f]
         if self.folder:
             out.append(str(Path(self.folder) / "case.json"))
         return out
@@ -396,9 +395,11 @@ def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0, threads: int | 
     Raises
     ------
     AblationError
-        A problem of the case (unreadable or empty mask, bad transform, ...).
+        A problem of the case (unreadable or empty mask, labels not on the grid of their
+        image when it is given, bad transform, ...).
     """
-    from .io import read_labels
+    from .case import Case
+    from .io import read_image, read_labels
     from .margin import analyze_margin
     from .transform import read_rigid_transform
 
@@ -406,6 +407,13 @@ def margin_result(inputs: CaseInputs, threshold_mm: float = 5.0, threads: int | 
         raise AblationError(inputs.problem)
     tumor = read_labels(inputs.tumor, label=inputs.tumor_label, name="tumor")
     ablation = read_labels(inputs.ablation, label=inputs.ablation_label, name="ablation")
+    # the rule of a case opened in the viewer: labels live on the grid of their image
+    Case(
+        pre=read_image(inputs.pre).image if inputs.pre else None,
+        post=read_image(inputs.post).image if inputs.post else None,
+        tumor=tumor,
+        ablation=ablation,
+    ).check_labels()
     tx = read_rigid_transform(inputs.transform) if inputs.transform else None
     res = analyze_margin(tumor, ablation, tx, threshold_mm, threads=threads)
     return res, tuple(tumor.GetSpacing())
@@ -762,19 +770,36 @@ class CohortRun:
         """Ids of the cases that ended as an error row."""
         return [r["case"] for r in self.records if r.get("error")]
 
-    def counts_text(self) -> str:
-        """The run in one line: ``"5 cases (3 computed, 0 unchanged, 2 failed)"``; a failed
-        case is neither computed nor unchanged, so the three counts add up to the cases.
+    def counts(self) -> dict[str, int]:
+        """Count the cases by outcome; the counts add up to the cases.
+
+        Returns
+        -------
+        dict
+            ``cases``; ``computed`` (analysed in this run, and worked), ``unchanged``
+            (taken from an earlier run, and worked), ``failed`` (an error row, in this run
+            or an earlier one).
+        """
+        bad = set(self.failed)
+        return {
+            "cases": len(self.records),
+            "computed": len(set(self.computed) - bad),
+            "unchanged": len(set(self.reused) - bad),
+            "failed": len(bad),
+        }
+
+    def summary(self) -> str:
+        """Describe the outcome in one line (the CLI and the Cohort widget say this).
 
         Returns
         -------
         str
-            The line.
+            E.g. ``5 cases (3 computed, 0 unchanged, 2 failed)``.
         """
-        bad = set(self.failed)
+        n = self.counts()
         return (
-            f"{len(self.records)} cases ({len(set(self.computed) - bad)} computed, "
-            f"{len(set(self.reused) - bad)} unchanged, {len(bad)} failed)"
+            f"{n['cases']} cases ({n['computed']} computed, {n['unchanged']} unchanged, "
+            f"{n['failed']} failed)"
         )
 
 

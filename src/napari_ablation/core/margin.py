@@ -2170,7 +2170,7 @@ class MarginResult:
             f"green {100 * f['covered_with_margin']:.1f} %, yellow "
             f"{100 * f['insufficient_margin']:.1f} %, "
             f"red {100 * f['uncovered']:.1f} %",
-            f"tumor {self.tumor_volume_ml:.2f} ml, max diameter "
+            f"tumor {self.tumor_volume_ml:.2f} ml, max 3D diameter "
             f"{self.tumor_max_diameter_mm:.1f} mm; "
             f"ablation zone {self.ablation_volume_ml:.2f} ml",
             "tumor surface with margin >= "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import math
@@ -38,6 +39,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
@@ -1059,6 +1061,10 @@ def write_bundled_quiz(out: str | os.PathLike | None = None, progress=None) -> Q
 # answers
 
 
+#: a trailing unit the trainee may type after an MTM ("-1.5 mm", "-1,5mm")
+_MM_UNIT = re.compile(r"\s*mm\s*$", re.IGNORECASE)
+
+
 def parse_answer(row: dict[str, Any], quiz: Quiz, *, base: Path | None = None) -> dict[str, Any]:
     """Validate one trainee answer.
 
@@ -1115,7 +1121,7 @@ def parse_answer(row: dict[str, Any], quiz: Quiz, *, base: Path | None = None) -
         out["mtm_mm"] = None
     else:
         try:
-            v = float(m.replace(",", ".")) if isinstance(m, str) else float(m)
+            v = float(_MM_UNIT.sub("", m).replace(",", "."))
         except ValueError:
             raise AblationError(f"case {cid}: the MTM '{m}' is not a number") from None
         if not math.isfinite(v):
@@ -1550,7 +1556,12 @@ def score_answers(
 # per-trainee score files
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SAFE = re.compile(r"[^\w.-]+")
+
+
+def _trainee_name(trainee: str) -> str:
+    """A trainee's name as recorded: stripped, in Unicode NFC (one spelling of "Zoë")."""
+    return unicodedata.normalize("NFC", str(trainee).strip())
 
 
 def trainee_file(quiz_folder: str | os.PathLike, trainee: str) -> Path:
@@ -1561,7 +1572,10 @@ def trainee_file(quiz_folder: str | os.PathLike, trainee: str) -> Path:
     quiz_folder : str or os.PathLike
         The quiz folder.
     trainee : str
-        The trainee's name; reduced to letters, digits and ``._-`` for the file name.
+        The trainee's name. Letters (any script), digits and ``._-`` are kept; when
+        anything else had to be replaced (a space, an apostrophe), eight hex digits of a
+        hash of the whole name are appended, so that two names never share a file
+        ("Zoë O'Neil" -> ``Zoë_O_Neil-<hash>.jsonl``, distinct from "Zoë O_Neil").
 
     Returns
     -------
@@ -1573,9 +1587,12 @@ def trainee_file(quiz_folder: str | os.PathLike, trainee: str) -> Path:
     AblationError
         If nothing is left of the name.
     """
-    name = _SAFE.sub("_", str(trainee).strip()).strip("._")
+    full = _trainee_name(trainee)
+    name = _SAFE.sub("_", full).strip("._")
     if not name:
         raise AblationError("give the trainee's name")
+    if name != full:
+        name += "-" + hashlib.sha1(full.encode("utf-8")).hexdigest()[:8]
     return Path(quiz_folder) / SCORES_DIR / f"{name}.jsonl"
 
 
@@ -1604,7 +1621,7 @@ def append_score(quiz_folder: str | os.PathLike, trainee: str, record: dict[str,
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     if old and not old.endswith("\n"):
         old += "\n"
-    rec = {"trainee": str(trainee), "submitted_at": _now(), **record}
+    rec = {"trainee": _trainee_name(trainee), "submitted_at": _now(), **record}
     write_text_atomic(path, old + json.dumps(rec, default=_json_default) + "\n")
     return path
 
@@ -1614,6 +1631,8 @@ def read_scores(
 ) -> dict[str, list[dict[str, Any]]]:
     """Read the score records per trainee.
 
+    Records are grouped by the name they carry (``trainee``), so that a score file named
+    by an older rule (before names kept their letters) still counts for its trainee.
     Lines that are not valid JSON (a file edited by hand) are skipped.
 
     Parameters
@@ -1634,20 +1653,24 @@ def read_scores(
     AblationError
         If ``trainee`` is given but nothing is left of the name (:func:`trainee_file`).
     """
-    folder = Path(quiz_folder) / SCORES_DIR
-    files = [trainee_file(quiz_folder, trainee)] if trainee else sorted(folder.glob("*.jsonl"))
+    wanted = None
+    if trainee:
+        trainee_file(quiz_folder, trainee)  # nothing left of the name: one line
+        wanted = _trainee_name(trainee)
     out: dict[str, list[dict[str, Any]]] = {}
-    for f in files:
-        if not f.exists():
-            continue
-        recs = []
+    for f in sorted((Path(quiz_folder) / SCORES_DIR).glob("*.jsonl")):
         for line in f.read_text(encoding="utf-8").splitlines():
             try:
-                recs.append(json.loads(line))
+                rec = json.loads(line)
             except ValueError:
                 continue
-        if recs:
-            out[recs[0].get("trainee", f.stem)] = recs
+            if not isinstance(rec, dict):
+                continue
+            name = _trainee_name(rec.get("trainee", f.stem))
+            if wanted is None or name == wanted:
+                out.setdefault(name, []).append(rec)
+    for recs in out.values():  # two files of one trainee: in submission order
+        recs.sort(key=lambda r: str(r.get("submitted_at", "")))
     return out
 
 
@@ -1742,8 +1765,13 @@ class QuizRun:
         self.key: dict[str, Any] | None = None
         if key_path is not None or quiz.self_study:
             self.key = quiz.load_key(key_path)
+        recs = read_scores(quiz.folder, self.trainee).get(_trainee_name(self.trainee), [])
+        #: the last record of each case; answers recorded before the key was at hand are
+        #: scored now (in memory; the score file keeps what was recorded)
         self.records: dict[str, dict[str, Any]] = {
-            r["case"]: r for r in read_scores(quiz.folder, self.trainee).get(self.trainee, [])
+            r["case"]: r if self.key is None else score_record(quiz, self.key, r)
+            for r in latest_per_case(recs)
+            if r.get("case") in quiz.case_ids
         }
 
     @property
@@ -1884,6 +1912,32 @@ EXPORT_COLUMNS = (
 )
 
 
+def score_record(quiz: Quiz, key: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Score a recorded answer that was recorded without the key.
+
+    Parameters
+    ----------
+    quiz : Quiz
+        The quiz answered.
+    key : dict
+        Its key (checked against the quiz by the caller).
+    record : dict
+        A score record (``case``, ``answer``, ``score``).
+
+    Returns
+    -------
+    dict
+        ``record`` itself when it holds a score; otherwise a copy with the score computed
+        from ``key`` (the same figures as ``quiz export --key``).
+    """
+    if record.get("score"):
+        return record
+    a = record.get("answer") or {}
+    k = key["cases"][record["case"]]
+    qc = _case_for_scoring(quiz, record["case"], a, k)
+    return {**record, "score": score_case(a, k, float(key["threshold_mm"]), quiz_case=qc)}
+
+
 def scored_records(
     quiz: Quiz, key: dict[str, Any] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
@@ -1912,11 +1966,8 @@ def scored_records(
         for r in latest_per_case(recs):
             if r.get("case") not in quiz.case_ids:
                 continue
-            if not r.get("score") and key is not None:
-                a = r.get("answer") or {}
-                k = key["cases"][r["case"]]
-                qc = _case_for_scoring(quiz, r["case"], a, k)
-                r = {**r, "score": score_case(a, k, float(key["threshold_mm"]), quiz_case=qc)}
+            if key is not None:
+                r = score_record(quiz, key, r)
             if r.get("score"):
                 done.append(r)
         if done:

@@ -124,11 +124,26 @@ def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
     return pts * sp
 
 
+#: the name of :func:`max_diameter_mm` wherever it is shown (Segment's live readout); the
+#: margin analysis's "Tumor max 3D diameter" (``tumor_max_diameter_mm`` of the CLI, the
+#: reports and the cohort) is another figure, measured on the sub-voxel tumor surface
+VOXEL_DIAMETER_NAME = "max diameter between voxel centres"
+#: which is which, in one sentence (the readout's tooltip)
+VOXEL_DIAMETER_NOTE = (
+    "Volume: voxel count x voxel volume, as in the margin report. Max diameter between "
+    "voxel centres: the largest distance between two boundary voxel centres, a live "
+    "figure while drawing. The margin report's 'Tumor max 3D diameter' (Margins, CLI, "
+    "PDF, cohort) is measured on the sub-voxel tumor surface and reads a few tenths of a "
+    "millimetre larger: quote that one."
+)
+
+
 def max_diameter_mm(mask, spacing_zyx) -> float:
     """Measure the largest distance between two boundary voxel centres of a mask.
 
-    The margin report measures the same diameter on the sub-voxel tumor surface,
-    which reads a few tenths of a millimetre larger.
+    Shown as :data:`VOXEL_DIAMETER_NAME`. The margin report measures the tumor's max 3D
+    diameter on the sub-voxel tumor surface, which reads a few tenths of a millimetre
+    larger (:data:`VOXEL_DIAMETER_NOTE`).
 
     Parameters
     ----------

@@ -105,6 +105,18 @@ def image_from_layer(layer, *, dtype=None) -> sitk.Image:
     return geometry.image_from_array(data, layer.scale, layer.translate, dtype=dtype)
 
 
+def on_grid(layer, img: sitk.Image, tol: float = 1e-4) -> bool:
+    """True when ``layer`` lies on the grid of the identity-direction image ``img``: the
+    same size, voxel size and position (``geometry.same_grid``'s rule, for a layer placed
+    as :func:`image_layer_kwargs` places an image)."""
+    geo = geometry.layer_geometry(img)
+    return (
+        tuple(layer.data.shape) == tuple(img.GetSize()[::-1])
+        and np.allclose(np.asarray(layer.scale, float), geo["scale"], atol=tol)
+        and np.allclose(np.asarray(layer.translate, float), geo["translate"], atol=tol)
+    )
+
+
 def mask_from_layer(layer, label: int | None = None) -> sitk.Image:
     """Binary uint8 image (1 where ``label``, or any non-zero label) of a Labels layer."""
     data = np.asarray(layer.data)

@@ -206,12 +206,7 @@ class CohortWidget(QWidget):
                 self.status.setText(f"stopped: {self.last_progress} (finished cases are kept)")
                 return
             self.load_results(out)
-            bad = set(run.failed)  # (a failed case is neither computed nor unchanged)
-            failed = f", {len(bad)} failed" if bad else ""
-            self.status.setText(
-                f"{len(run.records)} cases ({len(set(run.computed) - bad)} computed, "
-                f"{len(set(run.reused) - bad)} unchanged{failed})"
-            )
+            self.status.setText(run.summary())
 
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)

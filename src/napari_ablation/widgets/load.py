@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 from ..core import display, io
 from ..core.case import Case, is_case_folder, load_case_files, open_sample_copy
 from ..core.errors import AblationError
-from . import _layers
+from . import _layers, reader_choice
 from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
 
 
@@ -190,6 +190,18 @@ class LoadCaseWidget(QWidget):
             lambda _i: self.apply_window(self.window.currentData())
         )
 
+        opening = QGroupBox("File > Open of .nii / .nrrd / .mha / .dcm")
+        self.prefer_reader = QCheckBox("always with Ablation Margins")
+        self.prefer_reader.setToolTip(
+            "napari's own reader claims .nii, .nii.gz, .nrrd, .mha, .mhd and .dcm too, so "
+            "File > Open asks which reader to use. Checked: napari's preference "
+            "(Preferences > Plugins) reads them with Ablation Margins (LPS, mm); "
+            "unchecked: napari asks again."
+        )
+        self.prefer_reader.setChecked(reader_choice.is_preferred())
+        self.prefer_reader.toggled.connect(reader_choice.set_preferred)
+        QVBoxLayout(opening).addWidget(self.prefer_reader)
+
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
@@ -201,6 +213,7 @@ class LoadCaseWidget(QWidget):
         lay.addWidget(sample)
         lay.addWidget(folder)
         lay.addWidget(contrast)
+        lay.addWidget(opening)
         lay.addWidget(self.progress)
         lay.addStretch(1)
 

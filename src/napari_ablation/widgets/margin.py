@@ -498,12 +498,15 @@ class MarginWidget(QWidget):
         ]
 
     def _refresh_layer_choices(self) -> None:
-        names = [ly.name for ly in self._label_layers()]
+        layers = self._label_layers()
         for combo, role in ((self.tumor_combo, "tumor"), (self.ablation_combo, "ablation")):
+            bound = self.session.labels_layer(role) or _layers.find_layer(self.viewer, role)
+            # only layers that may hold the role's labels (on its image's grid): a layer of
+            # another case (of another grid) is not offered
+            names = [ly.name for ly in layers if ly is bound or self.session.fits(ly, role)]
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
-            bound = self.session.labels_layer(role) or _layers.find_layer(self.viewer, role)
             if bound is not None and bound.name in names:
                 combo.setCurrentText(bound.name)
             else:

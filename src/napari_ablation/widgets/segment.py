@@ -123,8 +123,9 @@ class SegmentWidget(QWidget):
             5.0, 0.5, 100.0, 0.5, " mm", tip="Brush diameter in mm (in the viewed plane)"
         )
         self.brush_info = QLabel("")
-        self.readout = QLabel("volume – ml · max diameter – mm")
+        self.readout = QLabel(f"volume – ml · {seg.VOXEL_DIAMETER_NAME} – mm")
         self.readout.setWordWrap(True)
+        self.readout.setToolTip(seg.VOXEL_DIAMETER_NOTE)
         row = QHBoxLayout()
         row.addWidget(self.structure, 1)
         row.addWidget(self.edit_btn)
@@ -550,7 +551,7 @@ class SegmentWidget(QWidget):
                 return
             self.last_stats = stats
             self.readout.setText(
-                f"{name}: volume {stats['volume_ml']:.2f} ml · max diameter "
+                f"{name}: volume {stats['volume_ml']:.2f} ml · {seg.VOXEL_DIAMETER_NAME} "
                 f"{stats['max_diameter_mm']:.1f} mm"
             )
             if self._readout_again:
@@ -700,7 +701,7 @@ class SegmentWidget(QWidget):
             if live:
                 return
             _layers.notify_info(
-                f"interpolation preview: {n} voxels "
+                f"interpolation preview: adds {n} voxels "
                 f"({seg.mask_volume_ml(added, spacing):.2f} ml) along "
                 f"{seg.AXIS_NAMES[axis]}; Accept ({INTERPOLATE_KEY}) or Cancel"
             )

@@ -1262,6 +1262,12 @@ class CaseSession:
             if layer is not None:
                 layer.editable = self.edit_lock(role) is None
 
+    def fits(self, layer, role: str) -> bool:
+        """Tell whether ``layer`` may hold the open case's ``role`` labels: it lies on the
+        grid of the role's image (always true before that image is loaded)."""
+        grid = self.model.image(GRID_OF[role])
+        return grid is None or _layers.on_grid(layer, grid)
+
     def use_labels_layer(self, layer, role: str) -> None:
         """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
         held them keeps its data under the role ``<role>_previous``).
@@ -1275,9 +1281,7 @@ class CaseSession:
             raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
         if self._bound.get(role) is layer:
             return
-        grid = self.model.image(GRID_OF[role])
-        shape = tuple(np.asarray(layer.data).shape)
-        if grid is not None and shape != tuple(grid.GetSize()[::-1]):
+        if not self.fits(layer, role):
             raise AblationError(
                 f"'{layer.name}' is not on the {GRID_OF[role]} image grid: "
                 f"the {role} is drawn on {GRID_OF[role]}"

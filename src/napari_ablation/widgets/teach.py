@@ -137,7 +137,8 @@ class TeachWidget(QWidget):
         self.complete = QComboBox()
         self.complete.addItems([_NOT_ANSWERED, "yes", "no"])
         self.mtm = QLineEdit()
-        self.mtm.setPlaceholderText("mm, negative if uncovered")
+        self.mtm.setPlaceholderText("< 0 if uncovered")
+        self.mtm.setToolTip("The minimal margin in mm, negative where tumor is uncovered")
         self.octant = QComboBox()
         self.octant.addItems([_NOT_ANSWERED, *OCTANTS])
         self.klass = QComboBox()
@@ -481,6 +482,7 @@ class TeachWidget(QWidget):
         self._save_work(raw)
         record = self.run.submit(self.case_id, raw)
         self.last_record = record
+        self.status.setText("")  # an earlier refusal no longer applies
         self.session.model.info[core_quiz.QUIZ_LOCK] = False
         self.session.apply_edit_lock()
         self.session.changed.emit("quiz")
