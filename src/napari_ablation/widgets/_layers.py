@@ -559,8 +559,9 @@ _WARM_LOCK = threading.Lock()
 def prewarm() -> None:
     """Do once, on any thread, the one-off work napari would otherwise do on the GUI thread
     when the first layers of a case are added: its unit registry (pint, about a second on a
-    slow machine), the pandas import of a Labels or Points layer's features and vispy's dash
-    patterns (the polygon tool of a Labels layer, 50-100 ms). Also imports
+    slow machine), the pandas import of a Labels or Points layer's features, vispy's dash
+    patterns (the polygon tool of a Labels layer, 50-100 ms) and the colour-space import of a
+    Labels layer's default colormap. Also imports
     matplotlib (the margin histogram and the reports), so that :func:`freeze_heap` covers
     its modules. A second caller waits until the first one is done (a worker calling it
     must not go on to show layers while the registry is half built)."""
@@ -574,6 +575,11 @@ def prewarm() -> None:
         from vispy.visuals.line.dash_atlas import DashAtlas
 
         DashAtlas()  # its dash patterns are cached: the first Labels layer's outline tool
+        from napari.utils.colormaps import label_colormap
+
+        # every Labels layer first makes napari's default (random) colormap, whatever it is
+        # given: the first one imports skimage.color for it
+        label_colormap(49)
         _warm_labels_texture()
         import matplotlib.backends.backend_agg
         import matplotlib.backends.backend_pdf
