@@ -731,8 +731,7 @@ class CaseSession:
         images = prepared.get("images") or {}
         contrast = prepared.get("contrast") or {}
         modality = m.info.get("modality", "")
-        fresh = viewer is not None and m.pre is not None and _layers.preset_dims(viewer, m.pre)
-        if fresh:
+        if viewer is not None and m.pre is not None and _layers.preset_dims(viewer, m.pre):
             yield  # the first layer of an empty viewer: its dims sliders come first
         added = []
         for role in ("pre", "tumor", "post", "ablation"):
@@ -796,13 +795,6 @@ class CaseSession:
                     self._loading = loading
             added.append(layer)
             yield
-            tumor_box = (prepared.get("focus") or {}).get("tumor")
-            if fresh and role == "pre" and tumor_box is not None:
-                # the slice of the tumor (on the pre grid), before the other layers come:
-                # each is sliced there once, not at napari's centre slice and then again
-                # when the view is centred on the tumor (all four re-sliced in one piece)
-                viewer.dims.point = tuple(float(v) for v in layer.data_to_world(tumor_box[0]))
-                yield
         added = [ly for ly in added if ly in viewer.layers]
         _layers.arrange(viewer)  # pre space over post space; grid cells pre | post
         post, abl = _layers.find_layer(viewer, "post"), _layers.find_layer(viewer, "ablation")
