@@ -299,6 +299,23 @@ def one_sample(key, bot, record) -> None:
                 and getattr(session, "opening", None) is None
             ),
         )
+        # napari's File > Open Sample over an analysed case (the renal MRI just opened, its
+        # margins computed): napari adds what the sample command returns in one call
+        marg.load_transform_file(str(samples.sample_dir() / "renal_mri" / "true_transform.tfm"))
+        marg.run_btn.click()
+        bot.waitUntil(lambda: marg.result is not None and marg._worker is None, 300000)
+        bot.wait(500)
+        before = session.model.pre
+        record(
+            "File > Open Sample (liver CT over the analysed renal MRI)",
+            lambda: v.open_sample("napari-ablation", "liver_ct"),
+            lambda b=before: (
+                session.model.pre is not b
+                and getattr(session, "opening", None) is None
+                and not _steps_pending()
+                and len(v.layers) == 4
+            ),
+        )
     # pre + post files of the sample
     if key == "renal_mri":
         folder = samples.sample_dir() / key

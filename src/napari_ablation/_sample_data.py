@@ -9,13 +9,17 @@ window can draw or answer again: reading four volumes and adding four layers in 
 froze the window for 0.6-1.4 s. In a napari window the command therefore returns the pre
 image only (napari must get at least one layer), reads the other three off the GUI thread
 and adds them one per event-loop iteration, as ``1. Load case > Open sample`` does. Without
-a window (a script with a headless viewer), it returns all four at once.
+a window (a script with a headless viewer), it returns all four at once. Over another case
+open in the plugin, it returns a hidden one-voxel stand-in (:func:`_stand_in`): the
+plugin's session opens the sample itself, in steps, and removes what arrived.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: the layers of a sample, in the order they are added
 ORDER = ("pre", "post", "tumor", "ablation")
@@ -81,6 +85,10 @@ def _open(name: str) -> list[LayerData]:
     if viewer is None or not (folder / "case.json").exists():
         return _layer_data(name)  # no event loop to add them later / a sample made in memory
     from .widgets import _layers
+    from .widgets.session import CaseSession
+
+    if CaseSession.replaces_open_case(viewer, name, folder):
+        return [_stand_in(viewer, name, folder)]
 
     pre = _datum(Case.load(folder, roles=("pre",)), "pre", name, folder)
     # napari paints the canvas right after it adds the pre layer, in the same piece of GUI
@@ -98,6 +106,31 @@ def _open(name: str) -> list[LayerData]:
         on_error=lambda message: (resume(), _layers.notify_error(message)),
     )
     return [pre]
+
+
+def _stand_in(viewer, name: str, folder: Path) -> LayerData:
+    """The layer napari is given when the plugin's session of ``viewer`` holds another case:
+    the session opens sample ``name`` itself, from its working copy and in steps, as Load >
+    Open sample does, and removes the layers that arrived
+    (:meth:`~napari_ablation.widgets.session.CaseSession.replaces_open_case`). So napari
+    gets a hidden one-voxel pre image inside the open case's pre (the sample's role and
+    source in its metadata): no volume read on the GUI thread, and the world extent, so the
+    slicing of every layer, unchanged when it comes and goes (the sample's pre image added
+    and removed there was 2 x 150-250 ms of GUI-thread work in one piece)."""
+    from .widgets._layers import META, find_layer
+
+    meta = {META: {"role": "pre", "case_folder": str(folder), "sample": name}}
+    kw: dict[str, Any] = {"name": "pre", "metadata": meta, "visible": False}
+    kw["contrast_limits"] = (0.0, 1.0)
+    pre = find_layer(viewer, "pre")
+    if pre is not None:
+        kw.update(
+            scale=tuple(pre.scale),
+            translate=tuple(pre.translate),
+            units=tuple(pre.units),
+            axis_labels=tuple(pre.axis_labels),
+        )
+    return np.zeros((1, 1, 1), np.int16), kw, "image"
 
 
 def _add_steps(viewer, pre_data, rest: list[LayerData]):

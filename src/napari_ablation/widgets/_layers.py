@@ -571,8 +571,9 @@ _WARM_LOCK = threading.Lock()
 def prewarm() -> None:
     """Do once, on any thread, the one-off work napari would otherwise do on the GUI thread
     when the first layers of a case are added: its unit registry (pint, about a second on a
-    slow machine), the pandas import of a Labels or Points layer's features and vispy's dash
-    patterns (the polygon tool of a Labels layer, 50-100 ms). Also imports
+    slow machine), the pandas import of a Labels or Points layer's features, vispy's dash
+    patterns (the polygon tool of a Labels layer, 50-100 ms) and the colour-space import of a
+    Labels layer's default colormap. Also imports
     matplotlib (the margin histogram and the reports), so that :func:`freeze_heap` covers
     its modules. A second caller waits until the first one is done (a worker calling it
     must not go on to show layers while the registry is half built)."""
@@ -586,6 +587,11 @@ def prewarm() -> None:
         from vispy.visuals.line.dash_atlas import DashAtlas
 
         DashAtlas()  # its dash patterns are cached: the first Labels layer's outline tool
+        from napari.utils.colormaps import label_colormap
+
+        # every Labels layer first makes napari's default (random) colormap, whatever it is
+        # given: the first one imports skimage.color for it
+        label_colormap(49)
         _warm_labels_texture()
         import matplotlib.backends.backend_agg
         import matplotlib.backends.backend_pdf
@@ -794,8 +800,35 @@ def update_grid_stride(viewer, event=None) -> None:
     n_pre = len(viewer.layers) - n_post
     if n_post and n_pre:
         g = grid(viewer)
-        g.stride = -max(n_pre, n_post)
-        g.shape = (1, 2)
+        # set only when it changes: each set is validated and emitted by napari, and a new
+        # stride rebuilds the scene graph and the overlay positions of every grid cell
+        if g.stride != -max(n_pre, n_post):
+            g.stride = -max(n_pre, n_post)
+        if tuple(g.shape) != (1, 2):
+            g.shape = (1, 2)
+
+
+def preset_dims(viewer, img: sitk.Image) -> bool:
+    """Give an empty ``viewer`` the dims napari gives it when the layer of ``img`` (placed by
+    :func:`geometry.layer_geometry`) is added: its axes, ranges and axis labels; returns True
+    when it did. Called one event-loop iteration before that layer is added.
+
+    napari makes the dims sliders of a viewer's first 3D layer inside ``add_image``, and
+    showing them shrinks the canvas, which Qt repaints at once: 60-70 ms of the 180-190 ms
+    of GUI-thread work that the first layer of a fresh viewer was in one piece. Done here
+    first, the add finds the dims as it leaves them."""
+    if len(viewer.layers):
+        return False
+    geo = geometry.layer_geometry(img)
+    shape = img.GetSize()[::-1]
+    dims = viewer.dims
+    dims.ndim = len(shape)
+    dims.range = tuple(
+        (float(t), float(t + (n - 1) * s), float(s))
+        for n, s, t in zip(shape, geo["scale"], geo["translate"], strict=True)
+    )
+    dims.axis_labels = geo["axis_labels"]
+    return True
 
 
 def scroll_body(widget):

@@ -430,7 +430,7 @@ class CaseSession:
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            ev.connect(lambda _e, v=viewer: _layers.update_grid_stride(v))
+            ev.connect(self._grid_follows)
         viewer.dims.events.ndisplay.connect(self._on_switch)
         _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
         for layer in viewer.layers:
@@ -712,10 +712,15 @@ class CaseSession:
         not redrawn until the layers, the grid and the view are in place: a half-built view
         (the first image alone, zoomed to fill the canvas) flashed before the side-by-side
         view."""
-        resume = _layers.pause_canvas(self.viewer)
+        viewer = self.viewer
+        resume = _layers.pause_canvas(viewer)
         try:
             yield from self._case_layer_steps(**kw)
+            yield  # the canvas draws the case (each layer's first draw) in a piece of its own
         finally:
+            if viewer is not None and not len(viewer.layers) and viewer.dims.ndim != 2:
+                viewer.dims.ndim = 2  # (dims preset, then no layer: as napari leaves them)
+                viewer.dims.reset()
             resume()
 
     def _case_layer_steps(self, *, side_by_side: bool = True, prepared: dict | None = None):
@@ -726,6 +731,8 @@ class CaseSession:
         images = prepared.get("images") or {}
         contrast = prepared.get("contrast") or {}
         modality = m.info.get("modality", "")
+        if viewer is not None and m.pre is not None and _layers.preset_dims(viewer, m.pre):
+            yield  # the first layer of an empty viewer: its dims sliders come first
         added = []
         for role in ("pre", "tumor", "post", "ablation"):
             if viewer is None or self.viewer is not viewer:
@@ -866,6 +873,13 @@ class CaseSession:
     def _on_layer_inserted(self, event) -> None:
         self._adopt(event.value)
         self._look_in_steps()  # a new layer, or a surface that stands in for others in 3D
+
+    def _grid_follows(self, event) -> None:
+        """The grid stride follows the layers, but not a layer of another case that has just
+        arrived (File > Open Sample): it is removed again at once (:meth:`_switch_to_arrived`),
+        and a new stride rebuilds napari's scene graph (70-140 ms in a viewer of ten layers)."""
+        if self.viewer is not None and not any(event.value is ly for ly in self._arrived):
+            _layers.update_grid_stride(self.viewer)
 
     def _look_plan(self) -> list:
         """(layer, its look now) for every layer whose look is not the one it should have
@@ -1066,10 +1080,9 @@ class CaseSession:
         role = _layers.role_of(layer)
         if role in CASE_ROLES and self._of_another_case(layer):
             self._arrived.append(layer)
-            if len(self._arrived) == 1:  # once all its layers are in
-                from qtpy.QtCore import QTimer
-
-                QTimer.singleShot(0, self._switch_to_arrived)
+            if len(self._arrived) == 1:  # once all its layers are in, in a later piece of
+                # GUI work than napari's add (a posted call ran in the same one: 2 x 150-250 ms)
+                _layers.run_in_steps([self._switch_to_arrived])
             return
         if role in LABEL_ROLES:
             old = self.labels_layer(role)
@@ -1144,6 +1157,23 @@ class CaseSession:
             if o is not layer and o not in self._arrived and _layers.role_of(o) == role
         ]
         return bool(others) and all(source(o) != src for o in others)
+
+    @staticmethod
+    def replaces_open_case(viewer, sample: str, folder) -> bool:
+        """True when case layers of ``sample`` (in ``folder``) added to ``viewer`` now would
+        be taken as another case (:meth:`_of_another_case`): the plugin's session of the
+        viewer then opens that case itself, from its working copy, and removes the layers
+        that arrived; File > Open Sample then gives napari one light layer only."""
+        session = _SESSIONS.get(viewer)
+        if session is None or session._closing or session._loading or session.viewer is None:
+            return False
+        src = (sample, str(folder))
+        pres = [
+            _layers.layer_meta(ly)
+            for ly in viewer.layers
+            if _layers.role_of(ly) == "pre" and not any(ly is a for a in session._arrived)
+        ]
+        return bool(pres) and all((m.get("sample"), m.get("case_folder")) != src for m in pres)
 
     def _switch_to_arrived(self) -> None:
         """Open the case whose layers just arrived instead of the open one (saved first,
