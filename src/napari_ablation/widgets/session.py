@@ -438,6 +438,7 @@ class CaseSession:
         from . import orientation
 
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
+        _layers.lay_out_grid_before_paint(viewer)  # no frame zoomed for empty grid cells
         if len(viewer.layers) == 0:  # their visuals made now, not with the first layer
             _layers.run_in_steps(orientation.warm_up_steps(viewer))
             _layers.run_in_steps(self._banner_warm_up_steps())
