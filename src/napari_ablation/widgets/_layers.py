@@ -389,6 +389,12 @@ def start_worker(
 
     kwargs = {"_progress": {"desc": desc, "total": progress_total}} if desc else {}
     worker = create_worker(safe_job, _ignore_errors=True, **kwargs)
+    pbar = getattr(worker, "pbar", None)
+    if pbar is not None:
+        # shown by napari's activity dialog only, as the dialog itself makes it once it gets
+        # to it: a worker started just before its window closed kept tqdm's console output
+        # and printed "margin analysis: 0it [00:04, ?it/s]" on stderr as it ended (UAT s6)
+        pbar.gui, pbar.leave = True, False
     worker.returned.connect(returned)
     if on_finished is not None:
 
