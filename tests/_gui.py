@@ -147,6 +147,13 @@ class StallMeter:
             time.sleep(self._sample_s)
 
     def __enter__(self):
+        # the Qt application first (napari's, as a viewer would make it): a QTimer started
+        # before it exists never ticks ("QObject::startTimer: current thread's event
+        # dispatcher has already been destroyed" on stderr), and the whole block then read
+        # as one stall (UAT s4-s7 "demo open ... stall", D10)
+        from napari.qt import get_qapp
+
+        get_qapp()
         self.longest_ms = self.longest_cpu_ms = self.max_cpu_ms = 0.0
         self._last, self._last_cpu = time.perf_counter(), time.thread_time()
         self._timer.start()

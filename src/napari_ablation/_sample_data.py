@@ -92,8 +92,10 @@ def _open(name: str) -> list[LayerData]:
 
     pre = _datum(Case.load(folder, roles=("pre",)), "pre", name, folder)
     # napari paints the canvas right after it adds the pre layer, in the same piece of GUI
-    # work: the canvas is drawn once all four layers are in (as Load > Open sample does)
-    resume = _layers.pause_canvas(viewer)
+    # work: the canvas is drawn once all four layers are in (as Load > Open sample does);
+    # over an open case it shows that case's last frame meanwhile (paused, it was blank for
+    # the 1-2 s the layers take to arrive)
+    resume = _layers.pause_canvas(viewer, keep_frame=len(viewer.layers) > 0)
 
     def job() -> list[LayerData]:
         _layers.prewarm()  # napari's one-off work for the first Labels layer (pandas, pint)

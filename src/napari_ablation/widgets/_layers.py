@@ -11,6 +11,7 @@ import contextlib
 import re
 import threading
 import warnings
+import weakref
 from collections import deque
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -400,6 +401,12 @@ def start_worker(
 
     kwargs = {"_progress": {"desc": desc, "total": progress_total}} if desc else {}
     worker = create_worker(safe_job, _ignore_errors=True, **kwargs)
+    pbar = getattr(worker, "pbar", None)
+    if pbar is not None:
+        # shown by napari's activity dialog only, as the dialog itself makes it once it gets
+        # to it: a worker started just before its window closed kept tqdm's console output
+        # and printed "margin analysis: 0it [00:04, ?it/s]" on stderr as it ended (UAT s6)
+        pbar.gui, pbar.leave = True, False
     worker.returned.connect(returned)
     if on_finished is not None:
 
@@ -545,6 +552,32 @@ def pause_canvas(viewer, *, keep_frame: bool = False):
             native.update()
 
     return resume
+
+
+def lay_out_grid_before_paint(viewer) -> None:
+    """Make every frame of ``viewer``'s canvas use its grid cells' real size (UAT s4-s5 N5).
+
+    napari 0.9 makes the grid's view boxes when the grid is switched on (or its shape
+    changes) but vispy sizes them only while it draws, and napari sets the cells' cameras
+    from their size after the scene is drawn: the first frame of a case opened side by side
+    showed each cell zoomed for a 10 x 10 px box (a few huge voxels) until the next repaint,
+    0.3-3 s later. Before each draw, the cells are laid out and, when that changed their
+    size, napari's cameras follow at once. Nothing for a headless viewer."""
+    with contextlib.suppress(Exception):  # a headless viewer has no canvas
+        canvas = unwrapped(napari_private(viewer.window, "_qt_viewer").canvas)
+        scene = napari_private(canvas, "_scene_canvas")
+        ref = weakref.ref(canvas)
+
+        def lay_out(_event=None):
+            canvas = ref()
+            if canvas is None or not canvas.viewer.canvas.grid.enabled or not canvas.grid_views:
+                return
+            before = [tuple(view.rect.size) for view in canvas.grid_views]
+            canvas.grid._update_child_widget_dim()  # (what vispy does inside the draw)
+            if [tuple(view.rect.size) for view in canvas.grid_views] != before:
+                canvas.on_draw(None)  # the cells' cameras and overlays for their real size
+
+        scene.events.draw.connect(lay_out, position="first")
 
 
 def steps_pending() -> bool:

@@ -294,11 +294,12 @@ class CohortWidget(QWidget):
 
         def job():
             from ..core.case import Case
+            from .session import prepare_display
 
-            return Case.load(inputs.folder)
+            case = Case.load(inputs.folder)
+            return case, Path(inputs.folder), prepare_display(case)
 
-        def done(case):
-            self.session.set_case(case, inputs.folder, save_images=False)
+        def shown(_case, _folder):
             self.status.setText(f"opened case {cid}")
             if stored.get("error"):
                 return
@@ -309,7 +310,13 @@ class CohortWidget(QWidget):
             self._margins_view()
             self.session.analysis.request()
 
-        return self._start(job, done, f"Opening case {cid}")
+        # the opening every case goes through (Load, File > Open Sample): the open case's
+        # figures hidden at once, actions refused until it is open, queued behind another
+        self.last_error = None
+        self.status.setText(f"opening case {cid}\u2026")
+        return self.session.open_case(
+            job, f"opening case {cid}", on_shown=shown, on_error=self._fail
+        )
 
     def _margins_view(self) -> None:
         """The Margins widget of this viewer, docked if it is not yet."""

@@ -309,8 +309,9 @@ class LoadCaseWidget(QWidget):
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, job, message: str, *, show_notes: bool = True):
-        if self._worker is not None:
-            # the newest request opens once the case being opened is open (never dropped)
+        if self._worker is not None or self.session.opening is not None:
+            # the newest request opens once the case being opened (by this widget, File >
+            # Open Sample or a Cohort row) is open (never dropped)
             self._queued = (job, message, show_notes)
             _layers.notify_info(f"{message}: once the case being opened is open")
             return None
@@ -386,6 +387,10 @@ class LoadCaseWidget(QWidget):
     def _on_session_changed(self, what: str):
         s = self.session
         m = s.model
+        if what == "opening" and s.opening is None and self._worker is None and self._queued:
+            queued, self._queued = self._queued, None  # (another widget's opening ended)
+            self._run(queued[0], queued[1], show_notes=queued[2])
+            return
         if m.pre is None and m.post is None:
             self.status.setText("No case loaded.")
             return

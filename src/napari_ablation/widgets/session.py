@@ -409,7 +409,7 @@ class CaseSession:
         self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
         self._switch_worker = None
         self._removed_roles: set | None = None  # case layers the user removed, until decided
-        self._queued_switch: tuple | None = None  # (sample, folder) asked for while opening
+        self._queued_open: tuple | None = None  # open_case's arguments, asked for while opening
         self._banner_color = None  # the banner's colour while its glyphs are drawn, transparent
         # id(layer) -> layer: figures of a case being replaced, hidden until removed; and
         # id(layer) -> (layer, what hiding changed), until another case is set
@@ -438,6 +438,7 @@ class CaseSession:
         from . import orientation
 
         orientation.install(viewer)  # radiological 2D views with R/L, A/P, S/I letters
+        _layers.lay_out_grid_before_paint(viewer)  # no frame zoomed for empty grid cells
         if len(viewer.layers) == 0:  # their visuals made now, not with the first layer
             _layers.run_in_steps(orientation.warm_up_steps(viewer))
             _layers.run_in_steps(self._banner_warm_up_steps())
@@ -535,12 +536,12 @@ class CaseSession:
             self._restore.clear()
         self._show_opening()
         self.changed.emit("opening")
-        if self._queued_switch is not None and not self._opening:
+        if self._queued_open is not None and not self._opening:
             from qtpy.QtCore import QTimer
 
             # (after the caller has finished with the opening that ended)
             ref = weakref.ref(self)
-            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._open_queued_switch())
+            QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._open_queued())
 
     def _hide_then_remove(self, layers) -> None:
         """Hide ``layers`` now and remove them one per event-loop iteration.
@@ -1189,27 +1190,8 @@ class CaseSession:
         for layer in arrived:
             if layer in viewer.layers:
                 viewer.layers.remove(layer)
-        source = (meta.get("sample"), meta.get("case_folder"))
-        if self.opening is not None:
-            self._queued_switch = source
-            _layers.notify_info(f"{self._switch_line(*source)}: once the case being opened is open")
-            return
-        self._open_arrived(*source)
+        sample, folder = meta.get("sample"), meta.get("case_folder")
 
-    @staticmethod
-    def _switch_line(sample, folder) -> str:
-        return f"opening case '{sample or Path(str(folder)).name}'"
-
-    def _open_queued_switch(self) -> None:
-        """The case asked for through File > Open Sample while another opened, now."""
-        if self._queued_switch is None or self.viewer is None or self._closing:
-            return
-        if self.opening is not None:
-            return  # another opening began meanwhile: this one waits for it
-        source, self._queued_switch = self._queued_switch, None
-        self._open_arrived(*source)
-
-    def _open_arrived(self, sample, folder) -> None:
         def job():
             from ..core.case import is_case_folder
             from .load import sample_working_copy
@@ -1222,6 +1204,25 @@ class CaseSession:
                 raise AblationError(f"{folder} is not a case folder: open it with Load case")
             return case, where, prepare_display(case)
 
+        def shown(case, where):
+            _layers.notify_info(f"opened case '{where.name}' (the previous case was saved)")
+
+        self.open_case(job, f"opening case '{sample or Path(str(folder)).name}'", on_shown=shown)
+
+    def open_case(self, job, what: str, *, on_shown=None, on_error=None):
+        """Open the case that ``job`` reads off the GUI thread (it returns ``(case, folder,
+        prepared)``, ``prepared`` from :func:`prepare_display`) as every opening does: the
+        open case's figures hidden at once and actions refused until the new case is open
+        (:meth:`begin_opening`, ``what`` is the line that says so), its layers added one
+        per event-loop iteration (the previous case's layers reused, their undo history
+        emptied), then ``on_shown(case, folder)``. ``on_error(message)`` (default: a
+        one-line error) if it cannot be read; the open case stays. Asked for while another
+        case opens, it opens once that one is open (the newest request; never dropped):
+        returns None then, else the worker."""
+        if self.opening is not None:
+            self._queued_open = (job, what, on_shown, on_error)
+            _layers.notify_info(f"{what}: once the case being opened is open")
+            return None
         ref = weakref.ref(self)
         # the case's layers are being added, one per event-loop iteration: all at once over
         # the open case's they were one stall of 1.1-1.9 s of GUI-thread CPU (UAT s6)
@@ -1235,7 +1236,8 @@ class CaseSession:
 
             def shown():
                 showing[0] = False
-                _layers.notify_info(f"opened case '{where.name}' (the previous case was saved)")
+                if on_shown is not None:
+                    on_shown(case, where)
                 finished()
 
             showing[0] = True
@@ -1243,23 +1245,31 @@ class CaseSession:
                 s.set_case(case, where, save_images=False, prepared=prepared, on_shown=shown)
             except AblationError as exc:
                 showing[0] = False
-                _layers.notify_error(exc)
+                (on_error or _layers.notify_error)(one_line(exc))
             except BaseException:
                 showing[0] = False
                 raise
 
         def finished(_ref=ref):
-            if showing[0]:
-                return  # once the layers are on screen
             s = _ref()
             if s is not None and not showing[0]:  # (else: once the layers are on screen)
                 s._switch_worker = None
                 s.end_opening()
 
         self._switch_worker = _layers.start_worker(
-            job, on_returned=done, on_finished=finished, desc="opening the case"
+            job, on_returned=done, on_error=on_error, on_finished=finished, desc=what
         )
-        self.begin_opening(self._switch_line(sample, folder))
+        self.begin_opening(what)
+        return self._switch_worker
+
+    def _open_queued(self) -> None:
+        """The case asked for while another opened, now."""
+        if self._queued_open is None or self.viewer is None or self._closing:
+            return
+        if self.opening is not None:
+            return  # another opening began meanwhile: this one waits for it
+        (job, what, on_shown, on_error), self._queued_open = self._queued_open, None
+        self.open_case(job, what, on_shown=on_shown, on_error=on_error)
 
     def _post_visibility_changed(self, event=None) -> None:
         post = _layers.find_layer(self.viewer, "post")
