@@ -562,6 +562,7 @@ class MarginWidget(QWidget):
 
     def _on_case_loaded(self) -> None:
         self._shown = None
+        self._latest_layers = None
         self._interval_shown = None
         self.interval.setText("")
         self._sync_reader_sd()
@@ -833,10 +834,14 @@ class MarginWidget(QWidget):
                 pass
             return
         applied = (res, prep)
-        self._adding = self._layer_steps(res, prep)
+        gen = self.session.case_generation
+        # (dropped once another case starts opening: its layers are not this case's)
+        self._adding = self.session.while_case(self._layer_steps(res, prep))
 
         def added():
             self._adding = None
+            if gen != self.session.case_generation:
+                return  # another case: nothing more of this one is shown
             if self._latest_layers is not applied:  # a newer result meanwhile
                 self._update_layers(*self._latest_layers)
             self._show_status()
@@ -1014,7 +1019,7 @@ class MarginWidget(QWidget):
                 yield item
 
         resume = _layers.pause_canvas(self.viewer, keep_frame=True)
-        _layers.run_in_steps(while_alive(steps()), resume)
+        _layers.run_in_steps(while_alive(self.session.while_case(steps())), resume)
 
     def frame_3d(self, res: core_margin.MarginResult) -> None:
         """The 3D camera centred on the box of the tumor and the ablation zone, zoomed so

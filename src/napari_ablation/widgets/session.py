@@ -407,6 +407,11 @@ class CaseSession:
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
         self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
         self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
+        #: counts the cases made current and the openings begun: a deferred step (a layer
+        #: added in steps, a 3D look) of an earlier count belongs to a case being replaced
+        #: (:meth:`while_case`)
+        self.case_generation = 0
+        self._replacing = False  # an opening began; the case it replaces is still the model's
         self._switch_worker = None
         self._removed_roles: set | None = None  # case layers the user removed, until decided
         self._queued_switch: tuple | None = None  # (sample, folder) asked for while opening
@@ -515,6 +520,8 @@ class CaseSession:
         'x'"): widgets clear the open case's figures and refuse actions
         (:meth:`refuse_while_opening`) until :meth:`end_opening`."""
         self._opening.append(what)
+        self.case_generation += 1
+        self._replacing = True
         self._show_opening()
         self.changed.emit("opening")
         if self.viewer is not None:
@@ -528,6 +535,7 @@ class CaseSession:
         if self._opening:
             self._opening.pop()
         if not self._opening:
+            self._replacing = False
             for layer, before in self._restore.values():
                 self._going.pop(_key(layer), None)
                 for key, value in before.items():
@@ -665,6 +673,8 @@ class CaseSession:
         are; without it, they are all added before this returns.
         """
         self.flush()
+        self.case_generation += 1
+        self._replacing = False
         self._restore.clear()  # the hidden figures of the previous case go for good
         self._loading = True
         self._user_edited = False
@@ -863,8 +873,34 @@ class CaseSession:
         return False
 
     # ------------------------------------------------------------------ layers -> model
+    def while_case(self, steps):
+        """``steps`` (a generator for :func:`_layers.run_in_steps`) run only while the case
+        open now stays the one shown: once another case starts opening (or is set, or the
+        case is closed) the rest is dropped (UAT s7 N1: the previous case's margin layers
+        went on being added over the case opened meanwhile)."""
+        gen = self.case_generation
+        try:
+            while gen == self.case_generation:
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+                yield item
+        finally:
+            steps.close()
+
     def _on_layer_inserted(self, event) -> None:
-        self._adopt(event.value)
+        layer = event.value
+        if self._replacing and _layers.role_of(layer) not in (
+            None,
+            *CASE_ROLES,
+            "landmarks_pre",
+            "landmarks_post",
+        ):
+            # a figure of the case being replaced, made after the opening began: hidden and
+            # removed with the others (shown again if the opening fails)
+            self._hide_then_remove([layer])
+        self._adopt(layer)
         self._look_in_steps()  # a new layer, or a surface that stands in for others in 3D
 
     def _look_plan(self) -> list:
@@ -1034,6 +1070,7 @@ class CaseSession:
         self._user_edited = False
         self._autosave_timer.stop()
         self._arrived = []
+        self.case_generation += 1
         self.model.load_case(Case())
         if images_removed and folder is not None:
             _layers.notify_info(
