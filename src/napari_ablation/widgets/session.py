@@ -237,10 +237,10 @@ class _ModelRunner:
                 r.error = None
                 r._store(result)
 
-        def failed(message, _r=ref):
+        def failed(message, _r=ref, _req=req):
             r = _r()
             if r is not None:
-                r._failed(message)
+                r._failed(message, _req)
 
         def finished(_r=ref):
             r = _r()
@@ -266,7 +266,7 @@ class _ModelRunner:
         if session is not None:
             session.changed.emit(self.EVENT)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, req=None) -> None:
         self.error = message
         _layers.notify_error(message)
         self._emit()
@@ -331,6 +331,12 @@ class AnalysisRunner(_ModelRunner):
 
     def _start(self) -> None:
         self._launch(lambda: None if self.model.analysis_current else self.model.analysis_request())
+
+    def _failed(self, message: str, req=None) -> None:
+        # the model says so: no current analysis for these inputs (its views clear it)
+        self.error = message
+        self.model.set_analysis_failed(message, None if req is None else req.inputs)
+        super()._failed(message, req)
 
     def _job(self, req):
         return run_analysis(req)
@@ -549,6 +555,11 @@ class CaseSession:
             # (after the caller has finished with the opening that ended)
             ref = weakref.ref(self)
             QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._open_queued_switch())
+
+    def hide_then_remove(self, layers) -> None:
+        """Hide ``layers`` (figures the plugin made) at once and remove them in steps
+        (:meth:`_hide_then_remove`)."""
+        self._hide_then_remove(layers)
 
     def _hide_then_remove(self, layers) -> None:
         """Hide ``layers`` now and remove them one per event-loop iteration.
