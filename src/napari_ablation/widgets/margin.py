@@ -1069,7 +1069,8 @@ class MarginWidget(QWidget):
         scene = float(np.max((whi - wlo)[list(v.dims.displayed)]))
         cam = _layers.camera(v)
         cam.zoom *= max(1.0, 0.75 * scene / box)
-        cam.center = tuple(float(c) for c in geometry.lps_to_world((lo + hi) / 2))
+        centre = geometry.lps_to_world((lo + hi) / 2)  # (z, y, x); the camera's: displayed
+        cam.center = tuple(float(centre[d]) for d in v.dims.displayed)
 
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         for _ in self._surface_steps(res):

@@ -435,6 +435,7 @@ class CaseSession:
         self.analysis = AnalysisRunner(self)
         # id(layer) -> (its 3D look, the 2D look it replaces), while in 3D
         self._look_2d: dict[int, tuple[dict, dict[str, Any]]] = {}
+        self._view_2d = None  # (dims order, camera orientation) of 2D, while 3D shows axial
         self._look_chain = None  # CLOSE_GENERATION of the running look steps, while they run
         self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
@@ -958,7 +959,37 @@ class CaseSession:
         viewer = self.viewer
         if viewer is not None and viewer.dims.ndisplay == 3 and self._resume_canvas is None:
             self._resume_canvas = _layers.pause_canvas(viewer, keep_frame=True)
+        if viewer is not None:
+            self._axial_in_3d(viewer)
         self._look_in_steps()
+
+    def _axial_in_3d(self, viewer) -> None:
+        """3D is seen as from the axial 2D view, whatever the 2D view was (UAT s7 N7): after
+        napari's Roll or Transpose (a sagittal or coronal order) and the camera's flip for that
+        view, 3D looked at the scene from another side, mirrored, with napari's light behind
+        the surfaces (dark) and the MTM marker out of view. On the switch to 3D the axial
+        order and camera directions are set; back in 2D the user's are put back."""
+        from ..core import orientation as core_orientation
+
+        dims, cam = viewer.dims, _layers.camera(viewer)
+        if dims.ndim < 3:
+            return
+        if dims.ndisplay == 2:
+            view, self._view_2d = self._view_2d, None
+            if view is not None:
+                dims.order = view[0]
+                cam.orientation = view[1]
+            return
+        axial = (*[a for a in dims.order if a < dims.ndim - 3], *range(dims.ndim - 3, dims.ndim))
+        depth = cam.orientation[0]
+        want = (depth, *core_orientation.screen_directions((1, 2)))
+        now = tuple(str(getattr(d, "value", d)) for d in cam.orientation)
+        if tuple(dims.order) == axial and now[1:] == want[1:]:
+            return
+        if self._view_2d is None:
+            self._view_2d = (tuple(dims.order), tuple(cam.orientation))
+        dims.order = axial
+        cam.orientation = want
 
     def _look_in_steps(self, event=None) -> None:
         """Give every layer its look for 2D or 3D (:meth:`_look_steps`), whoever switched
