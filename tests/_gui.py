@@ -268,7 +268,12 @@ def idle(session, margin_widget=None) -> bool:
         # (getattr: the same helper measures the baseline, which adds layers at once)
         if getattr(margin_widget, "adding_layers", False):
             return False
-        if m.analysis is not None and margin_widget._shown is not m.analysis:
+        # (an analysis that fails for the labels now shows none: UAT s7 N5)
+        if (
+            m.analysis is not None
+            and m.analysis_error is None
+            and margin_widget._shown is not m.analysis
+        ):
             return False
         if stale_readout(session.viewer, session, margin_widget) is not None:
             return False

@@ -163,6 +163,43 @@ def test_analysis_is_current_only_for_the_inputs_it_was_computed_from():
     assert m.analysis_current
 
 
+def test_an_analysis_that_fails_for_the_inputs_now_is_no_current_analysis():
+    """UAT s7 N5: an emptied tumor cannot be analysed; the model says why, for these inputs
+    only (a late failure of older inputs, or any change afterwards, ends it)."""
+    m = CaseModel()
+    m.load_case(_sphere_case())
+    m.compute_analysis()
+    told = []
+    m.analysis_changed.connect(lambda: told.append(m.analysis_error))
+    drawn = m.labels("tumor").copy()
+    stale = m.analysis_inputs()
+    m.labels("tumor")[:] = 0
+    m.labels_edited("tumor", "bulk")
+    with pytest.raises(AblationError) as err:
+        run_analysis(m.analysis_request())
+    m.set_analysis_failed(str(err.value), stale)  # a failure of the inputs before: ignored
+    assert m.analysis_error is None
+    m.set_analysis_failed(str(err.value), m.analysis_inputs())
+    assert m.analysis_error == str(err.value) and "empty" in m.analysis_error
+    assert told[-1] == m.analysis_error
+    assert not m.analysis_current and m.analysis is not None  # the last one, not current
+    # Ctrl-Z (any change of an input): the failure is over, the analysis is computed again
+    m.labels("tumor")[:] = drawn
+    m.labels_edited("tumor", "undo")
+    assert m.analysis_error is None and told[-1] is None
+    m.compute_analysis()
+    assert m.analysis_current and m.analysis_error is None
+    # a failure, then a success for the same inputs: the success counts
+    m.set_analysis_failed("some failure")
+    assert m.analysis_error == "some failure"
+    m.compute_analysis()
+    assert m.analysis_error is None and m.analysis_current
+    # another case: no failure carried over
+    m.set_analysis_failed("some failure")
+    m.load_case(_sphere_case())
+    assert m.analysis_error is None
+
+
 def test_threshold_from_settings_reaches_the_analysis():
     m = CaseModel()
     m.load_case(_sphere_case())

@@ -333,7 +333,8 @@ class CaseModel:
         self._versions: dict[str, int] = {k: next(self._clock) for k in ITEMS}
         self._saved: dict[str, int] = dict.fromkeys(ITEMS, 0)
         self._analysis: Analysis | None = None
-        self._was_current = False
+        self._was_current = (False, None)  # (analysis_current, analysis_error) last told
+        self._failure: tuple[dict[str, int], str] | None = None  # (inputs, why) see analysis_error
         self._interval: Interval | None = None
         self.save_error: str | None = None
         self._write_lock = threading.Lock()
@@ -378,7 +379,7 @@ class CaseModel:
         self._check_analysis()
 
     def _check_analysis(self) -> None:
-        cur = self.analysis_current
+        cur = (self.analysis_current, self.analysis_error)
         if cur != self._was_current:
             self._was_current = cur
             self.analysis_changed.emit()
@@ -456,7 +457,8 @@ class CaseModel:
         self._written = dict(self._saved)
         self._written_manifest = {}
         self._analysis = None
-        self._was_current = False
+        self._failure = None
+        self._was_current = (False, None)
         self._interval = None
         self.save_error = None
         self.case_loaded.emit()
@@ -906,10 +908,28 @@ class CaseModel:
         if old is not None and max(old.inputs.values()) > max(analysis.inputs.values()):
             return self.analysis_current  # an older job finished late
         self._analysis = analysis
-        self._was_current = self.analysis_current
+        self._failure = None
+        self._was_current = (self.analysis_current, self.analysis_error)
         self.analysis_changed.emit()
         self.changed.emit("analysis")
-        return self._was_current
+        return self._was_current[0]
+
+    @property
+    def analysis_error(self) -> str | None:
+        """Why the analysis cannot be computed from the inputs as they are now (e.g. "the
+        tumor mask is empty"), else None: then there is no current analysis, and the last
+        one stored is not to be shown (UAT s7 N5); any change of an input ends it."""
+        f = self._failure
+        return f[1] if f is not None and f[0] == self.analysis_inputs() else None
+
+    def set_analysis_failed(self, message: str, inputs: dict[str, int] | None = None) -> None:
+        """The analysis of ``inputs`` (default: the inputs now) failed with ``message``;
+        ignored when the inputs have changed since (a late failure)."""
+        inputs = self.analysis_inputs() if inputs is None else dict(inputs)
+        if inputs != self.analysis_inputs():
+            return
+        self._failure = (inputs, message)
+        self._check_analysis()
 
     def compute_analysis(self) -> Analysis:
         """Run the analysis now on the calling thread and store it."""

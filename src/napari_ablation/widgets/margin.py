@@ -590,6 +590,7 @@ class MarginWidget(QWidget):
         self._show_qa()
         self._withdrawn, self._hidden_outputs = None, []
         self._shown = None
+        self._latest_layers = None
         self._interval_shown = None
         self.interval.setText("")
         self._sync_reader_sd()
@@ -670,7 +671,9 @@ class MarginWidget(QWidget):
         runner = self.session.analysis
         a = self.model.analysis
         current = self.model.analysis_current
-        if runner.error and not current:
+        if self.model.analysis_error is not None:
+            text = self.model.analysis_error
+        elif runner.error and not current:
             text = runner.error
         elif runner.live and (runner.running or not current):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
@@ -748,10 +751,39 @@ class MarginWidget(QWidget):
     def _on_analysis(self) -> None:
         if self._quiz_lock() or self.session.opening is not None:
             return
+        if self.model.analysis_error is not None:
+            self._no_analysis()
         a = self.model.analysis
-        if a is not None and a is not self._shown and self._prep_worker is None:
+        if self._showable(a) and a is not self._shown and self._prep_worker is None:
             self._prepare(a)
         self._show_status()
+
+    def _showable(self, a) -> bool:
+        """``a`` is the model's analysis and may be shown (no case opening, and the
+        analysis does not fail for the labels as they are now)."""
+        m = self.model
+        return (
+            a is not None
+            and m.analysis is a
+            and m.analysis_error is None
+            and self.session.opening is None
+        )
+
+    def _no_analysis(self) -> None:
+        """The analysis cannot be computed for the current labels (the model's
+        ``analysis_error``, e.g. an emptied tumor): no figure of an earlier analysis stays
+        (UAT s7 N5): the readout cleared, its actions disabled, its layers hidden at once and
+        removed in steps (made again from the next analysis, e.g. after Ctrl-Z)."""
+        self._shown = None
+        self._interval_shown = None
+        self._latest_layers = None
+        if self._adding is not None:
+            with contextlib.suppress(ValueError):  # (not while one of its steps runs)
+                self._adding.close()  # the rest of an earlier result's layers: not added
+        self._clear_readout("MTM = —")
+        self.session.hide_then_remove(
+            [ly for ly in self.viewer.layers if _layers.role_of(ly) in OUTPUT_ROLES]
+        )
 
     def _on_registration_sd(self, *_) -> None:
         """The user states the reader accuracy: a setting of the case (the margins and their
@@ -839,13 +871,13 @@ class MarginWidget(QWidget):
         res = a.result
 
         def done(prep, _a=a):
-            if self.model.analysis is _a and self.session.opening is None:
+            if self._showable(_a):
                 self._show(_a, prep)
 
         def finished():
             self._prep_worker = None
             a = self.model.analysis
-            if a is not None and a is not self._shown and self.session.opening is None:
+            if self._showable(a) and a is not self._shown:
                 self._prepare(a)
             self._show_status()
 
@@ -903,12 +935,17 @@ class MarginWidget(QWidget):
                 pass
             return
         applied = (res, prep)
-        self._adding = self._layer_steps(res, prep)
+        gen = self.session.case_generation
+        # (dropped once another case starts opening: its layers are not this case's)
+        self._adding = self.session.while_case(self._layer_steps(res, prep))
 
         def added():
             self._adding = None
-            if self._latest_layers is not applied:  # a newer result meanwhile
-                self._update_layers(*self._latest_layers)
+            if gen != self.session.case_generation:
+                return  # another case: nothing more of this one is shown
+            latest = self._latest_layers
+            if latest is not None and latest is not applied:  # a newer result meanwhile
+                self._update_layers(*latest)
             self._show_status()
 
         _layers.run_in_steps(self._adding, added, owner=self)
@@ -1084,7 +1121,7 @@ class MarginWidget(QWidget):
                 yield item
 
         resume = _layers.pause_canvas(self.viewer, keep_frame=True)
-        _layers.run_in_steps(while_alive(steps()), resume)
+        _layers.run_in_steps(while_alive(self.session.while_case(steps())), resume)
 
     def frame_3d(self, res: core_margin.MarginResult) -> None:
         """The 3D camera centred on the box of the tumor and the ablation zone, zoomed so
@@ -1102,7 +1139,8 @@ class MarginWidget(QWidget):
         scene = float(np.max((whi - wlo)[list(v.dims.displayed)]))
         cam = _layers.camera(v)
         cam.zoom *= max(1.0, 0.75 * scene / box)
-        cam.center = tuple(float(c) for c in geometry.lps_to_world((lo + hi) / 2))
+        centre = geometry.lps_to_world((lo + hi) / 2)  # (z, y, x); the camera's: displayed
+        cam.center = tuple(float(centre[d]) for d in v.dims.displayed)
 
     def _update_surfaces(self, res: core_margin.MarginResult) -> None:
         for _ in self._surface_steps(res):
@@ -1180,14 +1218,15 @@ class MarginWidget(QWidget):
 
     # ------------------------------------------------------------------ exports
     def table_tsv(self) -> str:
-        if self.result is None:
+        """The figures table as shown (empty when no analysis is shown)."""
+        if self._shown is None:
             return ""
         iv = self._current_interval()
         extra = iv.uncertainty.rows() if iv is not None else []
-        return self.result.to_tsv() + "".join("\t".join(r) + "\n" for r in extra)
+        return self._shown.result.to_tsv() + "".join("\t".join(r) + "\n" for r in extra)
 
     def copy_table(self) -> None:
-        if self.result is not None:
+        if self._shown is not None:
             QApplication.clipboard().setText(self.table_tsv())
             _layers.notify_info("margin figures copied (tab-separated)")
 

@@ -237,10 +237,10 @@ class _ModelRunner:
                 r.error = None
                 r._store(result)
 
-        def failed(message, _r=ref):
+        def failed(message, _r=ref, _req=req):
             r = _r()
             if r is not None:
-                r._failed(message)
+                r._failed(message, _req)
 
         def finished(_r=ref):
             r = _r()
@@ -266,7 +266,7 @@ class _ModelRunner:
         if session is not None:
             session.changed.emit(self.EVENT)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, req=None) -> None:
         self.error = message
         _layers.notify_error(message)
         self._emit()
@@ -331,6 +331,12 @@ class AnalysisRunner(_ModelRunner):
 
     def _start(self) -> None:
         self._launch(lambda: None if self.model.analysis_current else self.model.analysis_request())
+
+    def _failed(self, message: str, req=None) -> None:
+        # the model says so: no current analysis for these inputs (its views clear it)
+        self.error = message
+        self.model.set_analysis_failed(message, None if req is None else req.inputs)
+        super()._failed(message, req)
 
     def _job(self, req):
         return run_analysis(req)
@@ -407,6 +413,11 @@ class CaseSession:
         self._user_edited = False  # an edit since the case was opened (a folder is made for it)
         self._arrived: list = []  # layers of another case (File > Open Sample), to switch to
         self._opening: list[str] = []  # what is being opened (a case, a sample), while it opens
+        #: counts the cases made current and the openings begun: a deferred step (a layer
+        #: added in steps, a 3D look) of an earlier count belongs to a case being replaced
+        #: (:meth:`while_case`)
+        self.case_generation = 0
+        self._replacing = False  # an opening began; the case it replaces is still the model's
         self._switch_worker = None
         self._removed_roles: set | None = None  # case layers the user removed, until decided
         self._queued_open: tuple | None = None  # open_case's arguments, asked for while opening
@@ -424,6 +435,7 @@ class CaseSession:
         self.analysis = AnalysisRunner(self)
         # id(layer) -> (its 3D look, the 2D look it replaces), while in 3D
         self._look_2d: dict[int, tuple[dict, dict[str, Any]]] = {}
+        self._view_2d = None  # (dims order, camera orientation) of 2D, while 3D shows axial
         self._look_chain = None  # CLOSE_GENERATION of the running look steps, while they run
         self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
@@ -516,6 +528,8 @@ class CaseSession:
         'x'"): widgets clear the open case's figures and refuse actions
         (:meth:`refuse_while_opening`) until :meth:`end_opening`."""
         self._opening.append(what)
+        self.case_generation += 1
+        self._replacing = True
         self._show_opening()
         self.changed.emit("opening")
         if self.viewer is not None:
@@ -529,6 +543,7 @@ class CaseSession:
         if self._opening:
             self._opening.pop()
         if not self._opening:
+            self._replacing = False
             for layer, before in self._restore.values():
                 self._going.pop(_key(layer), None)
                 for key, value in before.items():
@@ -542,6 +557,11 @@ class CaseSession:
             # (after the caller has finished with the opening that ended)
             ref = weakref.ref(self)
             QTimer.singleShot(0, lambda _r=ref: _r() is not None and _r()._open_queued())
+
+    def hide_then_remove(self, layers) -> None:
+        """Hide ``layers`` (figures the plugin made) at once and remove them in steps
+        (:meth:`_hide_then_remove`)."""
+        self._hide_then_remove(layers)
 
     def _hide_then_remove(self, layers) -> None:
         """Hide ``layers`` now and remove them one per event-loop iteration.
@@ -666,6 +686,8 @@ class CaseSession:
         are; without it, they are all added before this returns.
         """
         self.flush()
+        self.case_generation += 1
+        self._replacing = False
         self._restore.clear()  # the hidden figures of the previous case go for good
         self._loading = True
         self._user_edited = False
@@ -871,8 +893,34 @@ class CaseSession:
         return False
 
     # ------------------------------------------------------------------ layers -> model
+    def while_case(self, steps):
+        """``steps`` (a generator for :func:`_layers.run_in_steps`) run only while the case
+        open now stays the one shown: once another case starts opening (or is set, or the
+        case is closed) the rest is dropped (UAT s7 N1: the previous case's margin layers
+        went on being added over the case opened meanwhile)."""
+        gen = self.case_generation
+        try:
+            while gen == self.case_generation:
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+                yield item
+        finally:
+            steps.close()
+
     def _on_layer_inserted(self, event) -> None:
-        self._adopt(event.value)
+        layer = event.value
+        if self._replacing and _layers.role_of(layer) not in (
+            None,
+            *CASE_ROLES,
+            "landmarks_pre",
+            "landmarks_post",
+        ):
+            # a figure of the case being replaced, made after the opening began: hidden and
+            # removed with the others (shown again if the opening fails)
+            self._hide_then_remove([layer])
+        self._adopt(layer)
         self._look_in_steps()  # a new layer, or a surface that stands in for others in 3D
 
     def _grid_follows(self, event) -> None:
@@ -926,7 +974,37 @@ class CaseSession:
         viewer = self.viewer
         if viewer is not None and viewer.dims.ndisplay == 3 and self._resume_canvas is None:
             self._resume_canvas = _layers.pause_canvas(viewer, keep_frame=True)
+        if viewer is not None:
+            self._axial_in_3d(viewer)
         self._look_in_steps()
+
+    def _axial_in_3d(self, viewer) -> None:
+        """3D is seen as from the axial 2D view, whatever the 2D view was (UAT s7 N7): after
+        napari's Roll or Transpose (a sagittal or coronal order) and the camera's flip for that
+        view, 3D looked at the scene from another side, mirrored, with napari's light behind
+        the surfaces (dark) and the MTM marker out of view. On the switch to 3D the axial
+        order and camera directions are set; back in 2D the user's are put back."""
+        from ..core import orientation as core_orientation
+
+        dims, cam = viewer.dims, _layers.camera(viewer)
+        if dims.ndim < 3:
+            return
+        if dims.ndisplay == 2:
+            view, self._view_2d = self._view_2d, None
+            if view is not None:
+                dims.order = view[0]
+                cam.orientation = view[1]
+            return
+        axial = (*[a for a in dims.order if a < dims.ndim - 3], *range(dims.ndim - 3, dims.ndim))
+        depth = cam.orientation[0]
+        want = (depth, *core_orientation.screen_directions((1, 2)))
+        now = tuple(str(getattr(d, "value", d)) for d in cam.orientation)
+        if tuple(dims.order) == axial and now[1:] == want[1:]:
+            return
+        if self._view_2d is None:
+            self._view_2d = (tuple(dims.order), tuple(cam.orientation))
+        dims.order = axial
+        cam.orientation = want
 
     def _look_in_steps(self, event=None) -> None:
         """Give every layer its look for 2D or 3D (:meth:`_look_steps`), whoever switched
@@ -1049,6 +1127,7 @@ class CaseSession:
         self._user_edited = False
         self._autosave_timer.stop()
         self._arrived = []
+        self.case_generation += 1
         self.model.load_case(Case())
         if images_removed and folder is not None:
             _layers.notify_info(
