@@ -195,7 +195,8 @@ def test_an_emptied_tumor_withdraws_the_figures_and_layers_until_it_is_back(
     widget, qtbot, monkeypatch
 ):
     """UAT s7 N5: a correction that empties the tumor left the old margin map, legend, table
-    and Copy live beside "the tumor mask is empty"; they go, and come back with the tumor."""
+    and Copy live beside "the tumor mask is empty"; they go (the layers hidden at once, then
+    removed), and come back with the tumor."""
     from napari_ablation.core import coverage
 
     viewer, w = widget
@@ -219,7 +220,9 @@ def test_an_emptied_tumor_withdraws_the_figures_and_layers_until_it_is_back(
         lambda: w.result is not first and w._worker is None and w.table.rowCount() > 0,
         timeout=60000,
     )
-    assert outputs[0].visible and "%" in green.text() and w.copy_btn.isEnabled()
+    qtbot.waitUntil(lambda: _layers.find_layer(viewer, "margin") is not None, timeout=30000)
+    assert _layers.find_layer(viewer, "margin").visible  # made again from the new analysis
+    assert "%" in green.text() and w.copy_btn.isEnabled()
     assert w.result.min_margin_mm == pytest.approx(first.min_margin_mm, abs=1e-9)
 
 

@@ -233,10 +233,6 @@ class MarginWidget(QWidget):
         self.model = self.session.model
         self._shown = None  # the Analysis whose figures are on screen
         self._interval_shown = None  # the model's Interval shown with it
-        # while the inputs cannot be analysed (e.g. the tumor emptied by a correction): the
-        # analysis whose figures were withdrawn, and the output layers hidden with them
-        self._withdrawn = None
-        self._hidden_outputs: list = []
         self._prep_worker = None
         self._export_workers: list = []
         self._pending_exports: list[Path] = []
@@ -588,7 +584,6 @@ class MarginWidget(QWidget):
 
     def _on_case_loaded(self) -> None:
         self._show_qa()
-        self._withdrawn, self._hidden_outputs = None, []
         self._shown = None
         self._latest_layers = None
         self._interval_shown = None
@@ -694,10 +689,8 @@ class MarginWidget(QWidget):
             )
         self.status.setText(text)
         self.run_btn.setEnabled(not runner.running)
-        if runner.error and not current and self._shown is not None:
-            self._withdraw_figures()
         shown_current = a is not None and current and self._shown is a
-        self._set_output_buttons(self._shown is not None and self._withdrawn is None)
+        self._set_output_buttons(self._shown is not None)
         for b in self.export_btns.values():
             b.setEnabled(shown_current)
         if a is not None and self._shown is a:
@@ -724,29 +717,6 @@ class MarginWidget(QWidget):
         want = max(body.heightForWidth(body.width()), self._scroll.viewport().height())
         if body.height() != want:
             self._scroll.setWidgetResizable(True)  # Qt measures the body again
-
-    def _withdraw_figures(self) -> None:
-        """The inputs cannot be analysed now (the status says why): the figures, the legend's
-        volumes and the output layers of the last analysis go, so that nothing on screen
-        describes labels that are no longer there; the next analysis brings them back."""
-        if self._withdrawn is self._shown:
-            return
-        self._withdrawn = self._shown
-        big, style = self.big.text(), self.big.styleSheet()
-        self._clear_readout(big)
-        self.big.setStyleSheet(style)
-        for ly in self.viewer.layers:
-            if _layers.role_of(ly) in OUTPUT_ROLES and ly.visible:
-                ly.visible = False
-                self._hidden_outputs.append(ly)
-
-    def _restore_outputs(self) -> None:
-        """Show again the output layers hidden by :meth:`_withdraw_figures`."""
-        self._withdrawn = None
-        hidden, self._hidden_outputs = self._hidden_outputs, []
-        for ly in hidden:
-            if ly in self.viewer.layers:
-                ly.visible = True
 
     def _on_analysis(self) -> None:
         if self._quiz_lock() or self.session.opening is not None:
@@ -822,7 +792,7 @@ class MarginWidget(QWidget):
     def _show_interval(self) -> None:
         """The MTM interval line with its sources, the uncertain class in the legend, the table
         and the margin layer; greyed "computing" while the model's interval is not current."""
-        if self._shown is None or self._withdrawn is not None or is_quiz_locked(self.model.info):
+        if self._shown is None or is_quiz_locked(self.model.info):
             return
         iv = self._current_interval()
         res = self._shown.result
@@ -889,7 +859,6 @@ class MarginWidget(QWidget):
     def _show(self, a, prep: dict) -> None:
         res = a.result
         self._shown = a
-        self._restore_outputs()
         self.big.setText(res.margin_text())
         self.registration_warning.setText(NO_REGISTRATION if a.identity else "")
         self.registration_warning.setVisible(a.identity)
