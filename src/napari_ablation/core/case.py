@@ -125,7 +125,7 @@ def same_registration(a: sitk.Transform | None, b: sitk.Transform | None) -> boo
 
 
 def qa_for_transform(qa: dict[str, Any] | None, transform: sitk.Transform | None) -> dict:
-    """The registration QA verdict as it stands for the registration ``transform``.
+    """Return the registration QA verdict as it stands for the registration ``transform``.
 
     A verdict belongs to the registration it was recorded for. When ``transform`` is
     another one (moved, undone, fitted again, registered again), the registration in use
@@ -163,7 +163,7 @@ def qa_for_transform(qa: dict[str, Any] | None, transform: sitk.Transform | None
 
 
 def qa_text(qa: dict[str, Any] | None) -> str:
-    """The registration QA verdict in one line, as the widgets and reports show it.
+    """Describe the registration QA verdict in one line, as the widgets and reports show it.
 
     Parameters
     ----------

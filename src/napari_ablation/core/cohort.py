@@ -180,8 +180,10 @@ def find_cases(folders: Sequence[str | os.PathLike]) -> list[CaseInputs]:
 
 
 def _qa_for_saved_registration(qa: dict, transform_params) -> dict:
-    """A case's QA verdict for the registration saved with it (one recorded for another
-    registration reads "not reviewed")."""
+    """Return a case's QA verdict for the registration saved with it.
+
+    One recorded for another registration reads "not reviewed".
+    """
     from . import transform as tfm
     from .case import qa_for_transform
 

@@ -2207,7 +2207,7 @@ class _Lazy:
         return self._value
 
     def take(self) -> None:
-        """(One thread: the task runs when its result is asked for, in the serial order.)"""
+        """Leave the task for the asking thread (one thread: it runs in the serial order)."""
 
 
 def _run_here(fn, *args) -> Future:
@@ -2221,8 +2221,11 @@ def _run_here(fn, *args) -> Future:
 
 
 class _Job:
-    """A task queued for the worker; a thread that needs it before the worker has started it
-    runs it itself (so no thread waits for a task that nobody runs yet)."""
+    """A task queued for the worker.
+
+    A thread that needs it before the worker has started it runs it itself (so no thread
+    waits for a task that nobody runs yet).
+    """
 
     def __init__(self, pool: ThreadPoolExecutor, fn, *args):
         self._fn, self._args = fn, args
@@ -2269,7 +2272,7 @@ class _Tasks:
 
 
 def _ablation_guide(arec, threads: int) -> _Guide:
-    """The guide of the ablation's field, once its reconstruction (a task) is done.
+    """Build the guide of the ablation's field, once its reconstruction (a task) is done.
 
     Its distance transform on all the analysis's threads: the calling thread, done with the
     tumor's surfaces, waits for it.
@@ -2720,8 +2723,10 @@ def _lowest_sample(mtm: float, threshold_mm: float, tol: float, sets, exact):
 
 
 def _smooth_chords(afield: _Field) -> bool:
-    """Whether the classes' margins go to the smooth surface through the ablation triangles
-    (see MeshDistance.bulge) rather than to the flat triangles: on near-isotropic grids.
+    """Tell whether the classes' margins go to the smooth surface through the triangles.
+
+    The smooth surface through the ablation triangles (see MeshDistance.bulge) rather than
+    the flat triangles: on near-isotropic grids.
 
     There the triangles' vertices lie on the zone's surface without bias (balls of 5-15 mm on
     a 1 mm grid: mean radial error within 0.01 mm), and the chords alone read every margin

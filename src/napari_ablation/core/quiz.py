@@ -1560,7 +1560,7 @@ _SAFE = re.compile(r"[^\w.-]+")
 
 
 def _trainee_name(trainee: str) -> str:
-    """A trainee's name as recorded: stripped, in Unicode NFC (one spelling of "Zoë")."""
+    """Return a trainee's name as recorded: stripped, in Unicode NFC (one spelling of "Zoë")."""
     return unicodedata.normalize("NFC", str(trainee).strip())
 
 
