@@ -76,7 +76,7 @@ def test_model_refuses_a_negative_threshold_and_keeps_its_own():
 def test_case_json_with_a_negative_threshold_is_refused_naming_the_field(tmp_path):
     pre = sitk.Image(8, 8, 4, sitk.sitkInt16)
     folder = Case(pre=pre, post=pre, settings={"threshold_mm": 3.0}).save(tmp_path / "c")
-    doc = json.loads((folder / CASE_FILE).read_text())
+    doc = json.loads((folder / CASE_FILE).read_text(encoding="utf-8"))
     doc["settings"]["threshold_mm"] = -4.0
     (folder / CASE_FILE).write_text(json.dumps(doc))
     with pytest.raises(AblationError, match=r"settings\.threshold_mm.*0 or more"):
@@ -122,7 +122,7 @@ def test_cli_margin_at_threshold_zero_partitions(files, capfd):
     )
     capfd.readouterr()
     assert rc == 0
-    doc = json.loads(out.read_text())
+    doc = json.loads(out.read_text(encoding="utf-8"))
     f = doc["volume_fraction"]
     assert doc["threshold_mm"] == 0.0 and f["insufficient_margin"] == 0.0
     assert sum(f.values()) == pytest.approx(1.0, abs=1e-9)

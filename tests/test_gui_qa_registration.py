@@ -64,11 +64,11 @@ def test_a_nudge_takes_the_verdict_away_everywhere_and_undo_brings_it_back(
     marg.run()
     qtbot.waitUntil(lambda: _gui.idle(w.session, marg), timeout=120000)
     out = {ext: marg.export(tmp_path / f"report.{ext}") for ext in ("json", "html", "pdf")}
-    doc = json.loads(out["json"].read_text())
+    doc = json.loads(out["json"].read_text(encoding="utf-8"))
     assert doc["registration_qa"]["verdict"] == "not reviewed"
     assert doc["registration_qa"]["earlier"]["verdict"] == "acceptable"
     assert "not reviewed for this registration" in doc["case"]["warning"]
-    assert EARLIER in out["html"].read_text()
+    assert EARLIER in out["html"].read_text(encoding="utf-8")
     if shutil.which("pdftotext"):
         pdf = subprocess.run(
             ["pdftotext", str(out["pdf"]), "-"], capture_output=True, text=True, check=True
@@ -78,7 +78,7 @@ def test_a_nudge_takes_the_verdict_away_everywhere_and_undo_brings_it_back(
 
     # case.json: the verdict with the registration it was for; reopened, not reviewed
     qtbot.waitUntil(lambda: _gui.idle(w.session, marg), timeout=60000)
-    saved = json.loads((w.session.folder / CASE_FILE).read_text())
+    saved = json.loads((w.session.folder / CASE_FILE).read_text(encoding="utf-8"))
     assert saved["qa"]["verdict"] == "acceptable" and saved["qa"]["for_transform"]
     reopened = CaseModel()
     reopened.load_case(Case.load(w.session.folder), w.session.folder, saved=True)

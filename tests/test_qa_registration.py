@@ -100,7 +100,7 @@ def test_case_json_keeps_the_link_and_reopens_not_reviewed(tmp_path):
     m.set_qa("acceptable", "checked")
     m.set_transform(T2, "manual")
     folder = m.save(tmp_path / "case")
-    doc = json.loads((folder / CASE_FILE).read_text())
+    doc = json.loads((folder / CASE_FILE).read_text(encoding="utf-8"))
     assert doc["qa"]["verdict"] == "acceptable"  # as recorded, with what it was for
     assert same_registration(transform.euler_from_params(doc["qa"][QA_TRANSFORM_KEY]), T1)
     back = CaseModel()
@@ -124,7 +124,7 @@ def test_an_old_case_json_without_the_link_opens_reviewed_until_the_registration
     case.transform = T1
     case.qa = {"verdict": "acceptable", "comment": "old", "reviewed_at": "2026-01-01T00:00:00"}
     folder = case.save(tmp_path / "old")
-    doc = json.loads((folder / CASE_FILE).read_text())
+    doc = json.loads((folder / CASE_FILE).read_text(encoding="utf-8"))
     assert QA_TRANSFORM_KEY not in doc["qa"]
     m = CaseModel()
     m.load_case(Case.load(folder), folder, saved=True)
@@ -141,7 +141,7 @@ def test_a_bad_link_in_case_json_is_refused_naming_the_field(tmp_path):
     m.set_qa("acceptable")
     folder = tmp_path / "case"
     m.save(folder)
-    doc = json.loads((folder / CASE_FILE).read_text())
+    doc = json.loads((folder / CASE_FILE).read_text(encoding="utf-8"))
     doc["qa"][QA_TRANSFORM_KEY] = {"center": [0, 0], "parameters": [0] * 6}
     (folder / CASE_FILE).write_text(json.dumps(doc))
     with pytest.raises(AblationError, match=rf"qa\.{QA_TRANSFORM_KEY}\.center"):
