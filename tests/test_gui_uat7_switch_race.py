@@ -84,21 +84,30 @@ def _no_previous_figures(qtbot, viewer, session, marg) -> None:
     assert _gui.stale_readout(viewer, session, marg) is None
 
 
-@pytest.mark.parametrize("when", WHEN)
-def test_load_another_case_while_the_margin_layers_are_added(
-    make_napari_viewer, qtbot, tmp_path, monkeypatch, when
-):
+def _two_cases(make_napari_viewer, tmp_path, monkeypatch, *docks):
+    """Two synthetic case folders and a shown viewer with these plugin docks, fast timers."""
     from napari_ablation.widgets.session import CaseSession
 
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
     cases = tmp_path / "cases"
     cohort.write_synthetic_cohort(cases, n=2, seed=3)
     viewer = make_napari_viewer(show=True)
-    _d, load = viewer.window.add_plugin_dock_widget("napari-ablation", "1. Load case")
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
+    widgets = tuple(
+        viewer.window.add_plugin_dock_widget("napari-ablation", name)[1] for name in docks
+    )
     session = CaseSession.of(viewer)
     _gui.fast_timers(session)
     _prewarmed()
+    return viewer, session, cases, widgets
+
+
+@pytest.mark.parametrize("when", WHEN)
+def test_load_another_case_while_the_margin_layers_are_added(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, when
+):
+    viewer, session, cases, (load, marg) = _two_cases(
+        make_napari_viewer, tmp_path, monkeypatch, "1. Load case", "4. Margins"
+    )
     with qtbot.capture_exceptions() as errors:
         load.open_case_folder(str(cases / "case_001"))
         qtbot.waitUntil(lambda: _settled(session, "case_001"), timeout=120_000)
@@ -142,17 +151,9 @@ def test_load_another_case_while_the_margin_layers_are_added(
 def test_cohort_row_opened_while_the_margin_layers_are_added(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, when
 ):
-    from napari_ablation.widgets.session import CaseSession
-
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    cases = tmp_path / "cases"
-    cohort.write_synthetic_cohort(cases, n=2, seed=3)
-    viewer = make_napari_viewer(show=True)
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _d, coh = viewer.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
-    session = CaseSession.of(viewer)
-    _gui.fast_timers(session)
-    _prewarmed()
+    viewer, session, cases, (marg, coh) = _two_cases(
+        make_napari_viewer, tmp_path, monkeypatch, "4. Margins", "5. Cohort"
+    )
     coh.workers.setValue(1)
     assert coh.run_batch(str(cases), str(tmp_path / "results")) is not None
     qtbot.waitUntil(lambda: coh._worker is None, timeout=240_000)
