@@ -552,18 +552,13 @@ def _shape_based_field(mask, box, grid: _Grid, smooth_vox: float, axis: int) -> 
     step = np.ones(3)
     step[axis] = 1.0 / f
     if sig > 0:
-        # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic
-        # mask; each sample blurred as the fraction of its pixel inside the contours (0.5 + d / w
-        # clipped, as _partial_volume_mm3 counts it), not as 0 or 1: binary samples flip where a
-        # distance crosses 0 near a pixel centre, so a shift of hundredths of a millimetre (the
-        # section's area-preserving offset or mean radius, which move with any voxel erased on
-        # the slice) moved the blurred surface by whole-pixel steps, up to 0.2 mm far from the
-        # erased voxels (benchmarks/README.md, "Monotonicity under erasing")
+        # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic mask
         solid = fine >= 0
         sig3 = [FINE_SMOOTH_VOX] * 3
         sig3[axis] = FINE_SMOOTH_AXIAL_VOX
-        cover = np.clip(0.5 + fine * np.float32(1.0 / math.sqrt(px)), 0.0, 1.0)
-        soft = filters.gaussian_filter(cover, sigma=sig3, mode="constant", truncate=3.0)
+        soft = filters.gaussian_filter(
+            solid.astype(np.float32), sigma=sig3, mode="constant", truncate=3.0
+        )
         fld = _Field(soft, lo, step, grid, 0.5, solid, tuple(sig3), vol, dep, ext)
         return _keep_lost_parts(fld, 1 if n_parts <= 1 else None)
     return _Field(
