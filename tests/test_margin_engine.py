@@ -655,3 +655,59 @@ def test_one_vertex_normal_is_that_of_all_vertices():
     normals = mesh.vertex_normals()
     for i in (0, 17, len(mesh.verts) // 2, len(mesh.verts) - 1):
         np.testing.assert_array_equal(mesh.vertex_normal(i), normals[i])
+
+
+def _random_lps(seed, n_lps=40):
+    """Small dense LPs like the star fit's: feasible, unbounded and infeasible ones."""
+    rng = np.random.default_rng(seed)
+    for i in range(n_lps):
+        n, k = int(rng.integers(8, 160)), int(rng.integers(2, 11))
+        A = rng.normal(size=(n, k))
+        A[rng.random(A.shape) < 0.1] = 0.0  # explicit zeros: dropped from the columns
+        b = rng.normal(size=n) + (0.0 if i % 7 == 6 else 3.0)  # some with no solution
+        lb, ub = np.full(k, -np.inf), np.full(k, np.inf)
+        if i % 5 != 4:  # (without bounds some are unbounded)
+            lb[:] = -10.0 * rng.random(k)
+            ub[-1] = rng.choice([1.0, 0.0, 5.0])
+            lb[-1] = min(lb[-1], ub[-1])
+        yield rng.normal(size=k), A, b, lb, ub
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_direct_highs_solve_is_linprogs_solution(seed):
+    from scipy.optimize import linprog
+
+    assert M._highs_core() is not None  # (the installed scipy has the bindings)
+    outcomes = set()
+    for cost, A, b, lb, ub in _random_lps(seed):
+        lp = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method="highs-ds")
+        x = M._solve_lp(cost, A, b, lb, ub)
+        outcomes.add(lp.status)
+        if lp.status != 0:
+            assert x is None
+        else:
+            np.testing.assert_array_equal(x, lp.x)  # bit for bit: the same solver and model
+    assert {0, 2, 3} <= outcomes  # optimal, infeasible and unbounded programs were tried
+
+
+def test_star_fit_unchanged_without_the_direct_solver(monkeypatch):
+    """The star fit's volumes are the same through ``linprog`` (scipy without the bindings)."""
+    rng = np.random.default_rng(4)
+    masks = []
+    shapes = [
+        ((1.0,) * 3, (9.0,) * 3),
+        ((3.0, 1.2, 1.2), (12.0,) * 3),
+        ((1.0,) * 3, (12.0, 9.0, 7.0)),
+    ]
+    for sp, axes in shapes:  # a ball, a ball across thick slices, an ellipsoid (degree 2)
+        n = [int(50 / s) for s in sp]
+        grids = [(np.arange(m) - m / 2 + rng.uniform(-0.5, 0.5)) * s for m, s in zip(n, sp)]
+        p = (
+            np.stack(np.meshgrid(*grids, indexing="ij"), -1)
+            @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        )
+        masks.append((((p / np.asarray(axes)) ** 2).sum(-1) <= 1, sp))
+    direct = [M._star_volume_mm3(m, sp) for m, sp in masks]
+    monkeypatch.setattr(M, "_highs_core", lambda: None)
+    assert [M._star_volume_mm3(m, sp) for m, sp in masks] == direct
+    assert direct[0] is not None and direct[1] is not None  # (accepted: the LPs ran)

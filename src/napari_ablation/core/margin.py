@@ -2917,27 +2917,97 @@ def _sphere_quadrature(n: int) -> tuple[np.ndarray, np.ndarray]:
     return u, np.repeat(w, 2 * n) * (math.pi / n)
 
 
-def _lp_cutting_planes(
-    cost: np.ndarray, A: np.ndarray, b: np.ndarray, bounds, x0: np.ndarray
+@cache
+def _highs_core():
+    """Return scipy's bindings of HiGHS (``scipy.optimize._highspy._core``), or None.
+
+    The solver ``linprog(method="highs-ds")`` runs, without the 1-2 ms of Python per call
+    around it (its input checks and option validation: most of a small program's time).
+    Private to scipy (scipy >= 1.15): ``None`` when absent or changed, and then
+    :func:`_solve_lp` calls ``linprog``.
+    """
+    try:
+        from scipy.optimize._highspy import _core as h
+
+        h.HighsLp, h._Highs, h.HighsOptions, h.MatrixFormat.kColwise  # noqa: B018 - (checks)
+        h.HighsModelStatus.kOptimal, h.HighsDebugLevel.kHighsDebugLevelNone  # noqa: B018
+        h.simplex_constants.SimplexStrategy.kSimplexStrategyDual  # noqa: B018
+    except (ImportError, AttributeError):
+        return None
+    return h
+
+
+def _solve_lp(
+    cost: np.ndarray, A: np.ndarray, b: np.ndarray, lb: np.ndarray, ub: np.ndarray
 ) -> np.ndarray | None:
-    """Minimise ``cost @ x`` subject to ``A x <= b`` and ``bounds``, by cutting planes.
+    """Minimise ``cost @ x`` subject to ``A x <= b`` and ``lb <= x <= ub`` (dense, small).
+
+    Exactly what ``scipy.optimize.linprog(cost, A_ub=A, b_ub=b, bounds=..., method="highs-ds")``
+    computes, with the same acceptance (status 0): HiGHS's dual simplex with linprog's
+    options on the same model (the matrix in compressed columns without its zeros), the
+    solution accepted when HiGHS finds it optimal and it meets the bounds and the rows
+    within linprog's tolerance (``10 sqrt(1e-9)``). ``None`` otherwise.
+    """
+    h = _highs_core()
+    if h is None:
+        from scipy.optimize import linprog
+
+        lp = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method="highs-ds")
+        return lp.x if lp.status == 0 else None
+    n, k = A.shape
+    nz = A.T != 0  # (the compressed columns of scipy.sparse.csc_array(A))
+    start = np.zeros(k + 1, dtype=np.int32)
+    np.cumsum(np.count_nonzero(nz, axis=1), out=start[1:])
+    model = h.HighsLp()
+    model.num_col_, model.num_row_ = k, n
+    model.a_matrix_.num_col_, model.a_matrix_.num_row_ = k, n
+    model.a_matrix_.format_ = h.MatrixFormat.kColwise
+    model.col_cost_, model.col_lower_, model.col_upper_ = cost, lb, ub
+    model.row_lower_, model.row_upper_ = np.full(n, -np.inf), b
+    model.a_matrix_.start_ = start
+    model.a_matrix_.index_ = np.nonzero(nz)[1].astype(np.int32)
+    model.a_matrix_.value_ = A.T[nz]
+    opts = h.HighsOptions()
+    opts.presolve = "on"
+    opts.solver = "simplex"
+    opts.highs_debug_level = h.HighsDebugLevel.kHighsDebugLevelNone
+    opts.log_to_console = opts.output_flag = False
+    opts.simplex_strategy = h.simplex_constants.SimplexStrategy.kSimplexStrategyDual
+    solver = h._Highs()
+    solver.passOptions(opts)
+    solver.passModel(model)
+    solver.run()
+    if solver.getModelStatus() != h.HighsModelStatus.kOptimal:
+        return None
+    sol = solver.getSolution()
+    x = np.array(sol.col_value)
+    slack = b - np.asarray(sol.row_value)
+    tol = 10.0 * math.sqrt(1e-9)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(slack))):
+        return None
+    if np.any(x < lb - tol) or np.any(x > ub + tol) or np.any(slack < -tol):
+        return None
+    return x
+
+
+def _lp_cutting_planes(
+    cost: np.ndarray, A: np.ndarray, b: np.ndarray, lb: np.ndarray, ub: np.ndarray, x0
+) -> np.ndarray | None:
+    """Minimise ``cost @ x`` subject to ``A x <= b`` and ``lb <= x <= ub``, by cutting planes.
 
     The linear program is solved on the rows nearest to binding at the guess ``x0`` (all
     variables but the last), the rows it violates are added, until none is (few rows
     bind: one or two rounds). ``None`` if it has no bounded solution or does not converge
     in 8 rounds.
     """
-    from scipy.optimize import linprog
-
     n, k = A.shape
     slack = (b - A[:, :-1] @ x0[: k - 1]) / A[:, -1]
     m = min(n, 30 * k)
     active = np.argpartition(slack, m - 1)[:m] if m < n else np.arange(n)
     for _ in range(8):
-        lp = linprog(cost, A_ub=A[active], b_ub=b[active], bounds=bounds, method="highs-ds")
-        if lp.status != 0:
+        x = _solve_lp(cost, A[active], b[active], lb, ub)
+        if x is None:
             return None
-        x = lp.x
         viol = A @ x - b
         bad = np.flatnonzero(viol > 1e-9)
         if len(bad) == 0:
@@ -3043,7 +3113,9 @@ def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None
             continue
         cost = np.zeros(k + 1)
         cost[-1] = -1.0
-        x = _lp_cutting_planes(cost, A, rhs, [(None, None)] * k + [(None, 1.0)], x0)
+        lb, ub = np.full(k + 1, -np.inf), np.full(k + 1, np.inf)
+        ub[-1] = 1.0  # t <= 1
+        x = _lp_cutting_planes(cost, A, rhs, lb, ub, x0)
         if x is None or x[-1] < 0.0:
             continue
         bq = _star_basis(uq, degree)
@@ -3056,7 +3128,8 @@ def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None
         grad = np.append((wq * rq**2) @ bq, 0.0)
         span = []
         for sgn in (1.0, -1.0):
-            e = _lp_cutting_planes(sgn * grad, A, rhs, [(None, None)] * k + [(0.0, 0.0)], x)
+            lb[-1] = ub[-1] = 0.0  # t = 0
+            e = _lp_cutting_planes(sgn * grad, A, rhs, lb, ub, x)
             if e is None:
                 return None
             span.append(float(grad @ (e - x)))
