@@ -711,3 +711,83 @@ def test_star_fit_unchanged_without_the_direct_solver(monkeypatch):
     monkeypatch.setattr(M, "_highs_core", lambda: None)
     assert [M._star_volume_mm3(m, sp) for m, sp in masks] == direct
     assert direct[0] is not None and direct[1] is not None  # (accepted: the LPs ran)
+
+
+def _curvature_sums_numpy(f, sp, verts_idx):
+    """Oracle: the band formulation in numpy (the engine's before the compiled kernel)."""
+    shape = np.asarray(f.shape)
+    flat = f.ravel()
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    i0 = np.floor(verts_idx).astype(np.int64)
+    w1 = verts_idx - i0
+    corner_sel, corner_lin, corner_w = [], [], []
+    for k in range(8):
+        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
+        w = M._corner_weight(w1, bits)
+        sel = np.flatnonzero(w != 0)
+        corner_sel.append(sel)
+        corner_w.append(w[sel])
+        c = np.clip(i0[sel] + bits, 0, shape - 1)
+        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
+    corners = np.unique(np.concatenate(corner_lin))
+    cc = np.stack(np.unravel_index(corners, f.shape), 1)
+    near = [corners]
+    for ax in range(3):
+        near.append(corners - (cc[:, ax] > 0) * strides[ax])
+        near.append(corners + (cc[:, ax] < shape[ax] - 1) * strides[ax])
+    pts = np.unique(np.concatenate(near))
+    lut = np.empty(f.size, dtype=np.int64)
+    lut[pts] = np.arange(len(pts))
+    pc = np.stack(np.unravel_index(pts, f.shape), 1)
+    grads = []
+    for ax in range(3):
+        lo = np.maximum(pc[:, ax] - 1, 0)
+        hi = np.minimum(pc[:, ax] + 1, shape[ax] - 1)
+        den = ((hi - lo) * sp[ax]).astype(np.float32)
+        up, down = pts + (hi - pc[:, ax]) * strides[ax], pts - (pc[:, ax] - lo) * strides[ax]
+        grads.append((flat[up] - flat[down]) / den)
+    norm = np.sqrt(sum(g * g for g in grads)) + np.float32(1e-6)
+    unit = [g / norm for g in grads]
+    div_c = np.zeros(len(corners), dtype=np.float32)
+    for ax in range(3):
+        lo = np.maximum(cc[:, ax] - 1, 0)
+        hi = np.minimum(cc[:, ax] + 1, shape[ax] - 1)
+        den = ((hi - lo) * sp[ax]).astype(np.float32)
+        j_hi = lut[corners + (hi - cc[:, ax]) * strides[ax]]
+        j_lo = lut[corners - (cc[:, ax] - lo) * strides[ax]]
+        div_c = div_c + (unit[ax][j_hi] - unit[ax][j_lo]) / den
+    div = np.zeros(len(pts), dtype=np.float32)
+    div[lut[corners]] = div_c
+    kappa = np.zeros(len(i0))
+    n_axes = [np.zeros(len(i0)) for _ in range(3)]
+    for sel, lin, w in zip(corner_sel, corner_lin, corner_w):
+        j = lut[lin]
+        kappa[sel] -= w * div[j]
+        for ax in range(3):
+            n_axes[ax][sel] += w * unit[ax][j]
+    return kappa, np.stack(n_axes, 1)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 1.2, 1.2), (0.7, 0.9, 1.3)])
+def test_compiled_curvature_sums_are_the_numpy_band_bits(spacing):
+    from skimage.measure import marching_cubes
+
+    rng = np.random.default_rng(7)
+    f = ndimage.gaussian_filter(rng.random((14, 17, 12)), 1.5).astype(np.float32)
+    verts = marching_cubes(f, level=float(np.median(f)))[0]  # float32, on cell edges
+    shape = np.asarray(f.shape)
+    extra = np.vstack(
+        [
+            rng.random((200, 3)) * (shape - 1),  # inside cells: eight corners
+            np.floor(rng.random((50, 3)) * shape),  # on samples: one corner
+            [[0.0, 0.0, 0.0]],
+            shape - 1.0,  # the far corner (the clamped differences at both ends)
+        ]
+    )
+    for pts in (verts, extra):
+        kappa, normal = M.filters.curvature_sums(f, spacing, pts)
+        k_ref, n_ref = _curvature_sums_numpy(f, np.asarray(spacing), pts)
+        np.testing.assert_array_equal(kappa, k_ref)
+        np.testing.assert_array_equal(normal, n_ref)
+    with pytest.raises(ValueError, match="float32"):
+        M.filters.curvature_sums(f.astype(np.float64), spacing, verts)

@@ -1178,65 +1178,12 @@ def _curvature_at(
     """
     # np.gradient of f, its unit normal and the normal's divergence, evaluated only at the
     # corners of the vertices' cells that carry weight (and the neighbours their differences
-    # need): the same numbers as on the whole crop, for a narrow band of it. A marching-cubes
-    # vertex lies on a cell edge (one fractional coordinate), so only the edge's two ends
-    # have non-zero trilinear weights; the other six add exact zeros and are skipped.
-    shape = np.asarray(f.shape)
-    flat = f.ravel()
-    strides = np.array([shape[1] * shape[2], shape[2], 1])
-    i0 = np.floor(verts_idx).astype(np.int64)
-    w1 = verts_idx - i0
-    corner_sel, corner_lin, corner_w = [], [], []
-    for k in range(8):
-        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
-        w = _corner_weight(w1, bits)
-        sel = np.flatnonzero(w != 0)
-        corner_sel.append(sel)
-        corner_w.append(w[sel])
-        c = np.clip(i0[sel] + bits, 0, shape - 1)
-        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
-    mark = np.zeros(f.size, dtype=bool)  # sorted unique indices by marking (no sort)
-    for lin in corner_lin:
-        mark[lin] = True
-    corners = np.flatnonzero(mark)
-    cc = np.stack(np.unravel_index(corners, f.shape), 1)
-    for ax in range(3):  # the corners' neighbours along each axis (clamped, as np.gradient's)
-        mark[corners - (cc[:, ax] > 0) * strides[ax]] = True
-        mark[corners + (cc[:, ax] < shape[ax] - 1) * strides[ax]] = True
-    pts = np.flatnonzero(mark)
-    lut = np.empty(f.size, dtype=np.int32)  # crop index -> position in pts
-    lut[pts] = np.arange(len(pts), dtype=np.int32)
-    pc = np.stack(np.unravel_index(pts, f.shape), 1)
-    grads = []
-    for ax in range(3):
-        lo = np.maximum(pc[:, ax] - 1, 0)
-        hi = np.minimum(pc[:, ax] + 1, shape[ax] - 1)
-        den = ((hi - lo) * sp[ax]).astype(np.float32)
-        up, down = pts + (hi - pc[:, ax]) * strides[ax], pts - (pc[:, ax] - lo) * strides[ax]
-        grads.append((flat[up] - flat[down]) / den)
-    norm = np.sqrt(sum(g * g for g in grads)) + np.float32(1e-6)
-    unit = [g / norm for g in grads]  # inward unit normal at pts
-    div_c = np.zeros(len(corners), dtype=np.float32)
-    for ax in range(3):
-        lo = np.maximum(cc[:, ax] - 1, 0)
-        hi = np.minimum(cc[:, ax] + 1, shape[ax] - 1)
-        den = ((hi - lo) * sp[ax]).astype(np.float32)
-        j_hi = lut[corners + (hi - cc[:, ax]) * strides[ax]]
-        j_lo = lut[corners - (cc[:, ax] - lo) * strides[ax]]
-        div_c = div_c + (unit[ax][j_hi] - unit[ax][j_lo]) / den  # div of the inward normal
-    div = np.zeros(len(pts), dtype=np.float32)
-    div[lut[corners]] = div_c
-    # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest"),
-    # the corners in the same order as a sum over all eight
-    kappa = np.zeros(len(i0))
-    n_axes = [np.zeros(len(i0)) for _ in range(3)]  # per axis: contiguous updates
-    for sel, lin, w in zip(corner_sel, corner_lin, corner_w):
-        j = lut[lin]
-        kappa[sel] -= w * div[j]  # k1 + k2
-        for ax in range(3):
-            n_axes[ax][sel] += w * unit[ax][j]
+    # need), in compiled code without the GIL: the same numbers as on the whole crop. A
+    # marching-cubes vertex lies on a cell edge (one fractional coordinate), so only the
+    # edge's two ends have non-zero trilinear weights; the other six add exact zeros.
+    kappa, n_sum = filters.curvature_sums(f, sp, verts_idx)
     kappa = kappa.astype(np.float32)
-    n_in = np.stack(n_axes, 1).astype(np.float32)
+    n_in = n_sum.astype(np.float32)
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
     return kappa, n_in
 
