@@ -791,3 +791,29 @@ def test_compiled_curvature_sums_are_the_numpy_band_bits(spacing):
         np.testing.assert_array_equal(normal, n_ref)
     with pytest.raises(ValueError, match="float32"):
         M.filters.curvature_sums(f.astype(np.float64), spacing, verts)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_find_contours_gives_skimages_contours(seed):
+    """The same points, contours and order as skimage, on blurred and binary random masks
+    (their joins and closings in every order), with values exactly at the level."""
+    from skimage.measure import find_contours
+
+    rng = np.random.default_rng(seed)
+    n_contours = 0
+    for i in range(150):
+        m = rng.random(rng.integers(2, 30, 2)) < rng.uniform(0.2, 0.8)
+        sig = (0.0, 0.6, 1.0)[i % 3]
+        img = ndimage.gaussian_filter(m.astype(np.float32), sig, mode="constant") if sig else m
+        img = np.asarray(img, dtype=np.float32)
+        if i % 5 == 0:
+            img = np.round(img * 4) / 4  # samples exactly at 0.5
+        ref = find_contours(img, 0.5)
+        pts, lengths = M.filters.find_contours(img, 0.5)
+        assert len(lengths) == len(ref)
+        for got, want in zip(np.split(pts, np.cumsum(lengths)[:-1]), ref):
+            np.testing.assert_array_equal(got, want)
+        n_contours += len(ref)
+    assert n_contours > 300  # (many contours, open and closed, were compared)
+    with pytest.raises(ValueError, match="2D"):
+        M.filters.find_contours(np.zeros((1, 5)), 0.5)

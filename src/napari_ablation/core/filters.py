@@ -15,7 +15,8 @@ of a mask whose blurred field stays low (:func:`low_parts`), found by
 a flood fill from the field's high samples over the mask's surface band instead of a
 labelling of the whole crop, and the curvature of a field's level sets at surface points
 (:func:`curvature_sums`, the numbers of numpy's whole-array formulation from the samples
-near the points).
+near the points), and a slice's contours at a level (:func:`find_contours`, skimage's
+points and order).
 
 The kernels are compiled by numba on first use and cached on disk; they release the GIL.
 """
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.typed import Dict
 
-__all__ = ["curvature_sums", "gaussian_filter", "low_parts", "slice_edt"]
+__all__ = ["curvature_sums", "find_contours", "gaussian_filter", "low_parts", "slice_edt"]
 
 _MODES = {"reflect": 0, "constant": 1}
+_POINT = numba.types.UniTuple(numba.types.float64, 2)
 
 
 def _kernel(sigma: float, truncate: float) -> np.ndarray:
@@ -443,3 +446,203 @@ def curvature_sums(f: np.ndarray, spacing, verts_idx: np.ndarray) -> tuple[np.nd
     normal = np.empty((len(verts), 3))
     _curvature_sums(np.ascontiguousarray(f), den, verts, kappa, normal)
     return kappa, normal
+
+
+@numba.njit(inline="always")
+def _fraction(v_from, v_to, level):  # pragma: no cover - compiled
+    if v_to == v_from:
+        return 0.0
+    return (level - v_from) / (v_to - v_from)
+
+
+@numba.njit(nogil=True, cache=True)
+def _contours(image, level, pts, nxt, first, last, alive):  # pragma: no cover - compiled
+    """Marching squares and the joining of its segments into contours (skimage's order).
+
+    The segments of each 2x2 square in row-major order (skimage's ``_get_contour_segments``,
+    low values connected), then joined as ``_assemble_contours`` joins them: dictionaries of
+    the open contours' first and last points, a contour a linked list of points. Returns the
+    number of points and of contours written; their storage is ``pts`` / ``nxt`` (points and
+    the next point of each), ``first`` / ``last`` / ``alive`` (per contour, in the order of
+    creation).
+    """
+    starts = Dict.empty(_POINT, numba.types.int64)  # open contours by first point
+    ends = Dict.empty(_POINT, numba.types.int64)  # ... and by last point
+    n_pts = 0
+    n_con = 0
+    nr, nc = image.shape
+    for r0 in range(nr - 1):
+        for c0 in range(nc - 1):
+            r1, c1 = r0 + 1, c0 + 1
+            ul, ur = image[r0, c0], image[r0, c1]
+            ll, lr = image[r1, c0], image[r1, c1]
+            if np.isnan(ul) or np.isnan(ur) or np.isnan(ll) or np.isnan(lr):
+                continue
+            case = (ul > level) + 2 * (ur > level) + 4 * (ll > level) + 8 * (lr > level)
+            if case == 0 or case == 15:
+                continue
+            top = (float(r0), c0 + _fraction(ul, ur, level))
+            bottom = (float(r1), c0 + _fraction(ll, lr, level))
+            left = (r0 + _fraction(ul, ll, level), float(c0))
+            right = (r0 + _fraction(ur, lr, level), float(c1))
+            # the square's segments (from, to), low values on the left of each
+            n_seg = 1
+            t0, t1 = top, top
+            if case == 1:
+                s0, s1 = top, left
+            elif case == 2:
+                s0, s1 = right, top
+            elif case == 3:
+                s0, s1 = right, left
+            elif case == 4:
+                s0, s1 = left, bottom
+            elif case == 5:
+                s0, s1 = top, bottom
+            elif case == 6:
+                s0, s1 = right, top
+                n_seg = 2
+                t0, t1 = left, bottom
+            elif case == 7:
+                s0, s1 = right, bottom
+            elif case == 8:
+                s0, s1 = bottom, right
+            elif case == 9:
+                s0, s1 = top, left
+                n_seg = 2
+                t0, t1 = bottom, right
+            elif case == 10:
+                s0, s1 = bottom, top
+            elif case == 11:
+                s0, s1 = bottom, left
+            elif case == 12:
+                s0, s1 = left, right
+            elif case == 13:
+                s0, s1 = top, right
+            else:
+                s0, s1 = left, top
+            for k in range(n_seg):
+                if k == 0:
+                    a, b = s0, s1
+                else:
+                    a, b = t0, t1
+                if a == b:
+                    continue
+                tail = head = -1
+                if b in starts:
+                    tail = starts[b]
+                    del starts[b]
+                if a in ends:
+                    head = ends[a]
+                    del ends[a]
+                if tail >= 0 and head >= 0:
+                    if tail == head:  # closes the contour
+                        pts[n_pts, 0] = b[0]
+                        pts[n_pts, 1] = b[1]
+                        nxt[n_pts] = -1
+                        nxt[last[head]] = n_pts
+                        last[head] = n_pts
+                        n_pts += 1
+                    elif tail > head:  # the tail's points after the head's
+                        nxt[last[head]] = first[tail]
+                        last[head] = last[tail]
+                        alive[tail] = False
+                        starts[(pts[first[head], 0], pts[first[head], 1])] = head
+                        ends[(pts[last[head], 0], pts[last[head], 1])] = head
+                    else:  # the head's points before the tail's
+                        key = (pts[first[head], 0], pts[first[head], 1])
+                        if key in starts:  # (it can be the point just joined)
+                            del starts[key]
+                        nxt[last[head]] = first[tail]
+                        first[tail] = first[head]
+                        alive[head] = False
+                        starts[(pts[first[tail], 0], pts[first[tail], 1])] = tail
+                        ends[(pts[last[tail], 0], pts[last[tail], 1])] = tail
+                elif tail < 0 and head < 0:  # a new contour
+                    pts[n_pts, 0] = a[0]
+                    pts[n_pts, 1] = a[1]
+                    pts[n_pts + 1, 0] = b[0]
+                    pts[n_pts + 1, 1] = b[1]
+                    nxt[n_pts], nxt[n_pts + 1] = n_pts + 1, -1
+                    first[n_con], last[n_con], alive[n_con] = n_pts, n_pts + 1, True
+                    starts[a] = n_con
+                    ends[b] = n_con
+                    n_pts += 2
+                    n_con += 1
+                elif head < 0:  # before the tail's first point
+                    pts[n_pts, 0] = a[0]
+                    pts[n_pts, 1] = a[1]
+                    nxt[n_pts] = first[tail]
+                    first[tail] = n_pts
+                    starts[a] = tail
+                    n_pts += 1
+                else:  # after the head's last point
+                    pts[n_pts, 0] = b[0]
+                    pts[n_pts, 1] = b[1]
+                    nxt[n_pts] = -1
+                    nxt[last[head]] = n_pts
+                    last[head] = n_pts
+                    ends[b] = head
+                    n_pts += 1
+    return n_pts, n_con
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather(pts, nxt, first, alive, n_con, out, lengths):  # pragma: no cover - compiled
+    """The live contours' points in order, one contour after another; returns their count."""
+    n = 0
+    m = 0
+    for c in range(n_con):
+        if not alive[c]:
+            continue
+        i = first[c]
+        start = n
+        while i >= 0:
+            out[n, 0], out[n, 1] = pts[i, 0], pts[i, 1]
+            n += 1
+            i = nxt[i]
+        lengths[m] = n - start
+        m += 1
+    return m
+
+
+def find_contours(image: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Contours of a 2D image at a level: the numbers of ``skimage.measure.find_contours``.
+
+    Marching squares (low values connected, lower values on the left of each segment) and
+    the joining of the segments into contours, as skimage does both (the same points, the same
+    contours in the same order), compiled and without the GIL.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2D image, at least 2 x 2 (computed in float64).
+    level : float
+        The contour level.
+
+    Returns
+    -------
+    points : numpy.ndarray
+        ``(n, 2)`` float64 (row, column) points of all contours, one after another (a closed
+        contour ends with its first point).
+    lengths : numpy.ndarray
+        The number of points of each contour, in skimage's order.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2D of at least 2 x 2.
+    """
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise ValueError("find_contours takes a 2D image of at least 2 x 2")
+    img = np.ascontiguousarray(image, dtype=np.float64)
+    cap = 2 * img.size + 4  # at most two segments per square, two points per segment
+    pts = np.empty((cap, 2))
+    nxt = np.empty(cap, dtype=np.int64)
+    first = np.empty(cap, dtype=np.int64)
+    last = np.empty(cap, dtype=np.int64)
+    alive = np.zeros(cap, dtype=np.bool_)
+    n_pts, n_con = _contours(img, float(level), pts, nxt, first, last, alive)
+    out = np.empty((n_pts, 2))
+    lengths = np.empty(n_con, dtype=np.int64)
+    m = _gather(pts, nxt, first, alive, n_con, out, lengths)
+    return out, lengths[:m]

@@ -841,22 +841,26 @@ def _slice_sdf(
     0.5 contour (marching squares) is the boundary, and every pixel gets its exact distance
     to those segments.
     """
-    from skimage.measure import find_contours
-
     if soft is None:
         soft = (
             ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
             if sig > 0
             else sl.astype(np.float32)
         )
-    contours = [c for c in find_contours(soft, 0.5) if len(c) >= 2]
+    # the 0.5 contours (compiled, without the GIL: skimage's find_contours' points and order)
+    pts, lengths = filters.find_contours(soft, 0.5)
     sy, sx = (float(a) for a in aniso)
-    if not contours and sig > 0:  # a few pixels vanish under the blur: their own contour
+    if not len(lengths) and sig > 0:  # a few pixels vanish under the blur: their own contour
         return _slice_sdf(sl, aniso, 0.0, band_mm)
-    if not contours:
+    if not len(lengths):
         return np.where(sl != 0, 1.0, -1.0).astype(np.float32) * float(min(sy, sx))
-    a = np.concatenate([c[:-1] for c in contours]) * (sy, sx)
-    b = np.concatenate([c[1:] for c in contours]) * (sy, sx)
+    # each contour's segments: its points but the last (a), but the first (b)
+    ends = np.cumsum(lengths)
+    not_last, not_first = np.ones(len(pts), bool), np.ones(len(pts), bool)
+    not_last[ends - 1] = False
+    not_first[ends - lengths] = False
+    a = pts[not_last] * (sy, sx)
+    b = pts[not_first] * (sy, sx)
     # area-preserving offset: the blur moves a curved contour inwards (by sigma^2 / (2 rho) for
     # a circle) and marching squares cuts the staircase's corners; the pixel count is the
     # unbiased area of the section, so the contour is moved outwards by the area it lost over
