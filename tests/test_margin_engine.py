@@ -713,6 +713,12 @@ def test_star_fit_unchanged_without_the_direct_solver(monkeypatch):
     assert direct[0] is not None and direct[1] is not None  # (accepted: the LPs ran)
 
 
+def _corner_weight(w1, bits):
+    """Trilinear weight of one cell corner (the numpy formulations' product, left to right)."""
+    f = [w1[:, ax] if bits[ax] else 1 - w1[:, ax] for ax in range(3)]
+    return f[0] * f[1] * f[2]
+
+
 def _curvature_sums_numpy(f, sp, verts_idx):
     """Oracle: the band formulation in numpy (the engine's before the compiled kernel)."""
     shape = np.asarray(f.shape)
@@ -723,7 +729,7 @@ def _curvature_sums_numpy(f, sp, verts_idx):
     corner_sel, corner_lin, corner_w = [], [], []
     for k in range(8):
         bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
-        w = M._corner_weight(w1, bits)
+        w = _corner_weight(w1, bits)
         sel = np.flatnonzero(w != 0)
         corner_sel.append(sel)
         corner_w.append(w[sel])
@@ -817,3 +823,45 @@ def test_compiled_find_contours_gives_skimages_contours(seed):
     assert n_contours > 300  # (many contours, open and closed, were compared)
     with pytest.raises(ValueError, match="2D"):
         M.filters.find_contours(np.zeros((1, 5)), 0.5)
+
+
+def _gradient_at_numpy(arr, idx):
+    """Oracle: the band formulation in numpy (the engine's before the compiled kernel)."""
+    shape = np.asarray(arr.shape)
+    flat = arr.ravel()
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    i0 = np.floor(idx).astype(np.int64)
+    w1 = (idx - i0).astype(arr.dtype)
+    corner_bits = [np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1]) for k in range(8)]
+    corner_lin = []
+    for bits in corner_bits:
+        c = np.clip(i0 + bits, 0, shape - 1)
+        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
+    u = np.unique(np.concatenate(corner_lin))
+    lut = np.empty(arr.size, dtype=np.int64)
+    lut[u] = np.arange(len(u))
+    uc = np.unravel_index(u, arr.shape)
+    grad_u = []
+    for ax in range(3):
+        lo = np.maximum(uc[ax] - 1, 0)
+        hi = np.minimum(uc[ax] + 1, shape[ax] - 1)
+        up, down = u + (hi - uc[ax]) * strides[ax], u - (uc[ax] - lo) * strides[ax]
+        grad_u.append((flat[up] - flat[down]) / (hi - lo).astype(arr.dtype))
+    out = np.zeros((len(idx), 3), dtype=arr.dtype)
+    for bits, lin in zip(corner_bits, corner_lin):
+        w = _corner_weight(w1, bits)
+        for ax in range(3):
+            out[:, ax] += w * grad_u[ax][lut[lin]]
+    return out
+
+
+def test_compiled_gradient_at_is_the_numpy_band_bits():
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        shape = rng.integers(2, 16, 3)
+        arr = rng.normal(size=shape).astype(np.float32)
+        idx = rng.uniform(-1.5, shape + 0.5, size=(300, 3))  # beyond the edges too
+        idx[:60] = np.round(idx[:60])  # on samples: corners of zero weight
+        np.testing.assert_array_equal(M._gradient_at(arr, idx), _gradient_at_numpy(arr, idx))
+    with pytest.raises(ValueError, match="float32"):
+        M.filters.gradient_at(arr.astype(np.float64), idx)

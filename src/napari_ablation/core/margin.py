@@ -1192,16 +1192,6 @@ def _curvature_at(
     return kappa, n_in
 
 
-def _corner_weight(w1: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Trilinear weight of one cell corner (``bits``: 0 or 1 per axis) for offsets ``w1`` (n, 3).
-
-    The product of the three factors left to right, as ``np.prod(..., axis=1)`` forms it
-    (a reduction along an axis of length 3 is several times slower than two products).
-    """
-    f = [w1[:, ax] if bits[ax] else 1 - w1[:, ax] for ax in range(3)]
-    return f[0] * f[1] * f[2]
-
-
 class MeshDistance:
     """Exact unsigned distance from points to a triangle mesh.
 
@@ -1440,42 +1430,10 @@ def _gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
     Central differences per sample (one-sided at the edges), interpolated at ``idx`` (n, 3)
     and clamped to the array like ``map_coordinates(mode="nearest")``: computed only at the 8
-    corners around each point (a narrow band), not on the whole array.
+    corners around each point (a narrow band), not on the whole array; compiled, without the
+    GIL (:func:`~napari_ablation.core.filters.gradient_at`).
     """
-    shape = np.asarray(arr.shape)
-    flat = arr.ravel()
-    strides = np.array([shape[1] * shape[2], shape[2], 1])
-    i0 = np.floor(idx).astype(np.int64)
-    w1 = (idx - i0).astype(arr.dtype)
-    corner_bits = [np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1]) for k in range(8)]
-    corner_lin = []
-    for bits in corner_bits:
-        c = np.clip(i0 + bits, 0, shape - 1)
-        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
-    # the differences once per distinct corner (neighbouring points share most corners)
-    mark = np.zeros(arr.size, dtype=bool)
-    for lin in corner_lin:
-        mark[lin] = True
-    u = np.flatnonzero(mark)
-    lut = np.empty(arr.size, dtype=np.int32)
-    lut[u] = np.arange(len(u), dtype=np.int32)
-    uc = np.unravel_index(u, arr.shape)
-    grad_u = []
-    for ax in range(3):
-        lo = np.maximum(uc[ax] - 1, 0)
-        hi = np.minimum(uc[ax] + 1, shape[ax] - 1)
-        step = strides[ax]
-        grad_u.append(
-            (flat[u + (hi - uc[ax]) * step] - flat[u - (uc[ax] - lo) * step])
-            / (hi - lo).astype(arr.dtype)
-        )
-    out = np.zeros((len(idx), 3), dtype=arr.dtype)
-    for bits, lin in zip(corner_bits, corner_lin):
-        w = _corner_weight(w1, bits)
-        j = lut[lin]
-        for ax in range(3):
-            out[:, ax] += w * grad_u[ax][j]
-    return out
+    return filters.gradient_at(arr, idx)
 
 
 #: edge of the blocks of lattice points (mm) whose class the guide may settle at once
