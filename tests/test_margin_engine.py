@@ -865,3 +865,39 @@ def test_compiled_gradient_at_is_the_numpy_band_bits():
         np.testing.assert_array_equal(M._gradient_at(arr, idx), _gradient_at_numpy(arr, idx))
     with pytest.raises(ValueError, match="float32"):
         M.filters.gradient_at(arr.astype(np.float64), idx)
+
+
+def test_gil_switch_interval_is_short_during_a_threaded_analysis_and_restored(monkeypatch):
+    import sys
+    import threading
+
+    seen = []
+    star = M._star_volume_mm3
+
+    def spy(*args):
+        seen.append(sys.getswitchinterval())
+        return star(*args)
+
+    monkeypatch.setattr(M, "_star_volume_mm3", spy)
+    tumor = M.sphere_image([30, 30, 14], [1.2, 1.2, 3.0], [-17, -18, -20], [0.3, 0.1, -0.2], 8.0)
+    ablation = M.sphere_image([30, 30, 14], [1.2, 1.2, 3.0], [-17, -18, -20], [1.0, 0, 0], 11.0)
+    before = sys.getswitchinterval()
+    assert before > M.GIL_SWITCH_INTERVAL_S  # (Python's default 5 ms)
+    M.analyze_margin(tumor, ablation, threads=2)
+    M.analyze_margin(tumor, ablation, threads=1)
+    assert seen == [M.GIL_SWITCH_INTERVAL_S, before]
+    assert sys.getswitchinterval() == before
+    with pytest.raises(M.AblationError):  # restored after a failure too
+        M.analyze_margin(tumor, tumor * 0, threads=2)
+    assert sys.getswitchinterval() == before
+    # analyses side by side in threads: the last one out restores the interval
+    runs = [
+        threading.Thread(target=M.analyze_margin, args=(tumor, ablation), kwargs={"threads": 2})
+        for _ in range(3)
+    ]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join()
+    assert seen[2:] == [M.GIL_SWITCH_INTERVAL_S] * 3
+    assert sys.getswitchinterval() == before

@@ -22,10 +22,13 @@ Everything runs on crops around the two objects; nothing is computed on the full
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
+import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -2101,6 +2104,40 @@ def _fmt_mm(v: float) -> str:
 #: threads of one analysis (the calling thread and workers): independent stages (the two
 #: reconstructions, the diameter, the guide, the shells) overlap; cohort workers pass 1
 THREADS = min(2, os.cpu_count() or 1)
+#: Python's GIL switch interval (s) while an analysis runs on several threads. Most of the
+#: work on small crops holds the GIL; a thread back from a compiled call that released it
+#: waits for the other to let go, up to the interval (Python's default: 5 ms). MRI on the
+#: near-idle machine: 105 ms at 5 ms, 94-96 ms at 1 ms (benchmarks/README.md, round 8)
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+class _GilSwitch:
+    """The shorter switch interval while any multi-threaded analysis runs, then the old one.
+
+    Counted: analyses running side by side in threads share it, the last one out restores
+    the interval found by the first one in (an interval already shorter is kept).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, GIL_SWITCH_INTERVAL_S))
+            self._users += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_GIL_SWITCH = _GilSwitch()
 
 
 class _Lazy:
@@ -2230,6 +2267,8 @@ def analyze_margin(
     threads : int, optional
         Threads the analysis may use (default :data:`THREADS`): independent stages run
         side by side; 1 when analyses already run in parallel. The results are the same.
+        With more than one, the process's GIL switch interval is
+        :data:`GIL_SWITCH_INTERVAL_S` while the analysis runs (then restored).
 
     Returns
     -------
@@ -2267,17 +2306,18 @@ def analyze_margin(
         raise AblationError(f"an analysis needs at least 1 thread, got {threads}")
     tasks = _Tasks(threads)
     try:
-        return _analyze_margin(
-            tasks,
-            tumor,
-            ablation,
-            transform,
-            threshold_mm,
-            tumor_label,
-            ablation_label,
-            smooth_vox,
-            with_shells,
-        )
+        with _GIL_SWITCH if threads > 1 else contextlib.nullcontext():
+            return _analyze_margin(
+                tasks,
+                tumor,
+                ablation,
+                transform,
+                threshold_mm,
+                tumor_label,
+                ablation_label,
+                smooth_vox,
+                with_shells,
+            )
     finally:
         tasks.close()
 
