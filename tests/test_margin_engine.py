@@ -901,3 +901,43 @@ def test_gil_switch_interval_is_short_during_a_threaded_analysis_and_restored(mo
         r.join()
     assert seen[2:] == [M.GIL_SWITCH_INTERVAL_S] * 3
     assert sys.getswitchinterval() == before
+
+
+def _window_reduce(x, w, ax, fn, fill):
+    """Oracle: ``out[i] = fn(x[i], ..., x[i + w - 1])`` along ``ax`` (``fill`` beyond the end)."""
+    if w <= 1:
+        return x
+    pad = [(0, 0)] * 3
+    pad[ax] = (0, w - 1)
+    xp = np.pad(x, pad, constant_values=fill)
+    out = x.copy()
+    for k in range(1, w):
+        fn(out, np.take(xp, np.arange(k, k + x.shape[ax]), axis=ax), out=out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_box_bounds_are_the_running_extremes_over_windows(dtype):
+    """The compiled window extremes give the numpy formulation's bounds (axis by axis)."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        arr = np.round(rng.normal(size=rng.integers(3, 20, 3)), 1).astype(dtype)  # ties
+        bb = M._BoxBounds(arr)
+        shape = np.asarray(arr.shape)
+        lo = rng.integers(0, shape, size=(60, 3))
+        hi = np.minimum(lo + rng.integers(0, 6, size=(60, 3)), shape - 1)
+        got_lo, got_hi = bb.query(lo, hi)
+        clo, chi = lo // bb.c, hi // bb.c
+        w = (chi - clo).max(axis=0) + 1
+        mn, mx = bb.lo, bb.hi
+        for ax in range(3):
+            mn = _window_reduce(mn, int(w[ax]), ax, np.minimum, np.inf)
+            mx = _window_reduce(mx, int(w[ax]), ax, np.maximum, -np.inf)
+        np.testing.assert_array_equal(got_lo, mn[tuple(clo.T)])
+        np.testing.assert_array_equal(got_hi, mx[tuple(clo.T)])
+        assert got_lo.dtype == got_hi.dtype == arr.dtype
+        # and they bound the array over each box
+        for i in range(0, 60, 7):
+            box = arr[tuple(slice(a, b + 1) for a, b in zip(lo[i], hi[i]))]
+            assert got_lo[i] <= box.min() and got_hi[i] >= box.max()
+    assert bb.query(np.zeros((0, 3), int), np.zeros((0, 3), int))[0].shape == (0,)

@@ -718,3 +718,58 @@ def gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
     out = np.empty((len(pts), 3), dtype=np.float32)
     _gradient_at(np.ascontiguousarray(arr), pts, out)
     return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _window_extremes(lo, hi, start, w, out_lo, out_hi):  # pragma: no cover - compiled
+    """Per window: the minimum of ``lo`` and the maximum of ``hi`` over its cells."""
+    nz, ny, nx = lo.shape
+    for q in range(start.shape[0]):
+        z0, y0, x0 = start[q, 0], start[q, 1], start[q, 2]
+        mn = lo[z0, y0, x0]
+        mx = hi[z0, y0, x0]
+        for z in range(z0, min(z0 + w[0], nz)):
+            for y in range(y0, min(y0 + w[1], ny)):
+                for x in range(x0, min(x0 + w[2], nx)):
+                    if lo[z, y, x] < mn:
+                        mn = lo[z, y, x]
+                    if hi[z, y, x] > mx:
+                        mx = hi[z, y, x]
+        out_lo[q] = mn
+        out_hi[q] = mx
+
+
+def window_extremes(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, width) -> tuple:
+    """Minimum of one array and maximum of another over boxes of cells of the same size.
+
+    Parameters
+    ----------
+    lo, hi : numpy.ndarray
+        3D arrays of the same shape and dtype.
+    start : numpy.ndarray
+        (n, 3) integer first cell of each box, inside the arrays.
+    width : sequence of int
+        The boxes' size along each axis (cells beyond the arrays' end are left out).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        (n,) minimum of ``lo`` and maximum of ``hi`` over each box (exact: no arithmetic).
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in shape or dtype, a width is below 1, or a box starts outside.
+    """
+    if lo.shape != hi.shape or lo.dtype != hi.dtype or lo.ndim != 3:
+        raise ValueError("window_extremes takes two 3D arrays of the same shape and dtype")
+    w = np.asarray(width, dtype=np.int64)
+    s = np.ascontiguousarray(start, dtype=np.int64).reshape(-1, 3)
+    if w.shape != (3,) or w.min() < 1:
+        raise ValueError("window_extremes takes a width of 1 or more along each of 3 axes")
+    if len(s) and (s.min() < 0 or np.any(s.max(axis=0) >= lo.shape)):
+        raise ValueError("window_extremes: a box starts outside the arrays")
+    out_lo = np.empty(len(s), dtype=lo.dtype)
+    out_hi = np.empty(len(s), dtype=hi.dtype)
+    _window_extremes(np.ascontiguousarray(lo), np.ascontiguousarray(hi), s, w, out_lo, out_hi)
+    return out_lo, out_hi

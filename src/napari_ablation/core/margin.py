@@ -1461,12 +1461,8 @@ class _BoxBounds:
         """Bounds over the boxes ``lo..hi`` ((n, 3) inclusive sample indices inside the array)."""
         clo, chi = lo // self.c, hi // self.c
         w = (chi - clo).max(axis=0) + 1 if len(lo) else np.ones(3, int)
-        mn, mx = self.lo, self.hi
-        for ax in range(3):  # running extremes over windows of w[ax] blocks
-            mn = _window_reduce(mn, int(w[ax]), ax, np.minimum, np.inf)
-            mx = _window_reduce(mx, int(w[ax]), ax, np.maximum, -np.inf)
-        at = tuple(clo.T)
-        return mn[at], mx[at]
+        # the extremes over windows of w blocks (compiled, without the GIL)
+        return filters.window_extremes(self.lo, self.hi, clo, w)
 
 
 def _block_reduce(a: np.ndarray, c: int, fn) -> np.ndarray:
@@ -1483,20 +1479,6 @@ def _block_reduce(a: np.ndarray, c: int, fn) -> np.ndarray:
             fn(out, a[tuple(take)], out=out)
         a = out
     return a
-
-
-def _window_reduce(x: np.ndarray, w: int, ax: int, fn, fill: float) -> np.ndarray:
-    """``out[i] = fn(x[i], ..., x[i + w - 1])`` along ``ax`` (``fill`` beyond the end)."""
-    if w <= 1:
-        return x
-    pad = [(0, 0)] * 3
-    pad[ax] = (0, w - 1)
-    xp = np.pad(x, pad, constant_values=fill)
-    n = x.shape[ax]
-    out = x.copy()
-    for k in range(1, w):
-        fn(out, np.take(xp, np.arange(k, k + n), axis=ax), out=out)
-    return out
 
 
 class _LatticeBlocks:
