@@ -9,14 +9,20 @@ double precision, ``x[i] w[0]``, then ``(x[i - j] + x[i + j]) w[j]`` added for `
 kernel's radius down to 1, rounded to float32 after each axis) while neighbouring elements
 are computed side by side: the same bits, several times faster.
 
-Also here: the exact two-sided distance transform of a binary slice (:func:`slice_edt`,
-``scipy.ndimage.distance_transform_edt``'s numbers for both sides in one pass) and the parts
-of a mask whose blurred field stays low (:func:`low_parts`), found by
-a flood fill from the field's high samples over the mask's surface band instead of a
-labelling of the whole crop, and the curvature of a field's level sets at surface points
-(:func:`curvature_sums`, the numbers of numpy's whole-array formulation from the samples
-near the points), and a slice's contours at a level (:func:`find_contours`, skimage's
-points and order).
+Also here, each giving the numbers of the formulation it replaces:
+
+* :func:`slice_edt`: the exact two-sided distance transform of a binary slice
+  (``scipy.ndimage.distance_transform_edt``'s numbers for both sides in one pass);
+* :func:`low_parts`: the parts of a mask whose blurred field stays low, found by a flood
+  fill from the field's high samples over the mask's surface band instead of a labelling
+  of the whole crop;
+* :func:`curvature_sums`: the curvature of a field's level sets at surface points, from
+  the samples near the points (numpy's whole-array formulation);
+* :func:`gradient_at`: a volume's gradient interpolated at points (``np.gradient`` and
+  trilinear interpolation);
+* :func:`find_contours`: a slice's contours at a level (``skimage.measure.find_contours``:
+  the same points, contours and order);
+* :func:`window_extremes`: the minimum and maximum of two arrays over boxes.
 
 The kernels are compiled by numba on first use and cached on disk; they release the GIL.
 """
@@ -34,6 +40,7 @@ __all__ = [
     "gradient_at",
     "low_parts",
     "slice_edt",
+    "window_extremes",
 ]
 
 _MODES = {"reflect": 0, "constant": 1}
