@@ -655,3 +655,289 @@ def test_one_vertex_normal_is_that_of_all_vertices():
     normals = mesh.vertex_normals()
     for i in (0, 17, len(mesh.verts) // 2, len(mesh.verts) - 1):
         np.testing.assert_array_equal(mesh.vertex_normal(i), normals[i])
+
+
+def _random_lps(seed, n_lps=40):
+    """Small dense LPs like the star fit's: feasible, unbounded and infeasible ones."""
+    rng = np.random.default_rng(seed)
+    for i in range(n_lps):
+        n, k = int(rng.integers(8, 160)), int(rng.integers(2, 11))
+        A = rng.normal(size=(n, k))
+        A[rng.random(A.shape) < 0.1] = 0.0  # explicit zeros: dropped from the columns
+        b = rng.normal(size=n) + (0.0 if i % 7 == 6 else 3.0)  # some with no solution
+        lb, ub = np.full(k, -np.inf), np.full(k, np.inf)
+        if i % 5 != 4:  # (without bounds some are unbounded)
+            lb[:] = -10.0 * rng.random(k)
+            ub[-1] = rng.choice([1.0, 0.0, 5.0])
+            lb[-1] = min(lb[-1], ub[-1])
+        yield rng.normal(size=k), A, b, lb, ub
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_direct_highs_solve_is_linprogs_solution(seed):
+    from scipy.optimize import linprog
+
+    assert M._highs_core() is not None  # (the installed scipy has the bindings)
+    outcomes = set()
+    for cost, A, b, lb, ub in _random_lps(seed):
+        lp = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method="highs-ds")
+        x = M._solve_lp(cost, A, b, lb, ub)
+        outcomes.add(lp.status)
+        if lp.status != 0:
+            assert x is None
+        else:
+            np.testing.assert_array_equal(x, lp.x)  # bit for bit: the same solver and model
+    assert {0, 2, 3} <= outcomes  # optimal, infeasible and unbounded programs were tried
+
+
+def test_star_fit_unchanged_without_the_direct_solver(monkeypatch):
+    """The star fit's volumes are the same through ``linprog`` (scipy without the bindings)."""
+    rng = np.random.default_rng(4)
+    masks = []
+    shapes = [
+        ((1.0,) * 3, (9.0,) * 3),
+        ((3.0, 1.2, 1.2), (12.0,) * 3),
+        ((1.0,) * 3, (12.0, 9.0, 7.0)),
+    ]
+    for sp, axes in shapes:  # a ball, a ball across thick slices, an ellipsoid (degree 2)
+        n = [int(50 / s) for s in sp]
+        grids = [(np.arange(m) - m / 2 + rng.uniform(-0.5, 0.5)) * s for m, s in zip(n, sp)]
+        p = (
+            np.stack(np.meshgrid(*grids, indexing="ij"), -1)
+            @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        )
+        masks.append((((p / np.asarray(axes)) ** 2).sum(-1) <= 1, sp))
+    direct = [M._star_volume_mm3(m, sp) for m, sp in masks]
+    monkeypatch.setattr(M, "_highs_core", lambda: None)
+    assert [M._star_volume_mm3(m, sp) for m, sp in masks] == direct
+    assert direct[0] is not None and direct[1] is not None  # (accepted: the LPs ran)
+
+
+def _corner_weight(w1, bits):
+    """Trilinear weight of one cell corner (the numpy formulations' product, left to right)."""
+    f = [w1[:, ax] if bits[ax] else 1 - w1[:, ax] for ax in range(3)]
+    return f[0] * f[1] * f[2]
+
+
+def _curvature_sums_numpy(f, sp, verts_idx):
+    """Oracle: the band formulation in numpy (the engine's before the compiled kernel)."""
+    shape = np.asarray(f.shape)
+    flat = f.ravel()
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    i0 = np.floor(verts_idx).astype(np.int64)
+    w1 = verts_idx - i0
+    corner_sel, corner_lin, corner_w = [], [], []
+    for k in range(8):
+        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
+        w = _corner_weight(w1, bits)
+        sel = np.flatnonzero(w != 0)
+        corner_sel.append(sel)
+        corner_w.append(w[sel])
+        c = np.clip(i0[sel] + bits, 0, shape - 1)
+        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
+    corners = np.unique(np.concatenate(corner_lin))
+    cc = np.stack(np.unravel_index(corners, f.shape), 1)
+    near = [corners]
+    for ax in range(3):
+        near.append(corners - (cc[:, ax] > 0) * strides[ax])
+        near.append(corners + (cc[:, ax] < shape[ax] - 1) * strides[ax])
+    pts = np.unique(np.concatenate(near))
+    lut = np.empty(f.size, dtype=np.int64)
+    lut[pts] = np.arange(len(pts))
+    pc = np.stack(np.unravel_index(pts, f.shape), 1)
+    grads = []
+    for ax in range(3):
+        lo = np.maximum(pc[:, ax] - 1, 0)
+        hi = np.minimum(pc[:, ax] + 1, shape[ax] - 1)
+        den = ((hi - lo) * sp[ax]).astype(np.float32)
+        up, down = pts + (hi - pc[:, ax]) * strides[ax], pts - (pc[:, ax] - lo) * strides[ax]
+        grads.append((flat[up] - flat[down]) / den)
+    norm = np.sqrt(sum(g * g for g in grads)) + np.float32(1e-6)
+    unit = [g / norm for g in grads]
+    div_c = np.zeros(len(corners), dtype=np.float32)
+    for ax in range(3):
+        lo = np.maximum(cc[:, ax] - 1, 0)
+        hi = np.minimum(cc[:, ax] + 1, shape[ax] - 1)
+        den = ((hi - lo) * sp[ax]).astype(np.float32)
+        j_hi = lut[corners + (hi - cc[:, ax]) * strides[ax]]
+        j_lo = lut[corners - (cc[:, ax] - lo) * strides[ax]]
+        div_c = div_c + (unit[ax][j_hi] - unit[ax][j_lo]) / den
+    div = np.zeros(len(pts), dtype=np.float32)
+    div[lut[corners]] = div_c
+    kappa = np.zeros(len(i0))
+    n_axes = [np.zeros(len(i0)) for _ in range(3)]
+    for sel, lin, w in zip(corner_sel, corner_lin, corner_w):
+        j = lut[lin]
+        kappa[sel] -= w * div[j]
+        for ax in range(3):
+            n_axes[ax][sel] += w * unit[ax][j]
+    return kappa, np.stack(n_axes, 1)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 1.2, 1.2), (0.7, 0.9, 1.3)])
+def test_compiled_curvature_sums_are_the_numpy_band_bits(spacing):
+    from skimage.measure import marching_cubes
+
+    rng = np.random.default_rng(7)
+    f = ndimage.gaussian_filter(rng.random((14, 17, 12)), 1.5).astype(np.float32)
+    verts = marching_cubes(f, level=float(np.median(f)))[0]  # float32, on cell edges
+    shape = np.asarray(f.shape)
+    extra = np.vstack(
+        [
+            rng.random((200, 3)) * (shape - 1),  # inside cells: eight corners
+            np.floor(rng.random((50, 3)) * shape),  # on samples: one corner
+            [[0.0, 0.0, 0.0]],
+            shape - 1.0,  # the far corner (the clamped differences at both ends)
+        ]
+    )
+    for pts in (verts, extra):
+        kappa, normal = M.filters.curvature_sums(f, spacing, pts)
+        k_ref, n_ref = _curvature_sums_numpy(f, np.asarray(spacing), pts)
+        np.testing.assert_array_equal(kappa, k_ref)
+        np.testing.assert_array_equal(normal, n_ref)
+    with pytest.raises(ValueError, match="float32"):
+        M.filters.curvature_sums(f.astype(np.float64), spacing, verts)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_find_contours_gives_skimages_contours(seed):
+    """The same points, contours and order as skimage, on blurred and binary random masks
+    (their joins and closings in every order), with values exactly at the level."""
+    from skimage.measure import find_contours
+
+    rng = np.random.default_rng(seed)
+    n_contours = 0
+    for i in range(150):
+        m = rng.random(rng.integers(2, 30, 2)) < rng.uniform(0.2, 0.8)
+        sig = (0.0, 0.6, 1.0)[i % 3]
+        img = ndimage.gaussian_filter(m.astype(np.float32), sig, mode="constant") if sig else m
+        img = np.asarray(img, dtype=np.float32)
+        if i % 5 == 0:
+            img = np.round(img * 4) / 4  # samples exactly at 0.5
+        ref = find_contours(img, 0.5)
+        pts, lengths = M.filters.find_contours(img, 0.5)
+        assert len(lengths) == len(ref)
+        for got, want in zip(np.split(pts, np.cumsum(lengths)[:-1]), ref):
+            np.testing.assert_array_equal(got, want)
+        n_contours += len(ref)
+    assert n_contours > 300  # (many contours, open and closed, were compared)
+    with pytest.raises(ValueError, match="2D"):
+        M.filters.find_contours(np.zeros((1, 5)), 0.5)
+
+
+def _gradient_at_numpy(arr, idx):
+    """Oracle: the band formulation in numpy (the engine's before the compiled kernel)."""
+    shape = np.asarray(arr.shape)
+    flat = arr.ravel()
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    i0 = np.floor(idx).astype(np.int64)
+    w1 = (idx - i0).astype(arr.dtype)
+    corner_bits = [np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1]) for k in range(8)]
+    corner_lin = []
+    for bits in corner_bits:
+        c = np.clip(i0 + bits, 0, shape - 1)
+        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
+    u = np.unique(np.concatenate(corner_lin))
+    lut = np.empty(arr.size, dtype=np.int64)
+    lut[u] = np.arange(len(u))
+    uc = np.unravel_index(u, arr.shape)
+    grad_u = []
+    for ax in range(3):
+        lo = np.maximum(uc[ax] - 1, 0)
+        hi = np.minimum(uc[ax] + 1, shape[ax] - 1)
+        up, down = u + (hi - uc[ax]) * strides[ax], u - (uc[ax] - lo) * strides[ax]
+        grad_u.append((flat[up] - flat[down]) / (hi - lo).astype(arr.dtype))
+    out = np.zeros((len(idx), 3), dtype=arr.dtype)
+    for bits, lin in zip(corner_bits, corner_lin):
+        w = _corner_weight(w1, bits)
+        for ax in range(3):
+            out[:, ax] += w * grad_u[ax][lut[lin]]
+    return out
+
+
+def test_compiled_gradient_at_is_the_numpy_band_bits():
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        shape = rng.integers(2, 16, 3)
+        arr = rng.normal(size=shape).astype(np.float32)
+        idx = rng.uniform(-1.5, shape + 0.5, size=(300, 3))  # beyond the edges too
+        idx[:60] = np.round(idx[:60])  # on samples: corners of zero weight
+        np.testing.assert_array_equal(M._gradient_at(arr, idx), _gradient_at_numpy(arr, idx))
+    with pytest.raises(ValueError, match="float32"):
+        M.filters.gradient_at(arr.astype(np.float64), idx)
+
+
+def test_gil_switch_interval_is_short_during_a_threaded_analysis_and_restored(monkeypatch):
+    import sys
+    import threading
+
+    seen = []
+    star = M._star_volume_mm3
+
+    def spy(*args):
+        seen.append(sys.getswitchinterval())
+        return star(*args)
+
+    monkeypatch.setattr(M, "_star_volume_mm3", spy)
+    tumor = M.sphere_image([30, 30, 14], [1.2, 1.2, 3.0], [-17, -18, -20], [0.3, 0.1, -0.2], 8.0)
+    ablation = M.sphere_image([30, 30, 14], [1.2, 1.2, 3.0], [-17, -18, -20], [1.0, 0, 0], 11.0)
+    before = sys.getswitchinterval()
+    assert before > M.GIL_SWITCH_INTERVAL_S  # (Python's default 5 ms)
+    M.analyze_margin(tumor, ablation, threads=2)
+    M.analyze_margin(tumor, ablation, threads=1)
+    assert seen == [M.GIL_SWITCH_INTERVAL_S, before]
+    assert sys.getswitchinterval() == before
+    with pytest.raises(M.AblationError):  # restored after a failure too
+        M.analyze_margin(tumor, tumor * 0, threads=2)
+    assert sys.getswitchinterval() == before
+    # analyses side by side in threads: the last one out restores the interval
+    runs = [
+        threading.Thread(target=M.analyze_margin, args=(tumor, ablation), kwargs={"threads": 2})
+        for _ in range(3)
+    ]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join()
+    assert seen[2:] == [M.GIL_SWITCH_INTERVAL_S] * 3
+    assert sys.getswitchinterval() == before
+
+
+def _window_reduce(x, w, ax, fn, fill):
+    """Oracle: ``out[i] = fn(x[i], ..., x[i + w - 1])`` along ``ax`` (``fill`` beyond the end)."""
+    if w <= 1:
+        return x
+    pad = [(0, 0)] * 3
+    pad[ax] = (0, w - 1)
+    xp = np.pad(x, pad, constant_values=fill)
+    out = x.copy()
+    for k in range(1, w):
+        fn(out, np.take(xp, np.arange(k, k + x.shape[ax]), axis=ax), out=out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_box_bounds_are_the_running_extremes_over_windows(dtype):
+    """The compiled window extremes give the numpy formulation's bounds (axis by axis)."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        arr = np.round(rng.normal(size=rng.integers(3, 20, 3)), 1).astype(dtype)  # ties
+        bb = M._BoxBounds(arr)
+        shape = np.asarray(arr.shape)
+        lo = rng.integers(0, shape, size=(60, 3))
+        hi = np.minimum(lo + rng.integers(0, 6, size=(60, 3)), shape - 1)
+        got_lo, got_hi = bb.query(lo, hi)
+        clo, chi = lo // bb.c, hi // bb.c
+        w = (chi - clo).max(axis=0) + 1
+        mn, mx = bb.lo, bb.hi
+        for ax in range(3):
+            mn = _window_reduce(mn, int(w[ax]), ax, np.minimum, np.inf)
+            mx = _window_reduce(mx, int(w[ax]), ax, np.maximum, -np.inf)
+        np.testing.assert_array_equal(got_lo, mn[tuple(clo.T)])
+        np.testing.assert_array_equal(got_hi, mx[tuple(clo.T)])
+        assert got_lo.dtype == got_hi.dtype == arr.dtype
+        # and they bound the array over each box
+        for i in range(0, 60, 7):
+            box = arr[tuple(slice(a, b + 1) for a, b in zip(lo[i], hi[i]))]
+            assert got_lo[i] <= box.min() and got_hi[i] >= box.max()
+    assert bb.query(np.zeros((0, 3), int), np.zeros((0, 3), int))[0].shape == (0,)

@@ -9,11 +9,20 @@ double precision, ``x[i] w[0]``, then ``(x[i - j] + x[i + j]) w[j]`` added for `
 kernel's radius down to 1, rounded to float32 after each axis) while neighbouring elements
 are computed side by side: the same bits, several times faster.
 
-Also here: the exact two-sided distance transform of a binary slice (:func:`slice_edt`,
-``scipy.ndimage.distance_transform_edt``'s numbers for both sides in one pass) and the parts
-of a mask whose blurred field stays low (:func:`low_parts`), found by
-a flood fill from the field's high samples over the mask's surface band instead of a
-labelling of the whole crop.
+Also here, each giving the numbers of the formulation it replaces:
+
+* :func:`slice_edt`: the exact two-sided distance transform of a binary slice
+  (``scipy.ndimage.distance_transform_edt``'s numbers for both sides in one pass);
+* :func:`low_parts`: the parts of a mask whose blurred field stays low, found by a flood
+  fill from the field's high samples over the mask's surface band instead of a labelling
+  of the whole crop;
+* :func:`curvature_sums`: the curvature of a field's level sets at surface points, from
+  the samples near the points (numpy's whole-array formulation);
+* :func:`gradient_at`: a volume's gradient interpolated at points (``np.gradient`` and
+  trilinear interpolation);
+* :func:`find_contours`: a slice's contours at a level (``skimage.measure.find_contours``:
+  the same points, contours and order);
+* :func:`window_extremes`: the minimum and maximum of two arrays over boxes.
 
 The kernels are compiled by numba on first use and cached on disk; they release the GIL.
 """
@@ -22,10 +31,20 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.typed import Dict
 
-__all__ = ["gaussian_filter", "low_parts", "slice_edt"]
+__all__ = [
+    "curvature_sums",
+    "find_contours",
+    "gaussian_filter",
+    "gradient_at",
+    "low_parts",
+    "slice_edt",
+    "window_extremes",
+]
 
 _MODES = {"reflect": 0, "constant": 1}
+_POINT = numba.types.UniTuple(numba.types.float64, 2)
 
 
 def _kernel(sigma: float, truncate: float) -> np.ndarray:
@@ -328,3 +347,436 @@ def slice_edt(inside: np.ndarray, sampling) -> np.ndarray:
     out = np.empty(inside.shape)
     _slice_edt(np.ascontiguousarray(inside), sy, sx, col, out)
     return out
+
+
+@numba.njit(inline="always")
+def _unit_normal(f, z, y, x, den):  # pragma: no cover - compiled
+    """Unit gradient of ``f`` at a sample: central differences, one-sided at the edges.
+
+    ``np.gradient``'s differences over ``den[axis, hi - lo]`` (float32 spacings), each step in
+    float32 as numpy takes it: the norm ``sqrt(gz^2 + gy^2 + gx^2) + 1e-6``.
+    """
+    nz, ny, nx = f.shape
+    z0, z1 = max(z - 1, 0), min(z + 1, nz - 1)
+    y0, y1 = max(y - 1, 0), min(y + 1, ny - 1)
+    x0, x1 = max(x - 1, 0), min(x + 1, nx - 1)
+    gz = (f[z1, y, x] - f[z0, y, x]) / den[0, z1 - z0]
+    gy = (f[z, y1, x] - f[z, y0, x]) / den[1, y1 - y0]
+    gx = (f[z, y, x1] - f[z, y, x0]) / den[2, x1 - x0]
+    norm = np.sqrt(gz * gz + gy * gy + gx * gx) + np.float32(1e-6)
+    return gz / norm, gy / norm, gx / norm
+
+
+@numba.njit(nogil=True, cache=True)
+def _curvature_sums(f, den, verts, kappa, normal):  # pragma: no cover - compiled
+    """Per vertex: minus the trilinear sum of the normal's divergence, and of the normal."""
+    nz, ny, nx = f.shape
+    for v in range(verts.shape[0]):
+        iz, iy, ix = np.floor(verts[v, 0]), np.floor(verts[v, 1]), np.floor(verts[v, 2])
+        wz, wy, wx = verts[v, 0] - iz, verts[v, 1] - iy, verts[v, 2] - ix
+        k_sum = 0.0
+        n0 = n1 = n2 = 0.0
+        for k in range(8):  # the cell's corners in the order of a sum over all eight
+            bz, by, bx = (k >> 2) & 1, (k >> 1) & 1, k & 1
+            w = (wz if bz else 1 - wz) * (wy if by else 1 - wy) * (wx if bx else 1 - wx)
+            if w == 0:
+                continue
+            z = min(max(int(iz) + bz, 0), nz - 1)
+            y = min(max(int(iy) + by, 0), ny - 1)
+            x = min(max(int(ix) + bx, 0), nx - 1)
+            # the divergence of the unit normal at the corner (differences as np.gradient's)
+            z0, z1 = max(z - 1, 0), min(z + 1, nz - 1)
+            y0, y1 = max(y - 1, 0), min(y + 1, ny - 1)
+            x0, x1 = max(x - 1, 0), min(x + 1, nx - 1)
+            div = np.float32(0.0)
+            div = (
+                div
+                + (_unit_normal(f, z1, y, x, den)[0] - _unit_normal(f, z0, y, x, den)[0])
+                / (den[0, z1 - z0])
+            )
+            div = (
+                div
+                + (_unit_normal(f, z, y1, x, den)[1] - _unit_normal(f, z, y0, x, den)[1])
+                / (den[1, y1 - y0])
+            )
+            div = (
+                div
+                + (_unit_normal(f, z, y, x1, den)[2] - _unit_normal(f, z, y, x0, den)[2])
+                / (den[2, x1 - x0])
+            )
+            uz, uy, ux = _unit_normal(f, z, y, x, den)
+            k_sum -= w * np.float64(div)
+            n0 += w * np.float64(uz)
+            n1 += w * np.float64(uy)
+            n2 += w * np.float64(ux)
+        kappa[v] = k_sum
+        normal[v, 0] = n0
+        normal[v, 1] = n1
+        normal[v, 2] = n2
+
+
+def curvature_sums(f: np.ndarray, spacing, verts_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Curvature sum of the level sets of a volume and their unit normal, at points.
+
+    The unit normal ``g / (|g| + 1e-6)`` of the gradient ``g`` (central differences, one-sided
+    at the edges, as ``np.gradient``) and its divergence are evaluated at the corners of each
+    point's cell and interpolated trilinearly (as ``scipy.ndimage.map_coordinates`` with
+    order 1 and mode "nearest"; corners of zero weight skipped). Only the samples near the
+    points are read; every step is taken in the precision and order of the numpy formulation
+    over the whole volume (float32 differences, norms and divergence; float64 weights and
+    sums), so the numbers are the same bits.
+
+    Parameters
+    ----------
+    f : numpy.ndarray
+        3D float32 volume (z, y, x).
+    spacing : sequence of float
+        Sample spacing (mm) along z, y, x.
+    verts_idx : numpy.ndarray
+        (n, 3) points in sample indices, each inside the volume's index range.
+
+    Returns
+    -------
+    kappa : numpy.ndarray
+        (n,) float64: minus the interpolated divergence of the unit normal (``k1 + k2`` of
+        the level set through the point when the normal points inwards).
+    normal : numpy.ndarray
+        (n, 3) float64: the interpolated unit normal (not re-normalised).
+
+    Raises
+    ------
+    ValueError
+        If ``f`` is not a 3D float32 volume of at least 2 samples along each axis, or the
+        points are not (n, 3).
+    """
+    if f.ndim != 3 or f.dtype != np.float32 or min(f.shape) < 2:
+        raise ValueError("curvature_sums takes a 3D float32 volume, 2 or more samples per axis")
+    verts = np.ascontiguousarray(verts_idx, dtype=np.float64)
+    if verts.ndim != 2 or verts.shape[1] != 3:
+        raise ValueError("curvature_sums takes points as an (n, 3) array")
+    # den[axis, d]: the float32 spacing of a difference over d samples (d = 1 or 2)
+    den = np.array([[0.0, s, 2 * s] for s in map(float, spacing)]).astype(np.float32)
+    kappa = np.empty(len(verts))
+    normal = np.empty((len(verts), 3))
+    _curvature_sums(np.ascontiguousarray(f), den, verts, kappa, normal)
+    return kappa, normal
+
+
+@numba.njit(inline="always")
+def _fraction(v_from, v_to, level):  # pragma: no cover - compiled
+    if v_to == v_from:
+        return 0.0
+    return (level - v_from) / (v_to - v_from)
+
+
+@numba.njit(nogil=True, cache=True)
+def _contours(image, level, pts, nxt, first, last, alive):  # pragma: no cover - compiled
+    """Marching squares and the joining of its segments into contours (skimage's order).
+
+    The segments of each 2x2 square in row-major order (skimage's ``_get_contour_segments``,
+    low values connected), then joined as ``_assemble_contours`` joins them: dictionaries of
+    the open contours' first and last points, a contour a linked list of points. Returns the
+    number of points and of contours written; their storage is ``pts`` / ``nxt`` (points and
+    the next point of each), ``first`` / ``last`` / ``alive`` (per contour, in the order of
+    creation).
+    """
+    starts = Dict.empty(_POINT, numba.types.int64)  # open contours by first point
+    ends = Dict.empty(_POINT, numba.types.int64)  # ... and by last point
+    n_pts = 0
+    n_con = 0
+    nr, nc = image.shape
+    for r0 in range(nr - 1):
+        for c0 in range(nc - 1):
+            r1, c1 = r0 + 1, c0 + 1
+            ul, ur = image[r0, c0], image[r0, c1]
+            ll, lr = image[r1, c0], image[r1, c1]
+            if np.isnan(ul) or np.isnan(ur) or np.isnan(ll) or np.isnan(lr):
+                continue
+            case = (ul > level) + 2 * (ur > level) + 4 * (ll > level) + 8 * (lr > level)
+            if case == 0 or case == 15:
+                continue
+            top = (float(r0), c0 + _fraction(ul, ur, level))
+            bottom = (float(r1), c0 + _fraction(ll, lr, level))
+            left = (r0 + _fraction(ul, ll, level), float(c0))
+            right = (r0 + _fraction(ur, lr, level), float(c1))
+            # the square's segments (from, to), low values on the left of each
+            n_seg = 1
+            t0, t1 = top, top
+            if case == 1:
+                s0, s1 = top, left
+            elif case == 2:
+                s0, s1 = right, top
+            elif case == 3:
+                s0, s1 = right, left
+            elif case == 4:
+                s0, s1 = left, bottom
+            elif case == 5:
+                s0, s1 = top, bottom
+            elif case == 6:
+                s0, s1 = right, top
+                n_seg = 2
+                t0, t1 = left, bottom
+            elif case == 7:
+                s0, s1 = right, bottom
+            elif case == 8:
+                s0, s1 = bottom, right
+            elif case == 9:
+                s0, s1 = top, left
+                n_seg = 2
+                t0, t1 = bottom, right
+            elif case == 10:
+                s0, s1 = bottom, top
+            elif case == 11:
+                s0, s1 = bottom, left
+            elif case == 12:
+                s0, s1 = left, right
+            elif case == 13:
+                s0, s1 = top, right
+            else:
+                s0, s1 = left, top
+            for k in range(n_seg):
+                if k == 0:
+                    a, b = s0, s1
+                else:
+                    a, b = t0, t1
+                if a == b:
+                    continue
+                tail = head = -1
+                if b in starts:
+                    tail = starts[b]
+                    del starts[b]
+                if a in ends:
+                    head = ends[a]
+                    del ends[a]
+                if tail >= 0 and head >= 0:
+                    if tail == head:  # closes the contour
+                        pts[n_pts, 0] = b[0]
+                        pts[n_pts, 1] = b[1]
+                        nxt[n_pts] = -1
+                        nxt[last[head]] = n_pts
+                        last[head] = n_pts
+                        n_pts += 1
+                    elif tail > head:  # the tail's points after the head's
+                        nxt[last[head]] = first[tail]
+                        last[head] = last[tail]
+                        alive[tail] = False
+                        starts[(pts[first[head], 0], pts[first[head], 1])] = head
+                        ends[(pts[last[head], 0], pts[last[head], 1])] = head
+                    else:  # the head's points before the tail's
+                        key = (pts[first[head], 0], pts[first[head], 1])
+                        if key in starts:  # (it can be the point just joined)
+                            del starts[key]
+                        nxt[last[head]] = first[tail]
+                        first[tail] = first[head]
+                        alive[head] = False
+                        starts[(pts[first[tail], 0], pts[first[tail], 1])] = tail
+                        ends[(pts[last[tail], 0], pts[last[tail], 1])] = tail
+                elif tail < 0 and head < 0:  # a new contour
+                    pts[n_pts, 0] = a[0]
+                    pts[n_pts, 1] = a[1]
+                    pts[n_pts + 1, 0] = b[0]
+                    pts[n_pts + 1, 1] = b[1]
+                    nxt[n_pts], nxt[n_pts + 1] = n_pts + 1, -1
+                    first[n_con], last[n_con], alive[n_con] = n_pts, n_pts + 1, True
+                    starts[a] = n_con
+                    ends[b] = n_con
+                    n_pts += 2
+                    n_con += 1
+                elif head < 0:  # before the tail's first point
+                    pts[n_pts, 0] = a[0]
+                    pts[n_pts, 1] = a[1]
+                    nxt[n_pts] = first[tail]
+                    first[tail] = n_pts
+                    starts[a] = tail
+                    n_pts += 1
+                else:  # after the head's last point
+                    pts[n_pts, 0] = b[0]
+                    pts[n_pts, 1] = b[1]
+                    nxt[n_pts] = -1
+                    nxt[last[head]] = n_pts
+                    last[head] = n_pts
+                    ends[b] = head
+                    n_pts += 1
+    return n_pts, n_con
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather(pts, nxt, first, alive, n_con, out, lengths):  # pragma: no cover - compiled
+    """The live contours' points in order, one contour after another; returns their count."""
+    n = 0
+    m = 0
+    for c in range(n_con):
+        if not alive[c]:
+            continue
+        i = first[c]
+        start = n
+        while i >= 0:
+            out[n, 0], out[n, 1] = pts[i, 0], pts[i, 1]
+            n += 1
+            i = nxt[i]
+        lengths[m] = n - start
+        m += 1
+    return m
+
+
+def find_contours(image: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Contours of a 2D image at a level: the numbers of ``skimage.measure.find_contours``.
+
+    Marching squares (low values connected, lower values on the left of each segment) and
+    the joining of the segments into contours, as skimage does both (the same points, the same
+    contours in the same order), compiled and without the GIL.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2D image, at least 2 x 2 (computed in float64).
+    level : float
+        The contour level.
+
+    Returns
+    -------
+    points : numpy.ndarray
+        ``(n, 2)`` float64 (row, column) points of all contours, one after another (a closed
+        contour ends with its first point).
+    lengths : numpy.ndarray
+        The number of points of each contour, in skimage's order.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2D of at least 2 x 2.
+    """
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise ValueError("find_contours takes a 2D image of at least 2 x 2")
+    img = np.ascontiguousarray(image, dtype=np.float64)
+    cap = 2 * img.size + 4  # at most two segments per square, two points per segment
+    pts = np.empty((cap, 2))
+    nxt = np.empty(cap, dtype=np.int64)
+    first = np.empty(cap, dtype=np.int64)
+    last = np.empty(cap, dtype=np.int64)
+    alive = np.zeros(cap, dtype=np.bool_)
+    n_pts, n_con = _contours(img, float(level), pts, nxt, first, last, alive)
+    out = np.empty((n_pts, 2))
+    lengths = np.empty(n_con, dtype=np.int64)
+    m = _gather(pts, nxt, first, alive, n_con, out, lengths)
+    return out, lengths[:m]
+
+
+@numba.njit(nogil=True, cache=True)
+def _gradient_at(arr, idx, out):  # pragma: no cover - compiled
+    """Trilinear interpolation of the central differences at each point, into ``out``."""
+    nz, ny, nx = arr.shape
+    one = np.float32(1.0)
+    for v in range(idx.shape[0]):
+        iz, iy, ix = np.floor(idx[v, 0]), np.floor(idx[v, 1]), np.floor(idx[v, 2])
+        wz = np.float32(idx[v, 0] - iz)
+        wy = np.float32(idx[v, 1] - iy)
+        wx = np.float32(idx[v, 2] - ix)
+        gz = gy = gx = np.float32(0.0)
+        for k in range(8):  # every corner, in the order of a sum over all eight
+            bz, by, bx = (k >> 2) & 1, (k >> 1) & 1, k & 1
+            w = (wz if bz else one - wz) * (wy if by else one - wy) * (wx if bx else one - wx)
+            z = min(max(int(iz) + bz, 0), nz - 1)
+            y = min(max(int(iy) + by, 0), ny - 1)
+            x = min(max(int(ix) + bx, 0), nx - 1)
+            z0, z1 = max(z - 1, 0), min(z + 1, nz - 1)
+            y0, y1 = max(y - 1, 0), min(y + 1, ny - 1)
+            x0, x1 = max(x - 1, 0), min(x + 1, nx - 1)
+            gz += w * ((arr[z1, y, x] - arr[z0, y, x]) / np.float32(z1 - z0))
+            gy += w * ((arr[z, y1, x] - arr[z, y0, x]) / np.float32(y1 - y0))
+            gx += w * ((arr[z, y, x1] - arr[z, y, x0]) / np.float32(x1 - x0))
+        out[v, 0] = gz
+        out[v, 1] = gy
+        out[v, 2] = gx
+
+
+def gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``np.gradient`` of a volume interpolated trilinearly at continuous sample indices.
+
+    Central differences per sample (one-sided at the edges, in sample units), interpolated
+    at each point from the eight corners of its cell, indices clamped to the volume as
+    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` clamps them. Every step in
+    float32, in the order of the numpy formulation over the corners' differences (weights
+    ``w_z w_y w_x``, corners in order, each axis's sum from zero).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        3D float32 volume (z, y, x), at least 2 samples along each axis.
+    idx : numpy.ndarray
+        (n, 3) continuous sample indices (beyond the volume: clamped).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 3) float32 gradient (per sample) along z, y, x.
+
+    Raises
+    ------
+    ValueError
+        If ``arr`` is not a 3D float32 volume of at least 2 samples per axis or ``idx`` is
+        not (n, 3).
+    """
+    if arr.ndim != 3 or arr.dtype != np.float32 or min(arr.shape) < 2:
+        raise ValueError("gradient_at takes a 3D float32 volume, 2 or more samples per axis")
+    pts = np.ascontiguousarray(idx, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError("gradient_at takes points as an (n, 3) array")
+    out = np.empty((len(pts), 3), dtype=np.float32)
+    _gradient_at(np.ascontiguousarray(arr), pts, out)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _window_extremes(lo, hi, start, w, out_lo, out_hi):  # pragma: no cover - compiled
+    """Per window: the minimum of ``lo`` and the maximum of ``hi`` over its cells."""
+    nz, ny, nx = lo.shape
+    for q in range(start.shape[0]):
+        z0, y0, x0 = start[q, 0], start[q, 1], start[q, 2]
+        mn = lo[z0, y0, x0]
+        mx = hi[z0, y0, x0]
+        for z in range(z0, min(z0 + w[0], nz)):
+            for y in range(y0, min(y0 + w[1], ny)):
+                for x in range(x0, min(x0 + w[2], nx)):
+                    if lo[z, y, x] < mn:
+                        mn = lo[z, y, x]
+                    if hi[z, y, x] > mx:
+                        mx = hi[z, y, x]
+        out_lo[q] = mn
+        out_hi[q] = mx
+
+
+def window_extremes(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, width) -> tuple:
+    """Minimum of one array and maximum of another over boxes of cells of the same size.
+
+    Parameters
+    ----------
+    lo, hi : numpy.ndarray
+        3D arrays of the same shape and dtype.
+    start : numpy.ndarray
+        (n, 3) integer first cell of each box, inside the arrays.
+    width : sequence of int
+        The boxes' size along each axis (cells beyond the arrays' end are left out).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        (n,) minimum of ``lo`` and maximum of ``hi`` over each box (exact: no arithmetic).
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in shape or dtype, a width is below 1, or a box starts outside.
+    """
+    if lo.shape != hi.shape or lo.dtype != hi.dtype or lo.ndim != 3:
+        raise ValueError("window_extremes takes two 3D arrays of the same shape and dtype")
+    w = np.asarray(width, dtype=np.int64)
+    s = np.ascontiguousarray(start, dtype=np.int64).reshape(-1, 3)
+    if w.shape != (3,) or w.min() < 1:
+        raise ValueError("window_extremes takes a width of 1 or more along each of 3 axes")
+    if len(s) and (s.min() < 0 or np.any(s.max(axis=0) >= lo.shape)):
+        raise ValueError("window_extremes: a box starts outside the arrays")
+    out_lo = np.empty(len(s), dtype=lo.dtype)
+    out_hi = np.empty(len(s), dtype=hi.dtype)
+    _window_extremes(np.ascontiguousarray(lo), np.ascontiguousarray(hi), s, w, out_lo, out_hi)
+    return out_lo, out_hi

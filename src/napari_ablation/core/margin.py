@@ -22,10 +22,13 @@ Everything runs on crops around the two objects; nothing is computed on the full
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
+import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -841,22 +844,26 @@ def _slice_sdf(
     0.5 contour (marching squares) is the boundary, and every pixel gets its exact distance
     to those segments.
     """
-    from skimage.measure import find_contours
-
     if soft is None:
         soft = (
             ndimage.gaussian_filter(sl.astype(np.float32), sigma=sig, mode="constant", truncate=3.0)
             if sig > 0
             else sl.astype(np.float32)
         )
-    contours = [c for c in find_contours(soft, 0.5) if len(c) >= 2]
+    # the 0.5 contours (compiled, without the GIL: skimage's find_contours' points and order)
+    pts, lengths = filters.find_contours(soft, 0.5)
     sy, sx = (float(a) for a in aniso)
-    if not contours and sig > 0:  # a few pixels vanish under the blur: their own contour
+    if not len(lengths) and sig > 0:  # a few pixels vanish under the blur: their own contour
         return _slice_sdf(sl, aniso, 0.0, band_mm)
-    if not contours:
+    if not len(lengths):
         return np.where(sl != 0, 1.0, -1.0).astype(np.float32) * float(min(sy, sx))
-    a = np.concatenate([c[:-1] for c in contours]) * (sy, sx)
-    b = np.concatenate([c[1:] for c in contours]) * (sy, sx)
+    # each contour's segments: its points but the last (a), but the first (b)
+    ends = np.cumsum(lengths)
+    not_last, not_first = np.ones(len(pts), bool), np.ones(len(pts), bool)
+    not_last[ends - 1] = False
+    not_first[ends - lengths] = False
+    a = pts[not_last] * (sy, sx)
+    b = pts[not_first] * (sy, sx)
     # area-preserving offset: the blur moves a curved contour inwards (by sigma^2 / (2 rho) for
     # a circle) and marching squares cuts the staircase's corners; the pixel count is the
     # unbiased area of the section, so the contour is moved outwards by the area it lost over
@@ -1178,77 +1185,14 @@ def _curvature_at(
     """
     # np.gradient of f, its unit normal and the normal's divergence, evaluated only at the
     # corners of the vertices' cells that carry weight (and the neighbours their differences
-    # need): the same numbers as on the whole crop, for a narrow band of it. A marching-cubes
-    # vertex lies on a cell edge (one fractional coordinate), so only the edge's two ends
-    # have non-zero trilinear weights; the other six add exact zeros and are skipped.
-    shape = np.asarray(f.shape)
-    flat = f.ravel()
-    strides = np.array([shape[1] * shape[2], shape[2], 1])
-    i0 = np.floor(verts_idx).astype(np.int64)
-    w1 = verts_idx - i0
-    corner_sel, corner_lin, corner_w = [], [], []
-    for k in range(8):
-        bits = np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1])
-        w = _corner_weight(w1, bits)
-        sel = np.flatnonzero(w != 0)
-        corner_sel.append(sel)
-        corner_w.append(w[sel])
-        c = np.clip(i0[sel] + bits, 0, shape - 1)
-        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
-    mark = np.zeros(f.size, dtype=bool)  # sorted unique indices by marking (no sort)
-    for lin in corner_lin:
-        mark[lin] = True
-    corners = np.flatnonzero(mark)
-    cc = np.stack(np.unravel_index(corners, f.shape), 1)
-    for ax in range(3):  # the corners' neighbours along each axis (clamped, as np.gradient's)
-        mark[corners - (cc[:, ax] > 0) * strides[ax]] = True
-        mark[corners + (cc[:, ax] < shape[ax] - 1) * strides[ax]] = True
-    pts = np.flatnonzero(mark)
-    lut = np.empty(f.size, dtype=np.int32)  # crop index -> position in pts
-    lut[pts] = np.arange(len(pts), dtype=np.int32)
-    pc = np.stack(np.unravel_index(pts, f.shape), 1)
-    grads = []
-    for ax in range(3):
-        lo = np.maximum(pc[:, ax] - 1, 0)
-        hi = np.minimum(pc[:, ax] + 1, shape[ax] - 1)
-        den = ((hi - lo) * sp[ax]).astype(np.float32)
-        up, down = pts + (hi - pc[:, ax]) * strides[ax], pts - (pc[:, ax] - lo) * strides[ax]
-        grads.append((flat[up] - flat[down]) / den)
-    norm = np.sqrt(sum(g * g for g in grads)) + np.float32(1e-6)
-    unit = [g / norm for g in grads]  # inward unit normal at pts
-    div_c = np.zeros(len(corners), dtype=np.float32)
-    for ax in range(3):
-        lo = np.maximum(cc[:, ax] - 1, 0)
-        hi = np.minimum(cc[:, ax] + 1, shape[ax] - 1)
-        den = ((hi - lo) * sp[ax]).astype(np.float32)
-        j_hi = lut[corners + (hi - cc[:, ax]) * strides[ax]]
-        j_lo = lut[corners - (cc[:, ax] - lo) * strides[ax]]
-        div_c = div_c + (unit[ax][j_hi] - unit[ax][j_lo]) / den  # div of the inward normal
-    div = np.zeros(len(pts), dtype=np.float32)
-    div[lut[corners]] = div_c
-    # trilinear interpolation at the vertices (as map_coordinates, order 1, mode "nearest"),
-    # the corners in the same order as a sum over all eight
-    kappa = np.zeros(len(i0))
-    n_axes = [np.zeros(len(i0)) for _ in range(3)]  # per axis: contiguous updates
-    for sel, lin, w in zip(corner_sel, corner_lin, corner_w):
-        j = lut[lin]
-        kappa[sel] -= w * div[j]  # k1 + k2
-        for ax in range(3):
-            n_axes[ax][sel] += w * unit[ax][j]
+    # need), in compiled code without the GIL: the same numbers as on the whole crop. A
+    # marching-cubes vertex lies on a cell edge (one fractional coordinate), so only the
+    # edge's two ends have non-zero trilinear weights; the other six add exact zeros.
+    kappa, n_sum = filters.curvature_sums(f, sp, verts_idx)
     kappa = kappa.astype(np.float32)
-    n_in = np.stack(n_axes, 1).astype(np.float32)
+    n_in = n_sum.astype(np.float32)
     n_in /= np.linalg.norm(n_in, axis=1, keepdims=True) + 1e-12
     return kappa, n_in
-
-
-def _corner_weight(w1: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Trilinear weight of one cell corner (``bits``: 0 or 1 per axis) for offsets ``w1`` (n, 3).
-
-    The product of the three factors left to right, as ``np.prod(..., axis=1)`` forms it
-    (a reduction along an axis of length 3 is several times slower than two products).
-    """
-    f = [w1[:, ax] if bits[ax] else 1 - w1[:, ax] for ax in range(3)]
-    return f[0] * f[1] * f[2]
 
 
 class MeshDistance:
@@ -1489,42 +1433,10 @@ def _gradient_at(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
     Central differences per sample (one-sided at the edges), interpolated at ``idx`` (n, 3)
     and clamped to the array like ``map_coordinates(mode="nearest")``: computed only at the 8
-    corners around each point (a narrow band), not on the whole array.
+    corners around each point (a narrow band), not on the whole array; compiled, without the
+    GIL (:func:`~napari_ablation.core.filters.gradient_at`).
     """
-    shape = np.asarray(arr.shape)
-    flat = arr.ravel()
-    strides = np.array([shape[1] * shape[2], shape[2], 1])
-    i0 = np.floor(idx).astype(np.int64)
-    w1 = (idx - i0).astype(arr.dtype)
-    corner_bits = [np.array([(k >> 2) & 1, (k >> 1) & 1, k & 1]) for k in range(8)]
-    corner_lin = []
-    for bits in corner_bits:
-        c = np.clip(i0 + bits, 0, shape - 1)
-        corner_lin.append(c[:, 0] * strides[0] + c[:, 1] * strides[1] + c[:, 2])
-    # the differences once per distinct corner (neighbouring points share most corners)
-    mark = np.zeros(arr.size, dtype=bool)
-    for lin in corner_lin:
-        mark[lin] = True
-    u = np.flatnonzero(mark)
-    lut = np.empty(arr.size, dtype=np.int32)
-    lut[u] = np.arange(len(u), dtype=np.int32)
-    uc = np.unravel_index(u, arr.shape)
-    grad_u = []
-    for ax in range(3):
-        lo = np.maximum(uc[ax] - 1, 0)
-        hi = np.minimum(uc[ax] + 1, shape[ax] - 1)
-        step = strides[ax]
-        grad_u.append(
-            (flat[u + (hi - uc[ax]) * step] - flat[u - (uc[ax] - lo) * step])
-            / (hi - lo).astype(arr.dtype)
-        )
-    out = np.zeros((len(idx), 3), dtype=arr.dtype)
-    for bits, lin in zip(corner_bits, corner_lin):
-        w = _corner_weight(w1, bits)
-        j = lut[lin]
-        for ax in range(3):
-            out[:, ax] += w * grad_u[ax][j]
-    return out
+    return filters.gradient_at(arr, idx)
 
 
 #: edge of the blocks of lattice points (mm) whose class the guide may settle at once
@@ -1549,12 +1461,8 @@ class _BoxBounds:
         """Bounds over the boxes ``lo..hi`` ((n, 3) inclusive sample indices inside the array)."""
         clo, chi = lo // self.c, hi // self.c
         w = (chi - clo).max(axis=0) + 1 if len(lo) else np.ones(3, int)
-        mn, mx = self.lo, self.hi
-        for ax in range(3):  # running extremes over windows of w[ax] blocks
-            mn = _window_reduce(mn, int(w[ax]), ax, np.minimum, np.inf)
-            mx = _window_reduce(mx, int(w[ax]), ax, np.maximum, -np.inf)
-        at = tuple(clo.T)
-        return mn[at], mx[at]
+        # the extremes over windows of w blocks (compiled, without the GIL)
+        return filters.window_extremes(self.lo, self.hi, clo, w)
 
 
 def _block_reduce(a: np.ndarray, c: int, fn) -> np.ndarray:
@@ -1571,20 +1479,6 @@ def _block_reduce(a: np.ndarray, c: int, fn) -> np.ndarray:
             fn(out, a[tuple(take)], out=out)
         a = out
     return a
-
-
-def _window_reduce(x: np.ndarray, w: int, ax: int, fn, fill: float) -> np.ndarray:
-    """``out[i] = fn(x[i], ..., x[i + w - 1])`` along ``ax`` (``fill`` beyond the end)."""
-    if w <= 1:
-        return x
-    pad = [(0, 0)] * 3
-    pad[ax] = (0, w - 1)
-    xp = np.pad(x, pad, constant_values=fill)
-    n = x.shape[ax]
-    out = x.copy()
-    for k in range(1, w):
-        fn(out, np.take(xp, np.arange(k, k + n), axis=ax), out=out)
-    return out
 
 
 class _LatticeBlocks:
@@ -2192,6 +2086,40 @@ def _fmt_mm(v: float) -> str:
 #: threads of one analysis (the calling thread and workers): independent stages (the two
 #: reconstructions, the diameter, the guide, the shells) overlap; cohort workers pass 1
 THREADS = min(2, os.cpu_count() or 1)
+#: Python's GIL switch interval (s) while an analysis runs on several threads. Most of the
+#: work on small crops holds the GIL; a thread back from a compiled call that released it
+#: waits for the other to let go, up to the interval (Python's default: 5 ms). MRI on the
+#: near-idle machine: 105 ms at 5 ms, 94-96 ms at 1 ms (benchmarks/README.md, round 8)
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+class _GilSwitch:
+    """The shorter switch interval while any multi-threaded analysis runs, then the old one.
+
+    Counted: analyses running side by side in threads share it, the last one out restores
+    the interval found by the first one in (an interval already shorter is kept).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, GIL_SWITCH_INTERVAL_S))
+            self._users += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_GIL_SWITCH = _GilSwitch()
 
 
 class _Lazy:
@@ -2321,6 +2249,8 @@ def analyze_margin(
     threads : int, optional
         Threads the analysis may use (default :data:`THREADS`): independent stages run
         side by side; 1 when analyses already run in parallel. The results are the same.
+        With more than one, the process's GIL switch interval is
+        :data:`GIL_SWITCH_INTERVAL_S` while the analysis runs (then restored).
 
     Returns
     -------
@@ -2358,17 +2288,18 @@ def analyze_margin(
         raise AblationError(f"an analysis needs at least 1 thread, got {threads}")
     tasks = _Tasks(threads)
     try:
-        return _analyze_margin(
-            tasks,
-            tumor,
-            ablation,
-            transform,
-            threshold_mm,
-            tumor_label,
-            ablation_label,
-            smooth_vox,
-            with_shells,
-        )
+        with _GIL_SWITCH if threads > 1 else contextlib.nullcontext():
+            return _analyze_margin(
+                tasks,
+                tumor,
+                ablation,
+                transform,
+                threshold_mm,
+                tumor_label,
+                ablation_label,
+                smooth_vox,
+                with_shells,
+            )
     finally:
         tasks.close()
 
@@ -2917,27 +2848,97 @@ def _sphere_quadrature(n: int) -> tuple[np.ndarray, np.ndarray]:
     return u, np.repeat(w, 2 * n) * (math.pi / n)
 
 
-def _lp_cutting_planes(
-    cost: np.ndarray, A: np.ndarray, b: np.ndarray, bounds, x0: np.ndarray
+@cache
+def _highs_core():
+    """Return scipy's bindings of HiGHS (``scipy.optimize._highspy._core``), or None.
+
+    The solver ``linprog(method="highs-ds")`` runs, without the 1-2 ms of Python per call
+    around it (its input checks and option validation: most of a small program's time).
+    Private to scipy (scipy >= 1.15): ``None`` when absent or changed, and then
+    :func:`_solve_lp` calls ``linprog``.
+    """
+    try:
+        from scipy.optimize._highspy import _core as h
+
+        h.HighsLp, h._Highs, h.HighsOptions, h.MatrixFormat.kColwise  # noqa: B018 - (checks)
+        h.HighsModelStatus.kOptimal, h.HighsDebugLevel.kHighsDebugLevelNone  # noqa: B018
+        h.simplex_constants.SimplexStrategy.kSimplexStrategyDual  # noqa: B018
+    except (ImportError, AttributeError):
+        return None
+    return h
+
+
+def _solve_lp(
+    cost: np.ndarray, A: np.ndarray, b: np.ndarray, lb: np.ndarray, ub: np.ndarray
 ) -> np.ndarray | None:
-    """Minimise ``cost @ x`` subject to ``A x <= b`` and ``bounds``, by cutting planes.
+    """Minimise ``cost @ x`` subject to ``A x <= b`` and ``lb <= x <= ub`` (dense, small).
+
+    Exactly what ``scipy.optimize.linprog(cost, A_ub=A, b_ub=b, bounds=..., method="highs-ds")``
+    computes, with the same acceptance (status 0): HiGHS's dual simplex with linprog's
+    options on the same model (the matrix in compressed columns without its zeros), the
+    solution accepted when HiGHS finds it optimal and it meets the bounds and the rows
+    within linprog's tolerance (``10 sqrt(1e-9)``). ``None`` otherwise.
+    """
+    h = _highs_core()
+    if h is None:
+        from scipy.optimize import linprog
+
+        lp = linprog(cost, A_ub=A, b_ub=b, bounds=np.column_stack([lb, ub]), method="highs-ds")
+        return lp.x if lp.status == 0 else None
+    n, k = A.shape
+    nz = A.T != 0  # (the compressed columns of scipy.sparse.csc_array(A))
+    start = np.zeros(k + 1, dtype=np.int32)
+    np.cumsum(np.count_nonzero(nz, axis=1), out=start[1:])
+    model = h.HighsLp()
+    model.num_col_, model.num_row_ = k, n
+    model.a_matrix_.num_col_, model.a_matrix_.num_row_ = k, n
+    model.a_matrix_.format_ = h.MatrixFormat.kColwise
+    model.col_cost_, model.col_lower_, model.col_upper_ = cost, lb, ub
+    model.row_lower_, model.row_upper_ = np.full(n, -np.inf), b
+    model.a_matrix_.start_ = start
+    model.a_matrix_.index_ = np.nonzero(nz)[1].astype(np.int32)
+    model.a_matrix_.value_ = A.T[nz]
+    opts = h.HighsOptions()
+    opts.presolve = "on"
+    opts.solver = "simplex"
+    opts.highs_debug_level = h.HighsDebugLevel.kHighsDebugLevelNone
+    opts.log_to_console = opts.output_flag = False
+    opts.simplex_strategy = h.simplex_constants.SimplexStrategy.kSimplexStrategyDual
+    solver = h._Highs()
+    solver.passOptions(opts)
+    solver.passModel(model)
+    solver.run()
+    if solver.getModelStatus() != h.HighsModelStatus.kOptimal:
+        return None
+    sol = solver.getSolution()
+    x = np.array(sol.col_value)
+    slack = b - np.asarray(sol.row_value)
+    tol = 10.0 * math.sqrt(1e-9)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(slack))):
+        return None
+    if np.any(x < lb - tol) or np.any(x > ub + tol) or np.any(slack < -tol):
+        return None
+    return x
+
+
+def _lp_cutting_planes(
+    cost: np.ndarray, A: np.ndarray, b: np.ndarray, lb: np.ndarray, ub: np.ndarray, x0
+) -> np.ndarray | None:
+    """Minimise ``cost @ x`` subject to ``A x <= b`` and ``lb <= x <= ub``, by cutting planes.
 
     The linear program is solved on the rows nearest to binding at the guess ``x0`` (all
     variables but the last), the rows it violates are added, until none is (few rows
     bind: one or two rounds). ``None`` if it has no bounded solution or does not converge
     in 8 rounds.
     """
-    from scipy.optimize import linprog
-
     n, k = A.shape
     slack = (b - A[:, :-1] @ x0[: k - 1]) / A[:, -1]
     m = min(n, 30 * k)
     active = np.argpartition(slack, m - 1)[:m] if m < n else np.arange(n)
     for _ in range(8):
-        lp = linprog(cost, A_ub=A[active], b_ub=b[active], bounds=bounds, method="highs-ds")
-        if lp.status != 0:
+        x = _solve_lp(cost, A[active], b[active], lb, ub)
+        if x is None:
             return None
-        x = lp.x
         viol = A @ x - b
         bad = np.flatnonzero(viol > 1e-9)
         if len(bad) == 0:
@@ -3043,7 +3044,9 @@ def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None
             continue
         cost = np.zeros(k + 1)
         cost[-1] = -1.0
-        x = _lp_cutting_planes(cost, A, rhs, [(None, None)] * k + [(None, 1.0)], x0)
+        lb, ub = np.full(k + 1, -np.inf), np.full(k + 1, np.inf)
+        ub[-1] = 1.0  # t <= 1
+        x = _lp_cutting_planes(cost, A, rhs, lb, ub, x0)
         if x is None or x[-1] < 0.0:
             continue
         bq = _star_basis(uq, degree)
@@ -3056,7 +3059,8 @@ def _star_volume_mm3(solid: np.ndarray, spacing_zyx) -> tuple[float, int] | None
         grad = np.append((wq * rq**2) @ bq, 0.0)
         span = []
         for sgn in (1.0, -1.0):
-            e = _lp_cutting_planes(sgn * grad, A, rhs, [(None, None)] * k + [(0.0, 0.0)], x)
+            lb[-1] = ub[-1] = 0.0  # t = 0
+            e = _lp_cutting_planes(sgn * grad, A, rhs, lb, ub, x)
             if e is None:
                 return None
             span.append(float(grad @ (e - x)))
