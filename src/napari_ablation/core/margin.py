@@ -2786,7 +2786,9 @@ def _below_surface_warnings(
 #: how far the mask's sections depart from the smooth model near the point (_slice_departure):
 #: about 0 for ellipsoids (their tight limit), up to 0.3 mm for the irregular synthetic lesions
 #: on 3-5 mm CT slices (tests/test_synthetic.py), which read up to 0.59 mm high; the gain is
-#: the smallest whole number that keeps their truth inside the limit
+#: the smallest whole number that keeps their truth inside the limit. The departure is that of
+#: the surface between slices: for the in-plane part of the direction it counts 4 u (1 - u)
+#: (u the point's distance from the nearest slice centre, in slices), in full across them
 LIMIT_INPLANE_THICK_GRID = 0.40
 LIMIT_ACROSS_SLICES = 0.05
 LIMIT_ISOTROPIC = 0.20
