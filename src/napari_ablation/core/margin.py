@@ -2717,7 +2717,9 @@ def _below_surface_warnings(
 #: how far the mask's sections depart from the smooth model near the point (_slice_departure):
 #: about 0 for ellipsoids (their tight limit), up to 0.3 mm for the irregular synthetic lesions
 #: on 3-5 mm CT slices (tests/test_synthetic.py), which read up to 0.59 mm high; the gain is
-#: the smallest whole number that keeps their truth inside the limit
+#: the smallest whole number that keeps their truth inside the limit. The departure is that of
+#: the surface between slices: for the in-plane part of the direction it counts 4 u (1 - u)
+#: (u the point's distance from the nearest slice centre, in slices), in full across them
 LIMIT_INPLANE_THICK_GRID = 0.40
 LIMIT_ACROSS_SLICES = 0.05
 LIMIT_ISOTROPIC = 0.20
@@ -2735,8 +2737,10 @@ def _surface_error_sd(
     so the error there is set by the in-plane pixels more than by the slice thickness, as
     long as the object is as smooth as that model: with ``fld`` (the mask's field) and
     ``lps`` (the surface point, on that mask's side), the sections' departure from the model
-    there (_slice_departure) times LIMIT_DEPARTURE_GAIN is added in quadrature; near a part
-    seen on one slice only (reconstructed as the slab of its slice, its true extent across
+    there (_slice_departure) times LIMIT_DEPARTURE_GAIN is added in quadrature, for the part
+    of ``n`` in the slice plane only as far as the point lies between two slices (the
+    departure is the surface's between slices; on a slice its contour is the pixels'); near
+    a part seen on one slice only (reconstructed as the slab of its slice, its true extent across
     the slices anywhere between 0 and twice the thickness), half the thickness times the
     component of ``n`` across the slices (see _one_slice_extent), in quadrature too.
     """
@@ -2750,10 +2754,19 @@ def _surface_error_sd(
     base = float(np.sqrt(np.sum((frac * sp * comp) ** 2)))
     if fld is None or fld.departure is None or lps is None:
         return base
-    idx = grid.to_index(np.asarray(lps, dtype=float)[None]) - fld.offset
+    at = grid.to_index(np.asarray(lps, dtype=float)[None])
+    idx = at - fld.offset
     dep = float(
         ndimage.map_coordinates(fld.departure, idx.T, order=1, mode="nearest", prefilter=False)[0]
     )
+    # the departure is that of the surface BETWEEN slices (a parabola from its chord: 4 u (1 - u)
+    # of its crest at the fraction u of the way); on a slice the in-plane contour is the pixels'
+    # own: the in-plane part of n takes it by that profile, the part across the slices in full
+    # (there the cap's height is the model's, wherever the point lies)
+    k = float(at[0, 2 - int(np.argmax(thick))])  # (index z, y, x; thick: x, y, z)
+    u = abs(k - round(k))  # slice centres at whole indices
+    across = min(float(np.abs(comp[thick]).sum()), 1.0)
+    dep *= math.hypot(across, math.sqrt(1.0 - across * across) * 4.0 * u * (1.0 - u))
     if fld.extent is not None:  # a part seen on one slice: its extent across is unknown
         half = float(
             ndimage.map_coordinates(fld.extent, idx.T, order=1, mode="nearest", prefilter=False)[0]
