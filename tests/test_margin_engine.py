@@ -7,6 +7,8 @@ must give the numbers of the obvious whole-array computation.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -618,7 +620,6 @@ def test_a_queued_task_runs_in_the_thread_that_needs_it_first():
     # a task the worker has not started yet runs in the calling thread when its result is
     # asked for (or it is taken); one the worker runs is waited for; errors are raised where
     # the result is asked for
-    import threading
 
     started, release = threading.Event(), threading.Event()
 
@@ -645,6 +646,49 @@ def test_a_queued_task_runs_in_the_thread_that_needs_it_first():
             bad.result()
         release.set()
         assert first.result().startswith("margin")  # (the worker's)
+    finally:
+        release.set()
+        tasks.close()
+
+
+def test_a_task_with_two_consumers_runs_once():
+    """Two threads asking for a task the worker has not started run it once, not twice.
+
+    (The ablation's reconstruction is asked for by the calling thread and by the worker's
+    guide; each run appended its warnings, so a two-thread analysis once carried a warning
+    twice.)
+    """
+    held, started, release = threading.Event(), threading.Event(), threading.Event()
+    runs = []
+
+    def hold():
+        held.set()
+        release.wait(10)
+
+    def counted():
+        runs.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+        return len(runs)
+
+    tasks = M._Tasks(2)
+    try:
+        blocker = tasks.submit(hold)
+        assert held.wait(10)  # the only worker is busy: nobody starts the next task
+        job = tasks.submit(counted)
+        out = {}
+        first = threading.Thread(target=lambda: out.setdefault("first", job.result()))
+        first.start()
+        assert started.wait(10)  # the first consumer is running it
+        second = threading.Thread(target=lambda: out.setdefault("second", job.result()))
+        second.start()
+        second.join(0.3)  # the second consumer has asked for it meanwhile
+        release.set()
+        first.join(10)
+        second.join(10)
+        blocker.result()
+        assert len(runs) == 1
+        assert out == {"first": 1, "second": 1}
     finally:
         release.set()
         tasks.close()
@@ -869,7 +913,6 @@ def test_compiled_gradient_at_is_the_numpy_band_bits():
 
 def test_gil_switch_interval_is_short_during_a_threaded_analysis_and_restored(monkeypatch):
     import sys
-    import threading
 
     seen = []
     star = M._star_volume_mm3

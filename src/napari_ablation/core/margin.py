@@ -2152,17 +2152,22 @@ class _Job:
     """A task queued for the worker.
 
     A thread that needs it before the worker has started it runs it itself (so no thread
-    waits for a task that nobody runs yet).
+    waits for a task that nobody runs yet). Taking it is atomic: a task with two consumers
+    (the ablation's reconstruction is needed by the calling thread and by the worker's guide)
+    runs once, the second consumer waiting for the first one's run (``cancel`` of a future
+    that is already cancelled returns True again, so without the lock both ran it).
     """
 
     def __init__(self, pool: ThreadPoolExecutor, fn, *args):
         self._fn, self._args = fn, args
+        self._lock = threading.Lock()
         self._fut = pool.submit(fn, *args)
 
     def take(self) -> None:
-        """Run the task in the calling thread now if the worker has not started it."""
-        if self._fut.cancel():
-            self._fut = _run_here(self._fn, *self._args)
+        """Run the task in the calling thread now if no thread has started it."""
+        with self._lock:
+            if self._fut.cancel():
+                self._fut = _run_here(self._fn, *self._args)
 
     def result(self):
         self.take()
