@@ -11,8 +11,7 @@ Design notes: docs/design.md, section 3.
   Before each finer level, pre is matched to post's smooth intensity-bias field (MRI
   receive coils; fitted on the ratio of the aligned images, see ``_bias_ratio``). On
   thick-slice CT the finest level runs on in-plane voxels binned by 2, every voxel of
-  the region sampled (:data:`THICK_SLICE_BIN_RATIO`), then, in a small region, a few
-  iterations at full resolution over every voxel (:data:`FULL_RES_REFINE_MAX_VOXELS`).
+  the region sampled (:data:`THICK_SLICE_BIN_RATIO`).
 * Manual adjustment (:func:`adjust`), composition, and the QA images (checkerboard,
   difference, edges) computed on the pre grid.
 * :func:`plausibility_warnings` - does a result look like two images of one patient?
@@ -39,9 +38,8 @@ DEFAULT_ROI_RADIUS_MM = 40.0
 #: the region also reaches this far (mm) beyond the left-out ablation zone, so that what is
 #: left of it still holds anatomy when the zone fills a ball of the default radius. Farther,
 #: anatomy that moved otherwise than the tumor (breathing) pulls the fit: 12 mm gave
-#: 0.25 mm on a breathing MRI phantom where 8 mm gives 0.04, and 8 mm 0.78 mm on a CT
-#: phantom with a large zone where 6 mm gives 0.48 (benchmarks/README.md, rounds 3 and 6)
-ROI_BEYOND_EXCLUSION_MM = 6.0
+#: 0.25 mm on a breathing MRI phantom where 8 mm gives 0.04 (benchmarks/README.md)
+ROI_BEYOND_EXCLUSION_MM = 8.0
 #: CT (negative values in the region, and mostly inside this window: Hounsfield units) is
 #: clipped to this window before the metric, so that the histogram bins resolve soft
 #: tissue (fat to enhanced vessels) instead of spanning air to bone and metal
@@ -78,20 +76,8 @@ THICK_SLICE_BIN_RATIO = 0.6
 #: ... and samples every voxel of the region at the finest level when it has at most this
 #: many (else ``metric_samples``): on a 40 mm ball of homogeneous liver the 40 000 random
 #: samples of the full-resolution grid moved the optimum by up to 1.2 mm (CT phantom #13;
-#: started at the truth, they moved it away); every voxel of the binned grid (45 000-60 000
-#: in a 40-45 mm ball) costs little more. Larger regions hold more structure and keep the
-#: 40 000 samples: every one of 88 000 voxels cost 0.6 s more (1.65 s CPU on a 49 mm region)
-FULL_SAMPLING_MAX_VOXELS = 75_000
-#: after that binned finest level, a short refinement at full resolution over every voxel of
-#: the region when it has at most this many: in a small region of little structure the
-#: in-plane grouping of the binning moves the optimum by 0.2-0.3 mm (CT phantom #15: 0.57
-#: binned, 0.44 refined); larger regions would cost too much (about 4 ms per 10 000 voxels
-#: per iteration)
-FULL_RES_REFINE_MAX_VOXELS = 150_000
-#: iterations, first step (physical-shift units, about mm) and stall rule of that refinement
-FULL_RES_REFINE_ITERATIONS = 10
-FULL_RES_REFINE_STEP = 0.2
-FULL_RES_REFINE_STALL = 5
+#: started at the truth, they moved it away); every voxel of the binned grid costs no more
+FULL_SAMPLING_MAX_VOXELS = 100_000
 
 
 class RegistrationCancelled(Exception):
@@ -470,7 +456,6 @@ def register_rigid(
     stall_iterations: int = DEFAULT_STALL_ITERATIONS,
     thick_slice_bin_ratio: float | None = THICK_SLICE_BIN_RATIO,
     full_sampling_max_voxels: int = FULL_SAMPLING_MAX_VOXELS,
-    full_res_refine_max_voxels: int = FULL_RES_REFINE_MAX_VOXELS,
 ) -> RegistrationResult:
     """Automatic rigid registration ``T`` (pre -> post) by Mattes mutual information.
 
@@ -558,11 +543,6 @@ def register_rigid(
         On that binned finest level every voxel of the region is sampled when there are
         at most this many (default :data:`FULL_SAMPLING_MAX_VOXELS`), else
         ``metric_samples`` (unless ``sampling_fraction`` is given).
-    full_res_refine_max_voxels : int
-        After that binned finest level, a refinement of
-        :data:`FULL_RES_REFINE_ITERATIONS` iterations at full resolution over every voxel
-        of the region when it has at most this many (default
-        :data:`FULL_RES_REFINE_MAX_VOXELS`); 0: never. See Notes.
 
     Returns
     -------
@@ -615,11 +595,7 @@ def register_rigid(
     by 2 (still finer than the slices) leaves 20 000-60 000 voxels with less noise each,
     and all of them are sampled for the cost of the 40 000: the benchmark's worst CT
     phantoms went from 1.23 / 0.56 mm to 0.14 / 0.21 mm, and large regions got faster
-    (2.6 -> 1.3 s CPU on a 53 mm region with 2.5 mm slices). In a small region (at most
-    :data:`FULL_RES_REFINE_MAX_VOXELS` voxels, e.g. a 40 mm ball with 5 mm slices) the
-    binning's in-plane grouping itself moves the optimum by 0.2-0.3 mm where the region
-    holds little structure; ten small steps at full resolution over every voxel follow
-    the binned level there (0.57 -> 0.44 mm on such a phantom, 0.3-0.45 s CPU).
+    (2.6 -> 1.3 s CPU on a 53 mm region with 2.5 mm slices).
     """
     t0 = time.perf_counter()
     if fixed is None or moving is None:
@@ -762,23 +738,14 @@ def register_rigid(
     else:
         before = _metric_value(f32, m32, fmask, mmask, bins=bins, tx=init)
 
-    def execute(
-        fimg: sitk.Image, level: int, tx: sitk.Euler3DTransform, refine: bool = False
-    ) -> sitk.Euler3DTransform:
-        """Run one pyramid level from ``tx`` on the fixed image ``fimg``.
-
-        ``refine``: the full-resolution refinement after the binned finest level.
-        """
+    def execute(fimg: sitk.Image, level: int, tx: sitk.Euler3DTransform) -> sitk.Euler3DTransform:
+        """Run one pyramid level from ``tx`` on the fixed image ``fimg``."""
         last = level == nlev - 1
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
         frac = fractions[level]
         fm, mm, mimg = fmask, mmask, m32
-        n_iter, rate, stall = iterations, learning_rate, stall_iterations
-        if refine:
-            frac, n_iter, rate = 1.0, FULL_RES_REFINE_ITERATIONS, FULL_RES_REFINE_STEP
-            stall = FULL_RES_REFINE_STALL if stall_iterations else 0
-        elif last and fine is not None:
+        if last and fine is not None:
             fimg = sitk.BinShrink(fimg, fine["bin"])
             mimg, fm, mm, frac = fine["moving"], fine["fmask"], fine["mmask"], fine["fraction"]
         if frac < 1.0:
@@ -795,18 +762,18 @@ def register_rigid(
         reg.SetMetricUseFixedImageGradientFilter(bool(gradient_filter))
         if optimizer == "cg":
             reg.SetOptimizerAsConjugateGradientLineSearch(
-                learningRate=float(rate),
-                numberOfIterations=int(n_iter),
+                learningRate=float(learning_rate),
+                numberOfIterations=int(iterations),
                 convergenceMinimumValue=1e-6,
                 convergenceWindowSize=10,
             )
         elif optimizer == "lbfgs":
-            reg.SetOptimizerAsLBFGS2(numberOfIterations=int(n_iter), solutionAccuracy=1e-6)
+            reg.SetOptimizerAsLBFGS2(numberOfIterations=int(iterations), solutionAccuracy=1e-6)
         else:
             reg.SetOptimizerAsRegularStepGradientDescent(
-                learningRate=float(rate),
+                learningRate=float(learning_rate),
                 minStep=float(min_step if last else max(min_step, coarse_min_step)),
-                numberOfIterations=int(n_iter),
+                numberOfIterations=int(iterations),
                 relaxationFactor=float(relaxation),
                 gradientMagnitudeTolerance=1e-8,
             )
@@ -830,7 +797,7 @@ def register_rigid(
             else:
                 track["since"] += 1
             track["before"] = tuple(reg.GetOptimizerPosition())
-            if stall and last and track["since"] >= stall:
+            if stall_iterations and last and track["since"] >= stall_iterations:
                 track["stalled"] = True
                 reg.StopRegistration()
                 return
@@ -847,7 +814,7 @@ def register_rigid(
         state["stop"] = reg.GetOptimizerStopConditionDescription()
         if track.get("stalled") and not state["cancelled"]:
             # the metric stopped improving: go back to where it was best
-            state["stop"] = f"no better metric in {stall} iterations"
+            state["stop"] = f"no better metric in {stall_iterations} iterations"
             best = sitk.Euler3DTransform(tx)
             best.SetParameters(track["at"])
             return tfm.as_euler(best, center=center)
@@ -872,8 +839,6 @@ def register_rigid(
             out = execute(fimg, level, out)
             if state["cancelled"]:
                 break
-        if fine is not None and n_region <= full_res_refine_max_voxels and not state["cancelled"]:
-            out = execute(fimg, nlev - 1, out, refine=True)
     except RuntimeError as exc:
         if state["cancelled"]:
             raise RegistrationCancelled("registration cancelled") from None
