@@ -861,6 +861,8 @@ def report_page(res, **kw):
     ----------
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten (the case's sources and case folder files).
     **kw
         Passed on to :func:`report_pages`.
 
@@ -898,7 +900,7 @@ def footer_line(when: str | None = None) -> str:
     )
 
 
-def write_report(path: str | os.PathLike, res, **kw) -> Path:
+def write_report(path: str | os.PathLike, res, *, inputs=(), **kw) -> Path:
     """Write the report; the format follows the suffix (.html / .htm / .pdf); atomic.
 
     Parameters
@@ -908,6 +910,8 @@ def write_report(path: str | os.PathLike, res, **kw) -> Path:
         (:func:`pdf_report`).
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten (the case's sources and case folder files).
     **kw
         Passed on to :func:`html_report` or :func:`pdf_report` (``info``, ``qa``, ``pre``,
         ``screenshot_png``, ``transform_note``, ``uncertainty``).
@@ -925,9 +929,9 @@ def write_report(path: str | os.PathLike, res, **kw) -> Path:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".html", ".htm"):
-        return write_text_atomic(p, html_report(res, **kw))
+        return write_text_atomic(p, html_report(res, **kw), inputs=inputs)
     if suffix == ".pdf":
-        return write_bytes_atomic(p, pdf_report(res, **kw))
+        return write_bytes_atomic(p, pdf_report(res, **kw), inputs=inputs)
     raise AblationError(f"cannot write a report to '{p.name}': use .html or .pdf")
 
 
@@ -1010,7 +1014,9 @@ def json_document(res, extra: dict | None = None, uncertainty=None, *, transform
     return doc
 
 
-def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transform) -> Path:
+def write_json(
+    path, res, extra: dict | None = None, uncertainty=None, *, transform, inputs=()
+) -> Path:
     """Write :func:`json_document` atomically.
 
     Parameters
@@ -1026,6 +1032,8 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transf
         default none.
     transform : SimpleITK.Transform or None
         The pre -> post transform the margins were computed with (None: identity).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
 
     Returns
     -------
@@ -1035,15 +1043,15 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transf
     Raises
     ------
     AblationError
-        If the file cannot be written.
+        If the file is one of ``inputs`` or cannot be written.
     """
     import json
 
     doc = json_document(res, extra, uncertainty, transform=transform)
-    return write_text_atomic(path, json.dumps(doc, indent=2))
+    return write_text_atomic(path, json.dumps(doc, indent=2), inputs=inputs)
 
 
-def write_csv(path, res, uncertainty=None) -> Path:
+def write_csv(path, res, uncertainty=None, *, inputs=()) -> Path:
     """Write :func:`csv_text` atomically.
 
     Parameters
@@ -1055,6 +1063,8 @@ def write_csv(path, res, uncertainty=None) -> Path:
     uncertainty : MarginUncertainty, optional
         The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
         default none.
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
 
     Returns
     -------
@@ -1064,6 +1074,6 @@ def write_csv(path, res, uncertainty=None) -> Path:
     Raises
     ------
     AblationError
-        If the file cannot be written.
+        If the file is one of ``inputs`` or cannot be written.
     """
-    return write_text_atomic(path, csv_text(res, uncertainty))
+    return write_text_atomic(path, csv_text(res, uncertainty), inputs=inputs)

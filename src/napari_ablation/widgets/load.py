@@ -25,7 +25,13 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import display, io
-from ..core.case import Case, is_case_folder, load_case_files, open_sample_copy
+from ..core.case import (
+    Case,
+    check_save_folder,
+    is_case_folder,
+    load_case_files,
+    open_sample_copy,
+)
 from ..core.errors import AblationError
 from . import _layers, reader_choice
 from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
@@ -278,7 +284,10 @@ class LoadCaseWidget(QWidget):
         if self.session.model.pre is None:
             _layers.notify_error("no case to save: load pre and post first")
             return None
+        m = self.session.model
         try:
+            if folder is not None:  # Save as: never over another case or the user's files
+                check_save_folder(folder, m.folder, m.info.get("name", "case"))
             out = self.session.save(folder)
         except AblationError as exc:
             _layers.notify_error(exc)

@@ -55,7 +55,7 @@ from qtpy.QtWidgets import (
 from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
-from ..core.case import QA_WANTING, qa_text
+from ..core.case import QA_WANTING, protected_files, qa_text
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
@@ -1245,6 +1245,7 @@ class MarginWidget(QWidget):
             raise AblationError("the MTM interval is being computed: export when it is current")
         res, kw, unc = a.result, self._report_kwargs(), iv.uncertainty
         tx = self.model.transform  # the analysis's (it is current)
+        keep = protected_files(self.model.info, self.model.folder)  # never written over
 
         def job():
             if suf == ".json":
@@ -1253,12 +1254,11 @@ class MarginWidget(QWidget):
                     "registration_qa": kw["qa"],
                     "registration": kw["transform_note"],
                 }
-                return report.write_json(p, res, extra, uncertainty=unc, transform=tx)
+                return report.write_json(p, res, extra, uncertainty=unc, transform=tx, inputs=keep)
             if suf == ".csv":
-                return report.write_csv(p, res, uncertainty=unc)
-            return report.write_report(
-                p, res, uncertainty=unc, **kw
-            )  # the report draws its own 3D surface
+                return report.write_csv(p, res, uncertainty=unc, inputs=keep)
+            # the report draws its own 3D surface
+            return report.write_report(p, res, uncertainty=unc, inputs=keep, **kw)
 
         return job
 
