@@ -804,12 +804,24 @@ def case_from_images(pre, post, *, name: str | None = None) -> Case:
     Raises
     ------
     AblationError
-        If an image is missing, or the two fields of view do not overlap at all (they
-        cannot show the same anatomy).
+        If an image is missing, pre and post are the same file or the same series of one
+        DICOM folder, or the two fields of view do not overlap at all (they cannot show
+        the same anatomy).
     """
     for role, loaded in (("pre", pre), ("post", post)):
         if loaded is None:
             raise AblationError(f"no {role}-ablation image given")
+    if pre.series_uid == post.series_uid and os.path.realpath(pre.source) == os.path.realpath(
+        post.source
+    ):
+        what = (
+            f"series '{pre.description or pre.series_uid}' of {Path(pre.source).name}"
+            if pre.series_uid
+            else f"file {Path(pre.source).name}"
+        )
+        raise AblationError(
+            f"pre and post are the same {what}: choose the post-ablation series or file"
+        )
     overlap = geometry.overlap_fraction(pre.image, post.image)
     if overlap <= 0.0:
         raise AblationError(
