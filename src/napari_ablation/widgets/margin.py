@@ -999,6 +999,8 @@ class MarginWidget(QWidget):
                     # in 3D over the surfaces it lies on (drawn before it, by the layer-order
                     # rule), its label too: not cut by the tumor surface
                     blending="translucent_no_depth",
+                    # seen (smaller) on the nearest tumor slice when it lies between slices
+                    out_of_slice_display=True,
                     metadata={_layers.META: {"role": "mtm_point"}},
                     units="mm",
                     axis_labels=geometry.AXIS_LABELS,
@@ -1050,8 +1052,14 @@ class MarginWidget(QWidget):
         if v.dims.ndim != 3:
             _layers.center_view_on(v, pt)
             return
-        v.dims.point = tuple(pt)
+        # the slices: the nearest ones holding tumor voxels (the report's rule)
+        index, note = report.mtm_slices(self.result)
+        ref = self.result.pre_reference
+        shown = ref.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+        v.dims.point = tuple(float(c) for c in geometry.lps_to_world(shown))
         _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
+        if note:
+            _layers.notify_info(note)
 
     def _surfaces_wanted(self, first: bool = False) -> bool:
         """The 3D surfaces are kept current once they exist, and made for a result shown in
