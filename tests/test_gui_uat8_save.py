@@ -101,9 +101,11 @@ def test_save_as_into_the_inputs_folder_keeps_the_users_files(own_case, monkeypa
     assert _digests(raw) == before
     assert sitk.ReadImage(str(raw / "pre.nii.gz")).GetDirection() == RAS_LIKE
     # even with the folder check passed, the save itself refuses the inputs (autosave path)
+    own = session.folder
     session.model.folder = raw
     with pytest.raises(AblationError, match="it is an input"):
         session.save()
+    session.model.folder = own
     assert _digests(raw) == before
 
 
