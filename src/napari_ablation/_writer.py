@@ -39,10 +39,22 @@ def labels_image(data, meta: dict):
     return img
 
 
+def protected_inputs(meta: dict, path: str) -> list[str]:
+    """The files a label layer must never be saved over: the scan it was drawn on (its
+    ``source``) and, when ``path`` lies in a case folder, that folder's case files (a mask
+    on the original grid would no longer match ``case.json``)."""
+    from .core.case import case_files, is_case_folder
+
+    plugin_meta = (meta.get("metadata") or {}).get("napari_ablation") or {}
+    folder = Path(path).parent
+    keep = [str(p) for p in case_files(folder)] if is_case_folder(folder) else []
+    return keep + ([str(plugin_meta["source"])] if plugin_meta.get("source") else [])
+
+
 def write_labels(path: str, data, meta: dict) -> list[str]:
     try:
         img = labels_image(data, meta)
-        io.write_image_atomic(img, path)
+        io.write_image_atomic(img, path, inputs=protected_inputs(meta, path))
     except AblationError as exc:
         _notify_error(str(exc))
         return []

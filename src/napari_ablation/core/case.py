@@ -17,6 +17,7 @@ NIfTI stores spacing/origin in single precision.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -325,6 +326,16 @@ class Case:
             registration=copy.deepcopy(self.registration),
         )
 
+    def sources(self) -> list[str]:
+        """List the files (or DICOM folders) the pre and post images were read from.
+
+        Returns
+        -------
+        list of str
+            ``info["pre_source"]`` and ``info["post_source"]`` when recorded.
+        """
+        return [str(s) for r in ("pre", "post") if (s := self.info.get(f"{r}_source"))]
+
     # ------------------------------------------------------------------ disk
     def save(self, folder: str | os.PathLike, *, only: tuple[str, ...] | None = None) -> Path:
         """Write the case into a folder, created if needed; all files or none.
@@ -352,7 +363,7 @@ class Case:
         self.check_labels()
         manifest = self._load_manifest(folder)
         geoms = manifest.get("geometry", {}) if isinstance(manifest.get("geometry"), dict) else {}
-        outs = OutputSet()
+        outs = OutputSet(inputs=self.sources())  # never onto the files it was read from
         remove: list[Path] = []
         for role, name in IMAGE_FILES.items():
             img = getattr(self, role)
@@ -642,6 +653,105 @@ def _check_registration(path: Path, reg) -> None:
     _finite_list(path, "registration.error_center", centre, 3)
 
 
+def case_files(folder: str | os.PathLike | None) -> list[Path]:
+    """List the files a case folder holds or may hold (images, labels, transform, manifest).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike or None
+        The case folder (None: no folder, no files).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``folder`` joined with every case file name.
+    """
+    if not folder:
+        return []
+    return [Path(folder) / n for n in (*IMAGE_FILES.values(), TRANSFORM_FILE, CASE_FILE)]
+
+
+def protected_files(info: dict[str, Any], folder: str | os.PathLike | None) -> list[str]:
+    """List what an export or a layer save must never write over.
+
+    The files (or DICOM folders) the case's images were read from, and the files of its
+    case folder (a JSON export named ``case.json`` would replace the manifest).
+
+    Parameters
+    ----------
+    info : dict
+        The case's ``info`` (``pre_source``, ``post_source``).
+    folder : str or os.PathLike or None
+        The case folder.
+
+    Returns
+    -------
+    list of str
+        Paths to pass as ``inputs`` to :class:`~napari_ablation.core.files.OutputSet`.
+    """
+    return Case(info=info).sources() + [str(p) for p in case_files(folder)]
+
+
+def check_save_folder(
+    folder: str | os.PathLike, own: str | os.PathLike | None = None, name: str = "case"
+) -> Path:
+    """Refuse to save a case into a folder where it would replace files that are not its own.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder chosen to save the case into.
+    own : str or os.PathLike, optional
+        The case's own folder (saving there again is always allowed).
+    name : str, optional
+        The case's name, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder``, free to save into: absent, or holding none of the case's files, or
+        ``own``.
+
+    Raises
+    ------
+    AblationError
+        If ``folder`` holds another case (a ``case.json``) or any file the case would
+        write (``pre.nii.gz``, ``tumor.nii.gz``, ``transform.tfm``, ...), or is a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = (Path(d) / "pre.nii.gz").write_bytes(b"the user's scan")
+    ...     try:
+    ...         check_save_folder(d)
+    ...     except AblationError as exc:
+    ...         print(str(exc).split(": ", 1)[1])
+    it holds pre.nii.gz, which saving the case would replace; choose an empty folder
+    """
+    p = Path(folder)
+    if own is not None and p.exists() and Path(own).exists() and os.path.samefile(p, own):
+        return p
+    if p.exists() and not p.is_dir():
+        raise AblationError(f"cannot save the case into {p}: it is a file, not a folder")
+    if (p / CASE_FILE).exists():
+        other = ""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            other = str(json.loads((p / CASE_FILE).read_text("utf-8"))["info"]["name"])
+        which = f"another case ('{other}')" if other and other != name else "another case"
+        raise AblationError(
+            f"refusing to save '{name}' into {p}: it holds {which}, which saving would "
+            "replace; choose an empty folder"
+        )
+    clash = [f.name for f in case_files(p) if f.exists() or f.is_symlink()]
+    if clash:
+        raise AblationError(
+            f"refusing to save '{name}' into {p}: it holds {', '.join(clash)}, which saving "
+            "the case would replace; choose an empty folder"
+        )
+    return p
+
+
 def is_case_folder(path: str | os.PathLike) -> bool:
     """Tell whether a path is a case folder (a folder holding ``case.json``).
 
@@ -694,12 +804,24 @@ def case_from_images(pre, post, *, name: str | None = None) -> Case:
     Raises
     ------
     AblationError
-        If an image is missing, or the two fields of view do not overlap at all (they
-        cannot show the same anatomy).
+        If an image is missing, pre and post are the same file or the same series of one
+        DICOM folder, or the two fields of view do not overlap at all (they cannot show
+        the same anatomy).
     """
     for role, loaded in (("pre", pre), ("post", post)):
         if loaded is None:
             raise AblationError(f"no {role}-ablation image given")
+    if pre.series_uid == post.series_uid and os.path.realpath(pre.source) == os.path.realpath(
+        post.source
+    ):
+        what = (
+            f"series '{pre.description or pre.series_uid}' of {Path(pre.source).name}"
+            if pre.series_uid
+            else f"file {Path(pre.source).name}"
+        )
+        raise AblationError(
+            f"pre and post are the same {what}: choose the post-ablation series or file"
+        )
     overlap = geometry.overlap_fraction(pre.image, post.image)
     if overlap <= 0.0:
         raise AblationError(

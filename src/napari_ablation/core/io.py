@@ -577,6 +577,8 @@ class LoadedImage:
         What reading changed or chose (reorientation, resampling, the other series).
     series : list of SeriesInfo, optional
         For a DICOM folder, every series found.
+    series_uid : str, optional
+        For a DICOM folder, the SeriesInstanceUID of the series read.
     """
 
     image: sitk.Image
@@ -586,6 +588,7 @@ class LoadedImage:
     description: str = ""
     notes: list[str] = field(default_factory=list)
     series: list[SeriesInfo] = field(default_factory=list)  # for DICOM folders: all series found
+    series_uid: str = ""  # for DICOM folders: the series read
 
     @property
     def array(self) -> np.ndarray:
@@ -748,7 +751,14 @@ def read_image(
     if note:
         notes.append(f"{p.name}: {note}")
     return LoadedImage(
-        oriented, str(p), original, modality or guess_modality(oriented), description, notes, series
+        oriented,
+        str(p),
+        original,
+        modality or guess_modality(oriented),
+        description,
+        notes,
+        series,
+        pick.uid if series else "",
     )
 
 

@@ -95,6 +95,49 @@ def plot_histogram(res, ax=None, fig=None):
     return fig
 
 
+def mtm_slices(res) -> tuple[tuple[int, int, int], str]:
+    """Choose the pre-grid slices that show the MTM point: the nearest ones holding tumor.
+
+    The MTM point lies on the sub-voxel tumor surface, up to half a slice beyond the last
+    labelled slice; the slice through it may then hold no tumor voxel and no margin colour.
+    Along each axis the slice through the point is kept when it holds tumor voxels, else
+    the nearest slice that does is taken. The one rule for the report's panels and the
+    viewer's *Go to MTM*.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+
+    Returns
+    -------
+    index : tuple of int
+        The pre-grid voxel ``(z, y, x)`` whose axial, coronal and sagittal slices to show.
+    note : str
+        ``""`` when the MTM point lies within the shown axial slice, else e.g.
+        ``"MTM point between slices, 1.6 mm above"`` (superior of the shown slice's centre).
+    """
+    ref = res.pre_reference
+    point = [float(v) for v in res.min_margin_point_lps]
+    c_zyx = np.asarray(ref.TransformPhysicalPointToContinuousIndex(point))[::-1]
+    crop = np.asarray(res.class_crop) != 0
+    index = []
+    for ax in range(3):
+        near = int(np.clip(np.round(c_zyx[ax]), 0, ref.GetSize()[2 - ax] - 1))
+        others = tuple(a for a in range(3) if a != ax)
+        filled = np.flatnonzero(crop.any(axis=others)) + int(res.class_offset[ax])
+        if filled.size and near not in filled:
+            near = int(filled[np.argmin(np.abs(filled - c_zyx[ax]))])
+        index.append(near)
+    centre = ref.TransformContinuousIndexToPhysicalPoint([float(i) for i in index[::-1]])
+    above = point[2] - centre[2]  # LPS +z is superior (identity-direction pre grid)
+    if abs(above) < ref.GetSpacing()[2] / 2 - 1e-6:
+        return tuple(index), ""
+    return tuple(index), (
+        f"MTM point between slices, {abs(above):.1f} mm {'above' if above > 0 else 'below'}"
+    )
+
+
 def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> list[dict[str, Any]]:
     """Cut the axial, coronal and sagittal planes through the MTM point.
 
@@ -114,8 +157,10 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
         One dict per plane (axial, coronal, sagittal): ``name``; ``classes`` (coverage
         class labels), ``ablation`` (registered ablation mask) and ``image`` (pre image or
         ``None``) as 2D arrays; ``extent`` in LPS mm for ``origin="lower"``; ``point`` (the
-        MTM point in the plane, mm); ``axes`` (the LPS letters of the column and row axes)
-        and ``displayed`` (the array axes (z, y, x) shown as rows and columns).
+        MTM point in the plane, mm); ``axes`` (the LPS letters of the column and row axes);
+        ``displayed`` (the array axes (z, y, x) shown as rows and columns); ``note`` (for
+        the axial plane, where the MTM point lies when it is not on the shown slice: see
+        :func:`mtm_slices`, which chooses the slices).
     """
     box = res.display_box(pad_mm)
     ref = res.pre_reference
@@ -128,12 +173,8 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
 
         if same_grid(pre, ref):
             img = sitk.GetArrayFromImage(pre)[box].astype(np.float32)
-    p_idx = np.asarray(
-        ref.TransformPhysicalPointToContinuousIndex([float(v) for v in res.min_margin_point_lps])
-    )[::-1]
-    local = np.clip(
-        np.round(p_idx - [s.start for s in box]).astype(int), 0, np.asarray(classes.shape) - 1
-    )
+    shown, note = mtm_slices(res)  # the nearest slices holding tumor voxels
+    local = np.clip(np.asarray(shown) - [s.start for s in box], 0, np.asarray(classes.shape) - 1)
     origin = np.asarray(ref.TransformIndexToPhysicalPoint([int(s.start) for s in box[::-1]]))[::-1]
     p_zyx = np.asarray(res.min_margin_point_lps, dtype=float)[::-1]
     planes = []
@@ -161,6 +202,7 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
                 "point": (float(p_zyx[cols_ax]), float(p_zyx[rows_ax])),
                 "axes": ("LPS"[::-1][cols_ax], "LPS"[::-1][rows_ax]),
                 "displayed": (rows_ax, cols_ax),
+                "note": note if ax == 0 else "",
             }
         )
     return planes
@@ -242,7 +284,10 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
             )
         ax.plot(*pl["point"], marker="+", color="w", ms=14, mew=2)
         ax.plot(*pl["point"], marker="+", color="k", ms=10, mew=1)
-        ax.set_title(f"{pl['name']} through MTM point", fontsize=9)
+        title = f"{pl['name']} through MTM point"
+        if pl["note"]:  # the nearest slice holding tumor, the point beyond it
+            title = f"{pl['name']}: nearest tumor slice\n{pl['note']}"
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel(f"{pl['axes'][0]} (mm)", fontsize=8)
         ax.set_ylabel(f"{pl['axes'][1]} (mm)", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -861,6 +906,8 @@ def report_page(res, **kw):
     ----------
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten (the case's sources and case folder files).
     **kw
         Passed on to :func:`report_pages`.
 
@@ -898,7 +945,7 @@ def footer_line(when: str | None = None) -> str:
     )
 
 
-def write_report(path: str | os.PathLike, res, **kw) -> Path:
+def write_report(path: str | os.PathLike, res, *, inputs=(), **kw) -> Path:
     """Write the report; the format follows the suffix (.html / .htm / .pdf); atomic.
 
     Parameters
@@ -908,6 +955,8 @@ def write_report(path: str | os.PathLike, res, **kw) -> Path:
         (:func:`pdf_report`).
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten (the case's sources and case folder files).
     **kw
         Passed on to :func:`html_report` or :func:`pdf_report` (``info``, ``qa``, ``pre``,
         ``screenshot_png``, ``transform_note``, ``uncertainty``).
@@ -925,9 +974,9 @@ def write_report(path: str | os.PathLike, res, **kw) -> Path:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".html", ".htm"):
-        return write_text_atomic(p, html_report(res, **kw))
+        return write_text_atomic(p, html_report(res, **kw), inputs=inputs)
     if suffix == ".pdf":
-        return write_bytes_atomic(p, pdf_report(res, **kw))
+        return write_bytes_atomic(p, pdf_report(res, **kw), inputs=inputs)
     raise AblationError(f"cannot write a report to '{p.name}': use .html or .pdf")
 
 
@@ -1010,7 +1059,9 @@ def json_document(res, extra: dict | None = None, uncertainty=None, *, transform
     return doc
 
 
-def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transform) -> Path:
+def write_json(
+    path, res, extra: dict | None = None, uncertainty=None, *, transform, inputs=()
+) -> Path:
     """Write :func:`json_document` atomically.
 
     Parameters
@@ -1026,6 +1077,8 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transf
         default none.
     transform : SimpleITK.Transform or None
         The pre -> post transform the margins were computed with (None: identity).
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
 
     Returns
     -------
@@ -1035,15 +1088,15 @@ def write_json(path, res, extra: dict | None = None, uncertainty=None, *, transf
     Raises
     ------
     AblationError
-        If the file cannot be written.
+        If the file is one of ``inputs`` or cannot be written.
     """
     import json
 
     doc = json_document(res, extra, uncertainty, transform=transform)
-    return write_text_atomic(path, json.dumps(doc, indent=2))
+    return write_text_atomic(path, json.dumps(doc, indent=2), inputs=inputs)
 
 
-def write_csv(path, res, uncertainty=None) -> Path:
+def write_csv(path, res, uncertainty=None, *, inputs=()) -> Path:
     """Write :func:`csv_text` atomically.
 
     Parameters
@@ -1055,6 +1108,8 @@ def write_csv(path, res, uncertainty=None) -> Path:
     uncertainty : MarginUncertainty, optional
         The MTM's interval (:class:`~napari_ablation.core.uncertainty.MarginUncertainty`);
         default none.
+    inputs : iterable of path-like, optional
+        Files that must not be overwritten.
 
     Returns
     -------
@@ -1064,6 +1119,6 @@ def write_csv(path, res, uncertainty=None) -> Path:
     Raises
     ------
     AblationError
-        If the file cannot be written.
+        If the file is one of ``inputs`` or cannot be written.
     """
-    return write_text_atomic(path, csv_text(res, uncertainty))
+    return write_text_atomic(path, csv_text(res, uncertainty), inputs=inputs)

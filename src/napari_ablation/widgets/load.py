@@ -25,7 +25,13 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import display, io
-from ..core.case import Case, is_case_folder, load_case_files, open_sample_copy
+from ..core.case import (
+    Case,
+    check_save_folder,
+    is_case_folder,
+    load_case_files,
+    open_sample_copy,
+)
 from ..core.errors import AblationError
 from . import _layers, reader_choice
 from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
@@ -46,6 +52,8 @@ class _SeriesPicker(QWidget):
         self.series.setToolTip("This folder holds several DICOM series: choose one")
         self._series: list[io.SeriesInfo] = []
         self._listing: str | None = None  # the folder being listed in the background
+        self._listed: str | None = None  # the folder whose series the chooser shows
+        self.on_listed = None  # called with True/False once a listing ends (shown/failed)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.path, 1)
@@ -80,10 +88,11 @@ class _SeriesPicker(QWidget):
         """List the series of a DICOM folder off the GUI thread (headers only). Returns the
         worker, or None when the path is not a DICOM folder."""
         self._series = []
+        self._listed = None
         self.series.clear()
         self.series.setVisible(False)
         p = Path(self.path.text().strip())
-        if not p.is_dir() or is_case_folder(p):
+        if not self.is_dicom_folder():
             return None
         self.series.addItem("reading the folder…")
         self._listing = str(p)
@@ -92,23 +101,44 @@ class _SeriesPicker(QWidget):
             if self._listing != _path:
                 return  # the user picked another path meanwhile
             self._listing = None
+            self._listed = _path
             self.series.clear()
             self._series = series
             if len(series) > 1:
                 for s in series:
                     self.series.addItem(s.summary(), s.uid)
-                usable = [i for i, s in enumerate(series) if s.size[2] > 1 and not s.problem]
+                usable = self.usable()
                 self.series.setCurrentIndex(usable[0] if usable else 0)
                 self.series.setVisible(True)
+            if self.on_listed is not None:
+                self.on_listed(True)
 
         def failed(message, _path=str(p)):
             if self._listing == _path:
                 self._listing = None
                 self.series.clear()
             _layers.notify_error(message)
+            if self.on_listed is not None:
+                self.on_listed(False)
 
         return _layers.start_worker(
             lambda: io.list_dicom_series(p), on_returned=shown, on_error=failed
+        )
+
+    def is_dicom_folder(self) -> bool:
+        """True when the path is a folder (of DICOM series), not a case folder."""
+        p = Path(self.path.text().strip())
+        return bool(self.path.text().strip()) and p.is_dir() and not is_case_folder(p)
+
+    def usable(self) -> list[int]:
+        """Indices of the listed series that read as volumes (3D, no problem)."""
+        return [i for i, s in enumerate(self._series) if s.size[2] > 1 and not s.problem]
+
+    @property
+    def listed(self) -> bool:
+        """The series of the folder now in the path are listed (or it is no DICOM folder)."""
+        return not self.is_dicom_folder() or (
+            self._listing is None and self._listed == str(Path(self.path.text().strip()))
         )
 
     @property
@@ -130,6 +160,7 @@ class LoadCaseWidget(QWidget):
         self.session.attach_widget(self)
         self._worker = None
         self._queued = None  # (job, message, show_notes): opens when the case opening now is open
+        self._load_pending = None  # load_files() arguments: loads once the folders are listed
         self.last_error: str | None = None  # the last one-line error shown to the user
 
         files = QGroupBox("Pre / post series")
@@ -143,6 +174,7 @@ class LoadCaseWidget(QWidget):
         form.addRow("Post", self.post)
         form.addRow("Name", self.case_name)
         form.addRow(self.load_btn)
+        self.pre.on_listed = self.post.on_listed = self._series_listed
 
         sample = QGroupBox("Sample case")
         scol = QVBoxLayout(sample)
@@ -241,6 +273,23 @@ class LoadCaseWidget(QWidget):
         if not pre or not post:
             _layers.notify_error("choose both a pre-ablation and a post-ablation image")
             return None
+        from_pickers = [
+            picker
+            for picker, path, uid in ((self.pre, pre, pre_series), (self.post, post, post_series))
+            if uid is None and path == picker.path.text().strip()
+        ]
+        if any(not picker.listed for picker in from_pickers):
+            # a DICOM folder whose series are not listed yet: the series chosen (the post
+            # one differs from the pre one) are read once the listing ends, never "the largest"
+            self._load_pending = {"pre": pre, "post": post, "name": name}
+            for picker in from_pickers:
+                if not picker.listed and not picker.busy:
+                    picker.refresh_series()
+            _layers.notify_info(
+                "reading the DICOM folder: the case loads once its series are listed"
+            )
+            return None
+        self._load_pending = None
         pre_series = pre_series if pre_series is not None else self.pre.series_uid
         post_series = post_series if post_series is not None else self.post.series_uid
         name = name or self.case_name.text().strip() or None
@@ -255,6 +304,22 @@ class LoadCaseWidget(QWidget):
             return case, folder, prepare_display(case)
 
         return self._run(job, f"Reading {Path(pre).name} and {Path(post).name}")
+
+    def _series_listed(self, ok: bool) -> None:
+        """A folder was listed: post defaults to another series than pre's when pre and
+        post name the same folder; a Load waiting for the listing goes on (or is dropped
+        when the listing failed)."""
+        pre, post = self.pre, self.post
+        if ok and pre.listed and post.listed and pre._listed and pre._listed == post._listed:
+            others = [i for i in post.usable() if post._series[i].uid != pre.series_uid]
+            if post.series_uid == pre.series_uid and others:
+                post.series.setCurrentIndex(others[0])
+        pending = self._load_pending
+        if pending is None or pre.busy or post.busy:
+            return
+        self._load_pending = None
+        if ok:
+            self.load_files(**pending)
 
     def open_sample(self, key: str | None = None, *, fresh: bool | None = None):
         """Open a bundled sample case in a working copy under the cases folder."""
@@ -278,7 +343,10 @@ class LoadCaseWidget(QWidget):
         if self.session.model.pre is None:
             _layers.notify_error("no case to save: load pre and post first")
             return None
+        m = self.session.model
         try:
+            if folder is not None:  # Save as: never over another case or the user's files
+                check_save_folder(folder, m.folder, m.info.get("name", "case"))
             out = self.session.save(folder)
         except AblationError as exc:
             _layers.notify_error(exc)

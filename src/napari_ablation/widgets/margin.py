@@ -55,7 +55,7 @@ from qtpy.QtWidgets import (
 from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
-from ..core.case import QA_WANTING, qa_text
+from ..core.case import QA_WANTING, protected_files, qa_text
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
@@ -999,6 +999,8 @@ class MarginWidget(QWidget):
                     # in 3D over the surfaces it lies on (drawn before it, by the layer-order
                     # rule), its label too: not cut by the tumor surface
                     blending="translucent_no_depth",
+                    # seen (smaller) on the nearest tumor slice when it lies between slices
+                    out_of_slice_display=True,
                     metadata={_layers.META: {"role": "mtm_point"}},
                     units="mm",
                     axis_labels=geometry.AXIS_LABELS,
@@ -1050,8 +1052,14 @@ class MarginWidget(QWidget):
         if v.dims.ndim != 3:
             _layers.center_view_on(v, pt)
             return
-        v.dims.point = tuple(pt)
+        # the slices: the nearest ones holding tumor voxels (the report's rule)
+        index, note = report.mtm_slices(self.result)
+        ref = self.result.pre_reference
+        shown = ref.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+        v.dims.point = tuple(float(c) for c in geometry.lps_to_world(shown))
         _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
+        if note:
+            _layers.notify_info(note)
 
     def _surfaces_wanted(self, first: bool = False) -> bool:
         """The 3D surfaces are kept current once they exist, and made for a result shown in
@@ -1245,6 +1253,7 @@ class MarginWidget(QWidget):
             raise AblationError("the MTM interval is being computed: export when it is current")
         res, kw, unc = a.result, self._report_kwargs(), iv.uncertainty
         tx = self.model.transform  # the analysis's (it is current)
+        keep = protected_files(self.model.info, self.model.folder)  # never written over
 
         def job():
             if suf == ".json":
@@ -1253,12 +1262,11 @@ class MarginWidget(QWidget):
                     "registration_qa": kw["qa"],
                     "registration": kw["transform_note"],
                 }
-                return report.write_json(p, res, extra, uncertainty=unc, transform=tx)
+                return report.write_json(p, res, extra, uncertainty=unc, transform=tx, inputs=keep)
             if suf == ".csv":
-                return report.write_csv(p, res, uncertainty=unc)
-            return report.write_report(
-                p, res, uncertainty=unc, **kw
-            )  # the report draws its own 3D surface
+                return report.write_csv(p, res, uncertainty=unc, inputs=keep)
+            # the report draws its own 3D surface
+            return report.write_report(p, res, uncertainty=unc, inputs=keep, **kw)
 
         return job
 

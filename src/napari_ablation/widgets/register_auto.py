@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 from ..core import geometry, uncertainty
 from ..core import registration as reg
 from ..core import transform as tfm
+from ..core.case import protected_files
 from ..core.errors import AblationError, one_line
 from . import _layers
 
@@ -184,7 +185,9 @@ class AutoPanel(QWidget):
     # ------------------------------------------------------------------ files
     def save_transform(self, path) -> Path:
         try:
-            out = tfm.write_transform_atomic(self.owner.transform, path)
+            m = self.owner.model  # never over the case's sources or its folder's files
+            keep = protected_files(m.info, m.folder)
+            out = tfm.write_transform_atomic(self.owner.transform, path, inputs=keep)
         except AblationError as exc:
             _layers.notify_error(exc)
             raise

@@ -795,6 +795,8 @@ class CaseSession:
                     _layers.META: {
                         "original_geometry": m.info.get(f"{GRID_OF[role]}_original_geometry"),
                         "drawn_on": GRID_OF[role],
+                        # the scan it was drawn on: File > Save Layers never writes over it
+                        "source": m.info.get(f"{GRID_OF[role]}_source", ""),
                     }
                 }
                 loading, self._loading = self._loading, True
