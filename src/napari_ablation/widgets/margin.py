@@ -929,116 +929,160 @@ class MarginWidget(QWidget):
         return np.ascontiguousarray(classes, dtype=np.uint8)
 
     def _layer_steps(self, res: core_margin.MarginResult, prep: dict):
-        """:meth:`_update_layers` as a generator yielding between pieces of napari work."""
+        """:meth:`_update_layers` as a generator yielding between pieces of napari work.
+
+        A new output layer is added with the canvas held on its last frame and the grid
+        stride held (:func:`_layers.hold_paint`, :func:`_layers.hold_stride`): the stride
+        that puts it in the pre cell (a rebuild of napari's scene graph) and the canvas's
+        first draw of it (its programs built) follow in steps of their own, not in one
+        piece with napari's add."""
         v = self.viewer
         first = _layers.find_layer(v, "margin") is None
-        # the user's grid, views and visible layers stay as they are: with the grid on the
-        # margin view joins the pre cell (the layer-order rule), with it off it lies over pre
-        with _layers.keep_selection(v):
-            lab = _layers.find_layer(v, "margin")
-            if lab is not None:
-                # the tumor's box changes with the tumor: new data in place, any shape
-                _set_box(
-                    lab,
-                    self._margin_data(res, prep),
-                    prep["margin_scale"],
-                    prep["margin_translate"],
-                )
-            else:
-                lab = v.add_labels(
-                    self._margin_data(res, prep),
-                    name=_layers.ROLES["margin"],
-                    scale=prep["margin_scale"],
-                    translate=prep["margin_translate"],
-                    opacity=0.6,
-                    colormap=_layers.margin_colormap(),
-                    units="mm",
-                    axis_labels=geometry.AXIS_LABELS,
-                    metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}},
-                )
-            if _layers.layer_meta(lab).get("threshold_mm") != res.threshold_mm:
-                lab.metadata = {
-                    **lab.metadata,
-                    _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
-                }
-        yield
-        with _layers.keep_selection(v):
-            # the ablation zone brought into pre space, as an outline on a box around the tumor
-            outline = prep["outline"]
-            ol = _layers.find_layer(v, "ablation_registered")
-            geo = geometry.layer_geometry(outline)
-            if ol is not None:
-                _set_box(ol, prep["outline_array"], geo["scale"], geo["translate"])
-            else:
-                ol = _layers.add_or_update_labels(
-                    v,
-                    outline,
-                    "ablation_registered",
-                    color=_layers.ABLATION_COLOR,
-                    array=prep["outline_array"],
-                    opacity=0.9,  # in the constructor: a set after it is one more event
-                )
-                ol.contour = 1
-        yield
-        with _layers.keep_selection(v):
-            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice
-            # by slice)
-            world = geometry.lps_to_world(res.min_margin_point_lps)
-            scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
-            data = np.asarray([(np.asarray(world) - translate) / scale])
-            features = {"margin_mm": [round(res.min_margin_mm, 2)]}
-            pts = _layers.find_layer(v, "mtm_point")
-            if pts is None:
-                pts = v.add_points(
-                    data,
-                    name=_layers.ROLES["mtm_point"],
-                    size=4,
-                    face_color="white",
-                    border_color="black",
-                    symbol="cross",
-                    # in 3D over the surfaces it lies on (drawn before it, by the layer-order
-                    # rule), its label too: not cut by the tumor surface
-                    blending="translucent_no_depth",
-                    metadata={_layers.META: {"role": "mtm_point"}},
-                    units="mm",
-                    axis_labels=geometry.AXIS_LABELS,
-                    scale=scale,
-                    translate=translate,
-                    features=features,
-                    text={
-                        "string": "MTM {margin_mm} mm",
-                        "color": "white",
-                        "anchor": "upper_left",
-                        "size": 10,
-                        # beside the cross marker (size 4, data units), not over it
-                        "translation": np.full(3, 3.0),
-                        "blending": "translucent_no_depth",
-                    },
-                )
-            else:
-                if not (
-                    np.allclose(pts.scale, scale)
-                    and np.allclose(pts.translate, translate)
-                    and np.array_equal(np.asarray(pts.data), data)
-                ):
-                    pts.scale, pts.translate = scale, translate
-                    pts.data = data
-                if list(pts.features["margin_mm"]) != features["margin_mm"]:
-                    pts.features = features
-        if first:
-            yield
-        with _layers.keep_selection(v):
-            if first:
-                # our own new layers in pre space (the one layer-order rule): margin over
-                # the tumor, outline and point above; in the pre cell when the grid is on
-                _layers.arrange(v)
-                tl = self.session.labels_layer("tumor")
-                if tl is not None and tl.visible:
-                    tl.opacity = min(tl.opacity, 0.3)
-            if self._surfaces_wanted(first):
+        held = []  # [lets the canvas paint again, sets the grid stride]: a layer was added
+
+        def add(make):
+            held[:] = [_layers.hold_paint(v), _layers.hold_stride(v)]
+            layer = make()
+            _layers.arrange(v)
+            return layer
+
+        def settle():  # the steps after an add: the grid stride, then the first draw
+            if held:
+                paint, stride = held
+                stride()
                 yield
-                self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
-        # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
+                held.clear()
+                paint()
+                yield
+
+        def drawn():  # (the steps dropped: another case opens)
+            if held:
+                for release in reversed(held):
+                    release()
+                held.clear()
+
+        try:
+            # the user's grid, views and visible layers stay as they are: with the grid on the
+            # margin view joins the pre cell (the layer-order rule), with it off it lies over pre
+            with _layers.keep_selection(v):
+                lab = _layers.find_layer(v, "margin")
+                if lab is not None:
+                    # the tumor's box changes with the tumor: new data in place, any shape
+                    _set_box(
+                        lab,
+                        self._margin_data(res, prep),
+                        prep["margin_scale"],
+                        prep["margin_translate"],
+                    )
+                else:
+                    lab = add(
+                        lambda: v.add_labels(
+                            self._margin_data(res, prep),
+                            name=_layers.ROLES["margin"],
+                            scale=prep["margin_scale"],
+                            translate=prep["margin_translate"],
+                            opacity=0.6,
+                            colormap=_layers.margin_colormap(),
+                            units="mm",
+                            axis_labels=geometry.AXIS_LABELS,
+                            metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}},
+                        )
+                    )
+                if _layers.layer_meta(lab).get("threshold_mm") != res.threshold_mm:
+                    lab.metadata = {
+                        **lab.metadata,
+                        _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
+                    }
+            yield
+            yield from settle()
+            with _layers.keep_selection(v):
+                # the ablation zone brought into pre space, as an outline on a box around the
+                # tumor
+                outline = prep["outline"]
+                ol = _layers.find_layer(v, "ablation_registered")
+                geo = geometry.layer_geometry(outline)
+                if ol is not None:
+                    _set_box(ol, prep["outline_array"], geo["scale"], geo["translate"])
+                else:
+                    ol = add(
+                        lambda: _layers.add_or_update_labels(
+                            v,
+                            outline,
+                            "ablation_registered",
+                            color=_layers.ABLATION_COLOR,
+                            array=prep["outline_array"],
+                            opacity=0.9,  # in the constructor: a set after it is one more event
+                        )
+                    )
+                    ol.contour = 1
+            yield
+            yield from settle()
+            with _layers.keep_selection(v):
+                # the minimal margin point, on the margin layer's (pre) grid (napari steps slice
+                # by slice)
+                world = geometry.lps_to_world(res.min_margin_point_lps)
+                scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
+                data = np.asarray([(np.asarray(world) - translate) / scale])
+                features = {"margin_mm": [round(res.min_margin_mm, 2)]}
+                pts = _layers.find_layer(v, "mtm_point")
+                if pts is None:
+                    pts = add(
+                        lambda: v.add_points(
+                            data,
+                            name=_layers.ROLES["mtm_point"],
+                            size=4,
+                            face_color="white",
+                            border_color="black",
+                            symbol="cross",
+                            # in 3D over the surfaces it lies on (drawn before it, by the
+                            # layer-order rule), its label too: not cut by the tumor surface
+                            blending="translucent_no_depth",
+                            metadata={_layers.META: {"role": "mtm_point"}},
+                            units="mm",
+                            axis_labels=geometry.AXIS_LABELS,
+                            scale=scale,
+                            translate=translate,
+                            features=features,
+                            text={
+                                "string": "MTM {margin_mm} mm",
+                                "color": "white",
+                                "anchor": "upper_left",
+                                "size": 10,
+                                # beside the cross marker (size 4, data units), not over it
+                                "translation": np.full(3, 3.0),
+                                "blending": "translucent_no_depth",
+                            },
+                        )
+                    )
+                else:
+                    if not (
+                        np.allclose(pts.scale, scale)
+                        and np.allclose(pts.translate, translate)
+                        and np.array_equal(np.asarray(pts.data), data)
+                    ):
+                        pts.scale, pts.translate = scale, translate
+                        pts.data = data
+                    if list(pts.features["margin_mm"]) != features["margin_mm"]:
+                        pts.features = features
+            if held:
+                yield
+                yield from settle()
+            if first:
+                yield
+            with _layers.keep_selection(v):
+                if first:
+                    # our own new layers are in pre space (each put in its place as it came:
+                    # margin over the tumor, outline and point above; the pre cell with the
+                    # grid on); the tumor shows through the margin classes
+                    tl = self.session.labels_layer("tumor")
+                    if tl is not None and tl.visible:
+                        tl.opacity = min(tl.opacity, 0.3)
+                if self._surfaces_wanted(first):
+                    yield
+                    self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
+            # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
+        finally:
+            drawn()  # (also when the steps are dropped: another case opens)
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it
