@@ -241,7 +241,7 @@ def _mtm_point_kwargs(scale, translate, features: dict) -> dict:
 def _output_layers(res: core_margin.MarginResult, prep: dict) -> dict:
     """The margin, outline and MTM point layers of ``res``, made here (any thread): making a
     napari layer object (its slice, thumbnail, colormap, text) is about a tenth of adding it
-    on the GUI thread (bare napari, a Labels layer added made beforehand: 126 against 140
+    on the GUI thread (bare napari, a Labels layer made beforehand and added: 126 against 140
     ms); only its visual, overlays and controls are left to the add."""
     from napari.layers import Labels, Points
 
