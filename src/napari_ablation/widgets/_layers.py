@@ -279,9 +279,17 @@ def set_changed(layer, **props) -> None:
 def forget_undo(layer) -> None:
     """Empty the undo and redo history of a Labels layer whose data was replaced by another
     case's: napari keeps it, and Ctrl-Z would write the previous case's strokes into the new
-    labels (napari 0.9 has no public call for it)."""
-    with contextlib.suppress(AttributeError):
-        napari_private(layer, "_reset_history")()
+    labels. napari 0.9 has no call for it, but a Labels layer made read-only empties its
+    history (and leaves paint mode): the layer is made read-only and editable again, its
+    mode given back (a new Labels layer instead costs napari 100-150 ms of GUI-thread
+    work)."""
+    if not layer.editable:
+        return  # read-only: napari emptied its history when it became so
+    mode = layer.mode
+    layer.editable = False
+    layer.editable = True
+    if layer.mode != mode:
+        layer.mode = mode
 
 
 #: blendings that draw a layer whatever its opacity
@@ -826,9 +834,67 @@ def arrange(viewer) -> None:
     update_grid_stride(viewer)
 
 
+@contextmanager
+def one_scene_update(viewer):
+    """Layers added, moved or removed and grid changes made inside rebuild napari's scene
+    graph once, at the end (napari's ``LayerList.batched_update``), not once for each.
+
+    napari rebuilds the canvas's scene graph (every grid cell's views, every layer's
+    overlays and their positions) on each layer insert, move and removal and on each grid
+    stride change; the plugin's grid stride follows every layer added to or removed from a
+    cell (:func:`update_grid_stride`), so a layer added or removed in a grid was two
+    rebuilds, and one more per layer moved into place (:func:`arrange`). At the end napari
+    also runs a full ``gc.collect``, as it does for every layer it removes (35-70 ms of the
+    GUI thread with a case open): a saving for a removal, which pays it anyway, not for a
+    layer added (:func:`hold_stride` there)."""
+    with viewer.layers.batched_update():
+        yield
+
+
+def hold_paint(viewer):
+    """Keep ``viewer``'s canvas on its last frame until the returned function is called (a
+    later step): the canvas's next paint, which draws a layer added meanwhile for the first
+    time (its programs built), is then a piece of GUI work of its own, not one with the add
+    (:func:`pause_canvas` with ``keep_frame``)."""
+    return pause_canvas(viewer, keep_frame=True)
+
+
+#: ids of the viewers whose grid stride is held (:func:`hold_stride`)
+_STRIDE_HELD: dict[int, int] = {}
+
+
+def hold_stride(viewer):
+    """Hold ``viewer``'s grid stride as it is until the returned function is called (a later
+    step), which sets it for the layers then (:func:`update_grid_stride`).
+
+    A new stride rebuilds napari's scene graph (every grid cell's views and overlays, 20-30
+    ms of GUI-thread work on an idle machine), and a layer added to a grid cell is one
+    rebuild of napari's own plus one for the stride that follows it: in separate steps, with
+    the canvas held on its last frame meanwhile (:func:`hold_paint`: the cells are not drawn
+    in between), they are separate pieces of GUI work. (napari's
+    ``LayerList.batched_update`` makes them one rebuild, but ends in a full ``gc.collect``,
+    35-70 ms with a case open.)"""
+    key = id(unwrapped(viewer))
+    _STRIDE_HELD[key] = _STRIDE_HELD.get(key, 0) + 1
+    done = []
+
+    def release() -> None:
+        if done:
+            return
+        done.append(True)
+        _STRIDE_HELD[key] -= 1
+        if not _STRIDE_HELD[key]:
+            del _STRIDE_HELD[key]
+            update_grid_stride(viewer)
+
+    return release
+
+
 def update_grid_stride(viewer, event=None) -> None:
     """Grid stride: the pre-space layers (the top block, see :func:`arrange`) share one cell,
-    the post-space layers the next."""
+    the post-space layers the next (unless held: :func:`hold_stride`)."""
+    if id(unwrapped(viewer)) in _STRIDE_HELD:
+        return
     n_post = sum(role_of(ly) in POST_SPACE_ROLES for ly in viewer.layers)
     n_pre = len(viewer.layers) - n_post
     if n_post and n_pre:

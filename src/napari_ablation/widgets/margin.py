@@ -144,8 +144,11 @@ def registration_summary(model, result: core_margin.MarginResult | None = None) 
     return f"{source}{note}; {motion}"
 
 
-def _prepare_outputs(res: core_margin.MarginResult) -> dict:
-    """Arrays and pictures for the views, computed off the GUI thread."""
+def _prepare_outputs(res: core_margin.MarginResult, make_layers: bool = False) -> dict:
+    """Arrays and pictures for the views, computed off the GUI thread; with ``make_layers``
+    also the output layers themselves (napari layer objects, not yet in a viewer), so that
+    adding one is only napari's canvas and controls work on the GUI thread
+    (:func:`_output_layers`)."""
     from matplotlib.figure import Figure
 
     _layers.prewarm()  # napari's one-off work for the first output layers, off the GUI thread
@@ -161,13 +164,98 @@ def _prepare_outputs(res: core_margin.MarginResult) -> dict:
         np.asarray(ref.GetOrigin()[::-1], float) + np.asarray(res.class_offset, float) * spacing_zyx
     )
     outline = res.ablation_on_pre_image()
-    return {
+    prep = {
         "margin": np.ascontiguousarray(res.class_crop, dtype=np.uint8),
         "margin_scale": tuple(spacing_zyx),
         "margin_translate": tuple(translate),
         "outline": outline,
         "outline_array": sitk.GetArrayFromImage(outline),
         "histogram_png": buf.getvalue(),
+    }
+    prep["new_layers"] = _output_layers(res, prep) if make_layers else {}
+    return prep
+
+
+def _margin_layer_kwargs(prep: dict) -> dict:
+    """The margin classes layer (on the tumor's box of the pre grid)."""
+    return {
+        "name": _layers.ROLES["margin"],
+        "scale": prep["margin_scale"],
+        "translate": prep["margin_translate"],
+        "opacity": 0.6,
+        "colormap": _layers.margin_colormap(),
+        "units": "mm",
+        "axis_labels": geometry.AXIS_LABELS,
+        "metadata": {_layers.META: {"role": "margin", "drawn_on": "pre"}},
+    }
+
+
+def _outline_layer_kwargs(prep: dict) -> dict:
+    """The ablation zone brought into pre space, as an outline on a box around the tumor."""
+    return _layers.labels_layer_kwargs(
+        prep["outline"],
+        _layers.ROLES["ablation_registered"],
+        "ablation_registered",
+        _layers.ABLATION_COLOR,
+        opacity=0.9,  # in the constructor: a set after it is one more event
+    )
+
+
+def _mtm_point(res: core_margin.MarginResult, scale, translate) -> tuple[np.ndarray, dict]:
+    """The minimal margin point on the margin layer's (pre) grid (napari steps slice by
+    slice) and its label's value."""
+    world = geometry.lps_to_world(res.min_margin_point_lps)
+    scale, translate = np.asarray(scale, float), np.asarray(translate, float)
+    data = np.asarray([(np.asarray(world) - translate) / scale])
+    return data, {"margin_mm": [round(res.min_margin_mm, 2)]}
+
+
+def _mtm_point_kwargs(scale, translate, features: dict) -> dict:
+    return {
+        "name": _layers.ROLES["mtm_point"],
+        "size": 4,
+        "face_color": "white",
+        "border_color": "black",
+        "symbol": "cross",
+        # in 3D over the surfaces it lies on (drawn before it, by the layer-order rule),
+        # its label too: not cut by the tumor surface
+        "blending": "translucent_no_depth",
+        # seen (smaller) on the nearest tumor slice when it lies between slices
+        "out_of_slice_display": True,
+        "metadata": {_layers.META: {"role": "mtm_point"}},
+        "units": "mm",
+        "axis_labels": geometry.AXIS_LABELS,
+        "scale": np.asarray(scale, float),
+        "translate": np.asarray(translate, float),
+        "features": features,
+        "text": {
+            "string": "MTM {margin_mm} mm",
+            "color": "white",
+            "anchor": "upper_left",
+            "size": 10,
+            # beside the cross marker (size 4, data units), not over it
+            "translation": np.full(3, 3.0),
+            "blending": "translucent_no_depth",
+        },
+    }
+
+
+def _output_layers(res: core_margin.MarginResult, prep: dict) -> dict:
+    """The margin, outline and MTM point layers of ``res``, made here (any thread): making a
+    napari layer object (its slice, thumbnail, colormap, text) is about a tenth of adding it
+    on the GUI thread (bare napari, a Labels layer made beforehand and added: 126 against 140
+    ms); only its visual, overlays and controls are left to the add."""
+    from napari.layers import Labels, Points
+
+    outline = Labels(prep["outline_array"], **_outline_layer_kwargs(prep))
+    outline.contour = 1
+    data, features = _mtm_point(res, prep["margin_scale"], prep["margin_translate"])
+    return {
+        "margin": Labels(prep["margin"], **_margin_layer_kwargs(prep)),
+        "ablation_registered": outline,
+        "mtm_point": Points(
+            data, **_mtm_point_kwargs(prep["margin_scale"], prep["margin_translate"], features)
+        ),
     }
 
 
@@ -839,6 +927,7 @@ class MarginWidget(QWidget):
 
     def _prepare(self, a) -> None:
         res = a.result
+        first = _layers.find_layer(self.viewer, "margin") is None  # the layers made there
 
         def done(prep, _a=a):
             if self._showable(_a):
@@ -852,7 +941,9 @@ class MarginWidget(QWidget):
             self._show_status()
 
         self._prep_worker = _layers.start_worker(
-            lambda: _prepare_outputs(res), on_returned=done, on_finished=finished
+            lambda: _prepare_outputs(res, make_layers=first),
+            on_returned=done,
+            on_finished=finished,
         )
 
     # ------------------------------------------------------------------ outputs
@@ -929,118 +1020,125 @@ class MarginWidget(QWidget):
         return np.ascontiguousarray(classes, dtype=np.uint8)
 
     def _layer_steps(self, res: core_margin.MarginResult, prep: dict):
-        """:meth:`_update_layers` as a generator yielding between pieces of napari work."""
+        """:meth:`_update_layers` as a generator yielding between pieces of napari work.
+
+        A new output layer is added with the canvas held on its last frame and the grid
+        stride held (:func:`_layers.hold_paint`, :func:`_layers.hold_stride`): the stride
+        that puts it in the pre cell (a rebuild of napari's scene graph) and the canvas's
+        first draw of it (its programs built) follow in steps of their own, not in one
+        piece with napari's add."""
         v = self.viewer
         first = _layers.find_layer(v, "margin") is None
-        # the user's grid, views and visible layers stay as they are: with the grid on the
-        # margin view joins the pre cell (the layer-order rule), with it off it lies over pre
-        with _layers.keep_selection(v):
-            lab = _layers.find_layer(v, "margin")
-            if lab is not None:
-                # the tumor's box changes with the tumor: new data in place, any shape
-                _set_box(
-                    lab,
-                    self._margin_data(res, prep),
-                    prep["margin_scale"],
-                    prep["margin_translate"],
-                )
-            else:
-                lab = v.add_labels(
-                    self._margin_data(res, prep),
-                    name=_layers.ROLES["margin"],
-                    scale=prep["margin_scale"],
-                    translate=prep["margin_translate"],
-                    opacity=0.6,
-                    colormap=_layers.margin_colormap(),
-                    units="mm",
-                    axis_labels=geometry.AXIS_LABELS,
-                    metadata={_layers.META: {"role": "margin", "drawn_on": "pre"}},
-                )
-            if _layers.layer_meta(lab).get("threshold_mm") != res.threshold_mm:
-                lab.metadata = {
-                    **lab.metadata,
-                    _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
-                }
-        yield
-        with _layers.keep_selection(v):
-            # the ablation zone brought into pre space, as an outline on a box around the tumor
-            outline = prep["outline"]
-            ol = _layers.find_layer(v, "ablation_registered")
-            geo = geometry.layer_geometry(outline)
-            if ol is not None:
-                _set_box(ol, prep["outline_array"], geo["scale"], geo["translate"])
-            else:
-                ol = _layers.add_or_update_labels(
-                    v,
-                    outline,
-                    "ablation_registered",
-                    color=_layers.ABLATION_COLOR,
-                    array=prep["outline_array"],
-                    opacity=0.9,  # in the constructor: a set after it is one more event
-                )
-                ol.contour = 1
-        yield
-        with _layers.keep_selection(v):
-            # the minimal margin point, on the margin layer's (pre) grid (napari steps slice
-            # by slice)
-            world = geometry.lps_to_world(res.min_margin_point_lps)
-            scale, translate = np.asarray(lab.scale, float), np.asarray(lab.translate, float)
-            data = np.asarray([(np.asarray(world) - translate) / scale])
-            features = {"margin_mm": [round(res.min_margin_mm, 2)]}
-            pts = _layers.find_layer(v, "mtm_point")
-            if pts is None:
-                pts = v.add_points(
-                    data,
-                    name=_layers.ROLES["mtm_point"],
-                    size=4,
-                    face_color="white",
-                    border_color="black",
-                    symbol="cross",
-                    # in 3D over the surfaces it lies on (drawn before it, by the layer-order
-                    # rule), its label too: not cut by the tumor surface
-                    blending="translucent_no_depth",
-                    # seen (smaller) on the nearest tumor slice when it lies between slices
-                    out_of_slice_display=True,
-                    metadata={_layers.META: {"role": "mtm_point"}},
-                    units="mm",
-                    axis_labels=geometry.AXIS_LABELS,
-                    scale=scale,
-                    translate=translate,
-                    features=features,
-                    text={
-                        "string": "MTM {margin_mm} mm",
-                        "color": "white",
-                        "anchor": "upper_left",
-                        "size": 10,
-                        # beside the cross marker (size 4, data units), not over it
-                        "translation": np.full(3, 3.0),
-                        "blending": "translucent_no_depth",
-                    },
-                )
-            else:
-                if not (
-                    np.allclose(pts.scale, scale)
-                    and np.allclose(pts.translate, translate)
-                    and np.array_equal(np.asarray(pts.data), data)
-                ):
-                    pts.scale, pts.translate = scale, translate
-                    pts.data = data
-                if list(pts.features["margin_mm"]) != features["margin_mm"]:
-                    pts.features = features
-        if first:
-            yield
-        with _layers.keep_selection(v):
-            if first:
-                # our own new layers in pre space (the one layer-order rule): margin over
-                # the tumor, outline and point above; in the pre cell when the grid is on
-                _layers.arrange(v)
-                tl = self.session.labels_layer("tumor")
-                if tl is not None and tl.visible:
-                    tl.opacity = min(tl.opacity, 0.3)
-            if self._surfaces_wanted(first):
+        made = prep.get("new_layers", {})  # the output layers made off the GUI thread
+        held = []  # [lets the canvas paint again, sets the grid stride]: a layer was added
+
+        def add(make):
+            held[:] = [_layers.hold_paint(v), _layers.hold_stride(v)]
+            layer = make()
+            _layers.arrange(v)
+            return layer
+
+        def settle():  # the steps after an add: the grid stride, then the first draw
+            if held:
+                paint, stride = held
+                stride()
                 yield
-                self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
-        # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
+                held.clear()
+                paint()
+                yield
+
+        def drawn():  # (the steps dropped: another case opens)
+            if held:
+                for release in reversed(held):
+                    release()
+                held.clear()
+
+        try:
+            # the user's grid, views and visible layers stay as they are: with the grid on the
+            # margin view joins the pre cell (the layer-order rule), with it off it lies over pre
+            with _layers.keep_selection(v):
+                lab = _layers.find_layer(v, "margin")
+                if lab is not None:
+                    # the tumor's box changes with the tumor: new data in place, any shape
+                    _set_box(
+                        lab,
+                        self._margin_data(res, prep),
+                        prep["margin_scale"],
+                        prep["margin_translate"],
+                    )
+                else:
+                    lab = made.pop("margin", None)
+                    data = self._margin_data(res, prep)
+                    if lab is None:
+                        lab = add(lambda: v.add_labels(data, **_margin_layer_kwargs(prep)))
+                    else:
+                        if data is not prep["margin"]:  # (the MTM interval came meanwhile)
+                            lab.data = data
+                        add(lambda: v.add_layer(lab))
+                if _layers.layer_meta(lab).get("threshold_mm") != res.threshold_mm:
+                    lab.metadata = {
+                        **lab.metadata,
+                        _layers.META: {**_layers.layer_meta(lab), "threshold_mm": res.threshold_mm},
+                    }
+            yield
+            yield from settle()
+            with _layers.keep_selection(v):
+                # the ablation zone brought into pre space, as an outline on a box around the
+                # tumor
+                outline = prep["outline"]
+                ol = _layers.find_layer(v, "ablation_registered")
+                geo = geometry.layer_geometry(outline)
+                if ol is not None:
+                    _set_box(ol, prep["outline_array"], geo["scale"], geo["translate"])
+                elif (ol := made.pop("ablation_registered", None)) is not None:
+                    add(lambda: v.add_layer(ol))
+                else:
+                    ol = add(
+                        lambda: v.add_labels(prep["outline_array"], **_outline_layer_kwargs(prep))
+                    )
+                    ol.contour = 1
+            yield
+            yield from settle()
+            with _layers.keep_selection(v):
+                scale, translate = lab.scale, lab.translate
+                data, features = _mtm_point(res, scale, translate)
+                pts = _layers.find_layer(v, "mtm_point")
+                if pts is None:
+                    pts = made.pop("mtm_point", None)
+                    if pts is not None and np.array_equal(np.asarray(pts.data), data):
+                        add(lambda: v.add_layer(pts))
+                    else:
+                        kw = _mtm_point_kwargs(scale, translate, features)
+                        pts = add(lambda: v.add_points(data, **kw))
+                else:
+                    if not (
+                        np.allclose(pts.scale, scale)
+                        and np.allclose(pts.translate, translate)
+                        and np.array_equal(np.asarray(pts.data), data)
+                    ):
+                        pts.scale, pts.translate = np.asarray(scale), np.asarray(translate)
+                        pts.data = data
+                    if list(pts.features["margin_mm"]) != features["margin_mm"]:
+                        pts.features = features
+            if held:
+                yield
+                yield from settle()
+            if first:
+                yield
+            with _layers.keep_selection(v):
+                if first:
+                    # our own new layers are in pre space (each put in its place as it came:
+                    # margin over the tumor, outline and point above; the pre cell with the
+                    # grid on); the tumor shows through the margin classes
+                    tl = self.session.labels_layer("tumor")
+                    if tl is not None and tl.visible:
+                        tl.opacity = min(tl.opacity, 0.3)
+                if self._surfaces_wanted(first):
+                    yield
+                    self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
+            # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
+        finally:
+            drawn()  # (also when the steps are dropped: another case opens)
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it

@@ -585,7 +585,9 @@ class CaseSession:
         """Remove each of ``layers`` still hidden for removal, one per step. Unless the
         caller holds the canvas ``paused``, the first step lets the canvas draw the layers
         hidden and the next ones hold it paused: removing hidden layers changes nothing on
-        screen, and each repaint (50-70 ms) made one piece with the removal before it."""
+        screen, and each repaint (50-70 ms) made one piece with the removal before it. Each
+        removal and the grid stride that follows it rebuild napari's scene graph once
+        (:func:`_layers.one_scene_update`), not twice."""
         resume = None
         try:
             for layer in layers:
@@ -599,7 +601,9 @@ class CaseSession:
                     resume = _layers.pause_canvas(viewer)
                     if _key(layer) not in self._going or layer not in viewer.layers:
                         continue
-                viewer.layers.remove(layer)
+                # the grid stride that follows it in the same rebuild of napari's scene graph
+                with _layers.one_scene_update(viewer):
+                    viewer.layers.remove(layer)
                 yield
         finally:
             if resume is not None:
