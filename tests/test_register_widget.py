@@ -144,6 +144,7 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6
     # keyboard: Alt+Right moves along the screen's horizontal axis (x, L, in the axial view),
     # Alt+. rotates about the axis normal to the slice (z)
+    w.tabs.setCurrentWidget(w.manual)  # the keys act while the Manual tab is shown
     keys = {str(k).replace(" ", ""): f for k, f in w.viewer.keymap.items()}
     keys["Alt+Right"](w.viewer)
     assert w.manual["tx"].value() == 0.5

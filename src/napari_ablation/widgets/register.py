@@ -3,10 +3,12 @@
 * Automatic (``register_auto.AutoPanel``): ``core.registration.register_rigid`` in a
   worker thread, progress and Cancel, undo / redo / reset, transform files.
 * Manual (``register_manual.ManualPanel``): translation and rotation about the tumor centre
-  with sliders, spin boxes and Alt+keys, live.
+  with sliders, spin boxes and Alt+keys (while the tab is shown), live.
 * Landmarks (``register_landmarks.LandmarksPanel``): paired Points layers, residuals,
   Fitzpatrick's predicted error.
 * QA (``qa.QAPanel``): blend, checkerboard, difference, flicker, contours, crosshair, verdict.
+
+Alt-Z / Alt-Shift-Z undo / redo the registration while the widget is shown.
 
 The registration and its history live in the case model (``session.model``:
 ``set_transform`` / ``undo_transform`` / ``redo_transform``); this module holds what
@@ -46,7 +48,7 @@ class RegisterWidget(QWidget):
         from .qa import QAPanel
         from .register_auto import AutoPanel
         from .register_landmarks import LandmarksPanel
-        from .register_manual import ManualPanel
+        from .register_manual import REDO_KEY, UNDO_KEY, KeysWhileShown, ManualPanel
 
         self.viewer = napari_viewer
         self.session = CaseSession.of(napari_viewer)
@@ -83,6 +85,13 @@ class RegisterWidget(QWidget):
         self._error_timer.setSingleShot(True)
         self._error_timer.setInterval(ERROR_DEBOUNCE_MS)
         self._error_timer.timeout.connect(self.show_registration_error)
+        # the registration's undo / redo keys while this dock is in front; the Manual tab's
+        # nudge keys while that tab is shown too
+        self.keys = KeysWhileShown(
+            self,
+            napari_viewer,
+            {UNDO_KEY: lambda viewer: self.undo(), REDO_KEY: lambda viewer: self.redo()},
+        )
         self.auto = AutoPanel(self)
         self.manual = ManualPanel(self)
         self.landmarks = LandmarksPanel(self)
@@ -357,6 +366,7 @@ class RegisterWidget(QWidget):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event):
+        self.keys.unbind()
         for panel in self._panels:
             panel.stop()
         super().closeEvent(event)

@@ -1,0 +1,117 @@
+"""UAT s8 N6 (issue 8): the registration's Alt keys act only while the Register dock's
+Manual tab is shown, and Alt-Z / Alt-Shift-Z undo / redo the registration from the
+keyboard (Ctrl-Z stays napari's undo of the active layer). Real key presses on the canvas
+(run under xvfb-run)."""
+
+from __future__ import annotations
+
+import _gui
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+from qtpy.QtTest import QTest
+from qtpy.QtWidgets import QTabBar
+from test_registration import TRUE, make_phantom
+
+from napari_ablation.core.case import Case
+from napari_ablation.widgets import _layers
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(TRUE)
+
+
+@pytest.fixture
+def docks(make_napari_viewer, phantom, tmp_path, monkeypatch, qtbot):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    from napari_ablation.widgets.session import CaseSession
+
+    viewer = make_napari_viewer(show=True)
+    pre, post, tumor, ice = phantom
+    session = CaseSession.of(viewer)
+    session.set_case(
+        Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"}),
+        tmp_path / "case",
+    )
+    reg_dock, reg = viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
+    marg_dock, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
+    _gui.fast_timers(session)
+    qtbot.wait(300)  # the docks laid out
+    return viewer, session, (reg_dock, reg), (marg_dock, marg)
+
+
+def _click_tab(qtbot, bar, title: str) -> None:
+    titles = [bar.tabText(i) for i in range(bar.count())]
+    QTest.mouseClick(bar, Qt.LeftButton, Qt.NoModifier, bar.tabRect(titles.index(title)).center())
+    qtbot.wait(50)
+
+
+def _front(v, qtbot, dock) -> None:
+    """The user clicks the dock's tab (docks on one side share a tab bar)."""
+    window = _layers.napari_private(v.window, "_qt_window")
+    title = dock.windowTitle()
+    for bar in window.findChildren(QTabBar):
+        tabs = [bar.tabText(i) for i in range(bar.count())]
+        if title in tabs and bar.parent() is window and bar.isVisible():
+            _click_tab(qtbot, bar, title)
+            return
+    raise AssertionError(f"no tab for {title!r}")
+
+
+def _params(session):
+    t = session.model.transform
+    return np.zeros(6) if t is None else np.asarray(t.GetParameters(), float)
+
+
+def test_alt_keys_only_on_the_shown_manual_tab_and_alt_z_undoes(docks, qtbot):
+    v, session, (reg_dock, reg), (marg_dock, _marg) = docks
+    _front(v, qtbot, reg_dock)
+    _click_tab(qtbot, reg.tabs.tabBar(), "Manual")
+    qtbot.wait(200)
+    before = _params(session)
+    _gui.key(v, qtbot, Qt.Key_Right, Qt.AltModifier)
+    qtbot.waitUntil(lambda: not np.allclose(_params(session), before), timeout=5000)
+    nudged = _params(session)
+    assert np.abs(nudged - before).max() == pytest.approx(0.5)  # one 0.5 mm step
+    # the nudge says what happened and the way back
+    assert "nudged" in reg.status.text() and "Alt-Z" in reg.status.text()
+    # Ctrl-Z with the tumor labels active is napari's undo of the labels, not the nudge
+    tumor = session.labels_layer("tumor")
+    _gui.choose(v, tumor, "paint")
+    _gui.undo(v, qtbot)
+    assert np.allclose(_params(session), nudged)
+    # Alt-Z undoes the registration's last change, Alt-Shift-Z redoes it
+    _gui.key(v, qtbot, Qt.Key_Z, Qt.AltModifier)
+    qtbot.waitUntil(lambda: np.allclose(_params(session), before), timeout=5000)
+    _gui.key(v, qtbot, Qt.Key_Z, Qt.AltModifier | Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: np.allclose(_params(session), nudged), timeout=5000)
+
+    # another tab of Register in front: the Alt keys do nothing, napari's own come back
+    _click_tab(qtbot, reg.tabs.tabBar(), "Automatic")
+    qtbot.wait(200)
+    for k in (Qt.Key_Right, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_Period):
+        _gui.key(v, qtbot, k, Qt.AltModifier)
+    qtbot.wait(400)  # a nudge would be recorded after the manual tab's settle time
+    assert np.allclose(_params(session), nudged)
+    bound = {str(k).replace(" ", "") for k in v.keymap}
+    assert not bound & {"Alt+Right", "Alt+Up", "Alt+Down"}, bound
+
+    # the Manual tab current, but the Margins dock in front of Register's
+    _click_tab(qtbot, reg.tabs.tabBar(), "Manual")
+    qtbot.wait(200)
+    window = _layers.napari_private(v.window, "_qt_window")
+    if marg_dock not in window.tabifiedDockWidgets(reg_dock):  # as napari docks them
+        window.tabifyDockWidget(reg_dock, marg_dock)
+    _front(v, qtbot, marg_dock)
+    qtbot.wait(200)
+    _gui.choose(v, tumor, "paint")
+    _gui.key(v, qtbot, Qt.Key_Right, Qt.AltModifier)
+    _gui.key(v, qtbot, Qt.Key_Z, Qt.AltModifier)  # Register hidden: no registration undo
+    qtbot.wait(400)
+    assert np.allclose(_params(session), nudged)
+    # Register back in front, on its Manual tab: the keys work again
+    _front(v, qtbot, reg_dock)
+    qtbot.wait(200)
+    _gui.key(v, qtbot, Qt.Key_Left, Qt.AltModifier)
+    qtbot.waitUntil(lambda: np.allclose(_params(session), before), timeout=5000)
