@@ -82,7 +82,7 @@ def test_register_status_follows_the_current_transform(viewer_widgets, qtbot):
 
     # Undo, step by step back to the automatic registration: the figure follows each step
     while m.transform_step.source == "manual":
-        _gui.click(qtbot, reg.auto.undo_btn)
+        _gui.click(qtbot, reg.undo_btn)
         assert shift_figures(reg) == {f"{m.tumor_shift_mm():.1f}"}
     assert m.transform_step.source == "automatic"
     assert reg.status.text() == ""

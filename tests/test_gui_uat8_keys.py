@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QTabBar
+from qtpy.QtWidgets import QPushButton, QTabBar
 from test_registration import TRUE, make_phantom
 
 from napari_ablation.core.case import Case
@@ -115,3 +115,53 @@ def test_alt_keys_only_on_the_shown_manual_tab_and_alt_z_undoes(docks, qtbot):
     qtbot.wait(200)
     _gui.key(v, qtbot, Qt.Key_Left, Qt.AltModifier)
     qtbot.waitUntil(lambda: np.allclose(_params(session), before), timeout=5000)
+
+
+def _texts(widget) -> set[str]:
+    """What the user reads on a widget's controls: buttons, check boxes, labels, tab titles."""
+    from qtpy.QtWidgets import QAbstractButton, QLabel, QTabWidget
+
+    out = {b.text() for b in widget.findChildren(QAbstractButton)}
+    out |= {lab.text() for lab in widget.findChildren(QLabel)}
+    for tabs in widget.findChildren(QTabWidget):
+        out |= {tabs.tabText(i) for i in range(tabs.count())}
+    return {t.replace("\u2026", "...").strip().lower() for t in out if t}
+
+
+def test_undo_redo_reset_on_every_tab_and_the_docs_name_the_controls(docks, qtbot):
+    """UAT s8 N5(a): the registration's history is reachable from every tab (it was on the
+    Automatic tab only, the docs put it on Manual); every control register.md names is
+    one the widget has."""
+    import re
+    from pathlib import Path
+
+    v, session, (reg_dock, reg), _marg = docks
+    _front(v, qtbot, reg_dock)
+    for title in ("Automatic", "Manual", "Landmarks", "QA"):
+        _click_tab(qtbot, reg.tabs.tabBar(), title)
+        for text in ("Undo", "Redo", "Reset"):
+            shown = [
+                b
+                for b in reg.findChildren(QPushButton)
+                if b.text() == text and b.isVisible() and not b.visibleRegion().isEmpty()
+            ]
+            assert len(shown) == 1, (title, text)
+        # the Undo in reach undoes the last change of the registration, whatever made it
+        before = _params(session)
+        _click_tab(qtbot, reg.tabs.tabBar(), "Manual")
+        _gui.key(v, qtbot, Qt.Key_PageUp, Qt.AltModifier)
+        qtbot.waitUntil(lambda b=before: not np.allclose(_params(session), b), timeout=5000)
+        _click_tab(qtbot, reg.tabs.tabBar(), title)
+        (undo,) = [b for b in reg.findChildren(QPushButton) if b.text() == "Undo" and b.isVisible()]
+        _gui.click(qtbot, undo)
+        assert np.allclose(_params(session), before), title
+    doc = (Path(__file__).parents[1] / "docs" / "tutorial" / "register.md").read_text("utf-8")
+    names = {
+        _layers.ROLES[r].lower() for r in ("post_registered", "landmarks_pre", "landmarks_post")
+    }
+    controls = _texts(reg) | names
+    for phrase in re.findall(r"(?<![*\w])\*([^*]+)\*(?!\*)", doc):
+        if phrase.startswith("Plugins"):
+            continue  # the menu path
+        want = " ".join(phrase.lower().split())
+        assert any(t.startswith(want) for t in controls), f"register.md names *{phrase}*"

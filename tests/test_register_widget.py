@@ -339,10 +339,10 @@ def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, 
     w.manual["tz"].spin.setValue(2.0)
     w.manual.commit()
     assert [s.source for s in m.transform_history][-2:] == ["file", "manual"]
-    w.auto.undo_btn.click()
+    w.undo_btn.click()
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6 and w.manual["tz"].value() == 0.0
-    assert w.auto.redo_btn.isEnabled()
-    w.auto.redo_btn.click()
+    assert w.redo_btn.isEnabled()
+    w.redo_btn.click()
     assert (
         reg.target_error(
             m.transform, reg.adjust(TRUE, (0, 0, 2.0), (0, 0, 0), w.tumor_center()), pts
@@ -353,7 +353,7 @@ def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, 
     from napari_ablation.widgets.register import RegisterWidget
 
     w2 = RegisterWidget(w.viewer)
-    assert "manual" in w2.auto.tx_label.text() and w2.auto.undo_btn.isEnabled()
+    assert "manual" in w2.auto.tx_label.text() and w2.undo_btn.isEnabled()
     w2.close()
     # closing unbinds the manual keys
     w.close()
