@@ -165,3 +165,36 @@ def test_undo_redo_reset_on_every_tab_and_the_docs_name_the_controls(docks, qtbo
             continue  # the menu path
         want = " ".join(phrase.lower().split())
         assert any(t.startswith(want) for t in controls), f"register.md names *{phrase}*"
+
+
+def test_one_tab_leaves_the_margins_figures_table(docks, qtbot):
+    """UAT s8 N7: keyboard use; Tab walked every cell of the Figures table (~135) before
+    reaching Copy / exports. Every read-only table of the plugin lets one Tab leave it."""
+    from qtpy.QtWidgets import QApplication, QTableView
+
+    v, session, (_reg_dock, reg), (marg_dock, marg) = docks
+    _front(v, qtbot, marg_dock)
+    _gui.click(qtbot, marg.run_btn)
+    qtbot.waitUntil(lambda: _gui.idle(session, marg), timeout=180000)
+    table = marg.table
+    assert table.rowCount() * table.columnCount() > 30
+    window = _layers.napari_private(v.window, "_qt_window")
+    window.activateWindow()
+    table.setFocus()
+    table.setCurrentCell(0, 0)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is table, timeout=5000)
+    QTest.keyClick(table, Qt.Key_Tab)
+    qtbot.wait(50)
+    assert QApplication.focusWidget() is not table
+    assert table.currentRow() == 0 and table.currentColumn() == 0  # not walked to the next cell
+    # Shift-Tab leaves it backwards too
+    table.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is table, timeout=5000)
+    QTest.keyClick(table, Qt.Key_Backtab, Qt.ShiftModifier)
+    qtbot.wait(50)
+    assert QApplication.focusWidget() is not table
+    # the plugin's other read-only tables (Register's landmark pairs, Cohort's cases)
+    _d, cohort = v.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
+    for w in (marg, reg, cohort):
+        for view in w.findChildren(QTableView):
+            assert not view.tabKeyNavigation(), (type(w).__name__, view)

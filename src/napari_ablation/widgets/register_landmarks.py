@@ -95,6 +95,7 @@ class LandmarksPanel(QWidget):
         self.table.setHorizontalHeaderLabels(["pair", "residual (mm)", "status"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setTabKeyNavigation(False)  # read-only: one Tab leaves it
         v.addWidget(self.table)
         self.fit_label = QLabel("")
         self.fit_label.setWordWrap(True)
