@@ -41,20 +41,20 @@ def docks(make_napari_viewer, phantom, tmp_path, monkeypatch, qtbot):
     return viewer, session, (reg_dock, reg), (marg_dock, marg)
 
 
-def _click_tab(qtbot, bar, title: str) -> None:
+def click_tab(qtbot, bar, title: str) -> None:
     titles = [bar.tabText(i) for i in range(bar.count())]
     QTest.mouseClick(bar, Qt.LeftButton, Qt.NoModifier, bar.tabRect(titles.index(title)).center())
     qtbot.wait(50)
 
 
-def _front(v, qtbot, dock) -> None:
+def bring_to_front(v, qtbot, dock) -> None:
     """The user clicks the dock's tab (docks on one side share a tab bar)."""
     window = _layers.napari_private(v.window, "_qt_window")
     title = dock.windowTitle()
     for bar in window.findChildren(QTabBar):
         tabs = [bar.tabText(i) for i in range(bar.count())]
         if title in tabs and bar.parent() is window and bar.isVisible():
-            _click_tab(qtbot, bar, title)
+            click_tab(qtbot, bar, title)
             return
     raise AssertionError(f"no tab for {title!r}")
 
@@ -66,8 +66,8 @@ def _params(session):
 
 def test_alt_keys_only_on_the_shown_manual_tab_and_alt_z_undoes(docks, qtbot):
     v, session, (reg_dock, reg), (marg_dock, _marg) = docks
-    _front(v, qtbot, reg_dock)
-    _click_tab(qtbot, reg.tabs.tabBar(), "Manual")
+    bring_to_front(v, qtbot, reg_dock)
+    click_tab(qtbot, reg.tabs.tabBar(), "Manual")
     qtbot.wait(200)
     before = _params(session)
     _gui.key(v, qtbot, Qt.Key_Right, Qt.AltModifier)
@@ -88,7 +88,7 @@ def test_alt_keys_only_on_the_shown_manual_tab_and_alt_z_undoes(docks, qtbot):
     qtbot.waitUntil(lambda: np.allclose(_params(session), nudged), timeout=5000)
 
     # another tab of Register in front: the Alt keys do nothing, napari's own come back
-    _click_tab(qtbot, reg.tabs.tabBar(), "Automatic")
+    click_tab(qtbot, reg.tabs.tabBar(), "Automatic")
     qtbot.wait(200)
     for k in (Qt.Key_Right, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_Period):
         _gui.key(v, qtbot, k, Qt.AltModifier)
@@ -98,12 +98,12 @@ def test_alt_keys_only_on_the_shown_manual_tab_and_alt_z_undoes(docks, qtbot):
     assert not bound & {"Alt+Right", "Alt+Up", "Alt+Down"}, bound
 
     # the Manual tab current, but the Margins dock in front of Register's
-    _click_tab(qtbot, reg.tabs.tabBar(), "Manual")
+    click_tab(qtbot, reg.tabs.tabBar(), "Manual")
     qtbot.wait(200)
     window = _layers.napari_private(v.window, "_qt_window")
     if marg_dock not in window.tabifiedDockWidgets(reg_dock):  # as napari docks them
         window.tabifyDockWidget(reg_dock, marg_dock)
-    _front(v, qtbot, marg_dock)
+    bring_to_front(v, qtbot, marg_dock)
     qtbot.wait(200)
     _gui.choose(v, tumor, "paint")
     _gui.key(v, qtbot, Qt.Key_Right, Qt.AltModifier)
@@ -111,7 +111,7 @@ def test_alt_keys_only_on_the_shown_manual_tab_and_alt_z_undoes(docks, qtbot):
     qtbot.wait(400)
     assert np.allclose(_params(session), nudged)
     # Register back in front, on its Manual tab: the keys work again
-    _front(v, qtbot, reg_dock)
+    bring_to_front(v, qtbot, reg_dock)
     qtbot.wait(200)
     _gui.key(v, qtbot, Qt.Key_Left, Qt.AltModifier)
     qtbot.waitUntil(lambda: np.allclose(_params(session), before), timeout=5000)
@@ -136,9 +136,9 @@ def test_undo_redo_reset_on_every_tab_and_the_docs_name_the_controls(docks, qtbo
     from pathlib import Path
 
     v, session, (reg_dock, reg), _marg = docks
-    _front(v, qtbot, reg_dock)
+    bring_to_front(v, qtbot, reg_dock)
     for title in ("Automatic", "Manual", "Landmarks", "QA"):
-        _click_tab(qtbot, reg.tabs.tabBar(), title)
+        click_tab(qtbot, reg.tabs.tabBar(), title)
         for text in ("Undo", "Redo", "Reset"):
             shown = [
                 b
@@ -148,10 +148,10 @@ def test_undo_redo_reset_on_every_tab_and_the_docs_name_the_controls(docks, qtbo
             assert len(shown) == 1, (title, text)
         # the Undo in reach undoes the last change of the registration, whatever made it
         before = _params(session)
-        _click_tab(qtbot, reg.tabs.tabBar(), "Manual")
+        click_tab(qtbot, reg.tabs.tabBar(), "Manual")
         _gui.key(v, qtbot, Qt.Key_PageUp, Qt.AltModifier)
         qtbot.waitUntil(lambda b=before: not np.allclose(_params(session), b), timeout=5000)
-        _click_tab(qtbot, reg.tabs.tabBar(), title)
+        click_tab(qtbot, reg.tabs.tabBar(), title)
         (undo,) = [b for b in reg.findChildren(QPushButton) if b.text() == "Undo" and b.isVisible()]
         _gui.click(qtbot, undo)
         assert np.allclose(_params(session), before), title
@@ -173,7 +173,7 @@ def test_one_tab_leaves_the_margins_figures_table(docks, qtbot):
     from qtpy.QtWidgets import QApplication, QTableView
 
     v, session, (_reg_dock, reg), (marg_dock, marg) = docks
-    _front(v, qtbot, marg_dock)
+    bring_to_front(v, qtbot, marg_dock)
     _gui.click(qtbot, marg.run_btn)
     qtbot.waitUntil(lambda: _gui.idle(session, marg), timeout=180000)
     table = marg.table

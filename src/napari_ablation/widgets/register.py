@@ -191,6 +191,7 @@ class RegisterWidget(QWidget):
         reason = self.session.edit_lock("registration")
         for panel in (self.auto, self.manual, self.landmarks):
             panel.setEnabled(reason is None)
+        self._show_history()
         if reason:
             self.set_status(reason)
 
@@ -239,8 +240,15 @@ class RegisterWidget(QWidget):
         if self.manual.adjusted() is not None and self._status_text and not self.auto.running:
             self.set_status("")  # a manual adjustment is moving the transform the line was about
         self.auto.show_transform(self.transform, self.tumor_center())
-        self.undo_btn.setEnabled(self.model.can_undo_transform)
-        self.redo_btn.setEnabled(self.model.can_redo_transform)
+        self._show_history()
+
+    def _show_history(self) -> None:
+        """Undo / Redo / Reset: enabled when there is a step to take and the registration may
+        be changed."""
+        free = self.session.edit_lock("registration") is None
+        self.undo_btn.setEnabled(free and self.model.can_undo_transform)
+        self.redo_btn.setEnabled(free and self.model.can_redo_transform)
+        self.reset_btn.setEnabled(free)
 
     def _on_model_changed(self, what: str) -> None:
         if what == "landmarks":
