@@ -86,11 +86,11 @@ def test_a_nudge_takes_the_verdict_away_everywhere_and_undo_brings_it_back(
     assert reopened.qa["earlier"]["comment"] == "checked by QA reviewer"
 
     # Undo (Register's button) back to the registration reviewed: the verdict is back
-    _gui.click(qtbot, w.auto.undo_btn)
+    _gui.click(qtbot, w.undo_btn)
     assert m.transform_step.source == "automatic" and m.qa_reviewed
     assert qa.verdict_label.text().startswith("Recorded: acceptable")
     assert marg.qa_warning.isHidden()
-    _gui.click(qtbot, w.auto.redo_btn)
+    _gui.click(qtbot, w.redo_btn)
     assert EARLIER in qa.verdict_label.text() and not marg.qa_warning.isHidden()
 
     # a verdict that finds the registration in use wanting is said in Margins too

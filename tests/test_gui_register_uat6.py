@@ -21,6 +21,7 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel
 from test_gui_uat5_landmarks import OFFSETS, click_point
+from test_gui_uat8_keys import bring_to_front, click_tab
 from test_registration import TRUE, TUMOR_C, make_phantom
 
 from napari_ablation.core import geometry
@@ -71,7 +72,10 @@ def test_register_status_follows_the_current_transform(viewer_widgets, qtbot):
     assert reg.status.text().startswith("automatic registration")
     assert shift_figures(reg) == {f"{m.tumor_shift_mm():.1f}"}
 
-    # Alt-key nudges on the canvas (the manual tab's keys), committed when they settle
+    # Alt-key nudges on the canvas (the manual tab's keys, while it is shown), committed
+    # when they settle
+    bring_to_front(v, qtbot, reg.parent())
+    click_tab(qtbot, reg.tabs.tabBar(), "Manual")
     v.layers.selection.active = _layers.find_layer(v, "pre")
     for _ in range(4):
         _gui.key(v, qtbot, Qt.Key_Right, Qt.AltModifier)
@@ -82,7 +86,7 @@ def test_register_status_follows_the_current_transform(viewer_widgets, qtbot):
 
     # Undo, step by step back to the automatic registration: the figure follows each step
     while m.transform_step.source == "manual":
-        _gui.click(qtbot, reg.auto.undo_btn)
+        _gui.click(qtbot, reg.undo_btn)
         assert shift_figures(reg) == {f"{m.tumor_shift_mm():.1f}"}
     assert m.transform_step.source == "automatic"
     assert reg.status.text() == ""

@@ -144,6 +144,7 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6
     # keyboard: Alt+Right moves along the screen's horizontal axis (x, L, in the axial view),
     # Alt+. rotates about the axis normal to the slice (z)
+    w.tabs.setCurrentWidget(w.manual)  # the keys act while the Manual tab is shown
     keys = {str(k).replace(" ", ""): f for k, f in w.viewer.keymap.items()}
     keys["Alt+Right"](w.viewer)
     assert w.manual["tx"].value() == 0.5
@@ -162,11 +163,18 @@ def test_manual_adjustment_live_and_undo(widget, qtbot):
 def test_landmarks_pairs_fit_and_misclick(widget, qtbot):
     w = widget
     rng = np.random.default_rng(1)
-    pre_pts = [TUMOR_C + rng.uniform(-25, 25, 3) for _ in range(5)]
+    # post points on post slice centres: a point added through the layer (as a click) lies
+    # on the slice shown (UAT s8 N2)
+    oz, sz = w.image("post").GetOrigin()[2], w.image("post").GetSpacing()[2]
+    post_pts = []
+    for _ in range(5):
+        q = TUMOR_C + rng.uniform(-25, 25, 3)
+        q[2] = oz + sz * np.round((q[2] - oz) / sz)
+        post_pts.append(q)
+    pre_pts = [tfm.transform_points(tfm.inverse(TRUE), q)[0] for q in post_pts]
     for i, p in enumerate(pre_pts):
         assert w.landmarks.add_landmark("landmarks_pre", p) == str(i + 1)
     assert "pair 1 on post" in w.landmarks.next_label.text()
-    post_pts = [tfm.transform_points(TRUE, p)[0] for p in pre_pts]
     pre_l = _layers.find_layer(w.viewer, "landmarks_pre")
     post_l = _layers.find_layer(w.viewer, "landmarks_post")
 
@@ -290,12 +298,16 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     cl = w.viewer.layers["crosshair"]
     cross = cl.data * cl.scale + cl.translate  # world (on the pre grid: pre's slice steps)
     assert np.allclose(cl.scale, pre_l.scale)
-    q = tfm.transform_points(TRUE, TUMOR_C)[0][::-1]  # world (z, y, x)
+    # the point is on the pre slice shown (its centre, UAT s8 N2), in-plane under the mouse
+    p = TUMOR_C.copy()
+    oz, sz = w.image("pre").GetOrigin()[2], w.image("pre").GetSpacing()[2]
+    p[2] = oz + sz * np.round((p[2] - oz) / sz)
+    q = tfm.transform_points(TRUE, p)[0][::-1]  # world (z, y, x)
     # the partner T(p) is drawn on the axial slice shown (in-plane where T puts it),
     # its depth written
-    assert np.allclose(cross[0], TUMOR_C[::-1]) and np.allclose(cross[1][1:], q[1:])
-    assert cross[1][0] == pytest.approx(TUMOR_C[2])
-    depth = abs(q[0] - TUMOR_C[2])
+    assert np.allclose(cross[0], p[::-1]) and np.allclose(cross[1][1:], q[1:])
+    assert cross[1][0] == pytest.approx(p[2])
+    depth = abs(q[0] - p[2])
     assert f"{depth:.1f} mm" in w.viewer.layers["crosshair"].features["note"][1]
     qa.verdict.setCurrentText("needs correction")
     qa.comment.setText("upper pole off by 2 mm")
@@ -327,10 +339,10 @@ def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, 
     w.manual["tz"].spin.setValue(2.0)
     w.manual.commit()
     assert [s.source for s in m.transform_history][-2:] == ["file", "manual"]
-    w.auto.undo_btn.click()
+    w.undo_btn.click()
     assert reg.target_error(w.transform, TRUE, pts)[1] < 1e-6 and w.manual["tz"].value() == 0.0
-    assert w.auto.redo_btn.isEnabled()
-    w.auto.redo_btn.click()
+    assert w.redo_btn.isEnabled()
+    w.redo_btn.click()
     assert (
         reg.target_error(
             m.transform, reg.adjust(TRUE, (0, 0, 2.0), (0, 0, 0), w.tumor_center()), pts
@@ -341,7 +353,7 @@ def test_history_lives_in_the_model_undo_redo_and_keys_unbound_on_close(widget, 
     from napari_ablation.widgets.register import RegisterWidget
 
     w2 = RegisterWidget(w.viewer)
-    assert "manual" in w2.auto.tx_label.text() and w2.auto.undo_btn.isEnabled()
+    assert "manual" in w2.auto.tx_label.text() and w2.undo_btn.isEnabled()
     w2.close()
     # closing unbinds the manual keys
     w.close()

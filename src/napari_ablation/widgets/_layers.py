@@ -360,6 +360,25 @@ def center_view_on(viewer, point_world_zyx, zoom: float | None = None) -> None:
         cam.zoom = zoom
 
 
+def on_shown_slice(viewer, layer, world_zyx) -> np.ndarray:
+    """World points (z, y, x; one or an ``(n, 3)`` array) moved, along the axes the 2D view
+    steps through (whatever the dims order), to the centre of the slice of ``layer`` that
+    napari draws there (its data index rounded, as napari slices); in-plane coordinates
+    stay. This is where a click lands on that layer's image: the viewer's slider steps on
+    the finest grid of all layers (post 2.5 mm), not on this layer's slices (pre 3 mm).
+    Unchanged in 3D or without a layer. Returns an ``(n, 3)`` array."""
+    pts = np.array(world_zyx, dtype=float, ndmin=2)
+    if layer is None or viewer.dims.ndisplay != 2:
+        return pts
+    off = viewer.dims.ndim - 3
+    axes = [int(d) - off for d in viewer.dims.not_displayed if int(d) >= off]
+    for p in pts:
+        data = np.asarray(layer.world_to_data(p), dtype=float)
+        data[axes] = np.round(data[axes])
+        p[axes] = np.asarray(layer.data_to_world(data), dtype=float)[axes]
+    return pts
+
+
 class _Failed:
     """What a background job returns instead of raising (no traceback reaches the user)."""
 

@@ -519,6 +519,7 @@ class MarginWidget(QWidget):
         header.sectionResized.connect(lambda *_a: self.table.resizeRowsToContents())
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(140)
+        self.table.setTabKeyNavigation(False)  # read-only: one Tab leaves it (not ~135 cells)
         self.tabs.addTab(self.table, "Figures")
         hist = QWidget()
         hl = QVBoxLayout(hist)

@@ -516,6 +516,10 @@ class QAPanel(QWidget):
         raw post)."""
         if CROSS not in self.viewer.layers:
             return
+        # the anatomy under the mouse is on the pre slice shown, not at the slider's depth
+        # (the slider steps on the finest grid of all layers)
+        pre_l = _layers.find_layer(self.viewer, "pre")
+        world_zyx = _layers.on_shown_slice(self.viewer, pre_l, np.asarray(world_zyx)[-3:])[0]
         p = geometry.world_to_lps(world_zyx)
         q = geometry.lps_to_world(tfm.transform_points(self.owner.transform, p)[0])
         # the partner is drawn on the slice shown (its own slice may be another one): its depth

@@ -1,12 +1,15 @@
 """3. Register: rigid registration of post to pre, one small panel per tab.
 
 * Automatic (``register_auto.AutoPanel``): ``core.registration.register_rigid`` in a
-  worker thread, progress and Cancel, undo / redo / reset, transform files.
+  worker thread, progress and Cancel, transform files.
 * Manual (``register_manual.ManualPanel``): translation and rotation about the tumor centre
-  with sliders, spin boxes and Alt+keys, live.
+  with sliders, spin boxes and Alt+keys (while the tab is shown), live.
 * Landmarks (``register_landmarks.LandmarksPanel``): paired Points layers, residuals,
   Fitzpatrick's predicted error.
 * QA (``qa.QAPanel``): blend, checkerboard, difference, flicker, contours, crosshair, verdict.
+
+Undo / Redo / Reset sit below the tabs: every tab's change is a step of one history. Alt-Z /
+Alt-Shift-Z undo / redo the registration while the widget is shown.
 
 The registration and its history live in the case model (``session.model``:
 ``set_transform`` / ``undo_transform`` / ``redo_transform``); this module holds what
@@ -21,7 +24,7 @@ import time
 
 import numpy as np
 import SimpleITK as sitk
-from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ..core import geometry
 from ..core import registration as reg
@@ -46,7 +49,7 @@ class RegisterWidget(QWidget):
         from .qa import QAPanel
         from .register_auto import AutoPanel
         from .register_landmarks import LandmarksPanel
-        from .register_manual import ManualPanel
+        from .register_manual import REDO_KEY, UNDO_KEY, KeysWhileShown, ManualPanel
 
         self.viewer = napari_viewer
         self.session = CaseSession.of(napari_viewer)
@@ -61,6 +64,20 @@ class RegisterWidget(QWidget):
         self.tabs = QTabWidget()
         lay = QVBoxLayout(self)
         lay.addWidget(self.tabs)
+        # the history of the registration, whichever tab made the change
+        self.undo_btn = QPushButton("Undo")
+        self.undo_btn.setToolTip(f"Undo the last change of the registration ({UNDO_KEY})")
+        self.redo_btn = QPushButton("Redo")
+        self.redo_btn.setToolTip(f"Redo a change of the registration ({REDO_KEY})")
+        self.reset_btn = QPushButton("Reset")
+        self.reset_btn.setToolTip("Back to the identity (scanner coordinates); undoable")
+        history = QHBoxLayout()
+        for b in (self.undo_btn, self.redo_btn, self.reset_btn):
+            history.addWidget(b)
+        lay.addLayout(history)
+        self.undo_btn.clicked.connect(self.undo)
+        self.redo_btn.clicked.connect(self.redo)
+        self.reset_btn.clicked.connect(self.reset)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         # the line of the last action, and the transform version it was about: a line about
@@ -83,6 +100,13 @@ class RegisterWidget(QWidget):
         self._error_timer.setSingleShot(True)
         self._error_timer.setInterval(ERROR_DEBOUNCE_MS)
         self._error_timer.timeout.connect(self.show_registration_error)
+        # the registration's undo / redo keys while this dock is in front; the Manual tab's
+        # nudge keys while that tab is shown too
+        self.keys = KeysWhileShown(
+            self,
+            napari_viewer,
+            {UNDO_KEY: lambda viewer: self.undo(), REDO_KEY: lambda viewer: self.redo()},
+        )
         self.auto = AutoPanel(self)
         self.manual = ManualPanel(self)
         self.landmarks = LandmarksPanel(self)
@@ -167,6 +191,7 @@ class RegisterWidget(QWidget):
         reason = self.session.edit_lock("registration")
         for panel in (self.auto, self.manual, self.landmarks):
             panel.setEnabled(reason is None)
+        self._show_history()
         if reason:
             self.set_status(reason)
 
@@ -215,6 +240,15 @@ class RegisterWidget(QWidget):
         if self.manual.adjusted() is not None and self._status_text and not self.auto.running:
             self.set_status("")  # a manual adjustment is moving the transform the line was about
         self.auto.show_transform(self.transform, self.tumor_center())
+        self._show_history()
+
+    def _show_history(self) -> None:
+        """Undo / Redo / Reset: enabled when there is a step to take and the registration may
+        be changed."""
+        free = self.session.edit_lock("registration") is None
+        self.undo_btn.setEnabled(free and self.model.can_undo_transform)
+        self.redo_btn.setEnabled(free and self.model.can_redo_transform)
+        self.reset_btn.setEnabled(free)
 
     def _on_model_changed(self, what: str) -> None:
         if what == "landmarks":
@@ -357,6 +391,7 @@ class RegisterWidget(QWidget):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event):
+        self.keys.unbind()
         for panel in self._panels:
             panel.stop()
         super().closeEvent(event)

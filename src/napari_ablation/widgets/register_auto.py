@@ -124,12 +124,7 @@ class AutoPanel(QWidget):
         self.progress.setVisible(False)
         form.addRow(self.progress)
         self.show_btn = QPushButton("Show registered post")
-        self.undo_btn = QPushButton("Undo")
-        self.redo_btn = QPushButton("Redo")
-        self.reset_btn = QPushButton("Reset")
-        self.reset_btn.setToolTip("Back to the identity (scanner coordinates); undoable")
         form.addRow(self.show_btn)  # its own row: the dock can stay narrow
-        form.addRow(_row(self.undo_btn, self.redo_btn, self.reset_btn))
         self.save_btn = QPushButton("Save .tfm…")
         self.load_btn = QPushButton("Load .tfm…")
         form.addRow(_row(self.save_btn, self.load_btn))
@@ -141,9 +136,6 @@ class AutoPanel(QWidget):
         self.box_btn.clicked.connect(self.draw_box)
         self.cancel_btn.clicked.connect(self.cancel)
         self.show_btn.clicked.connect(lambda: owner.update_overlay(full=True))
-        self.undo_btn.clicked.connect(owner.undo)
-        self.redo_btn.clicked.connect(owner.redo)
-        self.reset_btn.clicked.connect(owner.reset)
         self.save_btn.clicked.connect(self._save_dialog)
         self.load_btn.clicked.connect(self._load_dialog)
 
@@ -165,8 +157,6 @@ class AutoPanel(QWidget):
             self.tx_label.setText(
                 f"Current transform (pre -> post): {tfm.motion_text(tx, centre_lps)}.{step}"
             )
-        self.undo_btn.setEnabled(m.can_undo_transform)
-        self.redo_btn.setEnabled(m.can_redo_transform)
 
     @property
     def running(self) -> bool:

@@ -67,6 +67,8 @@ class LandmarksPanel(QWidget):
         self.viewer = owner.viewer
         self._order: list[tuple[str, str]] = []  # (layer role, pair) in click order
         self._counts: dict[str, int] = {}
+        #: each landmark layer's data as last seen (after its snap): a row not in it is new
+        self._seen: dict[str, np.ndarray] = {}
         self._sync = False
         self._follow_active = False
         # image visibility before a landmark layer was chosen
@@ -93,6 +95,7 @@ class LandmarksPanel(QWidget):
         self.table.setHorizontalHeaderLabels(["pair", "residual (mm)", "status"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setTabKeyNavigation(False)  # read-only: one Tab leaves it
         v.addWidget(self.table)
         self.fit_label = QLabel("")
         self.fit_label.setWordWrap(True)
@@ -223,6 +226,27 @@ class LandmarksPanel(QWidget):
             layer.features = {"pair": np.array(pairs, dtype=object)}
         finally:
             self._sync = False
+        self._seen[_layers.role_of(layer)] = np.array(layer.data, dtype=float).reshape(-1, 3)
+
+    def _snap_to_shown_slice(self, role: str, layer) -> None:
+        """Points placed or moved through the layer (a mouse click, ``layer.add``, a drag,
+        ``layer.data = ...``) lie on the slice of their image that is shown: their
+        through-plane coordinate goes to that slice's centre, in-plane stays where clicked.
+        The slider steps on the finest grid (post 2.5 mm): its position is not a slice of
+        pre (3 mm), and a landmark there is up to half a slice off the anatomy clicked."""
+        data = np.array(layer.data, dtype=float).reshape(-1, 3)
+        seen = self._seen.get(role, np.empty((0, 3)))
+        known = {tuple(row) for row in seen}
+        new = [i for i in range(len(data)) if tuple(data[i]) not in known]
+        image = _layers.find_layer(self.viewer, "pre" if role == "landmarks_pre" else "post")
+        if new and image is not None:
+            world = np.array([layer.data_to_world(data[i]) for i in new])
+            snapped = _layers.on_shown_slice(self.viewer, image, world)
+            for i, w in zip(new, snapped):
+                data[i] = layer.world_to_data(w)
+            if not np.array_equal(data, np.asarray(layer.data, dtype=float)):
+                self._set_points(layer, data, [str(v) for v in layer.features["pair"]])
+        self._seen[role] = np.array(layer.data, dtype=float).reshape(-1, 3)
 
     def _on_points_changed(self, role: str, event=None) -> None:
         if self._sync:
@@ -234,6 +258,10 @@ class LandmarksPanel(QWidget):
         action = getattr(action, "value", action)
         if action not in (None, "added", "removed", "changed"):
             return  # the "adding"/"removing" pre-events
+        if action != "removed":
+            self._snap_to_shown_slice(role, layer)
+        else:
+            self._seen[role] = np.array(layer.data, dtype=float).reshape(-1, 3)
         n = len(layer.data)
         pairs = [str(v) for v in layer.features["pair"]] if n else []
         before = self._counts.get(role, 0)

@@ -5,7 +5,8 @@ The six values adjust the case model's registration as it was when the adjustmen
 path); when it settles the adjusted transform becomes a "manual" step of the model's
 history (undoable) and the whole volume follows. Any other change of the registration
 (automatic, landmarks, undo, a file) starts a new adjustment from zero. Alt+keys in the
-viewer nudge the values; they are unbound when the widget closes.
+viewer nudge the values while this tab is shown (:class:`KeysWhileShown`): from another tab
+or dock they do nothing, and a nudge says on the status line how to undo it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 
 import SimpleITK as sitk
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QDoubleSpinBox, QGridLayout, QLabel, QSlider, QWidget
 
 from ..core import registration as reg
@@ -44,6 +45,82 @@ KEYS = {
     "Alt-.": ("r", 1),
     "Alt-,": ("r", -1),
 }
+
+
+#: the registration's undo / redo from the keyboard while the Register dock is shown (Ctrl-Z
+#: stays napari's undo of the active layer: a paint stroke, a landmark)
+UNDO_KEY, REDO_KEY = "Alt-Z", "Alt-Shift-Z"
+
+
+class KeysWhileShown(QObject):
+    """Viewer key bindings that exist only while ``widget`` is shown: its dock is in front
+    and, ``within`` another such widget (a tab of it), its tab is the current one. A tab
+    switch hides the widget (a Hide event); a dock behind another dock's tab is moved off
+    screen, not hidden (Qt 6), and says so by its ``visibilityChanged``. Keys napari binds
+    itself (Alt-Up / Alt-Down step the sliders) come back when the bindings go."""
+
+    def __init__(self, widget, viewer, keys: dict, within: KeysWhileShown | None = None):
+        super().__init__(widget)
+        self.widget, self.viewer, self.keys, self.within = widget, viewer, keys, within
+        self.bound: list[str] = []
+        self._followers: list[KeysWhileShown] = []
+        self._dock = None
+        self._dock_front = True
+        if within is not None:
+            within._followers.append(self)
+        widget.installEventFilter(self)
+        self._sync()
+
+    def shown(self) -> bool:
+        if not self.widget.isVisible():
+            return False
+        return self.within.shown() if self.within is not None else self._dock_front
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Type.Show:
+            self._follow_dock()
+            self._sync()
+        elif event.type() == QEvent.Type.Hide:
+            self._sync()
+        return False
+
+    def _follow_dock(self) -> None:
+        from qtpy.QtWidgets import QDockWidget
+
+        if self.within is not None:
+            return
+        w = self.widget.parentWidget()
+        while w is not None and not isinstance(w, QDockWidget):
+            w = w.parentWidget()
+        if w is not None and w is not self._dock:
+            self._dock, self._dock_front = w, True  # being shown now
+            w.visibilityChanged.connect(self._on_dock)
+
+    def _on_dock(self, visible: bool) -> None:
+        self._dock_front = bool(visible)
+        self._sync()
+
+    def _sync(self) -> None:
+        if self.shown():
+            self.bind()
+        else:
+            self.unbind()
+        for f in self._followers:
+            f._sync()
+
+    def bind(self) -> None:
+        if self.bound:
+            return
+        for key, handler in self.keys.items():
+            with contextlib.suppress(Exception):  # keys are a convenience
+                self.viewer.bind_key(key, handler, overwrite=True)
+                self.bound.append(key)
+
+    def unbind(self) -> None:
+        for key in self.bound:
+            with contextlib.suppress(Exception):
+                self.viewer.bind_key(key, None, overwrite=True)
+        self.bound = []
 
 
 class _ManualRow:
@@ -118,13 +195,16 @@ class ManualPanel(QWidget):
         self.center_label = QLabel("")
         grid.addWidget(self.center_label, len(MANUAL), 0, 1, 3)
         keys = QLabel(
-            "Keys (viewer): Alt+arrows move in the slice plane, Alt+PageUp/PageDown across it, "
-            f"Alt+, / Alt+. rotate in the slice plane; step {KEY_STEP} mm / {KEY_STEP} deg."
+            "Keys on the canvas while this tab is shown: Alt+arrows move in the slice plane, "
+            "Alt+PageUp/PageDown across it, Alt+, / Alt+. rotate in the slice plane; step "
+            f"{KEY_STEP} mm / {KEY_STEP} deg. {UNDO_KEY} / {REDO_KEY} undo / redo a change "
+            "of the registration (Ctrl-Z undoes the active layer's edits)."
         )
         keys.setWordWrap(True)
         grid.addWidget(keys, len(MANUAL) + 1, 0, 1, 3)
-        self._bound: list[str] = []
-        self._bind_keys()
+        self.keys = KeysWhileShown(
+            self, self.viewer, self._key_handlers(), within=getattr(owner, "keys", None)
+        )
 
     def __getitem__(self, key: str) -> _ManualRow:
         return self.rows[key]
@@ -193,7 +273,7 @@ class ManualPanel(QWidget):
         row.spin.setValue(row.value() + delta)
 
     # ------------------------------------------------------------------ keys
-    def _bind_keys(self) -> None:
+    def _key_handlers(self) -> dict:
         lps_t = {0: "tz", 1: "ty", 2: "tx"}
         lps_r = {0: "rz", 1: "ry", 2: "rx"}
 
@@ -213,20 +293,25 @@ class ManualPanel(QWidget):
                     str(getattr(d, "value", d)) for d in _layers.camera(viewer).orientation2d
                 )
                 flip = (kind == "v" and vdir == "up") or (kind == "h" and hdir == "left")
-                self.nudge(key, KEY_STEP * (-sign if flip else sign))
+                delta = KEY_STEP * (-sign if flip else sign)
+                if self.owner.refuse_locked():
+                    return
+                self.nudge(key, delta)
                 self.commit()
+                unit = "deg" if key.startswith("r") else "mm"
+                title = next(t for k, t, *_ in MANUAL if k == key)
+                title = title.replace(" mm", "").replace(" (deg)", "")
+                title = title.replace("about", "rotation about")
+                self.owner.set_status(
+                    f"registration nudged: {title} {delta:+.1f} {unit} ({UNDO_KEY} or Undo "
+                    "undoes it)"
+                )
 
             return handler
 
-        for key, (kind, sign) in KEYS.items():
-            with contextlib.suppress(Exception):  # keys are a convenience
-                self.viewer.bind_key(key, make(kind, sign), overwrite=True)
-                self._bound.append(key)
+        return {key: make(kind, sign) for key, (kind, sign) in KEYS.items()}
 
     def stop(self) -> None:
         """Unbind the keys (the widget is closing)."""
         self._settle.stop()
-        for key in self._bound:
-            with contextlib.suppress(Exception):
-                self.viewer.bind_key(key, None, overwrite=True)
-        self._bound = []
+        self.keys.unbind()
