@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import cohort, cohort_stats
+from ..core import cohort, cohort_stats, coverage
 from ..core.errors import AblationError
 from . import _layers
 from .session import CaseSession
@@ -92,7 +92,7 @@ class CohortWidget(QWidget):
         self.results_edit.setPlaceholderText("results folder (margins.csv, cases/)")
         form.addRow("Results", self._with_browse(self.results_edit, self._pick_results))
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(-20.0, 50.0)
+        self.threshold.setRange(coverage.THRESHOLD_MIN_MM, coverage.THRESHOLD_MAX_MM)
         self.threshold.setValue(5.0)
         self.threshold.setSuffix(" mm")
         self.workers = QSpinBox()
