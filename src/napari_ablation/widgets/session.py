@@ -898,8 +898,11 @@ class CaseSession:
         """``steps`` (a generator for :func:`_layers.run_in_steps`) run only while the case
         open now stays the one shown: once another case starts opening (or is set, or the
         case is closed) the rest is dropped (UAT s7 N1: the previous case's margin layers
-        went on being added over the case opened meanwhile)."""
-        gen = self.case_generation
+        went on being added over the case opened meanwhile). The case is the one open when
+        this is called, not when the first step runs (a step queue may start them later)."""
+        return self._while_generation(self.case_generation, steps)
+
+    def _while_generation(self, gen: int, steps):
         try:
             while gen == self.case_generation:
                 try:
