@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import SimpleITK as sitk
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -179,11 +180,30 @@ class LoadCaseWidget(QWidget):
 
         contrast = QGroupBox("Display")
         crow = QFormLayout(contrast)
+        # short item names, shown whole at the dock's width; the details in the tooltips
         self.window = QComboBox()
-        self.window.addItem("auto (CT: abdomen, MR: 0.5-99.5 %)", "auto")
-        for key, (w, lev) in display.CT_WINDOWS.items():
-            self.window.addItem(f"CT {key} (W {w:.0f} / L {lev:.0f})", key)
-        self.window.addItem("robust percentiles", "robust")
+        abdomen = display.CT_WINDOWS["abdomen"]
+        windows = [
+            (
+                "auto (by modality)",
+                "auto",
+                f"CT: the abdomen window (W {abdomen[0]:.0f} / L {abdomen[1]:.0f} HU); MR "
+                "and other images: the 0.5-99.5 percentiles of the non-background voxels",
+            ),
+            *(
+                (f"CT {key} (W {w:.0f} / L {lev:.0f})", key, f"CT {key} window, in HU")
+                for key, (w, lev) in display.CT_WINDOWS.items()
+            ),
+            (
+                "percentiles 0.5-99.5 %",
+                "robust",
+                "the 0.5-99.5 percentiles of the non-background voxels (any modality)",
+            ),
+        ]
+        for text, key, tip in windows:
+            self.window.addItem(text, key)
+            self.window.setItemData(self.window.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.window.setToolTip("contrast of pre and post (CT window presets or percentiles)")
         crow.addRow("Window", self.window)
         self.window.currentIndexChanged.connect(
             lambda _i: self.apply_window(self.window.currentData())
