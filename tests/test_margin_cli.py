@@ -49,6 +49,7 @@ def files(tmp_path):
 
 def test_margin_cli_writes_design_keys_csv_html_and_labels(files, capsys):
     out = files / "out"
+    out.mkdir()  # the CLI writes into existing folders only
     rc = cli.main(
         [
             "margin",

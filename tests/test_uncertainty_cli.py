@@ -68,6 +68,7 @@ def _run(files, *extra):
 
 def test_margin_uncertainty_writes_design_keys_summary_and_labels(files, capsys):
     out = files / "out"
+    out.mkdir()  # the CLI writes into existing folders only
     rc = _run(
         files,
         "--uncertainty",

@@ -53,8 +53,10 @@ def _threshold_mm(text: str) -> float:
 
     try:
         return coverage.check_threshold(_mm(text))
-    except AblationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except AblationError:
+        raise argparse.ArgumentTypeError(
+            f"the margin threshold must be {coverage.THRESHOLD_RULE}, got '{text}'"
+        ) from None
 
 
 def _positive_mm(text: str) -> float:
@@ -62,6 +64,70 @@ def _positive_mm(text: str) -> float:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive distance in mm, got '{text}'")
     return v
+
+
+# One rule for every option that names an output, applied while the arguments are parsed,
+# before any input is read: a file's name ends in a suffix its format is read back from
+# (the suffixes below), and the folder it goes into exists; an output folder may be new,
+# but the folder that holds it exists. Nothing creates a missing folder tree.
+
+#: output kind -> (the suffixes that read back as that kind, how to say them)
+_OUTPUT_SUFFIXES = {
+    "json": ((".json",), ".json"),
+    "csv": ((".csv",), ".csv"),
+    "html": ((".html", ".htm"), ".html"),
+    "pdf": ((".pdf",), ".pdf"),
+    "png": ((".png",), ".png"),
+}
+#: kinds read back by ITK, which picks its reader by the exact, lower-case suffix
+#: (SimpleITK reads no "T.TFM" and no "x.NII.GZ")
+_ITK_KINDS = ("image", "transform")
+
+
+def _output_suffixes(kind: str) -> tuple[tuple[str, ...], str]:
+    if kind == "image":  # every format SimpleITK writes and re-reads (OutputSet.add_image)
+        from .core.io import IMAGE_SUFFIXES
+
+        return IMAGE_SUFFIXES, ", ".join(IMAGE_SUFFIXES[:-1]) + " or " + IMAGE_SUFFIXES[-1]
+    if kind == "transform":  # written as ITK text: read back by SimpleITK.ReadTransform, 3D
+        # Slicer, ANTs (.h5 / .mat are binary formats: read by --transform, never written)
+        from .core.transform import TEXT_TRANSFORM_SUFFIXES
+
+        return TEXT_TRANSFORM_SUFFIXES, " or ".join(TEXT_TRANSFORM_SUFFIXES)
+    return _OUTPUT_SUFFIXES[kind]
+
+
+def _existing_folder(path: Path, text: str) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"cannot write '{text}': the folder '{folder}' {what}")
+
+
+def _output_file(kind: str):
+    """An argparse type: an output file of ``kind`` (see :data:`_OUTPUT_SUFFIXES`)."""
+
+    def check(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("the output file name is empty")
+        suffixes, said = _output_suffixes(kind)
+        exact = kind in _ITK_KINDS
+        if not (text if exact else text.lower()).endswith(suffixes):
+            case = " (in lower case)" if exact and text.lower().endswith(suffixes) else ""
+            raise argparse.ArgumentTypeError(f"'{text}': the file name must end in {said}{case}")
+        _existing_folder(Path(text), text)
+        return text
+
+    check.__name__ = f"{kind} output file"
+    return check
+
+
+def _output_folder(text: str) -> str:
+    """An argparse type: an output folder (created if new) inside an existing folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output folder name is empty")
+    _existing_folder(Path(text), text)
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,13 +158,25 @@ def _add_margin_parser(sub) -> None:
     p.add_argument(
         "--ablation-label", type=_label_value, help="use only this label value of --ablation"
     )
-    p.add_argument("--json", dest="json_out", help="write the figures as JSON (.json)")
-    p.add_argument("--csv", dest="csv_out", help="write the figures as CSV (.csv)")
-    p.add_argument("--html", dest="html_out", help="write the HTML report (.html)")
-    p.add_argument("--pdf", dest="pdf_out", help="write the report as PDF (.pdf; pages as needed)")
+    p.add_argument(
+        "--json", dest="json_out", type=_output_file("json"), help="write the figures as JSON"
+    )
+    p.add_argument(
+        "--csv", dest="csv_out", type=_output_file("csv"), help="write the figures as CSV"
+    )
+    p.add_argument(
+        "--html", dest="html_out", type=_output_file("html"), help="write the HTML report"
+    )
+    p.add_argument(
+        "--pdf",
+        dest="pdf_out",
+        type=_output_file("pdf"),
+        help="write the report as PDF (pages as needed)",
+    )
     p.add_argument(
         "--margin-labels",
         dest="margin_labels_out",
+        type=_output_file("image"),
         help="write the coverage-class labels (1 green, 2 yellow, 3 red; with --uncertainty "
         "4 uncertain) on the pre grid",
     )
@@ -164,7 +242,10 @@ def _add_register_parser(sub) -> None:
         ),
     )
     p.add_argument(
-        "--out", required=True, help="output transform (.tfm), ITK convention pre -> post"
+        "--out",
+        required=True,
+        type=_output_file("transform"),
+        help="output transform (.tfm or .txt: an ITK text transform), ITK convention pre -> post",
     )
     p.set_defaults(func=_cmd_register)
 
@@ -172,7 +253,7 @@ def _add_register_parser(sub) -> None:
 def _add_interpolate_parser(sub) -> None:
     p = sub.add_parser("interpolate", help="fill unannotated slices between annotated ones")
     p.add_argument("--labels", required=True, help="sparse labels (annotated slices)")
-    p.add_argument("--out", required=True, help="dense labels output")
+    p.add_argument("--out", required=True, type=_output_file("image"), help="dense labels output")
     p.add_argument(
         "--axis", choices=("z", "y", "x"), default="z", help="slice axis (default z: axial)"
     )
@@ -186,13 +267,17 @@ def _add_demo_parser(sub) -> None:
     p.add_argument(
         "--case", choices=("renal_mri", "liver_ct"), default="renal_mri", help="sample case"
     )
-    p.add_argument("--screenshot", help="save a screenshot of the window to this PNG and quit")
+    p.add_argument(
+        "--screenshot",
+        type=_output_file("png"),
+        help="save a screenshot of the window to this PNG and quit",
+    )
     p.set_defaults(func=_cmd_demo)
 
 
 def _add_samples_parser(sub) -> None:
     p = sub.add_parser("samples", help="(re)generate the bundled synthetic sample cases")
-    p.add_argument("--out", help="folder (default: the package's sample_data)")
+    p.add_argument("--out", type=_output_folder, help="folder (default: the package's sample_data)")
     p.set_defaults(func=_cmd_samples)
 
 
@@ -228,14 +313,6 @@ def _warn(command: str, text: str) -> None:
 
 # ----------------------------------------------------------------------------- margin
 
-#: output option -> the suffixes it accepts
-_MARGIN_OUTPUT_SUFFIXES = {
-    "json_out": (".json",),
-    "csv_out": (".csv",),
-    "html_out": (".html", ".htm"),
-    "pdf_out": (".pdf",),
-}
-
 
 def _cmd_margin(args: argparse.Namespace) -> int:
     from .core import files, io, margin, resources
@@ -244,22 +321,9 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     outs = files.OutputSet(
         inputs=[args.tumor, args.ablation, args.transform, args.fixed_points, args.moving_points]
     )
-    for key, suffixes in _MARGIN_OUTPUT_SUFFIXES.items():
-        path = getattr(args, key)
+    for path in (args.json_out, args.csv_out, args.html_out, args.pdf_out, args.margin_labels_out):
         if path:
-            if not path.lower().endswith(suffixes):
-                option = "--" + key[: -len("_out")]
-                raise AblationError(
-                    f"{option} {path}: the file name must end in {' or '.join(suffixes)}"
-                )
             outs.check(path)
-    if args.margin_labels_out:
-        if io.path_suffix(args.margin_labels_out) not in io.LABEL_WRITE_SUFFIXES:
-            raise AblationError(
-                f"cannot write labels to '{Path(args.margin_labels_out).name}': "
-                "use .nii.gz, .nrrd or .mha"
-            )
-        outs.check(args.margin_labels_out)
 
     _check_uncertainty_args(args)
     tumor = io.read_labels(args.tumor, label=args.tumor_label, name="tumor")
@@ -383,8 +447,6 @@ def _cmd_register(args: argparse.Namespace) -> int:
     from .core import transform as tfm
 
     out = str(args.out)
-    if not out.lower().endswith(tfm.TEXT_TRANSFORM_SUFFIXES):
-        raise AblationError(f"cannot write a transform to '{out}': use a .tfm file")
     have_images = bool(args.fixed or args.moving)
     have_points = bool(args.fixed_points or args.moving_points)
     if not have_images and not have_points:
@@ -557,13 +619,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    # the arguments are checked before Qt starts (without a display it aborts the process)
-    if args.screenshot is not None:
-        shot = Path(args.screenshot)
-        if shot.suffix.lower() != ".png":
-            raise AblationError(f"--screenshot '{shot.name}' must be a .png file")
-        if not shot.parent.is_dir():
-            raise AblationError(f"--screenshot: no such folder '{shot.parent}'")
+    # --screenshot was checked by the parser, before Qt starts (without a display it aborts)
     from .demo import run_demo
 
     return run_demo(args.case, screenshot=args.screenshot)
@@ -591,7 +647,7 @@ def _add_cohort_parser(sub) -> None:
     )
     s.add_argument("--n", type=_positive_int, required=True, help="number of cases")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--out", required=True, type=_output_folder, help="output folder")
     s.set_defaults(func=_cmd_cohort_synth)
 
     r = csub.add_parser("run", help="margin analysis of every case, as tasks on dask.distributed")
@@ -605,7 +661,12 @@ def _add_cohort_parser(sub) -> None:
     src.add_argument(
         "--manifest", help="CSV case,tumor,ablation[,transform][,pre,post] (paths relative to it)"
     )
-    r.add_argument("--out", required=True, help="results folder (margins.csv, cases/*.json)")
+    r.add_argument(
+        "--out",
+        required=True,
+        type=_output_folder,
+        help="results folder (margins.csv, cases/*.json)",
+    )
     r.add_argument(
         "--threshold", type=_threshold_mm, default=5.0, help="margin threshold in mm (default 5)"
     )
@@ -622,10 +683,15 @@ def _add_cohort_parser(sub) -> None:
     t = csub.add_parser("stats", help="statistics and plots of margins against outcomes")
     t.add_argument("--results", required=True, help="margins.csv written by 'cohort run'")
     t.add_argument("--outcomes", required=True, help="CSV case,ltp,months[,recurrence_octant]")
-    t.add_argument("--out", required=True, help="report folder (stats.json, plots, report.html)")
+    t.add_argument(
+        "--out",
+        required=True,
+        type=_output_folder,
+        help="report folder (stats.json, plots, report.html)",
+    )
     t.add_argument(
         "--threshold",
-        type=_mm,
+        type=_threshold_mm,
         default=5.0,
         help="margin threshold of the second Fisher test (default 5)",
     )
@@ -761,9 +827,12 @@ def _add_quiz_parser(sub) -> None:
         help="do not show the reference outlines while margin questions are open",
     )
     p.add_argument("--title", help="quiz title shown to the trainee")
-    p.add_argument("--out", required=True, help="quiz folder to create")
+    p.add_argument("--out", required=True, type=_output_folder, help="quiz folder to create")
     p.add_argument(
-        "--key", required=True, help="answer key to write (JSON; keep it apart from the quiz)"
+        "--key",
+        required=True,
+        type=_output_file("json"),
+        help="answer key to write (JSON; keep it apart from the quiz)",
     )
     p.add_argument(
         "--include-key",
@@ -780,7 +849,9 @@ def _add_quiz_parser(sub) -> None:
         required=True,
         help="CSV: case,complete,mtm_mm,octant,class[,tumor,ablation,transform]",
     )
-    p.add_argument("--json", dest="json_out", help="write the scores as JSON")
+    p.add_argument(
+        "--json", dest="json_out", type=_output_file("json"), help="write the scores as JSON"
+    )
     p.set_defaults(func=_cmd_quiz_score)
 
     p = qs.add_parser(
@@ -789,7 +860,10 @@ def _add_quiz_parser(sub) -> None:
     )
     p.add_argument("--quiz", required=True, help="the quiz folder")
     p.add_argument(
-        "--out", required=True, help="folder for scores.csv, summary.json and scores.html"
+        "--out",
+        required=True,
+        type=_output_folder,
+        help="folder for scores.csv, summary.json and scores.html",
     )
     p.add_argument(
         "--key", help="the answer key: scores answers recorded without it (trainee quizzes)"
@@ -927,17 +1001,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv:
         parser.print_usage(sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    from .core import files  # silences ITK's own warning printing on import (see core.files)
-
+    # Ctrl-C and SIGTERM end the command cleanly from here on, also while the output
+    # options are checked (their suffixes come from core modules that import SimpleITK)
     _INTERRUPT.clear()
     _DEFER.clear()
     previous = _install_signal_handlers()
-    name = f"napari-ablation {args.command}"
+    name = "napari-ablation" + (f" {argv[0]}" if not argv[0].startswith("-") else "")
     try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        from .core import files  # silences ITK's own warning printing on import (core.files)
+
+        name = f"napari-ablation {args.command}"
         return int(args.func(args) or 0)
     except AblationError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
@@ -949,6 +1026,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: error: out of memory", file=sys.stderr)
         return EXIT_INTERNAL
     except OSError as exc:
+        from .core import files
+
         where = exc.filename if exc.filename is not None else "a file"
         print(f"{name}: error: {files.os_error_message(exc, where, 'access')}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -802,7 +802,7 @@ class CaseModel:
         Raises
         ------
         AblationError
-            When ``threshold_mm`` is not a finite number of mm, 0 or more.
+            When ``threshold_mm`` is outside :data:`~napari_ablation.core.coverage.THRESHOLD_RULE`.
         """
         if "threshold_mm" in kw:
             kw["threshold_mm"] = coverage.check_threshold(kw["threshold_mm"])

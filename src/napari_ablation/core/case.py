@@ -600,7 +600,7 @@ def read_case_document(path: str | os.PathLike) -> dict[str, Any]:
             coverage.check_threshold(t)
         except AblationError:
             raise _field_error(
-                path, "settings.threshold_mm", "must be a finite number of mm, 0 or more"
+                path, "settings.threshold_mm", f"must be {coverage.THRESHOLD_RULE}"
             ) from None
         for key in ("tumor_label", "ablation_label"):
             v = settings.get(key)

@@ -82,16 +82,26 @@ def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
 
 #: the smallest margin threshold (mm): below it the classes overlap (see check_threshold)
 THRESHOLD_MIN_MM = 0.0
+#: the largest margin threshold (mm): intended margins are 5-10 mm (A0 > 10 mm); beyond
+#: 30 mm a threshold is a typing error, not a margin requirement (see check_threshold)
+THRESHOLD_MAX_MM = 30.0
+#: the accepted thresholds, in words (the messages of every entry point)
+THRESHOLD_RULE = (
+    f"a finite number of mm, {THRESHOLD_MIN_MM:g} or more and at most {THRESHOLD_MAX_MM:g}"
+)
 
 
 def check_threshold(threshold_mm) -> float:
-    """Return the margin threshold in mm, refusing one for which the classes overlap.
+    """Return the margin threshold in mm, refusing one outside the accepted range.
 
     The three classes partition the tumor only when ``t >= 0``: ``green`` (m >= t) is
     "covered with margin", so it must lie inside the ablation zone (m >= 0), where
     ``red`` (m < 0) is not; with ``t < 0`` a voxel with ``t <= m < 0`` would be both.
-    Every entry point (the analysis, the case model, ``case.json``, the CLI, the quiz and
-    cohort runs) checks the threshold here.
+    Above :data:`THRESHOLD_MAX_MM` (30 mm) no clinical margin requirement lies (intended
+    margins are 5-10 mm), so a larger value is a typing error (``1e9`` would call every
+    covered voxel "insufficient"). Every entry point (the analysis, the case model,
+    ``case.json``, the CLI, the quiz and cohort runs, the widgets' spin boxes) uses this
+    one range.
 
     Parameters
     ----------
@@ -106,7 +116,8 @@ def check_threshold(threshold_mm) -> float:
     Raises
     ------
     AblationError
-        If the threshold is not a finite number of mm, 0 or more.
+        If the threshold is not a finite number of mm from :data:`THRESHOLD_MIN_MM` to
+        :data:`THRESHOLD_MAX_MM`.
 
     Examples
     --------
@@ -117,10 +128,12 @@ def check_threshold(threshold_mm) -> float:
         t = float(threshold_mm)
     except (TypeError, ValueError):
         t = math.nan
-    if isinstance(threshold_mm, bool) or not math.isfinite(t) or t < THRESHOLD_MIN_MM:
-        raise AblationError(
-            f"the margin threshold must be a finite number of mm, 0 or more (got {threshold_mm!r})"
-        )
+    if (
+        isinstance(threshold_mm, bool)
+        or not math.isfinite(t)
+        or not THRESHOLD_MIN_MM <= t <= THRESHOLD_MAX_MM
+    ):
+        raise AblationError(f"the margin threshold must be {THRESHOLD_RULE} (got {threshold_mm!r})")
     return t
 
 

@@ -180,11 +180,15 @@ class Quiz:
                 )
         questions = tuple(doc.get("questions") or DEFAULT_QUESTIONS)
         _check_questions(questions)
+        try:
+            threshold_mm = coverage.check_threshold(doc.get("threshold_mm", 5.0))
+        except AblationError:
+            raise AblationError(f"{path}: threshold_mm must be {coverage.THRESHOLD_RULE}") from None
         return cls(
             folder=folder,
             quiz_id=str(doc.get("quiz_id", "")),
             title=str(doc.get("title", folder.name)),
-            threshold_mm=float(doc.get("threshold_mm", 5.0)),
+            threshold_mm=threshold_mm,
             questions=questions,
             case_ids=ids,
             show_reference=bool(doc.get("show_reference", True)),

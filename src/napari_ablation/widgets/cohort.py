@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import cohort, cohort_stats
+from ..core import cohort, cohort_stats, coverage
 from ..core.errors import AblationError
 from . import _layers
 from .session import CaseSession
@@ -56,9 +56,39 @@ COLUMNS = (
     ("qa_verdict", "QA", None),
     ("error", "Error", None),
 )
+#: the item role that holds a numeric cell's value (the table sorts by it, shows its text)
+_VALUE_ROLE = Qt.ItemDataRole.UserRole + 1
 STATS_DIR = "stats"
 #: the Margins widget's name in the plugin manifest (napari.yaml)
 MARGINS_WIDGET = "4. Margins"
+
+
+def cell_text(value, fmt: str | None) -> str:
+    """Return the table text of one ``margins.csv`` value in its column's format.
+
+    ``fmt`` is a :data:`COLUMNS` format: a ``str.format`` pattern, ``"pct"`` (a fraction
+    shown in % with one decimal) or None (text as stored).
+    """
+    if value is None or value == "" or fmt is None:
+        return "" if value is None else str(value)
+    x = float(value)
+    return f"{100.0 * x:.1f}" if fmt == "pct" else fmt.format(x)
+
+
+class _NumberItem(QTableWidgetItem):
+    """A numeric cell: shows its formatted text, sorts by its value (empty cells last)."""
+
+    def __init__(self, value, fmt: str):
+        super().__init__(cell_text(value, fmt))
+        number = None if value is None or value == "" else float(value)
+        self.setData(_VALUE_ROLE, number)
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other):
+        a, b = self.data(_VALUE_ROLE), other.data(_VALUE_ROLE)
+        if a is None or b is None:  # empty (a failed case): after the numbers
+            return a is not None and b is None
+        return a < b
 
 
 class _Relay(QObject):
@@ -92,7 +122,7 @@ class CohortWidget(QWidget):
         self.results_edit.setPlaceholderText("results folder (margins.csv, cases/)")
         form.addRow("Results", self._with_browse(self.results_edit, self._pick_results))
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(-20.0, 50.0)
+        self.threshold.setRange(coverage.THRESHOLD_MIN_MM, coverage.THRESHOLD_MAX_MM)
         self.threshold.setValue(5.0)
         self.threshold.setSuffix(" mm")
         self.workers = QSpinBox()
@@ -135,6 +165,8 @@ class CohortWidget(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSortingEnabled(True)
         self.table.verticalHeader().setVisible(False)
+        # opens sorted by case, ascending (Qt's default indicator is descending)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.cellClicked.connect(lambda r, _c: self.open_row(r))
 
@@ -334,14 +366,7 @@ class CohortWidget(QWidget):
         for r, rec in enumerate(self.rows):
             for c, (key, _head, fmt) in enumerate(COLUMNS):
                 v = rec.get(key, "")
-                item = QTableWidgetItem()
-                if fmt and v != "" and v is not None:
-                    x = float(v) * (100.0 if fmt == "pct" else 1.0)
-                    item.setData(
-                        Qt.ItemDataRole.DisplayRole, float(f"{x:.{1 if fmt == 'pct' else 2}f}")
-                    )
-                else:
-                    item.setText(str(v))
+                item = _NumberItem(v, fmt) if fmt else QTableWidgetItem(cell_text(v, None))
                 if c == 0:
                     item.setData(Qt.ItemDataRole.UserRole, str(rec.get("case", "")))
                 if rec.get("error"):

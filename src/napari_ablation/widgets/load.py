@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import SimpleITK as sitk
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,7 +34,7 @@ from ..core.case import (
     open_sample_copy,
 )
 from ..core.errors import AblationError
-from . import _layers, reader_choice
+from . import _layers, orientation, reader_choice
 from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
 
 
@@ -210,17 +211,51 @@ class LoadCaseWidget(QWidget):
         frow.addWidget(self.status)
 
         contrast = QGroupBox("Display")
-        crow = QHBoxLayout(contrast)
+        crow = QFormLayout(contrast)
+        # short item names, shown whole at the dock's width; the details in the tooltips
         self.window = QComboBox()
-        self.window.addItem("auto (CT: abdomen, MR: 0.5-99.5 %)", "auto")
-        for key, (w, lev) in display.CT_WINDOWS.items():
-            self.window.addItem(f"CT {key} (W {w:.0f} / L {lev:.0f})", key)
-        self.window.addItem("robust percentiles", "robust")
-        crow.addWidget(QLabel("Window"))
-        crow.addWidget(self.window, 1)
+        abdomen = display.CT_WINDOWS["abdomen"]
+        windows = [
+            (
+                "auto (by modality)",
+                "auto",
+                f"CT: the abdomen window (W {abdomen[0]:.0f} / L {abdomen[1]:.0f} HU); MR "
+                "and other images: the 0.5-99.5 percentiles of the non-background voxels",
+            ),
+            *(
+                (f"CT {key} (W {w:.0f} / L {lev:.0f})", key, f"CT {key} window, in HU")
+                for key, (w, lev) in display.CT_WINDOWS.items()
+            ),
+            (
+                "percentiles 0.5-99.5 %",
+                "robust",
+                "the 0.5-99.5 percentiles of the non-background voxels (any modality)",
+            ),
+        ]
+        for text, key, tip in windows:
+            self.window.addItem(text, key)
+            self.window.setItemData(self.window.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.window.setToolTip("contrast of pre and post (CT window presets or percentiles)")
+        crow.addRow("Window", self.window)
         self.window.currentIndexChanged.connect(
             lambda _i: self.apply_window(self.window.currentData())
         )
+        # the three radiological planes in one choice (napari's Roll and Transpose buttons
+        # step through every arrangement of the axes, half of them not radiological)
+        self.plane = QComboBox()
+        for name in orientation.PLANES:
+            self.plane.addItem(name, name)
+        self.plane.setToolTip(
+            "radiological views: axial (anterior up, patient right on the left), coronal "
+            "(superior up, right on the left), sagittal (superior up, anterior on the left)"
+        )
+        crow.addRow("View", self.plane)
+        self.plane.activated.connect(
+            lambda i: orientation.show_plane(self.viewer, self.plane.itemData(i))
+        )
+        for ev in (self.viewer.dims.events.order, self.viewer.dims.events.ndisplay):
+            _layers.connect_while_alive(ev, self, self._show_plane_choice)
+        self._show_plane_choice()
 
         opening = QGroupBox("File > Open of .nii / .nrrd / .mha / .dcm")
         self.prefer_reader = QCheckBox("always with Ablation Margins")
@@ -374,6 +409,11 @@ class LoadCaseWidget(QWidget):
                 max(limits[1], float(layer.contrast_limits_range[1])),
             )
             layer.contrast_limits = limits
+
+    def _show_plane_choice(self, event=None) -> None:
+        """The View choice names the plane shown (blank in 3D and for a transposed view)."""
+        name = orientation.plane_of(self.viewer)
+        self.plane.setCurrentIndex(-1 if name is None else self.plane.findData(name))
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, job, message: str, *, show_notes: bool = True):

@@ -381,7 +381,7 @@ class MarginWidget(QWidget):
         txrow.addWidget(self.tx_identity_btn)
         txrow.addStretch(1)
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(coverage.THRESHOLD_MIN_MM, 30.0)
+        self.threshold.setRange(coverage.THRESHOLD_MIN_MM, coverage.THRESHOLD_MAX_MM)
         self.threshold.setDecimals(1)
         self.threshold.setSingleStep(0.5)
         self.threshold.setSuffix(" mm")

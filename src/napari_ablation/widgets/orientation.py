@@ -37,6 +37,9 @@ LETTER_SIZE = 14
 NOTE_KEY = "napari_ablation_orient_note"
 NOT_RADIOLOGICAL = "not radiological"  # (axes transposed or flipped: see the letters)
 
+#: the three radiological planes: name -> the world axes drawn (vertically, horizontally)
+PLANES = {"axial": (1, 2), "coronal": (0, 2), "sagittal": (0, 1)}
+
 _GUIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -71,6 +74,7 @@ class OrientationGuide:
         for ev in (dims.events.order, dims.events.ndisplay, dims.events.ndim):
             ev.connect(self._on_plane)
         _layers.camera(viewer).events.orientation2d.connect(self._on_camera)
+        _layers.grid(viewer).events.enabled.connect(self._on_grid)
         self._plane = None
         self._on_plane()
 
@@ -96,6 +100,14 @@ class OrientationGuide:
                 cam.orientation2d = want  # emits orientation2d: the letters follow
         self._plane = shown
         self.update_letters()
+
+    def _on_grid(self, event=None) -> None:
+        """The grid switched on or off: the view is fitted to the new layout, as napari fits
+        it when Roll or Transpose changes the displayed axes (UAT s7 N12f: a sagittal view
+        laid out for two cells, the grid then switched off, filled a third of the canvas)."""
+        v = self.viewer
+        if v is not None and v.dims.ndisplay == 2 and len(v.layers):
+            v.fit_to_view()
 
     def _on_camera(self, event=None) -> None:
         self.update_letters()
@@ -135,6 +147,31 @@ class OrientationGuide:
         note = v.canvas.overlays.get(NOTE_KEY)
         if note is not None:
             note.visible = self.radiological() is False
+
+
+def plane_of(viewer) -> str | None:
+    """The radiological plane (a key of :data:`PLANES`) the 2D view shows; None in 3D and
+    for a transposed view (napari's Transpose: the axes the other way round)."""
+    shown = install(viewer).displayed()
+    return next((name for name, axes in PLANES.items() if axes == shown), None)
+
+
+def show_plane(viewer, name: str) -> None:
+    """Show the radiological plane ``name`` (a key of :data:`PLANES`) in 2D, on the slices
+    the user is on: the dims order that draws its axes (napari fits the view to them) and the
+    camera directions of the convention (the guide sets them for the new axes)."""
+    install(viewer)
+    dims = viewer.dims
+    if dims.ndim < 3:
+        return
+    if dims.ndisplay == 3:
+        dims.ndisplay = 2
+    vertical, horizontal = PLANES[name]
+    (sliced,) = {0, 1, 2} - {vertical, horizontal}
+    off = dims.ndim - 3
+    dims.order = (*range(off), sliced + off, vertical + off, horizontal + off)
+    # the convention's directions, also where the user had flipped this plane
+    _layers.camera(viewer).orientation2d = core_orientation.screen_directions(PLANES[name])
 
 
 def warm_up_steps(viewer):

@@ -435,7 +435,7 @@ class CaseSession:
         self.analysis = AnalysisRunner(self)
         # id(layer) -> (its 3D look, the 2D look it replaces), while in 3D
         self._look_2d: dict[int, tuple[dict, dict[str, Any]]] = {}
-        self._view_2d = None  # (dims order, camera orientation) of 2D, while 3D shows axial
+        self._view_2d = None  # (dims order, camera orientation, point) of 2D, while in 3D
         self._look_chain = None  # CLOSE_GENERATION of the running look steps, while they run
         self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
@@ -444,6 +444,7 @@ class CaseSession:
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._grid_follows)
         viewer.dims.events.ndisplay.connect(self._on_switch)
+        viewer.dims.events.point.connect(self._on_point_in_3d)
         _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -903,8 +904,11 @@ class CaseSession:
         """``steps`` (a generator for :func:`_layers.run_in_steps`) run only while the case
         open now stays the one shown: once another case starts opening (or is set, or the
         case is closed) the rest is dropped (UAT s7 N1: the previous case's margin layers
-        went on being added over the case opened meanwhile)."""
-        gen = self.case_generation
+        went on being added over the case opened meanwhile). The case is the one open when
+        this is called, not when the first step runs (a step queue may start them later)."""
+        return self._while_generation(self.case_generation, steps)
+
+    def _while_generation(self, gen: int, steps):
         try:
             while gen == self.case_generation:
                 try:
@@ -989,7 +993,9 @@ class CaseSession:
         napari's Roll or Transpose (a sagittal or coronal order) and the camera's flip for that
         view, 3D looked at the scene from another side, mirrored, with napari's light behind
         the surfaces (dark) and the MTM marker out of view. On the switch to 3D the axial
-        order and camera directions are set; back in 2D the user's are put back."""
+        order and camera directions are set; back in 2D the user's are put back, on the
+        slice the user was on (napari moves the slice to the 3D camera's depth, which the
+        3D framing set: -7.5 -> -11.5 mm), or on the one a widget chose in 3D (Go to MTM)."""
         from ..core import orientation as core_orientation
 
         dims, cam = viewer.dims, _layers.camera(viewer)
@@ -1000,17 +1006,24 @@ class CaseSession:
             if view is not None:
                 dims.order = view[0]
                 cam.orientation = view[1]
+                dims.point = view[2]
             return
+        if self._view_2d is None:
+            self._view_2d = (tuple(dims.order), tuple(cam.orientation), tuple(dims.point))
         axial = (*[a for a in dims.order if a < dims.ndim - 3], *range(dims.ndim - 3, dims.ndim))
         depth = cam.orientation[0]
         want = (depth, *core_orientation.screen_directions((1, 2)))
         now = tuple(str(getattr(d, "value", d)) for d in cam.orientation)
         if tuple(dims.order) == axial and now[1:] == want[1:]:
             return
-        if self._view_2d is None:
-            self._view_2d = (tuple(dims.order), tuple(cam.orientation))
         dims.order = axial
         cam.orientation = want
+
+    def _on_point_in_3d(self, event=None) -> None:
+        """A slice chosen while in 3D (Go to MTM, a quiz reveal) is the one 2D comes back to."""
+        viewer = self.viewer
+        if self._view_2d is not None and viewer is not None and viewer.dims.ndisplay == 3:
+            self._view_2d = (*self._view_2d[:2], tuple(viewer.dims.point))
 
     def _look_in_steps(self, event=None) -> None:
         """Give every layer its look for 2D or 3D (:meth:`_look_steps`), whoever switched

@@ -543,13 +543,15 @@ class TeachWidget(QWidget):
 
     def _start_reference_analysis(self, key_case) -> None:
         t = self.run.quiz.threshold_mm
-        cid = self.case_id
+        cid, generation = self.case_id, self.session.case_generation
 
         def job():  # the reference read and analysed off the GUI thread
             tumor, ablation, tx = self._reference_inputs(key_case)
             return analyze_margin(tumor, ablation, tx, t, with_shells=False), tumor
 
         def done(out, _cid=cid, _key=key_case):
+            if generation != self.session.case_generation:
+                return  # another case (or this one again) was opened meanwhile
             if self.run is None or self.case_id != _cid or not self.revealed:
                 return
             self._add_reveal_layers(*out, _key)
@@ -569,7 +571,10 @@ class TeachWidget(QWidget):
             self._update_ui()
 
         self._revealing = True
-        _layers.run_in_steps(self._reveal_steps(res, ref_tumor, key_case), done, owner=self)
+        # bound to the case open now: dropped once another case starts opening (or this one
+        # is opened again) before they have all run
+        steps = self.session.while_case(self._reveal_steps(res, ref_tumor, key_case))
+        _layers.run_in_steps(steps, done, owner=self)
 
     def _reveal_steps(self, res, ref_tumor, key_case):
         """The reveal's layers (the user's active layer stays active): with ``res`` (the
