@@ -19,9 +19,9 @@ from napari_ablation.widgets import _layers
 SHIFT = (0.0, 5.0, 0.0)  # registration pre -> post (ITK): post = pre + SHIFT
 
 
-def phantom_case() -> Case:
-    """Tumor r=8 mm; ablation r=12 mm centred 6 mm to its left (pre space):
-    MTM = 12 - 8 - 6 = -2 mm."""
+def phantom_case(offset_mm: float = 6.0) -> Case:
+    """Tumor r=8 mm; ablation r=12 mm centred ``offset_mm`` to its left (pre space):
+    MTM = 12 - 8 - 6 = -2 mm by default."""
     c = np.array([0.3, -0.4, 0.2])
     sp = (1.0, 1.0, 2.0)
     size = (48, 48, 24)
@@ -30,7 +30,7 @@ def phantom_case() -> Case:
     pre = sitk.Cast(M.sphere_image(size, sp, origin, c, 20.0), sitk.sitkFloat32) * 80.0 + 20.0
     pre = pre + sitk.Cast(tumor, sitk.sitkFloat32) * 60.0
     post_origin = (np.asarray(origin) + SHIFT).tolist()
-    c_post = c + [6.0, 0, 0] + SHIFT
+    c_post = c + [offset_mm, 0, 0] + SHIFT
     ablation = M.sphere_image(size, sp, post_origin, c_post, 12.0)
     post = (
         sitk.Cast(M.sphere_image(size, sp, post_origin, c + SHIFT, 20.0), sitk.sitkFloat32) * 80.0
@@ -245,9 +245,12 @@ def test_margin_widget_bad_input_is_one_notification(widget, qtbot, monkeypatch)
 def test_margin_widget_screenshot_shows_three_colours(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
+    # a shown window, as a user has; the zone 8 mm off (MTM -4 mm): a red crescent up to 4 mm
+    # wide, most of it red beyond the uncertain band the MTM interval draws (with the default
+    # -2 mm case nearly every red voxel is within the registration error of 0: uncertain)
     viewer, w = _setup(
-        make_napari_viewer, tmp_path, monkeypatch, show=True
-    )  # a shown window, as a user has
+        make_napari_viewer, tmp_path, monkeypatch, show=True, case=phantom_case(offset_mm=8.0)
+    )
     res = _compute(w, qtbot)
     # the axial slice through the tumor centre cuts across the ablation boundary: all three classes
     for role in ("tumor", "ablation", "post"):
