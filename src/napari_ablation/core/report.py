@@ -906,8 +906,6 @@ def report_page(res, **kw):
     ----------
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
-    inputs : iterable of path-like, optional
-        Files that must not be overwritten (the case's sources and case folder files).
     **kw
         Passed on to :func:`report_pages`.
 
