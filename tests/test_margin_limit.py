@@ -98,3 +98,53 @@ def test_the_departure_term_holds_between_slices_and_across_them(brim_case):
     base_z = margin._surface_error_sd(grid, z)
     across = margin._surface_error_sd(grid, z, fld, edge)
     assert across == pytest.approx(np.hypot(base_z, margin.LIMIT_DEPARTURE_GAIN * dep), rel=1e-5)
+
+
+# A small tumor on two 5 mm slices: an ellipsoid along z (semi-axes a_xy, a_xy, c), centred
+# half-way between the slices z = 0 and z = 5, inside an ablation ball centred BELOW_MM below
+# it. The ball's farthest tumor point is the tumor's top (its curvature there, c / a_xy^2, is
+# above 1 / (c + Z_C + BELOW_MM)), so the exact MTM is the ball's radius less that distance,
+# along +z (steep). Two slices do not give the caps' curvature across the slices.
+THICK = (0.8, 0.8, 5.0)
+THICK_SHAPE = (9, 61, 61)
+THICK_ORIGIN = (-24.0, -24.0, -15.0)  # slices z = 0 and 5 at indices 3 and 4
+Z_C, BELOW_MM, MARGIN_MM = 2.5, 20.0, 2.0
+
+
+def _thick_case(a_xy: float, c: float, z_c: float = Z_C):
+    z, y, x = np.meshgrid(*(np.arange(n) for n in THICK_SHAPE), indexing="ij")
+    x, y, z = (i * s + o for i, s, o in zip((x, y, z), THICK, THICK_ORIGIN, strict=True))
+    tumor = (x / a_xy) ** 2 + (y / a_xy) ** 2 + ((z - z_c) / c) ** 2 <= 1.0
+    radius = BELOW_MM + z_c + c + MARGIN_MM  # the top of the tumor MARGIN_MM inside the ball
+    ablation = x**2 + y**2 + (z + BELOW_MM) ** 2 <= radius**2
+    images = []
+    for arr in (tumor, ablation):
+        img = sitk.GetImageFromArray(arr.astype(np.uint8))
+        img.SetSpacing(THICK)
+        img.SetOrigin(THICK_ORIGIN)
+        images.append(img)
+    assert (c + z_c + BELOW_MM) * c / a_xy**2 > 1.0  # the top is the farthest point
+    res = margin.analyze_margin(images[0], images[1], None, 5.0, threads=1)
+    return tumor, res
+
+
+@pytest.mark.parametrize(("a_xy", "c"), [(3.0, 3.5), (2.5, 4.0), (5.0, 3.2)])
+def test_a_tumor_on_two_slices_has_its_cap_height_in_the_limit(a_xy, c):
+    """The reconstruction gives the caps a sphere's curvature: 0.6-0.7 mm short of the two
+    tall ellipsoids' tops, 0.65 mm beyond the flat one's. The limit says how far the mask lets
+    a cap's height go from that (on main it was the in-plane pixels' 0.35 mm)."""
+    tumor, res = _thick_case(a_xy, c)
+    assert list(np.flatnonzero(tumor.any(axis=(1, 2)))) == [3, 4]
+    assert res.min_margin_direction_lps[2] > 0.95
+    err = res.min_margin_mm - MARGIN_MM
+    assert abs(err) > 0.3  # the model's cap is off: the data do not tell its height
+    assert abs(err) <= res.min_margin_uncertainty_mm
+    # no more than a slice: the cap ends before the empty slice's centre
+    assert res.min_margin_uncertainty_mm <= THICK[2]
+
+
+def test_a_tumor_on_three_slices_keeps_its_tight_limit():
+    """Three slices give the caps' curvature: no cap term, the limit of the pixels."""
+    tumor, res = _thick_case(5.0, 7.0, z_c=0.0)
+    assert list(np.flatnonzero(tumor.any(axis=(1, 2)))) == [2, 3, 4]
+    assert abs(res.min_margin_mm - MARGIN_MM) <= res.min_margin_uncertainty_mm <= 0.5

@@ -238,8 +238,9 @@ class _Field:
     #: across thick slices: how far each pixel's sections depart from the smooth model (mm),
     #: on the mask's own grid from index ``offset`` (see _slice_departure)
     departure: np.ndarray | None = None
-    #: across thick slices: half the unknown extent across the slices (mm) of the parts seen
-    #: on one slice only, on the mask's grid like ``departure`` (see _component_ends)
+    #: across thick slices: how far (mm) the caps of a part seen on one slice, or on two, may
+    #: lie from the modelled ones across the slices, on the mask's grid like ``departure``
+    #: (see _unknown_extent)
     extent: np.ndarray | None = None
     #: samples of parts the anti-aliasing erased and that were kept (see _keep_lost_parts)
     kept: np.ndarray | None = None
@@ -560,7 +561,7 @@ def _shape_based_field(
             crop, aniso, hz, f, sl_sig, band, subpixel
         )
         dep = _slice_departure(d2, filled, crop, px)
-        ext = _one_slice_extent(crop.shape, one_slice, hz)
+        ext = _unknown_extent(crop, one_slice, hz, px)
     else:
         sizes = np.bincount(parts.ravel())[1:]
         boxes = ndimage.find_objects(parts)
@@ -581,7 +582,7 @@ def _shape_based_field(
                 part, aniso, hz, f, sl_sig, band, subpixel
             )
             dep_c = _slice_departure(d2_c, filled_c, part, px)
-            ext_c = _one_slice_extent(part.shape, one_c, hz)
+            ext_c = _unknown_extent(part, one_c, hz, px)
             if c == order[0]:
                 fine, d2, dep = fine_c, d2_c, dep_c
             else:
@@ -776,6 +777,59 @@ def _one_slice_extent(shape, parts, hz: float) -> np.ndarray | None:
         wide = ndimage.binary_dilation(pix, iterations=2)
         for j in range(max(k - 1, 0), min(k + 2, shape[0])):
             out[j][wide] = 0.5 * hz
+    return out
+
+
+def _unknown_extent(crop: np.ndarray, one_slice, hz: float, px_area: float) -> np.ndarray | None:
+    """How far (mm) a part's caps may lie from the reconstruction's, where the mask cannot tell.
+
+    The parts seen on one slice (:func:`_one_slice_extent`) and a part on two slices only
+    (:func:`_two_slice_extent`, slices along axis 0 of ``crop``), the larger of the two per
+    sample. ``None`` without such parts.
+    """
+    one = _one_slice_extent(crop.shape, one_slice, hz)
+    two = _two_slice_extent(crop, hz, px_area)
+    if one is None or two is None:
+        return two if one is None else one
+    return np.maximum(one, two)
+
+
+def _two_slice_extent(crop: np.ndarray, hz: float, px_area: float) -> np.ndarray | None:
+    """How far (mm) the caps of a part on exactly two slices may lie from the modelled ones.
+
+    With sections on two slices only, the squared mean radius q(s) = area / pi of the
+    sections (a quadratic in the height s for any ellipsoid) is known at two heights, its
+    curvature g = q'' / 2 is not: the caps (:func:`_cap_profile`) take a sphere's, g = -1.
+    The mask allows any g <= g_max: the empty slices beyond are outside, q(-h) <= 0 and
+    q(2 h) <= 0 with the two sections at 0 and h, i.e. g <= (q_a - 2 q_b) / (2 h^2) and
+    g <= (q_b - 2 q_a) / (2 h^2); a more negative g (a flatter object, down to a disc) ends
+    the cap closer to its slice, without bound. Beyond each of the two slices the cap's
+    height (the root of q) lies anywhere from 0 to its height at g_max (at most ``hz``);
+    the value is the larger distance from the modelled height (g = -1, at most ``hz``) to
+    either end, as half the slice thickness is for a part seen on one slice. It is spread
+    over the sections' pixels widened by two pixels in-plane, on each cap's side: its last
+    slice and the empty one beyond. ``None`` unless the part lies on exactly two slices.
+    """
+    filled = np.flatnonzero(crop.reshape(len(crop), -1).any(axis=1))
+    if len(filled) != 2 or filled[1] - filled[0] != 1:
+        return None
+    a, b = int(filled[0]), int(filled[1])
+    q = {k: np.count_nonzero(crop[k]) * px_area / math.pi for k in (a, b)}
+    g_max = min(q[a] - 2 * q[b], q[b] - 2 * q[a]) / (2 * hz * hz)
+
+    def cap_height(q_last: float, q_inner: float, g: float) -> float:
+        slope = (q_last - q_inner + g * hz * hz) / hz  # dq/ds at the last slice, s outward
+        return min((-slope - math.sqrt(slope * slope - 4 * g * q_last)) / (2 * g), hz)
+
+    wide = ndimage.binary_dilation((crop[a] != 0) | (crop[b] != 0), iterations=2)
+    out = np.zeros(crop.shape, dtype=np.float32)
+    for last, inner, beyond in ((a, b, a - 1), (b, a, b + 1)):
+        model = cap_height(q[last], q[inner], -1.0)
+        most = cap_height(q[last], q[inner], g_max)
+        value = max(model, most - model)
+        for j in (last, beyond):
+            if 0 <= j < len(crop):
+                out[j][wide] = value
     return out
 
 
@@ -2819,8 +2873,10 @@ def _surface_error_sd(
     of ``n`` in the slice plane only as far as the point lies between two slices (the
     departure is the surface's between slices; on a slice its contour is the pixels'); near
     a part seen on one slice only (reconstructed as the slab of its slice, its true extent across
-    the slices anywhere between 0 and twice the thickness), half the thickness times the
-    component of ``n`` across the slices (see _one_slice_extent), in quadrature too.
+    the slices anywhere between 0 and twice the thickness), half the thickness, and near a part
+    on two slices (whose caps' curvature the mask does not give) how far its caps may end from
+    the modelled ones, times the component of ``n`` across the slices (see _unknown_extent),
+    in quadrature too.
     """
     sp = grid.spacing_xyz
     comp = grid.direction.T @ np.asarray(n_lps, dtype=float)  # along the grid's x, y, z axes
@@ -2845,7 +2901,7 @@ def _surface_error_sd(
     u = abs(k - round(k))  # slice centres at whole indices
     across = min(float(np.abs(comp[thick]).sum()), 1.0)
     dep *= math.hypot(across, math.sqrt(1.0 - across * across) * 4.0 * u * (1.0 - u))
-    if fld.extent is not None:  # a part seen on one slice: its extent across is unknown
+    if fld.extent is not None:  # a part on one or two slices: its caps' height is unknown
         half = float(
             ndimage.map_coordinates(fld.extent, idx.T, order=1, mode="nearest", prefilter=False)[0]
         )
