@@ -25,7 +25,12 @@ def _field_width(combo) -> int:
     )
 
 
-def test_display_combos_show_every_item_whole_in_the_demo(qtbot, tmp_path, monkeypatch):
+def test_display_combos_show_every_item_whole_in_the_demo(
+    qtbot, tmp_path, monkeypatch, mock_app_model
+):
+    # (mock_app_model: napari's fresh app model for this test, so the demo's own viewer
+    # registers the plugin's commands into it whatever earlier tests registered; in the full
+    # suite the shared one already held 'napari-ablation.get_reader')
     from napari_ablation import demo
     from napari_ablation.widgets import _dock
 

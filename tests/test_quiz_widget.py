@@ -171,7 +171,9 @@ def test_submit_reveal_and_screenshot(make_napari_viewer, bundled_copy, qtbot, t
     rgb = np.asarray(viewer.screenshot(canvas_only=True))[..., :3].astype(int)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     assert np.count_nonzero((r > 150) & (g < 90) & (b < 90)) > 200  # red
-    assert np.count_nonzero((r > 150) & (g > 120) & (b < 60)) > 200  # yellow
+    # yellow: most of this small tumor (1.56 ml) is drawn as uncertain under the assumed 1 mm
+    # registration error (1.18 ml), the thin-margin rim left is about 150-200 pixels
+    assert np.count_nonzero((r > 150) & (g > 120) & (b < 60)) > 100  # yellow
     # next case: locked again, the reveal layers gone
     teach.next_case()
     _settle(qtbot, teach)
