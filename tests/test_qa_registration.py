@@ -5,6 +5,7 @@ registration, and the verdict comes back with the registration it was recorded f
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from napari_ablation.core.case import (
     qa_for_transform,
     qa_record,
     qa_text,
+    reviewed_at_text,
     same_registration,
 )
 from napari_ablation.core.errors import AblationError
@@ -57,6 +59,10 @@ def test_a_verdict_is_for_its_registration_only():
     assert text.startswith("not reviewed for this registration")
     assert "acceptable" in text and "earlier registration" in text
     assert qa_text(qa_for_transform(rec, T1)) == "acceptable \u2014 cortex aligned"
+    # the time it was recorded, read as a person writes it (UAT s8 N10b: a raw ISO time)
+    stamp = reviewed_at_text(rec["reviewed_at"])
+    assert stamp and stamp in text and rec["reviewed_at"] not in text
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", stamp), stamp
     # without a record of its registration (older case.json): taken as it stands
     assert qa_for_transform({"verdict": "acceptable", "comment": ""}, T2)["verdict"] == (
         "acceptable"

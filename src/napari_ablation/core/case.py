@@ -163,6 +163,31 @@ def qa_for_transform(qa: dict[str, Any] | None, transform: sitk.Transform | None
     return {"verdict": QA_VERDICTS[0], "comment": "", "earlier": rec}
 
 
+def reviewed_at_text(when: str | None) -> str:
+    """Format the time a QA verdict was recorded for reading, in UTC to the minute.
+
+    Parameters
+    ----------
+    when : str or None
+        The ISO 8601 time stored with the verdict (``reviewed_at``).
+
+    Returns
+    -------
+    str
+        E.g. ``"2026-11-30 22:07 UTC"``; the stored text as it is when it is not an ISO
+        time; ``""`` for none.
+    """
+    if not when:
+        return ""
+    try:
+        t = datetime.fromisoformat(str(when))
+    except ValueError:
+        return str(when)
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def qa_text(qa: dict[str, Any] | None) -> str:
     """Describe the registration QA verdict in one line, as the widgets and reports show it.
 
@@ -175,13 +200,13 @@ def qa_text(qa: dict[str, Any] | None) -> str:
     -------
     str
         E.g. ``"acceptable \u2014 cortex aligned"``, or ``"not reviewed for this
-        registration (acceptable, 2026-11-30T18:59:22+00:00, was recorded for an earlier
+        registration (acceptable, 2026-11-30 18:59 UTC, was recorded for an earlier
         registration)"``.
     """
     qa = qa or {}
     earlier = qa.get("earlier")
     if earlier:
-        when = f", {earlier['reviewed_at']}" if earlier.get("reviewed_at") else ""
+        when = f", {reviewed_at_text(earlier['reviewed_at'])}" if earlier.get("reviewed_at") else ""
         said = f" \u2014 {earlier['comment']}" if earlier.get("comment") else ""
         return (
             f"not reviewed for this registration ({earlier.get('verdict')}{when}{said}, "

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from ..core import geometry
 from ..core import registration as reg
 from ..core import transform as tfm
-from ..core.case import QA_VERDICTS, qa_text
+from ..core.case import QA_VERDICTS, qa_text, reviewed_at_text
 from ..core.errors import AblationError
 from . import _layers
 
@@ -609,7 +609,7 @@ class QAPanel(QWidget):
             self.verdict_label.setText(f"Registration in use: {qa_text(qa)}; record a verdict")
             self.verdict_label.setStyleSheet("color: #ff4040; font-weight: bold;")
             return
-        when = f" ({qa['reviewed_at']})" if qa.get("reviewed_at") else ""
+        when = f" ({reviewed_at_text(qa['reviewed_at'])})" if qa.get("reviewed_at") else ""
         text = f"Recorded: {qa.get('verdict', 'not reviewed')}{when}"
         if qa.get("comment"):
             text += f" - {qa['comment']}"
