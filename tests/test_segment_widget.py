@@ -637,3 +637,27 @@ def test_readout_names_its_diameter_and_the_preview_says_adds(setup):
     surface_d = analyze_margin(mask, mask, None, 5.0).tumor_max_diameter_mm
     assert surface_d > voxel_d
     assert "max 3D diameter" not in text and "max diameter between voxel centres" in text
+
+
+def test_interpolating_a_fully_drawn_structure_is_information_not_an_error(setup, monkeypatch):
+    """Shift-I where every slice is drawn changes nothing: an information line, not a red
+    error (UAT s8 N10c), and the labels stay as they are."""
+    viewer, widget, _session, qtbot = setup
+    told = {"info": [], "error": []}
+    monkeypatch.setattr(_layers, "notify_info", lambda text: told["info"].append(str(text)))
+    monkeypatch.setattr(_layers, "notify_error", lambda exc: told["error"].append(str(exc)))
+    tumor = widget.ensure_labels_layer()
+    truth = _tumor_truth()
+    with tumor.block_history():
+        tumor.data_setitem(tuple(np.array(v) for v in np.nonzero(truth)), 1)
+    before = np.array(tumor.data, copy=True)
+    widget._interpolate_key(viewer)  # Shift-I
+    _wait(qtbot, widget)
+    assert "already annotated" in widget.last_error
+    assert any("already annotated" in t for t in told["info"]) and not told["error"]
+    assert np.array_equal(tumor.data, before) and _layers.find_layer(viewer, PREVIEW_ROLE) is None
+    # a real error is still an error
+    tumor.data = np.zeros(SHAPE, np.uint8)
+    widget.preview_interpolation()
+    _wait(qtbot, widget)
+    assert told["error"] and "empty" in told["error"][-1]

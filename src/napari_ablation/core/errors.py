@@ -30,6 +30,24 @@ class AblationError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class NothingToDo(AblationError):
+    """A valid request that would change nothing, told as information rather than an error.
+
+    E.g. interpolating a structure whose every slice is already drawn. The CLI treats it
+    as any :class:`AblationError`; the widgets show it as an information notification.
+
+    Parameters
+    ----------
+    message : str
+        What there is nothing to do about, as one sentence.
+
+    Examples
+    --------
+    >>> isinstance(NothingToDo("nothing to interpolate"), AblationError)
+    True
+    """
+
+
 def one_line(exc: BaseException) -> str:
     """Describe any exception in one line, for notifications and stderr.
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .errors import AblationError
+from .errors import AblationError, NothingToDo
 
 __all__ = [
     "annotated_slices",
@@ -298,7 +298,7 @@ def check_annotations(
             f"{what} is on slice {idx[0] + offset} only"
         )
     if fill[axis] >= 1.0:
-        raise AblationError(
+        raise NothingToDo(
             f"nothing to interpolate: every {AXIS_NAMES[axis]} slice from {idx[0] + offset} "
             f"to {idx[-1] + offset} is already annotated"
         )

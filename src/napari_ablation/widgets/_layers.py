@@ -379,12 +379,19 @@ def on_shown_slice(viewer, layer, world_zyx) -> np.ndarray:
     return pts
 
 
+class ErrorText(str):
+    """A job's one-line error message that keeps the exception it came from (``exc``)."""
+
+    exc: BaseException | None = None
+
+
 class _Failed:
     """What a background job returns instead of raising (no traceback reaches the user)."""
 
     def __init__(self, exc: BaseException):
         self.exc = exc
-        self.message = one_line(exc)
+        self.message = ErrorText(one_line(exc))
+        self.message.exc = exc
 
 
 #: counts closed viewers: a worker's result that arrives after a viewer closed (its

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 
 from ..core import geometry
 from ..core import segmentation as seg
-from ..core.errors import AblationError, one_line
+from ..core.errors import AblationError, NothingToDo, one_line
 from . import _layers
 from .session import CaseSession
 
@@ -572,7 +572,11 @@ class SegmentWidget(QWidget):
     # ================================================================ jobs
     def _error(self, exc) -> None:
         self.last_error = exc if isinstance(exc, str) else one_line(exc)
-        _layers.notify_error(self.last_error)
+        cause = getattr(exc, "exc", exc)  # (a background job's message keeps its exception)
+        if isinstance(cause, NothingToDo):  # a valid request that changes nothing: information
+            _layers.notify_info(self.last_error)
+        else:
+            _layers.notify_error(self.last_error)
 
     def _run(self, job, on_done, desc: str, on_error=None) -> None:
         """Run ``job()`` off the GUI thread, then ``on_done(result)`` on it; errors in one line."""
