@@ -206,6 +206,7 @@ def test_an_emptied_tumor_withdraws_the_figures_and_layers_until_it_is_back(
     assert outputs and outputs[0].visible and w.table.rowCount() > 0
     green = w.legend_labels[coverage.CLASS_LABELS["covered_with_margin"]]
     assert "%" in green.text()
+    assert " ml" in w.legend_labels[coverage.UNCERTAIN_LABEL].text()  # the interval's volume
     tl = _layers.find_layer(viewer, "tumor")
     kept = np.array(tl.data, copy=True)
     tl.data = np.zeros_like(kept)  # a correction that removes every voxel
@@ -217,6 +218,8 @@ def test_an_emptied_tumor_withdraws_the_figures_and_layers_until_it_is_back(
     )
     assert w.table.rowCount() == 0 and w.interval.text() == "" and w.where.text() == ""
     assert green.text() == coverage.CLASS_NAMES["covered_with_margin"]
+    # nor the uncertain class's volume of the earlier interval (UAT s8)
+    assert " ml" not in w.legend_labels[coverage.UNCERTAIN_LABEL].text()
     for b in (w.copy_btn, w.center_btn, w.surface_btn, *w.export_btns.values()):
         assert not b.isEnabled(), b.text()
     tl.data = kept  # the tumor is back: a new analysis, its figures and layers shown

@@ -730,9 +730,17 @@ class MarginWidget(QWidget):
         self.registration_warning.setVisible(False)
         for key in coverage.CLASS_KEYS:
             self.legend_labels[coverage.CLASS_LABELS[key]].setText(coverage.CLASS_NAMES[key])
+        self._set_uncertain_legend(None)  # (no volume of an earlier interval: UAT s8)
         self.table.setRowCount(0)
         self.histogram.set_picture(None)
         self._set_output_buttons(False)
+
+    def _set_uncertain_legend(self, unc) -> None:
+        """The uncertain class's legend row, with its volume when an interval is shown."""
+        self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
+            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples"
+            + ("" if unc is None else f" ({unc.uncertain_volume_ml:.2f} ml)")
+        )
 
     # ------------------------------------------------------------------ analysis
     def run(self):
@@ -904,10 +912,7 @@ class MarginWidget(QWidget):
             return
         self._interval_shown = iv
         unc = iv.uncertainty if iv is not None else None
-        self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
-            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples"
-            + ("" if unc is None else f" ({unc.uncertain_volume_ml:.2f} ml)")
-        )
+        self._set_uncertain_legend(unc)
         rows = report.figure_rows(res, unc)
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
