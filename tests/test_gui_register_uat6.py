@@ -135,6 +135,7 @@ def test_landmarks_edited_after_the_fit(viewer_widgets, qtbot, tmp_path):
     n = len(OFFSETS)
     fit_text = reg.landmarks.fit_label.text()
     assert fit_text.startswith("RMS residual") and f"over {n} pairs" in fit_text
+    assert "Predicted error at the tumor centre: " in fit_text
     assert all(r for r in _fit_rows(reg))
     _gui.click(qtbot, marg.run_btn)
     qtbot.waitUntil(lambda: _gui.idle(session, marg), timeout=120000)
@@ -183,3 +184,13 @@ def test_landmarks_edited_after_the_fit(viewer_widgets, qtbot, tmp_path):
     qtbot.waitUntil(lambda: _gui.idle(session, marg) and m.interval_current, timeout=120000)
     assert marg.status.text().startswith("up to date")
     assert f"landmarks: {n - 1} pairs" in marg.interval.text()
+
+    # without a tumor the error is predicted at the image centre, and the line says so
+    # (UAT s8 N10a: it said "at the tumor centre" beside "draw the tumor first")
+    tl = _layers.find_layer(v, "tumor")
+    tl.data = np.zeros_like(np.asarray(tl.data))
+    qtbot.waitUntil(lambda: m.tumor_centre_lps() is None, timeout=20000)
+    reg.landmarks.show_fit()
+    assert "Predicted error at the image centre (no tumor drawn yet): " in (
+        reg.landmarks.fit_label.text()
+    )

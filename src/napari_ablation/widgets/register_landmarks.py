@@ -433,10 +433,16 @@ class LandmarksPanel(QWidget):
             self.fit_label.setText("")
         else:
             worst, worst_res = fit.worst()
+            # (the tumor's centre, or the image's while no tumor is drawn: UAT s8 N10a)
+            at = (
+                "the tumor centre"
+                if self.owner.model.tumor_centre_lps() is not None
+                else "the image centre (no tumor drawn yet)"
+            )
             text = (
                 f"RMS residual {fit.rms_fre:.2f} mm over {fit.n} pairs (largest: pair {worst}, "
                 f"{worst_res:.2f} mm). "
-                "Predicted error at the tumor centre: "
+                f"Predicted error at {at}: "
                 f"{fit.predicted_tre_at(self.owner.tumor_center()):.2f} mm "
                 "(Fitzpatrick; the residual alone is not the error at the tumor)."
             )
