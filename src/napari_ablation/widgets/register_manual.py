@@ -193,6 +193,7 @@ class ManualPanel(QWidget):
             grid.addWidget(r.slider, i, 1)
             grid.addWidget(r.spin, i, 2)
         self.center_label = QLabel("")
+        self.center_label.setWordWrap(True)  # (unwrapped, it widened the tab past the dock)
         grid.addWidget(self.center_label, len(MANUAL), 0, 1, 3)
         keys = QLabel(
             "Keys on the canvas while this tab is shown: Alt+arrows move in the slice plane, "
