@@ -531,21 +531,14 @@ def _shape_based_field(
     the anti-aliasing erased). One part (the usual case): one reconstruction on the crop;
     further parts on their own boxes.
 
-    The refined stack is anti-aliased from the partial coverage of its pixels,
-    0.5 + d / w clipped (d the interpolated in-plane distance, w the pixel width), not from
-    which refined pixel centres lie inside; ``solid`` (the volumes' and classes' samples)
-    stays the binary stack. The binary stack put the surface half a pixel beyond its last
-    inside pixel again, wherever the interpolated contour lay (a 12-15 mm ball on
-    1.2 x 1.2 x 3 mm slices was up to 0.5 mm off within 15 deg of an in-plane axis; with
-    the sub-pixel poles alone 0.47, with both 0.22 mm). And it flipped whole pixels where a
-    distance crossed 0 near a pixel centre, so that a shift of hundredths of a millimetre in
-    a section's distances (its area-preserving offset and mean radius, which move with any
-    voxel erased on the slice) moved the surface by a good part of a pixel far from the
-    erased voxels: erasing one slice of the renal sample's tumor lowered its MTM by 0.20 mm,
-    now 0.06 (benchmarks/README.md, "Monotonicity under erasing").
-
-    ``subpixel``: the sections' in-plane poles sub-pixel too (:func:`_interpolate_sections`;
-    the ablation zone's, see ``SUBPIXEL_SLICES``).
+    ``subpixel``: the sections' in-plane poles sub-pixel (:func:`_interpolate_sections`),
+    and the refined stack anti-aliased from the partial coverage of its pixels,
+    0.5 + d / w clipped (d the interpolated in-plane distance, w the pixel width), instead
+    of from which refined pixel centres lie inside: the binary stack put the surface half a
+    pixel beyond its last inside pixel again, wherever the interpolated contour lay (a
+    12-15 mm ball on 1.2 x 1.2 x 3 mm slices was up to 0.5 mm off within 15 deg of an
+    in-plane axis; with the poles alone 0.47, with both 0.22 mm). ``solid`` (the volumes'
+    and classes' samples) stays the binary stack.
     """
     sp = grid.spacing_zyx
     inplane = [ax for ax in range(3) if ax != axis]
@@ -612,12 +605,14 @@ def _shape_based_field(
     step = np.ones(3)
     step[axis] = 1.0 / f
     if sig > 0:
-        # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic
-        # mask, each sample as the fraction of its pixel inside the contours
+        # the refined stack of interpolated contours, anti-aliased in 3D like a fine isotropic mask
         solid = fine >= 0
         sig3 = [FINE_SMOOTH_VOX] * 3
         sig3[axis] = FINE_SMOOTH_AXIAL_VOX
-        cover = np.clip(fine * np.float32(1.0 / math.sqrt(px)) + np.float32(0.5), 0.0, 1.0)
+        if subpixel:
+            cover = np.clip(fine * np.float32(1.0 / math.sqrt(px)) + np.float32(0.5), 0.0, 1.0)
+        else:
+            cover = solid.astype(np.float32)
         soft = filters.gaussian_filter(cover, sigma=sig3, mode="constant", truncate=3.0)
         fld = _Field(
             soft, lo, step, grid, 0.5, solid, tuple(sig3), vol, dep, ext, subpixel=subpixel
