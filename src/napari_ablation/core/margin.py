@@ -882,22 +882,15 @@ def _section_cap_extent(crop: np.ndarray, hz: float, px_area: float) -> np.ndarr
     three 5 mm slices ended 0.18 mm short, a 4 x 4 x 6.5 mm one 0.53 mm beyond. Each of the
     three sections' q lies in the range its pixel count leaves open (:func:`_section_q_range`);
     the cap's height over the corners of that box (the curvature taken as the model takes
-    it: a sphere's where the three do not curve inwards) spans [s_lo, s_hi]: the larger
-    distance from the model's height to either end (as :func:`_two_slice_extent` does for two
-    slices). The reconstruction then places the cap's top between two of its refined rows
-    across the slices (hz / f apart, f = ceil(hz / w)): a surface that turns horizontal there
-    is quantised to them, anywhere within half a row (a 28 mm ball on 5 mm slices: its top
-    off by -0.34 to +0.42 mm as its phase across the slices moves, a sawtooth of the rows'
-    0.71 mm): the value is the two in quadrature, spread over the sections' pixels widened
-    by two pixels, on each cap's last slice and the empty one beyond. ``None`` unless the
-    part lies on three consecutive slices or more.
+    it: a sphere's where the three do not curve inwards) spans [s_lo, s_hi]: the value is the
+    larger distance from the model's height to either end (as :func:`_two_slice_extent` does
+    for two slices), spread over the sections' pixels widened by two pixels, on each cap's
+    last slice and the empty one beyond. ``None`` unless the part lies on three consecutive
+    slices or more.
     """
     filled = np.flatnonzero(crop.reshape(len(crop), -1).any(axis=1))
     if len(filled) < 3 or filled[-1] - filled[0] != len(filled) - 1:
         return None
-    # the refined rows across the slices (_shape_based_field: hz / ceil(hz / w), w the finest
-    # pixel width, here the mean width, which puts them no closer)
-    rows = hz / max(1, math.ceil(hz / math.sqrt(px_area)))
     out = np.zeros(crop.shape, dtype=np.float32)
     for last, step in ((int(filled[0]), 1), (int(filled[-1]), -1)):
         ks = (last, last + step, last + 2 * step)
@@ -910,7 +903,7 @@ def _section_cap_extent(crop: np.ndarray, hz: float, px_area: float) -> np.ndarr
 
         model = height(*counts)
         corners = [height(a, b, c) for a in ranges[0] for b in ranges[1] for c in ranges[2]]
-        value = math.hypot(max(model - min(corners), max(corners) - model, 0.0), 0.5 * rows)
+        value = max(model - min(corners), max(corners) - model, 0.0)
         wide = ndimage.binary_dilation(crop[last] != 0, iterations=2)
         for j in (last, last - step):
             if 0 <= j < len(crop):
@@ -2938,7 +2931,7 @@ def _below_surface_warnings(
 #: the surface between slices: for the in-plane part of the direction it counts 4 u (1 - u)
 #: (u the point's distance from the nearest slice centre, in slices), in full across them
 LIMIT_INPLANE_THICK_GRID = 0.40
-LIMIT_ACROSS_SLICES = 0.05
+LIMIT_ACROSS_SLICES = 0.35
 LIMIT_ISOTROPIC = 0.20
 LIMIT_DEPARTURE_GAIN = 2.0
 
@@ -2966,11 +2959,16 @@ def _surface_error_sd(
     sp = grid.spacing_xyz
     comp = grid.direction.T @ np.asarray(n_lps, dtype=float)  # along the grid's x, y, z axes
     thick = sp > THICK_RATIO * sp.min()
+    step = sp.copy()
     if int(thick.sum()) == 1:
         frac = np.where(thick, LIMIT_ACROSS_SLICES, LIMIT_INPLANE_THICK_GRID)
+        # across the slices the reconstruction's own sampling: its refined rows
+        # (_shape_based_field: hz / ceil(hz / the finest pixel))
+        hz = float(sp[thick][0])
+        step[thick] = hz / max(1, math.ceil(hz / float(sp[~thick].min())))
     else:
         frac = np.full(3, LIMIT_ISOTROPIC)
-    base = float(np.sqrt(np.sum((frac * sp * comp) ** 2)))
+    base = float(np.sqrt(np.sum((frac * step * comp) ** 2)))
     if fld is None or fld.departure is None or lps is None:
         return base
     at = grid.to_index(np.asarray(lps, dtype=float)[None])
@@ -2992,7 +2990,7 @@ def _surface_error_sd(
         )
         # it replaces the grid's fraction of the slice across the slices where it is the larger
         # (both say where the surface may lie across the slices, the cap's the derived one)
-        grid_across = float(np.sum((frac * sp * comp)[thick] ** 2))
+        grid_across = float(np.sum((frac * step * comp)[thick] ** 2))
         across = max(math.sqrt(grid_across), half * float(np.abs(comp[thick]).sum()))
         base = math.sqrt(max(base * base - grid_across, 0.0) + across * across)
     return math.hypot(base, LIMIT_DEPARTURE_GAIN * dep)
