@@ -2923,6 +2923,12 @@ def _below_surface_warnings(
 #: each grid axis: in-plane and across thick slices on a grid with one thick axis; on a
 #: near-isotropic grid. Calibrated on benchmarks/bench_accuracy.py (random spheres and
 #: ellipsoids, seed 9), checked on another seed (see benchmarks/README.md). Across thick
+#: slices the fraction is of the reconstruction's refined rows (hz / ceil(hz / pixel)), not
+#: of the slice: where the surface turns flat across the slices (a cap's top) the rows place
+#: it, within half a row (pole errors of balls up to 0.34 mm on 0.8 x 0.8 x 5 mm slices,
+#: rows 0.71 mm; up to 0.39 mm on 1.2 x 1.2 x 3 mm ones, rows 1.0 mm); 0.35 of a row is the
+#: former 0.05 of a 5 mm slice at 0.8 mm pixels (0.25 mm), 0.35 instead of 0.15 mm on 3 mm
+#: slices at 1.2 mm pixels. Across thick
 #: slices, on top of the fraction, a term measured from the case: LIMIT_DEPARTURE_GAIN times
 #: how far the mask's sections depart from the smooth model near the point (_slice_departure):
 #: about 0 for ellipsoids (their tight limit), up to 0.3 mm for the irregular synthetic lesions
@@ -2942,19 +2948,21 @@ def _surface_error_sd(
     """Localisation limit (mm) of a mask's reconstructed surface along the unit direction ``n``.
 
     Per grid axis a fraction of the spacing (LIMIT_*), combined over the components of ``n``
-    along the grid's axes. Across thick slices the fraction is small: the slice contours are
-    interpolated with the sections' curvature and the caps modelled (see _shape_based_field),
-    so the error there is set by the in-plane pixels more than by the slice thickness, as
-    long as the object is as smooth as that model: with ``fld`` (the mask's field) and
+    along the grid's axes. Across thick slices the fraction is of the refined rows, not of the
+    slice: the slice contours are interpolated with the sections' curvature onto rows no
+    farther apart than a pixel and the caps modelled (see _shape_based_field), so the error
+    there is set by the rows and pixels more than by the slice thickness, as long as the
+    object is as smooth as that model: with ``fld`` (the mask's field) and
     ``lps`` (the surface point, on that mask's side), the sections' departure from the model
     there (_slice_departure) times LIMIT_DEPARTURE_GAIN is added in quadrature, for the part
     of ``n`` in the slice plane only as far as the point lies between two slices (the
     departure is the surface's between slices; on a slice its contour is the pixels'); near
     a part seen on one slice only (reconstructed as the slab of its slice, its true extent across
-    the slices anywhere between 0 and twice the thickness), half the thickness, and near a part
+    the slices anywhere between 0 and twice the thickness), half the thickness, near a part
     on two slices (whose caps' curvature the mask does not give) how far its caps may end from
-    the modelled ones, times the component of ``n`` across the slices (see _unknown_extent),
-    in quadrature too.
+    the modelled ones, and near the caps of a part on more slices how far their end sections'
+    pixel counts let them move, times the component of ``n`` across the slices (see
+    _unknown_extent), in place of the rows' term where larger.
     """
     sp = grid.spacing_xyz
     comp = grid.direction.T @ np.asarray(n_lps, dtype=float)  # along the grid's x, y, z axes
