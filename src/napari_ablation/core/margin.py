@@ -784,14 +784,22 @@ def _unknown_extent(crop: np.ndarray, one_slice, hz: float, px_area: float) -> n
     """How far (mm) a part's caps may lie from the reconstruction's, where the mask cannot tell.
 
     The parts seen on one slice (:func:`_one_slice_extent`) and a part on two slices only
-    (:func:`_two_slice_extent`, slices along axis 0 of ``crop``), the larger of the two per
-    sample. ``None`` without such parts.
+    (:func:`_two_slice_extent`, slices along axis 0 of ``crop``), and the caps of a part on
+    three slices or more as far as its end sections' pixels leave their areas open
+    (:func:`_section_cap_extent`), the largest per sample. ``None`` without any.
     """
-    one = _one_slice_extent(crop.shape, one_slice, hz)
-    two = _two_slice_extent(crop, hz, px_area)
-    if one is None or two is None:
-        return two if one is None else one
-    return np.maximum(one, two)
+    found = [
+        e
+        for e in (
+            _one_slice_extent(crop.shape, one_slice, hz),
+            _two_slice_extent(crop, hz, px_area),
+            _section_cap_extent(crop, hz, px_area),
+        )
+        if e is not None
+    ]
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else np.maximum.reduce(found)
 
 
 def _two_slice_extent(crop: np.ndarray, hz: float, px_area: float) -> np.ndarray | None:
@@ -817,19 +825,89 @@ def _two_slice_extent(crop: np.ndarray, hz: float, px_area: float) -> np.ndarray
     q = {k: np.count_nonzero(crop[k]) * px_area / math.pi for k in (a, b)}
     g_max = min(q[a] - 2 * q[b], q[b] - 2 * q[a]) / (2 * hz * hz)
 
-    def cap_height(q_last: float, q_inner: float, g: float) -> float:
-        slope = (q_last - q_inner + g * hz * hz) / hz  # dq/ds at the last slice, s outward
-        return min((-slope - math.sqrt(slope * slope - 4 * g * q_last)) / (2 * g), hz)
-
     wide = ndimage.binary_dilation((crop[a] != 0) | (crop[b] != 0), iterations=2)
     out = np.zeros(crop.shape, dtype=np.float32)
     for last, inner, beyond in ((a, b, a - 1), (b, a, b + 1)):
-        model = cap_height(q[last], q[inner], -1.0)
-        most = cap_height(q[last], q[inner], g_max)
+        model = _cap_height(q[last], q[inner], -1.0, hz)
+        most = _cap_height(q[last], q[inner], g_max, hz)
         value = max(model, most - model)
         for j in (last, beyond):
             if 0 <= j < len(crop):
                 out[j][wide] = value
+    return out
+
+
+def _cap_height(q_last: float, q_inner: float, g: float, hz: float) -> float:
+    """Height (mm, at most ``hz``) beyond its last slice where a cap's modelled section ends.
+
+    The squared mean radius q(s) = q_last + b s + g s^2 of the cap model (:func:`_cap_profile`),
+    s the height above the last slice, b its slope there (q_inner one slice inside), g < 0.
+    """
+    slope = (q_last - q_inner + g * hz * hz) / hz
+    return min((-slope - math.sqrt(slope * slope - 4 * g * q_last)) / (2 * g), hz)
+
+
+#: standard deviations of a section's pixel count that its area range spans either way
+SECTION_AREA_SDS = 2.0
+
+
+def _section_q_range(section: np.ndarray, px_area: float) -> tuple[float, float]:
+    """The squared mean radius q = area / pi of a section, as far as its pixel count tells (mm^2).
+
+    Each pixel the contour crosses counts whole or not at all: off by up to half its area
+    either way, uniformly (variance w^4 / 12, w = sqrt(px_area)), and there are about P / w of
+    them (P the contour's length), independently placed: the count's area is off by
+    sd sqrt(P w^3 / 12) (on 400 random ellipses of semi-axes 1.2-6 mm at 0.8 mm pixels the
+    measured sd is 0.88-0.99 of it; centred discs, whose pixels come in symmetric groups,
+    within 2.1 of it). P is the pixels' staircase length times pi / 4 (Cauchy-Crofton). The
+    range is the count's q plus or minus SECTION_AREA_SDS of those sd.
+    """
+    w = math.sqrt(px_area)
+    sec = np.pad(section.astype(bool), 1)
+    edges = np.count_nonzero(sec[1:] != sec[:-1]) + np.count_nonzero(sec[:, 1:] != sec[:, :-1])
+    perimeter = math.pi / 4 * edges * w
+    q = np.count_nonzero(section) * px_area / math.pi
+    sd = math.sqrt(perimeter * w**3 / 12) / math.pi
+    return max(q - SECTION_AREA_SDS * sd, 0.0), q + SECTION_AREA_SDS * sd
+
+
+def _section_cap_extent(crop: np.ndarray, hz: float, px_area: float) -> np.ndarray | None:
+    """How far (mm) the caps of a part on three slices or more may lie from the modelled ones.
+
+    Each cap (:func:`_cap_profile`) ends where its section model q(s) reaches 0, q fitted to
+    the squared mean radii of the last three sections (their pixel counts): exact for an
+    ellipsoid, for exact areas. A few-pixel section's count is off by a pixel ring's
+    fraction (a disc of 13 pixels by 1-2), and the model's curvature (the second difference
+    of three q over 2 hz^2) and the cap's height move with it: a 3 x 3 x 6 mm ellipsoid on
+    three 5 mm slices ended 0.18 mm short, a 4 x 4 x 6.5 mm one 0.53 mm beyond. Each of the
+    three sections' q lies in the range its pixel count leaves open (:func:`_section_q_range`);
+    the cap's height over the corners of that box (the curvature taken as the model takes
+    it: a sphere's where the three do not curve inwards) spans [s_lo, s_hi]: the value is the
+    larger distance from the model's height to either end (as :func:`_two_slice_extent` does
+    for two slices), spread over the sections' pixels widened by two pixels, on each cap's
+    last slice and the empty one beyond. ``None`` unless the part lies on three consecutive
+    slices or more.
+    """
+    filled = np.flatnonzero(crop.reshape(len(crop), -1).any(axis=1))
+    if len(filled) < 3 or filled[-1] - filled[0] != len(filled) - 1:
+        return None
+    out = np.zeros(crop.shape, dtype=np.float32)
+    for last, step in ((int(filled[0]), 1), (int(filled[-1]), -1)):
+        ks = (last, last + step, last + 2 * step)
+        counts = [np.count_nonzero(crop[k]) * px_area / math.pi for k in ks]
+        ranges = [_section_q_range(crop[k] != 0, px_area) for k in ks]
+
+        def height(q1: float, q0: float, qm: float) -> float:
+            g = (qm - 2 * q0 + q1) / (2 * hz * hz)
+            return _cap_height(q1, q0, g if g < 0 else -1.0, hz)
+
+        model = height(*counts)
+        corners = [height(a, b, c) for a in ranges[0] for b in ranges[1] for c in ranges[2]]
+        value = max(model - min(corners), max(corners) - model, 0.0)
+        wide = ndimage.binary_dilation(crop[last] != 0, iterations=2)
+        for j in (last, last - step):
+            if 0 <= j < len(crop):
+                out[j][wide] = np.maximum(out[j][wide], value)
     return out
 
 
@@ -2845,6 +2923,12 @@ def _below_surface_warnings(
 #: each grid axis: in-plane and across thick slices on a grid with one thick axis; on a
 #: near-isotropic grid. Calibrated on benchmarks/bench_accuracy.py (random spheres and
 #: ellipsoids, seed 9), checked on another seed (see benchmarks/README.md). Across thick
+#: slices the fraction is of the reconstruction's refined rows (hz / ceil(hz / pixel)), not
+#: of the slice: where the surface turns flat across the slices (a cap's top) the rows place
+#: it, within half a row (pole errors of balls up to 0.34 mm on 0.8 x 0.8 x 5 mm slices,
+#: rows 0.71 mm; up to 0.39 mm on 1.2 x 1.2 x 3 mm ones, rows 1.0 mm); 0.35 of a row is the
+#: former 0.05 of a 5 mm slice at 0.8 mm pixels (0.25 mm), 0.35 instead of 0.15 mm on 3 mm
+#: slices at 1.2 mm pixels. Across thick
 #: slices, on top of the fraction, a term measured from the case: LIMIT_DEPARTURE_GAIN times
 #: how far the mask's sections depart from the smooth model near the point (_slice_departure):
 #: about 0 for ellipsoids (their tight limit), up to 0.3 mm for the irregular synthetic lesions
@@ -2853,7 +2937,7 @@ def _below_surface_warnings(
 #: the surface between slices: for the in-plane part of the direction it counts 4 u (1 - u)
 #: (u the point's distance from the nearest slice centre, in slices), in full across them
 LIMIT_INPLANE_THICK_GRID = 0.40
-LIMIT_ACROSS_SLICES = 0.05
+LIMIT_ACROSS_SLICES = 0.35
 LIMIT_ISOTROPIC = 0.20
 LIMIT_DEPARTURE_GAIN = 2.0
 
@@ -2864,28 +2948,35 @@ def _surface_error_sd(
     """Localisation limit (mm) of a mask's reconstructed surface along the unit direction ``n``.
 
     Per grid axis a fraction of the spacing (LIMIT_*), combined over the components of ``n``
-    along the grid's axes. Across thick slices the fraction is small: the slice contours are
-    interpolated with the sections' curvature and the caps modelled (see _shape_based_field),
-    so the error there is set by the in-plane pixels more than by the slice thickness, as
-    long as the object is as smooth as that model: with ``fld`` (the mask's field) and
+    along the grid's axes. Across thick slices the fraction is of the refined rows, not of the
+    slice: the slice contours are interpolated with the sections' curvature onto rows no
+    farther apart than a pixel and the caps modelled (see _shape_based_field), so the error
+    there is set by the rows and pixels more than by the slice thickness, as long as the
+    object is as smooth as that model: with ``fld`` (the mask's field) and
     ``lps`` (the surface point, on that mask's side), the sections' departure from the model
     there (_slice_departure) times LIMIT_DEPARTURE_GAIN is added in quadrature, for the part
     of ``n`` in the slice plane only as far as the point lies between two slices (the
     departure is the surface's between slices; on a slice its contour is the pixels'); near
     a part seen on one slice only (reconstructed as the slab of its slice, its true extent across
-    the slices anywhere between 0 and twice the thickness), half the thickness, and near a part
+    the slices anywhere between 0 and twice the thickness), half the thickness, near a part
     on two slices (whose caps' curvature the mask does not give) how far its caps may end from
-    the modelled ones, times the component of ``n`` across the slices (see _unknown_extent),
-    in quadrature too.
+    the modelled ones, and near the caps of a part on more slices how far their end sections'
+    pixel counts let them move, times the component of ``n`` across the slices (see
+    _unknown_extent), in place of the rows' term where larger.
     """
     sp = grid.spacing_xyz
     comp = grid.direction.T @ np.asarray(n_lps, dtype=float)  # along the grid's x, y, z axes
     thick = sp > THICK_RATIO * sp.min()
+    step = sp.copy()
     if int(thick.sum()) == 1:
         frac = np.where(thick, LIMIT_ACROSS_SLICES, LIMIT_INPLANE_THICK_GRID)
+        # across the slices the reconstruction's own sampling: its refined rows
+        # (_shape_based_field: hz / ceil(hz / the finest pixel))
+        hz = float(sp[thick][0])
+        step[thick] = hz / max(1, math.ceil(hz / float(sp[~thick].min())))
     else:
         frac = np.full(3, LIMIT_ISOTROPIC)
-    base = float(np.sqrt(np.sum((frac * sp * comp) ** 2)))
+    base = float(np.sqrt(np.sum((frac * step * comp) ** 2)))
     if fld is None or fld.departure is None or lps is None:
         return base
     at = grid.to_index(np.asarray(lps, dtype=float)[None])
@@ -2901,11 +2992,15 @@ def _surface_error_sd(
     u = abs(k - round(k))  # slice centres at whole indices
     across = min(float(np.abs(comp[thick]).sum()), 1.0)
     dep *= math.hypot(across, math.sqrt(1.0 - across * across) * 4.0 * u * (1.0 - u))
-    if fld.extent is not None:  # a part on one or two slices: its caps' height is unknown
+    if fld.extent is not None:  # near a cap the mask leaves open: its height's own limit
         half = float(
             ndimage.map_coordinates(fld.extent, idx.T, order=1, mode="nearest", prefilter=False)[0]
         )
-        base = math.hypot(base, half * float(np.abs(comp[thick]).sum()))
+        # it replaces the grid's fraction of the slice across the slices where it is the larger
+        # (both say where the surface may lie across the slices, the cap's the derived one)
+        grid_across = float(np.sum((frac * step * comp)[thick] ** 2))
+        across = max(math.sqrt(grid_across), half * float(np.abs(comp[thick]).sum()))
+        base = math.sqrt(max(base * base - grid_across, 0.0) + across * across)
     return math.hypot(base, LIMIT_DEPARTURE_GAIN * dep)
 
 
