@@ -447,115 +447,12 @@ def _diagonal_cap_coverage(solid: np.ndarray, cov: np.ndarray, sp: np.ndarray) -
     (coverage - 0 or 1) h, to the modelled surface. Only the mask's own voxels in those
     planes and the voxels one step above them along a grid axis are touched.
     """
-    if max(solid.shape) >= 2**13 or np.count_nonzero(solid) < 8:  # (int16 sums below)
+    if solid.ndim != 3 or not solid.any():
         return
-    z, y, x = (a.astype(np.int16) for a in np.nonzero(solid))
-    yx = {1: y + x, -1: y - x}  # (shared by the directions that take them)
-    for m in POLE_DIAGONALS:
-        mv = np.asarray(m, dtype=np.int64)
-        h = 1.0 / float(np.linalg.norm(mv / sp))  # plane spacing (mm)
-        if m[1] and m[2]:
-            k = yx[m[1] * m[2]] if m[1] > 0 else -yx[m[1] * m[2]]
-            k = k + z if m[0] > 0 else (k - z if m[0] < 0 else k)
-        else:
-            k = m[0] * z + (y if m[1] > 0 else -y if m[1] < 0 else x if m[2] > 0 else -x)
-        n_layers = max(3, round(POLE_FIT_LAYERS * float(np.abs(mv).sum()) ** 0.5))
-        for sign in (1, -1):
-            kk = k if sign > 0 else -k
-            top = int(kk.max())
-            sel = np.flatnonzero(kk > top - n_layers)
-            pts = np.stack([z[sel], y[sel], x[sel]], 1).astype(np.int64)
-            depth = top - kk[sel].astype(np.int64)
-            _diagonal_cap(solid, cov, sp, pts, depth, mv * sign, h, n_layers)
-
-
-def _diagonal_cap(solid, cov, sp, pts, depth, m, h: float, n_layers: int) -> None:
-    """One diagonal cap of :func:`_diagonal_cap_coverage`: the mask's voxels ``pts`` in its
-    last ``n_layers`` planes across the lattice direction ``m`` (z, y, x index steps), at
-    ``depth`` planes below the last one (0), ``h`` mm apart."""
-    n = np.bincount(depth, minlength=n_layers)[:n_layers]
-    gap = np.flatnonzero(n == 0)
-    if len(gap):  # a thin object: the planes above its first gap
-        n = n[: int(gap[0])]
-        keep = depth < len(n)
-        pts, depth = pts[keep], depth[keep]
-    if len(n) < 3:
-        return
-    a_pt = float(np.prod(sp)) / h  # the area of a plane each of its lattice points counts
-    q = n * a_pt / math.pi
-    z = -np.arange(len(n)) * h  # height of each plane above the last one (mm)
-    g, b, a0 = np.polyfit(z, q, 2)
-    if g >= 0:
-        return
-    disc_top = b * b - 4 * g * a0
-    if disc_top <= 0 or math.sqrt(disc_top) / 2 < POLE_MIN_RADIUS_MM:
-        return
-    pole = (-b - math.sqrt(disc_top)) / (2 * g)
-    if not 0 < pole < 1.5 * h:
-        return
-    fit = np.polyval((g, b, a0), z)
-    if np.max(np.abs(np.sqrt(q) - np.sqrt(np.clip(fit, 0, None)))) > 0.5 * math.sqrt(a_pt):
-        return
-    # an orthonormal frame (mm): the diagonal and two directions in its planes
-    nrm = (m / sp) * h
-    e1 = np.cross(nrm, [1.0, 0.0, 0.0] if abs(nrm[0]) < 0.9 else [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    E = np.stack([e1, np.cross(nrm, e1)], 1)  # (3, 2)
-    uv = (pts * sp) @ E
-    # each plane's centre and covariance (as _cap_coverage's, from sums over its points)
-    nl = len(n)
-    su, sv = (np.bincount(depth, uv[:, i], nl) for i in (0, 1))
-    suu = np.bincount(depth, uv[:, 0] * uv[:, 0], nl)
-    svv = np.bincount(depth, uv[:, 1] * uv[:, 1], nl)
-    suv = np.bincount(depth, uv[:, 0] * uv[:, 1], nl)
-    cen = np.stack([su / n, sv / n], 1)
-    big = n > 2
-    ddof = np.maximum(n - 1, 1)
-    cuu = (suu - su * cen[:, 0]) / ddof + a_pt / 12.0
-    cvv = (svv - sv * cen[:, 1]) / ddof + a_pt / 12.0
-    cuv = (suv - su * cen[:, 1]) / ddof
-    wgt = np.where(big, n / np.sqrt(np.maximum(cuu * cvv - cuv * cuv, 1e-12)), 0.0)
-    shape = np.array([[wgt @ cuu, wgt @ cuv], [wgt @ cuv, wgt @ cvv]])
-    det = np.linalg.det(shape)
-    if det <= 0:
-        return
-    s_inv = np.linalg.inv(shape / math.sqrt(det))
-    drift = np.polyfit(z, cen, 1)
-    # the voxels touched: the cap's own and, outside, one grid step above them
-    # (only the surface's: a voxel whose every neighbour above is inside keeps 1, as the
-    # axis caps keep all but a column's top voxel)
-    steps = [e for e in np.eye(3, dtype=np.int64) * np.sign(m)[:, None] if e.any()]
-    up = np.concatenate([pts + e for e in steps])  # (inside the padded crop)
-    out = ~solid[tuple(up.T)].astype(bool)
-    top_pts = pts[np.any(out.reshape(len(steps), len(pts)), axis=0)]
-    lin = np.unique(np.ravel_multi_index(tuple(up[out].T), solid.shape))
-    up = np.stack(np.unravel_index(lin, solid.shape), 1)
-    cand = np.concatenate([top_pts, up])
-    inside = np.arange(len(cand)) < len(top_pts)
-    zc = (cand * sp) @ nrm  # their heights above the last plane (mm)
-    zc -= float((pts[int(np.argmin(depth))] * sp) @ nrm)
-    uvc = (cand * sp) @ E
-    height = zc + 0.5 * h
-    for _ in range(3):  # the section's centre at the voxel's own height (a tilted cap drifts)
-        d = uvc - (drift[0] * height[:, None] + drift[1])
-        r2 = np.einsum("ni,ij,nj->n", d, s_inv, d)
-        disc = b * b - 4 * g * (a0 - r2)
-        ok = disc > 0
-        root = np.sqrt(np.where(ok, disc, 1.0))
-        height = np.where(ok, (-b - root) / (2 * g), height)
-    tilt = np.degrees(np.arctan2(2 * np.sqrt(r2), root))
-    t0, t1 = POLE_DIAGONAL_TILT_DEG
-    w = np.clip((t1 - tilt) / (t1 - t0), 0.0, 1.0)
-    ok &= w > 0
-    v = 0.5 + (height - zc) / h
-    v_in = 1.0 - w * (1.0 - np.clip(v, 0.5, 1.0))
-    v_out = w * np.clip(v, 0.0, 0.5 - 1e-3)
-    sel = ok & inside
-    ci = tuple(cand[sel].T)
-    cov[ci] = np.minimum(cov[ci], v_in[sel].astype(np.float32))
-    sel = ok & ~inside
-    co = tuple(cand[sel].T)
-    cov[co] = np.maximum(cov[co], v_out[sel].astype(np.float32))
+    n_layers = [max(3, round(POLE_FIT_LAYERS * sum(map(abs, m)) ** 0.5)) for m in POLE_DIAGONALS]
+    filters.diagonal_caps(
+        solid, cov, sp, POLE_DIAGONALS, n_layers, POLE_MIN_RADIUS_MM, POLE_DIAGONAL_TILT_DEG
+    )
 
 
 def _cap_coverage(s: np.ndarray, c: np.ndarray, h: float, aniso) -> None:
