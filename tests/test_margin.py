@@ -496,7 +496,9 @@ def test_peri_tumoral_shells_of_concentric_spheres(spacing):
     """Concentric balls r_t 8 mm, r_a 12 mm: the 3 mm shell is all covered, the 6 mm shell by
     the exact volume ratio. (The 6 mm shell once read the tumor's distance clamped to the edge
     of its anti-aliased field's crop, 4-6 mm out: points beyond it, not in the shell, were
-    counted as uncovered shell, 4-6 % low.)"""
+    counted as uncovered shell, 4-6 % low.) The shells' inside test is the ablation field's
+    blurred 0.5 level, about sigma^2 / R = 0.12 mm inside a 12 mm ball: about -0.023 of the
+    ratio, -0.037 to -0.041 with the lattice (seeds 0 and 1 on the 1 mm grid)."""
     r_t, r_a = 8.0, 12.0
     exact6 = (r_a**3 - r_t**3) / ((r_t + 6) ** 3 - r_t**3)
     sp = np.asarray(spacing)
@@ -509,7 +511,7 @@ def test_peri_tumoral_shells_of_concentric_spheres(spacing):
         ablation = M.sphere_image(size, sp, origin, c, r_a)
         res = M.analyze_margin(tumor, ablation, None, 5.0)
         assert res.shell_coverage[3.0] == 1.0
-        assert abs(res.shell_coverage[6.0] - exact6) <= 0.04, (seed, res.shell_coverage)
+        assert abs(res.shell_coverage[6.0] - exact6) <= 0.045, (seed, res.shell_coverage)
 
 
 def test_the_ablation_outline_on_pre_holds_the_whole_zone_not_the_tumor_box():
@@ -628,6 +630,35 @@ def test_a_margin_facing_a_pole_along_a_grid_axis(phase):
     r = np.linalg.norm(v, axis=1)
     pole = v[:, 2] / r > math.cos(math.radians(15))
     assert np.max(np.abs(r[pole] - r_a)) < 0.1
+
+
+@pytest.mark.parametrize("phase", [0.1, 0.3, 0.5, 0.7, 0.9])
+@pytest.mark.parametrize("diagonal", [(1, 1, 0), (-1, 1, 1)])
+def test_a_margin_facing_a_pole_along_a_lattice_diagonal(phase, diagonal):
+    """The MTM faces a 16 mm ablation ball's pole along a face or body diagonal of the 1 mm
+    lattice (the pole ``phase`` of a plane spacing above the mask's last lattice plane across
+    it), an 8 mm tumor 3 mm off its centre. The last planes are flat terraces like an axis
+    pole's, 1 / sqrt(2) and 1 / sqrt(3) mm apart, and the blur put the surface half a plane
+    beyond them: main read the pole 0.03-0.20 mm off and the MTM up to 0.15 mm low
+    (bench_accuracy.py, seed 57, case 19: 0.30 mm low)."""
+    sp = (1.0, 1.0, 1.0)
+    r_t, r_a = 8.0, 16.0
+    u = np.asarray(diagonal, dtype=float)
+    u /= np.linalg.norm(u)
+    h = 1.0 / np.linalg.norm(diagonal)  # the lattice planes across u (voxel centres at whole mm)
+    c_a = np.array([0.23, -0.17, 0.31])
+    c_a += u * ((20 + phase) * h - (c_a @ u + r_a))
+    c_t = c_a + 3.0 * u
+    tumor = M.sphere_image([25, 25, 25], sp, np.round(c_t) - 12, c_t, r_t)
+    ablation = M.sphere_image([41, 41, 41], sp, np.round(c_a) - 20, c_a, r_a)
+    res = M.analyze_margin(tumor, ablation)
+    assert res.min_margin_direction_lps @ u > 0.98
+    assert res.min_margin_mm == pytest.approx(r_a - r_t - 3.0, abs=0.07)
+    # the ablation surface within 5 deg of the diagonal: within 0.06 mm of the ball
+    v = res.ablation_surface.verts - c_a
+    r = np.linalg.norm(v, axis=1)
+    pole = (v @ u) / r > math.cos(math.radians(5))
+    assert np.max(np.abs(r[pole] - r_a)) < 0.06
 
 
 @pytest.mark.parametrize("rho", [1.5, 3.0, 8.0])

@@ -35,6 +35,7 @@ from numba.typed import Dict
 
 __all__ = [
     "curvature_sums",
+    "diagonal_caps",
     "find_contours",
     "gaussian_filter",
     "gradient_at",
@@ -780,3 +781,301 @@ def window_extremes(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, width) ->
     out_hi = np.empty(len(s), dtype=hi.dtype)
     _window_extremes(np.ascontiguousarray(lo), np.ascontiguousarray(hi), s, w, out_lo, out_hi)
     return out_lo, out_hi
+
+
+@numba.njit(inline="always")
+def _lstsq_poly(z, q, n, deg):  # pragma: no cover - compiled
+    """Least-squares polynomial of degree 1 or 2 through (z[:n], q[:n]) (highest power first)."""
+    m = deg + 1
+    a = np.zeros((m, m))
+    r = np.zeros(m)
+    for i in range(n):
+        for p in range(m):
+            zp = z[i] ** (deg - p)
+            r[p] += zp * q[i]
+            for s in range(m):
+                a[p, s] += zp * z[i] ** (deg - s)
+    return np.linalg.solve(a, r)
+
+
+@numba.njit(nogil=True, cache=True)
+def _diagonal_caps(solid, cov, sp, dirs, nlay, min_radius, t0, t1):  # pragma: no cover
+    """See :func:`diagonal_caps`."""
+    nz, ny, nx = solid.shape
+    nd = dirs.shape[0]
+    nc = 2 * nd
+    # each row's first and last inside voxel: a linear function of x over a row's inside
+    # voxels is extreme at them, and a cap's voxels in a row are an interval of x
+    first = np.full((nz, ny), -1, np.int64)
+    last = np.full((nz, ny), -1, np.int64)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if solid[z, y, x]:
+                    first[z, y] = x
+                    break
+            if first[z, y] >= 0:
+                for x in range(nx - 1, -1, -1):
+                    if solid[z, y, x]:
+                        last[z, y] = x
+                        break
+    big = 1 << 40
+    top = np.full(nc, -big, np.int64)
+    for z in range(nz):
+        for y in range(ny):
+            if first[z, y] < 0:
+                continue
+            for d in range(nd):
+                for x in (first[z, y], last[z, y]):
+                    k = dirs[d, 0] * z + dirs[d, 1] * y + dirs[d, 2] * x
+                    if k > top[2 * d]:
+                        top[2 * d] = k
+                    if -k > top[2 * d + 1]:
+                        top[2 * d + 1] = -k
+    lmax = 0
+    for d in range(nd):
+        lmax = max(lmax, nlay[d])
+    # per cap and plane: count, sums of z, y, x and of their products (index units)
+    acc = np.zeros((nc, lmax, 10))
+    for z in range(nz):
+        for y in range(ny):
+            if first[z, y] < 0:
+                continue
+            for c in range(nc):
+                d = c // 2
+                sg = 1 if c % 2 == 0 else -1
+                x0, x1 = _cap_row(dirs[d], sg, z, y, top[c] - nlay[d] + 1, first[z, y], last[z, y])
+                for x in range(x0, x1 + 1):
+                    if solid[z, y, x]:
+                        k = sg * (dirs[d, 0] * z + dirs[d, 1] * y + dirs[d, 2] * x)
+                        a = acc[c, top[c] - k]
+                        a[0] += 1.0
+                        a[1] += z
+                        a[2] += y
+                        a[3] += x
+                        a[4] += z * z
+                        a[5] += y * y
+                        a[6] += x * x
+                        a[7] += z * y
+                        a[8] += z * x
+                        a[9] += y * x
+    # each cap's model: g, b, a0, the plane spacing h, the drift (slope, intercept of u and
+    # v), the inverse shape, the frame (normal, e1, e2), the planes kept
+    ok_cap = np.zeros(nc, np.bool_)
+    par = np.zeros((nc, 20))
+    nkeep = np.zeros(nc, np.int64)
+    zl = np.empty(lmax)
+    ql = np.empty(lmax)
+    for c in range(nc):
+        d = c // 2
+        sgn = 1.0 if c % 2 == 0 else -1.0
+        m = np.empty(3)
+        for a in range(3):
+            m[a] = sgn * dirs[d, a]
+        g3 = m / sp
+        h = 1.0 / np.sqrt(np.sum(g3 * g3))
+        nrm = g3 * h
+        n_l = 0
+        while n_l < nlay[d] and acc[c, n_l, 0] > 0:
+            n_l += 1
+        if n_l < 3:
+            continue
+        a_pt = sp[0] * sp[1] * sp[2] / h
+        for j in range(n_l):
+            zl[j] = -j * h
+            ql[j] = acc[c, j, 0] * a_pt / np.pi
+        coef = _lstsq_poly(zl, ql, n_l, 2)
+        g, b, a0 = coef[0], coef[1], coef[2]
+        if g >= 0:
+            continue
+        disc_top = b * b - 4 * g * a0
+        if disc_top <= 0 or np.sqrt(disc_top) / 2 < min_radius:
+            continue
+        pole = (-b - np.sqrt(disc_top)) / (2 * g)
+        if not (0 < pole < 1.5 * h):
+            continue
+        worst = 0.0
+        for j in range(n_l):
+            f = g * zl[j] * zl[j] + b * zl[j] + a0
+            worst = max(worst, abs(np.sqrt(ql[j]) - np.sqrt(max(f, 0.0))))
+        if worst > 0.5 * np.sqrt(a_pt):
+            continue
+        ref = np.array([1.0, 0.0, 0.0]) if abs(nrm[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        e1 = np.cross(nrm, ref)
+        e1 /= np.sqrt(np.sum(e1 * e1))
+        e2 = np.cross(nrm, e1)
+        # the planes' centres and the common shape, in mm (u, v) from the index sums
+        cu = np.empty(n_l)
+        cv = np.empty(n_l)
+        shape = np.zeros((2, 2))
+        for j in range(n_l):
+            s = acc[c, j]
+            n = s[0]
+            su = (e1[0] * sp[0] * s[1] + e1[1] * sp[1] * s[2] + e1[2] * sp[2] * s[3])
+            sv = (e2[0] * sp[0] * s[1] + e2[1] * sp[1] * s[2] + e2[2] * sp[2] * s[3])
+            # second moments: sum over a, b of e_a e_b sp_a sp_b sum(i_a i_b)
+            mom = np.empty((3, 3))
+            mom[0, 0], mom[1, 1], mom[2, 2] = s[4], s[5], s[6]
+            mom[0, 1] = mom[1, 0] = s[7]
+            mom[0, 2] = mom[2, 0] = s[8]
+            mom[1, 2] = mom[2, 1] = s[9]
+            suu = 0.0
+            svv = 0.0
+            suv = 0.0
+            for p in range(3):
+                for r in range(3):
+                    w = sp[p] * sp[r] * mom[p, r]
+                    suu += e1[p] * e1[r] * w
+                    svv += e2[p] * e2[r] * w
+                    suv += e1[p] * e2[r] * w
+            cu[j] = su / n
+            cv[j] = sv / n
+            if n > 2:
+                cuu = (suu - su * cu[j]) / (n - 1) + a_pt / 12.0
+                cvv = (svv - sv * cv[j]) / (n - 1) + a_pt / 12.0
+                cuv = (suv - su * cv[j]) / (n - 1)
+                wgt = n / np.sqrt(max(cuu * cvv - cuv * cuv, 1e-12))
+                shape[0, 0] += wgt * cuu
+                shape[1, 1] += wgt * cvv
+                shape[0, 1] += wgt * cuv
+                shape[1, 0] += wgt * cuv
+        det = shape[0, 0] * shape[1, 1] - shape[0, 1] * shape[1, 0]
+        if det <= 0:
+            continue
+        sh = shape / np.sqrt(det)
+        dsh = sh[0, 0] * sh[1, 1] - sh[0, 1] * sh[1, 0]
+        du = _lstsq_poly(zl, cu, n_l, 1)
+        dv = _lstsq_poly(zl, cv, n_l, 1)
+        ok_cap[c] = True
+        nkeep[c] = n_l
+        p = par[c]
+        p[0], p[1], p[2], p[3] = g, b, a0, h
+        p[4], p[5], p[6], p[7] = du[0], du[1], dv[0], dv[1]
+        p[8], p[9], p[10] = sh[1, 1] / dsh, -sh[0, 1] / dsh, sh[0, 0] / dsh
+        p[11], p[12], p[13] = e1[0] * sp[0], e1[1] * sp[1], e1[2] * sp[2]
+        p[14], p[15], p[16] = e2[0] * sp[0], e2[1] * sp[1], e2[2] * sp[2]
+    # the voxels at the top of each cap (an outside neighbour one grid step up) and those
+    # neighbours: 0.5 + s / h of the modelled surface s above their centre, clipped to the mask
+    for z in range(nz):
+        for y in range(ny):
+            if first[z, y] < 0:
+                continue
+            for c in range(nc):
+                if not ok_cap[c]:
+                    continue
+                d = c // 2
+                sg = 1 if c % 2 == 0 else -1
+                x0, x1 = _cap_row(dirs[d], sg, z, y, top[c] - nkeep[c] + 1, first[z, y], last[z, y])
+                for x in range(x0, x1 + 1):
+                    if not solid[z, y, x]:
+                        continue
+                    k = sg * (dirs[d, 0] * z + dirs[d, 1] * y + dirs[d, 2] * x)
+                    at_top = False
+                    for a in range(3):
+                        st = sg * dirs[d, a]
+                        if st == 0:
+                            continue
+                        zz, yy, xx = z, y, x
+                        if a == 0:
+                            zz += st
+                        elif a == 1:
+                            yy += st
+                        else:
+                            xx += st
+                        if not (0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx):
+                            continue
+                        if solid[zz, yy, xx]:
+                            continue
+                        at_top = True
+                        w, v = _cap_value(par[c], zz, yy, xx, (k + 1 - top[c]) * par[c, 3], t0, t1)
+                        if w > 0:
+                            vo = np.float32(w * min(max(v, 0.0), 0.5 - 1e-3))
+                            if vo > cov[zz, yy, xx]:
+                                cov[zz, yy, xx] = vo
+                    if at_top:
+                        w, v = _cap_value(par[c], z, y, x, (k - top[c]) * par[c, 3], t0, t1)
+                        if w > 0:
+                            vi = np.float32(1.0 - w * (1.0 - min(max(v, 0.5), 1.0)))
+                            if vi < cov[z, y, x]:
+                                cov[z, y, x] = vi
+
+
+@numba.njit(inline="always")
+def _cap_row(m, sg, z, y, k0, x_first, x_last):  # pragma: no cover - compiled
+    """The interval of x in a row (``x_first .. x_last``) where sg * (m . (z, y, x)) >= k0."""
+    rest = k0 - sg * (m[0] * z + m[1] * y)
+    mx = sg * m[2]
+    if mx == 0:
+        return (x_first, x_last) if rest <= 0 else (1, 0)
+    if mx > 0:
+        return max(x_first, rest), x_last
+    return x_first, min(x_last, -rest)
+
+
+@numba.njit(inline="always")
+def _cap_value(p, z, y, x, zc, t0, t1):  # pragma: no cover - compiled
+    """(weight, 0.5 + s / h) of a voxel at height ``zc`` under a cap's model ``p``."""
+    g, b, a0, h = p[0], p[1], p[2], p[3]
+    u = p[11] * z + p[12] * y + p[13] * x
+    v = p[14] * z + p[15] * y + p[16] * x
+    height = zc + 0.5 * h
+    ok = False
+    r2 = 0.0
+    root = 1.0
+    for _ in range(3):  # the section's centre at the voxel's own height (a tilted cap drifts)
+        du = u - (p[4] * height + p[5])
+        dv = v - (p[6] * height + p[7])
+        r2 = p[8] * du * du + 2.0 * p[9] * du * dv + p[10] * dv * dv
+        disc = b * b - 4 * g * (a0 - r2)
+        ok = disc > 0
+        root = np.sqrt(disc) if ok else 1.0
+        if ok:
+            height = (-b - root) / (2 * g)
+    if not ok:
+        return 0.0, 0.0
+    tilt = np.degrees(np.arctan2(2 * np.sqrt(r2), root))
+    w = min(max((t1 - tilt) / (t1 - t0), 0.0), 1.0)
+    return w, 0.5 + (height - zc) / h
+
+
+def diagonal_caps(solid, cov, spacing, dirs, n_layers, min_radius, tilt_deg) -> None:
+    """Sub-voxel coverage (in place) of a mask's caps facing lattice directions.
+
+    For each direction ``m`` of ``dirs`` and its opposite: the mask's last ``n_layers`` lattice
+    planes across it, their squared equivalent radius fitted by a quadratic in the height,
+    their centres by a line, their shapes by one; where the fit is a convex cap rounder than
+    ``min_radius`` mm whose pole lies below the next plane and whose planes it fits to half a
+    lattice point's width, each voxel at the top of the cap (with an outside neighbour one
+    grid step up) and each such neighbour get ``0.5 + s / h`` (``s`` the modelled surface's
+    height above the voxel's centre, ``h`` the plane spacing), clipped to the mask (inside: at
+    least 0.5, outside: below 0.5) and weighted by the modelled surface's tilt from ``m``
+    (fully up to ``tilt_deg[0]``, not at all beyond ``tilt_deg[1]``): the smaller value is kept
+    inside, the larger outside. See ``core.margin._diagonal_cap_coverage``.
+
+    Parameters
+    ----------
+    solid : numpy.ndarray
+        3D uint8 mask (non-zero inside).
+    cov : numpy.ndarray
+        3D float32 coverages of the same shape, updated in place.
+    spacing : sequence of float
+        Grid spacing (z, y, x), mm.
+    dirs : numpy.ndarray
+        (n, 3) integer lattice directions (z, y, x index steps), each taken both ways.
+    n_layers : numpy.ndarray
+        (n,) planes fitted per direction.
+    min_radius : float
+        Caps less round than this (radius of curvature at the pole, mm) are left binary.
+    tilt_deg : (float, float)
+        Tilts (deg) of full and of no weight.
+    """
+    _diagonal_caps(
+        np.ascontiguousarray(solid, dtype=np.uint8),
+        cov,
+        np.asarray(spacing, dtype=np.float64),
+        np.asarray(dirs, dtype=np.int64),
+        np.asarray(n_layers, dtype=np.int64),
+        float(min_radius),
+        float(tilt_deg[0]),
+        float(tilt_deg[1]),
+    )
