@@ -4,7 +4,8 @@
     python benchmarks/bench_registration.py --methods local   # the default method only
     python benchmarks/bench_registration.py --case FOLDER [--case FOLDER ...]
     python benchmarks/bench_registration.py --save-cases DIR   # then: an older tree, --case DIR/*
-    python benchmarks/bench_registration.py --heldout   # round 6's held-out phantoms only
+    python benchmarks/bench_registration.py --heldout   # round 7's held-out phantoms only
+    python benchmarks/bench_registration.py --heldout-round6   # round 6's held-out phantoms
     python benchmarks/bench_registration.py --heldout-round5   # round 5's held-out phantoms
     python benchmarks/bench_registration.py --heldout-round4   # round 4's held-out phantoms
     python benchmarks/bench_registration.py --save-cases DIR --generate-only   # images only
@@ -294,11 +295,15 @@ def bench_widget_live() -> None:
     viewer.close()
 
 
-#: round 6's held-out set, drawn before any tuning of that round and first run once its
+#: round 7's held-out set, drawn before any tuning of that round and first run once its
 #: settings were frozen and committed (``--heldout``): breathing CT phantoms with a slice
 #: profile and breathing MRI phantoms whose seeds no earlier round used
-HELDOUT_CT_PROFILE_SEEDS = (34, 35, 36, 37, 38, 39, 40, 41)
-HELDOUT_MRI_SEEDS = (20, 21, 22)
+HELDOUT_CT_PROFILE_SEEDS = (42, 43, 44, 45, 46, 47, 48, 49)
+HELDOUT_MRI_SEEDS = (23, 24, 25)
+#: round 6's held-out set (``--heldout-round6``), run once after that round's settings were
+#: frozen; since then a check that nothing broke
+HELDOUT_R6_CT_PROFILE_SEEDS = (34, 35, 36, 37, 38, 39, 40, 41)
+HELDOUT_R6_MRI_SEEDS = (20, 21, 22)
 #: round 5's held-out set (``--heldout-round5``), run once after that round's settings were
 #: frozen; since then a check that nothing broke
 HELDOUT_R5_CT_PROFILE_SEEDS = (26, 27, 28, 29, 30, 31, 32, 33)
@@ -349,8 +354,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--heldout",
         action="store_true",
-        help="run round 6's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
+        help="run round 7's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
         "HELDOUT_MRI_SEEDS), no sample",
+    )
+    ap.add_argument(
+        "--heldout-round6",
+        action="store_true",
+        help="run round 6's held-out set only (HELDOUT_R6_CT_PROFILE_SEEDS, HELDOUT_R6_MRI_SEEDS)",
     )
     ap.add_argument(
         "--heldout-round5",
@@ -382,9 +392,11 @@ def main(argv=None) -> int:
     if not args.skip_sample:
         if args.case:
             cases = [_folder(f) for f in args.case]
-        elif args.heldout or args.heldout_round5 or args.heldout_round4:
+        elif args.heldout or args.heldout_round6 or args.heldout_round5 or args.heldout_round4:
             if args.heldout:
                 mri, ct = HELDOUT_MRI_SEEDS, HELDOUT_CT_PROFILE_SEEDS
+            elif args.heldout_round6:
+                mri, ct = HELDOUT_R6_MRI_SEEDS, HELDOUT_R6_CT_PROFILE_SEEDS
             elif args.heldout_round5:
                 mri, ct = HELDOUT_R5_MRI_SEEDS, HELDOUT_R5_CT_PROFILE_SEEDS
             else:

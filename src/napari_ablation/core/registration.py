@@ -76,8 +76,11 @@ THICK_SLICE_BIN_RATIO = 0.6
 #: ... and samples every voxel of the region at the finest level when it has at most this
 #: many (else ``metric_samples``): on a 40 mm ball of homogeneous liver the 40 000 random
 #: samples of the full-resolution grid moved the optimum by up to 1.2 mm (CT phantom #13;
-#: started at the truth, they moved it away); every voxel of the binned grid costs no more
-FULL_SAMPLING_MAX_VOXELS = 100_000
+#: started at the truth, they moved it away); every voxel of the binned grid costs no more.
+#: 40-46 mm balls hold 45 000-60 000 binned voxels; at 100 000 a 49 mm region with 2.5 mm
+#: slices (held-out CT #33, 90 000 voxels, 29 ms an iteration) took 1.65-1.70 s CPU, 1.0-1.1 s
+#: with the 40 000 samples (benchmarks/README.md, registration round 7)
+FULL_SAMPLING_MAX_VOXELS = 75_000
 
 
 class RegistrationCancelled(Exception):
