@@ -537,7 +537,7 @@ class _StepQueue:
 _PAUSES: dict[int, list] = {}
 
 
-def pause_canvas(viewer, *, keep_frame: bool = False):
+def pause_canvas(viewer, *, keep_frame: bool = False, cover: bool = False):
     """Stop ``viewer``'s canvas from painting (a layer added meanwhile is not drawn in the
     same piece of GUI work); returns the function that lets it paint again, once (a
     headless viewer, or a window closed meanwhile: nothing to do). Pauses may overlap: the
@@ -545,15 +545,24 @@ def pause_canvas(viewer, *, keep_frame: bool = False):
 
     ``keep_frame``: the canvas shows its last frame while paused (a Qt-paused OpenGL canvas
     shows blank whenever the window repaints around it): it keeps its size (napari's dims
-    slider comes and goes with 2D/3D; a resized canvas is blank, and napari paints it at
-    once) and vispy draws nothing into it."""
+    slider disappears in 3D; a resized canvas is blank, and napari paints it at once) and
+    vispy draws nothing into it.
+
+    ``cover``: the same, for a canvas about to shrink (napari's dims slider appears going
+    to 2D: a canvas held at its size made the window grow by the slider's height, for good):
+    a picture of its last frame (read back from its framebuffer, no draw) covers it where
+    it was, and the canvas itself may be resized beneath it, drawing nothing, until the
+    pause ends."""
     native = None
     with contextlib.suppress(Exception):  # a headless viewer has no canvas
         native = napari_private(viewer.window, "_qt_viewer").canvas.native
         held = _PAUSES.setdefault(id(native), [0, None])
         held[0] += 1
         if held[0] == 1:
-            if keep_frame:
+            if cover:
+                held[1] = _cover(native)
+                native._vispy_canvas.events.draw.block()
+            elif keep_frame:
                 held[1] = (native.minimumSize(), native.maximumSize())
                 native.setFixedSize(native.size())
                 native._vispy_canvas.events.draw.block()
@@ -571,10 +580,14 @@ def pause_canvas(viewer, *, keep_frame: bool = False):
             return
         _PAUSES.pop(id(native), None)
         with contextlib.suppress(RuntimeError):  # the window was closed meanwhile
-            if held[1] is not None:
+            if isinstance(held[1], tuple):
                 native._vispy_canvas.events.draw.unblock()
                 native.setMinimumSize(held[1][0])
                 native.setMaximumSize(held[1][1])
+            elif held[1] is not None:  # a cover
+                native._vispy_canvas.events.draw.unblock()
+                held[1].hide()
+                held[1].deleteLater()
             else:
                 from qtpy.QtCore import QPoint, QRect
 
@@ -586,6 +599,25 @@ def pause_canvas(viewer, *, keep_frame: bool = False):
             native.update()
 
     return resume
+
+
+def _cover(native):
+    """A widget showing ``native``'s (a vispy Qt canvas) last frame, on top of it, where it is."""
+    from qtpy.QtGui import QPixmap
+    from qtpy.QtWidgets import QLabel
+
+    native._vispy_canvas.events.draw.block()  # the read-back draws nothing new
+    try:
+        frame = native.grabFramebuffer()
+    finally:
+        native._vispy_canvas.events.draw.unblock()
+    label = QLabel(native.parentWidget())
+    label.setPixmap(QPixmap.fromImage(frame))
+    label.setScaledContents(True)
+    label.setGeometry(native.geometry())
+    label.show()
+    label.raise_()
+    return label
 
 
 def lay_out_grid_before_paint(viewer) -> None:
@@ -756,6 +788,26 @@ def connect_while_alive(signal, widget, slot) -> None:
             _signal.disconnect(_slot)
 
     widget.destroyed.connect(_off)
+
+
+def connect_before_napari(emitter, callback):
+    """Call ``callback(event)`` when napari's ``emitter`` fires, *before* napari's own
+    callbacks of it (returns the relay, for ``emitter.disconnect``).
+
+    napari 0.9 calls its own callbacks of an event first, whatever the position a plugin
+    asks for (``EventEmitter.connect`` places a callback whose module is napari's before
+    every other). A plugin reacting to ``viewer.dims.events.ndisplay`` ran after napari had
+    swapped every layer's visual and, going to 2D, shown its dims slider, which resizes the
+    canvas and paints it at once inside the switch. The relay is an ``EventEmitter``
+    (napari's class: napari counts it among its own callbacks) chained to ``emitter`` as
+    napari documents chaining (an emitter called with an event passes it on), at the first
+    position. ``callback`` is held weakly when it is a bound method."""
+    from napari.utils.events import EventEmitter
+
+    relay = EventEmitter(source=emitter.source, type_name=emitter.default_args.get("type_name"))
+    relay.connect(callback)
+    emitter.connect(relay, position="first")
+    return relay
 
 
 def text_overlay(viewer):

@@ -28,8 +28,8 @@ watches layers for the model:
   the tumor surface coloured by margin; the ablation outline: the ablation surface) are
   hidden while that surface is there (:func:`look_3d`); in 2D every layer gets its 2D look
   back and the surfaces are hidden; the selection, the active layer and the view stay the
-  user's. The looks change one layer per event-loop iteration after napari's own switch
-  (to 3D with the canvas keeping its 2D frame until the last is in).
+  user's. The looks change one layer per event-loop iteration after napari's own switch,
+  the canvas keeping its last frame from before napari's switch until the last is in.
 """
 
 from __future__ import annotations
@@ -443,6 +443,8 @@ class CaseSession:
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._grid_follows)
+        # (the canvas held before napari's own switch: :meth:`_before_switch`)
+        _layers.connect_before_napari(viewer.dims.events.ndisplay, self._before_switch)
         viewer.dims.events.ndisplay.connect(self._on_switch)
         viewer.dims.events.point.connect(self._on_point_in_3d)
         _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
@@ -974,16 +976,25 @@ class CaseSession:
         for k, value in (look or {}).items():
             _layers.set_changed(layer, **{k: value})
 
-    def _on_switch(self, event=None) -> None:
-        """napari switched 2D/3D (its own handlers have run: napari calls them before any
-        plugin's). To 3D: the canvas keeps its last 2D frame until every layer has its 3D
-        look (no frame of voxel blocks over the surfaces). To 2D: napari has already painted
-        a frame with the 3D looks (showing its dims slider resizes the canvas, which paints
-        at once, inside napari's switch); the layers hidden in 3D come back first, one per
-        event-loop iteration, each drawn at once."""
+    def _before_switch(self, event=None) -> None:
+        """napari is about to switch 2D/3D (called before napari's own callbacks,
+        :func:`_layers.connect_before_napari`): the canvas shows its last frame until every
+        layer has its look for the new view (:meth:`_looks_done`). To 3D: no frame of voxel
+        blocks over the surfaces. To 2D: napari shows its dims slider inside the switch,
+        which shrank the canvas and painted it at once, with the 3D looks, in the same piece
+        of GUI work (a third of it); the canvas is now covered by a picture of its last 3D
+        frame while it shrinks, and the 2D frame is drawn once, in a step of its own."""
         viewer = self.viewer
-        if viewer is not None and viewer.dims.ndisplay == 3 and self._resume_canvas is None:
-            self._resume_canvas = _layers.pause_canvas(viewer, keep_frame=True)
+        if viewer is not None and self._resume_canvas is None:
+            self._resume_canvas = _layers.pause_canvas(
+                viewer, keep_frame=True, cover=viewer.dims.ndisplay == 2
+            )
+
+    def _on_switch(self, event=None) -> None:
+        """napari switched 2D/3D (its own handlers have run; the canvas is held since
+        :meth:`_before_switch`): 3D is seen as from the axial view, and every layer gets its
+        look for the new view, one per event-loop iteration."""
+        viewer = self.viewer
         if viewer is not None:
             self._axial_in_3d(viewer)
         self._look_in_steps()
