@@ -1735,6 +1735,32 @@ def round_half_away(x: float) -> int:
     return int(math.copysign(r, x)) if r else 0
 
 
+#: decimals of a length (mm) in the JSON documents (volumes and fractions carry 4)
+MM_DECIMALS = 3
+
+
+def json_figure(value: float | None, decimals: int = MM_DECIMALS) -> float | None:
+    """Round a figure for a JSON document: the one rule of every export.
+
+    The GUI's and the CLI's JSON, the MTM interval's keys and the quiz key all round with
+    it, so one figure reads the same wherever it is written.
+
+    Parameters
+    ----------
+    value : float or None
+        The figure (None passes through: a figure that does not exist).
+    decimals : int, optional
+        Decimal places (default :data:`MM_DECIMALS`, for mm).
+
+    Returns
+    -------
+    float or None
+        ``value`` rounded to ``decimals`` places (Python's ``round``: halves to even in the
+        binary value), or None.
+    """
+    return None if value is None else round(float(value), decimals)
+
+
 #: the gap (mm) between the tumor's and the ablation zone's boxes beyond which the pairing
 #: is called implausible (see pairing_warnings)
 PAIRING_GAP_MM = 20.0
@@ -2049,10 +2075,7 @@ class MarginResult:
         dict
             JSON-serialisable figures, rounded (DESIGN section 5).
         """
-
-        def r(v, nd=3):
-            return None if v is None else round(float(v), nd)
-
+        r = json_figure
         x, cum = self.cumulative_curve()
         return {
             "min_margin_mm": r(self.min_margin_mm),
