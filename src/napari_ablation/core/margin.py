@@ -3339,6 +3339,41 @@ def _tumor_diameter(tmask, tbox, tgrid: _Grid, tfield: _Field, tsurf: Mesh) -> f
     return _max_diameter(dverts)
 
 
+def max_3d_diameter_mm(mask: sitk.Image, *, label: int | None = None, name: str = "tumor") -> float:
+    """Measure a structure's max 3D diameter as the margin analysis measures the tumor's.
+
+    The report's "Tumor max 3D diameter" (``tumor_max_diameter_mm``): the largest distance
+    between two points of the sub-voxel surface the analysis reconstructs from the mask.
+    Segment's live readout shows this figure, so one diameter is on screen.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        The labels (any non-zero voxel, or ``label``).
+    label : int, optional
+        The label value of the structure (default: every non-zero voxel).
+    name : str, optional
+        What the structure is, for the messages.
+
+    Returns
+    -------
+    float
+        The diameter in mm: :func:`analyze_margin`'s ``tumor_max_diameter_mm`` for the same
+        tumor mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D, is empty, or is too small to have a surface.
+    """
+    m = _MaskSource(mask, name, label)
+    if m.box is None:
+        raise AblationError(f"the {name} mask is empty")
+    grid = _Grid(mask)
+    field, surf = _field_and_surface(m, m.box, grid, DEFAULT_SMOOTH_VOX, name, [])
+    return _tumor_diameter(m, m.box, grid, field, surf)
+
+
 def _max_diameter(verts: np.ndarray) -> float:
     return geometry.max_pairwise_distance(verts)
 
