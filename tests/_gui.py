@@ -32,11 +32,19 @@ def canvas(viewer):
 
 
 def world_to_canvas(viewer, world) -> QPoint:
-    """Canvas pixel of a world point (z, y, x) in the current 2D view (grid off)."""
-    view = viewer.window._qt_viewer.canvas.view
-    tr = view.transform * view.scene.transform
+    """Canvas pixel of a world point (z, y, x) in the current 2D view; with the grid on, in
+    the grid cell that draws the active layer (where a stroke on it paints)."""
+    vc = viewer.window._qt_viewer.canvas
     disp = [float(world[d]) for d in viewer.dims.displayed][::-1]
-    p = tr.map(disp)
+    grid = viewer.canvas.grid
+    active = viewer.layers.selection.active
+    if grid.enabled and active is not None:
+        index = list(viewer.layers).index(active)
+        rc = next(rc for rc, idx in grid.iter_viewboxes(viewer.layers) if index in idx)
+        p = vc.grid[rc].scene.node_transform(vc._scene_canvas.scene).map(disp)
+    else:
+        view = vc.view
+        p = (view.transform * view.scene.transform).map(disp)
     return QPoint(round(p[0]), round(p[1]))
 
 
