@@ -1,8 +1,8 @@
 """UAT s8 N10d: side by side (pre | post), the orientation letter "L" was drawn over the
-right edge of the post image (a_01_loaded.png, d_demo_1280x800.png): the letters stood at
-the edges of the whole canvas, not of each image's panel. Now every grid cell has its own
-letters, and a fitted view (the case opened, the Home button, the grid switched, the window
-resized) leaves each view's edges free for them: no letter pixel lies on an image, side by
+right edge of the post image (a_01_loaded.png, d_demo_1280x800.png): the letters stand at
+the edges of the canvas, and the images filled their grid cells up to those edges. Now a
+fitted view (the case opened, the Home button, the grid switched, the window resized)
+leaves each view's edges free for the letters: no letter pixel lies on an image, side by
 side or in one view (run under xvfb-run)."""
 
 from __future__ import annotations
@@ -64,12 +64,7 @@ def test_letters_stand_beside_the_images_not_on_them(qtbot, tmp_path, monkeypatc
         win = viewer.window._qt_window
         guide = orientation.install(viewer)
         assert _layers.grid(viewer).enabled  # pre | post side by side
-        # each cell has its letters: two of each side by side
-        shot = viewer.screenshot(str(tmp_path / "opened.png"), canvas_only=True)
-        h, w = shot.shape[:2]
-        yellow = (shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 160)
-        top = np.nonzero(yellow[: h // 8].any(axis=0))[0]
-        assert top.min() < w / 2 < top.max(), "an A over each image"
+        viewer.screenshot(str(tmp_path / "opened.png"), canvas_only=True)
         assert not letters_on_images(viewer, tmp_path / "opened.png")
 
         # the window made smaller (the 1280 x 800 laptop of d_demo_1280x800.png): the view,

@@ -2,14 +2,15 @@
 
 :func:`install` (once per viewer) keeps napari's camera in the radiological convention of
 ``core.orientation`` for whichever two axes are displayed (axial, coronal, sagittal, or a
-transposed view) and shows R/L, A/P, S/I at the four edges of each view as napari text
-overlays: of the canvas, or of each grid cell side by side (UAT s8 N10d: drawn at the
-canvas edges, the "L" of pre | post lay over the post image's right edge). When napari fits
-the view (Home, a case opened, the grid switched) the images keep those edges free: the
-zoom leaves a band for the letter at each edge. It follows ``viewer.dims.events.order`` /
-``ndisplay`` / ``ndim`` (the camera is set when the displayed plane changes) and the
-camera's ``orientation2d`` (the letters follow a flip the user makes). In 3D the letters
-are hidden.
+transposed view) and shows R/L, A/P, S/I at the four edges of the canvas as napari text
+overlays. When napari fits the view (Home, a case opened, the grid switched) the images
+keep those edges free: the zoom leaves a band for the letter at each edge of each view (UAT
+s8 N10d: side by side, the "L" lay over the post image's right edge). Letters in each grid
+cell (napari's ``gridded`` overlays) were tried: the second cell's text visuals, made when
+the grid comes on, cost the case opening 140 ms of GUI-thread time (test_gui_stalls). It
+follows ``viewer.dims.events.order`` / ``ndisplay`` / ``ndim`` (the camera is set when the
+displayed plane changes) and the camera's ``orientation2d`` (the letters follow a flip the
+user makes). In 3D the letters are hidden.
 
 napari's transpose and roll buttons can draw an axis where the convention wants the other
 (e.g. patient right at the top of an axial view): no camera setting makes that view
@@ -70,7 +71,6 @@ class OrientationGuide:
                     color=LETTER_COLOR,
                     font_size=LETTER_SIZE,
                     visible=False,
-                    gridded=True,  # at the edges of each grid cell
                 )
         if NOTE_KEY not in overlays:
             overlays[NOTE_KEY] = TextOverlay(
