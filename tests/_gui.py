@@ -1,12 +1,16 @@
-"""Real user input for GUI tests: mouse strokes and key presses on napari's canvas, the
-longest stall of the Qt event loop, and the "no stale number" invariants.
+"""Real user input for GUI tests: mouse strokes, clicks and key presses on napari's canvas,
+the longest stall of the Qt event loop, the "no stale number" invariants, and the set-ups
+the GUI tests share (a viewer with a case and the plugin's docks, the demo, a cohort, a
+quiz).
 
-Used by ``tests/test_gui_session.py`` and ``benchmarks/bench_gui_stalls.py``.
+Used by the ``tests/test_gui_*.py`` files and ``benchmarks/bench_gui_stalls.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -28,11 +32,19 @@ def canvas(viewer):
 
 
 def world_to_canvas(viewer, world) -> QPoint:
-    """Canvas pixel of a world point (z, y, x) in the current 2D view (grid off)."""
-    view = viewer.window._qt_viewer.canvas.view
-    tr = view.transform * view.scene.transform
+    """Canvas pixel of a world point (z, y, x) in the current 2D view; with the grid on, in
+    the grid cell that draws the active layer (where a stroke on it paints)."""
+    vc = viewer.window._qt_viewer.canvas
     disp = [float(world[d]) for d in viewer.dims.displayed][::-1]
-    p = tr.map(disp)
+    grid = viewer.canvas.grid
+    active = viewer.layers.selection.active
+    if grid.enabled and active is not None:
+        index = list(viewer.layers).index(active)
+        rc = next(rc for rc, idx in grid.iter_viewboxes(viewer.layers) if index in idx)
+        p = vc.grid[rc].scene.node_transform(vc._scene_canvas.scene).map(disp)
+    else:
+        view = vc.view
+        p = (view.transform * view.scene.transform).map(disp)
     return QPoint(round(p[0]), round(p[1]))
 
 
@@ -60,6 +72,19 @@ def stroke_through(viewer, qtbot, centre_world, half_mm: float = 8.0, steps: int
         p[d1] += t
         pts.append(p)
     stroke(viewer, qtbot, pts)
+
+
+def click_at(viewer, qtbot, world) -> None:
+    """A real mouse click (move, press, release) on the canvas at the in-plane position of
+    the world point ``world`` (z, y, x) in the current 2D view (grid off)."""
+    p = world_to_canvas(viewer, world)
+    native = canvas(viewer)
+    QTest.mouseMove(native, p)
+    qtbot.wait(MOVE_INTERVAL_MS)
+    QTest.mousePress(native, Qt.LeftButton, Qt.NoModifier, p)
+    qtbot.wait(MOVE_INTERVAL_MS)
+    QTest.mouseRelease(native, Qt.LeftButton, Qt.NoModifier, p)
+    qtbot.wait(MOVE_INTERVAL_MS)
 
 
 def choose(viewer, layer, mode: str | None = "paint"):
@@ -92,6 +117,15 @@ def click(qtbot, button) -> None:
 def toggle_ndisplay(viewer, qtbot) -> None:
     """The viewer's 2D/3D button."""
     click(qtbot, viewer.window._qt_viewer.viewerButtons.ndisplayButton)
+
+
+def grid_off(viewer, qtbot) -> None:
+    """The user switches napari's grid off when it is on (the grid button): one view, where
+    canvas pixels map to world points (:func:`world_to_canvas`) and pre lies over post."""
+    from napari_ablation.widgets import _layers
+
+    if _layers.grid(viewer).enabled:
+        click(qtbot, viewer.window._qt_viewer.viewerButtons.gridViewButton)
 
 
 class StallMeter:
@@ -398,16 +432,136 @@ def with_case(
     return widget
 
 
+def phantom_case(phantom) -> Case:
+    """The registration phantom ``(pre, post, tumor, ice)`` of ``tests/test_registration.py``
+    as a case named "phantom"."""
+    pre, post, tumor, ice = phantom
+    return Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
+
+
 def register_on_phantom(make_napari_viewer, phantom, tmp_path: Path, monkeypatch, **kw):
     """The Register widget on the registration phantom ``(pre, post, tumor, ice)`` of
     ``tests/test_registration.py`` (:func:`with_case`)."""
     from napari_ablation.widgets.register import RegisterWidget
 
-    pre, post, tumor, ice = phantom
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
     return with_case(
-        make_napari_viewer, tmp_path, monkeypatch, case, RegisterWidget, name="Register", **kw
+        make_napari_viewer,
+        tmp_path,
+        monkeypatch,
+        phantom_case(phantom),
+        RegisterWidget,
+        name="Register",
+        **kw,
     )
+
+
+def plugin_docks(make_napari_viewer, tmp_path: Path, monkeypatch, case, *titles: str):
+    """A shown viewer (:func:`new_viewer`) with ``case`` open in its session (case folder
+    ``tmp_path / "case"``; None: no case) and the plugin's widgets ``titles`` (e.g.
+    "3. Register") opened as the Plugins menu opens them: the widgets see the viewer through
+    napari's public-only proxy. Short debounces (:func:`fast_timers`).
+
+    Returns ``(viewer, session, docks)``: ``docks`` lists ``(dock, widget)`` in the order of
+    ``titles``."""
+    from napari_ablation.widgets.session import CaseSession
+
+    viewer = new_viewer(make_napari_viewer, tmp_path, monkeypatch)
+    session = CaseSession.of(viewer)
+    if case is not None:
+        session.set_case(case, tmp_path / "case")
+    docks = [viewer.window.add_plugin_dock_widget("napari-ablation", t) for t in titles]
+    fast_timers(session)
+    return viewer, session, docks
+
+
+def phantom_register_margins(make_napari_viewer, phantom, tmp_path: Path, monkeypatch):
+    """:func:`plugin_docks` with the registration phantom (:func:`phantom_case`) open and
+    "3. Register" and "4. Margins" docked. Returns ``(viewer, session, (reg_dock, register),
+    (margins_dock, margins))``."""
+    viewer, session, (reg, marg) = plugin_docks(
+        make_napari_viewer,
+        tmp_path,
+        monkeypatch,
+        phantom_case(phantom),
+        "3. Register",
+        "4. Margins",
+    )
+    return viewer, session, reg, marg
+
+
+def cohort_run(make_napari_viewer, qtbot, tmp_path: Path, monkeypatch, *titles, n: int, seed: int):
+    """A synthetic cohort of ``n`` cases (``seed``) in ``tmp_path / "cases"``, run by the
+    Cohort widget on one worker into ``tmp_path / "results"``, its table filled; the widgets
+    ``titles`` (and "5. Cohort", last) opened as the Plugins menu opens them, new case folders
+    under ``tmp_path / "home"``. Returns ``(viewer, session, widgets)``, the widgets in the
+    order of ``titles`` and the Cohort widget last."""
+    from napari_ablation.core import cohort
+
+    cases = tmp_path / "cases"
+    cohort.write_synthetic_cohort(cases, n=n, seed=seed)
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
+    viewer = make_napari_viewer(show=True)
+    widgets = [
+        viewer.window.add_plugin_dock_widget("napari-ablation", t)[1]
+        for t in (*titles, "5. Cohort")
+    ]
+    coh = widgets[-1]
+    session = coh.session
+    fast_timers(session)
+    coh.workers.setValue(1)
+    assert coh.run_batch(str(cases), str(tmp_path / "results")) is not None
+    qtbot.waitUntil(lambda: coh._worker is None, timeout=240_000)
+    assert coh.table.rowCount() == n
+    return viewer, session, widgets
+
+
+@contextlib.contextmanager
+def demo_opened(qtbot, tmp_path: Path, monkeypatch):
+    """``napari-ablation demo``'s viewer (new case folders under ``tmp_path / "cases"``) once
+    its sample case is open (the Load widget's opening ended); closed afterwards. Yields
+    ``(viewer, load_widget)``."""
+    from napari_ablation import demo
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    viewer, load, _worker = demo.open_demo_viewer()
+    try:
+        qtbot.waitUntil(
+            lambda: load._worker is None and load.session.opening is None, timeout=180_000
+        )
+        yield viewer, load
+    finally:
+        viewer.close()
+
+
+def copy_quiz(tmp_path: Path) -> Path:
+    """A copy of the bundled quiz (self-study: its key inside) in ``tmp_path / "quiz"``."""
+    from napari_ablation.core import quiz
+
+    folder = tmp_path / "quiz"
+    shutil.copytree(quiz.bundled_quiz_dir(), folder)
+    return folder
+
+
+def teach_docks(make_napari_viewer):
+    """A shown 1500 x 950 viewer with "4. Margins" and "Teach (quiz)" docked as tabs of one
+    dock area. Returns ``(viewer, margins, teach)``."""
+    from napari_ablation.widgets.margin import MarginWidget
+    from napari_ablation.widgets.teach import TeachWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1500, 950)
+    margins, teach = MarginWidget(viewer), TeachWidget(viewer)
+    viewer.window.add_dock_widget(margins, name="4. Margins")
+    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    return viewer, margins, teach
+
+
+def teach_settled(qtbot, teach) -> None:
+    """Wait until Teach is idle (no case opening, no reveal pending) and the view drawn."""
+    from napari_ablation.widgets import _layers
+
+    qtbot.waitUntil(lambda: not teach.busy and not _layers.steps_pending(), timeout=120_000)
+    qtbot.wait(200)
 
 
 def margins_on_sample(viewer, qtbot, tmp_path: Path, key: str = "renal_mri"):

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import _gui
 import numpy as np
 import pytest
 
@@ -48,23 +49,17 @@ def test_demo_docks_are_tabbed_narrow_and_titled_in_full(qtbot, tmp_path, monkey
     from qtpy.QtWidgets import QDockWidget, QTabBar
 
     from napari_ablation import demo
-
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
     from napari_ablation.widgets import _dock
 
-    viewer, load, _worker = demo.open_demo_viewer()
-    try:
-        # the real conditions, not a time: the case's layers are on screen (the Load
-        # widget's opening ends after the last one), the tabs exist, and the demo has
-        # narrowed its dock area once the window's layout took the case in
+    # the real conditions, not a time: the case's layers are on screen (the Load widget's
+    # opening ends after the last one), the tabs exist, and the demo has narrowed its dock
+    # area once the window's layout took the case in
+    with _gui.demo_opened(qtbot, tmp_path, monkeypatch) as (viewer, _load):
         win = viewer.window._qt_window
 
         def ours():
             return [d for d in win.findChildren(QDockWidget) if d.windowTitle() in demo.TAB_TITLES]
 
-        qtbot.waitUntil(
-            lambda: load._worker is None and load.session.opening is None, timeout=180000
-        )
         qtbot.waitUntil(lambda: len(ours()) == len(demo.TAB_TITLES), timeout=30000)
         qtbot.waitUntil(lambda: all(win.tabifiedDockWidgets(d) for d in ours()), timeout=30000)
         qtbot.waitUntil(
@@ -86,8 +81,6 @@ def test_demo_docks_are_tabbed_narrow_and_titled_in_full(qtbot, tmp_path, monkey
         for i in range(bar.count()):  # the whole title fits its tab
             text = bar.tabText(i)
             assert bar.tabRect(i).width() >= bar.fontMetrics().horizontalAdvance(text), text
-    finally:
-        viewer.close()
 
 
 @pytest.mark.skipif(
@@ -98,20 +91,12 @@ def test_demo_window_fits_the_screen(qtbot, tmp_path, monkeypatch):
     available area (a 1280 x 800 laptop): no dock or tab runs off the screen."""
     from qtpy.QtGui import QGuiApplication
 
-    from napari_ablation import demo
     from napari_ablation.widgets import _dock
 
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    viewer, load, _worker = demo.open_demo_viewer()
-    try:
+    with _gui.demo_opened(qtbot, tmp_path, monkeypatch) as (viewer, _load):
         win = viewer.window._qt_window
-        qtbot.waitUntil(
-            lambda: load._worker is None and load.session.opening is None, timeout=180000
-        )
         avail = win.screen().availableGeometry()
         assert avail == QGuiApplication.primaryScreen().availableGeometry()
         want = (min(_dock.WINDOW_SIZE[0], avail.width()), min(_dock.WINDOW_SIZE[1], avail.height()))
         assert (win.width(), win.height()) == want
         assert win.width() <= avail.width() and win.height() <= avail.height()
-    finally:
-        viewer.close()

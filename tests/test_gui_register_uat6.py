@@ -38,19 +38,10 @@ def phantom():
 
 @pytest.fixture
 def viewer_widgets(make_napari_viewer, phantom, tmp_path, monkeypatch, qtbot):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    from napari_ablation.widgets.session import CaseSession
-
-    viewer = make_napari_viewer(show=True)
-    pre, post, tumor, ice = phantom
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    session = CaseSession.of(viewer)
-    session.set_case(case, tmp_path / "case")
-    _dock, reg = viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
-    _dock, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _gui.fast_timers(session)
-    if _layers.grid(viewer).enabled:  # one view, where canvas pixels map to world points
-        _gui.click(qtbot, viewer.window._qt_viewer.viewerButtons.gridViewButton)
+    viewer, session, (_d, reg), (_d2, marg) = _gui.phantom_register_margins(
+        make_napari_viewer, phantom, tmp_path, monkeypatch
+    )
+    _gui.grid_off(viewer, qtbot)
     return viewer, session, reg, marg
 
 

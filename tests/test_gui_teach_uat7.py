@@ -10,44 +10,33 @@ from __future__ import annotations
 import json
 import shutil
 
+import _gui
 import pytest
 
 from napari_ablation.core import quiz
-from napari_ablation.widgets import _layers
-from napari_ablation.widgets.margin import MarginWidget
-from napari_ablation.widgets.teach import TeachWidget
 
 
 @pytest.fixture
 def teacher_quiz(tmp_path, monkeypatch):
     """A copy of the bundled quiz with its key moved out: a teacher's quiz."""
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    folder = tmp_path / "quiz"
-    shutil.copytree(quiz.bundled_quiz_dir(), folder)
+    folder = _gui.copy_quiz(tmp_path)
     key = tmp_path / "key.json"
     shutil.move(folder / quiz.KEY_IN_QUIZ, key)
     assert not quiz.Quiz.load(folder).self_study
     return folder, key
 
 
-def _settle(qtbot, teach):
-    qtbot.waitUntil(lambda: not teach.busy and not _layers.steps_pending(), timeout=120000)
-
-
 def test_key_given_later_scores_the_recorded_answers(
     make_napari_viewer, teacher_quiz, qtbot, tmp_path
 ):
     folder, key = teacher_quiz
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1500, 950)
-    margins, teach = MarginWidget(viewer), TeachWidget(viewer)
-    viewer.window.add_dock_widget(margins, name="4. Margins")
-    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    _viewer, _margins, teach = _gui.teach_docks(make_napari_viewer)
     qtbot.keyClicks(teach.trainee, "Dr. Zo")
     teach.trainee.insert("ë")  # QTest types Latin-1 keys only
     qtbot.keyClicks(teach.trainee, " O'Neil")
     teach.open_quiz(folder)
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     assert "recorded for your teacher" in teach.title.text()
 
     # N7d: the placeholder fits the field
@@ -63,16 +52,16 @@ def test_key_given_later_scores_the_recorded_answers(
     qtbot.keyClicks(teach.mtm, "-1.5 mm")
     teach.complete.setCurrentText("no")
     teach.submit_btn.click()
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     assert teach.revealed and "not a number" not in teach.status.text()
     assert teach.run.records["case_01"]["answer"]["mtm_mm"] == -1.5
     assert teach.run.records["case_01"]["score"] is None  # no key yet
     teach.next_btn.click()
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     qtbot.keyClicks(teach.mtm, "2,5mm")
     teach.complete.setCurrentText("yes")
     teach.submit_btn.click()
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     assert teach.run.records["case_02"]["answer"]["mtm_mm"] == 2.5
     assert "So far" not in teach.summary.text()
 
@@ -84,7 +73,7 @@ def test_key_given_later_scores_the_recorded_answers(
     # reopened with the key typed in: the recorded answers are scored, the summary says so
     teach.key_edit.setText(str(key))
     teach.open_quiz(folder)
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     assert "scored at once" in teach.title.text()
     assert teach.run.summary() == expected
     text = teach.summary.text()
@@ -93,7 +82,7 @@ def test_key_given_later_scores_the_recorded_answers(
     assert f"coverage calls right {100 * expected['coverage_call_accuracy']:.0f} %" in text
     # an answered case shows its score in the reveal
     teach.open_case(0)
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     assert "Your teacher holds the key" not in teach.reveal.text()
     assert "MTM: you -1.5 mm" in teach.reveal.text()
     # the score file was not rewritten: it holds what was recorded

@@ -8,7 +8,6 @@ import _gui
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_ablation.core import cohort
 from napari_ablation.widgets import _layers
 
 pytestmark = pytest.mark.gui
@@ -17,21 +16,10 @@ pytestmark = pytest.mark.gui
 def test_cohort_row_click_shows_the_models_margins_everywhere(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    from napari_ablation.widgets.session import CaseSession
-
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    cases = tmp_path / "cases"
-    cohort.write_synthetic_cohort(cases, n=2, seed=3)
-    viewer = make_napari_viewer(show=True)
     # as the Plugins menu opens them (the viewer behind napari's public-only proxy)
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _d, coh = viewer.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
-    session = CaseSession.of(viewer)
-    _gui.fast_timers(session)
-    coh.workers.setValue(1)
-    assert coh.run_batch(str(cases), str(tmp_path / "results")) is not None
-    qtbot.waitUntil(lambda: coh._worker is None, timeout=240_000)
-    assert coh.table.rowCount() == 2
+    viewer, session, (marg, coh) = _gui.cohort_run(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch, "4. Margins", n=2, seed=3
+    )
     rect = coh.table.visualItemRect(coh.table.item(0, 1))
     shown_mtm = float(coh.table.item(0, 1).data(Qt.ItemDataRole.DisplayRole))
     qtbot.mouseClick(coh.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())

@@ -7,12 +7,9 @@ from __future__ import annotations
 import _gui
 import numpy as np
 import pytest
-from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
 from test_registration import TRUE, TUMOR_C, make_phantom
 
 from napari_ablation.core import geometry
-from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
 
 
@@ -23,19 +20,11 @@ def phantom():
 
 @pytest.fixture
 def viewer_widgets(make_napari_viewer, phantom, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    from napari_ablation.widgets.session import CaseSession
-
-    viewer = make_napari_viewer(show=True)
-    pre, post, tumor, ice = phantom
-    case = Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"})
-    session = CaseSession.of(viewer)
-    session.set_case(case, tmp_path / "case")
     # as the Plugins menu opens them: the widgets see the viewer through napari's
     # public-only proxy (a new wrapper object on each access)
-    _dock, reg = viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
-    _dock, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _gui.fast_timers(session)
+    viewer, session, (_d, reg), (_d2, marg) = _gui.phantom_register_margins(
+        make_napari_viewer, phantom, tmp_path, monkeypatch
+    )
     return viewer, session, reg, marg
 
 
@@ -44,14 +33,7 @@ def click_point(viewer, qtbot, lps) -> None:
     world = geometry.lps_to_world(np.asarray(lps, float))
     viewer.dims.point = tuple(float(x) for x in world)
     qtbot.wait(50)
-    p = _gui.world_to_canvas(viewer, world)
-    native = _gui.canvas(viewer)
-    QTest.mouseMove(native, p)
-    qtbot.wait(_gui.MOVE_INTERVAL_MS)
-    QTest.mousePress(native, Qt.LeftButton, Qt.NoModifier, p)
-    qtbot.wait(_gui.MOVE_INTERVAL_MS)
-    QTest.mouseRelease(native, Qt.LeftButton, Qt.NoModifier, p)
-    qtbot.wait(_gui.MOVE_INTERVAL_MS)
+    _gui.click_at(viewer, qtbot, world)
 
 
 OFFSETS = [(0, 0, 0), (15, 0, 0), (-15, 0, 0), (0, 15, 0), (0, -15, 0), (10, 10, 6)]
@@ -61,8 +43,7 @@ def test_clicked_landmarks_then_compute_margins_shows_the_margins_over_pre(
     viewer_widgets, qtbot, tmp_path
 ):
     v, session, reg, marg = viewer_widgets
-    if _layers.grid(v).enabled:  # the overlay, where raw post sits under pre
-        _gui.click(qtbot, v.window._qt_viewer.viewerButtons.gridViewButton)
+    _gui.grid_off(v, qtbot)  # the overlay, where raw post sits under pre
     before = {ly.name: ly.visible for ly in v.layers}
     _gui.click(qtbot, reg.landmarks.add_btn)
     qtbot.waitUntil(lambda: _layers.find_layer(v, "landmarks_post") is not None, timeout=20000)

@@ -12,7 +12,6 @@ import pytest
 from qtpy.QtCore import Qt
 from test_gui_uat5_opening import FIGURES, drawn
 
-from napari_ablation.core import cohort
 from napari_ablation.widgets import _layers
 
 pytestmark = pytest.mark.gui
@@ -36,19 +35,10 @@ def _click_row(qtbot, coh, row: int) -> str:
 def test_cohort_row_opens_its_case_as_every_opening_does(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    cases = tmp_path / "cases"
-    cohort.write_synthetic_cohort(cases, n=3, seed=5)
-    viewer = make_napari_viewer(show=True)
-    _d, load = viewer.window.add_plugin_dock_widget("napari-ablation", "1. Load case")
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _d, coh = viewer.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
-    session = marg.session
-    _gui.fast_timers(session)
-    coh.workers.setValue(1)
-    assert coh.run_batch(str(cases), str(tmp_path / "results")) is not None
-    qtbot.waitUntil(lambda: coh._worker is None, timeout=240_000)
-    assert coh.table.rowCount() == 3
+    viewer, session, (load, marg, coh) = _gui.cohort_run(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch, "1. Load case", "4. Margins", n=3, seed=5
+    )
+    assert session is marg.session
 
     def open_and_analysed(cid):
         return (

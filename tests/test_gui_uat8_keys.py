@@ -13,7 +13,6 @@ from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QPushButton, QTabBar
 from test_registration import TRUE, make_phantom
 
-from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
 
 
@@ -24,21 +23,9 @@ def phantom():
 
 @pytest.fixture
 def docks(make_napari_viewer, phantom, tmp_path, monkeypatch, qtbot):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    from napari_ablation.widgets.session import CaseSession
-
-    viewer = make_napari_viewer(show=True)
-    pre, post, tumor, ice = phantom
-    session = CaseSession.of(viewer)
-    session.set_case(
-        Case(pre=pre, post=post, tumor=tumor, ablation=ice, info={"name": "phantom"}),
-        tmp_path / "case",
-    )
-    reg_dock, reg = viewer.window.add_plugin_dock_widget("napari-ablation", "3. Register")
-    marg_dock, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _gui.fast_timers(session)
+    docks = _gui.phantom_register_margins(make_napari_viewer, phantom, tmp_path, monkeypatch)
     qtbot.wait(300)  # the docks laid out
-    return viewer, session, (reg_dock, reg), (marg_dock, marg)
+    return docks
 
 
 def click_tab(qtbot, bar, title: str) -> None:

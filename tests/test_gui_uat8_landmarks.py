@@ -10,7 +10,6 @@ import _gui
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
 from napari_ablation.core import geometry
@@ -58,8 +57,7 @@ def widget(make_napari_viewer, tmp_path, monkeypatch, qtbot):
     w = _gui.with_case(
         make_napari_viewer, tmp_path, monkeypatch, _case(), RegisterWidget, name="Register"
     )
-    if _layers.grid(w.viewer).enabled:  # the overlay: one canvas, one view
-        _gui.click(qtbot, w.viewer.window._qt_viewer.viewerButtons.gridViewButton)
+    _gui.grid_off(w.viewer, qtbot)  # the overlay: one canvas, one view
     return w
 
 
@@ -69,18 +67,6 @@ def _slider_to(v, world_zyx) -> None:
     for ax in v.dims.not_displayed:
         rng = v.dims.range[ax]
         v.dims.set_current_step(ax, round((world_zyx[ax] - rng.start) / rng.step))
-
-
-def _click(v, qtbot, world_zyx) -> None:
-    """A real mouse click on the canvas at the in-plane position of ``world_zyx``."""
-    p = _gui.world_to_canvas(v, world_zyx)
-    native = _gui.canvas(v)
-    QTest.mouseMove(native, p)
-    qtbot.wait(_gui.MOVE_INTERVAL_MS)
-    QTest.mousePress(native, Qt.LeftButton, Qt.NoModifier, p)
-    qtbot.wait(_gui.MOVE_INTERVAL_MS)
-    QTest.mouseRelease(native, Qt.LeftButton, Qt.NoModifier, p)
-    qtbot.wait(_gui.MOVE_INTERVAL_MS)
 
 
 def _shown_centre(img: sitk.Image, world_zyx, axes) -> np.ndarray:
@@ -123,7 +109,7 @@ def test_clicked_landmarks_lie_on_the_slices_shown_and_the_fit_finds_the_shift(w
             assert _shown_centre(img, [slider, 0, 0], [0])[0] == pytest.approx(world[0])
             v.layers.selection.active = layer
             layer.mode = "add"
-            _click(v, qtbot, world)
+            _gui.click_at(v, qtbot, world)
             got = _world_of(layer, -1)
             assert got[0] == pytest.approx(world[0], abs=1e-9)  # the slice seen, not the slider
             assert np.allclose(got[1:], world[1:], atol=0.35)  # in-plane: where clicked
@@ -161,7 +147,7 @@ def test_in_a_rolled_view_the_through_plane_axis_snaps(widget, qtbot, rolls):
     for layer, img in ((lm_pre, w.image("pre")), (lm_post, w.image("post"))):
         v.layers.selection.active = layer
         layer.mode = "add"
-        _click(v, qtbot, target)
+        _gui.click_at(v, qtbot, target)
         got = _world_of(layer, -1)
         want = _shown_centre(img, v.dims.point, [normal])
         assert got[normal] == pytest.approx(want[normal], abs=1e-9)

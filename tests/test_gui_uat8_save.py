@@ -5,7 +5,6 @@ output that resolves to a file the case was read from (run under xvfb-run)."""
 import hashlib
 import json
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -26,15 +25,6 @@ def cases_root(tmp_path, monkeypatch):
     return root
 
 
-def _scan(path, size, spacing, direction, seed):
-    arr = np.random.default_rng(seed).normal(300, 50, size[::-1]).astype(np.float32)
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(spacing)
-    img.SetOrigin((10.0, -20.0, 30.0))
-    img.SetDirection(direction)
-    sitk.WriteImage(img, str(path))
-
-
 def _digests(folder):
     return {
         p.name: hashlib.md5(p.read_bytes()).hexdigest()
@@ -44,12 +34,12 @@ def _digests(folder):
 
 
 @pytest.fixture
-def own_case(make_napari_viewer, qtbot, tmp_path):
+def own_case(make_napari_viewer, qtbot, tmp_path, write_scan):
     """The user's own pre/post files (RAS-like pre, permuted post) loaded in a real viewer."""
     raw = tmp_path / "rawdata"
     raw.mkdir()
-    _scan(raw / "pre.nii.gz", (30, 28, 10), (1.2, 1.2, 3.0), RAS_LIKE, 0)
-    _scan(raw / "post.nii.gz", (30, 10, 28), (1.0, 2.5, 1.1), PERMUTED, 1)
+    write_scan(raw / "pre.nii.gz", (30, 28, 10), (1.2, 1.2, 3.0), RAS_LIKE, 0)
+    write_scan(raw / "post.nii.gz", (30, 10, 28), (1.0, 2.5, 1.1), PERMUTED, 1)
     viewer = make_napari_viewer()
     widget = LoadCaseWidget(viewer)
     viewer.window.add_dock_widget(widget)

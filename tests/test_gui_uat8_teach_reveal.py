@@ -6,21 +6,13 @@ meanwhile; they are now bound to the case generation, as the Margins widget's la
 
 from __future__ import annotations
 
-import shutil
-
+import _gui
 import pytest
 
-from napari_ablation.core import quiz
 from napari_ablation.widgets import _layers
-from napari_ablation.widgets.margin import MarginWidget
-from napari_ablation.widgets.teach import REVEAL_NAMES, TeachWidget
+from napari_ablation.widgets.teach import REVEAL_NAMES
 
 pytestmark = pytest.mark.gui
-
-
-def _settle(qtbot, teach):
-    qtbot.waitUntil(lambda: not teach.busy and not _layers.steps_pending(), timeout=120_000)
-    qtbot.wait(200)
 
 
 def _answer(qtbot, teach):
@@ -33,16 +25,11 @@ def test_a_reveal_planned_for_one_case_never_runs_on_the_next(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    folder = tmp_path / "quiz"
-    shutil.copytree(quiz.bundled_quiz_dir(), folder)  # self-study: the key inside
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1500, 950)
-    margins, teach = MarginWidget(viewer), TeachWidget(viewer)
-    viewer.window.add_dock_widget(margins, name="4. Margins")
-    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    folder = _gui.copy_quiz(tmp_path)  # self-study: the key inside
+    viewer, _margins, teach = _gui.teach_docks(make_napari_viewer)
     qtbot.keyClicks(teach.trainee, "resident")
     teach.open_quiz(folder)
-    _settle(qtbot, teach)
+    _gui.teach_settled(qtbot, teach)
     assert teach.case_id == "case_01"
 
     inserted = []  # (role, case shown when the layer came)
@@ -55,7 +42,7 @@ def test_a_reveal_planned_for_one_case_never_runs_on_the_next(
         teach.submit_btn.click()
         assert teach.revealed and teach.busy  # its layers wait for the event loop
         teach.open_case(1)
-        _settle(qtbot, teach)
+        _gui.teach_settled(qtbot, teach)
         assert teach.case_id == "case_02" and not teach.revealed
         late = [r for r, _cid in inserted if r in REVEAL_NAMES]
         assert not late, inserted
@@ -66,7 +53,7 @@ def test_a_reveal_planned_for_one_case_never_runs_on_the_next(
         inserted.clear()
         _answer(qtbot, teach)
         teach.submit_btn.click()
-        _settle(qtbot, teach)
+        _gui.teach_settled(qtbot, teach)
         shown = {r for r, cid in inserted if r in REVEAL_NAMES}
         assert "quiz_axial_point" in shown and {c for _r, c in inserted} == {"case_02"}
         assert teach.status.text().startswith("Reveal")

@@ -6,6 +6,7 @@ xvfb-run)."""
 
 from __future__ import annotations
 
+import _gui
 import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QDockWidget, QStyle, QStyleOptionComboBox
@@ -31,16 +32,10 @@ def test_display_combos_show_every_item_whole_in_the_demo(
     # (mock_app_model: napari's fresh app model for this test, so the demo's own viewer
     # registers the plugin's commands into it whatever earlier tests registered; in the full
     # suite the shared one already held 'napari-ablation.get_reader')
-    from napari_ablation import demo
     from napari_ablation.widgets import _dock
 
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
-    viewer, load, _worker = demo.open_demo_viewer()
-    try:
+    with _gui.demo_opened(qtbot, tmp_path, monkeypatch) as (viewer, load):
         win = viewer.window._qt_window
-        qtbot.waitUntil(
-            lambda: load._worker is None and load.session.opening is None, timeout=180_000
-        )
         dock = next(d for d in win.findChildren(QDockWidget) if d.isAncestorOf(load))
         for size in ((1500, 950), (1280, 800)):  # the demo's window at 1920x1080 and 1280x800
             win.resize(*size)
@@ -61,5 +56,3 @@ def test_display_combos_show_every_item_whole_in_the_demo(
         ]
         assert all(tips) and "abdomen window" in tips[0] and "percentiles" in tips[0]
         assert load.window.currentData() == "auto"
-    finally:
-        viewer.close()

@@ -590,10 +590,11 @@ def test_correction_buttons_are_disabled_while_one_runs(setup):
     assert all(b.isEnabled() for b in widget._job_buttons)
 
 
-def test_readout_names_its_diameter_and_the_preview_says_adds(setup):
-    """UAT s7 N7a/b: the live readout's diameter (voxel centres) is named apart from the
-    margin report's "Tumor max 3D diameter" (sub-voxel surface), the tooltip says which is
-    which; the preview note counts the voxels it adds, and says so."""
+def test_readout_shows_the_reports_diameter_and_the_preview_says_adds(setup):
+    """UAT s7 N7a/b, N12a: the live readout's diameter is the margin report's "Tumor max 3D
+    diameter" (sub-voxel surface), under that name: one figure on screen, not a diameter
+    between voxel centres beside the report's; the preview note counts the voxels it adds,
+    and says so."""
     from napari.utils.notifications import notification_manager
 
     from napari_ablation.core.margin import analyze_margin
@@ -628,15 +629,15 @@ def test_readout_names_its_diameter_and_the_preview_says_adds(setup):
         lambda: widget.last_stats is not None and widget.last_stats["voxels"] == drawn + added,
         timeout=10000,
     )
-    voxel_d = widget.last_stats["max_diameter_mm"]
     text = widget.readout.text()
-    assert f"{seg.VOXEL_DIAMETER_NAME} {voxel_d:.1f} mm" in text
-    assert "Tumor max 3D diameter" in widget.readout.toolTip()
-    # the margin report's figure for the same labels is another one (sub-voxel surface)
+    # the margin report's figure for the same labels, under the report's name
     mask = geometry.image_from_array(np.asarray(tumor.data, np.uint8), SPACING_ZYX, (0, 0, 0))
-    surface_d = analyze_margin(mask, mask, None, 5.0).tumor_max_diameter_mm
-    assert surface_d > voxel_d
-    assert "max 3D diameter" not in text and "max diameter between voxel centres" in text
+    report_d = analyze_margin(mask, mask, None, 5.0).tumor_max_diameter_mm
+    assert widget.last_stats["max_diameter_mm"] == pytest.approx(report_d, abs=1e-9)
+    assert f"max 3D diameter {report_d:.1f} mm" in text, text
+    assert "voxel centres" not in text and "report" in widget.readout.toolTip()
+    # (the diameter between voxel centres, the figure shown before, is another one)
+    assert seg.max_diameter_mm(np.asarray(tumor.data), SPACING_ZYX) < report_d - 0.05
 
 
 def test_interpolating_a_fully_drawn_structure_is_information_not_an_error(setup, monkeypatch):

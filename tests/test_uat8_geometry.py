@@ -17,20 +17,10 @@ RAS_LIKE = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
 PERMUTED = (1, 0, 0, 0, 0, -1, 0, 1, 0)  # i -> x, j -> z, k -> -y
 
 
-def _scan(path, size, spacing, direction, seed):
-    arr = np.random.default_rng(seed).integers(0, 1000, size[::-1]).astype(np.int16)
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(spacing)
-    img.SetOrigin((10.0, -20.0, 30.0))
-    img.SetDirection(direction)
-    sitk.WriteImage(img, str(path))
-    return img
-
-
 @pytest.fixture
-def saved(tmp_path):
-    pre = _scan(tmp_path / "pre.nii.gz", (20, 18, 8), (0.9, 0.9, 3.0), RAS_LIKE, 0)
-    post = _scan(tmp_path / "post.nrrd", (20, 8, 18), (1.0, 2.5, 0.8), PERMUTED, 1)
+def saved(tmp_path, write_scan):
+    pre = write_scan(tmp_path / "pre.nii.gz", (20, 18, 8), (0.9, 0.9, 3.0), RAS_LIKE, 0)
+    post = write_scan(tmp_path / "post.nrrd", (20, 8, 18), (1.0, 2.5, 0.8), PERMUTED, 1)
     case = load_case_files(tmp_path / "pre.nii.gz", tmp_path / "post.nrrd")
     case.tumor = case.empty_labels("tumor")
     case.ablation = case.empty_labels("ablation")

@@ -12,6 +12,7 @@ half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import defaultdict
@@ -744,6 +745,14 @@ def read_image(
     check_geometry_and_values(img, p.name)
     if img.GetDimension() == 2:  # only reachable with require_volume=False
         img = sitk.JoinSeries(img)
+    if not p.is_dir():
+        from .case import recorded_geometry, restore_recorded_geometry
+
+        recorded = recorded_geometry(p)  # a case folder's file: its exact geometry
+        if recorded is not None:
+            # (a record SimpleITK refuses: the file's own geometry stands)
+            with contextlib.suppress(RuntimeError):
+                restore_recorded_geometry(img, recorded)
     original = geometry.geometry_dict(img)
     if is_label:
         img = _as_label_pixel_type(img, p.name)

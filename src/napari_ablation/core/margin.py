@@ -1863,6 +1863,32 @@ def round_half_away(x: float) -> int:
     return int(math.copysign(r, x)) if r else 0
 
 
+#: decimals of a length (mm) in the JSON documents (volumes and fractions carry 4)
+MM_DECIMALS = 3
+
+
+def json_figure(value: float | None, decimals: int = MM_DECIMALS) -> float | None:
+    """Round a figure for a JSON document: the one rule of every export.
+
+    The GUI's and the CLI's JSON, the MTM interval's keys and the quiz key all round with
+    it, so one figure reads the same wherever it is written.
+
+    Parameters
+    ----------
+    value : float or None
+        The figure (None passes through: a figure that does not exist).
+    decimals : int, optional
+        Decimal places (default :data:`MM_DECIMALS`, for mm).
+
+    Returns
+    -------
+    float or None
+        ``value`` rounded to ``decimals`` places (Python's ``round``: halves to even in the
+        binary value), or None.
+    """
+    return None if value is None else round(float(value), decimals)
+
+
 #: the gap (mm) between the tumor's and the ablation zone's boxes beyond which the pairing
 #: is called implausible (see pairing_warnings)
 PAIRING_GAP_MM = 20.0
@@ -2177,10 +2203,7 @@ class MarginResult:
         dict
             JSON-serialisable figures, rounded (DESIGN section 5).
         """
-
-        def r(v, nd=3):
-            return None if v is None else round(float(v), nd)
-
+        r = json_figure
         x, cum = self.cumulative_curve()
         return {
             "min_margin_mm": r(self.min_margin_mm),
@@ -3459,6 +3482,41 @@ def _tumor_diameter(tmask, tbox, tgrid: _Grid, tfield: _Field, tsurf: Mesh) -> f
             tmask, tbox, tgrid, DIAMETER_SMOOTH_VOX, "tumor", [], shift_from=tsurf, poles=False
         )[1].verts
     return _max_diameter(dverts)
+
+
+def max_3d_diameter_mm(mask: sitk.Image, *, label: int | None = None, name: str = "tumor") -> float:
+    """Measure a structure's max 3D diameter as the margin analysis measures the tumor's.
+
+    The report's "Tumor max 3D diameter" (``tumor_max_diameter_mm``): the largest distance
+    between two points of the sub-voxel surface the analysis reconstructs from the mask.
+    Segment's live readout shows this figure, so one diameter is on screen.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        The labels (any non-zero voxel, or ``label``).
+    label : int, optional
+        The label value of the structure (default: every non-zero voxel).
+    name : str, optional
+        What the structure is, for the messages.
+
+    Returns
+    -------
+    float
+        The diameter in mm: :func:`analyze_margin`'s ``tumor_max_diameter_mm`` for the same
+        tumor mask.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D, is empty, or is too small to have a surface.
+    """
+    m = _MaskSource(mask, name, label)
+    if m.box is None:
+        raise AblationError(f"the {name} mask is empty")
+    grid = _Grid(mask)
+    field, surf = _field_and_surface(m, m.box, grid, DEFAULT_SMOOTH_VOX, name, [])
+    return _tumor_diameter(m, m.box, grid, field, surf)
 
 
 def _max_diameter(verts: np.ndarray) -> float:

@@ -57,7 +57,7 @@ from .case import Case, _json_default, is_case_folder
 from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS
 from .errors import AblationError
 from .io import read_image, write_text_atomic
-from .margin import OCTANTS, MarginResult, analyze_margin, round_half_away
+from .margin import OCTANTS, MarginResult, analyze_margin, json_figure, round_half_away
 
 QUIZ_FILE = "quiz.json"
 KEY_IN_QUIZ = "key.json"
@@ -615,16 +615,14 @@ def _key_entry(
     source: str,
 ) -> dict[str, Any]:
     return {
-        "min_margin_mm": round(float(min_margin_mm), 3),
+        "min_margin_mm": json_figure(min_margin_mm),
         "min_margin_mm_rounded": round_half_away(float(min_margin_mm)),
         "min_margin_octant": octant,
         "complete_coverage": bool(min_margin_mm >= 0.0),
         "coverage_class": synthetic.coverage_class(float(min_margin_mm), threshold_mm),
-        "min_margin_point_lps": [round(float(v), 3) for v in point_lps],
-        "tumor_centroid_lps": [round(float(v), 3) for v in centroid_lps],
-        "octant_min_margin_mm": {
-            k: (None if v is None else round(float(v), 3)) for k, v in octant_min.items()
-        },
+        "min_margin_point_lps": [json_figure(v) for v in point_lps],
+        "tumor_centroid_lps": [json_figure(v) for v in centroid_lps],
+        "octant_min_margin_mm": {k: json_figure(v) for k, v in octant_min.items()},
         "axial_2d": aid,
         "source": source,
     }
@@ -760,7 +758,7 @@ def _tre_points(tumor: sitk.Image, n: int = 400) -> list[list[float]]:
         idx = idx[np.linspace(0, len(idx) - 1, n).astype(int)]
     ijk = idx[:, ::-1] * np.asarray(tumor.GetSpacing())
     pts = np.asarray(tumor.GetOrigin()) + ijk @ geometry.direction_matrix(tumor).T
-    return [[round(float(v), 3) for v in p] for p in pts]
+    return [[json_figure(v) for v in p] for p in pts]
 
 
 def _quiz_case(case: Case, questions: tuple[str, ...], threshold_mm: float, number: int) -> Case:

@@ -28,6 +28,7 @@ from .interpolation import (  # noqa: F401 - re-exported
     interpolate_box,
     interpolate_slices,
 )
+from .margin import max_3d_diameter_mm
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -124,26 +125,24 @@ def boundary_points_mm(mask, spacing_zyx) -> np.ndarray:
     return pts * sp
 
 
-#: the name of :func:`max_diameter_mm` wherever it is shown (Segment's live readout); the
-#: margin analysis's "Tumor max 3D diameter" (``tumor_max_diameter_mm`` of the CLI, the
-#: reports and the cohort) is another figure, measured on the sub-voxel tumor surface
-VOXEL_DIAMETER_NAME = "max diameter between voxel centres"
-#: which is which, in one sentence (the readout's tooltip)
-VOXEL_DIAMETER_NOTE = (
-    "Volume: voxel count x voxel volume, as in the margin report. Max diameter between "
-    "voxel centres: the largest distance between two boundary voxel centres, a live "
-    "figure while drawing. The margin report's 'Tumor max 3D diameter' (Margins, CLI, "
-    "PDF, cohort) is measured on the sub-voxel tumor surface and reads a few tenths of a "
-    "millimetre larger: quote that one."
+#: the name of the diameter in :func:`structure_stats` wherever it is shown (Segment's live
+#: readout): the margin report's "Tumor max 3D diameter", the same figure (UAT s7 N12a: the
+#: readout's diameter between voxel centres, 20.9 mm, stood beside the report's 21.5 mm)
+DIAMETER_NAME = "max 3D diameter"
+#: what the readout's figures are, in one sentence (its tooltip)
+DIAMETER_NOTE = (
+    "Volume: voxel count x voxel volume. Max 3D diameter: on the sub-voxel surface the "
+    "margin analysis reconstructs from the labels. For the tumor both are the margin "
+    "report's figures (Margins, CLI, PDF, cohort)."
 )
 
 
 def max_diameter_mm(mask, spacing_zyx) -> float:
     """Measure the largest distance between two boundary voxel centres of a mask.
 
-    Shown as :data:`VOXEL_DIAMETER_NAME`. The margin report measures the tumor's max 3D
-    diameter on the sub-voxel tumor surface, which reads a few tenths of a millimetre
-    larger (:data:`VOXEL_DIAMETER_NOTE`).
+    A bound from the voxels alone, within a voxel of the true diameter; the figure shown
+    and reported is :func:`~napari_ablation.core.margin.max_3d_diameter_mm` (on the
+    sub-voxel surface), a few tenths of a millimetre larger.
 
     Parameters
     ----------
@@ -166,7 +165,8 @@ def max_diameter_mm(mask, spacing_zyx) -> float:
 
 
 def structure_stats(mask, spacing_zyx) -> dict:
-    """Measure the volume, maximum diameter and voxel count of a mask.
+    """Measure the volume, max 3D diameter and voxel count of a mask, as the margin report
+    measures the tumor's (:data:`DIAMETER_NOTE`).
 
     Parameters
     ----------
@@ -178,16 +178,25 @@ def structure_stats(mask, spacing_zyx) -> dict:
     Returns
     -------
     dict
-        ``volume_ml`` (float), ``max_diameter_mm`` (float) and ``voxels`` (int).
+        ``volume_ml`` (float), ``max_diameter_mm`` (float, the report's max 3D diameter;
+        None for a structure too small to have a surface) and ``voxels`` (int).
 
     Raises
     ------
     AblationError
         If the mask is not 3D or the spacing is not three positive numbers.
     """
+    volume = mask_volume_ml(mask, spacing_zyx)  # (checks the mask and the spacing)
+    img = geometry.image_from_array(
+        (np.asarray(mask) != 0).astype(np.uint8), spacing_zyx, (0.0, 0.0, 0.0)
+    )
+    try:
+        diameter = max_3d_diameter_mm(img, name="structure")
+    except AblationError:
+        diameter = None  # empty, or too small for a surface
     return {
-        "volume_ml": mask_volume_ml(mask, spacing_zyx),
-        "max_diameter_mm": max_diameter_mm(mask, spacing_zyx),
+        "volume_ml": volume,
+        "max_diameter_mm": diameter,
         "voxels": int(np.count_nonzero(mask)),
     }
 

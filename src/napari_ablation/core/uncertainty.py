@@ -84,7 +84,7 @@ from . import landmarks as lm
 from . import transform as tfm
 from .coverage import CLASS_COLOR_NAMES, CLASS_KEYS, UNCERTAIN_LABEL, class_title
 from .errors import AblationError
-from .margin import MarginResult, Mesh
+from .margin import MarginResult, Mesh, json_figure
 
 #: default number of samples
 DEFAULT_SAMPLES = 200
@@ -1200,10 +1200,7 @@ class MarginUncertainty:
             JSON-serialisable keys (``min_margin_interval_mm``,
             ``p_min_margin_below_zero``, ..., ``registration_error_at_tumor_mm``), rounded.
         """
-
-        def r(v, nd=3):
-            return round(float(v), nd)
-
+        r = json_figure
         return {
             "min_margin_interval_mm": [r(self.interval_mm[0]), r(self.interval_mm[1])],
             "p_min_margin_below_zero": r(self.p_below_zero, 4),

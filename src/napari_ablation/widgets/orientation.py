@@ -3,9 +3,14 @@
 :func:`install` (once per viewer) keeps napari's camera in the radiological convention of
 ``core.orientation`` for whichever two axes are displayed (axial, coronal, sagittal, or a
 transposed view) and shows R/L, A/P, S/I at the four edges of the canvas as napari text
-overlays. It follows ``viewer.dims.events.order`` / ``ndisplay`` / ``ndim`` (the camera is
-set when the displayed plane changes) and the camera's ``orientation2d`` (the letters
-follow a flip the user makes). In 3D the letters are hidden.
+overlays. When napari fits the view (Home, a case opened, the grid switched) the images
+keep those edges free: the zoom leaves a band for the letter at each edge of each view (UAT
+s8 N10d: side by side, the "L" lay over the post image's right edge). Letters in each grid
+cell (napari's ``gridded`` overlays) were tried: the second cell's text visuals, made when
+the grid comes on, cost the case opening 140 ms of GUI-thread time (test_gui_stalls). It
+follows ``viewer.dims.events.order`` / ``ndisplay`` / ``ndim`` (the camera is set when the
+displayed plane changes) and the camera's ``orientation2d`` (the letters follow a flip the
+user makes). In 3D the letters are hidden.
 
 napari's transpose and roll buttons can draw an axis where the convention wants the other
 (e.g. patient right at the top of an axial view): no camera setting makes that view
@@ -16,6 +21,8 @@ the view is not radiological (as it does after a user flip).
 from __future__ import annotations
 
 import weakref
+
+import numpy as np
 
 from ..core import orientation as core_orientation
 from . import _layers
@@ -34,6 +41,10 @@ LETTER_COLOR = "#ffff66"
 #: e.g. in a brush stroke: 120-140 ms)
 WARM_GLYPHS = "RLAPSI MTm 0123456789 -.+"
 LETTER_SIZE = 14
+#: the screen box of the widest / tallest letter at :data:`LETTER_SIZE` (px, measured), and
+#: the gap kept between a letter and the image
+LETTER_BOX_PX = (14.0, 19.0)
+LETTER_GAP_PX = 4.0
 NOTE_KEY = "napari_ablation_orient_note"
 NOT_RADIOLOGICAL = "not radiological"  # (axes transposed or flipped: see the letters)
 
@@ -75,6 +86,9 @@ class OrientationGuide:
             ev.connect(self._on_plane)
         _layers.camera(viewer).events.orientation2d.connect(self._on_camera)
         _layers.grid(viewer).events.enabled.connect(self._on_grid)
+        viewer.events.reset_view.connect(self._leave_room)  # napari fitted the view
+        viewer.canvas.events.size.connect(self._on_canvas_size)
+        self._fitted = None  # (zoom, centre) of the last fitted view
         self._plane = None
         self._on_plane()
 
@@ -111,6 +125,46 @@ class OrientationGuide:
 
     def _on_camera(self, event=None) -> None:
         self.update_letters()
+
+    def letter_bands(self) -> tuple[float, float]:
+        """The band (px) kept free of image at the (top and bottom, left and right) edges of
+        each view: napari's overlay padding, the letter and a gap."""
+        v = self.viewer
+        pad_x, pad_y = v.canvas.overlay_tiling.padding
+        w, h = LETTER_BOX_PX
+        return pad_y + h + LETTER_GAP_PX, pad_x + w + LETTER_GAP_PX
+
+    def _leave_room(self, event=None) -> None:
+        """After napari fitted the 2D view: zoom out until the images, centred, leave each
+        view's edges free for its letters (a zoom the user chooses later is theirs)."""
+        v = self.viewer
+        if v is None or self.displayed() is None or not len(v.layers):
+            return
+        extent = np.asarray(_layers.napari_private(v.layers, "_extent_world_augmented"))
+        shown = list(v.dims.displayed)[-2:]
+        scene = extent[1, shown] - extent[0, shown]  # (vertical, horizontal) mm
+        room = np.asarray(v.canvas.viewbox_size(v.layers), float) - 2 * np.asarray(
+            self.letter_bands()
+        )
+        if np.any(scene <= 0) or np.any(room <= 0):
+            return
+        cam = _layers.camera(v)
+        fit = float(np.min(room / scene))
+        if cam.zoom > fit:
+            cam.zoom = fit
+        self._fitted = (cam.zoom, tuple(cam.center))
+
+    def _on_canvas_size(self, event=None) -> None:
+        """The canvas was resized (a dock opened, the window resized) while the view is still
+        the fitted one (not zoomed or moved since): fit it again, so the images keep their
+        letters' bands (UAT s8 N10d: a view fitted before the docks narrowed the canvas ran
+        under the letters and past its grid cell)."""
+        v = self.viewer
+        if v is None or self._fitted is None or self.displayed() is None:
+            return
+        cam = _layers.camera(v)
+        if (cam.zoom, tuple(cam.center)) == self._fitted:
+            v.fit_to_view()
 
     def letters(self) -> dict[str, str] | None:
         """The letters shown at the edges now (None in 3D)."""

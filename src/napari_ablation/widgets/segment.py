@@ -123,9 +123,9 @@ class SegmentWidget(QWidget):
             5.0, 0.5, 100.0, 0.5, " mm", tip="Brush diameter in mm (in the viewed plane)"
         )
         self.brush_info = QLabel("")
-        self.readout = QLabel(f"volume – ml · {seg.VOXEL_DIAMETER_NAME} – mm")
+        self.readout = QLabel(f"volume – ml · {seg.DIAMETER_NAME} – mm")
         self.readout.setWordWrap(True)
-        self.readout.setToolTip(seg.VOXEL_DIAMETER_NOTE)
+        self.readout.setToolTip(seg.DIAMETER_NOTE)
         row = QHBoxLayout()
         row.addWidget(self.structure, 1)
         row.addWidget(self.edit_btn)
@@ -550,9 +550,11 @@ class SegmentWidget(QWidget):
             if not self.alive():
                 return
             self.last_stats = stats
+            d = stats["max_diameter_mm"]
             self.readout.setText(
-                f"{name}: volume {stats['volume_ml']:.2f} ml · {seg.VOXEL_DIAMETER_NAME} "
-                f"{stats['max_diameter_mm']:.1f} mm"
+                f"{name}: volume {stats['volume_ml']:.2f} ml · {seg.DIAMETER_NAME} "
+                + ("–" if d is None else f"{d:.1f}")
+                + " mm"
             )
             if self._readout_again:
                 self._readout_again = False
