@@ -911,8 +911,8 @@ def _diagonal_caps(solid, cov, sp, dirs, nlay, min_radius, t0, t1):  # pragma: n
         for j in range(n_l):
             s = acc[c, j]
             n = s[0]
-            su = (e1[0] * sp[0] * s[1] + e1[1] * sp[1] * s[2] + e1[2] * sp[2] * s[3])
-            sv = (e2[0] * sp[0] * s[1] + e2[1] * sp[1] * s[2] + e2[2] * sp[2] * s[3])
+            su = e1[0] * sp[0] * s[1] + e1[1] * sp[1] * s[2] + e1[2] * sp[2] * s[3]
+            sv = e2[0] * sp[0] * s[1] + e2[1] * sp[1] * s[2] + e2[2] * sp[2] * s[3]
             # second moments: sum over a, b of e_a e_b sp_a sp_b sum(i_a i_b)
             mom = np.empty((3, 3))
             mom[0, 0], mom[1, 1], mom[2, 2] = s[4], s[5], s[6]
