@@ -165,8 +165,9 @@ def max_diameter_mm(mask, spacing_zyx) -> float:
 
 
 def structure_stats(mask, spacing_zyx) -> dict:
-    """Measure the volume, max 3D diameter and voxel count of a mask, as the margin report
-    measures the tumor's (:data:`DIAMETER_NOTE`).
+    """Measure the volume, max 3D diameter and voxel count of a mask.
+
+    The diameter is measured as the margin report measures the tumor's (:data:`DIAMETER_NOTE`).
 
     Parameters
     ----------
