@@ -902,7 +902,7 @@ SECTION_AREA_SDS = 2.0
 
 
 def _section_q_range(section: np.ndarray, px_area: float) -> tuple[float, float]:
-    """Return the range of a section's squared mean radius q = area / pi (mm^2) its pixel count allows.
+    """Return the range of a section's squared mean radius q = area / pi (mm^2) by its pixels.
 
     Each pixel the contour crosses counts whole or not at all: off by up to half its area
     either way, uniformly (variance w^4 / 12, w = sqrt(px_area)), and there are about P / w of
