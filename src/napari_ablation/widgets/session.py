@@ -1176,7 +1176,7 @@ class CaseSession:
         """Take a layer with a role into the model: pre/post images that arrive without a
         case (File > Open Sample, drag and drop), tumor/ablation labels, and the post image's
         link to the ablation labels' visibility."""
-        role = _layers.role_of(layer)
+        role = self._labels_role_after_convert(layer, _layers.role_of(layer))
         if role in CASE_ROLES and self._of_another_case(layer):
             self._arrived.append(layer)
             if len(self._arrived) == 1:  # once all its layers are in, in a later piece of
@@ -1215,6 +1215,34 @@ class CaseSession:
         for lrole, grid in GRID_OF.items():
             if grid == role and self._bound.get(lrole) is not None:
                 self._share(lrole, self._bound[lrole])
+
+    @staticmethod
+    def _labels_role_after_convert(layer, role: str | None) -> str | None:
+        """napari's Convert to Image / Labels keeps a layer's metadata (UAT s9 N1): a tumor or
+        ablation layer converted to another type is set aside (its role kept apart; the
+        model keeps its labels, saved with the case), and converted back to Labels it is
+        its role's labels again. Returns the role ``layer`` is taken with."""
+        from napari.layers import Labels
+
+        meta = _layers.layer_meta(layer)
+        is_labels = isinstance(layer, Labels)
+        if role in LABEL_ROLES and not is_labels:
+            aside, role = role, None
+            notice = (
+                f"'{layer.name}' is no longer a Labels layer: the case's {aside} stays the "
+                "labels as last drawn (saved with the case); convert it back to Labels to "
+                "edit it"
+            )
+        elif role is None and is_labels and meta.get("set_aside_role") in LABEL_ROLES:
+            aside, role = None, meta["set_aside_role"]
+            notice = f"'{layer.name}' is the case's {role} again"
+        else:
+            return role
+        full = dict(layer.metadata)
+        full[_layers.META] = {**meta, "role": role, "set_aside_role": aside}
+        layer.metadata = full
+        _layers.notify_info(notice)
+        return role
 
     def _rebind_arrived_labels(self, layer, old, role: str) -> None:
         """``layer`` (a label file opened through the reader, a duplicated layer) arrives
