@@ -777,6 +777,13 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
             f"MTM: you {answer['mtm_mm']:.1f} mm, {true} — error "
             f"{s['mtm_abs_error_mm']:.1f} mm{verdict}"
         )
+        engine = k.get("engine_min_margin_mm")
+        if engine is not None:  # a synthetic case: the key holds the exact truth (UAT s9 N2)
+            rows.append(
+                f"The true {t['mtm_mm']:.1f} mm is the generator's exact value; the Margins "
+                f"widget's {engine:.1f} mm is the plugin's reading of this case's voxel "
+                "labels (see docs/teaching.md). You are scored against the true value."
+            )
     if s.get("octant_result") is not None:
         rows.append(
             f"Octant: you {answer['octant']}, true {t['octant']} — {word(s['octant_result'])}"
