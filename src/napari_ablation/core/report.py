@@ -4,7 +4,8 @@ The same :class:`~napari_ablation.core.margin.MarginResult` feeds the CLI, the w
 this report, so every number agrees. Slice pictures are rendered from arrays with
 matplotlib (no display needed): axial, coronal and sagittal planes through the minimal
 margin point, pre image in grey (when given), coverage classes in green/yellow/red, the
-registered ablation zone as a cyan outline, the MTM point as a cross.
+registered ablation zone as a cyan outline, the MTM point as a cross; with an MTM interval
+the uncertain class in blue, as on screen (:func:`~napari_ablation.core.coverage.legend_entries`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from .errors import AblationError
 from .io import write_bytes_atomic, write_text_atomic
 
 #: class label -> RGB and the structures' colours, from the one definition in core.coverage
-CLASS_RGB = {k: coverage.hex_to_rgb(c) for k, c in coverage.LABEL_COLORS.items()}
+CLASS_RGB = {k: coverage.hex_to_rgb(c) for k, c in coverage.MARGIN_LAYER_COLORS.items()}
 ABLATION_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["ablation"])
 TUMOR_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["tumor"])
-
-
-_C = coverage.CLASS_COLORS
+#: the legend entry of the registered ablation zone's outline
+ABLATION_LEGEND = "ablation zone (registered)"
 
 
 def _figure(*args, **kw):
@@ -138,7 +138,9 @@ def mtm_slices(res) -> tuple[tuple[int, int, int], str]:
     )
 
 
-def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> list[dict[str, Any]]:
+def slice_planes(
+    res, pre: sitk.Image | None = None, pad_mm: float = 15.0, uncertainty=None
+) -> list[dict[str, Any]]:
     """Cut the axial, coronal and sagittal planes through the MTM point.
 
     Parameters
@@ -150,6 +152,9 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
         (otherwise left out).
     pad_mm : float, default 15.0
         Room around the tumor and ablation zone in the displayed box, in mm.
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval of ``res``: its uncertain tumor voxels get the uncertain class
+        (:data:`~napari_ablation.core.coverage.UNCERTAIN_LABEL`), as in the margin layer.
 
     Returns
     -------
@@ -165,7 +170,10 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
     box = res.display_box(pad_mm)
     ref = res.pre_reference
     sp = np.asarray(ref.GetSpacing())[::-1]  # z, y, x
-    classes = sitk.GetArrayFromImage(res.margin_labels_image())[box]
+    labels = (
+        res.margin_labels_image() if uncertainty is None else (uncertainty.margin_labels_image(res))
+    )
+    classes = sitk.GetArrayFromImage(labels)[box]
     ablation = res.ablation_on_pre(box)
     img = None
     if pre is not None:
@@ -217,11 +225,12 @@ _LETTER_POS = {
 }
 
 
-def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
+def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None, uncertainty=None):
     """Draw the axial, coronal and sagittal slices through the minimal margin point.
 
     Coverage classes over the pre image (grey, when given), the registered ablation zone as
-    an outline, the MTM point as a cross, in radiological display with orientation letters.
+    an outline, the MTM point as a cross, in radiological display with orientation letters;
+    the classes' legend below the panels.
 
     Parameters
     ----------
@@ -233,13 +242,19 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
         Three axes to draw into; default three new axes in a row.
     fig : matplotlib.figure.Figure, optional
         The figure to add the axes to when ``axes`` is not given (default a new one).
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval of ``res``: the uncertain class is drawn (blue) and in the legend,
+        as on screen.
 
     Returns
     -------
     matplotlib.figure.Figure
         ``fig``: the figure drawn into (``None`` if ``axes`` was given without ``fig``).
     """
-    planes = slice_planes(res, pre)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    planes = slice_planes(res, pre, uncertainty=uncertainty)
     if axes is None:
         fig = fig or _figure(figsize=(9.0, 3.2))
         axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
@@ -311,6 +326,19 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
                 color="#ffff66",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
             )
+    entries = coverage.legend_entries(res.threshold_mm, uncertain=uncertainty is not None)
+    handles = [Patch(facecolor=(*CLASS_RGB[k], 0.75), label=title) for k, _c, title in entries]
+    handles.append(Line2D([], [], color=ABLATION_RGB, lw=1.2, label=ABLATION_LEGEND))
+    axes[1].legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=1.2,
+    )
     return fig
 
 
@@ -458,7 +486,7 @@ def html_report(
     info = dict(info or {})
     qa = dict(qa or {})
     hist = _png(plot_histogram(res))
-    slices = _png(plot_slices(res, pre))
+    slices = _png(plot_slices(res, pre, uncertainty=uncertainty))
     mm = res.min_margin_mm
     verdict_color = coverage.verdict_color(mm, res.threshold_mm)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -478,6 +506,14 @@ def html_report(
     if screenshot_png is None:
         screenshot_png = _png(plot_surface_3d(res), dpi=90)
     shot = f'<img class=fig src="{_b64(screenshot_png)}" alt="3D view" style="max-width:360px">'
+    legend = "\n".join(
+        f'<span style="background:{color}"></span>{_esc(title)}'
+        for color, title in [
+            (c, t)
+            for _k, c, t in coverage.legend_entries(res.threshold_mm, uncertainty is not None)
+        ]
+        + [(coverage.STRUCTURE_COLORS["ablation"], ABLATION_LEGEND)]
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Ablation margin report</title>
 <style>
@@ -499,12 +535,7 @@ complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 <p>Minimal margin at the <b>{_esc(res.min_margin_octant)}</b> side of the tumor
 (LPS {", ".join(f"{v:.1f}" for v in res.min_margin_point_lps)} mm); \
 threshold {res.threshold_mm:g} mm.
-<span class=legend><span style="background:{_C["covered_with_margin"]}"></span>\
-margin &ge; {res.threshold_mm:g} mm
-<span style="background:{_C["insufficient_margin"]}"></span>\
-0&ndash;{res.threshold_mm:g} mm\
-<span style="background:{_C["uncovered"]}"></span>not covered
-<span style="background:#00c8ff"></span>ablation zone (registered)</span></p>
+<span class=legend>{legend}</span></p>
 {"<ul style='color:#b00'>" + warn + "</ul>" if warn else ""}
 <div class=cols><div>
 <h2>Case</h2><table>{info_rows}
@@ -866,7 +897,7 @@ def report_pages(
     def slices(fig, y):
         h = 0.20
         axes = [fig.add_axes([0.08 + i * 0.32, y - h, 0.24, h]) for i in range(3)]
-        plot_slices(res, pre, axes=axes, fig=fig)
+        plot_slices(res, pre, axes=axes, fig=fig, uncertainty=uncertainty)
 
     pages.place(slices)
 

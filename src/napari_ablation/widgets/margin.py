@@ -482,7 +482,7 @@ class MarginWidget(QWidget):
         sw = QLabel()
         sw.setFixedSize(12, 12)
         sw.setStyleSheet(f"background-color: {coverage.UNCERTAIN_COLOR}; border: 1px solid #444;")
-        txt = QLabel(f"{coverage.UNCERTAIN_KEY} (class changes in > 5 % of samples)")
+        txt = QLabel(coverage.UNCERTAIN_NAME)
         txt.setWordWrap(True)
         legend.addWidget(sw, len(coverage.CLASS_KEYS) + 1, 0)
         legend.addWidget(txt, len(coverage.CLASS_KEYS) + 1, 1)
@@ -738,7 +738,7 @@ class MarginWidget(QWidget):
     def _set_uncertain_legend(self, unc) -> None:
         """The uncertain class's legend row, with its volume when an interval is shown."""
         self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
-            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples"
+            coverage.UNCERTAIN_NAME
             + ("" if unc is None else f" ({unc.uncertain_volume_ml:.2f} ml)")
         )
 
