@@ -405,6 +405,7 @@ class CaseSession:
         self._viewer_ref = weakref.ref(viewer)
         self.model = CaseModel()
         self._bound: dict[str, Any] = {}  # role -> the Labels layer bound to the model
+        self._hidden_with_post: int | None = None  # id of the ablation layer post hid
         self._wrapped: set[int] = set()
         self._pending_writes = 0
         self._guards: list = []
@@ -1398,10 +1399,19 @@ class CaseSession:
         self.open_case(job, what, on_shown=on_shown, on_error=on_error)
 
     def _post_visibility_changed(self, event=None) -> None:
+        """The ablation labels (drawn on post) are hidden with post, and shown with it again
+        only when post hid them: an ablation layer the user hid stays hidden (UAT s9 N4b)."""
         post = _layers.find_layer(self.viewer, "post")
         abl = self._bound.get("ablation")
-        if post is not None and abl is not None and abl.visible != post.visible:
-            abl.visible = post.visible
+        if post is None or abl is None:
+            return
+        if not post.visible and abl.visible:
+            self._hidden_with_post = id(abl)
+            abl.visible = False
+        elif post.visible and not abl.visible and self._hidden_with_post == id(abl):
+            abl.visible = True
+        if post.visible:
+            self._hidden_with_post = None
 
     def watch(self, layer) -> None:
         """Bind ``layer`` to the model when it has the tumor or ablation role (a user's
