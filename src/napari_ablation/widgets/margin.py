@@ -616,9 +616,12 @@ class MarginWidget(QWidget):
         if not name or name not in self.viewer.layers:
             return
         try:
-            self.session.use_labels_layer(self.viewer.layers[name], role)
+            kept = self.session.use_labels_layer(self.viewer.layers[name], role)
         except AblationError as exc:
             _layers.notify_error(exc)
+        else:
+            if kept is not None:
+                _layers.notify_info(f"the {role} labels it replaces are saved in {kept}")
         self._refresh_layer_choices()
 
     def set_layers(self, tumor=None, ablation=None) -> None:

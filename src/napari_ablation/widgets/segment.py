@@ -359,34 +359,16 @@ class SegmentWidget(QWidget):
         try:
             if layer is None or layer.__class__.__name__ != "Labels":
                 raise AblationError("select a labels layer in the layer list first")
-            img_layer = self.image_layer(role)
-            grid_role = STRUCTURES[role][0]
-            if img_layer is not None and (
-                layer.data.shape != img_layer.data.shape
-                or not np.allclose(layer.scale, img_layer.scale)
-                or not np.allclose(layer.translate, img_layer.translate)
-            ):
-                raise AblationError(
-                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is "
-                    f"drawn on {grid_role}"
-                )
             other = self.labels_layer(role)
+            # the session's rule: grid check, the replaced labels saved, role <role>_previous
+            kept = self.session.use_labels_layer(layer, role)
             if other is not None and other is not layer:
-                meta = dict(other.metadata)
-                meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": f"{role}_previous"}
-                other.metadata = meta
                 other.name = f"{other.name} (previous)"
-            meta = dict(layer.metadata)
-            meta[_layers.META] = {
-                **(meta.get(_layers.META) or {}),
-                "role": role,
-                "drawn_on": grid_role,
-            }
-            layer.metadata = meta
         except AblationError as exc:
             self._error(exc)
             return None
-        self.session.watch(layer)  # the session autosaves the layers it watches (by role)
+        if kept is not None:
+            _layers.notify_info(f"the {role} labels it replaces are saved in {kept}")
         self.structure.setCurrentIndex(list(STRUCTURES).index(role))
         out = self.ensure_labels_layer(select=True, role=role)
         self._notify_session(role)

@@ -1251,7 +1251,7 @@ class CaseSession:
         :meth:`use_labels_layer` does, and the user is told (the margins and the autosave
         follow it from now on); one that does not fit the case's grid stays a plain layer."""
         try:
-            self.use_labels_layer(layer, role)
+            kept = self.use_labels_layer(layer, role)
         except AblationError as exc:
             meta = dict(layer.metadata)
             meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": None}
@@ -1261,6 +1261,7 @@ class CaseSession:
         _layers.notify_warning(
             f"'{layer.name}' is now the case's {role} (the margins and the autosave follow "
             f"it); the previous '{old.name}' layer is kept as {role}_previous"
+            + (f", its labels saved in {kept}" if kept is not None else "")
         )
 
     def _of_another_case(self, layer) -> bool:
@@ -1444,9 +1445,10 @@ class CaseSession:
         grid = self.model.image(GRID_OF[role])
         return grid is None or _layers.on_grid(layer, grid)
 
-    def use_labels_layer(self, layer, role: str) -> None:
+    def use_labels_layer(self, layer, role: str) -> Path | None:
         """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
-        held them keeps its data under the role ``<role>_previous``).
+        held them keeps its data under the role ``<role>_previous``, and the labels it held
+        are saved first: :meth:`CaseModel.keep_replaced_labels`, whose file is returned).
 
         Raises
         ------
@@ -1456,12 +1458,13 @@ class CaseSession:
         if role not in LABEL_ROLES:
             raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
         if self._bound.get(role) is layer:
-            return
+            return None
         if not self.fits(layer, role):
             raise AblationError(
                 f"'{layer.name}' is not on the {GRID_OF[role]} image grid: "
                 f"the {role} is drawn on {GRID_OF[role]}"
             )
+        kept = self.model.keep_replaced_labels(role)
         other = self._bound.get(role)
         if other is not None:
             meta = dict(other.metadata)
@@ -1475,6 +1478,7 @@ class CaseSession:
         }
         layer.metadata = meta
         self.bind_labels(layer, source="bulk")
+        return kept
 
     def bind_labels(self, layer, source: str = "layer") -> None:
         """Make ``layer`` (role tumor or ablation) the model's labels of its role: it shares
