@@ -315,7 +315,9 @@ class SegmentWidget(QWidget):
         return _layers.find_layer(self.viewer, STRUCTURES[role or self.role][0])
 
     def ensure_labels_layer(self, select: bool = True, role: str | None = None):
-        """The labels layer of the structure; created empty on its image's grid if missing."""
+        """The labels layer of the structure; if missing, made on its image's grid holding the
+        labels the case has (its layer was deleted: the model still holds them, UAT s9 N6),
+        else empty."""
         role = role or self.role
         layer = self.labels_layer(role)
         try:
@@ -333,9 +335,16 @@ class SegmentWidget(QWidget):
                 lab = sitk.Image(ref.GetSize(), sitk.sitkUInt8)
                 lab.CopyInformation(ref)
                 meta = {_layers.META: {"drawn_on": grid_role}}
+                model = self.session.model
+                held = model.labels(role)
+                grid = model.label_grid(role)
+                if held is None or grid is None or not geometry.same_grid(grid, ref):
+                    held = None
                 layer = _layers.add_or_update_labels(
-                    self.viewer, lab, role, color=color, opacity=0.5, metadata=meta
+                    self.viewer, lab, role, color=color, opacity=0.5, metadata=meta, array=held
                 )
+                if held is not None and np.any(held):
+                    _layers.notify_info(f"the case's {role} labels are shown again")
             else:
                 # fixed, distinct colours whatever the layer's history
                 layer.colormap = _layers.single_color_map(STRUCTURES[role][1])
