@@ -95,19 +95,22 @@ def plot_histogram(res, ax=None, fig=None):
     return fig
 
 
-def mtm_slices(res) -> tuple[tuple[int, int, int], str]:
+def mtm_slices(res, point_lps=None) -> tuple[tuple[int, int, int], str]:
     """Choose the pre-grid slices that show the MTM point: the nearest ones holding tumor.
 
     The MTM point lies on the sub-voxel tumor surface, up to half a slice beyond the last
     labelled slice; the slice through it may then hold no tumor voxel and no margin colour.
     Along each axis the slice through the point is kept when it holds tumor voxels, else
     the nearest slice that does is taken. The one rule for the report's panels and the
-    viewer's *Go to MTM*.
+    viewer's *Go to MTM* and the quiz reveal.
 
     Parameters
     ----------
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    point_lps : sequence of float, optional
+        The point to show (LPS mm); default the analysis's MTM point (a quiz key's exact
+        MTM point is another).
 
     Returns
     -------
@@ -117,21 +120,52 @@ def mtm_slices(res) -> tuple[tuple[int, int, int], str]:
         ``""`` when the MTM point lies within the shown axial slice, else e.g.
         ``"MTM point between slices, 1.6 mm above"`` (superior of the shown slice's centre).
     """
-    ref = res.pre_reference
-    point = [float(v) for v in res.min_margin_point_lps]
-    c_zyx = np.asarray(ref.TransformPhysicalPointToContinuousIndex(point))[::-1]
-    crop = np.asarray(res.class_crop) != 0
+    point = res.min_margin_point_lps if point_lps is None else point_lps
+    return nearest_tumor_slices(
+        np.asarray(res.class_crop) != 0, res.pre_reference, point, res.class_offset
+    )
+
+
+def nearest_tumor_slices(
+    mask, grid: sitk.Image, point_lps, offset=(0, 0, 0)
+) -> tuple[tuple[int, int, int], str]:
+    """Choose the slices of ``grid`` nearest a point that hold tumor voxels.
+
+    Parameters
+    ----------
+    mask : array of bool, (z, y, x)
+        The tumor voxels, a box of ``grid`` starting at ``offset`` (the whole grid by default).
+    grid : SimpleITK.Image
+        The identity-direction grid the tumor is labelled on.
+    point_lps : sequence of float
+        The point (LPS mm), e.g. a minimal margin point.
+    offset : sequence of int, default (0, 0, 0)
+        The ``(z, y, x)`` index of ``mask``'s first voxel in ``grid``.
+
+    Returns
+    -------
+    index : tuple of int
+        The voxel ``(z, y, x)`` of ``grid`` whose axial, coronal and sagittal slices to show:
+        along each axis the slice through the point when it holds tumor, else the nearest one
+        that does.
+    note : str
+        ``""`` when the point lies within the shown axial slice, else e.g.
+        ``"MTM point between slices, 1.6 mm above"``.
+    """
+    point = [float(v) for v in point_lps]
+    c_zyx = np.asarray(grid.TransformPhysicalPointToContinuousIndex(point))[::-1]
+    mask = np.asarray(mask, dtype=bool)
     index = []
     for ax in range(3):
-        near = int(np.clip(np.round(c_zyx[ax]), 0, ref.GetSize()[2 - ax] - 1))
+        near = int(np.clip(np.round(c_zyx[ax]), 0, grid.GetSize()[2 - ax] - 1))
         others = tuple(a for a in range(3) if a != ax)
-        filled = np.flatnonzero(crop.any(axis=others)) + int(res.class_offset[ax])
+        filled = np.flatnonzero(mask.any(axis=others)) + int(offset[ax])
         if filled.size and near not in filled:
             near = int(filled[np.argmin(np.abs(filled - c_zyx[ax]))])
         index.append(near)
-    centre = ref.TransformContinuousIndexToPhysicalPoint([float(i) for i in index[::-1]])
-    above = point[2] - centre[2]  # LPS +z is superior (identity-direction pre grid)
-    if abs(above) < ref.GetSpacing()[2] / 2 - 1e-6:
+    centre = grid.TransformContinuousIndexToPhysicalPoint([float(i) for i in index[::-1]])
+    above = point[2] - centre[2]  # LPS +z is superior (identity-direction grid)
+    if abs(above) < grid.GetSpacing()[2] / 2 - 1e-6:
         return tuple(index), ""
     return tuple(index), (
         f"MTM point between slices, {abs(above):.1f} mm {'above' if above > 0 else 'below'}"
