@@ -259,12 +259,14 @@ _LETTER_POS = {
 }
 
 
-def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None, uncertainty=None):
+def plot_slices(
+    res, pre: sitk.Image | None = None, axes=None, fig=None, uncertainty=None, legend_ax=None
+):
     """Draw the axial, coronal and sagittal slices through the minimal margin point.
 
     Coverage classes over the pre image (grey, when given), the registered ablation zone as
     an outline, the MTM point as a cross, in radiological display with orientation letters;
-    the classes' legend below the panels.
+    the classes' legend (:func:`plot_slice_legend`) below the panels.
 
     Parameters
     ----------
@@ -279,19 +281,21 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None, uncerta
     uncertainty : MarginUncertainty, optional
         The MTM's interval of ``res``: the uncertain class is drawn (blue) and in the legend,
         as on screen.
+    legend_ax : matplotlib.axes.Axes, optional
+        The axes to draw the legend into when ``axes`` are given (none without it); with
+        new axes, a row below them.
 
     Returns
     -------
     matplotlib.figure.Figure
         ``fig``: the figure drawn into (``None`` if ``axes`` was given without ``fig``).
     """
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     planes = slice_planes(res, pre, uncertainty=uncertainty)
     if axes is None:
-        fig = fig or _figure(figsize=(9.0, 3.2))
-        axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+        fig = fig or _figure(figsize=(9.0, 3.6))
+        grid = fig.add_gridspec(2, 3, height_ratios=(1.0, 0.14), hspace=0.45, wspace=0.35)
+        axes = [fig.add_subplot(grid[0, i]) for i in range(3)]
+        legend_ax = fig.add_subplot(grid[1, :])
     for ax, pl in zip(axes, planes):
         if pl["image"] is not None:
             im = pl["image"]
@@ -360,20 +364,39 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None, uncerta
                 color="#ffff66",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
             )
-    entries = coverage.legend_entries(res.threshold_mm, uncertain=uncertainty is not None)
+    if legend_ax is not None:
+        plot_slice_legend(legend_ax, res.threshold_mm, uncertain=uncertainty is not None)
+    return fig
+
+
+def plot_slice_legend(ax, threshold_mm: float, uncertain: bool = False) -> None:
+    """Draw the slice panels' legend, the screen's classes (:func:`coverage.legend_entries`).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        An axes of its own (a row below the panels); its frame is hidden.
+    threshold_mm : float
+        The threshold the classes are defined with (mm).
+    uncertain : bool, default False
+        Whether the panels show the uncertain class.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    entries = coverage.legend_entries(threshold_mm, uncertain=uncertain)
     handles = [Patch(facecolor=(*CLASS_RGB[k], 0.75), label=title) for k, _c, title in entries]
     handles.append(Line2D([], [], color=ABLATION_RGB, lw=1.2, label=ABLATION_LEGEND))
-    axes[1].legend(
+    ax.set_axis_off()
+    ax.legend(
         handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.2),
+        loc="center",
         ncol=3,
         fontsize=7,
         frameon=False,
         handlelength=1.2,
         columnspacing=1.2,
     )
-    return fig
 
 
 def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
@@ -931,7 +954,8 @@ def report_pages(
     def slices(fig, y):
         h = 0.20
         axes = [fig.add_axes([0.08 + i * 0.32, y - h, 0.24, h]) for i in range(3)]
-        plot_slices(res, pre, axes=axes, fig=fig, uncertainty=uncertainty)
+        legend = fig.add_axes([0.08, y - h - 0.075, 0.88, 0.03])  # below the axis labels
+        plot_slices(res, pre, axes=axes, fig=fig, uncertainty=uncertainty, legend_ax=legend)
 
     pages.place(slices)
 
