@@ -441,6 +441,7 @@ class CaseSession:
         self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        viewer.layers.events.removing.connect(self._on_layer_removing)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._grid_follows)
@@ -1079,6 +1080,16 @@ class CaseSession:
             self._note_look(layer, look)
         for layer, look in plan:
             self._apply_look(layer, look)
+
+    def _on_layer_removing(self, event) -> None:
+        """An image of the case is about to go: the labels drawn on it leave the painting
+        modes first (napari 0.9 with vispy segfaulted on a later draw when the case closed
+        with its images while the active labels were in paint mode: UAT s9 N8)."""
+        role = _layers.role_of(self.viewer.layers[event.index]) if self.viewer else None
+        for lrole, grid in GRID_OF.items():
+            labels = self._bound.get(lrole)
+            if grid == role and labels is not None and labels.mode != "pan_zoom":
+                labels.mode = "pan_zoom"
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
