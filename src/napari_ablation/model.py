@@ -532,6 +532,30 @@ class CaseModel:
             raise AblationError(f"the {role} labels have no image grid")
         return geometry.like(np.array(arr, copy=True), grid)
 
+    def keep_replaced_labels(self, role: str) -> Path | None:
+        """Write the ``role`` labels as they are to ``<role>_previous.nii.gz`` in the case
+        folder (``<role>_previous_2.nii.gz`` ... when taken), before other labels replace
+        them: what a reader drew is never lost when another layer becomes the case's
+        ``role`` (UAT s9 N5). Returns the file, or None when there is no case folder or
+        nothing drawn.
+
+        Raises
+        ------
+        AblationError
+            If the file cannot be written.
+        """
+        arr, folder = self._labels[role], self.folder
+        if arr is None or folder is None or not np.any(arr):
+            return None
+        from .core.io import write_image_atomic
+
+        path = folder / f"{role}_previous.nii.gz"
+        for n in itertools.count(2):
+            if not path.exists():
+                break
+            path = folder / f"{role}_previous_{n}.nii.gz"
+        return write_image_atomic(self.labels_image(role), path)
+
     def set_labels(
         self,
         role: str,

@@ -468,8 +468,10 @@ def compute_stats(margins, outcomes, *, threshold_mm: float = 5.0) -> CohortStat
     }
     s["cox"] = {k: cox_univariable(table, col) for k, (col, _lab, _u) in COX_COVARIATES.items()}
     for k, v in s["cox"].items():
-        if "not_estimable" in v:
-            notes.append(f"Cox model for {k} not estimable: {v['not_estimable']}")
+        if "not_estimable" in v:  # named in words: a toast line hides underscores (UAT s9 N4c)
+            label = COX_COVARIATES[k][1]
+            label = label if label.isupper() else label.lower()
+            notes.append(f"Cox model for {label} not estimable: {v['not_estimable']}")
 
     def mw(x):
         if not both:

@@ -48,7 +48,8 @@ UNCERTAIN_LABEL = 4
 #: cones), where green and red both turn olive-brown, and it is far darker than the
 #: yellow class; see README "Uncertainty" for the simulated colour distances
 UNCERTAIN_COLOR = "#0072b2"
-UNCERTAIN_NAME = "uncertain (class changes under registration / segmentation error)"
+#: its legend title, on screen and in the report
+UNCERTAIN_NAME = "uncertain: class changes in > 5 % of samples"
 
 #: colours of the two structures (tumor drawn on pre, ablation zone drawn on post)
 STRUCTURE_COLORS = {"tumor": "#ff8c00", "ablation": "#00c8ff"}  # orange, cyan
@@ -56,6 +57,8 @@ STRUCTURE_COLORS = {"tumor": "#ff8c00", "ablation": "#00c8ff"}  # orange, cyan
 #: label value -> colour / name (for a Labels colormap and its legend)
 LABEL_COLORS = {CLASS_LABELS[k]: CLASS_COLORS[k] for k in CLASS_KEYS}
 LABEL_NAMES = {CLASS_LABELS[k]: CLASS_NAMES[k] for k in CLASS_KEYS}
+#: label value -> colour of every class the margin layer can hold (the uncertain one too)
+MARGIN_LAYER_COLORS = {**LABEL_COLORS, UNCERTAIN_LABEL: UNCERTAIN_COLOR}
 
 
 def class_of_margin(margin_mm: float, threshold_mm: float) -> str:
@@ -157,6 +160,29 @@ def class_title(key: str, threshold_mm: float) -> str:
     if key == "insufficient_margin":
         return f"covered, margin < {threshold_mm:g} mm"
     return "not covered"
+
+
+def legend_entries(threshold_mm: float, uncertain: bool = False) -> list[tuple[int, str, str]]:
+    """Return the legend of the margin classes, the same on screen and in the report.
+
+    Parameters
+    ----------
+    threshold_mm : float
+        The threshold (mm) the classes are defined with.
+    uncertain : bool, default False
+        Whether the uncertain class is shown (an MTM interval is known).
+
+    Returns
+    -------
+    list of tuple
+        ``(label value, "#rrggbb", title)`` of each class in display order: the three
+        coverage classes (:func:`class_title`), then :data:`UNCERTAIN_NAME` when
+        ``uncertain``.
+    """
+    out = [(CLASS_LABELS[k], CLASS_COLORS[k], class_title(k, threshold_mm)) for k in CLASS_KEYS]
+    if uncertain:
+        out.append((UNCERTAIN_LABEL, UNCERTAIN_COLOR, UNCERTAIN_NAME))
+    return out
 
 
 def hex_to_rgb(color: str) -> tuple[float, float, float]:

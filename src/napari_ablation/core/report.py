@@ -4,7 +4,8 @@ The same :class:`~napari_ablation.core.margin.MarginResult` feeds the CLI, the w
 this report, so every number agrees. Slice pictures are rendered from arrays with
 matplotlib (no display needed): axial, coronal and sagittal planes through the minimal
 margin point, pre image in grey (when given), coverage classes in green/yellow/red, the
-registered ablation zone as a cyan outline, the MTM point as a cross.
+registered ablation zone as a cyan outline, the MTM point as a cross; with an MTM interval
+the uncertain class in blue, as on screen (:func:`~napari_ablation.core.coverage.legend_entries`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from .errors import AblationError
 from .io import write_bytes_atomic, write_text_atomic
 
 #: class label -> RGB and the structures' colours, from the one definition in core.coverage
-CLASS_RGB = {k: coverage.hex_to_rgb(c) for k, c in coverage.LABEL_COLORS.items()}
+CLASS_RGB = {k: coverage.hex_to_rgb(c) for k, c in coverage.MARGIN_LAYER_COLORS.items()}
 ABLATION_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["ablation"])
 TUMOR_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["tumor"])
-
-
-_C = coverage.CLASS_COLORS
+#: the legend entry of the registered ablation zone's outline
+ABLATION_LEGEND = "ablation zone (registered)"
 
 
 def _figure(*args, **kw):
@@ -95,19 +95,22 @@ def plot_histogram(res, ax=None, fig=None):
     return fig
 
 
-def mtm_slices(res) -> tuple[tuple[int, int, int], str]:
+def mtm_slices(res, point_lps=None) -> tuple[tuple[int, int, int], str]:
     """Choose the pre-grid slices that show the MTM point: the nearest ones holding tumor.
 
     The MTM point lies on the sub-voxel tumor surface, up to half a slice beyond the last
     labelled slice; the slice through it may then hold no tumor voxel and no margin colour.
     Along each axis the slice through the point is kept when it holds tumor voxels, else
     the nearest slice that does is taken. The one rule for the report's panels and the
-    viewer's *Go to MTM*.
+    viewer's *Go to MTM* and the quiz reveal.
 
     Parameters
     ----------
     res : MarginResult
         The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+    point_lps : sequence of float, optional
+        The point to show (LPS mm); default the analysis's MTM point (a quiz key's exact
+        MTM point is another).
 
     Returns
     -------
@@ -117,28 +120,61 @@ def mtm_slices(res) -> tuple[tuple[int, int, int], str]:
         ``""`` when the MTM point lies within the shown axial slice, else e.g.
         ``"MTM point between slices, 1.6 mm above"`` (superior of the shown slice's centre).
     """
-    ref = res.pre_reference
-    point = [float(v) for v in res.min_margin_point_lps]
-    c_zyx = np.asarray(ref.TransformPhysicalPointToContinuousIndex(point))[::-1]
-    crop = np.asarray(res.class_crop) != 0
+    point = res.min_margin_point_lps if point_lps is None else point_lps
+    return nearest_tumor_slices(
+        np.asarray(res.class_crop) != 0, res.pre_reference, point, res.class_offset
+    )
+
+
+def nearest_tumor_slices(
+    mask, grid: sitk.Image, point_lps, offset=(0, 0, 0)
+) -> tuple[tuple[int, int, int], str]:
+    """Choose the slices of ``grid`` nearest a point that hold tumor voxels.
+
+    Parameters
+    ----------
+    mask : array of bool, (z, y, x)
+        The tumor voxels, a box of ``grid`` starting at ``offset`` (the whole grid by default).
+    grid : SimpleITK.Image
+        The identity-direction grid the tumor is labelled on.
+    point_lps : sequence of float
+        The point (LPS mm), e.g. a minimal margin point.
+    offset : sequence of int, default (0, 0, 0)
+        The ``(z, y, x)`` index of ``mask``'s first voxel in ``grid``.
+
+    Returns
+    -------
+    index : tuple of int
+        The voxel ``(z, y, x)`` of ``grid`` whose axial, coronal and sagittal slices to show:
+        along each axis the slice through the point when it holds tumor, else the nearest one
+        that does.
+    note : str
+        ``""`` when the point lies within the shown axial slice, else e.g.
+        ``"MTM point between slices, 1.6 mm above"``.
+    """
+    point = [float(v) for v in point_lps]
+    c_zyx = np.asarray(grid.TransformPhysicalPointToContinuousIndex(point))[::-1]
+    mask = np.asarray(mask, dtype=bool)
     index = []
     for ax in range(3):
-        near = int(np.clip(np.round(c_zyx[ax]), 0, ref.GetSize()[2 - ax] - 1))
+        near = int(np.clip(np.round(c_zyx[ax]), 0, grid.GetSize()[2 - ax] - 1))
         others = tuple(a for a in range(3) if a != ax)
-        filled = np.flatnonzero(crop.any(axis=others)) + int(res.class_offset[ax])
+        filled = np.flatnonzero(mask.any(axis=others)) + int(offset[ax])
         if filled.size and near not in filled:
             near = int(filled[np.argmin(np.abs(filled - c_zyx[ax]))])
         index.append(near)
-    centre = ref.TransformContinuousIndexToPhysicalPoint([float(i) for i in index[::-1]])
-    above = point[2] - centre[2]  # LPS +z is superior (identity-direction pre grid)
-    if abs(above) < ref.GetSpacing()[2] / 2 - 1e-6:
+    centre = grid.TransformContinuousIndexToPhysicalPoint([float(i) for i in index[::-1]])
+    above = point[2] - centre[2]  # LPS +z is superior (identity-direction grid)
+    if abs(above) < grid.GetSpacing()[2] / 2 - 1e-6:
         return tuple(index), ""
     return tuple(index), (
         f"MTM point between slices, {abs(above):.1f} mm {'above' if above > 0 else 'below'}"
     )
 
 
-def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> list[dict[str, Any]]:
+def slice_planes(
+    res, pre: sitk.Image | None = None, pad_mm: float = 15.0, uncertainty=None
+) -> list[dict[str, Any]]:
     """Cut the axial, coronal and sagittal planes through the MTM point.
 
     Parameters
@@ -150,6 +186,9 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
         (otherwise left out).
     pad_mm : float, default 15.0
         Room around the tumor and ablation zone in the displayed box, in mm.
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval of ``res``: its uncertain tumor voxels get the uncertain class
+        (:data:`~napari_ablation.core.coverage.UNCERTAIN_LABEL`), as in the margin layer.
 
     Returns
     -------
@@ -165,7 +204,10 @@ def slice_planes(res, pre: sitk.Image | None = None, pad_mm: float = 15.0) -> li
     box = res.display_box(pad_mm)
     ref = res.pre_reference
     sp = np.asarray(ref.GetSpacing())[::-1]  # z, y, x
-    classes = sitk.GetArrayFromImage(res.margin_labels_image())[box]
+    labels = (
+        res.margin_labels_image() if uncertainty is None else (uncertainty.margin_labels_image(res))
+    )
+    classes = sitk.GetArrayFromImage(labels)[box]
     ablation = res.ablation_on_pre(box)
     img = None
     if pre is not None:
@@ -217,11 +259,14 @@ _LETTER_POS = {
 }
 
 
-def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
+def plot_slices(
+    res, pre: sitk.Image | None = None, axes=None, fig=None, uncertainty=None, legend_ax=None
+):
     """Draw the axial, coronal and sagittal slices through the minimal margin point.
 
     Coverage classes over the pre image (grey, when given), the registered ablation zone as
-    an outline, the MTM point as a cross, in radiological display with orientation letters.
+    an outline, the MTM point as a cross, in radiological display with orientation letters;
+    the classes' legend (:func:`plot_slice_legend`) below the panels.
 
     Parameters
     ----------
@@ -233,16 +278,24 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
         Three axes to draw into; default three new axes in a row.
     fig : matplotlib.figure.Figure, optional
         The figure to add the axes to when ``axes`` is not given (default a new one).
+    uncertainty : MarginUncertainty, optional
+        The MTM's interval of ``res``: the uncertain class is drawn (blue) and in the legend,
+        as on screen.
+    legend_ax : matplotlib.axes.Axes, optional
+        The axes to draw the legend into when ``axes`` are given (none without it); with
+        new axes, a row below them.
 
     Returns
     -------
     matplotlib.figure.Figure
         ``fig``: the figure drawn into (``None`` if ``axes`` was given without ``fig``).
     """
-    planes = slice_planes(res, pre)
+    planes = slice_planes(res, pre, uncertainty=uncertainty)
     if axes is None:
-        fig = fig or _figure(figsize=(9.0, 3.2))
-        axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+        fig = fig or _figure(figsize=(9.0, 3.6))
+        grid = fig.add_gridspec(2, 3, height_ratios=(1.0, 0.14), hspace=0.45, wspace=0.35)
+        axes = [fig.add_subplot(grid[0, i]) for i in range(3)]
+        legend_ax = fig.add_subplot(grid[1, :])
     for ax, pl in zip(axes, planes):
         if pl["image"] is not None:
             im = pl["image"]
@@ -311,7 +364,39 @@ def plot_slices(res, pre: sitk.Image | None = None, axes=None, fig=None):
                 color="#ffff66",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
             )
+    if legend_ax is not None:
+        plot_slice_legend(legend_ax, res.threshold_mm, uncertain=uncertainty is not None)
     return fig
+
+
+def plot_slice_legend(ax, threshold_mm: float, uncertain: bool = False) -> None:
+    """Draw the slice panels' legend, the screen's classes (:func:`coverage.legend_entries`).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        An axes of its own (a row below the panels); its frame is hidden.
+    threshold_mm : float
+        The threshold the classes are defined with (mm).
+    uncertain : bool, default False
+        Whether the panels show the uncertain class.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    entries = coverage.legend_entries(threshold_mm, uncertain=uncertain)
+    handles = [Patch(facecolor=(*CLASS_RGB[k], 0.75), label=title) for k, _c, title in entries]
+    handles.append(Line2D([], [], color=ABLATION_RGB, lw=1.2, label=ABLATION_LEGEND))
+    ax.set_axis_off()
+    ax.legend(
+        handles=handles,
+        loc="center",
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=1.2,
+    )
 
 
 def plot_surface_3d(res, ax=None, fig=None, max_faces: int = 6000):
@@ -458,7 +543,7 @@ def html_report(
     info = dict(info or {})
     qa = dict(qa or {})
     hist = _png(plot_histogram(res))
-    slices = _png(plot_slices(res, pre))
+    slices = _png(plot_slices(res, pre, uncertainty=uncertainty))
     mm = res.min_margin_mm
     verdict_color = coverage.verdict_color(mm, res.threshold_mm)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -478,6 +563,14 @@ def html_report(
     if screenshot_png is None:
         screenshot_png = _png(plot_surface_3d(res), dpi=90)
     shot = f'<img class=fig src="{_b64(screenshot_png)}" alt="3D view" style="max-width:360px">'
+    legend = "\n".join(
+        f'<span style="background:{color}"></span>{_esc(title)}'
+        for color, title in [
+            (c, t)
+            for _k, c, t in coverage.legend_entries(res.threshold_mm, uncertainty is not None)
+        ]
+        + [(coverage.STRUCTURE_COLORS["ablation"], ABLATION_LEGEND)]
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Ablation margin report</title>
 <style>
@@ -499,12 +592,7 @@ complete coverage: {"yes" if res.complete_coverage else "NO"}</p>
 <p>Minimal margin at the <b>{_esc(res.min_margin_octant)}</b> side of the tumor
 (LPS {", ".join(f"{v:.1f}" for v in res.min_margin_point_lps)} mm); \
 threshold {res.threshold_mm:g} mm.
-<span class=legend><span style="background:{_C["covered_with_margin"]}"></span>\
-margin &ge; {res.threshold_mm:g} mm
-<span style="background:{_C["insufficient_margin"]}"></span>\
-0&ndash;{res.threshold_mm:g} mm\
-<span style="background:{_C["uncovered"]}"></span>not covered
-<span style="background:#00c8ff"></span>ablation zone (registered)</span></p>
+<span class=legend>{legend}</span></p>
 {"<ul style='color:#b00'>" + warn + "</ul>" if warn else ""}
 <div class=cols><div>
 <h2>Case</h2><table>{info_rows}
@@ -866,7 +954,8 @@ def report_pages(
     def slices(fig, y):
         h = 0.20
         axes = [fig.add_axes([0.08 + i * 0.32, y - h, 0.24, h]) for i in range(3)]
-        plot_slices(res, pre, axes=axes, fig=fig)
+        legend = fig.add_axes([0.08, y - h - 0.075, 0.88, 0.03])  # below the axis labels
+        plot_slices(res, pre, axes=axes, fig=fig, uncertainty=uncertainty, legend_ax=legend)
 
     pages.place(slices)
 

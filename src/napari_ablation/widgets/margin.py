@@ -55,7 +55,7 @@ from qtpy.QtWidgets import (
 from ..core import coverage, geometry, report, uncertainty
 from ..core import margin as core_margin
 from ..core import transform as tfm
-from ..core.case import QA_WANTING, protected_files, qa_text
+from ..core.case import LABEL_ROLES, QA_WANTING, protected_files, qa_text
 from ..core.errors import AblationError, one_line
 from ..core.quiz import QUIZ_REFERENCE_SHOWN, is_quiz_locked
 from . import _layers
@@ -98,6 +98,8 @@ class _Export(QObject):
 
 OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
 NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
+#: the registration line while no case is open
+NO_CASE_REGISTRATION = "registration: none (no case open)"
 
 
 def margin_surface_colormap(threshold: float):
@@ -334,6 +336,7 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.settings_changed, self, self._on_setting)
         _layers.connect_while_alive(m.threshold_changed, self, self._on_model_threshold)
         _layers.connect_while_alive(m.transform_changed, self, lambda *_: self._show_tx_label())
+        _layers.connect_while_alive(m.image_changed, self, lambda *_: self._show_tx_label())
         _layers.connect_while_alive(m.landmarks_changed, self, self._show_status)
         _layers.connect_while_alive(m.qa_changed, self, self._show_qa)
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
@@ -344,6 +347,10 @@ class MarginWidget(QWidget):
         )
         _layers.connect_while_alive(
             self.viewer.layers.events.removed, self, self._on_layers_changed
+        )
+        # a layer renamed in the layer list: the combos show its new name (UAT s9 N4a)
+        _layers.connect_while_alive(
+            self.viewer.layers.events.renamed, self, lambda *_: self._refresh_layer_choices()
         )
         self._refresh_layer_choices()
         self._on_model_threshold(m.threshold)
@@ -482,7 +489,7 @@ class MarginWidget(QWidget):
         sw = QLabel()
         sw.setFixedSize(12, 12)
         sw.setStyleSheet(f"background-color: {coverage.UNCERTAIN_COLOR}; border: 1px solid #444;")
-        txt = QLabel(f"{coverage.UNCERTAIN_KEY} (class changes in > 5 % of samples)")
+        txt = QLabel(coverage.UNCERTAIN_NAME)
         txt.setWordWrap(True)
         legend.addWidget(sw, len(coverage.CLASS_KEYS) + 1, 0)
         legend.addWidget(txt, len(coverage.CLASS_KEYS) + 1, 1)
@@ -609,9 +616,12 @@ class MarginWidget(QWidget):
         if not name or name not in self.viewer.layers:
             return
         try:
-            self.session.use_labels_layer(self.viewer.layers[name], role)
+            kept = self.session.use_labels_layer(self.viewer.layers[name], role)
         except AblationError as exc:
             _layers.notify_error(exc)
+        else:
+            if kept is not None:
+                _layers.notify_info(f"the {role} labels it replaces are saved in {kept}")
         self._refresh_layer_choices()
 
     def set_layers(self, tumor=None, ablation=None) -> None:
@@ -658,6 +668,12 @@ class MarginWidget(QWidget):
         return self.model.transform
 
     def _show_tx_label(self) -> None:
+        m = self.model
+        if m.pre is None and m.post is None and all(m.labels(r) is None for r in LABEL_ROLES):
+            # no case open: nothing is aligned or computed, so no alarm (UAT s9 N4d)
+            self.tx_label.setText(NO_CASE_REGISTRATION)
+            self.tx_label.setStyleSheet("")
+            return
         text = registration_text(self.model)
         self.tx_label.setText(text)
         loud = self.model.transform is None
@@ -738,7 +754,7 @@ class MarginWidget(QWidget):
     def _set_uncertain_legend(self, unc) -> None:
         """The uncertain class's legend row, with its volume when an interval is shown."""
         self.legend_labels[coverage.UNCERTAIN_LABEL].setText(
-            f"{coverage.UNCERTAIN_KEY}: class changes in > 5 % of samples"
+            coverage.UNCERTAIN_NAME
             + ("" if unc is None else f" ({unc.uncertain_volume_ml:.2f} ml)")
         )
 

@@ -315,7 +315,9 @@ class SegmentWidget(QWidget):
         return _layers.find_layer(self.viewer, STRUCTURES[role or self.role][0])
 
     def ensure_labels_layer(self, select: bool = True, role: str | None = None):
-        """The labels layer of the structure; created empty on its image's grid if missing."""
+        """The labels layer of the structure; if missing, made on its image's grid holding the
+        labels the case has (its layer was deleted: the model still holds them, UAT s9 N6),
+        else empty."""
         role = role or self.role
         layer = self.labels_layer(role)
         try:
@@ -333,9 +335,16 @@ class SegmentWidget(QWidget):
                 lab = sitk.Image(ref.GetSize(), sitk.sitkUInt8)
                 lab.CopyInformation(ref)
                 meta = {_layers.META: {"drawn_on": grid_role}}
+                model = self.session.model
+                held = model.labels(role)
+                grid = model.label_grid(role)
+                if held is None or grid is None or not geometry.same_grid(grid, ref):
+                    held = None
                 layer = _layers.add_or_update_labels(
-                    self.viewer, lab, role, color=color, opacity=0.5, metadata=meta
+                    self.viewer, lab, role, color=color, opacity=0.5, metadata=meta, array=held
                 )
+                if held is not None and np.any(held):
+                    _layers.notify_info(f"the case's {role} labels are shown again")
             else:
                 # fixed, distinct colours whatever the layer's history
                 layer.colormap = _layers.single_color_map(STRUCTURES[role][1])
@@ -359,34 +368,16 @@ class SegmentWidget(QWidget):
         try:
             if layer is None or layer.__class__.__name__ != "Labels":
                 raise AblationError("select a labels layer in the layer list first")
-            img_layer = self.image_layer(role)
-            grid_role = STRUCTURES[role][0]
-            if img_layer is not None and (
-                layer.data.shape != img_layer.data.shape
-                or not np.allclose(layer.scale, img_layer.scale)
-                or not np.allclose(layer.translate, img_layer.translate)
-            ):
-                raise AblationError(
-                    f"'{layer.name}' is not on the {grid_role} image grid: the {role} is "
-                    f"drawn on {grid_role}"
-                )
             other = self.labels_layer(role)
+            # the session's rule: grid check, the replaced labels saved, role <role>_previous
+            kept = self.session.use_labels_layer(layer, role)
             if other is not None and other is not layer:
-                meta = dict(other.metadata)
-                meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": f"{role}_previous"}
-                other.metadata = meta
                 other.name = f"{other.name} (previous)"
-            meta = dict(layer.metadata)
-            meta[_layers.META] = {
-                **(meta.get(_layers.META) or {}),
-                "role": role,
-                "drawn_on": grid_role,
-            }
-            layer.metadata = meta
         except AblationError as exc:
             self._error(exc)
             return None
-        self.session.watch(layer)  # the session autosaves the layers it watches (by role)
+        if kept is not None:
+            _layers.notify_info(f"the {role} labels it replaces are saved in {kept}")
         self.structure.setCurrentIndex(list(STRUCTURES).index(role))
         out = self.ensure_labels_layer(select=True, role=role)
         self._notify_session(role)

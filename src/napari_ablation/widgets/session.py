@@ -405,6 +405,7 @@ class CaseSession:
         self._viewer_ref = weakref.ref(viewer)
         self.model = CaseModel()
         self._bound: dict[str, Any] = {}  # role -> the Labels layer bound to the model
+        self._hidden_with_post: int | None = None  # id of the ablation layer post hid
         self._wrapped: set[int] = set()
         self._pending_writes = 0
         self._guards: list = []
@@ -440,6 +441,7 @@ class CaseSession:
         self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        viewer.layers.events.removing.connect(self._on_layer_removing)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._grid_follows)
@@ -1090,6 +1092,16 @@ class CaseSession:
         for layer, look in plan:
             self._apply_look(layer, look)
 
+    def _on_layer_removing(self, event) -> None:
+        """An image of the case is about to go: the labels drawn on it leave the painting
+        modes first (napari 0.9 with vispy segfaulted on a later draw when the case closed
+        with its images while the active labels were in paint mode: UAT s9 N8)."""
+        role = _layers.role_of(self.viewer.layers[event.index]) if self.viewer else None
+        for lrole, grid in GRID_OF.items():
+            labels = self._bound.get(lrole)
+            if grid == role and labels is not None and labels.mode != "pan_zoom":
+                labels.mode = "pan_zoom"
+
     def _on_layer_removed(self, event) -> None:
         layer = event.value
         self._look_2d.pop(id(layer), None)
@@ -1187,7 +1199,7 @@ class CaseSession:
         """Take a layer with a role into the model: pre/post images that arrive without a
         case (File > Open Sample, drag and drop), tumor/ablation labels, and the post image's
         link to the ablation labels' visibility."""
-        role = _layers.role_of(layer)
+        role = self._labels_role_after_convert(layer, _layers.role_of(layer))
         if role in CASE_ROLES and self._of_another_case(layer):
             self._arrived.append(layer)
             if len(self._arrived) == 1:  # once all its layers are in, in a later piece of
@@ -1227,13 +1239,41 @@ class CaseSession:
             if grid == role and self._bound.get(lrole) is not None:
                 self._share(lrole, self._bound[lrole])
 
+    @staticmethod
+    def _labels_role_after_convert(layer, role: str | None) -> str | None:
+        """napari's Convert to Image / Labels keeps a layer's metadata (UAT s9 N1): a tumor or
+        ablation layer converted to another type is set aside (its role kept apart; the
+        model keeps its labels, saved with the case), and converted back to Labels it is
+        its role's labels again. Returns the role ``layer`` is taken with."""
+        from napari.layers import Labels
+
+        meta = _layers.layer_meta(layer)
+        is_labels = isinstance(layer, Labels)
+        if role in LABEL_ROLES and not is_labels:
+            aside, role = role, None
+            notice = (
+                f"'{layer.name}' is no longer a Labels layer: the case's {aside} stays the "
+                "labels as last drawn (saved with the case); convert it back to Labels to "
+                "edit it"
+            )
+        elif role is None and is_labels and meta.get("set_aside_role") in LABEL_ROLES:
+            aside, role = None, meta["set_aside_role"]
+            notice = f"'{layer.name}' is the case's {role} again"
+        else:
+            return role
+        full = dict(layer.metadata)
+        full[_layers.META] = {**meta, "role": role, "set_aside_role": aside}
+        layer.metadata = full
+        _layers.notify_info(notice)
+        return role
+
     def _rebind_arrived_labels(self, layer, old, role: str) -> None:
         """``layer`` (a label file opened through the reader, a duplicated layer) arrives
         with the ``role`` of the open case's labels: it becomes the case's labels, as
         :meth:`use_labels_layer` does, and the user is told (the margins and the autosave
         follow it from now on); one that does not fit the case's grid stays a plain layer."""
         try:
-            self.use_labels_layer(layer, role)
+            kept = self.use_labels_layer(layer, role)
         except AblationError as exc:
             meta = dict(layer.metadata)
             meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": None}
@@ -1243,6 +1283,7 @@ class CaseSession:
         _layers.notify_warning(
             f"'{layer.name}' is now the case's {role} (the margins and the autosave follow "
             f"it); the previous '{old.name}' layer is kept as {role}_previous"
+            + (f", its labels saved in {kept}" if kept is not None else "")
         )
 
     def _of_another_case(self, layer) -> bool:
@@ -1381,10 +1422,19 @@ class CaseSession:
         self.open_case(job, what, on_shown=on_shown, on_error=on_error)
 
     def _post_visibility_changed(self, event=None) -> None:
+        """The ablation labels (drawn on post) are hidden with post, and shown with it again
+        only when post hid them: an ablation layer the user hid stays hidden (UAT s9 N4b)."""
         post = _layers.find_layer(self.viewer, "post")
         abl = self._bound.get("ablation")
-        if post is not None and abl is not None and abl.visible != post.visible:
-            abl.visible = post.visible
+        if post is None or abl is None:
+            return
+        if not post.visible and abl.visible:
+            self._hidden_with_post = id(abl)
+            abl.visible = False
+        elif post.visible and not abl.visible and self._hidden_with_post == id(abl):
+            abl.visible = True
+        if post.visible:
+            self._hidden_with_post = None
 
     def watch(self, layer) -> None:
         """Bind ``layer`` to the model when it has the tumor or ablation role (a user's
@@ -1417,9 +1467,10 @@ class CaseSession:
         grid = self.model.image(GRID_OF[role])
         return grid is None or _layers.on_grid(layer, grid)
 
-    def use_labels_layer(self, layer, role: str) -> None:
+    def use_labels_layer(self, layer, role: str) -> Path | None:
         """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
-        held them keeps its data under the role ``<role>_previous``).
+        held them keeps its data under the role ``<role>_previous``, and the labels it held
+        are saved first: :meth:`CaseModel.keep_replaced_labels`, whose file is returned).
 
         Raises
         ------
@@ -1429,12 +1480,13 @@ class CaseSession:
         if role not in LABEL_ROLES:
             raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
         if self._bound.get(role) is layer:
-            return
+            return None
         if not self.fits(layer, role):
             raise AblationError(
                 f"'{layer.name}' is not on the {GRID_OF[role]} image grid: "
                 f"the {role} is drawn on {GRID_OF[role]}"
             )
+        kept = self.model.keep_replaced_labels(role)
         other = self._bound.get(role)
         if other is not None:
             meta = dict(other.metadata)
@@ -1448,6 +1500,7 @@ class CaseSession:
         }
         layer.metadata = meta
         self.bind_labels(layer, source="bulk")
+        return kept
 
     def bind_labels(self, layer, source: str = "layer") -> None:
         """Make ``layer`` (role tumor or ablation) the model's labels of its role: it shares

@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import geometry
+from ..core import geometry, report
 from ..core import quiz as core_quiz
 from ..core import transform as tfm
 from ..core.case import Case
@@ -706,8 +706,18 @@ class TeachWidget(QWidget):
         tl = _layers.find_layer(v, "tumor")
         if tl is not None:
             tl.opacity = min(tl.opacity, 0.35)
+        # the slices: the nearest ones holding the reference tumor, as Go to MTM (UAT s9 N7)
+        note, shown = "", p3
+        m = self.session.model
+        if p3 is not None and res is not None:
+            index, note = report.mtm_slices(res, p3)
+            shown = res.pre_reference.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+        elif p3 is not None and m.labels("tumor") is not None and np.any(m.labels("tumor")):
+            grid = m.label_grid("tumor")  # (the case's labels are the reference here)
+            index, note = report.nearest_tumor_slices(m.labels("tumor"), grid, p3)
+            shown = grid.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
         if p3 is not None and v.dims.ndim == 3 and _layers.grid(v).enabled:
-            v.dims.point = tuple(float(c) for c in geometry.lps_to_world(p3))
+            v.dims.point = tuple(float(c) for c in geometry.lps_to_world(shown))
         elif p3 is not None and v.dims.ndim == 3 and v.dims.ndisplay == 2:
             # frame the tumor (about four diameters across) on the slice of the minimal margin
             diameter = res.tumor_max_diameter_mm if res is not None else _extent_mm(tl)
@@ -716,16 +726,18 @@ class TeachWidget(QWidget):
             scene = float(np.max((hi - lo)[list(v.dims.displayed)]))
             zoom = _layers.camera(v).zoom * max(1.0, scene / (4.0 * max(diameter, 15.0)))
             _layers.center_view_on(v, geometry.lps_to_world(p3), zoom=zoom)
+            v.dims.point = tuple(float(c) for c in geometry.lps_to_world(shown))
         if res is not None:
-            self.status.setText(
+            text = (
                 "Reveal: the reference's margin layer, its 3D minimal margin (cross) and the "
                 "2D minimum on the largest axial slice (disc)."
             )
         else:
-            self.status.setText(
+            text = (
                 "Reveal: the margins of this case (Margins widget), the 3D minimal margin "
                 "(cross) and the 2D minimum on the largest axial slice (disc)."
             )
+        self.status.setText(text + (f" The view: the nearest tumor slice, {note}." if note else ""))
 
 
 def _extent_mm(layer) -> float:
@@ -777,6 +789,13 @@ def _reveal_html(answer: dict, s: dict, k: dict, threshold: float) -> str:
             f"MTM: you {answer['mtm_mm']:.1f} mm, {true} — error "
             f"{s['mtm_abs_error_mm']:.1f} mm{verdict}"
         )
+        engine = k.get("engine_min_margin_mm")
+        if engine is not None:  # a synthetic case: the key holds the exact truth (UAT s9 N2)
+            rows.append(
+                f"The true {t['mtm_mm']:.1f} mm is the generator's exact value; the Margins "
+                f"widget's {engine:.1f} mm is the plugin's reading of this case's voxel "
+                "labels (see docs/teaching.md). You are scored against the true value."
+            )
     if s.get("octant_result") is not None:
         rows.append(
             f"Octant: you {answer['octant']}, true {t['octant']} — {word(s['octant_result'])}"

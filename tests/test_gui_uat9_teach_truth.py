@@ -1,0 +1,65 @@
+"""UAT s9 N2: a synthetic quiz case's reveal says which MTM is the generator's exact truth
+(the score's reference) and which is the plugin's reading of the labels (the figure the
+Margins widget beside it shows), as docs/teaching.md does (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_ablation.core import quiz
+from napari_ablation.widgets import _layers
+from napari_ablation.widgets.margin import MarginWidget
+from napari_ablation.widgets.teach import TeachWidget
+
+pytestmark = pytest.mark.gui
+
+
+def _settle(qtbot, teach, margins):
+    qtbot.waitUntil(
+        lambda: (
+            not teach.busy
+            and not _layers.steps_pending()
+            and "computing" not in margins.status.text()
+        ),
+        timeout=180_000,
+    )
+    qtbot.wait(200)
+
+
+def test_reveal_names_the_exact_truth_and_the_plugins_reading(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "cases"))
+    folder = tmp_path / "quiz"
+    shutil.copytree(quiz.bundled_quiz_dir(), folder)  # self-study: the key inside
+    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))["cases"]["case_02"]
+    true, engine = key["min_margin_mm"], key["engine_min_margin_mm"]
+    assert f"{true:.1f}" != f"{engine:.1f}"  # (3.4 against 3.7 mm)
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1500, 950)
+    margins, teach = MarginWidget(viewer), TeachWidget(viewer)
+    viewer.window.add_dock_widget(margins, name="4. Margins")
+    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    qtbot.keyClicks(teach.trainee, "resident")
+    teach.open_quiz(folder)
+    _settle(qtbot, teach, margins)
+    teach.open_case(1)
+    _settle(qtbot, teach, margins)
+    assert teach.case_id == "case_02"
+    teach.complete.setCurrentText("yes")
+    teach.mtm.clear()
+    qtbot.keyClicks(teach.mtm, "2")
+    qtbot.mouseClick(teach.submit_btn, Qt.LeftButton)
+    _settle(qtbot, teach, margins)
+    qtbot.waitUntil(lambda: any(ch.isdigit() for ch in margins.big.text()), timeout=180_000)
+    viewer.window.screenshot(str(tmp_path / "reveal.png"))
+    text = teach.reveal.text()
+    assert f"true {true:.1f} mm" in text
+    assert f"{engine:.1f} mm" in margins.big.text()
+    # both figures on screen, each named
+    assert f"true {true:.1f} mm is the generator's exact value" in text
+    assert f"Margins widget's {engine:.1f} mm is the plugin's reading" in text
