@@ -179,8 +179,7 @@ def margin_colormap():
         color_dict={
             None: "transparent",
             0: "transparent",
-            **MARGIN_COLORS,
-            coverage.UNCERTAIN_LABEL: coverage.UNCERTAIN_COLOR,
+            **coverage.MARGIN_LAYER_COLORS,
         }
     )
 
