@@ -556,11 +556,19 @@ def teach_docks(make_napari_viewer):
     return viewer, margins, teach
 
 
-def teach_settled(qtbot, teach) -> None:
-    """Wait until Teach is idle (no case opening, no reveal pending) and the view drawn."""
+def teach_settled(qtbot, teach, margins=None, timeout: int = 120_000) -> None:
+    """Wait until Teach is idle (no case opening, no reveal pending), the Margins widget
+    ``margins`` (if given) is not computing, and the view drawn."""
     from napari_ablation.widgets import _layers
 
-    qtbot.waitUntil(lambda: not teach.busy and not _layers.steps_pending(), timeout=120_000)
+    qtbot.waitUntil(
+        lambda: (
+            not teach.busy
+            and not _layers.steps_pending()
+            and (margins is None or "computing" not in margins.status.text())
+        ),
+        timeout=timeout,
+    )
     qtbot.wait(200)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import _gui
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -53,15 +54,7 @@ def _cap_case(folder):
 
 
 def _settle(qtbot, teach, margins):
-    qtbot.waitUntil(
-        lambda: (
-            not teach.busy
-            and not _layers.steps_pending()
-            and "computing" not in margins.status.text()
-        ),
-        timeout=180_000,
-    )
-    qtbot.wait(200)
+    _gui.teach_settled(qtbot, teach, margins, timeout=180_000)
 
 
 def test_reveal_shows_the_nearest_slice_holding_tumor(

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import _gui
 import pytest
 from qtpy.QtCore import Qt
 
 from napari_ablation.core import quiz
-from napari_ablation.widgets import _layers
 from napari_ablation.widgets.margin import MarginWidget
 from napari_ablation.widgets.teach import TeachWidget
 
@@ -19,15 +19,7 @@ pytestmark = pytest.mark.gui
 
 
 def _settle(qtbot, teach, margins):
-    qtbot.waitUntil(
-        lambda: (
-            not teach.busy
-            and not _layers.steps_pending()
-            and "computing" not in margins.status.text()
-        ),
-        timeout=180_000,
-    )
-    qtbot.wait(200)
+    _gui.teach_settled(qtbot, teach, margins, timeout=180_000)
 
 
 def test_reveal_names_the_exact_truth_and_the_plugins_reading(
