@@ -60,7 +60,11 @@ def test_predicted_error_follows_the_registration_source(widget, qtbot):
     p95, rms = _figure(w)
     assert "landmarks: 6 pairs" in w.error_label.text()
     want = uncertainty.registration_error_at(
-        uncertainty.RegistrationError(landmarks=(fixed, moving)), c
+        uncertainty.RegistrationError(
+            landmarks=(fixed, moving),  # floored at a click's quantisation, as the model does
+            landmark_spacings=(model.pre.GetSpacing(), model.post.GetSpacing()),
+        ),
+        c,
     )
     assert (p95, rms) == (round(want[1], 1), round(want[0], 1))
     # the closed form (Fitzpatrick) agrees with the resampled RMS within 15 %
