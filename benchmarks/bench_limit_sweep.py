@@ -2,6 +2,7 @@
 
     python benchmarks/bench_limit_sweep.py               # 5 and 3 mm slices, 60 cases each
     python benchmarks/bench_limit_sweep.py --n 20 --seed 4 --dump out.json
+    python benchmarks/bench_limit_sweep.py --terms --n 40 --seed 9   # the limit's terms
 
 Cases: a tumor ellipsoid of in-plane semi-axes 2.5-6 mm and a third one along the slices of
 2.5-6 mm (2.5-8 mm on 5 mm slices: 1.6 slices at most), randomly turned about the slice axis
@@ -14,6 +15,13 @@ minimum of the signed point-to-ellipsoid distance (``core.phantoms.ellipsoid_min
 Printed per grid and per number of slices the tumor lies on: the cases, the worst |error|,
 the stated limit (min / median / max), the largest |error| / limit, and the share of cases
 with the truth inside the limit; then every case outside its limit.
+
+``--terms``: the cases of ``bench_accuracy.py`` (same seed, same order) on the two thick grids,
+and for each case with a steep true MTM direction (over 45 deg from the slice plane) each
+mask's terms of the limit at the MTM point (``core.margin._surface_error_terms``: in-plane
+pixels, refined rows, caps, departure) against that mask's own actual error there: the exact
+signed distance from the tumor's MTM point to the true tumor, and from its closest ablation
+point to the true ablation zone (what each mask's term is meant to cover).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
+from napari_ablation.core import margin as M
 from napari_ablation.core import phantoms as P
 from napari_ablation.core.margin import analyze_margin
 
@@ -65,7 +74,7 @@ def make_case(rng, spacing):
     probe = (c_a, np.full(3, 100.0), np.eye(3))
     far = 100.0 - P.ellipsoid_min_margin((c_t, e_t, R_t), probe)[0]
     r_a = far + MARGIN_MM
-    mtm, _point, direction = P.ellipsoid_min_margin(
+    mtm, point, direction = P.ellipsoid_min_margin(
         (c_t, e_t, R_t), (c_a, np.full(3, r_a), np.eye(3))
     )
     half = np.full(3, r_a + CENTRE_DISTANCE_MM + 2 * sp.max())
@@ -82,6 +91,9 @@ def make_case(rng, spacing):
         "semi_axes": e_t.tolist(),
         "n_slices": n_slices,
         "counts": [int(c) for c in tumor.sum(axis=(1, 2)) if c],
+        "point": np.asarray(point).tolist(),  # the true MTM point on the tumor
+        "tumor": [c_t.tolist(), e_t.tolist(), R_t.tolist()],  # centre, semi-axes, axes
+        "ablation": [c_a.tolist(), float(r_a)],  # the ball's centre and radius
     }
     return _image(tumor, sp, origin), _image(ablation, sp, origin), truth
 
@@ -133,14 +145,115 @@ def print_table(out: dict) -> None:
                 )
 
 
+TERMS = ("pixels", "rows", "caps", "departure")
+
+
+def run_terms(n: int, seed: int, grids) -> dict:
+    """Each steep case's limit terms per mask against that mask's actual error (``--terms``)."""
+    import bench_accuracy as BA  # the benchmark beside this one: its cases, in its order
+
+    seen = []
+    original = M._direction_and_limit
+
+    def recording(mtm, p, closest, normal, tgrid, tfield, agrid, afield, A, b):
+        direction, limit = original(mtm, p, closest, normal, tgrid, tfield, agrid, afield, A, b)
+        q = M._affine(closest, A, b)
+        seen.append(
+            {
+                "p": np.asarray(p, float),
+                "closest": np.asarray(closest, float),
+                "tumor": M._surface_error_terms(tgrid, direction, tfield, p),
+                "ablation": M._surface_error_terms(agrid, A @ direction, afield, q),
+            }
+        )
+        return direction, limit
+
+    out = {}
+    M._direction_and_limit = recording
+    try:
+        for spacing in grids:
+            rng = np.random.default_rng(seed)
+            rows = []
+            for i in range(n):
+                tumor, ablation, T, truth = BA.make_case(rng, spacing)
+                seen.clear()
+                res = analyze_margin(tumor, ablation, T, BA.THRESHOLD, with_shells=False)
+                if abs(truth["direction"][2]) <= math.sin(math.radians(45)):
+                    continue
+                last = seen[-1]  # the MTM the result reports (after any lower voxel sample)
+                (ct, et, Rt), (ca, ea, Ra) = truth["ellipsoids"]
+                e_t = P.ellipsoid_signed_distance(last["p"][None], ct, et, Rt)[0][0]
+                e_a = P.ellipsoid_signed_distance(last["closest"][None], ca, ea, Ra)[0][0]
+                rows.append(
+                    {
+                        "case": i,
+                        "err": res.min_margin_mm - truth["mtm"],
+                        "limit": res.min_margin_uncertainty_mm,
+                        "tumor": last["tumor"] | {"error": float(e_t)},
+                        "ablation": last["ablation"] | {"error": float(e_a)},
+                    }
+                )
+            out[" x ".join(f"{v:g}" for v in spacing)] = rows
+    finally:
+        M._direction_and_limit = original
+    return out
+
+
+def _mask_limit(t: dict) -> float:
+    return math.sqrt(t["pixels"] ** 2 + max(t["rows"], t["caps"]) ** 2 + t["departure"] ** 2)
+
+
+def print_terms(out: dict, seed: int) -> None:
+    print(
+        f"seed {seed}, steep cases: per mask the median of each term (mm), the median and p95 of "
+        "the mask's |actual error| at the point, and the share within the mask's own limit; "
+        "then the term that is the largest, how often"
+    )
+    for g, rows in out.items():
+        e = np.abs([r["err"] for r in rows])
+        lim = np.array([r["limit"] for r in rows])
+        print(
+            f"{g}: {len(rows)} steep cases, MTM limit median {np.median(lim):.2f}, "
+            f"p95 |err| {np.percentile(e, 95):.2f} ({np.median(lim) / np.percentile(e, 95):.1f}x), "
+            f"inside {100 * np.mean(e <= lim):.0f} %"
+        )
+        for mask in ("tumor", "ablation"):
+            ts = [r[mask] for r in rows]
+            err = np.abs([t["error"] for t in ts])
+            ml = np.array([_mask_limit(t) for t in ts])
+            cols = "  ".join(f"{k} {np.median([t[k] for t in ts]):.2f}" for k in TERMS)
+            top = [
+                max(("pixels", "rows", "caps", "departure"), key=lambda k, t=t: t[k]) for t in ts
+            ]
+            share = ", ".join(f"{k} {top.count(k)}" for k in TERMS if top.count(k))
+            print(
+                f"  {mask:<9}{cols}  limit {np.median(ml):.2f} | error median "
+                f"{np.median(err):.2f} p95 {np.percentile(err, 95):.2f} | inside "
+                f"{100 * np.mean(err <= ml):.0f} % | largest: {share}"
+            )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--grid", type=int, action="append", help="only these grids (0: 5 mm, 1: 3 mm)")
     ap.add_argument("--dump", metavar="JSON", help="write every case")
+    ap.add_argument(
+        "--terms",
+        action="store_true",
+        help="the limit's terms per mask at bench_accuracy.py's steep cases, against each "
+        "mask's actual error",
+    )
     args = ap.parse_args()
     grids = [g for i, g in enumerate(GRIDS) if not args.grid or i in args.grid]
+    if args.terms:
+        terms = run_terms(args.n, args.seed, grids)
+        print_terms(terms, args.seed)
+        if args.dump:
+            with open(args.dump, "w") as f:
+                json.dump(terms, f)
+        return 0
     out = run(args.n, args.seed, grids)
     print_table(out)
     if args.dump:

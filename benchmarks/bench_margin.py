@@ -36,7 +36,8 @@ the import of the engine, its first analysis (MRI case) and a second one, wall a
 an empty numba cache (``NUMBA_CACHE_DIR`` a new folder: the one-time compilation), then with
 that cache filled (what every later process pays: the CLI's call, each cohort worker).
 
-The engine's own threads: during the timed runs a sampler process reads every millisecond how
+The engine's own threads: during as many more runs after the timed ones (the sampler takes a
+share of a core, which the timed runs must not pay) a sampler process reads every millisecond how
 many threads of the child are runnable (``/proc/<pid>/task/*/stat`` state R; a thread
 waiting for the GIL or a lock sleeps). Their mean while any is runnable is how many cores
 the engine would keep busy on an idle machine, whatever the load: ``CPU / runnable`` is
@@ -325,19 +326,31 @@ def child(method: str, case: str, repeats: int) -> dict:
     times, cpus = [], []
     if method != "naive":
         fn(tumor, ablation, T)  # warm-up (imports, caches)
-    sampler = subprocess.Popen(
-        [sys.executable, __file__, "--sample-threads", str(os.getpid())],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+
+    def sampler():
+        return subprocess.Popen(
+            [sys.executable, __file__, "--sample-threads", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    # timed without the sampler, which wakes every millisecond and takes a share of a core (on
+    # 2 cores a third runnable thread beside the engine's two: MRI lost about 4 % of its wall
+    # time to it, benchmarks/README.md, round 9); the engine's runnable count comes from as
+    # many more runs (not for the naive baseline, seconds a run: its count is not reported)
     for _ in range(repeats):  # timed without tracemalloc, which slows every allocation
         t0, c0 = time.perf_counter(), time.process_time()
         mtm = fn(tumor, ablation, T)
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    counts = json.loads(sampler.communicate("")[0])
-    busy = max(sum(counts[1:]), 1)
+    runnable = float("nan")
+    if method != "naive":
+        sampling = sampler()
+        for _ in range(repeats):
+            fn(tumor, ablation, T)
+        counts = json.loads(sampling.communicate("")[0])
+        runnable = sum(k * c for k, c in enumerate(counts)) / max(sum(counts[1:]), 1)
     tracemalloc.start()  # one more run for the numpy peak
     fn(tumor, ablation, T)
     _cur, peak_tm = tracemalloc.get_traced_memory()
@@ -354,7 +367,7 @@ def child(method: str, case: str, repeats: int) -> dict:
         "peak_rss_mb": rss,
         "rss_inputs_mb": rss0,
         "peak_numpy_mb": peak_tm / 2**20,
-        "runnable": sum(k * c for k, c in enumerate(counts)) / busy,
+        "runnable": runnable,
         "mtm": mtm,
         "error": mtm - truth,
     }

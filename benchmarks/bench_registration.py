@@ -4,11 +4,13 @@
     python benchmarks/bench_registration.py --methods local   # the default method only
     python benchmarks/bench_registration.py --case FOLDER [--case FOLDER ...]
     python benchmarks/bench_registration.py --save-cases DIR   # then: an older tree, --case DIR/*
-    python benchmarks/bench_registration.py --heldout   # round 7's held-out phantoms only
+    python benchmarks/bench_registration.py --heldout   # round 8's held-out phantoms only
+    python benchmarks/bench_registration.py --heldout-round7   # round 7's held-out phantoms
     python benchmarks/bench_registration.py --heldout-round6   # round 6's held-out phantoms
     python benchmarks/bench_registration.py --heldout-round5   # round 5's held-out phantoms
     python benchmarks/bench_registration.py --heldout-round4   # round 4's held-out phantoms
     python benchmarks/bench_registration.py --save-cases DIR --generate-only   # images only
+    python benchmarks/bench_registration.py --profile-diagnosis 10,15,16   # round 8's table
     xvfb-run -a python benchmarks/bench_registration.py --gui   # + the widget's live update
 
 Prints three tables:
@@ -295,11 +297,15 @@ def bench_widget_live() -> None:
     viewer.close()
 
 
-#: round 7's held-out set, drawn before any tuning of that round and first run once its
+#: round 8's held-out set, drawn before any tuning of that round and first run once its
 #: settings were frozen and committed (``--heldout``): breathing CT phantoms with a slice
 #: profile and breathing MRI phantoms whose seeds no earlier round used
-HELDOUT_CT_PROFILE_SEEDS = (42, 43, 44, 45, 46, 47, 48, 49)
-HELDOUT_MRI_SEEDS = (23, 24, 25)
+HELDOUT_CT_PROFILE_SEEDS = (50, 51, 52, 53, 54, 55, 56, 57)
+HELDOUT_MRI_SEEDS = (26, 27)
+#: round 7's held-out set (``--heldout-round7``), run once after that round's settings were
+#: frozen; since then a check that nothing broke
+HELDOUT_R7_CT_PROFILE_SEEDS = (42, 43, 44, 45, 46, 47, 48, 49)
+HELDOUT_R7_MRI_SEEDS = (23, 24, 25)
 #: round 6's held-out set (``--heldout-round6``), run once after that round's settings were
 #: frozen; since then a check that nothing broke
 HELDOUT_R6_CT_PROFILE_SEEDS = (34, 35, 36, 37, 38, 39, 40, 41)
@@ -312,6 +318,81 @@ HELDOUT_R5_MRI_SEEDS = (17, 18, 19)
 #: frozen; since then a check that nothing broke
 HELDOUT_R4_CT_PROFILE_SEEDS = (18, 19, 20, 21, 22, 23, 24, 25)
 HELDOUT_R4_MRI_SEEDS = (14, 15, 16)
+
+
+#: the variants of ``--profile-diagnosis``: what each changes in the generator, same seed
+PROFILE_VARIANTS = (
+    ("as generated", {}),
+    ("slabs parallel (no rotation)", {"rotation": False}),
+    ("no interpolation at the truth", {"rotation": False, "aligned": True}),
+    ("no slice profile (thin sections)", {"slice_profile": False}),
+    ("no breathing", {"breathing_mm": 0.0}),
+)
+
+
+def _ct_variant(seed: int, rotation=True, aligned=False, **kw):
+    """A breathing CT phantom with a slice profile, optionally without the rotation of ``T``
+    (pre's and post's slabs parallel) and with post's grid pre's moved by ``T`` (every pre
+    voxel centre lands on a post voxel centre at the truth). The generator's random
+    streams are untouched: the lesion, the anatomy and the translation are the seed's."""
+    from napari_ablation.core import synthetic
+
+    rigid, grid_around = synthetic._rigid, synthetic._grid_around
+    made, grids = [], []
+
+    def no_rotation(axis, angle, shift, centre):
+        made.append(rigid(axis, 0.0, shift, centre))
+        return made[-1]
+
+    def post_on_pre(centre, half, spacing, rng):
+        grids.append(grid_around(centre, half, spacing, rng))  # draws as the generator does
+        if len(grids) == 2:
+            off = tfm.matrix_offset(made[-1])[1]
+            pre = grids[0]
+            return synthetic.Grid(
+                pre.size, pre.spacing, tuple(float(o) for o in np.asarray(pre.origin) + off)
+            )
+        return grids[-1]
+
+    if not rotation:
+        synthetic._rigid = no_rotation
+    if aligned:
+        synthetic._grid_around = post_on_pre
+    try:
+        case, truth = synthetic.synthetic_case(seed, modality="ct", **{"slice_profile": True, **kw})
+    finally:
+        synthetic._rigid, synthetic._grid_around = rigid, grid_around
+    return case, tfm.euler_from_params(truth["true_transform"])
+
+
+def bench_profile_diagnosis(seeds, breathing_mm: float) -> None:
+    """Max error within 30 mm of the default registration on variants of each CT phantom,
+    and whether the finest level's metric is lower at the found ``T`` than at the truth
+    (then the optimum itself is off; else the optimizer stopped short of the truth)."""
+    print(
+        "\n## CT phantoms with a slice profile: max error (mm) of the default registration on "
+        "variants of the same seed (registration round 8)"
+    )
+    print(
+        "| seed | " + " | ".join(name for name, _ in PROFILE_VARIANTS) + " | metric found - truth |"
+    )
+    print("|---" * (len(PROFILE_VARIANTS) + 2) + "|")
+    for seed in seeds:
+        cells, delta = [], ""
+        for _name, kw in PROFILE_VARIANTS:
+            case, true = _ct_variant(seed, **{"breathing_mm": breathing_mm, **kw})
+            pts = reg.ball_points(reg.mask_centroid_lps(case.tumor), 30.0, step_mm=2.0)
+            args = {"tumor_mask": case.tumor, "moving_exclude": case.ablation}
+            res = reg.register_rigid(case.pre, case.post, **args)
+            cells.append(f"{reg.target_error(res.transform, true, pts)[1]:.2f}")
+            if not delta:
+                finest = {"shrink_factors": (1,), "smoothing_sigmas": (0.0,), "iterations": 0}
+                at = [
+                    reg.register_rigid(case.pre, case.post, initial=t, **finest, **args)
+                    for t in (true, res.transform)
+                ]
+                delta = f"{at[1].metric_before - at[0].metric_before:+.1e}"
+        print(f"| CT #{seed} | " + " | ".join(cells) + f" | {delta} |")
 
 
 def _slug(name: str) -> str:
@@ -354,8 +435,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--heldout",
         action="store_true",
-        help="run round 7's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
+        help="run round 8's held-out set only (HELDOUT_CT_PROFILE_SEEDS with a slice profile, "
         "HELDOUT_MRI_SEEDS), no sample",
+    )
+    ap.add_argument(
+        "--heldout-round7",
+        action="store_true",
+        help="run round 7's held-out set only (HELDOUT_R7_CT_PROFILE_SEEDS, HELDOUT_R7_MRI_SEEDS)",
     )
     ap.add_argument(
         "--heldout-round6",
@@ -377,6 +463,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --save-cases: write the case folders (samples included) and register nothing",
     )
+    ap.add_argument(
+        "--profile-diagnosis",
+        metavar="SEEDS",
+        help="only the diagnosis table of CT phantoms with a slice profile (seeds, comma "
+        "separated): the same seed as generated, with parallel slabs, with no interpolation at "
+        "the truth, without the profile and without breathing",
+    )
     ap.add_argument("--breathing-mm", type=float, default=15.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -389,12 +482,24 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     print(f"SimpleITK {sitk.Version.VersionString()}, {args.threads} threads")
+    if args.profile_diagnosis:
+        seeds = [int(k) for k in args.profile_diagnosis.split(",") if k]
+        bench_profile_diagnosis(seeds, args.breathing_mm)
+        return 0
     if not args.skip_sample:
         if args.case:
             cases = [_folder(f) for f in args.case]
-        elif args.heldout or args.heldout_round6 or args.heldout_round5 or args.heldout_round4:
+        elif (
+            args.heldout
+            or args.heldout_round7
+            or args.heldout_round6
+            or args.heldout_round5
+            or args.heldout_round4
+        ):
             if args.heldout:
                 mri, ct = HELDOUT_MRI_SEEDS, HELDOUT_CT_PROFILE_SEEDS
+            elif args.heldout_round7:
+                mri, ct = HELDOUT_R7_MRI_SEEDS, HELDOUT_R7_CT_PROFILE_SEEDS
             elif args.heldout_round6:
                 mri, ct = HELDOUT_R6_MRI_SEEDS, HELDOUT_R6_CT_PROFILE_SEEDS
             elif args.heldout_round5:

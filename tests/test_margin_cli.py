@@ -155,3 +155,25 @@ def test_margin_cli_rejects_a_scaling_transform(files, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 2 and "not rigid" in err and not (files / "x.json").exists()
+
+
+def test_margin_cli_names_the_series_it_read_from_a_dicom_folder(files, capsys):
+    """UAT s11 N4: a --pre folder with several DICOM series: the CLI reads the largest 3D one
+    and says which, naming the others (it read one without a word)."""
+    from test_io import make_volume, write_dicom_series
+
+    tumor = sitk.ReadImage(str(files / "tumor.nii.gz"))
+    pre = make_volume(tumor.GetSize(), tumor.GetSpacing(), tumor.GetOrigin())
+    write_dicom_series(pre, files / "study" / "a", description="T1 VIBE", modality="MR")
+    localizer = make_volume((16, 16, 3), (1.5, 1.5, 3.0), seed=3)
+    write_dicom_series(localizer, files / "study" / "b", description="localizer", modality="MR")
+    args = ["margin", "--tumor", str(files / "tumor.nii.gz"), "--pre", str(files / "study")]
+    args += ["--ablation", str(files / "ablation.nrrd"), "--ablation-label", "2"]
+    assert cli.main([*args, "--transform", str(files / "T.tfm")]) == 0
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note: pre: ")]
+    assert len(notes) == 1, notes
+    assert "2 series in folder; loaded the largest 3D one" in notes[0]
+    assert "T1 VIBE" in notes[0] and "localizer" in notes[0]
+    # one series: nothing to choose, no note
+    assert cli.main([*args[:4], str(files / "study" / "a"), *args[5:]]) == 0
+    assert "note: pre:" not in capsys.readouterr().out

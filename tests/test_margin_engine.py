@@ -694,6 +694,63 @@ def test_a_task_with_two_consumers_runs_once():
         tasks.close()
 
 
+def test_closing_the_tasks_waits_for_the_running_one_and_cancels_the_rest():
+    """After an analysis (or its error) no task of it runs on: close() waits for the one a
+    worker runs and cancels the ones queued behind it, which never run."""
+    started, release = threading.Event(), threading.Event()
+    ran = []
+
+    def busy():
+        started.set()
+        release.wait(10)
+        ran.append("busy")
+
+    tasks = M._Tasks(2)
+    running = tasks.submit(busy)
+    tasks.submit(ran.append, "queued")
+    assert started.wait(10)
+    closer = threading.Thread(target=tasks.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # waiting for the running task
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert running._fut.done() and ran == ["busy"]
+    M._Tasks(2).submit(ran.append, "next").result()  # the worker is free for the next one
+    assert ran == ["busy", "next"]
+
+
+def test_a_calling_thread_keeps_its_worker_from_one_analysis_to_the_next():
+    """Each calling thread has its own worker, started on its first analysis and reused (a
+    thread started and joined per analysis was on the critical path); another calling
+    thread gets another worker, so analyses in threads side by side do not share one."""
+
+    def worker_of_two_analyses(out):
+        for _ in range(2):
+            tasks = M._Tasks(2)
+            started, release = threading.Event(), threading.Event()
+
+            def on_worker(started=started, release=release):
+                started.set()
+                release.wait(10)
+                return threading.current_thread()
+
+            job = tasks.submit(on_worker)
+            assert started.wait(10)  # (run by the worker, not taken by this thread)
+            release.set()
+            out.append(job.result())
+            tasks.close()
+
+    here, there = [], []
+    worker_of_two_analyses(here)
+    other = threading.Thread(target=worker_of_two_analyses, args=(there,))
+    other.start()
+    other.join(30)
+    assert here[0] is here[1] and there[0] is there[1]  # (a thread, not an ident: those recur)
+    assert here[0] is not there[0] and threading.current_thread() not in here + there
+
+
 def test_one_vertex_normal_is_that_of_all_vertices():
     _fld, mesh = _sphere_mesh()
     normals = mesh.vertex_normals()
@@ -984,3 +1041,165 @@ def test_box_bounds_are_the_running_extremes_over_windows(dtype):
             box = arr[tuple(slice(a, b + 1) for a, b in zip(lo[i], hi[i]))]
             assert got_lo[i] <= box.min() and got_hi[i] >= box.max()
     assert bb.query(np.zeros((0, 3), int), np.zeros((0, 3), int))[0].shape == (0,)
+
+
+@pytest.mark.parametrize(("spacing", "runs"), [((1.2, 1.2, 3.0), False), ((1.0, 1.0, 1.0), True)])
+def test_diagonal_pole_caps_run_on_near_isotropic_grids_only(monkeypatch, spacing, runs):
+    """The diagonal caps (filters.diagonal_caps) are part of the anti-aliasing of
+    near-isotropic masks: across thick slices (the MRI speed case's grid) the shape-based
+    reconstruction never calls them, so they add nothing to that case's time."""
+    calls = []
+    real = M.filters.diagonal_caps
+
+    def counted(solid, *args):
+        calls.append(solid.shape)
+        return real(solid, *args)
+
+    monkeypatch.setattr(M.filters, "diagonal_caps", counted)
+    size = [40, 40, 24] if runs else [32, 32, 14]
+    origin = [-0.5 * n * h + 0.3 for n, h in zip(size, spacing)]
+    tumor = M.sphere_image(size, spacing, origin, [0.4, 0.2, 0.1], 6.0)
+    ablation = M.sphere_image(size, spacing, origin, [1.0, 0, 0], 9.0)
+    res = M.analyze_margin(tumor, ablation, None, 2.0, threads=2)
+    assert np.isfinite(res.min_margin_mm)
+    if runs:  # both reconstructions (and the diameter's surface)
+        assert len(calls) >= 2
+    else:
+        assert calls == []
+
+
+def _random_slices(rng, n):
+    """Blurred random float32 slices (the thick-slice sections' anti-aliased masks)."""
+    for i in range(n):
+        m = rng.random(rng.integers(3, 45, 2)) < rng.uniform(0.2, 0.8)
+        img = ndimage.gaussian_filter(m.astype(np.float32), (0.0, 0.8, 1.3)[i % 3], mode="constant")
+        img = np.asarray(img, dtype=np.float32)
+        if i % 4 == 0:
+            img = np.round(img * 4) / 4  # samples exactly at 0.5
+        yield img
+
+
+@pytest.mark.parametrize("spacing", [(1.2, 1.2), (0.7, 1.3)])
+def test_compiled_contour_segments_are_the_array_form(spacing):
+    # _slice_sdf's segments, midpoints (the k-d tree's points), lengths and the shoelace
+    # terms: the bits of the numpy formulation it used before (random contours, open and closed)
+    rng = np.random.default_rng(4)
+    sy, sx = spacing
+    n_seg = 0
+    for img in _random_slices(rng, 120):
+        pts, lengths = M.filters.find_contours(img, 0.5)
+        ends = np.cumsum(lengths)
+        not_last, not_first = np.ones(len(pts), bool), np.ones(len(pts), bool)
+        not_last[ends - 1] = False
+        not_first[ends - lengths] = False
+        a_ref, b_ref = pts[not_last] * (sy, sx), pts[not_first] * (sy, sx)
+        a, b, mid, seg_len, cross = M.filters.contour_segments(pts, lengths, spacing)
+        np.testing.assert_array_equal(a, a_ref)
+        np.testing.assert_array_equal(b, b_ref)
+        np.testing.assert_array_equal(mid, 0.5 * (a_ref + b_ref))
+        np.testing.assert_array_equal(seg_len, np.linalg.norm(b_ref - a_ref, axis=1))
+        np.testing.assert_array_equal(cross, a_ref[:, 0] * b_ref[:, 1] - b_ref[:, 0] * a_ref[:, 1])
+        n_seg += len(a)
+    assert n_seg > 2000
+    a, *_ = M.filters.contour_segments(np.zeros((1, 2)), np.array([1]), spacing)
+    assert a.shape == (0, 2)  # a contour of one point has no segment
+
+
+@pytest.mark.parametrize("spacing", [(1.2, 1.2), (0.7, 1.3)])
+def test_compiled_slice_band_and_signed_band_are_the_array_form(spacing):
+    # _slice_sdf's pixel-centre signed distances, its band and the signed write with the
+    # offset: the bits of the numpy formulation (np.where, argwhere, the masked assignment)
+    from napari_ablation.core.filters import signed_band, slice_band, slice_edt
+
+    rng = np.random.default_rng(5)
+    sy, sx = spacing
+    half = 0.25 * (sy + sx)
+    n_band = 0
+    for img in _random_slices(rng, 120):
+        inside = img >= 0.5
+        band_mm = rng.uniform(0.5, 6.0)
+        got = slice_band(img, spacing, band_mm)
+        if inside.all() or not inside.any():
+            assert got is None
+            continue
+        d = slice_edt(inside, spacing)
+        approx = np.where(inside, d - half, -(d - half))
+        band = np.abs(approx) <= band_mm
+        out, p, where = got
+        np.testing.assert_array_equal(out, approx.astype(np.float32))
+        np.testing.assert_array_equal(p, np.argwhere(band) * (sy, sx))
+        np.testing.assert_array_equal(where, np.flatnonzero(band))
+        dist = rng.random(len(where)) * band_mm
+        offset = rng.uniform(-0.6, 0.6)
+        ref = approx.astype(np.float32)
+        ref[band] = np.where(inside[band], dist, -dist)
+        ref = ref + np.float32(offset)
+        res = signed_band(out, img, where, dist, offset)
+        assert res is out and res.dtype == np.float32
+        np.testing.assert_array_equal(res, ref)
+        n_band += len(where)
+    assert n_band > 5000
+    assert slice_band(np.ones((3, 4), np.float32), spacing, 2.0) is None
+    with pytest.raises(ValueError, match="float32"):
+        signed_band(np.zeros((3, 4)), np.zeros((3, 4), np.float32), [], [], 0.0)
+
+
+def _pieces_end_by_labels(crop, filled):
+    """Oracle: _branch_ends' labelled formulation (is any piece ending between filled slices?)."""
+    nsl = len(filled)
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = True
+    lab, n = ndimage.label(crop, structure=in_plane)
+    for s in (-1, 1):
+        cur = slice(max(-s, 0), nsl - max(s, 0))
+        nxt = slice(max(s, 0), nsl - max(-s, 0))
+        ending = np.zeros(n + 1, dtype=bool)
+        has_next = np.zeros(nsl, dtype=bool)
+        has_next[cur] = filled[nxt]
+        ending[np.unique(lab[has_next])] = True
+        ending[lab[cur][crop[nxt] != 0]] = False
+        ending[0] = False
+        if ending.any():
+            return True
+    return False
+
+
+def test_compiled_branch_end_check_agrees_with_the_labelled_pieces():
+    # _branch_ends skips its labelling when no piece ends between two filled slices: the
+    # compiled check says so exactly when the labelled formulation finds no ending piece
+    rng = np.random.default_rng(6)
+    seen = {True: 0, False: 0}
+    for _i in range(300):
+        shape = (rng.integers(1, 7), *rng.integers(2, 25, 2))
+        blob = ndimage.gaussian_filter(rng.random(shape), (0.0, *rng.uniform(0.5, 3.0, 2)))
+        crop = (blob > np.quantile(blob, rng.uniform(0.3, 0.9))).astype(np.uint8)
+        crop[rng.random(len(crop)) < 0.2] = 0  # some empty slices
+        filled = crop.reshape(len(crop), -1).any(axis=1)
+        go_on = M.filters.pieces_go_on(crop, filled)
+        assert go_on == (not _pieces_end_by_labels(crop, filled))
+        assert M.filters.pieces_go_on(crop.astype(bool), filled) == go_on
+        seen[go_on] += 1
+    assert min(seen.values()) > 30  # both answers were compared
+    # a lobe ending between two filled slices: caps from _branch_ends, none without it
+    crop = np.zeros((3, 12, 20), np.uint8)
+    crop[:, 3:9, 2:8] = 1
+    crop[0, 3:9, 12:18] = 1  # on slice 0 only, beside the lobe that goes on
+    filled = np.ones(3, bool)
+    assert not M.filters.pieces_go_on(crop, filled)
+    pos = np.arange(7) / 3
+    caps = M._branch_ends(crop, filled, (1.0, 1.0), 3.0, pos, 0.8, 4.0, [])
+    assert len(caps) == 1
+    crop[0, 3:9, 12:18] = 0
+    assert M.filters.pieces_go_on(crop, filled)
+    assert M._branch_ends(crop, filled, (1.0, 1.0), 3.0, pos, 0.8, 4.0, []) == []
+
+
+@pytest.mark.parametrize("spacing", [(1.2, 1.2), (0.7, 1.3)])
+def test_point_covariance_is_np_cov(spacing):
+    # the poles' section shapes (_cap_coverage): np.cov's operations without its checks, the
+    # same bits on pixel positions and on scattered points
+    rng = np.random.default_rng(7)
+    for i in range(400):
+        n = int(rng.integers(2, 300))
+        pts = rng.integers(0, 60, (n, 2)) * spacing if i % 2 else rng.normal(size=(n, 2)) * 30
+        np.testing.assert_array_equal(M._point_cov(pts), np.cov(pts.T))

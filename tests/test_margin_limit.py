@@ -220,3 +220,34 @@ def test_a_caps_height_lies_within_its_extent_term(hz):
             inside.append(abs(true - model) <= float(ext[last].max()))
     assert len(inside) >= 30
     assert np.mean(inside) >= 0.95  # two sd of each section's count: not a hard bound
+
+
+def test_the_limit_is_its_named_terms_combined(brim_case):
+    """The terms by name (what bench_limit_sweep --terms measures) are the limit's own: the
+    in-plane pixels' and the refined rows' fractions along the direction, the caps' term in
+    place of the rows' where larger, the departure in quadrature."""
+    tumor, _, _ = brim_case
+    grid, fld = _fields(tumor)
+    x, z = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    rows = SPACING[2] / np.ceil(SPACING[2] / min(SPACING[:2]))  # the refined rows: 0.75 mm
+    along_x = margin._surface_error_terms(grid, x)
+    assert along_x["pixels"] == pytest.approx(margin.LIMIT_INPLANE_THICK_GRID * SPACING[0])
+    assert along_x["rows"] == pytest.approx(0.0, abs=1e-12)
+    along_z = margin._surface_error_terms(grid, z)
+    assert along_z["rows"] == pytest.approx(margin.LIMIT_ACROSS_SLICES * rows)
+    assert along_z["pixels"] == pytest.approx(0.0, abs=1e-12)
+    edge = np.array([BRIM_C + BRIM_R, 0.0, SPACING[2] / 2])
+    for n in (x, z, np.array([0.6, 0.0, 0.8])):
+        t = margin._surface_error_terms(grid, n, fld, edge)
+        assert t["departure"] > 0.4  # the brim's crest between the slices
+        combined = np.sqrt(t["pixels"] ** 2 + max(t["rows"], t["caps"]) ** 2 + t["departure"] ** 2)
+        assert margin._surface_error_sd(grid, n, fld, edge) == pytest.approx(combined, rel=1e-12)
+    iso = sitk.Image(4, 4, 4, sitk.sitkUInt8)
+    iso.SetSpacing((1.0, 1.0, 1.0))
+    t = margin._surface_error_terms(margin._Grid(iso), z)
+    assert t == {
+        "pixels": pytest.approx(margin.LIMIT_ISOTROPIC),
+        "rows": 0.0,
+        "caps": 0.0,
+        "departure": 0.0,
+    }

@@ -20,4 +20,6 @@ thin layers over it. One module owns each concept:
 * ``segmentation``, ``interpolation``, ``registration``, ``margin``, ``coverage``,
   ``uncertainty``, ``report`` -- the workflow steps
 * ``cohort``, ``cohort_stats`` -- many cases on Dask, and margin-outcome statistics
+* ``filters``, ``mesh_search`` -- the margin engine's compiled kernels (numba); ``warmup``
+  compiles them (or loads them from numba's cache) ahead of the first analysis
 """

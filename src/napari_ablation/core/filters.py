@@ -22,9 +22,20 @@ Also here, each giving the numbers of the formulation it replaces:
   trilinear interpolation);
 * :func:`find_contours`: a slice's contours at a level (``skimage.measure.find_contours``:
   the same points, contours and order);
-* :func:`window_extremes`: the minimum and maximum of two arrays over boxes.
+* :func:`window_extremes`: the minimum and maximum of two arrays over boxes;
+* :func:`contour_segments`, :func:`slice_band`, :func:`signed_band`: a thick slice's contour
+  segments, its pixel-centre signed distances with their band, and the band's signed exact
+  distances (the margin engine's per-slice numpy formulation);
+* :func:`pieces_go_on`: whether every piece of a slice overlaps its filled neighbours (the
+  labelled pieces' test).
 
 The kernels are compiled by numba on first use and cached on disk; they release the GIL.
+
+Compile time (the first analysis after an install; :mod:`~napari_ablation.core.warmup` does
+it ahead): one signature per kernel (the wrappers cast their arguments), and the small
+helpers are plain compiled functions that LLVM inlines, not ``inline="always"`` (numba
+then types a copy of the helper at every call site: 2-3 s more of compilation, the same
+bits and speed; benchmarks/README.md, "First use").
 """
 
 from __future__ import annotations
@@ -34,12 +45,16 @@ import numpy as np
 from numba.typed import Dict
 
 __all__ = [
+    "contour_segments",
     "curvature_sums",
     "diagonal_caps",
     "find_contours",
     "gaussian_filter",
     "gradient_at",
     "low_parts",
+    "pieces_go_on",
+    "signed_band",
+    "slice_band",
     "slice_edt",
     "window_extremes",
 ]
@@ -57,7 +72,7 @@ def _kernel(sigma: float, truncate: float) -> np.ndarray:
     return np.ascontiguousarray(phi[radius:])
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _src(i, n, mode):  # pragma: no cover - compiled
     """Index of the sample that stands at ``i`` of a line of ``n`` (-1: the constant 0)."""
     if 0 <= i < n:
@@ -172,7 +187,7 @@ def gaussian_filter(
     return cur.copy() if cur is arr else cur
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _near(a, z, y, x, value):  # pragma: no cover - compiled
     """Whether a 26-neighbour of (z, y, x) in ``a`` equals ``value``."""
     nz, ny, nx = a.shape
@@ -350,7 +365,7 @@ def slice_edt(inside: np.ndarray, sampling) -> np.ndarray:
     return out
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _unit_normal(f, z, y, x, den):  # pragma: no cover - compiled
     """Unit gradient of ``f`` at a sample: central differences, one-sided at the edges.
 
@@ -463,7 +478,7 @@ def curvature_sums(f: np.ndarray, spacing, verts_idx: np.ndarray) -> tuple[np.nd
     return kappa, normal
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _fraction(v_from, v_to, level):  # pragma: no cover - compiled
     if v_to == v_from:
         return 0.0
@@ -783,7 +798,7 @@ def window_extremes(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, width) ->
     return out_lo, out_hi
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _lstsq_poly(z, q, n, deg):  # pragma: no cover - compiled
     """Least-squares polynomial of degree 1 or 2 through (z[:n], q[:n]) (highest power first)."""
     m = deg + 1
@@ -1000,7 +1015,7 @@ def _diagonal_caps(solid, cov, sp, dirs, nlay, min_radius, t0, t1):  # pragma: n
                                 cov[z, y, x] = vi
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _cap_row(m, sg, z, y, k0, x_first, x_last):  # pragma: no cover - compiled
     """The interval of x in a row (``x_first .. x_last``) where sg * (m . (z, y, x)) >= k0."""
     rest = k0 - sg * (m[0] * z + m[1] * y)
@@ -1012,7 +1027,7 @@ def _cap_row(m, sg, z, y, k0, x_first, x_last):  # pragma: no cover - compiled
     return x_first, min(x_last, -rest)
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _cap_value(p, z, y, x, zc, t0, t1):  # pragma: no cover - compiled
     """(weight, 0.5 + s / h) of a voxel at height ``zc`` under a cap's model ``p``."""
     g, b, a0, h = p[0], p[1], p[2], p[3]
@@ -1079,3 +1094,225 @@ def diagonal_caps(solid, cov, spacing, dirs, n_layers, min_radius, tilt_deg) -> 
         float(tilt_deg[0]),
         float(tilt_deg[1]),
     )
+
+
+@numba.njit(nogil=True, cache=True)
+def _contour_segments(pts, lengths, sy, sx, a, b, mid, seg_len, cross):  # pragma: no cover
+    m = 0
+    s = 0
+    for c in range(lengths.shape[0]):
+        for i in range(s, s + lengths[c] - 1):
+            ay, ax = pts[i, 0] * sy, pts[i, 1] * sx
+            by, bx = pts[i + 1, 0] * sy, pts[i + 1, 1] * sx
+            a[m, 0], a[m, 1], b[m, 0], b[m, 1] = ay, ax, by, bx
+            mid[m, 0], mid[m, 1] = 0.5 * (ay + by), 0.5 * (ax + bx)
+            dy, dx = by - ay, bx - ax
+            seg_len[m] = np.sqrt(dy * dy + dx * dx)
+            cross[m] = ay * bx - by * ax
+            m += 1
+        s += lengths[c]
+
+
+def contour_segments(pts: np.ndarray, lengths: np.ndarray, sampling) -> tuple:
+    """The segments of 2D contours in mm, with their midpoints, lengths and cross products.
+
+    Parameters
+    ----------
+    pts : numpy.ndarray
+        ``(n, 2)`` float64 points (rows, columns) of the contours one after the other, as
+        :func:`find_contours` returns them.
+    lengths : numpy.ndarray
+        Number of points of each contour.
+    sampling : sequence of float
+        Pixel spacing (rows, columns), mm.
+
+    Returns
+    -------
+    a, b, mid : numpy.ndarray
+        ``(m, 2)`` each segment's first and second end and its midpoint ``0.5 (a + b)``, mm:
+        consecutive points of a contour, scaled by ``sampling``.
+    seg_len : numpy.ndarray
+        ``(m,)`` lengths (``np.linalg.norm(b - a, axis=1)``'s numbers).
+    cross : numpy.ndarray
+        ``(m,)`` ``a[:, 0] b[:, 1] - b[:, 0] a[:, 1]`` (twice the signed area each segment
+        spans with the origin).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    m = int(np.sum(np.maximum(lengths - 1, 0)))
+    a, b, mid = np.empty((m, 2)), np.empty((m, 2)), np.empty((m, 2))
+    seg_len, cross = np.empty(m), np.empty(m)
+    sy, sx = (float(v) for v in sampling)
+    _contour_segments(
+        np.ascontiguousarray(pts, dtype=np.float64), lengths, sy, sx, a, b, mid, seg_len, cross
+    )
+    return a, b, mid, seg_len, cross
+
+
+@numba.njit(nogil=True, cache=True)
+def _slice_band(soft, sy, sx, band_mm, out, p, where):  # pragma: no cover - compiled
+    ny, nx = soft.shape
+    inside = np.empty((ny, nx), dtype=np.bool_)
+    n_in = 0
+    for y in range(ny):
+        for x in range(nx):
+            inside[y, x] = soft[y, x] >= 0.5
+            n_in += inside[y, x]
+    if n_in == 0 or n_in == ny * nx:
+        return -1
+    d = np.empty((ny, nx))
+    _slice_edt(inside, sy, sx, np.empty((2, ny, nx), dtype=np.int64), d)
+    half = 0.25 * (sy + sx)
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            v = d[y, x] - half
+            if not inside[y, x]:
+                v = -v
+            out[y, x] = v
+            if abs(v) <= band_mm:
+                p[n, 0] = np.float64(y) * sy
+                p[n, 1] = np.float64(x) * sx
+                where[n] = y * nx + x
+                n += 1
+    return n
+
+
+def slice_band(soft: np.ndarray, sampling, band_mm: float):
+    """Pixel-centre signed distances of a slice and its pixels near the boundary.
+
+    Parameters
+    ----------
+    soft : numpy.ndarray
+        2D float32 slice; inside where ``soft >= 0.5``.
+    sampling : sequence of float
+        Pixel spacing (rows, columns), mm.
+    band_mm : float
+        Half-width of the band, mm.
+
+    Returns
+    -------
+    tuple or None
+        ``None`` when every pixel is on one side. Else ``(out, p, where)``: ``out`` float32,
+        ``d - h`` inside and ``-(d - h)`` outside (``d`` :func:`slice_edt`'s distance,
+        ``h`` a quarter of the two spacings' sum, computed in float64); ``p`` ``(n, 2)`` the
+        positions (mm, ``np.argwhere(band) * sampling``) of the pixels whose float64 value lies
+        within ``band_mm`` of 0, row by row; ``where`` their flat indices.
+    """
+    sy, sx = (float(v) for v in sampling)
+    soft = np.ascontiguousarray(soft, dtype=np.float32)
+    out = np.empty(soft.shape, dtype=np.float32)
+    p = np.empty((soft.size, 2))
+    where = np.empty(soft.size, dtype=np.int64)
+    n = _slice_band(soft, sy, sx, float(band_mm), out, p, where)
+    if n < 0:
+        return None
+    return out, p[:n], where[:n]
+
+
+@numba.njit(nogil=True, cache=True)
+def _signed_band(out, soft, where, d, offset):  # pragma: no cover - compiled
+    flat = out.reshape(-1)
+    sflat = soft.reshape(-1)
+    for k in range(where.shape[0]):
+        i = where[k]
+        flat[i] = np.float32(d[k] if sflat[i] >= 0.5 else -d[k])
+    for i in range(flat.shape[0]):
+        flat[i] = flat[i] + offset
+
+
+def signed_band(out: np.ndarray, soft: np.ndarray, where: np.ndarray, d, offset: float):
+    """Write distances into a slice's band with the side's sign, then shift all by an offset.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        2D C-contiguous float32 slice, updated in place.
+    soft : numpy.ndarray
+        2D float32 slice of the same shape; inside where ``soft >= 0.5``.
+    where : numpy.ndarray
+        Flat indices of the band's pixels.
+    d : numpy.ndarray
+        Their unsigned distances (float64).
+    offset : float
+        Added to every pixel (in float32).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``: ``out[band] = np.where(inside[band], d, -d)``, then ``out + np.float32(offset)``.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is not a C-contiguous float32 array of ``soft``'s shape.
+    """
+    if out.shape != soft.shape or not out.flags.c_contiguous or out.dtype != np.float32:
+        raise ValueError("signed_band takes a C-contiguous float32 slice of soft's shape")
+    _signed_band(
+        out,
+        np.ascontiguousarray(soft, dtype=np.float32),
+        np.asarray(where, dtype=np.int64),
+        np.asarray(d, dtype=np.float64),
+        np.float32(offset),
+    )
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _pieces_go_on(crop, filled):  # pragma: no cover - compiled
+    nsl, ny, nx = crop.shape
+    seen = np.zeros((ny, nx), dtype=np.bool_)
+    stack = np.empty(ny * nx, dtype=np.int64)
+    for s in (-1, 1):
+        for k in range(nsl):
+            nb = k + s
+            if nb < 0 or nb >= nsl or not filled[nb]:
+                continue
+            # flood each piece of slice k (8-connected) from its pixels over slice nb
+            seen[:, :] = False
+            n_fg = 0
+            top = 0
+            for y in range(ny):
+                for x in range(nx):
+                    if crop[k, y, x] != 0:
+                        n_fg += 1
+                        if crop[nb, y, x] != 0:
+                            seen[y, x] = True
+                            stack[top] = y * nx + x
+                            top += 1
+            n_seen = top
+            while top > 0:
+                top -= 1
+                y, x = stack[top] // nx, stack[top] % nx
+                for yy in range(max(y - 1, 0), min(y + 2, ny)):
+                    for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                        if crop[k, yy, xx] != 0 and not seen[yy, xx]:
+                            seen[yy, xx] = True
+                            stack[top] = yy * nx + xx
+                            top += 1
+                            n_seen += 1
+            if n_seen != n_fg:
+                return False
+    return True
+
+
+def pieces_go_on(crop: np.ndarray, filled: np.ndarray) -> bool:
+    """Whether every piece of every slice goes on to each filled neighbouring slice.
+
+    Parameters
+    ----------
+    crop : numpy.ndarray
+        3D mask, slices along axis 0 (non-zero inside).
+    filled : numpy.ndarray
+        ``(len(crop),)`` booleans: which slices have a pixel inside.
+
+    Returns
+    -------
+    bool
+        True when each 8-connected piece of each slice ``k`` overlaps a pixel inside of slice
+        ``k - 1`` and of slice ``k + 1`` where those are filled (no branch ends between two
+        filled slices).
+    """
+    c = crop if crop.dtype == np.uint8 else (crop != 0).view(np.uint8)
+    ok = _pieces_go_on(np.ascontiguousarray(c), np.ascontiguousarray(filled, dtype=np.bool_))
+    return bool(ok)

@@ -21,6 +21,12 @@ replaced (the same numbers where both find the same triangle).
 
 The kernels are compiled by numba on first use and cached on disk (``cache=True``); they
 release the GIL, so two threads search two halves of the points side by side.
+
+Compile time (the first analysis after an install; :mod:`~napari_ablation.core.warmup` does
+it ahead): one signature per kernel (the wrappers cast their arguments), and the small
+helpers are plain compiled functions that LLVM inlines, not ``inline="always"`` (numba
+then types a copy of the helper at every call site: 2-3 s more of compilation, the same
+bits and speed; benchmarks/README.md, "First use").
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ _SLAB_MAX = 256
 _ROW = 12
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _swap(idx, cent, i, j):  # pragma: no cover - compiled
     t = idx[i]
     idx[i] = idx[j]
@@ -186,7 +192,7 @@ def _node_bounds(tri, n_inner):  # pragma: no cover - compiled
     return nodes
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _bound_d2(nodes, node, x, y, z):  # pragma: no cover - compiled
     """A lower bound of the squared distance from a point to a node's triangles.
 
@@ -207,7 +213,7 @@ def _bound_d2(nodes, node, x, y, z):  # pragma: no cover - compiled
     return max(d, g * g)
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _closest_vw(d1, d2, abab, acac, abac):  # pragma: no cover - compiled
     """Closest point ``a + v ab + w ac`` of a triangle from the dot products ``d1, d2``.
 
@@ -254,7 +260,7 @@ def _closest_vw(d1, d2, abab, acac, abac):  # pragma: no cover - compiled
     return v, w
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _triangle(tri, dots, t, x, y, z, best, best_t, q):  # pragma: no cover - compiled
     """Test one triangle; return the best squared distance and triangle so far."""
     apx = x - tri[t, 0]
@@ -280,7 +286,7 @@ def _triangle(tri, dots, t, x, y, z, best, best_t, q):  # pragma: no cover - com
     return best, best_t
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _search(nodes, n_inner, tri, dots, stack, bound, x, y, z, best, best_t, q):  # pragma: no cover
     """Every leaf whose bound is below ``best`` (squared), nearer child first."""
     m = tri.shape[0]
@@ -447,7 +453,7 @@ def candidate_segment_distance(p, a, b, idx) -> np.ndarray:
     return out
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _dot3(x0, x1, x2, y0, y1, y2):  # pragma: no cover - compiled
     """A 3-vector dot product summed as numpy's einsum sums it (x and z, then y)."""
     return (x0 * y0 + x2 * y2) + x1 * y1
