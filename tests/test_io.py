@@ -257,3 +257,116 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert mode == 0o666 & ~mask
+
+
+def _label_map(values, dtype=np.uint16) -> sitk.Image:
+    """A small label map: a block of each of ``values`` (0 elsewhere), 0.8 x 0.8 x 5 mm."""
+    arr = np.zeros((6, 10, 12), dtype)
+    for k, v in enumerate(values):
+        arr[1:5, 1 + 2 * k : 3 + 2 * k, 2:9] = v
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.8, 0.8, 5.0))
+    return img
+
+
+@pytest.mark.parametrize(
+    "values, dtype", [((256,), np.uint16), ((1000, 256, 3), np.uint16), ((-1, 7, 300), np.int16)]
+)
+def test_labels_to_uint8_renumbers_values_that_do_not_fit_never_wraps(values, dtype):
+    # UAT s12 N1: a uint16 mask of 256 read into uint8 labels wrapped to 0 (the tumor lost)
+    img = _label_map(values, dtype)
+    src = sitk.GetArrayFromImage(img)
+    out, label = io.labels_to_uint8(img, "tumor.nii.gz", label=max(values))
+    arr = sitk.GetArrayFromImage(out)
+    assert out.GetPixelID() == sitk.sitkUInt8 and geometry.same_grid(out, img)
+    ranks = {v: k + 1 for k, v in enumerate(sorted(values))}  # 1, 2, ... in value order
+    for v in values:
+        np.testing.assert_array_equal(arr == ranks[v], src == v)  # each label kept apart
+    np.testing.assert_array_equal(arr != 0, src != 0)  # nothing lost, nothing added
+    assert label == ranks[max(values)]  # the selected value follows its voxels
+
+
+def test_labels_to_uint8_keeps_values_that_fit_and_refuses_a_scan():
+    img = _label_map((1, 2, 255), np.int32)
+    out, label = io.labels_to_uint8(img, "tumor.nii.gz", label=2)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), sitk.GetArrayFromImage(img))
+    assert label == 2 and out.GetPixelID() == sitk.sitkUInt8
+    scan = make_volume()  # int16 CT, many values
+    with pytest.raises(AblationError, match=r"^tumor.nii.gz: not a label image: \d+ distinct"):
+        io.labels_to_uint8(scan, "tumor.nii.gz")
+    mri = sitk.Cast(scan, sitk.sitkFloat32) * 0.37
+    with pytest.raises(AblationError, match=r"^tumor.nii.gz: not a label image \(non-integer"):
+        io.labels_to_uint8(mri, "tumor.nii.gz")
+
+
+def _sample_case_copy(tmp_path) -> Path:
+    import shutil
+
+    from napari_ablation.core import samples
+
+    folder = tmp_path / "renal"
+    shutil.copytree(samples.sample_dir() / "renal_mri", folder)
+    return folder
+
+
+def _write_over(path: Path, arr: np.ndarray, grid: Path | None = None) -> None:
+    """Write ``arr`` as the image file ``path``, on the grid of ``grid`` (default: ``path``)."""
+    ref = sitk.ReadImage(str(grid or path))
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(ref)
+    sitk.WriteImage(img, str(path))
+
+
+def test_case_folder_with_a_scan_as_tumor_is_refused_in_one_line(tmp_path):
+    from napari_ablation.core.case import Case
+
+    folder = _sample_case_copy(tmp_path)
+    (folder / "tumor.nii.gz").write_bytes((folder / "pre.nii.gz").read_bytes())  # int16 MRI
+    with pytest.raises(AblationError) as info:
+        Case.load(folder)
+    msg = str(info.value)
+    assert msg.startswith("tumor.nii.gz: not a label image: ") and "\n" not in msg, msg
+
+
+def test_case_folder_with_uint16_labels_above_255_keeps_every_voxel(tmp_path):
+    import json
+
+    from napari_ablation.core.case import Case
+
+    folder = _sample_case_copy(tmp_path)
+    before = Case.load(folder)
+    masks = {r: sitk.GetArrayFromImage(getattr(before, r)) != 0 for r in ("tumor", "ablation")}
+    _write_over(folder / "tumor.nii.gz", (masks["tumor"] * 256).astype(np.uint16))
+    abl = masks["ablation"].astype(np.uint16) * 1000
+    abl[tuple(np.array(masks["ablation"].nonzero())[:, :5])] = 2000  # a second structure
+    _write_over(folder / "ablation.nii.gz", abl)
+    doc = json.loads((folder / "case.json").read_text())
+    doc["settings"]["ablation_label"] = 1000  # the ablation zone is the 1000s
+    (folder / "case.json").write_text(json.dumps(doc))
+    case = Case.load(folder)
+    tumor = sitk.GetArrayFromImage(case.tumor)
+    np.testing.assert_array_equal(tumor != 0, masks["tumor"])  # 256 wrapped to 0 before
+    ablation = sitk.GetArrayFromImage(case.ablation)
+    assert case.settings["ablation_label"] == 1  # renumbered with its voxels
+    np.testing.assert_array_equal(ablation == 1, abl == 1000)
+    np.testing.assert_array_equal(ablation == 2, abl == 2000)
+
+
+def test_cli_margin_with_a_scan_or_a_uint16_mask_as_tumor(tmp_path, capsys):
+    from napari_ablation import cli
+
+    folder = _sample_case_copy(tmp_path)
+    args = ["margin", "--ablation", str(folder / "ablation.nii.gz")]
+    args += ["--transform", str(folder / "true_transform.tfm")]
+    assert cli.main([*args, "--tumor", str(folder / "tumor.nii.gz")]) == 0
+    expected = capsys.readouterr().out
+    scan = folder / "scan_tumor.nii.gz"
+    scan.write_bytes((folder / "pre.nii.gz").read_bytes())
+    assert cli.main([*args, "--tumor", str(scan)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "scan_tumor.nii.gz: not a label image" in err, err
+    wide = folder / "wide_tumor.nii.gz"
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "tumor.nii.gz"))) != 0
+    _write_over(wide, (mask * 256).astype(np.uint16), grid=folder / "tumor.nii.gz")
+    assert cli.main([*args, "--tumor", str(wide)]) == 0
+    assert capsys.readouterr().out == expected  # the same numbers, not an empty mask

@@ -162,8 +162,14 @@ def test_text_json_and_bad_input(phantom):
     lo, hi = unc.interval_mm
     assert unc.interval_text() == (
         f"MTM {res.min_margin_mm:.1f} mm (95 %: {U.signed_mm_text(lo)} to "
-        f"{U.signed_mm_text(hi)}; P(MTM < 0) = {100 * unc.p_below_zero:.0f} %)"
+        f"{U.signed_mm_text(hi)}; P(MTM < 0) = {100 * unc.p_below_zero:.1f} %)"
     )
+    # the probabilities on screen are the figures of the table and the CSV (UAT s11 N6: the
+    # widget read "2 %" where the CSV read "2.5")
+    rows = {name: value for name, value, _unit in unc.rows()}
+    assert f"P(MTM < 0) = {rows['P(MTM < 0)']} %" in unc.summary_text()
+    below_t = f"P(MTM < {unc.threshold_mm:g} mm)"
+    assert f"{below_t} = {rows[below_t]} %" in unc.summary_text()
     # an end that rounds to zero reads the same on both sides of zero (UAT s4: the GUI
     # read "+0.0" where the CLI read "-0.0" for the same interval)
     import dataclasses

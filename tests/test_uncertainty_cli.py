@@ -24,7 +24,8 @@ UNCERTAINTY_KEYS = {
     "uncertainty_sources",
 }
 LINE = re.compile(
-    r"^MTM -?\d+\.\d mm \(95 %: [+-]\d+\.\d to [+-]\d+\.\d; P\(MTM < 0\) = \d+ %\)$", re.MULTILINE
+    r"^MTM -?\d+\.\d mm \(95 %: [+-]\d+\.\d to [+-]\d+\.\d; P\(MTM < 0\) = \d+\.\d %\)$",
+    re.MULTILINE,
 )
 
 

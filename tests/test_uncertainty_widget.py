@@ -24,7 +24,7 @@ from napari_ablation.model import CaseModel
 from napari_ablation.widgets import _layers
 
 LINE = re.compile(
-    r"^MTM -?\d+\.\d mm \(95 %: [+-]?\d+\.\d to [+-]?\d+\.\d; P\(MTM < 0\) = \d+ %\)$"
+    r"^MTM -?\d+\.\d mm \(95 %: [+-]?\d+\.\d to [+-]?\d+\.\d; P\(MTM < 0\) = \d+\.\d %\)$"
 )
 SAMPLE = samples.sample_dir() / "renal_mri"
 

@@ -53,30 +53,19 @@ def get_reader(path):
     return None
 
 
-#: an integer volume with at most this many distinct values opens as a Labels layer
-MAX_LABEL_VALUES = 16
-
-
 def label_role(path: Path) -> str:
     """The role of a case's known label file (``tumor.nii.gz`` -> ``"tumor"``), else ``""``."""
     stem = path.name.split(".")[0].lower()
     return stem if stem in case_mod.LABEL_ROLES else ""
 
 
-def is_mask(arr: np.ndarray) -> bool:
-    """Integer data with a few values (a segmentation), not an intensity image."""
-    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-        return False
-    sample = arr.ravel()[:: max(1, arr.size // 200_000)]
-    if len(np.unique(sample)) > MAX_LABEL_VALUES:
-        return False
-    return len(np.unique(arr)) <= MAX_LABEL_VALUES
-
-
 def layer_data_for(loaded: io.LoadedImage, name: str, role: str = ""):
+    """The napari layer data of an image read with :func:`io.read_image`: a Labels layer
+    when it was read as labels (a known label file, or voxels that look like a
+    segmentation), else an Image layer."""
     img = loaded.image
     arr = io.sitk.GetArrayFromImage(img)
-    if role in case_mod.LABEL_ROLES or is_mask(arr):
+    if role in case_mod.LABEL_ROLES or loaded.is_label:
         from .widgets._layers import ABLATION_COLOR, TUMOR_COLOR, labels_layer_kwargs
 
         color = {"tumor": TUMOR_COLOR, "ablation": ABLATION_COLOR}.get(role)
@@ -101,8 +90,13 @@ def read_path(path):
     if isinstance(path, (list, tuple)):
         path = path[0]
     p = Path(path)
+    role = label_role(p) if p.is_file() else ""
     try:
-        loaded = io.read_image(p, require_volume=False)
+        # labels (a known label file, or voxels that look like labels) are read as labels:
+        # an oblique mask resampled with nearest neighbour, as the CLI reads it (UAT s10 N1)
+        loaded = io.read_image(p, require_volume=False, is_label=True if role else None)
+        if role:  # a scan saved as tumor.nii.gz: the CLI's line, no labels layer (UAT s12 N1)
+            io.check_label_values(io.sitk.GetArrayViewFromImage(loaded.image), p.name)
     except AblationError as exc:
         _notify_error(str(exc))
         return NULL_LAYER
@@ -112,7 +106,7 @@ def read_path(path):
     for note in loaded.notes:
         _notify_info(note)
     name = p.name.split(".")[0] if p.is_file() else (loaded.description or p.name)
-    return [layer_data_for(loaded, name, label_role(p) if p.is_file() else "")]
+    return [layer_data_for(loaded, name, role)]
 
 
 def read_case_folder(path):
@@ -160,13 +154,13 @@ def _case_layer_data(case):
 
 def _notify_error(text: str) -> None:
     with contextlib.suppress(Exception):  # no napari: nothing to show
-        from napari.utils.notifications import show_error
+        from .widgets import _layers
 
-        show_error(text)
+        _layers.notify_error(text)
 
 
 def _notify_info(text: str) -> None:
     with contextlib.suppress(Exception):  # no napari: nothing to show
-        from napari.utils.notifications import show_info
+        from .widgets import _layers
 
-        show_info(text)
+        _layers.notify_info(text)

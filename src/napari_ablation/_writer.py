@@ -66,8 +66,8 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
 
 def _notify_error(text: str) -> None:
     try:
-        from napari.utils.notifications import show_error
+        from .widgets import _layers
 
-        show_error(text)
-    except Exception:  # noqa: BLE001
+        _layers.notify_error(text)
+    except Exception:  # noqa: BLE001 - no napari: nothing to show
         pass

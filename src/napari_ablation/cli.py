@@ -147,6 +147,16 @@ def _add_margin_parser(sub) -> None:
     )
     p.add_argument("--ablation", required=True, help="ablation-zone labels on the post grid")
     p.add_argument(
+        "--pre",
+        help="the pre image the tumor was drawn on: tumor labels on another grid are "
+        "refused, as in the viewer and in 'cohort run'",
+    )
+    p.add_argument(
+        "--post",
+        help="the post image the ablation zone was drawn on: ablation labels on another "
+        "grid are refused",
+    )
+    p.add_argument(
         "--transform",
         help="registration pre -> post, ITK convention (.tfm); without it the "
         "identity is assumed (pre and post already aligned)",
@@ -196,7 +206,8 @@ def _add_margin_parser(sub) -> None:
     u.add_argument(
         "--registration-sd-mm",
         type=_mm,
-        help="stated registration error at the tumor: SD in mm per axis",
+        help="stated registration error at the tumor: SD in mm per axis (default without "
+        "--fixed-points: 1 mm, the reader accuracy the plugin assumes, named as assumed)",
     )
     u.add_argument(
         "--boundary-mm",
@@ -311,27 +322,74 @@ def _warn(command: str, text: str) -> None:
     print(f"napari-ablation {command}: warning: {text}", file=sys.stderr)
 
 
+def _engine_ready(command: str) -> None:
+    """Compile the margin engine's kernels now when numba's on-disk cache lacks them (the
+    first analysis after an install), saying so in one line on stderr instead of a silent
+    wait: half of them in a child process beside this one on a machine of two cores or more.
+    Nothing is printed when the cache holds them (every later run)."""
+    from .core import warmup
+
+    cold = warmup.cold_kernels()
+    if not cold:
+        return
+    shares = warmup.split(cold, 2)
+    about = max(1, round(warmup.compile_seconds(cold, len(shares))))
+    print(
+        f"napari-ablation {command}: compiling the margin engine once, about {about} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        for share in shares[1:]:
+            warmup.start_warm_up(share)
+        warmup.warm_up(shares[0])
+        warmup.wait()
+    finally:
+        warmup.stop()  # (interrupted: the child goes too)
+
+
 # ----------------------------------------------------------------------------- margin
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
-    from .core import files, io, margin, resources
+    from .core import files, geometry, io, margin, resources
     from .core import transform as tfm
+    from .core.case import Case
 
     outs = files.OutputSet(
-        inputs=[args.tumor, args.ablation, args.transform, args.fixed_points, args.moving_points]
+        inputs=[
+            args.tumor,
+            args.ablation,
+            args.pre,
+            args.post,
+            args.transform,
+            args.fixed_points,
+            args.moving_points,
+        ]
     )
     for path in (args.json_out, args.csv_out, args.html_out, args.pdf_out, args.margin_labels_out):
         if path:
             outs.check(path)
 
     _check_uncertainty_args(args)
-    tumor = io.read_labels(args.tumor, label=args.tumor_label, name="tumor")
+    notes: list[str] = []
+    tumor = io.read_labels(args.tumor, label=args.tumor_label, name="tumor", notes=notes)
+    if notes:
+        notes[-1] += " (--tumor-label N measures one of them)"
     ablation = io.read_labels(args.ablation, label=args.ablation_label, name="ablation")
+    # the rule of the viewer and of 'cohort run': labels live on the grid of their image
+    Case(
+        pre=_read_image(args.pre, "pre", notes).image if args.pre else None,
+        post=_read_image(args.post, "post", notes).image if args.post else None,
+        tumor=tumor,
+        ablation=ablation,
+    ).check_labels()
     tx = tfm.read_rigid_transform(args.transform) if args.transform else None
+    notes += _parts_notes(tumor)
     # the analysis crops each mask padded by its widest peri-tumoral shell (mm)
     need = resources.margin_memory_bytes(tumor, ablation, max(margin.SHELL_WIDTHS))
     resources.check_memory(need, "the margin analysis")
+    _engine_ready("margin")
     res = margin.analyze_margin(tumor, ablation, tx, args.threshold)
     unc = _margin_uncertainty(args, res, tumor, ablation, tx) if args.uncertainty else None
 
@@ -339,7 +397,8 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     if args.json_out:
         from .core import report
 
-        doc = report.json_document(res, {"inputs": inputs}, unc, transform=tx)
+        extra = {"inputs": inputs, **({"notes": notes} if notes else {})}
+        doc = report.json_document(res, extra, unc, transform=tx)
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
         from .core import report
@@ -361,10 +420,41 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     outs.commit()
     if tx is None:
         print(f"note: {margin.NO_TRANSFORM_NOTE}")
+        if not (args.pre or args.post) and not geometry.same_grid(tumor, ablation):
+            print(
+                "note: the tumor and ablation masks are on different grids: each is taken "
+                "as drawn on its own image (pre, post), the two aligned in LPS; give --pre "
+                "and --post to check them against their images"
+            )
+    for note in notes:
+        print(f"note: {note}")
     print(res.summary_text())
     if unc is not None:
         print(unc.summary_text())
     return 0
+
+
+def _read_image(path, name: str, notes: list[str], **kwargs):
+    """``io.read_image``, with what reading chose or changed added to ``notes``, named: a DICOM
+    folder of several series (which one was read), a tilted series resampled (UAT s11 N4:
+    the CLI read the largest series of a folder without a word)."""
+    from .core import io
+
+    loaded = io.read_image(path, **kwargs)
+    notes += [f"{name}: {note}" for note in loaded.notes]
+    return loaded
+
+
+def _parts_notes(tumor) -> list[str]:
+    """The note of a tumor mask with separate parts (``segmentation.several_parts_note``)."""
+    import SimpleITK as sitk
+
+    from .core import segmentation
+
+    note = segmentation.several_parts_note(
+        sitk.GetArrayViewFromImage(tumor), tumor.GetSpacing()[::-1], "tumor"
+    )
+    return [note] if note else []
 
 
 def _check_uncertainty_args(args: argparse.Namespace) -> None:
@@ -422,11 +512,13 @@ def _margin_uncertainty(args: argparse.Namespace, res, tumor, ablation, tx):
                 f"the landmark fit and the registration differ by {gap:.1f} mm at the tumor: the "
                 "interval describes the error of the landmark fit",
             )
-    error = uncertainty.RegistrationError(
-        landmarks=points,
-        landmark_spacings=spacings if points else None,
-        sd_mm=args.registration_sd_mm,
-    )
+    if points is None:  # the case model's rule: the reader's accuracy, stated or assumed
+        what = uncertainty.REGISTRATION_MADE_BY["file"] if tx else uncertainty.NOT_REGISTERED
+        error = uncertainty.reader_accuracy(args.registration_sd_mm, what)
+    else:
+        error = uncertainty.RegistrationError(
+            landmarks=points, landmark_spacings=spacings, sd_mm=args.registration_sd_mm
+        )
     return uncertainty.case_uncertainty(
         res,
         error,
@@ -479,9 +571,10 @@ def _cmd_register(args: argparse.Namespace) -> int:
     fixed = moving = None
     fixed_info = moving_info = None
     warnings: list[str] = []
+    read_notes: list[str] = []
     if have_images:
-        fixed_info = io.read_image(args.fixed)
-        moving_info = io.read_image(args.moving)
+        fixed_info = _read_image(args.fixed, "pre (fixed)", read_notes)
+        moving_info = _read_image(args.moving, "post (moving)", read_notes)
         fixed, moving = fixed_info.image, moving_info.image
 
     initial = target = tumor = None
@@ -570,6 +663,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
         result_tx = res.transform
     outs.add_text(out, tfm.tfm_text(result_tx))
     outs.commit()
+    for note in read_notes:
+        print(f"note: {note}")
     for w in warnings:  # after success only: a refusal stays one line
         _warn("register", w)
     print(f"wrote {out} (ITK convention: pre -> post)")
@@ -735,6 +830,8 @@ def _cmd_cohort_run(args: argparse.Namespace) -> int:
             )
         shown["n"] = finished
 
+    if args.scheduler is None:  # local workers: each loads the kernels from this machine's cache
+        _engine_ready("cohort run")
     try:
         run = cohort.run_cohort(
             cases,
@@ -886,6 +983,7 @@ def _cmd_quiz_make(args: argparse.Namespace) -> int:
     from .core import quiz
 
     questions = [q.strip() for q in args.questions.split(",") if q.strip()]
+    _engine_ready("quiz make")  # (the answer key is a margin analysis per case)
     made = quiz.make_quiz(
         args.out,
         args.key,

@@ -34,7 +34,7 @@ from . import coverage, geometry
 from . import transform as tfm
 from .errors import AblationError
 from .files import OutputSet, input_path, os_error_message, read_text
-from .io import read_image
+from .io import labels_to_uint8, read_image
 
 CASE_FILE = "case.json"
 FORMAT_VERSION = 1
@@ -465,12 +465,15 @@ class Case:
         Returns
         -------
         Case
-            The case, with the exact float64 geometry and transform of ``case.json``.
+            The case, with the exact float64 geometry and transform of ``case.json``; its
+            labels ``uint8`` (values above 255 renumbered, and the selected label value
+            with them: :func:`~napari_ablation.core.io.labels_to_uint8`).
 
         Raises
         ------
         AblationError
-            One line naming the file (and the ``case.json`` field) that is wrong.
+            One line naming the file (and the ``case.json`` field) that is wrong, e.g. a
+            label file that is a scan (``tumor.nii.gz: not a label image: ...``).
         """
         folder = input_path(folder, "case folder")
         if not (folder / CASE_FILE).exists():
@@ -478,6 +481,7 @@ class Case:
         doc = read_case_document(folder / CASE_FILE)
         case = cls()
         geoms = doc.get("geometry", {})
+        settings = {**DEFAULT_SETTINGS, **(doc.get("settings") or {})}
         for role, name in doc.get("files", {}).items():
             if role not in IMAGE_FILES or (roles is not None and role not in roles):
                 continue
@@ -485,8 +489,11 @@ class Case:
             if not path.exists():
                 raise AblationError(f"{folder}: the case lists {name} but the file is missing")
             img = read_image(path, is_label=role in LABEL_ROLES).image
-            if role in LABEL_ROLES and img.GetPixelID() != sitk.sitkUInt8:
-                img = sitk.Cast(img, sitk.sitkUInt8)
+            if role in LABEL_ROLES:
+                # a scan saved as the labels is refused; values above 255 are renumbered,
+                # never wrapped (256 became 0, an annotation lost: UAT s12 N1)
+                key = f"{role}_label"
+                img, settings[key] = labels_to_uint8(img, name, label=settings[key])
             if role in geoms:
                 try:
                     restored = restore_recorded_geometry(img, geoms[role])
@@ -509,7 +516,7 @@ class Case:
         elif (folder / TRANSFORM_FILE).exists():
             case.transform = tfm.read_rigid_transform(folder / TRANSFORM_FILE)
         case.landmarks = doc.get("landmarks") or {"pre": [], "post": []}
-        case.settings = {**DEFAULT_SETTINGS, **(doc.get("settings") or {})}
+        case.settings = settings
         case.qa = doc.get("qa") or {"verdict": "not reviewed", "comment": ""}
         case.info = doc.get("info") or {}
         case.registration = doc.get("registration") or {}

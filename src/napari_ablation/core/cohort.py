@@ -1001,6 +1001,8 @@ def run_cohort(
         if own_client:
             client, cluster = connect(scheduler, workers=workers, memory_limit=memory_limit)
         try:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt  # stopped while the cluster started
             _warm_up(client)
             submitted.append(time.monotonic())
             _compute(client, todo, threshold_mm, finish, report, stop)

@@ -580,6 +580,8 @@ class LoadedImage:
         For a DICOM folder, every series found.
     series_uid : str, optional
         For a DICOM folder, the SeriesInstanceUID of the series read.
+    is_label : bool, optional
+        It was read as a label image (see :func:`read_image`).
     """
 
     image: sitk.Image
@@ -590,6 +592,7 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
     series: list[SeriesInfo] = field(default_factory=list)  # for DICOM folders: all series found
     series_uid: str = ""  # for DICOM folders: the series read
+    is_label: bool = False  # read as labels (nearest-neighbour resampling, integer voxels)
 
     @property
     def array(self) -> np.ndarray:
@@ -646,7 +649,7 @@ def read_image(
     path: str | os.PathLike,
     *,
     series_uid: str | None = None,
-    is_label: bool = False,
+    is_label: bool | None = False,
     require_volume: bool = True,
 ) -> LoadedImage:
     """Read an image file or DICOM folder and bring it to identity-direction LPS.
@@ -661,9 +664,11 @@ def read_image(
         The image file or DICOM folder.
     series_uid : str, optional
         The SeriesInstanceUID to read from a DICOM folder.
-    is_label : bool, optional
+    is_label : bool or None, optional
         Read a label image: integer voxels required, nearest-neighbour resampling for
-        oblique images, no NIfTI value scaling allowed.
+        oblique images, no NIfTI value scaling allowed. None: read it as one when its
+        voxels look like a segmentation (:func:`looks_like_labels`, judged before any
+        resampling); the result's ``is_label`` says which.
     require_volume : bool, optional
         Refuse a single 2D slice (when False it is read as a one-slice volume).
 
@@ -754,6 +759,8 @@ def read_image(
             with contextlib.suppress(RuntimeError):
                 restore_recorded_geometry(img, recorded)
     original = geometry.geometry_dict(img)
+    if is_label is None:
+        is_label = looks_like_labels(sitk.GetArrayViewFromImage(img))
     if is_label:
         img = _as_label_pixel_type(img, p.name)
     oriented, note = geometry.orient_lps(img, is_label=is_label)
@@ -768,6 +775,7 @@ def read_image(
         notes,
         series,
         pick.uid if series else "",
+        is_label,
     )
 
 
@@ -846,6 +854,33 @@ def _as_label_pixel_type(img: sitk.Image, name: str) -> sitk.Image:
     return img
 
 
+#: integer voxels with at most this many distinct values look like a segmentation (a mask
+#: or a label map), not a scan (:func:`looks_like_labels`)
+GUESS_LABEL_VALUES = 16
+
+
+def looks_like_labels(arr: np.ndarray) -> bool:
+    """Tell whether voxels look like a segmentation rather than an intensity image.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The voxels.
+
+    Returns
+    -------
+    bool
+        True for integer (or boolean) voxels with at most :data:`GUESS_LABEL_VALUES`
+        distinct values.
+    """
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        return False
+    sample = arr.ravel()[:: max(1, arr.size // 200_000)]
+    if len(np.unique(sample)) > GUESS_LABEL_VALUES:
+        return False
+    return len(np.unique(arr)) <= GUESS_LABEL_VALUES
+
+
 #: more distinct values than this (counted on a subsample) is an intensity image, not labels
 MAX_LABEL_VALUES = 32
 #: the same when one label value is selected (a multi-structure label map)
@@ -871,11 +906,103 @@ def check_label_values(arr: np.ndarray, name: str, *, selected: bool = False) ->
     """
     limit = MAX_LABEL_VALUES_SELECTED if selected else MAX_LABEL_VALUES
     sub = arr[::2, ::4, ::4] if arr.ndim == 3 else arr
-    n = len(np.unique(sub))
+    if sub.dtype.itemsize == 1 and (np.issubdtype(sub.dtype, np.integer) or sub.dtype == bool):
+        # (a case's uint8 labels, read at every opening: a count, not a sort)
+        n = int(np.count_nonzero(np.bincount(sub.ravel().view(np.uint8), minlength=256)))
+    else:
+        n = len(np.unique(sub))
     if n > limit:
         raise AblationError(
             f"{name}: not a label image: {n} distinct values (a segmentation has a few)"
         )
+
+
+#: the largest label value the plugin's labels hold (``uint8`` voxels, as napari paints them)
+MAX_LABEL_VALUE = 255
+
+
+def _distinct_values(arr: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer array, sorted, one slice at a time (no full copy)."""
+    lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+    slices = arr if arr.ndim == 3 else arr[np.newaxis]
+    if hi - lo <= 1 << 20:  # a count per value, not a sort
+        seen = np.zeros(hi - lo + 1, dtype=bool)
+        for plane in slices:
+            seen[plane.ravel().astype(np.int64) - lo] = True
+        return np.flatnonzero(seen) + lo
+    return np.unique(np.concatenate([np.unique(plane) for plane in slices]))
+
+
+def labels_to_uint8(
+    img: sitk.Image, name: str, *, label: int | None = None
+) -> tuple[sitk.Image, int | None]:
+    """Bring a label image to the plugin's ``uint8`` labels without losing any label.
+
+    Labels are kept in ``uint8`` (napari paints them so, and a case saves them so): values
+    0 to 255 are kept as they are. A label image whose values do not fit (a ``uint16``
+    mask of 256 or 1000, a label map with negative values) has its non-zero values
+    renumbered 1, 2, ... in increasing order, so every voxel labelled stays labelled and
+    distinct labels stay distinct, never wrapped modulo 256 (256 would become 0: UAT s12
+    N1). An intensity image (a scan given as labels) is refused.
+
+    Parameters
+    ----------
+    img : SimpleITK.Image
+        The label image, integer voxels (see :func:`read_image` with ``is_label=True``).
+    name : str
+        The file name for the messages.
+    label : int, optional
+        The label value selected as the structure (``None``: any non-zero value).
+
+    Returns
+    -------
+    image : SimpleITK.Image
+        The ``uint8`` label image on the same grid.
+    label : int or None
+        ``label`` as renumbered (unchanged when the values fit, or when it is not among
+        them).
+
+    Raises
+    ------
+    AblationError
+        ``not a label image`` for many distinct values (:func:`check_label_values`) or
+        non-integer voxels; more than 255 distinct non-zero values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import SimpleITK as sitk
+    >>> mask = sitk.GetImageFromArray(np.array([[[0, 256], [1000, 256]]], np.uint16))
+    >>> out, chosen = labels_to_uint8(mask, "tumor.nii.gz", label=1000)
+    >>> sitk.GetArrayViewFromImage(out).tolist(), chosen
+    ([[[0, 1], [2, 1]]], 2)
+    """
+    arr = sitk.GetArrayViewFromImage(img)
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        img = _as_label_pixel_type(img, name)  # non-integer values refused
+        arr = sitk.GetArrayViewFromImage(img)
+    check_label_values(arr, name, selected=label is not None)
+    if img.GetPixelID() == sitk.sitkUInt8:
+        return img, label
+    if arr.size == 0 or (arr.min() >= 0 and arr.max() <= MAX_LABEL_VALUE):
+        return sitk.Cast(img, sitk.sitkUInt8), label
+    values = _distinct_values(arr)
+    nonzero = values[values != 0]
+    if len(nonzero) > MAX_LABEL_VALUE:
+        raise AblationError(
+            f"{name}: {len(nonzero)} distinct label values; at most {MAX_LABEL_VALUE} can be "
+            "kept apart"
+        )
+    codes = np.zeros(len(values), dtype=np.uint8)
+    codes[values != 0] = np.arange(1, len(nonzero) + 1)
+    out_arr = np.empty(arr.shape, dtype=np.uint8)
+    for z in range(arr.shape[0]):  # one slice at a time (no full-size index array)
+        out_arr[z] = codes[np.searchsorted(values, arr[z])]
+    out = sitk.GetImageFromArray(out_arr)
+    out.CopyInformation(img)
+    if label is not None and label != 0 and label in nonzero:
+        label = int(np.searchsorted(nonzero, label)) + 1
+    return out, label
 
 
 def read_labels(
@@ -883,6 +1010,7 @@ def read_labels(
     *,
     label: int | None = None,
     name: str = "labels",
+    notes: list[str] | None = None,
 ) -> sitk.Image:
     """Read a segmentation as a binary ``uint8`` mask in identity-direction LPS.
 
@@ -896,6 +1024,9 @@ def read_labels(
         The label value to select (default: every non-zero voxel).
     name : str, optional
         What the mask is (e.g. ``"tumor"``), for the messages.
+    notes : list of str, optional
+        Gets a sentence for the user when several label values are merged into the mask
+        (no ``label`` selected).
 
     Returns
     -------
@@ -915,6 +1046,13 @@ def read_labels(
     if not mask.any():
         which = f"label {label}" if label is not None else "any non-zero label"
         raise AblationError(f"{name} mask {Path(path).name} is empty (no voxel with {which})")
+    if label is None and notes is not None:
+        values = np.unique(arr[mask])
+        if len(values) > 1:
+            notes.append(
+                f"{Path(path).name} holds the label values "
+                f"{', '.join(str(int(v)) for v in values)}: all are measured as one {name}"
+            )
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(loaded.image)
     return out

@@ -51,6 +51,12 @@ def _box(mask: np.ndarray, spacing: np.ndarray, pad_mm: float):
     return bbox(mask, np.ceil(float(pad_mm) / np.asarray(spacing, float)).astype(int))
 
 
+def _parts(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label the 26-connected parts of a boolean mask; return the labels and voxel counts."""
+    lab, _n = ndimage.label(m, structure=np.ones((3, 3, 3)))
+    return lab, np.bincount(lab.ravel())[1:]
+
+
 def _pad_vox(spacing: np.ndarray, pad_mm: float) -> np.ndarray:
     return np.ceil(pad_mm / spacing).astype(int)
 
@@ -369,10 +375,10 @@ def remove_small_islands(
     """
     m = _mask(mask)
     sp = _spacing(spacing_zyx)
-    lab, n = ndimage.label(m, structure=np.ones((3, 3, 3)))
+    lab, sizes = _parts(m)
+    n = len(sizes)
     if n == 0:
         return m.copy()
-    sizes = np.bincount(lab.ravel())[1:]
     if keep_largest:
         keep = np.zeros(n + 1, bool)
         keep[1 + int(np.argmax(sizes))] = True
@@ -384,6 +390,66 @@ def remove_small_islands(
         vox_ml = float(np.prod(sp)) / 1000.0
         keep = np.concatenate([[False], sizes * vox_ml >= float(min_volume_ml)])
     return keep[lab]
+
+
+def parts_ml(mask, spacing_zyx) -> list[float]:
+    """Return the volumes of the separate (26-connected) parts of a mask.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+
+    Returns
+    -------
+    list of float
+        The volume (ml) of each part, largest first (empty for an empty mask).
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D or the spacing is bad.
+    """
+    sp = _spacing(spacing_zyx)
+    _lab, sizes = _parts(_mask(mask))
+    return [float(v) * float(np.prod(sp)) / 1000.0 for v in np.sort(sizes)[::-1]]
+
+
+def several_parts_note(mask, spacing_zyx, name: str = "tumor") -> str | None:
+    """Say that a mask measured as one structure has separate parts.
+
+    The minimal margin and the maximum diameter of a tumor mask are those of all its parts
+    together: a second lesion or a stray brush voxel sets them without a word otherwise.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D ``(z, y, x)`` mask (non-zero is foreground).
+    spacing_zyx : sequence of float
+        Voxel size in mm, ``(z, y, x)``.
+    name : str, optional
+        What the mask is, for the sentence.
+
+    Returns
+    -------
+    str or None
+        One sentence when the mask has more than one part, else None.
+
+    Raises
+    ------
+    AblationError
+        If the mask is not 3D or the spacing is bad.
+    """
+    parts = parts_ml(mask, spacing_zyx)
+    if len(parts) < 2:
+        return None
+    shown = ", ".join(f"{v:.2f}" for v in parts[:4]) + (", ..." if len(parts) > 4 else "")
+    return (
+        f"the {name} mask has {len(parts)} separate parts ({shown} ml): its margin and "
+        f"max 3D diameter are those of all of them together"
+    )
 
 
 def erase_slice(labels, axis: int | str, index: int, label: int | None = None) -> np.ndarray:

@@ -1239,7 +1239,8 @@ def write_synthetic_cases(
     Parameters
     ----------
     out : path
-        Folder to write into (created). Case ``i`` goes to ``out/case_<i+1:03d>``.
+        Folder to write into (created). Case ``i`` goes to ``out/case_<i+1:03d>`` and
+        is named after that folder (the id :func:`.cohort.find_cases` gives it).
     n : int
         Number of cases (>= 1).
     seed : int
@@ -1288,6 +1289,7 @@ def write_synthetic_cases(
             small=small,
         )
         folder = root / f"case_{i + 1:03d}"
+        case.info["name"] = folder.name  # the id `cohort run` gives it: one name for the case
         case.save(folder)
         write_text_atomic(folder / TRUTH_FILE, json.dumps(truth, indent=2))
         written.append((folder, truth))

@@ -555,6 +555,43 @@ def restart_covariance(
 DEFAULT_READER_SD_MM = 1.0
 #: samples used for the predicted registration error at the tumor (:func:`registration_error_at`)
 ERROR_SAMPLES = 1000
+#: what a registration judged by the reader's accuracy is, by how it was made (the case
+#: model's ``transform_step.source``); :data:`NOT_REGISTERED` without one
+REGISTRATION_MADE_BY = {
+    "manual": "manual registration",
+    "automatic": "automatic registration without its spread",
+    "landmarks": "landmark registration with fewer than 3 pairs",
+    "file": "registration from a file",
+}
+NOT_REGISTERED = "no registration (pre and post assumed aligned)"
+
+
+def reader_accuracy(sd_mm: float | None, what: str) -> RegistrationError:
+    """Return the error model of a registration only the reader can judge.
+
+    A manual registration, one read from a file, or none: the error is the reader's
+    accuracy at the tumor, stated or (``sd_mm`` None) the default
+    :data:`DEFAULT_READER_SD_MM`, named an assumption. The case model and ``margin
+    --uncertainty`` take it from here, so both give the same interval.
+
+    Parameters
+    ----------
+    sd_mm : float or None
+        The stated SD per patient axis at the tumor (mm); None: nobody stated one.
+    what : str
+        What the registration is (a value of :data:`REGISTRATION_MADE_BY`, or
+        :data:`NOT_REGISTERED`).
+
+    Returns
+    -------
+    RegistrationError
+        A stated accuracy whose note says "assumed" or "stated reader accuracy, <what>".
+    """
+    assumed = sd_mm is None
+    return RegistrationError(
+        sd_mm=DEFAULT_READER_SD_MM if assumed else float(sd_mm),
+        sd_note=f"{'assumed' if assumed else 'stated'} reader accuracy, {what}",
+    )
 
 
 @dataclass(frozen=True)
@@ -1122,12 +1159,14 @@ class MarginUncertainty:
         Returns
         -------
         str
-            E.g. ``MTM -0.4 mm (95 %: -1.6 to +0.9; P(MTM < 0) = 64 %)``.
+            E.g. ``MTM -0.4 mm (95 %: -1.6 to +0.9; P(MTM < 0) = 64.5 %)``. The
+            probabilities have the precision of the results table and the CSV
+            (:meth:`rows`), so that screen and exports say the same figure (UAT s11 N6).
         """
         lo, hi = self.interval_mm
         return (
             f"MTM {self.min_margin_mm:.1f} mm ({100 * self.level:.0f} %: {signed_mm_text(lo)} to "
-            f"{signed_mm_text(hi)}; P(MTM < 0) = {100 * self.p_below_zero:.0f} %)"
+            f"{signed_mm_text(hi)}; P(MTM < 0) = {100 * self.p_below_zero:.1f} %)"
         )
 
     def summary_text(self) -> str:
@@ -1148,7 +1187,7 @@ class MarginUncertainty:
         }
         lines = [
             self.interval_text(),
-            f"P(MTM < {self.threshold_mm:g} mm) = {100 * self.p_below_threshold:.0f} %; "
+            f"P(MTM < {self.threshold_mm:g} mm) = {100 * self.p_below_threshold:.1f} %; "
             + ", ".join(f"{names[k]} {100 * lo:.1f}-{100 * hi:.1f} %" for k, (lo, hi) in fi.items())
             + f"; uncertain class: {self.uncertain_volume_ml:.2f} ml "
             f"({100 * self.uncertain_fraction:.1f} % of the tumor)",
