@@ -114,6 +114,23 @@ def click(qtbot, button) -> None:
     qtbot.wait(MOVE_INTERVAL_MS)
 
 
+def paint_beside_tumor(viewer, qtbot, layer, brush_size: int = 6) -> None:
+    """The user picks napari's paint tool of the tumor labels ``layer`` (its button in the
+    layer controls) and drags a short stroke just outside the tumor on its middle slice
+    (grid off)."""
+    zs, ys, xs = np.nonzero(np.asarray(layer.data))
+    centre = np.asarray(layer.translate) + np.asarray(layer.scale) * (
+        int(np.median(zs)),
+        np.median(ys),
+        xs.max() + 3,
+    )
+    viewer.dims.point = (centre[0], *viewer.dims.point[1:])
+    viewer.layers.selection.active = layer
+    click(qtbot, viewer.window._qt_viewer.controls.widgets[layer].paint_button)
+    layer.brush_size = brush_size
+    stroke_through(viewer, qtbot, centre, half_mm=4)
+
+
 def toggle_ndisplay(viewer, qtbot) -> None:
     """The viewer's 2D/3D button."""
     click(qtbot, viewer.window._qt_viewer.viewerButtons.ndisplayButton)
@@ -588,6 +605,75 @@ def margins_on_sample(viewer, qtbot, tmp_path: Path, key: str = "renal_mri"):
     w.run()
     qtbot.waitUntil(lambda: idle(session, w), timeout=120000)
     return session, w
+
+
+def segment_on_sample(viewer, qtbot, tmp_path: Path, key: str = "renal_mri"):
+    """:func:`margins_on_sample` with short debounces (:func:`fast_timers`) and the Segment
+    widget docked; returns ``(session, margin_widget, segment_widget)``."""
+    from napari_ablation.widgets.segment import SegmentWidget
+
+    session, w = margins_on_sample(viewer, qtbot, tmp_path, key)
+    fast_timers(session)
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg, name="Segment")
+    return session, w, seg
+
+
+def open_reader_b_tumor(viewer, qtbot, session, margin_widget, tmp_path: Path):
+    """A second reader's tumor file of the renal sample (``tmp_path / "readerB" /
+    "tumor.nii.gz"``, the sample's tumor) opened with the plugin's reader (napari's File >
+    Open): it becomes the case's tumor. Returns its layer once :func:`idle`."""
+    from napari_ablation.core import samples
+
+    old = session.labels_layer("tumor")
+    other = tmp_path / "readerB" / "tumor.nii.gz"
+    other.parent.mkdir()
+    sitk.WriteImage(samples.load_sample("renal_mri").tumor, str(other))
+    viewer.open(str(other), plugin="napari-ablation")
+    qtbot.waitUntil(lambda: session.labels_layer("tumor") is not old, timeout=60000)
+    qtbot.waitUntil(lambda: idle(session, margin_widget), timeout=60000)
+    return session.labels_layer("tumor")
+
+
+def create_labels(qtbot, seg, role: str = "tumor"):
+    """*Segment > Structure* ``role``, then *Create / edit labels*; returns the case's
+    ``role`` labels layer once there is one."""
+    seg.structure.setCurrentIndex(seg.structure.findData(role))
+    click(qtbot, seg.edit_btn)
+    session = seg.session
+    qtbot.waitUntil(lambda: session.labels_layer(role) is not None, timeout=30000)
+    return session.labels_layer(role)
+
+
+def cohort_statistics_dock(make_napari_viewer, tmp_path: Path, monkeypatch, ltp):
+    """The Cohort widget opened as the Plugins menu opens it, its *Results* field holding a
+    folder (``tmp_path / "results"``) with the margins of ``len(ltp)`` cases
+    (``test_cohort_stats._tables``, seed 3) and their outcomes with the LTP events ``ltp``,
+    the *Outcomes* field empty; new case folders under ``tmp_path / "home"``. Returns
+    ``(cohort_widget, outcomes_csv)``."""
+    from test_cohort_stats import _tables, _write
+
+    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
+    margins, outcomes = _tables(n=len(ltp), seed=3)
+    outcomes["ltp"] = list(ltp)
+    results = tmp_path / "results"
+    results.mkdir()
+    _m, oc = _write(results, margins, outcomes)
+    viewer = make_napari_viewer(show=True)
+    _d, coh = viewer.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
+    coh.results_edit.clear()
+    QTest.keyClicks(coh.results_edit, str(results))
+    coh.outcomes_edit.clear()
+    return coh, oc
+
+
+def run_statistics(qtbot, coh, outcomes: Path | None = None) -> None:
+    """Type ``outcomes`` (when given) into the Cohort widget's *Outcomes* field, press
+    *Statistics* and wait until the run ended."""
+    if outcomes is not None:
+        QTest.keyClicks(coh.outcomes_edit, str(outcomes))
+    click(qtbot, coh.stats_btn)
+    qtbot.waitUntil(lambda: coh._worker is None, timeout=120_000)
 
 
 def margins_menu_on_phantom(make_napari_viewer, tmp_path: Path, monkeypatch, phantom):

@@ -15,6 +15,21 @@ matplotlib.use("Agg")
 os.environ.setdefault("NAPARI_ABLATION_NO_AUTOSAVE_DIALOGS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _engine_compiled():
+    """Compile the margin engine's kernels (or load them from numba's cache) once, first.
+
+    A test then sees what a user sees from the second analysis after an install on: no
+    CLI run prints the one-time "compiling the margin engine once" line beside its own
+    output (a second stderr line before a refusal), and no analysis compiles on a widget's
+    worker. The cold start itself is tested apart (tests/test_warmup.py,
+    tests/test_gui_warmup.py), each with an empty cache of its own.
+    """
+    from napari_ablation.core import warmup
+
+    warmup.warm_up()
+
+
 @pytest.fixture
 def write_scan():
     """Write a random int16 scan (the user's own input file) and return it: ``write_scan(path,

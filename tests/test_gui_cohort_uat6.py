@@ -7,30 +7,21 @@ from __future__ import annotations
 import json
 import math
 
-from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
+import _gui
 from test_cohort_stats import _tables, _write
 
 from napari_ablation import cli
 
 
 def test_statistics_after_an_error_with_one_event(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    margins, outcomes = _tables(n=5, seed=3)
-    outcomes["ltp"] = [0, 1, 0, 0, 0]  # one local progression in five cases
+    # one local progression in five cases
+    coh, oc = _gui.cohort_statistics_dock(
+        make_napari_viewer, tmp_path, monkeypatch, [0, 1, 0, 0, 0]
+    )
     results = tmp_path / "results"
-    results.mkdir()
-    _m, oc = _write(results, margins, outcomes)
-    viewer = make_napari_viewer(show=True)
-    _d, coh = viewer.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
-    coh.results_edit.clear()
-    QTest.keyClicks(coh.results_edit, str(results))
-    coh.outcomes_edit.clear()
-    QTest.mouseClick(coh.stats_btn, Qt.MouseButton.LeftButton)  # no outcomes file yet
+    _gui.run_statistics(qtbot, coh)  # no outcomes file yet
     assert coh.status.text().startswith("error:")
-    QTest.keyClicks(coh.outcomes_edit, str(oc))
-    QTest.mouseClick(coh.stats_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: coh._worker is None, timeout=120_000)
+    _gui.run_statistics(qtbot, coh, oc)
     assert not coh.status.text().startswith("error"), coh.status.text()
     assert "statistics written" in coh.status.text()
     text = coh.stats_text.text()

@@ -45,7 +45,8 @@ def test_compute_while_the_sample_layers_arrive_says_it_is_opening(
         )
     finally:
         stop()
-    assert any("opening sample 'liver_ct'" in m and "wait until" in m for m in messages), messages
+    opening = "opening sample 'liver_ct'"
+    assert any(opening in m and "wait until" in m for m in messages), messages
     assert not any("no ablation labels" in m for m in messages), messages
     assert marg.session.analysis.error is None or "no ablation" not in marg.session.analysis.error
 

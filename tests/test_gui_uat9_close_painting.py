@@ -7,30 +7,21 @@ before it goes (run under xvfb-run)."""
 import _gui
 import numpy as np
 import SimpleITK as sitk
-from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
 
 from napari_ablation.widgets import _layers
-from napari_ablation.widgets.segment import SegmentWidget
 
 
 def test_case_closes_with_its_images_while_painting(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     viewer = _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch, size=(1500, 950))
-    session, _w = _gui.margins_on_sample(viewer, qtbot, tmp_path)
-    _gui.fast_timers(session)
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg, name="Segment")
+    session, _w, seg = _gui.segment_on_sample(viewer, qtbot, tmp_path)
     tumor = session.labels_layer("tumor")
     drawn = np.array(tumor.data, copy=True)
     folder = session.model.folder
     viewer.layers.remove(tumor)
     qtbot.wait(500)
-    seg.structure.setCurrentIndex(seg.structure.findData("tumor"))
-    QTest.mouseClick(seg.edit_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: session.labels_layer("tumor") is not None, timeout=30000)
-    back = session.labels_layer("tumor")
+    back = _gui.create_labels(qtbot, seg, "tumor")
     assert viewer.layers.selection.active is back and back.mode == "paint"
     qtbot.wait(1000)
     for role in ("pre", "post"):  # the layer list's delete button, one image at a time

@@ -6,20 +6,13 @@ xvfb-run)."""
 import _gui
 import numpy as np
 import SimpleITK as sitk
-from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
-
-from napari_ablation.widgets.segment import SegmentWidget
 
 
 def test_create_labels_after_deleting_the_tumor_layer_shows_the_case_tumor(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
     viewer = _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch)
-    session, w = _gui.margins_on_sample(viewer, qtbot, tmp_path)
-    _gui.fast_timers(session)
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg, name="Segment")
+    session, w, seg = _gui.segment_on_sample(viewer, qtbot, tmp_path)
     tumor = session.labels_layer("tumor")
     drawn = np.array(tumor.data, copy=True)
     assert drawn.any()
@@ -29,11 +22,8 @@ def test_create_labels_after_deleting_the_tumor_layer_shows_the_case_tumor(
     qtbot.wait(300)
     assert np.array_equal(session.model.labels("tumor"), drawn)  # the model keeps them
 
-    seg.structure.setCurrentIndex(seg.structure.findData("tumor"))
-    QTest.mouseClick(seg.edit_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: session.labels_layer("tumor") is not None, timeout=30000)
+    back = _gui.create_labels(qtbot, seg, "tumor")
     qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
-    back = session.labels_layer("tumor")
     assert back is not tumor and viewer.layers.selection.active is back
     assert np.array_equal(np.asarray(back.data), drawn)
     assert w.big.text() == mtm

@@ -22,30 +22,13 @@ def test_replaced_tumor_labels_are_saved_before_the_new_layer_takes_over(
     notes = []
     monkeypatch.setattr(_layers, "notify_warning", lambda m: notes.append(str(m)))
     tumor = session.labels_layer("tumor")
-    # reader A paints a stroke beside the tumor
-    zs, ys, xs = np.nonzero(np.asarray(tumor.data))
-    k = int(np.median(zs))
-    centre = np.asarray(tumor.translate) + np.asarray(tumor.scale) * (
-        k,
-        np.median(ys),
-        xs.max() + 3,
-    )
-    viewer.dims.point = (centre[0], *viewer.dims.point[1:])
-    _gui.choose(viewer, tumor, "paint")
-    tumor.brush_size = 6
-    _gui.stroke_through(viewer, qtbot, centre, half_mm=4)
+    _gui.paint_beside_tumor(viewer, qtbot, tumor)  # reader A's stroke
     qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
     drawn = np.array(tumor.data, copy=True)
     original = sitk.GetArrayFromImage(samples.load_sample("renal_mri").tumor)
     assert (drawn != 0).sum() > (original != 0).sum()
 
-    # reader B's tumor file of the same case, opened with the plugin's reader
-    other = tmp_path / "readerB" / "tumor.nii.gz"
-    other.parent.mkdir()
-    sitk.WriteImage(samples.load_sample("renal_mri").tumor, str(other))
-    viewer.open(str(other), plugin="napari-ablation")
-    qtbot.waitUntil(lambda: session.labels_layer("tumor") is not tumor, timeout=60000)
-    qtbot.waitUntil(lambda: _gui.idle(session, w), timeout=60000)
+    _gui.open_reader_b_tumor(viewer, qtbot, session, w, tmp_path)
     kept = session.model.folder / "tumor_previous.nii.gz"
     assert kept.exists()
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(kept))) != 0, drawn != 0)

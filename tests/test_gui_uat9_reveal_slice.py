@@ -16,8 +16,6 @@ from qtpy.QtCore import Qt
 from napari_ablation.core import quiz
 from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
-from napari_ablation.widgets.margin import MarginWidget
-from napari_ablation.widgets.teach import TeachWidget
 
 pytestmark = pytest.mark.gui
 
@@ -73,11 +71,7 @@ def test_reveal_shows_the_nearest_slice_holding_tumor(
         "min_margin_point_lps"
     ]
     assert not tumor[round((p3[2] + 30.0) / 3.0)].any()  # the point's slice: no tumor
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1500, 950)
-    margins, teach = MarginWidget(viewer), TeachWidget(viewer)
-    viewer.window.add_dock_widget(margins, name="4. Margins")
-    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    viewer, margins, teach = _gui.teach_docks(make_napari_viewer)
     qtbot.keyClicks(teach.trainee, "resident")
     teach.open_quiz(tmp_path / "quiz")
     _settle(qtbot, teach, margins)

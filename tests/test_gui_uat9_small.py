@@ -6,9 +6,6 @@ the covariates in words (c: napari's one-line toast hides underscores), and no r
 from __future__ import annotations
 
 import _gui
-from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
-from test_cohort_stats import _tables, _write
 
 from napari_ablation.core import samples
 from napari_ablation.widgets import _layers
@@ -57,22 +54,13 @@ def test_post_shown_again_keeps_the_users_hidden_ablation(
 def test_cohort_notes_name_the_covariates_in_words(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
     notes = []
     monkeypatch.setattr(_layers, "notify_info", lambda m: notes.append(str(m)))
-    margins, outcomes = _tables(n=5, seed=3)
-    outcomes["ltp"] = [0, 1, 0, 0, 0]  # one event: no Cox model
-    results = tmp_path / "results"
-    results.mkdir()
-    _m, oc = _write(results, margins, outcomes)
-    viewer = make_napari_viewer(show=True)
-    _d, coh = viewer.window.add_plugin_dock_widget("napari-ablation", "5. Cohort")
-    coh.results_edit.clear()
-    QTest.keyClicks(coh.results_edit, str(results))
-    coh.outcomes_edit.clear()
-    QTest.keyClicks(coh.outcomes_edit, str(oc))
-    QTest.mouseClick(coh.stats_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: coh._worker is None, timeout=120_000)
+    # one event: no Cox model
+    coh, oc = _gui.cohort_statistics_dock(
+        make_napari_viewer, tmp_path, monkeypatch, [0, 1, 0, 0, 0]
+    )
+    _gui.run_statistics(qtbot, coh, oc)
     cox = [n for n in notes if n.startswith("Cox model")]
     assert len(cox) == 3, notes
     assert "Cox model for tumor volume not estimable: 1 event" in cox

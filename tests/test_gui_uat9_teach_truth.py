@@ -12,8 +12,6 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_ablation.core import quiz
-from napari_ablation.widgets.margin import MarginWidget
-from napari_ablation.widgets.teach import TeachWidget
 
 pytestmark = pytest.mark.gui
 
@@ -31,11 +29,7 @@ def test_reveal_names_the_exact_truth_and_the_plugins_reading(
     key = json.loads((folder / "key.json").read_text(encoding="utf-8"))["cases"]["case_02"]
     true, engine = key["min_margin_mm"], key["engine_min_margin_mm"]
     assert f"{true:.1f}" != f"{engine:.1f}"  # (3.4 against 3.7 mm)
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1500, 950)
-    margins, teach = MarginWidget(viewer), TeachWidget(viewer)
-    viewer.window.add_dock_widget(margins, name="4. Margins")
-    viewer.window.add_dock_widget(teach, name="Teach (quiz)", tabify=True)
+    viewer, margins, teach = _gui.teach_docks(make_napari_viewer)
     qtbot.keyClicks(teach.trainee, "resident")
     teach.open_quiz(folder)
     _settle(qtbot, teach, margins)

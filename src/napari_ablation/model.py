@@ -1022,16 +1022,12 @@ class CaseModel:
             return core_uncertainty.RegistrationError(
                 covariance=step.error_covariance, covariance_center=step.error_center
             )
-        what = {
-            "manual": "manual registration",
-            "automatic": "automatic registration without its spread",
-            "landmarks": "landmark registration with fewer than 3 pairs",
-            "file": "registration from a file",
-        }.get(step.source, "registration saved with the case")
+        what = core_uncertainty.REGISTRATION_MADE_BY.get(
+            step.source, "registration saved with the case"
+        )
         if step.transform is None:
-            what = "no registration (pre and post assumed aligned)"
-        note = f"{'assumed' if self.reader_sd_assumed else 'stated'} reader accuracy, {what}"
-        return core_uncertainty.RegistrationError(sd_mm=self.reader_sd_mm, sd_note=note)
+            what = core_uncertainty.NOT_REGISTERED
+        return core_uncertainty.reader_accuracy(self._settings.get("registration_sd_mm"), what)
 
     def registration_error_at_tumor(self) -> tuple[float, float, str] | None:
         """Predicted registration error at the tumor centre: (RMS mm, 95th percentile mm,

@@ -674,11 +674,14 @@ def prewarm() -> None:
     Labels layer's default colormap. Also imports
     matplotlib (the margin histogram and the reports), so that :func:`freeze_heap` covers
     its modules. A second caller waits until the first one is done (a worker calling it
-    must not go on to show layers while the registry is half built)."""
+    must not go on to show layers while the registry is half built). First of all, when
+    numba's cache lacks the margin engine's compiled kernels (the first session after an
+    install), starts their compilation in a child process (:func:`warm_margin_engine`)."""
     global _WARM
     with _WARM_LOCK:
         if _WARM:
             return
+        warm_margin_engine()
         import pandas  # noqa: F401 - napari's layer features
 
         _build_unit_registry()
@@ -696,6 +699,23 @@ def prewarm() -> None:
         import matplotlib.figure  # noqa: F401
 
         _WARM = True
+
+
+def warm_margin_engine() -> bool:
+    """Compile the margin engine's kernels in child processes when numba's on-disk cache
+    lacks them (:func:`~napari_ablation.core.warmup.start_warm_up`: two on a machine of two
+    cores or more): numba compiles in Python, holding the GIL for seconds, so in this
+    process it would stall the GUI (and make the first "Compute margins" wait for all of
+    it). The analysis waits for the children if they still run (the Margins panel says so);
+    then it loads the kernels from the cache. Not at a lower priority: the user may be
+    waiting for them, and a process cannot raise its priority again (on a loaded machine a
+    niced warm-up took twice as long). Returns whether a warm-up was started."""
+    from ..core import warmup
+
+    cold = warmup.cold_kernels()
+    if not cold:  # (in the cache, or numba cannot tell)
+        return False
+    return bool(warmup.start_warm_up(cold, parts=2))
 
 
 def _warm_labels_texture() -> None:

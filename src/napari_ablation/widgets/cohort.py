@@ -109,6 +109,8 @@ class CohortWidget(QWidget):
         self._stop = threading.Event()
         self._relay = _Relay(self)
         self._relay.progress.connect(self._show_progress)
+        # the window closing stops a running batch (as Stop does), so the close is prompt
+        _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
         self.rows: list[dict[str, Any]] = []
         self.last_error: str | None = None
         self.last_progress: str = ""
@@ -252,6 +254,10 @@ class CohortWidget(QWidget):
     def stop(self) -> None:
         """Stop the running batch; cases finished so far stay stored."""
         self._stop.set()
+
+    def _on_session_changed(self, what: str) -> None:
+        if what == "closing":
+            self.stop()
 
     def load_results(self, results: str | None = None) -> None:
         """Fill the table from ``RESULTS/margins.csv`` (and the plots from ``RESULTS/stats``)."""

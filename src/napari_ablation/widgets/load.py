@@ -520,7 +520,7 @@ class LoadCaseWidget(QWidget):
 def mask_warnings(case: Case) -> list[str]:
     """One line for each of pre and post that looks like a segmentation (a few integer
     values), not a scan: a label file picked as an image by mistake."""
-    from .._reader import is_mask
+    from ..core.io import looks_like_labels
 
     return [
         f"the {role} image looks like a mask, not a scan (at most a few distinct values): "
@@ -528,7 +528,7 @@ def mask_warnings(case: Case) -> list[str]:
         f"{role}-ablation image"
         for role in ("pre", "post")
         if getattr(case, role) is not None
-        and is_mask(sitk.GetArrayViewFromImage(getattr(case, role)))
+        and looks_like_labels(sitk.GetArrayViewFromImage(getattr(case, role)))
     ]
 
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import threading
+import weakref
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import SimpleITK as sitk
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QApplication,
@@ -52,7 +53,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import coverage, geometry, report, uncertainty
+from ..core import coverage, geometry, report, segmentation, uncertainty, warmup
 from ..core import margin as core_margin
 from ..core import transform as tfm
 from ..core.case import LABEL_ROLES, QA_WANTING, protected_files, qa_text
@@ -100,6 +101,13 @@ OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE
 NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
 #: the registration line while no case is open
 NO_CASE_REGISTRATION = "registration: none (no case open)"
+#: the registration line while the figures on screen carry :data:`NO_REGISTRATION` under the
+#: MTM: the alarm is said once, next to the figures it is about (UAT s11 N8)
+NO_REGISTRATION_SHOWN = "registration: none (identity; see the warning under the MTM)"
+#: the status while a computation waits for the margin engine's first compilation
+PREPARING_ENGINE_TEXT = "preparing the margin engine (first use)\u2026"
+#: how often the status looks again whether that compilation is over (ms)
+PREPARING_POLL_MS = 250
 
 
 def margin_surface_colormap(threshold: float):
@@ -173,6 +181,8 @@ def _prepare_outputs(res: core_margin.MarginResult, make_layers: bool = False) -
         "outline": outline,
         "outline_array": sitk.GetArrayFromImage(outline),
         "histogram_png": buf.getvalue(),
+        # the tumor's voxels are those with a class (its box of the pre grid)
+        "parts_note": segmentation.several_parts_note(res.class_crop != 0, spacing_zyx, "tumor"),
     }
     prep["new_layers"] = _output_layers(res, prep) if make_layers else {}
     return prep
@@ -327,8 +337,10 @@ class MarginWidget(QWidget):
         self._export_workers: list = []
         self._pending_exports: list[Path] = []
         self.last_export: Path | None = None
-        self._adding = None  # the steps adding the first result's layers, while they run
+        self._adding = None  # the steps adding or updating the output layers, while they run
+        self._ndisplay_missed = False  # a switch to 3D came while they ran
         self._latest_layers = None
+        self._engine_poll = False  # a timer looks at the status again (engine compiling)
         self._build_ui()
         m = self.model
         _layers.connect_while_alive(m.analysis_changed, self, self._on_analysis)
@@ -469,10 +481,17 @@ class MarginWidget(QWidget):
         self.where = QLabel("")
         self.where.setWordWrap(True)
         lay.addWidget(self.where)
+        # a tumor in separate parts (a second lesion, a stray brush voxel): the MTM and the
+        # volumes are those of all parts together (the CLI's note, UAT s10 N2)
+        self.parts_note = QLabel("")
+        self.parts_note.setWordWrap(True)
+        self.parts_note.setStyleSheet("color: #e0a000;")
+        self.parts_note.setVisible(False)
+        lay.addWidget(self.parts_note)
 
         legend = QGridLayout()
         legend.setContentsMargins(0, 0, 0, 0)
-        legend.addWidget(QLabel("<i>tumor volume</i> (voxel classes):"), 0, 0, 1, 2)
+        legend.addWidget(QLabel("<i>tumor volume</i> by coverage class:"), 0, 0, 1, 2)
         self.legend_labels = {}
         for i, key in enumerate(coverage.CLASS_KEYS, start=1):
             k = coverage.CLASS_LABELS[key]
@@ -674,9 +693,12 @@ class MarginWidget(QWidget):
             self.tx_label.setText(NO_CASE_REGISTRATION)
             self.tx_label.setStyleSheet("")
             return
-        text = registration_text(self.model)
-        self.tx_label.setText(text)
         loud = self.model.transform is None
+        if loud and not self.registration_warning.isHidden():
+            self.tx_label.setText(NO_REGISTRATION_SHOWN)
+            self.tx_label.setStyleSheet("")
+            return
+        self.tx_label.setText(registration_text(self.model))
         self.tx_label.setStyleSheet("color: #ff4040; font-weight: bold;" if loud else "")
 
     def _show_qa(self) -> None:
@@ -744,6 +766,8 @@ class MarginWidget(QWidget):
         self.interval.setText("")
         self.where.setText("")
         self.registration_warning.setVisible(False)
+        self._show_tx_label()  # the alarm back on the registration line
+        self.parts_note.setVisible(False)
         for key in coverage.CLASS_KEYS:
             self.legend_labels[coverage.CLASS_LABELS[key]].setText(coverage.CLASS_NAMES[key])
         self._set_uncertain_legend(None)  # (no volume of an earlier interval: UAT s8)
@@ -783,6 +807,9 @@ class MarginWidget(QWidget):
             text = self.model.analysis_error
         elif runner.error and not current:
             text = runner.error
+        elif runner.running and warmup.running():
+            text = PREPARING_ENGINE_TEXT
+            self._poll_engine()
         elif runner.live and (runner.running or not current):
             text = "computing margins…" if a is None else "inputs changed: updating the margins…"
         elif a is None:
@@ -817,6 +844,22 @@ class MarginWidget(QWidget):
             stale = not (current and self._current_interval() is not None)
             self.interval.setStyleSheet("color: #888888;" if stale else "")
         self._fit_texts()
+
+    def _poll_engine(self) -> None:
+        """Look at the status again shortly (one timer at a time) while the margin engine's
+        first compilation runs in its child processes: its end sends no event."""
+        if self._engine_poll:
+            return
+        self._engine_poll = True
+        ref = weakref.ref(self)
+
+        def again(_r=ref):
+            w = _r()
+            if w is not None and _layers._alive(w):
+                w._engine_poll = False
+                w._show_status()
+
+        QTimer.singleShot(PREPARING_POLL_MS, again)
 
     def _fit_texts(self) -> None:
         """Lay the panel out again now that its texts changed: a wrapped label whose text
@@ -980,6 +1023,9 @@ class MarginWidget(QWidget):
             "complete coverage: "
             f"{'yes' if res.complete_coverage else 'NO'}"
         )
+        note = prep.get("parts_note")
+        self.parts_note.setText(f"Note: {note}" if note else "")
+        self.parts_note.setVisible(bool(note))
         f = res.volume_fraction
         for key in coverage.CLASS_KEYS:
             k = coverage.CLASS_LABELS[key]
@@ -1005,18 +1051,16 @@ class MarginWidget(QWidget):
         return self._adding is not None
 
     def _update_layers(self, res: core_margin.MarginResult, prep: dict) -> None:
-        """Show ``res`` in the output layers: the first time, one layer added per event-loop
-        iteration, so that no single slice of GUI work freezes the window; then their data
-        replaced in place, setting only what changed."""
+        """Show ``res`` in the output layers, one layer per event-loop iteration (the first
+        time each added, then its data replaced in place, setting only what changed), so
+        that no single slice of GUI work freezes the window: each new layer's data is a
+        re-slice, a texture upload and a thumbnail of napari's on the GUI thread (margin,
+        outline and point in one piece took 130-140 ms of GUI-thread CPU after a Ctrl-Z in
+        CI)."""
         self._latest_layers = (res, prep)
         if self._adding is not None:
             return  # shown when the steps under way are done
-        if _layers.find_layer(self.viewer, "margin") is not None:
-            # the layers are there: their data replaced in place (only what changed)
-            for _ in self._layer_steps(res, prep):
-                pass
-            return
-        applied = (res, prep)
+        applied = self._latest_layers
         gen = self.session.case_generation
         # (dropped once another case starts opening: its layers are not this case's)
         self._adding = self.session.while_case(self._layer_steps(res, prep))
@@ -1028,6 +1072,8 @@ class MarginWidget(QWidget):
             latest = self._latest_layers
             if latest is not None and latest is not applied:  # a newer result meanwhile
                 self._update_layers(*latest)
+            elif self._ndisplay_missed:  # switched to 3D while the layers were updated
+                self._on_ndisplay()
             self._show_status()
 
         _layers.run_in_steps(self._adding, added, owner=self)
@@ -1155,10 +1201,16 @@ class MarginWidget(QWidget):
                     tl = self.session.labels_layer("tumor")
                     if tl is not None and tl.visible:
                         tl.opacity = min(tl.opacity, 0.3)
-                if self._surfaces_wanted(first):
-                    yield
-                    self._update_surfaces(res)  # the surfaces follow; 2D/3D stays the user's
-            # the camera stays where the user left it: "Go to MTM" goes to the minimal margin
+                wanted = self._surfaces_wanted(first)
+                framed = not any(_layers.role_of(ly) in SURFACE_ROLES for ly in v.layers)
+            if wanted:  # the surfaces follow, one per step; 2D/3D stays the user's
+                yield
+                yield from self._surface_steps(res)
+                if framed and v.dims.ndisplay == 3:
+                    # the first surfaces, computed in 3D: framed as on a switch to 3D (UAT
+                    # s12 N4: the tumor was a speck in the whole scene)
+                    self.frame_3d(res)
+            # else the camera stays where the user left it: "Go to MTM" goes to the minimal margin
         finally:
             drawn()  # (also when the steps are dropped: another case opens)
 
@@ -1193,8 +1245,9 @@ class MarginWidget(QWidget):
         its surfaces (the session hides the voxel layers they stand in for, in 3D only) and
         the camera frames the tumor and the ablation zone, on the switch only (the user's own
         zoom and turns afterwards stay)."""
+        self._ndisplay_missed = self.adding_layers and self.viewer.dims.ndisplay == 3
         if self.viewer.dims.ndisplay != 3 or self._shown is None or self.adding_layers:
-            return
+            return  # (while the layers are updated: once they are, see _update_layers)
         res = self._shown.result
         made = any(_layers.role_of(ly) in SURFACE_ROLES for ly in self.viewer.layers)
 

@@ -74,7 +74,6 @@ class RegisterWidget(QWidget):
         history = QHBoxLayout()
         for b in (self.undo_btn, self.redo_btn, self.reset_btn):
             history.addWidget(b)
-        lay.addLayout(history)
         self.undo_btn.clicked.connect(self.undo)
         self.redo_btn.clicked.connect(self.redo)
         self.reset_btn.clicked.connect(self.reset)
@@ -118,6 +117,9 @@ class RegisterWidget(QWidget):
             (self.qa, "QA"),
         ):
             self.tabs.addTab(panel, title)
+        # below the tabs, but after the tab's controls in the Tab order (a widget joins the
+        # focus chain when it gets its parent: UAT s10 N9, Tab went from the tab bar to Reset)
+        lay.insertLayout(1, history)
         self._panels = (self.auto, self.manual, self.landmarks, self.qa)
         _layers.connect_while_alive(self.model.transform_changed, self, self._on_transform_changed)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
@@ -143,9 +145,24 @@ class RegisterWidget(QWidget):
         return img
 
     def pre_post(self) -> tuple[sitk.Image, sitk.Image]:
+        """The case's pre and post images.
+
+        Raises
+        ------
+        AblationError
+            Naming the image missing (UAT s12 N3), e.g. "no post-ablation image: load the
+            pre and post images first (Load case)".
+        """
         pre, post = self.image("pre"), self.image("post")
         if pre is None or post is None:
-            raise AblationError("load the pre and post images first (Load case)")
+            missing = (
+                "pre or post"
+                if pre is None and post is None
+                else ("pre-ablation" if pre is None else "post-ablation")
+            )
+            raise AblationError(
+                f"no {missing} image: load the pre and post images first (Load case)"
+            )
         return pre, post
 
     def tumor_center(self) -> np.ndarray:

@@ -123,7 +123,10 @@ class LandmarksPanel(QWidget):
         return layers
 
     def _landmark_layers_in_steps(self) -> None:
-        """The button: :meth:`landmark_layers`, one new layer per event-loop iteration."""
+        """The button: :meth:`landmark_layers`, one new layer per event-loop iteration; one
+        line naming the image missing while pre or post is not loaded (UAT s12 N3)."""
+        if self._missing_images():
+            return
         steps = [lambda r=role: self._layer(r, create=True) for role in ROLES]
         _layers.run_in_steps([*steps, self.landmark_layers], owner=self)
 
@@ -159,7 +162,9 @@ class LandmarksPanel(QWidget):
         """Choosing a landmark layer shows the anatomy it is clicked on: the image of its
         side (raw post for post landmarks, pre for pre landmarks) and the landmark layers;
         every other layer (labels, margins, QA views, the other image) is hidden until the
-        user chooses another layer, then all are shown as they were."""
+        user chooses another layer, then all are shown as they were. In the grid view both
+        images stay, each in its own cell, for the pairs to be found side by side (UAT s11
+        N7: the other cell was left black)."""
         active = self.viewer.layers.selection.active
         role = _layers.role_of(active)
         if active is None or (role not in ROLES and role not in (None, *CASE_ROLES)):
@@ -174,14 +179,16 @@ class LandmarksPanel(QWidget):
             return
         if not self._shown_before:
             self._shown_before = [(ly, ly.visible) for ly in self.viewer.layers]
-        image = "pre" if role == "landmarks_pre" else "post"
+        images = {"pre" if role == "landmarks_pre" else "post"}
+        if _layers.grid(self.viewer).enabled:
+            images = {"pre", "post"}
         layers = list(self.viewer.layers)
-        for ly in layers:  # the image first: post's visibility carries the raw ablation's
-            if _layers.role_of(ly) == image:
+        for ly in layers:  # the images first: post's visibility carries the raw ablation's
+            if _layers.role_of(ly) in images:
                 _layers.set_changed(ly, visible=True)
         for ly in layers:
             r = _layers.role_of(ly)
-            if r != image and r not in ROLES:
+            if r not in images and r not in ROLES:
                 _layers.set_changed(ly, visible=False)
 
     def _restore_view(self) -> None:
@@ -457,19 +464,31 @@ class LandmarksPanel(QWidget):
     def stop(self) -> None:
         pass
 
+    def _missing_images(self) -> bool:
+        """True, with one line naming the image missing (a notification and the status
+        line), while the case has no pre or no post image: landmarks pair the two."""
+        try:
+            self.owner.pre_post()
+        except AblationError as exc:
+            _layers.notify_error(exc)
+            self.owner.set_status(one_line(exc))
+            return True
+        return False
+
     def fit(self) -> lm.LandmarkFit | None:
         """Least-squares rigid fit of the landmark pairs; becomes the case's registration."""
         pre_pts, post_pts = self.points()
         owner = self.owner
         try:
-            lm.check_inside(pre_pts, owner.image("pre"), "pre")
-            lm.check_inside(post_pts, owner.image("post"), "post")
+            pre, post = owner.pre_post()  # (a pre image alone: UAT s12 N3)
+            lm.check_inside(pre_pts, pre, "pre")
+            lm.check_inside(post_pts, post, "post")
             fit = lm.fit_landmarks(
                 pre_pts,
                 post_pts,
                 center_lps=owner.tumor_center(),
-                fixed_spacing=owner.image("pre").GetSpacing(),
-                moving_spacing=owner.image("post").GetSpacing(),
+                fixed_spacing=pre.GetSpacing(),
+                moving_spacing=post.GetSpacing(),
             )
         except AblationError as exc:
             _layers.notify_error(exc)

@@ -369,14 +369,18 @@ class SegmentWidget(QWidget):
             if layer is None or layer.__class__.__name__ != "Labels":
                 raise AblationError("select a labels layer in the layer list first")
             other = self.labels_layer(role)
-            # the session's rule: grid check, the replaced labels saved, role <role>_previous
+            # the session's rule: grid check, the replaced labels saved, the layer that held
+            # them kept read-only as "<name> (previous)"
             kept = self.session.use_labels_layer(layer, role)
-            if other is not None and other is not layer:
-                other.name = f"{other.name} (previous)"
         except AblationError as exc:
             self._error(exc)
             return None
-        if kept is not None:
+        if kept is not None and other is not None:
+            _layers.notify_info(
+                f"the {role} labels it replaces are kept read-only as '{other.name}' and "
+                f"saved in {kept}"
+            )
+        elif kept is not None:
             _layers.notify_info(f"the {role} labels it replaces are saved in {kept}")
         self.structure.setCurrentIndex(list(STRUCTURES).index(role))
         out = self.ensure_labels_layer(select=True, role=role)

@@ -62,6 +62,8 @@ _MANIFEST_ITEMS = ("transform", "landmarks", "settings", "qa")
 BANNER_GLYPHS = ("abcdefgh", "ijklmnop", "qrstuvwx", "yz_.'\u2026")
 #: the layers of a case itself (every other plugin layer is made from them)
 CASE_ROLES = ("pre", "tumor", "post", "ablation")
+#: appended to the name of a labels layer whose role another layer took (kept read-only)
+PREVIOUS_SUFFIX = " (previous)"
 #: the Margins widget's 3D surfaces: the tumor surface coloured by margin, the ablation zone's
 #: surface in pre space (drawn in 3D only)
 ROLE_SURFACE = "margin_surface"
@@ -339,6 +341,11 @@ class AnalysisRunner(_ModelRunner):
         super()._failed(message, req)
 
     def _job(self, req):
+        from ..core import warmup
+
+        # the margin engine's first compilation, while its children run (at most a few
+        # minutes: beyond, the analysis compiles what it still lacks itself)
+        warmup.wait(timeout=300)
         return run_analysis(req)
 
     def _store(self, analysis) -> None:
@@ -437,6 +444,7 @@ class CaseSession:
         # id(layer) -> (its 3D look, the 2D look it replaces), while in 3D
         self._look_2d: dict[int, tuple[dict, dict[str, Any]]] = {}
         self._view_2d = None  # (dims order, camera orientation, point) of 2D, while in 3D
+        self._fit_in_2d = False  # a case was opened in 3D: 2D is fitted to it on the way back
         self._look_chain = None  # CLOSE_GENERATION of the running look steps, while they run
         self._resume_canvas = None  # lets the canvas paint again, while a 2D/3D switch runs
         self.interval = IntervalRunner(self)
@@ -643,11 +651,11 @@ class CaseSession:
                 banner.visible = True
                 yield  # the next repaint draws them
             yield
-        finally:
-            if self.opening is None:
+        finally:  # (not once the window closed: its canvas is gone, nothing to restore)
+            if self.opening is None and not self._closing:
                 banner.visible = False
                 banner.text = ""
-            if self._banner_color is not None:
+            if self._banner_color is not None and not self._closing:
                 banner.color, self._banner_color = self._banner_color, None
 
     def refuse_while_opening(self) -> bool:
@@ -841,6 +849,9 @@ class CaseSession:
         if added:
             viewer.layers.selection.active = added[1] if len(added) > 1 else added[0]
         self.center_on_tumor(prepared.get("focus"))
+        # opened in 3D: the 2D camera is still the previous case's (UAT s12 N5: back in 2D the
+        # post image ran off the canvas)
+        self._fit_in_2d = viewer.dims.ndisplay == 3
 
     def _derived_layers(self, keep: tuple[str, ...] = ()) -> list:
         """The layers the plugin made from the open case (margin, outline, MTM point,
@@ -1020,6 +1031,9 @@ class CaseSession:
                 dims.order = view[0]
                 cam.orientation = view[1]
                 dims.point = view[2]
+            if self._fit_in_2d:  # a case opened in 3D: fitted as when it opens in 2D
+                self._fit_in_2d = False
+                self.center_on_tumor()
             return
         if self._view_2d is None:
             self._view_2d = (tuple(dims.order), tuple(cam.orientation), tuple(dims.point))
@@ -1272,6 +1286,7 @@ class CaseSession:
         with the ``role`` of the open case's labels: it becomes the case's labels, as
         :meth:`use_labels_layer` does, and the user is told (the margins and the autosave
         follow it from now on); one that does not fit the case's grid stays a plain layer."""
+        drawn = bool(np.any(np.asarray(old.data)))
         try:
             kept = self.use_labels_layer(layer, role)
         except AblationError as exc:
@@ -1280,9 +1295,12 @@ class CaseSession:
             layer.metadata = meta
             _layers.notify_warning(f"'{layer.name}' is not used as the {role}: {one_line(exc)}")
             return
+        if not drawn:  # an empty layer was replaced: nothing was lost (UAT s10 N3)
+            _layers.notify_info(f"the {role} labels opened are the case's {role}")
+            return
         _layers.notify_warning(
             f"'{layer.name}' is now the case's {role} (the margins and the autosave follow "
-            f"it); the previous '{old.name}' layer is kept as {role}_previous"
+            f"it); the {role} it replaces is kept read-only as '{old.name}'"
             + (f", its labels saved in {kept}" if kept is not None else "")
         )
 
@@ -1469,8 +1487,10 @@ class CaseSession:
 
     def use_labels_layer(self, layer, role: str) -> Path | None:
         """The user's choice: ``layer`` holds the ``role`` labels from now on (the layer that
-        held them keeps its data under the role ``<role>_previous``, and the labels it held
-        are saved first: :meth:`CaseModel.keep_replaced_labels`, whose file is returned).
+        held them keeps its data under the role ``<role>_previous``, read-only and named
+        ``"<name> (previous)"``, and the labels it held are saved first:
+        :meth:`CaseModel.keep_replaced_labels`, whose file is returned; an empty one goes:
+        :meth:`_drop_empty_replaced`).
 
         Raises
         ------
@@ -1488,10 +1508,18 @@ class CaseSession:
             )
         kept = self.model.keep_replaced_labels(role)
         other = self._bound.get(role)
-        if other is not None:
+        if other is not None and other is not layer and not np.any(np.asarray(other.data)):
+            self._drop_empty_replaced(other, layer)
+        elif other is not None:
             meta = dict(other.metadata)
             meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": f"{role}_previous"}
             other.metadata = meta
+            # a record of the replaced labels, equal to the file just written: read-only, as
+            # strokes on it would reach no file (to edit it, make it the role's layer again)
+            other.editable = False
+            other.name = f"{other.name}{PREVIOUS_SUFFIX}"
+        if layer.name.endswith(PREVIOUS_SUFFIX):  # a kept record made the role's layer again
+            layer.name = layer.name[: -len(PREVIOUS_SUFFIX)]
         meta = dict(layer.metadata)
         meta[_layers.META] = {
             **(meta.get(_layers.META) or {}),
@@ -1501,6 +1529,27 @@ class CaseSession:
         layer.metadata = meta
         self.bind_labels(layer, source="bulk")
         return kept
+
+    def _drop_empty_replaced(self, old, new) -> None:
+        """``old``, an empty labels layer whose role ``new`` takes, holds nothing to keep: it
+        becomes a plain layer and leaves the viewer (in a later piece of GUI work than the
+        insertion that may have brought ``new``), and ``new`` takes its name when napari
+        only numbered it for the clash ("tumor [1]" -> "tumor")."""
+        meta = dict(old.metadata)
+        meta[_layers.META] = {**(meta.get(_layers.META) or {}), "role": None}
+        old.metadata = meta
+        name, viewer = old.name, self.viewer
+
+        def drop() -> None:
+            if viewer is None or old not in viewer.layers:
+                return
+            viewer.layers.remove(old)
+            if re.fullmatch(rf"{re.escape(name)} \[\d+\]", new.name):
+                new.name = name
+
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, drop)
 
     def bind_labels(self, layer, source: str = "layer") -> None:
         """Make ``layer`` (role tumor or ablation) the model's labels of its role: it shares

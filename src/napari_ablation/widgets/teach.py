@@ -12,6 +12,10 @@ teacher's key file) and appended to the trainee's score file; then the reveal: t
 margin layer of the reference, the true minimal-margin point with its octant, the 2D
 minimum on the axial slice of the largest diameter, the reference outlines beside the
 trainee's, the per-question score and the one-sentence explanation.
+
+A question belongs to the case it was opened on: when another case replaces it (Load,
+File > Open Sample, a Cohort row) or it is closed, the quiz is paused with one line and
+Submit disabled, until the quiz case is opened again from the list (UAT s12 N2).
 """
 
 from __future__ import annotations
@@ -85,8 +89,12 @@ class TeachWidget(QWidget):
         self._opening = False  # a case is being read or its layers added
         self._showing = False
         self._revealing = False  # the reveal's layers are being computed or added
+        #: the quiz case was replaced by another case (Load, File > Open Sample, a Cohort
+        #: row): its question waits, Submit disabled, until the case is opened again here
+        self._paused = False
         self._build_ui()
         self._update_ui()
+        _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -276,8 +284,68 @@ class TeachWidget(QWidget):
         self.open_case(run.first_open_index())
 
     def _on_row(self, row: int) -> None:
-        if self.run is not None and 0 <= row < len(self.run.quiz.case_ids) and row != self.index:
+        if self.run is None or not 0 <= row < len(self.run.quiz.case_ids):
+            return
+        if row != self.index or self._paused:  # (paused: the quiz case itself, again)
             self._guard(lambda: self.open_case(row))
+        if self._paused:  # refused (another case is opening): a click on it asks again
+            self._unselect_row()
+
+    def _unselect_row(self) -> None:
+        self.cases.blockSignals(True)
+        self.cases.setCurrentRow(-1)
+        self.cases.blockSignals(False)
+
+    # ------------------------------------------------------------------ the case replaced
+    def on_quiz_case(self) -> bool:
+        """True when the case open in the viewer is the quiz case of :attr:`case_id` (its
+        work folder), shown, and no other case is being opened over it."""
+        run = self.run
+        if run is None or self._opening or self.session.opening is not None:
+            return False
+        folder = self.session.model.folder
+        return folder is not None and folder == run.work_folder(self.case_id)
+
+    def _paused_line(self) -> str:
+        cid = self.case_id
+        m = self.session.model
+        if self.session.opening is None and m.pre is None and m.post is None:
+            what = f"{cid} was closed"
+        else:
+            what = f"another case was opened over {cid}"
+        if self.revealed:
+            return (
+                f"Quiz paused: {what} (your answer to it is recorded). Click a case in the "
+                "list to go on."
+            )
+        return (
+            f"Quiz paused: {what}; your answer is not submitted. Click {cid} in the list to "
+            "go back to it."
+        )
+
+    def _on_session_changed(self, what: str) -> None:
+        """Another case opens (or the case is closed) over the quiz case: its question is
+        paused with one line, Submit disabled (UAT s12 N2: Submit then scored and revealed
+        the quiz case's answer over the other case, its lock and reveal layers put on it).
+        An opening that fails leaves the quiz case open: the question goes on."""
+        if what not in ("opening", "case") or self.run is None or self._opening:
+            return
+        if self.on_quiz_case():
+            if self._paused:
+                self._paused = False
+                self.status.setText("")
+                self._update_ui()
+            return
+        if self._paused:
+            return
+        if what == "opening" and self.session.opening is None:
+            return  # (an opening ended; the quiz case was not open)
+        self._paused = True
+        self._unselect_row()
+        line = self._paused_line()
+        self.status.setText(line)
+        _layers.notify_info(line)
+        self._update_ui()
 
     def next_case(self) -> None:
         if self.run is None:
@@ -301,12 +369,16 @@ class TeachWidget(QWidget):
         if self._opening or self.session.refuse_while_opening():
             return
         cid = run.quiz.case_ids[index]
+        # the paused question's case again: the answer as typed stays
+        keep = self._paused and index == self.index and not run.answered(cid)
+        self._paused = False
         self.index = index
         self.revealed = False
         self.last_record = run.records.get(cid)
         self.reveal.setText("")
         self.status.setText(f"opening {cid}…")
-        self._clear_fields()
+        if not keep:
+            self._clear_fields()
         self.cases.blockSignals(True)
         self.cases.setCurrentRow(index)
         self.cases.blockSignals(False)
@@ -392,7 +464,7 @@ class TeachWidget(QWidget):
 
     def _update_ui(self) -> None:
         run = self.run
-        open_q = run is not None and not self.revealed
+        open_q = run is not None and not self.revealed and not self._paused
         self.qbox.setEnabled(run is not None)
         qs = run.quiz.questions if run is not None else core_quiz.DEFAULT_QUESTIONS
         for q, (label, w) in self.field_rows.items():
@@ -474,6 +546,12 @@ class TeachWidget(QWidget):
         """Validate, score and record the answer, then reveal. Returns the record."""
         if self.run is None or self.revealed:
             return None
+        if not self.on_quiz_case():  # never scored or revealed over another case
+            raise AblationError(
+                self._paused_line()
+                if self._paused
+                else f"wait until {self.case_id} is open before submitting"
+            )
         raw = self.answer()
         if not any(v for v in raw.values()) and not any(
             q in self.run.quiz.questions for q in core_quiz.WORK_QUESTIONS
