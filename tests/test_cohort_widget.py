@@ -49,7 +49,7 @@ def test_cohort_widget_batch_table_open_plots(make_napari_viewer, qtbot, tmp_pat
 
     # sortable: by MTM, numerically
     w.table.sortItems(1, Qt.SortOrder.AscendingOrder)
-    mtm = [float(w.table.item(r, 1).text()) for r in range(4)]  # shown as {:.2f}
+    mtm = [float(w.table.item(r, 1).text()) for r in range(4)]  # shown as margins.csv has it
     assert mtm == sorted(mtm) and mtm[0] < 0 < mtm[-1]
     first = w.table.item(0, 0).data(Qt.ItemDataRole.UserRole)
     assert first == by_margin[0] and truth[first]["min_margin_mm"] < 0

@@ -2269,7 +2269,8 @@ class MarginResult:
         """
         mm = self.min_margin_mm
         rows = [
-            ("Minimal treatment margin (MTM)", f"{mm:.2f}", "mm"),
+            # the JSON's figure (UAT s12 N8: the Cohort table shows it from margins.csv)
+            ("Minimal treatment margin (MTM)", f"{json_figure(mm):.{MM_DECIMALS}f}", "mm"),
             ("MTM rounded", f"{self.min_margin_mm_rounded:d}", "mm"),
             ("MTM resolution limit (+/-)", f"{self.min_margin_uncertainty_mm:.2f}", "mm"),
             ("MTM location (octant)", self.min_margin_octant, ""),

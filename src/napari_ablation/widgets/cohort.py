@@ -40,13 +40,16 @@ from qtpy.QtWidgets import (
 
 from ..core import cohort, cohort_stats, coverage
 from ..core.errors import AblationError
+from ..core.margin import MM_DECIMALS
 from . import _layers
 from .session import CaseSession
 
 #: results table: (column of margins.csv, header, number format or None for text)
 COLUMNS = (
     ("case", "Case", None),
-    ("min_margin_mm", "MTM (mm)", "{:.2f}"),
+    # the figure of margins.csv as written, not rounded a second time (UAT s12 N8: -8.125
+    # showed -8.12 here and -8.13 in Margins): the JSON's decimals, as the Margins table
+    ("min_margin_mm", "MTM (mm)", f"{{:.{MM_DECIMALS}f}}"),
     ("min_margin_octant", "MTM octant", None),
     ("volume_fraction.uncovered", "Uncovered %", "pct"),
     ("tumor_max_diameter_mm", "Diameter (mm)", "{:.1f}"),
