@@ -65,8 +65,9 @@ def test_view_choice_gives_the_three_radiological_planes(
 ):
     """Instead of Roll (+ Transpose for a radiological coronal), the Display group of the
     Load dock offers the three radiological planes as one choice; it names the plane shown
-    and is blank for a view that is none of them (transposed, 3D)."""
+    and says so for a view that is none of them (transposed, 3D)."""
     from napari_ablation.widgets import orientation
+    from napari_ablation.widgets.load import VIEW_3D, VIEW_TRANSPOSED
 
     viewer = _gui.new_viewer(make_napari_viewer, tmp_path, monkeypatch, size=(1400, 900))
     _d, load = viewer.window.add_plugin_dock_widget("napari-ablation", "1. Load case")
@@ -97,6 +98,8 @@ def test_view_choice_gives_the_three_radiological_planes(
         _gui.click(qtbot, buttons.transposeDimsButton)
         _settle(qtbot)
         assert combo.currentIndex() == -1 and guide.radiological() is False
+        assert combo.placeholderText() == VIEW_TRANSPOSED  # says so, not blank (UAT s12 N7)
+        combo.grab().save(str(tmp_path / "view_transposed.png"))
         _gui.click(qtbot, buttons.transposeDimsButton)
         _settle(qtbot)
         assert combo.currentText() == "coronal"
@@ -111,7 +114,8 @@ def test_view_choice_gives_the_three_radiological_planes(
         assert combo.currentText() == "coronal" and guide.radiological() is True
         _gui.toggle_ndisplay(viewer, qtbot)
         _settle(qtbot)
-        assert combo.currentIndex() == -1
+        assert combo.currentIndex() == -1 and combo.placeholderText() == VIEW_3D
+        combo.grab().save(str(tmp_path / "view_3d.png"))
         # a pick in 3D goes back to 2D, on that plane
         i = combo.findData("sagittal")
         combo.setCurrentIndex(i)

@@ -37,6 +37,10 @@ from ..core.errors import AblationError
 from . import _layers, orientation, reader_choice
 from .session import CaseSession, default_cases_root, new_case_folder, prepare_display
 
+#: what the View choice says when no radiological plane is shown
+VIEW_3D = "3D (pick a plane)"
+VIEW_TRANSPOSED = "transposed (pick a plane)"
+
 
 class _SeriesPicker(QWidget):
     """A path (file or DICOM folder) with a series choice when the folder holds several."""
@@ -411,8 +415,13 @@ class LoadCaseWidget(QWidget):
             layer.contrast_limits = limits
 
     def _show_plane_choice(self, event=None) -> None:
-        """The View choice names the plane shown (blank in 3D and for a transposed view)."""
+        """The View choice names the plane shown; in 3D and for a transposed view it says
+        so in grey, where a blank box said nothing (UAT s12 N7)."""
         name = orientation.plane_of(self.viewer)
+        if name is None:
+            self.plane.setPlaceholderText(
+                VIEW_3D if self.viewer.dims.ndisplay == 3 else VIEW_TRANSPOSED
+            )
         self.plane.setCurrentIndex(-1 if name is None else self.plane.findData(name))
 
     # ------------------------------------------------------------------ plumbing
