@@ -46,3 +46,15 @@ def write_scan():
         return img
 
     return write
+
+
+@pytest.fixture
+def messages():
+    """The napari notifications shown while the test runs (``str(n.message)`` is the
+    one-line text a user reads)."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)

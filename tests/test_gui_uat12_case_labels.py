@@ -28,17 +28,6 @@ def case_folder(tmp_path, monkeypatch):
     return folder
 
 
-@pytest.fixture
-def messages():
-    """The notifications shown while the test runs."""
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
 def _rewrite(path, arr) -> None:
     """Write ``arr`` over the image file ``path``, on its grid."""
     ref = sitk.ReadImage(str(path))

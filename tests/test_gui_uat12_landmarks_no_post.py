@@ -6,23 +6,11 @@ under xvfb-run)."""
 from __future__ import annotations
 
 import _gui
-import pytest
 import SimpleITK as sitk
 
 from napari_ablation.core import samples
 from napari_ablation.core.case import Case
 from napari_ablation.widgets import _layers
-
-
-@pytest.fixture
-def messages():
-    """The notifications shown while the test runs (their one-line texts)."""
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
 
 
 def _press_landmark_buttons(qtbot, reg, viewer, messages, missing: str) -> None:
