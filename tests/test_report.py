@@ -222,3 +222,27 @@ def test_3d_picture_shows_the_mtm_point_and_its_label(res, tmp_path):
     assert white.sum() >= 6 and black.sum() >= 6, (white.sum(), black.sum())
     labels = [t.get_text() for t in ax.texts]
     assert f"MTM {res.min_margin_mm:.1f} mm" in labels
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().texts]
+
+
+def test_legend_says_whether_the_ablation_zone_was_registered(res):
+    """UAT s12 N6: margins computed without a registration (the identity) are not called
+    "registered" in the report's legend (HTML and PDF); with a transform they are."""
+    c = np.zeros(3)
+    tumor = M.sphere_image([41, 41, 41], [1, 1, 1], [-20.3] * 3, c, 10.0)
+    ablation = M.sphere_image([61, 61, 61], [1, 1, 1], [-30.3] * 3, c + [4, 3, 8], 15.0)
+    tx = sitk.Euler3DTransform()
+    tx.SetTranslation((1.0, 0.0, 0.0))
+    registered = M.analyze_margin(tumor, ablation, tx)
+    for r, said, not_said in (
+        (res, "ablation zone (not registered: identity)", "ablation zone (registered)"),
+        (registered, "ablation zone (registered)", "not registered"),
+    ):
+        html = R.html_report(r)
+        assert said in html and not_said not in html
+        legend = _legend_texts(R.report_pages(r)[0])
+        assert said in legend and not_said not in " ".join(legend)
+    assert not res.registered and registered.registered

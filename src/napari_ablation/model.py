@@ -65,6 +65,7 @@ from .core.case import (
     qa_record,
 )
 from .core.errors import AblationError
+from .core.quiz import quiz_edit_lock
 
 #: image roles
 IMAGE_ROLES = ("pre", "post")
@@ -656,6 +657,17 @@ class CaseModel:
         """Index of the current step in :attr:`transform_history`."""
         return self._index
 
+    def edit_lock(self, item: str) -> str | None:
+        """Tell why ``item`` (``"tumor"``, ``"ablation"`` or ``"registration"``) may not be
+        changed now: a quiz question is open on the case (Teach widget; the quiz's lock is
+        in :attr:`info`, see ``core.quiz.quiz_edit_lock``). None when it may."""
+        return quiz_edit_lock(self.info, item)
+
+    def _refuse_if_registration_locked(self) -> None:
+        reason = self.edit_lock("registration")
+        if reason is not None:
+            raise AblationError(reason)
+
     @property
     def can_undo_transform(self) -> bool:
         return self._index > 0
@@ -699,8 +711,10 @@ class CaseModel:
         Raises
         ------
         AblationError
-            When ``tx`` is not rigid or ``source`` is unknown.
+            When ``tx`` is not rigid or ``source`` is unknown, or the registration is locked
+            (:meth:`edit_lock`: a quiz question is open).
         """
+        self._refuse_if_registration_locked()
         if source not in TRANSFORM_SOURCES:
             raise AblationError(
                 f"unknown transform source '{source}' (one of {', '.join(TRANSFORM_SOURCES)})"
@@ -728,7 +742,9 @@ class CaseModel:
         self.set_transform(None, "reset")
 
     def undo_transform(self) -> bool:
-        """Go back one step; False when there is none."""
+        """Go back one step; False when there is none (AblationError while locked, see
+        :meth:`set_transform`)."""
+        self._refuse_if_registration_locked()
         if not self.can_undo_transform:
             return False
         self._index -= 1
@@ -736,7 +752,9 @@ class CaseModel:
         return True
 
     def redo_transform(self) -> bool:
-        """Go forward one step; False when there is none."""
+        """Go forward one step; False when there is none (AblationError while locked, see
+        :meth:`set_transform`)."""
+        self._refuse_if_registration_locked()
         if not self.can_redo_transform:
             return False
         self._index += 1

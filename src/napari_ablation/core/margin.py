@@ -2024,6 +2024,9 @@ class MarginResult:
         Index on the pre grid of ``class_crop[0, 0, 0]``.
     pre_reference : SimpleITK.Image
         An image with the pre grid's geometry.
+    registered : bool
+        Whether a registration was applied (a transform was given); False: the identity
+        (see :func:`registration_fields`).
     warnings : list of str
         One-line warnings of the analysis.
     method : str
@@ -2065,6 +2068,7 @@ class MarginResult:
     class_crop: np.ndarray  # uint8 (z, y, x): 0 outside tumor, 1 green, 2 yellow, 3 red
     class_offset: tuple[int, int, int]  # index of class_crop[0,0,0] on the pre grid
     pre_reference: sitk.Image = field(repr=False)  # an (empty-ish) image with the pre geometry
+    registered: bool  # a transform was given (False: the identity, nothing registered)
     warnings: list[str] = field(default_factory=list)
     method: str = ""
     #: what tumor_reconstructed_volume_ml (the class volumes' basis) was measured on
@@ -2920,6 +2924,7 @@ def _analyze_margin(
         class_crop=class_crop,
         class_offset=tuple(int(s.start) for s in tbox),
         pre_reference=ref,
+        registered=transform is not None,
         warnings=warns,
         method=method,
         _ablation_field=afield,

@@ -4,8 +4,9 @@ The same :class:`~napari_ablation.core.margin.MarginResult` feeds the CLI, the w
 this report, so every number agrees. Slice pictures are rendered from arrays with
 matplotlib (no display needed): axial, coronal and sagittal planes through the minimal
 margin point, pre image in grey (when given), coverage classes in green/yellow/red, the
-registered ablation zone as a cyan outline, the MTM point as a cross; with an MTM interval
-the uncertain class in blue, as on screen (:func:`~napari_ablation.core.coverage.legend_entries`).
+ablation zone in pre space as a cyan outline (its legend says whether it was registered),
+the MTM point as a cross; with an MTM interval the uncertain class in blue, as on screen
+(:func:`~napari_ablation.core.coverage.legend_entries`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,26 @@ from .io import write_bytes_atomic, write_text_atomic
 CLASS_RGB = {k: coverage.hex_to_rgb(c) for k, c in coverage.MARGIN_LAYER_COLORS.items()}
 ABLATION_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["ablation"])
 TUMOR_RGB = coverage.hex_to_rgb(coverage.STRUCTURE_COLORS["tumor"])
-#: the legend entry of the registered ablation zone's outline
+#: the legend entry of the ablation zone's outline, registered or not (the identity: UAT s12 N6)
 ABLATION_LEGEND = "ablation zone (registered)"
+ABLATION_LEGEND_IDENTITY = "ablation zone (not registered: identity)"
+
+
+def ablation_legend(res) -> str:
+    """Return the legend entry of the ablation zone's outline.
+
+    Parameters
+    ----------
+    res : MarginResult
+        The margin analysis (:class:`~napari_ablation.core.margin.MarginResult`).
+
+    Returns
+    -------
+    str
+        :data:`ABLATION_LEGEND`, or :data:`ABLATION_LEGEND_IDENTITY` when ``res`` was
+        computed without a registration.
+    """
+    return ABLATION_LEGEND if res.registered else ABLATION_LEGEND_IDENTITY
 
 
 def _figure(*args, **kw):
@@ -365,11 +384,18 @@ def plot_slices(
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "edgecolor": "none"},
             )
     if legend_ax is not None:
-        plot_slice_legend(legend_ax, res.threshold_mm, uncertain=uncertainty is not None)
+        plot_slice_legend(
+            legend_ax,
+            res.threshold_mm,
+            uncertain=uncertainty is not None,
+            ablation=ablation_legend(res),
+        )
     return fig
 
 
-def plot_slice_legend(ax, threshold_mm: float, uncertain: bool = False) -> None:
+def plot_slice_legend(
+    ax, threshold_mm: float, uncertain: bool = False, ablation: str = ABLATION_LEGEND
+) -> None:
     """Draw the slice panels' legend, the screen's classes (:func:`coverage.legend_entries`).
 
     Parameters
@@ -380,13 +406,15 @@ def plot_slice_legend(ax, threshold_mm: float, uncertain: bool = False) -> None:
         The threshold the classes are defined with (mm).
     uncertain : bool, default False
         Whether the panels show the uncertain class.
+    ablation : str, default :data:`ABLATION_LEGEND`
+        The ablation zone outline's entry (:func:`ablation_legend`).
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     entries = coverage.legend_entries(threshold_mm, uncertain=uncertain)
     handles = [Patch(facecolor=(*CLASS_RGB[k], 0.75), label=title) for k, _c, title in entries]
-    handles.append(Line2D([], [], color=ABLATION_RGB, lw=1.2, label=ABLATION_LEGEND))
+    handles.append(Line2D([], [], color=ABLATION_RGB, lw=1.2, label=ablation))
     ax.set_axis_off()
     ax.legend(
         handles=handles,
@@ -569,7 +597,7 @@ def html_report(
             (c, t)
             for _k, c, t in coverage.legend_entries(res.threshold_mm, uncertainty is not None)
         ]
-        + [(coverage.STRUCTURE_COLORS["ablation"], ABLATION_LEGEND)]
+        + [(coverage.STRUCTURE_COLORS["ablation"], ablation_legend(res))]
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Ablation margin report</title>

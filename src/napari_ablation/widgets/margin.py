@@ -288,6 +288,9 @@ QUIZ_REFERENCE_TEXT = (
 QUIZ_LOCK_TEXT = (
     "This case is in a quiz: margins are hidden until the answer is submitted (Teach widget)."
 )
+#: the tooltips of File… and Identity (while the registration may be changed)
+TX_FILE_TIP = "use a registration file (ITK, pre -> post); undo it in 3. Register"
+TX_IDENTITY_TIP = "compute without registration (a step of the registration history)"
 
 
 class FittedPicture(QLabel):
@@ -367,6 +370,7 @@ class MarginWidget(QWidget):
         self._refresh_layer_choices()
         self._on_model_threshold(m.threshold)
         self._show_tx_label()
+        self._show_registration_lock()
         self._show_qa()
         self._sync_reader_sd()
         self._on_analysis()
@@ -386,15 +390,9 @@ class MarginWidget(QWidget):
         self.tx_label = QLabel("")
         self.tx_label.setWordWrap(True)
         self.tx_file_btn = QPushButton("File…")
-        self.tx_file_btn.setToolTip(
-            "use a registration file (ITK, pre -> post); undo it in 3. Register"
-        )
         self.tx_identity_btn = QPushButton("Identity")
-        self.tx_identity_btn.setToolTip(
-            "compute without registration (a step of the registration history)"
-        )
         self.tx_file_btn.clicked.connect(self._pick_transform_file)
-        self.tx_identity_btn.clicked.connect(self.model.reset_transform)
+        self.tx_identity_btn.clicked.connect(self.use_identity)
         txrow = QHBoxLayout()
         txrow.addWidget(self.tx_file_btn)
         txrow.addWidget(self.tx_identity_btn)
@@ -672,6 +670,24 @@ class MarginWidget(QWidget):
         if path:
             self.load_transform_file(path)
 
+    def _show_registration_lock(self) -> None:
+        """File… and Identity change the registration: disabled, the reason as their tooltip,
+        while it is locked (a Teach quiz question is open: UAT s12 N2)."""
+        reason = self.session.edit_lock("registration")
+        for btn, tip in ((self.tx_file_btn, TX_FILE_TIP), (self.tx_identity_btn, TX_IDENTITY_TIP)):
+            btn.setEnabled(reason is None)
+            btn.setToolTip(tip if reason is None else reason)
+
+    def use_identity(self) -> bool:
+        """Make the identity the case's registration (a step of its history, source "reset").
+        Returns False (and notifies) when the registration is locked."""
+        try:
+            self.model.reset_transform()
+        except AblationError as exc:
+            _layers.notify_error(exc)
+            return False
+        return True
+
     def load_transform_file(self, path: str) -> bool:
         """Make a transform file (ITK convention, pre -> post) the case's registration (a step
         of its history, source "file"). Returns False (and notifies) if unusable."""
@@ -720,12 +736,15 @@ class MarginWidget(QWidget):
             self._clear_readout("MTM = —")
         self._refresh_layer_choices()
         self._show_tx_label()
+        self._show_registration_lock()
         self._on_model_threshold(self.model.threshold)
 
     def _on_session_changed(self, what: str) -> None:
         if what == "opening":
             self._on_opening()
             return
+        if what == "quiz":
+            self._show_registration_lock()
         if what in ("analysis", "quiz"):
             self._show_status()
         if what == "interval":

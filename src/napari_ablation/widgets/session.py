@@ -48,7 +48,6 @@ from psygnal import Signal
 
 from ..core.case import GRID_OF, LABEL_ROLES, Case
 from ..core.errors import AblationError, one_line
-from ..core.quiz import quiz_edit_lock
 from ..model import ANALYSIS_INPUTS, IMAGE_ROLES, CaseModel, run_analysis
 from . import _layers
 
@@ -1469,8 +1468,9 @@ class CaseSession:
 
     def edit_lock(self, item: str) -> str | None:
         """Why ``item`` (``"tumor"``, ``"ablation"``, ``"registration"``) cannot be edited now
-        (an open quiz question, ``core.quiz.quiz_edit_lock``); None when it can."""
-        return quiz_edit_lock(self.model.info, item)
+        (an open quiz question: the case model's
+        :meth:`~napari_ablation.model.CaseModel.edit_lock`); None when it can."""
+        return self.model.edit_lock(item)
 
     def apply_edit_lock(self) -> None:
         """The labels layers read-only while their role is locked (:meth:`edit_lock`)."""
