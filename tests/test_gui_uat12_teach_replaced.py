@@ -66,6 +66,16 @@ def _answer(qtbot, teach, mtm="3"):
     qtbot.keyClicks(teach.mtm, mtm)
 
 
+def _answered_question(qtbot, teach, margins, load, folder) -> str:
+    """Open the quiz in ``folder``, wait until its first question is shown, type an answer;
+    return the question's case id."""
+    teach.open_quiz(folder)
+    _settle(qtbot, teach, margins, load)
+    cid = teach.case_id
+    _answer(qtbot, teach)
+    return cid
+
+
 def _click_row(qtbot, teach, row: int) -> None:
     """A real click on row ``row`` of the Teach widget's case list."""
     rect = teach.cases.visualItemRect(teach.cases.item(row))
@@ -89,11 +99,8 @@ def test_open_sample_before_submit_pauses_the_question(docks, qtbot):
     viewer, load, margins, teach, folder = docks
     session = teach.session
     with qtbot.capture_exceptions() as errors:
-        teach.open_quiz(folder)
-        _settle(qtbot, teach, margins, load)
-        cid = teach.case_id
+        cid = _answered_question(qtbot, teach, margins, load, folder)
         assert cid == "case_01" and session.model.info.get(quiz.QUIZ_LOCK)
-        _answer(qtbot, teach)
         _open_liver(qtbot, load)
         _settle(qtbot, teach, margins, load)
         assert "sample_liver_ct" in str(session.model.folder)
@@ -126,10 +133,7 @@ def test_reveal_then_file_open_sample_then_submit(docks, qtbot):
     viewer, load, margins, teach, folder = docks
     session = teach.session
     with qtbot.capture_exceptions() as errors:
-        teach.open_quiz(folder)
-        _settle(qtbot, teach, margins, load)
-        cid = teach.case_id
-        _answer(qtbot, teach)
+        cid = _answered_question(qtbot, teach, margins, load, folder)
         _gui.click(qtbot, teach.submit_btn)
         _settle(qtbot, teach, margins, load)
         assert teach.run.answered(cid)
@@ -155,10 +159,7 @@ def test_another_case_while_the_truth_is_computed(docks, qtbot):
     doc["show_reference"] = False
     (folder / quiz.QUIZ_FILE).write_text(json.dumps(doc), encoding="utf-8")
     with qtbot.capture_exceptions() as errors:
-        teach.open_quiz(folder)
-        _settle(qtbot, teach, margins, load)
-        cid = teach.case_id
-        _answer(qtbot, teach)
+        cid = _answered_question(qtbot, teach, margins, load, folder)
         _gui.click(qtbot, teach.submit_btn)
         assert "computing the reference" in teach.status.text()
         _open_liver(qtbot, load)
