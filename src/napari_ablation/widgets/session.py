@@ -405,7 +405,8 @@ class CaseSession:
     #: what changed: "case", an item of the model ("pre", "tumor", "transform", "qa", ...),
     #: "analysis", "interval", "saved", "folder"; "opening" (a case starts or ends opening,
     #: see :attr:`opening`), "closing" (the viewer closes), "margins_view" (the user asked
-    #: for the margins: a landmark view ends)
+    #: for the margins: a landmark view ends), "binding" (a labels layer was bound to the
+    #: tumor or ablation, :meth:`bind_labels`)
     changed = Signal(str)
 
     def __init__(self, viewer):
@@ -1499,6 +1500,7 @@ class CaseSession:
         """
         if role not in LABEL_ROLES:
             raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
+        layer = _layers.unwrapped(layer)  # (a plugin widget's layers come through a proxy)
         if self._bound.get(role) is layer:
             return None
         if not self.fits(layer, role):
@@ -1560,6 +1562,7 @@ class CaseSession:
         self._bound[role] = layer
         self._share(role, layer, source)
         layer.editable = self.edit_lock(role) is None
+        self.changed.emit("binding")  # the Margins widget's layer choices follow (UAT s12 N1)
         if id(layer) in self._wrapped:
             return
         self._wrapped.add(id(layer))
