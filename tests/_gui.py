@@ -306,7 +306,13 @@ def idle(session, margin_widget=None) -> bool:
     if session._autosave_timer.isActive() or session.analysis._timer.isActive():
         return False
     m = session.model
-    if session.analysis.live and not m.analysis_current and session.analysis.error is None:
+    # (none is computed while labels are withdrawn from the screen: their layer deleted)
+    if (
+        session.analysis.live
+        and not m.analysis_current
+        and session.analysis.error is None
+        and m.analysis_error is None
+    ):
         return False
     # the MTM interval follows every current analysis
     if session.interval.running or (
@@ -328,7 +334,11 @@ def idle(session, margin_widget=None) -> bool:
             return False
         if stale_readout(session.viewer, session, margin_widget) is not None:
             return False
-        if m.interval is not None and margin_widget._interval_shown is not m.interval:
+        if (
+            m.interval is not None
+            and m.analysis_error is None
+            and margin_widget._interval_shown is not m.interval
+        ):
             return False
     return not m.unsaved_items() or m.folder is None
 

@@ -200,6 +200,37 @@ def test_an_analysis_that_fails_for_the_inputs_now_is_no_current_analysis():
     assert m.analysis_error is None
 
 
+def test_labels_withdrawn_from_the_screen_are_kept_but_not_analysed(tmp_path):
+    """UAT s12 N3: labels whose layer was deleted stay in the model (and saved), but no
+    analysis is current or made until they are shown again; then the same one is."""
+    m = CaseModel()
+    m.load_case(_sphere_case(), tmp_path / "case")
+    m.save()
+    a = m.compute_analysis()
+    told = []
+    m.analysis_changed.connect(lambda: told.append(m.analysis_error))
+    m.withdraw_labels("tumor", "tumor layer deleted")
+    assert not m.analysis_current and m.analysis_error == "tumor layer deleted"
+    assert told == ["tumor layer deleted"]
+    assert m.labels("tumor") is not None and m.all_saved  # nothing lost, nothing to write
+    with pytest.raises(AblationError, match="tumor layer deleted"):
+        m.analysis_request()
+    m.set_analysis_failed("tumor layer deleted")  # (a refused Compute said so)
+    m.withdraw_labels("tumor", None)
+    assert m.analysis_current and m.analysis is a and m.analysis_error is None
+    assert told[-1] is None
+    # an edit of the other labels meanwhile: computed again once shown
+    m.withdraw_labels("ablation", "ablation layer deleted")
+    m.labels("tumor")[0, 0, 0] = 1
+    m.labels_edited("tumor", "brush")
+    assert m.analysis_error == "ablation layer deleted"
+    m.withdraw_labels("ablation", None)
+    assert not m.analysis_current and m.analysis_error is None
+    m.withdraw_labels("tumor", "tumor layer deleted")
+    m.load_case(_sphere_case())  # another case: nothing withdrawn
+    assert m.analysis_error is None
+
+
 def test_threshold_from_settings_reaches_the_analysis():
     m = CaseModel()
     m.load_case(_sphere_case())

@@ -336,6 +336,7 @@ class CaseModel:
         self._analysis: Analysis | None = None
         self._was_current = (False, None)  # (analysis_current, analysis_error) last told
         self._failure: tuple[dict[str, int], str] | None = None  # (inputs, why) see analysis_error
+        self._withdrawn: dict[str, str] = {}  # role -> why, see withdraw_labels
         self._interval: Interval | None = None
         self.save_error: str | None = None
         self._write_lock = threading.Lock()
@@ -459,6 +460,7 @@ class CaseModel:
         self._written_manifest = {}
         self._analysis = None
         self._failure = None
+        self._withdrawn = {}
         self._was_current = (False, None)
         self._interval = None
         self.save_error = None
@@ -628,6 +630,23 @@ class CaseModel:
             return False
         self._labels[role] = array
         return True
+
+    def withdraw_labels(self, role: str, why: str | None) -> None:
+        """The ``role`` labels left the screen (``why``: one line that says so, e.g. "tumor
+        layer deleted: ..."), or are shown again (``why=None``).
+
+        Withdrawn, they are kept, and saved with the case (nothing annotated is lost), but
+        no figure is made from them: :attr:`analysis_current` is False and
+        :attr:`analysis_error` is ``why`` until they are shown again.
+        """
+        if role not in LABEL_ROLES:
+            raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
+        if why is None:
+            if self._withdrawn.pop(role, None) is not None:
+                self._failure = None  # (a refused request said why they were withdrawn)
+        else:
+            self._withdrawn[role] = why
+        self._check_analysis()
 
     def labels_edited(self, role: str, source: str = "brush") -> None:
         """Note an in-place edit of the ``role`` labels (brush, undo, redo, bulk edit)."""
@@ -916,8 +935,13 @@ class CaseModel:
 
     @property
     def analysis_current(self) -> bool:
-        """True when the stored analysis was computed from the inputs as they are now."""
-        return self._analysis is not None and self._analysis.inputs == self.analysis_inputs()
+        """True when the stored analysis was computed from the inputs as they are now (and
+        none of its labels is withdrawn, :meth:`withdraw_labels`)."""
+        return (
+            self._analysis is not None
+            and not self._withdrawn
+            and self._analysis.inputs == self.analysis_inputs()
+        )
 
     def analysis_request(self) -> AnalysisRequest:
         """Copy the analysis inputs now (cheap; then :func:`run_analysis` on any thread).
@@ -925,11 +949,13 @@ class CaseModel:
         Raises
         ------
         AblationError
-            When the tumor or the ablation labels are missing.
+            When the tumor or the ablation labels are missing or withdrawn.
         """
         for role, where in (("tumor", "pre"), ("ablation", "post")):
             if self._labels[role] is None:
                 raise AblationError(f"no {role} labels: draw them on the {where} image first")
+            if role in self._withdrawn:
+                raise AblationError(self._withdrawn[role])
         return AnalysisRequest(
             tumor=self.labels_image("tumor"),
             ablation=self.labels_image("ablation"),
@@ -960,7 +986,11 @@ class CaseModel:
     def analysis_error(self) -> str | None:
         """Why the analysis cannot be computed from the inputs as they are now (e.g. "the
         tumor mask is empty"), else None: then there is no current analysis, and the last
-        one stored is not to be shown (UAT s7 N5); any change of an input ends it."""
+        one stored is not to be shown (UAT s7 N5); any change of an input ends it. Labels
+        withdrawn from the screen say why until they are shown again
+        (:meth:`withdraw_labels`)."""
+        if self._withdrawn:
+            return next(iter(self._withdrawn.values()))
         f = self._failure
         return f[1] if f is not None and f[0] == self.analysis_inputs() else None
 

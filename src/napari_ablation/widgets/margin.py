@@ -612,7 +612,12 @@ class MarginWidget(QWidget):
             bound = self.session.labels_layer(role) or _layers.find_layer(self.viewer, role)
             # only layers that may hold the role's labels (on its image's grid): a layer of
             # another case (of another grid) is not offered
-            names = [ly.name for ly in layers if ly is bound or self.session.fits(ly, role)]
+            # (compared unwrapped: through napari's proxy, a new object on each access)
+            names = [
+                ly.name
+                for ly in layers
+                if _layers.unwrapped(ly) is _layers.unwrapped(bound) or self.session.fits(ly, role)
+            ]
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
@@ -745,6 +750,8 @@ class MarginWidget(QWidget):
             return
         if what == "quiz":
             self._show_registration_lock()
+        if what == "binding":  # (a case's layers reused for the next case: no layer event)
+            self._refresh_layer_choices()
         if what in ("analysis", "quiz"):
             self._show_status()
         if what == "interval":

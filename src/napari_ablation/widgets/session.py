@@ -327,7 +327,15 @@ class AnalysisRunner(_ModelRunner):
     def _on_model_changed(self, what: str) -> None:
         if what == "case":
             return
-        if self.live and what in ANALYSIS_INPUTS and not self.model.analysis_current:
+        # ("analysis": labels withdrawn from the screen are shown again, see
+        # CaseModel.withdraw_labels; while withdrawn, nothing is computed)
+        m = self.model
+        if (
+            self.live
+            and what in (*ANALYSIS_INPUTS, "analysis")
+            and not m.analysis_current
+            and m.analysis_error is None
+        ):
             self._timer.start()
 
     def _start(self) -> None:
@@ -404,7 +412,8 @@ class CaseSession:
     #: what changed: "case", an item of the model ("pre", "tumor", "transform", "qa", ...),
     #: "analysis", "interval", "saved", "folder"; "opening" (a case starts or ends opening,
     #: see :attr:`opening`), "closing" (the viewer closes), "margins_view" (the user asked
-    #: for the margins: a landmark view ends)
+    #: for the margins: a landmark view ends), "binding" (a labels layer was bound to the
+    #: tumor or ablation, :meth:`bind_labels`)
     changed = Signal(str)
 
     def __init__(self, viewer):
@@ -1150,6 +1159,24 @@ class CaseSession:
             # the case's images are gone: its labels would lie over nothing, and then over
             # the next case's images; the case is saved and closed with all its layers
             self.close_case(images_removed=True)
+        else:
+            self._withdraw_deleted(removed)
+
+    def _withdraw_deleted(self, roles) -> None:
+        """The labels of ``roles`` whose layer the user deleted are off the screen: no figure
+        made from them stays or is made (UAT s12 N3: the Margins widget said "up to date"
+        with the MTM of a deleted tumor) until a layer shows them again
+        (:meth:`bind_labels`). The model keeps them, and so does the case folder."""
+        viewer = self.viewer
+        # (a layer converted to an Image still shows them: :meth:`_labels_role_after_convert`)
+        aside = {_layers.layer_meta(ly).get("set_aside_role") for ly in viewer.layers}
+        for role in sorted(set(roles) & set(LABEL_ROLES) - aside):
+            if self.labels_layer(role) is None and self.model.labels(role) is not None:
+                self.model.withdraw_labels(
+                    role,
+                    f"{role} layer deleted: no margins without it (its labels are kept in the "
+                    "case; Segment > Create / edit labels shows them again)",
+                )
 
     def close_case(self, images_removed: bool = False) -> None:
         """The user removed every layer of the case, or both its images
@@ -1499,6 +1526,7 @@ class CaseSession:
         """
         if role not in LABEL_ROLES:
             raise AblationError(f"unknown label role '{role}' (use tumor or ablation)")
+        layer = _layers.unwrapped(layer)  # (a plugin widget's layers come through a proxy)
         if self._bound.get(role) is layer:
             return None
         if not self.fits(layer, role):
@@ -1559,7 +1587,9 @@ class CaseSession:
             return
         self._bound[role] = layer
         self._share(role, layer, source)
+        self.model.withdraw_labels(role, None)  # (shown again, when a deleted layer's were)
         layer.editable = self.edit_lock(role) is None
+        self.changed.emit("binding")  # the Margins widget's layer choices follow (UAT s12 N1)
         if id(layer) in self._wrapped:
             return
         self._wrapped.add(id(layer))
