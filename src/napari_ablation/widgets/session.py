@@ -1582,6 +1582,9 @@ class CaseSession:
     def bind_labels(self, layer, source: str = "layer") -> None:
         """Make ``layer`` (role tumor or ablation) the model's labels of its role: it shares
         its array with the model, and every edit, undo and redo of it reaches the model."""
+        # the layer itself, not napari's proxy of it (a new object on each access: its id
+        # and a weak reference to it would not last)
+        layer = _layers.unwrapped(layer)
         role = _layers.role_of(layer)
         if role not in LABEL_ROLES:
             return
