@@ -101,7 +101,7 @@ class LandmarksPanel(QWidget):
         self.fit_label.setWordWrap(True)
         v.addWidget(self.fit_label)
         self.add_btn.clicked.connect(self._landmark_layers_in_steps)
-        self.undo_btn.clicked.connect(self.remove_last_point)
+        self.undo_btn.clicked.connect(lambda _checked=False: self.remove_last_point())
         self.fit_btn.clicked.connect(self.fit)
         if _layers.find_layer(self.viewer, "landmarks_pre") is None:
             self._load_from_model()  # landmarks saved in the case come back
@@ -155,6 +155,11 @@ class LandmarksPanel(QWidget):
                 **grid,
             )
             layer.events.data.connect(lambda e, r=role: self._on_points_changed(r, e))
+            # Ctrl-Z on a landmark layer takes back its last click, as on a labels layer a
+            # stroke (napari's Points layer has no undo: UAT s13 N6)
+            layer.bind_key(
+                "Control-Z", lambda _ly, r=role: self.remove_last_point(r), overwrite=True
+            )
             _layers.arrange(self.viewer)  # post landmarks with post space, under pre
         return layer
 
@@ -295,10 +300,14 @@ class LandmarksPanel(QWidget):
         self._store()
         return label
 
-    def remove_last_point(self) -> None:
-        """Undo the last landmark click (misclick)."""
-        while self._order:
-            role, label = self._order.pop()
+    def remove_last_point(self, only: str | None = None) -> None:
+        """Undo the last landmark click (misclick): the last of all (*Remove last*), or with
+        ``only`` (a role of :data:`ROLES`; Ctrl-Z on that layer) the last on that layer."""
+        while True:
+            at = [i for i, (r, _l) in enumerate(self._order) if only in (None, r)]
+            if not at:
+                break
+            role, label = self._order.pop(at[-1])
             layer = self._layer(role)
             pairs = self.pairs_of(role)
             if layer is None or label not in pairs:
