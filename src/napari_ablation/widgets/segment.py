@@ -34,6 +34,7 @@ from ..core import geometry
 from ..core import segmentation as seg
 from ..core.errors import AblationError, NothingToDo, one_line
 from . import _layers
+from .margin import OUTPUT_ROLES
 from .session import CaseSession
 
 #: structure role -> (image role it is drawn on, colour, label shown to the user)
@@ -82,6 +83,15 @@ def write_changes(layer, box, old_sub: np.ndarray, new_sub: np.ndarray) -> int:
                 layer.data_setitem(tuple(f[sel] for f in full), int(v), refresh=False)
     layer.refresh()
     return n
+
+
+def _same_grid(la, lb) -> bool:
+    """Two labels layers on one grid (shape, voxel size and position): what Compare needs."""
+    return (
+        np.asarray(la.data).shape == np.asarray(lb.data).shape
+        and np.allclose(la.scale, lb.scale)
+        and np.allclose(la.translate, lb.translate)
+    )
 
 
 class SegmentWidget(QWidget):
@@ -225,6 +235,7 @@ class SegmentWidget(QWidget):
         cform = QFormLayout(comp)
         self.cmp_a = QComboBox()
         self.cmp_b = QComboBox()
+        self.cmp_b.setPlaceholderText("no other segmentation on A's grid")
         self.compare_btn = QPushButton("Compare")
         self.cmp_result = QLabel("")
         self.cmp_result.setWordWrap(True)
@@ -435,13 +446,14 @@ class SegmentWidget(QWidget):
             layer = self.labels_layer(role)
             if layer is not None:
                 self._watch(layer)
-        names = [
+        names = [  # segmentations: not the margins' outputs (UAT s13 N7)
             ly.name
             for ly in self.viewer.layers
             if ly.__class__.__name__ == "Labels"
-            and _layers.role_of(ly) not in (PREVIEW_ROLE, DISAGREEMENT_ROLE)
+            and _layers.role_of(ly) not in (PREVIEW_ROLE, DISAGREEMENT_ROLE, *OUTPUT_ROLES)
         ]
         tumor = self.labels_layer("tumor")
+        cur_b_kept = [self.cmp_b.currentText()] if self.cmp_b.currentText() in names else []
         for combo in (self.cmp_a, self.cmp_b):
             cur = combo.currentText()
             combo.blockSignals(True)
@@ -455,17 +467,23 @@ class SegmentWidget(QWidget):
                 combo.setCurrentIndex(0)
             combo.blockSignals(False)
         a = self.cmp_a.currentText()
-        if self.cmp_b.currentText() == a:
-            # B: another segmentation, one on the same grid as A first (a second reader)
-            shape = (
-                np.asarray(self.viewer.layers[a].data).shape if a in self.viewer.layers else None
-            )
-            others = [n for n in names if n != a]
-            same = [n for n in others if np.asarray(self.viewer.layers[n].data).shape == shape]
-            if same or others:
-                self.cmp_b.blockSignals(True)
-                self.cmp_b.setCurrentText((same or others)[0])
-                self.cmp_b.blockSignals(False)
+        if self.cmp_b.currentText() == a or self.cmp_b.currentText() not in cur_b_kept:
+            # B: another segmentation on A's grid (a second reader, or a correction); none
+            # when there is none: tumor against ablation (pre and post grids) is always
+            # refused (UAT s13 N7)
+            same = [
+                n
+                for n in names
+                if n != a
+                and a in self.viewer.layers
+                and _same_grid(self.viewer.layers[a], self.viewer.layers[n])
+            ]
+            self.cmp_b.blockSignals(True)
+            if same:
+                self.cmp_b.setCurrentText(same[0])
+            else:
+                self.cmp_b.setCurrentIndex(-1)
+            self.cmp_b.blockSignals(False)
         if self._preview is not None and self._preview["layer"] not in self.viewer.layers:
             self._preview = None
             self._set_preview_buttons(False)
@@ -939,15 +957,14 @@ class SegmentWidget(QWidget):
         try:
             a_name, b_name = self.cmp_a.currentText(), self.cmp_b.currentText()
             if not a_name or not b_name:
-                raise AblationError("choose two labels layers to compare")
+                raise AblationError(
+                    "choose two labels layers of one grid to compare (B: another segmentation "
+                    "of A's structure, e.g. a second reader's)"
+                )
             if a_name == b_name:
                 raise AblationError("choose two different labels layers")
             la, lb = self.viewer.layers[a_name], self.viewer.layers[b_name]
-            if (
-                la.data.shape != lb.data.shape
-                or not np.allclose(la.scale, lb.scale)
-                or not np.allclose(la.translate, lb.translate)
-            ):
+            if not _same_grid(la, lb):
                 raise AblationError(f"'{a_name}' and '{b_name}' are not on the same grid")
         except (AblationError, KeyError) as exc:
             self._error(exc)
