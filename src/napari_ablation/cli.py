@@ -149,7 +149,8 @@ def _add_margin_parser(sub) -> None:
     p.add_argument(
         "--pre",
         help="the pre image the tumor was drawn on: tumor labels on another grid are "
-        "refused, as in the viewer and in 'cohort run'",
+        "refused, as in the viewer and in 'cohort run'; the report's slices are drawn "
+        "over it",
     )
     p.add_argument(
         "--post",
@@ -378,8 +379,9 @@ def _cmd_margin(args: argparse.Namespace) -> int:
         notes[-1] += " (--tumor-label N measures one of them)"
     ablation = io.read_labels(args.ablation, label=args.ablation_label, name="ablation")
     # the rule of the viewer and of 'cohort run': labels live on the grid of their image
+    pre = _read_image(args.pre, "pre", notes).image if args.pre else None
     Case(
-        pre=_read_image(args.pre, "pre", notes).image if args.pre else None,
+        pre=pre,
         post=_read_image(args.post, "post", notes).image if args.post else None,
         tumor=tumor,
         ablation=ablation,
@@ -394,10 +396,15 @@ def _cmd_margin(args: argparse.Namespace) -> int:
     unc = _margin_uncertainty(args, res, tumor, ablation, tx) if args.uncertainty else None
 
     inputs = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
+    # the GUI's registration line for a transform opened from a file (UAT s13 N9)
+    registration = tfm.registration_summary(
+        tx, res.tumor_centroid_lps, "file", Path(args.transform).name if tx else ""
+    )
     if args.json_out:
         from .core import report
 
-        extra = {"inputs": inputs, **({"notes": notes} if notes else {})}
+        extra = {"inputs": inputs, "registration": registration}
+        extra.update({"notes": notes} if notes else {})
         doc = report.json_document(res, extra, unc, transform=tx)
         outs.add_text(args.json_out, json.dumps(doc, indent=2))
     if args.csv_out:
@@ -408,10 +415,13 @@ def _cmd_margin(args: argparse.Namespace) -> int:
         from .core import report
 
         info = {**inputs, "transform": args.transform or "identity (nothing registered)"}
+        info.update({k: str(v) for k, v in (("pre", args.pre), ("post", args.post)) if v})
+        # the GUI's report: the pre anatomy under the slices, the registration line
+        kw = {"info": info, "pre": pre, "transform_note": registration, "uncertainty": unc}
         if args.html_out:
-            outs.add_text(args.html_out, report.html_report(res, info=info, uncertainty=unc))
+            outs.add_text(args.html_out, report.html_report(res, **kw))
         if args.pdf_out:
-            outs.add_bytes(args.pdf_out, report.pdf_report(res, info=info, uncertainty=unc))
+            outs.add_bytes(args.pdf_out, report.pdf_report(res, **kw))
     if args.margin_labels_out:
         outs.add_image(
             args.margin_labels_out,

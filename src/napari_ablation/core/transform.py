@@ -848,3 +848,51 @@ def motion_text(tx: sitk.Transform | None, centre_lps) -> str:
     """
     shift, rot = tumor_motion(tx, centre_lps)
     return f"tumor centre moved {shift:.1f} mm, rotation {rot:.1f}\u00b0"
+
+
+#: the registration line of margins computed with no registration (the identity assumed)
+NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
+
+
+def registration_summary(
+    tx: sitk.Transform | None, centre_lps=None, source: str = "file", note: str = ""
+) -> str:
+    """Describe a registration in one line: how it was made and how it moves the tumor.
+
+    The one registration line of the plugin: the Margins widget, the GUI's report and the
+    CLI's report all show it.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        Rigid, pre -> post (ITK convention); None: nothing registered.
+    centre_lps : array_like, optional
+        The tumor centre (x, y, z), LPS mm, in pre space; without it only the rotation is
+        said.
+    source : str, default "file"
+        How the transform was made (``"automatic"``, ``"manual"``, ``"landmarks"``,
+        ``"file"``; ``"case"``: saved with the case).
+    note : str, optional
+        What else to say about it (e.g. the file name, the metric of an automatic run).
+
+    Returns
+    -------
+    str
+        E.g. ``"file, T.tfm; tumor centre moved 8.5 mm, rotation 4.0°"``, or
+        :data:`NO_REGISTRATION` when ``tx`` is None.
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> registration_summary(sitk.TranslationTransform(3, (3.0, 4.0, 0.0)), (0, 0, 0))
+    'file; tumor centre moved 5.0 mm, rotation 0.0°'
+    """
+    if tx is None:
+        return NO_REGISTRATION
+    motion = (
+        motion_text(tx, centre_lps)
+        if centre_lps is not None
+        else f"rotation {rotation_angle_deg(tx):.1f}\u00b0"
+    )
+    made = "saved with the case" if source == "case" else source
+    return f"{made}{f', {note}' if note else ''}; {motion}"

@@ -98,7 +98,7 @@ class _Export(QObject):
 
 
 OUTPUT_ROLES = ("margin", "ablation_registered", "mtm_point", ROLE_SURFACE, ROLE_ABLATION_SURFACE)
-NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
+NO_REGISTRATION = tfm.NO_REGISTRATION
 #: the registration line while no case is open
 NO_CASE_REGISTRATION = "registration: none (no case open)"
 #: the registration line while the figures on screen carry :data:`NO_REGISTRATION` under the
@@ -138,20 +138,13 @@ def registration_text(model, result: core_margin.MarginResult | None = None) -> 
 
 
 def registration_summary(model, result: core_margin.MarginResult | None = None) -> str:
-    """:func:`registration_text` without its "registration:" (the report names the line)."""
-    tx = model.transform
-    if tx is None:
+    """:func:`registration_text` without its "registration:" (the report names the line):
+    :func:`napari_ablation.core.transform.registration_summary` of the case's transform."""
+    if model.transform is None:
         return NO_REGISTRATION
     step = model.transform_step
     c = result.tumor_centroid_lps if result is not None else model.tumor_centre_lps()
-    motion = (
-        tfm.motion_text(tx, c)
-        if c is not None
-        else f"rotation {tfm.rotation_angle_deg(tx):.1f}\u00b0"
-    )
-    source = step.source if step.source != "case" else "saved with the case"
-    note = f", {step.note}" if step.note else ""
-    return f"{source}{note}; {motion}"
+    return tfm.registration_summary(model.transform, c, step.source, step.note or "")
 
 
 def _prepare_outputs(res: core_margin.MarginResult, make_layers: bool = False) -> dict:
