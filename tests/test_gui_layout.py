@@ -120,6 +120,9 @@ def test_widgets_opened_from_the_plugins_menu_share_one_narrow_tabbed_dock(viewe
             for i in range(bar.count()):
                 text = bar.tabText(i)
                 assert bar.tabRect(i).width() >= bar.fontMetrics().horizontalAdvance(text), text
+            if width == _dock.DOCK_WIDTH:  # every tab in view, none behind the arrows (UAT
+                # s13 N8: "... Cohort | Te")
+                assert bar.tabRect(bar.count() - 1).right() <= bar.width(), bar.width()
         # the canvas keeps most of the window
         assert viewer.window._qt_viewer.canvas.native.width() > 0.45 * win.width()
         # the Margins histogram shown whole (title and axis labels): the picture scaled
