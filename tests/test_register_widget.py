@@ -291,7 +291,8 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     assert set(states) == {True, False}
     assert reg_l.colormap.name == "gray" and reg_l.opacity == 1.0
     qa.flicker.setChecked(False)
-    assert reg_l.visible and pre_l.visible
+    # as before the flicker: the difference view, still on, is read over pre alone
+    assert not reg_l.visible and pre_l.visible
     assert reg_l.colormap.name == "magenta" and reg_l.opacity == pytest.approx(0.6)
     qa.cross.setChecked(True)
     qa.move_crosshair(TUMOR_C[::-1])
@@ -317,6 +318,7 @@ def test_qa_views_checkerboard_screenshot_and_verdict(widget, qtbot, tmp_path, m
     # screenshot of the checkerboard
     qa.contours.setCurrentText("none")
     qa.diff.setChecked(False)
+    assert reg_l.visible  # every view that hid it is off
     qa.cross.setChecked(False)
     w.viewer.reset_view()
     w.viewer.dims.set_point(0, float(TUMOR_C[2]))

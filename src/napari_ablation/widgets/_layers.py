@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core import coverage, display, geometry
+from ..core.case import LABEL_ROLES
 from ..core.errors import AblationError, one_line
 
 META = "napari_ablation"
@@ -289,6 +290,32 @@ def forget_undo(layer) -> None:
     layer.editable = True
     if layer.mode != mode:
         layer.mode = mode
+
+
+def shows_result(layer) -> bool:
+    """Tell whether ``layer`` is a plugin Labels layer that shows a result (the margin
+    classes, the ablation outline in pre space, QA edges, a quiz key's reference, a replaced
+    labels record): every plugin Labels layer but the case's own labels (tumor, ablation),
+    the only ones drawn on."""
+    from napari.layers import Labels
+
+    role = role_of(layer)
+    return isinstance(unwrapped(layer), Labels) and role is not None and role not in LABEL_ROLES
+
+
+def keep_read_only(layer) -> None:
+    """Make ``layer`` read-only for as long as it shows a result (:func:`shows_result`): a
+    stroke on it would change the picture, not the figures beside it (UAT s13 N5). napari
+    makes a Labels layer editable again each time its data is replaced (a recompute)."""
+    layer = unwrapped(layer)
+    layer.editable = False
+    layer.events.editable.connect(_stay_read_only)  # (once: napari skips a second connect)
+
+
+def _stay_read_only(event) -> None:
+    layer = event.source
+    if layer.editable and shows_result(layer):
+        layer.editable = False
 
 
 #: blendings that draw a layer whatever its opacity

@@ -91,6 +91,88 @@ def difference_offset(d: np.ndarray, fov: np.ndarray, pre_norm: np.ndarray) -> f
     return float(np.median(sample)) if sample.size else 0.0
 
 
+class HeldVisibility:
+    """The layers the QA views hide or show while they are on (the registered post under the
+    difference, one image under the edges of the other, the ablation outline of its contour
+    view, the flicker's two images).
+
+    Each layer keeps its own visibility, the user's: the one it had when the first view
+    took it, or the one the user gave it since (its eye). When the last view holding it lets
+    it go it is put back: a view never leaves a layer hidden, nor shows one the user hid
+    (UAT s13 N1). While several views hold a layer, the last one to take it decides.
+    """
+
+    def __init__(self, viewer):
+        self._viewer = viewer
+        #: id(layer) -> {"layer", "own": the user's visibility, "views": {view: visible},
+        #: "track": the layer's visible-event callback}
+        self._held: dict[int, dict] = {}
+        self._setting = False
+
+    def hold(self, view: str, layer, visible: bool, *, own: bool | None = None) -> None:
+        """While ``view`` is on, ``layer`` is shown (``visible``) or hidden. ``own``: the
+        visibility to put back when no view holds it (default: its visibility now)."""
+        layer = _layers.unwrapped(layer)
+        key = id(layer)
+        entry = self._held.get(key)
+        if entry is None:
+
+            def track(event=None):  # the user's eye: what to put back
+                held = self._held.get(key)
+                if held is not None and not self._setting:
+                    held["own"] = bool(held["layer"].visible)
+
+            entry = {
+                "layer": layer,
+                "own": bool(layer.visible if own is None else own),
+                "views": {},
+                "track": track,
+            }
+            layer.events.visible.connect(track)
+            self._held[key] = entry
+        entry["views"].pop(view, None)  # (the last to take it decides)
+        entry["views"][view] = bool(visible)
+        self._set(layer, visible)
+
+    def holds(self, view: str, layer) -> bool:
+        entry = self._held.get(id(_layers.unwrapped(layer)))
+        return entry is not None and view in entry["views"]
+
+    def release(self, view: str | None = None, *, keep=()) -> None:
+        """``view`` lets go of its layers (None: every view does), but for those in
+        ``keep``: each is as another view holding it wants, else as the user had it."""
+        kept = {id(_layers.unwrapped(ly)) for ly in keep}
+        layers = _layers.unwrapped(self._viewer).layers
+        for key, entry in list(self._held.items()):
+            views = entry["views"]
+            if key in kept or (view is not None and view not in views):
+                continue
+            if view is None:
+                views.clear()
+            else:
+                del views[view]
+            layer = entry["layer"]
+            if views:
+                self._set(layer, next(reversed(views.values())))
+                continue
+            del self._held[key]
+            layer.events.visible.disconnect(entry["track"])
+            if layer in layers:
+                self._set(layer, entry["own"])
+
+    def _set(self, layer, visible: bool) -> None:
+        self._setting = True
+        try:
+            _layers.set_changed(layer, visible=bool(visible))
+        finally:
+            self._setting = False
+
+
+#: the views that hold layers' visibility (:class:`HeldVisibility`)
+CONTOUR_VIEW = "contours"
+FLICKER_VIEW = "flicker"
+
+
 class QAPanel(QWidget):
     def __init__(self, owner, parent=None):
         super().__init__(parent)
@@ -103,7 +185,7 @@ class QAPanel(QWidget):
         self._mouse_cb = None
         self._edges_cache = None
         self._diff_offset = 0.0
-        self._reg_visible_before = None
+        self._held = HeldVisibility(self.viewer)
         v = _layers.scroll_body(self)  # scrolls, never squeezed, in a narrow dock
 
         views = QGroupBox("Views")
@@ -287,6 +369,9 @@ class QAPanel(QWidget):
                     contrast_limits=(-DIFF_LIMIT, DIFF_LIMIT),
                     blending="translucent",
                 )
+                if not self._held.holds(DIFF, reg_l):
+                    # read over pre alone: the magenta registered post tints everything
+                    self._held.hold(DIFF, reg_l, False)
             else:
                 self._remove(DIFF)
             self.diff_legend.setVisible(self.diff.isChecked())
@@ -327,9 +412,7 @@ class QAPanel(QWidget):
         mode = self.contours.currentText()
         if mode == "none":
             self._remove(EDGES)
-            abl = _layers.find_layer(self.viewer, "ablation_registered")
-            if abl is not None:
-                abl.visible = False
+            self._held.release(CONTOUR_VIEW)  # the layers as they were
             return
         if mode.startswith("edges"):
             src = reg_l if "registered post over" in mode else pre_l
@@ -371,23 +454,27 @@ class QAPanel(QWidget):
                     )
                 _layers.arrange(self.viewer)
             # show the edges over the other image
-            reg_l.visible = "registered post over" not in mode
-            pre_l.visible = True
+            self._held.hold(CONTOUR_VIEW, reg_l, "registered post over" not in mode)
+            self._held.hold(CONTOUR_VIEW, pre_l, True)
+            self._held.release(CONTOUR_VIEW, keep=(reg_l, pre_l))
             return
         self._remove(EDGES)
+        self._held.release(CONTOUR_VIEW)
         abl = self.owner.image("ablation")
         pre = self.owner.image("pre")
         if abl is None or pre is None:
             _layers.notify_info("draw the ablation zone on post to see its outline on pre")
             return
         out = tfm.resample_onto(abl, pre, self.owner.transform, interpolator="nearest")
+        made = _layers.find_layer(self.viewer, "ablation_registered") is None
         with _layers.keep_selection(self.viewer):
             layer = _layers.add_or_update_labels(
                 self.viewer, out, "ablation_registered", color=_layers.ABLATION_COLOR
             )
         layer.contour = 1
         layer.rendering = "translucent"  # in 3D a see-through volume, not a block hiding the tumor
-        layer.visible = True
+        # shown while this view is on; one made for it is hidden after
+        self._held.hold(CONTOUR_VIEW, layer, True, own=False if made else None)
         _layers.arrange(self.viewer)
 
     def _post_field_of_view(self, box=None) -> np.ndarray:
@@ -415,15 +502,9 @@ class QAPanel(QWidget):
 
     def _on_diff(self, on: bool) -> None:
         """The difference is read over pre alone: the magenta registered post (which tints
-        everything) is hidden while it is on, and shown again as it was after."""
-        reg_l = self.owner.registered_layer()
-        if on and reg_l is not None:
-            self._reg_visible_before = reg_l.visible
-            reg_l.visible = False
-        elif not on and reg_l is not None and self._reg_visible_before:
-            reg_l.visible = True
+        everything) is hidden while it is on (:meth:`refresh`), and as it was after."""
         if not on:
-            self._reg_visible_before = None
+            self._held.release(DIFF)
         self.refresh()
 
     def _on_opacity(self, value: int) -> None:
@@ -448,10 +529,7 @@ class QAPanel(QWidget):
             self._flick.start()
         else:
             self._flick.stop()
-            got = self._arrays()
-            if got is not None:
-                got[0].visible = True
-                got[1].visible = True
+            self._held.release(FLICKER_VIEW)  # pre and registered post as they were
             style = getattr(self, "_flick_style", None)
             if style is not None and style[0] in self.viewer.layers:
                 layer, cmap, opacity, blending = style
@@ -469,8 +547,8 @@ class QAPanel(QWidget):
         pre_l, reg_l = got
         self._flick_state = not self._flick_state
         # registered post shown opaque on its own, then pre on its own
-        reg_l.visible = self._flick_state
-        pre_l.visible = not self._flick_state
+        self._held.hold(FLICKER_VIEW, reg_l, self._flick_state)
+        self._held.hold(FLICKER_VIEW, pre_l, not self._flick_state)
 
     # ------------------------------------------------------------------ crosshair
     def _on_cross(self, on: bool) -> None:
@@ -584,6 +662,7 @@ class QAPanel(QWidget):
         """A new case: the QA layers of the previous one go, its verdict is shown."""
         for name in (CHECKER, DIFF, EDGES, CROSS):
             self._remove(name)
+        self._held.release()
         self._edges_cache = None
         self._ranges.clear()
         self._load_verdict()
@@ -594,6 +673,7 @@ class QAPanel(QWidget):
             self.flicker.setChecked(False)  # restores the layers' look
         self._flick.stop()
         self._disconnect_mouse()
+        self._held.release()  # no layer left hidden by a view of a closed widget
 
     # ------------------------------------------------------------------ verdict
     def _load_verdict(self) -> None:

@@ -1238,8 +1238,11 @@ class CaseSession:
     def _adopt(self, layer) -> None:
         """Take a layer with a role into the model: pre/post images that arrive without a
         case (File > Open Sample, drag and drop), tumor/ablation labels, and the post image's
-        link to the ablation labels' visibility."""
+        link to the ablation labels' visibility. A Labels layer that shows a result (margin
+        classes, outlines) is read-only (:func:`_layers.shows_result`)."""
         role = self._labels_role_after_convert(layer, _layers.role_of(layer))
+        if _layers.shows_result(layer):
+            _layers.keep_read_only(layer)
         if role in CASE_ROLES and self._of_another_case(layer):
             self._arrived.append(layer)
             if len(self._arrived) == 1:  # once all its layers are in, in a later piece of
@@ -1544,7 +1547,7 @@ class CaseSession:
             other.metadata = meta
             # a record of the replaced labels, equal to the file just written: read-only, as
             # strokes on it would reach no file (to edit it, make it the role's layer again)
-            other.editable = False
+            _layers.keep_read_only(other)
             other.name = f"{other.name}{PREVIOUS_SUFFIX}"
         if layer.name.endswith(PREVIOUS_SUFFIX):  # a kept record made the role's layer again
             layer.name = layer.name[: -len(PREVIOUS_SUFFIX)]
