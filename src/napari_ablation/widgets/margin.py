@@ -1262,7 +1262,8 @@ class MarginWidget(QWidget):
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it
-        (whatever axes the canvas shows: axial, coronal, sagittal, or 3D)."""
+        (whatever axes the canvas shows: axial, coronal, sagittal, or 3D); with the grid on
+        and the view fitted, the view stays fitted (the point is in it)."""
         if self.result is None:
             return
         pt = [float(v) for v in geometry.lps_to_world(self.result.min_margin_point_lps)]
@@ -1273,7 +1274,18 @@ class MarginWidget(QWidget):
         # the slices: the nearest ones holding tumor voxels (the report's rule)
         shown, note = _mtm_slices_world(self.result)
         v.dims.point = tuple(float(c) for c in shown)
-        _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
+        cam = _layers.camera(v)
+        zoom, fitted = cam.zoom, False
+        if v.dims.ndisplay == 2 and _layers.grid(v).enabled:
+            # pre and post side by side, fitted: both cells stay whole (the point is in the
+            # pre cell); centred on the point, a quarter of pre was off the canvas (UAT s13
+            # N4). Zoomed in beyond the fit, the user's zoom stays, centred on the point.
+            v.reset_view()
+            fitted = zoom <= cam.zoom * 1.05
+            if not fitted:
+                cam.zoom = zoom
+        if not fitted:
+            cam.center = tuple(pt[d] for d in v.dims.displayed)
         if note:
             _layers.notify_info(note)
 
