@@ -291,10 +291,11 @@ def test_margin_widget_on_the_renal_sample_case(make_napari_viewer, qtbot, tmp_p
     layers = list(viewer.layers)
     pre = _layers.find_layer(viewer, "pre")
     assert g.position(layers.index(lab), layers) == g.position(layers.index(pre), layers)
-    # a coronal view through the minimal margin point, zoomed on the tumor
+    # a coronal view through the minimal margin point, zoomed on the tumor (zoomed in, Go to
+    # MTM centres on the point; the fitted grid stays fitted)
     viewer.dims.order = (1, 0, 2)
-    w.center_on_mtm()
     _layers.camera(viewer).zoom *= 3
+    w.center_on_mtm()
     shot = viewer.screenshot(str(tmp_path / "renal_margin.png"), canvas_only=True, flash=False)
     px = np.asarray(shot)[..., :3].reshape(-1, 3).astype(int)
     greenish = np.sum((px[:, 1] > px[:, 0] + 30) & (px[:, 1] > px[:, 2] + 30))

@@ -206,10 +206,28 @@ def _outline_layer_kwargs(prep: dict) -> dict:
     )
 
 
-def _mtm_point(res: core_margin.MarginResult, scale, translate) -> tuple[np.ndarray, dict]:
-    """The minimal margin point on the margin layer's (pre) grid (napari steps slice by
-    slice) and its label's value."""
-    world = geometry.lps_to_world(res.min_margin_point_lps)
+def _mtm_slices_world(res: core_margin.MarginResult) -> tuple[np.ndarray, str]:
+    """The world point ``(z, y, x)`` of the pre voxel whose slices show the minimal margin
+    point (:func:`report.mtm_slices`: the nearest ones holding tumor) and its note."""
+    index, note = report.mtm_slices(res)
+    shown = res.pre_reference.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+    return np.asarray(geometry.lps_to_world(shown), float), note
+
+
+def _mtm_point(
+    res: core_margin.MarginResult, scale, translate, sliced: tuple[int, ...] = ()
+) -> tuple[np.ndarray, dict]:
+    """The minimal margin point on the margin layer's (pre) grid and its label's value.
+
+    Along the ``sliced`` axes (those the 2D view steps through) the point is put on the
+    centre of the slice *Go to MTM* shows: napari draws a point only within half a voxel of
+    the slider, and the point lies anywhere in its voxel, or just beyond the last tumor
+    slice (UAT s13 N2: the coronal view at the pre slice holding it did not draw it). In
+    3D (no sliced axis) it is where it is."""
+    world = np.array(geometry.lps_to_world(res.min_margin_point_lps), float)  # (a copy)
+    if sliced:
+        axes = list(sliced)
+        world[axes] = _mtm_slices_world(res)[0][axes]
     scale, translate = np.asarray(scale, float), np.asarray(translate, float)
     data = np.asarray([(np.asarray(world) - translate) / scale])
     return data, {"margin_mm": [round(res.min_margin_mm, 2)]}
@@ -225,8 +243,6 @@ def _mtm_point_kwargs(scale, translate, features: dict) -> dict:
         # in 3D over the surfaces it lies on (drawn before it, by the layer-order rule),
         # its label too: not cut by the tumor surface
         "blending": "translucent_no_depth",
-        # seen (smaller) on the nearest tumor slice when it lies between slices
-        "out_of_slice_display": True,
         "metadata": {_layers.META: {"role": "mtm_point"}},
         "units": "mm",
         "axis_labels": geometry.AXIS_LABELS,
@@ -349,6 +365,8 @@ class MarginWidget(QWidget):
         _layers.connect_while_alive(m.qa_changed, self, self._show_qa)
         _layers.connect_while_alive(m.case_loaded, self, self._on_case_loaded)
         _layers.connect_while_alive(self.viewer.dims.events.ndisplay, self, self._on_ndisplay)
+        for ev in (self.viewer.dims.events.order, self.viewer.dims.events.ndisplay):
+            _layers.connect_while_alive(ev, self, self._place_mtm_point)
         _layers.connect_while_alive(self.session.changed, self, self._on_session_changed)
         _layers.connect_while_alive(
             self.viewer.layers.events.inserted, self, self._on_layers_changed
@@ -1188,11 +1206,13 @@ class MarginWidget(QWidget):
             yield from settle()
             with _layers.keep_selection(v):
                 scale, translate = lab.scale, lab.translate
-                data, features = _mtm_point(res, scale, translate)
+                data, features = _mtm_point(res, scale, translate, self._sliced_axes())
                 pts = _layers.find_layer(v, "mtm_point")
                 if pts is None:
                     pts = made.pop("mtm_point", None)
-                    if pts is not None and np.array_equal(np.asarray(pts.data), data):
+                    if pts is not None and np.allclose(pts.translate, translate):
+                        if not np.array_equal(np.asarray(pts.data), data):
+                            pts.data = data  # (made where the view was not known)
                         add(lambda: v.add_layer(pts))
                     else:
                         kw = _mtm_point_kwargs(scale, translate, features)
@@ -1235,7 +1255,8 @@ class MarginWidget(QWidget):
 
     def center_on_mtm(self) -> None:
         """Put every view's slice through the minimal margin point and the camera on it
-        (whatever axes the canvas shows: axial, coronal, sagittal, or 3D)."""
+        (whatever axes the canvas shows: axial, coronal, sagittal, or 3D); with the grid on
+        and the view fitted, the view stays fitted (the point is in it)."""
         if self.result is None:
             return
         pt = [float(v) for v in geometry.lps_to_world(self.result.min_margin_point_lps)]
@@ -1244,13 +1265,40 @@ class MarginWidget(QWidget):
             _layers.center_view_on(v, pt)
             return
         # the slices: the nearest ones holding tumor voxels (the report's rule)
-        index, note = report.mtm_slices(self.result)
-        ref = self.result.pre_reference
-        shown = ref.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
-        v.dims.point = tuple(float(c) for c in geometry.lps_to_world(shown))
-        _layers.camera(v).center = tuple(pt[d] for d in v.dims.displayed)
+        shown, note = _mtm_slices_world(self.result)
+        v.dims.point = tuple(float(c) for c in shown)
+        cam = _layers.camera(v)
+        zoom, fitted = cam.zoom, False
+        if v.dims.ndisplay == 2 and _layers.grid(v).enabled:
+            # pre and post side by side, fitted: both cells stay whole (the point is in the
+            # pre cell); centred on the point, a quarter of pre was off the canvas (UAT s13
+            # N4). Zoomed in beyond the fit, the user's zoom stays, centred on the point.
+            v.reset_view()
+            fitted = zoom <= cam.zoom * 1.05
+            if not fitted:
+                cam.zoom = zoom
+        if not fitted:
+            cam.center = tuple(pt[d] for d in v.dims.displayed)
         if note:
             _layers.notify_info(note)
+
+    def _sliced_axes(self) -> tuple[int, ...]:
+        """The axes (of z, y, x) the 2D view steps through; none in 3D."""
+        dims = self.viewer.dims
+        if dims.ndisplay != 2 or dims.ndim < 3:
+            return ()
+        off = dims.ndim - 3
+        return tuple(int(d) - off for d in dims.not_displayed if int(d) >= off)
+
+    def _place_mtm_point(self, event=None) -> None:
+        """The minimal margin point marker on the slice *Go to MTM* shows, in the plane the
+        view shows (:func:`_mtm_point`), after a change of plane or of 2D/3D."""
+        pts = _layers.find_layer(self.viewer, "mtm_point")
+        if pts is None or self._shown is None or self.adding_layers:
+            return
+        data = _mtm_point(self._shown.result, pts.scale, pts.translate, self._sliced_axes())[0]
+        if not np.array_equal(np.asarray(pts.data), data):
+            pts.data = data
 
     def _surfaces_wanted(self, first: bool = False) -> bool:
         """The 3D surfaces are kept current once they exist, and made for a result shown in

@@ -212,8 +212,8 @@ def plane_of(viewer) -> str | None:
 
 def show_plane(viewer, name: str) -> None:
     """Show the radiological plane ``name`` (a key of :data:`PLANES`) in 2D, on the slices
-    the user is on: the dims order that draws its axes (napari fits the view to them) and the
-    camera directions of the convention (the guide sets them for the new axes)."""
+    the user is on: the dims order that draws its axes and the camera directions of the
+    convention (the guide sets them for the new axes), fitted to the canvas."""
     install(viewer)
     dims = viewer.dims
     if dims.ndim < 3:
@@ -226,6 +226,9 @@ def show_plane(viewer, name: str) -> None:
     dims.order = (*range(off), sliced + off, vertical + off, horizontal + off)
     # the convention's directions, also where the user had flipped this plane
     _layers.camera(viewer).orientation2d = core_orientation.screen_directions(PLANES[name])
+    # fitted to the canvas (napari fits on a change of axes only: the plane already shown,
+    # picked again after Go to MTM or a zoom, stayed where it was; UAT s13 N4)
+    viewer.reset_view()
 
 
 def warm_up_steps(viewer):
