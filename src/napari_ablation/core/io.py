@@ -922,7 +922,7 @@ MAX_LABEL_VALUE = 255
 
 
 def _distinct_values(arr: np.ndarray) -> np.ndarray:
-    """The distinct values of an integer array, sorted, one slice at a time (no full copy)."""
+    """Return the distinct values of an integer array, sorted, one slice at a time (no copy)."""
     lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
     slices = arr if arr.ndim == 3 else arr[np.newaxis]
     if hi - lo <= 1 << 20:  # a count per value, not a sort
