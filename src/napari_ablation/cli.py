@@ -397,9 +397,7 @@ def _cmd_margin(args: argparse.Namespace) -> int:
 
     inputs = {"tumor": str(args.tumor), "ablation": str(args.ablation), "transform": args.transform}
     # the GUI's registration line for a transform opened from a file (UAT s13 N9)
-    registration = tfm.registration_summary(
-        tx, res.tumor_centroid_lps, "file", Path(args.transform).name if tx else ""
-    )
+    registration = tfm.file_registration_summary(tx, args.transform, res.tumor_centroid_lps)
     if args.json_out:
         from .core import report
 

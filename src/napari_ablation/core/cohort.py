@@ -469,9 +469,14 @@ def analyze_case(
         )
         rec["margin"] = res.to_json_dict()
         from .margin import registration_fields
+        from .transform import file_registration_summary, read_rigid_transform
 
         # a transform file was read, or nothing was registered: as the margin CLI says it
         rec["margin"].update(registration_fields(inputs.transform or None))
+        tx = read_rigid_transform(inputs.transform) if inputs.transform else None
+        rec["margin"]["registration"] = file_registration_summary(
+            tx, inputs.transform, res.tumor_centroid_lps
+        )
     except MemoryError:
         rec["error"] = "out of memory"
     except Exception as exc:  # noqa: BLE001 - fault isolation: one case never stops the batch

@@ -854,6 +854,37 @@ def motion_text(tx: sitk.Transform | None, centre_lps) -> str:
 NO_REGISTRATION = "NO REGISTRATION: identity transform (pre and post assumed aligned)"
 
 
+def file_registration_summary(tx: sitk.Transform | None, path, centre_lps=None) -> str:
+    """Describe a registration read from a file, as :func:`registration_summary` does.
+
+    The line of ``margin --transform`` and of ``cohort run`` (and of the GUI for a
+    transform opened from a file): ``"file, <file name>; tumor centre moved ..."``.
+
+    Parameters
+    ----------
+    tx : SimpleITK.Transform or None
+        The transform read from ``path``; None: nothing registered.
+    path : str or os.PathLike or None
+        The transform file.
+    centre_lps : array_like, optional
+        The tumor centre (x, y, z), LPS mm, in pre space.
+
+    Returns
+    -------
+    str
+        The one line (:data:`NO_REGISTRATION` when ``tx`` is None).
+
+    Examples
+    --------
+    >>> import SimpleITK as sitk
+    >>> shift = sitk.TranslationTransform(3, (3.0, 4.0, 0.0))
+    >>> file_registration_summary(shift, "a/T.tfm", (0, 0, 0))
+    'file, T.tfm; tumor centre moved 5.0 mm, rotation 0.0°'
+    """
+    name = Path(path).name if tx is not None and path else ""
+    return registration_summary(tx, centre_lps, "file", name)
+
+
 def registration_summary(
     tx: sitk.Transform | None, centre_lps=None, source: str = "file", note: str = ""
 ) -> str:
