@@ -70,8 +70,9 @@ def test_go_to_mtm_shows_the_marker_in_every_plane_on_the_liver(
         for name in ("axial", "coronal", "sagittal", "axial"):
             _pick_plane(qtbot, load, name)
             sliced = int(viewer.dims.not_displayed[0])
-            # the slice shown is pre's voxel centre (not between two of them) ...
-            assert viewer.dims.point[sliced] == pytest.approx(centre[sliced], abs=1e-6), name
+            # the pre slice shown is the MTM's (the slider may sit up to half a pre voxel
+            # off its centre: napari steps by the finest grid of all layers) ...
+            assert abs(viewer.dims.point[sliced] - centre[sliced]) < 0.5 * pre.scale[sliced]
             shown = np.round(pre.world_to_data(viewer.dims.point)).astype(int)
             assert shown[sliced] == index[sliced], name
             # ... and its marker is drawn there, full size, at the MTM point in-plane
@@ -122,6 +123,12 @@ def test_grid_go_to_mtm_and_view_keep_both_images_on_the_canvas(
     assert not errors, errors
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="UAT s13 N3 left: putting napari's slider range back on pre's grid after each "
+    "change re-sliced every layer twice per recompute (Ctrl-Z + recompute 77 -> 301 ms of "
+    "GUI-thread work); reverted",
+)
 def test_the_slider_steps_through_pre_slices_after_3d_surfaces(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):

@@ -405,42 +405,6 @@ def on_shown_slice(viewer, layer, world_zyx) -> np.ndarray:
     return pts
 
 
-def slider_on_slices(viewer, layer) -> None:
-    """Make the 2D slider step through the slices of ``layer`` (the pre image): its positions
-    on ``layer``'s voxel centres, one per acquired slice.
-
-    napari's slider starts at the lowest extent of all layers and steps by the finest scale
-    of all layers, hidden ones included: the raw post on its own grid moved the positions
-    off pre's voxel centres, so *Go to MTM* landed between two pre slices and the marker on
-    the pre slice was not drawn (UAT s13 N2); a 3D surface (scale 1 mm) made three slider
-    positions per 3 mm slice (N3). Here the step is the finest scale of the images and
-    labels (the acquired slices), and the start is moved down onto ``layer``'s grid when
-    its spacing is a whole number of steps. Nothing is changed without ``layer``."""
-    from napari.layers import Image, Labels
-
-    dims = viewer.dims
-    if layer is None or layer.ndim != 3 or dims.ndim < 3 or layer not in viewer.layers:
-        return
-    grids = [ly for ly in viewer.layers if isinstance(ly, Image | Labels) and ly.ndim == 3]
-    off = dims.ndim - 3
-    ranges = list(dims.range)
-    for a in range(3):
-        start, stop, step = (float(v) for v in ranges[off + a])
-        acquired = min(abs(float(ly.scale[a])) for ly in grids)
-        step = max(step, acquired)
-        s, t = abs(float(layer.scale[a])), float(layer.translate[a])
-        n = s / step
-        if abs(n - round(n)) < 1e-6 * max(n, 1.0):
-            start = t - np.ceil((t - start) / step - 1e-6) * step
-        count = np.ceil((stop - start) / step - 1e-6)  # positions after the first
-        # (a hair beyond the last position: napari counts the positions with int())
-        stop = start + (count + 1e-6) * step
-        ranges[off + a] = (start, stop, step)
-    old = [tuple(float(v) for v in r) for r in dims.range]
-    if any(not np.allclose(o, r, rtol=0, atol=1e-9) for o, r in zip(old, ranges, strict=True)):
-        dims.range = tuple(ranges)
-
-
 class ErrorText(str):
     """A job's one-line error message that keeps the exception it came from (``exc``)."""
 

@@ -465,8 +465,6 @@ class CaseSession:
         _layers.connect_before_napari(viewer.dims.events.ndisplay, self._before_switch)
         viewer.dims.events.ndisplay.connect(self._on_switch)
         viewer.dims.events.point.connect(self._on_point_in_3d)
-        # napari sets the range from all layers on each change of one: put it back on pre's
-        viewer.dims.events.range.connect(self._slider_on_pre)
         _layers.grid(viewer).events.enabled.connect(self._on_ndisplay)
         for layer in viewer.layers:
             self._adopt(layer)
@@ -1055,12 +1053,6 @@ class CaseSession:
             return
         dims.order = axial
         cam.orientation = want
-
-    def _slider_on_pre(self, event=None) -> None:
-        """The slider steps through pre's slices, whatever other layers are shown."""
-        viewer = self.viewer
-        if viewer is not None:
-            _layers.slider_on_slices(viewer, _layers.find_layer(viewer, "pre"))
 
     def _on_point_in_3d(self, event=None) -> None:
         """A slice chosen while in 3D (Go to MTM, a quiz reveal) is the one 2D comes back to."""
