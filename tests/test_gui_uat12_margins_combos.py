@@ -25,13 +25,11 @@ def _choices(marg) -> tuple[str, str]:
 def test_margins_choices_follow_the_sample_opened(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, how
 ):
-    monkeypatch.setenv("NAPARI_ABLATION_CASES", str(tmp_path / "home"))
-    viewer = make_napari_viewer(show=True)
     # the docks opened from the Plugins menu, Margins first
-    _d, marg = viewer.window.add_plugin_dock_widget("napari-ablation", "4. Margins")
-    _d, load = viewer.window.add_plugin_dock_widget("napari-ablation", "1. Load case")
-    session = marg.session
-    _gui.fast_timers(session)
+    viewer, session, ((_d, marg), (_d2, load)) = _gui.plugin_docks(
+        make_napari_viewer, tmp_path, monkeypatch, None, "4. Margins", "1. Load case"
+    )
+    assert session is marg.session
 
     def open_sample(key):
         load.sample.setCurrentIndex(load.sample.findData(key))
